@@ -1,0 +1,227 @@
+//! Resolved configuration: flags > `STEWARD_*` environment > `steward.toml` > defaults.
+//!
+//! Every problem found here is a [`ConfigError`], which `main` turns into exit code 2 with a
+//! message that says what to fix.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cli::{Cli, Command, DatabaseArgs, ServeArgs};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8051";
+pub const DEFAULT_DATABASE: &str = "sqlite://steward.db";
+const DEFAULT_CONFIG_FILE: &str = "steward.toml";
+
+/// A configuration problem the user must fix; exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error(
+        "invalid database URL {url:?}: {reason}. Use sqlite://PATH (e.g. sqlite://steward.db) or postgres://USER@HOST:PORT/DB"
+    )]
+    DatabaseUrl { url: String, reason: String },
+    #[error(
+        "cannot listen on {addr}: {source}. Choose another address with --listen or STEWARD_LISTEN (port 0 picks a free one)"
+    )]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database at {url}: {reason}")]
+    Database { url: String, reason: String },
+}
+
+/// What `steward.toml` may contain. Unknown keys are an error, so a typo never goes unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    database: Option<String>,
+}
+
+/// Which engine a database URL points at.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://PATH` — the file is created on first run.
+    Sqlite { path: PathBuf },
+    /// `postgres://...` (or `postgresql://...`), passed to sqlx as is.
+    Postgres { url: String },
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason: &str| ConfigError::DatabaseUrl {
+            url: redact(url),
+            reason: reason.to_string(),
+        };
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(invalid("the SQLite URL has no file path"));
+            }
+            return Ok(Self::Sqlite {
+                path: PathBuf::from(path),
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if url.split("://").nth(1).is_none_or(str::is_empty) {
+                return Err(invalid("the PostgreSQL URL has no host"));
+            }
+            return Ok(Self::Postgres {
+                url: url.to_string(),
+            });
+        }
+        Err(invalid("unsupported scheme"))
+    }
+
+    /// The URL with any password replaced, for logs and error messages.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite { path } => format!("sqlite://{}", path.display()),
+            Self::Postgres { url } => redact(url),
+        }
+    }
+}
+
+// Hand-written so a password never reaches a log line.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Replaces the password in `scheme://user:password@host` with `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// Configuration of `steward serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub database: DatabaseUrl,
+}
+
+/// Configuration of `steward stdio`.
+#[derive(Debug, Clone)]
+pub struct StdioConfig {
+    pub database: DatabaseUrl,
+}
+
+pub enum Resolved {
+    Serve(ServeConfig),
+    Stdio(StdioConfig),
+}
+
+/// Merges flags/env (already applied by clap) with the config file and the defaults.
+pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
+    let file = load_file(cli.config.as_deref())?;
+    Ok(match cli.command {
+        Command::Serve(ServeArgs { listen, database }) => Resolved::Serve(ServeConfig {
+            listen: listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
+            database: database_url(database, &file)?,
+        }),
+        Command::Stdio(database) => Resolved::Stdio(StdioConfig {
+            database: database_url(database, &file)?,
+        }),
+    })
+}
+
+fn database_url(args: DatabaseArgs, file: &FileConfig) -> Result<DatabaseUrl, ConfigError> {
+    let url = args
+        .database
+        .or_else(|| file.database.clone())
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    DatabaseUrl::parse(&url)
+}
+
+/// Reads the explicit config file (which must exist) or `./steward.toml` if present.
+fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None if Path::new(DEFAULT_CONFIG_FILE).is_file() => PathBuf::from(DEFAULT_CONFIG_FILE),
+        None => return Ok(FileConfig::default()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
+        path: path.clone(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+        path,
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sqlite_and_postgres_urls() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://steward.db").unwrap(),
+            DatabaseUrl::Sqlite {
+                path: "steward.db".into()
+            }
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db?mode=rwc").unwrap(),
+            DatabaseUrl::Sqlite {
+                path: "/tmp/x.db".into()
+            }
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@localhost:5432/db").unwrap(),
+            DatabaseUrl::Postgres { .. }
+        ));
+    }
+
+    #[test]
+    fn rejects_unknown_schemes_with_a_hint() {
+        let err = DatabaseUrl::parse("mysql://localhost/db")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sqlite://PATH"), "{err}");
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn never_shows_passwords() {
+        let url = DatabaseUrl::parse("postgres://bob:hunter2@db:5432/steward").unwrap();
+        assert_eq!(format!("{url:?}"), "postgres://bob:***@db:5432/steward");
+        let err = DatabaseUrl::parse("mysql://bob:hunter2@db/x")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn file_rejects_unknown_keys() {
+        let err =
+            toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\ndatabse = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("databse"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! Steward: an MCP server with a shared project and task board, and an honest, durable record
+//! of every session and request.
+//!
+//! Layers, from the outside in: [`cli`]/[`config`] resolve what to run; [`server`] opens the
+//! [`store`] and serves; [`mcp`] speaks the protocol (HTTP and stdio); [`tools`] are the board's
+//! MCP tools over the [`store`]; [`board`] is the board's vocabulary.
+
+pub mod board;
+pub mod cli;
+pub mod config;
+pub mod mcp;
+pub mod server;
+pub mod store;
+pub mod tools;

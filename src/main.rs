@@ -1,0 +1,53 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use steward::cli::Cli;
+use steward::config::{self, Resolved};
+use steward::server::{self, RunError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let resolved = match config::resolve(cli) {
+        Ok(resolved) => resolved,
+        Err(error) => return config_error(&error),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("steward: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match resolved {
+            Resolved::Serve(config) => server::serve(config).await,
+            Resolved::Stdio(config) => server::stdio(config).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(RunError::Config(error)) => config_error(&error),
+        Err(RunError::Runtime(error)) => {
+            eprintln!("steward: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn config_error(error: &config::ConfigError) -> ExitCode {
+    eprintln!("steward: configuration error: {error}");
+    ExitCode::from(2)
+}
+
+/// Logs go to stderr (stdout belongs to the stdio transport); `STEWARD_LOG` or `RUST_LOG`
+/// set the filter, default `info`.
+fn init_tracing() {
+    let filter = std::env::var("STEWARD_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_string());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}

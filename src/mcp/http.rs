@@ -1,0 +1,116 @@
+//! The HTTP face: Streamable HTTP MCP at `/mcp` (rmcp), `/health`, and the middleware that
+//! turns transport rejections into JSON-RPC errors that say what to fix.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{BoardServer, ServerContext};
+
+/// The header value every MCP POST must send.
+pub const REQUIRED_ACCEPT: &str = "application/json, text/event-stream";
+/// Largest rejection body worth reading back to rewrite it.
+const MAX_REJECTION_BODY: usize = 64 * 1024;
+
+/// The whole HTTP application. `shutdown` ends open SSE streams so a graceful stop can finish.
+pub fn router(ctx: Arc<ServerContext>, shutdown: CancellationToken) -> Router {
+    let config =
+        StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
+    let factory_ctx = ctx.clone();
+    let mcp = StreamableHttpService::new(
+        move || Ok(BoardServer::new(factory_ctx.clone(), None)),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn(explain_rejections))
+        .route("/health", get(health))
+        .with_state(ctx)
+}
+
+/// `GET /health`: 200 with `status: "ok"` when the database answers, else 503 `degraded`.
+async fn health(State(ctx): State<Arc<ServerContext>>) -> Response {
+    let (status, database) = match ctx.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            json!({ "engine": ctx.store.engine(), "reachable": true }),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "engine": ctx.store.engine(), "reachable": false, "error": e.to_string() }),
+        ),
+    };
+    let body = json!({
+        "status": if status == StatusCode::OK { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": ctx.started.elapsed().as_secs(),
+        "database": database,
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// rmcp answers transport-level rejections (wrong Accept header, unknown session, missing
+/// session id...) with a plain-text body. MCP clients expect JSON-RPC, and the seed's lesson
+/// is that a rejection must say what to fix: rewrite those bodies as JSON-RPC errors, keeping
+/// the HTTP status.
+async fn explain_rejections(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let original = match to_bytes(body, MAX_REJECTION_BODY).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = explain(status, &original);
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": -32600, "message": message },
+    });
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+fn explain(status: StatusCode, original: &str) -> String {
+    match status {
+        StatusCode::NOT_ACCEPTABLE => format!(
+            "Not Acceptable: send the header `Accept: {REQUIRED_ACCEPT}` (POST needs both types, GET needs text/event-stream). Server said: {original}"
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            format!(
+                "Unsupported Media Type: send `Content-Type: application/json`. Server said: {original}"
+            )
+        }
+        StatusCode::NOT_FOUND => format!(
+            "{original}: this Mcp-Session-Id is unknown, expired or was closed. Start a new session with initialize"
+        ),
+        _ if original.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("Bad Request")
+            .to_string(),
+        _ => original.to_string(),
+    }
+}

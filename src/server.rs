@@ -1,0 +1,113 @@
+//! `steward serve` and `steward stdio`: open the store, then serve until told to stop.
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, DatabaseUrl, ServeConfig, StdioConfig};
+use crate::mcp::{self, ServerContext};
+use crate::store::{OpenError, Store};
+
+/// Why Steward stopped with an error: a configuration problem (exit 2) or a runtime one (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+/// Opens the database, mapping failures to a message that says what to fix.
+pub async fn open_store(url: &DatabaseUrl) -> Result<Store, ConfigError> {
+    Store::open(url).await.map_err(|error| {
+        let hint = match (url, &error) {
+            (DatabaseUrl::Sqlite { .. }, OpenError::Connect(_)) => {
+                "check that the directory exists and is writable, or pass another --database sqlite://PATH"
+            }
+            (DatabaseUrl::Postgres { .. }, OpenError::Connect(_)) => {
+                "check that PostgreSQL is running and reachable and that the user, password and database in the URL are right"
+            }
+            (_, OpenError::Migrate(_)) => {
+                "the database holds a schema this version of Steward cannot migrate; point --database at Steward's own database"
+            }
+        };
+        ConfigError::Database {
+            url: url.redacted(),
+            reason: format!("{error}; {hint}"),
+        }
+    })
+}
+
+/// Runs `steward serve` until SIGINT/SIGTERM, then stops accepting, lets in-flight requests
+/// finish and closes the database.
+pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
+    let store = open_store(&config.database).await?;
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ConfigError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+    let addr = listener.local_addr().map_err(anyhow::Error::from)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+
+    let ctx = ServerContext::new(store.clone());
+    let app = mcp::http::router(ctx, shutdown.clone());
+    // Without TCP_NODELAY every small SSE write waits ~40 ms for Nagle + delayed ACK
+    // (rmcp-notes.md §7): a 20x throughput difference.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "could not set TCP_NODELAY");
+        }
+    });
+    tracing::info!(%addr, database = ?config.database, engine = store.engine(), "Steward is serving MCP at /mcp");
+    // A machine-readable line on stdout, for scripts and tests that start on port 0.
+    println!("steward listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(anyhow::Error::from)?;
+    store.close().await;
+    tracing::info!("Steward stopped");
+    Ok(())
+}
+
+/// Runs `steward stdio` until the client closes standard input.
+pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
+    let store = open_store(&config.database).await?;
+    mcp::stdio::serve(ServerContext::new(store.clone())).await?;
+    store.close().await;
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops Steward gracefully");
+                if let Err(error) = ctrl_c.await {
+                    tracing::warn!(%error, "cannot listen for Ctrl-C");
+                    return;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    if let Err(error) = ctrl_c.await {
+        tracing::warn!(%error, "cannot listen for Ctrl-C");
+        return;
+    }
+    tracing::info!("stopping: finishing in-flight requests");
+    shutdown.cancel();
+}

@@ -1,0 +1,207 @@
+//! Storage on two real engines, SQLite (embedded default) and PostgreSQL.
+//!
+//! [`Store`] is an enum over the two typed pools so callers stay non-generic. Every query is
+//! written once with `$n` placeholders (which both engines accept) and the [`on_pool!`] macro
+//! compiles the same body once per engine, so the SQL cannot drift apart. Each engine has its
+//! own checked-in migration history under `migrations/{sqlite,postgres}`.
+
+mod id;
+
+pub mod documents;
+pub mod projects;
+pub mod tasks;
+pub mod versions;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use id::Id;
+
+use crate::config::DatabaseUrl;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a writer waits for SQLite's lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for a free connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection pool on one of the two supported engines.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the engine's typed pool. The body is compiled once per
+/// engine, so a query that does not type-check on both engines does not build.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Engine-specific pieces of a read-modify-write transaction.
+pub(crate) trait WritePool {
+    type Db: sqlx::Database;
+    /// Appended to a `SELECT` that reads a row the transaction will change: `FOR UPDATE` on
+    /// PostgreSQL; empty on SQLite, where `BEGIN IMMEDIATE` already holds the write lock.
+    const LOCK_ROW: &'static str;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
+}
+
+impl WritePool for SqlitePool {
+    type Db = sqlx::Sqlite;
+    const LOCK_ROW: &'static str = "";
+    // IMMEDIATE takes the write lock up front, so two writers never deadlock upgrading a
+    // read snapshot (which SQLite reports as SQLITE_BUSY, bypassing busy_timeout).
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl WritePool for PgPool {
+    type Db = sqlx::Postgres;
+    const LOCK_ROW: &'static str = " FOR UPDATE";
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send {
+        self.begin()
+    }
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Connect(#[from] sqlx::Error),
+    #[error("applying migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl Store {
+    /// Connects (creating a SQLite file on first run) and applies pending migrations.
+    pub async fn open(url: &DatabaseUrl) -> Result<Self, OpenError> {
+        let store = match url {
+            DatabaseUrl::Sqlite { path } => {
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await?;
+                SQLITE_MIGRATIONS.run(&pool).await?;
+                Store::Sqlite(pool)
+            }
+            DatabaseUrl::Postgres { url } => {
+                let options = PgConnectOptions::from_str(url)?.application_name("steward");
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await?;
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                Store::Postgres(pool)
+            }
+        };
+        Ok(store)
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+    }
+
+    /// Waits for in-flight queries and closes every connection.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Turns a user's search text into a case-insensitive `LIKE` pattern, escaping `%`, `_` and `\`
+/// so they match literally (queries use `ESCAPE '\'`).
+pub(crate) fn like_pattern(query: &str) -> String {
+    let mut pattern = String::with_capacity(query.len() + 2);
+    pattern.push('%');
+    for c in query.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// A page request already validated by the caller: `page` ≥ 1, `per_page` in 1..=100.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub page: u32,
+    pub per_page: u32,
+}
+
+impl Page {
+    pub fn limit(self) -> i64 {
+        i64::from(self.per_page)
+    }
+    pub fn offset(self) -> i64 {
+        i64::from(self.page - 1) * i64::from(self.per_page)
+    }
+}
+
+/// One page of results plus the total number of matches.
+#[derive(Debug, Clone)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_pattern_escapes_wildcards() {
+        assert_eq!(like_pattern("Ab"), "%ab%");
+        assert_eq!(like_pattern("100%_x\\"), "%100\\%\\_x\\\\%");
+    }
+
+    #[test]
+    fn page_offsets() {
+        let p = Page {
+            page: 3,
+            per_page: 10,
+        };
+        assert_eq!((p.limit(), p.offset()), (10, 20));
+    }
+}

@@ -1,0 +1,180 @@
+//! `find_documents`, `manage_document`.
+
+use rmcp::model::CallToolResult;
+use rmcp::{ErrorData, tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::projects::{default_page, default_per_page};
+use super::{
+    Parameters, ToolError, ToolResult, merge, page_info, respond, success, to_json, validate,
+};
+use crate::board::{Action, DocumentType};
+use crate::mcp::BoardServer;
+use crate::store::documents::{DocumentChanges, DocumentQuery, NewDocument};
+
+const NOT_FOUND_HINT: &str = "Use find_documents with the project_id to list its documents";
+const PROJECT_HINT: &str = "Use find_projects to list existing projects and their ids";
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FindDocumentsArgs {
+    pub project_id: String,
+    /// Return this one document with its full content.
+    pub document_id: Option<String>,
+    /// Only documents of this type.
+    pub document_type: Option<DocumentType>,
+    /// Case-insensitive text to look for in titles.
+    pub query: Option<String>,
+    /// Page number, from 1.
+    #[serde(default = "default_page")]
+    pub page: u32,
+    /// Results per page, 1 to 100.
+    #[serde(default = "default_per_page")]
+    pub per_page: u32,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManageDocumentArgs {
+    /// create, update or delete.
+    pub action: Action,
+    pub project_id: String,
+    /// Required for update and delete.
+    pub document_id: Option<String>,
+    /// Required for create.
+    pub title: Option<String>,
+    /// spec, design, note, prp, api or guide. Required for create.
+    pub document_type: Option<DocumentType>,
+    /// The document body as JSON (an object, e.g. {"sections": [...]}, or any JSON value).
+    pub content: Option<Value>,
+    pub tags: Option<Vec<String>>,
+    pub author: Option<String>,
+}
+
+#[tool_router(router = document_tools, vis = "pub(crate)")]
+impl BoardServer {
+    #[tool(
+        description = "List a project's documents (paginated, newest first; content left out), filter by type or title text, or get one document with its content by `document_id`."
+    )]
+    pub async fn find_documents(
+        &self,
+        Parameters(args): Parameters<FindDocumentsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(respond(
+            "find_documents",
+            self.find_documents_impl(args).await,
+        ))
+    }
+
+    #[tool(
+        description = "Create, update or delete a project document (spec, design, note, prp, api, guide) with JSON content, tags and author."
+    )]
+    pub async fn manage_document(
+        &self,
+        Parameters(args): Parameters<ManageDocumentArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(respond(
+            "manage_document",
+            self.manage_document_impl(args).await,
+        ))
+    }
+}
+
+impl BoardServer {
+    async fn find_documents_impl(&self, args: FindDocumentsArgs) -> ToolResult {
+        let project_id = validate::id("project_id", Some(&args.project_id))?;
+        if let Some(id) = validate::opt_id("document_id", args.document_id.as_deref())? {
+            let document = self.store().get_document(project_id, id).await?;
+            let document =
+                document.ok_or_else(|| ToolError::not_found("document", id, NOT_FOUND_HINT))?;
+            return Ok(success(json!({ "document": to_json(&document) })));
+        }
+        let page = validate::page(args.page, args.per_page)?;
+        let query = DocumentQuery {
+            project_id,
+            document_type: args.document_type.map(DocumentType::as_str),
+            text: validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?,
+        };
+        let found = self.store().list_documents(&query, page).await?;
+        let documents: Vec<_> = found
+            .items
+            .iter()
+            .map(|doc| {
+                let mut summary = to_json(doc);
+                if let Some(object) = summary.as_object_mut() {
+                    object.remove("content");
+                }
+                summary
+            })
+            .collect();
+        Ok(success(merge([
+            json!({ "documents": documents }),
+            page_info(page, found.items.len(), found.total),
+        ])))
+    }
+
+    async fn manage_document_impl(&self, args: ManageDocumentArgs) -> ToolResult {
+        let store = self.store();
+        let project_id = validate::id("project_id", Some(&args.project_id))?;
+        match args.action {
+            Action::Create => {
+                let document_type = args.document_type.ok_or_else(|| {
+                    ToolError::invalid(
+                        "document_type",
+                        format!(
+                            "document_type is required to create a document; allowed: {}",
+                            DocumentType::ALL.join(", ")
+                        ),
+                        "Pass document_type, e.g. \"spec\"",
+                    )
+                })?;
+                if store.get_project(project_id).await?.is_none() {
+                    return Err(ToolError::not_found("project", project_id, PROJECT_HINT));
+                }
+                let new = NewDocument {
+                    project_id,
+                    document_type: document_type.as_str(),
+                    title: validate::title("title", args.title)?,
+                    content: validate::json("content", args.content.unwrap_or_else(|| json!({})))?,
+                    tags: validate::tags(args.tags.unwrap_or_default())?,
+                    author: validate::opt_text("author", args.author, validate::MAX_TITLE_CHARS)?
+                        .unwrap_or_default(),
+                };
+                let document = store.create_document(&new).await?;
+                Ok(success(
+                    json!({ "document": to_json(&document), "document_id": document.id, "message": "Document created" }),
+                ))
+            }
+            Action::Update => {
+                let id = validate::id("document_id", args.document_id.as_deref())?;
+                let changes = DocumentChanges {
+                    document_type: args.document_type.map(DocumentType::as_str),
+                    title: validate::opt_title("title", args.title)?,
+                    content: args
+                        .content
+                        .map(|c| validate::json("content", c))
+                        .transpose()?,
+                    tags: args.tags.map(validate::tags).transpose()?,
+                    author: validate::opt_text("author", args.author, validate::MAX_TITLE_CHARS)?,
+                };
+                let document = store.update_document(project_id, id, &changes).await?;
+                let document =
+                    document.ok_or_else(|| ToolError::not_found("document", id, NOT_FOUND_HINT))?;
+                Ok(success(
+                    json!({ "document": to_json(&document), "message": "Document updated" }),
+                ))
+            }
+            Action::Delete => {
+                let id = validate::id("document_id", args.document_id.as_deref())?;
+                if !store.delete_document(project_id, id).await? {
+                    return Err(ToolError::not_found("document", id, NOT_FOUND_HINT));
+                }
+                Ok(success(
+                    json!({ "document_id": id, "message": "Document deleted" }),
+                ))
+            }
+        }
+    }
+}

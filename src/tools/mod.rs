@@ -1,0 +1,188 @@
+//! The Archon tool set: same names, arguments and response shapes, so Archon users can switch.
+//!
+//! Each file holds one area's `#[tool_router]` block; [`crate::mcp::BoardServer`] adds the
+//! routers together. Tools answer `{"success":true,...}` as JSON text, or `isError: true`
+//! with `{"success":false,"error":{"type","message","suggestion"}}`.
+
+mod documents;
+mod info;
+pub mod params;
+mod projects;
+mod tasks;
+mod validate;
+mod versions;
+
+use rmcp::model::{CallToolResult, ContentBlock};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub use params::Parameters;
+
+/// Longest description shown in list views; the full text comes with a lookup by id.
+pub const LIST_DESCRIPTION_LIMIT: usize = 1000;
+
+/// Why a tool call failed, in terms the model can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{message}")]
+    Validation {
+        field: String,
+        message: String,
+        suggestion: String,
+    },
+    #[error("{what} {id} not found")]
+    NotFound {
+        what: &'static str,
+        id: String,
+        suggestion: &'static str,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl ToolError {
+    pub fn invalid(field: &str, message: impl Into<String>, suggestion: impl Into<String>) -> Self {
+        ToolError::Validation {
+            field: field.to_string(),
+            message: message.into(),
+            suggestion: suggestion.into(),
+        }
+    }
+
+    pub fn not_found(what: &'static str, id: impl ToString, suggestion: &'static str) -> Self {
+        ToolError::NotFound {
+            what,
+            id: id.to_string(),
+            suggestion,
+        }
+    }
+
+    /// The `error` object of a failed tool result.
+    fn to_json(&self) -> Value {
+        match self {
+            ToolError::Validation {
+                field,
+                message,
+                suggestion,
+            } => json!({
+                "type": "validation_error", "field": field, "message": message, "suggestion": suggestion,
+            }),
+            ToolError::NotFound { suggestion, .. } => json!({
+                "type": "not_found", "message": self.to_string(), "suggestion": suggestion,
+            }),
+            // Details go to the log, not to the client.
+            ToolError::Database(_) => json!({
+                "type": "database_error",
+                "message": "the database could not complete the request",
+                "suggestion": "Retry in a moment; if it keeps failing, check Steward's /health and logs",
+            }),
+        }
+    }
+}
+
+pub type ToolResult = Result<Value, ToolError>;
+
+/// Turns a tool's outcome into the MCP result: JSON text, `isError` on failure.
+pub fn respond(tool: &str, outcome: ToolResult) -> CallToolResult {
+    match outcome {
+        Ok(value) => CallToolResult::success(vec![ContentBlock::text(value.to_string())]),
+        Err(error) => {
+            if let ToolError::Database(e) = &error {
+                tracing::error!(tool, error = %e, "tool failed on a database error");
+            }
+            let body = json!({ "success": false, "error": error.to_json() });
+            CallToolResult::error(vec![ContentBlock::text(body.to_string())])
+        }
+    }
+}
+
+/// `{"success": true}` merged with the fields of `body` (an object).
+pub fn success(body: Value) -> Value {
+    let mut out = json!({ "success": true });
+    if let (Some(out), Value::Object(fields)) = (out.as_object_mut(), body) {
+        out.extend(fields);
+    }
+    out
+}
+
+/// Serialises a store row; rows are plain data, so this cannot fail in practice, but a
+/// failure is still reported rather than unwrapped.
+pub fn to_json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or_else(|e| json!({ "serialization_error": e.to_string() }))
+}
+
+/// The list-view form of a row: `description` cut to [`LIST_DESCRIPTION_LIMIT`] characters,
+/// with `description_truncated: true` when it was.
+pub fn list_view<T: Serialize>(row: &T) -> Value {
+    let mut value = to_json(row);
+    if let Some(object) = value.as_object_mut()
+        && let Some(Value::String(text)) = object.get("description")
+        && text.chars().count() > LIST_DESCRIPTION_LIMIT
+    {
+        let cut: String = text.chars().take(LIST_DESCRIPTION_LIMIT).collect();
+        object.insert("description".into(), Value::String(cut));
+        object.insert("description_truncated".into(), Value::Bool(true));
+    }
+    value
+}
+
+/// The paging fields every list response carries.
+pub fn page_info(page: crate::store::Page, count: usize, total: i64) -> Value {
+    let seen = i64::from(page.page - 1) * i64::from(page.per_page) + count as i64;
+    json!({
+        "count": count,
+        "total": total,
+        "page": page.page,
+        "per_page": page.per_page,
+        "has_more": seen < total,
+    })
+}
+
+/// Merges several JSON objects into one.
+pub fn merge(parts: impl IntoIterator<Item = Value>) -> Value {
+    let mut out = serde_json::Map::new();
+    for part in parts {
+        if let Value::Object(fields) = part {
+            out.extend(fields);
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_view_truncates_long_descriptions_only() {
+        let long = "é".repeat(LIST_DESCRIPTION_LIMIT + 5);
+        let value = list_view(&json!({ "description": long }));
+        assert_eq!(
+            value["description"].as_str().unwrap().chars().count(),
+            LIST_DESCRIPTION_LIMIT
+        );
+        assert_eq!(value["description_truncated"], true);
+        let short = list_view(&json!({ "description": "short" }));
+        assert!(short.get("description_truncated").is_none());
+    }
+
+    #[test]
+    fn page_info_reports_more_pages() {
+        let page = crate::store::Page {
+            page: 1,
+            per_page: 2,
+        };
+        assert_eq!(page_info(page, 2, 3)["has_more"], true);
+        assert_eq!(
+            page_info(
+                crate::store::Page {
+                    page: 2,
+                    per_page: 2
+                },
+                1,
+                3
+            )["has_more"],
+            false
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! Tool arguments: typed, schema-published, and validated into errors the model can read.
+
+use rmcp::handler::server::common::FromContextPart;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::ErrorData;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Marks an argument error raised by [`Parameters`], so `call_tool` can turn it into a tool
+/// execution error (`isError: true`) the model can correct, as the 2025-11-25 revision asks,
+/// instead of a JSON-RPC protocol error.
+pub const ARGUMENT_ERROR_MARKER: &str = "steward_argument_error";
+
+/// A tool's arguments, deserialised with the path of the offending field in the error
+/// ("action: unknown variant `x`, expected one of `create`, `update`, `delete`").
+///
+/// Named `Parameters` on purpose: rmcp's `#[tool]` macro finds the argument type by that name
+/// and publishes its JSON schema as the tool's `inputSchema`.
+pub struct Parameters<T>(pub T);
+
+impl<T: JsonSchema> JsonSchema for Parameters<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
+impl<S, T: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Parameters<T> {
+    fn from_context_part(context: &mut ToolCallContext<S>) -> Result<Self, ErrorData> {
+        let arguments = Value::Object(context.arguments.take().unwrap_or_default());
+        serde_path_to_error::deserialize(arguments)
+            .map(Parameters)
+            .map_err(|error| {
+                let field = error.path().to_string();
+                let message = if field == "." {
+                    error.inner().to_string()
+                } else {
+                    format!("{field}: {}", error.inner())
+                };
+                ErrorData::invalid_params(
+                    message,
+                    Some(serde_json::json!({ ARGUMENT_ERROR_MARKER: true, "field": field })),
+                )
+            })
+    }
+}

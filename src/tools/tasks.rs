@@ -1,0 +1,355 @@
+//! `find_tasks`, `manage_task`, `get_task_history`, `get_completion_stats`.
+
+use rmcp::model::CallToolResult;
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::projects::{default_page, default_per_page};
+use super::{
+    Parameters, ToolError, ToolResult, list_view, merge, page_info, respond, success, to_json,
+    validate,
+};
+use crate::board::{Action, TaskFilter, TaskStatus};
+use crate::mcp::BoardServer;
+use crate::store::tasks::{NewTask, TaskChanges, TaskQuery};
+
+const NOT_FOUND_HINT: &str =
+    "Use find_tasks to list tasks and their ids (archived tasks cannot be changed)";
+const PROJECT_HINT: &str = "Use find_projects to list existing projects and their ids";
+const DEFAULT_ASSIGNEE: &str = "User";
+/// Most history rows `get_task_history` returns by default.
+const DEFAULT_HISTORY_LIMIT: u32 = 100;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FindTasksArgs {
+    /// Case-insensitive text to look for in titles and descriptions.
+    pub query: Option<String>,
+    /// Return this one task (full description, archived or not).
+    pub task_id: Option<String>,
+    /// Filter on one field; give the value in `filter_value`.
+    pub filter_by: Option<TaskFilter>,
+    /// Value for `filter_by`: a status (todo, doing, review, done), a project id, or an assignee.
+    pub filter_value: Option<String>,
+    /// Only tasks of this project.
+    pub project_id: Option<String>,
+    /// Include done tasks (archived tasks are never listed).
+    #[serde(default)]
+    pub include_closed: bool,
+    /// Page number, from 1.
+    #[serde(default = "default_page")]
+    pub page: u32,
+    /// Results per page, 1 to 100.
+    #[serde(default = "default_per_page")]
+    pub per_page: u32,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManageTaskArgs {
+    /// create, update or delete (delete archives the task).
+    pub action: Action,
+    /// Required for update and delete.
+    pub task_id: Option<String>,
+    /// Required for create.
+    pub project_id: Option<String>,
+    /// Required for create.
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// todo (default), doing, review or done.
+    pub status: Option<TaskStatus>,
+    /// Who works on it: "User", "Archon", an agent name... Defaults to "User".
+    pub assignee: Option<String>,
+    /// Priority from 0 (lowest) to 100 (highest). Defaults to 0.
+    pub task_order: Option<i64>,
+    /// The feature this task belongs to.
+    pub feature: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskHistoryArgs {
+    pub task_id: String,
+    /// Most changes to return (oldest first), 1 to 1000. Defaults to 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionStatsArgs {
+    /// Only this project; all projects when omitted.
+    pub project_id: Option<String>,
+}
+
+#[tool_router(router = task_tools, vis = "pub(crate)")]
+impl BoardServer {
+    #[tool(
+        description = "List or search tasks (paginated, highest task_order first), filter by status, project or assignee, or get one task with `task_id`. Done tasks are hidden unless include_closed is true."
+    )]
+    pub async fn find_tasks(
+        &self,
+        Parameters(args): Parameters<FindTasksArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(respond("find_tasks", self.find_tasks_impl(args).await))
+    }
+
+    #[tool(
+        description = "Create, update or delete (archive) a task. Every change is recorded in the task's history."
+    )]
+    pub async fn manage_task(
+        &self,
+        Parameters(args): Parameters<ManageTaskArgs>,
+        request: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(respond(
+            "manage_task",
+            self.manage_task_impl(args, &request).await,
+        ))
+    }
+
+    #[tool(
+        description = "Every recorded change of a task: field, old value, new value, when, and by which session and client."
+    )]
+    pub async fn get_task_history(
+        &self,
+        Parameters(args): Parameters<TaskHistoryArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(respond(
+            "get_task_history",
+            self.task_history_impl(args).await,
+        ))
+    }
+
+    #[tool(
+        description = "Task counts by status and by assignee, and the completion rate (done / all live tasks)."
+    )]
+    pub async fn get_completion_stats(
+        &self,
+        Parameters(args): Parameters<CompletionStatsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(respond(
+            "get_completion_stats",
+            self.completion_stats_impl(args).await,
+        ))
+    }
+}
+
+impl BoardServer {
+    async fn find_tasks_impl(&self, args: FindTasksArgs) -> ToolResult {
+        if let Some(id) = validate::opt_id("task_id", args.task_id.as_deref())? {
+            let task = self.store().get_task(id).await?;
+            let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
+            return Ok(success(json!({ "task": to_json(&task) })));
+        }
+        let page = validate::page(args.page, args.per_page)?;
+        let mut query = TaskQuery {
+            project_id: validate::opt_id("project_id", args.project_id.as_deref())?,
+            text: validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?,
+            include_closed: args.include_closed,
+            ..TaskQuery::default()
+        };
+        apply_filter(&mut query, args.filter_by, args.filter_value)?;
+        let found = self.store().list_tasks(&query, page).await?;
+        let tasks: Vec<_> = found.items.iter().map(list_view).collect();
+        Ok(success(merge([
+            json!({ "tasks": tasks }),
+            page_info(page, found.items.len(), found.total),
+        ])))
+    }
+
+    async fn manage_task_impl(
+        &self,
+        args: ManageTaskArgs,
+        request: &RequestContext<RoleServer>,
+    ) -> ToolResult {
+        let actor = self.actor(request);
+        let store = self.store();
+        match args.action {
+            Action::Create => {
+                let project_id = validate::id("project_id", args.project_id.as_deref())?;
+                if store.get_project(project_id).await?.is_none() {
+                    return Err(ToolError::not_found("project", project_id, PROJECT_HINT));
+                }
+                let new = NewTask {
+                    project_id,
+                    title: validate::title("title", args.title)?,
+                    description: validate::opt_text(
+                        "description",
+                        args.description,
+                        validate::MAX_TEXT_CHARS,
+                    )?
+                    .unwrap_or_default(),
+                    status: args.status.unwrap_or(TaskStatus::Todo).as_str(),
+                    assignee: validate::opt_title("assignee", args.assignee)?
+                        .unwrap_or_else(|| DEFAULT_ASSIGNEE.to_string()),
+                    task_order: args
+                        .task_order
+                        .map(validate::task_order)
+                        .transpose()?
+                        .unwrap_or(0),
+                    feature: validate::opt_text(
+                        "feature",
+                        args.feature,
+                        validate::MAX_TITLE_CHARS,
+                    )?,
+                };
+                let task = store.create_task(&new, &actor).await?;
+                Ok(success(
+                    json!({ "task": to_json(&task), "task_id": task.id, "message": "Task created" }),
+                ))
+            }
+            Action::Update => {
+                let id = validate::id("task_id", args.task_id.as_deref())?;
+                let changes = TaskChanges {
+                    title: validate::opt_title("title", args.title)?,
+                    description: validate::opt_text(
+                        "description",
+                        args.description,
+                        validate::MAX_TEXT_CHARS,
+                    )?,
+                    status: args.status.map(TaskStatus::as_str),
+                    assignee: validate::opt_title("assignee", args.assignee)?,
+                    task_order: args.task_order.map(validate::task_order).transpose()?,
+                    feature: validate::opt_text(
+                        "feature",
+                        args.feature,
+                        validate::MAX_TITLE_CHARS,
+                    )?,
+                };
+                let task = store.update_task(id, &changes, &actor).await?;
+                let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
+                Ok(success(
+                    json!({ "task": to_json(&task), "message": "Task updated" }),
+                ))
+            }
+            Action::Delete => {
+                let id = validate::id("task_id", args.task_id.as_deref())?;
+                let task = store.archive_task(id, &actor).await?;
+                let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
+                Ok(success(
+                    json!({ "task_id": task.id, "archived": true, "message": "Task archived" }),
+                ))
+            }
+        }
+    }
+
+    async fn task_history_impl(&self, args: TaskHistoryArgs) -> ToolResult {
+        let id = validate::id("task_id", Some(&args.task_id))?;
+        let limit = args.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+        if !(1..=1000).contains(&limit) {
+            return Err(ToolError::invalid(
+                "limit",
+                format!("limit must be between 1 and 1000, got {limit}"),
+                "Use a limit between 1 and 1000",
+            ));
+        }
+        if self.store().get_task(id).await?.is_none() {
+            return Err(ToolError::not_found("task", id, NOT_FOUND_HINT));
+        }
+        let changes = self.store().task_history(id, i64::from(limit)).await?;
+        Ok(success(
+            json!({ "task_id": id, "history": to_json(&changes), "count": changes.len() }),
+        ))
+    }
+
+    async fn completion_stats_impl(&self, args: CompletionStatsArgs) -> ToolResult {
+        let project_id = validate::opt_id("project_id", args.project_id.as_deref())?;
+        if let Some(id) = project_id
+            && self.store().get_project(id).await?.is_none()
+        {
+            return Err(ToolError::not_found("project", id, PROJECT_HINT));
+        }
+        let by_status = self.store().count_tasks_by(project_id, false).await?;
+        let by_assignee = self.store().count_tasks_by(project_id, true).await?;
+        let total: i64 = by_status.iter().map(|c| c.count).sum();
+        let done: i64 = by_status
+            .iter()
+            .filter(|c| c.key == "done")
+            .map(|c| c.count)
+            .sum();
+        let status_counts: serde_json::Map<_, _> = TaskStatus::ALL
+            .iter()
+            .map(|s| {
+                let n = by_status
+                    .iter()
+                    .find(|c| c.key == *s)
+                    .map_or(0, |c| c.count);
+                (s.to_string(), json!(n))
+            })
+            .collect();
+        let assignee_counts: serde_json::Map<_, _> = by_assignee
+            .iter()
+            .map(|c| (c.key.clone(), json!(c.count)))
+            .collect();
+        // A rate with two decimals, as a number; no tasks means nothing is complete.
+        let rate = if total == 0 {
+            0.0
+        } else {
+            (done as f64 * 10_000.0 / total as f64).round() / 100.0
+        };
+        Ok(success(json!({
+            "project_id": project_id,
+            "total_tasks": total,
+            "by_status": status_counts,
+            "by_assignee": assignee_counts,
+            "completion_rate_percent": rate,
+        })))
+    }
+}
+
+/// Applies `filter_by`/`filter_value` to the query.
+fn apply_filter(
+    query: &mut TaskQuery,
+    by: Option<TaskFilter>,
+    value: Option<String>,
+) -> Result<(), ToolError> {
+    let Some(by) = by else {
+        if value.is_some() {
+            return Err(ToolError::invalid(
+                "filter_by",
+                "filter_value was given without filter_by",
+                "Set filter_by to status, project or assignee",
+            ));
+        }
+        return Ok(());
+    };
+    let Some(value) = value else {
+        return Err(ToolError::invalid(
+            "filter_value",
+            format!("filter_by {} needs a filter_value", by.as_str()),
+            "Pass the value to filter on in filter_value",
+        ));
+    };
+    match by {
+        TaskFilter::Status => {
+            let status = TaskStatus::ALL
+                .iter()
+                .find(|s| **s == value)
+                .ok_or_else(|| {
+                    ToolError::invalid(
+                        "filter_value",
+                        format!(
+                            "{value:?} is not a task status; allowed: {}",
+                            TaskStatus::ALL.join(", ")
+                        ),
+                        "Use one of todo, doing, review, done",
+                    )
+                })?;
+            query.status = Some(status);
+            // Asking for done tasks means wanting to see them.
+            query.include_closed |= *status == "done";
+        }
+        TaskFilter::Project => query.project_id = Some(validate::id("filter_value", Some(&value))?),
+        TaskFilter::Assignee => {
+            query.assignee = Some(validate::text(
+                "filter_value",
+                value,
+                validate::MAX_TITLE_CHARS,
+            )?)
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! `find_versions`, `manage_version`: numbered snapshots of a project's docs, features, data
+//! or PRD, and restoring one.
+
+use rmcp::model::CallToolResult;
+use rmcp::{ErrorData, tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::projects::{default_page, default_per_page};
+use super::{
+    Parameters, ToolError, ToolResult, merge, page_info, respond, success, to_json, validate,
+};
+use crate::board::{VersionAction, VersionField};
+use crate::mcp::BoardServer;
+use crate::store::Id;
+use crate::store::documents::Document;
+use crate::store::projects::ProjectJson;
+use crate::store::versions::{NewVersion, Version};
+
+const PROJECT_HINT: &str = "Use find_projects to list existing projects and their ids";
+const VERSION_HINT: &str =
+    "Use find_versions with the project_id and field_name to list version numbers";
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FindVersionsArgs {
+    pub project_id: String,
+    /// Only versions of this field: docs, features, data or prd.
+    pub field_name: Option<VersionField>,
+    /// Return this one version with its content (needs field_name).
+    pub version_number: Option<i32>,
+    /// Page number, from 1.
+    #[serde(default = "default_page")]
+    pub page: u32,
+    /// Results per page, 1 to 100.
+    #[serde(default = "default_per_page")]
+    pub per_page: u32,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManageVersionArgs {
+    /// create (snapshot) or restore.
+    pub action: VersionAction,
+    pub project_id: String,
+    /// docs, features, data or prd.
+    pub field_name: VersionField,
+    /// Required for restore: the version to bring back.
+    pub version_number: Option<i32>,
+    /// For create: the content to record. When omitted, the field's current value is recorded.
+    pub content: Option<Value>,
+    /// What changed in this version.
+    pub change_summary: Option<String>,
+    /// The document this version is about, if any.
+    pub document_id: Option<String>,
+    /// Who made the version. Defaults to "system".
+    pub created_by: Option<String>,
+}
+
+#[tool_router(router = version_tools, vis = "pub(crate)")]
+impl BoardServer {
+    #[tool(
+        description = "List a project's versions (paginated, newest first; content left out), optionally of one field, or get one version with its content by field_name and version_number."
+    )]
+    pub async fn find_versions(
+        &self,
+        Parameters(args): Parameters<FindVersionsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(respond(
+            "find_versions",
+            self.find_versions_impl(args).await,
+        ))
+    }
+
+    #[tool(
+        description = "Create a version (a numbered snapshot of a project's docs, features, data or prd), or restore one. Restoring first snapshots the current value, so nothing is lost."
+    )]
+    pub async fn manage_version(
+        &self,
+        Parameters(args): Parameters<ManageVersionArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(respond(
+            "manage_version",
+            self.manage_version_impl(args).await,
+        ))
+    }
+}
+
+impl BoardServer {
+    async fn find_versions_impl(&self, args: FindVersionsArgs) -> ToolResult {
+        let project_id = validate::id("project_id", Some(&args.project_id))?;
+        if let Some(number) = args.version_number {
+            let field = args.field_name.ok_or_else(|| {
+                ToolError::invalid(
+                    "field_name",
+                    "field_name is required with version_number",
+                    "Pass field_name: docs, features, data or prd",
+                )
+            })?;
+            let version = self.find_version(project_id, field, number).await?;
+            return Ok(success(json!({ "version": to_json(&version) })));
+        }
+        let page = validate::page(args.page, args.per_page)?;
+        let field = args.field_name.map(VersionField::as_str);
+        let found = self.store().list_versions(project_id, field, page).await?;
+        let versions: Vec<_> = found
+            .items
+            .iter()
+            .map(|v| {
+                let mut summary = to_json(v);
+                if let Some(object) = summary.as_object_mut() {
+                    object.remove("content");
+                }
+                summary
+            })
+            .collect();
+        Ok(success(merge([
+            json!({ "versions": versions }),
+            page_info(page, found.items.len(), found.total),
+        ])))
+    }
+
+    async fn manage_version_impl(&self, args: ManageVersionArgs) -> ToolResult {
+        let project_id = validate::id("project_id", Some(&args.project_id))?;
+        if self.store().get_project(project_id).await?.is_none() {
+            return Err(ToolError::not_found("project", project_id, PROJECT_HINT));
+        }
+        let created_by =
+            validate::opt_title("created_by", args.created_by)?.unwrap_or_else(|| "system".into());
+        match args.action {
+            VersionAction::Create => {
+                let content = match args.content {
+                    Some(content) => validate::json("content", content)?,
+                    None => self.current_value(project_id, args.field_name).await?,
+                };
+                let version = self
+                    .store()
+                    .create_version(&NewVersion {
+                        project_id,
+                        field_name: args.field_name.as_str(),
+                        content,
+                        change_summary: validate::opt_text(
+                            "change_summary",
+                            args.change_summary,
+                            validate::MAX_TEXT_CHARS,
+                        )?
+                        .unwrap_or_default(),
+                        change_type: "create",
+                        document_id: validate::opt_id("document_id", args.document_id.as_deref())?,
+                        created_by,
+                    })
+                    .await?;
+                Ok(success(json!({
+                    "version": to_json(&version),
+                    "version_number": version.version_number,
+                    "message": format!("Version {} of {} created", version.version_number, version.field_name),
+                })))
+            }
+            VersionAction::Restore => {
+                let number = args.version_number.ok_or_else(|| {
+                    ToolError::invalid(
+                        "version_number",
+                        "version_number is required to restore",
+                        VERSION_HINT,
+                    )
+                })?;
+                let target = self
+                    .find_version(project_id, args.field_name, number)
+                    .await?;
+                self.restore(project_id, args.field_name, &target, created_by)
+                    .await
+            }
+        }
+    }
+
+    async fn find_version(
+        &self,
+        project_id: Id,
+        field: VersionField,
+        number: i32,
+    ) -> Result<Version, ToolError> {
+        let version = self
+            .store()
+            .get_version(project_id, field.as_str(), number)
+            .await?;
+        version.ok_or_else(|| {
+            ToolError::not_found(
+                "version",
+                format!("{} #{number}", field.as_str()),
+                VERSION_HINT,
+            )
+        })
+    }
+
+    /// Snapshots the current value (so a restore never loses work), then writes the old one
+    /// back and records the restore as a version of its own.
+    async fn restore(
+        &self,
+        project_id: Id,
+        field: VersionField,
+        target: &Version,
+        created_by: String,
+    ) -> ToolResult {
+        let current = self.current_value(project_id, field).await?;
+        let mut snapshot = NewVersion {
+            project_id,
+            field_name: field.as_str(),
+            content: current,
+            change_summary: format!(
+                "Automatic snapshot before restoring version {}",
+                target.version_number
+            ),
+            change_type: "create",
+            document_id: None,
+            created_by: created_by.clone(),
+        };
+        let backup = self.store().create_version(&snapshot).await?;
+        match project_json(field) {
+            Some(column) => {
+                self.store()
+                    .set_project_json(project_id, column, &target.content.0)
+                    .await?;
+            }
+            None => {
+                let documents: Vec<Document> = serde_json::from_value(target.content.0.clone()).map_err(|e| {
+                    ToolError::invalid(
+                        "version_number",
+                        format!("version {} of docs is not a list of documents ({e}), so it cannot be restored", target.version_number),
+                        "Restore a docs version that Steward recorded itself (created without content)",
+                    )
+                })?;
+                self.store()
+                    .replace_documents(project_id, &documents)
+                    .await?;
+            }
+        }
+        snapshot.content = target.content.0.clone();
+        snapshot.change_summary = format!("Restored version {}", target.version_number);
+        snapshot.change_type = "restore";
+        let restored = self.store().create_version(&snapshot).await?;
+        Ok(success(json!({
+            "restored_version": target.version_number,
+            "backup_version": backup.version_number,
+            "version": to_json(&restored),
+            "message": format!("Restored {} to version {}", field.as_str(), target.version_number),
+        })))
+    }
+
+    /// The field's value now: the project's JSON column, or the list of its documents.
+    async fn current_value(&self, project_id: Id, field: VersionField) -> Result<Value, ToolError> {
+        let Some(column) = project_json(field) else {
+            return Ok(to_json(&self.store().all_documents(project_id).await?));
+        };
+        let project = self.store().get_project(project_id).await?;
+        let project =
+            project.ok_or_else(|| ToolError::not_found("project", project_id, PROJECT_HINT))?;
+        Ok(match column {
+            ProjectJson::Features => project.features.0,
+            ProjectJson::Data => project.data.0,
+            ProjectJson::Prd => project.prd.0,
+        })
+    }
+}
+
+fn project_json(field: VersionField) -> Option<ProjectJson> {
+    match field {
+        VersionField::Docs => None,
+        VersionField::Features => Some(ProjectJson::Features),
+        VersionField::Data => Some(ProjectJson::Data),
+        VersionField::Prd => Some(ProjectJson::Prd),
+    }
+}
