@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -38,6 +39,29 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub sessions: SessionArgs,
+}
+
+/// Session lifecycle. Durations read like `90s`, `5m`, `24h`, `7d`.
+#[derive(Debug, Args, Default)]
+pub struct SessionArgs {
+    /// No request for this long: the session is labelled idle (still usable). Default 5m.
+    #[arg(long, env = "STEWARD_IDLE_AFTER", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub idle_after: Option<Duration>,
+    /// No request for this long: the session is disconnected (timeout_no_activity). Default 24h.
+    #[arg(long, env = "STEWARD_SESSION_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub session_timeout: Option<Duration>,
+    /// Sessions older than this are disconnected (expired). Default 7d.
+    #[arg(long, env = "STEWARD_SESSION_MAX_AGE", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub session_max_age: Option<Duration>,
+    /// How often the session lifecycle is applied. Default 60s.
+    #[arg(long, env = "STEWARD_CLEANUP_INTERVAL", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub cleanup_interval: Option<Duration>,
+    /// How often each replica checks for sessions revoked or ended elsewhere. Default 2s.
+    #[arg(long, env = "STEWARD_REVOCATION_POLL", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub revocation_poll: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

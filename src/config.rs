@@ -6,10 +6,12 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{Cli, Command, DatabaseArgs, ServeArgs};
+use crate::cli::{Cli, Command, DatabaseArgs, ServeArgs, SessionArgs};
+use crate::sessions::SessionSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8051";
 pub const DEFAULT_DATABASE: &str = "sqlite://steward.db";
@@ -36,6 +38,14 @@ pub enum ConfigError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("invalid duration {value:?} for {key}: {reason}. Use e.g. 90s, 5m, 24h or 7d")]
+    Duration {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
     #[error("cannot open the database at {url}: {reason}")]
     Database { url: String, reason: String },
 }
@@ -46,6 +56,19 @@ pub enum ConfigError {
 struct FileConfig {
     listen: Option<SocketAddr>,
     database: Option<String>,
+    #[serde(default)]
+    sessions: FileSessions,
+}
+
+/// `[sessions]` in `steward.toml`; durations as text (`"5m"`, `"24h"`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSessions {
+    idle_after: Option<String>,
+    session_timeout: Option<String>,
+    max_age: Option<String>,
+    cleanup_interval: Option<String>,
+    revocation_poll: Option<String>,
 }
 
 /// Which engine a database URL points at.
@@ -121,6 +144,7 @@ fn redact(url: &str) -> String {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub database: DatabaseUrl,
+    pub sessions: SessionSettings,
 }
 
 /// Configuration of `steward stdio`.
@@ -138,11 +162,16 @@ pub enum Resolved {
 pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
     let file = load_file(cli.config.as_deref())?;
     Ok(match cli.command {
-        Command::Serve(ServeArgs { listen, database }) => Resolved::Serve(ServeConfig {
+        Command::Serve(ServeArgs {
+            listen,
+            database,
+            sessions,
+        }) => Resolved::Serve(ServeConfig {
             listen: listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
             database: database_url(database, &file)?,
+            sessions: session_settings(sessions, &file.sessions)?,
         }),
         Command::Stdio(database) => Resolved::Stdio(StdioConfig {
             database: database_url(database, &file)?,
@@ -156,6 +185,69 @@ fn database_url(args: DatabaseArgs, file: &FileConfig) -> Result<DatabaseUrl, Co
         .or_else(|| file.database.clone())
         .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     DatabaseUrl::parse(&url)
+}
+
+fn session_settings(
+    args: SessionArgs,
+    file: &FileSessions,
+) -> Result<SessionSettings, ConfigError> {
+    let defaults = SessionSettings::default();
+    let pick = |flag: Option<Duration>, key: &str, text: &Option<String>, default: Duration| match (
+        flag, text,
+    ) {
+        (Some(value), _) => Ok(value),
+        (None, Some(text)) => humantime::parse_duration(text).map_err(|e| ConfigError::Duration {
+            key: format!("sessions.{key}"),
+            value: text.clone(),
+            reason: e.to_string(),
+        }),
+        (None, None) => Ok(default),
+    };
+    let settings = SessionSettings {
+        idle_after: pick(
+            args.idle_after,
+            "idle_after",
+            &file.idle_after,
+            defaults.idle_after,
+        )?,
+        session_timeout: pick(
+            args.session_timeout,
+            "session_timeout",
+            &file.session_timeout,
+            defaults.session_timeout,
+        )?,
+        max_age: pick(
+            args.session_max_age,
+            "max_age",
+            &file.max_age,
+            defaults.max_age,
+        )?,
+        cleanup_interval: pick(
+            args.cleanup_interval,
+            "cleanup_interval",
+            &file.cleanup_interval,
+            defaults.cleanup_interval,
+        )?,
+        revocation_poll: pick(
+            args.revocation_poll,
+            "revocation_poll",
+            &file.revocation_poll,
+            defaults.revocation_poll,
+        )?,
+        ..defaults
+    };
+    for (name, value) in [
+        ("cleanup interval", settings.cleanup_interval),
+        ("revocation poll", settings.revocation_poll),
+        ("session timeout", settings.session_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(ConfigError::Invalid(format!(
+                "the {name} must be longer than zero"
+            )));
+        }
+    }
+    Ok(settings)
 }
 
 /// Reads the explicit config file (which must exist) or `./steward.toml` if present.

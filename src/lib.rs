@@ -10,5 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod mcp;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod tools;

@@ -5,7 +5,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, DatabaseUrl, ServeConfig, StdioConfig};
+use crate::mcp::http::HttpState;
 use crate::mcp::{self, ServerContext};
+use crate::sessions::Sessions;
 use crate::store::{OpenError, Store};
 
 /// Why Steward stopped with an error: a configuration problem (exit 2) or a runtime one (exit 1).
@@ -53,8 +55,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
 
-    let ctx = ServerContext::new(store.clone());
-    let app = mcp::http::router(ctx, shutdown.clone());
+    let sessions = Sessions::new(store.clone(), config.sessions.clone());
+    let jobs = sessions.spawn_jobs(shutdown.clone());
+    let state = HttpState {
+        ctx: ServerContext::new(store.clone()),
+        sessions: sessions.clone(),
+    };
+    let app = mcp::http::router(state, shutdown.clone());
     // Without TCP_NODELAY every small SSE write waits ~40 ms for Nagle + delayed ACK
     // (rmcp-notes.md §7): a 20x throughput difference.
     let listener = listener.tap_io(|tcp| {
@@ -69,6 +76,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .map_err(anyhow::Error::from)?;
+    for job in jobs {
+        if let Err(error) = job.await {
+            tracing::warn!(%error, "a background job ended abnormally");
+        }
+    }
+    // Record the last moments of activity; a stop is not a disconnect, so sessions stay live.
+    sessions.flush_activity().await;
     store.close().await;
     tracing::info!("Steward stopped");
     Ok(())

@@ -10,38 +10,47 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{BoardServer, ServerContext};
+use crate::sessions::Sessions;
 
 /// The header value every MCP POST must send.
 pub const REQUIRED_ACCEPT: &str = "application/json, text/event-stream";
 /// Largest rejection body worth reading back to rewrite it.
 const MAX_REJECTION_BODY: usize = 64 * 1024;
 
+/// Everything the HTTP application serves from.
+#[derive(Clone)]
+pub struct HttpState {
+    pub ctx: Arc<ServerContext>,
+    pub sessions: Arc<Sessions>,
+}
+
 /// The whole HTTP application. `shutdown` ends open SSE streams so a graceful stop can finish.
-pub fn router(ctx: Arc<ServerContext>, shutdown: CancellationToken) -> Router {
-    let config =
+pub fn router(state: HttpState, shutdown: CancellationToken) -> Router {
+    let mut config =
         StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
-    let factory_ctx = ctx.clone();
+    // Sessions live in the database: rmcp restores any session it does not hold in memory.
+    config.session_store = Some(state.sessions.clone());
+    let factory_ctx = state.ctx.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(BoardServer::new(factory_ctx.clone(), None)),
-        Arc::new(LocalSessionManager::default()),
+        state.sessions.manager(),
         config,
     );
     Router::new()
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn(explain_rejections))
         .route("/health", get(health))
-        .with_state(ctx)
+        .with_state(state)
 }
 
 /// `GET /health`: 200 with `status: "ok"` when the database answers, else 503 `degraded`.
-async fn health(State(ctx): State<Arc<ServerContext>>) -> Response {
-    let (status, database) = match ctx.store.ping().await {
+async fn health(State(HttpState { ctx, sessions }): State<HttpState>) -> Response {
+    let (mut status, database) = match ctx.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
             json!({ "engine": ctx.store.engine(), "reachable": true }),
@@ -51,8 +60,21 @@ async fn health(State(ctx): State<Arc<ServerContext>>) -> Response {
             json!({ "engine": ctx.store.engine(), "reachable": false, "error": e.to_string() }),
         ),
     };
+    let sessions = sessions.report().await;
+    let mut problems = Vec::new();
+    if let Some(error) = &sessions.last_error {
+        problems.push(format!("sessions: {error}"));
+    }
+    if let Some(error) = sessions.cleanup.as_ref().and_then(|run| run.error.as_ref()) {
+        problems.push(format!("cleanup: last run failed: {error}"));
+    }
+    if !problems.is_empty() {
+        status = StatusCode::SERVICE_UNAVAILABLE;
+    }
     let body = json!({
         "status": if status == StatusCode::OK { "ok" } else { "degraded" },
+        "problems": problems,
+        "sessions": sessions,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": ctx.started.elapsed().as_secs(),
         "database": database,

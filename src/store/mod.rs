@@ -9,6 +9,7 @@ mod id;
 
 pub mod documents;
 pub mod projects;
+pub mod sessions;
 pub mod tasks;
 pub mod versions;
 
@@ -84,6 +85,11 @@ impl WritePool for PgPool {
     + Send {
         self.begin()
     }
+}
+
+/// The engine's row-lock suffix for a `SELECT` inside [`WritePool::begin_write`].
+pub(crate) fn lock_row<P: WritePool>(_pool: &P) -> &'static str {
+    P::LOCK_ROW
 }
 
 /// Why the store could not be opened.

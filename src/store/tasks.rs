@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool};
+use super::{Id, Page, Paged, Store, WritePool, like_pattern, lock_row, on_pool};
 use crate::board::Actor;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -174,7 +174,7 @@ impl Store {
         let now = Utc::now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let select = format!("SELECT * FROM tasks WHERE id = $1 AND archived = FALSE{}", pool_lock(pool));
+            let select = format!("SELECT * FROM tasks WHERE id = $1 AND archived = FALSE{}", lock_row(pool));
             let Some(old) = sqlx::query_as::<_, Task>(&select).bind(id).fetch_optional(&mut *tx).await? else {
                 return Ok(None);
             };
@@ -262,10 +262,6 @@ impl Store {
         );
         on_pool!(self, pool => sqlx::query_as::<_, TaskCount>(&sql).bind(project_id).fetch_all(pool).await)
     }
-}
-
-fn pool_lock<P: WritePool>(_pool: &P) -> &'static str {
-    P::LOCK_ROW
 }
 
 fn apply(old: &Task, changes: &TaskChanges) -> Task {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Id, Page, Paged, Store, WritePool, on_pool};
+use super::{Id, Page, Paged, Store, WritePool, lock_row, on_pool};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Version {
@@ -41,9 +41,11 @@ impl Store {
                       change_type, document_id, created_by, created_at) \
                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *";
         on_pool!(self, pool => {
-            // The write transaction serialises concurrent snapshots of the same field; the
-            // UNIQUE constraint backs that up if it ever does not.
+            // Lock the project row (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises
+            // writers) so concurrent snapshots of one project get distinct numbers.
             let mut tx = pool.begin_write().await?;
+            let lock = format!("SELECT id FROM projects WHERE id = $1{}", lock_row(pool));
+            sqlx::query(&lock).bind(new.project_id).execute(&mut *tx).await?;
             let number: i32 = sqlx::query_scalar(next)
                 .bind(new.project_id)
                 .bind(new.field_name)

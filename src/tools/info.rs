@@ -7,7 +7,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use serde_json::json;
 
-use super::{respond, success};
+use super::{ToolError, respond, success};
 use crate::mcp::BoardServer;
 
 #[tool_router(router = info_tools, vis = "pub(crate)")]
@@ -35,27 +35,37 @@ impl BoardServer {
     }
 
     #[tool(
-        description = "This MCP session as Steward sees it: session id, client name and version, protocol version, when it started, and how many tool requests it made."
+        description = "This MCP session as Steward sees it: session id, client name, version and type, protocol version, when it started, its status, and how many tool requests this connection made."
     )]
     pub async fn session_info(
         &self,
         request: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let client = request.client_info();
-        Ok(respond(
-            "session_info",
-            Ok(success(json!({
+        let session_id = self.session_id(&request);
+        // The durable record (kept across restarts and replicas), when there is one.
+        let stored = match &session_id {
+            Some(id) => self.store().get_session(id).await,
+            None => Ok(None),
+        };
+        let outcome = stored.map_err(ToolError::from).map(|row| {
+            success(json!({
                 "session": {
-                    "session_id": self.session_id(&request),
+                    "session_id": session_id,
                     "client": {
                         "name": client.as_ref().map(|c| c.name.clone()),
                         "version": client.as_ref().map(|c| c.version.clone()),
+                        "type": row.as_ref().map(|r| r.client_type.clone()),
                     },
-                    "protocol_version": request.protocol_version().map(|v| v.to_string()),
-                    "started_at": self.connection.started_at,
+                    "protocol_version": row.as_ref().and_then(|r| r.protocol_version.clone())
+                        .or_else(|| request.protocol_version().map(|v| v.to_string())),
+                    "status": row.as_ref().map(|r| r.status.clone()),
+                    "started_at": row.as_ref().map_or(self.connection.started_at, |r| r.connected_at),
+                    "last_activity": row.as_ref().map(|r| r.last_activity),
                     "request_count": self.connection.requests.load(Ordering::Relaxed),
                 }
-            }))),
-        ))
+            }))
+        });
+        Ok(respond("session_info", outcome))
     }
 }

@@ -206,6 +206,7 @@ impl TestServer {
             .args(["serve", "--listen", "127.0.0.1:0", "--database", &db.url])
             .current_dir(db.dir())
             .env_remove("STEWARD_CONFIG")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -242,8 +243,10 @@ impl TestServer {
                     Ok(Ok(status)) => status.to_string(),
                     _ => "still running".to_string(),
                 };
+                // Let the stderr forwarder catch the last lines before quoting them.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 bail!(
-                    "steward serve closed stdout before printing its address (exit status: {status})\n{}",
+                    "steward serve closed stdout before printing its address ({status})\n{}",
                     tail_text(&stderr)
                 );
             }
@@ -258,7 +261,7 @@ impl TestServer {
                 };
                 bail!(
                     "steward serve did not print `listening on http://...` within {STARTUP_TIMEOUT:?} \
-                     (exit status: {status})\n{}",
+                     ({status})\n{}",
                     tail_text(&stderr)
                 );
             }
@@ -359,7 +362,8 @@ pub async fn connect_stdio(db: &TestDb, client_name: &str) -> anyhow::Result<Cli
     command
         .args(["stdio", "--database", &db.url])
         .current_dir(db.dir())
-        .env_remove("STEWARD_CONFIG");
+        .env_remove("STEWARD_CONFIG")
+        .env("NO_COLOR", "1");
     let (transport, stderr) = TokioChildProcess::builder(command)
         .stderr(Stdio::piped())
         .spawn()

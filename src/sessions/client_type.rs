@@ -1,0 +1,65 @@
+//! Which assistant is on the other end, from `clientInfo.name`.
+
+/// Known clients: a lowercase fragment of `clientInfo.name` and the label Steward shows.
+/// Order matters: the first match wins, so more specific fragments come first.
+const KNOWN_CLIENTS: &[(&str, &str)] = &[
+    ("claude-code", "Claude Code"),
+    ("claude code", "Claude Code"),
+    ("claude-ai", "Claude Desktop"),
+    ("claude desktop", "Claude Desktop"),
+    ("cursor", "Cursor"),
+    ("windsurf", "Windsurf"),
+    ("codeium", "Windsurf"),
+    ("roo-code", "Roo Code"),
+    ("roo code", "Roo Code"),
+    ("cline", "Cline"),
+    ("visual studio code", "VS Code"),
+    ("vscode", "VS Code"),
+    ("vs code", "VS Code"),
+    ("gemini", "Gemini CLI"),
+    ("codex", "Codex"),
+    ("zed", "Zed"),
+    ("kiro", "Kiro"),
+    ("augment", "Augment"),
+    ("inspector", "MCP Inspector"),
+    ("continue", "Continue"),
+    ("goose", "Goose"),
+    ("jetbrains", "JetBrains"),
+    ("copilot", "GitHub Copilot"),
+    ("steward-check", "Steward check"),
+];
+
+/// The client's label, or `"unknown"` (the raw name is kept in `client_name`).
+pub fn detect(client_name: &str) -> &'static str {
+    let name = client_name.to_lowercase();
+    KNOWN_CLIENTS
+        .iter()
+        .find(|(fragment, _)| name.contains(fragment))
+        .map_or("unknown", |(_, label)| label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::detect;
+
+    #[test]
+    fn detects_real_client_names() {
+        assert_eq!(detect("claude-code"), "Claude Code");
+        assert_eq!(detect("Claude Code"), "Claude Code");
+        assert_eq!(detect("cursor-vscode"), "Cursor");
+        assert_eq!(detect("Visual Studio Code"), "VS Code");
+        assert_eq!(detect("Visual Studio Code - Insiders"), "VS Code");
+        assert_eq!(detect("gemini-cli-mcp-client"), "Gemini CLI");
+        assert_eq!(detect("codex-mcp-client"), "Codex");
+        assert_eq!(detect("Zed"), "Zed");
+        assert_eq!(detect("mcp-inspector"), "MCP Inspector");
+        assert_eq!(detect("Cline"), "Cline");
+        assert_eq!(detect("windsurf-client"), "Windsurf");
+    }
+
+    #[test]
+    fn unknown_names_stay_unknown() {
+        assert_eq!(detect("curl"), "unknown");
+        assert_eq!(detect(""), "unknown");
+    }
+}

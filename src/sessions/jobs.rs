@@ -1,0 +1,140 @@
+//! The session layer's background jobs. Each stops when the shutdown token fires; a failed run
+//! is counted and shown in `/health`, never just logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Sessions, lock};
+
+/// Replicas' clocks may disagree a little; look back this much further for ended sessions.
+const CLOCK_SKEW_MARGIN: chrono::Duration = chrono::Duration::seconds(10);
+
+impl Sessions {
+    /// Starts the activity flusher, the lifecycle cleanup and the revocation watcher.
+    pub fn spawn_jobs(self: &Arc<Self>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        let s = self.settings.clone();
+        vec![
+            every(
+                s.activity_flush,
+                shutdown.clone(),
+                self.clone(),
+                |me| async move { me.flush_activity().await },
+            ),
+            every(
+                s.cleanup_interval,
+                shutdown.clone(),
+                self.clone(),
+                |me| async move { me.cleanup().await },
+            ),
+            watch_ended(self.clone(), s.revocation_poll, shutdown),
+        ]
+    }
+
+    /// Writes the activity noted since the last flush; on failure keeps it for the next try.
+    pub async fn flush_activity(&self) {
+        let activity = self.manager.take_activity();
+        if activity.is_empty() {
+            return;
+        }
+        match self.store.touch_sessions(&activity).await {
+            Ok(_) => self.write_succeeded(),
+            Err(error) => {
+                self.write_failed("recording session activity", &error);
+                self.manager.restore_activity(activity);
+            }
+        }
+    }
+
+    /// Applies the lifecycle once and records the run (or its failure).
+    pub async fn cleanup(&self) {
+        // Flush first so a session used a moment ago is not timed out on stale data.
+        self.flush_activity().await;
+        let lifecycle = self.settings.lifecycle();
+        match self.store.run_session_cleanup(&lifecycle).await {
+            Ok(Some(counts)) => tracing::debug!(?counts, "session cleanup ran"),
+            Ok(None) => tracing::debug!("session cleanup skipped: another replica is running it"),
+            Err(error) => {
+                tracing::error!(%error, "session cleanup failed");
+                if let Err(record_error) = self
+                    .store
+                    .record_failed_cleanup(lifecycle.now, &error.to_string())
+                    .await
+                {
+                    self.write_failed("recording a failed cleanup run", &record_error);
+                }
+                self.write_failed("session cleanup", &error);
+            }
+        }
+        match self.store.last_cleanup_run().await {
+            Ok(run) => *lock(&self.health.last_cleanup) = run,
+            Err(error) => tracing::warn!(%error, "could not read the last cleanup run"),
+        }
+    }
+
+    /// Closes, on this replica, every session that any replica ended since `since`.
+    pub async fn close_ended_since(
+        &self,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<usize, sqlx::Error> {
+        let ended = self.store.ended_since(since - CLOCK_SKEW_MARGIN).await?;
+        let mut closed = 0;
+        for id in ended {
+            if self.manager.has_cached(&id).await {
+                self.forget_locally(&id).await;
+                tracing::info!(session_id = %id, "session ended elsewhere: closed on this replica");
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+}
+
+fn every<F, Fut>(
+    period: Duration,
+    shutdown: CancellationToken,
+    sessions: Arc<Sessions>,
+    job: F,
+) -> JoinHandle<()>
+where
+    F: Fn(Arc<Sessions>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => job(sessions.clone()).await,
+            }
+        }
+    })
+}
+
+fn watch_ended(
+    sessions: Arc<Sessions>,
+    period: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut since = Utc::now();
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {
+                    let started = Utc::now();
+                    match sessions.close_ended_since(since).await {
+                        Ok(_) => since = started,
+                        Err(error) => tracing::warn!(%error, "could not check for sessions ended elsewhere; retrying"),
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,216 @@
+//! [`SessionManager`]: rmcp's in-memory session manager with Steward's additions — session
+//! ids with 256 random bits, a bound on live in-memory sessions (the cache; the database is the
+//! truth), and a note of every session's activity for the database.
+//!
+//! It knows nothing about the board or its tools, so it can front any MCP server.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use rand::RngCore;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::WorkerTransport;
+use rmcp::transport::streamable_http_server::session::local::{
+    LocalSessionHandle, LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
+    create_local_session,
+};
+use rmcp::transport::streamable_http_server::session::{
+    RestoreOutcome, ServerSseMessage, SessionId, SessionManager as RmcpSessionManager,
+};
+
+/// Most sessions kept in memory by default; older idle ones are dropped from memory (they stay
+/// in the database and are restored on their next request).
+pub const DEFAULT_MAX_CACHED: usize = 10_000;
+
+pub struct SessionManager {
+    inner: LocalSessionManager,
+    max_cached: usize,
+    /// Last request per session: `Instant` orders evictions, `DateTime` goes to the database.
+    seen: Mutex<HashMap<SessionId, (Instant, DateTime<Utc>)>>,
+    /// Activity not yet written to the database.
+    unflushed: Mutex<HashMap<SessionId, DateTime<Utc>>>,
+}
+
+impl SessionManager {
+    pub fn new(max_cached: usize) -> Arc<Self> {
+        Arc::new(SessionManager {
+            inner: LocalSessionManager::default(),
+            max_cached: max_cached.max(1),
+            seen: Mutex::new(HashMap::new()),
+            unflushed: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Number of sessions held in memory now.
+    pub async fn cached(&self) -> usize {
+        self.inner.sessions.read().await.len()
+    }
+
+    /// Whether this replica holds the session in memory.
+    pub async fn has_cached(&self, id: &str) -> bool {
+        self.inner.sessions.read().await.contains_key(id)
+    }
+
+    /// Drops a session from memory on this replica (revoked, expired or deleted elsewhere).
+    /// A no-op when it is not here.
+    pub async fn forget(&self, id: &str) -> Result<(), LocalSessionManagerError> {
+        let id: SessionId = Arc::from(id);
+        lock(&self.seen).remove(&id);
+        self.inner.close_session(&id).await
+    }
+
+    /// Takes the activity recorded since the last call, for the database.
+    pub fn take_activity(&self) -> Vec<(String, DateTime<Utc>)> {
+        std::mem::take(&mut *lock(&self.unflushed))
+            .into_iter()
+            .map(|(id, at)| (id.to_string(), at))
+            .collect()
+    }
+
+    /// Puts activity back after a failed write, keeping the newest time per session.
+    pub fn restore_activity(&self, activity: Vec<(String, DateTime<Utc>)>) {
+        let mut unflushed = lock(&self.unflushed);
+        for (id, at) in activity {
+            let entry = unflushed.entry(Arc::from(id)).or_insert(at);
+            *entry = (*entry).max(at);
+        }
+    }
+
+    fn touch(&self, id: &SessionId) {
+        let now = Utc::now();
+        lock(&self.seen).insert(id.clone(), (Instant::now(), now));
+        lock(&self.unflushed).insert(id.clone(), now);
+    }
+
+    /// Keeps at most `max_cached` sessions in memory by dropping the least recently used.
+    async fn make_room(&self) {
+        let len = self.inner.sessions.read().await.len();
+        if len < self.max_cached {
+            return;
+        }
+        let oldest = {
+            let seen = lock(&self.seen);
+            seen.iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(id, _)| id.clone())
+        };
+        if let Some(id) = oldest {
+            tracing::debug!(session_id = %id, "session cache full: dropping the least recently used session from memory");
+            if let Err(error) = self.forget(&id).await {
+                tracing::warn!(session_id = %id, %error, "could not drop a cached session");
+            }
+        }
+    }
+
+    fn spawn(
+        &self,
+        id: SessionId,
+    ) -> (
+        SessionId,
+        WorkerTransport<LocalSessionWorker>,
+        LocalSessionHandle,
+    ) {
+        let (handle, worker) = create_local_session(id.clone(), self.inner.session_config.clone());
+        (id, WorkerTransport::spawn(worker), handle)
+    }
+}
+
+/// A session id with 256 random bits, hex-encoded (64 characters).
+pub fn new_session_id() -> SessionId {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Arc::from(hex)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these maps cannot leave them inconsistent (single inserts and
+    // removes), so a poisoned lock is still safe to use.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl RmcpSessionManager for SessionManager {
+    type Error = LocalSessionManagerError;
+    type Transport = WorkerTransport<LocalSessionWorker>;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        self.make_room().await;
+        let (id, transport, handle) = self.spawn(new_session_id());
+        self.inner.sessions.write().await.insert(id.clone(), handle);
+        self.touch(&id);
+        Ok((id, transport))
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        self.inner.initialize_session(id, message).await
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        self.inner.has_session(id).await
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        lock(&self.seen).remove(id);
+        self.inner.close_session(id).await
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.touch(id);
+        self.inner.create_stream(id, message).await
+    }
+
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), Self::Error> {
+        self.touch(id);
+        self.inner.accept_message(id, message).await
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.touch(id);
+        self.inner.create_standalone_stream(id).await
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.touch(id);
+        self.inner.resume(id, last_event_id).await
+    }
+
+    async fn restore_session(
+        &self,
+        id: SessionId,
+    ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        self.make_room().await;
+        let mut sessions = self.inner.sessions.write().await;
+        if sessions.contains_key(&id) {
+            return Ok(RestoreOutcome::AlreadyPresent);
+        }
+        let (id, transport, handle) = self.spawn(id);
+        sessions.insert(id.clone(), handle);
+        drop(sessions);
+        self.touch(&id);
+        Ok(RestoreOutcome::Restored(transport))
+    }
+}

@@ -1,0 +1,262 @@
+//! Durable sessions: the same `Mcp-Session-Id` keeps working after a restart, a crash, or on
+//! another replica, because the session lives in the database (`mcp_sessions`).
+//!
+//! - [`SessionManager`] (rmcp's in-memory manager with 256-bit ids and a bounded cache) serves
+//!   live sessions without touching the database and notes their activity.
+//! - [`Sessions`] is rmcp's `SessionStore`: it writes the row on `initialize`, loads it when a
+//!   request names a session this replica does not hold (restart, crash, other replica), and
+//!   marks it `client_delete` on HTTP DELETE.
+//! - Background jobs ([`Sessions::spawn_jobs`]) flush activity, apply the lifecycle (idle →
+//!   disconnected/expired), and close sessions ended by any replica within
+//!   [`SessionSettings::revocation_poll`].
+//!
+//! Nothing here knows about the board's tools: this layer can front any MCP server.
+
+pub mod client_type;
+mod jobs;
+pub mod manager;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use rmcp::model::InitializeRequestParams;
+use rmcp::transport::streamable_http_server::session::{
+    SessionState, SessionStore, SessionStoreError,
+};
+use serde::Serialize;
+
+pub use manager::SessionManager;
+
+use crate::store::Store;
+use crate::store::sessions::{CleanupRun, Lifecycle, NewSession};
+
+/// Session lifecycle and background job timing.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// No request for this long: labelled `idle` (still fully usable).
+    pub idle_after: Duration,
+    /// No request for this long: `disconnected` with reason `timeout_no_activity`.
+    pub session_timeout: Duration,
+    /// Older than this since `initialize`: `disconnected` with reason `expired`.
+    pub max_age: Duration,
+    /// How often the lifecycle is applied.
+    pub cleanup_interval: Duration,
+    /// How often each replica looks for sessions ended elsewhere: the bound on how long a
+    /// revoked session can still be used on another replica.
+    pub revocation_poll: Duration,
+    /// How often activity (`last_activity`) is written to the database.
+    pub activity_flush: Duration,
+    /// Most sessions kept in memory per replica.
+    pub max_cached: usize,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            idle_after: Duration::from_secs(5 * 60),
+            session_timeout: Duration::from_secs(24 * 60 * 60),
+            max_age: Duration::from_secs(7 * 24 * 60 * 60),
+            cleanup_interval: Duration::from_secs(60),
+            revocation_poll: Duration::from_secs(2),
+            activity_flush: Duration::from_secs(1),
+            max_cached: manager::DEFAULT_MAX_CACHED,
+        }
+    }
+}
+
+impl SessionSettings {
+    /// The lifecycle thresholds as of now.
+    pub fn lifecycle(&self) -> Lifecycle {
+        let now = Utc::now();
+        let before =
+            |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        Lifecycle {
+            now,
+            idle_before: before(self.idle_after),
+            timeout_before: before(self.session_timeout),
+            expire_before: before(self.max_age),
+        }
+    }
+}
+
+/// Failures of the session layer, counted and shown in `/health`.
+#[derive(Debug, Default)]
+pub struct SessionHealth {
+    pub write_failures: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    pub last_cleanup: Mutex<Option<CleanupRun>>,
+}
+
+/// What `/health` shows about sessions.
+#[derive(Debug, Serialize)]
+pub struct SessionReport {
+    pub cached_in_memory: usize,
+    pub write_failures: u64,
+    pub last_error: Option<String>,
+    pub cleanup: Option<CleanupRun>,
+    pub healthy: bool,
+}
+
+/// The durable session layer; one per process, shared by every request.
+pub struct Sessions {
+    store: Store,
+    settings: SessionSettings,
+    manager: Arc<SessionManager>,
+    health: SessionHealth,
+}
+
+impl Sessions {
+    pub fn new(store: Store, settings: SessionSettings) -> Arc<Self> {
+        let manager = SessionManager::new(settings.max_cached);
+        Arc::new(Sessions {
+            store,
+            settings,
+            manager,
+            health: SessionHealth::default(),
+        })
+    }
+
+    pub fn manager(&self) -> Arc<SessionManager> {
+        self.manager.clone()
+    }
+
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    /// Revokes a session: `revoked` in the database and closed here at once; other replicas
+    /// close it within `revocation_poll`. Returns whether a live session was revoked.
+    pub async fn revoke(&self, id: &str) -> Result<bool, sqlx::Error> {
+        let revoked = self.store.end_session(id, "revoked", "revoked").await?;
+        self.forget_locally(id).await;
+        Ok(revoked)
+    }
+
+    pub async fn report(&self) -> SessionReport {
+        let last_cleanup = lock(&self.health.last_cleanup).clone();
+        let last_error = lock(&self.health.last_error).clone();
+        SessionReport {
+            cached_in_memory: self.manager.cached().await,
+            write_failures: self.health.write_failures.load(Ordering::Relaxed),
+            healthy: last_error.is_none()
+                && last_cleanup.as_ref().is_none_or(|run| run.error.is_none()),
+            last_error,
+            cleanup: last_cleanup,
+        }
+    }
+
+    async fn forget_locally(&self, id: &str) {
+        if let Err(error) = self.manager.forget(id).await {
+            tracing::warn!(session_id = id, %error, "could not close the session in memory");
+        }
+    }
+
+    /// Counts a failed write and keeps its message for `/health`; logs once per new message.
+    fn write_failed(&self, what: &str, error: &sqlx::Error) {
+        self.health.write_failures.fetch_add(1, Ordering::Relaxed);
+        let message = format!("{what}: {error}");
+        let mut last = lock(&self.health.last_error);
+        if last.as_deref() != Some(&message) {
+            tracing::error!(error = %message, "session write failed");
+        }
+        *last = Some(message);
+    }
+
+    fn write_succeeded(&self) {
+        let mut last = lock(&self.health.last_error);
+        if last.take().is_some() {
+            tracing::info!("session writes recovered");
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The protocol version the session runs: the client's if Steward's session transport speaks
+/// it, else the newest session-era version (what rmcp negotiates).
+fn negotiated_version(requested: &str) -> String {
+    const SESSION_ERA: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+    if SESSION_ERA.contains(&requested) {
+        requested
+    } else {
+        "2025-11-25"
+    }
+    .to_string()
+}
+
+/// The row recorded for a new HTTP session.
+pub fn new_session_row(
+    id: &str,
+    params: &InitializeRequestParams,
+    principal: Option<String>,
+) -> NewSession {
+    let client = &params.client_info;
+    NewSession {
+        session_id: id.to_string(),
+        kind: "session",
+        protocol_version: Some(negotiated_version(params.protocol_version.as_str())),
+        client_name: Some(client.name.clone()),
+        client_version: Some(client.version.clone()),
+        client_type: client_type::detect(&client.name).to_string(),
+        client_capabilities: serde_json::to_value(&params.capabilities).unwrap_or_default(),
+        initialize_params: serde_json::to_value(params).ok(),
+        principal,
+        at: Utc::now(),
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for Sessions {
+    async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
+        let Some(row) = self
+            .store
+            .resume_session(session_id, &self.settings.lifecycle())
+            .await?
+        else {
+            tracing::info!(session_id, "unknown, ended or expired session: 404");
+            return Ok(None);
+        };
+        let Some(params) = row.initialize_params else {
+            // A logical session (stateless or stdio) has no handshake to replay.
+            return Ok(None);
+        };
+        let params: InitializeRequestParams = serde_json::from_value(params.0)?;
+        tracing::info!(session_id, client = %params.client_info.name, "session restored from the database");
+        Ok(Some(SessionState::new(params)))
+    }
+
+    async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
+        let row = new_session_row(session_id, &state.initialize_params, None);
+        match self.store.insert_session(&row).await {
+            Ok(()) => {
+                self.write_succeeded();
+                Ok(())
+            }
+            Err(error) => {
+                // rmcp only logs this error, so count and surface it here.
+                self.write_failed("recording a new session", &error);
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
+        match self
+            .store
+            .end_session(session_id, "disconnected", "client_delete")
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                self.write_failed("ending a session on DELETE", &error);
+                Err(error.into())
+            }
+        }
+    }
+}

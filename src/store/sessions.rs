@@ -1,0 +1,315 @@
+//! `mcp_sessions` and `cleanup_runs`: the durable side of Steward's sessions.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::{Store, on_pool};
+
+/// A session row as stored.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SessionRow {
+    pub session_id: String,
+    pub kind: String,
+    pub protocol_version: Option<String>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub client_type: String,
+    pub client_capabilities: Json<Value>,
+    pub initialize_params: Option<Json<Value>>,
+    pub principal: Option<String>,
+    pub status: String,
+    pub connected_at: DateTime<Utc>,
+    pub last_activity: DateTime<Utc>,
+    pub disconnected_at: Option<DateTime<Utc>>,
+    pub disconnect_reason: Option<String>,
+}
+
+/// What a new session row records.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub session_id: String,
+    pub kind: &'static str,
+    pub protocol_version: Option<String>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub client_type: String,
+    pub client_capabilities: Value,
+    pub initialize_params: Option<Value>,
+    pub principal: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Lifecycle thresholds: a session last active before `idle_before` is idle, before
+/// `timeout_before` is disconnected, and one connected before `expire_before` is expired.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifecycle {
+    pub now: DateTime<Utc>,
+    pub idle_before: DateTime<Utc>,
+    pub timeout_before: DateTime<Utc>,
+    pub expire_before: DateTime<Utc>,
+}
+
+/// What one cleanup run changed.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct CleanupCounts {
+    pub idled: i64,
+    pub reactivated: i64,
+    pub timed_out: i64,
+    pub expired: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CleanupRun {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub idled: i64,
+    pub reactivated: i64,
+    pub timed_out: i64,
+    pub expired: i64,
+    pub error: Option<String>,
+}
+
+/// Filter for listing sessions.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub status: Option<String>,
+    pub client_type: Option<String>,
+    pub kind: Option<String>,
+}
+
+const LIVE: &str = "status IN ('active', 'idle')";
+
+/// Arbitrary constant naming the cleanup job's PostgreSQL advisory lock.
+const CLEANUP_LOCK_KEY: i64 = 0x5354_4557_4152_4431; // "STEWARD1"
+
+impl Store {
+    /// Inserts a session row; an existing id is left as it is (idempotent on retry).
+    pub async fn insert_session(&self, s: &NewSession) -> Result<(), sqlx::Error> {
+        let sql = "INSERT INTO mcp_sessions (session_id, kind, protocol_version, client_name, client_version, \
+                   client_type, client_capabilities, initialize_params, principal, status, connected_at, last_activity) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $10) ON CONFLICT (session_id) DO NOTHING";
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(&s.session_id)
+            .bind(s.kind)
+            .bind(&s.protocol_version)
+            .bind(&s.client_name)
+            .bind(&s.client_version)
+            .bind(&s.client_type)
+            .bind(Json(&s.client_capabilities))
+            .bind(s.initialize_params.as_ref().map(Json))
+            .bind(&s.principal)
+            .bind(s.at)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+    }
+
+    /// Returns `Ok(None)` when no session has this id.
+    pub async fn get_session(&self, id: &str) -> Result<Option<SessionRow>, sqlx::Error> {
+        let sql = "SELECT * FROM mcp_sessions WHERE session_id = $1";
+        on_pool!(self, pool => sqlx::query_as::<_, SessionRow>(sql).bind(id).fetch_optional(pool).await)
+    }
+
+    /// Loads a live session for restore and marks it active now, in one statement.
+    /// Sessions past their timeout or max age are not returned (even if cleanup has not
+    /// run yet). Returns `Ok(None)` when there is no such live session.
+    pub async fn resume_session(
+        &self,
+        id: &str,
+        lifecycle: &Lifecycle,
+    ) -> Result<Option<SessionRow>, sqlx::Error> {
+        let sql = format!(
+            "UPDATE mcp_sessions SET status = 'active', last_activity = $2 \
+             WHERE session_id = $1 AND {LIVE} AND last_activity >= $3 AND connected_at >= $4 RETURNING *"
+        );
+        on_pool!(self, pool => sqlx::query_as::<_, SessionRow>(&sql)
+            .bind(id)
+            .bind(lifecycle.now)
+            .bind(lifecycle.timeout_before)
+            .bind(lifecycle.expire_before)
+            .fetch_optional(pool)
+            .await)
+    }
+
+    /// Moves `last_activity` forward for live sessions seen since the last flush.
+    pub async fn touch_sessions(
+        &self,
+        seen: &[(String, DateTime<Utc>)],
+    ) -> Result<u64, sqlx::Error> {
+        let sql = format!(
+            "UPDATE mcp_sessions SET last_activity = $2, status = 'active' \
+             WHERE session_id = $1 AND {LIVE} AND last_activity < $2"
+        );
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut changed = 0;
+            for (id, at) in seen {
+                changed += sqlx::query(&sql).bind(id).bind(at).execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(changed)
+        })
+    }
+
+    /// Ends a live session with `status` (`disconnected` or `revoked`) and `reason`.
+    /// Returns whether a live session was ended.
+    pub async fn end_session(
+        &self,
+        id: &str,
+        status: &str,
+        reason: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = format!(
+            "UPDATE mcp_sessions SET status = $2, disconnect_reason = $3, disconnected_at = $4 \
+             WHERE session_id = $1 AND {LIVE}"
+        );
+        on_pool!(self, pool => sqlx::query(&sql)
+            .bind(id)
+            .bind(status)
+            .bind(reason)
+            .bind(Utc::now())
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected() > 0))
+    }
+
+    /// Ids of sessions ended (by any replica) at or after `since`.
+    pub async fn ended_since(&self, since: DateTime<Utc>) -> Result<Vec<String>, sqlx::Error> {
+        let sql = "SELECT session_id FROM mcp_sessions WHERE disconnected_at >= $1";
+        on_pool!(self, pool => sqlx::query_scalar(sql).bind(since).fetch_all(pool).await)
+    }
+
+    /// Sessions, most recently active first.
+    pub async fn list_sessions(
+        &self,
+        filter: &SessionFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<SessionRow>, i64), sqlx::Error> {
+        let cond = "($1 IS NULL OR status = $1) AND ($2 IS NULL OR client_type = $2) AND ($3 IS NULL OR kind = $3)";
+        let list = format!(
+            "SELECT * FROM mcp_sessions WHERE {cond} ORDER BY last_activity DESC, session_id LIMIT $4 OFFSET $5"
+        );
+        let count = format!("SELECT COUNT(*) FROM mcp_sessions WHERE {cond}");
+        on_pool!(self, pool => {
+            let rows = sqlx::query_as::<_, SessionRow>(&list)
+                .bind(&filter.status)
+                .bind(&filter.client_type)
+                .bind(&filter.kind)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let total: i64 = sqlx::query_scalar(&count)
+                .bind(&filter.status)
+                .bind(&filter.client_type)
+                .bind(&filter.kind)
+                .fetch_one(pool)
+                .await?;
+            Ok((rows, total))
+        })
+    }
+
+    /// Applies the session lifecycle in set-based statements and records the run.
+    /// On PostgreSQL an advisory lock makes concurrent runs from several replicas take turns;
+    /// on SQLite the write transaction does. Returns `Ok(None)` when another replica held the lock.
+    pub async fn run_session_cleanup(
+        &self,
+        l: &Lifecycle,
+    ) -> Result<Option<CleanupCounts>, sqlx::Error> {
+        let expire = format!(
+            "UPDATE mcp_sessions SET status = 'disconnected', disconnect_reason = 'expired', disconnected_at = $1 \
+             WHERE {LIVE} AND connected_at < $2"
+        );
+        let timeout = format!(
+            "UPDATE mcp_sessions SET status = 'disconnected', disconnect_reason = 'timeout_no_activity', \
+             disconnected_at = $1 WHERE {LIVE} AND last_activity < $2"
+        );
+        let idle = "UPDATE mcp_sessions SET status = 'idle' WHERE status = 'active' AND last_activity < $1";
+        let reactivate = "UPDATE mcp_sessions SET status = 'active' WHERE status = 'idle' AND last_activity >= $1";
+        let record = "INSERT INTO cleanup_runs (started_at, finished_at, idled, reactivated, timed_out, expired) \
+                      VALUES ($1, $2, $3, $4, $5, $6)";
+        on_pool!(self, pool => {
+            let mut tx = crate::store::WritePool::begin_write(pool).await?;
+            if !tx.try_lock().await? {
+                return Ok(None);
+            }
+            let counts = CleanupCounts {
+                expired: affected(sqlx::query(&expire).bind(l.now).bind(l.expire_before).execute(&mut *tx).await?),
+                timed_out: affected(sqlx::query(&timeout).bind(l.now).bind(l.timeout_before).execute(&mut *tx).await?),
+                idled: affected(sqlx::query(idle).bind(l.idle_before).execute(&mut *tx).await?),
+                reactivated: affected(sqlx::query(reactivate).bind(l.idle_before).execute(&mut *tx).await?),
+            };
+            sqlx::query(record)
+                .bind(l.now)
+                .bind(Utc::now())
+                .bind(counts.idled)
+                .bind(counts.reactivated)
+                .bind(counts.timed_out)
+                .bind(counts.expired)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(counts))
+        })
+    }
+
+    /// Records a cleanup run that failed, so the failure is visible, not just logged.
+    pub async fn record_failed_cleanup(
+        &self,
+        started_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        let sql = "INSERT INTO cleanup_runs (started_at, finished_at, error) VALUES ($1, $2, $3)";
+        on_pool!(self, pool => sqlx::query(sql).bind(started_at).bind(Utc::now()).bind(error).execute(pool).await.map(|_| ()))
+    }
+
+    /// The most recent cleanup run, if any.
+    pub async fn last_cleanup_run(&self) -> Result<Option<CleanupRun>, sqlx::Error> {
+        let sql = "SELECT started_at, finished_at, idled, reactivated, timed_out, expired, error \
+                   FROM cleanup_runs ORDER BY id DESC LIMIT 1";
+        on_pool!(self, pool => sqlx::query_as::<_, CleanupRun>(sql).fetch_optional(pool).await)
+    }
+}
+
+fn affected<R: RowsAffected>(result: R) -> i64 {
+    i64::try_from(result.rows()).unwrap_or(i64::MAX)
+}
+
+/// Both engines' query results report affected rows; this names that for [`affected`].
+trait RowsAffected {
+    fn rows(&self) -> u64;
+}
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+/// Takes the cleanup lock for this transaction: PostgreSQL's transaction-scoped advisory lock
+/// (released on commit); SQLite's `BEGIN IMMEDIATE` already serialises writers.
+trait CleanupLock {
+    async fn try_lock(&mut self) -> Result<bool, sqlx::Error>;
+}
+
+impl CleanupLock for sqlx::Transaction<'static, sqlx::Sqlite> {
+    async fn try_lock(&mut self) -> Result<bool, sqlx::Error> {
+        Ok(true)
+    }
+}
+
+impl CleanupLock for sqlx::Transaction<'static, sqlx::Postgres> {
+    async fn try_lock(&mut self) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(CLEANUP_LOCK_KEY)
+            .fetch_one(&mut **self)
+            .await
+    }
+}
