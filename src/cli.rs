@@ -29,6 +29,46 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve the same tools over stdio (for `claude mcp add steward -- steward stdio`).
     Stdio(DatabaseArgs),
+    /// List, inspect and revoke MCP sessions (reads the same database as `serve`).
+    Sessions(SessionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    #[command(subcommand)]
+    pub action: SessionsAction,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// Sessions, most recently active first.
+    List {
+        /// Only this status: active, idle, disconnected or revoked.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this client type, e.g. "Claude Code".
+        #[arg(long)]
+        client_type: Option<String>,
+        /// Only this kind: session (HTTP) or logical (stateless and stdio clients).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Most rows to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One session in full.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a session: it answers 404 everywhere within the servers' revocation poll (2 s).
+    Revoke { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +107,6 @@ pub struct SessionArgs {
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// Database URL: sqlite://PATH (created on first run) or postgres://USER@HOST:PORT/DB.
-    #[arg(long, env = "STEWARD_DATABASE_URL", value_name = "URL")]
+    #[arg(long, env = "STEWARD_DATABASE_URL", value_name = "URL", global = true)]
     pub database: Option<String>,
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{Cli, Command, DatabaseArgs, ServeArgs, SessionArgs};
+use crate::cli::{Cli, Command, DatabaseArgs, ServeArgs, SessionArgs, SessionsAction};
 use crate::sessions::SessionSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8051";
@@ -156,6 +156,7 @@ pub struct StdioConfig {
 pub enum Resolved {
     Serve(ServeConfig),
     Stdio(StdioConfig),
+    Sessions(DatabaseUrl, SessionsAction),
 }
 
 /// Merges flags/env (already applied by clap) with the config file and the defaults.
@@ -176,6 +177,9 @@ pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
         Command::Stdio(database) => Resolved::Stdio(StdioConfig {
             database: database_url(database, &file)?,
         }),
+        Command::Sessions(args) => {
+            Resolved::Sessions(database_url(args.database, &file)?, args.action)
+        }
     })
 }
 

@@ -7,6 +7,7 @@
 
 pub mod board;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod mcp;
 pub mod server;

@@ -125,3 +125,18 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     tracing::info!("stopping: finishing in-flight requests");
     shutdown.cancel();
 }
+
+/// Runs an administrative command against the database, then closes it.
+pub async fn admin<F>(database: &DatabaseUrl, command: F) -> Result<(), RunError>
+where
+    F: for<'a> FnOnce(
+        &'a Store,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>,
+    >,
+{
+    let store = open_store(database).await?;
+    let outcome = command(&store).await;
+    store.close().await;
+    outcome.map_err(RunError::Runtime)
+}

@@ -1,0 +1,5 @@
+//! The CLI's read-and-administer commands. They open the same database as `serve`, so they
+//! work whether or not a server is running.
+
+pub mod sessions;
+pub mod table;

@@ -1,0 +1,134 @@
+//! `steward sessions list|show|revoke`.
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use super::table;
+use crate::cli::SessionsAction;
+use crate::store::Store;
+use crate::store::sessions::{SessionFilter, SessionRow};
+
+const STATUSES: &[&str] = &["active", "idle", "disconnected", "revoked"];
+
+pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
+    match action {
+        SessionsAction::List {
+            status,
+            client_type,
+            kind,
+            limit,
+            json,
+        } => {
+            if let Some(status) = &status
+                && !STATUSES.contains(&status.as_str())
+            {
+                bail!(
+                    "unknown status {status:?}; use one of {}",
+                    STATUSES.join(", ")
+                );
+            }
+            let filter = SessionFilter {
+                status,
+                client_type,
+                kind,
+            };
+            let (rows, total) = store.list_sessions(&filter, i64::from(limit), 0).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "sessions": rows, "total": total }))?
+                );
+            } else {
+                print!("{}", list_table(&rows));
+                println!("{} of {total} sessions", rows.len());
+            }
+        }
+        SessionsAction::Show { id, json } => {
+            let row = store
+                .get_session(&id)
+                .await?
+                .with_context(|| format!("no session has id {id}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&row)?);
+            } else {
+                print!("{}", show_text(&row));
+            }
+        }
+        SessionsAction::Revoke { id } => {
+            if !store.end_session(&id, "revoked", "revoked").await? {
+                bail!("no live session has id {id} (it may be unknown, already ended or revoked)");
+            }
+            println!(
+                "revoked {id}; running servers drop it within their revocation poll (default 2s)"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn list_table(rows: &[SessionRow]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                short_id(&r.session_id),
+                r.client_type.clone(),
+                format!(
+                    "{} {}",
+                    r.client_name.as_deref().unwrap_or("-"),
+                    r.client_version.as_deref().unwrap_or("")
+                ),
+                r.protocol_version.clone().unwrap_or_default(),
+                r.status.clone(),
+                r.connected_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                r.last_activity.format("%Y-%m-%d %H:%M:%S").to_string(),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "SESSION",
+            "TYPE",
+            "CLIENT",
+            "PROTOCOL",
+            "STATUS",
+            "CONNECTED (UTC)",
+            "LAST ACTIVITY (UTC)",
+        ],
+        &cells,
+        40,
+    )
+}
+
+/// Enough of an id to tell sessions apart in a table; `show` takes the full id.
+fn short_id(id: &str) -> String {
+    id.chars().take(16).collect()
+}
+
+fn show_text(r: &SessionRow) -> String {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let fields = [
+        ("session_id", r.session_id.clone()),
+        ("kind", r.kind.clone()),
+        ("status", r.status.clone()),
+        (
+            "client",
+            format!("{} {}", opt(&r.client_name), opt(&r.client_version)),
+        ),
+        ("client_type", r.client_type.clone()),
+        ("protocol_version", opt(&r.protocol_version)),
+        ("principal", opt(&r.principal)),
+        ("connected_at", r.connected_at.to_rfc3339()),
+        ("last_activity", r.last_activity.to_rfc3339()),
+        (
+            "disconnected_at",
+            r.disconnected_at.map_or("-".into(), |t| t.to_rfc3339()),
+        ),
+        ("disconnect_reason", opt(&r.disconnect_reason)),
+    ];
+    let cells: Vec<Vec<String>> = fields
+        .iter()
+        .map(|(k, v)| vec![k.to_string(), v.clone()])
+        .collect();
+    table::render(&["FIELD", "VALUE"], &cells, 80)
+}
