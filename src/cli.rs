@@ -82,6 +82,31 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub sessions: SessionArgs,
+
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+/// The request ledger.
+#[derive(Debug, Args, Default)]
+pub struct LedgerArgs {
+    /// async (default): answer first, store the row moments later; sync: answer only after
+    /// the row is stored (group commit); off: keep no ledger.
+    #[arg(
+        long,
+        env = "STEWARD_LEDGER_DURABILITY",
+        value_enum,
+        value_name = "MODE"
+    )]
+    pub ledger_durability: Option<crate::ledger::Durability>,
+    /// Where ledger rows wait while the database refuses writes. Default: next to the SQLite
+    /// file, or ./steward-ledger.spill for PostgreSQL.
+    #[arg(long, env = "STEWARD_LEDGER_SPILL", value_name = "PATH")]
+    pub ledger_spill: Option<PathBuf>,
+    /// Model whose prices estimate cost for clients without a model of their own
+    /// (default claude-sonnet-4-5; see `llm_pricing`).
+    #[arg(long, env = "STEWARD_PRICING_MODEL", value_name = "MODEL")]
+    pub pricing_model: Option<String>,
 }
 
 /// Session lifecycle. Durations read like `90s`, `5m`, `24h`, `7d`.

@@ -3,6 +3,7 @@
 //! Every problem found here is a [`ConfigError`], which `main` turns into exit code 2 with a
 //! message that says what to fix.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{Cli, Command, DatabaseArgs, ServeArgs, SessionArgs, SessionsAction};
+use crate::cli::{Cli, Command, DatabaseArgs, LedgerArgs, ServeArgs, SessionArgs, SessionsAction};
+use crate::ledger::pricing::PricingPolicy;
+use crate::ledger::{Durability, LedgerSettings};
 use crate::sessions::SessionSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8051";
@@ -58,6 +61,21 @@ struct FileConfig {
     database: Option<String>,
     #[serde(default)]
     sessions: FileSessions,
+    #[serde(default)]
+    ledger: FileLedger,
+}
+
+/// `[ledger]` in `steward.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLedger {
+    durability: Option<Durability>,
+    spill: Option<PathBuf>,
+    /// Default pricing model.
+    pricing_model: Option<String>,
+    /// Pricing model per client type, e.g. `"Cursor" = "gpt-5"`.
+    #[serde(default)]
+    client_models: HashMap<String, String>,
 }
 
 /// `[sessions]` in `steward.toml`; durations as text (`"5m"`, `"24h"`).
@@ -145,12 +163,16 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub database: DatabaseUrl,
     pub sessions: SessionSettings,
+    pub ledger: LedgerSettings,
+    pub pricing: PricingPolicy,
 }
 
 /// Configuration of `steward stdio`.
 #[derive(Debug, Clone)]
 pub struct StdioConfig {
     pub database: DatabaseUrl,
+    pub ledger: LedgerSettings,
+    pub pricing: PricingPolicy,
 }
 
 pub enum Resolved {
@@ -167,16 +189,27 @@ pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
             listen,
             database,
             sessions,
-        }) => Resolved::Serve(ServeConfig {
-            listen: listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
-            database: database_url(database, &file)?,
-            sessions: session_settings(sessions, &file.sessions)?,
-        }),
-        Command::Stdio(database) => Resolved::Stdio(StdioConfig {
-            database: database_url(database, &file)?,
-        }),
+            ledger,
+        }) => {
+            let database = database_url(database, &file)?;
+            Resolved::Serve(ServeConfig {
+                listen: listen
+                    .or(file.listen)
+                    .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
+                sessions: session_settings(sessions, &file.sessions)?,
+                ledger: ledger_settings(&ledger, &file.ledger, &database),
+                pricing: pricing_policy(ledger.pricing_model, &file.ledger),
+                database,
+            })
+        }
+        Command::Stdio(database) => {
+            let database = database_url(database, &file)?;
+            Resolved::Stdio(StdioConfig {
+                ledger: ledger_settings(&LedgerArgs::default(), &file.ledger, &database),
+                pricing: pricing_policy(None, &file.ledger),
+                database,
+            })
+        }
         Command::Sessions(args) => {
             Resolved::Sessions(database_url(args.database, &file)?, args.action)
         }
@@ -189,6 +222,35 @@ fn database_url(args: DatabaseArgs, file: &FileConfig) -> Result<DatabaseUrl, Co
         .or_else(|| file.database.clone())
         .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     DatabaseUrl::parse(&url)
+}
+
+fn ledger_settings(args: &LedgerArgs, file: &FileLedger, database: &DatabaseUrl) -> LedgerSettings {
+    let durability = args
+        .ledger_durability
+        .or(file.durability)
+        .unwrap_or(Durability::Async);
+    let spill = args
+        .ledger_spill
+        .clone()
+        .or_else(|| file.spill.clone())
+        .unwrap_or_else(|| match database {
+            DatabaseUrl::Sqlite { path } => {
+                let mut name = path.as_os_str().to_owned();
+                name.push(".ledger-spill");
+                PathBuf::from(name)
+            }
+            DatabaseUrl::Postgres { .. } => PathBuf::from("steward-ledger.spill"),
+        });
+    LedgerSettings::new(durability, spill)
+}
+
+fn pricing_policy(flag: Option<String>, file: &FileLedger) -> PricingPolicy {
+    let mut policy = PricingPolicy::default();
+    if let Some(model) = flag.or_else(|| file.pricing_model.clone()) {
+        policy.default_model = model;
+    }
+    policy.by_client_type.extend(file.client_models.clone());
+    policy
 }
 
 fn session_settings(

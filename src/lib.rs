@@ -9,6 +9,7 @@ pub mod board;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod ledger;
 pub mod mcp;
 pub mod server;
 pub mod sessions;

@@ -5,6 +5,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, DatabaseUrl, ServeConfig, StdioConfig};
+use crate::ledger::pricing::PricingPolicy;
+use crate::ledger::{Ledger, LedgerSettings};
 use crate::mcp::http::HttpState;
 use crate::mcp::{self, ServerContext};
 use crate::sessions::Sessions;
@@ -57,9 +59,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
 
     let sessions = Sessions::new(store.clone(), config.sessions.clone());
     let jobs = sessions.spawn_jobs(shutdown.clone());
+    // The ledger stops after the server has finished its in-flight requests.
+    let ledger_stop = CancellationToken::new();
+    let (ledger, ledger_writer) =
+        start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;
     let state = HttpState {
-        ctx: ServerContext::new(store.clone()),
+        ctx: ServerContext::new(store.clone(), Some(ledger.clone())),
         sessions: sessions.clone(),
+        ledger,
     };
     let app = mcp::http::router(state, shutdown.clone());
     // Without TCP_NODELAY every small SSE write waits ~40 ms for Nagle + delayed ACK
@@ -83,6 +90,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     }
     // Record the last moments of activity; a stop is not a disconnect, so sessions stay live.
     sessions.flush_activity().await;
+    ledger_stop.cancel();
+    if let Err(error) = ledger_writer.await {
+        tracing::error!(%error, "the ledger writer ended abnormally");
+    }
     store.close().await;
     tracing::info!("Steward stopped");
     Ok(())
@@ -91,9 +102,36 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
 /// Runs `steward stdio` until the client closes standard input.
 pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
     let store = open_store(&config.database).await?;
-    mcp::stdio::serve(ServerContext::new(store.clone())).await?;
+    let ledger_stop = CancellationToken::new();
+    let (ledger, ledger_writer) =
+        start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;
+    let outcome = mcp::stdio::serve(
+        ServerContext::new(store.clone(), Some(ledger.clone())),
+        ledger,
+    )
+    .await;
+    ledger_stop.cancel();
+    if let Err(error) = ledger_writer.await {
+        tracing::error!(%error, "the ledger writer ended abnormally");
+    }
     store.close().await;
-    Ok(())
+    outcome.map_err(RunError::Runtime)
+}
+
+async fn start_ledger(
+    store: &Store,
+    settings: &LedgerSettings,
+    pricing: &PricingPolicy,
+    stop: &CancellationToken,
+) -> Result<(Ledger, tokio::task::JoinHandle<()>), RunError> {
+    Ledger::start(
+        store.clone(),
+        settings.clone(),
+        pricing.clone(),
+        stop.clone(),
+    )
+    .await
+    .map_err(|e| RunError::Runtime(anyhow::anyhow!("cannot start the request ledger: {e}")))
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

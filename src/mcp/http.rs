@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{BoardServer, ServerContext};
+use crate::ledger::{self, Ledger};
 use crate::sessions::Sessions;
 
 /// The header value every MCP POST must send.
@@ -27,6 +28,7 @@ const MAX_REJECTION_BODY: usize = 64 * 1024;
 pub struct HttpState {
     pub ctx: Arc<ServerContext>,
     pub sessions: Arc<Sessions>,
+    pub ledger: Ledger,
 }
 
 /// The whole HTTP application. `shutdown` ends open SSE streams so a graceful stop can finish.
@@ -44,12 +46,23 @@ pub fn router(state: HttpState, shutdown: CancellationToken) -> Router {
     Router::new()
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn(explain_rejections))
+        // Outermost, so the ledger records replies exactly as clients receive them.
+        .layer(middleware::from_fn_with_state(
+            state.ledger.clone(),
+            ledger::http::capture,
+        ))
         .route("/health", get(health))
         .with_state(state)
 }
 
 /// `GET /health`: 200 with `status: "ok"` when the database answers, else 503 `degraded`.
-async fn health(State(HttpState { ctx, sessions }): State<HttpState>) -> Response {
+async fn health(
+    State(HttpState {
+        ctx,
+        sessions,
+        ledger,
+    }): State<HttpState>,
+) -> Response {
     let (mut status, database) = match ctx.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
@@ -68,6 +81,13 @@ async fn health(State(HttpState { ctx, sessions }): State<HttpState>) -> Respons
     if let Some(error) = sessions.cleanup.as_ref().and_then(|run| run.error.as_ref()) {
         problems.push(format!("cleanup: last run failed: {error}"));
     }
+    let ledger = ledger.report();
+    if let Some(reason) = &ledger.reason {
+        problems.push(format!(
+            "ledger: {reason} ({} requests waiting)",
+            ledger.pending
+        ));
+    }
     if !problems.is_empty() {
         status = StatusCode::SERVICE_UNAVAILABLE;
     }
@@ -75,6 +95,7 @@ async fn health(State(HttpState { ctx, sessions }): State<HttpState>) -> Respons
         "status": if status == StatusCode::OK { "ok" } else { "degraded" },
         "problems": problems,
         "sessions": sessions,
+        "ledger": ledger,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": ctx.started.elapsed().as_secs(),
         "database": database,

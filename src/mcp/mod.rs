@@ -20,6 +20,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 
 use crate::board::Actor;
+use crate::ledger::Ledger;
 use crate::store::Store;
 use crate::tools::{ToolError, params::ARGUMENT_ERROR_MARKER, respond};
 
@@ -28,13 +29,16 @@ use crate::tools::{ToolError, params::ARGUMENT_ERROR_MARKER, respond};
 pub struct ServerContext {
     pub store: Store,
     pub started: Instant,
+    /// For `health_check` to report the ledger's state.
+    pub ledger: Option<Ledger>,
 }
 
 impl ServerContext {
-    pub fn new(store: Store) -> Arc<Self> {
+    pub fn new(store: Store, ledger: Option<Ledger>) -> Arc<Self> {
         Arc::new(ServerContext {
             store,
             started: Instant::now(),
+            ledger,
         })
     }
 }

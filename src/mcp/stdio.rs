@@ -1,18 +1,33 @@
-//! `steward stdio`: the same tools over standard input/output.
+//! `steward stdio`: the same tools over standard input/output, recorded in the ledger under a
+//! logical session of kind `logical` (stdio has no session id of its own).
 
 use std::sync::Arc;
 
 use rmcp::ServiceExt;
+use rmcp::transport::async_rw::AsyncRwTransport;
 
 use super::{BoardServer, ServerContext};
+use crate::ledger::Ledger;
+use crate::ledger::stdio::Tapped;
 
 /// Serves one stdio connection until the client closes it.
-pub async fn serve(ctx: Arc<ServerContext>) -> anyhow::Result<()> {
-    // stdio has no session header; give the connection an id so task history can name it.
+pub async fn serve(ctx: Arc<ServerContext>, ledger: Ledger) -> anyhow::Result<()> {
     let session_id = format!("stdio-{}", uuid::Uuid::new_v4());
     tracing::info!(%session_id, "serving MCP on stdio");
+    let transport = AsyncRwTransport::new_server(tokio::io::stdin(), tokio::io::stdout());
+    let store = ctx.store.clone();
+    let tapped =
+        Tapped::new(transport, ledger, session_id.clone()).on_initialize(move |id, params| {
+            let row = crate::sessions::logical_session_row(id, params);
+            let store = store.clone();
+            tokio::spawn(async move {
+                if let Err(error) = store.insert_session(&row).await {
+                    tracing::error!(%error, "could not record the stdio session");
+                }
+            });
+        });
     let service = BoardServer::new(ctx, Some(session_id))
-        .serve(rmcp::transport::stdio())
+        .serve(tapped)
         .await?;
     service.waiting().await?;
     Ok(())

@@ -211,6 +211,16 @@ pub fn new_session_row(
     }
 }
 
+/// The row recorded for a connection without a session of its own (stdio, and stateless
+/// clients): kind `logical`, nothing to restore.
+pub fn logical_session_row(id: &str, params: &InitializeRequestParams) -> NewSession {
+    NewSession {
+        kind: "logical",
+        initialize_params: None,
+        ..new_session_row(id, params, None)
+    }
+}
+
 #[async_trait::async_trait]
 impl SessionStore for Sessions {
     async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {

@@ -8,7 +8,10 @@
 mod id;
 
 pub mod documents;
+pub mod money;
+pub mod pricing;
 pub mod projects;
+pub mod requests;
 pub mod sessions;
 pub mod tasks;
 pub mod versions;
@@ -21,6 +24,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use id::Id;
+pub use money::Money;
 
 use crate::config::DatabaseUrl;
 

@@ -22,7 +22,9 @@ impl BoardServer {
                 json!({ "engine": self.store().engine(), "reachable": false, "error": e.to_string() })
             }
         };
-        let healthy = database["reachable"] == true;
+        let ledger = self.ctx.ledger.as_ref().map(|l| l.report());
+        let ledger_ok = ledger.as_ref().is_none_or(|l| l.status == "ok");
+        let healthy = database["reachable"] == true && ledger_ok;
         Ok(respond(
             "health_check",
             Ok(success(json!({
@@ -30,6 +32,7 @@ impl BoardServer {
                 "version": env!("CARGO_PKG_VERSION"),
                 "uptime_seconds": self.ctx.started.elapsed().as_secs(),
                 "database": database,
+                "ledger": ledger,
             }))),
         ))
     }

@@ -1,0 +1,198 @@
+//! Ledger capture for Streamable HTTP: an axum middleware around `/mcp` that sees every POSTed
+//! JSON-RPC message, including the ones rejected before a handler ran (unknown session, wrong
+//! headers, bad JSON), and the reply exactly as the client received it.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes, HttpBody, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use chrono::{DateTime, Utc};
+use http_body::{Frame, SizeHint};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::entry::{Ending, MAX_KEPT_RESPONSE, Micros, Observation};
+use super::{Durability, Ledger};
+
+/// Largest request body accepted (rmcp's own default limit).
+pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+
+/// What is known when the request arrives; completed by [`Pending::finish`].
+struct Pending {
+    request_id: Uuid,
+    session_id: Option<String>,
+    timestamp: DateTime<Utc>,
+    started: Instant,
+    request: Bytes,
+    http_status: u16,
+}
+
+impl Pending {
+    fn finish(self, response: Bytes, response_len: u64, ending: Ending) -> Observation {
+        Observation {
+            request_id: self.request_id,
+            session_id: self.session_id,
+            timestamp: self.timestamp,
+            duration: Micros::since(self.started),
+            request: self.request,
+            http_status: Some(self.http_status),
+            response,
+            response_len,
+            ending,
+        }
+    }
+}
+
+/// The middleware. Only POSTs carry JSON-RPC messages; GET (the server's event stream) and
+/// DELETE pass through.
+pub async fn capture(State(ledger): State<Ledger>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST || ledger.durability() == Durability::Off {
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let timestamp = Utc::now();
+    let session_id = header_text(request.headers(), "mcp-session-id");
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_REQUEST_BODY).await else {
+        let response = too_large();
+        let pending = Pending {
+            request_id: Uuid::new_v4(),
+            session_id,
+            timestamp,
+            started,
+            request: Bytes::new(),
+            http_status: 413,
+        };
+        ledger.record(pending.finish(Bytes::new(), 0, Ending::Complete));
+        return response;
+    };
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
+        .await;
+    let pending = Pending {
+        request_id: Uuid::new_v4(),
+        // An initialize learns its session id from the reply.
+        session_id: session_id.or_else(|| header_text(response.headers(), "mcp-session-id")),
+        timestamp,
+        started,
+        request: bytes,
+        http_status: response.status().as_u16(),
+    };
+    let (parts, body) = response.into_parts();
+    if ledger.durability() == Durability::Sync {
+        // Hold the reply until its row is durable (group commit with concurrent requests).
+        let (kept, ending) = match to_bytes(body, usize::MAX).await {
+            Ok(bytes) => (bytes, Ending::Complete),
+            Err(_) => (Bytes::new(), Ending::Cancelled),
+        };
+        let len = kept.len() as u64;
+        ledger
+            .record_durably(pending.finish(kept.clone(), len, ending))
+            .await;
+        return Response::from_parts(parts, Body::from(kept));
+    }
+    Response::from_parts(
+        parts,
+        Body::new(TapBody {
+            inner: body,
+            kept: BytesMut::new(),
+            len: 0,
+            pending: Some((pending, ledger)),
+        }),
+    )
+}
+
+fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn too_large() -> Response {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": -32600, "message": format!("Payload Too Large: the request body exceeds {MAX_REQUEST_BODY} bytes") },
+    });
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Passes the reply through untouched while keeping a copy (up to [`MAX_KEPT_RESPONSE`]) and
+/// timing it to its last byte. Records the observation when the body ends, or, if the client
+/// goes away first, when it is dropped (as `cancelled`).
+struct TapBody {
+    inner: Body,
+    kept: BytesMut,
+    len: u64,
+    pending: Option<(Pending, Ledger)>,
+}
+
+impl TapBody {
+    fn finish(&mut self, ending: Ending) {
+        if let Some((pending, ledger)) = self.pending.take() {
+            let kept = std::mem::take(&mut self.kept).freeze();
+            ledger.record(pending.finish(kept, self.len, ending));
+        }
+    }
+}
+
+impl HttpBody for TapBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.len += data.len() as u64;
+                    let room = MAX_KEPT_RESPONSE.saturating_sub(this.kept.len());
+                    this.kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
+                // hyper stops polling a body that says it has ended: finish now.
+                if this.inner.is_end_stream() {
+                    this.finish(Ending::Complete);
+                }
+            }
+            Poll::Ready(None) => this.finish(Ending::Complete),
+            Poll::Ready(Some(Err(_))) => this.finish(Ending::Cancelled),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for TapBody {
+    fn drop(&mut self) {
+        let ending = if self.inner.is_end_stream() {
+            Ending::Complete
+        } else {
+            Ending::Cancelled
+        };
+        self.finish(ending);
+    }
+}

@@ -1,0 +1,302 @@
+//! The request ledger: every request that reaches Steward lands in `mcp_requests` exactly once,
+//! with a true status, an integer duration, and estimated tokens and cost.
+//!
+//! The request path only takes an [`Observation`] ([`http`] for Streamable HTTP, [`stdio`] for
+//! the stdio transport) and enqueues it; the [`writer`] analyses, prices and stores rows in
+//! batches. When the database refuses writes, rows wait in memory, then in the [`spill`] file,
+//! and `/health`, `/metrics`, the logs and the dashboard say so.
+//!
+//! Like the session layer, the ledger knows nothing about the board's tools.
+
+pub mod analyze;
+pub mod entry;
+pub mod http;
+pub mod pricing;
+pub mod spill;
+pub mod stdio;
+pub mod tokens;
+pub mod writer;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use entry::{Ending, LedgerRow, Micros, Observation, Status};
+
+use crate::store::Store;
+use pricing::{PriceTable, PricingPolicy};
+use spill::Spill;
+use writer::{Job, Writer};
+
+/// When a request's answer may leave: before its row is stored (`async`, the default), or only
+/// after (`sync`: group commit; the promise holds even against `kill -9`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    Off,
+    Async,
+    Sync,
+}
+
+#[derive(Clone, Debug)]
+pub struct LedgerSettings {
+    pub durability: Durability,
+    /// Rows are stored at least this often.
+    pub flush_interval: Duration,
+    /// Observations waiting for the writer; beyond this the request path spills directly.
+    pub queue_capacity: usize,
+    /// Analysed rows kept in memory while the database refuses; older ones go to the spill file.
+    pub max_pending: usize,
+    pub spill_path: PathBuf,
+}
+
+impl LedgerSettings {
+    pub fn new(durability: Durability, spill_path: PathBuf) -> Self {
+        LedgerSettings {
+            durability,
+            flush_interval: Duration::from_millis(100),
+            queue_capacity: 16_384,
+            max_pending: 50_000,
+            spill_path,
+        }
+    }
+}
+
+/// Counters and state shared by the request path, the writer and `/health`.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub queued: AtomicU64,
+    pub pending: AtomicU64,
+    pub written: AtomicU64,
+    pub failed_writes: AtomicU64,
+    pub spilled: AtomicU64,
+    pub sanitized: AtomicU64,
+    /// Requests that could not be recorded at all (should stay 0; shown loudly if not).
+    pub lost: AtomicU64,
+    degraded: Mutex<Option<(String, DateTime<Utc>)>>,
+}
+
+impl Shared {
+    pub fn counter(&self, field: impl Fn(&Self) -> &AtomicU64) -> u64 {
+        field(self).load(Ordering::Relaxed)
+    }
+    pub fn add(&self, field: impl Fn(&Self) -> &AtomicU64, n: u64) {
+        field(self).fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn sub(&self, field: impl Fn(&Self) -> &AtomicU64, n: u64) {
+        let counter = field(self);
+        let mut current = counter.load(Ordering::Relaxed);
+        while let Err(actual) = counter.compare_exchange_weak(
+            current,
+            current.saturating_sub(n),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            current = actual;
+        }
+    }
+    fn set_pending(&self, n: usize) {
+        self.pending.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// Enters (or updates) the degraded state; logs only when the reason changes.
+    fn degrade(&self, reason: String) {
+        let mut state = lock(&self.degraded);
+        let changed = state.as_ref().is_none_or(|(old, _)| *old != reason);
+        if changed {
+            tracing::error!(%reason, "ledger degraded");
+        }
+        let since = state.as_ref().map_or_else(Utc::now, |(_, since)| *since);
+        *state = Some((reason, since));
+    }
+
+    /// Leaves the degraded state if nothing is left waiting. Returns whether it did.
+    fn recovered(&self) -> bool {
+        let mut state = lock(&self.degraded);
+        if state.is_none() || self.counter(|s| &s.spilled) > 0 {
+            return false;
+        }
+        *state = None;
+        tracing::info!("ledger recovered: the database takes writes again");
+        true
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What `/health` and `health_check` show about the ledger.
+#[derive(Debug, Serialize)]
+pub struct LedgerReport {
+    pub status: &'static str,
+    pub durability: Durability,
+    pub reason: Option<String>,
+    pub degraded_since: Option<DateTime<Utc>>,
+    /// Requests waiting to be stored (queued, in memory, or in the spill file).
+    pub pending: u64,
+    pub spilled: u64,
+    pub written: u64,
+    pub failed_writes: u64,
+    pub sanitized: u64,
+    pub lost: u64,
+}
+
+/// The ledger's front door, cheap to clone into every request.
+#[derive(Clone)]
+pub struct Ledger {
+    tx: Option<mpsc::Sender<Job>>,
+    shared: Arc<Shared>,
+    spill: Arc<Spill>,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Starts the writer. `shutdown` makes it store (or spill) everything and stop; await the
+    /// returned handle before closing the store.
+    pub async fn start(
+        store: Store,
+        settings: LedgerSettings,
+        policy: PricingPolicy,
+        shutdown: CancellationToken,
+    ) -> Result<(Ledger, JoinHandle<()>), sqlx::Error> {
+        let shared = Arc::new(Shared::default());
+        let spill = Arc::new(Spill::new(settings.spill_path.clone()));
+        let waiting = spill.count() as u64;
+        if waiting > 0 {
+            shared.add(|s| &s.spilled, waiting);
+            shared.degrade(format!(
+                "{waiting} ledger rows from an earlier run are waiting in {}",
+                spill.path().display()
+            ));
+        }
+        let durability = settings.durability;
+        let (tx, rx) = mpsc::channel(settings.queue_capacity);
+        let prices = PriceTable::load(&store).await?;
+        let writer = Writer::new(
+            store,
+            shared.clone(),
+            settings,
+            policy,
+            prices,
+            spill.clone(),
+        );
+        let handle = tokio::spawn(writer.run(rx, shutdown));
+        let tx = (durability != Durability::Off).then_some(tx);
+        Ok((
+            Ledger {
+                tx,
+                shared,
+                spill,
+                durability,
+            },
+            handle,
+        ))
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Records an observation without waiting. Never blocks on the database: if the queue is
+    /// full (or the writer has stopped) the row goes straight to the spill file.
+    pub fn record(&self, observation: Observation) {
+        let Some(tx) = &self.tx else { return };
+        self.shared.add(|s| &s.queued, 1);
+        if let Err(error) = tx.try_send(Job {
+            observation,
+            ack: None,
+        }) {
+            self.shared.sub(|s| &s.queued, 1);
+            let job = match error {
+                mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => {
+                    job
+                }
+            };
+            self.spill_now(job.observation, false);
+        }
+    }
+
+    /// Records an observation and waits until its row is durable (stored, or fsynced to the
+    /// spill file while the database is down).
+    pub async fn record_durably(&self, observation: Observation) {
+        let Some(tx) = &self.tx else { return };
+        let (ack, done) = oneshot::channel();
+        self.shared.add(|s| &s.queued, 1);
+        match tx
+            .send(Job {
+                observation,
+                ack: Some(ack),
+            })
+            .await
+        {
+            Ok(()) => {
+                if !matches!(done.await, Ok(Ok(()))) {
+                    tracing::warn!("a sync ledger row was not confirmed");
+                }
+            }
+            Err(mpsc::error::SendError(job)) => {
+                self.shared.sub(|s| &s.queued, 1);
+                self.spill_now(job.observation, true);
+            }
+        }
+    }
+
+    fn spill_now(&self, observation: Observation, durable: bool) {
+        let row = analyze::analyze(&observation);
+        match self.spill.append(std::slice::from_ref(&row), durable) {
+            Ok(()) => {
+                self.shared.add(|s| &s.spilled, 1);
+                self.shared.degrade(format!(
+                    "the ledger queue is full; rows are waiting in {}",
+                    self.spill.path().display()
+                ));
+            }
+            Err(error) => {
+                self.shared.add(|s| &s.lost, 1);
+                self.shared.degrade(format!("a request could not be recorded: the queue is full and the spill file failed: {error}"));
+            }
+        }
+    }
+
+    pub fn report(&self) -> LedgerReport {
+        let s = &self.shared;
+        let degraded = lock(&s.degraded).clone();
+        let lost = s.counter(|s| &s.lost);
+        LedgerReport {
+            status: if degraded.is_some() || lost > 0 {
+                "degraded"
+            } else {
+                "ok"
+            },
+            durability: self.durability,
+            reason: degraded.as_ref().map(|(reason, _)| reason.clone()),
+            degraded_since: degraded.map(|(_, since)| since),
+            pending: s.counter(|s| &s.queued)
+                + s.counter(|s| &s.pending)
+                + s.counter(|s| &s.spilled),
+            spilled: s.counter(|s| &s.spilled),
+            written: s.counter(|s| &s.written),
+            failed_writes: s.counter(|s| &s.failed_writes),
+            sanitized: s.counter(|s| &s.sanitized),
+            lost,
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Cost ESTIMATES for ledger rows: which model a client's requests are priced as, the price in
+//! force at the request's time, and the arithmetic (exact decimals, never floats).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::store::Money;
+use crate::store::Store;
+use crate::store::pricing::PriceRow;
+
+/// Which model's prices apply to a client's requests. The server cannot see the model behind a
+/// client, so this is a policy: a model per client type, else a default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PricingPolicy {
+    /// Model for client types with no entry in `by_client_type`.
+    pub default_model: String,
+    /// Client type (as detected for sessions, e.g. `"Codex"`) → model.
+    pub by_client_type: HashMap<String, String>,
+}
+
+impl Default for PricingPolicy {
+    fn default() -> Self {
+        let by_client_type = [("Gemini CLI", "gemini-2.5-pro"), ("Codex", "gpt-5")]
+            .into_iter()
+            .map(|(client, model)| (client.to_string(), model.to_string()))
+            .collect();
+        PricingPolicy {
+            default_model: "claude-sonnet-4-5".to_string(),
+            by_client_type,
+        }
+    }
+}
+
+impl PricingPolicy {
+    /// The model `client_type`'s requests are priced as.
+    pub fn model_for(&self, client_type: &str) -> &str {
+        self.by_client_type
+            .get(client_type)
+            .map_or(self.default_model.as_str(), String::as_str)
+    }
+}
+
+/// Every price row, held in memory so pricing a request needs no query.
+#[derive(Debug, Clone, Default)]
+pub struct PriceTable {
+    /// Sorted by model, then `effective_from`.
+    rows: Vec<PriceRow>,
+}
+
+impl PriceTable {
+    pub fn new(mut rows: Vec<PriceRow>) -> PriceTable {
+        rows.sort_by(|a, b| {
+            (a.model.as_str(), a.effective_from).cmp(&(b.model.as_str(), b.effective_from))
+        });
+        PriceTable { rows }
+    }
+
+    /// Loads every row of `llm_pricing`.
+    pub async fn load(store: &Store) -> Result<PriceTable, sqlx::Error> {
+        Ok(PriceTable::new(store.list_pricing().await?))
+    }
+
+    /// All rows, by model, then oldest first.
+    pub fn rows(&self) -> &[PriceRow] {
+        &self.rows
+    }
+
+    /// The price of `model` in force at `at` (its latest row with `effective_from <= at`), or
+    /// `None` when the model has no price at that time.
+    pub fn price(&self, model: &str, at: DateTime<Utc>) -> Option<&PriceRow> {
+        let end = self
+            .rows
+            .partition_point(|r| (r.model.as_str(), r.effective_from) <= (model, at));
+        end.checked_sub(1)
+            .map(|i| &self.rows[i])
+            .filter(|r| r.model == model)
+    }
+}
+
+/// The estimated cost of one request. Arguments are what the model wrote (priced at its output
+/// rate); the result is what it will read (priced at its input rate):
+/// `args × output_per_1k / 1000 + result × input_per_1k / 1000`, in exact decimals.
+pub fn estimate_cost(price: &PriceRow, args_tokens: u32, result_tokens: u32) -> Money {
+    let per_1k = Decimal::from(args_tokens) * price.output_per_1k.0
+        + Decimal::from(result_tokens) * price.input_per_1k.0;
+    // Dividing by 1000 only moves the decimal point: exact.
+    Money((per_1k / Decimal::ONE_THOUSAND).normalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()
+    }
+
+    fn row(model: &str, input: &str, output: &str, from: DateTime<Utc>) -> PriceRow {
+        PriceRow {
+            model: model.to_string(),
+            provider: "test".to_string(),
+            input_per_1k: input.parse().unwrap(),
+            output_per_1k: output.parse().unwrap(),
+            effective_from: from,
+        }
+    }
+
+    fn money(s: &str) -> Money {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn policy_defaults() {
+        let policy = PricingPolicy::default();
+        assert_eq!(policy.model_for("Claude Code"), "claude-sonnet-4-5");
+        assert_eq!(policy.model_for("unknown"), "claude-sonnet-4-5");
+        assert_eq!(policy.model_for("Gemini CLI"), "gemini-2.5-pro");
+        assert_eq!(policy.model_for("Codex"), "gpt-5");
+    }
+
+    #[test]
+    fn policy_reads_partial_config() {
+        let policy: PricingPolicy =
+            serde_json::from_str(r#"{"default_model": "claude-opus-4-5"}"#).unwrap();
+        assert_eq!(policy.model_for("Cursor"), "claude-opus-4-5");
+        // Fields left out keep their defaults.
+        assert_eq!(policy.model_for("Codex"), "gpt-5");
+    }
+
+    #[test]
+    fn costs_are_exact() {
+        let sonnet = row("claude-sonnet-4-5", "0.003", "0.015", at(2025, 9, 29));
+        // 1000 written at $0.015/1k + 2000 read at $0.003/1k.
+        assert_eq!(estimate_cost(&sonnet, 1000, 2000), money("0.021"));
+        assert_eq!(estimate_cost(&sonnet, 1000, 2000).to_string(), "0.021");
+        assert_eq!(estimate_cost(&sonnet, 0, 0), Money::ZERO);
+        assert_eq!(estimate_cost(&sonnet, 1, 0), money("0.000015"));
+        assert_eq!(estimate_cost(&sonnet, 0, 1), money("0.000003"));
+
+        let gpt5 = row("gpt-5", "0.00125", "0.01", at(2025, 8, 7));
+        assert_eq!(estimate_cost(&gpt5, 1, 1), money("0.00001125"));
+        assert_eq!(estimate_cost(&gpt5, 123, 4567), money("0.00693875"));
+
+        let flash = row("gemini-2.5-flash", "0.0003", "0.0025", at(2025, 6, 17));
+        assert_eq!(estimate_cost(&flash, 7, 3), money("0.0000184"));
+
+        // The largest counts stay exact.
+        let opus = row("claude-opus-4-1", "0.015", "0.075", at(2025, 8, 5));
+        assert_eq!(
+            estimate_cost(&opus, u32::MAX, u32::MAX),
+            money("386547.05655") // 4294967295 × 0.09 / 1000
+        );
+    }
+
+    #[test]
+    fn price_is_the_one_in_force_at_the_time() {
+        let table = PriceTable::new(vec![
+            row("b", "0.2", "0.4", at(2025, 6, 1)),
+            row("a", "0.3", "0.6", at(2025, 3, 1)),
+            row("a", "0.1", "0.2", at(2025, 1, 1)),
+            row("c", "0.5", "0.5", at(2025, 1, 1)),
+        ]);
+        assert!(table.price("a", at(2024, 12, 31)).is_none());
+        assert_eq!(
+            table.price("a", at(2025, 1, 1)).unwrap().input_per_1k,
+            money("0.1")
+        );
+        assert_eq!(
+            table.price("a", at(2025, 2, 28)).unwrap().input_per_1k,
+            money("0.1")
+        );
+        assert_eq!(
+            table.price("a", at(2025, 3, 1)).unwrap().input_per_1k,
+            money("0.3")
+        );
+        assert_eq!(
+            table.price("a", at(2030, 1, 1)).unwrap().input_per_1k,
+            money("0.3")
+        );
+        assert!(table.price("b", at(2025, 5, 31)).is_none());
+        assert_eq!(table.price("b", at(2025, 6, 2)).unwrap().model, "b");
+        assert!(table.price("aa", at(2030, 1, 1)).is_none());
+        assert!(table.price("zzz", at(2030, 1, 1)).is_none());
+        assert!(PriceTable::default().price("a", at(2030, 1, 1)).is_none());
+        let models: Vec<&str> = table.rows().iter().map(|r| r.model.as_str()).collect();
+        assert_eq!(models, ["a", "a", "b", "c"]);
+    }
+}

@@ -1,0 +1,163 @@
+//! The spill file: an append-only JSON-lines file of ledger rows the database could not take
+//! yet. Rows wait there across restarts and are replayed (exactly once, thanks to the
+//! `request_id` key) as soon as the database takes writes again.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use super::entry::LedgerRow;
+
+pub struct Spill {
+    path: PathBuf,
+}
+
+/// Rows read back from the spill file, plus lines that could not be parsed.
+pub struct Replay {
+    pub rows: Vec<LedgerRow>,
+    pub unreadable: usize,
+    file: PathBuf,
+}
+
+impl Spill {
+    pub fn new(path: PathBuf) -> Self {
+        Spill { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn replaying_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".replaying");
+        PathBuf::from(name)
+    }
+
+    /// Appends rows; with `durable`, waits until they are on disk (fsync).
+    pub fn append(&self, rows: &[LedgerRow], durable: bool) -> std::io::Result<()> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        let mut buf = Vec::new();
+        for row in rows {
+            serde_json::to_writer(&mut buf, row)?;
+            buf.push(b'\n');
+        }
+        file.write_all(&buf)?;
+        if durable {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Number of rows waiting in the spill files (for health after a restart).
+    pub fn count(&self) -> usize {
+        [self.replaying_path(), self.path.clone()]
+            .iter()
+            .filter_map(|p| File::open(p).ok())
+            .map(|f| BufReader::new(f).lines().count())
+            .sum()
+    }
+
+    /// Takes the rows out for replay. The file is renamed first, so rows appended meanwhile
+    /// go to a fresh file and are never lost; a replay left over from a crash comes first.
+    pub fn take(&self) -> std::io::Result<Option<Replay>> {
+        let replaying = self.replaying_path();
+        if !replaying.exists() {
+            if !self.path.exists() {
+                return Ok(None);
+            }
+            std::fs::rename(&self.path, &replaying)?;
+        }
+        let mut rows = Vec::new();
+        let mut unreadable = 0;
+        for line in BufReader::new(File::open(&replaying)?).lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<LedgerRow>(&line) {
+                Ok(row) => rows.push(row),
+                Err(_) => unreadable += 1,
+            }
+        }
+        Ok(Some(Replay {
+            rows,
+            unreadable,
+            file: replaying,
+        }))
+    }
+}
+
+impl Replay {
+    /// Call once every row is stored: removes the replayed file.
+    pub fn done(self) -> std::io::Result<()> {
+        if self.unreadable > 0 {
+            // Keep what could not be read for a person to look at; never delete data silently.
+            let mut kept = self.file.clone().into_os_string();
+            kept.push(".unreadable");
+            return std::fs::rename(&self.file, kept);
+        }
+        std::fs::remove_file(&self.file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::ledger::entry::{Micros, Status};
+
+    fn row(method: &str) -> LedgerRow {
+        LedgerRow {
+            request_id: Uuid::new_v4(),
+            session_id: None,
+            jsonrpc_id: None,
+            method: method.into(),
+            tool_name: None,
+            status: Status::Success,
+            error_code: None,
+            error_message: None,
+            duration: Micros::from_micros(5),
+            request_bytes: 1,
+            response_bytes: 2,
+            args_tokens: Some(0),
+            result_tokens: Some(0),
+            total_tokens: Some(0),
+            estimated_cost_usd: None,
+            pricing_model: None,
+            tokenizer: None,
+            sanitized: false,
+            timestamp: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn rows_survive_a_round_trip_and_new_appends_are_kept() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let spill = Spill::new(dir.path().join("ledger.spill"));
+        assert!(spill.take()?.is_none());
+        spill.append(&[row("a"), row("b")], true)?;
+        assert_eq!(spill.count(), 2);
+        let replay = spill.take()?.expect("rows to replay");
+        spill.append(&[row("c")], false)?; // arrives during the replay
+        assert_eq!(
+            replay
+                .rows
+                .iter()
+                .map(|r| r.method.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        replay.done()?;
+        let next = spill.take()?.expect("the row appended during replay");
+        assert_eq!(next.rows.len(), 1);
+        next.done()?;
+        assert_eq!(spill.count(), 0);
+        Ok(())
+    }
+}

@@ -1,0 +1,217 @@
+//! Token counts for the ledger: an ESTIMATE of what a model would be charged for, with
+//! OpenAI's `o200k_base` encoding standing in for every model's own tokenizer.
+//!
+//! Counting is CPU work (about as much as serving the call): callers keep it off the request
+//! path. The encoding tables are loaded once, on first use (~150 ms).
+//!
+//! Text is encoded as ordinary text: special-token strings such as `<|endoftext|>` count as
+//! the plain text they are, and never fail. Long text is encoded in pieces cut only where the
+//! encoding's own pre-tokenizer would cut, so the count is the same as encoding it whole; only a
+//! run longer than [`MAX_CHUNK`] bytes with no such place (e.g. a megabyte of one letter) is cut
+//! anywhere, which may shift its count by a token per cut but bounds the regex backtracking and
+//! the quadratic merging that would otherwise stall or panic on such input.
+
+use std::sync::LazyLock;
+
+use tiktoken_rs::CoreBPE;
+
+/// The encoding every count uses; recorded in each ledger row's `tokenizer` column.
+pub const TOKENIZER: &str = "o200k_base";
+
+/// Longest piece of text encoded at once, in bytes.
+const MAX_CHUNK: usize = 1024;
+
+static BPE: LazyLock<CoreBPE> = LazyLock::new(|| {
+    // The ranks are compiled into tiktoken-rs; loading them cannot fail short of a broken build.
+    tiktoken_rs::o200k_base().expect("the o200k_base ranks compiled into tiktoken-rs load")
+});
+
+/// The estimated number of tokens in `text` (saturating at `u32::MAX`).
+pub fn count(text: &str) -> u32 {
+    u32::try_from(count_in_chunks(text, MAX_CHUNK)).unwrap_or(u32::MAX)
+}
+
+/// Loads the encoding now rather than on the first count (e.g. at startup, off the request path).
+pub fn warm_up() {
+    LazyLock::force(&BPE);
+}
+
+fn count_in_chunks(text: &str, max_chunk: usize) -> usize {
+    let bpe = &*BPE;
+    let mut total = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (cut, _) = chunk_end(rest, max_chunk);
+        let (chunk, tail) = rest.split_at(cut);
+        total += bpe.encode_ordinary(chunk).len();
+        rest = tail;
+    }
+    total
+}
+
+/// Where the first chunk of `text` ends, and whether that is exact (the end of the text, or a
+/// place within `max` bytes where the pre-tokenizer always ends a piece) rather than a forced
+/// cut at the last char boundary within `max` bytes.
+fn chunk_end(text: &str, max: usize) -> (usize, bool) {
+    if text.len() <= max {
+        return (text.len(), true);
+    }
+    let mut limit = max;
+    while !text.is_char_boundary(limit) {
+        limit -= 1;
+    }
+    let window = &text[..limit];
+    let mut next = text[limit..].chars().next();
+    for (at, prev) in window.char_indices().rev() {
+        if let Some(next) = next
+            && piece_always_ends_between(prev, next)
+        {
+            return (at + prev.len_utf8(), true);
+        }
+        next = Some(prev);
+    }
+    // No safe place: cut at the limit (at least one char, so the loop always advances).
+    let cut = if limit == 0 {
+        text.chars().next().map_or(text.len(), char::len_utf8)
+    } else {
+        limit
+    };
+    (cut, false)
+}
+
+/// Whether `o200k_base`'s pre-tokenizer regex ends a piece between `prev` and `next`, whatever
+/// surrounds them. Its alternatives are: words (an optional leading non-letter, non-digit,
+/// non-newline char, letters, an optional `'s`-style suffix), 1–3 digits, punctuation runs
+/// (optionally led by one space, followed by newlines or `/`), newline runs and whitespace
+/// runs; only `\s+(?!\S)` looks ahead, and it only matches whitespace. So a piece never spans:
+/// - an ASCII letter or digit followed by a space or by ASCII punctuation other than `'`;
+/// - a newline followed by a char that is neither whitespace nor `/`.
+///
+/// (Only ASCII letters and digits: a few chars Rust calls alphabetic, such as `Ⓐ`, are
+/// symbols to the regex and would join the punctuation after them.)
+fn piece_always_ends_between(prev: char, next: char) -> bool {
+    if prev.is_ascii_alphanumeric() {
+        next == ' ' || (next.is_ascii_punctuation() && next != '\'')
+    } else if prev == '\n' {
+        !next.is_whitespace() && next != '/'
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whole(text: &str) -> usize {
+        BPE.encode_ordinary(text).len()
+    }
+
+    fn sample_json(pretty: bool) -> String {
+        let items: Vec<serde_json::Value> = (0..16)
+            .map(|i| {
+                serde_json::json!({
+                    "id": format!("3f2c9a1e-8b7d-4c2a-9e1f-{i:012}"),
+                    "title": format!("Task {i}: wire the ledger's writer to the store"),
+                    "status": if i % 3 == 0 { "done" } else { "todo" },
+                    "assignee": "Claude Code",
+                    "task_order": i * 10,
+                    "feature": "ledger/pricing",
+                })
+            })
+            .collect();
+        let value = serde_json::json!({ "success": true, "tasks": items, "count": 16 });
+        if pretty {
+            serde_json::to_string_pretty(&value).unwrap()
+        } else {
+            serde_json::to_string(&value).unwrap()
+        }
+    }
+
+    #[test]
+    fn known_counts() {
+        assert_eq!(TOKENIZER, "o200k_base");
+        assert_eq!(count("hello world"), 2);
+        assert_eq!(count(""), 0);
+    }
+
+    #[test]
+    fn special_token_text_is_ordinary_text() {
+        let n = count("before <|endoftext|> after <|fim_prefix|>");
+        assert!(n > 4, "{n}");
+    }
+
+    #[test]
+    fn a_3kb_json_result_gets_a_plausible_count() {
+        let json = sample_json(false);
+        assert!((2500..=4000).contains(&json.len()), "{}", json.len());
+        let n = count(&json) as usize;
+        // JSON runs about 3–4 bytes per token.
+        assert!(
+            json.len() / 6 < n && n < json.len() / 2,
+            "{n} tokens for {} bytes",
+            json.len()
+        );
+    }
+
+    /// Counts `text` chunk by chunk like [`count_in_chunks`]; also says whether any cut was forced.
+    fn count_reporting_forced_cuts(text: &str, max: usize) -> (usize, bool) {
+        let (mut total, mut forced, mut rest) = (0, false, text);
+        while !rest.is_empty() {
+            let (cut, exact) = chunk_end(rest, max);
+            forced |= !exact;
+            total += whole(&rest[..cut]);
+            rest = &rest[cut..];
+        }
+        (total, forced)
+    }
+
+    #[test]
+    fn chunking_gives_the_same_count_as_encoding_whole() {
+        let prose = "The ledger records every request. It's an estimate, isn't it?\n\
+                     Yes: tokens are counted with o200k_base — naïve café 東京 🚀 — and priced.\n\n\
+                     /path/to/file.rs:12 {\"a\": [1, 22, 333, 4444]}\r\n    indented line\n\
+                     Ⓐ, don't stop; x'y \"quoted\" 12,345.67 (paren) [brackets]\n//comment\n"
+            .repeat(20);
+        let texts = [sample_json(false), sample_json(true), prose];
+        let mut exact_runs = 0;
+        for text in &texts {
+            let expected = whole(text);
+            assert_eq!(count_in_chunks(text, MAX_CHUNK), expected);
+            for max in [8, 16, 23, 37, 64, 200, 1024] {
+                let (counted, forced) = count_reporting_forced_cuts(text, max);
+                assert_eq!(counted, count_in_chunks(text, max));
+                if !forced {
+                    exact_runs += 1;
+                    assert_eq!(counted, expected, "max {max} on {:?}…", &text[..40]);
+                } else {
+                    assert!(max < 64, "a forced cut at max {max}");
+                }
+            }
+        }
+        // Most of the sizes above cut only at exact places.
+        assert!(exact_runs >= 12, "{exact_runs}");
+    }
+
+    #[test]
+    fn pathological_runs_are_bounded_and_do_not_panic() {
+        let letters = "a".repeat(200_000);
+        let n = count(&letters) as usize;
+        assert!(n > 0 && n < letters.len(), "{n}");
+        let spaces = " ".repeat(200_000);
+        assert!(count(&spaces) > 0);
+        let wide = "東".repeat(5_000);
+        assert!(count(&wide) > 0);
+    }
+
+    #[test]
+    fn chunk_ends_are_char_boundaries() {
+        let text = "é".repeat(100);
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            let (cut, _) = chunk_end(rest, 7);
+            assert!(cut > 0 && rest.is_char_boundary(cut));
+            rest = &rest[cut..];
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The ledger writer: the request path hands over an [`Observation`] and moves on; this task
+//! analyses, prices and stores rows in batches. When the database refuses, rows wait in memory
+//! and then in the spill file, retried with backoff, and every failure is counted and shown.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::entry::{LedgerRow, Observation};
+use super::pricing::{PriceTable, PricingPolicy, estimate_cost};
+use super::spill::Spill;
+use super::{Durability, LedgerSettings, Shared, analyze::analyze};
+use crate::store::Store;
+use crate::store::requests::MAX_BATCH;
+
+/// Confirms (or refuses) that a row is durable, for `--ledger-durability sync`.
+pub type Ack = oneshot::Sender<Result<(), String>>;
+
+pub struct Job {
+    pub observation: Observation,
+    pub ack: Option<Ack>,
+}
+
+/// Longest wait between retries while the database refuses writes.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a shutdown keeps retrying before it spills what is left.
+const SHUTDOWN_RETRY: Duration = Duration::from_secs(5);
+
+pub struct Writer {
+    pub store: Store,
+    pub shared: Arc<Shared>,
+    pub settings: LedgerSettings,
+    pub policy: PricingPolicy,
+    pub prices: PriceTable,
+    pub spill: Arc<Spill>,
+    pending: VecDeque<(LedgerRow, Option<Ack>)>,
+    client_types: HashMap<String, String>,
+    backoff: Duration,
+    next_try: Instant,
+}
+
+impl Writer {
+    pub fn new(
+        store: Store,
+        shared: Arc<Shared>,
+        settings: LedgerSettings,
+        policy: PricingPolicy,
+        prices: PriceTable,
+        spill: Arc<Spill>,
+    ) -> Self {
+        Writer {
+            store,
+            shared,
+            settings,
+            policy,
+            prices,
+            spill,
+            pending: VecDeque::new(),
+            client_types: HashMap::new(),
+            backoff: MIN_BACKOFF,
+            next_try: Instant::now(),
+        }
+    }
+
+    /// Runs until `shutdown`, then drains the queue, stores or spills every row, and returns.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Job>, shutdown: CancellationToken) {
+        self.replay_spill().await;
+        let mut buffer: Vec<Job> = Vec::new();
+        let mut oldest: Option<Instant> = None;
+        loop {
+            let flush_at = oldest.map(|t| t + self.settings.flush_interval);
+            let retry_at = (!self.pending.is_empty()).then_some(self.next_try);
+            let wake_at = [flush_at, retry_at].into_iter().flatten().min();
+            tokio::select! {
+                biased;
+                job = rx.recv() => match job {
+                    Some(job) => {
+                        oldest.get_or_insert_with(Instant::now);
+                        buffer.push(job);
+                        while buffer.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(job) => buffer.push(job),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                _ = shutdown.cancelled() => break,
+                _ = sleep_until(wake_at) => {}
+            }
+            let sync_waiting = buffer.iter().any(|j| j.ack.is_some());
+            let due = oldest.is_some_and(|t| t.elapsed() >= self.settings.flush_interval);
+            if sync_waiting || due || buffer.len() >= MAX_BATCH {
+                self.take_in(std::mem::take(&mut buffer)).await;
+                oldest = None;
+            }
+            self.store_pending(false).await;
+        }
+        // Shutdown: everything queued is stored (or, failing that, spilled) before returning.
+        rx.close();
+        while let Ok(job) = rx.try_recv() {
+            buffer.push(job);
+        }
+        self.take_in(buffer).await;
+        self.store_pending(true).await;
+        tracing::info!(
+            written = self.shared.counter(|s| &s.written),
+            "ledger flushed"
+        );
+    }
+
+    /// Analyses and prices a batch (tokenising is CPU work: off the async workers).
+    async fn take_in(&mut self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let count = jobs.len() as u64;
+        let (observations, acks): (Vec<_>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.observation, j.ack)).unzip();
+        let rows = match tokio::task::spawn_blocking(move || {
+            observations.iter().map(analyze).collect::<Vec<_>>()
+        })
+        .await
+        {
+            Ok(rows) => rows,
+            Err(error) => {
+                // A panic in analysis must not lose the requests: this cannot recover the
+                // observations, so it is counted loudly.
+                tracing::error!(%error, "ledger analysis failed");
+                self.shared.add(|s| &s.lost, count);
+                return;
+            }
+        };
+        for (mut row, ack) in rows.into_iter().zip(acks) {
+            self.price(&mut row).await;
+            if row.sanitized {
+                self.shared.add(|s| &s.sanitized, 1);
+            }
+            self.pending.push_back((row, ack));
+        }
+        self.shared.sub(|s| &s.queued, count);
+        self.shared.set_pending(self.pending.len());
+    }
+
+    async fn price(&mut self, row: &mut LedgerRow) {
+        let client_type = match &row.session_id {
+            Some(id) => self.client_type(id).await,
+            None => "unknown".to_string(),
+        };
+        let model = self.policy.model_for(&client_type).to_string();
+        if let Some(price) = self.prices.price(&model, row.timestamp) {
+            let args = row.args_tokens.unwrap_or(0).max(0) as u32;
+            let result = row.result_tokens.unwrap_or(0).max(0) as u32;
+            row.estimated_cost_usd = Some(estimate_cost(price, args, result));
+            row.pricing_model = Some(model);
+        }
+    }
+
+    async fn client_type(&mut self, session_id: &str) -> String {
+        if let Some(known) = self.client_types.get(session_id) {
+            return known.clone();
+        }
+        match self.store.get_session(session_id).await {
+            Ok(Some(row)) => {
+                if self.client_types.len() > 100_000 {
+                    self.client_types.clear();
+                }
+                self.client_types
+                    .insert(session_id.to_string(), row.client_type.clone());
+                row.client_type
+            }
+            // Unknown (e.g. a rejected id) or unreadable right now: price as an unknown client.
+            _ => "unknown".to_string(),
+        }
+    }
+
+    /// Stores pending rows in batches. While the database refuses, waits for the backoff;
+    /// past the memory bound (or at shutdown after a last retry window) rows go to the spill file.
+    async fn store_pending(&mut self, shutting_down: bool) {
+        let deadline = Instant::now() + SHUTDOWN_RETRY;
+        while !self.pending.is_empty() {
+            if Instant::now() < self.next_try {
+                if !shutting_down || Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(self.next_try.min(deadline)).await;
+                continue;
+            }
+            let n = self.pending.len().min(MAX_BATCH);
+            let rows: Vec<LedgerRow> = self
+                .pending
+                .iter()
+                .take(n)
+                .map(|(r, _)| r.clone())
+                .collect();
+            match self.store.insert_requests(&rows).await {
+                Ok(_) => {
+                    self.acknowledge(n, Ok(()));
+                    self.shared.add(|s| &s.written, n as u64);
+                    self.backoff = MIN_BACKOFF;
+                    self.next_try = Instant::now();
+                    if self.shared.counter(|s| &s.spilled) > 0 {
+                        self.replay_spill().await;
+                    }
+                    self.shared.recovered();
+                }
+                Err(error) if is_row_content_error(&error) => self.store_one_by_one(n).await,
+                Err(error) => {
+                    self.shared.add(|s| &s.failed_writes, 1);
+                    self.shared
+                        .degrade(format!("the database refused ledger writes: {error}"));
+                    self.next_try = Instant::now() + self.backoff;
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        let over = self.pending.len().saturating_sub(self.settings.max_pending);
+        if over > 0 || (shutting_down && !self.pending.is_empty()) {
+            let n = if shutting_down {
+                self.pending.len()
+            } else {
+                over
+            };
+            self.spill_oldest(n);
+        }
+        self.shared.set_pending(self.pending.len());
+    }
+
+    /// One row in a batch has content the database refuses: store rows one at a time,
+    /// sanitising the offender; a row that still cannot be stored is spilled, never dropped.
+    async fn store_one_by_one(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some((mut row, ack)) = self.pending.pop_front() else {
+                break;
+            };
+            let mut outcome = self.store.insert_requests(std::slice::from_ref(&row)).await;
+            if matches!(&outcome, Err(e) if is_row_content_error(e)) {
+                row.sanitize();
+                row.sanitized = true;
+                self.shared.add(|s| &s.sanitized, 1);
+                outcome = self.store.insert_requests(std::slice::from_ref(&row)).await;
+            }
+            match outcome {
+                Ok(_) => {
+                    self.shared.add(|s| &s.written, 1);
+                    reply(ack, Ok(()));
+                }
+                Err(error) => {
+                    self.shared.add(|s| &s.failed_writes, 1);
+                    self.shared
+                        .degrade(format!("the database refused a ledger row: {error}"));
+                    self.spill_rows(vec![(row, ack)]);
+                }
+            }
+        }
+    }
+
+    fn acknowledge(&mut self, n: usize, outcome: Result<(), String>) {
+        for (_, ack) in self.pending.drain(..n) {
+            reply(ack, outcome.clone());
+        }
+    }
+
+    fn spill_oldest(&mut self, n: usize) {
+        let rows: Vec<_> = self.pending.drain(..n.min(self.pending.len())).collect();
+        self.spill_rows(rows);
+    }
+
+    fn spill_rows(&mut self, rows: Vec<(LedgerRow, Option<Ack>)>) {
+        if rows.is_empty() {
+            return;
+        }
+        let durable = rows.iter().any(|(_, ack)| ack.is_some())
+            || self.settings.durability == Durability::Sync;
+        let (rows, acks): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+        match self.spill.append(&rows, durable) {
+            Ok(()) => {
+                self.shared.add(|s| &s.spilled, rows.len() as u64);
+                self.shared.degrade(format!(
+                    "{} ledger rows are waiting in {} until the database takes writes",
+                    self.shared.counter(|s| &s.spilled),
+                    self.spill.path().display()
+                ));
+                acks.into_iter().for_each(|ack| reply(ack, Ok(())));
+            }
+            Err(error) => {
+                // Memory is the last place left: keep the rows there rather than lose them.
+                tracing::error!(%error, path = %self.spill.path().display(), "cannot write the ledger spill file");
+                self.shared
+                    .degrade(format!("cannot write the ledger spill file: {error}"));
+                for (row, ack) in rows.into_iter().zip(acks).rev() {
+                    self.pending.push_front((row, ack));
+                }
+            }
+        }
+    }
+
+    /// Stores rows left in the spill file (after an outage or a restart).
+    async fn replay_spill(&mut self) {
+        let replay = match self.spill.take() {
+            Ok(Some(replay)) => replay,
+            Ok(None) => return,
+            Err(error) => {
+                self.shared
+                    .degrade(format!("cannot read the ledger spill file: {error}"));
+                return;
+            }
+        };
+        let total = replay.rows.len();
+        for chunk in replay.rows.chunks(MAX_BATCH) {
+            if let Err(error) = self.store.insert_requests(chunk).await {
+                // Leave the file for the next attempt; the key makes the retry exactly-once.
+                self.shared
+                    .degrade(format!("replaying the ledger spill file failed: {error}"));
+                return;
+            }
+        }
+        if replay.unreadable > 0 {
+            self.shared.add(|s| &s.lost, replay.unreadable as u64);
+            tracing::error!(
+                lines = replay.unreadable,
+                "unreadable lines in the ledger spill file were kept aside"
+            );
+        }
+        if let Err(error) = replay.done() {
+            tracing::warn!(%error, "could not remove the replayed spill file; its rows would be skipped as duplicates");
+        }
+        self.shared.sub(|s| &s.spilled, total as u64);
+        self.shared.add(|s| &s.written, total as u64);
+        tracing::info!(rows = total, "replayed the ledger spill file");
+        self.shared.recovered();
+    }
+}
+
+fn reply(ack: Option<Ack>, outcome: Result<(), String>) {
+    if let Some(ack) = ack {
+        // The requester may have gone away; its row is stored either way.
+        if ack.send(outcome).is_err() {
+            tracing::debug!("a sync ledger waiter went away before its row was confirmed");
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Errors caused by a row's content (PostgreSQL classes 22 "data exception" and 23
+/// "integrity constraint violation"; SQLite constraint and type errors), as opposed to the
+/// database being unavailable.
+fn is_row_content_error(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    match db.kind() {
+        sqlx::error::ErrorKind::UniqueViolation
+        | sqlx::error::ErrorKind::CheckViolation
+        | sqlx::error::ErrorKind::NotNullViolation
+        | sqlx::error::ErrorKind::ForeignKeyViolation => true,
+        _ => code.starts_with("22") || code.starts_with("23") || code == "20", // 20 = SQLITE_MISMATCH
+    }
+}
