@@ -28,6 +28,8 @@ pub struct Job {
 /// Longest wait between retries while the database refuses writes.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait for one INSERT before it counts as a failure.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a shutdown keeps retrying before it spills what is left.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(5);
 
@@ -199,7 +201,7 @@ impl Writer {
                 .take(n)
                 .map(|(r, _)| r.clone())
                 .collect();
-            match self.store.insert_requests(&rows).await {
+            match self.insert(&rows).await {
                 Ok(_) => {
                     self.acknowledge(n, Ok(()));
                     self.shared.add(|s| &s.written, n as u64);
@@ -239,12 +241,12 @@ impl Writer {
             let Some((mut row, ack)) = self.pending.pop_front() else {
                 break;
             };
-            let mut outcome = self.store.insert_requests(std::slice::from_ref(&row)).await;
+            let mut outcome = self.insert(std::slice::from_ref(&row)).await;
             if matches!(&outcome, Err(e) if is_row_content_error(e)) {
                 row.sanitize();
                 row.sanitized = true;
                 self.shared.add(|s| &s.sanitized, 1);
-                outcome = self.store.insert_requests(std::slice::from_ref(&row)).await;
+                outcome = self.insert(std::slice::from_ref(&row)).await;
             }
             match outcome {
                 Ok(_) => {
@@ -258,6 +260,15 @@ impl Writer {
                     self.spill_rows(vec![(row, ack)]);
                 }
             }
+        }
+    }
+
+    /// One INSERT, bounded in time: a database that hangs (a lock, a dead connection) is
+    /// treated like one that refuses, so the outage shows up in `/health` instead of stalling.
+    async fn insert(&self, rows: &[LedgerRow]) -> Result<u64, sqlx::Error> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.store.insert_requests(rows)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
         }
     }
 
@@ -314,7 +325,7 @@ impl Writer {
         };
         let total = replay.rows.len();
         for chunk in replay.rows.chunks(MAX_BATCH) {
-            if let Err(error) = self.store.insert_requests(chunk).await {
+            if let Err(error) = self.insert(chunk).await {
                 // Leave the file for the next attempt; the key makes the retry exactly-once.
                 self.shared
                     .degrade(format!("replaying the ledger spill file failed: {error}"));

@@ -201,9 +201,16 @@ impl TestServer {
     /// Spawns `steward serve --listen 127.0.0.1:0 --database URL` (working directory: the
     /// database's scratch directory) and waits until it prints `listening on http://...`.
     pub async fn start(db: &TestDb) -> anyhow::Result<TestServer> {
+        TestServer::start_with(db, &[]).await
+    }
+
+    /// Like [`TestServer::start`], with `extra_args` appended to the `serve` command line
+    /// (e.g. `["--revocation-poll", "500ms"]`).
+    pub async fn start_with(db: &TestDb, extra_args: &[&str]) -> anyhow::Result<TestServer> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--database", &db.url])
+            .args(extra_args)
             .current_dir(db.dir())
             .env_remove("STEWARD_CONFIG")
             .env("NO_COLOR", "1")
