@@ -31,6 +31,42 @@ pub enum Command {
     Stdio(DatabaseArgs),
     /// List, inspect and revoke MCP sessions (reads the same database as `serve`).
     Sessions(SessionsArgs),
+    /// Model prices used for the ledger's cost estimates (`llm_pricing`).
+    Pricing(PricingArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PricingArgs {
+    #[command(subcommand)]
+    pub action: PricingAction,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricingAction {
+    /// Every price row, by model and date.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Adds (or corrects) a model's price from a date on. Running servers pick it up within a minute.
+    Add {
+        /// Model name as the pricing policy refers to it, e.g. claude-sonnet-4-5.
+        model: String,
+        /// anthropic, openai, google, ...
+        #[arg(long)]
+        provider: String,
+        /// USD per 1,000 input tokens (what the model reads), e.g. 0.003.
+        #[arg(long, value_name = "USD")]
+        input_per_1k: rust_decimal::Decimal,
+        /// USD per 1,000 output tokens (what the model writes), e.g. 0.015.
+        #[arg(long, value_name = "USD")]
+        output_per_1k: rust_decimal::Decimal,
+        /// First day (UTC) the price applies, YYYY-MM-DD. Default: today.
+        #[arg(long, value_name = "DATE")]
+        effective_from: Option<chrono::NaiveDate>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{Cli, Command, DatabaseArgs, LedgerArgs, ServeArgs, SessionArgs, SessionsAction};
+use crate::cli::{
+    Cli, Command, DatabaseArgs, LedgerArgs, PricingAction, ServeArgs, SessionArgs, SessionsAction,
+};
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
 use crate::sessions::SessionSettings;
@@ -179,6 +181,7 @@ pub enum Resolved {
     Serve(ServeConfig),
     Stdio(StdioConfig),
     Sessions(DatabaseUrl, SessionsAction),
+    Pricing(DatabaseUrl, PricingAction),
 }
 
 /// Merges flags/env (already applied by clap) with the config file and the defaults.
@@ -209,6 +212,9 @@ pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
                 pricing: pricing_policy(None, &file.ledger),
                 database,
             })
+        }
+        Command::Pricing(args) => {
+            Resolved::Pricing(database_url(args.database, &file)?, args.action)
         }
         Command::Sessions(args) => {
             Resolved::Sessions(database_url(args.database, &file)?, args.action)

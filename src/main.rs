@@ -23,6 +23,12 @@ fn main() -> ExitCode {
         match resolved {
             Resolved::Serve(config) => server::serve(config).await,
             Resolved::Stdio(config) => server::stdio(config).await,
+            Resolved::Pricing(database, action) => {
+                server::admin(&database, |store| {
+                    Box::pin(steward::commands::pricing::run(store, action))
+                })
+                .await
+            }
             Resolved::Sessions(database, action) => {
                 server::admin(&database, |store| {
                     Box::pin(steward::commands::sessions::run(store, action))

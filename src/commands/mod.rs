@@ -1,5 +1,6 @@
 //! The CLI's read-and-administer commands. They open the same database as `serve`, so they
 //! work whether or not a server is running.
 
+pub mod pricing;
 pub mod sessions;
 pub mod table;

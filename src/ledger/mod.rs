@@ -190,6 +190,12 @@ impl Ledger {
         let durability = settings.durability;
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let prices = PriceTable::load(&store).await?;
+        if prices.price(&policy.default_model, Utc::now()).is_none() {
+            tracing::warn!(
+                model = %policy.default_model,
+                "the default pricing model has no price in llm_pricing, so costs stay empty; add one with `steward pricing add`"
+            );
+        }
         let writer = Writer::new(
             store,
             shared.clone(),

@@ -28,6 +28,8 @@ pub struct Job {
 /// Longest wait between retries while the database refuses writes.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// How often prices are reloaded from `llm_pricing`.
+const PRICE_REFRESH: Duration = Duration::from_secs(60);
 /// Longest wait for one INSERT before it counts as a failure.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a shutdown keeps retrying before it spills what is left.
@@ -44,6 +46,7 @@ pub struct Writer {
     client_types: HashMap<String, String>,
     backoff: Duration,
     next_try: Instant,
+    prices_loaded: Instant,
 }
 
 impl Writer {
@@ -66,6 +69,7 @@ impl Writer {
             client_types: HashMap::new(),
             backoff: MIN_BACKOFF,
             next_try: Instant::now(),
+            prices_loaded: Instant::now(),
         }
     }
 
@@ -139,6 +143,7 @@ impl Writer {
                 return;
             }
         };
+        self.refresh_prices().await;
         for (mut row, ack) in rows.into_iter().zip(acks) {
             self.price(&mut row).await;
             if row.sanitized {
@@ -148,6 +153,20 @@ impl Writer {
         }
         self.shared.sub(|s| &s.queued, count);
         self.shared.set_pending(self.pending.len());
+    }
+
+    /// Picks up prices added with `steward pricing add` while running.
+    async fn refresh_prices(&mut self) {
+        if self.prices_loaded.elapsed() < PRICE_REFRESH {
+            return;
+        }
+        self.prices_loaded = Instant::now();
+        match PriceTable::load(&self.store).await {
+            Ok(prices) => self.prices = prices,
+            Err(error) => {
+                tracing::warn!(%error, "could not reload model prices; keeping the previous ones")
+            }
+        }
     }
 
     async fn price(&mut self, row: &mut LedgerRow) {

@@ -1,0 +1,84 @@
+//! `steward pricing list|add`.
+
+use anyhow::bail;
+use chrono::{NaiveTime, Utc};
+use rust_decimal::Decimal;
+
+use super::table;
+use crate::cli::PricingAction;
+use crate::store::pricing::PriceRow;
+use crate::store::{Money, Store};
+
+pub async fn run(store: &Store, action: PricingAction) -> anyhow::Result<()> {
+    match action {
+        PricingAction::List { json } => {
+            let rows = store.list_pricing().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.model.clone(),
+                        r.provider.clone(),
+                        r.input_per_1k.to_string(),
+                        r.output_per_1k.to_string(),
+                        r.effective_from.format("%Y-%m-%d").to_string(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &[
+                        "MODEL",
+                        "PROVIDER",
+                        "INPUT $/1K",
+                        "OUTPUT $/1K",
+                        "FROM (UTC)"
+                    ],
+                    &cells,
+                    40
+                )
+            );
+            println!(
+                "Costs in the ledger are estimates: tokens counted with o200k_base, priced at these list prices."
+            );
+        }
+        PricingAction::Add {
+            model,
+            provider,
+            input_per_1k,
+            output_per_1k,
+            effective_from,
+        } => {
+            for (name, value) in [
+                ("--input-per-1k", input_per_1k),
+                ("--output-per-1k", output_per_1k),
+            ] {
+                if value < Decimal::ZERO {
+                    bail!("{name} must not be negative (got {value})");
+                }
+            }
+            if model.trim().is_empty() || model.contains('\0') {
+                bail!("the model name must be non-empty text");
+            }
+            let day = effective_from.unwrap_or_else(|| Utc::now().date_naive());
+            let row = PriceRow {
+                model,
+                provider,
+                input_per_1k: Money(input_per_1k),
+                output_per_1k: Money(output_per_1k),
+                effective_from: day.and_time(NaiveTime::MIN).and_utc(),
+            };
+            store.add_pricing(&row).await?;
+            println!(
+                "{} from {}: ${} per 1K input, ${} per 1K output tokens",
+                row.model, day, row.input_per_1k, row.output_per_1k
+            );
+        }
+    }
+    Ok(())
+}
