@@ -139,6 +139,10 @@ pub struct LedgerArgs {
     /// file, or ./steward-ledger.spill for PostgreSQL.
     #[arg(long, env = "STEWARD_LEDGER_SPILL", value_name = "PATH")]
     pub ledger_spill: Option<PathBuf>,
+    /// Keep ledger rows this long (e.g. 30d, the default); older rows are folded into hourly
+    /// rollups and pruned.
+    #[arg(long, env = "STEWARD_LEDGER_RETENTION", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub ledger_retention: Option<Duration>,
     /// Model whose prices estimate cost for clients without a model of their own
     /// (default claude-sonnet-4-5; see `llm_pricing`).
     #[arg(long, env = "STEWARD_PRICING_MODEL", value_name = "MODEL")]

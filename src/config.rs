@@ -73,6 +73,8 @@ struct FileConfig {
 struct FileLedger {
     durability: Option<Durability>,
     spill: Option<PathBuf>,
+    /// e.g. "30d".
+    retention: Option<String>,
     /// Default pricing model.
     pricing_model: Option<String>,
     /// Pricing model per client type, e.g. `"Cursor" = "gpt-5"`.
@@ -195,12 +197,18 @@ pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
             ledger,
         }) => {
             let database = database_url(database, &file)?;
+            let session_settings = session_settings(sessions, &file.sessions)?;
             Resolved::Serve(ServeConfig {
                 listen: listen
                     .or(file.listen)
                     .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
-                sessions: session_settings(sessions, &file.sessions)?,
-                ledger: ledger_settings(&ledger, &file.ledger, &database),
+                ledger: ledger_settings(
+                    &ledger,
+                    &file.ledger,
+                    &database,
+                    session_settings.cleanup_interval,
+                )?,
+                sessions: session_settings,
                 pricing: pricing_policy(ledger.pricing_model, &file.ledger),
                 database,
             })
@@ -208,7 +216,12 @@ pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
         Command::Stdio(database) => {
             let database = database_url(database, &file)?;
             Resolved::Stdio(StdioConfig {
-                ledger: ledger_settings(&LedgerArgs::default(), &file.ledger, &database),
+                ledger: ledger_settings(
+                    &LedgerArgs::default(),
+                    &file.ledger,
+                    &database,
+                    SessionSettings::default().cleanup_interval,
+                )?,
                 pricing: pricing_policy(None, &file.ledger),
                 database,
             })
@@ -230,7 +243,12 @@ fn database_url(args: DatabaseArgs, file: &FileConfig) -> Result<DatabaseUrl, Co
     DatabaseUrl::parse(&url)
 }
 
-fn ledger_settings(args: &LedgerArgs, file: &FileLedger, database: &DatabaseUrl) -> LedgerSettings {
+fn ledger_settings(
+    args: &LedgerArgs,
+    file: &FileLedger,
+    database: &DatabaseUrl,
+    cleanup_interval: Duration,
+) -> Result<LedgerSettings, ConfigError> {
     let durability = args
         .ledger_durability
         .or(file.durability)
@@ -247,7 +265,19 @@ fn ledger_settings(args: &LedgerArgs, file: &FileLedger, database: &DatabaseUrl)
             }
             DatabaseUrl::Postgres { .. } => PathBuf::from("steward-ledger.spill"),
         });
-    LedgerSettings::new(durability, spill)
+    let mut settings = LedgerSettings::new(durability, spill);
+    settings.retention_interval = cleanup_interval;
+    if let Some(retention) = args.ledger_retention {
+        settings.retention = retention;
+    } else if let Some(text) = &file.retention {
+        settings.retention =
+            humantime::parse_duration(text).map_err(|e| ConfigError::Duration {
+                key: "ledger.retention".into(),
+                value: text.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(settings)
 }
 
 fn pricing_policy(flag: Option<String>, file: &FileLedger) -> PricingPolicy {

@@ -12,6 +12,7 @@ pub mod analyze;
 pub mod entry;
 pub mod http;
 pub mod pricing;
+pub mod retention;
 pub mod spill;
 pub mod stdio;
 pub mod tokens;
@@ -55,6 +56,10 @@ pub struct LedgerSettings {
     /// Analysed rows kept in memory while the database refuses; older ones go to the spill file.
     pub max_pending: usize,
     pub spill_path: PathBuf,
+    /// Rows older than this are folded into hourly rollups and pruned.
+    pub retention: Duration,
+    /// How often retention runs.
+    pub retention_interval: Duration,
 }
 
 impl LedgerSettings {
@@ -65,6 +70,8 @@ impl LedgerSettings {
             queue_capacity: 16_384,
             max_pending: 50_000,
             spill_path,
+            retention: Duration::from_secs(30 * 24 * 60 * 60),
+            retention_interval: Duration::from_secs(60),
         }
     }
 }
@@ -81,6 +88,16 @@ pub struct Shared {
     /// Requests that could not be recorded at all (should stay 0; shown loudly if not).
     pub lost: AtomicU64,
     degraded: Mutex<Option<(String, DateTime<Utc>)>>,
+    pub retention: Mutex<RetentionState>,
+}
+
+/// What the last retention pass did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RetentionState {
+    pub last_run: Option<DateTime<Utc>>,
+    /// Rows folded into hourly rollups since start.
+    pub pruned: u64,
+    pub last_error: Option<String>,
 }
 
 impl Shared {
@@ -149,6 +166,7 @@ pub struct LedgerReport {
     pub failed_writes: u64,
     pub sanitized: u64,
     pub lost: u64,
+    pub retention: RetentionState,
 }
 
 /// The ledger's front door, cheap to clone into every request.
@@ -190,6 +208,13 @@ impl Ledger {
         let durability = settings.durability;
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let prices = PriceTable::load(&store).await?;
+        let pruner = retention::spawn(
+            store.clone(),
+            shared.clone(),
+            settings.retention,
+            settings.retention_interval,
+            shutdown.clone(),
+        );
         if prices.price(&policy.default_model, Utc::now()).is_none() {
             tracing::warn!(
                 model = %policy.default_model,
@@ -204,7 +229,12 @@ impl Ledger {
             prices,
             spill.clone(),
         );
-        let handle = tokio::spawn(writer.run(rx, shutdown));
+        let handle = tokio::spawn(async move {
+            writer.run(rx, shutdown).await;
+            if let Err(error) = pruner.await {
+                tracing::warn!(%error, "ledger retention ended abnormally");
+            }
+        });
         let tx = (durability != Durability::Off).then_some(tx);
         Ok((
             Ledger {
@@ -286,12 +316,11 @@ impl Ledger {
         let s = &self.shared;
         let degraded = lock(&s.degraded).clone();
         let lost = s.counter(|s| &s.lost);
+        let retention = lock(&s.retention).clone();
+        let failing = degraded.is_some() || lost > 0 || retention.last_error.is_some();
         LedgerReport {
-            status: if degraded.is_some() || lost > 0 {
-                "degraded"
-            } else {
-                "ok"
-            },
+            status: if failing { "degraded" } else { "ok" },
+            retention,
             durability: self.durability,
             reason: degraded.as_ref().map(|(reason, _)| reason.clone()),
             degraded_since: degraded.map(|(_, since)| since),

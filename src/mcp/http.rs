@@ -82,6 +82,9 @@ async fn health(
         problems.push(format!("cleanup: last run failed: {error}"));
     }
     let ledger = ledger.report();
+    if let Some(error) = &ledger.retention.last_error {
+        problems.push(format!("ledger retention: {error}"));
+    }
     if let Some(reason) = &ledger.reason {
         problems.push(format!(
             "ledger: {reason} ({} requests waiting)",

@@ -1,8 +1,11 @@
 //! `mcp_requests`: the request ledger's rows.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, DurationRound, Utc};
 use sqlx::QueryBuilder;
 
-use super::{Id, Store, on_pool};
+use super::{Id, Money, Store, WritePool, on_pool};
 use crate::ledger::entry::LedgerRow;
 
 /// Rows per INSERT statement: 20 columns × 500 rows stays under both engines' bind limits.
@@ -52,5 +55,143 @@ impl Store {
     /// Number of ledger rows (for health and tests).
     pub async fn count_requests(&self) -> Result<i64, sqlx::Error> {
         on_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM mcp_requests").fetch_one(pool).await)
+    }
+}
+
+/// The part of a ledger row that rollups keep.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct PrunedRow {
+    request_id: Id,
+    timestamp: DateTime<Utc>,
+    method: String,
+    tool_name: Option<String>,
+    status: String,
+    duration_us: i64,
+    args_tokens: Option<i32>,
+    result_tokens: Option<i32>,
+    estimated_cost_usd: Option<Money>,
+}
+
+/// One hourly rollup row.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct Rollup {
+    pub requests: i64,
+    pub duration_us_total: i64,
+    pub duration_us_max: i64,
+    pub args_tokens: i64,
+    pub result_tokens: i64,
+    pub estimated_cost_usd: Money,
+}
+
+type RollupKey = (DateTime<Utc>, String, String, String);
+
+impl Rollup {
+    fn add(&mut self, row: &PrunedRow) {
+        self.requests += 1;
+        self.duration_us_total = self.duration_us_total.saturating_add(row.duration_us);
+        self.duration_us_max = self.duration_us_max.max(row.duration_us);
+        self.args_tokens += i64::from(row.args_tokens.unwrap_or(0));
+        self.result_tokens += i64::from(row.result_tokens.unwrap_or(0));
+        self.estimated_cost_usd += row.estimated_cost_usd.unwrap_or_default();
+    }
+
+    fn merge(&mut self, other: &Rollup) {
+        self.requests += other.requests;
+        self.duration_us_total = self
+            .duration_us_total
+            .saturating_add(other.duration_us_total);
+        self.duration_us_max = self.duration_us_max.max(other.duration_us_max);
+        self.args_tokens += other.args_tokens;
+        self.result_tokens += other.result_tokens;
+        self.estimated_cost_usd += other.estimated_cost_usd;
+    }
+}
+
+fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(chrono::Duration::hours(1)).unwrap_or(t)
+}
+
+impl Store {
+    /// Folds up to `batch` ledger rows older than `before` into hourly rollups and deletes
+    /// them, in one transaction (so a row is either in the ledger or in a rollup, never
+    /// neither or both). Sums are exact: money is added as decimals in Rust on both engines.
+    /// Returns the number of rows pruned.
+    pub async fn prune_requests(
+        &self,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<u64, sqlx::Error> {
+        let select = "SELECT request_id, timestamp, method, tool_name, status, duration_us, args_tokens, \
+                      result_tokens, estimated_cost_usd FROM mcp_requests WHERE timestamp < $1 \
+                      ORDER BY timestamp LIMIT $2";
+        let existing = "SELECT requests, duration_us_total, duration_us_max, args_tokens, result_tokens, \
+                        estimated_cost_usd FROM mcp_request_rollups \
+                        WHERE hour = $1 AND method = $2 AND tool_name = $3 AND status = $4";
+        let upsert = "INSERT INTO mcp_request_rollups (hour, method, tool_name, status, requests, \
+                      duration_us_total, duration_us_max, args_tokens, result_tokens, estimated_cost_usd) \
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                      ON CONFLICT (hour, method, tool_name, status) DO UPDATE SET requests = excluded.requests, \
+                      duration_us_total = excluded.duration_us_total, duration_us_max = excluded.duration_us_max, \
+                      args_tokens = excluded.args_tokens, result_tokens = excluded.result_tokens, \
+                      estimated_cost_usd = excluded.estimated_cost_usd";
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let rows = sqlx::query_as::<_, PrunedRow>(select).bind(before).bind(batch).fetch_all(&mut *tx).await?;
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            let mut groups: HashMap<RollupKey, Rollup> = HashMap::new();
+            for row in &rows {
+                let key = (hour_of(row.timestamp), row.method.clone(), row.tool_name.clone().unwrap_or_default(), row.status.clone());
+                groups.entry(key).or_default().add(row);
+            }
+            for ((hour, method, tool, status), mut rollup) in groups {
+                let old = sqlx::query_as::<_, Rollup>(existing)
+                    .bind(hour).bind(&method).bind(&tool).bind(&status)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(old) = old {
+                    rollup.merge(&old);
+                }
+                sqlx::query(upsert)
+                    .bind(hour).bind(&method).bind(&tool).bind(&status)
+                    .bind(rollup.requests)
+                    .bind(rollup.duration_us_total)
+                    .bind(rollup.duration_us_max)
+                    .bind(rollup.args_tokens)
+                    .bind(rollup.result_tokens)
+                    .bind(rollup.estimated_cost_usd)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let mut delete = QueryBuilder::new("DELETE FROM mcp_requests WHERE request_id IN (");
+            let mut ids = delete.separated(", ");
+            for row in &rows {
+                ids.push_bind(row.request_id);
+            }
+            delete.push(")");
+            let deleted = delete.build().execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok(deleted)
+        })
+    }
+}
+
+/// A stored rollup with its key (for statistics and tests).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RollupRow {
+    pub hour: DateTime<Utc>,
+    pub method: String,
+    pub tool_name: String,
+    pub status: String,
+    #[sqlx(flatten)]
+    pub rollup: Rollup,
+}
+
+impl Store {
+    /// Every hourly rollup, oldest first.
+    pub async fn request_rollups(&self) -> Result<Vec<RollupRow>, sqlx::Error> {
+        let sql = "SELECT * FROM mcp_request_rollups ORDER BY hour, method, tool_name, status";
+        on_pool!(self, pool => sqlx::query_as::<_, RollupRow>(sql).fetch_all(pool).await)
     }
 }

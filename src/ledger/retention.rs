@@ -1,0 +1,69 @@
+//! Ledger retention: rows older than `--ledger-retention` are folded into hourly rollups
+//! (`mcp_request_rollups`) and pruned, on the cleanup interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Shared, lock};
+use crate::store::Store;
+
+/// Rows folded per transaction, and most transactions per run: keeps each run short.
+const BATCH: i64 = 5_000;
+const MAX_BATCHES_PER_RUN: usize = 20;
+
+/// Runs one pass: prunes (in batches) every row older than `retention`. Returns rows pruned.
+pub async fn prune_once(store: &Store, retention: Duration) -> Result<u64, sqlx::Error> {
+    let before =
+        Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let mut total = 0;
+    for _ in 0..MAX_BATCHES_PER_RUN {
+        let pruned = store.prune_requests(before, BATCH).await?;
+        total += pruned;
+        if pruned < BATCH as u64 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Starts the periodic pruning; failures are counted and shown in `/health`.
+pub fn spawn(
+    store: Store,
+    shared: Arc<Shared>,
+    retention: Duration,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let outcome = prune_once(&store, retention).await;
+            let mut state = lock(&shared.retention);
+            state.last_run = Some(Utc::now());
+            match outcome {
+                Ok(pruned) => {
+                    state.pruned += pruned;
+                    if state.last_error.take().is_some() {
+                        tracing::info!("ledger retention recovered");
+                    }
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    if state.last_error.as_deref() != Some(&message) {
+                        tracing::error!(error = %message, "ledger retention failed");
+                    }
+                    state.last_error = Some(message);
+                }
+            }
+        }
+    })
+}
