@@ -49,9 +49,29 @@ impl Pending {
     }
 }
 
+/// Attributes a request that carries no `Mcp-Session-Id` to a session (e.g. a logical session
+/// of a stateless client). Implemented by the session layer; must not block.
+pub trait Attribution: Send + Sync {
+    fn session_for(&self, headers: &axum::http::HeaderMap, body: &[u8]) -> Option<String>;
+}
+
+/// What the capture middleware needs.
+#[derive(Clone)]
+pub struct Capture {
+    pub ledger: Ledger,
+    pub attribution: Option<std::sync::Arc<dyn Attribution>>,
+}
+
 /// The middleware. Only POSTs carry JSON-RPC messages; GET (the server's event stream) and
 /// DELETE pass through.
-pub async fn capture(State(ledger): State<Ledger>, request: Request, next: Next) -> Response {
+pub async fn capture(
+    State(Capture {
+        ledger,
+        attribution,
+    }): State<Capture>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.method() != Method::POST || ledger.durability() == Durability::Off {
         return next.run(request).await;
     }
@@ -72,6 +92,9 @@ pub async fn capture(State(ledger): State<Ledger>, request: Request, next: Next)
         ledger.record(pending.finish(Bytes::new(), 0, Ending::Complete));
         return response;
     };
+    // Stateless clients have no id: the session layer may attribute them to a logical session.
+    let session_id =
+        session_id.or_else(|| attribution.and_then(|a| a.session_for(&parts.headers, &bytes)));
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes.clone())))
         .await;

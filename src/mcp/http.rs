@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::{BoardServer, ServerContext};
 use crate::ledger::{self, Ledger};
 use crate::sessions::Sessions;
+use crate::sessions::logical::LogicalSessions;
 
 /// The header value every MCP POST must send.
 pub const REQUIRED_ACCEPT: &str = "application/json, text/event-stream";
@@ -48,7 +49,10 @@ pub fn router(state: HttpState, shutdown: CancellationToken) -> Router {
         .layer(middleware::from_fn(explain_rejections))
         // Outermost, so the ledger records replies exactly as clients receive them.
         .layer(middleware::from_fn_with_state(
-            state.ledger.clone(),
+            ledger::http::Capture {
+                ledger: state.ledger.clone(),
+                attribution: Some(Arc::new(LogicalSessions::new(state.ctx.store.clone()))),
+            },
             ledger::http::capture,
         ))
         .route("/health", get(health))

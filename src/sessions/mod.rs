@@ -14,6 +14,7 @@
 
 pub mod client_type;
 mod jobs;
+pub mod logical;
 pub mod manager;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,139 @@
+//! Logical sessions for clients without a session id: stateless 2026-07-28 requests over HTTP
+//! (stdio connections get theirs in `mcp::stdio`). Requests from the same principal and client
+//! name/version belong to one logical session until a gap of [`GAP`]; the session is a row of
+//! kind `logical` in `mcp_sessions`, so the ledger and the dashboard treat every client alike.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use chrono::Utc;
+use serde_json::Value;
+
+use super::{client_type, lock};
+use crate::ledger::http::Attribution;
+use crate::store::Store;
+use crate::store::sessions::NewSession;
+
+/// A pause longer than this starts a new logical session.
+pub const GAP: Duration = Duration::from_secs(30 * 60);
+/// `last_activity` of a logical session is written at most this often.
+const TOUCH_EVERY: Duration = Duration::from_secs(30);
+/// The first protocol revision without sessions.
+const STATELESS_REVISION: &str = "2026-07-28";
+const CLIENT_INFO_KEY: &str = "io.modelcontextprotocol/clientInfo";
+
+type Key = (Option<String>, String, String);
+
+struct Entry {
+    id: String,
+    last_seen: Instant,
+    last_written: Instant,
+}
+
+pub struct LogicalSessions {
+    store: Store,
+    open: Mutex<HashMap<Key, Entry>>,
+}
+
+impl LogicalSessions {
+    pub fn new(store: Store) -> Self {
+        LogicalSessions {
+            store,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The logical session for this client now, creating (and recording) one when needed.
+    pub fn session_for_client(
+        &self,
+        principal: Option<String>,
+        name: &str,
+        version: &str,
+        protocol: &str,
+    ) -> String {
+        let key = (principal.clone(), name.to_string(), version.to_string());
+        let now = Instant::now();
+        let mut open = lock(&self.open);
+        if let Some(entry) = open
+            .get_mut(&key)
+            .filter(|e| now.duration_since(e.last_seen) < GAP)
+        {
+            entry.last_seen = now;
+            if now.duration_since(entry.last_written) >= TOUCH_EVERY {
+                entry.last_written = now;
+                self.touch(entry.id.clone());
+            }
+            return entry.id.clone();
+        }
+        if open.len() > 100_000 {
+            open.retain(|_, e| now.duration_since(e.last_seen) < GAP);
+        }
+        let id = format!("logical-{}", super::manager::new_session_id());
+        open.insert(
+            key,
+            Entry {
+                id: id.clone(),
+                last_seen: now,
+                last_written: now,
+            },
+        );
+        drop(open);
+        self.record(NewSession {
+            session_id: id.clone(),
+            kind: "logical",
+            protocol_version: Some(protocol.to_string()),
+            client_name: Some(name.to_string()),
+            client_version: Some(version.to_string()),
+            client_type: client_type::detect(name).to_string(),
+            client_capabilities: Value::Object(Default::default()),
+            initialize_params: None,
+            principal,
+            at: Utc::now(),
+        });
+        id
+    }
+
+    fn record(&self, row: NewSession) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.insert_session(&row).await {
+                tracing::error!(%error, session_id = %row.session_id, "could not record a logical session");
+            }
+        });
+    }
+
+    fn touch(&self, id: String) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.touch_sessions(&[(id, Utc::now())]).await {
+                tracing::warn!(%error, "could not record logical session activity");
+            }
+        });
+    }
+}
+
+impl Attribution for LogicalSessions {
+    fn session_for(&self, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+        let protocol = headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok())?;
+        // Older revisions must send a session id; rmcp rejects them, and no session is made up.
+        if protocol < STATELESS_REVISION {
+            return None;
+        }
+        let message: Value = serde_json::from_slice(body).ok()?;
+        let info = message
+            .get("params")
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get(CLIENT_INFO_KEY));
+        let text = |field: &str| {
+            info.and_then(|i| i.get(field))
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string()
+        };
+        Some(self.session_for_client(None, &text("name"), &text("version"), protocol))
+    }
+}
