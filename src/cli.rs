@@ -81,14 +81,14 @@ pub struct SessionsArgs {
 pub enum SessionsAction {
     /// Sessions, most recently active first.
     List {
-        /// Only this status: active, idle, disconnected or revoked.
-        #[arg(long)]
+        /// Only this status.
+        #[arg(long, value_parser = ["active", "idle", "disconnected", "revoked"])]
         status: Option<String>,
         /// Only this client type, e.g. "Claude Code".
         #[arg(long)]
         client_type: Option<String>,
         /// Only this kind: session (HTTP) or logical (stateless and stdio clients).
-        #[arg(long)]
+        #[arg(long, value_parser = ["session", "logical"])]
         kind: Option<String>,
         /// Most rows to show.
         #[arg(long, default_value_t = 50)]

@@ -1275,7 +1275,6 @@ async fn search_is_case_insensitive_beyond_ascii_on_postgres() -> anyhow::Result
 }
 
 #[tokio::test]
-#[ignore = "known bug: SQLite's LOWER() folds ASCII only, so non-ASCII upper-case text is never found"]
 async fn search_is_case_insensitive_beyond_ascii_on_sqlite() -> anyhow::Result<()> {
     on_backend(Backend::Sqlite, non_ascii_search_story).await
 }

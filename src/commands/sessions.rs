@@ -8,8 +8,6 @@ use crate::cli::SessionsAction;
 use crate::store::Store;
 use crate::store::sessions::{SessionFilter, SessionRow};
 
-const STATUSES: &[&str] = &["active", "idle", "disconnected", "revoked"];
-
 pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
     match action {
         SessionsAction::List {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool};
+use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, search_text};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Document {
@@ -50,10 +50,10 @@ pub struct DocumentQuery {
 }
 
 const FILTER: &str = "project_id = $1 AND ($2 IS NULL OR document_type = $2) \
-    AND ($3 IS NULL OR LOWER(title) LIKE $3 ESCAPE '\\')";
+    AND ($3 IS NULL OR search_text LIKE $3 ESCAPE '\\')";
 
 const INSERT: &str = "INSERT INTO documents (id, project_id, document_type, title, content, tags, author, \
-    created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *";
+    created_at, updated_at, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *";
 
 impl Store {
     pub async fn create_document(&self, new: &NewDocument) -> Result<Document, sqlx::Error> {
@@ -68,6 +68,7 @@ impl Store {
             .bind(&new.author)
             .bind(now)
             .bind(now)
+            .bind(search_text(&[&new.title]))
             .fetch_one(pool)
             .await)
     }
@@ -127,7 +128,9 @@ impl Store {
     ) -> Result<Option<Document>, sqlx::Error> {
         let sql = "UPDATE documents SET document_type = COALESCE($3, document_type), title = COALESCE($4, title), \
                    content = COALESCE($5, content), tags = COALESCE($6, tags), author = COALESCE($7, author), \
-                   updated_at = $8 WHERE project_id = $1 AND id = $2 RETURNING *";
+                   updated_at = $8, search_text = COALESCE($9, search_text) \
+                   WHERE project_id = $1 AND id = $2 RETURNING *";
+        let search = changes.title.as_deref().map(|title| search_text(&[title]));
         on_pool!(self, pool => sqlx::query_as::<_, Document>(sql)
             .bind(project_id)
             .bind(id)
@@ -137,6 +140,7 @@ impl Store {
             .bind(changes.tags.as_ref().map(Json))
             .bind(&changes.author)
             .bind(Utc::now())
+            .bind(&search)
             .fetch_optional(pool)
             .await)
     }
@@ -167,6 +171,7 @@ impl Store {
                     .bind(&doc.author)
                     .bind(doc.created_at)
                     .bind(doc.updated_at)
+                    .bind(search_text(&[&doc.title]))
                     .execute(&mut *tx)
                     .await?;
             }

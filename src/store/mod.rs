@@ -173,6 +173,12 @@ pub(crate) fn like_pattern(query: &str) -> String {
     pattern
 }
 
+/// The folded text a row is searched by (`search_text` columns): full Unicode lowercase,
+/// computed here because SQLite's `LOWER()` folds ASCII only.
+pub(crate) fn search_text(parts: &[&str]) -> String {
+    parts.join("\n").to_lowercase()
+}
+
 /// A page request already validated by the caller: `page` ≥ 1, `per_page` in 1..=100.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Id, Page, Paged, Store, like_pattern, on_pool};
+use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, search_text};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Project {
@@ -45,20 +45,21 @@ pub struct ProjectChanges {
     pub github_repo: Option<String>,
 }
 
-const SEARCH: &str =
-    "($1 IS NULL OR LOWER(title) LIKE $1 ESCAPE '\\' OR LOWER(description) LIKE $1 ESCAPE '\\')";
+const SEARCH: &str = "($1 IS NULL OR search_text LIKE $1 ESCAPE '\\')";
 
 impl Store {
     pub async fn create_project(&self, new: &NewProject) -> Result<Project, sqlx::Error> {
         let now = Utc::now();
-        let sql = "INSERT INTO projects (id, title, description, github_repo, created_at, updated_at) \
-                   VALUES ($1, $2, $3, $4, $5, $5) RETURNING *";
+        let sql = "INSERT INTO projects (id, title, description, github_repo, created_at, updated_at, search_text) \
+                   VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING *";
+        let search = search_text(&[&new.title, &new.description]);
         on_pool!(self, pool => sqlx::query_as::<_, Project>(sql)
             .bind(Id::new())
             .bind(&new.title)
             .bind(&new.description)
             .bind(&new.github_repo)
             .bind(now)
+            .bind(&search)
             .fetch_one(pool)
             .await)
     }
@@ -100,14 +101,27 @@ impl Store {
     ) -> Result<Option<Project>, sqlx::Error> {
         let sql = "UPDATE projects SET title = COALESCE($2, title), description = COALESCE($3, description), \
                    github_repo = COALESCE($4, github_repo), updated_at = $5 WHERE id = $1 RETURNING *";
-        on_pool!(self, pool => sqlx::query_as::<_, Project>(sql)
-            .bind(id)
-            .bind(&changes.title)
-            .bind(&changes.description)
-            .bind(&changes.github_repo)
-            .bind(Utc::now())
-            .fetch_optional(pool)
-            .await)
+        on_pool!(self, pool => {
+            // One write transaction, so the folded search text always matches the row.
+            let mut tx = pool.begin_write().await?;
+            let project = sqlx::query_as::<_, Project>(sql)
+                .bind(id)
+                .bind(&changes.title)
+                .bind(&changes.description)
+                .bind(&changes.github_repo)
+                .bind(Utc::now())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(p) = &project {
+                sqlx::query("UPDATE projects SET search_text = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(search_text(&[&p.title, &p.description]))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(project)
+        })
     }
 
     /// Deletes the project and everything in it. Returns whether it existed.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Id, Page, Paged, Store, WritePool, like_pattern, lock_row, on_pool};
+use super::{Id, Page, Paged, Store, WritePool, like_pattern, lock_row, on_pool, search_text};
 use crate::board::Actor;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -80,7 +80,7 @@ const FILTER: &str = "archived = FALSE \
     AND ($1 IS NULL OR project_id = $1) \
     AND ($2 IS NULL OR status = $2) \
     AND ($3 IS NULL OR assignee = $3) \
-    AND ($4 IS NULL OR LOWER(title) LIKE $4 ESCAPE '\\' OR LOWER(description) LIKE $4 ESCAPE '\\') \
+    AND ($4 IS NULL OR search_text LIKE $4 ESCAPE '\\') \
     AND ($5 OR status <> 'done')";
 
 const INSERT_HISTORY: &str = "INSERT INTO task_history \
@@ -90,7 +90,8 @@ const INSERT_HISTORY: &str = "INSERT INTO task_history \
 impl Store {
     pub async fn create_task(&self, new: &NewTask, actor: &Actor) -> Result<Task, sqlx::Error> {
         let sql = "INSERT INTO tasks (id, project_id, title, description, status, assignee, task_order, \
-                   feature, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING *";
+                   feature, created_at, updated_at, search_text) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING *";
         let now = Utc::now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -104,6 +105,7 @@ impl Store {
                 .bind(new.task_order)
                 .bind(&new.feature)
                 .bind(now)
+                .bind(search_text(&[&new.title, &new.description]))
                 .fetch_one(&mut *tx)
                 .await?;
             sqlx::query(INSERT_HISTORY)
@@ -170,7 +172,7 @@ impl Store {
         actor: &Actor,
     ) -> Result<Option<Task>, sqlx::Error> {
         let update = "UPDATE tasks SET title = $2, description = $3, status = $4, assignee = $5, \
-                      task_order = $6, feature = $7, updated_at = $8 WHERE id = $1 RETURNING *";
+                      task_order = $6, feature = $7, updated_at = $8, search_text = $9 WHERE id = $1 RETURNING *";
         let now = Utc::now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -188,6 +190,7 @@ impl Store {
                 .bind(new.task_order)
                 .bind(&new.feature)
                 .bind(now)
+                .bind(search_text(&[&new.title, &new.description]))
                 .fetch_one(&mut *tx)
                 .await?;
             for (field, before, after) in diff(&old, &task) {

@@ -202,6 +202,17 @@ impl BoardServer {
         target: &Version,
         created_by: String,
     ) -> ToolResult {
+        // Check the target can be applied before anything is written.
+        let documents = match project_json(field) {
+            Some(_) => None,
+            None => Some(serde_json::from_value::<Vec<Document>>(target.content.0.clone()).map_err(|e| {
+                ToolError::invalid(
+                    "version_number",
+                    format!("version {} of docs is not a list of documents ({e}), so it cannot be restored", target.version_number),
+                    "Restore a docs version that Steward recorded itself (created without content)",
+                )
+            })?),
+        };
         let current = self.current_value(project_id, field).await?;
         let mut snapshot = NewVersion {
             project_id,
@@ -216,22 +227,15 @@ impl BoardServer {
             created_by: created_by.clone(),
         };
         let backup = self.store().create_version(&snapshot).await?;
-        match project_json(field) {
-            Some(column) => {
+        match (project_json(field), documents) {
+            (Some(column), _) => {
                 self.store()
                     .set_project_json(project_id, column, &target.content.0)
                     .await?;
             }
-            None => {
-                let documents: Vec<Document> = serde_json::from_value(target.content.0.clone()).map_err(|e| {
-                    ToolError::invalid(
-                        "version_number",
-                        format!("version {} of docs is not a list of documents ({e}), so it cannot be restored", target.version_number),
-                        "Restore a docs version that Steward recorded itself (created without content)",
-                    )
-                })?;
+            (None, documents) => {
                 self.store()
-                    .replace_documents(project_id, &documents)
+                    .replace_documents(project_id, &documents.unwrap_or_default())
                     .await?;
             }
         }
