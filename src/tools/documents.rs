@@ -98,17 +98,7 @@ impl BoardServer {
             text: validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?,
         };
         let found = self.store().list_documents(&query, page).await?;
-        let documents: Vec<_> = found
-            .items
-            .iter()
-            .map(|doc| {
-                let mut summary = to_json(doc);
-                if let Some(object) = summary.as_object_mut() {
-                    object.remove("content");
-                }
-                summary
-            })
-            .collect();
+        let documents: Vec<_> = found.items.iter().map(summary_view).collect();
         Ok(success(merge([
             json!({ "documents": documents }),
             page_info(page, found.items.len(), found.total),

@@ -126,6 +126,16 @@ pub fn list_view<T: Serialize>(row: &T) -> Value {
     value
 }
 
+/// The list-view form of a row whose `content` can be large: everything but the content
+/// (the full row comes with a lookup by id).
+pub fn summary_view<T: Serialize>(row: &T) -> Value {
+    let mut value = to_json(row);
+    if let Some(object) = value.as_object_mut() {
+        object.remove("content");
+    }
+    value
+}
+
 /// The paging fields every list response carries.
 pub fn page_info(page: crate::store::Page, count: usize, total: i64) -> Value {
     let seen = i64::from(page.page - 1) * i64::from(page.per_page) + count as i64;

@@ -104,17 +104,7 @@ impl BoardServer {
         let page = validate::page(args.page, args.per_page)?;
         let field = args.field_name.map(VersionField::as_str);
         let found = self.store().list_versions(project_id, field, page).await?;
-        let versions: Vec<_> = found
-            .items
-            .iter()
-            .map(|v| {
-                let mut summary = to_json(v);
-                if let Some(object) = summary.as_object_mut() {
-                    object.remove("content");
-                }
-                summary
-            })
-            .collect();
+        let versions: Vec<_> = found.items.iter().map(summary_view).collect();
         Ok(success(merge([
             json!({ "versions": versions }),
             page_info(page, found.items.len(), found.total),
