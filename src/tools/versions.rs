@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::projects::{default_page, default_per_page};
+use super::summary_view;
 use super::{
     Parameters, ToolError, ToolResult, merge, page_info, respond, success, to_json, validate,
 };
