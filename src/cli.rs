@@ -33,6 +33,37 @@ pub enum Command {
     Sessions(SessionsArgs),
     /// Model prices used for the ledger's cost estimates (`llm_pricing`).
     Pricing(PricingArgs),
+    /// The request ledger (reads the same database as `serve`).
+    Requests(RequestsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RequestsArgs {
+    #[command(subcommand)]
+    pub action: RequestsAction,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestsAction {
+    /// Ledger rows, newest first.
+    List {
+        /// Only this session.
+        #[arg(long)]
+        session: Option<String>,
+        /// Only this tool.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only since this long ago (e.g. 15m, 24h) or this RFC 3339 time.
+        #[arg(long, value_name = "DUR")]
+        since: Option<String>,
+        /// Most rows to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

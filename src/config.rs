@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{
-    Cli, Command, DatabaseArgs, LedgerArgs, PricingAction, ServeArgs, SessionArgs, SessionsAction,
+    Cli, Command, DatabaseArgs, LedgerArgs, PricingAction, RequestsAction, ServeArgs, SessionArgs,
+    SessionsAction,
 };
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
@@ -184,6 +185,7 @@ pub enum Resolved {
     Stdio(StdioConfig),
     Sessions(DatabaseUrl, SessionsAction),
     Pricing(DatabaseUrl, PricingAction),
+    Requests(DatabaseUrl, RequestsAction),
 }
 
 /// Merges flags/env (already applied by clap) with the config file and the defaults.
@@ -228,6 +230,9 @@ pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
         }
         Command::Pricing(args) => {
             Resolved::Pricing(database_url(args.database, &file)?, args.action)
+        }
+        Command::Requests(args) => {
+            Resolved::Requests(database_url(args.database, &file)?, args.action)
         }
         Command::Sessions(args) => {
             Resolved::Sessions(database_url(args.database, &file)?, args.action)

@@ -5,6 +5,7 @@
 //! [`store`] and serves; [`mcp`] speaks the protocol (HTTP and stdio); [`tools`] are the board's
 //! MCP tools over the [`store`]; [`board`] is the board's vocabulary.
 
+pub mod api;
 pub mod board;
 pub mod cli;
 pub mod commands;

@@ -29,6 +29,12 @@ fn main() -> ExitCode {
                 })
                 .await
             }
+            Resolved::Requests(database, action) => {
+                server::admin(&database, |store| {
+                    Box::pin(steward::commands::requests::run(store, action))
+                })
+                .await
+            }
             Resolved::Sessions(database, action) => {
                 server::admin(&database, |store| {
                     Box::pin(steward::commands::sessions::run(store, action))

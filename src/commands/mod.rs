@@ -2,5 +2,6 @@
 //! work whether or not a server is running.
 
 pub mod pricing;
+pub mod requests;
 pub mod sessions;
 pub mod table;

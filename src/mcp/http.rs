@@ -56,6 +56,7 @@ pub fn router(state: HttpState, shutdown: CancellationToken) -> Router {
             ledger::http::capture,
         ))
         .route("/health", get(health))
+        .merge(crate::api::router(state.ctx.store.clone()).with_state(()))
         .with_state(state)
 }
 

@@ -195,3 +195,86 @@ impl Store {
         on_pool!(self, pool => sqlx::query_as::<_, RollupRow>(sql).fetch_all(pool).await)
     }
 }
+
+/// A ledger row as stored (for the API, the CLI and `steward check`).
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct RequestRecord {
+    pub request_id: Id,
+    pub session_id: Option<String>,
+    pub jsonrpc_id: Option<String>,
+    pub method: String,
+    pub tool_name: Option<String>,
+    pub status: String,
+    pub error_code: Option<i32>,
+    pub error_message: Option<String>,
+    pub duration_ms: i64,
+    pub duration_us: i64,
+    pub request_bytes: i64,
+    pub response_bytes: i64,
+    pub args_tokens: Option<i32>,
+    pub result_tokens: Option<i32>,
+    pub total_tokens: Option<i32>,
+    pub estimated_cost_usd: Option<Money>,
+    pub pricing_model: Option<String>,
+    pub tokenizer: Option<String>,
+    pub sanitized: bool,
+    pub timestamp: DateTime<Utc>,
+}
+
+/// Which ledger rows to list; every `Some` narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub session_id: Option<String>,
+    pub tool_name: Option<String>,
+    pub method: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Ledger rows, newest first, with the total number of matches.
+    pub async fn list_requests(
+        &self,
+        filter: &RequestFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<RequestRecord>, i64), sqlx::Error> {
+        let cond = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool_name = $2) \
+                    AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR timestamp >= $5)";
+        let list = format!(
+            "SELECT * FROM mcp_requests WHERE {cond} ORDER BY timestamp DESC, request_id LIMIT $6 OFFSET $7"
+        );
+        let count = format!("SELECT COUNT(*) FROM mcp_requests WHERE {cond}");
+        on_pool!(self, pool => {
+            let rows = sqlx::query_as::<_, RequestRecord>(&list)
+                .bind(&filter.session_id)
+                .bind(&filter.tool_name)
+                .bind(&filter.method)
+                .bind(&filter.status)
+                .bind(filter.since)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let total: i64 = sqlx::query_scalar(&count)
+                .bind(&filter.session_id)
+                .bind(&filter.tool_name)
+                .bind(&filter.method)
+                .bind(&filter.status)
+                .bind(filter.since)
+                .fetch_one(pool)
+                .await?;
+            Ok((rows, total))
+        })
+    }
+
+    /// Ledger rows since `since` whose session id names no known session.
+    pub async fn orphan_requests_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<RequestRecord>, sqlx::Error> {
+        let sql = "SELECT * FROM mcp_requests r WHERE r.timestamp >= $1 AND r.session_id IS NOT NULL \
+                   AND NOT EXISTS (SELECT 1 FROM mcp_sessions s WHERE s.session_id = r.session_id)";
+        on_pool!(self, pool => sqlx::query_as::<_, RequestRecord>(sql).bind(since).fetch_all(pool).await)
+    }
+}

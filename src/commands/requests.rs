@@ -1,0 +1,77 @@
+//! `steward requests list`.
+
+use anyhow::anyhow;
+use serde_json::json;
+
+use super::table;
+use crate::cli::RequestsAction;
+use crate::store::Store;
+use crate::store::requests::RequestFilter;
+
+pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
+    let RequestsAction::List {
+        session,
+        tool,
+        since,
+        limit,
+        json,
+    } = action;
+    let since = since
+        .as_deref()
+        .map(crate::api::parse_since)
+        .transpose()
+        .map_err(|e| anyhow!(e))?;
+    let filter = RequestFilter {
+        session_id: session,
+        tool_name: tool,
+        since,
+        ..RequestFilter::default()
+    };
+    let (rows, total) = store.list_requests(&filter, i64::from(limit), 0).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "requests": rows, "total": total }))?
+        );
+        return Ok(());
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.timestamp.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+                r.session_id
+                    .as_deref()
+                    .unwrap_or("-")
+                    .chars()
+                    .take(16)
+                    .collect(),
+                r.method.clone(),
+                r.tool_name.clone().unwrap_or_default(),
+                r.status.clone(),
+                format!("{}.{:03}", r.duration_us / 1000, r.duration_us % 1000),
+                r.total_tokens.map_or("-".into(), |t| t.to_string()),
+                r.estimated_cost_usd.map_or("-".into(), |c| c.to_string()),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &[
+                "TIME (UTC)",
+                "SESSION",
+                "METHOD",
+                "TOOL",
+                "STATUS",
+                "MS",
+                "TOKENS*",
+                "COST* $"
+            ],
+            &cells,
+            40
+        )
+    );
+    println!("{} of {total} requests. * estimated", rows.len());
+    Ok(())
+}
