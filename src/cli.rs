@@ -35,6 +35,32 @@ pub enum Command {
     Pricing(PricingArgs),
     /// The request ledger (reads the same database as `serve`).
     Requests(RequestsArgs),
+    /// Verify end to end that sessions and tracking really work (phases 0-8 of the seed's checklist).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// MCP endpoint of the server to check.
+    #[arg(
+        long,
+        env = "STEWARD_CHECK_URL",
+        default_value = "http://127.0.0.1:8051/mcp"
+    )]
+    pub url: String,
+    /// Start a server of its own (on a temporary SQLite file, or on --database) with short
+    /// timeouts, so every phase runs, including restart recovery and cleanup.
+    #[arg(long)]
+    pub spawn: bool,
+    /// Command that restarts the server under check (phase 6 without --spawn).
+    #[arg(long, value_name = "CMD")]
+    pub restart_cmd: Option<String>,
+    /// With --database, rows are verified with SQL directly; without, through the /api endpoints.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Extra arguments for the spawned server (after `--`).
+    #[arg(last = true, hide = true)]
+    pub serve_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

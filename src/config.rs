@@ -186,6 +186,7 @@ pub enum Resolved {
     Sessions(DatabaseUrl, SessionsAction),
     Pricing(DatabaseUrl, PricingAction),
     Requests(DatabaseUrl, RequestsAction),
+    Check(crate::check::CheckOptions),
 }
 
 /// Merges flags/env (already applied by clap) with the config file and the defaults.
@@ -230,6 +231,23 @@ pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
         }
         Command::Pricing(args) => {
             Resolved::Pricing(database_url(args.database, &file)?, args.action)
+        }
+        Command::Check(args) => {
+            // Only an explicit --database (flag or env) is used: the check never guesses.
+            let database = args
+                .database
+                .database
+                .as_deref()
+                .map(DatabaseUrl::parse)
+                .transpose()?;
+            Resolved::Check(crate::check::CheckOptions {
+                url: args.url,
+                database_text: args.database.database,
+                database,
+                spawn: args.spawn,
+                restart_cmd: args.restart_cmd,
+                serve_args: args.serve_args,
+            })
         }
         Command::Requests(args) => {
             Resolved::Requests(database_url(args.database, &file)?, args.action)

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod board;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -19,6 +19,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Resolved::Check(options) = resolved {
+        return match runtime.block_on(steward::check::run(options)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(error) => {
+                eprintln!("steward check: {error:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let outcome = runtime.block_on(async {
         match resolved {
             Resolved::Serve(config) => server::serve(config).await,
@@ -29,6 +39,7 @@ fn main() -> ExitCode {
                 })
                 .await
             }
+            Resolved::Check(_) => Ok(()), // answered above
             Resolved::Requests(database, action) => {
                 server::admin(&database, |store| {
                     Box::pin(steward::commands::requests::run(store, action))

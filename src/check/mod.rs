@@ -1,0 +1,512 @@
+//! `steward check`: the seed's verification checklist (phases 0–8), run as a real MCP client
+//! against a running server or one it spawns. One line per check; `N passed, N failed`; a
+//! non-zero exit on any failure.
+
+mod client;
+mod evidence;
+mod target;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::config::DatabaseUrl;
+use client::{ACCEPT, Client};
+use evidence::Evidence;
+use target::Spawned;
+
+/// The name the check introduces itself with; phase 1 looks for it in the session row.
+pub const CLIENT_NAME: &str = "steward-check";
+/// A session id no server issued, for phase 4 (and excluded from phase 8's orphans).
+const UNKNOWN_SESSION: &str = "steward-check-unknown-session";
+/// How long to wait for the ledger writer (which flushes at least every 100 ms).
+const LEDGER_WAIT: Duration = Duration::from_secs(10);
+
+pub struct CheckOptions {
+    pub url: String,
+    pub database: Option<DatabaseUrl>,
+    pub database_text: Option<String>,
+    pub spawn: bool,
+    pub restart_cmd: Option<String>,
+    /// Extra arguments for a spawned server (used by tests to break a promise on purpose).
+    pub serve_args: Vec<String>,
+}
+
+/// Counts and prints results.
+#[derive(Default)]
+struct Report {
+    passed: usize,
+    failed: usize,
+}
+
+impl Report {
+    fn check(
+        &mut self,
+        phase: u8,
+        what: &str,
+        ok: bool,
+        expected: impl std::fmt::Display,
+        seen: impl std::fmt::Display,
+    ) -> bool {
+        if ok {
+            self.passed += 1;
+            println!("✓ [{phase}] {what}: {seen}");
+        } else {
+            self.failed += 1;
+            println!("✗ [{phase}] {what}: expected {expected}, saw {seen}");
+        }
+        ok
+    }
+
+    fn skip(&self, phase: u8, why: &str) {
+        println!("- [{phase}] skipped: {why}");
+    }
+}
+
+/// Runs the check; returns whether everything passed.
+pub async fn run(options: CheckOptions) -> anyhow::Result<bool> {
+    let scratch = tempfile::tempdir()?;
+    let mut spawned = None;
+    let (url, database) = if options.spawn {
+        let text = options
+            .database_text
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", scratch.path().join("check.db").display()));
+        let server = Spawned::start(&text, &options.serve_args).await?;
+        let url = server.mcp_url();
+        spawned = Some(server);
+        (url, Some(DatabaseUrl::parse(&text)?))
+    } else {
+        (options.url.clone(), options.database.clone())
+    };
+    let evidence = match &database {
+        Some(url) => Evidence::Database(crate::server::open_store(url).await?),
+        None => Evidence::Api(Client::new(&url)),
+    };
+    println!(
+        "steward check: {url} (verifying with {})",
+        evidence.describe()
+    );
+    let client = Client::new(&url);
+    let mut report = Report::default();
+    let started = Utc::now() - chrono::Duration::seconds(1);
+
+    phase0_health(&client, &mut report).await?;
+    let Some(session) = phase1_session(&client, &evidence, &mut report).await? else {
+        println!("{} passed, {} failed", report.passed, report.failed + 1);
+        return Ok(false);
+    };
+    phase2_tracking(&client, &evidence, &session, &mut report).await?;
+    phase3_tokens(&evidence, &session, &mut report).await?;
+    phase4_protocol(&client, &mut report).await?;
+    phase5_api(&client, &session, &mut report).await?;
+    match (&mut spawned, &options.restart_cmd) {
+        (Some(server), _) => {
+            server.crash_and_restart().await?;
+            phase6_restart(&client, &session, &mut report).await?;
+        }
+        (None, Some(command)) => {
+            target::run_restart_cmd(command, &client.base()).await?;
+            phase6_restart(&client, &session, &mut report).await?;
+        }
+        (None, None) => report.skip(6, "restart recovery needs --spawn or --restart-cmd"),
+    }
+    if spawned.is_some() {
+        phase7_cleanup(&client, &evidence, &mut report).await?;
+    } else {
+        report.skip(7, "background cleanup needs --spawn (short timeouts)");
+    }
+    phase8_orphans(&evidence, started, &mut report).await?;
+
+    if let Some(server) = spawned {
+        server.stop().await;
+    }
+    println!("{} passed, {} failed", report.passed, report.failed);
+    Ok(report.failed == 0)
+}
+
+async fn phase0_health(client: &Client, report: &mut Report) -> anyhow::Result<()> {
+    let (status, body) = client.get_json("/health").await?;
+    report.check(
+        0,
+        "/health answers 200",
+        status == StatusCode::OK,
+        "200",
+        status,
+    );
+    let reachable = body["database"]["reachable"] == true;
+    report.check(
+        0,
+        "database reachable",
+        reachable,
+        "true",
+        &body["database"]["reachable"],
+    );
+    let ledger = body["ledger"]["status"]
+        .as_str()
+        .unwrap_or("missing")
+        .to_string();
+    report.check(0, "ledger healthy", ledger == "ok", "ok", &ledger);
+    let sessions_ok = body["sessions"]["healthy"] == true;
+    report.check(
+        0,
+        "sessions and cleanup healthy",
+        sessions_ok,
+        "true",
+        &body["sessions"]["healthy"],
+    );
+    Ok(())
+}
+
+async fn phase1_session(
+    client: &Client,
+    evidence: &Evidence,
+    report: &mut Report,
+) -> anyhow::Result<Option<String>> {
+    let reply = client.initialize(CLIENT_NAME).await?;
+    let Some(session) = reply.session_id.clone() else {
+        report.check(
+            1,
+            "initialize returns Mcp-Session-Id",
+            false,
+            "a session id",
+            format!("HTTP {} without one", reply.status),
+        );
+        return Ok(None);
+    };
+    report.check(
+        1,
+        "initialize returns Mcp-Session-Id",
+        true,
+        "a session id",
+        format!("{}…", &session[..session.len().min(12)]),
+    );
+    let row = evidence.session(&session).await?;
+    let name = row
+        .as_ref()
+        .and_then(|r| r["client_name"].as_str())
+        .unwrap_or("no row")
+        .to_string();
+    report.check(
+        1,
+        "session row records the client's name",
+        name == CLIENT_NAME,
+        CLIENT_NAME,
+        &name,
+    );
+    Ok(Some(session))
+}
+
+/// Waits until the session has at least `n` ledger rows (the writer is asynchronous).
+async fn wait_for_rows(evidence: &Evidence, session: &str, n: usize) -> anyhow::Result<Vec<Value>> {
+    let deadline = tokio::time::Instant::now() + LEDGER_WAIT;
+    loop {
+        let rows = evidence.requests(session).await?;
+        if rows.len() >= n || tokio::time::Instant::now() >= deadline {
+            return Ok(rows);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn tool_rows<'a>(rows: &'a [Value], tool: &str) -> Vec<&'a Value> {
+    rows.iter().filter(|r| r["tool_name"] == tool).collect()
+}
+
+async fn phase2_tracking(
+    client: &Client,
+    evidence: &Evidence,
+    session: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let before = evidence.requests(session).await?.len();
+    for (id, tool, args) in [
+        (1, "health_check", json!({})),
+        (2, "find_projects", json!({})),
+        (3, "find_tasks", json!({})),
+    ] {
+        let reply = client.call(session, id, tool, args).await?;
+        let ok = reply.status == StatusCode::OK
+            && reply.tool_json().is_some_and(|j| j["success"] == true);
+        report.check(
+            2,
+            &format!("{tool} succeeds"),
+            ok,
+            "success: true",
+            format!("HTTP {}", reply.status),
+        );
+    }
+    let failing = client
+        .call(session, 4, "manage_task", json!({ "action": "explode" }))
+        .await?;
+    report.check(
+        2,
+        "a deliberately invalid call is a tool error",
+        failing.is_tool_error(),
+        "isError: true",
+        failing.is_tool_error(),
+    );
+
+    let rows = wait_for_rows(evidence, session, before + 4).await?;
+    let new = rows.len().saturating_sub(before);
+    report.check(
+        2,
+        "ledger rows for this session",
+        new >= 4,
+        "at least 4 new rows",
+        new,
+    );
+    let integers = rows.iter().all(|r| {
+        let (ms, us) = (r["duration_ms"].as_i64(), r["duration_us"].as_i64());
+        matches!((ms, us), (Some(ms), Some(us)) if ms == us / 1000)
+    });
+    report.check(
+        2,
+        "durations are integers (ms = µs / 1000)",
+        integers,
+        "integer duration_ms and duration_us",
+        integers,
+    );
+    for tool in ["health_check", "find_projects", "find_tasks"] {
+        let statuses: Vec<_> = tool_rows(&rows, tool)
+            .iter()
+            .map(|r| r["status"].clone())
+            .collect();
+        report.check(
+            2,
+            &format!("{tool} recorded as success"),
+            statuses.iter().any(|s| s == "success"),
+            "success",
+            json!(statuses),
+        );
+    }
+    let failed: Vec<_> = tool_rows(&rows, "manage_task")
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    report.check(
+        2,
+        "the failing call recorded as tool_error",
+        failed.iter().any(|s| s == "tool_error"),
+        "tool_error",
+        json!(failed),
+    );
+    let (_, health) = client.get_json("/health").await?;
+    let failures = health["ledger"]["failed_writes"]
+        .as_u64()
+        .unwrap_or(u64::MAX)
+        .saturating_add(health["ledger"]["lost"].as_u64().unwrap_or(0));
+    report.check(
+        2,
+        "no tracking failures counted by the server",
+        failures == 0,
+        0,
+        failures,
+    );
+    Ok(())
+}
+
+async fn phase3_tokens(
+    evidence: &Evidence,
+    session: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let rows = evidence.requests(session).await?;
+    let calls: Vec<_> = rows
+        .iter()
+        .filter(|r| r["method"] == "tools/call")
+        .collect();
+    let with_tokens = calls
+        .iter()
+        .filter(|r| r["total_tokens"].as_i64().unwrap_or(0) > 0)
+        .count();
+    report.check(
+        3,
+        "tool calls carry estimated tokens",
+        with_tokens == calls.len() && !calls.is_empty(),
+        format!("{} of {}", calls.len(), calls.len()),
+        format!("{with_tokens} of {}", calls.len()),
+    );
+    let priced = calls
+        .iter()
+        .filter(|r| {
+            r["estimated_cost_usd"]
+                .as_str()
+                .and_then(|c| c.parse::<rust_decimal::Decimal>().ok())
+                .is_some_and(|c| c > rust_decimal::Decimal::ZERO)
+        })
+        .count();
+    report.check(
+        3,
+        "tool calls carry an estimated cost",
+        priced == calls.len() && !calls.is_empty(),
+        format!("{} of {}", calls.len(), calls.len()),
+        format!("{priced} of {}", calls.len()),
+    );
+    Ok(())
+}
+
+async fn phase4_protocol(client: &Client, report: &mut Report) -> anyhow::Result<()> {
+    let list = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/list" });
+    let init = json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": { "protocolVersion": client::PROTOCOL, "capabilities": {}, "clientInfo": { "name": CLIENT_NAME, "version": "0" } },
+    });
+    let no_accept = client.post(None, Some("application/json"), &init).await?;
+    let names_header =
+        no_accept.text.contains("Accept") && no_accept.text.contains("text/event-stream");
+    report.check(
+        4,
+        "missing Accept type is refused, naming the header",
+        no_accept.status == StatusCode::NOT_ACCEPTABLE && names_header,
+        "406 naming Accept",
+        format!("{} {}", no_accept.status, short(&no_accept.text)),
+    );
+    let unknown = client
+        .post(Some(UNKNOWN_SESSION), Some(ACCEPT), &list)
+        .await?;
+    report.check(
+        4,
+        "unknown session id answers 404",
+        unknown.status == StatusCode::NOT_FOUND,
+        404,
+        unknown.status,
+    );
+    let missing = client.post(None, Some(ACCEPT), &list).await?;
+    report.check(
+        4,
+        "missing session id answers 400",
+        missing.status == StatusCode::BAD_REQUEST,
+        400,
+        missing.status,
+    );
+    let throwaway = client
+        .initialize(CLIENT_NAME)
+        .await?
+        .session_id
+        .unwrap_or_default();
+    let deleted = client.delete(&throwaway).await?;
+    let after = client.post(Some(&throwaway), Some(ACCEPT), &list).await?;
+    report.check(
+        4,
+        "DELETE ends the session",
+        deleted.is_success() && after.status == StatusCode::NOT_FOUND,
+        "DELETE 2xx, then 404",
+        format!("{deleted}, then {}", after.status),
+    );
+    Ok(())
+}
+
+async fn phase5_api(client: &Client, session: &str, report: &mut Report) -> anyhow::Result<()> {
+    let (status, body) = client.get_json(&format!("/api/sessions/{session}")).await?;
+    let name = body["session"]["client_name"]
+        .as_str()
+        .unwrap_or("missing")
+        .to_string();
+    report.check(
+        5,
+        "the API returns this session",
+        status == StatusCode::OK && name == CLIENT_NAME,
+        CLIENT_NAME,
+        format!("{status} {name}"),
+    );
+    let count = body["requests"].as_array().map_or(0, Vec::len);
+    report.check(
+        5,
+        "the API returns its requests",
+        count >= 4,
+        "at least 4",
+        count,
+    );
+    Ok(())
+}
+
+async fn phase6_restart(client: &Client, session: &str, report: &mut Report) -> anyhow::Result<()> {
+    let reply = client.call(session, 60, "health_check", json!({})).await?;
+    let ok =
+        reply.status == StatusCode::OK && reply.tool_json().is_some_and(|j| j["success"] == true);
+    report.check(
+        6,
+        "after a crash and restart the old session id works without initialize",
+        ok,
+        "HTTP 200, success",
+        format!("HTTP {} {}", reply.status, short(&reply.text)),
+    );
+    Ok(())
+}
+
+async fn phase7_cleanup(
+    client: &Client,
+    evidence: &Evidence,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let idle = client
+        .initialize(CLIENT_NAME)
+        .await?
+        .session_id
+        .unwrap_or_default();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(target::SPAWN_SESSION_TIMEOUT_SECS + 10);
+    let mut row = evidence.session(&idle).await?;
+    while tokio::time::Instant::now() < deadline
+        && row.as_ref().is_none_or(|r| r["status"] != "disconnected")
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        row = evidence.session(&idle).await?;
+    }
+    let seen = row.as_ref().map_or("no row".to_string(), |r| {
+        format!("{} / {}", r["status"], r["disconnect_reason"])
+    });
+    let ok = row.as_ref().is_some_and(|r| {
+        r["status"] == "disconnected" && r["disconnect_reason"] == "timeout_no_activity"
+    });
+    report.check(
+        7,
+        "an idle session is disconnected for inactivity",
+        ok,
+        "disconnected / timeout_no_activity",
+        seen,
+    );
+    let (_, health) = client.get_json("/health").await?;
+    let run = &health["sessions"]["cleanup"];
+    report.check(
+        7,
+        "cleanup runs are recorded",
+        run["started_at"].is_string() && run["error"].is_null(),
+        "a recorded run without error",
+        short(&run.to_string()),
+    );
+    Ok(())
+}
+
+async fn phase8_orphans(
+    evidence: &Evidence,
+    since: chrono::DateTime<Utc>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let orphans: Vec<String> = evidence
+        .orphans(since)
+        .await?
+        .into_iter()
+        .filter(|id| id != UNKNOWN_SESSION)
+        .collect();
+    report.check(
+        8,
+        "every ledger row of the check belongs to a known session",
+        orphans.is_empty(),
+        "no orphans",
+        json!(orphans),
+    );
+    Ok(())
+}
+
+fn short(text: &str) -> String {
+    let one_line = text.replace('\n', " ");
+    if one_line.chars().count() > 120 {
+        format!("{}…", one_line.chars().take(120).collect::<String>())
+    } else {
+        one_line
+    }
+}
