@@ -10,6 +10,7 @@ use crate::ledger::{Ledger, LedgerSettings};
 use crate::mcp::http::HttpState;
 use crate::mcp::{self, ServerContext};
 use crate::sessions::Sessions;
+use crate::sessions::events::DbEventStore;
 use crate::store::{OpenError, Store};
 
 /// Why Steward stopped with an error: a configuration problem (exit 2) or a runtime one (exit 1).
@@ -57,10 +58,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
 
-    let sessions = Sessions::new(store.clone(), config.sessions.clone());
-    let jobs = sessions.spawn_jobs(shutdown.clone());
-    // The ledger stops after the server has finished its in-flight requests.
+    // The ledger and the event writer stop after the server has finished its in-flight requests.
     let ledger_stop = CancellationToken::new();
+    let (events, events_writer) = DbEventStore::start(store.clone(), ledger_stop.clone());
+    let sessions = Sessions::new(store.clone(), config.sessions.clone(), Some(events));
+    let jobs = sessions.spawn_jobs(shutdown.clone());
     let (ledger, ledger_writer) =
         start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;
     let state = HttpState {
@@ -93,6 +95,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     ledger_stop.cancel();
     if let Err(error) = ledger_writer.await {
         tracing::error!(%error, "the ledger writer ended abnormally");
+    }
+    if let Err(error) = events_writer.await {
+        tracing::error!(%error, "the event writer ended abnormally");
     }
     store.close().await;
     tracing::info!("Steward stopped");

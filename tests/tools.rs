@@ -157,101 +157,43 @@ fn field_of_strings(list: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Result<()> {
-    let properties: BTreeMap<&str, &[&str]> = BTreeMap::from([
-        (
-            "find_projects",
-            &["page", "per_page", "project_id", "query"][..],
-        ),
+    // Every tool's properties, sorted.
+    let properties = [
+        ("find_projects", "page per_page project_id query"),
         (
             "manage_project",
-            &[
-                "action",
-                "description",
-                "github_repo",
-                "project_id",
-                "title",
-            ][..],
+            "action description github_repo project_id title",
         ),
-        ("get_project_features", &["project_id"][..]),
+        ("get_project_features", "project_id"),
         (
             "find_tasks",
-            &[
-                "filter_by",
-                "filter_value",
-                "include_closed",
-                "page",
-                "per_page",
-                "project_id",
-                "query",
-                "task_id",
-            ][..],
+            "filter_by filter_value include_closed page per_page project_id query task_id",
         ),
         (
             "manage_task",
-            &[
-                "action",
-                "assignee",
-                "description",
-                "feature",
-                "project_id",
-                "status",
-                "task_id",
-                "task_order",
-                "title",
-            ][..],
+            "action assignee description feature project_id status task_id task_order title",
         ),
-        ("get_task_history", &["limit", "task_id"][..]),
-        ("get_completion_stats", &["project_id"][..]),
+        ("get_task_history", "limit task_id"),
+        ("get_completion_stats", "project_id"),
         (
             "find_documents",
-            &[
-                "document_id",
-                "document_type",
-                "page",
-                "per_page",
-                "project_id",
-                "query",
-            ][..],
+            "document_id document_type page per_page project_id query",
         ),
         (
             "manage_document",
-            &[
-                "action",
-                "author",
-                "content",
-                "document_id",
-                "document_type",
-                "project_id",
-                "tags",
-                "title",
-            ][..],
+            "action author content document_id document_type project_id tags title",
         ),
         (
             "find_versions",
-            &[
-                "field_name",
-                "page",
-                "per_page",
-                "project_id",
-                "version_number",
-            ][..],
+            "field_name page per_page project_id version_number",
         ),
         (
             "manage_version",
-            &[
-                "action",
-                "change_summary",
-                "content",
-                "created_by",
-                "document_id",
-                "field_name",
-                "project_id",
-                "version_number",
-            ][..],
+            "action change_summary content created_by document_id field_name project_id version_number",
         ),
-        ("health_check", &[][..]),
-        ("session_info", &[][..]),
-    ]);
+        ("health_check", ""),
+        ("session_info", ""),
+    ];
     // (tool, property, allowed values)
     let enums: [(&str, &str, &[&str]); 7] = [
         (
@@ -292,16 +234,17 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
                 tool.name
             );
         }
-        for (name, expected) in &properties {
-            let schema = &schemas[*name];
+        for (name, expected) in properties {
+            let schema = &schemas[name];
             assert_eq!(schema["type"], "object", "{name}: {schema}");
-            let listed: Vec<&str> = schema["properties"]
+            let mut listed: Vec<&str> = schema["properties"]
                 .as_object()
                 .with_context(|| format!("{name} has no properties: {schema}"))?
                 .keys()
                 .map(String::as_str)
                 .collect();
-            assert_eq!(listed, *expected, "properties of {name}");
+            listed.sort();
+            assert_eq!(listed.join(" "), expected, "properties of {name}");
             if !expected.is_empty() {
                 // deny_unknown_fields is published too.
                 assert_eq!(schema["additionalProperties"], false, "{name}: {schema}");
@@ -1189,31 +1132,8 @@ async fn restoring_docs_that_are_not_documents_is_rejected() -> anyhow::Result<(
         assert_eq!(error["field"], "version_number", "{error}");
         let listed = ok(client, "find_documents", json!({ "project_id": project })).await?;
         assert_eq!(field_of(&listed["documents"], "id"), [spec], "documents untouched");
-        Ok(())
-    })
-    .await
-}
-
-#[tokio::test]
-async fn a_failed_restore_records_no_version() -> anyhow::Result<()> {
-    on_each_backend(async |board| {
-        let client = &board.client;
-        let project = create_project(client, "Bad docs").await?;
-        ok(
-            client,
-            "manage_version",
-            json!({ "action": "create", "project_id": project, "field_name": "docs", "content": [1, 2] }),
-        )
-        .await?;
-        fails(
-            client,
-            "manage_version",
-            json!({ "action": "restore", "project_id": project, "field_name": "docs", "version_number": 1 }),
-            "validation_error",
-        )
-        .await?;
         let versions = total(board, "find_versions", json!({ "project_id": project })).await?;
-        assert_eq!(versions, 1, "a rejected restore must leave no backup version behind");
+        assert_eq!(versions, 1, "a rejected restore leaves no backup version behind");
         Ok(())
     })
     .await
@@ -1372,7 +1292,6 @@ async fn missing_required_arguments_are_validation_errors() -> anyhow::Result<()
 }
 
 #[tokio::test]
-#[ignore = "known bug: a missing required argument's error.field is \".\" instead of its name (src/tools/params.rs:37, from_context_part: serde_path_to_error reports the parent path for a missing field)"]
 async fn missing_required_arguments_name_the_field() -> anyhow::Result<()> {
     on_each_backend(async |board| {
         for (tool, args, name) in missing_required_arguments() {
@@ -1385,7 +1304,6 @@ async fn missing_required_arguments_name_the_field() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "known bug: blank tags are stored although validate::tags promises \"each non-blank\" (src/tools/validate.rs:145, tags(): only NUL and length are checked)"]
 async fn blank_tags_are_validation_errors() -> anyhow::Result<()> {
     on_each_backend(async |board| {
         let project = create_project(&board.client, "Tags").await?;

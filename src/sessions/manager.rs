@@ -14,11 +14,10 @@ use rand::RngCore;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::WorkerTransport;
 use rmcp::transport::streamable_http_server::session::local::{
-    LocalSessionHandle, LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
-    create_local_session,
+    LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
 };
 use rmcp::transport::streamable_http_server::session::{
-    RestoreOutcome, ServerSseMessage, SessionId, SessionManager as RmcpSessionManager,
+    EventStore, RestoreOutcome, ServerSseMessage, SessionId, SessionManager as RmcpSessionManager,
 };
 
 /// Most sessions kept in memory by default; older idle ones are dropped from memory (they stay
@@ -35,9 +34,13 @@ pub struct SessionManager {
 }
 
 impl SessionManager {
-    pub fn new(max_cached: usize) -> Arc<Self> {
+    pub fn new(max_cached: usize, events: Option<Arc<dyn EventStore>>) -> Arc<Self> {
+        let inner = match events {
+            Some(events) => LocalSessionManager::default().with_event_store(events),
+            None => LocalSessionManager::default(),
+        };
         Arc::new(SessionManager {
-            inner: LocalSessionManager::default(),
+            inner,
             max_cached: max_cached.max(1),
             seen: Mutex::new(HashMap::new()),
             unflushed: Mutex::new(HashMap::new()),
@@ -104,18 +107,6 @@ impl SessionManager {
             }
         }
     }
-
-    fn spawn(
-        &self,
-        id: SessionId,
-    ) -> (
-        SessionId,
-        WorkerTransport<LocalSessionWorker>,
-        LocalSessionHandle,
-    ) {
-        let (handle, worker) = create_local_session(id.clone(), self.inner.session_config.clone());
-        (id, WorkerTransport::spawn(worker), handle)
-    }
 }
 
 /// A session id with 256 random bits, hex-encoded (64 characters).
@@ -140,10 +131,19 @@ impl RmcpSessionManager for SessionManager {
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
         self.make_room().await;
-        let (id, transport, handle) = self.spawn(new_session_id());
-        self.inner.sessions.write().await.insert(id.clone(), handle);
-        self.touch(&id);
-        Ok((id, transport))
+        // rmcp's manager only takes a caller-chosen id through `restore_session`, which
+        // creates a fresh worker (with the event store) under that id: exactly a new session.
+        loop {
+            let id = new_session_id();
+            match self.inner.restore_session(id.clone()).await? {
+                RestoreOutcome::Restored(transport) => {
+                    self.touch(&id);
+                    return Ok((id, transport));
+                }
+                // 256 random bits do not collide; if they ever did, draw again.
+                _ => continue,
+            }
+        }
     }
 
     async fn initialize_session(
@@ -203,14 +203,14 @@ impl RmcpSessionManager for SessionManager {
         id: SessionId,
     ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
         self.make_room().await;
-        let mut sessions = self.inner.sessions.write().await;
-        if sessions.contains_key(&id) {
-            return Ok(RestoreOutcome::AlreadyPresent);
+        let outcome = self.inner.restore_session(id.clone()).await?;
+        if matches!(outcome, RestoreOutcome::Restored(_)) {
+            self.touch(&id);
         }
-        let (id, transport, handle) = self.spawn(id);
-        sessions.insert(id.clone(), handle);
-        drop(sessions);
-        self.touch(&id);
-        Ok(RestoreOutcome::Restored(transport))
+        Ok(outcome)
+    }
+
+    fn event_store(&self) -> Option<Arc<dyn EventStore>> {
+        self.inner.event_store()
     }
 }

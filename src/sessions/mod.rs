@@ -13,6 +13,7 @@
 //! Nothing here knows about the board's tools: this layer can front any MCP server.
 
 pub mod client_type;
+pub mod events;
 mod jobs;
 pub mod logical;
 pub mod manager;
@@ -109,8 +110,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(store: Store, settings: SessionSettings) -> Arc<Self> {
-        let manager = SessionManager::new(settings.max_cached);
+    /// `events` makes streams resumable (`Last-Event-ID`), see [`events::DbEventStore`].
+    pub fn new(
+        store: Store,
+        settings: SessionSettings,
+        events: Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>>,
+    ) -> Arc<Self> {
+        let manager = SessionManager::new(settings.max_cached, events);
         Arc::new(Sessions {
             store,
             settings,

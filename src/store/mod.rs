@@ -8,6 +8,7 @@
 mod id;
 
 pub mod documents;
+pub mod events;
 pub mod money;
 pub mod pricing;
 pub mod projects;

@@ -34,16 +34,36 @@ impl<S, T: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Paramet
         serde_path_to_error::deserialize(arguments)
             .map(Parameters)
             .map_err(|error| {
-                let field = error.path().to_string();
-                let message = if field == "." {
-                    error.inner().to_string()
-                } else {
-                    format!("{field}: {}", error.inner())
+                let inner = error.inner().to_string();
+                let (field, message) = match error.path().to_string() {
+                    // A missing field is reported at its parent; its name is in the message.
+                    path if path == "." => (missing_field(&inner).unwrap_or(path), inner),
+                    path => (path.clone(), format!("{path}: {inner}")),
                 };
                 ErrorData::invalid_params(
                     message,
                     Some(serde_json::json!({ ARGUMENT_ERROR_MARKER: true, "field": field })),
                 )
             })
+    }
+}
+
+/// The name in serde's "missing field `name`" message.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_field;
+
+    #[test]
+    fn finds_the_missing_field_name() {
+        assert_eq!(
+            missing_field("missing field `project_id`").as_deref(),
+            Some("project_id")
+        );
+        assert_eq!(missing_field("invalid type: string"), None);
     }
 }
