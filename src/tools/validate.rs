@@ -145,7 +145,16 @@ pub fn json(field: &str, value: Value) -> Result<Value, ToolError> {
 pub fn tags(value: Vec<String>) -> Result<Vec<String>, ToolError> {
     value
         .into_iter()
-        .map(|tag| text("tags", tag, MAX_TITLE_CHARS))
+        .map(|tag| {
+            if tag.trim().is_empty() {
+                return Err(ToolError::invalid(
+                    "tags",
+                    "tags must not be blank",
+                    "Remove empty tags or give them text",
+                ));
+            }
+            text("tags", tag, MAX_TITLE_CHARS)
+        })
         .collect()
 }
 
