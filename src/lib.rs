@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod ledger;
 pub mod mcp;
+pub mod metrics;
 pub mod server;
 pub mod sessions;
 pub mod store;

@@ -62,6 +62,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     let ledger_stop = CancellationToken::new();
     let (events, events_writer) = DbEventStore::start(store.clone(), ledger_stop.clone());
     let sessions = Sessions::new(store.clone(), config.sessions.clone(), Some(events));
+    crate::metrics::install();
     let jobs = sessions.spawn_jobs(shutdown.clone());
     let (ledger, ledger_writer) =
         start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;

@@ -27,7 +27,7 @@ impl Evidence {
             Evidence::Database(store) => Ok(store
                 .get_session(id)
                 .await?
-                .map(|row| serde_json::to_value(row))
+                .map(serde_json::to_value)
                 .transpose()?),
             Evidence::Api(client) => {
                 let (status, body) = client.get_json(&format!("/api/sessions/{id}")).await?;

@@ -206,6 +206,10 @@ impl Ledger {
             ));
         }
         let durability = settings.durability;
+        if durability != Durability::Off {
+            // Load the tokenizer's tables now rather than in the first flush (or the last one).
+            drop(tokio::task::spawn_blocking(tokens::warm_up));
+        }
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let prices = PriceTable::load(&store).await?;
         let pruner = retention::spawn(

@@ -149,6 +149,7 @@ impl Writer {
             if row.sanitized {
                 self.shared.add(|s| &s.sanitized, 1);
             }
+            crate::metrics::record_request(&row);
             self.pending.push_back((row, ack));
         }
         self.shared.sub(|s| &s.queued, count);

@@ -56,6 +56,7 @@ pub fn router(state: HttpState, shutdown: CancellationToken) -> Router {
             ledger::http::capture,
         ))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .merge(crate::api::router(state.ctx.store.clone()).with_state(()))
         .with_state(state)
 }
@@ -109,6 +110,48 @@ async fn health(
         "database": database,
     });
     (status, axum::Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics(
+    State(HttpState {
+        ctx,
+        sessions,
+        ledger,
+    }): State<HttpState>,
+) -> Response {
+    crate::metrics::record_ledger(&ledger.report());
+    let report = sessions.report().await;
+    metrics::gauge!("steward_sessions_cached").set(report.cached_in_memory as f64);
+    metrics::gauge!("steward_session_write_failures").set(report.write_failures as f64);
+    metrics::gauge!("steward_cleanup_last_run_failed").set(
+        if report.cleanup.as_ref().is_some_and(|r| r.error.is_some()) {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    match ctx.store.live_sessions_by_client_type().await {
+        Ok(counts) => {
+            for (client_type, n) in counts {
+                metrics::gauge!("steward_sessions_live", "client_type" => client_type)
+                    .set(n as f64);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot count live sessions for /metrics"),
+    }
+    metrics::gauge!("steward_database_up").set(if ctx.store.ping().await.is_ok() {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::gauge!("process_resident_memory_bytes")
+        .set(crate::metrics::resident_memory_bytes() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+        .into_response()
 }
 
 /// rmcp answers transport-level rejections (wrong Accept header, unknown session, missing

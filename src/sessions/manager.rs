@@ -4,14 +4,14 @@
 //!
 //! It knows nothing about the board or its tools, so it can front any MCP server.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use rand::RngCore;
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, ClientNotification, JsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::WorkerTransport;
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
@@ -31,6 +31,11 @@ pub struct SessionManager {
     seen: Mutex<HashMap<SessionId, (Instant, DateTime<Utc>)>>,
     /// Activity not yet written to the database.
     unflushed: Mutex<HashMap<SessionId, DateTime<Utc>>>,
+    /// Sessions whose handshake rmcp is replaying after a restore. Until the replayed
+    /// `notifications/initialized` is in, they are reported absent, so parallel first requests
+    /// wait for the restore (rmcp serialises restores) instead of reaching a worker that has
+    /// not been initialised yet.
+    restoring: Mutex<HashSet<SessionId>>,
 }
 
 impl SessionManager {
@@ -44,6 +49,7 @@ impl SessionManager {
             max_cached: max_cached.max(1),
             seen: Mutex::new(HashMap::new()),
             unflushed: Mutex::new(HashMap::new()),
+            restoring: Mutex::new(HashSet::new()),
         })
     }
 
@@ -155,11 +161,15 @@ impl RmcpSessionManager for SessionManager {
     }
 
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        if lock(&self.restoring).contains(id) {
+            return Ok(false);
+        }
         self.inner.has_session(id).await
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
         lock(&self.seen).remove(id);
+        lock(&self.restoring).remove(id);
         self.inner.close_session(id).await
     }
 
@@ -178,7 +188,15 @@ impl RmcpSessionManager for SessionManager {
         message: ClientJsonRpcMessage,
     ) -> Result<(), Self::Error> {
         self.touch(id);
-        self.inner.accept_message(id, message).await
+        let completes_handshake = matches!(
+            &message,
+            JsonRpcMessage::Notification(n) if matches!(n.notification, ClientNotification::InitializedNotification(_))
+        );
+        self.inner.accept_message(id, message).await?;
+        if completes_handshake {
+            lock(&self.restoring).remove(id);
+        }
+        Ok(())
     }
 
     async fn create_standalone_stream(
@@ -203,8 +221,14 @@ impl RmcpSessionManager for SessionManager {
         id: SessionId,
     ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
         self.make_room().await;
+        // A restore that failed half-way left a worker that never finished its handshake:
+        // drop it and start over.
+        if lock(&self.restoring).contains(&id) {
+            self.inner.close_session(&id).await?;
+        }
         let outcome = self.inner.restore_session(id.clone()).await?;
         if matches!(outcome, RestoreOutcome::Restored(_)) {
+            lock(&self.restoring).insert(id.clone());
             self.touch(&id);
         }
         Ok(outcome)

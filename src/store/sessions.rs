@@ -212,6 +212,14 @@ impl Store {
         })
     }
 
+    /// Live (active or idle) sessions per client type.
+    pub async fn live_sessions_by_client_type(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let sql = format!(
+            "SELECT client_type, COUNT(*) FROM mcp_sessions WHERE {LIVE} GROUP BY client_type"
+        );
+        on_pool!(self, pool => sqlx::query_as::<_, (String, i64)>(&sql).fetch_all(pool).await)
+    }
+
     /// Applies the session lifecycle in set-based statements and records the run.
     /// On PostgreSQL an advisory lock makes concurrent runs from several replicas take turns;
     /// on SQLite the write transaction does. Returns `Ok(None)` when another replica held the lock.

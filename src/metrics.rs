@@ -1,0 +1,99 @@
+//! `/metrics` in Prometheus text, with the OpenTelemetry MCP semantic-convention names where
+//! they exist (`mcp_server_operation_duration_seconds`, labels `mcp_method_name`,
+//! `gen_ai_tool_name`, `error_type`) and `steward_`-prefixed series for Steward's own state.
+//!
+//! Per-request series are recorded by the ledger writer (off the request path); state gauges
+//! are read at scrape time.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::ledger::{LedgerReport, LedgerRow, Status};
+
+pub const OPERATION_DURATION: &str = "mcp_server_operation_duration_seconds";
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+/// Tool names come from clients; past this many distinct names the rest count as `other`, so a
+/// client cannot blow up the number of series.
+const MAX_TOOL_LABELS: usize = 200;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+static TOOLS: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+
+/// Installs the process-wide recorder (once). Returns `None` if another recorder was installed.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new().set_buckets_for_metric(Matcher::Full(OPERATION_DURATION.into()), BUCKETS);
+            match builder.and_then(|b| b.install_recorder()) {
+                Ok(handle) => Some(handle),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot install the metrics recorder; /metrics will be empty");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn tool_label(tool: &str) -> String {
+    let mut seen = TOOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if seen.contains(tool) || (seen.len() < MAX_TOOL_LABELS && seen.insert(tool.to_string())) {
+        tool.to_string()
+    } else {
+        "other".to_string()
+    }
+}
+
+/// Records one ledger row's request.
+pub fn record_request(row: &LedgerRow) {
+    let method = row.method.clone();
+    let tool = row.tool_name.as_deref().map(tool_label).unwrap_or_default();
+    let error_type = match row.status {
+        Status::Success => String::new(),
+        Status::ToolError => "tool_error".to_string(),
+        Status::Error => row
+            .error_code
+            .map_or_else(|| "error".to_string(), |c| c.to_string()),
+        other => other.as_str().to_string(),
+    };
+    let seconds = row.duration.micros() as f64 / 1_000_000.0;
+    metrics::histogram!(OPERATION_DURATION, "mcp_method_name" => method.clone(), "gen_ai_tool_name" => tool.clone(), "error_type" => error_type)
+        .record(seconds);
+    metrics::counter!("steward_requests_total", "mcp_method_name" => method, "gen_ai_tool_name" => tool, "status" => row.status.as_str())
+        .increment(1);
+}
+
+/// Sets the ledger gauges (at scrape time).
+pub fn record_ledger(report: &LedgerReport) {
+    metrics::gauge!("steward_ledger_pending_rows").set(report.pending as f64);
+    metrics::gauge!("steward_ledger_spilled_rows").set(report.spilled as f64);
+    metrics::gauge!("steward_ledger_written_rows").set(report.written as f64);
+    metrics::gauge!("steward_ledger_failed_writes").set(report.failed_writes as f64);
+    metrics::gauge!("steward_ledger_sanitized_rows").set(report.sanitized as f64);
+    metrics::gauge!("steward_ledger_lost_rows").set(report.lost as f64);
+    metrics::gauge!("steward_ledger_degraded").set(if report.status == "ok" { 0.0 } else { 1.0 });
+}
+
+/// Resident memory of this process, from `/proc/self/status` (Linux; 0 elsewhere).
+pub fn resident_memory_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The exposition text.
+pub fn render() -> String {
+    install().map(PrometheusHandle::render).unwrap_or_default()
+}
