@@ -54,6 +54,9 @@ fn main() -> ExitCode {
             }
         }
     });
+    // A blocking read of stdin (stdio transport) would hold the runtime open until the client
+    // closes it: everything that matters has finished, so do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(RunError::Config(error)) => config_error(&error),

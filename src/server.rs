@@ -1,5 +1,7 @@
 //! `steward serve` and `steward stdio`: open the store, then serve until told to stop.
 
+use std::sync::Arc;
+
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -7,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConfigError, DatabaseUrl, ServeConfig, StdioConfig};
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Ledger, LedgerSettings};
+use crate::mcp::drain::{InFlight, MAX_DRAIN};
 use crate::mcp::http::HttpState;
 use crate::mcp::{self, ServerContext};
 use crate::sessions::Sessions;
@@ -66,12 +69,20 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     let jobs = sessions.spawn_jobs(shutdown.clone());
     let (ledger, ledger_writer) =
         start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;
+    let in_flight = InFlight::new();
+    let close_sessions = CancellationToken::new();
+    tokio::spawn(close_sessions_after_drain(
+        shutdown.clone(),
+        in_flight.clone(),
+        close_sessions.clone(),
+    ));
     let state = HttpState {
+        in_flight,
         ctx: ServerContext::new(store.clone(), Some(ledger.clone())),
         sessions: sessions.clone(),
         ledger,
     };
-    let app = mcp::http::router(state, shutdown.clone());
+    let app = mcp::http::router(state, close_sessions);
     // Without TCP_NODELAY every small SSE write waits ~40 ms for Nagle + delayed ACK
     // (rmcp-notes.md §7): a 20x throughput difference.
     let listener = listener.tap_io(|tcp| {
@@ -111,9 +122,12 @@ pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
     let ledger_stop = CancellationToken::new();
     let (ledger, ledger_writer) =
         start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
     let outcome = mcp::stdio::serve(
         ServerContext::new(store.clone(), Some(ledger.clone())),
         ledger,
+        shutdown,
     )
     .await;
     ledger_stop.cancel();
@@ -138,6 +152,23 @@ async fn start_ledger(
     )
     .await
     .map_err(|e| RunError::Runtime(anyhow::anyhow!("cannot start the request ledger: {e}")))
+}
+
+/// After a stop signal: waits for in-flight requests (bounded), then closes rmcp's sessions and
+/// streams so the server can finish. Sessions stay valid in the database.
+async fn close_sessions_after_drain(
+    shutdown: CancellationToken,
+    in_flight: Arc<InFlight>,
+    close: CancellationToken,
+) {
+    shutdown.cancelled().await;
+    if !in_flight.drained(MAX_DRAIN).await {
+        tracing::warn!(
+            requests = in_flight.count(),
+            "in-flight requests did not finish in time; closing anyway"
+        );
+    }
+    close.cancel();
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

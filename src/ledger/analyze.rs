@@ -120,7 +120,8 @@ fn status_of(
     expects_reply: bool,
 ) -> (Status, Option<i32>, Option<String>) {
     match obs.ending {
-        Ending::Cancelled => {
+        // A client may hang up right after reading the whole reply: then the reply decides.
+        Ending::Cancelled if reply.is_none() => {
             return (
                 Status::Cancelled,
                 None,
@@ -128,7 +129,7 @@ fn status_of(
             );
         }
         Ending::TimedOut => return (Status::Timeout, None, Some("the request timed out".into())),
-        Ending::Complete => {}
+        _ => {}
     }
     if let Some(error) = reply.and_then(|r| r.get("error")) {
         let code = error
@@ -296,5 +297,13 @@ mod tests {
         let mut obs = observe(CALL, 200, "");
         obs.ending = Ending::Cancelled;
         assert_eq!(analyze(&obs).status, Status::Cancelled);
+    }
+
+    #[test]
+    fn a_reply_read_in_full_decides_even_if_the_client_hung_up() {
+        let body = r#"data: {"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":false}}"#;
+        let mut obs = observe(CALL, 200, body);
+        obs.ending = Ending::Cancelled;
+        assert_eq!(analyze(&obs).status, Status::Success);
     }
 }

@@ -80,7 +80,8 @@ impl Writer {
         let mut oldest: Option<Instant> = None;
         loop {
             let flush_at = oldest.map(|t| t + self.settings.flush_interval);
-            let retry_at = (!self.pending.is_empty()).then_some(self.next_try);
+            let waiting = !self.pending.is_empty() || self.shared.counter(|s| &s.spilled) > 0;
+            let retry_at = waiting.then_some(self.next_try);
             let wake_at = [flush_at, retry_at].into_iter().flatten().min();
             tokio::select! {
                 biased;
@@ -107,6 +108,13 @@ impl Writer {
                 oldest = None;
             }
             self.store_pending(false).await;
+            // Rows in the spill file are retried on the backoff too, traffic or not.
+            if self.pending.is_empty()
+                && self.shared.counter(|s| &s.spilled) > 0
+                && Instant::now() >= self.next_try
+            {
+                self.replay_spill().await;
+            }
         }
         // Shutdown: everything queued is stored (or, failing that, spilled) before returning.
         rx.close();
@@ -237,8 +245,11 @@ impl Writer {
                     self.shared.add(|s| &s.failed_writes, 1);
                     self.shared
                         .degrade(format!("the database refused ledger writes: {error}"));
-                    self.next_try = Instant::now() + self.backoff;
-                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    self.back_off();
+                    // A request waiting for its row (sync durability) must not wait for the
+                    // database to come back: its row goes to the spill file (fsynced), which
+                    // is durable too, and the request is answered.
+                    self.spill_waiting_rows();
                 }
             }
         }
@@ -290,6 +301,20 @@ impl Writer {
             Ok(outcome) => outcome,
             Err(_) => Err(sqlx::Error::PoolTimedOut),
         }
+    }
+
+    fn back_off(&mut self) {
+        self.next_try = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// Moves rows that a request is waiting on to the spill file (durably) and answers them.
+    fn spill_waiting_rows(&mut self) {
+        let (waiting, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(_, ack)| ack.is_some());
+        self.pending = rest;
+        self.spill_rows(waiting.into_iter().collect());
     }
 
     fn acknowledge(&mut self, n: usize, outcome: Result<(), String>) {
@@ -349,6 +374,7 @@ impl Writer {
                 // Leave the file for the next attempt; the key makes the retry exactly-once.
                 self.shared
                     .degrade(format!("replaying the ledger spill file failed: {error}"));
+                self.back_off();
                 return;
             }
         }
@@ -398,6 +424,9 @@ fn is_row_content_error(error: &sqlx::Error) -> bool {
         | sqlx::error::ErrorKind::CheckViolation
         | sqlx::error::ErrorKind::NotNullViolation
         | sqlx::error::ErrorKind::ForeignKeyViolation => true,
-        _ => code.starts_with("22") || code.starts_with("23") || code == "20", // 20 = SQLITE_MISMATCH
+        // PostgreSQL SQLSTATEs have five characters; SQLite's codes are numbers
+        // (18 = SQLITE_TOOBIG, 20 = SQLITE_MISMATCH).
+        _ if code.len() == 5 => code.starts_with("22") || code.starts_with("23"),
+        _ => code == "18" || code == "20",
     }
 }

@@ -30,12 +30,13 @@ pub struct HttpState {
     pub ctx: Arc<ServerContext>,
     pub sessions: Arc<Sessions>,
     pub ledger: Ledger,
+    pub in_flight: Arc<super::drain::InFlight>,
 }
 
-/// The whole HTTP application. `shutdown` ends open SSE streams so a graceful stop can finish.
-pub fn router(state: HttpState, shutdown: CancellationToken) -> Router {
-    let mut config =
-        StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
+/// The whole HTTP application. `close_sessions` ends rmcp's sessions and open SSE streams; the
+/// server fires it once in-flight requests have drained (see [`super::drain`]).
+pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
+    let mut config = StreamableHttpServerConfig::default().with_cancellation_token(close_sessions);
     // Sessions live in the database: rmcp restores any session it does not hold in memory.
     config.session_store = Some(state.sessions.clone());
     let factory_ctx = state.ctx.clone();
@@ -55,6 +56,10 @@ pub fn router(state: HttpState, shutdown: CancellationToken) -> Router {
             },
             ledger::http::capture,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.in_flight.clone(),
+            super::drain::track,
+        ))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(crate::api::router(state.ctx.store.clone()).with_state(()))
@@ -67,6 +72,7 @@ async fn health(
         ctx,
         sessions,
         ledger,
+        ..
     }): State<HttpState>,
 ) -> Response {
     let (mut status, database) = match ctx.store.ping().await {
@@ -118,6 +124,7 @@ async fn metrics(
         ctx,
         sessions,
         ledger,
+        ..
     }): State<HttpState>,
 ) -> Response {
     crate::metrics::record_ledger(&ledger.report());

@@ -2,6 +2,7 @@
 //! tool routers in [`crate::tools`]; [`http`] mounts it at `/mcp`, [`stdio`] serves it on
 //! standard input/output.
 
+pub mod drain;
 pub mod http;
 pub mod stdio;
 

@@ -5,13 +5,19 @@ use std::sync::Arc;
 
 use rmcp::ServiceExt;
 use rmcp::transport::async_rw::AsyncRwTransport;
+use tokio_util::sync::CancellationToken;
 
 use super::{BoardServer, ServerContext};
 use crate::ledger::Ledger;
 use crate::ledger::stdio::Tapped;
 
 /// Serves one stdio connection until the client closes it.
-pub async fn serve(ctx: Arc<ServerContext>, ledger: Ledger) -> anyhow::Result<()> {
+/// Stops when `shutdown` fires (SIGTERM/SIGINT), so the ledger can still be flushed.
+pub async fn serve(
+    ctx: Arc<ServerContext>,
+    ledger: Ledger,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let session_id = format!("stdio-{}", uuid::Uuid::new_v4());
     tracing::info!(%session_id, "serving MCP on stdio");
     let transport = AsyncRwTransport::new_server(tokio::io::stdin(), tokio::io::stdout());
@@ -29,6 +35,15 @@ pub async fn serve(ctx: Arc<ServerContext>, ledger: Ledger) -> anyhow::Result<()
     let service = BoardServer::new(ctx, Some(session_id))
         .serve(tapped)
         .await?;
-    service.waiting().await?;
+    let stop = service.cancellation_token();
+    tokio::select! {
+        outcome = service.waiting() => {
+            outcome?;
+        }
+        _ = shutdown.cancelled() => {
+            tracing::info!("stopping stdio on a signal");
+            stop.cancel();
+        }
+    }
     Ok(())
 }
