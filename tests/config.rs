@@ -1,0 +1,132 @@
+//! Configuration as a user meets it: flags, `STEWARD_*` variables and `steward.toml`, and exit
+//! code 2 with a message that says what to fix.
+
+use std::process::Output;
+
+use tokio::process::Command;
+
+async fn steward(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    dir: &std::path::Path,
+) -> anyhow::Result<Output> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("STEWARD_CONFIG")
+        .env_remove("STEWARD_DATABASE_URL");
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    Ok(tokio::time::timeout(std::time::Duration::from_secs(30), command.output()).await??)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_2_and_says_what_to_fix() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["serve", "--database", "mysql://localhost/db"],
+            "Use sqlite://PATH",
+        ),
+        (
+            vec![
+                "serve",
+                "--database",
+                "sqlite:///nonexistent-dir/x/steward.db",
+            ],
+            "directory exists and is writable",
+        ),
+        (vec!["serve", "--listen", "not-an-address"], "invalid value"),
+        (
+            vec!["serve", "--session-timeout", "forever"],
+            "invalid value",
+        ),
+        (
+            vec!["serve", "--database", "postgres://nobody@127.0.0.1:1/none"],
+            "PostgreSQL is running",
+        ),
+        (
+            vec!["sessions", "list", "--status", "bogus"],
+            "possible values",
+        ),
+    ];
+    for (args, hint) in cases {
+        let output = steward(&args, &[], dir.path()).await?;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(hint),
+            "{args:?}: expected {hint:?} in: {}",
+            stderr(&output)
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_taken_port_exits_2() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = taken.local_addr()?.to_string();
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let output = steward(
+        &["serve", "--listen", &addr, "--database", &db],
+        &[],
+        dir.path(),
+    )
+    .await?;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot listen on"),
+        "{}",
+        stderr(&output)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_config_file_and_environment_are_read_in_order() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let from_file = dir.path().join("from-file.db");
+    let from_env = dir.path().join("from-env.db");
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        format!("database = \"sqlite://{}\"\n", from_file.display()),
+    )?;
+
+    // The file applies when nothing else is given...
+    let output = steward(&["pricing", "list"], &[], dir.path()).await?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(from_file.exists(), "steward.toml's database was not used");
+
+    // ...the environment wins over the file...
+    let env_url = format!("sqlite://{}", from_env.display());
+    let output = steward(
+        &["pricing", "list"],
+        &[("STEWARD_DATABASE_URL", &env_url)],
+        dir.path(),
+    )
+    .await?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(from_env.exists(), "STEWARD_DATABASE_URL was not used");
+
+    // ...and a typo in the file is an error naming the key.
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        "databse = \"sqlite://x.db\"\n",
+    )?;
+    let output = steward(&["pricing", "list"], &[], dir.path()).await?;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("databse"), "{}", stderr(&output));
+    Ok(())
+}
