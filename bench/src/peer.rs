@@ -1,0 +1,178 @@
+//! `peer`: Steward against the Python server users run today — the official `mcp` SDK's FastMCP
+//! (`MCPServer` in mcp 2.x) on uvicorn, with the same two tools and Archon-style tracking (an
+//! awaited INSERT per call). Installed into bench/.venv by bench/peer/setup.sh.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::client::{LoadSpec, Target, open_sessions, run_load};
+use crate::report::Row;
+use crate::scenarios::{Ctx, Instance, median_row};
+use crate::server::{Engine, ServerProc};
+
+pub struct PeerOpts {
+    pub setup: bool,
+    pub python: Option<PathBuf>,
+}
+
+fn bench_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs bench/peer/setup.sh; `Ok(None)` when Python is not there.
+fn ensure_venv(opts: &PeerOpts) -> Result<Option<PathBuf>> {
+    if let Some(p) = &opts.python {
+        return Ok(Some(p.clone()));
+    }
+    let python = bench_dir().join(".venv/bin/python");
+    if opts.setup {
+        let status = Command::new("bash")
+            .arg(bench_dir().join("peer/setup.sh"))
+            .status()
+            .context("running bench/peer/setup.sh")?;
+        match status.code() {
+            Some(0) => {}
+            Some(3) => return Ok(None),
+            _ => bail!("bench/peer/setup.sh failed ({status})"),
+        }
+    }
+    if !python.exists() {
+        bail!("{} is missing: run bench/peer/setup.sh", python.display());
+    }
+    Ok(Some(python))
+}
+
+fn start_peer(ctx: &Ctx, python: &Path) -> Result<ServerProc> {
+    let mut cmd = Command::new(python);
+    cmd.arg(bench_dir().join("peer/server.py"))
+        .args(["--port", "0"])
+        .arg("--db")
+        .arg(ctx.tmp.path().join("peer.db"))
+        .args(["--tasks", &ctx.tasks.to_string()])
+        .current_dir(ctx.tmp.path());
+    ServerProc::spawn(
+        "python peer",
+        cmd,
+        "peer listening on",
+        &ctx.tmp.path().join("peer.log"),
+    )
+}
+
+pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
+    eprintln!(
+        "== peer: steward vs. the Python mcp SDK (FastMCP/MCPServer + awaited INSERT per call)"
+    );
+    let Some(python) = ensure_venv(opts)? else {
+        ctx.report.note("peer: python3 not found, scenario skipped");
+        return Ok(());
+    };
+    let peer = start_peer(ctx, &python)?;
+    let target = Target::new(peer.addr, "/mcp")?;
+    let sessions = open_sessions(
+        &target,
+        ctx.sessions,
+        ctx.concurrency.min(ctx.sessions),
+        "bench",
+    )
+    .await?;
+    let warm = run_load(&ctx.spec(&target, &sessions, ctx.warmup.min(1_000), 1)).await;
+    if warm.errors > 0 {
+        bail!("the peer failed its warm-up: {:?}", warm.first_errors);
+    }
+    let mut insts = Vec::new();
+    for engine in ctx.engines() {
+        insts.push(
+            Instance::start(
+                ctx,
+                engine,
+                "async",
+                &format!("peer-steward-{}", engine.label()),
+            )
+            .await?,
+        );
+    }
+    // The peer is ~20-40x slower: send it fewer requests, bounded by the same time limit.
+    let peer_requests = (ctx.requests / 4).max(1_000).min(ctx.requests);
+    let mut peer_rows = Vec::new();
+    let mut steward_rows: Vec<Vec<Row>> = vec![Vec::new(); insts.len()];
+    let mut next_id = 1_000_000;
+    for _ in 0..ctx.rounds {
+        let before = peer.stats();
+        let out = run_load(&LoadSpec {
+            requests: peer_requests,
+            ..ctx.spec(&target, &sessions, peer_requests, next_id)
+        })
+        .await;
+        next_id += peer_requests as u64;
+        let after = peer.stats();
+        peer_rows.push(Row::new(
+            "peer",
+            "python mcp 2.x MCPServer + aiosqlite INSERT",
+            &out,
+            ctx.concurrency,
+            Some((before, after)),
+            ctx.ticks_per_s,
+        ));
+        for (i, inst) in insts.iter_mut().enumerate() {
+            steward_rows[i].push(inst.measure(ctx, "peer").await);
+        }
+    }
+    let p = median_row(peer_rows);
+    let peer_hwm = peer.stats().hwm_kib;
+    crate::scenarios::note_log_problems(ctx, "python peer", &peer.log);
+    if let Err(e) = peer.stop() {
+        ctx.report.note(format!("peer: {e:#}"));
+    }
+    for (inst, rows) in insts.iter().zip(steward_rows) {
+        let s = median_row(rows);
+        let e = if inst.db.engine == Engine::Postgres {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        let tput = s.rps / p.rps;
+        let p99 = p.p99_ms / s.p99_ms;
+        ctx.report.ratio(
+            "peer",
+            &format!("{e}: steward req/s / peer req/s"),
+            tput,
+            Some(("≥ 25", tput >= 25.0)),
+        );
+        ctx.report.ratio(
+            "peer",
+            &format!("{e}: peer p99 / steward p99"),
+            p99,
+            Some(("≥ 20", p99 >= 20.0)),
+        );
+        if let (Some(sr), Some(pr)) = (s.rss_mib, p.rss_mib) {
+            ctx.report.ratio(
+                "peer",
+                &format!("{e}: peer RSS / steward RSS"),
+                pr / sr,
+                Some(("≥ 4", pr / sr >= 4.0)),
+            );
+        }
+        if let (Some(sc), Some(pc)) = (s.server_cpu_ms_per_call, p.server_cpu_ms_per_call) {
+            ctx.report.ratio(
+                "peer",
+                &format!("{e}: peer CPU per call / steward CPU per call"),
+                pc / sc,
+                None,
+            );
+        }
+        ctx.report.row(s);
+    }
+    ctx.report.fact(
+        "peer",
+        "peer peak RSS (VmHWM)",
+        (peer_hwm as f64 / 1024.0 * 10.0).round() / 10.0,
+        "MiB",
+    );
+    ctx.report.row(p);
+    for inst in insts {
+        inst.finish(ctx, "peer", true).await?;
+    }
+    Ok(())
+}

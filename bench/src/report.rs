@@ -1,0 +1,238 @@
+//! Results: measured runs, single facts and ratios, printed as tables or as JSON.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::client::LoadOutcome;
+use crate::server::ProcStats;
+
+/// One load run against one server.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub scenario: String,
+    pub label: String,
+    pub requests: usize,
+    pub ok: usize,
+    pub errors: usize,
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Server RSS after the run (MiB); none for the in-process limit server.
+    pub rss_mib: Option<f64>,
+    /// Server peak RSS so far (MiB).
+    pub hwm_mib: Option<f64>,
+    /// Server CPU time (user + system) per request during the run.
+    pub server_cpu_ms_per_call: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub first_errors: Vec<String>,
+}
+
+impl Row {
+    pub fn new(
+        scenario: &str,
+        label: &str,
+        out: &LoadOutcome,
+        concurrency: usize,
+        stats: Option<(ProcStats, ProcStats)>,
+        ticks_per_s: f64,
+    ) -> Row {
+        let (rss, hwm, cpu) = match stats {
+            Some((before, after)) => (
+                Some(mib(after.rss_kib)),
+                Some(mib(after.hwm_kib)),
+                Some(
+                    after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / ticks_per_s * 1000.0
+                        / out.sent.max(1) as f64,
+                ),
+            ),
+            None => (None, None, None),
+        };
+        Row {
+            scenario: scenario.to_string(),
+            label: label.to_string(),
+            requests: out.sent,
+            ok: out.ok,
+            errors: out.errors,
+            concurrency,
+            seconds: out.elapsed.as_secs_f64(),
+            rps: out.throughput(),
+            p50_ms: out.pct_ms(50.0),
+            p95_ms: out.pct_ms(95.0),
+            p99_ms: out.pct_ms(99.0),
+            max_ms: out.max_ms(),
+            rss_mib: rss,
+            hwm_mib: hwm,
+            server_cpu_ms_per_call: cpu,
+            first_errors: out.first_errors.clone(),
+        }
+    }
+}
+
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// A single measured quantity (a startup time, memory per session, a row count, …).
+#[derive(Clone, Debug, Serialize)]
+pub struct Fact {
+    pub scenario: String,
+    pub name: String,
+    pub value: Value,
+    pub unit: String,
+}
+
+/// A ratio between two measurements of the same run, with the target when it has one.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ratio {
+    pub scenario: String,
+    pub name: String,
+    pub value: f64,
+    pub target: Option<String>,
+    /// Whether the target is met (none without a target).
+    pub met: Option<bool>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub machine: Value,
+    pub settings: Value,
+    pub rows: Vec<Row>,
+    pub facts: Vec<Fact>,
+    pub ratios: Vec<Ratio>,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    pub fn row(&mut self, row: Row) {
+        eprintln!(
+            "  {:<44} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+            row.label, row.rps, row.p50_ms, row.p99_ms, row.errors
+        );
+        for e in &row.first_errors {
+            eprintln!("    error: {e}");
+        }
+        self.rows.push(row);
+    }
+
+    pub fn fact(&mut self, scenario: &str, name: &str, value: impl Into<Value>, unit: &str) {
+        let value = value.into();
+        eprintln!("  {name}: {value} {unit}");
+        self.facts.push(Fact {
+            scenario: scenario.to_string(),
+            name: name.to_string(),
+            value,
+            unit: unit.to_string(),
+        });
+    }
+
+    /// A ratio; `target` is `(text, met)`.
+    pub fn ratio(&mut self, scenario: &str, name: &str, value: f64, target: Option<(&str, bool)>) {
+        eprintln!(
+            "  {name}: {value:.3}{}",
+            target.map_or(String::new(), |(t, met)| format!(
+                " (target {t}: {})",
+                if met { "met" } else { "NOT met" }
+            ))
+        );
+        self.ratios.push(Ratio {
+            scenario: scenario.to_string(),
+            name: name.to_string(),
+            value,
+            target: target.map(|(t, _)| t.to_string()),
+            met: target.map(|(_, m)| m),
+        });
+    }
+
+    pub fn note(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        eprintln!("  note: {text}");
+        self.notes.push(text);
+    }
+
+    pub fn total_errors(&self) -> usize {
+        self.rows.iter().map(|r| r.errors).sum()
+    }
+
+    /// The readable form.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "machine: {}\nsettings: {}\n\n",
+            self.machine, self.settings
+        ));
+        let opt =
+            |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+        s.push_str(&format!(
+            "{:<9} {:<44} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}\n",
+            "scenario",
+            "run",
+            "reqs",
+            "errors",
+            "req/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "max ms",
+            "RSS MiB",
+            "HWM MiB",
+            "cpu ms/req"
+        ));
+        for r in &self.rows {
+            s.push_str(&format!(
+                "{:<9} {:<44} {:>7} {:>6} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7} {:>8}\n",
+                r.scenario,
+                r.label,
+                r.requests,
+                r.errors,
+                r.rps,
+                r.p50_ms,
+                r.p95_ms,
+                r.p99_ms,
+                r.max_ms,
+                opt(r.rss_mib, 1),
+                opt(r.hwm_mib, 1),
+                opt(r.server_cpu_ms_per_call, 3),
+            ));
+        }
+        if !self.facts.is_empty() {
+            s.push('\n');
+            for f in &self.facts {
+                s.push_str(&format!(
+                    "{:<9} {:<60} {} {}\n",
+                    f.scenario, f.name, f.value, f.unit
+                ));
+            }
+        }
+        if !self.ratios.is_empty() {
+            s.push('\n');
+            s.push_str(&format!(
+                "{:<9} {:<60} {:>9}  target\n",
+                "scenario", "ratio", "value"
+            ));
+            for r in &self.ratios {
+                s.push_str(&format!(
+                    "{:<9} {:<60} {:>9.3}  {}\n",
+                    r.scenario,
+                    r.name,
+                    r.value,
+                    match (&r.target, r.met) {
+                        (Some(t), Some(true)) => format!("{t} (met)"),
+                        (Some(t), Some(false)) => format!("{t} (NOT met)"),
+                        _ => String::new(),
+                    }
+                ));
+            }
+        }
+        if !self.notes.is_empty() {
+            s.push('\n');
+            for n in &self.notes {
+                s.push_str(&format!("note: {n}\n"));
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,466 @@
+//! Scenarios: a plain run, the limit, the ledger's cost. (Sessions and the Python peer have
+//! their own modules.) Every comparison runs its variants interleaved in the same invocation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::client::{Conn, LoadOutcome, LoadSpec, Target, run_load};
+use crate::db::Pool;
+use crate::limit::LimitServer;
+use crate::report::{Report, Row};
+use crate::server::{BenchDb, Engine, ServerProc, StewardOpts, start_steward};
+
+/// What every scenario shares.
+pub struct Ctx {
+    pub bin: PathBuf,
+    pub tmp: tempfile::TempDir,
+    pub postgres: Option<String>,
+    pub requests: usize,
+    pub concurrency: usize,
+    pub sessions: usize,
+    pub warmup: usize,
+    pub rounds: usize,
+    pub max_time: Duration,
+    pub tool: String,
+    pub args_json: String,
+    pub tasks: usize,
+    pub ticks_per_s: f64,
+    pub report: Report,
+}
+
+impl Ctx {
+    pub fn engines(&self) -> Vec<Engine> {
+        let mut e = vec![Engine::Sqlite];
+        if self.postgres.is_some() {
+            e.push(Engine::Postgres);
+        }
+        e
+    }
+
+    pub async fn new_db(&self, engine: Engine, name: &str) -> Result<BenchDb> {
+        match engine {
+            Engine::Sqlite => Ok(BenchDb::sqlite(self.tmp.path(), name)),
+            Engine::Postgres => {
+                let url = self
+                    .postgres
+                    .as_deref()
+                    .context("PostgreSQL needs --postgres URL")?;
+                BenchDb::postgres(url, name).await
+            }
+        }
+    }
+
+    pub fn spec(
+        &self,
+        target: &Target,
+        sessions: &[String],
+        requests: usize,
+        first_id: u64,
+    ) -> LoadSpec {
+        LoadSpec {
+            target: target.clone(),
+            sessions: sessions.to_vec(),
+            requests,
+            concurrency: self.concurrency,
+            max_time: self.max_time,
+            tool: self.tool.clone(),
+            args_json: self.args_json.clone(),
+            check_id: true,
+            first_id,
+        }
+    }
+}
+
+/// A Steward process with a seeded board and open sessions.
+pub struct Instance {
+    pub label: String,
+    pub proc: ServerProc,
+    pub target: Target,
+    pub sessions: Vec<String>,
+    pub db: BenchDb,
+    pub next_id: u64,
+    /// JSON-RPC messages the bench sent to this process (each must be one ledger row).
+    pub messages: u64,
+}
+
+impl Instance {
+    /// Starts Steward on a new database, seeds a project with tasks, opens the sessions and
+    /// warms up.
+    pub async fn start(
+        ctx: &Ctx,
+        engine: Engine,
+        durability: &'static str,
+        name: &str,
+    ) -> Result<Instance> {
+        let db = ctx.new_db(engine, name).await?;
+        match Self::start_on(ctx, db, durability, name).await {
+            Ok(i) => Ok(i),
+            Err((error, db)) => {
+                if let Err(e) = db.drop_db().await {
+                    eprintln!("warning: could not drop the bench database: {e:#}");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn start_on(
+        ctx: &Ctx,
+        db: BenchDb,
+        durability: &'static str,
+        name: &str,
+    ) -> Result<Instance, (anyhow::Error, BenchDb)> {
+        let proc = match start_steward(
+            &ctx.bin,
+            &db,
+            &StewardOpts { durability },
+            ctx.tmp.path(),
+            name,
+        ) {
+            Ok(p) => p,
+            Err(e) => return Err((e, db)),
+        };
+        let target = match Target::new(proc.addr, "/mcp") {
+            Ok(t) => t,
+            Err(e) => return Err((e, db)),
+        };
+        let mut inst = Instance {
+            label: format!("steward {} ledger={durability}", db.engine.label()),
+            proc,
+            target,
+            sessions: Vec::new(),
+            db,
+            next_id: 1,
+            messages: 0,
+        };
+        if let Err(e) = inst.prepare(ctx).await {
+            let log = inst.proc.log.clone();
+            let e = e.context(format!("preparing {} (log: {})", inst.label, log.display()));
+            drop(inst.proc);
+            return Err((e, inst.db));
+        }
+        Ok(inst)
+    }
+
+    async fn prepare(&mut self, ctx: &Ctx) -> Result<()> {
+        self.messages += seed_board(&self.target, ctx.tasks).await?;
+        self.sessions = crate::client::open_sessions(
+            &self.target,
+            ctx.sessions,
+            ctx.concurrency.min(ctx.sessions),
+            "bench",
+        )
+        .await?;
+        self.messages += 2 * self.sessions.len() as u64;
+        if ctx.warmup > 0 {
+            let out = self.load(ctx, ctx.warmup).await;
+            if out.errors > 0 {
+                bail!("warm-up failed: {:?}", out.first_errors);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `requests` tool calls over this instance's sessions.
+    pub async fn load(&mut self, ctx: &Ctx, requests: usize) -> LoadOutcome {
+        let spec = ctx.spec(&self.target, &self.sessions, requests, self.next_id);
+        self.next_id += requests as u64;
+        let out = run_load(&spec).await;
+        self.messages += out.sent as u64;
+        out
+    }
+
+    /// A measured run: the load plus the server's CPU time and memory.
+    pub async fn measure(&mut self, ctx: &Ctx, scenario: &str) -> Row {
+        let before = self.proc.stats();
+        let out = self.load(ctx, ctx.requests).await;
+        let after = self.proc.stats();
+        Row::new(
+            scenario,
+            &self.label,
+            &out,
+            ctx.concurrency,
+            Some((before, after)),
+            ctx.ticks_per_s,
+        )
+    }
+
+    /// SIGTERM, then the ledger's row count against the messages sent, then drop the database.
+    pub async fn finish(self, ctx: &mut Ctx, scenario: &str, check_ledger: bool) -> Result<()> {
+        let label = self.label.clone();
+        let log = self.proc.log.clone();
+        let stopped = self.proc.stop();
+        note_log_problems(ctx, &label, &log);
+        let result = async {
+            stopped?;
+            if check_ledger {
+                let pool = Pool::open(&self.db).await?;
+                let counts = pool.ledger_counts().await?;
+                pool.close().await;
+                let total: i64 = counts
+                    .as_object()
+                    .map(|m| m.values().filter_map(Value::as_i64).sum())
+                    .unwrap_or(0);
+                ctx.report.fact(
+                    scenario,
+                    &format!("{label}: ledger rows / messages sent"),
+                    json!(format!("{total} / {}", self.messages)),
+                    "",
+                );
+                if total != self.messages as i64 && !label.ends_with("ledger=off") {
+                    ctx.report.note(format!(
+                        "{label}: the ledger holds {total} rows for {} messages sent ({counts})",
+                        self.messages
+                    ));
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        let dropped = self.db.drop_db().await;
+        result?;
+        dropped
+    }
+}
+
+/// Creates a project and `tasks` tasks over MCP (manage_project, manage_task) from a session of
+/// its own; returns the number of JSON-RPC messages sent.
+pub async fn seed_board(target: &Target, tasks: usize) -> Result<u64> {
+    let mut conn = Conn::connect(target).await?;
+    let session = conn.open_session("bench-seed").await?;
+    let project = conn
+        .call_tool(
+            Some(&session),
+            1,
+            "manage_project",
+            &json!({
+                "action": "create",
+                "title": "Benchmark project",
+                "description": "A project seeded by steward-bench: a board with tasks in every open status.",
+                "github_repo": "https://github.com/example/bench"
+            }),
+        )
+        .await
+        .context("manage_project create")?;
+    let project_id = project
+        .get("project_id")
+        .and_then(Value::as_str)
+        .with_context(|| format!("no project_id in {project}"))?
+        .to_string();
+    let statuses = ["todo", "doing", "review"];
+    for i in 0..tasks {
+        conn.call_tool(
+            Some(&session),
+            2 + i as u64,
+            "manage_task",
+            &json!({
+                "action": "create",
+                "project_id": project_id,
+                "title": format!("Task {i}: wire the ledger to the dashboard"),
+                "description": format!(
+                    "Task {i} of the benchmark board. Acceptance: the numbers in BENCHMARKS.md come \
+                     from a command in the repo, every response is validated, and the run reports \
+                     throughput, latency percentiles, errors and the server's memory."
+                ),
+                "status": statuses[i % statuses.len()],
+                "assignee": if i % 2 == 0 { "User" } else { "AI IDE Agent" },
+                "task_order": (i * 5) % 101,
+                "feature": "benchmarks"
+            }),
+        )
+        .await
+        .with_context(|| format!("manage_task create #{i}"))?;
+    }
+    Ok(2 + 1 + tasks as u64)
+}
+
+/// The run of a list of measurements whose throughput is the median.
+pub fn median_row(mut rows: Vec<Row>) -> Row {
+    rows.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mid = rows.len() / 2;
+    rows.swap_remove(mid)
+}
+
+/// `run`: Steward alone, one engine, one durability.
+pub async fn run_plain(ctx: &mut Ctx, engine: Engine, durability: &'static str) -> Result<()> {
+    eprintln!(
+        "== run: steward on {} with ledger={durability}",
+        engine.label()
+    );
+    let mut inst =
+        Instance::start(ctx, engine, durability, &format!("run-{}", engine.label())).await?;
+    let mut rows = Vec::new();
+    for _ in 0..ctx.rounds {
+        rows.push(inst.measure(ctx, "run").await);
+    }
+    ctx.report.row(median_row(rows));
+    inst.finish(ctx, "run", durability != "off").await
+}
+
+/// `limit`: Steward vs. a bare axum server answering Steward's own bytes.
+pub async fn limit(ctx: &mut Ctx) -> Result<()> {
+    eprintln!(
+        "== limit: steward (sqlite, ledger=async) vs. a bare axum server answering pre-serialised SSE"
+    );
+    let mut inst = Instance::start(ctx, Engine::Sqlite, "async", "limit").await?;
+    // The limit answers exactly the bytes Steward sends for this call.
+    let mut conn = Conn::connect(&inst.target).await?;
+    let body = crate::client::tool_call_body(inst.next_id, &ctx.tool, &ctx.args_json);
+    let answer = conn.post(Some(&inst.sessions[0]), body).await?;
+    inst.next_id += 1;
+    inst.messages += 1;
+    crate::client::check_tool_answer(&answer, None)?;
+    drop(conn);
+    ctx.report.fact(
+        "limit",
+        "tools/call response body (SSE) served by both",
+        answer.body.len(),
+        "bytes",
+    );
+    let bare = LimitServer::start(answer.body)?;
+    let bare_target = Target::new(bare.addr, "/mcp")?;
+    let warm = LoadSpec {
+        check_id: false,
+        ..ctx.spec(&bare_target, &inst.sessions, ctx.warmup, 1)
+    };
+    run_load(&warm).await;
+    let (mut steward_rows, mut bare_rows) = (Vec::new(), Vec::new());
+    for _ in 0..ctx.rounds {
+        steward_rows.push(inst.measure(ctx, "limit").await);
+        let spec = LoadSpec {
+            check_id: false,
+            ..ctx.spec(&bare_target, &inst.sessions, ctx.requests, 1)
+        };
+        let out = run_load(&spec).await;
+        bare_rows.push(Row::new(
+            "limit",
+            "bare axum, pre-serialised SSE (in-process)",
+            &out,
+            ctx.concurrency,
+            None,
+            ctx.ticks_per_s,
+        ));
+    }
+    bare.stop();
+    let (s, b) = (median_row(steward_rows), median_row(bare_rows));
+    ctx.report.ratio(
+        "limit",
+        "steward req/s / bare-axum req/s",
+        s.rps / b.rps,
+        Some(("≥ 0.50", s.rps / b.rps >= 0.5)),
+    );
+    ctx.report.ratio(
+        "limit",
+        "steward p50 / bare-axum p50",
+        s.p50_ms / b.p50_ms,
+        None,
+    );
+    ctx.report.ratio(
+        "limit",
+        "steward p99 / bare-axum p99",
+        s.p99_ms / b.p99_ms,
+        None,
+    );
+    ctx.report.row(s);
+    ctx.report.row(b);
+    inst.finish(ctx, "limit", true).await
+}
+
+/// `ledger`: the same load with the ledger off, async and sync, per engine.
+pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
+    for engine in ctx.engines() {
+        eprintln!(
+            "== ledger: {} with --ledger-durability off | async | sync",
+            engine.label()
+        );
+        let mut insts = Vec::new();
+        for mode in ["off", "async", "sync"] {
+            match Instance::start(
+                ctx,
+                engine,
+                mode,
+                &format!("ledger-{}-{mode}", engine.label()),
+            )
+            .await
+            {
+                Ok(i) => insts.push(i),
+                Err(e) => {
+                    for i in insts {
+                        drop_instance(i).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut rows: Vec<Vec<Row>> = vec![Vec::new(); insts.len()];
+        for _ in 0..ctx.rounds {
+            for (i, inst) in insts.iter_mut().enumerate() {
+                rows[i].push(inst.measure(ctx, "ledger").await);
+            }
+        }
+        let med: Vec<Row> = rows.into_iter().map(median_row).collect();
+        let e = engine.label();
+        let off = &med[0];
+        for (row, mode) in med.iter().zip(["off", "async", "sync"]).skip(1) {
+            let cost = (1.0 - row.rps / off.rps) * 100.0;
+            let target = (mode == "async").then_some(("≤ 5%", cost <= 5.0));
+            ctx.report.ratio(
+                "ledger",
+                &format!("{e}: {mode} throughput cost vs off, %"),
+                cost,
+                target,
+            );
+            ctx.report.ratio(
+                "ledger",
+                &format!("{e}: {mode} p50 / off p50"),
+                row.p50_ms / off.p50_ms,
+                None,
+            );
+            ctx.report.ratio(
+                "ledger",
+                &format!("{e}: {mode} p99 / off p99"),
+                row.p99_ms / off.p99_ms,
+                None,
+            );
+            if let (Some(a), Some(o)) = (row.server_cpu_ms_per_call, off.server_cpu_ms_per_call) {
+                ctx.report.fact(
+                    "ledger",
+                    &format!(
+                        "{e}: server CPU added per call by the {mode} ledger (tokens, rows, writes)"
+                    ),
+                    json!(format!("{:.3}", a - o)),
+                    "ms",
+                );
+            }
+        }
+        for row in med {
+            ctx.report.row(row);
+        }
+        for inst in insts {
+            inst.finish(ctx, "ledger", true).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn drop_instance(inst: Instance) {
+    if let Err(e) = inst.proc.stop() {
+        eprintln!("warning: {e:#}");
+    }
+    if let Err(e) = inst.db.drop_db().await {
+        eprintln!("warning: {e:#}");
+    }
+}
+
+/// Puts a server's logged warnings and errors into the report (as a note).
+pub fn note_log_problems(ctx: &mut Ctx, label: &str, log: &std::path::Path) {
+    let (count, first) = crate::server::log_problems(log);
+    if count > 0 {
+        ctx.report.note(format!(
+            "{label}: the server logged {count} warnings/errors, e.g. {first:?}"
+        ));
+    }
+}

@@ -1,0 +1,367 @@
+//! Servers under test as child processes (the release `steward serve`, the Python peer), their
+//! databases (a temp SQLite file or a fresh PostgreSQL database), and what `/proc` says about
+//! them (RSS, peak RSS, CPU time).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use sqlx::Connection;
+
+/// How long a server may take to print its listening line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a SIGTERM may take before the bench kills the process.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running server process.
+pub struct ServerProc {
+    pub name: String,
+    child: Child,
+    pub addr: SocketAddr,
+    /// From spawn to the listening line on stdout.
+    pub startup: Duration,
+    pub log: PathBuf,
+}
+
+impl ServerProc {
+    /// Spawns `cmd` (stdout piped, stderr to `log`) and waits for a line containing
+    /// `marker` followed by `http://ADDR`.
+    pub fn spawn(name: &str, mut cmd: Command, marker: &str, log: &Path) -> Result<ServerProc> {
+        let log_file = std::fs::File::create(log)
+            .with_context(|| format!("creating the server log {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file));
+        let t0 = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} ({cmd:?})"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no stdout pipe"))?;
+        let (tx, rx) = mpsc::channel::<String>();
+        let wanted = marker.to_string();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !sent && line.contains(&wanted) {
+                    sent = tx.send(line).is_ok();
+                }
+                // keep draining so the child never blocks on a full pipe
+            }
+        });
+        let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let status = child.try_wait().ok().flatten();
+                kill_quietly(&mut child);
+                bail!(
+                    "{name} did not print '{marker}' (exit status {status:?}); its log {}:\n{}",
+                    log.display(),
+                    tail(log, 20)
+                );
+            }
+        };
+        let startup = t0.elapsed();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .map(|rest| rest.trim().trim_end_matches('/'))
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .ok_or_else(|| anyhow!("cannot read an address in {line:?}"))?;
+        Ok(ServerProc {
+            name: name.to_string(),
+            child,
+            addr,
+            startup,
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stats(&self) -> ProcStats {
+        ProcStats::read(self.pid())
+    }
+
+    /// SIGTERM, then wait (kill after [`STOP_TIMEOUT`]). Returns how long the stop took.
+    pub fn stop(mut self) -> Result<Duration> {
+        let t0 = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .context("running kill -TERM")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed", self.pid());
+        }
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    eprintln!(
+                        "warning: {} exited with {status} after SIGTERM; log tail:\n{}",
+                        self.name,
+                        tail(&self.log, 10)
+                    );
+                }
+                return Ok(t0.elapsed());
+            }
+            if t0.elapsed() > STOP_TIMEOUT {
+                kill_quietly(&mut self.child);
+                bail!(
+                    "{} did not stop within {STOP_TIMEOUT:?} of SIGTERM",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        // Only reached when `stop` was not called (an error path): never leave a server behind.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            kill_quietly(&mut self.child);
+        }
+    }
+}
+
+fn kill_quietly(child: &mut Child) {
+    if let Err(error) = child.kill() {
+        eprintln!("warning: could not kill pid {}: {error}", child.id());
+    }
+    if let Err(error) = child.wait() {
+        eprintln!("warning: could not reap pid {}: {error}", child.id());
+    }
+}
+
+/// Warnings and errors a server logged: (count, the first few distinct messages).
+pub fn log_problems(path: &Path) -> (usize, Vec<String>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut count = 0;
+    let mut distinct: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.contains(" WARN ") || line.contains(" ERROR ") || line.contains("WARNING") {
+            count += 1;
+            // drop the timestamp so repeated messages collapse
+            let msg = line
+                .split_once(' ')
+                .map_or(line, |(_, rest)| rest)
+                .chars()
+                .take(160)
+                .collect::<String>();
+            if distinct.len() < 3 && !distinct.contains(&msg) {
+                distinct.push(msg);
+            }
+        }
+    }
+    (count, distinct)
+}
+
+/// The last `n` lines of a file, for error messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// What `/proc/PID` says about a process.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcStats {
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+}
+
+impl ProcStats {
+    pub fn read(pid: u32) -> ProcStats {
+        let mut s = ProcStats::default();
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            for line in status.lines() {
+                let kib = || {
+                    line.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                if line.starts_with("VmRSS:") {
+                    s.rss_kib = kib();
+                } else if line.starts_with("VmHWM:") {
+                    s.hwm_kib = kib();
+                }
+            }
+        }
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+            if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                s.cpu_ticks = num(11) + num(12);
+            }
+        }
+        s
+    }
+}
+
+/// Clock ticks per second for `/proc/PID/stat` (asks `getconf`; 100 otherwise).
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
+}
+
+/// Engine a Steward instance runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn label(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// A database made for one server (and dropped afterwards for PostgreSQL).
+pub struct BenchDb {
+    pub engine: Engine,
+    pub url: String,
+    pg_admin: Option<(String, String)>,
+}
+
+impl BenchDb {
+    /// A new SQLite file under `dir`.
+    pub fn sqlite(dir: &Path, name: &str) -> BenchDb {
+        BenchDb {
+            engine: Engine::Sqlite,
+            url: format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+            pg_admin: None,
+        }
+    }
+
+    /// A new, uniquely named database on the PostgreSQL server of `admin_url`.
+    pub async fn postgres(admin_url: &str, name: &str) -> Result<BenchDb> {
+        let db = format!(
+            "steward_bench_{}_{}_{}",
+            std::process::id(),
+            name,
+            chrono::Utc::now().timestamp_millis()
+        );
+        let mut conn = sqlx::PgConnection::connect(admin_url)
+            .await
+            .with_context(|| format!("connecting to {admin_url}"))?;
+        sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("CREATE DATABASE {db}"))?;
+        conn.close().await?;
+        Ok(BenchDb {
+            engine: Engine::Postgres,
+            url: replace_db_name(admin_url, &db)?,
+            pg_admin: Some((admin_url.to_string(), db)),
+        })
+    }
+
+    /// Drops the PostgreSQL database (the SQLite file goes with its temp dir).
+    pub async fn drop_db(self) -> Result<()> {
+        if let Some((admin, db)) = self.pg_admin {
+            let mut conn = sqlx::PgConnection::connect(&admin).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+                .with_context(|| format!("DROP DATABASE {db}"))?;
+            conn.close().await?;
+        }
+        Ok(())
+    }
+}
+
+/// `postgres://u@h:p/old?x=y` → `postgres://u@h:p/NEW?x=y`.
+fn replace_db_name(url: &str, db: &str) -> Result<String> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base
+        .find("://")
+        .ok_or_else(|| anyhow!("not a URL: {url}"))?
+        + 3;
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{db}", &base[..authority_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
+}
+
+/// Options for one `steward serve`.
+#[derive(Clone, Debug)]
+pub struct StewardOpts {
+    pub durability: &'static str,
+}
+
+/// Starts the release `steward serve` on 127.0.0.1:0, in `dir` (so no stray steward.toml is
+/// read), with `STEWARD_*` variables from the bench's environment removed.
+pub fn start_steward(
+    bin: &Path,
+    db: &BenchDb,
+    opts: &StewardOpts,
+    dir: &Path,
+    name: &str,
+) -> Result<ServerProc> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--database", &db.url])
+        .args(["--ledger-durability", opts.durability])
+        .current_dir(dir);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("STEWARD_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    let log = dir.join(format!("{name}.log"));
+    ServerProc::spawn(name, cmd, "steward listening on", &log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(
+            replace_db_name("postgres://postgres@127.0.0.1:5432/postgres", "x").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            replace_db_name("postgres://u:p@h/db?sslmode=disable", "x").unwrap(),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            replace_db_name("postgres://h:1", "x").unwrap(),
+            "postgres://h:1/x"
+        );
+    }
+}
