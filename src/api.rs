@@ -1,28 +1,51 @@
 //! The JSON API under `/api/`: sessions and the request ledger, read from the same database the
 //! server writes. (The analytics endpoints and the dashboard build on these.)
 
+use std::convert::Infallible;
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
+use tokio_stream::wrappers::BroadcastStream;
 
+use crate::ledger::Ledger;
+use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::store::requests::RequestFilter;
 use crate::store::sessions::SessionFilter;
 
 const MAX_PER_PAGE: u32 = 1000;
 
-pub fn router(store: Store) -> Router {
+/// Most rows one statistics request reads; beyond this the answer says `truncated`.
+const MAX_STAT_ROWS: i64 = 200_000;
+
+/// Live feeds for `/api/events`.
+#[derive(Clone)]
+pub struct Live {
+    pub ledger: Ledger,
+    pub sessions: Arc<Sessions>,
+}
+
+pub fn router(store: Store, live: Live) -> Router {
+    let events = Router::new()
+        .route("/api/events", get(events))
+        .with_state(live);
     Router::new()
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/{id}", get(show_session))
         .route("/api/requests", get(list_requests))
+        .route("/api/stats", get(stats))
         .route("/api/pricing", get(pricing))
         .with_state(store)
+        .merge(events)
 }
 
 /// An API error: a status and a message that says what to fix.
@@ -157,6 +180,59 @@ async fn list_requests(
         "note": "tokens and costs are estimates",
     }))
     .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsQuery {
+    /// RFC 3339 time or a duration back from now; default 24h.
+    since: Option<String>,
+}
+
+async fn stats(
+    State(store): State<Store>,
+    Query(q): Query<StatsQuery>,
+) -> Result<Response, ApiError> {
+    let since = parse_since(q.since.as_deref().unwrap_or("24h"))
+        .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    Ok(axum::Json(compute_stats(&store, since).await?).into_response())
+}
+
+/// Statistics since `since` (also used by `steward stats`).
+pub async fn compute_stats(
+    store: &Store,
+    since: DateTime<Utc>,
+) -> Result<crate::stats::Stats, sqlx::Error> {
+    let rows = store.stat_rows(since, MAX_STAT_ROWS + 1).await?;
+    let truncated = rows.len() as i64 > MAX_STAT_ROWS;
+    let rows = &rows[..rows.len().min(MAX_STAT_ROWS as usize)];
+    let previous = store
+        .count_requests_between(since - (Utc::now() - since), since)
+        .await?;
+    Ok(crate::stats::compute(rows, since, previous, truncated))
+}
+
+/// `GET /api/events`: server-sent events `request` (a stored ledger row) and `session` (a new
+/// session id), for live views.
+async fn events(
+    State(live): State<Live>,
+) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    let requests = BroadcastStream::new(live.ledger.subscribe()).filter_map(|row| async move {
+        let row = row.ok()?;
+        Event::default()
+            .event("request")
+            .json_data(&*row)
+            .ok()
+            .map(Ok)
+    });
+    let sessions = BroadcastStream::new(live.sessions.subscribe()).filter_map(|id| async move {
+        let id = id.ok()?;
+        Event::default()
+            .event("session")
+            .json_data(json!({ "session_id": id }))
+            .ok()
+            .map(Ok)
+    });
+    Sse::new(futures::stream::select(requests, sessions)).keep_alive(KeepAlive::default())
 }
 
 async fn pricing(State(store): State<Store>) -> Result<Response, ApiError> {

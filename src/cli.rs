@@ -35,8 +35,21 @@ pub enum Command {
     Pricing(PricingArgs),
     /// The request ledger (reads the same database as `serve`).
     Requests(RequestsArgs),
+    /// Request statistics per tool and per client (estimated tokens and cost).
+    Stats(StatsArgs),
     /// Verify end to end that sessions and tracking really work (phases 0-8 of the seed's checklist).
     Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The period: a duration back from now (e.g. 1h, 7d) or an RFC 3339 time.
+    #[arg(long, default_value = "24h", value_name = "DUR")]
+    pub since: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Args)]

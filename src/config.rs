@@ -187,6 +187,7 @@ pub enum Resolved {
     Pricing(DatabaseUrl, PricingAction),
     Requests(DatabaseUrl, RequestsAction),
     Check(crate::check::CheckOptions),
+    Stats(DatabaseUrl, String, bool),
 }
 
 /// Merges flags/env (already applied by clap) with the config file and the defaults.
@@ -248,6 +249,9 @@ pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
                 restart_cmd: args.restart_cmd,
                 serve_args: args.serve_args,
             })
+        }
+        Command::Stats(args) => {
+            Resolved::Stats(database_url(args.database, &file)?, args.since, args.json)
         }
         Command::Requests(args) => {
             Resolved::Requests(database_url(args.database, &file)?, args.action)

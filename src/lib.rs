@@ -16,5 +16,6 @@ pub mod mcp;
 pub mod metrics;
 pub mod server;
 pub mod sessions;
+pub mod stats;
 pub mod store;
 pub mod tools;

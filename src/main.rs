@@ -40,6 +40,12 @@ fn main() -> ExitCode {
                 .await
             }
             Resolved::Check(_) => Ok(()), // answered above
+            Resolved::Stats(database, since, json) => {
+                server::admin(&database, |store| {
+                    Box::pin(steward::commands::stats::run(store, since, json))
+                })
+                .await
+            }
             Resolved::Requests(database, action) => {
                 server::admin(&database, |store| {
                     Box::pin(steward::commands::requests::run(store, action))

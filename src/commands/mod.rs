@@ -4,4 +4,5 @@
 pub mod pricing;
 pub mod requests;
 pub mod sessions;
+pub mod stats;
 pub mod table;

@@ -20,12 +20,12 @@ pub mod writer;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -89,6 +89,8 @@ pub struct Shared {
     pub lost: AtomicU64,
     degraded: Mutex<Option<(String, DateTime<Utc>)>>,
     pub retention: Mutex<RetentionState>,
+    /// Stored rows, for live views (`/api/events`).
+    stored: OnceLock<broadcast::Sender<Arc<LedgerRow>>>,
 }
 
 /// What the last retention pass did.
@@ -119,6 +121,23 @@ impl Shared {
             current = actual;
         }
     }
+    fn feed(&self) -> &broadcast::Sender<Arc<LedgerRow>> {
+        self.stored.get_or_init(|| broadcast::channel(1024).0)
+    }
+
+    /// Tells live subscribers about rows just stored. Nobody listening is fine.
+    fn announce(&self, rows: Vec<LedgerRow>) {
+        let feed = self.feed();
+        if feed.receiver_count() == 0 {
+            return;
+        }
+        for row in rows {
+            if feed.send(Arc::new(row)).is_err() {
+                break;
+            }
+        }
+    }
+
     fn set_pending(&self, n: usize) {
         self.pending.store(n as u64, Ordering::Relaxed);
     }
@@ -249,6 +268,11 @@ impl Ledger {
             },
             handle,
         ))
+    }
+
+    /// Rows as they are stored (lagging subscribers skip ahead).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LedgerRow>> {
+        self.shared.feed().subscribe()
     }
 
     pub fn durability(&self) -> Durability {

@@ -231,6 +231,7 @@ impl Writer {
                 .collect();
             match self.insert(&rows).await {
                 Ok(_) => {
+                    self.shared.announce(rows);
                     self.acknowledge(n, Ok(()));
                     self.shared.add(|s| &s.written, n as u64);
                     self.backoff = MIN_BACKOFF;

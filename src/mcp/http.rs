@@ -62,7 +62,16 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         ))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .merge(crate::api::router(state.ctx.store.clone()).with_state(()))
+        .merge(
+            crate::api::router(
+                state.ctx.store.clone(),
+                crate::api::Live {
+                    ledger: state.ledger.clone(),
+                    sessions: state.sessions.clone(),
+                },
+            )
+            .with_state(()),
+        )
         .with_state(state)
 }
 

@@ -103,6 +103,8 @@ pub struct SessionReport {
 
 /// The durable session layer; one per process, shared by every request.
 pub struct Sessions {
+    /// New sessions, for live views (`/api/events`).
+    created: tokio::sync::broadcast::Sender<String>,
     store: Store,
     settings: SessionSettings,
     manager: Arc<SessionManager>,
@@ -118,11 +120,17 @@ impl Sessions {
     ) -> Arc<Self> {
         let manager = SessionManager::new(settings.max_cached, events);
         Arc::new(Sessions {
+            created: tokio::sync::broadcast::channel(256).0,
             store,
             settings,
             manager,
             health: SessionHealth::default(),
         })
+    }
+
+    /// Ids of sessions as they are created.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.created.subscribe()
     }
 
     pub fn manager(&self) -> Arc<SessionManager> {
@@ -253,6 +261,10 @@ impl SessionStore for Sessions {
         match self.store.insert_session(&row).await {
             Ok(()) => {
                 self.write_succeeded();
+                // Nobody listening is fine.
+                if self.created.send(session_id.to_string()).is_err() {
+                    tracing::trace!("no live subscribers for new sessions");
+                }
                 Ok(())
             }
             Err(error) => {

@@ -278,3 +278,41 @@ impl Store {
         on_pool!(self, pool => sqlx::query_as::<_, RequestRecord>(sql).bind(since).fetch_all(pool).await)
     }
 }
+
+/// What statistics need of one ledger row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StatRow {
+    pub method: String,
+    pub tool_name: Option<String>,
+    pub status: String,
+    pub duration_us: i64,
+    pub total_tokens: Option<i32>,
+    pub estimated_cost_usd: Option<Money>,
+    pub client_type: Option<String>,
+    pub timestamp: DateTime<Utc>,
+}
+
+impl Store {
+    /// Rows since `since` (at most `limit`, newest first) with their session's client type.
+    pub async fn stat_rows(
+        &self,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<StatRow>, sqlx::Error> {
+        let sql = "SELECT r.method, r.tool_name, r.status, r.duration_us, r.total_tokens, r.estimated_cost_usd, \
+                   s.client_type, r.timestamp FROM mcp_requests r \
+                   LEFT JOIN mcp_sessions s ON s.session_id = r.session_id \
+                   WHERE r.timestamp >= $1 ORDER BY r.timestamp DESC LIMIT $2";
+        on_pool!(self, pool => sqlx::query_as::<_, StatRow>(sql).bind(since).bind(limit).fetch_all(pool).await)
+    }
+
+    /// Number of ledger rows in `[from, to)`.
+    pub async fn count_requests_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error> {
+        let sql = "SELECT COUNT(*) FROM mcp_requests WHERE timestamp >= $1 AND timestamp < $2";
+        on_pool!(self, pool => sqlx::query_scalar(sql).bind(from).bind(to).fetch_one(pool).await)
+    }
+}

@@ -1,0 +1,65 @@
+//! `steward stats`.
+
+use anyhow::anyhow;
+
+use super::table;
+use crate::stats::Named;
+use crate::store::Store;
+
+pub async fn run(store: &Store, since: String, json: bool) -> anyhow::Result<()> {
+    let since = crate::api::parse_since(&since).map_err(|e| anyhow!(e))?;
+    let stats = crate::api::compute_stats(store, since).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(());
+    }
+    let t = &stats.totals;
+    println!(
+        "since {}: {} requests ({} in the period before), {} errors ({}%), {} tokens*, ${}*",
+        stats.since.format("%Y-%m-%d %H:%M UTC"),
+        t.count,
+        stats.previous_period_requests,
+        t.errors,
+        t.error_rate_percent,
+        t.tokens,
+        t.estimated_cost_usd
+    );
+    for (title, groups) in [("TOOL", &stats.tools), ("CLIENT", &stats.clients)] {
+        println!();
+        print!("{}", render(title, groups));
+    }
+    if stats.truncated {
+        println!("(only the most recent rows of the period were read)");
+    }
+    println!("* estimated");
+    Ok(())
+}
+
+fn render(title: &str, groups: &[Named]) -> String {
+    let cells: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            let s = &g.stats;
+            vec![
+                g.name.clone(),
+                s.count.to_string(),
+                s.errors.to_string(),
+                format!("{}%", s.error_rate_percent),
+                s.p50_ms.to_string(),
+                s.p95_ms.to_string(),
+                s.p99_ms.to_string(),
+                s.max_ms.to_string(),
+                s.tokens.to_string(),
+                s.estimated_cost_usd.to_string(),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            title, "COUNT", "ERRORS", "RATE", "P50 MS", "P95 MS", "P99 MS", "MAX MS", "TOKENS*",
+            "COST* $",
+        ],
+        &cells,
+        40,
+    )
+}
