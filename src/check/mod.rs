@@ -199,12 +199,17 @@ async fn phase1_session(
     Ok(Some(session))
 }
 
-/// Waits until the session has at least `n` ledger rows (the writer is asynchronous).
-async fn wait_for_rows(evidence: &Evidence, session: &str, n: usize) -> anyhow::Result<Vec<Value>> {
+/// Waits until the session has a ledger row for each of `tools` (the writer is asynchronous).
+async fn wait_for_rows(
+    evidence: &Evidence,
+    session: &str,
+    tools: &[&str],
+) -> anyhow::Result<Vec<Value>> {
     let deadline = tokio::time::Instant::now() + LEDGER_WAIT;
     loop {
         let rows = evidence.requests(session).await?;
-        if rows.len() >= n || tokio::time::Instant::now() >= deadline {
+        let complete = tools.iter().all(|tool| !tool_rows(&rows, tool).is_empty());
+        if complete || tokio::time::Instant::now() >= deadline {
             return Ok(rows);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -249,7 +254,12 @@ async fn phase2_tracking(
         failing.is_tool_error(),
     );
 
-    let rows = wait_for_rows(evidence, session, before + 4).await?;
+    let rows = wait_for_rows(
+        evidence,
+        session,
+        &["health_check", "find_projects", "find_tasks", "manage_task"],
+    )
+    .await?;
     let new = rows.len().saturating_sub(before);
     report.check(
         2,
