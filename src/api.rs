@@ -71,16 +71,15 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Paging {
+/// `page` (from 1) and `per_page` (1 to 1000) → (limit, offset, page, per_page).
+/// (Not a flattened struct: serde's `flatten` cannot read numbers from a query string.)
+fn limit_offset(
     page: Option<u32>,
     per_page: Option<u32>,
-}
-
-impl Paging {
-    fn limit_offset(&self) -> Result<(i64, i64, u32, u32), ApiError> {
-        let page = self.page.unwrap_or(1);
-        let per_page = self.per_page.unwrap_or(50);
+) -> Result<(i64, i64, u32, u32), ApiError> {
+    {
+        let page = page.unwrap_or(1);
+        let per_page = per_page.unwrap_or(50);
         if page == 0 || per_page == 0 || per_page > MAX_PER_PAGE {
             return Err(ApiError(
                 StatusCode::BAD_REQUEST,
@@ -101,15 +100,15 @@ struct SessionQuery {
     status: Option<String>,
     client_type: Option<String>,
     kind: Option<String>,
-    #[serde(flatten)]
-    paging: Paging,
+    page: Option<u32>,
+    per_page: Option<u32>,
 }
 
 async fn list_sessions(
     State(store): State<Store>,
     Query(q): Query<SessionQuery>,
 ) -> Result<Response, ApiError> {
-    let (limit, offset, page, per_page) = q.paging.limit_offset()?;
+    let (limit, offset, page, per_page) = limit_offset(q.page, q.per_page)?;
     let filter = SessionFilter {
         status: q.status,
         client_type: q.client_type,
@@ -149,15 +148,15 @@ struct RequestQuery {
     status: Option<String>,
     /// RFC 3339 time or a duration back from now (`15m`, `24h`).
     since: Option<String>,
-    #[serde(flatten)]
-    paging: Paging,
+    page: Option<u32>,
+    per_page: Option<u32>,
 }
 
 async fn list_requests(
     State(store): State<Store>,
     Query(q): Query<RequestQuery>,
 ) -> Result<Response, ApiError> {
-    let (limit, offset, page, per_page) = q.paging.limit_offset()?;
+    let (limit, offset, page, per_page) = limit_offset(q.page, q.per_page)?;
     let since = q
         .since
         .as_deref()

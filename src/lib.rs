@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dashboard;
 pub mod ledger;
 pub mod mcp;
 pub mod metrics;

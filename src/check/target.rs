@@ -13,6 +13,8 @@ pub const SPAWN_IDLE_AFTER: &str = "1s";
 pub const SPAWN_SESSION_TIMEOUT_SECS: u64 = 8;
 
 pub struct Spawned {
+    /// Resolved once: a binary rebuilt while the check runs must not break the restart.
+    exe: std::path::PathBuf,
     child: Child,
     port: u16,
     database: String,
@@ -42,7 +44,7 @@ impl Spawned {
     pub async fn crash_and_restart(&mut self) -> anyhow::Result<()> {
         self.child.start_kill()?;
         self.child.wait().await?;
-        self.child = launch(self.port, &self.database, &self.extra).await?;
+        self.child = launch(&self.exe, self.port, &self.database, &self.extra).await?;
         Ok(())
     }
 
@@ -65,8 +67,12 @@ impl Spawned {
     }
 }
 
-async fn launch(port: u16, database: &str, extra: &[String]) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("cannot find the steward binary to spawn")?;
+async fn launch(
+    exe: &std::path::Path,
+    port: u16,
+    database: &str,
+    extra: &[String],
+) -> anyhow::Result<Child> {
     let mut child = Command::new(exe)
         .args([
             "serve",

@@ -72,6 +72,7 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
             )
             .with_state(()),
         )
+        .merge(crate::dashboard::router().with_state(()))
         .with_state(state)
 }
 
