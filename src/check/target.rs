@@ -27,8 +27,10 @@ impl Spawned {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = launch(port, database, extra).await?;
+        let exe = std::env::current_exe().context("cannot find the steward binary to spawn")?;
+        let child = launch(&exe, port, database, extra).await?;
         Ok(Spawned {
+            exe,
             child,
             port,
             database: database.to_string(),
