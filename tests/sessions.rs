@@ -1031,11 +1031,12 @@ async fn idle_then_active_then_timed_out(db: TestDb) -> anyhow::Result<()> {
     assert_eq!(idle.disconnected_at, None);
 
     // Idle sessions are fully usable, and using one makes it active again.
+    // Taken before the request: activity is stamped when the request arrives.
+    let used_at = Utc::now();
     health_check(&server, &id)
         .await
         .context("an idle session must stay usable")?;
     let used = Instant::now();
-    let used_at = Utc::now();
     let active = row_when(&store, &id, Duration::from_secs(3), "active again", |r| {
         r.status == "active"
     })

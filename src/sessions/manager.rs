@@ -226,12 +226,15 @@ impl RmcpSessionManager for SessionManager {
         if lock(&self.restoring).contains(&id) {
             self.inner.close_session(&id).await?;
         }
-        let outcome = self.inner.restore_session(id.clone()).await?;
-        if matches!(outcome, RestoreOutcome::Restored(_)) {
-            lock(&self.restoring).insert(id.clone());
+        // Marked before the worker exists, so no request can see the session half-restored.
+        lock(&self.restoring).insert(id.clone());
+        let outcome = self.inner.restore_session(id.clone()).await;
+        if matches!(outcome, Ok(RestoreOutcome::Restored(_))) {
             self.touch(&id);
+        } else {
+            lock(&self.restoring).remove(&id);
         }
-        Ok(outcome)
+        outcome
     }
 
     fn event_store(&self) -> Option<Arc<dyn EventStore>> {
