@@ -237,6 +237,10 @@ pub struct SessionArgs {
     /// How often each replica checks for sessions revoked or ended elsewhere. Default 2s.
     #[arg(long, env = "STEWARD_REVOCATION_POLL", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub revocation_poll: Option<Duration>,
+    /// Where server-sent events wait for `Last-Event-ID` replay: memory (this replica, the
+    /// default) or database (also after a restart and on other replicas; costs a write per event).
+    #[arg(long, env = "STEWARD_EVENT_STORE", value_parser = ["memory", "database"], value_name = "WHERE")]
+    pub event_store: Option<String>,
 }
 
 #[derive(Debug, Args)]

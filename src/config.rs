@@ -92,6 +92,8 @@ struct FileSessions {
     max_age: Option<String>,
     cleanup_interval: Option<String>,
     revocation_poll: Option<String>,
+    /// "memory" or "database".
+    event_store: Option<String>,
 }
 
 /// Which engine a database URL points at.
@@ -363,6 +365,15 @@ fn session_settings(
             &file.revocation_poll,
             defaults.revocation_poll,
         )?,
+        durable_events: match args.event_store.as_deref().or(file.event_store.as_deref()) {
+            None | Some("memory") => false,
+            Some("database") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "sessions.event_store is {other:?}; use \"memory\" or \"database\""
+                )));
+            }
+        },
         ..defaults
     };
     for (name, value) in [

@@ -63,7 +63,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
 
     // The ledger and the event writer stop after the server has finished its in-flight requests.
     let ledger_stop = CancellationToken::new();
-    let (events, events_writer) = DbEventStore::start(store.clone(), ledger_stop.clone());
+    let (events, events_writer) = DbEventStore::start(
+        store.clone(),
+        config.sessions.durable_events,
+        ledger_stop.clone(),
+    );
     let sessions = Sessions::new(store.clone(), config.sessions.clone(), Some(events));
     crate::metrics::install();
     let jobs = sessions.spawn_jobs(shutdown.clone());

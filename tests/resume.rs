@@ -38,7 +38,7 @@ async fn a_reconnecting_client_gets_missed_events_after_a_crash() -> anyhow::Res
     for backend in backends() {
         let db = TestDb::new(backend).await?;
         let http = Client::new();
-        let server = TestServer::start(&db).await?;
+        let server = TestServer::start_with(&db, &["--event-store", "database"]).await?;
         let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"resume-test","version":"1"}}}"#;
         let (session, _) = post(&http, &server.mcp_url(), None, init).await?;
         let session = session.expect("a session id");
@@ -66,7 +66,7 @@ async fn a_reconnecting_client_gets_missed_events_after_a_crash() -> anyhow::Res
                 .status()?;
         }
         drop(server);
-        let server = TestServer::start(&db).await?;
+        let server = TestServer::start_with(&db, &["--event-store", "database"]).await?;
         let replay = http
             .get(server.mcp_url())
             .header("accept", "text/event-stream")

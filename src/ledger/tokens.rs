@@ -28,8 +28,34 @@ static BPE: LazyLock<CoreBPE> = LazyLock::new(|| {
 
 /// The estimated number of tokens in `text` (saturating at `u32::MAX`).
 pub fn count(text: &str) -> u32 {
-    u32::try_from(count_in_chunks(text, MAX_CHUNK)).unwrap_or(u32::MAX)
+    // Results repeat a lot (tools/list for every session, the same query twice): counting is
+    // ~30x dearer than hashing, so remember recent counts by a hash of the text.
+    if text.len() < MIN_CACHED_LEN {
+        return u32::try_from(count_in_chunks(text, MAX_CHUNK)).unwrap_or(u32::MAX);
+    }
+    let key = {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(text, &mut hasher);
+        (text.len(), std::hash::Hasher::finish(&hasher))
+    };
+    if let Some(n) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return *n;
+    }
+    let n = u32::try_from(count_in_chunks(text, MAX_CHUNK)).unwrap_or(u32::MAX);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(key, n);
+    n
 }
+
+/// Texts shorter than this are counted directly (cheaper than caching).
+const MIN_CACHED_LEN: usize = 256;
+/// Remembered counts; the cache starts over when full.
+const MAX_CACHED: usize = 4096;
+static CACHE: LazyLock<std::sync::Mutex<std::collections::HashMap<(usize, u64), u32>>> =
+    LazyLock::new(Default::default);
 
 /// Loads the encoding now rather than on the first count (e.g. at startup, off the request path).
 pub fn warm_up() {

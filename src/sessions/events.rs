@@ -1,8 +1,8 @@
 //! Resumable streams: rmcp's `EventStore`, backed by memory first and the database second.
 //!
 //! rmcp calls `store_event` for every server-sent event before sending it, so it sits on the
-//! request path: events go into a bounded in-memory ring at once and reach `mcp_events` through
-//! a batching writer (moments later). A client that reconnects with `Last-Event-ID` is served
+//! request path: events go into a bounded in-memory ring at once and, with
+//! `--event-store database`, reach `mcp_events` through a batching writer (moments later). A client that reconnects with `Last-Event-ID` is served
 //! from the ring, or — after a restart or on another replica — from the database. Events are
 //! kept for [`RETENTION`]; an event lost in a crash within the writer's flush interval cannot
 //! be replayed (the client then simply re-sends its request).
@@ -29,8 +29,8 @@ use crate::store::events::EventRow;
 
 /// How long events stay replayable.
 pub const RETENTION: Duration = Duration::from_secs(15 * 60);
-/// Events kept in memory per replica.
-const RING: usize = 10_000;
+/// Events kept in memory per replica (whole replies: keep it modest).
+const RING: usize = 2_000;
 const FLUSH: Duration = Duration::from_millis(100);
 const BATCH: usize = 500;
 
@@ -42,7 +42,9 @@ struct Recent {
 
 pub struct DbEventStore {
     ring: Mutex<VecDeque<Recent>>,
-    persist: mpsc::Sender<EventRow>,
+    /// `None` keeps events in memory only (the default: persisting every event costs a
+    /// database write of each reply; see BENCHMARKS.md).
+    persist: Option<mpsc::Sender<EventRow>>,
     /// Unique per process, so event ids never collide across replicas or restarts.
     instance: String,
     counter: AtomicU64,
@@ -50,17 +52,26 @@ pub struct DbEventStore {
 }
 
 impl DbEventStore {
-    /// The store and its background writer (which also prunes old events).
-    pub fn start(store: Store, shutdown: CancellationToken) -> (Arc<Self>, JoinHandle<()>) {
+    /// The store and, with `durable`, its background writer (which also prunes old events).
+    pub fn start(
+        store: Store,
+        durable: bool,
+        shutdown: CancellationToken,
+    ) -> (Arc<Self>, JoinHandle<()>) {
         let (persist, rx) = mpsc::channel(16_384);
         let me = Arc::new(DbEventStore {
             ring: Mutex::new(VecDeque::with_capacity(RING)),
-            persist,
+            persist: durable.then_some(persist),
             instance: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             counter: AtomicU64::new(0),
             store: store.clone(),
         });
-        (me, tokio::spawn(write_events(store, rx, shutdown)))
+        let writer = if durable {
+            tokio::spawn(write_events(store, rx, shutdown))
+        } else {
+            tokio::spawn(async {})
+        };
+        (me, writer)
     }
 
     /// Orders events of one stream across restarts: microseconds since the epoch, with the
@@ -113,10 +124,10 @@ impl EventStore for DbEventStore {
         let event_id = format!("{}-{seq}", self.instance);
         let mut stored = event.clone();
         stored.event_id = Some(event_id.clone());
-        if self
-            .persist
-            .try_send(to_row(&event_id, stream_id, seq, &stored))
-            .is_err()
+        if let Some(persist) = &self.persist
+            && persist
+                .try_send(to_row(&event_id, stream_id, seq, &stored))
+                .is_err()
         {
             // The writer is behind: the event stays replayable from memory on this replica.
             tracing::warn!("event writer is behind; an SSE event is kept in memory only");

@@ -40,7 +40,15 @@ impl Sessions {
         if activity.is_empty() {
             return;
         }
-        match self.store.touch_sessions(&activity).await {
+        // The newest activity of the batch stands for all of it (they are within a flush
+        // interval of each other).
+        let at = activity
+            .iter()
+            .map(|(_, at)| *at)
+            .max()
+            .unwrap_or_else(Utc::now);
+        let ids: Vec<String> = activity.iter().map(|(id, _)| id.clone()).collect();
+        match self.store.touch_sessions(&ids, at).await {
             Ok(_) => self.write_succeeded(),
             Err(error) => {
                 self.write_failed("recording session activity", &error);

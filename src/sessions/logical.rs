@@ -107,7 +107,7 @@ impl LogicalSessions {
     fn touch(&self, id: String) {
         let store = self.store.clone();
         tokio::spawn(async move {
-            if let Err(error) = store.touch_sessions(&[(id, Utc::now())]).await {
+            if let Err(error) = store.touch_sessions(&[id], Utc::now()).await {
                 tracing::warn!(%error, "could not record logical session activity");
             }
         });

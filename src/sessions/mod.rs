@@ -52,6 +52,9 @@ pub struct SessionSettings {
     pub activity_flush: Duration,
     /// Most sessions kept in memory per replica.
     pub max_cached: usize,
+    /// Keep server-sent events in the database for replay after a restart or on another
+    /// replica (`--event-store database`), not only in this replica's memory.
+    pub durable_events: bool,
 }
 
 impl Default for SessionSettings {
@@ -64,6 +67,7 @@ impl Default for SessionSettings {
             revocation_poll: Duration::from_secs(2),
             activity_flush: Duration::from_secs(1),
             max_cached: manager::DEFAULT_MAX_CACHED,
+            durable_events: false,
         }
     }
 }

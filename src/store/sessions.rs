@@ -133,24 +133,31 @@ impl Store {
             .await)
     }
 
-    /// Moves `last_activity` forward for live sessions seen since the last flush.
+    /// Moves `last_activity` to `at` for the live sessions seen since the last flush, in one
+    /// statement per 500 sessions (the flush runs every second, so `at` is within a second of
+    /// each session's last request).
     pub async fn touch_sessions(
         &self,
-        seen: &[(String, DateTime<Utc>)],
+        ids: &[String],
+        at: DateTime<Utc>,
     ) -> Result<u64, sqlx::Error> {
-        let sql = format!(
-            "UPDATE mcp_sessions SET last_activity = $2, status = 'active' \
-             WHERE session_id = $1 AND {LIVE} AND last_activity < $2"
-        );
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let mut changed = 0;
-            for (id, at) in seen {
-                changed += sqlx::query(&sql).bind(id).bind(at).execute(&mut *tx).await?.rows_affected();
-            }
-            tx.commit().await?;
-            Ok(changed)
-        })
+        let mut changed = 0;
+        for chunk in ids.chunks(500) {
+            changed += on_pool!(self, pool => {
+                let mut query = sqlx::QueryBuilder::new("UPDATE mcp_sessions SET last_activity = ");
+                query.push_bind(at);
+                query.push(format!(", status = 'active' WHERE {LIVE} AND last_activity < "));
+                query.push_bind(at);
+                query.push(" AND session_id IN (");
+                let mut list = query.separated(", ");
+                for id in chunk {
+                    list.push_bind(id);
+                }
+                query.push(")");
+                query.build().execute(pool).await?.rows_affected()
+            });
+        }
+        Ok(changed)
     }
 
     /// Ends a live session with `status` (`disconnected` or `revoked`) and `reason`.
