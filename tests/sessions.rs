@@ -27,6 +27,9 @@ const ACCEPT: &str = "application/json, text/event-stream";
 const PROTOCOL: &str = "2025-11-25";
 /// Generous bound for things the server does "within a second or two".
 const SOON: Duration = Duration::from_secs(5);
+/// How long a revocation may take to reach another replica polling every 500 ms: a few polls,
+/// with room for a loaded 2-core machine running debug builds (the documented bound is the poll).
+const REVOCATION_SLACK: Duration = Duration::from_millis(3000);
 /// How often conditions are re-checked while waiting.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -762,7 +765,7 @@ async fn replicas_share_sessions_and_revocation(db: TestDb) -> anyhow::Result<()
     eprintln!("revocation reached A after {on_a:?}, B after {on_b:?} (total {total:?})");
     // Bound: revocation poll (500 ms) + one poll of slack, plus 1 s for process scheduling.
     assert!(
-        total <= Duration::from_millis(2000),
+        total <= REVOCATION_SLACK,
         "revocation took {total:?} to reach both replicas (bound: 1 s + slack)"
     );
 
@@ -875,7 +878,7 @@ async fn revocation_closes_open_streams(db: TestDb) -> anyhow::Result<()> {
         "the GET stream of a revoked session was still open {SOON:?} after the revocation"
     );
     assert!(
-        took <= Duration::from_millis(2000),
+        took <= REVOCATION_SLACK,
         "the GET stream closed {took:?} after the revocation"
     );
     assert_eq!(status_of(&b, &id).await?, StatusCode::NOT_FOUND);
@@ -979,7 +982,7 @@ async fn delete_on_one_replica_ends_the_session_everywhere(db: TestDb) -> anyhow
     until_404(&a, &id, SOON).await?;
     let took = deleted_at.elapsed();
     assert!(
-        took <= Duration::from_millis(2000),
+        took <= REVOCATION_SLACK,
         "the DELETE took {took:?} to reach the other replica"
     );
 
