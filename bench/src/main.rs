@@ -11,6 +11,7 @@ mod db;
 mod limit;
 mod peer;
 mod report;
+mod rmcp_limit;
 mod scenarios;
 mod server;
 mod sessions;
@@ -83,12 +84,15 @@ struct Common {
     /// Tasks seeded on the board before measuring.
     #[arg(long, global = true, default_value_t = 20)]
     tasks: usize,
-    /// Short runs: 5,000 requests, 300 warm-up, 20,000 stored sessions, 1,000 restored.
+    /// Short runs: at most 5,000 requests, 300 warm-up calls and 1,000 restored sessions.
     #[arg(long, global = true)]
     quick: bool,
     /// Print the report as JSON on stdout (progress stays on stderr).
     #[arg(long, global = true)]
     json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long, global = true, value_name = "PATH")]
+    json_out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -249,6 +253,10 @@ async fn run(cli: Cli) -> Result<usize> {
         }
     }
     ctx.report.machine["loadavg_end"] = json!(loadavg());
+    if let Some(path) = &c.json_out {
+        std::fs::write(path, serde_json::to_string_pretty(&ctx.report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if c.json {
         println!("{}", serde_json::to_string_pretty(&ctx.report)?);
     } else {

@@ -83,15 +83,16 @@ pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
     }
     let mut insts = Vec::new();
     for engine in ctx.engines() {
-        insts.push(
-            Instance::start(
-                ctx,
-                engine,
-                "async",
-                &format!("peer-steward-{}", engine.label()),
-            )
-            .await?,
-        );
+        let name = format!("peer-steward-{}", engine.label());
+        match Instance::start(ctx, engine, "async", &name).await {
+            Ok(i) => insts.push(i),
+            Err(e) => {
+                for i in insts {
+                    crate::scenarios::drop_instance(i).await;
+                }
+                return Err(e);
+            }
+        }
     }
     // The peer is ~20-40x slower: send it fewer requests, bounded by the same time limit.
     let peer_requests = (ctx.requests / 4).max(1_000).min(ctx.requests);

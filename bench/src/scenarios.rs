@@ -11,6 +11,7 @@ use crate::client::{Conn, LoadOutcome, LoadSpec, Target, run_load};
 use crate::db::Pool;
 use crate::limit::LimitServer;
 use crate::report::{Report, Row};
+use crate::rmcp_limit::RmcpServer;
 use crate::server::{BenchDb, Engine, ServerProc, StewardOpts, start_steward};
 
 /// What every scenario shares.
@@ -312,7 +313,12 @@ pub async fn limit(ctx: &mut Ctx) -> Result<()> {
     let answer = conn.post(Some(&inst.sessions[0]), body).await?;
     inst.next_id += 1;
     inst.messages += 1;
-    crate::client::check_tool_answer(&answer, None)?;
+    let result = crate::client::check_tool_answer(&answer, None)?;
+    let text = result
+        .pointer("/content/0/text")
+        .and_then(Value::as_str)
+        .context("Steward's answer has no text content")?
+        .to_string();
     drop(conn);
     ctx.report.fact(
         "limit",
@@ -327,9 +333,31 @@ pub async fn limit(ctx: &mut Ctx) -> Result<()> {
         ..ctx.spec(&bare_target, &inst.sessions, ctx.warmup, 1)
     };
     run_load(&warm).await;
-    let (mut steward_rows, mut bare_rows) = (Vec::new(), Vec::new());
+    // The second reference: bare rmcp with the same text, real sessions.
+    let rmcp = RmcpServer::start(text)?;
+    let rmcp_target = Target::new(rmcp.addr, "/mcp")?;
+    let rmcp_sessions = crate::client::open_sessions(
+        &rmcp_target,
+        ctx.sessions,
+        ctx.concurrency.min(ctx.sessions),
+        "bench",
+    )
+    .await?;
+    run_load(&ctx.spec(&rmcp_target, &rmcp_sessions, ctx.warmup, 1)).await;
+    let mut rmcp_id = 1 + ctx.warmup as u64;
+    let (mut steward_rows, mut bare_rows, mut rmcp_rows) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ctx.rounds {
         steward_rows.push(inst.measure(ctx, "limit").await);
+        let out = run_load(&ctx.spec(&rmcp_target, &rmcp_sessions, ctx.requests, rmcp_id)).await;
+        rmcp_id += ctx.requests as u64;
+        rmcp_rows.push(Row::new(
+            "limit",
+            "bare rmcp 3.11 sessions, same text (in-process)",
+            &out,
+            ctx.concurrency,
+            None,
+            ctx.ticks_per_s,
+        ));
         let spec = LoadSpec {
             check_id: false,
             ..ctx.spec(&bare_target, &inst.sessions, ctx.requests, 1)
@@ -345,7 +373,24 @@ pub async fn limit(ctx: &mut Ctx) -> Result<()> {
         ));
     }
     bare.stop();
-    let (s, b) = (median_row(steward_rows), median_row(bare_rows));
+    rmcp.stop();
+    let (s, b, r) = (
+        median_row(steward_rows),
+        median_row(bare_rows),
+        median_row(rmcp_rows),
+    );
+    ctx.report.ratio(
+        "limit",
+        "steward req/s / bare-rmcp req/s",
+        s.rps / r.rps,
+        None,
+    );
+    ctx.report.ratio(
+        "limit",
+        "bare-rmcp req/s / bare-axum req/s",
+        r.rps / b.rps,
+        None,
+    );
     ctx.report.ratio(
         "limit",
         "steward req/s / bare-axum req/s",
@@ -365,6 +410,7 @@ pub async fn limit(ctx: &mut Ctx) -> Result<()> {
         None,
     );
     ctx.report.row(s);
+    ctx.report.row(r);
     ctx.report.row(b);
     inst.finish(ctx, "limit", true).await
 }
@@ -434,6 +480,13 @@ pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
                     json!(format!("{:.3}", a - o)),
                     "ms",
                 );
+                // Steadier than throughput on a shared machine: the server's own CPU per call.
+                ctx.report.ratio(
+                    "ledger",
+                    &format!("{e}: {mode} server CPU per call vs off, % more"),
+                    (a / o - 1.0) * 100.0,
+                    None,
+                );
             }
         }
         for row in med {
@@ -446,7 +499,7 @@ pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn drop_instance(inst: Instance) {
+pub async fn drop_instance(inst: Instance) {
     if let Err(e) = inst.proc.stop() {
         eprintln!("warning: {e:#}");
     }
