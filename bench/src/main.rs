@@ -1,7 +1,7 @@
 //! `steward-bench`: a load generator for Steward and the scenarios of BENCHMARKS.md.
 //!
-//! It starts the real release `steward serve` (and, for comparison, a bare axum server and the
-//! Python peer) on 127.0.0.1 ephemeral ports, opens MCP sessions, sends a bounded number of
+//! It starts the real release `steward serve` (and, for comparison, a bare axum server, a bare rmcp
+//! server and the Python peer) on 127.0.0.1 ephemeral ports, opens MCP sessions, sends a bounded number of
 //! validated `tools/call` requests with a fixed number in flight, and reports throughput,
 //! latency percentiles, errors, the server's RSS and CPU per call, and ratios between
 //! measurements of the same run.
@@ -125,7 +125,8 @@ enum Scenario {
         #[arg(long, default_value = "async", value_parser = ["off", "async", "sync"])]
         ledger_durability: String,
     },
-    /// Steward vs. a bare axum server answering pre-serialised SSE (the limit).
+    /// Steward vs. a bare rmcp server (same text) and a bare axum server answering Steward's
+    /// pre-serialised SSE bytes (the limit).
     Limit,
     /// find_tasks with the ledger off vs. async vs. sync, on SQLite and PostgreSQL.
     Ledger,
