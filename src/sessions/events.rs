@@ -48,6 +48,7 @@ pub struct DbEventStore {
     /// Unique per process, so event ids never collide across replicas or restarts.
     instance: String,
     counter: AtomicU64,
+    behind: std::sync::atomic::AtomicBool,
     store: Store,
 }
 
@@ -64,6 +65,7 @@ impl DbEventStore {
             persist: durable.then_some(persist),
             instance: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             counter: AtomicU64::new(0),
+            behind: std::sync::atomic::AtomicBool::new(false),
             store: store.clone(),
         });
         let writer = if durable {
@@ -124,13 +126,21 @@ impl EventStore for DbEventStore {
         let event_id = format!("{}-{seq}", self.instance);
         let mut stored = event.clone();
         stored.event_id = Some(event_id.clone());
-        if let Some(persist) = &self.persist
-            && persist
+        if let Some(persist) = &self.persist {
+            let behind = persist
                 .try_send(to_row(&event_id, stream_id, seq, &stored))
-                .is_err()
-        {
-            // The writer is behind: the event stays replayable from memory on this replica.
-            tracing::warn!("event writer is behind; an SSE event is kept in memory only");
+                .is_err();
+            // Say so once per change, not once per event: the event stays replayable from
+            // memory on this replica either way.
+            if behind != self.behind.swap(behind, Ordering::Relaxed) {
+                if behind {
+                    tracing::warn!(
+                        "event writer is behind; SSE events are kept in memory only until it catches up"
+                    );
+                } else {
+                    tracing::info!("event writer caught up");
+                }
+            }
         }
         let mut ring = lock(&self.ring);
         if ring.len() >= RING {
