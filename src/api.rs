@@ -148,6 +148,8 @@ struct RequestQuery {
     status: Option<String>,
     /// RFC 3339 time or a duration back from now (`15m`, `24h`).
     since: Option<String>,
+    /// Text to find in the method, tool, error message or session id.
+    q: Option<String>,
     page: Option<u32>,
     per_page: Option<u32>,
 }
@@ -169,6 +171,7 @@ async fn list_requests(
         method: q.method,
         status: q.status,
         since,
+        text: q.q.filter(|t| !t.trim().is_empty()),
     };
     let (requests, total) = store.list_requests(&filter, limit, offset).await?;
     Ok(axum::Json(json!({

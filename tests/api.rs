@@ -93,6 +93,13 @@ async fn sessions_requests_stats_and_pricing() -> anyhow::Result<()> {
         let (_, failed) = get(&http, &server, "/api/requests?status=tool_error").await?;
         assert_eq!(failed["total"], 1, "{failed}");
         assert_eq!(failed["requests"][0]["tool_name"], "manage_task");
+        let (_, found) = get(&http, &server, "/api/requests?q=MANAGE_Task").await?;
+        assert_eq!(
+            found["total"], 1,
+            "text search is case-insensitive: {found}"
+        );
+        let (_, none) = get(&http, &server, "/api/requests?q=no-such-thing").await?;
+        assert_eq!(none["total"], 0, "{none}");
         let (status, _) = get(&http, &server, "/api/requests?since=yesterday-ish").await?;
         assert_eq!(status, 400, "an unreadable since is refused");
 

@@ -229,6 +229,8 @@ pub struct RequestFilter {
     pub method: Option<String>,
     pub status: Option<String>,
     pub since: Option<DateTime<Utc>>,
+    /// Text to find (case-insensitive for ASCII) in the method, tool, error message or session id.
+    pub text: Option<String>,
 }
 
 impl Store {
@@ -240,11 +242,16 @@ impl Store {
         offset: i64,
     ) -> Result<(Vec<RequestRecord>, i64), sqlx::Error> {
         let cond = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool_name = $2) \
-                    AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR timestamp >= $5)";
+                    AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR timestamp >= $5) \
+                    AND ($8 IS NULL OR LOWER(method || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(error_message, '') \
+                    || ' ' || COALESCE(session_id, '')) LIKE $8 ESCAPE '\\')";
         let list = format!(
             "SELECT * FROM mcp_requests WHERE {cond} ORDER BY timestamp DESC, request_id LIMIT $6 OFFSET $7"
         );
-        let count = format!("SELECT COUNT(*) FROM mcp_requests WHERE {cond}");
+        // The count query has no LIMIT/OFFSET, but keeps the same placeholders: bind them too.
+        let count =
+            format!("SELECT COUNT(*) FROM mcp_requests WHERE {cond} AND $6 = $6 AND $7 = $7");
+        let pattern = filter.text.as_deref().map(super::like_pattern);
         on_pool!(self, pool => {
             let rows = sqlx::query_as::<_, RequestRecord>(&list)
                 .bind(&filter.session_id)
@@ -254,6 +261,7 @@ impl Store {
                 .bind(filter.since)
                 .bind(limit)
                 .bind(offset)
+                .bind(&pattern)
                 .fetch_all(pool)
                 .await?;
             let total: i64 = sqlx::query_scalar(&count)
@@ -262,6 +270,9 @@ impl Store {
                 .bind(&filter.method)
                 .bind(&filter.status)
                 .bind(filter.since)
+                .bind(limit)
+                .bind(offset)
+                .bind(&pattern)
                 .fetch_one(pool)
                 .await?;
             Ok((rows, total))
