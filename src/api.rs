@@ -77,22 +77,20 @@ fn limit_offset(
     page: Option<u32>,
     per_page: Option<u32>,
 ) -> Result<(i64, i64, u32, u32), ApiError> {
-    {
-        let page = page.unwrap_or(1);
-        let per_page = per_page.unwrap_or(50);
-        if page == 0 || per_page == 0 || per_page > MAX_PER_PAGE {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}"),
-            ));
-        }
-        Ok((
-            i64::from(per_page),
-            i64::from(page - 1) * i64::from(per_page),
-            page,
-            per_page,
-        ))
+    let page = page.unwrap_or(1);
+    let per_page = per_page.unwrap_or(50);
+    if page == 0 || per_page == 0 || per_page > MAX_PER_PAGE {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("page must be ≥ 1 and per_page between 1 and {MAX_PER_PAGE}"),
+        ));
     }
+    Ok((
+        i64::from(per_page),
+        i64::from(page - 1) * i64::from(per_page),
+        page,
+        per_page,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,4 +19,5 @@ pub mod server;
 pub mod sessions;
 pub mod stats;
 pub mod store;
+mod sync;
 pub mod tools;

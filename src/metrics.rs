@@ -41,10 +41,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 }
 
 fn tool_label(tool: &str) -> String {
-    let mut seen = TOOLS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let mut seen = crate::sync::lock(TOOLS.get_or_init(Default::default));
     if seen.contains(tool) || (seen.len() < MAX_TOOL_LABELS && seen.insert(tool.to_string())) {
         tool.to_string()
     } else {

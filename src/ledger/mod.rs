@@ -18,6 +18,7 @@ pub mod stdio;
 pub mod tokens;
 pub mod writer;
 
+use crate::sync::lock;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -153,22 +154,15 @@ impl Shared {
         *state = Some((reason, since));
     }
 
-    /// Leaves the degraded state if nothing is left waiting. Returns whether it did.
-    fn recovered(&self) -> bool {
+    /// Leaves the degraded state if nothing is left waiting.
+    fn recovered(&self) {
         let mut state = lock(&self.degraded);
         if state.is_none() || self.counter(|s| &s.spilled) > 0 {
-            return false;
+            return;
         }
         *state = None;
         tracing::info!("ledger recovered: the database takes writes again");
-        true
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What `/health` and `health_check` show about the ledger.

@@ -8,8 +8,9 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Shared, lock};
+use super::Shared;
 use crate::store::Store;
+use crate::sync::lock;
 
 /// Rows folded per transaction, and most transactions per run: keeps each run short.
 const BATCH: i64 = 5_000;

@@ -38,11 +38,11 @@ pub fn count(text: &str) -> u32 {
         std::hash::Hash::hash(text, &mut hasher);
         (text.len(), std::hash::Hasher::finish(&hasher))
     };
-    if let Some(n) = CACHE.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    if let Some(n) = crate::sync::lock(&CACHE).get(&key) {
         return *n;
     }
     let n = u32::try_from(count_in_chunks(text, MAX_CHUNK)).unwrap_or(u32::MAX);
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cache = crate::sync::lock(&CACHE);
     if cache.len() >= MAX_CACHED {
         cache.clear();
     }

@@ -23,9 +23,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::lock;
 use crate::store::Store;
 use crate::store::events::EventRow;
+use crate::sync::lock;
 
 /// How long events stay replayable.
 pub const RETENTION: Duration = Duration::from_secs(15 * 60);

@@ -8,7 +8,8 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Sessions, lock};
+use super::Sessions;
+use crate::sync::lock;
 
 /// Replicas' clocks may disagree a little; look back this much further for ended sessions.
 const CLOCK_SKEW_MARGIN: chrono::Duration = chrono::Duration::seconds(10);

@@ -11,10 +11,11 @@ use axum::http::HeaderMap;
 use chrono::Utc;
 use serde_json::Value;
 
-use super::{client_type, lock};
+use super::client_type;
 use crate::ledger::http::Attribution;
 use crate::store::Store;
 use crate::store::sessions::NewSession;
+use crate::sync::lock;
 
 /// A pause longer than this starts a new logical session.
 pub const GAP: Duration = Duration::from_secs(30 * 60);

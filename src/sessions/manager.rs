@@ -4,6 +4,7 @@
 //!
 //! It knows nothing about the board or its tools, so it can front any MCP server.
 
+use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -121,14 +122,6 @@ pub fn new_session_id() -> SessionId {
     rand::rng().fill_bytes(&mut bytes);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     Arc::from(hex)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding these maps cannot leave them inconsistent (single inserts and
-    // removes), so a poisoned lock is still safe to use.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl RmcpSessionManager for SessionManager {

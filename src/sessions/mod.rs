@@ -18,6 +18,7 @@ mod jobs;
 pub mod logical;
 pub mod manager;
 
+use crate::sync::lock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -189,12 +190,6 @@ impl Sessions {
             tracing::info!("session writes recovered");
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The protocol version the session runs: the client's if Steward's session transport speaks

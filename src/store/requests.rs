@@ -243,14 +243,13 @@ impl Store {
     ) -> Result<(Vec<RequestRecord>, i64), sqlx::Error> {
         let cond = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool_name = $2) \
                     AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR timestamp >= $5) \
-                    AND ($8 IS NULL OR LOWER(method || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(error_message, '') \
-                    || ' ' || COALESCE(session_id, '')) LIKE $8 ESCAPE '\\')";
+                    AND ($6 IS NULL OR LOWER(method || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(error_message, '') \
+                    || ' ' || COALESCE(session_id, '')) LIKE $6 ESCAPE '\\')";
+        // The filter takes $1..$6; only the page query adds LIMIT $7 OFFSET $8.
         let list = format!(
-            "SELECT * FROM mcp_requests WHERE {cond} ORDER BY timestamp DESC, request_id LIMIT $6 OFFSET $7"
+            "SELECT * FROM mcp_requests WHERE {cond} ORDER BY timestamp DESC, request_id LIMIT $7 OFFSET $8"
         );
-        // The count query has no LIMIT/OFFSET, but keeps the same placeholders: bind them too.
-        let count =
-            format!("SELECT COUNT(*) FROM mcp_requests WHERE {cond} AND $6 = $6 AND $7 = $7");
+        let count = format!("SELECT COUNT(*) FROM mcp_requests WHERE {cond}");
         let pattern = filter.text.as_deref().map(super::like_pattern);
         on_pool!(self, pool => {
             let rows = sqlx::query_as::<_, RequestRecord>(&list)
@@ -259,9 +258,9 @@ impl Store {
                 .bind(&filter.method)
                 .bind(&filter.status)
                 .bind(filter.since)
+                .bind(&pattern)
                 .bind(limit)
                 .bind(offset)
-                .bind(&pattern)
                 .fetch_all(pool)
                 .await?;
             let total: i64 = sqlx::query_scalar(&count)
@@ -270,8 +269,6 @@ impl Store {
                 .bind(&filter.method)
                 .bind(&filter.status)
                 .bind(filter.since)
-                .bind(limit)
-                .bind(offset)
                 .bind(&pattern)
                 .fetch_one(pool)
                 .await?;
