@@ -19,6 +19,16 @@ pub struct Cli {
     #[arg(long, env = "STEWARD_CONFIG", global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// Log lines on stderr as text (default) or json (one object per line).
+    #[arg(
+        long,
+        env = "STEWARD_LOG_FORMAT",
+        global = true,
+        value_enum,
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<crate::logs::LogFormat>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -191,6 +201,18 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub ledger: LedgerArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Export to observability tools (Prometheus needs nothing: scrape `/metrics`).
+#[derive(Debug, Args, Default)]
+pub struct TelemetryArgs {
+    /// Send one OpenTelemetry span per request to this OTLP/HTTP collector
+    /// (e.g. http://127.0.0.1:4318; `/v1/traces` is added). Off by default.
+    #[arg(long, env = "STEWARD_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The request ledger.

@@ -17,6 +17,7 @@ use crate::cli::{
 };
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
+use crate::logs::LogFormat;
 use crate::sessions::SessionSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8051";
@@ -66,6 +67,17 @@ struct FileConfig {
     sessions: FileSessions,
     #[serde(default)]
     ledger: FileLedger,
+    #[serde(default)]
+    telemetry: FileTelemetry,
+}
+
+/// `[telemetry]` in `steward.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTelemetry {
+    /// "text" or "json".
+    log_format: Option<LogFormat>,
+    otlp_endpoint: Option<String>,
 }
 
 /// `[ledger]` in `steward.toml`.
@@ -172,6 +184,8 @@ pub struct ServeConfig {
     pub sessions: SessionSettings,
     pub ledger: LedgerSettings,
     pub pricing: PricingPolicy,
+    /// OTLP/HTTP collector for request spans, if any.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Configuration of `steward stdio`.
@@ -192,15 +206,25 @@ pub enum Resolved {
     Stats(DatabaseUrl, String, bool),
 }
 
-/// Merges flags/env (already applied by clap) with the config file and the defaults.
-pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
+/// Merges flags/env (already applied by clap) with the config file and the defaults; also
+/// says how to log.
+pub fn resolve(cli: Cli) -> Result<(Resolved, LogFormat), ConfigError> {
     let file = load_file(cli.config.as_deref())?;
-    Ok(match cli.command {
+    let log_format = cli
+        .log_format
+        .or(file.telemetry.log_format)
+        .unwrap_or_default();
+    Ok((resolve_command(cli.command, file)?, log_format))
+}
+
+fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, ConfigError> {
+    Ok(match command {
         Command::Serve(ServeArgs {
             listen,
             database,
             sessions,
             ledger,
+            telemetry,
         }) => {
             let database = database_url(database, &file)?;
             let session_settings = session_settings(sessions, &file.sessions)?;
@@ -216,6 +240,9 @@ pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
                 )?,
                 sessions: session_settings,
                 pricing: pricing_policy(ledger.pricing_model, &file.ledger),
+                otlp_endpoint: otlp_endpoint(
+                    telemetry.otlp_endpoint.or(file.telemetry.otlp_endpoint),
+                )?,
                 database,
             })
         }
@@ -391,6 +418,22 @@ fn session_settings(
 }
 
 /// Reads the explicit config file (which must exist) or `./steward.toml` if present.
+/// An OTLP/HTTP endpoint must be an http(s) URL; an empty value turns export off.
+fn otlp_endpoint(value: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(url) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let host = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    if host.is_none_or(|h| h.is_empty() || h.starts_with('/')) {
+        return Err(ConfigError::Invalid(format!(
+            "invalid --otlp-endpoint {url:?}: give the collector's OTLP/HTTP URL, e.g. http://127.0.0.1:4318"
+        )));
+    }
+    Ok(Some(url))
+}
+
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
     let path = match explicit {
         Some(path) => path.to_path_buf(),

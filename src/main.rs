@@ -7,9 +7,11 @@ use steward::server::{self, RunError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
     let resolved = match config::resolve(cli) {
-        Ok(resolved) => resolved,
+        Ok((resolved, log_format)) => {
+            steward::logs::init(log_format);
+            resolved
+        }
         Err(error) => return config_error(&error),
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -76,17 +78,4 @@ fn main() -> ExitCode {
 fn config_error(error: &config::ConfigError) -> ExitCode {
     eprintln!("steward: configuration error: {error}");
     ExitCode::from(2)
-}
-
-/// Logs go to stderr (stdout belongs to the stdio transport); `STEWARD_LOG` or `RUST_LOG`
-/// set the filter, default `info`.
-fn init_tracing() {
-    let filter = std::env::var("STEWARD_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_string());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

@@ -10,9 +10,14 @@ use std::sync::{Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::ledger::{LedgerReport, LedgerRow, Status};
+use crate::ledger::{LedgerReport, LedgerRow};
 
 pub const OPERATION_DURATION: &str = "mcp_server_operation_duration_seconds";
+pub const SESSION_DURATION: &str = "mcp_server_session_duration_seconds";
+/// Sessions last from seconds to days.
+const SESSION_BUCKETS: &[f64] = &[
+    1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 28800.0, 86400.0, 604800.0,
+];
 const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
@@ -28,7 +33,11 @@ static TOOLS: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new().set_buckets_for_metric(Matcher::Full(OPERATION_DURATION.into()), BUCKETS);
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(OPERATION_DURATION.into()), BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(SESSION_DURATION.into()), SESSION_BUCKETS)
+                });
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => Some(handle),
                 Err(error) => {
@@ -53,14 +62,7 @@ fn tool_label(tool: &str) -> String {
 pub fn record_request(row: &LedgerRow) {
     let method = row.method.clone();
     let tool = row.tool_name.as_deref().map(tool_label).unwrap_or_default();
-    let error_type = match row.status {
-        Status::Success => String::new(),
-        Status::ToolError => "tool_error".to_string(),
-        Status::Error => row
-            .error_code
-            .map_or_else(|| "error".to_string(), |c| c.to_string()),
-        other => other.as_str().to_string(),
-    };
+    let error_type = row.error_type().unwrap_or_default();
     let seconds = row.duration.micros() as f64 / 1_000_000.0;
     metrics::histogram!(OPERATION_DURATION, "mcp_method_name" => method.clone(), "gen_ai_tool_name" => tool.clone(), "error_type" => error_type)
         .record(seconds);
@@ -68,14 +70,34 @@ pub fn record_request(row: &LedgerRow) {
         .increment(1);
 }
 
+/// A session this replica ended (client DELETE, revocation), by how long it lasted.
+pub fn record_session_end(connected_at: chrono::DateTime<chrono::Utc>, reason: &'static str) {
+    let lifetime = (chrono::Utc::now() - connected_at)
+        .to_std()
+        .unwrap_or_default();
+    record_session_lifetime(lifetime, reason);
+}
+
+/// `mcp.server.session.duration`, labelled with why the session ended.
+pub fn record_session_lifetime(lifetime: std::time::Duration, reason: &'static str) {
+    metrics::histogram!(SESSION_DURATION, "disconnect_reason" => reason)
+        .record(lifetime.as_secs_f64());
+}
+
+/// One run of the session lifecycle: `ok`, `skipped` (another replica ran it) or `failed`.
+pub fn record_cleanup(outcome: &'static str) {
+    metrics::counter!("steward_cleanup_runs_total", "outcome" => outcome).increment(1);
+}
+
 /// Sets the ledger gauges (at scrape time).
 pub fn record_ledger(report: &LedgerReport) {
     metrics::gauge!("steward_ledger_pending_rows").set(report.pending as f64);
     metrics::gauge!("steward_ledger_spilled_rows").set(report.spilled as f64);
-    metrics::gauge!("steward_ledger_written_rows").set(report.written as f64);
-    metrics::gauge!("steward_ledger_failed_writes").set(report.failed_writes as f64);
-    metrics::gauge!("steward_ledger_sanitized_rows").set(report.sanitized as f64);
-    metrics::gauge!("steward_ledger_lost_rows").set(report.lost as f64);
+    // Monotonic since start: counters, so rate() works.
+    metrics::counter!("steward_ledger_written_rows_total").absolute(report.written);
+    metrics::counter!("steward_ledger_failed_writes_total").absolute(report.failed_writes);
+    metrics::counter!("steward_ledger_sanitized_rows_total").absolute(report.sanitized);
+    metrics::counter!("steward_ledger_lost_rows_total").absolute(report.lost);
     metrics::gauge!("steward_ledger_degraded").set(if report.status == "ok" { 0.0 } else { 1.0 });
 }
 

@@ -15,6 +15,7 @@ use crate::mcp::{self, ServerContext};
 use crate::sessions::Sessions;
 use crate::sessions::events::DbEventStore;
 use crate::store::{OpenError, Store};
+use crate::traces::Traces;
 
 /// Why Steward stopped with an error: a configuration problem (exit 2) or a runtime one (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     let jobs = sessions.spawn_jobs(shutdown.clone());
     let (ledger, ledger_writer) =
         start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;
+    let traces = match &config.otlp_endpoint {
+        Some(endpoint) => Some(
+            Traces::start(endpoint, &ledger)
+                .map_err(|e| RunError::Runtime(e.context("cannot start OTLP trace export")))?,
+        ),
+        None => None,
+    };
     let in_flight = InFlight::new();
     let close_sessions = CancellationToken::new();
     tokio::spawn(close_sessions_after_drain(
@@ -111,6 +119,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     ledger_stop.cancel();
     if let Err(error) = ledger_writer.await {
         tracing::error!(%error, "the ledger writer ended abnormally");
+    }
+    if let Some(traces) = traces {
+        traces.stop().await;
     }
     if let Err(error) = events_writer.await {
         tracing::error!(%error, "the event writer ended abnormally");

@@ -31,6 +31,7 @@ fn row(minutes_ago: i64, tool: &str, status: Status, cost: &str, duration_us: u6
         sanitized: false,
         timestamp: Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()
             + Duration::minutes(59 - minutes_ago),
+        trace: Default::default(),
     }
 }
 

@@ -45,7 +45,11 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
             }
         }
         SessionsAction::Revoke { id } => {
-            if !store.end_session(&id, "revoked", "revoked").await? {
+            if store
+                .end_session(&id, "revoked", "revoked")
+                .await?
+                .is_none()
+            {
                 bail!("no live session has id {id} (it may be unknown, already ended or revoked)");
             }
             println!(

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::entry::{Ending, LedgerRow, Observation, Status};
+use super::entry::{Ending, LedgerRow, Observation, Status, TraceContext};
 use super::tokens;
 
 /// Longest error message kept in a row.
@@ -65,9 +65,31 @@ pub fn analyze(obs: &Observation) -> LedgerRow {
         tokenizer: Some(tokens::TOKENIZER.to_string()),
         sanitized: false,
         timestamp: obs.timestamp,
+        trace: trace_context(obs, params),
     };
     row.sanitize();
     row
+}
+
+/// The protocol revision (the request's header, or what an initialize asks for) and the W3C
+/// trace context a client may send in `params._meta` (as OpenTelemetry's MCP conventions say).
+fn trace_context(obs: &Observation, params: Option<&Value>) -> TraceContext {
+    // Real values are short; a huge one is not worth carrying to the exporter.
+    let text = |value: Option<&Value>| {
+        value
+            .and_then(Value::as_str)
+            .filter(|s| s.len() <= 512)
+            .map(str::to_string)
+    };
+    let meta = params.and_then(|p| p.get("_meta"));
+    TraceContext {
+        protocol_version: obs
+            .protocol_version
+            .clone()
+            .or_else(|| text(params.and_then(|p| p.get("protocolVersion")))),
+        traceparent: text(meta.and_then(|m| m.get("traceparent"))),
+        tracestate: text(meta.and_then(|m| m.get("tracestate"))),
+    }
 }
 
 fn to_i32(n: u32) -> i32 {
@@ -229,6 +251,7 @@ mod tests {
             response: Bytes::from(response.to_string()),
             response_len: response.len() as u64,
             ending: Ending::Complete,
+            protocol_version: None,
         }
     }
 

@@ -67,6 +67,8 @@ pub struct Observation {
     /// The full size of the reply in bytes.
     pub response_len: u64,
     pub ending: Ending,
+    /// The `MCP-Protocol-Version` the request carried, if any.
+    pub protocol_version: Option<String>,
 }
 
 /// Replies larger than this are counted in full but only this much is kept for analysis.
@@ -120,9 +122,35 @@ pub struct LedgerRow {
     /// Text was altered so the database would take the row (e.g. U+0000 replaced).
     pub sanitized: bool,
     pub timestamp: DateTime<Utc>,
+    /// For trace export only; not a column of `mcp_requests`.
+    #[serde(default)]
+    pub trace: TraceContext,
+}
+
+/// What a trace exporter needs beyond the stored columns: the protocol revision and the W3C
+/// trace context a client sent in `params._meta`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TraceContext {
+    pub protocol_version: Option<String>,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 impl LedgerRow {
+    /// OpenTelemetry's `error.type`: `tool_error` for a tool that reported failure, the
+    /// JSON-RPC error code of a protocol error (`_OTHER` without one), `timeout`/`cancelled`.
+    pub fn error_type(&self) -> Option<String> {
+        match self.status {
+            Status::Success => None,
+            Status::ToolError => Some("tool_error".into()),
+            Status::Error => Some(
+                self.error_code
+                    .map_or_else(|| "_OTHER".to_string(), |c| c.to_string()),
+            ),
+            other => Some(other.as_str().to_string()),
+        }
+    }
+
     /// Replaces characters no engine can store (U+0000 in PostgreSQL text) and caps very long
     /// text, flagging the row. The rest of the row is untouched: nothing is dropped.
     pub fn sanitize(&mut self) {
@@ -192,6 +220,7 @@ mod tests {
             tokenizer: None,
             sanitized: false,
             timestamp: Utc::now(),
+            trace: TraceContext::default(),
         };
         row.sanitize();
         assert_eq!(row.tool_name.as_deref(), Some("a\u{FFFD}b"));

@@ -31,6 +31,7 @@ struct Pending {
     started: Instant,
     request: Bytes,
     http_status: u16,
+    protocol_version: Option<String>,
 }
 
 impl Pending {
@@ -45,6 +46,7 @@ impl Pending {
             response,
             response_len,
             ending,
+            protocol_version: self.protocol_version,
         }
     }
 }
@@ -78,6 +80,7 @@ pub async fn capture(
     let started = Instant::now();
     let timestamp = Utc::now();
     let session_id = header_text(request.headers(), "mcp-session-id");
+    let protocol_version = header_text(request.headers(), "mcp-protocol-version");
     let (parts, body) = request.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_REQUEST_BODY).await else {
         let response = too_large();
@@ -88,6 +91,7 @@ pub async fn capture(
             started,
             request: Bytes::new(),
             http_status: 413,
+            protocol_version,
         };
         ledger.record(pending.finish(Bytes::new(), 0, Ending::Complete));
         return response;
@@ -106,6 +110,7 @@ pub async fn capture(
         started,
         request: bytes,
         http_status: response.status().as_u16(),
+        protocol_version,
     };
     let (parts, body) = response.into_parts();
     if ledger.durability() == Durability::Sync {

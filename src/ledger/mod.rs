@@ -30,7 +30,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use entry::{Ending, LedgerRow, Micros, Observation, Status};
+pub use entry::{Ending, LedgerRow, Micros, Observation, Status, TraceContext};
 
 use crate::store::Store;
 use pricing::{PriceTable, PricingPolicy};

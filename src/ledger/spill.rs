@@ -133,6 +133,7 @@ mod tests {
             tokenizer: None,
             sanitized: false,
             timestamp: Utc::now(),
+            trace: Default::default(),
         }
     }
 

@@ -67,6 +67,8 @@ impl<T> Tapped<T> {
             response_len: response.len() as u64,
             response,
             ending,
+            // Known from the initialize request itself (see `analyze`).
+            protocol_version: None,
         }
     }
 }

@@ -284,6 +284,7 @@ impl Writer {
                 Ok(_) => {
                     self.shared.add(|s| &s.written, 1);
                     reply(ack, Ok(()));
+                    self.shared.announce(vec![row]);
                 }
                 Err(error) => {
                     self.shared.add(|s| &s.failed_writes, 1);
@@ -360,7 +361,7 @@ impl Writer {
 
     /// Stores rows left in the spill file (after an outage or a restart).
     async fn replay_spill(&mut self) {
-        let replay = match self.spill.take() {
+        let mut replay = match self.spill.take() {
             Ok(Some(replay)) => replay,
             Ok(None) => return,
             Err(error) => {
@@ -379,6 +380,7 @@ impl Writer {
                 return;
             }
         }
+        let rows = std::mem::take(&mut replay.rows);
         if replay.unreadable > 0 {
             self.shared.add(|s| &s.lost, replay.unreadable as u64);
             tracing::error!(
@@ -391,6 +393,8 @@ impl Writer {
         }
         self.shared.sub(|s| &s.spilled, total as u64);
         self.shared.add(|s| &s.written, total as u64);
+        // Only now, when every chunk is in: a replay that fails half-way is retried whole.
+        self.shared.announce(rows);
         tracing::info!(rows = total, "replayed the ledger spill file");
         self.shared.recovered();
     }

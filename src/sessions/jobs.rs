@@ -64,10 +64,20 @@ impl Sessions {
         self.flush_activity().await;
         let lifecycle = self.settings.lifecycle();
         match self.store.run_session_cleanup(&lifecycle).await {
-            Ok(Some(counts)) => tracing::debug!(?counts, "session cleanup ran"),
-            Ok(None) => tracing::debug!("session cleanup skipped: another replica is running it"),
+            Ok(Some((counts, ended))) => {
+                tracing::debug!(?counts, "session cleanup ran");
+                crate::metrics::record_cleanup("ok");
+                for session in &ended {
+                    crate::metrics::record_session_lifetime(session.lifetime(), session.reason);
+                }
+            }
+            Ok(None) => {
+                tracing::debug!("session cleanup skipped: another replica is running it");
+                crate::metrics::record_cleanup("skipped");
+            }
             Err(error) => {
                 tracing::error!(%error, "session cleanup failed");
+                crate::metrics::record_cleanup("failed");
                 if let Err(record_error) = self
                     .store
                     .record_failed_cleanup(lifecycle.now, &error.to_string())

@@ -149,9 +149,12 @@ impl Sessions {
     /// Revokes a session: `revoked` in the database and closed here at once; other replicas
     /// close it within `revocation_poll`. Returns whether a live session was revoked.
     pub async fn revoke(&self, id: &str) -> Result<bool, sqlx::Error> {
-        let revoked = self.store.end_session(id, "revoked", "revoked").await?;
+        let connected_at = self.store.end_session(id, "revoked", "revoked").await?;
         self.forget_locally(id).await;
-        Ok(revoked)
+        if let Some(connected_at) = connected_at {
+            crate::metrics::record_session_end(connected_at, "revoked");
+        }
+        Ok(connected_at.is_some())
     }
 
     pub async fn report(&self) -> SessionReport {
@@ -280,7 +283,12 @@ impl SessionStore for Sessions {
             .end_session(session_id, "disconnected", "client_delete")
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(connected_at) => {
+                if let Some(connected_at) = connected_at {
+                    crate::metrics::record_session_end(connected_at, "client_delete");
+                }
+                Ok(())
+            }
             Err(error) => {
                 self.write_failed("ending a session on DELETE", &error);
                 Err(error.into())

@@ -60,6 +60,35 @@ pub struct CleanupCounts {
     pub expired: i64,
 }
 
+/// A session the lifecycle just ended, for `mcp.server.session.duration`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedSession {
+    pub connected_at: DateTime<Utc>,
+    pub disconnected_at: DateTime<Utc>,
+    pub reason: &'static str,
+}
+
+impl EndedSession {
+    fn all(
+        connected: Vec<DateTime<Utc>>,
+        reason: &'static str,
+        at: DateTime<Utc>,
+    ) -> impl Iterator<Item = Self> {
+        connected.into_iter().map(move |connected_at| Self {
+            connected_at,
+            disconnected_at: at,
+            reason,
+        })
+    }
+
+    /// How long the session lasted.
+    pub fn lifetime(&self) -> std::time::Duration {
+        (self.disconnected_at - self.connected_at)
+            .to_std()
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct CleanupRun {
     pub started_at: DateTime<Utc>,
@@ -162,24 +191,24 @@ impl Store {
 
     /// Ends a live session with `status` (`disconnected` or `revoked`) and `reason`.
     /// Returns whether a live session was ended.
+    /// Ends a live session; returns when it had connected, or `None` if it was not live.
     pub async fn end_session(
         &self,
         id: &str,
         status: &str,
         reason: &str,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
         let sql = format!(
             "UPDATE mcp_sessions SET status = $2, disconnect_reason = $3, disconnected_at = $4 \
-             WHERE session_id = $1 AND {LIVE}"
+             WHERE session_id = $1 AND {LIVE} RETURNING connected_at"
         );
-        on_pool!(self, pool => sqlx::query(&sql)
+        on_pool!(self, pool => sqlx::query_scalar(&sql)
             .bind(id)
             .bind(status)
             .bind(reason)
             .bind(Utc::now())
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected() > 0))
+            .fetch_optional(pool)
+            .await)
     }
 
     /// Ids of sessions ended (by any replica) at or after `since`.
@@ -233,14 +262,14 @@ impl Store {
     pub async fn run_session_cleanup(
         &self,
         l: &Lifecycle,
-    ) -> Result<Option<CleanupCounts>, sqlx::Error> {
+    ) -> Result<Option<(CleanupCounts, Vec<EndedSession>)>, sqlx::Error> {
         let expire = format!(
             "UPDATE mcp_sessions SET status = 'disconnected', disconnect_reason = 'expired', disconnected_at = $1 \
-             WHERE {LIVE} AND connected_at < $2"
+             WHERE {LIVE} AND connected_at < $2 RETURNING connected_at"
         );
         let timeout = format!(
             "UPDATE mcp_sessions SET status = 'disconnected', disconnect_reason = 'timeout_no_activity', \
-             disconnected_at = $1 WHERE {LIVE} AND last_activity < $2"
+             disconnected_at = $1 WHERE {LIVE} AND last_activity < $2 RETURNING connected_at"
         );
         let idle = "UPDATE mcp_sessions SET status = 'idle' WHERE status = 'active' AND last_activity < $1";
         let reactivate = "UPDATE mcp_sessions SET status = 'active' WHERE status = 'idle' AND last_activity >= $1";
@@ -251,9 +280,11 @@ impl Store {
             if !tx.try_lock().await? {
                 return Ok(None);
             }
+            let expired: Vec<DateTime<Utc>> = sqlx::query_scalar(&expire).bind(l.now).bind(l.expire_before).fetch_all(&mut *tx).await?;
+            let timed_out: Vec<DateTime<Utc>> = sqlx::query_scalar(&timeout).bind(l.now).bind(l.timeout_before).fetch_all(&mut *tx).await?;
             let counts = CleanupCounts {
-                expired: affected(sqlx::query(&expire).bind(l.now).bind(l.expire_before).execute(&mut *tx).await?),
-                timed_out: affected(sqlx::query(&timeout).bind(l.now).bind(l.timeout_before).execute(&mut *tx).await?),
+                expired: expired.len() as i64,
+                timed_out: timed_out.len() as i64,
                 idled: affected(sqlx::query(idle).bind(l.idle_before).execute(&mut *tx).await?),
                 reactivated: affected(sqlx::query(reactivate).bind(l.idle_before).execute(&mut *tx).await?),
             };
@@ -267,7 +298,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(Some(counts))
+            let ended = EndedSession::all(expired, "expired", l.now)
+                .chain(EndedSession::all(timed_out, "timeout_no_activity", l.now))
+                .collect();
+            Ok(Some((counts, ended)))
         })
     }
 

@@ -1,0 +1,36 @@
+//! Logging: to stderr (stdout belongs to the stdio transport), as text for people or as JSON
+//! lines for log pipelines (`--log-format json`). `STEWARD_LOG` or `RUST_LOG` set the filter,
+//! default `info`.
+
+use serde::Deserialize;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
+    Json,
+}
+
+/// Installs the process-wide subscriber.
+pub fn init(format: LogFormat) {
+    let filter = std::env::var("STEWARD_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_string());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
+}
