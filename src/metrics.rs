@@ -84,6 +84,21 @@ pub fn record_session_lifetime(lifetime: std::time::Duration, reason: &'static s
         .record(lifetime.as_secs_f64());
 }
 
+/// Live sessions per client type. A type that has no live session any more reads 0, not its
+/// last count.
+pub fn record_live_sessions(counts: Vec<(String, i64)>) {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut seen = crate::sync::lock(SEEN.get_or_init(Default::default));
+    let current: HashSet<String> = counts.iter().map(|(t, _)| t.clone()).collect();
+    for gone in seen.difference(&current) {
+        metrics::gauge!("steward_sessions_live", "client_type" => gone.clone()).set(0.0);
+    }
+    for (client_type, n) in counts {
+        seen.insert(client_type.clone());
+        metrics::gauge!("steward_sessions_live", "client_type" => client_type).set(n as f64);
+    }
+}
+
 /// One run of the session lifecycle: `ok`, `skipped` (another replica ran it) or `failed`.
 pub fn record_cleanup(outcome: &'static str) {
     metrics::counter!("steward_cleanup_runs_total", "outcome" => outcome).increment(1);

@@ -1192,7 +1192,10 @@ async fn sqlite_exclusive_lock_degrades_then_recovers() -> anyhow::Result<()> {
         ok(&client, "find_projects", json!({})).await?;
         calls += 1;
         let (status, body) = health(&server).await?;
-        if status == StatusCode::SERVICE_UNAVAILABLE && degraded.is_none() {
+        // The session layer's activity writes fail under the lock too, and may turn /health
+        // 503 a moment before the ledger's own insert gives up: wait for the ledger's report.
+        let ledger_degraded = body["ledger"]["status"] == "degraded";
+        if status == StatusCode::SERVICE_UNAVAILABLE && ledger_degraded && degraded.is_none() {
             degraded = Some(body);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

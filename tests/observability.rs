@@ -191,6 +191,15 @@ async fn metrics_count_known_traffic_with_semantic_convention_names() -> anyhow:
         let session_count = "mcp_server_session_duration_seconds_count";
         let ended = [("disconnect_reason", "client_delete")];
         let text = scrape_until(&server, |t| sample(t, session_count, &ended) == Some(1.0)).await?;
+        assert_eq!(
+            sample(
+                &text,
+                "steward_sessions_live",
+                &[("client_type", "unknown")]
+            ),
+            Some(0.0),
+            "an ended session is no longer counted live:\n{text}"
+        );
         let mut inf = ended.to_vec();
         inf.push(("le", "+Inf"));
         assert_eq!(

@@ -27,9 +27,10 @@ const ACCEPT: &str = "application/json, text/event-stream";
 const PROTOCOL: &str = "2025-11-25";
 /// Generous bound for things the server does "within a second or two".
 const SOON: Duration = Duration::from_secs(5);
-/// How long a revocation may take to reach another replica polling every 500 ms: a few polls,
-/// with room for a loaded 2-core machine running debug builds (the documented bound is the poll).
-const REVOCATION_SLACK: Duration = Duration::from_millis(3000);
+/// How long a revocation may take to reach another replica polling every 500 ms. The documented
+/// bound is the poll; this is far above it because CI's 2 cores also run other test binaries,
+/// yet far below "until the replica restarts or evicts the session", which is the bug it catches.
+const REVOCATION_SLACK: Duration = Duration::from_secs(10);
 /// How often conditions are re-checked while waiting.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -759,7 +760,10 @@ async fn replicas_share_sessions_and_revocation(db: TestDb) -> anyhow::Result<()
         stdout.to_lowercase().contains("revoked"),
         "`steward sessions revoke` should say it revoked the session: {stdout:?}"
     );
-    let (on_a, on_b) = tokio::join!(until_404(&a, &id, SOON), until_404(&b, &id, SOON));
+    let (on_a, on_b) = tokio::join!(
+        until_404(&a, &id, REVOCATION_SLACK),
+        until_404(&b, &id, REVOCATION_SLACK)
+    );
     let (on_a, on_b) = (on_a.context("replica A")?, on_b.context("replica B")?);
     let total = revoked_at.elapsed();
     eprintln!("revocation reached A after {on_a:?}, B after {on_b:?} (total {total:?})");
@@ -882,7 +886,7 @@ async fn revocation_closes_open_streams(db: TestDb) -> anyhow::Result<()> {
         "the GET stream closed {took:?} after the revocation"
     );
     assert_eq!(status_of(&b, &id).await?, StatusCode::NOT_FOUND);
-    until_404(&a, &id, SOON).await?;
+    until_404(&a, &id, REVOCATION_SLACK).await?;
     tokio::join!(a.stop(), b.stop());
     Ok(())
 }
@@ -979,7 +983,7 @@ async fn delete_on_one_replica_ends_the_session_everywhere(db: TestDb) -> anyhow
     let deleted = delete(&b, &id).await?;
     assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.body);
     assert_eq!(status_of(&b, &id).await?, StatusCode::NOT_FOUND);
-    until_404(&a, &id, SOON).await?;
+    until_404(&a, &id, REVOCATION_SLACK).await?;
     let took = deleted_at.elapsed();
     assert!(
         took <= REVOCATION_SLACK,

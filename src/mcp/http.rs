@@ -149,12 +149,7 @@ async fn metrics(
         },
     );
     match ctx.store.live_sessions_by_client_type().await {
-        Ok(counts) => {
-            for (client_type, n) in counts {
-                metrics::gauge!("steward_sessions_live", "client_type" => client_type)
-                    .set(n as f64);
-            }
-        }
+        Ok(counts) => crate::metrics::record_live_sessions(counts),
         Err(error) => tracing::warn!(%error, "cannot count live sessions for /metrics"),
     }
     metrics::gauge!("steward_database_up").set(if ctx.store.ping().await.is_ok() {
