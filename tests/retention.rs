@@ -35,6 +35,58 @@ fn row(minutes_ago: i64, tool: &str, status: Status, cost: &str, duration_us: u6
     }
 }
 
+/// The writer's batches come in every size (SQLite stores them in fixed-size chunks, PostgreSQL
+/// as one array per column): every row lands once, with its values, and a replayed batch that
+/// overlaps stored rows adds only the new ones.
+#[tokio::test]
+async fn ledger_batches_of_any_size_store_every_row_exactly_once() -> anyhow::Result<()> {
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let store = open_store(&db).await?;
+        let mut rows: Vec<LedgerRow> = (0..237)
+            .map(|i| {
+                row(
+                    i % 50,
+                    "find_tasks",
+                    Status::Success,
+                    "0.0000012345",
+                    1_000 + i as u64,
+                )
+            })
+            .collect();
+        rows[7].session_id = None;
+        rows[8].error_message = Some("quote ' and comma , kept".into());
+        rows[9].status = Status::ToolError;
+        assert_eq!(store.insert_requests(&rows[..3]).await?, 3, "{backend:?}");
+        assert_eq!(
+            store.insert_requests(&rows).await?,
+            234,
+            "{backend:?}: the 3 stored rows are skipped"
+        );
+        assert_eq!(store.count_requests().await?, 237, "{backend:?}");
+        let (stored, total) = store.list_requests(&Default::default(), 500, 0).await?;
+        assert_eq!(total, 237, "{backend:?}");
+        let by_id = |id: uuid::Uuid| stored.iter().find(|r| r.request_id.0 == id);
+        let eight = by_id(rows[8].request_id).expect("row 8");
+        assert_eq!(
+            eight.error_message.as_deref(),
+            Some("quote ' and comma , kept")
+        );
+        assert_eq!(
+            by_id(rows[9].request_id).expect("row 9").status,
+            "tool_error"
+        );
+        assert_eq!(by_id(rows[7].request_id).expect("row 7").session_id, None);
+        let last = by_id(rows[236].request_id).expect("row 236");
+        assert_eq!((last.duration_us, last.duration_ms), (1_236, 1));
+        assert_eq!(
+            last.estimated_cost_usd.map(|m| m.0.to_string()).as_deref(),
+            Some("0.0000012345")
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn old_rows_fold_into_exact_hourly_rollups() -> anyhow::Result<()> {
     for backend in backends() {
