@@ -68,7 +68,8 @@ pub async fn enforce(State(store): State<Store>, request: Request, next: Next) -
             );
         }
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// The JSON-RPC id of a `server/discover` request, if that is what the body is.
@@ -119,7 +120,10 @@ mod tests {
             discover_id(br#"{"jsonrpc":"2.0","id":7,"method":"server/discover"}"#),
             Some(json!(7))
         );
-        assert_eq!(discover_id(br#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#), None);
+        assert_eq!(
+            discover_id(br#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#),
+            None
+        );
         assert_eq!(discover_id(b"not json"), None);
     }
 }
