@@ -4,10 +4,12 @@
 // resources/subscribe is legacy in rmcp's eyes (SEP-2577); session-era clients still use it.
 #![allow(deprecated)]
 
+mod board;
 mod common;
 
 use std::time::Duration;
 
+use board::{TOOL_NAMES as BOARD_TOOLS, listed_tool_names};
 use common::{TestDb, TestServer, backends, call, connect};
 use rmcp::model::{
     ArgumentInfo, ClientCapabilities, ClientConfig, CompleteRequestParams, GetPromptRequestParams,
@@ -19,32 +21,9 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-/// The Archon tool set: what every user sees.
-const BOARD_TOOLS: [&str; 13] = [
-    "find_documents",
-    "find_projects",
-    "find_tasks",
-    "find_versions",
-    "get_completion_stats",
-    "get_project_features",
-    "get_task_history",
-    "health_check",
-    "manage_document",
-    "manage_project",
-    "manage_task",
-    "manage_version",
-    "session_info",
-];
-
 async fn tool_names(server: &TestServer) -> anyhow::Result<Vec<String>> {
     let client = connect(&server.mcp_url(), "surface-test").await?;
-    let mut names: Vec<String> = client
-        .list_all_tools()
-        .await?
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    names.sort();
+    let names = listed_tool_names(&client).await?;
     client.cancel().await?;
     Ok(names)
 }

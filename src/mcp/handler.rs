@@ -20,6 +20,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
 
 use super::{BoardServer, is_argument_error};
+use crate::conformance::Fixtures;
 use crate::prompts::{self, PromptError};
 use crate::resources::{self, BoardUri, ReadError, subscriptions};
 use crate::tools::{ToolError, respond};
@@ -56,10 +57,7 @@ impl ServerHandler for BoardServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let mut tools = self.tool_router.list_all();
-        if let Some(fixtures) = &self.ctx.fixtures {
-            tools.extend(fixtures.tools());
-        }
+        let tools = self.plus_fixtures(self.tool_router.list_all(), Fixtures::tools);
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -113,12 +111,12 @@ impl ServerHandler for BoardServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let mut list = resources::list(self.store())
-            .await
-            .map_err(database_error)?;
-        if let Some(fixtures) = &self.ctx.fixtures {
-            list.extend(fixtures.resources());
-        }
+        let list = self.plus_fixtures(
+            resources::list(self.store())
+                .await
+                .map_err(database_error)?,
+            Fixtures::resources,
+        );
         Ok(ListResourcesResult::with_all_items(list))
     }
 
@@ -127,10 +125,7 @@ impl ServerHandler for BoardServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let mut templates = resources::templates();
-        if let Some(fixtures) = &self.ctx.fixtures {
-            templates.extend(fixtures.templates());
-        }
+        let templates = self.plus_fixtures(resources::templates(), Fixtures::templates);
         Ok(ListResourceTemplatesResult::with_all_items(templates))
     }
 
@@ -203,10 +198,7 @@ impl ServerHandler for BoardServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let mut list = prompts::list();
-        if let Some(fixtures) = &self.ctx.fixtures {
-            list.extend(fixtures.prompts());
-        }
+        let list = self.plus_fixtures(prompts::list(), Fixtures::prompts);
         Ok(ListPromptsResult::with_all_items(list))
     }
 
@@ -254,6 +246,14 @@ impl ServerHandler for BoardServer {
 }
 
 impl BoardServer {
+    /// The board's items, followed by the fixtures' when Steward runs with them.
+    fn plus_fixtures<T>(&self, mut items: Vec<T>, fixtures: fn(&Fixtures) -> Vec<T>) -> Vec<T> {
+        if let Some(set) = &self.ctx.fixtures {
+            items.extend(fixtures(set));
+        }
+        items
+    }
+
     /// A URI may be subscribed to when it names a board resource or a fixture.
     fn check_subscribable(&self, uri: &str) -> Result<(), ErrorData> {
         if self
