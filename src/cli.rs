@@ -204,6 +204,18 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+
+    /// Also serve the official MCP conformance suite's fixture tools, prompts and resources
+    /// (`test_*`, `test://...`). For running the suite; normal users never need it.
+    #[arg(
+        long,
+        env = "STEWARD_CONFORMANCE_FIXTURES",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub conformance_fixtures: Option<bool>,
 }
 
 /// Export to observability tools (Prometheus needs nothing: scrape `/metrics`).

@@ -63,6 +63,7 @@ pub enum ConfigError {
 struct FileConfig {
     listen: Option<SocketAddr>,
     database: Option<String>,
+    conformance_fixtures: Option<bool>,
     #[serde(default)]
     sessions: FileSessions,
     #[serde(default)]
@@ -186,6 +187,8 @@ pub struct ServeConfig {
     pub pricing: PricingPolicy,
     /// OTLP/HTTP collector for request spans, if any.
     pub otlp_endpoint: Option<String>,
+    /// Serve the conformance suite's fixture tools, prompts and resources too.
+    pub conformance_fixtures: bool,
 }
 
 /// Configuration of `steward stdio`.
@@ -225,6 +228,7 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             sessions,
             ledger,
             telemetry,
+            conformance_fixtures,
         }) => {
             let database = database_url(database, &file)?;
             let session_settings = session_settings(sessions, &file.sessions)?;
@@ -243,6 +247,9 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
                 otlp_endpoint: otlp_endpoint(
                     telemetry.otlp_endpoint.or(file.telemetry.otlp_endpoint),
                 )?,
+                conformance_fixtures: conformance_fixtures
+                    .or(file.conformance_fixtures)
+                    .unwrap_or(false),
                 database,
             })
         }

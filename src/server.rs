@@ -90,7 +90,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     ));
     let state = HttpState {
         in_flight,
-        ctx: ServerContext::new(store.clone(), Some(ledger.clone())),
+        ctx: ServerContext::with_fixtures(
+            store.clone(),
+            Some(ledger.clone()),
+            config.conformance_fixtures,
+        ),
         sessions: sessions.clone(),
         ledger,
     };

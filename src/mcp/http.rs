@@ -47,6 +47,10 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
     );
     Router::new()
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(
+            state.ctx.store.clone(),
+            super::protocol_rules::enforce,
+        ))
         .layer(middleware::from_fn(explain_rejections))
         // Outermost, so the ledger records replies exactly as clients receive them.
         .layer(middleware::from_fn_with_state(

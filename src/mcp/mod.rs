@@ -3,27 +3,30 @@
 //! standard input/output.
 
 pub mod drain;
+mod handler;
 pub mod http;
+pub mod logging;
+mod protocol_rules;
 pub mod stdio;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::ToolCallContext;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ErrorCode, Implementation, ServerCapabilities,
-    ServerConfig,
-};
+use rmcp::model::ErrorCode;
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
+use rmcp::{ErrorData, RoleServer};
 
 use crate::board::Actor;
+use crate::conformance::Fixtures;
 use crate::ledger::Ledger;
+use crate::resources::changes::{BoardChanges, Change};
+use crate::resources::subscriptions::Subscriptions;
 use crate::store::Store;
-use crate::tools::{ToolError, params::ARGUMENT_ERROR_MARKER, respond};
+use crate::tools::params::ARGUMENT_ERROR_MARKER;
+use logging::ClientLog;
 
 /// What every session of one Steward process shares.
 #[derive(Debug)]
@@ -32,14 +35,24 @@ pub struct ServerContext {
     pub started: Instant,
     /// For `health_check` to report the ledger's state.
     pub ledger: Option<Ledger>,
+    /// Board changes on this replica, for resource subscribers.
+    pub changes: BoardChanges,
+    /// The conformance suite's fixtures, only with `--conformance-fixtures`.
+    pub fixtures: Option<Fixtures>,
 }
 
 impl ServerContext {
     pub fn new(store: Store, ledger: Option<Ledger>) -> Arc<Self> {
+        Self::with_fixtures(store, ledger, false)
+    }
+
+    pub fn with_fixtures(store: Store, ledger: Option<Ledger>, fixtures: bool) -> Arc<Self> {
         Arc::new(ServerContext {
             store,
             started: Instant::now(),
             ledger,
+            changes: BoardChanges::default(),
+            fixtures: fixtures.then(Fixtures::default),
         })
     }
 }
@@ -51,6 +64,10 @@ pub struct Connection {
     pub requests: AtomicU64,
     /// The id used when the transport has none of its own (stdio).
     pub fixed_id: Option<String>,
+    /// The log level this client chose (`logging/setLevel`).
+    pub log: ClientLog,
+    /// The resources this client subscribed to (`resources/subscribe`).
+    pub subscriptions: Arc<Subscriptions>,
 }
 
 /// One MCP connection's handler. rmcp creates one per HTTP session (and one for stdio).
@@ -58,7 +75,7 @@ pub struct Connection {
 pub struct BoardServer {
     pub(crate) ctx: Arc<ServerContext>,
     pub(crate) connection: Arc<Connection>,
-    tool_router: ToolRouter<Self>,
+    pub(crate) tool_router: ToolRouter<Self>,
 }
 
 impl BoardServer {
@@ -69,6 +86,8 @@ impl BoardServer {
                 started_at: Utc::now(),
                 requests: AtomicU64::new(0),
                 fixed_id,
+                log: ClientLog::default(),
+                subscriptions: Arc::default(),
             }),
             tool_router: Self::project_tools()
                 + Self::task_tools()
@@ -93,6 +112,11 @@ impl BoardServer {
             .or_else(|| self.connection.fixed_id.clone())
     }
 
+    /// Tells resource subscribers on this replica that the board changed.
+    pub(crate) fn changed(&self, change: Change) {
+        self.ctx.changes.publish(change);
+    }
+
     /// Who is making this request, for task history.
     pub(crate) fn actor(&self, request: &RequestContext<RoleServer>) -> Actor {
         Actor {
@@ -102,53 +126,7 @@ impl BoardServer {
     }
 }
 
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for BoardServer {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(
-                Implementation::new("steward", env!("CARGO_PKG_VERSION"))
-                    .with_title("Steward task board"),
-            )
-            .with_instructions(
-                "Steward is a shared project and task board. Use find_projects/find_tasks to look \
-                 around, manage_project/manage_task to change things, documents and versions for \
-                 specs and history. Every tool answers JSON with a `success` field.",
-            )
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        self.connection.requests.fetch_add(1, Ordering::Relaxed);
-        let name = request.name.clone();
-        let call = ToolCallContext::new(self, request, context);
-        match self.tool_router.call(call).await {
-            Err(error) if is_argument_error(&error) => {
-                let field = error
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("field"))
-                    .and_then(|f| f.as_str())
-                    .unwrap_or(".")
-                    .to_string();
-                let invalid = ToolError::invalid(
-                    &field,
-                    error.message.to_string(),
-                    format!(
-                        "Fix the arguments of {name}: its inputSchema in tools/list lists every field and allowed value"
-                    ),
-                );
-                Ok(respond(&name, Err(invalid)).into())
-            }
-            other => other,
-        }
-    }
-}
-
-fn is_argument_error(error: &ErrorData) -> bool {
+pub(crate) fn is_argument_error(error: &ErrorData) -> bool {
     error.code == ErrorCode::INVALID_PARAMS
         && error
             .data

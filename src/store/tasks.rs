@@ -69,6 +69,18 @@ pub struct TaskChange {
 }
 
 /// Counts of a project's (or all) live tasks.
+/// One change to one of a project's tasks, with the task's title.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ProjectTaskChange {
+    pub task_id: Id,
+    pub title: String,
+    pub field: String,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub changed_at: DateTime<Utc>,
+    pub client_name: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct TaskCount {
     pub key: String,
@@ -250,6 +262,19 @@ impl Store {
         let sql = "SELECT field, old_value, new_value, changed_at, session_id, client_name \
                    FROM task_history WHERE task_id = $1 ORDER BY id LIMIT $2";
         on_pool!(self, pool => sqlx::query_as::<_, TaskChange>(sql).bind(id).bind(limit).fetch_all(pool).await)
+    }
+
+    /// Changes to a project's tasks at or after `since`, oldest first (for stand-up summaries).
+    pub async fn task_changes_since(
+        &self,
+        project_id: Id,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ProjectTaskChange>, sqlx::Error> {
+        let sql = "SELECT h.task_id, t.title, h.field, h.old_value, h.new_value, h.changed_at, h.client_name \
+                   FROM task_history h JOIN tasks t ON t.id = h.task_id \
+                   WHERE t.project_id = $1 AND h.changed_at >= $2 ORDER BY h.id LIMIT $3";
+        on_pool!(self, pool => sqlx::query_as::<_, ProjectTaskChange>(sql).bind(project_id).bind(since).bind(limit).fetch_all(pool).await)
     }
 
     /// Live-task counts grouped by `status` or `assignee`, optionally for one project.

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::board::{Action, DocumentType};
 use crate::mcp::BoardServer;
+use crate::resources::changes::Change;
 use crate::store::documents::{DocumentChanges, DocumentQuery, NewDocument};
 
 const NOT_FOUND_HINT: &str = "Use find_documents with the project_id to list its documents";
@@ -134,6 +135,10 @@ impl BoardServer {
                         .unwrap_or_default(),
                 };
                 let document = store.create_document(&new).await?;
+                self.changed(Change::Document {
+                    project_id,
+                    document_id: document.id,
+                });
                 Ok(success(
                     json!({ "document": to_json(&document), "document_id": document.id, "message": "Document created" }),
                 ))
@@ -153,6 +158,10 @@ impl BoardServer {
                 let document = store.update_document(project_id, id, &changes).await?;
                 let document =
                     document.ok_or_else(|| ToolError::not_found("document", id, NOT_FOUND_HINT))?;
+                self.changed(Change::Document {
+                    project_id,
+                    document_id: id,
+                });
                 Ok(success(
                     json!({ "document": to_json(&document), "message": "Document updated" }),
                 ))
@@ -162,6 +171,10 @@ impl BoardServer {
                 if !store.delete_document(project_id, id).await? {
                     return Err(ToolError::not_found("document", id, NOT_FOUND_HINT));
                 }
+                self.changed(Change::Document {
+                    project_id,
+                    document_id: id,
+                });
                 Ok(success(
                     json!({ "document_id": id, "message": "Document deleted" }),
                 ))

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::board::Action;
 use crate::mcp::BoardServer;
+use crate::resources::changes::Change;
 use crate::store::projects::{NewProject, ProjectChanges};
 
 const NOT_FOUND_HINT: &str = "Use find_projects to list existing projects and their ids";
@@ -136,6 +137,9 @@ impl BoardServer {
                     )?,
                 };
                 let project = store.create_project(&new).await?;
+                self.changed(Change::Project {
+                    project_id: project.id,
+                });
                 Ok(success(json!({
                     "project": to_json(&project),
                     "project_id": project.id,
@@ -160,6 +164,7 @@ impl BoardServer {
                 let project = store.update_project(id, &changes).await?;
                 let project =
                     project.ok_or_else(|| ToolError::not_found("project", id, NOT_FOUND_HINT))?;
+                self.changed(Change::Project { project_id: id });
                 Ok(success(
                     json!({ "project": to_json(&project), "message": "Project updated" }),
                 ))
@@ -169,6 +174,7 @@ impl BoardServer {
                 if !store.delete_project(id).await? {
                     return Err(ToolError::not_found("project", id, NOT_FOUND_HINT));
                 }
+                self.changed(Change::Project { project_id: id });
                 Ok(success(
                     json!({ "project_id": id, "message": "Project deleted" }),
                 ))

@@ -14,7 +14,15 @@ use super::{
 };
 use crate::board::{Action, TaskFilter, TaskStatus};
 use crate::mcp::BoardServer;
-use crate::store::tasks::{NewTask, TaskChanges, TaskQuery};
+use crate::resources::changes::Change;
+use crate::store::tasks::{NewTask, Task, TaskChanges, TaskQuery};
+
+fn task_change(task: &Task) -> Change {
+    Change::Task {
+        project_id: task.project_id,
+        task_id: task.id,
+    }
+}
 
 const NOT_FOUND_HINT: &str =
     "Use find_tasks to list tasks and their ids (archived tasks cannot be changed)";
@@ -197,6 +205,7 @@ impl BoardServer {
                     )?,
                 };
                 let task = store.create_task(&new, &actor).await?;
+                self.changed(task_change(&task));
                 Ok(success(
                     json!({ "task": to_json(&task), "task_id": task.id, "message": "Task created" }),
                 ))
@@ -221,6 +230,7 @@ impl BoardServer {
                 };
                 let task = store.update_task(id, &changes, &actor).await?;
                 let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
+                self.changed(task_change(&task));
                 Ok(success(
                     json!({ "task": to_json(&task), "message": "Task updated" }),
                 ))
@@ -229,6 +239,7 @@ impl BoardServer {
                 let id = validate::id("task_id", args.task_id.as_deref())?;
                 let task = store.archive_task(id, &actor).await?;
                 let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
+                self.changed(task_change(&task));
                 Ok(success(
                     json!({ "task_id": task.id, "archived": true, "message": "Task archived" }),
                 ))

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::board::{VersionAction, VersionField};
 use crate::mcp::BoardServer;
+use crate::resources::changes::Change;
 use crate::store::Id;
 use crate::store::documents::Document;
 use crate::store::projects::ProjectJson;
@@ -225,11 +226,19 @@ impl BoardServer {
                     .await?;
             }
             (None, documents) => {
+                let documents = documents.unwrap_or_default();
                 self.store()
-                    .replace_documents(project_id, &documents.unwrap_or_default())
+                    .replace_documents(project_id, &documents)
                     .await?;
+                for document in &documents {
+                    self.changed(Change::Document {
+                        project_id,
+                        document_id: document.id,
+                    });
+                }
             }
         }
+        self.changed(Change::Project { project_id });
         snapshot.content = target.content.0.clone();
         snapshot.change_summary = format!("Restored version {}", target.version_number);
         snapshot.change_type = "restore";

@@ -1,0 +1,312 @@
+//! [`BoardServer`] as rmcp's `ServerHandler`: the board's tools, resources and prompts, plus
+//! the conformance fixtures when Steward runs with `--conformance-fixtures`.
+// rmcp marks logging and resources/subscribe deprecated (SEP-2577); every session-era
+// revision still has them, so Steward serves them.
+#![allow(deprecated)]
+
+use std::sync::atomic::Ordering;
+
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities,
+    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, Tool,
+    UnsubscribeRequestParams,
+};
+use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::json;
+
+use super::{BoardServer, is_argument_error};
+use crate::conformance::Fixtures;
+use crate::prompts::{self, PromptError};
+use crate::resources::{self, BoardUri, ReadError, subscriptions};
+use crate::tools::{ToolError, respond};
+
+/// Most suggestions one completion answers (the protocol's limit).
+const MAX_COMPLETIONS: usize = 100;
+
+impl ServerHandler for BoardServer {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_prompts()
+            .enable_logging()
+            .enable_completions()
+            .build();
+        ServerConfig::new(capabilities)
+            .with_server_info(
+                Implementation::new("steward", env!("CARGO_PKG_VERSION"))
+                    .with_title("Steward task board"),
+            )
+            .with_instructions(
+                "Steward is a shared project and task board. Use find_projects/find_tasks to look \
+                 around, manage_project/manage_task to change things, documents and versions for \
+                 specs and history. Every tool answers JSON with a `success` field. The board is \
+                 also readable as steward:// resources, and the plan_feature and standup prompts \
+                 start common conversations.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tools = self.plus_fixtures(self.tool_router.list_all(), Fixtures::tools);
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tool_router
+            .get(name)
+            .cloned()
+            .or_else(|| self.ctx.fixtures.as_ref()?.tool(name))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.connection.requests.fetch_add(1, Ordering::Relaxed);
+        let name = request.name.clone();
+        if !self.tool_router.has_route(&name)
+            && let Some(fixtures) = &self.ctx.fixtures
+            && fixtures.tool(&name).is_some()
+        {
+            return fixtures
+                .call_tool(request, &context, &self.connection.log)
+                .await;
+        }
+        let call = ToolCallContext::new(self, request, context);
+        match self.tool_router.call(call).await {
+            Err(error) if is_argument_error(&error) => {
+                let field = error
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("field"))
+                    .and_then(|f| f.as_str())
+                    .unwrap_or(".")
+                    .to_string();
+                let invalid = ToolError::invalid(
+                    &field,
+                    error.message.to_string(),
+                    format!(
+                        "Fix the arguments of {name}: its inputSchema in tools/list lists every field and allowed value"
+                    ),
+                );
+                Ok(respond(&name, Err(invalid)).into())
+            }
+            other => other,
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let list = self.plus_fixtures(
+            resources::list(self.store())
+                .await
+                .map_err(database_error)?,
+            Fixtures::resources,
+        );
+        Ok(ListResourcesResult::with_all_items(list))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let templates = self.plus_fixtures(resources::templates(), Fixtures::templates);
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri;
+        if let Some(contents) = self
+            .ctx
+            .fixtures
+            .as_ref()
+            .and_then(|f| f.read_resource(&uri))
+        {
+            return Ok(ReadResourceResult::new(vec![contents]).into());
+        }
+        match resources::read(self.store(), &uri).await {
+            Ok(contents) => Ok(ReadResourceResult::new(vec![contents]).into()),
+            Err(ReadError::Database(e)) => Err(database_error(e)),
+            Err(error) => Err(not_found(&uri, &error.to_string())),
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.check_subscribable(&request.uri)?;
+        self.connection
+            .subscriptions
+            .subscribe(request.uri, &self.ctx.changes, context.peer);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.connection.subscriptions.unsubscribe(&request.uri);
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        // Only resource updates are sent; the tool, prompt and resource lists never change
+        // while Steward runs, so no list-changed notification is promised.
+        let uris = requested.resource_subscriptions.as_ref().map(|uris| {
+            uris.iter()
+                .filter(|u| self.check_subscribable(u).is_ok())
+                .cloned()
+                .collect()
+        });
+        let mut accepted = SubscriptionFilter::new();
+        accepted.resource_subscriptions = uris;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        subscriptions::listen(&self.ctx.changes, context).await;
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let list = self.plus_fixtures(prompts::list(), Fixtures::prompts);
+        Ok(ListPromptsResult::with_all_items(list))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if !prompts::is_board_prompt(&request.name)
+            && let Some(fixtures) = &self.ctx.fixtures
+            && fixtures.has_prompt(&request.name)
+        {
+            return fixtures.get_prompt(&request, &context);
+        }
+        match prompts::get(self.store(), &request.name, request.arguments.as_ref()).await {
+            Ok(result) => Ok(result.into()),
+            Err(PromptError::Database(e)) => Err(database_error(e)),
+            Err(error) => Err(ErrorData::invalid_params(error.to_string(), None)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let values = if request.argument.name == "project_id" {
+            self.project_ids_like(&request.argument.value).await?
+        } else {
+            Vec::new()
+        };
+        let completion = CompletionInfo::new(values)
+            .map_err(|e| ErrorData::internal_error(format!("bad completion: {e}"), None))?;
+        Ok(CompleteResult::new(completion))
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.connection.log.set_level(request.level);
+        Ok(())
+    }
+}
+
+impl BoardServer {
+    /// The board's items, followed by the fixtures' when Steward runs with them.
+    fn plus_fixtures<T>(&self, mut items: Vec<T>, fixtures: fn(&Fixtures) -> Vec<T>) -> Vec<T> {
+        if let Some(set) = &self.ctx.fixtures {
+            items.extend(fixtures(set));
+        }
+        items
+    }
+
+    /// A URI may be subscribed to when it names a board resource or a fixture.
+    fn check_subscribable(&self, uri: &str) -> Result<(), ErrorData> {
+        if self
+            .ctx
+            .fixtures
+            .as_ref()
+            .is_some_and(|f| f.read_resource(uri).is_some())
+        {
+            return Ok(());
+        }
+        BoardUri::parse(uri)
+            .map(|_| ())
+            .map_err(|error| not_found(uri, &error.to_string()))
+    }
+
+    /// Project ids whose id or title starts with (or title contains) what the user typed.
+    async fn project_ids_like(&self, typed: &str) -> Result<Vec<String>, ErrorData> {
+        let page = crate::store::Page {
+            page: 1,
+            per_page: 100,
+        };
+        let found = self
+            .store()
+            .list_projects(None, page)
+            .await
+            .map_err(database_error)?;
+        let typed = typed.to_lowercase();
+        Ok(found
+            .items
+            .iter()
+            .filter(|p| {
+                p.id.to_string().starts_with(&typed) || p.title.to_lowercase().contains(&typed)
+            })
+            .map(|p| p.id.to_string())
+            .take(MAX_COMPLETIONS)
+            .collect())
+    }
+}
+
+/// Resource-not-found with the URI in `data` (SEP-2164); rmcp sends -32002 to session-era
+/// clients and -32602 to 2026-07-28 ones.
+fn not_found(uri: &str, reason: &str) -> ErrorData {
+    ErrorData::resource_not_found(
+        format!("Resource not found: {uri}: {reason}"),
+        Some(json!({ "uri": uri })),
+    )
+}
+
+/// Database details go to the log, not to the client.
+fn database_error(error: sqlx::Error) -> ErrorData {
+    tracing::error!(%error, "MCP request failed on a database error");
+    ErrorData::internal_error(
+        "the database could not complete the request; retry in a moment",
+        None,
+    )
+}
