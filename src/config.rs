@@ -12,11 +12,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{
-    Cli, Command, DatabaseArgs, LedgerArgs, PricingAction, RequestsAction, ServeArgs, SessionArgs,
-    SessionsAction,
+    Cli, Command, DatabaseArgs, KeysAction, LedgerArgs, PricingAction, RequestsAction,
+    SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
 };
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
+use crate::security::{AllowList, AuthMode, SecuritySettings};
 use crate::sessions::SessionSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8051";
@@ -66,6 +67,25 @@ struct FileConfig {
     sessions: FileSessions,
     #[serde(default)]
     ledger: FileLedger,
+    #[serde(default)]
+    security: FileSecurity,
+}
+
+/// `[security]` in `steward.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecurity {
+    auth: Option<AuthMode>,
+    insecure_no_auth: Option<bool>,
+    allowed_origins: Option<Vec<String>>,
+    allowed_hosts: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
+    max_json_depth: Option<usize>,
+    rate_limit: Option<u32>,
+    rate_burst: Option<u32>,
+    max_sessions_per_principal: Option<u32>,
+    /// e.g. "60s".
+    tool_timeout: Option<String>,
 }
 
 /// `[ledger]` in `steward.toml`.
@@ -172,6 +192,7 @@ pub struct ServeConfig {
     pub sessions: SessionSettings,
     pub ledger: LedgerSettings,
     pub pricing: PricingPolicy,
+    pub security: SecuritySettings,
 }
 
 /// Configuration of `steward stdio`.
@@ -190,6 +211,7 @@ pub enum Resolved {
     Requests(DatabaseUrl, RequestsAction),
     Check(crate::check::CheckOptions),
     Stats(DatabaseUrl, String, bool),
+    Keys(DatabaseUrl, KeysAction),
 }
 
 /// Merges flags/env (already applied by clap) with the config file and the defaults.
@@ -201,13 +223,16 @@ pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
             database,
             sessions,
             ledger,
+            security,
         }) => {
             let database = database_url(database, &file)?;
             let session_settings = session_settings(sessions, &file.sessions)?;
+            let listen = listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid"));
             Resolved::Serve(ServeConfig {
-                listen: listen
-                    .or(file.listen)
-                    .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
+                security: security_settings(security, &file.security, listen)?,
+                listen,
                 ledger: ledger_settings(
                     &ledger,
                     &file.ledger,
@@ -261,7 +286,82 @@ pub fn resolve(cli: Cli) -> Result<Resolved, ConfigError> {
         Command::Sessions(args) => {
             Resolved::Sessions(database_url(args.database, &file)?, args.action)
         }
+        Command::Keys(args) => Resolved::Keys(database_url(args.database, &file)?, args.action),
     })
+}
+
+fn security_settings(
+    args: SecurityArgs,
+    file: &FileSecurity,
+    listen: SocketAddr,
+) -> Result<SecuritySettings, ConfigError> {
+    let defaults = SecuritySettings::loopback_defaults(listen);
+    let list = |flag: Option<String>, from_file: &Option<Vec<String>>, key: &str| {
+        let text = flag.or_else(|| from_file.as_ref().map(|items| items.join(",")));
+        match text {
+            None => Ok(AllowList::loopback_and(listen)),
+            Some(text) => AllowList::parse(&text, listen)
+                .map_err(|reason| ConfigError::Invalid(format!("{key}: {reason}"))),
+        }
+    };
+    let tool_timeout = match (args.tool_timeout, &file.tool_timeout) {
+        (Some(value), _) => value,
+        (None, Some(text)) => {
+            humantime::parse_duration(text).map_err(|e| ConfigError::Duration {
+                key: "security.tool_timeout".into(),
+                value: text.clone(),
+                reason: e.to_string(),
+            })?
+        }
+        (None, None) => defaults.tool_timeout,
+    };
+    let settings = SecuritySettings {
+        auth: args.auth.or(file.auth).unwrap_or(AuthMode::None),
+        allowed_hosts: list(args.allowed_hosts, &file.allowed_hosts, "allowed hosts")?,
+        allowed_origins: list(args.allowed_origins, &file.allowed_origins, "allowed origins")?,
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(defaults.max_body_bytes),
+        max_json_depth: args
+            .max_json_depth
+            .or(file.max_json_depth)
+            .unwrap_or(defaults.max_json_depth),
+        rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(defaults.rate_limit),
+        rate_burst: args.rate_burst.or(file.rate_burst).unwrap_or(defaults.rate_burst),
+        max_sessions: args
+            .max_sessions_per_principal
+            .or(file.max_sessions_per_principal)
+            .unwrap_or(defaults.max_sessions),
+        tool_timeout,
+    };
+    if settings.max_body_bytes < 1024 {
+        return Err(ConfigError::Invalid(format!(
+            "the body limit {} is too small for any MCP message; use at least 1024 bytes (default 4194304)",
+            settings.max_body_bytes
+        )));
+    }
+    if !(4..=10_000).contains(&settings.max_json_depth) {
+        return Err(ConfigError::Invalid(format!(
+            "the JSON depth limit {} is out of range; use 4 to 10000 (default 64)",
+            settings.max_json_depth
+        )));
+    }
+    if settings.tool_timeout.is_zero() {
+        return Err(ConfigError::Invalid(
+            "the tool timeout must be longer than zero (e.g. 60s)".into(),
+        ));
+    }
+    let insecure = args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
+    if settings.auth == AuthMode::None && !listen.ip().is_loopback() && !insecure {
+        return Err(ConfigError::Invalid(format!(
+            "refusing to serve without authentication on {listen}, which other machines can reach. \
+             Either create a key (`steward keys create NAME --admin`) and start with --auth api-key, \
+             listen on a loopback address (--listen 127.0.0.1:8051), or, only if a proxy in front \
+             authenticates every request, pass --insecure-no-auth"
+        )));
+    }
+    Ok(settings)
 }
 
 fn database_url(args: DatabaseArgs, file: &FileConfig) -> Result<DatabaseUrl, ConfigError> {

@@ -15,6 +15,7 @@ pub mod dashboard;
 pub mod ledger;
 pub mod mcp;
 pub mod metrics;
+pub mod security;
 pub mod server;
 pub mod sessions;
 pub mod stats;

@@ -8,7 +8,7 @@ pub mod stdio;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -22,6 +22,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 
 use crate::board::Actor;
 use crate::ledger::Ledger;
+use crate::ledger::analyze::REQUEST_TIMEOUT;
 use crate::store::Store;
 use crate::tools::{ToolError, params::ARGUMENT_ERROR_MARKER, respond};
 
@@ -32,14 +33,17 @@ pub struct ServerContext {
     pub started: Instant,
     /// For `health_check` to report the ledger's state.
     pub ledger: Option<Ledger>,
+    /// A tool call running longer is abandoned and answered with [`REQUEST_TIMEOUT`].
+    pub tool_timeout: Duration,
 }
 
 impl ServerContext {
-    pub fn new(store: Store, ledger: Option<Ledger>) -> Arc<Self> {
+    pub fn new(store: Store, ledger: Option<Ledger>, tool_timeout: Duration) -> Arc<Self> {
         Arc::new(ServerContext {
             store,
             started: Instant::now(),
             ledger,
+            tool_timeout,
         })
     }
 }
@@ -125,7 +129,20 @@ impl ServerHandler for BoardServer {
         self.connection.requests.fetch_add(1, Ordering::Relaxed);
         let name = request.name.clone();
         let call = ToolCallContext::new(self, request, context);
-        match self.tool_router.call(call).await {
+        let limit = self.ctx.tool_timeout;
+        // Dropping the call on timeout cancels it; an open transaction rolls back.
+        let Ok(outcome) = tokio::time::timeout(limit, self.tool_router.call(call)).await else {
+            tracing::warn!(tool = %name, ?limit, "tool call timed out");
+            return Err(ErrorData::new(
+                ErrorCode(REQUEST_TIMEOUT),
+                format!(
+                    "{name} did not finish within {}; it was stopped and changed nothing it had not committed. Retry, or ask the operator to raise --tool-timeout",
+                    humantime::format_duration(limit)
+                ),
+                None,
+            ));
+        };
+        match outcome {
             Err(error) if is_argument_error(&error) => {
                 let field = error
                     .data
