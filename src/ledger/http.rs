@@ -104,7 +104,7 @@ pub async fn capture(
     request.extensions_mut().insert(caller.clone());
     let (parts, body) = request.into_parts();
     let Ok(bytes) = to_bytes(body, max_body).await else {
-        let response = too_large(max_body);
+        let body = too_large_body(max_body);
         let pending = Pending {
             request_id: Uuid::new_v4(),
             session_id,
@@ -113,8 +113,9 @@ pub async fn capture(
             request: Bytes::new(),
             http_status: 413,
         };
-        ledger.record(pending.finish(Bytes::new(), 0, Ending::Complete));
-        return response;
+        let len = body.len() as u64;
+        ledger.record(pending.finish(body.clone(), len, Ending::Complete));
+        return too_large(body);
     };
     // Only requests without a session id may need attributing below.
     let headers = session_id.is_none().then(|| parts.headers.clone());
@@ -167,16 +168,24 @@ fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn too_large(max_body: usize) -> Response {
+fn too_large_body(max_body: usize) -> Bytes {
     let body = json!({
         "jsonrpc": "2.0",
         "id": null,
         "error": { "code": -32600, "message": format!("Payload Too Large: the request body exceeds {max_body} bytes; send smaller arguments") },
     });
+    Bytes::from(body.to_string())
+}
+
+fn too_large(body: Bytes) -> Response {
     (
         StatusCode::PAYLOAD_TOO_LARGE,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            // The rest of the body was never read: the connection cannot carry another request.
+            (header::CONNECTION, "close"),
+        ],
+        body,
     )
         .into_response()
 }

@@ -127,12 +127,17 @@ pub async fn guard_mcp(
     let (parts, body) = request.into_parts();
     let limit = guard.settings.max_body_bytes;
     let Ok(bytes) = to_bytes(body, limit).await else {
-        return rpc_error(
+        let mut response = rpc_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             INVALID_REQUEST,
             &format!("Payload Too Large: the request body exceeds {limit} bytes; send smaller arguments"),
             None,
         );
+        // The rest of the body was never read: the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
     };
     match gate::inspect(&bytes, guard.settings.max_json_depth) {
         Err(rejection) => {
