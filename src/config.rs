@@ -203,6 +203,8 @@ pub struct StdioConfig {
     pub pricing: PricingPolicy,
 }
 
+// Built once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Resolved {
     Serve(ServeConfig),
     Stdio(StdioConfig),
@@ -318,7 +320,11 @@ fn security_settings(
     let settings = SecuritySettings {
         auth: args.auth.or(file.auth).unwrap_or(AuthMode::None),
         allowed_hosts: list(args.allowed_hosts, &file.allowed_hosts, "allowed hosts")?,
-        allowed_origins: list(args.allowed_origins, &file.allowed_origins, "allowed origins")?,
+        allowed_origins: list(
+            args.allowed_origins,
+            &file.allowed_origins,
+            "allowed origins",
+        )?,
         max_body_bytes: args
             .max_body_bytes
             .or(file.max_body_bytes)
@@ -327,8 +333,14 @@ fn security_settings(
             .max_json_depth
             .or(file.max_json_depth)
             .unwrap_or(defaults.max_json_depth),
-        rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(defaults.rate_limit),
-        rate_burst: args.rate_burst.or(file.rate_burst).unwrap_or(defaults.rate_burst),
+        rate_limit: args
+            .rate_limit
+            .or(file.rate_limit)
+            .unwrap_or(defaults.rate_limit),
+        rate_burst: args
+            .rate_burst
+            .or(file.rate_burst)
+            .unwrap_or(defaults.rate_burst),
         max_sessions: args
             .max_sessions_per_principal
             .or(file.max_sessions_per_principal)

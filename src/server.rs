@@ -109,7 +109,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     });
     tracing::info!(%addr, database = ?config.database, engine = store.engine(), auth = ?config.security.auth, "Steward is serving MCP at /mcp");
     if config.security.auth == crate::security::AuthMode::None && !addr.ip().is_loopback() {
-        tracing::warn!("serving WITHOUT authentication on a non-loopback address (--insecure-no-auth): anyone who can reach {addr} can use every tool");
+        tracing::warn!(
+            "serving WITHOUT authentication on a non-loopback address (--insecure-no-auth): anyone who can reach {addr} can use every tool"
+        );
     }
     // A machine-readable line on stdout, for scripts and tests that start on port 0.
     println!("steward listening on http://{addr}");

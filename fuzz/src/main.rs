@@ -23,16 +23,42 @@ const MAX_DEPTH: usize = 64;
 
 /// Tokens that tend to break JSON parsers and hand-written scanners.
 const DICTIONARY: &[&str] = &[
-    "{", "}", "[", "]", "\"", "\\", "\\\"", "\\u0000", "\\ud800", "\\udfff", ":", ",", "null",
-    "true", "-0", "1e999", "-1e-999", "18446744073709551616", "-9223372036854775809", "1.5",
-    "\u{0}", "\u{feff}", "\"jsonrpc\":\"2.0\"", "\"id\":", "\"method\":", "\"params\":",
-    "\"tools/call\"", "\"initialize\"", "\"arguments\":", "\"_meta\":", "data: ", "\n\n",
+    "{",
+    "}",
+    "[",
+    "]",
+    "\"",
+    "\\",
+    "\\\"",
+    "\\u0000",
+    "\\ud800",
+    "\\udfff",
+    ":",
+    ",",
+    "null",
+    "true",
+    "-0",
+    "1e999",
+    "-1e-999",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "1.5",
+    "\u{0}",
+    "\u{feff}",
+    "\"jsonrpc\":\"2.0\"",
+    "\"id\":",
+    "\"method\":",
+    "\"params\":",
+    "\"tools/call\"",
+    "\"initialize\"",
+    "\"arguments\":",
+    "\"_meta\":",
+    "data: ",
+    "\n\n",
 ];
 
 fn seeds() -> Vec<Vec<u8>> {
-    let call = |name: &str, arguments: Value| {
-        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":name,"arguments":arguments}})
-    };
+    let call = |name: &str, arguments: Value| json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":name,"arguments":arguments}});
     let pid = "2f1e7c1a-58c4-4d37-9a40-4c7d0d8d3a11";
     let messages = vec![
         json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{"listChanged":true}},"clientInfo":{"name":"claude-code","version":"2.0"}}}),
@@ -41,19 +67,43 @@ fn seeds() -> Vec<Vec<u8>> {
         json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3,"reason":"x"}}),
         json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"result":{}}]),
         call("find_projects", json!({"query":"x","page":1,"per_page":10})),
-        call("manage_project", json!({"action":"create","title":"t","description":"d","github_repo":"https://github.com/a/b"})),
+        call(
+            "manage_project",
+            json!({"action":"create","title":"t","description":"d","github_repo":"https://github.com/a/b"}),
+        ),
         call("get_project_features", json!({"project_id":pid})),
-        call("find_tasks", json!({"filter_by":"status","filter_value":"todo","include_closed":true})),
-        call("manage_task", json!({"action":"update","task_id":pid,"project_id":pid,"title":"t","status":"doing","task_order":50,"feature":"f"})),
+        call(
+            "find_tasks",
+            json!({"filter_by":"status","filter_value":"todo","include_closed":true}),
+        ),
+        call(
+            "manage_task",
+            json!({"action":"update","task_id":pid,"project_id":pid,"title":"t","status":"doing","task_order":50,"feature":"f"}),
+        ),
         call("get_task_history", json!({"task_id":pid})),
         call("get_completion_stats", json!({"project_id":pid})),
-        call("find_documents", json!({"project_id":pid,"document_type":"spec"})),
-        call("manage_document", json!({"action":"create","project_id":pid,"title":"d","document_type":"note","content":{"a":[1,2]},"tags":["x"]})),
-        call("find_versions", json!({"project_id":pid,"field_name":"docs"})),
-        call("manage_version", json!({"action":"restore","project_id":pid,"field_name":"features","version_number":2})),
+        call(
+            "find_documents",
+            json!({"project_id":pid,"document_type":"spec"}),
+        ),
+        call(
+            "manage_document",
+            json!({"action":"create","project_id":pid,"title":"d","document_type":"note","content":{"a":[1,2]},"tags":["x"]}),
+        ),
+        call(
+            "find_versions",
+            json!({"project_id":pid,"field_name":"docs"}),
+        ),
+        call(
+            "manage_version",
+            json!({"action":"restore","project_id":pid,"field_name":"features","version_number":2}),
+        ),
         json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"find_tasks","arguments":{"query":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}),
     ];
-    messages.iter().map(|m| m.to_string().into_bytes()).collect()
+    messages
+        .iter()
+        .map(|m| m.to_string().into_bytes())
+        .collect()
 }
 
 fn mutate(rng: &mut StdRng, corpus: &[Vec<u8>]) -> Vec<u8> {
@@ -140,9 +190,17 @@ fn run_one(input: &[u8], reply: &[u8]) {
     let verdict = gate::inspect(input, MAX_DEPTH);
     if let Ok(inspected) = &verdict {
         // The gate accepted it: it must be JSON that serde agrees with, and within the depth.
-        assert!(serde_json::from_slice::<Value>(input).is_ok(), "gate accepted invalid JSON");
-        assert!(gate::too_deep(input, MAX_DEPTH).is_none(), "gate accepted a too-deep body");
-        if let Inspected::Single { method: Some(method) } = inspected
+        assert!(
+            serde_json::from_slice::<Value>(input).is_ok(),
+            "gate accepted invalid JSON"
+        );
+        assert!(
+            gate::too_deep(input, MAX_DEPTH).is_none(),
+            "gate accepted a too-deep body"
+        );
+        if let Inspected::Single {
+            method: Some(method),
+        } = inspected
             && method == "tools/call"
         {
             let message: Value = serde_json::from_slice(input).unwrap_or_default();
@@ -188,12 +246,15 @@ fn main() {
     println!("steward-fuzz: seed {seed}, {minutes} minutes");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut corpus = seeds();
-    let replies: Vec<Vec<u8>> = corpus.iter().map(|c| {
-        let mut r = b"data: ".to_vec();
-        r.extend_from_slice(c);
-        r.extend_from_slice(b"\n\n");
-        r
-    }).collect();
+    let replies: Vec<Vec<u8>> = corpus
+        .iter()
+        .map(|c| {
+            let mut r = b"data: ".to_vec();
+            r.extend_from_slice(c);
+            r.extend_from_slice(b"\n\n");
+            r
+        })
+        .collect();
     // Panics are reported by us, with the input; keep the default hook quiet.
     std::panic::set_hook(Box::new(|_| {}));
     let deadline = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
@@ -213,7 +274,10 @@ fn main() {
                 let saved = std::fs::create_dir_all(dir)
                     .and_then(|()| std::fs::write(dir.join(&name), &input))
                     .and_then(|()| std::fs::write(dir.join(format!("{name}.reply")), &reply));
-                eprintln!("PANIC on input {:?} (saved: {saved:?})", String::from_utf8_lossy(&input));
+                eprintln!(
+                    "PANIC on input {:?} (saved: {saved:?})",
+                    String::from_utf8_lossy(&input)
+                );
                 std::process::exit(1);
             }
             execs += 1;
@@ -229,8 +293,15 @@ fn main() {
             }
         }
         if execs % 200_000 == 0 {
-            println!("{execs} execs, {accepted} accepted, corpus {}, {:.0}s", corpus.len(), started.elapsed().as_secs_f64());
+            println!(
+                "{execs} execs, {accepted} accepted, corpus {}, {:.0}s",
+                corpus.len(),
+                started.elapsed().as_secs_f64()
+            );
         }
     }
-    println!("done: {execs} execs in {:.0}s, {accepted} accepted by the gate, no panics", started.elapsed().as_secs_f64());
+    println!(
+        "done: {execs} execs in {:.0}s, {accepted} accepted by the gate, no panics",
+        started.elapsed().as_secs_f64()
+    );
 }

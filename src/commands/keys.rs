@@ -23,7 +23,9 @@ pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&json!({ "name": name, "admin": admin, "key": key }))?
+                    serde_json::to_string_pretty(
+                        &json!({ "name": name, "admin": admin, "key": key })
+                    )?
                 );
             } else {
                 println!("{key}");
@@ -36,7 +38,10 @@ pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
         KeysAction::List { json } => {
             let keys = store.list_api_keys().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&json!({ "keys": keys }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "keys": keys }))?
+                );
             } else {
                 let cells: Vec<Vec<String>> = keys
                     .iter()
@@ -45,14 +50,19 @@ pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
                             k.name.clone(),
                             if k.admin { "yes" } else { "no" }.to_string(),
                             k.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                            k.revoked_at
-                                .map_or("-".to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                            k.revoked_at.map_or("-".to_string(), |t| {
+                                t.format("%Y-%m-%d %H:%M:%S").to_string()
+                            }),
                         ]
                     })
                     .collect();
                 print!(
                     "{}",
-                    table::render(&["NAME", "ADMIN", "CREATED (UTC)", "REVOKED (UTC)"], &cells, 64)
+                    table::render(
+                        &["NAME", "ADMIN", "CREATED (UTC)", "REVOKED (UTC)"],
+                        &cells,
+                        64
+                    )
                 );
                 println!("{} keys", keys.len());
             }

@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn finds_the_cookie() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, "a=1; steward_login=tok; b=2".parse().unwrap());
+        headers.insert(
+            header::COOKIE,
+            "a=1; steward_login=tok; b=2".parse().unwrap(),
+        );
         assert_eq!(login_token(&headers), Some("tok"));
         let cookie = login_cookie("tok", &headers);
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));

@@ -39,7 +39,10 @@ impl fmt::Display for AllowList {
                 } else {
                     e.host.clone()
                 };
-                let scheme = e.scheme.as_ref().map_or(String::new(), |s| format!("{s}://"));
+                let scheme = e
+                    .scheme
+                    .as_ref()
+                    .map_or(String::new(), |s| format!("{s}://"));
                 let port = e.port.map_or(String::new(), |p| format!(":{p}"));
                 format!("{scheme}{host}{port}")
             })
@@ -141,10 +144,12 @@ fn parse_entry(item: &str) -> Option<Entry> {
         Some((scheme, rest)) => (Some(scheme.to_ascii_lowercase()), rest),
         None => (None, item),
     };
-    if scheme
-        .as_deref()
-        .is_some_and(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
-    {
+    if scheme.as_deref().is_some_and(|s| {
+        s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    }) {
         return None;
     }
     let rest = rest.trim_end_matches('/');
@@ -196,16 +201,38 @@ mod tests {
     #[test]
     fn loopback_names_on_any_port_by_default() {
         let list = AllowList::loopback_and(listen());
-        for ok in ["localhost", "localhost:8051", "127.0.0.1:1", "[::1]:9", "LOCALHOST"] {
+        for ok in [
+            "localhost",
+            "localhost:8051",
+            "127.0.0.1:1",
+            "[::1]:9",
+            "LOCALHOST",
+        ] {
             assert!(list.allows_host(ok), "{ok}");
         }
-        for bad in ["evil.example", "evil.example:8051", "127.0.0.1.evil.example", "", "[::1"] {
+        for bad in [
+            "evil.example",
+            "evil.example:8051",
+            "127.0.0.1.evil.example",
+            "",
+            "[::1",
+        ] {
             assert!(!list.allows_host(bad), "{bad}");
         }
-        for ok in ["http://localhost:3000", "https://127.0.0.1", "http://[::1]:8051"] {
+        for ok in [
+            "http://localhost:3000",
+            "https://127.0.0.1",
+            "http://[::1]:8051",
+        ] {
             assert!(list.allows_origin(ok), "{ok}");
         }
-        for bad in ["null", "https://evil.example", "http://localhost.evil.example", "file://", "localhost"] {
+        for bad in [
+            "null",
+            "https://evil.example",
+            "http://localhost.evil.example",
+            "file://",
+            "localhost",
+        ] {
             assert!(!list.allows_origin(bad), "{bad}");
         }
     }
@@ -232,7 +259,11 @@ mod tests {
         assert!(list.allows_origin("https://app.example.com"));
         assert!(!list.allows_origin("http://app.example.com"));
         assert!(list.allows_origin("https://x.example:1234"));
-        assert!(AllowList::parse("*", listen()).unwrap().allows_host("anything"));
+        assert!(
+            AllowList::parse("*", listen())
+                .unwrap()
+                .allows_host("anything")
+        );
         assert!(AllowList::parse("exa mple", listen()).is_err());
         assert!(AllowList::parse("http://a/b/c", listen()).is_err());
     }

@@ -41,7 +41,12 @@ pub struct Principal {
 
 impl fmt::Debug for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Principal({}{})", self.name, if self.admin { ", admin" } else { "" })
+        write!(
+            f,
+            "Principal({}{})",
+            self.name,
+            if self.admin { ", admin" } else { "" }
+        )
     }
 }
 
@@ -184,13 +189,15 @@ fn looks_like_key(key: &str) -> bool {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        // Writing to a String cannot fail.
-        if write!(out, "{b:02x}").is_err() {
-            tracing::error!("formatting into a String failed");
-        }
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            // Writing to a String cannot fail.
+            if write!(out, "{b:02x}").is_err() {
+                tracing::error!("formatting into a String failed");
+            }
+            out
+        })
 }
 
 /// Key names become principals: short, printable, no spaces.

@@ -8,8 +8,7 @@
 use rmcp::model::{
     CallToolRequestParams, CancelledNotificationParam, CompleteRequestParams,
     GetPromptRequestParams, InitializeRequestParams, PaginatedRequestParams,
-    ProgressNotificationParam, ReadResourceRequestParams,
-    SubscribeRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, SubscribeRequestParams,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -142,13 +141,14 @@ pub fn check_message(message: &Value) -> Result<Option<String>, Rejection> {
     let id = match object.get("id") {
         None => None,
         Some(id @ Value::String(_)) => Some(id.clone()),
-        Some(id @ Value::Number(n)) if n.as_i64().is_some() => {
-            Some(id.clone())
-        }
+        Some(id @ Value::Number(n)) if n.as_i64().is_some() => Some(id.clone()),
         Some(other) => {
             return Err(Rejection::new(
                 INVALID_REQUEST,
-                format!("Invalid Request: id must be a string or an integer, got {}", kind(other)),
+                format!(
+                    "Invalid Request: id must be a string or an integer, got {}",
+                    kind(other)
+                ),
                 None,
             ));
         }
@@ -165,7 +165,10 @@ pub fn check_message(message: &Value) -> Result<Option<String>, Rejection> {
         Some(other) => {
             return Err(Rejection::new(
                 INVALID_REQUEST,
-                format!("Invalid Request: method must be a string, got {}", kind(other)),
+                format!(
+                    "Invalid Request: method must be a string, got {}",
+                    kind(other)
+                ),
                 id,
             ));
         }
@@ -184,7 +187,10 @@ pub fn check_message(message: &Value) -> Result<Option<String>, Rejection> {
     if let Some(params) = params.filter(|p| !p.is_object()) {
         return Err(Rejection::new(
             INVALID_PARAMS,
-            format!("Invalid params: params must be an object, got {}", kind(params)),
+            format!(
+                "Invalid params: params must be an object, got {}",
+                kind(params)
+            ),
             id,
         ));
     }
@@ -277,26 +283,52 @@ mod tests {
         assert_eq!(code("").unwrap_err().0, PARSE_ERROR);
         assert_eq!(code("5").unwrap_err().0, INVALID_REQUEST);
         assert_eq!(code("[]").unwrap_err().0, INVALID_REQUEST);
-        assert_eq!(code(r#"{"id":1,"method":"ping"}"#).unwrap_err().0, INVALID_REQUEST);
-        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#).unwrap_err().0, INVALID_REQUEST);
-        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1,"method":7}"#).unwrap_err().0, INVALID_REQUEST);
-        let (c, m) = code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":5}}"#).unwrap_err();
+        assert_eq!(
+            code(r#"{"id":1,"method":"ping"}"#).unwrap_err().0,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#)
+                .unwrap_err()
+                .0,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":1,"method":7}"#)
+                .unwrap_err()
+                .0,
+            INVALID_REQUEST
+        );
+        let (c, m) = code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":5}}"#)
+            .unwrap_err();
         assert_eq!(c, INVALID_PARAMS);
         assert!(m.contains("params.name"), "{m}");
-        let (_, m) = code(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{}}}"#).unwrap_err();
+        let (_, m) =
+            code(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{}}}"#)
+                .unwrap_err();
         assert!(m.contains("params.protocolVersion is missing"), "{m}");
-        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":5}"#).unwrap_err().0, INVALID_PARAMS);
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":5}"#)
+                .unwrap_err()
+                .0,
+            INVALID_PARAMS
+        );
     }
 
     #[test]
     fn accepts_good_messages() {
         assert_eq!(
             code(r#"{"jsonrpc":"2.0","id":"a","method":"tools/list"}"#).unwrap(),
-            Inspected::Single { method: Some("tools/list".into()) }
+            Inspected::Single {
+                method: Some("tools/list".into())
+            }
         );
         assert!(code(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).is_ok());
         assert!(code(r#"{"jsonrpc":"2.0","method":"whatever/custom","params":{"a":[1]}}"#).is_ok());
-        assert!(matches!(code(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#), Ok(Inspected::Batch(_))));
+        assert!(matches!(
+            code(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
+            Ok(Inspected::Batch(_))
+        ));
         let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":1},"_meta":{"k":1}}});
         assert!(inspect(call.to_string().as_bytes(), 64).is_ok());
     }

@@ -56,7 +56,7 @@ impl Guard {
         match host {
             Some(host) if self.settings.allowed_hosts.allows_host(host) => {}
             _ => {
-                let shown = host.map_or("(none)".to_string(), |h| printable(h));
+                let shown = host.map_or("(none)".to_string(), printable);
                 tracing::warn!(host = %shown, "refused a request for a host not in the allow-list (possible DNS rebinding)");
                 return Err((
                     StatusCode::MISDIRECTED_REQUEST,
@@ -130,7 +130,9 @@ pub async fn guard_mcp(
         let mut response = rpc_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             INVALID_REQUEST,
-            &format!("Payload Too Large: the request body exceeds {limit} bytes; send smaller arguments"),
+            &format!(
+                "Payload Too Large: the request body exceeds {limit} bytes; send smaller arguments"
+            ),
             None,
         );
         // The rest of the body was never read: the connection cannot carry another request.
@@ -141,11 +143,13 @@ pub async fn guard_mcp(
     };
     match gate::inspect(&bytes, guard.settings.max_json_depth) {
         Err(rejection) => {
-            let status = StatusCode::from_u16(rejection.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let status =
+                StatusCode::from_u16(rejection.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
             json_response(status, &rejection.to_json())
         }
         Ok(Inspected::Batch(items)) => {
-            let revision = batch::revision(&parts.headers, session.as_deref(), &guard.sessions).await;
+            let revision =
+                batch::revision(&parts.headers, session.as_deref(), &guard.sessions).await;
             batch::answer(inner, parts, items, &revision).await
         }
         Ok(Inspected::Single { method }) => {
@@ -155,7 +159,8 @@ pub async fn guard_mcp(
             {
                 return response;
             }
-            next.run(Request::from_parts(parts, Body::from(bytes))).await
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
     }
 }
@@ -215,7 +220,11 @@ async fn check_session_cap(guard: &Guard, owner: Option<&str>) -> Result<(), Res
 }
 
 /// In front of `/api/` and the dashboard.
-pub async fn guard_admin(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+pub async fn guard_admin(
+    State(guard): State<Arc<Guard>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path().to_string();
     let is_api = path.starts_with("/api/") || path == "/api";
     if let Err((status, message)) = guard.check_origin(request.headers()) {
@@ -227,8 +236,8 @@ pub async fn guard_admin(State(guard): State<Arc<Guard>>, request: Request, next
     if path == "/login" || path == "/logout" {
         return next.run(request).await;
     }
-    let from_cookie = admin::login_token(request.headers())
-        .and_then(|token| guard.logins.key_hash(token));
+    let from_cookie =
+        admin::login_token(request.headers()).and_then(|token| guard.logins.key_hash(token));
     let verified = match (super::auth::bearer(request.headers()), from_cookie.clone()) {
         (Some(key), _) => keys.verify(key).await,
         (None, Some(hash)) => keys.verify_hash(hash).await,
@@ -248,13 +257,20 @@ pub async fn guard_admin(State(guard): State<Arc<Guard>>, request: Request, next
             ),
         );
     }
-    let safe = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe && from_cookie.is_some() && super::auth::bearer(request.headers()).is_none()
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !safe
+        && from_cookie.is_some()
+        && super::auth::bearer(request.headers()).is_none()
         && !request.headers().contains_key(CSRF_HEADER)
     {
         return api_error(
             StatusCode::FORBIDDEN,
-            &format!("Forbidden: a state-changing request from the browser must carry the {CSRF_HEADER} header"),
+            &format!(
+                "Forbidden: a state-changing request from the browser must carry the {CSRF_HEADER} header"
+            ),
         );
     }
     next.run(request).await
@@ -354,9 +370,10 @@ fn unauthorized(error: &AuthError, jsonrpc: bool) -> Response {
             AuthError::Invalid => "Bearer realm=\"steward\", error=\"invalid_token\"",
             _ => "Bearer realm=\"steward\"",
         };
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
     }
     response
 }
@@ -366,7 +383,9 @@ fn too_many_requests(wait: Duration) -> Response {
     let mut response = rpc_error(
         StatusCode::TOO_MANY_REQUESTS,
         INVALID_REQUEST,
-        &format!("Too Many Requests: this principal's rate limit is used up; retry after {seconds} s (see --rate-limit)"),
+        &format!(
+            "Too Many Requests: this principal's rate limit is used up; retry after {seconds} s (see --rate-limit)"
+        ),
         None,
     );
     response
@@ -384,7 +403,10 @@ fn html(status: StatusCode, body: String) -> Response {
         status,
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, crate::dashboard::CONTENT_SECURITY_POLICY),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                crate::dashboard::CONTENT_SECURITY_POLICY,
+            ),
             (header::X_FRAME_OPTIONS, "DENY"),
             (header::CACHE_CONTROL, "no-store"),
         ],

@@ -42,9 +42,7 @@ impl RateLimiter {
         let mut buckets = lock(&self.buckets);
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(principal) {
             let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst
-            });
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
         }
         let bucket = buckets.entry(principal.to_string()).or_insert(Bucket {
             tokens: self.burst,
@@ -73,10 +71,17 @@ mod tests {
             assert!(limiter.check_at("a", t0).is_ok());
         }
         let wait = limiter.check_at("a", t0).unwrap_err();
-        assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO, "{wait:?}");
+        assert!(
+            wait <= Duration::from_millis(100) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
         // Another principal has a bucket of its own.
         assert!(limiter.check_at("b", t0).is_ok());
-        assert!(limiter.check_at("a", t0 + Duration::from_millis(100)).is_ok());
+        assert!(
+            limiter
+                .check_at("a", t0 + Duration::from_millis(100))
+                .is_ok()
+        );
         assert!(RateLimiter::new(0, 10).is_none());
     }
 }

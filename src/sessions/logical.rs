@@ -116,7 +116,12 @@ impl LogicalSessions {
 }
 
 impl Attribution for LogicalSessions {
-    fn session_for(&self, principal: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    fn session_for(
+        &self,
+        principal: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<String> {
         let protocol = headers
             .get("mcp-protocol-version")
             .and_then(|v| v.to_str().ok())?;

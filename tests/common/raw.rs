@@ -112,9 +112,16 @@ impl Raw {
         let id = reply.session().context("no mcp-session-id")?;
         let done = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
         let reply = self
-            .post_bytes(done.to_string(), Some(&id), &[("mcp-protocol-version", protocol)])
+            .post_bytes(
+                done.to_string(),
+                Some(&id),
+                &[("mcp-protocol-version", protocol)],
+            )
             .await?;
-        anyhow::ensure!(reply.status == StatusCode::ACCEPTED, "initialized: {reply:?}");
+        anyhow::ensure!(
+            reply.status == StatusCode::ACCEPTED,
+            "initialized: {reply:?}"
+        );
         Ok(id)
     }
 
@@ -125,16 +132,27 @@ impl Raw {
     /// tools/list on `session`.
     pub async fn tools_list(&self, session: &str) -> anyhow::Result<Reply> {
         let body = json!({ "jsonrpc": "2.0", "id": "list", "method": "tools/list" });
-        self.post_bytes(body.to_string(), Some(session), &[("mcp-protocol-version", "2025-11-25")])
-            .await
+        self.post_bytes(
+            body.to_string(),
+            Some(session),
+            &[("mcp-protocol-version", "2025-11-25")],
+        )
+        .await
     }
 
     /// The server still does its normal work: a tools/list on `session` lists the 13 tools.
     pub async fn still_serves(&self, session: &str) -> anyhow::Result<()> {
         let reply = self.tools_list(session).await?;
-        anyhow::ensure!(reply.status == StatusCode::OK, "tools/list afterwards: {reply:?}");
+        anyhow::ensure!(
+            reply.status == StatusCode::OK,
+            "tools/list afterwards: {reply:?}"
+        );
         let tools = reply.message["result"]["tools"].as_array().map(Vec::len);
-        anyhow::ensure!(tools == Some(13), "tools/list afterwards: {:?}", reply.message);
+        anyhow::ensure!(
+            tools == Some(13),
+            "tools/list afterwards: {:?}",
+            reply.message
+        );
         Ok(())
     }
 
@@ -185,7 +203,9 @@ pub async fn ledger_row(
     pred: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
     for _ in 0..100 {
-        let response = raw.get(&format!("/api/requests?per_page=1000&{query}")).await?;
+        let response = raw
+            .get(&format!("/api/requests?per_page=1000&{query}"))
+            .await?;
         let body: Value = response.json().await?;
         if let Some(row) = body["requests"]
             .as_array()
