@@ -167,21 +167,26 @@ fn structured(rng: &mut StdRng, data: &[u8]) -> Option<Vec<u8>> {
         5 => json!({"nested": {"deeper": [1, "two", null]}}),
         _ => json!(true),
     };
-    let mut slot = &mut value;
+    // Choose a path with shared borrows, then replace the value it points at.
+    let mut pointer = String::new();
+    let mut at = &value;
     for _ in 0..rng.random_range(1..5) {
-        slot = match slot {
+        let (step, next) = match at {
             Value::Object(map) if !map.is_empty() => {
-                let i = rng.random_range(0..map.len());
-                map.values_mut().nth(i)?
+                let (key, next) = map.iter().nth(rng.random_range(0..map.len()))?;
+                (key.replace('~', "~0").replace('/', "~1"), next)
             }
             Value::Array(items) if !items.is_empty() => {
                 let i = rng.random_range(0..items.len());
-                &mut items[i]
+                (i.to_string(), &items[i])
             }
             _ => break,
         };
+        pointer.push('/');
+        pointer.push_str(&step);
+        at = next;
     }
-    *slot = replacement;
+    *value.pointer_mut(&pointer)? = replacement;
     Some(value.to_string().into_bytes())
 }
 
