@@ -149,6 +149,11 @@
     } catch (_) {
       data = null;
     }
+    // With --auth api-key the browser needs a login first (the cookie expired or was revoked).
+    if (response.status === 401) {
+      window.location.assign('login');
+      return { ok: false, status: 401, data: null, error: 'sign in first' };
+    }
     if (!response.ok) {
       const message =
         (data && data.error && (data.error.message || data.error)) ||

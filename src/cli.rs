@@ -33,6 +33,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve MCP over Streamable HTTP at /mcp, plus /health.
@@ -49,6 +51,37 @@ pub enum Command {
     Stats(StatsArgs),
     /// Verify end to end that sessions and tracking really work (phases 0-8 of the seed's checklist).
     Check(CheckArgs),
+    /// API keys for `serve --auth api-key` (shown once, stored hashed).
+    Keys(KeysArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub action: KeysAction,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Creates a key and prints it once; only its hash is stored. NAME becomes the principal of
+    /// the sessions the key opens.
+    Create {
+        name: String,
+        /// May also read /api/ and the dashboard.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every key (never the key itself): name, admin, created, revoked.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revokes a key: running servers refuse it within their revocation poll (default 2s).
+    Revoke { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +249,9 @@ pub struct ServeArgs {
         value_name = "BOOL"
     )]
     pub conformance_fixtures: Option<bool>,
+
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// Export to observability tools (Prometheus needs nothing: scrape `/metrics`).
@@ -225,6 +261,45 @@ pub struct TelemetryArgs {
     /// (e.g. http://127.0.0.1:4318; `/v1/traces` is added). Off by default.
     #[arg(long, env = "STEWARD_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+}
+
+/// Who may connect and what limits apply.
+#[derive(Debug, Args, Default)]
+pub struct SecurityArgs {
+    /// none (default; loopback addresses only) or api-key (`Authorization: Bearer <key>`, keys
+    /// from `steward keys create`).
+    #[arg(long, env = "STEWARD_AUTH", value_enum, value_name = "MODE")]
+    pub auth: Option<crate::security::AuthMode>,
+    /// Serve without authentication on an address other machines can reach (only behind a proxy
+    /// that authenticates).
+    #[arg(long, env = "STEWARD_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Browser origins allowed besides localhost/127.0.0.1/[::1], comma-separated
+    /// (e.g. https://app.example.com); `*` allows any.
+    #[arg(long, env = "STEWARD_ALLOWED_ORIGINS", value_name = "LIST")]
+    pub allowed_origins: Option<String>,
+    /// Host names this server answers to besides localhost/127.0.0.1/[::1] and the listen
+    /// address, comma-separated (e.g. steward.example.com); `*` allows any.
+    #[arg(long, env = "STEWARD_ALLOWED_HOSTS", value_name = "LIST")]
+    pub allowed_hosts: Option<String>,
+    /// Largest request body in bytes (default 4194304, i.e. 4 MiB); larger ones get 413.
+    #[arg(long, env = "STEWARD_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Deepest JSON nesting accepted (default 64).
+    #[arg(long, env = "STEWARD_MAX_JSON_DEPTH", value_name = "N")]
+    pub max_json_depth: Option<usize>,
+    /// Requests per second per principal (default 100; 0 turns the limit off); beyond it, 429.
+    #[arg(long, env = "STEWARD_RATE_LIMIT", value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Requests a principal may make at once above the rate (default 200).
+    #[arg(long, env = "STEWARD_RATE_BURST", value_name = "N")]
+    pub rate_burst: Option<u32>,
+    /// Live sessions per principal (default 1000; 0 means no limit).
+    #[arg(long, env = "STEWARD_MAX_SESSIONS_PER_PRINCIPAL", value_name = "N")]
+    pub max_sessions_per_principal: Option<u32>,
+    /// Longest a tool call may run (default 60s); then it is stopped and recorded as timeout.
+    #[arg(long, env = "STEWARD_TOOL_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub tool_timeout: Option<Duration>,
 }
 
 /// The request ledger.

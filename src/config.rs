@@ -12,12 +12,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{
-    Cli, Command, DatabaseArgs, LedgerArgs, PricingAction, RequestsAction, ServeArgs, SessionArgs,
-    SessionsAction,
+    Cli, Command, DatabaseArgs, KeysAction, LedgerArgs, PricingAction, RequestsAction,
+    SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
 };
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
 use crate::logs::LogFormat;
+use crate::security::{AllowList, AuthMode, SecuritySettings};
 use crate::sessions::SessionSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8051";
@@ -70,6 +71,8 @@ struct FileConfig {
     ledger: FileLedger,
     #[serde(default)]
     telemetry: FileTelemetry,
+    #[serde(default)]
+    security: FileSecurity,
 }
 
 /// `[telemetry]` in `steward.toml`.
@@ -79,6 +82,23 @@ struct FileTelemetry {
     /// "text" or "json".
     log_format: Option<LogFormat>,
     otlp_endpoint: Option<String>,
+}
+
+/// `[security]` in `steward.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecurity {
+    auth: Option<AuthMode>,
+    insecure_no_auth: Option<bool>,
+    allowed_origins: Option<Vec<String>>,
+    allowed_hosts: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
+    max_json_depth: Option<usize>,
+    rate_limit: Option<u32>,
+    rate_burst: Option<u32>,
+    max_sessions_per_principal: Option<u32>,
+    /// e.g. "60s".
+    tool_timeout: Option<String>,
 }
 
 /// `[ledger]` in `steward.toml`.
@@ -189,6 +209,7 @@ pub struct ServeConfig {
     pub otlp_endpoint: Option<String>,
     /// Serve the conformance suite's fixture tools, prompts and resources too.
     pub conformance_fixtures: bool,
+    pub security: SecuritySettings,
 }
 
 /// Configuration of `steward stdio`.
@@ -199,6 +220,8 @@ pub struct StdioConfig {
     pub pricing: PricingPolicy,
 }
 
+// Built once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Resolved {
     Serve(ServeConfig),
     Stdio(StdioConfig),
@@ -207,6 +230,7 @@ pub enum Resolved {
     Requests(DatabaseUrl, RequestsAction),
     Check(crate::check::CheckOptions),
     Stats(DatabaseUrl, String, bool),
+    Keys(DatabaseUrl, KeysAction),
 }
 
 /// Merges flags/env (already applied by clap) with the config file and the defaults; also
@@ -229,13 +253,16 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             ledger,
             telemetry,
             conformance_fixtures,
+            security,
         }) => {
             let database = database_url(database, &file)?;
             let session_settings = session_settings(sessions, &file.sessions)?;
+            let listen = listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid"));
             Resolved::Serve(ServeConfig {
-                listen: listen
-                    .or(file.listen)
-                    .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid")),
+                security: security_settings(security, &file.security, listen)?,
+                listen,
                 ledger: ledger_settings(
                     &ledger,
                     &file.ledger,
@@ -295,7 +322,92 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
         Command::Sessions(args) => {
             Resolved::Sessions(database_url(args.database, &file)?, args.action)
         }
+        Command::Keys(args) => Resolved::Keys(database_url(args.database, &file)?, args.action),
     })
+}
+
+fn security_settings(
+    args: SecurityArgs,
+    file: &FileSecurity,
+    listen: SocketAddr,
+) -> Result<SecuritySettings, ConfigError> {
+    let defaults = SecuritySettings::loopback_defaults(listen);
+    let list = |flag: Option<String>, from_file: &Option<Vec<String>>, key: &str| {
+        let text = flag.or_else(|| from_file.as_ref().map(|items| items.join(",")));
+        match text {
+            None => Ok(AllowList::loopback_and(listen)),
+            Some(text) => AllowList::parse(&text, listen)
+                .map_err(|reason| ConfigError::Invalid(format!("{key}: {reason}"))),
+        }
+    };
+    let tool_timeout = match (args.tool_timeout, &file.tool_timeout) {
+        (Some(value), _) => value,
+        (None, Some(text)) => {
+            humantime::parse_duration(text).map_err(|e| ConfigError::Duration {
+                key: "security.tool_timeout".into(),
+                value: text.clone(),
+                reason: e.to_string(),
+            })?
+        }
+        (None, None) => defaults.tool_timeout,
+    };
+    let settings = SecuritySettings {
+        auth: args.auth.or(file.auth).unwrap_or(AuthMode::None),
+        allowed_hosts: list(args.allowed_hosts, &file.allowed_hosts, "allowed hosts")?,
+        allowed_origins: list(
+            args.allowed_origins,
+            &file.allowed_origins,
+            "allowed origins",
+        )?,
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(defaults.max_body_bytes),
+        max_json_depth: args
+            .max_json_depth
+            .or(file.max_json_depth)
+            .unwrap_or(defaults.max_json_depth),
+        rate_limit: args
+            .rate_limit
+            .or(file.rate_limit)
+            .unwrap_or(defaults.rate_limit),
+        rate_burst: args
+            .rate_burst
+            .or(file.rate_burst)
+            .unwrap_or(defaults.rate_burst),
+        max_sessions: args
+            .max_sessions_per_principal
+            .or(file.max_sessions_per_principal)
+            .unwrap_or(defaults.max_sessions),
+        tool_timeout,
+    };
+    if settings.max_body_bytes < 1024 {
+        return Err(ConfigError::Invalid(format!(
+            "the body limit {} is too small for any MCP message; use at least 1024 bytes (default 4194304)",
+            settings.max_body_bytes
+        )));
+    }
+    if !(4..=10_000).contains(&settings.max_json_depth) {
+        return Err(ConfigError::Invalid(format!(
+            "the JSON depth limit {} is out of range; use 4 to 10000 (default 64)",
+            settings.max_json_depth
+        )));
+    }
+    if settings.tool_timeout.is_zero() {
+        return Err(ConfigError::Invalid(
+            "the tool timeout must be longer than zero (e.g. 60s)".into(),
+        ));
+    }
+    let insecure = args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
+    if settings.auth == AuthMode::None && !listen.ip().is_loopback() && !insecure {
+        return Err(ConfigError::Invalid(format!(
+            "refusing to serve without authentication on {listen}, which other machines can reach. \
+             Either create a key (`steward keys create NAME --admin`) and start with --auth api-key, \
+             listen on a loopback address (--listen 127.0.0.1:8051), or, only if a proxy in front \
+             authenticates every request, pass --insecure-no-auth"
+        )));
+    }
+    Ok(settings)
 }
 
 fn database_url(args: DatabaseArgs, file: &FileConfig) -> Result<DatabaseUrl, ConfigError> {

@@ -19,6 +19,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod prompts;
 pub mod resources;
+pub mod security;
 pub mod server;
 pub mod sessions;
 pub mod stats;

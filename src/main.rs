@@ -54,6 +54,12 @@ fn main() -> ExitCode {
                 })
                 .await
             }
+            Resolved::Keys(database, action) => {
+                server::admin(&database, |store| {
+                    Box::pin(steward::commands::keys::run(store, action))
+                })
+                .await
+            }
             Resolved::Sessions(database, action) => {
                 server::admin(&database, |store| {
                     Box::pin(steward::commands::sessions::run(store, action))

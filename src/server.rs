@@ -12,6 +12,8 @@ use crate::ledger::{Ledger, LedgerSettings};
 use crate::mcp::drain::{InFlight, MAX_DRAIN};
 use crate::mcp::http::HttpState;
 use crate::mcp::{self, ServerContext};
+use crate::security::auth::Auth;
+use crate::security::layers::Guard;
 use crate::sessions::Sessions;
 use crate::sessions::events::DbEventStore;
 use crate::store::{OpenError, Store};
@@ -88,15 +90,23 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
         in_flight.clone(),
         close_sessions.clone(),
     ));
+    let auth = Auth::new(
+        config.security.auth,
+        store.clone(),
+        config.sessions.revocation_poll,
+    );
+    let guard = Guard::new(config.security.clone(), auth, sessions.clone());
     let state = HttpState {
         in_flight,
-        ctx: ServerContext::with_fixtures(
+        ctx: ServerContext::configured(
             store.clone(),
             Some(ledger.clone()),
             config.conformance_fixtures,
+            config.security.tool_timeout,
         ),
         sessions: sessions.clone(),
         ledger,
+        guard,
     };
     let app = mcp::http::router(state, close_sessions);
     // Without TCP_NODELAY every small SSE write waits ~40 ms for Nagle + delayed ACK
@@ -106,7 +116,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
             tracing::warn!(%error, "could not set TCP_NODELAY");
         }
     });
-    tracing::info!(%addr, database = ?config.database, engine = store.engine(), "Steward is serving MCP at /mcp");
+    tracing::info!(%addr, database = ?config.database, engine = store.engine(), auth = ?config.security.auth, "Steward is serving MCP at /mcp");
+    if config.security.auth == crate::security::AuthMode::None && !addr.ip().is_loopback() {
+        tracing::warn!(
+            "serving WITHOUT authentication on a non-loopback address (--insecure-no-auth): anyone who can reach {addr} can use every tool"
+        );
+    }
     // A machine-readable line on stdout, for scripts and tests that start on port 0.
     println!("steward listening on http://{addr}");
     axum::serve(listener, app)

@@ -7,6 +7,9 @@ use serde_json::Value;
 use super::entry::{Ending, LedgerRow, Observation, Status, TraceContext};
 use super::tokens;
 
+/// JSON-RPC error code for a request the server gave up on (the MCP SDKs' `RequestTimeout`).
+pub const REQUEST_TIMEOUT: i32 = -32001;
+
 /// Longest error message kept in a row.
 const MAX_ERROR_MESSAGE: usize = 1000;
 
@@ -159,7 +162,13 @@ fn status_of(
             .and_then(Value::as_i64)
             .and_then(|c| i32::try_from(c).ok());
         let message = error.get("message").and_then(Value::as_str).map(cut);
-        return (Status::Error, code, message);
+        // The MCP SDKs' "request timed out" code: the handler was given up on.
+        let status = if code == Some(REQUEST_TIMEOUT) {
+            Status::Timeout
+        } else {
+            Status::Error
+        };
+        return (status, code, message);
     }
     if let Some(result) = reply.and_then(|r| r.get("result")) {
         if result.get("isError").and_then(Value::as_bool) == Some(true) {

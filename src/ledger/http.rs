@@ -20,8 +20,22 @@ use uuid::Uuid;
 use super::entry::{Ending, MAX_KEPT_RESPONSE, Micros, Observation};
 use super::{Durability, Ledger};
 
-/// Largest request body accepted (rmcp's own default limit).
-pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+/// Who made a request, filled in by the authentication layer inside this one: unset when the
+/// request was refused before it was authenticated, `Some(None)` when authentication is off.
+#[derive(Clone, Debug, Default)]
+pub struct Caller(std::sync::Arc<std::sync::OnceLock<Option<String>>>);
+
+impl Caller {
+    pub fn set(&self, principal: Option<String>) {
+        if self.0.set(principal).is_err() {
+            tracing::debug!("the caller of a request was set twice; keeping the first");
+        }
+    }
+
+    pub fn get(&self) -> Option<Option<String>> {
+        self.0.get().cloned()
+    }
+}
 
 /// What is known when the request arrives; completed by [`Pending::finish`].
 struct Pending {
@@ -54,7 +68,12 @@ impl Pending {
 /// Attributes a request that carries no `Mcp-Session-Id` to a session (e.g. a logical session
 /// of a stateless client). Implemented by the session layer; must not block.
 pub trait Attribution: Send + Sync {
-    fn session_for(&self, headers: &axum::http::HeaderMap, body: &[u8]) -> Option<String>;
+    fn session_for(
+        &self,
+        principal: Option<&str>,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Option<String>;
 }
 
 /// What the capture middleware needs.
@@ -62,6 +81,8 @@ pub trait Attribution: Send + Sync {
 pub struct Capture {
     pub ledger: Ledger,
     pub attribution: Option<std::sync::Arc<dyn Attribution>>,
+    /// Bodies larger than this are refused with 413 (and recorded).
+    pub max_body: usize,
 }
 
 /// The middleware. Only POSTs carry JSON-RPC messages; GET (the server's event stream) and
@@ -70,8 +91,9 @@ pub async fn capture(
     State(Capture {
         ledger,
         attribution,
+        max_body,
     }): State<Capture>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if request.method() != Method::POST || ledger.durability() == Durability::Off {
@@ -81,9 +103,11 @@ pub async fn capture(
     let timestamp = Utc::now();
     let session_id = header_text(request.headers(), "mcp-session-id");
     let protocol_version = header_text(request.headers(), "mcp-protocol-version");
+    let caller = Caller::default();
+    request.extensions_mut().insert(caller.clone());
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_REQUEST_BODY).await else {
-        let response = too_large();
+    let Ok(bytes) = to_bytes(body, max_body).await else {
+        let body = too_large_body(max_body);
         let pending = Pending {
             request_id: Uuid::new_v4(),
             session_id,
@@ -93,15 +117,21 @@ pub async fn capture(
             http_status: 413,
             protocol_version,
         };
-        ledger.record(pending.finish(Bytes::new(), 0, Ending::Complete));
-        return response;
+        let len = body.len() as u64;
+        ledger.record(pending.finish(body.clone(), len, Ending::Complete));
+        return too_large(body);
     };
-    // Stateless clients have no id: the session layer may attribute them to a logical session.
-    let session_id =
-        session_id.or_else(|| attribution.and_then(|a| a.session_for(&parts.headers, &bytes)));
+    // Only requests without a session id may need attributing below.
+    let headers = session_id.is_none().then(|| parts.headers.clone());
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes.clone())))
         .await;
+    // Stateless clients have no id: the session layer may attribute them to a logical session
+    // of their principal (once authenticated; a refused request belongs to no session).
+    let session_id = session_id.or_else(|| {
+        let principal = caller.get()?;
+        attribution?.session_for(principal.as_deref(), headers.as_ref()?, &bytes)
+    });
     let pending = Pending {
         request_id: Uuid::new_v4(),
         // An initialize learns its session id from the reply.
@@ -143,16 +173,24 @@ fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn too_large() -> Response {
+fn too_large_body(max_body: usize) -> Bytes {
     let body = json!({
         "jsonrpc": "2.0",
         "id": null,
-        "error": { "code": -32600, "message": format!("Payload Too Large: the request body exceeds {MAX_REQUEST_BODY} bytes") },
+        "error": { "code": -32600, "message": format!("Payload Too Large: the request body exceeds {max_body} bytes; send smaller arguments") },
     });
+    Bytes::from(body.to_string())
+}
+
+fn too_large(body: Bytes) -> Response {
     (
         StatusCode::PAYLOAD_TOO_LARGE,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            // The rest of the body was never read: the connection cannot carry another request.
+            (header::CONNECTION, "close"),
+        ],
+        body,
     )
         .into_response()
 }

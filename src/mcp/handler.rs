@@ -7,6 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::ErrorCode;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
     GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
@@ -21,6 +22,7 @@ use serde_json::json;
 
 use super::{BoardServer, is_argument_error};
 use crate::conformance::Fixtures;
+use crate::ledger::analyze::REQUEST_TIMEOUT;
 use crate::prompts::{self, PromptError};
 use crate::resources::{self, BoardUri, ReadError, subscriptions};
 use crate::tools::{ToolError, respond};
@@ -84,7 +86,20 @@ impl ServerHandler for BoardServer {
                 .await;
         }
         let call = ToolCallContext::new(self, request, context);
-        match self.tool_router.call(call).await {
+        let limit = self.ctx.tool_timeout;
+        // Dropping the call on timeout cancels it; an open transaction rolls back.
+        let Ok(outcome) = tokio::time::timeout(limit, self.tool_router.call(call)).await else {
+            tracing::warn!(tool = %name, ?limit, "tool call timed out");
+            return Err(ErrorData::new(
+                ErrorCode(REQUEST_TIMEOUT),
+                format!(
+                    "{name} did not finish within {}; it was stopped and changed nothing it had not committed. Retry, or ask the operator to raise --tool-timeout",
+                    humantime::format_duration(limit)
+                ),
+                None,
+            ));
+        };
+        match outcome {
             Err(error) if is_argument_error(&error) => {
                 let field = error
                     .data

@@ -9,13 +9,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{BoardServer, ServerContext};
 use crate::ledger::{self, Ledger};
+use crate::security::{self, layers::Guard};
 use crate::sessions::Sessions;
 use crate::sessions::logical::LogicalSessions;
 
@@ -31,12 +32,20 @@ pub struct HttpState {
     pub sessions: Arc<Sessions>,
     pub ledger: Ledger,
     pub in_flight: Arc<super::drain::InFlight>,
+    pub guard: Arc<Guard>,
 }
 
 /// The whole HTTP application. `close_sessions` ends rmcp's sessions and open SSE streams; the
 /// server fires it once in-flight requests have drained (see [`super::drain`]).
 pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
-    let mut config = StreamableHttpServerConfig::default().with_cancellation_token(close_sessions);
+    let security = &state.guard.settings;
+    let mut config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(close_sessions)
+        .with_max_request_body_bytes(security.max_body_bytes)
+        // Host and Origin are checked by the security guard, against Steward's own lists, for
+        // /mcp, /api and the dashboard alike (one list, one error format).
+        .disable_allowed_hosts()
+        .disable_allowed_origins();
     // Sessions live in the database: rmcp restores any session it does not hold in memory.
     config.session_store = Some(state.sessions.clone());
     let factory_ctx = state.ctx.clone();
@@ -45,39 +54,60 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         state.sessions.manager(),
         config,
     );
-    Router::new()
+    let inner = Router::new()
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(
             state.ctx.store.clone(),
             super::protocol_rules::enforce,
         ))
-        .layer(middleware::from_fn(explain_rejections))
-        // Outermost, so the ledger records replies exactly as clients receive them.
+        .layer(middleware::from_fn(explain_rejections));
+    let mcp = inner
+        .clone()
+        .layer(middleware::from_fn_with_state(
+            (state.guard.clone(), inner),
+            security::layers::guard_mcp,
+        ))
+        // Outside the guard, so the ledger records its refusals, and the replies exactly as
+        // clients receive them.
         .layer(middleware::from_fn_with_state(
             ledger::http::Capture {
                 ledger: state.ledger.clone(),
                 attribution: Some(Arc::new(LogicalSessions::new(state.ctx.store.clone()))),
+                max_body: security.max_body_bytes,
             },
             ledger::http::capture,
         ))
         .layer(middleware::from_fn_with_state(
             state.in_flight.clone(),
             super::drain::track,
-        ))
+        ));
+    let admin = crate::api::router(
+        state.ctx.store.clone(),
+        crate::api::Live {
+            ledger: state.ledger.clone(),
+            sessions: state.sessions.clone(),
+        },
+    )
+    .merge(crate::dashboard::router())
+    .merge(
+        Router::new()
+            .route(
+                "/login",
+                get(security::layers::login_form).post(security::layers::login),
+            )
+            .route("/logout", post(security::layers::logout))
+            .with_state(state.guard.clone()),
+    )
+    .layer(middleware::from_fn_with_state(
+        state.guard.clone(),
+        security::layers::guard_admin,
+    ));
+    Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .merge(
-            crate::api::router(
-                state.ctx.store.clone(),
-                crate::api::Live {
-                    ledger: state.ledger.clone(),
-                    sessions: state.sessions.clone(),
-                },
-            )
-            .with_state(()),
-        )
-        .merge(crate::dashboard::router().with_state(()))
         .with_state(state)
+        .merge(mcp)
+        .merge(admin)
 }
 
 /// `GET /health`: 200 with `status: "ok"` when the database answers, else 503 `degraded`.

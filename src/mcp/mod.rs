@@ -11,7 +11,7 @@ pub mod stdio;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -39,20 +39,28 @@ pub struct ServerContext {
     pub changes: BoardChanges,
     /// The conformance suite's fixtures, only with `--conformance-fixtures`.
     pub fixtures: Option<Fixtures>,
+    /// A tool call running longer is abandoned and answered with `REQUEST_TIMEOUT`.
+    pub tool_timeout: Duration,
 }
 
 impl ServerContext {
     pub fn new(store: Store, ledger: Option<Ledger>) -> Arc<Self> {
-        Self::with_fixtures(store, ledger, false)
+        Self::configured(store, ledger, false, crate::security::DEFAULT_TOOL_TIMEOUT)
     }
 
-    pub fn with_fixtures(store: Store, ledger: Option<Ledger>, fixtures: bool) -> Arc<Self> {
+    pub fn configured(
+        store: Store,
+        ledger: Option<Ledger>,
+        fixtures: bool,
+        tool_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(ServerContext {
             store,
             started: Instant::now(),
             ledger,
             changes: BoardChanges::default(),
             fixtures: fixtures.then(Fixtures::default),
+            tool_timeout,
         })
     }
 }

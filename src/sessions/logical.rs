@@ -116,7 +116,12 @@ impl LogicalSessions {
 }
 
 impl Attribution for LogicalSessions {
-    fn session_for(&self, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    fn session_for(
+        &self,
+        principal: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Option<String> {
         let protocol = headers
             .get("mcp-protocol-version")
             .and_then(|v| v.to_str().ok())?;
@@ -135,6 +140,11 @@ impl Attribution for LogicalSessions {
                 .unwrap_or("unknown")
                 .to_string()
         };
-        Some(self.session_for_client(None, &text("name"), &text("version"), protocol))
+        Some(self.session_for_client(
+            principal.map(str::to_string),
+            &text("name"),
+            &text("version"),
+            protocol,
+        ))
     }
 }

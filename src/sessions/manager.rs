@@ -12,7 +12,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use rand::RngCore;
-use rmcp::model::{ClientJsonRpcMessage, ClientNotification, JsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientNotification, GetExtensions, JsonRpcMessage, ServerJsonRpcMessage,
+};
 use rmcp::transport::WorkerTransport;
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
@@ -37,7 +39,14 @@ pub struct SessionManager {
     /// wait for the restore (rmcp serialises restores) instead of reaching a worker that has
     /// not been initialised yet.
     restoring: Mutex<HashSet<SessionId>>,
+    /// Who created each session held here (None: made without authentication).
+    owners: Mutex<HashMap<SessionId, Option<String>>>,
 }
+
+/// The principal making a request, put in the HTTP request's extensions by whatever
+/// authenticates it. The session layer records it on new sessions and nothing more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner(pub String);
 
 impl SessionManager {
     pub fn new(max_cached: usize, events: Option<Arc<dyn EventStore>>) -> Arc<Self> {
@@ -51,6 +60,7 @@ impl SessionManager {
             seen: Mutex::new(HashMap::new()),
             unflushed: Mutex::new(HashMap::new()),
             restoring: Mutex::new(HashSet::new()),
+            owners: Mutex::new(HashMap::new()),
         })
     }
 
@@ -69,7 +79,18 @@ impl SessionManager {
     pub async fn forget(&self, id: &str) -> Result<(), LocalSessionManagerError> {
         let id: SessionId = Arc::from(id);
         lock(&self.seen).remove(&id);
+        lock(&self.owners).remove(&id);
         self.inner.close_session(&id).await
+    }
+
+    /// The owner of a session this replica holds, if it knows it.
+    pub fn cached_owner(&self, id: &str) -> Option<Option<String>> {
+        lock(&self.owners).get(id).cloned()
+    }
+
+    /// Notes a session's owner (learned from the database after a restore).
+    pub fn note_owner(&self, id: &str, owner: Option<String>) {
+        lock(&self.owners).insert(Arc::from(id), owner);
     }
 
     /// Takes the activity recorded since the last call, for the database.
@@ -150,6 +171,16 @@ impl RmcpSessionManager for SessionManager {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        // rmcp hands the HTTP request's parts to the handler; the owner rides in them.
+        if let JsonRpcMessage::Request(request) = &message {
+            let owner = request
+                .request
+                .extensions()
+                .get::<axum::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<Owner>())
+                .map(|owner| owner.0.clone());
+            lock(&self.owners).insert(id.clone(), owner);
+        }
         self.inner.initialize_session(id, message).await
     }
 
@@ -163,6 +194,7 @@ impl RmcpSessionManager for SessionManager {
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
         lock(&self.seen).remove(id);
         lock(&self.restoring).remove(id);
+        lock(&self.owners).remove(id);
         self.inner.close_session(id).await
     }
 

@@ -30,7 +30,7 @@ use rmcp::transport::streamable_http_server::session::{
 };
 use serde::Serialize;
 
-pub use manager::SessionManager;
+pub use manager::{Owner, SessionManager};
 
 use crate::store::Store;
 use crate::store::sessions::{CleanupRun, Lifecycle, NewSession};
@@ -157,6 +157,37 @@ impl Sessions {
         Ok(connected_at.is_some())
     }
 
+    /// Who created a session: `Ok(None)` when no session has this id, `Ok(Some(None))` when it
+    /// was made without authentication. Memory first; the database for sessions held elsewhere.
+    pub async fn owner_of(&self, id: &str) -> Result<Option<Option<String>>, sqlx::Error> {
+        if let Some(owner) = self.manager.cached_owner(id) {
+            return Ok(Some(owner));
+        }
+        let Some(row) = self.store.get_session(id).await? else {
+            return Ok(None);
+        };
+        if self.manager.has_cached(id).await {
+            self.manager.note_owner(id, row.principal.clone());
+        }
+        Ok(Some(row.principal))
+    }
+
+    /// The protocol revision a session negotiated, if it is known.
+    pub async fn protocol_of(&self, id: &str) -> Option<String> {
+        match self.store.get_session(id).await {
+            Ok(row) => row.and_then(|row| row.protocol_version),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a session's protocol version");
+                None
+            }
+        }
+    }
+
+    /// Live HTTP sessions created by `owner`.
+    pub async fn live_count(&self, owner: Option<&str>) -> Result<i64, sqlx::Error> {
+        self.store.count_live_sessions(owner).await
+    }
+
     pub async fn report(&self) -> SessionReport {
         let last_cleanup = lock(&self.health.last_cleanup).clone();
         let last_error = lock(&self.health.last_error).clone();
@@ -259,7 +290,8 @@ impl SessionStore for Sessions {
     }
 
     async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
-        let row = new_session_row(session_id, &state.initialize_params, None);
+        let owner = self.manager.cached_owner(session_id).flatten();
+        let row = new_session_row(session_id, &state.initialize_params, owner);
         match self.store.insert_session(&row).await {
             Ok(()) => {
                 self.write_succeeded();

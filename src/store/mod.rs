@@ -9,6 +9,7 @@ mod id;
 
 pub mod documents;
 pub mod events;
+pub mod keys;
 pub mod money;
 pub mod pricing;
 pub mod projects;

@@ -18,6 +18,31 @@ use serde_json::{Value, json};
 
 pub use params::Parameters;
 
+/// Deserialises `arguments` as the named tool's argument type, exactly as a call does, and
+/// returns the error message a call would get. `None` for an unknown tool or one without
+/// arguments. (The fuzz target in `fuzz/` drives this.)
+pub fn parse_arguments(tool: &str, arguments: Value) -> Option<Result<(), String>> {
+    fn parse<T: serde::de::DeserializeOwned>(arguments: Value) -> Result<(), String> {
+        serde_path_to_error::deserialize::<_, T>(arguments)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    Some(match tool {
+        "find_projects" => parse::<projects::FindProjectsArgs>(arguments),
+        "manage_project" => parse::<projects::ManageProjectArgs>(arguments),
+        "get_project_features" => parse::<projects::ProjectIdArgs>(arguments),
+        "find_tasks" => parse::<tasks::FindTasksArgs>(arguments),
+        "manage_task" => parse::<tasks::ManageTaskArgs>(arguments),
+        "get_task_history" => parse::<tasks::TaskHistoryArgs>(arguments),
+        "get_completion_stats" => parse::<tasks::CompletionStatsArgs>(arguments),
+        "find_documents" => parse::<documents::FindDocumentsArgs>(arguments),
+        "manage_document" => parse::<documents::ManageDocumentArgs>(arguments),
+        "find_versions" => parse::<versions::FindVersionsArgs>(arguments),
+        "manage_version" => parse::<versions::ManageVersionArgs>(arguments),
+        _ => return None,
+    })
+}
+
 /// Longest description shown in list views; the full text comes with a lookup by id.
 pub const LIST_DESCRIPTION_LIMIT: usize = 1000;
 

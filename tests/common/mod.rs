@@ -5,6 +5,8 @@
 //! `dead_code` allowances.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, Once};

@@ -1,0 +1,80 @@
+//! `steward keys create|list|revoke`.
+
+use anyhow::bail;
+use serde_json::json;
+
+use super::table;
+use crate::cli::KeysAction;
+use crate::security::auth::{check_key_name, generate_key, hash_key};
+use crate::store::Store;
+
+pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
+    match action {
+        KeysAction::Create { name, admin, json } => {
+            if let Err(message) = check_key_name(&name) {
+                bail!(message);
+            }
+            let key = generate_key();
+            if !store.insert_api_key(&name, &hash_key(&key), admin).await? {
+                bail!(
+                    "a key named {name} already exists (revoked names are not reused, so old sessions keep meaning one principal); choose another name"
+                );
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({ "name": name, "admin": admin, "key": key })
+                    )?
+                );
+            } else {
+                println!("{key}");
+                eprintln!(
+                    "created {}key {name}. This is the only time it is shown: store it now. Clients send it as `Authorization: Bearer <key>`.",
+                    if admin { "admin " } else { "" }
+                );
+            }
+        }
+        KeysAction::List { json } => {
+            let keys = store.list_api_keys().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "keys": keys }))?
+                );
+            } else {
+                let cells: Vec<Vec<String>> = keys
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.name.clone(),
+                            if k.admin { "yes" } else { "no" }.to_string(),
+                            k.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                            k.revoked_at.map_or("-".to_string(), |t| {
+                                t.format("%Y-%m-%d %H:%M:%S").to_string()
+                            }),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table::render(
+                        &["NAME", "ADMIN", "CREATED (UTC)", "REVOKED (UTC)"],
+                        &cells,
+                        64
+                    )
+                );
+                println!("{} keys", keys.len());
+            }
+        }
+        KeysAction::Revoke { name } => {
+            if !store.revoke_api_key(&name).await? {
+                bail!("no live key is named {name} (see `steward keys list`)");
+            }
+            println!(
+                "revoked {name}; running servers refuse it within their revocation poll (default 2s)"
+            );
+        }
+    }
+    Ok(())
+}
