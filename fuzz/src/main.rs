@@ -235,7 +235,11 @@ fn run_one(input: &[u8], reply: &[u8]) {
         ending: Ending::Complete,
     });
     // (A method may be empty: `{"method":""}` is valid JSON-RPC shape; rmcp answers -32601.)
-    assert_eq!(row.request_bytes, input.len() as i64, "request bytes miscounted");
+    assert_eq!(
+        row.request_bytes,
+        input.len() as i64,
+        "request bytes miscounted"
+    );
 }
 
 fn main() {
