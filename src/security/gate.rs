@@ -63,9 +63,20 @@ pub enum Inspected {
     Batch(Vec<Value>),
 }
 
+/// Methods the stateless revision (2026-07-28) removed. rmcp answers them 404 with -32601,
+/// which tells a stateless client more than a complaint about their params would.
+const REMOVED_WHEN_STATELESS: &[&str] =
+    &["initialize", "resources/subscribe", "resources/unsubscribe"];
+
 /// Checks a POSTed body: nesting depth, JSON syntax, JSON-RPC shape, and the params of the
 /// methods MCP defines.
 pub fn inspect(body: &[u8], max_depth: usize) -> Result<Inspected, Rejection> {
+    inspect_for(body, max_depth, false)
+}
+
+/// [`inspect`], for a request that is `stateless` (2026-07-28 or later, no session): the
+/// methods that revision removed are left for rmcp to refuse.
+pub fn inspect_for(body: &[u8], max_depth: usize, stateless: bool) -> Result<Inspected, Rejection> {
     if let Some(depth) = too_deep(body, max_depth) {
         return Err(Rejection::new(
             INVALID_REQUEST,
@@ -94,7 +105,7 @@ pub fn inspect(body: &[u8], max_depth: usize) -> Result<Inspected, Rejection> {
             }
             Ok(Inspected::Batch(items))
         }
-        single => check_message(&single).map(|method| Inspected::Single { method }),
+        single => check_message_for(&single, stateless).map(|method| Inspected::Single { method }),
     }
 }
 
@@ -131,6 +142,10 @@ pub fn too_deep(body: &[u8], max: usize) -> Option<usize> {
 
 /// Checks one JSON-RPC message; returns its method.
 pub fn check_message(message: &Value) -> Result<Option<String>, Rejection> {
+    check_message_for(message, false)
+}
+
+fn check_message_for(message: &Value, stateless: bool) -> Result<Option<String>, Rejection> {
     let Some(object) = message.as_object() else {
         return Err(Rejection::new(
             INVALID_REQUEST,
@@ -193,6 +208,9 @@ pub fn check_message(message: &Value) -> Result<Option<String>, Rejection> {
             ),
             id,
         ));
+    }
+    if stateless && REMOVED_WHEN_STATELESS.contains(&method.as_str()) {
+        return Ok(Some(method));
     }
     check_params(&method, params).map_err(|message| {
         Rejection::new(
@@ -313,6 +331,16 @@ mod tests {
                 .0,
             INVALID_PARAMS
         );
+    }
+
+    #[test]
+    fn stateless_requests_leave_removed_methods_to_rmcp() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
+        assert!(inspect(body, 64).is_err(), "a session-era initialize needs its params");
+        assert!(matches!(
+            inspect_for(body, 64, true),
+            Ok(Inspected::Single { method: Some(m) }) if m == "initialize"
+        ));
     }
 
     #[test]

@@ -141,7 +141,13 @@ pub async fn guard_mcp(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return response;
     };
-    match gate::inspect(&bytes, guard.settings.max_json_depth) {
+    let stateless = session.is_none()
+        && parts
+            .headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v >= crate::sessions::logical::STATELESS_REVISION);
+    match gate::inspect_for(&bytes, guard.settings.max_json_depth, stateless) {
         Err(rejection) => {
             let status =
                 StatusCode::from_u16(rejection.http_status()).unwrap_or(StatusCode::BAD_REQUEST);

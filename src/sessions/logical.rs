@@ -22,7 +22,7 @@ pub const GAP: Duration = Duration::from_secs(30 * 60);
 /// `last_activity` of a logical session is written at most this often.
 const TOUCH_EVERY: Duration = Duration::from_secs(30);
 /// The first protocol revision without sessions.
-const STATELESS_REVISION: &str = "2026-07-28";
+pub const STATELESS_REVISION: &str = "2026-07-28";
 const CLIENT_INFO_KEY: &str = "io.modelcontextprotocol/clientInfo";
 
 type Key = (Option<String>, String, String);
