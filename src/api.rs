@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -34,7 +34,20 @@ pub struct Live {
     pub sessions: Arc<Sessions>,
 }
 
+/// What `/api/sessions/health` reads: the database and the live ledger and sessions.
+#[derive(Clone)]
+struct HealthState {
+    store: Store,
+    live: Live,
+}
+
 pub fn router(store: Store, live: Live) -> Router {
+    let health = Router::new()
+        .route("/api/sessions/health", get(session_health))
+        .with_state(HealthState {
+            store: store.clone(),
+            live: live.clone(),
+        });
     let events = Router::new()
         .route("/api/events", get(events))
         .with_state(live);
@@ -42,10 +55,12 @@ pub fn router(store: Store, live: Live) -> Router {
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/{id}", get(show_session))
         .route("/api/requests", get(list_requests))
+        .route("/api/requests/export", get(export_requests))
         .route("/api/stats", get(stats))
         .route("/api/pricing", get(pricing))
         .with_state(store)
         .merge(events)
+        .merge(health)
 }
 
 /// An API error: a status and a message that says what to fix.
@@ -138,6 +153,7 @@ async fn show_session(
     )
 }
 
+/// Filters of `/api/requests` and `/api/requests/export`.
 #[derive(Debug, Deserialize)]
 struct RequestQuery {
     session_id: Option<String>,
@@ -146,10 +162,61 @@ struct RequestQuery {
     status: Option<String>,
     /// RFC 3339 time or a duration back from now (`15m`, `24h`).
     since: Option<String>,
+    /// Rows before this time (same forms as `since`).
+    until: Option<String>,
     /// Text to find in the method, tool, error message or session id.
     q: Option<String>,
     page: Option<u32>,
     per_page: Option<u32>,
+    /// Export only: `csv` (default) or `jsonl`.
+    format: Option<String>,
+}
+
+/// The statuses a ledger row can have (`mcp_requests.status`).
+const STATUSES: [&str; 5] = ["success", "error", "tool_error", "cancelled", "timeout"];
+
+fn bad_request(message: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message)
+}
+
+impl RequestQuery {
+    /// The store filter, or a 400 that names the parameter to fix.
+    fn filter(&self) -> Result<RequestFilter, ApiError> {
+        let time = |name: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|text| parse_since(text).map_err(|m| bad_request(format!("{name}: {m}"))))
+                .transpose()
+        };
+        let since = time("since", &self.since)?;
+        let until = time("until", &self.until)?;
+        if let (Some(since), Some(until)) = (since, until)
+            && since >= until
+        {
+            return Err(bad_request(format!(
+                "since ({since}) must be before until ({until})"
+            )));
+        }
+        let status = self.status.clone().filter(|s| !s.is_empty());
+        if let Some(status) = &status
+            && !STATUSES.contains(&status.as_str())
+        {
+            return Err(bad_request(format!(
+                "status {status:?} is not one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+        let some = |v: &Option<String>| v.clone().filter(|t| !t.trim().is_empty());
+        Ok(RequestFilter {
+            session_id: some(&self.session_id),
+            tool_name: some(&self.tool),
+            method: some(&self.method),
+            status,
+            since,
+            until,
+            text: some(&self.q),
+        })
+    }
 }
 
 async fn list_requests(
@@ -157,20 +224,7 @@ async fn list_requests(
     Query(q): Query<RequestQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, offset, page, per_page) = limit_offset(q.page, q.per_page)?;
-    let since = q
-        .since
-        .as_deref()
-        .map(parse_since)
-        .transpose()
-        .map_err(|message| ApiError(StatusCode::BAD_REQUEST, message))?;
-    let filter = RequestFilter {
-        session_id: q.session_id,
-        tool_name: q.tool,
-        method: q.method,
-        status: q.status,
-        since,
-        text: q.q.filter(|t| !t.trim().is_empty()),
-    };
+    let filter = q.filter()?;
     let (requests, total) = store.list_requests(&filter, limit, offset).await?;
     Ok(axum::Json(json!({
         "requests": requests,
@@ -180,6 +234,113 @@ async fn list_requests(
         "note": "tokens and costs are estimates",
     }))
     .into_response())
+}
+
+/// `GET /api/requests/export?format=csv|jsonl&...filters`: every matching row, newest first,
+/// streamed as a download.
+async fn export_requests(
+    State(store): State<Store>,
+    Query(q): Query<RequestQuery>,
+) -> Result<Response, ApiError> {
+    let format = crate::export::Format::parse(q.format.as_deref().unwrap_or("csv"))
+        .map_err(bad_request)?;
+    let filter = q.filter()?;
+    // The first page is read before answering, so a failing database is a clean 500.
+    let first = store
+        .export_requests_page(&filter, None, crate::export::PAGE_ROWS)
+        .await?;
+    let disposition = format.content_disposition(Utc::now());
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        crate::export::body(store, filter, format, first),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionHealthQuery {
+    /// How far back disconnects count: a duration such as `1h` (the default) or `24h`.
+    window: Option<String>,
+}
+
+/// Live sessions last active within this long are healthy...
+const HEALTHY_FOR: chrono::Duration = chrono::Duration::minutes(5);
+/// ...and stale past this long (aging in between).
+const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(10);
+
+/// `GET /api/sessions/health`: live sessions by time since last activity, sessions by status,
+/// disconnect reasons and rate over a window, and the ledger's and cleanup's health.
+async fn session_health(
+    State(HealthState { store, live }): State<HealthState>,
+    Query(q): Query<SessionHealthQuery>,
+) -> Result<Response, ApiError> {
+    let window_text = q.window.unwrap_or_else(|| "1h".into());
+    let window = humantime::parse_duration(&window_text)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .filter(|d| *d > chrono::Duration::zero())
+        .ok_or_else(|| {
+            bad_request(format!(
+                "window {window_text:?} is not a duration like 15m, 1h or 7d"
+            ))
+        })?;
+    let now = Utc::now();
+    let health = store
+        .session_health(now - HEALTHY_FOR, now - STALE_AFTER, now - window)
+        .await?;
+    let sessions = live.sessions.report().await;
+    let ledger = live.ledger.report();
+    let problems = crate::mcp::http::health_problems(&sessions, &ledger);
+    let disconnects: i64 = health.disconnect_reasons.iter().map(|(_, n)| n).sum();
+    let mut by_status: serde_json::Map<String, serde_json::Value> = ["active", "idle", "disconnected", "revoked"]
+        .into_iter()
+        .map(|s| (s.to_string(), json!(0)))
+        .collect();
+    for (status, n) in &health.by_status {
+        by_status.insert(status.clone(), json!(n));
+    }
+    Ok(axum::Json(json!({
+        "status": if problems.is_empty() { "ok" } else { "degraded" },
+        "problems": problems,
+        "at": now,
+        "live": {
+            "healthy": health.age.healthy,
+            "aging": health.age.aging,
+            "stale": health.age.stale,
+            "total": health.age.healthy + health.age.aging + health.age.stale,
+            "thresholds": {
+                "healthy_under_seconds": HEALTHY_FOR.num_seconds(),
+                "stale_over_seconds": STALE_AFTER.num_seconds(),
+            },
+        },
+        "by_status": by_status,
+        "disconnects": {
+            "window": window_text,
+            "since": now - window,
+            "total": disconnects,
+            "reasons": health.disconnect_reasons.iter()
+                .map(|(reason, count)| json!({ "reason": reason, "count": count }))
+                .collect::<Vec<_>>(),
+            "sessions_in_window": health.seen_in_window,
+            "rate_percent": percent(disconnects, health.seen_in_window),
+            "per_hour": (disconnects as f64 * 3600.0 / window.num_seconds() as f64 * 100.0).round() / 100.0,
+        },
+        "cleanup": { "healthy": sessions.healthy, "last_run": sessions.cleanup },
+        "ledger": ledger,
+    }))
+    .into_response())
+}
+
+/// `part / whole` in percent with two decimals (0 when `whole` is 0).
+fn percent(part: i64, whole: i64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    (part as f64 * 10_000.0 / whole as f64).round() / 100.0
 }
 
 #[derive(Debug, Deserialize)]

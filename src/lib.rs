@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dashboard;
+pub mod export;
 pub mod ledger;
 pub mod mcp;
 pub mod metrics;

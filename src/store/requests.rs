@@ -228,9 +228,40 @@ pub struct RequestFilter {
     pub tool_name: Option<String>,
     pub method: Option<String>,
     pub status: Option<String>,
+    /// Rows at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Rows before this time.
+    pub until: Option<DateTime<Utc>>,
     /// Text to find (case-insensitive for ASCII) in the method, tool, error message or session id.
     pub text: Option<String>,
+}
+
+/// The filter's condition; it takes `$1..$7` (see [`bind_filter`]).
+const FILTER: &str = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool_name = $2) \
+    AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR timestamp >= $5) \
+    AND ($6 IS NULL OR timestamp < $6) \
+    AND ($7 IS NULL OR LOWER(method || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(error_message, '') \
+    || ' ' || COALESCE(session_id, '')) LIKE $7 ESCAPE '\\')";
+
+/// Binds a [`RequestFilter`] as `$1..$7` of [`FILTER`] (the same on both engines' queries).
+macro_rules! bind_filter {
+    ($query:expr, $filter:expr, $pattern:expr) => {
+        $query
+            .bind(&$filter.session_id)
+            .bind(&$filter.tool_name)
+            .bind(&$filter.method)
+            .bind(&$filter.status)
+            .bind($filter.since)
+            .bind($filter.until)
+            .bind($pattern)
+    };
+}
+
+/// Where an export stopped: the last row sent, in (timestamp, request id) order.
+#[derive(Debug, Clone, Copy)]
+pub struct Cursor {
+    pub timestamp: DateTime<Utc>,
+    pub request_id: Id,
 }
 
 impl Store {
@@ -241,39 +272,44 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<RequestRecord>, i64), sqlx::Error> {
-        let cond = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool_name = $2) \
-                    AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR timestamp >= $5) \
-                    AND ($6 IS NULL OR LOWER(method || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(error_message, '') \
-                    || ' ' || COALESCE(session_id, '')) LIKE $6 ESCAPE '\\')";
-        // The filter takes $1..$6; only the page query adds LIMIT $7 OFFSET $8.
+        // The filter takes $1..$7; only the page query adds LIMIT $8 OFFSET $9.
         let list = format!(
-            "SELECT * FROM mcp_requests WHERE {cond} ORDER BY timestamp DESC, request_id LIMIT $7 OFFSET $8"
+            "SELECT * FROM mcp_requests WHERE {FILTER} ORDER BY timestamp DESC, request_id LIMIT $8 OFFSET $9"
         );
-        let count = format!("SELECT COUNT(*) FROM mcp_requests WHERE {cond}");
+        let count = format!("SELECT COUNT(*) FROM mcp_requests WHERE {FILTER}");
         let pattern = filter.text.as_deref().map(super::like_pattern);
         on_pool!(self, pool => {
-            let rows = sqlx::query_as::<_, RequestRecord>(&list)
-                .bind(&filter.session_id)
-                .bind(&filter.tool_name)
-                .bind(&filter.method)
-                .bind(&filter.status)
-                .bind(filter.since)
-                .bind(&pattern)
+            let rows = bind_filter!(sqlx::query_as::<_, RequestRecord>(&list), filter, &pattern)
                 .bind(limit)
                 .bind(offset)
                 .fetch_all(pool)
                 .await?;
-            let total: i64 = sqlx::query_scalar(&count)
-                .bind(&filter.session_id)
-                .bind(&filter.tool_name)
-                .bind(&filter.method)
-                .bind(&filter.status)
-                .bind(filter.since)
-                .bind(&pattern)
+            let total: i64 = bind_filter!(sqlx::query_scalar(&count), filter, &pattern)
                 .fetch_one(pool)
                 .await?;
             Ok((rows, total))
         })
+    }
+
+    /// One page of an export: up to `limit` matching rows after `after`, newest first, by
+    /// keyset (timestamp, request id) so each page costs the same however deep the export is.
+    pub async fn export_requests_page(
+        &self,
+        filter: &RequestFilter,
+        after: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Vec<RequestRecord>, sqlx::Error> {
+        let sql = format!(
+            "SELECT * FROM mcp_requests WHERE {FILTER} AND ($8 IS NULL OR timestamp < $8 \
+             OR (timestamp = $8 AND request_id < $9)) ORDER BY timestamp DESC, request_id DESC LIMIT $10"
+        );
+        let pattern = filter.text.as_deref().map(super::like_pattern);
+        on_pool!(self, pool => bind_filter!(sqlx::query_as::<_, RequestRecord>(&sql), filter, &pattern)
+            .bind(after.map(|c| c.timestamp))
+            .bind(after.map(|c| c.request_id))
+            .bind(limit)
+            .fetch_all(pool)
+            .await)
     }
 
     /// Ledger rows since `since` whose session id names no known session.
