@@ -242,8 +242,8 @@ async fn export_requests(
     State(store): State<Store>,
     Query(q): Query<RequestQuery>,
 ) -> Result<Response, ApiError> {
-    let format = crate::export::Format::parse(q.format.as_deref().unwrap_or("csv"))
-        .map_err(bad_request)?;
+    let format =
+        crate::export::Format::parse(q.format.as_deref().unwrap_or("csv")).map_err(bad_request)?;
     let filter = q.filter()?;
     // The first page is read before answering, so a failing database is a clean 500.
     let first = store
@@ -296,10 +296,11 @@ async fn session_health(
     let ledger = live.ledger.report();
     let problems = crate::mcp::http::health_problems(&sessions, &ledger);
     let disconnects: i64 = health.disconnect_reasons.iter().map(|(_, n)| n).sum();
-    let mut by_status: serde_json::Map<String, serde_json::Value> = ["active", "idle", "disconnected", "revoked"]
-        .into_iter()
-        .map(|s| (s.to_string(), json!(0)))
-        .collect();
+    let mut by_status: serde_json::Map<String, serde_json::Value> =
+        ["active", "idle", "disconnected", "revoked"]
+            .into_iter()
+            .map(|s| (s.to_string(), json!(0)))
+            .collect();
     for (status, n) in &health.by_status {
         by_status.insert(status.clone(), json!(n));
     }

@@ -49,7 +49,9 @@ impl Format {
         match text.trim().to_ascii_lowercase().as_str() {
             "csv" => Ok(Format::Csv),
             "jsonl" | "ndjson" => Ok(Format::Jsonl),
-            other => Err(format!("format {other:?} is not supported: use csv or jsonl")),
+            other => Err(format!(
+                "format {other:?} is not supported: use csv or jsonl"
+            )),
         }
     }
 
@@ -87,7 +89,12 @@ struct Export {
 /// The response body: `first` page, then every following page until the filter is exhausted.
 /// A database failure mid-way ends the body with an error (the client sees a broken transfer,
 /// never a silently short file).
-pub fn body(store: Store, filter: RequestFilter, format: Format, first: Vec<RequestRecord>) -> Body {
+pub fn body(
+    store: Store,
+    filter: RequestFilter,
+    format: Format,
+    first: Vec<RequestRecord>,
+) -> Body {
     let state = Export {
         store,
         filter,
@@ -178,7 +185,10 @@ fn csv_record(r: &RequestRecord) -> [Cow<'_, str>; 20] {
         number(r.args_tokens.map(i64::from)),
         number(r.result_tokens.map(i64::from)),
         number(r.total_tokens.map(i64::from)),
-        Cow::Owned(r.estimated_cost_usd.map_or(String::new(), |m| m.to_string())),
+        Cow::Owned(
+            r.estimated_cost_usd
+                .map_or(String::new(), |m| m.to_string()),
+        ),
         text(&r.pricing_model),
         text(&r.tokenizer),
         Cow::Borrowed(if r.sanitized { "true" } else { "false" }),

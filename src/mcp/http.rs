@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BoardServer, ServerContext};
 use crate::ledger::{self, Ledger, LedgerReport};
-use crate::sessions::{SessionReport, Sessions};
 use crate::sessions::logical::LogicalSessions;
+use crate::sessions::{SessionReport, Sessions};
 
 /// The header value every MCP POST must send.
 pub const REQUIRED_ACCEPT: &str = "application/json, text/event-stream";

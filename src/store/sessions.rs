@@ -368,9 +368,8 @@ impl Store {
         let statuses = "SELECT status, COUNT(*) FROM mcp_sessions GROUP BY status ORDER BY status";
         let reasons = "SELECT COALESCE(disconnect_reason, 'unknown') AS reason, COUNT(*) AS n FROM mcp_sessions \
                        WHERE disconnected_at >= $1 GROUP BY reason ORDER BY n DESC, reason";
-        let seen = format!(
-            "SELECT COUNT(*) FROM mcp_sessions WHERE {LIVE} OR disconnected_at >= $1"
-        );
+        let seen =
+            format!("SELECT COUNT(*) FROM mcp_sessions WHERE {LIVE} OR disconnected_at >= $1");
         on_pool!(self, pool => Ok(SessionHealth {
             age: sqlx::query_as(&buckets).bind(healthy_after).bind(stale_before).fetch_one(pool).await?,
             by_status: sqlx::query_as(statuses).fetch_all(pool).await?,
