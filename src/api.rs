@@ -24,9 +24,6 @@ use crate::store::sessions::SessionFilter;
 
 const MAX_PER_PAGE: u32 = 1000;
 
-/// Most rows one statistics request reads; beyond this the answer says `truncated`.
-const MAX_STAT_ROWS: i64 = 200_000;
-
 /// Live feeds for `/api/events`.
 #[derive(Clone)]
 pub struct Live {
@@ -364,13 +361,7 @@ pub async fn compute_stats(
     store: &Store,
     since: DateTime<Utc>,
 ) -> Result<crate::stats::Stats, sqlx::Error> {
-    let rows = store.stat_rows(since, MAX_STAT_ROWS + 1).await?;
-    let truncated = rows.len() as i64 > MAX_STAT_ROWS;
-    let rows = &rows[..rows.len().min(MAX_STAT_ROWS as usize)];
-    let previous = store
-        .count_requests_between(since - (Utc::now() - since), since)
-        .await?;
-    Ok(crate::stats::compute(rows, since, previous, truncated))
+    crate::stats::load(store, since).await
 }
 
 /// `GET /api/events`: server-sent events `request` (a stored ledger row) and `session` (a new

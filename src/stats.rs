@@ -1,14 +1,27 @@
 //! Request statistics for the API, the dashboard and `steward stats`: per tool and per client
-//! type, counts, errors, latency percentiles, estimated tokens and cost, and an hourly trend.
-//! Aggregated in Rust so money stays exact on both engines.
+//! type, counts, errors, latency percentiles, estimated tokens and cost, hourly and daily trends.
+//!
+//! Two ways to the same answer ([`load`]): a period of up to [`EXACT_LIMIT`] requests is read
+//! row by row (exact percentiles); a bigger one comes from the hourly aggregates the ledger keeps
+//! (`mcp_request_stats`, `mcp_request_latency`), plus the rows of the partial first hour, so
+//! a million rows answer in milliseconds. There, percentiles come from a latency histogram whose
+//! buckets are at most 1/16 of their value wide (the midpoint is reported: within ±1/32).
+//! Counts, errors, tokens, cost, average and maximum are exact either way; money never
+//! passes through a float.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
 
-use crate::store::Money;
+use crate::store::request_stats::{
+    HourCount, LatencyCell, StatsCell, bucket_bounds, latency_bucket, money_from_units,
+};
 use crate::store::requests::StatRow;
+use crate::store::{Money, Store};
+
+/// Periods with at most this many requests are computed from the rows themselves.
+pub const EXACT_LIMIT: usize = 20_000;
 
 /// Aggregates of one group of requests.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -43,16 +56,26 @@ pub struct HourBucket {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct DayBucket {
+    /// The UTC day.
+    pub day: chrono::NaiveDate,
+    pub count: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     pub since: DateTime<Utc>,
     pub totals: Group,
     pub tools: Vec<Named>,
     pub clients: Vec<Named>,
     pub hourly: Vec<HourBucket>,
+    /// The hourly trend summed per UTC day.
+    pub daily: Vec<DayBucket>,
     /// Requests in the period of the same length just before `since`.
     pub previous_period_requests: i64,
-    /// Set when the period held more rows than were read.
-    pub truncated: bool,
+    /// `exact` (from the rows) or `histogram` (from hourly aggregates, within ±1/32).
+    pub percentiles: &'static str,
     pub note: &'static str,
 }
 
@@ -115,21 +138,10 @@ fn by<F: Fn(&StatRow) -> String>(rows: &[StatRow], key: F) -> Vec<Named> {
 }
 
 /// Everything the statistics views show, from the rows of one period.
-pub fn compute(
-    rows: &[StatRow],
-    since: DateTime<Utc>,
-    previous_period_requests: i64,
-    truncated: bool,
-) -> Stats {
-    let mut hourly: BTreeMap<DateTime<Utc>, (u64, u64)> = BTreeMap::new();
+pub fn compute(rows: &[StatRow], since: DateTime<Utc>, previous_period_requests: i64) -> Stats {
+    let mut hourly = Hourly::new();
     for row in rows {
-        let hour = row
-            .timestamp
-            .duration_trunc(chrono::Duration::hours(1))
-            .unwrap_or(row.timestamp);
-        let bucket = hourly.entry(hour).or_default();
-        bucket.0 += 1;
-        bucket.1 += u64::from(is_error(&row.status));
+        add_hour(&mut hourly, row);
     }
     Stats {
         since,
@@ -140,18 +152,283 @@ pub fn compute(
         clients: by(rows, |r| {
             r.client_type.clone().unwrap_or_else(|| "unknown".into())
         }),
-        hourly: hourly
-            .into_iter()
-            .map(|(hour, (count, errors))| HourBucket {
-                hour,
-                count,
-                errors,
-            })
-            .collect(),
+        daily: daily(&hourly),
+        hourly: hourly_buckets(hourly),
         previous_period_requests,
-        truncated,
+        percentiles: "exact",
         note: "tokens and costs are estimates",
     }
+}
+
+/// Requests and errors per hour.
+type Hourly = BTreeMap<DateTime<Utc>, (u64, u64)>;
+
+fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(chrono::Duration::hours(1)).unwrap_or(t)
+}
+
+fn add_hour(hourly: &mut Hourly, row: &StatRow) {
+    let bucket = hourly.entry(hour_of(row.timestamp)).or_default();
+    bucket.0 += 1;
+    bucket.1 += u64::from(is_error(&row.status));
+}
+
+fn hourly_buckets(hourly: Hourly) -> Vec<HourBucket> {
+    hourly
+        .into_iter()
+        .map(|(hour, (count, errors))| HourBucket {
+            hour,
+            count,
+            errors,
+        })
+        .collect()
+}
+
+fn daily(hourly: &Hourly) -> Vec<DayBucket> {
+    let mut days: BTreeMap<chrono::NaiveDate, (u64, u64)> = BTreeMap::new();
+    for (hour, (count, errors)) in hourly {
+        let day = days.entry(hour.date_naive()).or_default();
+        day.0 += count;
+        day.1 += errors;
+    }
+    days.into_iter()
+        .map(|(day, (count, errors))| DayBucket { day, count, errors })
+        .collect()
+}
+
+/// Running aggregates of one (tool, client type) with a latency histogram.
+#[derive(Debug, Clone, Default)]
+struct Agg {
+    count: u64,
+    errors: u64,
+    duration_us_total: i128,
+    duration_us_max: i64,
+    tokens: i64,
+    cost: Money,
+    /// Requests per [`latency_bucket`].
+    histogram: BTreeMap<i64, u64>,
+}
+
+impl Agg {
+    fn merge(&mut self, other: &Agg) {
+        self.count += other.count;
+        self.errors += other.errors;
+        self.duration_us_total += other.duration_us_total;
+        self.duration_us_max = self.duration_us_max.max(other.duration_us_max);
+        self.tokens += other.tokens;
+        self.cost += other.cost;
+        for (bucket, n) in &other.histogram {
+            *self.histogram.entry(*bucket).or_default() += n;
+        }
+    }
+
+    fn group(&self) -> Group {
+        if self.count == 0 {
+            return Group::default();
+        }
+        let count = self.count as f64;
+        Group {
+            count: self.count,
+            errors: self.errors,
+            error_rate_percent: round2(self.errors as f64 * 100.0 / count),
+            p50_ms: self.percentile_ms(50.0),
+            p95_ms: self.percentile_ms(95.0),
+            p99_ms: self.percentile_ms(99.0),
+            avg_ms: round2(self.duration_us_total as f64 / count / 1000.0),
+            max_ms: self.duration_us_max as f64 / 1000.0,
+            tokens: self.tokens,
+            estimated_cost_usd: self.cost,
+        }
+    }
+
+    /// Nearest-rank percentile: the midpoint of the bucket holding that rank, never above the
+    /// maximum seen.
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let total: u64 = self.histogram.values().sum();
+        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (bucket, n) in &self.histogram {
+            seen += n;
+            if seen >= rank {
+                let (lower, upper) = bucket_bounds(*bucket);
+                let mid = lower + (upper - 1 - lower) / 2;
+                return mid.min(self.duration_us_max) as f64 / 1000.0;
+            }
+        }
+        self.duration_us_max as f64 / 1000.0
+    }
+}
+
+/// A period assembled from hourly aggregates and the rows of its partial first hour.
+#[derive(Debug, Default)]
+pub struct Rolled {
+    /// By (tool or method, client type).
+    cells: HashMap<(String, String), Agg>,
+    hourly: Hourly,
+}
+
+/// The name statistics group a request under: its tool, or its method when it has none.
+fn display_name(method: &str, tool: &str) -> String {
+    if tool.is_empty() { method } else { tool }.to_string()
+}
+
+impl Rolled {
+    fn cell(&mut self, method: &str, tool: &str, client: &str) -> &mut Agg {
+        self.cells
+            .entry((display_name(method, tool), client.to_string()))
+            .or_default()
+    }
+
+    pub fn add_cell(&mut self, c: &StatsCell) {
+        let agg = self.cell(&c.method, &c.tool_name, &c.client_type);
+        let n = u64::try_from(c.requests).unwrap_or(0);
+        agg.count += n;
+        agg.errors += if is_error(&c.status) { n } else { 0 };
+        agg.duration_us_total += i128::from(c.duration_us_total);
+        agg.duration_us_max = agg.duration_us_max.max(c.duration_us_max);
+        agg.tokens += c.tokens;
+        agg.cost += money_from_units(c.cost_units);
+    }
+
+    pub fn add_latency(&mut self, c: &LatencyCell) {
+        let agg = self.cell(&c.method, &c.tool_name, &c.client_type);
+        *agg.histogram.entry(c.bucket).or_default() += u64::try_from(c.requests).unwrap_or(0);
+    }
+
+    pub fn add_hour(&mut self, h: &HourCount) {
+        let bucket = self.hourly.entry(h.hour).or_default();
+        bucket.0 += u64::try_from(h.requests).unwrap_or(0);
+        bucket.1 += u64::try_from(h.errors).unwrap_or(0);
+    }
+
+    /// A ledger row outside the whole hours the aggregates cover.
+    pub fn add_row(&mut self, row: &StatRow) {
+        add_hour(&mut self.hourly, row);
+        let client = row.client_type.as_deref().unwrap_or("unknown");
+        let agg = self.cell(&row.method, row.tool_name.as_deref().unwrap_or(""), client);
+        agg.count += 1;
+        agg.errors += u64::from(is_error(&row.status));
+        agg.duration_us_total += i128::from(row.duration_us);
+        agg.duration_us_max = agg.duration_us_max.max(row.duration_us);
+        agg.tokens += i64::from(row.total_tokens.unwrap_or(0));
+        agg.cost += row.estimated_cost_usd.unwrap_or_default();
+        *agg.histogram
+            .entry(latency_bucket(row.duration_us))
+            .or_default() += 1;
+    }
+
+    pub fn into_stats(self, since: DateTime<Utc>, previous_period_requests: i64) -> Stats {
+        let mut totals = Agg::default();
+        let mut tools: BTreeMap<&str, Agg> = BTreeMap::new();
+        let mut clients: BTreeMap<&str, Agg> = BTreeMap::new();
+        for ((tool, client), agg) in &self.cells {
+            totals.merge(agg);
+            tools.entry(tool).or_default().merge(agg);
+            clients.entry(client).or_default().merge(agg);
+        }
+        Stats {
+            since,
+            totals: totals.group(),
+            tools: named(tools),
+            clients: named(clients),
+            daily: daily(&self.hourly),
+            hourly: hourly_buckets(self.hourly),
+            previous_period_requests,
+            percentiles: "histogram",
+            note: "tokens and costs are estimates",
+        }
+    }
+}
+
+fn named(groups: BTreeMap<&str, Agg>) -> Vec<Named> {
+    let mut named: Vec<Named> = groups
+        .into_iter()
+        .map(|(name, agg)| Named {
+            name: name.to_string(),
+            stats: agg.group(),
+        })
+        .collect();
+    named.sort_by(|a, b| b.stats.count.cmp(&a.stats.count).then(a.name.cmp(&b.name)));
+    named
+}
+
+/// Far enough ahead to bound "every hour from now on" in SQL (as text on SQLite, too).
+fn end_of_time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("9999-12-31T00:00:00Z")
+        .map_or(DateTime::<Utc>::MAX_UTC, |t| t.with_timezone(&Utc))
+}
+
+fn next_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    let hour = hour_of(t);
+    if hour == t {
+        t
+    } else {
+        hour + chrono::Duration::hours(1)
+    }
+}
+
+/// Statistics since `since` (the API, the dashboard and `steward stats`).
+pub async fn load(store: &Store, since: DateTime<Utc>) -> Result<Stats, sqlx::Error> {
+    load_with_limit(store, since, EXACT_LIMIT).await
+}
+
+/// [`load`], computing exactly from rows up to `exact_limit` requests (tests lower it to
+/// compare both ways on the same data).
+pub async fn load_with_limit(
+    store: &Store,
+    since: DateTime<Utc>,
+    exact_limit: usize,
+) -> Result<Stats, sqlx::Error> {
+    let now = Utc::now();
+    let previous = count_between(store, since - (now - since), since).await?;
+    let whole_hours = next_hour(since);
+    let hours = store.hour_counts(whole_hours, end_of_time()).await?;
+    let in_hours: i64 = hours.iter().map(|h| h.requests).sum();
+    if usize::try_from(in_hours).unwrap_or(usize::MAX) <= exact_limit {
+        let limit = i64::try_from(exact_limit)
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        let rows = store.stat_rows(since, None, limit).await?;
+        if rows.len() <= exact_limit {
+            return Ok(compute(&rows, since, previous));
+        }
+    }
+    let mut rolled = Rolled::default();
+    for row in store.stat_rows(since, Some(whole_hours), i64::MAX).await? {
+        rolled.add_row(&row);
+    }
+    for cell in store.stats_cells(whole_hours, end_of_time()).await? {
+        rolled.add_cell(&cell);
+    }
+    for cell in store.latency_cells(whole_hours, end_of_time()).await? {
+        rolled.add_latency(&cell);
+    }
+    for hour in &hours {
+        rolled.add_hour(hour);
+    }
+    Ok(rolled.into_stats(since, previous))
+}
+
+/// Requests in `[from, to)`: whole hours from the aggregates, the partial hours at either end
+/// from the ledger (an index range of at most an hour each).
+pub async fn count_between(
+    store: &Store,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    let (first, last) = (next_hour(from), hour_of(to));
+    if first >= last {
+        return store.count_requests_between(from, to).await;
+    }
+    let whole: i64 = store
+        .hour_counts(first, last)
+        .await?
+        .iter()
+        .map(|h| h.requests)
+        .sum();
+    Ok(store.count_requests_between(from, first).await?
+        + whole
+        + store.count_requests_between(last, to).await?)
 }
 
 #[cfg(test)]
@@ -178,7 +455,7 @@ mod tests {
             .collect();
         rows.push(row("find_tasks", "tool_error", 500_000, "0.2"));
         rows.push(row("health_check", "success", 100, "0.0000000001"));
-        let stats = compute(&rows, Utc::now(), 7, false);
+        let stats = compute(&rows, Utc::now(), 7);
         let find = stats.tools.iter().find(|t| t.name == "find_tasks").unwrap();
         assert_eq!((find.stats.count, find.stats.errors), (101, 1));
         assert_eq!(find.stats.p50_ms, 51.0);
@@ -194,7 +471,7 @@ mod tests {
 
     #[test]
     fn empty_periods_are_zero() {
-        let stats = compute(&[], Utc::now(), 0, false);
+        let stats = compute(&[], Utc::now(), 0);
         assert_eq!(stats.totals, Group::default());
         assert!(stats.tools.is_empty() && stats.hourly.is_empty());
     }

@@ -369,23 +369,13 @@ async fn requests_export_as_csv_and_json_lines() -> anyhow::Result<()> {
 #[tokio::test]
 async fn session_health_buckets_reasons_and_rate() -> anyhow::Result<()> {
     use chrono::{Duration as Ago, Utc};
-    use steward::store::sessions::NewSession;
 
     for backend in backends() {
         let db = TestDb::new(backend).await?;
         let store = common::open_store(&db).await?;
         let now = Utc::now();
-        let session = |id: &str, minutes_ago: i64| NewSession {
-            session_id: id.into(),
-            kind: "session",
-            protocol_version: Some("2025-11-25".into()),
-            client_name: Some("test".into()),
-            client_version: None,
-            client_type: "unknown".into(),
-            client_capabilities: json!({}),
-            initialize_params: None,
-            principal: None,
-            at: now - Ago::minutes(minutes_ago),
+        let session = |id: &str, minutes_ago: i64| {
+            common::new_session(id, "unknown", now - Ago::minutes(minutes_ago))
         };
         for (id, minutes_ago) in [("fresh", 1), ("older", 7), ("oldest", 15), ("ancient", 20)] {
             store.insert_session(&session(id, minutes_ago)).await?;

@@ -12,6 +12,7 @@ pub mod events;
 pub mod money;
 pub mod pricing;
 pub mod projects;
+pub mod request_stats;
 pub mod requests;
 pub mod sessions;
 pub mod tasks;

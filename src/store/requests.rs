@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, DurationRound, Utc};
 use sqlx::QueryBuilder;
 
+use super::request_stats::{add_to_stats, stored};
 use super::{Id, Money, Store, WritePool, on_pool};
 use crate::ledger::entry::LedgerRow;
 
@@ -16,14 +17,16 @@ const INSERT: &str = "INSERT INTO mcp_requests (request_id, session_id, jsonrpc_
     result_tokens, total_tokens, estimated_cost_usd, pricing_model, tokenizer, sanitized, timestamp) ";
 
 impl Store {
-    /// Inserts ledger rows in one statement (at most [`MAX_BATCH`]). A row whose `request_id`
-    /// is already stored is skipped, so replaying a batch never records a request twice.
+    /// Inserts ledger rows in one statement (at most [`MAX_BATCH`]) and adds them to the
+    /// hourly statistics, in one transaction. A row whose `request_id` is already stored is
+    /// skipped, so replaying a batch never records (or counts) a request twice.
     /// Returns the number of rows newly stored.
     pub async fn insert_requests(&self, rows: &[LedgerRow]) -> Result<u64, sqlx::Error> {
         if rows.is_empty() {
             return Ok(0);
         }
         on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
             let mut query = QueryBuilder::new(INSERT);
             query.push_values(rows, |mut b, row| {
                 b.push_bind(Id(row.request_id))
@@ -47,8 +50,13 @@ impl Store {
                     .push_bind(row.sanitized)
                     .push_bind(row.timestamp);
             });
-            query.push(" ON CONFLICT (request_id) DO NOTHING");
-            query.build().execute(pool).await.map(|r| r.rows_affected())
+            query.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+            let ids: Vec<Id> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+            if !ids.is_empty() {
+                add_to_stats!(tx, stored(rows, &ids));
+            }
+            tx.commit().await?;
+            Ok(ids.len() as u64)
         })
     }
 
@@ -337,17 +345,19 @@ pub struct StatRow {
 }
 
 impl Store {
-    /// Rows since `since` (at most `limit`, newest first) with their session's client type.
+    /// Rows since `since` and before `until` (at most `limit`, newest first) with their
+    /// session's client type.
     pub async fn stat_rows(
         &self,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         limit: i64,
     ) -> Result<Vec<StatRow>, sqlx::Error> {
         let sql = "SELECT r.method, r.tool_name, r.status, r.duration_us, r.total_tokens, r.estimated_cost_usd, \
                    s.client_type, r.timestamp FROM mcp_requests r \
                    LEFT JOIN mcp_sessions s ON s.session_id = r.session_id \
-                   WHERE r.timestamp >= $1 ORDER BY r.timestamp DESC LIMIT $2";
-        on_pool!(self, pool => sqlx::query_as::<_, StatRow>(sql).bind(since).bind(limit).fetch_all(pool).await)
+                   WHERE r.timestamp >= $1 AND ($2 IS NULL OR r.timestamp < $2) ORDER BY r.timestamp DESC LIMIT $3";
+        on_pool!(self, pool => sqlx::query_as::<_, StatRow>(sql).bind(since).bind(until).bind(limit).fetch_all(pool).await)
     }
 
     /// Number of ledger rows in `[from, to)`.

@@ -443,6 +443,26 @@ pub fn ledger_row(
     }
 }
 
+/// A new session row of `client_type` connected (and last active) at `at`.
+pub fn new_session(
+    id: &str,
+    client_type: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> steward::store::sessions::NewSession {
+    steward::store::sessions::NewSession {
+        session_id: id.into(),
+        kind: "session",
+        protocol_version: Some("2025-11-25".into()),
+        client_name: Some("test".into()),
+        client_version: None,
+        client_type: client_type.into(),
+        client_capabilities: serde_json::json!({}),
+        initialize_params: None,
+        principal: None,
+        at,
+    }
+}
+
 #[test]
 fn replaces_the_database_in_postgres_urls() {
     let cases = [
