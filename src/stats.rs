@@ -15,7 +15,7 @@ use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
 
 use crate::store::request_stats::{
-    HourCount, LatencyCell, StatsCell, bucket_bounds, latency_bucket, money_from_units,
+    Aggregate, HourCount, StatsCell, bucket_bounds, cost_units, latency_bucket, money_from_units,
 };
 use crate::store::requests::StatRow;
 use crate::store::{Money, Store};
@@ -196,74 +196,48 @@ fn daily(hourly: &Hourly) -> Vec<DayBucket> {
         .collect()
 }
 
-/// Running aggregates of one (tool, client type) with a latency histogram.
-#[derive(Debug, Clone, Default)]
-struct Agg {
-    count: u64,
-    errors: u64,
-    duration_us_total: i128,
-    duration_us_max: i64,
-    tokens: i64,
-    cost: Money,
-    /// Requests per [`latency_bucket`].
-    histogram: BTreeMap<i64, u64>,
+/// A [`Group`] from aggregates: exact counts, sums and maximum; percentiles from the histogram.
+fn group_of(a: &Aggregate) -> Group {
+    if a.requests <= 0 {
+        return Group::default();
+    }
+    let count = a.requests as f64;
+    Group {
+        count: a.requests as u64,
+        errors: u64::try_from(a.errors).unwrap_or(0),
+        error_rate_percent: round2(a.errors as f64 * 100.0 / count),
+        p50_ms: histogram_percentile_ms(a, 50.0),
+        p95_ms: histogram_percentile_ms(a, 95.0),
+        p99_ms: histogram_percentile_ms(a, 99.0),
+        avg_ms: round2(a.duration_us_total as f64 / count / 1000.0),
+        max_ms: a.duration_us_max as f64 / 1000.0,
+        tokens: a.tokens,
+        estimated_cost_usd: money_from_units(a.cost_units),
+    }
 }
 
-impl Agg {
-    fn merge(&mut self, other: &Agg) {
-        self.count += other.count;
-        self.errors += other.errors;
-        self.duration_us_total += other.duration_us_total;
-        self.duration_us_max = self.duration_us_max.max(other.duration_us_max);
-        self.tokens += other.tokens;
-        self.cost += other.cost;
-        for (bucket, n) in &other.histogram {
-            *self.histogram.entry(*bucket).or_default() += n;
+/// Nearest-rank percentile: the midpoint of the bucket holding that rank, never above the
+/// maximum seen.
+fn histogram_percentile_ms(a: &Aggregate, p: f64) -> f64 {
+    let total: u64 = a.latency.0.iter().sum();
+    let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (bucket, n) in a.latency.0.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            let (lower, upper) = bucket_bounds(bucket as i64);
+            let mid = lower + (upper - 1 - lower) / 2;
+            return mid.min(a.duration_us_max) as f64 / 1000.0;
         }
     }
-
-    fn group(&self) -> Group {
-        if self.count == 0 {
-            return Group::default();
-        }
-        let count = self.count as f64;
-        Group {
-            count: self.count,
-            errors: self.errors,
-            error_rate_percent: round2(self.errors as f64 * 100.0 / count),
-            p50_ms: self.percentile_ms(50.0),
-            p95_ms: self.percentile_ms(95.0),
-            p99_ms: self.percentile_ms(99.0),
-            avg_ms: round2(self.duration_us_total as f64 / count / 1000.0),
-            max_ms: self.duration_us_max as f64 / 1000.0,
-            tokens: self.tokens,
-            estimated_cost_usd: self.cost,
-        }
-    }
-
-    /// Nearest-rank percentile: the midpoint of the bucket holding that rank, never above the
-    /// maximum seen.
-    fn percentile_ms(&self, p: f64) -> f64 {
-        let total: u64 = self.histogram.values().sum();
-        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (bucket, n) in &self.histogram {
-            seen += n;
-            if seen >= rank {
-                let (lower, upper) = bucket_bounds(*bucket);
-                let mid = lower + (upper - 1 - lower) / 2;
-                return mid.min(self.duration_us_max) as f64 / 1000.0;
-            }
-        }
-        self.duration_us_max as f64 / 1000.0
-    }
+    a.duration_us_max as f64 / 1000.0
 }
 
 /// A period assembled from hourly aggregates and the rows of its partial first hour.
 #[derive(Debug, Default)]
 pub struct Rolled {
     /// By (tool or method, client type).
-    cells: HashMap<(String, String), Agg>,
+    cells: HashMap<(String, String), Aggregate>,
     hourly: Hourly,
 }
 
@@ -273,26 +247,15 @@ fn display_name(method: &str, tool: &str) -> String {
 }
 
 impl Rolled {
-    fn cell(&mut self, method: &str, tool: &str, client: &str) -> &mut Agg {
+    fn cell(&mut self, method: &str, tool: &str, client: &str) -> &mut Aggregate {
         self.cells
             .entry((display_name(method, tool), client.to_string()))
             .or_default()
     }
 
+    /// An hour's aggregates (its trend entry comes from [`Rolled::add_hour`]).
     pub fn add_cell(&mut self, c: &StatsCell) {
-        let agg = self.cell(&c.method, &c.tool_name, &c.client_type);
-        let n = u64::try_from(c.requests).unwrap_or(0);
-        agg.count += n;
-        agg.errors += if is_error(&c.status) { n } else { 0 };
-        agg.duration_us_total += i128::from(c.duration_us_total);
-        agg.duration_us_max = agg.duration_us_max.max(c.duration_us_max);
-        agg.tokens += c.tokens;
-        agg.cost += money_from_units(c.cost_units);
-    }
-
-    pub fn add_latency(&mut self, c: &LatencyCell) {
-        let agg = self.cell(&c.method, &c.tool_name, &c.client_type);
-        *agg.histogram.entry(c.bucket).or_default() += u64::try_from(c.requests).unwrap_or(0);
+        self.cell(&c.method, &c.tool_name, &c.client_type).merge(&c.aggregate);
     }
 
     pub fn add_hour(&mut self, h: &HourCount) {
@@ -305,30 +268,28 @@ impl Rolled {
     pub fn add_row(&mut self, row: &StatRow) {
         add_hour(&mut self.hourly, row);
         let client = row.client_type.as_deref().unwrap_or("unknown");
-        let agg = self.cell(&row.method, row.tool_name.as_deref().unwrap_or(""), client);
-        agg.count += 1;
-        agg.errors += u64::from(is_error(&row.status));
-        agg.duration_us_total += i128::from(row.duration_us);
-        agg.duration_us_max = agg.duration_us_max.max(row.duration_us);
-        agg.tokens += i64::from(row.total_tokens.unwrap_or(0));
-        agg.cost += row.estimated_cost_usd.unwrap_or_default();
-        *agg.histogram
-            .entry(latency_bucket(row.duration_us))
-            .or_default() += 1;
+        let a = self.cell(&row.method, row.tool_name.as_deref().unwrap_or(""), client);
+        a.requests += 1;
+        a.errors += i64::from(is_error(&row.status));
+        a.duration_us_total = a.duration_us_total.saturating_add(row.duration_us);
+        a.duration_us_max = a.duration_us_max.max(row.duration_us);
+        a.tokens += i64::from(row.total_tokens.unwrap_or(0));
+        a.cost_units += row.estimated_cost_usd.map_or(0, cost_units);
+        a.latency.add(latency_bucket(row.duration_us), 1);
     }
 
     pub fn into_stats(self, since: DateTime<Utc>, previous_period_requests: i64) -> Stats {
-        let mut totals = Agg::default();
-        let mut tools: BTreeMap<&str, Agg> = BTreeMap::new();
-        let mut clients: BTreeMap<&str, Agg> = BTreeMap::new();
-        for ((tool, client), agg) in &self.cells {
-            totals.merge(agg);
-            tools.entry(tool).or_default().merge(agg);
-            clients.entry(client).or_default().merge(agg);
+        let mut totals = Aggregate::default();
+        let mut tools: BTreeMap<&str, Aggregate> = BTreeMap::new();
+        let mut clients: BTreeMap<&str, Aggregate> = BTreeMap::new();
+        for ((tool, client), a) in &self.cells {
+            totals.merge(a);
+            tools.entry(tool).or_default().merge(a);
+            clients.entry(client).or_default().merge(a);
         }
         Stats {
             since,
-            totals: totals.group(),
+            totals: group_of(&totals),
             tools: named(tools),
             clients: named(clients),
             daily: daily(&self.hourly),
@@ -340,12 +301,12 @@ impl Rolled {
     }
 }
 
-fn named(groups: BTreeMap<&str, Agg>) -> Vec<Named> {
+fn named(groups: BTreeMap<&str, Aggregate>) -> Vec<Named> {
     let mut named: Vec<Named> = groups
         .into_iter()
         .map(|(name, agg)| Named {
             name: name.to_string(),
-            stats: agg.group(),
+            stats: group_of(&agg),
         })
         .collect();
     named.sort_by(|a, b| b.stats.count.cmp(&a.stats.count).then(a.name.cmp(&b.name)));
@@ -399,9 +360,6 @@ pub async fn load_with_limit(
     }
     for cell in store.stats_cells(whole_hours, end_of_time()).await? {
         rolled.add_cell(&cell);
-    }
-    for cell in store.latency_cells(whole_hours, end_of_time()).await? {
-        rolled.add_latency(&cell);
     }
     for hour in &hours {
         rolled.add_hour(hour);

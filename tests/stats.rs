@@ -252,3 +252,95 @@ async fn migration_0009_backfills_the_aggregates_of_existing_rows() -> anyhow::R
     }
     Ok(())
 }
+
+/// Seeds `n` ledger rows spread over the last 24 hours through the real write path (so the
+/// aggregates are built as in production): 20 tools, 3 client types, 2% failures.
+async fn seed_day(store: &Store, n: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
+    for (i, client) in ["Claude Code", "Cursor", "VS Code"].iter().enumerate() {
+        store
+            .insert_session(&new_session(
+                &format!("bench-{i}"),
+                client,
+                now - Duration::days(2),
+            ))
+            .await?;
+    }
+    let step_us = 86_400_000_000 / n as i64;
+    let rows: Vec<LedgerRow> = (0..n as i64)
+        .map(|i| LedgerRow {
+            status: if i % 50 == 0 {
+                Status::ToolError
+            } else {
+                Status::Success
+            },
+            duration: Micros::from_micros((200 + (i * 7919) % 400_000) as u64),
+            ..ledger_row(
+                &format!("bench-{}", i % 3),
+                &format!("tool_{:02}", i % 20),
+                now - Duration::microseconds(i * step_us + 1),
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        store.insert_requests(chunk).await?;
+    }
+    Ok(())
+}
+
+/// Milliseconds of the fastest, median and slowest of `runs` loads since `since`.
+async fn time_loads(
+    store: &Store,
+    since: DateTime<Utc>,
+    runs: usize,
+) -> anyhow::Result<(f64, f64, f64, u64)> {
+    let mut times = Vec::new();
+    let mut count = 0;
+    for _ in 0..runs {
+        let start = std::time::Instant::now();
+        let stats = steward::stats::load(store, since).await?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        count = stats.totals.count;
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[0], times[runs / 2], times[runs - 1], count))
+}
+
+/// `STEWARD_STATS_ROWS=1000000 cargo test --release --test stats -- --ignored --nocapture`
+/// (BENCHMARKS.md): seeds the rows on each engine, then times `/api/stats`'s query for the
+/// last hour, day and week. Prints timings; asserts nothing about them (machines differ).
+#[tokio::test]
+#[ignore = "seeds a million rows: a benchmark, run by hand"]
+async fn stats_over_a_million_rows() -> anyhow::Result<()> {
+    let n: usize = std::env::var("STEWARD_STATS_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let store = open_store(&db).await?;
+        let now = Utc::now();
+        let start = std::time::Instant::now();
+        seed_day(&store, n, now).await?;
+        println!(
+            "{}: seeded {n} rows in {:.1} s",
+            backend.name(),
+            start.elapsed().as_secs_f64()
+        );
+        if let Store::Postgres(pool) = &store {
+            sqlx::query("VACUUM ANALYZE").execute(pool).await?;
+        }
+        for (label, back) in [
+            ("1h", Duration::hours(1)),
+            ("24h", Duration::hours(24)),
+            ("7d", Duration::days(7)),
+        ] {
+            let (min, median, max, count) = time_loads(&store, Utc::now() - back, 7).await?;
+            println!(
+                "{}: stats since {label}: {count} requests, min {min:.1} ms, median {median:.1} ms, max {max:.1} ms",
+                backend.name()
+            );
+        }
+        store.close().await;
+    }
+    Ok(())
+}

@@ -50,28 +50,146 @@ pub fn bucket_bounds(bucket: i64) -> (i64, i64) {
     (lower(bucket), lower(bucket + 1))
 }
 
-/// Key of one aggregate row: hour, method, tool ('' for none), client type, status.
-pub(crate) type StatsKey = (DateTime<Utc>, String, String, String, &'static str);
-/// Key of one histogram row: hour, method, tool, client type, bucket.
-pub(crate) type LatencyKey = (DateTime<Utc>, String, String, String, i64);
+/// Number of histogram buckets: [`latency_bucket`] of `i64::MAX` is the last.
+pub const BUCKETS: usize = 960;
 
-#[derive(Debug, Default)]
-pub(crate) struct Delta {
+/// Requests per latency bucket (dense: index = bucket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Histogram(pub Vec<u64>);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram(vec![0; BUCKETS])
+    }
+}
+
+impl Histogram {
+    pub fn add(&mut self, bucket: i64, n: u64) {
+        let i = usize::try_from(bucket).unwrap_or(0).min(BUCKETS - 1);
+        self.0[i] += n;
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a += b;
+        }
+    }
+
+    /// `bucket:count,...` for the non-empty buckets.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        for (bucket, n) in self.0.iter().enumerate().filter(|(_, n)| **n > 0) {
+            if !text.is_empty() {
+                text.push(',');
+            }
+            text.push_str(&format!("{bucket}:{n}"));
+        }
+        text
+    }
+
+    /// Reads [`Histogram::to_text`] (in any order); a malformed entry is skipped and logged,
+    /// so one damaged row cannot take the statistics down.
+    pub fn from_text(text: &str) -> Histogram {
+        let mut h = Histogram::default();
+        for entry in text.split(',').filter(|e| !e.is_empty()) {
+            match entry.split_once(':').and_then(|(b, n)| Some((b.parse().ok()?, n.parse().ok()?))) {
+                Some((bucket, n)) => h.add(bucket, n),
+                None => tracing::warn!(entry, "skipping a malformed latency histogram entry"),
+            }
+        }
+        h
+    }
+}
+
+/// Key of one aggregate row: hour, method, tool ('' for none), client type.
+pub(crate) type StatsKey = (DateTime<Utc>, String, String, String);
+
+/// One row of `mcp_request_stats`: the aggregates of one hour and key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Aggregate {
     pub requests: i64,
+    pub errors: i64,
     pub duration_us_total: i64,
     pub duration_us_max: i64,
     pub tokens: i64,
     pub cost_units: i64,
+    pub latency: Histogram,
 }
 
-/// The additions a batch of newly stored rows makes, in key order (a fixed lock order, so two
-/// writers on PostgreSQL never deadlock on each other's rows).
+impl Aggregate {
+    fn add(&mut self, row: &LedgerRow) {
+        let us = row.duration.micros();
+        self.requests += 1;
+        self.errors += i64::from(row.status.as_str() != "success");
+        self.duration_us_total = self.duration_us_total.saturating_add(us);
+        self.duration_us_max = self.duration_us_max.max(us);
+        self.tokens += i64::from(row.total_tokens.unwrap_or(0));
+        self.cost_units += row.estimated_cost_usd.map_or(0, cost_units);
+        self.latency.add(latency_bucket(us), 1);
+    }
+
+    pub fn merge(&mut self, other: &Aggregate) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.duration_us_total = self.duration_us_total.saturating_add(other.duration_us_total);
+        self.duration_us_max = self.duration_us_max.max(other.duration_us_max);
+        self.tokens += other.tokens;
+        self.cost_units += other.cost_units;
+        self.latency.merge(&other.latency);
+    }
+}
+
+/// A stored aggregate row with its key (for statistics).
+#[derive(Debug, Clone)]
+pub struct StatsCell {
+    pub hour: DateTime<Utc>,
+    pub method: String,
+    pub tool_name: String,
+    pub client_type: String,
+    pub aggregate: Aggregate,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct StatsRow {
+    hour: DateTime<Utc>,
+    method: String,
+    tool_name: String,
+    client_type: String,
+    requests: i64,
+    errors: i64,
+    duration_us_total: i64,
+    duration_us_max: i64,
+    tokens: i64,
+    cost_units: i64,
+    latency: String,
+}
+
+impl From<StatsRow> for StatsCell {
+    fn from(r: StatsRow) -> Self {
+        StatsCell {
+            hour: r.hour,
+            method: r.method,
+            tool_name: r.tool_name,
+            client_type: r.client_type,
+            aggregate: Aggregate {
+                requests: r.requests,
+                errors: r.errors,
+                duration_us_total: r.duration_us_total,
+                duration_us_max: r.duration_us_max,
+                tokens: r.tokens,
+                cost_units: r.cost_units,
+                latency: Histogram::from_text(&r.latency),
+            },
+        }
+    }
+}
+
+/// The additions a batch of newly stored rows makes, in key order.
 pub(crate) fn deltas<'a>(
     rows: impl Iterator<Item = &'a LedgerRow>,
     client_types: &HashMap<String, String>,
-) -> (BTreeMap<StatsKey, Delta>, BTreeMap<LatencyKey, i64>) {
-    let mut stats: BTreeMap<StatsKey, Delta> = BTreeMap::new();
-    let mut latency: BTreeMap<LatencyKey, i64> = BTreeMap::new();
+) -> BTreeMap<StatsKey, Aggregate> {
+    let mut stats: BTreeMap<StatsKey, Aggregate> = BTreeMap::new();
     for row in rows {
         let hour = row
             .timestamp
@@ -83,106 +201,97 @@ pub(crate) fn deltas<'a>(
             .and_then(|id| client_types.get(id))
             .map_or("unknown", String::as_str);
         let tool = row.tool_name.clone().unwrap_or_default();
-        let us = row.duration.micros();
-        let key = (
-            hour,
-            row.method.clone(),
-            tool.clone(),
-            client.to_string(),
-            row.status.as_str(),
-        );
-        let d = stats.entry(key).or_default();
-        d.requests += 1;
-        d.duration_us_total = d.duration_us_total.saturating_add(us);
-        d.duration_us_max = d.duration_us_max.max(us);
-        d.tokens += i64::from(row.total_tokens.unwrap_or(0));
-        d.cost_units += row.estimated_cost_usd.map_or(0, cost_units);
-        let key = (
-            hour,
-            row.method.clone(),
-            tool,
-            client.to_string(),
-            latency_bucket(us),
-        );
-        *latency.entry(key).or_default() += 1;
+        let key = (hour, row.method.clone(), tool, client.to_string());
+        stats.entry(key).or_default().add(row);
     }
-    (stats, latency)
+    stats
 }
 
-pub(crate) const UPSERT_STATS: &str = "INSERT INTO mcp_request_stats (hour, method, tool_name, client_type, status, \
-    requests, duration_us_total, duration_us_max, tokens, cost_units) ";
-pub(crate) const ON_CONFLICT_STATS: &str = " ON CONFLICT (hour, method, tool_name, client_type, status) DO UPDATE SET \
-    requests = mcp_request_stats.requests + excluded.requests, \
-    duration_us_total = mcp_request_stats.duration_us_total + excluded.duration_us_total, \
-    duration_us_max = CASE WHEN excluded.duration_us_max > mcp_request_stats.duration_us_max \
-        THEN excluded.duration_us_max ELSE mcp_request_stats.duration_us_max END, \
-    tokens = mcp_request_stats.tokens + excluded.tokens, \
-    cost_units = mcp_request_stats.cost_units + excluded.cost_units";
-pub(crate) const UPSERT_LATENCY: &str =
-    "INSERT INTO mcp_request_latency (hour, method, tool_name, client_type, bucket, requests) ";
-pub(crate) const ON_CONFLICT_LATENCY: &str = " ON CONFLICT (hour, method, tool_name, client_type, bucket) \
-    DO UPDATE SET requests = mcp_request_latency.requests + excluded.requests";
+/// Merges stored rows into `deltas` (the stored row for each key, where there is one).
+pub(crate) fn merge_stored(deltas: &mut BTreeMap<StatsKey, Aggregate>, stored: Vec<StatsCell>) {
+    for cell in stored {
+        let key = (cell.hour, cell.method, cell.tool_name, cell.client_type);
+        if let Some(delta) = deltas.get_mut(&key) {
+            delta.merge(&cell.aggregate);
+        }
+    }
+}
+
+pub(crate) const SELECT_STATS: &str = "SELECT hour, method, tool_name, client_type, requests, errors, \
+    duration_us_total, duration_us_max, tokens, cost_units, latency FROM mcp_request_stats";
+pub(crate) const UPSERT_STATS: &str = "INSERT INTO mcp_request_stats (hour, method, tool_name, client_type, \
+    requests, errors, duration_us_total, duration_us_max, tokens, cost_units, latency) ";
+pub(crate) const ON_CONFLICT_STATS: &str = " ON CONFLICT (hour, method, tool_name, client_type) DO UPDATE SET \
+    requests = excluded.requests, errors = excluded.errors, duration_us_total = excluded.duration_us_total, \
+    duration_us_max = excluded.duration_us_max, tokens = excluded.tokens, cost_units = excluded.cost_units, \
+    latency = excluded.latency";
+
+/// Arbitrary constant naming the statistics writers' PostgreSQL advisory lock.
+const STATS_LOCK_KEY: i64 = 0x5354_4557_4152_4432; // "STEWARD2"
+
+/// Serialises writers of `mcp_request_stats` for the rest of the transaction, so a
+/// read-merge-write of a row never loses another replica's counts: PostgreSQL's transaction-
+/// scoped advisory lock; on SQLite `BEGIN IMMEDIATE` already holds the only write lock.
+pub(crate) trait StatsLock {
+    async fn lock_stats(&mut self) -> Result<(), sqlx::Error>;
+}
+
+impl StatsLock for sqlx::Transaction<'static, sqlx::Sqlite> {
+    async fn lock_stats(&mut self) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
+impl StatsLock for sqlx::Transaction<'static, sqlx::Postgres> {
+    async fn lock_stats(&mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(STATS_LOCK_KEY)
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+    }
+}
 
 /// Adds newly stored ledger rows to the hourly aggregates, inside the caller's transaction
-/// (`$tx`, on either engine). `$rows` are only the rows the INSERT actually stored.
+/// (`$tx`, on either engine, holding [`StatsLock`]). `$rows`: the rows the INSERT stored.
 macro_rules! add_to_stats {
     ($tx:expr, $rows:expr) => {{
+        use $crate::store::request_stats as rs;
         let rows: Vec<&$crate::ledger::entry::LedgerRow> = $rows;
-        let sessions: std::collections::HashSet<&str> = rows
-            .iter()
-            .filter_map(|r| r.session_id.as_deref())
-            .collect();
-        let mut client_types: std::collections::HashMap<String, String> =
-            std::collections::HashMap::new();
+        let sessions: std::collections::BTreeSet<&str> =
+            rows.iter().filter_map(|r| r.session_id.as_deref()).collect();
+        let mut client_types = std::collections::HashMap::new();
         if !sessions.is_empty() {
-            let mut q = sqlx::QueryBuilder::new(
-                "SELECT session_id, client_type FROM mcp_sessions WHERE session_id IN (",
-            );
+            let mut q = sqlx::QueryBuilder::new("SELECT session_id, client_type FROM mcp_sessions WHERE session_id IN (");
             let mut list = q.separated(", ");
             for id in &sessions {
                 list.push_bind(*id);
             }
             q.push(")");
-            client_types.extend(
-                q.build_query_as::<(String, String)>()
-                    .fetch_all(&mut *$tx)
-                    .await?,
-            );
+            client_types.extend(q.build_query_as::<(String, String)>().fetch_all(&mut *$tx).await?);
         }
-        let (stats, latency) =
-            $crate::store::request_stats::deltas(rows.into_iter(), &client_types);
-        if !stats.is_empty() {
-            let mut q = sqlx::QueryBuilder::new($crate::store::request_stats::UPSERT_STATS);
-            q.push_values(
-                &stats,
-                |mut b, ((hour, method, tool, client, status), d)| {
-                    b.push_bind(*hour)
-                        .push_bind(method)
-                        .push_bind(tool)
-                        .push_bind(client)
-                        .push_bind(*status)
-                        .push_bind(d.requests)
-                        .push_bind(d.duration_us_total)
-                        .push_bind(d.duration_us_max)
-                        .push_bind(d.tokens)
-                        .push_bind(d.cost_units);
-                },
-            );
-            q.push($crate::store::request_stats::ON_CONFLICT_STATS);
-            q.build().execute(&mut *$tx).await?;
-            let mut q = sqlx::QueryBuilder::new($crate::store::request_stats::UPSERT_LATENCY);
-            q.push_values(
-                &latency,
-                |mut b, ((hour, method, tool, client, bucket), n)| {
-                    b.push_bind(*hour)
-                        .push_bind(method)
-                        .push_bind(tool)
-                        .push_bind(client)
-                        .push_bind(*bucket)
-                        .push_bind(*n);
-                },
-            );
-            q.push($crate::store::request_stats::ON_CONFLICT_LATENCY);
+        let mut deltas = rs::deltas(rows.into_iter(), &client_types);
+        // The stored rows of the hours touched (usually one); merged in Rust, written back.
+        let hours: std::collections::BTreeSet<_> = deltas.keys().map(|k| k.0).collect();
+        let mut q = sqlx::QueryBuilder::new(rs::SELECT_STATS);
+        q.push(" WHERE hour IN (");
+        let mut list = q.separated(", ");
+        for hour in &hours {
+            list.push_bind(*hour);
+        }
+        q.push(")");
+        let stored: Vec<rs::StatsCell> = q.build_query_as::<rs::StatsRow>().fetch_all(&mut *$tx).await?
+            .into_iter().map(rs::StatsCell::from).collect();
+        rs::merge_stored(&mut deltas, stored);
+        for chunk in deltas.into_iter().collect::<Vec<_>>().chunks(1000) {
+            let mut q = sqlx::QueryBuilder::new(rs::UPSERT_STATS);
+            q.push_values(chunk, |mut b, ((hour, method, tool, client), a)| {
+                b.push_bind(*hour).push_bind(method).push_bind(tool).push_bind(client)
+                    .push_bind(a.requests).push_bind(a.errors).push_bind(a.duration_us_total)
+                    .push_bind(a.duration_us_max).push_bind(a.tokens).push_bind(a.cost_units)
+                    .push_bind(a.latency.to_text());
+            });
+            q.push(rs::ON_CONFLICT_STATS);
             q.build().execute(&mut *$tx).await?;
         }
     }};
@@ -192,33 +301,7 @@ pub(crate) use add_to_stats;
 /// Which of `rows` the INSERT stored (those whose id it returned).
 pub(crate) fn stored<'a>(rows: &'a [LedgerRow], ids: &[super::Id]) -> Vec<&'a LedgerRow> {
     let ids: HashSet<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
-    rows.iter()
-        .filter(|r| ids.contains(&r.request_id))
-        .collect()
-}
-
-/// Aggregates of one (method, tool, client type, status) over a range of hours.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct StatsCell {
-    pub method: String,
-    pub tool_name: String,
-    pub client_type: String,
-    pub status: String,
-    pub requests: i64,
-    pub duration_us_total: i64,
-    pub duration_us_max: i64,
-    pub tokens: i64,
-    pub cost_units: i64,
-}
-
-/// Requests of one (method, tool, client type) in one latency bucket over a range of hours.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct LatencyCell {
-    pub method: String,
-    pub tool_name: String,
-    pub client_type: String,
-    pub bucket: i64,
-    pub requests: i64,
+    rows.iter().filter(|r| ids.contains(&r.request_id)).collect()
 }
 
 /// Requests and errors (anything but `success`) of one hour.
@@ -230,30 +313,15 @@ pub struct HourCount {
 }
 
 impl Store {
-    /// Aggregates of the hours in `[from, to)` (whole hours), summed in SQL.
+    /// The aggregate rows of the hours in `[from, to)`.
     pub async fn stats_cells(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<StatsCell>, sqlx::Error> {
-        let sql = "SELECT method, tool_name, client_type, status, CAST(SUM(requests) AS BIGINT) AS requests, \
-                   CAST(SUM(duration_us_total) AS BIGINT) AS duration_us_total, MAX(duration_us_max) AS duration_us_max, \
-                   CAST(SUM(tokens) AS BIGINT) AS tokens, CAST(SUM(cost_units) AS BIGINT) AS cost_units \
-                   FROM mcp_request_stats WHERE hour >= $1 AND hour < $2 \
-                   GROUP BY method, tool_name, client_type, status";
-        on_pool!(self, pool => sqlx::query_as::<_, StatsCell>(sql).bind(from).bind(to).fetch_all(pool).await)
-    }
-
-    /// Latency histograms of the hours in `[from, to)`.
-    pub async fn latency_cells(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<LatencyCell>, sqlx::Error> {
-        let sql = "SELECT method, tool_name, client_type, bucket, CAST(SUM(requests) AS BIGINT) AS requests \
-                   FROM mcp_request_latency WHERE hour >= $1 AND hour < $2 \
-                   GROUP BY method, tool_name, client_type, bucket";
-        on_pool!(self, pool => sqlx::query_as::<_, LatencyCell>(sql).bind(from).bind(to).fetch_all(pool).await)
+        let sql = format!("{SELECT_STATS} WHERE hour >= $1 AND hour < $2");
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, StatsRow>(&sql).bind(from).bind(to).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(StatsCell::from).collect())
     }
 
     /// Requests and errors per hour for the hours in `[from, to)`.
@@ -262,8 +330,7 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<HourCount>, sqlx::Error> {
-        let sql = "SELECT hour, CAST(SUM(requests) AS BIGINT) AS requests, \
-                   CAST(SUM(CASE WHEN status <> 'success' THEN requests ELSE 0 END) AS BIGINT) AS errors \
+        let sql = "SELECT hour, CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) AS BIGINT) AS errors \
                    FROM mcp_request_stats WHERE hour >= $1 AND hour < $2 GROUP BY hour ORDER BY hour";
         on_pool!(self, pool => sqlx::query_as::<_, HourCount>(sql).bind(from).bind(to).fetch_all(pool).await)
     }
@@ -305,6 +372,20 @@ mod tests {
             0,
             "a negative duration cannot happen; it is not a panic"
         );
+    }
+
+    #[test]
+    fn histograms_survive_their_text_form() {
+        let mut h = Histogram::default();
+        h.add(latency_bucket(1_234), 3);
+        h.add(latency_bucket(5), 1);
+        h.add(latency_bucket(i64::MAX), 2);
+        assert_eq!(Histogram::from_text(&h.to_text()), h);
+        assert_eq!(Histogram::from_text("5:1,bad,7:x,"), {
+            let mut only = Histogram::default();
+            only.add(5, 1);
+            only
+        });
     }
 
     #[test]

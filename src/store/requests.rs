@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, DurationRound, Utc};
 use sqlx::QueryBuilder;
 
-use super::request_stats::{add_to_stats, stored};
+use super::request_stats::{StatsLock, add_to_stats, stored};
 use super::{Id, Money, Store, WritePool, on_pool};
 use crate::ledger::entry::LedgerRow;
 
@@ -27,6 +27,8 @@ impl Store {
         }
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            // First, so every writer takes the locks in the same order.
+            tx.lock_stats().await?;
             let mut query = QueryBuilder::new(INSERT);
             query.push_values(rows, |mut b, row| {
                 b.push_bind(Id(row.request_id))
