@@ -53,6 +53,8 @@ pub struct HourBucket {
     pub hour: DateTime<Utc>,
     pub count: u64,
     pub errors: u64,
+    /// Requests per tool (or method) in this hour, for per-tool charts.
+    pub tools: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,7 +149,7 @@ pub fn compute(rows: &[StatRow], since: DateTime<Utc>, previous_period_requests:
         since,
         totals: group(rows),
         tools: by(rows, |r| {
-            r.tool_name.clone().unwrap_or_else(|| r.method.clone())
+            display_name(&r.method, r.tool_name.as_deref().unwrap_or(""))
         }),
         clients: by(rows, |r| {
             r.client_type.clone().unwrap_or_else(|| "unknown".into())
@@ -160,36 +162,46 @@ pub fn compute(rows: &[StatRow], since: DateTime<Utc>, previous_period_requests:
     }
 }
 
-/// Requests and errors per hour.
-type Hourly = BTreeMap<DateTime<Utc>, (u64, u64)>;
+/// Requests, errors and requests per tool, per hour.
+type Hourly = BTreeMap<DateTime<Utc>, HourTally>;
+
+#[derive(Debug, Default)]
+struct HourTally {
+    count: u64,
+    errors: u64,
+    tools: BTreeMap<String, u64>,
+}
 
 fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(chrono::Duration::hours(1)).unwrap_or(t)
 }
 
 fn add_hour(hourly: &mut Hourly, row: &StatRow) {
-    let bucket = hourly.entry(hour_of(row.timestamp)).or_default();
-    bucket.0 += 1;
-    bucket.1 += u64::from(is_error(&row.status));
+    let tally = hourly.entry(hour_of(row.timestamp)).or_default();
+    tally.count += 1;
+    tally.errors += u64::from(is_error(&row.status));
+    let name = display_name(&row.method, row.tool_name.as_deref().unwrap_or(""));
+    *tally.tools.entry(name).or_default() += 1;
 }
 
 fn hourly_buckets(hourly: Hourly) -> Vec<HourBucket> {
     hourly
         .into_iter()
-        .map(|(hour, (count, errors))| HourBucket {
+        .map(|(hour, t)| HourBucket {
             hour,
-            count,
-            errors,
+            count: t.count,
+            errors: t.errors,
+            tools: t.tools,
         })
         .collect()
 }
 
 fn daily(hourly: &Hourly) -> Vec<DayBucket> {
     let mut days: BTreeMap<chrono::NaiveDate, (u64, u64)> = BTreeMap::new();
-    for (hour, (count, errors)) in hourly {
+    for (hour, t) in hourly {
         let day = days.entry(hour.date_naive()).or_default();
-        day.0 += count;
-        day.1 += errors;
+        day.0 += t.count;
+        day.1 += t.errors;
     }
     days.into_iter()
         .map(|(day, (count, errors))| DayBucket { day, count, errors })
@@ -255,13 +267,17 @@ impl Rolled {
 
     /// An hour's aggregates (its trend entry comes from [`Rolled::add_hour`]).
     pub fn add_cell(&mut self, c: &StatsCell) {
-        self.cell(&c.method, &c.tool_name, &c.client_type).merge(&c.aggregate);
+        self.cell(&c.method, &c.tool_name, &c.client_type)
+            .merge(&c.aggregate);
+        let name = display_name(&c.method, &c.tool_name);
+        let tally = self.hourly.entry(c.hour).or_default();
+        *tally.tools.entry(name).or_default() += u64::try_from(c.aggregate.requests).unwrap_or(0);
     }
 
     pub fn add_hour(&mut self, h: &HourCount) {
-        let bucket = self.hourly.entry(h.hour).or_default();
-        bucket.0 += u64::try_from(h.requests).unwrap_or(0);
-        bucket.1 += u64::try_from(h.errors).unwrap_or(0);
+        let tally = self.hourly.entry(h.hour).or_default();
+        tally.count += u64::try_from(h.requests).unwrap_or(0);
+        tally.errors += u64::try_from(h.errors).unwrap_or(0);
     }
 
     /// A ledger row outside the whole hours the aggregates cover.

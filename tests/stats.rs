@@ -91,7 +91,7 @@ fn assert_agree(exact: &Stats, rolled: &Stats, what: &str) {
     let hours = |s: &Stats| {
         s.hourly
             .iter()
-            .map(|h| (h.hour, h.count, h.errors))
+            .map(|h| (h.hour, h.count, h.errors, h.tools.clone()))
             .collect::<Vec<_>>()
     };
     assert_eq!(hours(exact), hours(rolled), "{what}");

@@ -92,7 +92,10 @@ impl Histogram {
     pub fn from_text(text: &str) -> Histogram {
         let mut h = Histogram::default();
         for entry in text.split(',').filter(|e| !e.is_empty()) {
-            match entry.split_once(':').and_then(|(b, n)| Some((b.parse().ok()?, n.parse().ok()?))) {
+            match entry
+                .split_once(':')
+                .and_then(|(b, n)| Some((b.parse().ok()?, n.parse().ok()?)))
+            {
                 Some((bucket, n)) => h.add(bucket, n),
                 None => tracing::warn!(entry, "skipping a malformed latency histogram entry"),
             }
@@ -131,7 +134,9 @@ impl Aggregate {
     pub fn merge(&mut self, other: &Aggregate) {
         self.requests += other.requests;
         self.errors += other.errors;
-        self.duration_us_total = self.duration_us_total.saturating_add(other.duration_us_total);
+        self.duration_us_total = self
+            .duration_us_total
+            .saturating_add(other.duration_us_total);
         self.duration_us_max = self.duration_us_max.max(other.duration_us_max);
         self.tokens += other.tokens;
         self.cost_units += other.cost_units;
@@ -258,17 +263,25 @@ macro_rules! add_to_stats {
     ($tx:expr, $rows:expr) => {{
         use $crate::store::request_stats as rs;
         let rows: Vec<&$crate::ledger::entry::LedgerRow> = $rows;
-        let sessions: std::collections::BTreeSet<&str> =
-            rows.iter().filter_map(|r| r.session_id.as_deref()).collect();
+        let sessions: std::collections::BTreeSet<&str> = rows
+            .iter()
+            .filter_map(|r| r.session_id.as_deref())
+            .collect();
         let mut client_types = std::collections::HashMap::new();
         if !sessions.is_empty() {
-            let mut q = sqlx::QueryBuilder::new("SELECT session_id, client_type FROM mcp_sessions WHERE session_id IN (");
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT session_id, client_type FROM mcp_sessions WHERE session_id IN (",
+            );
             let mut list = q.separated(", ");
             for id in &sessions {
                 list.push_bind(*id);
             }
             q.push(")");
-            client_types.extend(q.build_query_as::<(String, String)>().fetch_all(&mut *$tx).await?);
+            client_types.extend(
+                q.build_query_as::<(String, String)>()
+                    .fetch_all(&mut *$tx)
+                    .await?,
+            );
         }
         let mut deltas = rs::deltas(rows.into_iter(), &client_types);
         // The stored rows of the hours touched (usually one); merged in Rust, written back.
@@ -280,15 +293,27 @@ macro_rules! add_to_stats {
             list.push_bind(*hour);
         }
         q.push(")");
-        let stored: Vec<rs::StatsCell> = q.build_query_as::<rs::StatsRow>().fetch_all(&mut *$tx).await?
-            .into_iter().map(rs::StatsCell::from).collect();
+        let stored: Vec<rs::StatsCell> = q
+            .build_query_as::<rs::StatsRow>()
+            .fetch_all(&mut *$tx)
+            .await?
+            .into_iter()
+            .map(rs::StatsCell::from)
+            .collect();
         rs::merge_stored(&mut deltas, stored);
         for chunk in deltas.into_iter().collect::<Vec<_>>().chunks(1000) {
             let mut q = sqlx::QueryBuilder::new(rs::UPSERT_STATS);
             q.push_values(chunk, |mut b, ((hour, method, tool, client), a)| {
-                b.push_bind(*hour).push_bind(method).push_bind(tool).push_bind(client)
-                    .push_bind(a.requests).push_bind(a.errors).push_bind(a.duration_us_total)
-                    .push_bind(a.duration_us_max).push_bind(a.tokens).push_bind(a.cost_units)
+                b.push_bind(*hour)
+                    .push_bind(method)
+                    .push_bind(tool)
+                    .push_bind(client)
+                    .push_bind(a.requests)
+                    .push_bind(a.errors)
+                    .push_bind(a.duration_us_total)
+                    .push_bind(a.duration_us_max)
+                    .push_bind(a.tokens)
+                    .push_bind(a.cost_units)
                     .push_bind(a.latency.to_text());
             });
             q.push(rs::ON_CONFLICT_STATS);
@@ -301,7 +326,9 @@ pub(crate) use add_to_stats;
 /// Which of `rows` the INSERT stored (those whose id it returned).
 pub(crate) fn stored<'a>(rows: &'a [LedgerRow], ids: &[super::Id]) -> Vec<&'a LedgerRow> {
     let ids: HashSet<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
-    rows.iter().filter(|r| ids.contains(&r.request_id)).collect()
+    rows.iter()
+        .filter(|r| ids.contains(&r.request_id))
+        .collect()
 }
 
 /// Requests and errors (anything but `success`) of one hour.
