@@ -276,15 +276,7 @@ async fn session_health(
     Query(q): Query<SessionHealthQuery>,
 ) -> Result<Response, ApiError> {
     let window_text = q.window.unwrap_or_else(|| "1h".into());
-    let window = humantime::parse_duration(&window_text)
-        .ok()
-        .and_then(|d| chrono::Duration::from_std(d).ok())
-        .filter(|d| *d > chrono::Duration::zero())
-        .ok_or_else(|| {
-            bad_request(format!(
-                "window {window_text:?} is not a duration like 15m, 1h or 7d"
-            ))
-        })?;
+    let window = parse_window(&window_text)?;
     let now = Utc::now();
     let health = store
         .session_health(now - HEALTHY_FOR, now - STALE_AFTER, now - window)
@@ -292,45 +284,77 @@ async fn session_health(
     let sessions = live.sessions.report().await;
     let ledger = live.ledger.report();
     let problems = crate::mcp::http::health_problems(&sessions, &ledger);
-    let disconnects: i64 = health.disconnect_reasons.iter().map(|(_, n)| n).sum();
+    Ok(axum::Json(json!({
+        "status": if problems.is_empty() { "ok" } else { "degraded" },
+        "problems": problems,
+        "at": now,
+        "live": live_buckets(&health.age),
+        "by_status": by_status(&health.by_status),
+        "disconnects": disconnects(&health, &window_text, now - window, window),
+        "cleanup": { "healthy": sessions.healthy, "last_run": sessions.cleanup },
+        "ledger": ledger,
+    }))
+    .into_response())
+}
+
+/// A positive duration such as `15m`, `1h` or `7d`.
+fn parse_window(text: &str) -> Result<chrono::Duration, ApiError> {
+    humantime::parse_duration(text)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .filter(|d| *d > chrono::Duration::zero())
+        .ok_or_else(|| {
+            bad_request(format!(
+                "window {text:?} is not a duration like 15m, 1h or 7d"
+            ))
+        })
+}
+
+fn live_buckets(age: &crate::store::sessions::AgeBuckets) -> serde_json::Value {
+    json!({
+        "healthy": age.healthy,
+        "aging": age.aging,
+        "stale": age.stale,
+        "total": age.healthy + age.aging + age.stale,
+        "thresholds": {
+            "healthy_under_seconds": HEALTHY_FOR.num_seconds(),
+            "stale_over_seconds": STALE_AFTER.num_seconds(),
+        },
+    })
+}
+
+/// Every status, zero when no session has it.
+fn by_status(counts: &[(String, i64)]) -> serde_json::Map<String, serde_json::Value> {
     let mut by_status: serde_json::Map<String, serde_json::Value> =
         ["active", "idle", "disconnected", "revoked"]
             .into_iter()
             .map(|s| (s.to_string(), json!(0)))
             .collect();
-    for (status, n) in &health.by_status {
+    for (status, n) in counts {
         by_status.insert(status.clone(), json!(n));
     }
-    Ok(axum::Json(json!({
-        "status": if problems.is_empty() { "ok" } else { "degraded" },
-        "problems": problems,
-        "at": now,
-        "live": {
-            "healthy": health.age.healthy,
-            "aging": health.age.aging,
-            "stale": health.age.stale,
-            "total": health.age.healthy + health.age.aging + health.age.stale,
-            "thresholds": {
-                "healthy_under_seconds": HEALTHY_FOR.num_seconds(),
-                "stale_over_seconds": STALE_AFTER.num_seconds(),
-            },
-        },
-        "by_status": by_status,
-        "disconnects": {
-            "window": window_text,
-            "since": now - window,
-            "total": disconnects,
-            "reasons": health.disconnect_reasons.iter()
-                .map(|(reason, count)| json!({ "reason": reason, "count": count }))
-                .collect::<Vec<_>>(),
-            "sessions_in_window": health.seen_in_window,
-            "rate_percent": percent(disconnects, health.seen_in_window),
-            "per_hour": (disconnects as f64 * 3600.0 / window.num_seconds() as f64 * 100.0).round() / 100.0,
-        },
-        "cleanup": { "healthy": sessions.healthy, "last_run": sessions.cleanup },
-        "ledger": ledger,
-    }))
-    .into_response())
+    by_status
+}
+
+fn disconnects(
+    health: &crate::store::sessions::SessionHealth,
+    window_text: &str,
+    since: DateTime<Utc>,
+    window: chrono::Duration,
+) -> serde_json::Value {
+    let total: i64 = health.disconnect_reasons.iter().map(|(_, n)| n).sum();
+    let per_hour = total as f64 * 3600.0 / window.num_seconds().max(1) as f64;
+    json!({
+        "window": window_text,
+        "since": since,
+        "total": total,
+        "reasons": health.disconnect_reasons.iter()
+            .map(|(reason, count)| json!({ "reason": reason, "count": count }))
+            .collect::<Vec<_>>(),
+        "sessions_in_window": health.seen_in_window,
+        "rate_percent": percent(total, health.seen_in_window),
+        "per_hour": (per_hour * 100.0).round() / 100.0,
+    })
 }
 
 /// `part / whole` in percent with two decimals (0 when `whole` is 0).

@@ -268,10 +268,10 @@ impl Rolled {
     /// An hour's aggregates (its trend entry comes from [`Rolled::add_hour`]).
     pub fn add_cell(&mut self, c: &StatsCell) {
         self.cell(&c.method, &c.tool_name, &c.client_type)
-            .merge(&c.aggregate);
+            .add_cell(c);
         let name = display_name(&c.method, &c.tool_name);
         let tally = self.hourly.entry(c.hour).or_default();
-        *tally.tools.entry(name).or_default() += u64::try_from(c.aggregate.requests).unwrap_or(0);
+        *tally.tools.entry(name).or_default() += u64::try_from(c.requests).unwrap_or(0);
     }
 
     pub fn add_hour(&mut self, h: &HourCount) {
@@ -374,9 +374,9 @@ pub async fn load_with_limit(
     for row in store.stat_rows(since, Some(whole_hours), i64::MAX).await? {
         rolled.add_row(&row);
     }
-    for cell in store.stats_cells(whole_hours, end_of_time()).await? {
-        rolled.add_cell(&cell);
-    }
+    store
+        .for_each_stats_cell(whole_hours, end_of_time(), |cell| rolled.add_cell(&cell))
+        .await?;
     for hour in &hours {
         rolled.add_hour(hour);
     }

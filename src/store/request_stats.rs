@@ -87,20 +87,18 @@ impl Histogram {
         text
     }
 
-    /// Reads [`Histogram::to_text`] (in any order); a malformed entry is skipped and logged,
-    /// so one damaged row cannot take the statistics down.
-    pub fn from_text(text: &str) -> Histogram {
-        let mut h = Histogram::default();
+    /// Adds the counts of a [`Histogram::to_text`] (in any order); a malformed entry is
+    /// skipped and logged, so one damaged row cannot take the statistics down.
+    pub fn add_text(&mut self, text: &str) {
         for entry in text.split(',').filter(|e| !e.is_empty()) {
             match entry
                 .split_once(':')
                 .and_then(|(b, n)| Some((b.parse().ok()?, n.parse().ok()?)))
             {
-                Some((bucket, n)) => h.add(bucket, n),
+                Some((bucket, n)) => self.add(bucket, n),
                 None => tracing::warn!(entry, "skipping a malformed latency histogram entry"),
             }
         }
-        h
     }
 }
 
@@ -144,48 +142,33 @@ impl Aggregate {
     }
 }
 
-/// A stored aggregate row with its key (for statistics).
-#[derive(Debug, Clone)]
+/// A stored aggregate row, as read (the histogram still in its text form, so reading
+/// thousands of rows never holds thousands of dense histograms).
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StatsCell {
     pub hour: DateTime<Utc>,
     pub method: String,
     pub tool_name: String,
     pub client_type: String,
-    pub aggregate: Aggregate,
+    pub requests: i64,
+    pub errors: i64,
+    pub duration_us_total: i64,
+    pub duration_us_max: i64,
+    pub tokens: i64,
+    pub cost_units: i64,
+    pub latency: String,
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct StatsRow {
-    hour: DateTime<Utc>,
-    method: String,
-    tool_name: String,
-    client_type: String,
-    requests: i64,
-    errors: i64,
-    duration_us_total: i64,
-    duration_us_max: i64,
-    tokens: i64,
-    cost_units: i64,
-    latency: String,
-}
-
-impl From<StatsRow> for StatsCell {
-    fn from(r: StatsRow) -> Self {
-        StatsCell {
-            hour: r.hour,
-            method: r.method,
-            tool_name: r.tool_name,
-            client_type: r.client_type,
-            aggregate: Aggregate {
-                requests: r.requests,
-                errors: r.errors,
-                duration_us_total: r.duration_us_total,
-                duration_us_max: r.duration_us_max,
-                tokens: r.tokens,
-                cost_units: r.cost_units,
-                latency: Histogram::from_text(&r.latency),
-            },
-        }
+impl Aggregate {
+    /// Adds a stored row.
+    pub fn add_cell(&mut self, c: &StatsCell) {
+        self.requests += c.requests;
+        self.errors += c.errors;
+        self.duration_us_total = self.duration_us_total.saturating_add(c.duration_us_total);
+        self.duration_us_max = self.duration_us_max.max(c.duration_us_max);
+        self.tokens += c.tokens;
+        self.cost_units += c.cost_units;
+        self.latency.add_text(&c.latency);
     }
 }
 
@@ -215,9 +198,14 @@ pub(crate) fn deltas<'a>(
 /// Merges stored rows into `deltas` (the stored row for each key, where there is one).
 pub(crate) fn merge_stored(deltas: &mut BTreeMap<StatsKey, Aggregate>, stored: Vec<StatsCell>) {
     for cell in stored {
-        let key = (cell.hour, cell.method, cell.tool_name, cell.client_type);
+        let key = (
+            cell.hour,
+            cell.method.clone(),
+            cell.tool_name.clone(),
+            cell.client_type.clone(),
+        );
         if let Some(delta) = deltas.get_mut(&key) {
-            delta.merge(&cell.aggregate);
+            delta.add_cell(&cell);
         }
     }
 }
@@ -284,22 +272,21 @@ macro_rules! add_to_stats {
             );
         }
         let mut deltas = rs::deltas(rows.into_iter(), &client_types);
-        // The stored rows of the hours touched (usually one); merged in Rust, written back.
-        let hours: std::collections::BTreeSet<_> = deltas.keys().map(|k| k.0).collect();
+        // The stored rows of the keys touched, merged in Rust and written back.
         let mut q = sqlx::QueryBuilder::new(rs::SELECT_STATS);
-        q.push(" WHERE hour IN (");
-        let mut list = q.separated(", ");
-        for hour in &hours {
-            list.push_bind(*hour);
+        q.push(" WHERE ");
+        for (i, (hour, method, tool, client)) in deltas.keys().enumerate() {
+            q.push(if i == 0 { "(hour = " } else { " OR (hour = " });
+            q.push_bind(*hour)
+                .push(" AND method = ")
+                .push_bind(method.clone())
+                .push(" AND tool_name = ")
+                .push_bind(tool.clone())
+                .push(" AND client_type = ")
+                .push_bind(client.clone())
+                .push(")");
         }
-        q.push(")");
-        let stored: Vec<rs::StatsCell> = q
-            .build_query_as::<rs::StatsRow>()
-            .fetch_all(&mut *$tx)
-            .await?
-            .into_iter()
-            .map(rs::StatsCell::from)
-            .collect();
+        let stored: Vec<rs::StatsCell> = q.build_query_as().fetch_all(&mut *$tx).await?;
         rs::merge_stored(&mut deltas, stored);
         for chunk in deltas.into_iter().collect::<Vec<_>>().chunks(1000) {
             let mut q = sqlx::QueryBuilder::new(rs::UPSERT_STATS);
@@ -340,15 +327,22 @@ pub struct HourCount {
 }
 
 impl Store {
-    /// The aggregate rows of the hours in `[from, to)`.
-    pub async fn stats_cells(
+    /// Calls `each` with every aggregate row of the hours in `[from, to)`, as they stream in.
+    pub async fn for_each_stats_cell(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<StatsCell>, sqlx::Error> {
+        mut each: impl FnMut(StatsCell),
+    ) -> Result<(), sqlx::Error> {
+        use futures::TryStreamExt;
         let sql = format!("{SELECT_STATS} WHERE hour >= $1 AND hour < $2");
-        let rows = on_pool!(self, pool => sqlx::query_as::<_, StatsRow>(&sql).bind(from).bind(to).fetch_all(pool).await)?;
-        Ok(rows.into_iter().map(StatsCell::from).collect())
+        on_pool!(self, pool => {
+            let mut rows = sqlx::query_as::<_, StatsCell>(&sql).bind(from).bind(to).fetch(pool);
+            while let Some(cell) = rows.try_next().await? {
+                each(cell);
+            }
+            Ok(())
+        })
     }
 
     /// Requests and errors per hour for the hours in `[from, to)`.
@@ -407,12 +401,14 @@ mod tests {
         h.add(latency_bucket(1_234), 3);
         h.add(latency_bucket(5), 1);
         h.add(latency_bucket(i64::MAX), 2);
-        assert_eq!(Histogram::from_text(&h.to_text()), h);
-        assert_eq!(Histogram::from_text("5:1,bad,7:x,"), {
-            let mut only = Histogram::default();
-            only.add(5, 1);
-            only
-        });
+        let mut read = Histogram::default();
+        read.add_text(&h.to_text());
+        assert_eq!(read, h);
+        let mut damaged = Histogram::default();
+        damaged.add_text("5:1,bad,7:x,");
+        let mut only = Histogram::default();
+        only.add(5, 1);
+        assert_eq!(damaged, only);
     }
 
     #[test]
