@@ -848,9 +848,14 @@
     );
   }
 
+  /** Table cells of latencies in milliseconds (`fields` of a statistics row), µs precision under 10 ms. */
+  function latencyCells(row, fields) {
+    const ms = (v) => (v === null || v === undefined ? '—' : fmtMs(v, Number(v) < 10 ? Number(v) * 1000 : null));
+    return fields.map((f) => h('td', { class: 'num' }, ms(row[f])));
+  }
+
   function statsTable(rows, keyField, keyLabel, empty) {
     if (!rows || !rows.length) return h('p', { class: 'empty' }, empty);
-    const ms = (v) => (v === null || v === undefined ? '—' : fmtMs(v, Number(v) < 10 ? Number(v) * 1000 : null));
     return table(
       [
         keyLabel,
@@ -870,10 +875,7 @@
           h('td', { class: keyField === 'tool_name' ? 'tool' : null }, r[keyField] ?? '—'),
           h('td', { class: 'num' }, fmtInt(r.count)),
           h('td', { class: `num ${Number(r.errors) > 0 ? 'bad-text' : ''}` }, `${fmtInt(r.errors)} (${fmtPct(r.error_rate)})`),
-          h('td', { class: 'num' }, ms(r.p50_ms)),
-          h('td', { class: 'num' }, ms(r.p95_ms)),
-          h('td', { class: 'num' }, ms(r.p99_ms)),
-          h('td', { class: 'num' }, ms(r.max_ms)),
+          latencyCells(r, ['p50_ms', 'p95_ms', 'p99_ms', 'max_ms']),
           h('td', { class: 'num' }, fmtInt(r.tokens)),
           h('td', { class: 'num' }, fmtCost(r.estimated_cost_usd)),
         ),
@@ -1265,7 +1267,6 @@
 
   function toolsTable(tools, range, selected) {
     if (!tools.length) return h('p', { class: 'empty' }, 'No calls in this period.');
-    const ms = (v) => (v === null || v === undefined ? '—' : fmtMs(v, Number(v) < 10 ? Number(v) * 1000 : null));
     return table(
       ['Tool / method', numTh('Calls'), numTh('Errors'), numTh('Error rate'), numTh('p50'), numTh('p95'), numTh('p99'), numTh('Avg'), numTh('Max')],
       tools.map((t) =>
@@ -1276,11 +1277,7 @@
           h('td', { class: 'num' }, fmtInt(t.count)),
           h('td', { class: `num ${Number(t.errors) > 0 ? 'bad-text' : ''}` }, fmtInt(t.errors)),
           h('td', { class: 'num' }, `${Number(t.error_rate_percent || 0).toFixed(2)}%`),
-          h('td', { class: 'num' }, ms(t.p50_ms)),
-          h('td', { class: 'num' }, ms(t.p95_ms)),
-          h('td', { class: 'num' }, ms(t.p99_ms)),
-          h('td', { class: 'num' }, ms(t.avg_ms)),
-          h('td', { class: 'num' }, ms(t.max_ms)),
+          latencyCells(t, ['p50_ms', 'p95_ms', 'p99_ms', 'avg_ms', 'max_ms']),
         ),
       ),
       { class: 'stats tools' },

@@ -15,7 +15,8 @@ use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
 
 use crate::store::request_stats::{
-    Aggregate, HourCount, StatsCell, bucket_bounds, cost_units, latency_bucket, money_from_units,
+    Aggregate, HourCount, StatsCell, Sums, bucket_bounds, cost_units, latency_bucket,
+    money_from_units,
 };
 use crate::store::requests::StatRow;
 use crate::store::{Money, Store};
@@ -210,21 +211,21 @@ fn daily(hourly: &Hourly) -> Vec<DayBucket> {
 
 /// A [`Group`] from aggregates: exact counts, sums and maximum; percentiles from the histogram.
 fn group_of(a: &Aggregate) -> Group {
-    if a.requests <= 0 {
+    if a.sums.requests <= 0 {
         return Group::default();
     }
-    let count = a.requests as f64;
+    let count = a.sums.requests as f64;
     Group {
-        count: a.requests as u64,
-        errors: u64::try_from(a.errors).unwrap_or(0),
-        error_rate_percent: round2(a.errors as f64 * 100.0 / count),
+        count: a.sums.requests as u64,
+        errors: u64::try_from(a.sums.errors).unwrap_or(0),
+        error_rate_percent: round2(a.sums.errors as f64 * 100.0 / count),
         p50_ms: histogram_percentile_ms(a, 50.0),
         p95_ms: histogram_percentile_ms(a, 95.0),
         p99_ms: histogram_percentile_ms(a, 99.0),
-        avg_ms: round2(a.duration_us_total as f64 / count / 1000.0),
-        max_ms: a.duration_us_max as f64 / 1000.0,
-        tokens: a.tokens,
-        estimated_cost_usd: money_from_units(a.cost_units),
+        avg_ms: round2(a.sums.duration_us_total as f64 / count / 1000.0),
+        max_ms: a.sums.duration_us_max as f64 / 1000.0,
+        tokens: a.sums.tokens,
+        estimated_cost_usd: money_from_units(a.sums.cost_units),
     }
 }
 
@@ -239,10 +240,10 @@ fn histogram_percentile_ms(a: &Aggregate, p: f64) -> f64 {
         if seen >= rank {
             let (lower, upper) = bucket_bounds(bucket as i64);
             let mid = lower + (upper - 1 - lower) / 2;
-            return mid.min(a.duration_us_max) as f64 / 1000.0;
+            return mid.min(a.sums.duration_us_max) as f64 / 1000.0;
         }
     }
-    a.duration_us_max as f64 / 1000.0
+    a.sums.duration_us_max as f64 / 1000.0
 }
 
 /// A period assembled from hourly aggregates and the rows of its partial first hour.
@@ -271,7 +272,7 @@ impl Rolled {
             .add_cell(c);
         let name = display_name(&c.method, &c.tool_name);
         let tally = self.hourly.entry(c.hour).or_default();
-        *tally.tools.entry(name).or_default() += u64::try_from(c.requests).unwrap_or(0);
+        *tally.tools.entry(name).or_default() += u64::try_from(c.sums.requests).unwrap_or(0);
     }
 
     pub fn add_hour(&mut self, h: &HourCount) {
@@ -285,12 +286,14 @@ impl Rolled {
         add_hour(&mut self.hourly, row);
         let client = row.client_type.as_deref().unwrap_or("unknown");
         let a = self.cell(&row.method, row.tool_name.as_deref().unwrap_or(""), client);
-        a.requests += 1;
-        a.errors += i64::from(is_error(&row.status));
-        a.duration_us_total = a.duration_us_total.saturating_add(row.duration_us);
-        a.duration_us_max = a.duration_us_max.max(row.duration_us);
-        a.tokens += i64::from(row.total_tokens.unwrap_or(0));
-        a.cost_units += row.estimated_cost_usd.map_or(0, cost_units);
+        a.sums.merge(&Sums {
+            requests: 1,
+            errors: i64::from(is_error(&row.status)),
+            duration_us_total: row.duration_us,
+            duration_us_max: row.duration_us,
+            tokens: i64::from(row.total_tokens.unwrap_or(0)),
+            cost_units: row.estimated_cost_usd.map_or(0, cost_units),
+        });
         a.latency.add(latency_bucket(row.duration_us), 1);
     }
 

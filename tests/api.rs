@@ -199,6 +199,18 @@ async fn get_text(
     Ok((status, value, response.text().await?))
 }
 
+/// The request ids a JSON-lines export of `path` lists, checking it answers 200 and every line
+/// parses.
+async fn export_ids(
+    http: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+) -> anyhow::Result<Vec<String>> {
+    let (status, _, body) = get_text(http, server, path, "").await?;
+    anyhow::ensure!(status == 200, "{path}: {status} {body}");
+    jsonl_ids(&body)
+}
+
 /// The request ids of JSON lines, checking every line parses.
 fn jsonl_ids(body: &str) -> anyhow::Result<Vec<String>> {
     body.lines()
@@ -310,40 +322,24 @@ async fn requests_export_as_csv_and_json_lines() -> anyhow::Result<()> {
             line["estimated_cost_usd"], "0.001",
             "money stays an exact string: {line}"
         );
-        let (_, _, body) = get_text(
-            &http,
-            &server,
-            "/api/requests/export?format=jsonl&until=1h",
-            "",
-        )
-        .await?;
         assert_eq!(
-            jsonl_ids(&body)?,
+            export_ids(&http, &server, "/api/requests/export?format=jsonl&until=1h").await?,
             [old.request_id.to_string()],
             "{backend:?}"
         );
-        let (_, _, body) = get_text(
-            &http,
-            &server,
-            "/api/requests/export?format=jsonl&q=QUOTED",
-            "",
-        )
-        .await?;
         assert_eq!(
-            jsonl_ids(&body)?,
+            export_ids(&http, &server, "/api/requests/export?format=jsonl&q=QUOTED").await?,
             [hostile.request_id.to_string()],
             "{backend:?}"
         );
 
         // Thousands of rows across pages: each exactly once.
-        let (_, _, body) = get_text(
+        let mut ids = export_ids(
             &http,
             &server,
             "/api/requests/export?format=jsonl&tool=bulk",
-            "",
         )
         .await?;
-        let mut ids = jsonl_ids(&body)?;
         assert_eq!(ids.len(), 2_500, "{backend:?}");
         ids.sort();
         ids.dedup();

@@ -105,31 +105,19 @@ impl Histogram {
 /// Key of one aggregate row: hour, method, tool ('' for none), client type.
 pub(crate) type StatsKey = (DateTime<Utc>, String, String, String);
 
-/// One row of `mcp_request_stats`: the aggregates of one hour and key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Aggregate {
+/// The exact sums of one row of `mcp_request_stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Sums {
     pub requests: i64,
     pub errors: i64,
     pub duration_us_total: i64,
     pub duration_us_max: i64,
     pub tokens: i64,
     pub cost_units: i64,
-    pub latency: Histogram,
 }
 
-impl Aggregate {
-    fn add(&mut self, row: &LedgerRow) {
-        let us = row.duration.micros();
-        self.requests += 1;
-        self.errors += i64::from(row.status.as_str() != "success");
-        self.duration_us_total = self.duration_us_total.saturating_add(us);
-        self.duration_us_max = self.duration_us_max.max(us);
-        self.tokens += i64::from(row.total_tokens.unwrap_or(0));
-        self.cost_units += row.estimated_cost_usd.map_or(0, cost_units);
-        self.latency.add(latency_bucket(us), 1);
-    }
-
-    pub fn merge(&mut self, other: &Aggregate) {
+impl Sums {
+    pub fn merge(&mut self, other: &Sums) {
         self.requests += other.requests;
         self.errors += other.errors;
         self.duration_us_total = self
@@ -138,7 +126,39 @@ impl Aggregate {
         self.duration_us_max = self.duration_us_max.max(other.duration_us_max);
         self.tokens += other.tokens;
         self.cost_units += other.cost_units;
+    }
+}
+
+/// One row of `mcp_request_stats` in memory: its sums and its latency histogram.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Aggregate {
+    pub sums: Sums,
+    pub latency: Histogram,
+}
+
+impl Aggregate {
+    fn add(&mut self, row: &LedgerRow) {
+        let us = row.duration.micros();
+        self.sums.merge(&Sums {
+            requests: 1,
+            errors: i64::from(row.status.as_str() != "success"),
+            duration_us_total: us,
+            duration_us_max: us,
+            tokens: i64::from(row.total_tokens.unwrap_or(0)),
+            cost_units: row.estimated_cost_usd.map_or(0, cost_units),
+        });
+        self.latency.add(latency_bucket(us), 1);
+    }
+
+    pub fn merge(&mut self, other: &Aggregate) {
+        self.sums.merge(&other.sums);
         self.latency.merge(&other.latency);
+    }
+
+    /// Adds a stored row.
+    pub fn add_cell(&mut self, c: &StatsCell) {
+        self.sums.merge(&c.sums);
+        self.latency.add_text(&c.latency);
     }
 }
 
@@ -150,26 +170,9 @@ pub struct StatsCell {
     pub method: String,
     pub tool_name: String,
     pub client_type: String,
-    pub requests: i64,
-    pub errors: i64,
-    pub duration_us_total: i64,
-    pub duration_us_max: i64,
-    pub tokens: i64,
-    pub cost_units: i64,
+    #[sqlx(flatten)]
+    pub sums: Sums,
     pub latency: String,
-}
-
-impl Aggregate {
-    /// Adds a stored row.
-    pub fn add_cell(&mut self, c: &StatsCell) {
-        self.requests += c.requests;
-        self.errors += c.errors;
-        self.duration_us_total = self.duration_us_total.saturating_add(c.duration_us_total);
-        self.duration_us_max = self.duration_us_max.max(c.duration_us_max);
-        self.tokens += c.tokens;
-        self.cost_units += c.cost_units;
-        self.latency.add_text(&c.latency);
-    }
 }
 
 /// The additions a batch of newly stored rows makes, in key order.
@@ -295,12 +298,12 @@ macro_rules! add_to_stats {
                     .push_bind(method)
                     .push_bind(tool)
                     .push_bind(client)
-                    .push_bind(a.requests)
-                    .push_bind(a.errors)
-                    .push_bind(a.duration_us_total)
-                    .push_bind(a.duration_us_max)
-                    .push_bind(a.tokens)
-                    .push_bind(a.cost_units)
+                    .push_bind(a.sums.requests)
+                    .push_bind(a.sums.errors)
+                    .push_bind(a.sums.duration_us_total)
+                    .push_bind(a.sums.duration_us_max)
+                    .push_bind(a.sums.tokens)
+                    .push_bind(a.sums.cost_units)
                     .push_bind(a.latency.to_text());
             });
             q.push(rs::ON_CONFLICT_STATS);
