@@ -182,7 +182,7 @@ impl RequestQuery {
         let time = |name: &str, value: &Option<String>| {
             value
                 .as_deref()
-                .map(|text| parse_since(text).map_err(|m| bad_request(format!("{name}: {m}"))))
+                .map(|text| parse_time(name, text).map_err(bad_request))
                 .transpose()
         };
         let since = time("since", &self.since)?;
@@ -302,7 +302,7 @@ fn parse_window(text: &str) -> Result<chrono::Duration, ApiError> {
     humantime::parse_duration(text)
         .ok()
         .and_then(|d| chrono::Duration::from_std(d).ok())
-        .filter(|d| *d > chrono::Duration::zero())
+        .filter(|d| *d > chrono::Duration::zero() && Utc::now().checked_sub_signed(*d).is_some())
         .ok_or_else(|| {
             bad_request(format!(
                 "window {text:?} is not a duration like 15m, 1h or 7d"
@@ -421,11 +421,19 @@ async fn pricing(State(store): State<Store>) -> Result<Response, ApiError> {
 
 /// `since` as an RFC 3339 time or a duration back from now.
 pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_time("since", text)
+}
+
+/// The parameter `name` as an RFC 3339 time or a duration back from now; the error names it.
+fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
     let back = humantime::parse_duration(text).map_err(|_| {
-        format!("since {text:?} is neither an RFC 3339 time nor a duration like 15m or 24h")
+        format!("{name} {text:?} is neither an RFC 3339 time nor a duration like 15m or 24h")
     })?;
-    Ok(Utc::now() - chrono::Duration::from_std(back).unwrap_or(chrono::Duration::MAX))
+    chrono::Duration::from_std(back)
+        .ok()
+        .and_then(|back| Utc::now().checked_sub_signed(back))
+        .ok_or_else(|| format!("{name} {text:?} reaches too far back; use a shorter duration"))
 }

@@ -350,7 +350,8 @@ async fn requests_export_as_csv_and_json_lines() -> anyhow::Result<()> {
             ("/api/requests/export?format=xml", "csv or jsonl"),
             ("/api/requests/export?status=broken", "status"),
             ("/api/requests/export?since=1h&until=2h", "before"),
-            ("/api/requests/export?until=soon", "until"),
+            ("/api/requests/export?until=soon", "until \"soon\""),
+            ("/api/requests?since=99999999999y", "too far back"),
         ] {
             let (status, body) = get(&http, &server, path).await?;
             assert_eq!(status, 400, "{path}");
