@@ -15,14 +15,13 @@ use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
 
 use crate::store::request_stats::{
-    Aggregate, HourCount, StatsCell, Sums, bucket_bounds, cost_units, latency_bucket,
-    money_from_units,
+    Aggregate, BucketCell, HourCount, StatsCell, bucket_bounds, money_from_units,
 };
 use crate::store::requests::StatRow;
-use crate::store::{Money, Store};
+use crate::store::{Money, Store, end_of_time};
 
 /// Periods with at most this many requests are computed from the rows themselves.
-pub const EXACT_LIMIT: usize = 20_000;
+pub const EXACT_LIMIT: usize = 10_000;
 
 /// Aggregates of one group of requests.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -281,20 +280,20 @@ impl Rolled {
         tally.errors += u64::try_from(h.errors).unwrap_or(0);
     }
 
-    /// A ledger row outside the whole hours the aggregates cover.
-    pub fn add_row(&mut self, row: &StatRow) {
-        add_hour(&mut self.hourly, row);
-        let client = row.client_type.as_deref().unwrap_or("unknown");
-        let a = self.cell(&row.method, row.tool_name.as_deref().unwrap_or(""), client);
-        a.sums.merge(&Sums {
-            requests: 1,
-            errors: i64::from(is_error(&row.status)),
-            duration_us_total: row.duration_us,
-            duration_us_max: row.duration_us,
-            tokens: i64::from(row.total_tokens.unwrap_or(0)),
-            cost_units: row.estimated_cost_usd.map_or(0, cost_units),
-        });
-        a.latency.add(latency_bucket(row.duration_us), 1);
+    /// Ledger rows of `hour` outside the whole hours the aggregates cover, by latency bucket.
+    pub fn add_bucket_cell(&mut self, hour: DateTime<Utc>, c: &BucketCell) {
+        let a = self.cell(&c.method, &c.tool_name, &c.client_type);
+        a.sums.merge(&c.sums);
+        a.latency
+            .add(c.bucket, u64::try_from(c.sums.requests).unwrap_or(0));
+        let tally = self.hourly.entry(hour).or_default();
+        let n = u64::try_from(c.sums.requests).unwrap_or(0);
+        tally.count += n;
+        tally.errors += u64::try_from(c.sums.errors).unwrap_or(0);
+        *tally
+            .tools
+            .entry(display_name(&c.method, &c.tool_name))
+            .or_default() += n;
     }
 
     pub fn into_stats(self, since: DateTime<Utc>, previous_period_requests: i64) -> Stats {
@@ -330,12 +329,6 @@ fn named(groups: BTreeMap<&str, Aggregate>) -> Vec<Named> {
         .collect();
     named.sort_by(|a, b| b.stats.count.cmp(&a.stats.count).then(a.name.cmp(&b.name)));
     named
-}
-
-/// Far enough ahead to bound "every hour from now on" in SQL (as text on SQLite, too).
-fn end_of_time() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("9999-12-31T00:00:00Z")
-        .map_or(DateTime::<Utc>::MAX_UTC, |t| t.with_timezone(&Utc))
 }
 
 fn next_hour(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -374,8 +367,8 @@ pub async fn load_with_limit(
         }
     }
     let mut rolled = Rolled::default();
-    for row in store.stat_rows(since, Some(whole_hours), i64::MAX).await? {
-        rolled.add_row(&row);
+    for cell in store.bucket_cells(since, whole_hours).await? {
+        rolled.add_bucket_cell(hour_of(since), &cell);
     }
     store
         .for_each_stats_cell(whole_hours, end_of_time(), |cell| rolled.add_cell(&cell))

@@ -5,7 +5,7 @@
 
 mod common;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use common::{Backend, TestDb, backends, ledger_row, new_session, open_store};
 use steward::ledger::{LedgerRow, Micros, Status};
 use steward::stats::{Stats, load_with_limit};
@@ -45,6 +45,21 @@ async fn seed_sessions(store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> 
         .insert_session(&new_session("cursor-1", "Cursor", now - Duration::hours(5)))
         .await?;
     Ok(())
+}
+
+/// Each tool's name and percentiles.
+fn percentiles(s: &Stats) -> Vec<(String, f64, f64, f64)> {
+    s.tools
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.stats.p50_ms,
+                t.stats.p95_ms,
+                t.stats.p99_ms,
+            )
+        })
+        .collect()
 }
 
 /// Asserts two answers agree: exactly on everything but percentiles, which may differ by the
@@ -126,6 +141,14 @@ async fn hourly_aggregates_agree_with_the_rows() -> anyhow::Result<()> {
         assert_agree(&exact, &rolled, backend.name());
         let claude = exact.clients.iter().find(|c| c.name == "Claude Code");
         assert_eq!(claude.map(|c| c.stats.count > 0), Some(true), "{backend:?}");
+        // A partial first hour is bucketed in SQL, whole hours were bucketed in Rust as they
+        // were written: starting a microsecond after an hour boundary (no row sits on it) must
+        // not change a count or a percentile.
+        let boundary = (now - Duration::hours(2)).duration_trunc(Duration::hours(1))?;
+        let whole = load_with_limit(&store, boundary, 0).await?;
+        let partial = load_with_limit(&store, boundary + Duration::microseconds(1), 0).await?;
+        assert_eq!(whole.totals, partial.totals, "{backend:?}");
+        assert_eq!(percentiles(&whole), percentiles(&partial), "{backend:?}");
         // The period before (now - 300 min .. now - 150 min) holds the rest of the rows.
         assert_eq!(
             exact.previous_period_requests,
@@ -230,19 +253,6 @@ async fn migration_0009_backfills_the_aggregates_of_existing_rows() -> anyhow::R
 
         assert_agree(&exact, &backfilled, backend.name());
         // The backfill in SQL and the ledger writer in Rust bucket every latency alike.
-        let percentiles = |s: &Stats| {
-            s.tools
-                .iter()
-                .map(|t| {
-                    (
-                        t.name.clone(),
-                        t.stats.p50_ms,
-                        t.stats.p95_ms,
-                        t.stats.p99_ms,
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
         assert_eq!(
             percentiles(&backfilled),
             percentiles(&written),

@@ -321,6 +321,37 @@ pub(crate) fn stored<'a>(rows: &'a [LedgerRow], ids: &[super::Id]) -> Vec<&'a Le
         .collect()
 }
 
+/// [`latency_bucket`] in SQL, of an integer column: SQLite has no `log()`, so one branch per
+/// power of two finds the exponent, and a shift the 16 sub-buckets.
+fn bucket_sql(column: &str) -> String {
+    let mut sql = format!("CASE WHEN {column} < 16 THEN {column}");
+    for exponent in 4..62 {
+        sql.push_str(&format!(
+            " WHEN {column} < {} THEN {} + ({column} >> {})",
+            1_i64 << (exponent + 1),
+            16 * (exponent - 3) - 16,
+            exponent - 4
+        ));
+    }
+    sql.push_str(&format!(
+        " ELSE {} + ({column} >> 58) END",
+        16 * (62 - 3) - 16
+    ));
+    sql
+}
+
+/// Aggregates of the ledger rows of one (method, tool, client type) in one latency bucket, for
+/// a part of an hour the hourly rows cannot answer.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BucketCell {
+    pub method: String,
+    pub tool_name: String,
+    pub client_type: String,
+    pub bucket: i64,
+    #[sqlx(flatten)]
+    pub sums: Sums,
+}
+
 /// Requests and errors (anything but `success`) of one hour.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HourCount {
@@ -346,6 +377,34 @@ impl Store {
             }
             Ok(())
         })
+    }
+
+    /// The ledger rows in `[from, to)` aggregated in SQL by key and latency bucket: a partial
+    /// hour costs one scan, not one decoded row per request.
+    pub async fn bucket_cells(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<BucketCell>, sqlx::Error> {
+        // Stored costs have 10 decimals: exact as integer units (through REAL on SQLite, which
+        // has no decimal type; exact below 10^5 USD per request).
+        let cost_units = match self {
+            Store::Sqlite(_) => {
+                "SUM(CAST(ROUND(CAST(r.estimated_cost_usd AS REAL) * 10000000000) AS INTEGER))"
+            }
+            Store::Postgres(_) => "SUM(r.estimated_cost_usd * 10000000000)",
+        };
+        let sql = format!(
+            "SELECT r.method, COALESCE(r.tool_name, '') AS tool_name, COALESCE(s.client_type, 'unknown') AS client_type, \
+             {bucket} AS bucket, COUNT(*) AS requests, \
+             CAST(SUM(CASE WHEN r.status <> 'success' THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
+             CAST(SUM(r.duration_us) AS BIGINT) AS duration_us_total, MAX(r.duration_us) AS duration_us_max, \
+             CAST(COALESCE(SUM(r.total_tokens), 0) AS BIGINT) AS tokens, CAST(COALESCE({cost_units}, 0) AS BIGINT) AS cost_units \
+             FROM mcp_requests r LEFT JOIN mcp_sessions s ON s.session_id = r.session_id \
+             WHERE r.timestamp >= $1 AND r.timestamp < $2 GROUP BY 1, 2, 3, 4",
+            bucket = bucket_sql("r.duration_us"),
+        );
+        on_pool!(self, pool => sqlx::query_as::<_, BucketCell>(&sql).bind(from).bind(to).fetch_all(pool).await)
     }
 
     /// Requests and errors per hour for the hours in `[from, to)`.

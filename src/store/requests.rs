@@ -246,10 +246,10 @@ pub struct RequestFilter {
     pub text: Option<String>,
 }
 
-/// The filter's condition; it takes `$1..$7` (see [`bind_filter`]).
+/// The filter's condition; it takes `$1..$7` (see [`bind_filter`]). The time range is always
+/// bound (open ends as [`super::end_of_time`] and co.) so the index serves it on SQLite too.
 const FILTER: &str = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool_name = $2) \
-    AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR timestamp >= $5) \
-    AND ($6 IS NULL OR timestamp < $6) \
+    AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND timestamp >= $5 AND timestamp < $6 \
     AND ($7 IS NULL OR LOWER(method || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(error_message, '') \
     || ' ' || COALESCE(session_id, '')) LIKE $7 ESCAPE '\\')";
 
@@ -261,8 +261,8 @@ macro_rules! bind_filter {
             .bind(&$filter.tool_name)
             .bind(&$filter.method)
             .bind(&$filter.status)
-            .bind($filter.since)
-            .bind($filter.until)
+            .bind($filter.since.unwrap_or_else(super::beginning_of_time))
+            .bind($filter.until.unwrap_or_else(super::end_of_time))
             .bind($pattern)
     };
 }
@@ -309,14 +309,19 @@ impl Store {
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Vec<RequestRecord>, sqlx::Error> {
+        // `timestamp <= $8` bounds the index range; the rest breaks ties at the cursor's instant.
         let sql = format!(
-            "SELECT * FROM mcp_requests WHERE {FILTER} AND ($8 IS NULL OR timestamp < $8 \
-             OR (timestamp = $8 AND request_id < $9)) ORDER BY timestamp DESC, request_id DESC LIMIT $10"
+            "SELECT * FROM mcp_requests WHERE {FILTER} AND timestamp <= $8 \
+             AND (timestamp < $8 OR request_id < $9) ORDER BY timestamp DESC, request_id DESC LIMIT $10"
         );
+        let after = after.unwrap_or(Cursor {
+            timestamp: super::end_of_time(),
+            request_id: Id(uuid::Uuid::max()),
+        });
         let pattern = filter.text.as_deref().map(super::like_pattern);
         on_pool!(self, pool => bind_filter!(sqlx::query_as::<_, RequestRecord>(&sql), filter, &pattern)
-            .bind(after.map(|c| c.timestamp))
-            .bind(after.map(|c| c.request_id))
+            .bind(after.timestamp)
+            .bind(after.request_id)
             .bind(limit)
             .fetch_all(pool)
             .await)
@@ -358,7 +363,8 @@ impl Store {
         let sql = "SELECT r.method, r.tool_name, r.status, r.duration_us, r.total_tokens, r.estimated_cost_usd, \
                    s.client_type, r.timestamp FROM mcp_requests r \
                    LEFT JOIN mcp_sessions s ON s.session_id = r.session_id \
-                   WHERE r.timestamp >= $1 AND ($2 IS NULL OR r.timestamp < $2) ORDER BY r.timestamp DESC LIMIT $3";
+                   WHERE r.timestamp >= $1 AND r.timestamp < $2 ORDER BY r.timestamp DESC LIMIT $3";
+        let until = until.unwrap_or_else(super::end_of_time);
         on_pool!(self, pool => sqlx::query_as::<_, StatRow>(sql).bind(since).bind(until).bind(limit).fetch_all(pool).await)
     }
 
