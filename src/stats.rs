@@ -3,11 +3,11 @@
 //!
 //! Two ways to the same answer ([`load`]): a period of up to [`EXACT_LIMIT`] requests is read
 //! row by row (exact percentiles); a bigger one comes from the hourly aggregates the ledger keeps
-//! (`mcp_request_stats`, `mcp_request_latency`), plus the rows of the partial first hour, so
-//! a million rows answer in milliseconds. There, percentiles come from a latency histogram whose
-//! buckets are at most 1/16 of their value wide (the midpoint is reported: within ±1/32).
-//! Counts, errors, tokens, cost, average and maximum are exact either way; money never
-//! passes through a float.
+//! (`mcp_request_stats`), plus the rows of the partial first hour aggregated in SQL by latency
+//! bucket, so a million rows answer in milliseconds. There, percentiles come from a latency
+//! histogram whose buckets are at most 1/16 of their value wide (the midpoint is reported:
+//! within ±1/32). Counts, errors, tokens, cost, average and maximum are exact either way; money
+//! is summed as integer units of 1e-10 USD, never as a float.
 
 use std::collections::{BTreeMap, HashMap};
 
