@@ -573,12 +573,15 @@
     const sourceNote = h('p', { class: 'muted source' });
     const recentSessions = h('div');
     const recent = requestTable({ showSession: true, empty: 'No requests yet: connect an assistant (see Connect).' });
+    const sessionHealth = sessionHealthBox();
     const el = h(
       'section',
       { class: 'view' },
       h('h1', null, 'Overview'),
       cards,
       sourceNote,
+      h('h2', null, 'Session health ', h('a', { class: 'more', href: '#/sessions' }, 'sessions →')),
+      sessionHealth.el,
       h('h2', null, 'Requests per hour · last 24 h'),
       trend,
       h('h2', null, 'Tools · last 24 h'),
@@ -600,6 +603,7 @@
         getStats('24h'),
         api(`api/requests${query({ since: '5m' })}`),
         recentRows(),
+        sessionHealth.refresh(),
       ]);
       const sessionsById = new Map();
       if (all.ok) for (const s of all.data.sessions || []) sessionsById.set(s.session_id, s);
@@ -616,7 +620,7 @@
         toolRows = norm.tools;
         clientRows = norm.clients;
         hourly = norm.hourly;
-        source = `from /api/stats${stats.truncated ? ' (truncated: the period holds more rows than one answer reads)' : ''}`;
+        source = `from /api/stats${stats.percentiles === 'histogram' ? ' (percentiles from hourly latency histograms, within ±3%)' : ''}`;
       } else {
         const computed = await computeStats(rows, sessionsById);
         totals = computed.totals;
@@ -849,9 +853,14 @@
     );
   }
 
+  /** Table cells of latencies in milliseconds (`fields` of a statistics row), µs precision under 10 ms. */
+  function latencyCells(row, fields) {
+    const ms = (v) => (v === null || v === undefined ? '—' : fmtMs(v, Number(v) < 10 ? Number(v) * 1000 : null));
+    return fields.map((f) => h('td', { class: 'num' }, ms(row[f])));
+  }
+
   function statsTable(rows, keyField, keyLabel, empty) {
     if (!rows || !rows.length) return h('p', { class: 'empty' }, empty);
-    const ms = (v) => (v === null || v === undefined ? '—' : fmtMs(v, Number(v) < 10 ? Number(v) * 1000 : null));
     return table(
       [
         keyLabel,
@@ -871,10 +880,7 @@
           h('td', { class: keyField === 'tool_name' ? 'tool' : null }, r[keyField] ?? '—'),
           h('td', { class: 'num' }, fmtInt(r.count)),
           h('td', { class: `num ${Number(r.errors) > 0 ? 'bad-text' : ''}` }, `${fmtInt(r.errors)} (${fmtPct(r.error_rate)})`),
-          h('td', { class: 'num' }, ms(r.p50_ms)),
-          h('td', { class: 'num' }, ms(r.p95_ms)),
-          h('td', { class: 'num' }, ms(r.p99_ms)),
-          h('td', { class: 'num' }, ms(r.max_ms)),
+          latencyCells(r, ['p50_ms', 'p95_ms', 'p99_ms', 'max_ms']),
           h('td', { class: 'num' }, fmtInt(r.tokens)),
           h('td', { class: 'num' }, fmtCost(r.estimated_cost_usd)),
         ),
@@ -949,10 +955,11 @@
       if (e.target.tagName === 'SELECT') apply();
     });
     const list = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
-    const el = h('section', { class: 'view' }, h('h1', null, 'Sessions'), form, list);
+    const sessionHealth = sessionHealthBox();
+    const el = h('section', { class: 'view' }, h('h1', null, 'Sessions'), sessionHealth.el, form, list);
 
     async function refresh() {
-      const r = await api(`api/sessions${query({ ...filters, page: page > 1 ? page : null })}`);
+      const [r] = await Promise.all([api(`api/sessions${query({ ...filters, page: page > 1 ? page : null })}`), sessionHealth.refresh()]);
       if (!r.ok) {
         list.replaceChildren(errorBox(`Could not list sessions: ${r.error}`));
         return;
@@ -1035,16 +1042,20 @@
       method: p.get('method') || '',
       status: p.get('status') || '',
       since: p.get('since') || '',
+      until: p.get('until') || '',
+      q: p.get('q') || '',
     };
     const input = (name, placeholder, extra) => h('input', { name, value: filters[name], placeholder, ...extra });
     const form = h(
       'form',
       { class: 'filters', onsubmit: (e) => { e.preventDefault(); apply(); } },
+      field('Search', input('q', 'text in method, tool, error, session', { type: 'search', size: 24, 'data-testid': 'request-search' })),
       field('Session id', input('session_id', 'any', { size: 18 })),
       field('Tool', input('tool', 'e.g. find_tasks', { list: 'tool-names' })),
       field('Method', input('method', 'e.g. tools/call', { list: 'method-names' })),
       field('Status', select('status', filters.status, [['', 'any'], ...STATUSES.map((s) => [s, s])])),
       field('Since', input('since', '15m, 24h or RFC 3339', { size: 14 })),
+      field('Until', input('until', '1h or RFC 3339', { size: 14 })),
       field('Per page', select('per_page', String(perPage), [...new Set(['25', '50', '100', '200', String(perPage)])].sort((a, b) => a - b).map((n) => [n, n]))),
       h('datalist', { id: 'method-names' }, METHODS.map((m) => h('option', { value: m }))),
       h('datalist', { id: 'tool-names' }),
@@ -1080,9 +1091,15 @@
         return;
       }
       const rows = r.data.requests || [];
+      const exportLink = (format, label) =>
+        h('a', { href: `api/requests/export${query({ ...filters, format })}`, download: '', 'data-testid': `export-${format}` }, label);
       info.replaceChildren(
         `${fmtInt(r.data.total)} matching request${Number(r.data.total) === 1 ? '' : 's'}, newest first · tokens and costs are estimates · `,
         h('a', { href: path }, 'this page as JSON'),
+        ' · export all matches: ',
+        exportLink('csv', 'CSV'),
+        ' ',
+        exportLink('jsonl', 'JSON lines'),
       );
       log.render(rows, sessionsById);
       pagerBox.replaceChildren(pager(page, Number(r.data.per_page) || perPage, r.data.total, (n) => apply(n)));
@@ -1090,7 +1107,7 @@
         toolNamesLoaded = true;
         const names = new Set(rows.map((x) => x.tool_name).filter(Boolean));
         const stats = await getStats('24h');
-        if (stats && stats.tools) for (const t of stats.tools) if (t.tool_name) names.add(t.tool_name);
+        if (stats && stats.tools) for (const t of stats.tools) if (t.tool_name || t.name) names.add(t.tool_name || t.name);
         const list = form.querySelector('#tool-names');
         if (list) list.replaceChildren(...[...names].sort().map((n) => h('option', { value: n })));
       }
@@ -1154,10 +1171,171 @@
     };
   }
 
+
+  // ---------------------------------------------------------------- tools
+
+  const RANGES = [['1h', 'last hour'], ['24h', 'last 24 h'], ['7d', 'last 7 days']];
+
+  /**
+   * Calls per hour over a range, as SVG bars (errors in red), built with DOM calls only.
+   * `series`: [{hour, count, errors}] (missing hours are zero); `hours`: how many to show.
+   */
+  function callsChart(series, hours, label) {
+    const byHour = new Map();
+    for (const b of series) {
+      const t = new Date(b.hour).getTime();
+      if (Number.isFinite(t)) byHour.set(Math.floor(t / 3600000), b);
+    }
+    const nowHour = Math.floor(Date.now() / 3600000);
+    const slots = [];
+    for (let i = hours - 1; i >= 0; i--) slots.push(nowHour - i);
+    const max = Math.max(1, ...slots.map((x) => Number((byHour.get(x) || {}).count || 0)));
+    const W = 1200;
+    const H = 140;
+    const top = 16;
+    const bottom = 18;
+    const bw = W / slots.length;
+    const scale = (H - top - bottom) / max;
+    const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': label, 'data-testid': 'tool-chart' });
+    chart.append(svg('line', { x1: 0, x2: W, y1: H - bottom + 0.5, y2: H - bottom + 0.5, class: 'axis' }));
+    chart.append(svg('text', { x: 2, y: 11, class: 'label' }, `${fmtInt(max)} / h`));
+    const labelEvery = Math.max(1, Math.ceil(slots.length / 8));
+    slots.forEach((hour, i) => {
+      const b = byHour.get(hour) || {};
+      const count = Number(b.count || 0);
+      const errors = Math.min(count, Number(b.errors || 0));
+      const x = i * bw + Math.min(2, bw * 0.1);
+      const w = Math.max(1, bw - Math.min(4, bw * 0.2));
+      const d = new Date(hour * 3600000);
+      const when = slots.length > 24 ? `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:00` : `${pad(d.getHours())}:00`;
+      const g = svg('g', null, svg('title', null, `${when}: ${fmtInt(count)} calls, ${fmtInt(errors)} not successful`));
+      if (count > 0) g.append(svg('rect', { x, y: H - bottom - count * scale, width: w, height: count * scale, class: 'bar' }));
+      if (errors > 0) g.append(svg('rect', { x, y: H - bottom - errors * scale, width: w, height: errors * scale, class: 'bar-err' }));
+      if (i % labelEvery === 0) g.append(svg('text', { x: x + w / 2, y: H - 4, class: 'label', 'text-anchor': 'middle' }, when));
+      chart.append(g);
+    });
+    return chart;
+  }
+
+  /** A tool's calls per hour from /api/stats' hourly buckets (errors are not split per tool). */
+  function toolSeries(hourly, name) {
+    return (hourly || []).map((b) => ({
+      hour: b.hour,
+      count: name ? Number((b.tools || {})[name] || 0) : Number(b.count || 0),
+      errors: name ? 0 : Number(b.errors || 0),
+    }));
+  }
+
+  function toolsView(route) {
+    const p = route.params;
+    const range = RANGES.some(([v]) => v === p.get('since')) ? p.get('since') : '24h';
+    const selected = p.get('tool') || '';
+    const hours = { '1h': 2, '24h': 24, '7d': 168 }[range];
+    const rangeLinks = h(
+      'p',
+      { class: 'filters ranges' },
+      'Period: ',
+      RANGES.map(([v, label]) =>
+        h('a', { href: `#/tools${query({ since: v, tool: selected })}`, class: v === range ? 'current' : null, 'aria-current': v === range ? 'true' : null }, label),
+      ),
+    );
+    const chartTitle = h('h2');
+    const chartBox = h('div', { class: 'trend' }, h('p', { class: 'muted' }, 'Loading…'));
+    const tableBox = h('div');
+    const note = h('p', { class: 'muted source' });
+    const el = h('section', { class: 'view' }, h('h1', null, 'Tools'), rangeLinks, chartTitle, chartBox, note, h('h2', null, 'Per tool'), tableBox);
+
+    async function refresh() {
+      const stats = await getStats(range);
+      if (!stats) {
+        chartBox.replaceChildren(errorBox('Tool statistics need /api/stats, which did not answer.'));
+        tableBox.replaceChildren();
+        return;
+      }
+      const tools = stats.tools || [];
+      const known = tools.some((t) => t.name === selected);
+      chartTitle.replaceChildren(
+        known ? h('span', null, 'Calls per hour · ', h('span', { class: 'tool' }, selected), ' ', h('a', { class: 'more', href: `#/tools${query({ since: range })}` }, 'all tools')) : 'Calls per hour · all tools',
+      );
+      chartBox.replaceChildren(
+        callsChart(toolSeries(stats.hourly, known ? selected : null), hours, known ? `calls per hour of ${selected}` : 'calls per hour, all tools'),
+        h('p', { class: 'muted legend' }, h('span', { class: 'swatch ok' }), ' calls ', known ? null : [h('span', { class: 'swatch err' }), ' not successful']),
+      );
+      note.textContent =
+        stats.percentiles === 'histogram'
+          ? 'Percentiles from hourly latency histograms (within ±3% of the exact value); counts, errors, average and maximum are exact.'
+          : 'Percentiles computed from every request of the period.';
+      tableBox.replaceChildren(toolsTable(tools, range, selected));
+    }
+    return { el, refresh, title: 'Tools', minInterval: 2000 };
+  }
+
+  function toolsTable(tools, range, selected) {
+    if (!tools.length) return h('p', { class: 'empty' }, 'No calls in this period.');
+    return table(
+      ['Tool / method', numTh('Calls'), numTh('Errors'), numTh('Error rate'), numTh('p50'), numTh('p95'), numTh('p99'), numTh('Avg'), numTh('Max')],
+      tools.map((t) =>
+        h(
+          'tr',
+          { class: `tool-row clickable${t.name === selected ? ' selected' : ''}`, 'data-tool': t.name },
+          h('td', { class: 'tool' }, h('a', { href: `#/tools${query({ since: range, tool: t.name })}`, title: 'show its calls over time' }, t.name)),
+          h('td', { class: 'num' }, fmtInt(t.count)),
+          h('td', { class: `num ${Number(t.errors) > 0 ? 'bad-text' : ''}` }, fmtInt(t.errors)),
+          h('td', { class: 'num' }, `${Number(t.error_rate_percent || 0).toFixed(2)}%`),
+          latencyCells(t, ['p50_ms', 'p95_ms', 'p99_ms', 'avg_ms', 'max_ms']),
+        ),
+      ),
+      { class: 'stats tools' },
+    );
+  }
+
+  // ---------------------------------------------------------------- session health
+
+  /** Live sessions by time since last activity, and why sessions ended lately. */
+  function sessionHealthPanel(data) {
+    const live = data.live || {};
+    const d = data.disconnects || {};
+    const bucket = (name, label, title) =>
+      h('div', { class: `bucket bucket-${name}`, title, 'data-testid': `health-${name}` }, h('span', { class: 'big' }, fmtInt(live[name])), h('span', null, label));
+    const reasons = Array.isArray(d.reasons) ? d.reasons : [];
+    return h(
+      'div',
+      { class: 'health-panel', 'data-testid': 'session-health' },
+      h(
+        'div',
+        { class: 'buckets' },
+        bucket('healthy', 'healthy', 'live, active in the last 5 minutes'),
+        bucket('aging', 'aging', 'live, last active 5 to 10 minutes ago'),
+        bucket('stale', 'stale', 'live, no activity for over 10 minutes'),
+      ),
+      h(
+        'div',
+        { class: 'disconnects' },
+        h('p', null, `${fmtInt(d.total)} ended in the last ${d.window || '?'} · ${Number(d.rate_percent || 0).toFixed(1)}% of ${fmtInt(d.sessions_in_window)} sessions live in that time`),
+        reasons.length
+          ? h('ul', { class: 'reasons' }, reasons.map((r) => h('li', null, h('code', null, r.reason), ` × ${fmtInt(r.count)}`)))
+          : h('p', { class: 'muted' }, 'No disconnects.'),
+      ),
+    );
+  }
+
+  /** A box that shows /api/sessions/health, refreshed with its view. */
+  function sessionHealthBox() {
+    const box = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
+    async function refresh() {
+      const r = await api('api/sessions/health');
+      if (r.ok) box.replaceChildren(sessionHealthPanel(r.data));
+      else if (r.status === 404) box.replaceChildren(h('p', { class: 'muted' }, 'This server does not report session health.'));
+      else box.replaceChildren(errorBox(`Session health: ${r.error}`));
+    }
+    return { el: box, refresh };
+  }
+
   const VIEWS = {
     overview: overviewView,
     sessions: sessionsView,
     session: sessionView,
+    tools: toolsView,
     requests: requestsView,
     connect: connectView,
   };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,9 +24,6 @@ use crate::store::sessions::SessionFilter;
 
 const MAX_PER_PAGE: u32 = 1000;
 
-/// Most rows one statistics request reads; beyond this the answer says `truncated`.
-const MAX_STAT_ROWS: i64 = 200_000;
-
 /// Live feeds for `/api/events`.
 #[derive(Clone)]
 pub struct Live {
@@ -34,7 +31,20 @@ pub struct Live {
     pub sessions: Arc<Sessions>,
 }
 
+/// What `/api/sessions/health` reads: the database and the live ledger and sessions.
+#[derive(Clone)]
+struct HealthState {
+    store: Store,
+    live: Live,
+}
+
 pub fn router(store: Store, live: Live) -> Router {
+    let health = Router::new()
+        .route("/api/sessions/health", get(session_health))
+        .with_state(HealthState {
+            store: store.clone(),
+            live: live.clone(),
+        });
     let events = Router::new()
         .route("/api/events", get(events))
         .with_state(live);
@@ -42,10 +52,12 @@ pub fn router(store: Store, live: Live) -> Router {
         .route("/api/sessions", get(list_sessions))
         .route("/api/sessions/{id}", get(show_session))
         .route("/api/requests", get(list_requests))
+        .route("/api/requests/export", get(export_requests))
         .route("/api/stats", get(stats))
         .route("/api/pricing", get(pricing))
         .with_state(store)
         .merge(events)
+        .merge(health)
 }
 
 /// An API error: a status and a message that says what to fix.
@@ -138,6 +150,7 @@ async fn show_session(
     )
 }
 
+/// Filters of `/api/requests` and `/api/requests/export`.
 #[derive(Debug, Deserialize)]
 struct RequestQuery {
     session_id: Option<String>,
@@ -146,10 +159,61 @@ struct RequestQuery {
     status: Option<String>,
     /// RFC 3339 time or a duration back from now (`15m`, `24h`).
     since: Option<String>,
+    /// Rows before this time (same forms as `since`).
+    until: Option<String>,
     /// Text to find in the method, tool, error message or session id.
     q: Option<String>,
     page: Option<u32>,
     per_page: Option<u32>,
+    /// Export only: `csv` (default) or `jsonl`.
+    format: Option<String>,
+}
+
+/// The statuses a ledger row can have (`mcp_requests.status`).
+const STATUSES: [&str; 5] = ["success", "error", "tool_error", "cancelled", "timeout"];
+
+fn bad_request(message: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message)
+}
+
+impl RequestQuery {
+    /// The store filter, or a 400 that names the parameter to fix.
+    fn filter(&self) -> Result<RequestFilter, ApiError> {
+        let time = |name: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|text| parse_time(name, text).map_err(bad_request))
+                .transpose()
+        };
+        let since = time("since", &self.since)?;
+        let until = time("until", &self.until)?;
+        if let (Some(since), Some(until)) = (since, until)
+            && since >= until
+        {
+            return Err(bad_request(format!(
+                "since ({since}) must be before until ({until})"
+            )));
+        }
+        let status = self.status.clone().filter(|s| !s.is_empty());
+        if let Some(status) = &status
+            && !STATUSES.contains(&status.as_str())
+        {
+            return Err(bad_request(format!(
+                "status {status:?} is not one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+        let some = |v: &Option<String>| v.clone().filter(|t| !t.trim().is_empty());
+        Ok(RequestFilter {
+            session_id: some(&self.session_id),
+            tool_name: some(&self.tool),
+            method: some(&self.method),
+            status,
+            since,
+            until,
+            text: some(&self.q),
+        })
+    }
 }
 
 async fn list_requests(
@@ -157,20 +221,7 @@ async fn list_requests(
     Query(q): Query<RequestQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, offset, page, per_page) = limit_offset(q.page, q.per_page)?;
-    let since = q
-        .since
-        .as_deref()
-        .map(parse_since)
-        .transpose()
-        .map_err(|message| ApiError(StatusCode::BAD_REQUEST, message))?;
-    let filter = RequestFilter {
-        session_id: q.session_id,
-        tool_name: q.tool,
-        method: q.method,
-        status: q.status,
-        since,
-        text: q.q.filter(|t| !t.trim().is_empty()),
-    };
+    let filter = q.filter()?;
     let (requests, total) = store.list_requests(&filter, limit, offset).await?;
     Ok(axum::Json(json!({
         "requests": requests,
@@ -180,6 +231,138 @@ async fn list_requests(
         "note": "tokens and costs are estimates",
     }))
     .into_response())
+}
+
+/// `GET /api/requests/export?format=csv|jsonl&...filters`: every matching row, newest first,
+/// streamed as a download.
+async fn export_requests(
+    State(store): State<Store>,
+    Query(q): Query<RequestQuery>,
+) -> Result<Response, ApiError> {
+    let format =
+        crate::export::Format::parse(q.format.as_deref().unwrap_or("csv")).map_err(bad_request)?;
+    let filter = q.filter()?;
+    // The first page is read before answering, so a failing database is a clean 500.
+    let first = store
+        .export_requests_page(&filter, None, crate::export::PAGE_ROWS)
+        .await?;
+    let disposition = format.content_disposition(Utc::now());
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        crate::export::body(store, filter, format, first),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionHealthQuery {
+    /// How far back disconnects count: a duration such as `1h` (the default) or `24h`.
+    window: Option<String>,
+}
+
+/// Live sessions last active within this long are healthy...
+const HEALTHY_FOR: chrono::Duration = chrono::Duration::minutes(5);
+/// ...and stale past this long (aging in between).
+const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(10);
+
+/// `GET /api/sessions/health`: live sessions by time since last activity, sessions by status,
+/// disconnect reasons and rate over a window, and the ledger's and cleanup's health.
+async fn session_health(
+    State(HealthState { store, live }): State<HealthState>,
+    Query(q): Query<SessionHealthQuery>,
+) -> Result<Response, ApiError> {
+    let window_text = q.window.unwrap_or_else(|| "1h".into());
+    let window = parse_window(&window_text)?;
+    let now = Utc::now();
+    let health = store
+        .session_health(now - HEALTHY_FOR, now - STALE_AFTER, now - window)
+        .await?;
+    let sessions = live.sessions.report().await;
+    let ledger = live.ledger.report();
+    let problems = crate::mcp::http::health_problems(&sessions, &ledger);
+    Ok(axum::Json(json!({
+        "status": if problems.is_empty() { "ok" } else { "degraded" },
+        "problems": problems,
+        "at": now,
+        "live": live_buckets(&health.age),
+        "by_status": by_status(&health.by_status),
+        "disconnects": disconnects(&health, &window_text, now - window, window),
+        "cleanup": { "healthy": sessions.healthy, "last_run": sessions.cleanup },
+        "ledger": ledger,
+    }))
+    .into_response())
+}
+
+/// A positive duration such as `15m`, `1h` or `7d`.
+fn parse_window(text: &str) -> Result<chrono::Duration, ApiError> {
+    humantime::parse_duration(text)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .filter(|d| *d > chrono::Duration::zero() && Utc::now().checked_sub_signed(*d).is_some())
+        .ok_or_else(|| {
+            bad_request(format!(
+                "window {text:?} is not a duration like 15m, 1h or 7d"
+            ))
+        })
+}
+
+fn live_buckets(age: &crate::store::sessions::AgeBuckets) -> serde_json::Value {
+    json!({
+        "healthy": age.healthy,
+        "aging": age.aging,
+        "stale": age.stale,
+        "total": age.healthy + age.aging + age.stale,
+        "thresholds": {
+            "healthy_under_seconds": HEALTHY_FOR.num_seconds(),
+            "stale_over_seconds": STALE_AFTER.num_seconds(),
+        },
+    })
+}
+
+/// Every status, zero when no session has it.
+fn by_status(counts: &[(String, i64)]) -> serde_json::Map<String, serde_json::Value> {
+    let mut by_status: serde_json::Map<String, serde_json::Value> =
+        ["active", "idle", "disconnected", "revoked"]
+            .into_iter()
+            .map(|s| (s.to_string(), json!(0)))
+            .collect();
+    for (status, n) in counts {
+        by_status.insert(status.clone(), json!(n));
+    }
+    by_status
+}
+
+fn disconnects(
+    health: &crate::store::sessions::SessionHealth,
+    window_text: &str,
+    since: DateTime<Utc>,
+    window: chrono::Duration,
+) -> serde_json::Value {
+    let total: i64 = health.disconnect_reasons.iter().map(|(_, n)| n).sum();
+    let per_hour = total as f64 * 3600.0 / window.num_seconds().max(1) as f64;
+    json!({
+        "window": window_text,
+        "since": since,
+        "total": total,
+        "reasons": health.disconnect_reasons.iter()
+            .map(|(reason, count)| json!({ "reason": reason, "count": count }))
+            .collect::<Vec<_>>(),
+        "sessions_in_window": health.seen_in_window,
+        "rate_percent": percent(total, health.seen_in_window),
+        "per_hour": (per_hour * 100.0).round() / 100.0,
+    })
+}
+
+/// `part / whole` in percent with two decimals (0 when `whole` is 0).
+fn percent(part: i64, whole: i64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    (part as f64 * 10_000.0 / whole as f64).round() / 100.0
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,13 +385,7 @@ pub async fn compute_stats(
     store: &Store,
     since: DateTime<Utc>,
 ) -> Result<crate::stats::Stats, sqlx::Error> {
-    let rows = store.stat_rows(since, MAX_STAT_ROWS + 1).await?;
-    let truncated = rows.len() as i64 > MAX_STAT_ROWS;
-    let rows = &rows[..rows.len().min(MAX_STAT_ROWS as usize)];
-    let previous = store
-        .count_requests_between(since - (Utc::now() - since), since)
-        .await?;
-    Ok(crate::stats::compute(rows, since, previous, truncated))
+    crate::stats::load(store, since).await
 }
 
 /// `GET /api/events`: server-sent events `request` (a stored ledger row) and `session` (a new
@@ -244,11 +421,19 @@ async fn pricing(State(store): State<Store>) -> Result<Response, ApiError> {
 
 /// `since` as an RFC 3339 time or a duration back from now.
 pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_time("since", text)
+}
+
+/// The parameter `name` as an RFC 3339 time or a duration back from now; the error names it.
+fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
     let back = humantime::parse_duration(text).map_err(|_| {
-        format!("since {text:?} is neither an RFC 3339 time nor a duration like 15m or 24h")
+        format!("{name} {text:?} is neither an RFC 3339 time nor a duration like 15m or 24h")
     })?;
-    Ok(Utc::now() - chrono::Duration::from_std(back).unwrap_or(chrono::Duration::MAX))
+    chrono::Duration::from_std(back)
+        .ok()
+        .and_then(|back| Utc::now().checked_sub_signed(back))
+        .ok_or_else(|| format!("{name} {text:?} reaches too far back; use a shorter duration"))
 }

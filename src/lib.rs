@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod conformance;
 pub mod dashboard;
+pub mod export;
 pub mod ledger;
 pub mod logs;
 pub mod mcp;

@@ -1,14 +1,27 @@
 //! Request statistics for the API, the dashboard and `steward stats`: per tool and per client
-//! type, counts, errors, latency percentiles, estimated tokens and cost, and an hourly trend.
-//! Aggregated in Rust so money stays exact on both engines.
+//! type, counts, errors, latency percentiles, estimated tokens and cost, hourly and daily trends.
+//!
+//! Two ways to the same answer ([`load`]): a period of up to [`EXACT_LIMIT`] requests is read
+//! row by row (exact percentiles); a bigger one comes from the hourly aggregates the ledger keeps
+//! (`mcp_request_stats`), plus the rows of the partial first hour aggregated in SQL by latency
+//! bucket, so a million rows answer in milliseconds. There, percentiles come from a latency
+//! histogram whose buckets are at most 1/16 of their value wide (the midpoint is reported:
+//! within ±1/32). Counts, errors, tokens, cost, average and maximum are exact either way; money
+//! is summed as integer units of 1e-10 USD, never as a float.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
 
-use crate::store::Money;
+use crate::store::request_stats::{
+    Aggregate, BucketCell, HourCount, StatsCell, bucket_bounds, money_from_units,
+};
 use crate::store::requests::StatRow;
+use crate::store::{Money, Store, end_of_time};
+
+/// Periods with at most this many requests are computed from the rows themselves.
+pub const EXACT_LIMIT: usize = 10_000;
 
 /// Aggregates of one group of requests.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -40,6 +53,16 @@ pub struct HourBucket {
     pub hour: DateTime<Utc>,
     pub count: u64,
     pub errors: u64,
+    /// Requests per tool (or method) in this hour, for per-tool charts.
+    pub tools: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DayBucket {
+    /// The UTC day.
+    pub day: chrono::NaiveDate,
+    pub count: u64,
+    pub errors: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,10 +72,12 @@ pub struct Stats {
     pub tools: Vec<Named>,
     pub clients: Vec<Named>,
     pub hourly: Vec<HourBucket>,
+    /// The hourly trend summed per UTC day.
+    pub daily: Vec<DayBucket>,
     /// Requests in the period of the same length just before `since`.
     pub previous_period_requests: i64,
-    /// Set when the period held more rows than were read.
-    pub truncated: bool,
+    /// `exact` (from the rows) or `histogram` (from hourly aggregates, within ±1/32).
+    pub percentiles: &'static str,
     pub note: &'static str,
 }
 
@@ -115,43 +140,265 @@ fn by<F: Fn(&StatRow) -> String>(rows: &[StatRow], key: F) -> Vec<Named> {
 }
 
 /// Everything the statistics views show, from the rows of one period.
-pub fn compute(
-    rows: &[StatRow],
-    since: DateTime<Utc>,
-    previous_period_requests: i64,
-    truncated: bool,
-) -> Stats {
-    let mut hourly: BTreeMap<DateTime<Utc>, (u64, u64)> = BTreeMap::new();
+pub fn compute(rows: &[StatRow], since: DateTime<Utc>, previous_period_requests: i64) -> Stats {
+    let mut hourly = Hourly::new();
     for row in rows {
-        let hour = row
-            .timestamp
-            .duration_trunc(chrono::Duration::hours(1))
-            .unwrap_or(row.timestamp);
-        let bucket = hourly.entry(hour).or_default();
-        bucket.0 += 1;
-        bucket.1 += u64::from(is_error(&row.status));
+        add_hour(&mut hourly, row);
     }
     Stats {
         since,
         totals: group(rows),
         tools: by(rows, |r| {
-            r.tool_name.clone().unwrap_or_else(|| r.method.clone())
+            display_name(&r.method, r.tool_name.as_deref().unwrap_or(""))
         }),
         clients: by(rows, |r| {
             r.client_type.clone().unwrap_or_else(|| "unknown".into())
         }),
-        hourly: hourly
-            .into_iter()
-            .map(|(hour, (count, errors))| HourBucket {
-                hour,
-                count,
-                errors,
-            })
-            .collect(),
+        daily: daily(&hourly),
+        hourly: hourly_buckets(hourly),
         previous_period_requests,
-        truncated,
+        percentiles: "exact",
         note: "tokens and costs are estimates",
     }
+}
+
+/// Requests, errors and requests per tool, per hour.
+type Hourly = BTreeMap<DateTime<Utc>, HourTally>;
+
+#[derive(Debug, Default)]
+struct HourTally {
+    count: u64,
+    errors: u64,
+    tools: BTreeMap<String, u64>,
+}
+
+fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(chrono::Duration::hours(1)).unwrap_or(t)
+}
+
+fn add_hour(hourly: &mut Hourly, row: &StatRow) {
+    let tally = hourly.entry(hour_of(row.timestamp)).or_default();
+    tally.count += 1;
+    tally.errors += u64::from(is_error(&row.status));
+    let name = display_name(&row.method, row.tool_name.as_deref().unwrap_or(""));
+    *tally.tools.entry(name).or_default() += 1;
+}
+
+fn hourly_buckets(hourly: Hourly) -> Vec<HourBucket> {
+    hourly
+        .into_iter()
+        .map(|(hour, t)| HourBucket {
+            hour,
+            count: t.count,
+            errors: t.errors,
+            tools: t.tools,
+        })
+        .collect()
+}
+
+fn daily(hourly: &Hourly) -> Vec<DayBucket> {
+    let mut days: BTreeMap<chrono::NaiveDate, (u64, u64)> = BTreeMap::new();
+    for (hour, t) in hourly {
+        let day = days.entry(hour.date_naive()).or_default();
+        day.0 += t.count;
+        day.1 += t.errors;
+    }
+    days.into_iter()
+        .map(|(day, (count, errors))| DayBucket { day, count, errors })
+        .collect()
+}
+
+/// A [`Group`] from aggregates: exact counts, sums and maximum; percentiles from the histogram.
+fn group_of(a: &Aggregate) -> Group {
+    if a.sums.requests <= 0 {
+        return Group::default();
+    }
+    let count = a.sums.requests as f64;
+    Group {
+        count: a.sums.requests as u64,
+        errors: u64::try_from(a.sums.errors).unwrap_or(0),
+        error_rate_percent: round2(a.sums.errors as f64 * 100.0 / count),
+        p50_ms: histogram_percentile_ms(a, 50.0),
+        p95_ms: histogram_percentile_ms(a, 95.0),
+        p99_ms: histogram_percentile_ms(a, 99.0),
+        avg_ms: round2(a.sums.duration_us_total as f64 / count / 1000.0),
+        max_ms: a.sums.duration_us_max as f64 / 1000.0,
+        tokens: a.sums.tokens,
+        estimated_cost_usd: money_from_units(a.sums.cost_units),
+    }
+}
+
+/// Nearest-rank percentile: the midpoint of the bucket holding that rank, never above the
+/// maximum seen.
+fn histogram_percentile_ms(a: &Aggregate, p: f64) -> f64 {
+    let total: u64 = a.latency.0.iter().sum();
+    let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (bucket, n) in a.latency.0.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            let (lower, upper) = bucket_bounds(bucket as i64);
+            let mid = lower + (upper - 1 - lower) / 2;
+            return mid.min(a.sums.duration_us_max) as f64 / 1000.0;
+        }
+    }
+    a.sums.duration_us_max as f64 / 1000.0
+}
+
+/// A period assembled from hourly aggregates and the rows of its partial first hour.
+#[derive(Debug, Default)]
+pub struct Rolled {
+    /// By (tool or method, client type).
+    cells: HashMap<(String, String), Aggregate>,
+    hourly: Hourly,
+}
+
+/// The name statistics group a request under: its tool, or its method when it has none.
+fn display_name(method: &str, tool: &str) -> String {
+    if tool.is_empty() { method } else { tool }.to_string()
+}
+
+impl Rolled {
+    fn cell(&mut self, method: &str, tool: &str, client: &str) -> &mut Aggregate {
+        self.cells
+            .entry((display_name(method, tool), client.to_string()))
+            .or_default()
+    }
+
+    /// An hour's aggregates (its trend entry comes from [`Rolled::add_hour`]).
+    pub fn add_cell(&mut self, c: &StatsCell) {
+        self.cell(&c.method, &c.tool_name, &c.client_type)
+            .add_cell(c);
+        let name = display_name(&c.method, &c.tool_name);
+        let tally = self.hourly.entry(c.hour).or_default();
+        *tally.tools.entry(name).or_default() += u64::try_from(c.sums.requests).unwrap_or(0);
+    }
+
+    pub fn add_hour(&mut self, h: &HourCount) {
+        let tally = self.hourly.entry(h.hour).or_default();
+        tally.count += u64::try_from(h.requests).unwrap_or(0);
+        tally.errors += u64::try_from(h.errors).unwrap_or(0);
+    }
+
+    /// Ledger rows of `hour` outside the whole hours the aggregates cover, by latency bucket.
+    pub fn add_bucket_cell(&mut self, hour: DateTime<Utc>, c: &BucketCell) {
+        let a = self.cell(&c.method, &c.tool_name, &c.client_type);
+        a.sums.merge(&c.sums);
+        a.latency
+            .add(c.bucket, u64::try_from(c.sums.requests).unwrap_or(0));
+        let tally = self.hourly.entry(hour).or_default();
+        let n = u64::try_from(c.sums.requests).unwrap_or(0);
+        tally.count += n;
+        tally.errors += u64::try_from(c.sums.errors).unwrap_or(0);
+        *tally
+            .tools
+            .entry(display_name(&c.method, &c.tool_name))
+            .or_default() += n;
+    }
+
+    pub fn into_stats(self, since: DateTime<Utc>, previous_period_requests: i64) -> Stats {
+        let mut totals = Aggregate::default();
+        let mut tools: BTreeMap<&str, Aggregate> = BTreeMap::new();
+        let mut clients: BTreeMap<&str, Aggregate> = BTreeMap::new();
+        for ((tool, client), a) in &self.cells {
+            totals.merge(a);
+            tools.entry(tool).or_default().merge(a);
+            clients.entry(client).or_default().merge(a);
+        }
+        Stats {
+            since,
+            totals: group_of(&totals),
+            tools: named(tools),
+            clients: named(clients),
+            daily: daily(&self.hourly),
+            hourly: hourly_buckets(self.hourly),
+            previous_period_requests,
+            percentiles: "histogram",
+            note: "tokens and costs are estimates",
+        }
+    }
+}
+
+fn named(groups: BTreeMap<&str, Aggregate>) -> Vec<Named> {
+    let mut named: Vec<Named> = groups
+        .into_iter()
+        .map(|(name, agg)| Named {
+            name: name.to_string(),
+            stats: group_of(&agg),
+        })
+        .collect();
+    named.sort_by(|a, b| b.stats.count.cmp(&a.stats.count).then(a.name.cmp(&b.name)));
+    named
+}
+
+fn next_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    let hour = hour_of(t);
+    if hour == t {
+        t
+    } else {
+        hour + chrono::Duration::hours(1)
+    }
+}
+
+/// Statistics since `since` (the API, the dashboard and `steward stats`).
+pub async fn load(store: &Store, since: DateTime<Utc>) -> Result<Stats, sqlx::Error> {
+    load_with_limit(store, since, EXACT_LIMIT).await
+}
+
+/// [`load`], computing exactly from rows up to `exact_limit` requests (tests lower it to
+/// compare both ways on the same data).
+pub async fn load_with_limit(
+    store: &Store,
+    since: DateTime<Utc>,
+    exact_limit: usize,
+) -> Result<Stats, sqlx::Error> {
+    let now = Utc::now();
+    let previous = count_between(store, since - (now - since), since).await?;
+    let whole_hours = next_hour(since);
+    let hours = store.hour_counts(whole_hours, end_of_time()).await?;
+    let in_hours: i64 = hours.iter().map(|h| h.requests).sum();
+    if usize::try_from(in_hours).unwrap_or(usize::MAX) <= exact_limit {
+        let limit = i64::try_from(exact_limit)
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        let rows = store.stat_rows(since, None, limit).await?;
+        if rows.len() <= exact_limit {
+            return Ok(compute(&rows, since, previous));
+        }
+    }
+    let mut rolled = Rolled::default();
+    for cell in store.bucket_cells(since, whole_hours).await? {
+        rolled.add_bucket_cell(hour_of(since), &cell);
+    }
+    store
+        .for_each_stats_cell(whole_hours, end_of_time(), |cell| rolled.add_cell(&cell))
+        .await?;
+    for hour in &hours {
+        rolled.add_hour(hour);
+    }
+    Ok(rolled.into_stats(since, previous))
+}
+
+/// Requests in `[from, to)`: whole hours from the aggregates, the partial hours at either end
+/// from the ledger (an index range of at most an hour each).
+pub async fn count_between(
+    store: &Store,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    let (first, last) = (next_hour(from), hour_of(to));
+    if first >= last {
+        return store.count_requests_between(from, to).await;
+    }
+    let whole: i64 = store
+        .hour_counts(first, last)
+        .await?
+        .iter()
+        .map(|h| h.requests)
+        .sum();
+    Ok(store.count_requests_between(from, first).await?
+        + whole
+        + store.count_requests_between(last, to).await?)
 }
 
 #[cfg(test)]
@@ -178,7 +425,7 @@ mod tests {
             .collect();
         rows.push(row("find_tasks", "tool_error", 500_000, "0.2"));
         rows.push(row("health_check", "success", 100, "0.0000000001"));
-        let stats = compute(&rows, Utc::now(), 7, false);
+        let stats = compute(&rows, Utc::now(), 7);
         let find = stats.tools.iter().find(|t| t.name == "find_tasks").unwrap();
         assert_eq!((find.stats.count, find.stats.errors), (101, 1));
         assert_eq!(find.stats.p50_ms, 51.0);
@@ -194,7 +441,7 @@ mod tests {
 
     #[test]
     fn empty_periods_are_zero() {
-        let stats = compute(&[], Utc::now(), 0, false);
+        let stats = compute(&[], Utc::now(), 0);
         assert_eq!(stats.totals, Group::default());
         assert!(stats.tools.is_empty() && stats.hourly.is_empty());
     }

@@ -177,3 +177,265 @@ async fn the_event_stream_announces_new_requests() -> anyhow::Result<()> {
     client.cancel().await?;
     Ok(())
 }
+
+/// GETs `path` and returns the status, a header and the body as text.
+async fn get_text(
+    http: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+    header: &str,
+) -> anyhow::Result<(u16, String, String)> {
+    let response = http
+        .get(format!("{}{path}", server.base_url))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let value = response
+        .headers()
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Ok((status, value, response.text().await?))
+}
+
+/// The request ids a JSON-lines export of `path` lists, checking it answers 200 and every line
+/// parses.
+async fn export_ids(
+    http: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+) -> anyhow::Result<Vec<String>> {
+    let (status, _, body) = get_text(http, server, path, "").await?;
+    anyhow::ensure!(status == 200, "{path}: {status} {body}");
+    jsonl_ids(&body)
+}
+
+/// The request ids of JSON lines, checking every line parses.
+fn jsonl_ids(body: &str) -> anyhow::Result<Vec<String>> {
+    body.lines()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line)?;
+            Ok(row["request_id"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn requests_export_as_csv_and_json_lines() -> anyhow::Result<()> {
+    use chrono::{Duration as Ago, Utc};
+    use steward::ledger::Status;
+    use steward::store::Money;
+
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let store = common::open_store(&db).await?;
+        let now = Utc::now();
+        let old = common::ledger_row("s-a", "find_tasks", now - Ago::hours(2));
+        let hostile = steward::ledger::LedgerRow {
+            status: Status::ToolError,
+            error_message: Some("bad, \"quoted\"\nsecond line".into()),
+            estimated_cost_usd: Some(Money("0.0000000123".parse()?)),
+            ..common::ledger_row("s-a", "manage_task", now - Ago::minutes(30))
+        };
+        let formula = steward::ledger::LedgerRow {
+            error_message: Some("=HYPERLINK(\"http://evil\")".into()),
+            ..common::ledger_row("s-b", "find_tasks", now - Ago::minutes(10))
+        };
+        store
+            .insert_requests(&[old.clone(), hostile.clone(), formula.clone()])
+            .await?;
+        // More rows than one export page, all at the same instant: keyset paging must break
+        // the tie by request id, losing and repeating none.
+        let bulk_at = now - Ago::minutes(20);
+        let bulk: Vec<_> = (0..2_500)
+            .map(|_| common::ledger_row("s-c", "bulk", bulk_at))
+            .collect();
+        for chunk in bulk.chunks(500) {
+            store.insert_requests(chunk).await?;
+        }
+        store.close().await;
+        let server = TestServer::start(&db).await?;
+        let http = reqwest::Client::new();
+
+        // CSV: a download that parses back, with the hostile field intact.
+        let (status, disposition, body) = get_text(
+            &http,
+            &server,
+            "/api/requests/export?format=csv&session_id=s-a",
+            "content-disposition",
+        )
+        .await?;
+        assert_eq!(status, 200, "{backend:?}: {body}");
+        assert!(
+            disposition.starts_with("attachment; filename=\"steward-requests-")
+                && disposition.ends_with(".csv\""),
+            "{disposition}"
+        );
+        let mut reader = csv::Reader::from_reader(body.as_bytes());
+        let header: Vec<String> = reader.headers()?.iter().map(String::from).collect();
+        assert_eq!(header, steward::export::COLUMNS, "{backend:?}");
+        let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>()?;
+        assert_eq!(rows.len(), 2, "{backend:?}: {body}");
+        let column = |name: &str| header.iter().position(|h| h == name).unwrap_or(usize::MAX);
+        let newest = &rows[0];
+        assert_eq!(
+            &newest[column("request_id")],
+            hostile.request_id.to_string()
+        );
+        assert_eq!(
+            &newest[column("error_message")],
+            "bad, \"quoted\"\nsecond line"
+        );
+        assert_eq!(&newest[column("status")], "tool_error");
+        assert_eq!(&newest[column("estimated_cost_usd")], "0.0000000123");
+        assert_eq!(&rows[1][column("request_id")], old.request_id.to_string());
+
+        // Spreadsheet formulas from clients are defused.
+        let (_, _, body) =
+            get_text(&http, &server, "/api/requests/export?session_id=s-b", "").await?;
+        let mut reader = csv::Reader::from_reader(body.as_bytes());
+        let row = reader.records().next().transpose()?.unwrap_or_default();
+        assert_eq!(
+            &row[column("error_message")],
+            "'=HYPERLINK(\"http://evil\")",
+            "{body}"
+        );
+
+        // JSON lines with filters: tool, time range, text search.
+        let (status, content_type, body) = get_text(
+            &http,
+            &server,
+            "/api/requests/export?format=jsonl&tool=find_tasks&since=1h",
+            "content-type",
+        )
+        .await?;
+        assert_eq!(status, 200);
+        assert_eq!(content_type, "application/x-ndjson");
+        assert_eq!(
+            jsonl_ids(&body)?,
+            [formula.request_id.to_string()],
+            "{backend:?}: {body}"
+        );
+        let line: Value = serde_json::from_str(body.lines().next().unwrap_or_default())?;
+        assert_eq!(
+            line["estimated_cost_usd"], "0.001",
+            "money stays an exact string: {line}"
+        );
+        assert_eq!(
+            export_ids(&http, &server, "/api/requests/export?format=jsonl&until=1h").await?,
+            [old.request_id.to_string()],
+            "{backend:?}"
+        );
+        assert_eq!(
+            export_ids(&http, &server, "/api/requests/export?format=jsonl&q=QUOTED").await?,
+            [hostile.request_id.to_string()],
+            "{backend:?}"
+        );
+
+        // Thousands of rows across pages: each exactly once.
+        let mut ids = export_ids(
+            &http,
+            &server,
+            "/api/requests/export?format=jsonl&tool=bulk",
+        )
+        .await?;
+        assert_eq!(ids.len(), 2_500, "{backend:?}");
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 2_500, "{backend:?}: no row twice");
+
+        // Bad filters are refused with a message that says what to fix.
+        for (path, says) in [
+            ("/api/requests/export?format=xml", "csv or jsonl"),
+            ("/api/requests/export?status=broken", "status"),
+            ("/api/requests/export?since=1h&until=2h", "before"),
+            ("/api/requests/export?until=soon", "until \"soon\""),
+            ("/api/requests?since=99999999999y", "too far back"),
+        ] {
+            let (status, body) = get(&http, &server, path).await?;
+            assert_eq!(status, 400, "{path}");
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(says), "{path}: {message}");
+        }
+        server.stop().await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn session_health_buckets_reasons_and_rate() -> anyhow::Result<()> {
+    use chrono::{Duration as Ago, Utc};
+
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let store = common::open_store(&db).await?;
+        let now = Utc::now();
+        let session = |id: &str, minutes_ago: i64| {
+            common::new_session(id, "unknown", now - Ago::minutes(minutes_ago))
+        };
+        for (id, minutes_ago) in [("fresh", 1), ("older", 7), ("oldest", 15), ("ancient", 20)] {
+            store.insert_session(&session(id, minutes_ago)).await?;
+        }
+        for (id, minutes_ago) in [("gone-1", 2), ("gone-2", 3), ("banned", 4)] {
+            store.insert_session(&session(id, minutes_ago)).await?;
+        }
+        assert!(
+            store
+                .end_session("gone-1", "disconnected", "client_delete")
+                .await?
+                .is_some()
+        );
+        assert!(
+            store
+                .end_session("gone-2", "disconnected", "client_delete")
+                .await?
+                .is_some()
+        );
+        assert!(
+            store
+                .end_session("banned", "revoked", "revoked")
+                .await?
+                .is_some()
+        );
+        store.close().await;
+        let server = TestServer::start(&db).await?;
+        let http = reqwest::Client::new();
+
+        let (status, body) = get(&http, &server, "/api/sessions/health").await?;
+        assert_eq!(status, 200, "{backend:?}: {body}");
+        assert_eq!(
+            (
+                &body["live"]["healthy"],
+                &body["live"]["aging"],
+                &body["live"]["stale"]
+            ),
+            (&json!(1), &json!(1), &json!(2)),
+            "{backend:?}: {body}"
+        );
+        assert_eq!(body["live"]["total"], 4);
+        assert_eq!(body["by_status"]["disconnected"], 2, "{body}");
+        assert_eq!(body["by_status"]["revoked"], 1, "{body}");
+        assert_eq!(
+            body["disconnects"]["reasons"],
+            json!([{ "reason": "client_delete", "count": 2 }, { "reason": "revoked", "count": 1 }]),
+            "{body}"
+        );
+        assert_eq!(body["disconnects"]["total"], 3);
+        // 3 of the 7 sessions live during the last hour ended in it.
+        assert_eq!(body["disconnects"]["rate_percent"], 42.86, "{body}");
+        assert!(body["ledger"]["status"].is_string(), "{body}");
+        assert!(body["cleanup"].is_object(), "{body}");
+
+        let (status, body) = get(&http, &server, "/api/sessions/health?window=lately").await?;
+        assert_eq!(status, 400);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("window")),
+            "{body}"
+        );
+        server.stop().await;
+    }
+    Ok(())
+}

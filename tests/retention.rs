@@ -7,31 +7,15 @@ use common::{TestDb, backends, open_store};
 use rust_decimal::Decimal;
 use steward::ledger::{LedgerRow, Micros, Status};
 use steward::store::Money;
-use uuid::Uuid;
 
 fn row(minutes_ago: i64, tool: &str, status: Status, cost: &str, duration_us: u64) -> LedgerRow {
+    let at =
+        Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap() + Duration::minutes(59 - minutes_ago);
     LedgerRow {
-        request_id: Uuid::new_v4(),
-        session_id: Some("s1".into()),
-        jsonrpc_id: Some("1".into()),
-        method: "tools/call".into(),
-        tool_name: Some(tool.into()),
         status,
-        error_code: None,
-        error_message: None,
         duration: Micros::from_micros(duration_us),
-        request_bytes: 10,
-        response_bytes: 20,
-        args_tokens: Some(3),
-        result_tokens: Some(5),
-        total_tokens: Some(8),
         estimated_cost_usd: Some(Money(cost.parse().expect("decimal"))),
-        pricing_model: Some("claude-sonnet-4-5".into()),
-        tokenizer: Some("o200k_base".into()),
-        sanitized: false,
-        timestamp: Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()
-            + Duration::minutes(59 - minutes_ago),
-        trace: Default::default(),
+        ..common::ledger_row("s1", tool, at)
     }
 }
 

@@ -28,8 +28,8 @@ pub async fn run(store: &Store, since: String, json: bool) -> anyhow::Result<()>
         println!();
         print!("{}", render(title, groups));
     }
-    if stats.truncated {
-        println!("(only the most recent rows of the period were read)");
+    if stats.percentiles != "exact" {
+        println!("(percentiles from a latency histogram: within ±1/32 of the exact value)");
     }
     println!("* estimated");
     Ok(())

@@ -15,10 +15,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{BoardServer, ServerContext};
-use crate::ledger::{self, Ledger};
+use crate::ledger::{self, Ledger, LedgerReport};
 use crate::security::{self, layers::Guard};
-use crate::sessions::Sessions;
 use crate::sessions::logical::LogicalSessions;
+use crate::sessions::{SessionReport, Sessions};
 
 /// The header value every MCP POST must send.
 pub const REQUIRED_ACCEPT: &str = "application/json, text/event-stream";
@@ -130,23 +130,8 @@ async fn health(
         ),
     };
     let sessions = sessions.report().await;
-    let mut problems = Vec::new();
-    if let Some(error) = &sessions.last_error {
-        problems.push(format!("sessions: {error}"));
-    }
-    if let Some(error) = sessions.cleanup.as_ref().and_then(|run| run.error.as_ref()) {
-        problems.push(format!("cleanup: last run failed: {error}"));
-    }
     let ledger = ledger.report();
-    if let Some(error) = &ledger.retention.last_error {
-        problems.push(format!("ledger retention: {error}"));
-    }
-    if let Some(reason) = &ledger.reason {
-        problems.push(format!(
-            "ledger: {reason} ({} requests waiting)",
-            ledger.pending
-        ));
-    }
+    let problems = health_problems(&sessions, &ledger);
     if !problems.is_empty() {
         status = StatusCode::SERVICE_UNAVAILABLE;
     }
@@ -160,6 +145,28 @@ async fn health(
         "database": database,
     });
     (status, axum::Json(body)).into_response()
+}
+
+/// What is wrong with the sessions, their cleanup job and the ledger, one line each (empty when
+/// all is well). `/health` and `/api/sessions/health` report the same list.
+pub fn health_problems(sessions: &SessionReport, ledger: &LedgerReport) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(error) = &sessions.last_error {
+        problems.push(format!("sessions: {error}"));
+    }
+    if let Some(error) = sessions.cleanup.as_ref().and_then(|run| run.error.as_ref()) {
+        problems.push(format!("cleanup: last run failed: {error}"));
+    }
+    if let Some(error) = &ledger.retention.last_error {
+        problems.push(format!("ledger retention: {error}"));
+    }
+    if let Some(reason) = &ledger.reason {
+        problems.push(format!(
+            "ledger: {reason} ({} requests waiting)",
+            ledger.pending
+        ));
+    }
+    problems
 }
 
 /// `GET /metrics`: Prometheus text.

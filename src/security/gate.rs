@@ -336,7 +336,10 @@ mod tests {
     #[test]
     fn stateless_requests_leave_removed_methods_to_rmcp() {
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
-        assert!(inspect(body, 64).is_err(), "a session-era initialize needs its params");
+        assert!(
+            inspect(body, 64).is_err(),
+            "a session-era initialize needs its params"
+        );
         assert!(matches!(
             inspect_for(body, 64, true),
             Ok(Inspected::Single { method: Some(m) }) if m == "initialize"

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod money;
 pub mod pricing;
 pub mod projects;
+pub mod request_stats;
 pub mod requests;
 pub mod sessions;
 pub mod tasks;
@@ -158,6 +159,19 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
     }
+}
+
+/// Bounds for an open-ended time range, so a query can always say `timestamp >= $n AND
+/// timestamp < $m`: a range the index serves on both engines, where `($n IS NULL OR ...)` makes
+/// SQLite scan from the newest row. (Both sort before and after any real timestamp, also as
+/// SQLite's RFC 3339 text.)
+pub fn beginning_of_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::<chrono::Utc>::from_timestamp(-62_135_596_800, 0).unwrap_or_default() // 0001-01-01
+}
+
+/// See [`beginning_of_time`].
+pub fn end_of_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::<chrono::Utc>::from_timestamp(253_402_214_400, 0).unwrap_or_default() // 9999-12-31
 }
 
 /// Turns a user's search text into a case-insensitive `LIKE` pattern, escaping `%`, `_` and `\`

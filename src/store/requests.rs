@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, DurationRound, Utc};
 use sqlx::QueryBuilder;
 
+use super::request_stats::{StatsLock, add_to_stats, stored};
 use super::{Id, Money, Store, WritePool, on_pool};
 use crate::ledger::entry::LedgerRow;
 
@@ -16,14 +17,18 @@ const INSERT: &str = "INSERT INTO mcp_requests (request_id, session_id, jsonrpc_
     result_tokens, total_tokens, estimated_cost_usd, pricing_model, tokenizer, sanitized, timestamp) ";
 
 impl Store {
-    /// Inserts ledger rows in one statement (at most [`MAX_BATCH`]). A row whose `request_id`
-    /// is already stored is skipped, so replaying a batch never records a request twice.
+    /// Inserts ledger rows in one statement (at most [`MAX_BATCH`]) and adds them to the
+    /// hourly statistics, in one transaction. A row whose `request_id` is already stored is
+    /// skipped, so replaying a batch never records (or counts) a request twice.
     /// Returns the number of rows newly stored.
     pub async fn insert_requests(&self, rows: &[LedgerRow]) -> Result<u64, sqlx::Error> {
         if rows.is_empty() {
             return Ok(0);
         }
         on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            // First, so every writer takes the locks in the same order.
+            tx.lock_stats().await?;
             let mut query = QueryBuilder::new(INSERT);
             query.push_values(rows, |mut b, row| {
                 b.push_bind(Id(row.request_id))
@@ -47,8 +52,13 @@ impl Store {
                     .push_bind(row.sanitized)
                     .push_bind(row.timestamp);
             });
-            query.push(" ON CONFLICT (request_id) DO NOTHING");
-            query.build().execute(pool).await.map(|r| r.rows_affected())
+            query.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+            let ids: Vec<Id> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+            if !ids.is_empty() {
+                add_to_stats!(tx, stored(rows, &ids));
+            }
+            tx.commit().await?;
+            Ok(ids.len() as u64)
         })
     }
 
@@ -228,9 +238,40 @@ pub struct RequestFilter {
     pub tool_name: Option<String>,
     pub method: Option<String>,
     pub status: Option<String>,
+    /// Rows at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Rows before this time.
+    pub until: Option<DateTime<Utc>>,
     /// Text to find (case-insensitive for ASCII) in the method, tool, error message or session id.
     pub text: Option<String>,
+}
+
+/// The filter's condition; it takes `$1..$7` (see [`bind_filter`]). The time range is always
+/// bound (open ends as [`super::end_of_time`] and co.) so the index serves it on SQLite too.
+const FILTER: &str = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool_name = $2) \
+    AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND timestamp >= $5 AND timestamp < $6 \
+    AND ($7 IS NULL OR LOWER(method || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(error_message, '') \
+    || ' ' || COALESCE(session_id, '')) LIKE $7 ESCAPE '\\')";
+
+/// Binds a [`RequestFilter`] as `$1..$7` of [`FILTER`] (the same on both engines' queries).
+macro_rules! bind_filter {
+    ($query:expr, $filter:expr, $pattern:expr) => {
+        $query
+            .bind(&$filter.session_id)
+            .bind(&$filter.tool_name)
+            .bind(&$filter.method)
+            .bind(&$filter.status)
+            .bind($filter.since.unwrap_or_else(super::beginning_of_time))
+            .bind($filter.until.unwrap_or_else(super::end_of_time))
+            .bind($pattern)
+    };
+}
+
+/// Where an export stopped: the last row sent, in (timestamp, request id) order.
+#[derive(Debug, Clone, Copy)]
+pub struct Cursor {
+    pub timestamp: DateTime<Utc>,
+    pub request_id: Id,
 }
 
 impl Store {
@@ -241,39 +282,49 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<RequestRecord>, i64), sqlx::Error> {
-        let cond = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool_name = $2) \
-                    AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR timestamp >= $5) \
-                    AND ($6 IS NULL OR LOWER(method || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(error_message, '') \
-                    || ' ' || COALESCE(session_id, '')) LIKE $6 ESCAPE '\\')";
-        // The filter takes $1..$6; only the page query adds LIMIT $7 OFFSET $8.
+        // The filter takes $1..$7; only the page query adds LIMIT $8 OFFSET $9.
         let list = format!(
-            "SELECT * FROM mcp_requests WHERE {cond} ORDER BY timestamp DESC, request_id LIMIT $7 OFFSET $8"
+            "SELECT * FROM mcp_requests WHERE {FILTER} ORDER BY timestamp DESC, request_id LIMIT $8 OFFSET $9"
         );
-        let count = format!("SELECT COUNT(*) FROM mcp_requests WHERE {cond}");
+        let count = format!("SELECT COUNT(*) FROM mcp_requests WHERE {FILTER}");
         let pattern = filter.text.as_deref().map(super::like_pattern);
         on_pool!(self, pool => {
-            let rows = sqlx::query_as::<_, RequestRecord>(&list)
-                .bind(&filter.session_id)
-                .bind(&filter.tool_name)
-                .bind(&filter.method)
-                .bind(&filter.status)
-                .bind(filter.since)
-                .bind(&pattern)
+            let rows = bind_filter!(sqlx::query_as::<_, RequestRecord>(&list), filter, &pattern)
                 .bind(limit)
                 .bind(offset)
                 .fetch_all(pool)
                 .await?;
-            let total: i64 = sqlx::query_scalar(&count)
-                .bind(&filter.session_id)
-                .bind(&filter.tool_name)
-                .bind(&filter.method)
-                .bind(&filter.status)
-                .bind(filter.since)
-                .bind(&pattern)
+            let total: i64 = bind_filter!(sqlx::query_scalar(&count), filter, &pattern)
                 .fetch_one(pool)
                 .await?;
             Ok((rows, total))
         })
+    }
+
+    /// One page of an export: up to `limit` matching rows after `after`, newest first, by
+    /// keyset (timestamp, request id) so each page costs the same however deep the export is.
+    pub async fn export_requests_page(
+        &self,
+        filter: &RequestFilter,
+        after: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Vec<RequestRecord>, sqlx::Error> {
+        // `timestamp <= $8` bounds the index range; the rest breaks ties at the cursor's instant.
+        let sql = format!(
+            "SELECT * FROM mcp_requests WHERE {FILTER} AND timestamp <= $8 \
+             AND (timestamp < $8 OR request_id < $9) ORDER BY timestamp DESC, request_id DESC LIMIT $10"
+        );
+        let after = after.unwrap_or(Cursor {
+            timestamp: super::end_of_time(),
+            request_id: Id(uuid::Uuid::max()),
+        });
+        let pattern = filter.text.as_deref().map(super::like_pattern);
+        on_pool!(self, pool => bind_filter!(sqlx::query_as::<_, RequestRecord>(&sql), filter, &pattern)
+            .bind(after.timestamp)
+            .bind(after.request_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await)
     }
 
     /// Ledger rows since `since` whose session id names no known session.
@@ -301,17 +352,20 @@ pub struct StatRow {
 }
 
 impl Store {
-    /// Rows since `since` (at most `limit`, newest first) with their session's client type.
+    /// Rows since `since` and before `until` (at most `limit`, newest first) with their
+    /// session's client type.
     pub async fn stat_rows(
         &self,
         since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
         limit: i64,
     ) -> Result<Vec<StatRow>, sqlx::Error> {
         let sql = "SELECT r.method, r.tool_name, r.status, r.duration_us, r.total_tokens, r.estimated_cost_usd, \
                    s.client_type, r.timestamp FROM mcp_requests r \
                    LEFT JOIN mcp_sessions s ON s.session_id = r.session_id \
-                   WHERE r.timestamp >= $1 ORDER BY r.timestamp DESC LIMIT $2";
-        on_pool!(self, pool => sqlx::query_as::<_, StatRow>(sql).bind(since).bind(limit).fetch_all(pool).await)
+                   WHERE r.timestamp >= $1 AND r.timestamp < $2 ORDER BY r.timestamp DESC LIMIT $3";
+        let until = until.unwrap_or_else(super::end_of_time);
+        on_pool!(self, pool => sqlx::query_as::<_, StatRow>(sql).bind(since).bind(until).bind(limit).fetch_all(pool).await)
     }
 
     /// Number of ledger rows in `[from, to)`.

@@ -362,3 +362,53 @@ impl CleanupLock for sqlx::Transaction<'static, sqlx::Postgres> {
             .await
     }
 }
+
+/// Live sessions by time since their last activity (see [`Store::session_health`]).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, sqlx::FromRow)]
+pub struct AgeBuckets {
+    pub healthy: i64,
+    pub aging: i64,
+    pub stale: i64,
+}
+
+/// What `/api/sessions/health` reports from the database.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SessionHealth {
+    /// Live (active or idle) sessions by time since their last activity.
+    pub age: AgeBuckets,
+    /// Every session by status (`active`, `idle`, `disconnected`, `revoked`).
+    pub by_status: Vec<(String, i64)>,
+    /// Sessions ended since the window's start, by reason.
+    pub disconnect_reasons: Vec<(String, i64)>,
+    /// Sessions live at some point in the window: still live, or ended within it.
+    pub seen_in_window: i64,
+}
+
+impl Store {
+    /// Session health as of `now`: live sessions last active after `healthy_after` are
+    /// healthy, after `stale_before` aging, before it stale; disconnects since `window_start`.
+    pub async fn session_health(
+        &self,
+        healthy_after: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+        window_start: DateTime<Utc>,
+    ) -> Result<SessionHealth, sqlx::Error> {
+        let buckets = format!(
+            "SELECT COALESCE(SUM(CASE WHEN last_activity >= $1 THEN 1 ELSE 0 END), 0) AS healthy, \
+             COALESCE(SUM(CASE WHEN last_activity < $1 AND last_activity >= $2 THEN 1 ELSE 0 END), 0) AS aging, \
+             COALESCE(SUM(CASE WHEN last_activity < $2 THEN 1 ELSE 0 END), 0) AS stale \
+             FROM mcp_sessions WHERE {LIVE}"
+        );
+        let statuses = "SELECT status, COUNT(*) FROM mcp_sessions GROUP BY status ORDER BY status";
+        let reasons = "SELECT COALESCE(disconnect_reason, 'unknown') AS reason, COUNT(*) AS n FROM mcp_sessions \
+                       WHERE disconnected_at >= $1 GROUP BY reason ORDER BY n DESC, reason";
+        let seen =
+            format!("SELECT COUNT(*) FROM mcp_sessions WHERE {LIVE} OR disconnected_at >= $1");
+        on_pool!(self, pool => Ok(SessionHealth {
+            age: sqlx::query_as(&buckets).bind(healthy_after).bind(stale_before).fetch_one(pool).await?,
+            by_status: sqlx::query_as(statuses).fetch_all(pool).await?,
+            disconnect_reasons: sqlx::query_as(reasons).bind(window_start).fetch_all(pool).await?,
+            seen_in_window: sqlx::query_scalar(&seen).bind(window_start).fetch_one(pool).await?,
+        }))
+    }
+}

@@ -245,6 +245,60 @@ try {
     return pagerText;
   });
 
+  await check('requests: the search box finds calls by text; export links carry the filters', async () => {
+    await page.goto(`${BASE}/#/requests`);
+    await waitForTool(page, 'health_check', UI_MS);
+    await page.fill('[data-testid=request-search]', 'MANAGE_proj');
+    await page.press('[data-testid=request-search]', 'Enter');
+    await waitFor(async () => {
+      const tools = await toolCells(page);
+      return tools.length > 0 && tools.every((t) => t === 'manage_project');
+    }, UI_MS, 'only manage_project rows');
+    assert((await page.evaluate(() => location.hash)).includes('q=MANAGE_proj'), 'the search is not in the address');
+    const csv = await page.locator('[data-testid=export-csv]').getAttribute('href');
+    const jsonl = await page.locator('[data-testid=export-jsonl]').getAttribute('href');
+    assert(csv.includes('format=csv') && csv.includes('q=MANAGE_proj'), `CSV link ${csv}`);
+    assert(jsonl.includes('format=jsonl') && jsonl.includes('q=MANAGE_proj'), `JSON lines link ${jsonl}`);
+    const response = await fetch(`${BASE}/${csv}`);
+    assert(response.status === 200, `export answered ${response.status}`);
+    assert(/attachment/.test(response.headers.get('content-disposition') || ''), 'the export is not a download');
+    const lines = (await response.text()).trim().split('\n');
+    assert(lines[0].startsWith('request_id,timestamp,') && lines.length === 2 && lines[1].includes('manage_project'), `CSV: ${lines.join(' | ').slice(0, 300)}`);
+    await page.screenshot({ path: path.join(SHOTS, 'requests-search.png'), fullPage: true });
+    await page.goto(`${BASE}/#/requests`);
+    await waitForTool(page, 'health_check', UI_MS);
+    return `${lines.length - 1} row exported`;
+  });
+
+  await check('tools: a row per tool with latency percentiles and a calls-over-time chart', async () => {
+    await page.click('nav a[data-route=tools]');
+    const row = page.locator('tr.tool-row[data-tool=find_projects]');
+    await row.waitFor({ timeout: UI_MS });
+    const cells = await row.locator('td').allTextContents();
+    assert(cells[0] === 'find_projects' && Number(cells[1]) >= 1, `find_projects row: ${JSON.stringify(cells)}`);
+    assert(cells.slice(4, 7).every((c) => /\d+(\.\d+)? (ms|s)$/.test(c)), `p50/p95/p99: ${JSON.stringify(cells.slice(4, 7))}`);
+    const hostileRow = page.locator('tr.tool-row td.tool').filter({ hasText: HOSTILE_TOOL });
+    assert((await hostileRow.first().textContent()) === HOSTILE_TOOL, 'the hostile tool name is not shown verbatim');
+    const bars = page.locator('svg[data-testid=tool-chart] rect.bar');
+    await waitFor(async () => (await bars.count()) >= 1, UI_MS, 'bars in the chart');
+    await row.locator('a').click();
+    await waitFor(async () => /find_projects/.test(await page.locator('section.view h2').first().textContent()), UI_MS, 'the chart of find_projects');
+    assert((await page.locator('svg[data-testid=tool-chart]').getAttribute('aria-label')).includes('find_projects'), 'the chart is not the tool\'s');
+    assert((await page.evaluate(() => document.images.length)) === 0, 'client text became HTML');
+    await page.screenshot({ path: path.join(SHOTS, 'tools.png'), fullPage: true });
+    return `${await page.locator('tr.tool-row').count()} tools`;
+  });
+
+  await check('session health: live sessions in age buckets, on the overview', async () => {
+    await page.click('nav a[data-route=overview]');
+    const healthy = page.locator('[data-testid=health-healthy] .big');
+    await waitFor(async () => Number(await healthy.textContent()) >= 2, UI_MS, 'two healthy sessions');
+    const panel = await page.locator('[data-testid=session-health]').textContent();
+    assert(/aging/.test(panel) && /stale/.test(panel) && /ended in the last 1h/.test(panel), `panel: ${panel}`);
+    await page.click('nav a[data-route=requests]');
+    await waitForTool(page, 'health_check', UI_MS);
+  });
+
   await check('a new tool call appears in the request log without a reload', async () => {
     await page.evaluate(() => {
       window.__noReload = 'still here';

@@ -415,6 +415,57 @@ pub async fn call(client: &Client, tool: &str, args: Value) -> anyhow::Result<(b
     Ok((is_error, value))
 }
 
+/// A successful `tools/call` ledger row of `tool` in `session` at `at` (1 ms, 8 tokens, $0.001);
+/// tests change the fields they care about.
+pub fn ledger_row(
+    session: &str,
+    tool: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> steward::ledger::LedgerRow {
+    steward::ledger::LedgerRow {
+        request_id: uuid::Uuid::new_v4(),
+        session_id: Some(session.into()),
+        jsonrpc_id: Some("1".into()),
+        method: "tools/call".into(),
+        tool_name: Some(tool.into()),
+        status: steward::ledger::Status::Success,
+        error_code: None,
+        error_message: None,
+        duration: steward::ledger::Micros::from_micros(1_000),
+        request_bytes: 10,
+        response_bytes: 20,
+        args_tokens: Some(3),
+        result_tokens: Some(5),
+        total_tokens: Some(8),
+        estimated_cost_usd: Some(steward::store::Money(rust_decimal::Decimal::new(1, 3))),
+        pricing_model: Some("claude-sonnet-4-5".into()),
+        tokenizer: Some("o200k_base".into()),
+        sanitized: false,
+        timestamp: at,
+        trace: Default::default(),
+    }
+}
+
+/// A new session row of `client_type` connected (and last active) at `at`.
+pub fn new_session(
+    id: &str,
+    client_type: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> steward::store::sessions::NewSession {
+    steward::store::sessions::NewSession {
+        session_id: id.into(),
+        kind: "session",
+        protocol_version: Some("2025-11-25".into()),
+        client_name: Some("test".into()),
+        client_version: None,
+        client_type: client_type.into(),
+        client_capabilities: serde_json::json!({}),
+        initialize_params: None,
+        principal: None,
+        at,
+    }
+}
+
 #[test]
 fn replaces_the_database_in_postgres_urls() {
     let cases = [

@@ -1,0 +1,485 @@
+//! `mcp_request_stats` and `mcp_request_latency` (migration 0009): hourly aggregates of the
+//! ledger, updated in the transaction that stores the rows, so statistics over millions of
+//! rows read thousands. Every update adds (`SET n = n + excluded.n`), so concurrent writers on
+//! several replicas never lose one another's counts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, DurationRound, Utc};
+use rust_decimal::Decimal;
+
+use super::{Money, Store, on_pool};
+use crate::ledger::entry::LedgerRow;
+
+/// Money in the aggregates: an integer count of 1e-10 USD ([`Money::STORED_SCALE`]).
+pub fn cost_units(money: Money) -> i64 {
+    let mut d = money.stored().0;
+    d.rescale(Money::STORED_SCALE);
+    i64::try_from(d.mantissa()).unwrap_or(i64::MAX)
+}
+
+/// The inverse of [`cost_units`].
+pub fn money_from_units(units: i64) -> Money {
+    Money(Decimal::new(units, Money::STORED_SCALE))
+}
+
+/// The latency histogram bucket of a duration: exact below 16 µs, then 16 buckets per power
+/// of two, so a bucket is at most 1/16 as wide as the values in it. (Migration 0009 computes
+/// the same from bounds; see [`bucket_bounds`].)
+pub fn latency_bucket(us: i64) -> i64 {
+    let us = u64::try_from(us).unwrap_or(0);
+    if us < 16 {
+        return us as i64;
+    }
+    let exponent = i64::from(63 - us.leading_zeros());
+    let mantissa = (us >> (exponent - 4)) as i64 - 16;
+    16 * (exponent - 3) + mantissa
+}
+
+/// `[lower, upper)` in µs of a bucket from [`latency_bucket`].
+pub fn bucket_bounds(bucket: i64) -> (i64, i64) {
+    let lower = |b: i64| {
+        if b < 16 {
+            b
+        } else {
+            // i128: the bucket after the last one starts at 2^63, past i64.
+            let lower = i128::from(16 + b % 16) << (b / 16 - 1).clamp(0, 100);
+            i64::try_from(lower).unwrap_or(i64::MAX)
+        }
+    };
+    (lower(bucket), lower(bucket + 1))
+}
+
+/// Number of histogram buckets: [`latency_bucket`] of `i64::MAX` is the last.
+pub const BUCKETS: usize = 960;
+
+/// Requests per latency bucket (dense: index = bucket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Histogram(pub Vec<u64>);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram(vec![0; BUCKETS])
+    }
+}
+
+impl Histogram {
+    pub fn add(&mut self, bucket: i64, n: u64) {
+        let i = usize::try_from(bucket).unwrap_or(0).min(BUCKETS - 1);
+        self.0[i] += n;
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a += b;
+        }
+    }
+
+    /// `bucket:count,...` for the non-empty buckets.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        for (bucket, n) in self.0.iter().enumerate().filter(|(_, n)| **n > 0) {
+            if !text.is_empty() {
+                text.push(',');
+            }
+            text.push_str(&format!("{bucket}:{n}"));
+        }
+        text
+    }
+
+    /// Adds the counts of a [`Histogram::to_text`] (in any order); a malformed entry is
+    /// skipped and logged, so one damaged row cannot take the statistics down.
+    pub fn add_text(&mut self, text: &str) {
+        for entry in text.split(',').filter(|e| !e.is_empty()) {
+            match entry
+                .split_once(':')
+                .and_then(|(b, n)| Some((b.parse().ok()?, n.parse().ok()?)))
+            {
+                Some((bucket, n)) => self.add(bucket, n),
+                None => tracing::warn!(entry, "skipping a malformed latency histogram entry"),
+            }
+        }
+    }
+}
+
+/// Key of one aggregate row: hour, method, tool ('' for none), client type.
+pub(crate) type StatsKey = (DateTime<Utc>, String, String, String);
+
+/// The exact sums of one row of `mcp_request_stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Sums {
+    pub requests: i64,
+    pub errors: i64,
+    pub duration_us_total: i64,
+    pub duration_us_max: i64,
+    pub tokens: i64,
+    pub cost_units: i64,
+}
+
+impl Sums {
+    pub fn merge(&mut self, other: &Sums) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.duration_us_total = self
+            .duration_us_total
+            .saturating_add(other.duration_us_total);
+        self.duration_us_max = self.duration_us_max.max(other.duration_us_max);
+        self.tokens += other.tokens;
+        self.cost_units += other.cost_units;
+    }
+}
+
+/// One row of `mcp_request_stats` in memory: its sums and its latency histogram.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Aggregate {
+    pub sums: Sums,
+    pub latency: Histogram,
+}
+
+impl Aggregate {
+    fn add(&mut self, row: &LedgerRow) {
+        let us = row.duration.micros();
+        self.sums.merge(&Sums {
+            requests: 1,
+            errors: i64::from(row.status.as_str() != "success"),
+            duration_us_total: us,
+            duration_us_max: us,
+            tokens: i64::from(row.total_tokens.unwrap_or(0)),
+            cost_units: row.estimated_cost_usd.map_or(0, cost_units),
+        });
+        self.latency.add(latency_bucket(us), 1);
+    }
+
+    pub fn merge(&mut self, other: &Aggregate) {
+        self.sums.merge(&other.sums);
+        self.latency.merge(&other.latency);
+    }
+
+    /// Adds a stored row.
+    pub fn add_cell(&mut self, c: &StatsCell) {
+        self.sums.merge(&c.sums);
+        self.latency.add_text(&c.latency);
+    }
+}
+
+/// A stored aggregate row, as read (the histogram still in its text form, so reading
+/// thousands of rows never holds thousands of dense histograms).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StatsCell {
+    pub hour: DateTime<Utc>,
+    pub method: String,
+    pub tool_name: String,
+    pub client_type: String,
+    #[sqlx(flatten)]
+    pub sums: Sums,
+    pub latency: String,
+}
+
+/// The additions a batch of newly stored rows makes, in key order.
+pub(crate) fn deltas<'a>(
+    rows: impl Iterator<Item = &'a LedgerRow>,
+    client_types: &HashMap<String, String>,
+) -> BTreeMap<StatsKey, Aggregate> {
+    let mut stats: BTreeMap<StatsKey, Aggregate> = BTreeMap::new();
+    for row in rows {
+        let hour = row
+            .timestamp
+            .duration_trunc(chrono::Duration::hours(1))
+            .unwrap_or(row.timestamp);
+        let client = row
+            .session_id
+            .as_ref()
+            .and_then(|id| client_types.get(id))
+            .map_or("unknown", String::as_str);
+        let tool = row.tool_name.clone().unwrap_or_default();
+        let key = (hour, row.method.clone(), tool, client.to_string());
+        stats.entry(key).or_default().add(row);
+    }
+    stats
+}
+
+/// Merges stored rows into `deltas` (the stored row for each key, where there is one).
+pub(crate) fn merge_stored(deltas: &mut BTreeMap<StatsKey, Aggregate>, stored: Vec<StatsCell>) {
+    for cell in stored {
+        let key = (
+            cell.hour,
+            cell.method.clone(),
+            cell.tool_name.clone(),
+            cell.client_type.clone(),
+        );
+        if let Some(delta) = deltas.get_mut(&key) {
+            delta.add_cell(&cell);
+        }
+    }
+}
+
+pub(crate) const SELECT_STATS: &str = "SELECT hour, method, tool_name, client_type, requests, errors, \
+    duration_us_total, duration_us_max, tokens, cost_units, latency FROM mcp_request_stats";
+pub(crate) const UPSERT_STATS: &str = "INSERT INTO mcp_request_stats (hour, method, tool_name, client_type, \
+    requests, errors, duration_us_total, duration_us_max, tokens, cost_units, latency) ";
+pub(crate) const ON_CONFLICT_STATS: &str = " ON CONFLICT (hour, method, tool_name, client_type) DO UPDATE SET \
+    requests = excluded.requests, errors = excluded.errors, duration_us_total = excluded.duration_us_total, \
+    duration_us_max = excluded.duration_us_max, tokens = excluded.tokens, cost_units = excluded.cost_units, \
+    latency = excluded.latency";
+
+/// Arbitrary constant naming the statistics writers' PostgreSQL advisory lock.
+const STATS_LOCK_KEY: i64 = 0x5354_4557_4152_4432; // "STEWARD2"
+
+/// Serialises writers of `mcp_request_stats` for the rest of the transaction, so a
+/// read-merge-write of a row never loses another replica's counts: PostgreSQL's transaction-
+/// scoped advisory lock; on SQLite `BEGIN IMMEDIATE` already holds the only write lock.
+pub(crate) trait StatsLock {
+    async fn lock_stats(&mut self) -> Result<(), sqlx::Error>;
+}
+
+impl StatsLock for sqlx::Transaction<'static, sqlx::Sqlite> {
+    async fn lock_stats(&mut self) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
+impl StatsLock for sqlx::Transaction<'static, sqlx::Postgres> {
+    async fn lock_stats(&mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(STATS_LOCK_KEY)
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Adds newly stored ledger rows to the hourly aggregates, inside the caller's transaction
+/// (`$tx`, on either engine, holding [`StatsLock`]). `$rows`: the rows the INSERT stored.
+macro_rules! add_to_stats {
+    ($tx:expr, $rows:expr) => {{
+        use $crate::store::request_stats as rs;
+        let rows: Vec<&$crate::ledger::entry::LedgerRow> = $rows;
+        let sessions: std::collections::BTreeSet<&str> = rows
+            .iter()
+            .filter_map(|r| r.session_id.as_deref())
+            .collect();
+        let mut client_types = std::collections::HashMap::new();
+        if !sessions.is_empty() {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT session_id, client_type FROM mcp_sessions WHERE session_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in &sessions {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            client_types.extend(
+                q.build_query_as::<(String, String)>()
+                    .fetch_all(&mut *$tx)
+                    .await?,
+            );
+        }
+        let mut deltas = rs::deltas(rows.into_iter(), &client_types);
+        // The stored rows of the keys touched, merged in Rust and written back.
+        let mut q = sqlx::QueryBuilder::new(rs::SELECT_STATS);
+        q.push(" WHERE ");
+        for (i, (hour, method, tool, client)) in deltas.keys().enumerate() {
+            q.push(if i == 0 { "(hour = " } else { " OR (hour = " });
+            q.push_bind(*hour)
+                .push(" AND method = ")
+                .push_bind(method.clone())
+                .push(" AND tool_name = ")
+                .push_bind(tool.clone())
+                .push(" AND client_type = ")
+                .push_bind(client.clone())
+                .push(")");
+        }
+        let stored: Vec<rs::StatsCell> = q.build_query_as().fetch_all(&mut *$tx).await?;
+        rs::merge_stored(&mut deltas, stored);
+        for chunk in deltas.into_iter().collect::<Vec<_>>().chunks(1000) {
+            let mut q = sqlx::QueryBuilder::new(rs::UPSERT_STATS);
+            q.push_values(chunk, |mut b, ((hour, method, tool, client), a)| {
+                b.push_bind(*hour)
+                    .push_bind(method)
+                    .push_bind(tool)
+                    .push_bind(client)
+                    .push_bind(a.sums.requests)
+                    .push_bind(a.sums.errors)
+                    .push_bind(a.sums.duration_us_total)
+                    .push_bind(a.sums.duration_us_max)
+                    .push_bind(a.sums.tokens)
+                    .push_bind(a.sums.cost_units)
+                    .push_bind(a.latency.to_text());
+            });
+            q.push(rs::ON_CONFLICT_STATS);
+            q.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use add_to_stats;
+
+/// Which of `rows` the INSERT stored (those whose id it returned).
+pub(crate) fn stored<'a>(rows: &'a [LedgerRow], ids: &[super::Id]) -> Vec<&'a LedgerRow> {
+    let ids: HashSet<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+    rows.iter()
+        .filter(|r| ids.contains(&r.request_id))
+        .collect()
+}
+
+/// [`latency_bucket`] in SQL, of an integer column: SQLite has no `log()`, so one branch per
+/// power of two finds the exponent, and a shift the 16 sub-buckets.
+fn bucket_sql(column: &str) -> String {
+    let mut sql = format!("CASE WHEN {column} < 16 THEN {column}");
+    for exponent in 4..62 {
+        sql.push_str(&format!(
+            " WHEN {column} < {} THEN {} + ({column} >> {})",
+            1_i64 << (exponent + 1),
+            16 * (exponent - 3) - 16,
+            exponent - 4
+        ));
+    }
+    sql.push_str(&format!(
+        " ELSE {} + ({column} >> 58) END",
+        16 * (62 - 3) - 16
+    ));
+    sql
+}
+
+/// Aggregates of the ledger rows of one (method, tool, client type) in one latency bucket, for
+/// a part of an hour the hourly rows cannot answer.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BucketCell {
+    pub method: String,
+    pub tool_name: String,
+    pub client_type: String,
+    pub bucket: i64,
+    #[sqlx(flatten)]
+    pub sums: Sums,
+}
+
+/// Requests and errors (anything but `success`) of one hour.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HourCount {
+    pub hour: DateTime<Utc>,
+    pub requests: i64,
+    pub errors: i64,
+}
+
+impl Store {
+    /// Calls `each` with every aggregate row of the hours in `[from, to)`, as they stream in.
+    pub async fn for_each_stats_cell(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        mut each: impl FnMut(StatsCell),
+    ) -> Result<(), sqlx::Error> {
+        use futures::TryStreamExt;
+        let sql = format!("{SELECT_STATS} WHERE hour >= $1 AND hour < $2");
+        on_pool!(self, pool => {
+            let mut rows = sqlx::query_as::<_, StatsCell>(&sql).bind(from).bind(to).fetch(pool);
+            while let Some(cell) = rows.try_next().await? {
+                each(cell);
+            }
+            Ok(())
+        })
+    }
+
+    /// The ledger rows in `[from, to)` aggregated in SQL by key and latency bucket: a partial
+    /// hour costs one scan, not one decoded row per request.
+    pub async fn bucket_cells(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<BucketCell>, sqlx::Error> {
+        // Stored costs have 10 decimals: exact as integer units (through REAL on SQLite, which
+        // has no decimal type; exact below 10^5 USD per request).
+        let cost_units = match self {
+            Store::Sqlite(_) => {
+                "SUM(CAST(ROUND(CAST(r.estimated_cost_usd AS REAL) * 10000000000) AS INTEGER))"
+            }
+            Store::Postgres(_) => "SUM(r.estimated_cost_usd * 10000000000)",
+        };
+        let sql = format!(
+            "SELECT r.method, COALESCE(r.tool_name, '') AS tool_name, COALESCE(s.client_type, 'unknown') AS client_type, \
+             {bucket} AS bucket, COUNT(*) AS requests, \
+             CAST(SUM(CASE WHEN r.status <> 'success' THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
+             CAST(SUM(r.duration_us) AS BIGINT) AS duration_us_total, MAX(r.duration_us) AS duration_us_max, \
+             CAST(COALESCE(SUM(r.total_tokens), 0) AS BIGINT) AS tokens, CAST(COALESCE({cost_units}, 0) AS BIGINT) AS cost_units \
+             FROM mcp_requests r LEFT JOIN mcp_sessions s ON s.session_id = r.session_id \
+             WHERE r.timestamp >= $1 AND r.timestamp < $2 GROUP BY 1, 2, 3, 4",
+            bucket = bucket_sql("r.duration_us"),
+        );
+        on_pool!(self, pool => sqlx::query_as::<_, BucketCell>(&sql).bind(from).bind(to).fetch_all(pool).await)
+    }
+
+    /// Requests and errors per hour for the hours in `[from, to)`.
+    pub async fn hour_counts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<HourCount>, sqlx::Error> {
+        let sql = "SELECT hour, CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) AS BIGINT) AS errors \
+                   FROM mcp_request_stats WHERE hour >= $1 AND hour < $2 GROUP BY hour ORDER BY hour";
+        on_pool!(self, pool => sqlx::query_as::<_, HourCount>(sql).bind(from).bind(to).fetch_all(pool).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_narrow_and_bounds_contain_their_values() {
+        for us in [
+            0,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            33,
+            1_000,
+            51_000,
+            999_999,
+            10_000_000_000,
+        ] {
+            let b = latency_bucket(us);
+            let (lower, upper) = bucket_bounds(b);
+            assert!(
+                lower <= us && us < upper,
+                "{us} µs in bucket {b} = [{lower}, {upper})"
+            );
+            assert!(
+                (upper - lower) * 16 <= upper.max(16),
+                "bucket {b} is narrow"
+            );
+        }
+        assert_eq!(
+            latency_bucket(-5),
+            0,
+            "a negative duration cannot happen; it is not a panic"
+        );
+    }
+
+    #[test]
+    fn histograms_survive_their_text_form() {
+        let mut h = Histogram::default();
+        h.add(latency_bucket(1_234), 3);
+        h.add(latency_bucket(5), 1);
+        h.add(latency_bucket(i64::MAX), 2);
+        let mut read = Histogram::default();
+        read.add_text(&h.to_text());
+        assert_eq!(read, h);
+        let mut damaged = Histogram::default();
+        damaged.add_text("5:1,bad,7:x,");
+        let mut only = Histogram::default();
+        only.add(5, 1);
+        assert_eq!(damaged, only);
+    }
+
+    #[test]
+    fn cost_units_are_exact() {
+        let m = Money("0.0000000123".parse().unwrap());
+        assert_eq!(cost_units(m), 123);
+        assert_eq!(
+            money_from_units(123 + cost_units(Money("1.5".parse().unwrap()))).to_string(),
+            "1.5000000123"
+        );
+    }
+}
