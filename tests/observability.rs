@@ -110,9 +110,11 @@ async fn metrics_count_known_traffic_with_semantic_convention_names() -> anyhow:
             ("error_type", "tool_error"),
         ];
         let histogram = "mcp_server_operation_duration_seconds";
+        // Request series are recorded as rows are analysed, `written` once they are stored.
         let text = scrape_until(&server, |t| {
             sample(t, &format!("{histogram}_count"), &ok) == Some(3.0)
                 && sample(t, &format!("{histogram}_count"), &failed) == Some(1.0)
+                && sample(t, "steward_ledger_written_rows_total", &[]).unwrap_or(0.0) >= 5.0
         })
         .await?;
 
