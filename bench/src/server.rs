@@ -334,6 +334,9 @@ pub fn start_steward(
         .args(["--listen", "127.0.0.1:0"])
         .args(["--database", &db.url])
         .args(["--ledger-durability", opts.durability])
+        // The bench is one anonymous client sending thousands of requests a second: the
+        // per-principal rate limit (100/s by default) and session cap would measure themselves.
+        .args(["--rate-limit", "0", "--max-sessions-per-principal", "0"])
         .current_dir(dir);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("STEWARD_") {
