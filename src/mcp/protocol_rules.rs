@@ -1,6 +1,6 @@
-//! Protocol rules rmcp leaves to the server, checked before a message reaches it:
-//! - JSON-RPC batches were removed in 2025-06-18: a batch from a client on that revision or
-//!   later gets 400 and a JSON-RPC error saying so (rmcp would answer a confusing 415).
+//! Protocol rules rmcp leaves to the server, checked before a message reaches it.
+//! (JSON-RPC batches are answered or refused per revision by the security guard outside this
+//! layer, `security::batch`.)
 //! - `server/discover` exists from 2026-07-28 on: a client that negotiated an older revision
 //!   gets "method not found" for it, not a complaint about missing `_meta` fields.
 
@@ -13,8 +13,6 @@ use serde_json::{Value, json};
 
 use crate::store::Store;
 
-/// The revision that removed JSON-RPC batching.
-const NO_BATCHES_FROM: &str = "2025-06-18";
 /// The first revision with `server/discover`.
 const DISCOVER_FROM: &str = "2026-07-28";
 /// What the spec tells a server to assume when a request names no revision.
@@ -30,33 +28,11 @@ pub async fn enforce(State(store): State<Store>, request: Request, next: Next) -
         Ok(bytes) => bytes,
         Err(_) => return next.run(Request::from_parts(parts, Body::empty())).await,
     };
-    let is_batch = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    let discover_id = if is_batch { None } else { discover_id(&bytes) };
-    if is_batch || discover_id.is_some() {
+    // Batches never get here: the security guard outside this layer answers or refuses them
+    // per revision (`security::batch`).
+    if let Some(id) = discover_id(&bytes) {
         let revision = revision(&store, &parts.headers).await;
-        if is_batch && revision.as_str() >= NO_BATCHES_FROM {
-            return rejection(
-                StatusCode::BAD_REQUEST,
-                Value::Null,
-                -32600,
-                format!(
-                    "JSON-RPC batches are not part of MCP {revision} (removed in {NO_BATCHES_FROM}): send one JSON-RPC message per POST"
-                ),
-            );
-        }
-        if is_batch {
-            return rejection(
-                StatusCode::BAD_REQUEST,
-                Value::Null,
-                -32600,
-                format!(
-                    "Steward does not accept JSON-RPC batches, not even on MCP {revision} which allows them: send one JSON-RPC message per POST"
-                ),
-            );
-        }
-        if let Some(id) = discover_id
-            && revision.as_str() < DISCOVER_FROM
-        {
+        if revision.as_str() < DISCOVER_FROM {
             return rejection(
                 StatusCode::BAD_REQUEST,
                 id,
