@@ -398,6 +398,8 @@ async fn hostile_inputs_get_exact_errors_and_the_server_keeps_serving() -> anyho
         )
         .await?;
         let old = raw.open_session_at("2025-03-26").await?;
+        // 2025-03-26 has batches but not server/discover: refused inside the batch.
+        let batch = json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/list"},{"jsonrpc":"2.0","id":3,"method":"server/discover"}]).to_string();
         let answered = c
             .expect(
                 "batch on 2025-03-26",
@@ -413,7 +415,10 @@ async fn hostile_inputs_get_exact_errors_and_the_server_keeps_serving() -> anyho
             .as_array()
             .context("a batch answer is an array")?;
         anyhow::ensure!(
-            replies.len() == 2 && replies[1]["result"]["tools"].is_array(),
+            replies.len() == 3
+                && replies[1]["result"]["tools"].is_array()
+                && replies[2]["id"] == 3
+                && replies[2]["error"]["code"] == -32601,
             "{replies:?}"
         );
         // Sessions that are not (or no longer) valid.

@@ -56,10 +56,6 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
     );
     let inner = Router::new()
         .nest_service("/mcp", mcp)
-        .layer(middleware::from_fn_with_state(
-            state.ctx.store.clone(),
-            super::protocol_rules::enforce,
-        ))
         .layer(middleware::from_fn(explain_rejections));
     let mcp = inner
         .clone()

@@ -6,7 +6,7 @@ pub mod drain;
 mod handler;
 pub mod http;
 pub mod logging;
-mod protocol_rules;
+pub mod protocol_rules;
 pub mod stdio;
 
 use std::sync::Arc;

@@ -10,11 +10,12 @@ use axum::body::{Body, to_bytes};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::gate::INVALID_REQUEST;
 use super::layers::{json_response, rpc_error};
+use crate::mcp::protocol_rules;
 use crate::sessions::Sessions;
 
 /// The only revision with batches.
@@ -68,6 +69,17 @@ pub async fn answer(inner: Router, parts: Parts, items: Vec<Value>, revision: &s
     let mut replies = Vec::new();
     for item in items {
         let id = item.get("id").cloned();
+        // Batches belong to a revision without `server/discover`: refused like a single one.
+        if item.get("method").and_then(Value::as_str) == Some(protocol_rules::DISCOVER)
+            && let Some(message) = protocol_rules::discover_refusal(revision)
+        {
+            replies.push(json!({
+                "jsonrpc": "2.0",
+                "id": id.unwrap_or(Value::Null),
+                "error": { "code": protocol_rules::METHOD_NOT_FOUND, "message": message },
+            }));
+            continue;
+        }
         let mut parts = parts.clone();
         parts.headers.remove(header::CONTENT_LENGTH);
         let request = axum::http::Request::from_parts(parts, Body::from(item.to_string()));

@@ -109,6 +109,13 @@ pub fn inspect_for(body: &[u8], max_depth: usize, stateless: bool) -> Result<Ins
     }
 }
 
+/// The JSON-RPC id of a single message that already passed [`inspect`] (parsed again: only
+/// the rare replies that need it call this).
+pub fn id_of(body: &[u8]) -> Option<Value> {
+    let message: Value = serde_json::from_slice(body).ok()?;
+    message.get("id").cloned()
+}
+
 /// The depth at which `body` first exceeds `max` levels of `[`/`{`, if it does. Scans bytes
 /// without parsing, so a hostile body cannot exhaust the stack of a recursive parser.
 pub fn too_deep(body: &[u8], max: usize) -> Option<usize> {

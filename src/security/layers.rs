@@ -25,6 +25,7 @@ use super::gate::{self, INVALID_REQUEST, Inspected};
 use super::limits::RateLimiter;
 use super::{SecuritySettings, batch};
 use crate::ledger::http::Caller;
+use crate::mcp::protocol_rules;
 use crate::sessions::{Owner, Sessions};
 
 /// The principal name rate limits use when authentication is off.
@@ -159,6 +160,19 @@ pub async fn guard_mcp(
             batch::answer(inner, parts, items, &revision).await
         }
         Ok(Inspected::Single { method }) => {
+            if method.as_deref() == Some(protocol_rules::DISCOVER) {
+                let revision =
+                    batch::revision(&parts.headers, session.as_deref(), &guard.sessions).await;
+                if let Some(message) = protocol_rules::discover_refusal(&revision) {
+                    let id = gate::id_of(&bytes);
+                    return rpc_error(
+                        StatusCode::BAD_REQUEST,
+                        protocol_rules::METHOD_NOT_FOUND,
+                        &message,
+                        id,
+                    );
+                }
+            }
             if session.is_none()
                 && method.as_deref() == Some("initialize")
                 && let Err(response) = check_session_cap(&guard, name.as_deref()).await
