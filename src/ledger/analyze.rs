@@ -1,10 +1,20 @@
 //! Turns an [`Observation`] into a [`LedgerRow`]: what was asked, how it truly ended (a tool
 //! that failed is not a success), and the estimated tokens. Runs on the writer, never on the
 //! request path.
+//!
+//! Messages are read into borrowed, typed views ([`Message`]): only the fields the ledger needs
+//! are decoded, and the rest (a tool's result can be kilobytes of nested JSON) is skipped
+//! without being built as a `serde_json::Value`. This is most of the ledger's CPU per row.
 
-use serde_json::Value;
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
 use super::entry::{Ending, LedgerRow, Observation, Status, TraceContext};
+use super::memo::{Memo, TextKey};
 use super::tokens;
 
 /// JSON-RPC error code for a request the server gave up on (the MCP SDKs' `RequestTimeout`).
@@ -13,40 +23,167 @@ pub const REQUEST_TIMEOUT: i32 = -32001;
 /// Longest error message kept in a row.
 const MAX_ERROR_MESSAGE: usize = 1000;
 
+/// A JSON-RPC request, as far as the ledger reads it. Fields of an unexpected type are kept
+/// raw and read leniently (see [`text`]), so odd input still yields a row.
+#[derive(Deserialize, Default)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+}
+
+/// A reply to a request other than `tools/call`: its result is only measured, so it is kept raw.
+#[derive(Deserialize)]
+struct RawReply<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+/// A reply to `tools/call`, read in one pass: the result's text blocks are decoded, the rest
+/// (structured content, annotations) only skipped over.
+#[derive(Deserialize)]
+struct ToolReply<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    result: Option<ToolResult<'a>>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+/// A reply as the ledger uses it.
+struct Reply<'a> {
+    id: Option<&'a RawValue>,
+    result: Option<Outcome<'a>>,
+    error: Option<&'a RawValue>,
+}
+
+enum Outcome<'a> {
+    Tool(ToolResult<'a>),
+    Raw(&'a RawValue),
+}
+
+impl<'a> Reply<'a> {
+    /// Reads one message; None if it is not a reply (a request or notification from the
+    /// server, or not JSON-RPC at all).
+    fn read(event: &'a str, tool_call: bool) -> Option<Reply<'a>> {
+        let reply = match tool_call {
+            true => match serde_json::from_str::<ToolReply>(event) {
+                Ok(r) => Some(Reply {
+                    id: r.id,
+                    result: r.result.map(Outcome::Tool),
+                    error: r.error,
+                }),
+                // A result that is not shaped like a tool's: still a reply.
+                Err(_) => None,
+            },
+            false => None,
+        };
+        let reply = reply.or_else(|| {
+            let r = serde_json::from_str::<RawReply>(event).ok()?;
+            Some(Reply {
+                id: r.id,
+                result: r.result.map(Outcome::Raw),
+                error: r.error,
+            })
+        })?;
+        (reply.result.is_some() || reply.error.is_some()).then_some(reply)
+    }
+}
+
+/// The parts of a request's `params` the ledger records.
+#[derive(Deserialize, Default)]
+struct Params<'a> {
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "protocolVersion")]
+    protocol_version: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "_meta")]
+    meta: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct Meta<'a> {
+    #[serde(borrow, default)]
+    traceparent: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tracestate: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct RpcError<'a> {
+    #[serde(borrow, default)]
+    code: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+}
+
+/// A tool's result: its text blocks and whether it reports failure.
+#[derive(Deserialize, Default)]
+struct ToolResult<'a> {
+    #[serde(borrow, default)]
+    content: Option<Vec<Block<'a>>>,
+    #[serde(borrow, default, rename = "structuredContent")]
+    structured: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "isError")]
+    is_error: Option<&'a RawValue>,
+}
+
+/// A content block: its text is kept as raw (escaped) JSON, decoded only when needed (a count
+/// not cached yet, an error message).
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+}
+
+/// Reads `raw` as `T`, or the default when it is absent or of another shape.
+fn read<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default()
+}
+
+/// A JSON string's text (None for any other JSON value).
+fn text(raw: Option<&RawValue>) -> Option<String> {
+    let raw = raw?.get();
+    raw.starts_with('"')
+        .then(|| serde_json::from_str::<String>(raw).ok())
+        .flatten()
+}
+
 /// Analyses one observation. Pricing is applied later by the writer (it needs the session's
 /// client type).
 pub fn analyze(obs: &Observation) -> LedgerRow {
-    let request: Value = serde_json::from_slice(&obs.request).unwrap_or(Value::Null);
-    let method = match request.get("method").and_then(Value::as_str) {
-        Some(method) => method.to_string(),
-        None if request.is_array() => "(batch)".to_string(),
-        None if request.is_null() => "(invalid json)".to_string(),
-        None => "(not a request)".to_string(),
-    };
-    let id = request.get("id").filter(|id| !id.is_null());
-    let params = request.get("params");
+    let (request, method) = read_request(&obs.request);
+    let id = request.id.filter(|id| id.get() != "null");
+    let params: Params = read(request.params);
     let tool_name = (method == "tools/call")
-        .then(|| {
-            params
-                .and_then(|p| p.get("name"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
+        .then(|| text(params.name))
         .flatten();
-    let reply = find_reply(&obs.response, id);
-    let (status, error_code, error_message) = status_of(obs, reply.as_ref(), id.is_some());
+    let events = reply_events(&obs.response);
+    let verdict = judge(obs, &events, id, method == "tools/call");
 
-    let args_text = match (method.as_str(), params) {
-        ("tools/call", Some(p)) => p.get("arguments").map(Value::to_string).unwrap_or_default(),
-        (_, Some(p)) => p.to_string(),
-        (_, None) => String::new(),
+    let args_text = match (method.as_str(), request.params) {
+        ("tools/call", Some(_)) => params.arguments.map(RawValue::get).unwrap_or_default(),
+        (_, Some(p)) => p.get(),
+        (_, None) => "",
     };
-    let result_text = reply
-        .as_ref()
-        .map(|r| model_visible_result(&method, r))
-        .unwrap_or_default();
-    let args_tokens = tokens::count(&args_text);
-    let result_tokens = tokens::count(&result_text);
+    let args_tokens = tokens::count(args_text);
+    let Verdict {
+        status,
+        error_code,
+        error_message,
+        result_tokens,
+    } = verdict;
 
     let mut row = LedgerRow {
         request_id: obs.request_id,
@@ -68,30 +205,133 @@ pub fn analyze(obs: &Observation) -> LedgerRow {
         tokenizer: Some(tokens::TOKENIZER.to_string()),
         sanitized: false,
         timestamp: obs.timestamp,
-        trace: trace_context(obs, params),
+        trace: trace_context(obs, &params),
     };
     row.sanitize();
     row
 }
 
+/// What a reply says, as a row records it.
+#[derive(Clone, Debug, PartialEq)]
+struct Verdict {
+    status: Status,
+    error_code: Option<i32>,
+    error_message: Option<String>,
+    result_tokens: u32,
+}
+
+/// Reads the reply. A successful reply whose result was seen before (the same listing, the
+/// same query) is recognised by a hash of its raw bytes and not parsed or tokenised again.
+fn judge(
+    obs: &Observation,
+    events: &[Cow<str>],
+    id: Option<&RawValue>,
+    tool_call: bool,
+) -> Verdict {
+    static SEEN: LazyLock<Memo<Option<Verdict>>> = LazyLock::new(|| Memo::new(1024));
+    if obs.ending != Ending::TimedOut
+        && let Some(result) = id.and_then(|id| own_result(events, id))
+    {
+        let mut key = TextKey::of(if tool_call { "tools/call" } else { "other" });
+        key.add(result);
+        if let Some(verdict) = SEEN.get_or_insert_with(&key, || result_verdict(result, tool_call)) {
+            return verdict;
+        }
+    }
+    read_verdict(obs, events, id, tool_call)
+}
+
+/// The verdict from reading the whole reply.
+fn read_verdict(
+    obs: &Observation,
+    events: &[Cow<str>],
+    id: Option<&RawValue>,
+    tool_call: bool,
+) -> Verdict {
+    let reply = find_reply(events, id, tool_call);
+    let (status, error_code, error_message) = status_of(obs, reply.as_ref(), id.is_some());
+    Verdict {
+        status,
+        error_code,
+        error_message,
+        result_tokens: reply.as_ref().map_or(0, result_tokens),
+    }
+}
+
+/// The raw `result` of the reply to `id`, when the reply is laid out exactly as rmcp writes
+/// it (`{"jsonrpc":"2.0","id":ID,"result":RESULT}`); found without parsing. (A server sends
+/// one reply per id, so this is the reply [`find_reply`] would pick.)
+fn own_result<'e>(events: &'e [Cow<str>], id: &RawValue) -> Option<&'e str> {
+    events.iter().find_map(|event| {
+        event
+            .trim_end()
+            .strip_prefix(r#"{"jsonrpc":"2.0","id":"#)?
+            .strip_prefix(id.get())?
+            .strip_prefix(r#","result":"#)?
+            .strip_suffix('}')
+    })
+}
+
+/// The verdict on a successful reply's raw `result`: determined by those bytes alone (None if
+/// they are not JSON; the full reading then decides).
+fn result_verdict(result: &str, tool_call: bool) -> Option<Verdict> {
+    let tool = tool_call
+        .then(|| serde_json::from_str::<ToolResult>(result).ok())
+        .flatten();
+    let outcome = match tool {
+        Some(tool) => Outcome::Tool(tool),
+        None => Outcome::Raw(serde_json::from_str::<&RawValue>(result).ok()?),
+    };
+    let reply = Reply {
+        id: None,
+        result: Some(outcome),
+        error: None,
+    };
+    let (status, error_message) = match &reply.result {
+        Some(Outcome::Tool(tool)) if tool.is_error.map(RawValue::get) == Some("true") => {
+            (Status::ToolError, Some(cut(&content_text(tool))))
+        }
+        _ => (Status::Success, None),
+    };
+    Some(Verdict {
+        status,
+        error_code: None,
+        error_message,
+        result_tokens: result_tokens(&reply),
+    })
+}
+
+/// The request and its method (or what the body is, when it is not a request).
+fn read_request(body: &[u8]) -> (Message<'_>, String) {
+    let valid = || serde_json::from_slice::<IgnoredAny>(body).is_ok();
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let kind = if valid() { "(batch)" } else { "(invalid json)" };
+        return (Message::default(), kind.to_string());
+    }
+    match serde_json::from_slice::<Message>(body) {
+        Ok(message) => match text(message.method) {
+            Some(method) => (message, method),
+            None => (message, "(not a request)".to_string()),
+        },
+        Err(_) if valid() => (Message::default(), "(not a request)".to_string()),
+        Err(_) => (Message::default(), "(invalid json)".to_string()),
+    }
+}
+
 /// The protocol revision (the request's header, or what an initialize asks for) and the W3C
 /// trace context a client may send in `params._meta` (as OpenTelemetry's MCP conventions say).
-fn trace_context(obs: &Observation, params: Option<&Value>) -> TraceContext {
+fn trace_context(obs: &Observation, params: &Params) -> TraceContext {
     // Real values are short; a huge one is not worth carrying to the exporter.
-    let text = |value: Option<&Value>| {
-        value
-            .and_then(Value::as_str)
-            .filter(|s| s.len() <= 512)
-            .map(str::to_string)
-    };
-    let meta = params.and_then(|p| p.get("_meta"));
+    let short = |raw: Option<&RawValue>| text(raw).filter(|s| s.len() <= 512);
+    let meta: Meta = read(params.meta);
     TraceContext {
         protocol_version: obs
             .protocol_version
             .clone()
-            .or_else(|| text(params.and_then(|p| p.get("protocolVersion")))),
-        traceparent: text(meta.and_then(|m| m.get("traceparent"))),
-        tracestate: text(meta.and_then(|m| m.get("tracestate"))),
+            .or_else(|| short(params.protocol_version)),
+        traceparent: short(meta.traceparent),
+        tracestate: short(meta.tracestate),
     }
 }
 
@@ -99,49 +339,67 @@ fn to_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-fn id_text(id: &Value) -> String {
-    match id {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+/// A string id as its text, any other id as its JSON.
+fn id_text(id: &RawValue) -> String {
+    text(Some(id)).unwrap_or_else(|| id.get().to_string())
 }
 
-/// The JSON-RPC reply in a JSON or SSE body: the message answering `id`, else the first
-/// message with a `result` or an `error`.
-fn find_reply(body: &[u8], id: Option<&Value>) -> Option<Value> {
-    let text = std::str::from_utf8(body).ok()?.trim_start();
-    let messages: Vec<Value> = if text.starts_with('{') {
-        serde_json::from_str(text).ok().into_iter().collect()
-    } else {
-        sse_data(text)
-            .filter_map(|data| serde_json::from_str(&data).ok())
-            .collect()
+/// The JSON-RPC messages of a JSON or SSE body, as text.
+fn reply_events(body: &[u8]) -> Vec<Cow<'_, str>> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Vec::new();
     };
-    let is_reply = |m: &&Value| m.get("result").is_some() || m.get("error").is_some();
-    let answers = |m: &&Value| id.is_some_and(|id| m.get("id") == Some(id));
-    messages
-        .iter()
-        .filter(is_reply)
-        .find(answers)
-        .or_else(|| messages.iter().find(is_reply))
-        .cloned()
+    let text = text.trim_start();
+    if text.starts_with('{') {
+        return vec![Cow::Borrowed(text)];
+    }
+    sse_data(text)
 }
 
-/// The `data` of each SSE event (multi-line data joined with newlines).
-fn sse_data(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split("\n\n").filter_map(|event| {
-        let lines: Vec<&str> = event
-            .lines()
-            .filter_map(|line| line.strip_prefix("data:"))
-            .map(|data| data.strip_prefix(' ').unwrap_or(data))
-            .collect();
-        (!lines.is_empty()).then(|| lines.join("\n"))
-    })
+/// The reply among `events`: the message answering `id`, else the first with a `result` or an
+/// `error`.
+fn find_reply<'a>(
+    events: &'a [Cow<'a, str>],
+    id: Option<&RawValue>,
+    tool_call: bool,
+) -> Option<Reply<'a>> {
+    let mut first = None;
+    for event in events {
+        let Some(reply) = Reply::read(event, tool_call) else {
+            continue;
+        };
+        if id.is_some_and(|id| reply.id.map(RawValue::get) == Some(id.get())) {
+            return Some(reply);
+        }
+        first.get_or_insert(reply);
+    }
+    first
+}
+
+/// The `data` of each SSE event (multi-line data joined with newlines; a single line is
+/// borrowed, not copied). One pass over the lines: replies can be large.
+fn sse_data(text: &str) -> Vec<Cow<'_, str>> {
+    let mut events = Vec::new();
+    let mut data: Option<Cow<str>> = None;
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            events.extend(data.take());
+        } else if let Some(more) = line.strip_prefix("data:") {
+            let more = more.strip_prefix(' ').unwrap_or(more);
+            data = Some(match data.take() {
+                None => Cow::Borrowed(more),
+                Some(so_far) => Cow::Owned(format!("{so_far}\n{more}")),
+            });
+        }
+    }
+    events.extend(data);
+    events
 }
 
 fn status_of(
     obs: &Observation,
-    reply: Option<&Value>,
+    reply: Option<&Reply>,
     expects_reply: bool,
 ) -> (Status, Option<i32>, Option<String>) {
     match obs.ending {
@@ -156,12 +414,13 @@ fn status_of(
         Ending::TimedOut => return (Status::Timeout, None, Some("the request timed out".into())),
         _ => {}
     }
-    if let Some(error) = reply.and_then(|r| r.get("error")) {
+    if let Some(error) = reply.and_then(|r| r.error) {
+        let error: RpcError = read(Some(error));
         let code = error
-            .get("code")
-            .and_then(Value::as_i64)
+            .code
+            .and_then(|c| serde_json::from_str::<i64>(c.get()).ok())
             .and_then(|c| i32::try_from(c).ok());
-        let message = error.get("message").and_then(Value::as_str).map(cut);
+        let message = text(error.message).map(|m| cut(&m));
         // The MCP SDKs' "request timed out" code: the handler was given up on.
         let status = if code == Some(REQUEST_TIMEOUT) {
             Status::Timeout
@@ -170,64 +429,59 @@ fn status_of(
         };
         return (status, code, message);
     }
-    if let Some(result) = reply.and_then(|r| r.get("result")) {
-        if result.get("isError").and_then(Value::as_bool) == Some(true) {
+    if let Some(result) = reply.and_then(|r| r.result.as_ref()) {
+        if let Outcome::Tool(result) = result
+            && result.is_error.map(RawValue::get) == Some("true")
+        {
             return (Status::ToolError, None, Some(cut(&content_text(result))));
         }
         return (Status::Success, None, None);
     }
     match obs.http_status {
+        // A JSON-RPC error body was read above as the reply: this one is plain text.
         Some(code) if code >= 400 => {
             let body = String::from_utf8_lossy(&obs.response);
-            let json_error = serde_json::from_str::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").cloned());
-            let rpc_code = json_error
-                .as_ref()
-                .and_then(|e| e.get("code"))
-                .and_then(Value::as_i64)
-                .and_then(|c| i32::try_from(c).ok());
-            let message = json_error
-                .as_ref()
-                .and_then(|e| e.get("message"))
-                .and_then(Value::as_str)
-                .map(cut)
-                .unwrap_or_else(|| cut(&format!("HTTP {code}: {body}")));
-            (Status::Error, rpc_code, Some(message))
+            (
+                Status::Error,
+                None,
+                Some(cut(&format!("HTTP {code}: {body}"))),
+            )
         }
         _ if !expects_reply => (Status::Success, None, None),
         _ => (Status::Error, None, Some("no reply was sent".into())),
     }
 }
 
-/// What the model reads of a reply: a tool's text content, or the whole result otherwise
-/// (for `tools/list`, the definitions every session pays for).
-fn model_visible_result(method: &str, reply: &Value) -> String {
-    if let Some(result) = reply.get("result") {
-        if method == "tools/call" {
-            return content_text(result);
+/// The tokens of what the model reads of a reply: a tool's text content, or the whole result
+/// otherwise (for `tools/list`, the definitions every session pays for).
+fn result_tokens(reply: &Reply) -> u32 {
+    match &reply.result {
+        Some(Outcome::Tool(result)) => {
+            // Keyed by the raw text blocks: a repeated result is not decoded again.
+            let mut key = TextKey::default();
+            for raw in text_blocks(result) {
+                key.add(raw.get());
+            }
+            tokens::count_keyed(&key, || content_text(result).into())
         }
-        return result.to_string();
+        Some(Outcome::Raw(result)) => tokens::count(result.get()),
+        None => tokens::count(reply.error.map(RawValue::get).unwrap_or_default()),
     }
-    reply.get("error").map(Value::to_string).unwrap_or_default()
+}
+
+fn text_blocks<'r, 'a>(result: &'r ToolResult<'a>) -> impl Iterator<Item = &'a RawValue> + 'r {
+    result.content.iter().flatten().filter_map(|b| b.text)
 }
 
 /// The text of a tool result's content blocks (structured content when there is no text).
-fn content_text(result: &Value) -> String {
-    let texts: Vec<&str> = result
-        .get("content")
-        .and_then(Value::as_array)
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
+fn content_text(result: &ToolResult) -> String {
+    let texts: Vec<String> = text_blocks(result)
+        .filter_map(|raw| text(Some(raw)))
+        .collect();
     if texts.is_empty() {
         return result
-            .get("structuredContent")
-            .map(Value::to_string)
+            .structured
+            .map(|s| s.get().to_string())
             .unwrap_or_default();
     }
     texts.join("\n")
@@ -308,6 +562,80 @@ mod tests {
         assert_eq!(
             (row.status, row.method.as_str()),
             (Status::Error, "(invalid json)")
+        );
+    }
+
+    #[test]
+    fn odd_bodies_still_get_a_row_saying_what_they_were() {
+        let method = |body: &str| analyze(&observe(body, 400, "Bad Request")).method;
+        assert_eq!(
+            method(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
+            "(batch)"
+        );
+        assert_eq!(method("[1,"), "(invalid json)");
+        assert_eq!(
+            method(r#"{"jsonrpc":"2.0","id":1,"method":5}"#),
+            "(not a request)"
+        );
+        assert_eq!(method("42"), "(not a request)");
+        assert_eq!(
+            method(r#"{"jsonrpc":"2.0","id":1,"params":[1,2]}"#),
+            "(not a request)"
+        );
+    }
+
+    #[test]
+    fn ids_trace_context_and_odd_error_codes_are_read() {
+        let request = r#"{"jsonrpc":"2.0","id":"a\"b","method":"tools/call","params":{"name":"t","arguments":{},"_meta":{"traceparent":"00-abc-def-01","tracestate":7}}}"#;
+        let reply = r#"{"jsonrpc":"2.0","id":"a\"b","error":{"code":1.5,"message":"odd \u00e9"}}"#;
+        let row = analyze(&observe(request, 200, reply));
+        assert_eq!(row.jsonrpc_id.as_deref(), Some("a\"b"));
+        assert_eq!(row.trace.traceparent.as_deref(), Some("00-abc-def-01"));
+        assert_eq!(row.trace.tracestate, None);
+        assert_eq!(
+            (row.status, row.error_code, row.error_message.as_deref()),
+            (Status::Error, None, Some("odd \u{e9}"))
+        );
+    }
+
+    #[test]
+    fn the_reply_answering_the_request_wins_over_other_events() {
+        let sse = "data: {\"jsonrpc\":\"2.0\",\"id\":99,\"error\":{\"code\":-1,\"message\":\"other\"}}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\ndata: \"result\":{\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}}\n\n";
+        let row = analyze(&observe(CALL, 200, sse));
+        assert_eq!(row.status, Status::Success, "{row:?}");
+    }
+
+    #[test]
+    fn a_remembered_result_gets_the_same_verdict_as_a_full_reading() {
+        let replies = [
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"a \"quoted\" text"}],"isError":false}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"boom"}],"isError":true}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":"not blocks","isError":true}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"structuredContent":{"n":1}}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"x"}]}}"#,
+        ];
+        for body in replies {
+            for request in [CALL, r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#] {
+                let obs = observe(request, 200, body);
+                let events = reply_events(&obs.response);
+                let (message, method) = read_request(&obs.request);
+                let id = message.id;
+                let tool_call = method == "tools/call";
+                assert!(own_result(&events, id.unwrap()).is_some(), "{body}");
+                let full = read_verdict(&obs, &events, id, tool_call);
+                // Twice: the first fills the memo, the second is answered from it.
+                assert_eq!(judge(&obs, &events, id, tool_call), full, "{body}");
+                assert_eq!(judge(&obs, &events, id, tool_call), full, "{body}");
+            }
+        }
+        // Not rmcp's layout (or another id): read in full.
+        let spaced = r#"{"jsonrpc": "2.0", "id": 7, "result": {}}"#;
+        assert!(
+            own_result(
+                &reply_events(spaced.as_bytes()),
+                &RawValue::from_string("7".into()).unwrap()
+            )
+            .is_none()
         );
     }
 

@@ -38,6 +38,13 @@ impl Micros {
     }
 }
 
+/// A new `request_id`: a UUIDv7, which sorts by creation time. Rows then land at the end of
+/// the primary-key index instead of on a random page each (a random v4 id dirtied one index
+/// page per row, most of the ledger's write cost on SQLite).
+pub fn new_request_id() -> Uuid {
+    Uuid::now_v7()
+}
+
 /// How a request ended, as the transport saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

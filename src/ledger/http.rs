@@ -17,7 +17,7 @@ use http_body::{Frame, SizeHint};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::entry::{Ending, MAX_KEPT_RESPONSE, Micros, Observation};
+use super::entry::{Ending, MAX_KEPT_RESPONSE, Micros, Observation, new_request_id};
 use super::{Durability, Ledger};
 
 /// Who made a request, filled in by the authentication layer inside this one: unset when the
@@ -109,7 +109,7 @@ pub async fn capture(
     let Ok(bytes) = to_bytes(body, max_body).await else {
         let body = too_large_body(max_body);
         let pending = Pending {
-            request_id: Uuid::new_v4(),
+            request_id: new_request_id(),
             session_id,
             timestamp,
             started,
@@ -133,7 +133,7 @@ pub async fn capture(
         attribution?.session_for(principal.as_deref(), headers.as_ref()?, &bytes)
     });
     let pending = Pending {
-        request_id: Uuid::new_v4(),
+        request_id: new_request_id(),
         // An initialize learns its session id from the reply.
         session_id: session_id.or_else(|| header_text(response.headers(), "mcp-session-id")),
         timestamp,

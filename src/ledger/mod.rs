@@ -11,6 +11,7 @@
 pub mod analyze;
 pub mod entry;
 pub mod http;
+pub mod memo;
 pub mod pricing;
 pub mod retention;
 pub mod spill;
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -186,6 +187,8 @@ pub struct LedgerReport {
 #[derive(Clone)]
 pub struct Ledger {
     tx: Option<mpsc::Sender<Job>>,
+    /// Wakes the writer before its flush interval is up (see [`Writer::run`]).
+    urgent: Arc<Notify>,
     shared: Arc<Shared>,
     spill: Arc<Spill>,
     durability: Durability,
@@ -246,8 +249,10 @@ impl Ledger {
             prices,
             spill.clone(),
         );
+        let urgent = Arc::new(Notify::new());
+        let woken = urgent.clone();
         let handle = tokio::spawn(async move {
-            writer.run(rx, shutdown).await;
+            writer.run(rx, woken, shutdown).await;
             if let Err(error) = pruner.await {
                 tracing::warn!(%error, "ledger retention ended abnormally");
             }
@@ -256,6 +261,7 @@ impl Ledger {
         Ok((
             Ledger {
                 tx,
+                urgent,
                 shared,
                 spill,
                 durability,
@@ -278,17 +284,21 @@ impl Ledger {
     pub fn record(&self, observation: Observation) {
         let Some(tx) = &self.tx else { return };
         self.shared.add(|s| &s.queued, 1);
-        if let Err(error) = tx.try_send(Job {
+        match tx.try_send(Job {
             observation,
             ack: None,
         }) {
-            self.shared.sub(|s| &s.queued, 1);
-            let job = match error {
-                mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => {
-                    job
-                }
-            };
-            self.spill_now(job.observation, false);
+            // Half full: store now rather than at the end of the flush interval.
+            Ok(()) if tx.capacity() < tx.max_capacity() / 2 => self.urgent.notify_one(),
+            Ok(()) => {}
+            Err(error) => {
+                self.shared.sub(|s| &s.queued, 1);
+                let job = match error {
+                    mpsc::error::TrySendError::Full(job)
+                    | mpsc::error::TrySendError::Closed(job) => job,
+                };
+                self.spill_now(job.observation, false);
+            }
         }
     }
 
@@ -306,6 +316,7 @@ impl Ledger {
             .await
         {
             Ok(()) => {
+                self.urgent.notify_one();
                 if !matches!(done.await, Ok(Ok(()))) {
                     tracing::warn!("a sync ledger row was not confirmed");
                 }

@@ -12,10 +12,9 @@ use rmcp::model::{
     ServerJsonRpcMessage,
 };
 use rmcp::transport::Transport;
-use uuid::Uuid;
 
 use super::Ledger;
-use super::entry::{Ending, Micros, Observation};
+use super::entry::{Ending, Micros, Observation, new_request_id};
 
 /// Wraps a server transport and records every exchange in the ledger under `session_id`.
 pub struct Tapped<T> {
@@ -58,7 +57,7 @@ impl<T> Tapped<T> {
         ending: Ending,
     ) -> Observation {
         Observation {
-            request_id: Uuid::new_v4(),
+            request_id: new_request_id(),
             session_id: Some(self.session_id.clone()),
             timestamp,
             duration: Micros::since(started),

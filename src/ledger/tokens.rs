@@ -15,6 +15,8 @@ use std::sync::LazyLock;
 
 use tiktoken_rs::CoreBPE;
 
+use super::memo::{Memo, TextKey};
+
 /// The encoding every count uses; recorded in each ledger row's `tokenizer` column.
 pub const TOKENIZER: &str = "o200k_base";
 
@@ -28,34 +30,17 @@ static BPE: LazyLock<CoreBPE> = LazyLock::new(|| {
 
 /// The estimated number of tokens in `text` (saturating at `u32::MAX`).
 pub fn count(text: &str) -> u32 {
-    // Results repeat a lot (tools/list for every session, the same query twice): counting is
-    // ~30x dearer than hashing, so remember recent counts by a hash of the text.
-    if text.len() < MIN_CACHED_LEN {
-        return u32::try_from(count_in_chunks(text, MAX_CHUNK)).unwrap_or(u32::MAX);
-    }
-    let key = {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(text, &mut hasher);
-        (text.len(), std::hash::Hasher::finish(&hasher))
-    };
-    if let Some(n) = crate::sync::lock(&CACHE).get(&key) {
-        return *n;
-    }
-    let n = u32::try_from(count_in_chunks(text, MAX_CHUNK)).unwrap_or(u32::MAX);
-    let mut cache = crate::sync::lock(&CACHE);
-    if cache.len() >= MAX_CACHED {
-        cache.clear();
-    }
-    cache.insert(key, n);
-    n
+    count_keyed(&TextKey::of(text), || text.into())
 }
 
-/// Texts shorter than this are counted directly (cheaper than caching).
-const MIN_CACHED_LEN: usize = 256;
-/// Remembered counts; the cache starts over when full.
-const MAX_CACHED: usize = 4096;
-static CACHE: LazyLock<std::sync::Mutex<std::collections::HashMap<(usize, u64), u32>>> =
-    LazyLock::new(Default::default);
+/// The estimated number of tokens of the text `key` stands for; `text` builds it only when
+/// the count is not remembered (counting is far dearer than hashing).
+pub fn count_keyed<'t>(key: &TextKey, text: impl FnOnce() -> std::borrow::Cow<'t, str>) -> u32 {
+    static COUNTS: LazyLock<Memo<u32>> = LazyLock::new(|| Memo::new(4096));
+    COUNTS.get_or_insert_with(key, || {
+        u32::try_from(count_in_chunks(&text(), MAX_CHUNK)).unwrap_or(u32::MAX)
+    })
+}
 
 /// Loads the encoding now rather than on the first count (e.g. at startup, off the request path).
 pub fn warm_up() {

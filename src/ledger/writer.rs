@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +43,9 @@ pub struct Writer {
     pub prices: PriceTable,
     pub spill: Arc<Spill>,
     pending: VecDeque<(LedgerRow, Option<Ack>)>,
+    /// How many rows at the front of `pending` were offered to the database before (a failed
+    /// or timed-out INSERT may have committed): those are stored with duplicates skipped.
+    maybe_stored: usize,
     client_types: HashMap<String, String>,
     backoff: Duration,
     next_try: Instant,
@@ -66,6 +69,7 @@ impl Writer {
             prices,
             spill,
             pending: VecDeque::new(),
+            maybe_stored: 0,
             client_types: HashMap::new(),
             backoff: MIN_BACKOFF,
             next_try: Instant::now(),
@@ -74,39 +78,44 @@ impl Writer {
     }
 
     /// Runs until `shutdown`, then drains the queue, stores or spills every row, and returns.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Job>, shutdown: CancellationToken) {
+    ///
+    /// The writer is woken by the first observation of a batch only: it then sleeps out the
+    /// flush interval while the request path keeps enqueueing, so an ordinary request costs a
+    /// queue push, not a task wake-up (a cross-thread futex on a busy server). `urgent` cuts the
+    /// wait short for a request waiting on its row (sync durability) or a queue filling up.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Job>,
+        urgent: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) {
         self.replay_spill().await;
         let mut buffer: Vec<Job> = Vec::new();
-        let mut oldest: Option<Instant> = None;
         loop {
-            let flush_at = oldest.map(|t| t + self.settings.flush_interval);
             let waiting = !self.pending.is_empty() || self.shared.counter(|s| &s.spilled) > 0;
             let retry_at = waiting.then_some(self.next_try);
-            let wake_at = [flush_at, retry_at].into_iter().flatten().min();
             tokio::select! {
                 biased;
+                _ = shutdown.cancelled() => break,
                 job = rx.recv() => match job {
-                    Some(job) => {
-                        oldest.get_or_insert_with(Instant::now);
-                        buffer.push(job);
-                        while buffer.len() < MAX_BATCH {
-                            match rx.try_recv() {
-                                Ok(job) => buffer.push(job),
-                                Err(_) => break,
-                            }
-                        }
-                    }
+                    Some(job) => buffer.push(job),
                     None => break,
                 },
-                _ = shutdown.cancelled() => break,
-                _ = sleep_until(wake_at) => {}
+                _ = sleep_until(retry_at) => {}
             }
-            let sync_waiting = buffer.iter().any(|j| j.ack.is_some());
-            let due = oldest.is_some_and(|t| t.elapsed() >= self.settings.flush_interval);
-            if sync_waiting || due || buffer.len() >= MAX_BATCH {
-                self.take_in(std::mem::take(&mut buffer)).await;
-                oldest = None;
+            if !buffer.is_empty() && buffer.iter().all(|j| j.ack.is_none()) {
+                let flush_at = Instant::now() + self.settings.flush_interval;
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break,
+                    _ = urgent.notified() => {}
+                    _ = tokio::time::sleep_until(flush_at) => {}
+                }
             }
+            while let Ok(job) = rx.try_recv() {
+                buffer.push(job);
+            }
+            self.take_in(std::mem::take(&mut buffer)).await;
             self.store_pending(false).await;
             // Rows in the spill file are retried on the backoff too, traffic or not.
             if self.pending.is_empty()
@@ -229,8 +238,10 @@ impl Writer {
                 .take(n)
                 .map(|(r, _)| r.clone())
                 .collect();
-            match self.insert(&rows).await {
+            let all_new = self.maybe_stored == 0;
+            match self.insert(&rows, all_new).await {
                 Ok(_) => {
+                    self.maybe_stored = self.maybe_stored.saturating_sub(n);
                     self.shared.announce(rows);
                     self.acknowledge(n, Ok(()));
                     self.shared.add(|s| &s.written, n as u64);
@@ -241,8 +252,12 @@ impl Writer {
                     }
                     self.shared.recovered();
                 }
-                Err(error) if is_row_content_error(&error) => self.store_one_by_one(n).await,
+                Err(error) if is_row_content_error(&error) => {
+                    self.store_one_by_one(n).await;
+                    self.maybe_stored = self.maybe_stored.saturating_sub(n);
+                }
                 Err(error) => {
+                    self.maybe_stored = self.maybe_stored.max(n);
                     self.shared.add(|s| &s.failed_writes, 1);
                     self.shared
                         .degrade(format!("the database refused ledger writes: {error}"));
@@ -273,12 +288,12 @@ impl Writer {
             let Some((mut row, ack)) = self.pending.pop_front() else {
                 break;
             };
-            let mut outcome = self.insert(std::slice::from_ref(&row)).await;
+            let mut outcome = self.insert(std::slice::from_ref(&row), false).await;
             if matches!(&outcome, Err(e) if is_row_content_error(e)) {
                 row.sanitize();
                 row.sanitized = true;
                 self.shared.add(|s| &s.sanitized, 1);
-                outcome = self.insert(std::slice::from_ref(&row)).await;
+                outcome = self.insert(std::slice::from_ref(&row), false).await;
             }
             match outcome {
                 Ok(_) => {
@@ -298,8 +313,15 @@ impl Writer {
 
     /// One INSERT, bounded in time: a database that hangs (a lock, a dead connection) is
     /// treated like one that refuses, so the outage shows up in `/health` instead of stalling.
-    async fn insert(&self, rows: &[LedgerRow]) -> Result<u64, sqlx::Error> {
-        match tokio::time::timeout(WRITE_TIMEOUT, self.store.insert_requests(rows)).await {
+    /// `all_new`: no row was offered to the database before (see [`Store::insert_new_requests`]).
+    async fn insert(&self, rows: &[LedgerRow], all_new: bool) -> Result<u64, sqlx::Error> {
+        let insert = async {
+            match all_new {
+                true => self.store.insert_new_requests(rows).await,
+                false => self.store.insert_requests(rows).await,
+            }
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, insert).await {
             Ok(outcome) => outcome,
             Err(_) => Err(sqlx::Error::PoolTimedOut),
         }
@@ -316,6 +338,8 @@ impl Writer {
             .into_iter()
             .partition(|(_, ack)| ack.is_some());
         self.pending = rest;
+        // Rows left the front from anywhere: the count stays an upper bound (the safe side).
+        self.maybe_stored = self.maybe_stored.min(self.pending.len());
         self.spill_rows(waiting.into_iter().collect());
     }
 
@@ -327,6 +351,7 @@ impl Writer {
 
     fn spill_oldest(&mut self, n: usize) {
         let rows: Vec<_> = self.pending.drain(..n.min(self.pending.len())).collect();
+        self.maybe_stored = self.maybe_stored.saturating_sub(rows.len());
         self.spill_rows(rows);
     }
 
@@ -352,6 +377,8 @@ impl Writer {
                 tracing::error!(%error, path = %self.spill.path().display(), "cannot write the ledger spill file");
                 self.shared
                     .degrade(format!("cannot write the ledger spill file: {error}"));
+                // Back at the front; they may have been offered to the database already.
+                self.maybe_stored += rows.len();
                 for (row, ack) in rows.into_iter().zip(acks).rev() {
                     self.pending.push_front((row, ack));
                 }
@@ -372,7 +399,7 @@ impl Writer {
         };
         let total = replay.rows.len();
         for chunk in replay.rows.chunks(MAX_BATCH) {
-            if let Err(error) = self.insert(chunk).await {
+            if let Err(error) = self.insert(chunk, false).await {
                 // Leave the file for the next attempt; the key makes the retry exactly-once.
                 self.shared
                     .degrade(format!("replaying the ledger spill file failed: {error}"));

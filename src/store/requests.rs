@@ -9,19 +9,48 @@ use super::request_stats::{StatsLock, add_to_stats, stored};
 use super::{Id, Money, Store, WritePool, on_pool};
 use crate::ledger::entry::LedgerRow;
 
-/// Rows per INSERT statement: 20 columns × 500 rows stays under both engines' bind limits.
+/// Rows per call of [`Store::insert_requests`] (one transaction).
 pub const MAX_BATCH: usize = 500;
+
+/// Rows per INSERT statement, largest first. A batch is cut into statements of these sizes
+/// only, so each is prepared once per connection and then reused from the statement cache:
+/// preparing a statement with a different number of rows every time (thousands of
+/// placeholders) cost more than the rows themselves. 20 columns × 128 rows stays under both
+/// engines' bind limits.
+const CHUNKS: [usize; 4] = [128, 32, 8, 1];
+const _: () = assert!(CHUNKS[0] * 20 < 32_766);
 
 const INSERT: &str = "INSERT INTO mcp_requests (request_id, session_id, jsonrpc_id, method, tool_name, status, \
     error_code, error_message, duration_ms, duration_us, request_bytes, response_bytes, args_tokens, \
     result_tokens, total_tokens, estimated_cost_usd, pricing_model, tokenizer, sanitized, timestamp) ";
 
+/// Cuts `rows` into statement-sized chunks (see [`CHUNKS`]).
+fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = CHUNKS.into_iter().find(|size| rows.len() >= *size)?;
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
 impl Store {
-    /// Inserts ledger rows in one statement (at most [`MAX_BATCH`]) and adds them to the
-    /// hourly statistics, in one transaction. A row whose `request_id` is already stored is
-    /// skipped, so replaying a batch never records (or counts) a request twice.
-    /// Returns the number of rows newly stored.
+    /// Inserts ledger rows (at most [`MAX_BATCH`]) and adds them to the hourly statistics, in
+    /// one transaction. A row whose `request_id` is already stored is skipped, so replaying a
+    /// batch never records (or counts) a request twice. Returns the number of rows newly stored.
     pub async fn insert_requests(&self, rows: &[LedgerRow]) -> Result<u64, sqlx::Error> {
+        self.insert_rows(rows, false).await
+    }
+
+    /// [`Store::insert_requests`] for rows never offered to the database before (fresh request
+    /// ids): none can be stored already, so the statements need not report which rows they
+    /// stored. Should one be there all the same, the transaction is refused and nothing is
+    /// written; [`Store::insert_requests`] then stores the rest.
+    pub async fn insert_new_requests(&self, rows: &[LedgerRow]) -> Result<u64, sqlx::Error> {
+        self.insert_rows(rows, true).await
+    }
+
+    async fn insert_rows(&self, rows: &[LedgerRow], all_new: bool) -> Result<u64, sqlx::Error> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -29,31 +58,48 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             // First, so every writer takes the locks in the same order.
             tx.lock_stats().await?;
-            let mut query = QueryBuilder::new(INSERT);
-            query.push_values(rows, |mut b, row| {
-                b.push_bind(Id(row.request_id))
-                    .push_bind(&row.session_id)
-                    .push_bind(&row.jsonrpc_id)
-                    .push_bind(&row.method)
-                    .push_bind(&row.tool_name)
-                    .push_bind(row.status.as_str())
-                    .push_bind(row.error_code)
-                    .push_bind(&row.error_message)
-                    .push_bind(row.duration.millis())
-                    .push_bind(row.duration.micros())
-                    .push_bind(row.request_bytes)
-                    .push_bind(row.response_bytes)
-                    .push_bind(row.args_tokens)
-                    .push_bind(row.result_tokens)
-                    .push_bind(row.total_tokens)
-                    .push_bind(row.estimated_cost_usd)
-                    .push_bind(&row.pricing_model)
-                    .push_bind(&row.tokenizer)
-                    .push_bind(row.sanitized)
-                    .push_bind(row.timestamp);
-            });
-            query.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-            let ids: Vec<Id> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+            let mut ids: Vec<Id> = Vec::with_capacity(rows.len());
+            for chunk in chunks(rows) {
+                let mut query = QueryBuilder::new(INSERT);
+                query.push_values(chunk, |mut b, row| {
+                    b.push_bind(Id(row.request_id))
+                        .push_bind(&row.session_id)
+                        .push_bind(&row.jsonrpc_id)
+                        .push_bind(&row.method)
+                        .push_bind(&row.tool_name)
+                        .push_bind(row.status.as_str())
+                        .push_bind(row.error_code)
+                        .push_bind(&row.error_message)
+                        .push_bind(row.duration.millis())
+                        .push_bind(row.duration.micros())
+                        .push_bind(row.request_bytes)
+                        .push_bind(row.response_bytes)
+                        .push_bind(row.args_tokens)
+                        .push_bind(row.result_tokens)
+                        .push_bind(row.total_tokens)
+                        .push_bind(row.estimated_cost_usd)
+                        .push_bind(&row.pricing_model)
+                        .push_bind(&row.tokenizer)
+                        .push_bind(row.sanitized)
+                        .push_bind(row.timestamp);
+                });
+                query.push(" ON CONFLICT (request_id) DO NOTHING");
+                if all_new {
+                    // Reading back every stored id costs a result row per row.
+                    let stored = query.build().execute(&mut *tx).await?.rows_affected();
+                    if stored != chunk.len() as u64 {
+                        return Err(sqlx::Error::Protocol(format!(
+                            "{} of {} new ledger rows were already stored; storing them again with duplicates skipped",
+                            chunk.len() as u64 - stored,
+                            chunk.len()
+                        )));
+                    }
+                    ids.extend(chunk.iter().map(|r| Id(r.request_id)));
+                } else {
+                    query.push(" RETURNING request_id");
+                    ids.extend(query.build_query_scalar::<Id>().fetch_all(&mut *tx).await?);
+                }
+            }
             if !ids.is_empty() {
                 add_to_stats!(tx, stored(rows, &ids));
             }
@@ -376,5 +422,20 @@ impl Store {
     ) -> Result<i64, sqlx::Error> {
         let sql = "SELECT COUNT(*) FROM mcp_requests WHERE timestamp >= $1 AND timestamp < $2";
         on_pool!(self, pool => sqlx::query_scalar(sql).bind(from).bind(to).fetch_one(pool).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_cut_into_the_fixed_statement_sizes_only() {
+        let rows: Vec<u32> = (0..300).collect();
+        let sizes: Vec<usize> = chunks(&rows).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [128, 128, 32, 8, 1, 1, 1, 1]);
+        let back: Vec<u32> = chunks(&rows).flatten().copied().collect();
+        assert_eq!(back, rows, "every row once, in order");
+        assert_eq!(chunks::<u32>(&[]).count(), 0);
     }
 }
