@@ -19,6 +19,8 @@ use tokio::net::TcpStream;
 
 /// The protocol revision the bench negotiates (session era).
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
+/// The stateless revision: no session, every request says who it is in `_meta` and headers.
+pub const STATELESS_VERSION: &str = "2026-07-28";
 /// Time limit for one HTTP exchange; a request slower than this counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -78,14 +80,35 @@ impl Conn {
 
     /// POSTs a JSON-RPC message.
     pub async fn post(&mut self, session: Option<&str>, body: Bytes) -> Result<Answer> {
+        match session {
+            Some(id) => {
+                let headers = [
+                    ("mcp-session-id", id),
+                    ("mcp-protocol-version", PROTOCOL_VERSION),
+                ];
+                self.post_with(&headers, body).await
+            }
+            None => self.post_with(&[], body).await,
+        }
+    }
+
+    /// POSTs a stateless (2026-07-28) `tools/call` of `tool` (see [`stateless_call_body`]).
+    pub async fn post_stateless(&mut self, tool: &str, body: Bytes) -> Result<Answer> {
+        let headers = [
+            ("mcp-protocol-version", STATELESS_VERSION),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ];
+        self.post_with(&headers, body).await
+    }
+
+    async fn post_with(&mut self, headers: &[(&str, &str)], body: Bytes) -> Result<Answer> {
         let mut req = Request::post(self.target.path.as_str())
             .header("host", self.target.host.as_str())
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
-        if let Some(id) = session {
-            req = req
-                .header("mcp-session-id", id)
-                .header("mcp-protocol-version", PROTOCOL_VERSION);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let req = req.body(Full::new(body))?;
         let exchange = async {
@@ -164,6 +187,14 @@ impl Conn {
 pub fn tool_call_body(id: u64, tool: &str, args_json: &str) -> Bytes {
     Bytes::from(format!(
         r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{args_json}}}}}"#
+    ))
+}
+
+/// A stateless (2026-07-28) `tools/call`: the protocol revision, client capabilities and
+/// client info travel in `params._meta` with every request.
+pub fn stateless_call_body(id: u64, tool: &str, args_json: &str) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{args_json},"_meta":{{"io.modelcontextprotocol/protocolVersion":"{STATELESS_VERSION}","io.modelcontextprotocol/clientCapabilities":{{}},"io.modelcontextprotocol/clientInfo":{{"name":"steward-bench","version":"1"}}}}}}}}"#
     ))
 }
 
@@ -302,6 +333,8 @@ pub struct LoadSpec {
     pub check_id: bool,
     /// JSON-RPC ids start here (so ids stay unique within a session across runs).
     pub first_id: u64,
+    /// Stateless requests (2026-07-28, no session; `sessions` is ignored).
+    pub stateless: bool,
 }
 
 /// What a load run measured.
@@ -383,20 +416,28 @@ async fn worker(spec: &LoadSpec, next: &AtomicUsize, start: Instant) -> LoadOutc
         if i >= spec.requests || start.elapsed() > spec.max_time {
             break;
         }
-        let session = if spec.sessions.is_empty() {
+        let session = if spec.sessions.is_empty() || spec.stateless {
             None
         } else {
             Some(spec.sessions[i % spec.sessions.len()].as_str())
         };
         let id = spec.first_id + i as u64;
-        let body = tool_call_body(id, &spec.tool, &spec.args_json);
+        let body = if spec.stateless {
+            stateless_call_body(id, &spec.tool, &spec.args_json)
+        } else {
+            tool_call_body(id, &spec.tool, &spec.args_json)
+        };
         let t0 = Instant::now();
         let result = async {
             if conn.is_none() {
                 conn = Some(Conn::connect(&spec.target).await?);
             }
             let c = conn.as_mut().ok_or_else(|| anyhow!("no connection"))?;
-            let answer = c.post(session, body).await;
+            let answer = if spec.stateless {
+                c.post_stateless(&spec.tool, body).await
+            } else {
+                c.post(session, body).await
+            };
             if answer.is_err() {
                 conn = None; // reconnect on the next request
             }

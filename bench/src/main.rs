@@ -130,6 +130,8 @@ enum Scenario {
     Limit,
     /// find_tasks with the ledger off vs. async vs. sync, on SQLite and PostgreSQL.
     Ledger,
+    /// The same load from session clients (2025-11-25) and stateless clients (2026-07-28).
+    Stateless,
     /// Startup with stored sessions, restore storm after a restart, memory per session.
     Sessions(SessionArgs),
     /// Steward vs. the Python mcp SDK's FastMCP server with per-call INSERT tracking.
@@ -238,6 +240,7 @@ async fn run(cli: Cli) -> Result<usize> {
         }
         Scenario::Limit => scenarios::limit(&mut ctx).await?,
         Scenario::Ledger => scenarios::ledger(&mut ctx).await?,
+        Scenario::Stateless => scenarios::stateless(&mut ctx).await?,
         Scenario::Sessions(a) => sessions::sessions(&mut ctx, &session_opts(a)).await?,
         Scenario::Peer(a) => peer::peer(&mut ctx, &peer_opts(a)).await?,
         Scenario::All {
@@ -247,6 +250,7 @@ async fn run(cli: Cli) -> Result<usize> {
         } => {
             scenarios::limit(&mut ctx).await?;
             scenarios::ledger(&mut ctx).await?;
+            scenarios::stateless(&mut ctx).await?;
             sessions::sessions(&mut ctx, &session_opts(s)).await?;
             if !no_peer {
                 peer::peer(&mut ctx, &peer_opts(p)).await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::client::{Conn, LoadOutcome, LoadSpec, Target, run_load};
+use crate::client::{Conn, LoadOutcome, LoadSpec, PROTOCOL_VERSION, Target, run_load};
 use crate::db::Pool;
 use crate::limit::LimitServer;
 use crate::report::{Report, Row};
@@ -71,6 +71,7 @@ impl Ctx {
             args_json: self.args_json.clone(),
             check_id: true,
             first_id,
+            stateless: false,
         }
     }
 }
@@ -176,12 +177,25 @@ impl Instance {
 
     /// A measured run: the load plus the server's CPU time and memory.
     pub async fn measure(&mut self, ctx: &Ctx, scenario: &str) -> Row {
+        self.measure_as(ctx, scenario, false).await
+    }
+
+    /// [`Instance::measure`], with sessions or stateless (2026-07-28).
+    pub async fn measure_as(&mut self, ctx: &Ctx, scenario: &str, stateless: bool) -> Row {
         let before = self.proc.stats();
-        let out = self.load(ctx, ctx.requests).await;
+        let mut spec = ctx.spec(&self.target, &self.sessions, ctx.requests, self.next_id);
+        spec.stateless = stateless;
+        self.next_id += ctx.requests as u64;
+        let out = run_load(&spec).await;
+        self.messages += out.sent as u64;
         let after = self.proc.stats();
+        let label = match stateless {
+            true => format!("{} stateless 2026-07-28", self.label),
+            false => format!("{} sessions {PROTOCOL_VERSION}", self.label),
+        };
         Row::new(
             scenario,
-            &self.label,
+            &label,
             &out,
             ctx.concurrency,
             Some((before, after)),
@@ -495,6 +509,53 @@ pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
         for inst in insts {
             inst.finish(ctx, "ledger", true).await?;
         }
+    }
+    Ok(())
+}
+
+/// `stateless`: the same load from session clients (2025-11-25) and from stateless clients
+/// (2026-07-28: no session, `_meta` on every request, grouped into logical sessions by the
+/// server), on one server, interleaved.
+pub async fn stateless(ctx: &mut Ctx) -> Result<()> {
+    for engine in ctx.engines() {
+        let e = engine.label();
+        eprintln!("== stateless: {e}, ledger=async, session clients vs. stateless clients");
+        let mut inst = Instance::start(ctx, engine, "async", &format!("stateless-{e}")).await?;
+        let mut rows: [Vec<Row>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..ctx.rounds {
+            rows[0].push(inst.measure_as(ctx, "stateless", false).await);
+            rows[1].push(inst.measure_as(ctx, "stateless", true).await);
+        }
+        let [with, without] = rows.map(median_row);
+        ctx.report.ratio(
+            "stateless",
+            &format!("{e}: stateless req/s / session req/s"),
+            without.rps / with.rps,
+            None,
+        );
+        ctx.report.ratio(
+            "stateless",
+            &format!("{e}: stateless p50 / session p50"),
+            without.p50_ms / with.p50_ms,
+            None,
+        );
+        ctx.report.ratio(
+            "stateless",
+            &format!("{e}: stateless p99 / session p99"),
+            without.p99_ms / with.p99_ms,
+            None,
+        );
+        if let (Some(a), Some(b)) = (without.server_cpu_ms_per_call, with.server_cpu_ms_per_call) {
+            ctx.report.ratio(
+                "stateless",
+                &format!("{e}: stateless server CPU per call / session"),
+                a / b,
+                None,
+            );
+        }
+        ctx.report.row(with);
+        ctx.report.row(without);
+        inst.finish(ctx, "stateless", true).await?;
     }
     Ok(())
 }
