@@ -6,6 +6,7 @@
 //! latency percentiles, errors, the server's RSS and CPU per call, and ratios between
 //! measurements of the same run.
 
+mod analytics;
 mod client;
 mod db;
 mod limit;
@@ -132,6 +133,13 @@ enum Scenario {
     Ledger,
     /// The same load from session clients (2025-11-25) and stateless clients (2026-07-28).
     Stateless,
+    /// The dashboard's statistics (/api/stats) over a large ledger (1,000,000 rows; 100,000
+    /// with --quick).
+    Analytics {
+        /// Ledger rows to seed (default: 1,000,000, or 100,000 with --quick).
+        #[arg(long)]
+        rows: Option<usize>,
+    },
     /// Startup with stored sessions, restore storm after a restart, memory per session.
     Sessions(SessionArgs),
     /// Steward vs. the Python mcp SDK's FastMCP server with per-call INSERT tracking.
@@ -241,6 +249,10 @@ async fn run(cli: Cli) -> Result<usize> {
         Scenario::Limit => scenarios::limit(&mut ctx).await?,
         Scenario::Ledger => scenarios::ledger(&mut ctx).await?,
         Scenario::Stateless => scenarios::stateless(&mut ctx).await?,
+        Scenario::Analytics { rows } => {
+            let rows = rows.unwrap_or(if c.quick { 100_000 } else { 1_000_000 });
+            analytics::analytics(&mut ctx, rows).await?
+        }
         Scenario::Sessions(a) => sessions::sessions(&mut ctx, &session_opts(a)).await?,
         Scenario::Peer(a) => peer::peer(&mut ctx, &peer_opts(a)).await?,
         Scenario::All {
@@ -251,6 +263,8 @@ async fn run(cli: Cli) -> Result<usize> {
             scenarios::limit(&mut ctx).await?;
             scenarios::ledger(&mut ctx).await?;
             scenarios::stateless(&mut ctx).await?;
+            let rows = if c.quick { 100_000 } else { 1_000_000 };
+            analytics::analytics(&mut ctx, rows).await?;
             sessions::sessions(&mut ctx, &session_opts(s)).await?;
             if !no_peer {
                 peer::peer(&mut ctx, &peer_opts(p)).await?;
