@@ -49,6 +49,25 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// How often histogram samples are folded into their summaries (see [`spawn_upkeep`]).
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample (one per request) until upkeep folds them into
+/// the histogram's buckets; a recorder installed without the exporter's own HTTP listener must
+/// run upkeep itself, or a server nobody scrapes grows by every request it ever served. Runs
+/// upkeep every few seconds until `stop`.
+pub fn spawn_upkeep(stop: tokio_util::sync::CancellationToken) {
+    let Some(handle) = install() else { return };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(UPKEEP_EVERY) => handle.run_upkeep(),
+            }
+        }
+    });
+}
+
 fn tool_label(tool: &str) -> String {
     let mut seen = crate::sync::lock(TOOLS.get_or_init(Default::default));
     if seen.contains(tool) || (seen.len() < MAX_TOOL_LABELS && seen.insert(tool.to_string())) {

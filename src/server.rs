@@ -73,6 +73,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     );
     let sessions = Sessions::new(store.clone(), config.sessions.clone(), Some(events));
     crate::metrics::install();
+    crate::metrics::spawn_upkeep(shutdown.clone());
     let jobs = sessions.spawn_jobs(shutdown.clone());
     let (ledger, ledger_writer) =
         start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;

@@ -368,6 +368,8 @@ try {
 
   await check('connect: snippets carry this server\'s /mcp URL', async () => {
     await page.click('nav a[data-route=connect]');
+    // The view renders after the click returns: wait for it rather than read an empty page.
+    await page.locator('pre.snippet').first().waitFor({ timeout: UI_MS });
     const snippets = await page.locator('pre.snippet').allTextContents();
     assert(snippets.some((s) => s === `claude mcp add --transport http steward ${BASE}/mcp`), `Claude Code snippet: ${snippets[0]}`);
     for (const key of ['"url"', '"serverUrl"', '"httpUrl"', '"type": "http"']) {
