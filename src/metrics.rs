@@ -68,25 +68,92 @@ pub fn spawn_upkeep(stop: tokio_util::sync::CancellationToken) {
     });
 }
 
-fn tool_label(tool: &str) -> String {
+/// The methods MCP defines (any revision) and the ledger's names for what is not a request.
+/// A client chooses the method it sends: only these become label values, anything else counts
+/// as `other`, so a client cannot make `/metrics` grow a series per made-up name.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "roots/list",
+    "sampling/createMessage",
+    "elicitation/create",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "notifications/tasks/status",
+    "(batch)",
+    "(invalid json)",
+    "(not a request)",
+];
+
+fn method_label(method: &str) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|known| **known == method)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn tool_label(tool: &str) -> &str {
     let mut seen = crate::sync::lock(TOOLS.get_or_init(Default::default));
     if seen.contains(tool) || (seen.len() < MAX_TOOL_LABELS && seen.insert(tool.to_string())) {
-        tool.to_string()
+        tool
     } else {
-        "other".to_string()
+        "other"
     }
 }
 
+/// The series one kind of request is counted in; built once per kind, not per request
+/// (building a labelled key allocates and hashes every label).
+struct Series {
+    duration: metrics::Histogram,
+    requests: metrics::Counter,
+}
+
+/// Method label, tool label, status and JSON-RPC error code: everything the labels derive from.
+type SeriesKey = (&'static str, String, crate::ledger::Status, Option<i32>);
+
+/// Kinds remembered; past this (error codes are not bounded) the cache starts over.
+const MAX_SERIES: usize = 4096;
+static SERIES: OnceLock<Mutex<std::collections::HashMap<SeriesKey, Series>>> = OnceLock::new();
+
 /// Records one ledger row's request.
 pub fn record_request(row: &LedgerRow) {
-    let method = row.method.clone();
+    let method = method_label(&row.method);
     let tool = row.tool_name.as_deref().map(tool_label).unwrap_or_default();
-    let error_type = row.error_type().unwrap_or_default();
-    let seconds = row.duration.micros() as f64 / 1_000_000.0;
-    metrics::histogram!(OPERATION_DURATION, "mcp_method_name" => method.clone(), "gen_ai_tool_name" => tool.clone(), "error_type" => error_type)
-        .record(seconds);
-    metrics::counter!("steward_requests_total", "mcp_method_name" => method, "gen_ai_tool_name" => tool, "status" => row.status.as_str())
-        .increment(1);
+    let key: SeriesKey = (method, tool.to_string(), row.status, row.error_code);
+    let mut series = crate::sync::lock(SERIES.get_or_init(Default::default));
+    if series.len() >= MAX_SERIES && !series.contains_key(&key) {
+        series.clear();
+    }
+    let entry = series.entry(key).or_insert_with_key(|(method, tool, status, _)| {
+        let error_type = row.error_type().unwrap_or_default();
+        Series {
+            duration: metrics::histogram!(OPERATION_DURATION, "mcp_method_name" => *method, "gen_ai_tool_name" => tool.clone(), "error_type" => error_type),
+            requests: metrics::counter!("steward_requests_total", "mcp_method_name" => *method, "gen_ai_tool_name" => tool.clone(), "status" => status.as_str()),
+        }
+    });
+    entry
+        .duration
+        .record(row.duration.micros() as f64 / 1_000_000.0);
+    entry.requests.increment(1);
 }
 
 /// A session this replica ended (client DELETE, revocation), by how long it lasted.

@@ -98,6 +98,22 @@ async fn metrics_count_known_traffic_with_semantic_convention_names() -> anyhow:
             json!({"action": "get", "project_id": "00000000-0000-4000-8000-000000000000"});
         let (is_error, body) = call(&client, "manage_project", missing).await?;
         assert!(is_error, "{body}");
+        // Made-up method names (refused, but recorded) count as `other`: a client cannot make
+        // /metrics grow a series per name it invents.
+        let http = reqwest::Client::new();
+        for i in 0..3 {
+            let status = http
+                .post(server.mcp_url())
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(format!(
+                    r#"{{"jsonrpc":"2.0","id":{i},"method":"evil/series-{i}"}}"#
+                ))
+                .send()
+                .await?
+                .status();
+            assert!(status.is_client_error(), "{status}");
+        }
 
         let ok = [
             ("mcp_method_name", "tools/call"),
@@ -114,9 +130,20 @@ async fn metrics_count_known_traffic_with_semantic_convention_names() -> anyhow:
         let text = scrape_until(&server, |t| {
             sample(t, &format!("{histogram}_count"), &ok) == Some(3.0)
                 && sample(t, &format!("{histogram}_count"), &failed) == Some(1.0)
-                && sample(t, "steward_ledger_written_rows_total", &[]).unwrap_or(0.0) >= 5.0
+                && sample(t, "steward_ledger_written_rows_total", &[]).unwrap_or(0.0) >= 8.0
         })
         .await?;
+        assert!(!text.contains("evil/series"), "{text}");
+        let other = [
+            ("mcp_method_name", "other"),
+            ("gen_ai_tool_name", ""),
+            ("status", "error"),
+        ];
+        assert_eq!(
+            sample(&text, "steward_requests_total", &other),
+            Some(3.0),
+            "{text}"
+        );
 
         // Counts per method, tool and true status.
         let requests = |tool: &str, status: &str| {

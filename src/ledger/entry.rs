@@ -82,7 +82,7 @@ pub struct Observation {
 pub const MAX_KEPT_RESPONSE: usize = 4 * 1024 * 1024;
 
 /// Final status of a request, as stored in `mcp_requests.status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Success,
