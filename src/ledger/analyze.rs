@@ -74,18 +74,15 @@ impl<'a> Reply<'a> {
     /// Reads one message; None if it is not a reply (a request or notification from the
     /// server, or not JSON-RPC at all).
     fn read(event: &'a str, tool_call: bool) -> Option<Reply<'a>> {
-        let reply = match tool_call {
-            true => match serde_json::from_str::<ToolReply>(event) {
-                Ok(r) => Some(Reply {
-                    id: r.id,
-                    result: r.result.map(Outcome::Tool),
-                    error: r.error,
-                }),
-                // A result that is not shaped like a tool's: still a reply.
-                Err(_) => None,
-            },
-            false => None,
-        };
+        let tool_reply = tool_call
+            .then(|| serde_json::from_str::<ToolReply>(event).ok())
+            .flatten();
+        let reply = tool_reply.map(|r| Reply {
+            id: r.id,
+            result: r.result.map(Outcome::Tool),
+            error: r.error,
+        });
+        // A result that is not shaped like a tool's is still a reply: read raw.
         let reply = reply.or_else(|| {
             let r = serde_json::from_str::<RawReply>(event).ok()?;
             Some(Reply {
@@ -282,16 +279,11 @@ fn result_verdict(result: &str, tool_call: bool) -> Option<Verdict> {
         Some(tool) => Outcome::Tool(tool),
         None => Outcome::Raw(serde_json::from_str::<&RawValue>(result).ok()?),
     };
+    let (status, error_message) = result_status(&outcome);
     let reply = Reply {
         id: None,
         result: Some(outcome),
         error: None,
-    };
-    let (status, error_message) = match &reply.result {
-        Some(Outcome::Tool(tool)) if tool.is_error.map(RawValue::get) == Some("true") => {
-            (Status::ToolError, Some(cut(&content_text(tool))))
-        }
-        _ => (Status::Success, None),
     };
     Some(Verdict {
         status,
@@ -430,12 +422,8 @@ fn status_of(
         return (status, code, message);
     }
     if let Some(result) = reply.and_then(|r| r.result.as_ref()) {
-        if let Outcome::Tool(result) = result
-            && result.is_error.map(RawValue::get) == Some("true")
-        {
-            return (Status::ToolError, None, Some(cut(&content_text(result))));
-        }
-        return (Status::Success, None, None);
+        let (status, message) = result_status(result);
+        return (status, None, message);
     }
     match obs.http_status {
         // A JSON-RPC error body was read above as the reply: this one is plain text.
@@ -449,6 +437,17 @@ fn status_of(
         }
         _ if !expects_reply => (Status::Success, None, None),
         _ => (Status::Error, None, Some("no reply was sent".into())),
+    }
+}
+
+/// A result's status: a tool that reported failure (`isError: true`) is a `tool_error`, with
+/// its text as the message; any other result is a success.
+fn result_status(result: &Outcome) -> (Status, Option<String>) {
+    match result {
+        Outcome::Tool(tool) if tool.is_error.map(RawValue::get) == Some("true") => {
+            (Status::ToolError, Some(cut(&content_text(tool))))
+        }
+        _ => (Status::Success, None),
     }
 }
 
