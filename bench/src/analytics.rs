@@ -6,22 +6,25 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use chrono::Utc;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
 use serde_json::{Value, json};
 use steward::config::DatabaseUrl;
 use steward::ledger::{LedgerRow, Micros, Status};
 use steward::store::sessions::NewSession;
 use steward::store::{Money, Store};
 
+use crate::client::{Conn, Target};
 use crate::scenarios::{Ctx, note_log_problems};
 use crate::server::{StewardOpts, start_steward};
 
 /// Timed loads per window; the median is reported.
 const RUNS: usize = 7;
 const CLIENTS: [&str; 3] = ["Claude Code", "Cursor", "VS Code"];
+
+/// Ledger rows seeded when `--rows` is not given.
+pub fn default_rows(quick: bool) -> usize {
+    if quick { 100_000 } else { 1_000_000 }
+}
 
 pub async fn analytics(ctx: &mut Ctx, rows: usize) -> Result<()> {
     for engine in ctx.engines() {
@@ -167,22 +170,16 @@ async fn time_stats(
     stopped.map(|_| ())
 }
 
+/// `GET path` on a fresh connection, its JSON body (an error unless 2xx).
 async fn get_json(addr: std::net::SocketAddr, path: &str) -> Result<Value> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let request = Request::get(path)
-        .header("host", addr.to_string())
-        .body(Empty::<Bytes>::new())?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
+    let mut conn = Conn::connect(&Target::new(addr, path)?).await?;
+    let answer = conn.get(path).await?;
+    if !answer.status.is_success() {
         bail!(
-            "GET {path}: HTTP {status}: {}",
-            String::from_utf8_lossy(&body)
+            "GET {path}: HTTP {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
         );
     }
-    Ok(serde_json::from_slice(&body)?)
+    Ok(serde_json::from_slice(&answer.body)?)
 }

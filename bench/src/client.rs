@@ -110,7 +110,19 @@ impl Conn {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let req = req.body(Full::new(body))?;
+        self.exchange(req.body(Full::new(body))?).await
+    }
+
+    /// A GET of `path` on this connection's server (e.g. `/api/stats`).
+    pub async fn get(&mut self, path: &str) -> Result<Answer> {
+        let req = Request::get(path)
+            .header("host", self.target.host.as_str())
+            .body(Full::new(Bytes::new()))?;
+        self.exchange(req).await
+    }
+
+    /// Sends one request and reads the whole answer, within [`REQUEST_TIMEOUT`].
+    async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<Answer> {
         let exchange = async {
             self.sender.ready().await?;
             let resp = self.sender.send_request(req).await?;

@@ -250,7 +250,7 @@ async fn run(cli: Cli) -> Result<usize> {
         Scenario::Ledger => scenarios::ledger(&mut ctx).await?,
         Scenario::Stateless => scenarios::stateless(&mut ctx).await?,
         Scenario::Analytics { rows } => {
-            let rows = rows.unwrap_or(if c.quick { 100_000 } else { 1_000_000 });
+            let rows = rows.unwrap_or(analytics::default_rows(c.quick));
             analytics::analytics(&mut ctx, rows).await?
         }
         Scenario::Sessions(a) => sessions::sessions(&mut ctx, &session_opts(a)).await?,
@@ -263,8 +263,7 @@ async fn run(cli: Cli) -> Result<usize> {
             scenarios::limit(&mut ctx).await?;
             scenarios::ledger(&mut ctx).await?;
             scenarios::stateless(&mut ctx).await?;
-            let rows = if c.quick { 100_000 } else { 1_000_000 };
-            analytics::analytics(&mut ctx, rows).await?;
+            analytics::analytics(&mut ctx, analytics::default_rows(c.quick)).await?;
             sessions::sessions(&mut ctx, &session_opts(s)).await?;
             if !no_peer {
                 peer::peer(&mut ctx, &peer_opts(p)).await?;

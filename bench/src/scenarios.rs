@@ -168,7 +168,13 @@ impl Instance {
 
     /// Runs `requests` tool calls over this instance's sessions.
     pub async fn load(&mut self, ctx: &Ctx, requests: usize) -> LoadOutcome {
-        let spec = ctx.spec(&self.target, &self.sessions, requests, self.next_id);
+        self.load_as(ctx, requests, false).await
+    }
+
+    /// [`Instance::load`], from session clients or from stateless (2026-07-28) ones.
+    async fn load_as(&mut self, ctx: &Ctx, requests: usize, stateless: bool) -> LoadOutcome {
+        let mut spec = ctx.spec(&self.target, &self.sessions, requests, self.next_id);
+        spec.stateless = stateless;
         self.next_id += requests as u64;
         let out = run_load(&spec).await;
         self.messages += out.sent as u64;
@@ -183,11 +189,7 @@ impl Instance {
     /// [`Instance::measure`], with sessions or stateless (2026-07-28).
     pub async fn measure_as(&mut self, ctx: &Ctx, scenario: &str, stateless: bool) -> Row {
         let before = self.proc.stats();
-        let mut spec = ctx.spec(&self.target, &self.sessions, ctx.requests, self.next_id);
-        spec.stateless = stateless;
-        self.next_id += ctx.requests as u64;
-        let out = run_load(&spec).await;
-        self.messages += out.sent as u64;
+        let out = self.load_as(ctx, ctx.requests, stateless).await;
         let after = self.proc.stats();
         let label = match stateless {
             true => format!("{} stateless 2026-07-28", self.label),
