@@ -73,9 +73,9 @@ enum Outcome<'a> {
 impl<'a> Reply<'a> {
     /// Reads one message; None if it is not a reply (a request or notification from the
     /// server, or not JSON-RPC at all).
-    fn read(event: &'a str, tool_call: bool) -> Option<Reply<'a>> {
+    fn read(event: &'a [u8], tool_call: bool) -> Option<Reply<'a>> {
         let tool_reply = tool_call
-            .then(|| serde_json::from_str::<ToolReply>(event).ok())
+            .then(|| serde_json::from_slice::<ToolReply>(event).ok())
             .flatten();
         let reply = tool_reply.map(|r| Reply {
             id: r.id,
@@ -84,7 +84,7 @@ impl<'a> Reply<'a> {
         });
         // A result that is not shaped like a tool's is still a reply: read raw.
         let reply = reply.or_else(|| {
-            let r = serde_json::from_str::<RawReply>(event).ok()?;
+            let r = serde_json::from_slice::<RawReply>(event).ok()?;
             Some(Reply {
                 id: r.id,
                 result: r.result.map(Outcome::Raw),
@@ -221,7 +221,7 @@ struct Verdict {
 /// same query) is recognised by a hash of its raw bytes and not parsed or tokenised again.
 fn judge(
     obs: &Observation,
-    events: &[Cow<str>],
+    events: &[Cow<[u8]>],
     id: Option<&RawValue>,
     tool_call: bool,
 ) -> Verdict {
@@ -241,7 +241,7 @@ fn judge(
 /// The verdict from reading the whole reply.
 fn read_verdict(
     obs: &Observation,
-    events: &[Cow<str>],
+    events: &[Cow<[u8]>],
     id: Option<&RawValue>,
     tool_call: bool,
 ) -> Verdict {
@@ -257,27 +257,29 @@ fn read_verdict(
 
 /// The raw `result` of the reply to `id`, when the reply is laid out exactly as rmcp writes
 /// it (`{"jsonrpc":"2.0","id":ID,"result":RESULT}`); found without parsing. (A server sends
-/// one reply per id, so this is the reply [`find_reply`] would pick.)
-fn own_result<'e>(events: &'e [Cow<str>], id: &RawValue) -> Option<&'e str> {
+/// one reply per id, so this is the reply [`find_reply`] would pick.) The bytes are not
+/// checked to be UTF-8 here: a remembered verdict was reached from the same bytes, and new ones
+/// are parsed (and so checked) by [`result_verdict`].
+fn own_result<'e>(events: &'e [Cow<[u8]>], id: &RawValue) -> Option<&'e [u8]> {
     events.iter().find_map(|event| {
         event
-            .trim_end()
-            .strip_prefix(r#"{"jsonrpc":"2.0","id":"#)?
-            .strip_prefix(id.get())?
-            .strip_prefix(r#","result":"#)?
-            .strip_suffix('}')
+            .trim_ascii_end()
+            .strip_prefix(br#"{"jsonrpc":"2.0","id":"#)?
+            .strip_prefix(id.get().as_bytes())?
+            .strip_prefix(br#","result":"#)?
+            .strip_suffix(b"}")
     })
 }
 
 /// The verdict on a successful reply's raw `result`: determined by those bytes alone (None if
 /// they are not JSON; the full reading then decides).
-fn result_verdict(result: &str, tool_call: bool) -> Option<Verdict> {
+fn result_verdict(result: &[u8], tool_call: bool) -> Option<Verdict> {
     let tool = tool_call
-        .then(|| serde_json::from_str::<ToolResult>(result).ok())
+        .then(|| serde_json::from_slice::<ToolResult>(result).ok())
         .flatten();
     let outcome = match tool {
         Some(tool) => Outcome::Tool(tool),
-        None => Outcome::Raw(serde_json::from_str::<&RawValue>(result).ok()?),
+        None => Outcome::Raw(serde_json::from_slice::<&RawValue>(result).ok()?),
     };
     let (status, error_message) = result_status(&outcome);
     let reply = Reply {
@@ -336,22 +338,21 @@ fn id_text(id: &RawValue) -> String {
     text(Some(id)).unwrap_or_else(|| id.get().to_string())
 }
 
-/// The JSON-RPC messages of a JSON or SSE body, as text.
-fn reply_events(body: &[u8]) -> Vec<Cow<'_, str>> {
-    let Ok(text) = std::str::from_utf8(body) else {
-        return Vec::new();
-    };
-    let text = text.trim_start();
-    if text.starts_with('{') {
-        return vec![Cow::Borrowed(text)];
+/// The JSON-RPC messages of a JSON or SSE body. They are bytes, not yet checked to be UTF-8:
+/// a reply whose verdict is remembered is recognised without reading it as text (parsing
+/// checks the rest).
+fn reply_events(body: &[u8]) -> Vec<Cow<'_, [u8]>> {
+    let body = body.trim_ascii_start();
+    if body.first() == Some(&b'{') {
+        return vec![Cow::Borrowed(body)];
     }
-    sse_data(text)
+    sse_data(body)
 }
 
 /// The reply among `events`: the message answering `id`, else the first with a `result` or an
 /// `error`.
 fn find_reply<'a>(
-    events: &'a [Cow<'a, str>],
+    events: &'a [Cow<'a, [u8]>],
     id: Option<&RawValue>,
     tool_call: bool,
 ) -> Option<Reply<'a>> {
@@ -369,19 +370,31 @@ fn find_reply<'a>(
 }
 
 /// The `data` of each SSE event (multi-line data joined with newlines; a single line is
-/// borrowed, not copied). One pass over the lines: replies can be large.
-fn sse_data(text: &str) -> Vec<Cow<'_, str>> {
+/// borrowed, not copied). One pass over the lines, found with `memchr`: replies can be large,
+/// and this runs for every reply.
+fn sse_data(text: &[u8]) -> Vec<Cow<'_, [u8]>> {
     let mut events = Vec::new();
-    let mut data: Option<Cow<str>> = None;
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut data: Option<Cow<[u8]>> = None;
+    let mut rest = Some(text);
+    while let Some(remaining) = rest {
+        let line = match memchr::memchr(b'\n', remaining) {
+            Some(end) => {
+                rest = Some(&remaining[end + 1..]);
+                &remaining[..end]
+            }
+            None => {
+                rest = None;
+                remaining
+            }
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             events.extend(data.take());
-        } else if let Some(more) = line.strip_prefix("data:") {
-            let more = more.strip_prefix(' ').unwrap_or(more);
+        } else if let Some(more) = line.strip_prefix(b"data:") {
+            let more = more.strip_prefix(b" ").unwrap_or(more);
             data = Some(match data.take() {
                 None => Cow::Borrowed(more),
-                Some(so_far) => Cow::Owned(format!("{so_far}\n{more}")),
+                Some(so_far) => Cow::Owned([&so_far[..], b"\n", more].concat()),
             });
         }
     }
@@ -602,6 +615,25 @@ mod tests {
         let sse = "data: {\"jsonrpc\":\"2.0\",\"id\":99,\"error\":{\"code\":-1,\"message\":\"other\"}}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\ndata: \"result\":{\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}}\n\n";
         let row = analyze(&observe(CALL, 200, sse));
         assert_eq!(row.status, Status::Success, "{row:?}");
+    }
+
+    #[test]
+    fn a_reply_that_is_not_utf8_is_no_reply_and_sse_lines_may_end_in_crlf() {
+        let mut obs = observe(CALL, 200, "");
+        obs.response = Bytes::from_static(
+            b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"\xff\"}]}}\n\n",
+        );
+        for _ in 0..2 {
+            let row = analyze(&obs);
+            assert_eq!(row.status, Status::Error, "{row:?}");
+            assert_eq!(row.error_message.as_deref(), Some("no reply was sent"));
+        }
+        let crlf = "event: message\r\nid: 1\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\r\ndata: \"result\":{\"content\":[{\"type\":\"text\",\"text\":\"boom\"}],\"isError\":true}}\r\n\r\n";
+        let row = analyze(&observe(CALL, 200, crlf));
+        assert_eq!(
+            (row.status, row.error_message.as_deref()),
+            (Status::ToolError, Some("boom"))
+        );
     }
 
     #[test]

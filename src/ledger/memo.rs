@@ -36,8 +36,9 @@ impl TextKey {
         key
     }
 
-    pub fn add(&mut self, piece: &str) {
-        self.hasher.write(piece.as_bytes());
+    pub fn add(&mut self, piece: impl AsRef<[u8]>) {
+        let piece = piece.as_ref();
+        self.hasher.write(piece);
         self.hasher.write_usize(piece.len());
         self.len += piece.len();
     }

@@ -232,18 +232,21 @@ impl Writer {
                 continue;
             }
             let n = self.pending.len().min(MAX_BATCH);
-            let rows: Vec<LedgerRow> = self
-                .pending
-                .iter()
-                .take(n)
-                .map(|(r, _)| r.clone())
-                .collect();
+            // Taken out of the queue (not copied) while the database has them; put back if
+            // it refuses.
+            let (rows, acks): (Vec<LedgerRow>, Vec<Option<Ack>>) = self.pending.drain(..n).unzip();
             let all_new = self.maybe_stored == 0;
             match self.insert(&rows, all_new).await {
+                Err(error) => {
+                    for taken in rows.into_iter().zip(acks).rev() {
+                        self.pending.push_front(taken);
+                    }
+                    self.refused(error, n).await;
+                }
                 Ok(_) => {
                     self.maybe_stored = self.maybe_stored.saturating_sub(n);
+                    acks.into_iter().for_each(|ack| reply(ack, Ok(())));
                     self.shared.announce(rows);
-                    self.acknowledge(n, Ok(()));
                     self.shared.add(|s| &s.written, n as u64);
                     self.backoff = MIN_BACKOFF;
                     self.next_try = Instant::now();
@@ -251,21 +254,6 @@ impl Writer {
                         self.replay_spill().await;
                     }
                     self.shared.recovered();
-                }
-                Err(error) if is_row_content_error(&error) => {
-                    self.store_one_by_one(n).await;
-                    self.maybe_stored = self.maybe_stored.saturating_sub(n);
-                }
-                Err(error) => {
-                    self.maybe_stored = self.maybe_stored.max(n);
-                    self.shared.add(|s| &s.failed_writes, 1);
-                    self.shared
-                        .degrade(format!("the database refused ledger writes: {error}"));
-                    self.back_off();
-                    // A request waiting for its row (sync durability) must not wait for the
-                    // database to come back: its row goes to the spill file (fsynced), which
-                    // is durable too, and the request is answered.
-                    self.spill_waiting_rows();
                 }
             }
         }
@@ -279,6 +267,24 @@ impl Writer {
             self.spill_oldest(n);
         }
         self.shared.set_pending(self.pending.len());
+    }
+
+    /// The database refused the first `n` pending rows (they are back in the queue).
+    async fn refused(&mut self, error: sqlx::Error, n: usize) {
+        if is_row_content_error(&error) {
+            self.store_one_by_one(n).await;
+            self.maybe_stored = self.maybe_stored.saturating_sub(n);
+            return;
+        }
+        self.maybe_stored = self.maybe_stored.max(n);
+        self.shared.add(|s| &s.failed_writes, 1);
+        self.shared
+            .degrade(format!("the database refused ledger writes: {error}"));
+        self.back_off();
+        // A request waiting for its row (sync durability) must not wait for the database to
+        // come back: its row goes to the spill file (fsynced), which is durable too, and the
+        // request is answered.
+        self.spill_waiting_rows();
     }
 
     /// One row in a batch has content the database refuses: store rows one at a time,
@@ -341,12 +347,6 @@ impl Writer {
         // Rows left the front from anywhere: the count stays an upper bound (the safe side).
         self.maybe_stored = self.maybe_stored.min(self.pending.len());
         self.spill_rows(waiting.into_iter().collect());
-    }
-
-    fn acknowledge(&mut self, n: usize, outcome: Result<(), String>) {
-        for (_, ack) in self.pending.drain(..n) {
-            reply(ack, outcome.clone());
-        }
     }
 
     fn spill_oldest(&mut self, n: usize) {

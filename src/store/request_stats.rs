@@ -103,7 +103,7 @@ impl Histogram {
 }
 
 /// Key of one aggregate row: hour, method, tool ('' for none), client type.
-pub(crate) type StatsKey = (DateTime<Utc>, String, String, String);
+pub(crate) type StatsKey<'a> = (DateTime<Utc>, &'a str, &'a str, &'a str);
 
 /// The exact sums of one row of `mcp_request_stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -176,11 +176,12 @@ pub struct StatsCell {
 }
 
 /// The additions a batch of newly stored rows makes, in key order.
+/// Keys borrow from the rows: a batch has hundreds of rows and a handful of keys.
 pub(crate) fn deltas<'a>(
     rows: impl Iterator<Item = &'a LedgerRow>,
-    client_types: &HashMap<String, String>,
-) -> BTreeMap<StatsKey, Aggregate> {
-    let mut stats: BTreeMap<StatsKey, Aggregate> = BTreeMap::new();
+    client_types: &'a HashMap<String, String>,
+) -> BTreeMap<StatsKey<'a>, Aggregate> {
+    let mut stats: BTreeMap<StatsKey<'a>, Aggregate> = BTreeMap::new();
     for row in rows {
         let hour = row
             .timestamp
@@ -191,8 +192,8 @@ pub(crate) fn deltas<'a>(
             .as_ref()
             .and_then(|id| client_types.get(id))
             .map_or("unknown", String::as_str);
-        let tool = row.tool_name.clone().unwrap_or_default();
-        let key = (hour, row.method.clone(), tool, client.to_string());
+        let tool = row.tool_name.as_deref().unwrap_or_default();
+        let key = (hour, row.method.as_str(), tool, client);
         stats.entry(key).or_default().add(row);
     }
     stats
@@ -201,13 +202,17 @@ pub(crate) fn deltas<'a>(
 /// Merges stored rows into `deltas` (the stored row for each key, where there is one).
 pub(crate) fn merge_stored(deltas: &mut BTreeMap<StatsKey, Aggregate>, stored: Vec<StatsCell>) {
     for cell in stored {
-        let key = (
-            cell.hour,
-            cell.method.clone(),
-            cell.tool_name.clone(),
-            cell.client_type.clone(),
-        );
-        if let Some(delta) = deltas.get_mut(&key) {
+        // (A borrowed key cannot be looked up with a shorter-lived one; batches have few keys.)
+        let delta = deltas.iter_mut().find(|((hour, method, tool, client), _)| {
+            (*hour, *method, *tool, *client)
+                == (
+                    cell.hour,
+                    cell.method.as_str(),
+                    cell.tool_name.as_str(),
+                    cell.client_type.as_str(),
+                )
+        });
+        if let Some((_, delta)) = delta {
             delta.add_cell(&cell);
         }
     }
@@ -282,11 +287,11 @@ macro_rules! add_to_stats {
             q.push(if i == 0 { "(hour = " } else { " OR (hour = " });
             q.push_bind(*hour)
                 .push(" AND method = ")
-                .push_bind(method.clone())
+                .push_bind(*method)
                 .push(" AND tool_name = ")
-                .push_bind(tool.clone())
+                .push_bind(*tool)
                 .push(" AND client_type = ")
-                .push_bind(client.clone())
+                .push_bind(*client)
                 .push(")");
         }
         let stored: Vec<rs::StatsCell> = q.build_query_as().fetch_all(&mut *$tx).await?;
