@@ -143,3 +143,122 @@ async fn old_rows_fold_into_exact_hourly_rollups() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Rows that stress the fresh-row path (PostgreSQL: `COPY`'s text format; SQLite: multi-row
+/// INSERT): characters COPY must escape, nulls, extremes, sub-microsecond times.
+fn awkward_rows() -> Vec<LedgerRow> {
+    let at = Utc.timestamp_opt(1_795_000_000, 123_456_789).unwrap();
+    let plain = common::ledger_row("s1", "find_tasks", at);
+    let awkward = LedgerRow {
+        request_id: uuid::Uuid::now_v7(),
+        session_id: None,
+        jsonrpc_id: Some("a\"b\\c\td\ne\rf \\N \u{e9}\u{1f600}".into()),
+        method: "weird/method\\".into(),
+        tool_name: None,
+        status: Status::ToolError,
+        error_code: Some(-32_602),
+        error_message: Some("tab\there, newline\nthere, backslash \\ and \\N".into()),
+        duration: Micros::from_micros(u64::from(u32::MAX) * 4),
+        request_bytes: i64::MAX,
+        response_bytes: 0,
+        args_tokens: None,
+        result_tokens: Some(i32::MAX),
+        total_tokens: None,
+        estimated_cost_usd: Some(Money(Decimal::new(12_345, 10))),
+        pricing_model: None,
+        tokenizer: None,
+        sanitized: true,
+        timestamp: Utc.timestamp_opt(1_795_000_001, 999_999_999).unwrap(),
+        ..plain.clone()
+    };
+    let cheap = LedgerRow {
+        request_id: uuid::Uuid::now_v7(),
+        estimated_cost_usd: Some(Money(Decimal::ZERO)),
+        ..plain.clone()
+    };
+    vec![plain, awkward, cheap]
+}
+
+/// Fresh rows are stored by each engine's bulk path; every column must hold exactly what
+/// binding the same value (as every other write does) would store.
+#[tokio::test]
+async fn fresh_rows_are_stored_exactly_as_bound_values() -> anyhow::Result<()> {
+    use sqlx::Row;
+    use steward::store::{Id, Store};
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let store = open_store(&db).await?;
+        let rows = awkward_rows();
+        assert_eq!(store.insert_new_requests(&rows).await?, 3, "{backend:?}");
+        for row in &rows {
+            let id = Id(row.request_id);
+            macro_rules! check {
+                ($column:literal, $value:expr) => {
+                    let same: bool = match &store {
+                        Store::Sqlite(pool) => {
+                            let sql = concat!(
+                                "SELECT typeof(",
+                                $column,
+                                ") = typeof($2) AND hex(",
+                                $column,
+                                ") = hex($2) FROM mcp_requests WHERE request_id = $1"
+                            );
+                            sqlx::query(sql)
+                                .bind(id)
+                                .bind($value)
+                                .fetch_one(pool)
+                                .await?
+                                .get(0)
+                        }
+                        Store::Postgres(pool) => {
+                            let sql = concat!(
+                                "SELECT ",
+                                $column,
+                                " IS NOT DISTINCT FROM $2 FROM mcp_requests WHERE request_id = $1"
+                            );
+                            sqlx::query(sql)
+                                .bind(id)
+                                .bind($value)
+                                .fetch_one(pool)
+                                .await?
+                                .get(0)
+                        }
+                    };
+                    assert!(same, "{backend:?}: {} of {row:?}", $column);
+                };
+            }
+            check!("request_id", id);
+            check!("session_id", &row.session_id);
+            check!("jsonrpc_id", &row.jsonrpc_id);
+            check!("method", &row.method);
+            check!("tool_name", &row.tool_name);
+            check!("status", row.status.as_str());
+            check!("error_code", row.error_code);
+            check!("error_message", &row.error_message);
+            check!("duration_ms", row.duration.millis());
+            check!("duration_us", row.duration.micros());
+            check!("request_bytes", row.request_bytes);
+            check!("response_bytes", row.response_bytes);
+            check!("args_tokens", row.args_tokens);
+            check!("result_tokens", row.result_tokens);
+            check!("total_tokens", row.total_tokens);
+            check!("estimated_cost_usd", row.estimated_cost_usd);
+            check!("pricing_model", &row.pricing_model);
+            check!("tokenizer", &row.tokenizer);
+            check!("sanitized", row.sanitized);
+            check!("timestamp", row.timestamp);
+        }
+        // A fresh batch holding a stored row is refused whole; the deduplicating form then
+        // stores the rest once.
+        let mut again = awkward_rows();
+        again[1].request_id = rows[1].request_id;
+        assert!(
+            store.insert_new_requests(&again).await.is_err(),
+            "{backend:?}"
+        );
+        assert_eq!(store.count_requests().await?, 3, "{backend:?}");
+        assert_eq!(store.insert_requests(&again).await?, 2, "{backend:?}");
+        assert_eq!(store.count_requests().await?, 5, "{backend:?}");
+    }
+    Ok(())
+}

@@ -10,6 +10,7 @@ mod id;
 pub mod documents;
 pub mod events;
 pub mod keys;
+mod ledger_copy;
 pub mod money;
 pub mod pricing;
 pub mod projects;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, DurationRound, Utc};
 use sqlx::QueryBuilder;
 
+use super::ledger_copy::BulkLoad;
 use super::request_stats::{StatsLock, add_to_stats, stored};
 use super::{Id, Money, Store, WritePool, on_pool};
 use crate::ledger::entry::LedgerRow;
@@ -34,6 +35,13 @@ fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+fn already_stored(offered: usize, stored: u64) -> sqlx::Error {
+    sqlx::Error::Protocol(format!(
+        "{} of {offered} new ledger rows were already stored; storing them again with duplicates skipped",
+        offered as u64 - stored,
+    ))
+}
+
 impl Store {
     /// Inserts ledger rows (at most [`MAX_BATCH`]) and adds them to the hourly statistics, in
     /// one transaction. A row whose `request_id` is already stored is skipped, so replaying a
@@ -59,7 +67,17 @@ impl Store {
             // First, so every writer takes the locks in the same order.
             tx.lock_stats().await?;
             let mut ids: Vec<Id> = Vec::with_capacity(rows.len());
-            for chunk in chunks(rows) {
+            let loaded = match all_new {
+                true => tx.bulk_load(rows).await?,
+                false => None,
+            };
+            if let Some(stored) = loaded {
+                if stored != rows.len() as u64 {
+                    return Err(already_stored(rows.len(), stored));
+                }
+                ids.extend(rows.iter().map(|r| Id(r.request_id)));
+            }
+            for chunk in chunks(rows).filter(|_| loaded.is_none()) {
                 let mut query = QueryBuilder::new(INSERT);
                 query.push_values(chunk, |mut b, row| {
                     b.push_bind(Id(row.request_id))
@@ -88,11 +106,7 @@ impl Store {
                     // Reading back every stored id costs a result row per row.
                     let stored = query.build().execute(&mut *tx).await?.rows_affected();
                     if stored != chunk.len() as u64 {
-                        return Err(sqlx::Error::Protocol(format!(
-                            "{} of {} new ledger rows were already stored; storing them again with duplicates skipped",
-                            chunk.len() as u64 - stored,
-                            chunk.len()
-                        )));
+                        return Err(already_stored(chunk.len(), stored));
                     }
                     ids.extend(chunk.iter().map(|r| Id(r.request_id)));
                 } else {

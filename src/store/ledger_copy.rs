@@ -1,0 +1,150 @@
+//! PostgreSQL's `COPY ... FROM STDIN` for fresh ledger rows: the ledger's hottest write, and
+//! the form PostgreSQL loads rows with least work (one command, no per-row parameters to
+//! bind, rows inserted in bulk). SQLite has no `COPY`; it keeps multi-row `INSERT`s.
+//!
+//! `COPY` cannot skip a row whose id is already stored, so it serves only rows never offered to
+//! the database before; a duplicate fails the whole command (and its transaction), and the
+//! writer then stores the batch again with `INSERT ... ON CONFLICT DO NOTHING`.
+
+use chrono::SecondsFormat;
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use crate::ledger::entry::LedgerRow;
+
+/// The `COPY` statement; columns in the order [`copy_text`] writes them.
+const COPY: &str = "COPY mcp_requests (request_id, session_id, jsonrpc_id, method, tool_name, status, \
+    error_code, error_message, duration_ms, duration_us, request_bytes, response_bytes, args_tokens, \
+    result_tokens, total_tokens, estimated_cost_usd, pricing_model, tokenizer, sanitized, timestamp) FROM STDIN";
+
+/// Loads fresh rows in bulk where the engine can.
+pub(crate) trait BulkLoad {
+    /// Stores `rows` (none of which was offered before) and returns how many were stored, or
+    /// `None` when this engine has no bulk load (the caller inserts them).
+    async fn bulk_load(&mut self, rows: &[LedgerRow]) -> Result<Option<u64>, sqlx::Error>;
+}
+
+impl BulkLoad for Transaction<'static, Sqlite> {
+    async fn bulk_load(&mut self, _rows: &[LedgerRow]) -> Result<Option<u64>, sqlx::Error> {
+        Ok(None)
+    }
+}
+
+impl BulkLoad for Transaction<'static, Postgres> {
+    async fn bulk_load(&mut self, rows: &[LedgerRow]) -> Result<Option<u64>, sqlx::Error> {
+        let mut copy = self.copy_in_raw(COPY).await?;
+        if let Err(error) = copy.send(copy_text(rows).into_bytes()).await {
+            // Ends the COPY (and with it this attempt) so the connection stays usable.
+            if let Err(abort) = copy.abort(error.to_string()).await {
+                tracing::debug!(%abort, "ending a failed ledger COPY");
+            }
+            return Err(error);
+        }
+        copy.finish().await.map(Some)
+    }
+}
+
+/// The rows in `COPY`'s text format: one line per row, columns separated by tabs, `\N` for
+/// null. Values are written as PostgreSQL reads them into the columns' types, and as sqlx
+/// would bind them: timestamps to the microsecond (cut, not rounded, like the binary
+/// protocol), money as its exact decimal at the column scale.
+fn copy_text(rows: &[LedgerRow]) -> String {
+    let mut out = String::with_capacity(rows.len() * 256);
+    let mut uuid = uuid::Uuid::encode_buffer();
+    for row in rows {
+        let mut line = Line { out: &mut out };
+        line.out
+            .push_str(row.request_id.hyphenated().encode_lower(&mut uuid));
+        line.text(row.session_id.as_deref());
+        line.text(row.jsonrpc_id.as_deref());
+        line.text(Some(&row.method));
+        line.text(row.tool_name.as_deref());
+        line.text(Some(row.status.as_str()));
+        line.int(row.error_code);
+        line.text(row.error_message.as_deref());
+        line.int(Some(row.duration.millis()));
+        line.int(Some(row.duration.micros()));
+        line.int(Some(row.request_bytes));
+        line.int(Some(row.response_bytes));
+        line.int(row.args_tokens);
+        line.int(row.result_tokens);
+        line.int(row.total_tokens);
+        line.raw(
+            row.estimated_cost_usd
+                .map(|c| c.stored().to_string())
+                .as_deref(),
+        );
+        line.text(row.pricing_model.as_deref());
+        line.text(row.tokenizer.as_deref());
+        line.raw(Some(if row.sanitized { "t" } else { "f" }));
+        line.raw(Some(
+            &row.timestamp.to_rfc3339_opts(SecondsFormat::Micros, false),
+        ));
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes the fields after the first of one `COPY` line.
+struct Line<'o> {
+    out: &'o mut String,
+}
+
+impl Line<'_> {
+    /// Text, escaped.
+    fn text(&mut self, value: Option<&str>) {
+        self.out.push('\t');
+        match value {
+            Some(text) => escape_into(self.out, text),
+            None => self.out.push_str("\\N"),
+        }
+    }
+
+    /// An integer.
+    fn int(&mut self, value: Option<impl itoa::Integer>) {
+        let mut buffer = itoa::Buffer::new();
+        match value {
+            Some(n) => self.raw(Some(buffer.format(n))),
+            None => self.raw(None),
+        }
+    }
+
+    /// Text that needs no escaping (numbers, `t`/`f`, timestamps).
+    fn raw(&mut self, value: Option<&str>) {
+        self.out.push('\t');
+        self.out.push_str(value.unwrap_or("\\N"));
+    }
+}
+
+/// `COPY` text escaping: backslash, and the characters that would end a field or a row. (A
+/// NUL cannot be stored in PostgreSQL text at all: it is refused like in an `INSERT`, and the
+/// writer's per-row path replaces it.)
+fn escape_into(out: &mut String, text: &str) {
+    let mut rest = text;
+    while let Some(at) = rest.find(['\\', '\t', '\n', '\r']) {
+        out.push_str(&rest[..at]);
+        let escaped = match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            _ => "\\r",
+        };
+        out.push_str(escaped);
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_for_copy() {
+        let mut out = String::new();
+        escape_into(&mut out, "a\\b\tc\nd\re \u{e9} \\N");
+        assert_eq!(out, "a\\\\b\\tc\\nd\\re \u{e9} \\\\N");
+        let mut plain = String::new();
+        escape_into(&mut plain, "tools/call");
+        assert_eq!(plain, "tools/call");
+    }
+}
