@@ -322,6 +322,11 @@ pub struct LedgerArgs {
     /// rollups and pruned.
     #[arg(long, env = "STEWARD_LEDGER_RETENTION", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub ledger_retention: Option<Duration>,
+    /// How often the ledger writer stores rows (default 100ms). Hidden: only for measuring the
+    /// ledger under an instruction counter (valgrind runs a server ~50x slower; a longer
+    /// interval keeps its batches as large as at full speed). Rows wait longer in memory.
+    #[arg(long, hide = true, value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub ledger_flush_interval: Option<Duration>,
     /// Model whose prices estimate cost for clients without a model of their own
     /// (default claude-sonnet-4-5; see `llm_pricing`).
     #[arg(long, env = "STEWARD_PRICING_MODEL", value_name = "MODEL")]

@@ -442,6 +442,9 @@ fn ledger_settings(
         });
     let mut settings = LedgerSettings::new(durability, spill);
     settings.retention_interval = cleanup_interval;
+    if let Some(interval) = args.ledger_flush_interval {
+        settings.flush_interval = interval;
+    }
     if let Some(retention) = args.ledger_retention {
         settings.retention = retention;
     } else if let Some(text) = &file.retention {

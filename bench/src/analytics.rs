@@ -133,6 +133,7 @@ async fn time_stats(
         db,
         &StewardOpts {
             durability: "async",
+            ..StewardOpts::default()
         },
         ctx.tmp.path(),
         &format!("analytics-{e}"),

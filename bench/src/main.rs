@@ -9,6 +9,7 @@
 mod analytics;
 mod client;
 mod db;
+mod instructions;
 mod limit;
 mod peer;
 mod report;
@@ -140,6 +141,9 @@ enum Scenario {
         #[arg(long)]
         rows: Option<usize>,
     },
+    /// The ledger's cost in instructions per message (valgrind callgrind), off vs. async:
+    /// deterministic, unlike throughput on a shared machine. Needs valgrind; a few minutes.
+    Instructions,
     /// Startup with stored sessions, restore storm after a restart, memory per session.
     Sessions(SessionArgs),
     /// Steward vs. the Python mcp SDK's FastMCP server with per-call INSERT tracking.
@@ -249,6 +253,7 @@ async fn run(cli: Cli) -> Result<usize> {
         Scenario::Limit => scenarios::limit(&mut ctx).await?,
         Scenario::Ledger => scenarios::ledger(&mut ctx).await?,
         Scenario::Stateless => scenarios::stateless(&mut ctx).await?,
+        Scenario::Instructions => instructions::instructions(&mut ctx, c.quick).await?,
         Scenario::Analytics { rows } => {
             let rows = rows.unwrap_or(analytics::default_rows(c.quick));
             analytics::analytics(&mut ctx, rows).await?

@@ -97,8 +97,22 @@ impl Instance {
         durability: &'static str,
         name: &str,
     ) -> Result<Instance> {
+        let opts = StewardOpts {
+            durability,
+            ..StewardOpts::default()
+        };
+        Self::start_with(ctx, engine, opts, name).await
+    }
+
+    /// [`Instance::start`] with every server option.
+    pub async fn start_with(
+        ctx: &Ctx,
+        engine: Engine,
+        opts: StewardOpts,
+        name: &str,
+    ) -> Result<Instance> {
         let db = ctx.new_db(engine, name).await?;
-        match Self::start_on(ctx, db, durability, name).await {
+        match Self::start_on(ctx, db, &opts, name).await {
             Ok(i) => Ok(i),
             Err((error, db)) => {
                 if let Err(e) = db.drop_db().await {
@@ -112,16 +126,11 @@ impl Instance {
     async fn start_on(
         ctx: &Ctx,
         db: BenchDb,
-        durability: &'static str,
+        opts: &StewardOpts,
         name: &str,
     ) -> Result<Instance, (anyhow::Error, BenchDb)> {
-        let proc = match start_steward(
-            &ctx.bin,
-            &db,
-            &StewardOpts { durability },
-            ctx.tmp.path(),
-            name,
-        ) {
+        let durability = opts.durability;
+        let proc = match start_steward(&ctx.bin, &db, opts, ctx.tmp.path(), name) {
             Ok(p) => p,
             Err(e) => return Err((e, db)),
         };

@@ -315,9 +315,13 @@ fn replace_db_name(url: &str, db: &str) -> Result<String> {
 }
 
 /// Options for one `steward serve`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct StewardOpts {
     pub durability: &'static str,
+    /// A command that runs the server (e.g. valgrind and its options), or none.
+    pub wrapper: Vec<String>,
+    /// More arguments for `steward serve`.
+    pub extra_args: Vec<String>,
 }
 
 /// Starts the release `steward serve` on 127.0.0.1:0, in `dir` (so no stray steward.toml is
@@ -329,7 +333,14 @@ pub fn start_steward(
     dir: &Path,
     name: &str,
 ) -> Result<ServerProc> {
-    let mut cmd = Command::new(bin);
+    let mut cmd = match opts.wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    };
     cmd.arg("serve")
         .args(["--listen", "127.0.0.1:0"])
         .args(["--database", &db.url])
@@ -337,6 +348,7 @@ pub fn start_steward(
         // The bench is one anonymous client sending thousands of requests a second: the
         // per-principal rate limit (100/s by default) and session cap would measure themselves.
         .args(["--rate-limit", "0", "--max-sessions-per-principal", "0"])
+        .args(&opts.extra_args)
         .current_dir(dir);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("STEWARD_") {

@@ -52,6 +52,7 @@ fn start(ctx: &Ctx, db: &BenchDb, name: &str) -> Result<ServerProc> {
         db,
         &StewardOpts {
             durability: "async",
+            ..StewardOpts::default()
         },
         ctx.tmp.path(),
         name,
