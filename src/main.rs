@@ -5,6 +5,15 @@ use steward::cli::Cli;
 use steward::config::{self, Resolved};
 use steward::server::{self, RunError};
 
+/// mimalloc, not the system allocator: the ledger allocates on request threads and frees on its
+/// writer thread, the pattern glibc's malloc handles worst (freed chunks land in another
+/// thread's cache; the request threads fall through to the slow path). Measured with
+/// `steward-bench instructions`: the ledger's cost per message fell from ~100,000 to ~71,000
+/// instructions and the whole server's by 16%. `no_thp` keeps the resident set where glibc's
+/// was (transparent huge pages would add ~20-40 MiB).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let resolved = match config::resolve(cli) {

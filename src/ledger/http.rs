@@ -138,7 +138,10 @@ pub async fn capture(
         session_id: session_id.or_else(|| header_text(response.headers(), "mcp-session-id")),
         timestamp,
         started,
-        request: bytes,
+        // A copy: `bytes` shares hyper's read buffer, and holding it until the writer runs
+        // would make hyper allocate a fresh buffer for the connection's next request (and
+        // keep thousands of them alive between flushes).
+        request: Bytes::copy_from_slice(&bytes),
         http_status: response.status().as_u16(),
         protocol_version,
     };
