@@ -1,6 +1,7 @@
 //! `mcp_requests`: the request ledger's rows.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, DurationRound, Utc};
 use sqlx::QueryBuilder;
@@ -23,7 +24,75 @@ const _: () = assert!(CHUNKS[0] * 20 < 32_766);
 
 const INSERT: &str = "INSERT INTO mcp_requests (request_id, session_id, jsonrpc_id, method, tool_name, status, \
     error_code, error_message, duration_ms, duration_us, request_bytes, response_bytes, args_tokens, \
-    result_tokens, total_tokens, estimated_cost_usd, pricing_model, tokenizer, sanitized, timestamp) ";
+    result_tokens, total_tokens, estimated_cost_usd, pricing_model, tokenizer, sanitized, timestamp) VALUES ";
+
+/// The INSERT for a chunk of `rows` rows (one of [`CHUNKS`]), reading back the stored ids or
+/// not. Built once: writing out thousands of placeholders for every chunk cost a tenth of the
+/// ledger's work per row. PostgreSQL numbers its placeholders (`$1`); SQLite gets plain `?`,
+/// because it finds a numbered parameter's name by walking a list (sqlx asks for every
+/// parameter's name at every execution: quadratic in the thousands of parameters).
+fn insert_sql(rows: usize, returning: bool, numbered: bool) -> Result<&'static str, sqlx::Error> {
+    static SQL: LazyLock<Vec<[String; 4]>> = LazyLock::new(|| {
+        CHUNKS
+            .iter()
+            .map(|&rows| {
+                let build = |numbered: bool| {
+                    let mut sql = String::from(INSERT);
+                    for row in 0..rows {
+                        sql.push_str(if row == 0 { "(" } else { ", (" });
+                        for column in 0..20 {
+                            if column > 0 {
+                                sql.push_str(", ");
+                            }
+                            match numbered {
+                                true => sql.push_str(&format!("${}", row * 20 + column + 1)),
+                                false => sql.push('?'),
+                            }
+                        }
+                        sql.push(')');
+                    }
+                    sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+                    sql
+                };
+                let (plain, numbered) = (build(false), build(true));
+                let returning = |sql: &str| format!("{sql} RETURNING request_id");
+                [returning(&plain), returning(&numbered), plain, numbered]
+            })
+            .collect()
+    });
+    let size = CHUNKS
+        .iter()
+        .position(|&n| n == rows)
+        .ok_or_else(|| sqlx::Error::Protocol(format!("no ledger INSERT for {rows} rows")))?;
+    Ok(&SQL[size][usize::from(!returning) * 2 + usize::from(numbered)])
+}
+
+/// Binds one ledger row's 20 values, in [`INSERT`]'s column order.
+macro_rules! bind_row {
+    ($query:expr, $row:expr) => {
+        $query
+            .bind(Id($row.request_id))
+            .bind(&$row.session_id)
+            .bind(&$row.jsonrpc_id)
+            .bind(&$row.method)
+            .bind(&$row.tool_name)
+            .bind($row.status.as_str())
+            .bind($row.error_code)
+            .bind(&$row.error_message)
+            .bind($row.duration.millis())
+            .bind($row.duration.micros())
+            .bind($row.request_bytes)
+            .bind($row.response_bytes)
+            .bind($row.args_tokens)
+            .bind($row.result_tokens)
+            .bind($row.total_tokens)
+            .bind($row.estimated_cost_usd)
+            .bind(&$row.pricing_model)
+            .bind(&$row.tokenizer)
+            .bind($row.sanitized)
+            .bind($row.timestamp)
+    };
+}
 
 /// Cuts `rows` into statement-sized chunks (see [`CHUNKS`]).
 fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
@@ -62,6 +131,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(0);
         }
+        let numbered = matches!(self, Store::Postgres(_));
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             // First, so every writer takes the locks in the same order.
@@ -78,40 +148,24 @@ impl Store {
                 ids.extend(rows.iter().map(|r| Id(r.request_id)));
             }
             for chunk in chunks(rows).filter(|_| loaded.is_none()) {
-                let mut query = QueryBuilder::new(INSERT);
-                query.push_values(chunk, |mut b, row| {
-                    b.push_bind(Id(row.request_id))
-                        .push_bind(&row.session_id)
-                        .push_bind(&row.jsonrpc_id)
-                        .push_bind(&row.method)
-                        .push_bind(&row.tool_name)
-                        .push_bind(row.status.as_str())
-                        .push_bind(row.error_code)
-                        .push_bind(&row.error_message)
-                        .push_bind(row.duration.millis())
-                        .push_bind(row.duration.micros())
-                        .push_bind(row.request_bytes)
-                        .push_bind(row.response_bytes)
-                        .push_bind(row.args_tokens)
-                        .push_bind(row.result_tokens)
-                        .push_bind(row.total_tokens)
-                        .push_bind(row.estimated_cost_usd)
-                        .push_bind(&row.pricing_model)
-                        .push_bind(&row.tokenizer)
-                        .push_bind(row.sanitized)
-                        .push_bind(row.timestamp);
-                });
-                query.push(" ON CONFLICT (request_id) DO NOTHING");
                 if all_new {
                     // Reading back every stored id costs a result row per row.
-                    let stored = query.build().execute(&mut *tx).await?.rows_affected();
+                    let mut query = sqlx::query(insert_sql(chunk.len(), false, numbered)?);
+                    for row in chunk {
+                        query = bind_row!(query, row);
+                    }
+                    let stored = query.execute(&mut *tx).await?.rows_affected();
                     if stored != chunk.len() as u64 {
                         return Err(already_stored(chunk.len(), stored));
                     }
                     ids.extend(chunk.iter().map(|r| Id(r.request_id)));
                 } else {
-                    query.push(" RETURNING request_id");
-                    ids.extend(query.build_query_scalar::<Id>().fetch_all(&mut *tx).await?);
+                    let sql = insert_sql(chunk.len(), true, numbered)?;
+                    let mut query = sqlx::query_scalar::<_, Id>(sql);
+                    for row in chunk {
+                        query = bind_row!(query, row);
+                    }
+                    ids.extend(query.fetch_all(&mut *tx).await?);
                 }
             }
             if !ids.is_empty() {
@@ -442,6 +496,17 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_chunk_size_has_one_insert_with_its_placeholders() {
+        let eight = insert_sql(8, false, true).unwrap();
+        assert!(eight.contains("$160)") && !eight.contains("$161"));
+        assert!(eight.ends_with("DO NOTHING"));
+        let sqlite = insert_sql(8, true, false).unwrap();
+        assert_eq!(sqlite.matches('?').count(), 160);
+        assert!(sqlite.ends_with("RETURNING request_id") && !sqlite.contains('$'));
+        assert!(insert_sql(3, false, false).is_err(), "only the chunk sizes");
+    }
 
     #[test]
     fn batches_are_cut_into_the_fixed_statement_sizes_only() {
