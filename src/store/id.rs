@@ -55,7 +55,11 @@ impl<'q> Encode<'q, Sqlite> for Id {
         &self,
         buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
     ) -> Result<IsNull, BoxDynError> {
-        <String as Encode<'q, Sqlite>>::encode(self.to_string(), buf)
+        // The hyphenated text straight from a stack buffer (not through `Display`): every
+        // ledger row binds one.
+        let mut text = Uuid::encode_buffer();
+        let text = self.0.hyphenated().encode_lower(&mut text);
+        <String as Encode<'q, Sqlite>>::encode(String::from(&*text), buf)
     }
 }
 
