@@ -192,37 +192,40 @@ async fn fresh_rows_are_stored_exactly_as_bound_values() -> anyhow::Result<()> {
         assert_eq!(store.insert_new_requests(&rows).await?, 3, "{backend:?}");
         for row in &rows {
             let id = Id(row.request_id);
+            // The bound value, compared in the column's own terms on each engine.
+            macro_rules! same {
+                ($pool:expr, $sql:expr, $value:expr) => {
+                    sqlx::query($sql)
+                        .bind(id)
+                        .bind($value)
+                        .fetch_one($pool)
+                        .await?
+                        .get::<bool, _>(0)
+                };
+            }
             macro_rules! check {
                 ($column:literal, $value:expr) => {
-                    let same: bool = match &store {
-                        Store::Sqlite(pool) => {
-                            let sql = concat!(
+                    let same = match &store {
+                        Store::Sqlite(pool) => same!(
+                            pool,
+                            concat!(
                                 "SELECT typeof(",
                                 $column,
                                 ") = typeof($2) AND hex(",
                                 $column,
                                 ") = hex($2) FROM mcp_requests WHERE request_id = $1"
-                            );
-                            sqlx::query(sql)
-                                .bind(id)
-                                .bind($value)
-                                .fetch_one(pool)
-                                .await?
-                                .get(0)
-                        }
-                        Store::Postgres(pool) => {
-                            let sql = concat!(
+                            ),
+                            $value
+                        ),
+                        Store::Postgres(pool) => same!(
+                            pool,
+                            concat!(
                                 "SELECT ",
                                 $column,
                                 " IS NOT DISTINCT FROM $2 FROM mcp_requests WHERE request_id = $1"
-                            );
-                            sqlx::query(sql)
-                                .bind(id)
-                                .bind($value)
-                                .fetch_one(pool)
-                                .await?
-                                .get(0)
-                        }
+                            ),
+                            $value
+                        ),
                     };
                     assert!(same, "{backend:?}: {} of {row:?}", $column);
                 };
