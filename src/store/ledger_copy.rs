@@ -3,8 +3,10 @@
 //! bind, rows inserted in bulk). SQLite has no `COPY`; it keeps multi-row `INSERT`s.
 //!
 //! `COPY` cannot skip a row whose id is already stored, so it serves only rows never offered to
-//! the database before; a duplicate fails the whole command (and its transaction), and the
-//! writer then stores the batch again with `INSERT ... ON CONFLICT DO NOTHING`.
+//! the database before. A duplicate all the same fails the whole command (and its transaction)
+//! as a unique violation, which the writer treats like any row it cannot store in a batch: it
+//! stores the rows one at a time with `INSERT ... ON CONFLICT DO NOTHING`, so the duplicate is
+//! skipped and the rest land once.
 
 use chrono::SecondsFormat;
 use sqlx::{Postgres, Sqlite, Transaction};
