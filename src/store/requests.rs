@@ -104,11 +104,21 @@ fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-fn already_stored(offered: usize, stored: u64) -> sqlx::Error {
-    sqlx::Error::Protocol(format!(
-        "{} of {offered} new ledger rows were already stored; storing them again with duplicates skipped",
-        offered as u64 - stored,
-    ))
+/// The ids of `offered` fresh rows, once the database reports `stored` of them stored: all, or
+/// some were there already and the transaction must not count them (see
+/// [`Store::insert_new_requests`]).
+fn fresh_ids(
+    offered: &[LedgerRow],
+    stored: u64,
+) -> Result<impl Iterator<Item = Id> + '_, sqlx::Error> {
+    if stored != offered.len() as u64 {
+        return Err(sqlx::Error::Protocol(format!(
+            "{} of {} new ledger rows were already stored; storing them again with duplicates skipped",
+            offered.len() as u64 - stored,
+            offered.len(),
+        )));
+    }
+    Ok(offered.iter().map(|r| Id(r.request_id)))
 }
 
 impl Store {
@@ -142,10 +152,7 @@ impl Store {
                 false => None,
             };
             if let Some(stored) = loaded {
-                if stored != rows.len() as u64 {
-                    return Err(already_stored(rows.len(), stored));
-                }
-                ids.extend(rows.iter().map(|r| Id(r.request_id)));
+                ids.extend(fresh_ids(rows, stored)?);
             }
             for chunk in chunks(rows).filter(|_| loaded.is_none()) {
                 if all_new {
@@ -155,10 +162,7 @@ impl Store {
                         query = bind_row!(query, row);
                     }
                     let stored = query.execute(&mut *tx).await?.rows_affected();
-                    if stored != chunk.len() as u64 {
-                        return Err(already_stored(chunk.len(), stored));
-                    }
-                    ids.extend(chunk.iter().map(|r| Id(r.request_id)));
+                    ids.extend(fresh_ids(chunk, stored)?);
                 } else {
                     let sql = insert_sql(chunk.len(), true, numbered)?;
                     let mut query = sqlx::query_scalar::<_, Id>(sql);
