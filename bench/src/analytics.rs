@@ -15,7 +15,6 @@ use steward::store::{Money, Store};
 
 use crate::client::{Conn, Target};
 use crate::scenarios::{Ctx, note_log_problems};
-use crate::server::{StewardOpts, start_steward};
 
 /// Timed loads per window; the median is reported.
 const RUNS: usize = 7;
@@ -128,16 +127,7 @@ async fn time_stats(
     e: &str,
     rows: usize,
 ) -> Result<()> {
-    let proc = start_steward(
-        &ctx.bin,
-        db,
-        &StewardOpts {
-            durability: "async",
-            ..StewardOpts::default()
-        },
-        ctx.tmp.path(),
-        &format!("analytics-{e}"),
-    )?;
+    let proc = ctx.start_steward(db, &format!("analytics-{e}"))?;
     let label = format!("analytics-{e}");
     let log = proc.log.clone();
     let result = async {

@@ -32,31 +32,11 @@ pub async fn instructions(ctx: &mut Ctx, quick: bool) -> Result<()> {
             "the instructions scenario needs valgrind on PATH (Debian: apt-get install valgrind)"
         );
     }
-    let (short, long) = if quick { (300, 900) } else { (1_000, 3_000) };
+    let loads = if quick { (300, 900) } else { (1_000, 3_000) };
     for engine in ctx.engines() {
-        let mut per_message = Vec::new();
-        for durability in ["off", "async"] {
-            let mut points = Vec::new();
-            for requests in [short, long] {
-                points.push(count(ctx, engine, durability, requests).await?);
-            }
-            let [(m1, i1), (m2, i2)] = [points[0], points[1]];
-            if m2 <= m1 {
-                bail!("the long run sent no more messages than the short one");
-            }
-            let cost = (i2.saturating_sub(i1)) as f64 / (m2 - m1) as f64;
-            ctx.report.fact(
-                "instructions",
-                &format!(
-                    "steward {} ledger={durability}: instructions per message",
-                    engine.label()
-                ),
-                json!(cost.round()),
-                "instr",
-            );
-            per_message.push(cost);
-        }
-        let added = 100.0 * (per_message[1] / per_message[0] - 1.0);
+        let off = per_message(ctx, engine, "off", loads).await?;
+        let async_ = per_message(ctx, engine, "async", loads).await?;
+        let added = 100.0 * (async_ / off - 1.0);
         ctx.report.ratio(
             "instructions",
             &format!(
@@ -68,6 +48,32 @@ pub async fn instructions(ctx: &mut Ctx, quick: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Instructions per message with this durability: the difference between a short and a long
+/// load, divided by the messages between them.
+async fn per_message(
+    ctx: &mut Ctx,
+    engine: Engine,
+    durability: &'static str,
+    (short, long): (usize, usize),
+) -> Result<f64> {
+    let (m1, i1) = count(ctx, engine, durability, short).await?;
+    let (m2, i2) = count(ctx, engine, durability, long).await?;
+    if m2 <= m1 {
+        bail!("the long run sent no more messages than the short one");
+    }
+    let cost = i2.saturating_sub(i1) as f64 / (m2 - m1) as f64;
+    ctx.report.fact(
+        "instructions",
+        &format!(
+            "steward {} ledger={durability}: instructions per message",
+            engine.label()
+        ),
+        json!(cost.round()),
+        "instr",
+    );
+    Ok(cost)
 }
 
 /// Runs `requests` tool calls on a server under callgrind; returns (messages sent, instructions).

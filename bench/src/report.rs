@@ -147,6 +147,14 @@ impl Report {
         });
     }
 
+    /// `{name} p50 / {base} p50` and the same for p99.
+    pub fn latency_ratios(&mut self, scenario: &str, name: &str, row: &Row, base: &str, of: &Row) {
+        let p50 = format!("{name} p50 / {base} p50");
+        self.ratio(scenario, &p50, row.p50_ms / of.p50_ms, None);
+        let p99 = format!("{name} p99 / {base} p99");
+        self.ratio(scenario, &p99, row.p99_ms / of.p99_ms, None);
+    }
+
     pub fn note(&mut self, text: impl Into<String>) {
         let text = text.into();
         eprintln!("  note: {text}");

@@ -33,6 +33,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Steward with the async ledger on `db`, as it is: no board seeded, no sessions, no load.
+    pub fn start_steward(&self, db: &BenchDb, name: &str) -> Result<ServerProc> {
+        let opts = StewardOpts {
+            durability: "async",
+            ..StewardOpts::default()
+        };
+        start_steward(&self.bin, db, &opts, self.tmp.path(), name)
+    }
+
     pub fn engines(&self) -> Vec<Engine> {
         let mut e = vec![Engine::Sqlite];
         if self.postgres.is_some() {
@@ -422,18 +431,8 @@ pub async fn limit(ctx: &mut Ctx) -> Result<()> {
         s.rps / b.rps,
         Some(("≥ 0.50", s.rps / b.rps >= 0.5)),
     );
-    ctx.report.ratio(
-        "limit",
-        "steward p50 / bare-axum p50",
-        s.p50_ms / b.p50_ms,
-        None,
-    );
-    ctx.report.ratio(
-        "limit",
-        "steward p99 / bare-axum p99",
-        s.p99_ms / b.p99_ms,
-        None,
-    );
+    ctx.report
+        .latency_ratios("limit", "steward", &s, "bare-axum", &b);
     ctx.report.row(s);
     ctx.report.row(r);
     ctx.report.row(b);
@@ -484,18 +483,8 @@ pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
                 cost,
                 target,
             );
-            ctx.report.ratio(
-                "ledger",
-                &format!("{e}: {mode} p50 / off p50"),
-                row.p50_ms / off.p50_ms,
-                None,
-            );
-            ctx.report.ratio(
-                "ledger",
-                &format!("{e}: {mode} p99 / off p99"),
-                row.p99_ms / off.p99_ms,
-                None,
-            );
+            ctx.report
+                .latency_ratios("ledger", &format!("{e}: {mode}"), row, "off", off);
             if let (Some(a), Some(o)) = (row.server_cpu_ms_per_call, off.server_cpu_ms_per_call) {
                 ctx.report.fact(
                     "ledger",
@@ -544,17 +533,12 @@ pub async fn stateless(ctx: &mut Ctx) -> Result<()> {
             without.rps / with.rps,
             None,
         );
-        ctx.report.ratio(
+        ctx.report.latency_ratios(
             "stateless",
-            &format!("{e}: stateless p50 / session p50"),
-            without.p50_ms / with.p50_ms,
-            None,
-        );
-        ctx.report.ratio(
-            "stateless",
-            &format!("{e}: stateless p99 / session p99"),
-            without.p99_ms / with.p99_ms,
-            None,
+            &format!("{e}: stateless"),
+            &without,
+            "session",
+            &with,
         );
         if let (Some(a), Some(b)) = (without.server_cpu_ms_per_call, with.server_cpu_ms_per_call) {
             ctx.report.ratio(

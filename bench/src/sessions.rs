@@ -10,7 +10,7 @@ use crate::client::{Conn, LoadSpec, Target, open_sessions, run_load};
 use crate::db::Pool;
 use crate::report::{Row, mib};
 use crate::scenarios::{Ctx, note_log_problems, seed_board};
-use crate::server::{BenchDb, Engine, ServerProc, StewardOpts, start_steward};
+use crate::server::{BenchDb, Engine};
 
 /// Calls made before the memory baseline: Steward keeps the last 10,000 SSE events (two per
 /// tools/call) in memory, so 6,000 calls bring that ring to its steady size first and the RSS
@@ -46,19 +46,6 @@ pub async fn sessions(ctx: &mut Ctx, opts: &SessionOpts) -> Result<()> {
     Ok(())
 }
 
-fn start(ctx: &Ctx, db: &BenchDb, name: &str) -> Result<ServerProc> {
-    start_steward(
-        &ctx.bin,
-        db,
-        &StewardOpts {
-            durability: "async",
-            ..StewardOpts::default()
-        },
-        ctx.tmp.path(),
-        name,
-    )
-}
-
 /// Median startup (spawn → listening line) over `n` starts.
 fn median_startup(
     ctx: &Ctx,
@@ -68,7 +55,7 @@ fn median_startup(
 ) -> Result<(Duration, Vec<Duration>)> {
     let mut times = Vec::new();
     for i in 0..n.max(1) {
-        let p = start(ctx, db, &format!("{name}-{i}"))?;
+        let p = ctx.start_steward(db, &format!("{name}-{i}"))?;
         times.push(p.startup);
         p.stop()?;
     }
@@ -85,7 +72,7 @@ async fn startup(ctx: &mut Ctx, engine: Engine, db: &BenchDb, opts: &SessionOpts
         opts.stored
     );
     // First start creates the schema; it is not what is measured.
-    let first = start(ctx, db, &format!("startup-{e}-migrate"))?;
+    let first = ctx.start_steward(db, &format!("startup-{e}-migrate"))?;
     let migrate_time = first.startup;
     first.stop()?;
     let (empty, _) = median_startup(ctx, db, &format!("startup-{e}-empty"), opts.starts)?;
@@ -101,7 +88,7 @@ async fn startup(ctx: &mut Ctx, engine: Engine, db: &BenchDb, opts: &SessionOpts
     let (full, all) = median_startup(ctx, db, &format!("startup-{e}-full"), opts.starts)?;
 
     // A stored session works on the server that just started: restore a few.
-    let p = start(ctx, db, &format!("startup-{e}-restore"))?;
+    let p = ctx.start_steward(db, &format!("startup-{e}-restore"))?;
     let rss = p.stats();
     let target = Target::new(p.addr, "/mcp")?;
     let mut conn = Conn::connect(&target).await?;
@@ -197,7 +184,7 @@ async fn storm(ctx: &mut Ctx, engine: Engine, db: &BenchDb, opts: &SessionOpts) 
     let n = opts.restore;
     let s = "sessions";
     eprintln!("== sessions (b, c): {n} sessions, restart, restore storm on {e}");
-    let a = start(ctx, db, &format!("storm-{e}-a"))?;
+    let a = ctx.start_steward(db, &format!("storm-{e}-a"))?;
     let target = Target::new(a.addr, "/mcp")?;
     // JSON-RPC messages sent to this database's servers: each must become one ledger row.
     let mut messages = seed_board(&target, ctx.tasks).await?;
@@ -282,7 +269,7 @@ async fn storm(ctx: &mut Ctx, engine: Engine, db: &BenchDb, opts: &SessionOpts) 
         "ms",
     );
 
-    let b = start(ctx, db, &format!("storm-{e}-b"))?;
+    let b = ctx.start_steward(db, &format!("storm-{e}-b"))?;
     ctx.report.fact(
         s,
         &format!(
