@@ -132,7 +132,10 @@ type SeriesKey = (&'static str, String, crate::ledger::Status, Option<i32>);
 
 /// Kinds remembered; past this (error codes are not bounded) the cache starts over.
 const MAX_SERIES: usize = 4096;
-static SERIES: OnceLock<Mutex<std::collections::HashMap<SeriesKey, Series>>> = OnceLock::new();
+// foldhash, not the default SipHash: this map is looked up for every ledger row.
+static SERIES: OnceLock<
+    Mutex<std::collections::HashMap<SeriesKey, Series, foldhash::fast::FixedState>>,
+> = OnceLock::new();
 
 /// Records one ledger row's request.
 pub fn record_request(row: &LedgerRow) {

@@ -22,7 +22,7 @@ use crate::server::{Engine, StewardOpts};
 /// writer stores at most 500 per transaction), as at ~5,000 requests/s with the real 100 ms.
 const FLUSH_UNDER_VALGRIND: &str = "5s";
 
-pub async fn instructions(ctx: &mut Ctx, quick: bool) -> Result<()> {
+pub async fn instructions(ctx: &mut Ctx, quick: bool, keep: Option<&Path>) -> Result<()> {
     eprintln!(
         "== instructions: the ledger's cost in instructions per message (valgrind callgrind)"
     );
@@ -34,8 +34,8 @@ pub async fn instructions(ctx: &mut Ctx, quick: bool) -> Result<()> {
     }
     let loads = if quick { (300, 900) } else { (1_000, 3_000) };
     for engine in ctx.engines() {
-        let off = per_message(ctx, engine, "off", loads).await?;
-        let async_ = per_message(ctx, engine, "async", loads).await?;
+        let off = per_message(ctx, engine, "off", loads, keep).await?;
+        let async_ = per_message(ctx, engine, "async", loads, keep).await?;
         let added = 100.0 * (async_ / off - 1.0);
         ctx.report.ratio(
             "instructions",
@@ -57,9 +57,10 @@ async fn per_message(
     engine: Engine,
     durability: &'static str,
     (short, long): (usize, usize),
+    keep: Option<&Path>,
 ) -> Result<f64> {
-    let (m1, i1) = count(ctx, engine, durability, short).await?;
-    let (m2, i2) = count(ctx, engine, durability, long).await?;
+    let (m1, i1) = count(ctx, engine, durability, short, keep).await?;
+    let (m2, i2) = count(ctx, engine, durability, long, keep).await?;
     if m2 <= m1 {
         bail!("the long run sent no more messages than the short one");
     }
@@ -82,6 +83,7 @@ async fn count(
     engine: Engine,
     durability: &'static str,
     requests: usize,
+    keep: Option<&Path>,
 ) -> Result<(u64, u64)> {
     let name = format!("instructions-{}-{durability}-{requests}", engine.label());
     let out = ctx.tmp.path().join(format!("{name}.callgrind"));
@@ -110,7 +112,13 @@ async fn count(
     let messages = inst.messages;
     inst.finish(ctx, "instructions", durability != "off")
         .await?;
-    Ok((messages, total_instructions(&out)?))
+    let instructions = total_instructions(&out)?;
+    if let Some(dir) = keep {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::copy(&out, dir.join(format!("{name}.callgrind"))))
+            .with_context(|| format!("keeping {name}'s callgrind output in {}", dir.display()))?;
+    }
+    Ok((messages, instructions))
 }
 
 /// The instructions a callgrind output file counts (its `summary:` or `totals:` line).

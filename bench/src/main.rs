@@ -143,7 +143,12 @@ enum Scenario {
     },
     /// The ledger's cost in instructions per message (valgrind callgrind), off vs. async:
     /// deterministic, unlike throughput on a shared machine. Needs valgrind; a few minutes.
-    Instructions,
+    Instructions {
+        /// Keep the callgrind output files in this directory (for `callgrind_annotate
+        /// --inclusive=yes`, to see where the instructions go).
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
     /// Startup with stored sessions, restore storm after a restart, memory per session.
     Sessions(SessionArgs),
     /// Steward vs. the Python mcp SDK's FastMCP server with per-call INSERT tracking.
@@ -253,7 +258,9 @@ async fn run(cli: Cli) -> Result<usize> {
         Scenario::Limit => scenarios::limit(&mut ctx).await?,
         Scenario::Ledger => scenarios::ledger(&mut ctx).await?,
         Scenario::Stateless => scenarios::stateless(&mut ctx).await?,
-        Scenario::Instructions => instructions::instructions(&mut ctx, c.quick).await?,
+        Scenario::Instructions { keep } => {
+            instructions::instructions(&mut ctx, c.quick, keep.as_deref()).await?
+        }
         Scenario::Analytics { rows } => {
             let rows = rows.unwrap_or(analytics::default_rows(c.quick));
             analytics::analytics(&mut ctx, rows).await?

@@ -152,9 +152,13 @@ fn read<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
 /// A JSON string's text (None for any other JSON value).
 fn text(raw: Option<&RawValue>) -> Option<String> {
     let raw = raw?.get();
-    raw.starts_with('"')
-        .then(|| serde_json::from_str::<String>(raw).ok())
-        .flatten()
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    // `raw` is valid JSON, so a string without escapes is its own text (methods, tool
+    // names and ids nearly always are): no need to run the decoder.
+    match inner.contains('\\') {
+        false => Some(inner.to_string()),
+        true => serde_json::from_str::<String>(raw).ok(),
+    }
 }
 
 /// Analyses one observation. Pricing is applied later by the writer (it needs the session's
@@ -594,6 +598,20 @@ mod tests {
             method(r#"{"jsonrpc":"2.0","id":1,"params":[1,2]}"#),
             "(not a request)"
         );
+    }
+
+    #[test]
+    fn text_decodes_escapes_and_only_strings() {
+        let raw = |json: &str| serde_json::from_str::<Box<RawValue>>(json).unwrap();
+        assert_eq!(
+            text(Some(&raw(r#""tools/call""#))).as_deref(),
+            Some("tools/call")
+        );
+        assert_eq!(text(Some(&raw(r#""a\u0041\"""#))).as_deref(), Some("aA\""));
+        assert_eq!(text(Some(&raw(r#""""#))).as_deref(), Some(""));
+        assert_eq!(text(Some(&raw("5"))), None);
+        assert_eq!(text(Some(&raw(r#"["x"]"#))), None);
+        assert_eq!(text(None), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody, to_bytes};
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
@@ -101,8 +101,8 @@ pub async fn capture(
     }
     let started = Instant::now();
     let timestamp = Utc::now();
-    let session_id = header_text(request.headers(), "mcp-session-id");
-    let protocol_version = header_text(request.headers(), "mcp-protocol-version");
+    let session_id = header_text(request.headers(), &SESSION_ID);
+    let protocol_version = header_text(request.headers(), &PROTOCOL_VERSION);
     let caller = Caller::default();
     request.extensions_mut().insert(caller.clone());
     let (parts, body) = request.into_parts();
@@ -135,7 +135,7 @@ pub async fn capture(
     let pending = Pending {
         request_id: new_request_id(),
         // An initialize learns its session id from the reply.
-        session_id: session_id.or_else(|| header_text(response.headers(), "mcp-session-id")),
+        session_id: session_id.or_else(|| header_text(response.headers(), &SESSION_ID)),
         timestamp,
         started,
         // A copy: `bytes` shares hyper's read buffer, and holding it until the writer runs
@@ -162,14 +162,19 @@ pub async fn capture(
         parts,
         Body::new(TapBody {
             inner: body,
-            kept: BytesMut::new(),
+            kept: Kept::Nothing,
             len: 0,
             pending: Some((pending, ledger)),
         }),
     )
 }
 
-fn header_text(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+
+/// A header's text. Takes a prebuilt [`HeaderName`]: a `&str` name is parsed and validated
+/// again at every lookup, three times per request here.
+fn header_text(headers: &axum::http::HeaderMap, name: &HeaderName) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -203,15 +208,59 @@ fn too_large(body: Bytes) -> Response {
 /// goes away first, when it is dropped (as `cancelled`).
 struct TapBody {
     inner: Body,
-    kept: BytesMut,
+    kept: Kept,
     len: u64,
     pending: Option<(Pending, Ledger)>,
+}
+
+/// The reply so far. A reply that arrives as one frame is kept as that frame (shared, not
+/// copied); only a reply of several frames is copied into one buffer.
+#[derive(Default)]
+enum Kept {
+    #[default]
+    Nothing,
+    One(Bytes),
+    Joined(BytesMut),
+}
+
+impl Kept {
+    fn len(&self) -> usize {
+        match self {
+            Kept::Nothing => 0,
+            Kept::One(bytes) => bytes.len(),
+            Kept::Joined(buffer) => buffer.len(),
+        }
+    }
+
+    fn add(&mut self, data: Bytes) {
+        *self = match std::mem::take(self) {
+            Kept::Nothing => Kept::One(data),
+            Kept::One(first) => {
+                let mut joined = BytesMut::with_capacity(first.len() + data.len());
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&data);
+                Kept::Joined(joined)
+            }
+            Kept::Joined(mut joined) => {
+                joined.extend_from_slice(&data);
+                Kept::Joined(joined)
+            }
+        }
+    }
+
+    fn take(&mut self) -> Bytes {
+        match std::mem::take(self) {
+            Kept::Nothing => Bytes::new(),
+            Kept::One(bytes) => bytes,
+            Kept::Joined(buffer) => buffer.freeze(),
+        }
+    }
 }
 
 impl TapBody {
     fn finish(&mut self, ending: Ending) {
         if let Some((pending, ledger)) = self.pending.take() {
-            let kept = std::mem::take(&mut self.kept).freeze();
+            let kept = self.kept.take();
             ledger.record(pending.finish(kept, self.len, ending));
         }
     }
@@ -232,7 +281,9 @@ impl HttpBody for TapBody {
                 if let Some(data) = frame.data_ref() {
                     this.len += data.len() as u64;
                     let room = MAX_KEPT_RESPONSE.saturating_sub(this.kept.len());
-                    this.kept.extend_from_slice(&data[..data.len().min(room)]);
+                    if room > 0 && !data.is_empty() {
+                        this.kept.add(data.slice(..data.len().min(room)));
+                    }
                 }
                 // hyper stops polling a body that says it has ended: finish now.
                 if this.inner.is_end_stream() {

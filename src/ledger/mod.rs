@@ -242,7 +242,8 @@ impl Ledger {
             );
         }
         let writer = Writer::new(
-            store,
+            // One connection of its own: the writer runs one transaction at a time.
+            store.dedicated(1),
             shared.clone(),
             settings,
             policy,

@@ -46,7 +46,7 @@ pub struct Writer {
     /// How many rows at the front of `pending` were offered to the database before (a failed
     /// or timed-out INSERT may have committed): those are stored with duplicates skipped.
     maybe_stored: usize,
-    client_types: HashMap<String, String>,
+    client_types: HashMap<String, String, foldhash::fast::RandomState>,
     backoff: Duration,
     next_try: Instant,
     prices_loaded: Instant,
@@ -70,7 +70,7 @@ impl Writer {
             spill,
             pending: VecDeque::new(),
             maybe_stored: 0,
-            client_types: HashMap::new(),
+            client_types: HashMap::default(),
             backoff: MIN_BACKOFF,
             next_try: Instant::now(),
             prices_loaded: Instant::now(),
@@ -136,6 +136,8 @@ impl Writer {
             written = self.shared.counter(|s| &s.written),
             "ledger flushed"
         );
+        // The writer's own connection (see `Store::dedicated`), closed cleanly.
+        self.store.close().await;
     }
 
     /// Analyses and prices a batch (tokenising is CPU work: off the async workers).

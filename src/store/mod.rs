@@ -17,6 +17,7 @@ pub mod projects;
 pub mod request_stats;
 pub mod requests;
 pub mod sessions;
+mod stamp;
 pub mod tasks;
 pub mod versions;
 
@@ -29,6 +30,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use id::Id;
 pub use money::Money;
+pub use stamp::Stamp;
 
 use crate::config::DatabaseUrl;
 
@@ -141,6 +143,29 @@ impl Store {
             }
         };
         Ok(store)
+    }
+
+    /// A pool of its own, with `connections` connections to the same database, for a task that
+    /// writes steadily (the ledger's writer). It never waits for, or holds, a connection a
+    /// request needs, and its prepared statements (the ledger's INSERT of 128 rows takes
+    /// ~700,000 instructions to prepare) stay in the cache of the connection that uses them
+    /// instead of being prepared again on each of the shared pool's connections in turn.
+    /// Connects on first use.
+    pub fn dedicated(&self, connections: u32) -> Store {
+        match self {
+            Store::Sqlite(pool) => Store::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with((*pool.connect_options()).clone()),
+            ),
+            Store::Postgres(pool) => Store::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with((*pool.connect_options()).clone()),
+            ),
+        }
     }
 
     /// `"sqlite"` or `"postgres"`.

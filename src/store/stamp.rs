@@ -1,0 +1,120 @@
+//! [`Stamp`]: a ledger row's time as a bound value. PostgreSQL takes it as `timestamptz`;
+//! SQLite keeps times as text, and this writes exactly the text sqlx's chrono encoding writes
+//! (RFC 3339 with `+00:00`, fractional digits as chrono's `SecondsFormat::AutoSi` picks them),
+//! so stored rows still compare with bound `DateTime` values, only without going through
+//! `fmt` for every digit (every ledger row binds one).
+
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::{Database, Encode, Postgres, Sqlite, Type};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp(pub DateTime<Utc>);
+
+impl Type<Sqlite> for Stamp {
+    fn type_info() -> <Sqlite as Database>::TypeInfo {
+        <DateTime<Utc> as Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for Stamp {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, Sqlite>>::encode(sqlite_text(self.0), buf)
+    }
+}
+
+impl Type<Postgres> for Stamp {
+    fn type_info() -> <Postgres as Database>::TypeInfo {
+        <DateTime<Utc> as Type<Postgres>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Postgres> for Stamp {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        <DateTime<Utc> as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+/// `time` as sqlx stores a `DateTime<Utc>` in SQLite:
+/// `to_rfc3339_opts(SecondsFormat::AutoSi, false)`, written digit by digit. Years outside
+/// 0..=9999 and leap seconds (which `Utc::now` does not produce) are left to chrono.
+pub fn sqlite_text(time: DateTime<Utc>) -> String {
+    let (year, nano) = (time.year(), time.nanosecond());
+    if !(0..=9999).contains(&year) || nano >= 1_000_000_000 {
+        return time.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    }
+    let mut text = String::with_capacity(35);
+    let digits = |text: &mut String, value: u32, width: usize| {
+        let mut buffer = itoa::Buffer::new();
+        let value = buffer.format(value);
+        text.extend(std::iter::repeat_n('0', width.saturating_sub(value.len())));
+        text.push_str(value);
+    };
+    digits(&mut text, year as u32, 4);
+    for (separator, value) in [
+        ('-', time.month()),
+        ('-', time.day()),
+        ('T', time.hour()),
+        (':', time.minute()),
+        (':', time.second()),
+    ] {
+        text.push(separator);
+        digits(&mut text, value, 2);
+    }
+    let fraction = match nano {
+        0 => None,
+        n if n % 1_000_000 == 0 => Some((n / 1_000_000, 3)),
+        n if n % 1_000 == 0 => Some((n / 1_000, 6)),
+        n => Some((n, 9)),
+    };
+    if let Some((value, width)) = fraction {
+        text.push('.');
+        digits(&mut text, value, width);
+    }
+    text.push_str("+00:00");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_what_chrono_writes() {
+        let chrono = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+        let mut seconds: i64 = 1_764_000_000;
+        let nanos = [
+            0,
+            7,
+            1_000,
+            123_000,
+            5_000_000,
+            120_000_000,
+            999_999_999,
+            100_000_001,
+        ];
+        for step in 0..2_000i64 {
+            // Across days, months, years and leap days.
+            seconds = seconds.wrapping_add(step * 86_399 + 3_607);
+            for nano in nanos {
+                let t = DateTime::from_timestamp(seconds, nano).unwrap();
+                assert_eq!(sqlite_text(t), chrono(t), "{seconds}.{nano}");
+            }
+        }
+        for t in [
+            DateTime::from_timestamp(-62_135_596_800, 0).unwrap(), // 0001-01-01
+            DateTime::from_timestamp(253_402_214_400, 0).unwrap(), // 9999-12-31
+            DateTime::from_timestamp(253_402_300_800, 5).unwrap(), // year 10000: chrono's own
+            Utc::now(),
+        ] {
+            assert_eq!(sqlite_text(t), chrono(t));
+        }
+    }
+}
