@@ -223,6 +223,11 @@ impl Instance {
         )
     }
 
+    /// The rows in this instance's ledger, in all and by method.
+    pub async fn ledger_rows(&self) -> Result<(i64, Value)> {
+        ledger_rows(&self.db).await
+    }
+
     /// SIGTERM, then the ledger's row count against the messages sent, then drop the database.
     pub async fn finish(self, ctx: &mut Ctx, scenario: &str, check_ledger: bool) -> Result<()> {
         let label = self.label.clone();
@@ -232,13 +237,7 @@ impl Instance {
         let result = async {
             stopped?;
             if check_ledger {
-                let pool = Pool::open(&self.db).await?;
-                let counts = pool.ledger_counts().await?;
-                pool.close().await;
-                let total: i64 = counts
-                    .as_object()
-                    .map(|m| m.values().filter_map(Value::as_i64).sum())
-                    .unwrap_or(0);
+                let (total, counts) = ledger_rows(&self.db).await?;
                 ctx.report.fact(
                     scenario,
                     &format!("{label}: ledger rows / messages sent"),
@@ -259,6 +258,19 @@ impl Instance {
         result?;
         dropped
     }
+}
+
+/// The rows in a bench database's ledger, in all and by method.
+async fn ledger_rows(db: &BenchDb) -> Result<(i64, Value)> {
+    let pool = Pool::open(db).await?;
+    let counts = pool.ledger_counts().await;
+    pool.close().await;
+    let counts = counts?;
+    let total = counts
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_i64).sum())
+        .unwrap_or(0);
+    Ok((total, counts))
 }
 
 /// Creates a project and `tasks` tasks over MCP (manage_project, manage_task) from a session of

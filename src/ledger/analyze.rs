@@ -9,12 +9,13 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use super::entry::{Ending, LedgerRow, Observation, Status, TraceContext};
-use super::memo::{Memo, TextKey};
+use super::memo::{Recent, TextKey};
 use super::tokens;
 
 /// JSON-RPC error code for a request the server gave up on (the MCP SDKs' `RequestTimeout`).
@@ -221,25 +222,41 @@ struct Verdict {
     result_tokens: u32,
 }
 
+/// Results remembered by [`judge`]: at most this many bytes of them.
+const REMEMBERED_RESULTS: usize = 16 * 1024 * 1024;
+
 /// Reads the reply. A successful reply whose result was seen before (the same listing, the
-/// same query) is recognised by a hash of its raw bytes and not parsed or tokenised again.
+/// same query) is recognised by its raw bytes and not parsed or tokenised again.
 fn judge(
     obs: &Observation,
     events: &[Cow<[u8]>],
     id: Option<&RawValue>,
     tool_call: bool,
 ) -> Verdict {
-    static SEEN: LazyLock<Memo<Option<Verdict>>> = LazyLock::new(|| Memo::new(1024));
+    static SEEN: LazyLock<Recent<Option<Verdict>>> =
+        LazyLock::new(|| Recent::new(REMEMBERED_RESULTS));
     if obs.ending != Ending::TimedOut
         && let Some(result) = id.and_then(|id| own_result(events, id))
     {
-        let mut key = TextKey::of(if tool_call { "tools/call" } else { "other" });
-        key.add(result);
-        if let Some(verdict) = SEEN.get_or_insert_with(&key, || result_verdict(result, tool_call)) {
+        let kind = if tool_call { "tools/call" } else { "other" };
+        let keep = || shared_slice(&obs.response, result);
+        if let Some(verdict) =
+            SEEN.get_or_insert_with(kind, result, keep, || result_verdict(result, tool_call))
+        {
             return verdict;
         }
     }
     read_verdict(obs, events, id, tool_call)
+}
+
+/// `part` as a [`Bytes`]: a shared slice of `whole` when it lies inside it (the usual case: a
+/// single-line SSE event or a JSON body), else a copy (an event joined from several lines).
+fn shared_slice(whole: &Bytes, part: &[u8]) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= whole.len() => whole.slice(start..end),
+        _ => Bytes::copy_from_slice(part),
+    }
 }
 
 /// The verdict from reading the whole reply.
@@ -598,6 +615,19 @@ mod tests {
             method(r#"{"jsonrpc":"2.0","id":1,"params":[1,2]}"#),
             "(not a request)"
         );
+    }
+
+    #[test]
+    fn a_remembered_result_shares_the_reply_when_it_lies_inside_it() {
+        let whole = Bytes::from_static(b"data: {\"result\":1}\n\n");
+        let inside = shared_slice(&whole, &whole[6..18]);
+        assert_eq!(&inside[..], b"{\"result\":1}");
+        assert_eq!(inside.as_ptr(), whole[6..].as_ptr());
+        let elsewhere = b"{\"result\":1}".to_vec();
+        let copied = shared_slice(&whole, &elsewhere);
+        assert_eq!(copied, elsewhere);
+        assert_ne!(copied.as_ptr(), elsewhere.as_ptr());
+        assert!(shared_slice(&Bytes::new(), b"x") == b"x"[..]);
     }
 
     #[test]

@@ -235,6 +235,9 @@ impl Kept {
     fn add(&mut self, data: Bytes) {
         *self = match std::mem::take(self) {
             Kept::Nothing => Kept::One(data),
+            // rmcp opens an SSE reply with an event that carries no data (its id and retry
+            // time): nothing the ledger reads, so the reply proper need not be copied after it.
+            Kept::One(first) if carries_no_data(&first) => Kept::One(data),
             Kept::One(first) => {
                 let mut joined = BytesMut::with_capacity(first.len() + data.len());
                 joined.extend_from_slice(&first);
@@ -255,6 +258,22 @@ impl Kept {
             Kept::Joined(buffer) => buffer.freeze(),
         }
     }
+}
+
+/// Whether `frame` is whole SSE events with no data: only `id:`, `retry:`, `event:`, comment
+/// and empty `data:` lines, ending with the blank line that ends an event. (JSON cannot have a
+/// line like these, so a JSON body is never taken for one.)
+fn carries_no_data(frame: &[u8]) -> bool {
+    let fields: [&[u8]; 4] = [b"id:", b"retry:", b"event:", b":"];
+    (frame.ends_with(b"\n\n") || frame.ends_with(b"\r\n\r\n"))
+        && frame.split(|b| *b == b'\n').all(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            line.is_empty()
+                || fields.iter().any(|field| line.starts_with(field))
+                || line
+                    .strip_prefix(b"data:")
+                    .is_some_and(|rest| rest.trim_ascii().is_empty())
+        })
 }
 
 impl TapBody {
@@ -314,5 +333,32 @@ impl Drop for TapBody {
             Ending::Cancelled
         };
         self.finish(ending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_without_data_is_not_kept_and_other_frames_are_joined() {
+        let mut kept = Kept::default();
+        kept.add(Bytes::from_static(b"data: \nid: 0\nretry: 3000\n\n"));
+        kept.add(Bytes::from_static(b"data: {\"id\":1}\n\n"));
+        assert_eq!(kept.len(), 16);
+        assert_eq!(&kept.take()[..], b"data: {\"id\":1}\n\n");
+        let mut kept = Kept::default();
+        kept.add(Bytes::from_static(b"data: {\"id\":1}\n\n"));
+        kept.add(Bytes::from_static(b"data: {\"id\":2}\n\n"));
+        kept.add(Bytes::from_static(b"data: 3\n\n"));
+        assert_eq!(
+            &kept.take()[..],
+            b"data: {\"id\":1}\n\ndata: {\"id\":2}\n\ndata: 3\n\n"
+        );
+        assert!(kept.take().is_empty());
+        assert!(carries_no_data(b": keep-alive\r\n\r\n"));
+        assert!(!carries_no_data(b"{\"a\":1}\n\n"));
+        assert!(!carries_no_data(b"data: \nid: 0"), "not a whole event");
+        assert!(!carries_no_data(b"data: x\n\n"));
     }
 }

@@ -1,6 +1,8 @@
 //! Remembers what is costly to work out about a text (its token count, what a tool's reply
-//! says), keyed by a hash of the text: results repeat a lot (`tools/list` for every session,
-//! the same query again), and a hash costs a fraction of parsing or tokenising.
+//! says): results repeat a lot (`tools/list` for every session, the same query again), and
+//! finding one again costs a fraction of parsing or tokenising it. [`Memo`] keys by a hash of
+//! the text's pieces (for texts not held in one piece); [`Recent`] compares the bytes
+//! themselves.
 //!
 //! The hash is seeded at random per process, so nobody can craft two texts that share a key;
 //! an accidental 64-bit collision between texts of the same length is vanishingly unlikely.
@@ -9,6 +11,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{LazyLock, Mutex};
 
+use bytes::Bytes;
 use foldhash::quality::{FoldHasher, RandomState};
 
 static SEED: LazyLock<RandomState> = LazyLock::new(RandomState::default);
@@ -78,9 +81,128 @@ impl<V: Clone> Memo<V> {
     }
 }
 
+/// Remembers what was worked out about recent byte strings (a reply's `result`), found again
+/// by comparing the bytes themselves: cheaper than hashing them (a `memcmp` against the one or
+/// two candidates of the same length), and exact. The bytes are kept as shared [`Bytes`]
+/// (usually a slice of the reply already in memory, not a copy), within a budget: when the
+/// entries would hold more than `max_bytes`, it starts over.
+pub struct Recent<V> {
+    state: Mutex<RecentState<V>>,
+    max_bytes: usize,
+}
+
+struct RecentState<V> {
+    /// By kind and length: the candidates, newest last.
+    entries: HashMap<(&'static str, usize), Vec<(Bytes, V)>, foldhash::fast::FixedState>,
+    bytes: usize,
+}
+
+/// Candidates kept per kind and length.
+const PER_LENGTH: usize = 4;
+
+impl<V: Clone> Recent<V> {
+    pub fn new(max_bytes: usize) -> Self {
+        Recent {
+            state: Mutex::new(RecentState {
+                entries: HashMap::default(),
+                bytes: 0,
+            }),
+            max_bytes,
+        }
+    }
+
+    /// The value remembered for `bytes` of this `kind`, or `make()`, remembered with the bytes
+    /// `keep()` returns (equal to `bytes`). Neither closure runs under the lock.
+    pub fn get_or_insert_with(
+        &self,
+        kind: &'static str,
+        bytes: &[u8],
+        keep: impl FnOnce() -> Bytes,
+        make: impl FnOnce() -> V,
+    ) -> V {
+        let key = (kind, bytes.len());
+        if let Some(candidates) = crate::sync::lock(&self.state).entries.get(&key)
+            && let Some((_, value)) = candidates.iter().rev().find(|(kept, _)| kept[..] == *bytes)
+        {
+            return value.clone();
+        }
+        let value = make();
+        if bytes.len() > self.max_bytes / 16 {
+            // Too large to be worth holding on to.
+            return value;
+        }
+        let kept = keep();
+        let mut state = crate::sync::lock(&self.state);
+        if state.bytes + kept.len() > self.max_bytes {
+            state.entries.clear();
+            state.bytes = 0;
+        }
+        state.bytes += kept.len();
+        let candidates = state.entries.entry(key).or_default();
+        if candidates.len() >= PER_LENGTH {
+            let (dropped, _) = candidates.remove(0);
+            state.bytes -= dropped.len();
+        }
+        let candidates = state.entries.entry(key).or_default();
+        candidates.push((kept, value.clone()));
+        value
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_bytes_are_found_by_their_content_within_the_budget() {
+        let recent = Recent::new(16 * 64);
+        let keep = |b: &'static [u8]| move || Bytes::from_static(b);
+        assert_eq!(
+            recent.get_or_insert_with("a", b"xyz", keep(b"xyz"), || 1),
+            1
+        );
+        assert_eq!(
+            recent.get_or_insert_with("a", b"xyz", keep(b"xyz"), || 2),
+            1
+        );
+        // Same length, other bytes; same bytes, other kind.
+        assert_eq!(
+            recent.get_or_insert_with("a", b"xyw", keep(b"xyw"), || 3),
+            3
+        );
+        assert_eq!(
+            recent.get_or_insert_with("b", b"xyz", keep(b"xyz"), || 4),
+            4
+        );
+        assert_eq!(
+            recent.get_or_insert_with("a", b"xyw", keep(b"xyw"), || 5),
+            3
+        );
+        // At most PER_LENGTH candidates per kind and length: the oldest goes.
+        for (i, b) in [b"aaa", b"bbb", b"ccc", b"ddd"].into_iter().enumerate() {
+            assert_eq!(
+                recent.get_or_insert_with("a", b, keep(b), || 10 + i),
+                10 + i
+            );
+        }
+        assert_eq!(
+            recent.get_or_insert_with("a", b"xyz", keep(b"xyz"), || 6),
+            6
+        );
+        // Larger than a sixteenth of the budget: worked out, not kept.
+        let big = [7u8; 65];
+        assert_eq!(
+            recent.get_or_insert_with("a", &big, || Bytes::copy_from_slice(&big), || 8),
+            8
+        );
+        assert_eq!(
+            recent.get_or_insert_with("a", &big, || Bytes::copy_from_slice(&big), || 9),
+            9
+        );
+        let state = recent.state.lock().unwrap();
+        let held: usize = state.entries.values().flatten().map(|(b, _)| b.len()).sum();
+        assert_eq!(state.bytes, held);
+    }
 
     #[test]
     fn equal_texts_share_a_key_and_different_ones_do_not() {

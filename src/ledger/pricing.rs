@@ -19,7 +19,7 @@ pub struct PricingPolicy {
     /// Model for client types with no entry in `by_client_type`.
     pub default_model: String,
     /// Client type (as detected for sessions, e.g. `"Codex"`) → model.
-    pub by_client_type: HashMap<String, String>,
+    pub by_client_type: HashMap<String, String, foldhash::fast::RandomState>,
 }
 
 impl Default for PricingPolicy {

@@ -14,8 +14,8 @@ use super::entry::{LedgerRow, Observation};
 use super::pricing::{PriceTable, PricingPolicy, estimate_cost};
 use super::spill::Spill;
 use super::{Durability, LedgerSettings, Shared, analyze::analyze};
-use crate::store::Store;
 use crate::store::requests::MAX_BATCH;
+use crate::store::{Money, Store};
 
 /// Confirms (or refuses) that a row is durable, for `--ledger-durability sync`.
 pub type Ack = oneshot::Sender<Result<(), String>>;
@@ -35,6 +35,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a shutdown keeps retrying before it spills what is left.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(5);
 
+/// What a cost estimate is worked out from: input and output rate, argument and result tokens.
+type CostInputs = (Money, Money, u32, u32);
+
 pub struct Writer {
     pub store: Store,
     pub shared: Arc<Shared>,
@@ -47,6 +50,10 @@ pub struct Writer {
     /// or timed-out INSERT may have committed): those are stored with duplicates skipped.
     maybe_stored: usize,
     client_types: HashMap<String, String, foldhash::fast::RandomState>,
+    /// The last cost worked out and what it was worked out from (the rates and the token
+    /// counts): consecutive rows are mostly the same call with the same counts, and exact
+    /// decimal arithmetic is not free.
+    last_cost: Option<(CostInputs, Money)>,
     backoff: Duration,
     next_try: Instant,
     prices_loaded: Instant,
@@ -71,6 +78,7 @@ impl Writer {
             pending: VecDeque::new(),
             maybe_stored: 0,
             client_types: HashMap::default(),
+            last_cost: None,
             backoff: MIN_BACKOFF,
             next_try: Instant::now(),
             prices_loaded: Instant::now(),
@@ -198,7 +206,13 @@ impl Writer {
         if let Some(price) = self.prices.price(&model, row.timestamp) {
             let args = row.args_tokens.unwrap_or(0).max(0) as u32;
             let result = row.result_tokens.unwrap_or(0).max(0) as u32;
-            row.estimated_cost_usd = Some(estimate_cost(price, args, result));
+            let inputs = (price.input_per_1k, price.output_per_1k, args, result);
+            let cost = match self.last_cost {
+                Some((last, cost)) if last == inputs => cost,
+                _ => estimate_cost(price, args, result),
+            };
+            self.last_cost = Some((inputs, cost));
+            row.estimated_cost_usd = Some(cost);
             row.pricing_model = Some(model);
         }
     }

@@ -42,6 +42,34 @@ impl Money {
     }
 }
 
+impl Money {
+    /// The decimal as `Display` writes it (`-0.0025`, `12`), from its integer mantissa and
+    /// scale: every ledger row stores one, and `Display` goes through `fmt` for it.
+    fn plain_text(self) -> String {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(self.0.mantissa().unsigned_abs());
+        let scale = self.0.scale() as usize;
+        let mut text = String::with_capacity(digits.len() + scale + 3);
+        if self.0.is_sign_negative() {
+            text.push('-');
+        }
+        match digits.len().checked_sub(scale) {
+            _ if scale == 0 => text.push_str(digits),
+            Some(whole) if whole > 0 => {
+                text.push_str(&digits[..whole]);
+                text.push('.');
+                text.push_str(&digits[whole..]);
+            }
+            _ => {
+                text.push_str("0.");
+                text.extend(std::iter::repeat_n('0', scale - digits.len()));
+                text.push_str(digits);
+            }
+        }
+        text
+    }
+}
+
 impl From<Decimal> for Money {
     fn from(d: Decimal) -> Self {
         Money(d)
@@ -159,7 +187,7 @@ impl<'q> Encode<'q, Sqlite> for Money {
         &self,
         buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
     ) -> Result<IsNull, BoxDynError> {
-        <String as Encode<'q, Sqlite>>::encode(self.stored().to_string(), buf)
+        <String as Encode<'q, Sqlite>>::encode(self.stored().plain_text(), buf)
     }
 }
 
@@ -228,6 +256,36 @@ mod tests {
         assert_eq!(m("0.1").to_string(), "0.1");
         assert!(m("0.2") > m("0.19"));
         assert_eq!([m("0.1"), m("0.2")].iter().sum::<Money>(), m("0.3"));
+    }
+
+    #[test]
+    fn plain_text_is_what_display_writes() {
+        let mut values: Vec<Decimal> = [
+            "0",
+            "-0",
+            "12",
+            "-12",
+            "0.003",
+            "-0.0025",
+            "1.5",
+            "100.25",
+            "0.0000000001",
+            "79228162514643.264337593543950335",
+            "-1e-10",
+            "123456789.0123456789",
+        ]
+        .iter()
+        .map(|s| Decimal::from_scientific(s).or_else(|_| s.parse()).unwrap())
+        .collect();
+        let rate = Decimal::from_str("0.00125").unwrap();
+        values.extend(
+            (0..2_000u32).map(|tokens| Decimal::from(tokens * 37) * rate / Decimal::ONE_THOUSAND),
+        );
+        for value in values {
+            for money in [Money(value), Money(value).stored()] {
+                assert_eq!(money.plain_text(), money.0.to_string(), "{value:?}");
+            }
+        }
     }
 
     #[test]

@@ -175,11 +175,15 @@ pub struct StatsCell {
     pub latency: String,
 }
 
+/// Client type by session id, for the sessions of a batch (looked up once per row: foldhash,
+/// not the default SipHash).
+pub(crate) type ClientTypes = HashMap<String, String, foldhash::fast::RandomState>;
+
 /// The additions a batch of newly stored rows makes, in key order.
 /// Keys borrow from the rows: a batch has hundreds of rows and a handful of keys.
 pub(crate) fn deltas<'a>(
     rows: impl Iterator<Item = &'a LedgerRow>,
-    client_types: &'a HashMap<String, String>,
+    client_types: &'a ClientTypes,
 ) -> BTreeMap<StatsKey<'a>, Aggregate> {
     let mut stats: BTreeMap<StatsKey<'a>, Aggregate> = BTreeMap::new();
     for row in rows {
@@ -263,7 +267,7 @@ macro_rules! add_to_stats {
             .iter()
             .filter_map(|r| r.session_id.as_deref())
             .collect();
-        let mut client_types = std::collections::HashMap::new();
+        let mut client_types = rs::ClientTypes::default();
         if !sessions.is_empty() {
             let mut q = sqlx::QueryBuilder::new(
                 "SELECT session_id, client_type FROM mcp_sessions WHERE session_id IN (",
@@ -320,6 +324,10 @@ pub(crate) use add_to_stats;
 
 /// Which of `rows` the INSERT stored (those whose id it returned).
 pub(crate) fn stored<'a>(rows: &'a [LedgerRow], ids: &[super::Id]) -> Vec<&'a LedgerRow> {
+    // `ids` are distinct ids of `rows`: as many means all of them (the usual case).
+    if ids.len() == rows.len() {
+        return rows.iter().collect();
+    }
     let ids: HashSet<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
     rows.iter()
         .filter(|r| ids.contains(&r.request_id))

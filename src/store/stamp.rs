@@ -46,9 +46,11 @@ impl<'q> Encode<'q, Postgres> for Stamp {
 /// `to_rfc3339_opts(SecondsFormat::AutoSi, false)`, written digit by digit. Years outside
 /// 0..=9999 and leap seconds (which `Utc::now` does not produce) are left to chrono.
 pub fn sqlite_text(time: DateTime<Utc>) -> String {
+    // Once: each accessor of a `DateTime` converts it to local (here UTC) time again.
+    let time = time.naive_utc();
     let (year, nano) = (time.year(), time.nanosecond());
     if !(0..=9999).contains(&year) || nano >= 1_000_000_000 {
-        return time.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+        return time.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, false);
     }
     let mut text = String::with_capacity(35);
     let digits = |text: &mut String, value: u32, width: usize| {
