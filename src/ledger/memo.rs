@@ -133,17 +133,17 @@ impl<V: Clone> Recent<V> {
         }
         let kept = keep();
         let mut state = crate::sync::lock(&self.state);
-        if state.bytes + kept.len() > self.max_bytes {
-            state.entries.clear();
-            state.bytes = 0;
+        let RecentState { entries, bytes } = &mut *state;
+        if *bytes + kept.len() > self.max_bytes {
+            entries.clear();
+            *bytes = 0;
         }
-        state.bytes += kept.len();
-        let candidates = state.entries.entry(key).or_default();
+        *bytes += kept.len();
+        let candidates = entries.entry(key).or_default();
         if candidates.len() >= PER_LENGTH {
             let (dropped, _) = candidates.remove(0);
-            state.bytes -= dropped.len();
+            *bytes -= dropped.len();
         }
-        let candidates = state.entries.entry(key).or_default();
         candidates.push((kept, value.clone()));
         value
     }
