@@ -383,6 +383,18 @@ const FILTER: &str = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool_na
     AND ($7 IS NULL OR LOWER(method || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(error_message, '') \
     || ' ' || COALESCE(session_id, '')) LIKE $7 ESCAPE '\\')";
 
+/// One page of [`FILTER`]'s matches: the filter takes $1..$7, the page $8 (limit) and $9 (offset).
+fn list_sql() -> String {
+    format!(
+        "SELECT * FROM mcp_requests WHERE {FILTER} ORDER BY timestamp DESC, request_id LIMIT $8 OFFSET $9"
+    )
+}
+
+/// The number of [`FILTER`]'s matches.
+fn count_sql() -> String {
+    format!("SELECT COUNT(*) FROM mcp_requests WHERE {FILTER}")
+}
+
 /// Binds a [`RequestFilter`] as `$1..$7` of [`FILTER`] (the same on both engines' queries).
 macro_rules! bind_filter {
     ($query:expr, $filter:expr, $pattern:expr) => {
@@ -391,8 +403,12 @@ macro_rules! bind_filter {
             .bind(&$filter.tool_name)
             .bind(&$filter.method)
             .bind(&$filter.status)
-            .bind($filter.since.unwrap_or_else(super::beginning_of_time))
-            .bind($filter.until.unwrap_or_else(super::end_of_time))
+            .bind(
+                $filter
+                    .since
+                    .unwrap_or_else(crate::store::beginning_of_time),
+            )
+            .bind($filter.until.unwrap_or_else(crate::store::end_of_time))
             .bind($pattern)
     };
 }
@@ -412,11 +428,7 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<RequestRecord>, i64), sqlx::Error> {
-        // The filter takes $1..$7; only the page query adds LIMIT $8 OFFSET $9.
-        let list = format!(
-            "SELECT * FROM mcp_requests WHERE {FILTER} ORDER BY timestamp DESC, request_id LIMIT $8 OFFSET $9"
-        );
-        let count = format!("SELECT COUNT(*) FROM mcp_requests WHERE {FILTER}");
+        let (list, count) = (list_sql(), count_sql());
         let pattern = filter.text.as_deref().map(super::like_pattern);
         on_pool!(self, pool => {
             let rows = bind_filter!(sqlx::query_as::<_, RequestRecord>(&list), filter, &pattern)
@@ -512,6 +524,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::Row;
 
     #[test]
     fn each_chunk_size_has_one_insert_with_its_placeholders() {
@@ -532,5 +545,54 @@ mod tests {
         let back: Vec<u32> = chunks(&rows).flatten().copied().collect();
         assert_eq!(back, rows, "every row once, in order");
         assert_eq!(chunks::<u32>(&[]).count(), 0);
+    }
+
+    /// Every index of the SQLite ledger costs each row a B-tree insertion, so it must be one
+    /// the queries read: a listing filtered by session is served by the time index (migration
+    /// 0010 dropped the session index SQLite never used), and nothing scans the whole table.
+    #[tokio::test]
+    async fn sqlite_ledger_indexes_are_the_ones_its_queries_use() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let url = crate::config::DatabaseUrl::parse(&format!(
+            "sqlite://{}",
+            dir.path().join("steward.db").display()
+        ))?;
+        let Store::Sqlite(pool) = Store::open(&url).await? else {
+            unreachable!("a sqlite:// URL opens SQLite");
+        };
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'mcp_requests' ORDER BY name",
+        )
+        .fetch_all(&pool)
+        .await?;
+        assert_eq!(
+            indexes,
+            ["mcp_requests_by_time", "sqlite_autoindex_mcp_requests_1"]
+        );
+        let filter = RequestFilter {
+            session_id: Some("a-session".into()),
+            ..RequestFilter::default()
+        };
+        for (sql, paged) in [(list_sql(), true), (count_sql(), false)] {
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut query = bind_filter!(sqlx::query(&explain), filter, None::<String>);
+            if paged {
+                query = query.bind(50_i64).bind(0_i64);
+            }
+            let plan: Vec<String> = query
+                .fetch_all(&pool)
+                .await?
+                .iter()
+                .map(|row| row.get("detail"))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains("USING INDEX mcp_requests_by_time"),
+                "{sql}:\n{plan}"
+            );
+            assert!(!plan.contains("SCAN mcp_requests"), "{sql}:\n{plan}");
+        }
+        pool.close().await;
+        Ok(())
     }
 }
