@@ -27,6 +27,12 @@ pub struct Row {
     pub hwm_mib: Option<f64>,
     /// Server CPU time (user + system) per request during the run.
     pub server_cpu_ms_per_call: Option<f64>,
+    /// The part of it spent in the kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_sys_ms_per_call: Option<f64>,
+    /// The local PostgreSQL server's CPU time per request during the run (its processes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_cpu_ms_per_call: Option<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub first_errors: Vec<String>,
 }
@@ -40,16 +46,15 @@ impl Row {
         stats: Option<(ProcStats, ProcStats)>,
         ticks_per_s: f64,
     ) -> Row {
-        let (rss, hwm, cpu) = match stats {
+        let per_call = |ticks: u64| ticks as f64 / ticks_per_s * 1000.0 / out.sent.max(1) as f64;
+        let (rss, hwm, cpu, sys) = match stats {
             Some((before, after)) => (
                 Some(mib(after.rss_kib)),
                 Some(mib(after.hwm_kib)),
-                Some(
-                    after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / ticks_per_s * 1000.0
-                        / out.sent.max(1) as f64,
-                ),
+                Some(per_call(after.cpu_ticks.saturating_sub(before.cpu_ticks))),
+                Some(per_call(after.sys_ticks.saturating_sub(before.sys_ticks))),
             ),
-            None => (None, None, None),
+            None => (None, None, None, None),
         };
         Row {
             scenario: scenario.to_string(),
@@ -67,6 +72,8 @@ impl Row {
             rss_mib: rss,
             hwm_mib: hwm,
             server_cpu_ms_per_call: cpu,
+            server_sys_ms_per_call: sys,
+            database_cpu_ms_per_call: None,
             first_errors: out.first_errors.clone(),
         }
     }

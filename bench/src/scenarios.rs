@@ -206,21 +206,27 @@ impl Instance {
 
     /// [`Instance::measure`], with sessions or stateless (2026-07-28).
     pub async fn measure_as(&mut self, ctx: &Ctx, scenario: &str, stateless: bool) -> Row {
+        let postgres = self.db.engine == Engine::Postgres;
+        let db_before = postgres.then(crate::server::postgres_cpu_ticks);
         let before = self.proc.stats();
         let out = self.load_as(ctx, ctx.requests, stateless).await;
         let after = self.proc.stats();
+        let db_ticks = db_before.map(|b| crate::server::postgres_cpu_ticks().saturating_sub(b));
         let label = match stateless {
             true => format!("{} stateless 2026-07-28", self.label),
             false => format!("{} sessions {PROTOCOL_VERSION}", self.label),
         };
-        Row::new(
+        let mut row = Row::new(
             scenario,
             &label,
             &out,
             ctx.concurrency,
             Some((before, after)),
             ctx.ticks_per_s,
-        )
+        );
+        row.database_cpu_ms_per_call =
+            db_ticks.map(|t| t as f64 / ctx.ticks_per_s * 1000.0 / out.sent.max(1) as f64);
+        row
     }
 
     /// The rows in this instance's ledger, in all and by method.
@@ -483,10 +489,13 @@ pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
                 rows[i].push(inst.measure(ctx, "ledger").await);
             }
         }
+        // CPU per call over every round (throughput is the median round's): steadier.
+        let cpu: Vec<CpuPerCall> = rows.iter().map(|r| CpuPerCall::mean(r)).collect();
+        let cpu_off = cpu[0];
         let med: Vec<Row> = rows.into_iter().map(median_row).collect();
         let e = engine.label();
         let off = &med[0];
-        for (row, mode) in med.iter().zip(["off", "async", "sync"]).skip(1) {
+        for ((row, mode), cpu) in med.iter().zip(["off", "async", "sync"]).zip(&cpu).skip(1) {
             let cost = (1.0 - row.rps / off.rps) * 100.0;
             let target = (mode == "async").then_some(("≤ 5%", cost <= 5.0));
             ctx.report.ratio(
@@ -497,23 +506,7 @@ pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
             );
             ctx.report
                 .latency_ratios("ledger", &format!("{e}: {mode}"), row, "off", off);
-            if let (Some(a), Some(o)) = (row.server_cpu_ms_per_call, off.server_cpu_ms_per_call) {
-                ctx.report.fact(
-                    "ledger",
-                    &format!(
-                        "{e}: server CPU added per call by the {mode} ledger (tokens, rows, writes)"
-                    ),
-                    json!(format!("{:.3}", a - o)),
-                    "ms",
-                );
-                // Steadier than throughput on a shared machine: the server's own CPU per call.
-                ctx.report.ratio(
-                    "ledger",
-                    &format!("{e}: {mode} server CPU per call vs off, % more"),
-                    (a / o - 1.0) * 100.0,
-                    None,
-                );
-            }
+            cpu.report(ctx, &format!("{e}: {mode}"), &cpu_off);
         }
         for row in med {
             ctx.report.row(row);
@@ -523,6 +516,71 @@ pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Mean CPU time per call of one variant's rounds (ms): Steward's, its kernel part, and the
+/// local PostgreSQL server's (None on SQLite).
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuPerCall {
+    server: f64,
+    kernel: f64,
+    database: Option<f64>,
+}
+
+impl CpuPerCall {
+    fn mean(rounds: &[Row]) -> CpuPerCall {
+        let n = rounds.len().max(1) as f64;
+        let mean = |f: fn(&Row) -> Option<f64>| rounds.iter().filter_map(f).sum::<f64>() / n;
+        CpuPerCall {
+            server: mean(|r| r.server_cpu_ms_per_call),
+            kernel: mean(|r| r.server_sys_ms_per_call),
+            database: rounds
+                .iter()
+                .all(|r| r.database_cpu_ms_per_call.is_some())
+                .then(|| mean(|r| r.database_cpu_ms_per_call)),
+        }
+    }
+
+    /// Steward's and the database's CPU together: all the work a call costs the machine.
+    fn total(&self) -> f64 {
+        self.server + self.database.unwrap_or(0.0)
+    }
+
+    /// What this variant adds to `off`'s CPU per call, in ms and in %.
+    fn report(&self, ctx: &mut Ctx, what: &str, off: &CpuPerCall) {
+        let ms = |v: f64| json!(format!("{v:.4}"));
+        let more = |a: f64, o: f64| (a / o - 1.0) * 100.0;
+        ctx.report.fact(
+            "ledger",
+            &format!("{what} ledger: server CPU added per call (of it in the kernel)"),
+            json!(format!(
+                "{:.4} ({:.4})",
+                self.server - off.server,
+                self.kernel - off.kernel
+            )),
+            "ms",
+        );
+        ctx.report.ratio(
+            "ledger",
+            &format!("{what} server CPU per call vs off, % more (all rounds)"),
+            more(self.server, off.server),
+            None,
+        );
+        if let (Some(db), Some(db_off)) = (self.database, off.database) {
+            ctx.report.fact(
+                "ledger",
+                &format!("{what} ledger: PostgreSQL's CPU added per call"),
+                ms(db - db_off),
+                "ms",
+            );
+            ctx.report.ratio(
+                "ledger",
+                &format!("{what} Steward + PostgreSQL CPU per call vs off, % more (all rounds)"),
+                more(self.total(), off.total()),
+                None,
+            );
+        }
+    }
 }
 
 /// `stateless`: the same load from session clients (2025-11-25) and from stateless clients

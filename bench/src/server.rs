@@ -180,6 +180,8 @@ pub struct ProcStats {
     pub hwm_kib: u64,
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
+    /// stime alone (time in the kernel on the process's behalf: sockets, futexes, files).
+    pub sys_ticks: u64,
 }
 
 impl ProcStats {
@@ -206,10 +208,32 @@ impl ProcStats {
                 let f: Vec<&str> = rest.split_whitespace().collect();
                 let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
                 s.cpu_ticks = num(11) + num(12);
+                s.sys_ticks = num(12);
             }
         }
         s
     }
+}
+
+/// CPU time (utime + stime, clock ticks) of every process named `postgres` on this machine:
+/// the local server's backends, WAL writer and checkpointer. The ledger's rows cost the
+/// database work that Steward's own CPU time does not show, on the same cores.
+pub fn postgres_cpu_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .map(|pid| ProcStats::read(pid).cpu_ticks)
+        .sum()
 }
 
 /// Clock ticks per second for `/proc/PID/stat` (asks `getconf`; 100 otherwise).
