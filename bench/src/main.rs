@@ -148,6 +148,10 @@ enum Scenario {
         /// --inclusive=yes`, to see where the instructions go).
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
+        /// Also simulate the caches (valgrind's `--cache-sim=yes`, about twice as slow) and
+        /// report cache misses per message: work that costs time without costing instructions.
+        #[arg(long)]
+        cache_sim: bool,
     },
     /// Startup with stored sessions, restore storm after a restart, memory per session.
     Sessions(SessionArgs),
@@ -258,8 +262,13 @@ async fn run(cli: Cli) -> Result<usize> {
         Scenario::Limit => scenarios::limit(&mut ctx).await?,
         Scenario::Ledger => scenarios::ledger(&mut ctx).await?,
         Scenario::Stateless => scenarios::stateless(&mut ctx).await?,
-        Scenario::Instructions { keep } => {
-            instructions::instructions(&mut ctx, c.quick, keep.as_deref()).await?
+        Scenario::Instructions { keep, cache_sim } => {
+            let opts = instructions::Opts {
+                quick: c.quick,
+                keep: keep.as_deref(),
+                cache_sim: *cache_sim,
+            };
+            instructions::instructions(&mut ctx, &opts).await?
         }
         Scenario::Analytics { rows } => {
             let rows = rows.unwrap_or(analytics::default_rows(c.quick));
