@@ -25,6 +25,12 @@ use super::{Durability, Ledger};
 #[derive(Clone, Debug, Default)]
 pub struct Caller(std::sync::Arc<std::sync::OnceLock<Option<String>>>);
 
+/// A POST body the capture layer has read in full, left in the request's extensions for the
+/// layers inside it (a `Bytes` clone, no copy), so they need not poll the body a second time.
+/// Only this layer adds it, and it passes the same bytes on as the body.
+#[derive(Clone, Debug)]
+pub struct ReadBody(pub Bytes);
+
 impl Caller {
     pub fn set(&self, principal: Option<String>) {
         if self.0.set(principal).is_err() {
@@ -105,7 +111,7 @@ pub async fn capture(
     let protocol_version = header_text(request.headers(), &PROTOCOL_VERSION);
     let caller = Caller::default();
     request.extensions_mut().insert(caller.clone());
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let Ok(bytes) = to_bytes(body, max_body).await else {
         let body = too_large_body(max_body);
         let pending = Pending {
@@ -121,6 +127,7 @@ pub async fn capture(
         ledger.record(pending.finish(body.clone(), len, Ending::Complete));
         return too_large(body);
     };
+    parts.extensions.insert(ReadBody(bytes.clone()));
     // Only requests without a session id may need attributing below.
     let headers = session_id.is_none().then(|| parts.headers.clone());
     let response = next

@@ -24,7 +24,7 @@ use super::auth::{Auth, AuthError, Principal};
 use super::gate::{self, INVALID_REQUEST, Inspected};
 use super::limits::RateLimiter;
 use super::{SecuritySettings, batch};
-use crate::ledger::http::Caller;
+use crate::ledger::http::{Caller, ReadBody};
 use crate::mcp::protocol_rules;
 use crate::sessions::{Owner, Sessions};
 
@@ -125,9 +125,14 @@ pub async fn guard_mcp(
     if request.method() != Method::POST {
         return next.run(request).await;
     }
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let limit = guard.settings.max_body_bytes;
-    let Ok(bytes) = to_bytes(body, limit).await else {
+    let read = match parts.extensions.remove::<ReadBody>() {
+        // The ledger outside this layer has read the body already.
+        Some(ReadBody(bytes)) => (bytes.len() <= limit).then_some(bytes).ok_or(()),
+        None => to_bytes(body, limit).await.map_err(drop),
+    };
+    let Ok(bytes) = read else {
         let mut response = rpc_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             INVALID_REQUEST,
