@@ -46,7 +46,7 @@ impl Row {
         stats: Option<(ProcStats, ProcStats)>,
         ticks_per_s: f64,
     ) -> Row {
-        let per_call = |ticks: u64| ticks as f64 / ticks_per_s * 1000.0 / out.sent.max(1) as f64;
+        let per_call = |ticks: u64| ms_per_call(ticks, ticks_per_s, out.sent);
         let (rss, hwm, cpu, sys) = match stats {
             Some((before, after)) => (
                 Some(mib(after.rss_kib)),
@@ -77,6 +77,11 @@ impl Row {
             first_errors: out.first_errors.clone(),
         }
     }
+}
+
+/// CPU clock ticks spread over `calls` calls, in milliseconds per call.
+pub fn ms_per_call(ticks: u64, ticks_per_s: f64, calls: usize) -> f64 {
+    ticks as f64 / ticks_per_s * 1000.0 / calls.max(1) as f64
 }
 
 pub fn mib(kib: u64) -> f64 {

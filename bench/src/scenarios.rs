@@ -225,7 +225,7 @@ impl Instance {
             ctx.ticks_per_s,
         );
         row.database_cpu_ms_per_call =
-            db_ticks.map(|t| t as f64 / ctx.ticks_per_s * 1000.0 / out.sent.max(1) as f64);
+            db_ticks.map(|t| crate::report::ms_per_call(t, ctx.ticks_per_s, out.sent));
         row
     }
 

@@ -222,16 +222,11 @@ pub fn postgres_cpu_ticks() -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
     };
-    dir.filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
         })
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres")
-        })
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .map(|pid| ProcStats::read(pid).cpu_ticks)
         .sum()
 }
