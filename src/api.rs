@@ -283,7 +283,7 @@ async fn session_health(
         .await?;
     let sessions = live.sessions.report().await;
     let ledger = live.ledger.report();
-    let problems = crate::mcp::http::health_problems(&sessions, &ledger);
+    let problems = crate::health::problems(&sessions, &ledger);
     Ok(axum::Json(json!({
         "status": if problems.is_empty() { "ok" } else { "degraded" },
         "problems": problems,

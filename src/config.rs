@@ -4,7 +4,6 @@
 //! message that says what to fix.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +19,7 @@ use crate::ledger::{Durability, LedgerSettings};
 use crate::logs::LogFormat;
 use crate::security::{AllowList, AuthMode, SecuritySettings};
 use crate::sessions::SessionSettings;
+use crate::store::{DatabaseUrl, UrlError};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8051";
 pub const DEFAULT_DATABASE: &str = "sqlite://steward.db";
@@ -35,10 +35,8 @@ pub enum ConfigError {
     },
     #[error("invalid config file {path}: {message}")]
     ParseFile { path: PathBuf, message: String },
-    #[error(
-        "invalid database URL {url:?}: {reason}. Use sqlite://PATH (e.g. sqlite://steward.db) or postgres://USER@HOST:PORT/DB"
-    )]
-    DatabaseUrl { url: String, reason: String },
+    #[error(transparent)]
+    DatabaseUrl(#[from] UrlError),
     #[error(
         "cannot listen on {addr}: {source}. Choose another address with --listen or STEWARD_LISTEN (port 0 picks a free one)"
     )]
@@ -129,72 +127,15 @@ struct FileSessions {
     event_store: Option<String>,
 }
 
-/// Which engine a database URL points at.
-#[derive(Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// `sqlite://PATH` — the file is created on first run.
-    Sqlite { path: PathBuf },
-    /// `postgres://...` (or `postgresql://...`), passed to sqlx as is.
-    Postgres { url: String },
-}
-
-impl DatabaseUrl {
-    pub fn parse(url: &str) -> Result<Self, ConfigError> {
-        let invalid = |reason: &str| ConfigError::DatabaseUrl {
-            url: redact(url),
-            reason: reason.to_string(),
-        };
-        if let Some(rest) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            let path = rest.split('?').next().unwrap_or_default();
-            if path.is_empty() {
-                return Err(invalid("the SQLite URL has no file path"));
-            }
-            return Ok(Self::Sqlite {
-                path: PathBuf::from(path),
-            });
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            if url.split("://").nth(1).is_none_or(str::is_empty) {
-                return Err(invalid("the PostgreSQL URL has no host"));
-            }
-            return Ok(Self::Postgres {
-                url: url.to_string(),
-            });
-        }
-        Err(invalid("unsupported scheme"))
-    }
-
-    /// The URL with any password replaced, for logs and error messages.
-    pub fn redacted(&self) -> String {
-        match self {
-            Self::Sqlite { path } => format!("sqlite://{}", path.display()),
-            Self::Postgres { url } => redact(url),
-        }
-    }
-}
-
-// Hand-written so a password never reaches a log line.
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-/// Replaces the password in `scheme://user:password@host` with `***`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
+/// What `steward check` runs against.
+pub struct CheckOptions {
+    pub url: String,
+    pub database: Option<DatabaseUrl>,
+    pub database_text: Option<String>,
+    pub spawn: bool,
+    pub restart_cmd: Option<String>,
+    /// Extra arguments for a spawned server (used by tests to break a promise on purpose).
+    pub serve_args: Vec<String>,
 }
 
 /// Configuration of `steward serve`.
@@ -228,7 +169,7 @@ pub enum Resolved {
     Sessions(DatabaseUrl, SessionsAction),
     Pricing(DatabaseUrl, PricingAction),
     Requests(DatabaseUrl, RequestsAction),
-    Check(crate::check::CheckOptions),
+    Check(CheckOptions),
     Stats(DatabaseUrl, String, bool),
     Keys(DatabaseUrl, KeysAction),
 }
@@ -304,7 +245,7 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
                 .as_deref()
                 .map(DatabaseUrl::parse)
                 .transpose()?;
-            Resolved::Check(crate::check::CheckOptions {
+            Resolved::Check(CheckOptions {
                 url: args.url,
                 database_text: args.database.database,
                 database,
@@ -415,7 +356,7 @@ fn database_url(args: DatabaseArgs, file: &FileConfig) -> Result<DatabaseUrl, Co
         .database
         .or_else(|| file.database.clone())
         .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
-    DatabaseUrl::parse(&url)
+    Ok(DatabaseUrl::parse(&url)?)
 }
 
 fn ledger_settings(
@@ -575,45 +516,6 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_sqlite_and_postgres_urls() {
-        assert_eq!(
-            DatabaseUrl::parse("sqlite://steward.db").unwrap(),
-            DatabaseUrl::Sqlite {
-                path: "steward.db".into()
-            }
-        );
-        assert_eq!(
-            DatabaseUrl::parse("sqlite:///tmp/x.db?mode=rwc").unwrap(),
-            DatabaseUrl::Sqlite {
-                path: "/tmp/x.db".into()
-            }
-        );
-        assert!(matches!(
-            DatabaseUrl::parse("postgres://u@localhost:5432/db").unwrap(),
-            DatabaseUrl::Postgres { .. }
-        ));
-    }
-
-    #[test]
-    fn rejects_unknown_schemes_with_a_hint() {
-        let err = DatabaseUrl::parse("mysql://localhost/db")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("sqlite://PATH"), "{err}");
-        assert!(DatabaseUrl::parse("sqlite://").is_err());
-    }
-
-    #[test]
-    fn never_shows_passwords() {
-        let url = DatabaseUrl::parse("postgres://bob:hunter2@db:5432/steward").unwrap();
-        assert_eq!(format!("{url:?}"), "postgres://bob:***@db:5432/steward");
-        let err = DatabaseUrl::parse("mysql://bob:hunter2@db/x")
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("hunter2"), "{err}");
-    }
 
     #[test]
     fn file_rejects_unknown_keys() {

@@ -6,19 +6,20 @@
 //! MCP tools over the [`store`]; [`board`] is the board's vocabulary.
 
 pub mod api;
+pub mod app;
 pub mod board;
 pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod conformance;
 pub mod dashboard;
 pub mod export;
+pub mod health;
 pub mod ledger;
 pub mod logs;
 pub mod mcp;
 pub mod metrics;
-pub mod prompts;
+pub mod protocol;
 pub mod resources;
 pub mod security;
 pub mod server;
@@ -26,5 +27,5 @@ pub mod sessions;
 pub mod stats;
 pub mod store;
 mod sync;
-pub mod tools;
 pub mod traces;
+pub mod views;

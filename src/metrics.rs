@@ -10,7 +10,7 @@ use std::sync::{Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::ledger::{LedgerReport, LedgerRow};
+use crate::store::request_row::{LedgerRow, Status};
 
 pub const OPERATION_DURATION: &str = "mcp_server_operation_duration_seconds";
 pub const SESSION_DURATION: &str = "mcp_server_session_duration_seconds";
@@ -128,7 +128,7 @@ struct Series {
 }
 
 /// Method label, tool label, status and JSON-RPC error code: everything the labels derive from.
-type SeriesKey = (&'static str, String, crate::ledger::Status, Option<i32>);
+type SeriesKey = (&'static str, String, Status, Option<i32>);
 
 /// Kinds remembered; past this (error codes are not bounded) the cache starts over.
 const MAX_SERIES: usize = 4096;
@@ -191,18 +191,6 @@ pub fn record_live_sessions(counts: Vec<(String, i64)>) {
 /// One run of the session lifecycle: `ok`, `skipped` (another replica ran it) or `failed`.
 pub fn record_cleanup(outcome: &'static str) {
     metrics::counter!("steward_cleanup_runs_total", "outcome" => outcome).increment(1);
-}
-
-/// Sets the ledger gauges (at scrape time).
-pub fn record_ledger(report: &LedgerReport) {
-    metrics::gauge!("steward_ledger_pending_rows").set(report.pending as f64);
-    metrics::gauge!("steward_ledger_spilled_rows").set(report.spilled as f64);
-    // Monotonic since start: counters, so rate() works.
-    metrics::counter!("steward_ledger_written_rows_total").absolute(report.written);
-    metrics::counter!("steward_ledger_failed_writes_total").absolute(report.failed_writes);
-    metrics::counter!("steward_ledger_sanitized_rows_total").absolute(report.sanitized);
-    metrics::counter!("steward_ledger_lost_rows_total").absolute(report.lost);
-    metrics::gauge!("steward_ledger_degraded").set(if report.status == "ok" { 0.0 } else { 1.0 });
 }
 
 /// Resident memory of this process, from `/proc/self/status` (Linux; 0 elsewhere).

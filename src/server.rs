@@ -6,16 +6,17 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, DatabaseUrl, ServeConfig, StdioConfig};
+use crate::app::HttpState;
+use crate::config::{ConfigError, ServeConfig, StdioConfig};
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Ledger, LedgerSettings};
 use crate::mcp::drain::{InFlight, MAX_DRAIN};
-use crate::mcp::http::HttpState;
 use crate::mcp::{self, ServerContext};
 use crate::security::auth::Auth;
 use crate::security::layers::Guard;
 use crate::sessions::Sessions;
 use crate::sessions::events::DbEventStore;
+use crate::store::DatabaseUrl;
 use crate::store::{OpenError, Store};
 use crate::traces::Traces;
 
@@ -109,7 +110,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
         ledger,
         guard,
     };
-    let app = mcp::http::router(state, close_sessions);
+    let app = crate::app::router(state, close_sessions);
     // Without TCP_NODELAY every small SSE write waits ~40 ms for Nagle + delayed ACK
     // (rmcp-notes.md §7): a 20x throughput difference.
     let listener = listener.tap_io(|tcp| {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use serde_json::{Value, json};
-use steward::config::DatabaseUrl;
 use steward::ledger::{LedgerRow, Micros, Status};
+use steward::store::DatabaseUrl;
 use steward::store::sessions::NewSession;
 use steward::store::{Money, Store};
 

@@ -1,6 +1,6 @@
 //! A mutation fuzzer for what a hostile client controls: the POSTed body (Steward's JSON-RPC
 //! gate, `steward::security::gate::inspect`), the ledger's analysis of that body and a reply
-//! (`steward::ledger::analyze`), and tool arguments (`steward::tools::parse_arguments`).
+//! (`steward::ledger::analyze`), and tool arguments (`steward::mcp::tools::parse_arguments`).
 //!
 //! Stable Rust only (cargo-fuzz needs nightly): seeds are valid MCP messages; each round mutates
 //! one (byte flips, JSON-token insertions, splices, structured value swaps) and checks that
@@ -212,7 +212,7 @@ fn run_one(input: &[u8], reply: &[u8]) {
             let params = &message["params"];
             if let Some(name) = params["name"].as_str() {
                 let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
-                if let Some(Err(message)) = steward::tools::parse_arguments(name, arguments) {
+                if let Some(Err(message)) = steward::mcp::tools::parse_arguments(name, arguments) {
                     assert!(!message.is_empty(), "an argument error without a message");
                 }
             }

@@ -12,7 +12,8 @@ use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::config::DatabaseUrl;
+use crate::config::CheckOptions;
+use crate::store::DatabaseUrl;
 use client::{ACCEPT, Client};
 use evidence::Evidence;
 use target::Spawned;
@@ -23,16 +24,6 @@ pub const CLIENT_NAME: &str = "steward-check";
 const UNKNOWN_SESSION: &str = "steward-check-unknown-session";
 /// How long to wait for the ledger writer (which flushes at least every 100 ms).
 const LEDGER_WAIT: Duration = Duration::from_secs(10);
-
-pub struct CheckOptions {
-    pub url: String,
-    pub database: Option<DatabaseUrl>,
-    pub database_text: Option<String>,
-    pub spawn: bool,
-    pub restart_cmd: Option<String>,
-    /// Extra arguments for a spawned server (used by tests to break a promise on purpose).
-    pub serve_args: Vec<String>,
-}
 
 /// Counts and prints results.
 #[derive(Default)]

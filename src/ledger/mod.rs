@@ -183,6 +183,25 @@ pub struct LedgerReport {
     pub retention: RetentionState,
 }
 
+impl LedgerReport {
+    /// Sets the ledger gauges (at scrape time).
+    pub fn record_metrics(&self) {
+        let report = self;
+        metrics::gauge!("steward_ledger_pending_rows").set(report.pending as f64);
+        metrics::gauge!("steward_ledger_spilled_rows").set(report.spilled as f64);
+        // Monotonic since start: counters, so rate() works.
+        metrics::counter!("steward_ledger_written_rows_total").absolute(report.written);
+        metrics::counter!("steward_ledger_failed_writes_total").absolute(report.failed_writes);
+        metrics::counter!("steward_ledger_sanitized_rows_total").absolute(report.sanitized);
+        metrics::counter!("steward_ledger_lost_rows_total").absolute(report.lost);
+        metrics::gauge!("steward_ledger_degraded").set(if report.status == "ok" {
+            0.0
+        } else {
+            1.0
+        });
+    }
+}
+
 /// The ledger's front door, cheap to clone into every request.
 #[derive(Clone)]
 pub struct Ledger {

@@ -21,11 +21,11 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
 
 use super::{BoardServer, is_argument_error};
-use crate::conformance::Fixtures;
 use crate::ledger::analyze::REQUEST_TIMEOUT;
-use crate::prompts::{self, PromptError};
+use crate::mcp::conformance::Fixtures;
+use crate::mcp::prompts::{self, PromptError};
+use crate::mcp::tools::{ToolError, respond};
 use crate::resources::{self, BoardUri, ReadError, subscriptions};
-use crate::tools::{ToolError, respond};
 
 /// Most suggestions one completion answers (the protocol's limit).
 const MAX_COMPLETIONS: usize = 100;

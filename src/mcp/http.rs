@@ -1,206 +1,50 @@
-//! The HTTP face: Streamable HTTP MCP at `/mcp` (rmcp), `/health`, and the middleware that
-//! turns transport rejections into JSON-RPC errors that say what to fix.
+//! Streamable HTTP MCP at `/mcp` (rmcp), and the middleware that turns transport rejections
+//! into JSON-RPC errors that say what to fix.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::response::Response;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{BoardServer, ServerContext};
-use crate::ledger::{self, Ledger, LedgerReport};
-use crate::security::{self, layers::Guard};
-use crate::sessions::logical::LogicalSessions;
-use crate::sessions::{SessionReport, Sessions};
+use crate::sessions::Sessions;
 
 /// The header value every MCP POST must send.
 pub const REQUIRED_ACCEPT: &str = "application/json, text/event-stream";
 /// Largest rejection body worth reading back to rewrite it.
 const MAX_REJECTION_BODY: usize = 64 * 1024;
 
-/// Everything the HTTP application serves from.
-#[derive(Clone)]
-pub struct HttpState {
-    pub ctx: Arc<ServerContext>,
-    pub sessions: Arc<Sessions>,
-    pub ledger: Ledger,
-    pub in_flight: Arc<super::drain::InFlight>,
-    pub guard: Arc<Guard>,
-}
-
-/// The whole HTTP application. `close_sessions` ends rmcp's sessions and open SSE streams; the
-/// server fires it once in-flight requests have drained (see [`super::drain`]).
-pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
-    let security = &state.guard.settings;
+/// The MCP endpoint, mounted at `/mcp`. Rejections are rewritten as JSON-RPC errors that say what to fix (see [`explain_rejections`]).
+pub fn service(
+    ctx: Arc<ServerContext>,
+    sessions: Arc<Sessions>,
+    max_body_bytes: usize,
+    close_sessions: CancellationToken,
+) -> Router {
     let mut config = StreamableHttpServerConfig::default()
         .with_cancellation_token(close_sessions)
-        .with_max_request_body_bytes(security.max_body_bytes)
+        .with_max_request_body_bytes(max_body_bytes)
         // Host and Origin are checked by the security guard, against Steward's own lists, for
         // /mcp, /api and the dashboard alike (one list, one error format).
         .disable_allowed_hosts()
         .disable_allowed_origins();
     // Sessions live in the database: rmcp restores any session it does not hold in memory.
-    config.session_store = Some(state.sessions.clone());
-    let factory_ctx = state.ctx.clone();
+    config.session_store = Some(sessions.clone());
     let mcp = StreamableHttpService::new(
-        move || Ok(BoardServer::new(factory_ctx.clone(), None)),
-        state.sessions.manager(),
+        move || Ok(BoardServer::new(ctx.clone(), None)),
+        sessions.manager(),
         config,
     );
-    let inner = Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(middleware::from_fn(explain_rejections));
-    let mcp = inner
-        .clone()
-        .layer(middleware::from_fn_with_state(
-            (state.guard.clone(), inner),
-            security::layers::guard_mcp,
-        ))
-        // Outside the guard, so the ledger records its refusals, and the replies exactly as
-        // clients receive them.
-        .layer(middleware::from_fn_with_state(
-            ledger::http::Capture {
-                ledger: state.ledger.clone(),
-                attribution: Some(Arc::new(LogicalSessions::new(state.ctx.store.clone()))),
-                max_body: security.max_body_bytes,
-            },
-            ledger::http::capture,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.in_flight.clone(),
-            super::drain::track,
-        ));
-    let admin = crate::api::router(
-        state.ctx.store.clone(),
-        crate::api::Live {
-            ledger: state.ledger.clone(),
-            sessions: state.sessions.clone(),
-        },
-    )
-    .merge(crate::dashboard::router())
-    .merge(
-        Router::new()
-            .route(
-                "/login",
-                get(security::layers::login_form).post(security::layers::login),
-            )
-            .route("/logout", post(security::layers::logout))
-            .with_state(state.guard.clone()),
-    )
-    .layer(middleware::from_fn_with_state(
-        state.guard.clone(),
-        security::layers::guard_admin,
-    ));
     Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .with_state(state)
-        .merge(mcp)
-        .merge(admin)
-}
-
-/// `GET /health`: 200 with `status: "ok"` when the database answers, else 503 `degraded`.
-async fn health(
-    State(HttpState {
-        ctx,
-        sessions,
-        ledger,
-        ..
-    }): State<HttpState>,
-) -> Response {
-    let (mut status, database) = match ctx.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            json!({ "engine": ctx.store.engine(), "reachable": true }),
-        ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "engine": ctx.store.engine(), "reachable": false, "error": e.to_string() }),
-        ),
-    };
-    let sessions = sessions.report().await;
-    let ledger = ledger.report();
-    let problems = health_problems(&sessions, &ledger);
-    if !problems.is_empty() {
-        status = StatusCode::SERVICE_UNAVAILABLE;
-    }
-    let body = json!({
-        "status": if status == StatusCode::OK { "ok" } else { "degraded" },
-        "problems": problems,
-        "sessions": sessions,
-        "ledger": ledger,
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": ctx.started.elapsed().as_secs(),
-        "database": database,
-    });
-    (status, axum::Json(body)).into_response()
-}
-
-/// What is wrong with the sessions, their cleanup job and the ledger, one line each (empty when
-/// all is well). `/health` and `/api/sessions/health` report the same list.
-pub fn health_problems(sessions: &SessionReport, ledger: &LedgerReport) -> Vec<String> {
-    let mut problems = Vec::new();
-    if let Some(error) = &sessions.last_error {
-        problems.push(format!("sessions: {error}"));
-    }
-    if let Some(error) = sessions.cleanup.as_ref().and_then(|run| run.error.as_ref()) {
-        problems.push(format!("cleanup: last run failed: {error}"));
-    }
-    if let Some(error) = &ledger.retention.last_error {
-        problems.push(format!("ledger retention: {error}"));
-    }
-    if let Some(reason) = &ledger.reason {
-        problems.push(format!(
-            "ledger: {reason} ({} requests waiting)",
-            ledger.pending
-        ));
-    }
-    problems
-}
-
-/// `GET /metrics`: Prometheus text.
-async fn metrics(
-    State(HttpState {
-        ctx,
-        sessions,
-        ledger,
-        ..
-    }): State<HttpState>,
-) -> Response {
-    crate::metrics::record_ledger(&ledger.report());
-    let report = sessions.report().await;
-    metrics::gauge!("steward_sessions_cached").set(report.cached_in_memory as f64);
-    metrics::gauge!("steward_session_write_failures").set(report.write_failures as f64);
-    metrics::gauge!("steward_cleanup_last_run_failed").set(
-        if report.cleanup.as_ref().is_some_and(|r| r.error.is_some()) {
-            1.0
-        } else {
-            0.0
-        },
-    );
-    match ctx.store.live_sessions_by_client_type().await {
-        Ok(counts) => crate::metrics::record_live_sessions(counts),
-        Err(error) => tracing::warn!(%error, "cannot count live sessions for /metrics"),
-    }
-    metrics::gauge!("steward_database_up").set(if ctx.store.ping().await.is_ok() {
-        1.0
-    } else {
-        0.0
-    });
-    metrics::gauge!("process_resident_memory_bytes")
-        .set(crate::metrics::resident_memory_bytes() as f64);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(),
-    )
-        .into_response()
+        .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn(explain_rejections))
 }
 
 /// rmcp answers transport-level rejections (wrong Accept header, unknown session, missing

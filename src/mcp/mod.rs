@@ -1,13 +1,15 @@
 //! The MCP face of the task board: [`BoardServer`] implements rmcp's `ServerHandler` over the
-//! tool routers in [`crate::tools`]; [`http`] mounts it at `/mcp`, [`stdio`] serves it on
+//! tool routers in [`crate::mcp::tools`]; [`http`] mounts it at `/mcp`, [`stdio`] serves it on
 //! standard input/output.
 
+pub mod conformance;
 pub mod drain;
 mod handler;
 pub mod http;
 pub mod logging;
-pub mod protocol_rules;
+pub mod prompts;
 pub mod stdio;
+pub mod tools;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -20,12 +22,12 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 
 use crate::board::Actor;
-use crate::conformance::Fixtures;
 use crate::ledger::Ledger;
+use crate::mcp::conformance::Fixtures;
+use crate::mcp::tools::params::ARGUMENT_ERROR_MARKER;
 use crate::resources::changes::{BoardChanges, Change};
 use crate::resources::subscriptions::Subscriptions;
 use crate::store::Store;
-use crate::tools::params::ARGUMENT_ERROR_MARKER;
 use logging::ClientLog;
 
 /// What every session of one Steward process shares.

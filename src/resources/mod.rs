@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::store::documents::DocumentQuery;
 use crate::store::tasks::TaskQuery;
 use crate::store::{Page, Store};
-use crate::tools::{list_view, summary_view, to_json};
+use crate::views::{list_view, summary_view, to_json};
 pub use uri::BoardUri;
 
 const JSON: &str = "application/json";

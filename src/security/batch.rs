@@ -15,7 +15,7 @@ use tower::ServiceExt;
 
 use super::gate::INVALID_REQUEST;
 use super::layers::{json_response, rpc_error};
-use crate::mcp::protocol_rules;
+use crate::protocol;
 use crate::sessions::Sessions;
 
 /// The only revision with batches.
@@ -70,13 +70,13 @@ pub async fn answer(inner: Router, parts: Parts, items: Vec<Value>, revision: &s
     for item in items {
         let id = item.get("id").cloned();
         // Batches belong to a revision without `server/discover`: refused like a single one.
-        if item.get("method").and_then(Value::as_str) == Some(protocol_rules::DISCOVER)
-            && let Some(message) = protocol_rules::discover_refusal(revision)
+        if item.get("method").and_then(Value::as_str) == Some(protocol::DISCOVER)
+            && let Some(message) = protocol::discover_refusal(revision)
         {
             replies.push(json!({
                 "jsonrpc": "2.0",
                 "id": id.unwrap_or(Value::Null),
-                "error": { "code": protocol_rules::METHOD_NOT_FOUND, "message": message },
+                "error": { "code": protocol::METHOD_NOT_FOUND, "message": message },
             }));
             continue;
         }

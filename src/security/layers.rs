@@ -25,7 +25,7 @@ use super::gate::{self, INVALID_REQUEST, Inspected};
 use super::limits::RateLimiter;
 use super::{SecuritySettings, batch};
 use crate::ledger::http::{Caller, ReadBody};
-use crate::mcp::protocol_rules;
+use crate::protocol;
 use crate::sessions::{Owner, Sessions};
 
 /// The principal name rate limits use when authentication is off.
@@ -165,14 +165,14 @@ pub async fn guard_mcp(
             batch::answer(inner, parts, items, &revision).await
         }
         Ok(Inspected::Single { method }) => {
-            if method.as_deref() == Some(protocol_rules::DISCOVER) {
+            if method.as_deref() == Some(protocol::DISCOVER) {
                 let revision =
                     batch::revision(&parts.headers, session.as_deref(), &guard.sessions).await;
-                if let Some(message) = protocol_rules::discover_refusal(&revision) {
+                if let Some(message) = protocol::discover_refusal(&revision) {
                     let id = gate::id_of(&bytes);
                     return rpc_error(
                         StatusCode::BAD_REQUEST,
-                        protocol_rules::METHOD_NOT_FOUND,
+                        protocol::METHOD_NOT_FOUND,
                         &message,
                         id,
                     );

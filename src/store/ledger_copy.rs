@@ -11,7 +11,7 @@
 use chrono::SecondsFormat;
 use sqlx::{Postgres, Sqlite, Transaction};
 
-use crate::ledger::entry::LedgerRow;
+use crate::store::request_row::LedgerRow;
 
 /// The `COPY` statement; columns in the order [`copy_text`] writes them.
 const COPY: &str = "COPY mcp_requests (request_id, session_id, jsonrpc_id, method, tool_name, status, \

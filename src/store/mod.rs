@@ -14,11 +14,13 @@ mod ledger_copy;
 pub mod money;
 pub mod pricing;
 pub mod projects;
+pub mod request_row;
 pub mod request_stats;
 pub mod requests;
 pub mod sessions;
 mod stamp;
 pub mod tasks;
+pub mod url;
 pub mod versions;
 
 use std::str::FromStr;
@@ -31,8 +33,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use id::Id;
 pub use money::Money;
 pub use stamp::Stamp;
-
-use crate::config::DatabaseUrl;
+pub use url::{DatabaseUrl, UrlError};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

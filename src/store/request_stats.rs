@@ -9,7 +9,7 @@ use chrono::{DateTime, DurationRound, Utc};
 use rust_decimal::Decimal;
 
 use super::{Money, Store, on_pool};
-use crate::ledger::entry::LedgerRow;
+use crate::store::request_row::LedgerRow;
 
 /// Money in the aggregates: an integer count of 1e-10 USD ([`Money::STORED_SCALE`]).
 pub fn cost_units(money: Money) -> i64 {
@@ -262,7 +262,7 @@ impl StatsLock for sqlx::Transaction<'static, sqlx::Postgres> {
 macro_rules! add_to_stats {
     ($tx:expr, $rows:expr) => {{
         use $crate::store::request_stats as rs;
-        let rows: Vec<&$crate::ledger::entry::LedgerRow> = $rows;
+        let rows: Vec<&$crate::store::request_row::LedgerRow> = $rows;
         let sessions: std::collections::BTreeSet<&str> = rows
             .iter()
             .filter_map(|r| r.session_id.as_deref())

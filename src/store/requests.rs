@@ -9,7 +9,7 @@ use sqlx::{Arguments, Database, QueryBuilder, Transaction};
 use super::ledger_copy::BulkLoad;
 use super::request_stats::{StatsLock, add_to_stats, stored};
 use super::{Id, Money, Stamp, Store, WritePool, on_pool};
-use crate::ledger::entry::LedgerRow;
+use crate::store::request_row::LedgerRow;
 
 /// Rows per call of [`Store::insert_requests`] (one transaction).
 pub const MAX_BATCH: usize = 500;
@@ -553,7 +553,7 @@ mod tests {
     #[tokio::test]
     async fn sqlite_ledger_indexes_are_the_ones_its_queries_use() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let url = crate::config::DatabaseUrl::parse(&format!(
+        let url = crate::store::DatabaseUrl::parse(&format!(
             "sqlite://{}",
             dir.path().join("steward.db").display()
         ))?;

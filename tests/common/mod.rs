@@ -19,7 +19,7 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
-use steward::config::DatabaseUrl;
+use steward::store::DatabaseUrl;
 use steward::store::Store;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};

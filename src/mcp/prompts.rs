@@ -171,7 +171,7 @@ async fn open_tasks(store: &Store, project_id: Id) -> Result<Vec<Value>, sqlx::E
         per_page: MAX_ROWS,
     };
     let tasks = store.list_tasks(&query, page).await?;
-    Ok(tasks.items.iter().map(crate::tools::list_view).collect())
+    Ok(tasks.items.iter().map(crate::views::list_view).collect())
 }
 
 /// A prompt's arguments (all strings, as the protocol sends them).

@@ -1,0 +1,163 @@
+//! The whole HTTP application: `/mcp` behind the ledger's capture and the security guard, the
+//! `/api` and dashboard behind the admin guard, and the operator's `/health` and `/metrics`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::{self, Ledger};
+use crate::mcp::{self, ServerContext};
+use crate::security::{self, layers::Guard};
+use crate::sessions::Sessions;
+use crate::sessions::logical::LogicalSessions;
+
+/// Everything the HTTP application serves from.
+#[derive(Clone)]
+pub struct HttpState {
+    pub ctx: Arc<ServerContext>,
+    pub sessions: Arc<Sessions>,
+    pub ledger: Ledger,
+    pub in_flight: Arc<mcp::drain::InFlight>,
+    pub guard: Arc<Guard>,
+}
+
+/// The whole HTTP application. `close_sessions` ends rmcp's sessions and open SSE streams; the
+/// server fires it once in-flight requests have drained (see [`mcp::drain`]).
+pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
+    let security = &state.guard.settings;
+    let inner = mcp::http::service(
+        state.ctx.clone(),
+        state.sessions.clone(),
+        security.max_body_bytes,
+        close_sessions,
+    );
+    let mcp = inner
+        .clone()
+        .layer(middleware::from_fn_with_state(
+            (state.guard.clone(), inner),
+            security::layers::guard_mcp,
+        ))
+        // Outside the guard, so the ledger records its refusals, and the replies exactly as
+        // clients receive them.
+        .layer(middleware::from_fn_with_state(
+            ledger::http::Capture {
+                ledger: state.ledger.clone(),
+                attribution: Some(Arc::new(LogicalSessions::new(state.ctx.store.clone()))),
+                max_body: security.max_body_bytes,
+            },
+            ledger::http::capture,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.in_flight.clone(),
+            mcp::drain::track,
+        ));
+    let admin = crate::api::router(
+        state.ctx.store.clone(),
+        crate::api::Live {
+            ledger: state.ledger.clone(),
+            sessions: state.sessions.clone(),
+        },
+    )
+    .merge(crate::dashboard::router())
+    .merge(
+        Router::new()
+            .route(
+                "/login",
+                get(security::layers::login_form).post(security::layers::login),
+            )
+            .route("/logout", post(security::layers::logout))
+            .with_state(state.guard.clone()),
+    )
+    .layer(middleware::from_fn_with_state(
+        state.guard.clone(),
+        security::layers::guard_admin,
+    ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+        .merge(mcp)
+        .merge(admin)
+}
+
+/// `GET /health`: 200 with `status: "ok"` when the database answers, else 503 `degraded`.
+async fn health(
+    State(HttpState {
+        ctx,
+        sessions,
+        ledger,
+        ..
+    }): State<HttpState>,
+) -> Response {
+    let (mut status, database) = match ctx.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            json!({ "engine": ctx.store.engine(), "reachable": true }),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "engine": ctx.store.engine(), "reachable": false, "error": e.to_string() }),
+        ),
+    };
+    let sessions = sessions.report().await;
+    let ledger = ledger.report();
+    let problems = crate::health::problems(&sessions, &ledger);
+    if !problems.is_empty() {
+        status = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let body = json!({
+        "status": if status == StatusCode::OK { "ok" } else { "degraded" },
+        "problems": problems,
+        "sessions": sessions,
+        "ledger": ledger,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": ctx.started.elapsed().as_secs(),
+        "database": database,
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics(
+    State(HttpState {
+        ctx,
+        sessions,
+        ledger,
+        ..
+    }): State<HttpState>,
+) -> Response {
+    ledger.report().record_metrics();
+    let report = sessions.report().await;
+    metrics::gauge!("steward_sessions_cached").set(report.cached_in_memory as f64);
+    metrics::gauge!("steward_session_write_failures").set(report.write_failures as f64);
+    metrics::gauge!("steward_cleanup_last_run_failed").set(
+        if report.cleanup.as_ref().is_some_and(|r| r.error.is_some()) {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    match ctx.store.live_sessions_by_client_type().await {
+        Ok(counts) => crate::metrics::record_live_sessions(counts),
+        Err(error) => tracing::warn!(%error, "cannot count live sessions for /metrics"),
+    }
+    metrics::gauge!("steward_database_up").set(if ctx.store.ping().await.is_ok() {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::gauge!("process_resident_memory_bytes")
+        .set(crate::metrics::resident_memory_bytes() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+        .into_response()
+}

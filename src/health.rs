@@ -1,0 +1,27 @@
+//! What is wrong with the server, one line a problem: `/health`, `/api/sessions/health` and
+//! `health_check` report the same list.
+
+use crate::ledger::LedgerReport;
+use crate::sessions::SessionReport;
+
+/// What is wrong with the sessions, their cleanup job and the ledger, one line each (empty when
+/// all is well). `/health` and `/api/sessions/health` report the same list.
+pub fn problems(sessions: &SessionReport, ledger: &LedgerReport) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(error) = &sessions.last_error {
+        problems.push(format!("sessions: {error}"));
+    }
+    if let Some(error) = sessions.cleanup.as_ref().and_then(|run| run.error.as_ref()) {
+        problems.push(format!("cleanup: last run failed: {error}"));
+    }
+    if let Some(error) = &ledger.retention.last_error {
+        problems.push(format!("ledger retention: {error}"));
+    }
+    if let Some(reason) = &ledger.reason {
+        problems.push(format!(
+            "ledger: {reason} ({} requests waiting)",
+            ledger.pending
+        ));
+    }
+    problems
+}

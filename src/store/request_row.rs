@@ -1,0 +1,193 @@
+//! One row of the `mcp_requests` ledger, as written and as kept in the spill file. The types
+//! make the seed's bug impossible: durations are integer microseconds from a monotonic clock
+//! ([`Micros`]), money is an exact decimal ([`Money`]).
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Money;
+
+/// A duration in whole microseconds, measured with a monotonic clock. There is no way to
+/// build one from a float, and both stored columns (`duration_ms`, `duration_us`) are integers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Micros(u64);
+
+impl Micros {
+    /// Time elapsed since `start`.
+    pub fn since(start: Instant) -> Self {
+        Micros(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    pub fn from_micros(us: u64) -> Self {
+        Micros(us)
+    }
+
+    /// For `duration_us`.
+    pub fn micros(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(i64::MAX)
+    }
+
+    /// For `duration_ms`: whole milliseconds, rounded down.
+    pub fn millis(self) -> i64 {
+        self.micros() / 1000
+    }
+}
+
+/// Final status of a request, as stored in `mcp_requests.status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Success,
+    /// A JSON-RPC error (or a transport rejection).
+    Error,
+    /// The tool ran and reported failure (`isError: true`): not a success.
+    ToolError,
+    Cancelled,
+    Timeout,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Error => "error",
+            Status::ToolError => "tool_error",
+            Status::Cancelled => "cancelled",
+            Status::Timeout => "timeout",
+        }
+    }
+}
+
+/// One row of `mcp_requests`. Serialisable so it can wait in the spill file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LedgerRow {
+    pub request_id: Uuid,
+    pub session_id: Option<String>,
+    pub jsonrpc_id: Option<String>,
+    pub method: String,
+    pub tool_name: Option<String>,
+    pub status: Status,
+    pub error_code: Option<i32>,
+    pub error_message: Option<String>,
+    pub duration: Micros,
+    pub request_bytes: i64,
+    pub response_bytes: i64,
+    pub args_tokens: Option<i32>,
+    pub result_tokens: Option<i32>,
+    pub total_tokens: Option<i32>,
+    pub estimated_cost_usd: Option<Money>,
+    pub pricing_model: Option<String>,
+    pub tokenizer: Option<String>,
+    /// Text was altered so the database would take the row (e.g. U+0000 replaced).
+    pub sanitized: bool,
+    pub timestamp: DateTime<Utc>,
+    /// For trace export only; not a column of `mcp_requests`.
+    #[serde(default)]
+    pub trace: TraceContext,
+}
+
+/// What a trace exporter needs beyond the stored columns: the protocol revision and the W3C
+/// trace context a client sent in `params._meta`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TraceContext {
+    pub protocol_version: Option<String>,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+impl LedgerRow {
+    /// OpenTelemetry's `error.type`: `tool_error` for a tool that reported failure, the
+    /// JSON-RPC error code of a protocol error (`_OTHER` without one), `timeout`/`cancelled`.
+    pub fn error_type(&self) -> Option<String> {
+        match self.status {
+            Status::Success => None,
+            Status::ToolError => Some("tool_error".into()),
+            Status::Error => Some(
+                self.error_code
+                    .map_or_else(|| "_OTHER".to_string(), |c| c.to_string()),
+            ),
+            other => Some(other.as_str().to_string()),
+        }
+    }
+
+    /// Replaces characters no engine can store (U+0000 in PostgreSQL text) and caps very long
+    /// text, flagging the row. The rest of the row is untouched: nothing is dropped.
+    pub fn sanitize(&mut self) {
+        const MAX_TEXT: usize = 4096;
+        let mut changed = false;
+        let mut fix = |text: &mut String| {
+            if text.contains('\0') {
+                *text = text.replace('\0', "\u{FFFD}");
+                changed = true;
+            }
+            if text.len() > MAX_TEXT {
+                let cut = (0..=MAX_TEXT)
+                    .rev()
+                    .find(|i| text.is_char_boundary(*i))
+                    .unwrap_or(0);
+                text.truncate(cut);
+                changed = true;
+            }
+        };
+        fix(&mut self.method);
+        for field in [
+            &mut self.session_id,
+            &mut self.jsonrpc_id,
+            &mut self.tool_name,
+            &mut self.error_message,
+            &mut self.pricing_model,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(field);
+        }
+        self.sanitized |= changed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micros_are_integers_in_both_units() {
+        let d = Micros::from_micros(12_345);
+        assert_eq!((d.micros(), d.millis()), (12_345, 12));
+        assert_eq!(Micros::from_micros(999).millis(), 0);
+    }
+
+    #[test]
+    fn sanitize_replaces_nul_and_flags_the_row() {
+        let mut row = LedgerRow {
+            request_id: Uuid::new_v4(),
+            session_id: None,
+            jsonrpc_id: Some("1".into()),
+            method: "tools/call".into(),
+            tool_name: Some("a\0b".into()),
+            status: Status::Error,
+            error_code: None,
+            error_message: Some("x".repeat(10_000)),
+            duration: Micros::default(),
+            request_bytes: 0,
+            response_bytes: 0,
+            args_tokens: None,
+            result_tokens: None,
+            total_tokens: None,
+            estimated_cost_usd: None,
+            pricing_model: None,
+            tokenizer: None,
+            sanitized: false,
+            timestamp: Utc::now(),
+            trace: TraceContext::default(),
+        };
+        row.sanitize();
+        assert_eq!(row.tool_name.as_deref(), Some("a\u{FFFD}b"));
+        assert_eq!(row.error_message.as_ref().map(String::len), Some(4096));
+        assert!(row.sanitized);
+    }
+}
