@@ -423,5 +423,7 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .find(|a| a.is_ipv4())
         .or_else(|| addrs.first())
         .copied()
-        .ok_or_else(|| format!("{text:?} resolves to no address; write HOST:PORT, e.g. 127.0.0.1:8051"))
+        .ok_or_else(|| {
+            format!("{text:?} resolves to no address; write HOST:PORT, e.g. 127.0.0.1:8051")
+        })
 }

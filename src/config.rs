@@ -419,8 +419,9 @@ fn listen_address(
 ) -> Result<SocketAddr, ConfigError> {
     let mut addr = match (flag, file) {
         (Some(addr), _) => addr,
-        (None, Some(text)) => crate::cli::parse_listen(text)
-            .map_err(|reason| ConfigError::Invalid(format!("listen in the config file: {reason}")))?,
+        (None, Some(text)) => crate::cli::parse_listen(text).map_err(|reason| {
+            ConfigError::Invalid(format!("listen in the config file: {reason}"))
+        })?,
         (None, None) => DEFAULT_LISTEN
             .parse()
             .map_err(|_| ConfigError::Invalid("the default listen address is invalid".into()))?,

@@ -3,9 +3,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use steward::cli::{Cli, KeysAction, PricingAction};
 use steward::commands::UsageError;
-use steward::store::OpenMode;
 use steward::config::{self, Resolved};
 use steward::server::{self, RunError};
+use steward::store::OpenMode;
 
 /// mimalloc, not the system allocator: the ledger allocates on request threads and frees on its
 /// writer thread, the pattern glibc's malloc handles worst (freed chunks land in another

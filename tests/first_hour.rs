@@ -115,11 +115,7 @@ async fn exit_codes_are_2_for_usage_and_1_for_failures() -> anyhow::Result<()> {
         let db = TestDb::new(backend).await?;
         seed(&db).await?;
         let cases: Vec<(Vec<&str>, i32, &str)> = vec![
-            (
-                vec!["requests", "list", "--since", "yesterday"],
-                2,
-                "since",
-            ),
+            (vec!["requests", "list", "--since", "yesterday"], 2, "since"),
             (vec!["stats", "--since", "yesterday"], 2, "since"),
             (vec!["sessions", "list", "--bogus"], 2, "--bogus"),
             (vec!["sessions", "show", "nope"], 1, "no session"),
@@ -164,7 +160,10 @@ async fn read_only_commands_never_create_a_database_and_name_the_one_they_read()
     let url = format!("sqlite://{}", typo.display());
     let output = steward_in(dir.path(), &["sessions", "list", "--database", &url]).await?;
     assert_eq!(output.status.code(), Some(2), "{}", err(&output));
-    assert!(!typo.exists() && !default.exists(), "a database was created");
+    assert!(
+        !typo.exists() && !default.exists(),
+        "a database was created"
+    );
     assert!(!dir.path().join("steward.db").exists());
 
     // `serve` creates the default database (and its directories) and says where it is...
@@ -247,7 +246,10 @@ async fn the_start_up_text_says_where_to_connect_and_what_it_uses() -> anyhow::R
         format!("database:     {}", db.url),
         "auth:         none".to_string(),
     ] {
-        assert!(banner.contains(&expected), "{expected} missing in:\n{banner}");
+        assert!(
+            banner.contains(&expected),
+            "{expected} missing in:\n{banner}"
+        );
     }
     let help = steward_in(db.dir(), &["serve", "--help"]).await?;
     assert!(out(&help).contains("--port <PORT>"), "{}", out(&help));
@@ -384,7 +386,13 @@ async fn check_of_a_running_server_leaves_no_session_behind() -> anyhow::Result<
     let db = TestDb::new(Backend::Sqlite).await?;
     let server = TestServer::start(&db).await?;
     let check = steward_in(db.dir(), &["check", "--url", &server.mcp_url()]).await?;
-    assert_eq!(check.status.code(), Some(0), "{}{}", out(&check), err(&check));
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}{}",
+        out(&check),
+        err(&check)
+    );
     let live = steward(&db, &["sessions", "list", "--json"]).await?;
     let listed: Value = serde_json::from_slice(&live.stdout)?;
     let still_live: Vec<&Value> = listed["sessions"]

@@ -4,8 +4,8 @@ use serde_json::json;
 
 use super::table;
 use crate::cli::RequestsAction;
-use crate::store::{IdKind, Store};
 use crate::store::requests::RequestFilter;
+use crate::store::{IdKind, Store};
 
 pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
     let RequestsAction::List {

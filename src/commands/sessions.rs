@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::table;
 use crate::cli::SessionsAction;
-use crate::store::{IdKind, Store};
 use crate::store::sessions::{SessionFilter, SessionRow};
+use crate::store::{IdKind, Store};
 
 pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
     match action {

@@ -24,11 +24,11 @@ use rmcp::{ErrorData, RoleServer};
 use crate::board::Actor;
 use crate::ledger::Ledger;
 use crate::ledger::http::Caller;
-use crate::sessions::logical::{LogicalSessions, STATELESS_REVISION};
 use crate::mcp::conformance::Fixtures;
 use crate::mcp::tools::params::ARGUMENT_ERROR_MARKER;
 use crate::resources::changes::{BoardChanges, Change};
 use crate::resources::subscriptions::Subscriptions;
+use crate::sessions::logical::{LogicalSessions, STATELESS_REVISION};
 use crate::store::Store;
 use logging::ClientLog;
 

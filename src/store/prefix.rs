@@ -41,7 +41,10 @@ pub enum IdMatch {
     None,
     /// Several rows start with the prefix: up to [`MAX_MATCHES`] of them, sorted, and whether
     /// there are more.
-    Ambiguous { ids: Vec<String>, more: bool },
+    Ambiguous {
+        ids: Vec<String>,
+        more: bool,
+    },
 }
 
 impl Store {
@@ -94,7 +97,9 @@ mod tests {
         let ids = vec!["ab".to_string(), "abc".to_string()];
         assert_eq!(classify("ab", ids), IdMatch::One("ab".into()));
         let ids = vec!["abc".to_string(), "abd".to_string()];
-        assert!(matches!(classify("ab", ids), IdMatch::Ambiguous { ids, more: false } if ids.len() == 2));
+        assert!(
+            matches!(classify("ab", ids), IdMatch::Ambiguous { ids, more: false } if ids.len() == 2)
+        );
         assert_eq!(classify("x", vec![]), IdMatch::None);
     }
 }

@@ -602,21 +602,16 @@ mod tests {
 pub struct SessionActivity {
     /// Its `tools/call` rows.
     pub tool_calls: i64,
-    /// Its newest row of any method.
-    pub last_request: Option<DateTime<Utc>>,
 }
 
 impl Store {
-    /// The session's tool calls and last request, from the ledger (the truth across restarts
-    /// and replicas, unlike any one process's counters).
+    /// The session's tool calls, from the ledger (the truth across restarts and replicas,
+    /// unlike any one process's counters).
     pub async fn session_activity(&self, session_id: &str) -> Result<SessionActivity, sqlx::Error> {
-        let sql = "SELECT COUNT(*) FILTER (WHERE method = 'tools/call'), MAX(timestamp) \
-                   FROM mcp_requests WHERE session_id = $1";
-        let (tool_calls, last_request): (i64, Option<DateTime<Utc>>) = on_pool!(self, pool =>
-            sqlx::query_as(sql).bind(session_id).fetch_one(pool).await)?;
-        Ok(SessionActivity {
-            tool_calls,
-            last_request,
-        })
+        let sql =
+            "SELECT COUNT(*) FROM mcp_requests WHERE session_id = $1 AND method = 'tools/call'";
+        let tool_calls: i64 = on_pool!(self, pool =>
+            sqlx::query_scalar(sql).bind(session_id).fetch_one(pool).await)?;
+        Ok(SessionActivity { tool_calls })
     }
 }

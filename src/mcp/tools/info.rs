@@ -2,10 +2,10 @@
 
 use std::sync::atomic::Ordering;
 
+use chrono::Utc;
 use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, tool, tool_router};
-use chrono::Utc;
 use serde_json::json;
 
 use super::{ToolError, respond, success};
@@ -56,12 +56,13 @@ impl BoardServer {
         let outcome = outcome.map_err(ToolError::from).map(|(row, activity)| {
             let client = request.client_info();
             let now = Utc::now();
-            // This call is not in the ledger yet; with the ledger off only this process counts.
-            let request_count = match activity {
-                Some(activity) => activity.tool_calls.saturating_add(1),
-                None => i64::try_from(self.connection.requests.load(Ordering::Relaxed))
-                    .unwrap_or(i64::MAX),
-            };
+            // The ledger counts every process's calls since the session began, this call
+            // excepted (not stored yet); this connection's own count covers calls whose rows
+            // the ledger writer has not stored yet (and is all there is with the ledger off).
+            let here = i64::try_from(self.connection.requests.load(Ordering::Relaxed))
+                .unwrap_or(i64::MAX);
+            let request_count = activity
+                .map_or(here, |a| a.tool_calls.saturating_add(1).max(here));
             success(json!({
                 "session": {
                     "session_id": session_id,
