@@ -148,8 +148,8 @@ impl Store {
 
     /// A pool of its own, with `connections` connections to the same database, for a task that
     /// writes steadily (the ledger's writer). It never waits for, or holds, a connection a
-    /// request needs, and its prepared statements (the ledger's INSERT of 128 rows takes
-    /// ~700,000 instructions to prepare) stay in the cache of the connection that uses them
+    /// request needs, and its prepared statements (the ledger's multi-row INSERTs are costly to
+    /// prepare) stay in the cache of the connection that uses them
     /// instead of being prepared again on each of the shared pool's connections in turn.
     /// Connects on first use.
     pub fn dedicated(&self, connections: u32) -> Store {

@@ -68,9 +68,8 @@ fn insert_sql(rows: usize, returning: bool, numbered: bool) -> Result<&'static s
 }
 
 /// The argument list for a chunk of ledger rows: each row's 20 values in [`INSERT`]'s column
-/// order, text borrowed from the rows. Built directly with room for all of them (binding one
-/// value at a time through `Query::bind` moved the query and regrew the list ~2,500 times per
-/// chunk).
+/// order, text borrowed from the rows. Built directly with room for all of them: binding one
+/// value at a time through `Query::bind` moves the query and regrows the list at every value.
 macro_rules! row_arguments {
     ($tx:expr, $rows:expr) => {{
         let rows: &[LedgerRow] = $rows;
