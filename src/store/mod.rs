@@ -5,6 +5,21 @@
 //! compiles the same body once per engine, so the SQL cannot drift apart. Each engine has its
 //! own checked-in migration history under `migrations/{sqlite,postgres}`.
 
+/// Implements sqlx's `Type` for a value type on one engine as the column type it is stored as
+/// there (e.g. `Money` as text on SQLite and as `NUMERIC` on PostgreSQL).
+macro_rules! stored_as {
+    ($ty:ty, $db:ty, $column:ty) => {
+        impl sqlx::Type<$db> for $ty {
+            fn type_info() -> <$db as sqlx::Database>::TypeInfo {
+                <$column as sqlx::Type<$db>>::type_info()
+            }
+            fn compatible(ty: &<$db as sqlx::Database>::TypeInfo) -> bool {
+                <$column as sqlx::Type<$db>>::compatible(ty)
+            }
+        }
+    };
+}
+
 mod id;
 
 pub mod documents;
