@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 /// How log lines are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines (coloured on a terminal).
@@ -19,6 +19,12 @@ pub enum LogFormat {
 /// whole `InitializeRequestParams` of every session (and every notification), which floods an
 /// assistant's MCP log. `STEWARD_LOG=info,rmcp=info` brings them back.
 pub const DEFAULT_FILTER: &str = "info,rmcp::service=warn";
+
+impl LogFormat {
+    /// Every format, by the name flags and the config file use.
+    pub const NAMES: [(&str, LogFormat); 2] =
+        [("text", LogFormat::Text), ("json", LogFormat::Json)];
+}
 
 /// Installs the process-wide subscriber.
 pub fn init(format: LogFormat) {
