@@ -310,6 +310,32 @@ pub struct Paged<T> {
     pub total: i64,
 }
 
+/// One direct connection before the pool: a pool retries a refused connection until its
+/// acquire timeout and then reports only "pool timed out"; this says what happened and where.
+async fn probe_postgres(options: &PgConnectOptions) -> Result<(), OpenError> {
+    use sqlx::ConnectOptions;
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect()).await {
+        Ok(Ok(connection)) => {
+            use sqlx::Connection;
+            if let Err(error) = connection.close().await {
+                // The pool opens connections of its own: a probe that will not close is no
+                // reason to refuse to start.
+                tracing::debug!(%error, "closing the PostgreSQL probe connection failed");
+            }
+            Ok(())
+        }
+        Ok(Err(sqlx::Error::Io(error))) => Err(OpenError::Unreachable {
+            address: format!("{}:{}", options.get_host(), options.get_port()),
+            reason: error.to_string(),
+        }),
+        Ok(Err(error)) => Err(OpenError::Connect(error)),
+        Err(_) => Err(OpenError::Unreachable {
+            address: format!("{}:{}", options.get_host(), options.get_port()),
+            reason: format!("no answer within {ACQUIRE_TIMEOUT:?}"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,28 +353,5 @@ mod tests {
             per_page: 10,
         };
         assert_eq!((p.limit(), p.offset()), (10, 20));
-    }
-}
-
-/// One direct connection before the pool: a pool retries a refused connection until its
-/// acquire timeout and then reports only "pool timed out"; this says what happened and where.
-async fn probe_postgres(options: &PgConnectOptions) -> Result<(), OpenError> {
-    use sqlx::ConnectOptions;
-    match tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect()).await {
-        Ok(Ok(connection)) => {
-            use sqlx::Connection;
-            // Closing a probe that worked cannot change what the pool will find.
-            let _ = connection.close().await;
-            Ok(())
-        }
-        Ok(Err(sqlx::Error::Io(error))) => Err(OpenError::Unreachable {
-            address: format!("{}:{}", options.get_host(), options.get_port()),
-            reason: error.to_string(),
-        }),
-        Ok(Err(error)) => Err(OpenError::Connect(error)),
-        Err(_) => Err(OpenError::Unreachable {
-            address: format!("{}:{}", options.get_host(), options.get_port()),
-            reason: format!("no answer within {ACQUIRE_TIMEOUT:?}"),
-        }),
     }
 }
