@@ -98,15 +98,15 @@ impl Encoding {
         for i in 0..parts.len() {
             parts[i].1 = rank_of(&parts, i);
         }
-        loop {
-            let Some((i, _)) = parts[..parts.len() - 1]
+        let lowest = |parts: &[(usize, Rank)]| {
+            parts[..parts.len() - 1]
                 .iter()
                 .enumerate()
                 .filter(|(_, (_, rank))| *rank != Rank::MAX)
                 .min_by_key(|(i, (_, rank))| (*rank, *i))
-            else {
-                break;
-            };
+                .map(|(i, _)| i)
+        };
+        while let Some(i) = lowest(&parts) {
             parts.remove(i + 1);
             parts[i].1 = rank_of(&parts, i);
             if i > 0 {
