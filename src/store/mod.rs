@@ -5,8 +5,10 @@
 //! compiles the same body once per engine, so the SQL cannot drift apart. Each engine has its
 //! own checked-in migration history under `migrations/{sqlite,postgres}`.
 
+mod board_tx;
 mod id;
 
+pub mod claims;
 pub mod documents;
 pub mod events;
 pub mod keys;
@@ -30,6 +32,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use board_tx::NextFilter;
 pub use id::Id;
 pub use money::Money;
 pub use stamp::Stamp;
