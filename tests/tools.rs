@@ -1116,24 +1116,26 @@ async fn restoring_docs_that_are_not_documents_is_rejected() -> anyhow::Result<(
         let client = &board.client;
         let project = create_project(client, "Bad docs").await?;
         let spec = create_document(board, &project, json!({ "title": "Spec", "document_type": "spec" })).await?;
-        ok(
-            client,
-            "manage_version",
-            json!({ "action": "create", "project_id": project, "field_name": "docs", "content": { "not": "documents" } }),
-        )
-        .await?;
+        // Content that could not be restored later is refused when the version is created.
         let error = fails(
             client,
             "manage_version",
-            json!({ "action": "restore", "project_id": project, "field_name": "docs", "version_number": 1 }),
+            json!({ "action": "create", "project_id": project, "field_name": "docs", "content": { "not": "documents" } }),
             "validation_error",
         )
         .await?;
-        assert_eq!(error["field"], "version_number", "{error}");
+        assert_eq!(error["field"], "content", "{error}");
+        fails(
+            client,
+            "manage_version",
+            json!({ "action": "restore", "project_id": project, "field_name": "docs", "version_number": 1 }),
+            "not_found",
+        )
+        .await?;
         let listed = ok(client, "find_documents", json!({ "project_id": project })).await?;
         assert_eq!(field_of(&listed["documents"], "id"), [spec], "documents untouched");
         let versions = total(board, "find_versions", json!({ "project_id": project })).await?;
-        assert_eq!(versions, 1, "a rejected restore leaves no backup version behind");
+        assert_eq!(versions, 0, "a rejected create or restore leaves no version behind");
         Ok(())
     })
     .await

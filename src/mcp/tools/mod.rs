@@ -9,6 +9,7 @@ mod documents;
 mod info;
 pub mod params;
 mod projects;
+mod shapes;
 mod tasks;
 mod validate;
 mod versions;
