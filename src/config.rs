@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{
-    Cli, Command, DatabaseArgs, KeysAction, LedgerArgs, PricingAction, RequestsAction,
+    Cli, Command, DatabaseArgs, ImportSource, KeysAction, LedgerArgs, PricingAction, RequestsAction,
     SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
 };
 use crate::ledger::pricing::PricingPolicy;
@@ -172,6 +172,7 @@ pub enum Resolved {
     Check(CheckOptions),
     Stats(DatabaseUrl, String, bool),
     Keys(DatabaseUrl, KeysAction),
+    Import(DatabaseUrl, ImportSource),
 }
 
 /// Merges flags/env (already applied by clap) with the config file and the defaults; also
@@ -264,6 +265,15 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             Resolved::Sessions(database_url(args.database, &file)?, args.action)
         }
         Command::Keys(args) => Resolved::Keys(database_url(args.database, &file)?, args.action),
+        Command::Import(args) => {
+            let ImportSource::Archon { from, .. } = &args.source;
+            if !matches!(DatabaseUrl::parse(from), Ok(DatabaseUrl::Postgres { .. })) {
+                return Err(ConfigError::Invalid(format!(
+                    "--from {from:?} is not a PostgreSQL URL; Archon v1 keeps its board in PostgreSQL (Supabase): pass --from postgres://USER@HOST:5432/DB"
+                )));
+            }
+            Resolved::Import(database_url(args.database, &file)?, args.source)
+        }
     })
 }
 

@@ -70,6 +70,12 @@ fn main() -> ExitCode {
                 })
                 .await
             }
+            Resolved::Import(database, source) => {
+                server::admin(&database, |store| {
+                    Box::pin(steward::commands::import::run(store, source))
+                })
+                .await
+            }
             Resolved::Sessions(database, action) => {
                 server::admin(&database, |store| {
                     Box::pin(steward::commands::sessions::run(store, action))

@@ -11,6 +11,7 @@ mod id;
 pub mod claims;
 pub mod documents;
 pub mod events;
+pub mod import;
 pub mod keys;
 mod ledger_copy;
 pub mod money;
