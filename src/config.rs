@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{
-    Cli, Command, DatabaseArgs, ImportSource, KeysAction, LedgerArgs, PricingAction, RequestsAction,
-    SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
+    Cli, Command, DatabaseArgs, ImportSource, KeysAction, LedgerArgs, PricingAction,
+    RequestsAction, SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
 };
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};

@@ -77,50 +77,163 @@ async fn a_claim_is_a_lease_that_others_see_and_respect() -> anyhow::Result<()> 
         assert!(claimed["lease_until"].is_string(), "{claimed}");
         assert_eq!(claimed["task"]["claimed_by"], sa.as_str());
         assert_eq!(claimed["task"]["claimed_client"], "agent-a");
-        assert!(claimed["task"].get("claim_token").is_none(), "the token is never listed: {claimed}");
+        assert!(
+            claimed["task"].get("claim_token").is_none(),
+            "the token is never listed: {claimed}"
+        );
 
         // Everyone sees who holds it; the unclaimed filter leaves it out.
         let seen = get_task(b, &task).await?;
-        assert_eq!((seen["claimed_by"].as_str(), seen["lease_until"].is_string()), (Some(sa.as_str()), true));
-        let unclaimed = ok(b, "find_tasks", json!({ "project_id": project, "unclaimed": true })).await?;
+        assert_eq!(
+            (seen["claimed_by"].as_str(), seen["lease_until"].is_string()),
+            (Some(sa.as_str()), true)
+        );
+        let unclaimed = ok(
+            b,
+            "find_tasks",
+            json!({ "project_id": project, "unclaimed": true }),
+        )
+        .await?;
         assert_eq!(unclaimed["total"], 0, "{unclaimed}");
 
         // A second claimer is told who holds it and until when.
-        let error = fails(b, "claim_task", json!({ "task_id": task }), "claim_conflict").await?;
+        let error = fails(
+            b,
+            "claim_task",
+            json!({ "task_id": task }),
+            "claim_conflict",
+        )
+        .await?;
         let message = text(&error["message"])?;
-        assert!(message.contains("agent-a") && message.contains(&sa), "{error}");
+        assert!(
+            message.contains("agent-a") && message.contains(&sa),
+            "{error}"
+        );
         assert_eq!(error["holder"]["claimed_by"], sa.as_str(), "{error}");
         // Changing it without the token is refused; with the holder's token it works.
-        fails(b, "manage_task", json!({ "action": "update", "task_id": task, "status": "doing" }), "claim_conflict").await?;
-        fails(b, "manage_task", json!({ "action": "delete", "task_id": task }), "claim_conflict").await?;
+        fails(
+            b,
+            "manage_task",
+            json!({ "action": "update", "task_id": task, "status": "doing" }),
+            "claim_conflict",
+        )
+        .await?;
+        fails(
+            b,
+            "manage_task",
+            json!({ "action": "delete", "task_id": task }),
+            "claim_conflict",
+        )
+        .await?;
         let bogus = uuid::Uuid::new_v4().to_string();
-        fails(b, "manage_task", json!({ "action": "update", "task_id": task, "status": "doing", "claim_token": bogus }), "claim_conflict").await?;
-        ok(b, "manage_task", json!({ "action": "update", "task_id": task, "status": "doing", "claim_token": token })).await?;
+        fails(
+            b,
+            "manage_task",
+            json!({ "action": "update", "task_id": task, "status": "doing", "claim_token": bogus }),
+            "claim_conflict",
+        )
+        .await?;
+        ok(
+            b,
+            "manage_task",
+            json!({ "action": "update", "task_id": task, "status": "doing", "claim_token": token }),
+        )
+        .await?;
         // The holder changes it freely.
-        ok(a, "manage_task", json!({ "action": "update", "task_id": task, "description": "by a" })).await?;
+        ok(
+            a,
+            "manage_task",
+            json!({ "action": "update", "task_id": task, "description": "by a" }),
+        )
+        .await?;
 
-        ok(a, "renew_claim", json!({ "task_id": task, "claim_token": token, "lease_seconds": 60 })).await?;
-        fails(b, "release_task", json!({ "task_id": task, "claim_token": bogus }), "claim_conflict").await?;
-        let released = ok(a, "release_task", json!({ "task_id": task, "claim_token": token, "status": "review" })).await?;
-        assert_eq!((released["task"]["claimed_by"].clone(), released["task"]["status"].clone()), (Value::Null, json!("review")));
+        ok(
+            a,
+            "renew_claim",
+            json!({ "task_id": task, "claim_token": token, "lease_seconds": 60 }),
+        )
+        .await?;
+        fails(
+            b,
+            "release_task",
+            json!({ "task_id": task, "claim_token": bogus }),
+            "claim_conflict",
+        )
+        .await?;
+        let released = ok(
+            a,
+            "release_task",
+            json!({ "task_id": task, "claim_token": token, "status": "review" }),
+        )
+        .await?;
+        assert_eq!(
+            (
+                released["task"]["claimed_by"].clone(),
+                released["task"]["status"].clone()
+            ),
+            (Value::Null, json!("review"))
+        );
         // The released token is stale now, for renewing and for changes alike.
-        fails(a, "renew_claim", json!({ "task_id": task, "claim_token": token }), "claim_conflict").await?;
-        fails(b, "manage_task", json!({ "action": "update", "task_id": task, "claim_token": token, "title": "x" }), "claim_conflict").await?;
+        fails(
+            a,
+            "renew_claim",
+            json!({ "task_id": task, "claim_token": token }),
+            "claim_conflict",
+        )
+        .await?;
+        fails(
+            b,
+            "manage_task",
+            json!({ "action": "update", "task_id": task, "claim_token": token, "title": "x" }),
+            "claim_conflict",
+        )
+        .await?;
 
         // A lease that runs out ends the claim: the next claimer gets it, the old token is stale.
-        let short = ok(a, "claim_task", json!({ "task_id": task, "lease_seconds": 1 })).await?;
+        let short = ok(
+            a,
+            "claim_task",
+            json!({ "task_id": task, "lease_seconds": 1 }),
+        )
+        .await?;
         let old = text(&short["claim_token"])?;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let taken = ok(b, "claim_task", json!({ "task_id": task })).await?;
-        assert_ne!(taken["claim_token"], short["claim_token"], "a new claim has a new token");
-        fails(a, "manage_task", json!({ "action": "update", "task_id": task, "claim_token": old, "title": "late" }), "claim_conflict").await?;
+        assert_ne!(
+            taken["claim_token"], short["claim_token"],
+            "a new claim has a new token"
+        );
+        fails(
+            a,
+            "manage_task",
+            json!({ "action": "update", "task_id": task, "claim_token": old, "title": "late" }),
+            "claim_conflict",
+        )
+        .await?;
         let b_token = text(&taken["claim_token"])?;
 
         // Moving the task to done ends the claim.
-        ok(b, "manage_task", json!({ "action": "update", "task_id": task, "status": "done" })).await?;
+        ok(
+            b,
+            "manage_task",
+            json!({ "action": "update", "task_id": task, "status": "done" }),
+        )
+        .await?;
         assert_eq!(get_task(a, &task).await?["claimed_by"], Value::Null);
-        fails(b, "release_task", json!({ "task_id": task, "claim_token": b_token }), "claim_conflict").await?;
-        fails(a, "claim_task", json!({ "task_id": task }), "validation_error").await?;
+        fails(
+            b,
+            "release_task",
+            json!({ "task_id": task, "claim_token": b_token }),
+            "claim_conflict",
+        )
+        .await?;
+        fails(
+            a,
+            "claim_task",
+            json!({ "task_id": task }),
+            "validation_error",
+        )
+        .await?;
 
         // Every start and end is a history row with its reason.
         assert_eq!(
@@ -155,15 +268,36 @@ async fn a_claim_ends_with_its_session_and_with_archiving() -> anyhow::Result<()
             .header("mcp-session-id", &sb)
             .send()
             .await?;
-        assert!(deleted.status().is_success(), "DELETE: {}", deleted.status());
+        assert!(
+            deleted.status().is_success(),
+            "DELETE: {}",
+            deleted.status()
+        );
         assert_eq!(get_task(a, &first).await?["claimed_by"], Value::Null);
-        assert_eq!(claim_rows(a, &first).await?.last().map(|r| r.1.clone()), Some("session_client_delete".into()));
+        assert_eq!(
+            claim_rows(a, &first).await?.last().map(|r| r.1.clone()),
+            Some("session_client_delete".into())
+        );
         ok(a, "claim_task", json!({ "task_id": first })).await?;
 
         let claim = ok(a, "claim_task", json!({ "task_id": second })).await?;
-        ok(a, "manage_task", json!({ "action": "delete", "task_id": second })).await?;
-        assert_eq!(claim_rows(a, &second).await?.last().map(|r| r.1.clone()), Some("archived".into()));
-        fails(a, "renew_claim", json!({ "task_id": second, "claim_token": claim["claim_token"] }), "not_found").await?;
+        ok(
+            a,
+            "manage_task",
+            json!({ "action": "delete", "task_id": second }),
+        )
+        .await?;
+        assert_eq!(
+            claim_rows(a, &second).await?.last().map(|r| r.1.clone()),
+            Some("archived".into())
+        );
+        fails(
+            a,
+            "renew_claim",
+            json!({ "task_id": second, "claim_token": claim["claim_token"] }),
+            "not_found",
+        )
+        .await?;
         Ok(())
     })
     .await
@@ -178,29 +312,44 @@ async fn next_task_hands_each_task_to_one_of_twenty_agents() -> anyhow::Result<(
         let mut created = BTreeSet::new();
         for i in 0..TASKS {
             let order = (i % 7) as i64;
-            created.insert(create_task(&agents.a, &project, &format!("task {i}"), json!({ "task_order": order })).await?);
+            created.insert(
+                create_task(
+                    &agents.a,
+                    &project,
+                    &format!("task {i}"),
+                    json!({ "task_order": order }),
+                )
+                .await?,
+            );
         }
         let mut clients = Vec::new();
         for i in 0..AGENTS {
             clients.push(connect(&agents.url, &format!("swarm-{i}")).await?);
         }
-        let handed: Vec<Vec<String>> = futures::future::try_join_all(clients.iter().map(|client| {
-            let project = project.clone();
-            async move {
-                let mut mine = Vec::new();
-                loop {
-                    let body = ok(client, "next_task", json!({ "project_id": project })).await?;
-                    if body["task"].is_null() {
-                        return Ok::<_, anyhow::Error>(mine);
+        let handed: Vec<Vec<String>> =
+            futures::future::try_join_all(clients.iter().map(|client| {
+                let project = project.clone();
+                async move {
+                    let mut mine = Vec::new();
+                    loop {
+                        let body =
+                            ok(client, "next_task", json!({ "project_id": project })).await?;
+                        if body["task"].is_null() {
+                            return Ok::<_, anyhow::Error>(mine);
+                        }
+                        mine.push(text(&body["task"]["id"])?);
                     }
-                    mine.push(text(&body["task"]["id"])?);
                 }
-            }
-        }))
-        .await?;
+            }))
+            .await?;
         let all: Vec<&String> = handed.iter().flatten().collect();
         let distinct: BTreeSet<String> = all.iter().map(|s| s.to_string()).collect();
-        assert_eq!(all.len(), distinct.len(), "a task was handed out twice on {:?}", agents.backend);
+        assert_eq!(
+            all.len(),
+            distinct.len(),
+            "a task was handed out twice on {:?}",
+            agents.backend
+        );
         assert_eq!(distinct, created, "every task handed out");
         for client in clients {
             client.cancel().await?;
@@ -216,25 +365,80 @@ async fn next_task_picks_by_order_and_age_and_skips_blocked_tasks() -> anyhow::R
         let a = &agents.a;
         let project = create_project(a, "Order").await?;
         let blocker = create_task(a, &project, "Blocker", json!({ "task_order": 10 })).await?;
-        let urgent = create_task(a, &project, "Urgent but blocked", json!({ "task_order": 90, "blocked_by": [blocker] })).await?;
-        let low = create_task(a, &project, "Low", json!({ "task_order": 1, "assignee": "Alice" })).await?;
+        let urgent = create_task(
+            a,
+            &project,
+            "Urgent but blocked",
+            json!({ "task_order": 90, "blocked_by": [blocker] }),
+        )
+        .await?;
+        let low = create_task(
+            a,
+            &project,
+            "Low",
+            json!({ "task_order": 1, "assignee": "Alice" }),
+        )
+        .await?;
         let shown = get_task(a, &urgent).await?;
-        assert_eq!((shown["blocked_by"].clone(), shown["open_blockers"].clone()), (json!([blocker]), json!([blocker])));
+        assert_eq!(
+            (shown["blocked_by"].clone(), shown["open_blockers"].clone()),
+            (json!([blocker]), json!([blocker]))
+        );
 
-        let peek = ok(a, "next_task", json!({ "project_id": project, "claim": false })).await?;
-        assert_eq!(peek["task"]["id"], blocker.as_str(), "the blocked task is not offered: {peek}");
-        assert_eq!(peek["task"]["claimed_by"], Value::Null, "claim false only looks");
-        let alice = ok(a, "next_task", json!({ "assignee": "ALICE", "claim": false })).await?;
+        let peek = ok(
+            a,
+            "next_task",
+            json!({ "project_id": project, "claim": false }),
+        )
+        .await?;
+        assert_eq!(
+            peek["task"]["id"],
+            blocker.as_str(),
+            "the blocked task is not offered: {peek}"
+        );
+        assert_eq!(
+            peek["task"]["claimed_by"],
+            Value::Null,
+            "claim false only looks"
+        );
+        let alice = ok(
+            a,
+            "next_task",
+            json!({ "assignee": "ALICE", "claim": false }),
+        )
+        .await?;
         assert_eq!(alice["task"]["id"], low.as_str(), "assignee folds case");
 
         // A cycle is refused and named.
-        let error = fails(a, "manage_task", json!({ "action": "update", "task_id": blocker, "blocked_by": [urgent] }), "validation_error").await?;
+        let error = fails(
+            a,
+            "manage_task",
+            json!({ "action": "update", "task_id": blocker, "blocked_by": [urgent] }),
+            "validation_error",
+        )
+        .await?;
         let message = text(&error["message"])?;
-        assert!(message.contains("cycle") && message.contains("Blocker") && message.contains("Urgent but blocked"), "{error}");
-        fails(a, "manage_task", json!({ "action": "update", "task_id": blocker, "blocked_by": [blocker] }), "validation_error").await?;
+        assert!(
+            message.contains("cycle")
+                && message.contains("Blocker")
+                && message.contains("Urgent but blocked"),
+            "{error}"
+        );
+        fails(
+            a,
+            "manage_task",
+            json!({ "action": "update", "task_id": blocker, "blocked_by": [blocker] }),
+            "validation_error",
+        )
+        .await?;
 
         // The blocker done, the dependant is offered first.
-        ok(a, "manage_task", json!({ "action": "update", "task_id": blocker, "status": "done" })).await?;
+        ok(
+            a,
+            "manage_task",
+            json!({ "action": "update", "task_id": blocker, "status": "done" }),
+        )
+        .await?;
         let next = ok(a, "next_task", json!({ "project_id": project })).await?;
         assert_eq!(next["task"]["id"], urgent.as_str(), "{next}");
         assert_eq!(next["task"]["open_blockers"], json!([]));

@@ -20,7 +20,11 @@ const DOC: &str = "44444444-4444-4444-8444-444444444444";
 
 /// Archon v1's tables; `older` leaves out the columns early versions lack.
 fn archon_schema(older: bool) -> String {
-    let prd = if older { "" } else { "prd JSONB DEFAULT '{}'::jsonb," };
+    let prd = if older {
+        ""
+    } else {
+        "prd JSONB DEFAULT '{}'::jsonb,"
+    };
     let task_extra = if older {
         ""
     } else {
@@ -69,8 +73,12 @@ fn archon_rows() -> String {
 async fn archon_db(older: bool) -> anyhow::Result<TestDb> {
     let db = TestDb::new(Backend::Postgres).await?;
     let mut conn = PgConnection::connect(&db.url).await?;
-    conn.execute(archon_schema(older).as_str()).await.context("Archon schema")?;
-    conn.execute(archon_rows().as_str()).await.context("Archon rows")?;
+    conn.execute(archon_schema(older).as_str())
+        .await
+        .context("Archon schema")?;
+    conn.execute(archon_rows().as_str())
+        .await
+        .context("Archon rows")?;
     conn.close().await?;
     Ok(db)
 }
@@ -78,7 +86,14 @@ async fn archon_db(older: bool) -> anyhow::Result<TestDb> {
 /// Runs `steward import archon --from ARCHON --database TARGET [extra]`.
 async fn import(archon: &TestDb, target: &TestDb, extra: &[&str]) -> anyhow::Result<Output> {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(["import", "archon", "--from", &archon.url, "--database", &target.url])
+        .args([
+            "import",
+            "archon",
+            "--from",
+            &archon.url,
+            "--database",
+            &target.url,
+        ])
         .args(extra)
         .current_dir(target.dir())
         .env_remove("STEWARD_CONFIG")
@@ -112,30 +127,83 @@ async fn imports_an_archon_board_once_keeping_ids_and_times() -> anyhow::Result<
             let target = TestDb::new(backend).await?;
             let dry = import(&archon, &target, &["--dry-run"]).await?;
             assert!(dry.status.success());
-            assert!(stdout(&dry).contains("would add: 1 projects, 1 documents, 2 tasks, 1 versions"), "{}", stdout(&dry));
+            assert!(
+                stdout(&dry).contains("would add: 1 projects, 1 documents, 2 tasks, 1 versions"),
+                "{}",
+                stdout(&dry)
+            );
 
             let first = import(&archon, &target, &[]).await?;
             assert!(first.status.success());
-            assert!(stdout(&first).contains("added: 1 projects, 1 documents, 2 tasks, 1 versions"), "{}", stdout(&first));
+            assert!(
+                stdout(&first).contains("added: 1 projects, 1 documents, 2 tasks, 1 versions"),
+                "{}",
+                stdout(&first)
+            );
             let again = import(&archon, &target, &[]).await?;
             assert!(again.status.success());
             assert!(stdout(&again).contains("added: 0 projects, 0 documents, 0 tasks, 0 versions"));
             assert!(stdout(&again).contains("nothing to add"));
 
             let store = open_store(&target).await?;
-            let project = store.get_project(PROJECT.parse()?).await?.context("project imported")?;
-            assert_eq!((project.title.as_str(), project.features.0.clone()), ("Archon board", json!([{ "name": "auth" }])));
+            let project = store
+                .get_project(PROJECT.parse()?)
+                .await?
+                .context("project imported")?;
+            assert_eq!(
+                (project.title.as_str(), project.features.0.clone()),
+                ("Archon board", json!([{ "name": "auth" }]))
+            );
             assert_eq!(project.created_at.to_rfc3339(), "2024-05-01T09:00:00+00:00");
-            let document = store.get_document(project.id, DOC.parse()?).await?.context("document imported")?;
-            assert_eq!((document.title.as_str(), document.author.as_str()), ("Login spec", "Alice"));
-            let open = store.get_task(TASK_OPEN.parse()?).await?.context("task imported")?;
-            assert_eq!((open.status.as_str(), open.task_order, open.assignee.as_str()), ("doing", 100, "Archon"));
-            let archived = store.get_task(TASK_ARCHIVED.parse::<Id>()?).await?.context("archived task")?;
+            let document = store
+                .get_document(project.id, DOC.parse()?)
+                .await?
+                .context("document imported")?;
+            assert_eq!(
+                (document.title.as_str(), document.author.as_str()),
+                ("Login spec", "Alice")
+            );
+            let open = store
+                .get_task(TASK_OPEN.parse()?)
+                .await?
+                .context("task imported")?;
+            assert_eq!(
+                (
+                    open.status.as_str(),
+                    open.task_order,
+                    open.assignee.as_str()
+                ),
+                ("doing", 100, "Archon")
+            );
+            let archived = store
+                .get_task(TASK_ARCHIVED.parse::<Id>()?)
+                .await?
+                .context("archived task")?;
             assert!(archived.archived && archived.archived_at.is_some());
             // Imported tasks are found with the folded filters like any other.
-            let query = TaskQuery { assignee: Some("ARCHON".into()), ..TaskQuery::default() };
-            assert_eq!(store.list_tasks(&query, Page { page: 1, per_page: 10 }).await?.total, 1);
-            assert!(store.get_version(project.id, "features", 1).await?.is_some());
+            let query = TaskQuery {
+                assignee: Some("ARCHON".into()),
+                ..TaskQuery::default()
+            };
+            assert_eq!(
+                store
+                    .list_tasks(
+                        &query,
+                        Page {
+                            page: 1,
+                            per_page: 10
+                        }
+                    )
+                    .await?
+                    .total,
+                1
+            );
+            assert!(
+                store
+                    .get_version(project.id, "features", 1)
+                    .await?
+                    .is_some()
+            );
             store.close().await;
         }
     }
@@ -150,20 +218,33 @@ async fn refuses_an_archon_database_missing_what_it_needs() -> anyhow::Result<()
     let archon = archon_db(true).await?;
     let target = TestDb::new(Backend::Sqlite).await?;
     let mut conn = PgConnection::connect(&archon.url).await?;
-    conn.execute("ALTER TABLE archon_tasks DROP COLUMN status").await?;
+    conn.execute("ALTER TABLE archon_tasks DROP COLUMN status")
+        .await?;
     let refused = import(&archon, &target, &[]).await?;
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("archon_tasks has no column status"), "{stderr}");
+    assert!(
+        stderr.contains("archon_tasks has no column status"),
+        "{stderr}"
+    );
 
-    conn.execute("ALTER TABLE archon_tasks ADD COLUMN status TEXT; DROP TABLE archon_document_versions").await?;
+    conn.execute(
+        "ALTER TABLE archon_tasks ADD COLUMN status TEXT; DROP TABLE archon_document_versions",
+    )
+    .await?;
     conn.close().await?;
     let refused = import(&archon, &target, &[]).await?;
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && stderr.contains("no table archon_document_versions"), "{stderr}");
+    assert!(
+        !refused.status.success() && stderr.contains("no table archon_document_versions"),
+        "{stderr}"
+    );
 
     let store = open_store(&target).await?;
-    assert!(store.get_project(PROJECT.parse()?).await?.is_none(), "nothing written");
+    assert!(
+        store.get_project(PROJECT.parse()?).await?.is_none(),
+        "nothing written"
+    );
     store.close().await;
     Ok(())
 }

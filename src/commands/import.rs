@@ -24,26 +24,63 @@ const TABLES: [(&str, &[&str], &[&str]); 3] = [
     (
         "archon_projects",
         &["id", "title", "created_at", "updated_at"],
-        &["description", "docs", "features", "data", "prd", "github_repo", "pinned"],
+        &[
+            "description",
+            "docs",
+            "features",
+            "data",
+            "prd",
+            "github_repo",
+            "pinned",
+        ],
     ),
     (
         "archon_tasks",
-        &["id", "project_id", "title", "status", "created_at", "updated_at"],
         &[
-            "description", "assignee", "task_order", "feature", "archived", "archived_at",
-            "archived_by", "parent_task_id", "sources", "code_examples",
+            "id",
+            "project_id",
+            "title",
+            "status",
+            "created_at",
+            "updated_at",
+        ],
+        &[
+            "description",
+            "assignee",
+            "task_order",
+            "feature",
+            "archived",
+            "archived_at",
+            "archived_by",
+            "parent_task_id",
+            "sources",
+            "code_examples",
         ],
     ),
     (
         "archon_document_versions",
-        &["project_id", "field_name", "version_number", "content", "created_at"],
-        &["id", "change_summary", "change_type", "document_id", "created_by"],
+        &[
+            "project_id",
+            "field_name",
+            "version_number",
+            "content",
+            "created_at",
+        ],
+        &[
+            "id",
+            "change_summary",
+            "change_type",
+            "document_id",
+            "created_by",
+        ],
     ),
 ];
 
 pub async fn run(store: &Store, source: ImportSource) -> anyhow::Result<()> {
     let ImportSource::Archon { from, dry_run } = source;
-    let redacted = DatabaseUrl::parse(&from).map(|u| u.redacted()).unwrap_or_default();
+    let redacted = DatabaseUrl::parse(&from)
+        .map(|u| u.redacted())
+        .unwrap_or_default();
     let archon = PgPoolOptions::new()
         .max_connections(1)
         .connect(&from)
@@ -74,7 +111,8 @@ async fn import(
     dry_run: bool,
 ) -> anyhow::Result<(ImportCounts, Vec<String>)> {
     let present = check_schema(archon).await?;
-    let has = |table: &str, column: &str| present.contains(&(table.to_string(), column.to_string()));
+    let has =
+        |table: &str, column: &str| present.contains(&(table.to_string(), column.to_string()));
     let mut notes = Vec::new();
     let mut batch = ImportBatch::default();
     read_projects(archon, &has, &mut batch, &mut notes).await?;
@@ -82,10 +120,22 @@ async fn import(
     read_tasks(archon, &has, &projects, &mut batch, &mut notes).await?;
     read_versions(archon, &has, &projects, &mut batch, &mut notes).await?;
     for (table, column, why) in [
-        ("archon_tasks", "parent_task_id", "Steward has no sub-tasks; tasks are imported flat"),
+        (
+            "archon_tasks",
+            "parent_task_id",
+            "Steward has no sub-tasks; tasks are imported flat",
+        ),
         ("archon_tasks", "sources", "task sources are not imported"),
-        ("archon_tasks", "code_examples", "task code examples are not imported"),
-        ("archon_projects", "pinned", "Steward has no pinned projects"),
+        (
+            "archon_tasks",
+            "code_examples",
+            "task code examples are not imported",
+        ),
+        (
+            "archon_projects",
+            "pinned",
+            "Steward has no pinned projects",
+        ),
     ] {
         if has(table, column) {
             notes.push(format!("{table}.{column}: {why}"));
@@ -158,11 +208,20 @@ async fn read_projects(
         col(has, t, "github_repo", "text"),
     );
     let mut skipped_docs = 0;
-    for row in sqlx::query(&sql).fetch_all(archon).await.context("reading archon_projects")? {
+    for row in sqlx::query(&sql)
+        .fetch_all(archon)
+        .await
+        .context("reading archon_projects")?
+    {
         let id = parse_id(row.try_get("id")?, "archon_projects.id")?;
         let created_at: DateTime<Utc> = row.try_get("created_at")?;
         let docs: Option<Value> = row.try_get("docs")?;
-        for doc in docs.as_ref().and_then(Value::as_array).into_iter().flatten() {
+        for doc in docs
+            .as_ref()
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             match document(id, doc, created_at) {
                 Some(d) => batch.documents.push(d),
                 None => skipped_docs += 1,
@@ -171,17 +230,27 @@ async fn read_projects(
         batch.projects.push(ImportedProject {
             id,
             title: row.try_get("title")?,
-            description: row.try_get::<Option<String>, _>("description")?.unwrap_or_default(),
+            description: row
+                .try_get::<Option<String>, _>("description")?
+                .unwrap_or_default(),
             github_repo: row.try_get("github_repo")?,
-            features: row.try_get::<Option<Value>, _>("features")?.unwrap_or(Value::Array(vec![])),
-            data: row.try_get::<Option<Value>, _>("data")?.unwrap_or(Value::Array(vec![])),
-            prd: row.try_get::<Option<Value>, _>("prd")?.unwrap_or(Value::Object(Default::default())),
+            features: row
+                .try_get::<Option<Value>, _>("features")?
+                .unwrap_or(Value::Array(vec![])),
+            data: row
+                .try_get::<Option<Value>, _>("data")?
+                .unwrap_or(Value::Array(vec![])),
+            prd: row
+                .try_get::<Option<Value>, _>("prd")?
+                .unwrap_or(Value::Object(Default::default())),
             created_at,
             updated_at: row.try_get("updated_at")?,
         });
     }
     if skipped_docs > 0 {
-        notes.push(format!("{skipped_docs} documents in archon_projects.docs have no id or title and were skipped"));
+        notes.push(format!(
+            "{skipped_docs} documents in archon_projects.docs have no id or title and were skipped"
+        ));
     }
     Ok(())
 }
@@ -204,14 +273,22 @@ fn document(project_id: Id, doc: &Value, fallback: DateTime<Utc>) -> Option<Impo
     let tags = doc
         .get("tags")
         .and_then(Value::as_array)
-        .map(|tags| tags.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|tags| {
+            tags.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     Some(ImportedDocument {
         id: text("id")?.parse().ok()?,
         project_id,
         document_type,
         title: text("title").filter(|t| !t.trim().is_empty())?.to_string(),
-        content: doc.get("content").cloned().unwrap_or(Value::Object(Default::default())),
+        content: doc
+            .get("content")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default())),
         tags,
         author: text("author").unwrap_or_default().to_string(),
         created_at: time("created_at"),
@@ -240,23 +317,33 @@ async fn read_tasks(
         col(has, t, "archived_by", "text"),
     );
     let mut problems: BTreeMap<&str, usize> = BTreeMap::new();
-    for row in sqlx::query(&sql).fetch_all(archon).await.context("reading archon_tasks")? {
+    for row in sqlx::query(&sql)
+        .fetch_all(archon)
+        .await
+        .context("reading archon_tasks")?
+    {
         let project_id = parse_id(row.try_get("project_id")?, "archon_tasks.project_id")?;
         if !projects.contains(&project_id) {
-            *problems.entry("tasks of no imported project were skipped").or_default() += 1;
+            *problems
+                .entry("tasks of no imported project were skipped")
+                .or_default() += 1;
             continue;
         }
         let status: String = row.try_get("status")?;
         let status = match TaskStatus::ALL.iter().find(|s| **s == status) {
             Some(s) => *s,
             None => {
-                *problems.entry("tasks with an unknown status became todo").or_default() += 1;
+                *problems
+                    .entry("tasks with an unknown status became todo")
+                    .or_default() += 1;
                 "todo"
             }
         };
         let order: i64 = row.try_get::<Option<i64>, _>("task_order")?.unwrap_or(0);
         if !(0..=100).contains(&order) {
-            *problems.entry("task_order values outside 0..100 were clamped").or_default() += 1;
+            *problems
+                .entry("task_order values outside 0..100 were clamped")
+                .or_default() += 1;
         }
         let archived = row.try_get::<Option<bool>, _>("archived")?.unwrap_or(false);
         let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
@@ -265,7 +352,9 @@ async fn read_tasks(
             id: parse_id(row.try_get("id")?, "archon_tasks.id")?,
             project_id,
             title: row.try_get("title")?,
-            description: row.try_get::<Option<String>, _>("description")?.unwrap_or_default(),
+            description: row
+                .try_get::<Option<String>, _>("description")?
+                .unwrap_or_default(),
             status,
             assignee: row
                 .try_get::<Option<String>, _>("assignee")?
@@ -274,7 +363,11 @@ async fn read_tasks(
             task_order: order.clamp(0, 100) as i32,
             feature: row.try_get("feature")?,
             archived,
-            archived_at: if archived { archived_at.or(Some(updated_at)) } else { None },
+            archived_at: if archived {
+                archived_at.or(Some(updated_at))
+            } else {
+                None
+            },
             archived_by: row.try_get("archived_by")?,
             created_at: row.try_get("created_at")?,
             updated_at,
@@ -303,8 +396,15 @@ async fn read_versions(
         col(has, t, "created_by", "text"),
     );
     let mut skipped = 0;
-    for row in sqlx::query(&sql).fetch_all(archon).await.context("reading archon_document_versions")? {
-        let project_id = parse_id(row.try_get("project_id")?, "archon_document_versions.project_id")?;
+    for row in sqlx::query(&sql)
+        .fetch_all(archon)
+        .await
+        .context("reading archon_document_versions")?
+    {
+        let project_id = parse_id(
+            row.try_get("project_id")?,
+            "archon_document_versions.project_id",
+        )?;
         let field: String = row.try_get("field_name")?;
         let number: i64 = row.try_get("version_number")?;
         let (Some(field_name), Ok(version_number)) = (
@@ -327,9 +427,15 @@ async fn read_versions(
             field_name,
             version_number,
             content: row.try_get("content")?,
-            change_summary: row.try_get::<Option<String>, _>("change_summary")?.unwrap_or_default(),
+            change_summary: row
+                .try_get::<Option<String>, _>("change_summary")?
+                .unwrap_or_default(),
             // Steward knows snapshots and restores; Archon's other kinds are snapshots.
-            change_type: if change_type.as_deref() == Some("restore") { "restore" } else { "create" },
+            change_type: if change_type.as_deref() == Some("restore") {
+                "restore"
+            } else {
+                "create"
+            },
             document_id: document_id.and_then(|d| d.parse().ok()),
             created_by: row
                 .try_get::<Option<String>, _>("created_by")?

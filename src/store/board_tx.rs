@@ -60,8 +60,10 @@ pub(crate) trait BoardTx {
     /// Ends every claim whose lease ran out before `now`; returns how many.
     async fn end_expired_leases(&mut self, now: DateTime<Utc>) -> Result<u64, sqlx::Error>;
     /// Ends every claim held by a session that has ended; returns how many.
-    async fn end_claims_of_ended_sessions(&mut self, now: DateTime<Utc>)
-    -> Result<u64, sqlx::Error>;
+    async fn end_claims_of_ended_sessions(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<u64, sqlx::Error>;
     /// The id of the task `next_task` would hand out (skipping rows other transactions have
     /// locked on PostgreSQL).
     async fn next_candidate(

@@ -134,7 +134,10 @@ impl Store {
         match outcome {
             Ok(written) => {
                 let unblocked = written.unblocked;
-                Ok(self.filled(Ok(written.task)).await?.map(|task| Written { task, unblocked }))
+                Ok(self
+                    .filled(Ok(written.task))
+                    .await?
+                    .map(|task| Written { task, unblocked }))
             }
             Err(refusal) => Ok(Err(refusal)),
         }

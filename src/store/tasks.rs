@@ -114,21 +114,27 @@ pub struct TaskQuery {
 }
 
 /// Why a task write was refused (the database answered; the request cannot be applied).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Refusal {
     /// No live (unarchived) task has this id.
+    #[error("no live task has this id")]
     NotFound,
     /// The task is done: it cannot be claimed.
+    #[error("the task is done")]
     Closed,
     /// Another session holds the task.
+    #[error("session {} holds the task", .0.claimed_by)]
     Held(Claim),
     /// The token given is not the task's current claim (it expired, was released, or the task
     /// was claimed again since).
+    #[error("the claim token is not the current one")]
     StaleToken { current: Option<Claim> },
     /// A blocker id names no live task.
+    #[error("blocker {0} is not a live task")]
     UnknownBlocker(Id),
     /// The blockers would make the task wait on itself: `(id, title)` along the cycle, the
     /// first repeated at the end.
+    #[error("the blockers make a cycle")]
     Cycle(Vec<(Id, String)>),
 }
 
@@ -474,7 +480,10 @@ impl Store {
         match outcome {
             Ok(written) => {
                 let unblocked = written.unblocked;
-                Ok(self.filled(Ok(written.task)).await?.map(|task| Written { task, unblocked }))
+                Ok(self
+                    .filled(Ok(written.task))
+                    .await?
+                    .map(|task| Written { task, unblocked }))
             }
             Err(refusal) => Ok(Err(refusal)),
         }
@@ -495,13 +504,16 @@ async fn guarded<T: BoardTx>(
         return Ok(Err(Refusal::NotFound));
     };
     if task.lease_expired(now) {
-        tx.end_claim(&task, ClaimEnd::LeaseExpired.as_str(), actor, now).await?;
+        tx.end_claim(&task, ClaimEnd::LeaseExpired.as_str(), actor, now)
+            .await?;
         task = tx.locked_task(id).await?.unwrap_or(task);
     }
     let claim = task.live_claim(now);
     match (token, &claim) {
         (Some(token), Some(_)) if task.claim_token == Some(token) => Ok(Ok(task)),
-        (Some(_), current) => Ok(Err(Refusal::StaleToken { current: current.clone() })),
+        (Some(_), current) => Ok(Err(Refusal::StaleToken {
+            current: current.clone(),
+        })),
         (None, Some(claim)) if actor.session_id.as_deref() != Some(claim.claimed_by.as_str()) => {
             Ok(Err(Refusal::Held(claim.clone())))
         }
@@ -517,11 +529,18 @@ async fn check_blockers<T: BoardTx>(
     blockers: &[Id],
 ) -> Result<Result<(), Refusal>, sqlx::Error> {
     if blockers.contains(&id) {
-        let step = tx.live_titles(&[id]).await?.pop().unwrap_or((id, String::new()));
+        let step = tx
+            .live_titles(&[id])
+            .await?
+            .pop()
+            .unwrap_or((id, String::new()));
         return Ok(Err(Refusal::Cycle(vec![step.clone(), step])));
     }
     let known = tx.live_titles(blockers).await?;
-    if let Some(unknown) = blockers.iter().find(|b| !known.iter().any(|(k, _)| k == *b)) {
+    if let Some(unknown) = blockers
+        .iter()
+        .find(|b| !known.iter().any(|(k, _)| k == *b))
+    {
         return Ok(Err(Refusal::UnknownBlocker(*unknown)));
     }
     // Breadth-first along "is blocked by" edges from the new blockers; reaching `id` closes a
@@ -533,7 +552,9 @@ async fn check_blockers<T: BoardTx>(
         let mut next = Vec::new();
         for (from, to) in tx.edges_from(&frontier).await? {
             if to == id {
-                return Ok(Err(Refusal::Cycle(cycle_path(tx, id, from, &came_from).await?)));
+                return Ok(Err(Refusal::Cycle(
+                    cycle_path(tx, id, from, &came_from).await?,
+                )));
             }
             if let std::collections::hash_map::Entry::Vacant(entry) = came_from.entry(to) {
                 entry.insert(from);
@@ -568,20 +589,31 @@ async fn cycle_path<T: BoardTx>(
     Ok(path
         .into_iter()
         .map(|step| {
-            let title = titles.iter().find(|(t, _)| *t == step).map(|(_, title)| title.clone());
+            let title = titles
+                .iter()
+                .find(|(t, _)| *t == step)
+                .map(|(_, title)| title.clone());
             (step, title.unwrap_or_default())
         })
         .collect())
 }
 
 async fn blockers_of<T: BoardTx>(tx: &mut T, id: Id) -> Result<Vec<Id>, sqlx::Error> {
-    let mut ids: Vec<Id> = tx.edges_from(&[id]).await?.into_iter().map(|(_, b)| b).collect();
+    let mut ids: Vec<Id> = tx
+        .edges_from(&[id])
+        .await?
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
     ids.sort_by_key(|id| id.0);
     Ok(ids)
 }
 
 fn id_list(ids: &[Id]) -> String {
-    ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn apply(old: &Task, changes: &TaskChanges) -> Task {

@@ -285,7 +285,10 @@ fn claimed_answer(task: &Task, message: &str) -> serde_json::Value {
 
 /// Who holds a task, in words.
 fn holder_text(claim: &Claim) -> String {
-    let client = claim.claimed_client.as_deref().unwrap_or("an unnamed client");
+    let client = claim
+        .claimed_client
+        .as_deref()
+        .unwrap_or("an unnamed client");
     let principal = claim
         .claimed_principal
         .as_deref()

@@ -6,15 +6,15 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::shapes;
 use super::{
     Parameters, ToolError, ToolResult, list_view, merge, page_info, respond, success, to_json,
     validate,
 };
-use super::shapes;
 use crate::board::{Action, VersionField};
-use crate::store::Id;
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
+use crate::store::Id;
 use crate::store::projects::{NewProject, ProjectChanges};
 
 const NOT_FOUND_HINT: &str = "Use find_projects to list existing projects and their ids";

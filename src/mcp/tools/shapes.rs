@@ -27,10 +27,7 @@ pub fn check(error_field: &str, field: VersionField, value: Value) -> Result<Val
         None => Ok(value),
         Some(problem) => Err(ToolError::invalid(
             error_field,
-            format!(
-                "{error_field} is not valid {}: {problem}",
-                field.as_str()
-            ),
+            format!("{error_field} is not valid {}: {problem}", field.as_str()),
             format!("Pass {}", expected(field)),
         )),
     }

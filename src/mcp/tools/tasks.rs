@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::claims::refused;
 use super::projects::{default_page, default_per_page};
 use super::{
     Parameters, ToolError, ToolResult, list_view, merge, page_info, respond, success, to_json,
@@ -15,7 +16,6 @@ use super::{
 use crate::board::{Action, TaskFilter, TaskStatus};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
-use super::claims::refused;
 use crate::store::Id;
 use crate::store::tasks::{NewTask, Task, TaskChanges, TaskQuery};
 
@@ -415,7 +415,10 @@ fn blockers(value: Option<Vec<String>>) -> Result<Option<Vec<Id>>, ToolError> {
     if value.len() > MAX_BLOCKERS {
         return Err(ToolError::invalid(
             "blocked_by",
-            format!("blocked_by lists {} tasks; the limit is {MAX_BLOCKERS}", value.len()),
+            format!(
+                "blocked_by lists {} tasks; the limit is {MAX_BLOCKERS}",
+                value.len()
+            ),
             "Split the work: give a task at most 100 blockers",
         ));
     }

@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::projects::{default_page, default_per_page};
-use super::{shapes, summary_view};
 use super::{
     Parameters, ToolError, ToolResult, merge, page_info, respond, success, to_json, validate,
 };
+use super::{shapes, summary_view};
 use crate::board::{VersionAction, VersionField};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
