@@ -162,16 +162,16 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
         ("find_projects", "page per_page project_id query"),
         (
             "manage_project",
-            "action description github_repo project_id title",
+            "action data description features github_repo prd project_id title",
         ),
         ("get_project_features", "project_id"),
         (
             "find_tasks",
-            "filter_by filter_value include_closed page per_page project_id query task_id",
+            "filter_by filter_value include_closed page per_page project_id query task_id unclaimed",
         ),
         (
             "manage_task",
-            "action assignee description feature project_id status task_id task_order title",
+            "action assignee blocked_by claim_token description feature project_id status task_id task_order title",
         ),
         ("get_task_history", "limit task_id"),
         ("get_completion_stats", "project_id"),
@@ -193,6 +193,13 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
         ),
         ("health_check", ""),
         ("session_info", ""),
+        ("claim_task", "lease_seconds task_id"),
+        ("renew_claim", "claim_token lease_seconds task_id"),
+        ("release_task", "claim_token status task_id"),
+        (
+            "next_task",
+            "assignee claim feature lease_seconds project_id",
+        ),
     ];
     // (tool, property, allowed values)
     let enums: [(&str, &str, &[&str]); 7] = [
@@ -212,7 +219,7 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
         (
             "find_tasks",
             "filter_by",
-            &["status", "project", "assignee"],
+            &["status", "project", "assignee", "feature"],
         ),
         (
             "manage_document",
