@@ -62,6 +62,30 @@ pub enum Command {
     Check(CheckArgs),
     /// API keys for `serve --auth api-key` (shown once, stored hashed).
     Keys(KeysArgs),
+    /// Copy another task server's board into Steward's database.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub source: ImportSource,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// Archon v1's projects, tasks, documents and versions, keeping their ids and timestamps.
+    /// Idempotent: rows already in Steward are left as they are, so a second run adds nothing.
+    Archon {
+        /// Archon's PostgreSQL database, e.g. postgres://USER@HOST:5432/DB (read only).
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Read and count everything, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]

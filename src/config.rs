@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{
-    Cli, Command, DatabaseArgs, KeysAction, LedgerArgs, PricingAction, RequestsAction,
-    SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
+    Cli, Command, DatabaseArgs, ImportSource, KeysAction, LedgerArgs, PricingAction,
+    RequestsAction, SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
 };
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
@@ -175,6 +175,7 @@ pub enum Resolved {
     Check(CheckOptions),
     Stats(DatabaseUrl, String, bool),
     Keys(DatabaseUrl, KeysAction),
+    Import(DatabaseUrl, ImportSource),
 }
 
 impl Resolved {
@@ -188,7 +189,8 @@ impl Resolved {
             | Resolved::Pricing(url, _)
             | Resolved::Requests(url, _)
             | Resolved::Stats(url, _, _)
-            | Resolved::Keys(url, _) => Some(url),
+            | Resolved::Keys(url, _)
+            | Resolved::Import(url, _) => Some(url),
         }
     }
 }
@@ -292,6 +294,15 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             Resolved::Sessions(database_url(args.database, &file)?, args.action)
         }
         Command::Keys(args) => Resolved::Keys(database_url(args.database, &file)?, args.action),
+        Command::Import(args) => {
+            let ImportSource::Archon { from, .. } = &args.source;
+            if !matches!(DatabaseUrl::parse(from), Ok(DatabaseUrl::Postgres { .. })) {
+                return Err(ConfigError::Invalid(format!(
+                    "--from {from:?} is not a PostgreSQL URL; Archon v1 keeps its board in PostgreSQL (Supabase): pass --from postgres://USER@HOST:5432/DB"
+                )));
+            }
+            Resolved::Import(database_url(args.database, &file)?, args.source)
+        }
     })
 }
 

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use steward::cli::{Cli, KeysAction, PricingAction};
+use steward::cli::{Cli, ImportSource, KeysAction, PricingAction};
 use steward::commands::UsageError;
 use steward::config::{self, Resolved};
 use steward::server::{self, RunError};
@@ -74,6 +74,14 @@ fn main() -> ExitCode {
                 let mode = open_mode(!matches!(action, KeysAction::Create { .. }));
                 server::admin(&database, mode, |store| {
                     Box::pin(steward::commands::keys::run(store, action))
+                })
+                .await
+            }
+            Resolved::Import(database, source) => {
+                // A dry run reads only; a real import may fill a new database.
+                let ImportSource::Archon { dry_run, .. } = &source;
+                server::admin(&database, open_mode(*dry_run), |store| {
+                    Box::pin(steward::commands::import::run(store, source))
                 })
                 .await
             }

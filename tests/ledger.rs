@@ -845,7 +845,7 @@ async fn every_request_lands_exactly_once(db: TestDb) -> anyhow::Result<()> {
 
     let session = session_of(&client).await?;
     let tools = client.list_all_tools().await?;
-    ensure!(tools.len() == 13, "tools/list: {} tools", tools.len());
+    ensure!(tools.len() == 17, "tools/list: {} tools", tools.len());
     ok(&client, "health_check", Value::Null).await?;
     let project = ok(
         &client,

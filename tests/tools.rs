@@ -162,16 +162,16 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
         ("find_projects", "page per_page project_id query"),
         (
             "manage_project",
-            "action description github_repo project_id title",
+            "action data description features github_repo prd project_id title",
         ),
         ("get_project_features", "project_id"),
         (
             "find_tasks",
-            "filter_by filter_value include_closed page per_page project_id query task_id",
+            "filter_by filter_value include_closed page per_page project_id query task_id unclaimed",
         ),
         (
             "manage_task",
-            "action assignee description feature project_id status task_id task_order title",
+            "action assignee blocked_by claim_token description feature project_id status task_id task_order title",
         ),
         ("get_task_history", "limit task_id"),
         ("get_completion_stats", "project_id"),
@@ -193,6 +193,13 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
         ),
         ("health_check", ""),
         ("session_info", ""),
+        ("claim_task", "lease_seconds task_id"),
+        ("renew_claim", "claim_token lease_seconds task_id"),
+        ("release_task", "claim_token status task_id"),
+        (
+            "next_task",
+            "assignee claim feature lease_seconds project_id",
+        ),
     ];
     // (tool, property, allowed values)
     let enums: [(&str, &str, &[&str]); 7] = [
@@ -212,7 +219,7 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
         (
             "find_tasks",
             "filter_by",
-            &["status", "project", "assignee"],
+            &["status", "project", "assignee", "feature"],
         ),
         (
             "manage_document",
@@ -1116,24 +1123,26 @@ async fn restoring_docs_that_are_not_documents_is_rejected() -> anyhow::Result<(
         let client = &board.client;
         let project = create_project(client, "Bad docs").await?;
         let spec = create_document(board, &project, json!({ "title": "Spec", "document_type": "spec" })).await?;
-        ok(
-            client,
-            "manage_version",
-            json!({ "action": "create", "project_id": project, "field_name": "docs", "content": { "not": "documents" } }),
-        )
-        .await?;
+        // Content that could not be restored later is refused when the version is created.
         let error = fails(
             client,
             "manage_version",
-            json!({ "action": "restore", "project_id": project, "field_name": "docs", "version_number": 1 }),
+            json!({ "action": "create", "project_id": project, "field_name": "docs", "content": { "not": "documents" } }),
             "validation_error",
         )
         .await?;
-        assert_eq!(error["field"], "version_number", "{error}");
+        assert_eq!(error["field"], "content", "{error}");
+        fails(
+            client,
+            "manage_version",
+            json!({ "action": "restore", "project_id": project, "field_name": "docs", "version_number": 1 }),
+            "not_found",
+        )
+        .await?;
         let listed = ok(client, "find_documents", json!({ "project_id": project })).await?;
         assert_eq!(field_of(&listed["documents"], "id"), [spec], "documents untouched");
         let versions = total(board, "find_versions", json!({ "project_id": project })).await?;
-        assert_eq!(versions, 1, "a rejected restore leaves no backup version behind");
+        assert_eq!(versions, 0, "a rejected create or restore leaves no version behind");
         Ok(())
     })
     .await

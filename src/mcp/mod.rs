@@ -28,6 +28,7 @@ use crate::mcp::conformance::Fixtures;
 use crate::mcp::tools::params::ARGUMENT_ERROR_MARKER;
 use crate::resources::changes::{BoardChanges, Change};
 use crate::resources::subscriptions::Subscriptions;
+use crate::sessions::Owner;
 use crate::sessions::logical::{LogicalSessions, STATELESS_REVISION};
 use crate::store::Store;
 use logging::ClientLog;
@@ -103,6 +104,7 @@ impl BoardServer {
             }),
             tool_router: Self::project_tools()
                 + Self::task_tools()
+                + Self::claim_tools()
                 + Self::document_tools()
                 + Self::version_tools()
                 + Self::info_tools(),
@@ -132,9 +134,15 @@ impl BoardServer {
 
     /// Who is making this request, for task history.
     pub(crate) fn actor(&self, request: &RequestContext<RoleServer>) -> Actor {
+        let principal = request
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Owner>())
+            .map(|owner| owner.0.clone());
         Actor {
             session_id: self.session_id(request),
             client_name: request.client_info().map(|info| info.name),
+            principal,
         }
     }
 }

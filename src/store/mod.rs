@@ -20,10 +20,13 @@ macro_rules! stored_as {
     };
 }
 
+mod board_tx;
 mod id;
 
+pub mod claims;
 pub mod documents;
 pub mod events;
+pub mod import;
 pub mod keys;
 mod ledger_copy;
 pub mod money;
@@ -46,6 +49,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use board_tx::NextFilter;
 pub use id::Id;
 pub use money::Money;
 pub use prefix::{IdKind, IdMatch};

@@ -4,10 +4,12 @@
 //! routers together. Tools answer `{"success":true,...}` as JSON text, or `isError: true`
 //! with `{"success":false,"error":{"type","message","suggestion"}}`.
 
+mod claims;
 mod documents;
 mod info;
 pub mod params;
 mod projects;
+mod shapes;
 mod tasks;
 mod validate;
 mod versions;
@@ -39,6 +41,10 @@ pub fn parse_arguments(tool: &str, arguments: Value) -> Option<Result<(), String
         "manage_document" => parse::<documents::ManageDocumentArgs>(arguments),
         "find_versions" => parse::<versions::FindVersionsArgs>(arguments),
         "manage_version" => parse::<versions::ManageVersionArgs>(arguments),
+        "claim_task" => parse::<claims::ClaimTaskArgs>(arguments),
+        "renew_claim" => parse::<claims::RenewClaimArgs>(arguments),
+        "release_task" => parse::<claims::ReleaseTaskArgs>(arguments),
+        "next_task" => parse::<claims::NextTaskArgs>(arguments),
         _ => return None,
     })
 }
@@ -57,6 +63,14 @@ pub enum ToolError {
         what: &'static str,
         id: String,
         suggestion: &'static str,
+    },
+    /// Another session holds the task, or the claim token given is not the current one.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        suggestion: String,
+        /// Who holds the task now, if anyone.
+        holder: Option<Value>,
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -91,6 +105,13 @@ impl ToolError {
             }),
             ToolError::NotFound { suggestion, .. } => json!({
                 "type": "not_found", "message": self.to_string(), "suggestion": suggestion,
+            }),
+            ToolError::Conflict {
+                message,
+                suggestion,
+                holder,
+            } => json!({
+                "type": "claim_conflict", "message": message, "suggestion": suggestion, "holder": holder,
             }),
             // Details go to the log, not to the client.
             ToolError::Database(_) => json!({
