@@ -41,8 +41,17 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Some(database) = resolved.database() {
-        eprintln!("steward: database {}", database.redacted());
+    match &resolved {
+        // `serve` names its database in its start-up text; log lines stay in the log format.
+        Resolved::Serve(_) => {}
+        Resolved::Stdio(config) => {
+            tracing::info!(database = %config.database.redacted(), "steward stdio");
+        }
+        other => {
+            if let Some(database) = other.database() {
+                eprintln!("steward: database {}", database.redacted());
+            }
+        }
     }
     let outcome = runtime.block_on(async {
         match resolved {
