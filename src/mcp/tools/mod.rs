@@ -7,6 +7,7 @@
 mod documents;
 mod info;
 pub mod params;
+pub mod portable;
 mod projects;
 mod tasks;
 mod validate;

@@ -50,7 +50,9 @@ pub struct ManageVersionArgs {
     pub field_name: VersionField,
     /// Required for restore: the version to bring back.
     pub version_number: Option<i32>,
-    /// For create: the content to record. When omitted, the field's current value is recorded.
+    /// For create: the content to record. Omit it to record the field's current value.
+    #[serde(default)]
+    #[schemars(schema_with = "super::params::json_object")]
     pub content: Option<Value>,
     /// What changed in this version.
     pub change_summary: Option<String>,
