@@ -124,24 +124,9 @@ async fn total(board: &Board, tool: &str, args: Value) -> anyhow::Result<i64> {
 // ---------------------------------------------------------------------------------------------
 // tools/list
 
-/// The allowed values of property `name` of `schema`, following `$ref`/`anyOf` into `$defs`.
+/// The allowed values of property `name` of `schema` (enums are inlined: no `$ref`, no `anyOf`).
 fn enum_values(schema: &Value, name: &str) -> Vec<String> {
-    fn resolve<'a>(schema: &'a Value, node: &'a Value) -> Option<&'a Value> {
-        if node.get("enum").is_some() {
-            return Some(node);
-        }
-        if let Some(reference) = node["$ref"].as_str() {
-            let def = reference.strip_prefix("#/$defs/")?;
-            return resolve(schema, &schema["$defs"][def]);
-        }
-        node["anyOf"]
-            .as_array()?
-            .iter()
-            .find_map(|option| resolve(schema, option))
-    }
-    resolve(schema, &schema["properties"][name])
-        .map(|node| field_of_strings(&node["enum"]))
-        .unwrap_or_default()
+    field_of_strings(&schema["properties"][name]["enum"])
 }
 
 fn field_of_strings(list: &Value) -> Vec<String> {

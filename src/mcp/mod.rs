@@ -11,8 +11,8 @@ pub mod prompts;
 pub mod stdio;
 pub mod tools;
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -88,8 +88,21 @@ pub struct Connection {
 pub struct BoardServer {
     pub(crate) ctx: Arc<ServerContext>,
     pub(crate) connection: Arc<Connection>,
-    pub(crate) tool_router: ToolRouter<Self>,
+    pub(crate) tool_router: Arc<ToolRouter<Self>>,
 }
+
+/// Every board tool, with its schemas in the portable subset. Built once: rmcp makes a
+/// [`BoardServer`] per session (per request for stateless clients).
+static BOARD_TOOLS: LazyLock<Arc<ToolRouter<BoardServer>>> = LazyLock::new(|| {
+    Arc::new(tools::portable::portable_router(
+        BoardServer::project_tools()
+            + BoardServer::task_tools()
+            + BoardServer::claim_tools()
+            + BoardServer::document_tools()
+            + BoardServer::version_tools()
+            + BoardServer::info_tools(),
+    ))
+});
 
 impl BoardServer {
     pub fn new(ctx: Arc<ServerContext>, fixed_id: Option<String>) -> Self {
@@ -102,12 +115,7 @@ impl BoardServer {
                 log: ClientLog::default(),
                 subscriptions: Arc::default(),
             }),
-            tool_router: Self::project_tools()
-                + Self::task_tools()
-                + Self::claim_tools()
-                + Self::document_tools()
-                + Self::version_tools()
-                + Self::info_tools(),
+            tool_router: BOARD_TOOLS.clone(),
         }
     }
 

@@ -8,6 +8,7 @@ mod claims;
 mod documents;
 mod info;
 pub mod params;
+pub mod portable;
 mod projects;
 mod shapes;
 mod tasks;

@@ -53,7 +53,10 @@ pub struct ManageVersionArgs {
     /// For create: the content to record, in the field's shape (docs: a list of documents as
     /// find_documents returns them; features: a list of {"name": ...} objects as
     /// get_project_features returns them; prd: an object; data: an object or list). When
-    /// omitted, the field's current value is recorded.
+    /// omitted, the field's current value is recorded (the way to snapshot docs or features
+    /// for a client whose schema checks accept only an object here).
+    #[serde(default)]
+    #[schemars(schema_with = "super::params::json_object")]
     pub content: Option<Value>,
     /// What changed in this version.
     pub change_summary: Option<String>,
