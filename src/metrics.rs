@@ -99,6 +99,8 @@ const KNOWN_METHODS: &[&str] = &[
     "notifications/roots/list_changed",
     "notifications/tasks/status",
     "(batch)",
+    "(GET stream)",
+    "(GET replay)",
     "(invalid json)",
     "(not a request)",
 ];

@@ -165,7 +165,10 @@ fn text(raw: Option<&RawValue>) -> Option<String> {
 /// Analyses one observation. Pricing is applied later by the writer (it needs the session's
 /// client type).
 pub fn analyze(obs: &Observation) -> LedgerRow {
-    let (request, method) = read_request(&obs.request);
+    let (request, method) = match obs.stream_get {
+        Some(get) => (Message::default(), get.method().to_string()),
+        None => read_request(&obs.request),
+    };
     let id = request.id.filter(|id| id.get() != "null");
     let params: Params = read(request.params);
     let tool_name = (method == "tools/call")
@@ -548,6 +551,7 @@ mod tests {
             response_len: response.len() as u64,
             ending: Ending::Complete,
             protocol_version: None,
+            stream_get: None,
         }
     }
 

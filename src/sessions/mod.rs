@@ -121,7 +121,7 @@ impl Sessions {
     pub fn new(
         store: Store,
         settings: SessionSettings,
-        events: Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>>,
+        events: Option<Arc<events::DbEventStore>>,
     ) -> Arc<Self> {
         let manager = SessionManager::new(settings.max_cached, events);
         Arc::new(Sessions {
@@ -170,6 +170,27 @@ impl Sessions {
             self.manager.note_owner(id, row.principal.clone());
         }
         Ok(Some(row.principal))
+    }
+
+    /// Whether `Last-Event-ID: event_id` may be replayed to a request in session `session_id`
+    /// made by `principal`: only when the event's stream was sent to that session (and, when
+    /// its principal was known, to that principal). An unknown event is simply `false`.
+    pub async fn may_replay(
+        &self,
+        event_id: &str,
+        session_id: &str,
+        principal: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let Some(events) = self.manager.events() else {
+            return Ok(false);
+        };
+        Ok(events.owner_of(event_id).await?.is_some_and(|owner| {
+            owner.session_id == session_id
+                && owner
+                    .principal
+                    .as_deref()
+                    .is_none_or(|p| Some(p) == principal)
+        }))
     }
 
     /// The protocol revision a session negotiated, if it is known.
