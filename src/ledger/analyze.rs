@@ -165,6 +165,7 @@ fn text(raw: Option<&RawValue>) -> Option<String> {
 /// Analyses one observation. Pricing is applied later by the writer (it needs the session's
 /// client type).
 pub fn analyze(obs: &Observation) -> LedgerRow {
+    use crate::protocol::cut_client_text;
     let (request, method) = match obs.stream_get {
         Some(get) => (Message::default(), get.method().to_string()),
         None => read_request(&obs.request),
@@ -193,9 +194,9 @@ pub fn analyze(obs: &Observation) -> LedgerRow {
     let mut row = LedgerRow {
         request_id: obs.request_id,
         session_id: obs.session_id.clone(),
-        jsonrpc_id: id.map(id_text),
-        method,
-        tool_name,
+        jsonrpc_id: id.map(|id| cut_client_text(&id_text(id)).into_owned()),
+        method: cut_client_text(&method).into_owned(),
+        tool_name: tool_name.map(|name| cut_client_text(&name).into_owned()),
         status,
         error_code,
         error_message,

@@ -107,6 +107,23 @@ impl BoardServer {
         }
     }
 
+    /// The names of every tool this server has (with the fixtures, when enabled).
+    pub fn tool_names(ctx: &Arc<ServerContext>) -> Vec<String> {
+        let server = BoardServer::new(ctx.clone(), None);
+        let fixtures = ctx
+            .fixtures
+            .as_ref()
+            .map(Fixtures::tools)
+            .unwrap_or_default();
+        server
+            .tool_router
+            .list_all()
+            .into_iter()
+            .chain(fixtures)
+            .map(|tool| tool.name.to_string())
+            .collect()
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.ctx.store
     }
@@ -131,7 +148,9 @@ impl BoardServer {
     pub(crate) fn actor(&self, request: &RequestContext<RoleServer>) -> Actor {
         Actor {
             session_id: self.session_id(request),
-            client_name: request.client_info().map(|info| info.name),
+            client_name: request
+                .client_info()
+                .map(|info| crate::protocol::cut_client_text(&info.name).into_owned()),
         }
     }
 }
