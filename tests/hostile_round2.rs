@@ -220,7 +220,8 @@ async fn client_strings_are_cut_in_sessions_rows_and_logs() -> anyhow::Result<()
         let row = ledger_row(&raw, &format!("session_id={session}"), |row| {
             row["method"] == "tools/call"
         })
-        .await?;
+        .await
+        .context("the ledger never stored the tools/call row (is its writer stuck on the 1 MiB strings?)")?;
         let tool = row["tool_name"].as_str().unwrap_or_default();
         ensure!(
             tool.len() < 1024 && tool.ends_with("…[cut]"),
@@ -481,7 +482,7 @@ async fn the_config_file_comes_from_the_flag_or_the_user_config_dir_only() -> an
     let run = |xdg: Option<&std::path::Path>| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_steward"));
         command
-            .args(["keys", "list", "--database", &db.url])
+            .args(["keys", "create", "probe", "--database", &db.url])
             .current_dir(db.dir())
             .env_remove("STEWARD_CONFIG")
             .env("NO_COLOR", "1");
