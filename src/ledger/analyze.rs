@@ -434,7 +434,8 @@ fn status_of(
 ) -> (Status, Option<i32>, Option<String>) {
     match obs.ending {
         // A client may hang up right after reading the whole reply: then the reply decides.
-        Ending::Cancelled if reply.is_none() => {
+        // A GET stream has no reply to wait for: the client closing it is its normal end.
+        Ending::Cancelled if reply.is_none() && obs.stream_get.is_none() => {
             return (
                 Status::Cancelled,
                 None,
