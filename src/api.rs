@@ -23,6 +23,37 @@ use crate::store::requests::RequestFilter;
 use crate::store::sessions::SessionFilter;
 
 const MAX_PER_PAGE: u32 = 1000;
+/// A page of `/api/sessions` stops before this many bytes of sessions (at least one is sent);
+/// `truncated` then says so and the client asks for smaller pages.
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// axum's `Query`, refusing a bad query string in the API's JSON error format (axum's own
+/// rejection is text/plain).
+struct ApiQuery<T>(T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(query)) => Ok(ApiQuery(query)),
+            Err(rejection) => Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{}; fix the query string (the parameters are in docs/openapi.yaml)",
+                    rejection.body_text()
+                ),
+            )),
+        }
+    }
+}
 
 /// Live feeds for `/api/events`.
 #[derive(Clone)]
@@ -58,6 +89,26 @@ pub fn router(store: Store, live: Live) -> Router {
         .with_state(store)
         .merge(events)
         .merge(health)
+        .route("/api/{*rest}", axum::routing::any(no_such_endpoint))
+        .route("/api", axum::routing::any(no_such_endpoint))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn no_such_endpoint(uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "there is no API endpoint {}; the endpoints are in docs/openapi.yaml",
+            crate::protocol::cut_client_text(uri.path())
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("the API is read-only here: {method} is not allowed; use GET"),
+    )
 }
 
 /// An API error: a status and a message that says what to fix.
@@ -116,7 +167,7 @@ struct SessionQuery {
 
 async fn list_sessions(
     State(store): State<Store>,
-    Query(q): Query<SessionQuery>,
+    ApiQuery(q): ApiQuery<SessionQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, offset, page, per_page) = limit_offset(q.page, q.per_page)?;
     let filter = SessionFilter {
@@ -125,10 +176,32 @@ async fn list_sessions(
         kind: q.kind,
     };
     let (sessions, total) = store.list_sessions(&filter, limit, offset).await?;
-    Ok(axum::Json(
-        json!({ "sessions": sessions, "total": total, "page": page, "per_page": per_page }),
-    )
+    let (sessions, truncated) = within_bytes(&sessions, MAX_PAGE_BYTES);
+    Ok(axum::Json(json!({
+        "sessions": sessions, "total": total, "page": page, "per_page": per_page,
+        "truncated": truncated,
+    }))
     .into_response())
+}
+
+/// As many of `items` as fit in `max_bytes` of JSON (at least one), and whether some were left out.
+fn within_bytes<T: serde::Serialize>(
+    items: &[T],
+    max_bytes: usize,
+) -> (Vec<serde_json::Value>, bool) {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let Ok(value) = serde_json::to_value(item) else {
+            continue;
+        };
+        bytes += value.to_string().len();
+        if bytes > max_bytes && !kept.is_empty() {
+            return (kept, true);
+        }
+        kept.push(value);
+    }
+    (kept, false)
 }
 
 async fn show_session(
@@ -218,7 +291,7 @@ impl RequestQuery {
 
 async fn list_requests(
     State(store): State<Store>,
-    Query(q): Query<RequestQuery>,
+    ApiQuery(q): ApiQuery<RequestQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, offset, page, per_page) = limit_offset(q.page, q.per_page)?;
     let filter = q.filter()?;
@@ -237,7 +310,7 @@ async fn list_requests(
 /// streamed as a download.
 async fn export_requests(
     State(store): State<Store>,
-    Query(q): Query<RequestQuery>,
+    ApiQuery(q): ApiQuery<RequestQuery>,
 ) -> Result<Response, ApiError> {
     let format =
         crate::export::Format::parse(q.format.as_deref().unwrap_or("csv")).map_err(bad_request)?;
@@ -273,7 +346,7 @@ const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(10);
 /// disconnect reasons and rate over a window, and the ledger's and cleanup's health.
 async fn session_health(
     State(HealthState { store, live }): State<HealthState>,
-    Query(q): Query<SessionHealthQuery>,
+    ApiQuery(q): ApiQuery<SessionHealthQuery>,
 ) -> Result<Response, ApiError> {
     let window_text = q.window.unwrap_or_else(|| "1h".into());
     let window = parse_window(&window_text)?;
@@ -373,7 +446,7 @@ struct StatsQuery {
 
 async fn stats(
     State(store): State<Store>,
-    Query(q): Query<StatsQuery>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Response, ApiError> {
     let since = parse_since(q.since.as_deref().unwrap_or("24h"))
         .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;

@@ -23,7 +23,8 @@ use crate::security::AuthMode;
     about = "An MCP server with a shared task board and an honest ledger of every session and request"
 )]
 pub struct Cli {
-    /// Configuration file (TOML). Defaults to ./steward.toml when that file exists.
+    /// Configuration file (TOML). Defaults to $XDG_CONFIG_HOME/steward/steward.toml
+    /// (~/.config/steward/steward.toml) when that file exists; never read from the working directory.
     #[arg(long, env = "STEWARD_CONFIG", global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 

@@ -564,7 +564,6 @@ fn session_settings(
     Ok(settings)
 }
 
-/// Reads the explicit config file (which must exist) or `./steward.toml` if present.
 /// An OTLP/HTTP endpoint must be an http(s) URL; an empty value turns export off.
 fn otlp_endpoint(value: Option<String>) -> Result<Option<String>, ConfigError> {
     let Some(url) = value.filter(|v| !v.trim().is_empty()) else {
@@ -581,11 +580,15 @@ fn otlp_endpoint(value: Option<String>) -> Result<Option<String>, ConfigError> {
     Ok(Some(url))
 }
 
+/// Reads the config file named by `--config`/`STEWARD_CONFIG` (which must exist), else
+/// `steward/steward.toml` in the user's config directory if present. Never one from the working
+/// directory: a repository an editor opens must not be able to point Steward at another
+/// database or turn its authentication off.
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
-    let path = match explicit {
-        Some(path) => path.to_path_buf(),
-        None if Path::new(DEFAULT_CONFIG_FILE).is_file() => PathBuf::from(DEFAULT_CONFIG_FILE),
-        None => return Ok(FileConfig::default()),
+    let path = match (explicit, user_config_file()) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Some(path)) if path.is_file() => path,
+        (None, _) => return Ok(FileConfig::default()),
     };
     let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
         path: path.clone(),
@@ -595,6 +598,18 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
         path,
         message: e.to_string(),
     })
+}
+
+/// `$XDG_CONFIG_HOME/steward/steward.toml`, or `~/.config/steward/steward.toml` (the XDG
+/// default; relative values are ignored, as the XDG spec says).
+fn user_config_file() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let base = absolute("XDG_CONFIG_HOME").or_else(|| Some(absolute("HOME")?.join(".config")))?;
+    Some(base.join("steward").join(DEFAULT_CONFIG_FILE))
 }
 
 #[cfg(test)]

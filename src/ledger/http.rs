@@ -17,7 +17,7 @@ use http_body::{Frame, SizeHint};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::entry::{Ending, MAX_KEPT_RESPONSE, Micros, Observation, new_request_id};
+use super::entry::{Ending, MAX_KEPT_RESPONSE, Micros, Observation, StreamGet, new_request_id};
 use super::{Durability, Ledger};
 
 /// Who made a request, filled in by the authentication layer inside this one: unset when the
@@ -52,6 +52,7 @@ struct Pending {
     request: Bytes,
     http_status: u16,
     protocol_version: Option<String>,
+    stream_get: Option<StreamGet>,
 }
 
 impl Pending {
@@ -67,6 +68,7 @@ impl Pending {
             response_len,
             ending,
             protocol_version: self.protocol_version,
+            stream_get: self.stream_get,
         }
     }
 }
@@ -91,8 +93,8 @@ pub struct Capture {
     pub max_body: usize,
 }
 
-/// The middleware. Only POSTs carry JSON-RPC messages; GET (the server's event stream) and
-/// DELETE pass through.
+/// The middleware. POSTs carry JSON-RPC messages; a GET (the server's event stream, opened or
+/// replayed) is recorded too, with no message; DELETE passes through.
 pub async fn capture(
     State(Capture {
         ledger,
@@ -102,7 +104,13 @@ pub async fn capture(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if request.method() != Method::POST || ledger.durability() == Durability::Off {
+    if ledger.durability() == Durability::Off {
+        return next.run(request).await;
+    }
+    if request.method() == Method::GET {
+        return capture_get(ledger, request, next).await;
+    }
+    if request.method() != Method::POST {
         return next.run(request).await;
     }
     let started = Instant::now();
@@ -122,6 +130,7 @@ pub async fn capture(
             request: Bytes::new(),
             http_status: 413,
             protocol_version,
+            stream_get: None,
         };
         let len = body.len() as u64;
         ledger.record(pending.finish(body.clone(), len, Ending::Complete));
@@ -151,6 +160,7 @@ pub async fn capture(
         request: Bytes::copy_from_slice(&bytes),
         http_status: response.status().as_u16(),
         protocol_version,
+        stream_get: None,
     };
     let (parts, body) = response.into_parts();
     if ledger.durability() == Durability::Sync {
@@ -165,6 +175,40 @@ pub async fn capture(
             .await;
         return Response::from_parts(parts, Body::from(kept));
     }
+    Response::from_parts(
+        parts,
+        Body::new(TapBody {
+            inner: body,
+            kept: Kept::Nothing,
+            len: 0,
+            pending: Some((pending, ledger)),
+        }),
+    )
+}
+
+/// A GET's row: recorded when its stream ends (or the client goes away).
+async fn capture_get(ledger: Ledger, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let timestamp = Utc::now();
+    let kind = match request.headers().contains_key("last-event-id") {
+        true => StreamGet::Replay,
+        false => StreamGet::Open,
+    };
+    let session_id = header_text(request.headers(), &SESSION_ID);
+    let protocol_version = header_text(request.headers(), &PROTOCOL_VERSION);
+    request.extensions_mut().insert(Caller::default());
+    let response = next.run(request).await;
+    let pending = Pending {
+        request_id: new_request_id(),
+        session_id,
+        timestamp,
+        started,
+        request: Bytes::new(),
+        http_status: response.status().as_u16(),
+        protocol_version,
+        stream_get: Some(kind),
+    };
+    let (parts, body) = response.into_parts();
     Response::from_parts(
         parts,
         Body::new(TapBody {

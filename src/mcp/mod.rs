@@ -119,6 +119,23 @@ impl BoardServer {
         }
     }
 
+    /// The names of every tool this server has (with the fixtures, when enabled).
+    pub fn tool_names(ctx: &Arc<ServerContext>) -> Vec<String> {
+        let server = BoardServer::new(ctx.clone(), None);
+        let fixtures = ctx
+            .fixtures
+            .as_ref()
+            .map(Fixtures::tools)
+            .unwrap_or_default();
+        server
+            .tool_router
+            .list_all()
+            .into_iter()
+            .chain(fixtures)
+            .map(|tool| tool.name.to_string())
+            .collect()
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.ctx.store
     }
@@ -149,7 +166,9 @@ impl BoardServer {
             .map(|owner| owner.0.clone());
         Actor {
             session_id: self.session_id(request),
-            client_name: request.client_info().map(|info| info.name),
+            client_name: request
+                .client_info()
+                .map(|info| crate::protocol::cut_client_text(&info.name).into_owned()),
             principal,
         }
     }

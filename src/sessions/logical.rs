@@ -2,13 +2,17 @@
 //! (stdio connections get theirs in `mcp::stdio`). Requests from the same principal and client
 //! name/version belong to one logical session until a gap of [`GAP`]; the session is a row of
 //! kind `logical` in `mcp_sessions`, so the ledger and the dashboard treat every client alike.
+//!
+//! Client name and version are cut (see [`crate::protocol::cut_client_text`]) before they key
+//! anything, and at most [`MAX_OPEN`] logical sessions are remembered (least recently used
+//! forgotten first; a forgotten client simply starts a new logical session).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use chrono::Utc;
+use hashlink::LruCache;
 use serde_json::Value;
 
 use super::client_type;
@@ -24,6 +28,8 @@ const TOUCH_EVERY: Duration = Duration::from_secs(30);
 /// The first protocol revision without sessions.
 pub const STATELESS_REVISION: &str = "2026-07-28";
 const CLIENT_INFO_KEY: &str = "io.modelcontextprotocol/clientInfo";
+/// Logical sessions remembered in memory.
+pub const MAX_OPEN: usize = 10_000;
 
 type Key = (Option<String>, String, String);
 
@@ -35,15 +41,24 @@ struct Entry {
 
 pub struct LogicalSessions {
     store: Store,
-    open: Mutex<HashMap<Key, Entry>>,
+    open: Mutex<LruCache<Key, Entry>>,
 }
 
 impl LogicalSessions {
     pub fn new(store: Store) -> Self {
+        Self::with_capacity(store, MAX_OPEN)
+    }
+
+    pub fn with_capacity(store: Store, capacity: usize) -> Self {
         LogicalSessions {
             store,
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(LruCache::new(capacity.max(1))),
         }
+    }
+
+    /// Logical sessions remembered now.
+    pub fn remembered(&self) -> usize {
+        lock(&self.open).len()
     }
 
     /// The logical session for this client now, creating (and recording) one when needed.
@@ -54,6 +69,8 @@ impl LogicalSessions {
         version: &str,
         protocol: &str,
     ) -> String {
+        let name = crate::protocol::cut_client_text(name);
+        let version = crate::protocol::cut_client_text(version);
         let key = (principal.clone(), name.to_string(), version.to_string());
         let now = Instant::now();
         let mut open = lock(&self.open);
@@ -67,9 +84,6 @@ impl LogicalSessions {
                 self.touch(entry.id.clone());
             }
             return entry.id.clone();
-        }
-        if open.len() > 100_000 {
-            open.retain(|_, e| now.duration_since(e.last_seen) < GAP);
         }
         let id = format!("logical-{}", super::manager::new_session_id());
         open.insert(
@@ -87,7 +101,7 @@ impl LogicalSessions {
             protocol_version: Some(protocol.to_string()),
             client_name: Some(name.to_string()),
             client_version: Some(version.to_string()),
-            client_type: client_type::detect(name).to_string(),
+            client_type: client_type::detect(&name).to_string(),
             client_capabilities: Value::Object(Default::default()),
             initialize_params: None,
             principal,
