@@ -12,6 +12,8 @@ pub mod events;
 pub mod keys;
 mod ledger_copy;
 pub mod money;
+pub mod overview;
+pub mod prefix;
 pub mod pricing;
 pub mod projects;
 pub mod request_row;

@@ -55,6 +55,7 @@ pub struct TaskQuery {
     pub assignee: Option<String>,
     pub text: Option<String>,
     pub include_closed: bool,
+    pub feature: Option<String>,
 }
 
 /// One recorded change of a task.
@@ -93,7 +94,8 @@ const FILTER: &str = "archived = FALSE \
     AND ($2 IS NULL OR status = $2) \
     AND ($3 IS NULL OR assignee = $3) \
     AND ($4 IS NULL OR search_text LIKE $4 ESCAPE '\\') \
-    AND ($5 OR status <> 'done')";
+    AND ($5 OR status <> 'done') \
+    AND ($6 IS NULL OR feature = $6)";
 
 const INSERT_HISTORY: &str = "INSERT INTO task_history \
     (task_id, field, old_value, new_value, changed_at, session_id, client_name) \
@@ -149,7 +151,7 @@ impl Store {
     ) -> Result<Paged<Task>, sqlx::Error> {
         let pattern = query.text.as_deref().map(like_pattern);
         let list = format!(
-            "SELECT * FROM tasks WHERE {FILTER} ORDER BY task_order DESC, created_at, id LIMIT $6 OFFSET $7"
+            "SELECT * FROM tasks WHERE {FILTER} ORDER BY task_order DESC, created_at, id LIMIT $7 OFFSET $8"
         );
         let count = format!("SELECT COUNT(*) FROM tasks WHERE {FILTER}");
         on_pool!(self, pool => {
@@ -159,6 +161,7 @@ impl Store {
                 .bind(&query.assignee)
                 .bind(&pattern)
                 .bind(query.include_closed)
+                .bind(&query.feature)
                 .bind(page.limit())
                 .bind(page.offset())
                 .fetch_all(pool)
@@ -169,6 +172,7 @@ impl Store {
                 .bind(&query.assignee)
                 .bind(&pattern)
                 .bind(query.include_closed)
+                .bind(&query.feature)
                 .fetch_one(pool)
                 .await?;
             Ok(Paged { items, total })

@@ -9,8 +9,9 @@ mod info;
 pub mod params;
 mod projects;
 mod tasks;
-mod validate;
 mod versions;
+
+use crate::rules::validate;
 
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{Value, json};
@@ -60,6 +61,16 @@ pub enum ToolError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl From<crate::rules::FieldError> for ToolError {
+    fn from(error: crate::rules::FieldError) -> Self {
+        ToolError::Validation {
+            field: error.field,
+            message: error.message,
+            suggestion: error.suggestion,
+        }
+    }
 }
 
 impl ToolError {

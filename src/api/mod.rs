@@ -1,5 +1,8 @@
 //! The JSON API under `/api/`: sessions and the request ledger, read from the same database the
-//! server writes. (The analytics endpoints and the dashboard build on these.)
+//! server writes, and the task board ([`board`]). (The analytics endpoints and the dashboard
+//! build on these.)
+
+mod board;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use serde_json::json;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::ledger::Ledger;
+use crate::resources::changes::{BoardChanges, Change};
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::store::requests::RequestFilter;
@@ -29,6 +33,8 @@ const MAX_PER_PAGE: u32 = 1000;
 pub struct Live {
     pub ledger: Ledger,
     pub sessions: Arc<Sessions>,
+    /// Board changes on this replica (from agents and from the API alike).
+    pub changes: BoardChanges,
 }
 
 /// What `/api/sessions/health` reads: the database and the live ledger and sessions.
@@ -45,6 +51,10 @@ pub fn router(store: Store, live: Live) -> Router {
             store: store.clone(),
             live: live.clone(),
         });
+    let board = board::router(board::BoardState {
+        store: store.clone(),
+        changes: live.changes.clone(),
+    });
     let events = Router::new()
         .route("/api/events", get(events))
         .with_state(live);
@@ -58,6 +68,7 @@ pub fn router(store: Store, live: Live) -> Router {
         .with_state(store)
         .merge(events)
         .merge(health)
+        .merge(board)
 }
 
 /// An API error: a status and a message that says what to fix.
@@ -388,8 +399,8 @@ pub async fn compute_stats(
     crate::stats::load(store, since).await
 }
 
-/// `GET /api/events`: server-sent events `request` (a stored ledger row) and `session` (a new
-/// session id), for live views.
+/// `GET /api/events`: server-sent events `request` (a stored ledger row), `session` (a new
+/// session id) and `board` (the project, task or document that changed), for live views.
 async fn events(
     State(live): State<Live>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
@@ -409,7 +420,25 @@ async fn events(
             .ok()
             .map(Ok)
     });
-    Sse::new(futures::stream::select(requests, sessions)).keep_alive(KeepAlive::default())
+    let board = BroadcastStream::new(live.changes.subscribe()).filter_map(|change| async move {
+        Event::default()
+            .event("board")
+            .json_data(board_event(&change.ok()?))
+            .ok()
+            .map(Ok)
+    });
+    let streams = futures::stream::select(futures::stream::select(requests, sessions), board);
+    Sse::new(streams).keep_alive(KeepAlive::default())
+}
+
+/// A board change as the dashboard reads it.
+fn board_event(change: &Change) -> serde_json::Value {
+    let (task_id, document_id) = match *change {
+        Change::Task { task_id, .. } => (Some(task_id), None),
+        Change::Document { document_id, .. } => (None, Some(document_id)),
+        Change::Project { .. } => (None, None),
+    };
+    json!({ "project_id": change.project_id(), "task_id": task_id, "document_id": document_id })
 }
 
 async fn pricing(State(store): State<Store>) -> Result<Response, ApiError> {
