@@ -167,6 +167,8 @@ pub enum Resolved {
     Serve(ServeConfig),
     Stdio(StdioConfig),
     Sessions(DatabaseUrl, SessionsAction),
+    Projects(DatabaseUrl, crate::cli::ProjectsAction),
+    Tasks(DatabaseUrl, crate::cli::TasksAction),
     Pricing(DatabaseUrl, PricingAction),
     Requests(DatabaseUrl, RequestsAction),
     Check(CheckOptions),
@@ -264,6 +266,10 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             Resolved::Sessions(database_url(args.database, &file)?, args.action)
         }
         Command::Keys(args) => Resolved::Keys(database_url(args.database, &file)?, args.action),
+        Command::Projects(args) => {
+            Resolved::Projects(database_url(args.database, &file)?, args.action)
+        }
+        Command::Tasks(args) => Resolved::Tasks(database_url(args.database, &file)?, args.action),
     })
 }
 

@@ -64,6 +64,18 @@ fn main() -> ExitCode {
                 })
                 .await
             }
+            Resolved::Projects(database, action) => {
+                server::admin(&database, |store| {
+                    Box::pin(steward::commands::board::projects(store, action))
+                })
+                .await
+            }
+            Resolved::Tasks(database, action) => {
+                server::admin(&database, |store| {
+                    Box::pin(steward::commands::board::tasks(store, action))
+                })
+                .await
+            }
             Resolved::Keys(database, action) => {
                 server::admin(&database, |store| {
                     Box::pin(steward::commands::keys::run(store, action))
