@@ -494,6 +494,7 @@ async fn tasks_create_and_list_with_each_filter() -> anyhow::Result<()> {
             assignee: Some("Alice".to_string()),
             text: Some("ship".to_string()),
             include_closed: true,
+            feature: None,
         };
         assert_eq!(task_titles(&store, combined).await?, ["Ship it"]);
         let mismatch = TaskQuery {
