@@ -1628,9 +1628,13 @@
           : h('p', { class: 'muted' }, v.ok ? 'No versions.' : v.error),
       );
       if (open) open.open = true;
+      // A refresh rebuilds the list: keep showing the document the person opened.
+      if (openDocument) await showDocument(openDocument);
     }
 
+    let openDocument = null;
     async function showDocument(docId) {
+      openDocument = docId;
       const slot = docs.querySelector('.document');
       const r = await api(`api/projects/${encodeURIComponent(id)}/documents/${encodeURIComponent(docId)}`);
       if (!r.ok) {
