@@ -154,9 +154,12 @@ async fn projects_and_tasks_from_the_command_line() -> anyhow::Result<()> {
             .find(|c| ids.iter().filter(|id| id.starts_with(*c)).count() > 1)
             .context("no shared first character")?;
         let (ok, _, err) = steward(&db, &["tasks", "show", shared]).await?;
-        ensure!(!ok && err.contains("matches several tasks"), "{err}");
+        ensure!(!ok && err.contains("several task ids"), "{err}");
         let (ok, _, err) = steward(&db, &["tasks", "show", "zz"]).await?;
-        ensure!(!ok && err.contains("not an id"), "{err}");
+        ensure!(
+            !ok && err.contains("no task has an id starting with"),
+            "{err}"
+        );
     }
     Ok(())
 }

@@ -11,9 +11,8 @@ use crate::board::{Actor, TaskStatus};
 use crate::cli::{ProjectsAction, TasksAction};
 use crate::rules::{self, TaskFields, validate};
 use crate::store::overview::ProjectSummary;
-use crate::store::prefix::IdTable;
 use crate::store::tasks::{Task, TaskQuery};
-use crate::store::{Id, Page, Store};
+use crate::store::{Id, IdKind, Page, Store};
 
 /// Most projects listed.
 const MAX_PROJECTS: i64 = 1000;
@@ -44,8 +43,10 @@ fn status(text: &str) -> anyhow::Result<TaskStatus> {
     })
 }
 
-async fn resolve(store: &Store, table: IdTable, text: &str) -> anyhow::Result<Id> {
-    Ok(store.resolve_id(table, text).await?)
+async fn resolve(store: &Store, kind: IdKind, text: &str) -> anyhow::Result<Id> {
+    let id = super::resolve_id(store, kind, text.trim()).await?;
+    id.parse()
+        .with_context(|| format!("{id:?} is not a valid {} id", kind.noun()))
 }
 
 pub async fn projects(store: &Store, action: ProjectsAction) -> anyhow::Result<()> {
@@ -60,7 +61,7 @@ pub async fn projects(store: &Store, action: ProjectsAction) -> anyhow::Result<(
             println!("{} projects", rows.len());
         }
         ProjectsAction::Show { id, json } => {
-            let id = resolve(store, IdTable::Projects, &id).await?;
+            let id = resolve(store, IdKind::Project, &id).await?;
             let project = store
                 .get_project(id)
                 .await?
@@ -177,7 +178,7 @@ pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
             json,
         } => {
             let project_id = match project {
-                Some(p) => Some(resolve(store, IdTable::Projects, &p).await?),
+                Some(p) => Some(resolve(store, IdKind::Project, &p).await?),
                 None => None,
             };
             let query = TaskQuery {
@@ -200,7 +201,7 @@ pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
             println!("{} of {} tasks", found.items.len(), found.total);
         }
         TasksAction::Show { id, json } => {
-            let id = resolve(store, IdTable::Tasks, &id).await?;
+            let id = resolve(store, IdKind::Task, &id).await?;
             let task = store
                 .get_task(id)
                 .await?
@@ -240,7 +241,7 @@ pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
             status: initial,
             json,
         } => {
-            let project_id = resolve(store, IdTable::Projects, &project).await?;
+            let project_id = resolve(store, IdKind::Project, &project).await?;
             let fields = TaskFields {
                 title: Some(title),
                 description,
@@ -258,7 +259,7 @@ pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
             status: to,
             json,
         } => {
-            let id = resolve(store, IdTable::Tasks, &id).await?;
+            let id = resolve(store, IdKind::Task, &id).await?;
             let fields = TaskFields {
                 status: Some(status(&to)?),
                 ..TaskFields::default()

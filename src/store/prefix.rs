@@ -1,90 +1,106 @@
-//! Ids as people type them: in full or as a unique prefix (`steward tasks show 3f2a`).
-//! One helper for every board table, so every command resolves prefixes the same way.
+//! Ids typed by people: the full id or any unique prefix of it (tables show shortened ids).
+//! One query for every kind of id, so the session, project and task commands resolve alike.
 
-use super::{Id, Store, on_pool};
+use super::{Store, on_pool};
 
-/// The tables whose ids can be given as a prefix.
+/// A table whose rows people name by id on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdTable {
-    Projects,
-    Tasks,
-    Documents,
+pub enum IdKind {
+    Session,
+    Project,
+    Task,
 }
 
-impl IdTable {
-    fn table(self) -> &'static str {
+impl IdKind {
+    fn table_and_column(self) -> (&'static str, &'static str) {
         match self {
-            IdTable::Projects => "projects",
-            IdTable::Tasks => "tasks",
-            IdTable::Documents => "documents",
+            IdKind::Session => ("mcp_sessions", "session_id"),
+            IdKind::Project => ("projects", "id"),
+            IdKind::Task => ("tasks", "id"),
         }
     }
 
-    /// The singular noun, for messages.
+    /// What the rows are called in messages.
     pub fn noun(self) -> &'static str {
         match self {
-            IdTable::Projects => "project",
-            IdTable::Tasks => "task",
-            IdTable::Documents => "document",
+            IdKind::Session => "session",
+            IdKind::Project => "project",
+            IdKind::Task => "task",
         }
     }
 }
 
-/// Most matches an ambiguous prefix lists.
-const MAX_SHOWN: i64 = 10;
+/// Most ids an ambiguous prefix lists.
+pub const MAX_MATCHES: usize = 10;
 
-/// Why a prefix names no single row.
-#[derive(Debug, thiserror::Error)]
-pub enum PrefixError {
-    #[error("{0:?} is not an id or an id prefix (ids are hexadecimal UUIDs with dashes)")]
-    Malformed(String),
-    #[error("no {noun} id starts with {prefix:?}")]
-    NotFound { noun: &'static str, prefix: String },
-    #[error("{prefix:?} matches several {noun}s: {}; give more characters", matches.join(", "))]
+/// What an id or prefix names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdMatch {
+    /// Exactly one row: its full id. An exact id wins even when it prefixes longer ids.
+    One(String),
+    None,
+    /// Several rows start with the prefix: up to [`MAX_MATCHES`] of them, sorted, and whether
+    /// there are more.
     Ambiguous {
-        noun: &'static str,
-        prefix: String,
-        matches: Vec<String>,
+        ids: Vec<String>,
+        more: bool,
     },
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
 }
 
 impl Store {
-    /// The one id in `table` equal to `text` or starting with it (case-insensitive).
-    pub async fn resolve_id(&self, table: IdTable, text: &str) -> Result<Id, PrefixError> {
-        let prefix = text.trim().to_ascii_lowercase();
-        if let Ok(id) = prefix.parse::<Id>() {
-            return Ok(id);
+    /// Resolves a full id or a unique prefix of one.
+    pub async fn resolve_id(&self, kind: IdKind, typed: &str) -> Result<IdMatch, sqlx::Error> {
+        if typed.is_empty() {
+            return Ok(IdMatch::None);
         }
-        if prefix.is_empty()
-            || prefix.len() > 36
-            || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
-        {
-            return Err(PrefixError::Malformed(text.to_string()));
-        }
-        // Only hex digits and dashes reach the pattern, so nothing needs escaping.
+        let (table, column) = kind.table_and_column();
+        // `substr` rather than LIKE: ids may contain `_`, and no escaping is needed. Compared
+        // as text: board ids are `uuid` on PostgreSQL, which has no `uuid = text`.
         let sql = format!(
-            "SELECT CAST(id AS TEXT) FROM {} WHERE CAST(id AS TEXT) LIKE $1 ORDER BY 1 LIMIT $2",
-            table.table()
+            "SELECT CAST({column} AS TEXT) AS id FROM {table} WHERE CAST({column} AS TEXT) = $1 \
+             OR substr(CAST({column} AS TEXT), 1, CAST($2 AS INTEGER)) = $1 ORDER BY 1 LIMIT $3"
         );
-        let pattern = format!("{prefix}%");
-        let matches: Vec<String> = on_pool!(self, pool => sqlx::query_scalar(&sql)
-            .bind(&pattern)
-            .bind(MAX_SHOWN)
+        let length = i64::try_from(typed.chars().count()).unwrap_or(i64::MAX);
+        let limit = i64::try_from(MAX_MATCHES + 1).unwrap_or(i64::MAX);
+        let ids: Vec<String> = on_pool!(self, pool => sqlx::query_scalar(&sql)
+            .bind(typed)
+            .bind(length)
+            .bind(limit)
             .fetch_all(pool)
             .await)?;
-        match matches.as_slice() {
-            [] => Err(PrefixError::NotFound {
-                noun: table.noun(),
-                prefix,
-            }),
-            [one] => one.parse().map_err(|_| PrefixError::Malformed(one.clone())),
-            _ => Err(PrefixError::Ambiguous {
-                noun: table.noun(),
-                prefix,
-                matches,
-            }),
+        Ok(classify(typed, ids))
+    }
+}
+
+fn classify(typed: &str, mut ids: Vec<String>) -> IdMatch {
+    if ids.iter().any(|id| id == typed) {
+        return IdMatch::One(typed.to_string());
+    }
+    match ids.len() {
+        0 => IdMatch::None,
+        1 => IdMatch::One(ids.remove(0)),
+        n => {
+            ids.truncate(MAX_MATCHES);
+            IdMatch::Ambiguous {
+                ids,
+                more: n > MAX_MATCHES,
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exact_id_wins_over_longer_ones() {
+        let ids = vec!["ab".to_string(), "abc".to_string()];
+        assert_eq!(classify("ab", ids), IdMatch::One("ab".into()));
+        let ids = vec!["abc".to_string(), "abd".to_string()];
+        assert!(
+            matches!(classify("ab", ids), IdMatch::Ambiguous { ids, more: false } if ids.len() == 2)
+        );
+        assert_eq!(classify("x", vec![]), IdMatch::None);
     }
 }
