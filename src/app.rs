@@ -66,6 +66,7 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         crate::api::Live {
             ledger: state.ledger.clone(),
             sessions: state.sessions.clone(),
+            changes: state.ctx.changes.clone(),
         },
     )
     .merge(crate::dashboard::router())

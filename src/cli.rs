@@ -52,6 +52,10 @@ pub enum Command {
     Stdio(DatabaseArgs),
     /// List, inspect and revoke MCP sessions (reads the same database as `serve`).
     Sessions(SessionsArgs),
+    /// The task board's projects (reads the same database as `serve`).
+    Projects(ProjectsArgs),
+    /// The task board's tasks: list, show with history, add, move (same rules as manage_task).
+    Tasks(TasksArgs),
     /// Model prices used for the ledger's cost estimates (`llm_pricing`).
     Pricing(PricingArgs),
     /// The request ledger (reads the same database as `serve`).
@@ -232,6 +236,98 @@ pub enum PricingAction {
         /// First day (UTC) the price applies, YYYY-MM-DD. Default: today.
         #[arg(long, value_name = "DATE")]
         effective_from: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectsArgs {
+    #[command(subcommand)]
+    pub action: ProjectsAction,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectsAction {
+    /// Projects with their task counts by status, most recently active first.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One project: its counts and tasks. ID: the full id or a unique prefix.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    #[command(subcommand)]
+    pub action: TasksAction,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// A task status as the CLI accepts it.
+pub const TASK_STATUSES: [&str; 4] = ["todo", "doing", "review", "done"];
+
+#[derive(Debug, Subcommand)]
+pub enum TasksAction {
+    /// Live tasks (done ones included), highest task_order first.
+    List {
+        /// Only this project (full id or unique prefix).
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, value_parser = TASK_STATUSES)]
+        status: Option<String>,
+        #[arg(long)]
+        assignee: Option<String>,
+        /// Text to find in titles and descriptions.
+        #[arg(long)]
+        query: Option<String>,
+        /// Most rows to show (1 to 100).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One task in full, with its history. ID: the full id or a unique prefix.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a task to a project (recorded in its history as made by "cli").
+    Add {
+        /// The project (full id or unique prefix).
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        feature: Option<String>,
+        /// Priority from 0 (lowest) to 100 (highest).
+        #[arg(long)]
+        order: Option<i64>,
+        #[arg(long, value_parser = TASK_STATUSES)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a task to another status.
+    Move {
+        id: String,
+        #[arg(value_parser = TASK_STATUSES)]
+        status: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 

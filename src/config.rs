@@ -170,6 +170,8 @@ pub enum Resolved {
     Serve(ServeConfig),
     Stdio(StdioConfig),
     Sessions(DatabaseUrl, SessionsAction),
+    Projects(DatabaseUrl, crate::cli::ProjectsAction),
+    Tasks(DatabaseUrl, crate::cli::TasksAction),
     Pricing(DatabaseUrl, PricingAction),
     Requests(DatabaseUrl, RequestsAction),
     Check(CheckOptions),
@@ -186,6 +188,8 @@ impl Resolved {
             Resolved::Stdio(config) => Some(&config.database),
             Resolved::Check(_) => None,
             Resolved::Sessions(url, _)
+            | Resolved::Projects(url, _)
+            | Resolved::Tasks(url, _)
             | Resolved::Pricing(url, _)
             | Resolved::Requests(url, _)
             | Resolved::Stats(url, _, _)
@@ -303,6 +307,10 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             }
             Resolved::Import(database_url(args.database, &file)?, args.source)
         }
+        Command::Projects(args) => {
+            Resolved::Projects(database_url(args.database, &file)?, args.action)
+        }
+        Command::Tasks(args) => Resolved::Tasks(database_url(args.database, &file)?, args.action),
     })
 }
 

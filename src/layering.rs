@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "export",
             "views",
             "health",
+            "rules",
         ],
     ),
     ("transport", &["security", "mcp", "api", "dashboard"]),

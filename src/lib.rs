@@ -21,6 +21,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod protocol;
 pub mod resources;
+pub mod rules;
 pub mod security;
 pub mod server;
 pub mod sessions;

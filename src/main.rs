@@ -77,6 +77,18 @@ fn main() -> ExitCode {
                 })
                 .await
             }
+            Resolved::Projects(database, action) => {
+                server::admin(&database, OpenMode::Existing, |store| {
+                    Box::pin(steward::commands::board::projects(store, action))
+                })
+                .await
+            }
+            Resolved::Tasks(database, action) => {
+                server::admin(&database, OpenMode::Existing, |store| {
+                    Box::pin(steward::commands::board::tasks(store, action))
+                })
+                .await
+            }
             Resolved::Keys(database, action) => {
                 // A key may be created before the server first runs; listing or revoking one
                 // needs the database the server uses.

@@ -42,6 +42,11 @@ impl LoginThrottle {
     }
 }
 
+/// The admin who made an `/api` request (bearer key or browser login), put in the request's
+/// extensions by the admin guard so writes can say who made them.
+#[derive(Debug, Clone)]
+pub struct AdminName(pub String);
+
 /// Browser logins: cookie token → the hash of the key used to log in (checked again on every
 /// request, so revoking the key ends the login too).
 #[derive(Default)]

@@ -247,7 +247,7 @@ async fn check_session_cap(guard: &Guard, owner: Option<&str>) -> Result<(), Res
 /// In front of `/api/` and the dashboard.
 pub async fn guard_admin(
     State(guard): State<Arc<Guard>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_string();
@@ -298,6 +298,9 @@ pub async fn guard_admin(
             ),
         );
     }
+    request
+        .extensions_mut()
+        .insert(admin::AdminName(principal.name));
     next.run(request).await
 }
 

@@ -30,6 +30,7 @@ pub mod import;
 pub mod keys;
 mod ledger_copy;
 pub mod money;
+pub mod overview;
 pub mod prefix;
 pub mod pricing;
 pub mod projects;

@@ -12,8 +12,9 @@ pub mod portable;
 mod projects;
 mod shapes;
 mod tasks;
-mod validate;
 mod versions;
+
+use crate::rules::validate;
 
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{Value, json};
@@ -75,6 +76,16 @@ pub enum ToolError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl From<crate::rules::FieldError> for ToolError {
+    fn from(error: crate::rules::FieldError) -> Self {
+        ToolError::Validation {
+            field: error.field,
+            message: error.message,
+            suggestion: error.suggestion,
+        }
+    }
 }
 
 impl ToolError {

@@ -16,8 +16,9 @@ use super::{
 use crate::board::{Action, TaskFilter, TaskStatus};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
+use crate::rules::{self, TaskFields};
 use crate::store::Id;
-use crate::store::tasks::{NewTask, Task, TaskChanges, TaskQuery};
+use crate::store::tasks::{Task, TaskQuery};
 
 fn task_change(task: &Task) -> Change {
     Change::Task {
@@ -29,7 +30,6 @@ fn task_change(task: &Task) -> Change {
 const NOT_FOUND_HINT: &str =
     "Use find_tasks to list tasks and their ids (archived tasks cannot be changed)";
 const PROJECT_HINT: &str = "Use find_projects to list existing projects and their ids";
-const DEFAULT_ASSIGNEE: &str = "User";
 /// Most history rows `get_task_history` returns by default.
 const DEFAULT_HISTORY_LIMIT: u32 = 100;
 
@@ -196,36 +196,22 @@ impl BoardServer {
     ) -> ToolResult {
         let actor = self.actor(request);
         let store = self.store();
+        let fields = TaskFields {
+            title: args.title,
+            description: args.description,
+            status: args.status,
+            assignee: args.assignee,
+            task_order: args.task_order,
+            feature: args.feature,
+        };
         match args.action {
             Action::Create => {
                 let project_id = validate::id("project_id", args.project_id.as_deref())?;
                 if store.get_project(project_id).await?.is_none() {
                     return Err(ToolError::not_found("project", project_id, PROJECT_HINT));
                 }
-                let new = NewTask {
-                    project_id,
-                    title: validate::title("title", args.title)?,
-                    description: validate::opt_text(
-                        "description",
-                        args.description,
-                        validate::MAX_TEXT_CHARS,
-                    )?
-                    .unwrap_or_default(),
-                    status: args.status.unwrap_or(TaskStatus::Todo).as_str(),
-                    assignee: validate::opt_title("assignee", args.assignee)?
-                        .unwrap_or_else(|| DEFAULT_ASSIGNEE.to_string()),
-                    task_order: args
-                        .task_order
-                        .map(validate::task_order)
-                        .transpose()?
-                        .unwrap_or(0),
-                    feature: validate::opt_text(
-                        "feature",
-                        args.feature,
-                        validate::MAX_TITLE_CHARS,
-                    )?,
-                    blocked_by: blockers(args.blocked_by)?.unwrap_or_default(),
-                };
+                let mut new = rules::new_task(project_id, fields)?;
+                new.blocked_by = blockers(args.blocked_by)?.unwrap_or_default();
                 let task = store
                     .create_task(&new, &actor)
                     .await?
@@ -237,23 +223,8 @@ impl BoardServer {
             }
             Action::Update => {
                 let id = validate::id("task_id", args.task_id.as_deref())?;
-                let changes = TaskChanges {
-                    title: validate::opt_title("title", args.title)?,
-                    description: validate::opt_text(
-                        "description",
-                        args.description,
-                        validate::MAX_TEXT_CHARS,
-                    )?,
-                    status: args.status.map(TaskStatus::as_str),
-                    assignee: validate::opt_title("assignee", args.assignee)?,
-                    task_order: args.task_order.map(validate::task_order).transpose()?,
-                    feature: validate::opt_text(
-                        "feature",
-                        args.feature,
-                        validate::MAX_TITLE_CHARS,
-                    )?,
-                    blocked_by: blockers(args.blocked_by)?,
-                };
+                let mut changes = rules::task_changes(fields)?;
+                changes.blocked_by = blockers(args.blocked_by)?;
                 let token = validate::opt_id("claim_token", args.claim_token.as_deref())?;
                 let written = store
                     .update_task(id, &changes, token, &actor)

@@ -1,5 +1,8 @@
 //! The JSON API under `/api/`: sessions and the request ledger, read from the same database the
-//! server writes. (The analytics endpoints and the dashboard build on these.)
+//! server writes, and the task board ([`board`]). (The analytics endpoints and the dashboard
+//! build on these.)
+
+mod board;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use serde_json::json;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::ledger::Ledger;
+use crate::resources::changes::{BoardChanges, Change};
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::store::requests::RequestFilter;
@@ -60,6 +64,8 @@ where
 pub struct Live {
     pub ledger: Ledger,
     pub sessions: Arc<Sessions>,
+    /// Board changes on this replica (from agents and from the API alike).
+    pub changes: BoardChanges,
 }
 
 /// What `/api/sessions/health` reads: the database and the live ledger and sessions.
@@ -76,6 +82,10 @@ pub fn router(store: Store, live: Live) -> Router {
             store: store.clone(),
             live: live.clone(),
         });
+    let board = board::router(board::BoardState {
+        store: store.clone(),
+        changes: live.changes.clone(),
+    });
     let events = Router::new()
         .route("/api/events", get(events))
         .with_state(live);
@@ -89,6 +99,7 @@ pub fn router(store: Store, live: Live) -> Router {
         .with_state(store)
         .merge(events)
         .merge(health)
+        .merge(board)
         .route("/api/{*rest}", axum::routing::any(no_such_endpoint))
         .route("/api", axum::routing::any(no_such_endpoint))
         .method_not_allowed_fallback(method_not_allowed)
@@ -107,7 +118,9 @@ async fn no_such_endpoint(uri: axum::http::Uri) -> ApiError {
 async fn method_not_allowed(method: axum::http::Method) -> ApiError {
     ApiError(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!("the API is read-only here: {method} is not allowed; use GET"),
+        format!(
+            "{method} is not allowed on this endpoint; docs/openapi.yaml lists each endpoint's methods"
+        ),
     )
 }
 
@@ -461,8 +474,8 @@ pub async fn compute_stats(
     crate::stats::load(store, since).await
 }
 
-/// `GET /api/events`: server-sent events `request` (a stored ledger row) and `session` (a new
-/// session id), for live views.
+/// `GET /api/events`: server-sent events `request` (a stored ledger row), `session` (a new
+/// session id) and `board` (the project, task or document that changed), for live views.
 async fn events(
     State(live): State<Live>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
@@ -482,7 +495,25 @@ async fn events(
             .ok()
             .map(Ok)
     });
-    Sse::new(futures::stream::select(requests, sessions)).keep_alive(KeepAlive::default())
+    let board = BroadcastStream::new(live.changes.subscribe()).filter_map(|change| async move {
+        Event::default()
+            .event("board")
+            .json_data(board_event(&change.ok()?))
+            .ok()
+            .map(Ok)
+    });
+    let streams = futures::stream::select(futures::stream::select(requests, sessions), board);
+    Sse::new(streams).keep_alive(KeepAlive::default())
+}
+
+/// A board change as the dashboard reads it.
+fn board_event(change: &Change) -> serde_json::Value {
+    let (task_id, document_id) = match *change {
+        Change::Task { task_id, .. } => (Some(task_id), None),
+        Change::Document { document_id, .. } => (None, Some(document_id)),
+        Change::Project { .. } => (None, None),
+    };
+    json!({ "project_id": change.project_id(), "task_id": task_id, "document_id": document_id })
 }
 
 async fn pricing(State(store): State<Store>) -> Result<Response, ApiError> {
