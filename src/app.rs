@@ -38,10 +38,14 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         security.max_body_bytes,
         close_sessions,
     );
+    let rules = mcp::rules::Rules {
+        inner: inner.clone(),
+        sessions: state.sessions.clone(),
+    };
     let mcp = inner
-        .clone()
+        .layer(middleware::from_fn_with_state(rules, mcp::rules::apply))
         .layer(middleware::from_fn_with_state(
-            (state.guard.clone(), inner),
+            state.guard.clone(),
             security::layers::guard_mcp,
         ))
         // Outside the guard, so the ledger records its refusals, and the replies exactly as
@@ -50,7 +54,6 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
             ledger::http::Capture {
                 ledger: state.ledger.clone(),
                 attribution: Some(Arc::new(LogicalSessions::new(state.ctx.store.clone()))),
-                max_body: security.max_body_bytes,
             },
             ledger::http::capture,
         ))

@@ -10,10 +10,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{BoardServer, ServerContext};
+use crate::protocol;
 use crate::sessions::Sessions;
 
 /// The header value every MCP POST must send.
@@ -68,11 +68,7 @@ async fn explain_rejections(request: Request, next: Next) -> Response {
         Err(_) => String::new(),
     };
     let message = explain(status, &original);
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": { "code": -32600, "message": message },
-    });
+    let body = protocol::error_body(protocol::INVALID_REQUEST, &message, None);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,

@@ -2,12 +2,14 @@
 //! tool routers in [`crate::mcp::tools`]; [`http`] mounts it at `/mcp`, [`stdio`] serves it on
 //! standard input/output.
 
+pub mod batch;
 pub mod conformance;
 pub mod drain;
 mod handler;
 pub mod http;
 pub mod logging;
 pub mod prompts;
+pub mod rules;
 pub mod stdio;
 pub mod tools;
 
