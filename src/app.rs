@@ -38,8 +38,30 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         security.max_body_bytes,
         close_sessions,
     );
+    let capture = middleware::from_fn_with_state(
+        ledger::http::Capture {
+            ledger: state.ledger.clone(),
+            attribution: Some(Arc::new(LogicalSessions::new(state.ctx.store.clone()))),
+        },
+        ledger::http::capture,
+    );
+    // Where each message of a batch goes: its own ledger row and rate-limit token.
+    let items = inner
+        .clone()
+        .layer(middleware::from_fn_with_state(
+            mcp::rules::Rules {
+                items: None,
+                sessions: state.sessions.clone(),
+            },
+            mcp::rules::apply,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.guard.clone(),
+            security::layers::guard_batch_item,
+        ))
+        .layer(capture.clone());
     let rules = mcp::rules::Rules {
-        inner: inner.clone(),
+        items: Some(items),
         sessions: state.sessions.clone(),
     };
     let mcp = inner
@@ -50,13 +72,7 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         ))
         // Outside the guard, so the ledger records its refusals, and the replies exactly as
         // clients receive them.
-        .layer(middleware::from_fn_with_state(
-            ledger::http::Capture {
-                ledger: state.ledger.clone(),
-                attribution: Some(Arc::new(LogicalSessions::new(state.ctx.store.clone()))),
-            },
-            ledger::http::capture,
-        ))
+        .layer(capture)
         .layer(middleware::from_fn_with_state(
             state.in_flight.clone(),
             mcp::drain::track,

@@ -126,6 +126,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     }
     // A machine-readable line on stdout, for scripts and tests that start on port 0.
     println!("steward listening on http://{addr}");
+    // The peer address lets the guard rate-limit requests that fail authentication.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -56,6 +56,11 @@ pub trait Attribution: Send + Sync {
     fn session_for(&self, principal: &Principal, envelope: &Envelope) -> Option<String>;
 }
 
+/// On a response whose messages were each recorded on their own (a batch's, by the layers
+/// inside): the response as a whole is not recorded again.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordedApart;
+
 /// What the capture middleware needs.
 #[derive(Clone)]
 pub struct Capture {
@@ -82,10 +87,17 @@ pub async fn capture(
     let session_id = header_text(request.headers(), &SESSION_ID);
     let protocol_version = header_text(request.headers(), &PROTOCOL_VERSION);
     let response = next.run(request).await;
+    if response.extensions().get::<RecordedApart>().is_some() {
+        return response;
+    }
     let principal = response.extensions().get::<Principal>();
     let received = response.extensions().get::<Received>();
+    // A request refused before authentication keeps nothing its sender chose: not the session
+    // id it claimed (perhaps another principal's), and (its body was never read) no method or
+    // tool; the row says it was refused, with the reply's size.
+    let session_id = session_id.filter(|_| principal.is_some());
     // Stateless clients have no id: the session layer may attribute them to a logical session
-    // of their principal (once authenticated; a refused request belongs to no session).
+    // of their principal.
     let session_id = session_id.or_else(|| {
         let envelope = received?.envelope()?;
         attribution?.session_for(principal?, envelope)

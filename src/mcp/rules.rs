@@ -13,11 +13,12 @@ use axum::response::{IntoResponse, Response};
 use crate::protocol::{self, DEFAULT_REVISION, Envelope, PROTOCOL_VERSION, SESSION_ID};
 use crate::sessions::Sessions;
 
-/// What the rules need: the MCP service itself (for batches) and the sessions (for their
-/// negotiated revisions).
+/// What the rules need: where a batch's messages go one by one (the ledger's capture, the
+/// batch item guard, these rules and rmcp; None where the request is itself a batch's message)
+/// and the sessions (for their negotiated revisions).
 #[derive(Clone)]
 pub struct Rules {
-    pub inner: Router,
+    pub items: Option<Router>,
     pub sessions: Arc<Sessions>,
 }
 
@@ -26,10 +27,20 @@ pub async fn apply(State(rules): State<Rules>, request: Request, next: Next) -> 
     let Some(envelope) = request.extensions().get::<Arc<Envelope>>().cloned() else {
         return next.run(request).await;
     };
-    if envelope.is_batch() {
-        let revision = rules.revision(request.headers()).await;
+    if envelope.is_batch()
+        && let Some(items) = rules.items.clone()
+    {
+        // The session's revision only: a header cannot turn batches on for a later session.
+        let revision = match request
+            .headers()
+            .get(SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(session) => rules.sessions.protocol_of(session).await,
+            None => None,
+        };
         let (parts, _) = request.into_parts();
-        return super::batch::answer(rules.inner, parts, &envelope, &revision).await;
+        return super::batch::answer(items, parts, &envelope, revision.as_deref()).await;
     }
     if let Some(message) = envelope.single()
         && message.method.as_deref() == Some(protocol::DISCOVER)

@@ -120,6 +120,23 @@ impl Envelope {
     pub fn message_bytes(&self, message: &Message) -> Bytes {
         self.body.slice(message.span.clone())
     }
+
+    /// One message of a batch as an envelope of its own (sharing the body, parsed no further).
+    pub fn item(&self, message: &Message) -> Envelope {
+        let start = message.span.start;
+        let shift = |range: &Range<usize>| range.start - start..range.end - start;
+        Envelope {
+            body: self.message_bytes(message),
+            messages: vec![Message {
+                method: message.method.clone(),
+                id: message.id.clone(),
+                params: message.params.as_ref().map(shift),
+                span: shift(&message.span),
+            }],
+            batch: false,
+            revision: self.revision.clone(),
+        }
+    }
 }
 
 /// A POST body as the security guard read it, put on the response for the ledger (which sits
@@ -421,5 +438,12 @@ mod tests {
             &batch.message_bytes(&batch.messages()[1])[..],
             br#"{"jsonrpc":"2.0","method":"n"}"#
         );
+        let call = r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"y"}}]"#;
+        let batch = parse(call).unwrap();
+        let item = batch.item(&batch.messages()[1]);
+        assert!(!item.is_batch());
+        let message = item.single().unwrap();
+        assert_eq!(item.params(message), Some(r#"{"name":"y"}"#));
+        assert_eq!(message.id, Some(Id::Number(2)));
     }
 }

@@ -8,11 +8,12 @@
 //! live-session cap applies to `initialize` (429). Every rejection is JSON (a JSON-RPC error),
 //! so the ledger, which sits outside this layer, records it as what it is.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -38,6 +39,9 @@ pub struct Guard {
     pub logins: Logins,
     sessions: Arc<Sessions>,
 }
+
+/// How long a POST body may take to arrive once its headers have.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A step's refusal: the response to send instead of going on.
 type Refused = Response;
@@ -112,6 +116,22 @@ impl Guard {
         }
     }
 
+    /// Step 3, for a request that failed authentication: a token of its peer address's
+    /// bucket, so guessing keys or flooding 401s is throttled like any principal. (Key names
+    /// have no spaces, so a peer's bucket is never a principal's.)
+    fn rate_limit_peer(&self, request: &Request) -> Result<(), Refused> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |info| info.0.ip().to_string());
+        limiter
+            .check(&format!("peer {peer}"))
+            .map_err(too_many_requests)
+    }
+
     /// Step 4: another principal's session answers exactly like an unknown one.
     async fn session_ownership(
         &self,
@@ -147,24 +167,34 @@ impl Guard {
         }
     }
 
-    /// Step 5: the body, read once and no further than the limit.
+    /// Step 5: the body, read once, no further than the limit and for no longer than
+    /// [`BODY_READ_TIMEOUT`] (a stalled upload must not hold its buffer).
     async fn read_body(&self, body: Body) -> Result<Bytes, Refused> {
         let limit = self.settings.max_body_bytes;
-        to_bytes(body, limit).await.map_err(|_| {
-            let mut response = rpc_error(
+        let (status, message) = match tokio::time::timeout(BODY_READ_TIMEOUT, to_bytes(body, limit))
+            .await
+        {
+            Ok(Ok(bytes)) => return Ok(bytes),
+            Ok(Err(_)) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                INVALID_REQUEST,
-                &format!(
+                format!(
                     "Payload Too Large: the request body exceeds {limit} bytes; send smaller arguments"
                 ),
-                None,
-            );
-            // The rest of the body was never read: the connection cannot carry another request.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        })
+            ),
+            Err(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "Request Timeout: the request body did not arrive within {} s; send it at once",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            ),
+        };
+        let mut response = rpc_error(status, INVALID_REQUEST, &message, None);
+        // The rest of the body was never read: the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Err(response)
     }
 
     /// Step 6: the JSON-RPC shape, parsing the body once into the envelope.
@@ -264,7 +294,7 @@ pub async fn guard_mcp(
     }
     let principal = match guard.authenticate(&mut request).await {
         Ok(principal) => principal,
-        Err(refused) => return refused,
+        Err(refused) => return guard.rate_limit_peer(&request).err().unwrap_or(refused),
     };
     let mut received = None;
     let mut response = match guard.admit(&principal, request, &mut received).await {
@@ -275,6 +305,39 @@ pub async fn guard_mcp(
     extensions.insert(principal);
     if let Some(received) = received {
         extensions.insert(received);
+    }
+    response
+}
+
+/// On a batch message whose rate-limit token the batch's POST already took.
+#[derive(Clone, Copy, Debug)]
+pub struct Prepaid;
+
+/// In front of each message of a batch (which passed [`guard_mcp`] as a whole): its own
+/// rate-limit token, and who sent it and what it was left on the response for the ledger.
+pub async fn guard_batch_item(
+    State(guard): State<Arc<Guard>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let extensions = request.extensions();
+    let principal = extensions.get::<Principal>().cloned();
+    let envelope = extensions.get::<Arc<Envelope>>().cloned();
+    let prepaid = extensions.get::<Prepaid>().is_some();
+    let limited = match &principal {
+        Some(principal) if !prepaid => guard.rate_limit(principal),
+        _ => Ok(()),
+    };
+    let mut response = match limited {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    };
+    let extensions = response.extensions_mut();
+    if let Some(principal) = principal {
+        extensions.insert(principal);
+    }
+    if let Some(envelope) = envelope {
+        extensions.insert(Received::Parsed(envelope));
     }
     response
 }
@@ -442,7 +505,7 @@ fn too_many_requests(wait: Duration) -> Response {
         StatusCode::TOO_MANY_REQUESTS,
         INVALID_REQUEST,
         &format!(
-            "Too Many Requests: this principal's rate limit is used up; retry after {seconds} s (see --rate-limit)"
+            "Too Many Requests: this principal's (or, unauthenticated, this address's) rate limit is used up; retry after {seconds} s (see --rate-limit)"
         ),
         None,
     );
