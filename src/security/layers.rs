@@ -43,8 +43,9 @@ pub struct Guard {
 /// How long a POST body may take to arrive once its headers have.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A step's refusal: the response to send instead of going on.
-type Refused = Response;
+/// A step's refusal: the response to send instead of going on (boxed: a `Response` is large
+/// for the `Err` of a `Result` that is almost always `Ok`).
+type Refused = Box<Response>;
 
 impl Guard {
     pub fn new(settings: SecuritySettings, auth: Auth, sessions: Arc<Sessions>) -> Arc<Self> {
@@ -93,7 +94,9 @@ impl Guard {
     /// Step 1: hosts and origins.
     fn hosts_and_origins(&self, request: &Request) -> Result<(), Refused> {
         self.check_origin(request.headers())
-            .map_err(|(status, message)| rpc_error(status, INVALID_REQUEST, &message, None))
+            .map_err(|(status, message)| {
+                Box::new(rpc_error(status, INVALID_REQUEST, &message, None))
+            })
     }
 
     /// Step 2: who is this, from the headers alone. The key has done its job then: nothing
@@ -103,7 +106,7 @@ impl Guard {
             .auth
             .authenticate(request.headers())
             .await
-            .map_err(|error| unauthorized(&error, true))?;
+            .map_err(|error| Box::new(unauthorized(&error, true)))?;
         request.headers_mut().remove(header::AUTHORIZATION);
         Ok(principal)
     }
@@ -111,7 +114,9 @@ impl Guard {
     /// Step 3: one token of the principal's bucket.
     fn rate_limit(&self, principal: &Principal) -> Result<(), Refused> {
         match &self.limiter {
-            Some(limiter) => limiter.check(principal.label()).map_err(too_many_requests),
+            Some(limiter) => limiter
+                .check(principal.label())
+                .map_err(|wait| Box::new(too_many_requests(wait))),
             None => Ok(()),
         }
     }
@@ -129,7 +134,7 @@ impl Guard {
             .map_or_else(|| "unknown".to_string(), |info| info.0.ip().to_string());
         limiter
             .check(&format!("peer {peer}"))
-            .map_err(too_many_requests)
+            .map_err(|wait| Box::new(too_many_requests(wait)))
     }
 
     /// Step 4: another principal's session answers exactly like an unknown one.
@@ -147,22 +152,22 @@ impl Guard {
                     ?principal,
                     "refused a request for another principal's session"
                 );
-                Err(rpc_error(
+                Err(Box::new(rpc_error(
                     StatusCode::NOT_FOUND,
                     INVALID_REQUEST,
                     "Not Found: Session not found: this Mcp-Session-Id is unknown, expired or was closed. Start a new session with initialize",
                     None,
-                ))
+                )))
             }
             Ok(_) => Ok(()),
             Err(error) => {
                 tracing::error!(%error, "cannot check who owns a session");
-                Err(rpc_error(
+                Err(Box::new(rpc_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     INTERNAL_ERROR,
                     "the session store cannot be read right now (database unavailable); retry shortly and see /health",
                     None,
-                ))
+                )))
             }
         }
     }
@@ -194,7 +199,7 @@ impl Guard {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        Err(response)
+        Err(Box::new(response))
     }
 
     /// Step 6: the JSON-RPC shape, parsing the body once into the envelope.
@@ -219,7 +224,7 @@ impl Guard {
             return Ok(());
         }
         match self.sessions.live_count(principal.name()).await {
-            Ok(live) if live >= i64::from(limit) => Err(rpc_error(
+            Ok(live) if live >= i64::from(limit) => Err(Box::new(rpc_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 INVALID_REQUEST,
                 &format!(
@@ -227,7 +232,7 @@ impl Guard {
                     principal.label()
                 ),
                 None,
-            )),
+            ))),
             Ok(_) => Ok(()),
             // The database is down: creating the session would fail to record it anyway; let
             // rmcp and the session layer report that.
@@ -267,7 +272,7 @@ impl Guard {
                 *received = Some(Received::Refused(bytes));
                 let status = StatusCode::from_u16(rejection.http_status())
                     .unwrap_or(StatusCode::BAD_REQUEST);
-                return Err(json_response(status, &rejection.to_json()));
+                return Err(Box::new(json_response(status, &rejection.to_json())));
             }
         };
         *received = Some(Received::Parsed(envelope.clone()));
@@ -290,16 +295,16 @@ pub async fn guard_mcp(
     next: Next,
 ) -> Response {
     if let Err(refused) = guard.hosts_and_origins(&request) {
-        return refused;
+        return *refused;
     }
     let principal = match guard.authenticate(&mut request).await {
         Ok(principal) => principal,
-        Err(refused) => return guard.rate_limit_peer(&request).err().unwrap_or(refused),
+        Err(refused) => return *guard.rate_limit_peer(&request).err().unwrap_or(refused),
     };
     let mut received = None;
     let mut response = match guard.admit(&principal, request, &mut received).await {
         Ok(request) => next.run(request).await,
-        Err(refused) => refused,
+        Err(refused) => *refused,
     };
     let extensions = response.extensions_mut();
     extensions.insert(principal);
@@ -330,7 +335,7 @@ pub async fn guard_batch_item(
     };
     let mut response = match limited {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+        Err(refused) => *refused,
     };
     let extensions = response.extensions_mut();
     if let Some(principal) = principal {
