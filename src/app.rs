@@ -38,10 +38,12 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         security.max_body_bytes,
         close_sessions,
     );
+    let logical = Arc::new(LogicalSessions::new(state.ctx.store.clone()));
+    let inner = inner.layer(axum::Extension(mcp::StatelessSessions(logical.clone())));
     let capture = middleware::from_fn_with_state(
         ledger::http::Capture {
             ledger: state.ledger.clone(),
-            attribution: Some(Arc::new(LogicalSessions::new(state.ctx.store.clone()))),
+            attribution: Some(logical as Arc<dyn ledger::http::Attribution>),
         },
         ledger::http::capture,
     );
@@ -107,14 +109,13 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
 }
 
 /// `GET /health`: 200 with `status: "ok"` when the database answers, else 503 `degraded`.
-async fn health(
-    State(HttpState {
+async fn health(State(state): State<HttpState>) -> Response {
+    let HttpState {
         ctx,
         sessions,
         ledger,
         ..
-    }): State<HttpState>,
-) -> Response {
+    } = state;
     let (mut status, database) = match ctx.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
@@ -144,16 +145,10 @@ async fn health(
 }
 
 /// `GET /metrics`: Prometheus text.
-async fn metrics(
-    State(HttpState {
-        ctx,
-        sessions,
-        ledger,
-        ..
-    }): State<HttpState>,
-) -> Response {
-    ledger.report().record_metrics();
-    let report = sessions.report().await;
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let ctx = &state.ctx;
+    state.ledger.report().record_metrics();
+    let report = state.sessions.report().await;
     metrics::gauge!("steward_sessions_cached").set(report.cached_in_memory as f64);
     metrics::gauge!("steward_session_write_failures").set(report.write_failures as f64);
     metrics::gauge!("steward_cleanup_last_run_failed").set(

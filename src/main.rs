@@ -1,17 +1,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use steward::cli::Cli;
+use steward::cli::{Cli, KeysAction, PricingAction};
+use steward::commands::UsageError;
 use steward::config::{self, Resolved};
 use steward::server::{self, RunError};
+use steward::store::OpenMode;
 
 /// mimalloc, not the system allocator: the ledger allocates on request threads and frees on its
 /// writer thread, the pattern glibc's malloc handles worst (freed chunks land in another
-/// thread's cache; the request threads fall through to the slow path). Measured with
-/// `steward-bench instructions`: the ledger's cost per message fell from ~100,000 to ~71,000
-/// instructions and the whole server's by 16%. `no_thp` keeps the resident set where glibc's
-/// was (transparent huge pages would add ~20-40 MiB). `override` makes C code in the process
-/// (the bundled SQLite) allocate through mimalloc too: a ledger-off call −8% (session 6).
+/// thread's cache; the request threads fall through to the slow path). `no_thp` keeps the
+/// resident set small (no transparent huge pages); `override` makes C code in the process (the
+/// bundled SQLite) allocate through mimalloc too. BENCHMARKS.md has the measurements.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -41,37 +41,44 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(database) = resolved.database() {
+        eprintln!("steward: database {}", database.redacted());
+    }
     let outcome = runtime.block_on(async {
         match resolved {
             Resolved::Serve(config) => server::serve(config).await,
             Resolved::Stdio(config) => server::stdio(config).await,
+            Resolved::Check(_) => Ok(()), // answered above
             Resolved::Pricing(database, action) => {
-                server::admin(&database, |store| {
+                let mode = open_mode(matches!(action, PricingAction::List { .. }));
+                server::admin(&database, mode, |store| {
                     Box::pin(steward::commands::pricing::run(store, action))
                 })
                 .await
             }
-            Resolved::Check(_) => Ok(()), // answered above
             Resolved::Stats(database, since, json) => {
-                server::admin(&database, |store| {
+                server::admin(&database, OpenMode::Existing, |store| {
                     Box::pin(steward::commands::stats::run(store, since, json))
                 })
                 .await
             }
             Resolved::Requests(database, action) => {
-                server::admin(&database, |store| {
+                server::admin(&database, OpenMode::Existing, |store| {
                     Box::pin(steward::commands::requests::run(store, action))
                 })
                 .await
             }
             Resolved::Keys(database, action) => {
-                server::admin(&database, |store| {
+                // A key may be created before the server first runs; listing or revoking one
+                // needs the database the server uses.
+                let mode = open_mode(!matches!(action, KeysAction::Create { .. }));
+                server::admin(&database, mode, |store| {
                     Box::pin(steward::commands::keys::run(store, action))
                 })
                 .await
             }
             Resolved::Sessions(database, action) => {
-                server::admin(&database, |store| {
+                server::admin(&database, OpenMode::Existing, |store| {
                     Box::pin(steward::commands::sessions::run(store, action))
                 })
                 .await
@@ -84,10 +91,23 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(RunError::Config(error)) => config_error(&error),
+        Err(RunError::Runtime(error)) if error.is::<UsageError>() => {
+            eprintln!("steward: {error:#}");
+            ExitCode::from(2)
+        }
         Err(RunError::Runtime(error)) => {
             eprintln!("steward: {error:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Read-only commands never create a database.
+fn open_mode(read_only: bool) -> OpenMode {
+    if read_only {
+        OpenMode::Existing
+    } else {
+        OpenMode::Create
     }
 }
 
