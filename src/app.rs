@@ -40,23 +40,42 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         close_sessions,
     );
     let logical = Arc::new(LogicalSessions::new(state.ctx.store.clone()));
-    let mcp = inner
+    let inner = inner.layer(axum::Extension(mcp::StatelessSessions(logical.clone())));
+    let capture = middleware::from_fn_with_state(
+        ledger::http::Capture {
+            ledger: state.ledger.clone(),
+            attribution: Some(logical as Arc<dyn ledger::http::Attribution>),
+        },
+        ledger::http::capture,
+    );
+    // Where each message of a batch goes: its own ledger row and rate-limit token.
+    let items = inner
         .clone()
-        .layer(axum::Extension(mcp::StatelessSessions(logical.clone())))
         .layer(middleware::from_fn_with_state(
-            (state.guard.clone(), inner),
+            mcp::rules::Rules {
+                items: None,
+                sessions: state.sessions.clone(),
+            },
+            mcp::rules::apply,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.guard.clone(),
+            security::layers::guard_batch_item,
+        ))
+        .layer(capture.clone());
+    let rules = mcp::rules::Rules {
+        items: Some(items),
+        sessions: state.sessions.clone(),
+    };
+    let mcp = inner
+        .layer(middleware::from_fn_with_state(rules, mcp::rules::apply))
+        .layer(middleware::from_fn_with_state(
+            state.guard.clone(),
             security::layers::guard_mcp,
         ))
         // Outside the guard, so the ledger records its refusals, and the replies exactly as
         // clients receive them.
-        .layer(middleware::from_fn_with_state(
-            ledger::http::Capture {
-                ledger: state.ledger.clone(),
-                attribution: Some(logical as Arc<dyn ledger::http::Attribution>),
-                max_body: security.max_body_bytes,
-            },
-            ledger::http::capture,
-        ))
+        .layer(capture)
         .layer(middleware::from_fn_with_state(
             state.in_flight.clone(),
             mcp::drain::track,

@@ -448,6 +448,8 @@ pub struct SecurityArgs {
     #[arg(long, env = "STEWARD_MAX_JSON_DEPTH", value_name = "N")]
     pub max_json_depth: Option<usize>,
     /// Requests per second per principal (default 100; 0 turns the limit off); beyond it, 429.
+    /// Each message of a JSON-RPC batch counts; requests that fail authentication count
+    /// against their peer address.
     #[arg(long, env = "STEWARD_RATE_LIMIT", value_name = "N")]
     pub rate_limit: Option<u32>,
     /// Requests a principal may make at once above the rate (default 200).

@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod logs;
 pub mod mcp;
 pub mod metrics;
+pub mod principal;
 pub mod protocol;
 pub mod resources;
 pub mod rules;

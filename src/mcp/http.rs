@@ -10,11 +10,11 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{BoardServer, ServerContext};
-use crate::sessions::{Owner, Sessions};
+use crate::protocol;
+use crate::sessions::Sessions;
 
 /// The header value every MCP POST must send.
 pub const REQUIRED_ACCEPT: &str = "application/json, text/event-stream";
@@ -93,7 +93,10 @@ async fn scope_replay(
             "Bad Request: Last-Event-ID resumes a stream of your session; send the Mcp-Session-Id the stream was sent on (a request without a session has nothing to resume)",
         );
     };
-    let principal = request.extensions().get::<Owner>().map(|o| o.0.as_str());
+    let principal = request
+        .extensions()
+        .get::<crate::principal::Principal>()
+        .and_then(|p| p.name());
     let allowed = if is_event_id(last) {
         sessions.may_replay(last, session, principal).await
     } else {
@@ -116,11 +119,7 @@ async fn scope_replay(
 }
 
 fn rejection(status: StatusCode, message: &str) -> Response {
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": { "code": -32600, "message": message },
-    });
+    let body = protocol::error_body(protocol::INVALID_REQUEST, message, None);
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -150,11 +149,7 @@ async fn explain_rejections(request: Request, next: Next) -> Response {
         Err(_) => String::new(),
     };
     let message = explain(status, &original);
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": { "code": -32600, "message": message },
-    });
+    let body = protocol::error_body(protocol::INVALID_REQUEST, &message, None);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,

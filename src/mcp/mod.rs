@@ -2,12 +2,14 @@
 //! tool routers in [`crate::mcp::tools`]; [`http`] mounts it at `/mcp`, [`stdio`] serves it on
 //! standard input/output.
 
+pub mod batch;
 pub mod conformance;
 pub mod drain;
 mod handler;
 pub mod http;
 pub mod logging;
 pub mod prompts;
+pub mod rules;
 pub mod stdio;
 pub mod tools;
 
@@ -23,13 +25,13 @@ use rmcp::{ErrorData, RoleServer};
 
 use crate::board::Actor;
 use crate::ledger::Ledger;
-use crate::ledger::http::Caller;
 use crate::mcp::conformance::Fixtures;
 use crate::mcp::tools::params::ARGUMENT_ERROR_MARKER;
+use crate::principal::Principal;
+use crate::protocol::{self, PROTOCOL_VERSION};
 use crate::resources::changes::{BoardChanges, Change};
 use crate::resources::subscriptions::Subscriptions;
-use crate::sessions::Owner;
-use crate::sessions::logical::{LogicalSessions, STATELESS_REVISION};
+use crate::sessions::logical::LogicalSessions;
 use crate::store::Store;
 use logging::ClientLog;
 
@@ -162,8 +164,8 @@ impl BoardServer {
         let principal = request
             .extensions
             .get::<axum::http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Owner>())
-            .map(|owner| owner.0.clone());
+            .and_then(|parts| parts.extensions.get::<Principal>())
+            .and_then(|principal| principal.name().map(str::to_string));
         Actor {
             session_id: self.session_id(request),
             client_name: request
@@ -185,12 +187,16 @@ pub struct StatelessSessions(pub Arc<LogicalSessions>);
 fn logical_session(request: &RequestContext<RoleServer>) -> Option<String> {
     let parts = request.extensions.get::<axum::http::request::Parts>()?;
     let sessions = parts.extensions.get::<StatelessSessions>()?;
-    let principal = parts.extensions.get::<Caller>()?.get()?;
+    let principal = parts
+        .extensions
+        .get::<Principal>()?
+        .name()
+        .map(str::to_string);
     let protocol = parts
         .headers
-        .get("mcp-protocol-version")
+        .get(PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| *v >= STATELESS_REVISION)?;
+        .filter(|v| protocol::is_stateless(v))?;
     // The same key the ledger's attribution reads from the request's `_meta`.
     let client = request.client_info();
     let name = client.as_ref().map_or("unknown", |c| c.name.as_str());

@@ -4,6 +4,7 @@
 //!
 //! It knows nothing about the board or its tools, so it can front any MCP server.
 
+use crate::principal::Principal;
 use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -46,11 +47,6 @@ pub struct SessionManager {
     /// Who created each session held here (None: made without authentication).
     owners: Mutex<HashMap<SessionId, Option<String>>>,
 }
-
-/// The principal making a request, put in the HTTP request's extensions by whatever
-/// authenticates it. The session layer records it on new sessions and nothing more.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner(pub String);
 
 impl SessionManager {
     pub fn new(max_cached: usize, events: Option<Arc<DbEventStore>>) -> Arc<Self> {
@@ -211,14 +207,15 @@ impl RmcpSessionManager for SessionManager {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        // rmcp hands the HTTP request's parts to the handler; the owner rides in them.
+        // rmcp hands the HTTP request's parts to the handler; the principal rides in them,
+        // put there by whatever authenticated the request. Recorded on the session, no more.
         if let JsonRpcMessage::Request(request) = &message {
             let owner = request
                 .request
                 .extensions()
                 .get::<axum::http::request::Parts>()
-                .and_then(|parts| parts.extensions.get::<Owner>())
-                .map(|owner| owner.0.clone());
+                .and_then(|parts| parts.extensions.get::<Principal>())
+                .and_then(|principal| principal.name().map(str::to_string));
             lock(&self.owners).insert(id.clone(), owner);
         }
         self.inner.initialize_session(id, message).await

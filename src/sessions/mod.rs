@@ -30,7 +30,7 @@ use rmcp::transport::streamable_http_server::session::{
 };
 use serde::Serialize;
 
-pub use manager::{Owner, SessionManager};
+pub use manager::SessionManager;
 
 use crate::store::Store;
 use crate::store::sessions::{CleanupRun, Lifecycle, NewSession};

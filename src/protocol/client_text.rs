@@ -1,11 +1,6 @@
-//! Protocol rules rmcp leaves to the server. The security guard (`security::layers::guard_mcp`)
-//! applies them: it has already parsed each POSTed message, so nothing parses a body twice.
-//! (JSON-RPC batches are answered or refused per revision by `security::batch`.)
-//! - `server/discover` exists from 2026-07-28 on: a client that negotiated an older revision
-//!   gets "method not found" for it, not a complaint about missing `_meta` fields.
-//! - Client strings kept beyond the request (client name and version, titles, method and
-//!   tool names, JSON-RPC ids, in sessions, logical sessions, ledger rows, metrics and logs) are
-//!   cut to [`MAX_CLIENT_TEXT_CHARS`] characters and marked as cut ([`cut_client_text`]).
+//! Client strings kept beyond the request (client name and version, titles, method and tool
+//! names, JSON-RPC ids, in sessions, logical sessions, ledger rows, metrics and logs) are cut to
+//! [`MAX_CLIENT_TEXT_CHARS`] characters and marked as cut ([`cut_client_text`]).
 
 use std::borrow::Cow;
 
@@ -41,22 +36,6 @@ pub fn cut_client_json(value: Value) -> Value {
     }
 }
 
-/// The method this module rules on.
-pub const DISCOVER: &str = "server/discover";
-/// The first revision with `server/discover`.
-const DISCOVER_FROM: &str = "2026-07-28";
-/// JSON-RPC "method not found".
-pub const METHOD_NOT_FOUND: i32 = -32601;
-
-/// Why `server/discover` is refused to a request speaking `revision`, or None when it is allowed.
-pub fn discover_refusal(revision: &str) -> Option<String> {
-    (revision < DISCOVER_FROM).then(|| {
-        format!(
-            "server/discover is not part of MCP {revision} (it exists from {DISCOVER_FROM}); use initialize, or send MCP-Protocol-Version: {DISCOVER_FROM} without a session"
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,14 +54,5 @@ mod tests {
         assert!(cut.ends_with(CUT_MARK));
         let json = cut_client_json(serde_json::json!({ "a": [long.clone()], long: 1 }));
         assert!(json.to_string().len() < 2 * 1024, "{json}");
-    }
-
-    #[test]
-    fn discover_is_refused_before_its_revision_only() {
-        for old in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] {
-            let message = discover_refusal(old).expect("refused");
-            assert!(message.contains(old) && message.contains(DISCOVER_FROM));
-        }
-        assert_eq!(discover_refusal("2026-07-28"), None);
     }
 }
