@@ -2,7 +2,7 @@
 //! then that the same server still answers a normal request. Runs on SQLite and (when
 //! `STEWARD_TEST_POSTGRES_URL` is set) PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! `/metrics` after known traffic, OTLP/HTTP spans received by an in-process collector, and
 //! `--log-format json` lines.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! Stateless 2026-07-28 clients: served without a session, grouped into a logical session
 //! (`kind = logical`) that the ledger attributes their requests to.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! on SQLite and (when `STEWARD_TEST_POSTGRES_URL` is set) PostgreSQL, through
 //! `steward::store::Store` directly.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -2,8 +2,8 @@
 //! Streamable HTTP, and every story run on SQLite and (when `STEWARD_TEST_POSTGRES_URL` is
 //! set) PostgreSQL. Each story gets its own database and server.
 
-mod board;
-mod common;
+use crate::board;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

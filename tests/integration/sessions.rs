@@ -5,7 +5,7 @@
 //! Each scenario runs on SQLite and (when `STEWARD_TEST_POSTGRES_URL` is set) PostgreSQL, as
 //! two tests (`<scenario>::sqlite`, `<scenario>::postgres`) so the engines run in parallel.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::process::Output;

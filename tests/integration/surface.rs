@@ -4,8 +4,8 @@
 // resources/subscribe is legacy in rmcp's eyes (SEP-2577); session-era clients still use it.
 #![allow(deprecated)]
 
-mod board;
-mod common;
+use crate::board;
+use crate::common;
 
 use std::time::Duration;
 

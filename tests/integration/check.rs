@@ -1,7 +1,7 @@
 //! `steward check` passes against a healthy server and fails the matching phase when a promise
 //! is broken on purpose.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

@@ -3,7 +3,7 @@
 //! and percentiles within the histogram's ±1/32. Timings over a million rows: the `#[ignore]`d
 //! `stats_over_a_million_rows` (see BENCHMARKS.md).
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use common::{Backend, TestDb, backends, ledger_row, new_session, open_store};

@@ -2,7 +2,7 @@
 //! Policy and nosniff on each, and the page wired to its own script and stylesheet. (What a
 //! person sees in a browser is tested by tests/browser/run.sh in headless Chromium.)
 
-mod common;
+use crate::common;
 
 use reqwest::StatusCode;
 

@@ -10,7 +10,7 @@
 //! Each scenario runs on SQLite and (when `STEWARD_TEST_POSTGRES_URL` is set) PostgreSQL, as two
 //! tests (`<scenario>::sqlite`, `<scenario>::postgres`) so they run in parallel.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

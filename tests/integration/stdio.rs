@@ -1,8 +1,8 @@
 //! `steward stdio`: the same tools over standard input/output, on SQLite and (when
 //! `STEWARD_TEST_POSTGRES_URL` is set) PostgreSQL, with task history naming the stdio session.
 
-mod board;
-mod common;
+use crate::board;
+use crate::common;
 
 use anyhow::Context;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! Resumable streams: a client that reconnects with `Last-Event-ID` after a crash and restart
 //! gets the events it missed, replayed from the database.
 
-mod common;
+use crate::common;
 
 use common::{TestDb, TestServer, backends};
 use reqwest::Client;

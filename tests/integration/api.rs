@@ -1,7 +1,7 @@
 //! The JSON API under `/api/` on both engines: sessions, requests, statistics, pricing and the
 //! live event stream, fed by real MCP traffic.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

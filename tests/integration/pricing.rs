@@ -1,7 +1,7 @@
 //! `llm_pricing` and [`Money`] on both engines: the seeded list prices, prices taking effect
 //! over time, and exact decimal round trips.
 
-mod common;
+use crate::common;
 
 use std::str::FromStr;
 

@@ -1,6 +1,6 @@
 //! Ledger retention: old rows fold into exact hourly rollups and leave the ledger, on both engines.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, TimeZone, Utc};
 use common::{TestDb, backends, open_store};
