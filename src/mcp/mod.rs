@@ -2,6 +2,7 @@
 //! tool routers in [`crate::mcp::tools`]; [`http`] mounts it at `/mcp`, [`stdio`] serves it on
 //! standard input/output.
 
+pub mod client;
 pub mod conformance;
 pub mod drain;
 mod handler;

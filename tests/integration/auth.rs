@@ -11,8 +11,8 @@ use anyhow::{Context, ensure};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use common::raw::{Raw, initialize_request};
-use common::{TestDb, TestServer, backends};
+use common::raw::{Client, initialize, open_session, still_serves, tools_list};
+use common::{InProcess, TestDb, backends};
 
 async fn steward_cli(db: &TestDb, args: &[&str]) -> anyhow::Result<Output> {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_steward"));
@@ -81,9 +81,9 @@ async fn keys_guard_mcp_sessions_and_the_admin_api() -> anyhow::Result<()> {
         );
 
         let server =
-            TestServer::start_with(&db, &["--auth", "api-key", "--revocation-poll", "200ms"])
+            InProcess::start_with(&db, &["--auth", "api-key", "--revocation-poll", "200ms"])
                 .await?;
-        let anonymous = Raw::new(&server.base_url);
+        let anonymous = Client::new(&server.mcp_url());
         let (as_alice, as_bob, as_root) = (
             anonymous.with_key(&alice),
             anonymous.with_key(&bob),
@@ -100,7 +100,7 @@ async fn keys_guard_mcp_sessions_and_the_admin_api() -> anyhow::Result<()> {
                 anonymous.with_key("not a key; DROP TABLE api_keys"),
             ),
         ] {
-            let reply = raw.post(&initialize_request("2025-11-25"), None).await?;
+            let reply = raw.post(&initialize(), None).await?;
             ensure!(
                 reply.status == StatusCode::UNAUTHORIZED,
                 "{what}: {reply:?}"
@@ -120,26 +120,19 @@ async fn keys_guard_mcp_sessions_and_the_admin_api() -> anyhow::Result<()> {
         }
 
         // A session belongs to its principal; another key sees it as unknown.
-        let session = as_alice.open_session().await?;
-        as_alice.still_serves(&session).await?;
-        let stolen = as_bob.tools_list(&session).await?;
+        let session = open_session(&as_alice).await?;
+        still_serves(&as_alice, &session).await?;
+        let stolen = tools_list(&as_bob, &session).await?;
         ensure!(
             stolen.status == StatusCode::NOT_FOUND,
             "bob used alice's session: {stolen:?}"
         );
-        let deleted = as_bob
-            .client
-            .delete(as_bob.mcp())
-            .bearer_auth(&bob)
-            .header("mcp-session-id", &session)
-            .send()
-            .await?;
+        let deleted = as_bob.delete(&session).await?;
         ensure!(
-            deleted.status() == StatusCode::NOT_FOUND,
-            "bob deleted alice's session: {}",
-            deleted.status()
+            deleted.status == StatusCode::NOT_FOUND,
+            "bob deleted alice's session: {deleted:?}"
         );
-        as_alice.still_serves(&session).await?;
+        still_serves(&as_alice, &session).await?;
         let shown: Value = as_root
             .get(&format!("/api/sessions/{session}"))
             .await?
@@ -247,7 +240,7 @@ async fn keys_guard_mcp_sessions_and_the_admin_api() -> anyhow::Result<()> {
         keys(&db, &["revoke", "alice"]).await?;
         let mut status = StatusCode::OK;
         for _ in 0..50 {
-            status = as_alice.tools_list(&session).await?.status;
+            status = tools_list(&as_alice, &session).await?.status;
             if status == StatusCode::UNAUTHORIZED {
                 break;
             }
@@ -262,8 +255,8 @@ async fn keys_guard_mcp_sessions_and_the_admin_api() -> anyhow::Result<()> {
         let twice = steward_cli(&db, &["keys", "revoke", "alice", "--database", &db.url]).await?;
         ensure!(!twice.status.success());
         // Bob is unaffected.
-        let bobs = as_bob.open_session().await?;
-        as_bob.still_serves(&bobs).await?;
+        let bobs = open_session(&as_bob).await?;
+        still_serves(&as_bob, &bobs).await?;
         drop(server);
     }
     Ok(())

@@ -6,616 +6,264 @@ use crate::common;
 
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, ensure};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::raw::{Raw, Reply, initialize_request, ledger_row};
-use common::{TestDb, TestServer, backends};
+use common::raw::{
+    Client, PROTOCOL, Reply, initialize, ledger_row, open_session, open_session_at, still_serves,
+    tools_list,
+};
+use common::{InProcess, TestDb, TestServer, backends};
 
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INVALID_PARAMS: i64 = -32602;
+/// The revision header of a request in a current-revision session.
+const REVISION: (&str, &str) = ("mcp-protocol-version", PROTOCOL);
 
-/// One hostile request's expected answer; afterwards the server must still serve `session`.
-struct Cases<'a> {
-    raw: &'a Raw,
-    session: &'a str,
-    ran: usize,
+/// The session a case is sent in.
+#[derive(Clone, Copy)]
+enum In {
+    /// The test's session (2025-11-25).
+    Session,
+    /// A session at 2025-03-26, the last revision with batches.
+    Old,
+    /// A well-formed id no server issued.
+    Unknown,
+    /// Path-traversal garbage as the id.
+    Garbage,
+    /// A session that was deleted.
+    Deleted,
+    /// No session header.
+    None,
 }
 
-impl Cases<'_> {
-    async fn expect(
-        &mut self,
-        name: &str,
-        reply: anyhow::Result<Reply>,
-        status: u16,
-        code: Option<i64>,
-        says: &str,
-    ) -> anyhow::Result<Reply> {
-        let reply = reply.with_context(|| format!("case {name}: sending"))?;
-        anyhow::ensure!(
+/// What the server must answer.
+enum Answer {
+    /// This HTTP status and JSON-RPC error code, the message containing the text.
+    Error(u16, i64, &'static str),
+    /// 200 with a tool result marked `isError` (a validation error, not a protocol one).
+    ToolError,
+    /// Only this HTTP status (the body is not a JSON-RPC message).
+    Status(u16),
+    /// 200 with a body this check accepts.
+    Ok(fn(&Value) -> bool),
+}
+
+/// One hostile request: the body, the session it is sent in, headers replacing the usual ones
+/// (an empty value removes one), and the answer it must get.
+struct Case {
+    name: &'static str,
+    body: Vec<u8>,
+    session: In,
+    headers: Vec<(String, String)>,
+    answer: Answer,
+}
+
+fn case(name: &'static str, body: impl Into<Vec<u8>>, answer: Answer) -> Case {
+    Case {
+        name,
+        body: body.into(),
+        session: In::Session,
+        headers: Vec::new(),
+        answer,
+    }
+}
+
+impl Case {
+    fn sent_in(self, session: In) -> Case {
+        Case { session, ..self }
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Case {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    fn check(&self, reply: &Reply) -> anyhow::Result<()> {
+        let name = self.name;
+        let (status, code, says) = match self.answer {
+            Answer::Error(status, code, says) => (status, Some(code), says),
+            Answer::ToolError | Answer::Ok(_) => (200, None, ""),
+            Answer::Status(status) => (status, None, ""),
+        };
+        ensure!(
             reply.status.as_u16() == status,
-            "case {name}: status {} (expected {status}): {:?}",
+            "case {name}: status {} (expected {status}): {}",
             reply.status,
-            reply.message
+            reply.text
         );
         if let Some(code) = code {
-            anyhow::ensure!(
+            ensure!(
                 reply.error_code() == Some(code),
-                "case {name}: error code {:?} (expected {code}): {:?}",
+                "case {name}: error code {:?} (expected {code}): {}",
                 reply.error_code(),
-                reply.message
+                reply.text
             );
-            anyhow::ensure!(
+            ensure!(
                 reply.error_message().contains(says),
                 "case {name}: message {:?} lacks {says:?}",
                 reply.error_message()
             );
         }
-        self.raw
-            .still_serves(self.session)
-            .await
-            .with_context(|| format!("case {name}: the server no longer serves"))?;
-        self.ran += 1;
-        Ok(reply)
+        match self.answer {
+            Answer::ToolError => ensure!(
+                reply.is_tool_error(),
+                "case {name}: not a tool error: {}",
+                reply.text
+            ),
+            Answer::Ok(accepts) => ensure!(
+                accepts(&reply.message),
+                "case {name}: unexpected answer: {}",
+                reply.text
+            ),
+            Answer::Error(..) | Answer::Status(_) => {}
+        }
+        Ok(())
     }
 }
 
-fn call(tool: &str, arguments: Value) -> Value {
-    json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": { "name": tool, "arguments": arguments } })
+fn call(tool: &str, arguments: Value) -> String {
+    json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": { "name": tool, "arguments": arguments } }).to_string()
+}
+
+fn ping() -> String {
+    json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string()
+}
+
+/// Every hostile request and the answer it must get.
+fn cases() -> Vec<Case> {
+    use Answer::{Error, Ok, Status, ToolError};
+    let init = initialize().to_string();
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"find_projects","arguments":{{"q":{}1{}}}}}}}"#,
+        "[".repeat(70),
+        "]".repeat(70)
+    );
+    let batch = json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]).to_string();
+    // 2025-03-26 has batches but not server/discover: refused inside the batch.
+    let old_batch = json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/list"},{"jsonrpc":"2.0","id":3,"method":"server/discover"}]).to_string();
+    let mut flood = case("500 headers", init.clone(), Status(431)).sent_in(In::None);
+    for i in 0..500 {
+        flood = flood.header(&format!("x-flood-{i}"), &"y".repeat(64));
+    }
+    vec![
+        // Malformed JSON.
+        case("not json", "{bad", Error(400, PARSE_ERROR, "Parse error")),
+        case("empty body", "", Error(400, PARSE_ERROR, "Parse error")),
+        case("truncated", r#"{"jsonrpc":"2.0","id":1,"#, Error(400, PARSE_ERROR, "line 1")),
+        case("trailing garbage", r#"{"jsonrpc":"2.0","id":1,"method":"ping"} x"#, Error(400, PARSE_ERROR, "trailing")),
+        // NUL and invalid UTF-8.
+        case("invalid utf-8", &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\xff\xfe\"}"[..], Error(400, PARSE_ERROR, "UTF-8")),
+        case("raw NUL byte", &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pi\x00ng\"}"[..], Error(400, PARSE_ERROR, "Parse error")),
+        case("escaped NUL in a tool argument", call("manage_project", json!({"action":"create","title":"a\u{0}b"})), ToolError),
+        case("escaped NUL in the method", r#"{"jsonrpc":"2.0","id":1,"method":"ping\u0000"}"#, Error(200, METHOD_NOT_FOUND, "")),
+        // Not a JSON-RPC request.
+        case("a number", "5", Error(400, INVALID_REQUEST, "JSON object")),
+        case("null", "null", Error(400, INVALID_REQUEST, "JSON object")),
+        case("no jsonrpc member", r#"{"id":1,"method":"ping"}"#, Error(400, INVALID_REQUEST, "\"jsonrpc\"")),
+        case("jsonrpc 1.0", r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, Error(400, INVALID_REQUEST, "\"2.0\"")),
+        case("method is a number", r#"{"jsonrpc":"2.0","id":1,"method":5}"#, Error(400, INVALID_REQUEST, "method must be a string")),
+        case("no method", r#"{"jsonrpc":"2.0","id":1}"#, Error(400, INVALID_REQUEST, "no method")),
+        case("id is an object", r#"{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}"#, Error(400, INVALID_REQUEST, "id must be")),
+        case("id is fractional", r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, Error(400, INVALID_REQUEST, "id must be")),
+        // Wrong methods and types.
+        case("unknown method", r#"{"jsonrpc":"2.0","id":1,"method":"tools/explode"}"#, Error(200, METHOD_NOT_FOUND, "")),
+        case("tool name is a number", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":5}}"#, Error(200, INVALID_PARAMS, "params.name")),
+        case("arguments is a string", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"find_projects","arguments":"x"}}"#, Error(200, INVALID_PARAMS, "params.arguments")),
+        case("params is a string", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":"x"}"#, Error(200, INVALID_PARAMS, "params must be an object")),
+        case("tools/call without params", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#, Error(200, INVALID_PARAMS, "params is missing")),
+        case("cursor is a number", r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":5}}"#, Error(200, INVALID_PARAMS, "params.cursor")),
+        case("bad notification params", r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":{}}}"#, Error(400, INVALID_PARAMS, "params.requestId")),
+        case("unknown tool", call("rm_rf", json!({})), Error(200, INVALID_PARAMS, "")),
+        case("tool argument of the wrong type", call("find_projects", json!({"page": "two"})), ToolError),
+        case("initialize without protocolVersion", json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{},"clientInfo":{"name":"x","version":"1"}}}).to_string(), Error(200, INVALID_PARAMS, "params.protocolVersion is missing")).sent_in(In::None),
+        // Huge and deep bodies.
+        case("5 MiB body", huge, Error(413, INVALID_REQUEST, "Payload Too Large")),
+        case("100,000 nested arrays", "[".repeat(100_000), Error(400, INVALID_REQUEST, "nests deeper than 64")),
+        case("deep tool arguments", deep, Error(400, INVALID_REQUEST, "nests deeper")),
+        // Batches, per the negotiated revision.
+        case("empty batch", "[]", Error(400, INVALID_REQUEST, "empty batch")),
+        case("batch on 2025-11-25", batch, Error(400, INVALID_REQUEST, "not part of protocol revision 2025-11-25")),
+        case("batch on 2025-03-26", old_batch, Ok(|replies| {
+            replies.as_array().map(Vec::len) == Some(3)
+                && replies[1]["result"]["tools"].is_array()
+                && replies[2]["id"] == 3
+                && replies[2]["error"]["code"] == METHOD_NOT_FOUND
+        }))
+        .sent_in(In::Old)
+        .header("mcp-protocol-version", "2025-03-26"),
+        // Sessions that are not (or no longer) valid.
+        case("unknown session", ping(), Error(404, INVALID_REQUEST, "initialize")).sent_in(In::Unknown),
+        case("garbage session id", ping(), Error(404, INVALID_REQUEST, "")).sent_in(In::Garbage),
+        case("deleted session", ping(), Error(404, INVALID_REQUEST, "")).sent_in(In::Deleted),
+        case("no session id", ping(), Error(400, INVALID_REQUEST, "")).sent_in(In::None).header(REVISION.0, REVISION.1),
+        // Browser origins and DNS rebinding.
+        case("foreign Origin", init.clone(), Error(403, INVALID_REQUEST, "--allowed-origins")).sent_in(In::None).header("origin", "https://evil.example"),
+        case("Origin null", init.clone(), Error(403, INVALID_REQUEST, "Origin")).sent_in(In::None).header("origin", "null"),
+        case("rebinding Host", init.clone(), Error(421, INVALID_REQUEST, "--allowed-hosts")).sent_in(In::None).header("host", "attacker.example:8051"),
+        case("loopback Origin is fine", init.clone(), Ok(|m| m["result"].is_object())).sent_in(In::None).header("origin", "http://localhost:5173"),
+        // Headers.
+        case("missing Accept", init.clone(), Error(406, INVALID_REQUEST, "Accept")).sent_in(In::None).header("accept", ""),
+        case("Accept json only", init.clone(), Error(406, INVALID_REQUEST, "text/event-stream")).sent_in(In::None).header("accept", "application/json"),
+        case("text/plain body", init, Error(415, INVALID_REQUEST, "Content-Type")).sent_in(In::None).header("content-type", "text/plain"),
+        flood,
+    ]
 }
 
 #[tokio::test]
 async fn hostile_inputs_get_exact_errors_and_the_server_keeps_serving() -> anyhow::Result<()> {
     for backend in backends() {
         let db = TestDb::new(backend).await?;
-        let server = TestServer::start(&db).await?;
-        let raw = Raw::new(&server.base_url);
-        let session = raw.open_session().await?;
-        let s = Some(session.as_str());
-        let mut c = Cases {
-            raw: &raw,
-            session: &session,
-            ran: 0,
-        };
-        let v = &[("mcp-protocol-version", "2025-11-25")][..];
-
-        // Malformed JSON.
-        c.expect(
-            "not json",
-            raw.post_bytes("{bad", s, v).await,
-            400,
-            Some(PARSE_ERROR),
-            "Parse error",
-        )
-        .await?;
-        c.expect(
-            "empty body",
-            raw.post_bytes("", s, v).await,
-            400,
-            Some(PARSE_ERROR),
-            "Parse error",
-        )
-        .await?;
-        c.expect(
-            "truncated",
-            raw.post_bytes(r#"{"jsonrpc":"2.0","id":1,"#, s, v).await,
-            400,
-            Some(PARSE_ERROR),
-            "line 1",
-        )
-        .await?;
-        c.expect(
-            "trailing garbage",
-            raw.post_bytes(r#"{"jsonrpc":"2.0","id":1,"method":"ping"} x"#, s, v)
-                .await,
-            400,
-            Some(PARSE_ERROR),
-            "trailing",
-        )
-        .await?;
-        // NUL and invalid UTF-8.
-        c.expect(
-            "invalid utf-8",
-            raw.post_bytes(
-                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\xff\xfe\"}".to_vec(),
-                s,
-                v,
-            )
-            .await,
-            400,
-            Some(PARSE_ERROR),
-            "UTF-8",
-        )
-        .await?;
-        c.expect(
-            "raw NUL byte",
-            raw.post_bytes(
-                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pi\x00ng\"}".to_vec(),
-                s,
-                v,
-            )
-            .await,
-            400,
-            Some(PARSE_ERROR),
-            "Parse error",
-        )
-        .await?;
-        let nul = c
-            .expect(
-                "escaped NUL in a tool argument",
-                raw.post_bytes(
-                    call(
-                        "manage_project",
-                        json!({"action":"create","title":"a\u{0}b"}),
-                    )
-                    .to_string(),
-                    s,
-                    v,
-                )
-                .await,
-                200,
-                None,
-                "",
-            )
-            .await?;
-        anyhow::ensure!(
-            nul.message["result"]["isError"] == true,
-            "NUL title must be a validation error: {:?}",
-            nul.message
-        );
-        c.expect(
-            "escaped NUL in the method",
-            raw.post_bytes(r#"{"jsonrpc":"2.0","id":1,"method":"ping\u0000"}"#, s, v)
-                .await,
-            200,
-            Some(METHOD_NOT_FOUND),
-            "",
-        )
-        .await?;
-        // Not a JSON-RPC request.
-        c.expect(
-            "a number",
-            raw.post_bytes("5", s, v).await,
-            400,
-            Some(INVALID_REQUEST),
-            "JSON object",
-        )
-        .await?;
-        c.expect(
-            "null",
-            raw.post_bytes("null", s, v).await,
-            400,
-            Some(INVALID_REQUEST),
-            "JSON object",
-        )
-        .await?;
-        c.expect(
-            "no jsonrpc member",
-            raw.post_bytes(r#"{"id":1,"method":"ping"}"#, s, v).await,
-            400,
-            Some(INVALID_REQUEST),
-            "\"jsonrpc\"",
-        )
-        .await?;
-        c.expect(
-            "jsonrpc 1.0",
-            raw.post_bytes(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, s, v)
-                .await,
-            400,
-            Some(INVALID_REQUEST),
-            "\"2.0\"",
-        )
-        .await?;
-        c.expect(
-            "method is a number",
-            raw.post_bytes(r#"{"jsonrpc":"2.0","id":1,"method":5}"#, s, v)
-                .await,
-            400,
-            Some(INVALID_REQUEST),
-            "method must be a string",
-        )
-        .await?;
-        c.expect(
-            "no method",
-            raw.post_bytes(r#"{"jsonrpc":"2.0","id":1}"#, s, v).await,
-            400,
-            Some(INVALID_REQUEST),
-            "no method",
-        )
-        .await?;
-        c.expect(
-            "id is an object",
-            raw.post_bytes(r#"{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}"#, s, v)
-                .await,
-            400,
-            Some(INVALID_REQUEST),
-            "id must be",
-        )
-        .await?;
-        c.expect(
-            "id is fractional",
-            raw.post_bytes(r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, s, v)
-                .await,
-            400,
-            Some(INVALID_REQUEST),
-            "id must be",
-        )
-        .await?;
-        // Wrong methods and types.
-        c.expect(
-            "unknown method",
-            raw.post_bytes(r#"{"jsonrpc":"2.0","id":1,"method":"tools/explode"}"#, s, v)
-                .await,
-            200,
-            Some(METHOD_NOT_FOUND),
-            "",
-        )
-        .await?;
-        c.expect(
-            "tool name is a number",
-            raw.post_bytes(
-                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":5}}"#,
-                s,
-                v,
-            )
-            .await,
-            200,
-            Some(INVALID_PARAMS),
-            "params.name",
-        )
-        .await?;
-        c.expect("arguments is a string", raw.post_bytes(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"find_projects","arguments":"x"}}"#, s, v).await, 200, Some(INVALID_PARAMS), "params.arguments").await?;
-        c.expect(
-            "params is a string",
-            raw.post_bytes(
-                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":"x"}"#,
-                s,
-                v,
-            )
-            .await,
-            200,
-            Some(INVALID_PARAMS),
-            "params must be an object",
-        )
-        .await?;
-        c.expect(
-            "tools/call without params",
-            raw.post_bytes(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#, s, v)
-                .await,
-            200,
-            Some(INVALID_PARAMS),
-            "params is missing",
-        )
-        .await?;
-        c.expect(
-            "cursor is a number",
-            raw.post_bytes(
-                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":5}}"#,
-                s,
-                v,
-            )
-            .await,
-            200,
-            Some(INVALID_PARAMS),
-            "params.cursor",
-        )
-        .await?;
-        c.expect(
-            "bad notification params",
-            raw.post_bytes(
-                r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":{}}}"#,
-                s,
-                v,
-            )
-            .await,
-            400,
-            Some(INVALID_PARAMS),
-            "params.requestId",
-        )
-        .await?;
-        c.expect(
-            "unknown tool",
-            raw.post_bytes(call("rm_rf", json!({})).to_string(), s, v)
-                .await,
-            200,
-            Some(INVALID_PARAMS),
-            "",
-        )
-        .await?;
-        let typed = c
-            .expect(
-                "tool argument of the wrong type",
-                raw.post_bytes(
-                    call("find_projects", json!({"page": "two"})).to_string(),
-                    s,
-                    v,
-                )
-                .await,
-                200,
-                None,
-                "",
-            )
-            .await?;
-        anyhow::ensure!(
-            typed.message["result"]["isError"] == true,
-            "{:?}",
-            typed.message
-        );
-        c.expect("initialize without protocolVersion", raw.post(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{},"clientInfo":{"name":"x","version":"1"}}}), None).await, 200, Some(INVALID_PARAMS), "params.protocolVersion is missing").await?;
-        // Huge and deep bodies.
-        let huge = format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
-            "x".repeat(5 * 1024 * 1024)
-        );
-        c.expect(
-            "5 MiB body",
-            raw.post_bytes(huge, s, v).await,
-            413,
-            Some(INVALID_REQUEST),
-            "Payload Too Large",
-        )
-        .await?;
-        c.expect(
-            "100,000 nested arrays",
-            raw.post_bytes("[".repeat(100_000), s, v).await,
-            400,
-            Some(INVALID_REQUEST),
-            "nests deeper than 64",
-        )
-        .await?;
-        let deep = format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"find_projects","arguments":{{"q":{}1{}}}}}}}"#,
-            "[".repeat(70),
-            "]".repeat(70)
-        );
-        c.expect(
-            "deep tool arguments",
-            raw.post_bytes(deep, s, v).await,
-            400,
-            Some(INVALID_REQUEST),
-            "nests deeper",
-        )
-        .await?;
-        // Batches, per the negotiated revision.
-        c.expect(
-            "empty batch",
-            raw.post_bytes("[]", s, v).await,
-            400,
-            Some(INVALID_REQUEST),
-            "empty batch",
-        )
-        .await?;
-        let batch = json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]).to_string();
-        c.expect(
-            "batch on 2025-11-25",
-            raw.post_bytes(batch.clone(), s, v).await,
-            400,
-            Some(INVALID_REQUEST),
-            "not part of protocol revision 2025-11-25",
-        )
-        .await?;
-        let old = raw.open_session_at("2025-03-26").await?;
-        // 2025-03-26 has batches but not server/discover: refused inside the batch.
-        let batch = json!([{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/list"},{"jsonrpc":"2.0","id":3,"method":"server/discover"}]).to_string();
-        let answered = c
-            .expect(
-                "batch on 2025-03-26",
-                raw.post_bytes(batch, Some(&old), &[("mcp-protocol-version", "2025-03-26")])
-                    .await,
-                200,
-                None,
-                "",
-            )
-            .await?;
-        let replies = answered
-            .message
-            .as_array()
-            .context("a batch answer is an array")?;
-        anyhow::ensure!(
-            replies.len() == 3
-                && replies[1]["result"]["tools"].is_array()
-                && replies[2]["id"] == 3
-                && replies[2]["error"]["code"] == -32601,
-            "{replies:?}"
-        );
-        // Sessions that are not (or no longer) valid.
-        let unknown = "ab".repeat(32);
-        c.expect(
-            "unknown session",
-            raw.post_bytes(
-                json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string(),
-                Some(&unknown),
-                v,
-            )
-            .await,
-            404,
-            Some(INVALID_REQUEST),
-            "initialize",
-        )
-        .await?;
-        let garbage = "../../etc/passwd%00".repeat(100);
-        c.expect(
-            "garbage session id",
-            raw.post_bytes(
-                json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string(),
-                Some(&garbage),
-                v,
-            )
-            .await,
-            404,
-            Some(INVALID_REQUEST),
-            "",
-        )
-        .await?;
-        let gone = raw.open_session().await?;
-        let deleted = raw
-            .client
-            .delete(raw.mcp())
-            .header("mcp-session-id", &gone)
-            .header("mcp-protocol-version", "2025-11-25")
-            .send()
-            .await?;
-        anyhow::ensure!(
-            deleted.status().is_success(),
-            "DELETE: {}",
-            deleted.status()
-        );
-        c.expect(
-            "deleted session",
-            raw.post_bytes(
-                json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string(),
-                Some(&gone),
-                v,
-            )
-            .await,
-            404,
-            Some(INVALID_REQUEST),
-            "",
-        )
-        .await?;
-        c.expect(
-            "no session id",
-            raw.post_bytes(
-                json!({"jsonrpc":"2.0","id":1,"method":"ping"}).to_string(),
-                None,
-                v,
-            )
-            .await,
-            400,
-            Some(INVALID_REQUEST),
-            "",
-        )
-        .await?;
-        // Browser origins and DNS rebinding.
-        c.expect(
-            "foreign Origin",
-            raw.post_bytes(
-                initialize_request("2025-11-25").to_string(),
-                None,
-                &[("origin", "https://evil.example")],
-            )
-            .await,
-            403,
-            Some(INVALID_REQUEST),
-            "--allowed-origins",
-        )
-        .await?;
-        c.expect(
-            "Origin null",
-            raw.post_bytes(
-                initialize_request("2025-11-25").to_string(),
-                None,
-                &[("origin", "null")],
-            )
-            .await,
-            403,
-            Some(INVALID_REQUEST),
-            "Origin",
-        )
-        .await?;
-        c.expect(
-            "rebinding Host",
-            raw.post_bytes(
-                initialize_request("2025-11-25").to_string(),
-                None,
-                &[("host", "attacker.example:8051")],
-            )
-            .await,
-            421,
-            Some(INVALID_REQUEST),
-            "--allowed-hosts",
-        )
-        .await?;
-        c.expect(
-            "loopback Origin is fine",
-            raw.post_bytes(
-                initialize_request("2025-11-25").to_string(),
-                None,
-                &[("origin", "http://localhost:5173")],
-            )
-            .await,
-            200,
-            None,
-            "",
-        )
-        .await?;
+        let server = InProcess::start(&db).await?;
+        let raw = Client::new(&server.mcp_url()).at_revision(PROTOCOL);
+        let session = open_session(&raw).await?;
+        let old = open_session_at(&raw, "2025-03-26").await?;
+        let deleted = open_session(&raw).await?;
+        let gone = raw.delete(&deleted).await?;
+        ensure!(gone.status.is_success(), "DELETE: {gone:?}");
+        let (unknown, garbage) = ("ab".repeat(32), "../../etc/passwd%00".repeat(100));
+        let cases = cases();
+        for case in &cases {
+            let id = match case.session {
+                In::Session => Some(session.as_str()),
+                In::Old => Some(old.as_str()),
+                In::Unknown => Some(unknown.as_str()),
+                In::Garbage => Some(garbage.as_str()),
+                In::Deleted => Some(deleted.as_str()),
+                In::None => None,
+            };
+            let headers: Vec<(&str, &str)> = case
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let reply = raw
+                .post_with(case.body.clone(), id, &headers)
+                .await
+                .with_context(|| format!("case {}: sending", case.name))?;
+            case.check(&reply)?;
+            still_serves(&raw, &session)
+                .await
+                .with_context(|| format!("case {}: the server no longer serves", case.name))?;
+        }
         let api = raw
-            .client
-            .get(format!("{}/api/sessions", raw.base_url))
+            .http()
+            .get(format!("{}/api/sessions", raw.base_url()))
             .header("host", "attacker.example")
             .send()
             .await?;
-        anyhow::ensure!(
+        ensure!(
             api.status() == StatusCode::MISDIRECTED_REQUEST,
             "the API checks Host too: {}",
             api.status()
         );
-        // Headers.
-        c.expect(
-            "missing Accept",
-            raw.post_bytes(
-                initialize_request("2025-11-25").to_string(),
-                None,
-                &[("accept", "")],
-            )
-            .await,
-            406,
-            Some(INVALID_REQUEST),
-            "Accept",
-        )
-        .await?;
-        c.expect(
-            "Accept json only",
-            raw.post_bytes(
-                initialize_request("2025-11-25").to_string(),
-                None,
-                &[("accept", "application/json")],
-            )
-            .await,
-            406,
-            Some(INVALID_REQUEST),
-            "text/event-stream",
-        )
-        .await?;
-        c.expect(
-            "text/plain body",
-            raw.post_bytes(
-                initialize_request("2025-11-25").to_string(),
-                None,
-                &[("content-type", "text/plain")],
-            )
-            .await,
-            415,
-            Some(INVALID_REQUEST),
-            "Content-Type",
-        )
-        .await?;
-        let mut flood = raw
-            .client
-            .post(raw.mcp())
-            .header("accept", common::raw::ACCEPT_BOTH)
-            .header("content-type", "application/json");
-        for i in 0..500 {
-            flood = flood.header(format!("x-flood-{i}"), "y".repeat(64));
-        }
-        let flooded = flood
-            .body(initialize_request("2025-11-25").to_string())
-            .send()
-            .await;
-        c.expect(
-            "500 headers",
-            match flooded {
-                Ok(r) => common::raw::read(r).await,
-                Err(e) => Err(e.into()),
-            },
-            431,
-            None,
-            "",
-        )
-        .await?;
 
         // The ledger recorded the refusals as what they were.
         for (code, what) in [
@@ -637,10 +285,8 @@ async fn hostile_inputs_get_exact_errors_and_the_server_keeps_serving() -> anyho
                 .is_some_and(|m| m.starts_with("Forbidden"))
         })
         .await?;
-
-        assert!(c.ran >= 30, "only {} cases ran", c.ran);
-        eprintln!("{} hostile cases passed on {}", c.ran, backend.name());
-        drop(server);
+        eprintln!("{} hostile cases passed on {}", cases.len(), backend.name());
+        server.stop().await;
     }
     Ok(())
 }
@@ -668,14 +314,14 @@ async fn a_thousand_rapid_initializes_leave_memory_bounded() -> anyhow::Result<(
             &["--rate-limit", "0", "--max-sessions-per-principal", "0"],
         )
         .await?;
-        let raw = Raw::new(&server.base_url);
-        let session = raw.open_session().await?;
+        let raw = Client::new(&server.mcp_url()).at_revision(PROTOCOL);
+        let session = open_session(&raw).await?;
         let mut tasks = tokio::task::JoinSet::new();
         for worker in 0..10 {
             let raw = raw.clone();
             tasks.spawn(async move {
                 for i in 0..100 {
-                    let reply = raw.post(&initialize_request("2025-11-25"), None).await?;
+                    let reply = raw.post(&initialize(), None).await?;
                     anyhow::ensure!(
                         reply.status == StatusCode::OK,
                         "initialize {worker}/{i}: {reply:?}"
@@ -687,7 +333,7 @@ async fn a_thousand_rapid_initializes_leave_memory_bounded() -> anyhow::Result<(
         while let Some(done) = tasks.join_next().await {
             done??;
         }
-        raw.still_serves(&session).await?;
+        still_serves(&raw, &session).await?;
         let rss = rss_kib(server.pid().context("no pid")?)?;
         eprintln!(
             "RSS after 1,000 initializes on {}: {} MiB",
@@ -704,12 +350,12 @@ async fn the_rate_limit_answers_429_with_retry_after() -> anyhow::Result<()> {
     for backend in backends() {
         let db = TestDb::new(backend).await?;
         let server =
-            TestServer::start_with(&db, &["--rate-limit", "1", "--rate-burst", "5"]).await?;
-        let raw = Raw::new(&server.base_url);
-        let session = raw.open_session().await?; // two requests
+            InProcess::start_with(&db, &["--rate-limit", "1", "--rate-burst", "5"]).await?;
+        let raw = Client::new(&server.mcp_url()).at_revision(PROTOCOL);
+        let session = open_session(&raw).await?; // two requests
         let mut limited = None;
         for _ in 0..10 {
-            let reply = raw.tools_list(&session).await?;
+            let reply = tools_list(&raw, &session).await?;
             if reply.status == StatusCode::TOO_MANY_REQUESTS {
                 limited = Some(reply);
                 break;
@@ -725,7 +371,7 @@ async fn the_rate_limit_answers_429_with_retry_after() -> anyhow::Result<()> {
             .parse()?;
         assert!((1..=2).contains(&retry), "Retry-After {retry}");
         tokio::time::sleep(Duration::from_secs(retry)).await;
-        raw.still_serves(&session).await?;
+        still_serves(&raw, &session).await?;
         ledger_row(&raw, "status=error&q=Too%20Many", |r| {
             r["error_code"] == INVALID_REQUEST
         })
@@ -738,23 +384,18 @@ async fn the_rate_limit_answers_429_with_retry_after() -> anyhow::Result<()> {
 async fn live_sessions_per_principal_are_capped() -> anyhow::Result<()> {
     for backend in backends() {
         let db = TestDb::new(backend).await?;
-        let server = TestServer::start_with(&db, &["--max-sessions-per-principal", "2"]).await?;
-        let raw = Raw::new(&server.base_url);
-        let first = raw.open_session().await?;
-        raw.open_session().await?;
-        let third = raw.post(&initialize_request("2025-11-25"), None).await?;
+        let server = InProcess::start_with(&db, &["--max-sessions-per-principal", "2"]).await?;
+        let raw = Client::new(&server.mcp_url()).at_revision(PROTOCOL);
+        let first = open_session(&raw).await?;
+        open_session(&raw).await?;
+        let third = raw.post(&initialize(), None).await?;
         assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS, "{third:?}");
         assert!(third.error_message().contains("limit 2"), "{third:?}");
-        raw.still_serves(&first).await?;
+        still_serves(&raw, &first).await?;
         // Ending one makes room.
-        let deleted = raw
-            .client
-            .delete(raw.mcp())
-            .header("mcp-session-id", &first)
-            .send()
-            .await?;
-        assert!(deleted.status().is_success());
-        raw.open_session().await?;
+        let deleted = raw.delete(&first).await?;
+        assert!(deleted.status.is_success(), "{deleted:?}");
+        open_session(&raw).await?;
     }
     Ok(())
 }
@@ -763,7 +404,7 @@ async fn live_sessions_per_principal_are_capped() -> anyhow::Result<()> {
 async fn an_expired_session_is_404() -> anyhow::Result<()> {
     for backend in backends() {
         let db = TestDb::new(backend).await?;
-        let server = TestServer::start_with(
+        let server = InProcess::start_with(
             &db,
             &[
                 "--session-max-age",
@@ -775,19 +416,19 @@ async fn an_expired_session_is_404() -> anyhow::Result<()> {
             ],
         )
         .await?;
-        let raw = Raw::new(&server.base_url);
-        let session = raw.open_session().await?;
+        let raw = Client::new(&server.mcp_url()).at_revision(PROTOCOL);
+        let session = open_session(&raw).await?;
         let mut status = StatusCode::OK;
         for _ in 0..50 {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            status = raw.tools_list(&session).await?.status;
+            status = tools_list(&raw, &session).await?.status;
             if status == StatusCode::NOT_FOUND {
                 break;
             }
         }
         assert_eq!(status, StatusCode::NOT_FOUND, "the session never expired");
-        let fresh = raw.open_session().await?;
-        raw.tools_list(&fresh).await?;
+        let fresh = open_session(&raw).await?;
+        tools_list(&raw, &fresh).await?;
     }
     Ok(())
 }
@@ -797,21 +438,19 @@ async fn a_tool_call_past_its_timeout_is_recorded_as_timeout() -> anyhow::Result
     use sqlx::Connection;
     for backend in backends() {
         let db = TestDb::new(backend).await?;
-        let server = TestServer::start_with(&db, &["--tool-timeout", "500ms"]).await?;
-        let raw = Raw::new(&server.base_url);
-        let session = raw.open_session().await?;
+        let server = InProcess::start_with(&db, &["--tool-timeout", "500ms"]).await?;
+        let raw = Client::new(&server.mcp_url()).at_revision(PROTOCOL);
+        let session = open_session(&raw).await?;
         let create = call(
             "manage_project",
             json!({"action": "create", "title": "blocked"}),
-        )
-        .to_string();
-        let v = &[("mcp-protocol-version", "2025-11-25")][..];
+        );
         // Hold the write lock so the tool's insert waits.
         let reply = match backend {
             common::Backend::Sqlite => {
                 let mut conn = sqlx::SqliteConnection::connect(&db.url).await?;
                 sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
-                let reply = raw.post_bytes(create, Some(&session), v).await?;
+                let reply = raw.post_with(create, Some(&session), &[]).await?;
                 sqlx::query("ROLLBACK").execute(&mut conn).await?;
                 reply
             }
@@ -821,7 +460,7 @@ async fn a_tool_call_past_its_timeout_is_recorded_as_timeout() -> anyhow::Result
                 sqlx::query("LOCK TABLE projects IN ACCESS EXCLUSIVE MODE")
                     .execute(&mut conn)
                     .await?;
-                let reply = raw.post_bytes(create, Some(&session), v).await?;
+                let reply = raw.post_with(create, Some(&session), &[]).await?;
                 sqlx::query("ROLLBACK").execute(&mut conn).await?;
                 reply
             }
@@ -832,7 +471,7 @@ async fn a_tool_call_past_its_timeout_is_recorded_as_timeout() -> anyhow::Result
             reply.error_message().contains("--tool-timeout"),
             "{reply:?}"
         );
-        raw.still_serves(&session).await?;
+        still_serves(&raw, &session).await?;
         let row = ledger_row(&raw, "status=timeout", |r| {
             r["tool_name"] == "manage_project"
         })

@@ -5,7 +5,10 @@
 //! `dead_code` allowances.
 #![allow(dead_code)]
 
+pub mod in_process;
 pub mod raw;
+
+pub use in_process::InProcess;
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
