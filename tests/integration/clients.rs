@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, ensure};
 use board::TOOL_NAMES;
-use common::{TestDb, TestServer, backends};
+use common::{TestDb, TestServer, backends, kill_9};
 use serde_json::Value;
 
 const BOARD_TOOLS: usize = 13;
@@ -129,16 +129,6 @@ async fn run(program: &Path, args: &[&str]) -> anyhow::Result<Value> {
         .last()
         .context("the client printed nothing")?;
     serde_json::from_str(line).with_context(|| format!("not JSON: {line}\n{stderr}"))
-}
-
-async fn kill_9(server: TestServer) -> anyhow::Result<()> {
-    let pid = server.pid().context("the server has no pid")?;
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()?;
-    ensure!(status.success(), "kill -KILL {pid} failed");
-    drop(server);
-    Ok(())
 }
 
 #[tokio::test]

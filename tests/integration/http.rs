@@ -4,192 +4,109 @@
 
 use crate::common;
 
-use std::time::Duration;
-
 use anyhow::Context;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Backend, TestDb, TestServer, backends};
+use common::raw::{ACCEPT, Client, Reply, initialize_request};
+use common::{Backend, InProcess};
 
-/// What every MCP POST must accept.
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 const PROTOCOL: &str = "2025-06-18";
-/// Longest wait for a response body (an SSE stream that never closed would hang the test).
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// What curl sends as its user agent.
+const CURL: (&str, &str) = ("user-agent", "curl/8.5.0");
 
 /// One test's server, seen through a plain HTTP client.
 struct Http {
-    client: reqwest::Client,
+    client: Client,
     backend: Backend,
-    base_url: String,
 }
 
 impl Http {
-    fn mcp(&self) -> String {
-        format!("{}/mcp", self.base_url)
-    }
-
     /// POSTs a JSON-RPC message to `/mcp` the way curl would, with `accept` (None: no Accept
-    /// header) and the session id, if any.
+    /// header) and the session id (and then the revision), if any.
     async fn post(
         &self,
         body: &Value,
         accept: Option<&str>,
         session: Option<&str>,
-    ) -> anyhow::Result<reqwest::Response> {
-        let mut request = self
-            .client
-            .post(self.mcp())
-            .header("user-agent", "curl/8.5.0")
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        if let Some(accept) = accept {
-            request = request.header("accept", accept);
-        }
-        if let Some(session) = session {
-            request = request
-                .header("mcp-session-id", session)
-                .header("mcp-protocol-version", PROTOCOL);
-        }
-        Ok(request.send().await?)
+    ) -> anyhow::Result<Reply> {
+        let accept = ("accept", accept.unwrap_or_default());
+        self.client
+            .post_with(body.to_string(), session, &[CURL, accept])
+            .await
     }
 
-    /// `initialize`; returns the response (its body unread).
-    async fn initialize(&self) -> anyhow::Result<reqwest::Response> {
-        self.post(&initialize_request(), Some(ACCEPT_BOTH), None)
-            .await
+    /// `initialize` as curl.
+    async fn initialize(&self) -> anyhow::Result<Reply> {
+        let body = initialize_request(PROTOCOL, "curl", "8.5.0");
+        self.client.post_with(body.to_string(), None, &[CURL]).await
     }
 
     /// A session that completed the handshake; returns its id.
     async fn open_session(&self) -> anyhow::Result<String> {
-        let response = self.initialize().await?;
-        assert_eq!(response.status(), StatusCode::OK);
-        let id = session_header(&response)?;
-        jsonrpc_result(response).await?;
+        let reply = self.initialize().await?;
+        reply.result()?;
+        let id = reply.session().context("no mcp-session-id header")?;
         let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-        let response = self
-            .post(&initialized, Some(ACCEPT_BOTH), Some(&id))
-            .await?;
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let done = self.post(&initialized, Some(ACCEPT), Some(&id)).await?;
+        assert_eq!(done.status, StatusCode::ACCEPTED, "{done:?}");
         Ok(id)
     }
-}
-
-fn initialize_request() -> Value {
-    json!({
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {
-            "protocolVersion": PROTOCOL,
-            "capabilities": {},
-            "clientInfo": { "name": "curl", "version": "8.5.0" },
-        },
-    })
 }
 
 fn tools_list() -> Value {
     json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" })
 }
 
-fn session_header(response: &reqwest::Response) -> anyhow::Result<String> {
-    let value = response
-        .headers()
-        .get("mcp-session-id")
-        .context("no mcp-session-id header")?;
-    Ok(value.to_str()?.to_string())
-}
-
-/// The body, read with a timeout.
-async fn body_text(response: reqwest::Response) -> anyhow::Result<String> {
-    let text = tokio::time::timeout(BODY_TIMEOUT, response.text())
-        .await
-        .context("the response body did not end")??;
-    Ok(text)
-}
-
-/// The JSON-RPC message of a response: the JSON body, or the first `data:` event of an SSE
-/// body that holds one.
-async fn jsonrpc_result(response: reqwest::Response) -> anyhow::Result<Value> {
-    let is_sse = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let text = body_text(response).await?;
-    if !is_sse {
-        return Ok(serde_json::from_str(&text)?);
-    }
-    text.lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .find_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-        .with_context(|| format!("no JSON-RPC message in the event stream: {text:?}"))
-}
-
 /// Checks a rejection: `status`, a JSON content type, and a JSON-RPC error body whose message
 /// contains every one of `says` (what to fix).
-async fn assert_rejection(
-    response: reqwest::Response,
-    status: StatusCode,
-    says: &[&str],
-) -> anyhow::Result<()> {
-    assert_eq!(response.status(), status);
-    let content_type = response
-        .headers()
+fn assert_rejection(reply: &Reply, status: StatusCode, says: &[&str]) {
+    assert_eq!(reply.status, status, "{reply:?}");
+    let content_type = reply
+        .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+        .unwrap_or("");
     assert!(
         content_type.starts_with("application/json"),
         "{status}: content-type {content_type:?}"
     );
-    let body: Value = serde_json::from_str(&body_text(response).await?)?;
-    assert_eq!(body["jsonrpc"], "2.0", "{body}");
-    assert!(body["error"]["code"].is_i64(), "{body}");
-    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert_eq!(reply.message["jsonrpc"], "2.0", "{reply:?}");
+    assert!(reply.error_code().is_some(), "{reply:?}");
+    let message = reply.error_message();
     for needle in says {
         assert!(
             message.contains(needle),
             "{status}: {message:?} lacks {needle:?}"
         );
     }
-    Ok(())
 }
 
-/// Runs `story` against a fresh server on every available engine.
+/// Runs `story` against a fresh server on every configured engine.
 async fn on_each_server(story: impl AsyncFn(&Http) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    for backend in backends() {
-        eprintln!("--- http story on {}", backend.name());
-        let db = TestDb::new(backend).await?;
-        let server = TestServer::start(&db).await?;
+    common::on_each_backend(async |db| {
+        let server = InProcess::start(&db).await?;
         let http = Http {
-            client: reqwest::Client::new(),
-            backend,
-            base_url: server.base_url.clone(),
+            client: Client::new(&server.mcp_url()).at_revision(PROTOCOL),
+            backend: db.backend,
         };
-        story(&http)
-            .await
-            .with_context(|| format!("on {}", backend.name()))?;
-        drop(http);
-        // Killed, not stopped: graceful shutdown is not what these stories test, and it waits
-        // for the request ledger to flush.
-        drop(server);
-    }
-    Ok(())
+        story(&http).await
+    })
+    .await
 }
 
 #[tokio::test]
 async fn initialize_with_curl_headers_opens_a_session() -> anyhow::Result<()> {
     on_each_server(async |http| {
-        let response = http.initialize().await?;
-        assert_eq!(response.status(), StatusCode::OK);
-        let id = session_header(&response)?;
+        let reply = http.initialize().await?;
+        assert_eq!(reply.status, StatusCode::OK);
+        let id = reply.session().context("no mcp-session-id header")?;
         assert!(
             id.len() >= 32 && id.chars().all(|c| c.is_ascii_hexdigit()),
             "session id {id:?}"
         );
-        let message = jsonrpc_result(response).await?;
-        assert_eq!(message["id"], 1, "{message}");
+        let message = &reply.message;
+        assert_eq!(message["id"], 0, "{message}");
         assert_eq!(
             message["result"]["serverInfo"]["name"], "steward",
             "{message}"
@@ -198,20 +115,16 @@ async fn initialize_with_curl_headers_opens_a_session() -> anyhow::Result<()> {
 
         // The session works for the next requests.
         let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-        let response = http
-            .post(&initialized, Some(ACCEPT_BOTH), Some(&id))
-            .await?;
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        let response = http
-            .post(&tools_list(), Some(ACCEPT_BOTH), Some(&id))
-            .await?;
-        assert_eq!(response.status(), StatusCode::OK);
-        let listed = jsonrpc_result(response).await?;
+        let reply = http.post(&initialized, Some(ACCEPT), Some(&id)).await?;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+        let reply = http.post(&tools_list(), Some(ACCEPT), Some(&id)).await?;
+        assert_eq!(reply.status, StatusCode::OK);
+        let listed = &reply.message;
         let tools = listed["result"]["tools"].as_array().context("no tools")?;
         assert_eq!(tools.len(), 13, "{listed}");
 
         // Each initialize opens a session of its own.
-        let other = session_header(&http.initialize().await?)?;
+        let other = http.initialize().await?.session().context("no session")?;
         assert_ne!(other, id);
         Ok(())
     })
@@ -222,14 +135,13 @@ async fn initialize_with_curl_headers_opens_a_session() -> anyhow::Result<()> {
 async fn a_post_without_the_accept_header_is_406_naming_it() -> anyhow::Result<()> {
     on_each_server(async |http| {
         for accept in [None, Some("application/json")] {
-            let response = http.post(&initialize_request(), accept, None).await?;
+            let init = initialize_request(PROTOCOL, "curl", "8.5.0");
+            let reply = http.post(&init, accept, None).await?;
             assert_rejection(
-                response,
+                &reply,
                 StatusCode::NOT_ACCEPTABLE,
                 &["Accept", "text/event-stream"],
-            )
-            .await
-            .with_context(|| format!("Accept: {accept:?}"))?;
+            );
         }
         Ok(())
     })
@@ -240,11 +152,11 @@ async fn a_post_without_the_accept_header_is_406_naming_it() -> anyhow::Result<(
 async fn an_unknown_session_is_404() -> anyhow::Result<()> {
     on_each_server(async |http| {
         let unknown = "0123456789abcdef".repeat(4);
-        let response = http
-            .post(&tools_list(), Some(ACCEPT_BOTH), Some(&unknown))
+        let reply = http
+            .post(&tools_list(), Some(ACCEPT), Some(&unknown))
             .await?;
         // Says how to recover.
-        assert_rejection(response, StatusCode::NOT_FOUND, &["initialize"]).await?;
+        assert_rejection(&reply, StatusCode::NOT_FOUND, &["initialize"]);
         Ok(())
     })
     .await
@@ -255,8 +167,8 @@ async fn a_request_without_a_session_id_is_400() -> anyhow::Result<()> {
     on_each_server(async |http| {
         // A live session exists; the request just does not name it.
         http.open_session().await?;
-        let response = http.post(&tools_list(), Some(ACCEPT_BOTH), None).await?;
-        assert_rejection(response, StatusCode::BAD_REQUEST, &["Session ID"]).await?;
+        let reply = http.post(&tools_list(), Some(ACCEPT), None).await?;
+        assert_rejection(&reply, StatusCode::BAD_REQUEST, &["Session ID"]);
         Ok(())
     })
     .await
@@ -266,26 +178,12 @@ async fn a_request_without_a_session_id_is_400() -> anyhow::Result<()> {
 async fn a_deleted_session_is_404_on_reuse() -> anyhow::Result<()> {
     on_each_server(async |http| {
         let id = http.open_session().await?;
-        let response = http
-            .post(&tools_list(), Some(ACCEPT_BOTH), Some(&id))
-            .await?;
-        assert_eq!(response.status(), StatusCode::OK, "the session works");
-        let deleted = http
-            .client
-            .delete(http.mcp())
-            .header("mcp-session-id", &id)
-            .header("mcp-protocol-version", PROTOCOL)
-            .send()
-            .await?;
-        assert!(
-            deleted.status().is_success(),
-            "DELETE: {}",
-            deleted.status()
-        );
-        let response = http
-            .post(&tools_list(), Some(ACCEPT_BOTH), Some(&id))
-            .await?;
-        assert_rejection(response, StatusCode::NOT_FOUND, &["Mcp-Session-Id"]).await?;
+        let reply = http.post(&tools_list(), Some(ACCEPT), Some(&id)).await?;
+        assert_eq!(reply.status, StatusCode::OK, "the session works");
+        let deleted = http.client.delete(&id).await?;
+        assert!(deleted.status.is_success(), "DELETE: {deleted:?}");
+        let reply = http.post(&tools_list(), Some(ACCEPT), Some(&id)).await?;
+        assert_rejection(&reply, StatusCode::NOT_FOUND, &["Mcp-Session-Id"]);
         Ok(())
     })
     .await
@@ -294,13 +192,8 @@ async fn a_deleted_session_is_404_on_reuse() -> anyhow::Result<()> {
 #[tokio::test]
 async fn health_reports_ok_with_the_database() -> anyhow::Result<()> {
     on_each_server(async |http| {
-        let response = http
-            .client
-            .get(format!("{}/health", http.base_url))
-            .send()
-            .await?;
-        assert_eq!(response.status(), StatusCode::OK);
-        let body: Value = response.json().await?;
+        let (status, body) = http.client.get_json("/health").await?;
+        assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ok", "{body}");
         assert_eq!(body["database"]["reachable"], true, "{body}");
         assert_eq!(body["database"]["engine"], http.backend.name(), "{body}");

@@ -13,7 +13,6 @@
 use crate::common;
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -28,7 +27,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Connection, PgPool, Row, SqliteConnection, SqlitePool};
 
-use common::{Backend, Client, TestDb, TestServer, backends, call, connect, connect_stdio};
+use common::{Backend, Client, TestDb, TestServer, call, connect, connect_stdio, kill_9};
 
 /// What every MCP POST must accept.
 const ACCEPT: &str = "application/json, text/event-stream";
@@ -49,25 +48,7 @@ const POLL: Duration = Duration::from_millis(50);
 // ---------------------------------------------------------------------------------------------
 // Running a scenario on each engine
 
-/// Defines `mod $name { fn sqlite(); fn postgres(); }` running `$name(TestDb)` on a fresh
-/// database of that engine. The PostgreSQL variant passes (with a notice) when PostgreSQL is
-/// not configured.
-macro_rules! on_each_backend {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() -> anyhow::Result<()> {
-                super::run(super::Backend::Sqlite, super::$name).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() -> anyhow::Result<()> {
-                super::run(super::Backend::Postgres, super::$name).await
-            }
-        }
-    )+};
-}
-
-on_each_backend!(
+common::test_on_each_backend!(
     every_request_lands_exactly_once,
     blocked_writes_wait_and_land_once_unblocked,
     sigterm_under_load_records_every_answered_request,
@@ -82,7 +63,7 @@ on_each_backend!(
 mod regressions {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn sync_durability_answers_while_writes_are_refused_sqlite() -> anyhow::Result<()> {
-        super::run(
+        crate::common::on_backend(
             super::Backend::Sqlite,
             super::sync_durability_answers_while_writes_are_refused,
         )
@@ -90,7 +71,7 @@ mod regressions {
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn sync_durability_answers_while_writes_are_refused_postgres() -> anyhow::Result<()> {
-        super::run(
+        crate::common::on_backend(
             super::Backend::Postgres,
             super::sync_durability_answers_while_writes_are_refused,
         )
@@ -98,7 +79,7 @@ mod regressions {
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_reply_read_in_full_is_not_recorded_as_cancelled_sqlite() -> anyhow::Result<()> {
-        super::run(
+        crate::common::on_backend(
             super::Backend::Sqlite,
             super::a_reply_read_in_full_is_not_recorded_as_cancelled,
         )
@@ -106,7 +87,7 @@ mod regressions {
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_reply_read_in_full_is_not_recorded_as_cancelled_postgres() -> anyhow::Result<()> {
-        super::run(
+        crate::common::on_backend(
             super::Backend::Postgres,
             super::a_reply_read_in_full_is_not_recorded_as_cancelled,
         )
@@ -114,7 +95,7 @@ mod regressions {
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn stdio_flushes_the_ledger_on_sigterm_sqlite() -> anyhow::Result<()> {
-        super::run(
+        crate::common::on_backend(
             super::Backend::Sqlite,
             super::stdio_flushes_the_ledger_on_sigterm,
         )
@@ -122,7 +103,7 @@ mod regressions {
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn stdio_flushes_the_ledger_on_sigterm_postgres() -> anyhow::Result<()> {
-        super::run(
+        crate::common::on_backend(
             super::Backend::Postgres,
             super::stdio_flushes_the_ledger_on_sigterm,
         )
@@ -130,7 +111,7 @@ mod regressions {
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn in_flight_requests_are_answered_across_sigterm_sqlite() -> anyhow::Result<()> {
-        super::run(
+        crate::common::on_backend(
             super::Backend::Sqlite,
             super::in_flight_requests_are_answered_across_sigterm,
         )
@@ -138,7 +119,7 @@ mod regressions {
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn in_flight_requests_are_answered_across_sigterm_postgres() -> anyhow::Result<()> {
-        super::run(
+        crate::common::on_backend(
             super::Backend::Postgres,
             super::in_flight_requests_are_answered_across_sigterm,
         )
@@ -147,7 +128,7 @@ mod regressions {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn spill_is_replayed_when_the_database_recovers_without_traffic_sqlite()
     -> anyhow::Result<()> {
-        super::run(
+        crate::common::on_backend(
             super::Backend::Sqlite,
             super::spill_is_replayed_when_the_database_recovers_without_traffic,
         )
@@ -156,28 +137,12 @@ mod regressions {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn spill_is_replayed_when_the_database_recovers_without_traffic_postgres()
     -> anyhow::Result<()> {
-        super::run(
+        crate::common::on_backend(
             super::Backend::Postgres,
             super::spill_is_replayed_when_the_database_recovers_without_traffic,
         )
         .await
     }
-}
-
-async fn run<F, Fut>(backend: Backend, scenario: F) -> anyhow::Result<()>
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    if !backends().contains(&backend) {
-        eprintln!("skipped: {} is not configured", backend.name());
-        return Ok(());
-    }
-    eprintln!("--- ledger scenario on {}", backend.name());
-    let db = TestDb::new(backend).await?;
-    scenario(db)
-        .await
-        .with_context(|| format!("on {}", backend.name()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -805,19 +770,6 @@ async fn start(db: &TestDb, extra: &[&str]) -> anyhow::Result<TestServer> {
     let args = server_args(extra);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     TestServer::start_with(db, &args).await
-}
-
-/// `kill -KILL` the server and waits until the process is gone.
-async fn kill_9(server: TestServer) -> anyhow::Result<()> {
-    let pid = server.pid().context("the server has no pid")?;
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()?;
-    ensure!(status.success(), "kill -KILL {pid} failed: {status}");
-    // Reaps the process (a SIGTERM to a dead process changes nothing).
-    let exit = server.shutdown().await?;
-    ensure!(!exit.success(), "steward survived kill -KILL: {exit}");
-    Ok(())
 }
 
 fn spill_lines(path: &Path) -> anyhow::Result<Vec<Value>> {

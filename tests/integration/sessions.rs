@@ -7,7 +7,6 @@
 
 use crate::common;
 
-use std::future::Future;
 use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use serde_json::{Value, json};
 use steward::store::Store;
 use steward::store::sessions::SessionRow;
 
-use common::{Backend, TestDb, TestServer, backends, open_store};
+use common::{Backend, TestDb, TestServer, kill_9, open_store};
 
 /// What every MCP POST must accept.
 const ACCEPT: &str = "application/json, text/event-stream";
@@ -37,27 +36,7 @@ const POLL: Duration = Duration::from_millis(50);
 // ---------------------------------------------------------------------------------------------
 // Running a scenario on each engine
 
-/// Defines `mod $name { fn sqlite(); fn postgres(); }` running `$name(TestDb)` on a fresh
-/// database of that engine. The PostgreSQL variant passes (with a notice) when PostgreSQL is
-/// not configured. Attributes before a name (e.g. `#[ignore = "..."]`) go on both tests.
-macro_rules! on_each_backend {
-    ($($(#[$attr:meta])* $name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            $(#[$attr])*
-            async fn sqlite() -> anyhow::Result<()> {
-                super::run(super::Backend::Sqlite, super::$name).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            $(#[$attr])*
-            async fn postgres() -> anyhow::Result<()> {
-                super::run(super::Backend::Postgres, super::$name).await
-            }
-        }
-    )+};
-}
-
-on_each_backend!(
+common::test_on_each_backend!(
     initialize_records_the_session,
     session_survives_kill_9,
     session_survives_graceful_restart,
@@ -71,22 +50,6 @@ on_each_backend!(
     sessions_expire_at_max_age,
     sessions_cli_lists_and_shows,
 );
-
-async fn run<F, Fut>(backend: Backend, scenario: F) -> anyhow::Result<()>
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    if !backends().contains(&backend) {
-        eprintln!("skipped: {} is not configured", backend.name());
-        return Ok(());
-    }
-    eprintln!("--- sessions scenario on {}", backend.name());
-    let db = TestDb::new(backend).await?;
-    scenario(db)
-        .await
-        .with_context(|| format!("on {}", backend.name()))
-}
 
 // ---------------------------------------------------------------------------------------------
 // Raw MCP over HTTP
@@ -363,27 +326,6 @@ fn unknown_session_id() -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-/// `kill -KILL` the server (no chance to flush or clean up), then waits until its port is
-/// closed so the next server surely does not share anything with it but the database.
-async fn kill_9(server: TestServer) -> anyhow::Result<()> {
-    let pid = server.pid().context("the server has no pid")?;
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()?;
-    ensure!(status.success(), "kill -KILL {pid} failed: {status}");
-    let health_url = format!("{}/health", server.base_url);
-    let deadline = Instant::now() + SOON;
-    while http().get(&health_url).send().await.is_ok() {
-        ensure!(
-            Instant::now() < deadline,
-            "the server still answers after kill -KILL"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-    drop(server);
-    Ok(())
-}
 
 /// Runs `steward ARGS --database URL` to completion.
 async fn steward_cli(db: &TestDb, args: &[&str]) -> anyhow::Result<Output> {

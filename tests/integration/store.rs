@@ -16,43 +16,35 @@ use steward::store::tasks::{NewTask, Task, TaskChanges, TaskCount, TaskQuery};
 use steward::store::versions::NewVersion;
 use steward::store::{Id, Page, Store};
 
-use common::{Backend, TestDb, backends, open_store};
+use common::{Backend, TestDb, open_store};
 
-/// Runs `story` on a fresh database of every available engine.
+/// Runs `story` on a migrated store of a fresh database of every configured engine.
 async fn on_each_backend<F, Fut>(story: F) -> anyhow::Result<()>
 where
     F: Fn(Store) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    on_backends(backends(), story).await
+    common::on_each_backend(async |db| with_store(db, &story).await).await
 }
 
-/// Runs `story` on `backend` only (when it is available).
+/// Runs `story` on `backend` only (when it is configured).
 async fn on_backend<F, Fut>(backend: Backend, story: F) -> anyhow::Result<()>
 where
     F: Fn(Store) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let selected = backends().into_iter().filter(|b| *b == backend).collect();
-    on_backends(selected, story).await
+    common::on_backend(backend, async |db| with_store(db, &story).await).await
 }
 
-async fn on_backends<F, Fut>(selected: Vec<Backend>, story: F) -> anyhow::Result<()>
+async fn with_store<F, Fut>(db: TestDb, story: &F) -> anyhow::Result<()>
 where
     F: Fn(Store) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    for backend in selected {
-        // Printed first so a failing assertion's output names the engine.
-        eprintln!("--- store story on {}", backend.name());
-        let db = TestDb::new(backend).await?;
-        let store = open_store(&db).await?;
-        assert_eq!(store.engine(), backend.name());
-        story(store.clone())
-            .await
-            .with_context(|| format!("on {}", backend.name()))?;
-        store.close().await;
-    }
+    let store = open_store(&db).await?;
+    assert_eq!(store.engine(), db.backend.name());
+    story(store.clone()).await?;
+    store.close().await;
     Ok(())
 }
 

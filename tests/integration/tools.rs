@@ -14,7 +14,7 @@ use board::{
     TOOL_NAMES, create_project, create_task, fails, history, listed_tool_names, ok, session_id,
     text, with,
 };
-use common::{Backend, Client, TestDb, TestServer, backends, call, connect};
+use common::{Backend, Client, InProcess, call, connect};
 
 /// The client name every story connects with.
 const CLIENT: &str = "tools-test-client";
@@ -27,29 +27,25 @@ struct Board {
     url: String,
 }
 
-/// Runs `story` against a fresh server and database on every available engine.
+/// Runs `story` against a fresh server and database on every configured engine.
 async fn on_each_backend(story: impl AsyncFn(&Board) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    for backend in backends() {
-        // Printed first so a failing assertion's output names the engine.
-        eprintln!("--- tool story on {}", backend.name());
-        let db = TestDb::new(backend).await?;
-        let server = TestServer::start(&db).await?;
+    common::on_each_backend(async |db| {
+        let server = InProcess::start(&db).await?;
         let url = server.mcp_url();
         let client = connect(&url, CLIENT).await?;
         let board = Board {
             client,
-            backend,
+            backend: db.backend,
             url,
         };
-        story(&board)
-            .await
-            .with_context(|| format!("on {}", backend.name()))?;
+        story(&board).await?;
         board.client.cancel().await?;
-        // Killed, not stopped: graceful shutdown is not what these stories test, and it waits
-        // for the request ledger to flush.
+        // Cancelled, not stopped: graceful shutdown is not what these stories test, and it
+        // waits for the request ledger to flush.
         drop(server);
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
 /// A random, well-formed id that names nothing.

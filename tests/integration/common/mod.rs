@@ -52,6 +52,69 @@ impl Backend {
     }
 }
 
+/// Runs `story` on a fresh database of `backend`; the error names the engine. Passes (with a
+/// notice) when that engine is not configured.
+pub async fn on_backend(
+    backend: Backend,
+    story: impl AsyncFnOnce(TestDb) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if !backends().contains(&backend) {
+        eprintln!("skipped: {} is not configured", backend.name());
+        return Ok(());
+    }
+    // Printed first so a failing assertion's output names the engine.
+    eprintln!("--- on {}", backend.name());
+    let db = TestDb::new(backend).await?;
+    story(db)
+        .await
+        .with_context(|| format!("on {}", backend.name()))
+}
+
+/// Runs `story` on a fresh database of every configured engine, one after the other.
+pub async fn on_each_backend(
+    story: impl AsyncFn(TestDb) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for backend in backends() {
+        on_backend(backend, &story).await?;
+    }
+    Ok(())
+}
+
+/// Defines `mod $name { fn sqlite(); fn postgres(); }`, two tests running `$name(TestDb)` on a
+/// fresh database of that engine, so each engine passes or fails on its own. Attributes before
+/// a name (e.g. `#[ignore = "..."]`) go on both tests.
+macro_rules! test_on_each_backend {
+    ($($(#[$attr:meta])* $name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            $(#[$attr])*
+            async fn sqlite() -> anyhow::Result<()> {
+                $crate::common::on_backend($crate::common::Backend::Sqlite, super::$name).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            $(#[$attr])*
+            async fn postgres() -> anyhow::Result<()> {
+                $crate::common::on_backend($crate::common::Backend::Postgres, super::$name).await
+            }
+        }
+    )+};
+}
+pub(crate) use test_on_each_backend;
+
+/// `kill -KILL` the server (no chance to flush or clean up) and reaps it, so the next server
+/// surely shares nothing with it but the database.
+pub async fn kill_9(server: TestServer) -> anyhow::Result<()> {
+    let pid = server.pid().context("the server has no pid")?;
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -KILL {pid} failed: {status}");
+    // Reaps the process (a SIGTERM to a dead process changes nothing).
+    let exit = server.shutdown().await?;
+    anyhow::ensure!(!exit.success(), "steward survived kill -KILL: {exit}");
+    Ok(())
+}
+
 /// SQLite always; PostgreSQL when `STEWARD_TEST_POSTGRES_URL` is set (otherwise a skip notice
 /// is printed once per test binary).
 pub fn backends() -> Vec<Backend> {

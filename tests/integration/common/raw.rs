@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::ensure;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-pub use steward::mcp::client::{Client, PROTOCOL, Reply, initialize_request};
+pub use steward::mcp::client::{ACCEPT, Client, PROTOCOL, Reply, initialize_request};
 
 /// The client name raw tests introduce themselves with.
 pub const CLIENT_NAME: &str = "raw-test";
