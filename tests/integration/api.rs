@@ -5,12 +5,12 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{TestDb, TestServer, backends, call, connect};
+use common::{InProcess, TestDb, backends, call, connect};
 use serde_json::{Value, json};
 
 async fn get(
     http: &reqwest::Client,
-    server: &TestServer,
+    server: &InProcess,
     path: &str,
 ) -> anyhow::Result<(u16, Value)> {
     let response = http
@@ -26,7 +26,7 @@ async fn get(
 /// Polls `path` until `ready` holds (the ledger writer is asynchronous).
 async fn get_until(
     http: &reqwest::Client,
-    server: &TestServer,
+    server: &InProcess,
     path: &str,
     ready: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
@@ -44,7 +44,7 @@ async fn get_until(
 async fn sessions_requests_stats_and_pricing() -> anyhow::Result<()> {
     for backend in backends() {
         let db = TestDb::new(backend).await?;
-        let server = TestServer::start(&db).await?;
+        let server = InProcess::start(&db).await?;
         let http = reqwest::Client::new();
         let claude = connect(&server.mcp_url(), "claude-code").await?;
         let cursor = connect(&server.mcp_url(), "cursor-vscode").await?;
@@ -150,7 +150,7 @@ async fn sessions_requests_stats_and_pricing() -> anyhow::Result<()> {
 #[tokio::test]
 async fn the_event_stream_announces_new_requests() -> anyhow::Result<()> {
     let db = TestDb::new(common::Backend::Sqlite).await?;
-    let server = TestServer::start(&db).await?;
+    let server = InProcess::start(&db).await?;
     let mut events = reqwest::Client::new()
         .get(format!("{}/api/events", server.base_url))
         .header("accept", "text/event-stream")
@@ -181,7 +181,7 @@ async fn the_event_stream_announces_new_requests() -> anyhow::Result<()> {
 /// GETs `path` and returns the status, a header and the body as text.
 async fn get_text(
     http: &reqwest::Client,
-    server: &TestServer,
+    server: &InProcess,
     path: &str,
     header: &str,
 ) -> anyhow::Result<(u16, String, String)> {
@@ -203,7 +203,7 @@ async fn get_text(
 /// parses.
 async fn export_ids(
     http: &reqwest::Client,
-    server: &TestServer,
+    server: &InProcess,
     path: &str,
 ) -> anyhow::Result<Vec<String>> {
     let (status, _, body) = get_text(http, server, path, "").await?;
@@ -255,7 +255,7 @@ async fn requests_export_as_csv_and_json_lines() -> anyhow::Result<()> {
             store.insert_requests(chunk).await?;
         }
         store.close().await;
-        let server = TestServer::start(&db).await?;
+        let server = InProcess::start(&db).await?;
         let http = reqwest::Client::new();
 
         // CSV: a download that parses back, with the hostile field intact.
@@ -399,7 +399,7 @@ async fn session_health_buckets_reasons_and_rate() -> anyhow::Result<()> {
                 .is_some()
         );
         store.close().await;
-        let server = TestServer::start(&db).await?;
+        let server = InProcess::start(&db).await?;
         let http = reqwest::Client::new();
 
         let (status, body) = get(&http, &server, "/api/sessions/health").await?;

@@ -6,13 +6,13 @@ use crate::common;
 
 use reqwest::StatusCode;
 
-use common::{Backend, TestDb, TestServer};
+use common::{Backend, InProcess, TestDb};
 
 #[tokio::test]
 async fn dashboard_assets_are_served_with_a_strict_policy() -> anyhow::Result<()> {
     // The files are compiled in and touch no database: one engine is enough.
     let db = TestDb::new(Backend::Sqlite).await?;
-    let server = TestServer::start(&db).await?;
+    let server = InProcess::start(&db).await?;
     let client = reqwest::Client::new();
 
     for (path, content_type, marker) in [

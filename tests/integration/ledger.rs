@@ -27,10 +27,9 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Connection, PgPool, Row, SqliteConnection, SqlitePool};
 
+use common::raw::{ACCEPT, Client as RawClient, Reply};
 use common::{Backend, Client, TestDb, TestServer, call, connect, connect_stdio, kill_9};
 
-/// What every MCP POST must accept.
-const ACCEPT: &str = "application/json, text/event-stream";
 const PROTOCOL: &str = "2025-11-25";
 /// The pricing model the servers are started with, and its list prices per 1k tokens.
 const MODEL: &str = "claude-sonnet-4-5";
@@ -544,30 +543,6 @@ fn forgive_cancelled_after_reply(
 // ---------------------------------------------------------------------------------------------
 // Raw MCP over HTTP
 
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    session_id: Option<String>,
-    body: String,
-    /// The JSON-RPC message carrying `result` or `error` (SSE `data:` or the JSON body).
-    message: Option<Value>,
-}
-
-impl Reply {
-    fn result(&self) -> anyhow::Result<&Value> {
-        ensure!(
-            self.status == StatusCode::OK,
-            "expected 200, got {}: {}",
-            self.status,
-            self.body
-        );
-        self.message
-            .as_ref()
-            .and_then(|m| m.get("result"))
-            .with_context(|| format!("no JSON-RPC result in: {}", self.body))
-    }
-}
-
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -575,6 +550,7 @@ fn http() -> reqwest::Client {
         .expect("a reqwest client builds")
 }
 
+/// POSTs `body` to `url` with `accept` as the Accept header, through the shared raw client.
 async fn post_raw(
     http: &reqwest::Client,
     url: &str,
@@ -582,37 +558,9 @@ async fn post_raw(
     accept: &str,
     body: String,
 ) -> anyhow::Result<Reply> {
-    let mut request = http
-        .post(url)
-        .header("Content-Type", "application/json")
-        .header("Accept", accept)
-        .body(body);
-    if let Some(id) = session {
-        request = request.header("Mcp-Session-Id", id);
-    }
-    let response = request
-        .send()
+    RawClient::with_http(url, http.clone())
+        .post_with(body, session, &[("accept", accept)])
         .await
-        .with_context(|| format!("POST {url}"))?;
-    let status = response.status();
-    let session_id = response
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = response.text().await.context("reading the reply body")?;
-    let message = body
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-        .find(|m| m.get("result").is_some() || m.get("error").is_some())
-        .or_else(|| serde_json::from_str(&body).ok());
-    Ok(Reply {
-        status,
-        session_id,
-        body,
-        message,
-    })
 }
 
 async fn post(
@@ -658,8 +606,7 @@ async fn open_session(
     .await?;
     reply.result().context("initialize")?;
     let session = reply
-        .session_id
-        .clone()
+        .session()
         .context("initialize answered without Mcp-Session-Id")?;
     let notified = post(
         http,
@@ -672,7 +619,7 @@ async fn open_session(
         notified.status == StatusCode::ACCEPTED,
         "notifications/initialized: {} {}",
         notified.status,
-        notified.body
+        notified.text
     );
     Ok(session)
 }
@@ -833,7 +780,7 @@ async fn every_request_lands_exactly_once(db: TestDb) -> anyhow::Result<()> {
         rejected.status == StatusCode::NOT_FOUND,
         "unknown session: {} {}",
         rejected.status,
-        rejected.body
+        rejected.text
     );
     let rejected = post_raw(
         &http,
@@ -847,18 +794,14 @@ async fn every_request_lands_exactly_once(db: TestDb) -> anyhow::Result<()> {
         rejected.status.is_client_error(),
         "missing text/event-stream in Accept: {} {}",
         rejected.status,
-        rejected.body
+        rejected.text
     );
     let garbage = post_raw(&http, &url, Some(&session), ACCEPT, "{not json".into()).await?;
     ensure!(
-        garbage.status.is_client_error()
-            || garbage
-                .message
-                .as_ref()
-                .is_some_and(|m| m.get("error").is_some()),
+        garbage.status.is_client_error() || garbage.message.get("error").is_some(),
         "invalid JSON: {} {}",
         garbage.status,
-        garbage.body
+        garbage.text
     );
     client.cancel().await?;
 
@@ -1493,7 +1436,7 @@ async fn large_and_nul_arguments_are_recorded(db: TestDb) -> anyhow::Result<()> 
         reply.status == StatusCode::OK,
         "{} {}",
         reply.status,
-        reply.body
+        reply.text
     );
     let reply = post(
         &http,
@@ -1503,13 +1446,10 @@ async fn large_and_nul_arguments_are_recorded(db: TestDb) -> anyhow::Result<()> 
     )
     .await?;
     ensure!(
-        reply
-            .message
-            .as_ref()
-            .is_some_and(|m| m.get("error").is_some()),
+        reply.message.get("error").is_some(),
         "an unknown method answered: {} {}",
         reply.status,
-        reply.body
+        reply.text
     );
     client.cancel().await?;
 
@@ -1896,7 +1836,7 @@ async fn durability_off_records_nothing(db: TestDb) -> anyhow::Result<()> {
     ensure!(
         rejected.status == StatusCode::NOT_FOUND,
         "{}",
-        rejected.body
+        rejected.text
     );
     client.cancel().await?;
     let (status, body) = health(&server).await?;

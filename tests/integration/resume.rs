@@ -3,54 +3,18 @@
 
 use crate::common;
 
-use common::{TestDb, TestServer, backends};
-use reqwest::Client;
-
-const ACCEPT: &str = "application/json, text/event-stream";
-
-async fn post(
-    http: &Client,
-    url: &str,
-    session: Option<&str>,
-    body: &str,
-) -> anyhow::Result<(Option<String>, String)> {
-    let mut request = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT)
-        .body(body.to_string());
-    if let Some(session) = session {
-        request = request
-            .header("mcp-session-id", session)
-            .header("mcp-protocol-version", "2025-11-25");
-    }
-    let response = request.send().await?;
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    Ok((session, response.text().await?))
-}
+use common::raw::Client;
+use common::{TestDb, TestServer, backends, kill_9};
 
 #[tokio::test]
 async fn a_reconnecting_client_gets_missed_events_after_a_crash() -> anyhow::Result<()> {
     for backend in backends() {
         let db = TestDb::new(backend).await?;
-        let http = Client::new();
         let server = TestServer::start_with(&db, &["--event-store", "database"]).await?;
-        let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"resume-test","version":"1"}}}"#;
-        let (session, _) = post(&http, &server.mcp_url(), None, init).await?;
-        let session = session.expect("a session id");
-        post(
-            &http,
-            &server.mcp_url(),
-            Some(&session),
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        )
-        .await?;
+        let raw = Client::new(&server.mcp_url()).at_revision("2025-11-25");
+        let session = raw.open_session("2025-11-25", "resume-test").await?;
         let call = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"find_projects","arguments":{}}}"#;
-        let (_, stream) = post(&http, &server.mcp_url(), Some(&session), call).await?;
+        let stream = raw.post_with(call, Some(&session), &[]).await?.text;
         // The priming event comes first; everything after it is what a client would miss.
         let priming = stream
             .lines()
@@ -60,14 +24,10 @@ async fn a_reconnecting_client_gets_missed_events_after_a_crash() -> anyhow::Res
         assert!(stream.contains(r#""id":7"#), "{backend:?}: {stream}");
         // Give the event writer (100 ms batches) time, then crash and restart.
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        if let Some(pid) = server.pid() {
-            std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status()?;
-        }
-        drop(server);
+        kill_9(server).await?;
         let server = TestServer::start_with(&db, &["--event-store", "database"]).await?;
-        let replay = http
+        let replay = raw
+            .http()
             .get(server.mcp_url())
             .header("accept", "text/event-stream")
             .header("mcp-session-id", &session)

@@ -18,10 +18,9 @@ use serde_json::{Value, json};
 use steward::store::Store;
 use steward::store::sessions::SessionRow;
 
+use common::raw::{Client as RawClient, Reply};
 use common::{Backend, TestDb, TestServer, kill_9, open_store};
 
-/// What every MCP POST must accept.
-const ACCEPT: &str = "application/json, text/event-stream";
 /// The protocol version the tests ask for (the newest of the session era).
 const PROTOCOL: &str = "2025-11-25";
 /// Generous bound for things the server does "within a second or two".
@@ -54,45 +53,17 @@ common::test_on_each_backend!(
 // ---------------------------------------------------------------------------------------------
 // Raw MCP over HTTP
 
-/// One HTTP exchange with `/mcp`.
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    /// The `Mcp-Session-Id` response header.
-    session_id: Option<String>,
-    body: String,
-    /// The JSON-RPC response: the SSE `data:` event carrying `result` or `error`, or the JSON
-    /// body itself.
-    message: Option<Value>,
-}
-
-impl Reply {
-    /// The JSON-RPC `result`, failing (with the whole reply) on anything else.
-    fn result(&self) -> anyhow::Result<&Value> {
-        ensure!(
-            self.status == StatusCode::OK,
-            "expected 200, got {}: {}",
-            self.status,
-            self.body
-        );
-        self.message
-            .as_ref()
-            .and_then(|m| m.get("result"))
-            .with_context(|| format!("no JSON-RPC result in: {}", self.body))
-    }
-
-    /// A successful tool result's first text content, parsed as JSON.
-    fn tool_output(&self) -> anyhow::Result<Value> {
-        let result = self.result()?;
-        ensure!(
-            result["isError"] != json!(true),
-            "the tool failed: {result}"
-        );
-        let text = result["content"][0]["text"]
-            .as_str()
-            .with_context(|| format!("no text content in {result}"))?;
-        Ok(serde_json::from_str(text).unwrap_or(Value::String(text.to_string())))
-    }
+/// A successful tool result's first text content, parsed as JSON.
+fn tool_output(reply: &Reply) -> anyhow::Result<Value> {
+    let result = reply.result()?;
+    ensure!(
+        result["isError"] != json!(true),
+        "the tool failed: {result}"
+    );
+    let text = result["content"][0]["text"]
+        .as_str()
+        .with_context(|| format!("no text content in {result}"))?;
+    Ok(serde_json::from_str(text).unwrap_or(Value::String(text.to_string())))
 }
 
 /// A JSON-RPC id unique in this test binary (ids of requests in flight in one session must
@@ -117,50 +88,19 @@ fn http_streaming() -> reqwest::Client {
         .expect("a reqwest client builds")
 }
 
+/// The shared raw client aimed at `server`, saying [`PROTOCOL`] in sessions as real clients
+/// do after initialize.
+fn raw(server: &TestServer) -> RawClient {
+    RawClient::with_http(&server.mcp_url(), http()).at_revision(PROTOCOL)
+}
+
 /// POSTs one JSON-RPC message to `server`'s `/mcp`, with `session` as `Mcp-Session-Id`.
 async fn post(
     server: &TestServer,
     session: Option<&str>,
     message: &Value,
 ) -> anyhow::Result<Reply> {
-    let mut request = http()
-        .post(server.mcp_url())
-        .header("Content-Type", "application/json")
-        .header("Accept", ACCEPT)
-        .json(message);
-    if let Some(id) = session {
-        // As real clients do after initialize.
-        request = request
-            .header("Mcp-Session-Id", id)
-            .header("MCP-Protocol-Version", PROTOCOL);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("POST {} failed", server.mcp_url()))?;
-    read_reply(response).await
-}
-
-async fn read_reply(response: reqwest::Response) -> anyhow::Result<Reply> {
-    let status = response.status();
-    let session_id = response
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = response.text().await.context("reading the reply body")?;
-    let message = body
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-        .find(|m| m.get("result").is_some() || m.get("error").is_some())
-        .or_else(|| serde_json::from_str(&body).ok());
-    Ok(Reply {
-        status,
-        session_id,
-        body,
-        message,
-    })
+    raw(server).post(message, session).await
 }
 
 /// Sends `initialize` asking for `protocol_version`; returns the session id and the result.
@@ -187,8 +127,7 @@ async fn initialize_with(
     .await?;
     let result = reply.result().context("initialize")?.clone();
     let id = reply
-        .session_id
-        .clone()
+        .session()
         .context("initialize answered without an Mcp-Session-Id header")?;
     Ok((id, result))
 }
@@ -223,7 +162,7 @@ async fn initialized(server: &TestServer, session: &str) -> anyhow::Result<()> {
         reply.status == StatusCode::ACCEPTED,
         "notifications/initialized: expected 202, got {}: {}",
         reply.status,
-        reply.body
+        reply.text
     );
     Ok(())
 }
@@ -256,20 +195,16 @@ async fn call_tool(
 
 /// `health_check` in `session`, which must succeed.
 async fn health_check(server: &TestServer, session: &str) -> anyhow::Result<()> {
-    let output = call_tool(server, Some(session), "health_check", json!({}))
-        .await?
-        .tool_output()
-        .context("health_check")?;
+    let reply = call_tool(server, Some(session), "health_check", json!({})).await?;
+    let output = tool_output(&reply).context("health_check")?;
     ensure!(output["success"] == true, "health_check: {output}");
     Ok(())
 }
 
 /// `session_info` in `session`: the `session` object of its output.
 async fn session_info(server: &TestServer, session: &str) -> anyhow::Result<Value> {
-    let output = call_tool(server, Some(session), "session_info", json!({}))
-        .await?
-        .tool_output()
-        .context("session_info")?;
+    let reply = call_tool(server, Some(session), "session_info", json!({})).await?;
+    let output = tool_output(&reply).context("session_info")?;
     ensure!(output["success"] == true, "session_info: {output}");
     Ok(output["session"].clone())
 }
@@ -284,13 +219,7 @@ async fn tools_list(server: &TestServer, session: Option<&str>) -> anyhow::Resul
 }
 
 async fn delete(server: &TestServer, session: &str) -> anyhow::Result<Reply> {
-    let response = http()
-        .delete(server.mcp_url())
-        .header("Mcp-Session-Id", session)
-        .send()
-        .await
-        .context("DELETE /mcp failed")?;
-    read_reply(response).await
+    raw(server).delete(session).await
 }
 
 /// The HTTP status of a `health_check` call in `session` (200 while usable, 404 once gone).
@@ -653,7 +582,7 @@ async fn restore_refuses_ended_sessions(db: TestDb) -> anyhow::Result<()> {
         reply.status,
         StatusCode::NOT_FOUND,
         "a session revoked while no server ran was restored: {}",
-        reply.body
+        reply.text
     );
     let store = open_store(&db).await?;
     let last_activity = row(&store, &id).await?.last_activity;
@@ -666,7 +595,7 @@ async fn restore_refuses_ended_sessions(db: TestDb) -> anyhow::Result<()> {
         reply.status,
         StatusCode::NOT_FOUND,
         "a session idle past --session-timeout was restored: {}",
-        reply.body
+        reply.text
     );
     // No cleanup ran since (the 404 came from the restore's own check), and the refused
     // restore did not revive the row.
@@ -764,7 +693,7 @@ async fn concurrent_first_requests_on_another_replica(db: TestDb) -> anyhow::Res
         let calls = (0..PARALLEL).map(|_| call_tool(&b, Some(id), "health_check", json!({})));
         for reply in futures::future::join_all(calls).await {
             let reply = reply?;
-            if let Err(error) = reply.tool_output() {
+            if let Err(error) = tool_output(&reply) {
                 failures.push(format!("{}…: {error:#}", &id[..8]));
             }
         }
@@ -844,26 +773,24 @@ async fn unknown_missing_and_deleted_ids(db: TestDb) -> anyhow::Result<()> {
         json!({}),
     )
     .await?;
-    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
-    let error = unknown
-        .message
-        .as_ref()
-        .and_then(|m| m["error"]["message"].as_str())
-        .with_context(|| format!("404 without a JSON-RPC error: {}", unknown.body))?;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
+    let error = unknown.message["error"]["message"]
+        .as_str()
+        .with_context(|| format!("404 without a JSON-RPC error: {}", unknown.text))?;
     assert!(
         error.contains("initialize"),
         "a 404 should say to start a new session: {error}"
     );
 
     let missing = tools_list(&server, None).await?;
-    assert_eq!(missing.status, StatusCode::BAD_REQUEST, "{}", missing.body);
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST, "{}", missing.text);
 
     let id = open_session(&server, "claude-code").await?;
     health_check(&server, &id).await?;
     let deleted = delete(&server, &id).await?;
-    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.body);
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.text);
     let after = call_tool(&server, Some(&id), "health_check", json!({})).await?;
-    assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.body);
+    assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.text);
     assert_eq!(
         tools_list(&server, Some(&id)).await?.status,
         StatusCode::NOT_FOUND
@@ -887,7 +814,7 @@ async fn unknown_missing_and_deleted_ids(db: TestDb) -> anyhow::Result<()> {
         after_restart.status,
         StatusCode::NOT_FOUND,
         "{}",
-        after_restart.body
+        after_restart.text
     );
 
     // DELETE of a session this process does not hold in memory (opened before a restart)
@@ -896,7 +823,7 @@ async fn unknown_missing_and_deleted_ids(db: TestDb) -> anyhow::Result<()> {
     server.stop().await;
     let server = TestServer::start(&db).await?;
     let deleted = delete(&server, &other).await?;
-    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.body);
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.text);
     let r = row(&store, &other).await?;
     assert_eq!(r.status, "disconnected", "{r:#?}");
     assert_eq!(
@@ -905,7 +832,7 @@ async fn unknown_missing_and_deleted_ids(db: TestDb) -> anyhow::Result<()> {
         "{r:#?}"
     );
     let reply = call_tool(&server, Some(&other), "health_check", json!({})).await?;
-    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
 
     store.close().await;
     server.stop().await;
@@ -923,7 +850,7 @@ async fn delete_on_one_replica_ends_the_session_everywhere(db: TestDb) -> anyhow
 
     let deleted_at = Instant::now();
     let deleted = delete(&b, &id).await?;
-    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.body);
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.text);
     assert_eq!(status_of(&b, &id).await?, StatusCode::NOT_FOUND);
     until_404(&a, &id, REVOCATION_SLACK).await?;
     let took = deleted_at.elapsed();

@@ -5,7 +5,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{TestDb, TestServer, backends, open_store};
+use common::{InProcess, TestDb, backends, open_store};
 use serde_json::json;
 use steward::store::requests::RequestFilter;
 use steward::store::sessions::SessionFilter;
@@ -44,7 +44,7 @@ async fn stateless_call(
 async fn stateless_requests_share_a_logical_session() -> anyhow::Result<()> {
     for backend in backends() {
         let db = TestDb::new(backend).await?;
-        let server = TestServer::start(&db).await?;
+        let server = InProcess::start(&db).await?;
         let http = reqwest::Client::new();
         for id in 1..=2 {
             let (status, body) = stateless_call(&http, &server.mcp_url(), id, "python-sdk").await?;

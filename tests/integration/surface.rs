@@ -10,7 +10,7 @@ use crate::common;
 use std::time::Duration;
 
 use board::{TOOL_NAMES as BOARD_TOOLS, listed_tool_names};
-use common::{TestDb, TestServer, backends, call, connect};
+use common::{InProcess, TestDb, backends, call, connect};
 use rmcp::model::{
     ArgumentInfo, ClientCapabilities, ClientConfig, CompleteRequestParams, GetPromptRequestParams,
     Implementation, ReadResourceRequestParams, Reference, ResourceUpdatedNotificationParam,
@@ -21,7 +21,7 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-async fn tool_names(server: &TestServer) -> anyhow::Result<Vec<String>> {
+async fn tool_names(server: &InProcess) -> anyhow::Result<Vec<String>> {
     let client = connect(&server.mcp_url(), "surface-test").await?;
     let names = listed_tool_names(&client).await?;
     client.cancel().await?;
@@ -31,7 +31,7 @@ async fn tool_names(server: &TestServer) -> anyhow::Result<Vec<String>> {
 #[tokio::test]
 async fn fixtures_exist_only_with_the_flag() -> anyhow::Result<()> {
     let db = TestDb::new(common::Backend::Sqlite).await?;
-    let server = TestServer::start(&db).await?;
+    let server = InProcess::start(&db).await?;
     assert_eq!(tool_names(&server).await?, BOARD_TOOLS);
     let client = connect(&server.mcp_url(), "surface-test").await?;
     let resources = client.list_all_resources().await?;
@@ -47,7 +47,7 @@ async fn fixtures_exist_only_with_the_flag() -> anyhow::Result<()> {
     client.cancel().await?;
     server.stop().await;
 
-    let server = TestServer::start_with(&db, &["--conformance-fixtures"]).await?;
+    let server = InProcess::start_with(&db, &["--conformance-fixtures"]).await?;
     let names = tool_names(&server).await?;
     for tool in BOARD_TOOLS
         .iter()
@@ -102,7 +102,7 @@ fn text_of(contents: &rmcp::model::ResourceContents) -> Value {
 async fn the_board_reads_as_resources_and_prompts() -> anyhow::Result<()> {
     for backend in backends() {
         let db = TestDb::new(backend).await?;
-        let server = TestServer::start(&db).await?;
+        let server = InProcess::start(&db).await?;
         let client = connect(&server.mcp_url(), "surface-test").await?;
         let (project_id, task_id) = seed(&client).await?;
 
@@ -218,7 +218,7 @@ impl ClientHandler for Watcher {
 #[tokio::test]
 async fn subscribers_hear_about_task_changes() -> anyhow::Result<()> {
     let db = TestDb::new(common::Backend::Sqlite).await?;
-    let server = TestServer::start(&db).await?;
+    let server = InProcess::start(&db).await?;
     let editor = connect(&server.mcp_url(), "editor").await?;
     let (project_id, task_id) = seed(&editor).await?;
 
@@ -256,7 +256,7 @@ async fn subscribers_hear_about_task_changes() -> anyhow::Result<()> {
 #[tokio::test]
 async fn batches_and_discover_follow_the_negotiated_revision() -> anyhow::Result<()> {
     let db = TestDb::new(common::Backend::Sqlite).await?;
-    let server = TestServer::start(&db).await?;
+    let server = InProcess::start(&db).await?;
     let http = reqwest::Client::new();
     let post = |body: Value, session: Option<&str>| {
         let mut request = http
