@@ -4,7 +4,6 @@
 
 use crate::common;
 
-use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -12,23 +11,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use common::raw::{Client, initialize, open_session, still_serves, tools_list};
-use common::{InProcess, TestDb, backends};
-
-async fn steward_cli(db: &TestDb, args: &[&str]) -> anyhow::Result<Output> {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_steward"));
-    command
-        .args(args)
-        .current_dir(db.dir())
-        .env_remove("STEWARD_CONFIG")
-        .env_remove("STEWARD_DATABASE_URL")
-        .env_remove("STEWARD_AUTH")
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .with_context(|| format!("steward {args:?} did not finish"))??;
-    Ok(output)
-}
+use common::{InProcess, TestDb, backends, steward_cli};
 
 async fn keys(db: &TestDb, args: &[&str]) -> anyhow::Result<String> {
     let mut all = vec!["keys"];

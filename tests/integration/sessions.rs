@@ -258,27 +258,8 @@ fn unknown_session_id() -> String {
 
 /// Runs `steward ARGS --database URL` to completion.
 async fn steward_cli(db: &TestDb, args: &[&str]) -> anyhow::Result<Output> {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_steward"));
-    command
-        .args(args)
-        .args(["--database", &db.url])
-        .current_dir(db.dir())
-        .env_remove("STEWARD_CONFIG")
-        .env_remove("STEWARD_DATABASE_URL")
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .with_context(|| format!("steward {args:?} did not finish within 30 s"))?
-        .with_context(|| format!("cannot run steward {args:?}"))?;
-    eprintln!(
-        "[steward {}] exit {}\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(output)
+    let database = ["--database", db.url.as_str()];
+    common::steward_cli(db, &[args, &database[..]].concat()).await
 }
 
 /// Runs the CLI, requires exit 0, and returns stdout.

@@ -231,6 +231,32 @@ pub async fn open_store(db: &TestDb) -> anyhow::Result<Store> {
     Ok(Store::open(&url).await?)
 }
 
+/// Runs `steward ARGS` to completion in `db`'s scratch directory, untouched by the caller's
+/// `STEWARD_*` settings, and prints what it wrote (shown when the test fails).
+pub async fn steward_cli(db: &TestDb, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
+    command
+        .args(args)
+        .current_dir(db.dir())
+        .env_remove("STEWARD_CONFIG")
+        .env_remove("STEWARD_DATABASE_URL")
+        .env_remove("STEWARD_AUTH")
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .with_context(|| format!("steward {args:?} did not finish within 30 s"))?
+        .with_context(|| format!("cannot run steward {args:?}"))?;
+    eprintln!(
+        "[steward {}] exit {}\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(output)
+}
+
 /// The last lines a child wrote to stderr, kept for error messages.
 type LogTail = Arc<Mutex<Vec<String>>>;
 const LOG_TAIL_LINES: usize = 200;
