@@ -88,14 +88,13 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
 }
 
 /// `GET /health`: 200 with `status: "ok"` when the database answers, else 503 `degraded`.
-async fn health(
-    State(HttpState {
+async fn health(State(state): State<HttpState>) -> Response {
+    let HttpState {
         ctx,
         sessions,
         ledger,
         ..
-    }): State<HttpState>,
-) -> Response {
+    } = state;
     let (mut status, database) = match ctx.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
@@ -125,16 +124,10 @@ async fn health(
 }
 
 /// `GET /metrics`: Prometheus text.
-async fn metrics(
-    State(HttpState {
-        ctx,
-        sessions,
-        ledger,
-        ..
-    }): State<HttpState>,
-) -> Response {
-    ledger.report().record_metrics();
-    let report = sessions.report().await;
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let ctx = &state.ctx;
+    state.ledger.report().record_metrics();
+    let report = state.sessions.report().await;
     metrics::gauge!("steward_sessions_cached").set(report.cached_in_memory as f64);
     metrics::gauge!("steward_session_write_failures").set(report.write_failures as f64);
     metrics::gauge!("steward_cleanup_last_run_failed").set(

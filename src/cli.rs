@@ -6,7 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+
+use crate::ledger::Durability;
+use crate::logs::LogFormat;
+use crate::security::AuthMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,10 +29,10 @@ pub struct Cli {
         long,
         env = "STEWARD_LOG_FORMAT",
         global = true,
-        value_enum,
+        value_parser = one_of(&LogFormat::NAMES),
         value_name = "FORMAT"
     )]
-    pub log_format: Option<crate::logs::LogFormat>,
+    pub log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -268,8 +273,8 @@ pub struct TelemetryArgs {
 pub struct SecurityArgs {
     /// none (default; loopback addresses only) or api-key (`Authorization: Bearer <key>`, keys
     /// from `steward keys create`).
-    #[arg(long, env = "STEWARD_AUTH", value_enum, value_name = "MODE")]
-    pub auth: Option<crate::security::AuthMode>,
+    #[arg(long, env = "STEWARD_AUTH", value_parser = one_of(&AuthMode::NAMES), value_name = "MODE")]
+    pub auth: Option<AuthMode>,
     /// Serve without authentication on an address other machines can reach (only behind a proxy
     /// that authenticates).
     #[arg(long, env = "STEWARD_INSECURE_NO_AUTH")]
@@ -310,10 +315,10 @@ pub struct LedgerArgs {
     #[arg(
         long,
         env = "STEWARD_LEDGER_DURABILITY",
-        value_enum,
+        value_parser = one_of(&Durability::NAMES),
         value_name = "MODE"
     )]
-    pub ledger_durability: Option<crate::ledger::Durability>,
+    pub ledger_durability: Option<Durability>,
     /// Where ledger rows wait while the database refuses writes. Default: next to the SQLite
     /// file, or ./steward-ledger.spill for PostgreSQL.
     #[arg(long, env = "STEWARD_LEDGER_SPILL", value_name = "PATH")]
@@ -362,4 +367,18 @@ pub struct DatabaseArgs {
     /// Database URL: sqlite://PATH (created on first run) or postgres://USER@HOST:PORT/DB.
     #[arg(long, env = "STEWARD_DATABASE_URL", value_name = "URL", global = true)]
     pub database: Option<String>,
+}
+
+/// A flag that takes one of a domain type's named values: the names are offered in `--help`
+/// and completions, and a wrong one is refused listing them.
+fn one_of<T: Copy + Send + Sync + 'static>(
+    names: &'static [(&'static str, T)],
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(names.iter().map(|(name, _)| *name)).map(move |chosen| {
+        names
+            .iter()
+            .find(|(name, _)| *name == chosen)
+            .map(|(_, value)| *value)
+            .expect("the parser admits only listed names")
+    })
 }

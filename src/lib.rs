@@ -29,3 +29,6 @@ pub mod store;
 mod sync;
 pub mod traces;
 pub mod views;
+
+#[cfg(test)]
+mod layering;

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 /// How log lines are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines (coloured on a terminal).
@@ -13,6 +13,12 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
     Json,
+}
+
+impl LogFormat {
+    /// Every format, by the name flags and the config file use.
+    pub const NAMES: [(&str, LogFormat); 2] =
+        [("text", LogFormat::Text), ("json", LogFormat::Json)];
 }
 
 /// Installs the process-wide subscriber.

@@ -7,11 +7,9 @@ use steward::server::{self, RunError};
 
 /// mimalloc, not the system allocator: the ledger allocates on request threads and frees on its
 /// writer thread, the pattern glibc's malloc handles worst (freed chunks land in another
-/// thread's cache; the request threads fall through to the slow path). Measured with
-/// `steward-bench instructions`: the ledger's cost per message fell from ~100,000 to ~71,000
-/// instructions and the whole server's by 16%. `no_thp` keeps the resident set where glibc's
-/// was (transparent huge pages would add ~20-40 MiB). `override` makes C code in the process
-/// (the bundled SQLite) allocate through mimalloc too: a ledger-off call −8% (session 6).
+/// thread's cache; the request threads fall through to the slow path). `no_thp` keeps the
+/// resident set small (no transparent huge pages); `override` makes C code in the process (the
+/// bundled SQLite) allocate through mimalloc too. BENCHMARKS.md has the measurements.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -134,8 +134,8 @@ async fn run(
         guard,
     };
     let app = crate::app::router(state, close_sessions);
-    // Without TCP_NODELAY every small SSE write waits ~40 ms for Nagle + delayed ACK
-    // (rmcp-notes.md §7): a 20x throughput difference.
+    // Without TCP_NODELAY every small SSE write waits for Nagle's algorithm and the peer's
+    // delayed ACK (tens of milliseconds); BENCHMARKS.md has the measured difference.
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::warn!(%error, "could not set TCP_NODELAY");

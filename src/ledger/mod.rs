@@ -40,12 +40,21 @@ use writer::{Job, Writer};
 
 /// When a request's answer may leave: before its row is stored (`async`, the default), or only
 /// after (`sync`: group commit; the promise holds even against `kill -9`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     Off,
     Async,
     Sync,
+}
+
+impl Durability {
+    /// Every mode, by the name flags and the config file use.
+    pub const NAMES: [(&str, Durability); 3] = [
+        ("off", Durability::Off),
+        ("async", Durability::Async),
+        ("sync", Durability::Sync),
+    ];
 }
 
 #[derive(Clone, Debug)]

@@ -23,13 +23,19 @@ pub const DEFAULT_KEY_CACHE: Duration = Duration::from_secs(2);
 const MAX_CACHED_KEYS: usize = 10_000;
 
 /// `--auth`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMode {
     /// No authentication: allowed only on a loopback address (or with --insecure-no-auth).
     None,
     /// `Authorization: Bearer <key>` with a key from `steward keys create`.
     ApiKey,
+}
+
+impl AuthMode {
+    /// Every mode, by the name flags and the config file use.
+    pub const NAMES: [(&str, AuthMode); 2] =
+        [("none", AuthMode::None), ("api-key", AuthMode::ApiKey)];
 }
 
 /// An authenticated caller. Its name is the principal recorded on its sessions.

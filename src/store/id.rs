@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
+use sqlx::{Database, Decode, Encode, Postgres, Sqlite};
 use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -41,14 +41,7 @@ impl FromStr for Id {
     }
 }
 
-impl Type<Sqlite> for Id {
-    fn type_info() -> <Sqlite as Database>::TypeInfo {
-        <String as Type<Sqlite>>::type_info()
-    }
-    fn compatible(ty: &<Sqlite as Database>::TypeInfo) -> bool {
-        <String as Type<Sqlite>>::compatible(ty)
-    }
-}
+stored_as!(Id, Sqlite, String);
 
 impl<'q> Encode<'q, Sqlite> for Id {
     fn encode_by_ref(
@@ -70,11 +63,7 @@ impl<'r> Decode<'r, Sqlite> for Id {
     }
 }
 
-impl Type<Postgres> for Id {
-    fn type_info() -> <Postgres as Database>::TypeInfo {
-        <Uuid as Type<Postgres>>::type_info()
-    }
-}
+stored_as!(Id, Postgres, Uuid);
 
 impl<'q> Encode<'q, Postgres> for Id {
     fn encode_by_ref(

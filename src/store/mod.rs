@@ -5,6 +5,21 @@
 //! compiles the same body once per engine, so the SQL cannot drift apart. Each engine has its
 //! own checked-in migration history under `migrations/{sqlite,postgres}`.
 
+/// Implements sqlx's `Type` for a value type on one engine as the column type it is stored as
+/// there (e.g. `Money` as text on SQLite and as `NUMERIC` on PostgreSQL).
+macro_rules! stored_as {
+    ($ty:ty, $db:ty, $column:ty) => {
+        impl sqlx::Type<$db> for $ty {
+            fn type_info() -> <$db as sqlx::Database>::TypeInfo {
+                <$column as sqlx::Type<$db>>::type_info()
+            }
+            fn compatible(ty: &<$db as sqlx::Database>::TypeInfo) -> bool {
+                <$column as sqlx::Type<$db>>::compatible(ty)
+            }
+        }
+    };
+}
+
 mod id;
 
 pub mod documents;
@@ -148,8 +163,8 @@ impl Store {
 
     /// A pool of its own, with `connections` connections to the same database, for a task that
     /// writes steadily (the ledger's writer). It never waits for, or holds, a connection a
-    /// request needs, and its prepared statements (the ledger's INSERT of 128 rows takes
-    /// ~700,000 instructions to prepare) stay in the cache of the connection that uses them
+    /// request needs, and its prepared statements (the ledger's multi-row INSERTs are costly to
+    /// prepare) stay in the cache of the connection that uses them
     /// instead of being prepared again on each of the shared pool's connections in turn.
     /// Connects on first use.
     pub fn dedicated(&self, connections: u32) -> Store {

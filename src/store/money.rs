@@ -14,7 +14,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Type};
+use sqlx::{Database, Decode, Encode, Postgres, Sqlite};
 
 /// An exact amount of US dollars.
 ///
@@ -173,14 +173,7 @@ impl JsonSchema for Money {
     }
 }
 
-impl Type<Sqlite> for Money {
-    fn type_info() -> <Sqlite as Database>::TypeInfo {
-        <String as Type<Sqlite>>::type_info()
-    }
-    fn compatible(ty: &<Sqlite as Database>::TypeInfo) -> bool {
-        <String as Type<Sqlite>>::compatible(ty)
-    }
-}
+stored_as!(Money, Sqlite, String);
 
 impl<'q> Encode<'q, Sqlite> for Money {
     fn encode_by_ref(
@@ -199,14 +192,7 @@ impl<'r> Decode<'r, Sqlite> for Money {
     }
 }
 
-impl Type<Postgres> for Money {
-    fn type_info() -> <Postgres as Database>::TypeInfo {
-        <Decimal as Type<Postgres>>::type_info()
-    }
-    fn compatible(ty: &<Postgres as Database>::TypeInfo) -> bool {
-        <Decimal as Type<Postgres>>::compatible(ty)
-    }
-}
+stored_as!(Money, Postgres, Decimal);
 
 impl<'q> Encode<'q, Postgres> for Money {
     fn encode_by_ref(

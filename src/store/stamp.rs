@@ -7,16 +7,12 @@
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::{Database, Encode, Postgres, Sqlite, Type};
+use sqlx::{Database, Encode, Postgres, Sqlite};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp(pub DateTime<Utc>);
 
-impl Type<Sqlite> for Stamp {
-    fn type_info() -> <Sqlite as Database>::TypeInfo {
-        <DateTime<Utc> as Type<Sqlite>>::type_info()
-    }
-}
+stored_as!(Stamp, Sqlite, DateTime<Utc>);
 
 impl<'q> Encode<'q, Sqlite> for Stamp {
     fn encode_by_ref(
@@ -27,11 +23,7 @@ impl<'q> Encode<'q, Sqlite> for Stamp {
     }
 }
 
-impl Type<Postgres> for Stamp {
-    fn type_info() -> <Postgres as Database>::TypeInfo {
-        <DateTime<Utc> as Type<Postgres>>::type_info()
-    }
-}
+stored_as!(Stamp, Postgres, DateTime<Utc>);
 
 impl<'q> Encode<'q, Postgres> for Stamp {
     fn encode_by_ref(
