@@ -220,12 +220,15 @@ impl Client {
             .await
     }
 
-    /// `DELETE` the session.
+    /// `DELETE` the session (saying its revision, if set).
     pub async fn delete(&self, session: &str) -> anyhow::Result<Reply> {
         let mut request = self
             .http
             .delete(&self.url)
             .header("mcp-session-id", session);
+        if let Some(revision) = &self.revision {
+            request = request.header("mcp-protocol-version", revision);
+        }
         if let Some(key) = &self.key {
             request = request.bearer_auth(key);
         }

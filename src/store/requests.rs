@@ -595,3 +595,22 @@ mod tests {
         Ok(())
     }
 }
+
+/// What the ledger holds about one session's requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionActivity {
+    /// Its `tools/call` rows.
+    pub tool_calls: i64,
+}
+
+impl Store {
+    /// The session's tool calls, from the ledger (the truth across restarts and replicas,
+    /// unlike any one process's counters).
+    pub async fn session_activity(&self, session_id: &str) -> Result<SessionActivity, sqlx::Error> {
+        let sql =
+            "SELECT COUNT(*) FROM mcp_requests WHERE session_id = $1 AND method = 'tools/call'";
+        let tool_calls: i64 = on_pool!(self, pool =>
+            sqlx::query_scalar(sql).bind(session_id).fetch_one(pool).await)?;
+        Ok(SessionActivity { tool_calls })
+    }
+}

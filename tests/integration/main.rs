@@ -11,6 +11,7 @@ mod check;
 mod clients;
 mod config;
 mod dashboard;
+mod first_hour;
 mod hostile;
 mod http;
 mod ledger;
