@@ -63,20 +63,33 @@ impl BoardServer {
                 .unwrap_or(i64::MAX);
             let request_count = activity
                 .map_or(here, |a| a.tool_calls.saturating_add(1).max(here));
+            // A logical session's row is written moments after its first request: until it is
+            // there, say what that row will say.
+            let fresh_logical = row.is_none()
+                && session_id.as_deref().is_some_and(|id| id.starts_with("logical-"));
+            let client_name = client.as_ref().map(|c| c.name.clone());
+            let client_type = row.as_ref().map(|r| r.client_type.clone()).or_else(|| {
+                fresh_logical.then(|| {
+                    crate::sessions::client_type::detect(client_name.as_deref().unwrap_or("unknown"))
+                        .to_string()
+                })
+            });
             success(json!({
                 "session": {
                     "session_id": session_id,
-                    "kind": row.as_ref().map(|r| r.kind.clone()),
+                    "kind": row.as_ref().map(|r| r.kind.clone())
+                        .or_else(|| fresh_logical.then(|| "logical".to_string())),
                     "client": {
-                        "name": client.as_ref().map(|c| c.name.clone())
+                        "name": client_name
                             .or_else(|| row.as_ref().and_then(|r| r.client_name.clone())),
                         "version": client.as_ref().map(|c| c.version.clone())
                             .or_else(|| row.as_ref().and_then(|r| r.client_version.clone())),
-                        "type": row.as_ref().map(|r| r.client_type.clone()),
+                        "type": client_type,
                     },
                     "protocol_version": row.as_ref().and_then(|r| r.protocol_version.clone())
                         .or_else(|| request.protocol_version().map(|v| v.to_string())),
-                    "status": row.as_ref().map(|r| r.status.clone()),
+                    "status": row.as_ref().map(|r| r.status.clone())
+                        .or_else(|| fresh_logical.then(|| "active".to_string())),
                     "started_at": row.as_ref().map_or(self.connection.started_at, |r| r.connected_at),
                     // This request is the session's latest activity.
                     "last_activity": now,
