@@ -895,7 +895,7 @@
   function sessionsTable(sessions) {
     if (!sessions.length) return h('p', { class: 'empty' }, 'No sessions yet: connect an assistant (see Connect).');
     return table(
-      ['Client', 'Type', 'Protocol', 'Kind', 'Status', 'Connected', 'Last activity'],
+      ['Client', 'Type', 'Protocol', 'Kind', 'Status', 'Connected', 'Last activity', numTh('Requests'), numTh('Errors', 'error, tool_error or timeout'), numTh('Cost (est.)', 'Estimated cost in USD')],
       sessions.map((s) =>
         h(
           'tr',
@@ -914,6 +914,9 @@
           h('td', null, badge(s.status, s.disconnect_reason ? `ended: ${s.disconnect_reason}` : null), s.disconnect_reason ? h('span', { class: 'muted' }, ` ${s.disconnect_reason}`) : null),
           timeCell(s.connected_at),
           agoCell(s.last_activity),
+          h('td', { class: 'num', 'data-testid': 'session-requests' }, fmtInt((s.totals || {}).requests ?? 0)),
+          h('td', { class: 'num' }, fmtInt((s.totals || {}).errors ?? 0)),
+          h('td', { class: 'num' }, fmtCost((s.totals || {}).estimated_cost_usd)),
         ),
       ),
       { class: 'sessions' },
@@ -976,6 +979,18 @@
     return { el, refresh, title: 'Sessions' };
   }
 
+  /** The session's totals from the ledger, as summary rows (text only). */
+  function totalsSummary(t) {
+    return [
+      ['requests', fmtInt(t.requests ?? 0)],
+      ['errors', fmtInt(t.errors ?? 0)],
+      ['tokens (est.)', fmtInt(t.estimated_tokens ?? 0)],
+      ['cost (est.)', fmtCost(t.estimated_cost_usd)],
+      t.first_request_at ? ['first request', `${fmtTime(t.first_request_at)} (${ago(t.first_request_at)})`] : null,
+      t.last_request_at ? ['last request', `${fmtTime(t.last_request_at)} (${ago(t.last_request_at)})`] : null,
+    ];
+  }
+
   function sessionView(route) {
     const id = route.arg || '';
     const head = h('div', null, h('h1', null, 'Session'), h('p', { class: 'muted' }, 'Loading…'));
@@ -1012,6 +1027,7 @@
         ['last activity', `${fmtTime(s.last_activity)} (${ago(s.last_activity)})`],
         s.disconnected_at ? ['ended', `${fmtTime(s.disconnected_at)} (${ago(s.disconnected_at)})`] : null,
         s.principal ? ['principal', s.principal] : null,
+        ...totalsSummary(s.totals || {}),
       ].filter(Boolean);
       const open = headerDone && head.querySelector('details[open]');
       head.replaceChildren(

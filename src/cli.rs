@@ -341,7 +341,8 @@ pub struct SessionsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SessionsAction {
-    /// Sessions, most recently active first.
+    /// Sessions, most recently active first, with each one's requests, errors, estimated
+    /// tokens and cost from the ledger.
     List {
         /// Only this status.
         #[arg(long, value_parser = ["active", "idle", "disconnected", "revoked"])]
@@ -359,7 +360,8 @@ pub enum SessionsAction {
         #[arg(long)]
         json: bool,
     },
-    /// One session in full.
+    /// One session in full, with its requests, errors, estimated tokens and cost, and its
+    /// first and last request.
     Show {
         /// The session's full id or a unique prefix (as `sessions list` shows it).
         id: String,

@@ -189,6 +189,7 @@ async fn list_sessions(
         kind: q.kind,
     };
     let (sessions, total) = store.list_sessions(&filter, limit, offset).await?;
+    let sessions = store.with_totals(sessions).await?;
     let (sessions, truncated) = within_bytes(&sessions, MAX_PAGE_BYTES);
     Ok(axum::Json(json!({
         "sessions": sessions, "total": total, "page": page, "per_page": per_page,
@@ -225,13 +226,14 @@ async fn show_session(
         .get_session(&id)
         .await?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no session has id {id}")))?;
+    let session = store.with_totals(vec![session]).await?;
     let filter = RequestFilter {
         session_id: Some(id),
         ..RequestFilter::default()
     };
     let (requests, total) = store.list_requests(&filter, 200, 0).await?;
     Ok(
-        axum::Json(json!({ "session": session, "requests": requests, "request_count": total }))
+        axum::Json(json!({ "session": session[0], "requests": requests, "request_count": total }))
             .into_response(),
     )
 }

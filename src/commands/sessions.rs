@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::table;
 use crate::cli::SessionsAction;
-use crate::store::sessions::{SessionFilter, SessionRow};
+use crate::store::session_totals::SessionWithTotals;
+use crate::store::sessions::SessionFilter;
 use crate::store::{IdKind, Store};
 
 pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
@@ -23,6 +24,7 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
                 kind,
             };
             let (rows, total) = store.list_sessions(&filter, i64::from(limit), 0).await?;
+            let rows = store.with_totals(rows).await?;
             if json {
                 println!(
                     "{}",
@@ -39,6 +41,11 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
                 .get_session(&id)
                 .await?
                 .with_context(|| format!("no session has id {id}"))?;
+            let row = store
+                .with_totals(vec![row])
+                .await?
+                .pop()
+                .context("the session's totals came back empty")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&row)?);
             } else {
@@ -62,10 +69,10 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list_table(rows: &[SessionRow]) -> String {
+fn list_table(rows: &[SessionWithTotals]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
+        .map(|SessionWithTotals { session: r, totals }| {
             vec![
                 short_id(&r.session_id),
                 r.client_type.clone(),
@@ -78,6 +85,10 @@ fn list_table(rows: &[SessionRow]) -> String {
                 r.status.clone(),
                 r.connected_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                 r.last_activity.format("%Y-%m-%d %H:%M:%S").to_string(),
+                totals.requests.to_string(),
+                totals.errors.to_string(),
+                totals.estimated_tokens.to_string(),
+                totals.estimated_cost_usd.to_string(),
             ]
         })
         .collect();
@@ -90,6 +101,10 @@ fn list_table(rows: &[SessionRow]) -> String {
             "STATUS",
             "CONNECTED (UTC)",
             "LAST ACTIVITY (UTC)",
+            "REQUESTS",
+            "ERRORS",
+            "TOKENS",
+            "COST (USD)",
         ],
         &cells,
         40,
@@ -102,7 +117,8 @@ fn short_id(id: &str) -> String {
     id.chars().take(16).collect()
 }
 
-fn show_text(r: &SessionRow) -> String {
+fn show_text(SessionWithTotals { session: r, totals }: &SessionWithTotals) -> String {
+    let when = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".into(), |t| t.to_rfc3339());
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let fields = [
         ("session_id", r.session_id.clone()),
@@ -122,6 +138,12 @@ fn show_text(r: &SessionRow) -> String {
             r.disconnected_at.map_or("-".into(), |t| t.to_rfc3339()),
         ),
         ("disconnect_reason", opt(&r.disconnect_reason)),
+        ("requests", totals.requests.to_string()),
+        ("errors", totals.errors.to_string()),
+        ("estimated_tokens", totals.estimated_tokens.to_string()),
+        ("estimated_cost_usd", totals.estimated_cost_usd.to_string()),
+        ("first_request_at", when(totals.first_request_at)),
+        ("last_request_at", when(totals.last_request_at)),
     ];
     let cells: Vec<Vec<String>> = fields
         .iter()

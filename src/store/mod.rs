@@ -37,6 +37,7 @@ pub mod projects;
 pub mod request_row;
 pub mod request_stats;
 pub mod requests;
+pub mod session_totals;
 pub mod sessions;
 mod stamp;
 pub mod tasks;

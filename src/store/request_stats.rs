@@ -392,6 +392,19 @@ impl Store {
         })
     }
 
+    /// SQL summing a cost column as integer units of [`Money::STORED_SCALE`] (NULL when every
+    /// value is NULL); read the result with [`money_from_units`].
+    pub(crate) fn sum_cost_units(&self, column: &str) -> String {
+        // Stored costs have 10 decimals: exact as integer units (through REAL on SQLite, which
+        // has no decimal type; exact below 10^5 USD per request).
+        match self {
+            Store::Sqlite(_) => {
+                format!("SUM(CAST(ROUND(CAST({column} AS REAL) * 10000000000) AS INTEGER))")
+            }
+            Store::Postgres(_) => format!("SUM({column} * 10000000000)"),
+        }
+    }
+
     /// The ledger rows in `[from, to)` aggregated in SQL by key and latency bucket: a partial
     /// hour costs one scan, not one decoded row per request.
     pub async fn bucket_cells(
@@ -399,14 +412,7 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<BucketCell>, sqlx::Error> {
-        // Stored costs have 10 decimals: exact as integer units (through REAL on SQLite, which
-        // has no decimal type; exact below 10^5 USD per request).
-        let cost_units = match self {
-            Store::Sqlite(_) => {
-                "SUM(CAST(ROUND(CAST(r.estimated_cost_usd AS REAL) * 10000000000) AS INTEGER))"
-            }
-            Store::Postgres(_) => "SUM(r.estimated_cost_usd * 10000000000)",
-        };
+        let cost_units = self.sum_cost_units("r.estimated_cost_usd");
         let sql = format!(
             "SELECT r.method, COALESCE(r.tool_name, '') AS tool_name, COALESCE(s.client_type, 'unknown') AS client_type, \
              {bucket} AS bucket, COUNT(*) AS requests, \

@@ -183,6 +183,23 @@ try {
     await page.screenshot({ path: path.join(SHOTS, 'sessions.png'), fullPage: true });
   });
 
+  await check('sessions: a session shows its request count, errors and cost from the ledger', async () => {
+    const cell = page.locator(`tr.session-row[data-session-id="${claude.sessionId}"] [data-testid=session-requests]`);
+    let expected = null;
+    await waitFor(async () => {
+      const r = await fetch(`${BASE}/api/sessions/${encodeURIComponent(claude.sessionId)}`);
+      const body = await r.json();
+      expected = body.session && body.session.totals ? body.session.totals.requests : null;
+      await page.click('nav a[data-route=sessions]');
+      await cell.first().waitFor({ timeout: UI_MS });
+      const shown = Number((await cell.first().textContent()).replace(/,/g, ''));
+      return expected >= 3 && shown === expected;
+    }, UI_MS, 'the request count of claude-code as /api/sessions/{id} reports it');
+    const headers = await page.locator('table.sessions th').allTextContents();
+    for (const h of ['Requests', 'Errors', 'Cost (est.)']) assert(headers.includes(h), `headers: ${JSON.stringify(headers)}`);
+    return `${expected} requests`;
+  });
+
   await check('session timeline (hostile client): its calls, the hostile tool name as text, expandable details', async () => {
     await page.locator('tr.session-row a').filter({ hasText: HOSTILE }).first().click();
     await waitFor(async () => (await page.evaluate(() => location.hash)).startsWith('#/session/'), UI_MS, 'the session route');

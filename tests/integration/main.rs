@@ -26,6 +26,7 @@ mod pricing;
 mod resume;
 mod retention;
 mod schemas;
+mod session_totals;
 mod sessions;
 mod stateless;
 mod stats;
