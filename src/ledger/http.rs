@@ -18,6 +18,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::entry::{Ending, MAX_KEPT_RESPONSE, Micros, Observation, new_request_id};
+use super::journal::Ticket;
 use super::{Durability, Ledger};
 
 /// Who made a request, filled in by the authentication layer inside this one: unset when the
@@ -67,6 +68,22 @@ impl Pending {
             response_len,
             ending,
             protocol_version: self.protocol_version,
+        }
+    }
+
+    /// The observation as it stands, for the journal, while the reply is still going out.
+    fn snapshot(&self, response: Bytes, response_len: u64) -> Observation {
+        Observation {
+            request_id: self.request_id,
+            session_id: self.session_id.clone(),
+            timestamp: self.timestamp,
+            duration: Micros::since(self.started),
+            request: self.request.clone(),
+            http_status: Some(self.http_status),
+            response,
+            response_len,
+            ending: Ending::Complete,
+            protocol_version: self.protocol_version.clone(),
         }
     }
 }
@@ -172,6 +189,7 @@ pub async fn capture(
             kept: Kept::Nothing,
             len: 0,
             pending: Some((pending, ledger)),
+            journaled: None,
         }),
     )
 }
@@ -218,6 +236,9 @@ struct TapBody {
     kept: Kept,
     len: u64,
     pending: Option<(Pending, Ledger)>,
+    /// The journal record of the reply so far, and the reply's length then (see
+    /// [`TapBody::journal_before_sending`]).
+    journaled: Option<(Ticket, u64)>,
 }
 
 /// The reply so far. A reply that arrives as one frame is kept as that frame (shared, not
@@ -258,6 +279,15 @@ impl Kept {
         }
     }
 
+    /// The reply so far, without taking it.
+    fn peek(&self) -> Bytes {
+        match self {
+            Kept::Nothing => Bytes::new(),
+            Kept::One(bytes) => bytes.clone(),
+            Kept::Joined(buffer) => Bytes::copy_from_slice(buffer),
+        }
+    }
+
     fn take(&mut self) -> Bytes {
         match std::mem::take(self) {
             Kept::Nothing => Bytes::new(),
@@ -287,7 +317,30 @@ impl TapBody {
     fn finish(&mut self, ending: Ending) {
         if let Some((pending, ledger)) = self.pending.take() {
             let kept = self.kept.take();
-            ledger.record(pending.finish(kept, self.len, ending));
+            let observation = pending.finish(kept, self.len, ending);
+            match self.journaled.take() {
+                Some((ticket, len)) if len == self.len => {
+                    ledger.record_journaled(observation, Some(ticket));
+                }
+                // Journaled anew before the older record is released.
+                _ => ledger.record(observation),
+            }
+        }
+    }
+
+    /// A streamed (SSE) reply does not say which frame is its last: a client may have the
+    /// whole answer before the body ends. So every frame that carries data is journaled before
+    /// it leaves, and a `kill -9` at any point loses no answered request.
+    fn journal_before_sending(&mut self, frame: &Bytes) {
+        let Some((pending, ledger)) = &self.pending else {
+            return;
+        };
+        if frame.is_empty() || carries_no_data(frame) {
+            return;
+        }
+        let observation = pending.snapshot(self.kept.peek(), self.len);
+        if let Some(ticket) = ledger.journal(&observation) {
+            self.journaled = Some((ticket, self.len));
         }
     }
 }
@@ -314,6 +367,8 @@ impl HttpBody for TapBody {
                 // hyper stops polling a body that says it has ended: finish now.
                 if this.inner.is_end_stream() {
                     this.finish(Ending::Complete);
+                } else if let Some(data) = frame.data_ref() {
+                    this.journal_before_sending(data);
                 }
             }
             Poll::Ready(None) => this.finish(Ending::Complete),
