@@ -386,7 +386,11 @@ impl Writer {
     /// One INSERT, bounded in time: a database that hangs (a lock, a dead connection) is
     /// treated like one that refuses, so the outage shows up in `/health` instead of stalling.
     /// `all_new`: no row was offered to the database before (see [`Store::insert_new_requests`]).
-    pub(super) async fn insert(&self, rows: &[LedgerRow], all_new: bool) -> Result<u64, sqlx::Error> {
+    pub(super) async fn insert(
+        &self,
+        rows: &[LedgerRow],
+        all_new: bool,
+    ) -> Result<u64, sqlx::Error> {
         let insert = async {
             match all_new {
                 true => self.store.insert_new_requests(rows).await,

@@ -425,7 +425,11 @@ mod tests {
             .collect();
         assert_eq!(files(journal.slot()).len(), 3);
         drop(tickets);
-        assert_eq!(files(journal.slot()).len(), 1, "only the open segment is left");
+        assert_eq!(
+            files(journal.slot()).len(),
+            1,
+            "only the open segment is left"
+        );
         journal.close_clean();
         assert!(files(journal.slot()).is_empty());
         Ok(())

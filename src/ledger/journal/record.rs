@@ -125,7 +125,10 @@ pub struct Scan {
 /// tail, as a power loss can leave) ends the scan, counted once.
 pub fn scan(mut data: &[u8], into: &mut Scan) {
     while !data.is_empty() {
-        let Some((len, crc)) = data.get(..HEADER).map(|h| (le_u32(&h[..4]), le_u32(&h[4..]))) else {
+        let Some((len, crc)) = data
+            .get(..HEADER)
+            .map(|h| (le_u32(&h[..4]), le_u32(&h[4..])))
+        else {
             into.damaged.push(Damage::TornTail);
             return;
         };
@@ -231,9 +234,13 @@ mod tests {
             timestamp: DateTime::from_timestamp_micros(1_764_000_000_123_456 + i64::from(n))
                 .expect("a valid timestamp"),
             duration: Micros::from_micros(1234),
-            request: Bytes::from(format!("{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"ping\"}}")),
+            request: Bytes::from(format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"ping\"}}"
+            )),
             http_status: (n % 3 != 0).then_some(200),
-            response: Bytes::from(format!("{{\"jsonrpc\":\"2.0\",\"id\":{n},\"result\":{{}}}}")),
+            response: Bytes::from(format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{n},\"result\":{{}}}}"
+            )),
             response_len: 40 + u64::from(n),
             ending: Ending::Cancelled,
             protocol_version: Some("2025-11-25".into()),
