@@ -390,8 +390,12 @@ impl Ledger {
 
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         match self {
-            Ledger::Sqlite(pool) => drop(sqlx::raw_sql(sql).execute(pool).await?),
-            Ledger::Postgres(pool) => drop(sqlx::raw_sql(sql).execute(pool).await?),
+            Ledger::Sqlite(pool) => {
+                sqlx::raw_sql(sql).execute(pool).await?;
+            }
+            Ledger::Postgres(pool) => {
+                sqlx::raw_sql(sql).execute(pool).await?;
+            }
         }
         Ok(())
     }

@@ -230,14 +230,14 @@ mod tests {
     fn observation(n: u8) -> Observation {
         Observation {
             request_id: Uuid::now_v7(),
-            session_id: (n % 2 == 0).then(|| format!("session-{n}")),
+            session_id: n.is_multiple_of(2).then(|| format!("session-{n}")),
             timestamp: DateTime::from_timestamp_micros(1_764_000_000_123_456 + i64::from(n))
                 .expect("a valid timestamp"),
             duration: Micros::from_micros(1234),
             request: Bytes::from(format!(
                 "{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"ping\"}}"
             )),
-            http_status: (n % 3 != 0).then_some(200),
+            http_status: (!n.is_multiple_of(3)).then_some(200),
             response: Bytes::from(format!(
                 "{{\"jsonrpc\":\"2.0\",\"id\":{n},\"result\":{{}}}}"
             )),
