@@ -38,8 +38,10 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         security.max_body_bytes,
         close_sessions,
     );
+    let logical = Arc::new(LogicalSessions::new(state.ctx.store.clone()));
     let mcp = inner
         .clone()
+        .layer(axum::Extension(mcp::StatelessSessions(logical.clone())))
         .layer(middleware::from_fn_with_state(
             (state.guard.clone(), inner),
             security::layers::guard_mcp,
@@ -49,7 +51,7 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         .layer(middleware::from_fn_with_state(
             ledger::http::Capture {
                 ledger: state.ledger.clone(),
-                attribution: Some(Arc::new(LogicalSessions::new(state.ctx.store.clone()))),
+                attribution: Some(logical as Arc<dyn ledger::http::Attribution>),
                 max_body: security.max_body_bytes,
             },
             ledger::http::capture,

@@ -1,6 +1,9 @@
-//! Command-line interface. Every flag can also come from a `STEWARD_<FLAG>` environment
-//! variable (clap's `env`) and from `steward.toml` (see [`crate::config`]); flags win over
+//! Command-line interface. Most flags can also come from a `STEWARD_<FLAG>` environment
+//! variable (clap's `env`; `--help` names each one, e.g. `--database` reads
+//! `STEWARD_DATABASE_URL`) and from `steward.toml` (see [`crate::config`]); flags win over
 //! the environment, which wins over the file, which wins over the defaults.
+//!
+//! Exit codes: 0 success, 1 a runtime failure, 2 a usage or configuration error.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,7 +57,8 @@ pub enum Command {
     Requests(RequestsArgs),
     /// Request statistics per tool and per client (estimated tokens and cost).
     Stats(StatsArgs),
-    /// Verify end to end that sessions and tracking really work (phases 0-8 of the seed's checklist).
+    /// Verify end to end that a server really works: health, sessions, request tracking,
+    /// token counts, protocol errors, /api, restart recovery, cleanup and orphan rows.
     Check(CheckArgs),
     /// API keys for `serve --auth api-key` (shown once, stored hashed).
     Keys(KeysArgs),
@@ -73,20 +77,26 @@ pub enum KeysAction {
     /// Creates a key and prints it once; only its hash is stored. NAME becomes the principal of
     /// the sessions the key opens.
     Create {
+        /// The key's name (letters, digits, `-`, `_`, `.`); also the principal of its sessions.
         name: String,
         /// May also read /api/ and the dashboard.
         #[arg(long)]
         admin: bool,
+        /// Print JSON (with the key) instead of the bare key.
         #[arg(long)]
         json: bool,
     },
     /// Every key (never the key itself): name, admin, created, revoked.
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Revokes a key: running servers refuse it within their revocation poll (default 2s).
-    Revoke { name: String },
+    Revoke {
+        /// The name given to `keys create`.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +104,7 @@ pub struct StatsArgs {
     /// The period: a duration back from now (e.g. 1h, 7d) or an RFC 3339 time.
     #[arg(long, default_value = "24h", value_name = "DUR")]
     pub since: String,
+    /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -136,18 +147,25 @@ pub struct RequestsArgs {
 pub enum RequestsAction {
     /// Ledger rows, newest first.
     List {
-        /// Only this session.
-        #[arg(long)]
+        /// Only this session: its full id or a unique prefix (as `sessions list` shows it).
+        #[arg(long, value_name = "ID")]
         session: Option<String>,
-        /// Only this tool.
+        /// Only calls of this tool (e.g. manage_task).
         #[arg(long)]
         tool: Option<String>,
+        /// Only this JSON-RPC method (e.g. tools/call, initialize).
+        #[arg(long)]
+        method: Option<String>,
+        /// Only this outcome.
+        #[arg(long, value_parser = ["success", "error", "tool_error", "timeout", "cancelled"])]
+        status: Option<String>,
         /// Only since this long ago (e.g. 15m, 24h) or this RFC 3339 time.
         #[arg(long, value_name = "DUR")]
         since: Option<String>,
         /// Most rows to show.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -163,10 +181,15 @@ pub struct PricingArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PricingAction {
-    /// Every price row, by model and date.
+    /// Every price row, by model and date; marks the model that prices clients by default.
     List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// The model Steward prices clients with (default claude-sonnet-4-5, or the config
+        /// file's `ledger.pricing_model`).
+        #[arg(long, env = "STEWARD_PRICING_MODEL", value_name = "MODEL")]
+        pricing_model: Option<String>,
     },
     /// Adds (or corrects) a model's price from a date on. Running servers pick it up within a minute.
     Add {
@@ -217,19 +240,29 @@ pub enum SessionsAction {
     },
     /// One session in full.
     Show {
+        /// The session's full id or a unique prefix (as `sessions list` shows it).
         id: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a session: it answers 404 everywhere within the servers' revocation poll (2 s).
-    Revoke { id: String },
+    Revoke {
+        /// The session's full id or a unique prefix (as `sessions list` shows it).
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on. Port 0 picks a free port (the chosen address is printed).
-    #[arg(long, env = "STEWARD_LISTEN", value_name = "ADDR")]
+    /// Address to listen on, HOST:PORT (the host may be a name, e.g. localhost:8051). Port 0
+    /// picks a free port (the chosen address is printed). [default: 127.0.0.1:8051]
+    #[arg(long, env = "STEWARD_LISTEN", value_name = "ADDR", value_parser = parse_listen)]
     pub listen: Option<SocketAddr>,
+
+    /// Port to listen on (replaces the port of --listen). [default: 8051]
+    #[arg(long, env = "STEWARD_PORT", value_name = "PORT")]
+    pub port: Option<u16>,
 
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -373,9 +406,40 @@ pub struct SessionArgs {
 
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
-    /// Database URL: sqlite://PATH (created on first run) or postgres://USER@HOST:PORT/DB.
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB. `serve` and `stdio` create
+    /// a SQLite file (and its directory) on first run; the other commands never create one.
+    /// [default: sqlite://$XDG_DATA_HOME/steward/steward.db, i.e.
+    /// ~/.local/share/steward/steward.db]
     #[arg(long, env = "STEWARD_DATABASE_URL", value_name = "URL", global = true)]
     pub database: Option<String>,
+}
+
+/// Parses `HOST:PORT` for `--listen`: an IP address, or a host name resolved now (the first
+/// IPv4 address it has, else its first address).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err(format!(
+            "{text:?} has no port; write HOST:PORT, e.g. 127.0.0.1:8051 or localhost:8051 (or use --port)"
+        ));
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!("cannot resolve {text:?}: {e}; write HOST:PORT, e.g. 127.0.0.1:8051 or localhost:8051")
+        })?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| {
+            format!("{text:?} resolves to no address; write HOST:PORT, e.g. 127.0.0.1:8051")
+        })
 }
 
 /// A flag that takes one of a domain type's named values: the names are offered in `--help`

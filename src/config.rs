@@ -22,7 +22,9 @@ use crate::sessions::SessionSettings;
 use crate::store::{DatabaseUrl, UrlError};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8051";
-pub const DEFAULT_DATABASE: &str = "sqlite://steward.db";
+/// The default database, under the user's data directory (see [`default_database_path`]), so
+/// `serve`, `stdio` and the CLI find the same board from any working directory.
+pub const DEFAULT_DATABASE_FILE: &str = "steward/steward.db";
 const DEFAULT_CONFIG_FILE: &str = "steward.toml";
 
 /// A configuration problem the user must fix; exit code 2.
@@ -60,7 +62,8 @@ pub enum ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    listen: Option<SocketAddr>,
+    /// `HOST:PORT`; the host may be a name (`localhost`).
+    listen: Option<String>,
     database: Option<String>,
     conformance_fixtures: Option<bool>,
     #[serde(default)]
@@ -176,6 +179,22 @@ pub enum Resolved {
     Keys(DatabaseUrl, KeysAction),
 }
 
+impl Resolved {
+    /// The database the command reads or writes (`check` names its own).
+    pub fn database(&self) -> Option<&DatabaseUrl> {
+        match self {
+            Resolved::Serve(config) => Some(&config.database),
+            Resolved::Stdio(config) => Some(&config.database),
+            Resolved::Check(_) => None,
+            Resolved::Sessions(url, _)
+            | Resolved::Pricing(url, _)
+            | Resolved::Requests(url, _)
+            | Resolved::Stats(url, _, _)
+            | Resolved::Keys(url, _) => Some(url),
+        }
+    }
+}
+
 /// Merges flags/env (already applied by clap) with the config file and the defaults; also
 /// says how to log.
 pub fn resolve(cli: Cli) -> Result<(Resolved, LogFormat), ConfigError> {
@@ -191,6 +210,7 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
     Ok(match command {
         Command::Serve(ServeArgs {
             listen,
+            port,
             database,
             sessions,
             ledger,
@@ -200,9 +220,7 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
         }) => {
             let database = database_url(database, &file)?;
             let session_settings = session_settings(sessions, &file.sessions)?;
-            let listen = listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address is valid"));
+            let listen = listen_address(listen, port, file.listen.as_deref())?;
             Resolved::Serve(ServeConfig {
                 security: security_settings(security, &file.security, listen)?,
                 listen,
@@ -237,7 +255,17 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             })
         }
         Command::Pricing(args) => {
-            Resolved::Pricing(database_url(args.database, &file)?, args.action)
+            let action = match args.action {
+                PricingAction::List {
+                    json,
+                    pricing_model,
+                } => PricingAction::List {
+                    json,
+                    pricing_model: Some(pricing_policy(pricing_model, &file.ledger).default_model),
+                },
+                other => other,
+            };
+            Resolved::Pricing(database_url(args.database, &file)?, action)
         }
         Command::Check(args) => {
             // Only an explicit --database (flag or env) is used: the check never guesses.
@@ -354,11 +382,56 @@ fn security_settings(
 }
 
 fn database_url(args: DatabaseArgs, file: &FileConfig) -> Result<DatabaseUrl, ConfigError> {
-    let url = args
-        .database
-        .or_else(|| file.database.clone())
-        .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
-    Ok(DatabaseUrl::parse(&url)?)
+    let url = match args.database.or_else(|| file.database.clone()) {
+        Some(url) => DatabaseUrl::parse(&url)?,
+        None => DatabaseUrl::Sqlite {
+            path: default_database_path()?,
+        },
+    };
+    // An absolute path, so every message names the file itself, whatever the working directory.
+    Ok(match url {
+        DatabaseUrl::Sqlite { path } if path.is_relative() => DatabaseUrl::Sqlite {
+            path: std::path::absolute(&path).unwrap_or(path),
+        },
+        other => other,
+    })
+}
+
+/// `$XDG_DATA_HOME/steward/steward.db`, else `~/.local/share/steward/steward.db`: one database
+/// per user, the same from every working directory.
+pub fn default_database_path() -> Result<PathBuf, ConfigError> {
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::home_dir().map(|home| home.join(".local/share")))
+        .ok_or_else(|| {
+            ConfigError::Invalid(
+                "cannot find a data directory for the default database (neither XDG_DATA_HOME nor HOME is set); pass --database sqlite://PATH".into(),
+            )
+        })?;
+    Ok(data_home.join(DEFAULT_DATABASE_FILE))
+}
+
+/// The address to listen on: `--listen` (or the file's `listen`, or the default), with its
+/// port replaced by `--port` when given.
+fn listen_address(
+    flag: Option<SocketAddr>,
+    port: Option<u16>,
+    file: Option<&str>,
+) -> Result<SocketAddr, ConfigError> {
+    let mut addr = match (flag, file) {
+        (Some(addr), _) => addr,
+        (None, Some(text)) => crate::cli::parse_listen(text).map_err(|reason| {
+            ConfigError::Invalid(format!("listen in the config file: {reason}"))
+        })?,
+        (None, None) => DEFAULT_LISTEN
+            .parse()
+            .map_err(|_| ConfigError::Invalid("the default listen address is invalid".into()))?,
+    };
+    if let Some(port) = port {
+        addr.set_port(port);
+    }
+    Ok(addr)
 }
 
 fn ledger_settings(

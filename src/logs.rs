@@ -1,6 +1,6 @@
 //! Logging: to stderr (stdout belongs to the stdio transport), as text for people or as JSON
 //! lines for log pipelines (`--log-format json`). `STEWARD_LOG` or `RUST_LOG` set the filter,
-//! default `info`.
+//! default [`DEFAULT_FILTER`].
 
 use serde::Deserialize;
 
@@ -15,6 +15,11 @@ pub enum LogFormat {
     Json,
 }
 
+/// Steward's own lines at info; rmcp's service loop only from warn, because at info it logs the
+/// whole `InitializeRequestParams` of every session (and every notification), which floods an
+/// assistant's MCP log. `STEWARD_LOG=info,rmcp=info` brings them back.
+pub const DEFAULT_FILTER: &str = "info,rmcp::service=warn";
+
 impl LogFormat {
     /// Every format, by the name flags and the config file use.
     pub const NAMES: [(&str, LogFormat); 2] =
@@ -25,7 +30,7 @@ impl LogFormat {
 pub fn init(format: LogFormat) {
     let filter = std::env::var("STEWARD_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_string());
+        .unwrap_or_else(|_| DEFAULT_FILTER.to_string());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr);

@@ -1,9 +1,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use steward::cli::Cli;
+use steward::cli::{Cli, KeysAction, PricingAction};
+use steward::commands::UsageError;
 use steward::config::{self, Resolved};
 use steward::server::{self, RunError};
+use steward::store::OpenMode;
 
 /// mimalloc, not the system allocator: the ledger allocates on request threads and frees on its
 /// writer thread, the pattern glibc's malloc handles worst (freed chunks land in another
@@ -39,37 +41,44 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(database) = resolved.database() {
+        eprintln!("steward: database {}", database.redacted());
+    }
     let outcome = runtime.block_on(async {
         match resolved {
             Resolved::Serve(config) => server::serve(config).await,
             Resolved::Stdio(config) => server::stdio(config).await,
+            Resolved::Check(_) => Ok(()), // answered above
             Resolved::Pricing(database, action) => {
-                server::admin(&database, |store| {
+                let mode = open_mode(matches!(action, PricingAction::List { .. }));
+                server::admin(&database, mode, |store| {
                     Box::pin(steward::commands::pricing::run(store, action))
                 })
                 .await
             }
-            Resolved::Check(_) => Ok(()), // answered above
             Resolved::Stats(database, since, json) => {
-                server::admin(&database, |store| {
+                server::admin(&database, OpenMode::Existing, |store| {
                     Box::pin(steward::commands::stats::run(store, since, json))
                 })
                 .await
             }
             Resolved::Requests(database, action) => {
-                server::admin(&database, |store| {
+                server::admin(&database, OpenMode::Existing, |store| {
                     Box::pin(steward::commands::requests::run(store, action))
                 })
                 .await
             }
             Resolved::Keys(database, action) => {
-                server::admin(&database, |store| {
+                // A key may be created before the server first runs; listing or revoking one
+                // needs the database the server uses.
+                let mode = open_mode(!matches!(action, KeysAction::Create { .. }));
+                server::admin(&database, mode, |store| {
                     Box::pin(steward::commands::keys::run(store, action))
                 })
                 .await
             }
             Resolved::Sessions(database, action) => {
-                server::admin(&database, |store| {
+                server::admin(&database, OpenMode::Existing, |store| {
                     Box::pin(steward::commands::sessions::run(store, action))
                 })
                 .await
@@ -82,10 +91,23 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(RunError::Config(error)) => config_error(&error),
+        Err(RunError::Runtime(error)) if error.is::<UsageError>() => {
+            eprintln!("steward: {error:#}");
+            ExitCode::from(2)
+        }
         Err(RunError::Runtime(error)) => {
             eprintln!("steward: {error:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Read-only commands never create a database.
+fn open_mode(read_only: bool) -> OpenMode {
+    if read_only {
+        OpenMode::Existing
+    } else {
+        OpenMode::Create
     }
 }
 

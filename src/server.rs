@@ -17,7 +17,7 @@ use crate::security::layers::Guard;
 use crate::sessions::Sessions;
 use crate::sessions::events::DbEventStore;
 use crate::store::DatabaseUrl;
-use crate::store::{OpenError, Store};
+use crate::store::{OpenError, OpenMode, Store};
 use crate::traces::Traces;
 
 /// Why Steward stopped with an error: a configuration problem (exit 2) or a runtime one (exit 1).
@@ -29,25 +29,66 @@ pub enum RunError {
     Runtime(#[from] anyhow::Error),
 }
 
-/// Opens the database, mapping failures to a message that says what to fix.
+/// Opens (creating if needed) the database, mapping failures to a message that says what to fix.
 pub async fn open_store(url: &DatabaseUrl) -> Result<Store, ConfigError> {
-    Store::open(url).await.map_err(|error| {
-        let hint = match (url, &error) {
-            (DatabaseUrl::Sqlite { .. }, OpenError::Connect(_)) => {
-                "check that the directory exists and is writable, or pass another --database sqlite://PATH"
-            }
-            (DatabaseUrl::Postgres { .. }, OpenError::Connect(_)) => {
-                "check that PostgreSQL is running and reachable and that the user, password and database in the URL are right"
-            }
-            (_, OpenError::Migrate(_)) => {
-                "the database holds a schema this version of Steward cannot migrate; point --database at Steward's own database"
-            }
-        };
+    open_store_with(url, OpenMode::Create).await
+}
+
+/// Opens the database; with [`OpenMode::Create`] a SQLite file's missing directories are
+/// created first.
+pub async fn open_store_with(url: &DatabaseUrl, mode: OpenMode) -> Result<Store, ConfigError> {
+    if let (DatabaseUrl::Sqlite { path }, OpenMode::Create) = (url, mode)
+        && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|error| ConfigError::Database {
+            url: url.redacted(),
+            reason: format!(
+                "cannot create the directory {}: {error}; pass another --database sqlite://PATH",
+                parent.display()
+            ),
+        })?;
+    }
+    Store::open_with(url, mode).await.map_err(|error| {
+        let hint = open_hint(url, &error);
         ConfigError::Database {
             url: url.redacted(),
             reason: format!("{error}; {hint}"),
         }
     })
+}
+
+/// What to do about a database that would not open.
+fn open_hint(url: &DatabaseUrl, error: &OpenError) -> &'static str {
+    match (url, error) {
+        (_, OpenError::Missing(_)) => {
+            "is `steward serve` using another --database? Pass the same --database (or STEWARD_DATABASE_URL) here; nothing was created"
+        }
+        (DatabaseUrl::Sqlite { .. }, OpenError::Connect(e)) if is_not_a_database(e) => {
+            "the file exists but is not a SQLite database; point --database at Steward's database or at a new file"
+        }
+        (DatabaseUrl::Sqlite { .. }, OpenError::Connect(_)) => {
+            "check that the directory exists and is writable, or pass another --database sqlite://PATH"
+        }
+        (DatabaseUrl::Postgres { .. }, OpenError::Unreachable { .. }) => {
+            "check that PostgreSQL is running and that the host and port in the URL are right"
+        }
+        (DatabaseUrl::Postgres { .. }, _) if !matches!(error, OpenError::Migrate(_)) => {
+            "check that PostgreSQL is running and reachable and that the user, password and database in the URL are right"
+        }
+        _ => {
+            "the database holds a schema this version of Steward cannot migrate; point --database at Steward's own database"
+        }
+    }
+}
+
+/// SQLite's SQLITE_NOTADB (26): the file is something else, or encrypted.
+fn is_not_a_database(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => {
+            e.code().is_some_and(|code| code == "26") || e.message().contains("not a database")
+        }
+        _ => false,
+    }
 }
 
 /// Runs `steward serve` until SIGINT/SIGTERM, then stops accepting, lets in-flight requests
@@ -124,8 +165,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
             "serving WITHOUT authentication on a non-loopback address (--insecure-no-auth): anyone who can reach {addr} can use every tool"
         );
     }
-    // A machine-readable line on stdout, for scripts and tests that start on port 0.
-    println!("steward listening on http://{addr}");
+    // The first line is machine-readable, for scripts and tests that start on port 0.
+    print!("{}", startup_banner(addr, &config));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -150,6 +191,26 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     store.close().await;
     tracing::info!("Steward stopped");
     Ok(())
+}
+
+/// What a person needs to connect, on stdout at start-up.
+fn startup_banner(addr: std::net::SocketAddr, config: &ServeConfig) -> String {
+    use crate::security::AuthMode;
+    let auth = match config.security.auth {
+        AuthMode::None if addr.ip().is_loopback() => {
+            "none (this machine only; `--auth api-key` for others)"
+        }
+        AuthMode::None => "none (--insecure-no-auth: anyone who reaches this address)",
+        AuthMode::ApiKey => "api-key (Authorization: Bearer <key> from `steward keys create`)",
+    };
+    format!(
+        "steward listening on http://{addr}\n\
+         \x20 MCP endpoint: http://{addr}/mcp\n\
+         \x20 dashboard:    http://{addr}/\n\
+         \x20 database:     {}\n\
+         \x20 auth:         {auth}\n",
+        config.database.redacted()
+    )
 }
 
 /// Runs `steward stdio` until the client closes standard input.
@@ -238,7 +299,7 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 }
 
 /// Runs an administrative command against the database, then closes it.
-pub async fn admin<F>(database: &DatabaseUrl, command: F) -> Result<(), RunError>
+pub async fn admin<F>(database: &DatabaseUrl, mode: OpenMode, command: F) -> Result<(), RunError>
 where
     F: for<'a> FnOnce(
         &'a Store,
@@ -246,7 +307,7 @@ where
         Box<dyn std::future::Future<Output = anyhow::Result<()>> + 'a>,
     >,
 {
-    let store = open_store(database).await?;
+    let store = open_store_with(database, mode).await?;
     let outcome = command(&store).await;
     store.close().await;
     outcome.map_err(RunError::Runtime)

@@ -891,7 +891,7 @@ async fn revocation_closes_open_streams(db: TestDb) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Unknown id → 404, no id → 400, DELETE → 202 then 404, with the row saying `client_delete`.
+/// Unknown id → 404, no id → 400, DELETE → 204 then 404, with the row saying `client_delete`.
 async fn unknown_missing_and_deleted_ids(db: TestDb) -> anyhow::Result<()> {
     let server = TestServer::start(&db).await?;
 
@@ -919,7 +919,7 @@ async fn unknown_missing_and_deleted_ids(db: TestDb) -> anyhow::Result<()> {
     let id = open_session(&server, "claude-code").await?;
     health_check(&server, &id).await?;
     let deleted = delete(&server, &id).await?;
-    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.body);
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
     let after = call_tool(&server, Some(&id), "health_check", json!({})).await?;
     assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.body);
     assert_eq!(
@@ -954,7 +954,7 @@ async fn unknown_missing_and_deleted_ids(db: TestDb) -> anyhow::Result<()> {
     server.stop().await;
     let server = TestServer::start(&db).await?;
     let deleted = delete(&server, &other).await?;
-    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.body);
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
     let r = row(&store, &other).await?;
     assert_eq!(r.status, "disconnected", "{r:#?}");
     assert_eq!(
@@ -981,7 +981,7 @@ async fn delete_on_one_replica_ends_the_session_everywhere(db: TestDb) -> anyhow
 
     let deleted_at = Instant::now();
     let deleted = delete(&b, &id).await?;
-    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.body);
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
     assert_eq!(status_of(&b, &id).await?, StatusCode::NOT_FOUND);
     until_404(&a, &id, REVOCATION_SLACK).await?;
     let took = deleted_at.elapsed();
@@ -1174,7 +1174,7 @@ async fn sessions_cli_lists_and_shows(db: TestDb) -> anyhow::Result<()> {
     let id = open_session(&server, "claude-code").await?;
     let cursor = open_session(&server, "cursor-vscode").await?;
     let deleted = delete(&server, &cursor).await?;
-    assert_eq!(deleted.status, StatusCode::ACCEPTED);
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
 
     let ids = |list: &Value| -> Vec<String> {
         list["sessions"]

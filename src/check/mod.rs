@@ -110,12 +110,23 @@ pub async fn run(options: CheckOptions) -> anyhow::Result<bool> {
         report.skip(7, "background cleanup needs --spawn (short timeouts)");
     }
     phase8_orphans(&evidence, started, &mut report).await?;
+    end_session(&client, &session).await;
 
     if let Some(server) = spawned {
         server.stop().await;
     }
     println!("{} passed, {} failed", report.passed, report.failed);
     Ok(report.failed == 0)
+}
+
+/// Ends the session the check opened, so a check of a running server leaves no live session
+/// behind (the throwaway session of phase 4 ends itself; phase 7's is ended by the cleanup).
+async fn end_session(client: &Client, session: &str) {
+    match client.delete(session).await {
+        Ok(status) if status.is_success() => {}
+        Ok(status) => eprintln!("steward check: ending its session answered {status}"),
+        Err(error) => eprintln!("steward check: could not end its session: {error:#}"),
+    }
 }
 
 async fn phase0_health(client: &Client, report: &mut Report) -> anyhow::Result<()> {

@@ -11,17 +11,30 @@ use crate::store::{Money, Store};
 
 pub async fn run(store: &Store, action: PricingAction) -> anyhow::Result<()> {
     match action {
-        PricingAction::List { json } => {
+        PricingAction::List {
+            json,
+            pricing_model,
+        } => {
             let rows = store.list_pricing().await?;
+            let in_use = pricing_model.unwrap_or_default();
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "prices": rows, "pricing_model": in_use })
+                    )?
+                );
                 return Ok(());
             }
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
                     vec![
-                        r.model.clone(),
+                        if r.model == in_use {
+                            format!("{} (in use)", r.model)
+                        } else {
+                            r.model.clone()
+                        },
                         r.provider.clone(),
                         r.input_per_1k.to_string(),
                         r.output_per_1k.to_string(),
@@ -43,9 +56,13 @@ pub async fn run(store: &Store, action: PricingAction) -> anyhow::Result<()> {
                     40
                 )
             );
+            if !rows.iter().any(|r| r.model == in_use) {
+                println!("The pricing model {in_use} has no price here: its costs are left empty.");
+            }
             println!(
-                "Costs in the ledger are estimates: tokens counted with o200k_base, priced at these list prices."
+                "Clients are priced as {in_use} (--pricing-model; per client type: ledger.client_models in steward.toml)."
             );
+            println!("{}", super::COST_NOTE);
         }
         PricingAction::Add {
             model,

@@ -1,29 +1,32 @@
 //! `steward requests list`.
 
-use anyhow::anyhow;
 use serde_json::json;
 
 use super::table;
 use crate::cli::RequestsAction;
-use crate::store::Store;
 use crate::store::requests::RequestFilter;
+use crate::store::{IdKind, Store};
 
 pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
     let RequestsAction::List {
         session,
         tool,
+        method,
+        status,
         since,
         limit,
         json,
     } = action;
-    let since = since
-        .as_deref()
-        .map(crate::api::parse_since)
-        .transpose()
-        .map_err(|e| anyhow!(e))?;
+    let since = since.as_deref().map(super::parse_since).transpose()?;
+    let session_id = match session {
+        Some(typed) => Some(super::resolve_id(store, IdKind::Session, &typed).await?),
+        None => None,
+    };
     let filter = RequestFilter {
-        session_id: session,
+        session_id,
         tool_name: tool,
+        method,
+        status,
         since,
         ..RequestFilter::default()
     };
@@ -52,6 +55,7 @@ pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
                 format!("{}.{:03}", r.duration_us / 1000, r.duration_us % 1000),
                 r.total_tokens.map_or("-".into(), |t| t.to_string()),
                 r.estimated_cost_usd.map_or("-".into(), |c| c.to_string()),
+                r.error_message.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -66,12 +70,14 @@ pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
                 "STATUS",
                 "MS",
                 "TOKENS*",
-                "COST* $"
+                "COST* $",
+                "ERROR",
             ],
             &cells,
             40
         )
     );
-    println!("{} of {total} requests. * estimated", rows.len());
+    println!("{} of {total} requests.", rows.len());
+    println!("{}", super::COST_NOTE);
     Ok(())
 }

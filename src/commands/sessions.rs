@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::table;
 use crate::cli::SessionsAction;
-use crate::store::Store;
 use crate::store::sessions::{SessionFilter, SessionRow};
+use crate::store::{IdKind, Store};
 
 pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
     match action {
@@ -34,6 +34,7 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
             }
         }
         SessionsAction::Show { id, json } => {
+            let id = super::resolve_id(store, IdKind::Session, &id).await?;
             let row = store
                 .get_session(&id)
                 .await?
@@ -45,6 +46,7 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
             }
         }
         SessionsAction::Revoke { id } => {
+            let id = super::resolve_id(store, IdKind::Session, &id).await?;
             if store
                 .end_session(&id, "revoked", "revoked")
                 .await?
@@ -94,7 +96,8 @@ fn list_table(rows: &[SessionRow]) -> String {
     )
 }
 
-/// Enough of an id to tell sessions apart in a table; `show` takes the full id.
+/// Enough of an id to tell sessions apart in a table; every command that takes a session id
+/// accepts this prefix.
 fn short_id(id: &str) -> String {
     id.chars().take(16).collect()
 }

@@ -1,13 +1,11 @@
 //! `steward stats`.
 
-use anyhow::anyhow;
-
 use super::table;
 use crate::stats::Named;
 use crate::store::Store;
 
 pub async fn run(store: &Store, since: String, json: bool) -> anyhow::Result<()> {
-    let since = crate::api::parse_since(&since).map_err(|e| anyhow!(e))?;
+    let since = super::parse_since(&since)?;
     let stats = crate::api::compute_stats(store, since).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
@@ -31,7 +29,7 @@ pub async fn run(store: &Store, since: String, json: bool) -> anyhow::Result<()>
     if stats.percentiles != "exact" {
         println!("(percentiles from a latency histogram: within ±1/32 of the exact value)");
     }
-    println!("* estimated");
+    println!("{}", super::COST_NOTE);
     Ok(())
 }
 

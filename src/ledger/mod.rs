@@ -9,6 +9,7 @@
 //! Like the session layer, the ledger knows nothing about the board's tools.
 
 pub mod analyze;
+mod bpe;
 pub mod entry;
 pub mod http;
 pub mod journal;

@@ -2,7 +2,7 @@
 //! OpenAI's `o200k_base` encoding standing in for every model's own tokenizer.
 //!
 //! Counting is CPU work (about as much as serving the call): callers keep it off the request
-//! path. The encoding tables are loaded once, on first use (~150 ms).
+//! path. The encoding's index is built once, on first use.
 //!
 //! Text is encoded as ordinary text: special-token strings such as `<|endoftext|>` count as
 //! the plain text they are, and never fail. Long text is encoded in pieces cut only where the
@@ -13,8 +13,7 @@
 
 use std::sync::LazyLock;
 
-use tiktoken_rs::CoreBPE;
-
+use super::bpe::Encoding;
 use super::memo::{Memo, TextKey};
 
 /// The encoding every count uses; recorded in each ledger row's `tokenizer` column.
@@ -23,9 +22,9 @@ pub const TOKENIZER: &str = "o200k_base";
 /// Longest piece of text encoded at once, in bytes.
 const MAX_CHUNK: usize = 1024;
 
-static BPE: LazyLock<CoreBPE> = LazyLock::new(|| {
-    // The ranks are compiled into tiktoken-rs; loading them cannot fail short of a broken build.
-    tiktoken_rs::o200k_base().expect("the o200k_base ranks compiled into tiktoken-rs load")
+static BPE: LazyLock<Encoding> = LazyLock::new(|| {
+    // The ranks are compiled into the binary; loading them cannot fail short of a broken build.
+    Encoding::o200k_base().expect("the o200k_base ranks built into the binary load")
 });
 
 /// The estimated number of tokens in `text` (saturating at `u32::MAX`).
@@ -54,7 +53,7 @@ fn count_in_chunks(text: &str, max_chunk: usize) -> usize {
     while !rest.is_empty() {
         let (cut, _) = chunk_end(rest, max_chunk);
         let (chunk, tail) = rest.split_at(cut);
-        total += bpe.encode_ordinary(chunk).len();
+        total += bpe.count(chunk);
         rest = tail;
     }
     total
@@ -115,7 +114,7 @@ mod tests {
     use super::*;
 
     fn whole(text: &str) -> usize {
-        BPE.encode_ordinary(text).len()
+        BPE.count(text)
     }
 
     fn sample_json(pretty: bool) -> String {

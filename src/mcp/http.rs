@@ -45,6 +45,21 @@ pub fn service(
     Router::new()
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn(explain_rejections))
+        .layer(middleware::from_fn(ended_is_no_content))
+}
+
+/// rmcp answers a DELETE that ends a session with 202 Accepted; the Python SDK accepts only
+/// 200 or 204 (and prints "Session termination failed: 202" on every clean exit), while rmcp's
+/// and the TypeScript SDK's clients accept any 2xx. The session is ended by then: 204.
+async fn ended_is_no_content(request: Request, next: Next) -> Response {
+    let is_delete = request.method() == axum::http::Method::DELETE;
+    let mut response = next.run(request).await;
+    if is_delete && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        *response.body_mut() = Body::empty();
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    response
 }
 
 /// rmcp answers transport-level rejections (wrong Accept header, unknown session, missing

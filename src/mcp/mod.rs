@@ -23,10 +23,12 @@ use rmcp::{ErrorData, RoleServer};
 
 use crate::board::Actor;
 use crate::ledger::Ledger;
+use crate::ledger::http::Caller;
 use crate::mcp::conformance::Fixtures;
 use crate::mcp::tools::params::ARGUMENT_ERROR_MARKER;
 use crate::resources::changes::{BoardChanges, Change};
 use crate::resources::subscriptions::Subscriptions;
+use crate::sessions::logical::{LogicalSessions, STATELESS_REVISION};
 use crate::store::Store;
 use logging::ClientLog;
 
@@ -120,6 +122,7 @@ impl BoardServer {
             .and_then(|value| value.to_str().ok())
             .map(str::to_string)
             .or_else(|| self.connection.fixed_id.clone())
+            .or_else(|| logical_session(request))
     }
 
     /// Tells resource subscribers on this replica that the board changed.
@@ -134,6 +137,34 @@ impl BoardServer {
             client_name: request.client_info().map(|info| info.name),
         }
     }
+}
+
+/// How stateless HTTP requests (no `Mcp-Session-Id`) find their logical session: the
+/// application puts the logical sessions the ledger attributes rows to into each request's
+/// extensions, so a tool sees the session id its ledger rows get.
+#[derive(Clone)]
+pub struct StatelessSessions(pub Arc<LogicalSessions>);
+
+/// The logical session of a stateless HTTP request, once the security layer has named its
+/// caller; `None` on other transports and for revisions that need a session id of their own.
+fn logical_session(request: &RequestContext<RoleServer>) -> Option<String> {
+    let parts = request.extensions.get::<axum::http::request::Parts>()?;
+    let sessions = parts.extensions.get::<StatelessSessions>()?;
+    let principal = parts.extensions.get::<Caller>()?.get()?;
+    let protocol = parts
+        .headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| *v >= STATELESS_REVISION)?;
+    // The same key the ledger's attribution reads from the request's `_meta`.
+    let client = request.client_info();
+    let name = client.as_ref().map_or("unknown", |c| c.name.as_str());
+    let version = client.as_ref().map_or("unknown", |c| c.version.as_str());
+    Some(
+        sessions
+            .0
+            .session_for_client(principal, name, version, protocol),
+    )
 }
 
 pub(crate) fn is_argument_error(error: &ErrorData) -> bool {

@@ -11,12 +11,10 @@
 use chrono::SecondsFormat;
 use sqlx::{Postgres, Sqlite, Transaction};
 
-use crate::store::request_row::LedgerRow;
+use crate::store::request_row::{LedgerRow, ledger_columns};
 
 /// The `COPY` statement; columns in the order [`copy_text`] writes them.
-const COPY: &str = "COPY mcp_requests (request_id, session_id, jsonrpc_id, method, tool_name, status, \
-    error_code, error_message, duration_ms, duration_us, request_bytes, response_bytes, args_tokens, \
-    result_tokens, total_tokens, estimated_cost_usd, pricing_model, tokenizer, sanitized, timestamp) FROM STDIN";
+const COPY: &str = concat!("COPY mcp_requests (", ledger_columns!(), ") FROM STDIN");
 
 /// Loads fresh rows in bulk where the engine can.
 pub(crate) trait BulkLoad {

@@ -27,6 +27,7 @@ pub mod events;
 pub mod keys;
 mod ledger_copy;
 pub mod money;
+pub mod prefix;
 pub mod pricing;
 pub mod projects;
 pub mod request_row;
@@ -47,6 +48,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use id::Id;
 pub use money::Money;
+pub use prefix::{IdKind, IdMatch};
 pub use stamp::Stamp;
 pub use url::{DatabaseUrl, UrlError};
 
@@ -125,16 +127,42 @@ pub enum OpenError {
     Connect(#[from] sqlx::Error),
     #[error("applying migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A read-only command found no Steward database there (nothing was created).
+    #[error("no Steward database is there")]
+    Missing(String),
+    /// The PostgreSQL server could not be reached at all.
+    #[error("cannot connect to PostgreSQL at {address}: {reason}")]
+    Unreachable { address: String, reason: String },
+}
+
+/// Whether opening may create the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// `serve`, `stdio` and commands that write: create the SQLite file (and its directory)
+    /// and apply migrations.
+    Create,
+    /// Read-only commands: a database that does not exist yet is an error, so a typo or
+    /// another working directory never shows an empty board as if it were the real one.
+    Existing,
 }
 
 impl Store {
     /// Connects (creating a SQLite file on first run) and applies pending migrations.
     pub async fn open(url: &DatabaseUrl) -> Result<Self, OpenError> {
+        Self::open_with(url, OpenMode::Create).await
+    }
+
+    /// Connects and applies pending migrations; with [`OpenMode::Existing`] only if Steward's
+    /// database is already there.
+    pub async fn open_with(url: &DatabaseUrl, mode: OpenMode) -> Result<Self, OpenError> {
         let store = match url {
             DatabaseUrl::Sqlite { path } => {
+                if mode == OpenMode::Existing && !path.exists() {
+                    return Err(OpenError::Missing(url.redacted()));
+                }
                 let options = SqliteConnectOptions::new()
                     .filename(path)
-                    .create_if_missing(true)
+                    .create_if_missing(mode == OpenMode::Create)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
@@ -144,21 +172,43 @@ impl Store {
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options)
                     .await?;
-                SQLITE_MIGRATIONS.run(&pool).await?;
                 Store::Sqlite(pool)
             }
             DatabaseUrl::Postgres { url } => {
                 let options = PgConnectOptions::from_str(url)?.application_name("steward");
+                probe_postgres(&options).await?;
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options)
                     .await?;
-                POSTGRES_MIGRATIONS.run(&pool).await?;
                 Store::Postgres(pool)
             }
         };
+        if mode == OpenMode::Existing && !store.has_migrations().await? {
+            store.close().await;
+            return Err(OpenError::Missing(url.redacted()));
+        }
+        match &store {
+            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
         Ok(store)
+    }
+
+    /// Whether Steward's migrations have ever run here (an empty file or database has none).
+    async fn has_migrations(&self) -> Result<bool, sqlx::Error> {
+        let sql = match self {
+            Store::Sqlite(_) => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Store::Postgres(_) => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = '_sqlx_migrations' \
+                 AND table_schema = current_schema()"
+            }
+        };
+        let count: i64 = on_pool!(self, pool => sqlx::query_scalar(sql).fetch_one(pool).await)?;
+        Ok(count > 0)
     }
 
     /// A pool of its own, with `connections` connections to the same database, for a task that
@@ -258,6 +308,32 @@ impl Page {
 pub struct Paged<T> {
     pub items: Vec<T>,
     pub total: i64,
+}
+
+/// One direct connection before the pool: a pool retries a refused connection until its
+/// acquire timeout and then reports only "pool timed out"; this says what happened and where.
+async fn probe_postgres(options: &PgConnectOptions) -> Result<(), OpenError> {
+    use sqlx::ConnectOptions;
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect()).await {
+        Ok(Ok(connection)) => {
+            use sqlx::Connection;
+            if let Err(error) = connection.close().await {
+                // The pool opens connections of its own: a probe that will not close is no
+                // reason to refuse to start.
+                tracing::debug!(%error, "closing the PostgreSQL probe connection failed");
+            }
+            Ok(())
+        }
+        Ok(Err(sqlx::Error::Io(error))) => Err(OpenError::Unreachable {
+            address: format!("{}:{}", options.get_host(), options.get_port()),
+            reason: error.to_string(),
+        }),
+        Ok(Err(error)) => Err(OpenError::Connect(error)),
+        Err(_) => Err(OpenError::Unreachable {
+            address: format!("{}:{}", options.get_host(), options.get_port()),
+            reason: format!("no answer within {ACQUIRE_TIMEOUT:?}"),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,21 @@ use uuid::Uuid;
 
 use super::Money;
 
+/// The columns of `mcp_requests` that a [`LedgerRow`] fills, in the order every statement
+/// lists them and every writer (the multi-row INSERT, PostgreSQL's COPY) sends their values.
+macro_rules! ledger_columns {
+    () => {
+        "request_id, session_id, jsonrpc_id, method, tool_name, status, error_code, \
+         error_message, duration_ms, duration_us, request_bytes, response_bytes, args_tokens, \
+         result_tokens, total_tokens, estimated_cost_usd, pricing_model, tokenizer, sanitized, \
+         timestamp"
+    };
+}
+pub(crate) use ledger_columns;
+
+/// How many values one ledger row binds: the length of [`ledger_columns!`].
+pub const COLUMN_COUNT: usize = 20;
+
 /// A duration in whole microseconds, measured with a monotonic clock. There is no way to
 /// build one from a float, and both stored columns (`duration_ms`, `duration_us`) are integers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -153,6 +168,11 @@ impl LedgerRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_column_count_is_the_column_list_s_length() {
+        assert_eq!(ledger_columns!().split(',').count(), COLUMN_COUNT);
+    }
 
     #[test]
     fn micros_are_integers_in_both_units() {

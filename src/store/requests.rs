@@ -9,7 +9,7 @@ use sqlx::{Arguments, Database, QueryBuilder, Transaction};
 use super::ledger_copy::BulkLoad;
 use super::request_stats::{StatsLock, add_to_stats, stored};
 use super::{Id, Money, Stamp, Store, WritePool, on_pool};
-use crate::store::request_row::LedgerRow;
+use crate::store::request_row::{COLUMN_COUNT, LedgerRow, ledger_columns};
 
 /// Rows per call of [`Store::insert_requests`] (one transaction).
 pub const MAX_BATCH: usize = 500;
@@ -20,11 +20,9 @@ pub const MAX_BATCH: usize = 500;
 /// placeholders) cost more than the rows themselves. 20 columns × 128 rows stays under both
 /// engines' bind limits.
 const CHUNKS: [usize; 4] = [128, 32, 8, 1];
-const _: () = assert!(CHUNKS[0] * 20 < 32_766);
+const _: () = assert!(CHUNKS[0] * COLUMN_COUNT < 32_766);
 
-const INSERT: &str = "INSERT INTO mcp_requests (request_id, session_id, jsonrpc_id, method, tool_name, status, \
-    error_code, error_message, duration_ms, duration_us, request_bytes, response_bytes, args_tokens, \
-    result_tokens, total_tokens, estimated_cost_usd, pricing_model, tokenizer, sanitized, timestamp) VALUES ";
+const INSERT: &str = concat!("INSERT INTO mcp_requests (", ledger_columns!(), ") VALUES ");
 
 /// The INSERT for a chunk of `rows` rows (one of [`CHUNKS`]), reading back the stored ids or
 /// not. Built once: writing out thousands of placeholders for every chunk cost a tenth of the
@@ -40,12 +38,14 @@ fn insert_sql(rows: usize, returning: bool, numbered: bool) -> Result<&'static s
                     let mut sql = String::from(INSERT);
                     for row in 0..rows {
                         sql.push_str(if row == 0 { "(" } else { ", (" });
-                        for column in 0..20 {
+                        for column in 0..COLUMN_COUNT {
                             if column > 0 {
                                 sql.push_str(", ");
                             }
                             match numbered {
-                                true => sql.push_str(&format!("${}", row * 20 + column + 1)),
+                                true => {
+                                    sql.push_str(&format!("${}", row * COLUMN_COUNT + column + 1))
+                                }
                                 false => sql.push('?'),
                             }
                         }
@@ -67,13 +67,13 @@ fn insert_sql(rows: usize, returning: bool, numbered: bool) -> Result<&'static s
     Ok(&SQL[size][usize::from(!returning) * 2 + usize::from(numbered)])
 }
 
-/// The argument list for a chunk of ledger rows: each row's 20 values in [`INSERT`]'s column
+/// The argument list for a chunk of ledger rows: each row's values in [`ledger_columns!`]'s
 /// order, text borrowed from the rows. Built directly with room for all of them: binding one
 /// value at a time through `Query::bind` moves the query and regrows the list at every value.
 macro_rules! row_arguments {
     ($tx:expr, $rows:expr) => {{
         let rows: &[LedgerRow] = $rows;
-        let mut args = arguments_for(&$tx, rows.len() * 20);
+        let mut args = arguments_for(&$tx, rows.len() * COLUMN_COUNT);
         let mut add_rows = || -> Result<(), sqlx::error::BoxDynError> {
             for row in rows {
                 args.add(Id(row.request_id))?;
@@ -593,5 +593,24 @@ mod tests {
         }
         pool.close().await;
         Ok(())
+    }
+}
+
+/// What the ledger holds about one session's requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionActivity {
+    /// Its `tools/call` rows.
+    pub tool_calls: i64,
+}
+
+impl Store {
+    /// The session's tool calls, from the ledger (the truth across restarts and replicas,
+    /// unlike any one process's counters).
+    pub async fn session_activity(&self, session_id: &str) -> Result<SessionActivity, sqlx::Error> {
+        let sql =
+            "SELECT COUNT(*) FROM mcp_requests WHERE session_id = $1 AND method = 'tools/call'";
+        let tool_calls: i64 = on_pool!(self, pool =>
+            sqlx::query_scalar(sql).bind(session_id).fetch_one(pool).await)?;
+        Ok(SessionActivity { tool_calls })
     }
 }

@@ -1,0 +1,198 @@
+//! `o200k_base` in a compact form, for counting only. tiktoken-rs keeps its ranks in three maps
+//! of 200,000 separately allocated byte strings (encoder, decoder and a sorted copy) and a
+//! regex per thread, about 50 MiB resident. Counting needs only "which rank, if any, do these
+//! bytes have": here the tokens are a table in the binary's read-only data (written by
+//! `build.rs`, shared between processes and paged in as used), found through a hash table of
+//! ranks built at start, a few MiB in all. A test checks that counts are identical to
+//! tiktoken-rs's on a corpus of real text.
+
+use std::hash::BuildHasher;
+
+use fancy_regex::Regex;
+use hashbrown::HashTable;
+
+/// A token's rank (its id).
+type Rank = u32;
+
+/// Each ordinary token in rank order: its length in one byte, then its bytes.
+static TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.ranks"));
+/// The pre-tokenizer's pattern, as tiktoken-rs has it.
+static PATTERN: &str = include_str!(concat!(env!("OUT_DIR"), "/o200k_base.pattern"));
+
+pub struct Encoding {
+    /// `starts[rank]`: where token `rank`'s length byte is in [`TABLE`].
+    starts: Vec<u32>,
+    /// Ranks, found by their bytes.
+    index: HashTable<Rank>,
+    hasher: foldhash::fast::FixedState,
+    /// The pre-tokenizer: text is cut into pieces, and pieces are merged into tokens.
+    pieces: Regex,
+}
+
+impl Encoding {
+    /// `o200k_base`, from the table built into the binary.
+    pub fn o200k_base() -> Result<Self, String> {
+        let mut starts = Vec::with_capacity(200_000);
+        let mut at = 0;
+        while let Some(&len) = TABLE.get(at) {
+            starts.push(u32::try_from(at).map_err(|e| e.to_string())?);
+            at += 1 + usize::from(len);
+        }
+        let hasher = foldhash::fast::FixedState::with_seed(0x5eed);
+        let mut index = HashTable::with_capacity(starts.len());
+        for rank in 0..starts.len() {
+            let rank = Rank::try_from(rank).map_err(|e| e.to_string())?;
+            let hash = hasher.hash_one(token_of(&starts, rank));
+            index.insert_unique(hash, rank, |&r| hasher.hash_one(token_of(&starts, r)));
+        }
+        let pieces = Regex::new(PATTERN).map_err(|e| e.to_string())?;
+        Ok(Encoding {
+            starts,
+            index,
+            hasher,
+            pieces,
+        })
+    }
+
+    fn rank(&self, piece: &[u8]) -> Option<Rank> {
+        let hash = self.hasher.hash_one(piece);
+        self.index
+            .find(hash, |&rank| token_of(&self.starts, rank) == piece)
+            .copied()
+    }
+
+    /// How many tokens `text` is, encoded as ordinary text (special-token strings are text).
+    pub fn count(&self, text: &str) -> usize {
+        self.pieces
+            .find_iter(text)
+            .filter_map(Result::ok)
+            .map(|piece| self.count_piece(piece.as_str().as_bytes()))
+            .sum()
+    }
+
+    fn count_piece(&self, piece: &[u8]) -> usize {
+        if piece.len() == 1 || self.rank(piece).is_some() {
+            return 1;
+        }
+        self.merged_parts(piece)
+    }
+
+    /// The byte-pair merge of tiktoken (`_byte_pair_merge`): repeatedly join the adjacent pair
+    /// whose joined bytes have the lowest rank, until no adjacent pair is a token. Returns the
+    /// number of tokens left.
+    fn merged_parts(&self, piece: &[u8]) -> usize {
+        // (start of the part, rank of the part joined with the next one)
+        let mut parts: Vec<(usize, Rank)> = Vec::with_capacity(piece.len() + 1);
+        let rank_of = |parts: &[(usize, Rank)], i: usize| -> Rank {
+            match (parts.get(i), parts.get(i + 2)) {
+                (Some(&(start, _)), Some(&(end, _))) => {
+                    self.rank(&piece[start..end]).unwrap_or(Rank::MAX)
+                }
+                _ => Rank::MAX,
+            }
+        };
+        for i in 0..piece.len() {
+            parts.push((i, Rank::MAX));
+        }
+        parts.push((piece.len(), Rank::MAX));
+        for i in 0..parts.len() {
+            parts[i].1 = rank_of(&parts, i);
+        }
+        loop {
+            let Some((i, _)) = parts[..parts.len() - 1]
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, rank))| *rank != Rank::MAX)
+                .min_by_key(|(i, (_, rank))| (*rank, *i))
+            else {
+                break;
+            };
+            parts.remove(i + 1);
+            parts[i].1 = rank_of(&parts, i);
+            if i > 0 {
+                parts[i - 1].1 = rank_of(&parts, i - 1);
+            }
+        }
+        parts.len() - 1
+    }
+}
+
+/// Token `rank`'s bytes in [`TABLE`] (empty for a rank the table does not have).
+fn token_of(starts: &[u32], rank: Rank) -> &'static [u8] {
+    let Some(&start) = starts.get(rank as usize) else {
+        return &[];
+    };
+    let start = start as usize;
+    let len = TABLE.get(start).copied().map_or(0, usize::from);
+    TABLE.get(start + 1..start + 1 + len).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At least 1,000 texts of the kinds the ledger counts: JSON-RPC requests and tool results
+    /// shaped like Steward's, and the repository's own prose, code and JSON in pieces of the
+    /// sizes messages have.
+    fn corpus() -> Vec<String> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut texts = Vec::new();
+        for file in [
+            "README.md",
+            "BENCHMARKS.md",
+            "docs/openapi.yaml",
+            "dashboard/app.js",
+            "src/mcp/tools/tasks.rs",
+        ] {
+            let text = std::fs::read_to_string(root.join(file)).expect("repository file");
+            let chars: Vec<char> = text.chars().collect();
+            for (i, piece) in chars.chunks(700).enumerate() {
+                let cut = [40, 180, 700][i % 3].min(piece.len());
+                texts.push(piece[..cut].iter().collect());
+            }
+        }
+        const STATUSES: [&str; 4] = ["todo", "doing", "review", "done"];
+        for i in 0..400 {
+            let title = [
+                "Fix the ledger",
+                "naïve café 東京 🚀",
+                "it's \"quoted\"\n\ttabbed",
+            ][i % 3];
+            texts.push(
+                serde_json::json!({
+                    "jsonrpc": "2.0", "id": i, "method": "tools/call",
+                    "params": {"name": "manage_task", "arguments": {
+                        "action": "create", "project_id": format!("{i:08x}-1f2e-4c3b-9a8d-7e6f5a4b3c2d"),
+                        "title": format!("{title} #{i}"), "task_order": i % 101,
+                        "description": "x".repeat(i % 37), "assignee": "Claude Code"}}
+                })
+                .to_string(),
+            );
+            texts.push(
+                serde_json::json!({"success": true, "tasks": (0..i % 12).map(|n| serde_json::json!({
+                    "id": format!("{n:08}-aaaa-bbbb-cccc-dddddddddddd"), "title": format!("{title} {n}"),
+                    "status": STATUSES[n % 4], "task_order": n * 7,
+                    "created_at": "2026-12-03T05:20:49.123456Z"})).collect::<Vec<_>>(),
+                    "count": i % 12, "has_more": i % 2 == 0})
+                .to_string(),
+            );
+        }
+        texts.push("<|endoftext|> before <|fim_prefix|> \u{0} \r\n\r\n   trailing   ".into());
+        texts
+    }
+
+    #[test]
+    fn counts_are_identical_to_tiktoken() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let texts = corpus();
+        assert!(texts.len() >= 1000, "{} texts", texts.len());
+        let mut total = 0;
+        for text in &texts {
+            let expected = full.encode_ordinary(text).len();
+            assert_eq!(compact.count(text), expected, "{text:?}");
+            total += expected;
+        }
+        assert!(total > 100_000, "{total} tokens");
+    }
+}
