@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -180,6 +181,12 @@ async fn a_torn_last_record_is_skipped_counted_and_reported(db: TestDb) -> anyho
     let server = TestServer::start(&db).await?;
     let counts = ledger.wait_for_ids(&ids[..4]).await?;
     assert_eq!(counts.get("t4"), None, "the torn record is not stored");
+    // The session's last_activity caught up with its last recovered request.
+    let (last_activity, last_request) = ledger.activity(&session).await?;
+    ensure!(
+        last_activity >= last_request,
+        "last_activity {last_activity} is before the last request {last_request}"
+    );
     let (status, health) = recovery(&server).await?;
     assert_eq!(status, StatusCode::OK, "{health}");
     let recovery = &health["ledger"]["recovery"];
@@ -386,6 +393,34 @@ impl Ledger {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// A session's `last_activity` and the timestamp of its last ledger row.
+    async fn activity(&self, session: &str) -> anyhow::Result<(DateTime<Utc>, DateTime<Utc>)> {
+        let sessions = "SELECT last_activity FROM mcp_sessions WHERE session_id = $1";
+        let requests = "SELECT timestamp FROM mcp_requests WHERE session_id = $1 ORDER BY timestamp DESC LIMIT 1";
+        Ok(match self {
+            Ledger::Sqlite(pool) => (
+                sqlx::query_scalar(sessions)
+                    .bind(session)
+                    .fetch_one(pool)
+                    .await?,
+                sqlx::query_scalar(requests)
+                    .bind(session)
+                    .fetch_one(pool)
+                    .await?,
+            ),
+            Ledger::Postgres(pool) => (
+                sqlx::query_scalar(sessions)
+                    .bind(session)
+                    .fetch_one(pool)
+                    .await?,
+                sqlx::query_scalar(requests)
+                    .bind(session)
+                    .fetch_one(pool)
+                    .await?,
+            ),
+        })
     }
 
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
