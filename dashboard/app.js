@@ -329,6 +329,7 @@
     };
     source.addEventListener('request', onEvent('request'));
     source.addEventListener('session', onEvent('session'));
+    source.addEventListener('board', onEvent('board'));
     source.addEventListener('message', onEvent('message'));
     source.addEventListener('error', () => {
       sseOpen = false;
@@ -348,6 +349,8 @@
   let eventTimer = null;
   let lastRefreshEnd = 0;
   function liveEvent(kind, row) {
+    // Board views refresh on board changes only, not on every ledger row.
+    if (state.view && state.view.only && !state.view.only.includes(kind)) return;
     if (state.view && state.view.onEvent) state.view.onEvent(kind, row);
     if (eventTimer) return;
     // Coalesce bursts: a refresh at most every 300 ms (the overview's statistics: every 2 s).
@@ -1345,7 +1348,372 @@
     return { el: box, refresh };
   }
 
+  // ---------------------------------------------------------------- the board
+
+  const TASK_STATUSES = ['todo', 'doing', 'review', 'done'];
+  const COLUMN_PAGE = 50; // cards per column page: a 2,000-task board stays light
+
+  /** A state-changing call with the CSRF header the admin guard asks browsers for. */
+  async function apiWrite(method, path, body) {
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers: { Accept: 'application/json', 'Content-Type': 'application/json', 'X-Steward-CSRF': '1' },
+        body: JSON.stringify(body),
+        cache: 'no-store',
+      });
+    } catch (_) {
+      return { ok: false, status: 0, data: null, error: 'cannot reach the server', field: null };
+    }
+    if (response.status === 401) {
+      window.location.assign('login');
+      return { ok: false, status: 401, data: null, error: 'sign in first', field: null };
+    }
+    const data = await response.json().catch(() => null);
+    const error = data && data.error;
+    return {
+      ok: response.ok,
+      status: response.status,
+      data,
+      error: response.ok ? null : String((error && error.message) || `${response.status} ${response.statusText}`),
+      field: (error && error.field) || null,
+    };
+  }
+
+  function projectHref(id) {
+    return `#/projects/${encodeURIComponent(id)}`;
+  }
+
+  function taskHref(id) {
+    return `#/tasks/${encodeURIComponent(id)}`;
+  }
+
+  function progressBar(percent) {
+    const bar = h('span', { class: 'progress', title: `${percent}% done` }, h('span', { class: 'progress-done' }));
+    bar.firstChild.style.width = `${Math.max(0, Math.min(100, Number(percent) || 0))}%`;
+    return bar;
+  }
+
+  function projectsView() {
+    const list = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
+    const el = h('section', { class: 'view' }, h('h1', null, 'Projects'), list);
+    async function refresh() {
+      const r = await api('api/projects');
+      if (!r.ok) {
+        list.replaceChildren(errorBox(`Could not list projects: ${r.error}`));
+        return;
+      }
+      const projects = r.data.projects || [];
+      if (!projects.length) {
+        list.replaceChildren(h('p', { class: 'muted' }, 'No projects yet. Agents create them with manage_project.'));
+        return;
+      }
+      list.replaceChildren(
+        table(
+          ['Project', ...TASK_STATUSES, 'Progress', 'Last activity'],
+          projects.map((p) =>
+            h(
+              'tr',
+              { 'data-project': p.id },
+              h('td', { class: 'wrap' }, h('a', { href: projectHref(p.id) }, p.title)),
+              TASK_STATUSES.map((s) => h('td', { class: 'num' }, fmtInt(p[s]))),
+              h('td', null, progressBar(p.progress_percent), ` ${p.progress_percent}% of ${fmtInt(p.total)}`),
+              agoCell(p.last_activity),
+            ),
+          ),
+        ),
+      );
+    }
+    return { el, refresh, title: 'Projects', only: ['board'] };
+  }
+
+  /** The create/edit form of a task; `task` null for a new one. Calls `done` after saving. */
+  function taskForm(projectId, task, done) {
+    const t = task || {};
+    const problem = h('p', { class: 'error-box', role: 'alert', hidden: true });
+    const input = (name, value, attrs) => h('input', { name, value: value ?? '', ...attrs });
+    const form = h(
+      'form',
+      { class: 'task-form', 'aria-label': task ? 'Edit task' : 'New task' },
+      h('h2', null, task ? 'Edit task' : 'New task'),
+      field('Title', input('title', t.title, { required: true, maxlength: 500 })),
+      field('Description', h('textarea', { name: 'description', rows: 5, text: t.description || '' })),
+      field('Assignee', input('assignee', t.assignee || 'User')),
+      field('Feature', input('feature', t.feature)),
+      field('Order (0–100)', input('task_order', t.task_order ?? 0, { type: 'number' })),
+      field('Status', select('status', t.status || 'todo', TASK_STATUSES.map((s) => [s, s]))),
+      problem,
+      h('button', { type: 'submit' }, task ? 'Save' : 'Create'),
+      h('button', { type: 'button', onclick: () => done(false) }, 'Cancel'),
+    );
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const data = new FormData(form);
+      const body = {};
+      for (const name of ['title', 'description', 'assignee', 'feature', 'status']) body[name] = String(data.get(name) ?? '');
+      const order = String(data.get('task_order') ?? '').trim();
+      body.task_order = order === '' ? 0 : Number(order);
+      if (!body.feature) delete body.feature;
+      const r = task
+        ? await apiWrite('PATCH', `api/tasks/${encodeURIComponent(task.id)}`, body)
+        : await apiWrite('POST', `api/projects/${encodeURIComponent(projectId)}/tasks`, body);
+      for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+      if (!r.ok) {
+        problem.hidden = false;
+        problem.textContent = r.field ? `${r.field}: ${r.error}` : r.error;
+        const bad = r.field && form.elements.namedItem(r.field);
+        if (bad && bad.setAttribute) {
+          bad.setAttribute('aria-invalid', 'true');
+          bad.focus();
+        }
+        return;
+      }
+      done(true);
+    });
+    return form;
+  }
+
+  /** One card: title, assignee, feature, order, holder, and a status select. */
+  function taskCard(task, move, edit) {
+    const status = select('status', task.status, TASK_STATUSES.map((s) => [s, s]));
+    status.setAttribute('aria-label', `Status of ${task.title}`);
+    status.addEventListener('change', () => move(task, status.value));
+    const card = h(
+      'article',
+      { class: 'card', draggable: 'true', 'data-task': task.id },
+      h('a', { class: 'card-title', href: taskHref(task.id) }, task.title),
+      h(
+        'div',
+        { class: 'card-meta' },
+        h('span', { class: 'assignee', title: 'assignee' }, task.assignee),
+        task.feature ? h('span', { class: 'feature', title: 'feature' }, task.feature) : null,
+        h('span', { class: 'order', title: 'task_order' }, `#${task.task_order}`),
+        task.claimed_by ? h('span', { class: 'holder', title: 'working on it' }, `held by ${task.claimed_by}`) : null,
+      ),
+      h('div', { class: 'card-actions' }, status, h('button', { type: 'button', onclick: () => edit(task) }, 'Edit')),
+    );
+    card.addEventListener('dragstart', (e) => {
+      e.dataTransfer.setData('text/plain', task.id);
+      e.dataTransfer.effectAllowed = 'move';
+    });
+    return card;
+  }
+
+  function projectView(route) {
+    const id = route.arg || '';
+    const p = route.params;
+    const filters = { q: p.get('q') || '', assignee: p.get('assignee') || '', feature: p.get('feature') || '' };
+    const pages = Object.fromEntries(TASK_STATUSES.map((s) => [s, 1]));
+    const tasksById = new Map();
+    const head = h('div', null, h('h1', null, 'Project'));
+    const message = h('p', { class: 'error-box', role: 'alert', hidden: true });
+    const formSlot = h('div');
+    const filterForm = h(
+      'form',
+      { class: 'filters', onsubmit: (e) => { e.preventDefault(); applyFilters(); } },
+      field('Text', h('input', { name: 'q', value: filters.q, type: 'search' })),
+      field('Assignee', h('input', { name: 'assignee', value: filters.assignee })),
+      field('Feature', h('input', { name: 'feature', value: filters.feature })),
+      h('button', { type: 'submit' }, 'Filter'),
+      h('a', { href: projectHref(id), class: 'reset' }, 'reset'),
+      h('button', { type: 'button', class: 'new-task', onclick: () => openForm(null) }, 'New task'),
+    );
+    function applyFilters() {
+      const data = new FormData(filterForm);
+      const next = `${projectHref(id)}${query({ q: data.get('q'), assignee: data.get('assignee'), feature: data.get('feature') })}`;
+      if (location.hash === next) refreshNow();
+      else location.hash = next;
+    }
+    const columns = Object.fromEntries(
+      TASK_STATUSES.map((s) => {
+        const list = h('div', { class: 'cards' });
+        const foot = h('div', { class: 'column-foot' });
+        const count = h('span', { class: 'muted' });
+        const col = h('section', { class: 'column', 'data-status': s, 'aria-label': `${s} column` }, h('h2', null, s, ' ', count), list, foot);
+        col.addEventListener('dragover', (e) => {
+          e.preventDefault();
+          col.classList.add('drop');
+        });
+        col.addEventListener('dragleave', () => col.classList.remove('drop'));
+        col.addEventListener('drop', (e) => {
+          e.preventDefault();
+          col.classList.remove('drop');
+          const task = tasksById.get(e.dataTransfer.getData('text/plain'));
+          if (task && task.status !== s) move(task, s);
+        });
+        return [s, { col, list, foot, count }];
+      }),
+    );
+    const docs = h('div', null);
+    const el = h(
+      'section',
+      { class: 'view' },
+      h('p', { class: 'crumbs' }, h('a', { href: '#/projects' }, '← projects')),
+      head,
+      filterForm,
+      message,
+      formSlot,
+      h('div', { class: 'kanban' }, TASK_STATUSES.map((s) => columns[s].col)),
+      docs,
+    );
+
+    async function move(task, status) {
+      const r = await apiWrite('PATCH', `api/tasks/${encodeURIComponent(task.id)}`, { status });
+      message.hidden = r.ok;
+      if (!r.ok) message.textContent = `Could not move “${task.title}”: ${r.error}`;
+      refreshNow();
+    }
+
+    function openForm(task) {
+      formSlot.replaceChildren(
+        taskForm(id, task, (saved) => {
+          formSlot.replaceChildren();
+          if (saved) refreshNow();
+        }),
+      );
+      const first = formSlot.querySelector('input');
+      if (first) first.focus();
+    }
+
+    async function loadColumn(s) {
+      const c = columns[s];
+      const r = await api(`api/projects/${encodeURIComponent(id)}/tasks${query({ ...filters, status: s, page: pages[s], per_page: COLUMN_PAGE })}`);
+      if (!r.ok) {
+        c.list.replaceChildren(errorBox(r.error));
+        return;
+      }
+      const tasks = r.data.tasks || [];
+      for (const t of tasks) tasksById.set(t.id, t);
+      c.count.textContent = `(${fmtInt(r.data.total)})`;
+      c.list.replaceChildren(...tasks.map((t) => taskCard(t, move, openForm)));
+      if (!tasks.length) c.list.replaceChildren(h('p', { class: 'muted' }, 'No tasks.'));
+      const total = Number(r.data.total) || 0;
+      c.foot.replaceChildren(
+        total > COLUMN_PAGE
+          ? pager(pages[s], COLUMN_PAGE, total, (n) => {
+              pages[s] = n;
+              loadColumn(s);
+            })
+          : '',
+      );
+    }
+
+    async function refresh() {
+      const r = await api(`api/projects/${encodeURIComponent(id)}`);
+      if (!r.ok) {
+        head.replaceChildren(h('h1', null, 'Project'), errorBox(r.status === 404 ? `No project has id ${id}.` : `Could not load the project: ${r.error}`));
+        return;
+      }
+      const project = r.data.project || {};
+      const counts = r.data.counts || {};
+      // replaceChildren would show a null as the text "null": add() skips it.
+      head.replaceChildren();
+      add(head, [
+        h('h1', { class: 'wrap' }, project.title),
+        project.description ? h('p', { class: 'wrap description' }, project.description) : null,
+        h('p', { class: 'muted' }, progressBar(counts.progress_percent), ` ${counts.progress_percent ?? 0}% done · ${fmtInt(counts.total ?? 0)} live tasks`),
+      ]);
+      document.title = `${project.title} · Steward`;
+      tasksById.clear();
+      await Promise.all(TASK_STATUSES.map(loadColumn));
+      await refreshDocs();
+    }
+
+    async function refreshDocs() {
+      const base = `api/projects/${encodeURIComponent(id)}`;
+      const [d, v] = await Promise.all([api(`${base}/documents`), api(`${base}/versions`)]);
+      const open = docs.querySelector('details[open]');
+      docs.replaceChildren(
+        h('h2', null, 'Documents'),
+        d.ok && (d.data.documents || []).length
+          ? table(['Title', 'Type', 'Author', 'Updated'], d.data.documents.map((doc) =>
+              h('tr', null,
+                h('td', { class: 'wrap' }, h('button', { type: 'button', class: 'link', onclick: () => showDocument(doc.id) }, doc.title)),
+                h('td', null, doc.document_type), h('td', null, doc.author), agoCell(doc.updated_at))))
+          : h('p', { class: 'muted' }, d.ok ? 'No documents.' : d.error),
+        h('div', { class: 'document' }),
+        h('h2', null, 'Versions'),
+        v.ok && (v.data.versions || []).length
+          ? table(['Field', 'Version', 'Summary', 'By', 'When', ''], v.data.versions.map((ver) =>
+              h('tr', null, h('td', null, ver.field_name), h('td', { class: 'num' }, ver.version_number),
+                h('td', { class: 'wrap' }, ver.change_summary), h('td', null, ver.created_by), agoCell(ver.created_at),
+                h('td', null, h('details', null, h('summary', null, 'content'), h('pre', { class: 'json' }, JSON.stringify(ver.content, null, 2)))))))
+          : h('p', { class: 'muted' }, v.ok ? 'No versions.' : v.error),
+      );
+      if (open) open.open = true;
+      // A refresh rebuilds the list: keep showing the document the person opened.
+      if (openDocument) await showDocument(openDocument);
+    }
+
+    let openDocument = null;
+    async function showDocument(docId) {
+      openDocument = docId;
+      const slot = docs.querySelector('.document');
+      const r = await api(`api/projects/${encodeURIComponent(id)}/documents/${encodeURIComponent(docId)}`);
+      if (!r.ok) {
+        slot.replaceChildren(errorBox(r.error));
+        return;
+      }
+      const doc = r.data.document;
+      slot.replaceChildren(
+        h('h3', { class: 'wrap' }, doc.title),
+        h('p', { class: 'muted' }, `${doc.document_type} · by ${doc.author} · tags: ${(doc.tags || []).join(', ') || '—'}`),
+        h('pre', { class: 'json' }, JSON.stringify(doc.content, null, 2)),
+      );
+    }
+
+    return { el, refresh, title: 'Project', only: ['board'] };
+  }
+
+  function taskView(route) {
+    const id = route.arg || '';
+    const head = h('div', null, h('h1', null, 'Task'), h('p', { class: 'muted' }, 'Loading…'));
+    const timeline = h('ol', { class: 'timeline' });
+    const el = h('section', { class: 'view' }, head, h('h2', null, 'History'), timeline);
+
+    function who(change) {
+      if (!change.session_id) return h('span', { class: 'who' }, change.client_name || 'unknown');
+      return h('span', { class: 'who' }, change.client_name || '(no name)', ' · ', h('a', { href: sessionHref(change.session_id) }, 'session'));
+    }
+
+    async function refresh() {
+      const [t, hist] = await Promise.all([api(`api/tasks/${encodeURIComponent(id)}`), api(`api/tasks/${encodeURIComponent(id)}/history`)]);
+      if (!t.ok) {
+        head.replaceChildren(h('h1', null, 'Task'), errorBox(t.status === 404 ? `No task has id ${id}.` : `Could not load the task: ${t.error}`));
+        return;
+      }
+      const task = t.data.task;
+      head.replaceChildren(
+        h('p', { class: 'crumbs' }, h('a', { href: projectHref(task.project_id) }, '← board')),
+        h('h1', { class: 'wrap task-title' }, task.title),
+        h('dl', { class: 'summary' },
+          h('dt', null, 'status'), h('dd', null, badge(task.status)),
+          h('dt', null, 'assignee'), h('dd', { class: 'assignee' }, task.assignee),
+          h('dt', null, 'feature'), h('dd', { class: 'feature' }, task.feature || '—'),
+          h('dt', null, 'order'), h('dd', null, task.task_order),
+          task.claimed_by ? [h('dt', null, 'held by'), h('dd', null, task.claimed_by)] : null,
+          task.archived ? [h('dt', null, 'archived'), h('dd', null, fmtTime(task.archived_at))] : null),
+        h('div', { class: 'description wrap' }, task.description || h('span', { class: 'muted' }, 'No description.')),
+      );
+      document.title = `${task.title} · Steward`;
+      const rows = (hist.ok && hist.data.history) || [];
+      timeline.replaceChildren(
+        ...rows.map((c) =>
+          h('li', null,
+            h('span', { class: 'when', title: fmtTime(c.changed_at) }, ago(c.changed_at)), ' ',
+            h('strong', null, c.field), ' ',
+            c.old_value !== null ? h('span', { class: 'old' }, c.old_value) : null,
+            c.old_value !== null ? ' → ' : null,
+            h('span', { class: 'new' }, c.new_value ?? '—'), ' · ', who(c))),
+      );
+    }
+    return { el, refresh, title: 'Task', only: ['board'] };
+  }
+
   const VIEWS = {
+    projects: (r) => (r.arg ? projectView(r) : projectsView(r)),
+    tasks: taskView,
     overview: overviewView,
     sessions: sessionsView,
     session: sessionView,
@@ -1376,7 +1744,7 @@
     const make = VIEWS[r.name] || notFoundView;
     const view = make(r);
     state.view = view;
-    const navName = r.name === 'session' ? 'sessions' : r.name;
+    const navName = r.name === 'session' ? 'sessions' : r.name === 'tasks' ? 'projects' : r.name;
     for (const a of document.querySelectorAll('#nav a')) {
       if (a.dataset.route === navName) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ledger::{self, Ledger};
 use crate::mcp::{self, ServerContext};
+use crate::security::admin::LoginThrottle;
 use crate::security::{self, layers::Guard};
 use crate::sessions::Sessions;
 use crate::sessions::logical::LogicalSessions;
@@ -39,23 +40,42 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         close_sessions,
     );
     let logical = Arc::new(LogicalSessions::new(state.ctx.store.clone()));
-    let mcp = inner
+    let inner = inner.layer(axum::Extension(mcp::StatelessSessions(logical.clone())));
+    let capture = middleware::from_fn_with_state(
+        ledger::http::Capture {
+            ledger: state.ledger.clone(),
+            attribution: Some(logical as Arc<dyn ledger::http::Attribution>),
+        },
+        ledger::http::capture,
+    );
+    // Where each message of a batch goes: its own ledger row and rate-limit token.
+    let items = inner
         .clone()
-        .layer(axum::Extension(mcp::StatelessSessions(logical.clone())))
         .layer(middleware::from_fn_with_state(
-            (state.guard.clone(), inner),
+            mcp::rules::Rules {
+                items: None,
+                sessions: state.sessions.clone(),
+            },
+            mcp::rules::apply,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.guard.clone(),
+            security::layers::guard_batch_item,
+        ))
+        .layer(capture.clone());
+    let rules = mcp::rules::Rules {
+        items: Some(items),
+        sessions: state.sessions.clone(),
+    };
+    let mcp = inner
+        .layer(middleware::from_fn_with_state(rules, mcp::rules::apply))
+        .layer(middleware::from_fn_with_state(
+            state.guard.clone(),
             security::layers::guard_mcp,
         ))
         // Outside the guard, so the ledger records its refusals, and the replies exactly as
         // clients receive them.
-        .layer(middleware::from_fn_with_state(
-            ledger::http::Capture {
-                ledger: state.ledger.clone(),
-                attribution: Some(logical as Arc<dyn ledger::http::Attribution>),
-                max_body: security.max_body_bytes,
-            },
-            ledger::http::capture,
-        ))
+        .layer(capture)
         .layer(middleware::from_fn_with_state(
             state.in_flight.clone(),
             mcp::drain::track,
@@ -65,6 +85,7 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         crate::api::Live {
             ledger: state.ledger.clone(),
             sessions: state.sessions.clone(),
+            changes: state.ctx.changes.clone(),
         },
     )
     .merge(crate::dashboard::router())
@@ -72,7 +93,12 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         Router::new()
             .route(
                 "/login",
-                get(security::layers::login_form).post(security::layers::login),
+                get(security::layers::login_form)
+                    .post(security::layers::login)
+                    .route_layer(middleware::from_fn_with_state(
+                        Arc::new(LoginThrottle::default()),
+                        throttle_logins,
+                    )),
             )
             .route("/logout", post(security::layers::logout))
             .with_state(state.guard.clone()),
@@ -81,12 +107,75 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         state.guard.clone(),
         security::layers::guard_admin,
     ));
-    Router::new()
+    let operator = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .with_state(state)
-        .merge(mcp)
-        .merge(admin)
+        .layer(middleware::from_fn_with_state(
+            state.guard.clone(),
+            check_probe_host,
+        ))
+        .with_state(state);
+    operator.merge(mcp).merge(admin)
+}
+
+/// `POST /login`, per peer address (see [`LoginThrottle`]): past the burst, 429 with
+/// `Retry-After`.
+async fn throttle_logins(
+    State(throttle): State<Arc<LoginThrottle>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(
+            || "(unknown peer)".to_string(),
+            |info| info.0.ip().to_string(),
+        );
+    match throttle.check(&peer) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let seconds = wait.as_secs().max(1);
+            tracing::warn!(%peer, "login attempts throttled");
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, seconds.to_string())],
+                axum::Json(json!({ "error": { "message": format!(
+                    "Too Many Requests: too many login attempts from this address; retry after {seconds} s"
+                ) } })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `/health` and `/metrics` answer only under one of the server's names or an IP address: a
+/// DNS-rebinding page (the attacker's name, resolved to this machine) cannot read them.
+async fn check_probe_host(
+    State(guard): State<Arc<Guard>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let allowed = &guard.settings.allowed_hosts;
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if host.is_some_and(|host| allowed.allows_probe_host(host)) {
+        return next.run(request).await;
+    }
+    let shown = crate::protocol::cut_client_text(host.unwrap_or("(none)")).into_owned();
+    tracing::warn!(host = %shown, "refused a probe for a host not in the allow-list (possible DNS rebinding)");
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        axum::Json(json!({ "error": { "message": format!(
+            "Misdirected Request: Host {shown} is not one of this server's names ({allowed}) nor an IP address; if it is a name of this server, add it with --allowed-hosts"
+        ) } })),
+    )
+        .into_response()
 }
 
 /// `GET /health`: 200 with `status: "ok"` when the database answers, else 503 `degraded`.

@@ -50,12 +50,40 @@ string_enum!(
 
 string_enum!(
     /// Which field `find_tasks` filters on.
-    TaskFilter { Status => "status", Project => "project", Assignee => "assignee" }
+    TaskFilter {
+        Status => "status", Project => "project", Assignee => "assignee", Feature => "feature",
+    }
 );
 
-/// Who made a change: recorded in task history.
+/// Who made a change: recorded in task history. A claim is held by the actor's session.
 #[derive(Debug, Clone, Default)]
 pub struct Actor {
     pub session_id: Option<String>,
     pub client_name: Option<String>,
+    /// The authenticated principal (API key name), when the request was authenticated.
+    pub principal: Option<String>,
+}
+
+/// Why a claim ended (besides its session ending, recorded as `session_<disconnect_reason>`);
+/// as the `reason` of the task's history row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimEnd {
+    Released,
+    Done,
+    Archived,
+    LeaseExpired,
+    /// The holder claimed the task again: the old claim (and its token) ends.
+    Reclaimed,
+}
+
+impl ClaimEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimEnd::Released => "released",
+            ClaimEnd::Done => "done",
+            ClaimEnd::Archived => "archived",
+            ClaimEnd::LeaseExpired => "lease_expired",
+            ClaimEnd::Reclaimed => "reclaimed",
+        }
+    }
 }

@@ -23,7 +23,8 @@ use crate::security::AuthMode;
     about = "An MCP server with a shared task board and an honest ledger of every session and request"
 )]
 pub struct Cli {
-    /// Configuration file (TOML). Defaults to ./steward.toml when that file exists.
+    /// Configuration file (TOML). Defaults to $XDG_CONFIG_HOME/steward/steward.toml
+    /// (~/.config/steward/steward.toml) when that file exists; never read from the working directory.
     #[arg(long, env = "STEWARD_CONFIG", global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -51,6 +52,10 @@ pub enum Command {
     Stdio(DatabaseArgs),
     /// List, inspect and revoke MCP sessions (reads the same database as `serve`).
     Sessions(SessionsArgs),
+    /// The task board's projects (reads the same database as `serve`).
+    Projects(ProjectsArgs),
+    /// The task board's tasks: list, show with history, add, move (same rules as manage_task).
+    Tasks(TasksArgs),
     /// Model prices used for the ledger's cost estimates (`llm_pricing`).
     Pricing(PricingArgs),
     /// The request ledger (reads the same database as `serve`).
@@ -62,6 +67,30 @@ pub enum Command {
     Check(CheckArgs),
     /// API keys for `serve --auth api-key` (shown once, stored hashed).
     Keys(KeysArgs),
+    /// Copy another task server's board into Steward's database.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub source: ImportSource,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// Archon v1's projects, tasks, documents and versions, keeping their ids and timestamps.
+    /// Idempotent: rows already in Steward are left as they are, so a second run adds nothing.
+    Archon {
+        /// Archon's PostgreSQL database, e.g. postgres://USER@HOST:5432/DB (read only).
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Read and count everything, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +240,98 @@ pub enum PricingAction {
 }
 
 #[derive(Debug, Args)]
+pub struct ProjectsArgs {
+    #[command(subcommand)]
+    pub action: ProjectsAction,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectsAction {
+    /// Projects with their task counts by status, most recently active first.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One project: its counts and tasks. ID: the full id or a unique prefix.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    #[command(subcommand)]
+    pub action: TasksAction,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// A task status as the CLI accepts it.
+pub const TASK_STATUSES: [&str; 4] = ["todo", "doing", "review", "done"];
+
+#[derive(Debug, Subcommand)]
+pub enum TasksAction {
+    /// Live tasks (done ones included), highest task_order first.
+    List {
+        /// Only this project (full id or unique prefix).
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, value_parser = TASK_STATUSES)]
+        status: Option<String>,
+        #[arg(long)]
+        assignee: Option<String>,
+        /// Text to find in titles and descriptions.
+        #[arg(long)]
+        query: Option<String>,
+        /// Most rows to show (1 to 100).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One task in full, with its history. ID: the full id or a unique prefix.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a task to a project (recorded in its history as made by "cli").
+    Add {
+        /// The project (full id or unique prefix).
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        feature: Option<String>,
+        /// Priority from 0 (lowest) to 100 (highest).
+        #[arg(long)]
+        order: Option<i64>,
+        #[arg(long, value_parser = TASK_STATUSES)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a task to another status.
+    Move {
+        id: String,
+        #[arg(value_parser = TASK_STATUSES)]
+        status: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct SessionsArgs {
     #[command(subcommand)]
     pub action: SessionsAction,
@@ -327,6 +448,8 @@ pub struct SecurityArgs {
     #[arg(long, env = "STEWARD_MAX_JSON_DEPTH", value_name = "N")]
     pub max_json_depth: Option<usize>,
     /// Requests per second per principal (default 100; 0 turns the limit off); beyond it, 429.
+    /// Each message of a JSON-RPC batch counts; requests that fail authentication count
+    /// against their peer address.
     #[arg(long, env = "STEWARD_RATE_LIMIT", value_name = "N")]
     pub rate_limit: Option<u32>,
     /// Requests a principal may make at once above the rate (default 200).

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{
-    Cli, Command, DatabaseArgs, KeysAction, LedgerArgs, PricingAction, RequestsAction,
-    SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
+    Cli, Command, DatabaseArgs, ImportSource, KeysAction, LedgerArgs, PricingAction,
+    RequestsAction, SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
 };
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
@@ -172,11 +172,14 @@ pub enum Resolved {
     Serve(ServeConfig),
     Stdio(StdioConfig),
     Sessions(DatabaseUrl, SessionsAction),
+    Projects(DatabaseUrl, crate::cli::ProjectsAction),
+    Tasks(DatabaseUrl, crate::cli::TasksAction),
     Pricing(DatabaseUrl, PricingAction),
     Requests(DatabaseUrl, RequestsAction),
     Check(CheckOptions),
     Stats(DatabaseUrl, String, bool),
     Keys(DatabaseUrl, KeysAction),
+    Import(DatabaseUrl, ImportSource),
 }
 
 impl Resolved {
@@ -187,10 +190,13 @@ impl Resolved {
             Resolved::Stdio(config) => Some(&config.database),
             Resolved::Check(_) => None,
             Resolved::Sessions(url, _)
+            | Resolved::Projects(url, _)
+            | Resolved::Tasks(url, _)
             | Resolved::Pricing(url, _)
             | Resolved::Requests(url, _)
             | Resolved::Stats(url, _, _)
-            | Resolved::Keys(url, _) => Some(url),
+            | Resolved::Keys(url, _)
+            | Resolved::Import(url, _) => Some(url),
         }
     }
 }
@@ -294,6 +300,19 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             Resolved::Sessions(database_url(args.database, &file)?, args.action)
         }
         Command::Keys(args) => Resolved::Keys(database_url(args.database, &file)?, args.action),
+        Command::Import(args) => {
+            let ImportSource::Archon { from, .. } = &args.source;
+            if !matches!(DatabaseUrl::parse(from), Ok(DatabaseUrl::Postgres { .. })) {
+                return Err(ConfigError::Invalid(format!(
+                    "--from {from:?} is not a PostgreSQL URL; Archon v1 keeps its board in PostgreSQL (Supabase): pass --from postgres://USER@HOST:5432/DB"
+                )));
+            }
+            Resolved::Import(database_url(args.database, &file)?, args.source)
+        }
+        Command::Projects(args) => {
+            Resolved::Projects(database_url(args.database, &file)?, args.action)
+        }
+        Command::Tasks(args) => Resolved::Tasks(database_url(args.database, &file)?, args.action),
     })
 }
 
@@ -569,7 +588,6 @@ fn session_settings(
     Ok(settings)
 }
 
-/// Reads the explicit config file (which must exist) or `./steward.toml` if present.
 /// An OTLP/HTTP endpoint must be an http(s) URL; an empty value turns export off.
 fn otlp_endpoint(value: Option<String>) -> Result<Option<String>, ConfigError> {
     let Some(url) = value.filter(|v| !v.trim().is_empty()) else {
@@ -586,11 +604,15 @@ fn otlp_endpoint(value: Option<String>) -> Result<Option<String>, ConfigError> {
     Ok(Some(url))
 }
 
+/// Reads the config file named by `--config`/`STEWARD_CONFIG` (which must exist), else
+/// `steward/steward.toml` in the user's config directory if present. Never one from the working
+/// directory: a repository an editor opens must not be able to point Steward at another
+/// database or turn its authentication off.
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
-    let path = match explicit {
-        Some(path) => path.to_path_buf(),
-        None if Path::new(DEFAULT_CONFIG_FILE).is_file() => PathBuf::from(DEFAULT_CONFIG_FILE),
-        None => return Ok(FileConfig::default()),
+    let path = match (explicit, user_config_file()) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Some(path)) if path.is_file() => path,
+        (None, _) => return Ok(FileConfig::default()),
     };
     let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
         path: path.clone(),
@@ -600,6 +622,18 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
         path,
         message: e.to_string(),
     })
+}
+
+/// `$XDG_CONFIG_HOME/steward/steward.toml`, or `~/.config/steward/steward.toml` (the XDG
+/// default; relative values are ignored, as the XDG spec says).
+fn user_config_file() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let base = absolute("XDG_CONFIG_HOME").or_else(|| Some(absolute("HOME")?.join(".config")))?;
+    Some(base.join("steward").join(DEFAULT_CONFIG_FILE))
 }
 
 #[cfg(test)]

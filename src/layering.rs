@@ -7,7 +7,10 @@ use std::path::Path;
 
 /// Bottom to top. A module may use modules of its own layer or of any layer before it.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("foundation", &["sync", "logs", "board", "protocol"]),
+    (
+        "foundation",
+        &["sync", "logs", "board", "protocol", "principal"],
+    ),
     ("store", &["store"]),
     ("observability", &["metrics"]),
     (
@@ -20,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "export",
             "views",
             "health",
+            "rules",
         ],
     ),
     ("transport", &["security", "mcp", "api", "dashboard"]),

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use steward::cli::{Cli, KeysAction, PricingAction};
+use steward::cli::{Cli, ImportSource, KeysAction, PricingAction};
 use steward::commands::UsageError;
 use steward::config::{self, Resolved};
 use steward::server::{self, RunError};
@@ -41,8 +41,17 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Some(database) = resolved.database() {
-        eprintln!("steward: database {}", database.redacted());
+    match &resolved {
+        // `serve` names its database in its start-up text; log lines stay in the log format.
+        Resolved::Serve(_) => {}
+        Resolved::Stdio(config) => {
+            tracing::info!(database = %config.database.redacted(), "steward stdio");
+        }
+        other => {
+            if let Some(database) = other.database() {
+                eprintln!("steward: database {}", database.redacted());
+            }
+        }
     }
     let outcome = runtime.block_on(async {
         match resolved {
@@ -68,12 +77,32 @@ fn main() -> ExitCode {
                 })
                 .await
             }
+            Resolved::Projects(database, action) => {
+                server::admin(&database, OpenMode::Existing, |store| {
+                    Box::pin(steward::commands::board::projects(store, action))
+                })
+                .await
+            }
+            Resolved::Tasks(database, action) => {
+                server::admin(&database, OpenMode::Existing, |store| {
+                    Box::pin(steward::commands::board::tasks(store, action))
+                })
+                .await
+            }
             Resolved::Keys(database, action) => {
                 // A key may be created before the server first runs; listing or revoking one
                 // needs the database the server uses.
                 let mode = open_mode(!matches!(action, KeysAction::Create { .. }));
                 server::admin(&database, mode, |store| {
                     Box::pin(steward::commands::keys::run(store, action))
+                })
+                .await
+            }
+            Resolved::Import(database, source) => {
+                // A dry run reads only; a real import may fill a new database.
+                let ImportSource::Archon { dry_run, .. } = &source;
+                server::admin(&database, open_mode(*dry_run), |store| {
+                    Box::pin(steward::commands::import::run(store, source))
                 })
                 .await
             }

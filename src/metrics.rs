@@ -22,12 +22,17 @@ const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
-/// Tool names come from clients; past this many distinct names the rest count as `other`, so a
-/// client cannot blow up the number of series.
-const MAX_TOOL_LABELS: usize = 200;
-
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-static TOOLS: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+/// The tools the server has: only these names become `gen_ai_tool_name` labels. Tool names come
+/// from clients, and a made-up one (even in a refused request) must not make a series.
+static TOOLS: OnceLock<HashSet<String>> = OnceLock::new();
+
+/// Names the server's tools (once, at startup); any other tool name is labelled `other`.
+pub fn register_tools(names: impl IntoIterator<Item = String>) {
+    if TOOLS.set(names.into_iter().collect()).is_err() {
+        tracing::debug!("the metric labels for tools were registered already");
+    }
+}
 
 /// Installs the process-wide recorder (once). Returns `None` if another recorder was installed.
 pub fn install() -> Option<&'static PrometheusHandle> {
@@ -99,6 +104,8 @@ const KNOWN_METHODS: &[&str] = &[
     "notifications/roots/list_changed",
     "notifications/tasks/status",
     "(batch)",
+    "(GET stream)",
+    "(GET replay)",
     "(invalid json)",
     "(not a request)",
 ];
@@ -112,11 +119,9 @@ fn method_label(method: &str) -> &'static str {
 }
 
 fn tool_label(tool: &str) -> &str {
-    let mut seen = crate::sync::lock(TOOLS.get_or_init(Default::default));
-    if seen.contains(tool) || (seen.len() < MAX_TOOL_LABELS && seen.insert(tool.to_string())) {
-        tool
-    } else {
-        "other"
+    match TOOLS.get() {
+        Some(known) if known.contains(tool) => tool,
+        _ => "other",
     }
 }
 

@@ -151,6 +151,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
         ledger,
         guard,
     };
+    crate::metrics::register_tools(mcp::BoardServer::tool_names(&state.ctx));
     let app = crate::app::router(state, close_sessions);
     // Without TCP_NODELAY every small SSE write waits for Nagle's algorithm and the peer's
     // delayed ACK (tens of milliseconds); BENCHMARKS.md has the measured difference.
@@ -167,6 +168,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     }
     // The first line is machine-readable, for scripts and tests that start on port 0.
     print!("{}", startup_banner(addr, &config));
+    // The peer address rides in each request (`ConnectInfo`), for per-address throttles.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -13,7 +13,7 @@ use board::TOOL_NAMES;
 use common::{TestDb, TestServer, backends};
 use serde_json::Value;
 
-const BOARD_TOOLS: usize = 13;
+const BOARD_TOOLS: usize = 17;
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")

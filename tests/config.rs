@@ -98,13 +98,18 @@ async fn the_config_file_and_environment_are_read_in_order() -> anyhow::Result<(
     let dir = tempfile::tempdir()?;
     let from_file = dir.path().join("from-file.db");
     let from_env = dir.path().join("from-env.db");
+    // The user's config file: `$XDG_CONFIG_HOME/steward/steward.toml`.
+    let xdg = dir.path().to_string_lossy().to_string();
+    let xdg_env = [("XDG_CONFIG_HOME", xdg.as_str())];
+    std::fs::create_dir_all(dir.path().join("steward"))?;
+    let file = dir.path().join("steward").join("steward.toml");
     std::fs::write(
-        dir.path().join("steward.toml"),
+        &file,
         format!("database = \"sqlite://{}\"\n", from_file.display()),
     )?;
 
     // The file applies when nothing else is given (every command names its database)...
-    let output = steward(&["pricing", "list"], &[], dir.path()).await?;
+    let output = steward(&["pricing", "list"], &xdg_env, dir.path()).await?;
     assert!(
         stderr(&output).contains(&format!("database sqlite://{}", from_file.display())),
         "steward.toml's database was not used: {}",
@@ -115,7 +120,7 @@ async fn the_config_file_and_environment_are_read_in_order() -> anyhow::Result<(
     let env_url = format!("sqlite://{}", from_env.display());
     let output = steward(
         &["pricing", "list"],
-        &[("STEWARD_DATABASE_URL", &env_url)],
+        &[("STEWARD_DATABASE_URL", &env_url), xdg_env[0]],
         dir.path(),
     )
     .await?;
@@ -126,11 +131,8 @@ async fn the_config_file_and_environment_are_read_in_order() -> anyhow::Result<(
     );
 
     // ...and a typo in the file is an error naming the key.
-    std::fs::write(
-        dir.path().join("steward.toml"),
-        "databse = \"sqlite://x.db\"\n",
-    )?;
-    let output = steward(&["pricing", "list"], &[], dir.path()).await?;
+    std::fs::write(&file, "databse = \"sqlite://x.db\"\n")?;
+    let output = steward(&["pricing", "list"], &xdg_env, dir.path()).await?;
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("databse"), "{}", stderr(&output));
     Ok(())

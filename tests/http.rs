@@ -208,7 +208,7 @@ async fn initialize_with_curl_headers_opens_a_session() -> anyhow::Result<()> {
         assert_eq!(response.status(), StatusCode::OK);
         let listed = jsonrpc_result(response).await?;
         let tools = listed["result"]["tools"].as_array().context("no tools")?;
-        assert_eq!(tools.len(), 13, "{listed}");
+        assert_eq!(tools.len(), 17, "{listed}");
 
         // Each initialize opens a session of its own.
         let other = session_header(&http.initialize().await?)?;

@@ -845,7 +845,7 @@ async fn every_request_lands_exactly_once(db: TestDb) -> anyhow::Result<()> {
 
     let session = session_of(&client).await?;
     let tools = client.list_all_tools().await?;
-    ensure!(tools.len() == 13, "tools/list: {} tools", tools.len());
+    ensure!(tools.len() == 17, "tools/list: {} tools", tools.len());
     ok(&client, "health_check", Value::Null).await?;
     let project = ok(
         &client,
@@ -923,6 +923,8 @@ async fn every_request_lands_exactly_once(db: TestDb) -> anyhow::Result<()> {
     let expected: Vec<Expected> = vec![
         ("initialize", None, "success", None, s, Some("0")),
         ("notifications/initialized", None, "success", None, s, None),
+        // The rmcp client's GET stream, recorded when the client closes it.
+        ("(GET stream)", None, "success", None, s, None),
         (
             "tools/call",
             Some("session_info"),
@@ -1044,6 +1046,11 @@ async fn every_request_lands_exactly_once(db: TestDb) -> anyhow::Result<()> {
         check_row_invariants(row);
         let r = format!("{row:?}");
         assert!(!row.sanitized, "{r}");
+        if row.method == "(GET stream)" {
+            // A GET carries no message: nothing was sent, a stream was received.
+            assert_eq!(row.request_bytes, 0, "request_bytes: {r}");
+            continue;
+        }
         assert!(row.request_bytes > 0, "request_bytes: {r}");
         if row.method.starts_with("notifications/") {
             assert_eq!(
@@ -1561,8 +1568,9 @@ async fn large_and_nul_arguments_are_recorded(db: TestDb) -> anyhow::Result<()> 
     );
     client.cancel().await?;
 
-    // initialize, initialized, session_info, big, bad tool, NUL query, NUL id, NUL method
-    let mut rows = ledger.wait_for_rows(8, FLUSH_DEADLINE).await?;
+    // initialize, initialized, the client's GET stream, session_info, big, bad tool, NUL query,
+    // NUL id, NUL method
+    let mut rows = ledger.wait_for_rows(9, FLUSH_DEADLINE).await?;
     // What the rmcp client saw (the raw calls read their replies to the end).
     forgive_cancelled_after_reply(&mut rows, |row| match row.jsonrpc_id.as_deref() {
         Some("0" | "1" | "2") => Some(("success".into(), None)),

@@ -69,6 +69,7 @@ fn actor(session: &str, client: &str) -> Actor {
     Actor {
         session_id: Some(session.to_string()),
         client_name: Some(client.to_string()),
+        principal: None,
     }
 }
 
@@ -96,6 +97,7 @@ fn new_task(
         assignee: assignee.to_string(),
         task_order: order,
         feature: None,
+        blocked_by: Vec::new(),
     }
 }
 
@@ -356,7 +358,7 @@ async fn seed_tasks(store: &Store) -> anyhow::Result<(Project, Project, Vec<Task
         tasks.push(
             store
                 .create_task(&new_task(project_id, title, status, assignee, order), &who)
-                .await?,
+                .await??,
         );
     }
     Ok((a, b, tasks))
@@ -462,12 +464,16 @@ async fn tasks_create_and_list_with_each_filter() -> anyhow::Result<()> {
             task_titles(&store, alice_all).await?,
             ["Write docs", "Ship it"]
         );
-        // Assignee matches exactly.
+        // Assignee folds case, like text search.
         let lower_alice = TaskQuery {
-            assignee: Some("alice".to_string()),
+            assignee: Some("ALICE".to_string()),
+            include_closed: true,
             ..Default::default()
         };
-        assert!(task_titles(&store, lower_alice).await?.is_empty());
+        assert_eq!(
+            task_titles(&store, lower_alice).await?,
+            ["Write docs", "Ship it"]
+        );
 
         // Text matches title or description, case-insensitively.
         let fix = TaskQuery {
@@ -494,6 +500,7 @@ async fn tasks_create_and_list_with_each_filter() -> anyhow::Result<()> {
             assignee: Some("Alice".to_string()),
             text: Some("ship".to_string()),
             include_closed: true,
+            ..Default::default()
         };
         assert_eq!(task_titles(&store, combined).await?, ["Ship it"]);
         let mismatch = TaskQuery {
@@ -543,12 +550,13 @@ async fn tasks_update_records_one_history_row_per_changed_field() -> anyhow::Res
             assignee: Some("Carol".to_string()),
             task_order: Some(99),
             feature: Some("docs".to_string()),
+            blocked_by: None,
         };
         let who = actor("session-1", "claude-code");
         let updated = store
-            .update_task(task.id, &changes, &who)
-            .await?
-            .context("task not found")?;
+            .update_task(task.id, &changes, None, &who)
+            .await??
+            .task;
         assert_eq!(updated.title, "Write the docs");
         assert_eq!(updated.description, "description of Write docs");
         assert_eq!(updated.status, "doing");
@@ -596,9 +604,9 @@ async fn tasks_update_records_one_history_row_per_changed_field() -> anyhow::Res
         };
         let anonymous = Actor::default();
         let updated = store
-            .update_task(task.id, &just_status, &anonymous)
-            .await?
-            .context("task not found")?;
+            .update_task(task.id, &just_status, None, &anonymous)
+            .await??
+            .task;
         assert_eq!(
             (updated.title.as_str(), updated.status.as_str()),
             ("Write the docs", "review")
@@ -621,18 +629,17 @@ async fn tasks_update_records_one_history_row_per_changed_field() -> anyhow::Res
 
         // Re-applying the same values records nothing.
         store
-            .update_task(task.id, &just_status, &who)
-            .await?
-            .context("task not found")?;
+            .update_task(task.id, &just_status, None, &who)
+            .await??;
         assert_eq!(store.task_history(task.id, 100).await?.len(), 7);
 
         // Other tasks' history is separate.
         assert_eq!(store.task_history(tasks[1].id, 100).await?.len(), 1);
         assert!(
             store
-                .update_task(Id::new(), &just_status, &who)
+                .update_task(Id::new(), &just_status, None, &who)
                 .await?
-                .is_none()
+                .is_err()
         );
         Ok(())
     })
@@ -646,10 +653,7 @@ async fn tasks_archive_hides_and_records_history() -> anyhow::Result<()> {
         let fix_bug = &tasks[1];
         let who = actor("session-2", "cursor");
 
-        let archived = store
-            .archive_task(fix_bug.id, &who)
-            .await?
-            .context("task not found")?;
+        let archived = store.archive_task(fix_bug.id, None, &who).await??.task;
         assert!(archived.archived);
         assert!(archived.archived_at.is_some());
         assert_eq!(archived.archived_by.as_deref(), Some("cursor"));
@@ -692,25 +696,25 @@ async fn tasks_archive_hides_and_records_history() -> anyhow::Result<()> {
         );
 
         // An archived task can be neither archived again nor updated.
-        assert!(store.archive_task(fix_bug.id, &who).await?.is_none());
+        assert!(store.archive_task(fix_bug.id, None, &who).await?.is_err());
         let changes = TaskChanges {
             title: Some("zombie".to_string()),
             ..Default::default()
         };
         assert!(
             store
-                .update_task(fix_bug.id, &changes, &who)
+                .update_task(fix_bug.id, &changes, None, &who)
                 .await?
-                .is_none()
+                .is_err()
         );
         assert_eq!(store.task_history(fix_bug.id, 100).await?.len(), 2);
-        assert!(store.archive_task(Id::new(), &who).await?.is_none());
+        assert!(store.archive_task(Id::new(), None, &who).await?.is_err());
 
         // Without a client name, the archiver is "unknown".
         let archived = store
-            .archive_task(tasks[0].id, &Actor::default())
-            .await?
-            .context("task not found")?;
+            .archive_task(tasks[0].id, None, &Actor::default())
+            .await??
+            .task;
         assert_eq!(archived.archived_by.as_deref(), Some("unknown"));
         Ok(())
     })
@@ -722,7 +726,7 @@ async fn tasks_count_by_status_and_assignee() -> anyhow::Result<()> {
     on_each_backend(|store| async move {
         let (a, b, tasks) = seed_tasks(&store).await?;
         let extra = new_task(a.id, "Another", TaskStatus::Todo, "Bob", 5);
-        store.create_task(&extra, &Actor::default()).await?;
+        store.create_task(&extra, &Actor::default()).await??;
 
         let by_status = store.count_tasks_by(Some(a.id), false).await?;
         assert_eq!(
@@ -753,9 +757,8 @@ async fn tasks_count_by_status_and_assignee() -> anyhow::Result<()> {
 
         // Archived tasks are not counted.
         store
-            .archive_task(tasks[1].id, &Actor::default())
-            .await?
-            .context("task not found")?;
+            .archive_task(tasks[1].id, None, &Actor::default())
+            .await??;
         let by_status = store.count_tasks_by(Some(a.id), false).await?;
         assert_eq!(
             counts(&by_status),
@@ -1164,7 +1167,7 @@ async fn unicode_round_trips_on_every_field() -> anyhow::Result<()> {
             let mut new = new_task(created.id, text, TaskStatus::Todo, text, 1);
             new.description = text.repeat(3);
             new.feature = Some(text.to_string());
-            let task = store.create_task(&new, &who).await?;
+            let task = store.create_task(&new, &who).await??;
             let fetched = store.get_task(task.id).await?.context("task not found")?;
             assert_eq!(
                 (fetched.title.as_str(), fetched.assignee.as_str()),
@@ -1176,10 +1179,7 @@ async fn unicode_round_trips_on_every_field() -> anyhow::Result<()> {
                 title: Some(format!("{text}!")),
                 ..Default::default()
             };
-            store
-                .update_task(task.id, &changes, &who)
-                .await?
-                .context("task not found")?;
+            store.update_task(task.id, &changes, None, &who).await??;
             let history = store.task_history(task.id, 10).await?;
             assert_eq!(history[1].old_value.as_deref(), Some(text));
             assert_eq!(history[1].new_value, Some(format!("{text}!")));
@@ -1300,13 +1300,11 @@ async fn deleting_a_project_cascades() -> anyhow::Result<()> {
             ..Default::default()
         };
         store
-            .update_task(tasks[0].id, &changes, &Actor::default())
-            .await?
-            .context("task not found")?;
+            .update_task(tasks[0].id, &changes, None, &Actor::default())
+            .await??;
         store
-            .archive_task(tasks[1].id, &Actor::default())
-            .await?
-            .context("task not found")?;
+            .archive_task(tasks[1].id, None, &Actor::default())
+            .await??;
 
         assert!(store.delete_project(a.id).await?);
         assert!(store.get_project(a.id).await?.is_none());
@@ -1409,7 +1407,7 @@ async fn concurrent_task_updates_keep_history_consistent() -> anyhow::Result<()>
                     ..Default::default()
                 };
                 store
-                    .update_task(id, &changes, &actor(&format!("s{n}"), "racer"))
+                    .update_task(id, &changes, None, &actor(&format!("s{n}"), "racer"))
                     .await
             }));
         }

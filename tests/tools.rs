@@ -124,24 +124,9 @@ async fn total(board: &Board, tool: &str, args: Value) -> anyhow::Result<i64> {
 // ---------------------------------------------------------------------------------------------
 // tools/list
 
-/// The allowed values of property `name` of `schema`, following `$ref`/`anyOf` into `$defs`.
+/// The allowed values of property `name` of `schema` (enums are inlined: no `$ref`, no `anyOf`).
 fn enum_values(schema: &Value, name: &str) -> Vec<String> {
-    fn resolve<'a>(schema: &'a Value, node: &'a Value) -> Option<&'a Value> {
-        if node.get("enum").is_some() {
-            return Some(node);
-        }
-        if let Some(reference) = node["$ref"].as_str() {
-            let def = reference.strip_prefix("#/$defs/")?;
-            return resolve(schema, &schema["$defs"][def]);
-        }
-        node["anyOf"]
-            .as_array()?
-            .iter()
-            .find_map(|option| resolve(schema, option))
-    }
-    resolve(schema, &schema["properties"][name])
-        .map(|node| field_of_strings(&node["enum"]))
-        .unwrap_or_default()
+    field_of_strings(&schema["properties"][name]["enum"])
 }
 
 fn field_of_strings(list: &Value) -> Vec<String> {
@@ -162,16 +147,16 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
         ("find_projects", "page per_page project_id query"),
         (
             "manage_project",
-            "action description github_repo project_id title",
+            "action data description features github_repo prd project_id title",
         ),
         ("get_project_features", "project_id"),
         (
             "find_tasks",
-            "filter_by filter_value include_closed page per_page project_id query task_id",
+            "filter_by filter_value include_closed page per_page project_id query task_id unclaimed",
         ),
         (
             "manage_task",
-            "action assignee description feature project_id status task_id task_order title",
+            "action assignee blocked_by claim_token description feature project_id status task_id task_order title",
         ),
         ("get_task_history", "limit task_id"),
         ("get_completion_stats", "project_id"),
@@ -193,6 +178,13 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
         ),
         ("health_check", ""),
         ("session_info", ""),
+        ("claim_task", "lease_seconds task_id"),
+        ("renew_claim", "claim_token lease_seconds task_id"),
+        ("release_task", "claim_token status task_id"),
+        (
+            "next_task",
+            "assignee claim feature lease_seconds project_id",
+        ),
     ];
     // (tool, property, allowed values)
     let enums: [(&str, &str, &[&str]); 7] = [
@@ -212,7 +204,7 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
         (
             "find_tasks",
             "filter_by",
-            &["status", "project", "assignee"],
+            &["status", "project", "assignee", "feature"],
         ),
         (
             "manage_document",
@@ -1116,24 +1108,26 @@ async fn restoring_docs_that_are_not_documents_is_rejected() -> anyhow::Result<(
         let client = &board.client;
         let project = create_project(client, "Bad docs").await?;
         let spec = create_document(board, &project, json!({ "title": "Spec", "document_type": "spec" })).await?;
-        ok(
-            client,
-            "manage_version",
-            json!({ "action": "create", "project_id": project, "field_name": "docs", "content": { "not": "documents" } }),
-        )
-        .await?;
+        // Content that could not be restored later is refused when the version is created.
         let error = fails(
             client,
             "manage_version",
-            json!({ "action": "restore", "project_id": project, "field_name": "docs", "version_number": 1 }),
+            json!({ "action": "create", "project_id": project, "field_name": "docs", "content": { "not": "documents" } }),
             "validation_error",
         )
         .await?;
-        assert_eq!(error["field"], "version_number", "{error}");
+        assert_eq!(error["field"], "content", "{error}");
+        fails(
+            client,
+            "manage_version",
+            json!({ "action": "restore", "project_id": project, "field_name": "docs", "version_number": 1 }),
+            "not_found",
+        )
+        .await?;
         let listed = ok(client, "find_documents", json!({ "project_id": project })).await?;
         assert_eq!(field_of(&listed["documents"], "id"), [spec], "documents untouched");
         let versions = total(board, "find_versions", json!({ "project_id": project })).await?;
-        assert_eq!(versions, 1, "a rejected restore leaves no backup version behind");
+        assert_eq!(versions, 0, "a rejected create or restore leaves no version behind");
         Ok(())
     })
     .await

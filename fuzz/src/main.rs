@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use steward::ledger::analyze::analyze;
 use steward::ledger::{Ending, Micros, Observation};
-use steward::security::gate::{self, Inspected};
+use steward::security::gate;
 
 const MAX_DEPTH: usize = 64;
 
@@ -192,8 +192,8 @@ fn structured(rng: &mut StdRng, data: &[u8]) -> Option<Vec<u8>> {
 
 /// One input through every path. Panics (caught by the caller) are the bugs.
 fn run_one(input: &[u8], reply: &[u8]) {
-    let verdict = gate::inspect(input, MAX_DEPTH);
-    if let Ok(inspected) = &verdict {
+    let verdict = gate::inspect(bytes::Bytes::copy_from_slice(input), MAX_DEPTH, None, false);
+    if let Ok(envelope) = &verdict {
         // The gate accepted it: it must be JSON that serde agrees with, and within the depth.
         assert!(
             serde_json::from_slice::<Value>(input).is_ok(),
@@ -203,10 +203,8 @@ fn run_one(input: &[u8], reply: &[u8]) {
             gate::too_deep(input, MAX_DEPTH).is_none(),
             "gate accepted a too-deep body"
         );
-        if let Inspected::Single {
-            method: Some(method),
-        } = inspected
-            && method == "tools/call"
+        if let Some(message) = envelope.single()
+            && message.method.as_deref() == Some("tools/call")
         {
             let message: Value = serde_json::from_slice(input).unwrap_or_default();
             let params = &message["params"];
@@ -233,6 +231,7 @@ fn run_one(input: &[u8], reply: &[u8]) {
         response: bytes::Bytes::copy_from_slice(reply),
         response_len: reply.len() as u64,
         ending: Ending::Complete,
+        protocol_version: None,
     });
     // (A method may be empty: `{"method":""}` is valid JSON-RPC shape; rmcp answers -32601.)
     assert_eq!(
@@ -292,7 +291,7 @@ fn main() {
             }
             execs += 1;
             // Inputs the gate accepts become seeds: they reach deeper paths.
-            if gate::inspect(&input, MAX_DEPTH).is_ok() && input.len() < 64 * 1024 {
+            if gate::inspect(bytes::Bytes::copy_from_slice(&input), MAX_DEPTH, None, false).is_ok() && input.len() < 64 * 1024 {
                 accepted += 1;
                 if corpus.len() < 5000 {
                     corpus.push(input);

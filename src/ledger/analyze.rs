@@ -165,7 +165,11 @@ fn text(raw: Option<&RawValue>) -> Option<String> {
 /// Analyses one observation. Pricing is applied later by the writer (it needs the session's
 /// client type).
 pub fn analyze(obs: &Observation) -> LedgerRow {
-    let (request, method) = read_request(&obs.request);
+    use crate::protocol::cut_client_text;
+    let (request, method) = match obs.stream_get {
+        Some(get) => (Message::default(), get.method().to_string()),
+        None => read_request(&obs.request),
+    };
     let id = request.id.filter(|id| id.get() != "null");
     let params: Params = read(request.params);
     let tool_name = (method == "tools/call")
@@ -190,9 +194,9 @@ pub fn analyze(obs: &Observation) -> LedgerRow {
     let mut row = LedgerRow {
         request_id: obs.request_id,
         session_id: obs.session_id.clone(),
-        jsonrpc_id: id.map(id_text),
-        method,
-        tool_name,
+        jsonrpc_id: id.map(|id| cut_client_text(&id_text(id)).into_owned()),
+        method: cut_client_text(&method).into_owned(),
+        tool_name: tool_name.map(|name| cut_client_text(&name).into_owned()),
         status,
         error_code,
         error_message,
@@ -430,7 +434,8 @@ fn status_of(
 ) -> (Status, Option<i32>, Option<String>) {
     match obs.ending {
         // A client may hang up right after reading the whole reply: then the reply decides.
-        Ending::Cancelled if reply.is_none() => {
+        // A GET stream has no reply to wait for: the client closing it is its normal end.
+        Ending::Cancelled if reply.is_none() && obs.stream_get.is_none() => {
             return (
                 Status::Cancelled,
                 None,
@@ -548,6 +553,7 @@ mod tests {
             response_len: response.len() as u64,
             ending: Ending::Complete,
             protocol_version: None,
+            stream_get: None,
         }
     }
 

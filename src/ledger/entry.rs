@@ -46,6 +46,25 @@ pub struct Observation {
     pub ending: Ending,
     /// The `MCP-Protocol-Version` the request carried, if any.
     pub protocol_version: Option<String>,
+    /// Set for a `GET /mcp` (the server's event stream), which carries no message.
+    pub stream_get: Option<StreamGet>,
+}
+
+/// A `GET /mcp`: the server's event stream, opened or resumed with `Last-Event-ID`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamGet {
+    Open,
+    Replay,
+}
+
+impl StreamGet {
+    /// The ledger's method for it (a GET has no JSON-RPC method).
+    pub fn method(self) -> &'static str {
+        match self {
+            StreamGet::Open => "(GET stream)",
+            StreamGet::Replay => "(GET replay)",
+        }
+    }
 }
 
 /// Replies larger than this are counted in full but only this much is kept for analysis.

@@ -8,41 +8,20 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody, to_bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, Method};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use http_body::{Frame, SizeHint};
-use serde_json::json;
 use uuid::Uuid;
 
-use super::entry::{Ending, MAX_KEPT_RESPONSE, Micros, Observation, new_request_id};
+use super::entry::{Ending, MAX_KEPT_RESPONSE, Micros, Observation, StreamGet, new_request_id};
 use super::journal::Ticket;
 use super::{Durability, Ledger};
-
-/// Who made a request, filled in by the authentication layer inside this one: unset when the
-/// request was refused before it was authenticated, `Some(None)` when authentication is off.
-#[derive(Clone, Debug, Default)]
-pub struct Caller(std::sync::Arc<std::sync::OnceLock<Option<String>>>);
-
-/// A POST body the capture layer has read in full, left in the request's extensions for the
-/// layers inside it (a `Bytes` clone, no copy), so they need not poll the body a second time.
-/// Only this layer adds it, and it passes the same bytes on as the body.
-#[derive(Clone, Debug)]
-pub struct ReadBody(pub Bytes);
-
-impl Caller {
-    pub fn set(&self, principal: Option<String>) {
-        if self.0.set(principal).is_err() {
-            tracing::debug!("the caller of a request was set twice; keeping the first");
-        }
-    }
-
-    pub fn get(&self) -> Option<Option<String>> {
-        self.0.get().cloned()
-    }
-}
+use crate::principal::Principal;
+use crate::protocol::envelope::Received;
+use crate::protocol::{Envelope, PROTOCOL_VERSION, SESSION_ID};
 
 /// What is known when the request arrives; completed by [`Pending::finish`].
 struct Pending {
@@ -53,6 +32,7 @@ struct Pending {
     request: Bytes,
     http_status: u16,
     protocol_version: Option<String>,
+    stream_get: Option<StreamGet>,
 }
 
 impl Pending {
@@ -68,6 +48,7 @@ impl Pending {
             response_len,
             ending,
             protocol_version: self.protocol_version,
+            stream_get: self.stream_get,
         }
     }
 
@@ -84,6 +65,7 @@ impl Pending {
             response_len,
             ending: Ending::Complete,
             protocol_version: self.protocol_version.clone(),
+            stream_get: self.stream_get,
         }
     }
 }
@@ -91,70 +73,61 @@ impl Pending {
 /// Attributes a request that carries no `Mcp-Session-Id` to a session (e.g. a logical session
 /// of a stateless client). Implemented by the session layer; must not block.
 pub trait Attribution: Send + Sync {
-    fn session_for(
-        &self,
-        principal: Option<&str>,
-        headers: &axum::http::HeaderMap,
-        body: &[u8],
-    ) -> Option<String>;
+    fn session_for(&self, principal: &Principal, envelope: &Envelope) -> Option<String>;
 }
+
+/// On a response whose messages were each recorded on their own (a batch's, by the layers
+/// inside): the response as a whole is not recorded again.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordedApart;
 
 /// What the capture middleware needs.
 #[derive(Clone)]
 pub struct Capture {
     pub ledger: Ledger,
     pub attribution: Option<std::sync::Arc<dyn Attribution>>,
-    /// Bodies larger than this are refused with 413 (and recorded).
-    pub max_body: usize,
 }
 
-/// The middleware. Only POSTs carry JSON-RPC messages; GET (the server's event stream) and
-/// DELETE pass through.
+/// The middleware. POSTs carry JSON-RPC messages; a GET (the server's event stream, opened or
+/// replayed) is recorded too, with no message; DELETE passes through. The layers inside read
+/// the body (once) and say who sent it; they leave both on the response ([`Received`],
+/// [`Principal`]), where this layer finds them.
 pub async fn capture(
     State(Capture {
         ledger,
         attribution,
-        max_body,
     }): State<Capture>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
-    if request.method() != Method::POST || ledger.durability() == Durability::Off {
+    if ledger.durability() == Durability::Off {
+        return next.run(request).await;
+    }
+    if request.method() == Method::GET {
+        return capture_get(ledger, request, next).await;
+    }
+    if request.method() != Method::POST {
         return next.run(request).await;
     }
     let started = Instant::now();
     let timestamp = Utc::now();
     let session_id = header_text(request.headers(), &SESSION_ID);
     let protocol_version = header_text(request.headers(), &PROTOCOL_VERSION);
-    let caller = Caller::default();
-    request.extensions_mut().insert(caller.clone());
-    let (mut parts, body) = request.into_parts();
-    let Ok(bytes) = to_bytes(body, max_body).await else {
-        let body = too_large_body(max_body);
-        let pending = Pending {
-            request_id: new_request_id(),
-            session_id,
-            timestamp,
-            started,
-            request: Bytes::new(),
-            http_status: 413,
-            protocol_version,
-        };
-        let len = body.len() as u64;
-        ledger.record(pending.finish(body.clone(), len, Ending::Complete));
-        return too_large(body);
-    };
-    parts.extensions.insert(ReadBody(bytes.clone()));
-    // Only requests without a session id may need attributing below.
-    let headers = session_id.is_none().then(|| parts.headers.clone());
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes.clone())))
-        .await;
+    let response = next.run(request).await;
+    if response.extensions().get::<RecordedApart>().is_some() {
+        return response;
+    }
+    let principal = response.extensions().get::<Principal>();
+    let received = response.extensions().get::<Received>();
+    // A request refused before authentication keeps nothing its sender chose: not the session
+    // id it claimed (perhaps another principal's), and (its body was never read) no method or
+    // tool; the row says it was refused, with the reply's size.
+    let session_id = session_id.filter(|_| principal.is_some());
     // Stateless clients have no id: the session layer may attribute them to a logical session
-    // of their principal (once authenticated; a refused request belongs to no session).
+    // of their principal.
     let session_id = session_id.or_else(|| {
-        let principal = caller.get()?;
-        attribution?.session_for(principal.as_deref(), headers.as_ref()?, &bytes)
+        let envelope = received?.envelope()?;
+        attribution?.session_for(principal?, envelope)
     });
     let pending = Pending {
         request_id: new_request_id(),
@@ -162,12 +135,13 @@ pub async fn capture(
         session_id: session_id.or_else(|| header_text(response.headers(), &SESSION_ID)),
         timestamp,
         started,
-        // A copy: `bytes` shares hyper's read buffer, and holding it until the writer runs
+        // A copy: the body shares hyper's read buffer, and holding it until the writer runs
         // would make hyper allocate a fresh buffer for the connection's next request (and
         // keep thousands of them alive between flushes).
-        request: Bytes::copy_from_slice(&bytes),
+        request: received.map_or_else(Bytes::new, |r| Bytes::copy_from_slice(r.body())),
         http_status: response.status().as_u16(),
         protocol_version,
+        stream_get: None,
     };
     let (parts, body) = response.into_parts();
     if ledger.durability() == Durability::Sync {
@@ -194,38 +168,49 @@ pub async fn capture(
     )
 }
 
-const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
-const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+/// A GET's row: recorded when its stream ends (or the client goes away).
+async fn capture_get(ledger: Ledger, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let timestamp = Utc::now();
+    let kind = match request.headers().contains_key("last-event-id") {
+        true => StreamGet::Replay,
+        false => StreamGet::Open,
+    };
+    let session_id = header_text(request.headers(), &SESSION_ID);
+    let protocol_version = header_text(request.headers(), &PROTOCOL_VERSION);
+    let response = next.run(request).await;
+    // As for a POST: a request refused before authentication keeps no session id it chose.
+    let session_id = session_id.filter(|_| response.extensions().get::<Principal>().is_some());
+    let pending = Pending {
+        request_id: new_request_id(),
+        session_id,
+        timestamp,
+        started,
+        request: Bytes::new(),
+        http_status: response.status().as_u16(),
+        protocol_version,
+        stream_get: Some(kind),
+    };
+    let (parts, body) = response.into_parts();
+    Response::from_parts(
+        parts,
+        Body::new(TapBody {
+            inner: body,
+            kept: Kept::Nothing,
+            len: 0,
+            pending: Some((pending, ledger)),
+            journaled: None,
+        }),
+    )
+}
 
 /// A header's text. Takes a prebuilt [`HeaderName`]: a `&str` name is parsed and validated
-/// again at every lookup, three times per request here.
-fn header_text(headers: &axum::http::HeaderMap, name: &HeaderName) -> Option<String> {
+/// again at every lookup.
+fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-}
-
-fn too_large_body(max_body: usize) -> Bytes {
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": { "code": -32600, "message": format!("Payload Too Large: the request body exceeds {max_body} bytes; send smaller arguments") },
-    });
-    Bytes::from(body.to_string())
-}
-
-fn too_large(body: Bytes) -> Response {
-    (
-        StatusCode::PAYLOAD_TOO_LARGE,
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            // The rest of the body was never read: the connection cannot carry another request.
-            (header::CONNECTION, "close"),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// Passes the reply through untouched while keeping a copy (up to [`MAX_KEPT_RESPONSE`]) and
@@ -335,7 +320,8 @@ impl TapBody {
         let Some((pending, ledger)) = &self.pending else {
             return;
         };
-        if frame.is_empty() || carries_no_data(frame) {
+        // An event stream (GET) is recorded when it ends: it answers no request of its own.
+        if pending.stream_get.is_some() || frame.is_empty() || carries_no_data(frame) {
             return;
         }
         let observation = pending.snapshot(self.kept.peek(), self.len);

@@ -1,6 +1,10 @@
 //! The spill file: an append-only JSON-lines file of ledger rows the database could not take
 //! yet. Rows wait there across restarts and are replayed (exactly once, thanks to the
 //! `request_id` key) as soon as the database takes writes again.
+//!
+//! The file is created readable by its owner only (0600), and holds at most
+//! [`MAX_SPILL_BYTES`]: rows that would take it past that are not written ([`SpillError::Full`]);
+//! the writer counts them as lost and `/health` says so until the file is replayed.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -8,8 +12,21 @@ use std::path::{Path, PathBuf};
 
 use super::entry::LedgerRow;
 
+/// The most the spill file (with a replay in progress) holds: 256 MiB, about a million rows.
+pub const MAX_SPILL_BYTES: u64 = 256 * 1024 * 1024;
+
 pub struct Spill {
     path: PathBuf,
+    max_bytes: u64,
+}
+
+/// Why rows were not spilled.
+#[derive(Debug, thiserror::Error)]
+pub enum SpillError {
+    #[error("the spill file is full ({cap} bytes); these rows could not be kept")]
+    Full { cap: u64 },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 /// Rows read back from the spill file, plus lines that could not be parsed.
@@ -21,7 +38,20 @@ pub struct Replay {
 
 impl Spill {
     pub fn new(path: PathBuf) -> Self {
-        Spill { path }
+        Self::with_cap(path, MAX_SPILL_BYTES)
+    }
+
+    pub fn with_cap(path: PathBuf, max_bytes: u64) -> Self {
+        Spill { path, max_bytes }
+    }
+
+    /// Bytes in the spill files now (the file and a replay in progress).
+    fn bytes(&self) -> u64 {
+        [self.replaying_path(), self.path.clone()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     pub fn path(&self) -> &Path {
@@ -34,17 +64,24 @@ impl Spill {
         PathBuf::from(name)
     }
 
-    /// Appends rows; with `durable`, waits until they are on disk (fsync).
-    pub fn append(&self, rows: &[LedgerRow], durable: bool) -> std::io::Result<()> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+    /// Appends rows; with `durable`, waits until they are on disk (fsync). Refuses them all
+    /// when they would take the file past its cap.
+    pub fn append(&self, rows: &[LedgerRow], durable: bool) -> Result<(), SpillError> {
         let mut buf = Vec::new();
         for row in rows {
-            serde_json::to_writer(&mut buf, row)?;
+            serde_json::to_writer(&mut buf, row).map_err(std::io::Error::from)?;
             buf.push(b'\n');
         }
+        if self.bytes() + buf.len() as u64 > self.max_bytes {
+            return Err(SpillError::Full {
+                cap: self.max_bytes,
+            });
+        }
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&self.path)?;
         file.write_all(&buf)?;
         if durable {
             file.sync_data()?;
@@ -138,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_survive_a_round_trip_and_new_appends_are_kept() -> std::io::Result<()> {
+    fn rows_survive_a_round_trip_and_new_appends_are_kept() -> Result<(), SpillError> {
         let dir = tempfile::tempdir()?;
         let spill = Spill::new(dir.path().join("ledger.spill"));
         assert!(spill.take()?.is_none());
@@ -159,6 +196,29 @@ mod tests {
         assert_eq!(next.rows.len(), 1);
         next.done()?;
         assert_eq!(spill.count(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn the_file_is_private_and_capped() -> Result<(), SpillError> {
+        let dir = tempfile::tempdir()?;
+        let one = serde_json::to_vec(&row("a"))
+            .map_err(std::io::Error::from)?
+            .len() as u64
+            + 1;
+        let spill = Spill::with_cap(dir.path().join("ledger.spill"), 2 * one);
+        spill.append(&[row("a"), row("b")], false)?;
+        assert!(matches!(
+            spill.append(&[row("c")], false),
+            Err(SpillError::Full { .. })
+        ));
+        assert_eq!(spill.count(), 2, "a refused row is not written");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(spill.path())?.permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
         Ok(())
     }
 }

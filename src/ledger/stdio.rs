@@ -68,6 +68,7 @@ impl<T> Tapped<T> {
             ending,
             // Known from the initialize request itself (see `analyze`).
             protocol_version: None,
+            stream_get: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::entry::{LedgerRow, Observation};
 use super::journal::{Journal, Leftovers, Ticket};
 use super::pricing::{PriceTable, PricingPolicy, estimate_cost};
-use super::spill::Spill;
+use super::spill::{Spill, SpillError};
 use super::{Durability, LedgerSettings, Shared, analyze::analyze};
 use crate::store::requests::MAX_BATCH;
 use crate::store::{Money, Store};
@@ -442,7 +442,26 @@ impl Writer {
                 ));
                 acks.into_iter().for_each(|ack| reply(ack, Ok(())));
             }
-            Err(error) => {
+            Err(SpillError::Full { cap }) => {
+                // Past the cap the rows are counted as lost: loud in /health, never silent.
+                let lost = rows.len() as u64;
+                self.shared.add(|s| &s.lost, lost);
+                tracing::error!(
+                    lost,
+                    cap,
+                    path = %self.spill.path().display(),
+                    "the ledger spill file is full: requests are NOT being recorded"
+                );
+                self.shared.degrade(format!(
+                    "the ledger spill file {} is full ({cap} bytes) and the database takes no writes: {} requests were not recorded",
+                    self.spill.path().display(),
+                    self.shared.counter(|s| &s.lost)
+                ));
+                let message = "the request could not be recorded: the ledger spill file is full";
+                acks.into_iter()
+                    .for_each(|ack| reply(ack, Err(message.to_string())));
+            }
+            Err(SpillError::Io(error)) => {
                 // Memory is the last place left: keep the rows there rather than lose them.
                 tracing::error!(%error, path = %self.spill.path().display(), "cannot write the ledger spill file");
                 self.shared

@@ -48,7 +48,8 @@ impl ServerHandler for BoardServer {
             .with_instructions(
                 "Steward is a shared project and task board. Use find_projects/find_tasks to look \
                  around, manage_project/manage_task to change things, documents and versions for \
-                 specs and history. Every tool answers JSON with a `success` field. The board is \
+                 specs and history. Other agents may share the board: take work with next_task (or \
+                 claim_task) and release_task it when done, so no two agents work one task. Every tool answers JSON with a `success` field. The board is \
                  also readable as steward:// resources, and the plan_feature and standup prompts \
                  start common conversations.",
             )

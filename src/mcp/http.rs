@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{BoardServer, ServerContext};
+use crate::protocol;
 use crate::sessions::Sessions;
 
 /// The header value every MCP POST must send.
@@ -44,6 +44,7 @@ pub fn service(
     );
     Router::new()
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(sessions, scope_replay))
         .layer(middleware::from_fn(explain_rejections))
         .layer(middleware::from_fn(ended_is_no_content))
 }
@@ -60,6 +61,71 @@ async fn ended_is_no_content(request: Request, next: Next) -> Response {
         response.headers_mut().remove(header::CONTENT_LENGTH);
     }
     response
+}
+
+/// Event ids are 32 hex digits (128 random bits); anything else is unknown without a lookup.
+fn is_event_id(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A `GET` with `Last-Event-ID` replays a stream only to the session it was sent to: without
+/// an `Mcp-Session-Id` it is refused (400), and an event of another session's stream (or of
+/// another principal's) answers 404 exactly like an unknown one.
+async fn scope_replay(
+    State(sessions): State<Arc<Sessions>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::GET {
+        return next.run(request).await;
+    }
+    let Some(last) = request.headers().get("last-event-id") else {
+        return next.run(request).await;
+    };
+    let last = last.to_str().unwrap_or_default();
+    let Some(session) = request
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return rejection(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: Last-Event-ID resumes a stream of your session; send the Mcp-Session-Id the stream was sent on (a request without a session has nothing to resume)",
+        );
+    };
+    let principal = request
+        .extensions()
+        .get::<crate::principal::Principal>()
+        .and_then(|p| p.name());
+    let allowed = if is_event_id(last) {
+        sessions.may_replay(last, session, principal).await
+    } else {
+        Ok(false)
+    };
+    match allowed {
+        Ok(true) => next.run(request).await,
+        Ok(false) => rejection(
+            StatusCode::NOT_FOUND,
+            "Not Found: this Last-Event-ID is unknown, older than the replay window, or not of this session's streams; reconnect without Last-Event-ID",
+        ),
+        Err(error) => {
+            tracing::error!(%error, "cannot read the event store to check a replay");
+            rejection(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the event store cannot be read right now (database unavailable); retry shortly and see /health",
+            )
+        }
+    }
+}
+
+fn rejection(status: StatusCode, message: &str) -> Response {
+    let body = protocol::error_body(protocol::INVALID_REQUEST, message, None);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// rmcp answers transport-level rejections (wrong Accept header, unknown session, missing
@@ -83,11 +149,7 @@ async fn explain_rejections(request: Request, next: Next) -> Response {
         Err(_) => String::new(),
     };
     let message = explain(status, &original);
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": { "code": -32600, "message": message },
-    });
+    let body = protocol::error_body(protocol::INVALID_REQUEST, &message, None);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,

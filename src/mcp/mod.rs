@@ -2,17 +2,19 @@
 //! tool routers in [`crate::mcp::tools`]; [`http`] mounts it at `/mcp`, [`stdio`] serves it on
 //! standard input/output.
 
+pub mod batch;
 pub mod conformance;
 pub mod drain;
 mod handler;
 pub mod http;
 pub mod logging;
 pub mod prompts;
+pub mod rules;
 pub mod stdio;
 pub mod tools;
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -23,12 +25,13 @@ use rmcp::{ErrorData, RoleServer};
 
 use crate::board::Actor;
 use crate::ledger::Ledger;
-use crate::ledger::http::Caller;
 use crate::mcp::conformance::Fixtures;
 use crate::mcp::tools::params::ARGUMENT_ERROR_MARKER;
+use crate::principal::Principal;
+use crate::protocol::{self, PROTOCOL_VERSION};
 use crate::resources::changes::{BoardChanges, Change};
 use crate::resources::subscriptions::Subscriptions;
-use crate::sessions::logical::{LogicalSessions, STATELESS_REVISION};
+use crate::sessions::logical::LogicalSessions;
 use crate::store::Store;
 use logging::ClientLog;
 
@@ -87,8 +90,21 @@ pub struct Connection {
 pub struct BoardServer {
     pub(crate) ctx: Arc<ServerContext>,
     pub(crate) connection: Arc<Connection>,
-    pub(crate) tool_router: ToolRouter<Self>,
+    pub(crate) tool_router: Arc<ToolRouter<Self>>,
 }
+
+/// Every board tool, with its schemas in the portable subset. Built once: rmcp makes a
+/// [`BoardServer`] per session (per request for stateless clients).
+static BOARD_TOOLS: LazyLock<Arc<ToolRouter<BoardServer>>> = LazyLock::new(|| {
+    Arc::new(tools::portable::portable_router(
+        BoardServer::project_tools()
+            + BoardServer::task_tools()
+            + BoardServer::claim_tools()
+            + BoardServer::document_tools()
+            + BoardServer::version_tools()
+            + BoardServer::info_tools(),
+    ))
+});
 
 impl BoardServer {
     pub fn new(ctx: Arc<ServerContext>, fixed_id: Option<String>) -> Self {
@@ -101,12 +117,25 @@ impl BoardServer {
                 log: ClientLog::default(),
                 subscriptions: Arc::default(),
             }),
-            tool_router: Self::project_tools()
-                + Self::task_tools()
-                + Self::document_tools()
-                + Self::version_tools()
-                + Self::info_tools(),
+            tool_router: BOARD_TOOLS.clone(),
         }
+    }
+
+    /// The names of every tool this server has (with the fixtures, when enabled).
+    pub fn tool_names(ctx: &Arc<ServerContext>) -> Vec<String> {
+        let server = BoardServer::new(ctx.clone(), None);
+        let fixtures = ctx
+            .fixtures
+            .as_ref()
+            .map(Fixtures::tools)
+            .unwrap_or_default();
+        server
+            .tool_router
+            .list_all()
+            .into_iter()
+            .chain(fixtures)
+            .map(|tool| tool.name.to_string())
+            .collect()
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -132,9 +161,17 @@ impl BoardServer {
 
     /// Who is making this request, for task history.
     pub(crate) fn actor(&self, request: &RequestContext<RoleServer>) -> Actor {
+        let principal = request
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Principal>())
+            .and_then(|principal| principal.name().map(str::to_string));
         Actor {
             session_id: self.session_id(request),
-            client_name: request.client_info().map(|info| info.name),
+            client_name: request
+                .client_info()
+                .map(|info| crate::protocol::cut_client_text(&info.name).into_owned()),
+            principal,
         }
     }
 }
@@ -150,12 +187,16 @@ pub struct StatelessSessions(pub Arc<LogicalSessions>);
 fn logical_session(request: &RequestContext<RoleServer>) -> Option<String> {
     let parts = request.extensions.get::<axum::http::request::Parts>()?;
     let sessions = parts.extensions.get::<StatelessSessions>()?;
-    let principal = parts.extensions.get::<Caller>()?.get()?;
+    let principal = parts
+        .extensions
+        .get::<Principal>()?
+        .name()
+        .map(str::to_string);
     let protocol = parts
         .headers
-        .get("mcp-protocol-version")
+        .get(PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| *v >= STATELESS_REVISION)?;
+        .filter(|v| protocol::is_stateless(v))?;
     // The same key the ledger's attribution reads from the request's `_meta`.
     let client = request.client_info();
     let name = client.as_ref().map_or("unknown", |c| c.name.as_str());

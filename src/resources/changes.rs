@@ -22,6 +22,15 @@ pub enum Change {
 }
 
 impl Change {
+    /// The project this change belongs to.
+    pub fn project_id(&self) -> Id {
+        match *self {
+            Change::Project { project_id }
+            | Change::Task { project_id, .. }
+            | Change::Document { project_id, .. } => project_id,
+        }
+    }
+
     /// The resources whose content this change alters.
     pub fn affected(&self) -> Vec<BoardUri> {
         match *self {
@@ -67,6 +76,11 @@ impl BoardChanges {
         if self.sender.send(change).is_err() {
             tracing::trace!(?change, "board change with no listener");
         }
+    }
+
+    /// Every change as it happens, for live views (`/api/events`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.sender.subscribe()
     }
 
     pub fn listen(&self) -> Listener {

@@ -96,7 +96,7 @@ pub fn templates() -> Vec<ResourceTemplate> {
         template(
             "steward://tasks/{task_id}",
             "task",
-            "One task with its full description",
+            "One task with its full description, who holds its claim (claimed_by, lease_until) and its blockers",
         ),
     ]
 }
@@ -104,6 +104,10 @@ pub fn templates() -> Vec<ResourceTemplate> {
 /// Reads one `steward://` resource as JSON text.
 pub async fn read(store: &Store, uri: &str) -> Result<ResourceContents, ReadError> {
     let parsed = BoardUri::parse(uri)?;
+    if matches!(parsed, BoardUri::ProjectTasks(_) | BoardUri::Task(_)) {
+        // Leases that ran out end (and are recorded) before anyone is shown them.
+        store.end_expired_claims().await?;
+    }
     let body = match parsed {
         BoardUri::Projects => {
             let projects = store.list_projects(None, PAGE).await?;

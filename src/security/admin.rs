@@ -20,6 +20,33 @@ pub const CSRF_HEADER: &str = "x-steward-csrf";
 pub const LOGIN_TTL: Duration = Duration::from_secs(12 * 60 * 60);
 const MAX_LOGINS: usize = 10_000;
 
+/// `POST /login` attempts per peer address: [`LOGIN_BURST`] at once, then one a second. Each
+/// attempt checks a key against the database; a throttle keeps a guesser from making the
+/// server do that as fast as it can send.
+pub const LOGIN_BURST: u32 = 10;
+
+pub struct LoginThrottle(Option<super::limits::RateLimiter>);
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        LoginThrottle(super::limits::RateLimiter::new(1, LOGIN_BURST))
+    }
+}
+
+impl LoginThrottle {
+    /// Takes an attempt for `peer`; when none is left, how long until one is.
+    pub fn check(&self, peer: &str) -> Result<(), Duration> {
+        self.0
+            .as_ref()
+            .map_or(Ok(()), |limiter| limiter.check(peer))
+    }
+}
+
+/// The admin who made an `/api` request (bearer key or browser login), put in the request's
+/// extensions by the admin guard so writes can say who made them.
+#[derive(Debug, Clone)]
+pub struct AdminName(pub String);
+
 /// Browser logins: cookie token → the hash of the key used to log in (checked again on every
 /// request, so revoking the key ends the login too).
 #[derive(Default)]

@@ -111,6 +111,15 @@ impl AllowList {
             .any(|e| e.host == host && e.port.is_none_or(|p| Some(p) == port))
     }
 
+    /// Whether a `Host` header value is allowed for the operator's endpoints (`/health`,
+    /// `/metrics`): the allow-list, or any IP address literal. A DNS-rebinding page reaches the
+    /// server under the attacker's *name*, never under an IP literal, so probes that address
+    /// the server by IP (load balancers, Kubernetes) keep working.
+    pub fn allows_probe_host(&self, value: &str) -> bool {
+        self.allows_host(value)
+            || split_authority(value).is_some_and(|(host, _)| host.parse::<IpAddr>().is_ok())
+    }
+
     /// Whether an `Origin` header value (`scheme://host[:port]`) is allowed.
     pub fn allows_origin(&self, value: &str) -> bool {
         if self.any {

@@ -4,7 +4,6 @@
 //! added as one more variant.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,28 +31,12 @@ pub enum AuthMode {
     ApiKey,
 }
 
+pub use crate::principal::Principal;
+
 impl AuthMode {
     /// Every mode, by the name flags and the config file use.
     pub const NAMES: [(&str, AuthMode); 2] =
         [("none", AuthMode::None), ("api-key", AuthMode::ApiKey)];
-}
-
-/// An authenticated caller. Its name is the principal recorded on its sessions.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub name: String,
-    pub admin: bool,
-}
-
-impl fmt::Debug for Principal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Principal({}{})",
-            self.name,
-            if self.admin { ", admin" } else { "" }
-        )
-    }
 }
 
 /// Why a request was not authenticated.
@@ -100,13 +83,13 @@ impl Auth {
         !matches!(self, Auth::None)
     }
 
-    /// The caller of a request: `Ok(None)` when authentication is off.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Principal>, AuthError> {
+    /// The sender of a request, from its headers alone.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         match self {
-            Auth::None => Ok(None),
+            Auth::None => Ok(Principal::Anonymous),
             Auth::ApiKeys(keys) => {
                 let key = bearer(headers).ok_or(AuthError::Missing)?;
-                keys.verify(key).await.map(Some)
+                keys.verify(key).await
             }
         }
     }
@@ -163,7 +146,7 @@ impl ApiKeys {
             verified.remove(&hash);
             return Err(AuthError::Invalid);
         };
-        let principal = Principal {
+        let principal = Principal::Key {
             name: row.name,
             admin: row.admin,
         };

@@ -1,67 +1,20 @@
 //! The JSON-RPC gate: every POSTed body is checked here before rmcp sees it, so malformed
-//! input gets the error JSON-RPC defines, with a message that says what to fix.
+//! input gets the error JSON-RPC defines, with a message that says what to fix. It parses the
+//! body once, into the [`Envelope`] the later layers read.
 //!
 //! rmcp alone answers a parse error with HTTP 415 and plain text, and a known method with
 //! malformed params with -32601 (it treats it as an unknown custom method). Pure functions,
 //! so the fuzz target (`fuzz/`) drives exactly this code.
 
+use bytes::Bytes;
 use rmcp::model::{
     CallToolRequestParams, CancelledNotificationParam, CompleteRequestParams,
     GetPromptRequestParams, InitializeRequestParams, PaginatedRequestParams,
     ProgressNotificationParam, ReadResourceRequestParams, SubscribeRequestParams,
 };
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
-pub const PARSE_ERROR: i32 = -32700;
-pub const INVALID_REQUEST: i32 = -32600;
-pub const INVALID_PARAMS: i32 = -32602;
-
-/// Why a body was refused: the JSON-RPC error, and the request id to echo when known.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    pub code: i32,
-    pub message: String,
-    pub id: Option<Value>,
-}
-
-impl Rejection {
-    fn new(code: i32, message: impl Into<String>, id: Option<Value>) -> Self {
-        Rejection {
-            code,
-            message: message.into(),
-            id,
-        }
-    }
-
-    /// HTTP status: an invalid-params error answers a well-formed request (200, like any
-    /// other JSON-RPC error); a body that is not a valid request at all is a 400.
-    pub fn http_status(&self) -> u16 {
-        if self.code == INVALID_PARAMS && self.id.is_some() {
-            200
-        } else {
-            400
-        }
-    }
-
-    /// The JSON-RPC error response.
-    pub fn to_json(&self) -> Value {
-        serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": self.id.clone().unwrap_or(Value::Null),
-            "error": { "code": self.code, "message": self.message },
-        })
-    }
-}
-
-/// A body that passed the gate.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Inspected {
-    /// One message; `method` is None for a client's response to a server request.
-    Single { method: Option<String> },
-    /// A JSON-RPC batch (each element already checked like a single message).
-    Batch(Vec<Value>),
-}
+use crate::protocol::{Envelope, INVALID_PARAMS, INVALID_REQUEST, Message, Rejection};
 
 /// Methods the stateless revision (2026-07-28) removed. rmcp answers them 404 with -32601,
 /// which tells a stateless client more than a complaint about their params would.
@@ -69,15 +22,15 @@ const REMOVED_WHEN_STATELESS: &[&str] =
     &["initialize", "resources/subscribe", "resources/unsubscribe"];
 
 /// Checks a POSTed body: nesting depth, JSON syntax, JSON-RPC shape, and the params of the
-/// methods MCP defines.
-pub fn inspect(body: &[u8], max_depth: usize) -> Result<Inspected, Rejection> {
-    inspect_for(body, max_depth, false)
-}
-
-/// [`inspect`], for a request that is `stateless` (2026-07-28 or later, no session): the
-/// methods that revision removed are left for rmcp to refuse.
-pub fn inspect_for(body: &[u8], max_depth: usize, stateless: bool) -> Result<Inspected, Rejection> {
-    if let Some(depth) = too_deep(body, max_depth) {
+/// methods MCP defines. `revision` is the request's `MCP-Protocol-Version`; a `stateless`
+/// request (2026-07-28 or later, no session) leaves the methods that revision removed to rmcp.
+pub fn inspect(
+    body: Bytes,
+    max_depth: usize,
+    revision: Option<String>,
+    stateless: bool,
+) -> Result<Envelope, Rejection> {
+    if let Some(depth) = too_deep(&body, max_depth) {
         return Err(Rejection::new(
             INVALID_REQUEST,
             format!(
@@ -86,34 +39,28 @@ pub fn inspect_for(body: &[u8], max_depth: usize, stateless: bool) -> Result<Ins
             None,
         ));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Rejection::new(
-            PARSE_ERROR,
-            format!("Parse error: the body is not valid UTF-8 JSON ({e}); send one JSON-RPC message as a JSON object"),
-            None,
-        )
-    })?;
-    match value {
-        Value::Array(items) if items.is_empty() => Err(Rejection::new(
-            INVALID_REQUEST,
-            "Invalid Request: an empty batch; send a JSON-RPC message object",
-            None,
-        )),
-        Value::Array(items) => {
-            for item in &items {
-                check_message(item)?;
-            }
-            Ok(Inspected::Batch(items))
-        }
-        single => check_message_for(&single, stateless).map(|method| Inspected::Single { method }),
+    let envelope = Envelope::parse(body, revision)?;
+    let stateless = stateless && !envelope.is_batch();
+    for message in envelope.messages() {
+        check_message(&envelope, message, stateless)?;
     }
+    Ok(envelope)
 }
 
-/// The JSON-RPC id of a single message that already passed [`inspect`] (parsed again: only
-/// the rare replies that need it call this).
-pub fn id_of(body: &[u8]) -> Option<Value> {
-    let message: Value = serde_json::from_slice(body).ok()?;
-    message.get("id").cloned()
+fn check_message(envelope: &Envelope, message: &Message, stateless: bool) -> Result<(), Rejection> {
+    let Some(method) = message.method.as_deref() else {
+        return Ok(());
+    };
+    if stateless && REMOVED_WHEN_STATELESS.contains(&method) {
+        return Ok(());
+    }
+    check_params(method, envelope.params(message)).map_err(|problem| {
+        Rejection::new(
+            INVALID_PARAMS,
+            format!("Invalid params for {method}: {problem}"),
+            message.id.clone(),
+        )
+    })
 }
 
 /// The depth at which `body` first exceeds `max` levels of `[`/`{`, if it does. Scans bytes
@@ -147,91 +94,9 @@ pub fn too_deep(body: &[u8], max: usize) -> Option<usize> {
     None
 }
 
-/// Checks one JSON-RPC message; returns its method.
-pub fn check_message(message: &Value) -> Result<Option<String>, Rejection> {
-    check_message_for(message, false)
-}
-
-fn check_message_for(message: &Value, stateless: bool) -> Result<Option<String>, Rejection> {
-    let Some(object) = message.as_object() else {
-        return Err(Rejection::new(
-            INVALID_REQUEST,
-            "Invalid Request: a JSON-RPC message must be a JSON object with jsonrpc, method and (for a request) id",
-            None,
-        ));
-    };
-    let id = match object.get("id") {
-        None => None,
-        Some(id @ Value::String(_)) => Some(id.clone()),
-        Some(id @ Value::Number(n)) if n.as_i64().is_some() => Some(id.clone()),
-        Some(other) => {
-            return Err(Rejection::new(
-                INVALID_REQUEST,
-                format!(
-                    "Invalid Request: id must be a string or an integer, got {}",
-                    kind(other)
-                ),
-                None,
-            ));
-        }
-    };
-    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(Rejection::new(
-            INVALID_REQUEST,
-            "Invalid Request: the member \"jsonrpc\" must be exactly \"2.0\"",
-            id,
-        ));
-    }
-    let method = match object.get("method") {
-        Some(Value::String(method)) => method.clone(),
-        Some(other) => {
-            return Err(Rejection::new(
-                INVALID_REQUEST,
-                format!(
-                    "Invalid Request: method must be a string, got {}",
-                    kind(other)
-                ),
-                id,
-            ));
-        }
-        None if id.is_some() && (object.contains_key("result") || object.contains_key("error")) => {
-            return Ok(None);
-        }
-        None => {
-            return Err(Rejection::new(
-                INVALID_REQUEST,
-                "Invalid Request: no method; a request needs method and id, a notification needs method",
-                id,
-            ));
-        }
-    };
-    let params = object.get("params");
-    if let Some(params) = params.filter(|p| !p.is_object()) {
-        return Err(Rejection::new(
-            INVALID_PARAMS,
-            format!(
-                "Invalid params: params must be an object, got {}",
-                kind(params)
-            ),
-            id,
-        ));
-    }
-    if stateless && REMOVED_WHEN_STATELESS.contains(&method.as_str()) {
-        return Ok(Some(method));
-    }
-    check_params(&method, params).map_err(|message| {
-        Rejection::new(
-            INVALID_PARAMS,
-            format!("Invalid params for {method}: {message}"),
-            id.clone(),
-        )
-    })?;
-    Ok(Some(method))
-}
-
 /// Deserialises the params of the methods MCP defines into rmcp's own types, naming the
 /// offending field. Other methods pass (rmcp answers unknown ones with -32601).
-fn check_params(method: &str, params: Option<&Value>) -> Result<(), String> {
+fn check_params(method: &str, params: Option<&str>) -> Result<(), String> {
     match method {
         "initialize" => required::<InitializeRequestParams>(params),
         "tools/call" => required::<CallToolRequestParams>(params),
@@ -250,22 +115,23 @@ fn check_params(method: &str, params: Option<&Value>) -> Result<(), String> {
     }
 }
 
-fn required<T: DeserializeOwned>(params: Option<&Value>) -> Result<(), String> {
+fn required<T: DeserializeOwned>(params: Option<&str>) -> Result<(), String> {
     match params {
         None => Err("params is missing; this method needs a params object".into()),
         Some(params) => deserialize::<T>(params),
     }
 }
 
-fn optional<T: DeserializeOwned>(params: Option<&Value>) -> Result<(), String> {
+fn optional<T: DeserializeOwned>(params: Option<&str>) -> Result<(), String> {
     params.map_or(Ok(()), deserialize::<T>)
 }
 
-fn deserialize<T: DeserializeOwned>(params: &Value) -> Result<(), String> {
-    match serde_path_to_error::deserialize::<_, T>(params) {
+fn deserialize<T: DeserializeOwned>(params: &str) -> Result<(), String> {
+    let mut json = serde_json::Deserializer::from_str(params);
+    match serde_path_to_error::deserialize::<_, T>(&mut json) {
         Ok(_) => Ok(()),
         Err(error) => {
-            let inner = error.inner().to_string();
+            let inner = without_position(error.inner());
             let path = error.path().to_string();
             Err(if path == "." {
                 match inner.strip_prefix("missing field `") {
@@ -282,93 +148,70 @@ fn deserialize<T: DeserializeOwned>(params: &Value) -> Result<(), String> {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+/// serde_json's message without " at line L column C": the path already says where.
+fn without_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    text.strip_suffix(&position).unwrap_or(&text).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::PARSE_ERROR;
     use serde_json::json;
 
-    fn code(body: &str) -> Result<Inspected, (i32, String)> {
-        inspect(body.as_bytes(), 64).map_err(|r| (r.code, r.message))
+    fn code(body: &str) -> Result<Envelope, (i32, String)> {
+        inspect(Bytes::copy_from_slice(body.as_bytes()), 64, None, false)
+            .map_err(|r| (r.code, r.message))
     }
 
     #[test]
     fn classifies_bad_messages() {
         assert_eq!(code("{bad").unwrap_err().0, PARSE_ERROR);
-        assert_eq!(code("").unwrap_err().0, PARSE_ERROR);
         assert_eq!(code("5").unwrap_err().0, INVALID_REQUEST);
-        assert_eq!(code("[]").unwrap_err().0, INVALID_REQUEST);
-        assert_eq!(
-            code(r#"{"id":1,"method":"ping"}"#).unwrap_err().0,
-            INVALID_REQUEST
-        );
-        assert_eq!(
-            code(r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#)
-                .unwrap_err()
-                .0,
-            INVALID_REQUEST
-        );
-        assert_eq!(
-            code(r#"{"jsonrpc":"2.0","id":1,"method":7}"#)
-                .unwrap_err()
-                .0,
-            INVALID_REQUEST
-        );
         let (c, m) = code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":5}}"#)
             .unwrap_err();
         assert_eq!(c, INVALID_PARAMS);
-        assert!(m.contains("params.name"), "{m}");
+        assert!(m.contains("params.name") && !m.contains("line 1"), "{m}");
         let (_, m) =
             code(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{}}}"#)
                 .unwrap_err();
         assert!(m.contains("params.protocolVersion is missing"), "{m}");
-        assert_eq!(
-            code(r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":5}"#)
-                .unwrap_err()
-                .0,
-            INVALID_PARAMS
-        );
+        let (c, m) = code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#).unwrap_err();
+        assert_eq!(c, INVALID_PARAMS);
+        assert!(m.contains("params is missing"), "{m}");
+        let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":5}}]"#;
+        assert!(code(batch).unwrap_err().1.contains("params.cursor"));
     }
 
     #[test]
     fn stateless_requests_leave_removed_methods_to_rmcp() {
-        let body = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
+        let body =
+            Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#);
         assert!(
-            inspect(body, 64).is_err(),
+            inspect(body.clone(), 64, None, false).is_err(),
             "a session-era initialize needs its params"
         );
-        assert!(matches!(
-            inspect_for(body, 64, true),
-            Ok(Inspected::Single { method: Some(m) }) if m == "initialize"
-        ));
+        let envelope = inspect(body, 64, None, true).expect("left to rmcp");
+        assert_eq!(
+            envelope.single().and_then(|m| m.method.as_deref()),
+            Some("initialize")
+        );
     }
 
     #[test]
     fn accepts_good_messages() {
+        let envelope = code(r#"{"jsonrpc":"2.0","id":"a","method":"tools/list"}"#).unwrap();
         assert_eq!(
-            code(r#"{"jsonrpc":"2.0","id":"a","method":"tools/list"}"#).unwrap(),
-            Inspected::Single {
-                method: Some("tools/list".into())
-            }
+            envelope.single().and_then(|m| m.method.as_deref()),
+            Some("tools/list")
         );
         assert!(code(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).is_ok());
         assert!(code(r#"{"jsonrpc":"2.0","method":"whatever/custom","params":{"a":[1]}}"#).is_ok());
-        assert!(matches!(
-            code(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
-            Ok(Inspected::Batch(_))
-        ));
+        assert!(code(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).is_ok_and(|e| e.is_batch()));
         let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":1},"_meta":{"k":1}}});
-        assert!(inspect(call.to_string().as_bytes(), 64).is_ok());
+        assert!(code(&call.to_string()).is_ok());
     }
 
     #[test]

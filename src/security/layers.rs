@@ -1,35 +1,35 @@
 //! The security middleware: [`guard_mcp`] in front of `/mcp`, [`guard_admin`] in front of
 //! `/api/` and the dashboard, and the login routes.
 //!
-//! Order in `guard_mcp`, cheapest and least revealing first: Host/Origin (421/403), API key
-//! (401), rate limit (429), session ownership (404), then the body: size (413), the JSON-RPC
-//! gate (-32700/-32600/-32602), batches, and the live-session cap on `initialize` (429).
-//! Every rejection is JSON (a JSON-RPC error on `/mcp`), so the ledger, which sits outside
-//! this layer, records it as what it is.
+//! `guard_mcp` runs named steps, cheapest and least revealing first: hosts and origins
+//! (421/403), authentication from the headers (401), the rate limit (429), session ownership
+//! (404); then, for a POST, the body is read once (413) and parsed once into the
+//! [`Envelope`] later layers read (the JSON-RPC shape: -32700/-32600/-32602), and the
+//! live-session cap applies to `initialize` (429). Every rejection is JSON (a JSON-RPC error),
+//! so the ledger, which sits outside this layer, records it as what it is.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::SecuritySettings;
 use super::admin::{self, CSRF_HEADER, Logins};
 use super::auth::{Auth, AuthError, Principal};
-use super::gate::{self, INVALID_REQUEST, Inspected};
+use super::gate;
 use super::limits::RateLimiter;
-use super::{SecuritySettings, batch};
-use crate::ledger::http::{Caller, ReadBody};
-use crate::protocol;
-use crate::sessions::{Owner, Sessions};
-
-/// The principal name rate limits use when authentication is off.
-const ANONYMOUS: &str = "(anonymous)";
+use crate::protocol::envelope::Received;
+use crate::protocol::{
+    self, Envelope, INTERNAL_ERROR, INVALID_REQUEST, PROTOCOL_VERSION, Rejection, SESSION_ID,
+};
+use crate::sessions::Sessions;
 
 /// What the security middleware shares.
 pub struct Guard {
@@ -39,6 +39,13 @@ pub struct Guard {
     pub logins: Logins,
     sessions: Arc<Sessions>,
 }
+
+/// How long a POST body may take to arrive once its headers have.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A step's refusal: the response to send instead of going on (boxed: a `Response` is large
+/// for the `Err` of a `Result` that is almost always `Ok`).
+type Refused = Box<Response>;
 
 impl Guard {
     pub fn new(settings: SecuritySettings, auth: Auth, sessions: Arc<Sessions>) -> Arc<Self> {
@@ -83,171 +90,267 @@ impl Guard {
         }
         Ok(())
     }
-}
 
-/// In front of `/mcp`. The second state element is the MCP service itself, for batches.
-pub async fn guard_mcp(
-    State((guard, inner)): State<(Arc<Guard>, Router)>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    if let Err((status, message)) = guard.check_origin(request.headers()) {
-        return rpc_error(status, INVALID_REQUEST, &message, None);
+    /// Step 1: hosts and origins.
+    fn hosts_and_origins(&self, request: &Request) -> Result<(), Refused> {
+        self.check_origin(request.headers())
+            .map_err(|(status, message)| {
+                Box::new(rpc_error(status, INVALID_REQUEST, &message, None))
+            })
     }
-    let principal = match guard.auth.authenticate(request.headers()).await {
-        Ok(principal) => principal,
-        Err(error) => return unauthorized(&error, true),
-    };
-    // The key has done its job: nothing further in (rmcp, handlers, their logs) sees it.
-    request.headers_mut().remove(header::AUTHORIZATION);
-    let name = principal.as_ref().map(|p| p.name.clone());
-    if let Some(caller) = request.extensions().get::<Caller>() {
-        caller.set(name.clone());
+
+    /// Step 2: who is this, from the headers alone. The key has done its job then: nothing
+    /// further in (rmcp, handlers, their logs) sees it.
+    async fn authenticate(&self, request: &mut Request) -> Result<Principal, Refused> {
+        let principal = self
+            .auth
+            .authenticate(request.headers())
+            .await
+            .map_err(|error| Box::new(unauthorized(&error, true)))?;
+        request.headers_mut().remove(header::AUTHORIZATION);
+        Ok(principal)
     }
-    if let Some(name) = &name {
-        request.extensions_mut().insert(Owner(name.clone()));
+
+    /// Step 3: one token of the principal's bucket.
+    fn rate_limit(&self, principal: &Principal) -> Result<(), Refused> {
+        match &self.limiter {
+            Some(limiter) => limiter
+                .check(principal.label())
+                .map_err(|wait| Box::new(too_many_requests(wait))),
+            None => Ok(()),
+        }
     }
-    if let Some(limiter) = &guard.limiter
-        && let Err(wait) = limiter.check(name.as_deref().unwrap_or(ANONYMOUS))
-    {
-        return too_many_requests(wait);
+
+    /// Step 3, for a request that failed authentication: a token of its peer address's
+    /// bucket, so guessing keys or flooding 401s is throttled like any principal. (Key names
+    /// have no spaces, so a peer's bucket is never a principal's.)
+    fn rate_limit_peer(&self, request: &Request) -> Result<(), Refused> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |info| info.0.ip().to_string());
+        limiter
+            .check(&format!("peer {peer}"))
+            .map_err(|wait| Box::new(too_many_requests(wait)))
     }
-    let session = request
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if let (Some(session), true) = (&session, guard.auth.is_on())
-        && let Err(response) = check_owner(&guard.sessions, session, principal.as_ref()).await
-    {
-        return response;
+
+    /// Step 4: another principal's session answers exactly like an unknown one.
+    async fn session_ownership(
+        &self,
+        session: Option<&str>,
+        principal: &Principal,
+    ) -> Result<(), Refused> {
+        let Some(session) = session.filter(|_| self.auth.is_on()) else {
+            return Ok(());
+        };
+        match self.sessions.owner_of(session).await {
+            Ok(Some(owner)) if owner.as_deref() != principal.name() => {
+                tracing::warn!(
+                    ?principal,
+                    "refused a request for another principal's session"
+                );
+                Err(Box::new(rpc_error(
+                    StatusCode::NOT_FOUND,
+                    INVALID_REQUEST,
+                    "Not Found: Session not found: this Mcp-Session-Id is unknown, expired or was closed. Start a new session with initialize",
+                    None,
+                )))
+            }
+            Ok(_) => Ok(()),
+            Err(error) => {
+                tracing::error!(%error, "cannot check who owns a session");
+                Err(Box::new(rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    INTERNAL_ERROR,
+                    "the session store cannot be read right now (database unavailable); retry shortly and see /health",
+                    None,
+                )))
+            }
+        }
     }
-    if request.method() != Method::POST {
-        return next.run(request).await;
-    }
-    let (mut parts, body) = request.into_parts();
-    let limit = guard.settings.max_body_bytes;
-    let read = match parts.extensions.remove::<ReadBody>() {
-        // The ledger outside this layer has read the body already.
-        Some(ReadBody(bytes)) => (bytes.len() <= limit).then_some(bytes).ok_or(()),
-        None => to_bytes(body, limit).await.map_err(drop),
-    };
-    let Ok(bytes) = read else {
-        let mut response = rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            INVALID_REQUEST,
-            &format!(
-                "Payload Too Large: the request body exceeds {limit} bytes; send smaller arguments"
+
+    /// Step 5: the body, read once, no further than the limit and for no longer than
+    /// [`BODY_READ_TIMEOUT`] (a stalled upload must not hold its buffer).
+    async fn read_body(&self, body: Body) -> Result<Bytes, Refused> {
+        let limit = self.settings.max_body_bytes;
+        let (status, message) = match tokio::time::timeout(BODY_READ_TIMEOUT, to_bytes(body, limit))
+            .await
+        {
+            Ok(Ok(bytes)) => return Ok(bytes),
+            Ok(Err(_)) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "Payload Too Large: the request body exceeds {limit} bytes; send smaller arguments"
+                ),
             ),
-            None,
-        );
+            Err(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "Request Timeout: the request body did not arrive within {} s; send it at once",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            ),
+        };
+        let mut response = rpc_error(status, INVALID_REQUEST, &message, None);
         // The rest of the body was never read: the connection cannot carry another request.
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
-    };
-    let stateless = session.is_none()
-        && parts
-            .headers
-            .get("mcp-protocol-version")
+        Err(Box::new(response))
+    }
+
+    /// Step 6: the JSON-RPC shape, parsing the body once into the envelope.
+    fn json_rpc_shape(
+        &self,
+        headers: &HeaderMap,
+        has_session: bool,
+        body: Bytes,
+    ) -> Result<Envelope, Rejection> {
+        let revision = headers
+            .get(PROTOCOL_VERSION)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v >= crate::sessions::logical::STATELESS_REVISION);
-    match gate::inspect_for(&bytes, guard.settings.max_json_depth, stateless) {
-        Err(rejection) => {
-            let status =
-                StatusCode::from_u16(rejection.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            json_response(status, &rejection.to_json())
-        }
-        Ok(Inspected::Batch(items)) => {
-            let revision =
-                batch::revision(&parts.headers, session.as_deref(), &guard.sessions).await;
-            batch::answer(inner, parts, items, &revision).await
-        }
-        Ok(Inspected::Single { method }) => {
-            if method.as_deref() == Some(protocol::DISCOVER) {
-                let revision =
-                    batch::revision(&parts.headers, session.as_deref(), &guard.sessions).await;
-                if let Some(message) = protocol::discover_refusal(&revision) {
-                    let id = gate::id_of(&bytes);
-                    return rpc_error(
-                        StatusCode::BAD_REQUEST,
-                        protocol::METHOD_NOT_FOUND,
-                        &message,
-                        id,
-                    );
-                }
-            }
-            if session.is_none()
-                && method.as_deref() == Some("initialize")
-                && let Err(response) = check_session_cap(&guard, name.as_deref()).await
-            {
-                return response;
-            }
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
+            .map(str::to_string);
+        let stateless = !has_session && revision.as_deref().is_some_and(protocol::is_stateless);
+        gate::inspect(body, self.settings.max_json_depth, revision, stateless)
     }
-}
 
-/// Another principal's session answers exactly like an unknown one.
-async fn check_owner(
-    sessions: &Sessions,
-    session: &str,
-    principal: Option<&Principal>,
-) -> Result<(), Response> {
-    match sessions.owner_of(session).await {
-        Ok(Some(owner)) if owner.as_deref() != principal.map(|p| p.name.as_str()) => {
-            tracing::warn!(principal = ?principal, "refused a request for another principal's session");
-            Err(rpc_error(
-                StatusCode::NOT_FOUND,
+    /// Step 7: a new session must fit under the principal's cap.
+    async fn session_cap(&self, principal: &Principal) -> Result<(), Refused> {
+        let limit = self.settings.max_sessions;
+        if limit == 0 {
+            return Ok(());
+        }
+        match self.sessions.live_count(principal.name()).await {
+            Ok(live) if live >= i64::from(limit) => Err(Box::new(rpc_error(
+                StatusCode::TOO_MANY_REQUESTS,
                 INVALID_REQUEST,
-                "Not Found: Session not found: this Mcp-Session-Id is unknown, expired or was closed. Start a new session with initialize",
+                &format!(
+                    "Too Many Sessions: {} already has {live} live sessions (limit {limit}); end unused ones with DELETE /mcp or `steward sessions revoke ID`, or raise --max-sessions-per-principal",
+                    principal.label()
+                ),
                 None,
-            ))
+            ))),
+            Ok(_) => Ok(()),
+            // The database is down: creating the session would fail to record it anyway; let
+            // rmcp and the session layer report that.
+            Err(error) => {
+                tracing::warn!(%error, "cannot count live sessions; not enforcing the per-principal cap");
+                Ok(())
+            }
         }
-        Ok(_) => Ok(()),
-        Err(error) => {
-            tracing::error!(%error, "cannot check who owns a session");
-            Err(rpc_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                -32603,
-                "the session store cannot be read right now (database unavailable); retry shortly and see /health",
-                None,
-            ))
+    }
+
+    /// Steps 3 to 7 for an authenticated request: the request to pass on, with the principal
+    /// (and, for a POST, the envelope) in its extensions.
+    async fn admit(
+        &self,
+        principal: &Principal,
+        request: Request,
+        received: &mut Option<Received>,
+    ) -> Result<Request, Refused> {
+        self.rate_limit(principal)?;
+        let session = request
+            .headers()
+            .get(SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        self.session_ownership(session.as_deref(), principal)
+            .await?;
+        let has_session = session.is_some();
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.insert(principal.clone());
+        if parts.method != Method::POST {
+            return Ok(Request::from_parts(parts, body));
         }
+        let bytes = self.read_body(body).await?;
+        let envelope = match self.json_rpc_shape(&parts.headers, has_session, bytes.clone()) {
+            Ok(envelope) => Arc::new(envelope),
+            Err(rejection) => {
+                *received = Some(Received::Refused(bytes));
+                let status = StatusCode::from_u16(rejection.http_status())
+                    .unwrap_or(StatusCode::BAD_REQUEST);
+                return Err(Box::new(json_response(status, &rejection.to_json())));
+            }
+        };
+        *received = Some(Received::Parsed(envelope.clone()));
+        let initialize = envelope
+            .single()
+            .is_some_and(|m| m.method.as_deref() == Some("initialize"));
+        if !has_session && initialize {
+            self.session_cap(principal).await?;
+        }
+        parts.extensions.insert(envelope);
+        Ok(Request::from_parts(parts, Body::from(bytes)))
     }
 }
 
-async fn check_session_cap(guard: &Guard, owner: Option<&str>) -> Result<(), Response> {
-    let limit = guard.settings.max_sessions;
-    if limit == 0 {
-        return Ok(());
+/// In front of `/mcp`. What the request turned out to be (who sent it, the body it carried)
+/// rides out on the response too, for the ledger outside this layer.
+pub async fn guard_mcp(
+    State(guard): State<Arc<Guard>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if let Err(refused) = guard.hosts_and_origins(&request) {
+        return *refused;
     }
-    match guard.sessions.live_count(owner).await {
-        Ok(live) if live >= i64::from(limit) => Err(rpc_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            INVALID_REQUEST,
-            &format!(
-                "Too Many Sessions: {} already has {live} live sessions (limit {limit}); end unused ones with DELETE /mcp or `steward sessions revoke ID`, or raise --max-sessions-per-principal",
-                owner.unwrap_or(ANONYMOUS)
-            ),
-            None,
-        )),
-        Ok(_) => Ok(()),
-        // The database is down: creating the session would fail to record it anyway; let
-        // rmcp and the session layer report that.
-        Err(error) => {
-            tracing::warn!(%error, "cannot count live sessions; not enforcing the per-principal cap");
-            Ok(())
-        }
+    let principal = match guard.authenticate(&mut request).await {
+        Ok(principal) => principal,
+        Err(refused) => return *guard.rate_limit_peer(&request).err().unwrap_or(refused),
+    };
+    let mut received = None;
+    let mut response = match guard.admit(&principal, request, &mut received).await {
+        Ok(request) => next.run(request).await,
+        Err(refused) => *refused,
+    };
+    let extensions = response.extensions_mut();
+    extensions.insert(principal);
+    if let Some(received) = received {
+        extensions.insert(received);
     }
+    response
+}
+
+/// On a batch message whose rate-limit token the batch's POST already took.
+#[derive(Clone, Copy, Debug)]
+pub struct Prepaid;
+
+/// In front of each message of a batch (which passed [`guard_mcp`] as a whole): its own
+/// rate-limit token, and who sent it and what it was left on the response for the ledger.
+pub async fn guard_batch_item(
+    State(guard): State<Arc<Guard>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let extensions = request.extensions();
+    let principal = extensions.get::<Principal>().cloned();
+    let envelope = extensions.get::<Arc<Envelope>>().cloned();
+    let prepaid = extensions.get::<Prepaid>().is_some();
+    let limited = match &principal {
+        Some(principal) if !prepaid => guard.rate_limit(principal),
+        _ => Ok(()),
+    };
+    let mut response = match limited {
+        Ok(()) => next.run(request).await,
+        Err(refused) => *refused,
+    };
+    let extensions = response.extensions_mut();
+    if let Some(principal) = principal {
+        extensions.insert(principal);
+    }
+    if let Some(envelope) = envelope {
+        extensions.insert(Received::Parsed(envelope));
+    }
+    response
 }
 
 /// In front of `/api/` and the dashboard.
 pub async fn guard_admin(
     State(guard): State<Arc<Guard>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_string();
@@ -273,12 +376,12 @@ pub async fn guard_admin(
         Err(_) if !is_api => return redirect("login"),
         Err(error) => return unauthorized(&error, false),
     };
-    if !principal.admin {
+    if !principal.is_admin() {
         return api_error(
             StatusCode::FORBIDDEN,
             &format!(
                 "Forbidden: {} is not an admin key; the API and dashboard need one (`steward keys create NAME --admin`)",
-                principal.name
+                principal.label()
             ),
         );
     }
@@ -298,6 +401,9 @@ pub async fn guard_admin(
             ),
         );
     }
+    request
+        .extensions_mut()
+        .insert(admin::AdminName(principal.label().to_string()));
     next.run(request).await
 }
 
@@ -321,7 +427,7 @@ pub async fn login(
         return redirect("./");
     };
     let problem = match keys.verify(form.key.trim()).await {
-        Ok(principal) if principal.admin => {
+        Ok(principal) if principal.is_admin() => {
             let token = guard.logins.open(super::auth::hash_key(form.key.trim()));
             let mut response = redirect("./");
             if let Ok(cookie) = HeaderValue::from_str(&admin::login_cookie(&token, &headers)) {
@@ -365,15 +471,13 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-pub fn rpc_error(status: StatusCode, code: i32, message: &str, id: Option<Value>) -> Response {
-    json_response(
-        status,
-        &json!({
-            "jsonrpc": "2.0",
-            "id": id.unwrap_or(Value::Null),
-            "error": { "code": code, "message": message },
-        }),
-    )
+pub fn rpc_error(
+    status: StatusCode,
+    code: i32,
+    message: &str,
+    id: Option<&protocol::Id>,
+) -> Response {
+    json_response(status, &protocol::error_body(code, message, id))
 }
 
 fn api_error(status: StatusCode, message: &str) -> Response {
@@ -409,7 +513,7 @@ fn too_many_requests(wait: Duration) -> Response {
         StatusCode::TOO_MANY_REQUESTS,
         INVALID_REQUEST,
         &format!(
-            "Too Many Requests: this principal's rate limit is used up; retry after {seconds} s (see --rate-limit)"
+            "Too Many Requests: this principal's (or, unauthenticated, this address's) rate limit is used up; retry after {seconds} s (see --rate-limit)"
         ),
         None,
     );

@@ -8,7 +8,6 @@
 pub mod admin;
 pub mod allow;
 pub mod auth;
-pub mod batch;
 pub mod gate;
 pub mod layers;
 pub mod limits;

@@ -31,7 +31,8 @@ const KNOWN_CLIENTS: &[(&str, &str)] = &[
 
 /// The client's label, or `"unknown"` (the raw name is kept in `client_name`).
 pub fn detect(client_name: &str) -> &'static str {
-    let name = client_name.to_lowercase();
+    // A client's name is its own choice: look at a bounded prefix only.
+    let name = crate::protocol::cut_client_text(client_name).to_lowercase();
     KNOWN_CLIENTS
         .iter()
         .find(|(fragment, _)| name.contains(fragment))

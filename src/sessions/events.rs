@@ -6,8 +6,14 @@
 //! from the ring, or — after a restart or on another replica — from the database. Events are
 //! kept for [`RETENTION`]; an event lost in a crash within the writer's flush interval cannot
 //! be replayed (the client then simply re-sends its request).
+//!
+//! A replay is served only within the session the stream was sent to: event ids are 128
+//! random bits (nothing to guess from a neighbour's), the session layer records each stream's
+//! owner as its first event leaves ([`DbEventStore::claim`]), and [`DbEventStore::replay_in_session`]
+//! answers a stream of another session exactly like an unknown event. rmcp's own
+//! `replay_events_after` (its session-less GET path) is refused outright.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
-use crate::store::events::EventRow;
+use crate::store::events::{EventRow, StreamOwnerRow};
 use crate::sync::lock;
 
 /// How long events stay replayable.
@@ -34,6 +40,28 @@ const RING: usize = 2_000;
 const FLUSH: Duration = Duration::from_millis(100);
 const BATCH: usize = 500;
 
+/// What goes to the database writer.
+enum Persist {
+    Event(EventRow),
+    Stream(StreamOwnerRow),
+}
+
+/// The session (and its principal) a stream was sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOwner {
+    pub session_id: String,
+    pub principal: Option<String>,
+}
+
+/// Why a replay was not served. Both cases read the same to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("event {0} is unknown, older than the replay window, or not of this session")]
+    NotFound(String),
+    #[error("the event store cannot be read: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
 struct Recent {
     event_id: String,
     stream_id: String,
@@ -42,11 +70,11 @@ struct Recent {
 
 pub struct DbEventStore {
     ring: Mutex<VecDeque<Recent>>,
+    /// Owners of the streams in the ring (bounded with it, see [`DbEventStore::claim`]).
+    owners: Mutex<HashMap<String, StreamOwner>>,
     /// `None` keeps events in memory only (the default: persisting every event costs a
     /// database write of each reply; see BENCHMARKS.md).
-    persist: Option<mpsc::Sender<EventRow>>,
-    /// Unique per process, so event ids never collide across replicas or restarts.
-    instance: String,
+    persist: Option<mpsc::Sender<Persist>>,
     counter: AtomicU64,
     behind: std::sync::atomic::AtomicBool,
     store: Store,
@@ -62,8 +90,8 @@ impl DbEventStore {
         let (persist, rx) = mpsc::channel(16_384);
         let me = Arc::new(DbEventStore {
             ring: Mutex::new(VecDeque::with_capacity(RING)),
+            owners: Mutex::new(HashMap::new()),
             persist: durable.then_some(persist),
-            instance: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             counter: AtomicU64::new(0),
             behind: std::sync::atomic::AtomicBool::new(false),
             store: store.clone(),
@@ -82,6 +110,116 @@ impl DbEventStore {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         (Utc::now().timestamp_micros() << 10) | (n & 1023) as i64
     }
+
+    /// Records that the stream holding `event_id` (just stored) was sent to `owner`. The
+    /// first owner of a stream stays. Called by the session layer on a stream's first event.
+    pub fn claim(&self, event_id: &str, owner: &StreamOwner) {
+        let stream_id = {
+            let ring = lock(&self.ring);
+            // A claim follows its event closely: look from the newest end.
+            match ring.iter().rev().find(|r| r.event_id == event_id) {
+                Some(recent) => recent.stream_id.clone(),
+                None => return,
+            }
+        };
+        // Bounded with the ring: past twice its size, forget streams it no longer holds. (Locks
+        // are always taken ring first, owners second.)
+        let live: Option<std::collections::HashSet<String>> =
+            (lock(&self.owners).len() >= 2 * RING).then(|| {
+                lock(&self.ring)
+                    .iter()
+                    .map(|r| r.stream_id.clone())
+                    .collect()
+            });
+        {
+            let mut owners = lock(&self.owners);
+            if let Some(live) = live {
+                owners.retain(|stream, _| live.contains(stream));
+            }
+            if owners.contains_key(&stream_id) {
+                return;
+            }
+            owners.insert(stream_id.clone(), owner.clone());
+        }
+        if let Some(persist) = &self.persist {
+            let row = StreamOwnerRow {
+                stream_id,
+                session_id: owner.session_id.clone(),
+                principal: owner.principal.clone(),
+                created_at: Utc::now(),
+            };
+            if persist.try_send(Persist::Stream(row)).is_err() {
+                // Fails safe: without its owner the stream is not replayable after a restart.
+                tracing::warn!("event writer is behind; a stream's owner is kept in memory only");
+            }
+        }
+    }
+
+    /// Who the stream holding `event_id` was sent to, from memory or the database.
+    pub async fn owner_of(&self, event_id: &str) -> Result<Option<StreamOwner>, sqlx::Error> {
+        let in_memory = {
+            let ring = lock(&self.ring);
+            ring.iter()
+                .find(|r| r.event_id == event_id)
+                .map(|r| lock(&self.owners).get(&r.stream_id).cloned())
+        };
+        if let Some(owner) = in_memory {
+            return Ok(owner);
+        }
+        if self.persist.is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .event_owner(event_id)
+            .await?
+            .map(|row| StreamOwner {
+                session_id: row.session_id,
+                principal: row.principal,
+            }))
+    }
+
+    /// The events after `last_event_id` in its stream, if that stream was sent to `session_id`.
+    pub async fn replay_in_session(
+        &self,
+        last_event_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<ServerSseMessage>, ReplayError> {
+        let from_memory: Option<Option<Vec<ServerSseMessage>>> = {
+            let ring = lock(&self.ring);
+            ring.iter()
+                .position(|r| r.event_id == last_event_id)
+                .map(|at| {
+                    let stream = &ring[at].stream_id;
+                    let owned = lock(&self.owners)
+                        .get(stream)
+                        .is_some_and(|o| o.session_id == session_id);
+                    owned.then(|| {
+                        ring.iter()
+                            .skip(at + 1)
+                            .filter(|r| &r.stream_id == stream)
+                            .map(|r| r.event.clone())
+                            .collect()
+                    })
+                })
+        };
+        let not_found = || ReplayError::NotFound(last_event_id.chars().take(80).collect());
+        match from_memory {
+            Some(Some(events)) => Ok(events),
+            Some(None) => Err(not_found()),
+            None if self.persist.is_none() => Err(not_found()),
+            None => match self.store.events_after(last_event_id, session_id).await? {
+                Some(rows) => Ok(rows.into_iter().map(from_row).collect()),
+                None => Err(not_found()),
+            },
+        }
+    }
+}
+
+/// A stream with 128 random bits: nothing about one client's event ids says anything about
+/// another's.
+fn new_event_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 fn to_row(event_id: &str, stream_id: &str, seq: i64, event: &ServerSseMessage) -> EventRow {
@@ -123,12 +261,12 @@ impl EventStore for DbEventStore {
         event: &ServerSseMessage,
     ) -> Result<EventId, EventStoreError> {
         let seq = self.next_seq();
-        let event_id = format!("{}-{seq}", self.instance);
+        let event_id = new_event_id();
         let mut stored = event.clone();
         stored.event_id = Some(event_id.clone());
         if let Some(persist) = &self.persist {
             let behind = persist
-                .try_send(to_row(&event_id, stream_id, seq, &stored))
+                .try_send(Persist::Event(to_row(&event_id, stream_id, seq, &stored)))
                 .is_err();
             // Say so once per change, not once per event: the event stays replayable from
             // memory on this replica either way.
@@ -154,61 +292,45 @@ impl EventStore for DbEventStore {
         Ok(event_id)
     }
 
+    /// rmcp's session-less replay (a GET that names no session): refused. A replay is only
+    /// served within the session the stream was sent to, by the session manager's `resume`.
     async fn replay_events_after(
         &self,
         last_event_id: &str,
     ) -> Result<EventStream, EventStoreError> {
-        let from_memory: Option<Vec<ServerSseMessage>> = {
-            let ring = lock(&self.ring);
-            ring.iter()
-                .position(|r| r.event_id == last_event_id)
-                .map(|at| {
-                    let stream = &ring[at].stream_id;
-                    ring.iter()
-                        .skip(at + 1)
-                        .filter(|r| &r.stream_id == stream)
-                        .map(|r| r.event.clone())
-                        .collect()
-                })
-        };
-        let events = match from_memory {
-            Some(events) => events,
-            None => match self.store.events_after(last_event_id).await? {
-                Some(rows) => rows.into_iter().map(from_row).collect(),
-                None => {
-                    return Err(format!(
-                        "event {last_event_id} is unknown or older than the replay window"
-                    )
-                    .into());
-                }
-            },
-        };
-        Ok(Box::pin(futures::stream::iter(events)))
+        Err(ReplayError::NotFound(last_event_id.chars().take(80).collect()).into())
     }
 }
 
 /// Batches events into `mcp_events` and prunes them past [`RETENTION`].
-async fn write_events(store: Store, mut rx: mpsc::Receiver<EventRow>, shutdown: CancellationToken) {
+async fn write_events(store: Store, mut rx: mpsc::Receiver<Persist>, shutdown: CancellationToken) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut streams = Vec::new();
     let mut last_prune = tokio::time::Instant::now();
     loop {
         let closed = tokio::select! {
             first = rx.recv() => match first {
-                Some(row) => { batch.push(row); false }
+                Some(Persist::Event(row)) => { batch.push(row); false }
+                Some(Persist::Stream(row)) => { streams.push(row); false }
                 None => true,
             },
             _ = shutdown.cancelled() => true,
         };
-        while batch.len() < BATCH {
+        while batch.len() + streams.len() < BATCH {
             match rx.try_recv() {
-                Ok(row) => batch.push(row),
+                Ok(Persist::Event(row)) => batch.push(row),
+                Ok(Persist::Stream(row)) => streams.push(row),
                 Err(_) => break,
             }
         }
         if let Err(error) = store.insert_events(&batch).await {
             tracing::warn!(%error, events = batch.len(), "could not store SSE events for replay");
         }
+        if let Err(error) = store.insert_event_streams(&streams).await {
+            tracing::warn!(%error, streams = streams.len(), "could not store the owners of SSE streams; they are not replayable after a restart");
+        }
         batch.clear();
+        streams.clear();
         if last_prune.elapsed() > Duration::from_secs(60) {
             last_prune = tokio::time::Instant::now();
             let before = Utc::now() - chrono::Duration::from_std(RETENTION).unwrap_or_default();

@@ -2,17 +2,23 @@
 //! (stdio connections get theirs in `mcp::stdio`). Requests from the same principal and client
 //! name/version belong to one logical session until a gap of [`GAP`]; the session is a row of
 //! kind `logical` in `mcp_sessions`, so the ledger and the dashboard treat every client alike.
+//!
+//! Client name and version are cut (see [`crate::protocol::cut_client_text`]) before they key
+//! anything, and at most [`MAX_OPEN`] logical sessions are remembered (least recently used
+//! forgotten first; a forgotten client simply starts a new logical session).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderMap;
 use chrono::Utc;
+use hashlink::LruCache;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::client_type;
 use crate::ledger::http::Attribution;
+use crate::principal::Principal;
+use crate::protocol::{self, Envelope};
 use crate::store::Store;
 use crate::store::sessions::NewSession;
 use crate::sync::lock;
@@ -21,9 +27,8 @@ use crate::sync::lock;
 pub const GAP: Duration = Duration::from_secs(30 * 60);
 /// `last_activity` of a logical session is written at most this often.
 const TOUCH_EVERY: Duration = Duration::from_secs(30);
-/// The first protocol revision without sessions.
-pub const STATELESS_REVISION: &str = "2026-07-28";
-const CLIENT_INFO_KEY: &str = "io.modelcontextprotocol/clientInfo";
+/// Logical sessions remembered in memory.
+pub const MAX_OPEN: usize = 10_000;
 
 type Key = (Option<String>, String, String);
 
@@ -35,15 +40,24 @@ struct Entry {
 
 pub struct LogicalSessions {
     store: Store,
-    open: Mutex<HashMap<Key, Entry>>,
+    open: Mutex<LruCache<Key, Entry>>,
 }
 
 impl LogicalSessions {
     pub fn new(store: Store) -> Self {
+        Self::with_capacity(store, MAX_OPEN)
+    }
+
+    pub fn with_capacity(store: Store, capacity: usize) -> Self {
         LogicalSessions {
             store,
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(LruCache::new(capacity.max(1))),
         }
+    }
+
+    /// Logical sessions remembered now.
+    pub fn remembered(&self) -> usize {
+        lock(&self.open).len()
     }
 
     /// The logical session for this client now, creating (and recording) one when needed.
@@ -54,6 +68,8 @@ impl LogicalSessions {
         version: &str,
         protocol: &str,
     ) -> String {
+        let name = crate::protocol::cut_client_text(name);
+        let version = crate::protocol::cut_client_text(version);
         let key = (principal.clone(), name.to_string(), version.to_string());
         let now = Instant::now();
         let mut open = lock(&self.open);
@@ -67,9 +83,6 @@ impl LogicalSessions {
                 self.touch(entry.id.clone());
             }
             return entry.id.clone();
-        }
-        if open.len() > 100_000 {
-            open.retain(|_, e| now.duration_since(e.last_seen) < GAP);
         }
         let id = format!("logical-{}", super::manager::new_session_id());
         open.insert(
@@ -87,7 +100,7 @@ impl LogicalSessions {
             protocol_version: Some(protocol.to_string()),
             client_name: Some(name.to_string()),
             client_version: Some(version.to_string()),
-            client_type: client_type::detect(name).to_string(),
+            client_type: client_type::detect(&name).to_string(),
             client_capabilities: Value::Object(Default::default()),
             initialize_params: None,
             principal,
@@ -116,35 +129,53 @@ impl LogicalSessions {
 }
 
 impl Attribution for LogicalSessions {
-    fn session_for(
-        &self,
-        principal: Option<&str>,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Option<String> {
-        let protocol = headers
-            .get("mcp-protocol-version")
-            .and_then(|v| v.to_str().ok())?;
+    fn session_for(&self, principal: &Principal, envelope: &Envelope) -> Option<String> {
+        let revision = envelope.revision()?;
         // Older revisions must send a session id; rmcp rejects them, and no session is made up.
-        if protocol < STATELESS_REVISION {
+        if !protocol::is_stateless(revision) {
             return None;
         }
-        let message: Value = serde_json::from_slice(body).ok()?;
-        let info = message
-            .get("params")
-            .and_then(|p| p.get("_meta"))
-            .and_then(|m| m.get(CLIENT_INFO_KEY));
-        let text = |field: &str| {
-            info.and_then(|i| i.get(field))
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_string()
-        };
+        let info = envelope
+            .single()
+            .and_then(|message| envelope.params(message))
+            .and_then(|params| serde_json::from_str::<Params>(params).ok())
+            .and_then(|params| params.meta?.client_info)
+            .unwrap_or_default();
+        let text = |field: Option<String>| field.unwrap_or_else(|| "unknown".to_string());
         Some(self.session_for_client(
-            principal.map(str::to_string),
-            &text("name"),
-            &text("version"),
-            protocol,
+            principal.name().map(str::to_string),
+            &text(info.name),
+            &text(info.version),
+            revision,
         ))
     }
+}
+
+/// The part of a stateless request's params that names its client.
+#[derive(Deserialize)]
+struct Params {
+    #[serde(rename = "_meta", default)]
+    meta: Option<Meta>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(rename = "io.modelcontextprotocol/clientInfo", default)]
+    client_info: Option<ClientInfo>,
+}
+
+#[derive(Deserialize, Default)]
+struct ClientInfo {
+    #[serde(default, deserialize_with = "text_only")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "text_only")]
+    version: Option<String>,
+}
+
+/// A string field; any other JSON value counts as absent.
+fn text_only<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(text) => Some(text),
+        _ => None,
+    })
 }

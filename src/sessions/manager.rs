@@ -4,24 +4,27 @@
 //!
 //! It knows nothing about the board or its tools, so it can front any MCP server.
 
+use crate::principal::Principal;
 use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use rand::RngCore;
 use rmcp::model::{
     ClientJsonRpcMessage, ClientNotification, GetExtensions, JsonRpcMessage, ServerJsonRpcMessage,
 };
 use rmcp::transport::WorkerTransport;
 use rmcp::transport::streamable_http_server::session::local::{
-    LocalSessionManager, LocalSessionManagerError, LocalSessionWorker,
+    LocalSessionManager, LocalSessionManagerError, LocalSessionWorker, SessionError,
 };
 use rmcp::transport::streamable_http_server::session::{
     EventStore, RestoreOutcome, ServerSseMessage, SessionId, SessionManager as RmcpSessionManager,
 };
+
+use super::events::{DbEventStore, StreamOwner};
 
 /// Most sessions kept in memory by default; older idle ones are dropped from memory (they stay
 /// in the database and are restored on their next request).
@@ -29,6 +32,8 @@ pub const DEFAULT_MAX_CACHED: usize = 10_000;
 
 pub struct SessionManager {
     inner: LocalSessionManager,
+    /// The replay store, also given to `inner`: streams are claimed for their session here.
+    events: Option<Arc<DbEventStore>>,
     max_cached: usize,
     /// Last request per session: `Instant` orders evictions, `DateTime` goes to the database.
     seen: Mutex<HashMap<SessionId, (Instant, DateTime<Utc>)>>,
@@ -43,19 +48,16 @@ pub struct SessionManager {
     owners: Mutex<HashMap<SessionId, Option<String>>>,
 }
 
-/// The principal making a request, put in the HTTP request's extensions by whatever
-/// authenticates it. The session layer records it on new sessions and nothing more.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner(pub String);
-
 impl SessionManager {
-    pub fn new(max_cached: usize, events: Option<Arc<dyn EventStore>>) -> Arc<Self> {
-        let inner = match events {
-            Some(events) => LocalSessionManager::default().with_event_store(events),
+    pub fn new(max_cached: usize, events: Option<Arc<DbEventStore>>) -> Arc<Self> {
+        let inner = match &events {
+            Some(events) => LocalSessionManager::default()
+                .with_event_store(events.clone() as Arc<dyn EventStore>),
             None => LocalSessionManager::default(),
         };
         Arc::new(SessionManager {
             inner,
+            events,
             max_cached: max_cached.max(1),
             seen: Mutex::new(HashMap::new()),
             unflushed: Mutex::new(HashMap::new()),
@@ -91,6 +93,40 @@ impl SessionManager {
     /// Notes a session's owner (learned from the database after a restore).
     pub fn note_owner(&self, id: &str, owner: Option<String>) {
         lock(&self.owners).insert(Arc::from(id), owner);
+    }
+
+    /// The replay store, if streams are resumable.
+    pub fn events(&self) -> Option<&Arc<DbEventStore>> {
+        self.events.as_ref()
+    }
+
+    /// `stream`, recording on its first event that the stream belongs to session `id` (and
+    /// its owner), so only that session can replay it.
+    fn claiming<S>(
+        &self,
+        id: &SessionId,
+        stream: S,
+    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static + use<S>
+    where
+        S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+    {
+        let Some(events) = self.events.clone() else {
+            return stream.right_stream();
+        };
+        let owner = StreamOwner {
+            session_id: id.to_string(),
+            principal: self.cached_owner(id).flatten(),
+        };
+        let mut claimed = false;
+        stream
+            .map(move |event| {
+                if !claimed && let Some(event_id) = &event.event_id {
+                    events.claim(event_id, &owner);
+                    claimed = true;
+                }
+                event
+            })
+            .left_stream()
     }
 
     /// Takes the activity recorded since the last call, for the database.
@@ -171,14 +207,15 @@ impl RmcpSessionManager for SessionManager {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        // rmcp hands the HTTP request's parts to the handler; the owner rides in them.
+        // rmcp hands the HTTP request's parts to the handler; the principal rides in them,
+        // put there by whatever authenticated the request. Recorded on the session, no more.
         if let JsonRpcMessage::Request(request) = &message {
             let owner = request
                 .request
                 .extensions()
                 .get::<axum::http::request::Parts>()
-                .and_then(|parts| parts.extensions.get::<Owner>())
-                .map(|owner| owner.0.clone());
+                .and_then(|parts| parts.extensions.get::<Principal>())
+                .and_then(|principal| principal.name().map(str::to_string));
             lock(&self.owners).insert(id.clone(), owner);
         }
         self.inner.initialize_session(id, message).await
@@ -204,7 +241,8 @@ impl RmcpSessionManager for SessionManager {
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
-        self.inner.create_stream(id, message).await
+        let stream = self.inner.create_stream(id, message).await?;
+        Ok(self.claiming(id, stream))
     }
 
     async fn accept_message(
@@ -229,7 +267,8 @@ impl RmcpSessionManager for SessionManager {
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
-        self.inner.create_standalone_stream(id).await
+        let stream = self.inner.create_standalone_stream(id).await?;
+        Ok(self.claiming(id, stream))
     }
 
     async fn resume(
@@ -238,7 +277,15 @@ impl RmcpSessionManager for SessionManager {
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
-        self.inner.resume(id, last_event_id).await
+        let Some(events) = &self.events else {
+            return Ok(self.inner.resume(id, last_event_id).await?.right_stream());
+        };
+        // Only this session's streams: rmcp's own resume would replay any stream by event id.
+        let replayed = events
+            .replay_in_session(&last_event_id, id)
+            .await
+            .map_err(|error| SessionError::EventStore(error.into()))?;
+        Ok(futures::stream::iter(replayed).left_stream())
     }
 
     async fn restore_session(

@@ -30,7 +30,7 @@ use rmcp::transport::streamable_http_server::session::{
 };
 use serde::Serialize;
 
-pub use manager::{Owner, SessionManager};
+pub use manager::SessionManager;
 
 use crate::store::Store;
 use crate::store::sessions::{CleanupRun, Lifecycle, NewSession};
@@ -121,7 +121,7 @@ impl Sessions {
     pub fn new(
         store: Store,
         settings: SessionSettings,
-        events: Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>>,
+        events: Option<Arc<events::DbEventStore>>,
     ) -> Arc<Self> {
         let manager = SessionManager::new(settings.max_cached, events);
         Arc::new(Sessions {
@@ -170,6 +170,27 @@ impl Sessions {
             self.manager.note_owner(id, row.principal.clone());
         }
         Ok(Some(row.principal))
+    }
+
+    /// Whether `Last-Event-ID: event_id` may be replayed to a request in session `session_id`
+    /// made by `principal`: only when the event's stream was sent to that session (and, when
+    /// its principal was known, to that principal). An unknown event is simply `false`.
+    pub async fn may_replay(
+        &self,
+        event_id: &str,
+        session_id: &str,
+        principal: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let Some(events) = self.manager.events() else {
+            return Ok(false);
+        };
+        Ok(events.owner_of(event_id).await?.is_some_and(|owner| {
+            owner.session_id == session_id
+                && owner
+                    .principal
+                    .as_deref()
+                    .is_none_or(|p| Some(p) == principal)
+        }))
     }
 
     /// The protocol revision a session negotiated, if it is known.
@@ -238,22 +259,54 @@ fn negotiated_version(requested: &str) -> String {
     .to_string()
 }
 
-/// The row recorded for a new HTTP session.
+/// The most bytes of a client's capabilities (or of its whole initialize params) kept with its
+/// session, after every string in them is cut; larger ones are kept as an empty object.
+pub const MAX_CLIENT_JSON_BYTES: usize = 16 * 1024;
+
+/// Client-sent JSON as kept with a session: strings cut, at most [`MAX_CLIENT_JSON_BYTES`].
+fn bounded_json(value: serde_json::Value) -> Option<serde_json::Value> {
+    let value = crate::protocol::cut_client_json(value);
+    (value.to_string().len() <= MAX_CLIENT_JSON_BYTES).then_some(value)
+}
+
+/// The initialize params kept to restore the session: bounded like the rest, and when they are
+/// still too large, just what a restore needs (version, client info, no capabilities).
+fn bounded_params(params: &InitializeRequestParams) -> Option<serde_json::Value> {
+    serde_json::to_value(params)
+        .ok()
+        .and_then(bounded_json)
+        .or_else(|| {
+            bounded_json(serde_json::json!({
+                "protocolVersion": params.protocol_version,
+                "capabilities": {},
+                "clientInfo": {
+                    "name": params.client_info.name,
+                    "version": params.client_info.version,
+                },
+            }))
+        })
+}
+
+/// The row recorded for a new HTTP session. Client strings are cut (see [`crate::protocol`]).
 pub fn new_session_row(
     id: &str,
     params: &InitializeRequestParams,
     principal: Option<String>,
 ) -> NewSession {
     let client = &params.client_info;
+    let cut = |text: &str| crate::protocol::cut_client_text(text).into_owned();
     NewSession {
         session_id: id.to_string(),
         kind: "session",
         protocol_version: Some(negotiated_version(params.protocol_version.as_str())),
-        client_name: Some(client.name.clone()),
-        client_version: Some(client.version.clone()),
+        client_name: Some(cut(&client.name)),
+        client_version: Some(cut(&client.version)),
         client_type: client_type::detect(&client.name).to_string(),
-        client_capabilities: serde_json::to_value(&params.capabilities).unwrap_or_default(),
-        initialize_params: serde_json::to_value(params).ok(),
+        client_capabilities: serde_json::to_value(&params.capabilities)
+            .ok()
+            .and_then(bounded_json)
+            .unwrap_or_else(|| serde_json::json!({})),
+        initialize_params: bounded_params(params),
         principal,
         at: Utc::now(),
     }
@@ -285,7 +338,7 @@ impl SessionStore for Sessions {
             return Ok(None);
         };
         let params: InitializeRequestParams = serde_json::from_value(params.0)?;
-        tracing::info!(session_id, client = %params.client_info.name, "session restored from the database");
+        tracing::info!(session_id, client = %crate::protocol::cut_client_text(&params.client_info.name), "session restored from the database");
         Ok(Some(SessionState::new(params)))
     }
 

@@ -1,4 +1,6 @@
-//! `mcp_events`: recent server-sent events, for `Last-Event-ID` resumption.
+//! `mcp_events`: recent server-sent events, for `Last-Event-ID` resumption, and
+//! `mcp_event_streams`: the session (and principal) each stream was sent to, so a replay is
+//! served only within that session.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -14,6 +16,15 @@ pub struct EventRow {
     pub seq: i64,
     pub message: Option<Json<Value>>,
     pub retry_ms: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who a stream of events was sent to.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StreamOwnerRow {
+    pub stream_id: String,
+    pub session_id: String,
+    pub principal: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -38,16 +49,46 @@ impl Store {
         })
     }
 
-    /// The events of `last_event_id`'s stream that came after it, in order. `Ok(None)` when
-    /// the event is unknown (never stored, or past retention).
+    /// Records who streams were sent to (the first owner of a stream stays).
+    pub async fn insert_event_streams(
+        &self,
+        streams: &[StreamOwnerRow],
+    ) -> Result<(), sqlx::Error> {
+        if streams.is_empty() {
+            return Ok(());
+        }
+        on_pool!(self, pool => {
+            let mut query = QueryBuilder::new("INSERT INTO mcp_event_streams (stream_id, session_id, principal, created_at) ");
+            query.push_values(streams, |mut b, s| {
+                b.push_bind(&s.stream_id)
+                    .push_bind(&s.session_id)
+                    .push_bind(&s.principal)
+                    .push_bind(s.created_at);
+            });
+            query.push(" ON CONFLICT (stream_id) DO NOTHING");
+            query.build().execute(pool).await.map(|_| ())
+        })
+    }
+
+    /// Who the stream holding `event_id` was sent to. `Ok(None)` when the event is unknown
+    /// (never stored, past retention) or its stream has no recorded owner.
+    pub async fn event_owner(&self, event_id: &str) -> Result<Option<StreamOwnerRow>, sqlx::Error> {
+        let find = "SELECT s.* FROM mcp_events e JOIN mcp_event_streams s ON s.stream_id = e.stream_id WHERE e.event_id = $1";
+        on_pool!(self, pool => sqlx::query_as::<_, StreamOwnerRow>(find).bind(event_id).fetch_optional(pool).await)
+    }
+
+    /// The events of `last_event_id`'s stream that came after it, in order, if that stream
+    /// was sent to `session_id`. `Ok(None)` when the event is unknown (never stored, or past
+    /// retention) or belongs to another session's stream: both look the same to the caller.
     pub async fn events_after(
         &self,
         last_event_id: &str,
+        session_id: &str,
     ) -> Result<Option<Vec<EventRow>>, sqlx::Error> {
-        let find = "SELECT * FROM mcp_events WHERE event_id = $1";
+        let find = "SELECT e.* FROM mcp_events e JOIN mcp_event_streams s ON s.stream_id = e.stream_id WHERE e.event_id = $1 AND s.session_id = $2";
         let after = "SELECT * FROM mcp_events WHERE stream_id = $1 AND seq > $2 ORDER BY seq";
         on_pool!(self, pool => {
-            let Some(last) = sqlx::query_as::<_, EventRow>(find).bind(last_event_id).fetch_optional(pool).await? else {
+            let Some(last) = sqlx::query_as::<_, EventRow>(find).bind(last_event_id).bind(session_id).fetch_optional(pool).await? else {
                 return Ok(None);
             };
             let rows = sqlx::query_as::<_, EventRow>(after).bind(&last.stream_id).bind(last.seq).fetch_all(pool).await?;
@@ -55,12 +96,20 @@ impl Store {
         })
     }
 
-    /// Deletes events older than `before`. Returns how many.
+    /// Deletes events older than `before`, and the owners of streams left without events. Returns how many events.
     pub async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM mcp_events WHERE created_at < $1")
-            .bind(before)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
+        on_pool!(self, pool => {
+            let events = sqlx::query("DELETE FROM mcp_events WHERE created_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            // A long-lived stream (a session's GET stream) keeps its owner while it has events.
+            sqlx::query("DELETE FROM mcp_event_streams WHERE created_at < $1 AND NOT EXISTS (SELECT 1 FROM mcp_events e WHERE e.stream_id = mcp_event_streams.stream_id)")
+                .bind(before)
+                .execute(pool)
+                .await?;
+            Ok(events)
+        })
     }
 }

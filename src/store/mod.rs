@@ -20,13 +20,17 @@ macro_rules! stored_as {
     };
 }
 
+mod board_tx;
 mod id;
 
+pub mod claims;
 pub mod documents;
 pub mod events;
+pub mod import;
 pub mod keys;
 mod ledger_copy;
 pub mod money;
+pub mod overview;
 pub mod prefix;
 pub mod pricing;
 pub mod projects;
@@ -46,6 +50,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use board_tx::NextFilter;
 pub use id::Id;
 pub use money::Money;
 pub use prefix::{IdKind, IdMatch};
@@ -146,6 +151,28 @@ pub enum OpenMode {
     Existing,
 }
 
+/// Creates the SQLite file readable by its owner only (0600) before SQLite opens it: the ledger
+/// holds every request. SQLite gives the `-wal` and `-shm` files the main file's mode. An
+/// existing file is left as it is (its mode is the operator's choice); `:memory:` and other
+/// special names are not files.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let text = path.to_string_lossy();
+    if text.is_empty() || text.starts_with(':') || text.starts_with("file:") {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A missing directory: let SQLite report it, with the usual hint.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 impl Store {
     /// Connects (creating a SQLite file on first run) and applies pending migrations.
     pub async fn open(url: &DatabaseUrl) -> Result<Self, OpenError> {
@@ -159,6 +186,9 @@ impl Store {
             DatabaseUrl::Sqlite { path } => {
                 if mode == OpenMode::Existing && !path.exists() {
                     return Err(OpenError::Missing(url.redacted()));
+                }
+                if mode == OpenMode::Create {
+                    create_private(path).map_err(sqlx::Error::Io)?;
                 }
                 let options = SqliteConnectOptions::new()
                     .filename(path)

@@ -54,10 +54,11 @@ impl Store {
             return Ok(IdMatch::None);
         }
         let (table, column) = kind.table_and_column();
-        // `substr` rather than LIKE: ids may contain `_`, and no escaping is needed.
+        // `substr` rather than LIKE: ids may contain `_`, and no escaping is needed. Compared
+        // as text: board ids are `uuid` on PostgreSQL, which has no `uuid = text`.
         let sql = format!(
-            "SELECT {column} FROM {table} WHERE {column} = $1 \
-             OR substr({column}, 1, CAST($2 AS INTEGER)) = $1 ORDER BY {column} LIMIT $3"
+            "SELECT CAST({column} AS TEXT) AS id FROM {table} WHERE CAST({column} AS TEXT) = $1 \
+             OR substr(CAST({column} AS TEXT), 1, CAST($2 AS INTEGER)) = $1 ORDER BY 1 LIMIT $3"
         );
         let length = i64::try_from(typed.chars().count()).unwrap_or(i64::MAX);
         let limit = i64::try_from(MAX_MATCHES + 1).unwrap_or(i64::MAX);

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 
+use super::board_tx::BoardTx;
 use super::{Store, on_pool};
 
 /// A session row as stored.
@@ -189,9 +190,8 @@ impl Store {
         Ok(changed)
     }
 
-    /// Ends a live session with `status` (`disconnected` or `revoked`) and `reason`.
-    /// Returns whether a live session was ended.
-    /// Ends a live session; returns when it had connected, or `None` if it was not live.
+    /// Ends a live session with `status` (`disconnected` or `revoked`) and `reason`, and the
+    /// task claims it held. Returns when it had connected, or `None` if it was not live.
     pub async fn end_session(
         &self,
         id: &str,
@@ -202,13 +202,23 @@ impl Store {
             "UPDATE mcp_sessions SET status = $2, disconnect_reason = $3, disconnected_at = $4 \
              WHERE session_id = $1 AND {LIVE} RETURNING connected_at"
         );
-        on_pool!(self, pool => sqlx::query_scalar(&sql)
-            .bind(id)
-            .bind(status)
-            .bind(reason)
-            .bind(Utc::now())
-            .fetch_optional(pool)
-            .await)
+        let now = Utc::now();
+        on_pool!(self, pool => {
+            let mut tx = crate::store::WritePool::begin_write(pool).await?;
+            let connected_at = sqlx::query_scalar(&sql)
+                .bind(id)
+                .bind(status)
+                .bind(reason)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            // The session's task claims end with it, in the same transaction.
+            if connected_at.is_some() {
+                tx.end_claims_of_ended_sessions(now).await?;
+            }
+            tx.commit().await?;
+            Ok(connected_at)
+        })
     }
 
     /// Ids of sessions ended (by any replica) at or after `since`.
@@ -288,6 +298,9 @@ impl Store {
                 idled: affected(sqlx::query(idle).bind(l.idle_before).execute(&mut *tx).await?),
                 reactivated: affected(sqlx::query(reactivate).bind(l.idle_before).execute(&mut *tx).await?),
             };
+            if !expired.is_empty() || !timed_out.is_empty() {
+                tx.end_claims_of_ended_sessions(l.now).await?;
+            }
             sqlx::query(record)
                 .bind(l.now)
                 .bind(Utc::now())

@@ -1,11 +1,13 @@
 //! Tasks and their history. Deleting a task archives it (soft delete, as in Archon); every
-//! change is recorded in `task_history` in the same transaction as the change itself.
+//! change is recorded in `task_history` in the same transaction as the change itself. A task
+//! held by another session's claim (see [`super::claims`]) is changed only with its token.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Id, Page, Paged, Store, WritePool, like_pattern, lock_row, on_pool, search_text};
-use crate::board::Actor;
+use super::board_tx::{BoardTx, HistoryRow};
+use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, search_text};
+use crate::board::{Actor, ClaimEnd};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Task {
@@ -22,6 +24,52 @@ pub struct Task {
     pub archived_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The session holding the task's claim, until `lease_until`.
+    pub claimed_by: Option<String>,
+    /// The holder's client name (from its `initialize`).
+    pub claimed_client: Option<String>,
+    /// The holder's authenticated principal, if any.
+    pub claimed_principal: Option<String>,
+    /// Proof of holding the claim: given only to the claimer, never listed.
+    #[serde(skip)]
+    pub claim_token: Option<Id>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Tasks that must be done before this one starts.
+    #[sqlx(skip)]
+    pub blocked_by: Vec<Id>,
+    /// Those of `blocked_by` still open (not done, not archived).
+    #[sqlx(skip)]
+    pub open_blockers: Vec<Id>,
+}
+
+/// Who holds a task, as a refused claimer is told.
+#[derive(Debug, Clone, Serialize)]
+pub struct Claim {
+    pub claimed_by: String,
+    pub claimed_client: Option<String>,
+    pub claimed_principal: Option<String>,
+    pub lease_until: DateTime<Utc>,
+}
+
+impl Task {
+    /// The task's claim, if one is held and its lease has not run out at `now`.
+    pub fn live_claim(&self, now: DateTime<Utc>) -> Option<Claim> {
+        match (&self.claimed_by, self.lease_until) {
+            (Some(by), Some(until)) if until >= now => Some(Claim {
+                claimed_by: by.clone(),
+                claimed_client: self.claimed_client.clone(),
+                claimed_principal: self.claimed_principal.clone(),
+                lease_until: until,
+            }),
+            _ => None,
+        }
+    }
+
+    /// A claim is recorded but its lease ran out before `now`.
+    pub fn lease_expired(&self, now: DateTime<Utc>) -> bool {
+        self.claimed_by.is_some() && self.lease_until.is_some_and(|until| until < now)
+    }
 }
 
 /// Fields of a new task (already validated).
@@ -34,6 +82,7 @@ pub struct NewTask {
     pub assignee: String,
     pub task_order: i32,
     pub feature: Option<String>,
+    pub blocked_by: Vec<Id>,
 }
 
 /// A partial update: `None` leaves the field as it is.
@@ -45,6 +94,8 @@ pub struct TaskChanges {
     pub assignee: Option<String>,
     pub task_order: Option<i32>,
     pub feature: Option<String>,
+    /// Replaces the task's blockers.
+    pub blocked_by: Option<Vec<Id>>,
 }
 
 /// Which tasks `list_tasks` returns. Every `Some` narrows the result.
@@ -52,9 +103,49 @@ pub struct TaskChanges {
 pub struct TaskQuery {
     pub project_id: Option<Id>,
     pub status: Option<&'static str>,
+    /// Matched case-insensitively.
     pub assignee: Option<String>,
+    /// Matched case-insensitively.
+    pub feature: Option<String>,
     pub text: Option<String>,
     pub include_closed: bool,
+    /// Only tasks no live claim holds.
+    pub unclaimed: bool,
+}
+
+/// Why a task write was refused (the database answered; the request cannot be applied).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refusal {
+    /// No live (unarchived) task has this id.
+    #[error("no live task has this id")]
+    NotFound,
+    /// The task is done: it cannot be claimed.
+    #[error("the task is done")]
+    Closed,
+    /// Another session holds the task.
+    #[error("session {} holds the task", .0.claimed_by)]
+    Held(Claim),
+    /// The token given is not the task's current claim (it expired, was released, or the task
+    /// was claimed again since).
+    #[error("the claim token is not the current one")]
+    StaleToken { current: Option<Claim> },
+    /// A blocker id names no live task.
+    #[error("blocker {0} is not a live task")]
+    UnknownBlocker(Id),
+    /// The blockers would make the task wait on itself: `(id, title)` along the cycle, the
+    /// first repeated at the end.
+    #[error("the blockers make a cycle")]
+    Cycle(Vec<(Id, String)>),
+}
+
+/// The result of a write the store may refuse.
+pub type Outcome<T> = Result<Result<T, Refusal>, sqlx::Error>;
+
+/// A changed task and the tasks its change unblocked (`(project_id, task_id)`).
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub task: Task,
+    pub unblocked: Vec<(Id, Id)>,
 }
 
 /// One recorded change of a task.
@@ -66,9 +157,10 @@ pub struct TaskChange {
     pub changed_at: DateTime<Utc>,
     pub session_id: Option<String>,
     pub client_name: Option<String>,
+    /// Why, when the change does not say itself (how a claim ended).
+    pub reason: Option<String>,
 }
 
-/// Counts of a project's (or all) live tasks.
 /// One change to one of a project's tasks, with the task's title.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ProjectTaskChange {
@@ -81,6 +173,7 @@ pub struct ProjectTaskChange {
     pub client_name: Option<String>,
 }
 
+/// Counts of a project's (or all) live tasks.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct TaskCount {
     pub key: String,
@@ -91,22 +184,30 @@ pub struct TaskCount {
 const FILTER: &str = "archived = FALSE \
     AND ($1 IS NULL OR project_id = $1) \
     AND ($2 IS NULL OR status = $2) \
-    AND ($3 IS NULL OR assignee = $3) \
+    AND ($3 IS NULL OR assignee_key = $3) \
     AND ($4 IS NULL OR search_text LIKE $4 ESCAPE '\\') \
-    AND ($5 OR status <> 'done')";
+    AND ($5 OR status <> 'done') \
+    AND ($6 IS NULL OR feature_key = $6) \
+    AND (NOT $7 OR claimed_by IS NULL OR lease_until < $8)";
 
-const INSERT_HISTORY: &str = "INSERT INTO task_history \
-    (task_id, field, old_value, new_value, changed_at, session_id, client_name) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+/// The folded form filters compare with (full Unicode lowercase, the same on both engines).
+pub fn fold(text: &str) -> String {
+    text.to_lowercase()
+}
 
 impl Store {
-    pub async fn create_task(&self, new: &NewTask, actor: &Actor) -> Result<Task, sqlx::Error> {
+    /// Creates a task. Refused when a blocker names no live task.
+    pub async fn create_task(&self, new: &NewTask, actor: &Actor) -> Outcome<Task> {
         let sql = "INSERT INTO tasks (id, project_id, title, description, status, assignee, task_order, \
-                   feature, created_at, updated_at, search_text) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING *";
+                   feature, created_at, updated_at, search_text, assignee_key, feature_key) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12) RETURNING *";
         let now = Utc::now();
-        on_pool!(self, pool => {
+        let outcome = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            let known = tx.live_titles(&new.blocked_by).await?;
+            if let Some(unknown) = new.blocked_by.iter().find(|b| !known.iter().any(|(id, _)| id == *b)) {
+                return Ok(Err(Refusal::UnknownBlocker(*unknown)));
+            }
             let task = sqlx::query_as::<_, Task>(sql)
                 .bind(Id::new())
                 .bind(new.project_id)
@@ -118,27 +219,30 @@ impl Store {
                 .bind(&new.feature)
                 .bind(now)
                 .bind(search_text(&[&new.title, &new.description]))
+                .bind(fold(&new.assignee))
+                .bind(new.feature.as_deref().map(fold))
                 .fetch_one(&mut *tx)
                 .await?;
-            sqlx::query(INSERT_HISTORY)
-                .bind(task.id)
-                .bind("created")
-                .bind(None::<String>)
-                .bind(&task.title)
-                .bind(now)
-                .bind(&actor.session_id)
-                .bind(&actor.client_name)
-                .execute(&mut *tx)
-                .await?;
+            let created = HistoryRow { field: "created", old_value: None, new_value: Some(task.title.clone()), reason: None };
+            tx.record(task.id, created, actor, now).await?;
+            if !new.blocked_by.is_empty() {
+                tx.set_blockers(task.id, &new.blocked_by).await?;
+                let row = HistoryRow { field: "blocked_by", old_value: None, new_value: Some(id_list(&new.blocked_by)), reason: None };
+                tx.record(task.id, row, actor, now).await?;
+            }
             tx.commit().await?;
-            Ok(task)
-        })
+            Ok::<_, sqlx::Error>(Ok(task))
+        })?;
+        self.filled(outcome).await
     }
 
     /// Returns `Ok(None)` when no task has this id (archived tasks are returned).
     pub async fn get_task(&self, id: Id) -> Result<Option<Task>, sqlx::Error> {
         let sql = "SELECT * FROM tasks WHERE id = $1";
-        on_pool!(self, pool => sqlx::query_as::<_, Task>(sql).bind(id).fetch_optional(pool).await)
+        let task = on_pool!(self, pool => sqlx::query_as::<_, Task>(sql).bind(id).fetch_optional(pool).await)?;
+        let mut tasks: Vec<Task> = task.into_iter().collect();
+        self.fill_blockers(&mut tasks).await?;
+        Ok(tasks.pop())
     }
 
     /// Live tasks matching `query`, by project, then `task_order` (highest first), then age.
@@ -148,17 +252,23 @@ impl Store {
         page: Page,
     ) -> Result<Paged<Task>, sqlx::Error> {
         let pattern = query.text.as_deref().map(like_pattern);
+        let assignee = query.assignee.as_deref().map(fold);
+        let feature = query.feature.as_deref().map(fold);
+        let now = Utc::now();
         let list = format!(
-            "SELECT * FROM tasks WHERE {FILTER} ORDER BY task_order DESC, created_at, id LIMIT $6 OFFSET $7"
+            "SELECT * FROM tasks WHERE {FILTER} ORDER BY task_order DESC, created_at, id LIMIT $9 OFFSET $10"
         );
         let count = format!("SELECT COUNT(*) FROM tasks WHERE {FILTER}");
-        on_pool!(self, pool => {
+        let mut paged = on_pool!(self, pool => {
             let items = sqlx::query_as::<_, Task>(&list)
                 .bind(query.project_id)
                 .bind(query.status)
-                .bind(&query.assignee)
+                .bind(&assignee)
                 .bind(&pattern)
                 .bind(query.include_closed)
+                .bind(&feature)
+                .bind(query.unclaimed)
+                .bind(now)
                 .bind(page.limit())
                 .bind(page.offset())
                 .fetch_all(pool)
@@ -166,32 +276,69 @@ impl Store {
             let total: i64 = sqlx::query_scalar(&count)
                 .bind(query.project_id)
                 .bind(query.status)
-                .bind(&query.assignee)
+                .bind(&assignee)
                 .bind(&pattern)
                 .bind(query.include_closed)
+                .bind(&feature)
+                .bind(query.unclaimed)
+                .bind(now)
                 .fetch_one(pool)
                 .await?;
-            Ok(Paged { items, total })
-        })
+            Ok::<_, sqlx::Error>(Paged { items, total })
+        })?;
+        self.fill_blockers(&mut paged.items).await?;
+        Ok(paged)
     }
 
-    /// Applies `changes` and records one history row per field whose value changed.
-    /// Returns `Ok(None)` when no live (unarchived) task has this id.
+    /// How many done tasks match `query` apart from being done: the matches a listing without
+    /// `include_closed` hides.
+    pub async fn closed_matches(&self, query: &TaskQuery) -> Result<i64, sqlx::Error> {
+        let pattern = query.text.as_deref().map(like_pattern);
+        let count = format!("SELECT COUNT(*) FROM tasks WHERE {FILTER} AND status = 'done'");
+        on_pool!(self, pool => sqlx::query_scalar(&count)
+            .bind(query.project_id)
+            .bind(query.status)
+            .bind(query.assignee.as_deref().map(fold))
+            .bind(&pattern)
+            .bind(true)
+            .bind(query.feature.as_deref().map(fold))
+            .bind(query.unclaimed)
+            .bind(Utc::now())
+            .fetch_one(pool)
+            .await)
+    }
+
+    /// Applies `changes` and records one history row per field whose value changed. A task
+    /// another session holds is changed only with its current `token`; a given token must be
+    /// the current one. Moving the task to done ends its claim.
     pub async fn update_task(
         &self,
         id: Id,
         changes: &TaskChanges,
+        token: Option<Id>,
         actor: &Actor,
-    ) -> Result<Option<Task>, sqlx::Error> {
+    ) -> Outcome<Written> {
         let update = "UPDATE tasks SET title = $2, description = $3, status = $4, assignee = $5, \
-                      task_order = $6, feature = $7, updated_at = $8, search_text = $9 WHERE id = $1 RETURNING *";
+                      task_order = $6, feature = $7, updated_at = $8, search_text = $9, \
+                      assignee_key = $10, feature_key = $11 WHERE id = $1 RETURNING *";
         let now = Utc::now();
-        on_pool!(self, pool => {
+        let outcome = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let select = format!("SELECT * FROM tasks WHERE id = $1 AND archived = FALSE{}", lock_row(pool));
-            let Some(old) = sqlx::query_as::<_, Task>(&select).bind(id).fetch_optional(&mut *tx).await? else {
-                return Ok(None);
+            let old = match guarded(&mut tx, id, token, actor, now).await? {
+                Ok(old) => old,
+                Err(refusal) => return Ok(Err(refusal)),
             };
+            if let Some(blockers) = &changes.blocked_by {
+                if let Err(refusal) = check_blockers(&mut tx, id, blockers).await? {
+                    return Ok(Err(refusal));
+                }
+                let before = blockers_of(&mut tx, id).await?;
+                if &before != blockers {
+                    tx.set_blockers(id, blockers).await?;
+                    let row = HistoryRow { field: "blocked_by", old_value: Some(id_list(&before)), new_value: Some(id_list(blockers)), reason: None };
+                    tx.record(id, row, actor, now).await?;
+                }
+            }
             let new = apply(&old, changes);
             let task = sqlx::query_as::<_, Task>(update)
                 .bind(id)
@@ -203,27 +350,30 @@ impl Store {
                 .bind(&new.feature)
                 .bind(now)
                 .bind(search_text(&[&new.title, &new.description]))
+                .bind(fold(&new.assignee))
+                .bind(new.feature.as_deref().map(fold))
                 .fetch_one(&mut *tx)
                 .await?;
             for (field, before, after) in diff(&old, &task) {
-                sqlx::query(INSERT_HISTORY)
-                    .bind(id)
-                    .bind(field)
-                    .bind(before)
-                    .bind(after)
-                    .bind(now)
-                    .bind(&actor.session_id)
-                    .bind(&actor.client_name)
-                    .execute(&mut *tx)
-                    .await?;
+                let row = HistoryRow { field, old_value: before, new_value: after, reason: None };
+                tx.record(id, row, actor, now).await?;
+            }
+            let mut unblocked = Vec::new();
+            let mut task = task;
+            if task.status == "done" && old.status != "done" {
+                tx.end_claim(&task, ClaimEnd::Done.as_str(), actor, now).await?;
+                unblocked = tx.dependants(id).await?;
+                task = tx.locked_task(id).await?.unwrap_or(task);
             }
             tx.commit().await?;
-            Ok(Some(task))
-        })
+            Ok::<_, sqlx::Error>(Ok(Written { task, unblocked }))
+        })?;
+        self.filled_written(outcome).await
     }
 
-    /// Archives a live task (soft delete). Returns `Ok(None)` when no live task has this id.
-    pub async fn archive_task(&self, id: Id, actor: &Actor) -> Result<Option<Task>, sqlx::Error> {
+    /// Archives a live task (soft delete), ending its claim. Held by another session, it is
+    /// archived only with the claim's `token`.
+    pub async fn archive_task(&self, id: Id, token: Option<Id>, actor: &Actor) -> Outcome<Written> {
         let sql = "UPDATE tasks SET archived = TRUE, archived_at = $2, archived_by = $3, updated_at = $2 \
                    WHERE id = $1 AND archived = FALSE RETURNING *";
         let by = actor
@@ -233,33 +383,28 @@ impl Store {
         let now = Utc::now();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let Some(task) = sqlx::query_as::<_, Task>(sql)
+            let old = match guarded(&mut tx, id, token, actor, now).await? {
+                Ok(old) => old,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            tx.end_claim(&old, ClaimEnd::Archived.as_str(), actor, now).await?;
+            let task = sqlx::query_as::<_, Task>(sql)
                 .bind(id)
                 .bind(now)
                 .bind(&by)
-                .fetch_optional(&mut *tx)
-                .await?
-            else {
-                return Ok(None);
-            };
-            sqlx::query(INSERT_HISTORY)
-                .bind(id)
-                .bind("archived")
-                .bind("false")
-                .bind("true")
-                .bind(now)
-                .bind(&actor.session_id)
-                .bind(&actor.client_name)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
+            let row = HistoryRow { field: "archived", old_value: Some("false".into()), new_value: Some("true".into()), reason: None };
+            tx.record(id, row, actor, now).await?;
+            let unblocked = tx.dependants(id).await?;
             tx.commit().await?;
-            Ok(Some(task))
+            Ok(Ok(Written { task, unblocked }))
         })
     }
 
     /// Every recorded change of a task, oldest first.
     pub async fn task_history(&self, id: Id, limit: i64) -> Result<Vec<TaskChange>, sqlx::Error> {
-        let sql = "SELECT field, old_value, new_value, changed_at, session_id, client_name \
+        let sql = "SELECT field, old_value, new_value, changed_at, session_id, client_name, reason \
                    FROM task_history WHERE task_id = $1 ORDER BY id LIMIT $2";
         on_pool!(self, pool => sqlx::query_as::<_, TaskChange>(sql).bind(id).bind(limit).fetch_all(pool).await)
     }
@@ -290,6 +435,185 @@ impl Store {
         );
         on_pool!(self, pool => sqlx::query_as::<_, TaskCount>(&sql).bind(project_id).fetch_all(pool).await)
     }
+
+    /// Fills `blocked_by` and `open_blockers` of each task.
+    pub async fn fill_blockers(&self, tasks: &mut [Task]) -> Result<(), sqlx::Error> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let edges: Vec<(Id, Id, bool)> = on_pool!(self, pool => {
+            let mut query = sqlx::QueryBuilder::new(
+                "SELECT d.task_id, d.blocker_id, (b.status <> 'done' AND b.archived = FALSE) AS open \
+                 FROM task_dependencies d JOIN tasks b ON b.id = d.blocker_id WHERE d.task_id IN (",
+            );
+            let mut list = query.separated(", ");
+            for task in tasks.iter() {
+                list.push_bind(task.id);
+            }
+            query.push(") ORDER BY d.task_id, d.blocker_id");
+            query.build_query_as().fetch_all(pool).await?
+        });
+        for task in tasks.iter_mut() {
+            for (_, blocker, open) in edges.iter().filter(|(t, _, _)| *t == task.id) {
+                task.blocked_by.push(*blocker);
+                if *open {
+                    task.open_blockers.push(*blocker);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn filled(&self, outcome: Result<Task, Refusal>) -> Outcome<Task> {
+        match outcome {
+            Ok(task) => {
+                let mut tasks = [task];
+                self.fill_blockers(&mut tasks).await?;
+                let [task] = tasks;
+                Ok(Ok(task))
+            }
+            Err(refusal) => Ok(Err(refusal)),
+        }
+    }
+
+    async fn filled_written(&self, outcome: Result<Written, Refusal>) -> Outcome<Written> {
+        match outcome {
+            Ok(written) => {
+                let unblocked = written.unblocked;
+                Ok(self
+                    .filled(Ok(written.task))
+                    .await?
+                    .map(|task| Written { task, unblocked }))
+            }
+            Err(refusal) => Ok(Err(refusal)),
+        }
+    }
+}
+
+/// Locks the live task and checks the writer may change it: a lease that ran out is ended
+/// first (and recorded); a live claim of another session needs its token; a given token must
+/// be the current claim's.
+async fn guarded<T: BoardTx>(
+    tx: &mut T,
+    id: Id,
+    token: Option<Id>,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Outcome<Task> {
+    let Some(mut task) = tx.locked_task(id).await? else {
+        return Ok(Err(Refusal::NotFound));
+    };
+    if task.lease_expired(now) {
+        tx.end_claim(&task, ClaimEnd::LeaseExpired.as_str(), actor, now)
+            .await?;
+        task = tx.locked_task(id).await?.unwrap_or(task);
+    }
+    let claim = task.live_claim(now);
+    match (token, &claim) {
+        (Some(token), Some(_)) if task.claim_token == Some(token) => Ok(Ok(task)),
+        (Some(_), current) => Ok(Err(Refusal::StaleToken {
+            current: current.clone(),
+        })),
+        (None, Some(claim)) if actor.session_id.as_deref() != Some(claim.claimed_by.as_str()) => {
+            Ok(Err(Refusal::Held(claim.clone())))
+        }
+        (None, _) => Ok(Ok(task)),
+    }
+}
+
+/// Checks a task's new blockers: each a live task, and none waiting (through its own
+/// blockers) on the task itself.
+async fn check_blockers<T: BoardTx>(
+    tx: &mut T,
+    id: Id,
+    blockers: &[Id],
+) -> Result<Result<(), Refusal>, sqlx::Error> {
+    if blockers.contains(&id) {
+        let step = tx
+            .live_titles(&[id])
+            .await?
+            .pop()
+            .unwrap_or((id, String::new()));
+        return Ok(Err(Refusal::Cycle(vec![step.clone(), step])));
+    }
+    let known = tx.live_titles(blockers).await?;
+    if let Some(unknown) = blockers
+        .iter()
+        .find(|b| !known.iter().any(|(k, _)| k == *b))
+    {
+        return Ok(Err(Refusal::UnknownBlocker(*unknown)));
+    }
+    // Breadth-first along "is blocked by" edges from the new blockers; reaching `id` closes a
+    // cycle. Each task is visited once, so this ends on any graph.
+    let mut came_from: std::collections::HashMap<Id, Id> =
+        blockers.iter().map(|b| (*b, id)).collect();
+    let mut frontier: Vec<Id> = blockers.to_vec();
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for (from, to) in tx.edges_from(&frontier).await? {
+            if to == id {
+                return Ok(Err(Refusal::Cycle(
+                    cycle_path(tx, id, from, &came_from).await?,
+                )));
+            }
+            if let std::collections::hash_map::Entry::Vacant(entry) = came_from.entry(to) {
+                entry.insert(from);
+                next.push(to);
+            }
+        }
+        frontier = next;
+    }
+    Ok(Ok(()))
+}
+
+/// `id → … → last → id`, with titles.
+async fn cycle_path<T: BoardTx>(
+    tx: &mut T,
+    id: Id,
+    last: Id,
+    came_from: &std::collections::HashMap<Id, Id>,
+) -> Result<Vec<(Id, String)>, sqlx::Error> {
+    let mut path = vec![last];
+    let mut at = last;
+    while let Some(&previous) = came_from.get(&at) {
+        if previous == id {
+            break;
+        }
+        path.push(previous);
+        at = previous;
+    }
+    path.push(id);
+    path.reverse();
+    path.push(id);
+    let titles = tx.live_titles(&path).await?;
+    Ok(path
+        .into_iter()
+        .map(|step| {
+            let title = titles
+                .iter()
+                .find(|(t, _)| *t == step)
+                .map(|(_, title)| title.clone());
+            (step, title.unwrap_or_default())
+        })
+        .collect())
+}
+
+async fn blockers_of<T: BoardTx>(tx: &mut T, id: Id) -> Result<Vec<Id>, sqlx::Error> {
+    let mut ids: Vec<Id> = tx
+        .edges_from(&[id])
+        .await?
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+    ids.sort_by_key(|id| id.0);
+    Ok(ids)
+}
+
+fn id_list(ids: &[Id]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn apply(old: &Task, changes: &TaskChanges) -> Task {

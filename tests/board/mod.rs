@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 
 use crate::common::{Client, call};
 
-/// The 13 Archon tools, sorted.
-pub const TOOL_NAMES: [&str; 13] = [
+/// The 13 Archon tools and the 4 claim tools, sorted.
+pub const TOOL_NAMES: [&str; 17] = [
+    "claim_task",
     "find_documents",
     "find_projects",
     "find_tasks",
@@ -23,6 +24,9 @@ pub const TOOL_NAMES: [&str; 13] = [
     "manage_project",
     "manage_task",
     "manage_version",
+    "next_task",
+    "release_task",
+    "renew_claim",
     "session_info",
 ];
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { connect, waitFor } from './mcp.mjs';
+import { boardChecks } from './board.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.STEWARD_URL || '').replace(/\/+$/, '');
@@ -390,6 +391,14 @@ try {
     const images = await page.evaluate(() => document.images.length);
     assert(images === 0, `${images} <img> element(s) in the page`);
     await page.screenshot({ path: path.join(SHOTS, 'overview-after.png'), fullPage: true });
+  });
+
+  await boardChecks({ page, agent: claude, check, assert, base: BASE, shots: SHOTS, liveMs: LIVE_MS, uiMs: UI_MS });
+  await check('after the board: no dialog, script error or CSP violation', async () => {
+    const csp = await page.evaluate(() => window.__csp);
+    assert(dialogs.length === 0, `dialogs fired: ${JSON.stringify(dialogs)}`);
+    assert(pageErrors.length === 0, `page errors: ${JSON.stringify(pageErrors)}`);
+    assert(!csp || csp.length === 0, `CSP violations: ${JSON.stringify(csp)}`);
   });
 } finally {
   await browser.close();

@@ -5,6 +5,7 @@
 #   tests/browser/run.sh                     # uses $CARGO_TARGET_DIR/debug/steward (build it first)
 #   STEWARD_BIN=path/to/steward tests/browser/run.sh
 #   tests/browser/run.sh --docs-screenshot   # instead of the test: regenerate docs/dashboard.png
+#   STEWARD_BROWSER_DATABASE=postgres://... tests/browser/run.sh   # on that (empty) database instead
 #
 # Installs what it needs when missing: chromium (apt-get) and playwright-core (npm ci).
 # Screenshots: target/screenshots/. Last line: `N passed, N failed`; exit code non-zero on failure.
@@ -58,9 +59,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== starting $STEWARD_BIN serve on a free port, database $work/steward.db"
+database="${STEWARD_BROWSER_DATABASE:-sqlite://$work/steward.db}"
+echo "== starting $STEWARD_BIN serve on a free port, database ${database%%\?*}"
 (cd "$work" && exec env -u STEWARD_CONFIG NO_COLOR=1 "$STEWARD_BIN" serve --listen 127.0.0.1:0 \
-    --database "sqlite://$work/steward.db" >"$work/stdout.log" 2>"$work/stderr.log") &
+    --database "$database" >"$work/stdout.log" 2>"$work/stderr.log") &
 server_pid=$!
 
 url=""

@@ -140,7 +140,7 @@ impl Raw {
         .await
     }
 
-    /// The server still does its normal work: a tools/list on `session` lists the 13 tools.
+    /// The server still does its normal work: a tools/list on `session` lists the 17 tools.
     pub async fn still_serves(&self, session: &str) -> anyhow::Result<()> {
         let reply = self.tools_list(session).await?;
         anyhow::ensure!(
@@ -149,7 +149,7 @@ impl Raw {
         );
         let tools = reply.message["result"]["tools"].as_array().map(Vec::len);
         anyhow::ensure!(
-            tools == Some(13),
+            tools == Some(17),
             "tools/list afterwards: {:?}",
             reply.message
         );

@@ -379,6 +379,7 @@ mod tests {
             response_len: 1024 * 1024,
             ending: Ending::Complete,
             protocol_version: None,
+            stream_get: None,
         }
     }
 

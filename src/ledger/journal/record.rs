@@ -3,7 +3,8 @@
 //! for a copy of a few header fields and one `writev`, never for JSON or token counting.
 //!
 //! Payload: version `u8`, request id (16 bytes), timestamp (`i64` µs since the epoch), duration
-//! (`u64` µs), full response length `u64`, HTTP status `u16` (0: none), ending `u8`, then four
+//! (`u64` µs), full response length `u64`, HTTP status `u16` (0: none), ending `u8`, stream GET
+//! `u8` (0: a message, 1: open, 2: replay), then four
 //! byte strings, each a `u32` length and the bytes (`u32::MAX`: absent): session id, protocol
 //! version, request, kept response.
 
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::ledger::entry::{Ending, Micros, Observation};
+use crate::ledger::entry::{Ending, Micros, Observation, StreamGet};
 
 const VERSION: u8 = 1;
 /// `len` and `crc32`.
@@ -34,6 +35,11 @@ pub fn write(mut file: &std::fs::File, observation: &Observation) -> std::io::Re
     head.extend_from_slice(&observation.response_len.to_le_bytes());
     head.extend_from_slice(&observation.http_status.unwrap_or(0).to_le_bytes());
     head.push(ending_code(observation.ending));
+    head.push(match observation.stream_get {
+        None => 0,
+        Some(StreamGet::Open) => 1,
+        Some(StreamGet::Replay) => 2,
+    });
     push_text(&mut head, observation.session_id.as_deref());
     push_text(&mut head, observation.protocol_version.as_deref());
     head.extend_from_slice(&length(request)?.to_le_bytes());
@@ -205,6 +211,12 @@ fn decode(payload: &[u8]) -> Option<Observation> {
         [2] => Ending::TimedOut,
         _ => return None,
     };
+    let stream_get = match r.array::<1>()? {
+        [0] => None,
+        [1] => Some(StreamGet::Open),
+        [2] => Some(StreamGet::Replay),
+        _ => return None,
+    };
     let session_id = r.text()?;
     let protocol_version = r.text()?;
     let request = Bytes::copy_from_slice(r.bytes()??);
@@ -220,6 +232,7 @@ fn decode(payload: &[u8]) -> Option<Observation> {
         response_len,
         ending,
         protocol_version,
+        stream_get,
     })
 }
 
@@ -244,6 +257,7 @@ mod tests {
             response_len: 40 + u64::from(n),
             ending: Ending::Cancelled,
             protocol_version: Some("2025-11-25".into()),
+            stream_get: (n == 5).then_some(StreamGet::Replay),
         }
     }
 
@@ -258,6 +272,7 @@ mod tests {
         assert_eq!(a.response_len, b.response_len);
         assert_eq!(a.ending, b.ending);
         assert_eq!(a.protocol_version, b.protocol_version);
+        assert_eq!(a.stream_get, b.stream_get);
     }
 
     /// The bytes of a journal holding `observations`, and what `write` said it wrote.

@@ -49,7 +49,9 @@ pub struct ManageDocumentArgs {
     pub title: Option<String>,
     /// spec, design, note, prp, api or guide. Required for create.
     pub document_type: Option<DocumentType>,
-    /// The document body as JSON (an object, e.g. {"sections": [...]}, or any JSON value).
+    /// The document body as a JSON object, e.g. {"sections": [...]}.
+    #[serde(default)]
+    #[schemars(schema_with = "super::params::json_object")]
     pub content: Option<Value>,
     pub tags: Option<Vec<String>>,
     pub author: Option<String>,

@@ -4,13 +4,17 @@
 //! routers together. Tools answer `{"success":true,...}` as JSON text, or `isError: true`
 //! with `{"success":false,"error":{"type","message","suggestion"}}`.
 
+mod claims;
 mod documents;
 mod info;
 pub mod params;
+pub mod portable;
 mod projects;
+mod shapes;
 mod tasks;
-mod validate;
 mod versions;
+
+use crate::rules::validate;
 
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{Value, json};
@@ -39,6 +43,10 @@ pub fn parse_arguments(tool: &str, arguments: Value) -> Option<Result<(), String
         "manage_document" => parse::<documents::ManageDocumentArgs>(arguments),
         "find_versions" => parse::<versions::FindVersionsArgs>(arguments),
         "manage_version" => parse::<versions::ManageVersionArgs>(arguments),
+        "claim_task" => parse::<claims::ClaimTaskArgs>(arguments),
+        "renew_claim" => parse::<claims::RenewClaimArgs>(arguments),
+        "release_task" => parse::<claims::ReleaseTaskArgs>(arguments),
+        "next_task" => parse::<claims::NextTaskArgs>(arguments),
         _ => return None,
     })
 }
@@ -58,8 +66,26 @@ pub enum ToolError {
         id: String,
         suggestion: &'static str,
     },
+    /// Another session holds the task, or the claim token given is not the current one.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        suggestion: String,
+        /// Who holds the task now, if anyone.
+        holder: Option<Value>,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl From<crate::rules::FieldError> for ToolError {
+    fn from(error: crate::rules::FieldError) -> Self {
+        ToolError::Validation {
+            field: error.field,
+            message: error.message,
+            suggestion: error.suggestion,
+        }
+    }
 }
 
 impl ToolError {
@@ -91,6 +117,13 @@ impl ToolError {
             }),
             ToolError::NotFound { suggestion, .. } => json!({
                 "type": "not_found", "message": self.to_string(), "suggestion": suggestion,
+            }),
+            ToolError::Conflict {
+                message,
+                suggestion,
+                holder,
+            } => json!({
+                "type": "claim_conflict", "message": message, "suggestion": suggestion, "holder": holder,
             }),
             // Details go to the log, not to the client.
             ToolError::Database(_) => json!({

@@ -48,6 +48,13 @@ impl<S, T: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Paramet
     }
 }
 
+/// The published schema of a free-form JSON argument (`#[schemars(schema_with = ...)]`): an
+/// object. A schema without a type would be honest, but Gemini refuses any tool with an untyped
+/// property, and the portable subset has no union; the argument still accepts any JSON value.
+pub fn json_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "object", "properties": {} })
+}
+
 /// The name in serde's "missing field `name`" message.
 fn missing_field(message: &str) -> Option<String> {
     let rest = message.strip_prefix("missing field `")?;

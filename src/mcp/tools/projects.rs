@@ -4,15 +4,17 @@ use rmcp::model::CallToolResult;
 use rmcp::{ErrorData, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
+use super::shapes;
 use super::{
     Parameters, ToolError, ToolResult, list_view, merge, page_info, respond, success, to_json,
     validate,
 };
-use crate::board::Action;
+use crate::board::{Action, VersionField};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
+use crate::store::Id;
 use crate::store::projects::{NewProject, ProjectChanges};
 
 const NOT_FOUND_HINT: &str = "Use find_projects to list existing projects and their ids";
@@ -51,6 +53,13 @@ pub struct ManageProjectArgs {
     pub description: Option<String>,
     /// e.g. https://github.com/owner/repo
     pub github_repo: Option<String>,
+    /// The project's features: a list of objects with a "name", e.g.
+    /// [{"name": "login", "status": "planned"}]. Each change is kept as a version.
+    pub features: Option<Value>,
+    /// The product requirements: a JSON object. Each change is kept as a version.
+    pub prd: Option<Value>,
+    /// Free project data: a JSON object or list. Each change is kept as a version.
+    pub data: Option<Value>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -76,7 +85,7 @@ impl BoardServer {
     }
 
     #[tool(
-        description = "Create, update or delete a project. Deleting a project also deletes its tasks, documents and versions."
+        description = "Create, update or delete a project, including its features (a list of {\"name\": ...} objects), prd (an object) and data (an object or list); each change of those three is kept as a version (see find_versions). Deleting a project also deletes its tasks, documents and versions."
     )]
     pub async fn manage_project(
         &self,
@@ -120,6 +129,7 @@ impl BoardServer {
 
     async fn manage_project_impl(&self, args: ManageProjectArgs) -> ToolResult {
         let store = self.store();
+        let json_fields = json_fields(args.features, args.prd, args.data)?;
         match args.action {
             Action::Create => {
                 let new = NewProject {
@@ -136,7 +146,11 @@ impl BoardServer {
                         validate::MAX_TITLE_CHARS,
                     )?,
                 };
-                let project = store.create_project(&new).await?;
+                let mut project = store.create_project(&new).await?;
+                if !json_fields.is_empty() {
+                    self.set_json_fields(project.id, json_fields, true).await?;
+                    project = store.get_project(project.id).await?.unwrap_or(project);
+                }
                 self.changed(Change::Project {
                     project_id: project.id,
                 });
@@ -162,8 +176,12 @@ impl BoardServer {
                     )?,
                 };
                 let project = store.update_project(id, &changes).await?;
-                let project =
+                let mut project =
                     project.ok_or_else(|| ToolError::not_found("project", id, NOT_FOUND_HINT))?;
+                if !json_fields.is_empty() {
+                    self.set_json_fields(id, json_fields, false).await?;
+                    project = store.get_project(id).await?.unwrap_or(project);
+                }
                 self.changed(Change::Project { project_id: id });
                 Ok(success(
                     json!({ "project": to_json(&project), "message": "Project updated" }),
@@ -182,6 +200,18 @@ impl BoardServer {
         }
     }
 
+    async fn set_json_fields(
+        &self,
+        id: Id,
+        fields: Vec<(VersionField, Value)>,
+        new_project: bool,
+    ) -> Result<(), ToolError> {
+        for (field, value) in fields {
+            self.set_versioned(id, field, value, new_project).await?;
+        }
+        Ok(())
+    }
+
     async fn project_features_impl(&self, args: ProjectIdArgs) -> ToolResult {
         let id = validate::id("project_id", Some(&args.project_id))?;
         let project = self.store().get_project(id).await?;
@@ -191,4 +221,21 @@ impl BoardServer {
             json!({ "project_id": id, "features": project.features, "count": count }),
         ))
     }
+}
+
+/// The features, prd and data manage_project was given, each checked against its shape.
+fn json_fields(
+    features: Option<Value>,
+    prd: Option<Value>,
+    data: Option<Value>,
+) -> Result<Vec<(VersionField, Value)>, ToolError> {
+    [
+        ("features", VersionField::Features, features),
+        ("prd", VersionField::Prd, prd),
+        ("data", VersionField::Data, data),
+    ]
+    .into_iter()
+    .filter_map(|(name, field, value)| value.map(|v| (name, field, v)))
+    .map(|(name, field, value)| Ok((field, shapes::check(name, field, value)?)))
+    .collect()
 }

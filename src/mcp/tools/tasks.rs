@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::claims::refused;
 use super::projects::{default_page, default_per_page};
 use super::{
     Parameters, ToolError, ToolResult, list_view, merge, page_info, respond, success, to_json,
@@ -15,7 +16,9 @@ use super::{
 use crate::board::{Action, TaskFilter, TaskStatus};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
-use crate::store::tasks::{NewTask, Task, TaskChanges, TaskQuery};
+use crate::rules::{self, TaskFields};
+use crate::store::Id;
+use crate::store::tasks::{Task, TaskQuery};
 
 fn task_change(task: &Task) -> Change {
     Change::Task {
@@ -27,7 +30,6 @@ fn task_change(task: &Task) -> Change {
 const NOT_FOUND_HINT: &str =
     "Use find_tasks to list tasks and their ids (archived tasks cannot be changed)";
 const PROJECT_HINT: &str = "Use find_projects to list existing projects and their ids";
-const DEFAULT_ASSIGNEE: &str = "User";
 /// Most history rows `get_task_history` returns by default.
 const DEFAULT_HISTORY_LIMIT: u32 = 100;
 
@@ -40,13 +42,18 @@ pub struct FindTasksArgs {
     pub task_id: Option<String>,
     /// Filter on one field; give the value in `filter_value`.
     pub filter_by: Option<TaskFilter>,
-    /// Value for `filter_by`: a status (todo, doing, review, done), a project id, or an assignee.
+    /// Value for `filter_by`: a status (todo, doing, review, done), a project id, an assignee
+    /// or a feature (assignee and feature match case-insensitively).
     pub filter_value: Option<String>,
     /// Only tasks of this project.
     pub project_id: Option<String>,
-    /// Include done tasks (archived tasks are never listed).
+    /// Include done tasks (archived tasks are never listed). Without it, `closed_matches` says
+    /// how many done tasks matched and were left out.
     #[serde(default)]
     pub include_closed: bool,
+    /// Only tasks no one has claimed (or whose claim's lease ran out).
+    #[serde(default)]
+    pub unclaimed: bool,
     /// Page number, from 1.
     #[serde(default = "default_page")]
     pub page: u32,
@@ -75,6 +82,12 @@ pub struct ManageTaskArgs {
     pub task_order: Option<i64>,
     /// The feature this task belongs to.
     pub feature: Option<String>,
+    /// Ids of the tasks that must be done before this one can start (replaces the list on
+    /// update; [] clears it). A cycle is refused.
+    pub blocked_by: Option<Vec<String>>,
+    /// For update and delete of a task another session has claimed: the claim's current
+    /// claim_token. Without it such a change is refused.
+    pub claim_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -95,7 +108,7 @@ pub struct CompletionStatsArgs {
 #[tool_router(router = task_tools, vis = "pub(crate)")]
 impl BoardServer {
     #[tool(
-        description = "List or search tasks (paginated, highest task_order first), filter by status, project or assignee, or get one task with `task_id`. Done tasks are hidden unless include_closed is true."
+        description = "List or search tasks (paginated, highest task_order first), filter by status, project, assignee or feature (case-insensitive), only unclaimed ones with unclaimed true, or get one task with `task_id`. Done tasks are hidden unless include_closed is true; closed_matches then says how many matching done tasks were left out. Each task shows claimed_by (the holding session), claimed_client and lease_until when someone works on it, and blocked_by / open_blockers."
     )]
     pub async fn find_tasks(
         &self,
@@ -105,7 +118,7 @@ impl BoardServer {
     }
 
     #[tool(
-        description = "Create, update or delete (archive) a task. Every change is recorded in the task's history."
+        description = "Create, update or delete (archive) a task. Every change is recorded in the task's history. blocked_by sets the tasks that must be done first (a cycle is refused). A task another session has claimed can only be changed with its claim_token; claim a task with claim_task before working on it. Moving a task to done or deleting it ends its claim."
     )]
     pub async fn manage_task(
         &self,
@@ -147,6 +160,8 @@ impl BoardServer {
 
 impl BoardServer {
     async fn find_tasks_impl(&self, args: FindTasksArgs) -> ToolResult {
+        // Leases that ran out end (and are recorded) before anyone is shown them.
+        self.store().end_expired_claims().await?;
         if let Some(id) = validate::opt_id("task_id", args.task_id.as_deref())? {
             let task = self.store().get_task(id).await?;
             let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
@@ -157,13 +172,19 @@ impl BoardServer {
             project_id: validate::opt_id("project_id", args.project_id.as_deref())?,
             text: validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?,
             include_closed: args.include_closed,
+            unclaimed: args.unclaimed,
             ..TaskQuery::default()
         };
         apply_filter(&mut query, args.filter_by, args.filter_value)?;
         let found = self.store().list_tasks(&query, page).await?;
+        let closed_matches = if query.include_closed {
+            0
+        } else {
+            self.store().closed_matches(&query).await?
+        };
         let tasks: Vec<_> = found.items.iter().map(list_view).collect();
         Ok(success(merge([
-            json!({ "tasks": tasks }),
+            json!({ "tasks": tasks, "closed_matches": closed_matches }),
             page_info(page, found.items.len(), found.total),
         ])))
     }
@@ -175,36 +196,26 @@ impl BoardServer {
     ) -> ToolResult {
         let actor = self.actor(request);
         let store = self.store();
+        let fields = TaskFields {
+            title: args.title,
+            description: args.description,
+            status: args.status,
+            assignee: args.assignee,
+            task_order: args.task_order,
+            feature: args.feature,
+        };
         match args.action {
             Action::Create => {
                 let project_id = validate::id("project_id", args.project_id.as_deref())?;
                 if store.get_project(project_id).await?.is_none() {
                     return Err(ToolError::not_found("project", project_id, PROJECT_HINT));
                 }
-                let new = NewTask {
-                    project_id,
-                    title: validate::title("title", args.title)?,
-                    description: validate::opt_text(
-                        "description",
-                        args.description,
-                        validate::MAX_TEXT_CHARS,
-                    )?
-                    .unwrap_or_default(),
-                    status: args.status.unwrap_or(TaskStatus::Todo).as_str(),
-                    assignee: validate::opt_title("assignee", args.assignee)?
-                        .unwrap_or_else(|| DEFAULT_ASSIGNEE.to_string()),
-                    task_order: args
-                        .task_order
-                        .map(validate::task_order)
-                        .transpose()?
-                        .unwrap_or(0),
-                    feature: validate::opt_text(
-                        "feature",
-                        args.feature,
-                        validate::MAX_TITLE_CHARS,
-                    )?,
-                };
-                let task = store.create_task(&new, &actor).await?;
+                let mut new = rules::new_task(project_id, fields)?;
+                new.blocked_by = blockers(args.blocked_by)?.unwrap_or_default();
+                let task = store
+                    .create_task(&new, &actor)
+                    .await?
+                    .map_err(|refusal| refused(refusal, project_id))?;
                 self.changed(task_change(&task));
                 Ok(success(
                     json!({ "task": to_json(&task), "task_id": task.id, "message": "Task created" }),
@@ -212,36 +223,28 @@ impl BoardServer {
             }
             Action::Update => {
                 let id = validate::id("task_id", args.task_id.as_deref())?;
-                let changes = TaskChanges {
-                    title: validate::opt_title("title", args.title)?,
-                    description: validate::opt_text(
-                        "description",
-                        args.description,
-                        validate::MAX_TEXT_CHARS,
-                    )?,
-                    status: args.status.map(TaskStatus::as_str),
-                    assignee: validate::opt_title("assignee", args.assignee)?,
-                    task_order: args.task_order.map(validate::task_order).transpose()?,
-                    feature: validate::opt_text(
-                        "feature",
-                        args.feature,
-                        validate::MAX_TITLE_CHARS,
-                    )?,
-                };
-                let task = store.update_task(id, &changes, &actor).await?;
-                let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
-                self.changed(task_change(&task));
+                let mut changes = rules::task_changes(fields)?;
+                changes.blocked_by = blockers(args.blocked_by)?;
+                let token = validate::opt_id("claim_token", args.claim_token.as_deref())?;
+                let written = store
+                    .update_task(id, &changes, token, &actor)
+                    .await?
+                    .map_err(|refusal| refused(refusal, id))?;
+                self.changed_with_dependants(&written.task, &written.unblocked);
                 Ok(success(
-                    json!({ "task": to_json(&task), "message": "Task updated" }),
+                    json!({ "task": to_json(&written.task), "message": "Task updated" }),
                 ))
             }
             Action::Delete => {
                 let id = validate::id("task_id", args.task_id.as_deref())?;
-                let task = store.archive_task(id, &actor).await?;
-                let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
-                self.changed(task_change(&task));
+                let token = validate::opt_id("claim_token", args.claim_token.as_deref())?;
+                let written = store
+                    .archive_task(id, token, &actor)
+                    .await?
+                    .map_err(|refusal| refused(refusal, id))?;
+                self.changed_with_dependants(&written.task, &written.unblocked);
                 Ok(success(
-                    json!({ "task_id": task.id, "archived": true, "message": "Task archived" }),
+                    json!({ "task_id": written.task.id, "archived": true, "message": "Task archived" }),
                 ))
             }
         }
@@ -322,7 +325,7 @@ fn apply_filter(
             return Err(ToolError::invalid(
                 "filter_by",
                 "filter_value was given without filter_by",
-                "Set filter_by to status, project or assignee",
+                "Set filter_by to status, project, assignee or feature",
             ));
         }
         return Ok(());
@@ -361,6 +364,40 @@ fn apply_filter(
                 validate::MAX_TITLE_CHARS,
             )?)
         }
+        TaskFilter::Feature => {
+            query.feature = Some(validate::text(
+                "filter_value",
+                value,
+                validate::MAX_TITLE_CHARS,
+            )?)
+        }
     }
     Ok(())
+}
+
+/// Most blockers one task may have.
+const MAX_BLOCKERS: usize = 100;
+
+/// `blocked_by` as ids, sorted and without repeats.
+fn blockers(value: Option<Vec<String>>) -> Result<Option<Vec<Id>>, ToolError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if value.len() > MAX_BLOCKERS {
+        return Err(ToolError::invalid(
+            "blocked_by",
+            format!(
+                "blocked_by lists {} tasks; the limit is {MAX_BLOCKERS}",
+                value.len()
+            ),
+            "Split the work: give a task at most 100 blockers",
+        ));
+    }
+    let mut ids = value
+        .iter()
+        .map(|id| validate::id("blocked_by", Some(id)))
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort_by_key(|id| id.0);
+    ids.dedup();
+    Ok(Some(ids))
 }

@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::projects::{default_page, default_per_page};
-use super::summary_view;
 use super::{
     Parameters, ToolError, ToolResult, merge, page_info, respond, success, to_json, validate,
 };
+use super::{shapes, summary_view};
 use crate::board::{VersionAction, VersionField};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
@@ -50,7 +50,13 @@ pub struct ManageVersionArgs {
     pub field_name: VersionField,
     /// Required for restore: the version to bring back.
     pub version_number: Option<i32>,
-    /// For create: the content to record. When omitted, the field's current value is recorded.
+    /// For create: the content to record, in the field's shape (docs: a list of documents as
+    /// find_documents returns them; features: a list of {"name": ...} objects as
+    /// get_project_features returns them; prd: an object; data: an object or list). When
+    /// omitted, the field's current value is recorded (the way to snapshot docs or features
+    /// for a client whose schema checks accept only an object here).
+    #[serde(default)]
+    #[schemars(schema_with = "super::params::json_object")]
     pub content: Option<Value>,
     /// What changed in this version.
     pub change_summary: Option<String>,
@@ -123,7 +129,7 @@ impl BoardServer {
         match args.action {
             VersionAction::Create => {
                 let content = match args.content {
-                    Some(content) => validate::json("content", content)?,
+                    Some(content) => shapes::check("content", args.field_name, content)?,
                     None => self.current_value(project_id, args.field_name).await?,
                 };
                 let version = self
@@ -249,6 +255,39 @@ impl BoardServer {
             "version": to_json(&restored),
             "message": format!("Restored {} to version {}", field.as_str(), target.version_number),
         })))
+    }
+
+    /// Sets a project's features, prd or data as manage_project asked, versioned like a
+    /// restore: a snapshot of the value before (unless the project is new), then the new value.
+    pub(crate) async fn set_versioned(
+        &self,
+        project_id: Id,
+        field: VersionField,
+        value: Value,
+        new_project: bool,
+    ) -> Result<(), ToolError> {
+        let Some(column) = project_json(field) else {
+            return Ok(());
+        };
+        let mut version = NewVersion {
+            project_id,
+            field_name: field.as_str(),
+            content: self.current_value(project_id, field).await?,
+            change_summary: "Automatic snapshot before manage_project changed it".into(),
+            change_type: "create",
+            document_id: None,
+            created_by: "manage_project".into(),
+        };
+        if !new_project {
+            self.store().create_version(&version).await?;
+        }
+        self.store()
+            .set_project_json(project_id, column, &value)
+            .await?;
+        version.content = value;
+        version.change_summary = "Set by manage_project".into();
+        self.store().create_version(&version).await?;
+        Ok(())
     }
 
     /// The field's value now: the project's JSON column, or the list of its documents.

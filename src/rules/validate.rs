@@ -1,9 +1,9 @@
-//! Argument checks shared by the tools. Each failure names the field, says what is allowed,
+//! Argument checks shared by the MCP tools and the JSON API. Each failure names the field, says what is allowed,
 //! and suggests a fix.
 
 use serde_json::Value;
 
-use super::ToolError;
+use super::FieldError;
 use crate::store::{Id, Page};
 
 pub const MAX_PER_PAGE: u32 = 100;
@@ -14,9 +14,9 @@ pub const MAX_TEXT_CHARS: usize = 100_000;
 
 /// PostgreSQL cannot store U+0000 in text; Steward rejects it on both engines so the two
 /// behave the same and nothing is silently altered.
-fn reject_nul(field: &str, text: &str) -> Result<(), ToolError> {
+fn reject_nul(field: &str, text: &str) -> Result<(), FieldError> {
     if text.contains('\0') {
-        return Err(ToolError::invalid(
+        return Err(FieldError::new(
             field,
             format!("{field} contains a NUL character (U+0000), which cannot be stored"),
             format!("Remove the U+0000 characters from {field}"),
@@ -26,11 +26,11 @@ fn reject_nul(field: &str, text: &str) -> Result<(), ToolError> {
 }
 
 /// Free text: no NUL, at most `max` characters.
-pub fn text(field: &str, value: String, max: usize) -> Result<String, ToolError> {
+pub fn text(field: &str, value: String, max: usize) -> Result<String, FieldError> {
     reject_nul(field, &value)?;
     let chars = value.chars().count();
     if chars > max {
-        return Err(ToolError::invalid(
+        return Err(FieldError::new(
             field,
             format!("{field} is {chars} characters long; the limit is {max}"),
             format!("Shorten {field} to at most {max} characters"),
@@ -44,15 +44,15 @@ pub fn opt_text(
     field: &str,
     value: Option<String>,
     max: usize,
-) -> Result<Option<String>, ToolError> {
+) -> Result<Option<String>, FieldError> {
     value.map(|v| text(field, v, max)).transpose()
 }
 
 /// A required, non-blank title.
-pub fn title(field: &str, value: Option<String>) -> Result<String, ToolError> {
+pub fn title(field: &str, value: Option<String>) -> Result<String, FieldError> {
     let value = value.unwrap_or_default();
     if value.trim().is_empty() {
-        return Err(ToolError::invalid(
+        return Err(FieldError::new(
             field,
             format!("{field} is required and must not be blank"),
             format!("Pass a short, descriptive {field}"),
@@ -62,14 +62,14 @@ pub fn title(field: &str, value: Option<String>) -> Result<String, ToolError> {
 }
 
 /// An optional title: when given it must not be blank.
-pub fn opt_title(field: &str, value: Option<String>) -> Result<Option<String>, ToolError> {
+pub fn opt_title(field: &str, value: Option<String>) -> Result<Option<String>, FieldError> {
     value.map(|v| title(field, Some(v))).transpose()
 }
 
 /// A required id.
-pub fn id(field: &str, value: Option<&str>) -> Result<Id, ToolError> {
+pub fn id(field: &str, value: Option<&str>) -> Result<Id, FieldError> {
     let Some(value) = value else {
-        return Err(ToolError::invalid(
+        return Err(FieldError::new(
             field,
             format!("{field} is required for this action"),
             format!("Pass {field}; the find_* tools list the ids"),
@@ -79,13 +79,13 @@ pub fn id(field: &str, value: Option<&str>) -> Result<Id, ToolError> {
 }
 
 /// An optional id.
-pub fn opt_id(field: &str, value: Option<&str>) -> Result<Option<Id>, ToolError> {
+pub fn opt_id(field: &str, value: Option<&str>) -> Result<Option<Id>, FieldError> {
     value.map(|v| parse_id(field, v)).transpose()
 }
 
-fn parse_id(field: &str, value: &str) -> Result<Id, ToolError> {
+fn parse_id(field: &str, value: &str) -> Result<Id, FieldError> {
     value.trim().parse().map_err(|_| {
-        ToolError::invalid(
+        FieldError::new(
             field,
             format!("{field} {value:?} is not a valid id (ids are UUIDs like 123e4567-e89b-12d3-a456-426614174000)"),
             format!("Copy {field} from a find_* result"),
@@ -94,16 +94,16 @@ fn parse_id(field: &str, value: &str) -> Result<Id, ToolError> {
 }
 
 /// `page` ≥ 1 and `per_page` in 1..=100.
-pub fn page(page: u32, per_page: u32) -> Result<Page, ToolError> {
+pub fn page(page: u32, per_page: u32) -> Result<Page, FieldError> {
     if page == 0 {
-        return Err(ToolError::invalid(
+        return Err(FieldError::new(
             "page",
             "page must be 1 or more",
             "Pages start at 1",
         ));
     }
     if per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(ToolError::invalid(
+        return Err(FieldError::new(
             "per_page",
             format!("per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}"),
             format!("Use per_page between 1 and {MAX_PER_PAGE} and page through the results"),
@@ -113,10 +113,10 @@ pub fn page(page: u32, per_page: u32) -> Result<Page, ToolError> {
 }
 
 /// `task_order` in 0..=100.
-pub fn task_order(value: i64) -> Result<i32, ToolError> {
+pub fn task_order(value: i64) -> Result<i32, FieldError> {
     match i32::try_from(value) {
         Ok(order) if (0..=100).contains(&order) => Ok(order),
-        _ => Err(ToolError::invalid(
+        _ => Err(FieldError::new(
             "task_order",
             format!("task_order must be between 0 and 100, got {value}"),
             "Use 0 (lowest priority) to 100 (highest)",
@@ -125,8 +125,8 @@ pub fn task_order(value: i64) -> Result<i32, ToolError> {
 }
 
 /// A JSON value with no NUL character in any string or key.
-pub fn json(field: &str, value: Value) -> Result<Value, ToolError> {
-    fn check(field: &str, value: &Value) -> Result<(), ToolError> {
+pub fn json(field: &str, value: Value) -> Result<Value, FieldError> {
+    fn check(field: &str, value: &Value) -> Result<(), FieldError> {
         match value {
             Value::String(s) => reject_nul(field, s),
             Value::Array(items) => items.iter().try_for_each(|v| check(field, v)),
@@ -142,12 +142,12 @@ pub fn json(field: &str, value: Value) -> Result<Value, ToolError> {
 }
 
 /// A list of tags: each non-blank, no NUL.
-pub fn tags(value: Vec<String>) -> Result<Vec<String>, ToolError> {
+pub fn tags(value: Vec<String>) -> Result<Vec<String>, FieldError> {
     value
         .into_iter()
         .map(|tag| {
             if tag.trim().is_empty() {
-                return Err(ToolError::invalid(
+                return Err(FieldError::new(
                     "tags",
                     "tags must not be blank",
                     "Remove empty tags or give them text",
@@ -162,11 +162,8 @@ pub fn tags(value: Vec<String>) -> Result<Vec<String>, ToolError> {
 mod tests {
     use super::*;
 
-    fn field_of(err: ToolError) -> String {
-        match err {
-            ToolError::Validation { field, .. } => field,
-            other => panic!("expected a validation error, got {other:?}"),
-        }
+    fn field_of(err: FieldError) -> String {
+        err.field
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! The JSON API under `/api/`: sessions and the request ledger, read from the same database the
-//! server writes. (The analytics endpoints and the dashboard build on these.)
+//! server writes, and the task board ([`board`]). (The analytics endpoints and the dashboard
+//! build on these.)
+
+mod board;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,18 +20,52 @@ use serde_json::json;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::ledger::Ledger;
+use crate::resources::changes::{BoardChanges, Change};
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::store::requests::RequestFilter;
 use crate::store::sessions::SessionFilter;
 
 const MAX_PER_PAGE: u32 = 1000;
+/// A page of `/api/sessions` stops before this many bytes of sessions (at least one is sent);
+/// `truncated` then says so and the client asks for smaller pages.
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// axum's `Query`, refusing a bad query string in the API's JSON error format (axum's own
+/// rejection is text/plain).
+struct ApiQuery<T>(T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(query)) => Ok(ApiQuery(query)),
+            Err(rejection) => Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{}; fix the query string (the parameters are in docs/openapi.yaml)",
+                    rejection.body_text()
+                ),
+            )),
+        }
+    }
+}
 
 /// Live feeds for `/api/events`.
 #[derive(Clone)]
 pub struct Live {
     pub ledger: Ledger,
     pub sessions: Arc<Sessions>,
+    /// Board changes on this replica (from agents and from the API alike).
+    pub changes: BoardChanges,
 }
 
 /// What `/api/sessions/health` reads: the database and the live ledger and sessions.
@@ -45,6 +82,10 @@ pub fn router(store: Store, live: Live) -> Router {
             store: store.clone(),
             live: live.clone(),
         });
+    let board = board::router(board::BoardState {
+        store: store.clone(),
+        changes: live.changes.clone(),
+    });
     let events = Router::new()
         .route("/api/events", get(events))
         .with_state(live);
@@ -58,6 +99,29 @@ pub fn router(store: Store, live: Live) -> Router {
         .with_state(store)
         .merge(events)
         .merge(health)
+        .merge(board)
+        .route("/api/{*rest}", axum::routing::any(no_such_endpoint))
+        .route("/api", axum::routing::any(no_such_endpoint))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn no_such_endpoint(uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "there is no API endpoint {}; the endpoints are in docs/openapi.yaml",
+            crate::protocol::cut_client_text(uri.path())
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not allowed on this endpoint; docs/openapi.yaml lists each endpoint's methods"
+        ),
+    )
 }
 
 /// An API error: a status and a message that says what to fix.
@@ -116,7 +180,7 @@ struct SessionQuery {
 
 async fn list_sessions(
     State(store): State<Store>,
-    Query(q): Query<SessionQuery>,
+    ApiQuery(q): ApiQuery<SessionQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, offset, page, per_page) = limit_offset(q.page, q.per_page)?;
     let filter = SessionFilter {
@@ -125,10 +189,32 @@ async fn list_sessions(
         kind: q.kind,
     };
     let (sessions, total) = store.list_sessions(&filter, limit, offset).await?;
-    Ok(axum::Json(
-        json!({ "sessions": sessions, "total": total, "page": page, "per_page": per_page }),
-    )
+    let (sessions, truncated) = within_bytes(&sessions, MAX_PAGE_BYTES);
+    Ok(axum::Json(json!({
+        "sessions": sessions, "total": total, "page": page, "per_page": per_page,
+        "truncated": truncated,
+    }))
     .into_response())
+}
+
+/// As many of `items` as fit in `max_bytes` of JSON (at least one), and whether some were left out.
+fn within_bytes<T: serde::Serialize>(
+    items: &[T],
+    max_bytes: usize,
+) -> (Vec<serde_json::Value>, bool) {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let Ok(value) = serde_json::to_value(item) else {
+            continue;
+        };
+        bytes += value.to_string().len();
+        if bytes > max_bytes && !kept.is_empty() {
+            return (kept, true);
+        }
+        kept.push(value);
+    }
+    (kept, false)
 }
 
 async fn show_session(
@@ -218,7 +304,7 @@ impl RequestQuery {
 
 async fn list_requests(
     State(store): State<Store>,
-    Query(q): Query<RequestQuery>,
+    ApiQuery(q): ApiQuery<RequestQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, offset, page, per_page) = limit_offset(q.page, q.per_page)?;
     let filter = q.filter()?;
@@ -237,7 +323,7 @@ async fn list_requests(
 /// streamed as a download.
 async fn export_requests(
     State(store): State<Store>,
-    Query(q): Query<RequestQuery>,
+    ApiQuery(q): ApiQuery<RequestQuery>,
 ) -> Result<Response, ApiError> {
     let format =
         crate::export::Format::parse(q.format.as_deref().unwrap_or("csv")).map_err(bad_request)?;
@@ -273,7 +359,7 @@ const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(10);
 /// disconnect reasons and rate over a window, and the ledger's and cleanup's health.
 async fn session_health(
     State(HealthState { store, live }): State<HealthState>,
-    Query(q): Query<SessionHealthQuery>,
+    ApiQuery(q): ApiQuery<SessionHealthQuery>,
 ) -> Result<Response, ApiError> {
     let window_text = q.window.unwrap_or_else(|| "1h".into());
     let window = parse_window(&window_text)?;
@@ -373,7 +459,7 @@ struct StatsQuery {
 
 async fn stats(
     State(store): State<Store>,
-    Query(q): Query<StatsQuery>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Response, ApiError> {
     let since = parse_since(q.since.as_deref().unwrap_or("24h"))
         .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
@@ -388,8 +474,8 @@ pub async fn compute_stats(
     crate::stats::load(store, since).await
 }
 
-/// `GET /api/events`: server-sent events `request` (a stored ledger row) and `session` (a new
-/// session id), for live views.
+/// `GET /api/events`: server-sent events `request` (a stored ledger row), `session` (a new
+/// session id) and `board` (the project, task or document that changed), for live views.
 async fn events(
     State(live): State<Live>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
@@ -409,7 +495,25 @@ async fn events(
             .ok()
             .map(Ok)
     });
-    Sse::new(futures::stream::select(requests, sessions)).keep_alive(KeepAlive::default())
+    let board = BroadcastStream::new(live.changes.subscribe()).filter_map(|change| async move {
+        Event::default()
+            .event("board")
+            .json_data(board_event(&change.ok()?))
+            .ok()
+            .map(Ok)
+    });
+    let streams = futures::stream::select(futures::stream::select(requests, sessions), board);
+    Sse::new(streams).keep_alive(KeepAlive::default())
+}
+
+/// A board change as the dashboard reads it.
+fn board_event(change: &Change) -> serde_json::Value {
+    let (task_id, document_id) = match *change {
+        Change::Task { task_id, .. } => (Some(task_id), None),
+        Change::Document { document_id, .. } => (None, Some(document_id)),
+        Change::Project { .. } => (None, None),
+    };
+    json!({ "project_id": change.project_id(), "task_id": task_id, "document_id": document_id })
 }
 
 async fn pricing(State(store): State<Store>) -> Result<Response, ApiError> {

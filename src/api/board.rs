@@ -1,0 +1,387 @@
+//! The board under `/api/`: projects with their task counts, a project's tasks, one task and
+//! its history, and writes (create, change) that go through the same rules and store
+//! functions as the MCP tools, record who made them, and tell subscribed agents.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::board::{Actor, TaskStatus};
+use crate::resources::changes::{BoardChanges, Change};
+use crate::rules::{self, FieldError, TaskFields, validate};
+use crate::security::admin::AdminName;
+use crate::store::tasks::{Refusal, Task, TaskQuery};
+use crate::store::{Id, Store};
+use crate::views::{list_view, page_info, summary_view};
+
+/// Most projects `GET /api/projects` lists.
+const MAX_PROJECTS: i64 = 1000;
+/// Most history rows a task view shows.
+const MAX_HISTORY: i64 = 1000;
+/// Tasks per page by default (the board's columns page through more).
+const DEFAULT_PER_PAGE: u32 = 50;
+
+#[derive(Clone)]
+pub(super) struct BoardState {
+    pub store: Store,
+    pub changes: BoardChanges,
+}
+
+pub(super) fn router(state: BoardState) -> Router {
+    Router::new()
+        .route("/api/projects", get(list_projects))
+        .route("/api/projects/{id}", get(show_project))
+        .route(
+            "/api/projects/{id}/tasks",
+            get(list_tasks).post(create_task),
+        )
+        .route("/api/projects/{id}/documents", get(list_documents))
+        .route("/api/projects/{id}/documents/{doc}", get(show_document))
+        .route("/api/projects/{id}/versions", get(list_versions))
+        .route("/api/tasks/{id}", get(show_task).patch(update_task))
+        .route("/api/tasks/{id}/history", get(task_history))
+        .with_state(state)
+}
+
+/// A board API error: JSON naming the field at fault, when one is.
+pub(super) enum BoardError {
+    Field(StatusCode, FieldError),
+    NotFound(String),
+    /// The task is claimed by an agent (409).
+    Conflict(String),
+    Database(sqlx::Error),
+}
+
+impl BoardError {
+    /// A write the store refused for task `id`, in the API's terms.
+    fn refused(refusal: Refusal, id: Id) -> Self {
+        match refusal {
+            Refusal::NotFound => BoardError::NotFound(format!("no live task has id {id}")),
+            Refusal::Held(claim)
+            | Refusal::StaleToken {
+                current: Some(claim),
+            } => BoardError::Conflict(format!(
+                "task {id} is claimed by session {} ({}) until {}; wait for the agent to release it or for the lease to end",
+                claim.claimed_by,
+                claim.claimed_client.as_deref().unwrap_or("unknown client"),
+                claim.lease_until.to_rfc3339()
+            )),
+            other => BoardError::Conflict(format!("task {id}: {other}")),
+        }
+    }
+}
+
+impl From<FieldError> for BoardError {
+    fn from(error: FieldError) -> Self {
+        BoardError::Field(StatusCode::BAD_REQUEST, error)
+    }
+}
+
+impl From<sqlx::Error> for BoardError {
+    fn from(error: sqlx::Error) -> Self {
+        BoardError::Database(error)
+    }
+}
+
+impl IntoResponse for BoardError {
+    fn into_response(self) -> Response {
+        let (status, error) = match self {
+            BoardError::Field(status, e) => (
+                status,
+                json!({ "field": e.field, "message": e.message, "suggestion": e.suggestion }),
+            ),
+            BoardError::NotFound(message) => (StatusCode::NOT_FOUND, json!({ "message": message })),
+            BoardError::Conflict(message) => (StatusCode::CONFLICT, json!({ "message": message })),
+            BoardError::Database(error) => {
+                tracing::error!(%error, "board API query failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({ "message": "the database could not answer; see /health" }),
+                )
+            }
+        };
+        (status, axum::Json(json!({ "error": error }))).into_response()
+    }
+}
+
+type Answer = Result<Response, BoardError>;
+
+fn ok(body: Value) -> Answer {
+    Ok(axum::Json(body).into_response())
+}
+
+/// Who a dashboard or API write is recorded as: the admin's name, or just "dashboard" when
+/// authentication is off.
+fn actor(admin: Option<axum::Extension<AdminName>>) -> Actor {
+    let admin = admin.map(|axum::Extension(AdminName(name))| name);
+    let label = match &admin {
+        Some(name) => format!("dashboard ({name})"),
+        None => "dashboard".to_string(),
+    };
+    Actor {
+        session_id: None,
+        client_name: Some(label),
+        principal: admin,
+    }
+}
+
+fn parse_id(field: &str, text: &str) -> Result<Id, BoardError> {
+    Ok(validate::id(field, Some(text))?)
+}
+
+async fn project_or_404(store: &Store, id: Id) -> Result<(), BoardError> {
+    match store.get_project(id).await? {
+        Some(_) => Ok(()),
+        None => Err(BoardError::NotFound(format!("no project has id {id}"))),
+    }
+}
+
+async fn task_or_404(store: &Store, id: Id) -> Result<Task, BoardError> {
+    store
+        .get_task(id)
+        .await?
+        .ok_or_else(|| BoardError::NotFound(format!("no task has id {id}")))
+}
+
+/// A summary with its derived totals, as the project list and page show it.
+fn summary_json(summary: &crate::store::overview::ProjectSummary) -> Value {
+    let mut value = crate::views::to_json(summary);
+    if let Some(object) = value.as_object_mut() {
+        object.insert("total".into(), json!(summary.total()));
+        object.insert("progress_percent".into(), json!(summary.progress_percent()));
+    }
+    value
+}
+
+async fn list_projects(State(s): State<BoardState>) -> Answer {
+    let summaries = s.store.project_summaries(MAX_PROJECTS).await?;
+    let projects: Vec<Value> = summaries.iter().map(summary_json).collect();
+    ok(json!({ "projects": projects, "count": projects.len() }))
+}
+
+async fn show_project(State(s): State<BoardState>, Path(id): Path<String>) -> Answer {
+    let id = parse_id("project_id", &id)?;
+    let project = s
+        .store
+        .get_project(id)
+        .await?
+        .ok_or_else(|| BoardError::NotFound(format!("no project has id {id}")))?;
+    let summary = s.store.project_summary(id).await?;
+    ok(json!({
+        "project": project,
+        "counts": summary.as_ref().map(summary_json),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct TaskListQuery {
+    status: Option<String>,
+    assignee: Option<String>,
+    feature: Option<String>,
+    q: Option<String>,
+    page: Option<u32>,
+    per_page: Option<u32>,
+}
+
+/// A non-empty query parameter, bounded like the tools bound it.
+fn param(field: &str, value: Option<String>) -> Result<Option<String>, FieldError> {
+    let value = value.filter(|v| !v.trim().is_empty());
+    validate::opt_text(field, value, validate::MAX_TITLE_CHARS)
+}
+
+fn status_param(value: Option<String>) -> Result<Option<&'static str>, FieldError> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    TaskStatus::ALL
+        .iter()
+        .find(|s| **s == value)
+        .copied()
+        .map(Some)
+        .ok_or_else(|| {
+            FieldError::new(
+                "status",
+                format!(
+                    "{value:?} is not a task status; allowed: {}",
+                    TaskStatus::ALL.join(", ")
+                ),
+                "Use one of todo, doing, review, done",
+            )
+        })
+}
+
+/// `GET /api/projects/{id}/tasks`: live tasks, done ones included (the board has a column
+/// for them), highest `task_order` first.
+async fn list_tasks(
+    State(s): State<BoardState>,
+    Path(id): Path<String>,
+    Query(q): Query<TaskListQuery>,
+) -> Answer {
+    let project_id = parse_id("project_id", &id)?;
+    project_or_404(&s.store, project_id).await?;
+    let page = validate::page(q.page.unwrap_or(1), q.per_page.unwrap_or(DEFAULT_PER_PAGE))?;
+    let query = TaskQuery {
+        project_id: Some(project_id),
+        status: status_param(q.status)?,
+        assignee: param("assignee", q.assignee)?,
+        feature: param("feature", q.feature)?,
+        text: param("q", q.q)?,
+        include_closed: true,
+        unclaimed: false,
+    };
+    let found = s.store.list_tasks(&query, page).await?;
+    let tasks: Vec<Value> = found.items.iter().map(list_view).collect();
+    let mut body = json!({ "tasks": tasks });
+    if let (Some(body), Value::Object(info)) = (
+        body.as_object_mut(),
+        page_info(page, found.items.len(), found.total),
+    ) {
+        body.extend(info);
+    }
+    ok(body)
+}
+
+/// A JSON body read as `T`; the error names the field at fault.
+fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, FieldError> {
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut reader).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.inner().to_string();
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        FieldError::new(
+            &field,
+            inner,
+            "Send a JSON object with title, description, status, assignee, task_order, feature",
+        )
+    })
+}
+
+fn task_change(task: &Task) -> Change {
+    Change::Task {
+        project_id: task.project_id,
+        task_id: task.id,
+    }
+}
+
+/// `POST /api/projects/{id}/tasks`: 201 with the new task.
+async fn create_task(
+    State(s): State<BoardState>,
+    Path(id): Path<String>,
+    admin: Option<axum::Extension<AdminName>>,
+    bytes: Bytes,
+) -> Answer {
+    let project_id = parse_id("project_id", &id)?;
+    project_or_404(&s.store, project_id).await?;
+    let new = rules::new_task(project_id, body::<TaskFields>(&bytes)?)?;
+    let task = s
+        .store
+        .create_task(&new, &actor(admin))
+        .await?
+        .map_err(|refusal| BoardError::refused(refusal, project_id))?;
+    s.changes.publish(task_change(&task));
+    Ok((StatusCode::CREATED, axum::Json(json!({ "task": task }))).into_response())
+}
+
+async fn show_task(State(s): State<BoardState>, Path(id): Path<String>) -> Answer {
+    let task = task_or_404(&s.store, parse_id("task_id", &id)?).await?;
+    ok(json!({ "task": task }))
+}
+
+/// `PATCH /api/tasks/{id}`: changes the fields given, one history row per changed field.
+async fn update_task(
+    State(s): State<BoardState>,
+    Path(id): Path<String>,
+    admin: Option<axum::Extension<AdminName>>,
+    bytes: Bytes,
+) -> Answer {
+    let id = parse_id("task_id", &id)?;
+    let changes = rules::task_changes(body::<TaskFields>(&bytes)?)?;
+    let written = s
+        .store
+        .update_task(id, &changes, None, &actor(admin))
+        .await?
+        .map_err(|refusal| BoardError::refused(refusal, id))?;
+    s.changes.publish(task_change(&written.task));
+    for (project_id, task_id) in written.unblocked {
+        s.changes.publish(Change::Task {
+            project_id,
+            task_id,
+        });
+    }
+    ok(json!({ "task": written.task }))
+}
+
+async fn task_history(State(s): State<BoardState>, Path(id): Path<String>) -> Answer {
+    let id = parse_id("task_id", &id)?;
+    task_or_404(&s.store, id).await?;
+    let history = s.store.task_history(id, MAX_HISTORY).await?;
+    ok(json!({ "task_id": id, "history": history, "count": history.len() }))
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    page: Option<u32>,
+    per_page: Option<u32>,
+    field: Option<String>,
+}
+
+async fn list_documents(
+    State(s): State<BoardState>,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Answer {
+    let project_id = parse_id("project_id", &id)?;
+    project_or_404(&s.store, project_id).await?;
+    let page = validate::page(q.page.unwrap_or(1), q.per_page.unwrap_or(100))?;
+    let query = crate::store::documents::DocumentQuery {
+        project_id,
+        document_type: None,
+        text: None,
+    };
+    let found = s.store.list_documents(&query, page).await?;
+    let documents: Vec<Value> = found.items.iter().map(summary_view).collect();
+    ok(json!({ "documents": documents, "total": found.total }))
+}
+
+async fn show_document(
+    State(s): State<BoardState>,
+    Path((id, doc)): Path<(String, String)>,
+) -> Answer {
+    let project_id = parse_id("project_id", &id)?;
+    let document_id = parse_id("document_id", &doc)?;
+    let document = s
+        .store
+        .get_document(project_id, document_id)
+        .await?
+        .ok_or_else(|| {
+            BoardError::NotFound(format!(
+                "project {project_id} has no document {document_id}"
+            ))
+        })?;
+    ok(json!({ "document": document }))
+}
+
+async fn list_versions(
+    State(s): State<BoardState>,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Answer {
+    let project_id = parse_id("project_id", &id)?;
+    project_or_404(&s.store, project_id).await?;
+    let page = validate::page(q.page.unwrap_or(1), q.per_page.unwrap_or(100))?;
+    let field = param("field", q.field)?;
+    let found = s
+        .store
+        .list_versions(project_id, field.as_deref(), page)
+        .await?;
+    ok(json!({ "versions": found.items, "total": found.total }))
+}

@@ -1,0 +1,297 @@
+//! `steward projects list|show` and `steward tasks list|show|add|move`: the board from a
+//! terminal. Writes go through the same rules and store functions as `manage_task`, and are
+//! recorded in the task's history as made by "cli". (Agents subscribed on a running server
+//! learn of them on their next read: a CLI process has no line to the server's subscribers.)
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::table;
+use crate::board::{Actor, TaskStatus};
+use crate::cli::{ProjectsAction, TasksAction};
+use crate::rules::{self, TaskFields, validate};
+use crate::store::overview::ProjectSummary;
+use crate::store::tasks::{Refusal, Task, TaskQuery};
+use crate::store::{Id, IdKind, Page, Store};
+
+/// Most projects listed.
+const MAX_PROJECTS: i64 = 1000;
+/// Most history rows `tasks show` prints.
+const MAX_HISTORY: i64 = 1000;
+/// Longest cell in a table.
+const CELL: usize = 60;
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Who a CLI change is recorded as.
+fn actor() -> Actor {
+    Actor {
+        session_id: None,
+        client_name: Some("cli".to_string()),
+        principal: None,
+    }
+}
+
+fn status(text: &str) -> anyhow::Result<TaskStatus> {
+    serde_json::from_value(json!(text)).with_context(|| {
+        format!(
+            "{text:?} is not a task status; allowed: {}",
+            TaskStatus::ALL.join(", ")
+        )
+    })
+}
+
+async fn resolve(store: &Store, kind: IdKind, text: &str) -> anyhow::Result<Id> {
+    let id = super::resolve_id(store, kind, text.trim()).await?;
+    id.parse()
+        .with_context(|| format!("{id:?} is not a valid {} id", kind.noun()))
+}
+
+pub async fn projects(store: &Store, action: ProjectsAction) -> anyhow::Result<()> {
+    match action {
+        ProjectsAction::List { json } => {
+            let rows = store.project_summaries(MAX_PROJECTS).await?;
+            if json {
+                let rows: Vec<_> = rows.iter().map(summary_json).collect();
+                return print_json(&json!({ "projects": rows }));
+            }
+            print!("{}", projects_table(&rows));
+            println!("{} projects", rows.len());
+        }
+        ProjectsAction::Show { id, json } => {
+            let id = resolve(store, IdKind::Project, &id).await?;
+            let project = store
+                .get_project(id)
+                .await?
+                .with_context(|| format!("no project has id {id}"))?;
+            let summary = store.project_summary(id).await?;
+            let query = TaskQuery {
+                project_id: Some(id),
+                include_closed: true,
+                ..TaskQuery::default()
+            };
+            let tasks = store.list_tasks(&query, first_page(100)?).await?;
+            if json {
+                return print_json(&json!({
+                    "project": project,
+                    "counts": summary.as_ref().map(summary_json),
+                    "tasks": tasks.items,
+                    "task_total": tasks.total,
+                }));
+            }
+            println!("{}  {}", project.id, project.title);
+            if !project.description.is_empty() {
+                println!("{}", project.description);
+            }
+            if let Some(s) = &summary {
+                println!(
+                    "todo {}  doing {}  review {}  done {}  ({}% done)",
+                    s.todo,
+                    s.doing,
+                    s.review,
+                    s.done,
+                    s.progress_percent()
+                );
+            }
+            print!("{}", tasks_table(&tasks.items));
+        }
+    }
+    Ok(())
+}
+
+fn first_page(limit: u32) -> anyhow::Result<Page> {
+    validate::page(1, limit).map_err(|e| anyhow::anyhow!("--limit: {e}"))
+}
+
+fn summary_json(summary: &ProjectSummary) -> serde_json::Value {
+    let mut value = crate::views::to_json(summary);
+    if let Some(object) = value.as_object_mut() {
+        object.insert("total".into(), json!(summary.total()));
+        object.insert("progress_percent".into(), json!(summary.progress_percent()));
+    }
+    value
+}
+
+fn projects_table(rows: &[ProjectSummary]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.to_string(),
+                p.title.clone(),
+                p.todo.to_string(),
+                p.doing.to_string(),
+                p.review.to_string(),
+                p.done.to_string(),
+                format!("{}%", p.progress_percent()),
+                p.last_activity.format("%Y-%m-%d %H:%M").to_string(),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "ID",
+            "TITLE",
+            "TODO",
+            "DOING",
+            "REVIEW",
+            "DONE",
+            "PROGRESS",
+            "LAST ACTIVITY",
+        ],
+        &cells,
+        CELL,
+    )
+}
+
+fn tasks_table(rows: &[Task]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.status.clone(),
+                t.task_order.to_string(),
+                t.assignee.clone(),
+                t.feature.clone().unwrap_or_default(),
+                t.title.clone(),
+            ]
+        })
+        .collect();
+    table::render(
+        &["ID", "STATUS", "ORDER", "ASSIGNEE", "FEATURE", "TITLE"],
+        &cells,
+        CELL,
+    )
+}
+
+pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
+    match action {
+        TasksAction::List {
+            project,
+            status: wanted,
+            assignee,
+            query,
+            limit,
+            json,
+        } => {
+            let project_id = match project {
+                Some(p) => Some(resolve(store, IdKind::Project, &p).await?),
+                None => None,
+            };
+            let query = TaskQuery {
+                project_id,
+                status: wanted
+                    .as_deref()
+                    .map(status)
+                    .transpose()?
+                    .map(TaskStatus::as_str),
+                assignee,
+                text: query,
+                include_closed: true,
+                ..TaskQuery::default()
+            };
+            let found = store.list_tasks(&query, first_page(limit)?).await?;
+            if json {
+                return print_json(&json!({ "tasks": found.items, "total": found.total }));
+            }
+            print!("{}", tasks_table(&found.items));
+            println!("{} of {} tasks", found.items.len(), found.total);
+        }
+        TasksAction::Show { id, json } => {
+            let id = resolve(store, IdKind::Task, &id).await?;
+            let task = store
+                .get_task(id)
+                .await?
+                .with_context(|| format!("no task has id {id}"))?;
+            let history = store.task_history(id, MAX_HISTORY).await?;
+            if json {
+                return print_json(&json!({ "task": task, "history": history }));
+            }
+            println!("{}  [{}]  {}", task.id, task.status, task.title);
+            println!(
+                "assignee {}  order {}  feature {}",
+                task.assignee,
+                task.task_order,
+                task.feature.as_deref().unwrap_or("-")
+            );
+            if !task.description.is_empty() {
+                println!("\n{}\n", task.description);
+            }
+            for change in &history {
+                println!(
+                    "{}  {}: {} -> {}  by {}",
+                    change.changed_at.format("%Y-%m-%d %H:%M:%S"),
+                    change.field,
+                    change.old_value.as_deref().unwrap_or("-"),
+                    change.new_value.as_deref().unwrap_or("-"),
+                    change.client_name.as_deref().unwrap_or("unknown"),
+                );
+            }
+        }
+        TasksAction::Add {
+            project,
+            title,
+            description,
+            assignee,
+            feature,
+            order,
+            status: initial,
+            json,
+        } => {
+            let project_id = resolve(store, IdKind::Project, &project).await?;
+            let fields = TaskFields {
+                title: Some(title),
+                description,
+                status: initial.as_deref().map(status).transpose()?,
+                assignee,
+                task_order: order,
+                feature,
+            };
+            let new = rules::new_task(project_id, fields).map_err(field_error)?;
+            let task = store
+                .create_task(&new, &actor())
+                .await?
+                .map_err(|refusal| anyhow::anyhow!("the task was not added: {refusal}"))?;
+            print_task(&task, json, "added")?;
+        }
+        TasksAction::Move {
+            id,
+            status: to,
+            json,
+        } => {
+            let id = resolve(store, IdKind::Task, &id).await?;
+            let fields = TaskFields {
+                status: Some(status(&to)?),
+                ..TaskFields::default()
+            };
+            let changes = rules::task_changes(fields).map_err(field_error)?;
+            let written = store
+                .update_task(id, &changes, None, &actor())
+                .await?
+                .map_err(|refusal| match refusal {
+                    Refusal::NotFound => {
+                        anyhow::anyhow!("no live task has id {id} (archived tasks cannot move)")
+                    }
+                    other => anyhow::anyhow!("task {id} was not moved: {other}"),
+                })?;
+            print_task(&written.task, json, "moved")?;
+        }
+    }
+    Ok(())
+}
+
+fn field_error(error: rules::FieldError) -> anyhow::Error {
+    anyhow::anyhow!("{}: {} ({})", error.field, error.message, error.suggestion)
+}
+
+fn print_task(task: &Task, json: bool, what: &str) -> anyhow::Result<()> {
+    if json {
+        return print_json(&json!({ "task": task }));
+    }
+    println!("{what} {}  [{}]  {}", task.id, task.status, task.title);
+    Ok(())
+}

@@ -1,0 +1,452 @@
+//! `steward import archon --from postgres://… [--dry-run]`: reads Archon v1's board
+//! (`archon_projects`, `archon_tasks`, `archon_document_versions`) and writes it into Steward's
+//! database with the same ids and timestamps. Older Archon databases lack some columns
+//! (`prd`, `archived_at`, `parent_task_id`, ...); those read as empty. A missing table or a
+//! column Steward cannot do without stops the import before anything is written.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+
+use crate::board::{DocumentType, TaskStatus, VersionField};
+use crate::cli::ImportSource;
+use crate::store::import::{
+    ImportBatch, ImportCounts, ImportedDocument, ImportedProject, ImportedTask, ImportedVersion,
+};
+use crate::store::{DatabaseUrl, Id, Store};
+
+/// `(table, columns it must have, columns read when present)`.
+const TABLES: [(&str, &[&str], &[&str]); 3] = [
+    (
+        "archon_projects",
+        &["id", "title", "created_at", "updated_at"],
+        &[
+            "description",
+            "docs",
+            "features",
+            "data",
+            "prd",
+            "github_repo",
+            "pinned",
+        ],
+    ),
+    (
+        "archon_tasks",
+        &[
+            "id",
+            "project_id",
+            "title",
+            "status",
+            "created_at",
+            "updated_at",
+        ],
+        &[
+            "description",
+            "assignee",
+            "task_order",
+            "feature",
+            "archived",
+            "archived_at",
+            "archived_by",
+            "parent_task_id",
+            "sources",
+            "code_examples",
+        ],
+    ),
+    (
+        "archon_document_versions",
+        &[
+            "project_id",
+            "field_name",
+            "version_number",
+            "content",
+            "created_at",
+        ],
+        &[
+            "id",
+            "change_summary",
+            "change_type",
+            "document_id",
+            "created_by",
+        ],
+    ),
+];
+
+pub async fn run(store: &Store, source: ImportSource) -> anyhow::Result<()> {
+    let ImportSource::Archon { from, dry_run } = source;
+    let redacted = DatabaseUrl::parse(&from)
+        .map(|u| u.redacted())
+        .unwrap_or_default();
+    let archon = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&from)
+        .await
+        .with_context(|| format!("cannot connect to Archon's database at {redacted}"))?;
+    let outcome = import(store, &archon, dry_run).await;
+    archon.close().await;
+    let (counts, notes) = outcome?;
+    let verb = if dry_run { "would add" } else { "added" };
+    println!(
+        "{verb}: {} projects, {} documents, {} tasks, {} versions",
+        counts.projects, counts.documents, counts.tasks, counts.versions
+    );
+    for note in notes {
+        println!("note: {note}");
+    }
+    if counts.total() == 0 {
+        println!("nothing to add: every row of this Archon board is already in Steward");
+    } else if dry_run {
+        println!("dry run: nothing was written; run again without --dry-run to import");
+    }
+    Ok(())
+}
+
+async fn import(
+    store: &Store,
+    archon: &PgPool,
+    dry_run: bool,
+) -> anyhow::Result<(ImportCounts, Vec<String>)> {
+    let present = check_schema(archon).await?;
+    let has =
+        |table: &str, column: &str| present.contains(&(table.to_string(), column.to_string()));
+    let mut notes = Vec::new();
+    let mut batch = ImportBatch::default();
+    read_projects(archon, &has, &mut batch, &mut notes).await?;
+    let projects: HashSet<Id> = batch.projects.iter().map(|p| p.id).collect();
+    read_tasks(archon, &has, &projects, &mut batch, &mut notes).await?;
+    read_versions(archon, &has, &projects, &mut batch, &mut notes).await?;
+    for (table, column, why) in [
+        (
+            "archon_tasks",
+            "parent_task_id",
+            "Steward has no sub-tasks; tasks are imported flat",
+        ),
+        ("archon_tasks", "sources", "task sources are not imported"),
+        (
+            "archon_tasks",
+            "code_examples",
+            "task code examples are not imported",
+        ),
+        (
+            "archon_projects",
+            "pinned",
+            "Steward has no pinned projects",
+        ),
+    ] {
+        if has(table, column) {
+            notes.push(format!("{table}.{column}: {why}"));
+        }
+    }
+    let counts = store.import_batch(&batch, !dry_run).await?;
+    Ok((counts, notes))
+}
+
+/// Every `(table, column)` of the three tables; fails naming what is missing.
+async fn check_schema(archon: &PgPool) -> anyhow::Result<BTreeSet<(String, String)>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name IN ('archon_projects', 'archon_tasks', 'archon_document_versions')",
+    )
+    .fetch_all(archon)
+    .await
+    .context("cannot read Archon's schema (information_schema.columns)")?;
+    let present: BTreeSet<(String, String)> = rows.into_iter().collect();
+    for (table, required, _) in TABLES {
+        if !present.iter().any(|(t, _)| t == table) {
+            bail!(
+                "Archon's database has no table {table} (in its current schema); is --from the database Archon v1 uses?"
+            );
+        }
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|c| !present.contains(&(table.to_string(), c.to_string())))
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "Archon's table {table} has no column {}; Steward needs it to import, so nothing was written",
+                missing.join(", ")
+            );
+        }
+    }
+    Ok(present)
+}
+
+/// `column` cast to `ty`, or a typed NULL when the table lacks it (older Archon versions).
+fn col(has: &dyn Fn(&str, &str) -> bool, table: &str, column: &str, ty: &str) -> String {
+    if has(table, column) {
+        format!("{column}::{ty} AS {column}")
+    } else {
+        format!("NULL::{ty} AS {column}")
+    }
+}
+
+fn parse_id(text: &str, what: &str) -> anyhow::Result<Id> {
+    text.parse()
+        .with_context(|| format!("{what} {text:?} is not a UUID"))
+}
+
+async fn read_projects(
+    archon: &PgPool,
+    has: &dyn Fn(&str, &str) -> bool,
+    batch: &mut ImportBatch,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let t = "archon_projects";
+    let sql = format!(
+        "SELECT id::text AS id, title::text AS title, {}, {}, {}, {}, {}, {}, created_at::timestamptz AS created_at, \
+         updated_at::timestamptz AS updated_at FROM archon_projects ORDER BY created_at, id",
+        col(has, t, "description", "text"),
+        col(has, t, "docs", "jsonb"),
+        col(has, t, "features", "jsonb"),
+        col(has, t, "data", "jsonb"),
+        col(has, t, "prd", "jsonb"),
+        col(has, t, "github_repo", "text"),
+    );
+    let mut skipped_docs = 0;
+    for row in sqlx::query(&sql)
+        .fetch_all(archon)
+        .await
+        .context("reading archon_projects")?
+    {
+        let id = parse_id(row.try_get("id")?, "archon_projects.id")?;
+        let created_at: DateTime<Utc> = row.try_get("created_at")?;
+        let docs: Option<Value> = row.try_get("docs")?;
+        for doc in docs
+            .as_ref()
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match document(id, doc, created_at) {
+                Some(d) => batch.documents.push(d),
+                None => skipped_docs += 1,
+            }
+        }
+        batch.projects.push(ImportedProject {
+            id,
+            title: row.try_get("title")?,
+            description: row
+                .try_get::<Option<String>, _>("description")?
+                .unwrap_or_default(),
+            github_repo: row.try_get("github_repo")?,
+            features: row
+                .try_get::<Option<Value>, _>("features")?
+                .unwrap_or(Value::Array(vec![])),
+            data: row
+                .try_get::<Option<Value>, _>("data")?
+                .unwrap_or(Value::Array(vec![])),
+            prd: row
+                .try_get::<Option<Value>, _>("prd")?
+                .unwrap_or(Value::Object(Default::default())),
+            created_at,
+            updated_at: row.try_get("updated_at")?,
+        });
+    }
+    if skipped_docs > 0 {
+        notes.push(format!(
+            "{skipped_docs} documents in archon_projects.docs have no id or title and were skipped"
+        ));
+    }
+    Ok(())
+}
+
+/// A document out of a project's `docs` array; `None` without an id or a title.
+fn document(project_id: Id, doc: &Value, fallback: DateTime<Utc>) -> Option<ImportedDocument> {
+    let text = |key: &str| doc.get(key).and_then(Value::as_str);
+    let time = |key: &str| {
+        text(key)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(fallback)
+    };
+    let kind = text("document_type").unwrap_or("note");
+    let document_type = DocumentType::ALL
+        .iter()
+        .find(|t| **t == kind)
+        .copied()
+        .unwrap_or("note");
+    let tags = doc
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|tags| {
+            tags.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ImportedDocument {
+        id: text("id")?.parse().ok()?,
+        project_id,
+        document_type,
+        title: text("title").filter(|t| !t.trim().is_empty())?.to_string(),
+        content: doc
+            .get("content")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default())),
+        tags,
+        author: text("author").unwrap_or_default().to_string(),
+        created_at: time("created_at"),
+        updated_at: time("updated_at"),
+    })
+}
+
+async fn read_tasks(
+    archon: &PgPool,
+    has: &dyn Fn(&str, &str) -> bool,
+    projects: &HashSet<Id>,
+    batch: &mut ImportBatch,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let t = "archon_tasks";
+    let sql = format!(
+        "SELECT id::text AS id, project_id::text AS project_id, title::text AS title, status::text AS status, \
+         {}, {}, {}, {}, {}, {}, {}, created_at::timestamptz AS created_at, updated_at::timestamptz AS updated_at \
+         FROM archon_tasks ORDER BY created_at, id",
+        col(has, t, "description", "text"),
+        col(has, t, "assignee", "text"),
+        col(has, t, "task_order", "bigint"),
+        col(has, t, "feature", "text"),
+        col(has, t, "archived", "boolean"),
+        col(has, t, "archived_at", "timestamptz"),
+        col(has, t, "archived_by", "text"),
+    );
+    let mut problems: BTreeMap<&str, usize> = BTreeMap::new();
+    for row in sqlx::query(&sql)
+        .fetch_all(archon)
+        .await
+        .context("reading archon_tasks")?
+    {
+        let project_id = parse_id(row.try_get("project_id")?, "archon_tasks.project_id")?;
+        if !projects.contains(&project_id) {
+            *problems
+                .entry("tasks of no imported project were skipped")
+                .or_default() += 1;
+            continue;
+        }
+        let status: String = row.try_get("status")?;
+        let status = match TaskStatus::ALL.iter().find(|s| **s == status) {
+            Some(s) => *s,
+            None => {
+                *problems
+                    .entry("tasks with an unknown status became todo")
+                    .or_default() += 1;
+                "todo"
+            }
+        };
+        let order: i64 = row.try_get::<Option<i64>, _>("task_order")?.unwrap_or(0);
+        if !(0..=100).contains(&order) {
+            *problems
+                .entry("task_order values outside 0..100 were clamped")
+                .or_default() += 1;
+        }
+        let archived = row.try_get::<Option<bool>, _>("archived")?.unwrap_or(false);
+        let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
+        let archived_at: Option<DateTime<Utc>> = row.try_get("archived_at")?;
+        batch.tasks.push(ImportedTask {
+            id: parse_id(row.try_get("id")?, "archon_tasks.id")?,
+            project_id,
+            title: row.try_get("title")?,
+            description: row
+                .try_get::<Option<String>, _>("description")?
+                .unwrap_or_default(),
+            status,
+            assignee: row
+                .try_get::<Option<String>, _>("assignee")?
+                .filter(|a| !a.trim().is_empty())
+                .unwrap_or_else(|| "User".into()),
+            task_order: order.clamp(0, 100) as i32,
+            feature: row.try_get("feature")?,
+            archived,
+            archived_at: if archived {
+                archived_at.or(Some(updated_at))
+            } else {
+                None
+            },
+            archived_by: row.try_get("archived_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at,
+        });
+    }
+    notes.extend(problems.into_iter().map(|(what, n)| format!("{n} {what}")));
+    Ok(())
+}
+
+async fn read_versions(
+    archon: &PgPool,
+    has: &dyn Fn(&str, &str) -> bool,
+    projects: &HashSet<Id>,
+    batch: &mut ImportBatch,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let t = "archon_document_versions";
+    let sql = format!(
+        "SELECT {}, project_id::text AS project_id, field_name::text AS field_name, \
+         version_number::bigint AS version_number, content::jsonb AS content, {}, {}, {}, {}, \
+         created_at::timestamptz AS created_at FROM archon_document_versions ORDER BY created_at",
+        col(has, t, "id", "text"),
+        col(has, t, "change_summary", "text"),
+        col(has, t, "change_type", "text"),
+        col(has, t, "document_id", "text"),
+        col(has, t, "created_by", "text"),
+    );
+    let mut skipped = 0;
+    for row in sqlx::query(&sql)
+        .fetch_all(archon)
+        .await
+        .context("reading archon_document_versions")?
+    {
+        let project_id = parse_id(
+            row.try_get("project_id")?,
+            "archon_document_versions.project_id",
+        )?;
+        let field: String = row.try_get("field_name")?;
+        let number: i64 = row.try_get("version_number")?;
+        let (Some(field_name), Ok(version_number)) = (
+            VersionField::ALL.iter().find(|f| **f == field).copied(),
+            i32::try_from(number),
+        ) else {
+            skipped += 1;
+            continue;
+        };
+        if !projects.contains(&project_id) || version_number < 1 {
+            skipped += 1;
+            continue;
+        }
+        let id: Option<String> = row.try_get("id")?;
+        let document_id: Option<String> = row.try_get("document_id")?;
+        let change_type: Option<String> = row.try_get("change_type")?;
+        batch.versions.push(ImportedVersion {
+            id: id.and_then(|i| i.parse().ok()).unwrap_or_default(),
+            project_id,
+            field_name,
+            version_number,
+            content: row.try_get("content")?,
+            change_summary: row
+                .try_get::<Option<String>, _>("change_summary")?
+                .unwrap_or_default(),
+            // Steward knows snapshots and restores; Archon's other kinds are snapshots.
+            change_type: if change_type.as_deref() == Some("restore") {
+                "restore"
+            } else {
+                "create"
+            },
+            document_id: document_id.and_then(|d| d.parse().ok()),
+            created_by: row
+                .try_get::<Option<String>, _>("created_by")?
+                .unwrap_or_else(|| "archon".into()),
+            created_at: row.try_get("created_at")?,
+        });
+    }
+    if skipped > 0 {
+        notes.push(format!(
+            "{skipped} versions of an unknown field, project or number were skipped"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Rows copied from another task server (`steward import`), written in one transaction with
+//! their own ids and timestamps. A row whose id (or version number) is already here is left
+//! as it is, so importing twice adds nothing the second time.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
+
+use super::{Id, Store, WritePool, on_pool, search_text};
+use crate::store::tasks::fold;
+
+#[derive(Debug, Clone)]
+pub struct ImportedProject {
+    pub id: Id,
+    pub title: String,
+    pub description: String,
+    pub github_repo: Option<String>,
+    pub features: Value,
+    pub data: Value,
+    pub prd: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportedDocument {
+    pub id: Id,
+    pub project_id: Id,
+    pub document_type: &'static str,
+    pub title: String,
+    pub content: Value,
+    pub tags: Vec<String>,
+    pub author: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportedTask {
+    pub id: Id,
+    pub project_id: Id,
+    pub title: String,
+    pub description: String,
+    pub status: &'static str,
+    pub assignee: String,
+    pub task_order: i32,
+    pub feature: Option<String>,
+    pub archived: bool,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub archived_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImportedVersion {
+    pub id: Id,
+    pub project_id: Id,
+    pub field_name: &'static str,
+    pub version_number: i32,
+    pub content: Value,
+    pub change_summary: String,
+    pub change_type: &'static str,
+    pub document_id: Option<Id>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything one import writes.
+#[derive(Debug, Clone, Default)]
+pub struct ImportBatch {
+    pub projects: Vec<ImportedProject>,
+    pub documents: Vec<ImportedDocument>,
+    pub tasks: Vec<ImportedTask>,
+    pub versions: Vec<ImportedVersion>,
+}
+
+/// How many rows of each kind were added (or, in a dry run, would be).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct ImportCounts {
+    pub projects: u64,
+    pub documents: u64,
+    pub tasks: u64,
+    pub versions: u64,
+}
+
+impl ImportCounts {
+    pub fn total(&self) -> u64 {
+        self.projects + self.documents + self.tasks + self.versions
+    }
+}
+
+const PROJECT: &str = "INSERT INTO projects (id, title, description, github_repo, features, data, prd, \
+    created_at, updated_at, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+const DOCUMENT: &str = "INSERT INTO documents (id, project_id, document_type, title, content, tags, author, \
+    created_at, updated_at, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+const TASK: &str = "INSERT INTO tasks (id, project_id, title, description, status, assignee, task_order, \
+    feature, archived, archived_at, archived_by, created_at, updated_at, search_text, assignee_key, feature_key) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING";
+const VERSION: &str = "INSERT INTO versions (id, project_id, field_name, version_number, content, \
+    change_summary, change_type, document_id, created_by, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+
+impl Store {
+    /// Writes `batch` in one transaction, skipping rows already present; commits only when
+    /// `commit` (a dry run rolls back). Returns what was (or would be) added.
+    pub async fn import_batch(
+        &self,
+        batch: &ImportBatch,
+        commit: bool,
+    ) -> Result<ImportCounts, sqlx::Error> {
+        let mut counts = ImportCounts::default();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for p in &batch.projects {
+                counts.projects += sqlx::query(PROJECT)
+                    .bind(p.id).bind(&p.title).bind(&p.description).bind(&p.github_repo)
+                    .bind(Json(&p.features)).bind(Json(&p.data)).bind(Json(&p.prd))
+                    .bind(p.created_at).bind(p.updated_at)
+                    .bind(search_text(&[&p.title, &p.description]))
+                    .execute(&mut *tx).await?.rows_affected();
+            }
+            for d in &batch.documents {
+                counts.documents += sqlx::query(DOCUMENT)
+                    .bind(d.id).bind(d.project_id).bind(d.document_type).bind(&d.title)
+                    .bind(Json(&d.content)).bind(Json(&d.tags)).bind(&d.author)
+                    .bind(d.created_at).bind(d.updated_at).bind(search_text(&[&d.title]))
+                    .execute(&mut *tx).await?.rows_affected();
+            }
+            for t in &batch.tasks {
+                counts.tasks += sqlx::query(TASK)
+                    .bind(t.id).bind(t.project_id).bind(&t.title).bind(&t.description)
+                    .bind(t.status).bind(&t.assignee).bind(t.task_order).bind(&t.feature)
+                    .bind(t.archived).bind(t.archived_at).bind(&t.archived_by)
+                    .bind(t.created_at).bind(t.updated_at)
+                    .bind(search_text(&[&t.title, &t.description]))
+                    .bind(fold(&t.assignee)).bind(t.feature.as_deref().map(fold))
+                    .execute(&mut *tx).await?.rows_affected();
+            }
+            for v in &batch.versions {
+                counts.versions += sqlx::query(VERSION)
+                    .bind(v.id).bind(v.project_id).bind(v.field_name).bind(v.version_number)
+                    .bind(Json(&v.content)).bind(&v.change_summary).bind(v.change_type)
+                    .bind(v.document_id).bind(&v.created_by).bind(v.created_at)
+                    .execute(&mut *tx).await?.rows_affected();
+            }
+            if commit {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            Ok(counts)
+        })
+    }
+}
