@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use steward::cli::{Cli, ImportSource, KeysAction, PricingAction};
+use steward::cli::{Cli, KeysAction, PricingAction};
 use steward::commands::UsageError;
 use steward::config::{self, Resolved};
 use steward::server::{self, RunError};
@@ -99,9 +99,8 @@ fn main() -> ExitCode {
                 .await
             }
             Resolved::Import(database, source) => {
-                // A dry run reads only; a real import may fill a new database.
-                let ImportSource::Archon { dry_run, .. } = &source;
-                server::admin(&database, open_mode(*dry_run), |store| {
+                // Even a dry run may start from a fresh database: it says what would be added.
+                server::admin(&database, OpenMode::Create, |store| {
                     Box::pin(steward::commands::import::run(store, source))
                 })
                 .await

@@ -94,6 +94,8 @@ fn is_not_a_database(error: &sqlx::Error) -> bool {
 /// Runs `steward serve` until SIGINT/SIGTERM, then stops accepting, lets in-flight requests
 /// finish and closes the database.
 pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
+    // The store opens before the port is bound, so a bad --database fails before anything
+    // listens.
     let store = open_store(&config.database).await?;
     let listener =
         TcpListener::bind(config.listen)
@@ -102,9 +104,30 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
                 addr: config.listen,
                 source,
             })?;
-    let addr = listener.local_addr().map_err(anyhow::Error::from)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    run(store, listener, config, shutdown).await
+}
+
+/// Serves on `listener` (already bound; `config.listen` is not used) until `shutdown` is
+/// cancelled, then stops as [`serve`] does. For embedding Steward in another process, e.g.
+/// tests that serve on port 0 in-process.
+pub async fn serve_on(
+    listener: TcpListener,
+    config: ServeConfig,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let store = open_store(&config.database).await?;
+    run(store, listener, config, shutdown).await
+}
+
+async fn run(
+    store: Store,
+    listener: TcpListener,
+    config: ServeConfig,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let addr = listener.local_addr().map_err(anyhow::Error::from)?;
 
     // The ledger and the event writer stop after the server has finished its in-flight requests.
     let ledger_stop = CancellationToken::new();

@@ -304,29 +304,25 @@ fn sse_data(body: &[u8]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The `result` of the JSON-RPC response in an SSE or JSON body.
+/// The `result` of the JSON-RPC response in an SSE or JSON body, found as `steward check` and
+/// the tests find it (off the hot path; [`check_tool_answer_fast`] is the hot path's check).
 pub fn json_rpc_result(body: &[u8], id: Option<u64>) -> Result<Value> {
-    for data in sse_data(body)? {
-        let Ok(msg) = serde_json::from_str::<Value>(&data) else {
-            continue;
-        };
-        if let Some(error) = msg.get("error") {
-            bail!("JSON-RPC error: {error}");
-        }
-        let Some(result) = msg.get("result") else {
-            continue;
-        };
-        if let Some(want) = id
-            && msg.get("id").and_then(Value::as_u64) != Some(want)
-        {
-            bail!("answer for id {:?} while waiting for {want}", msg.get("id"));
-        }
-        return Ok(result.clone());
+    let text = std::str::from_utf8(body).context("body is not UTF-8")?;
+    let Some(mut msg) = steward::mcp::client::find_message(text) else {
+        bail!(
+            "no JSON-RPC response in the body: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        );
+    };
+    if let Some(error) = msg.get("error") {
+        bail!("JSON-RPC error: {error}");
     }
-    bail!(
-        "no JSON-RPC response in the body: {}",
-        String::from_utf8_lossy(&body[..body.len().min(200)])
-    )
+    if let Some(want) = id
+        && msg.get("id").and_then(Value::as_u64) != Some(want)
+    {
+        bail!("answer for id {:?} while waiting for {want}", msg.get("id"));
+    }
+    Ok(msg["result"].take())
 }
 
 /// What a load run sends.

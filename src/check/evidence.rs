@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::client::Client;
+use crate::mcp::client::Client;
 use crate::store::Store;
 use crate::store::requests::RequestFilter;
 

@@ -2,7 +2,6 @@
 //! against a running server or one it spawns. One line per check; `N passed, N failed`; a
 //! non-zero exit on any failure.
 
-mod client;
 mod evidence;
 mod target;
 
@@ -13,8 +12,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::config::CheckOptions;
+use crate::mcp::client::{Client, PROTOCOL, Reply, initialize_request};
 use crate::store::DatabaseUrl;
-use client::{ACCEPT, Client};
 use evidence::Evidence;
 use target::Spawned;
 
@@ -80,7 +79,7 @@ pub async fn run(options: CheckOptions) -> anyhow::Result<bool> {
         "steward check: {url} (verifying with {})",
         evidence.describe()
     );
-    let client = Client::new(&url);
+    let client = Client::new(&url).at_revision(PROTOCOL);
     let mut report = Report::default();
     let started = Utc::now() - chrono::Duration::seconds(1);
 
@@ -99,7 +98,7 @@ pub async fn run(options: CheckOptions) -> anyhow::Result<bool> {
             phase6_restart(&client, &session, &mut report).await?;
         }
         (None, Some(command)) => {
-            target::run_restart_cmd(command, &client.base()).await?;
+            target::run_restart_cmd(command, client.base_url()).await?;
             phase6_restart(&client, &session, &mut report).await?;
         }
         (None, None) => report.skip(6, "restart recovery needs --spawn or --restart-cmd"),
@@ -122,7 +121,7 @@ pub async fn run(options: CheckOptions) -> anyhow::Result<bool> {
 /// Ends the session the check opened, so a check of a running server leaves no live session
 /// behind (the throwaway session of phase 4 ends itself; phase 7's is ended by the cleanup).
 async fn end_session(client: &Client, session: &str) {
-    match client.delete(session).await {
+    match client.delete(session).await.map(|reply| reply.status) {
         Ok(status) if status.is_success() => {}
         Ok(status) => eprintln!("steward check: ending its session answered {status}"),
         Err(error) => eprintln!("steward check: could not end its session: {error:#}"),
@@ -162,13 +161,22 @@ async fn phase0_health(client: &Client, report: &mut Report) -> anyhow::Result<(
     Ok(())
 }
 
+/// `initialize`, then `notifications/initialized` when a session came back: the initialize reply.
+async fn handshake(client: &Client) -> anyhow::Result<Reply> {
+    let reply = client.initialize(PROTOCOL, CLIENT_NAME).await?;
+    if let Some(session) = reply.session() {
+        client.initialized(&session).await?;
+    }
+    Ok(reply)
+}
+
 async fn phase1_session(
     client: &Client,
     evidence: &Evidence,
     report: &mut Report,
 ) -> anyhow::Result<Option<String>> {
-    let reply = client.initialize(CLIENT_NAME).await?;
-    let Some(session) = reply.session_id.clone() else {
+    let reply = handshake(client).await?;
+    let Some(session) = reply.session() else {
         report.check(
             1,
             "initialize returns Mcp-Session-Id",
@@ -234,7 +242,7 @@ async fn phase2_tracking(
         (2, "find_projects", json!({})),
         (3, "find_tasks", json!({})),
     ] {
-        let reply = client.call(session, id, tool, args).await?;
+        let reply = client.call(Some(session), id, tool, args).await?;
         let ok = reply.status == StatusCode::OK
             && reply.tool_json().is_some_and(|j| j["success"] == true);
         report.check(
@@ -246,7 +254,12 @@ async fn phase2_tracking(
         );
     }
     let failing = client
-        .call(session, 4, "manage_task", json!({ "action": "explode" }))
+        .call(
+            Some(session),
+            4,
+            "manage_task",
+            json!({ "action": "explode" }),
+        )
         .await?;
     report.check(
         2,
@@ -362,11 +375,10 @@ async fn phase3_tokens(
 
 async fn phase4_protocol(client: &Client, report: &mut Report) -> anyhow::Result<()> {
     let list = json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/list" });
-    let init = json!({
-        "jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": { "protocolVersion": client::PROTOCOL, "capabilities": {}, "clientInfo": { "name": CLIENT_NAME, "version": "0" } },
-    });
-    let no_accept = client.post(None, Some("application/json"), &init).await?;
+    let init = initialize_request(PROTOCOL, CLIENT_NAME, "0");
+    let no_accept = client
+        .post_with(init.to_string(), None, &[("accept", "application/json")])
+        .await?;
     let names_header =
         no_accept.text.contains("Accept") && no_accept.text.contains("text/event-stream");
     report.check(
@@ -376,9 +388,7 @@ async fn phase4_protocol(client: &Client, report: &mut Report) -> anyhow::Result
         "406 naming Accept",
         format!("{} {}", no_accept.status, short(&no_accept.text)),
     );
-    let unknown = client
-        .post(Some(UNKNOWN_SESSION), Some(ACCEPT), &list)
-        .await?;
+    let unknown = client.post(&list, Some(UNKNOWN_SESSION)).await?;
     report.check(
         4,
         "unknown session id answers 404",
@@ -386,7 +396,7 @@ async fn phase4_protocol(client: &Client, report: &mut Report) -> anyhow::Result
         404,
         unknown.status,
     );
-    let missing = client.post(None, Some(ACCEPT), &list).await?;
+    let missing = client.post(&list, None).await?;
     report.check(
         4,
         "missing session id answers 400",
@@ -394,13 +404,9 @@ async fn phase4_protocol(client: &Client, report: &mut Report) -> anyhow::Result
         400,
         missing.status,
     );
-    let throwaway = client
-        .initialize(CLIENT_NAME)
-        .await?
-        .session_id
-        .unwrap_or_default();
-    let deleted = client.delete(&throwaway).await?;
-    let after = client.post(Some(&throwaway), Some(ACCEPT), &list).await?;
+    let throwaway = handshake(client).await?.session().unwrap_or_default();
+    let deleted = client.delete(&throwaway).await?.status;
+    let after = client.post(&list, Some(&throwaway)).await?;
     report.check(
         4,
         "DELETE ends the session",
@@ -436,7 +442,9 @@ async fn phase5_api(client: &Client, session: &str, report: &mut Report) -> anyh
 }
 
 async fn phase6_restart(client: &Client, session: &str, report: &mut Report) -> anyhow::Result<()> {
-    let reply = client.call(session, 60, "health_check", json!({})).await?;
+    let reply = client
+        .call(Some(session), 60, "health_check", json!({}))
+        .await?;
     let ok =
         reply.status == StatusCode::OK && reply.tool_json().is_some_and(|j| j["success"] == true);
     report.check(
@@ -454,11 +462,7 @@ async fn phase7_cleanup(
     evidence: &Evidence,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let idle = client
-        .initialize(CLIENT_NAME)
-        .await?
-        .session_id
-        .unwrap_or_default();
+    let idle = handshake(client).await?.session().unwrap_or_default();
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(target::SPAWN_SESSION_TIMEOUT_SECS + 10);
     let mut row = evidence.session(&idle).await?;

@@ -99,10 +99,10 @@ impl Encoding {
             }
             self.rank(&piece[i..next[end]]).unwrap_or(Rank::MAX)
         };
-        for i in 0..n {
-            pair[i] = rank_at(&next, i);
-            if pair[i] != Rank::MAX {
-                heap.push(Reverse((pair[i], i)));
+        for (i, rank) in pair.iter_mut().enumerate() {
+            *rank = rank_at(&next, i);
+            if *rank != Rank::MAX {
+                heap.push(Reverse((*rank, i)));
             }
         }
         let mut parts = n;

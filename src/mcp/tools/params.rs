@@ -55,6 +55,11 @@ pub fn json_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "object", "properties": {} })
 }
 
+/// The published schema of a free-form list argument: a list of objects.
+pub fn json_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "array", "items": { "type": "object", "properties": {} } })
+}
+
 /// The name in serde's "missing field `name`" message.
 fn missing_field(message: &str) -> Option<String> {
     let rest = message.strip_prefix("missing field `")?;

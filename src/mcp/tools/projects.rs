@@ -55,10 +55,17 @@ pub struct ManageProjectArgs {
     pub github_repo: Option<String>,
     /// The project's features: a list of objects with a "name", e.g.
     /// [{"name": "login", "status": "planned"}]. Each change is kept as a version.
+    #[serde(default)]
+    #[schemars(schema_with = "super::params::json_list")]
     pub features: Option<Value>,
     /// The product requirements: a JSON object. Each change is kept as a version.
+    #[serde(default)]
+    #[schemars(schema_with = "super::params::json_object")]
     pub prd: Option<Value>,
-    /// Free project data: a JSON object or list. Each change is kept as a version.
+    /// Free project data: a JSON object (a list is accepted too). Each change is kept as a
+    /// version.
+    #[serde(default)]
+    #[schemars(schema_with = "super::params::json_object")]
     pub data: Option<Value>,
 }
 

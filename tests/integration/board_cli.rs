@@ -1,0 +1,165 @@
+//! `steward projects` and `steward tasks` on both engines: lists and shows as tables and JSON,
+//! adds and moves through manage_task's rules, ids in full or as a unique prefix.
+
+use crate::common;
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use serde_json::Value;
+
+use common::{TestDb, backends};
+
+/// Runs `steward ARGS --database URL`: (success, stdout, stderr).
+async fn steward(db: &TestDb, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_steward"));
+    command
+        .args(args)
+        .args(["--database", &db.url])
+        .current_dir(db.dir())
+        .env_remove("STEWARD_CONFIG")
+        .env_remove("STEWARD_DATABASE_URL")
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .with_context(|| format!("steward {args:?} did not finish"))??;
+    Ok((
+        output.status.success(),
+        String::from_utf8(output.stdout)?,
+        String::from_utf8(output.stderr)?,
+    ))
+}
+
+async fn json(db: &TestDb, args: &[&str]) -> anyhow::Result<Value> {
+    let (ok, out, err) = steward(db, args).await?;
+    ensure!(ok, "steward {args:?} failed: {err}");
+    Ok(serde_json::from_str(&out)?)
+}
+
+#[tokio::test]
+async fn projects_and_tasks_from_the_command_line() -> anyhow::Result<()> {
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let store = common::open_store(&db).await?;
+        let project = store
+            .create_project(&steward::store::projects::NewProject {
+                title: "CLI board".into(),
+                description: String::new(),
+                github_repo: None,
+            })
+            .await?;
+        store.close().await;
+        let project_id = project.id.to_string();
+        let prefix = &project_id[..8];
+
+        let added = json(
+            &db,
+            &[
+                "tasks",
+                "add",
+                "--project",
+                prefix,
+                "--title",
+                "Write docs",
+                "--assignee",
+                "ana",
+                "--json",
+            ],
+        )
+        .await?;
+        let task_id = added["task"]["id"].as_str().context("no id")?.to_string();
+        ensure!(added["task"]["status"] == "todo", "{added}");
+
+        // The tools' rules, with the field named.
+        let (ok, _, err) = steward(
+            &db,
+            &[
+                "tasks",
+                "add",
+                "--project",
+                prefix,
+                "--title",
+                "x",
+                "--order",
+                "101",
+            ],
+        )
+        .await?;
+        ensure!(
+            !ok && err.contains("task_order") && err.contains("between 0 and 100"),
+            "{err}"
+        );
+
+        let moved = json(&db, &["tasks", "move", &task_id[..6], "doing", "--json"]).await?;
+        ensure!(moved["task"]["status"] == "doing", "{moved}");
+        let listed = json(
+            &db,
+            &[
+                "tasks",
+                "list",
+                "--project",
+                prefix,
+                "--status",
+                "doing",
+                "--json",
+            ],
+        )
+        .await?;
+        ensure!(
+            listed["total"] == 1 && listed["tasks"][0]["id"] == task_id.as_str(),
+            "{listed}"
+        );
+        let shown = json(&db, &["tasks", "show", &task_id, "--json"]).await?;
+        let history = shown["history"].as_array().context("history")?;
+        ensure!(
+            history.len() == 2
+                && history[1]["new_value"] == "doing"
+                && history[1]["client_name"] == "cli",
+            "{shown}"
+        );
+
+        let projects = json(&db, &["projects", "list", "--json"]).await?;
+        ensure!(
+            projects["projects"][0]["doing"] == 1 && projects["projects"][0]["total"] == 1,
+            "{projects}"
+        );
+        let (ok, table, _) = steward(&db, &["projects", "show", prefix]).await?;
+        ensure!(
+            ok && table.contains("CLI board") && table.contains("Write docs"),
+            "{table}"
+        );
+
+        // Seventeen tasks: two share a first character, so that prefix is ambiguous.
+        let mut ids = vec![task_id.clone()];
+        for n in 0..16 {
+            let t = json(
+                &db,
+                &[
+                    "tasks",
+                    "add",
+                    "--project",
+                    prefix,
+                    "--title",
+                    &format!("t{n}"),
+                    "--json",
+                ],
+            )
+            .await?;
+            ids.push(t["task"]["id"].as_str().context("id")?.to_string());
+        }
+        let shared = ids
+            .iter()
+            .map(|id| &id[..1])
+            .find(|c| ids.iter().filter(|id| id.starts_with(*c)).count() > 1)
+            .context("no shared first character")?;
+        let (ok, _, err) = steward(&db, &["tasks", "show", shared]).await?;
+        ensure!(!ok && err.contains("several task ids"), "{err}");
+        let (ok, _, err) = steward(&db, &["tasks", "show", "zz"]).await?;
+        ensure!(
+            !ok && err.contains("no task has an id starting with"),
+            "{err}"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! MCP over plain HTTP, byte for byte, for tests that send what no well-behaved client would:
+//! the library's raw client (`steward::mcp::client`, which `steward check` uses too) and the
+//! few checks the tests repeat with it.
+
+use std::time::Duration;
+
+use anyhow::ensure;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+pub use steward::mcp::client::{ACCEPT, Client, PROTOCOL, Reply, initialize_request};
+
+/// The client name raw tests introduce themselves with.
+pub const CLIENT_NAME: &str = "raw-test";
+
+/// `initialize` at the current revision as [`CLIENT_NAME`].
+pub fn initialize() -> Value {
+    initialize_request(PROTOCOL, CLIENT_NAME, "1.0")
+}
+
+/// `initialize` + `notifications/initialized` at `protocol`; the session id.
+pub async fn open_session_at(client: &Client, protocol: &str) -> anyhow::Result<String> {
+    client.open_session(protocol, CLIENT_NAME).await
+}
+
+/// [`open_session_at`] the current revision.
+pub async fn open_session(client: &Client) -> anyhow::Result<String> {
+    open_session_at(client, PROTOCOL).await
+}
+
+/// `tools/list` in `session`, saying the current revision.
+pub async fn tools_list(client: &Client, session: &str) -> anyhow::Result<Reply> {
+    let body = json!({ "jsonrpc": "2.0", "id": "list", "method": "tools/list" });
+    client
+        .post_with(
+            body.to_string(),
+            Some(session),
+            &[("mcp-protocol-version", PROTOCOL)],
+        )
+        .await
+}
+
+/// The server still does its normal work: a tools/list in `session` lists the 17 tools.
+pub async fn still_serves(client: &Client, session: &str) -> anyhow::Result<()> {
+    let reply = tools_list(client, session).await?;
+    ensure!(
+        reply.status == StatusCode::OK,
+        "tools/list afterwards: {reply:?}"
+    );
+    let tools = reply.message["result"]["tools"].as_array().map(Vec::len);
+    ensure!(
+        tools == Some(17),
+        "tools/list afterwards: {:?}",
+        reply.message
+    );
+    Ok(())
+}
+
+/// Polls `/api/requests?{query}` until a row matches `pred` (the ledger writes in batches).
+pub async fn ledger_row(
+    client: &Client,
+    query: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    for _ in 0..100 {
+        let (_, body) = client
+            .get_json(&format!("/api/requests?per_page=1000&{query}"))
+            .await?;
+        if let Some(row) = body["requests"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| pred(r)))
+        {
+            return Ok(row.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no ledger row for {query} matched")
+}

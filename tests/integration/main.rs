@@ -1,0 +1,35 @@
+//! Steward's integration tests, one binary: the shared harness (`common`, `board`) is compiled
+//! and linked once instead of once per test file. Each former test file is a module, so
+//! `cargo test --test integration sessions::` runs one of them.
+
+mod board;
+mod common;
+
+mod api;
+mod auth;
+mod board_api;
+mod board_cli;
+mod check;
+mod claims;
+mod clients;
+mod config;
+mod dashboard;
+mod first_hour;
+mod hostile;
+mod hostile_batches;
+mod hostile_round2;
+mod http;
+mod import;
+mod ledger;
+mod observability;
+mod pricing;
+mod resume;
+mod retention;
+mod schemas;
+mod sessions;
+mod stateless;
+mod stats;
+mod stdio;
+mod store;
+mod surface;
+mod tools;
