@@ -6,8 +6,6 @@
 //!
 //! Each scenario runs on SQLite and (when `STEWARD_TEST_POSTGRES_URL` is set) PostgreSQL.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,8 +16,8 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::raw::Raw;
-use common::{Backend, TestDb, TestServer, backends};
+use crate::common::raw::{self, Client};
+use crate::common::{Backend, TestDb, TestServer, kill_9, test_on_each_backend};
 
 /// Long enough for the slowest replay on a busy machine; only a failing test waits it out.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -28,41 +26,11 @@ const POLL: Duration = Duration::from_millis(100);
 /// from the journal.
 const NEVER_FLUSH: [&str; 2] = ["--ledger-flush-interval", "1h"];
 
-macro_rules! on_each_backend {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() -> anyhow::Result<()> {
-                super::run(super::Backend::Sqlite, super::$name).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() -> anyhow::Result<()> {
-                super::run(super::Backend::Postgres, super::$name).await
-            }
-        }
-    )+};
-}
-
-on_each_backend!(
+test_on_each_backend!(
     kill_9_under_load_loses_no_answered_request,
     a_torn_last_record_is_skipped_counted_and_reported,
     kill_9_while_the_database_refuses_writes_loses_nothing,
 );
-
-async fn run<F, Fut>(backend: Backend, scenario: F) -> anyhow::Result<()>
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    if !backends().contains(&backend) {
-        eprintln!("skipped: {} is not configured", backend.name());
-        return Ok(());
-    }
-    let db = TestDb::new(backend).await?;
-    scenario(db)
-        .await
-        .with_context(|| format!("on {}", backend.name()))
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -77,8 +45,8 @@ async fn kill_9_under_load_loses_no_answered_request(db: TestDb) -> anyhow::Resu
             health["ledger"]["recovery"].is_null(),
             "round {round}: a clean start reports no recovery: {health}"
         );
-        let raw = Raw::new(&server.base_url);
-        let session = raw.open_session().await?;
+        let raw = Client::new(&server.mcp_url());
+        let session = raw::open_session(&raw).await?;
         let answered = Arc::new(Mutex::new(Vec::new()));
         let mut workers = tokio::task::JoinSet::new();
         for worker in 0..8 {
@@ -161,8 +129,8 @@ async fn kill_9_under_load_loses_no_answered_request(db: TestDb) -> anyhow::Resu
 async fn a_torn_last_record_is_skipped_counted_and_reported(db: TestDb) -> anyhow::Result<()> {
     let ledger = Ledger::open(&db).await?;
     let server = TestServer::start_with(&db, &NEVER_FLUSH).await?;
-    let raw = Raw::new(&server.base_url);
-    let session = raw.open_session().await?;
+    let raw = Client::new(&server.mcp_url());
+    let session = raw::open_session(&raw).await?;
     let ids: Vec<String> = (0..5).map(|n| format!("t{n}")).collect();
     for id in &ids {
         let reply = raw
@@ -214,8 +182,8 @@ async fn a_torn_last_record_is_skipped_counted_and_reported(db: TestDb) -> anyho
 async fn kill_9_while_the_database_refuses_writes_loses_nothing(db: TestDb) -> anyhow::Result<()> {
     let ledger = Ledger::open(&db).await?;
     let server = TestServer::start(&db).await?;
-    let raw = Raw::new(&server.base_url);
-    let session = raw.open_session().await?;
+    let raw = Client::new(&server.mcp_url());
+    let session = raw::open_session(&raw).await?;
     ledger.block().await?;
     let ids: Vec<String> = (0..20).map(|n| format!("d{n}")).collect();
     for id in &ids {
@@ -267,18 +235,6 @@ fn stored_twice<'a>(counts: &HashMap<String, i64>, ids: &'a [String]) -> Vec<&'a
     ids.iter()
         .filter(|id| counts.get(*id).copied().unwrap_or(0) > 1)
         .collect()
-}
-
-/// `kill -KILL` the server and reaps it.
-async fn kill_9(server: TestServer) -> anyhow::Result<()> {
-    let pid = server.pid().context("the server has no pid")?;
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()?;
-    ensure!(status.success(), "kill -KILL {pid} failed: {status}");
-    let exit = server.shutdown().await?;
-    ensure!(!exit.success(), "steward survived kill -KILL: {exit}");
-    Ok(())
 }
 
 async fn health(server: &TestServer) -> anyhow::Result<(StatusCode, Value)> {
@@ -356,7 +312,7 @@ enum Ledger {
 impl Ledger {
     async fn open(db: &TestDb) -> anyhow::Result<Ledger> {
         // Migrated by the store first, as the server would.
-        common::open_store(db).await?.close().await;
+        crate::common::open_store(db).await?.close().await;
         Ok(match db.backend {
             Backend::Sqlite => Ledger::Sqlite(sqlx::SqlitePool::connect(&db.url).await?),
             Backend::Postgres => Ledger::Postgres(sqlx::PgPool::connect(&db.url).await?),
