@@ -69,6 +69,19 @@
     return `${Math.round(seconds / 86400)} d ago`;
   }
 
+  /** The start-up replay of the ledger journal, after an unclean shutdown (see /health). */
+  function recoveryText(r) {
+    const parts = [
+      `${r.unclean_shutdown ? 'unclean shutdown' : 'journal replayed'} ${ago(r.at)}`,
+      `${fmtInt(r.recovered_rows)} rows recovered`,
+    ];
+    if (r.waiting_rows) parts.push(`${fmtInt(r.waiting_rows)} waiting`);
+    if (r.unrecoverable_rows) {
+      parts.push(`${fmtInt(r.unrecoverable_rows)} UNRECOVERABLE (${(r.unrecoverable_reasons || []).join('; ')})`);
+    }
+    return parts.join(' · ');
+  }
+
   function fmtUptime(seconds) {
     const s = Number(seconds);
     if (!Number.isFinite(s)) return '—';
@@ -649,6 +662,7 @@
             ['uptime', fmtUptime(hd.uptime_seconds)],
             ['database', hd.database ? `${hd.database.engine} · ${hd.database.reachable ? 'reachable' : 'UNREACHABLE'}` : '—'],
             ['ledger', `${ledger.status || '—'} · ${fmtInt(ledger.written)} written · ${fmtInt(ledger.pending)} pending${ledger.spilled ? ` · ${fmtInt(ledger.spilled)} spilled` : ''}`],
+            ...(ledger.recovery ? [['recovery', recoveryText(ledger.recovery)]] : []),
             ['cleanup', cleanup ? `${cleanup.error ? 'FAILED' : 'ok'} · ${ago(cleanup.finished_at)}` : 'not run yet'],
           ],
           'card-server',

@@ -468,8 +468,9 @@ pub struct SecurityArgs {
 /// The request ledger.
 #[derive(Debug, Args, Default)]
 pub struct LedgerArgs {
-    /// async (default): answer first, store the row moments later; sync: answer only after
-    /// the row is stored (group commit); off: keep no ledger.
+    /// async (default): answer first, store the row moments later (a crash loses nothing:
+    /// see --ledger-journal); sync: answer only after the row is stored (group commit; also
+    /// survives a power loss); off: keep no ledger.
     #[arg(
         long,
         env = "STEWARD_LEDGER_DURABILITY",
@@ -481,6 +482,14 @@ pub struct LedgerArgs {
     /// file, or ./steward-ledger.spill for PostgreSQL.
     #[arg(long, env = "STEWARD_LEDGER_SPILL", value_name = "PATH")]
     pub ledger_spill: Option<PathBuf>,
+    /// Where the async ledger journals each request before it is stored, so a crash or
+    /// `kill -9` loses no row: replayed (exactly once) at the next start. Written without
+    /// fsync: a power loss or kernel crash can still lose the last few seconds the OS had not
+    /// flushed (use `--ledger-durability sync` for that). Each process takes its own slot
+    /// inside. Default: next to the SQLite file (`<db>.ledger-journal/`), or
+    /// ./steward-ledger-journal/ for PostgreSQL.
+    #[arg(long, env = "STEWARD_LEDGER_JOURNAL", value_name = "DIR")]
+    pub ledger_journal: Option<PathBuf>,
     /// Keep ledger rows this long (e.g. 30d, the default); older rows are folded into hourly
     /// rollups and pruned.
     #[arg(long, env = "STEWARD_LEDGER_RETENTION", value_parser = humantime::parse_duration, value_name = "DUR")]

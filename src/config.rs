@@ -108,6 +108,8 @@ struct FileSecurity {
 struct FileLedger {
     durability: Option<Durability>,
     spill: Option<PathBuf>,
+    /// The journal directory (see `--ledger-journal`).
+    journal: Option<PathBuf>,
     /// e.g. "30d".
     retention: Option<String>,
     /// Default pricing model.
@@ -473,7 +475,21 @@ fn ledger_settings(
             }
             DatabaseUrl::Postgres { .. } => PathBuf::from("steward-ledger.spill"),
         });
+    let journal = args
+        .ledger_journal
+        .clone()
+        .or_else(|| file.journal.clone())
+        .unwrap_or_else(|| match database {
+            // Not `<db>-journal`: that is SQLite's own rollback journal.
+            DatabaseUrl::Sqlite { path } => {
+                let mut name = path.as_os_str().to_owned();
+                name.push(".ledger-journal");
+                PathBuf::from(name)
+            }
+            DatabaseUrl::Postgres { .. } => PathBuf::from("steward-ledger-journal"),
+        });
     let mut settings = LedgerSettings::new(durability, spill);
+    settings.journal_dir = Some(journal);
     settings.retention_interval = cleanup_interval;
     if let Some(interval) = args.ledger_flush_interval {
         settings.flush_interval = interval;

@@ -17,6 +17,7 @@ use http_body::{Frame, SizeHint};
 use uuid::Uuid;
 
 use super::entry::{Ending, MAX_KEPT_RESPONSE, Micros, Observation, StreamGet, new_request_id};
+use super::journal::Ticket;
 use super::{Durability, Ledger};
 use crate::principal::Principal;
 use crate::protocol::envelope::Received;
@@ -47,6 +48,23 @@ impl Pending {
             response_len,
             ending,
             protocol_version: self.protocol_version,
+            stream_get: self.stream_get,
+        }
+    }
+
+    /// The observation as it stands, for the journal, while the reply is still going out.
+    fn snapshot(&self, response: Bytes, response_len: u64) -> Observation {
+        Observation {
+            request_id: self.request_id,
+            session_id: self.session_id.clone(),
+            timestamp: self.timestamp,
+            duration: Micros::since(self.started),
+            request: self.request.clone(),
+            http_status: Some(self.http_status),
+            response,
+            response_len,
+            ending: Ending::Complete,
+            protocol_version: self.protocol_version.clone(),
             stream_get: self.stream_get,
         }
     }
@@ -145,6 +163,7 @@ pub async fn capture(
             kept: Kept::Nothing,
             len: 0,
             pending: Some((pending, ledger)),
+            journaled: None,
         }),
     )
 }
@@ -180,6 +199,7 @@ async fn capture_get(ledger: Ledger, request: Request, next: Next) -> Response {
             kept: Kept::Nothing,
             len: 0,
             pending: Some((pending, ledger)),
+            journaled: None,
         }),
     )
 }
@@ -201,6 +221,9 @@ struct TapBody {
     kept: Kept,
     len: u64,
     pending: Option<(Pending, Ledger)>,
+    /// The journal record of the reply so far, and the reply's length then (see
+    /// [`TapBody::journal_before_sending`]).
+    journaled: Option<(Ticket, u64)>,
 }
 
 /// The reply so far. A reply that arrives as one frame is kept as that frame (shared, not
@@ -241,6 +264,15 @@ impl Kept {
         }
     }
 
+    /// The reply so far, without taking it.
+    fn peek(&self) -> Bytes {
+        match self {
+            Kept::Nothing => Bytes::new(),
+            Kept::One(bytes) => bytes.clone(),
+            Kept::Joined(buffer) => Bytes::copy_from_slice(buffer),
+        }
+    }
+
     fn take(&mut self) -> Bytes {
         match std::mem::take(self) {
             Kept::Nothing => Bytes::new(),
@@ -270,7 +302,31 @@ impl TapBody {
     fn finish(&mut self, ending: Ending) {
         if let Some((pending, ledger)) = self.pending.take() {
             let kept = self.kept.take();
-            ledger.record(pending.finish(kept, self.len, ending));
+            let observation = pending.finish(kept, self.len, ending);
+            match self.journaled.take() {
+                Some((ticket, len)) if len == self.len => {
+                    ledger.record_journaled(observation, Some(ticket));
+                }
+                // Journaled anew before the older record is released.
+                _ => ledger.record(observation),
+            }
+        }
+    }
+
+    /// A streamed (SSE) reply does not say which frame is its last: a client may have the
+    /// whole answer before the body ends. So every frame that carries data is journaled before
+    /// it leaves, and a `kill -9` at any point loses no answered request.
+    fn journal_before_sending(&mut self, frame: &Bytes) {
+        let Some((pending, ledger)) = &self.pending else {
+            return;
+        };
+        // An event stream (GET) is recorded when it ends: it answers no request of its own.
+        if pending.stream_get.is_some() || frame.is_empty() || carries_no_data(frame) {
+            return;
+        }
+        let observation = pending.snapshot(self.kept.peek(), self.len);
+        if let Some(ticket) = ledger.journal(&observation) {
+            self.journaled = Some((ticket, self.len));
         }
     }
 }
@@ -297,6 +353,8 @@ impl HttpBody for TapBody {
                 // hyper stops polling a body that says it has ended: finish now.
                 if this.inner.is_end_stream() {
                     this.finish(Ending::Complete);
+                } else if let Some(data) = frame.data_ref() {
+                    this.journal_before_sending(data);
                 }
             }
             Poll::Ready(None) => this.finish(Ending::Complete),

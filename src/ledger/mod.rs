@@ -12,8 +12,10 @@ pub mod analyze;
 mod bpe;
 pub mod entry;
 pub mod http;
+pub mod journal;
 pub mod memo;
 pub mod pricing;
+pub mod recovery;
 pub mod retention;
 pub mod spill;
 pub mod stdio;
@@ -35,7 +37,9 @@ use tokio_util::sync::CancellationToken;
 pub use entry::{Ending, LedgerRow, Micros, Observation, Status, TraceContext};
 
 use crate::store::Store;
+use journal::{Journal, Ticket};
 use pricing::{PriceTable, PricingPolicy};
+pub use recovery::Recovery;
 use spill::Spill;
 use writer::{Job, Writer};
 
@@ -68,6 +72,9 @@ pub struct LedgerSettings {
     /// Analysed rows kept in memory while the database refuses; older ones go to the spill file.
     pub max_pending: usize,
     pub spill_path: PathBuf,
+    /// Where the async ledger journals observations before queueing them, so a crash loses
+    /// none (see [`journal`]); `None` keeps no journal.
+    pub journal_dir: Option<PathBuf>,
     /// Rows older than this are folded into hourly rollups and pruned.
     pub retention: Duration,
     /// How often retention runs.
@@ -82,6 +89,7 @@ impl LedgerSettings {
             queue_capacity: 16_384,
             max_pending: 50_000,
             spill_path,
+            journal_dir: None,
             retention: Duration::from_secs(30 * 24 * 60 * 60),
             retention_interval: Duration::from_secs(60),
         }
@@ -101,6 +109,11 @@ pub struct Shared {
     pub lost: AtomicU64,
     degraded: Mutex<Option<(String, DateTime<Utc>)>>,
     pub retention: Mutex<RetentionState>,
+    /// What the start-up replay of the journal found (see [`recovery`]).
+    pub recovery: Mutex<Option<Recovery>>,
+    pub unclean_shutdowns: AtomicU64,
+    pub recovered: AtomicU64,
+    pub unrecoverable: AtomicU64,
     /// Stored rows, for live views (`/api/events`).
     stored: OnceLock<broadcast::Sender<Arc<LedgerRow>>>,
 }
@@ -191,6 +204,19 @@ pub struct LedgerReport {
     pub sanitized: u64,
     pub lost: u64,
     pub retention: RetentionState,
+    /// After an unclean shutdown, for an hour: what the journal's replay recovered and lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+    #[serde(skip)]
+    counters: RecoveryCounters,
+}
+
+/// Monotonic since start, for `/metrics`.
+#[derive(Debug, Default)]
+struct RecoveryCounters {
+    unclean_shutdowns: u64,
+    recovered: u64,
+    unrecoverable: u64,
 }
 
 impl LedgerReport {
@@ -204,6 +230,11 @@ impl LedgerReport {
         metrics::counter!("steward_ledger_failed_writes_total").absolute(report.failed_writes);
         metrics::counter!("steward_ledger_sanitized_rows_total").absolute(report.sanitized);
         metrics::counter!("steward_ledger_lost_rows_total").absolute(report.lost);
+        let recovery = &report.counters;
+        metrics::counter!("steward_unclean_shutdowns_total").absolute(recovery.unclean_shutdowns);
+        metrics::counter!("steward_ledger_recovered_rows_total").absolute(recovery.recovered);
+        metrics::counter!("steward_ledger_unrecoverable_rows_total")
+            .absolute(recovery.unrecoverable);
         metrics::gauge!("steward_ledger_degraded").set(if report.status == "ok" {
             0.0
         } else {
@@ -220,7 +251,19 @@ pub struct Ledger {
     urgent: Arc<Notify>,
     shared: Arc<Shared>,
     spill: Arc<Spill>,
+    journal: Option<Arc<Journal>>,
     durability: Durability,
+}
+
+/// Why the ledger could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(
+        "cannot open the ledger journal: {0}; point --ledger-journal (STEWARD_LEDGER_JOURNAL) at a writable directory"
+    )]
+    Journal(std::io::Error),
 }
 
 impl std::fmt::Debug for Ledger {
@@ -239,7 +282,7 @@ impl Ledger {
         settings: LedgerSettings,
         policy: PricingPolicy,
         shutdown: CancellationToken,
-    ) -> Result<(Ledger, JoinHandle<()>), sqlx::Error> {
+    ) -> Result<(Ledger, JoinHandle<()>), StartError> {
         let shared = Arc::new(Shared::default());
         let spill = Arc::new(Spill::new(settings.spill_path.clone()));
         let waiting = spill.count() as u64;
@@ -251,6 +294,14 @@ impl Ledger {
             ));
         }
         let durability = settings.durability;
+        // Only the async mode answers before its row is stored; sync needs no journal.
+        let (journal, leftovers) = match (&settings.journal_dir, durability) {
+            (Some(dir), Durability::Async) => {
+                let (journal, leftovers) = Journal::open(dir).map_err(StartError::Journal)?;
+                (Some(Arc::new(journal)), Some(leftovers))
+            }
+            _ => (None, None),
+        };
         if durability != Durability::Off {
             // Load the tokenizer's tables now rather than in the first flush (or the last one).
             drop(tokio::task::spawn_blocking(tokens::warm_up));
@@ -278,7 +329,8 @@ impl Ledger {
             policy,
             prices,
             spill.clone(),
-        );
+        )
+        .with_journal(journal.clone(), leftovers);
         let urgent = Arc::new(Notify::new());
         let woken = urgent.clone();
         let handle = tokio::spawn(async move {
@@ -294,6 +346,7 @@ impl Ledger {
                 urgent,
                 shared,
                 spill,
+                journal,
                 durability,
             },
             handle,
@@ -312,11 +365,24 @@ impl Ledger {
     /// Records an observation without waiting. Never blocks on the database: if the queue is
     /// full (or the writer has stopped) the row goes straight to the spill file.
     pub fn record(&self, observation: Observation) {
+        let ticket = self.journal(&observation);
+        self.record_journaled(observation, ticket);
+    }
+
+    /// Appends an observation to the journal (async durability only), for a transport that
+    /// must journal a reply before its last bytes leave, then [`Ledger::record_journaled`] it.
+    pub fn journal(&self, observation: &Observation) -> Option<Ticket> {
+        self.journal.as_ref()?.append(observation)
+    }
+
+    /// [`Ledger::record`] for an observation already journaled (`ticket`).
+    pub fn record_journaled(&self, observation: Observation, ticket: Option<Ticket>) {
         let Some(tx) = &self.tx else { return };
         self.shared.add(|s| &s.queued, 1);
         match tx.try_send(Job {
             observation,
             ack: None,
+            ticket,
         }) {
             // Half full: store now rather than at the end of the flush interval.
             Ok(()) if tx.capacity() < tx.max_capacity() / 2 => self.urgent.notify_one(),
@@ -342,6 +408,7 @@ impl Ledger {
             .send(Job {
                 observation,
                 ack: Some(ack),
+                ticket: None,
             })
             .await
         {
@@ -380,6 +447,9 @@ impl Ledger {
         let degraded = lock(&s.degraded).clone();
         let lost = s.counter(|s| &s.lost);
         let retention = lock(&s.retention).clone();
+        let recovery = lock(&s.recovery)
+            .clone()
+            .filter(|r| Utc::now() - r.at < recovery::SHOWN_FOR);
         let failing = degraded.is_some() || lost > 0 || retention.last_error.is_some();
         LedgerReport {
             status: if failing { "degraded" } else { "ok" },
@@ -395,6 +465,12 @@ impl Ledger {
             failed_writes: s.counter(|s| &s.failed_writes),
             sanitized: s.counter(|s| &s.sanitized),
             lost,
+            recovery,
+            counters: RecoveryCounters {
+                unclean_shutdowns: s.counter(|s| &s.unclean_shutdowns),
+                recovered: s.counter(|s| &s.recovered),
+                unrecoverable: s.counter(|s| &s.unrecoverable),
+            },
         }
     }
 }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::entry::{LedgerRow, Observation};
+use super::journal::{Journal, Leftovers, Ticket};
 use super::pricing::{PriceTable, PricingPolicy, estimate_cost};
 use super::spill::{Spill, SpillError};
 use super::{Durability, LedgerSettings, Shared, analyze::analyze};
@@ -23,6 +24,22 @@ pub type Ack = oneshot::Sender<Result<(), String>>;
 pub struct Job {
     pub observation: Observation,
     pub ack: Option<Ack>,
+    /// The observation's journal record, released once its row is stored or spilled.
+    pub ticket: Option<Ticket>,
+}
+
+/// Who waits on a row besides the database: a request (sync durability) and the journal
+/// record the row came from (dropped, and so released, with this value).
+#[derive(Default)]
+pub struct Waiter {
+    ack: Option<Ack>,
+    _ticket: Option<Ticket>,
+}
+
+impl Waiter {
+    fn is_request(&self) -> bool {
+        self.ack.is_some()
+    }
 }
 
 /// Longest wait between retries while the database refuses writes.
@@ -45,7 +62,10 @@ pub struct Writer {
     pub policy: PricingPolicy,
     pub prices: PriceTable,
     pub spill: Arc<Spill>,
-    pending: VecDeque<(LedgerRow, Option<Ack>)>,
+    pending: VecDeque<(LedgerRow, Waiter)>,
+    journal: Option<Arc<Journal>>,
+    /// What crashed processes left in the journal, replayed before anything else.
+    leftovers: Option<Leftovers>,
     /// How many rows at the front of `pending` were offered to the database before (a failed
     /// or timed-out INSERT may have committed): those are stored with duplicates skipped.
     maybe_stored: usize,
@@ -76,6 +96,8 @@ impl Writer {
             prices,
             spill,
             pending: VecDeque::new(),
+            journal: None,
+            leftovers: None,
             maybe_stored: 0,
             client_types: HashMap::default(),
             last_cost: None,
@@ -83,6 +105,16 @@ impl Writer {
             next_try: Instant::now(),
             prices_loaded: Instant::now(),
         }
+    }
+
+    pub fn with_journal(
+        mut self,
+        journal: Option<Arc<Journal>>,
+        leftovers: Option<Leftovers>,
+    ) -> Self {
+        self.journal = journal;
+        self.leftovers = leftovers;
+        self
     }
 
     /// Runs until `shutdown`, then drains the queue, stores or spills every row, and returns.
@@ -97,6 +129,9 @@ impl Writer {
         urgent: Arc<Notify>,
         shutdown: CancellationToken,
     ) {
+        if let Some(leftovers) = self.leftovers.take() {
+            self.recover(leftovers).await;
+        }
         self.replay_spill().await;
         let mut buffer: Vec<Job> = Vec::new();
         loop {
@@ -144,6 +179,13 @@ impl Writer {
             written = self.shared.counter(|s| &s.written),
             "ledger flushed"
         );
+        // Everything is stored or spilled: the journal has nothing left to protect. Rows still
+        // in memory (the spill file failed too) keep their records for the next start.
+        if let Some(journal) = &self.journal
+            && self.pending.is_empty()
+        {
+            journal.close_clean();
+        }
         // The writer's own connection (see `Store::dedicated`), closed cleanly.
         self.store.close().await;
     }
@@ -154,8 +196,16 @@ impl Writer {
             return;
         }
         let count = jobs.len() as u64;
-        let (observations, acks): (Vec<_>, Vec<_>) =
-            jobs.into_iter().map(|j| (j.observation, j.ack)).unzip();
+        let (observations, acks): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .map(|j| {
+                let waiter = Waiter {
+                    ack: j.ack,
+                    _ticket: j.ticket,
+                };
+                (j.observation, waiter)
+            })
+            .unzip();
         let rows = match tokio::task::spawn_blocking(move || {
             observations.iter().map(analyze).collect::<Vec<_>>()
         })
@@ -184,7 +234,7 @@ impl Writer {
     }
 
     /// Picks up prices added with `steward pricing add` while running.
-    async fn refresh_prices(&mut self) {
+    pub(super) async fn refresh_prices(&mut self) {
         if self.prices_loaded.elapsed() < PRICE_REFRESH {
             return;
         }
@@ -197,7 +247,7 @@ impl Writer {
         }
     }
 
-    async fn price(&mut self, row: &mut LedgerRow) {
+    pub(super) async fn price(&mut self, row: &mut LedgerRow) {
         let client_type = match &row.session_id {
             Some(id) => self.client_type(id).await,
             None => "unknown".to_string(),
@@ -250,7 +300,7 @@ impl Writer {
             let n = self.pending.len().min(MAX_BATCH);
             // Taken out of the queue (not copied) while the database has them; put back if
             // it refuses.
-            let (rows, acks): (Vec<LedgerRow>, Vec<Option<Ack>>) = self.pending.drain(..n).unzip();
+            let (rows, acks): (Vec<LedgerRow>, Vec<Waiter>) = self.pending.drain(..n).unzip();
             let all_new = self.maybe_stored == 0;
             match self.insert(&rows, all_new).await {
                 Err(error) => {
@@ -336,7 +386,11 @@ impl Writer {
     /// One INSERT, bounded in time: a database that hangs (a lock, a dead connection) is
     /// treated like one that refuses, so the outage shows up in `/health` instead of stalling.
     /// `all_new`: no row was offered to the database before (see [`Store::insert_new_requests`]).
-    async fn insert(&self, rows: &[LedgerRow], all_new: bool) -> Result<u64, sqlx::Error> {
+    pub(super) async fn insert(
+        &self,
+        rows: &[LedgerRow],
+        all_new: bool,
+    ) -> Result<u64, sqlx::Error> {
         let insert = async {
             match all_new {
                 true => self.store.insert_new_requests(rows).await,
@@ -349,7 +403,7 @@ impl Writer {
         }
     }
 
-    fn back_off(&mut self) {
+    pub(super) fn back_off(&mut self) {
         self.next_try = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
@@ -358,7 +412,7 @@ impl Writer {
     fn spill_waiting_rows(&mut self) {
         let (waiting, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.pending)
             .into_iter()
-            .partition(|(_, ack)| ack.is_some());
+            .partition(|(_, waiter)| waiter.is_request());
         self.pending = rest;
         // Rows left the front from anywhere: the count stays an upper bound (the safe side).
         self.maybe_stored = self.maybe_stored.min(self.pending.len());
@@ -371,11 +425,11 @@ impl Writer {
         self.spill_rows(rows);
     }
 
-    fn spill_rows(&mut self, rows: Vec<(LedgerRow, Option<Ack>)>) {
+    fn spill_rows(&mut self, rows: Vec<(LedgerRow, Waiter)>) {
         if rows.is_empty() {
             return;
         }
-        let durable = rows.iter().any(|(_, ack)| ack.is_some())
+        let durable = rows.iter().any(|(_, waiter)| waiter.is_request())
             || self.settings.durability == Durability::Sync;
         let (rows, acks): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
         match self.spill.append(&rows, durable) {
@@ -462,8 +516,8 @@ impl Writer {
     }
 }
 
-fn reply(ack: Option<Ack>, outcome: Result<(), String>) {
-    if let Some(ack) = ack {
+fn reply(waiter: Waiter, outcome: Result<(), String>) {
+    if let Some(ack) = waiter.ack {
         // The requester may have gone away; its row is stored either way.
         if ack.send(outcome).is_err() {
             tracing::debug!("a sync ledger waiter went away before its row was confirmed");

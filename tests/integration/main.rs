@@ -20,6 +20,7 @@ mod hostile_batches;
 mod hostile_round2;
 mod http;
 mod import;
+mod journal;
 mod ledger;
 mod observability;
 mod pricing;
