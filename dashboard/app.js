@@ -648,7 +648,7 @@
             ['version', hd.version || '—'],
             ['uptime', fmtUptime(hd.uptime_seconds)],
             ['database', hd.database ? `${hd.database.engine} · ${hd.database.reachable ? 'reachable' : 'UNREACHABLE'}` : '—'],
-            ['ledger', `${ledger.status || '—'} · ${fmtInt(ledger.written)} written · ${fmtInt(ledger.pending)} pending${ledger.spilled ? ` · ${fmtInt(ledger.spilled)} spilled` : ''}`],
+            ['ledger', `${ledger.status || '—'} · ${fmtInt(ledger.written)} written since start · ${fmtInt(ledger.pending)} pending${ledger.spilled ? ` · ${fmtInt(ledger.spilled)} spilled` : ''}`],
             ['cleanup', cleanup ? `${cleanup.error ? 'FAILED' : 'ok'} · ${ago(cleanup.finished_at)}` : 'not run yet'],
           ],
           'card-server',

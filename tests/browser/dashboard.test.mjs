@@ -160,6 +160,9 @@ try {
     await page.locator('.card-server .big').filter({ hasText: /^ok$/ }).waitFor({ timeout: UI_MS });
     await waitFor(async () => Number((await page.locator('[data-testid=active-sessions]').textContent()).replace(/,/g, '')) >= 2, UI_MS, 'two active sessions');
     await waitFor(async () => Number((await page.locator('[data-testid=requests-24h]').textContent()).replace(/,/g, '')) >= 8, UI_MS, 'at least 8 requests in 24 h');
+    // The ledger's write counter restarts with the server: its label must say so (issue 24 item 9).
+    const server = await page.locator('.card-server').textContent();
+    assert(/ledger\s*ok · [\d,]+ written since start · /.test(server), `the ledger counter is not labelled as since start: ${server}`);
     const cost = await page.locator('.card-cost').textContent();
     assert(/estimated/i.test(cost), `tokens and cost are not labelled as estimates: ${cost}`);
     assert(await page.locator('#banner').isHidden(), 'the degraded banner shows on a healthy server');
