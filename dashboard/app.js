@@ -1220,12 +1220,12 @@
     return chart;
   }
 
-  /** A tool's calls per hour from /api/stats' hourly buckets (errors are not split per tool). */
+  /** A tool's (or all tools') calls and unsuccessful calls per hour from /api/stats' hourly buckets. */
   function toolSeries(hourly, name) {
     return (hourly || []).map((b) => ({
       hour: b.hour,
       count: name ? Number((b.tools || {})[name] || 0) : Number(b.count || 0),
-      errors: name ? 0 : Number(b.errors || 0),
+      errors: name ? Number((b.tool_errors || {})[name] || 0) : Number(b.errors || 0),
     }));
   }
 
@@ -1262,7 +1262,7 @@
       );
       chartBox.replaceChildren(
         callsChart(toolSeries(stats.hourly, known ? selected : null), hours, known ? `calls per hour of ${selected}` : 'calls per hour, all tools'),
-        h('p', { class: 'muted legend' }, h('span', { class: 'swatch ok' }), ' calls ', known ? null : [h('span', { class: 'swatch err' }), ' not successful']),
+        h('p', { class: 'muted legend', 'data-testid': 'tool-chart-legend' }, h('span', { class: 'swatch ok' }), ' calls ', h('span', { class: 'swatch err' }), ' errors (not successful: error, tool_error, timeout, cancelled)'),
       );
       note.textContent =
         stats.percentiles === 'histogram'

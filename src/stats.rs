@@ -55,6 +55,8 @@ pub struct HourBucket {
     pub errors: u64,
     /// Requests per tool (or method) in this hour, for per-tool charts.
     pub tools: BTreeMap<String, u64>,
+    /// Unsuccessful requests per tool (or method) in this hour; tools without errors are absent.
+    pub tool_errors: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -170,6 +172,17 @@ struct HourTally {
     count: u64,
     errors: u64,
     tools: BTreeMap<String, u64>,
+    tool_errors: BTreeMap<String, u64>,
+}
+
+impl HourTally {
+    /// Counts `requests` of `name`, `errors` of them unsuccessful, in the per-tool tallies.
+    fn add_tool(&mut self, name: String, requests: u64, errors: u64) {
+        if errors > 0 {
+            *self.tool_errors.entry(name.clone()).or_default() += errors;
+        }
+        *self.tools.entry(name).or_default() += requests;
+    }
 }
 
 fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -179,9 +192,10 @@ fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
 fn add_hour(hourly: &mut Hourly, row: &StatRow) {
     let tally = hourly.entry(hour_of(row.timestamp)).or_default();
     tally.count += 1;
-    tally.errors += u64::from(is_error(&row.status));
+    let errors = u64::from(is_error(&row.status));
+    tally.errors += errors;
     let name = display_name(&row.method, row.tool_name.as_deref().unwrap_or(""));
-    *tally.tools.entry(name).or_default() += 1;
+    tally.add_tool(name, 1, errors);
 }
 
 fn hourly_buckets(hourly: Hourly) -> Vec<HourBucket> {
@@ -192,6 +206,7 @@ fn hourly_buckets(hourly: Hourly) -> Vec<HourBucket> {
             count: t.count,
             errors: t.errors,
             tools: t.tools,
+            tool_errors: t.tool_errors,
         })
         .collect()
 }
@@ -271,7 +286,11 @@ impl Rolled {
             .add_cell(c);
         let name = display_name(&c.method, &c.tool_name);
         let tally = self.hourly.entry(c.hour).or_default();
-        *tally.tools.entry(name).or_default() += u64::try_from(c.sums.requests).unwrap_or(0);
+        tally.add_tool(
+            name,
+            u64::try_from(c.sums.requests).unwrap_or(0),
+            u64::try_from(c.sums.errors).unwrap_or(0),
+        );
     }
 
     pub fn add_hour(&mut self, h: &HourCount) {
@@ -288,12 +307,10 @@ impl Rolled {
             .add(c.bucket, u64::try_from(c.sums.requests).unwrap_or(0));
         let tally = self.hourly.entry(hour).or_default();
         let n = u64::try_from(c.sums.requests).unwrap_or(0);
+        let errors = u64::try_from(c.sums.errors).unwrap_or(0);
         tally.count += n;
-        tally.errors += u64::try_from(c.sums.errors).unwrap_or(0);
-        *tally
-            .tools
-            .entry(display_name(&c.method, &c.tool_name))
-            .or_default() += n;
+        tally.errors += errors;
+        tally.add_tool(display_name(&c.method, &c.tool_name), n, errors);
     }
 
     pub fn into_stats(self, since: DateTime<Utc>, previous_period_requests: i64) -> Stats {
@@ -437,6 +454,20 @@ mod tests {
         );
         assert_eq!(stats.clients[0].name, "Claude Code");
         assert_eq!(stats.previous_period_requests, 7);
+        let hourly_errors = |name: &str| -> u64 {
+            stats
+                .hourly
+                .iter()
+                .map(|b| b.tool_errors.get(name).copied().unwrap_or(0))
+                .sum()
+        };
+        assert_eq!(hourly_errors("find_tasks"), 1);
+        assert!(
+            stats
+                .hourly
+                .iter()
+                .all(|b| !b.tool_errors.contains_key("health_check"))
+        );
     }
 
     #[test]

@@ -288,6 +288,11 @@ try {
     await row.locator('a').click();
     await waitFor(async () => /find_projects/.test(await page.locator('section.view h2').first().textContent()), UI_MS, 'the chart of find_projects');
     assert((await page.locator('svg[data-testid=tool-chart]').getAttribute('aria-label')).includes('find_projects'), 'the chart is not the tool\'s');
+    // A tool whose calls failed shows them in its own chart, in red, with a legend (issue 24 item 6).
+    await page.locator('tr.tool-row td.tool a').filter({ hasText: HOSTILE_TOOL }).first().click();
+    await waitFor(async () => (await page.locator('svg[data-testid=tool-chart] rect.bar-err').count()) >= 1, UI_MS, 'an error segment in the chart of the failing tool');
+    const legend = await page.locator('[data-testid=tool-chart-legend]').textContent();
+    assert(/calls/.test(legend) && /errors/.test(legend), `the chart's legend does not name calls and errors: ${legend}`);
     assert((await page.evaluate(() => document.images.length)) === 0, 'client text became HTML');
     await page.screenshot({ path: path.join(SHOTS, 'tools.png'), fullPage: true });
     return `${await page.locator('tr.tool-row').count()} tools`;
