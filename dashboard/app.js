@@ -568,12 +568,18 @@
 
   // ---------------------------------------------------------------- views
 
+  /** How estimated costs are computed; the same wording as the CLI's note under cost figures. */
+  const COST_FORMULA =
+    "tokens counted with o200k_base; cost = argument tokens × the model's output price + result tokens × its input price " +
+    '(the model writes the arguments and reads the results; prices: `steward pricing list`)';
+
   function overviewView() {
     const cards = h('div', { class: 'cards' }, h('p', { class: 'muted' }, 'Loading…'));
     const tools = h('div');
     const clients = h('div');
     const trend = h('div', { class: 'trend' });
     const sourceNote = h('p', { class: 'muted source' });
+    const costNote = h('p', { class: 'muted source', 'data-testid': 'cost-formula' }, `Estimated: ${COST_FORMULA}.`);
     const recentSessions = h('div');
     const recent = requestTable({ showSession: true, empty: 'No requests yet: connect an assistant (see Connect).' });
     const sessionHealth = sessionHealthBox();
@@ -583,6 +589,7 @@
       h('h1', null, 'Overview'),
       cards,
       sourceNote,
+      costNote,
       h('h2', null, 'Session health ', h('a', { class: 'more', href: '#/sessions' }, 'sessions →')),
       sessionHealth.el,
       h('h2', null, 'Requests per hour · last 24 h'),

@@ -165,6 +165,9 @@ try {
     assert(/ledger\s*ok · [\d,]+ written since start · /.test(server), `the ledger counter is not labelled as since start: ${server}`);
     const cost = await page.locator('.card-cost').textContent();
     assert(/estimated/i.test(cost), `tokens and cost are not labelled as estimates: ${cost}`);
+    // The cost formula, once, under the cost figures, in the CLI's words (issue 24 item 14).
+    const formula = await page.locator('[data-testid=cost-formula]').textContent();
+    assert(formula.includes("cost = argument tokens × the model's output price + result tokens × its input price"), `no cost formula under the cards: ${formula}`);
     assert(await page.locator('#banner').isHidden(), 'the degraded banner shows on a healthy server');
     await waitForTool(page, 'find_projects', UI_MS, 'find_projects among the latest requests');
     liveMode = (await page.locator('#live').textContent()) || '';
