@@ -9,7 +9,7 @@
 //! within ±1/32). Counts, errors, tokens, cost, average and maximum are exact either way; money
 //! is summed as integer units of 1e-10 USD, never as a float.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
@@ -44,8 +44,30 @@ pub struct Group {
 #[derive(Debug, Clone, Serialize)]
 pub struct Named {
     pub name: String,
+    /// For the per-tool list: whether `name` is a tool or a JSON-RPC method without a tool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<NameKind>,
     #[serde(flatten)]
     pub stats: Group,
+}
+
+/// What a per-tool statistics row groups: calls of a tool, or requests of a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NameKind {
+    Tool,
+    Method,
+}
+
+/// Marks each per-tool row as a tool (some request named it as its tool) or a method.
+fn label_kinds(named: &mut [Named], tools: &HashSet<String>) {
+    for n in named {
+        n.kind = Some(if tools.contains(&n.name) {
+            NameKind::Tool
+        } else {
+            NameKind::Method
+        });
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,6 +156,7 @@ fn by<F: Fn(&StatRow) -> String>(rows: &[StatRow], key: F) -> Vec<Named> {
         .into_iter()
         .map(|(name, rows)| Named {
             name,
+            kind: None,
             stats: group(rows),
         })
         .collect();
@@ -147,12 +170,18 @@ pub fn compute(rows: &[StatRow], since: DateTime<Utc>, previous_period_requests:
     for row in rows {
         add_hour(&mut hourly, row);
     }
+    let mut tools = by(rows, |r| {
+        display_name(&r.method, r.tool_name.as_deref().unwrap_or(""))
+    });
+    let tool_names: HashSet<String> = rows
+        .iter()
+        .filter_map(|r| r.tool_name.clone().filter(|t| !t.is_empty()))
+        .collect();
+    label_kinds(&mut tools, &tool_names);
     Stats {
         since,
         totals: group(rows),
-        tools: by(rows, |r| {
-            display_name(&r.method, r.tool_name.as_deref().unwrap_or(""))
-        }),
+        tools,
         clients: by(rows, |r| {
             r.client_type.clone().unwrap_or_else(|| "unknown".into())
         }),
@@ -266,6 +295,8 @@ pub struct Rolled {
     /// By (tool or method, client type).
     cells: HashMap<(String, String), Aggregate>,
     hourly: Hourly,
+    /// Names that came from a request's tool (the rest of the per-tool names are methods).
+    tool_names: HashSet<String>,
 }
 
 /// The name statistics group a request under: its tool, or its method when it has none.
@@ -275,6 +306,9 @@ fn display_name(method: &str, tool: &str) -> String {
 
 impl Rolled {
     fn cell(&mut self, method: &str, tool: &str, client: &str) -> &mut Aggregate {
+        if !tool.is_empty() && !self.tool_names.contains(tool) {
+            self.tool_names.insert(tool.to_string());
+        }
         self.cells
             .entry((display_name(method, tool), client.to_string()))
             .or_default()
@@ -322,10 +356,12 @@ impl Rolled {
             tools.entry(tool).or_default().merge(a);
             clients.entry(client).or_default().merge(a);
         }
+        let mut tools = named(tools);
+        label_kinds(&mut tools, &self.tool_names);
         Stats {
             since,
             totals: group_of(&totals),
-            tools: named(tools),
+            tools,
             clients: named(clients),
             daily: daily(&self.hourly),
             hourly: hourly_buckets(self.hourly),
@@ -341,6 +377,7 @@ fn named(groups: BTreeMap<&str, Aggregate>) -> Vec<Named> {
         .into_iter()
         .map(|(name, agg)| Named {
             name: name.to_string(),
+            kind: None,
             stats: group_of(&agg),
         })
         .collect();
@@ -462,6 +499,7 @@ mod tests {
                 .sum()
         };
         assert_eq!(hourly_errors("find_tasks"), 1);
+        assert_eq!(find.kind, Some(NameKind::Tool));
         assert!(
             stats
                 .hourly

@@ -298,6 +298,7 @@ impl RequestQuery {
             since,
             until,
             text: some(&self.q),
+            client_name: None,
         })
     }
 }
