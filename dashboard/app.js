@@ -581,12 +581,18 @@
 
   // ---------------------------------------------------------------- views
 
+  /** How estimated costs are computed; the same wording as the CLI's note under cost figures. */
+  const COST_FORMULA =
+    "tokens counted with o200k_base; cost = argument tokens × the model's output price + result tokens × its input price " +
+    '(the model writes the arguments and reads the results; prices: `steward pricing list`)';
+
   function overviewView() {
     const cards = h('div', { class: 'cards' }, h('p', { class: 'muted' }, 'Loading…'));
     const tools = h('div');
     const clients = h('div');
     const trend = h('div', { class: 'trend' });
     const sourceNote = h('p', { class: 'muted source' });
+    const costNote = h('p', { class: 'muted source', 'data-testid': 'cost-formula' }, `Estimated: ${COST_FORMULA}.`);
     const recentSessions = h('div');
     const recent = requestTable({ showSession: true, empty: 'No requests yet: connect an assistant (see Connect).' });
     const sessionHealth = sessionHealthBox();
@@ -596,6 +602,7 @@
       h('h1', null, 'Overview'),
       cards,
       sourceNote,
+      costNote,
       h('h2', null, 'Session health ', h('a', { class: 'more', href: '#/sessions' }, 'sessions →')),
       sessionHealth.el,
       h('h2', null, 'Requests per hour · last 24 h'),
@@ -661,7 +668,7 @@
             ['version', hd.version || '—'],
             ['uptime', fmtUptime(hd.uptime_seconds)],
             ['database', hd.database ? `${hd.database.engine} · ${hd.database.reachable ? 'reachable' : 'UNREACHABLE'}` : '—'],
-            ['ledger', `${ledger.status || '—'} · ${fmtInt(ledger.written)} written · ${fmtInt(ledger.pending)} pending${ledger.spilled ? ` · ${fmtInt(ledger.spilled)} spilled` : ''}`],
+            ['ledger', `${ledger.status || '—'} · ${fmtInt(ledger.written)} written since start · ${fmtInt(ledger.pending)} pending${ledger.spilled ? ` · ${fmtInt(ledger.spilled)} spilled` : ''}`],
             ...(ledger.recovery ? [['recovery', recoveryText(ledger.recovery)]] : []),
             ['cleanup', cleanup ? `${cleanup.error ? 'FAILED' : 'ok'} · ${ago(cleanup.finished_at)}` : 'not run yet'],
           ],
@@ -1250,12 +1257,12 @@
     return chart;
   }
 
-  /** A tool's calls per hour from /api/stats' hourly buckets (errors are not split per tool). */
+  /** A tool's (or all tools') calls and unsuccessful calls per hour from /api/stats' hourly buckets. */
   function toolSeries(hourly, name) {
     return (hourly || []).map((b) => ({
       hour: b.hour,
       count: name ? Number((b.tools || {})[name] || 0) : Number(b.count || 0),
-      errors: name ? 0 : Number(b.errors || 0),
+      errors: name ? Number((b.tool_errors || {})[name] || 0) : Number(b.errors || 0),
     }));
   }
 
@@ -1292,7 +1299,7 @@
       );
       chartBox.replaceChildren(
         callsChart(toolSeries(stats.hourly, known ? selected : null), hours, known ? `calls per hour of ${selected}` : 'calls per hour, all tools'),
-        h('p', { class: 'muted legend' }, h('span', { class: 'swatch ok' }), ' calls ', known ? null : [h('span', { class: 'swatch err' }), ' not successful']),
+        h('p', { class: 'muted legend', 'data-testid': 'tool-chart-legend' }, h('span', { class: 'swatch ok' }), ' calls ', h('span', { class: 'swatch err' }), ' errors (not successful: error, tool_error, timeout, cancelled)'),
       );
       note.textContent =
         stats.percentiles === 'histogram'

@@ -185,6 +185,9 @@ pub enum RequestsAction {
         /// Only this JSON-RPC method (e.g. tools/call, initialize).
         #[arg(long)]
         method: Option<String>,
+        /// Only sessions of this client, by the name it announced (as `sessions list` shows it).
+        #[arg(long, value_name = "NAME")]
+        client: Option<String>,
         /// Only this outcome.
         #[arg(long, value_parser = ["success", "error", "tool_error", "timeout", "cancelled"])]
         status: Option<String>,

@@ -9,7 +9,7 @@
 //! within ±1/32). Counts, errors, tokens, cost, average and maximum are exact either way; money
 //! is summed as integer units of 1e-10 USD, never as a float.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
@@ -44,8 +44,30 @@ pub struct Group {
 #[derive(Debug, Clone, Serialize)]
 pub struct Named {
     pub name: String,
+    /// For the per-tool list: whether `name` is a tool or a JSON-RPC method without a tool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<NameKind>,
     #[serde(flatten)]
     pub stats: Group,
+}
+
+/// What a per-tool statistics row groups: calls of a tool, or requests of a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NameKind {
+    Tool,
+    Method,
+}
+
+/// Marks each per-tool row as a tool (some request named it as its tool) or a method.
+fn label_kinds(named: &mut [Named], tools: &HashSet<String>) {
+    for n in named {
+        n.kind = Some(if tools.contains(&n.name) {
+            NameKind::Tool
+        } else {
+            NameKind::Method
+        });
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +77,8 @@ pub struct HourBucket {
     pub errors: u64,
     /// Requests per tool (or method) in this hour, for per-tool charts.
     pub tools: BTreeMap<String, u64>,
+    /// Unsuccessful requests per tool (or method) in this hour; tools without errors are absent.
+    pub tool_errors: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +156,7 @@ fn by<F: Fn(&StatRow) -> String>(rows: &[StatRow], key: F) -> Vec<Named> {
         .into_iter()
         .map(|(name, rows)| Named {
             name,
+            kind: None,
             stats: group(rows),
         })
         .collect();
@@ -145,12 +170,18 @@ pub fn compute(rows: &[StatRow], since: DateTime<Utc>, previous_period_requests:
     for row in rows {
         add_hour(&mut hourly, row);
     }
+    let mut tools = by(rows, |r| {
+        display_name(&r.method, r.tool_name.as_deref().unwrap_or(""))
+    });
+    let tool_names: HashSet<String> = rows
+        .iter()
+        .filter_map(|r| r.tool_name.clone().filter(|t| !t.is_empty()))
+        .collect();
+    label_kinds(&mut tools, &tool_names);
     Stats {
         since,
         totals: group(rows),
-        tools: by(rows, |r| {
-            display_name(&r.method, r.tool_name.as_deref().unwrap_or(""))
-        }),
+        tools,
         clients: by(rows, |r| {
             r.client_type.clone().unwrap_or_else(|| "unknown".into())
         }),
@@ -170,6 +201,17 @@ struct HourTally {
     count: u64,
     errors: u64,
     tools: BTreeMap<String, u64>,
+    tool_errors: BTreeMap<String, u64>,
+}
+
+impl HourTally {
+    /// Counts `requests` of `name`, `errors` of them unsuccessful, in the per-tool tallies.
+    fn add_tool(&mut self, name: String, requests: u64, errors: u64) {
+        if errors > 0 {
+            *self.tool_errors.entry(name.clone()).or_default() += errors;
+        }
+        *self.tools.entry(name).or_default() += requests;
+    }
 }
 
 fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -179,9 +221,10 @@ fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
 fn add_hour(hourly: &mut Hourly, row: &StatRow) {
     let tally = hourly.entry(hour_of(row.timestamp)).or_default();
     tally.count += 1;
-    tally.errors += u64::from(is_error(&row.status));
+    let errors = u64::from(is_error(&row.status));
+    tally.errors += errors;
     let name = display_name(&row.method, row.tool_name.as_deref().unwrap_or(""));
-    *tally.tools.entry(name).or_default() += 1;
+    tally.add_tool(name, 1, errors);
 }
 
 fn hourly_buckets(hourly: Hourly) -> Vec<HourBucket> {
@@ -192,6 +235,7 @@ fn hourly_buckets(hourly: Hourly) -> Vec<HourBucket> {
             count: t.count,
             errors: t.errors,
             tools: t.tools,
+            tool_errors: t.tool_errors,
         })
         .collect()
 }
@@ -251,6 +295,8 @@ pub struct Rolled {
     /// By (tool or method, client type).
     cells: HashMap<(String, String), Aggregate>,
     hourly: Hourly,
+    /// Names that came from a request's tool (the rest of the per-tool names are methods).
+    tool_names: HashSet<String>,
 }
 
 /// The name statistics group a request under: its tool, or its method when it has none.
@@ -260,6 +306,9 @@ fn display_name(method: &str, tool: &str) -> String {
 
 impl Rolled {
     fn cell(&mut self, method: &str, tool: &str, client: &str) -> &mut Aggregate {
+        if !tool.is_empty() && !self.tool_names.contains(tool) {
+            self.tool_names.insert(tool.to_string());
+        }
         self.cells
             .entry((display_name(method, tool), client.to_string()))
             .or_default()
@@ -271,7 +320,11 @@ impl Rolled {
             .add_cell(c);
         let name = display_name(&c.method, &c.tool_name);
         let tally = self.hourly.entry(c.hour).or_default();
-        *tally.tools.entry(name).or_default() += u64::try_from(c.sums.requests).unwrap_or(0);
+        tally.add_tool(
+            name,
+            u64::try_from(c.sums.requests).unwrap_or(0),
+            u64::try_from(c.sums.errors).unwrap_or(0),
+        );
     }
 
     pub fn add_hour(&mut self, h: &HourCount) {
@@ -288,12 +341,10 @@ impl Rolled {
             .add(c.bucket, u64::try_from(c.sums.requests).unwrap_or(0));
         let tally = self.hourly.entry(hour).or_default();
         let n = u64::try_from(c.sums.requests).unwrap_or(0);
+        let errors = u64::try_from(c.sums.errors).unwrap_or(0);
         tally.count += n;
-        tally.errors += u64::try_from(c.sums.errors).unwrap_or(0);
-        *tally
-            .tools
-            .entry(display_name(&c.method, &c.tool_name))
-            .or_default() += n;
+        tally.errors += errors;
+        tally.add_tool(display_name(&c.method, &c.tool_name), n, errors);
     }
 
     pub fn into_stats(self, since: DateTime<Utc>, previous_period_requests: i64) -> Stats {
@@ -305,10 +356,12 @@ impl Rolled {
             tools.entry(tool).or_default().merge(a);
             clients.entry(client).or_default().merge(a);
         }
+        let mut tools = named(tools);
+        label_kinds(&mut tools, &self.tool_names);
         Stats {
             since,
             totals: group_of(&totals),
-            tools: named(tools),
+            tools,
             clients: named(clients),
             daily: daily(&self.hourly),
             hourly: hourly_buckets(self.hourly),
@@ -324,6 +377,7 @@ fn named(groups: BTreeMap<&str, Aggregate>) -> Vec<Named> {
         .into_iter()
         .map(|(name, agg)| Named {
             name: name.to_string(),
+            kind: None,
             stats: group_of(&agg),
         })
         .collect();
@@ -437,6 +491,21 @@ mod tests {
         );
         assert_eq!(stats.clients[0].name, "Claude Code");
         assert_eq!(stats.previous_period_requests, 7);
+        let hourly_errors = |name: &str| -> u64 {
+            stats
+                .hourly
+                .iter()
+                .map(|b| b.tool_errors.get(name).copied().unwrap_or(0))
+                .sum()
+        };
+        assert_eq!(hourly_errors("find_tasks"), 1);
+        assert_eq!(find.kind, Some(NameKind::Tool));
+        assert!(
+            stats
+                .hourly
+                .iter()
+                .all(|b| !b.tool_errors.contains_key("health_check"))
+        );
     }
 
     #[test]

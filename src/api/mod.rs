@@ -300,6 +300,7 @@ impl RequestQuery {
             since,
             until,
             text: some(&self.q),
+            client_name: None,
         })
     }
 }

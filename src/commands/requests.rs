@@ -12,6 +12,7 @@ pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
         session,
         tool,
         method,
+        client,
         status,
         since,
         limit,
@@ -28,6 +29,7 @@ pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
         method,
         status,
         since,
+        client_name: client,
         ..RequestFilter::default()
     };
     let (rows, total) = store.list_requests(&filter, i64::from(limit), 0).await?;

@@ -1,7 +1,7 @@
 //! `steward stats`.
 
 use super::table;
-use crate::stats::Named;
+use crate::stats::{NameKind, Named};
 use crate::store::Store;
 
 pub async fn run(store: &Store, since: String, json: bool) -> anyhow::Result<()> {
@@ -22,7 +22,7 @@ pub async fn run(store: &Store, since: String, json: bool) -> anyhow::Result<()>
         t.tokens,
         t.estimated_cost_usd
     );
-    for (title, groups) in [("TOOL", &stats.tools), ("CLIENT", &stats.clients)] {
+    for (title, groups) in [("TOOL / METHOD", &stats.tools), ("CLIENT", &stats.clients)] {
         println!();
         print!("{}", render(title, groups));
     }
@@ -33,13 +33,22 @@ pub async fn run(store: &Store, since: String, json: bool) -> anyhow::Result<()>
     Ok(())
 }
 
+/// A per-tool row's name with what it is: `manage_task (tool)`, `initialize (method)`.
+fn labelled(g: &Named) -> String {
+    match g.kind {
+        Some(NameKind::Tool) => format!("{} (tool)", g.name),
+        Some(NameKind::Method) => format!("{} (method)", g.name),
+        None => g.name.clone(),
+    }
+}
+
 fn render(title: &str, groups: &[Named]) -> String {
     let cells: Vec<Vec<String>> = groups
         .iter()
         .map(|g| {
             let s = &g.stats;
             vec![
-                g.name.clone(),
+                labelled(g),
                 s.count.to_string(),
                 s.errors.to_string(),
                 format!("{}%", s.error_rate_percent),

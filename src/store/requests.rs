@@ -373,19 +373,22 @@ pub struct RequestFilter {
     pub until: Option<DateTime<Utc>>,
     /// Text to find (case-insensitive for ASCII) in the method, tool, error message or session id.
     pub text: Option<String>,
+    /// Only rows of sessions whose client announced this name (`mcp_sessions.client_name`).
+    pub client_name: Option<String>,
 }
 
-/// The filter's condition; it takes `$1..$7` (see [`bind_filter`]). The time range is always
+/// The filter's condition; it takes `$1..$8` (see [`bind_filter`]). The time range is always
 /// bound (open ends as [`super::end_of_time`] and co.) so the index serves it on SQLite too.
 const FILTER: &str = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool_name = $2) \
     AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND timestamp >= $5 AND timestamp < $6 \
     AND ($7 IS NULL OR LOWER(method || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(error_message, '') \
-    || ' ' || COALESCE(session_id, '')) LIKE $7 ESCAPE '\\')";
+    || ' ' || COALESCE(session_id, '')) LIKE $7 ESCAPE '\\') \
+    AND ($8 IS NULL OR session_id IN (SELECT s.session_id FROM mcp_sessions s WHERE s.client_name = $8))";
 
-/// One page of [`FILTER`]'s matches: the filter takes $1..$7, the page $8 (limit) and $9 (offset).
+/// One page of [`FILTER`]'s matches: the filter takes $1..$8, the page $9 (limit) and $10 (offset).
 fn list_sql() -> String {
     format!(
-        "SELECT * FROM mcp_requests WHERE {FILTER} ORDER BY timestamp DESC, request_id LIMIT $8 OFFSET $9"
+        "SELECT * FROM mcp_requests WHERE {FILTER} ORDER BY timestamp DESC, request_id LIMIT $9 OFFSET $10"
     )
 }
 
@@ -394,7 +397,7 @@ fn count_sql() -> String {
     format!("SELECT COUNT(*) FROM mcp_requests WHERE {FILTER}")
 }
 
-/// Binds a [`RequestFilter`] as `$1..$7` of [`FILTER`] (the same on both engines' queries).
+/// Binds a [`RequestFilter`] as `$1..$8` of [`FILTER`] (the same on both engines' queries).
 macro_rules! bind_filter {
     ($query:expr, $filter:expr, $pattern:expr) => {
         $query
@@ -409,6 +412,7 @@ macro_rules! bind_filter {
             )
             .bind($filter.until.unwrap_or_else(crate::store::end_of_time))
             .bind($pattern)
+            .bind(&$filter.client_name)
     };
 }
 
@@ -450,10 +454,10 @@ impl Store {
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Vec<RequestRecord>, sqlx::Error> {
-        // `timestamp <= $8` bounds the index range; the rest breaks ties at the cursor's instant.
+        // `timestamp <= $9` bounds the index range; the rest breaks ties at the cursor's instant.
         let sql = format!(
-            "SELECT * FROM mcp_requests WHERE {FILTER} AND timestamp <= $8 \
-             AND (timestamp < $8 OR request_id < $9) ORDER BY timestamp DESC, request_id DESC LIMIT $10"
+            "SELECT * FROM mcp_requests WHERE {FILTER} AND timestamp <= $9 \
+             AND (timestamp < $9 OR request_id < $10) ORDER BY timestamp DESC, request_id DESC LIMIT $11"
         );
         let after = after.unwrap_or(Cursor {
             timestamp: super::end_of_time(),

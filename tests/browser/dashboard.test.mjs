@@ -160,8 +160,14 @@ try {
     await page.locator('.card-server .big').filter({ hasText: /^ok$/ }).waitFor({ timeout: UI_MS });
     await waitFor(async () => Number((await page.locator('[data-testid=active-sessions]').textContent()).replace(/,/g, '')) >= 2, UI_MS, 'two active sessions');
     await waitFor(async () => Number((await page.locator('[data-testid=requests-24h]').textContent()).replace(/,/g, '')) >= 8, UI_MS, 'at least 8 requests in 24 h');
+    // The ledger's write counter restarts with the server: its label must say so (issue 24 item 9).
+    const server = await page.locator('.card-server').textContent();
+    assert(/ledger\s*ok · [\d,]+ written since start · /.test(server), `the ledger counter is not labelled as since start: ${server}`);
     const cost = await page.locator('.card-cost').textContent();
     assert(/estimated/i.test(cost), `tokens and cost are not labelled as estimates: ${cost}`);
+    // The cost formula, once, under the cost figures, in the CLI's words (issue 24 item 14).
+    const formula = await page.locator('[data-testid=cost-formula]').textContent();
+    assert(formula.includes("cost = argument tokens × the model's output price + result tokens × its input price"), `no cost formula under the cards: ${formula}`);
     assert(await page.locator('#banner').isHidden(), 'the degraded banner shows on a healthy server');
     await waitForTool(page, 'find_projects', UI_MS, 'find_projects among the latest requests');
     liveMode = (await page.locator('#live').textContent()) || '';
@@ -302,6 +308,11 @@ try {
     await row.locator('a').click();
     await waitFor(async () => /find_projects/.test(await page.locator('section.view h2').first().textContent()), UI_MS, 'the chart of find_projects');
     assert((await page.locator('svg[data-testid=tool-chart]').getAttribute('aria-label')).includes('find_projects'), 'the chart is not the tool\'s');
+    // A tool whose calls failed shows them in its own chart, in red, with a legend (issue 24 item 6).
+    await page.locator('tr.tool-row td.tool a').filter({ hasText: HOSTILE_TOOL }).first().click();
+    await waitFor(async () => (await page.locator('svg[data-testid=tool-chart] rect.bar-err').count()) >= 1, UI_MS, 'an error segment in the chart of the failing tool');
+    const legend = await page.locator('[data-testid=tool-chart-legend]').textContent();
+    assert(/calls/.test(legend) && /errors/.test(legend), `the chart's legend does not name calls and errors: ${legend}`);
     assert((await page.evaluate(() => document.images.length)) === 0, 'client text became HTML');
     await page.screenshot({ path: path.join(SHOTS, 'tools.png'), fullPage: true });
     return `${await page.locator('tr.tool-row').count()} tools`;

@@ -477,3 +477,83 @@ async fn every_option_and_argument_is_described_in_help() -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn requests_filter_by_tool_and_client_and_stats_label_tools_and_methods() -> anyhow::Result<()>
+{
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let store = open_store(&db).await?;
+        let now = Utc::now();
+        let (claude, cursor) = ("client-filter-claude-0001", "client-filter-cursor-0002");
+        for (id, name) in [(claude, "claude-code"), (cursor, "cursor")] {
+            let mut session = new_session(id, "Claude Code", now);
+            session.client_name = Some(name.into());
+            store.insert_session(&session).await?;
+        }
+        let mut init = ledger_row(claude, "", now);
+        init.method = "initialize".into();
+        init.tool_name = None;
+        store
+            .insert_requests(&[
+                init,
+                ledger_row(claude, "find_tasks", now),
+                ledger_row(claude, "manage_task", now),
+                ledger_row(cursor, "manage_task", now),
+            ])
+            .await?;
+        store.close().await;
+
+        let output = steward(&db, &["requests", "list", "--tool", "manage_task"]).await?;
+        assert_eq!(output.status.code(), Some(0), "{}", err(&output));
+        assert!(
+            out(&output).contains("2 of 2 requests"),
+            "{backend:?}: {}",
+            out(&output)
+        );
+        let output = steward(&db, &["requests", "list", "--client", "cursor"]).await?;
+        assert_eq!(output.status.code(), Some(0), "{}", err(&output));
+        let text = out(&output);
+        assert!(text.contains("1 of 1 requests"), "{backend:?}: {text}");
+        assert!(
+            text.contains("manage_task") && !text.contains("find_tasks"),
+            "{text}"
+        );
+        let output = steward(
+            &db,
+            &[
+                "requests",
+                "list",
+                "--client",
+                "claude-code",
+                "--tool",
+                "manage_task",
+                "--json",
+            ],
+        )
+        .await?;
+        let body: Value = serde_json::from_slice(&output.stdout)?;
+        assert_eq!(body["total"], 1, "{body}");
+        assert_eq!(body["requests"][0]["session_id"], claude, "{body}");
+        let output = steward(&db, &["requests", "list", "--client", "nobody"]).await?;
+        assert!(out(&output).contains("0 of 0 requests"), "{}", out(&output));
+
+        let output = steward(&db, &["stats", "--since", "1h"]).await?;
+        assert_eq!(output.status.code(), Some(0), "{}", err(&output));
+        let text = out(&output);
+        assert!(text.contains("TOOL / METHOD"), "{text}");
+        assert!(text.contains("manage_task (tool)"), "{backend:?}: {text}");
+        assert!(text.contains("initialize (method)"), "{backend:?}: {text}");
+        let output = steward(&db, &["stats", "--since", "1h", "--json"]).await?;
+        let body: Value = serde_json::from_slice(&output.stdout)?;
+        let kind = |name: &str| {
+            body["tools"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["name"] == name))
+                .map(|t| t["kind"].clone())
+        };
+        assert_eq!(kind("find_tasks"), Some(json!("tool")), "{body}");
+        assert_eq!(kind("initialize"), Some(json!("method")), "{body}");
+    }
+    Ok(())
+}
