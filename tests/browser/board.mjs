@@ -77,7 +77,10 @@ export async function boardChecks({ page, agent, check, assert, base, shots, liv
     await form.locator('input[name=title]').fill('Too important');
     await form.locator('input[name=task_order]').fill('101');
     await form.locator('button[type=submit]').click();
-    const problem = await form.locator('.error-box').textContent();
+    // The box is there (hidden, empty) before the answer arrives: wait for the answer.
+    const box = form.locator('.error-box');
+    await box.filter({ hasText: /\S/ }).waitFor();
+    const problem = await box.textContent();
     assert(problem.includes('task_order') && problem.includes('between 0 and 100'), problem);
     await form.locator('input[name=task_order]').fill('100');
     await form.locator('button[type=submit]').click();
