@@ -372,7 +372,17 @@ impl Ledger {
     /// Appends an observation to the journal (async durability only), for a transport that
     /// must journal a reply before its last bytes leave, then [`Ledger::record_journaled`] it.
     pub fn journal(&self, observation: &Observation) -> Option<Ticket> {
-        self.journal.as_ref()?.append(observation)
+        match self.journal.as_ref()?.append(observation) {
+            Ok(ticket) => ticket,
+            Err(error) => {
+                // Counted and shown like any other ledger failure (/health, /metrics, dashboard).
+                self.shared.add(|s| &s.failed_writes, 1);
+                self.shared.degrade(format!(
+                    "cannot write the ledger journal ({error}): queued rows would not survive a crash"
+                ));
+                None
+            }
+        }
     }
 
     /// [`Ledger::record`] for an observation already journaled (`ticket`).

@@ -117,13 +117,13 @@ impl Journal {
         &self.slot
     }
 
-    /// Appends an observation. `None` when the journal is closed or the write failed (the row
-    /// is still queued; only its crash protection is gone, which is logged once).
-    pub fn append(&self, observation: &Observation) -> Option<Ticket> {
+    /// Appends an observation. `Ok(None)` when the journal is closed; an error when the write
+    /// failed (the row is still queued; only its crash protection is gone).
+    pub fn append(&self, observation: &Observation) -> std::io::Result<Option<Ticket>> {
         let ticket = {
             let current = lock(&self.current);
             if !current.open {
-                return None;
+                return Ok(None);
             }
             // Counted before the write, under the lock that rotation takes: a segment is never
             // deleted while a record is on its way into it.
@@ -137,13 +137,15 @@ impl Journal {
                 if size >= SEGMENT_BYTES && !segment.rotating.swap(true, Ordering::AcqRel) {
                     self.rotate(segment);
                 }
-                Some(ticket)
+                Ok(Some(ticket))
             }
             Err(error) => {
+                // Nothing reached the segment: take the count back, or it is never trimmed.
+                segment.appended.fetch_sub(1, Ordering::Relaxed);
                 if !self.failed.swap(true, Ordering::Relaxed) {
                     tracing::error!(%error, path = %segment.path.display(), "cannot write the ledger journal: rows queued now would not survive a crash");
                 }
-                None
+                Err(error)
             }
         }
     }
@@ -394,7 +396,7 @@ mod tests {
         assert!(!leftovers.unclean && leftovers.segments.is_empty());
         let (second, _) = Journal::open(dir.path())?;
         assert_ne!(first.slot(), second.slot());
-        let kept = first.append(&observation());
+        let kept = first.append(&observation()).expect("the write succeeds");
         assert!(kept.is_some());
         // The first "crashes": its lock goes, its marker and segment stay.
         std::mem::forget(kept);
@@ -422,7 +424,7 @@ mod tests {
         let (journal, _) = Journal::open(dir.path())?;
         let per_segment = (SEGMENT_BYTES / (1024 * 1024)) as usize;
         let tickets: Vec<_> = (0..per_segment * 2 + 1)
-            .filter_map(|_| journal.append(&observation()))
+            .filter_map(|_| journal.append(&observation()).expect("the write succeeds"))
             .collect();
         assert_eq!(files(journal.slot()).len(), 3);
         drop(tickets);
