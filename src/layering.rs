@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sessions",
             "resources",
             "stats",
+            "cost",
             "export",
             "views",
             "health",

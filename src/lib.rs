@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod cost;
 pub mod dashboard;
 pub mod export;
 pub mod health;

@@ -232,6 +232,8 @@ fn run_one(input: &[u8], reply: &[u8]) {
         response_len: reply.len() as u64,
         ending: Ending::Complete,
         protocol_version: None,
+        stream_get: None,
+        subject: None,
     });
     // (A method may be empty: `{"method":""}` is valid JSON-RPC shape; rmcp answers -32601.)
     assert_eq!(

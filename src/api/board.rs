@@ -43,8 +43,13 @@ pub(super) fn router(state: BoardState) -> Router {
         .route("/api/projects/{id}/documents", get(list_documents))
         .route("/api/projects/{id}/documents/{doc}", get(show_document))
         .route("/api/projects/{id}/versions", get(list_versions))
+        .route(
+            "/api/projects/{id}/versions/restore",
+            axum::routing::post(restore_version),
+        )
         .route("/api/tasks/{id}", get(show_task).patch(update_task))
         .route("/api/tasks/{id}/history", get(task_history))
+        .route("/api/tasks/{id}/activity", get(task_activity))
         .with_state(state)
 }
 
@@ -246,8 +251,19 @@ async fn list_tasks(
     ok(body)
 }
 
-/// A JSON body read as `T`; the error names the field at fault.
+/// A task's JSON body read as `T`; the error names the field at fault.
 fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, FieldError> {
+    body_of(
+        bytes,
+        "Send a JSON object with title, description, status, assignee, task_order, feature",
+    )
+}
+
+/// A JSON body read as `T`; the error names the field at fault and suggests `suggestion`.
+fn body_of<T: serde::de::DeserializeOwned>(
+    bytes: &Bytes,
+    suggestion: &str,
+) -> Result<T, FieldError> {
     let mut reader = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut reader).map_err(|error| {
         let path = error.path().to_string();
@@ -257,11 +273,7 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, FieldError> 
         } else {
             path
         };
-        FieldError::new(
-            &field,
-            inner,
-            "Send a JSON object with title, description, status, assignee, task_order, feature",
-        )
+        FieldError::new(&field, inner, suggestion)
     })
 }
 
@@ -327,6 +339,14 @@ async fn task_history(State(s): State<BoardState>, Path(id): Path<String>) -> An
     ok(json!({ "task_id": id, "history": history, "count": history.len() }))
 }
 
+/// `GET /api/tasks/{id}/activity`: what the calls about the task cost, who made them, and
+/// how long it took from `doing` to `done`.
+async fn task_activity(State(s): State<BoardState>, Path(id): Path<String>) -> Answer {
+    let task = task_or_404(&s.store, parse_id("task_id", &id)?).await?;
+    let activity = s.store.task_activity(task.id, &task.status).await?;
+    ok(json!({ "activity": activity }))
+}
+
 #[derive(Debug, Deserialize)]
 struct PageQuery {
     page: Option<u32>,
@@ -384,4 +404,60 @@ async fn list_versions(
         .list_versions(project_id, field.as_deref(), page)
         .await?;
     ok(json!({ "versions": found.items, "total": found.total }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreBody {
+    field_name: crate::board::VersionField,
+    version_number: i32,
+}
+
+/// `POST /api/projects/{id}/versions/restore`: the same restore as `manage_version restore`
+/// (the current value snapshotted first), recorded as made by the dashboard's login.
+async fn restore_version(
+    State(s): State<BoardState>,
+    Path(id): Path<String>,
+    admin: Option<axum::Extension<AdminName>>,
+    bytes: Bytes,
+) -> Answer {
+    use crate::store::restore::RestoreRefusal;
+    let project_id = parse_id("project_id", &id)?;
+    let asked = body_of::<RestoreBody>(
+        &bytes,
+        "Send {\"field_name\": docs, features, data or prd, \"version_number\": N}",
+    )?;
+    let created_by = actor(admin).client_name.unwrap_or_default();
+    let restored = s
+        .store
+        .restore_version(
+            project_id,
+            asked.field_name,
+            asked.version_number,
+            &created_by,
+        )
+        .await?
+        .map_err(|refusal| match refusal {
+            RestoreRefusal::NotDocuments { .. } => BoardError::Field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                FieldError::new(
+                    "version_number",
+                    refusal.to_string(),
+                    "Restore a docs version that Steward recorded itself",
+                ),
+            ),
+            other => BoardError::NotFound(other.to_string()),
+        })?;
+    for &document_id in &restored.documents {
+        s.changes.publish(Change::Document {
+            project_id,
+            document_id,
+        });
+    }
+    s.changes.publish(Change::Project { project_id });
+    ok(json!({
+        "restored_version": restored.from_version,
+        "backup_version": restored.backup.version_number,
+        "version": restored.restored,
+    }))
 }

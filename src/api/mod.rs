@@ -95,6 +95,7 @@ pub fn router(store: Store, live: Live) -> Router {
         .route("/api/requests", get(list_requests))
         .route("/api/requests/export", get(export_requests))
         .route("/api/stats", get(stats))
+        .route("/api/cost", get(cost))
         .route("/api/pricing", get(pricing))
         .with_state(store)
         .merge(events)
@@ -467,6 +468,33 @@ async fn stats(
     let since = parse_since(q.since.as_deref().unwrap_or("24h"))
         .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     Ok(axum::Json(compute_stats(&store, since).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct CostQuery {
+    /// RFC 3339 time or a duration back from now; default 24h (hour) or 30d (day).
+    since: Option<String>,
+    bucket: Option<crate::cost::Bucket>,
+}
+
+/// `GET /api/cost`: estimated cost and tokens per hour or day, by client type and name.
+async fn cost(
+    State(store): State<Store>,
+    ApiQuery(q): ApiQuery<CostQuery>,
+) -> Result<Response, ApiError> {
+    use crate::cost::{Bucket, CostError};
+    let bucket = q.bucket.unwrap_or(Bucket::Hour);
+    let default = match bucket {
+        Bucket::Hour => "24h",
+        Bucket::Day => "30days",
+    };
+    let since = parse_since(q.since.as_deref().unwrap_or(default))
+        .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    match crate::cost::load(&store, since, bucket).await {
+        Ok(cost) => Ok(axum::Json(cost).into_response()),
+        Err(CostError::Database(e)) => Err(e.into()),
+        Err(e @ CostError::TooLong { .. }) => Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
+    }
 }
 
 /// Statistics since `since` (also used by `steward stats`).

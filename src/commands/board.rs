@@ -11,6 +11,7 @@ use crate::board::{Actor, TaskStatus};
 use crate::cli::{ProjectsAction, TasksAction};
 use crate::rules::{self, TaskFields, validate};
 use crate::store::overview::ProjectSummary;
+use crate::store::task_activity::TaskActivity;
 use crate::store::tasks::{Refusal, Task, TaskQuery};
 use crate::store::{Id, IdKind, Page, Store};
 
@@ -208,8 +209,11 @@ pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
                 .await?
                 .with_context(|| format!("no task has id {id}"))?;
             let history = store.task_history(id, MAX_HISTORY).await?;
+            let activity = store.task_activity(id, &task.status).await?;
             if json {
-                return print_json(&json!({ "task": task, "history": history }));
+                return print_json(
+                    &json!({ "task": task, "history": history, "activity": activity }),
+                );
             }
             println!("{}  [{}]  {}", task.id, task.status, task.title);
             println!(
@@ -231,6 +235,7 @@ pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
                     change.client_name.as_deref().unwrap_or("unknown"),
                 );
             }
+            print!("{}", activity_text(&activity));
         }
         TasksAction::Add {
             project,
@@ -282,6 +287,42 @@ pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A task's activity for `tasks show`: totals, time from doing to done, and who worked on it.
+fn activity_text(a: &TaskActivity) -> String {
+    let t = &a.totals;
+    let mut out = format!(
+        "\nactivity: {} calls  {} errors ({} tool errors)  ~{} tokens  ~${}  {} sessions\n",
+        t.calls, t.errors, t.tool_errors, t.estimated_tokens, a.estimated_cost_usd, a.session_count
+    );
+    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or("-".to_string(), |t| {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        })
+    };
+    out.push_str(&format!(
+        "doing {}  done {}  doing to done {}\n",
+        when(a.started_at),
+        when(a.done_at),
+        a.doing_to_done_seconds
+            .map_or("-".to_string(), |s| humantime::format_duration(
+                std::time::Duration::from_secs(s.unsigned_abs())
+            )
+            .to_string()),
+    ));
+    for part in &a.sessions {
+        out.push_str(&format!(
+            "  {}  {}  {} calls  {} errors  ~{} tokens  ~${}\n",
+            part.session_id.as_deref().unwrap_or("(no session)"),
+            part.client_name.as_deref().unwrap_or("unknown client"),
+            part.sums.calls,
+            part.sums.errors,
+            part.sums.estimated_tokens,
+            part.estimated_cost_usd,
+        ));
+    }
+    out
 }
 
 fn field_error(error: rules::FieldError) -> anyhow::Error {

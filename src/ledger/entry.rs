@@ -48,6 +48,26 @@ pub struct Observation {
     pub protocol_version: Option<String>,
     /// Set for a `GET /mcp` (the server's event stream), which carries no message.
     pub stream_get: Option<StreamGet>,
+    /// What the request concerned, as the layer that served it said (see [`Subject`]).
+    pub subject: Option<Uuid>,
+}
+
+/// Where the layer that serves a request names what the request concerned (the board's tools
+/// name a task), for the ledger to store with the row as an opaque id. The capture puts one in
+/// each request's extensions and reads it when the reply is complete; the ledger never looks
+/// inside requests to find it.
+#[derive(Clone, Debug, Default)]
+pub struct Subject(std::sync::Arc<std::sync::Mutex<Option<Uuid>>>);
+
+impl Subject {
+    /// Names what the request concerned; a later call replaces an earlier one.
+    pub fn set(&self, id: Uuid) {
+        *crate::sync::lock(&self.0) = Some(id);
+    }
+
+    pub fn get(&self) -> Option<Uuid> {
+        *crate::sync::lock(&self.0)
+    }
 }
 
 /// A `GET /mcp`: the server's event stream, opened or resumed with `Last-Event-ID`.

@@ -8,20 +8,28 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rmcp::RoleServer;
 use rmcp::model::{
-    ClientJsonRpcMessage, ClientRequest, InitializeRequestParams, JsonRpcMessage,
+    ClientJsonRpcMessage, ClientRequest, GetExtensions, InitializeRequestParams, JsonRpcMessage,
     ServerJsonRpcMessage,
 };
 use rmcp::transport::Transport;
 
 use super::Ledger;
-use super::entry::{Ending, Micros, Observation, new_request_id};
+use super::entry::{Ending, Micros, Observation, Subject, new_request_id};
+
+/// A request waiting for its reply.
+struct Waiting {
+    started: Instant,
+    timestamp: DateTime<Utc>,
+    request: Bytes,
+    subject: Subject,
+}
 
 /// Wraps a server transport and records every exchange in the ledger under `session_id`.
 pub struct Tapped<T> {
     inner: T,
     ledger: Ledger,
     session_id: String,
-    waiting: HashMap<String, (Instant, DateTime<Utc>, Bytes)>,
+    waiting: HashMap<String, Waiting>,
     on_initialize: Option<InitializeHook>,
 }
 
@@ -48,20 +56,13 @@ impl<T> Tapped<T> {
         self
     }
 
-    fn observe(
-        &self,
-        request: Bytes,
-        started: Instant,
-        timestamp: DateTime<Utc>,
-        response: Bytes,
-        ending: Ending,
-    ) -> Observation {
+    fn observe(&self, waiting: Waiting, response: Bytes, ending: Ending) -> Observation {
         Observation {
             request_id: new_request_id(),
             session_id: Some(self.session_id.clone()),
-            timestamp,
-            duration: Micros::since(started),
-            request,
+            timestamp: waiting.timestamp,
+            duration: Micros::since(waiting.started),
+            request: waiting.request,
             http_status: None,
             response_len: response.len() as u64,
             response,
@@ -69,6 +70,7 @@ impl<T> Tapped<T> {
             // Known from the initialize request itself (see `analyze`).
             protocol_version: None,
             stream_get: None,
+            subject: waiting.subject.get(),
         }
     }
 }
@@ -91,41 +93,40 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for Tapped<T> {
             JsonRpcMessage::Error(error) => error.id.as_ref().map(ToString::to_string),
             _ => None,
         };
-        if let Some((started, timestamp, request)) = id.and_then(|id| self.waiting.remove(&id)) {
-            let observation = self.observe(
-                request,
-                started,
-                timestamp,
-                to_bytes(&item),
-                Ending::Complete,
-            );
+        if let Some(waiting) = id.and_then(|id| self.waiting.remove(&id)) {
+            let observation = self.observe(waiting, to_bytes(&item), Ending::Complete);
             self.ledger.record(observation);
         }
         self.inner.send(item)
     }
 
     async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
-        let message = self.inner.receive().await;
-        match &message {
+        let mut message = self.inner.receive().await;
+        // The message's JSON: `JsonRpcMessage` is untagged, so its variant's is the same.
+        let now = |request: Bytes| Waiting {
+            started: Instant::now(),
+            timestamp: Utc::now(),
+            request,
+            subject: Subject::default(),
+        };
+        match &mut message {
             Some(JsonRpcMessage::Request(request)) => {
                 if let (ClientRequest::InitializeRequest(init), Some(hook)) =
                     (&request.request, &self.on_initialize)
                 {
                     hook(&self.session_id, &init.params);
                 }
-                self.waiting.insert(
-                    request.id.to_string(),
-                    (Instant::now(), Utc::now(), to_bytes(&message)),
-                );
+                let waiting = now(to_bytes(&*request));
+                // The board's tools name the task a call concerned here (see `Subject`).
+                request
+                    .request
+                    .extensions_mut()
+                    .insert(waiting.subject.clone());
+                self.waiting.insert(request.id.to_string(), waiting);
             }
-            Some(JsonRpcMessage::Notification(_)) => {
-                let observation = self.observe(
-                    to_bytes(&message),
-                    Instant::now(),
-                    Utc::now(),
-                    Bytes::new(),
-                    Ending::Complete,
-                );
+            Some(JsonRpcMessage::Notification(notification)) => {
+                let waiting = now(to_bytes(&*notification));
+                let observation = self.observe(waiting, Bytes::new(), Ending::Complete);
                 self.ledger.record(observation);
             }
             _ => {}
@@ -135,9 +136,8 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for Tapped<T> {
 
     async fn close(&mut self) -> Result<(), Self::Error> {
         // Requests still waiting when the client hangs up were never answered.
-        for (_, (started, timestamp, request)) in std::mem::take(&mut self.waiting) {
-            let observation =
-                self.observe(request, started, timestamp, Bytes::new(), Ending::Cancelled);
+        for (_, waiting) in std::mem::take(&mut self.waiting) {
+            let observation = self.observe(waiting, Bytes::new(), Ending::Cancelled);
             self.ledger.record(observation);
         }
         self.inner.close().await

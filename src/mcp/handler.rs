@@ -26,6 +26,7 @@ use crate::mcp::conformance::Fixtures;
 use crate::mcp::prompts::{self, PromptError};
 use crate::mcp::tools::{ToolError, respond};
 use crate::resources::{self, BoardUri, ReadError, subscriptions};
+use crate::store::Id;
 
 /// Most suggestions one completion answers (the protocol's limit).
 const MAX_COMPLETIONS: usize = 100;
@@ -85,6 +86,15 @@ impl ServerHandler for BoardServer {
             return fixtures
                 .call_tool(request, &context, &self.connection.log)
                 .await;
+        }
+        // A call that names a task concerns it (tools that learn their task otherwise, such as
+        // a create, say so themselves).
+        if let Some(task_id) = request
+            .arguments
+            .as_ref()
+            .and_then(|args| args.get("task_id")?.as_str()?.parse::<Id>().ok())
+        {
+            self.concerns(&context, task_id);
         }
         let call = ToolCallContext::new(self, request, context);
         let limit = self.ctx.tool_timeout;

@@ -25,7 +25,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 
 use crate::board::Actor;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Subject};
 use crate::mcp::conformance::Fixtures;
 use crate::mcp::tools::params::ARGUMENT_ERROR_MARKER;
 use crate::principal::Principal;
@@ -33,7 +33,7 @@ use crate::protocol::{self, PROTOCOL_VERSION};
 use crate::resources::changes::{BoardChanges, Change};
 use crate::resources::subscriptions::Subscriptions;
 use crate::sessions::logical::LogicalSessions;
-use crate::store::Store;
+use crate::store::{Id, Store};
 use logging::ClientLog;
 
 /// What every session of one Steward process shares.
@@ -153,6 +153,23 @@ impl BoardServer {
             .map(str::to_string)
             .or_else(|| self.connection.fixed_id.clone())
             .or_else(|| logical_session(request))
+    }
+
+    /// Tells the ledger this request concerned task `task_id`, so its row counts toward the
+    /// task's activity. The capture left a [`Subject`] in the request's extensions (in the
+    /// HTTP request's on Streamable HTTP, in the message's own on stdio); without one (the
+    /// ledger off) this does nothing.
+    pub(crate) fn concerns(&self, request: &RequestContext<RoleServer>, task_id: Id) {
+        let subject = request.extensions.get::<Subject>().or_else(|| {
+            request
+                .extensions
+                .get::<axum::http::request::Parts>()?
+                .extensions
+                .get::<Subject>()
+        });
+        if let Some(subject) = subject {
+            subject.set(task_id.0);
+        }
     }
 
     /// Tells resource subscribers on this replica that the board changed.

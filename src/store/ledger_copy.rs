@@ -79,6 +79,11 @@ fn copy_text(rows: &[LedgerRow]) -> String {
         line.raw(Some(
             &row.timestamp.to_rfc3339_opts(SecondsFormat::Micros, false),
         ));
+        line.raw(
+            row.subject
+                .as_ref()
+                .map(|id| &*id.hyphenated().encode_lower(&mut uuid)),
+        );
         out.push('\n');
     }
     out

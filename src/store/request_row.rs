@@ -17,13 +17,13 @@ macro_rules! ledger_columns {
         "request_id, session_id, jsonrpc_id, method, tool_name, status, error_code, \
          error_message, duration_ms, duration_us, request_bytes, response_bytes, args_tokens, \
          result_tokens, total_tokens, estimated_cost_usd, pricing_model, tokenizer, sanitized, \
-         timestamp"
+         timestamp, subject_id"
     };
 }
 pub(crate) use ledger_columns;
 
 /// How many values one ledger row binds: the length of [`ledger_columns!`].
-pub const COLUMN_COUNT: usize = 20;
+pub const COLUMN_COUNT: usize = 21;
 
 /// A duration in whole microseconds, measured with a monotonic clock. There is no way to
 /// build one from a float, and both stored columns (`duration_ms`, `duration_us`) are integers.
@@ -100,6 +100,10 @@ pub struct LedgerRow {
     /// Text was altered so the database would take the row (e.g. U+0000 replaced).
     pub sanitized: bool,
     pub timestamp: DateTime<Utc>,
+    /// What the request concerned, as the layer that served it named it (the board's tools
+    /// name a task): an opaque id, stored in `subject_id`.
+    #[serde(default)]
+    pub subject: Option<Uuid>,
     /// For trace export only; not a column of `mcp_requests`.
     #[serde(default)]
     pub trace: TraceContext,
@@ -203,6 +207,7 @@ mod tests {
             tokenizer: None,
             sanitized: false,
             timestamp: Utc::now(),
+            subject: None,
             trace: TraceContext::default(),
         };
         row.sanitize();

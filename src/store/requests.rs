@@ -17,7 +17,7 @@ pub const MAX_BATCH: usize = 500;
 /// Rows per INSERT statement, largest first. A batch is cut into statements of these sizes
 /// only, so each is prepared once per connection and then reused from the statement cache:
 /// preparing a statement with a different number of rows every time (thousands of
-/// placeholders) cost more than the rows themselves. 20 columns × 128 rows stays under both
+/// placeholders) cost more than the rows themselves. 21 columns × 128 rows stays under both
 /// engines' bind limits.
 const CHUNKS: [usize; 4] = [128, 32, 8, 1];
 const _: () = assert!(CHUNKS[0] * COLUMN_COUNT < 32_766);
@@ -96,6 +96,7 @@ macro_rules! row_arguments {
                 args.add(row.tokenizer.as_deref())?;
                 args.add(row.sanitized)?;
                 args.add(Stamp(row.timestamp))?;
+                args.add(row.subject.map(Id))?;
             }
             Ok(())
         };
@@ -358,6 +359,8 @@ pub struct RequestRecord {
     pub tokenizer: Option<String>,
     pub sanitized: bool,
     pub timestamp: DateTime<Utc>,
+    /// The board task the request concerned, if any (see `crate::ledger::Subject`).
+    pub subject_id: Option<Id>,
 }
 
 /// Which ledger rows to list; every `Some` narrows the result.
@@ -532,10 +535,10 @@ mod tests {
     #[test]
     fn each_chunk_size_has_one_insert_with_its_placeholders() {
         let eight = insert_sql(8, false, true).unwrap();
-        assert!(eight.contains("$160)") && !eight.contains("$161"));
+        assert!(eight.contains("$168)") && !eight.contains("$169"));
         assert!(eight.ends_with("DO NOTHING"));
         let sqlite = insert_sql(8, true, false).unwrap();
-        assert_eq!(sqlite.matches('?').count(), 160);
+        assert_eq!(sqlite.matches('?').count(), 168);
         assert!(sqlite.ends_with("RETURNING request_id") && !sqlite.contains('$'));
         assert!(insert_sql(3, false, false).is_err(), "only the chunk sizes");
     }
@@ -550,9 +553,21 @@ mod tests {
         assert_eq!(chunks::<u32>(&[]).count(), 0);
     }
 
+    /// The query plan SQLite chooses, one step a line.
+    async fn plan_of<'q>(
+        pool: &sqlx::SqlitePool,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> anyhow::Result<String> {
+        let rows = query.fetch_all(pool).await?;
+        let plan: Vec<String> = rows.iter().map(|row| row.get("detail")).collect();
+        Ok(plan.join("\n"))
+    }
+
     /// Every index of the SQLite ledger costs each row a B-tree insertion, so it must be one
     /// the queries read: a listing filtered by session is served by the time index (migration
-    /// 0010 dropped the session index SQLite never used), and nothing scans the whole table.
+    /// 0010 dropped the session index SQLite never used there), per-session totals by the
+    /// session index of 0013, a task's activity by the (partial) subject index, and nothing
+    /// scans the whole table.
     #[tokio::test]
     async fn sqlite_ledger_indexes_are_the_ones_its_queries_use() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
@@ -570,7 +585,12 @@ mod tests {
         .await?;
         assert_eq!(
             indexes,
-            ["mcp_requests_by_time", "sqlite_autoindex_mcp_requests_1"]
+            [
+                "mcp_requests_by_session_id",
+                "mcp_requests_by_subject",
+                "mcp_requests_by_time",
+                "sqlite_autoindex_mcp_requests_1"
+            ]
         );
         let filter = RequestFilter {
             session_id: Some("a-session".into()),
@@ -582,17 +602,34 @@ mod tests {
             if paged {
                 query = query.bind(50_i64).bind(0_i64);
             }
-            let plan: Vec<String> = query
-                .fetch_all(&pool)
-                .await?
-                .iter()
-                .map(|row| row.get("detail"))
-                .collect();
-            let plan = plan.join("\n");
+            let plan = plan_of(&pool, query).await?;
             assert!(
                 plan.contains("USING INDEX mcp_requests_by_time"),
                 "{sql}:\n{plan}"
             );
+            assert!(!plan.contains("SCAN mcp_requests"), "{sql}:\n{plan}");
+        }
+        // The WHERE clauses of the per-session totals and of a task's activity.
+        for (sql, index, ids) in [
+            (
+                "SELECT session_id, COUNT(*), SUM(total_tokens) FROM mcp_requests \
+                 WHERE session_id IN ($1, $2) GROUP BY session_id",
+                "mcp_requests_by_session_id",
+                &["a", "b"][..],
+            ),
+            (
+                "SELECT session_id, COUNT(*), SUM(total_tokens) FROM mcp_requests \
+                 WHERE subject_id = $1 GROUP BY session_id",
+                "mcp_requests_by_subject",
+                &["a"][..],
+            ),
+        ] {
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let query = ids
+                .iter()
+                .fold(sqlx::query(&explain), |query, id| query.bind(*id));
+            let plan = plan_of(&pool, query).await?;
+            assert!(plan.contains(index), "{sql}:\n{plan}");
             assert!(!plan.contains("SCAN mcp_requests"), "{sql}:\n{plan}");
         }
         pool.close().await;

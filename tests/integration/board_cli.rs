@@ -163,3 +163,74 @@ async fn projects_and_tasks_from_the_command_line() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn tasks_show_prints_what_the_task_cost() -> anyhow::Result<()> {
+    use steward::ledger::{LedgerRow, Status};
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let store = common::open_store(&db).await?;
+        let now = chrono::Utc::now();
+        let mut session = common::new_session("s-1", "claude_code", now);
+        session.client_name = Some("claude-code".into());
+        store.insert_session(&session).await?;
+        let project = store
+            .create_project(&steward::store::projects::NewProject {
+                title: "Costs".into(),
+                description: String::new(),
+                github_repo: None,
+            })
+            .await?;
+        let project_id = project.id.to_string();
+        store.close().await;
+        let added = json(
+            &db,
+            &[
+                "tasks",
+                "add",
+                "--project",
+                &project_id,
+                "--title",
+                "Paid for",
+                "--json",
+            ],
+        )
+        .await?;
+        let task_id = added["task"]["id"].as_str().context("no id")?.to_string();
+        json(&db, &["tasks", "move", &task_id, "doing", "--json"]).await?;
+        json(&db, &["tasks", "move", &task_id, "done", "--json"]).await?;
+        let store = common::open_store(&db).await?;
+        let subject = Some(task_id.parse::<uuid::Uuid>()?);
+        // ledger_row: 8 tokens and $0.001 a row.
+        let rows: Vec<LedgerRow> = [Status::Success, Status::ToolError, Status::Success]
+            .into_iter()
+            .map(|status| LedgerRow {
+                subject,
+                status,
+                ..common::ledger_row("s-1", "manage_task", now)
+            })
+            .collect();
+        store.insert_requests(&rows).await?;
+        store.close().await;
+
+        let shown = json(&db, &["tasks", "show", &task_id, "--json"]).await?;
+        let activity = &shown["activity"];
+        ensure!(
+            activity["calls"] == 3
+                && activity["tool_errors"] == 1
+                && activity["estimated_tokens"] == 24
+                && activity["estimated_cost_usd"] == "0.003"
+                && activity["doing_to_done_seconds"].is_i64(),
+            "{backend:?}: {shown}"
+        );
+        let (ok, text, err) = steward(&db, &["tasks", "show", &task_id[..8]]).await?;
+        ensure!(ok, "{err}");
+        ensure!(
+            text.contains(
+                "activity: 3 calls  1 errors (1 tool errors)  ~24 tokens  ~$0.003  1 sessions"
+            ) && text.contains("s-1  claude-code  3 calls"),
+            "{text}"
+        );
+    }
+    Ok(())
+}

@@ -1426,3 +1426,72 @@ async fn concurrent_task_updates_keep_history_consistent() -> anyhow::Result<()>
     })
     .await
 }
+
+/// The ledger stores the subject a request concerned with its row, through the bulk path
+/// (PostgreSQL's COPY) and the INSERT path alike, and a task's activity sums its rows.
+#[tokio::test]
+async fn ledger_rows_carry_their_task_and_the_task_s_activity_sums_them() -> anyhow::Result<()> {
+    use steward::store::requests::RequestFilter;
+    on_each_backend(async |store: Store| {
+        let now = chrono::Utc::now();
+        let task = Id::new();
+        let about = |session: &str, minutes: i64, status| steward::ledger::LedgerRow {
+            subject: Some(task.0),
+            status,
+            ..common::ledger_row(
+                session,
+                "manage_task",
+                now - chrono::Duration::minutes(minutes),
+            )
+        };
+        use steward::ledger::Status::{Success, ToolError};
+        // Fresh rows (COPY on PostgreSQL), then a replayed batch through INSERT.
+        let fresh = [about("a", 5, Success), about("a", 4, ToolError)];
+        assert_eq!(store.insert_new_requests(&fresh).await?, 2);
+        let unrelated = common::ledger_row("a", "find_tasks", now);
+        let replayed = [fresh[0].clone(), about("b", 3, Success), unrelated];
+        assert_eq!(
+            store.insert_requests(&replayed).await?,
+            2,
+            "the replayed row is skipped"
+        );
+
+        let (rows, total) = store
+            .list_requests(&RequestFilter::default(), 10, 0)
+            .await?;
+        assert_eq!(total, 4);
+        let subjects: Vec<Option<Id>> = rows.iter().map(|r| r.subject_id).collect();
+        assert_eq!(
+            subjects.iter().filter(|s| **s == Some(task)).count(),
+            3,
+            "{subjects:?}"
+        );
+        assert_eq!(subjects.iter().filter(|s| s.is_none()).count(), 1);
+
+        let activity = store.task_activity(task, "todo").await?;
+        assert_eq!(
+            (
+                activity.totals.calls,
+                activity.totals.errors,
+                activity.totals.tool_errors
+            ),
+            (3, 1, 1)
+        );
+        // ledger_row: 8 tokens and $0.001 a row.
+        assert_eq!(activity.totals.estimated_tokens, 24);
+        assert_eq!(activity.estimated_cost_usd.to_string(), "0.003");
+        assert_eq!(activity.session_count, 2);
+        let calls: Vec<(Option<&str>, i64)> = activity
+            .sessions
+            .iter()
+            .map(|s| (s.session_id.as_deref(), s.sums.calls))
+            .collect();
+        assert_eq!(calls, [(Some("a"), 2), (Some("b"), 1)]);
+        assert_eq!(
+            store.task_activity(Id::new(), "todo").await?.totals.calls,
+            0
+        );
+        Ok(())
+    })
+    .await
+}

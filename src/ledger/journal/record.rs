@@ -4,7 +4,8 @@
 //!
 //! Payload: version `u8`, request id (16 bytes), timestamp (`i64` µs since the epoch), duration
 //! (`u64` µs), full response length `u64`, HTTP status `u16` (0: none), ending `u8`, stream GET
-//! `u8` (0: a message, 1: open, 2: replay), then four
+//! `u8` (0: a message, 1: open, 2: replay), the subject (version 2 only: `u8` 0 for none, or 1
+//! and 16 bytes of id), then four
 //! byte strings, each a `u32` length and the bytes (`u32::MAX`: absent): session id, protocol
 //! version, request, kept response.
 
@@ -16,7 +17,9 @@ use uuid::Uuid;
 
 use crate::ledger::entry::{Ending, Micros, Observation, StreamGet};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Records of this version (before the subject) are still read.
+const VERSION_WITHOUT_SUBJECT: u8 = 1;
 /// `len` and `crc32`.
 pub const HEADER: usize = 8;
 const ABSENT: u32 = u32::MAX;
@@ -40,6 +43,13 @@ pub fn write(mut file: &std::fs::File, observation: &Observation) -> std::io::Re
         Some(StreamGet::Open) => 1,
         Some(StreamGet::Replay) => 2,
     });
+    match observation.subject {
+        Some(id) => {
+            head.push(1);
+            head.extend_from_slice(id.as_bytes());
+        }
+        None => head.push(0),
+    }
     push_text(&mut head, observation.session_id.as_deref());
     push_text(&mut head, observation.protocol_version.as_deref());
     head.extend_from_slice(&length(request)?.to_le_bytes());
@@ -197,7 +207,8 @@ impl<'a> Reader<'a> {
 
 fn decode(payload: &[u8]) -> Option<Observation> {
     let mut r = Reader(payload);
-    if r.array::<1>()? != [VERSION] {
+    let [version] = r.array::<1>()?;
+    if version != VERSION && version != VERSION_WITHOUT_SUBJECT {
         return None;
     }
     let request_id = Uuid::from_bytes(r.array()?);
@@ -217,6 +228,14 @@ fn decode(payload: &[u8]) -> Option<Observation> {
         [2] => Some(StreamGet::Replay),
         _ => return None,
     };
+    let subject = match version {
+        VERSION_WITHOUT_SUBJECT => None,
+        _ => match r.array::<1>()? {
+            [0] => None,
+            [1] => Some(Uuid::from_bytes(r.array()?)),
+            _ => return None,
+        },
+    };
     let session_id = r.text()?;
     let protocol_version = r.text()?;
     let request = Bytes::copy_from_slice(r.bytes()??);
@@ -233,6 +252,7 @@ fn decode(payload: &[u8]) -> Option<Observation> {
         ending,
         protocol_version,
         stream_get,
+        subject,
     })
 }
 
@@ -258,6 +278,7 @@ mod tests {
             ending: Ending::Cancelled,
             protocol_version: Some("2025-11-25".into()),
             stream_get: (n == 5).then_some(StreamGet::Replay),
+            subject: (n == 4).then(Uuid::now_v7),
         }
     }
 
@@ -273,6 +294,7 @@ mod tests {
         assert_eq!(a.ending, b.ending);
         assert_eq!(a.protocol_version, b.protocol_version);
         assert_eq!(a.stream_get, b.stream_get);
+        assert_eq!(a.subject, b.subject);
     }
 
     /// The bytes of a journal holding `observations`, and what `write` said it wrote.
@@ -336,6 +358,25 @@ mod tests {
         assert_eq!(read.observations.len(), 2);
         assert_same(&read.observations[0], &written[1]);
         assert_same(&read.observations[1], &written[2]);
+        Ok(())
+    }
+
+    /// A journal left by the version before subjects replays after an upgrade.
+    #[test]
+    fn a_record_without_a_subject_still_reads() -> std::io::Result<()> {
+        let written = observation(1);
+        let (bytes, _) = journal_of(std::slice::from_ref(&written))?;
+        // The old layout: version 1, and no subject byte (it follows the 45 fixed bytes).
+        let mut payload = bytes[HEADER..].to_vec();
+        assert_eq!(payload.remove(45), 0, "no subject");
+        payload[0] = VERSION_WITHOUT_SUBJECT;
+        let mut old = (payload.len() as u32).to_le_bytes().to_vec();
+        old.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        old.extend_from_slice(&payload);
+        let mut read = Scan::default();
+        scan(&old, &mut read);
+        assert!(read.damaged.is_empty(), "{:?}", read.damaged);
+        assert_same(&read.observations[0], &written);
         Ok(())
     }
 

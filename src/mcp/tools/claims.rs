@@ -221,6 +221,7 @@ impl BoardServer {
                 "message": "No open, unclaimed, unblocked todo task matches",
             })));
         };
+        self.concerns(request, task.id);
         if !claim {
             return Ok(success(
                 json!({ "task": to_json(&task), "message": "Next task (not claimed)" }),

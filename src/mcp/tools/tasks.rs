@@ -216,6 +216,7 @@ impl BoardServer {
                     .create_task(&new, &actor)
                     .await?
                     .map_err(|refusal| refused(refusal, project_id))?;
+                self.concerns(request, task.id);
                 self.changed(task_change(&task));
                 Ok(success(
                     json!({ "task": to_json(&task), "task_id": task.id, "message": "Task created" }),

@@ -16,8 +16,7 @@ use crate::board::{VersionAction, VersionField};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
 use crate::store::Id;
-use crate::store::documents::Document;
-use crate::store::projects::ProjectJson;
+use crate::store::restore::{RestoreRefusal, project_json};
 use crate::store::versions::{NewVersion, Version};
 
 const PROJECT_HINT: &str = "Use find_projects to list existing projects and their ids";
@@ -163,11 +162,24 @@ impl BoardServer {
                         VERSION_HINT,
                     )
                 })?;
-                let target = self
-                    .find_version(project_id, args.field_name, number)
-                    .await?;
-                self.restore(project_id, args.field_name, &target, created_by)
-                    .await
+                let restored = self
+                    .store()
+                    .restore_version(project_id, args.field_name, number, &created_by)
+                    .await?
+                    .map_err(refused)?;
+                for &document_id in &restored.documents {
+                    self.changed(Change::Document {
+                        project_id,
+                        document_id,
+                    });
+                }
+                self.changed(Change::Project { project_id });
+                Ok(success(json!({
+                    "restored_version": number,
+                    "backup_version": restored.backup.version_number,
+                    "version": to_json(&restored.restored),
+                    "message": format!("Restored {} to version {number}", args.field_name.as_str()),
+                })))
             }
         }
     }
@@ -189,72 +201,6 @@ impl BoardServer {
                 VERSION_HINT,
             )
         })
-    }
-
-    /// Snapshots the current value (so a restore never loses work), then writes the old one
-    /// back and records the restore as a version of its own.
-    async fn restore(
-        &self,
-        project_id: Id,
-        field: VersionField,
-        target: &Version,
-        created_by: String,
-    ) -> ToolResult {
-        // Check the target can be applied before anything is written.
-        let documents = match project_json(field) {
-            Some(_) => None,
-            None => Some(serde_json::from_value::<Vec<Document>>(target.content.0.clone()).map_err(|e| {
-                ToolError::invalid(
-                    "version_number",
-                    format!("version {} of docs is not a list of documents ({e}), so it cannot be restored", target.version_number),
-                    "Restore a docs version that Steward recorded itself (created without content)",
-                )
-            })?),
-        };
-        let current = self.current_value(project_id, field).await?;
-        let mut snapshot = NewVersion {
-            project_id,
-            field_name: field.as_str(),
-            content: current,
-            change_summary: format!(
-                "Automatic snapshot before restoring version {}",
-                target.version_number
-            ),
-            change_type: "create",
-            document_id: None,
-            created_by: created_by.clone(),
-        };
-        let backup = self.store().create_version(&snapshot).await?;
-        match (project_json(field), documents) {
-            (Some(column), _) => {
-                self.store()
-                    .set_project_json(project_id, column, &target.content.0)
-                    .await?;
-            }
-            (None, documents) => {
-                let documents = documents.unwrap_or_default();
-                self.store()
-                    .replace_documents(project_id, &documents)
-                    .await?;
-                for document in &documents {
-                    self.changed(Change::Document {
-                        project_id,
-                        document_id: document.id,
-                    });
-                }
-            }
-        }
-        self.changed(Change::Project { project_id });
-        snapshot.content = target.content.0.clone();
-        snapshot.change_summary = format!("Restored version {}", target.version_number);
-        snapshot.change_type = "restore";
-        let restored = self.store().create_version(&snapshot).await?;
-        Ok(success(json!({
-            "restored_version": target.version_number,
-            "backup_version": backup.version_number,
-            "version": to_json(&restored),
-            "message": format!("Restored {} to version {}", field.as_str(), target.version_number),
-        })))
     }
 
     /// Sets a project's features, prd or data as manage_project asked, versioned like a
@@ -292,25 +238,24 @@ impl BoardServer {
 
     /// The field's value now: the project's JSON column, or the list of its documents.
     async fn current_value(&self, project_id: Id, field: VersionField) -> Result<Value, ToolError> {
-        let Some(column) = project_json(field) else {
-            return Ok(to_json(&self.store().all_documents(project_id).await?));
-        };
-        let project = self.store().get_project(project_id).await?;
-        let project =
-            project.ok_or_else(|| ToolError::not_found("project", project_id, PROJECT_HINT))?;
-        Ok(match column {
-            ProjectJson::Features => project.features.0,
-            ProjectJson::Data => project.data.0,
-            ProjectJson::Prd => project.prd.0,
-        })
+        self.store()
+            .field_value(project_id, field)
+            .await?
+            .ok_or_else(|| ToolError::not_found("project", project_id, PROJECT_HINT))
     }
 }
 
-fn project_json(field: VersionField) -> Option<ProjectJson> {
-    match field {
-        VersionField::Docs => None,
-        VersionField::Features => Some(ProjectJson::Features),
-        VersionField::Data => Some(ProjectJson::Data),
-        VersionField::Prd => Some(ProjectJson::Prd),
+/// A refused restore, in the tool's terms.
+fn refused(refusal: RestoreRefusal) -> ToolError {
+    match refusal {
+        RestoreRefusal::NoProject(id) => ToolError::not_found("project", id, PROJECT_HINT),
+        RestoreRefusal::NoVersion { field, number } => {
+            ToolError::not_found("version", format!("{field} #{number}"), VERSION_HINT)
+        }
+        RestoreRefusal::NotDocuments { .. } => ToolError::invalid(
+            "version_number",
+            refusal.to_string(),
+            "Restore a docs version that Steward recorded itself (created without content)",
+        ),
     }
 }

@@ -1,0 +1,82 @@
+//! Estimated cost and tokens over time and by client: per hour and per client type from the
+//! hourly aggregates (`mcp_request_stats`, which outlive retention), per client name from the
+//! ledger rows themselves (the aggregates do not key on it).
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, on_pool};
+
+/// One hour's or one client's sums (money as integer units of 1e-10 USD).
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct CostSums {
+    pub requests: i64,
+    pub errors: i64,
+    pub tokens: i64,
+    pub cost_units: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CostHour {
+    pub hour: DateTime<Utc>,
+    #[sqlx(flatten)]
+    pub sums: CostSums,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClientCost {
+    /// `unknown` for a client that gave no name (or a row of no known session).
+    pub client_name: String,
+    pub client_type: String,
+    #[sqlx(flatten)]
+    pub sums: CostSums,
+}
+
+const SUMS: &str = "CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) AS BIGINT) AS errors, \
+                    CAST(SUM(tokens) AS BIGINT) AS tokens, CAST(SUM(cost_units) AS BIGINT) AS cost_units";
+
+impl Store {
+    /// Sums per hour for the whole hours in `[from, to)` that had requests, oldest first.
+    pub async fn cost_hours(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<CostHour>, sqlx::Error> {
+        let sql = format!(
+            "SELECT hour, {SUMS} FROM mcp_request_stats WHERE hour >= $1 AND hour < $2 GROUP BY hour ORDER BY hour"
+        );
+        on_pool!(self, pool => sqlx::query_as::<_, CostHour>(&sql).bind(from).bind(to).fetch_all(pool).await)
+    }
+
+    /// Sums per client type for the whole hours in `[from, to)`, as `client_name` `""`.
+    pub async fn cost_by_client_type(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ClientCost>, sqlx::Error> {
+        let sql = format!(
+            "SELECT '' AS client_name, client_type, {SUMS} FROM mcp_request_stats \
+             WHERE hour >= $1 AND hour < $2 GROUP BY client_type"
+        );
+        on_pool!(self, pool => sqlx::query_as::<_, ClientCost>(&sql).bind(from).bind(to).fetch_all(pool).await)
+    }
+
+    /// Sums per client name (and type) over the ledger rows in `[from, to)`: one pass over the
+    /// period's rows through the time index.
+    pub async fn cost_by_client_name(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ClientCost>, sqlx::Error> {
+        let sql = format!(
+            "SELECT COALESCE(s.client_name, 'unknown') AS client_name, COALESCE(s.client_type, 'unknown') AS client_type, \
+             COUNT(*) AS requests, \
+             CAST(SUM(CASE WHEN r.status <> 'success' THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
+             CAST(COALESCE(SUM(r.total_tokens), 0) AS BIGINT) AS tokens, \
+             CAST(COALESCE({cost}, 0) AS BIGINT) AS cost_units \
+             FROM mcp_requests r LEFT JOIN mcp_sessions s ON s.session_id = r.session_id \
+             WHERE r.timestamp >= $1 AND r.timestamp < $2 GROUP BY 1, 2",
+            cost = self.sum_cost_units("r.estimated_cost_usd"),
+        );
+        on_pool!(self, pool => sqlx::query_as::<_, ClientCost>(&sql).bind(from).bind(to).fetch_all(pool).await)
+    }
+}
