@@ -349,8 +349,10 @@
   let eventTimer = null;
   let lastRefreshEnd = 0;
   function liveEvent(kind, row) {
-    // Board views refresh on board changes only, not on every ledger row.
-    if (state.view && state.view.only && !state.view.only.includes(kind)) return;
+    // Board views refresh on board changes only, not on every ledger row (a view may still
+    // want some rows: a task's view, the calls about that task).
+    const v = state.view;
+    if (v && v.only && !v.only.includes(kind) && !(v.wants && v.wants(kind, row))) return;
     if (state.view && state.view.onEvent) state.view.onEvent(kind, row);
     if (eventTimer) return;
     // Coalesce bursts: a refresh at most every 300 ms (the overview's statistics: every 2 s).
@@ -596,6 +598,7 @@
     const recentSessions = h('div');
     const recent = requestTable({ showSession: true, empty: 'No requests yet: connect an assistant (see Connect).' });
     const sessionHealth = sessionHealthBox();
+    const cost = costSection();
     const el = h(
       'section',
       { class: 'view' },
@@ -611,6 +614,7 @@
       tools,
       h('h2', null, 'Clients · last 24 h'),
       clients,
+      cost.el,
       h('h2', null, 'Recent sessions ', h('a', { class: 'more', href: '#/sessions' }, 'all sessions →')),
       recentSessions,
       h('h2', null, 'Latest requests ', h('a', { class: 'more', href: '#/requests' }, 'request log →')),
@@ -627,6 +631,7 @@
         api(`api/requests${query({ since: '5m' })}`),
         recentRows(),
         sessionHealth.refresh(),
+        cost.refresh(),
       ]);
       const sessionsById = new Map();
       if (all.ok) for (const s of all.data.sessions || []) sessionsById.set(s.session_id, s);
@@ -718,6 +723,87 @@
     }
 
     return { el, refresh, title: 'Overview', minInterval: 2000 };
+  }
+
+  /** Estimated cost and tokens per hour (24 h) or per day (30 days), by client name and type (/api/cost). */
+  function costSection() {
+    let bucket = 'hour';
+    const chart = h('div', { class: 'trend', 'data-testid': 'cost-chart' });
+    const byName = h('div', { 'data-testid': 'cost-by-client-name' });
+    const byType = h('div', { 'data-testid': 'cost-by-client-type' });
+    const period = select('bucket', bucket, [['hour', 'per hour · last 24 h'], ['day', 'per day · last 30 days']]);
+    period.setAttribute('aria-label', 'Cost period');
+    period.addEventListener('change', () => {
+      bucket = period.value;
+      refresh();
+    });
+    const el = h(
+      'div',
+      { class: 'cost' },
+      h('h2', null, 'Cost & tokens over time ', period),
+      chart,
+      h('h3', null, 'By client name'),
+      byName,
+      h('h3', null, 'By client type'),
+      byType,
+    );
+    const clientTable = (rows, named) =>
+      rows.length
+        ? table(
+            [...(named ? ['Client'] : []), 'Type', numTh('Requests'), numTh('Errors'), numTh('Tokens (est.)'), numTh('Cost (est.)')],
+            rows.map((r) =>
+              h('tr', null,
+                named ? h('td', { class: 'client-name' }, r.client_name) : null,
+                h('td', null, r.client_type),
+                h('td', { class: 'num' }, fmtInt(r.requests)),
+                h('td', { class: 'num' }, fmtInt(r.errors)),
+                h('td', { class: 'num' }, fmtInt(r.tokens)),
+                h('td', { class: 'num' }, fmtCost(r.estimated_cost_usd)))),
+            { class: 'stats' },
+          )
+        : h('p', { class: 'empty' }, 'No requests in this period.');
+    async function refresh() {
+      const r = await api(`api/cost${query({ bucket, since: bucket === 'hour' ? '24h' : '30days' })}`);
+      if (!r.ok) {
+        chart.replaceChildren(errorBox(`Cost over time: ${r.error}`));
+        return;
+      }
+      chart.replaceChildren(costChart(r.data.series || [], bucket));
+      byName.replaceChildren(clientTable(r.data.client_names || [], true));
+      byType.replaceChildren(clientTable(r.data.client_types || [], false));
+    }
+    return { el, refresh };
+  }
+
+  /** Bars of estimated cost per bucket, and a line of estimated tokens, as SVG. */
+  function costChart(series, bucket) {
+    const W = 1200;
+    const H = 120;
+    const top = 14;
+    const bottom = 18;
+    const costs = series.map((p) => Number(p.estimated_cost_usd) || 0);
+    const tokens = series.map((p) => Number(p.tokens) || 0);
+    const maxCost = Math.max(...costs, 0) || 1;
+    const maxTokens = Math.max(...tokens, 0) || 1;
+    const bw = W / Math.max(1, series.length);
+    const y = (v, max) => H - bottom - (v / max) * (H - top - bottom);
+    const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': `estimated cost and tokens per ${bucket}` });
+    chart.append(svg('line', { x1: 0, x2: W, y1: H - bottom + 0.5, y2: H - bottom + 0.5, class: 'axis' }));
+    chart.append(svg('text', { x: 2, y: 10, class: 'label' }, `${fmtCost(maxCost)} / ${bucket} · ${fmtInt(maxTokens)} tokens`));
+    const labelEvery = Math.max(1, Math.ceil(series.length / 12));
+    const points = [];
+    series.forEach((p, i) => {
+      const start = new Date(p.start);
+      const label = bucket === 'hour' ? `${pad(start.getHours())}:00` : `${start.getUTCFullYear()}-${pad(start.getUTCMonth() + 1)}-${pad(start.getUTCDate())}`;
+      const x = i * bw + 1;
+      const g = svg('g', { class: 'cost-point' }, svg('title', null, `${label}: ${fmtCost(p.estimated_cost_usd)}, ${fmtInt(p.tokens)} tokens, ${fmtInt(p.requests)} requests (estimated)`));
+      g.append(svg('rect', { x, y: y(costs[i], maxCost), width: Math.max(1, bw - 2), height: Math.max(0, H - bottom - y(costs[i], maxCost)), class: 'bar' }));
+      if (i % labelEvery === 0) g.append(svg('text', { x: x + bw / 2, y: H - 4, class: 'label', 'text-anchor': 'middle' }, bucket === 'hour' ? label : label.slice(5)));
+      chart.append(g);
+      points.push(`${(x + bw / 2).toFixed(1)},${y(tokens[i], maxTokens).toFixed(1)}`);
+    });
+    if (points.length) chart.append(svg('polyline', { points: points.join(' '), class: 'tokens-line' }));
+    return h('div', null, chart, h('p', { class: 'muted legend' }, h('span', { class: 'swatch ok' }), ' estimated cost ', h('span', { class: 'swatch tokens' }), ' estimated tokens (own scale)'));
   }
 
   /** The last day's ledger rows for statistics computed in the browser (at most 1,000). */
@@ -1657,16 +1743,55 @@
           : h('p', { class: 'muted' }, d.ok ? 'No documents.' : d.error),
         h('div', { class: 'document' }),
         h('h2', null, 'Versions'),
+        h('div', { class: 'restore-slot' }),
         v.ok && (v.data.versions || []).length
-          ? table(['Field', 'Version', 'Summary', 'By', 'When', ''], v.data.versions.map((ver) =>
-              h('tr', null, h('td', null, ver.field_name), h('td', { class: 'num' }, ver.version_number),
+          ? table(['Field', 'Version', 'Summary', 'By', 'When', '', ''], v.data.versions.map((ver) =>
+              h('tr', { class: 'version', 'data-version': `${ver.field_name}-${ver.version_number}` }, h('td', null, ver.field_name), h('td', { class: 'num' }, ver.version_number),
                 h('td', { class: 'wrap' }, ver.change_summary), h('td', null, ver.created_by), agoCell(ver.created_at),
-                h('td', null, h('details', null, h('summary', null, 'content'), h('pre', { class: 'json' }, JSON.stringify(ver.content, null, 2)))))))
+                h('td', null, h('details', null, h('summary', null, 'content'), h('pre', { class: 'json' }, JSON.stringify(ver.content, null, 2)))),
+                h('td', null, h('button', { type: 'button', class: 'restore', onclick: () => askRestore(ver) }, 'Restore…')))))
           : h('p', { class: 'muted' }, v.ok ? 'No versions.' : v.error),
       );
+      renderRestore();
       if (open) open.open = true;
       // A refresh rebuilds the list: keep showing the document the person opened.
       if (openDocument) await showDocument(openDocument);
+    }
+
+    // A restore waiting for its confirmation, and what the last one did: kept across the
+    // refreshes that rebuild the list.
+    let pendingRestore = null;
+    let restoreOutcome = null;
+    function askRestore(ver) {
+      pendingRestore = { field_name: ver.field_name, version_number: ver.version_number };
+      restoreOutcome = null;
+      renderRestore();
+      const yes = docs.querySelector('.confirm-restore');
+      if (yes) yes.focus();
+    }
+    function renderRestore() {
+      const slot = docs.querySelector('.restore-slot');
+      if (!slot) return;
+      if (!pendingRestore) {
+        slot.replaceChildren(restoreOutcome ? h('p', { class: restoreOutcome.ok ? 'muted restored' : 'error-box', role: 'status' }, restoreOutcome.text) : '');
+        return;
+      }
+      const { field_name: f, version_number: n } = pendingRestore;
+      slot.replaceChildren(
+        h('div', { class: 'confirm', role: 'alertdialog', 'aria-label': 'Confirm the restore' },
+          h('p', null, `Restore ${f} to version ${n}? The current ${f} is saved as a new version first, so nothing is lost.`),
+          h('button', { type: 'button', class: 'confirm-restore', onclick: doRestore }, `Restore version ${n}`),
+          h('button', { type: 'button', onclick: () => { pendingRestore = null; renderRestore(); } }, 'Cancel')),
+      );
+    }
+    async function doRestore() {
+      const asked = pendingRestore;
+      pendingRestore = null;
+      const r = await apiWrite('POST', `api/projects/${encodeURIComponent(id)}/versions/restore`, asked);
+      restoreOutcome = r.ok
+        ? { ok: true, text: `Restored ${asked.field_name} to version ${asked.version_number}; the value before is version ${r.data.backup_version}.` }
+        : { ok: false, text: `Could not restore: ${r.error}` };
+      await refreshDocs();
     }
 
     let openDocument = null;
@@ -1693,7 +1818,8 @@
     const id = route.arg || '';
     const head = h('div', null, h('h1', null, 'Task'), h('p', { class: 'muted' }, 'Loading…'));
     const timeline = h('ol', { class: 'timeline' });
-    const el = h('section', { class: 'view' }, head, h('h2', null, 'History'), timeline);
+    const activity = h('div', { class: 'activity', 'data-testid': 'task-activity' });
+    const el = h('section', { class: 'view' }, head, h('h2', null, 'Activity'), activity, h('h2', null, 'History'), timeline);
 
     function who(change) {
       if (!change.session_id) return h('span', { class: 'who' }, change.client_name || 'unknown');
@@ -1701,7 +1827,11 @@
     }
 
     async function refresh() {
-      const [t, hist] = await Promise.all([api(`api/tasks/${encodeURIComponent(id)}`), api(`api/tasks/${encodeURIComponent(id)}/history`)]);
+      const [t, hist, act] = await Promise.all([
+        api(`api/tasks/${encodeURIComponent(id)}`),
+        api(`api/tasks/${encodeURIComponent(id)}/history`),
+        api(`api/tasks/${encodeURIComponent(id)}/activity`),
+      ]);
       if (!t.ok) {
         head.replaceChildren(h('h1', null, 'Task'), errorBox(t.status === 404 ? `No task has id ${id}.` : `Could not load the task: ${t.error}`));
         return;
@@ -1720,6 +1850,7 @@
         h('div', { class: 'description wrap' }, task.description || h('span', { class: 'muted' }, 'No description.')),
       );
       document.title = `${task.title} · Steward`;
+      activity.replaceChildren(act.ok ? activityView(act.data.activity) : errorBox(`Activity: ${act.error}`));
       const rows = (hist.ok && hist.data.history) || [];
       timeline.replaceChildren(
         ...rows.map((c) =>
@@ -1731,7 +1862,43 @@
             h('span', { class: 'new' }, c.new_value ?? '—'), ' · ', who(c))),
       );
     }
-    return { el, refresh, title: 'Task', only: ['board'] };
+    const wants = (kind, row) => kind === 'request' && row && row.subject === id;
+    return { el, refresh, title: 'Task', only: ['board'], wants };
+  }
+
+  /** What the calls about a task cost and who made them (/api/tasks/{id}/activity). */
+  function activityView(a) {
+    const duration = (seconds) => {
+      if (seconds === null || seconds === undefined) return '—';
+      const s = Number(seconds);
+      if (s < 120) return `${s} s`;
+      if (s < 7200) return `${Math.round(s / 60)} min`;
+      if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
+      return `${(s / 86400).toFixed(1)} d`;
+    };
+    const summary = h('dl', { class: 'summary' },
+      h('dt', null, 'calls'), h('dd', { 'data-testid': 'activity-calls' }, fmtInt(a.calls)),
+      h('dt', null, 'tokens'), h('dd', { 'data-testid': 'activity-tokens' }, `${fmtInt(a.estimated_tokens)} (estimated)`),
+      h('dt', null, 'cost'), h('dd', { 'data-testid': 'activity-cost' }, `${fmtCost(a.estimated_cost_usd)} (estimated)`),
+      h('dt', null, 'errors'), h('dd', { 'data-testid': 'activity-errors' }, `${fmtInt(a.errors)} (${fmtInt(a.tool_errors)} tool errors)`),
+      h('dt', null, 'doing → done'), h('dd', { 'data-testid': 'activity-cycle' }, a.started_at ? `${duration(a.doing_to_done_seconds)}${a.done_at ? '' : ' (not done yet)'}` : '—'),
+    );
+    if (!Number(a.calls)) return h('div', null, summary, h('p', { class: 'muted' }, 'No agent calls about this task in the ledger yet.'));
+    const sessions = table(
+      ['Client', 'Session', numTh('Calls'), numTh('Errors'), numTh('Tokens (est.)'), numTh('Cost (est.)'), 'Last call'],
+      (a.sessions || []).map((p) =>
+        h('tr', { class: 'activity-session' },
+          h('td', { class: 'client-name' }, p.client_name || '(no name)', p.client_type ? h('span', { class: 'muted' }, ` ${p.client_type}`) : null),
+          h('td', null, p.session_id ? h('a', { href: sessionHref(p.session_id), title: p.session_id }, shortId(p.session_id)) : '—'),
+          h('td', { class: 'num' }, fmtInt(p.calls)),
+          h('td', { class: 'num' }, fmtInt(p.errors)),
+          h('td', { class: 'num' }, fmtInt(p.estimated_tokens)),
+          h('td', { class: 'num' }, fmtCost(p.estimated_cost_usd)),
+          agoCell(p.last_call_at))),
+      { class: 'stats' },
+    );
+    const more = Number(a.session_count) > (a.sessions || []).length ? h('p', { class: 'muted' }, `${fmtInt(a.session_count)} sessions in all; the busiest are shown.`) : null;
+    return h('div', null, summary, sessions, more);
   }
 
   const VIEWS = {

@@ -106,7 +106,116 @@ export async function boardChecks({ page, agent, check, assert, base, shots, liv
     await page.screenshot({ path: path.join(shots, 'board-task.png'), fullPage: true });
   });
 
+  await check('board: a task\'s activity shows the calls about it, their client and cost', async () => {
+    await page.goto(`${base}/#/tasks/${ids.todo}`);
+    const panel = page.locator('[data-testid=task-activity]');
+    // The create, the reads (find_tasks, get_task_history) by this agent: every one a call.
+    await panel.locator('.activity-session', { hasText: 'claude-code' }).waitFor({ timeout: uiMs });
+    const calls = Number((await panel.locator('[data-testid=activity-calls]').textContent()).replace(/,/g, ''));
+    assert(calls >= 3, `calls: ${calls}`);
+    const cost = await panel.locator('[data-testid=activity-cost]').textContent();
+    assert(/\$|—/.test(cost) && cost.includes('estimated'), `cost: ${cost}`);
+    // A call made now shows up without a reload.
+    await tool(agent, 'find_tasks', { task_id: ids.todo });
+    await waitFor(async () => Number((await panel.locator('[data-testid=activity-calls]').textContent()).replace(/,/g, '')) > calls, liveMs, 'the new call in the activity');
+    await page.screenshot({ path: path.join(shots, 'board-task.png'), fullPage: true });
+    return `${calls} calls, ${cost}`;
+  });
+
+  await check('board: a version is restored after a confirmation, through manage_version\'s path', async () => {
+    const features = (names) => names.map((name) => ({ name }));
+    for (const names of [['login'], ['login', 'billing']]) {
+      await tool(agent, 'manage_project', { action: 'update', project_id: ids.project, features: features(names) });
+    }
+    const versions = (await tool(agent, 'find_versions', { project_id: ids.project, field_name: 'features' })).versions;
+    const first = Math.min(...versions.filter((v) => v.change_summary === 'Set by manage_project').map((v) => v.version_number));
+    await page.goto(`${base}/#/projects/${ids.project}`);
+    const row = page.locator(`tr.version[data-version="features-${first}"]`);
+    await row.locator('button.restore').click();
+    const confirm = page.locator('.confirm[role=alertdialog]');
+    const question = await confirm.textContent();
+    assert(question.includes(`version ${first}`), question);
+    assert(JSON.stringify((await tool(agent, 'get_project_features', { project_id: ids.project })).features) === JSON.stringify(features(['login', 'billing'])), 'nothing restored before the confirmation');
+    await confirm.locator('button.confirm-restore').click();
+    await page.locator('.restored', { hasText: `version ${first}` }).waitFor({ timeout: uiMs });
+    const now = (await tool(agent, 'get_project_features', { project_id: ids.project })).features;
+    assert(JSON.stringify(now) === JSON.stringify(features(['login'])), `features now: ${JSON.stringify(now)}`);
+    const after = (await tool(agent, 'find_versions', { project_id: ids.project, field_name: 'features' })).versions;
+    const restore = after.find((v) => v.change_type === 'restore');
+    assert(restore && restore.created_by === 'dashboard', JSON.stringify(after));
+    await page.locator('tr.version td', { hasText: `Restored version ${first}` }).first().waitFor();
+    await page.locator('h2', { hasText: 'Versions' }).scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(shots, 'board-versions.png') });
+  });
+
+  await check('board: the overview charts cost over time and splits it by client name', async () => {
+    await page.goto(`${base}/#/overview`);
+    await page.locator('[data-testid=cost-chart] svg .cost-point').first().waitFor({ timeout: uiMs });
+    await page.locator('[data-testid=cost-by-client-name] td.client-name', { hasText: 'claude-code' }).waitFor({ timeout: uiMs });
+    await page.locator('select[name=bucket]').selectOption('day');
+    await waitFor(async () => (await page.locator('[data-testid=cost-chart] svg .cost-point').count()) === 31, uiMs, '31 daily points');
+  });
+
   await check('board: hostile text never became an element', async () => {
     assert((await page.evaluate(() => document.images.length)) === 0, 'an <img> was created');
+  });
+}
+
+/** Creates `n` tasks in a project through the board API, a few requests at a time. */
+async function seedTasks(base, projectId, n) {
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const status = ['todo', 'doing', 'review', 'done'][i % 4];
+      const response = await fetch(`${base}/api/projects/${projectId}/tasks`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-Steward-CSRF': '1' },
+        body: JSON.stringify({ title: `Bulk task ${i}`, status, assignee: `agent-${i % 7}`, task_order: i % 101 }),
+      });
+      if (response.status !== 201) throw new Error(`task ${i}: HTTP ${response.status} ${await response.text()}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+}
+
+/**
+ * A board of 2,000 tasks stays usable: the kanban renders a page of cards per column (not
+ * 2,000 cards), within a generous bound, and the filter still finds one task. Returns the
+ * measured times for BENCHMARKS.md.
+ */
+export async function bigBoardChecks({ page, agent, check, assert, base, uiMs }) {
+  const TASKS = 2000;
+  const BOUND_MS = 10000; // "no freeze": generous, not a tight wall-clock target
+  let projectId;
+  await check(`big board: ${TASKS} tasks seeded through the API`, async () => {
+    projectId = (await tool(agent, 'manage_project', { action: 'create', title: 'Big board' })).project_id;
+    const t0 = Date.now();
+    await seedTasks(base, projectId, TASKS);
+    return `in ${Date.now() - t0} ms`;
+  });
+  await check(`big board: the kanban of ${TASKS} tasks renders a page per column within ${BOUND_MS} ms`, async () => {
+    const t0 = Date.now();
+    await page.goto(`${base}/#/projects/${projectId}`);
+    for (const status of ['todo', 'doing', 'review', 'done']) {
+      await page.locator(`.column[data-status=${status}] .card`).first().waitFor({ timeout: BOUND_MS });
+    }
+    const rendered = Date.now() - t0;
+    const cards = await page.locator('.kanban .card').count();
+    assert(cards <= 4 * 50, `${cards} cards in the DOM`);
+    const counts = await page.locator('.column h2 .muted').allTextContents();
+    assert(counts.every((c) => c === '(500)'), `column counts: ${counts.join(' ')}`);
+    assert(rendered < BOUND_MS, `rendered in ${rendered} ms`);
+    const t1 = Date.now();
+    await page.locator('.column[data-status=todo] .pager button', { hasText: 'older' }).click();
+    await page.locator('.column[data-status=todo] .pager', { hasText: 'page 2 of 10' }).waitFor({ timeout: BOUND_MS });
+    const paged = Date.now() - t1;
+    const t2 = Date.now();
+    await page.locator('form.filters input[name=q]').fill('Bulk task 1234');
+    await page.locator('form.filters button[type=submit]').click();
+    await waitFor(async () => (await page.locator('.kanban .card').count()) === 1, BOUND_MS, 'the filter to leave one card');
+    const filtered = Date.now() - t2;
+    assert((await page.locator('.column[data-status=review] .card').textContent()).includes('Bulk task 1234'), 'task 1234 is in review');
+    return `render ${rendered} ms, ${cards} cards in the DOM; next page ${paged} ms; filter ${filtered} ms`;
   });
 }

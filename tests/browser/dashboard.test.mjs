@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { connect, waitFor } from './mcp.mjs';
-import { boardChecks } from './board.mjs';
+import { bigBoardChecks, boardChecks } from './board.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.STEWARD_URL || '').replace(/\/+$/, '');
@@ -422,6 +422,7 @@ try {
   });
 
   await boardChecks({ page, agent: claude, check, assert, base: BASE, shots: SHOTS, liveMs: LIVE_MS, uiMs: UI_MS });
+  await bigBoardChecks({ page, agent: claude, check, assert, base: BASE, uiMs: UI_MS });
   await check('after the board: no dialog, script error or CSP violation', async () => {
     const csp = await page.evaluate(() => window.__csp);
     assert(dialogs.length === 0, `dialogs fired: ${JSON.stringify(dialogs)}`);
