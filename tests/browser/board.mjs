@@ -144,8 +144,7 @@ export async function boardChecks({ page, agent, check, assert, base, shots, liv
     const restore = after.find((v) => v.change_type === 'restore');
     assert(restore && restore.created_by === 'dashboard', JSON.stringify(after));
     await page.locator('tr.version td', { hasText: `Restored version ${first}` }).first().waitFor();
-    await page.locator('h2', { hasText: 'Versions' }).scrollIntoViewIfNeeded();
-    await page.screenshot({ path: path.join(shots, 'board-versions.png') });
+    await page.screenshot({ path: path.join(shots, 'board-versions.png'), fullPage: true });
   });
 
   await check('board: the overview charts cost over time and splits it by client name', async () => {
