@@ -71,6 +71,14 @@ impl BoardError {
                 claim.claimed_client.as_deref().unwrap_or("unknown client"),
                 claim.lease_until.to_rfc3339()
             )),
+            Refusal::BadParent { parent, problem } => BoardError::Field(
+                StatusCode::BAD_REQUEST,
+                FieldError::new(
+                    "parent_task_id",
+                    format!("parent_task_id {parent} {problem}"),
+                    "Pick a live task of the same project that is not below this one",
+                ),
+            ),
             other => BoardError::Conflict(format!("task {id}: {other}")),
         }
     }
@@ -260,7 +268,7 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, FieldError> 
         FieldError::new(
             &field,
             inner,
-            "Send a JSON object with title, description, status, assignee, task_order, feature",
+            "Send a JSON object with title, description, status, assignee, task_order, feature, parent_task_id, sources, code_examples",
         )
     })
 }

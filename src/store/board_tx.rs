@@ -17,6 +17,14 @@ pub(crate) struct HistoryRow<'a> {
     pub reason: Option<&'a str>,
 }
 
+/// Where a task hangs in its project (archived or not).
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct TaskLink {
+    pub project_id: Id,
+    pub parent_task_id: Option<Id>,
+    pub archived: bool,
+}
+
 /// Which tasks `next_task` may hand out.
 #[derive(Debug, Clone, Default)]
 pub struct NextFilter {
@@ -73,6 +81,8 @@ pub(crate) trait BoardTx {
     ) -> Result<Option<Id>, sqlx::Error>;
     /// `(id, title)` of the live tasks among `ids`.
     async fn live_titles(&mut self, ids: &[Id]) -> Result<Vec<(Id, String)>, sqlx::Error>;
+    /// The task's project and parent, archived or not.
+    async fn task_link(&mut self, id: Id) -> Result<Option<TaskLink>, sqlx::Error>;
     /// `(task_id, blocker_id)` edges leaving any of `ids`.
     async fn edges_from(&mut self, ids: &[Id]) -> Result<Vec<(Id, Id)>, sqlx::Error>;
     /// Replaces the task's blockers with `blockers`.
@@ -252,6 +262,11 @@ macro_rules! board_tx {
                 }
                 query.push(")");
                 query.build_query_as().fetch_all(&mut **self).await
+            }
+
+            async fn task_link(&mut self, id: Id) -> Result<Option<TaskLink>, sqlx::Error> {
+                let sql = "SELECT project_id, parent_task_id, archived FROM tasks WHERE id = $1";
+                sqlx::query_as(sql).bind(id).fetch_optional(&mut **self).await
             }
 
             async fn edges_from(&mut self, ids: &[Id]) -> Result<Vec<(Id, Id)>, sqlx::Error> {

@@ -34,4 +34,5 @@ mod stats;
 mod stdio;
 mod store;
 mod surface;
+mod task_links;
 mod tools;
