@@ -12,10 +12,11 @@ use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Ledger, LedgerSettings};
 use crate::mcp::drain::{InFlight, MAX_DRAIN};
 use crate::mcp::{self, ServerContext};
+use crate::resources::expiry;
 use crate::security::auth::Auth;
 use crate::security::layers::Guard;
-use crate::sessions::Sessions;
 use crate::sessions::events::DbEventStore;
+use crate::sessions::{SessionSettings, Sessions};
 use crate::store::DatabaseUrl;
 use crate::store::{OpenError, OpenMode, Store};
 use crate::traces::Traces;
@@ -175,6 +176,13 @@ async fn run(
         guard,
     };
     crate::metrics::register_tools(mcp::BoardServer::tool_names(&state.ctx));
+    // Leases end within one revocation poll of running out, on every replica.
+    let sweep = expiry::spawn_sweep(
+        store.clone(),
+        state.ctx.changes.clone(),
+        config.sessions.revocation_poll,
+        shutdown.clone(),
+    );
     let app = crate::app::router(state, close_sessions);
     // Without TCP_NODELAY every small SSE write waits for Nagle's algorithm and the peer's
     // delayed ACK (tens of milliseconds); BENCHMARKS.md has the measured difference.
@@ -197,7 +205,7 @@ async fn run(
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .map_err(anyhow::Error::from)?;
-    for job in jobs {
+    for job in jobs.into_iter().chain([sweep]) {
         if let Err(error) = job.await {
             tracing::warn!(%error, "a background job ended abnormally");
         }
@@ -247,12 +255,20 @@ pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
         start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let outcome = mcp::stdio::serve(
-        ServerContext::new(store.clone(), Some(ledger.clone())),
-        ledger,
-        shutdown,
-    )
-    .await;
+    tokio::spawn(stop_on_hangup(shutdown.clone()));
+    let ctx = ServerContext::new(store.clone(), Some(ledger.clone()));
+    let sweep_stop = CancellationToken::new();
+    let sweep = expiry::spawn_sweep(
+        store.clone(),
+        ctx.changes.clone(),
+        SessionSettings::default().revocation_poll,
+        sweep_stop.clone(),
+    );
+    let outcome = mcp::stdio::serve(ctx, ledger, shutdown).await;
+    sweep_stop.cancel();
+    if let Err(error) = sweep.await {
+        tracing::warn!(%error, "the lease sweep ended abnormally");
+    }
     ledger_stop.cancel();
     if let Err(error) = ledger_writer.await {
         tracing::error!(%error, "the ledger writer ended abnormally");
@@ -292,6 +308,25 @@ async fn close_sessions_after_drain(
         );
     }
     close.cancel();
+}
+
+/// `steward stdio` also stops when its terminal or parent hangs up (SIGHUP), so its session
+/// and claims end. (`serve` keeps SIGHUP's default: it may run under `nohup`.)
+async fn stop_on_hangup(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                if hangup.recv().await.is_some() {
+                    shutdown.cancel();
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP"),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(shutdown);
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

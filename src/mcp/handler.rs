@@ -159,7 +159,7 @@ impl ServerHandler for BoardServer {
         {
             return Ok(ReadResourceResult::new(vec![contents]).into());
         }
-        match resources::read(self.store(), &uri).await {
+        match resources::read(self.store(), &self.ctx.changes, &uri).await {
             Ok(contents) => Ok(ReadResourceResult::new(vec![contents]).into()),
             Err(ReadError::Database(e)) => Err(database_error(e)),
             Err(error) => Err(not_found(&uri, &error.to_string())),

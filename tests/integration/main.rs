@@ -10,6 +10,7 @@ mod auth;
 mod board_api;
 mod board_cli;
 mod check;
+mod claim_ends;
 mod claims;
 mod clients;
 mod config;

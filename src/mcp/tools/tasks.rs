@@ -173,7 +173,8 @@ impl BoardServer {
 impl BoardServer {
     async fn find_tasks_impl(&self, args: FindTasksArgs) -> ToolResult {
         // Leases that ran out end (and are recorded) before anyone is shown them.
-        self.store().end_expired_claims().await?;
+        let ended = self.store().end_expired_claims().await?;
+        crate::resources::expiry::publish_ended(&self.ctx.changes, &ended);
         if let Some(id) = validate::opt_id("task_id", args.task_id.as_deref())? {
             let task = self.store().get_task(id).await?;
             let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
