@@ -17,6 +17,7 @@ mod dashboard;
 mod first_hour;
 mod hostile;
 mod hostile_batches;
+mod hostile_connections;
 mod hostile_round2;
 mod http;
 mod import;
