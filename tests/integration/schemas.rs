@@ -325,7 +325,10 @@ async fn readme_examples_validate_against_the_published_schemas() -> anyhow::Res
             .get(name)
             .with_context(|| format!("docs/tools.md calls {name}, which tools/list lacks"))?;
         let found = mismatches(name, schema, arguments);
-        assert!(found.is_empty(), "docs/tools.md example {arguments}: {found:#?}");
+        assert!(
+            found.is_empty(),
+            "docs/tools.md example {arguments}: {found:#?}"
+        );
     }
     // The validator is not vacuous: a wrong enum, an unknown field, a missing action.
     let task = &schemas["manage_task"];
@@ -417,7 +420,9 @@ async fn declared_output_schemas_are_met_by_structured_content() -> anyhow::Resu
     for tool in tools.iter().filter(|t| t.get("outputSchema").is_some()) {
         let name = tool["name"].as_str().unwrap_or_default();
         let arguments = examples.get(name).with_context(|| {
-            format!("{name} declares an outputSchema: add an example call to docs/tools.md to test it")
+            format!(
+                "{name} declares an outputSchema: add an example call to docs/tools.md to test it"
+            )
         })?;
         let mut params = rmcp::model::CallToolRequestParams::new(name.to_string());
         if let Value::Object(arguments) = arguments.clone() {
