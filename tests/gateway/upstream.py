@@ -41,6 +41,11 @@ def env(name: str) -> str:
     return os.environ.get(name, "")
 
 
+@server.tool(description="Ends this process at once, without answering.")
+def crash() -> str:
+    os._exit(3)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))

@@ -11,13 +11,14 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use common::raw::{self, Client, PROTOCOL};
 use common::{TestDb, TestServer, kill_9, test_on_each_backend};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 test_on_each_backend!(
     merged_tools_proxied_calls_and_their_ledger_rows,
     steward_with_fixtures_as_an_upstream,
     sessions_survive_an_upstream_restart_and_a_steward_restart,
+    a_stdio_upstream_is_restarted_and_its_secrets_stay_hidden,
 );
 
 fn python() -> Option<PathBuf> {
@@ -86,15 +87,15 @@ impl PythonUpstream {
 
 /// Waits (up to 30 s) until `/health` says the upstream is up: a stdio upstream's interpreter
 /// takes a moment to start.
-async fn wait_until_up(api: &Client, upstream: &str) -> anyhow::Result<()> {
+async fn wait_until_up(api: &Client, upstream: &str) -> anyhow::Result<Value> {
     for _ in 0..300 {
         let (_, health) = api.get_json("/health").await?;
-        let up = health["upstreams"].as_array().is_some_and(|list| {
+        let found = health["upstreams"].as_array().and_then(|list| {
             list.iter()
-                .any(|u| u["name"] == upstream && u["state"] == "up")
+                .find(|u| u["name"] == upstream && u["state"] == "up")
         });
-        if up {
-            return Ok(());
+        if let Some(found) = found {
+            return Ok(found.clone());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -378,6 +379,97 @@ async fn sessions_survive_an_upstream_restart_and_a_steward_restart(
         .await?;
     let initializes = rows["requests"].as_array().map(Vec::len);
     ensure!(initializes == Some(1), "{rows}");
+    server.stop().await;
+    drop(upstream);
+    Ok(())
+}
+
+async fn a_stdio_upstream_is_restarted_and_its_secrets_stay_hidden(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    let upstream = PythonUpstream::start(&python, free_port()?).await?;
+    let config = db.dir().join("steward.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream]]\nname = \"py\"\nurl = \"{}\"\nheaders = {{ X-Api-Key = \"sekrit-header-123\" }}\n\n\
+             [[upstream]]\nname = \"pys\"\ncommand = \"{}\"\nargs = [\"{}\", \"stdio\"]\n\
+             env = {{ PROBE = \"sekrit-env-456\" }}\ntools = [\"env\", \"crash\", \"echo\"]\n",
+            upstream.url(),
+            python.display(),
+            upstream_script()
+        ),
+    )?;
+    let server = TestServer::start_with(&db, &["--config", &config.display().to_string()]).await?;
+    let api = Client::new(&server.base_url);
+    wait_until_up(&api, "pys").await?;
+    let client = Client::new(&server.mcp_url());
+    let session = client.open_session(PROTOCOL, "gateway-test").await?;
+
+    // The allow-list: only the listed tools of pys are offered.
+    let names = tool_names(&raw::tools_list(&client, &session).await?)?;
+    let offered: Vec<&String> = names.iter().filter(|n| n.starts_with("pys__")).collect();
+    ensure!(offered.len() == 3, "{offered:?}");
+    let refused = client
+        .call(Some(&session), 40, "pys__add", json!({"a": 1, "b": 1}))
+        .await?;
+    ensure!(
+        refused.error_message().contains("allow-list"),
+        "{}",
+        refused.text
+    );
+    // The environment reached the process.
+    let env = client
+        .call(Some(&session), 41, "pys__env", json!({"name": "PROBE"}))
+        .await?;
+    ensure!(text(&env) == "sekrit-env-456", "{}", env.text);
+    let via_http = client
+        .call(Some(&session), 42, "py__echo", json!({"text": "ok"}))
+        .await?;
+    ensure!(text(&via_http) == "ok", "{}", via_http.text);
+
+    // The process dies mid-call: the call fails naming the upstream; the process is started
+    // again and the next call works.
+    let crash = client
+        .call(Some(&session), 43, "pys__crash", json!({}))
+        .await?;
+    ensure!(
+        crash.error_message().contains("upstream pys"),
+        "{}",
+        crash.text
+    );
+    let mut restarted = Value::Null;
+    for _ in 0..300 {
+        restarted = wait_until_up(&api, "pys").await?;
+        if restarted["restarts"].as_u64() >= Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(restarted["restarts"].as_u64() >= Some(1), "{restarted}");
+    let again = client
+        .call(Some(&session), 44, "pys__echo", json!({"text": "back"}))
+        .await?;
+    ensure!(text(&again) == "back", "{}", again.text);
+
+    // Secrets appear nowhere Steward shows or keeps.
+    raw::ledger_row(&api, "tool=py__echo", |r| r["status"] == "success").await?;
+    let (_, health) = api.get_json("/health").await?;
+    let (_, rows) = api.get_json("/api/requests?per_page=1000").await?;
+    let metrics = api.get("/metrics").await?.text().await?;
+    let logs = server.stderr_output();
+    for secret in ["sekrit-header-123", "sekrit-env-456"] {
+        ensure!(!health.to_string().contains(secret), "{secret} in /health");
+        ensure!(
+            !rows.to_string().contains(secret),
+            "{secret} in /api/requests"
+        );
+        ensure!(!metrics.contains(secret), "{secret} in /metrics");
+        ensure!(!logs.contains(secret), "{secret} in the logs");
+    }
     server.stop().await;
     drop(upstream);
     Ok(())
