@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering;
 
-use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::handler::server::tool::{IntoCallToolResult, ToolCallContext};
 use rmcp::model::ErrorCode;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
@@ -19,12 +19,13 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::{BoardServer, is_argument_error};
 use crate::ledger::analyze::REQUEST_TIMEOUT;
 use crate::mcp::conformance::Fixtures;
 use crate::mcp::prompts::{self, PromptError};
-use crate::mcp::tools::{ToolError, respond};
+use crate::mcp::tools::ToolError;
 use crate::resources::{self, BoardUri, ReadError, subscriptions};
 
 /// What a client is told when Steward serves only the tools of the servers behind it.
@@ -110,8 +111,16 @@ impl ServerHandler for BoardServer {
         }
         let call = ToolCallContext::new(self, request, context);
         let limit = self.ctx.tool_timeout;
+        // The span names the tool in what the call logs (e.g. a database error); only a
+        // known name, as a client's may be anything, and long.
+        let span = if self.tool_router.has_route(&name) {
+            tracing::error_span!("call_tool", tool = %name)
+        } else {
+            tracing::Span::none()
+        };
+        let call = self.tool_router.call(call).instrument(span);
         // Dropping the call on timeout cancels it; an open transaction rolls back.
-        let Ok(outcome) = tokio::time::timeout(limit, self.tool_router.call(call)).await else {
+        let Ok(outcome) = tokio::time::timeout(limit, call).await else {
             tracing::warn!(tool = %name, ?limit, "tool call timed out");
             return Err(ErrorData::new(
                 ErrorCode(REQUEST_TIMEOUT),
@@ -138,7 +147,7 @@ impl ServerHandler for BoardServer {
                         "Fix the arguments of {name}: its inputSchema in tools/list lists every field and allowed value"
                     ),
                 );
-                Ok(respond(&name, Err(invalid)).into())
+                invalid.into_call_tool_result()
             }
             other => other,
         }
