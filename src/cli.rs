@@ -486,6 +486,17 @@ pub struct SecurityArgs {
     /// Longest a tool call may run (default 60s); then it is stopped and recorded as timeout.
     #[arg(long, env = "STEWARD_TOOL_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub tool_timeout: Option<Duration>,
+    /// Time a client has to send a request's headers (default 10s), from the connection's
+    /// start or the request's first byte; then the connection is closed.
+    #[arg(long, env = "STEWARD_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub header_read_timeout: Option<Duration>,
+    /// A connection on which the client sends nothing for this long, between requests or in
+    /// the middle of a body, is closed (default 60s). Streams the server is sending are not idle.
+    #[arg(long, env = "STEWARD_CONNECTION_IDLE_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub connection_idle_timeout: Option<Duration>,
+    /// Connections open at once (default 1024); one more is answered 503 and closed.
+    #[arg(long, env = "STEWARD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<u32>,
 }
 
 /// The request ledger.

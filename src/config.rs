@@ -18,7 +18,7 @@ use crate::gateway::spec::{UpstreamSpec, UpstreamTable};
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
 use crate::logs::LogFormat;
-use crate::security::{AllowList, AuthMode, SecuritySettings};
+use crate::security::{AllowList, AuthMode, ConnectionLimits, SecuritySettings};
 use crate::sessions::SessionSettings;
 use crate::store::{DatabaseUrl, UrlError};
 
@@ -106,6 +106,9 @@ struct FileSecurity {
     max_sessions_per_principal: Option<u32>,
     /// e.g. "60s".
     tool_timeout: Option<String>,
+    header_read_timeout: Option<String>,
+    connection_idle_timeout: Option<String>,
+    max_connections: Option<u32>,
 }
 
 /// `[ledger]` in `steward.toml`.
@@ -386,17 +389,31 @@ fn security_settings(
                 .map_err(|reason| ConfigError::Invalid(format!("{key}: {reason}"))),
         }
     };
-    let tool_timeout = match (args.tool_timeout, &file.tool_timeout) {
-        (Some(value), _) => value,
-        (None, Some(text)) => {
-            humantime::parse_duration(text).map_err(|e| ConfigError::Duration {
-                key: "security.tool_timeout".into(),
-                value: text.clone(),
-                reason: e.to_string(),
-            })?
-        }
-        (None, None) => defaults.tool_timeout,
+    let tool_timeout = duration_setting(
+        args.tool_timeout,
+        "security.tool_timeout",
+        &file.tool_timeout,
+        defaults.tool_timeout,
+    )?;
+    let connections = ConnectionLimits {
+        header_read_timeout: duration_setting(
+            args.header_read_timeout,
+            "security.header_read_timeout",
+            &file.header_read_timeout,
+            defaults.connections.header_read_timeout,
+        )?,
+        idle_timeout: duration_setting(
+            args.connection_idle_timeout,
+            "security.connection_idle_timeout",
+            &file.connection_idle_timeout,
+            defaults.connections.idle_timeout,
+        )?,
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.connections.max_connections),
     };
+    connections.check().map_err(ConfigError::Invalid)?;
     let settings = SecuritySettings {
         auth: args.auth.or(file.auth).unwrap_or(AuthMode::None),
         allowed_hosts: list(args.allowed_hosts, &file.allowed_hosts, "allowed hosts")?,
@@ -426,6 +443,7 @@ fn security_settings(
             .or(file.max_sessions_per_principal)
             .unwrap_or(defaults.max_sessions),
         tool_timeout,
+        connections,
     };
     if settings.max_body_bytes < 1024 {
         return Err(ConfigError::Invalid(format!(
@@ -454,6 +472,24 @@ fn security_settings(
         )));
     }
     Ok(settings)
+}
+
+/// A duration setting: the flag, else the file's text at `key` (e.g. "60s"), else the default.
+fn duration_setting(
+    flag: Option<Duration>,
+    key: &str,
+    file: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match (flag, file) {
+        (Some(value), _) => Ok(value),
+        (None, Some(text)) => humantime::parse_duration(text).map_err(|e| ConfigError::Duration {
+            key: key.to_string(),
+            value: text.clone(),
+            reason: e.to_string(),
+        }),
+        (None, None) => Ok(default),
+    }
 }
 
 fn database_url(args: DatabaseArgs, file: &FileConfig) -> Result<DatabaseUrl, ConfigError> {
@@ -577,16 +613,8 @@ fn session_settings(
     file: &FileSessions,
 ) -> Result<SessionSettings, ConfigError> {
     let defaults = SessionSettings::default();
-    let pick = |flag: Option<Duration>, key: &str, text: &Option<String>, default: Duration| match (
-        flag, text,
-    ) {
-        (Some(value), _) => Ok(value),
-        (None, Some(text)) => humantime::parse_duration(text).map_err(|e| ConfigError::Duration {
-            key: format!("sessions.{key}"),
-            value: text.clone(),
-            reason: e.to_string(),
-        }),
-        (None, None) => Ok(default),
+    let pick = |flag: Option<Duration>, key: &str, text: &Option<String>, default: Duration| {
+        duration_setting(flag, &format!("sessions.{key}"), text, default)
     };
     let settings = SessionSettings {
         idle_after: pick(
@@ -701,5 +729,16 @@ mod tests {
         let err =
             toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\ndatabse = \"x\"").unwrap_err();
         assert!(err.to_string().contains("databse"), "{err}");
+    }
+
+    #[test]
+    fn file_takes_the_connection_limits_the_readme_shows() {
+        let text = "[security]\nheader_read_timeout = \"10s\"\nconnection_idle_timeout = \"60s\"\nmax_connections = 1024";
+        let file = toml::from_str::<FileConfig>(text).expect("the README's keys");
+        assert_eq!(file.security.max_connections, Some(1024));
+        assert_eq!(
+            file.security.connection_idle_timeout.as_deref(),
+            Some("60s")
+        );
     }
 }

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -180,13 +179,6 @@ async fn run(
     };
     crate::metrics::register_tools(mcp::BoardServer::tool_names(&state.ctx));
     let app = crate::app::router(state, close_sessions);
-    // Without TCP_NODELAY every small SSE write waits for Nagle's algorithm and the peer's
-    // delayed ACK (tens of milliseconds); BENCHMARKS.md has the measured difference.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "could not set TCP_NODELAY");
-        }
-    });
     tracing::info!(%addr, database = ?config.database, engine = store.engine(), auth = ?config.security.auth, "Steward is serving MCP at /mcp");
     if config.security.auth == crate::security::AuthMode::None && !addr.ip().is_loopback() {
         tracing::warn!(
@@ -195,12 +187,7 @@ async fn run(
     }
     // The first line is machine-readable, for scripts and tests that start on port 0.
     print!("{}", startup_banner(addr, &config));
-    // The peer address rides in each request (`ConnectInfo`), for per-address throttles.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(anyhow::Error::from)?;
+    crate::security::connections::serve(listener, app, config.security.connections, shutdown).await;
     for job in jobs {
         if let Err(error) = job.await {
             tracing::warn!(%error, "a background job ended abnormally");
