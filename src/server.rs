@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::HttpState;
 use crate::config::{ConfigError, ServeConfig, StdioConfig};
+use crate::gateway::Gateway;
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Ledger, LedgerSettings};
 use crate::mcp::drain::{InFlight, MAX_DRAIN};
@@ -161,13 +162,16 @@ async fn run(
         config.sessions.revocation_poll,
     );
     let guard = Guard::new(config.security.clone(), auth, sessions.clone());
+    let gateway = start_gateway(&config, &store, &shutdown)?;
     let state = HttpState {
         in_flight,
-        ctx: ServerContext::configured(
+        ctx: ServerContext::serving(
             store.clone(),
             Some(ledger.clone()),
             config.conformance_fixtures,
             config.security.tool_timeout,
+            gateway,
+            config.board,
         ),
         sessions: sessions.clone(),
         ledger,
@@ -206,6 +210,25 @@ async fn run(
     Ok(())
 }
 
+/// Gateway mode, when upstreams are configured: stdio upstreams start now, HTTP ones are
+/// reached on first use.
+fn start_gateway(
+    config: &ServeConfig,
+    store: &Store,
+    stop: &CancellationToken,
+) -> Result<Option<Arc<Gateway>>, RunError> {
+    if config.upstreams.is_empty() {
+        return Ok(None);
+    }
+    for upstream in &config.upstreams {
+        tracing::info!(upstream = %upstream.name, location = %upstream.location(), timeout = ?upstream.timeout, "gateway upstream");
+    }
+    let gateway = Gateway::start(config.upstreams.clone(), store.clone(), stop.clone())
+        .map_err(ConfigError::Invalid)?;
+    crate::metrics::register_upstreams(gateway.names().map(ToString::to_string));
+    Ok(Some(gateway))
+}
+
 /// What a person needs to connect, on stdout at start-up.
 fn startup_banner(addr: std::net::SocketAddr, config: &ServeConfig) -> String {
     use crate::security::AuthMode;
@@ -223,7 +246,23 @@ fn startup_banner(addr: std::net::SocketAddr, config: &ServeConfig) -> String {
          \x20 database:     {}\n\
          \x20 auth:         {auth}\n",
         config.database.redacted()
-    )
+    ) + &upstream_lines(config)
+}
+
+/// One banner line per upstream: its tools' prefix and where it is (no credentials).
+fn upstream_lines(config: &ServeConfig) -> String {
+    let mut lines = String::new();
+    if !config.board {
+        lines.push_str("  board:        not served (--no-board)\n");
+    }
+    for upstream in &config.upstreams {
+        lines.push_str(&format!(
+            "  upstream:     {}__* -> {}\n",
+            upstream.name,
+            upstream.location()
+        ));
+    }
+    lines
 }
 
 /// Runs `steward stdio` until the client closes standard input.

@@ -15,6 +15,7 @@ mod clients;
 mod config;
 mod dashboard;
 mod first_hour;
+mod gateway;
 mod hostile;
 mod hostile_batches;
 mod hostile_connections;
