@@ -416,6 +416,26 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub security: SecurityArgs,
+
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// Gateway mode: Steward in front of other MCP servers.
+#[derive(Debug, Args, Default)]
+pub struct GatewayArgs {
+    /// Put Steward in front of another MCP server (repeatable): NAME=http://HOST:PORT/mcp, or
+    /// 'NAME=stdio:COMMAND ARG...' for a process Steward starts (and restarts when it ends).
+    /// Its tools are listed as NAME__tool. Headers, environment variables, timeouts and tool
+    /// allow-lists: [[upstream]] tables in steward.toml.
+    #[arg(long = "upstream", value_name = "NAME=TARGET")]
+    pub upstreams: Vec<String>,
+    /// How long an upstream may take to answer before the call fails naming it (default 60s).
+    #[arg(long, env = "STEWARD_UPSTREAM_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub upstream_timeout: Option<Duration>,
+    /// Serve only the upstreams' tools, not the task board's (needs an upstream).
+    #[arg(long, env = "STEWARD_NO_BOARD")]
+    pub no_board: bool,
 }
 
 /// Export to observability tools (Prometheus needs nothing: scrape `/metrics`).
@@ -466,6 +486,17 @@ pub struct SecurityArgs {
     /// Longest a tool call may run (default 60s); then it is stopped and recorded as timeout.
     #[arg(long, env = "STEWARD_TOOL_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub tool_timeout: Option<Duration>,
+    /// Time a client has to send a request's headers (default 10s), from the connection's
+    /// start or the request's first byte; then the connection is closed.
+    #[arg(long, env = "STEWARD_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub header_read_timeout: Option<Duration>,
+    /// A connection on which the client sends nothing for this long, between requests or in
+    /// the middle of a body, is closed (default 60s). Streams the server is sending are not idle.
+    #[arg(long, env = "STEWARD_CONNECTION_IDLE_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub connection_idle_timeout: Option<Duration>,
+    /// Connections open at once (default 1024); one more is answered 503 and closed.
+    #[arg(long, env = "STEWARD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<u32>,
 }
 
 /// The request ledger.

@@ -11,13 +11,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{
-    Cli, Command, DatabaseArgs, ImportSource, KeysAction, LedgerArgs, PricingAction,
+    Cli, Command, DatabaseArgs, GatewayArgs, ImportSource, KeysAction, LedgerArgs, PricingAction,
     RequestsAction, SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
 };
+use crate::gateway::spec::{UpstreamSpec, UpstreamTable};
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
 use crate::logs::LogFormat;
-use crate::security::{AllowList, AuthMode, SecuritySettings};
+use crate::security::{AllowList, AuthMode, ConnectionLimits, SecuritySettings};
 use crate::sessions::SessionSettings;
 use crate::store::{DatabaseUrl, UrlError};
 
@@ -74,6 +75,11 @@ struct FileConfig {
     telemetry: FileTelemetry,
     #[serde(default)]
     security: FileSecurity,
+    /// Serve only the upstreams' tools (`--no-board`).
+    no_board: Option<bool>,
+    /// Gateway mode: the servers Steward stands in front of.
+    #[serde(default)]
+    upstream: Vec<UpstreamTable>,
 }
 
 /// `[telemetry]` in `steward.toml`.
@@ -100,6 +106,9 @@ struct FileSecurity {
     max_sessions_per_principal: Option<u32>,
     /// e.g. "60s".
     tool_timeout: Option<String>,
+    header_read_timeout: Option<String>,
+    connection_idle_timeout: Option<String>,
+    max_connections: Option<u32>,
 }
 
 /// `[ledger]` in `steward.toml`.
@@ -156,6 +165,10 @@ pub struct ServeConfig {
     /// Serve the conformance suite's fixture tools, prompts and resources too.
     pub conformance_fixtures: bool,
     pub security: SecuritySettings,
+    /// The servers Steward stands in front of (gateway mode).
+    pub upstreams: Vec<UpstreamSpec>,
+    /// Whether the board's tools, resources and prompts are served (`--no-board`: not).
+    pub board: bool,
 }
 
 /// Configuration of `steward stdio`.
@@ -223,10 +236,12 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             telemetry,
             conformance_fixtures,
             security,
+            gateway,
         }) => {
             let database = database_url(database, &file)?;
             let session_settings = session_settings(sessions, &file.sessions)?;
             let listen = listen_address(listen, port, file.listen.as_deref())?;
+            let no_board = gateway.no_board || file.no_board.unwrap_or(false);
             Resolved::Serve(ServeConfig {
                 security: security_settings(security, &file.security, listen)?,
                 listen,
@@ -244,6 +259,8 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
                 conformance_fixtures: conformance_fixtures
                     .or(file.conformance_fixtures)
                     .unwrap_or(false),
+                board: !no_board,
+                upstreams: upstreams(gateway, file.upstream, no_board)?,
                 database,
             })
         }
@@ -316,6 +333,48 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
     })
 }
 
+/// The upstreams of the flags, then the file's; `--no-board` needs one.
+fn upstreams(
+    args: GatewayArgs,
+    tables: Vec<UpstreamTable>,
+    no_board: bool,
+) -> Result<Vec<UpstreamSpec>, ConfigError> {
+    let timeout = args
+        .upstream_timeout
+        .unwrap_or(crate::security::DEFAULT_TOOL_TIMEOUT);
+    if timeout.is_zero() {
+        return Err(ConfigError::Invalid(
+            "the upstream timeout must be longer than zero (e.g. 60s)".into(),
+        ));
+    }
+    let mut specs = Vec::new();
+    for flag in &args.upstreams {
+        specs.push(UpstreamSpec::parse_flag(flag, timeout).map_err(ConfigError::Invalid)?);
+    }
+    for table in tables {
+        let spec = table
+            .into_spec(timeout, |var| std::env::var(var).ok())
+            .map_err(|e| ConfigError::Invalid(format!("[[upstream]] in the config file: {e}")))?;
+        specs.push(spec);
+    }
+    if let Some(twice) = specs
+        .iter()
+        .enumerate()
+        .find(|(i, s)| specs[..*i].iter().any(|other| other.name == s.name))
+    {
+        return Err(ConfigError::Invalid(format!(
+            "two upstreams are named {}; give each its own name",
+            twice.1.name
+        )));
+    }
+    if no_board && specs.is_empty() {
+        return Err(ConfigError::Invalid(
+            "--no-board serves only upstreams, and none is configured: add --upstream NAME=URL (or [[upstream]] in steward.toml)".into(),
+        ));
+    }
+    Ok(specs)
+}
+
 fn security_settings(
     args: SecurityArgs,
     file: &FileSecurity,
@@ -330,17 +389,31 @@ fn security_settings(
                 .map_err(|reason| ConfigError::Invalid(format!("{key}: {reason}"))),
         }
     };
-    let tool_timeout = match (args.tool_timeout, &file.tool_timeout) {
-        (Some(value), _) => value,
-        (None, Some(text)) => {
-            humantime::parse_duration(text).map_err(|e| ConfigError::Duration {
-                key: "security.tool_timeout".into(),
-                value: text.clone(),
-                reason: e.to_string(),
-            })?
-        }
-        (None, None) => defaults.tool_timeout,
+    let tool_timeout = duration_setting(
+        args.tool_timeout,
+        "security.tool_timeout",
+        &file.tool_timeout,
+        defaults.tool_timeout,
+    )?;
+    let connections = ConnectionLimits {
+        header_read_timeout: duration_setting(
+            args.header_read_timeout,
+            "security.header_read_timeout",
+            &file.header_read_timeout,
+            defaults.connections.header_read_timeout,
+        )?,
+        idle_timeout: duration_setting(
+            args.connection_idle_timeout,
+            "security.connection_idle_timeout",
+            &file.connection_idle_timeout,
+            defaults.connections.idle_timeout,
+        )?,
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.connections.max_connections),
     };
+    connections.check().map_err(ConfigError::Invalid)?;
     let settings = SecuritySettings {
         auth: args.auth.or(file.auth).unwrap_or(AuthMode::None),
         allowed_hosts: list(args.allowed_hosts, &file.allowed_hosts, "allowed hosts")?,
@@ -370,6 +443,7 @@ fn security_settings(
             .or(file.max_sessions_per_principal)
             .unwrap_or(defaults.max_sessions),
         tool_timeout,
+        connections,
     };
     if settings.max_body_bytes < 1024 {
         return Err(ConfigError::Invalid(format!(
@@ -398,6 +472,24 @@ fn security_settings(
         )));
     }
     Ok(settings)
+}
+
+/// A duration setting: the flag, else the file's text at `key` (e.g. "60s"), else the default.
+fn duration_setting(
+    flag: Option<Duration>,
+    key: &str,
+    file: &Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match (flag, file) {
+        (Some(value), _) => Ok(value),
+        (None, Some(text)) => humantime::parse_duration(text).map_err(|e| ConfigError::Duration {
+            key: key.to_string(),
+            value: text.clone(),
+            reason: e.to_string(),
+        }),
+        (None, None) => Ok(default),
+    }
 }
 
 fn database_url(args: DatabaseArgs, file: &FileConfig) -> Result<DatabaseUrl, ConfigError> {
@@ -521,16 +613,8 @@ fn session_settings(
     file: &FileSessions,
 ) -> Result<SessionSettings, ConfigError> {
     let defaults = SessionSettings::default();
-    let pick = |flag: Option<Duration>, key: &str, text: &Option<String>, default: Duration| match (
-        flag, text,
-    ) {
-        (Some(value), _) => Ok(value),
-        (None, Some(text)) => humantime::parse_duration(text).map_err(|e| ConfigError::Duration {
-            key: format!("sessions.{key}"),
-            value: text.clone(),
-            reason: e.to_string(),
-        }),
-        (None, None) => Ok(default),
+    let pick = |flag: Option<Duration>, key: &str, text: &Option<String>, default: Duration| {
+        duration_setting(flag, &format!("sessions.{key}"), text, default)
     };
     let settings = SessionSettings {
         idle_after: pick(
@@ -645,5 +729,16 @@ mod tests {
         let err =
             toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\ndatabse = \"x\"").unwrap_err();
         assert!(err.to_string().contains("databse"), "{err}");
+    }
+
+    #[test]
+    fn file_takes_the_connection_limits_the_readme_shows() {
+        let text = "[security]\nheader_read_timeout = \"10s\"\nconnection_idle_timeout = \"60s\"\nmax_connections = 1024";
+        let file = toml::from_str::<FileConfig>(text).expect("the README's keys");
+        assert_eq!(file.security.max_connections, Some(1024));
+        assert_eq!(
+            file.security.connection_idle_timeout.as_deref(),
+            Some("60s")
+        );
     }
 }

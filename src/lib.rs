@@ -15,6 +15,7 @@ pub mod config;
 pub mod cost;
 pub mod dashboard;
 pub mod export;
+pub mod gateway;
 pub mod health;
 pub mod ledger;
 pub mod logs;

@@ -17,7 +17,8 @@ use http_body::{Frame, SizeHint};
 use uuid::Uuid;
 
 use super::entry::{
-    Ending, MAX_KEPT_RESPONSE, Micros, Observation, StreamGet, Subject, new_request_id,
+    Ending, MAX_KEPT_RESPONSE, Micros, Observation, StreamGet, Subject, UpstreamSlot,
+    new_request_id,
 };
 use super::journal::Ticket;
 use super::{Durability, Ledger};
@@ -35,6 +36,8 @@ struct Pending {
     http_status: u16,
     protocol_version: Option<String>,
     stream_get: Option<StreamGet>,
+    /// Filled by a handler that passed the request on to another server.
+    upstream: UpstreamSlot,
     /// Filled in by the layer that serves the request (see [`Subject`]).
     subject: Subject,
 }
@@ -53,6 +56,7 @@ impl Pending {
             ending,
             protocol_version: self.protocol_version,
             stream_get: self.stream_get,
+            upstream: self.upstream.get(),
             subject: self.subject.get(),
         }
     }
@@ -71,6 +75,7 @@ impl Pending {
             ending: Ending::Complete,
             protocol_version: self.protocol_version.clone(),
             stream_get: self.stream_get,
+            upstream: self.upstream.get(),
             subject: self.subject.get(),
         }
     }
@@ -119,6 +124,8 @@ pub async fn capture(
     let timestamp = Utc::now();
     let session_id = header_text(request.headers(), &SESSION_ID);
     let protocol_version = header_text(request.headers(), &PROTOCOL_VERSION);
+    let upstream = UpstreamSlot::default();
+    request.extensions_mut().insert(upstream.clone());
     let subject = Subject::default();
     request.extensions_mut().insert(subject.clone());
     let response = next.run(request).await;
@@ -150,6 +157,7 @@ pub async fn capture(
         http_status: response.status().as_u16(),
         protocol_version,
         stream_get: None,
+        upstream,
         subject,
     };
     let (parts, body) = response.into_parts();
@@ -199,6 +207,7 @@ async fn capture_get(ledger: Ledger, request: Request, next: Next) -> Response {
         http_status: response.status().as_u16(),
         protocol_version,
         stream_get: Some(kind),
+        upstream: UpstreamSlot::default(),
         subject: Subject::default(),
     };
     let (parts, body) = response.into_parts();

@@ -70,6 +70,7 @@ impl<T> Tapped<T> {
             // Known from the initialize request itself (see `analyze`).
             protocol_version: None,
             stream_get: None,
+            upstream: None,
             subject: waiting.subject.get(),
         }
     }

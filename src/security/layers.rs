@@ -180,6 +180,10 @@ impl Guard {
             .await
         {
             Ok(Ok(bytes)) => return Ok(bytes),
+            Ok(Err(error)) if super::connections::stalled(&error) => (
+                StatusCode::REQUEST_TIMEOUT,
+                format!("Request Timeout: {error}; send the body at once"),
+            ),
             Ok(Err(_)) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(

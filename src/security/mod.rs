@@ -1,6 +1,7 @@
 //! Who may connect and what hostile input gets: browser-origin checks ([`allow`]), API keys
 //! and admin access ([`auth`], [`admin`]), limits ([`limits`]) and the JSON-RPC gate that
-//! answers malformed messages with the right error before rmcp sees them ([`gate`]).
+//! answers malformed messages with the right error before rmcp sees them ([`gate`]), and
+//! the accept loop's connection cap and timeouts ([`connections`]).
 //! [`layers`] wires them as axum middleware around `/mcp`, `/api/` and the dashboard.
 //!
 //! Like the session and ledger layers, nothing here knows about the board's tools.
@@ -8,6 +9,7 @@
 pub mod admin;
 pub mod allow;
 pub mod auth;
+pub mod connections;
 pub mod gate;
 pub mod layers;
 pub mod limits;
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 pub use allow::AllowList;
 pub use auth::{AuthMode, Principal};
+pub use connections::ConnectionLimits;
 
 /// Default request body limit (the MCP SDKs' common 4 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -46,6 +49,7 @@ pub struct SecuritySettings {
     /// Live sessions per principal; 0 means no limit.
     pub max_sessions: u32,
     pub tool_timeout: Duration,
+    pub connections: ConnectionLimits,
 }
 
 impl SecuritySettings {
@@ -61,6 +65,7 @@ impl SecuritySettings {
             rate_burst: DEFAULT_RATE_BURST,
             max_sessions: DEFAULT_MAX_SESSIONS,
             tool_timeout: DEFAULT_TOOL_TIMEOUT,
+            connections: ConnectionLimits::default(),
         }
     }
 }

@@ -44,6 +44,7 @@ pub mod sessions;
 mod stamp;
 pub mod task_activity;
 pub mod tasks;
+pub mod upstream_sessions;
 pub mod url;
 pub mod versions;
 

@@ -17,7 +17,7 @@ pub const MAX_BATCH: usize = 500;
 /// Rows per INSERT statement, largest first. A batch is cut into statements of these sizes
 /// only, so each is prepared once per connection and then reused from the statement cache:
 /// preparing a statement with a different number of rows every time (thousands of
-/// placeholders) cost more than the rows themselves. 21 columns × 128 rows stays under both
+/// placeholders) cost more than the rows themselves. 24 columns × 128 rows stays under both
 /// engines' bind limits.
 const CHUNKS: [usize; 4] = [128, 32, 8, 1];
 const _: () = assert!(CHUNKS[0] * COLUMN_COUNT < 32_766);
@@ -96,6 +96,10 @@ macro_rules! row_arguments {
                 args.add(row.tokenizer.as_deref())?;
                 args.add(row.sanitized)?;
                 args.add(Stamp(row.timestamp))?;
+                let hop = row.upstream.as_ref();
+                args.add(hop.map(|h| h.upstream.as_str()))?;
+                args.add(hop.and_then(|h| h.tool.as_deref()))?;
+                args.add(hop.map(|h| h.duration.micros()))?;
                 args.add(row.subject.map(Id))?;
             }
             Ok(())
@@ -359,6 +363,12 @@ pub struct RequestRecord {
     pub tokenizer: Option<String>,
     pub sanitized: bool,
     pub timestamp: DateTime<Utc>,
+    /// The server that answered when Steward passed the request on (gateway mode).
+    pub upstream: Option<String>,
+    /// The tool as that server knows it.
+    pub upstream_tool: Option<String>,
+    /// That server's share of `duration_us`.
+    pub upstream_us: Option<i64>,
     /// The board task the request concerned, if any (see `crate::ledger::Subject`).
     pub subject_id: Option<Id>,
 }
@@ -535,10 +545,10 @@ mod tests {
     #[test]
     fn each_chunk_size_has_one_insert_with_its_placeholders() {
         let eight = insert_sql(8, false, true).unwrap();
-        assert!(eight.contains("$168)") && !eight.contains("$169"));
+        assert!(eight.contains("$192)") && !eight.contains("$193"));
         assert!(eight.ends_with("DO NOTHING"));
         let sqlite = insert_sql(8, true, false).unwrap();
-        assert_eq!(sqlite.matches('?').count(), 168);
+        assert_eq!(sqlite.matches('?').count(), 192);
         assert!(sqlite.ends_with("RETURNING request_id") && !sqlite.contains('$'));
         assert!(insert_sql(3, false, false).is_err(), "only the chunk sizes");
     }

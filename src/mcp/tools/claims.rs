@@ -303,5 +303,10 @@ pub(crate) fn refused(refusal: Refusal, id: Id) -> ToolError {
                 "Remove one of the dependencies of this cycle",
             )
         }
+        Refusal::BadParent { parent, problem } => ToolError::invalid(
+            "parent_task_id",
+            format!("parent_task_id {parent} {problem}"),
+            "Use find_tasks with project_id to pick a live task of the same project that is not below this one",
+        ),
     }
 }

@@ -51,6 +51,8 @@ pub struct ManageProjectArgs {
     pub description: Option<String>,
     /// e.g. https://github.com/owner/repo
     pub github_repo: Option<String>,
+    /// Pin the project (true) so people see it first, or unpin it (false).
+    pub pinned: Option<bool>,
     /// The project's features: a list of objects with a "name", e.g.
     /// [{"name": "login", "status": "planned"}]. Each change is kept as a version.
     #[serde(default)]
@@ -125,6 +127,16 @@ impl BoardServer {
                     )?,
                 };
                 let mut project = store.create_project(&new).await?;
+                if args.pinned.is_some() {
+                    let pin = ProjectChanges {
+                        pinned: args.pinned,
+                        ..ProjectChanges::default()
+                    };
+                    project = store
+                        .update_project(project.id, &pin)
+                        .await?
+                        .unwrap_or(project);
+                }
                 if !json_fields.is_empty() {
                     self.set_json_fields(project.id, json_fields, true).await?;
                     project = store.get_project(project.id).await?.unwrap_or(project);
@@ -152,6 +164,7 @@ impl BoardServer {
                         args.github_repo,
                         validate::MAX_TITLE_CHARS,
                     )?,
+                    pinned: args.pinned,
                 };
                 let project = store.update_project(id, &changes).await?;
                 let mut project =

@@ -80,6 +80,18 @@ pub struct ManageTaskArgs {
     pub task_order: Option<i64>,
     /// The feature this task belongs to.
     pub feature: Option<String>,
+    /// Id of a task of the same project that this one is part of (a sub-task); "" removes it.
+    pub parent_task_id: Option<String>,
+    /// Where to read up for the task, e.g. [{"url": "https://...", "type": "docs"}]: a list of
+    /// at most 100 items (64 KiB). Replaces the list on update.
+    #[serde(default)]
+    #[schemars(schema_with = "super::params::json_list")]
+    pub sources: Option<serde_json::Value>,
+    /// Code to look at, e.g. [{"file": "src/auth.rs", "purpose": "token check"}]: a list of at
+    /// most 100 items (64 KiB). Replaces the list on update.
+    #[serde(default)]
+    #[schemars(schema_with = "super::params::json_list")]
+    pub code_examples: Option<serde_json::Value>,
     /// Ids of the tasks that must be done before this one can start (replaces the list on
     /// update; [] clears it). A cycle is refused.
     pub blocked_by: Option<Vec<String>>,
@@ -110,7 +122,8 @@ impl BoardServer {
     )]
     pub async fn find_tasks(&self, Parameters(args): Parameters<FindTasksArgs>) -> ToolResult {
         // Leases that ran out end (and are recorded) before anyone is shown them.
-        self.store().end_expired_claims().await?;
+        let ended = self.store().end_expired_claims().await?;
+        crate::resources::expiry::publish_ended(&self.ctx.changes, &ended);
         if let Some(id) = validate::opt_id("task_id", args.task_id.as_deref())? {
             let task = self.store().get_task(id).await?;
             let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
@@ -139,7 +152,7 @@ impl BoardServer {
     }
 
     #[tool(
-        description = "Create, update or delete (archive) a task. Every change is recorded in the task's history. blocked_by sets the tasks that must be done first (a cycle is refused). A task another session has claimed can only be changed with its claim_token; claim a task with claim_task before working on it. Moving a task to done or deleting it ends its claim."
+        description = "Create, update or delete (archive) a task. Every change is recorded in the task's history. blocked_by sets the tasks that must be done first (a cycle is refused). parent_task_id makes it a sub-task of another task of the same project; sources and code_examples are short lists of references. A task another session has claimed can only be changed with its claim_token; claim a task with claim_task before working on it. Moving a task to done or deleting it ends its claim."
     )]
     pub async fn manage_task(
         &self,
@@ -155,6 +168,9 @@ impl BoardServer {
             assignee: args.assignee,
             task_order: args.task_order,
             feature: args.feature,
+            parent_task_id: args.parent_task_id,
+            sources: args.sources,
+            code_examples: args.code_examples,
         };
         match args.action {
             Action::Create => {

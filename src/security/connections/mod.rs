@@ -1,0 +1,245 @@
+//! The accept loop, with the limits a hostile client meets before any request exists: a cap on
+//! open connections, a deadline for a request's headers, and an idle deadline for a connection
+//! (or a request body) on which the client has gone silent. `axum::serve` offers none of them,
+//! so connections are served with hyper's HTTP/1 builder directly.
+//!
+//! - [`timer`]: hyper's header-read timer, told apart from a keep-alive wait, so a client
+//!   between two requests gets the idle timeout and a half-sent request head the header one.
+//! - [`body`]: a request body that stops arriving for the idle timeout ends in an error.
+
+mod body;
+mod timer;
+
+pub use body::{Stalled, stalled};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// Default time a client has to send a request's headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection may stay silent: between requests, or in the middle of a body.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default cap on open connections.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// The largest cap accepted (beyond it the process runs out of file descriptors first).
+pub const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
+
+/// Connection-level limits (`--header-read-timeout`, `--connection-idle-timeout`,
+/// `--max-connections`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From a connection's start, or from the first byte of a later request, until that
+    /// request's headers are complete.
+    pub header_read_timeout: Duration,
+    /// How long a connection may wait for its next request, and how long a request body may
+    /// pause, before the connection is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once; a connection beyond it is answered 503 and closed.
+    pub max_connections: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// Why these limits cannot work, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.header_read_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return Err("the header-read and connection idle timeouts must be longer than zero (e.g. 10s and 60s)".into());
+        }
+        if !(1..=MAX_MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(format!(
+                "the connection cap {} is out of range; use 1 to {MAX_MAX_CONNECTIONS} (default {DEFAULT_MAX_CONNECTIONS})",
+                self.max_connections
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a client over the connection cap reads before the connection closes.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 67\r\n\r\n{\"error\":{\"message\":\"too many open connections; retry in a second\"}}";
+
+/// Serves `app` on `listener` until `shutdown`, then stops accepting, lets every connection
+/// finish its current request (idle ones close at once) and returns when all are closed.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
+    describe_metrics();
+    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        metrics::counter!("steward_http_connections_total").increment(1);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refuse(&stream);
+            continue;
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            app.clone(),
+            limits,
+            slot,
+            shutdown.clone(),
+        ));
+    }
+    drop(listener);
+    // Every connection holds a slot until it closes: all slots free means all closed.
+    if slots.acquire_many(limits.max_connections).await.is_err() {
+        tracing::warn!("the connection slots were closed before every connection ended");
+    }
+}
+
+/// The next connection; errors that concern one connection are skipped, others (out of file
+/// descriptors) are logged and retried after a pause, as `axum::serve` does.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                ) => {}
+            Err(error) => {
+                tracing::error!(%error, "cannot accept a connection; retrying in a second");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Over the cap: a 503 if the socket takes it at once (never waiting on this client), then
+/// the connection closes.
+fn refuse(stream: &TcpStream) {
+    metrics::counter!("steward_http_connections_refused_total").increment(1);
+    if let Err(error) = stream.try_write(OVER_CAPACITY) {
+        tracing::debug!(%error, "could not tell a refused connection why");
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    limits: ConnectionLimits,
+    slot: OwnedSemaphorePermit,
+    shutdown: CancellationToken,
+) {
+    let _open = OpenConnection::new(slot);
+    // Without TCP_NODELAY every small SSE write waits for Nagle's algorithm and the peer's
+    // delayed ACK (tens of milliseconds); BENCHMARKS.md has the measured difference.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::warn!(%error, "could not set TCP_NODELAY");
+    }
+    let activity = Arc::new(timer::Activity::default());
+    let io = TokioIo::new(timer::Counted::new(stream, activity.clone()));
+    let idle = limits.idle_timeout;
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let mut request =
+            request.map(|incoming| Body::new(body::StallTimeout::new(incoming, idle)));
+        // The peer address rides in each request, for per-address throttles.
+        request.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().oneshot(request)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(timer::HeadTimer::new(activity, idle))
+        .header_read_timeout(limits.header_read_timeout);
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = ended {
+        tracing::debug!(%error, %peer, "connection ended with an error");
+    }
+}
+
+/// An open connection: counted in `steward_http_connections_open` and holding its slot until
+/// dropped.
+struct OpenConnection {
+    _slot: OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(slot: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!("steward_http_connections_open").increment(1.0);
+        OpenConnection { _slot: slot }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!("steward_http_connections_open").decrement(1.0);
+    }
+}
+
+/// The connection series exist (at 0) from the start, so a dashboard can graph them before
+/// anything happens.
+fn describe_metrics() {
+    metrics::gauge!("steward_http_connections_open").increment(0.0);
+    metrics::counter!("steward_http_connections_total").increment(0);
+    metrics::counter!("steward_http_connections_refused_total").increment(0);
+    for timeout in [Timeout::Header, Timeout::Idle, Timeout::Body] {
+        metrics::counter!(TIMEOUTS, "timeout" => timeout.label()).increment(0);
+    }
+}
+
+const TIMEOUTS: &str = "steward_http_connection_timeouts_total";
+
+/// Which deadline closed a connection.
+#[derive(Debug, Clone, Copy)]
+enum Timeout {
+    /// A request's headers did not arrive in time.
+    Header,
+    /// Nothing arrived between two requests.
+    Idle,
+    /// A request body stopped arriving.
+    Body,
+}
+
+impl Timeout {
+    fn label(self) -> &'static str {
+        match self {
+            Timeout::Header => "header",
+            Timeout::Idle => "idle",
+            Timeout::Body => "body",
+        }
+    }
+
+    /// Counts one connection closed by this deadline.
+    fn count(self) {
+        metrics::counter!(TIMEOUTS, "timeout" => self.label()).increment(1);
+    }
+}
