@@ -18,6 +18,7 @@ mod first_hour;
 mod hostile;
 mod hostile_batches;
 mod hostile_connections;
+mod hostile_generated;
 mod hostile_round2;
 mod http;
 mod import;
