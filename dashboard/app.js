@@ -1497,6 +1497,16 @@
     return form;
   }
 
+  /** Who holds a task's claim: the client by name, a link to its session, and when the lease
+   * ends (the session id stays in the link's tooltip). */
+  function holder(task) {
+    if (!task.claimed_by) return null;
+    return h('span', { class: 'holder', title: `claimed by session ${task.claimed_by}` },
+      'held by ', h('span', { class: 'holder-client' }, task.claimed_client || '(no name)'), ' · ',
+      h('a', { href: sessionHref(task.claimed_by), title: task.claimed_by, onclick: (e) => e.stopPropagation() }, 'session'),
+      ' · until ', h('time', { datetime: task.lease_until || '', title: task.lease_until || '' }, fmtTime(task.lease_until)));
+  }
+
   /** One card: title, assignee, feature, order, holder, and a status select. */
   function taskCard(task, move, edit) {
     const status = select('status', task.status, TASK_STATUSES.map((s) => [s, s]));
@@ -1512,7 +1522,7 @@
         h('span', { class: 'assignee', title: 'assignee' }, task.assignee),
         task.feature ? h('span', { class: 'feature', title: 'feature' }, task.feature) : null,
         h('span', { class: 'order', title: 'task_order' }, `#${task.task_order}`),
-        task.claimed_by ? h('span', { class: 'holder', title: 'working on it' }, `held by ${task.claimed_by}`) : null,
+        holder(task),
       ),
       h('div', { class: 'card-actions' }, status, h('button', { type: 'button', onclick: () => edit(task) }, 'Edit')),
     );
@@ -1715,7 +1725,8 @@
           h('dt', null, 'assignee'), h('dd', { class: 'assignee' }, task.assignee),
           h('dt', null, 'feature'), h('dd', { class: 'feature' }, task.feature || '—'),
           h('dt', null, 'order'), h('dd', null, task.task_order),
-          task.claimed_by ? [h('dt', null, 'held by'), h('dd', null, task.claimed_by)] : null,
+          task.claimed_by ? [h('dt', null, 'claim'), h('dd', null, holder(task))] : null,
+          task.parent_task_id ? [h('dt', null, 'part of'), h('dd', null, h('a', { href: taskHref(task.parent_task_id) }, 'parent task'))] : null,
           task.archived ? [h('dt', null, 'archived'), h('dd', null, fmtTime(task.archived_at))] : null),
         h('div', { class: 'description wrap' }, task.description || h('span', { class: 'muted' }, 'No description.')),
       );

@@ -202,7 +202,7 @@ async fn health(State(state): State<HttpState>) -> Response {
     if !problems.is_empty() {
         status = StatusCode::SERVICE_UNAVAILABLE;
     }
-    let body = json!({
+    let mut body = json!({
         "status": if status == StatusCode::OK { "ok" } else { "degraded" },
         "problems": problems,
         "sessions": sessions,
@@ -211,6 +211,10 @@ async fn health(State(state): State<HttpState>) -> Response {
         "uptime_seconds": ctx.started.elapsed().as_secs(),
         "database": database,
     });
+    // Listed, but never the reason for a 503: Steward and its other upstreams still serve.
+    if let (Some(gateway), Some(fields)) = (&ctx.gateway, body.as_object_mut()) {
+        fields.insert("upstreams".into(), json!(gateway.report()));
+    }
     (status, axum::Json(body)).into_response()
 }
 
@@ -237,6 +241,14 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     } else {
         0.0
     });
+    for upstream in ctx.gateway.iter().flat_map(|gateway| gateway.report()) {
+        crate::metrics::record_upstream_state(
+            &upstream.name,
+            upstream.state == crate::gateway::status::State::Up,
+            upstream.sessions_reinitialized,
+            upstream.restarts,
+        );
+    }
     metrics::gauge!("process_resident_memory_bytes")
         .set(crate::metrics::resident_memory_bytes() as f64);
     (

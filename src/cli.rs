@@ -416,6 +416,26 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub security: SecurityArgs,
+
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// Gateway mode: Steward in front of other MCP servers.
+#[derive(Debug, Args, Default)]
+pub struct GatewayArgs {
+    /// Put Steward in front of another MCP server (repeatable): NAME=http://HOST:PORT/mcp, or
+    /// 'NAME=stdio:COMMAND ARG...' for a process Steward starts (and restarts when it ends).
+    /// Its tools are listed as NAME__tool. Headers, environment variables, timeouts and tool
+    /// allow-lists: [[upstream]] tables in steward.toml.
+    #[arg(long = "upstream", value_name = "NAME=TARGET")]
+    pub upstreams: Vec<String>,
+    /// How long an upstream may take to answer before the call fails naming it (default 60s).
+    #[arg(long, env = "STEWARD_UPSTREAM_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub upstream_timeout: Option<Duration>,
+    /// Serve only the upstreams' tools, not the task board's (needs an upstream).
+    #[arg(long, env = "STEWARD_NO_BOARD")]
+    pub no_board: bool,
 }
 
 /// Export to observability tools (Prometheus needs nothing: scrape `/metrics`).

@@ -11,9 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{
-    Cli, Command, DatabaseArgs, ImportSource, KeysAction, LedgerArgs, PricingAction,
+    Cli, Command, DatabaseArgs, GatewayArgs, ImportSource, KeysAction, LedgerArgs, PricingAction,
     RequestsAction, SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
 };
+use crate::gateway::spec::{UpstreamSpec, UpstreamTable};
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
 use crate::logs::LogFormat;
@@ -74,6 +75,11 @@ struct FileConfig {
     telemetry: FileTelemetry,
     #[serde(default)]
     security: FileSecurity,
+    /// Serve only the upstreams' tools (`--no-board`).
+    no_board: Option<bool>,
+    /// Gateway mode: the servers Steward stands in front of.
+    #[serde(default)]
+    upstream: Vec<UpstreamTable>,
 }
 
 /// `[telemetry]` in `steward.toml`.
@@ -159,6 +165,10 @@ pub struct ServeConfig {
     /// Serve the conformance suite's fixture tools, prompts and resources too.
     pub conformance_fixtures: bool,
     pub security: SecuritySettings,
+    /// The servers Steward stands in front of (gateway mode).
+    pub upstreams: Vec<UpstreamSpec>,
+    /// Whether the board's tools, resources and prompts are served (`--no-board`: not).
+    pub board: bool,
 }
 
 /// Configuration of `steward stdio`.
@@ -226,10 +236,12 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             telemetry,
             conformance_fixtures,
             security,
+            gateway,
         }) => {
             let database = database_url(database, &file)?;
             let session_settings = session_settings(sessions, &file.sessions)?;
             let listen = listen_address(listen, port, file.listen.as_deref())?;
+            let no_board = gateway.no_board || file.no_board.unwrap_or(false);
             Resolved::Serve(ServeConfig {
                 security: security_settings(security, &file.security, listen)?,
                 listen,
@@ -247,6 +259,8 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
                 conformance_fixtures: conformance_fixtures
                     .or(file.conformance_fixtures)
                     .unwrap_or(false),
+                board: !no_board,
+                upstreams: upstreams(gateway, file.upstream, no_board)?,
                 database,
             })
         }
@@ -317,6 +331,48 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
         }
         Command::Tasks(args) => Resolved::Tasks(database_url(args.database, &file)?, args.action),
     })
+}
+
+/// The upstreams of the flags, then the file's; `--no-board` needs one.
+fn upstreams(
+    args: GatewayArgs,
+    tables: Vec<UpstreamTable>,
+    no_board: bool,
+) -> Result<Vec<UpstreamSpec>, ConfigError> {
+    let timeout = args
+        .upstream_timeout
+        .unwrap_or(crate::security::DEFAULT_TOOL_TIMEOUT);
+    if timeout.is_zero() {
+        return Err(ConfigError::Invalid(
+            "the upstream timeout must be longer than zero (e.g. 60s)".into(),
+        ));
+    }
+    let mut specs = Vec::new();
+    for flag in &args.upstreams {
+        specs.push(UpstreamSpec::parse_flag(flag, timeout).map_err(ConfigError::Invalid)?);
+    }
+    for table in tables {
+        let spec = table
+            .into_spec(timeout, |var| std::env::var(var).ok())
+            .map_err(|e| ConfigError::Invalid(format!("[[upstream]] in the config file: {e}")))?;
+        specs.push(spec);
+    }
+    if let Some(twice) = specs
+        .iter()
+        .enumerate()
+        .find(|(i, s)| specs[..*i].iter().any(|other| other.name == s.name))
+    {
+        return Err(ConfigError::Invalid(format!(
+            "two upstreams are named {}; give each its own name",
+            twice.1.name
+        )));
+    }
+    if no_board && specs.is_empty() {
+        return Err(ConfigError::Invalid(
+            "--no-board serves only upstreams, and none is configured: add --upstream NAME=URL (or [[upstream]] in steward.toml)".into(),
+        ));
+    }
+    Ok(specs)
 }
 
 fn security_settings(

@@ -14,7 +14,7 @@ use crate::store::requests::{Cursor, RequestFilter, RequestRecord};
 pub const PAGE_ROWS: i64 = 1000;
 
 /// The export's columns, in order (the CSV header; JSON lines use the same names).
-pub const COLUMNS: [&str; 20] = [
+pub const COLUMNS: [&str; 23] = [
     "request_id",
     "timestamp",
     "session_id",
@@ -35,6 +35,9 @@ pub const COLUMNS: [&str; 20] = [
     "pricing_model",
     "tokenizer",
     "sanitized",
+    "upstream",
+    "upstream_tool",
+    "upstream_us",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +166,7 @@ fn csv_rows(rows: &[RequestRecord], header: bool) -> Result<Bytes, std::io::Erro
 }
 
 /// A row's cells in [`COLUMNS`] order. Money is its exact decimal text; empty means null.
-fn csv_record(r: &RequestRecord) -> [Cow<'_, str>; 20] {
+fn csv_record(r: &RequestRecord) -> [Cow<'_, str>; 23] {
     fn text(v: &Option<String>) -> Cow<'_, str> {
         v.as_deref().map_or(Cow::Borrowed(""), spreadsheet_safe)
     }
@@ -192,6 +195,9 @@ fn csv_record(r: &RequestRecord) -> [Cow<'_, str>; 20] {
         text(&r.pricing_model),
         text(&r.tokenizer),
         Cow::Borrowed(if r.sanitized { "true" } else { "false" }),
+        text(&r.upstream),
+        text(&r.upstream_tool),
+        number(r.upstream_us),
     ]
 }
 

@@ -26,7 +26,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "rules",
         ],
     ),
-    ("transport", &["security", "mcp", "api", "dashboard"]),
+    (
+        "transport",
+        &["security", "gateway", "mcp", "api", "dashboard"],
+    ),
     (
         "application",
         &[

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod dashboard;
 pub mod export;
+pub mod gateway;
 pub mod health;
 pub mod ledger;
 pub mod logs;

@@ -14,6 +14,7 @@ use crate::store::request_row::{LedgerRow, Status};
 
 pub const OPERATION_DURATION: &str = "mcp_server_operation_duration_seconds";
 pub const SESSION_DURATION: &str = "mcp_server_session_duration_seconds";
+pub const UPSTREAM_DURATION: &str = "steward_upstream_duration_seconds";
 /// Sessions last from seconds to days.
 const SESSION_BUCKETS: &[f64] = &[
     1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 28800.0, 86400.0, 604800.0,
@@ -34,6 +35,49 @@ pub fn register_tools(names: impl IntoIterator<Item = String>) {
     }
 }
 
+/// The upstreams of gateway mode: only these names become `upstream` labels.
+static UPSTREAMS: OnceLock<HashSet<String>> = OnceLock::new();
+
+/// Names the gateway's upstreams (once, at startup).
+pub fn register_upstreams(names: impl IntoIterator<Item = String>) {
+    if UPSTREAMS.set(names.into_iter().collect()).is_err() {
+        tracing::debug!("the metric labels for upstreams were registered already");
+    }
+}
+
+fn upstream_label(name: &str) -> String {
+    match UPSTREAMS.get() {
+        Some(known) if known.contains(name) => name.to_string(),
+        _ => "other".to_string(),
+    }
+}
+
+/// A request passed on to an upstream: counted per upstream and status, with the upstream's
+/// share of the duration (the rest of `mcp_server_operation_duration_seconds` is Steward's).
+fn record_upstream(row: &LedgerRow) {
+    let Some(hop) = &row.upstream else { return };
+    let upstream = upstream_label(&hop.upstream);
+    let status = row.status.as_str();
+    metrics::counter!("steward_upstream_requests_total", "upstream" => upstream.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(UPSTREAM_DURATION, "upstream" => upstream)
+        .record(hop.duration.micros() as f64 / 1_000_000.0);
+}
+
+/// One upstream's state at scrape time: up (1) or not (0), sessions it forgot and Steward
+/// initialized again, and restarts of its process.
+pub fn record_upstream_state(name: &str, up: bool, reinitialized: u64, restarts: u64) {
+    let upstream = upstream_label(name);
+    metrics::gauge!("steward_upstream_up", "upstream" => upstream.clone()).set(if up {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::gauge!("steward_upstream_sessions_reinitialized", "upstream" => upstream.clone())
+        .set(reinitialized as f64);
+    metrics::gauge!("steward_upstream_restarts", "upstream" => upstream).set(restarts as f64);
+}
+
 /// Installs the process-wide recorder (once). Returns `None` if another recorder was installed.
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
@@ -42,7 +86,8 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Full(OPERATION_DURATION.into()), BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(SESSION_DURATION.into()), SESSION_BUCKETS)
-                });
+                })
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(UPSTREAM_DURATION.into()), BUCKETS));
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => Some(handle),
                 Err(error) => {
@@ -162,6 +207,8 @@ pub fn record_request(row: &LedgerRow) {
         .duration
         .record(row.duration.micros() as f64 / 1_000_000.0);
     entry.requests.increment(1);
+    drop(series);
+    record_upstream(row);
 }
 
 /// A session this replica ended (client DELETE, revocation), by how long it lasted.

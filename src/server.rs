@@ -7,14 +7,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::HttpState;
 use crate::config::{ConfigError, ServeConfig, StdioConfig};
+use crate::gateway::Gateway;
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Ledger, LedgerSettings};
 use crate::mcp::drain::{InFlight, MAX_DRAIN};
 use crate::mcp::{self, ServerContext};
+use crate::resources::expiry;
 use crate::security::auth::Auth;
 use crate::security::layers::Guard;
-use crate::sessions::Sessions;
 use crate::sessions::events::DbEventStore;
+use crate::sessions::{SessionSettings, Sessions};
 use crate::store::DatabaseUrl;
 use crate::store::{OpenError, OpenMode, Store};
 use crate::traces::Traces;
@@ -161,19 +163,29 @@ async fn run(
         config.sessions.revocation_poll,
     );
     let guard = Guard::new(config.security.clone(), auth, sessions.clone());
+    let gateway = start_gateway(&config, &store, &shutdown)?;
     let state = HttpState {
         in_flight,
-        ctx: ServerContext::configured(
+        ctx: ServerContext::serving(
             store.clone(),
             Some(ledger.clone()),
             config.conformance_fixtures,
             config.security.tool_timeout,
+            gateway,
+            config.board,
         ),
         sessions: sessions.clone(),
         ledger,
         guard,
     };
     crate::metrics::register_tools(mcp::BoardServer::tool_names(&state.ctx));
+    // Leases end within one revocation poll of running out, on every replica.
+    let sweep = expiry::spawn_sweep(
+        store.clone(),
+        state.ctx.changes.clone(),
+        config.sessions.revocation_poll,
+        shutdown.clone(),
+    );
     let app = crate::app::router(state, close_sessions);
     tracing::info!(%addr, database = ?config.database, engine = store.engine(), auth = ?config.security.auth, "Steward is serving MCP at /mcp");
     if config.security.auth == crate::security::AuthMode::None && !addr.ip().is_loopback() {
@@ -184,7 +196,7 @@ async fn run(
     // The first line is machine-readable, for scripts and tests that start on port 0.
     print!("{}", startup_banner(addr, &config));
     crate::security::connections::serve(listener, app, config.security.connections, shutdown).await;
-    for job in jobs {
+    for job in jobs.into_iter().chain([sweep]) {
         if let Err(error) = job.await {
             tracing::warn!(%error, "a background job ended abnormally");
         }
@@ -206,6 +218,25 @@ async fn run(
     Ok(())
 }
 
+/// Gateway mode, when upstreams are configured: stdio upstreams start now, HTTP ones are
+/// reached on first use.
+fn start_gateway(
+    config: &ServeConfig,
+    store: &Store,
+    stop: &CancellationToken,
+) -> Result<Option<Arc<Gateway>>, RunError> {
+    if config.upstreams.is_empty() {
+        return Ok(None);
+    }
+    for upstream in &config.upstreams {
+        tracing::info!(upstream = %upstream.name, location = %upstream.location(), timeout = ?upstream.timeout, "gateway upstream");
+    }
+    let gateway = Gateway::start(config.upstreams.clone(), store.clone(), stop.clone())
+        .map_err(ConfigError::Invalid)?;
+    crate::metrics::register_upstreams(gateway.names().map(ToString::to_string));
+    Ok(Some(gateway))
+}
+
 /// What a person needs to connect, on stdout at start-up.
 fn startup_banner(addr: std::net::SocketAddr, config: &ServeConfig) -> String {
     use crate::security::AuthMode;
@@ -223,7 +254,23 @@ fn startup_banner(addr: std::net::SocketAddr, config: &ServeConfig) -> String {
          \x20 database:     {}\n\
          \x20 auth:         {auth}\n",
         config.database.redacted()
-    )
+    ) + &upstream_lines(config)
+}
+
+/// One banner line per upstream: its tools' prefix and where it is (no credentials).
+fn upstream_lines(config: &ServeConfig) -> String {
+    let mut lines = String::new();
+    if !config.board {
+        lines.push_str("  board:        not served (--no-board)\n");
+    }
+    for upstream in &config.upstreams {
+        lines.push_str(&format!(
+            "  upstream:     {}__* -> {}\n",
+            upstream.name,
+            upstream.location()
+        ));
+    }
+    lines
 }
 
 /// Runs `steward stdio` until the client closes standard input.
@@ -234,12 +281,20 @@ pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
         start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let outcome = mcp::stdio::serve(
-        ServerContext::new(store.clone(), Some(ledger.clone())),
-        ledger,
-        shutdown,
-    )
-    .await;
+    tokio::spawn(stop_on_hangup(shutdown.clone()));
+    let ctx = ServerContext::new(store.clone(), Some(ledger.clone()));
+    let sweep_stop = CancellationToken::new();
+    let sweep = expiry::spawn_sweep(
+        store.clone(),
+        ctx.changes.clone(),
+        SessionSettings::default().revocation_poll,
+        sweep_stop.clone(),
+    );
+    let outcome = mcp::stdio::serve(ctx, ledger, shutdown).await;
+    sweep_stop.cancel();
+    if let Err(error) = sweep.await {
+        tracing::warn!(%error, "the lease sweep ended abnormally");
+    }
     ledger_stop.cancel();
     if let Err(error) = ledger_writer.await {
         tracing::error!(%error, "the ledger writer ended abnormally");
@@ -279,6 +334,25 @@ async fn close_sessions_after_drain(
         );
     }
     close.cancel();
+}
+
+/// `steward stdio` also stops when its terminal or parent hangs up (SIGHUP), so its session
+/// and claims end. (`serve` keeps SIGHUP's default: it may run under `nohup`.)
+async fn stop_on_hangup(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                if hangup.recv().await.is_some() {
+                    shutdown.cancel();
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP"),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(shutdown);
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

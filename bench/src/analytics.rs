@@ -116,6 +116,7 @@ fn row(i: i64, at: chrono::DateTime<Utc>) -> LedgerRow {
         tokenizer: Some("o200k_base".into()),
         sanitized: false,
         timestamp: at,
+        upstream: None,
         trace: Default::default(),
     }
 }

@@ -71,6 +71,14 @@ impl BoardError {
                 claim.claimed_client.as_deref().unwrap_or("unknown client"),
                 claim.lease_until.to_rfc3339()
             )),
+            Refusal::BadParent { parent, problem } => BoardError::Field(
+                StatusCode::BAD_REQUEST,
+                FieldError::new(
+                    "parent_task_id",
+                    format!("parent_task_id {parent} {problem}"),
+                    "Pick a live task of the same project that is not below this one",
+                ),
+            ),
             other => BoardError::Conflict(format!("task {id}: {other}")),
         }
     }
@@ -225,6 +233,7 @@ async fn list_tasks(
     let project_id = parse_id("project_id", &id)?;
     project_or_404(&s.store, project_id).await?;
     let page = validate::page(q.page.unwrap_or(1), q.per_page.unwrap_or(DEFAULT_PER_PAGE))?;
+    end_expired_claims(&s).await?;
     let query = TaskQuery {
         project_id: Some(project_id),
         status: status_param(q.status)?,
@@ -260,9 +269,17 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> Result<T, FieldError> 
         FieldError::new(
             &field,
             inner,
-            "Send a JSON object with title, description, status, assignee, task_order, feature",
+            "Send a JSON object with title, description, status, assignee, task_order, feature, parent_task_id, sources, code_examples",
         )
     })
+}
+
+/// Claims whose lease ran out end before the board shows who holds what (the sweep would end
+/// them within a poll; a person should not see a lease end in the past meanwhile).
+async fn end_expired_claims(s: &BoardState) -> Result<(), BoardError> {
+    let ended = s.store.end_expired_claims().await?;
+    crate::resources::expiry::publish_ended(&s.changes, &ended);
+    Ok(())
 }
 
 fn task_change(task: &Task) -> Change {
@@ -292,7 +309,9 @@ async fn create_task(
 }
 
 async fn show_task(State(s): State<BoardState>, Path(id): Path<String>) -> Answer {
-    let task = task_or_404(&s.store, parse_id("task_id", &id)?).await?;
+    let id = parse_id("task_id", &id)?;
+    end_expired_claims(&s).await?;
+    let task = task_or_404(&s.store, id).await?;
     ok(json!({ "task": task }))
 }
 

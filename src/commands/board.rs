@@ -250,6 +250,7 @@ pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
                 assignee,
                 task_order: order,
                 feature,
+                ..TaskFields::default()
             };
             let new = rules::new_task(project_id, fields).map_err(field_error)?;
             let task = store

@@ -1,6 +1,7 @@
 //! `steward import archon --from postgres://… [--dry-run]`: reads Archon v1's board
 //! (`archon_projects`, `archon_tasks`, `archon_document_versions`) and writes it into Steward's
-//! database with the same ids and timestamps. Older Archon databases lack some columns
+//! database with the same ids and timestamps, sub-task links (`parent_task_id`), task
+//! `sources` and `code_examples`, and pinned projects. Older Archon databases lack some columns
 //! (`prd`, `archived_at`, `parent_task_id`, ...); those read as empty. A missing table or a
 //! column Steward cannot do without stops the import before anything is written.
 
@@ -119,29 +120,13 @@ async fn import(
     let projects: HashSet<Id> = batch.projects.iter().map(|p| p.id).collect();
     read_tasks(archon, &has, &projects, &mut batch, &mut notes).await?;
     read_versions(archon, &has, &projects, &mut batch, &mut notes).await?;
-    for (table, column, why) in [
-        (
-            "archon_tasks",
-            "parent_task_id",
-            "Steward has no sub-tasks; tasks are imported flat",
-        ),
-        ("archon_tasks", "sources", "task sources are not imported"),
-        (
-            "archon_tasks",
-            "code_examples",
-            "task code examples are not imported",
-        ),
-        (
-            "archon_projects",
-            "pinned",
-            "Steward has no pinned projects",
-        ),
-    ] {
-        if has(table, column) {
-            notes.push(format!("{table}.{column}: {why}"));
-        }
-    }
     let counts = store.import_batch(&batch, !dry_run).await?;
+    if counts.orphans > 0 {
+        notes.push(format!(
+            "{} tasks name a parent_task_id that is not a task of their project and were imported without a parent",
+            counts.orphans
+        ));
+    }
     Ok((counts, notes))
 }
 
@@ -198,7 +183,7 @@ async fn read_projects(
 ) -> anyhow::Result<()> {
     let t = "archon_projects";
     let sql = format!(
-        "SELECT id::text AS id, title::text AS title, {}, {}, {}, {}, {}, {}, created_at::timestamptz AS created_at, \
+        "SELECT id::text AS id, title::text AS title, {}, {}, {}, {}, {}, {}, {}, created_at::timestamptz AS created_at, \
          updated_at::timestamptz AS updated_at FROM archon_projects ORDER BY created_at, id",
         col(has, t, "description", "text"),
         col(has, t, "docs", "jsonb"),
@@ -206,6 +191,7 @@ async fn read_projects(
         col(has, t, "data", "jsonb"),
         col(has, t, "prd", "jsonb"),
         col(has, t, "github_repo", "text"),
+        col(has, t, "pinned", "boolean"),
     );
     let mut skipped_docs = 0;
     for row in sqlx::query(&sql)
@@ -243,6 +229,7 @@ async fn read_projects(
             prd: row
                 .try_get::<Option<Value>, _>("prd")?
                 .unwrap_or(Value::Object(Default::default())),
+            pinned: row.try_get::<Option<bool>, _>("pinned")?.unwrap_or(false),
             created_at,
             updated_at: row.try_get("updated_at")?,
         });
@@ -306,8 +293,8 @@ async fn read_tasks(
     let t = "archon_tasks";
     let sql = format!(
         "SELECT id::text AS id, project_id::text AS project_id, title::text AS title, status::text AS status, \
-         {}, {}, {}, {}, {}, {}, {}, created_at::timestamptz AS created_at, updated_at::timestamptz AS updated_at \
-         FROM archon_tasks ORDER BY created_at, id",
+         {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, created_at::timestamptz AS created_at, \
+         updated_at::timestamptz AS updated_at FROM archon_tasks ORDER BY created_at, id",
         col(has, t, "description", "text"),
         col(has, t, "assignee", "text"),
         col(has, t, "task_order", "bigint"),
@@ -315,6 +302,9 @@ async fn read_tasks(
         col(has, t, "archived", "boolean"),
         col(has, t, "archived_at", "timestamptz"),
         col(has, t, "archived_by", "text"),
+        col(has, t, "parent_task_id", "text"),
+        col(has, t, "sources", "jsonb"),
+        col(has, t, "code_examples", "jsonb"),
     );
     let mut problems: BTreeMap<&str, usize> = BTreeMap::new();
     for row in sqlx::query(&sql)
@@ -371,10 +361,41 @@ async fn read_tasks(
             archived_by: row.try_get("archived_by")?,
             created_at: row.try_get("created_at")?,
             updated_at,
+            parent_task_id: row
+                .try_get::<Option<String>, _>("parent_task_id")?
+                .map(|p| parse_id(&p, "archon_tasks.parent_task_id"))
+                .transpose()?,
+            sources: list(
+                row.try_get("sources")?,
+                "task sources that were not a JSON list became []",
+                &mut problems,
+            ),
+            code_examples: list(
+                row.try_get("code_examples")?,
+                "task code_examples that were not a JSON list became []",
+                &mut problems,
+            ),
         });
     }
     notes.extend(problems.into_iter().map(|(what, n)| format!("{n} {what}")));
     Ok(())
+}
+
+/// A task's JSON list as Archon stored it; anything but a list or NULL becomes `[]`, counted
+/// under `problem`.
+fn list<'a>(
+    value: Option<Value>,
+    problem: &'a str,
+    problems: &mut BTreeMap<&'a str, usize>,
+) -> Value {
+    match value {
+        Some(Value::Array(items)) => Value::Array(items),
+        None | Some(Value::Null) => Value::Array(Vec::new()),
+        Some(_) => {
+            *problems.entry(problem).or_default() += 1;
+            Value::Array(Vec::new())
+        }
+    }
 }
 
 async fn read_versions(

@@ -211,6 +211,7 @@ pub fn analyze(obs: &Observation) -> LedgerRow {
         tokenizer: Some(tokens::TOKENIZER.to_string()),
         sanitized: false,
         timestamp: obs.timestamp,
+        upstream: obs.upstream.clone(),
         trace: trace_context(obs, &params),
     };
     row.sanitize();
@@ -554,6 +555,7 @@ mod tests {
             ending: Ending::Complete,
             protocol_version: None,
             stream_get: None,
+            upstream: None,
         }
     }
 

@@ -152,6 +152,9 @@ mod tests {
         let mut texts = Vec::new();
         for file in [
             "README.md",
+            "docs/tools.md",
+            "docs/operations.md",
+            "docs/security.md",
             "BENCHMARKS.md",
             "docs/openapi.yaml",
             "dashboard/app.js",

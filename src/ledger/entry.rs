@@ -7,7 +7,22 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use crate::store::request_row::{LedgerRow, Micros, Status, TraceContext};
+pub use crate::store::request_row::{LedgerRow, Micros, Status, TraceContext, UpstreamHop};
+
+/// Where a handler that passed a request on to another server leaves its [`UpstreamHop`]: the
+/// capture layer puts an empty slot in each request's extensions and reads it with the reply.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamSlot(std::sync::Arc<std::sync::Mutex<Option<UpstreamHop>>>);
+
+impl UpstreamSlot {
+    pub fn fill(&self, hop: UpstreamHop) {
+        *crate::sync::lock(&self.0) = Some(hop);
+    }
+
+    pub fn get(&self) -> Option<UpstreamHop> {
+        crate::sync::lock(&self.0).clone()
+    }
+}
 
 /// A new `request_id`: a UUIDv7, which sorts by creation time, so rows land at the end of the
 /// primary-key index instead of on a random page each, which matters as the table grows.
@@ -48,6 +63,8 @@ pub struct Observation {
     pub protocol_version: Option<String>,
     /// Set for a `GET /mcp` (the server's event stream), which carries no message.
     pub stream_get: Option<StreamGet>,
+    /// Set when the request was passed on to another server (gateway mode).
+    pub upstream: Option<UpstreamHop>,
 }
 
 /// A `GET /mcp`: the server's event stream, opened or resumed with `Last-Event-ID`.

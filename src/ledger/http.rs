@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use http_body::{Frame, SizeHint};
 use uuid::Uuid;
 
-use super::entry::{Ending, MAX_KEPT_RESPONSE, Micros, Observation, StreamGet, new_request_id};
+use super::entry::{
+    Ending, MAX_KEPT_RESPONSE, Micros, Observation, StreamGet, UpstreamSlot, new_request_id,
+};
 use super::journal::Ticket;
 use super::{Durability, Ledger};
 use crate::principal::Principal;
@@ -33,6 +35,8 @@ struct Pending {
     http_status: u16,
     protocol_version: Option<String>,
     stream_get: Option<StreamGet>,
+    /// Filled by a handler that passed the request on to another server.
+    upstream: UpstreamSlot,
 }
 
 impl Pending {
@@ -49,6 +53,7 @@ impl Pending {
             ending,
             protocol_version: self.protocol_version,
             stream_get: self.stream_get,
+            upstream: self.upstream.get(),
         }
     }
 
@@ -66,6 +71,7 @@ impl Pending {
             ending: Ending::Complete,
             protocol_version: self.protocol_version.clone(),
             stream_get: self.stream_get,
+            upstream: self.upstream.get(),
         }
     }
 }
@@ -97,7 +103,7 @@ pub async fn capture(
         ledger,
         attribution,
     }): State<Capture>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if ledger.durability() == Durability::Off {
@@ -113,6 +119,8 @@ pub async fn capture(
     let timestamp = Utc::now();
     let session_id = header_text(request.headers(), &SESSION_ID);
     let protocol_version = header_text(request.headers(), &PROTOCOL_VERSION);
+    let upstream = UpstreamSlot::default();
+    request.extensions_mut().insert(upstream.clone());
     let response = next.run(request).await;
     if response.extensions().get::<RecordedApart>().is_some() {
         return response;
@@ -142,6 +150,7 @@ pub async fn capture(
         http_status: response.status().as_u16(),
         protocol_version,
         stream_get: None,
+        upstream,
     };
     let (parts, body) = response.into_parts();
     if ledger.durability() == Durability::Sync {
@@ -190,6 +199,7 @@ async fn capture_get(ledger: Ledger, request: Request, next: Next) -> Response {
         http_status: response.status().as_u16(),
         protocol_version,
         stream_get: Some(kind),
+        upstream: UpstreamSlot::default(),
     };
     let (parts, body) = response.into_parts();
     Response::from_parts(

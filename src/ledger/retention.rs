@@ -39,32 +39,30 @@ pub fn spawn(
     every: Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
-            let outcome = prune_once(&store, retention).await;
-            let mut state = lock(&shared.retention);
-            state.last_run = Some(Utc::now());
-            match outcome {
-                Ok(pruned) => {
-                    state.pruned += pruned;
-                    if state.last_error.take().is_some() {
-                        tracing::info!("ledger retention recovered");
-                    }
-                }
-                Err(error) => {
-                    let message = error.to_string();
-                    if state.last_error.as_deref() != Some(&message) {
-                        tracing::error!(error = %message, "ledger retention failed");
-                    }
-                    state.last_error = Some(message);
-                }
+    crate::sync::every(every, shutdown, move || {
+        let (store, shared) = (store.clone(), shared.clone());
+        async move { prune_and_record(&store, &shared, retention).await }
+    })
+}
+
+/// One pass, with its outcome recorded for `/health` (an error logged once until it changes).
+async fn prune_and_record(store: &Store, shared: &Shared, retention: Duration) {
+    let outcome = prune_once(store, retention).await;
+    let mut state = lock(&shared.retention);
+    state.last_run = Some(Utc::now());
+    match outcome {
+        Ok(pruned) => {
+            state.pruned += pruned;
+            if state.last_error.take().is_some() {
+                tracing::info!("ledger retention recovered");
             }
         }
-    })
+        Err(error) => {
+            let message = error.to_string();
+            if state.last_error.as_deref() != Some(&message) {
+                tracing::error!(error = %message, "ledger retention failed");
+            }
+            state.last_error = Some(message);
+        }
+    }
 }

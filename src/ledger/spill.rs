@@ -170,6 +170,7 @@ mod tests {
             tokenizer: None,
             sanitized: false,
             timestamp: Utc::now(),
+            upstream: None,
             trace: Default::default(),
         }
     }

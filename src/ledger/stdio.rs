@@ -69,6 +69,7 @@ impl<T> Tapped<T> {
             // Known from the initialize request itself (see `analyze`).
             protocol_version: None,
             stream_get: None,
+            upstream: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering;
 
-use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::handler::server::tool::{IntoCallToolResult, ToolCallContext};
 use rmcp::model::ErrorCode;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, CompletionInfo,
@@ -19,13 +19,18 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::{BoardServer, is_argument_error};
 use crate::ledger::analyze::REQUEST_TIMEOUT;
 use crate::mcp::conformance::Fixtures;
 use crate::mcp::prompts::{self, PromptError};
-use crate::mcp::tools::{ToolError, respond};
+use crate::mcp::tools::ToolError;
 use crate::resources::{self, BoardUri, ReadError, subscriptions};
+
+/// What a client is told when Steward serves only the tools of the servers behind it.
+const GATEWAY_ONLY: &str = "Steward stands in front of other MCP servers: each of their tools is \
+     listed as SERVER__tool and runs on that server.";
 
 /// Most suggestions one completion answers (the protocol's limit).
 const MAX_COMPLETIONS: usize = 100;
@@ -40,11 +45,14 @@ impl ServerHandler for BoardServer {
             .enable_logging()
             .enable_completions()
             .build();
-        ServerConfig::new(capabilities)
-            .with_server_info(
-                Implementation::new("steward", env!("CARGO_PKG_VERSION"))
-                    .with_title("Steward task board"),
-            )
+        let config = ServerConfig::new(capabilities).with_server_info(
+            Implementation::new("steward", env!("CARGO_PKG_VERSION"))
+                .with_title("Steward task board"),
+        );
+        if !self.ctx.board {
+            return config.with_instructions(GATEWAY_ONLY);
+        }
+        config
             .with_instructions(
                 "Steward is a shared project and task board. Use find_projects/find_tasks to look \
                  around, manage_project/manage_task to change things, documents and versions for \
@@ -57,16 +65,20 @@ impl ServerHandler for BoardServer {
 
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let tools = self.plus_fixtures(self.tool_router.list_all(), Fixtures::tools);
-        Ok(ListToolsResult::with_all_items(tools))
+        let tools = self.plus_fixtures(
+            self.board_items(|| self.tool_router.list_all()),
+            Fixtures::tools,
+        );
+        self.merged_tools(request, &context, tools).await
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
         self.tool_router
             .get(name)
+            .filter(|_| self.ctx.board)
             .cloned()
             .or_else(|| self.ctx.fixtures.as_ref()?.tool(name))
     }
@@ -77,7 +89,18 @@ impl ServerHandler for BoardServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         self.connection.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(answer) = self.call_upstream(&request, &context).await {
+            return answer;
+        }
         let name = request.name.clone();
+        if !self.ctx.board && self.tool_router.has_route(&name) {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "tool {name} not found: this Steward serves only the tools of its upstreams (--no-board); see tools/list"
+                ),
+                None,
+            ));
+        }
         if !self.tool_router.has_route(&name)
             && let Some(fixtures) = &self.ctx.fixtures
             && fixtures.tool(&name).is_some()
@@ -88,8 +111,16 @@ impl ServerHandler for BoardServer {
         }
         let call = ToolCallContext::new(self, request, context);
         let limit = self.ctx.tool_timeout;
+        // The span names the tool in what the call logs (e.g. a database error); only a
+        // known name, as a client's may be anything, and long.
+        let span = if self.tool_router.has_route(&name) {
+            tracing::error_span!("call_tool", tool = %name)
+        } else {
+            tracing::Span::none()
+        };
+        let call = self.tool_router.call(call).instrument(span);
         // Dropping the call on timeout cancels it; an open transaction rolls back.
-        let Ok(outcome) = tokio::time::timeout(limit, self.tool_router.call(call)).await else {
+        let Ok(outcome) = tokio::time::timeout(limit, call).await else {
             tracing::warn!(tool = %name, ?limit, "tool call timed out");
             return Err(ErrorData::new(
                 ErrorCode(REQUEST_TIMEOUT),
@@ -116,7 +147,7 @@ impl ServerHandler for BoardServer {
                         "Fix the arguments of {name}: its inputSchema in tools/list lists every field and allowed value"
                     ),
                 );
-                Ok(respond(&name, Err(invalid)).into())
+                invalid.into_call_tool_result()
             }
             other => other,
         }
@@ -127,12 +158,13 @@ impl ServerHandler for BoardServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let list = self.plus_fixtures(
-            resources::list(self.store())
+        let board = match self.ctx.board {
+            true => resources::list(self.store())
                 .await
                 .map_err(database_error)?,
-            Fixtures::resources,
-        );
+            false => Vec::new(),
+        };
+        let list = self.plus_fixtures(board, Fixtures::resources);
         Ok(ListResourcesResult::with_all_items(list))
     }
 
@@ -141,7 +173,8 @@ impl ServerHandler for BoardServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let templates = self.plus_fixtures(resources::templates(), Fixtures::templates);
+        let templates =
+            self.plus_fixtures(self.board_items(resources::templates), Fixtures::templates);
         Ok(ListResourceTemplatesResult::with_all_items(templates))
     }
 
@@ -159,7 +192,10 @@ impl ServerHandler for BoardServer {
         {
             return Ok(ReadResourceResult::new(vec![contents]).into());
         }
-        match resources::read(self.store(), &uri).await {
+        if !self.ctx.board {
+            return Err(not_found(&uri, "this Steward serves no board (--no-board)"));
+        }
+        match resources::read(self.store(), &self.ctx.changes, &uri).await {
             Ok(contents) => Ok(ReadResourceResult::new(vec![contents]).into()),
             Err(ReadError::Database(e)) => Err(database_error(e)),
             Err(error) => Err(not_found(&uri, &error.to_string())),
@@ -214,7 +250,7 @@ impl ServerHandler for BoardServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let list = self.plus_fixtures(prompts::list(), Fixtures::prompts);
+        let list = self.plus_fixtures(self.board_items(prompts::list), Fixtures::prompts);
         Ok(ListPromptsResult::with_all_items(list))
     }
 
@@ -229,6 +265,15 @@ impl ServerHandler for BoardServer {
         {
             return fixtures.get_prompt(&request, &context);
         }
+        if !self.ctx.board {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "prompt {} not found: this Steward serves no board (--no-board)",
+                    request.name
+                ),
+                None,
+            ));
+        }
         match prompts::get(self.store(), &request.name, request.arguments.as_ref()).await {
             Ok(result) => Ok(result.into()),
             Err(PromptError::Database(e)) => Err(database_error(e)),
@@ -241,7 +286,7 @@ impl ServerHandler for BoardServer {
         request: CompleteRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let values = if request.argument.name == "project_id" {
+        let values = if self.ctx.board && request.argument.name == "project_id" {
             self.project_ids_like(&request.argument.value).await?
         } else {
             Vec::new()
@@ -262,6 +307,14 @@ impl ServerHandler for BoardServer {
 }
 
 impl BoardServer {
+    /// The board's items, unless it is not served (`--no-board`).
+    fn board_items<T>(&self, items: impl FnOnce() -> Vec<T>) -> Vec<T> {
+        match self.ctx.board {
+            true => items(),
+            false => Vec::new(),
+        }
+    }
+
     /// The board's items, followed by the fixtures' when Steward runs with them.
     fn plus_fixtures<T>(&self, mut items: Vec<T>, fixtures: fn(&Fixtures) -> Vec<T>) -> Vec<T> {
         if let Some(set) = &self.ctx.fixtures {

@@ -13,6 +13,7 @@ pub mod prompts;
 pub mod rules;
 pub mod stdio;
 pub mod tools;
+mod upstreams;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock};
@@ -25,6 +26,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 
 use crate::board::Actor;
+use crate::gateway::Gateway;
 use crate::ledger::Ledger;
 use crate::mcp::conformance::Fixtures;
 use crate::mcp::tools::params::ARGUMENT_ERROR_MARKER;
@@ -49,6 +51,10 @@ pub struct ServerContext {
     pub fixtures: Option<Fixtures>,
     /// A tool call running longer is abandoned and answered with `REQUEST_TIMEOUT`.
     pub tool_timeout: Duration,
+    /// The servers behind Steward (gateway mode), whose tools join the board's.
+    pub gateway: Option<Arc<Gateway>>,
+    /// Whether the board's own tools, resources and prompts are served (`--no-board`: not).
+    pub board: bool,
 }
 
 impl ServerContext {
@@ -62,6 +68,19 @@ impl ServerContext {
         fixtures: bool,
         tool_timeout: Duration,
     ) -> Arc<Self> {
+        Self::serving(store, ledger, fixtures, tool_timeout, None, true)
+    }
+
+    /// [`ServerContext::configured`], in front of the upstreams of `gateway` (if any); with
+    /// `board: false` only theirs are served.
+    pub fn serving(
+        store: Store,
+        ledger: Option<Ledger>,
+        fixtures: bool,
+        tool_timeout: Duration,
+        gateway: Option<Arc<Gateway>>,
+        board: bool,
+    ) -> Arc<Self> {
         Arc::new(ServerContext {
             store,
             started: Instant::now(),
@@ -69,6 +88,8 @@ impl ServerContext {
             changes: BoardChanges::default(),
             fixtures: fixtures.then(Fixtures::default),
             tool_timeout,
+            gateway,
+            board,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! ([`changes`], [`subscriptions`]).
 
 pub mod changes;
+pub mod expiry;
 pub mod subscriptions;
 pub mod uri;
 
@@ -102,11 +103,15 @@ pub fn templates() -> Vec<ResourceTemplate> {
 }
 
 /// Reads one `steward://` resource as JSON text.
-pub async fn read(store: &Store, uri: &str) -> Result<ResourceContents, ReadError> {
+pub async fn read(
+    store: &Store,
+    changes: &changes::BoardChanges,
+    uri: &str,
+) -> Result<ResourceContents, ReadError> {
     let parsed = BoardUri::parse(uri)?;
     if matches!(parsed, BoardUri::ProjectTasks(_) | BoardUri::Task(_)) {
         // Leases that ran out end (and are recorded) before anyone is shown them.
-        store.end_expired_claims().await?;
+        expiry::publish_ended(changes, &store.end_expired_claims().await?);
     }
     let body = match parsed {
         BoardUri::Projects => {

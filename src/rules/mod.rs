@@ -6,6 +6,7 @@
 pub mod validate;
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::board::TaskStatus;
 use crate::store::Id;
@@ -43,6 +44,10 @@ pub struct TaskFields {
     pub assignee: Option<String>,
     pub task_order: Option<i64>,
     pub feature: Option<String>,
+    /// A task of the same project this one is part of; "" removes it.
+    pub parent_task_id: Option<String>,
+    pub sources: Option<Value>,
+    pub code_examples: Option<Value>,
 }
 
 /// A new task of `project_id` from `fields`: the title is required, the rest defaults.
@@ -66,6 +71,10 @@ pub fn new_task(project_id: Id, fields: TaskFields) -> Result<NewTask, FieldErro
             .unwrap_or(0),
         feature: validate::opt_text("feature", fields.feature, validate::MAX_TITLE_CHARS)?,
         blocked_by: Vec::new(),
+        parent_task_id: parent(fields.parent_task_id)?.flatten(),
+        sources: list("sources", fields.sources)?.unwrap_or_else(|| Value::Array(Vec::new())),
+        code_examples: list("code_examples", fields.code_examples)?
+            .unwrap_or_else(|| Value::Array(Vec::new())),
     })
 }
 
@@ -83,7 +92,19 @@ pub fn task_changes(fields: TaskFields) -> Result<TaskChanges, FieldError> {
         task_order: fields.task_order.map(validate::task_order).transpose()?,
         feature: validate::opt_text("feature", fields.feature, validate::MAX_TITLE_CHARS)?,
         blocked_by: None,
+        parent_task_id: parent(fields.parent_task_id)?,
+        sources: list("sources", fields.sources)?,
+        code_examples: list("code_examples", fields.code_examples)?,
     })
+}
+
+/// A given parent id: `Some(None)` for "" (remove the parent).
+fn parent(value: Option<String>) -> Result<Option<Option<Id>>, FieldError> {
+    value.as_deref().map(validate::parent_id).transpose()
+}
+
+fn list(field: &str, value: Option<Value>) -> Result<Option<Value>, FieldError> {
+    value.map(|v| validate::json_list(field, v)).transpose()
 }
 
 #[cfg(test)]

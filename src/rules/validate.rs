@@ -141,6 +141,43 @@ pub fn json(field: &str, value: Value) -> Result<Value, FieldError> {
     Ok(value)
 }
 
+/// Most items a task's `sources` or `code_examples` list holds.
+pub const MAX_LIST_ITEMS: usize = 100;
+/// Most bytes such a list takes as JSON.
+pub const MAX_LIST_BYTES: usize = 64 * 1024;
+
+/// A bounded JSON list (a task's `sources`, `code_examples`): at most [`MAX_LIST_ITEMS`]
+/// items and [`MAX_LIST_BYTES`] bytes of JSON, no NUL.
+pub fn json_list(field: &str, value: Value) -> Result<Value, FieldError> {
+    let Some(items) = value.as_array() else {
+        return Err(FieldError::new(
+            field,
+            format!("{field} must be a JSON list"),
+            format!(r#"Pass {field} as a list, e.g. [{{"url": "https://...", "note": "why"}}]"#),
+        ));
+    };
+    let bytes = value.to_string().len();
+    if items.len() > MAX_LIST_ITEMS || bytes > MAX_LIST_BYTES {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "{field} has {} items in {bytes} bytes; the limit is {MAX_LIST_ITEMS} items and {MAX_LIST_BYTES} bytes",
+                items.len()
+            ),
+            format!("Keep {field} short: link to a document for longer material"),
+        ));
+    }
+    json(field, value)
+}
+
+/// A parent task id; an empty string means "no parent".
+pub fn parent_id(value: &str) -> Result<Option<Id>, FieldError> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    parse_id("parent_task_id", value).map(Some)
+}
+
 /// A list of tags: each non-blank, no NUL.
 pub fn tags(value: Vec<String>) -> Result<Vec<String>, FieldError> {
     value
@@ -190,6 +227,22 @@ mod tests {
         assert!(title("title", Some("  ".into())).is_err());
         assert!(title("title", None).is_err());
         assert_eq!(title("title", Some("Plan".into())).unwrap(), "Plan");
+    }
+
+    #[test]
+    fn task_lists_are_bounded_lists() {
+        use serde_json::json;
+        assert!(json_list("sources", json!({"url": "x"})).is_err());
+        assert!(json_list("sources", json!([{"url": "x"}])).is_ok());
+        let many: Vec<Value> = (0..=MAX_LIST_ITEMS).map(|i| json!(i)).collect();
+        assert_eq!(
+            field_of(json_list("code_examples", json!(many)).unwrap_err()),
+            "code_examples"
+        );
+        let big = "x".repeat(MAX_LIST_BYTES);
+        assert!(json_list("sources", json!([big])).is_err());
+        assert_eq!(parent_id(" ").unwrap(), None);
+        assert!(parent_id("nope").is_err());
     }
 
     #[test]

@@ -122,16 +122,7 @@ where
     F: Fn(Arc<Sessions>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = ticker.tick() => job(sessions.clone()).await,
-            }
-        }
-    })
+    crate::sync::every(period, shutdown, move || job(sessions.clone()))
 }
 
 fn watch_ended(

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::Id;
 use super::tasks::Task;
-use crate::board::Actor;
+use crate::board::{Actor, ClaimEnd};
 
 /// One `task_history` row.
 pub(crate) struct HistoryRow<'a> {
@@ -15,6 +15,14 @@ pub(crate) struct HistoryRow<'a> {
     pub old_value: Option<String>,
     pub new_value: Option<String>,
     pub reason: Option<&'a str>,
+}
+
+/// Where a task hangs in its project (archived or not).
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub(crate) struct TaskLink {
+    pub project_id: Id,
+    pub parent_task_id: Option<Id>,
+    pub archived: bool,
 }
 
 /// Which tasks `next_task` may hand out.
@@ -57,8 +65,12 @@ pub(crate) trait BoardTx {
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Option<Task>, sqlx::Error>;
-    /// Ends every claim whose lease ran out before `now`; returns how many.
-    async fn end_expired_leases(&mut self, now: DateTime<Utc>) -> Result<u64, sqlx::Error>;
+    /// Ends every claim whose lease ran out before `now`; returns `(project_id, task_id)` of
+    /// each.
+    async fn end_expired_leases(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Id, Id)>, sqlx::Error>;
     /// Ends every claim held by a session that has ended; returns how many.
     async fn end_claims_of_ended_sessions(
         &mut self,
@@ -73,6 +85,8 @@ pub(crate) trait BoardTx {
     ) -> Result<Option<Id>, sqlx::Error>;
     /// `(id, title)` of the live tasks among `ids`.
     async fn live_titles(&mut self, ids: &[Id]) -> Result<Vec<(Id, String)>, sqlx::Error>;
+    /// The task's project and parent, archived or not.
+    async fn task_link(&mut self, id: Id) -> Result<Option<TaskLink>, sqlx::Error>;
     /// `(task_id, blocker_id)` edges leaving any of `ids`.
     async fn edges_from(&mut self, ids: &[Id]) -> Result<Vec<(Id, Id)>, sqlx::Error>;
     /// Replaces the task's blockers with `blockers`.
@@ -103,8 +117,24 @@ struct Ending {
     reason: String,
 }
 
+/// A claim the sweep ended.
+#[derive(sqlx::FromRow)]
+struct Expired {
+    id: Id,
+    project_id: Id,
+    claimed_by: String,
+}
+
+// The sweep's one conditional UPDATE: it ends the claims (token and lease gone) and, keeping
+// `claimed_by` for one more statement, returns who held each for its history row. Replicas
+// sweeping at once each end (and so record) only the rows their own UPDATE changed.
+const EXPIRE: &str = "UPDATE tasks SET claim_token = NULL, claimed_at = NULL, lease_until = NULL \
+    WHERE claimed_by IS NOT NULL AND lease_until < $1 RETURNING id, project_id, claimed_by";
+const FORGET_HOLDERS: &str = "UPDATE tasks SET claimed_by = NULL, claimed_client = NULL, \
+    claimed_principal = NULL WHERE claim_token IS NULL AND id IN (";
+
 // The reason names how the session ended: `session_client_delete`, `session_revoked`,
-// `session_timeout_no_activity` or `session_expired`.
+// `session_timeout_no_activity`, `session_expired` or (a stdio process that stopped) `session_ended`.
 const OF_ENDED_SESSIONS: &str = "SELECT t.id, t.claimed_by, t.claim_token, \
     'session_' || COALESCE(s.disconnect_reason, s.status) AS reason \
     FROM tasks t JOIN mcp_sessions s ON s.session_id = t.claimed_by \
@@ -205,14 +235,31 @@ macro_rules! board_tx {
                 Ok(task)
             }
 
-            async fn end_expired_leases(&mut self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-                let sql = concat!(
-                    "SELECT id, claimed_by, claim_token, 'lease_expired' AS reason FROM tasks \
-                     WHERE claimed_by IS NOT NULL AND lease_until < $1",
-                    $lock
-                );
-                let ending: Vec<Ending> = sqlx::query_as(sql).bind(now).fetch_all(&mut **self).await?;
-                end_all!(self, ending, now)
+            async fn end_expired_leases(
+                &mut self,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<(Id, Id)>, sqlx::Error> {
+                let ending: Vec<Expired> = sqlx::query_as(EXPIRE).bind(now).fetch_all(&mut **self).await?;
+                if ending.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut forget = sqlx::QueryBuilder::<$db>::new(FORGET_HOLDERS);
+                let mut ids = forget.separated(", ");
+                for claim in &ending {
+                    ids.push_bind(claim.id);
+                }
+                forget.push(")");
+                forget.build().execute(&mut **self).await?;
+                for claim in &ending {
+                    let row = HistoryRow {
+                        field: "claimed_by",
+                        old_value: Some(claim.claimed_by.clone()),
+                        new_value: None,
+                        reason: Some(ClaimEnd::LeaseExpired.as_str()),
+                    };
+                    self.record(claim.id, row, &Actor::default(), now).await?;
+                }
+                Ok(ending.into_iter().map(|c| (c.project_id, c.id)).collect())
             }
 
             async fn end_claims_of_ended_sessions(
@@ -252,6 +299,11 @@ macro_rules! board_tx {
                 }
                 query.push(")");
                 query.build_query_as().fetch_all(&mut **self).await
+            }
+
+            async fn task_link(&mut self, id: Id) -> Result<Option<TaskLink>, sqlx::Error> {
+                let sql = "SELECT project_id, parent_task_id, archived FROM tasks WHERE id = $1";
+                sqlx::query_as(sql).bind(id).fetch_optional(&mut **self).await
             }
 
             async fn edges_from(&mut self, ids: &[Id]) -> Result<Vec<(Id, Id)>, sqlx::Error> {

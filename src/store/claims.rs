@@ -5,9 +5,10 @@
 //! never both hold a task.
 //!
 //! A claim ends on release, when its task is done or archived ([`super::tasks`]), when its
-//! session ends ([`super::sessions`]) and when its lease runs out. Ran-out leases are ended
-//! lazily — by the next claim, write or read that meets them — and each end is a
-//! `task_history` row (`field = claimed_by`) whose `reason` says which of these it was.
+//! session ends ([`super::sessions`]) and when its lease runs out. Ran-out leases are ended by
+//! a periodic sweep ([`Store::sweep_expired_claims`]) and by the next claim, write or read that
+//! meets one first; each end is a `task_history` row (`field = claimed_by`) whose `reason` says
+//! which of these it was.
 
 use std::time::Duration;
 
@@ -177,21 +178,30 @@ impl Store {
         }
     }
 
-    /// Ends the claims whose lease has run out, recording each end. Cheap when there are none
-    /// (one indexed count), so reads call it before they show claims.
-    pub async fn end_expired_claims(&self) -> Result<u64, sqlx::Error> {
-        let count = "SELECT COUNT(*) FROM tasks WHERE claimed_by IS NOT NULL AND lease_until < $1";
+    /// Ends every claim whose lease ran out, recording each end; returns `(project_id,
+    /// task_id)` of each task whose claim ended. One conditional `UPDATE` picks the claims, so
+    /// when several replicas sweep at once each claim is ended, and recorded, by exactly one.
+    pub async fn sweep_expired_claims(&self) -> Result<Vec<(Id, Id)>, sqlx::Error> {
         let now = Utc::now();
         on_pool!(self, pool => {
-            let expired: i64 = sqlx::query_scalar(count).bind(now).fetch_one(pool).await?;
-            if expired == 0 {
-                return Ok(0);
-            }
             let mut tx = pool.begin_write().await?;
             let ended = tx.end_expired_leases(now).await?;
             tx.commit().await?;
             Ok(ended)
         })
+    }
+
+    /// [`Store::sweep_expired_claims`] for reads that are about to show claims: when no
+    /// lease has run out (the common case) it costs one indexed count and takes no write lock.
+    pub async fn end_expired_claims(&self) -> Result<Vec<(Id, Id)>, sqlx::Error> {
+        let count = "SELECT COUNT(*) FROM tasks WHERE claimed_by IS NOT NULL AND lease_until < $1";
+        let now = Utc::now();
+        let expired: i64 =
+            on_pool!(self, pool => sqlx::query_scalar(count).bind(now).fetch_one(pool).await)?;
+        if expired == 0 {
+            return Ok(Vec::new());
+        }
+        self.sweep_expired_claims().await
     }
 }
 

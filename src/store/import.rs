@@ -19,6 +19,7 @@ pub struct ImportedProject {
     pub features: Value,
     pub data: Value,
     pub prd: Value,
+    pub pinned: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -51,6 +52,10 @@ pub struct ImportedTask {
     pub archived_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Set after every task is written, so a parent may come later in the batch.
+    pub parent_task_id: Option<Id>,
+    pub sources: Value,
+    pub code_examples: Value,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +88,9 @@ pub struct ImportCounts {
     pub documents: u64,
     pub tasks: u64,
     pub versions: u64,
+    /// Added tasks whose parent is not a task of their project here: imported without one.
+    #[serde(skip)]
+    pub orphans: u64,
 }
 
 impl ImportCounts {
@@ -92,12 +100,17 @@ impl ImportCounts {
 }
 
 const PROJECT: &str = "INSERT INTO projects (id, title, description, github_repo, features, data, prd, \
-    created_at, updated_at, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+    created_at, updated_at, search_text, pinned) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+    ON CONFLICT DO NOTHING";
 const DOCUMENT: &str = "INSERT INTO documents (id, project_id, document_type, title, content, tags, author, \
     created_at, updated_at, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
 const TASK: &str = "INSERT INTO tasks (id, project_id, title, description, status, assignee, task_order, \
-    feature, archived, archived_at, archived_by, created_at, updated_at, search_text, assignee_key, feature_key) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT DO NOTHING";
+    feature, archived, archived_at, archived_by, created_at, updated_at, search_text, assignee_key, feature_key, \
+    sources, code_examples) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT DO NOTHING";
+// Only a task of the same project can be the parent.
+const PARENT: &str = "UPDATE tasks SET parent_task_id = $2 WHERE id = $1 \
+    AND EXISTS (SELECT 1 FROM tasks p WHERE p.id = $2 AND p.id <> tasks.id AND p.project_id = tasks.project_id)";
 const VERSION: &str = "INSERT INTO versions (id, project_id, field_name, version_number, content, \
     change_summary, change_type, document_id, created_by, created_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
@@ -118,7 +131,7 @@ impl Store {
                     .bind(p.id).bind(&p.title).bind(&p.description).bind(&p.github_repo)
                     .bind(Json(&p.features)).bind(Json(&p.data)).bind(Json(&p.prd))
                     .bind(p.created_at).bind(p.updated_at)
-                    .bind(search_text(&[&p.title, &p.description]))
+                    .bind(search_text(&[&p.title, &p.description])).bind(p.pinned)
                     .execute(&mut *tx).await?.rows_affected();
             }
             for d in &batch.documents {
@@ -128,15 +141,25 @@ impl Store {
                     .bind(d.created_at).bind(d.updated_at).bind(search_text(&[&d.title]))
                     .execute(&mut *tx).await?.rows_affected();
             }
+            let mut added = Vec::new();
             for t in &batch.tasks {
-                counts.tasks += sqlx::query(TASK)
+                let inserted = sqlx::query(TASK)
                     .bind(t.id).bind(t.project_id).bind(&t.title).bind(&t.description)
                     .bind(t.status).bind(&t.assignee).bind(t.task_order).bind(&t.feature)
                     .bind(t.archived).bind(t.archived_at).bind(&t.archived_by)
                     .bind(t.created_at).bind(t.updated_at)
                     .bind(search_text(&[&t.title, &t.description]))
                     .bind(fold(&t.assignee)).bind(t.feature.as_deref().map(fold))
+                    .bind(Json(&t.sources)).bind(Json(&t.code_examples))
                     .execute(&mut *tx).await?.rows_affected();
+                counts.tasks += inserted;
+                if inserted > 0 {
+                    added.extend(t.parent_task_id.map(|parent| (t.id, parent)));
+                }
+            }
+            for (id, parent) in added {
+                let linked = sqlx::query(PARENT).bind(id).bind(parent).execute(&mut *tx).await?;
+                counts.orphans += 1 - linked.rows_affected().min(1);
             }
             for v in &batch.versions {
                 counts.versions += sqlx::query(VERSION)

@@ -79,6 +79,10 @@ fn copy_text(rows: &[LedgerRow]) -> String {
         line.raw(Some(
             &row.timestamp.to_rfc3339_opts(SecondsFormat::Micros, false),
         ));
+        let hop = row.upstream.as_ref();
+        line.text(hop.map(|h| h.upstream.as_str()));
+        line.text(hop.and_then(|h| h.tool.as_deref()));
+        line.int(hop.map(|h| h.duration.micros()));
         out.push('\n');
     }
     out

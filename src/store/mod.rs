@@ -41,6 +41,7 @@ pub mod session_totals;
 pub mod sessions;
 mod stamp;
 pub mod tasks;
+pub mod upstream_sessions;
 pub mod url;
 pub mod versions;
 

@@ -12,6 +12,8 @@ pub struct ProjectSummary {
     pub id: Id,
     pub title: String,
     pub description: String,
+    /// Pinned projects are listed first.
+    pub pinned: bool,
     pub todo: i64,
     pub doing: i64,
     pub review: i64,
@@ -38,7 +40,7 @@ impl ProjectSummary {
 
 // Counts as BIGINT on both engines; the latest activity falls back to the project's own
 // update when it has no tasks.
-const SUMMARY: &str = "SELECT p.id, p.title, p.description, \
+const SUMMARY: &str = "SELECT p.id, p.title, p.description, p.pinned, \
     CAST(COALESCE(SUM(CASE WHEN t.status = 'todo' THEN 1 ELSE 0 END), 0) AS BIGINT) AS todo, \
     CAST(COALESCE(SUM(CASE WHEN t.status = 'doing' THEN 1 ELSE 0 END), 0) AS BIGINT) AS doing, \
     CAST(COALESCE(SUM(CASE WHEN t.status = 'review' THEN 1 ELSE 0 END), 0) AS BIGINT) AS review, \
@@ -47,11 +49,12 @@ const SUMMARY: &str = "SELECT p.id, p.title, p.description, \
     FROM projects p LEFT JOIN tasks t ON t.project_id = p.id AND t.archived = FALSE";
 
 impl Store {
-    /// Every project with its task counts, most recently active first (at most `limit`).
+    /// Every project with its task counts, pinned ones first, then most recently active first
+    /// (at most `limit`).
     pub async fn project_summaries(&self, limit: i64) -> Result<Vec<ProjectSummary>, sqlx::Error> {
         let sql = format!(
-            "{SUMMARY} GROUP BY p.id, p.title, p.description, p.created_at, p.updated_at \
-             ORDER BY last_activity DESC, p.id LIMIT $1"
+            "{SUMMARY} GROUP BY p.id, p.title, p.description, p.pinned, p.created_at, p.updated_at \
+             ORDER BY p.pinned DESC, last_activity DESC, p.id LIMIT $1"
         );
         on_pool!(self, pool => sqlx::query_as::<_, ProjectSummary>(&sql).bind(limit).fetch_all(pool).await)
     }
@@ -59,7 +62,7 @@ impl Store {
     /// One project's summary; `Ok(None)` when no project has this id.
     pub async fn project_summary(&self, id: Id) -> Result<Option<ProjectSummary>, sqlx::Error> {
         let sql = format!(
-            "{SUMMARY} WHERE p.id = $1 GROUP BY p.id, p.title, p.description, p.created_at, p.updated_at"
+            "{SUMMARY} WHERE p.id = $1 GROUP BY p.id, p.title, p.description, p.pinned, p.created_at, p.updated_at"
         );
         on_pool!(self, pool => sqlx::query_as::<_, ProjectSummary>(&sql).bind(id).fetch_optional(pool).await)
     }

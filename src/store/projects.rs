@@ -17,6 +17,8 @@ pub struct Project {
     pub features: Json<Value>,
     pub data: Json<Value>,
     pub prd: Json<Value>,
+    /// Shown first where projects are listed for a person (Archon's `pinned`).
+    pub pinned: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -43,6 +45,7 @@ pub struct ProjectChanges {
     pub title: Option<String>,
     pub description: Option<String>,
     pub github_repo: Option<String>,
+    pub pinned: Option<bool>,
 }
 
 const SEARCH: &str = "($1 IS NULL OR search_text LIKE $1 ESCAPE '\\')";
@@ -100,7 +103,8 @@ impl Store {
         changes: &ProjectChanges,
     ) -> Result<Option<Project>, sqlx::Error> {
         let sql = "UPDATE projects SET title = COALESCE($2, title), description = COALESCE($3, description), \
-                   github_repo = COALESCE($4, github_repo), updated_at = $5 WHERE id = $1 RETURNING *";
+                   github_repo = COALESCE($4, github_repo), pinned = COALESCE($6, pinned), updated_at = $5 \
+                   WHERE id = $1 RETURNING *";
         on_pool!(self, pool => {
             // One write transaction, so the folded search text always matches the row.
             let mut tx = pool.begin_write().await?;
@@ -110,6 +114,7 @@ impl Store {
                 .bind(&changes.description)
                 .bind(&changes.github_repo)
                 .bind(Utc::now())
+                .bind(changes.pinned)
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(p) = &project {

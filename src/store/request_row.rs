@@ -17,13 +17,13 @@ macro_rules! ledger_columns {
         "request_id, session_id, jsonrpc_id, method, tool_name, status, error_code, \
          error_message, duration_ms, duration_us, request_bytes, response_bytes, args_tokens, \
          result_tokens, total_tokens, estimated_cost_usd, pricing_model, tokenizer, sanitized, \
-         timestamp"
+         timestamp, upstream, upstream_tool, upstream_us"
     };
 }
 pub(crate) use ledger_columns;
 
 /// How many values one ledger row binds: the length of [`ledger_columns!`].
-pub const COLUMN_COUNT: usize = 20;
+pub const COLUMN_COUNT: usize = 23;
 
 /// A duration in whole microseconds, measured with a monotonic clock. There is no way to
 /// build one from a float, and both stored columns (`duration_ms`, `duration_us`) are integers.
@@ -100,9 +100,21 @@ pub struct LedgerRow {
     /// Text was altered so the database would take the row (e.g. U+0000 replaced).
     pub sanitized: bool,
     pub timestamp: DateTime<Utc>,
+    /// The server that answered for Steward, when Steward passed the request on (gateway mode).
+    #[serde(default)]
+    pub upstream: Option<UpstreamHop>,
     /// For trace export only; not a column of `mcp_requests`.
     #[serde(default)]
     pub trace: TraceContext,
+}
+
+/// A request Steward passed on to another server: which one, the tool as that server knows it,
+/// and how long that server took (its share of the row's duration; the rest is Steward's own).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamHop {
+    pub upstream: String,
+    pub tool: Option<String>,
+    pub duration: Micros,
 }
 
 /// What a trace exporter needs beyond the stored columns: the protocol revision and the W3C
@@ -158,7 +170,11 @@ impl LedgerRow {
         ]
         .into_iter()
         .flatten()
-        {
+        .chain(
+            self.upstream
+                .iter_mut()
+                .flat_map(|hop| std::iter::once(&mut hop.upstream).chain(hop.tool.as_mut())),
+        ) {
             fix(field);
         }
         self.sanitized |= changed;
@@ -203,6 +219,7 @@ mod tests {
             tokenizer: None,
             sanitized: false,
             timestamp: Utc::now(),
+            upstream: None,
             trace: TraceContext::default(),
         };
         row.sanitize();

@@ -17,7 +17,7 @@ pub const MAX_BATCH: usize = 500;
 /// Rows per INSERT statement, largest first. A batch is cut into statements of these sizes
 /// only, so each is prepared once per connection and then reused from the statement cache:
 /// preparing a statement with a different number of rows every time (thousands of
-/// placeholders) cost more than the rows themselves. 20 columns × 128 rows stays under both
+/// placeholders) cost more than the rows themselves. 23 columns × 128 rows stays under both
 /// engines' bind limits.
 const CHUNKS: [usize; 4] = [128, 32, 8, 1];
 const _: () = assert!(CHUNKS[0] * COLUMN_COUNT < 32_766);
@@ -96,6 +96,10 @@ macro_rules! row_arguments {
                 args.add(row.tokenizer.as_deref())?;
                 args.add(row.sanitized)?;
                 args.add(Stamp(row.timestamp))?;
+                let hop = row.upstream.as_ref();
+                args.add(hop.map(|h| h.upstream.as_str()))?;
+                args.add(hop.and_then(|h| h.tool.as_deref()))?;
+                args.add(hop.map(|h| h.duration.micros()))?;
             }
             Ok(())
         };
@@ -358,6 +362,12 @@ pub struct RequestRecord {
     pub tokenizer: Option<String>,
     pub sanitized: bool,
     pub timestamp: DateTime<Utc>,
+    /// The server that answered when Steward passed the request on (gateway mode).
+    pub upstream: Option<String>,
+    /// The tool as that server knows it.
+    pub upstream_tool: Option<String>,
+    /// That server's share of `duration_us`.
+    pub upstream_us: Option<i64>,
 }
 
 /// Which ledger rows to list; every `Some` narrows the result.

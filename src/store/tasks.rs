@@ -4,8 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::Value;
+use sqlx::types::Json;
 
-use super::board_tx::{BoardTx, HistoryRow};
+use super::board_tx::{BoardTx, HistoryRow, TaskLink};
 use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, search_text};
 use crate::board::{Actor, ClaimEnd};
 
@@ -24,6 +26,12 @@ pub struct Task {
     pub archived_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The task this one is part of, in the same project.
+    pub parent_task_id: Option<Id>,
+    /// Where to read up for the task (Archon's `sources`): a JSON list.
+    pub sources: Json<Value>,
+    /// Code to look at for the task (Archon's `code_examples`): a JSON list.
+    pub code_examples: Json<Value>,
     /// The session holding the task's claim, until `lease_until`.
     pub claimed_by: Option<String>,
     /// The holder's client name (from its `initialize`).
@@ -83,6 +91,9 @@ pub struct NewTask {
     pub task_order: i32,
     pub feature: Option<String>,
     pub blocked_by: Vec<Id>,
+    pub parent_task_id: Option<Id>,
+    pub sources: Value,
+    pub code_examples: Value,
 }
 
 /// A partial update: `None` leaves the field as it is.
@@ -96,6 +107,10 @@ pub struct TaskChanges {
     pub feature: Option<String>,
     /// Replaces the task's blockers.
     pub blocked_by: Option<Vec<Id>>,
+    /// `Some(None)` removes the parent.
+    pub parent_task_id: Option<Option<Id>>,
+    pub sources: Option<Value>,
+    pub code_examples: Option<Value>,
 }
 
 /// Which tasks `list_tasks` returns. Every `Some` narrows the result.
@@ -136,6 +151,29 @@ pub enum Refusal {
     /// first repeated at the end.
     #[error("the blockers make a cycle")]
     Cycle(Vec<(Id, String)>),
+    /// The parent named is not a live task of the same project, or is the task itself or one
+    /// of its own sub-tasks.
+    #[error("parent {parent} {problem}")]
+    BadParent { parent: Id, problem: ParentProblem },
+}
+
+/// Why a parent task was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParentProblem {
+    NotFound,
+    OtherProject,
+    /// The parent is the task itself or below it: the parents would go round a loop.
+    Loop,
+}
+
+impl std::fmt::Display for ParentProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ParentProblem::NotFound => "is not a live task",
+            ParentProblem::OtherProject => "belongs to another project",
+            ParentProblem::Loop => "is the task itself or one of its sub-tasks",
+        })
+    }
 }
 
 /// The result of a write the store may refuse.
@@ -199,14 +237,20 @@ impl Store {
     /// Creates a task. Refused when a blocker names no live task.
     pub async fn create_task(&self, new: &NewTask, actor: &Actor) -> Outcome<Task> {
         let sql = "INSERT INTO tasks (id, project_id, title, description, status, assignee, task_order, \
-                   feature, created_at, updated_at, search_text, assignee_key, feature_key) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12) RETURNING *";
+                   feature, created_at, updated_at, search_text, assignee_key, feature_key, \
+                   parent_task_id, sources, code_examples) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15) RETURNING *";
         let now = Utc::now();
         let outcome = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let known = tx.live_titles(&new.blocked_by).await?;
             if let Some(unknown) = new.blocked_by.iter().find(|b| !known.iter().any(|(id, _)| id == *b)) {
                 return Ok(Err(Refusal::UnknownBlocker(*unknown)));
+            }
+            if let Some(parent) = new.parent_task_id
+                && let Err(refusal) = check_parent(&mut tx, None, new.project_id, parent).await?
+            {
+                return Ok(Err(refusal));
             }
             let task = sqlx::query_as::<_, Task>(sql)
                 .bind(Id::new())
@@ -221,6 +265,9 @@ impl Store {
                 .bind(search_text(&[&new.title, &new.description]))
                 .bind(fold(&new.assignee))
                 .bind(new.feature.as_deref().map(fold))
+                .bind(new.parent_task_id)
+                .bind(Json(&new.sources))
+                .bind(Json(&new.code_examples))
                 .fetch_one(&mut *tx)
                 .await?;
             let created = HistoryRow { field: "created", old_value: None, new_value: Some(task.title.clone()), reason: None };
@@ -320,7 +367,8 @@ impl Store {
     ) -> Outcome<Written> {
         let update = "UPDATE tasks SET title = $2, description = $3, status = $4, assignee = $5, \
                       task_order = $6, feature = $7, updated_at = $8, search_text = $9, \
-                      assignee_key = $10, feature_key = $11 WHERE id = $1 RETURNING *";
+                      assignee_key = $10, feature_key = $11, parent_task_id = $12, sources = $13, \
+                      code_examples = $14 WHERE id = $1 RETURNING *";
         let now = Utc::now();
         let outcome = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -328,6 +376,11 @@ impl Store {
                 Ok(old) => old,
                 Err(refusal) => return Ok(Err(refusal)),
             };
+            if let Some(Some(parent)) = changes.parent_task_id
+                && let Err(refusal) = check_parent(&mut tx, Some(id), old.project_id, parent).await?
+            {
+                return Ok(Err(refusal));
+            }
             if let Some(blockers) = &changes.blocked_by {
                 if let Err(refusal) = check_blockers(&mut tx, id, blockers).await? {
                     return Ok(Err(refusal));
@@ -352,6 +405,9 @@ impl Store {
                 .bind(search_text(&[&new.title, &new.description]))
                 .bind(fold(&new.assignee))
                 .bind(new.feature.as_deref().map(fold))
+                .bind(new.parent_task_id)
+                .bind(&new.sources)
+                .bind(&new.code_examples)
                 .fetch_one(&mut *tx)
                 .await?;
             for (field, before, after) in diff(&old, &task) {
@@ -566,6 +622,37 @@ async fn check_blockers<T: BoardTx>(
     Ok(Ok(()))
 }
 
+/// Checks a task's new parent: a live task of the same project, and not the task itself or
+/// one of its sub-tasks (walking up from the parent never meets `task`).
+async fn check_parent<T: BoardTx>(
+    tx: &mut T,
+    task: Option<Id>,
+    project_id: Id,
+    parent: Id,
+) -> Result<Result<(), Refusal>, sqlx::Error> {
+    let refuse = |problem| Ok(Err(Refusal::BadParent { parent, problem }));
+    match tx.task_link(parent).await? {
+        None | Some(TaskLink { archived: true, .. }) => return refuse(ParentProblem::NotFound),
+        Some(link) if link.project_id != project_id => {
+            return refuse(ParentProblem::OtherProject);
+        }
+        Some(_) => {}
+    }
+    // Each step is seen once, so even a loop already in the data (an import) ends the walk.
+    let mut seen = std::collections::HashSet::new();
+    let mut at = Some(parent);
+    while let Some(step) = at.filter(|step| seen.insert(*step)) {
+        if Some(step) == task {
+            return refuse(ParentProblem::Loop);
+        }
+        at = tx
+            .task_link(step)
+            .await?
+            .and_then(|link| link.parent_task_id);
+    }
+    Ok(Ok(()))
+}
+
 /// `id → … → last → id`, with titles.
 async fn cycle_path<T: BoardTx>(
     tx: &mut T,
@@ -636,6 +723,15 @@ fn apply(old: &Task, changes: &TaskChanges) -> Task {
     if let Some(feature) = &changes.feature {
         new.feature = Some(feature.clone());
     }
+    if let Some(parent) = changes.parent_task_id {
+        new.parent_task_id = parent;
+    }
+    if let Some(sources) = &changes.sources {
+        new.sources = Json(sources.clone());
+    }
+    if let Some(examples) = &changes.code_examples {
+        new.code_examples = Json(examples.clone());
+    }
     new
 }
 
@@ -665,5 +761,21 @@ fn diff(old: &Task, new: &Task) -> Vec<(&'static str, Option<String>, Option<Str
         Some(new.task_order.to_string()),
     );
     check("feature", old.feature.clone(), new.feature.clone());
+    let id = |id: Option<Id>| id.map(|id| id.to_string());
+    check(
+        "parent_task_id",
+        id(old.parent_task_id),
+        id(new.parent_task_id),
+    );
+    check(
+        "sources",
+        Some(old.sources.0.to_string()),
+        Some(new.sources.0.to_string()),
+    );
+    check(
+        "code_examples",
+        Some(old.code_examples.0.to_string()),
+        Some(new.code_examples.0.to_string()),
+    );
     changes
 }

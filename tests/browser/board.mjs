@@ -106,6 +106,20 @@ export async function boardChecks({ page, agent, check, assert, base, shots, liv
     await page.screenshot({ path: path.join(shots, 'board-task.png'), fullPage: true });
   });
 
+  await check('board: a claimed card names the holder\'s client, links its session and shows the lease end', async () => {
+    const claimed = await tool(agent, 'claim_task', { task_id: ids.todo });
+    await page.goto(`${base}/#/projects/${ids.project}`);
+    const held = card('review', ids.todo).locator('.holder');
+    await held.waitFor();
+    const text = await held.textContent();
+    assert(text.includes('held by claude-code') && text.includes('until'), text);
+    assert(!text.includes(claimed.task.claimed_by), `the session id is a link, not text: ${text}`);
+    const href = await held.locator('a').getAttribute('href');
+    assert(href === `#/session/${encodeURIComponent(claimed.task.claimed_by)}`, href);
+    assert((await held.locator('time').getAttribute('datetime')) === claimed.lease_until, 'lease end');
+    await tool(agent, 'release_task', { task_id: ids.todo, claim_token: claimed.claim_token });
+  });
+
   await check('board: hostile text never became an element', async () => {
     assert((await page.evaluate(() => document.images.length)) === 0, 'an <img> was created');
   });

@@ -17,6 +17,7 @@ const PROJECT: &str = "11111111-1111-4111-8111-111111111111";
 const TASK_OPEN: &str = "22222222-2222-4222-8222-222222222222";
 const TASK_ARCHIVED: &str = "33333333-3333-4333-8333-333333333333";
 const DOC: &str = "44444444-4444-4444-8444-444444444444";
+const TASK_CHILD: &str = "55555555-5555-4555-8555-555555555555";
 
 /// Archon v1's tables; `older` leaves out the columns early versions lack.
 fn archon_schema(older: bool) -> String {
@@ -48,6 +49,23 @@ fn archon_schema(older: bool) -> String {
     )
 }
 
+/// A sub-task written before its parent, with sources and code examples; `older` Archon has no
+/// `parent_task_id`.
+fn child_row(older: bool) -> String {
+    let (column, value) = if older {
+        ("", String::new())
+    } else {
+        ("parent_task_id, ", format!("'{TASK_OPEN}', "))
+    };
+    format!(
+        "INSERT INTO archon_tasks (id, project_id, {column}title, status, sources, code_examples, created_at, updated_at)
+           VALUES ('{TASK_CHILD}', '{PROJECT}', {value}'Login form', 'todo',
+                   '[{{\"url\": \"https://example.com/oauth\", \"type\": \"docs\"}}]',
+                   '[{{\"file\": \"src/login.ts\", \"purpose\": \"form\"}}]',
+                   '2024-05-01T10:30:00Z', '2024-05-01T10:30:00Z');"
+    )
+}
+
 fn archon_rows() -> String {
     let docs = json!([
         { "id": DOC, "document_type": "spec", "title": "Login spec", "content": { "body": "x" },
@@ -55,8 +73,8 @@ fn archon_rows() -> String {
         { "title": "no id, skipped" }
     ]);
     format!(
-        "INSERT INTO archon_projects (id, title, description, docs, features, created_at, updated_at)
-           VALUES ('{PROJECT}', 'Archon board', 'from archon', '{docs}', '[{{\"name\": \"auth\"}}]',
+        "INSERT INTO archon_projects (id, title, description, docs, features, pinned, created_at, updated_at)
+           VALUES ('{PROJECT}', 'Archon board', 'from archon', '{docs}', '[{{\"name\": \"auth\"}}]', true,
                    '2024-05-01T09:00:00Z', '2024-05-03T09:00:00Z');
          INSERT INTO archon_tasks (id, project_id, title, status, assignee, task_order, feature, created_at, updated_at)
            VALUES ('{TASK_OPEN}', '{PROJECT}', 'Write login', 'doing', 'Archon', 250, 'auth',
@@ -79,6 +97,9 @@ async fn archon_db(older: bool) -> anyhow::Result<TestDb> {
     conn.execute(archon_rows().as_str())
         .await
         .context("Archon rows")?;
+    conn.execute(child_row(older).as_str())
+        .await
+        .context("Archon sub-task")?;
     conn.close().await?;
     Ok(db)
 }
@@ -128,7 +149,7 @@ async fn imports_an_archon_board_once_keeping_ids_and_times() -> anyhow::Result<
             let dry = import(&archon, &target, &["--dry-run"]).await?;
             assert!(dry.status.success());
             assert!(
-                stdout(&dry).contains("would add: 1 projects, 1 documents, 2 tasks, 1 versions"),
+                stdout(&dry).contains("would add: 1 projects, 1 documents, 3 tasks, 1 versions"),
                 "{}",
                 stdout(&dry)
             );
@@ -136,7 +157,7 @@ async fn imports_an_archon_board_once_keeping_ids_and_times() -> anyhow::Result<
             let first = import(&archon, &target, &[]).await?;
             assert!(first.status.success());
             assert!(
-                stdout(&first).contains("added: 1 projects, 1 documents, 2 tasks, 1 versions"),
+                stdout(&first).contains("added: 1 projects, 1 documents, 3 tasks, 1 versions"),
                 "{}",
                 stdout(&first)
             );
@@ -155,6 +176,23 @@ async fn imports_an_archon_board_once_keeping_ids_and_times() -> anyhow::Result<
                 ("Archon board", json!([{ "name": "auth" }]))
             );
             assert_eq!(project.created_at.to_rfc3339(), "2024-05-01T09:00:00+00:00");
+            assert!(project.pinned, "archon_projects.pinned is kept");
+            let child = store
+                .get_task(TASK_CHILD.parse()?)
+                .await?
+                .context("sub-task imported")?;
+            let parent = (!older).then(|| TASK_OPEN.parse::<Id>()).transpose()?;
+            assert_eq!(
+                child.parent_task_id, parent,
+                "older Archon has no parent_task_id"
+            );
+            assert_eq!(
+                (child.sources.0.clone(), child.code_examples.0.clone()),
+                (
+                    json!([{ "url": "https://example.com/oauth", "type": "docs" }]),
+                    json!([{ "file": "src/login.ts", "purpose": "form" }])
+                )
+            );
             let document = store
                 .get_document(project.id, DOC.parse()?)
                 .await?
@@ -197,6 +235,11 @@ async fn imports_an_archon_board_once_keeping_ids_and_times() -> anyhow::Result<
                     .await?
                     .total,
                 1
+            );
+            assert!(
+                !stdout(&first).contains("not imported"),
+                "every Archon column is kept: {}",
+                stdout(&first)
             );
             assert!(
                 store

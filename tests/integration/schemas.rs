@@ -1,5 +1,5 @@
 //! Tool schemas every model provider accepts (issue 28): `tools/list` keeps to the portable
-//! subset on both protocol revisions, the README's example calls validate against the published
+//! subset on both protocol revisions, the example calls of docs/tools.md validate against the published
 //! schemas, `null` is still accepted for optional arguments, and a declared `outputSchema` is
 //! met by the result's `structuredContent`.
 
@@ -286,9 +286,9 @@ fn the_subset_check_catches_what_providers_refuse() {
     }
 }
 
-/// `{"name", "arguments"}` of every line of the README's ```jsonl blocks.
+/// `{"name", "arguments"}` of every line of docs/tools.md's ```jsonl blocks.
 fn readme_examples() -> anyhow::Result<Vec<(String, Value)>> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))?;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/tools.md"))?;
     let mut examples = Vec::new();
     let mut in_block = false;
     for line in readme.lines() {
@@ -298,7 +298,7 @@ fn readme_examples() -> anyhow::Result<Vec<(String, Value)>> {
             "" => {}
             call if in_block => {
                 let call: Value = serde_json::from_str(call)
-                    .with_context(|| format!("README example is not JSON: {call}"))?;
+                    .with_context(|| format!("docs/tools.md example is not JSON: {call}"))?;
                 let name = call["name"].as_str().context("an example without a name")?;
                 examples.push((name.to_string(), call["arguments"].clone()));
             }
@@ -317,15 +317,18 @@ async fn readme_examples_validate_against_the_published_schemas() -> anyhow::Res
     let examples = readme_examples()?;
     assert!(
         examples.len() >= 10,
-        "only {} README examples",
+        "only {} docs/tools.md examples",
         examples.len()
     );
     for (name, arguments) in &examples {
         let schema = schemas
             .get(name)
-            .with_context(|| format!("the README calls {name}, which tools/list lacks"))?;
+            .with_context(|| format!("docs/tools.md calls {name}, which tools/list lacks"))?;
         let found = mismatches(name, schema, arguments);
-        assert!(found.is_empty(), "README example {arguments}: {found:#?}");
+        assert!(
+            found.is_empty(),
+            "docs/tools.md example {arguments}: {found:#?}"
+        );
     }
     // The validator is not vacuous: a wrong enum, an unknown field, a missing action.
     let task = &schemas["manage_task"];
@@ -404,7 +407,7 @@ async fn null_is_still_accepted_for_optional_arguments() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Each tool that declares an `outputSchema` is called with its README example, and its
+/// Each tool that declares an `outputSchema` is called with its example in docs/tools.md, and its
 /// `structuredContent` must match (some clients refuse results without it). None declares one
 /// today; a tool that starts to must bring an example.
 #[tokio::test]
@@ -417,7 +420,9 @@ async fn declared_output_schemas_are_met_by_structured_content() -> anyhow::Resu
     for tool in tools.iter().filter(|t| t.get("outputSchema").is_some()) {
         let name = tool["name"].as_str().unwrap_or_default();
         let arguments = examples.get(name).with_context(|| {
-            format!("{name} declares an outputSchema: add an example call to README.md to test it")
+            format!(
+                "{name} declares an outputSchema: add an example call to docs/tools.md to test it"
+            )
         })?;
         let mut params = rmcp::model::CallToolRequestParams::new(name.to_string());
         if let Value::Object(arguments) = arguments.clone() {

@@ -90,6 +90,9 @@ fn new_task(
         task_order: order,
         feature: None,
         blocked_by: Vec::new(),
+        parent_task_id: None,
+        sources: Value::Array(Vec::new()),
+        code_examples: Value::Array(Vec::new()),
     }
 }
 
@@ -542,7 +545,7 @@ async fn tasks_update_records_one_history_row_per_changed_field() -> anyhow::Res
             assignee: Some("Carol".to_string()),
             task_order: Some(99),
             feature: Some("docs".to_string()),
-            blocked_by: None,
+            ..TaskChanges::default()
         };
         let who = actor("session-1", "claude-code");
         let updated = store

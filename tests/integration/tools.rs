@@ -143,7 +143,7 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
         ("find_projects", "page per_page project_id query"),
         (
             "manage_project",
-            "action data description features github_repo prd project_id title",
+            "action data description features github_repo pinned prd project_id title",
         ),
         ("get_project_features", "project_id"),
         (
@@ -152,7 +152,7 @@ async fn tools_list_publishes_the_thirteen_tools_with_schemas() -> anyhow::Resul
         ),
         (
             "manage_task",
-            "action assignee blocked_by claim_token description feature project_id status task_id task_order title",
+            "action assignee blocked_by claim_token code_examples description feature parent_task_id project_id sources status task_id task_order title",
         ),
         ("get_task_history", "limit task_id"),
         ("get_completion_stats", "project_id"),

@@ -382,6 +382,7 @@ mod tests {
             ending: Ending::Complete,
             protocol_version: None,
             stream_get: None,
+            upstream: None,
         }
     }
 

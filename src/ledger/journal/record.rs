@@ -6,7 +6,9 @@
 //! (`u64` µs), full response length `u64`, HTTP status `u16` (0: none), ending `u8`, stream GET
 //! `u8` (0: a message, 1: open, 2: replay), then four
 //! byte strings, each a `u32` length and the bytes (`u32::MAX`: absent): session id, protocol
-//! version, request, kept response.
+//! version, request, kept response. A request passed on to another server adds its upstream
+//! hop: two more byte strings (upstream, its tool) and its share of the duration (`u64` µs);
+//! a record without them has none.
 
 use std::io::{IoSlice, Write};
 
@@ -14,7 +16,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::ledger::entry::{Ending, Micros, Observation, StreamGet};
+use crate::ledger::entry::{Ending, Micros, Observation, StreamGet, UpstreamHop};
 
 const VERSION: u8 = 1;
 /// `len` and `crc32`.
@@ -44,9 +46,10 @@ pub fn write(mut file: &std::fs::File, observation: &Observation) -> std::io::Re
     push_text(&mut head, observation.protocol_version.as_deref());
     head.extend_from_slice(&length(request)?.to_le_bytes());
     let middle = length(response)?.to_le_bytes();
-    let payload = head.len() - HEADER + request.len() + middle.len() + response.len();
+    let tail = hop_bytes(observation);
+    let payload = head.len() - HEADER + request.len() + middle.len() + response.len() + tail.len();
     let mut crc = crc32fast::Hasher::new();
-    for part in [&head[HEADER..], request, &middle, response] {
+    for part in [&head[HEADER..], request, &middle, response, &tail] {
         crc.update(part);
     }
     head[..4].copy_from_slice(&length_of(payload)?.to_le_bytes());
@@ -57,6 +60,7 @@ pub fn write(mut file: &std::fs::File, observation: &Observation) -> std::io::Re
         IoSlice::new(request),
         IoSlice::new(&middle),
         IoSlice::new(response),
+        IoSlice::new(&tail),
     ];
     let written = file.write_vectored(&parts)?;
     if written != total {
@@ -66,6 +70,17 @@ pub fn write(mut file: &std::fs::File, observation: &Observation) -> std::io::Re
         )));
     }
     Ok(total as u64)
+}
+
+/// The upstream hop's fields, or nothing when the request was answered by Steward itself.
+fn hop_bytes(observation: &Observation) -> Vec<u8> {
+    let mut tail = Vec::new();
+    if let Some(hop) = &observation.upstream {
+        push_text(&mut tail, Some(&hop.upstream));
+        push_text(&mut tail, hop.tool.as_deref());
+        tail.extend_from_slice(&hop.duration.micros().to_le_bytes());
+    }
+    tail
 }
 
 fn push_text(buf: &mut Vec<u8>, text: Option<&str>) {
@@ -221,6 +236,14 @@ fn decode(payload: &[u8]) -> Option<Observation> {
     let protocol_version = r.text()?;
     let request = Bytes::copy_from_slice(r.bytes()??);
     let response = Bytes::copy_from_slice(r.bytes()??);
+    let upstream = match r.0.is_empty() {
+        true => None,
+        false => Some(UpstreamHop {
+            upstream: r.text()??,
+            tool: r.text()?,
+            duration: Micros::from_micros(r.u64()?),
+        }),
+    };
     r.0.is_empty().then_some(Observation {
         request_id,
         session_id,
@@ -233,6 +256,7 @@ fn decode(payload: &[u8]) -> Option<Observation> {
         ending,
         protocol_version,
         stream_get,
+        upstream,
     })
 }
 
@@ -258,6 +282,11 @@ mod tests {
             ending: Ending::Cancelled,
             protocol_version: Some("2025-11-25".into()),
             stream_get: (n == 5).then_some(StreamGet::Replay),
+            upstream: (n == 4).then(|| UpstreamHop {
+                upstream: "docs".into(),
+                tool: Some("search".into()),
+                duration: Micros::from_micros(900),
+            }),
         }
     }
 
@@ -273,6 +302,7 @@ mod tests {
         assert_eq!(a.ending, b.ending);
         assert_eq!(a.protocol_version, b.protocol_version);
         assert_eq!(a.stream_get, b.stream_get);
+        assert_eq!(a.upstream, b.upstream);
     }
 
     /// The bytes of a journal holding `observations`, and what `write` said it wrote.

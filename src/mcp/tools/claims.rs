@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
-use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, tool, tool_router};
+use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Parameters, ToolError, ToolResult, respond, success, to_json, validate};
+use super::{Parameters, Reply, ToolError, ToolResult, success, to_json, validate};
 use crate::board::TaskStatus;
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
@@ -77,66 +76,11 @@ impl BoardServer {
         &self,
         Parameters(args): Parameters<ClaimTaskArgs>,
         request: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "claim_task",
-            self.claim_task_impl(args, &request).await,
-        ))
-    }
-
-    #[tool(
-        description = "Extend your claim on a task: the lease runs lease_seconds (default 900) from now. Needs the claim_token claim_task or next_task gave you; a token from a claim that ended (released, expired, task done) is refused: claim the task again."
-    )]
-    pub async fn renew_claim(
-        &self,
-        Parameters(args): Parameters<RenewClaimArgs>,
-        request: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "renew_claim",
-            self.renew_claim_impl(args, &request).await,
-        ))
-    }
-
-    #[tool(
-        description = "End your claim on a task (with its claim_token), optionally moving it to a status at the same time, e.g. status done when finished or review for a hand-over. Other agents can then claim it."
-    )]
-    pub async fn release_task(
-        &self,
-        Parameters(args): Parameters<ReleaseTaskArgs>,
-        request: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "release_task",
-            self.release_task_impl(args, &request).await,
-        ))
-    }
-
-    #[tool(
-        description = "Get the next task to work on: the highest task_order, then oldest, todo task that no one has claimed and that no open task blocks, optionally only of one project, assignee or feature. By default it is claimed for your session in the same step (answer carries claim_token and lease_until), so agents calling at once never get the same task; claim false only looks. Answers task null when nothing is available."
-    )]
-    pub async fn next_task(
-        &self,
-        Parameters(args): Parameters<NextTaskArgs>,
-        request: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "next_task",
-            self.next_task_impl(args, &request).await,
-        ))
-    }
-}
-
-impl BoardServer {
-    async fn claim_task_impl(
-        &self,
-        args: ClaimTaskArgs,
-        request: &RequestContext<RoleServer>,
     ) -> ToolResult {
         let id = validate::id("task_id", Some(&args.task_id))?;
         let lease = lease(args.lease_seconds)?;
-        let session = self.claim_session(request)?;
-        let actor = self.actor(request);
+        let session = self.claim_session(&request)?;
+        let actor = self.actor(&request);
         let claimed = self
             .store()
             .claim_task(id, &session, &actor, lease)
@@ -149,15 +93,18 @@ impl BoardServer {
         Ok(claimed_answer(&claimed, "Task claimed"))
     }
 
-    async fn renew_claim_impl(
+    #[tool(
+        description = "Extend your claim on a task: the lease runs lease_seconds (default 900) from now. Needs the claim_token claim_task or next_task gave you; a token from a claim that ended (released, expired, task done) is refused: claim the task again."
+    )]
+    pub async fn renew_claim(
         &self,
-        args: RenewClaimArgs,
-        request: &RequestContext<RoleServer>,
+        Parameters(args): Parameters<RenewClaimArgs>,
+        request: RequestContext<RoleServer>,
     ) -> ToolResult {
         let id = validate::id("task_id", Some(&args.task_id))?;
         let token = validate::id("claim_token", Some(&args.claim_token))?;
         let lease = lease(args.lease_seconds)?;
-        let actor = self.actor(request);
+        let actor = self.actor(&request);
         let renewed = self
             .store()
             .renew_claim(id, token, &actor, lease)
@@ -170,14 +117,17 @@ impl BoardServer {
         Ok(claimed_answer(&renewed, "Claim renewed"))
     }
 
-    async fn release_task_impl(
+    #[tool(
+        description = "End your claim on a task (with its claim_token), optionally moving it to a status at the same time, e.g. status done when finished or review for a hand-over. Other agents can then claim it."
+    )]
+    pub async fn release_task(
         &self,
-        args: ReleaseTaskArgs,
-        request: &RequestContext<RoleServer>,
+        Parameters(args): Parameters<ReleaseTaskArgs>,
+        request: RequestContext<RoleServer>,
     ) -> ToolResult {
         let id = validate::id("task_id", Some(&args.task_id))?;
         let token = validate::id("claim_token", Some(&args.claim_token))?;
-        let actor = self.actor(request);
+        let actor = self.actor(&request);
         let status = args.status.map(TaskStatus::as_str);
         let written = self
             .store()
@@ -191,10 +141,13 @@ impl BoardServer {
         })))
     }
 
-    async fn next_task_impl(
+    #[tool(
+        description = "Get the next task to work on: the highest task_order, then oldest, todo task that no one has claimed and that no open task blocks, optionally only of one project, assignee or feature. By default it is claimed for your session in the same step (answer carries claim_token and lease_until), so agents calling at once never get the same task; claim false only looks. Answers task null when nothing is available."
+    )]
+    pub async fn next_task(
         &self,
-        args: NextTaskArgs,
-        request: &RequestContext<RoleServer>,
+        Parameters(args): Parameters<NextTaskArgs>,
+        request: RequestContext<RoleServer>,
     ) -> ToolResult {
         let filter = NextFilter {
             project_id: validate::opt_id("project_id", args.project_id.as_deref())?,
@@ -206,11 +159,11 @@ impl BoardServer {
         let lease = lease(args.lease_seconds)?;
         let claim = args.claim.unwrap_or(true);
         let session = if claim {
-            Some(self.claim_session(request)?)
+            Some(self.claim_session(&request)?)
         } else {
             None
         };
-        let actor = self.actor(request);
+        let actor = self.actor(&request);
         let task = self
             .store()
             .next_task(&filter, session.as_deref().map(|s| (s, lease)), &actor)
@@ -232,7 +185,9 @@ impl BoardServer {
         });
         Ok(claimed_answer(&task, "Next task, claimed"))
     }
+}
 
+impl BoardServer {
     /// The session a claim is held by; a request without one cannot hold a claim.
     fn claim_session(&self, request: &RequestContext<RoleServer>) -> Result<String, ToolError> {
         self.session_id(request).ok_or_else(|| {
@@ -273,7 +228,7 @@ fn lease(seconds: Option<u64>) -> Result<Duration, ToolError> {
 }
 
 /// The answer to a claim: the task, its token and when the lease ends.
-fn claimed_answer(task: &Task, message: &str) -> serde_json::Value {
+fn claimed_answer(task: &Task, message: &str) -> Reply {
     success(json!({
         "task": to_json(task),
         "task_id": task.id,
@@ -347,5 +302,10 @@ pub(crate) fn refused(refusal: Refusal, id: Id) -> ToolError {
                 "Remove one of the dependencies of this cycle",
             )
         }
+        Refusal::BadParent { parent, problem } => ToolError::invalid(
+            "parent_task_id",
+            format!("parent_task_id {parent} {problem}"),
+            "Use find_tasks with project_id to pick a live task of the same project that is not below this one",
+        ),
     }
 }

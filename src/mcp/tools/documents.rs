@@ -1,16 +1,13 @@
 //! `find_documents`, `manage_document`.
 
-use rmcp::model::CallToolResult;
-use rmcp::{ErrorData, tool, tool_router};
+use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::projects::{default_page, default_per_page};
 use super::summary_view;
-use super::{
-    Parameters, ToolError, ToolResult, merge, page_info, respond, success, to_json, validate,
-};
+use super::{Parameters, ToolError, ToolResult, merge, page_info, success, to_json, validate};
 use crate::board::{Action, DocumentType};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
@@ -65,29 +62,7 @@ impl BoardServer {
     pub async fn find_documents(
         &self,
         Parameters(args): Parameters<FindDocumentsArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "find_documents",
-            self.find_documents_impl(args).await,
-        ))
-    }
-
-    #[tool(
-        description = "Create, update or delete a project document (spec, design, note, prp, api, guide) with JSON content, tags and author."
-    )]
-    pub async fn manage_document(
-        &self,
-        Parameters(args): Parameters<ManageDocumentArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "manage_document",
-            self.manage_document_impl(args).await,
-        ))
-    }
-}
-
-impl BoardServer {
-    async fn find_documents_impl(&self, args: FindDocumentsArgs) -> ToolResult {
+    ) -> ToolResult {
         let project_id = validate::id("project_id", Some(&args.project_id))?;
         if let Some(id) = validate::opt_id("document_id", args.document_id.as_deref())? {
             let document = self.store().get_document(project_id, id).await?;
@@ -109,7 +84,13 @@ impl BoardServer {
         ])))
     }
 
-    async fn manage_document_impl(&self, args: ManageDocumentArgs) -> ToolResult {
+    #[tool(
+        description = "Create, update or delete a project document (spec, design, note, prp, api, guide) with JSON content, tags and author."
+    )]
+    pub async fn manage_document(
+        &self,
+        Parameters(args): Parameters<ManageDocumentArgs>,
+    ) -> ToolResult {
         let store = self.store();
         let project_id = validate::id("project_id", Some(&args.project_id))?;
         match args.action {

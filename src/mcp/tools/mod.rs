@@ -16,7 +16,9 @@ mod versions;
 
 use crate::rules::validate;
 
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::ErrorData;
+use rmcp::handler::server::tool::IntoCallToolResult;
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
 use serde_json::{Value, json};
 
 pub use crate::views::{list_view, merge, page_info, summary_view, to_json};
@@ -135,27 +137,36 @@ impl ToolError {
     }
 }
 
-pub type ToolResult = Result<Value, ToolError>;
+/// What every tool answers: rmcp turns `Ok` into JSON text and `Err` into the same with
+/// `isError: true`.
+pub type ToolResult = Result<Reply, ToolError>;
 
-/// Turns a tool's outcome into the MCP result: JSON text, `isError` on failure.
-pub fn respond(tool: &str, outcome: ToolResult) -> CallToolResult {
-    match outcome {
-        Ok(value) => CallToolResult::success(vec![ContentBlock::text(value.to_string())]),
-        Err(error) => {
-            if let ToolError::Database(e) = &error {
-                tracing::error!(tool, error = %e, "tool failed on a database error");
-            }
-            let body = json!({ "success": false, "error": error.to_json() });
-            CallToolResult::error(vec![ContentBlock::text(body.to_string())])
+/// A tool's successful answer, `{"success": true, ...}`; made by [`success`].
+#[derive(Debug)]
+pub struct Reply(Value);
+
+impl IntoCallToolResult for Reply {
+    fn into_call_tool_result(self) -> Result<CallToolResponse, ErrorData> {
+        Ok(CallToolResult::success(vec![ContentBlock::text(self.0.to_string())]).into())
+    }
+}
+
+impl IntoCallToolResult for ToolError {
+    fn into_call_tool_result(self) -> Result<CallToolResponse, ErrorData> {
+        if let ToolError::Database(e) = &self {
+            // The tool's name comes from the span `call_tool` opens.
+            tracing::error!(error = %e, "tool failed on a database error");
         }
+        let body = json!({ "success": false, "error": self.to_json() });
+        Ok(CallToolResult::error(vec![ContentBlock::text(body.to_string())]).into())
     }
 }
 
 /// `{"success": true}` merged with the fields of `body` (an object).
-pub fn success(body: Value) -> Value {
+pub fn success(body: Value) -> Reply {
     let mut out = json!({ "success": true });
     if let (Some(out), Value::Object(fields)) = (out.as_object_mut(), body) {
         out.extend(fields);
     }
-    out
+    Reply(out)
 }

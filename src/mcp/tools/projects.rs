@@ -1,15 +1,13 @@
 //! `find_projects`, `manage_project`, `get_project_features`.
 
-use rmcp::model::CallToolResult;
-use rmcp::{ErrorData, tool, tool_router};
+use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::shapes;
 use super::{
-    Parameters, ToolError, ToolResult, list_view, merge, page_info, respond, success, to_json,
-    validate,
+    Parameters, ToolError, ToolResult, list_view, merge, page_info, success, to_json, validate,
 };
 use crate::board::{Action, VersionField};
 use crate::mcp::BoardServer;
@@ -53,6 +51,8 @@ pub struct ManageProjectArgs {
     pub description: Option<String>,
     /// e.g. https://github.com/owner/repo
     pub github_repo: Option<String>,
+    /// Pin the project (true) so people see it first, or unpin it (false).
+    pub pinned: Option<bool>,
     /// The project's features: a list of objects with a "name", e.g.
     /// [{"name": "login", "status": "planned"}]. Each change is kept as a version.
     #[serde(default)]
@@ -84,40 +84,7 @@ impl BoardServer {
     pub async fn find_projects(
         &self,
         Parameters(args): Parameters<FindProjectsArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "find_projects",
-            self.find_projects_impl(args).await,
-        ))
-    }
-
-    #[tool(
-        description = "Create, update or delete a project, including its features (a list of {\"name\": ...} objects), prd (an object) and data (an object or list); each change of those three is kept as a version (see find_versions). Deleting a project also deletes its tasks, documents and versions."
-    )]
-    pub async fn manage_project(
-        &self,
-        Parameters(args): Parameters<ManageProjectArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "manage_project",
-            self.manage_project_impl(args).await,
-        ))
-    }
-
-    #[tool(description = "Get a project's features (the JSON list kept on the project).")]
-    pub async fn get_project_features(
-        &self,
-        Parameters(args): Parameters<ProjectIdArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "get_project_features",
-            self.project_features_impl(args).await,
-        ))
-    }
-}
-
-impl BoardServer {
-    async fn find_projects_impl(&self, args: FindProjectsArgs) -> ToolResult {
+    ) -> ToolResult {
         if let Some(id) = validate::opt_id("project_id", args.project_id.as_deref())? {
             let project = self.store().get_project(id).await?;
             let project =
@@ -134,7 +101,13 @@ impl BoardServer {
         ])))
     }
 
-    async fn manage_project_impl(&self, args: ManageProjectArgs) -> ToolResult {
+    #[tool(
+        description = "Create, update or delete a project, including its features (a list of {\"name\": ...} objects), prd (an object) and data (an object or list); each change of those three is kept as a version (see find_versions). Deleting a project also deletes its tasks, documents and versions."
+    )]
+    pub async fn manage_project(
+        &self,
+        Parameters(args): Parameters<ManageProjectArgs>,
+    ) -> ToolResult {
         let store = self.store();
         let json_fields = json_fields(args.features, args.prd, args.data)?;
         match args.action {
@@ -154,6 +127,16 @@ impl BoardServer {
                     )?,
                 };
                 let mut project = store.create_project(&new).await?;
+                if args.pinned.is_some() {
+                    let pin = ProjectChanges {
+                        pinned: args.pinned,
+                        ..ProjectChanges::default()
+                    };
+                    project = store
+                        .update_project(project.id, &pin)
+                        .await?
+                        .unwrap_or(project);
+                }
                 if !json_fields.is_empty() {
                     self.set_json_fields(project.id, json_fields, true).await?;
                     project = store.get_project(project.id).await?.unwrap_or(project);
@@ -181,6 +164,7 @@ impl BoardServer {
                         args.github_repo,
                         validate::MAX_TITLE_CHARS,
                     )?,
+                    pinned: args.pinned,
                 };
                 let project = store.update_project(id, &changes).await?;
                 let mut project =
@@ -207,6 +191,22 @@ impl BoardServer {
         }
     }
 
+    #[tool(description = "Get a project's features (the JSON list kept on the project).")]
+    pub async fn get_project_features(
+        &self,
+        Parameters(args): Parameters<ProjectIdArgs>,
+    ) -> ToolResult {
+        let id = validate::id("project_id", Some(&args.project_id))?;
+        let project = self.store().get_project(id).await?;
+        let project = project.ok_or_else(|| ToolError::not_found("project", id, NOT_FOUND_HINT))?;
+        let count = project.features.0.as_array().map_or(0, Vec::len);
+        Ok(success(
+            json!({ "project_id": id, "features": project.features, "count": count }),
+        ))
+    }
+}
+
+impl BoardServer {
     async fn set_json_fields(
         &self,
         id: Id,
@@ -217,16 +217,6 @@ impl BoardServer {
             self.set_versioned(id, field, value, new_project).await?;
         }
         Ok(())
-    }
-
-    async fn project_features_impl(&self, args: ProjectIdArgs) -> ToolResult {
-        let id = validate::id("project_id", Some(&args.project_id))?;
-        let project = self.store().get_project(id).await?;
-        let project = project.ok_or_else(|| ToolError::not_found("project", id, NOT_FOUND_HINT))?;
-        let count = project.features.0.as_array().map_or(0, Vec::len);
-        Ok(success(
-            json!({ "project_id": id, "features": project.features, "count": count }),
-        ))
     }
 }
 

@@ -1,8 +1,7 @@
 //! `find_tasks`, `manage_task`, `get_task_history`, `get_completion_stats`.
 
-use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, tool, tool_router};
+use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -10,8 +9,7 @@ use serde_json::json;
 use super::claims::refused;
 use super::projects::{default_page, default_per_page};
 use super::{
-    Parameters, ToolError, ToolResult, list_view, merge, page_info, respond, success, to_json,
-    validate,
+    Parameters, ToolError, ToolResult, list_view, merge, page_info, success, to_json, validate,
 };
 use crate::board::{Action, TaskFilter, TaskStatus};
 use crate::mcp::BoardServer;
@@ -82,6 +80,18 @@ pub struct ManageTaskArgs {
     pub task_order: Option<i64>,
     /// The feature this task belongs to.
     pub feature: Option<String>,
+    /// Id of a task of the same project that this one is part of (a sub-task); "" removes it.
+    pub parent_task_id: Option<String>,
+    /// Where to read up for the task, e.g. [{"url": "https://...", "type": "docs"}]: a list of
+    /// at most 100 items (64 KiB). Replaces the list on update.
+    #[serde(default)]
+    #[schemars(schema_with = "super::params::json_list")]
+    pub sources: Option<serde_json::Value>,
+    /// Code to look at, e.g. [{"file": "src/auth.rs", "purpose": "token check"}]: a list of at
+    /// most 100 items (64 KiB). Replaces the list on update.
+    #[serde(default)]
+    #[schemars(schema_with = "super::params::json_list")]
+    pub code_examples: Option<serde_json::Value>,
     /// Ids of the tasks that must be done before this one can start (replaces the list on
     /// update; [] clears it). A cycle is refused.
     pub blocked_by: Option<Vec<String>>,
@@ -110,58 +120,10 @@ impl BoardServer {
     #[tool(
         description = "List or search tasks (paginated, highest task_order first), filter by status, project, assignee or feature (case-insensitive), only unclaimed ones with unclaimed true, or get one task with `task_id`. Done tasks are hidden unless include_closed is true; closed_matches then says how many matching done tasks were left out. Each task shows claimed_by (the holding session), claimed_client and lease_until when someone works on it, and blocked_by / open_blockers."
     )]
-    pub async fn find_tasks(
-        &self,
-        Parameters(args): Parameters<FindTasksArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond("find_tasks", self.find_tasks_impl(args).await))
-    }
-
-    #[tool(
-        description = "Create, update or delete (archive) a task. Every change is recorded in the task's history. blocked_by sets the tasks that must be done first (a cycle is refused). A task another session has claimed can only be changed with its claim_token; claim a task with claim_task before working on it. Moving a task to done or deleting it ends its claim."
-    )]
-    pub async fn manage_task(
-        &self,
-        Parameters(args): Parameters<ManageTaskArgs>,
-        request: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "manage_task",
-            self.manage_task_impl(args, &request).await,
-        ))
-    }
-
-    #[tool(
-        description = "Every recorded change of a task: field, old value, new value, when, and by which session and client."
-    )]
-    pub async fn get_task_history(
-        &self,
-        Parameters(args): Parameters<TaskHistoryArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "get_task_history",
-            self.task_history_impl(args).await,
-        ))
-    }
-
-    #[tool(
-        description = "Task counts by status and by assignee, and the completion rate (done / all live tasks)."
-    )]
-    pub async fn get_completion_stats(
-        &self,
-        Parameters(args): Parameters<CompletionStatsArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "get_completion_stats",
-            self.completion_stats_impl(args).await,
-        ))
-    }
-}
-
-impl BoardServer {
-    async fn find_tasks_impl(&self, args: FindTasksArgs) -> ToolResult {
+    pub async fn find_tasks(&self, Parameters(args): Parameters<FindTasksArgs>) -> ToolResult {
         // Leases that ran out end (and are recorded) before anyone is shown them.
-        self.store().end_expired_claims().await?;
+        let ended = self.store().end_expired_claims().await?;
+        crate::resources::expiry::publish_ended(&self.ctx.changes, &ended);
         if let Some(id) = validate::opt_id("task_id", args.task_id.as_deref())? {
             let task = self.store().get_task(id).await?;
             let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
@@ -189,12 +151,15 @@ impl BoardServer {
         ])))
     }
 
-    async fn manage_task_impl(
+    #[tool(
+        description = "Create, update or delete (archive) a task. Every change is recorded in the task's history. blocked_by sets the tasks that must be done first (a cycle is refused). parent_task_id makes it a sub-task of another task of the same project; sources and code_examples are short lists of references. A task another session has claimed can only be changed with its claim_token; claim a task with claim_task before working on it. Moving a task to done or deleting it ends its claim."
+    )]
+    pub async fn manage_task(
         &self,
-        args: ManageTaskArgs,
-        request: &RequestContext<RoleServer>,
+        Parameters(args): Parameters<ManageTaskArgs>,
+        request: RequestContext<RoleServer>,
     ) -> ToolResult {
-        let actor = self.actor(request);
+        let actor = self.actor(&request);
         let store = self.store();
         let fields = TaskFields {
             title: args.title,
@@ -203,6 +168,9 @@ impl BoardServer {
             assignee: args.assignee,
             task_order: args.task_order,
             feature: args.feature,
+            parent_task_id: args.parent_task_id,
+            sources: args.sources,
+            code_examples: args.code_examples,
         };
         match args.action {
             Action::Create => {
@@ -250,7 +218,13 @@ impl BoardServer {
         }
     }
 
-    async fn task_history_impl(&self, args: TaskHistoryArgs) -> ToolResult {
+    #[tool(
+        description = "Every recorded change of a task: field, old value, new value, when, and by which session and client."
+    )]
+    pub async fn get_task_history(
+        &self,
+        Parameters(args): Parameters<TaskHistoryArgs>,
+    ) -> ToolResult {
         let id = validate::id("task_id", Some(&args.task_id))?;
         let limit = args.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
         if !(1..=1000).contains(&limit) {
@@ -269,7 +243,13 @@ impl BoardServer {
         ))
     }
 
-    async fn completion_stats_impl(&self, args: CompletionStatsArgs) -> ToolResult {
+    #[tool(
+        description = "Task counts by status and by assignee, and the completion rate (done / all live tasks)."
+    )]
+    pub async fn get_completion_stats(
+        &self,
+        Parameters(args): Parameters<CompletionStatsArgs>,
+    ) -> ToolResult {
         let project_id = validate::opt_id("project_id", args.project_id.as_deref())?;
         if let Some(id) = project_id
             && self.store().get_project(id).await?.is_none()

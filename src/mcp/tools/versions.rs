@@ -1,16 +1,13 @@
 //! `find_versions`, `manage_version`: numbered snapshots of a project's docs, features, data
 //! or PRD, and restoring one.
 
-use rmcp::model::CallToolResult;
-use rmcp::{ErrorData, tool, tool_router};
+use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::projects::{default_page, default_per_page};
-use super::{
-    Parameters, ToolError, ToolResult, merge, page_info, respond, success, to_json, validate,
-};
+use super::{Parameters, ToolError, ToolResult, merge, page_info, success, to_json, validate};
 use super::{shapes, summary_view};
 use crate::board::{VersionAction, VersionField};
 use crate::mcp::BoardServer;
@@ -74,29 +71,7 @@ impl BoardServer {
     pub async fn find_versions(
         &self,
         Parameters(args): Parameters<FindVersionsArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "find_versions",
-            self.find_versions_impl(args).await,
-        ))
-    }
-
-    #[tool(
-        description = "Create a version (a numbered snapshot of a project's docs, features, data or prd), or restore one. Restoring first snapshots the current value, so nothing is lost."
-    )]
-    pub async fn manage_version(
-        &self,
-        Parameters(args): Parameters<ManageVersionArgs>,
-    ) -> Result<CallToolResult, ErrorData> {
-        Ok(respond(
-            "manage_version",
-            self.manage_version_impl(args).await,
-        ))
-    }
-}
-
-impl BoardServer {
-    async fn find_versions_impl(&self, args: FindVersionsArgs) -> ToolResult {
+    ) -> ToolResult {
         let project_id = validate::id("project_id", Some(&args.project_id))?;
         if let Some(number) = args.version_number {
             let field = args.field_name.ok_or_else(|| {
@@ -119,7 +94,13 @@ impl BoardServer {
         ])))
     }
 
-    async fn manage_version_impl(&self, args: ManageVersionArgs) -> ToolResult {
+    #[tool(
+        description = "Create a version (a numbered snapshot of a project's docs, features, data or prd), or restore one. Restoring first snapshots the current value, so nothing is lost."
+    )]
+    pub async fn manage_version(
+        &self,
+        Parameters(args): Parameters<ManageVersionArgs>,
+    ) -> ToolResult {
         let project_id = validate::id("project_id", Some(&args.project_id))?;
         if self.store().get_project(project_id).await?.is_none() {
             return Err(ToolError::not_found("project", project_id, PROJECT_HINT));
@@ -171,7 +152,9 @@ impl BoardServer {
             }
         }
     }
+}
 
+impl BoardServer {
     async fn find_version(
         &self,
         project_id: Id,

@@ -534,6 +534,7 @@ pub fn ledger_row(
         tokenizer: Some("o200k_base".into()),
         sanitized: false,
         timestamp: at,
+        upstream: None,
         trace: Default::default(),
     }
 }

@@ -1,0 +1,63 @@
+//! Why an upstream did not answer, and the JSON-RPC error the client gets for it: it names the
+//! upstream and the cause, and says the board and the other upstreams are not affected.
+
+use std::time::Duration;
+
+use rmcp::ErrorData;
+use rmcp::model::ErrorCode;
+
+use super::spec::UpstreamName;
+
+/// The JSON-RPC error code of a request whose upstream could not be reached or did not speak
+/// MCP (an implementation-defined server error, in JSON-RPC's reserved range).
+pub const UPSTREAM_UNAVAILABLE: i32 = -32010;
+/// The code Steward answers a timed-out request with (the ledger records it as `timeout`).
+pub const REQUEST_TIMEOUT: i32 = crate::ledger::analyze::REQUEST_TIMEOUT;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("did not answer within {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    #[error("answered something that is not MCP: {0}")]
+    Protocol(String),
+    #[error("is not running: {0}")]
+    Down(String),
+    /// The upstream answered with a JSON-RPC error of its own.
+    #[error("{}", .0.message)]
+    Rejected(ErrorData),
+}
+
+impl UpstreamError {
+    /// Whether the upstream itself is unwell (as opposed to refusing this one request).
+    pub fn is_outage(&self) -> bool {
+        !matches!(self, UpstreamError::Rejected(_))
+    }
+
+    /// The error the client receives.
+    pub fn to_error_data(&self, upstream: &UpstreamName) -> ErrorData {
+        let data = Some(serde_json::json!({ "upstream": upstream.as_str() }));
+        match self {
+            UpstreamError::Rejected(error) => ErrorData::new(
+                error.code,
+                format!("upstream {upstream}: {}", error.message),
+                error.data.clone().or(data),
+            ),
+            UpstreamError::TimedOut(_) => ErrorData::new(
+                ErrorCode(REQUEST_TIMEOUT),
+                format!(
+                    "upstream {upstream} {self}; Steward stopped waiting (the upstream may still finish the call). The board and the other upstreams are not affected"
+                ),
+                data,
+            ),
+            _ => ErrorData::new(
+                ErrorCode(UPSTREAM_UNAVAILABLE),
+                format!(
+                    "upstream {upstream} {self}. The board and the other upstreams are not affected; retry once it is back (see /health)"
+                ),
+                data,
+            ),
+        }
+    }
+}

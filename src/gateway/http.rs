@@ -1,0 +1,370 @@
+//! A Streamable HTTP upstream, spoken through rmcp's HTTP client (`post_message` over reqwest).
+//!
+//! Each client session gets its own session with the upstream, created on first use and
+//! recorded in `mcp_upstream_sessions` (upstream session id, negotiated revision, capabilities
+//! and the `initialize` parameters sent), so a restarted Steward, or another replica, goes on
+//! with it instead of opening a new one. When the upstream answers that it does not know the
+//! session (HTTP 404: it restarted), Steward initializes it again with the same parameters and
+//! sends the request once more: the only failure retried, because only then did the upstream
+//! provably not run the request.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use futures::StreamExt;
+use reqwest::header::{HeaderName, HeaderValue};
+use rmcp::ErrorData;
+use rmcp::model::ClientJsonRpcMessage;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+};
+use serde_json::{Value, json};
+use sqlx::types::Json;
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::error::UpstreamError;
+use super::spec::{Secret, UpstreamName};
+use super::status::UpstreamStatus;
+use crate::store::Store;
+use crate::store::upstream_sessions::UpstreamSessionRow;
+use crate::sync::lock;
+
+/// Client sessions whose upstream session is kept in memory; past this, the ones not in use are
+/// dropped (they are read back from the database when next used).
+const MAX_HELD: usize = 10_000;
+
+/// The session a client session holds with this upstream.
+#[derive(Clone, Debug)]
+struct Held {
+    id: Option<Arc<str>>,
+    row: UpstreamSessionRow,
+}
+
+/// Why one exchange failed: the upstream forgot the session (the retryable case), or another reason.
+enum Failure {
+    Expired,
+    Other(UpstreamError),
+}
+
+impl From<UpstreamError> for Failure {
+    fn from(error: UpstreamError) -> Self {
+        Failure::Other(error)
+    }
+}
+
+type Cell = Arc<AsyncMutex<Option<Held>>>;
+
+pub struct HttpUpstream {
+    name: UpstreamName,
+    url: Arc<str>,
+    headers: HashMap<HeaderName, HeaderValue>,
+    client: reqwest::Client,
+    store: Store,
+    held: Mutex<HashMap<String, Cell>>,
+    next_id: AtomicI64,
+    status: Arc<UpstreamStatus>,
+}
+
+impl HttpUpstream {
+    pub fn new(
+        name: UpstreamName,
+        url: &str,
+        headers: &[(String, Secret)],
+        client: reqwest::Client,
+        store: Store,
+        status: Arc<UpstreamStatus>,
+    ) -> Result<Self, String> {
+        let mut map = HashMap::new();
+        for (header, value) in headers {
+            let header_name = HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| format!("upstream {name}: {header:?} is not a valid header name"))?;
+            let mut header_value = HeaderValue::from_str(value.expose()).map_err(|_| {
+                format!("upstream {name}: the value of header {header} is not a valid header value")
+            })?;
+            header_value.set_sensitive(true);
+            map.insert(header_name, header_value);
+        }
+        Ok(HttpUpstream {
+            name,
+            url: url.into(),
+            headers: map,
+            client,
+            store,
+            held: Mutex::default(),
+            next_id: AtomicI64::new(1),
+            status,
+        })
+    }
+
+    /// Sends `method` with `params` in `client_session`'s session with the upstream (opening it
+    /// with `initialize` parameters `init` if there is none) and returns the result.
+    pub async fn request(
+        &self,
+        client_session: &str,
+        init: &Value,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, UpstreamError> {
+        let cell = self.cell(client_session);
+        let held = self.session(&cell, client_session, init).await?;
+        match self.exchange(&held, method, &params).await {
+            Err(Failure::Expired) => {
+                let held = self.reinitialize(&cell, &held).await?;
+                self.exchange(&held, method, &params)
+                    .await
+                    .map_err(|failure| match failure {
+                        Failure::Expired => UpstreamError::Protocol(
+                            "it forgot the session again right after it was initialized".into(),
+                        ),
+                        Failure::Other(error) => error,
+                    })
+            }
+            Err(Failure::Other(error)) => Err(error),
+            Ok(result) => Ok(result),
+        }
+    }
+
+    fn cell(&self, client_session: &str) -> Cell {
+        let mut held = lock(&self.held);
+        if held.len() >= MAX_HELD && !held.contains_key(client_session) {
+            held.retain(|_, cell| Arc::strong_count(cell) > 1);
+        }
+        held.entry(client_session.to_string()).or_default().clone()
+    }
+
+    /// The client session's upstream session: in memory, else as recorded, else a new one.
+    async fn session(
+        &self,
+        cell: &Cell,
+        client_session: &str,
+        init: &Value,
+    ) -> Result<Held, UpstreamError> {
+        let mut slot = cell.lock().await;
+        if let Some(held) = slot.as_ref() {
+            return Ok(held.clone());
+        }
+        let recorded = match self
+            .store
+            .get_upstream_session(client_session, self.name.as_str())
+            .await
+        {
+            Ok(row) => row,
+            Err(error) => {
+                tracing::error!(upstream = %self.name, %error, "cannot read the recorded upstream session; opening a new one");
+                None
+            }
+        };
+        let held = match recorded {
+            Some(row) => Held {
+                id: row.upstream_session_id.as_deref().map(Arc::from),
+                row,
+            },
+            None => {
+                let now = Utc::now();
+                let mut row = UpstreamSessionRow {
+                    session_id: client_session.to_string(),
+                    upstream: self.name.to_string(),
+                    upstream_session_id: None,
+                    protocol_version: String::new(),
+                    capabilities: Json(Value::Null),
+                    initialize_params: Json(init.clone()),
+                    reinitialized: 0,
+                    created_at: now,
+                    updated_at: now,
+                };
+                let id = self.initialize(&mut row).await?;
+                self.record(&row).await;
+                Held { id, row }
+            }
+        };
+        *slot = Some(held.clone());
+        Ok(held)
+    }
+
+    /// After the upstream forgot `failed`: initializes again with the recorded parameters,
+    /// unless a concurrent request already did.
+    async fn reinitialize(&self, cell: &Cell, failed: &Held) -> Result<Held, UpstreamError> {
+        let mut slot = cell.lock().await;
+        if let Some(current) = slot.as_ref().filter(|current| current.id != failed.id) {
+            return Ok(current.clone());
+        }
+        let mut row = failed.row.clone();
+        let id = self.initialize(&mut row).await?;
+        row.reinitialized = row.reinitialized.saturating_add(1);
+        row.updated_at = Utc::now();
+        self.record(&row).await;
+        UpstreamStatus::count(&self.status.reinitialized);
+        tracing::info!(upstream = %self.name, session = %row.session_id, "the upstream forgot the session (it restarted?): initialized it again");
+        let held = Held { id, row };
+        *slot = Some(held.clone());
+        Ok(held)
+    }
+
+    /// The session works without its record; a later Steward would open a new one.
+    async fn record(&self, row: &UpstreamSessionRow) {
+        if let Err(error) = self.store.put_upstream_session(row).await {
+            tracing::error!(upstream = %self.name, %error, "cannot record the upstream session; it will not survive a restart of Steward");
+        }
+    }
+
+    /// `initialize` with `row`'s parameters, then `notifications/initialized`; fills in the
+    /// revision and capabilities and returns the upstream's session id.
+    async fn initialize(
+        &self,
+        row: &mut UpstreamSessionRow,
+    ) -> Result<Option<Arc<str>>, UpstreamError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": row.initialize_params.0});
+        let response = self
+            .post(message, None, None)
+            .await
+            .map_err(expired_is_protocol)?;
+        let (reply, session) = response
+            .expect_initialized::<reqwest::Error>()
+            .await
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let result = outcome(to_value(&reply)?)?;
+        row.protocol_version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                UpstreamError::Protocol("its initialize result has no protocolVersion".into())
+            })?
+            .to_string();
+        row.capabilities = Json(result.get("capabilities").cloned().unwrap_or(json!({})));
+        row.upstream_session_id = session.clone();
+        let session = session.map(Arc::from);
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        self.post(note, session.clone(), Some(&row.protocol_version))
+            .await
+            .map_err(expired_is_protocol)?;
+        Ok(session)
+    }
+
+    /// One request and its answer, in `held`'s session.
+    async fn exchange(&self, held: &Held, method: &str, params: &Value) -> Result<Value, Failure> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let version = Some(held.row.protocol_version.as_str());
+        let response = self.post(message, held.id.clone(), version).await?;
+        Ok(self.answer(response, id, held).await?)
+    }
+
+    async fn post(
+        &self,
+        message: Value,
+        session: Option<Arc<str>>,
+        version: Option<&str>,
+    ) -> Result<StreamableHttpPostResponse, Failure> {
+        let message: ClientJsonRpcMessage = serde_json::from_value(message)
+            .map_err(|e| UpstreamError::Protocol(format!("cannot encode the request: {e}")))?;
+        let mut headers = self.headers.clone();
+        if let Some(version) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(HeaderName::from_static("mcp-protocol-version"), version);
+        }
+        self.client
+            .post_message(self.url.clone(), message, session, None, headers)
+            .await
+            .map_err(classify)
+    }
+
+    /// Reads the reply to request `id`: a JSON body, or the event stream up to the answer.
+    /// Requests the upstream makes of the client meanwhile are refused (not relayed yet), so it
+    /// does not wait for them; its notifications are dropped.
+    async fn answer(
+        &self,
+        response: StreamableHttpPostResponse,
+        id: i64,
+        held: &Held,
+    ) -> Result<Value, UpstreamError> {
+        let mut stream = match response {
+            StreamableHttpPostResponse::Json(message, _) => return outcome(to_value(&message)?),
+            StreamableHttpPostResponse::Sse(stream, _) => stream,
+            _ => {
+                return Err(UpstreamError::Protocol(
+                    "it accepted a request without answering it".into(),
+                ));
+            }
+        };
+        while let Some(event) = stream.next().await {
+            let event = event
+                .map_err(|e| UpstreamError::Unreachable(format!("its event stream broke: {e}")))?;
+            let Some(data) = event.data.filter(|d| !d.trim().is_empty()) else {
+                continue;
+            };
+            let message: Value = serde_json::from_str(&data)
+                .map_err(|e| UpstreamError::Protocol(format!("an event is not JSON: {e}")))?;
+            match (message.get("id"), message.get("method")) {
+                (Some(answered), None) if answered.as_i64() == Some(id) => return outcome(message),
+                (Some(asked), Some(method)) => self.refuse(asked, method, held).await,
+                _ => {}
+            }
+        }
+        Err(UpstreamError::Protocol(
+            "its event stream ended before the answer".into(),
+        ))
+    }
+
+    async fn refuse(&self, id: &Value, method: &Value, held: &Held) {
+        let message = json!({"jsonrpc": "2.0", "id": id, "error": {"code": crate::protocol::METHOD_NOT_FOUND,
+            "message": format!("Steward's gateway does not relay {method} to its clients yet")}});
+        let version = Some(held.row.protocol_version.as_str());
+        if let Err(Failure::Other(error)) = self.post(message, held.id.clone(), version).await {
+            tracing::warn!(upstream = %self.name, %error, "cannot refuse the upstream's request");
+        }
+    }
+}
+
+/// A 404 outside an ordinary request (while initializing) is not a forgotten session.
+fn expired_is_protocol(failure: Failure) -> UpstreamError {
+    match failure {
+        Failure::Expired => UpstreamError::Protocol("it answered 404 to initialize".into()),
+        Failure::Other(error) => error,
+    }
+}
+
+fn classify(error: StreamableHttpError<reqwest::Error>) -> Failure {
+    Failure::Other(match error {
+        StreamableHttpError::SessionExpired => return Failure::Expired,
+        // Without the URL: its query may hold a credential.
+        StreamableHttpError::Client(e) => UpstreamError::Unreachable(causes(&e.without_url())),
+        StreamableHttpError::HttpStatus(status) => {
+            UpstreamError::Unreachable(format!("it answered HTTP {}", status.status))
+        }
+        StreamableHttpError::AuthRequired(_) | StreamableHttpError::InsufficientScope(_) => {
+            UpstreamError::Unreachable("it refused Steward's credentials (HTTP 401/403); check the upstream's headers in steward.toml".into())
+        }
+        other => UpstreamError::Protocol(other.to_string()),
+    })
+}
+
+/// An error with its causes: reqwest's own text ("error sending request") names none.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn to_value(message: &impl serde::Serialize) -> Result<Value, UpstreamError> {
+    serde_json::to_value(message).map_err(|e| UpstreamError::Protocol(e.to_string()))
+}
+
+/// A JSON-RPC reply's result, or its error as [`UpstreamError::Rejected`].
+fn outcome(mut message: Value) -> Result<Value, UpstreamError> {
+    if let Some(error) = message.get_mut("error").map(Value::take) {
+        let error: ErrorData = serde_json::from_value(error)
+            .map_err(|e| UpstreamError::Protocol(format!("a malformed error: {e}")))?;
+        return Err(UpstreamError::Rejected(error));
+    }
+    message
+        .get_mut("result")
+        .map(Value::take)
+        .ok_or_else(|| UpstreamError::Protocol("a reply with neither result nor error".into()))
+}

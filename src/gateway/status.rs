@@ -1,0 +1,77 @@
+//! How each upstream is doing, from what Steward last saw of it: for `/health` and `/metrics`.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::sync::lock;
+
+/// Up or down as of the last contact; `unknown` before the first.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    #[default]
+    Unknown,
+    Up,
+    Down,
+}
+
+#[derive(Debug, Default)]
+pub struct UpstreamStatus {
+    state: Mutex<(State, Option<DateTime<Utc>>, Option<String>)>,
+    pub calls: AtomicU64,
+    pub failures: AtomicU64,
+    /// Sessions the upstream forgot (it restarted) and Steward initialized again.
+    pub reinitialized: AtomicU64,
+    /// Times a stdio upstream's process was started again after it ended.
+    pub restarts: AtomicU64,
+}
+
+/// One upstream in `/health`.
+#[derive(Debug, Serialize)]
+pub struct UpstreamReport {
+    pub name: String,
+    pub transport: &'static str,
+    pub location: String,
+    pub state: State,
+    pub since: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub calls: u64,
+    pub failures: u64,
+    pub sessions_reinitialized: u64,
+    pub restarts: u64,
+    pub timeout_ms: u64,
+}
+
+impl UpstreamStatus {
+    pub fn up(&self) {
+        let mut state = lock(&self.state);
+        if state.0 != State::Up {
+            *state = (State::Up, Some(Utc::now()), None);
+        }
+    }
+
+    pub fn down(&self, cause: String) {
+        let mut state = lock(&self.state);
+        let since = match state.0 {
+            State::Down => state.1,
+            _ => Some(Utc::now()),
+        };
+        *state = (State::Down, since, Some(cause));
+    }
+
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The state, when it began, and the last error.
+    pub fn state(&self) -> (State, Option<DateTime<Utc>>, Option<String>) {
+        lock(&self.state).clone()
+    }
+
+    pub fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
