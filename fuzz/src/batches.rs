@@ -3,6 +3,8 @@
 //! the split into one envelope per message (`Envelope::item`), each of which must read back
 //! as the message it came from and pass the gate on its own.
 
+use rand::Rng;
+use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use steward::mcp::batch::{self, MAX_ITEMS};
 use steward::protocol::BATCH_REVISION;
@@ -25,6 +27,19 @@ pub fn seeds(messages: &[Value]) -> Vec<Vec<u8>> {
     batches.push(json!([ping(1), messages[0].clone()]));
     batches.push(json!([{"jsonrpc":"2.0","method":"notifications/initialized"}]));
     batches.iter().map(|b| b.to_string().into_bytes()).collect()
+}
+
+/// `data` and up to a few other corpus entries as one batch (the corpus fills with single
+/// messages the gate accepts; this keeps batches coming).
+pub fn wrap(rng: &mut StdRng, data: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
+    let mut batch = b"[".to_vec();
+    batch.extend_from_slice(data);
+    for _ in 0..rng.random_range(0..4) {
+        batch.push(b',');
+        batch.extend_from_slice(&corpus[rng.random_range(0..corpus.len())]);
+    }
+    batch.push(b']');
+    batch
 }
 
 /// Drives `input` if the gate accepts it as a batch (and says whether it did). Panics (caught

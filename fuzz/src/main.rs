@@ -117,7 +117,7 @@ fn mutate(rng: &mut StdRng, corpus: &[Vec<u8>]) -> Vec<u8> {
     let mut data = corpus[rng.random_range(0..corpus.len())].clone();
     for _ in 0..rng.random_range(1..=4) {
         let len = data.len();
-        match rng.random_range(0..8) {
+        match rng.random_range(0..9) {
             0 if len > 0 => {
                 let i = rng.random_range(0..len);
                 data[i] ^= 1 << rng.random_range(0..8);
@@ -153,6 +153,7 @@ fn mutate(rng: &mut StdRng, corpus: &[Vec<u8>]) -> Vec<u8> {
                 data.extend_from_slice(&other[from..]);
             }
             6 => data = structured(rng, &data).unwrap_or(data),
+            7 => data = batches::wrap(rng, &data, corpus),
             _ => {
                 let i = rng.random_range(0..=len);
                 data.insert(i, b"\0\xff\xc3\x28\"\\{["[rng.random_range(0..8)]);
@@ -242,6 +243,7 @@ fn run_one(input: &[u8], reply: &[u8]) -> bool {
         ending: Ending::Complete,
         protocol_version: None,
         stream_get: None,
+        upstream: None,
     });
     // (A method may be empty: `{"method":""}` is valid JSON-RPC shape; rmcp answers -32601.)
     assert_eq!(
