@@ -15,10 +15,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// Steward's own lines at info; rmcp's service loop only from warn, because at info it logs the
-/// whole `InitializeRequestParams` of every session (and every notification), which floods an
-/// assistant's MCP log. `STEWARD_LOG=info,rmcp=info` brings them back.
-pub const DEFAULT_FILTER: &str = "info,rmcp::service=warn";
+/// Steward's own lines at info; rmcp's service loop only from error: at info it logs the whole
+/// `InitializeRequestParams` of every session (and every notification), which floods an
+/// assistant's MCP log, and at warn every error answered to a client with the client's id and
+/// method name uncut (a client's mistakes are in the ledger, not warnings).
+/// `STEWARD_LOG=info,rmcp=info` brings them back.
+pub const DEFAULT_FILTER: &str = "info,rmcp::service=error";
 
 impl LogFormat {
     /// Every format, by the name flags and the config file use.

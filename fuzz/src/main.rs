@@ -1,13 +1,18 @@
 //! A mutation fuzzer for what a hostile client controls: the POSTed body (Steward's JSON-RPC
 //! gate, `steward::security::gate::inspect`), the ledger's analysis of that body and a reply
-//! (`steward::ledger::analyze`), and tool arguments (`steward::mcp::tools::parse_arguments`).
+//! (`steward::ledger::analyze`), tool arguments (`steward::mcp::tools::parse_arguments`), and
+//! JSON-RPC batches: their refusal or acceptance per revision and their split into one message
+//! each ([`batches`]).
 //!
 //! Stable Rust only (cargo-fuzz needs nightly): seeds are valid MCP messages; each round mutates
 //! one (byte flips, JSON-token insertions, splices, structured value swaps) and checks that
 //! nothing panics and the gate's verdict is consistent with serde_json. A panicking input is
 //! written to `fuzz/crashes/` and the run exits 1.
 //!
-//! `cargo run --release -- [--minutes N] [--seed S]` (in `fuzz/`).
+//! `cargo run --release -- [--minutes N] [--seed S]` (in `fuzz/`); `-- --replay crashes/NAME`
+//! runs one saved crash again with its panic message.
+
+mod batches;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -100,17 +105,19 @@ fn seeds() -> Vec<Vec<u8>> {
         ),
         json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"find_tasks","arguments":{"query":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}),
     ];
-    messages
+    let mut seeds: Vec<Vec<u8>> = messages
         .iter()
         .map(|m| m.to_string().into_bytes())
-        .collect()
+        .collect();
+    seeds.extend(batches::seeds(&messages));
+    seeds
 }
 
 fn mutate(rng: &mut StdRng, corpus: &[Vec<u8>]) -> Vec<u8> {
     let mut data = corpus[rng.random_range(0..corpus.len())].clone();
     for _ in 0..rng.random_range(1..=4) {
         let len = data.len();
-        match rng.random_range(0..8) {
+        match rng.random_range(0..9) {
             0 if len > 0 => {
                 let i = rng.random_range(0..len);
                 data[i] ^= 1 << rng.random_range(0..8);
@@ -146,6 +153,7 @@ fn mutate(rng: &mut StdRng, corpus: &[Vec<u8>]) -> Vec<u8> {
                 data.extend_from_slice(&other[from..]);
             }
             6 => data = structured(rng, &data).unwrap_or(data),
+            7 => data = batches::wrap(rng, &data, corpus),
             _ => {
                 let i = rng.random_range(0..=len);
                 data.insert(i, b"\0\xff\xc3\x28\"\\{["[rng.random_range(0..8)]);
@@ -190,8 +198,9 @@ fn structured(rng: &mut StdRng, data: &[u8]) -> Option<Vec<u8>> {
     Some(value.to_string().into_bytes())
 }
 
-/// One input through every path. Panics (caught by the caller) are the bugs.
-fn run_one(input: &[u8], reply: &[u8]) {
+/// One input through every path; whether it was a batch the gate accepted. Panics (caught by
+/// the caller) are the bugs.
+fn run_one(input: &[u8], reply: &[u8]) -> bool {
     let verdict = gate::inspect(bytes::Bytes::copy_from_slice(input), MAX_DEPTH, None, false);
     if let Ok(envelope) = &verdict {
         // The gate accepted it: it must be JSON that serde agrees with, and within the depth.
@@ -216,6 +225,7 @@ fn run_one(input: &[u8], reply: &[u8]) {
             }
         }
     }
+    let batch = batches::run(input, MAX_DEPTH);
     if let Err(rejection) = &verdict {
         assert!(!rejection.message.is_empty());
         let _status = rejection.http_status();
@@ -234,6 +244,7 @@ fn run_one(input: &[u8], reply: &[u8]) {
         protocol_version: None,
         stream_get: None,
         subject: None,
+        upstream: None,
     });
     // (A method may be empty: `{"method":""}` is valid JSON-RPC shape; rmcp answers -32601.)
     assert_eq!(
@@ -241,6 +252,16 @@ fn run_one(input: &[u8], reply: &[u8]) {
         input.len() as i64,
         "request bytes miscounted"
     );
+    batch
+}
+
+/// Runs one saved crash (`crashes/NAME`, with `NAME.reply` beside it) with the panic message
+/// shown.
+fn replay(path: &str) {
+    let input = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let reply = std::fs::read(format!("{path}.reply")).unwrap_or_default();
+    let batch = run_one(&input, &reply);
+    println!("{path}: no panic (a batch the gate accepted: {batch})");
 }
 
 fn main() {
@@ -251,6 +272,7 @@ fn main() {
         match pair[0].as_str() {
             "--minutes" => minutes = pair[1].parse().unwrap_or(minutes),
             "--seed" => seed = pair[1].parse().unwrap_or(seed),
+            "--replay" => return replay(&pair[1]),
             _ => {}
         }
     }
@@ -270,7 +292,7 @@ fn main() {
     std::panic::set_hook(Box::new(|_| {}));
     let deadline = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
     let started = Instant::now();
-    let (mut execs, mut accepted) = (0u64, 0u64);
+    let (mut execs, mut accepted, mut batches) = (0u64, 0u64, 0u64);
     while Instant::now() < deadline {
         for _ in 0..1000 {
             let input = mutate(&mut rng, &corpus);
@@ -279,7 +301,7 @@ fn main() {
             } else {
                 replies[rng.random_range(0..replies.len())].clone()
             };
-            if catch_unwind(AssertUnwindSafe(|| run_one(&input, &reply))).is_err() {
+            let Ok(batch) = catch_unwind(AssertUnwindSafe(|| run_one(&input, &reply))) else {
                 let dir = std::path::Path::new("crashes");
                 let name = format!("crash-{seed}-{execs}");
                 let saved = std::fs::create_dir_all(dir)
@@ -290,10 +312,19 @@ fn main() {
                     String::from_utf8_lossy(&input)
                 );
                 std::process::exit(1);
-            }
+            };
             execs += 1;
+            batches += u64::from(batch);
             // Inputs the gate accepts become seeds: they reach deeper paths.
-            if gate::inspect(bytes::Bytes::copy_from_slice(&input), MAX_DEPTH, None, false).is_ok() && input.len() < 64 * 1024 {
+            if gate::inspect(
+                bytes::Bytes::copy_from_slice(&input),
+                MAX_DEPTH,
+                None,
+                false,
+            )
+            .is_ok()
+                && input.len() < 64 * 1024
+            {
                 accepted += 1;
                 if corpus.len() < 5000 {
                     corpus.push(input);
@@ -305,14 +336,14 @@ fn main() {
         }
         if execs % 500_000 == 0 {
             println!(
-                "{execs} execs, {accepted} accepted, corpus {}, {:.0}s",
+                "{execs} execs, {accepted} accepted, {batches} batches split, corpus {}, {:.0}s",
                 corpus.len(),
                 started.elapsed().as_secs_f64()
             );
         }
     }
     println!(
-        "done: {execs} execs in {:.0}s, {accepted} accepted by the gate, no panics",
+        "done: {execs} execs in {:.0}s, {accepted} accepted by the gate ({batches} batches refused or run and split), no panics",
         started.elapsed().as_secs_f64()
     );
 }

@@ -88,8 +88,8 @@ pub async fn answer(
     response
 }
 
-/// Why the batch is refused as a whole, if it is.
-fn refusal(envelope: &Envelope, revision: Option<&str>) -> Option<String> {
+/// Why the batch is refused as a whole, if it is. (The fuzz target in `fuzz/` drives this.)
+pub fn refusal(envelope: &Envelope, revision: Option<&str>) -> Option<String> {
     let Some(revision) = revision else {
         return Some(format!(
             "Invalid Request: JSON-RPC batches need a session that negotiated {BATCH_REVISION} (initialize with that protocolVersion, then send the batch with its Mcp-Session-Id); send one message per POST"

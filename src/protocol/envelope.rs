@@ -78,6 +78,7 @@ impl Envelope {
                 return Err(not_an_object());
             }
         };
+        super::readable::check(text).map_err(|e| parse_error(&e))?;
         Ok(Envelope {
             body,
             messages,
@@ -372,6 +373,11 @@ mod tests {
                 "{\"jsonrpc\":\"2.0\",\"x\":\"\u{1}\",\"method\":\"a\"}",
                 PARSE_ERROR,
                 "control",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"x/y","params":{"a":"\udfff"}}"#,
+                PARSE_ERROR,
+                "surrogate",
             ),
             ("5", INVALID_REQUEST, "JSON object"),
             ("null", INVALID_REQUEST, "JSON object"),

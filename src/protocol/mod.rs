@@ -9,6 +9,7 @@
 
 mod client_text;
 pub mod envelope;
+mod readable;
 
 use axum::http::HeaderName;
 use serde_json::{Value, json};

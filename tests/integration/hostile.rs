@@ -164,6 +164,9 @@ fn cases() -> Vec<Case> {
         case("raw NUL byte", &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pi\x00ng\"}"[..], Error(400, PARSE_ERROR, "Parse error")),
         case("escaped NUL in a tool argument", call("manage_project", json!({"action":"create","title":"a\u{0}b"})), ToolError),
         case("escaped NUL in the method", r#"{"jsonrpc":"2.0","id":1,"method":"ping\u0000"}"#, Error(200, METHOD_NOT_FOUND, "")),
+        // Valid JSON syntax that no JSON reader can hold (found by fuzz/; rmcp answered 415).
+        case("half a surrogate pair", r#"{"jsonrpc":"2.0","id":1,"method":"x/y","params":{"a":"\udfff"}}"#, Error(400, PARSE_ERROR, "surrogate")),
+        case("a number past f64", r#"{"jsonrpc":"2.0","id":1,"method":"x/y","params":{"a":1e99999}}"#, Error(400, PARSE_ERROR, "out of range")),
         // Not a JSON-RPC request.
         case("a number", "5", Error(400, INVALID_REQUEST, "JSON object")),
         case("null", "null", Error(400, INVALID_REQUEST, "JSON object")),

@@ -34,6 +34,23 @@ async fn create_key(db: &TestDb, name: &str, admin: bool) -> anyhow::Result<Stri
     Ok(String::from_utf8(output.stdout)?.trim().to_string())
 }
 
+/// Waits until `/health` shows no ledger row pending.
+async fn ledger_drained(raw: &Raw, within: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let (_, health) = raw.get_json("/health").await?;
+        if health["ledger"]["pending"] == 0 {
+            return Ok(());
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the ledger still has rows pending after {within:?}: {}",
+            health["ledger"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A tools/call on `session` answered as SSE: the body and the ids of its events.
 async fn call_with_events(raw: &Raw, session: &str) -> anyhow::Result<(String, Vec<String>)> {
     let call = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call",
@@ -217,6 +234,9 @@ async fn client_strings_are_cut_in_sessions_rows_and_logs() -> anyhow::Result<()
             .await?;
         ensure!(stateless.status == StatusCode::OK, "{stateless:?}");
 
+        // Counting the tokens of megabytes takes seconds in a debug build on a busy machine:
+        // wait until the writer has caught up (a stuck writer never does).
+        ledger_drained(&raw, Duration::from_secs(120)).await?;
         let row = ledger_row(&raw, &format!("session_id={session}"), |row| {
             row["method"] == "tools/call"
         })

@@ -20,6 +20,7 @@ mod gateway;
 mod hostile;
 mod hostile_batches;
 mod hostile_connections;
+mod hostile_generated;
 mod hostile_round2;
 mod http;
 mod import;

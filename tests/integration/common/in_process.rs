@@ -36,14 +36,19 @@ impl InProcess {
     /// Like [`InProcess::start`], with `extra_args` appended to the `serve` command line, which
     /// is parsed and resolved exactly as `steward serve` does.
     pub async fn start_with(db: &TestDb, extra_args: &[&str]) -> anyhow::Result<InProcess> {
-        let args = [
-            "steward",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            &db.url,
-        ];
+        // The ledger's journal and spill file default to the working directory for PostgreSQL,
+        // which in-process is the repository: shared by every run, so one test's unflushed rows
+        // would be replayed into the next test's database. Each server keeps its own.
+        let journal = db.dir().join("ledger-journal").display().to_string();
+        let spill = db.dir().join("ledger.spill").display().to_string();
+        let mut args = vec!["steward", "serve", "--listen", "127.0.0.1:0"];
+        args.extend(["--database", &db.url]);
+        if !extra_args.contains(&"--ledger-journal") {
+            args.extend(["--ledger-journal", &journal]);
+        }
+        if !extra_args.contains(&"--ledger-spill") {
+            args.extend(["--ledger-spill", &spill]);
+        }
         let cli = Cli::try_parse_from(args.iter().chain(extra_args))?;
         let Resolved::Serve(config) = config::resolve(cli)?.0 else {
             bail!("`steward serve` did not resolve to a server configuration");
