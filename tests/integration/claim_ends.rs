@@ -14,12 +14,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rmcp::model::{
-    ClientCapabilities, ClientConfig, Implementation, ResourceUpdatedNotificationParam,
-    SubscribeRequestParams,
-};
-use rmcp::service::NotificationContext;
-use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use rmcp::model::SubscribeRequestParams;
 use serde_json::{Value, json};
 use steward::board::Actor;
 use steward::store::Id;
@@ -28,7 +23,6 @@ use steward::store::projects::NewProject;
 use steward::store::tasks::NewTask;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::mpsc;
 
 use board::{create_project, create_task, history, ok, text};
 use common::{InProcess, TestDb, backends, connect, open_store};
@@ -142,29 +136,6 @@ async fn replicas_sweeping_at_once_end_each_lease_once() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client that passes on every `notifications/resources/updated` it receives.
-#[derive(Clone)]
-struct Watcher(mpsc::UnboundedSender<String>);
-
-impl ClientHandler for Watcher {
-    async fn on_resource_updated(
-        &self,
-        params: ResourceUpdatedNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        if self.0.send(params.uri).is_err() {
-            eprintln!("test receiver gone");
-        }
-    }
-
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("watcher", "1.0.0"),
-        )
-    }
-}
-
 #[tokio::test]
 async fn a_lease_that_runs_out_ends_and_subscribers_hear_it() -> anyhow::Result<()> {
     for backend in backends() {
@@ -175,9 +146,7 @@ async fn a_lease_that_runs_out_ends_and_subscribers_hear_it() -> anyhow::Result<
         let project = create_project(&agent, "Short leases").await?;
         let task = create_task(&agent, &project, "Quick", json!({})).await?;
 
-        let (sender, mut updates) = mpsc::unbounded_channel();
-        let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(server.mcp_url());
-        let watcher = Watcher(sender).serve(transport).await?;
+        let (watcher, mut updates) = common::watch(&server.mcp_url()).await?;
         let uri = format!("steward://tasks/{task}");
         watcher
             .subscribe(SubscribeRequestParams::new(uri.clone()))

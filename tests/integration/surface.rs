@@ -12,14 +12,10 @@ use std::time::Duration;
 use board::{TOOL_NAMES as BOARD_TOOLS, listed_tool_names};
 use common::{InProcess, TestDb, backends, call, connect};
 use rmcp::model::{
-    ArgumentInfo, ClientCapabilities, ClientConfig, CompleteRequestParams, GetPromptRequestParams,
-    Implementation, ReadResourceRequestParams, Reference, ResourceUpdatedNotificationParam,
-    SubscribeRequestParams,
+    ArgumentInfo, CompleteRequestParams, GetPromptRequestParams, ReadResourceRequestParams,
+    Reference, SubscribeRequestParams,
 };
-use rmcp::service::NotificationContext;
-use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 async fn tool_names(server: &InProcess) -> anyhow::Result<Vec<String>> {
     let client = connect(&server.mcp_url(), "surface-test").await?;
@@ -192,29 +188,6 @@ async fn the_board_reads_as_resources_and_prompts() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client that passes on every `notifications/resources/updated` it receives.
-#[derive(Clone)]
-struct Watcher(mpsc::UnboundedSender<String>);
-
-impl ClientHandler for Watcher {
-    async fn on_resource_updated(
-        &self,
-        params: ResourceUpdatedNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        if self.0.send(params.uri).is_err() {
-            eprintln!("test receiver gone");
-        }
-    }
-
-    fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(
-            ClientCapabilities::default(),
-            Implementation::new("watcher", "1.0.0"),
-        )
-    }
-}
-
 #[tokio::test]
 async fn subscribers_hear_about_task_changes() -> anyhow::Result<()> {
     let db = TestDb::new(common::Backend::Sqlite).await?;
@@ -222,9 +195,7 @@ async fn subscribers_hear_about_task_changes() -> anyhow::Result<()> {
     let editor = connect(&server.mcp_url(), "editor").await?;
     let (project_id, task_id) = seed(&editor).await?;
 
-    let (sender, mut updates) = mpsc::unbounded_channel();
-    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(server.mcp_url());
-    let watcher = Watcher(sender).serve(transport).await?;
+    let (watcher, mut updates) = common::watch(&server.mcp_url()).await?;
     let tasks_uri = format!("steward://projects/{project_id}/tasks");
     watcher
         .subscribe(SubscribeRequestParams::new(tasks_uri.clone()))

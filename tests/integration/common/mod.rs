@@ -16,7 +16,12 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::ClientHandler;
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation,
+    ResourceUpdatedNotificationParam,
+};
+use rmcp::service::NotificationContext;
 use rmcp::service::RunningService;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
@@ -27,6 +32,7 @@ use steward::store::Store;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 
 /// Environment variable holding the PostgreSQL base URL; its database is only used to create
 /// and drop per-test databases.
@@ -453,6 +459,45 @@ pub async fn connect(url: &str, client_name: &str) -> anyhow::Result<Client> {
         .await
         .with_context(|| format!("MCP initialize with {url} failed"))?;
     Ok(client)
+}
+
+/// A client that passes on every `notifications/resources/updated` it receives.
+#[derive(Clone)]
+pub struct Watcher(mpsc::UnboundedSender<String>);
+
+impl ClientHandler for Watcher {
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if self.0.send(params.uri).is_err() {
+            eprintln!("test receiver gone");
+        }
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("watcher", "1.0.0"),
+        )
+    }
+}
+
+/// Connects a [`Watcher`] to `url`: the client, and the URIs of the updates it hears.
+pub async fn watch(
+    url: &str,
+) -> anyhow::Result<(
+    RunningService<RoleClient, Watcher>,
+    mpsc::UnboundedReceiver<String>,
+)> {
+    let (sender, updates) = mpsc::unbounded_channel();
+    let transport = StreamableHttpClientTransport::from_uri(url.to_string());
+    let watcher = Watcher(sender)
+        .serve(transport)
+        .await
+        .with_context(|| format!("MCP initialize with {url} failed"))?;
+    Ok((watcher, updates))
 }
 
 /// Spawns `steward stdio --database URL` and completes the initialize handshake as
