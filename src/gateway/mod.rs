@@ -26,7 +26,7 @@ use rmcp::model::{
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::ledger::entry::{Micros, UpstreamHop, UpstreamSlot};
+use crate::ledger::entry::{Micros, Served, UpstreamHop};
 use crate::store::Store;
 use error::UpstreamError;
 use http::HttpUpstream;
@@ -46,7 +46,7 @@ pub struct Caller<'a> {
     /// What the client sent in its `initialize`.
     pub client: Option<&'a InitializeRequestParams>,
     /// Where the ledger learns that the request went to an upstream.
-    pub slot: Option<&'a UpstreamSlot>,
+    pub served: Option<&'a Served>,
 }
 
 enum Link {
@@ -198,8 +198,8 @@ impl Gateway {
         request.name = tool.to_string().into();
         let started = Instant::now();
         let outcome = upstream.timed(upstream.call(caller, request)).await;
-        if let Some(slot) = caller.slot {
-            slot.fill(UpstreamHop {
+        if let Some(served) = caller.served {
+            served.went_upstream(UpstreamHop {
                 upstream: name.to_string(),
                 tool: Some(tool.to_string()),
                 duration: Micros::since(started),

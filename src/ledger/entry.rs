@@ -9,18 +9,45 @@ use uuid::Uuid;
 
 pub use crate::store::request_row::{LedgerRow, Micros, Status, TraceContext, UpstreamHop};
 
-/// Where a handler that passed a request on to another server leaves its [`UpstreamHop`]: the
-/// capture layer puts an empty slot in each request's extensions and reads it with the reply.
+/// Where the layer that served a request tells the ledger what only it knows: the board task
+/// the request concerned, or the upstream server it was passed on to. The capture puts one in
+/// each request's extensions (the HTTP request's on Streamable HTTP, the message's own on stdio)
+/// and reads it with the reply; the ledger stores what it holds as opaque facts and never looks
+/// inside requests to find them.
 #[derive(Clone, Debug, Default)]
-pub struct UpstreamSlot(std::sync::Arc<std::sync::Mutex<Option<UpstreamHop>>>);
+pub struct Served(std::sync::Arc<std::sync::Mutex<ServedFacts>>);
 
-impl UpstreamSlot {
-    pub fn fill(&self, hop: UpstreamHop) {
-        *crate::sync::lock(&self.0) = Some(hop);
+#[derive(Clone, Debug, Default)]
+struct ServedFacts {
+    subject: Option<Uuid>,
+    upstream: Option<UpstreamHop>,
+}
+
+impl Served {
+    /// The one the capture left for this request, if any (none with the ledger off).
+    pub fn of(extensions: &rmcp::model::Extensions) -> Option<&Served> {
+        extensions.get::<Served>().or_else(|| {
+            extensions
+                .get::<axum::http::request::Parts>()?
+                .extensions
+                .get::<Served>()
+        })
     }
 
-    pub fn get(&self) -> Option<UpstreamHop> {
-        crate::sync::lock(&self.0).clone()
+    /// The request concerned `id` (a board task); a later call replaces an earlier one.
+    pub fn concerns(&self, id: Uuid) {
+        crate::sync::lock(&self.0).subject = Some(id);
+    }
+
+    /// The request was passed on to another server.
+    pub fn went_upstream(&self, hop: UpstreamHop) {
+        crate::sync::lock(&self.0).upstream = Some(hop);
+    }
+
+    /// What the serving layer said: the subject and the upstream hop.
+    pub fn facts(&self) -> (Option<Uuid>, Option<UpstreamHop>) {
+        let facts = crate::sync::lock(&self.0);
+        (facts.subject, facts.upstream.clone())
     }
 }
 
@@ -65,26 +92,8 @@ pub struct Observation {
     pub stream_get: Option<StreamGet>,
     /// Set when the request was passed on to another server (gateway mode).
     pub upstream: Option<UpstreamHop>,
-    /// What the request concerned, as the layer that served it said (see [`Subject`]).
+    /// What the request concerned, as the layer that served it said (see [`Served`]).
     pub subject: Option<Uuid>,
-}
-
-/// Where the layer that serves a request names what the request concerned (the board's tools
-/// name a task), for the ledger to store with the row as an opaque id. The capture puts one in
-/// each request's extensions and reads it when the reply is complete; the ledger never looks
-/// inside requests to find it.
-#[derive(Clone, Debug, Default)]
-pub struct Subject(std::sync::Arc<std::sync::Mutex<Option<Uuid>>>);
-
-impl Subject {
-    /// Names what the request concerned; a later call replaces an earlier one.
-    pub fn set(&self, id: Uuid) {
-        *crate::sync::lock(&self.0) = Some(id);
-    }
-
-    pub fn get(&self) -> Option<Uuid> {
-        *crate::sync::lock(&self.0)
-    }
 }
 
 /// A `GET /mcp`: the server's event stream, opened or resumed with `Last-Event-ID`.

@@ -17,8 +17,7 @@ use http_body::{Frame, SizeHint};
 use uuid::Uuid;
 
 use super::entry::{
-    Ending, MAX_KEPT_RESPONSE, Micros, Observation, StreamGet, Subject, UpstreamSlot,
-    new_request_id,
+    Ending, MAX_KEPT_RESPONSE, Micros, Observation, Served, StreamGet, new_request_id,
 };
 use super::journal::Ticket;
 use super::{Durability, Ledger};
@@ -36,14 +35,13 @@ struct Pending {
     http_status: u16,
     protocol_version: Option<String>,
     stream_get: Option<StreamGet>,
-    /// Filled by a handler that passed the request on to another server.
-    upstream: UpstreamSlot,
-    /// Filled in by the layer that serves the request (see [`Subject`]).
-    subject: Subject,
+    /// Filled in by the layer that serves the request.
+    served: Served,
 }
 
 impl Pending {
     fn finish(self, response: Bytes, response_len: u64, ending: Ending) -> Observation {
+        let (subject, upstream) = self.served.facts();
         Observation {
             request_id: self.request_id,
             session_id: self.session_id,
@@ -56,13 +54,14 @@ impl Pending {
             ending,
             protocol_version: self.protocol_version,
             stream_get: self.stream_get,
-            upstream: self.upstream.get(),
-            subject: self.subject.get(),
+            upstream,
+            subject,
         }
     }
 
     /// The observation as it stands, for the journal, while the reply is still going out.
     fn snapshot(&self, response: Bytes, response_len: u64) -> Observation {
+        let (subject, upstream) = self.served.facts();
         Observation {
             request_id: self.request_id,
             session_id: self.session_id.clone(),
@@ -75,8 +74,8 @@ impl Pending {
             ending: Ending::Complete,
             protocol_version: self.protocol_version.clone(),
             stream_get: self.stream_get,
-            upstream: self.upstream.get(),
-            subject: self.subject.get(),
+            upstream,
+            subject,
         }
     }
 }
@@ -124,10 +123,8 @@ pub async fn capture(
     let timestamp = Utc::now();
     let session_id = header_text(request.headers(), &SESSION_ID);
     let protocol_version = header_text(request.headers(), &PROTOCOL_VERSION);
-    let upstream = UpstreamSlot::default();
-    request.extensions_mut().insert(upstream.clone());
-    let subject = Subject::default();
-    request.extensions_mut().insert(subject.clone());
+    let served = Served::default();
+    request.extensions_mut().insert(served.clone());
     let response = next.run(request).await;
     if response.extensions().get::<RecordedApart>().is_some() {
         return response;
@@ -157,8 +154,7 @@ pub async fn capture(
         http_status: response.status().as_u16(),
         protocol_version,
         stream_get: None,
-        upstream,
-        subject,
+        served,
     };
     let (parts, body) = response.into_parts();
     if ledger.durability() == Durability::Sync {
@@ -207,8 +203,7 @@ async fn capture_get(ledger: Ledger, request: Request, next: Next) -> Response {
         http_status: response.status().as_u16(),
         protocol_version,
         stream_get: Some(kind),
-        upstream: UpstreamSlot::default(),
-        subject: Subject::default(),
+        served: Served::default(),
     };
     let (parts, body) = response.into_parts();
     Response::from_parts(

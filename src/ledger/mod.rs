@@ -34,7 +34,7 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use entry::{Ending, LedgerRow, Micros, Observation, Status, Subject, TraceContext};
+pub use entry::{Ending, LedgerRow, Micros, Observation, Served, Status, TraceContext};
 
 use crate::store::Store;
 use journal::{Journal, Ticket};

@@ -14,14 +14,14 @@ use rmcp::model::{
 use rmcp::transport::Transport;
 
 use super::Ledger;
-use super::entry::{Ending, Micros, Observation, Subject, new_request_id};
+use super::entry::{Ending, Micros, Observation, Served, new_request_id};
 
 /// A request waiting for its reply.
 struct Waiting {
     started: Instant,
     timestamp: DateTime<Utc>,
     request: Bytes,
-    subject: Subject,
+    served: Served,
 }
 
 /// Wraps a server transport and records every exchange in the ledger under `session_id`.
@@ -57,6 +57,7 @@ impl<T> Tapped<T> {
     }
 
     fn observe(&self, waiting: Waiting, response: Bytes, ending: Ending) -> Observation {
+        let (subject, upstream) = waiting.served.facts();
         Observation {
             request_id: new_request_id(),
             session_id: Some(self.session_id.clone()),
@@ -70,8 +71,8 @@ impl<T> Tapped<T> {
             // Known from the initialize request itself (see `analyze`).
             protocol_version: None,
             stream_get: None,
-            upstream: None,
-            subject: waiting.subject.get(),
+            upstream,
+            subject,
         }
     }
 }
@@ -108,7 +109,7 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for Tapped<T> {
             started: Instant::now(),
             timestamp: Utc::now(),
             request,
-            subject: Subject::default(),
+            served: Served::default(),
         };
         match &mut message {
             Some(JsonRpcMessage::Request(request)) => {
@@ -118,11 +119,11 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for Tapped<T> {
                     hook(&self.session_id, &init.params);
                 }
                 let waiting = now(to_bytes(&*request));
-                // The board's tools name the task a call concerned here (see `Subject`).
+                // The serving layer says here what only it knows (see `Served`).
                 request
                     .request
                     .extensions_mut()
-                    .insert(waiting.subject.clone());
+                    .insert(waiting.served.clone());
                 self.waiting.insert(request.id.to_string(), waiting);
             }
             Some(JsonRpcMessage::Notification(notification)) => {

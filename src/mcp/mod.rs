@@ -27,7 +27,7 @@ use rmcp::{ErrorData, RoleServer};
 
 use crate::board::Actor;
 use crate::gateway::Gateway;
-use crate::ledger::{Ledger, Subject};
+use crate::ledger::{Ledger, Served};
 use crate::mcp::conformance::Fixtures;
 use crate::mcp::tools::params::ARGUMENT_ERROR_MARKER;
 use crate::principal::Principal;
@@ -177,19 +177,10 @@ impl BoardServer {
     }
 
     /// Tells the ledger this request concerned task `task_id`, so its row counts toward the
-    /// task's activity. The capture left a [`Subject`] in the request's extensions (in the
-    /// HTTP request's on Streamable HTTP, in the message's own on stdio); without one (the
-    /// ledger off) this does nothing.
+    /// task's activity (see [`Served`]); with the ledger off this does nothing.
     pub(crate) fn concerns(&self, request: &RequestContext<RoleServer>, task_id: Id) {
-        let subject = request.extensions.get::<Subject>().or_else(|| {
-            request
-                .extensions
-                .get::<axum::http::request::Parts>()?
-                .extensions
-                .get::<Subject>()
-        });
-        if let Some(subject) = subject {
-            subject.set(task_id.0);
+        if let Some(served) = Served::of(&request.extensions) {
+            served.concerns(task_id.0);
         }
     }
 

@@ -10,7 +10,7 @@ use rmcp::{ErrorData, RoleServer};
 
 use super::BoardServer;
 use crate::gateway::Caller;
-use crate::ledger::entry::UpstreamSlot;
+use crate::ledger::Served;
 
 impl BoardServer {
     /// `board`, followed by the upstreams' tools when Steward runs in front of any.
@@ -54,9 +54,6 @@ fn caller<'a>(
     Caller {
         session,
         client,
-        slot: context
-            .extensions
-            .get::<axum::http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<UpstreamSlot>()),
+        served: Served::of(&context.extensions),
     }
 }

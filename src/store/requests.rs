@@ -369,7 +369,7 @@ pub struct RequestRecord {
     pub upstream_tool: Option<String>,
     /// That server's share of `duration_us`.
     pub upstream_us: Option<i64>,
-    /// The board task the request concerned, if any (see `crate::ledger::Subject`).
+    /// The board task the request concerned, if any (see `crate::ledger::Served`).
     pub subject_id: Option<Id>,
 }
 

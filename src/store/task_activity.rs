@@ -1,5 +1,5 @@
 //! What work on one task cost, from the ledger rows attributed to it (`subject_id`, which the
-//! board's tools set: see `crate::ledger::Subject`): calls, errors, estimated tokens and cost,
+//! board's tools set: see `crate::ledger::Served`): calls, errors, estimated tokens and cost,
 //! the sessions and clients that worked on it, and from its history the time from the first
 //! `doing` to `done`. Rows pruned by retention no longer count.
 
