@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -18,6 +18,7 @@ use crate::security::admin::LoginThrottle;
 use crate::security::{self, layers::Guard};
 use crate::sessions::Sessions;
 use crate::sessions::logical::LogicalSessions;
+use crate::store::availability::Availability;
 
 /// Everything the HTTP application serves from.
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub struct HttpState {
     pub ledger: Ledger,
     pub in_flight: Arc<mcp::drain::InFlight>,
     pub guard: Arc<Guard>,
+    /// Whether the database has answered since start (see [`Availability`]).
+    pub database: Arc<Availability>,
 }
 
 /// The whole HTTP application. `close_sessions` ends rmcp's sessions and open SSE streams; the
@@ -72,7 +75,16 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         .layer(middleware::from_fn_with_state(
             state.guard.clone(),
             security::layers::guard_mcp,
-        ))
+        ));
+    // Only a server that started without its database pays for the check.
+    let mcp = match state.database.is_ready() {
+        true => mcp,
+        false => mcp.layer(middleware::from_fn_with_state(
+            state.database.clone(),
+            wait_for_database,
+        )),
+    };
+    let mcp = mcp
         // Outside the guard, so the ledger records its refusals, and the replies exactly as
         // clients receive them.
         .layer(capture)
@@ -178,12 +190,39 @@ async fn check_probe_host(
         .into_response()
 }
 
+/// Until the database has answered since start: 503 with a JSON-RPC error naming the cause
+/// (before authentication, which reads keys from the database). The body is not read, so
+/// the error's id is null.
+async fn wait_for_database(
+    State(database): State<Arc<Availability>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(problem) = database.problem() else {
+        return next.run(request).await;
+    };
+    let message = format!(
+        "Steward cannot serve this request yet: {problem}; it keeps retrying (see /health)"
+    );
+    let mut response = security::layers::rpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        crate::protocol::INTERNAL_ERROR,
+        &message,
+        None,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+    response
+}
+
 /// `GET /health`: 200 with `status: "ok"` when the database answers, else 503 `degraded`.
 async fn health(State(state): State<HttpState>) -> Response {
     let HttpState {
         ctx,
         sessions,
         ledger,
+        database: state_database,
         ..
     } = state;
     let (mut status, database) = match ctx.store.ping().await {
@@ -198,7 +237,10 @@ async fn health(State(state): State<HttpState>) -> Response {
     };
     let sessions = sessions.report().await;
     let ledger = ledger.report();
-    let problems = crate::health::problems(&sessions, &ledger);
+    let mut problems = crate::health::problems(&sessions, &ledger);
+    if let Some(problem) = state_database.problem() {
+        problems.insert(0, problem);
+    }
     if !problems.is_empty() {
         status = StatusCode::SERVICE_UNAVAILABLE;
     }

@@ -18,6 +18,7 @@ use crate::security::layers::Guard;
 use crate::sessions::events::DbEventStore;
 use crate::sessions::{SessionSettings, Sessions};
 use crate::store::DatabaseUrl;
+use crate::store::availability::{Availability, open_or_retry};
 use crate::store::{OpenError, OpenMode, Store};
 use crate::traces::Traces;
 
@@ -95,9 +96,10 @@ fn is_not_a_database(error: &sqlx::Error) -> bool {
 /// Runs `steward serve` until SIGINT/SIGTERM, then stops accepting, lets in-flight requests
 /// finish and closes the database.
 pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
+    let shutdown = CancellationToken::new();
     // The store opens before the port is bound, so a bad --database fails before anything
-    // listens.
-    let store = open_store(&config.database).await?;
+    // listens (an unreachable PostgreSQL server does not: see `open_or_retry`).
+    let (store, database) = open_serving_store(&config.database, &shutdown).await?;
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -105,9 +107,25 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
                 addr: config.listen,
                 source,
             })?;
-    let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    run(store, listener, config, shutdown).await
+    run(store, database, listener, config, shutdown).await
+}
+
+/// Opens the store for `serve`. An unreachable PostgreSQL server is no reason not to start:
+/// the store connects when it can (see [`open_or_retry`]); other failures say what to fix.
+async fn open_serving_store(
+    url: &DatabaseUrl,
+    stop: &CancellationToken,
+) -> Result<(Store, Arc<Availability>), ConfigError> {
+    if matches!(url, DatabaseUrl::Sqlite { .. }) {
+        return Ok((open_store(url).await?, Availability::available()));
+    }
+    open_or_retry(url, stop.clone())
+        .await
+        .map_err(|error| ConfigError::Database {
+            url: url.redacted(),
+            reason: format!("{error}; {}", open_hint(url, &error)),
+        })
 }
 
 /// Serves on `listener` (already bound; `config.listen` is not used) until `shutdown` is
@@ -118,12 +136,13 @@ pub async fn serve_on(
     config: ServeConfig,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let store = open_store(&config.database).await?;
-    run(store, listener, config, shutdown).await
+    let (store, database) = open_serving_store(&config.database, &shutdown).await?;
+    run(store, database, listener, config, shutdown).await
 }
 
 async fn run(
     store: Store,
+    database: Arc<Availability>,
     listener: TcpListener,
     config: ServeConfig,
     shutdown: CancellationToken,
@@ -140,9 +159,18 @@ async fn run(
     let sessions = Sessions::new(store.clone(), config.sessions.clone(), Some(events));
     crate::metrics::install();
     crate::metrics::spawn_upkeep(shutdown.clone());
-    let jobs = sessions.spawn_jobs(shutdown.clone());
-    let (ledger, ledger_writer) =
-        start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;
+    let jobs = when_ready(&database, &shutdown, {
+        let (sessions, shutdown) = (sessions.clone(), shutdown.clone());
+        move || sessions.spawn_jobs(shutdown)
+    });
+    let (ledger, ledger_writer) = start_ledger(
+        &store,
+        &database,
+        &config.ledger,
+        &config.pricing,
+        &ledger_stop,
+    )
+    .await?;
     let traces = match &config.otlp_endpoint {
         Some(endpoint) => Some(
             Traces::start(endpoint, &ledger)
@@ -177,15 +205,15 @@ async fn run(
         sessions: sessions.clone(),
         ledger,
         guard,
+        database: database.clone(),
     };
     crate::metrics::register_tools(mcp::BoardServer::tool_names(&state.ctx));
     // Leases end within one revocation poll of running out, on every replica.
-    let sweep = expiry::spawn_sweep(
-        store.clone(),
-        state.ctx.changes.clone(),
-        config.sessions.revocation_poll,
-        shutdown.clone(),
-    );
+    let sweep = when_ready(&database, &shutdown, {
+        let (store, changes) = (store.clone(), state.ctx.changes.clone());
+        let (poll, shutdown) = (config.sessions.revocation_poll, shutdown.clone());
+        move || vec![expiry::spawn_sweep(store, changes, poll, shutdown)]
+    });
     let app = crate::app::router(state, close_sessions);
     tracing::info!(%addr, database = ?config.database, engine = store.engine(), auth = ?config.security.auth, "Steward is serving MCP at /mcp");
     if config.security.auth == crate::security::AuthMode::None && !addr.ip().is_loopback() {
@@ -196,7 +224,7 @@ async fn run(
     // The first line is machine-readable, for scripts and tests that start on port 0.
     print!("{}", startup_banner(addr, &config));
     crate::security::connections::serve(listener, app, config.security.connections, shutdown).await;
-    for job in jobs.into_iter().chain([sweep]) {
+    for job in [jobs, sweep] {
         if let Err(error) = job.await {
             tracing::warn!(%error, "a background job ended abnormally");
         }
@@ -216,6 +244,28 @@ async fn run(
     store.close().await;
     tracing::info!("Steward stopped");
     Ok(())
+}
+
+/// Starts background jobs once the database answers (at once, normally): run against an
+/// unreachable one they would only fail and leave stale errors in `/health`. The handle ends
+/// when they have.
+fn when_ready(
+    database: &Arc<Availability>,
+    shutdown: &CancellationToken,
+    start: impl FnOnce() -> Vec<tokio::task::JoinHandle<()>> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let (database, shutdown) = (database.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = database.wait() => {}
+        }
+        for job in start() {
+            if let Err(error) = job.await {
+                tracing::warn!(%error, "a background job ended abnormally");
+            }
+        }
+    })
 }
 
 /// Gateway mode, when upstreams are configured: stdio upstreams start now, HTTP ones are
@@ -277,8 +327,14 @@ fn upstream_lines(config: &ServeConfig) -> String {
 pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
     let store = open_store(&config.database).await?;
     let ledger_stop = CancellationToken::new();
-    let (ledger, ledger_writer) =
-        start_ledger(&store, &config.ledger, &config.pricing, &ledger_stop).await?;
+    let (ledger, ledger_writer) = start_ledger(
+        &store,
+        &Availability::available(),
+        &config.ledger,
+        &config.pricing,
+        &ledger_stop,
+    )
+    .await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tokio::spawn(stop_on_hangup(shutdown.clone()));
@@ -305,12 +361,14 @@ pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
 
 async fn start_ledger(
     store: &Store,
+    database: &Arc<Availability>,
     settings: &LedgerSettings,
     pricing: &PricingPolicy,
     stop: &CancellationToken,
 ) -> Result<(Ledger, tokio::task::JoinHandle<()>), RunError> {
     Ledger::start(
         store.clone(),
+        database.clone(),
         settings.clone(),
         pricing.clone(),
         stop.clone(),

@@ -49,6 +49,12 @@ impl Served {
         let facts = crate::sync::lock(&self.0);
         (facts.subject, facts.upstream.clone())
     }
+
+    /// Calls `f` with the facts borrowed (the journal writes them without a copy).
+    pub fn with_facts<R>(&self, f: impl FnOnce(Option<Uuid>, Option<&UpstreamHop>) -> R) -> R {
+        let facts = crate::sync::lock(&self.0);
+        f(facts.subject, facts.upstream.as_ref())
+    }
 }
 
 /// A new `request_id`: a UUIDv7, which sorts by creation time, so rows land at the end of the

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::entry::{
     Ending, MAX_KEPT_RESPONSE, Micros, Observation, Served, StreamGet, new_request_id,
 };
-use super::journal::Ticket;
+use super::journal::{Record, Ticket};
 use super::{Durability, Ledger};
 use crate::principal::Principal;
 use crate::protocol::envelope::Received;
@@ -59,24 +59,26 @@ impl Pending {
         }
     }
 
-    /// The observation as it stands, for the journal, while the reply is still going out.
-    fn snapshot(&self, response: Bytes, response_len: u64) -> Observation {
-        let (subject, upstream) = self.served.facts();
-        Observation {
-            request_id: self.request_id,
-            session_id: self.session_id.clone(),
-            timestamp: self.timestamp,
-            duration: Micros::since(self.started),
-            request: self.request.clone(),
-            http_status: Some(self.http_status),
-            response,
-            response_len,
-            ending: Ending::Complete,
-            protocol_version: self.protocol_version.clone(),
-            stream_get: self.stream_get,
-            upstream,
-            subject,
-        }
+    /// Journals the request as it stands while its reply is still going out, written from
+    /// these fields and the reply so far as they are (no [`Observation`] is built for it).
+    fn journal(&self, ledger: &Ledger, response: &[u8], response_len: u64) -> Option<Ticket> {
+        self.served.with_facts(|subject, upstream| {
+            ledger.journal(&Record {
+                request_id: self.request_id,
+                session_id: self.session_id.as_deref(),
+                timestamp: self.timestamp,
+                duration: Micros::since(self.started),
+                request: &self.request,
+                http_status: Some(self.http_status),
+                response,
+                response_len,
+                ending: Ending::Complete,
+                protocol_version: self.protocol_version.as_deref(),
+                stream_get: self.stream_get,
+                upstream,
+                subject,
+            })
+        })
     }
 }
 
@@ -278,12 +280,12 @@ impl Kept {
         }
     }
 
-    /// The reply so far, without taking it.
-    fn peek(&self) -> Bytes {
+    /// The reply so far, borrowed.
+    fn bytes(&self) -> &[u8] {
         match self {
-            Kept::Nothing => Bytes::new(),
-            Kept::One(bytes) => bytes.clone(),
-            Kept::Joined(buffer) => Bytes::copy_from_slice(buffer),
+            Kept::Nothing => &[],
+            Kept::One(bytes) => bytes,
+            Kept::Joined(buffer) => buffer,
         }
     }
 
@@ -300,6 +302,11 @@ impl Kept {
 /// and empty `data:` lines, ending with the blank line that ends an event. (JSON cannot have a
 /// line like these, so a JSON body is never taken for one.)
 fn carries_no_data(frame: &[u8]) -> bool {
+    // A reply's frame opens with its `data:` line: decided on its first bytes, without
+    // scanning the whole reply for line ends.
+    if opens_with_data(frame) {
+        return false;
+    }
     let fields: [&[u8]; 4] = [b"id:", b"retry:", b"event:", b":"];
     (frame.ends_with(b"\n\n") || frame.ends_with(b"\r\n\r\n"))
         && frame.split(|b| *b == b'\n').all(|line| {
@@ -310,6 +317,14 @@ fn carries_no_data(frame: &[u8]) -> bool {
                     .strip_prefix(b"data:")
                     .is_some_and(|rest| rest.trim_ascii().is_empty())
         })
+}
+
+/// Whether `frame`'s first line is a `data:` field with something in it.
+fn opens_with_data(frame: &[u8]) -> bool {
+    frame
+        .strip_prefix(b"data:")
+        .and_then(|rest| rest.iter().find(|b| **b != b' ' && **b != b'\t'))
+        .is_some_and(|b| *b != b'\n' && *b != b'\r')
 }
 
 impl TapBody {
@@ -338,8 +353,7 @@ impl TapBody {
         if pending.stream_get.is_some() || frame.is_empty() || carries_no_data(frame) {
             return;
         }
-        let observation = pending.snapshot(self.kept.peek(), self.len);
-        if let Some(ticket) = ledger.journal(&observation) {
+        if let Some(ticket) = pending.journal(ledger, self.kept.bytes(), self.len) {
             self.journaled = Some((ticket, self.len));
         }
     }
@@ -422,5 +436,7 @@ mod tests {
         assert!(!carries_no_data(b"{\"a\":1}\n\n"));
         assert!(!carries_no_data(b"data: \nid: 0"), "not a whole event");
         assert!(!carries_no_data(b"data: x\n\n"));
+        assert!(!carries_no_data(b"data: {\"id\":1}\n\n"));
+        assert!(carries_no_data(b"data:  \r\nid: 0\r\n\r\n"));
     }
 }

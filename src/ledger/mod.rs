@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 pub use entry::{Ending, LedgerRow, Micros, Observation, Served, Status, TraceContext};
 
 use crate::store::Store;
+use crate::store::availability::Availability;
 use journal::{Journal, Ticket};
 use pricing::{PriceTable, PricingPolicy};
 pub use recovery::Recovery;
@@ -277,8 +278,13 @@ impl std::fmt::Debug for Ledger {
 impl Ledger {
     /// Starts the writer. `shutdown` makes it store (or spill) everything and stop; await the
     /// returned handle before closing the store.
+    ///
+    /// While `database` is not ready (PostgreSQL unreachable at start), the writer and the
+    /// retention pass wait for it; rows queue, then spill, and the journal keeps what a crashed
+    /// run left until it can be stored.
     pub async fn start(
         store: Store,
+        database: Arc<Availability>,
         settings: LedgerSettings,
         policy: PricingPolicy,
         shutdown: CancellationToken,
@@ -307,15 +313,20 @@ impl Ledger {
             drop(tokio::task::spawn_blocking(tokens::warm_up));
         }
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
-        let prices = PriceTable::load(&store).await?;
+        // Loaded by the writer once the database answers (see `Writer::run`).
+        let prices = match database.is_ready() {
+            true => PriceTable::load(&store).await?,
+            false => PriceTable::new(Vec::new()),
+        };
         let pruner = retention::spawn(
             store.clone(),
+            database.clone(),
             shared.clone(),
             settings.retention,
             settings.retention_interval,
             shutdown.clone(),
         );
-        if prices.price(&policy.default_model, Utc::now()).is_none() {
+        if database.is_ready() && prices.price(&policy.default_model, Utc::now()).is_none() {
             tracing::warn!(
                 model = %policy.default_model,
                 "the default pricing model has no price in llm_pricing, so costs stay empty; add one with `steward pricing add`"
@@ -330,7 +341,8 @@ impl Ledger {
             prices,
             spill.clone(),
         )
-        .with_journal(journal.clone(), leftovers);
+        .with_journal(journal.clone(), leftovers)
+        .with_database(database);
         let urgent = Arc::new(Notify::new());
         let woken = urgent.clone();
         let handle = tokio::spawn(async move {
@@ -365,14 +377,14 @@ impl Ledger {
     /// Records an observation without waiting. Never blocks on the database: if the queue is
     /// full (or the writer has stopped) the row goes straight to the spill file.
     pub fn record(&self, observation: Observation) {
-        let ticket = self.journal(&observation);
+        let ticket = self.journal(&journal::Record::from(&observation));
         self.record_journaled(observation, ticket);
     }
 
     /// Appends an observation to the journal (async durability only), for a transport that
     /// must journal a reply before its last bytes leave, then [`Ledger::record_journaled`] it.
-    pub fn journal(&self, observation: &Observation) -> Option<Ticket> {
-        match self.journal.as_ref()?.append(observation) {
+    pub fn journal(&self, record: &journal::Record<'_>) -> Option<Ticket> {
+        match self.journal.as_ref()?.append(record) {
             Ok(ticket) => ticket,
             Err(error) => {
                 // Counted and shown like any other ledger failure (/health, /metrics, dashboard).

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::store::Store;
+use crate::store::availability::Availability;
 use crate::sync::lock;
 
 /// Rows folded per transaction, and most transactions per run: keeps each run short.
@@ -32,16 +33,27 @@ pub async fn prune_once(store: &Store, retention: Duration) -> Result<u64, sqlx:
 }
 
 /// Starts the periodic pruning; failures are counted and shown in `/health`.
+/// The first pass waits for the database (see [`Availability`]).
 pub fn spawn(
     store: Store,
+    database: Arc<Availability>,
     shared: Arc<Shared>,
     retention: Duration,
     every: Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    crate::sync::every(every, shutdown, move || {
-        let (store, shared) = (store.clone(), shared.clone());
-        async move { prune_and_record(&store, &shared, retention).await }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = database.wait() => {}
+        }
+        let passes = crate::sync::every(every, shutdown, move || {
+            let (store, shared) = (store.clone(), shared.clone());
+            async move { prune_and_record(&store, &shared, retention).await }
+        });
+        if let Err(error) = passes.await {
+            tracing::warn!(%error, "ledger retention ended abnormally");
+        }
     })
 }
 

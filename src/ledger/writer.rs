@@ -15,6 +15,7 @@ use super::journal::{Journal, Leftovers, Ticket};
 use super::pricing::{PriceTable, PricingPolicy, estimate_cost};
 use super::spill::{Spill, SpillError};
 use super::{Durability, LedgerSettings, Shared, analyze::analyze};
+use crate::store::availability::Availability;
 use crate::store::requests::MAX_BATCH;
 use crate::store::{Money, Store};
 
@@ -66,6 +67,8 @@ pub struct Writer {
     journal: Option<Arc<Journal>>,
     /// What crashed processes left in the journal, replayed before anything else.
     leftovers: Option<Leftovers>,
+    /// Whether the database has answered since start; the writer waits for it.
+    database: Arc<Availability>,
     /// How many rows at the front of `pending` were offered to the database before (a failed
     /// or timed-out INSERT may have committed): those are stored with duplicates skipped.
     maybe_stored: usize,
@@ -98,6 +101,7 @@ impl Writer {
             pending: VecDeque::new(),
             journal: None,
             leftovers: None,
+            database: Availability::available(),
             maybe_stored: 0,
             client_types: HashMap::default(),
             last_cost: None,
@@ -117,6 +121,27 @@ impl Writer {
         self
     }
 
+    pub fn with_database(mut self, database: Arc<Availability>) -> Self {
+        self.database = database;
+        self
+    }
+
+    /// Waits until the database answers (at once, normally), then loads the prices it could
+    /// not load at start. False if `shutdown` came first: nothing was replayed, and the
+    /// journal's leftovers stay for the next start.
+    async fn wait_for_database(&mut self, shutdown: &CancellationToken) -> bool {
+        if self.database.is_ready() {
+            return true;
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return false,
+            _ = self.database.wait() => {}
+        }
+        self.load_prices().await;
+        true
+    }
+
     /// Runs until `shutdown`, then drains the queue, stores or spills every row, and returns.
     ///
     /// The writer is woken by the first observation of a batch only: it then sleeps out the
@@ -129,10 +154,12 @@ impl Writer {
         urgent: Arc<Notify>,
         shutdown: CancellationToken,
     ) {
-        if let Some(leftovers) = self.leftovers.take() {
-            self.recover(leftovers).await;
+        if self.wait_for_database(&shutdown).await {
+            if let Some(leftovers) = self.leftovers.take() {
+                self.recover(leftovers).await;
+            }
+            self.replay_spill().await;
         }
-        self.replay_spill().await;
         let mut buffer: Vec<Job> = Vec::new();
         loop {
             let waiting = !self.pending.is_empty() || self.shared.counter(|s| &s.spilled) > 0;
@@ -238,6 +265,10 @@ impl Writer {
         if self.prices_loaded.elapsed() < PRICE_REFRESH {
             return;
         }
+        self.load_prices().await;
+    }
+
+    async fn load_prices(&mut self) {
         self.prices_loaded = Instant::now();
         match PriceTable::load(&self.store).await {
             Ok(prices) => self.prices = prices,

@@ -20,6 +20,7 @@ macro_rules! stored_as {
     };
 }
 
+pub mod availability;
 mod board_tx;
 mod id;
 
@@ -224,11 +225,35 @@ impl Store {
             store.close().await;
             return Err(OpenError::Missing(url.redacted()));
         }
-        match &store {
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A PostgreSQL store that connects on first use, for a server that starts while the
+    /// database is unreachable (see [`availability`]); [`Store::migrate`] before any other use.
+    pub fn open_lazy(url: &DatabaseUrl) -> Result<Self, OpenError> {
+        match url {
+            DatabaseUrl::Postgres { url } => {
+                let options = PgConnectOptions::from_str(url)?.application_name("steward");
+                Ok(Store::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(16)
+                        .acquire_timeout(ACQUIRE_TIMEOUT)
+                        .connect_lazy_with(options),
+                ))
+            }
+            // A local file is never "unreachable": opening it fails or succeeds at once.
+            DatabaseUrl::Sqlite { .. } => Err(OpenError::Missing(url.redacted())),
+        }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), OpenError> {
+        match self {
             Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
             Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
-        Ok(store)
+        Ok(())
     }
 
     /// Whether Steward's migrations have ever run here (an empty file or database has none).

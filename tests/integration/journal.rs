@@ -2,7 +2,8 @@
 //! load, restarted, and every request that got an answer has exactly one row in
 //! `mcp_requests` (read straight from the test database); an unclean stop shows in `/health`
 //! and `/metrics`; a torn journal record is skipped, counted and reported while the rest
-//! replays; and a kill while the database refuses writes still ends with every row stored.
+//! replays; a kill while the database refuses writes still ends with every row stored; and so
+//! does a kill while PostgreSQL is unreachable, followed by a restart while it still is.
 //!
 //! Each scenario runs on SQLite and (when `STEWARD_TEST_POSTGRES_URL` is set) PostgreSQL.
 
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::common::proxy::Proxy;
 use crate::common::raw::{self, Client};
 use crate::common::{Backend, TestDb, TestServer, kill_9, test_on_each_backend};
 
@@ -217,6 +219,84 @@ async fn kill_9_while_the_database_refuses_writes_loses_nothing(db: TestDb) -> a
     let twice = stored_twice(&counts, &ids);
     ensure!(twice.is_empty(), "rows stored twice: {twice:?}");
     health_becomes(&server, StatusCode::OK).await?;
+    server.stop().await;
+    Ok(())
+}
+
+/// PostgreSQL only: a SQLite file is never unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_and_restart_while_the_database_is_unreachable() -> anyhow::Result<()> {
+    crate::common::on_backend(Backend::Postgres, unreachable_database_story).await
+}
+
+/// The database unreachable (a forwarder in front of PostgreSQL, cut): Steward is killed while
+/// it is and restarted while it still is. It starts anyway, `/health` and MCP replies say why,
+/// and once the database is back every request answered before the kill has exactly one row.
+async fn unreachable_database_story(db: TestDb) -> anyhow::Result<()> {
+    let ledger = Ledger::open(&db).await?;
+    let proxy = Proxy::start(&db.url).await?;
+    let url = proxy.url(&db.url)?;
+    let server = TestServer::start_at(&db, &url, &NEVER_FLUSH).await?;
+    let raw = Client::new(&server.mcp_url());
+    let session = raw::open_session(&raw).await?;
+    let ids: Vec<String> = (0..20).map(|n| format!("u{n}")).collect();
+    for id in &ids {
+        let reply = raw
+            .post(&tool_call(id, "find_tasks"), Some(&session))
+            .await?;
+        ensure!(reply.message.get("result").is_some(), "{reply:?}");
+    }
+    proxy.cut();
+    kill_9(server).await?;
+
+    let server = TestServer::start_at(&db, &url, &[]).await?;
+    let (status, health) = health(&server).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert!(
+        health["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.starts_with("database unreachable")),
+        "{health}"
+    );
+    let refused = reqwest::Client::new()
+        .post(server.mcp_url())
+        .header("accept", "application/json, text/event-stream")
+        .json(&tool_call("refused", "find_tasks"))
+        .send()
+        .await?;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let refused: Value = refused.json().await?;
+    assert_eq!(refused["error"]["code"], -32603, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("database unreachable")),
+        "{refused}"
+    );
+    let counts = ledger.counts().await?;
+    ensure!(
+        !ids.iter().any(|id| counts.contains_key(id)),
+        "stored while unreachable: {counts:?}"
+    );
+
+    proxy.restore().await?;
+    let counts = ledger.wait_for_ids(&ids).await?;
+    let twice = stored_twice(&counts, &ids);
+    ensure!(twice.is_empty(), "rows stored twice: {twice:?}");
+    let health = health_becomes(&server, StatusCode::OK).await?;
+    let recovery = &health["ledger"]["recovery"];
+    assert_eq!(recovery["unclean_shutdown"], true, "{health}");
+    // initialize, notifications/initialized and the twenty calls.
+    assert_eq!(recovery["recovered_rows"], 22, "{health}");
+    let raw = Client::new(&server.mcp_url());
+    let session = raw::open_session(&raw).await?;
+    let reply = raw
+        .post(&tool_call("after", "find_tasks"), Some(&session))
+        .await?;
+    ensure!(
+        reply.message.get("result").is_some(),
+        "served again: {reply:?}"
+    );
     server.stop().await;
     Ok(())
 }

@@ -23,8 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::sync::lock;
 
-use super::entry::Observation;
-pub use record::{Damage, Scan};
+pub use record::{Damage, Record, Scan};
 
 /// A segment is closed (and a new one started) once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
@@ -117,9 +116,9 @@ impl Journal {
         &self.slot
     }
 
-    /// Appends an observation. `Ok(None)` when the journal is closed; an error when the write
+    /// Appends a record. `Ok(None)` when the journal is closed; an error when the write
     /// failed (the row is still queued; only its crash protection is gone).
-    pub fn append(&self, observation: &Observation) -> std::io::Result<Option<Ticket>> {
+    pub fn append(&self, record: &Record<'_>) -> std::io::Result<Option<Ticket>> {
         let ticket = {
             let current = lock(&self.current);
             if !current.open {
@@ -131,7 +130,7 @@ impl Journal {
             Ticket(current.segment.clone())
         };
         let segment = &ticket.0;
-        match record::write(&segment.file, observation) {
+        match record::write(&segment.file, record) {
             Ok(n) => {
                 let size = segment.size.fetch_add(n, Ordering::Relaxed) + n;
                 if size >= SEGMENT_BYTES && !segment.rotating.swap(true, Ordering::AcqRel) {
@@ -366,7 +365,7 @@ fn in_dir(path: &Path, error: std::io::Error) -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::{Ending, Micros};
+    use crate::ledger::entry::{Ending, Micros, Observation};
     use bytes::Bytes;
 
     fn observation() -> Observation {
@@ -398,7 +397,9 @@ mod tests {
         assert!(!leftovers.unclean && leftovers.segments.is_empty());
         let (second, _) = Journal::open(dir.path())?;
         assert_ne!(first.slot(), second.slot());
-        let kept = first.append(&observation()).expect("the write succeeds");
+        let kept = first
+            .append(&Record::from(&observation()))
+            .expect("the write succeeds");
         assert!(kept.is_some());
         // The first "crashes": its lock goes, its marker and segment stay.
         std::mem::forget(kept);
@@ -426,7 +427,11 @@ mod tests {
         let (journal, _) = Journal::open(dir.path())?;
         let per_segment = (SEGMENT_BYTES / (1024 * 1024)) as usize;
         let tickets: Vec<_> = (0..per_segment * 2 + 1)
-            .filter_map(|_| journal.append(&observation()).expect("the write succeeds"))
+            .filter_map(|_| {
+                journal
+                    .append(&Record::from(&observation()))
+                    .expect("the write succeeds")
+            })
             .collect();
         assert_eq!(files(journal.slot()).len(), 3);
         drop(tickets);

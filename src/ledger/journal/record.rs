@@ -26,53 +26,95 @@ const VERSION_WITHOUT_SUBJECT: u8 = 1;
 pub const HEADER: usize = 8;
 const ABSENT: u32 = u32::MAX;
 
-/// Writes `observation` as one record with a single `writev`: with `O_APPEND`, concurrent
-/// writers never interleave inside a record. Returns the bytes written.
-pub fn write(mut file: &std::fs::File, observation: &Observation) -> std::io::Result<u64> {
-    let request = &observation.request[..];
-    let response = &observation.response[..];
-    let mut head = Vec::with_capacity(96);
-    head.extend_from_slice(&[0; HEADER]);
-    head.push(VERSION);
-    head.extend_from_slice(observation.request_id.as_bytes());
-    head.extend_from_slice(&observation.timestamp.timestamp_micros().to_le_bytes());
-    head.extend_from_slice(&observation.duration.micros().to_le_bytes());
-    head.extend_from_slice(&observation.response_len.to_le_bytes());
-    head.extend_from_slice(&observation.http_status.unwrap_or(0).to_le_bytes());
-    head.push(ending_code(observation.ending));
-    head.push(match observation.stream_get {
-        None => 0,
-        Some(StreamGet::Open) => 1,
-        Some(StreamGet::Replay) => 2,
-    });
-    match observation.subject {
-        Some(id) => {
-            head.push(1);
-            head.extend_from_slice(id.as_bytes());
+/// What a record holds, borrowed: the request path writes it straight from the fields it has
+/// (the capture's pending request, the reply kept so far), without building an
+/// [`Observation`] (two `String` clones and a copy of a multi-frame reply) per record.
+#[derive(Clone, Copy)]
+pub struct Record<'a> {
+    pub request_id: Uuid,
+    pub session_id: Option<&'a str>,
+    pub timestamp: DateTime<Utc>,
+    pub duration: Micros,
+    pub request: &'a [u8],
+    pub http_status: Option<u16>,
+    pub response: &'a [u8],
+    pub response_len: u64,
+    pub ending: Ending,
+    pub protocol_version: Option<&'a str>,
+    pub stream_get: Option<StreamGet>,
+    pub upstream: Option<&'a UpstreamHop>,
+    pub subject: Option<Uuid>,
+}
+
+impl<'a> From<&'a Observation> for Record<'a> {
+    fn from(o: &'a Observation) -> Self {
+        Record {
+            request_id: o.request_id,
+            session_id: o.session_id.as_deref(),
+            timestamp: o.timestamp,
+            duration: o.duration,
+            request: &o.request,
+            http_status: o.http_status,
+            response: &o.response,
+            response_len: o.response_len,
+            ending: o.ending,
+            protocol_version: o.protocol_version.as_deref(),
+            stream_get: o.stream_get,
+            upstream: o.upstream.as_ref(),
+            subject: o.subject,
         }
-        None => head.push(0),
     }
-    push_text(&mut head, observation.session_id.as_deref());
-    push_text(&mut head, observation.protocol_version.as_deref());
-    head.extend_from_slice(&length(request)?.to_le_bytes());
-    let middle = length(response)?.to_le_bytes();
-    let tail = hop_bytes(observation);
-    let payload = head.len() - HEADER + request.len() + middle.len() + response.len() + tail.len();
-    let mut crc = crc32fast::Hasher::new();
-    for part in [&head[HEADER..], request, &middle, response, &tail] {
-        crc.update(part);
-    }
-    head[..4].copy_from_slice(&length_of(payload)?.to_le_bytes());
-    head[4..HEADER].copy_from_slice(&crc.finalize().to_le_bytes());
-    let total = HEADER + payload;
-    let parts = [
-        IoSlice::new(&head),
-        IoSlice::new(request),
-        IoSlice::new(&middle),
-        IoSlice::new(response),
-        IoSlice::new(&tail),
+}
+
+/// The header and the fixed-size fields, up to and including the subject.
+const FIXED: usize = HEADER + 1 + 16 + 8 + 8 + 8 + 2 + 1 + 1 + 1 + 16;
+
+/// Writes `record` with a single `writev`: with `O_APPEND`, concurrent writers never
+/// interleave inside a record. Every part is on the stack or borrowed: nothing is allocated.
+/// Returns the bytes written.
+pub fn write(mut file: &std::fs::File, record: &Record<'_>) -> std::io::Result<u64> {
+    let mut fixed = [0u8; FIXED];
+    let used = fixed_fields(record, &mut fixed);
+    let (session_len, session) = text_parts(record.session_id);
+    let (protocol_len, protocol) = text_parts(record.protocol_version);
+    let request_len = length(record.request)?.to_le_bytes();
+    let response_len = length(record.response)?.to_le_bytes();
+    let hop = record.upstream;
+    let (upstream_len, upstream) = text_parts(hop.map(|h| h.upstream.as_str()));
+    let (tool_len, tool) = text_parts(hop.and_then(|h| h.tool.as_deref()));
+    let hop_duration = hop.map_or(0, |h| h.duration.micros()).to_le_bytes();
+    // A request Steward answered itself has no hop: none of its three fields.
+    let hop_parts: [&[u8]; 5] = match hop {
+        Some(_) => [&upstream_len, upstream, &tool_len, tool, &hop_duration],
+        None => [&[]; 5],
+    };
+    let [a, b, c, d, e] = hop_parts;
+    let rest: [&[u8]; 13] = [
+        &session_len,
+        session,
+        &protocol_len,
+        protocol,
+        &request_len,
+        record.request,
+        &response_len,
+        record.response,
+        a,
+        b,
+        c,
+        d,
+        e,
     ];
-    let written = file.write_vectored(&parts)?;
+    let total = used + rest.iter().map(|p| p.len()).sum::<usize>();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&fixed[HEADER..used]);
+    rest.iter().for_each(|part| crc.update(part));
+    fixed[..4].copy_from_slice(&length_of(total - HEADER)?.to_le_bytes());
+    fixed[4..HEADER].copy_from_slice(&crc.finalize().to_le_bytes());
+    let mut slices = [IoSlice::new(&fixed[..used]); 14];
+    for (slice, part) in slices[1..].iter_mut().zip(rest) {
+        *slice = IoSlice::new(part);
+    }
+    let written = file.write_vectored(&slices)?;
     if written != total {
         // Only a full disk does this to a regular file; the tail left behind fails its CRC.
         return Err(std::io::Error::other(format!(
@@ -82,25 +124,44 @@ pub fn write(mut file: &std::fs::File, observation: &Observation) -> std::io::Re
     Ok(total as u64)
 }
 
-/// The upstream hop's fields, or nothing when the request was answered by Steward itself.
-fn hop_bytes(observation: &Observation) -> Vec<u8> {
-    let mut tail = Vec::new();
-    if let Some(hop) = &observation.upstream {
-        push_text(&mut tail, Some(&hop.upstream));
-        push_text(&mut tail, hop.tool.as_deref());
-        tail.extend_from_slice(&hop.duration.micros().to_le_bytes());
+/// Fills in the fixed-size fields after the header; returns how many bytes of `fixed` they
+/// take (the subject's id only when there is one).
+fn fixed_fields(record: &Record<'_>, fixed: &mut [u8; FIXED]) -> usize {
+    let subject_flag = [u8::from(record.subject.is_some())];
+    let subject = record.subject.as_ref().map_or(&[][..], |id| id.as_bytes());
+    let fields: [&[u8]; 10] = [
+        &[VERSION],
+        record.request_id.as_bytes(),
+        &record.timestamp.timestamp_micros().to_le_bytes(),
+        &record.duration.micros().to_le_bytes(),
+        &record.response_len.to_le_bytes(),
+        &record.http_status.unwrap_or(0).to_le_bytes(),
+        &[ending_code(record.ending)],
+        &[match record.stream_get {
+            None => 0,
+            Some(StreamGet::Open) => 1,
+            Some(StreamGet::Replay) => 2,
+        }],
+        &subject_flag,
+        subject,
+    ];
+    let mut at = HEADER;
+    for field in fields {
+        fixed[at..at + field.len()].copy_from_slice(field);
+        at += field.len();
     }
-    tail
+    at
 }
 
-fn push_text(buf: &mut Vec<u8>, text: Option<&str>) {
+/// A byte string's length prefix and bytes; absent (or, impossibly for a header value, 4 GiB
+/// or more) is the `ABSENT` length and no bytes.
+fn text_parts(text: Option<&str>) -> ([u8; 4], &[u8]) {
     match text {
         // Header values are far below 4 GiB (hyper bounds them).
         Some(text) if text.len() < ABSENT as usize => {
-            buf.extend_from_slice(&(text.len() as u32).to_le_bytes());
-            buf.extend_from_slice(text.as_bytes());
+            ((text.len() as u32).to_le_bytes(), text.as_bytes())
         }
-        _ => buf.extend_from_slice(&ABSENT.to_le_bytes()),
+        _ => (ABSENT.to_le_bytes(), &[]),
     }
 }
 
@@ -332,7 +393,7 @@ mod tests {
         let file = tempfile::tempfile()?;
         let mut total = 0;
         for o in observations {
-            total += write(&file, o)?;
+            total += write(&file, &Record::from(o))?;
         }
         let mut bytes = Vec::new();
         std::io::Seek::rewind(&mut &file)?;

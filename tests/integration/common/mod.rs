@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod in_process;
+pub mod proxy;
 pub mod raw;
 
 pub use in_process::InProcess;
@@ -307,9 +308,25 @@ impl TestServer {
     /// Like [`TestServer::start`], with `extra_args` appended to the `serve` command line
     /// (e.g. `["--revocation-poll", "500ms"]`).
     pub async fn start_with(db: &TestDb, extra_args: &[&str]) -> anyhow::Result<TestServer> {
+        TestServer::start_at(db, &db.url, extra_args).await
+    }
+
+    /// Like [`TestServer::start_with`], with `database_url` for `--database` (e.g. the same
+    /// database through a [`proxy::Proxy`]).
+    pub async fn start_at(
+        db: &TestDb,
+        database_url: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<TestServer> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", &db.url])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                database_url,
+            ])
             .args(extra_args)
             .current_dir(db.dir())
             .env_remove("STEWARD_CONFIG")
