@@ -86,6 +86,7 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
             ledger: state.ledger.clone(),
             sessions: state.sessions.clone(),
             changes: state.ctx.changes.clone(),
+            sweep: state.ctx.sweep.clone(),
         },
     )
     .merge(crate::dashboard::router())
@@ -198,7 +199,8 @@ async fn health(State(state): State<HttpState>) -> Response {
     };
     let sessions = sessions.report().await;
     let ledger = ledger.report();
-    let problems = crate::health::problems(&sessions, &ledger);
+    let sweep = ctx.sweep.report();
+    let problems = crate::health::problems(&sessions, &ledger, &sweep);
     if !problems.is_empty() {
         status = StatusCode::SERVICE_UNAVAILABLE;
     }
@@ -207,6 +209,7 @@ async fn health(State(state): State<HttpState>) -> Response {
         "problems": problems,
         "sessions": sessions,
         "ledger": ledger,
+        "lease_sweep": sweep,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": ctx.started.elapsed().as_secs(),
         "database": database,

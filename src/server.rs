@@ -183,6 +183,7 @@ async fn run(
     let sweep = expiry::spawn_sweep(
         store.clone(),
         state.ctx.changes.clone(),
+        state.ctx.sweep.clone(),
         config.sessions.revocation_poll,
         shutdown.clone(),
     );
@@ -287,6 +288,7 @@ pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
     let sweep = expiry::spawn_sweep(
         store.clone(),
         ctx.changes.clone(),
+        ctx.sweep.clone(),
         SessionSettings::default().revocation_poll,
         sweep_stop.clone(),
     );

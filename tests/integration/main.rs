@@ -11,6 +11,7 @@ mod board_api;
 mod board_cli;
 mod check;
 mod claim_ends;
+mod claim_sweep;
 mod claims;
 mod clients;
 mod config;
