@@ -22,6 +22,7 @@ mod hostile;
 mod hostile_batches;
 mod hostile_connections;
 mod hostile_generated;
+mod hostile_memory;
 mod hostile_round2;
 mod http;
 mod import;
