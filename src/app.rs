@@ -98,6 +98,7 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
             ledger: state.ledger.clone(),
             sessions: state.sessions.clone(),
             changes: state.ctx.changes.clone(),
+            sweep: state.ctx.sweep.clone(),
         },
     )
     .merge(crate::dashboard::router())
@@ -237,7 +238,8 @@ async fn health(State(state): State<HttpState>) -> Response {
     };
     let sessions = sessions.report().await;
     let ledger = ledger.report();
-    let mut problems = crate::health::problems(&sessions, &ledger);
+    let sweep = ctx.sweep.report();
+    let mut problems = crate::health::problems(&sessions, &ledger, &sweep);
     if let Some(problem) = state_database.problem() {
         problems.insert(0, problem);
     }
@@ -249,6 +251,7 @@ async fn health(State(state): State<HttpState>) -> Response {
         "problems": problems,
         "sessions": sessions,
         "ledger": ledger,
+        "lease_sweep": sweep,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": ctx.started.elapsed().as_secs(),
         "database": database,

@@ -121,6 +121,8 @@ struct FileLedger {
     journal: Option<PathBuf>,
     /// e.g. "30d".
     retention: Option<String>,
+    /// See `--ledger-queue-bytes`.
+    queue_bytes: Option<u64>,
     /// Default pricing model.
     pricing_model: Option<String>,
     /// Pricing model per client type, e.g. `"Cursor" = "gpt-5"`.
@@ -583,6 +585,14 @@ fn ledger_settings(
     let mut settings = LedgerSettings::new(durability, spill);
     settings.journal_dir = Some(journal);
     settings.retention_interval = cleanup_interval;
+    if let Some(bytes) = args.ledger_queue_bytes.or(file.queue_bytes) {
+        if bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "ledger.queue_bytes must be at least 1".into(),
+            ));
+        }
+        settings.queue_bytes = bytes;
+    }
     if let Some(interval) = args.ledger_flush_interval {
         settings.flush_interval = interval;
     }

@@ -211,8 +211,9 @@ async fn run(
     // Leases end within one revocation poll of running out, on every replica.
     let sweep = when_ready(&database, &shutdown, {
         let (store, changes) = (store.clone(), state.ctx.changes.clone());
+        let health = state.ctx.sweep.clone();
         let (poll, shutdown) = (config.sessions.revocation_poll, shutdown.clone());
-        move || vec![expiry::spawn_sweep(store, changes, poll, shutdown)]
+        move || vec![expiry::spawn_sweep(store, changes, health, poll, shutdown)]
     });
     let app = crate::app::router(state, close_sessions);
     tracing::info!(%addr, database = ?config.database, engine = store.engine(), auth = ?config.security.auth, "Steward is serving MCP at /mcp");
@@ -343,6 +344,7 @@ pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
     let sweep = expiry::spawn_sweep(
         store.clone(),
         ctx.changes.clone(),
+        ctx.sweep.clone(),
         SessionSettings::default().revocation_poll,
         sweep_stop.clone(),
     );

@@ -21,6 +21,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::ledger::Ledger;
 use crate::resources::changes::{BoardChanges, Change};
+use crate::resources::expiry::SweepHealth;
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::store::requests::RequestFilter;
@@ -66,6 +67,8 @@ pub struct Live {
     pub sessions: Arc<Sessions>,
     /// Board changes on this replica (from agents and from the API alike).
     pub changes: BoardChanges,
+    /// The lease sweeps' record, for `/api/sessions/health`.
+    pub sweep: SweepHealth,
 }
 
 /// What `/api/sessions/health` reads: the database and the live ledger and sessions.
@@ -373,7 +376,7 @@ async fn session_health(
         .await?;
     let sessions = live.sessions.report().await;
     let ledger = live.ledger.report();
-    let problems = crate::health::problems(&sessions, &ledger);
+    let problems = crate::health::problems(&sessions, &ledger, &live.sweep.report());
     Ok(axum::Json(json!({
         "status": if problems.is_empty() { "ok" } else { "degraded" },
         "problems": problems,

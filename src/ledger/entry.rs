@@ -102,6 +102,14 @@ pub struct Observation {
     pub subject: Option<Uuid>,
 }
 
+impl Observation {
+    /// The bytes it holds while it waits for the writer (request and kept reply), which the
+    /// queue's byte bound counts.
+    pub fn held_bytes(&self) -> u64 {
+        (self.request.len() + self.response.len()) as u64
+    }
+}
+
 /// A `GET /mcp`: the server's event stream, opened or resumed with `Last-Event-ID`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamGet {

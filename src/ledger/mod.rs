@@ -63,6 +63,9 @@ impl Durability {
     ];
 }
 
+/// Default bound on the bytes of observations waiting for the writer (64 MiB).
+pub const DEFAULT_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct LedgerSettings {
     pub durability: Durability,
@@ -70,6 +73,9 @@ pub struct LedgerSettings {
     pub flush_interval: Duration,
     /// Observations waiting for the writer; beyond this the request path spills directly.
     pub queue_capacity: usize,
+    /// The bytes those observations may hold (request and reply bodies): a flood of large
+    /// requests spills past this rather than holding `queue_capacity` × body size in memory.
+    pub queue_bytes: u64,
     /// Analysed rows kept in memory while the database refuses; older ones go to the spill file.
     pub max_pending: usize,
     pub spill_path: PathBuf,
@@ -88,6 +94,7 @@ impl LedgerSettings {
             durability,
             flush_interval: Duration::from_millis(100),
             queue_capacity: 16_384,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             max_pending: 50_000,
             spill_path,
             journal_dir: None,
@@ -101,6 +108,11 @@ impl LedgerSettings {
 #[derive(Debug, Default)]
 pub struct Shared {
     pub queued: AtomicU64,
+    /// Bytes held by the queued observations (see [`LedgerSettings::queue_bytes`]).
+    pub queued_bytes: AtomicU64,
+    /// Requests spilled because the queue was full, by rows and by bytes (monotonic).
+    pub overflow_rows: AtomicU64,
+    pub overflow_bytes: AtomicU64,
     pub pending: AtomicU64,
     pub written: AtomicU64,
     pub failed_writes: AtomicU64,
@@ -200,6 +212,12 @@ pub struct LedgerReport {
     /// Requests waiting to be stored (queued, in memory, or in the spill file).
     pub pending: u64,
     pub spilled: u64,
+    /// Bytes held by requests waiting in the queue, and its bound.
+    pub queue_bytes: u64,
+    pub queue_bytes_limit: u64,
+    /// Requests spilled because the queue was full: by its row bound, by its byte bound.
+    pub overflow_rows: u64,
+    pub overflow_bytes: u64,
     pub written: u64,
     pub failed_writes: u64,
     pub sanitized: u64,
@@ -226,6 +244,11 @@ impl LedgerReport {
         let report = self;
         metrics::gauge!("steward_ledger_pending_rows").set(report.pending as f64);
         metrics::gauge!("steward_ledger_spilled_rows").set(report.spilled as f64);
+        metrics::gauge!("steward_ledger_queue_bytes").set(report.queue_bytes as f64);
+        metrics::counter!("steward_ledger_queue_overflows_total", "bound" => "rows")
+            .absolute(report.overflow_rows);
+        metrics::counter!("steward_ledger_queue_overflows_total", "bound" => "bytes")
+            .absolute(report.overflow_bytes);
         // Monotonic since start: counters, so rate() works.
         metrics::counter!("steward_ledger_written_rows_total").absolute(report.written);
         metrics::counter!("steward_ledger_failed_writes_total").absolute(report.failed_writes);
@@ -254,6 +277,15 @@ pub struct Ledger {
     spill: Arc<Spill>,
     journal: Option<Arc<Journal>>,
     durability: Durability,
+    /// See [`LedgerSettings::queue_bytes`].
+    queue_bytes: u64,
+}
+
+/// Which bound of the queue a request found full.
+#[derive(Clone, Copy)]
+enum Bound {
+    Rows,
+    Bytes,
 }
 
 /// Why the ledger could not start.
@@ -300,6 +332,7 @@ impl Ledger {
             ));
         }
         let durability = settings.durability;
+        let queue_bytes = settings.queue_bytes;
         // Only the async mode answers before its row is stored; sync needs no journal.
         let (journal, leftovers) = match (&settings.journal_dir, durability) {
             (Some(dir), Durability::Async) => {
@@ -360,6 +393,7 @@ impl Ledger {
                 spill,
                 journal,
                 durability,
+                queue_bytes,
             },
             handle,
         ))
@@ -400,6 +434,10 @@ impl Ledger {
     /// [`Ledger::record`] for an observation already journaled (`ticket`).
     pub fn record_journaled(&self, observation: Observation, ticket: Option<Ticket>) {
         let Some(tx) = &self.tx else { return };
+        let size = observation.held_bytes();
+        if !self.reserve(size) {
+            return self.overflow(observation, Bound::Bytes, false);
+        }
         self.shared.add(|s| &s.queued, 1);
         match tx.try_send(Job {
             observation,
@@ -410,12 +448,15 @@ impl Ledger {
             Ok(()) if tx.capacity() < tx.max_capacity() / 2 => self.urgent.notify_one(),
             Ok(()) => {}
             Err(error) => {
-                self.shared.sub(|s| &s.queued, 1);
-                let job = match error {
-                    mpsc::error::TrySendError::Full(job)
-                    | mpsc::error::TrySendError::Closed(job) => job,
-                };
-                self.spill_now(job.observation, false);
+                self.unreserve(size);
+                match error {
+                    mpsc::error::TrySendError::Full(job) => {
+                        self.overflow(job.observation, Bound::Rows, false)
+                    }
+                    mpsc::error::TrySendError::Closed(job) => {
+                        self.spill_now(job.observation, false, "the ledger writer has stopped")
+                    }
+                }
             }
         }
     }
@@ -424,6 +465,10 @@ impl Ledger {
     /// spill file while the database is down).
     pub async fn record_durably(&self, observation: Observation) {
         let Some(tx) = &self.tx else { return };
+        let size = observation.held_bytes();
+        if !self.reserve(size) {
+            return self.overflow(observation, Bound::Bytes, true);
+        }
         let (ack, done) = oneshot::channel();
         self.shared.add(|s| &s.queued, 1);
         match tx
@@ -441,25 +486,64 @@ impl Ledger {
                 }
             }
             Err(mpsc::error::SendError(job)) => {
-                self.shared.sub(|s| &s.queued, 1);
-                self.spill_now(job.observation, true);
+                self.unreserve(size);
+                self.spill_now(job.observation, true, "the ledger writer has stopped");
             }
         }
     }
 
-    fn spill_now(&self, observation: Observation, durable: bool) {
+    /// Takes `size` bytes of the queue's byte bound; false (and nothing taken) when that would
+    /// pass it. An empty queue takes any one observation, so no request is too big to queue.
+    fn reserve(&self, size: u64) -> bool {
+        let before = self.shared.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        if before == 0 || before.saturating_add(size) <= self.queue_bytes {
+            return true;
+        }
+        self.shared.sub(|s| &s.queued_bytes, size);
+        false
+    }
+
+    /// Gives back what [`Ledger::reserve`] took for a job that was not queued after all.
+    fn unreserve(&self, size: u64) {
+        self.shared.sub(|s| &s.queued, 1);
+        self.shared.sub(|s| &s.queued_bytes, size);
+    }
+
+    /// The queue is full (`bound` says in what): the row goes to the spill file, counted, and
+    /// the writer is woken to empty the queue.
+    fn overflow(&self, observation: Observation, bound: Bound, durable: bool) {
+        let reason = match bound {
+            Bound::Rows => {
+                self.shared.add(|s| &s.overflow_rows, 1);
+                "the ledger queue is full".to_string()
+            }
+            Bound::Bytes => {
+                self.shared.add(|s| &s.overflow_bytes, 1);
+                format!(
+                    "the ledger queue holds its limit of {} bytes (--ledger-queue-bytes)",
+                    self.queue_bytes
+                )
+            }
+        };
+        self.urgent.notify_one();
+        self.spill_now(observation, durable, &reason);
+    }
+
+    fn spill_now(&self, observation: Observation, durable: bool, why: &str) {
         let row = analyze::analyze(&observation);
         match self.spill.append(std::slice::from_ref(&row), durable) {
             Ok(()) => {
                 self.shared.add(|s| &s.spilled, 1);
                 self.shared.degrade(format!(
-                    "the ledger queue is full; rows are waiting in {}",
+                    "{why}; rows are waiting in {}",
                     self.spill.path().display()
                 ));
             }
             Err(error) => {
                 self.shared.add(|s| &s.lost, 1);
-                self.shared.degrade(format!("a request could not be recorded: the queue is full and the spill file failed: {error}"));
+                self.shared.degrade(format!(
+                    "a request could not be recorded: {why} and the spill file failed: {error}"
+                ));
             }
         }
     }
@@ -483,6 +567,10 @@ impl Ledger {
                 + s.counter(|s| &s.pending)
                 + s.counter(|s| &s.spilled),
             spilled: s.counter(|s| &s.spilled),
+            queue_bytes: s.counter(|s| &s.queued_bytes),
+            queue_bytes_limit: self.queue_bytes,
+            overflow_rows: s.counter(|s| &s.overflow_rows),
+            overflow_bytes: s.counter(|s| &s.overflow_bytes),
             written: s.counter(|s| &s.written),
             failed_writes: s.counter(|s| &s.failed_writes),
             sanitized: s.counter(|s| &s.sanitized),

@@ -223,6 +223,10 @@ impl Writer {
             return;
         }
         let count = jobs.len() as u64;
+        // Out of the queue: the observations' bytes no longer count against its bound (they
+        // are dropped once analysed, below).
+        let bytes = jobs.iter().map(|j| j.observation.held_bytes()).sum();
+        self.shared.sub(|s| &s.queued_bytes, bytes);
         let (observations, acks): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .map(|j| {

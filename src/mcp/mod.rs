@@ -33,6 +33,7 @@ use crate::mcp::tools::params::ARGUMENT_ERROR_MARKER;
 use crate::principal::Principal;
 use crate::protocol::{self, PROTOCOL_VERSION};
 use crate::resources::changes::{BoardChanges, Change};
+use crate::resources::expiry::SweepHealth;
 use crate::resources::subscriptions::Subscriptions;
 use crate::sessions::logical::LogicalSessions;
 use crate::store::{Id, Store};
@@ -47,6 +48,8 @@ pub struct ServerContext {
     pub ledger: Option<Ledger>,
     /// Board changes on this replica, for resource subscribers.
     pub changes: BoardChanges,
+    /// What this replica's lease sweeps did (see [`crate::resources::expiry`]).
+    pub sweep: SweepHealth,
     /// The conformance suite's fixtures, only with `--conformance-fixtures`.
     pub fixtures: Option<Fixtures>,
     /// A tool call running longer is abandoned and answered with `REQUEST_TIMEOUT`.
@@ -86,6 +89,7 @@ impl ServerContext {
             started: Instant::now(),
             ledger,
             changes: BoardChanges::default(),
+            sweep: SweepHealth::default(),
             fixtures: fixtures.then(Fixtures::default),
             tool_timeout,
             gateway,

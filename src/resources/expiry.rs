@@ -2,13 +2,18 @@
 //! every replica ends them within one period of their `lease_until` — each end a history row
 //! with reason `lease_expired` — and tells this replica's subscribers that the task changed.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::changes::{BoardChanges, Change};
 use crate::store::{Id, Store};
+use crate::sync::lock;
 
 /// Tells subscribers about each task whose claim ended.
 pub fn publish_ended(changes: &BoardChanges, ended: &[(Id, Id)]) {
@@ -27,25 +32,69 @@ pub async fn sweep(store: &Store, changes: &BoardChanges) -> Result<usize, sqlx:
     Ok(ended.len())
 }
 
-/// Sweeps every `period` until `shutdown`. A failed sweep is logged and tried again at the
-/// next tick: the leases it missed are still there, and reads end them on the way meanwhile.
+/// What the sweeps did, for `/health`, `/metrics` and `health_check`: a sweep that fails is
+/// counted and shown until one succeeds, not only logged.
+#[derive(Clone, Debug, Default)]
+pub struct SweepHealth(Arc<Mutex<SweepReport>>);
+
+/// The sweeps' record since start.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SweepReport {
+    pub last_run: Option<DateTime<Utc>>,
+    /// Sweeps that failed since start.
+    pub failures: u64,
+    /// Why the last sweep failed; `None` once one succeeds.
+    pub last_error: Option<String>,
+}
+
+impl SweepHealth {
+    pub fn report(&self) -> SweepReport {
+        lock(&self.0).clone()
+    }
+
+    /// Records one sweep's outcome (an error logged once until it changes).
+    fn record(&self, outcome: Result<usize, sqlx::Error>) {
+        let mut state = lock(&self.0);
+        state.last_run = Some(Utc::now());
+        match outcome {
+            Ok(ended) => {
+                if ended > 0 {
+                    tracing::debug!(ended, "claims whose lease ran out were ended");
+                }
+                if state.last_error.take().is_some() {
+                    tracing::info!("the lease sweep recovered");
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                if state.last_error.as_deref() != Some(&message) {
+                    tracing::error!(error = %message, "could not end the claims whose lease ran out; retrying");
+                }
+                state.failures += 1;
+                state.last_error = Some(message);
+                metrics::counter!("steward_claim_sweep_failures_total").increment(1);
+            }
+        }
+        metrics::gauge!("steward_claim_sweep_last_run_failed").set(if state.last_error.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
+/// Sweeps every `period` until `shutdown`. A failed sweep is counted, shown in `health` and
+/// tried again at the next tick: the leases it missed are still there, and reads end them on
+/// the way meanwhile.
 pub fn spawn_sweep(
     store: Store,
     changes: BoardChanges,
+    health: SweepHealth,
     period: Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     crate::sync::every(period, shutdown, move || {
-        sweep_logged(store.clone(), changes.clone())
+        let (store, changes, health) = (store.clone(), changes.clone(), health.clone());
+        async move { health.record(sweep(&store, &changes).await) }
     })
-}
-
-async fn sweep_logged(store: Store, changes: BoardChanges) {
-    match sweep(&store, &changes).await {
-        Ok(0) => {}
-        Ok(ended) => tracing::debug!(ended, "claims whose lease ran out were ended"),
-        Err(error) => {
-            tracing::warn!(%error, "could not end the claims whose lease ran out; retrying")
-        }
-    }
 }

@@ -295,7 +295,7 @@ async fn hostile_inputs_get_exact_errors_and_the_server_keeps_serving() -> anyho
 }
 
 /// Resident memory of a process, from /proc.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()

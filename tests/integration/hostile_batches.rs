@@ -173,7 +173,7 @@ async fn batches_are_capped_and_judged_by_the_sessions_revision() -> anyhow::Res
     Ok(())
 }
 
-async fn admin_key(db: &TestDb) -> anyhow::Result<String> {
+pub(crate) async fn admin_key(db: &TestDb) -> anyhow::Result<String> {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_steward"))
         .args(["keys", "create", "root", "--admin", "--json"])
         .args(["--database", &db.url])

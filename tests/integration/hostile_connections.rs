@@ -22,13 +22,13 @@ const CLOSED_WITHIN: Duration = Duration::from_secs(8);
 
 const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
 
-async fn connect(base_url: &str) -> anyhow::Result<TcpStream> {
+pub(crate) async fn connect(base_url: &str) -> anyhow::Result<TcpStream> {
     let addr = base_url.trim_start_matches("http://");
     Ok(TcpStream::connect(addr).await?)
 }
 
 /// Reads one HTTP/1.1 response (head and a `content-length` body): its status code.
-async fn read_response(stream: &mut TcpStream) -> anyhow::Result<u16> {
+pub(crate) async fn read_response(stream: &mut TcpStream) -> anyhow::Result<u16> {
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {

@@ -27,13 +27,15 @@ impl BoardServer {
         };
         let ledger = self.ctx.ledger.as_ref().map(|l| l.report());
         let ledger_ok = ledger.as_ref().is_none_or(|l| l.status == "ok");
-        let healthy = database["reachable"] == true && ledger_ok;
+        let sweep = self.ctx.sweep.report();
+        let healthy = database["reachable"] == true && ledger_ok && sweep.last_error.is_none();
         Ok(success(json!({
             "status": if healthy { "healthy" } else { "degraded" },
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.ctx.started.elapsed().as_secs(),
             "database": database,
             "ledger": ledger,
+            "lease_sweep": sweep,
         })))
     }
 

@@ -232,6 +232,24 @@ fn with_database(base: &str, database: &str) -> anyhow::Result<String> {
     Ok(format!("{scheme}://{authority}/{database}{query}"))
 }
 
+/// Runs `sql` (one or more statements) on `db` over a connection of its own, as an operator
+/// with a database shell would.
+pub async fn execute_sql(db: &TestDb, sql: &str) -> anyhow::Result<()> {
+    match db.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await?;
+            conn.execute(sqlx::raw_sql(sql)).await?;
+            conn.close().await?;
+        }
+        Backend::Postgres => {
+            let mut conn = PgConnection::connect(&db.url).await?;
+            conn.execute(sqlx::raw_sql(sql)).await?;
+            conn.close().await?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens (and migrates) the store on `db`.
 pub async fn open_store(db: &TestDb) -> anyhow::Result<Store> {
     let url = DatabaseUrl::parse(&db.url)?;
