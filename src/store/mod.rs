@@ -35,6 +35,7 @@ pub mod overview;
 pub mod prefix;
 pub mod pricing;
 pub mod projects;
+pub mod request_columns;
 pub mod request_row;
 pub mod request_stats;
 pub mod requests;
