@@ -317,6 +317,22 @@ pub(crate) fn like_pattern(query: &str) -> String {
     pattern
 }
 
+/// `head` (ending in `IN (`), then `values` bound as a comma-separated list, then `tail`
+/// (starting with `)`): a statement about a set of rows.
+pub(crate) fn in_list<'a, DB: sqlx::Database, T: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>>(
+    head: &str,
+    values: impl IntoIterator<Item = T>,
+    tail: &str,
+) -> sqlx::QueryBuilder<'a, DB> {
+    let mut query = sqlx::QueryBuilder::new(head);
+    let mut list = query.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    query.push(tail);
+    query
+}
+
 /// The folded text a row is searched by (`search_text` columns): full Unicode lowercase,
 /// computed here because SQLite's `LOWER()` folds ASCII only.
 pub(crate) fn search_text(parts: &[&str]) -> String {

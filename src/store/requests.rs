@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, DurationRound, Utc};
-use sqlx::{Arguments, Database, QueryBuilder, Transaction};
+use sqlx::{Arguments, Database, Transaction};
 
 use super::ledger_copy::BulkLoad;
 use super::request_stats::{StatsLock, add_to_stats, stored};
@@ -292,13 +292,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            let mut delete = QueryBuilder::new("DELETE FROM mcp_requests WHERE request_id IN (");
-            let mut ids = delete.separated(", ");
-            for row in &rows {
-                ids.push_bind(row.request_id);
-            }
-            delete.push(")");
-            let deleted = delete.build().execute(&mut *tx).await?.rows_affected();
+            let sql = "DELETE FROM mcp_requests WHERE request_id IN (";
+            let deleted = super::in_list(sql, rows.iter().map(|row| row.request_id), ")")
+                .build().execute(&mut *tx).await?.rows_affected();
             tx.commit().await?;
             Ok(deleted)
         })
