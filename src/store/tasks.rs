@@ -532,7 +532,10 @@ impl Store {
         }
     }
 
-    async fn filled_written(&self, outcome: Result<Written, Refusal>) -> Outcome<Written> {
+    pub(super) async fn filled_written(
+        &self,
+        outcome: Result<Written, Refusal>,
+    ) -> Outcome<Written> {
         match outcome {
             Ok(written) => {
                 let unblocked = written.unblocked;
