@@ -7,35 +7,11 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 
+use super::documents::Document;
+use super::projects::Project;
+use super::versions::Version;
 use super::{Id, Store, WritePool, on_pool, search_text};
 use crate::store::tasks::fold;
-
-#[derive(Debug, Clone)]
-pub struct ImportedProject {
-    pub id: Id,
-    pub title: String,
-    pub description: String,
-    pub github_repo: Option<String>,
-    pub features: Value,
-    pub data: Value,
-    pub prd: Value,
-    pub pinned: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ImportedDocument {
-    pub id: Id,
-    pub project_id: Id,
-    pub document_type: &'static str,
-    pub title: String,
-    pub content: Value,
-    pub tags: Vec<String>,
-    pub author: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
 
 #[derive(Debug, Clone)]
 pub struct ImportedTask {
@@ -58,27 +34,13 @@ pub struct ImportedTask {
     pub code_examples: Value,
 }
 
-#[derive(Debug, Clone)]
-pub struct ImportedVersion {
-    pub id: Id,
-    pub project_id: Id,
-    pub field_name: &'static str,
-    pub version_number: i32,
-    pub content: Value,
-    pub change_summary: String,
-    pub change_type: &'static str,
-    pub document_id: Option<Id>,
-    pub created_by: String,
-    pub created_at: DateTime<Utc>,
-}
-
 /// Everything one import writes.
 #[derive(Debug, Clone, Default)]
 pub struct ImportBatch {
-    pub projects: Vec<ImportedProject>,
-    pub documents: Vec<ImportedDocument>,
+    pub projects: Vec<Project>,
+    pub documents: Vec<Document>,
     pub tasks: Vec<ImportedTask>,
-    pub versions: Vec<ImportedVersion>,
+    pub versions: Vec<Version>,
 }
 
 /// How many rows of each kind were added (or, in a dry run, would be).
@@ -129,15 +91,15 @@ impl Store {
             for p in &batch.projects {
                 counts.projects += sqlx::query(PROJECT)
                     .bind(p.id).bind(&p.title).bind(&p.description).bind(&p.github_repo)
-                    .bind(Json(&p.features)).bind(Json(&p.data)).bind(Json(&p.prd))
+                    .bind(&p.features).bind(&p.data).bind(&p.prd)
                     .bind(p.created_at).bind(p.updated_at)
                     .bind(search_text(&[&p.title, &p.description])).bind(p.pinned)
                     .execute(&mut *tx).await?.rows_affected();
             }
             for d in &batch.documents {
                 counts.documents += sqlx::query(DOCUMENT)
-                    .bind(d.id).bind(d.project_id).bind(d.document_type).bind(&d.title)
-                    .bind(Json(&d.content)).bind(Json(&d.tags)).bind(&d.author)
+                    .bind(d.id).bind(d.project_id).bind(&d.document_type).bind(&d.title)
+                    .bind(&d.content).bind(&d.tags).bind(&d.author)
                     .bind(d.created_at).bind(d.updated_at).bind(search_text(&[&d.title]))
                     .execute(&mut *tx).await?.rows_affected();
             }
@@ -163,8 +125,8 @@ impl Store {
             }
             for v in &batch.versions {
                 counts.versions += sqlx::query(VERSION)
-                    .bind(v.id).bind(v.project_id).bind(v.field_name).bind(v.version_number)
-                    .bind(Json(&v.content)).bind(&v.change_summary).bind(v.change_type)
+                    .bind(v.id).bind(v.project_id).bind(&v.field_name).bind(v.version_number)
+                    .bind(&v.content).bind(&v.change_summary).bind(&v.change_type)
                     .bind(v.document_id).bind(&v.created_by).bind(v.created_at)
                     .execute(&mut *tx).await?.rows_affected();
             }
