@@ -17,8 +17,9 @@ use sqlx::{PgPool, Row};
 use crate::board::{DocumentType, TaskStatus, VersionField};
 use crate::cli::ImportSource;
 use crate::store::documents::Document;
-use crate::store::import::{ImportBatch, ImportCounts, ImportedTask};
+use crate::store::import::{ImportBatch, ImportCounts};
 use crate::store::projects::Project;
+use crate::store::tasks::Task;
 use crate::store::versions::Version;
 use crate::store::{DatabaseUrl, Id, Store};
 
@@ -344,14 +345,14 @@ async fn read_tasks(
         let archived = row.try_get::<Option<bool>, _>("archived")?.unwrap_or(false);
         let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
         let archived_at: Option<DateTime<Utc>> = row.try_get("archived_at")?;
-        batch.tasks.push(ImportedTask {
+        batch.tasks.push(Task {
             id: parse_id(row.try_get("id")?, "archon_tasks.id")?,
             project_id,
             title: row.try_get("title")?,
             description: row
                 .try_get::<Option<String>, _>("description")?
                 .unwrap_or_default(),
-            status,
+            status: status.to_string(),
             assignee: row
                 .try_get::<Option<String>, _>("assignee")?
                 .filter(|a| !a.trim().is_empty())
@@ -371,16 +372,17 @@ async fn read_tasks(
                 .try_get::<Option<String>, _>("parent_task_id")?
                 .map(|p| parse_id(&p, "archon_tasks.parent_task_id"))
                 .transpose()?,
-            sources: list(
+            sources: Json(list(
                 row.try_get("sources")?,
                 "task sources that were not a JSON list became []",
                 &mut problems,
-            ),
-            code_examples: list(
+            )),
+            code_examples: Json(list(
                 row.try_get("code_examples")?,
                 "task code_examples that were not a JSON list became []",
                 &mut problems,
-            ),
+            )),
+            ..Task::default()
         });
     }
     notes.extend(problems.into_iter().map(|(what, n)| format!("{n} {what}")));

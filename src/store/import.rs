@@ -2,44 +2,23 @@
 //! their own ids and timestamps. A row whose id (or version number) is already here is left
 //! as it is, so importing twice adds nothing the second time.
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
-use sqlx::types::Json;
 
 use super::documents::Document;
 use super::projects::Project;
+use super::tasks::Task;
 use super::versions::Version;
-use super::{Id, Store, WritePool, on_pool, search_text};
+use super::{Store, WritePool, on_pool, search_text};
 use crate::store::tasks::fold;
-
-#[derive(Debug, Clone)]
-pub struct ImportedTask {
-    pub id: Id,
-    pub project_id: Id,
-    pub title: String,
-    pub description: String,
-    pub status: &'static str,
-    pub assignee: String,
-    pub task_order: i32,
-    pub feature: Option<String>,
-    pub archived: bool,
-    pub archived_at: Option<DateTime<Utc>>,
-    pub archived_by: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// Set after every task is written, so a parent may come later in the batch.
-    pub parent_task_id: Option<Id>,
-    pub sources: Value,
-    pub code_examples: Value,
-}
 
 /// Everything one import writes.
 #[derive(Debug, Clone, Default)]
 pub struct ImportBatch {
     pub projects: Vec<Project>,
     pub documents: Vec<Document>,
-    pub tasks: Vec<ImportedTask>,
+    /// Each task's parent is set after every task is written, so a parent may come later in
+    /// the batch.
+    pub tasks: Vec<Task>,
     pub versions: Vec<Version>,
 }
 
@@ -107,12 +86,12 @@ impl Store {
             for t in &batch.tasks {
                 let inserted = sqlx::query(TASK)
                     .bind(t.id).bind(t.project_id).bind(&t.title).bind(&t.description)
-                    .bind(t.status).bind(&t.assignee).bind(t.task_order).bind(&t.feature)
+                    .bind(&t.status).bind(&t.assignee).bind(t.task_order).bind(&t.feature)
                     .bind(t.archived).bind(t.archived_at).bind(&t.archived_by)
                     .bind(t.created_at).bind(t.updated_at)
                     .bind(search_text(&[&t.title, &t.description]))
                     .bind(fold(&t.assignee)).bind(t.feature.as_deref().map(fold))
-                    .bind(Json(&t.sources)).bind(Json(&t.code_examples))
+                    .bind(&t.sources).bind(&t.code_examples)
                     .execute(&mut *tx).await?.rows_affected();
                 counts.tasks += inserted;
                 if inserted > 0 {
