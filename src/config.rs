@@ -561,27 +561,13 @@ fn ledger_settings(
         .ledger_spill
         .clone()
         .or_else(|| file.spill.clone())
-        .unwrap_or_else(|| match database {
-            DatabaseUrl::Sqlite { path } => {
-                let mut name = path.as_os_str().to_owned();
-                name.push(".ledger-spill");
-                PathBuf::from(name)
-            }
-            DatabaseUrl::Postgres { .. } => PathBuf::from("steward-ledger.spill"),
-        });
+        .unwrap_or_else(|| beside_database(database, ".ledger-spill", "steward-ledger.spill"));
+    // Not `<db>-journal`: that is SQLite's own rollback journal.
     let journal = args
         .ledger_journal
         .clone()
         .or_else(|| file.journal.clone())
-        .unwrap_or_else(|| match database {
-            // Not `<db>-journal`: that is SQLite's own rollback journal.
-            DatabaseUrl::Sqlite { path } => {
-                let mut name = path.as_os_str().to_owned();
-                name.push(".ledger-journal");
-                PathBuf::from(name)
-            }
-            DatabaseUrl::Postgres { .. } => PathBuf::from("steward-ledger-journal"),
-        });
+        .unwrap_or_else(|| beside_database(database, ".ledger-journal", "steward-ledger-journal"));
     let mut settings = LedgerSettings::new(durability, spill);
     settings.journal_dir = Some(journal);
     settings.retention_interval = cleanup_interval;
@@ -607,6 +593,19 @@ fn ledger_settings(
             })?;
     }
     Ok(settings)
+}
+
+/// Where a ledger file goes by default: next to the SQLite file (its path plus `suffix`), or
+/// `fallback` in the working directory for PostgreSQL.
+fn beside_database(database: &DatabaseUrl, suffix: &str, fallback: &str) -> PathBuf {
+    match database {
+        DatabaseUrl::Sqlite { path } => {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        }
+        DatabaseUrl::Postgres { .. } => PathBuf::from(fallback),
+    }
 }
 
 fn pricing_policy(flag: Option<String>, file: &FileLedger) -> PricingPolicy {

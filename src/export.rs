@@ -7,8 +7,8 @@ use axum::body::Body;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::store::Store;
 use crate::store::requests::{Cursor, RequestFilter, RequestRecord};
+use crate::store::{Id, Store};
 
 /// Rows per database page: big enough to amortise a query, small enough to stream steadily.
 pub const PAGE_ROWS: i64 = 1000;
@@ -117,7 +117,7 @@ pub fn body(
             Some(last) if full => {
                 let after = Cursor {
                     timestamp: last.timestamp,
-                    request_id: last.request_id,
+                    request_id: Id(last.request_id),
                 };
                 state.page = state
                     .store
@@ -167,22 +167,23 @@ fn csv_rows(rows: &[RequestRecord], header: bool) -> Result<Bytes, std::io::Erro
 
 /// A row's cells in [`COLUMNS`] order. Money is its exact decimal text; empty means null.
 fn csv_record(r: &RequestRecord) -> [Cow<'_, str>; 23] {
-    fn text(v: &Option<String>) -> Cow<'_, str> {
-        v.as_deref().map_or(Cow::Borrowed(""), spreadsheet_safe)
+    fn text(v: Option<&str>) -> Cow<'_, str> {
+        v.map_or(Cow::Borrowed(""), spreadsheet_safe)
     }
+    let hop = r.upstream.as_ref();
     let number = |v: Option<i64>| Cow::Owned(v.map_or(String::new(), |n| n.to_string()));
     [
         Cow::Owned(r.request_id.to_string()),
         Cow::Owned(r.timestamp.to_rfc3339_opts(SecondsFormat::Micros, true)),
-        text(&r.session_id),
-        text(&r.jsonrpc_id),
+        text(r.session_id.as_deref()),
+        text(r.jsonrpc_id.as_deref()),
         spreadsheet_safe(&r.method),
-        text(&r.tool_name),
-        spreadsheet_safe(&r.status),
+        text(r.tool_name.as_deref()),
+        Cow::Borrowed(r.status.as_str()),
         number(r.error_code.map(i64::from)),
-        text(&r.error_message),
-        number(Some(r.duration_ms)),
-        number(Some(r.duration_us)),
+        text(r.error_message.as_deref()),
+        number(Some(r.duration.millis())),
+        number(Some(r.duration.micros())),
         number(Some(r.request_bytes)),
         number(Some(r.response_bytes)),
         number(r.args_tokens.map(i64::from)),
@@ -192,12 +193,12 @@ fn csv_record(r: &RequestRecord) -> [Cow<'_, str>; 23] {
             r.estimated_cost_usd
                 .map_or(String::new(), |m| m.to_string()),
         ),
-        text(&r.pricing_model),
-        text(&r.tokenizer),
+        text(r.pricing_model.as_deref()),
+        text(r.tokenizer.as_deref()),
         Cow::Borrowed(if r.sanitized { "true" } else { "false" }),
-        text(&r.upstream),
-        text(&r.upstream_tool),
-        number(r.upstream_us),
+        text(hop.map(|h| h.upstream.as_str())),
+        text(hop.and_then(|h| h.tool.as_deref())),
+        number(hop.map(|h| h.duration.micros())),
     ]
 }
 

@@ -51,6 +51,20 @@ pub fn page_info(page: crate::store::Page, count: usize, total: i64) -> Value {
     })
 }
 
+/// A list response: each row of `found` through `view` under `key`, the paging fields beside.
+pub fn page_view<T>(
+    key: &str,
+    found: &crate::store::Paged<T>,
+    page: crate::store::Page,
+    view: fn(&T) -> Value,
+) -> Value {
+    let rows: Vec<Value> = found.items.iter().map(view).collect();
+    merge([
+        json!({ key: rows }),
+        page_info(page, found.items.len(), found.total),
+    ])
+}
+
 /// Merges several JSON objects into one.
 pub fn merge(parts: impl IntoIterator<Item = Value>) -> Value {
     let mut out = serde_json::Map::new();

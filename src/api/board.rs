@@ -16,8 +16,8 @@ use crate::resources::changes::{BoardChanges, Change};
 use crate::rules::{self, FieldError, TaskFields, validate};
 use crate::security::admin::AdminName;
 use crate::store::tasks::{Refusal, Task, TaskQuery};
-use crate::store::{Id, Store};
-use crate::views::{list_view, page_info, summary_view};
+use crate::store::{Id, Page, Store};
+use crate::views::{list_view, page_view, summary_view};
 
 /// Most projects `GET /api/projects` lists.
 const MAX_PROJECTS: i64 = 1000;
@@ -249,15 +249,7 @@ async fn list_tasks(
         unclaimed: false,
     };
     let found = s.store.list_tasks(&query, page).await?;
-    let tasks: Vec<Value> = found.items.iter().map(list_view).collect();
-    let mut body = json!({ "tasks": tasks });
-    if let (Some(body), Value::Object(info)) = (
-        body.as_object_mut(),
-        page_info(page, found.items.len(), found.total),
-    ) {
-        body.extend(info);
-    }
-    ok(body)
+    ok(page_view("tasks", &found, page, list_view))
 }
 
 /// A task's JSON body read as `T`; the error names the field at fault.
@@ -373,14 +365,21 @@ struct PageQuery {
     field: Option<String>,
 }
 
+/// The project a list is of (404 when there is none) and the page asked for (100 rows by
+/// default).
+async fn project_page(store: &Store, id: &str, q: &PageQuery) -> Result<(Id, Page), BoardError> {
+    let project_id = parse_id("project_id", id)?;
+    project_or_404(store, project_id).await?;
+    let page = validate::page(q.page.unwrap_or(1), q.per_page.unwrap_or(100))?;
+    Ok((project_id, page))
+}
+
 async fn list_documents(
     State(s): State<BoardState>,
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Answer {
-    let project_id = parse_id("project_id", &id)?;
-    project_or_404(&s.store, project_id).await?;
-    let page = validate::page(q.page.unwrap_or(1), q.per_page.unwrap_or(100))?;
+    let (project_id, page) = project_page(&s.store, &id, &q).await?;
     let query = crate::store::documents::DocumentQuery {
         project_id,
         document_type: None,
@@ -414,9 +413,7 @@ async fn list_versions(
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Answer {
-    let project_id = parse_id("project_id", &id)?;
-    project_or_404(&s.store, project_id).await?;
-    let page = validate::page(q.page.unwrap_or(1), q.per_page.unwrap_or(100))?;
+    let (project_id, page) = project_page(&s.store, &id, &q).await?;
     let field = param("field", q.field)?;
     let found = s
         .store

@@ -68,7 +68,7 @@ impl Evidence {
                 .orphan_requests_since(since)
                 .await?
                 .into_iter()
-                .filter_map(|r| r.session_id)
+                .filter_map(|r| r.0.session_id)
                 .collect()),
             Evidence::Api(client) => {
                 let since = since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);

@@ -11,13 +11,16 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
 use crate::board::{DocumentType, TaskStatus, VersionField};
 use crate::cli::ImportSource;
-use crate::store::import::{
-    ImportBatch, ImportCounts, ImportedDocument, ImportedProject, ImportedTask, ImportedVersion,
-};
+use crate::store::documents::Document;
+use crate::store::import::{ImportBatch, ImportCounts};
+use crate::store::projects::Project;
+use crate::store::tasks::Task;
+use crate::store::versions::Version;
 use crate::store::{DatabaseUrl, Id, Store};
 
 /// `(table, columns it must have, columns read when present)`.
@@ -213,22 +216,25 @@ async fn read_projects(
                 None => skipped_docs += 1,
             }
         }
-        batch.projects.push(ImportedProject {
+        batch.projects.push(Project {
             id,
             title: row.try_get("title")?,
             description: row
                 .try_get::<Option<String>, _>("description")?
                 .unwrap_or_default(),
             github_repo: row.try_get("github_repo")?,
-            features: row
-                .try_get::<Option<Value>, _>("features")?
-                .unwrap_or(Value::Array(vec![])),
-            data: row
-                .try_get::<Option<Value>, _>("data")?
-                .unwrap_or(Value::Array(vec![])),
-            prd: row
-                .try_get::<Option<Value>, _>("prd")?
-                .unwrap_or(Value::Object(Default::default())),
+            features: Json(
+                row.try_get::<Option<Value>, _>("features")?
+                    .unwrap_or(Value::Array(vec![])),
+            ),
+            data: Json(
+                row.try_get::<Option<Value>, _>("data")?
+                    .unwrap_or(Value::Array(vec![])),
+            ),
+            prd: Json(
+                row.try_get::<Option<Value>, _>("prd")?
+                    .unwrap_or(Value::Object(Default::default())),
+            ),
             pinned: row.try_get::<Option<bool>, _>("pinned")?.unwrap_or(false),
             created_at,
             updated_at: row.try_get("updated_at")?,
@@ -243,7 +249,7 @@ async fn read_projects(
 }
 
 /// A document out of a project's `docs` array; `None` without an id or a title.
-fn document(project_id: Id, doc: &Value, fallback: DateTime<Utc>) -> Option<ImportedDocument> {
+fn document(project_id: Id, doc: &Value, fallback: DateTime<Utc>) -> Option<Document> {
     let text = |key: &str| doc.get(key).and_then(Value::as_str);
     let time = |key: &str| {
         text(key)
@@ -267,16 +273,17 @@ fn document(project_id: Id, doc: &Value, fallback: DateTime<Utc>) -> Option<Impo
                 .collect()
         })
         .unwrap_or_default();
-    Some(ImportedDocument {
+    Some(Document {
         id: text("id")?.parse().ok()?,
         project_id,
-        document_type,
+        document_type: document_type.to_string(),
         title: text("title").filter(|t| !t.trim().is_empty())?.to_string(),
-        content: doc
-            .get("content")
-            .cloned()
-            .unwrap_or(Value::Object(Default::default())),
-        tags,
+        content: Json(
+            doc.get("content")
+                .cloned()
+                .unwrap_or(Value::Object(Default::default())),
+        ),
+        tags: Json(tags),
         author: text("author").unwrap_or_default().to_string(),
         created_at: time("created_at"),
         updated_at: time("updated_at"),
@@ -338,14 +345,14 @@ async fn read_tasks(
         let archived = row.try_get::<Option<bool>, _>("archived")?.unwrap_or(false);
         let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
         let archived_at: Option<DateTime<Utc>> = row.try_get("archived_at")?;
-        batch.tasks.push(ImportedTask {
+        batch.tasks.push(Task {
             id: parse_id(row.try_get("id")?, "archon_tasks.id")?,
             project_id,
             title: row.try_get("title")?,
             description: row
                 .try_get::<Option<String>, _>("description")?
                 .unwrap_or_default(),
-            status,
+            status: status.to_string(),
             assignee: row
                 .try_get::<Option<String>, _>("assignee")?
                 .filter(|a| !a.trim().is_empty())
@@ -365,16 +372,17 @@ async fn read_tasks(
                 .try_get::<Option<String>, _>("parent_task_id")?
                 .map(|p| parse_id(&p, "archon_tasks.parent_task_id"))
                 .transpose()?,
-            sources: list(
+            sources: Json(list(
                 row.try_get("sources")?,
                 "task sources that were not a JSON list became []",
                 &mut problems,
-            ),
-            code_examples: list(
+            )),
+            code_examples: Json(list(
                 row.try_get("code_examples")?,
                 "task code_examples that were not a JSON list became []",
                 &mut problems,
-            ),
+            )),
+            ..Task::default()
         });
     }
     notes.extend(problems.into_iter().map(|(what, n)| format!("{n} {what}")));
@@ -442,12 +450,12 @@ async fn read_versions(
         let id: Option<String> = row.try_get("id")?;
         let document_id: Option<String> = row.try_get("document_id")?;
         let change_type: Option<String> = row.try_get("change_type")?;
-        batch.versions.push(ImportedVersion {
+        batch.versions.push(Version {
             id: id.and_then(|i| i.parse().ok()).unwrap_or_default(),
             project_id,
-            field_name,
+            field_name: field_name.to_string(),
             version_number,
-            content: row.try_get("content")?,
+            content: Json(row.try_get("content")?),
             change_summary: row
                 .try_get::<Option<String>, _>("change_summary")?
                 .unwrap_or_default(),
@@ -456,7 +464,8 @@ async fn read_versions(
                 "restore"
             } else {
                 "create"
-            },
+            }
+            .to_string(),
             document_id: document_id.and_then(|d| d.parse().ok()),
             created_by: row
                 .try_get::<Option<String>, _>("created_by")?

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody, to_bytes};
 use axum::extract::{Request, State};
+use axum::http::response::Parts;
 use axum::http::{HeaderMap, HeaderName, Method};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -171,16 +172,7 @@ pub async fn capture(
             .await;
         return Response::from_parts(parts, Body::from(kept));
     }
-    Response::from_parts(
-        parts,
-        Body::new(TapBody {
-            inner: body,
-            kept: Kept::Nothing,
-            len: 0,
-            pending: Some((pending, ledger)),
-            journaled: None,
-        }),
-    )
+    TapBody::tap(parts, body, pending, ledger)
 }
 
 /// A GET's row: recorded when its stream ends (or the client goes away).
@@ -208,16 +200,7 @@ async fn capture_get(ledger: Ledger, request: Request, next: Next) -> Response {
         served: Served::default(),
     };
     let (parts, body) = response.into_parts();
-    Response::from_parts(
-        parts,
-        Body::new(TapBody {
-            inner: body,
-            kept: Kept::Nothing,
-            len: 0,
-            pending: Some((pending, ledger)),
-            journaled: None,
-        }),
-    )
+    TapBody::tap(parts, body, pending, ledger)
 }
 
 /// A header's text. Takes a prebuilt [`HeaderName`]: a `&str` name is parsed and validated
@@ -328,6 +311,18 @@ fn opens_with_data(frame: &[u8]) -> bool {
 }
 
 impl TapBody {
+    /// The response, its body passed through a tap that records `pending` when it ends.
+    fn tap(parts: Parts, body: Body, pending: Pending, ledger: Ledger) -> Response {
+        let tap = TapBody {
+            inner: body,
+            kept: Kept::Nothing,
+            len: 0,
+            pending: Some((pending, ledger)),
+            journaled: None,
+        };
+        Response::from_parts(parts, Body::new(tap))
+    }
+
     fn finish(&mut self, ending: Ending) {
         if let Some((pending, ledger)) = self.pending.take() {
             let kept = self.kept.take();

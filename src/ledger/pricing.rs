@@ -166,23 +166,17 @@ mod tests {
             row("a", "0.1", "0.2", at(2025, 1, 1)),
             row("c", "0.5", "0.5", at(2025, 1, 1)),
         ]);
-        assert!(table.price("a", at(2024, 12, 31)).is_none());
-        assert_eq!(
-            table.price("a", at(2025, 1, 1)).unwrap().input_per_1k,
-            money("0.1")
-        );
-        assert_eq!(
-            table.price("a", at(2025, 2, 28)).unwrap().input_per_1k,
-            money("0.1")
-        );
-        assert_eq!(
-            table.price("a", at(2025, 3, 1)).unwrap().input_per_1k,
-            money("0.3")
-        );
-        assert_eq!(
-            table.price("a", at(2030, 1, 1)).unwrap().input_per_1k,
-            money("0.3")
-        );
+        let input = |model: &str, time| table.price(model, time).map(|p| p.input_per_1k);
+        let expected = [
+            (at(2024, 12, 31), None),
+            (at(2025, 1, 1), Some(money("0.1"))),
+            (at(2025, 2, 28), Some(money("0.1"))),
+            (at(2025, 3, 1), Some(money("0.3"))),
+            (at(2030, 1, 1), Some(money("0.3"))),
+        ];
+        for (time, price) in expected {
+            assert_eq!(input("a", time), price, "{time}");
+        }
         assert!(table.price("b", at(2025, 5, 31)).is_none());
         assert_eq!(table.price("b", at(2025, 6, 2)).unwrap().model, "b");
         assert!(table.price("aa", at(2030, 1, 1)).is_none());

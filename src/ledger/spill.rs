@@ -147,32 +147,20 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::ledger::entry::{Micros, Status};
+    use crate::ledger::entry::Micros;
 
     fn row(method: &str) -> LedgerRow {
         LedgerRow {
             request_id: Uuid::new_v4(),
-            session_id: None,
-            jsonrpc_id: None,
             method: method.into(),
-            tool_name: None,
-            status: Status::Success,
-            error_code: None,
-            error_message: None,
             duration: Micros::from_micros(5),
             request_bytes: 1,
             response_bytes: 2,
             args_tokens: Some(0),
             result_tokens: Some(0),
             total_tokens: Some(0),
-            estimated_cost_usd: None,
-            pricing_model: None,
-            tokenizer: None,
-            sanitized: false,
             timestamp: Utc::now(),
-            upstream: None,
-            subject: None,
-            trace: Default::default(),
+            ..LedgerRow::default()
         }
     }
 

@@ -243,13 +243,8 @@ macro_rules! board_tx {
                 if ending.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut forget = sqlx::QueryBuilder::<$db>::new(FORGET_HOLDERS);
-                let mut ids = forget.separated(", ");
-                for claim in &ending {
-                    ids.push_bind(claim.id);
-                }
-                forget.push(")");
-                forget.build().execute(&mut **self).await?;
+                let ids = ending.iter().map(|claim| claim.id);
+                super::in_list::<$db, _>(FORGET_HOLDERS, ids, ")").build().execute(&mut **self).await?;
                 for claim in &ending {
                     let row = HistoryRow {
                         field: "claimed_by",
@@ -290,15 +285,8 @@ macro_rules! board_tx {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, title FROM tasks WHERE archived = FALSE AND id IN (",
-                );
-                let mut list = query.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                query.push(")");
-                query.build_query_as().fetch_all(&mut **self).await
+                let sql = "SELECT id, title FROM tasks WHERE archived = FALSE AND id IN (";
+                super::in_list::<$db, _>(sql, ids.iter().copied(), ")").build_query_as().fetch_all(&mut **self).await
             }
 
             async fn task_link(&mut self, id: Id) -> Result<Option<TaskLink>, sqlx::Error> {
@@ -310,15 +298,8 @@ macro_rules! board_tx {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT task_id, blocker_id FROM task_dependencies WHERE task_id IN (",
-                );
-                let mut list = query.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                query.push(")");
-                query.build_query_as().fetch_all(&mut **self).await
+                let sql = "SELECT task_id, blocker_id FROM task_dependencies WHERE task_id IN (";
+                super::in_list::<$db, _>(sql, ids.iter().copied(), ")").build_query_as().fetch_all(&mut **self).await
             }
 
             async fn set_blockers(&mut self, id: Id, blockers: &[Id]) -> Result<(), sqlx::Error> {

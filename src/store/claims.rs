@@ -60,12 +60,10 @@ impl Store {
         let now = Utc::now();
         let outcome = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let Some(task) = current(&mut tx, id, actor, now).await? else {
-                return Ok(Err(Refusal::NotFound));
+            let task = match held(&mut tx, id, token, actor, now).await? {
+                Ok(task) => task,
+                Err(refusal) => return Ok(Err(refusal)),
             };
-            if task.claim_token != Some(token) {
-                return Ok(Err(Refusal::StaleToken { current: task.live_claim(now) }));
-            }
             let renewed = sqlx::query_as::<_, Task>(sql)
                 .bind(id)
                 .bind(token)
@@ -102,12 +100,10 @@ impl Store {
         let now = Utc::now();
         let outcome = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let Some(task) = current(&mut tx, id, actor, now).await? else {
-                return Ok(Err(Refusal::NotFound));
+            let task = match held(&mut tx, id, token, actor, now).await? {
+                Ok(task) => task,
+                Err(refusal) => return Ok(Err(refusal)),
             };
-            if task.claim_token != Some(token) {
-                return Ok(Err(Refusal::StaleToken { current: task.live_claim(now) }));
-            }
             tx.end_claim(&task, ClaimEnd::Released.as_str(), actor, now).await?;
             let mut unblocked = Vec::new();
             let mut released = tx.locked_task(id).await?.unwrap_or(task.clone());
@@ -132,16 +128,7 @@ impl Store {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Ok(Written { task: released, unblocked }))
         })?;
-        match outcome {
-            Ok(written) => {
-                let unblocked = written.unblocked;
-                Ok(self
-                    .filled(Ok(written.task))
-                    .await?
-                    .map(|task| Written { task, unblocked }))
-            }
-            Err(refusal) => Ok(Err(refusal)),
-        }
+        self.filled_written(outcome).await
     }
 
     /// The highest-`task_order`, oldest, unblocked, unclaimed `todo` task matching `filter`;
@@ -221,6 +208,25 @@ async fn current<T: BoardTx>(
     tx.end_claim(&task, ClaimEnd::LeaseExpired.as_str(), actor, now)
         .await?;
     tx.locked_task(id).await
+}
+
+/// The live task (see [`current`]) when `token` proves its claim.
+async fn held<T: BoardTx>(
+    tx: &mut T,
+    id: Id,
+    token: Id,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Result<Task, Refusal>, sqlx::Error> {
+    let Some(task) = current(tx, id, actor, now).await? else {
+        return Ok(Err(Refusal::NotFound));
+    };
+    if task.claim_token != Some(token) {
+        return Ok(Err(Refusal::StaleToken {
+            current: task.live_claim(now),
+        }));
+    }
+    Ok(Ok(task))
 }
 
 /// Claims one task inside a write transaction: ends a ran-out lease or the claimer's own

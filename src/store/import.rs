@@ -2,83 +2,24 @@
 //! their own ids and timestamps. A row whose id (or version number) is already here is left
 //! as it is, so importing twice adds nothing the second time.
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
-use sqlx::types::Json;
 
-use super::{Id, Store, WritePool, on_pool, search_text};
+use super::documents::Document;
+use super::projects::Project;
+use super::tasks::Task;
+use super::versions::Version;
+use super::{Store, WritePool, on_pool, search_text};
 use crate::store::tasks::fold;
-
-#[derive(Debug, Clone)]
-pub struct ImportedProject {
-    pub id: Id,
-    pub title: String,
-    pub description: String,
-    pub github_repo: Option<String>,
-    pub features: Value,
-    pub data: Value,
-    pub prd: Value,
-    pub pinned: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ImportedDocument {
-    pub id: Id,
-    pub project_id: Id,
-    pub document_type: &'static str,
-    pub title: String,
-    pub content: Value,
-    pub tags: Vec<String>,
-    pub author: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ImportedTask {
-    pub id: Id,
-    pub project_id: Id,
-    pub title: String,
-    pub description: String,
-    pub status: &'static str,
-    pub assignee: String,
-    pub task_order: i32,
-    pub feature: Option<String>,
-    pub archived: bool,
-    pub archived_at: Option<DateTime<Utc>>,
-    pub archived_by: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// Set after every task is written, so a parent may come later in the batch.
-    pub parent_task_id: Option<Id>,
-    pub sources: Value,
-    pub code_examples: Value,
-}
-
-#[derive(Debug, Clone)]
-pub struct ImportedVersion {
-    pub id: Id,
-    pub project_id: Id,
-    pub field_name: &'static str,
-    pub version_number: i32,
-    pub content: Value,
-    pub change_summary: String,
-    pub change_type: &'static str,
-    pub document_id: Option<Id>,
-    pub created_by: String,
-    pub created_at: DateTime<Utc>,
-}
 
 /// Everything one import writes.
 #[derive(Debug, Clone, Default)]
 pub struct ImportBatch {
-    pub projects: Vec<ImportedProject>,
-    pub documents: Vec<ImportedDocument>,
-    pub tasks: Vec<ImportedTask>,
-    pub versions: Vec<ImportedVersion>,
+    pub projects: Vec<Project>,
+    pub documents: Vec<Document>,
+    /// Each task's parent is set after every task is written, so a parent may come later in
+    /// the batch.
+    pub tasks: Vec<Task>,
+    pub versions: Vec<Version>,
 }
 
 /// How many rows of each kind were added (or, in a dry run, would be).
@@ -129,15 +70,15 @@ impl Store {
             for p in &batch.projects {
                 counts.projects += sqlx::query(PROJECT)
                     .bind(p.id).bind(&p.title).bind(&p.description).bind(&p.github_repo)
-                    .bind(Json(&p.features)).bind(Json(&p.data)).bind(Json(&p.prd))
+                    .bind(&p.features).bind(&p.data).bind(&p.prd)
                     .bind(p.created_at).bind(p.updated_at)
                     .bind(search_text(&[&p.title, &p.description])).bind(p.pinned)
                     .execute(&mut *tx).await?.rows_affected();
             }
             for d in &batch.documents {
                 counts.documents += sqlx::query(DOCUMENT)
-                    .bind(d.id).bind(d.project_id).bind(d.document_type).bind(&d.title)
-                    .bind(Json(&d.content)).bind(Json(&d.tags)).bind(&d.author)
+                    .bind(d.id).bind(d.project_id).bind(&d.document_type).bind(&d.title)
+                    .bind(&d.content).bind(&d.tags).bind(&d.author)
                     .bind(d.created_at).bind(d.updated_at).bind(search_text(&[&d.title]))
                     .execute(&mut *tx).await?.rows_affected();
             }
@@ -145,12 +86,12 @@ impl Store {
             for t in &batch.tasks {
                 let inserted = sqlx::query(TASK)
                     .bind(t.id).bind(t.project_id).bind(&t.title).bind(&t.description)
-                    .bind(t.status).bind(&t.assignee).bind(t.task_order).bind(&t.feature)
+                    .bind(&t.status).bind(&t.assignee).bind(t.task_order).bind(&t.feature)
                     .bind(t.archived).bind(t.archived_at).bind(&t.archived_by)
                     .bind(t.created_at).bind(t.updated_at)
                     .bind(search_text(&[&t.title, &t.description]))
                     .bind(fold(&t.assignee)).bind(t.feature.as_deref().map(fold))
-                    .bind(Json(&t.sources)).bind(Json(&t.code_examples))
+                    .bind(&t.sources).bind(&t.code_examples)
                     .execute(&mut *tx).await?.rows_affected();
                 counts.tasks += inserted;
                 if inserted > 0 {
@@ -163,8 +104,8 @@ impl Store {
             }
             for v in &batch.versions {
                 counts.versions += sqlx::query(VERSION)
-                    .bind(v.id).bind(v.project_id).bind(v.field_name).bind(v.version_number)
-                    .bind(Json(&v.content)).bind(&v.change_summary).bind(v.change_type)
+                    .bind(v.id).bind(v.project_id).bind(&v.field_name).bind(v.version_number)
+                    .bind(&v.content).bind(&v.change_summary).bind(&v.change_type)
                     .bind(v.document_id).bind(&v.created_by).bind(v.created_at)
                     .execute(&mut *tx).await?.rows_affected();
             }

@@ -11,10 +11,13 @@
 use chrono::SecondsFormat;
 use sqlx::{Postgres, Sqlite, Transaction};
 
-use crate::store::request_row::{LedgerRow, ledger_columns};
+use crate::store::request_columns::{Column, column_list};
+use crate::store::request_row::LedgerRow;
 
 /// The `COPY` statement; columns in the order [`copy_text`] writes them.
-const COPY: &str = concat!("COPY mcp_requests (", ledger_columns!(), ") FROM STDIN");
+fn copy_statement() -> String {
+    format!("COPY mcp_requests ({}) FROM STDIN", column_list())
+}
 
 /// Loads fresh rows in bulk where the engine can.
 pub(crate) trait BulkLoad {
@@ -31,7 +34,7 @@ impl BulkLoad for Transaction<'static, Sqlite> {
 
 impl BulkLoad for Transaction<'static, Postgres> {
     async fn bulk_load(&mut self, rows: &[LedgerRow]) -> Result<Option<u64>, sqlx::Error> {
-        let mut copy = self.copy_in_raw(COPY).await?;
+        let mut copy = self.copy_in_raw(&copy_statement()).await?;
         if let Err(error) = copy.send(copy_text(rows).into_bytes()).await {
             // Ends the COPY (and with it this attempt) so the connection stays usable.
             if let Err(abort) = copy.abort(error.to_string()).await {
@@ -51,57 +54,36 @@ fn copy_text(rows: &[LedgerRow]) -> String {
     let mut out = String::with_capacity(rows.len() * 256);
     let mut uuid = uuid::Uuid::encode_buffer();
     for row in rows {
-        let mut line = Line { out: &mut out };
-        line.out
-            .push_str(row.request_id.hyphenated().encode_lower(&mut uuid));
-        line.text(row.session_id.as_deref());
-        line.text(row.jsonrpc_id.as_deref());
-        line.text(Some(&row.method));
-        line.text(row.tool_name.as_deref());
-        line.text(Some(row.status.as_str()));
-        line.int(row.error_code);
-        line.text(row.error_message.as_deref());
-        line.int(Some(row.duration.millis()));
-        line.int(Some(row.duration.micros()));
-        line.int(Some(row.request_bytes));
-        line.int(Some(row.response_bytes));
-        line.int(row.args_tokens);
-        line.int(row.result_tokens);
-        line.int(row.total_tokens);
-        line.raw(
-            row.estimated_cost_usd
-                .map(|c| c.stored().to_string())
-                .as_deref(),
-        );
-        line.text(row.pricing_model.as_deref());
-        line.text(row.tokenizer.as_deref());
-        line.raw(Some(if row.sanitized { "t" } else { "f" }));
-        line.raw(Some(
-            &row.timestamp.to_rfc3339_opts(SecondsFormat::Micros, false),
-        ));
-        let hop = row.upstream.as_ref();
-        line.text(hop.map(|h| h.upstream.as_str()));
-        line.text(hop.and_then(|h| h.tool.as_deref()));
-        line.int(hop.map(|h| h.duration.micros()));
-        line.raw(
-            row.subject
-                .as_ref()
-                .map(|id| &*id.hyphenated().encode_lower(&mut uuid)),
-        );
+        for (at, (_, value)) in row.columns().into_iter().enumerate() {
+            if at > 0 {
+                out.push('\t');
+            }
+            let mut field = Field { out: &mut out };
+            match value {
+                Column::Id(id) => field.raw(id.map(|id| &*id.hyphenated().encode_lower(&mut uuid))),
+                Column::Text(text) => field.text(text),
+                Column::Int(n) => field.int(n),
+                Column::BigInt(n) => field.int(n),
+                Column::Money(m) => field.raw(m.map(|m| m.stored().to_string()).as_deref()),
+                Column::Flag(flag) => field.raw(Some(if flag { "t" } else { "f" })),
+                Column::Time(t) => {
+                    field.raw(Some(&t.to_rfc3339_opts(SecondsFormat::Micros, false)))
+                }
+            }
+        }
         out.push('\n');
     }
     out
 }
 
-/// Writes the fields after the first of one `COPY` line.
-struct Line<'o> {
+/// Writes one field of a `COPY` line.
+struct Field<'o> {
     out: &'o mut String,
 }
 
-impl Line<'_> {
+impl Field<'_> {
     /// Text, escaped.
     fn text(&mut self, value: Option<&str>) {
-        self.out.push('\t');
         match value {
             Some(text) => escape_into(self.out, text),
             None => self.out.push_str("\\N"),
@@ -119,7 +101,6 @@ impl Line<'_> {
 
     /// Text that needs no escaping (numbers, `t`/`f`, timestamps).
     fn raw(&mut self, value: Option<&str>) {
-        self.out.push('\t');
         self.out.push_str(value.unwrap_or("\\N"));
     }
 }

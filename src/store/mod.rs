@@ -36,6 +36,7 @@ pub mod overview;
 pub mod prefix;
 pub mod pricing;
 pub mod projects;
+pub mod request_columns;
 pub mod request_row;
 pub mod request_stats;
 pub mod requests;
@@ -339,6 +340,22 @@ pub(crate) fn like_pattern(query: &str) -> String {
     }
     pattern.push('%');
     pattern
+}
+
+/// `head` (ending in `IN (`), then `values` bound as a comma-separated list, then `tail`
+/// (starting with `)`): a statement about a set of rows.
+pub(crate) fn in_list<'a, DB: sqlx::Database, T: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>>(
+    head: &str,
+    values: impl IntoIterator<Item = T>,
+    tail: &str,
+) -> sqlx::QueryBuilder<'a, DB> {
+    let mut query = sqlx::QueryBuilder::new(head);
+    let mut list = query.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    query.push(tail);
+    query
 }
 
 /// The folded text a row is searched by (`search_text` columns): full Unicode lowercase,

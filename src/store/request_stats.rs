@@ -269,16 +269,10 @@ macro_rules! add_to_stats {
             .collect();
         let mut client_types = rs::ClientTypes::default();
         if !sessions.is_empty() {
-            let mut q = sqlx::QueryBuilder::new(
-                "SELECT session_id, client_type FROM mcp_sessions WHERE session_id IN (",
-            );
-            let mut list = q.separated(", ");
-            for id in &sessions {
-                list.push_bind(*id);
-            }
-            q.push(")");
+            let sql = "SELECT session_id, client_type FROM mcp_sessions WHERE session_id IN (";
             client_types.extend(
-                q.build_query_as::<(String, String)>()
+                $crate::store::in_list(sql, sessions.iter().copied(), ")")
+                    .build_query_as::<(String, String)>()
                     .fetch_all(&mut *$tx)
                     .await?,
             );

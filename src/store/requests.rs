@@ -4,12 +4,14 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, DurationRound, Utc};
-use sqlx::{Arguments, Database, QueryBuilder, Transaction};
+use sqlx::{Arguments, Database, Transaction};
 
 use super::ledger_copy::BulkLoad;
 use super::request_stats::{StatsLock, add_to_stats, stored};
 use super::{Id, Money, Stamp, Store, WritePool, on_pool};
-use crate::store::request_row::{COLUMN_COUNT, LedgerRow, ledger_columns};
+pub use crate::store::request_columns::RequestRecord;
+use crate::store::request_columns::{COLUMN_COUNT, Column, column_list};
+use crate::store::request_row::LedgerRow;
 
 /// Rows per call of [`Store::insert_requests`] (one transaction).
 pub const MAX_BATCH: usize = 500;
@@ -22,8 +24,6 @@ pub const MAX_BATCH: usize = 500;
 const CHUNKS: [usize; 4] = [128, 32, 8, 1];
 const _: () = assert!(CHUNKS[0] * COLUMN_COUNT < 32_766);
 
-const INSERT: &str = concat!("INSERT INTO mcp_requests (", ledger_columns!(), ") VALUES ");
-
 /// The INSERT for a chunk of `rows` rows (one of [`CHUNKS`]), reading back the stored ids or
 /// not. Built once: writing out thousands of placeholders for every chunk cost a tenth of the
 /// ledger's work per row. PostgreSQL numbers its placeholders (`$1`); SQLite gets plain `?`,
@@ -35,7 +35,7 @@ fn insert_sql(rows: usize, returning: bool, numbered: bool) -> Result<&'static s
             .iter()
             .map(|&rows| {
                 let build = |numbered: bool| {
-                    let mut sql = String::from(INSERT);
+                    let mut sql = format!("INSERT INTO mcp_requests ({}) VALUES ", column_list());
                     for row in 0..rows {
                         sql.push_str(if row == 0 { "(" } else { ", (" });
                         for column in 0..COLUMN_COUNT {
@@ -67,7 +67,7 @@ fn insert_sql(rows: usize, returning: bool, numbered: bool) -> Result<&'static s
     Ok(&SQL[size][usize::from(!returning) * 2 + usize::from(numbered)])
 }
 
-/// The argument list for a chunk of ledger rows: each row's values in [`ledger_columns!`]'s
+/// The argument list for a chunk of ledger rows: each row's values in [`LedgerRow::columns`]'s
 /// order, text borrowed from the rows. Built directly with room for all of them: binding one
 /// value at a time through `Query::bind` moves the query and regrows the list at every value.
 macro_rules! row_arguments {
@@ -75,32 +75,16 @@ macro_rules! row_arguments {
         let rows: &[LedgerRow] = $rows;
         let mut args = arguments_for(&$tx, rows.len() * COLUMN_COUNT);
         let mut add_rows = || -> Result<(), sqlx::error::BoxDynError> {
-            for row in rows {
-                args.add(Id(row.request_id))?;
-                args.add(row.session_id.as_deref())?;
-                args.add(row.jsonrpc_id.as_deref())?;
-                args.add(row.method.as_str())?;
-                args.add(row.tool_name.as_deref())?;
-                args.add(row.status.as_str())?;
-                args.add(row.error_code)?;
-                args.add(row.error_message.as_deref())?;
-                args.add(row.duration.millis())?;
-                args.add(row.duration.micros())?;
-                args.add(row.request_bytes)?;
-                args.add(row.response_bytes)?;
-                args.add(row.args_tokens)?;
-                args.add(row.result_tokens)?;
-                args.add(row.total_tokens)?;
-                args.add(row.estimated_cost_usd)?;
-                args.add(row.pricing_model.as_deref())?;
-                args.add(row.tokenizer.as_deref())?;
-                args.add(row.sanitized)?;
-                args.add(Stamp(row.timestamp))?;
-                let hop = row.upstream.as_ref();
-                args.add(hop.map(|h| h.upstream.as_str()))?;
-                args.add(hop.and_then(|h| h.tool.as_deref()))?;
-                args.add(hop.map(|h| h.duration.micros()))?;
-                args.add(row.subject.map(Id))?;
+            for (_, value) in rows.iter().flat_map(LedgerRow::columns) {
+                match value {
+                    Column::Id(v) => args.add(v.map(Id))?,
+                    Column::Text(v) => args.add(v)?,
+                    Column::Int(v) => args.add(v)?,
+                    Column::BigInt(v) => args.add(v)?,
+                    Column::Money(v) => args.add(v)?,
+                    Column::Flag(v) => args.add(v)?,
+                    Column::Time(v) => args.add(Stamp(v))?,
+                }
             }
             Ok(())
         };
@@ -308,13 +292,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            let mut delete = QueryBuilder::new("DELETE FROM mcp_requests WHERE request_id IN (");
-            let mut ids = delete.separated(", ");
-            for row in &rows {
-                ids.push_bind(row.request_id);
-            }
-            delete.push(")");
-            let deleted = delete.build().execute(&mut *tx).await?.rows_affected();
+            let sql = "DELETE FROM mcp_requests WHERE request_id IN (";
+            let deleted = super::in_list(sql, rows.iter().map(|row| row.request_id), ")")
+                .build().execute(&mut *tx).await?.rows_affected();
             tx.commit().await?;
             Ok(deleted)
         })
@@ -338,39 +318,6 @@ impl Store {
         let sql = "SELECT * FROM mcp_request_rollups ORDER BY hour, method, tool_name, status";
         on_pool!(self, pool => sqlx::query_as::<_, RollupRow>(sql).fetch_all(pool).await)
     }
-}
-
-/// A ledger row as stored (for the API, the CLI and `steward check`).
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
-pub struct RequestRecord {
-    pub request_id: Id,
-    pub session_id: Option<String>,
-    pub jsonrpc_id: Option<String>,
-    pub method: String,
-    pub tool_name: Option<String>,
-    pub status: String,
-    pub error_code: Option<i32>,
-    pub error_message: Option<String>,
-    pub duration_ms: i64,
-    pub duration_us: i64,
-    pub request_bytes: i64,
-    pub response_bytes: i64,
-    pub args_tokens: Option<i32>,
-    pub result_tokens: Option<i32>,
-    pub total_tokens: Option<i32>,
-    pub estimated_cost_usd: Option<Money>,
-    pub pricing_model: Option<String>,
-    pub tokenizer: Option<String>,
-    pub sanitized: bool,
-    pub timestamp: DateTime<Utc>,
-    /// The server that answered when Steward passed the request on (gateway mode).
-    pub upstream: Option<String>,
-    /// The tool as that server knows it.
-    pub upstream_tool: Option<String>,
-    /// That server's share of `duration_us`.
-    pub upstream_us: Option<i64>,
-    /// The board task the request concerned, if any (see `crate::ledger::Served`).
-    pub subject_id: Option<Id>,
 }
 
 /// Which ledger rows to list; every `Some` narrows the result.

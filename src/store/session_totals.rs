@@ -80,13 +80,8 @@ impl Store {
         let mut totals = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let rows: Vec<TotalsRow> = on_pool!(self, pool => {
-                let mut query = sqlx::QueryBuilder::new(&head);
-                let mut list = query.separated(", ");
-                for id in chunk {
-                    list.push_bind(id);
-                }
-                query.push(") GROUP BY session_id");
-                query.build_query_as::<TotalsRow>().fetch_all(pool).await?
+                super::in_list(&head, chunk, ") GROUP BY session_id")
+                    .build_query_as::<TotalsRow>().fetch_all(pool).await?
             });
             totals.extend(rows.into_iter().map(|r| (r.session_id.clone(), r.into())));
         }

@@ -11,7 +11,7 @@ use super::board_tx::{BoardTx, HistoryRow, TaskLink};
 use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, search_text};
 use crate::board::{Actor, ClaimEnd};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
 pub struct Task {
     pub id: Id,
     pub project_id: Id,
@@ -532,7 +532,10 @@ impl Store {
         }
     }
 
-    async fn filled_written(&self, outcome: Result<Written, Refusal>) -> Outcome<Written> {
+    pub(super) async fn filled_written(
+        &self,
+        outcome: Result<Written, Refusal>,
+    ) -> Outcome<Written> {
         match outcome {
             Ok(written) => {
                 let unblocked = written.unblocked;

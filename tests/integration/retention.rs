@@ -62,19 +62,19 @@ async fn ledger_batches_of_any_size_store_every_row_exactly_once() -> anyhow::Re
         assert_eq!(store.count_requests().await?, 278, "{backend:?}");
         let (stored, total) = store.list_requests(&Default::default(), 500, 0).await?;
         assert_eq!(total, 278, "{backend:?}");
-        let by_id = |id: uuid::Uuid| stored.iter().find(|r| r.request_id.0 == id);
+        let by_id = |id: uuid::Uuid| stored.iter().find(|r| r.request_id == id);
         let eight = by_id(rows[8].request_id).expect("row 8");
         assert_eq!(
             eight.error_message.as_deref(),
             Some("quote ' and comma , kept")
         );
         assert_eq!(
-            by_id(rows[9].request_id).expect("row 9").status,
+            by_id(rows[9].request_id).expect("row 9").status.as_str(),
             "tool_error"
         );
         assert_eq!(by_id(rows[7].request_id).expect("row 7").session_id, None);
         let last = by_id(rows[236].request_id).expect("row 236");
-        assert_eq!((last.duration_us, last.duration_ms), (1_236, 1));
+        assert_eq!((last.duration.micros(), last.duration.millis()), (1_236, 1));
         assert_eq!(
             last.estimated_cost_usd.map(|m| m.0.to_string()).as_deref(),
             Some("0.0000012345")

@@ -93,7 +93,7 @@ async fn stateless_requests_share_a_logical_session() -> anyhow::Result<()> {
             "{backend:?}: both python-sdk requests belong to its logical session"
         );
         assert!(
-            rows.iter().all(|r| r.status == "success"),
+            rows.iter().all(|r| r.status.as_str() == "success"),
             "{backend:?}: {rows:?}"
         );
     }

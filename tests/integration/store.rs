@@ -1463,7 +1463,7 @@ async fn ledger_rows_carry_their_task_and_the_task_s_activity_sums_them() -> any
             .list_requests(&RequestFilter::default(), 10, 0)
             .await?;
         assert_eq!(total, 4);
-        let subjects: Vec<Option<Id>> = rows.iter().map(|r| r.subject_id).collect();
+        let subjects: Vec<Option<Id>> = rows.iter().map(|r| r.subject.map(Id)).collect();
         assert_eq!(
             subjects.iter().filter(|s| **s == Some(task)).count(),
             3,

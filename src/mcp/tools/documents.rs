@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::projects::{default_page, default_per_page};
 use super::summary_view;
-use super::{Parameters, ToolError, ToolResult, merge, page_info, success, to_json, validate};
+use super::{Parameters, ToolError, ToolResult, page_view, success, to_json, validate};
 use crate::board::{Action, DocumentType};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
@@ -66,9 +66,7 @@ impl BoardServer {
         let project_id = validate::id("project_id", Some(&args.project_id))?;
         if let Some(id) = validate::opt_id("document_id", args.document_id.as_deref())? {
             let document = self.store().get_document(project_id, id).await?;
-            let document =
-                document.ok_or_else(|| ToolError::not_found("document", id, NOT_FOUND_HINT))?;
-            return Ok(success(json!({ "document": to_json(&document) })));
+            return ToolError::found("document", id, document, NOT_FOUND_HINT);
         }
         let page = validate::page(args.page, args.per_page)?;
         let query = DocumentQuery {
@@ -77,11 +75,7 @@ impl BoardServer {
             text: validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?,
         };
         let found = self.store().list_documents(&query, page).await?;
-        let documents: Vec<_> = found.items.iter().map(summary_view).collect();
-        Ok(success(merge([
-            json!({ "documents": documents }),
-            page_info(page, found.items.len(), found.total),
-        ])))
+        Ok(success(page_view("documents", &found, page, summary_view)))
     }
 
     #[tool(

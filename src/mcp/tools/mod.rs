@@ -21,7 +21,7 @@ use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
 use serde_json::{Value, json};
 
-pub use crate::views::{list_view, merge, page_info, summary_view, to_json};
+pub use crate::views::{list_view, merge, page_view, summary_view, to_json};
 pub use params::Parameters;
 
 /// Deserialises `arguments` as the named tool's argument type, exactly as a call does, and
@@ -105,6 +105,18 @@ impl ToolError {
             id: id.to_string(),
             suggestion,
         }
+    }
+
+    /// `row`, the one `what` with id `id` a call asked for, as `{what: row}`; not_found with
+    /// `suggestion` when there is none.
+    pub fn found<T: serde::Serialize>(
+        what: &'static str,
+        id: impl ToString,
+        row: Option<T>,
+        suggestion: &'static str,
+    ) -> ToolResult {
+        let row = row.ok_or_else(|| ToolError::not_found(what, id, suggestion))?;
+        Ok(success(json!({ what: to_json(&row) })))
     }
 
     /// The `error` object of a failed tool result.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::shapes;
 use super::{
-    Parameters, ToolError, ToolResult, list_view, merge, page_info, success, to_json, validate,
+    Parameters, ToolError, ToolResult, list_view, merge, page_view, success, to_json, validate,
 };
 use crate::board::{Action, VersionField};
 use crate::mcp::BoardServer;
@@ -87,17 +87,14 @@ impl BoardServer {
     ) -> ToolResult {
         if let Some(id) = validate::opt_id("project_id", args.project_id.as_deref())? {
             let project = self.store().get_project(id).await?;
-            let project =
-                project.ok_or_else(|| ToolError::not_found("project", id, NOT_FOUND_HINT))?;
-            return Ok(success(json!({ "project": to_json(&project) })));
+            return ToolError::found("project", id, project, NOT_FOUND_HINT);
         }
         let page = validate::page(args.page, args.per_page)?;
         let query = validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?;
         let found = self.store().list_projects(query.as_deref(), page).await?;
-        let projects: Vec<_> = found.items.iter().map(list_view).collect();
         Ok(success(merge([
-            json!({ "projects": projects, "query": query }),
-            page_info(page, found.items.len(), found.total),
+            page_view("projects", &found, page, list_view),
+            json!({ "query": query }),
         ])))
     }
 

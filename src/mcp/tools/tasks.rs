@@ -9,7 +9,7 @@ use serde_json::json;
 use super::claims::refused;
 use super::projects::{default_page, default_per_page};
 use super::{
-    Parameters, ToolError, ToolResult, list_view, merge, page_info, success, to_json, validate,
+    Parameters, ToolError, ToolResult, list_view, merge, page_view, success, to_json, validate,
 };
 use crate::board::{Action, TaskFilter, TaskStatus};
 use crate::mcp::BoardServer;
@@ -126,8 +126,7 @@ impl BoardServer {
         crate::resources::expiry::publish_ended(&self.ctx.changes, &ended);
         if let Some(id) = validate::opt_id("task_id", args.task_id.as_deref())? {
             let task = self.store().get_task(id).await?;
-            let task = task.ok_or_else(|| ToolError::not_found("task", id, NOT_FOUND_HINT))?;
-            return Ok(success(json!({ "task": to_json(&task) })));
+            return ToolError::found("task", id, task, NOT_FOUND_HINT);
         }
         let page = validate::page(args.page, args.per_page)?;
         let mut query = TaskQuery {
@@ -144,10 +143,9 @@ impl BoardServer {
         } else {
             self.store().closed_matches(&query).await?
         };
-        let tasks: Vec<_> = found.items.iter().map(list_view).collect();
         Ok(success(merge([
-            json!({ "tasks": tasks, "closed_matches": closed_matches }),
-            page_info(page, found.items.len(), found.total),
+            page_view("tasks", &found, page, list_view),
+            json!({ "closed_matches": closed_matches }),
         ])))
     }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::projects::{default_page, default_per_page};
-use super::{Parameters, ToolError, ToolResult, merge, page_info, success, to_json, validate};
+use super::{Parameters, ToolError, ToolResult, page_view, success, to_json, validate};
 use super::{shapes, summary_view};
 use crate::board::{VersionAction, VersionField};
 use crate::mcp::BoardServer;
@@ -86,11 +86,7 @@ impl BoardServer {
         let page = validate::page(args.page, args.per_page)?;
         let field = args.field_name.map(VersionField::as_str);
         let found = self.store().list_versions(project_id, field, page).await?;
-        let versions: Vec<_> = found.items.iter().map(summary_view).collect();
-        Ok(success(merge([
-            json!({ "versions": versions }),
-            page_info(page, found.items.len(), found.total),
-        ])))
+        Ok(success(page_view("versions", &found, page, summary_view)))
     }
 
     #[tool(

@@ -1,0 +1,203 @@
+//! The columns of `mcp_requests`, defined once from [`LedgerRow`]: the INSERT's column list
+//! and arguments, PostgreSQL's COPY text, the stored row's JSON and the row read back all
+//! follow [`LedgerRow::columns`].
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
+use uuid::Uuid;
+
+use super::request_row::{LedgerRow, Micros, Status, UpstreamHop};
+use super::{Id, Money};
+
+/// How many values one ledger row binds.
+pub const COLUMN_COUNT: usize = 24;
+
+/// One column's value, borrowed from the row, typed as it is bound.
+#[derive(Clone, Copy, Debug)]
+pub enum Column<'r> {
+    Id(Option<Uuid>),
+    Text(Option<&'r str>),
+    Int(Option<i32>),
+    BigInt(Option<i64>),
+    Money(Option<Money>),
+    Flag(bool),
+    Time(DateTime<Utc>),
+}
+
+impl LedgerRow {
+    /// The row's columns by name, in the order every statement lists them.
+    pub fn columns(&self) -> [(&'static str, Column<'_>); COLUMN_COUNT] {
+        use Column::{BigInt, Flag, Int, Text, Time};
+        let hop = self.upstream.as_ref();
+        [
+            ("request_id", Column::Id(Some(self.request_id))),
+            ("session_id", Text(self.session_id.as_deref())),
+            ("jsonrpc_id", Text(self.jsonrpc_id.as_deref())),
+            ("method", Text(Some(&self.method))),
+            ("tool_name", Text(self.tool_name.as_deref())),
+            ("status", Text(Some(self.status.as_str()))),
+            ("error_code", Int(self.error_code)),
+            ("error_message", Text(self.error_message.as_deref())),
+            ("duration_ms", BigInt(Some(self.duration.millis()))),
+            ("duration_us", BigInt(Some(self.duration.micros()))),
+            ("request_bytes", BigInt(Some(self.request_bytes))),
+            ("response_bytes", BigInt(Some(self.response_bytes))),
+            ("args_tokens", Int(self.args_tokens)),
+            ("result_tokens", Int(self.result_tokens)),
+            ("total_tokens", Int(self.total_tokens)),
+            ("estimated_cost_usd", Column::Money(self.estimated_cost_usd)),
+            ("pricing_model", Text(self.pricing_model.as_deref())),
+            ("tokenizer", Text(self.tokenizer.as_deref())),
+            ("sanitized", Flag(self.sanitized)),
+            ("timestamp", Time(self.timestamp)),
+            ("upstream", Text(hop.map(|h| h.upstream.as_str()))),
+            ("upstream_tool", Text(hop.and_then(|h| h.tool.as_deref()))),
+            ("upstream_us", BigInt(hop.map(|h| h.duration.micros()))),
+            ("subject_id", Column::Id(self.subject)),
+        ]
+    }
+}
+
+/// The column names, comma-separated, in [`LedgerRow::columns`]'s order.
+pub fn column_list() -> &'static str {
+    static LIST: LazyLock<String> = LazyLock::new(|| {
+        let names = LedgerRow::default().columns().map(|(name, _)| name);
+        names.join(", ")
+    });
+    &LIST
+}
+
+/// A ledger row as stored (for the API, the CLI and `steward check`): its JSON is the row's
+/// columns by name, as [`LedgerRow::columns`] lists them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestRecord(pub LedgerRow);
+
+impl std::ops::Deref for RequestRecord {
+    type Target = LedgerRow;
+
+    fn deref(&self) -> &LedgerRow {
+        &self.0
+    }
+}
+
+impl Serialize for RequestRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(COLUMN_COUNT))?;
+        for (name, value) in self.0.columns() {
+            match value {
+                Column::Id(v) => map.serialize_entry(name, &v.map(Id))?,
+                Column::Text(v) => map.serialize_entry(name, &v)?,
+                Column::Int(v) => map.serialize_entry(name, &v)?,
+                Column::BigInt(v) => map.serialize_entry(name, &v)?,
+                Column::Money(v) => map.serialize_entry(name, &v)?,
+                Column::Flag(v) => map.serialize_entry(name, &v)?,
+                Column::Time(v) => map.serialize_entry(name, &v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// A stored whole number that cannot be negative (the writer stores microseconds as `i64`).
+fn micros(stored: i64) -> Micros {
+    Micros::from_micros(u64::try_from(stored).unwrap_or(0))
+}
+
+impl<'r, R: Row> FromRow<'r, R> for RequestRecord
+where
+    &'r str: ColumnIndex<R>,
+    Id: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+    Money: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let status: String = row.try_get("status")?;
+        let status = Status::parse(&status).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "status".into(),
+            source: format!("no request status is called {status:?}").into(),
+        })?;
+        let upstream = match row.try_get::<Option<String>, _>("upstream")? {
+            Some(upstream) => Some(UpstreamHop {
+                upstream,
+                tool: row.try_get("upstream_tool")?,
+                duration: micros(row.try_get::<Option<i64>, _>("upstream_us")?.unwrap_or(0)),
+            }),
+            None => None,
+        };
+        Ok(RequestRecord(LedgerRow {
+            request_id: row.try_get::<Id, _>("request_id")?.0,
+            session_id: row.try_get("session_id")?,
+            jsonrpc_id: row.try_get("jsonrpc_id")?,
+            method: row.try_get("method")?,
+            tool_name: row.try_get("tool_name")?,
+            status,
+            error_code: row.try_get("error_code")?,
+            error_message: row.try_get("error_message")?,
+            duration: micros(row.try_get("duration_us")?),
+            request_bytes: row.try_get("request_bytes")?,
+            response_bytes: row.try_get("response_bytes")?,
+            args_tokens: row.try_get("args_tokens")?,
+            result_tokens: row.try_get("result_tokens")?,
+            total_tokens: row.try_get("total_tokens")?,
+            estimated_cost_usd: row.try_get("estimated_cost_usd")?,
+            pricing_model: row.try_get("pricing_model")?,
+            tokenizer: row.try_get("tokenizer")?,
+            sanitized: row.try_get("sanitized")?,
+            timestamp: row.try_get("timestamp")?,
+            upstream,
+            subject: row.try_get::<Option<Id>, _>("subject_id")?.map(|id| id.0),
+            trace: Default::default(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_column_list_names_each_column_once() {
+        let names: Vec<&str> = column_list().split(", ").collect();
+        assert_eq!(names.len(), COLUMN_COUNT);
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), COLUMN_COUNT);
+        assert_eq!((names[0], names[23]), ("request_id", "subject_id"));
+    }
+
+    #[test]
+    fn a_stored_row_s_json_is_its_columns() -> Result<(), serde_json::Error> {
+        let row = LedgerRow {
+            method: "tools/call".into(),
+            status: Status::ToolError,
+            duration: Micros::from_micros(12_345),
+            upstream: Some(UpstreamHop {
+                upstream: "git".into(),
+                tool: Some("log".into()),
+                duration: Micros::from_micros(7),
+            }),
+            ..LedgerRow::default()
+        };
+        let json = serde_json::to_value(RequestRecord(row))?;
+        assert_eq!(json["status"], "tool_error");
+        assert_eq!(
+            (json["duration_ms"].as_i64(), json["duration_us"].as_i64()),
+            (Some(12), Some(12_345))
+        );
+        assert_eq!(
+            (json["upstream_tool"].as_str(), json["upstream_us"].as_i64()),
+            (Some("log"), Some(7))
+        );
+        assert!(json["subject_id"].is_null());
+        assert_eq!(json.as_object().map(|o| o.len()), Some(COLUMN_COUNT));
+        Ok(())
+    }
+}
