@@ -67,6 +67,22 @@ async fn flood(raw: &Raw, session: &str, base_url: &str) -> anyhow::Result<Vec<T
     Ok(stalled)
 }
 
+/// Waits (up to 60 s) until the ledger has stored every row it was handed, so that a reading
+/// of RSS measures what the floods left behind, not rows still queued on a loaded machine.
+async fn ledger_settled(raw: &Raw) -> anyhow::Result<()> {
+    let mut ledger = Value::Null;
+    for _ in 0..600 {
+        let (_, health) = raw.get_json("/health").await?;
+        ledger = health["ledger"].clone();
+        if ledger["pending"] == 0 && ledger["queue_bytes"] == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the ledger never caught up: {ledger}")
+}
+
 #[tokio::test]
 async fn large_batches_and_stalled_uploads_leave_memory_where_it_was() -> anyhow::Result<()> {
     for backend in backends() {
@@ -79,10 +95,10 @@ async fn large_batches_and_stalled_uploads_leave_memory_where_it_was() -> anyhow
         let session = open_session_at(&raw, "2025-03-26").await?;
         // Once to warm up: the allocator's arenas, the tokenizer, prepared statements.
         drop(flood(&raw, &session, &server.base_url).await?);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        ledger_settled(&raw).await?;
         let before = rss_kib(pid)?;
         let held = flood(&raw, &session, &server.base_url).await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        ledger_settled(&raw).await?;
         let after = rss_kib(pid)?;
         drop(held);
         eprintln!(
