@@ -290,6 +290,8 @@ async fn health_check_and_session_info_describe_server_and_caller() -> anyhow::R
         assert_eq!(health["database"]["reachable"], true, "{health}");
         assert_eq!(health["database"]["engine"], board.backend.name());
         assert!(health["uptime_seconds"].is_u64(), "{health}");
+        assert_eq!(health["lease_sweep"]["failures"], 0, "{health}");
+        assert!(health["lease_sweep"]["last_error"].is_null(), "{health}");
 
         let info = ok(&board.client, "session_info", Value::Null).await?;
         let session = &info["session"];
