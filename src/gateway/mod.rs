@@ -8,6 +8,7 @@
 //! [`http`] keeps durable per-client-session upstream sessions; [`stdio`] supervises a child
 //! process. The MCP handler ([`crate::mcp`]) calls in here; this module knows nothing of the board.
 
+pub mod breaker;
 pub mod error;
 pub mod http;
 mod pages;
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ledger::entry::{Micros, Served, UpstreamHop};
 use crate::store::Store;
+use breaker::Breaker;
 use error::UpstreamError;
 use http::HttpUpstream;
 use spec::{SEPARATOR, Target, UpstreamName, UpstreamSpec};
@@ -58,6 +60,7 @@ pub struct Upstream {
     spec: UpstreamSpec,
     link: Link,
     status: Arc<UpstreamStatus>,
+    breaker: Breaker,
 }
 
 pub struct Gateway {
@@ -116,7 +119,13 @@ impl Gateway {
                     stop.clone(),
                 )),
             };
-            upstreams.push(Upstream { spec, link, status });
+            let breaker = Breaker::new(spec.breaker);
+            upstreams.push(Upstream {
+                spec,
+                link,
+                status,
+                breaker,
+            });
         }
         Ok(Arc::new(Gateway { upstreams }))
     }
@@ -168,6 +177,10 @@ impl Gateway {
                             ..Default::default()
                         });
                     }
+                }
+                // Its breaker opening was logged once; each list need not say it again.
+                Err(error @ UpstreamError::BreakerOpen(_)) => {
+                    tracing::debug!(upstream = %upstream.spec.name, %error, "tools/list left out an upstream whose breaker is open");
                 }
                 Err(error) => {
                     tracing::warn!(upstream = %upstream.spec.name, %error, "tools/list left out an upstream that did not answer");
@@ -226,23 +239,34 @@ impl Upstream {
             .is_none_or(|allowed| allowed.iter().any(|t| t == tool))
     }
 
-    /// Runs `work` within the upstream's timeout, keeping its state up to date.
+    /// Runs `work` within the upstream's timeout, unless its breaker is open, keeping its
+    /// state and breaker up to date.
     async fn timed<T>(
         &self,
         work: impl Future<Output = Result<T, UpstreamError>>,
     ) -> Result<T, UpstreamError> {
+        self.breaker.admit().map_err(UpstreamError::BreakerOpen)?;
         UpstreamStatus::count(&self.status.calls);
         let outcome = tokio::time::timeout(self.spec.timeout, work)
             .await
             .unwrap_or(Err(UpstreamError::TimedOut(self.spec.timeout)));
         // A slow call is a failure, but says nothing of whether the upstream is up.
-        match &outcome {
-            Err(UpstreamError::TimedOut(_)) => UpstreamStatus::count(&self.status.failures),
-            Err(error) if error.is_outage() => {
-                UpstreamStatus::count(&self.status.failures);
-                self.status.down(error.to_string());
+        let failed = |error: &UpstreamError| {
+            UpstreamStatus::count(&self.status.failures);
+            if self.breaker.failed() {
+                tracing::warn!(upstream = %self.spec.name, %error, "the upstream's circuit breaker opened: its calls fail at once until a probe succeeds");
             }
-            _ => self.status.up(),
+        };
+        match &outcome {
+            Err(error @ UpstreamError::TimedOut(_)) => failed(error),
+            Err(error) if error.is_outage() => {
+                self.status.down(error.to_string());
+                failed(error);
+            }
+            _ => {
+                self.status.up();
+                self.breaker.succeeded();
+            }
         }
         outcome
     }
@@ -328,6 +352,7 @@ impl Upstream {
 
     fn report(&self) -> UpstreamReport {
         let (state, since, last_error) = self.status.state();
+        let (breaker, breaker_opened, short_circuited) = self.breaker.report();
         UpstreamReport {
             name: self.spec.name.to_string(),
             transport: match self.link {
@@ -342,6 +367,9 @@ impl Upstream {
             failures: UpstreamStatus::read(&self.status.failures),
             sessions_reinitialized: UpstreamStatus::read(&self.status.reinitialized),
             restarts: UpstreamStatus::read(&self.status.restarts),
+            breaker,
+            breaker_opened,
+            short_circuited,
             timeout_ms: u64::try_from(self.spec.timeout.as_millis()).unwrap_or(u64::MAX),
         }
     }

@@ -17,6 +17,7 @@ mod config;
 mod dashboard;
 mod first_hour;
 mod gateway;
+mod gateway_breaker;
 mod hostile;
 mod hostile_batches;
 mod hostile_connections;
