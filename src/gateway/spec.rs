@@ -134,6 +134,13 @@ impl UpstreamSpec {
         })
     }
 
+    /// Whether its allow-list (if any) lets `tool` through.
+    pub fn offers(&self, tool: &str) -> bool {
+        self.tools
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|t| t == tool))
+    }
+
     /// Where it is, for `/health` and logs: the URL without credentials or query, or the
     /// command without its arguments.
     pub fn location(&self) -> String {

@@ -33,7 +33,7 @@ pub(crate) fn python() -> Option<PathBuf> {
     }
 }
 
-fn upstream_script() -> String {
+pub(crate) fn upstream_script() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/gateway/upstream.py")
         .display()
