@@ -287,12 +287,15 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         0.0
     });
     for upstream in ctx.gateway.iter().flat_map(|gateway| gateway.report()) {
-        crate::metrics::record_upstream_state(
-            &upstream.name,
-            upstream.state == crate::gateway::status::State::Up,
-            upstream.sessions_reinitialized,
-            upstream.restarts,
-        );
+        crate::metrics::record_upstream_state(&crate::metrics::UpstreamGauges {
+            name: &upstream.name,
+            up: upstream.state == crate::gateway::status::State::Up,
+            reinitialized: upstream.sessions_reinitialized,
+            restarts: upstream.restarts,
+            breaker_open: upstream.breaker != crate::gateway::breaker::BreakerState::Closed,
+            breaker_opened: upstream.breaker_opened,
+            short_circuited: upstream.short_circuited,
+        });
     }
     metrics::gauge!("process_resident_memory_bytes")
         .set(crate::metrics::resident_memory_bytes() as f64);

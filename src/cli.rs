@@ -433,6 +433,13 @@ pub struct GatewayArgs {
     /// How long an upstream may take to answer before the call fails naming it (default 60s).
     #[arg(long, env = "STEWARD_UPSTREAM_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub upstream_timeout: Option<Duration>,
+    /// Consecutive failures (unreachable, not MCP, down, timed out) after which an upstream's
+    /// circuit breaker opens and its calls fail at once for the cool-down (default 5; 0: never).
+    #[arg(long, env = "STEWARD_UPSTREAM_BREAKER_FAILURES", value_name = "N")]
+    pub upstream_breaker_failures: Option<u32>,
+    /// How long an open breaker refuses calls before one probe goes through (default 30s).
+    #[arg(long, env = "STEWARD_UPSTREAM_BREAKER_COOLDOWN", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub upstream_breaker_cooldown: Option<Duration>,
     /// Serve only the upstreams' tools, not the task board's (needs an upstream).
     #[arg(long, env = "STEWARD_NO_BOARD")]
     pub no_board: bool,

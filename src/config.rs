@@ -14,6 +14,7 @@ use crate::cli::{
     Cli, Command, DatabaseArgs, GatewayArgs, ImportSource, KeysAction, LedgerArgs, PricingAction,
     RequestsAction, SecurityArgs, ServeArgs, SessionArgs, SessionsAction,
 };
+use crate::gateway::breaker::{self, BreakerPolicy};
 use crate::gateway::spec::{UpstreamSpec, UpstreamTable};
 use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
@@ -358,6 +359,17 @@ fn upstreams(
             .into_spec(timeout, |var| std::env::var(var).ok())
             .map_err(|e| ConfigError::Invalid(format!("[[upstream]] in the config file: {e}")))?;
         specs.push(spec);
+    }
+    let breaker = BreakerPolicy {
+        failures: args
+            .upstream_breaker_failures
+            .unwrap_or(breaker::DEFAULT_FAILURES),
+        cool_down: args
+            .upstream_breaker_cooldown
+            .unwrap_or(breaker::DEFAULT_COOL_DOWN),
+    };
+    for spec in &mut specs {
+        spec.breaker = breaker;
     }
     if let Some(twice) = specs
         .iter()

@@ -64,10 +64,32 @@ fn record_upstream(row: &LedgerRow) {
         .record(hop.duration.micros() as f64 / 1_000_000.0);
 }
 
+/// One upstream's state at scrape time.
+pub struct UpstreamGauges<'a> {
+    pub name: &'a str,
+    pub up: bool,
+    /// Sessions it forgot and Steward initialized again.
+    pub reinitialized: u64,
+    /// Restarts of its process.
+    pub restarts: u64,
+    /// Its circuit breaker is open or half-open.
+    pub breaker_open: bool,
+    pub breaker_opened: u64,
+    pub short_circuited: u64,
+}
+
 /// One upstream's state at scrape time: up (1) or not (0), sessions it forgot and Steward
-/// initialized again, and restarts of its process.
-pub fn record_upstream_state(name: &str, up: bool, reinitialized: u64, restarts: u64) {
-    let upstream = upstream_label(name);
+/// initialized again, restarts of its process, and its circuit breaker.
+pub fn record_upstream_state(gauges: &UpstreamGauges<'_>) {
+    let upstream = upstream_label(gauges.name);
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    metrics::gauge!("steward_upstream_breaker_open", "upstream" => upstream.clone())
+        .set(flag(gauges.breaker_open));
+    metrics::gauge!("steward_upstream_breaker_opened", "upstream" => upstream.clone())
+        .set(gauges.breaker_opened as f64);
+    metrics::gauge!("steward_upstream_short_circuited", "upstream" => upstream.clone())
+        .set(gauges.short_circuited as f64);
+    let (up, reinitialized, restarts) = (gauges.up, gauges.reinitialized, gauges.restarts);
     metrics::gauge!("steward_upstream_up", "upstream" => upstream.clone()).set(if up {
         1.0
     } else {

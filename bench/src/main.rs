@@ -9,6 +9,7 @@
 mod analytics;
 mod client;
 mod db;
+mod gateway;
 mod instructions;
 mod limit;
 mod peer;
@@ -153,6 +154,10 @@ enum Scenario {
         #[arg(long)]
         cache_sim: bool,
     },
+    /// The cost of a hop: a bare rmcp server called directly vs. through Steward's gateway
+    /// mode (`--upstream`, async ledger): added p50/p99 with one request in flight, throughput
+    /// ratio with --concurrency in flight.
+    Gateway,
     /// Startup with stored sessions, restore storm after a restart, memory per session.
     Sessions(SessionArgs),
     /// Steward vs. the Python mcp SDK's FastMCP server with per-call INSERT tracking.
@@ -274,6 +279,7 @@ async fn run(cli: Cli) -> Result<usize> {
             let rows = rows.unwrap_or(analytics::default_rows(c.quick));
             analytics::analytics(&mut ctx, rows).await?
         }
+        Scenario::Gateway => gateway::gateway(&mut ctx).await?,
         Scenario::Sessions(a) => sessions::sessions(&mut ctx, &session_opts(a)).await?,
         Scenario::Peer(a) => peer::peer(&mut ctx, &peer_opts(a)).await?,
         Scenario::All {
@@ -284,6 +290,7 @@ async fn run(cli: Cli) -> Result<usize> {
             scenarios::limit(&mut ctx).await?;
             scenarios::ledger(&mut ctx).await?;
             scenarios::stateless(&mut ctx).await?;
+            gateway::gateway(&mut ctx).await?;
             analytics::analytics(&mut ctx, analytics::default_rows(c.quick)).await?;
             sessions::sessions(&mut ctx, &session_opts(s)).await?;
             if !no_peer {

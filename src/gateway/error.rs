@@ -6,6 +6,7 @@ use std::time::Duration;
 use rmcp::ErrorData;
 use rmcp::model::ErrorCode;
 
+use super::breaker::Refused;
 use super::spec::UpstreamName;
 
 /// The JSON-RPC error code of a request whose upstream could not be reached or did not speak
@@ -24,6 +25,13 @@ pub enum UpstreamError {
     Protocol(String),
     #[error("is not running: {0}")]
     Down(String),
+    /// Not sent: the upstream failed too often in a row (see [`super::breaker`]).
+    #[error(
+        "failed {} times in a row, so its circuit breaker is open: Steward is not calling it for the next {}",
+        .0.failures,
+        humantime::format_duration(Duration::from_secs(.0.retry_in.as_secs().max(1)))
+    )]
+    BreakerOpen(Refused),
     /// The upstream answered with a JSON-RPC error of its own.
     #[error("{}", .0.message)]
     Rejected(ErrorData),
@@ -50,6 +58,17 @@ impl UpstreamError {
                     "upstream {upstream} {self}; Steward stopped waiting (the upstream may still finish the call). The board and the other upstreams are not affected"
                 ),
                 data,
+            ),
+            UpstreamError::BreakerOpen(refused) => ErrorData::new(
+                ErrorCode(UPSTREAM_UNAVAILABLE),
+                format!(
+                    "upstream {upstream} {self}. The board and the other upstreams are not affected; see /health"
+                ),
+                Some(serde_json::json!({
+                    "upstream": upstream.as_str(),
+                    "breaker": "open",
+                    "retry_after_ms": u64::try_from(refused.retry_in.as_millis()).unwrap_or(u64::MAX),
+                })),
             ),
             _ => ErrorData::new(
                 ErrorCode(UPSTREAM_UNAVAILABLE),

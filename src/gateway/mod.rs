@@ -1,6 +1,7 @@
 //! Gateway mode: Steward in front of other MCP servers ("upstreams"). Their tools join the
 //! board's in one `tools/list`, each named `UPSTREAM__tool` ([`spec::SEPARATOR`]), and a
-//! `tools/call` of such a name goes to that upstream. Each upstream has its own timeout, and
+//! `tools/call` of such a name goes to that upstream; their resources, resource templates and
+//! prompts likewise ([`kinds`]). Each upstream has its own timeout, and
 //! its failure is answered with an error naming it, never touching the board or the other
 //! upstreams. The ledger records every proxied call with the upstream's name, the tool as the
 //! upstream knows it and the upstream's share of the duration.
@@ -8,8 +9,10 @@
 //! [`http`] keeps durable per-client-session upstream sessions; [`stdio`] supervises a child
 //! process. The MCP handler ([`crate::mcp`]) calls in here; this module knows nothing of the board.
 
+pub mod breaker;
 pub mod error;
 pub mod http;
+pub mod kinds;
 mod pages;
 pub mod spec;
 pub mod status;
@@ -19,17 +22,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::ErrorData;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, InitializeRequestParams,
-    ListToolsResult, PaginatedRequestParams, Tool,
-};
+use rmcp::model::{InitializeRequestParams, PaginatedRequestParams};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::entry::{Micros, Served, UpstreamHop};
 use crate::store::Store;
+use breaker::Breaker;
 use error::UpstreamError;
 use http::HttpUpstream;
+use kinds::{Exchange, Listing};
 use spec::{SEPARATOR, Target, UpstreamName, UpstreamSpec};
 use status::{UpstreamReport, UpstreamStatus};
 use stdio::{Launch, StdioUpstream};
@@ -58,6 +60,7 @@ pub struct Upstream {
     spec: UpstreamSpec,
     link: Link,
     status: Arc<UpstreamStatus>,
+    breaker: Breaker,
 }
 
 pub struct Gateway {
@@ -116,7 +119,13 @@ impl Gateway {
                     stop.clone(),
                 )),
             };
-            upstreams.push(Upstream { spec, link, status });
+            let breaker = Breaker::new(spec.breaker);
+            upstreams.push(Upstream {
+                spec,
+                link,
+                status,
+                breaker,
+            });
         }
         Ok(Arc::new(Gateway { upstreams }))
     }
@@ -125,87 +134,71 @@ impl Gateway {
         self.upstreams.iter().map(|u| &u.spec.name)
     }
 
-    /// The upstream a prefixed tool name belongs to, and the tool's own name there.
-    pub fn route<'n>(&self, tool: &'n str) -> Option<(&Upstream, &'n str)> {
-        let (prefix, rest) = tool.split_once(SEPARATOR)?;
-        let upstream = self
-            .upstreams
-            .iter()
-            .find(|u| u.spec.name.as_str() == prefix)?;
-        Some((upstream, rest))
+    /// The upstream a prefixed tool or prompt name belongs to, and the name there.
+    pub fn route<'n>(&self, name: &'n str) -> Option<(&Upstream, &'n str)> {
+        let (prefix, rest) = name.split_once(SEPARATOR)?;
+        Some((self.upstream(prefix)?, rest))
     }
 
-    /// One page of the merged tool list: `board` first, then each upstream's tools (see
-    /// [`pages`] for the cursor). An upstream that cannot list its tools is left out (and
-    /// logged), so one failure never hides the others' tools.
-    pub async fn list_tools(
+    /// The upstream a resource URI of the gateway's form belongs to, and the URI there.
+    pub fn route_uri<'u>(&self, uri: &'u str) -> Option<(&Upstream, &'u str)> {
+        let (name, rest) = kinds::split_uri(uri)?;
+        Some((self.upstream(name)?, rest))
+    }
+
+    fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.spec.name.as_str() == name)
+    }
+
+    /// One page of a merged list: `board` first, then each upstream's items (see [`pages`]
+    /// for the cursor). An upstream that cannot list them is left out (and logged), so one
+    /// failure never hides the others' items.
+    pub async fn list<L: Listing>(
         &self,
         caller: Caller<'_>,
         request: Option<PaginatedRequestParams>,
-        board: Vec<Tool>,
-    ) -> Result<ListToolsResult, ErrorData> {
+        board: Vec<L::Item>,
+    ) -> Result<L, ErrorData> {
         let start = pages::Position::parse(request.and_then(|r| r.cursor).as_deref())?;
-        let mut tools = Vec::new();
+        let mut items = Vec::new();
         let mut source = start.source;
         let mut inner = start.inner;
         if source == 0 {
-            tools.extend(board);
+            items.extend(board);
             source = 1;
         }
         while let Some(upstream) = self.upstreams.get(source - 1) {
-            match upstream.list_page(caller, inner.take()).await {
-                Ok(page) => {
-                    tools.extend(page.tools);
-                    if let Some(next) = page.next_cursor {
+            match upstream.list_page::<L>(caller, inner.take()).await {
+                Ok((page, next)) => {
+                    items.extend(page);
+                    if let Some(next) = next {
                         let cursor = pages::Position {
                             source,
                             inner: Some(next),
-                        }
-                        .encode();
-                        return Ok(ListToolsResult {
-                            tools,
-                            next_cursor: Some(cursor),
-                            ..Default::default()
-                        });
+                        };
+                        return Ok(L::from_page(items, Some(cursor.encode())));
                     }
                 }
-                Err(error) => {
-                    tracing::warn!(upstream = %upstream.spec.name, %error, "tools/list left out an upstream that did not answer");
-                }
+                Err(error) => upstream.left_out(L::METHOD, &error),
             }
             source += 1;
         }
-        Ok(ListToolsResult::with_all_items(tools))
+        Ok(L::from_page(items, None))
     }
 
-    /// Calls `tool` (its name at the upstream) on `upstream` with the client's arguments.
-    pub async fn call_tool(
+    /// Passes `request` to its upstream when it names an upstream's tool, prompt or resource
+    /// (see [`kinds`]); `None` when it names none.
+    pub async fn pass<E: Exchange>(
         &self,
-        upstream: &Upstream,
-        tool: &str,
         caller: Caller<'_>,
-        mut request: CallToolRequestParams,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let name = &upstream.spec.name;
-        if !upstream.offers(tool) {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "tool {name}{SEPARATOR}{tool} is not offered: upstream {name}'s tool allow-list leaves it out; see tools/list"
-                ),
-                None,
-            ));
-        }
-        request.name = tool.to_string().into();
-        let started = Instant::now();
-        let outcome = upstream.timed(upstream.call(caller, request)).await;
-        if let Some(served) = caller.served {
-            served.went_upstream(UpstreamHop {
-                upstream: name.to_string(),
-                tool: Some(tool.to_string()),
-                duration: Micros::since(started),
-            });
-        }
-        outcome.map_err(|error| error.to_error_data(name))
+        request: E,
+    ) -> Option<Result<E::Response, ErrorData>> {
+        let (upstream, local) = match E::BY_URI {
+            true => self.route_uri(request.target())?,
+            false => self.route(request.target())?,
+        };
+        let local = local.to_string();
+        Some(upstream.send(&local, caller, request).await)
     }
 
     /// Every upstream's state, for `/health` and `/metrics`.
@@ -219,108 +212,150 @@ impl Upstream {
         &self.spec.name
     }
 
-    fn offers(&self, tool: &str) -> bool {
-        self.spec
-            .tools
-            .as_ref()
-            .is_none_or(|allowed| allowed.iter().any(|t| t == tool))
-    }
-
-    /// Runs `work` within the upstream's timeout, keeping its state up to date.
+    /// Runs `work` within the upstream's timeout, unless its breaker is open, keeping its
+    /// state and breaker up to date.
     async fn timed<T>(
         &self,
         work: impl Future<Output = Result<T, UpstreamError>>,
     ) -> Result<T, UpstreamError> {
+        self.breaker.admit().map_err(UpstreamError::BreakerOpen)?;
         UpstreamStatus::count(&self.status.calls);
         let outcome = tokio::time::timeout(self.spec.timeout, work)
             .await
             .unwrap_or(Err(UpstreamError::TimedOut(self.spec.timeout)));
         // A slow call is a failure, but says nothing of whether the upstream is up.
-        match &outcome {
-            Err(UpstreamError::TimedOut(_)) => UpstreamStatus::count(&self.status.failures),
-            Err(error) if error.is_outage() => {
-                UpstreamStatus::count(&self.status.failures);
-                self.status.down(error.to_string());
+        let failed = |error: &UpstreamError| {
+            UpstreamStatus::count(&self.status.failures);
+            if self.breaker.failed() {
+                tracing::warn!(upstream = %self.spec.name, %error, "the upstream's circuit breaker opened: its calls fail at once until a probe succeeds");
             }
-            _ => self.status.up(),
+        };
+        match &outcome {
+            Err(error @ UpstreamError::TimedOut(_)) => failed(error),
+            Err(error) if error.is_outage() => {
+                self.status.down(error.to_string());
+                failed(error);
+            }
+            _ => {
+                self.status.up();
+                self.breaker.succeeded();
+            }
         }
         outcome
     }
 
-    /// One page of this upstream's tools, allow-listed and prefixed with its name.
-    async fn list_page(
+    /// Sends `request` for `local` (its name or URI at the upstream), tells the ledger it did,
+    /// and names what the answer holds for the client.
+    async fn send<E: Exchange>(
         &self,
+        local: &str,
         caller: Caller<'_>,
-        cursor: Option<String>,
-    ) -> Result<ListToolsResult, UpstreamError> {
-        let mut page = self.timed(self.list(caller, cursor)).await?;
-        page.tools.retain(|tool| self.offers(&tool.name));
-        for tool in &mut page.tools {
-            tool.name = format!("{}{SEPARATOR}{}", self.spec.name, tool.name).into();
+        mut request: E,
+    ) -> Result<E::Response, ErrorData> {
+        E::check(local, &self.spec)?;
+        request.retarget(local);
+        let started = Instant::now();
+        let outcome = self.timed(self.exchange(caller, request)).await;
+        if let Some(served) = caller.served {
+            served.went_upstream(UpstreamHop {
+                upstream: self.spec.name.to_string(),
+                tool: E::NAMES_TOOL.then(|| local.to_string()),
+                duration: Micros::since(started),
+            });
         }
-        Ok(page)
+        let mut response = outcome.map_err(|error| error.to_error_data(&self.spec.name))?;
+        E::adopt(&mut response, &self.spec);
+        Ok(response)
     }
 
-    async fn list(
+    /// Why its items are missing from a merged list, in the log. An upstream without that
+    /// kind of item (method not found), or whose breaker is open (logged when it opened),
+    /// is not worth a warning each time.
+    fn left_out(&self, method: &str, error: &UpstreamError) {
+        let name = &self.spec.name;
+        match error {
+            UpstreamError::BreakerOpen(_) => {
+                tracing::debug!(upstream = %name, %error, method, "a list left out an upstream whose breaker is open");
+            }
+            UpstreamError::Rejected(e) if e.code.0 == crate::protocol::METHOD_NOT_FOUND => {
+                tracing::debug!(upstream = %name, method, "the upstream has no such list");
+            }
+            _ => {
+                tracing::warn!(upstream = %name, %error, method, "a list left out an upstream that did not answer");
+            }
+        }
+    }
+
+    /// One page of this upstream's items, allow-listed and named for the client.
+    async fn list_page<L: Listing>(
         &self,
         caller: Caller<'_>,
         cursor: Option<String>,
-    ) -> Result<ListToolsResult, UpstreamError> {
+    ) -> Result<(Vec<L::Item>, Option<String>), UpstreamError> {
+        let page: L = self.timed(self.ask_list(caller, cursor)).await?;
+        let (mut items, next) = page.into_page();
+        items.retain_mut(|item| L::adopt(item, &self.spec));
+        Ok((items, next))
+    }
+
+    async fn ask_list<L: Listing>(
+        &self,
+        caller: Caller<'_>,
+        cursor: Option<String>,
+    ) -> Result<L, UpstreamError> {
         match &self.link {
             Link::Http(http) => {
-                let params = json!({ "cursor": cursor });
-                let params = if cursor.is_none() { json!({}) } else { params };
+                let params = match &cursor {
+                    Some(cursor) => json!({ "cursor": cursor }),
+                    None => json!({}),
+                };
                 let result = http
                     .request(
                         session_key(caller),
                         &initialize_params(caller),
-                        "tools/list",
+                        L::METHOD,
                         params,
                     )
                     .await?;
                 serde_json::from_value(result).map_err(|e| {
-                    UpstreamError::Protocol(format!("a malformed tools/list result: {e}"))
+                    UpstreamError::Protocol(format!("a malformed {} result: {e}", L::METHOD))
                 })
             }
             Link::Stdio(stdio) => {
                 let params = PaginatedRequestParams::default().with_cursor(cursor);
-                stdio
-                    .peer()
-                    .await?
-                    .list_tools(Some(params))
+                L::ask(&stdio.peer().await?, params)
                     .await
                     .map_err(service_error)
             }
         }
     }
 
-    async fn call(
+    async fn exchange<E: Exchange>(
         &self,
         caller: Caller<'_>,
-        request: CallToolRequestParams,
-    ) -> Result<CallToolResponse, UpstreamError> {
+        request: E,
+    ) -> Result<E::Response, UpstreamError> {
         match &self.link {
             Link::Http(http) => {
-                let params = serde_json::to_value(&request)
-                    .map_err(|e| UpstreamError::Protocol(format!("cannot encode the call: {e}")))?;
+                let params = serde_json::to_value(&request).map_err(|e| {
+                    UpstreamError::Protocol(format!("cannot encode the request: {e}"))
+                })?;
                 let result = http
                     .request(
                         session_key(caller),
                         &initialize_params(caller),
-                        "tools/call",
+                        E::METHOD,
                         params,
                     )
                     .await?;
-                serde_json::from_value::<CallToolResult>(result)
+                serde_json::from_value::<E::Result>(result)
                     .map(Into::into)
                     .map_err(|e| {
-                        UpstreamError::Protocol(format!("a malformed tools/call result: {e}"))
+                        UpstreamError::Protocol(format!("a malformed {} result: {e}", E::METHOD))
                     })
             }
-            Link::Stdio(stdio) => stdio
-                .peer()
-                .await?
-                .call_tool_once(request)
+            Link::Stdio(stdio) => request
+                .ask(&stdio.peer().await?)
                 .await
                 .map_err(service_error),
         }
@@ -328,6 +363,7 @@ impl Upstream {
 
     fn report(&self) -> UpstreamReport {
         let (state, since, last_error) = self.status.state();
+        let (breaker, breaker_opened, short_circuited) = self.breaker.report();
         UpstreamReport {
             name: self.spec.name.to_string(),
             transport: match self.link {
@@ -342,6 +378,9 @@ impl Upstream {
             failures: UpstreamStatus::read(&self.status.failures),
             sessions_reinitialized: UpstreamStatus::read(&self.status.reinitialized),
             restarts: UpstreamStatus::read(&self.status.restarts),
+            breaker,
+            breaker_opened,
+            short_circuited,
             timeout_ms: u64::try_from(self.spec.timeout.as_millis()).unwrap_or(u64::MAX),
         }
     }

@@ -1,4 +1,4 @@
-//! The cursor of the merged `tools/list`. Source 0 is the board (one page), source `i` the
+//! The cursor of a merged list (tools, resources, templates, prompts). Source 0 is the board (one page), source `i` the
 //! `i`-th upstream; a page ends where an upstream's page ends, and the cursor then names the
 //! upstream and carries its own cursor: `steward:1:UPSTREAM_CURSOR`.
 
@@ -20,7 +20,7 @@ impl Position {
         let invalid = || {
             ErrorData::invalid_params(
                 format!(
-                    "invalid cursor {cursor:?}: pass back the nextCursor of the previous tools/list page, or none for the first"
+                    "invalid cursor {cursor:?}: pass back the nextCursor of the previous page of the same list, or none for the first"
                 ),
                 None,
             )

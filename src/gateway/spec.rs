@@ -5,6 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::breaker::BreakerPolicy;
+
 /// Between an upstream's name and its tool's name in the merged `tools/list`: `docs__search`.
 /// Two underscores keep the name within MCP's tool-name characters (`A-Z a-z 0-9 _ - .`).
 pub const SEPARATOR: &str = "__";
@@ -93,6 +95,8 @@ pub struct UpstreamSpec {
     pub timeout: Duration,
     /// Only these of its tools are offered (all when `None`).
     pub tools: Option<Vec<String>>,
+    /// When to stop calling it for a while (`--upstream-breaker-*`).
+    pub breaker: BreakerPolicy,
 }
 
 impl UpstreamSpec {
@@ -126,7 +130,15 @@ impl UpstreamSpec {
             target,
             timeout,
             tools: None,
+            breaker: BreakerPolicy::default(),
         })
+    }
+
+    /// Whether its allow-list (if any) lets `tool` through.
+    pub fn offers(&self, tool: &str) -> bool {
+        self.tools
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|t| t == tool))
     }
 
     /// Where it is, for `/health` and logs: the URL without credentials or query, or the
@@ -205,6 +217,7 @@ impl UpstreamTable {
             target,
             timeout,
             tools: self.tools,
+            breaker: BreakerPolicy::default(),
         })
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::breaker::BreakerState;
 use crate::sync::lock;
 
 /// Up or down as of the last contact; `unknown` before the first.
@@ -42,6 +43,12 @@ pub struct UpstreamReport {
     pub failures: u64,
     pub sessions_reinitialized: u64,
     pub restarts: u64,
+    /// `closed`, `open` (calls fail at once) or `half_open` (the next call is a probe).
+    pub breaker: BreakerState,
+    /// Times the breaker opened.
+    pub breaker_opened: u64,
+    /// Calls answered at once with an error because the breaker was open.
+    pub short_circuited: u64,
     pub timeout_ms: u64,
 }
 

@@ -73,7 +73,7 @@ impl ServerHandler for BoardServer {
             self.board_items(|| self.tool_router.list_all()),
             Fixtures::tools,
         );
-        self.merged_tools(request, &context, tools).await
+        self.merged(request, &context, tools).await
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -90,7 +90,7 @@ impl ServerHandler for BoardServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         self.connection.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(answer) = self.call_upstream(&request, &context).await {
+        if let Some(answer) = self.via_upstream(&request, &context).await {
             return answer;
         }
         let name = request.name.clone();
@@ -165,8 +165,8 @@ impl ServerHandler for BoardServer {
 
     async fn list_resources(
         &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let board = match self.ctx.board {
             true => resources::list(self.store())
@@ -175,24 +175,27 @@ impl ServerHandler for BoardServer {
             false => Vec::new(),
         };
         let list = self.plus_fixtures(board, Fixtures::resources);
-        Ok(ListResourcesResult::with_all_items(list))
+        self.merged(request, &context, list).await
     }
 
     async fn list_resource_templates(
         &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let templates =
             self.plus_fixtures(self.board_items(resources::templates), Fixtures::templates);
-        Ok(ListResourceTemplatesResult::with_all_items(templates))
+        self.merged(request, &context, templates).await
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        if let Some(answer) = self.via_upstream(&request, &context).await {
+            return answer;
+        }
         let uri = request.uri;
         if let Some(contents) = self
             .ctx
@@ -257,11 +260,11 @@ impl ServerHandler for BoardServer {
 
     async fn list_prompts(
         &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let list = self.plus_fixtures(self.board_items(prompts::list), Fixtures::prompts);
-        Ok(ListPromptsResult::with_all_items(list))
+        self.merged(request, &context, list).await
     }
 
     async fn get_prompt(
@@ -269,6 +272,9 @@ impl ServerHandler for BoardServer {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        if let Some(answer) = self.via_upstream(&request, &context).await {
+            return answer;
+        }
         if !prompts::is_board_prompt(&request.name)
             && let Some(fixtures) = &self.ctx.fixtures
             && fixtures.has_prompt(&request.name)

@@ -1,48 +1,43 @@
-//! The seam between the MCP handler and gateway mode ([`crate::gateway`]): the merged
-//! `tools/list`, and `tools/call` of an upstream's prefixed tool.
+//! The seam between the MCP handler and gateway mode ([`crate::gateway`]): the merged lists
+//! (tools, resources, resource templates, prompts), and the requests that name an upstream's
+//! tool, resource or prompt.
 
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, InitializeRequestParams, ListToolsResult,
-    PaginatedRequestParams, Tool,
-};
+use rmcp::model::{InitializeRequestParams, PaginatedRequestParams};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 
 use super::BoardServer;
 use crate::gateway::Caller;
+use crate::gateway::kinds::{Exchange, Listing};
 use crate::ledger::Served;
 
 impl BoardServer {
-    /// `board`, followed by the upstreams' tools when Steward runs in front of any.
-    pub(crate) async fn merged_tools(
+    /// `board`'s items, followed by the upstreams' when Steward runs in front of any.
+    pub(crate) async fn merged<L: Listing>(
         &self,
         request: Option<PaginatedRequestParams>,
         context: &RequestContext<RoleServer>,
-        board: Vec<Tool>,
-    ) -> Result<ListToolsResult, ErrorData> {
+        board: Vec<L::Item>,
+    ) -> Result<L, ErrorData> {
         let Some(gateway) = &self.ctx.gateway else {
-            return Ok(ListToolsResult::with_all_items(board));
+            return Ok(L::from_page(board, None));
         };
         let (session, client) = (self.session_id(context), context.peer.peer_info());
         let caller = caller(session.as_deref(), client.as_deref(), context);
-        gateway.list_tools(caller, request, board).await
+        gateway.list(caller, request, board).await
     }
 
-    /// Passes the call to its upstream when `request` names an upstream's tool; `None` otherwise.
-    pub(crate) async fn call_upstream(
+    /// Passes `request` to its upstream when it names an upstream's tool, resource or prompt;
+    /// `None` otherwise.
+    pub(crate) async fn via_upstream<E: Exchange + Clone>(
         &self,
-        request: &CallToolRequestParams,
+        request: &E,
         context: &RequestContext<RoleServer>,
-    ) -> Option<Result<CallToolResponse, ErrorData>> {
+    ) -> Option<Result<E::Response, ErrorData>> {
         let gateway = self.ctx.gateway.as_ref()?;
-        let (upstream, tool) = gateway.route(&request.name)?;
         let (session, client) = (self.session_id(context), context.peer.peer_info());
         let caller = caller(session.as_deref(), client.as_deref(), context);
-        Some(
-            gateway
-                .call_tool(upstream, tool, caller, request.clone())
-                .await,
-        )
+        gateway.pass(caller, request.clone()).await
     }
 }
 

@@ -41,6 +41,21 @@ def env(name: str) -> str:
     return os.environ.get(name, "")
 
 
+@server.resource("notes://readme", name="readme", mime_type="text/plain")
+def readme() -> str:
+    return "The upstream's readme."
+
+
+@server.resource("greeting://{name}", name="greeting", mime_type="text/plain")
+def greeting(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@server.prompt(description="Asks for a review of the given code.")
+def review(code: str) -> str:
+    return f"Please review this code: {code}"
+
+
 @server.tool(description="Ends this process at once, without answering.")
 def crash() -> str:
     os._exit(3)

@@ -21,7 +21,7 @@ test_on_each_backend!(
     a_stdio_upstream_is_restarted_and_its_secrets_stay_hidden,
 );
 
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/.venv/bin/python");
     if python.exists() {
         Some(python)
@@ -33,7 +33,7 @@ fn python() -> Option<PathBuf> {
     }
 }
 
-fn upstream_script() -> String {
+pub(crate) fn upstream_script() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/gateway/upstream.py")
         .display()
@@ -41,20 +41,20 @@ fn upstream_script() -> String {
 }
 
 /// A port nothing listens on right now.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
 /// The Python SDK server over HTTP on `port`; dropping it kills the process.
-struct PythonUpstream {
+pub(crate) struct PythonUpstream {
     child: Child,
     port: u16,
 }
 
 impl PythonUpstream {
-    async fn start(python: &Path, port: u16) -> anyhow::Result<Self> {
+    pub(crate) async fn start(python: &Path, port: u16) -> anyhow::Result<Self> {
         let child = Command::new(python)
             .args([upstream_script(), "http".into(), port.to_string()])
             .stdout(Stdio::null())
@@ -74,12 +74,12 @@ impl PythonUpstream {
         anyhow::bail!("the Python upstream did not listen on {port} within 15 s")
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/mcp", self.port)
     }
 
     /// `kill -9`: every session it held is gone.
-    async fn kill_9(mut self) -> anyhow::Result<u16> {
+    pub(crate) async fn kill_9(mut self) -> anyhow::Result<u16> {
         self.child.kill().await?;
         Ok(self.port)
     }
@@ -102,7 +102,7 @@ async fn wait_until_up(api: &Client, upstream: &str) -> anyhow::Result<Value> {
     anyhow::bail!("upstream {upstream} did not come up within 30 s")
 }
 
-fn tool_names(reply: &raw::Reply) -> anyhow::Result<Vec<String>> {
+pub(crate) fn tool_names(reply: &raw::Reply) -> anyhow::Result<Vec<String>> {
     Ok(reply.result()?["tools"]
         .as_array()
         .context("no tools array")?
@@ -112,7 +112,7 @@ fn tool_names(reply: &raw::Reply) -> anyhow::Result<Vec<String>> {
 }
 
 /// The first text content of a tool result.
-fn text(reply: &raw::Reply) -> &str {
+pub(crate) fn text(reply: &raw::Reply) -> &str {
     reply.message["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_default()

@@ -18,6 +18,8 @@ mod config;
 mod dashboard;
 mod first_hour;
 mod gateway;
+mod gateway_breaker;
+mod gateway_lists;
 mod hostile;
 mod hostile_batches;
 mod hostile_connections;

@@ -1,0 +1,251 @@
+//! What the gateway passes on, by kind: the four lists it merges (tools, resources, resource
+//! templates, prompts) and the three requests it routes (`tools/call`, `resources/read`,
+//! `prompts/get`). Each says how it is asked of a stdio upstream (rmcp's peer) and of an HTTP
+//! one (its method), and how an upstream's items are named for the client:
+//!
+//! - tools and prompts: `UPSTREAM__name` ([`SEPARATOR`]);
+//! - resources and templates: the URI behind [`URI_PREFIX`] and the upstream's name,
+//!   `upstream://UPSTREAM/URI` (a valid URI whatever the upstream's scheme, and an RFC 6570
+//!   template stays one), and the name prefixed like a tool's.
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, GetPromptRequestParams,
+    GetPromptResponse, GetPromptResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, Prompt,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ResourceTemplate, Tool,
+};
+use rmcp::service::{Peer, RoleClient};
+use rmcp::{ErrorData, ServiceError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::spec::{SEPARATOR, UpstreamSpec};
+
+/// Before the upstream's name in the URI of its resources.
+pub const URI_PREFIX: &str = "upstream://";
+
+/// A list the gateway merges.
+pub trait Listing: DeserializeOwned + Send + Sized {
+    type Item: Send;
+    const METHOD: &'static str;
+    fn into_page(self) -> (Vec<Self::Item>, Option<String>);
+    fn from_page(items: Vec<Self::Item>, next: Option<String>) -> Self;
+    fn ask(
+        peer: &Peer<RoleClient>,
+        params: PaginatedRequestParams,
+    ) -> impl Future<Output = Result<Self, ServiceError>> + Send;
+    /// Names the upstream's item as the client sees it; false when the upstream's allow-list
+    /// leaves it out.
+    fn adopt(item: &mut Self::Item, upstream: &UpstreamSpec) -> bool;
+}
+
+/// A request the gateway routes to one upstream.
+pub trait Exchange: Serialize + Send + Sized {
+    type Result: DeserializeOwned + Send;
+    type Response: From<Self::Result> + Send;
+    const METHOD: &'static str;
+    /// Routed by URI (resources), not by name (tools, prompts).
+    const BY_URI: bool = false;
+    /// The ledger's `upstream_tool` is its name at the upstream.
+    const NAMES_TOOL: bool = false;
+    /// The name or URI the client gave.
+    fn target(&self) -> &str;
+    /// Names it as the upstream knows it.
+    fn retarget(&mut self, local: &str);
+    /// Whether the upstream may be asked for `local` at all.
+    fn check(_local: &str, _upstream: &UpstreamSpec) -> Result<(), ErrorData> {
+        Ok(())
+    }
+    /// Names what the answer holds as the client knows it.
+    fn adopt(_response: &mut Self::Response, _upstream: &UpstreamSpec) {}
+    fn ask(
+        self,
+        peer: &Peer<RoleClient>,
+    ) -> impl Future<Output = Result<Self::Response, ServiceError>> + Send;
+}
+
+fn prefixed(upstream: &UpstreamSpec, name: &str) -> String {
+    format!("{}{SEPARATOR}{name}", upstream.name)
+}
+
+/// The URI the client sees for the upstream's `uri`.
+pub fn gateway_uri(upstream: &UpstreamSpec, uri: &str) -> String {
+    format!("{URI_PREFIX}{}/{uri}", upstream.name)
+}
+
+/// Names read contents with the URI the client knows.
+fn adopt_contents(contents: &mut ResourceContents, upstream: &UpstreamSpec) {
+    match contents {
+        ResourceContents::TextResourceContents { uri, .. }
+        | ResourceContents::BlobResourceContents { uri, .. } => {
+            *uri = gateway_uri(upstream, uri);
+        }
+        _ => {}
+    }
+}
+
+/// The upstream's name and its own URI, from a URI of [`gateway_uri`]'s form.
+pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
+    uri.strip_prefix(URI_PREFIX)?.split_once('/')
+}
+
+macro_rules! listing {
+    ($list:ty, $item:ty, $field:ident, $method:literal, $ask:ident, |$it:ident, $up:ident| $adopt:block) => {
+        impl Listing for $list {
+            type Item = $item;
+            const METHOD: &'static str = $method;
+            fn into_page(self) -> (Vec<$item>, Option<String>) {
+                (self.$field, self.next_cursor)
+            }
+            fn from_page(items: Vec<$item>, next: Option<String>) -> Self {
+                let mut list = <$list>::with_all_items(items);
+                list.next_cursor = next;
+                list
+            }
+            fn ask(
+                peer: &Peer<RoleClient>,
+                params: PaginatedRequestParams,
+            ) -> impl Future<Output = Result<Self, ServiceError>> + Send {
+                peer.$ask(Some(params))
+            }
+            fn adopt($it: &mut $item, $up: &UpstreamSpec) -> bool $adopt
+        }
+    };
+}
+
+listing!(
+    ListToolsResult,
+    Tool,
+    tools,
+    "tools/list",
+    list_tools,
+    |tool, upstream| {
+        let offered = upstream.offers(&tool.name);
+        tool.name = prefixed(upstream, &tool.name).into();
+        offered
+    }
+);
+listing!(
+    ListPromptsResult,
+    Prompt,
+    prompts,
+    "prompts/list",
+    list_prompts,
+    |prompt, upstream| {
+        prompt.name = prefixed(upstream, &prompt.name);
+        true
+    }
+);
+listing!(
+    ListResourcesResult,
+    Resource,
+    resources,
+    "resources/list",
+    list_resources,
+    |resource, upstream| {
+        resource.uri = gateway_uri(upstream, &resource.uri);
+        resource.name = prefixed(upstream, &resource.name);
+        true
+    }
+);
+listing!(
+    ListResourceTemplatesResult,
+    ResourceTemplate,
+    resource_templates,
+    "resources/templates/list",
+    list_resource_templates,
+    |template, upstream| {
+        template.uri_template = gateway_uri(upstream, &template.uri_template);
+        template.name = prefixed(upstream, &template.name);
+        true
+    }
+);
+
+/// `ask` for each request: the peer's method of the same name.
+macro_rules! ask {
+    ($response:ty, $ask:ident) => {
+        fn ask(
+            self,
+            peer: &Peer<RoleClient>,
+        ) -> impl Future<Output = Result<$response, ServiceError>> + Send {
+            peer.$ask(self)
+        }
+    };
+}
+
+impl Exchange for CallToolRequestParams {
+    type Result = CallToolResult;
+    type Response = CallToolResponse;
+    const METHOD: &'static str = "tools/call";
+    const NAMES_TOOL: bool = true;
+    fn target(&self) -> &str {
+        &self.name
+    }
+    fn retarget(&mut self, local: &str) {
+        self.name = local.to_string().into();
+    }
+    fn check(tool: &str, upstream: &UpstreamSpec) -> Result<(), ErrorData> {
+        let name = &upstream.name;
+        match upstream.offers(tool) {
+            true => Ok(()),
+            false => Err(ErrorData::invalid_params(
+                format!(
+                    "tool {name}{SEPARATOR}{tool} is not offered: upstream {name}'s tool allow-list leaves it out; see tools/list"
+                ),
+                None,
+            )),
+        }
+    }
+    ask!(CallToolResponse, call_tool_once);
+}
+
+impl Exchange for ReadResourceRequestParams {
+    type Result = ReadResourceResult;
+    type Response = ReadResourceResponse;
+    const METHOD: &'static str = "resources/read";
+    const BY_URI: bool = true;
+    fn target(&self) -> &str {
+        &self.uri
+    }
+    fn retarget(&mut self, local: &str) {
+        self.uri = local.to_string();
+    }
+    fn adopt(response: &mut ReadResourceResponse, upstream: &UpstreamSpec) {
+        if let ReadResourceResponse::Complete(result) = response {
+            for contents in &mut result.contents {
+                adopt_contents(contents, upstream);
+            }
+        }
+    }
+    ask!(ReadResourceResponse, read_resource_once);
+}
+
+impl Exchange for GetPromptRequestParams {
+    type Result = GetPromptResult;
+    type Response = GetPromptResponse;
+    const METHOD: &'static str = "prompts/get";
+    fn target(&self) -> &str {
+        &self.name
+    }
+    fn retarget(&mut self, local: &str) {
+        self.name = local.to_string();
+    }
+    ask!(GetPromptResponse, get_prompt_once);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::spec::UpstreamSpec;
+    use std::time::Duration;
+
+    #[test]
+    fn resource_uris_round_trip_through_the_gateway_form() {
+        let spec = UpstreamSpec::parse_flag("docs=http://h:1/mcp", Duration::from_secs(1)).unwrap();
+        let uri = gateway_uri(&spec, "file:///srv/a b.txt");
+        assert_eq!(uri, "upstream://docs/file:///srv/a b.txt");
+        assert_eq!(split_uri(&uri), Some(("docs", "file:///srv/a b.txt")));
+        assert_eq!(split_uri("steward://projects"), None);
+    }
+}
