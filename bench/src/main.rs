@@ -7,6 +7,8 @@
 //! measurements of the same run.
 
 mod analytics;
+mod board;
+mod board_seed;
 mod client;
 mod db;
 mod gateway;
@@ -162,6 +164,15 @@ enum Scenario {
     Sessions(SessionArgs),
     /// Steward vs. the Python mcp SDK's FastMCP server with per-call INSERT tracking.
     Peer(PeerArgs),
+    /// Board reads (find_tasks with a text query, a status, project and assignee filter, the
+    /// first page; find_projects, find_documents) on a 200-task board and a 100,000-task one
+    /// (10,000 with --quick), seeded straight into the database: throughput ratio (target
+    /// ≥ 0.80) and a single client's p50 on the large board (target ≤ 1 ms).
+    Board {
+        /// Tasks on the large board (default: 100,000, or 10,000 with --quick).
+        #[arg(long)]
+        large_tasks: Option<usize>,
+    },
     /// Every scenario, one report.
     All {
         #[command(flatten)]
@@ -282,6 +293,9 @@ async fn run(cli: Cli) -> Result<usize> {
         Scenario::Gateway => gateway::gateway(&mut ctx).await?,
         Scenario::Sessions(a) => sessions::sessions(&mut ctx, &session_opts(a)).await?,
         Scenario::Peer(a) => peer::peer(&mut ctx, &peer_opts(a)).await?,
+        Scenario::Board { large_tasks } => {
+            board::board(&mut ctx, &board::BoardOpts::new(*large_tasks, c.quick)).await?
+        }
         Scenario::All {
             sessions: s,
             peer: p,

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, search_text};
+use sqlx::QueryBuilder;
+
+use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, push_search, search_text};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Document {
@@ -49,9 +51,6 @@ pub struct DocumentQuery {
     pub text: Option<String>,
 }
 
-const FILTER: &str = "project_id = $1 AND ($2 IS NULL OR document_type = $2) \
-    AND ($3 IS NULL OR search_text LIKE $3 ESCAPE '\\')";
-
 const INSERT: &str = "INSERT INTO documents (id, project_id, document_type, title, content, tags, author, \
     created_at, updated_at, search_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *";
 
@@ -90,25 +89,26 @@ impl Store {
         page: Page,
     ) -> Result<Paged<Document>, sqlx::Error> {
         let pattern = query.text.as_deref().map(like_pattern);
-        let list = format!(
-            "SELECT * FROM documents WHERE {FILTER} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
-        );
-        let count = format!("SELECT COUNT(*) FROM documents WHERE {FILTER}");
         on_pool!(self, pool => {
-            let items = sqlx::query_as::<_, Document>(&list)
-                .bind(query.project_id)
-                .bind(query.document_type)
-                .bind(&pattern)
-                .bind(page.limit())
-                .bind(page.offset())
-                .fetch_all(pool)
-                .await?;
-            let total: i64 = sqlx::query_scalar(&count)
-                .bind(query.project_id)
-                .bind(query.document_type)
-                .bind(&pattern)
-                .fetch_one(pool)
-                .await?;
+            // A condition only for each filter given, so the index serves the order.
+            let filter = |q: &mut QueryBuilder<'_, _>| {
+                q.push(" WHERE project_id = ").push_bind(query.project_id);
+                if let Some(kind) = query.document_type {
+                    q.push(" AND document_type = ").push_bind(kind);
+                }
+            };
+            let mut list = QueryBuilder::new("SELECT * FROM documents");
+            filter(&mut list);
+            push_search(&mut list, pattern.as_deref());
+            list.push(" ORDER BY created_at DESC, id LIMIT ")
+                .push_bind(page.limit())
+                .push(" OFFSET ")
+                .push_bind(page.offset());
+            let items = list.build_query_as::<Document>().fetch_all(pool).await?;
+            let mut count = QueryBuilder::new("SELECT COUNT(*) FROM documents");
+            filter(&mut count);
+            push_search(&mut count, pattern.as_deref());
+            let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
             Ok(Paged { items, total })
         })
     }

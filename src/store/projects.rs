@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, search_text};
+use sqlx::QueryBuilder;
+
+use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, push_search, search_text};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Project {
@@ -48,8 +50,6 @@ pub struct ProjectChanges {
     pub pinned: Option<bool>,
 }
 
-const SEARCH: &str = "($1 IS NULL OR search_text LIKE $1 ESCAPE '\\')";
-
 impl Store {
     pub async fn create_project(&self, new: &NewProject) -> Result<Project, sqlx::Error> {
         let now = Utc::now();
@@ -80,18 +80,17 @@ impl Store {
         page: Page,
     ) -> Result<Paged<Project>, sqlx::Error> {
         let pattern = query.map(like_pattern);
-        let list = format!(
-            "SELECT * FROM projects WHERE {SEARCH} ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
-        );
-        let count = format!("SELECT COUNT(*) FROM projects WHERE {SEARCH}");
         on_pool!(self, pool => {
-            let items = sqlx::query_as::<_, Project>(&list)
-                .bind(&pattern)
-                .bind(page.limit())
-                .bind(page.offset())
-                .fetch_all(pool)
-                .await?;
-            let total: i64 = sqlx::query_scalar(&count).bind(&pattern).fetch_one(pool).await?;
+            let mut list = QueryBuilder::new("SELECT * FROM projects WHERE TRUE");
+            push_search(&mut list, pattern.as_deref());
+            list.push(" ORDER BY created_at DESC, id LIMIT ")
+                .push_bind(page.limit())
+                .push(" OFFSET ")
+                .push_bind(page.offset());
+            let items = list.build_query_as::<Project>().fetch_all(pool).await?;
+            let mut count = QueryBuilder::new("SELECT COUNT(*) FROM projects WHERE TRUE");
+            push_search(&mut count, pattern.as_deref());
+            let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
             Ok(Paged { items, total })
         })
     }

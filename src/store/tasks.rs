@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::board_tx::{BoardTx, HistoryRow, TaskLink};
-use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, search_text};
+use super::{Id, Store, WritePool, on_pool, search_text};
 use crate::board::{Actor, ClaimEnd};
 
 #[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
@@ -218,16 +218,6 @@ pub struct TaskCount {
     pub count: i64,
 }
 
-// "Closed" means done or archived; archived tasks are never listed.
-const FILTER: &str = "archived = FALSE \
-    AND ($1 IS NULL OR project_id = $1) \
-    AND ($2 IS NULL OR status = $2) \
-    AND ($3 IS NULL OR assignee_key = $3) \
-    AND ($4 IS NULL OR search_text LIKE $4 ESCAPE '\\') \
-    AND ($5 OR status <> 'done') \
-    AND ($6 IS NULL OR feature_key = $6) \
-    AND (NOT $7 OR claimed_by IS NULL OR lease_until < $8)";
-
 /// The folded form filters compare with (full Unicode lowercase, the same on both engines).
 pub fn fold(text: &str) -> String {
     text.to_lowercase()
@@ -290,69 +280,6 @@ impl Store {
         let mut tasks: Vec<Task> = task.into_iter().collect();
         self.fill_blockers(&mut tasks).await?;
         Ok(tasks.pop())
-    }
-
-    /// Live tasks matching `query`, by project, then `task_order` (highest first), then age.
-    pub async fn list_tasks(
-        &self,
-        query: &TaskQuery,
-        page: Page,
-    ) -> Result<Paged<Task>, sqlx::Error> {
-        let pattern = query.text.as_deref().map(like_pattern);
-        let assignee = query.assignee.as_deref().map(fold);
-        let feature = query.feature.as_deref().map(fold);
-        let now = Utc::now();
-        let list = format!(
-            "SELECT * FROM tasks WHERE {FILTER} ORDER BY task_order DESC, created_at, id LIMIT $9 OFFSET $10"
-        );
-        let count = format!("SELECT COUNT(*) FROM tasks WHERE {FILTER}");
-        let mut paged = on_pool!(self, pool => {
-            let items = sqlx::query_as::<_, Task>(&list)
-                .bind(query.project_id)
-                .bind(query.status)
-                .bind(&assignee)
-                .bind(&pattern)
-                .bind(query.include_closed)
-                .bind(&feature)
-                .bind(query.unclaimed)
-                .bind(now)
-                .bind(page.limit())
-                .bind(page.offset())
-                .fetch_all(pool)
-                .await?;
-            let total: i64 = sqlx::query_scalar(&count)
-                .bind(query.project_id)
-                .bind(query.status)
-                .bind(&assignee)
-                .bind(&pattern)
-                .bind(query.include_closed)
-                .bind(&feature)
-                .bind(query.unclaimed)
-                .bind(now)
-                .fetch_one(pool)
-                .await?;
-            Ok::<_, sqlx::Error>(Paged { items, total })
-        })?;
-        self.fill_blockers(&mut paged.items).await?;
-        Ok(paged)
-    }
-
-    /// How many done tasks match `query` apart from being done: the matches a listing without
-    /// `include_closed` hides.
-    pub async fn closed_matches(&self, query: &TaskQuery) -> Result<i64, sqlx::Error> {
-        let pattern = query.text.as_deref().map(like_pattern);
-        let count = format!("SELECT COUNT(*) FROM tasks WHERE {FILTER} AND status = 'done'");
-        on_pool!(self, pool => sqlx::query_scalar(&count)
-            .bind(query.project_id)
-            .bind(query.status)
-            .bind(query.assignee.as_deref().map(fold))
-            .bind(&pattern)
-            .bind(true)
-            .bind(query.feature.as_deref().map(fold))
-            .bind(query.unclaimed)
-            .bind(Utc::now())
-            .fetch_one(pool)
-            .await)
     }
 
     /// Applies `changes` and records one history row per field whose value changed. A task

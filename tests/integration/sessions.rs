@@ -41,6 +41,7 @@ common::test_on_each_backend!(
     session_survives_graceful_restart,
     restore_refuses_ended_sessions,
     replicas_share_sessions_and_revocation,
+    board_writes_show_on_every_replica_at_once,
     concurrent_first_requests_on_another_replica,
     revocation_closes_open_streams,
     unknown_missing_and_deleted_ids,
@@ -593,6 +594,61 @@ async fn restore_refuses_ended_sessions(db: TestDb) -> anyhow::Result<()> {
 
 /// Two replicas on one database: a session opened on A works on B; a revocation through the
 /// CLI reaches both within `--revocation-poll` (+ one poll of slack).
+/// A task written through one replica is in the very next read on the same replica and on
+/// the other one (board reads go to the database, so there is nothing to wait for: the bound
+/// of 100 ms the issue sets is checked as "the first read already shows it"), with the total
+/// and the done count that come from the counts the migration's triggers keep.
+async fn board_writes_show_on_every_replica_at_once(db: TestDb) -> anyhow::Result<()> {
+    let a = TestServer::start(&db).await?;
+    let b = TestServer::start(&db).await?;
+    let (on_a, on_b) = (
+        open_session(&a, "writer").await?,
+        open_session(&b, "reader").await?,
+    );
+    let project = tool_output(
+        &call_tool(
+            &a,
+            Some(&on_a),
+            "manage_project",
+            json!({"action": "create", "title": "Replicas"}),
+        )
+        .await?,
+    )?;
+    let project_id = project["project_id"]
+        .as_str()
+        .context("no project_id")?
+        .to_string();
+    let find = json!({"filter_by": "project", "filter_value": project_id});
+    let create = json!({"action": "create", "project_id": project_id, "title": "Seen everywhere"});
+    let created = tool_output(&call_tool(&a, Some(&on_a), "manage_task", create).await?)?;
+    let task_id = created["task_id"]
+        .as_str()
+        .context("no task_id")?
+        .to_string();
+    for (server, session, who) in [
+        (&a, &on_a, "the writer's replica"),
+        (&b, &on_b, "the other replica"),
+    ] {
+        let found =
+            tool_output(&call_tool(server, Some(session), "find_tasks", find.clone()).await?)?;
+        assert_eq!(found["total"], 1, "{who}: {found}");
+        assert_eq!(found["tasks"][0]["id"], task_id.as_str(), "{who}: {found}");
+    }
+    let done = json!({"action": "update", "task_id": task_id, "status": "done"});
+    tool_output(&call_tool(&b, Some(&on_b), "manage_task", done).await?)?;
+    for (server, session, who) in [
+        (&b, &on_b, "the writer's replica"),
+        (&a, &on_a, "the other replica"),
+    ] {
+        let found =
+            tool_output(&call_tool(server, Some(session), "find_tasks", find.clone()).await?)?;
+        assert_eq!(found["total"], 0, "{who}: the done task is hidden: {found}");
+        assert_eq!(found["closed_matches"], 1, "{who}: {found}");
+    }
+    tokio::join!(a.stop(), b.stop());
+    Ok(())
+}
+
 async fn replicas_share_sessions_and_revocation(db: TestDb) -> anyhow::Result<()> {
     const FLAGS: &[&str] = &["--revocation-poll", "500ms"];
     let a = TestServer::start_with(&db, FLAGS).await?;
