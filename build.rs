@@ -7,6 +7,9 @@ use std::io::Write;
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    // `sqlx::migrate!` embeds migrations/ at compile time but cannot tell cargo to watch it:
+    // without this line a new migration file alone would leave a binary without it.
+    println!("cargo::rerun-if-changed=migrations");
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bpe = tiktoken_rs::o200k_base().expect("tiktoken-rs's o200k_base loads");
     let special: Vec<u32> = bpe
