@@ -46,8 +46,15 @@ async fn bad_configuration_exits_2_and_says_what_to_fix() -> anyhow::Result<()> 
             vec!["serve", "--session-timeout", "forever"],
             "invalid value",
         ),
+        // `serve` waits for an unreachable PostgreSQL (journal::kill_9_and_restart_while_the_
+        // database_is_unreachable); a one-shot command says what to check and exits.
         (
-            vec!["serve", "--database", "postgres://nobody@127.0.0.1:1/none"],
+            vec![
+                "sessions",
+                "list",
+                "--database",
+                "postgres://nobody@127.0.0.1:1/none",
+            ],
             "PostgreSQL is running",
         ),
         (
