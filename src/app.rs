@@ -99,6 +99,7 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
             sessions: state.sessions.clone(),
             changes: state.ctx.changes.clone(),
             sweep: state.ctx.sweep.clone(),
+            gateway: state.ctx.gateway.clone(),
         },
     )
     .merge(crate::dashboard::router())

@@ -110,7 +110,7 @@ fn is_error(status: &str) -> bool {
 }
 
 /// Nearest-rank percentile of sorted durations (µs), in milliseconds.
-fn percentile_ms(sorted: &[i64], p: f64) -> f64 {
+pub fn percentile_ms(sorted: &[i64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -118,7 +118,7 @@ fn percentile_ms(sorted: &[i64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1] as f64 / 1000.0
 }
 
-fn round2(x: f64) -> f64 {
+pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 

@@ -3,6 +3,7 @@
 //! build on these.)
 
 mod board;
+mod upstreams;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct Live {
     pub changes: BoardChanges,
     /// The lease sweeps' record, for `/api/sessions/health`.
     pub sweep: SweepHealth,
+    /// Gateway mode's upstreams, for `/api/upstreams` (`None` without upstreams).
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
 }
 
 /// What `/api/sessions/health` reads: the database and the live ledger and sessions.
@@ -89,6 +92,12 @@ pub fn router(store: Store, live: Live) -> Router {
         store: store.clone(),
         changes: live.changes.clone(),
     });
+    let upstreams = Router::new()
+        .route("/api/upstreams", get(upstreams::list_upstreams))
+        .with_state(upstreams::UpstreamsState {
+            store: store.clone(),
+            gateway: live.gateway.clone(),
+        });
     let events = Router::new()
         .route("/api/events", get(events))
         .with_state(live);
@@ -104,6 +113,7 @@ pub fn router(store: Store, live: Live) -> Router {
         .merge(events)
         .merge(health)
         .merge(board)
+        .merge(upstreams)
         .route("/api/{*rest}", axum::routing::any(no_such_endpoint))
         .route("/api", axum::routing::any(no_such_endpoint))
         .method_not_allowed_fallback(method_not_allowed)

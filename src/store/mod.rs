@@ -47,6 +47,7 @@ mod stamp;
 pub mod task_activity;
 mod task_list;
 pub mod tasks;
+pub mod upstream_calls;
 pub mod upstream_sessions;
 pub mod url;
 pub mod versions;
