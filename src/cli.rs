@@ -430,6 +430,11 @@ pub struct GatewayArgs {
     /// allow-lists: [[upstream]] tables in steward.toml.
     #[arg(long = "upstream", value_name = "NAME=TARGET")]
     pub upstreams: Vec<String>,
+    /// Like --upstream, but its tools, prompts and resources keep their own names (no NAME__
+    /// prefix, no upstream://NAME/ URIs), so Steward stands in for that one server. At most
+    /// one, and only with --no-board. In steward.toml: namespace = false.
+    #[arg(long = "upstream-unnamespaced", value_name = "NAME=TARGET")]
+    pub unnamespaced: Vec<String>,
     /// How long an upstream may take to answer before the call fails naming it (default 60s).
     #[arg(long, env = "STEWARD_UPSTREAM_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub upstream_timeout: Option<Duration>,

@@ -245,6 +245,9 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             let session_settings = session_settings(sessions, &file.sessions)?;
             let listen = listen_address(listen, port, file.listen.as_deref())?;
             let no_board = gateway.no_board || file.no_board.unwrap_or(false);
+            let conformance_fixtures = conformance_fixtures
+                .or(file.conformance_fixtures)
+                .unwrap_or(false);
             Resolved::Serve(ServeConfig {
                 security: security_settings(security, &file.security, listen)?,
                 listen,
@@ -259,11 +262,9 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
                 otlp_endpoint: otlp_endpoint(
                     telemetry.otlp_endpoint.or(file.telemetry.otlp_endpoint),
                 )?,
-                conformance_fixtures: conformance_fixtures
-                    .or(file.conformance_fixtures)
-                    .unwrap_or(false),
+                conformance_fixtures,
                 board: !no_board,
-                upstreams: upstreams(gateway, file.upstream, no_board)?,
+                upstreams: upstreams(gateway, file.upstream, no_board, conformance_fixtures)?,
                 database,
             })
         }
@@ -336,11 +337,13 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
     })
 }
 
-/// The upstreams of the flags, then the file's; `--no-board` needs one.
+/// The upstreams of the flags, then the file's; `--no-board` needs one, and one without a
+/// namespace needs `--no-board` (and no fixtures).
 fn upstreams(
     args: GatewayArgs,
     tables: Vec<UpstreamTable>,
     no_board: bool,
+    fixtures: bool,
 ) -> Result<Vec<UpstreamSpec>, ConfigError> {
     let timeout = args
         .upstream_timeout
@@ -353,6 +356,13 @@ fn upstreams(
     let mut specs = Vec::new();
     for flag in &args.upstreams {
         specs.push(UpstreamSpec::parse_flag(flag, timeout).map_err(ConfigError::Invalid)?);
+    }
+    for flag in &args.unnamespaced {
+        let spec = UpstreamSpec::parse_flag(flag, timeout).map_err(ConfigError::Invalid)?;
+        specs.push(UpstreamSpec {
+            namespaced: false,
+            ..spec
+        });
     }
     for table in tables {
         let spec = table
@@ -381,6 +391,8 @@ fn upstreams(
             twice.1.name
         )));
     }
+    crate::gateway::spec::check_namespaces(&specs, !no_board || fixtures)
+        .map_err(ConfigError::Invalid)?;
     if no_board && specs.is_empty() {
         return Err(ConfigError::Invalid(
             "--no-board serves only upstreams, and none is configured: add --upstream NAME=URL (or [[upstream]] in steward.toml)".into(),

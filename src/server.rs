@@ -315,9 +315,12 @@ fn upstream_lines(config: &ServeConfig) -> String {
         lines.push_str("  board:        not served (--no-board)\n");
     }
     for upstream in &config.upstreams {
+        let names = match upstream.namespaced {
+            true => format!("{}__*", upstream.name),
+            false => format!("{} (its own names, no namespace)", upstream.name),
+        };
         lines.push_str(&format!(
-            "  upstream:     {}__* -> {}\n",
-            upstream.name,
+            "  upstream:     {names} -> {}\n",
             upstream.location()
         ));
     }

@@ -65,13 +65,20 @@ pub trait Exchange: Serialize + Send + Sized {
     ) -> impl Future<Output = Result<Self::Response, ServiceError>> + Send;
 }
 
+/// The name the client sees for the upstream's `name` (its own, without a namespace).
 fn prefixed(upstream: &UpstreamSpec, name: &str) -> String {
-    format!("{}{SEPARATOR}{name}", upstream.name)
+    match upstream.namespaced {
+        true => format!("{}{SEPARATOR}{name}", upstream.name),
+        false => name.to_string(),
+    }
 }
 
-/// The URI the client sees for the upstream's `uri`.
+/// The URI the client sees for the upstream's `uri` (its own, without a namespace).
 pub fn gateway_uri(upstream: &UpstreamSpec, uri: &str) -> String {
-    format!("{URI_PREFIX}{}/{uri}", upstream.name)
+    match upstream.namespaced {
+        true => format!("{URI_PREFIX}{}/{uri}", upstream.name),
+        false => uri.to_string(),
+    }
 }
 
 /// Names read contents with the URI the client knows.
@@ -191,7 +198,8 @@ impl Exchange for CallToolRequestParams {
             true => Ok(()),
             false => Err(ErrorData::invalid_params(
                 format!(
-                    "tool {name}{SEPARATOR}{tool} is not offered: upstream {name}'s tool allow-list leaves it out; see tools/list"
+                    "tool {} is not offered: upstream {name}'s tool allow-list leaves it out; see tools/list",
+                    prefixed(upstream, tool)
                 ),
                 None,
             )),
@@ -247,5 +255,14 @@ mod tests {
         assert_eq!(uri, "upstream://docs/file:///srv/a b.txt");
         assert_eq!(split_uri(&uri), Some(("docs", "file:///srv/a b.txt")));
         assert_eq!(split_uri("steward://projects"), None);
+    }
+
+    #[test]
+    fn an_unnamespaced_upstream_keeps_its_own_names() {
+        let mut spec =
+            UpstreamSpec::parse_flag("fx=http://h:1/mcp", Duration::from_secs(1)).unwrap();
+        spec.namespaced = false;
+        assert_eq!(prefixed(&spec, "test_simple_text"), "test_simple_text");
+        assert_eq!(gateway_uri(&spec, "test://static"), "test://static");
     }
 }

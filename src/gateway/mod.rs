@@ -134,20 +134,32 @@ impl Gateway {
         self.upstreams.iter().map(|u| &u.spec.name)
     }
 
-    /// The upstream a prefixed tool or prompt name belongs to, and the name there.
+    /// The upstream a prefixed tool or prompt name belongs to, and the name there; a name no
+    /// prefix claims belongs to the upstream without a namespace, if there is one.
     pub fn route<'n>(&self, name: &'n str) -> Option<(&Upstream, &'n str)> {
-        let (prefix, rest) = name.split_once(SEPARATOR)?;
-        Some((self.upstream(prefix)?, rest))
+        name.split_once(SEPARATOR)
+            .and_then(|(prefix, rest)| Some((self.upstream(prefix)?, rest)))
+            .or_else(|| Some((self.unnamespaced()?, name)))
     }
 
-    /// The upstream a resource URI of the gateway's form belongs to, and the URI there.
+    /// The upstream a resource URI of the gateway's form belongs to, and the URI there; as
+    /// for names, the upstream without a namespace takes the others.
     pub fn route_uri<'u>(&self, uri: &'u str) -> Option<(&Upstream, &'u str)> {
-        let (name, rest) = kinds::split_uri(uri)?;
-        Some((self.upstream(name)?, rest))
+        kinds::split_uri(uri)
+            .and_then(|(name, rest)| Some((self.upstream(name)?, rest)))
+            .or_else(|| Some((self.unnamespaced()?, uri)))
     }
 
+    /// A namespaced upstream by name.
     fn upstream(&self, name: &str) -> Option<&Upstream> {
-        self.upstreams.iter().find(|u| u.spec.name.as_str() == name)
+        self.upstreams
+            .iter()
+            .find(|u| u.spec.namespaced && u.spec.name.as_str() == name)
+    }
+
+    /// The upstream mounted without a namespace (at most one: [`spec::check_namespaces`]).
+    fn unnamespaced(&self) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| !u.spec.namespaced)
     }
 
     /// One page of a merged list: `board` first, then each upstream's items (see [`pages`]

@@ -97,6 +97,10 @@ pub struct UpstreamSpec {
     pub tools: Option<Vec<String>>,
     /// When to stop calling it for a while (`--upstream-breaker-*`).
     pub breaker: BreakerPolicy,
+    /// Whether its tools, prompts and resources carry its name (`NAME__tool`,
+    /// `upstream://NAME/URI`); without it (`--upstream-unnamespaced`, `namespace = false`) they
+    /// keep the upstream's own names, so Steward can stand in for that one server.
+    pub namespaced: bool,
 }
 
 impl UpstreamSpec {
@@ -131,6 +135,7 @@ impl UpstreamSpec {
             timeout,
             tools: None,
             breaker: BreakerPolicy::default(),
+            namespaced: true,
         })
     }
 
@@ -169,6 +174,8 @@ pub struct UpstreamTable {
     timeout: Option<String>,
     /// Only these of its tools are offered.
     tools: Option<Vec<String>>,
+    /// `false`: its names are not prefixed with the upstream's (see [`UpstreamSpec::namespaced`]).
+    namespace: Option<bool>,
 }
 
 impl UpstreamTable {
@@ -218,7 +225,30 @@ impl UpstreamTable {
             timeout,
             tools: self.tools,
             breaker: BreakerPolicy::default(),
+            namespaced: self.namespace.unwrap_or(true),
         })
+    }
+}
+
+/// Refuses a set of upstreams whose names could clash: an upstream without a namespace owns
+/// every name no other upstream's `NAME__` prefix claims, so there may be only one, and only
+/// when Steward serves nothing of its own (`serves_own`: the board or the conformance fixtures).
+pub fn check_namespaces(specs: &[UpstreamSpec], serves_own: bool) -> Result<(), String> {
+    let bare: Vec<&str> = specs
+        .iter()
+        .filter(|s| !s.namespaced)
+        .map(|s| s.name.as_str())
+        .collect();
+    match bare.as_slice() {
+        [] => Ok(()),
+        [_] if !serves_own => Ok(()),
+        [one] => Err(format!(
+            "upstream {one} has no namespace, so its tool, prompt and resource names could clash with the board's: add --no-board (and no --conformance-fixtures), or give it its namespace back"
+        )),
+        several => Err(format!(
+            "upstreams {} have no namespace, so their names could clash: at most one upstream may be mounted without a namespace",
+            several.join(" and ")
+        )),
     }
 }
 
@@ -361,6 +391,21 @@ mod tests {
     }
 
     #[test]
+    fn one_unnamespaced_upstream_only_without_the_board() {
+        let named = UpstreamSpec::parse_flag("a=http://h/mcp", T).unwrap();
+        let bare = |name: &str| UpstreamSpec {
+            namespaced: false,
+            ..UpstreamSpec::parse_flag(&format!("{name}=http://h/mcp"), T).unwrap()
+        };
+        assert!(check_namespaces(&[named.clone(), bare("b")], false).is_ok());
+        assert!(check_namespaces(&[named.clone()], true).is_ok());
+        let with_board = check_namespaces(&[bare("b")], true).unwrap_err();
+        assert!(with_board.contains("--no-board"), "{with_board}");
+        let two = check_namespaces(&[bare("b"), bare("c")], false).unwrap_err();
+        assert!(two.contains("b and c") && two.contains("at most one"), "{two}");
+    }
+
+    #[test]
     fn tables_take_headers_from_the_environment_and_refuse_mixed_targets() {
         let env = |var: &str| (var == "TOKEN").then(|| "s3cret".to_string());
         let table: UpstreamTable = toml::from_str(
@@ -374,6 +419,9 @@ mod tests {
             panic!("not http")
         };
         assert_eq!(headers[0].1.expose(), "Bearer s3cret");
+        let bare: UpstreamTable =
+            toml::from_str("name = \"fx\"\nurl = \"http://h/mcp\"\nnamespace = false").unwrap();
+        assert!(!bare.into_spec(T, env).unwrap().namespaced);
         let mixed: UpstreamTable =
             toml::from_str("name = \"x\"\nurl = \"http://h/mcp\"\ncommand = \"y\"").unwrap();
         assert!(mixed.into_spec(T, env).is_err());
