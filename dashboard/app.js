@@ -1415,6 +1415,105 @@
     );
   }
 
+  // ---------------------------------------------------------------- upstreams (gateway mode)
+
+  /**
+   * The servers Steward stands in front of: up/down and breaker (this replica's view), calls,
+   * errors, latencies and sessions re-established (the ledger's, every replica).
+   */
+  function upstreamsView(route) {
+    const p = route.params;
+    const range = RANGES.some(([v]) => v === p.get('since')) ? p.get('since') : '24h';
+    const rangeLinks = h(
+      'p',
+      { class: 'filters ranges' },
+      'Period: ',
+      RANGES.map(([v, label]) =>
+        h('a', { href: `#/upstreams${query({ since: v })}`, class: v === range ? 'current' : null, 'aria-current': v === range ? 'true' : null }, label),
+      ),
+    );
+    const box = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
+    const note = h(
+      'p',
+      { class: 'muted source' },
+      'State, breaker and child restarts: what this server saw last. Calls, errors, latencies and sessions re-established: from the ledger, every replica. ',
+      h('a', { href: `api/upstreams${query({ since: range })}` }, '/api/upstreams'),
+    );
+    const el = h('section', { class: 'view' }, h('h1', null, 'Upstreams'), rangeLinks, box, note);
+
+    async function refresh() {
+      const r = await api(`api/upstreams${query({ since: range })}`);
+      if (!r.ok) {
+        box.replaceChildren(errorBox(`Upstreams: ${r.error}`));
+        return;
+      }
+      const upstreams = r.data.upstreams || [];
+      showUpstreamsLink(upstreams.length > 0);
+      box.replaceChildren(upstreams.length ? upstreamsTable(upstreams) : h('p', { class: 'empty' }, 'No upstreams: start Steward with --upstream NAME=URL to put it in front of another MCP server.'));
+    }
+    // Ledger rows of upstream calls refresh it; others do not.
+    const wants = (kind, row) => kind === 'request' && Boolean(row && row.upstream);
+    return { el, refresh, title: 'Upstreams', only: [], wants, minInterval: 2000 };
+  }
+
+  function upstreamsTable(upstreams) {
+    const ms = (l, f) => (l && l[f] !== undefined ? l[f] : null);
+    return table(
+      [
+        'Upstream',
+        'State',
+        'Breaker',
+        numTh('Calls'),
+        numTh('Errors', 'no answer: unreachable, down, timed out (a tool error is an answer)'),
+        numTh('p50 / p95 / p99 upstream', "the upstream's share of each call"),
+        numTh('p50 / p95 / p99 total', 'each call as the client saw it'),
+        numTh('Sessions re-established', 'the upstream forgot a session (it restarted) and Steward initialized it again'),
+        numTh('Child restarts', 'a stdio upstream’s process started again'),
+        'Last error',
+      ],
+      upstreams.map((u) =>
+        h(
+          'tr',
+          { class: 'upstream-row', 'data-upstream': u.name, 'data-state': u.state },
+          h('td', { class: 'name' }, h('strong', null, u.name), h('br'), h('span', { class: 'muted' }, u.configured ? `${u.transport} · ${u.location}` : 'not configured here (ledger only)')),
+          h('td', { class: 'state' }, badge(u.state, u.since ? `since ${fmtTime(u.since)}` : 'no contact yet')),
+          h('td', { class: 'breaker' }, u.breaker ? badge(u.breaker, `opened ${fmtInt(u.breaker_opened)} times; ${fmtInt(u.short_circuited)} calls refused while open`) : '—'),
+          h('td', { class: 'num calls' }, fmtInt(u.calls)),
+          h('td', { class: `num errors ${Number(u.errors) > 0 ? 'bad-text' : ''}` }, fmtInt(u.errors), Number(u.tool_errors) > 0 ? h('span', { class: 'muted' }, ` (+${fmtInt(u.tool_errors)} tool)`) : null),
+          h('td', { class: 'num latency-upstream' }, latencyTriple(u.upstream_latency, ms)),
+          h('td', { class: 'num latency-total' }, latencyTriple(u.total_latency, ms)),
+          h('td', { class: 'num reestablished' }, fmtInt(u.sessions_reestablished)),
+          h('td', { class: 'num restarts' }, u.child_restarts === null || u.child_restarts === undefined ? '—' : fmtInt(u.child_restarts)),
+          h('td', { class: 'last-error' }, u.last_error ? [h('span', { class: 'bad-text' }, u.last_error.message), h('br'), h('span', { class: 'muted', title: u.last_error.at || '' }, ago(u.last_error.at))] : h('span', { class: 'muted' }, 'none')),
+        ),
+      ),
+      { class: 'stats upstreams' },
+    );
+  }
+
+  /** "p50 / p95 / p99" of a latency object, µs precision under 10 ms. */
+  function latencyTriple(latency, ms) {
+    const one = (f) => {
+      const v = ms(latency, f);
+      return v === null ? '—' : fmtMs(v, Number(v) < 10 ? Number(v) * 1000 : null);
+    };
+    return `${one('p50_ms')} / ${one('p95_ms')} / ${one('p99_ms')}`;
+  }
+
+  /** The Upstreams link is shown only when there is something to show. */
+  function showUpstreamsLink(shown) {
+    const link = document.querySelector('#nav a[data-route="upstreams"]');
+    if (link) link.hidden = !shown;
+  }
+
+  /** At start: configured upstreams are in /health; ledger-only ones need /api/upstreams. */
+  async function detectUpstreams(health) {
+    const listed = health && health.data && Array.isArray(health.data.upstreams) && health.data.upstreams.length > 0;
+    if (listed) return showUpstreamsLink(true);
+    const r = await api('api/upstreams');
+    showUpstreamsLink(Boolean(r.ok && r.data && (r.data.upstreams || []).length));
+  }
+
   // ---------------------------------------------------------------- session health
 
   /** Live sessions by time since last activity, and why sessions ended lately. */
@@ -1920,6 +2019,7 @@
     session: sessionView,
     tools: toolsView,
     requests: requestsView,
+    upstreams: upstreamsView,
     connect: connectView,
   };
 
@@ -1962,7 +2062,7 @@
       if (!document.hidden) refreshNow();
     });
     route();
-    refreshHealth();
+    refreshHealth().then(detectUpstreams);
     setInterval(() => {
       if (!document.hidden) refreshHealth();
     }, HEALTH_MS);

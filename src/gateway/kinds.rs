@@ -13,7 +13,7 @@ use rmcp::model::{
     GetPromptResponse, GetPromptResult, ListPromptsResult, ListResourceTemplatesResult,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, Prompt,
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-    ResourceContents, ResourceTemplate, Tool,
+    ResourceContents, ResourceTemplate, ResultType, Tool,
 };
 use rmcp::service::{Peer, RoleClient};
 use rmcp::{ErrorData, ServiceError};
@@ -90,6 +90,12 @@ fn adopt_contents(contents: &mut ResourceContents, upstream: &UpstreamSpec) {
         }
         _ => {}
     }
+}
+
+/// Marks a result of a session-era upstream (which has no `resultType`) as complete, as a
+/// 2026-07-28 client requires; rmcp removes it again for a session-era client.
+fn complete(result_type: &mut Option<ResultType>) {
+    result_type.get_or_insert(ResultType::COMPLETE);
 }
 
 /// The upstream's name and its own URI, from a URI of [`gateway_uri`]'s form.
@@ -192,6 +198,11 @@ impl Exchange for CallToolRequestParams {
     fn retarget(&mut self, local: &str) {
         self.name = local.to_string().into();
     }
+    fn adopt(response: &mut CallToolResponse, _upstream: &UpstreamSpec) {
+        if let CallToolResponse::Complete(result) = response {
+            complete(&mut result.result_type);
+        }
+    }
     fn check(tool: &str, upstream: &UpstreamSpec) -> Result<(), ErrorData> {
         let name = &upstream.name;
         match upstream.offers(tool) {
@@ -221,6 +232,7 @@ impl Exchange for ReadResourceRequestParams {
     }
     fn adopt(response: &mut ReadResourceResponse, upstream: &UpstreamSpec) {
         if let ReadResourceResponse::Complete(result) = response {
+            complete(&mut result.result_type);
             for contents in &mut result.contents {
                 adopt_contents(contents, upstream);
             }
@@ -238,6 +250,11 @@ impl Exchange for GetPromptRequestParams {
     }
     fn retarget(&mut self, local: &str) {
         self.name = local.to_string();
+    }
+    fn adopt(response: &mut GetPromptResponse, _upstream: &UpstreamSpec) {
+        if let GetPromptResponse::Complete(result) = response {
+            complete(&mut result.result_type);
+        }
     }
     ask!(GetPromptResponse, get_prompt_once);
 }

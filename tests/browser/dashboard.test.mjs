@@ -12,9 +12,12 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { connect, waitFor } from './mcp.mjs';
 import { bigBoardChecks, boardChecks } from './board.mjs';
+import { upstreamChecks } from './upstreams.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.STEWARD_URL || '').replace(/\/+$/, '');
+// A second Steward in gateway mode in front of the first (run.sh starts it); optional.
+const GATEWAY = (process.env.STEWARD_GATEWAY_URL || '').replace(/\/+$/, '');
 const SHOTS = process.env.SCREENSHOT_DIR || path.resolve(here, '../../target/screenshots');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const LIVE_MS = 5000; // a new call must show up within this long, without a reload
@@ -141,7 +144,8 @@ async function newPage() {
   });
   page.on('request', (request) => {
     const url = request.url();
-    if (!url.startsWith(BASE) && !url.startsWith('data:')) offOrigin.push(url);
+    const own = url.startsWith(BASE) || (GATEWAY && url.startsWith(GATEWAY));
+    if (!own && !url.startsWith('data:')) offOrigin.push(url);
   });
   await page.addInitScript(() => {
     window.__csp = [];
@@ -423,6 +427,7 @@ try {
 
   await boardChecks({ page, agent: claude, check, assert, base: BASE, shots: SHOTS, liveMs: LIVE_MS, uiMs: UI_MS });
   await bigBoardChecks({ page, agent: claude, check, assert, base: BASE, uiMs: UI_MS });
+  await upstreamChecks({ page, gatewayPage: await newPage(), check, assert, base: BASE, gateway: GATEWAY, shots: SHOTS, liveMs: LIVE_MS, uiMs: UI_MS });
   await check('after the board: no dialog, script error or CSP violation', async () => {
     const csp = await page.evaluate(() => window.__csp);
     assert(dialogs.length === 0, `dialogs fired: ${JSON.stringify(dialogs)}`);
