@@ -20,6 +20,7 @@ mod first_hour;
 mod gateway;
 mod gateway_breaker;
 mod gateway_lists;
+mod gateway_view;
 mod hostile;
 mod hostile_batches;
 mod hostile_connections;
