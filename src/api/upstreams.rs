@@ -165,9 +165,7 @@ fn view(
         upstream_latency: Latency::of(calls.upstream_us),
         total_latency: Latency::of(calls.total_us),
         sessions_reestablished: reestablished,
-        child_restarts: live
-            .filter(|l| l.transport == "stdio")
-            .map(|l| l.restarts),
+        child_restarts: live.filter(|l| l.transport == "stdio").map(|l| l.restarts),
         last_error,
         last_call_at: calls.last_call_at,
     }

@@ -402,7 +402,10 @@ mod tests {
         let with_board = check_namespaces(&[bare("b")], true).unwrap_err();
         assert!(with_board.contains("--no-board"), "{with_board}");
         let two = check_namespaces(&[bare("b"), bare("c")], false).unwrap_err();
-        assert!(two.contains("b and c") && two.contains("at most one"), "{two}");
+        assert!(
+            two.contains("b and c") && two.contains("at most one"),
+            "{two}"
+        );
     }
 
     #[test]

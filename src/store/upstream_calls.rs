@@ -41,9 +41,7 @@ impl Store {
 
     /// Per upstream, the times it forgot a client's session (it restarted) and Steward
     /// initialized it again, over every session recorded.
-    pub async fn upstream_sessions_reestablished(
-        &self,
-    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    pub async fn upstream_sessions_reestablished(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
         let sql = "SELECT upstream, CAST(SUM(reinitialized) AS BIGINT) FROM mcp_upstream_sessions \
                    GROUP BY upstream ORDER BY upstream";
         on_pool!(self, pool => sqlx::query_as::<_, (String, i64)>(sql).fetch_all(pool).await)

@@ -112,8 +112,8 @@ async fn api_upstreams_reports_each_upstream_and_survives_a_restart(
 
     // After a restart without `gone`, the ledger still knows both; `gone` is no longer configured.
     server.stop().await;
-    let server = TestServer::start_with(&db, &["--upstream", &format!("fx={}", inner.mcp_url())])
-        .await?;
+    let server =
+        TestServer::start_with(&db, &["--upstream", &format!("fx={}", inner.mcp_url())]).await?;
     let api = Client::new(&server.base_url);
     let (_, body) = api.get_json("/api/upstreams?since=1h").await?;
     let (fx, gone) = (upstream(&body, "fx"), upstream(&body, "gone"));
@@ -171,7 +171,10 @@ async fn an_unnamespaced_upstream_keeps_its_own_names(db: TestDb) -> anyhow::Res
     let mut own = tool_names(&raw::tools_list(&direct, &direct_session).await?)?;
     through.sort();
     own.sort();
-    ensure!(through == own, "through the gateway {through:?}, directly {own:?}");
+    ensure!(
+        through == own,
+        "through the gateway {through:?}, directly {own:?}"
+    );
     let simple = client
         .call(Some(&session), 10, "test_simple_text", json!({}))
         .await?;
