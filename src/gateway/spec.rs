@@ -398,7 +398,7 @@ mod tests {
             ..UpstreamSpec::parse_flag(&format!("{name}=http://h/mcp"), T).unwrap()
         };
         assert!(check_namespaces(&[named.clone(), bare("b")], false).is_ok());
-        assert!(check_namespaces(&[named.clone()], true).is_ok());
+        assert!(check_namespaces(std::slice::from_ref(&named), true).is_ok());
         let with_board = check_namespaces(&[bare("b")], true).unwrap_err();
         assert!(with_board.contains("--no-board"), "{with_board}");
         let two = check_namespaces(&[bare("b"), bare("c")], false).unwrap_err();
