@@ -50,6 +50,11 @@ impl Report {
         ok
     }
 
+    /// Checks that a JSON value the server sent is `true`.
+    fn check_true(&mut self, phase: u8, what: &str, seen: &serde_json::Value) -> bool {
+        self.check(phase, what, *seen == true, "true", seen)
+    }
+
     fn skip(&self, phase: u8, why: &str) {
         println!("- [{phase}] skipped: {why}");
     }
@@ -137,25 +142,15 @@ async fn phase0_health(client: &Client, report: &mut Report) -> anyhow::Result<(
         "200",
         status,
     );
-    let reachable = body["database"]["reachable"] == true;
-    report.check(
-        0,
-        "database reachable",
-        reachable,
-        "true",
-        &body["database"]["reachable"],
-    );
+    report.check_true(0, "database reachable", &body["database"]["reachable"]);
     let ledger = body["ledger"]["status"]
         .as_str()
         .unwrap_or("missing")
         .to_string();
     report.check(0, "ledger healthy", ledger == "ok", "ok", &ledger);
-    let sessions_ok = body["sessions"]["healthy"] == true;
-    report.check(
+    report.check_true(
         0,
         "sessions and cleanup healthy",
-        sessions_ok,
-        "true",
         &body["sessions"]["healthy"],
     );
     Ok(())

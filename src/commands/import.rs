@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
@@ -23,20 +23,11 @@ use crate::store::tasks::Task;
 use crate::store::versions::Version;
 use crate::store::{DatabaseUrl, Id, Store};
 
-/// `(table, columns it must have, columns read when present)`.
-const TABLES: [(&str, &[&str], &[&str]); 3] = [
+/// `(table, columns it must have)`; the others each reader names are read when present.
+const TABLES: [(&str, &[&str]); 3] = [
     (
         "archon_projects",
         &["id", "title", "created_at", "updated_at"],
-        &[
-            "description",
-            "docs",
-            "features",
-            "data",
-            "prd",
-            "github_repo",
-            "pinned",
-        ],
     ),
     (
         "archon_tasks",
@@ -48,18 +39,6 @@ const TABLES: [(&str, &[&str], &[&str]); 3] = [
             "created_at",
             "updated_at",
         ],
-        &[
-            "description",
-            "assignee",
-            "task_order",
-            "feature",
-            "archived",
-            "archived_at",
-            "archived_by",
-            "parent_task_id",
-            "sources",
-            "code_examples",
-        ],
     ),
     (
         "archon_document_versions",
@@ -69,13 +48,6 @@ const TABLES: [(&str, &[&str], &[&str]); 3] = [
             "version_number",
             "content",
             "created_at",
-        ],
-        &[
-            "id",
-            "change_summary",
-            "change_type",
-            "document_id",
-            "created_by",
         ],
     ),
 ];
@@ -143,7 +115,7 @@ async fn check_schema(archon: &PgPool) -> anyhow::Result<BTreeSet<(String, Strin
     .await
     .context("cannot read Archon's schema (information_schema.columns)")?;
     let present: BTreeSet<(String, String)> = rows.into_iter().collect();
-    for (table, required, _) in TABLES {
+    for (table, required) in TABLES {
         if !present.iter().any(|(t, _)| t == table) {
             bail!(
                 "Archon's database has no table {table} (in its current schema); is --from the database Archon v1 uses?"
@@ -164,13 +136,48 @@ async fn check_schema(archon: &PgPool) -> anyhow::Result<BTreeSet<(String, Strin
     Ok(present)
 }
 
-/// `column` cast to `ty`, or a typed NULL when the table lacks it (older Archon versions).
-fn col(has: &dyn Fn(&str, &str) -> bool, table: &str, column: &str, ty: &str) -> String {
-    if has(table, column) {
-        format!("{column}::{ty} AS {column}")
-    } else {
-        format!("NULL::{ty} AS {column}")
-    }
+/// Every row of `table`, ordered by `order_by`, with each `(column, type)` cast to its type, or
+/// a typed NULL where the table lacks the column (older Archon versions; `check_schema` has
+/// already refused a table without a column Steward needs).
+async fn fetch(
+    archon: &PgPool,
+    has: &dyn Fn(&str, &str) -> bool,
+    table: &str,
+    columns: &[(&str, &str)],
+    order_by: &str,
+) -> anyhow::Result<Vec<PgRow>> {
+    let select: Vec<String> = columns
+        .iter()
+        .map(|(column, ty)| {
+            if has(table, column) {
+                format!("{column}::{ty} AS {column}")
+            } else {
+                format!("NULL::{ty} AS {column}")
+            }
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {table} ORDER BY {order_by}",
+        select.join(", ")
+    );
+    sqlx::query(&sql)
+        .fetch_all(archon)
+        .await
+        .with_context(|| format!("reading {table}"))
+}
+
+/// A text column that may be NULL (or missing), as "" then.
+fn text_or_empty(row: &PgRow, column: &str) -> anyhow::Result<String> {
+    Ok(row
+        .try_get::<Option<String>, _>(column)?
+        .unwrap_or_default())
+}
+
+/// A JSON column that may be NULL (or missing), as `empty` then.
+fn json_or(row: &PgRow, column: &str, empty: Value) -> anyhow::Result<Json<Value>> {
+    Ok(Json(
+        row.try_get::<Option<Value>, _>(column)?.unwrap_or(empty),
+    ))
 }
 
 fn parse_id(text: &str, what: &str) -> anyhow::Result<Id> {
@@ -184,24 +191,28 @@ async fn read_projects(
     batch: &mut ImportBatch,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let t = "archon_projects";
-    let sql = format!(
-        "SELECT id::text AS id, title::text AS title, {}, {}, {}, {}, {}, {}, {}, created_at::timestamptz AS created_at, \
-         updated_at::timestamptz AS updated_at FROM archon_projects ORDER BY created_at, id",
-        col(has, t, "description", "text"),
-        col(has, t, "docs", "jsonb"),
-        col(has, t, "features", "jsonb"),
-        col(has, t, "data", "jsonb"),
-        col(has, t, "prd", "jsonb"),
-        col(has, t, "github_repo", "text"),
-        col(has, t, "pinned", "boolean"),
-    );
+    let rows = fetch(
+        archon,
+        has,
+        "archon_projects",
+        &[
+            ("id", "text"),
+            ("title", "text"),
+            ("description", "text"),
+            ("docs", "jsonb"),
+            ("features", "jsonb"),
+            ("data", "jsonb"),
+            ("prd", "jsonb"),
+            ("github_repo", "text"),
+            ("pinned", "boolean"),
+            ("created_at", "timestamptz"),
+            ("updated_at", "timestamptz"),
+        ],
+        "created_at, id",
+    )
+    .await?;
     let mut skipped_docs = 0;
-    for row in sqlx::query(&sql)
-        .fetch_all(archon)
-        .await
-        .context("reading archon_projects")?
-    {
+    for row in rows {
         let id = parse_id(row.try_get("id")?, "archon_projects.id")?;
         let created_at: DateTime<Utc> = row.try_get("created_at")?;
         let docs: Option<Value> = row.try_get("docs")?;
@@ -219,22 +230,11 @@ async fn read_projects(
         batch.projects.push(Project {
             id,
             title: row.try_get("title")?,
-            description: row
-                .try_get::<Option<String>, _>("description")?
-                .unwrap_or_default(),
+            description: text_or_empty(&row, "description")?,
             github_repo: row.try_get("github_repo")?,
-            features: Json(
-                row.try_get::<Option<Value>, _>("features")?
-                    .unwrap_or(Value::Array(vec![])),
-            ),
-            data: Json(
-                row.try_get::<Option<Value>, _>("data")?
-                    .unwrap_or(Value::Array(vec![])),
-            ),
-            prd: Json(
-                row.try_get::<Option<Value>, _>("prd")?
-                    .unwrap_or(Value::Object(Default::default())),
-            ),
+            features: json_or(&row, "features", Value::Array(vec![]))?,
+            data: json_or(&row, "data", Value::Array(vec![]))?,
+            prd: json_or(&row, "prd", Value::Object(Default::default()))?,
             pinned: row.try_get::<Option<bool>, _>("pinned")?.unwrap_or(false),
             created_at,
             updated_at: row.try_get("updated_at")?,
@@ -297,28 +297,33 @@ async fn read_tasks(
     batch: &mut ImportBatch,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let t = "archon_tasks";
-    let sql = format!(
-        "SELECT id::text AS id, project_id::text AS project_id, title::text AS title, status::text AS status, \
-         {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, created_at::timestamptz AS created_at, \
-         updated_at::timestamptz AS updated_at FROM archon_tasks ORDER BY created_at, id",
-        col(has, t, "description", "text"),
-        col(has, t, "assignee", "text"),
-        col(has, t, "task_order", "bigint"),
-        col(has, t, "feature", "text"),
-        col(has, t, "archived", "boolean"),
-        col(has, t, "archived_at", "timestamptz"),
-        col(has, t, "archived_by", "text"),
-        col(has, t, "parent_task_id", "text"),
-        col(has, t, "sources", "jsonb"),
-        col(has, t, "code_examples", "jsonb"),
-    );
+    let rows = fetch(
+        archon,
+        has,
+        "archon_tasks",
+        &[
+            ("id", "text"),
+            ("project_id", "text"),
+            ("title", "text"),
+            ("status", "text"),
+            ("description", "text"),
+            ("assignee", "text"),
+            ("task_order", "bigint"),
+            ("feature", "text"),
+            ("archived", "boolean"),
+            ("archived_at", "timestamptz"),
+            ("archived_by", "text"),
+            ("parent_task_id", "text"),
+            ("sources", "jsonb"),
+            ("code_examples", "jsonb"),
+            ("created_at", "timestamptz"),
+            ("updated_at", "timestamptz"),
+        ],
+        "created_at, id",
+    )
+    .await?;
     let mut problems: BTreeMap<&str, usize> = BTreeMap::new();
-    for row in sqlx::query(&sql)
-        .fetch_all(archon)
-        .await
-        .context("reading archon_tasks")?
-    {
+    for row in rows {
         let project_id = parse_id(row.try_get("project_id")?, "archon_tasks.project_id")?;
         if !projects.contains(&project_id) {
             *problems
@@ -349,9 +354,7 @@ async fn read_tasks(
             id: parse_id(row.try_get("id")?, "archon_tasks.id")?,
             project_id,
             title: row.try_get("title")?,
-            description: row
-                .try_get::<Option<String>, _>("description")?
-                .unwrap_or_default(),
+            description: text_or_empty(&row, "description")?,
             status: status.to_string(),
             assignee: row
                 .try_get::<Option<String>, _>("assignee")?
@@ -413,23 +416,27 @@ async fn read_versions(
     batch: &mut ImportBatch,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let t = "archon_document_versions";
-    let sql = format!(
-        "SELECT {}, project_id::text AS project_id, field_name::text AS field_name, \
-         version_number::bigint AS version_number, content::jsonb AS content, {}, {}, {}, {}, \
-         created_at::timestamptz AS created_at FROM archon_document_versions ORDER BY created_at",
-        col(has, t, "id", "text"),
-        col(has, t, "change_summary", "text"),
-        col(has, t, "change_type", "text"),
-        col(has, t, "document_id", "text"),
-        col(has, t, "created_by", "text"),
-    );
+    let rows = fetch(
+        archon,
+        has,
+        "archon_document_versions",
+        &[
+            ("id", "text"),
+            ("project_id", "text"),
+            ("field_name", "text"),
+            ("version_number", "bigint"),
+            ("content", "jsonb"),
+            ("change_summary", "text"),
+            ("change_type", "text"),
+            ("document_id", "text"),
+            ("created_by", "text"),
+            ("created_at", "timestamptz"),
+        ],
+        "created_at",
+    )
+    .await?;
     let mut skipped = 0;
-    for row in sqlx::query(&sql)
-        .fetch_all(archon)
-        .await
-        .context("reading archon_document_versions")?
-    {
+    for row in rows {
         let project_id = parse_id(
             row.try_get("project_id")?,
             "archon_document_versions.project_id",
@@ -456,9 +463,7 @@ async fn read_versions(
             field_name: field_name.to_string(),
             version_number,
             content: Json(row.try_get("content")?),
-            change_summary: row
-                .try_get::<Option<String>, _>("change_summary")?
-                .unwrap_or_default(),
+            change_summary: text_or_empty(&row, "change_summary")?,
             // Steward knows snapshots and restores; Archon's other kinds are snapshots.
             change_type: if change_type.as_deref() == Some("restore") {
                 "restore"
