@@ -321,13 +321,13 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
         }
         Command::Keys(args) => Resolved::Keys(database_url(args.database, &file)?, args.action),
         Command::Import(args) => {
-            let ImportSource::Archon { from, .. } = &args.source;
+            let ImportSource::Archon { from, .. } = &args.action;
             if !matches!(DatabaseUrl::parse(from), Ok(DatabaseUrl::Postgres { .. })) {
                 return Err(ConfigError::Invalid(format!(
                     "--from {from:?} is not a PostgreSQL URL; Archon v1 keeps its board in PostgreSQL (Supabase): pass --from postgres://USER@HOST:5432/DB"
                 )));
             }
-            Resolved::Import(database_url(args.database, &file)?, args.source)
+            Resolved::Import(database_url(args.database, &file)?, args.action)
         }
         Command::Projects(args) => {
             Resolved::Projects(database_url(args.database, &file)?, args.action)

@@ -86,10 +86,7 @@ impl BoardServer {
             .claim_task(id, &session, &actor, lease)
             .await?
             .map_err(|refusal| refused(refusal, id))?;
-        self.changed(Change::Task {
-            project_id: claimed.project_id,
-            task_id: id,
-        });
+        self.task_changed(&claimed);
         Ok(claimed_answer(&claimed, "Task claimed"))
     }
 
@@ -110,10 +107,7 @@ impl BoardServer {
             .renew_claim(id, token, &actor, lease)
             .await?
             .map_err(|refusal| refused(refusal, id))?;
-        self.changed(Change::Task {
-            project_id: renewed.project_id,
-            task_id: id,
-        });
+        self.task_changed(&renewed);
         Ok(claimed_answer(&renewed, "Claim renewed"))
     }
 
@@ -180,10 +174,7 @@ impl BoardServer {
                 json!({ "task": to_json(&task), "message": "Next task (not claimed)" }),
             ));
         }
-        self.changed(Change::Task {
-            project_id: task.project_id,
-            task_id: task.id,
-        });
+        self.task_changed(&task);
         Ok(claimed_answer(&task, "Next task, claimed"))
     }
 }
@@ -200,12 +191,17 @@ impl BoardServer {
         })
     }
 
-    /// Tells subscribers the task changed, and so did each task its change unblocked.
-    pub(crate) fn changed_with_dependants(&self, task: &Task, unblocked: &[(Id, Id)]) {
+    /// Tells subscribers the task changed.
+    pub(crate) fn task_changed(&self, task: &Task) {
         self.changed(Change::Task {
             project_id: task.project_id,
             task_id: task.id,
         });
+    }
+
+    /// Tells subscribers the task changed, and so did each task its change unblocked.
+    pub(crate) fn changed_with_dependants(&self, task: &Task, unblocked: &[(Id, Id)]) {
+        self.task_changed(task);
         for (project_id, task_id) in unblocked {
             self.changed(Change::Task {
                 project_id: *project_id,
