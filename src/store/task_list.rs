@@ -55,7 +55,11 @@ impl Filter {
             status: query.status,
             assignee: query.assignee.as_deref().map(fold),
             pattern: query.text.as_deref().map(like_pattern),
-            phrase: query.text.as_deref().filter(|_| !postgres).and_then(trigram_phrase),
+            phrase: query
+                .text
+                .as_deref()
+                .filter(|_| !postgres)
+                .and_then(trigram_phrase),
             feature: query.feature.as_deref().map(fold),
             done,
             unclaimed_at: query.unclaimed.then(Utc::now),

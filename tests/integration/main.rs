@@ -43,4 +43,5 @@ mod stdio;
 mod store;
 mod surface;
 mod task_links;
+mod task_search;
 mod tools;
