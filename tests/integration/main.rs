@@ -44,4 +44,5 @@ mod stdio;
 mod store;
 mod surface;
 mod task_links;
+mod task_search;
 mod tools;

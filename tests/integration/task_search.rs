@@ -1,0 +1,240 @@
+//! `find_tasks`' indexed reads (issue #23) give exactly what a plain scan gives: the text index
+//! (SQLite's FTS5 trigram table, PostgreSQL's `pg_trgm`), the walk along the order index, and
+//! the trigger-kept totals, compared with the board filtered in Rust, for every filter
+//! combination, short queries, `%`/`_`, case and non-ASCII text, after writes.
+
+use crate::common::{TestDb, open_store, test_on_each_backend};
+
+use serde_json::Value;
+use steward::board::{Actor, TaskStatus};
+use steward::store::projects::NewProject;
+use steward::store::tasks::{NewTask, Task, TaskChanges, TaskQuery};
+use steward::store::{Id, Page, Store};
+
+test_on_each_backend!(indexed_reads_equal_a_plain_scan);
+
+const TEXTS: [&str; 14] = [
+    "Cache warmup",
+    "CACHE layer for the ledger",
+    "cachexyz",
+    "100% done",
+    "under_score name",
+    "Ünïcödé Straße",
+    "ΣΊΣΥΦΟΣ",
+    "日本語テキスト",
+    "a",
+    "ab test",
+    "🚀 launch the cache",
+    "nothing here",
+    "back\\slash \"quoted\"",
+    "percent%sign and under_line",
+];
+
+const QUERIES: [&str; 24] = [
+    "cache",
+    "CACHE",
+    "ca",
+    "c",
+    "%",
+    "_",
+    "100%",
+    "r_s",
+    "under_score",
+    "straße",
+    "STRASSE",
+    "ÜNÏ",
+    "σίσ",
+    "ΦΟΣ",
+    "日本",
+    "本語テ",
+    "🚀",
+    "🚀 l",
+    "\\",
+    "\"quoted\"",
+    "e%s",
+    "zz",
+    "the ledger",
+    "a",
+];
+
+fn actor() -> Actor {
+    Actor {
+        session_id: Some("search".into()),
+        client_name: Some("search-test".into()),
+        principal: None,
+    }
+}
+
+/// Seeds two projects with tasks of every text, status and assignee; some archived, some with
+/// their text changed afterwards (the index must follow). Returns the project ids.
+async fn seed(store: &Store) -> anyhow::Result<[Id; 2]> {
+    let mut projects = Vec::new();
+    for title in ["Search A", "Search B"] {
+        let new = NewProject {
+            title: title.into(),
+            description: String::new(),
+            github_repo: None,
+        };
+        projects.push(store.create_project(&new).await?.id);
+    }
+    let statuses = [
+        TaskStatus::Todo,
+        TaskStatus::Doing,
+        TaskStatus::Review,
+        TaskStatus::Done,
+    ];
+    let mut n = 0;
+    for round in 0..3 {
+        for (i, text) in TEXTS.iter().enumerate() {
+            n += 1;
+            let new = NewTask {
+                project_id: projects[n % 2],
+                title: text.to_string(),
+                description: format!("round {round} of {}", TEXTS[(i + 5) % TEXTS.len()]),
+                status: statuses[n % 4].as_str(),
+                assignee: ["Alice", "ALICE", "Bob"][n % 3].into(),
+                task_order: ((n * 7) % 5) as i32,
+                feature: None,
+                blocked_by: Vec::new(),
+                parent_task_id: None,
+                sources: Value::Array(Vec::new()),
+                code_examples: Value::Array(Vec::new()),
+            };
+            let task = store.create_task(&new, &actor()).await?.expect("created");
+            if n % 7 == 0 {
+                store
+                    .archive_task(task.id, None, &actor())
+                    .await?
+                    .expect("archived");
+            } else if n % 5 == 0 {
+                let changes = TaskChanges {
+                    title: Some(format!("renamed {n}: caché")),
+                    ..TaskChanges::default()
+                };
+                store
+                    .update_task(task.id, &changes, None, &actor())
+                    .await?
+                    .expect("updated");
+            }
+        }
+    }
+    Ok([projects[0], projects[1]])
+}
+
+/// Every live task, in the listing's order, read without any index-specific condition.
+async fn board(store: &Store) -> anyhow::Result<Vec<Task>> {
+    let query = TaskQuery {
+        include_closed: true,
+        ..TaskQuery::default()
+    };
+    let all = store
+        .list_tasks(
+            &query,
+            Page {
+                page: 1,
+                per_page: 100,
+            },
+        )
+        .await?;
+    assert!(all.items.len() < 100, "the board fits one page");
+    Ok(all.items)
+}
+
+fn fold(text: &str) -> String {
+    text.to_lowercase()
+}
+
+/// What a scan of `tasks` takes for `query`, ignoring done-ness.
+fn scanned<'a>(tasks: &'a [Task], query: &TaskQuery) -> Vec<&'a Task> {
+    tasks
+        .iter()
+        .filter(|t| query.project_id.is_none_or(|p| t.project_id == p))
+        .filter(|t| query.status.is_none_or(|s| t.status == s))
+        .filter(|t| {
+            query
+                .assignee
+                .as_deref()
+                .is_none_or(|a| fold(&t.assignee) == fold(a))
+        })
+        .filter(|t| {
+            query
+                .text
+                .as_deref()
+                .is_none_or(|q| fold(&format!("{}\n{}", t.title, t.description)).contains(&fold(q)))
+        })
+        .collect()
+}
+
+async fn check(store: &Store, tasks: &[Task], query: &TaskQuery) -> anyhow::Result<()> {
+    let matching = scanned(tasks, query);
+    let expected: Vec<Id> = matching
+        .iter()
+        .filter(|t| query.include_closed || t.status != "done")
+        .map(|t| t.id)
+        .collect();
+    let closed = matching.iter().filter(|t| t.status == "done").count() as i64;
+    // Small pages take the walk along the order index for common terms, large ones the index.
+    for per_page in [3, 100] {
+        let mut listed = Vec::new();
+        for page in 1.. {
+            let found = store.list_tasks(query, Page { page, per_page }).await?;
+            assert_eq!(found.total, expected.len() as i64, "total of {query:?}");
+            if found.items.is_empty() {
+                break;
+            }
+            listed.extend(found.items.iter().map(|t| t.id));
+        }
+        assert_eq!(listed, expected, "{query:?}, {per_page} per page");
+    }
+    if !query.include_closed {
+        assert_eq!(
+            store.closed_matches(query).await?,
+            closed,
+            "closed of {query:?}"
+        );
+    }
+    Ok(())
+}
+
+async fn indexed_reads_equal_a_plain_scan(db: TestDb) -> anyhow::Result<()> {
+    let store = open_store(&db).await?;
+    let [a, _] = seed(&store).await?;
+    let tasks = board(&store).await?;
+    let mut checked = 0;
+    for text in QUERIES.iter().map(|q| Some(q.to_string())).chain([None]) {
+        for project_id in [None, Some(a)] {
+            for status in [None, Some("doing"), Some("done")] {
+                for assignee in [None, Some("alice".to_string())] {
+                    for include_closed in [false, true] {
+                        let query = TaskQuery {
+                            project_id,
+                            status,
+                            assignee: assignee.clone(),
+                            text: text.clone(),
+                            include_closed,
+                            ..TaskQuery::default()
+                        };
+                        check(&store, &tasks, &query).await?;
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 25 * 2 * 3 * 2 * 2);
+    // The test can fail: the common and the rare terms both match something.
+    let cache = TaskQuery {
+        text: Some("cache".into()),
+        include_closed: true,
+        ..TaskQuery::default()
+    };
+    assert!(scanned(&tasks, &cache).len() > 10);
+    let renamed = TaskQuery {
+        text: Some("CACHÉ".into()),
+        include_closed: true,
+        ..TaskQuery::default()
+    };
+    assert!(!scanned(&tasks, &renamed).is_empty());
+    store.close().await;
+    Ok(())
+}
