@@ -206,6 +206,24 @@ impl Journal {
         }
     }
 
+    /// A clean stop with rows still waiting for the database: stops journaling and keeps every
+    /// segment, so the next start stores their rows. `clean` removes the marker (the next
+    /// start then reports no crash); false keeps it, for a crash not reported yet.
+    pub fn close_keeping(&self, clean: bool) {
+        {
+            let mut current = lock(&self.current);
+            current.open = false;
+            self.spares.closing.store(true, Ordering::Release);
+        }
+        let slot = &self.spares.slot;
+        if let Err(error) = remove_spares(slot) {
+            tracing::warn!(%error, "cannot delete the ledger journal's spare segments");
+        }
+        if clean && let Err(error) = std::fs::remove_file(slot.join(MARKER)) {
+            tracing::warn!(%error, slot = %slot.display(), "cannot remove the ledger journal's running marker; the next start will report an unclean shutdown");
+        }
+    }
+
     /// After a clean shutdown flush: stops journaling, deletes the current segment once its
     /// rows are handled and removes the marker, so the next start knows this run ended well.
     pub fn close_clean(&self) {
