@@ -72,6 +72,8 @@ pub struct Writer {
     /// How many rows at the front of `pending` were offered to the database before (a failed
     /// or timed-out INSERT may have committed): those are stored with duplicates skipped.
     maybe_stored: usize,
+    /// The last write failed for want of a connection (not refused by the database).
+    unreachable: bool,
     client_types: HashMap<String, String, foldhash::fast::RandomState>,
     /// The last cost worked out and what it was worked out from (the rates and the token
     /// counts): consecutive rows are mostly the same call with the same counts, and exact
@@ -103,6 +105,7 @@ impl Writer {
             leftovers: None,
             database: Availability::available(),
             maybe_stored: 0,
+            unreachable: false,
             client_types: HashMap::default(),
             last_cost: None,
             backoff: MIN_BACKOFF,
@@ -231,10 +234,11 @@ impl Writer {
         self.store.close().await;
     }
 
-    /// Whether the database is unreachable or refusing writes (not answered since start, or
-    /// backing off after a refusal).
+    /// Whether the database cannot be reached: not since start, or not at the last write
+    /// (still backing off). A database that answers but refuses writes gets the shutdown's
+    /// retry window, then the spill file.
     fn database_down(&self) -> bool {
-        !self.database.is_ready() || self.next_try > Instant::now()
+        !self.database.is_ready() || (self.unreachable && self.next_try > Instant::now())
     }
 
     /// At shutdown with the database down: rows whose records are in the journal (queued
@@ -416,6 +420,7 @@ impl Writer {
                     self.refused(error, n).await;
                 }
                 Ok(_) => {
+                    self.unreachable = false;
                     self.maybe_stored = self.maybe_stored.saturating_sub(n);
                     acks.into_iter().for_each(|ack| reply(ack, Ok(())));
                     self.shared.announce(rows);
@@ -449,6 +454,7 @@ impl Writer {
             return;
         }
         self.maybe_stored = self.maybe_stored.max(n);
+        self.unreachable = is_connection_error(&error);
         self.shared.add(|s| &s.failed_writes, 1);
         self.shared
             .degrade(format!("the database refused ledger writes: {error}"));
@@ -636,6 +642,19 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Errors that say the database could not be reached (or did not answer in time), as opposed
+/// to one that answered with a refusal.
+fn is_connection_error(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
 }
 
 /// Errors caused by a row's content (PostgreSQL classes 22 "data exception" and 23
