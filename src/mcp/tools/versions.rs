@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::projects::{default_page, default_per_page};
+use super::params::{default_page, default_per_page};
 use super::{Parameters, ToolError, ToolResult, page_view, success, to_json, validate};
 use super::{shapes, summary_view};
 use crate::board::{VersionAction, VersionField};
