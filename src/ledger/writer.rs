@@ -72,6 +72,8 @@ pub struct Writer {
     /// How many rows at the front of `pending` were offered to the database before (a failed
     /// or timed-out INSERT may have committed): those are stored with duplicates skipped.
     maybe_stored: usize,
+    /// The last write failed for want of a connection (not refused by the database).
+    unreachable: bool,
     client_types: HashMap<String, String, foldhash::fast::RandomState>,
     /// The last cost worked out and what it was worked out from (the rates and the token
     /// counts): consecutive rows are mostly the same call with the same counts, and exact
@@ -103,6 +105,7 @@ impl Writer {
             leftovers: None,
             database: Availability::available(),
             maybe_stored: 0,
+            unreachable: false,
             client_types: HashMap::default(),
             last_cost: None,
             backoff: MIN_BACKOFF,
@@ -200,21 +203,93 @@ impl Writer {
         while let Ok(job) = rx.try_recv() {
             buffer.push(job);
         }
-        self.take_in(buffer).await;
-        self.store_pending(true).await;
+        // A database that refuses now would only make the stop wait out the retry window and
+        // the write timeout: what is journaled waits for the next start instead.
+        let left = match self.database_down() {
+            true => self.leave_for_next_start(buffer),
+            false => {
+                self.take_in(buffer).await;
+                self.store_pending(true).await;
+                0
+            }
+        };
         tracing::info!(
             written = self.shared.counter(|s| &s.written),
             "ledger flushed"
         );
-        // Everything is stored or spilled: the journal has nothing left to protect. Rows still
-        // in memory (the spill file failed too) keep their records for the next start.
-        if let Some(journal) = &self.journal
-            && self.pending.is_empty()
-        {
-            journal.close_clean();
+        if let Some(journal) = &self.journal {
+            let crashed_before = self.leftovers.as_ref().is_some_and(|l| l.unclean);
+            if left > 0 || self.leftovers.is_some() {
+                // The next start replays the journal (and what crashed runs left, still
+                // unreplayed); the stop itself was clean unless a crash is still unreported.
+                journal.close_keeping(!crashed_before);
+            } else if self.pending.is_empty() {
+                // Everything is stored or spilled: the journal has nothing left to protect.
+                // Rows still in memory (the spill file failed too) keep their records for the
+                // next start.
+                journal.close_clean();
+            }
         }
         // The writer's own connection (see `Store::dedicated`), closed cleanly.
         self.store.close().await;
+    }
+
+    /// Whether the database cannot be reached: not since start, or not at the last write
+    /// (still backing off). A database that answers but refuses writes gets the shutdown's
+    /// retry window, then the spill file.
+    fn database_down(&self) -> bool {
+        !self.database.is_ready() || (self.unreachable && self.next_try > Instant::now())
+    }
+
+    /// At shutdown with the database down: rows whose records are in the journal (queued
+    /// `jobs` and pending rows) stay there for the next start, their records never released;
+    /// the others go to the spill file, unpriced (pricing reads the database). Returns how
+    /// many wait in the journal.
+    fn leave_for_next_start(&mut self, jobs: Vec<Job>) -> usize {
+        let count = jobs.len() as u64;
+        let bytes = jobs.iter().map(|j| j.observation.held_bytes()).sum();
+        self.shared.sub(|s| &s.queued_bytes, bytes);
+        self.shared.sub(|s| &s.queued, count);
+        let (journaled, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(_, waiter)| waiter._ticket.is_some() && !waiter.is_request());
+        self.pending = rest;
+        self.maybe_stored = self.maybe_stored.min(self.pending.len());
+        let mut left = journaled.len();
+        // Released, a ticket would let its segment be deleted with the row unstored.
+        journaled
+            .into_iter()
+            .for_each(|(_, waiter)| std::mem::forget(waiter._ticket));
+        for job in jobs {
+            match (job.ticket, job.ack) {
+                (Some(ticket), None) => {
+                    std::mem::forget(ticket);
+                    left += 1;
+                }
+                (ticket, ack) => {
+                    let row = analyze(&job.observation);
+                    let waiter = Waiter {
+                        ack,
+                        _ticket: ticket,
+                    };
+                    self.pending.push_back((row, waiter));
+                }
+            }
+        }
+        self.spill_oldest(self.pending.len());
+        self.shared.set_pending(self.pending.len());
+        if left > 0 {
+            let journal = self
+                .journal
+                .as_ref()
+                .map(|j| j.slot().display().to_string());
+            tracing::warn!(
+                rows = left,
+                journal = journal.unwrap_or_default(),
+                "the database is unreachable at shutdown: these ledger rows wait in the journal, and the next start stores them"
+            );
+        }
+        left
     }
 
     /// Analyses and prices a batch (tokenising is CPU work: off the async workers).
@@ -345,6 +420,7 @@ impl Writer {
                     self.refused(error, n).await;
                 }
                 Ok(_) => {
+                    self.unreachable = false;
                     self.maybe_stored = self.maybe_stored.saturating_sub(n);
                     acks.into_iter().for_each(|ack| reply(ack, Ok(())));
                     self.shared.announce(rows);
@@ -378,6 +454,7 @@ impl Writer {
             return;
         }
         self.maybe_stored = self.maybe_stored.max(n);
+        self.unreachable = is_connection_error(&error);
         self.shared.add(|s| &s.failed_writes, 1);
         self.shared
             .degrade(format!("the database refused ledger writes: {error}"));
@@ -565,6 +642,19 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Errors that say the database could not be reached (or did not answer in time), as opposed
+/// to one that answered with a refusal.
+fn is_connection_error(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
 }
 
 /// Errors caused by a row's content (PostgreSQL classes 22 "data exception" and 23

@@ -5,7 +5,16 @@
 //! the process dies at once, so only a power loss or a kernel crash can lose it (within the
 //! OS's writeback interval; `--ledger-durability sync` covers those). Each record holds a
 //! [`Ticket`] on its segment until its row is stored or spilled; a segment that is full and
-//! whose rows are all handled is deleted, so the journal stays a few segments long.
+//! whose rows are all handled is set aside as a spare, and the next segment reuses its file, so
+//! the journal stays a few segments long.
+//!
+//! Why reuse files: most of what a `write` costs the kernel is the page cache, not the copy
+//! (allocating, zeroing and accounting a new page for every 4 KiB appended, freeing them all
+//! again when the file is deleted); rewriting pages the cache already holds costs about a
+//! third. A reused file still holds its earlier records past the new ones, so every segment
+//! has a random stamp that each of its records carries (see [`record`]); reading stops at the
+//! first record of another stamp. Records are written one at a time, at the segment's end,
+//! under its lock: the records written are always a prefix of the file.
 //!
 //! Each process takes a slot of its own (`slot-N/`, guarded by an OS file lock), so replicas
 //! and stdio processes sharing a directory never share a journal. A `running` marker in the
@@ -15,7 +24,7 @@
 pub mod record;
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -25,10 +34,19 @@ use crate::sync::lock;
 
 pub use record::{Damage, Record, Scan};
 
-/// A segment is closed (and a new one started) once it holds this many bytes.
+/// A segment is closed (and a new one started) before a record would take it past this many
+/// bytes (a record larger than that gets a segment of its own).
 pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
-/// The first bytes of every segment, so a stray file is never read as records.
+/// The first bytes of every segment, so a stray file is never read as records: the first
+/// layout (records without a stamp, still read), and the current one, followed by the
+/// segment's stamp.
 const MAGIC: &[u8; 8] = b"STWJRNL1";
+const MAGIC_STAMPED: &[u8; 8] = b"STWJRNL2";
+/// The magic and the stamp.
+const SEGMENT_HEADER: u64 = 16;
+/// Retired segment files kept for reuse; more are deleted.
+const MAX_SPARES: usize = 2;
+const SPARE_PREFIX: &str = "spare-";
 /// Slots tried before giving up (each live process holds one).
 const MAX_SLOTS: usize = 4096;
 const MARKER: &str = "running";
@@ -36,11 +54,13 @@ const LOCK: &str = "lock";
 
 /// One process's journal (its slot).
 pub struct Journal {
-    slot: PathBuf,
     current: Mutex<Current>,
+    spares: Arc<Spares>,
     /// Held for the life of the process: the OS releases it however the process ends.
     _lock: File,
     failed: AtomicBool,
+    /// A new segment could not be started (logged once; the full one keeps growing).
+    rotation_failed: AtomicBool,
 }
 
 struct Current {
@@ -52,14 +72,25 @@ struct Current {
 /// One segment file and how many of its records are still waiting to be stored.
 struct Segment {
     id: u64,
+    /// Carried by each of this segment's records (see [`record`]).
+    stamp: u64,
     path: PathBuf,
     file: File,
+    /// Where the next record goes; written under [`Journal::current`]'s lock only.
     size: AtomicU64,
     appended: AtomicU64,
     handled: AtomicU64,
     closed: AtomicBool,
-    rotating: AtomicBool,
     removed: AtomicBool,
+    spares: Arc<Spares>,
+}
+
+/// The slot's retired segment files, for the next segments to reuse.
+struct Spares {
+    slot: PathBuf,
+    files: Mutex<Vec<(PathBuf, File)>>,
+    /// After a clean shutdown retired segments are deleted, not kept.
+    closing: AtomicBool,
 }
 
 /// A journaled record whose row is not stored yet. Dropping it (once the row is stored or
@@ -81,6 +112,7 @@ impl Journal {
     pub fn open(dir: &Path) -> std::io::Result<(Journal, Leftovers)> {
         std::fs::create_dir_all(dir).map_err(|e| in_dir(dir, e))?;
         let (slot, lock_file) = take_slot(dir)?;
+        remove_spares(&slot)?;
         let unclean = slot.join(MARKER).exists();
         let segments = segments_in(&slot)?;
         let mut leftovers = Leftovers {
@@ -97,49 +129,56 @@ impl Journal {
             .filter_map(|p| segment_id(p))
             .max()
             .map_or(0, |id| id + 1);
-        let segment = Segment::create(&slot, next)?;
+        let spares = Arc::new(Spares {
+            slot,
+            files: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
+        });
+        let segment = Segment::create(&spares, next)?;
         Ok((
             Journal {
-                slot,
                 current: Mutex::new(Current {
                     segment: Arc::new(segment),
                     open: true,
                 }),
+                spares,
                 _lock: lock_file,
                 failed: AtomicBool::new(false),
+                rotation_failed: AtomicBool::new(false),
             },
             leftovers,
         ))
     }
 
     pub fn slot(&self) -> &Path {
-        &self.slot
+        &self.spares.slot
     }
 
     /// Appends a record. `Ok(None)` when the journal is closed; an error when the write
     /// failed (the row is still queued; only its crash protection is gone).
     pub fn append(&self, record: &Record<'_>) -> std::io::Result<Option<Ticket>> {
-        let ticket = {
-            let current = lock(&self.current);
-            if !current.open {
-                return Ok(None);
-            }
-            // Counted before the write, under the lock that rotation takes: a segment is never
-            // deleted while a record is on its way into it.
-            current.segment.appended.fetch_add(1, Ordering::Relaxed);
-            Ticket(current.segment.clone())
-        };
-        let segment = &ticket.0;
-        match record::write(&segment.file, record) {
+        let size = record::size(record)?;
+        let mut current = lock(&self.current);
+        if !current.open {
+            return Ok(None);
+        }
+        let at = current.segment.size.load(Ordering::Relaxed);
+        if at > SEGMENT_HEADER && at + size > SEGMENT_BYTES {
+            self.rotate(&mut current);
+        }
+        let segment = &current.segment;
+        let at = segment.size.load(Ordering::Relaxed);
+        // Counted before the write: a segment is never retired while a record is on its way
+        // into it.
+        segment.appended.fetch_add(1, Ordering::Relaxed);
+        match record::write(&segment.file, at, segment.stamp, record) {
             Ok(n) => {
-                let size = segment.size.fetch_add(n, Ordering::Relaxed) + n;
-                if size >= SEGMENT_BYTES && !segment.rotating.swap(true, Ordering::AcqRel) {
-                    self.rotate(segment);
-                }
-                Ok(Some(ticket))
+                segment.size.store(at + n, Ordering::Relaxed);
+                Ok(Some(Ticket(segment.clone())))
             }
             Err(error) => {
-                // Nothing reached the segment: take the count back, or it is never trimmed.
+                // Nothing readable reached the segment (the next record overwrites what did):
+                // take the count back, or it is never trimmed.
                 segment.appended.fetch_sub(1, Ordering::Relaxed);
                 if !self.failed.swap(true, Ordering::Relaxed) {
                     tracing::error!(%error, path = %segment.path.display(), "cannot write the ledger journal: rows queued now would not survive a crash");
@@ -149,23 +188,40 @@ impl Journal {
         }
     }
 
-    /// Starts a new segment after `full`. Only one caller gets here per segment.
-    fn rotate(&self, full: &Arc<Segment>) {
-        let next = match Segment::create(&self.slot, full.id + 1) {
-            Ok(next) => Arc::new(next),
+    /// Starts the next segment in place of the full current one.
+    fn rotate(&self, current: &mut Current) {
+        let full = current.segment.clone();
+        match Segment::create(&self.spares, full.id + 1) {
+            Ok(next) => {
+                current.segment = Arc::new(next);
+                full.closed.store(true, Ordering::Release);
+                full.retire_if_done();
+            }
             Err(error) => {
                 // Keep appending to the full one: it grows, nothing is lost.
-                tracing::warn!(%error, "cannot start a new ledger journal segment");
-                full.rotating.store(false, Ordering::Release);
-                return;
+                if !self.rotation_failed.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%error, "cannot start a new ledger journal segment");
+                }
             }
-        };
+        }
+    }
+
+    /// A clean stop with rows still waiting for the database: stops journaling and keeps every
+    /// segment, so the next start stores their rows. `clean` removes the marker (the next
+    /// start then reports no crash); false keeps it, for a crash not reported yet.
+    pub fn close_keeping(&self, clean: bool) {
         {
             let mut current = lock(&self.current);
-            current.segment = next;
-            full.closed.store(true, Ordering::Release);
+            current.open = false;
+            self.spares.closing.store(true, Ordering::Release);
         }
-        full.retire_if_done();
+        let slot = &self.spares.slot;
+        if let Err(error) = remove_spares(slot) {
+            tracing::warn!(%error, "cannot delete the ledger journal's spare segments");
+        }
+        if clean && let Err(error) = std::fs::remove_file(slot.join(MARKER)) {
+            tracing::warn!(%error, slot = %slot.display(), "cannot remove the ledger journal's running marker; the next start will report an unclean shutdown");
+        }
     }
 
     /// After a clean shutdown flush: stops journaling, deletes the current segment once its
@@ -174,39 +230,68 @@ impl Journal {
         let segment = {
             let mut current = lock(&self.current);
             current.open = false;
+            self.spares.closing.store(true, Ordering::Release);
             current.segment.closed.store(true, Ordering::Release);
             current.segment.clone()
         };
         segment.retire_if_done();
-        if let Err(error) = std::fs::remove_file(self.slot.join(MARKER)) {
-            tracing::warn!(%error, slot = %self.slot.display(), "cannot remove the ledger journal's running marker; the next start will report an unclean shutdown");
+        let slot = &self.spares.slot;
+        if let Err(error) = remove_spares(slot) {
+            tracing::warn!(%error, "cannot delete the ledger journal's spare segments");
+        }
+        if let Err(error) = std::fs::remove_file(slot.join(MARKER)) {
+            tracing::warn!(%error, slot = %slot.display(), "cannot remove the ledger journal's running marker; the next start will report an unclean shutdown");
         }
     }
 }
 
 impl Segment {
-    fn create(slot: &Path, id: u64) -> std::io::Result<Segment> {
-        let path = slot.join(format!("segment-{id:010}.journal"));
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| in_dir(&path, e))?;
-        file.write_all(MAGIC)?;
+    /// A new segment, in a spare's file if there is one. The spare gets its new header
+    /// (magic and stamp) before it is named as a segment, so a crash in between leaves a
+    /// spare, never a segment with an earlier life's records under its stamp.
+    fn create(spares: &Arc<Spares>, id: u64) -> std::io::Result<Segment> {
+        let path = spares.slot.join(format!("segment-{id:010}.journal"));
+        let stamp = rand::random::<u64>().max(1);
+        let mut header = [0u8; SEGMENT_HEADER as usize];
+        header[..8].copy_from_slice(MAGIC_STAMPED);
+        header[8..].copy_from_slice(&stamp.to_le_bytes());
+        let spare = lock(&spares.files).pop();
+        let file = match spare {
+            Some((spare, mut file)) => {
+                file.seek(SeekFrom::Start(0))?;
+                file.write_all(&header)?;
+                // At least 16 bytes of the earlier life (or zeros) follow the last record, so
+                // a record's end is never mistaken for a torn header.
+                file.set_len(SEGMENT_BYTES + SEGMENT_HEADER)?;
+                std::fs::rename(&spare, &path).map_err(|e| in_dir(&path, e))?;
+                file
+            }
+            None => {
+                let mut file = OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| in_dir(&path, e))?;
+                file.write_all(&header)?;
+                file
+            }
+        };
         Ok(Segment {
             id,
+            stamp,
             path,
             file,
-            size: AtomicU64::new(MAGIC.len() as u64),
+            size: AtomicU64::new(SEGMENT_HEADER),
             appended: AtomicU64::new(0),
             handled: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            rotating: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            spares: spares.clone(),
         })
     }
 
-    /// Deletes the file once it is closed and every record in it is handled.
+    /// Retires the file once it is closed and every record in it is handled: kept as a spare
+    /// for a later segment, or deleted.
     fn retire_if_done(&self) {
         if !self.closed.load(Ordering::Acquire)
             || self.handled.load(Ordering::Acquire) < self.appended.load(Ordering::Acquire)
@@ -214,8 +299,41 @@ impl Segment {
         {
             return;
         }
+        if self.spares.keep(self) {
+            return;
+        }
         if let Err(error) = std::fs::remove_file(&self.path) {
             tracing::warn!(%error, path = %self.path.display(), "cannot delete a replayed ledger journal segment; its rows would be skipped as duplicates");
+        }
+    }
+}
+
+impl Spares {
+    /// Sets a retired segment's file aside for reuse; false if it is not wanted (enough
+    /// spares, a clean shutdown, or renaming failed).
+    fn keep(&self, segment: &Segment) -> bool {
+        if self.closing.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut files = lock(&self.files);
+        if files.len() >= MAX_SPARES {
+            return false;
+        }
+        let Ok(file) = segment.file.try_clone() else {
+            return false;
+        };
+        let spare = self
+            .slot
+            .join(format!("{SPARE_PREFIX}{:010}.journal", segment.id));
+        match std::fs::rename(&segment.path, &spare) {
+            Ok(()) => {
+                files.push((spare, file));
+                true
+            }
+            Err(error) => {
+                tracing::debug!(%error, path = %segment.path.display(), "cannot keep a ledger journal segment for reuse");
+                false
+            }
         }
     }
 }
@@ -248,6 +366,7 @@ impl Leftovers {
                 continue;
             };
             let crashed = slot.join(MARKER).exists();
+            remove_spares(&slot)?;
             let segments = segments_in(&slot)?;
             if !crashed && segments.is_empty() {
                 continue; // Ended cleanly: nothing to do, and the slot is free for others.
@@ -264,12 +383,7 @@ impl Leftovers {
         let mut scan = Scan::default();
         for path in &self.segments {
             match std::fs::read(path) {
-                Ok(bytes) => match bytes.strip_prefix(MAGIC) {
-                    Some(records) => record::scan(records, &mut scan),
-                    // Created but the magic never made it: nothing was appended either.
-                    None if bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes) => {}
-                    None => scan.damaged.push(Damage::Undecodable),
-                },
+                Ok(bytes) => read_segment(&bytes, &mut scan),
                 Err(error) => {
                     tracing::error!(%error, path = %path.display(), "cannot read a ledger journal segment");
                     scan.damaged.push(Damage::Undecodable);
@@ -292,6 +406,26 @@ impl Leftovers {
             }
         }
         Ok(())
+    }
+}
+
+/// Reads one segment's records, of either layout.
+fn read_segment(bytes: &[u8], scan: &mut Scan) {
+    if let Some(records) = bytes.strip_prefix(MAGIC) {
+        return record::scan(records, scan);
+    }
+    let header = SEGMENT_HEADER as usize;
+    match (bytes.strip_prefix(MAGIC_STAMPED), bytes.get(8..header)) {
+        (Some(_), Some(stamp)) => {
+            let mut word = [0; 8];
+            word.copy_from_slice(stamp);
+            record::scan_stamped(&bytes[header..], u64::from_le_bytes(word), scan);
+        }
+        // Created but the header never made it whole: nothing was appended either.
+        _ if bytes.len() < header
+            && (MAGIC.starts_with(&bytes[..bytes.len().min(8)])
+                || MAGIC_STAMPED.starts_with(&bytes[..bytes.len().min(8)])) => {}
+        _ => scan.damaged.push(Damage::Undecodable),
     }
 }
 
@@ -346,6 +480,21 @@ fn segments_in(slot: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     segments.sort();
     Ok(segments.into_iter().map(|(_, path)| path).collect())
+}
+
+/// Deletes a slot's spare segment files: they hold only records whose rows were stored.
+fn remove_spares(slot: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(slot).map_err(|e| in_dir(slot, e))? {
+        let path = entry?.path();
+        let spare = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(SPARE_PREFIX));
+        if spare {
+            std::fs::remove_file(&path).map_err(|e| in_dir(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn segment_id(path: &Path) -> Option<u64> {
@@ -442,6 +591,60 @@ mod tests {
         );
         journal.close_clean();
         assert!(files(journal.slot()).is_empty());
+        assert_eq!(
+            std::fs::read_dir(journal.slot())?.count(),
+            1,
+            "only the lock is left: no spare, no marker"
+        );
+        Ok(())
+    }
+
+    /// Retired segments' files are reused; after a crash, what a reused file held in its
+    /// earlier life is not replayed, and spares are not read at all.
+    #[test]
+    fn reused_segment_files_replay_only_their_new_records() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (journal, _) = Journal::open(dir.path())?;
+        let append = |n: usize| -> Vec<Ticket> {
+            (0..n)
+                .filter_map(|_| {
+                    journal
+                        .append(&Record::from(&observation()))
+                        .expect("the write succeeds")
+                })
+                .collect()
+        };
+        // 1 MiB records: seven to a segment.
+        drop(append(14));
+        assert_eq!(files(journal.slot()).len(), 1);
+        let slot = journal.slot().to_path_buf();
+        let spares = || {
+            std::fs::read_dir(&slot).map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(SPARE_PREFIX))
+                    .count()
+            })
+        };
+        assert_eq!(spares()?, 1, "the full segment was kept for reuse");
+        // The next two segments reuse the two full ones' files, full of older records.
+        let kept = append(8);
+        assert_eq!(spares()?, 0);
+        assert_eq!(files(journal.slot()).len(), 2);
+        // A crash: the records are never handled.
+        std::mem::forget(kept);
+        drop(journal);
+        let (journal, leftovers) = Journal::open(dir.path())?;
+        assert_eq!(journal.slot(), slot);
+        assert!(leftovers.unclean);
+        assert_eq!(spares()?, 0, "spares are deleted, never read");
+        let scan = leftovers.read();
+        assert!(scan.damaged.is_empty(), "{:?}", scan.damaged);
+        assert_eq!(
+            scan.observations.len(),
+            8,
+            "the last eight records, none of the older ones"
+        );
         Ok(())
     }
 }

@@ -1,6 +1,10 @@
-//! One journal record: `[len: u32][crc32: u32][payload]`, little-endian, where `payload` is an
-//! [`Observation`] in a fixed binary layout. Raw bytes and timings only: the request path pays
-//! for a copy of a few header fields and one `writev`, never for JSON or token counting.
+//! One journal record: `[len: u32][crc32: u32][stamp: u64][payload]`, little-endian, where
+//! `payload` is an [`Observation`] in a fixed binary layout and `stamp` is the segment's own
+//! random stamp (see [`super`]: a recycled segment file still holds an earlier life's records
+//! after the new ones, and those carry another stamp). The checksum covers the stamp and the
+//! payload. Raw bytes and timings only: the request path pays for a copy of a few header fields
+//! and one `writev`, never for JSON or token counting. Segments of the first layout (no stamp:
+//! `[len][crc32][payload]`, checksum over the payload) are still read.
 //!
 //! Payload: version `u8`, request id (16 bytes), timestamp (`i64` µs since the epoch), duration
 //! (`u64` µs), full response length `u64`, HTTP status `u16` (0: none), ending `u8`, stream GET
@@ -11,7 +15,7 @@
 //! hop: two more byte strings (upstream, its tool) and its share of the duration (`u64` µs);
 //! a record without them has none.
 
-use std::io::{IoSlice, Write};
+use std::io::{IoSlice, Seek, SeekFrom, Write};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -22,8 +26,10 @@ use crate::ledger::entry::{Ending, Micros, Observation, StreamGet, UpstreamHop};
 const VERSION: u8 = 2;
 /// Records of this version (before the subject) are still read.
 const VERSION_WITHOUT_SUBJECT: u8 = 1;
-/// `len` and `crc32`.
+/// `len` and `crc32` (the first layout's whole header).
 pub const HEADER: usize = 8;
+/// `len`, `crc32` and the segment's stamp.
+pub const STAMPED_HEADER: usize = HEADER + 8;
 const ABSENT: u32 = u32::MAX;
 
 /// What a record holds, borrowed: the request path writes it straight from the fields it has
@@ -66,15 +72,39 @@ impl<'a> From<&'a Observation> for Record<'a> {
     }
 }
 
-/// The header and the fixed-size fields, up to and including the subject.
-const FIXED: usize = HEADER + 1 + 16 + 8 + 8 + 8 + 2 + 1 + 1 + 1 + 16;
+/// The stamped header and the fixed-size fields, up to and including the subject.
+const FIXED: usize = STAMPED_HEADER + 1 + 16 + 8 + 8 + 8 + 2 + 1 + 1 + 1 + 16;
 
-/// Writes `record` with a single `writev`: with `O_APPEND`, concurrent writers never
-/// interleave inside a record. Every part is on the stack or borrowed: nothing is allocated.
-/// Returns the bytes written.
-pub fn write(mut file: &std::fs::File, record: &Record<'_>) -> std::io::Result<u64> {
+/// The bytes [`write`] writes for `record`.
+pub fn size(record: &Record<'_>) -> std::io::Result<u64> {
+    let text = |t: Option<&str>| 4 + t.map_or(0, str::len);
+    let hop = record
+        .upstream
+        .map_or(0, |h| text(Some(&h.upstream)) + text(h.tool.as_deref()) + 8);
+    let fixed = FIXED - record.subject.map_or(16, |_| 0);
+    let total = fixed
+        + text(record.session_id)
+        + text(record.protocol_version)
+        + 4
+        + length(record.request)? as usize
+        + 4
+        + length(record.response)? as usize
+        + hop;
+    Ok(total as u64)
+}
+
+/// Writes `record` stamped with `stamp` at the file's offset `at`, with one `lseek` and one
+/// `writev`; the caller holds the segment (writes are never concurrent). Every part is on the
+/// stack or borrowed: nothing is allocated. Returns the bytes written.
+pub fn write(
+    mut file: &std::fs::File,
+    at: u64,
+    stamp: u64,
+    record: &Record<'_>,
+) -> std::io::Result<u64> {
     let mut fixed = [0u8; FIXED];
     let used = fixed_fields(record, &mut fixed);
+    fixed[HEADER..STAMPED_HEADER].copy_from_slice(&stamp.to_le_bytes());
     let (session_len, session) = text_parts(record.session_id);
     let (protocol_len, protocol) = text_parts(record.protocol_version);
     let request_len = length(record.request)?.to_le_bytes();
@@ -108,12 +138,13 @@ pub fn write(mut file: &std::fs::File, record: &Record<'_>) -> std::io::Result<u
     let mut crc = crc32fast::Hasher::new();
     crc.update(&fixed[HEADER..used]);
     rest.iter().for_each(|part| crc.update(part));
-    fixed[..4].copy_from_slice(&length_of(total - HEADER)?.to_le_bytes());
+    fixed[..4].copy_from_slice(&length_of(total - STAMPED_HEADER)?.to_le_bytes());
     fixed[4..HEADER].copy_from_slice(&crc.finalize().to_le_bytes());
     let mut slices = [IoSlice::new(&fixed[..used]); 14];
     for (slice, part) in slices[1..].iter_mut().zip(rest) {
         *slice = IoSlice::new(part);
     }
+    file.seek(SeekFrom::Start(at))?;
     let written = file.write_vectored(&slices)?;
     if written != total {
         // Only a full disk does this to a regular file; the tail left behind fails its CRC.
@@ -145,7 +176,7 @@ fn fixed_fields(record: &Record<'_>, fixed: &mut [u8; FIXED]) -> usize {
         &subject_flag,
         subject,
     ];
-    let mut at = HEADER;
+    let mut at = STAMPED_HEADER;
     for field in fields {
         fixed[at..at + field.len()].copy_from_slice(field);
         at += field.len();
@@ -233,6 +264,39 @@ pub fn scan(mut data: &[u8], into: &mut Scan) {
         };
         data = &data[HEADER + len as usize..];
         if crc32fast::hash(payload) != crc {
+            into.damaged.push(Damage::Checksum);
+            continue;
+        }
+        match decode(payload) {
+            Some(observation) => into.observations.push(observation),
+            None => into.damaged.push(Damage::Undecodable),
+        }
+    }
+}
+
+/// Reads the records of a stamped segment (its bytes after the magic and the stamp) up to the
+/// first record of another stamp: what a recycled file held before (or zeros, as a power loss
+/// can leave) follows the last record written. A length that runs past the end ends the scan,
+/// counted once; a record whose checksum fails is skipped and the next one read.
+pub fn scan_stamped(mut data: &[u8], stamp: u64, into: &mut Scan) {
+    while !data.is_empty() {
+        let Some(header) = data.get(..STAMPED_HEADER) else {
+            into.damaged.push(Damage::TornTail);
+            return;
+        };
+        if header[HEADER..] != stamp.to_le_bytes() {
+            return;
+        }
+        let (len, crc) = (le_u32(&header[..4]), le_u32(&header[4..HEADER]));
+        let Some(payload) = data.get(STAMPED_HEADER..STAMPED_HEADER + len as usize) else {
+            into.damaged.push(Damage::TornTail);
+            return;
+        };
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&header[HEADER..]);
+        hasher.update(payload);
+        data = &data[STAMPED_HEADER + len as usize..];
+        if hasher.finalize() != crc {
             into.damaged.push(Damage::Checksum);
             continue;
         }
@@ -388,12 +452,18 @@ mod tests {
         assert_eq!(a.subject, b.subject);
     }
 
-    /// The bytes of a journal holding `observations`, and what `write` said it wrote.
+    const STAMP: u64 = 0x5eed_1234_abcd_0001;
+
+    /// The bytes of a stamped segment (after its magic and stamp) holding `observations`, and
+    /// what `write` said it wrote.
     fn journal_of(observations: &[Observation]) -> std::io::Result<(Vec<u8>, u64)> {
         let file = tempfile::tempfile()?;
         let mut total = 0;
         for o in observations {
-            total += write(&file, &Record::from(o))?;
+            let record = Record::from(o);
+            let written = write(&file, total, STAMP, &record)?;
+            assert_eq!(written, size(&record)?);
+            total += written;
         }
         let mut bytes = Vec::new();
         std::io::Seek::rewind(&mut &file)?;
@@ -407,7 +477,7 @@ mod tests {
         let (bytes, total) = journal_of(&written)?;
         assert_eq!(total, bytes.len() as u64);
         let mut read = Scan::default();
-        scan(&bytes, &mut read);
+        scan_stamped(&bytes, STAMP, &mut read);
         assert!(read.damaged.is_empty());
         assert_eq!(read.observations.len(), written.len());
         written
@@ -423,17 +493,44 @@ mod tests {
         let (bytes, _) = journal_of(&written)?;
         for cut in [1, 5, HEADER, HEADER + 3, 20] {
             let mut read = Scan::default();
-            scan(&bytes[..bytes.len() - cut], &mut read);
+            scan_stamped(&bytes[..bytes.len() - cut], STAMP, &mut read);
             assert_eq!(read.observations.len(), 2, "cut {cut} bytes");
             assert_eq!(read.damaged, [Damage::TornTail]);
         }
-        // A power loss can leave the file longer than what was written, filled with zeros.
-        let mut zeroed = bytes.clone();
+        Ok(())
+    }
+
+    /// A recycled segment holds its earlier life's records after the new ones (another stamp,
+    /// and the new records' ends fall anywhere in them): the scan ends at the last new record.
+    #[test]
+    fn what_a_recycled_segment_held_before_is_not_read() -> std::io::Result<()> {
+        let old: Vec<_> = (0..6).map(observation).collect();
+        let file = tempfile::tempfile()?;
+        let mut at = 0;
+        for o in &old {
+            at += write(&file, at, STAMP + 1, &Record::from(o))?;
+        }
+        let new: Vec<_> = (0..2).map(observation).collect();
+        let mut at = 0;
+        for o in &new {
+            at += write(&file, at, STAMP, &Record::from(o))?;
+        }
+        let mut bytes = Vec::new();
+        std::io::Seek::rewind(&mut &file)?;
+        std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+        assert!(bytes.len() as u64 > at, "the old records are still there");
+        let mut read = Scan::default();
+        scan_stamped(&bytes, STAMP, &mut read);
+        assert!(read.damaged.is_empty(), "{:?}", read.damaged);
+        assert_eq!(read.observations.len(), 2);
+        assert_same(&read.observations[1], &new[1]);
+        // So does a zero-filled tail (a file extended for recycling, or a power loss).
+        let (mut zeroed, _) = journal_of(&new)?;
         zeroed.extend_from_slice(&[0; 4096]);
         let mut read = Scan::default();
-        scan(&zeroed, &mut read);
-        assert_eq!(read.observations.len(), 3);
-        assert_eq!(read.damaged, [Damage::TornTail]);
+        scan_stamped(&zeroed, STAMP, &mut read);
+        assert!(read.damaged.is_empty(), "{:?}", read.damaged);
+        assert_eq!(read.observations.len(), 2);
         Ok(())
     }
 
@@ -441,10 +538,10 @@ mod tests {
     fn a_corrupt_record_is_skipped_and_the_rest_replays() -> std::io::Result<()> {
         let written: Vec<_> = (0..3).map(observation).collect();
         let (mut bytes, _) = journal_of(&written)?;
-        let first_len = HEADER + le_u32(&bytes[..4]) as usize;
+        let first_len = STAMPED_HEADER + le_u32(&bytes[..4]) as usize;
         bytes[first_len - 2] ^= 0xff;
         let mut read = Scan::default();
-        scan(&bytes, &mut read);
+        scan_stamped(&bytes, STAMP, &mut read);
         assert_eq!(read.damaged, [Damage::Checksum]);
         assert_eq!(read.observations.len(), 2);
         assert_same(&read.observations[0], &written[1]);
@@ -452,13 +549,15 @@ mod tests {
         Ok(())
     }
 
-    /// A journal left by the version before subjects replays after an upgrade.
+    /// Segments of the first layout (no stamp) and records of the version before subjects
+    /// replay after an upgrade.
     #[test]
-    fn a_record_without_a_subject_still_reads() -> std::io::Result<()> {
+    fn a_record_of_the_first_layout_without_a_subject_still_reads() -> std::io::Result<()> {
         let written = observation(1);
         let (bytes, _) = journal_of(std::slice::from_ref(&written))?;
-        // The old layout: version 1, and no subject byte (it follows the 45 fixed bytes).
-        let mut payload = bytes[HEADER..].to_vec();
+        // The old layout: no stamp, version 1, and no subject byte (it follows the 45 fixed
+        // bytes).
+        let mut payload = bytes[STAMPED_HEADER..].to_vec();
         assert_eq!(payload.remove(45), 0, "no subject");
         payload[0] = VERSION_WITHOUT_SUBJECT;
         let mut old = (payload.len() as u32).to_le_bytes().to_vec();
@@ -468,6 +567,15 @@ mod tests {
         scan(&old, &mut read);
         assert!(read.damaged.is_empty(), "{:?}", read.damaged);
         assert_same(&read.observations[0], &written);
+        // A torn tail and a zero-filled one in the first layout.
+        for tail in [
+            &old[..old.len() - 3],
+            &[&old[..], &[0; 64][..]].concat()[..],
+        ] {
+            let mut read = Scan::default();
+            scan(tail, &mut read);
+            assert_eq!(read.damaged, [Damage::TornTail]);
+        }
         Ok(())
     }
 
@@ -477,6 +585,7 @@ mod tests {
         for len in 0..64u8 {
             let junk: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37)).collect();
             scan(&junk, &mut read);
+            scan_stamped(&junk, STAMP, &mut read);
         }
         let mut forged = Vec::new();
         forged.extend_from_slice(&3u32.to_le_bytes());
