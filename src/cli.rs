@@ -51,32 +51,24 @@ pub enum Command {
     /// Serve the same tools over stdio (for `claude mcp add steward -- steward stdio`).
     Stdio(DatabaseArgs),
     /// List, inspect and revoke MCP sessions (reads the same database as `serve`).
-    Sessions(SessionsArgs),
+    Sessions(DatabaseCommand<SessionsAction>),
     /// The task board's projects (reads the same database as `serve`).
-    Projects(ProjectsArgs),
+    Projects(DatabaseCommand<ProjectsAction>),
     /// The task board's tasks: list, show with history, add, move (same rules as manage_task).
-    Tasks(TasksArgs),
+    Tasks(DatabaseCommand<TasksAction>),
     /// Model prices used for the ledger's cost estimates (`llm_pricing`).
-    Pricing(PricingArgs),
+    Pricing(DatabaseCommand<PricingAction>),
     /// The request ledger (reads the same database as `serve`).
-    Requests(RequestsArgs),
+    Requests(DatabaseCommand<RequestsAction>),
     /// Request statistics per tool and per client (estimated tokens and cost).
     Stats(StatsArgs),
     /// Verify end to end that a server really works: health, sessions, request tracking,
     /// token counts, protocol errors, /api, restart recovery, cleanup and orphan rows.
     Check(CheckArgs),
     /// API keys for `serve --auth api-key` (shown once, stored hashed).
-    Keys(KeysArgs),
+    Keys(DatabaseCommand<KeysAction>),
     /// Copy another task server's board into Steward's database.
-    Import(ImportArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct ImportArgs {
-    #[command(subcommand)]
-    pub source: ImportSource,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
+    Import(DatabaseCommand<ImportSource>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,14 +83,6 @@ pub enum ImportSource {
         #[arg(long)]
         dry_run: bool,
     },
-}
-
-#[derive(Debug, Args)]
-pub struct KeysArgs {
-    #[command(subcommand)]
-    pub action: KeysAction,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,14 +148,6 @@ pub struct CheckArgs {
     pub serve_args: Vec<String>,
 }
 
-#[derive(Debug, Args)]
-pub struct RequestsArgs {
-    #[command(subcommand)]
-    pub action: RequestsAction,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum RequestsAction {
     /// Ledger rows, newest first.
@@ -201,14 +177,6 @@ pub enum RequestsAction {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(Debug, Args)]
-pub struct PricingArgs {
-    #[command(subcommand)]
-    pub action: PricingAction,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,14 +210,6 @@ pub enum PricingAction {
     },
 }
 
-#[derive(Debug, Args)]
-pub struct ProjectsArgs {
-    #[command(subcommand)]
-    pub action: ProjectsAction,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum ProjectsAction {
     /// Projects with their task counts by status, most recently active first.
@@ -264,14 +224,6 @@ pub enum ProjectsAction {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(Debug, Args)]
-pub struct TasksArgs {
-    #[command(subcommand)]
-    pub action: TasksAction,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
 }
 
 /// A task status as the CLI accepts it.
@@ -332,14 +284,6 @@ pub enum TasksAction {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(Debug, Args)]
-pub struct SessionsArgs {
-    #[command(subcommand)]
-    pub action: SessionsAction,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -573,6 +517,15 @@ pub struct SessionArgs {
     /// default) or database (also after a restart and on other replicas; costs a write per event).
     #[arg(long, env = "STEWARD_EVENT_STORE", value_parser = ["memory", "database"], value_name = "WHERE")]
     pub event_store: Option<String>,
+}
+
+/// A command with subcommands (its action) that works on the database alone.
+#[derive(Debug, Args)]
+pub struct DatabaseCommand<A: Subcommand> {
+    #[command(subcommand)]
+    pub action: A,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Args)]

@@ -321,13 +321,13 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
         }
         Command::Keys(args) => Resolved::Keys(database_url(args.database, &file)?, args.action),
         Command::Import(args) => {
-            let ImportSource::Archon { from, .. } = &args.source;
+            let ImportSource::Archon { from, .. } = &args.action;
             if !matches!(DatabaseUrl::parse(from), Ok(DatabaseUrl::Postgres { .. })) {
                 return Err(ConfigError::Invalid(format!(
                     "--from {from:?} is not a PostgreSQL URL; Archon v1 keeps its board in PostgreSQL (Supabase): pass --from postgres://USER@HOST:5432/DB"
                 )));
             }
-            Resolved::Import(database_url(args.database, &file)?, args.source)
+            Resolved::Import(database_url(args.database, &file)?, args.action)
         }
         Command::Projects(args) => {
             Resolved::Projects(database_url(args.database, &file)?, args.action)
@@ -422,10 +422,11 @@ fn security_settings(
             &file.connection_idle_timeout,
             defaults.connections.idle_timeout,
         )?,
-        max_connections: args
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(defaults.connections.max_connections),
+        max_connections: layered(
+            args.max_connections,
+            file.max_connections,
+            defaults.connections.max_connections,
+        ),
     };
     connections.check().map_err(ConfigError::Invalid)?;
     let settings = SecuritySettings {
@@ -436,26 +437,23 @@ fn security_settings(
             &file.allowed_origins,
             "allowed origins",
         )?,
-        max_body_bytes: args
-            .max_body_bytes
-            .or(file.max_body_bytes)
-            .unwrap_or(defaults.max_body_bytes),
-        max_json_depth: args
-            .max_json_depth
-            .or(file.max_json_depth)
-            .unwrap_or(defaults.max_json_depth),
-        rate_limit: args
-            .rate_limit
-            .or(file.rate_limit)
-            .unwrap_or(defaults.rate_limit),
-        rate_burst: args
-            .rate_burst
-            .or(file.rate_burst)
-            .unwrap_or(defaults.rate_burst),
-        max_sessions: args
-            .max_sessions_per_principal
-            .or(file.max_sessions_per_principal)
-            .unwrap_or(defaults.max_sessions),
+        max_body_bytes: layered(
+            args.max_body_bytes,
+            file.max_body_bytes,
+            defaults.max_body_bytes,
+        ),
+        max_json_depth: layered(
+            args.max_json_depth,
+            file.max_json_depth,
+            defaults.max_json_depth,
+        ),
+        rate_limit: layered(args.rate_limit, file.rate_limit, defaults.rate_limit),
+        rate_burst: layered(args.rate_burst, file.rate_burst, defaults.rate_burst),
+        max_sessions: layered(
+            args.max_sessions_per_principal,
+            file.max_sessions_per_principal,
+            defaults.max_sessions,
+        ),
         tool_timeout,
         connections,
     };
@@ -489,6 +487,12 @@ fn security_settings(
 }
 
 /// A duration setting: the flag, else the file's text at `key` (e.g. "60s"), else the default.
+/// A setting's value by precedence: the flag (or its environment variable), then the file,
+/// then the default.
+fn layered<T>(flag: Option<T>, from_file: Option<T>, default: T) -> T {
+    flag.or(from_file).unwrap_or(default)
+}
+
 fn duration_setting(
     flag: Option<Duration>,
     key: &str,

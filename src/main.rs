@@ -5,7 +5,7 @@ use steward::cli::{Cli, KeysAction, PricingAction};
 use steward::commands::UsageError;
 use steward::config::{self, Resolved};
 use steward::server::{self, RunError};
-use steward::store::OpenMode;
+use steward::store::{OpenMode, Store};
 
 /// mimalloc, not the system allocator: the ledger allocates on request threads and frees on its
 /// writer thread, the pattern glibc's malloc handles worst (freed chunks land in another
@@ -58,59 +58,14 @@ fn main() -> ExitCode {
             Resolved::Serve(config) => server::serve(config).await,
             Resolved::Stdio(config) => server::stdio(config).await,
             Resolved::Check(_) => Ok(()), // answered above
-            Resolved::Pricing(database, action) => {
-                let mode = open_mode(matches!(action, PricingAction::List { .. }));
-                server::admin(&database, mode, |store| {
-                    Box::pin(steward::commands::pricing::run(store, action))
-                })
-                .await
-            }
-            Resolved::Stats(database, since, json) => {
-                server::admin(&database, OpenMode::Existing, |store| {
-                    Box::pin(steward::commands::stats::run(store, since, json))
-                })
-                .await
-            }
-            Resolved::Requests(database, action) => {
-                server::admin(&database, OpenMode::Existing, |store| {
-                    Box::pin(steward::commands::requests::run(store, action))
-                })
-                .await
-            }
-            Resolved::Projects(database, action) => {
-                server::admin(&database, OpenMode::Existing, |store| {
-                    Box::pin(steward::commands::board::projects(store, action))
-                })
-                .await
-            }
-            Resolved::Tasks(database, action) => {
-                server::admin(&database, OpenMode::Existing, |store| {
-                    Box::pin(steward::commands::board::tasks(store, action))
-                })
-                .await
-            }
-            Resolved::Keys(database, action) => {
-                // A key may be created before the server first runs; listing or revoking one
-                // needs the database the server uses.
-                let mode = open_mode(!matches!(action, KeysAction::Create { .. }));
-                server::admin(&database, mode, |store| {
-                    Box::pin(steward::commands::keys::run(store, action))
-                })
-                .await
-            }
-            Resolved::Import(database, source) => {
-                // Even a dry run may start from a fresh database: it says what would be added.
-                server::admin(&database, OpenMode::Create, |store| {
-                    Box::pin(steward::commands::import::run(store, source))
-                })
-                .await
-            }
-            Resolved::Sessions(database, action) => {
-                server::admin(&database, OpenMode::Existing, |store| {
-                    Box::pin(steward::commands::sessions::run(store, action))
-                })
-                .await
-            }
+            command => match command.database().cloned() {
+                Some(database) => {
+                    let mode = open_mode(&command);
+                    server::admin(&database, mode, |store| Box::pin(run_admin(store, command)))
+                        .await
+                }
+                None => Ok(()),
+            },
         }
     });
     // A blocking read of stdin (stdio transport) would hold the runtime open until the client
@@ -130,12 +85,40 @@ fn main() -> ExitCode {
     }
 }
 
-/// Read-only commands never create a database.
-fn open_mode(read_only: bool) -> OpenMode {
-    if read_only {
-        OpenMode::Existing
-    } else {
+/// How a command that only works on the database opens it: read-only commands never create
+/// one.
+fn open_mode(command: &Resolved) -> OpenMode {
+    let creates = match command {
+        Resolved::Pricing(_, action) => !matches!(action, PricingAction::List { .. }),
+        // A key may be created before the server first runs; listing or revoking one needs
+        // the database the server uses.
+        Resolved::Keys(_, action) => matches!(action, KeysAction::Create { .. }),
+        // Even a dry run may start from a fresh database: it says what would be added.
+        Resolved::Import(..) => true,
+        _ => false,
+    };
+    if creates {
         OpenMode::Create
+    } else {
+        OpenMode::Existing
+    }
+}
+
+/// Runs a command that only works on the database.
+async fn run_admin(store: &Store, command: Resolved) -> anyhow::Result<()> {
+    use steward::commands;
+    match command {
+        Resolved::Pricing(_, action) => commands::pricing::run(store, action).await,
+        Resolved::Stats(_, since, json) => commands::stats::run(store, since, json).await,
+        Resolved::Requests(_, action) => commands::requests::run(store, action).await,
+        Resolved::Projects(_, action) => commands::board::projects(store, action).await,
+        Resolved::Tasks(_, action) => commands::board::tasks(store, action).await,
+        Resolved::Keys(_, action) => commands::keys::run(store, action).await,
+        Resolved::Import(_, source) => commands::import::run(store, source).await,
+        Resolved::Sessions(_, action) => commands::sessions::run(store, action).await,
+        Resolved::Serve(_) | Resolved::Stdio(_) | Resolved::Check(_) => {
+            anyhow::bail!("serve, stdio and check are not database commands")
+        }
     }
 }
 

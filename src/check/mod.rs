@@ -50,6 +50,29 @@ impl Report {
         ok
     }
 
+    /// Checks that a JSON value the server sent is `true`.
+    fn check_true(&mut self, phase: u8, what: &str, seen: &serde_json::Value) -> bool {
+        self.check(phase, what, *seen == true, "true", seen)
+    }
+
+    /// Checks that there are `rows` and every one passes `test`.
+    fn check_every(
+        &mut self,
+        phase: u8,
+        what: &str,
+        rows: &[&serde_json::Value],
+        test: impl Fn(&serde_json::Value) -> bool,
+    ) -> bool {
+        let passing = rows.iter().filter(|row| test(row)).count();
+        self.check(
+            phase,
+            what,
+            passing == rows.len() && !rows.is_empty(),
+            format!("{0} of {0}", rows.len()),
+            format!("{passing} of {}", rows.len()),
+        )
+    }
+
     fn skip(&self, phase: u8, why: &str) {
         println!("- [{phase}] skipped: {why}");
     }
@@ -137,25 +160,15 @@ async fn phase0_health(client: &Client, report: &mut Report) -> anyhow::Result<(
         "200",
         status,
     );
-    let reachable = body["database"]["reachable"] == true;
-    report.check(
-        0,
-        "database reachable",
-        reachable,
-        "true",
-        &body["database"]["reachable"],
-    );
+    report.check_true(0, "database reachable", &body["database"]["reachable"]);
     let ledger = body["ledger"]["status"]
         .as_str()
         .unwrap_or("missing")
         .to_string();
     report.check(0, "ledger healthy", ledger == "ok", "ok", &ledger);
-    let sessions_ok = body["sessions"]["healthy"] == true;
-    report.check(
+    report.check_true(
         0,
         "sessions and cleanup healthy",
-        sessions_ok,
-        "true",
         &body["sessions"]["healthy"],
     );
     Ok(())
@@ -343,33 +356,15 @@ async fn phase3_tokens(
         .iter()
         .filter(|r| r["method"] == "tools/call")
         .collect();
-    let with_tokens = calls
-        .iter()
-        .filter(|r| r["total_tokens"].as_i64().unwrap_or(0) > 0)
-        .count();
-    report.check(
-        3,
-        "tool calls carry estimated tokens",
-        with_tokens == calls.len() && !calls.is_empty(),
-        format!("{} of {}", calls.len(), calls.len()),
-        format!("{with_tokens} of {}", calls.len()),
-    );
-    let priced = calls
-        .iter()
-        .filter(|r| {
-            r["estimated_cost_usd"]
-                .as_str()
-                .and_then(|c| c.parse::<rust_decimal::Decimal>().ok())
-                .is_some_and(|c| c > rust_decimal::Decimal::ZERO)
-        })
-        .count();
-    report.check(
-        3,
-        "tool calls carry an estimated cost",
-        priced == calls.len() && !calls.is_empty(),
-        format!("{} of {}", calls.len(), calls.len()),
-        format!("{priced} of {}", calls.len()),
-    );
+    report.check_every(3, "tool calls carry estimated tokens", &calls, |r| {
+        r["total_tokens"].as_i64().unwrap_or(0) > 0
+    });
+    report.check_every(3, "tool calls carry an estimated cost", &calls, |r| {
+        r["estimated_cost_usd"]
+            .as_str()
+            .and_then(|c| c.parse::<rust_decimal::Decimal>().ok())
+            .is_some_and(|c| c > rust_decimal::Decimal::ZERO)
+    });
     Ok(())
 }
 

@@ -117,22 +117,7 @@ fn summary_json(summary: &ProjectSummary) -> serde_json::Value {
 }
 
 fn projects_table(rows: &[ProjectSummary]) -> String {
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|p| {
-            vec![
-                p.id.to_string(),
-                p.title.clone(),
-                p.todo.to_string(),
-                p.doing.to_string(),
-                p.review.to_string(),
-                p.done.to_string(),
-                format!("{}%", p.progress_percent()),
-                p.last_activity.format("%Y-%m-%d %H:%M").to_string(),
-            ]
-        })
-        .collect();
-    table::render(
+    table::rows(
         &[
             "ID",
             "TITLE",
@@ -143,15 +128,29 @@ fn projects_table(rows: &[ProjectSummary]) -> String {
             "PROGRESS",
             "LAST ACTIVITY",
         ],
-        &cells,
+        rows,
         CELL,
+        |p| {
+            vec![
+                p.id.to_string(),
+                p.title.clone(),
+                p.todo.to_string(),
+                p.doing.to_string(),
+                p.review.to_string(),
+                p.done.to_string(),
+                format!("{}%", p.progress_percent()),
+                p.last_activity.format("%Y-%m-%d %H:%M").to_string(),
+            ]
+        },
     )
 }
 
 fn tasks_table(rows: &[Task]) -> String {
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|t| {
+    table::rows(
+        &["ID", "STATUS", "ORDER", "ASSIGNEE", "FEATURE", "TITLE"],
+        rows,
+        CELL,
+        |t| {
             vec![
                 t.id.to_string(),
                 t.status.clone(),
@@ -160,12 +159,7 @@ fn tasks_table(rows: &[Task]) -> String {
                 t.feature.clone().unwrap_or_default(),
                 t.title.clone(),
             ]
-        })
-        .collect();
-    table::render(
-        &["ID", "STATUS", "ORDER", "ASSIGNEE", "FEATURE", "TITLE"],
-        &cells,
-        CELL,
+        },
     )
 }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
@@ -23,20 +23,11 @@ use crate::store::tasks::Task;
 use crate::store::versions::Version;
 use crate::store::{DatabaseUrl, Id, Store};
 
-/// `(table, columns it must have, columns read when present)`.
-const TABLES: [(&str, &[&str], &[&str]); 3] = [
+/// `(table, columns it must have)`; the others each reader names are read when present.
+const TABLES: [(&str, &[&str]); 3] = [
     (
         "archon_projects",
         &["id", "title", "created_at", "updated_at"],
-        &[
-            "description",
-            "docs",
-            "features",
-            "data",
-            "prd",
-            "github_repo",
-            "pinned",
-        ],
     ),
     (
         "archon_tasks",
@@ -48,18 +39,6 @@ const TABLES: [(&str, &[&str], &[&str]); 3] = [
             "created_at",
             "updated_at",
         ],
-        &[
-            "description",
-            "assignee",
-            "task_order",
-            "feature",
-            "archived",
-            "archived_at",
-            "archived_by",
-            "parent_task_id",
-            "sources",
-            "code_examples",
-        ],
     ),
     (
         "archon_document_versions",
@@ -69,13 +48,6 @@ const TABLES: [(&str, &[&str], &[&str]); 3] = [
             "version_number",
             "content",
             "created_at",
-        ],
-        &[
-            "id",
-            "change_summary",
-            "change_type",
-            "document_id",
-            "created_by",
         ],
     ),
 ];
@@ -114,15 +86,19 @@ async fn import(
     archon: &PgPool,
     dry_run: bool,
 ) -> anyhow::Result<(ImportCounts, Vec<String>)> {
-    let present = check_schema(archon).await?;
-    let has =
-        |table: &str, column: &str| present.contains(&(table.to_string(), column.to_string()));
-    let mut notes = Vec::new();
-    let mut batch = ImportBatch::default();
-    read_projects(archon, &has, &mut batch, &mut notes).await?;
-    let projects: HashSet<Id> = batch.projects.iter().map(|p| p.id).collect();
-    read_tasks(archon, &has, &projects, &mut batch, &mut notes).await?;
-    read_versions(archon, &has, &projects, &mut batch, &mut notes).await?;
+    let mut reader = Reader {
+        archon,
+        present: check_schema(archon).await?,
+        batch: ImportBatch::default(),
+        notes: Vec::new(),
+    };
+    reader.read_projects().await?;
+    let projects: HashSet<Id> = reader.batch.projects.iter().map(|p| p.id).collect();
+    reader.read_tasks(&projects).await?;
+    reader.read_versions(&projects).await?;
+    let Reader {
+        batch, mut notes, ..
+    } = reader;
     let counts = store.import_batch(&batch, !dry_run).await?;
     if counts.orphans > 0 {
         notes.push(format!(
@@ -143,7 +119,7 @@ async fn check_schema(archon: &PgPool) -> anyhow::Result<BTreeSet<(String, Strin
     .await
     .context("cannot read Archon's schema (information_schema.columns)")?;
     let present: BTreeSet<(String, String)> = rows.into_iter().collect();
-    for (table, required, _) in TABLES {
+    for (table, required) in TABLES {
         if !present.iter().any(|(t, _)| t == table) {
             bail!(
                 "Archon's database has no table {table} (in its current schema); is --from the database Archon v1 uses?"
@@ -164,88 +140,289 @@ async fn check_schema(archon: &PgPool) -> anyhow::Result<BTreeSet<(String, Strin
     Ok(present)
 }
 
-/// `column` cast to `ty`, or a typed NULL when the table lacks it (older Archon versions).
-fn col(has: &dyn Fn(&str, &str) -> bool, table: &str, column: &str, ty: &str) -> String {
-    if has(table, column) {
-        format!("{column}::{ty} AS {column}")
-    } else {
-        format!("NULL::{ty} AS {column}")
+/// Archon's database as the import reads it, and what it has read so far.
+struct Reader<'a> {
+    archon: &'a PgPool,
+    /// Every `(table, column)` Archon's tables have (see `check_schema`).
+    present: BTreeSet<(String, String)>,
+    batch: ImportBatch,
+    notes: Vec<String>,
+}
+
+impl Reader<'_> {
+    /// Every row of `table`, ordered by `order_by`, with each `(column, type)` cast to its type, or
+    /// a typed NULL where the table lacks the column (older Archon versions; `check_schema` has
+    /// already refused a table without a column Steward needs).
+    async fn fetch(
+        &self,
+        table: &str,
+        columns: &[(&str, &str)],
+        order_by: &str,
+    ) -> anyhow::Result<Vec<PgRow>> {
+        let select: Vec<String> = columns
+            .iter()
+            .map(|(column, ty)| {
+                if self
+                    .present
+                    .contains(&(table.to_string(), column.to_string()))
+                {
+                    format!("{column}::{ty} AS {column}")
+                } else {
+                    format!("NULL::{ty} AS {column}")
+                }
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {table} ORDER BY {order_by}",
+            select.join(", ")
+        );
+        sqlx::query(&sql)
+            .fetch_all(self.archon)
+            .await
+            .with_context(|| format!("reading {table}"))
     }
+
+    async fn read_projects(&mut self) -> anyhow::Result<()> {
+        let rows = self
+            .fetch(
+                "archon_projects",
+                &[
+                    ("id", "text"),
+                    ("title", "text"),
+                    ("description", "text"),
+                    ("docs", "jsonb"),
+                    ("features", "jsonb"),
+                    ("data", "jsonb"),
+                    ("prd", "jsonb"),
+                    ("github_repo", "text"),
+                    ("pinned", "boolean"),
+                    ("created_at", "timestamptz"),
+                    ("updated_at", "timestamptz"),
+                ],
+                "created_at, id",
+            )
+            .await?;
+        let mut skipped_docs = 0;
+        for row in rows {
+            let id = parse_id(row.try_get("id")?, "archon_projects.id")?;
+            let created_at: DateTime<Utc> = row.try_get("created_at")?;
+            let docs: Option<Value> = row.try_get("docs")?;
+            for doc in docs
+                .as_ref()
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                match document(id, doc, created_at) {
+                    Some(d) => self.batch.documents.push(d),
+                    None => skipped_docs += 1,
+                }
+            }
+            self.batch.projects.push(Project {
+                id,
+                title: row.try_get("title")?,
+                description: text_or_empty(&row, "description")?,
+                github_repo: row.try_get("github_repo")?,
+                features: json_or(&row, "features", Value::Array(vec![]))?,
+                data: json_or(&row, "data", Value::Array(vec![]))?,
+                prd: json_or(&row, "prd", Value::Object(Default::default()))?,
+                pinned: row.try_get::<Option<bool>, _>("pinned")?.unwrap_or(false),
+                created_at,
+                updated_at: row.try_get("updated_at")?,
+            });
+        }
+        if skipped_docs > 0 {
+            self.notes.push(format!(
+                "{skipped_docs} documents in archon_projects.docs have no id or title and were skipped"
+            ));
+        }
+        Ok(())
+    }
+
+    async fn read_tasks(&mut self, projects: &HashSet<Id>) -> anyhow::Result<()> {
+        let rows = self
+            .fetch(
+                "archon_tasks",
+                &[
+                    ("id", "text"),
+                    ("project_id", "text"),
+                    ("title", "text"),
+                    ("status", "text"),
+                    ("description", "text"),
+                    ("assignee", "text"),
+                    ("task_order", "bigint"),
+                    ("feature", "text"),
+                    ("archived", "boolean"),
+                    ("archived_at", "timestamptz"),
+                    ("archived_by", "text"),
+                    ("parent_task_id", "text"),
+                    ("sources", "jsonb"),
+                    ("code_examples", "jsonb"),
+                    ("created_at", "timestamptz"),
+                    ("updated_at", "timestamptz"),
+                ],
+                "created_at, id",
+            )
+            .await?;
+        let mut problems: BTreeMap<&str, usize> = BTreeMap::new();
+        for row in rows {
+            let project_id = parse_id(row.try_get("project_id")?, "archon_tasks.project_id")?;
+            if !projects.contains(&project_id) {
+                *problems
+                    .entry("tasks of no imported project were skipped")
+                    .or_default() += 1;
+                continue;
+            }
+            let status: String = row.try_get("status")?;
+            let status = match TaskStatus::ALL.iter().find(|s| **s == status) {
+                Some(s) => *s,
+                None => {
+                    *problems
+                        .entry("tasks with an unknown status became todo")
+                        .or_default() += 1;
+                    "todo"
+                }
+            };
+            let order: i64 = row.try_get::<Option<i64>, _>("task_order")?.unwrap_or(0);
+            if !(0..=100).contains(&order) {
+                *problems
+                    .entry("task_order values outside 0..100 were clamped")
+                    .or_default() += 1;
+            }
+            let archived = row.try_get::<Option<bool>, _>("archived")?.unwrap_or(false);
+            let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
+            let archived_at: Option<DateTime<Utc>> = row.try_get("archived_at")?;
+            self.batch.tasks.push(Task {
+                id: parse_id(row.try_get("id")?, "archon_tasks.id")?,
+                project_id,
+                title: row.try_get("title")?,
+                description: text_or_empty(&row, "description")?,
+                status: status.to_string(),
+                assignee: row
+                    .try_get::<Option<String>, _>("assignee")?
+                    .filter(|a| !a.trim().is_empty())
+                    .unwrap_or_else(|| "User".into()),
+                task_order: order.clamp(0, 100) as i32,
+                feature: row.try_get("feature")?,
+                archived,
+                archived_at: if archived {
+                    archived_at.or(Some(updated_at))
+                } else {
+                    None
+                },
+                archived_by: row.try_get("archived_by")?,
+                created_at: row.try_get("created_at")?,
+                updated_at,
+                parent_task_id: row
+                    .try_get::<Option<String>, _>("parent_task_id")?
+                    .map(|p| parse_id(&p, "archon_tasks.parent_task_id"))
+                    .transpose()?,
+                sources: Json(list(
+                    row.try_get("sources")?,
+                    "task sources that were not a JSON list became []",
+                    &mut problems,
+                )),
+                code_examples: Json(list(
+                    row.try_get("code_examples")?,
+                    "task code_examples that were not a JSON list became []",
+                    &mut problems,
+                )),
+                ..Task::default()
+            });
+        }
+        self.notes
+            .extend(problems.into_iter().map(|(what, n)| format!("{n} {what}")));
+        Ok(())
+    }
+
+    async fn read_versions(&mut self, projects: &HashSet<Id>) -> anyhow::Result<()> {
+        let rows = self
+            .fetch(
+                "archon_document_versions",
+                &[
+                    ("id", "text"),
+                    ("project_id", "text"),
+                    ("field_name", "text"),
+                    ("version_number", "bigint"),
+                    ("content", "jsonb"),
+                    ("change_summary", "text"),
+                    ("change_type", "text"),
+                    ("document_id", "text"),
+                    ("created_by", "text"),
+                    ("created_at", "timestamptz"),
+                ],
+                "created_at",
+            )
+            .await?;
+        let mut skipped = 0;
+        for row in rows {
+            let project_id = parse_id(
+                row.try_get("project_id")?,
+                "archon_document_versions.project_id",
+            )?;
+            let field: String = row.try_get("field_name")?;
+            let number: i64 = row.try_get("version_number")?;
+            let (Some(field_name), Ok(version_number)) = (
+                VersionField::ALL.iter().find(|f| **f == field).copied(),
+                i32::try_from(number),
+            ) else {
+                skipped += 1;
+                continue;
+            };
+            if !projects.contains(&project_id) || version_number < 1 {
+                skipped += 1;
+                continue;
+            }
+            let id: Option<String> = row.try_get("id")?;
+            let document_id: Option<String> = row.try_get("document_id")?;
+            let change_type: Option<String> = row.try_get("change_type")?;
+            self.batch.versions.push(Version {
+                id: id.and_then(|i| i.parse().ok()).unwrap_or_default(),
+                project_id,
+                field_name: field_name.to_string(),
+                version_number,
+                content: Json(row.try_get("content")?),
+                change_summary: text_or_empty(&row, "change_summary")?,
+                // Steward knows snapshots and restores; Archon's other kinds are snapshots.
+                change_type: if change_type.as_deref() == Some("restore") {
+                    "restore"
+                } else {
+                    "create"
+                }
+                .to_string(),
+                document_id: document_id.and_then(|d| d.parse().ok()),
+                created_by: row
+                    .try_get::<Option<String>, _>("created_by")?
+                    .unwrap_or_else(|| "archon".into()),
+                created_at: row.try_get("created_at")?,
+            });
+        }
+        if skipped > 0 {
+            self.notes.push(format!(
+                "{skipped} versions of an unknown field, project or number were skipped"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A text column that may be NULL (or missing), as "" then.
+fn text_or_empty(row: &PgRow, column: &str) -> anyhow::Result<String> {
+    Ok(row
+        .try_get::<Option<String>, _>(column)?
+        .unwrap_or_default())
+}
+
+/// A JSON column that may be NULL (or missing), as `empty` then.
+fn json_or(row: &PgRow, column: &str, empty: Value) -> anyhow::Result<Json<Value>> {
+    Ok(Json(
+        row.try_get::<Option<Value>, _>(column)?.unwrap_or(empty),
+    ))
 }
 
 fn parse_id(text: &str, what: &str) -> anyhow::Result<Id> {
     text.parse()
         .with_context(|| format!("{what} {text:?} is not a UUID"))
-}
-
-async fn read_projects(
-    archon: &PgPool,
-    has: &dyn Fn(&str, &str) -> bool,
-    batch: &mut ImportBatch,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    let t = "archon_projects";
-    let sql = format!(
-        "SELECT id::text AS id, title::text AS title, {}, {}, {}, {}, {}, {}, {}, created_at::timestamptz AS created_at, \
-         updated_at::timestamptz AS updated_at FROM archon_projects ORDER BY created_at, id",
-        col(has, t, "description", "text"),
-        col(has, t, "docs", "jsonb"),
-        col(has, t, "features", "jsonb"),
-        col(has, t, "data", "jsonb"),
-        col(has, t, "prd", "jsonb"),
-        col(has, t, "github_repo", "text"),
-        col(has, t, "pinned", "boolean"),
-    );
-    let mut skipped_docs = 0;
-    for row in sqlx::query(&sql)
-        .fetch_all(archon)
-        .await
-        .context("reading archon_projects")?
-    {
-        let id = parse_id(row.try_get("id")?, "archon_projects.id")?;
-        let created_at: DateTime<Utc> = row.try_get("created_at")?;
-        let docs: Option<Value> = row.try_get("docs")?;
-        for doc in docs
-            .as_ref()
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            match document(id, doc, created_at) {
-                Some(d) => batch.documents.push(d),
-                None => skipped_docs += 1,
-            }
-        }
-        batch.projects.push(Project {
-            id,
-            title: row.try_get("title")?,
-            description: row
-                .try_get::<Option<String>, _>("description")?
-                .unwrap_or_default(),
-            github_repo: row.try_get("github_repo")?,
-            features: Json(
-                row.try_get::<Option<Value>, _>("features")?
-                    .unwrap_or(Value::Array(vec![])),
-            ),
-            data: Json(
-                row.try_get::<Option<Value>, _>("data")?
-                    .unwrap_or(Value::Array(vec![])),
-            ),
-            prd: Json(
-                row.try_get::<Option<Value>, _>("prd")?
-                    .unwrap_or(Value::Object(Default::default())),
-            ),
-            pinned: row.try_get::<Option<bool>, _>("pinned")?.unwrap_or(false),
-            created_at,
-            updated_at: row.try_get("updated_at")?,
-        });
-    }
-    if skipped_docs > 0 {
-        notes.push(format!(
-            "{skipped_docs} documents in archon_projects.docs have no id or title and were skipped"
-        ));
-    }
-    Ok(())
 }
 
 /// A document out of a project's `docs` array; `None` without an id or a title.
@@ -290,105 +467,6 @@ fn document(project_id: Id, doc: &Value, fallback: DateTime<Utc>) -> Option<Docu
     })
 }
 
-async fn read_tasks(
-    archon: &PgPool,
-    has: &dyn Fn(&str, &str) -> bool,
-    projects: &HashSet<Id>,
-    batch: &mut ImportBatch,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    let t = "archon_tasks";
-    let sql = format!(
-        "SELECT id::text AS id, project_id::text AS project_id, title::text AS title, status::text AS status, \
-         {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, created_at::timestamptz AS created_at, \
-         updated_at::timestamptz AS updated_at FROM archon_tasks ORDER BY created_at, id",
-        col(has, t, "description", "text"),
-        col(has, t, "assignee", "text"),
-        col(has, t, "task_order", "bigint"),
-        col(has, t, "feature", "text"),
-        col(has, t, "archived", "boolean"),
-        col(has, t, "archived_at", "timestamptz"),
-        col(has, t, "archived_by", "text"),
-        col(has, t, "parent_task_id", "text"),
-        col(has, t, "sources", "jsonb"),
-        col(has, t, "code_examples", "jsonb"),
-    );
-    let mut problems: BTreeMap<&str, usize> = BTreeMap::new();
-    for row in sqlx::query(&sql)
-        .fetch_all(archon)
-        .await
-        .context("reading archon_tasks")?
-    {
-        let project_id = parse_id(row.try_get("project_id")?, "archon_tasks.project_id")?;
-        if !projects.contains(&project_id) {
-            *problems
-                .entry("tasks of no imported project were skipped")
-                .or_default() += 1;
-            continue;
-        }
-        let status: String = row.try_get("status")?;
-        let status = match TaskStatus::ALL.iter().find(|s| **s == status) {
-            Some(s) => *s,
-            None => {
-                *problems
-                    .entry("tasks with an unknown status became todo")
-                    .or_default() += 1;
-                "todo"
-            }
-        };
-        let order: i64 = row.try_get::<Option<i64>, _>("task_order")?.unwrap_or(0);
-        if !(0..=100).contains(&order) {
-            *problems
-                .entry("task_order values outside 0..100 were clamped")
-                .or_default() += 1;
-        }
-        let archived = row.try_get::<Option<bool>, _>("archived")?.unwrap_or(false);
-        let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
-        let archived_at: Option<DateTime<Utc>> = row.try_get("archived_at")?;
-        batch.tasks.push(Task {
-            id: parse_id(row.try_get("id")?, "archon_tasks.id")?,
-            project_id,
-            title: row.try_get("title")?,
-            description: row
-                .try_get::<Option<String>, _>("description")?
-                .unwrap_or_default(),
-            status: status.to_string(),
-            assignee: row
-                .try_get::<Option<String>, _>("assignee")?
-                .filter(|a| !a.trim().is_empty())
-                .unwrap_or_else(|| "User".into()),
-            task_order: order.clamp(0, 100) as i32,
-            feature: row.try_get("feature")?,
-            archived,
-            archived_at: if archived {
-                archived_at.or(Some(updated_at))
-            } else {
-                None
-            },
-            archived_by: row.try_get("archived_by")?,
-            created_at: row.try_get("created_at")?,
-            updated_at,
-            parent_task_id: row
-                .try_get::<Option<String>, _>("parent_task_id")?
-                .map(|p| parse_id(&p, "archon_tasks.parent_task_id"))
-                .transpose()?,
-            sources: Json(list(
-                row.try_get("sources")?,
-                "task sources that were not a JSON list became []",
-                &mut problems,
-            )),
-            code_examples: Json(list(
-                row.try_get("code_examples")?,
-                "task code_examples that were not a JSON list became []",
-                &mut problems,
-            )),
-            ..Task::default()
-        });
-    }
-    notes.extend(problems.into_iter().map(|(what, n)| format!("{n} {what}")));
-    Ok(())
-}
-
 /// A task's JSON list as Archon stored it; anything but a list or NULL becomes `[]`, counted
 /// under `problem`.
 fn list<'a>(
@@ -404,79 +482,4 @@ fn list<'a>(
             Value::Array(Vec::new())
         }
     }
-}
-
-async fn read_versions(
-    archon: &PgPool,
-    has: &dyn Fn(&str, &str) -> bool,
-    projects: &HashSet<Id>,
-    batch: &mut ImportBatch,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    let t = "archon_document_versions";
-    let sql = format!(
-        "SELECT {}, project_id::text AS project_id, field_name::text AS field_name, \
-         version_number::bigint AS version_number, content::jsonb AS content, {}, {}, {}, {}, \
-         created_at::timestamptz AS created_at FROM archon_document_versions ORDER BY created_at",
-        col(has, t, "id", "text"),
-        col(has, t, "change_summary", "text"),
-        col(has, t, "change_type", "text"),
-        col(has, t, "document_id", "text"),
-        col(has, t, "created_by", "text"),
-    );
-    let mut skipped = 0;
-    for row in sqlx::query(&sql)
-        .fetch_all(archon)
-        .await
-        .context("reading archon_document_versions")?
-    {
-        let project_id = parse_id(
-            row.try_get("project_id")?,
-            "archon_document_versions.project_id",
-        )?;
-        let field: String = row.try_get("field_name")?;
-        let number: i64 = row.try_get("version_number")?;
-        let (Some(field_name), Ok(version_number)) = (
-            VersionField::ALL.iter().find(|f| **f == field).copied(),
-            i32::try_from(number),
-        ) else {
-            skipped += 1;
-            continue;
-        };
-        if !projects.contains(&project_id) || version_number < 1 {
-            skipped += 1;
-            continue;
-        }
-        let id: Option<String> = row.try_get("id")?;
-        let document_id: Option<String> = row.try_get("document_id")?;
-        let change_type: Option<String> = row.try_get("change_type")?;
-        batch.versions.push(Version {
-            id: id.and_then(|i| i.parse().ok()).unwrap_or_default(),
-            project_id,
-            field_name: field_name.to_string(),
-            version_number,
-            content: Json(row.try_get("content")?),
-            change_summary: row
-                .try_get::<Option<String>, _>("change_summary")?
-                .unwrap_or_default(),
-            // Steward knows snapshots and restores; Archon's other kinds are snapshots.
-            change_type: if change_type.as_deref() == Some("restore") {
-                "restore"
-            } else {
-                "create"
-            }
-            .to_string(),
-            document_id: document_id.and_then(|d| d.parse().ok()),
-            created_by: row
-                .try_get::<Option<String>, _>("created_by")?
-                .unwrap_or_else(|| "archon".into()),
-            created_at: row.try_get("created_at")?,
-        });
-    }
-    if skipped > 0 {
-        notes.push(format!(
-            "{skipped} versions of an unknown field, project or number were skipped"
-        ));
-    }
-    Ok(())
 }

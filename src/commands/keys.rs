@@ -43,25 +43,22 @@ pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
                     serde_json::to_string_pretty(&json!({ "keys": keys }))?
                 );
             } else {
-                let cells: Vec<Vec<String>> = keys
-                    .iter()
-                    .map(|k| {
-                        vec![
-                            k.name.clone(),
-                            if k.admin { "yes" } else { "no" }.to_string(),
-                            k.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                            k.revoked_at.map_or("-".to_string(), |t| {
-                                t.format("%Y-%m-%d %H:%M:%S").to_string()
-                            }),
-                        ]
-                    })
-                    .collect();
                 print!(
                     "{}",
-                    table::render(
+                    table::rows(
                         &["NAME", "ADMIN", "CREATED (UTC)", "REVOKED (UTC)"],
-                        &cells,
-                        64
+                        &keys,
+                        64,
+                        |k| {
+                            vec![
+                                k.name.clone(),
+                                if k.admin { "yes" } else { "no" }.to_string(),
+                                k.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                                k.revoked_at.map_or("-".to_string(), |t| {
+                                    t.format("%Y-%m-%d %H:%M:%S").to_string()
+                                }),
+                            ]
+                        },
                     )
                 );
                 println!("{} keys", keys.len());

@@ -26,25 +26,9 @@ pub async fn run(store: &Store, action: PricingAction) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        if r.model == in_use {
-                            format!("{} (in use)", r.model)
-                        } else {
-                            r.model.clone()
-                        },
-                        r.provider.clone(),
-                        r.input_per_1k.to_string(),
-                        r.output_per_1k.to_string(),
-                        r.effective_from.format("%Y-%m-%d").to_string(),
-                    ]
-                })
-                .collect();
             print!(
                 "{}",
-                table::render(
+                table::rows(
                     &[
                         "MODEL",
                         "PROVIDER",
@@ -52,8 +36,21 @@ pub async fn run(store: &Store, action: PricingAction) -> anyhow::Result<()> {
                         "OUTPUT $/1K",
                         "FROM (UTC)"
                     ],
-                    &cells,
-                    40
+                    &rows,
+                    40,
+                    |r| {
+                        vec![
+                            if r.model == in_use {
+                                format!("{} (in use)", r.model)
+                            } else {
+                                r.model.clone()
+                            },
+                            r.provider.clone(),
+                            r.input_per_1k.to_string(),
+                            r.output_per_1k.to_string(),
+                            r.effective_from.format("%Y-%m-%d").to_string(),
+                        ]
+                    },
                 )
             );
             if !rows.iter().any(|r| r.model == in_use) {

@@ -40,30 +40,9 @@ pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.timestamp.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
-                r.session_id
-                    .as_deref()
-                    .unwrap_or("-")
-                    .chars()
-                    .take(16)
-                    .collect(),
-                r.method.clone(),
-                r.tool_name.clone().unwrap_or_default(),
-                r.status.as_str().to_string(),
-                format!("{}.{:03}", r.duration.millis(), r.duration.micros() % 1000),
-                r.total_tokens.map_or("-".into(), |t| t.to_string()),
-                r.estimated_cost_usd.map_or("-".into(), |c| c.to_string()),
-                r.error_message.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
     print!(
         "{}",
-        table::render(
+        table::rows(
             &[
                 "TIME (UTC)",
                 "SESSION",
@@ -75,8 +54,26 @@ pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
                 "COST* $",
                 "ERROR",
             ],
-            &cells,
-            40
+            &rows,
+            40,
+            |r| {
+                vec![
+                    r.timestamp.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+                    r.session_id
+                        .as_deref()
+                        .unwrap_or("-")
+                        .chars()
+                        .take(16)
+                        .collect(),
+                    r.method.clone(),
+                    r.tool_name.clone().unwrap_or_default(),
+                    r.status.as_str().to_string(),
+                    format!("{}.{:03}", r.duration.millis(), r.duration.micros() % 1000),
+                    r.total_tokens.map_or("-".into(), |t| t.to_string()),
+                    r.estimated_cost_usd.map_or("-".into(), |c| c.to_string()),
+                    r.error_message.clone().unwrap_or_default(),
+                ]
+            },
         )
     );
     println!("{} of {total} requests.", rows.len());

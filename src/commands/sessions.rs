@@ -70,9 +70,23 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
 }
 
 fn list_table(rows: &[SessionWithTotals]) -> String {
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|SessionWithTotals { session: r, totals }| {
+    table::rows(
+        &[
+            "SESSION",
+            "TYPE",
+            "CLIENT",
+            "PROTOCOL",
+            "STATUS",
+            "CONNECTED (UTC)",
+            "LAST ACTIVITY (UTC)",
+            "REQUESTS",
+            "ERRORS",
+            "TOKENS",
+            "COST (USD)",
+        ],
+        rows,
+        40,
+        |SessionWithTotals { session: r, totals }| {
             vec![
                 short_id(&r.session_id),
                 r.client_type.clone(),
@@ -90,24 +104,7 @@ fn list_table(rows: &[SessionWithTotals]) -> String {
                 totals.estimated_tokens.to_string(),
                 totals.estimated_cost_usd.to_string(),
             ]
-        })
-        .collect();
-    table::render(
-        &[
-            "SESSION",
-            "TYPE",
-            "CLIENT",
-            "PROTOCOL",
-            "STATUS",
-            "CONNECTED (UTC)",
-            "LAST ACTIVITY (UTC)",
-            "REQUESTS",
-            "ERRORS",
-            "TOKENS",
-            "COST (USD)",
-        ],
-        &cells,
-        40,
+        },
     )
 }
 

@@ -43,9 +43,14 @@ fn labelled(g: &Named) -> String {
 }
 
 fn render(title: &str, groups: &[Named]) -> String {
-    let cells: Vec<Vec<String>> = groups
-        .iter()
-        .map(|g| {
+    table::rows(
+        &[
+            title, "COUNT", "ERRORS", "RATE", "P50 MS", "P95 MS", "P99 MS", "MAX MS", "TOKENS*",
+            "COST* $",
+        ],
+        groups,
+        40,
+        |g| {
             let s = &g.stats;
             vec![
                 labelled(g),
@@ -59,14 +64,6 @@ fn render(title: &str, groups: &[Named]) -> String {
                 s.tokens.to_string(),
                 s.estimated_cost_usd.to_string(),
             ]
-        })
-        .collect();
-    table::render(
-        &[
-            title, "COUNT", "ERRORS", "RATE", "P50 MS", "P95 MS", "P99 MS", "MAX MS", "TOKENS*",
-            "COST* $",
-        ],
-        &cells,
-        40,
+        },
     )
 }

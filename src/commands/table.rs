@@ -1,5 +1,16 @@
 //! Plain-text tables for the CLI.
 
+/// Renders one row per item, made by `row`, under a header (see [`render`]).
+pub fn rows<T>(
+    header: &[&str],
+    items: &[T],
+    max_width: usize,
+    row: impl Fn(&T) -> Vec<String>,
+) -> String {
+    let cells: Vec<Vec<String>> = items.iter().map(row).collect();
+    render(header, &cells, max_width)
+}
+
 /// Renders rows under a header with columns padded to their widest cell. Cells are cut to
 /// `max_width` characters so one long client name cannot wreck the layout.
 pub fn render(header: &[&str], rows: &[Vec<String>], max_width: usize) -> String {

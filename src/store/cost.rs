@@ -3,6 +3,9 @@
 //! ledger rows themselves (the aggregates do not key on it).
 
 use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
 
 use super::{Store, on_pool};
 
@@ -35,6 +38,19 @@ const SUMS: &str = "CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) 
                     CAST(SUM(tokens) AS BIGINT) AS tokens, CAST(SUM(cost_units) AS BIGINT) AS cost_units";
 
 impl Store {
+    /// The rows `sql` selects for the period `[from, to)`, bound as `$1` and `$2`.
+    pub(crate) async fn rows_in_period<T>(
+        &self,
+        sql: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        on_pool!(self, pool => sqlx::query_as::<_, T>(sql).bind(from).bind(to).fetch_all(pool).await)
+    }
+
     /// Sums per hour for the whole hours in `[from, to)` that had requests, oldest first.
     pub async fn cost_hours(
         &self,
@@ -44,7 +60,7 @@ impl Store {
         let sql = format!(
             "SELECT hour, {SUMS} FROM mcp_request_stats WHERE hour >= $1 AND hour < $2 GROUP BY hour ORDER BY hour"
         );
-        on_pool!(self, pool => sqlx::query_as::<_, CostHour>(&sql).bind(from).bind(to).fetch_all(pool).await)
+        self.rows_in_period(&sql, from, to).await
     }
 
     /// Sums per client type for the whole hours in `[from, to)`, as `client_name` `""`.
@@ -57,7 +73,7 @@ impl Store {
             "SELECT '' AS client_name, client_type, {SUMS} FROM mcp_request_stats \
              WHERE hour >= $1 AND hour < $2 GROUP BY client_type"
         );
-        on_pool!(self, pool => sqlx::query_as::<_, ClientCost>(&sql).bind(from).bind(to).fetch_all(pool).await)
+        self.rows_in_period(&sql, from, to).await
     }
 
     /// Sums per client name (and type) over the ledger rows in `[from, to)`: one pass over the
@@ -77,6 +93,6 @@ impl Store {
              WHERE r.timestamp >= $1 AND r.timestamp < $2 GROUP BY 1, 2",
             cost = self.sum_cost_units("r.estimated_cost_usd"),
         );
-        on_pool!(self, pool => sqlx::query_as::<_, ClientCost>(&sql).bind(from).bind(to).fetch_all(pool).await)
+        self.rows_in_period(&sql, from, to).await
     }
 }

@@ -6,9 +6,7 @@ use std::str::FromStr;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sqlx::encode::IsNull;
-use sqlx::error::BoxDynError;
-use sqlx::{Database, Decode, Encode, Postgres, Sqlite};
+use sqlx::{Postgres, Sqlite};
 use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -42,40 +40,14 @@ impl FromStr for Id {
 }
 
 stored_as!(Id, Sqlite, String);
-
-impl<'q> Encode<'q, Sqlite> for Id {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        // The hyphenated text straight from a stack buffer (not through `Display`): every
-        // ledger row binds one.
-        let mut text = Uuid::encode_buffer();
-        let text = self.0.hyphenated().encode_lower(&mut text);
-        <String as Encode<'q, Sqlite>>::encode(String::from(&*text), buf)
-    }
-}
-
-impl<'r> Decode<'r, Sqlite> for Id {
-    fn decode(value: <Sqlite as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
-        let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
-        Ok(text.parse()?)
-    }
-}
+encoded_as!(Id, Sqlite, String, |id| {
+    // The hyphenated text straight from a stack buffer (not through `Display`): every ledger
+    // row binds one.
+    let mut text = Uuid::encode_buffer();
+    String::from(&*id.0.hyphenated().encode_lower(&mut text))
+});
+decoded_from!(Id, Sqlite, &str, |text| Ok(text.parse()?));
 
 stored_as!(Id, Postgres, Uuid);
-
-impl<'q> Encode<'q, Postgres> for Id {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        <Uuid as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
-    }
-}
-
-impl<'r> Decode<'r, Postgres> for Id {
-    fn decode(value: <Postgres as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
-        <Uuid as Decode<'r, Postgres>>::decode(value).map(Id)
-    }
-}
+encoded_as!(Id, Postgres, Uuid, |id| id.0);
+decoded_from!(Id, Postgres, Uuid, |uuid| Ok(Id(uuid)));

@@ -20,6 +20,37 @@ macro_rules! stored_as {
     };
 }
 
+/// Implements sqlx's `Encode` for a value type on one engine: `|value| expr` turns the value
+/// into the `$stored` value that is bound in its place.
+macro_rules! encoded_as {
+    ($ty:ty, $db:ty, $stored:ty, |$value:ident| $encode:expr) => {
+        impl<'q> sqlx::Encode<'q, $db> for $ty {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <$db as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                let $value = self;
+                <$stored as sqlx::Encode<'q, $db>>::encode($encode, buf)
+            }
+        }
+    };
+}
+
+/// Implements sqlx's `Decode` for a value type on one engine: the column is read as `$stored`
+/// and `|stored| expr` makes the value of it (or an error saying what is wrong with it).
+macro_rules! decoded_from {
+    ($ty:ty, $db:ty, $stored:ty, |$column:ident| $decode:expr) => {
+        impl<'r> sqlx::Decode<'r, $db> for $ty {
+            fn decode(
+                value: <$db as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let $column = <$stored as sqlx::Decode<'r, $db>>::decode(value)?;
+                $decode
+            }
+        }
+    };
+}
+
 pub mod availability;
 mod board_tx;
 mod id;
@@ -113,16 +144,16 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// A write transaction as [`WritePool::begin_write`] opens it.
+pub(crate) type WriteTx<Db> = Result<sqlx::Transaction<'static, Db>, sqlx::Error>;
+
 /// Engine-specific pieces of a read-modify-write transaction.
 pub(crate) trait WritePool {
     type Db: sqlx::Database;
     /// Appended to a `SELECT` that reads a row the transaction will change: `FOR UPDATE` on
     /// PostgreSQL; empty on SQLite, where `BEGIN IMMEDIATE` already holds the write lock.
     const LOCK_ROW: &'static str;
-    fn begin_write(
-        &self,
-    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
-    + Send;
+    fn begin_write(&self) -> impl Future<Output = WriteTx<Self::Db>> + Send;
 }
 
 impl WritePool for SqlitePool {
@@ -130,10 +161,7 @@ impl WritePool for SqlitePool {
     const LOCK_ROW: &'static str = "";
     // IMMEDIATE takes the write lock up front, so two writers never deadlock upgrading a
     // read snapshot (which SQLite reports as SQLITE_BUSY, bypassing busy_timeout).
-    fn begin_write(
-        &self,
-    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
-    + Send {
+    fn begin_write(&self) -> impl Future<Output = WriteTx<Self::Db>> + Send {
         self.begin_with("BEGIN IMMEDIATE")
     }
 }
@@ -141,10 +169,7 @@ impl WritePool for SqlitePool {
 impl WritePool for PgPool {
     type Db = sqlx::Postgres;
     const LOCK_ROW: &'static str = " FOR UPDATE";
-    fn begin_write(
-        &self,
-    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
-    + Send {
+    fn begin_write(&self) -> impl Future<Output = WriteTx<Self::Db>> + Send {
         self.begin()
     }
 }

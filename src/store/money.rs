@@ -12,9 +12,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sqlx::encode::IsNull;
-use sqlx::error::BoxDynError;
-use sqlx::{Database, Decode, Encode, Postgres, Sqlite};
+use sqlx::{Postgres, Sqlite};
 
 /// An exact amount of US dollars.
 ///
@@ -174,40 +172,15 @@ impl JsonSchema for Money {
 }
 
 stored_as!(Money, Sqlite, String);
-
-impl<'q> Encode<'q, Sqlite> for Money {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        <String as Encode<'q, Sqlite>>::encode(self.stored().plain_text(), buf)
-    }
-}
-
-impl<'r> Decode<'r, Sqlite> for Money {
-    fn decode(value: <Sqlite as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
-        let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
-        text.parse::<Money>()
-            .map_err(|e| format!("invalid stored amount {text:?}: {e}").into())
-    }
-}
+encoded_as!(Money, Sqlite, String, |money| money.stored().plain_text());
+decoded_from!(Money, Sqlite, &str, |text| {
+    text.parse::<Money>()
+        .map_err(|e| format!("invalid stored amount {text:?}: {e}").into())
+});
 
 stored_as!(Money, Postgres, Decimal);
-
-impl<'q> Encode<'q, Postgres> for Money {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        <Decimal as Encode<'q, Postgres>>::encode(self.stored().0, buf)
-    }
-}
-
-impl<'r> Decode<'r, Postgres> for Money {
-    fn decode(value: <Postgres as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
-        <Decimal as Decode<'r, Postgres>>::decode(value).map(|d| Money(d.normalize()))
-    }
-}
+encoded_as!(Money, Postgres, Decimal, |money| money.stored().0);
+decoded_from!(Money, Postgres, Decimal, |d| Ok(Money(d.normalize())));
 
 #[cfg(test)]
 mod tests {

@@ -417,7 +417,7 @@ impl Store {
              WHERE r.timestamp >= $1 AND r.timestamp < $2 GROUP BY 1, 2, 3, 4",
             bucket = bucket_sql("r.duration_us"),
         );
-        on_pool!(self, pool => sqlx::query_as::<_, BucketCell>(&sql).bind(from).bind(to).fetch_all(pool).await)
+        self.rows_in_period(&sql, from, to).await
     }
 
     /// Requests and errors per hour for the hours in `[from, to)`.
@@ -428,7 +428,7 @@ impl Store {
     ) -> Result<Vec<HourCount>, sqlx::Error> {
         let sql = "SELECT hour, CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) AS BIGINT) AS errors \
                    FROM mcp_request_stats WHERE hour >= $1 AND hour < $2 GROUP BY hour ORDER BY hour";
-        on_pool!(self, pool => sqlx::query_as::<_, HourCount>(sql).bind(from).bind(to).fetch_all(pool).await)
+        self.rows_in_period(sql, from, to).await
     }
 }
 

@@ -5,34 +5,16 @@
 //! `fmt` for every digit (every ledger row binds one).
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
-use sqlx::encode::IsNull;
-use sqlx::error::BoxDynError;
-use sqlx::{Database, Encode, Postgres, Sqlite};
+use sqlx::{Postgres, Sqlite};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp(pub DateTime<Utc>);
 
 stored_as!(Stamp, Sqlite, DateTime<Utc>);
-
-impl<'q> Encode<'q, Sqlite> for Stamp {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        <String as Encode<'q, Sqlite>>::encode(sqlite_text(self.0), buf)
-    }
-}
+encoded_as!(Stamp, Sqlite, String, |stamp| sqlite_text(stamp.0));
 
 stored_as!(Stamp, Postgres, DateTime<Utc>);
-
-impl<'q> Encode<'q, Postgres> for Stamp {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        <DateTime<Utc> as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
-    }
-}
+encoded_as!(Stamp, Postgres, DateTime<Utc>, |stamp| stamp.0);
 
 /// `time` as sqlx stores a `DateTime<Utc>` in SQLite:
 /// `to_rfc3339_opts(SecondsFormat::AutoSi, false)`, written digit by digit. Years outside

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Parameters, Reply, ToolError, ToolResult, success, to_json, validate};
+use super::{Parameters, ToolError, ToolResult, success, to_json, validate};
 use crate::board::TaskStatus;
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
@@ -81,16 +81,11 @@ impl BoardServer {
         let lease = lease(args.lease_seconds)?;
         let session = self.claim_session(&request)?;
         let actor = self.actor(&request);
-        let claimed = self
-            .store()
-            .claim_task(id, &session, &actor, lease)
-            .await?
-            .map_err(|refusal| refused(refusal, id))?;
-        self.changed(Change::Task {
-            project_id: claimed.project_id,
-            task_id: id,
-        });
-        Ok(claimed_answer(&claimed, "Task claimed"))
+        let claimed = self.store().claim_task(id, &session, &actor, lease).await?;
+        self.claimed(
+            &claimed.map_err(|refusal| refused(refusal, id))?,
+            "Task claimed",
+        )
     }
 
     #[tool(
@@ -105,16 +100,11 @@ impl BoardServer {
         let token = validate::id("claim_token", Some(&args.claim_token))?;
         let lease = lease(args.lease_seconds)?;
         let actor = self.actor(&request);
-        let renewed = self
-            .store()
-            .renew_claim(id, token, &actor, lease)
-            .await?
-            .map_err(|refusal| refused(refusal, id))?;
-        self.changed(Change::Task {
-            project_id: renewed.project_id,
-            task_id: id,
-        });
-        Ok(claimed_answer(&renewed, "Claim renewed"))
+        let renewed = self.store().renew_claim(id, token, &actor, lease).await?;
+        self.claimed(
+            &renewed.map_err(|refusal| refused(refusal, id))?,
+            "Claim renewed",
+        )
     }
 
     #[tool(
@@ -180,11 +170,7 @@ impl BoardServer {
                 json!({ "task": to_json(&task), "message": "Next task (not claimed)" }),
             ));
         }
-        self.changed(Change::Task {
-            project_id: task.project_id,
-            task_id: task.id,
-        });
-        Ok(claimed_answer(&task, "Next task, claimed"))
+        self.claimed(&task, "Next task, claimed")
     }
 }
 
@@ -200,12 +186,30 @@ impl BoardServer {
         })
     }
 
-    /// Tells subscribers the task changed, and so did each task its change unblocked.
-    pub(crate) fn changed_with_dependants(&self, task: &Task, unblocked: &[(Id, Id)]) {
+    /// The answer to a claim taken or renewed: the task, its token and when the lease ends;
+    /// subscribers are told the task changed.
+    fn claimed(&self, task: &Task, message: &str) -> ToolResult {
+        self.task_changed(task);
+        Ok(success(json!({
+            "task": to_json(task),
+            "task_id": task.id,
+            "claim_token": task.claim_token,
+            "lease_until": task.lease_until,
+            "message": message,
+        })))
+    }
+
+    /// Tells subscribers the task changed.
+    pub(crate) fn task_changed(&self, task: &Task) {
         self.changed(Change::Task {
             project_id: task.project_id,
             task_id: task.id,
         });
+    }
+
+    /// Tells subscribers the task changed, and so did each task its change unblocked.
+    pub(crate) fn changed_with_dependants(&self, task: &Task, unblocked: &[(Id, Id)]) {
+        self.task_changed(task);
         for (project_id, task_id) in unblocked {
             self.changed(Change::Task {
                 project_id: *project_id,
@@ -226,17 +230,6 @@ fn lease(seconds: Option<u64>) -> Result<Duration, ToolError> {
         ));
     }
     Ok(Duration::from_secs(seconds))
-}
-
-/// The answer to a claim: the task, its token and when the lease ends.
-fn claimed_answer(task: &Task, message: &str) -> Reply {
-    success(json!({
-        "task": to_json(task),
-        "task_id": task.id,
-        "claim_token": task.claim_token,
-        "lease_until": task.lease_until,
-        "message": message,
-    }))
 }
 
 /// Who holds a task, in words.

@@ -60,6 +60,16 @@ pub fn json_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "array", "items": { "type": "object", "properties": {} } })
 }
 
+/// A list's first page, when the caller names none.
+pub fn default_page() -> u32 {
+    1
+}
+
+/// A list's page size, when the caller names none.
+pub fn default_per_page() -> u32 {
+    10
+}
+
 /// The name in serde's "missing field `name`" message.
 fn missing_field(message: &str) -> Option<String> {
     let rest = message.strip_prefix("missing field `")?;

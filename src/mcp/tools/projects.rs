@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::params::{default_page, default_per_page};
 use super::shapes;
 use super::{
     Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
@@ -30,13 +31,6 @@ pub struct FindProjectsArgs {
     /// Results per page, 1 to 100.
     #[serde(default = "default_per_page")]
     pub per_page: u32,
-}
-
-pub(crate) fn default_page() -> u32 {
-    1
-}
-pub(crate) fn default_per_page() -> u32 {
-    10
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -7,23 +7,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::claims::refused;
-use super::projects::{default_page, default_per_page};
+use super::params::{default_page, default_per_page};
 use super::{
     Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
 };
 use crate::board::{Action, TaskFilter, TaskStatus};
 use crate::mcp::BoardServer;
-use crate::resources::changes::Change;
 use crate::rules::{self, TaskFields};
 use crate::store::Id;
-use crate::store::tasks::{Task, TaskQuery};
-
-fn task_change(task: &Task) -> Change {
-    Change::Task {
-        project_id: task.project_id,
-        task_id: task.id,
-    }
-}
+use crate::store::tasks::TaskQuery;
 
 const NOT_FOUND_HINT: &str =
     "Use find_tasks to list tasks and their ids (archived tasks cannot be changed)";
@@ -184,7 +176,7 @@ impl BoardServer {
                     .await?
                     .map_err(|refusal| refused(refusal, project_id))?;
                 self.concerns(&request, task.id);
-                self.changed(task_change(&task));
+                self.task_changed(&task);
                 Ok(success(
                     json!({ "task": to_json(&task), "task_id": task.id, "message": "Task created" }),
                 ))
