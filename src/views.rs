@@ -1,8 +1,15 @@
 //! The JSON shapes of the board's rows as tools, resources and prompts show them: a row whole,
 //! its list-view form (long descriptions cut), its summary form (content left out), and the
 //! paging fields every list carries.
+//!
+//! Two ways to the same text: as `serde_json::Value` trees (for callers that edit them further),
+//! or written straight to JSON text by [`Fields`] (the tools' answers, on every call's path).
+//! Both write object keys in sorted order, as `serde_json::Map` (a `BTreeMap`) does.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 /// Longest description shown in list views; the full text comes with a lookup by id.
@@ -76,6 +83,177 @@ pub fn merge(parts: impl IntoIterator<Item = Value>) -> Value {
     Value::Object(out)
 }
 
+/// Which form of a row a list shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowView {
+    /// [`list_view`]: long descriptions cut.
+    List,
+    /// [`summary_view`]: content left out.
+    Summary,
+}
+
+impl RowView {
+    /// The row as a `Value`, in this form.
+    fn value<T: Serialize>(self, row: &T) -> Value {
+        match self {
+            RowView::List => list_view(row),
+            RowView::Summary => summary_view(row),
+        }
+    }
+}
+
+/// A JSON object assembled from fields written as JSON text at once, without a `Value` tree,
+/// and written out with its keys in sorted order: byte for byte what building it as a `Value`
+/// and serialising that gave. A key given twice keeps its last value (as [`merge`] does).
+#[derive(Debug, Default)]
+pub struct Fields<'k> {
+    fields: Vec<(&'k str, Vec<u8>)>,
+}
+
+impl<'k> Fields<'k> {
+    pub fn new() -> Self {
+        Fields { fields: Vec::new() }
+    }
+
+    /// `key: value`.
+    pub fn value<T: Serialize + ?Sized>(mut self, key: &'k str, value: &T) -> Self {
+        let mut text = Vec::new();
+        write_value(&mut text, value);
+        self.fields.push((key, text));
+        self
+    }
+
+    /// These fields followed by `later`'s (which win over these on a shared key).
+    pub fn merged(mut self, later: Fields<'k>) -> Self {
+        self.fields.extend(later.fields);
+        self
+    }
+
+    /// The list `found` under `key` (each row in the form `view`) and the paging fields every
+    /// list carries (as [`page_view`]).
+    pub fn page<T: Serialize>(
+        self,
+        key: &'k str,
+        found: &crate::store::Paged<T>,
+        page: crate::store::Page,
+        view: RowView,
+    ) -> Self {
+        let mut rows = Vec::with_capacity(256 * found.items.len() + 2);
+        let mut scratch = Vec::new();
+        rows.push(b'[');
+        for (n, row) in found.items.iter().enumerate() {
+            if n > 0 {
+                rows.push(b',');
+            }
+            write_row(&mut rows, &mut scratch, row, view);
+        }
+        rows.push(b']');
+        let count = found.items.len();
+        let seen = i64::from(page.page - 1) * i64::from(page.per_page) + count as i64;
+        let mut this = self
+            .value("count", &count)
+            .value("total", &found.total)
+            .value("page", &page.page)
+            .value("per_page", &page.per_page)
+            .value("has_more", &(seen < found.total));
+        this.fields.push((key, rows));
+        this
+    }
+
+    /// The object as JSON text.
+    pub fn into_text(mut self) -> String {
+        // Stable: of the fields with one key, the last given ends last.
+        self.fields.sort_by(|a, b| a.0.cmp(b.0));
+        let total: usize = self.fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+        let mut out = Vec::with_capacity(total + 2);
+        out.push(b'{');
+        let mut first = true;
+        for (n, (key, value)) in self.fields.iter().enumerate() {
+            if self.fields.get(n + 1).is_some_and(|next| next.0 == *key) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_value(&mut out, *key);
+            out.push(b':');
+            out.extend_from_slice(value);
+        }
+        out.push(b'}');
+        into_string(out)
+    }
+}
+
+/// `value` as JSON text onto `out`; a value that cannot be serialised (plain data always can)
+/// is written as the error object [`to_json`] gives.
+fn write_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let mark = out.len();
+    if let Err(e) = serde_json::to_writer(&mut *out, value) {
+        out.truncate(mark);
+        let error = json!({ "serialization_error": e.to_string() });
+        out.extend_from_slice(error.to_string().as_bytes());
+    }
+}
+
+/// Every writer here writes UTF-8; should one not, the text is still returned, repaired.
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// One row in the form `view`, its keys sorted. The row is serialised once into `scratch`,
+/// its top-level fields are found there as borrowed raw JSON (a row's nested objects are
+/// `Value`s, already sorted), and written out in key order. A row that is not a plain object
+/// of unescaped keys takes the `Value` path.
+fn write_row<T: Serialize>(out: &mut Vec<u8>, scratch: &mut Vec<u8>, row: &T, view: RowView) {
+    scratch.clear();
+    if serde_json::to_writer(&mut *scratch, row).is_err() {
+        return write_value(out, &view.value(row));
+    }
+    let Ok(mut fields) = serde_json::from_slice::<BTreeMap<&str, &RawValue>>(scratch) else {
+        return write_value(out, &view.value(row));
+    };
+    let cut;
+    match view {
+        RowView::Summary => {
+            fields.remove("content");
+        }
+        RowView::List => {
+            if let Some(text) = fields.get("description").and_then(|raw| long_text(raw)) {
+                let short: String = text.chars().take(LIST_DESCRIPTION_LIMIT).collect();
+                cut = serde_json::value::to_raw_value(&short);
+                let yes = serde_json::from_str::<&RawValue>("true");
+                if let (Ok(cut), Ok(yes)) = (&cut, yes) {
+                    fields.insert("description", cut);
+                    fields.insert("description_truncated", yes);
+                }
+            }
+        }
+    }
+    out.push(b'{');
+    for (n, (key, value)) in fields.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_value(out, *key);
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    out.push(b'}');
+}
+
+/// The text of a JSON string longer than [`LIST_DESCRIPTION_LIMIT`] characters, else `None`.
+/// Every character takes at least one byte of its escaped form, so a short raw string is
+/// known short without decoding it.
+fn long_text(raw: &RawValue) -> Option<String> {
+    let escaped = raw.get();
+    if escaped.len() <= LIST_DESCRIPTION_LIMIT + 2 {
+        return None;
+    }
+    let text: String = serde_json::from_str(escaped).ok()?;
+    (text.chars().count() > LIST_DESCRIPTION_LIMIT).then_some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +269,74 @@ mod tests {
         assert_eq!(value["description_truncated"], true);
         let short = list_view(&json!({ "description": "short" }));
         assert!(short.get("description_truncated").is_none());
+    }
+
+    /// A row whose fields are not in sorted order, with a nested `Value`.
+    #[derive(Serialize)]
+    struct Row {
+        title: String,
+        description: String,
+        content: Value,
+        archived: bool,
+        order: i32,
+    }
+
+    fn row(description: String) -> Row {
+        Row {
+            title: "a \"quoted\" title\n".into(),
+            description,
+            content: json!({ "z": [1, 2.5, null], "a": { "y": "é", "b": true } }),
+            archived: false,
+            order: -3,
+        }
+    }
+
+    #[test]
+    fn fields_write_what_the_value_path_writes() {
+        let found = crate::store::Paged {
+            items: vec![
+                row("short".into()),
+                row("é".repeat(LIST_DESCRIPTION_LIMIT + 1)),
+                row("x".repeat(LIST_DESCRIPTION_LIMIT)),
+                row("\u{1}".repeat(LIST_DESCRIPTION_LIMIT)),
+            ],
+            total: 9,
+        };
+        let page = crate::store::Page {
+            page: 2,
+            per_page: 4,
+        };
+        for (fast, slow) in [
+            (RowView::List, list_view as fn(&Row) -> Value),
+            (RowView::Summary, summary_view),
+        ] {
+            let text = Fields::new()
+                .value("success", &true)
+                .value("zeta", &Some("q"))
+                .page("rows", &found, page, fast)
+                .value("closed_matches", &3)
+                .into_text();
+            let mut value = json!({ "success": true });
+            let built = merge([
+                page_view("rows", &found, page, slow),
+                json!({ "zeta": "q", "closed_matches": 3 }),
+            ]);
+            value
+                .as_object_mut()
+                .unwrap()
+                .extend(built.as_object().unwrap().clone());
+            assert_eq!(text, value.to_string());
+        }
+    }
+
+    #[test]
+    fn fields_keep_the_last_value_of_a_key() {
+        let text = Fields::new()
+            .value("a", &1)
+            .value("b", &2)
+            .merged(Fields::new().value("a", &3))
+            .into_text();
+        assert_eq!(text, r#"{"a":3,"b":2}"#);
     }
 
     #[test]

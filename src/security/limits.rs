@@ -44,10 +44,17 @@ impl RateLimiter {
             let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
         }
-        let bucket = buckets.entry(principal.to_string()).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
+        // Looked up by the borrowed name first: a known principal allocates nothing.
+        if !buckets.contains_key(principal) {
+            let full = Bucket {
+                tokens: self.burst,
+                at: now,
+            };
+            buckets.insert(principal.to_string(), full);
+        }
+        let Some(bucket) = buckets.get_mut(principal) else {
+            return Ok(());
+        };
         let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * self.rate;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.at = now;

@@ -86,8 +86,8 @@ pub mod versions;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
 pub use board_tx::NextFilter;
@@ -104,6 +104,27 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request waits for a free connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection idle at least this long is pinged before it is handed out (a database restart
+/// may have closed it); one back from use moments ago is not.
+const PING_IF_IDLE: Duration = Duration::from_secs(1);
+
+/// The options of every pool. sqlx pings each connection it takes from the idle queue by
+/// default: a round trip to PostgreSQL, or to SQLite's worker thread, before every statement
+/// run on the pool (a `find_tasks` runs five). Only connections idle for [`PING_IF_IDLE`] are
+/// pinged here; under load connections come back within milliseconds.
+fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 /// A connection pool on one of the two supported engines.
 #[derive(Clone, Debug)]
@@ -231,9 +252,8 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true);
-                let pool = SqlitePoolOptions::new()
+                let pool = pool_options()
                     .max_connections(8)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options)
                     .await?;
                 Store::Sqlite(pool)
@@ -241,9 +261,8 @@ impl Store {
             DatabaseUrl::Postgres { url } => {
                 let options = PgConnectOptions::from_str(url)?.application_name("steward");
                 probe_postgres(&options).await?;
-                let pool = PgPoolOptions::new()
+                let pool = pool_options()
                     .max_connections(16)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options)
                     .await?;
                 Store::Postgres(pool)
@@ -264,9 +283,8 @@ impl Store {
             DatabaseUrl::Postgres { url } => {
                 let options = PgConnectOptions::from_str(url)?.application_name("steward");
                 Ok(Store::Postgres(
-                    PgPoolOptions::new()
+                    pool_options()
                         .max_connections(16)
-                        .acquire_timeout(ACQUIRE_TIMEOUT)
                         .connect_lazy_with(options),
                 ))
             }
@@ -308,15 +326,13 @@ impl Store {
     pub fn dedicated(&self, connections: u32) -> Store {
         match self {
             Store::Sqlite(pool) => Store::Sqlite(
-                SqlitePoolOptions::new()
+                pool_options()
                     .max_connections(connections)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_lazy_with((*pool.connect_options()).clone()),
             ),
             Store::Postgres(pool) => Store::Postgres(
-                PgPoolOptions::new()
+                pool_options()
                     .max_connections(connections)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_lazy_with((*pool.connect_options()).clone()),
             ),
         }

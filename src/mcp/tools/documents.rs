@@ -6,8 +6,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::params::{default_page, default_per_page};
-use super::summary_view;
-use super::{Parameters, ToolError, ToolResult, page_view, success, to_json, validate};
+use super::{
+    Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
+};
 use crate::board::{Action, DocumentType};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
@@ -75,7 +76,12 @@ impl BoardServer {
             text: validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?,
         };
         let found = self.store().list_documents(&query, page).await?;
-        Ok(success(page_view("documents", &found, page, summary_view)))
+        Ok(success_fields(Fields::new().page(
+            "documents",
+            &found,
+            page,
+            RowView::Summary,
+        )))
     }
 
     #[tool(

@@ -21,7 +21,7 @@ use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
 use serde_json::{Value, json};
 
-pub use crate::views::{list_view, merge, page_view, summary_view, to_json};
+pub use crate::views::{Fields, RowView, list_view, merge, page_view, summary_view, to_json};
 pub use params::Parameters;
 
 /// Deserialises `arguments` as the named tool's argument type, exactly as a call does, and
@@ -153,13 +153,14 @@ impl ToolError {
 /// `isError: true`.
 pub type ToolResult = Result<Reply, ToolError>;
 
-/// A tool's successful answer, `{"success": true, ...}`; made by [`success`].
+/// A tool's successful answer, `{"success": true, ...}` as JSON text; made by [`success`] or
+/// [`success_fields`].
 #[derive(Debug)]
-pub struct Reply(Value);
+pub struct Reply(String);
 
 impl IntoCallToolResult for Reply {
     fn into_call_tool_result(self) -> Result<CallToolResponse, ErrorData> {
-        Ok(CallToolResult::success(vec![ContentBlock::text(self.0.to_string())]).into())
+        Ok(CallToolResult::success(vec![ContentBlock::text(self.0)]).into())
     }
 }
 
@@ -180,5 +181,16 @@ pub fn success(body: Value) -> Reply {
     if let (Some(out), Value::Object(fields)) = (out.as_object_mut(), body) {
         out.extend(fields);
     }
-    Reply(out)
+    Reply(out.to_string())
+}
+
+/// [`success`] for an answer written straight to text (lists: no `Value` per row); the same
+/// text as `success` gives for the same fields.
+pub fn success_fields(body: Fields) -> Reply {
+    Reply(
+        Fields::new()
+            .value("success", &true)
+            .merged(body)
+            .into_text(),
+    )
 }

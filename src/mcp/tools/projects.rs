@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::params::{default_page, default_per_page};
 use super::shapes;
 use super::{
-    Parameters, ToolError, ToolResult, list_view, merge, page_view, success, to_json, validate,
+    Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
 };
 use crate::board::{Action, VersionField};
 use crate::mcp::BoardServer;
@@ -86,10 +86,11 @@ impl BoardServer {
         let page = validate::page(args.page, args.per_page)?;
         let query = validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?;
         let found = self.store().list_projects(query.as_deref(), page).await?;
-        Ok(success(merge([
-            page_view("projects", &found, page, list_view),
-            json!({ "query": query }),
-        ])))
+        Ok(success_fields(
+            Fields::new()
+                .page("projects", &found, page, RowView::List)
+                .value("query", &query),
+        ))
     }
 
     #[tool(

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::claims::refused;
 use super::params::{default_page, default_per_page};
 use super::{
-    Parameters, ToolError, ToolResult, list_view, merge, page_view, success, to_json, validate,
+    Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
 };
 use crate::board::{Action, TaskFilter, TaskStatus};
 use crate::mcp::BoardServer;
@@ -135,10 +135,11 @@ impl BoardServer {
         } else {
             self.store().closed_matches(&query).await?
         };
-        Ok(success(merge([
-            page_view("tasks", &found, page, list_view),
-            json!({ "closed_matches": closed_matches }),
-        ])))
+        Ok(success_fields(
+            Fields::new()
+                .page("tasks", &found, page, RowView::List)
+                .value("closed_matches", &closed_matches),
+        ))
     }
 
     #[tool(

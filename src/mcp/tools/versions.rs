@@ -7,8 +7,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::params::{default_page, default_per_page};
-use super::{Parameters, ToolError, ToolResult, page_view, success, to_json, validate};
-use super::{shapes, summary_view};
+use super::shapes;
+use super::{
+    Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
+};
 use crate::board::{VersionAction, VersionField};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
@@ -86,7 +88,12 @@ impl BoardServer {
         let page = validate::page(args.page, args.per_page)?;
         let field = args.field_name.map(VersionField::as_str);
         let found = self.store().list_versions(project_id, field, page).await?;
-        Ok(success(page_view("versions", &found, page, summary_view)))
+        Ok(success_fields(Fields::new().page(
+            "versions",
+            &found,
+            page,
+            RowView::Summary,
+        )))
     }
 
     #[tool(
