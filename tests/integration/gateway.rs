@@ -87,7 +87,7 @@ impl PythonUpstream {
 
 /// Waits (up to 30 s) until `/health` says the upstream is up: a stdio upstream's interpreter
 /// takes a moment to start.
-async fn wait_until_up(api: &Client, upstream: &str) -> anyhow::Result<Value> {
+pub(crate) async fn wait_until_up(api: &Client, upstream: &str) -> anyhow::Result<Value> {
     for _ in 0..300 {
         let (_, health) = api.get_json("/health").await?;
         let found = health["upstreams"].as_array().and_then(|list| {
