@@ -300,7 +300,7 @@ impl HttpUpstream {
         }
         tokio::spawn(async move {
             match client
-                .get_stream(url, Some(id.clone()), None, None, headers)
+                .get_stream(url.clone(), Some(id.clone()), None, None, headers.clone())
                 .await
             {
                 Ok(mut stream) => {
@@ -311,7 +311,26 @@ impl HttpUpstream {
                         else {
                             continue;
                         };
-                        if !audience.notify(&name, Some(&session), message).await {
+                        if message.get("id").is_some() && message.get("method").is_some() {
+                            let reply = audience.ask(&name, &session, message).await;
+                            let sent = match serde_json::from_value::<ClientJsonRpcMessage>(reply) {
+                                Ok(reply) => client
+                                    .post_message(
+                                        url.clone(),
+                                        reply,
+                                        Some(id.clone()),
+                                        None,
+                                        headers.clone(),
+                                    )
+                                    .await
+                                    .map(|_| ())
+                                    .map_err(|e| e.to_string()),
+                                Err(e) => Err(e.to_string()),
+                            };
+                            if let Err(error) = sent {
+                                tracing::warn!(upstream = %name, %error, "cannot answer the upstream's request");
+                            }
+                        } else if !audience.notify(&name, Some(&session), message).await {
                             break;
                         }
                     }

@@ -369,9 +369,10 @@ impl Upstream {
         method: &str,
         params: Value,
     ) -> Result<Value, UpstreamError> {
-        if let Some(relay) = caller.relay {
+        let _serving = caller.relay.map(|relay| {
             self.audience.seen(session_key(caller), relay);
-        }
+            self.audience.serving(session_key(caller), relay)
+        });
         match &self.link {
             Link::Http(http) => {
                 let init = initialize_params(caller);

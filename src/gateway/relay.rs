@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rmcp::model::{
     ClientCapabilities, ErrorCode, ProgressToken, ServerJsonRpcMessage, ServerRequest,
@@ -118,14 +119,52 @@ impl Relay {
 }
 
 /// Who hears an upstream's notifications outside any request: each client session that used
-/// it (by the session's latest connection), and the sessions subscribed to each resource.
+/// it (by the session's latest connection), and the sessions subscribed to each resource; and
+/// who answers a request the upstream sends outside a request's stream: the client of the
+/// session's latest call in flight.
 #[derive(Default)]
 pub struct Audience {
     peers: Mutex<HashMap<String, Peer<RoleServer>>>,
     subscribed: Mutex<HashMap<String, HashSet<String>>>,
+    serving: Mutex<Vec<(u64, String, Relay)>>,
+    next: AtomicU64,
+}
+
+/// A call in flight, until dropped.
+pub struct Serving<'a>(&'a Audience, u64);
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.serving).retain(|(id, _, _)| *id != self.1);
+    }
 }
 
 impl Audience {
+    /// `session`'s call through `relay` is in flight until the result is dropped.
+    pub fn serving(&self, session: &str, relay: &Relay) -> Serving<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.serving).push((id, session.to_string(), relay.clone()));
+        Serving(self, id)
+    }
+
+    /// Asks the client of `session`'s latest call in flight what the upstream asked outside
+    /// that call's stream; the JSON-RPC reply for the upstream.
+    pub async fn ask(&self, upstream: &UpstreamName, session: &str, request: Value) -> Value {
+        let relay = lock(&self.serving)
+            .iter()
+            .rev()
+            .find(|(_, s, _)| s == session)
+            .map(|(_, _, relay)| relay.clone());
+        match relay {
+            Some(relay) => relay.ask(upstream, request).await,
+            None => {
+                let id = request.get("id").cloned().unwrap_or(Value::Null);
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": ErrorCode::INVALID_REQUEST.0,
+                    "message": format!("Steward relays {} only to a client while its call is being served", method(&request))}})
+            }
+        }
+    }
+
     /// Remembers the connection a client session last used.
     pub fn seen(&self, session: &str, relay: &Relay) {
         let mut peers = lock(&self.peers);
