@@ -12,6 +12,7 @@
 #![allow(deprecated)]
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,11 +61,27 @@ pub struct StdioUpstream {
     calls: Arc<InFlight>,
 }
 
-/// The requests in flight, by the progress token Steward gave each, oldest first.
+/// The requests in flight, by the progress token Steward gave each, oldest first; and how many
+/// of the process's notifications are being passed on.
 #[derive(Default)]
-struct InFlight(Mutex<Vec<(ProgressToken, Relay)>>);
+struct InFlight(Mutex<Vec<(ProgressToken, Relay)>>, AtomicUsize);
 
 impl InFlight {
+    /// rmcp hands each notification to its own task, so one sent before the answer may still
+    /// be on its way when the answer arrives: gives those a moment (at most 100 ms) to reach the
+    /// client first, as they did at the upstream.
+    async fn settle(&self) {
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..100 {
+            if self.1.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     fn by_token(&self, token: &ProgressToken) -> Option<Relay> {
         let calls = lock(&self.0);
         calls
@@ -140,6 +157,9 @@ impl StdioUpstream {
         let cancelled = relay.map(|r| r.cancelled.clone()).unwrap_or_default();
         tokio::select! {
             answer = handle.await_response() => {
+                if relay.is_some() {
+                    self.calls.settle().await;
+                }
                 serde_json::to_value(answer.map_err(service_error)?)
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))
             }
@@ -352,9 +372,11 @@ impl ClientHandler for Handler {
         _context: NotificationContext<RoleClient>,
     ) {
         if let Some(relay) = self.calls.by_token(&params.progress_token) {
+            self.calls.1.fetch_add(1, Ordering::AcqRel);
             let message =
                 json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": params});
             relay.notify(&self.name, message).await;
+            self.calls.1.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -366,7 +388,11 @@ impl ClientHandler for Handler {
         let message =
             json!({"jsonrpc": "2.0", "method": "notifications/message", "params": params});
         match self.calls.latest() {
-            Some(relay) => relay.notify(&self.name, message).await,
+            Some(relay) => {
+                self.calls.1.fetch_add(1, Ordering::AcqRel);
+                relay.notify(&self.name, message).await;
+                self.calls.1.fetch_sub(1, Ordering::AcqRel);
+            }
             None => {
                 self.audience.notify(&self.name, None, message).await;
             }
