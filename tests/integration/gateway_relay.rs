@@ -89,7 +89,17 @@ async fn notifications_requests_and_cancellation_cross_the_gateway_both_ways(
             .as_array()
             .map(|p| p.iter().map(|p| &p["progress"]).collect())
             .unwrap_or_default();
-        ensure!(steps == [&json!(1), &json!(2), &json!(3)], "{}", context());
+        // Over stdio rmcp passes each notification on in a task of its own, so the last may
+        // lose the race with the answer (and is then dropped, as progress after an answer must
+        // be): at least the first two, in order.
+        let (one, two, three) = (json!(1), json!(2), json!(3));
+        let expected = [&one, &two, &three];
+        ensure!(
+            steps == expected
+                || (name == "pys" && steps.len() >= 2 && expected.starts_with(&steps)),
+            "{}",
+            context()
+        );
         ensure!(
             seen["logs"] == json!(["step 1 of 3", "step 2 of 3", "step 3 of 3"]),
             "{}",
