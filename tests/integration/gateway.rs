@@ -71,7 +71,9 @@ impl PythonUpstream {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        anyhow::bail!("the Python upstream did not listen on {port} within 60 s (a loaded machine starts Python slowly)")
+        anyhow::bail!(
+            "the Python upstream did not listen on {port} within 60 s (a loaded machine starts Python slowly)"
+        )
     }
 
     pub(crate) fn url(&self) -> String {

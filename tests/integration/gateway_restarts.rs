@@ -43,7 +43,7 @@ impl Steady {
         self.stdin.write_all(line.as_bytes()).await?;
         let answer = self.line().await?;
         ensure!(
-            answer["text"] == (a + b).to_string() && answer.get("error").is_none(),
+            answer["text"].as_str() == Some(&*(a + b).to_string()) && answer.get("error").is_none(),
             "{a} + {b}: {answer}"
         );
         Ok(())
