@@ -12,6 +12,8 @@ use super::spec::UpstreamName;
 /// The JSON-RPC error code of a request whose upstream could not be reached or did not speak
 /// MCP (an implementation-defined server error, in JSON-RPC's reserved range).
 pub const UPSTREAM_UNAVAILABLE: i32 = -32010;
+/// The code of a request the client cancelled (it should not be waiting for the answer).
+pub const REQUEST_CANCELLED: i32 = -32800;
 /// The code Steward answers a timed-out request with (the ledger records it as `timeout`).
 pub const REQUEST_TIMEOUT: i32 = crate::ledger::analyze::REQUEST_TIMEOUT;
 
@@ -32,6 +34,9 @@ pub enum UpstreamError {
         humantime::format_duration(Duration::from_secs(.0.retry_in.as_secs().max(1)))
     )]
     BreakerOpen(Refused),
+    /// The client cancelled the request; the upstream was told to stop.
+    #[error("was told to stop: the client cancelled the request")]
+    Cancelled,
     /// The upstream answered with a JSON-RPC error of its own.
     #[error("{}", .0.message)]
     Rejected(ErrorData),
@@ -40,7 +45,7 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Whether the upstream itself is unwell (as opposed to refusing this one request).
     pub fn is_outage(&self) -> bool {
-        !matches!(self, UpstreamError::Rejected(_))
+        !matches!(self, UpstreamError::Rejected(_) | UpstreamError::Cancelled)
     }
 
     /// The error the client receives.
@@ -57,6 +62,11 @@ impl UpstreamError {
                 format!(
                     "upstream {upstream} {self}; Steward stopped waiting (the upstream may still finish the call). The board and the other upstreams are not affected"
                 ),
+                data,
+            ),
+            UpstreamError::Cancelled => ErrorData::new(
+                ErrorCode(REQUEST_CANCELLED),
+                format!("upstream {upstream} {self}"),
                 data,
             ),
             UpstreamError::BreakerOpen(refused) => ErrorData::new(

@@ -7,8 +7,13 @@
 //! session (HTTP 404: it restarted), Steward initializes it again with the same parameters and
 //! sends the request once more: the only failure retried, because only then did the upstream
 //! provably not run the request.
+//!
+//! What the upstream sends while answering (on the request's event stream) goes to that
+//! request's client through its [`Relay`]; what it sends between requests (on the session's
+//! GET stream: resource updates, list changes) goes to the client session that owns the
+//! upstream session, through the [`Audience`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +30,7 @@ use sqlx::types::Json;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::error::UpstreamError;
+use super::relay::{Audience, Relay};
 use super::spec::{Secret, UpstreamName};
 use super::status::UpstreamStatus;
 use crate::store::Store;
@@ -65,6 +71,9 @@ pub struct HttpUpstream {
     held: Mutex<HashMap<String, Cell>>,
     next_id: AtomicI64,
     status: Arc<UpstreamStatus>,
+    audience: Arc<Audience>,
+    /// The upstream sessions whose GET stream Steward is reading.
+    listening: Arc<Mutex<HashSet<Arc<str>>>>,
 }
 
 impl HttpUpstream {
@@ -75,6 +84,7 @@ impl HttpUpstream {
         client: reqwest::Client,
         store: Store,
         status: Arc<UpstreamStatus>,
+        audience: Arc<Audience>,
     ) -> Result<Self, String> {
         let mut map = HashMap::new();
         for (header, value) in headers {
@@ -95,31 +105,37 @@ impl HttpUpstream {
             held: Mutex::default(),
             next_id: AtomicI64::new(1),
             status,
+            audience,
+            listening: Arc::default(),
         })
     }
 
     /// Sends `method` with `params` in `client_session`'s session with the upstream (opening it
-    /// with `initialize` parameters `init` if there is none) and returns the result.
+    /// with `initialize` parameters `init` if there is none) and returns the result; what the
+    /// upstream sends the client meanwhile goes through `relay`.
     pub async fn request(
         &self,
         client_session: &str,
         init: &Value,
         method: &str,
         params: Value,
+        relay: Option<&Relay>,
     ) -> Result<Value, UpstreamError> {
         let cell = self.cell(client_session);
         let held = self.session(&cell, client_session, init).await?;
-        match self.exchange(&held, method, &params).await {
+        self.listen(client_session, &held);
+        match self.exchange(&held, method, &params, relay).await {
             Err(Failure::Expired) => {
                 let held = self.reinitialize(&cell, &held).await?;
-                self.exchange(&held, method, &params)
-                    .await
-                    .map_err(|failure| match failure {
+                self.listen(client_session, &held);
+                self.exchange(&held, method, &params, relay).await.map_err(
+                    |failure| match failure {
                         Failure::Expired => UpstreamError::Protocol(
                             "it forgot the session again right after it was initialized".into(),
                         ),
                         Failure::Other(error) => error,
-                    })
+                    },
+                )
             }
             Err(Failure::Other(error)) => Err(error),
             Ok(result) => Ok(result),
@@ -243,13 +259,88 @@ impl HttpUpstream {
         Ok(session)
     }
 
-    /// One request and its answer, in `held`'s session.
-    async fn exchange(&self, held: &Held, method: &str, params: &Value) -> Result<Value, Failure> {
+    /// One request and its answer, in `held`'s session. When the client asked for progress,
+    /// the upstream is asked for it under the request's id (see [`Relay::notify`]).
+    async fn exchange(
+        &self,
+        held: &Held,
+        method: &str,
+        params: &Value,
+        relay: Option<&Relay>,
+    ) -> Result<Value, Failure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        if relay.is_some_and(Relay::wants_progress) && message["params"].is_object() {
+            message["params"]["_meta"]["progressToken"] = json!(id);
+        }
         let version = Some(held.row.protocol_version.as_str());
         let response = self.post(message, held.id.clone(), version).await?;
-        Ok(self.answer(response, id, held).await?)
+        Ok(self.answer(response, id, held, relay).await?)
+    }
+
+    /// Reads `held`'s GET stream (once per upstream session), passing what the upstream sends
+    /// between requests to `client_session`, until the stream ends or that client is gone.
+    fn listen(&self, client_session: &str, held: &Held) {
+        let Some(id) = held.id.clone() else {
+            return;
+        };
+        if !lock(&self.listening).insert(id.clone()) {
+            return;
+        }
+        let (client, url, mut headers) =
+            (self.client.clone(), self.url.clone(), self.headers.clone());
+        let (name, audience, listening) = (
+            self.name.clone(),
+            self.audience.clone(),
+            self.listening.clone(),
+        );
+        let session = client_session.to_string();
+        if let Ok(version) = HeaderValue::from_str(&held.row.protocol_version) {
+            headers.insert(HeaderName::from_static("mcp-protocol-version"), version);
+        }
+        tokio::spawn(async move {
+            match client
+                .get_stream(url.clone(), Some(id.clone()), None, None, headers.clone())
+                .await
+            {
+                Ok(mut stream) => {
+                    while let Some(Ok(event)) = stream.next().await {
+                        let Some(message) = event
+                            .data
+                            .and_then(|data| serde_json::from_str::<Value>(&data).ok())
+                        else {
+                            continue;
+                        };
+                        if message.get("id").is_some() && message.get("method").is_some() {
+                            let reply = audience.ask(&name, &session, message).await;
+                            let sent = match serde_json::from_value::<ClientJsonRpcMessage>(reply) {
+                                Ok(reply) => client
+                                    .post_message(
+                                        url.clone(),
+                                        reply,
+                                        Some(id.clone()),
+                                        None,
+                                        headers.clone(),
+                                    )
+                                    .await
+                                    .map(|_| ())
+                                    .map_err(|e| e.to_string()),
+                                Err(e) => Err(e.to_string()),
+                            };
+                            if let Err(error) = sent {
+                                tracing::warn!(upstream = %name, %error, "cannot answer the upstream's request");
+                            }
+                        } else if !audience.notify(&name, Some(&session), message).await {
+                            break;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(upstream = %name, %error, "the upstream offers no GET stream: its notifications between requests are not relayed");
+                }
+            }
+            lock(&listening).remove(&id);
+        });
     }
 
     async fn post(
@@ -271,13 +362,15 @@ impl HttpUpstream {
     }
 
     /// Reads the reply to request `id`: a JSON body, or the event stream up to the answer.
-    /// Requests the upstream makes of the client meanwhile are refused (not relayed yet), so it
-    /// does not wait for them; its notifications are dropped.
+    /// What the upstream sends the client meanwhile goes through `relay` (without one, its
+    /// requests are refused and its notifications dropped); when the client cancels, the
+    /// upstream is told to stop.
     async fn answer(
         &self,
         response: StreamableHttpPostResponse,
         id: i64,
         held: &Held,
+        relay: Option<&Relay>,
     ) -> Result<Value, UpstreamError> {
         let mut stream = match response {
             StreamableHttpPostResponse::Json(message, _) => return outcome(to_value(&message)?),
@@ -288,7 +381,16 @@ impl HttpUpstream {
                 ));
             }
         };
-        while let Some(event) = stream.next().await {
+        let cancelled = relay.map(|r| r.cancelled.clone()).unwrap_or_default();
+        loop {
+            let event = tokio::select! {
+                event = stream.next() => event,
+                _ = cancelled.cancelled() => {
+                    self.cancel(id, held).await;
+                    return Err(UpstreamError::Cancelled);
+                }
+            };
+            let Some(event) = event else { break };
             let event = event
                 .map_err(|e| UpstreamError::Unreachable(format!("its event stream broke: {e}")))?;
             let Some(data) = event.data.filter(|d| !d.trim().is_empty()) else {
@@ -296,9 +398,20 @@ impl HttpUpstream {
             };
             let message: Value = serde_json::from_str(&data)
                 .map_err(|e| UpstreamError::Protocol(format!("an event is not JSON: {e}")))?;
-            match (message.get("id"), message.get("method")) {
-                (Some(answered), None) if answered.as_i64() == Some(id) => return outcome(message),
-                (Some(asked), Some(method)) => self.refuse(asked, method, held).await,
+            match (message.get("id"), message.get("method"), relay) {
+                (Some(answered), None, _) if answered.as_i64() == Some(id) => {
+                    return outcome(message);
+                }
+                (Some(_), Some(_), Some(relay)) => {
+                    let reply = relay.ask(&self.name, message).await;
+                    self.reply(reply, held).await;
+                }
+                (Some(asked), Some(method), None) => {
+                    let reply = json!({"jsonrpc": "2.0", "id": asked, "error": {"code": crate::protocol::METHOD_NOT_FOUND,
+                        "message": format!("Steward's gateway relays {method} only while a client's call is being served")}});
+                    self.reply(reply, held).await;
+                }
+                (None, Some(_), Some(relay)) => relay.notify(&self.name, message).await,
                 _ => {}
             }
         }
@@ -307,12 +420,21 @@ impl HttpUpstream {
         ))
     }
 
-    async fn refuse(&self, id: &Value, method: &Value, held: &Held) {
-        let message = json!({"jsonrpc": "2.0", "id": id, "error": {"code": crate::protocol::METHOD_NOT_FOUND,
-            "message": format!("Steward's gateway does not relay {method} to its clients yet")}});
+    /// Sends the upstream the answer to a request it made of the client.
+    async fn reply(&self, message: Value, held: &Held) {
         let version = Some(held.row.protocol_version.as_str());
         if let Err(Failure::Other(error)) = self.post(message, held.id.clone(), version).await {
-            tracing::warn!(upstream = %self.name, %error, "cannot refuse the upstream's request");
+            tracing::warn!(upstream = %self.name, %error, "cannot answer the upstream's request");
+        }
+    }
+
+    /// Tells the upstream the client cancelled request `id`.
+    async fn cancel(&self, id: i64, held: &Held) {
+        let message = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": id, "reason": "the client cancelled the request"}});
+        let version = Some(held.row.protocol_version.as_str());
+        if let Err(Failure::Other(error)) = self.post(message, held.id.clone(), version).await {
+            tracing::warn!(upstream = %self.name, %error, "cannot pass the client's cancellation to the upstream");
         }
     }
 }

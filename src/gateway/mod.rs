@@ -7,13 +7,15 @@
 //! upstream knows it and the upstream's share of the duration.
 //!
 //! [`http`] keeps durable per-client-session upstream sessions; [`stdio`] supervises a child
-//! process. The MCP handler ([`crate::mcp`]) calls in here; this module knows nothing of the board.
+//! process; [`relay`] carries what the upstream sends the client (notifications, requests)
+//! and the client's cancellations. The MCP handler ([`crate::mcp`]) calls in here; this module knows nothing of the board.
 
 pub mod breaker;
 pub mod error;
 pub mod http;
 pub mod kinds;
 mod pages;
+pub mod relay;
 pub mod spec;
 pub mod status;
 pub mod stdio;
@@ -32,6 +34,7 @@ use breaker::Breaker;
 use error::UpstreamError;
 use http::HttpUpstream;
 use kinds::{Exchange, Listing};
+use relay::{Audience, Relay};
 use spec::{SEPARATOR, Target, UpstreamName, UpstreamSpec};
 use status::{UpstreamReport, UpstreamStatus};
 use stdio::{Launch, StdioUpstream};
@@ -49,6 +52,9 @@ pub struct Caller<'a> {
     pub client: Option<&'a InitializeRequestParams>,
     /// Where the ledger learns that the request went to an upstream.
     pub served: Option<&'a Served>,
+    /// The client's side of the request: where the upstream's notifications and requests
+    /// go, and whether the client cancelled it.
+    pub relay: Option<&'a Relay>,
 }
 
 enum Link {
@@ -61,6 +67,7 @@ pub struct Upstream {
     link: Link,
     status: Arc<UpstreamStatus>,
     breaker: Breaker,
+    audience: Arc<Audience>,
 }
 
 pub struct Gateway {
@@ -97,6 +104,7 @@ impl Gateway {
                 ));
             }
             let status = Arc::new(UpstreamStatus::default());
+            let audience = Arc::new(Audience::default());
             let link = match &spec.target {
                 Target::Http { url, headers } => Link::Http(HttpUpstream::new(
                     spec.name.clone(),
@@ -105,6 +113,7 @@ impl Gateway {
                     client.clone(),
                     store.clone(),
                     status.clone(),
+                    audience.clone(),
                 )?),
                 Target::Stdio { command, args, env } => Link::Stdio(StdioUpstream::start(
                     Launch {
@@ -116,6 +125,7 @@ impl Gateway {
                         timeout: spec.timeout.max(stdio::MIN_START_TIMEOUT),
                     },
                     status.clone(),
+                    audience.clone(),
                     stop.clone(),
                 )),
             };
@@ -125,6 +135,7 @@ impl Gateway {
                 link,
                 status,
                 breaker,
+                audience,
             });
         }
         Ok(Arc::new(Gateway { upstreams }))
@@ -211,6 +222,32 @@ impl Gateway {
         };
         let local = local.to_string();
         Some(upstream.send(&local, caller, request).await)
+    }
+
+    /// Passes `resources/subscribe` (`on`) or `resources/unsubscribe` of an upstream's
+    /// resource to it, and remembers who subscribed, so its `notifications/resources/updated`
+    /// reach that client; `None` when `uri` names no upstream's resource.
+    pub async fn subscribe(
+        &self,
+        caller: Caller<'_>,
+        uri: &str,
+        on: bool,
+    ) -> Option<Result<(), ErrorData>> {
+        let (upstream, local) = self.route_uri(uri)?;
+        let method = match on {
+            true => "resources/subscribe",
+            false => "resources/unsubscribe",
+        };
+        let outcome = upstream
+            .timed(upstream.call(caller, method, json!({ "uri": local })))
+            .await;
+        Some(match outcome {
+            Ok(_) => {
+                upstream.audience.subscribe(session_key(caller), local, on);
+                Ok(())
+            }
+            Err(error) => Err(error.to_error_data(&upstream.spec.name)),
+        })
     }
 
     /// Every upstream's state, for `/health` and `/metrics`.
@@ -315,31 +352,13 @@ impl Upstream {
         caller: Caller<'_>,
         cursor: Option<String>,
     ) -> Result<L, UpstreamError> {
-        match &self.link {
-            Link::Http(http) => {
-                let params = match &cursor {
-                    Some(cursor) => json!({ "cursor": cursor }),
-                    None => json!({}),
-                };
-                let result = http
-                    .request(
-                        session_key(caller),
-                        &initialize_params(caller),
-                        L::METHOD,
-                        params,
-                    )
-                    .await?;
-                serde_json::from_value(result).map_err(|e| {
-                    UpstreamError::Protocol(format!("a malformed {} result: {e}", L::METHOD))
-                })
-            }
-            Link::Stdio(stdio) => {
-                let params = PaginatedRequestParams::default().with_cursor(cursor);
-                L::ask(&stdio.peer().await?, params)
-                    .await
-                    .map_err(service_error)
-            }
-        }
+        let params = match &cursor {
+            Some(cursor) => json!({ "cursor": cursor }),
+            None => json!({}),
+        };
+        let result = self.call(caller, L::METHOD, params).await?;
+        serde_json::from_value(result)
+            .map_err(|e| UpstreamError::Protocol(format!("a malformed {} result: {e}", L::METHOD)))
     }
 
     async fn exchange<E: Exchange>(
@@ -347,29 +366,32 @@ impl Upstream {
         caller: Caller<'_>,
         request: E,
     ) -> Result<E::Response, UpstreamError> {
+        let params = serde_json::to_value(&request)
+            .map_err(|e| UpstreamError::Protocol(format!("cannot encode the request: {e}")))?;
+        let result = self.call(caller, E::METHOD, params).await?;
+        serde_json::from_value::<E::Result>(result)
+            .map(Into::into)
+            .map_err(|e| UpstreamError::Protocol(format!("a malformed {} result: {e}", E::METHOD)))
+    }
+
+    /// `method` with `params` at the upstream, for `caller`; its result.
+    async fn call(
+        &self,
+        caller: Caller<'_>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, UpstreamError> {
+        let _serving = caller.relay.map(|relay| {
+            self.audience.seen(session_key(caller), relay);
+            self.audience.serving(session_key(caller), relay)
+        });
         match &self.link {
             Link::Http(http) => {
-                let params = serde_json::to_value(&request).map_err(|e| {
-                    UpstreamError::Protocol(format!("cannot encode the request: {e}"))
-                })?;
-                let result = http
-                    .request(
-                        session_key(caller),
-                        &initialize_params(caller),
-                        E::METHOD,
-                        params,
-                    )
-                    .await?;
-                serde_json::from_value::<E::Result>(result)
-                    .map(Into::into)
-                    .map_err(|e| {
-                        UpstreamError::Protocol(format!("a malformed {} result: {e}", E::METHOD))
-                    })
+                let init = initialize_params(caller);
+                http.request(session_key(caller), &init, method, params, caller.relay)
+                    .await
             }
-            Link::Stdio(stdio) => request
-                .ask(&stdio.peer().await?)
-                .await
-                .map_err(service_error),
+            Link::Stdio(stdio) => stdio.request(method, params, caller.relay).await,
         }
     }
 
@@ -403,9 +425,9 @@ fn session_key<'a>(caller: Caller<'a>) -> &'a str {
     caller.session.unwrap_or("(no session)")
 }
 
-/// What Steward sends the upstream's `initialize`: the client's own name and revision (at most
-/// [`UPSTREAM_REVISION`]) and no capabilities, since requests from the upstream to the client
-/// (sampling, elicitation, roots) are not relayed yet.
+/// What Steward sends the upstream's `initialize`: the client's own name, revision (at most
+/// [`UPSTREAM_REVISION`]) and the capabilities whose requests Steward relays to it (sampling,
+/// elicitation, roots).
 fn initialize_params(caller: Caller<'_>) -> Value {
     let client_info = caller.client.map_or_else(
         || json!({ "name": "steward-gateway", "version": env!("CARGO_PKG_VERSION") }),
@@ -416,16 +438,20 @@ fn initialize_params(caller: Caller<'_>) -> Value {
         Some(asked) if asked < UPSTREAM_REVISION => asked,
         _ => UPSTREAM_REVISION,
     };
-    json!({ "protocolVersion": revision, "capabilities": {}, "clientInfo": client_info })
-}
-
-fn service_error(error: rmcp::ServiceError) -> UpstreamError {
-    match error {
-        rmcp::ServiceError::McpError(error) => UpstreamError::Rejected(error),
-        rmcp::ServiceError::Timeout { timeout } => UpstreamError::TimedOut(timeout),
-        rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_) => {
-            UpstreamError::Down(error.to_string())
+    let mut capabilities = json!({});
+    if let Some(declared) = caller.client.map(|c| &c.capabilities) {
+        for (name, set) in [
+            ("sampling", declared.sampling.as_ref().map(|c| json!(c))),
+            (
+                "elicitation",
+                declared.elicitation.as_ref().map(|c| json!(c)),
+            ),
+            ("roots", declared.roots.as_ref().map(|c| json!(c))),
+        ] {
+            if let Some(set) = set {
+                capabilities[name] = set;
+            }
         }
-        other => UpstreamError::Protocol(other.to_string()),
     }
+    json!({ "protocolVersion": revision, "capabilities": capabilities, "clientInfo": client_info })
 }

@@ -220,6 +220,12 @@ impl ServerHandler for BoardServer {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        if let Some(answer) = self
+            .upstream_subscription(&request.uri, true, &context)
+            .await
+        {
+            return answer;
+        }
         self.check_subscribable(&request.uri)?;
         self.connection
             .subscriptions
@@ -230,8 +236,14 @@ impl ServerHandler for BoardServer {
     async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        if let Some(answer) = self
+            .upstream_subscription(&request.uri, false, &context)
+            .await
+        {
+            return answer;
+        }
         self.connection.subscriptions.unsubscribe(&request.uri);
         Ok(())
     }

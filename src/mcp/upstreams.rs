@@ -9,6 +9,7 @@ use rmcp::{ErrorData, RoleServer};
 use super::BoardServer;
 use crate::gateway::Caller;
 use crate::gateway::kinds::{Exchange, Listing};
+use crate::gateway::relay::Relay;
 use crate::ledger::Served;
 
 impl BoardServer {
@@ -23,7 +24,8 @@ impl BoardServer {
             return Ok(L::from_page(board, None));
         };
         let (session, client) = (self.session_id(context), context.peer.peer_info());
-        let caller = caller(session.as_deref(), client.as_deref(), context);
+        let relay = Relay::of(context);
+        let caller = caller(session.as_deref(), client.as_deref(), context, &relay);
         gateway.list(caller, request, board).await
     }
 
@@ -36,8 +38,24 @@ impl BoardServer {
     ) -> Option<Result<E::Response, ErrorData>> {
         let gateway = self.ctx.gateway.as_ref()?;
         let (session, client) = (self.session_id(context), context.peer.peer_info());
-        let caller = caller(session.as_deref(), client.as_deref(), context);
+        let relay = Relay::of(context);
+        let caller = caller(session.as_deref(), client.as_deref(), context, &relay);
         gateway.pass(caller, request.clone()).await
+    }
+
+    /// Passes `resources/subscribe` (`on`) or `resources/unsubscribe` to the upstream whose
+    /// resource `uri` names; `None` when it names none.
+    pub(crate) async fn upstream_subscription(
+        &self,
+        uri: &str,
+        on: bool,
+        context: &RequestContext<RoleServer>,
+    ) -> Option<Result<(), ErrorData>> {
+        let gateway = self.ctx.gateway.as_ref()?;
+        let (session, client) = (self.session_id(context), context.peer.peer_info());
+        let relay = Relay::of(context);
+        let caller = caller(session.as_deref(), client.as_deref(), context, &relay);
+        gateway.subscribe(caller, uri, on).await
     }
 }
 
@@ -45,10 +63,12 @@ fn caller<'a>(
     session: Option<&'a str>,
     client: Option<&'a InitializeRequestParams>,
     context: &'a RequestContext<RoleServer>,
+    relay: &'a Relay,
 ) -> Caller<'a> {
     Caller {
         session,
         client,
         served: Served::of(&context.extensions),
+        relay: Some(relay),
     }
 }

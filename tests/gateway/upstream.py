@@ -10,9 +10,17 @@ import asyncio
 import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from pydantic import BaseModel
+
+from mcp import types
+from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer(name="python-upstream", version="2.3.0")
+
+# What the client side did to this process, for the tests to read back: the resources it
+# subscribed to, and the calls it cancelled (by the request id this process saw).
+subscribed: list[str] = []
+cancelled: list[str] = []
 
 
 @server.tool(description="Returns the text it was given.")
@@ -54,6 +62,72 @@ def greeting(name: str) -> str:
 @server.prompt(description="Asks for a review of the given code.")
 def review(code: str) -> str:
     return f"Please review this code: {code}"
+
+
+@server.tool(description="Reports progress in STEPS steps, logging each one, then answers 'done'.")
+async def progress(steps: int, ctx: Context) -> str:
+    for step in range(1, steps + 1):
+        await ctx.info(f"step {step} of {steps}")
+        await ctx.report_progress(step, steps, f"step {step}")
+    return "done"
+
+
+@server.tool(description="Asks the client's model (sampling) and answers with its reply.")
+async def sample(question: str, ctx: Context) -> str:
+    reply = await ctx.session.create_message(
+        messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text=question))],
+        max_tokens=50,
+        related_request_id=ctx.request_id,
+    )
+    return f"model said: {reply.content.text}"
+
+
+class Answer(BaseModel):
+    name: str
+
+
+@server.tool(description="Asks the user for a name (elicitation) and greets it.")
+async def ask_name(ctx: Context) -> str:
+    answer = await ctx.elicit("What is your name?", Answer)
+    if answer.action != "accept":
+        return f"no name: {answer.action}"
+    return f"hello {answer.data.name}"
+
+
+@server.tool(description="Lists the client's roots.")
+async def roots(ctx: Context) -> str:
+    listed = await ctx.session.list_roots()
+    return " ".join(str(root.uri) for root in listed.roots)
+
+
+@server.tool(description="Tells subscribers that URI changed, and that the tool list changed.")
+async def touch(uri: str, ctx: Context) -> str:
+    await ctx.session.send_resource_updated(uri)
+    await ctx.session.send_tool_list_changed()
+    return "touched"
+
+
+@server.tool(description="Sleeps this many seconds, remembering if it was cancelled first.")
+async def slow(seconds: float, ctx: Context) -> str:
+    try:
+        await asyncio.sleep(seconds)
+    except BaseException:
+        cancelled.append(str(ctx.request_id))
+        raise
+    return "slept"
+
+
+@server.tool(description="The request ids of the calls cancelled so far, and the subscribed URIs.")
+def seen() -> str:
+    return f"cancelled={','.join(cancelled)} subscribed={','.join(subscribed)}"
+
+
+async def subscribe(ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
+    subscribed.append(str(params.uri))
+    return types.EmptyResult()
+
+
+server._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
 
 
 @server.tool(description="Ends this process at once, without answering.")

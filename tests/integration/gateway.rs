@@ -62,7 +62,7 @@ impl PythonUpstream {
             .kill_on_drop(true)
             .spawn()
             .context("cannot start the Python upstream")?;
-        for _ in 0..300 {
+        for _ in 0..1200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
@@ -71,7 +71,9 @@ impl PythonUpstream {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        anyhow::bail!("the Python upstream did not listen on {port} within 15 s")
+        anyhow::bail!(
+            "the Python upstream did not listen on {port} within 60 s (a loaded machine starts Python slowly)"
+        )
     }
 
     pub(crate) fn url(&self) -> String {
@@ -87,7 +89,7 @@ impl PythonUpstream {
 
 /// Waits (up to 30 s) until `/health` says the upstream is up: a stdio upstream's interpreter
 /// takes a moment to start.
-async fn wait_until_up(api: &Client, upstream: &str) -> anyhow::Result<Value> {
+pub(crate) async fn wait_until_up(api: &Client, upstream: &str) -> anyhow::Result<Value> {
     for _ in 0..300 {
         let (_, health) = api.get_json("/health").await?;
         let found = health["upstreams"].as_array().and_then(|list| {

@@ -20,6 +20,8 @@ mod first_hour;
 mod gateway;
 mod gateway_breaker;
 mod gateway_lists;
+mod gateway_relay;
+mod gateway_restarts;
 mod gateway_view;
 mod hostile;
 mod hostile_batches;

@@ -1,0 +1,253 @@
+//! Both directions: what an upstream sends the client while it serves the client's request
+//! (progress, log lines, requests for sampling, elicitation or roots) and what it sends between
+//! requests (a subscribed resource changed, a list changed) reaches that client's session, with
+//! its progress token and resource URIs put back into the form the client knows; the client's
+//! answers go back to the upstream. The client's cancellation travels the other way (see
+//! [`Relay::cancelled`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rmcp::model::{
+    ClientCapabilities, ErrorCode, ProgressToken, ServerJsonRpcMessage, ServerRequest,
+};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::{ErrorData, RoleServer, ServiceError};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::spec::UpstreamName;
+use crate::sync::lock;
+
+/// The client side of one proxied request.
+#[derive(Clone)]
+pub struct Relay {
+    peer: Peer<RoleServer>,
+    /// The client's own progress token, when it asked for progress.
+    progress: Option<ProgressToken>,
+    capabilities: ClientCapabilities,
+    /// Cancelled when the client cancels its request.
+    pub cancelled: CancellationToken,
+}
+
+impl Relay {
+    pub fn of(context: &RequestContext<RoleServer>) -> Self {
+        Relay {
+            peer: context.peer.clone(),
+            progress: context.meta.get_progress_token(),
+            capabilities: context.client_capabilities().unwrap_or_default(),
+            cancelled: context.ct.clone(),
+        }
+    }
+
+    pub fn wants_progress(&self) -> bool {
+        self.progress.is_some()
+    }
+
+    /// Passes on a notification the upstream sent while serving this request. Progress goes
+    /// out under the client's own token, and only when it asked for progress.
+    pub async fn notify(&self, upstream: &UpstreamName, mut message: Value) {
+        if method(&message) == "notifications/progress" {
+            let Some(token) = &self.progress else {
+                return;
+            };
+            message["params"]["progressToken"] = json!(token);
+        }
+        forward(&self.peer, upstream, message).await;
+    }
+
+    /// Asks the client what the upstream asked (sampling, elicitation, roots) and returns the
+    /// JSON-RPC reply for the upstream: the client's answer, or an error when the client did
+    /// not declare the capability at `initialize` or could not answer.
+    pub async fn ask(&self, upstream: &UpstreamName, request: Value) -> Value {
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        match self.ask_client(upstream, request).await {
+            Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+            Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error}),
+        }
+    }
+
+    async fn ask_client(
+        &self,
+        upstream: &UpstreamName,
+        request: Value,
+    ) -> Result<Value, ErrorData> {
+        let method = method(&request).to_string();
+        let request = match serde_json::from_value::<ServerJsonRpcMessage>(request) {
+            Ok(ServerJsonRpcMessage::Request(request)) => request.request,
+            _ => {
+                return Err(ErrorData::new(
+                    ErrorCode::METHOD_NOT_FOUND,
+                    format!("Steward's gateway does not relay {method} to its clients"),
+                    None,
+                ));
+            }
+        };
+        let capabilities = &self.capabilities;
+        let declared = match &request {
+            ServerRequest::CreateMessageRequest(_) => capabilities.sampling.is_some(),
+            ServerRequest::ElicitRequest(_) => capabilities.elicitation.is_some(),
+            ServerRequest::ListRootsRequest(_) => capabilities.roots.is_some(),
+            ServerRequest::PingRequest(_) => true,
+            _ => false,
+        };
+        if !declared {
+            return Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!(
+                    "the client did not declare the capability {method} needs when it initialized its session with Steward, so Steward does not ask it"
+                ),
+                None,
+            ));
+        }
+        tracing::debug!(%upstream, method, "relaying the upstream's request to the client");
+        let result = self
+            .peer
+            .send_request(request)
+            .await
+            .map_err(|error| match error {
+                ServiceError::McpError(error) => error,
+                other => ErrorData::internal_error(
+                    format!("the client did not answer {method}: {other}"),
+                    None,
+                ),
+            })?;
+        serde_json::to_value(result)
+            .map_err(|e| ErrorData::internal_error(format!("the client's answer: {e}"), None))
+    }
+}
+
+/// Who hears an upstream's notifications outside any request: each client session that used
+/// it (by the session's latest connection), and the sessions subscribed to each resource; and
+/// who answers a request the upstream sends outside a request's stream: the client of the
+/// session's latest call in flight.
+#[derive(Default)]
+pub struct Audience {
+    peers: Mutex<HashMap<String, Peer<RoleServer>>>,
+    subscribed: Mutex<HashMap<String, HashSet<String>>>,
+    serving: Mutex<Vec<(u64, String, Relay)>>,
+    next: AtomicU64,
+}
+
+/// A call in flight, until dropped.
+pub struct Serving<'a>(&'a Audience, u64);
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.serving).retain(|(id, _, _)| *id != self.1);
+    }
+}
+
+impl Audience {
+    /// `session`'s call through `relay` is in flight until the result is dropped.
+    pub fn serving(&self, session: &str, relay: &Relay) -> Serving<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.serving).push((id, session.to_string(), relay.clone()));
+        Serving(self, id)
+    }
+
+    /// Asks the client of `session`'s latest call in flight what the upstream asked outside
+    /// that call's stream; the JSON-RPC reply for the upstream.
+    pub async fn ask(&self, upstream: &UpstreamName, session: &str, request: Value) -> Value {
+        let relay = lock(&self.serving)
+            .iter()
+            .rev()
+            .find(|(_, s, _)| s == session)
+            .map(|(_, _, relay)| relay.clone());
+        match relay {
+            Some(relay) => relay.ask(upstream, request).await,
+            None => {
+                let id = request.get("id").cloned().unwrap_or(Value::Null);
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": ErrorCode::INVALID_REQUEST.0,
+                    "message": format!("Steward relays {} only to a client while its call is being served", method(&request))}})
+            }
+        }
+    }
+
+    /// Remembers the connection a client session last used.
+    pub fn seen(&self, session: &str, relay: &Relay) {
+        let mut peers = lock(&self.peers);
+        peers.retain(|_, peer| !peer.is_transport_closed());
+        peers.insert(session.to_string(), relay.peer.clone());
+    }
+
+    /// `session` subscribed to the upstream's `uri` (or, with `on: false`, no longer is).
+    pub fn subscribe(&self, session: &str, uri: &str, on: bool) {
+        let mut subscribed = lock(&self.subscribed);
+        let sessions = subscribed.entry(uri.to_string()).or_default();
+        match on {
+            true => sessions.insert(session.to_string()),
+            false => sessions.remove(session),
+        };
+    }
+
+    /// Sends a notification of the upstream's to the sessions it concerns: a changed
+    /// resource's subscribers, or every session (lists, log lines). `only` narrows it to
+    /// one session (an HTTP upstream's session belongs to one client session); false when
+    /// that session is gone.
+    pub async fn notify(
+        &self,
+        upstream: &UpstreamName,
+        only: Option<&str>,
+        message: Value,
+    ) -> bool {
+        if let Some(only) = only
+            && lock(&self.peers)
+                .get(only)
+                .is_none_or(Peer::is_transport_closed)
+        {
+            return false;
+        }
+        let method = method(&message);
+        if method == "notifications/progress" || method == "notifications/cancelled" {
+            // Progress outside a request, or about a request of the upstream's own: no
+            // client asked for it.
+            return true;
+        }
+        let subscribers = (method == "notifications/resources/updated").then(|| {
+            let uri = message["params"]["uri"].as_str().unwrap_or_default();
+            lock(&self.subscribed).get(uri).cloned().unwrap_or_default()
+        });
+        let peers: Vec<Peer<RoleServer>> = lock(&self.peers)
+            .iter()
+            .filter(|(session, _)| only.is_none_or(|only| only == session.as_str()))
+            .filter(|(session, _)| subscribers.as_ref().is_none_or(|s| s.contains(*session)))
+            .map(|(_, peer)| peer.clone())
+            .collect();
+        for peer in peers {
+            forward(&peer, upstream, message.clone()).await;
+        }
+        true
+    }
+}
+
+fn method(message: &Value) -> &str {
+    message
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Sends the client an upstream's notification, a resource's URI in the gateway's form.
+async fn forward(peer: &Peer<RoleServer>, upstream: &UpstreamName, mut message: Value) {
+    let updated = method(&message) == "notifications/resources/updated";
+    if let Some(uri) = message.pointer_mut("/params/uri").filter(|_| updated) {
+        // Keep in step with kinds::gateway_uri.
+        *uri = json!(format!(
+            "{}{upstream}/{}",
+            super::kinds::URI_PREFIX,
+            uri.as_str().unwrap_or_default()
+        ));
+    }
+    let notification = match serde_json::from_value::<ServerJsonRpcMessage>(message) {
+        Ok(ServerJsonRpcMessage::Notification(notification)) => notification.notification,
+        Ok(_) | Err(_) => {
+            tracing::debug!(%upstream, "dropped a notification from the upstream that is not MCP");
+            return;
+        }
+    };
+    if let Err(error) = peer.send_notification(notification).await {
+        tracing::debug!(%upstream, %error, "could not pass the upstream's notification to the client");
+    }
+}
