@@ -36,33 +36,17 @@ struct Message<'a> {
     params: Option<&'a RawValue>,
 }
 
-/// A reply to a request other than `tools/call`: its result is only measured, so it is kept raw.
+/// A JSON-RPC reply whose result is read as `R`: a tool's result ([`ToolResult`], read in one
+/// pass: text blocks decoded, the rest only skipped over), a raw one that is only measured, or
+/// either ([`Outcome`]) as the ledger uses it.
 #[derive(Deserialize)]
-struct RawReply<'a> {
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+struct Reply<'a, R = Outcome<'a>> {
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
+    #[serde(default)]
+    result: Option<R>,
     #[serde(borrow, default)]
-    result: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
-}
-
-/// A reply to `tools/call`, read in one pass: the result's text blocks are decoded, the rest
-/// (structured content, annotations) only skipped over.
-#[derive(Deserialize)]
-struct ToolReply<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    result: Option<ToolResult<'a>>,
-    #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
-}
-
-/// A reply as the ledger uses it.
-struct Reply<'a> {
-    id: Option<&'a RawValue>,
-    result: Option<Outcome<'a>>,
     error: Option<&'a RawValue>,
 }
 
@@ -71,26 +55,28 @@ enum Outcome<'a> {
     Raw(&'a RawValue),
 }
 
+impl<'a, R> Reply<'a, R> {
+    fn outcome(self, read: impl FnOnce(R) -> Outcome<'a>) -> Reply<'a> {
+        Reply {
+            id: self.id,
+            result: self.result.map(read),
+            error: self.error,
+        }
+    }
+}
+
 impl<'a> Reply<'a> {
     /// Reads one message; None if it is not a reply (a request or notification from the
     /// server, or not JSON-RPC at all).
     fn read(event: &'a [u8], tool_call: bool) -> Option<Reply<'a>> {
         let tool_reply = tool_call
-            .then(|| serde_json::from_slice::<ToolReply>(event).ok())
-            .flatten();
-        let reply = tool_reply.map(|r| Reply {
-            id: r.id,
-            result: r.result.map(Outcome::Tool),
-            error: r.error,
-        });
+            .then(|| serde_json::from_slice::<Reply<ToolResult>>(event).ok())
+            .flatten()
+            .map(|r| r.outcome(Outcome::Tool));
         // A result that is not shaped like a tool's is still a reply: read raw.
-        let reply = reply.or_else(|| {
-            let r = serde_json::from_slice::<RawReply>(event).ok()?;
-            Some(Reply {
-                id: r.id,
-                result: r.result.map(Outcome::Raw),
-                error: r.error,
-            })
+        let reply = tool_reply.or_else(|| {
+            let r = serde_json::from_slice::<Reply<&RawValue>>(event).ok()?;
+            Some(r.outcome(Outcome::Raw))
         })?;
         (reply.result.is_some() || reply.error.is_some()).then_some(reply)
     }
