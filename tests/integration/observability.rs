@@ -126,19 +126,21 @@ async fn metrics_count_known_traffic_with_semantic_convention_names() -> anyhow:
             ("error_type", "tool_error"),
         ];
         let histogram = "mcp_server_operation_duration_seconds";
-        // Request series are recorded as rows are analysed, `written` once they are stored.
-        let text = scrape_until(&server, |t| {
-            sample(t, &format!("{histogram}_count"), &ok) == Some(3.0)
-                && sample(t, &format!("{histogram}_count"), &failed) == Some(1.0)
-                && sample(t, "steward_ledger_written_rows_total", &[]).unwrap_or(0.0) >= 8.0
-        })
-        .await?;
-        assert!(!text.contains("evil/series"), "{text}");
         let other = [
             ("mcp_method_name", "other"),
             ("gen_ai_tool_name", ""),
             ("status", "error"),
         ];
+        // Request series are recorded as rows are analysed, `written` once they are stored:
+        // wait for every one of them (the last of the bad requests may be analysed last).
+        let text = scrape_until(&server, |t| {
+            sample(t, &format!("{histogram}_count"), &ok) == Some(3.0)
+                && sample(t, &format!("{histogram}_count"), &failed) == Some(1.0)
+                && sample(t, "steward_requests_total", &other).unwrap_or(0.0) >= 3.0
+                && sample(t, "steward_ledger_written_rows_total", &[]).unwrap_or(0.0) >= 8.0
+        })
+        .await?;
+        assert!(!text.contains("evil/series"), "{text}");
         assert_eq!(
             sample(&text, "steward_requests_total", &other),
             Some(3.0),
