@@ -89,11 +89,22 @@ impl RmcpServer {
                         );
                     let app = Router::new().nest_service("/mcp", svc);
                     drop(addr_tx.send(addr.map_err(Into::into)));
-                    let served = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            drop(stop_rx.await);
-                        })
-                        .await;
+                    // A client may hold a GET stream open for good (Steward's gateway listens on
+                    // one per upstream session): after the stop, give open exchanges a second,
+                    // then end the runtime, which closes every connection.
+                    let stopping = Arc::new(tokio::sync::Notify::new());
+                    let stopped = stopping.clone();
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                        drop(stop_rx.await);
+                        stopped.notify_one();
+                    });
+                    let served = tokio::select! {
+                        served = std::future::IntoFuture::into_future(serve) => served,
+                        () = async {
+                            stopping.notified().await;
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        } => Ok(()),
+                    };
                     if let Err(error) = served {
                         eprintln!("rmcp server: {error}");
                     }
