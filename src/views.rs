@@ -27,13 +27,19 @@ pub fn list_view<T: Serialize>(row: &T) -> Value {
     let mut value = to_json(row);
     if let Some(object) = value.as_object_mut()
         && let Some(Value::String(text)) = object.get("description")
-        && text.chars().count() > LIST_DESCRIPTION_LIMIT
+        && let Some(cut) = cut_description(text)
     {
-        let cut: String = text.chars().take(LIST_DESCRIPTION_LIMIT).collect();
         object.insert("description".into(), Value::String(cut));
         object.insert("description_truncated".into(), Value::Bool(true));
     }
     value
+}
+
+/// `text` cut to [`LIST_DESCRIPTION_LIMIT`] characters, or `None` when it is not longer.
+fn cut_description(text: &str) -> Option<String> {
+    let mut chars = text.chars();
+    let cut: String = chars.by_ref().take(LIST_DESCRIPTION_LIMIT).collect();
+    chars.next().is_some().then_some(cut)
 }
 
 /// The list-view form of a row whose `content` can be large: everything but the content
@@ -48,14 +54,18 @@ pub fn summary_view<T: Serialize>(row: &T) -> Value {
 
 /// The paging fields every list response carries.
 pub fn page_info(page: crate::store::Page, count: usize, total: i64) -> Value {
-    let seen = i64::from(page.page - 1) * i64::from(page.per_page) + count as i64;
     json!({
         "count": count,
         "total": total,
         "page": page.page,
         "per_page": page.per_page,
-        "has_more": seen < total,
+        "has_more": has_more(page, count, total),
     })
+}
+
+/// Whether rows remain after this page's `count` of `total`.
+fn has_more(page: crate::store::Page, count: usize, total: i64) -> bool {
+    i64::from(page.page - 1) * i64::from(page.per_page) + (count as i64) < total
 }
 
 /// A list response: each row of `found` through `view` under `key`, the paging fields beside.
@@ -149,13 +159,12 @@ impl<'k> Fields<'k> {
         }
         rows.push(b']');
         let count = found.items.len();
-        let seen = i64::from(page.page - 1) * i64::from(page.per_page) + count as i64;
         let mut this = self
             .value("count", &count)
             .value("total", &found.total)
             .value("page", &page.page)
             .value("per_page", &page.per_page)
-            .value("has_more", &(seen < found.total));
+            .value("has_more", &has_more(page, count, found.total));
         this.fields.push((key, rows));
         this
     }
@@ -219,8 +228,7 @@ fn write_row<T: Serialize>(out: &mut Vec<u8>, scratch: &mut Vec<u8>, row: &T, vi
             fields.remove("content");
         }
         RowView::List => {
-            if let Some(text) = fields.get("description").and_then(|raw| long_text(raw)) {
-                let short: String = text.chars().take(LIST_DESCRIPTION_LIMIT).collect();
+            if let Some(short) = fields.get("description").and_then(|raw| long_text(raw)) {
                 cut = serde_json::value::to_raw_value(&short);
                 let yes = serde_json::from_str::<&RawValue>("true");
                 if let (Ok(cut), Ok(yes)) = (&cut, yes) {
@@ -242,16 +250,16 @@ fn write_row<T: Serialize>(out: &mut Vec<u8>, scratch: &mut Vec<u8>, row: &T, vi
     out.push(b'}');
 }
 
-/// The text of a JSON string longer than [`LIST_DESCRIPTION_LIMIT`] characters, else `None`.
-/// Every character takes at least one byte of its escaped form, so a short raw string is
-/// known short without decoding it.
+/// A JSON string longer than [`LIST_DESCRIPTION_LIMIT`] characters, cut to that length; else
+/// `None`. Every character takes at least one byte of its escaped form, so a short raw string
+/// is known short without decoding it.
 fn long_text(raw: &RawValue) -> Option<String> {
     let escaped = raw.get();
     if escaped.len() <= LIST_DESCRIPTION_LIMIT + 2 {
         return None;
     }
     let text: String = serde_json::from_str(escaped).ok()?;
-    (text.chars().count() > LIST_DESCRIPTION_LIMIT).then_some(text)
+    cut_description(&text)
 }
 
 #[cfg(test)]
