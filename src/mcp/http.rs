@@ -44,6 +44,10 @@ pub fn service(
     );
     Router::new()
         .nest_service("/mcp", mcp)
+        .layer(middleware::from_fn_with_state(
+            sessions.clone(),
+            session_endings,
+        ))
         .layer(middleware::from_fn_with_state(sessions, scope_replay))
         .layer(middleware::from_fn(explain_rejections))
         .layer(middleware::from_fn(ended_is_no_content))
@@ -61,6 +65,42 @@ async fn ended_is_no_content(request: Request, next: Next) -> Response {
         response.headers_mut().remove(header::CONTENT_LENGTH);
     }
     response
+}
+
+/// The ends of sessions, as the client sees them. A DELETE is noted before rmcp handles it:
+/// rmcp drops the session from memory before it marks the row ended, and a request arriving in
+/// between would restore the deleted session from its row. And a session ended (deleted,
+/// revoked, expired) between rmcp's check that it exists and its use makes rmcp answer 500
+/// ("Session service terminated"); for the client that is an unknown session: 404, so it
+/// starts a new one instead of retrying a server error.
+async fn session_endings(
+    State(sessions): State<Arc<Sessions>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let session = request
+        .headers()
+        .get(protocol::SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // Only a session held here can be restored in that window; an unknown id adds nothing.
+    if let Some(id) = &session
+        && request.method() == Method::DELETE
+        && sessions.manager().has_cached(id).await
+    {
+        sessions.manager().note_ended(id);
+    }
+    let response = next.run(request).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    match session {
+        Some(id) if !sessions.manager().has_cached(&id).await => {
+            tracing::debug!(session_id = %id, "the session ended while its request was being served: 404");
+            rejection(StatusCode::NOT_FOUND, protocol::SESSION_NOT_FOUND)
+        }
+        _ => response,
+    }
 }
 
 /// Event ids are 32 hex digits (128 random bits); anything else is unknown without a lookup.

@@ -34,6 +34,8 @@ pub const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 /// `MCP-Protocol-Version`.
 pub const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
+/// What a request for an unknown, ended or another principal's session is told (with 404).
+pub const SESSION_NOT_FOUND: &str = "Not Found: Session not found: this Mcp-Session-Id is unknown, expired or was closed. Start a new session with initialize";
 /// The first revision without sessions.
 pub const STATELESS_REVISION: &str = "2026-07-28";
 /// The only revision with JSON-RPC batches (2025-06-18 removed them; 2024-11-05 never had them).

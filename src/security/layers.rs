@@ -155,7 +155,7 @@ impl Guard {
                 Err(Box::new(rpc_error(
                     StatusCode::NOT_FOUND,
                     INVALID_REQUEST,
-                    "Not Found: Session not found: this Mcp-Session-Id is unknown, expired or was closed. Start a new session with initialize",
+                    crate::protocol::SESSION_NOT_FOUND,
                     None,
                 )))
             }

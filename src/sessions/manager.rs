@@ -26,6 +26,11 @@ use rmcp::transport::streamable_http_server::session::{
 
 use super::events::{DbEventStore, StreamOwner};
 
+/// How long a session ended here (DELETE) is refused a restore from the database: rmcp drops it
+/// from memory before it marks the row ended, and a request arriving in between would
+/// otherwise bring the deleted session back.
+const ENDED_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Most sessions kept in memory by default; older idle ones are dropped from memory (they stay
 /// in the database and are restored on their next request).
 pub const DEFAULT_MAX_CACHED: usize = 10_000;
@@ -46,6 +51,8 @@ pub struct SessionManager {
     restoring: Mutex<HashSet<SessionId>>,
     /// Who created each session held here (None: made without authentication).
     owners: Mutex<HashMap<SessionId, Option<String>>>,
+    /// Sessions ended on this replica in the last [`ENDED_MEMORY`], never to be restored.
+    ended: Mutex<HashMap<SessionId, Instant>>,
 }
 
 impl SessionManager {
@@ -63,6 +70,7 @@ impl SessionManager {
             unflushed: Mutex::new(HashMap::new()),
             restoring: Mutex::new(HashSet::new()),
             owners: Mutex::new(HashMap::new()),
+            ended: Mutex::new(HashMap::new()),
         })
     }
 
@@ -83,6 +91,20 @@ impl SessionManager {
         lock(&self.seen).remove(&id);
         lock(&self.owners).remove(&id);
         self.inner.close_session(&id).await
+    }
+
+    /// Whether the session was ended on this replica moments ago (its row may not say so yet).
+    pub fn was_ended(&self, id: &str) -> bool {
+        lock(&self.ended).contains_key(id)
+    }
+
+    /// Notes that a client is ending the session (DELETE): from now on this replica never
+    /// restores it, even while its row still says it is live.
+    pub fn note_ended(&self, id: &str) {
+        let now = Instant::now();
+        let mut ended = lock(&self.ended);
+        ended.retain(|_, at| now.duration_since(*at) < ENDED_MEMORY);
+        ended.insert(Arc::from(id), now);
     }
 
     /// The owner of a session this replica holds, if it knows it.
@@ -292,6 +314,9 @@ impl RmcpSessionManager for SessionManager {
         &self,
         id: SessionId,
     ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        if self.was_ended(&id) {
+            return Ok(RestoreOutcome::NotSupported);
+        }
         self.make_room().await;
         // A restore that failed half-way left a worker that never finished its handshake:
         // drop it and start over.

@@ -325,6 +325,10 @@ pub fn logical_session_row(id: &str, params: &InitializeRequestParams) -> NewSes
 #[async_trait::async_trait]
 impl SessionStore for Sessions {
     async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
+        if self.manager.was_ended(session_id) {
+            tracing::info!(session_id, "session ended on this replica: 404");
+            return Ok(None);
+        }
         let Some(row) = self
             .store
             .resume_session(session_id, &self.settings.lifecycle())

@@ -46,6 +46,7 @@ common::test_on_each_backend!(
     revocation_closes_open_streams,
     unknown_missing_and_deleted_ids,
     delete_on_one_replica_ends_the_session_everywhere,
+    requests_racing_the_end_of_their_session_get_404,
     idle_then_active_then_timed_out,
     sessions_expire_at_max_age,
     sessions_cli_lists_and_shows,
@@ -907,6 +908,37 @@ async fn delete_on_one_replica_ends_the_session_everywhere(db: TestDb) -> anyhow
 
     store.close().await;
     tokio::join!(a.stop(), b.stop());
+    Ok(())
+}
+
+/// Requests in flight while their session ends (here a DELETE on the same replica; a
+/// revocation or expiry takes the same path) are answered 200 or 404, never 500: rmcp reports a
+/// session closed between its existence check and its use as a server error, which would make
+/// a client retry instead of starting a new session.
+async fn requests_racing_the_end_of_their_session_get_404(db: TestDb) -> anyhow::Result<()> {
+    let server = TestServer::start_with(&db, &["--rate-limit", "0"]).await?;
+    for round in 0..5 {
+        let id = open_session(&server, "claude-code").await?;
+        health_check(&server, &id).await?;
+        let calls = (0..24).map(|_| status_of(&server, &id));
+        let (statuses, deleted) = tokio::join!(futures::future::join_all(calls), async {
+            tokio::time::sleep(Duration::from_millis(2 * round)).await;
+            delete(&server, &id).await
+        });
+        ensure!(
+            deleted?.status == StatusCode::NO_CONTENT,
+            "round {round}: the DELETE was refused"
+        );
+        for status in statuses {
+            let status = status?;
+            ensure!(
+                status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+                "round {round}: a request racing its session's end was answered {status}"
+            );
+        }
+        ensure!(status_of(&server, &id).await? == StatusCode::NOT_FOUND);
+    }
+    server.stop().await;
     Ok(())
 }
 
