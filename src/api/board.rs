@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -130,8 +130,7 @@ fn ok(body: Value) -> Answer {
 
 /// Who a dashboard or API write is recorded as: the admin's name, or just "dashboard" when
 /// authentication is off.
-fn actor(admin: Option<axum::Extension<AdminName>>) -> Actor {
-    let admin = admin.map(|axum::Extension(AdminName(name))| name);
+fn actor(admin: Option<String>) -> Actor {
     let label = match &admin {
         Some(name) => format!("dashboard ({name})"),
         None => "dashboard".to_string(),
@@ -140,6 +139,30 @@ fn actor(admin: Option<axum::Extension<AdminName>>) -> Actor {
         session_id: None,
         client_name: Some(label),
         principal: admin,
+    }
+}
+
+/// What a dashboard or API write brings besides its path: who makes it, and its body.
+struct Write {
+    actor: Actor,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Write {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let admin = request
+            .extensions()
+            .get::<AdminName>()
+            .map(|admin| admin.0.clone());
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Write {
+            actor: actor(admin),
+            body,
+        })
     }
 }
 
@@ -282,33 +305,21 @@ fn body_of<T: serde::de::DeserializeOwned>(
 /// them within a poll; a person should not see a lease end in the past meanwhile).
 async fn end_expired_claims(s: &BoardState) -> Result<(), BoardError> {
     let ended = s.store.end_expired_claims().await?;
-    crate::resources::expiry::publish_ended(&s.changes, &ended);
+    s.changes.publish_tasks(&ended);
     Ok(())
 }
 
-fn task_change(task: &Task) -> Change {
-    Change::Task {
-        project_id: task.project_id,
-        task_id: task.id,
-    }
-}
-
 /// `POST /api/projects/{id}/tasks`: 201 with the new task.
-async fn create_task(
-    State(s): State<BoardState>,
-    Path(id): Path<String>,
-    admin: Option<axum::Extension<AdminName>>,
-    bytes: Bytes,
-) -> Answer {
+async fn create_task(State(s): State<BoardState>, Path(id): Path<String>, write: Write) -> Answer {
     let project_id = parse_id("project_id", &id)?;
     project_or_404(&s.store, project_id).await?;
-    let new = rules::new_task(project_id, body::<TaskFields>(&bytes)?)?;
+    let new = rules::new_task(project_id, body::<TaskFields>(&write.body)?)?;
     let task = s
         .store
-        .create_task(&new, &actor(admin))
+        .create_task(&new, &write.actor)
         .await?
         .map_err(|refusal| BoardError::refused(refusal, project_id))?;
-    s.changes.publish(task_change(&task));
+    s.changes.publish(Change::of_task(&task));
     Ok((StatusCode::CREATED, axum::Json(json!({ "task": task }))).into_response())
 }
 
@@ -320,26 +331,16 @@ async fn show_task(State(s): State<BoardState>, Path(id): Path<String>) -> Answe
 }
 
 /// `PATCH /api/tasks/{id}`: changes the fields given, one history row per changed field.
-async fn update_task(
-    State(s): State<BoardState>,
-    Path(id): Path<String>,
-    admin: Option<axum::Extension<AdminName>>,
-    bytes: Bytes,
-) -> Answer {
+async fn update_task(State(s): State<BoardState>, Path(id): Path<String>, write: Write) -> Answer {
     let id = parse_id("task_id", &id)?;
-    let changes = rules::task_changes(body::<TaskFields>(&bytes)?)?;
+    let changes = rules::task_changes(body::<TaskFields>(&write.body)?)?;
     let written = s
         .store
-        .update_task(id, &changes, None, &actor(admin))
+        .update_task(id, &changes, None, &write.actor)
         .await?
         .map_err(|refusal| BoardError::refused(refusal, id))?;
-    s.changes.publish(task_change(&written.task));
-    for (project_id, task_id) in written.unblocked {
-        s.changes.publish(Change::Task {
-            project_id,
-            task_id,
-        });
-    }
+    s.changes.publish(Change::of_task(&written.task));
+    s.changes.publish_tasks(&written.unblocked);
     ok(json!({ "task": written.task }))
 }
 
@@ -434,16 +435,15 @@ struct RestoreBody {
 async fn restore_version(
     State(s): State<BoardState>,
     Path(id): Path<String>,
-    admin: Option<axum::Extension<AdminName>>,
-    bytes: Bytes,
+    write: Write,
 ) -> Answer {
     use crate::store::restore::RestoreRefusal;
     let project_id = parse_id("project_id", &id)?;
     let asked = body_of::<RestoreBody>(
-        &bytes,
+        &write.body,
         "Send {\"field_name\": docs, features, data or prd, \"version_number\": N}",
     )?;
-    let created_by = actor(admin).client_name.unwrap_or_default();
+    let created_by = write.actor.client_name.unwrap_or_default();
     let restored = s
         .store
         .restore_version(

@@ -8,6 +8,7 @@ use tokio::sync::broadcast;
 
 use super::uri::BoardUri;
 use crate::store::Id;
+use crate::store::tasks::Task;
 
 /// Changes that waited longer than this many sends for a slow listener are dropped for it;
 /// it then gets a catch-all notice (see [`Listener::recv`]).
@@ -22,6 +23,14 @@ pub enum Change {
 }
 
 impl Change {
+    /// A change to this task.
+    pub fn of_task(task: &Task) -> Self {
+        Change::Task {
+            project_id: task.project_id,
+            task_id: task.id,
+        }
+    }
+
     /// The project this change belongs to.
     pub fn project_id(&self) -> Id {
         match *self {
@@ -75,6 +84,16 @@ impl BoardChanges {
     pub fn publish(&self, change: Change) {
         if self.sender.send(change).is_err() {
             tracing::trace!(?change, "board change with no listener");
+        }
+    }
+
+    /// Tells every listener that each of these tasks, as `(project_id, task_id)`, changed.
+    pub fn publish_tasks(&self, tasks: &[(Id, Id)]) {
+        for &(project_id, task_id) in tasks {
+            self.publish(Change::Task {
+                project_id,
+                task_id,
+            });
         }
     }
 

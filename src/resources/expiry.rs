@@ -11,18 +11,13 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::changes::{BoardChanges, Change};
+use super::changes::BoardChanges;
 use crate::store::{Id, Store};
 use crate::sync::lock;
 
 /// Tells subscribers about each task whose claim ended.
 pub fn publish_ended(changes: &BoardChanges, ended: &[(Id, Id)]) {
-    for &(project_id, task_id) in ended {
-        changes.publish(Change::Task {
-            project_id,
-            task_id,
-        });
-    }
+    changes.publish_tasks(ended);
 }
 
 /// Ends the ran-out leases once (see [`Store::sweep_expired_claims`]) and tells subscribers.

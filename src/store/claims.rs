@@ -27,6 +27,24 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX / 2)
 }
 
+/// Inside [`on_pool!`]: opens a write transaction `$tx` and, with `$task` the task `$token`
+/// proves the claim of (see [`held`]), evaluates `$write` to the outcome. The transaction
+/// commits only when the outcome is not a refusal: a refusal, from the proof or from `$write`,
+/// leaves nothing behind.
+macro_rules! write_held {
+    ($pool:expr, $id:expr, $token:expr, $actor:expr, $now:expr, |$tx:ident, $task:ident| $write:block) => {{
+        let mut $tx = $pool.begin_write().await?;
+        let outcome = match held(&mut $tx, $id, $token, $actor, $now).await? {
+            Ok($task) => $write,
+            Err(refusal) => Err(refusal),
+        };
+        if outcome.is_ok() {
+            $tx.commit().await?;
+        }
+        Ok::<_, sqlx::Error>(outcome)
+    }};
+}
+
 impl Store {
     /// Claims the task for `session` until now + `lease`, with a fresh token. Refused when the
     /// task is done, or held by another session whose lease has not run out.
@@ -58,12 +76,7 @@ impl Store {
         let sql = "UPDATE tasks SET lease_until = $3 WHERE id = $1 AND claim_token = $2 \
                    AND lease_until >= $4 RETURNING *";
         let now = Utc::now();
-        let outcome = on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let task = match held(&mut tx, id, token, actor, now).await? {
-                Ok(task) => task,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+        let outcome = on_pool!(self, pool => write_held!(pool, id, token, actor, now, |tx, task| {
             let renewed = sqlx::query_as::<_, Task>(sql)
                 .bind(id)
                 .bind(token)
@@ -71,19 +84,20 @@ impl Store {
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let Some(renewed) = renewed else {
-                return Ok(Err(Refusal::StaleToken { current: None }));
-            };
-            let row = HistoryRow {
-                field: "lease_until",
-                old_value: task.lease_until.map(|t| t.to_rfc3339()),
-                new_value: renewed.lease_until.map(|t| t.to_rfc3339()),
-                reason: Some("renewed"),
-            };
-            tx.record(id, row, actor, now).await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(Ok(renewed))
-        })?;
+            match renewed {
+                None => Err(Refusal::StaleToken { current: None }),
+                Some(renewed) => {
+                    let row = HistoryRow {
+                        field: "lease_until",
+                        old_value: task.lease_until.map(|t| t.to_rfc3339()),
+                        new_value: renewed.lease_until.map(|t| t.to_rfc3339()),
+                        reason: Some("renewed"),
+                    };
+                    tx.record(id, row, actor, now).await?;
+                    Ok(renewed)
+                }
+            }
+        }))?;
         self.filled(outcome).await
     }
 
@@ -98,12 +112,7 @@ impl Store {
     ) -> Outcome<Written> {
         let set_status = "UPDATE tasks SET status = $2, updated_at = $3 WHERE id = $1 RETURNING *";
         let now = Utc::now();
-        let outcome = on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let task = match held(&mut tx, id, token, actor, now).await? {
-                Ok(task) => task,
-                Err(refusal) => return Ok(Err(refusal)),
-            };
+        let outcome = on_pool!(self, pool => write_held!(pool, id, token, actor, now, |tx, task| {
             tx.end_claim(&task, ClaimEnd::Released.as_str(), actor, now).await?;
             let mut unblocked = Vec::new();
             let mut released = tx.locked_task(id).await?.unwrap_or(task.clone());
@@ -125,9 +134,8 @@ impl Store {
                     unblocked = tx.dependants(id).await?;
                 }
             }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(Ok(Written { task: released, unblocked }))
-        })?;
+            Ok(Written { task: released, unblocked })
+        }))?;
         self.filled_written(outcome).await
     }
 

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use sqlx::QueryBuilder;
-
-use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, push_search, search_text};
+use super::{
+    Id, Page, Paged, Store, WritePool, fetch_page, like_pattern, on_pool, push_search, search_text,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Document {
@@ -89,28 +89,14 @@ impl Store {
         page: Page,
     ) -> Result<Paged<Document>, sqlx::Error> {
         let pattern = query.text.as_deref().map(like_pattern);
-        on_pool!(self, pool => {
+        on_pool!(self, pool => fetch_page!(pool, Document, "documents", "created_at DESC, id", page.limit(), page.offset(), |q| {
             // A condition only for each filter given, so the index serves the order.
-            let filter = |q: &mut QueryBuilder<'_, _>| {
-                q.push(" WHERE project_id = ").push_bind(query.project_id);
-                if let Some(kind) = query.document_type {
-                    q.push(" AND document_type = ").push_bind(kind);
-                }
-            };
-            let mut list = QueryBuilder::new("SELECT * FROM documents");
-            filter(&mut list);
-            push_search(&mut list, pattern.as_deref());
-            list.push(" ORDER BY created_at DESC, id LIMIT ")
-                .push_bind(page.limit())
-                .push(" OFFSET ")
-                .push_bind(page.offset());
-            let items = list.build_query_as::<Document>().fetch_all(pool).await?;
-            let mut count = QueryBuilder::new("SELECT COUNT(*) FROM documents");
-            filter(&mut count);
-            push_search(&mut count, pattern.as_deref());
-            let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
-            Ok(Paged { items, total })
-        })
+            q.push(" WHERE project_id = ").push_bind(query.project_id);
+            if let Some(kind) = query.document_type {
+                q.push(" AND document_type = ").push_bind(kind);
+            }
+            push_search(&mut q, pattern.as_deref());
+        }))
     }
 
     /// Every document of a project, oldest first (for version snapshots).

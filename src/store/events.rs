@@ -28,25 +28,39 @@ pub struct StreamOwnerRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// The columns [`Store::insert_events`] writes.
+const EVENTS: &str = "mcp_events (event_id, stream_id, seq, message, retry_ms, created_at)";
+/// The columns [`Store::insert_event_streams`] writes.
+const STREAMS: &str = "mcp_event_streams (stream_id, session_id, principal, created_at)";
+
+/// Inserts `$rows` into `$into` (a table and its columns) in one statement, skipping each row
+/// whose `$key` is stored already; `|$b, $row| $bind` binds one row's values in column order.
+macro_rules! insert_new {
+    ($store:expr, $into:expr, $key:literal, $rows:expr, |$b:ident, $row:ident| $bind:expr) => {{
+        if $rows.is_empty() {
+            return Ok(());
+        }
+        on_pool!($store, pool => {
+            let mut query = QueryBuilder::new(format!("INSERT INTO {} ", $into));
+            query.push_values($rows, |mut $b, $row| {
+                $bind;
+            });
+            query.push(concat!(" ON CONFLICT (", $key, ") DO NOTHING"));
+            query.build().execute(pool).await.map(|_| ())
+        })
+    }};
+}
+
 impl Store {
     /// Stores events (at most a few hundred per call); ids already stored are skipped.
     pub async fn insert_events(&self, events: &[EventRow]) -> Result<(), sqlx::Error> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        on_pool!(self, pool => {
-            let mut query = QueryBuilder::new("INSERT INTO mcp_events (event_id, stream_id, seq, message, retry_ms, created_at) ");
-            query.push_values(events, |mut b, e| {
-                b.push_bind(&e.event_id)
-                    .push_bind(&e.stream_id)
-                    .push_bind(e.seq)
-                    .push_bind(&e.message)
-                    .push_bind(e.retry_ms)
-                    .push_bind(e.created_at);
-            });
-            query.push(" ON CONFLICT (event_id) DO NOTHING");
-            query.build().execute(pool).await.map(|_| ())
-        })
+        insert_new!(self, EVENTS, "event_id", events, |b, e| b
+            .push_bind(&e.event_id)
+            .push_bind(&e.stream_id)
+            .push_bind(e.seq)
+            .push_bind(&e.message)
+            .push_bind(e.retry_ms)
+            .push_bind(e.created_at))
     }
 
     /// Records who streams were sent to (the first owner of a stream stays).
@@ -54,20 +68,11 @@ impl Store {
         &self,
         streams: &[StreamOwnerRow],
     ) -> Result<(), sqlx::Error> {
-        if streams.is_empty() {
-            return Ok(());
-        }
-        on_pool!(self, pool => {
-            let mut query = QueryBuilder::new("INSERT INTO mcp_event_streams (stream_id, session_id, principal, created_at) ");
-            query.push_values(streams, |mut b, s| {
-                b.push_bind(&s.stream_id)
-                    .push_bind(&s.session_id)
-                    .push_bind(&s.principal)
-                    .push_bind(s.created_at);
-            });
-            query.push(" ON CONFLICT (stream_id) DO NOTHING");
-            query.build().execute(pool).await.map(|_| ())
-        })
+        insert_new!(self, STREAMS, "stream_id", streams, |b, s| b
+            .push_bind(&s.stream_id)
+            .push_bind(&s.session_id)
+            .push_bind(&s.principal)
+            .push_bind(s.created_at))
     }
 
     /// Who the stream holding `event_id` was sent to. `Ok(None)` when the event is unknown

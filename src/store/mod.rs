@@ -145,6 +145,27 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Inside [`on_pool!`]: one page of `SELECT * FROM $from` rows as `$row`, ordered by `$order`
+/// (`$limit` rows after `$offset`), and the number of all matches, as [`Paged`]. `$filter`
+/// pushes the conditions onto the `QueryBuilder` named `$q`; it runs for both queries, so the
+/// page and the count cannot disagree about what matches.
+macro_rules! fetch_page {
+    ($pool:expr, $row:ty, $from:literal, $order:literal, $limit:expr, $offset:expr, |$q:ident| $filter:block) => {{
+        let mut $q = sqlx::QueryBuilder::new(concat!("SELECT * FROM ", $from));
+        $filter
+        $q.push(concat!(" ORDER BY ", $order, " LIMIT "))
+            .push_bind($limit)
+            .push(" OFFSET ")
+            .push_bind($offset);
+        let items = $q.build_query_as::<$row>().fetch_all($pool).await?;
+        let mut $q = sqlx::QueryBuilder::new(concat!("SELECT COUNT(*) FROM ", $from));
+        $filter
+        let total: i64 = $q.build_query_scalar().fetch_one($pool).await?;
+        Ok::<_, sqlx::Error>($crate::store::Paged { items, total })
+    }};
+}
+pub(crate) use fetch_page;
+
 /// A write transaction as [`WritePool::begin_write`] opens it.
 pub(crate) type WriteTx<Db> = Result<sqlx::Transaction<'static, Db>, sqlx::Error>;
 
@@ -370,8 +391,6 @@ pub fn end_of_time() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::<chrono::Utc>::from_timestamp(253_402_214_400, 0).unwrap_or_default() // 9999-12-31
 }
 
-/// Turns a user's search text into a case-insensitive `LIKE` pattern, escaping `%`, `_` and `\`
-/// so they match literally (queries use `ESCAPE '\'`).
 /// ` AND search_text LIKE …` for a search given, nothing without one: a condition only for
 /// what is asked leaves the planner free to read a listing's order off an index.
 pub(crate) fn push_search<'a, DB>(q: &mut sqlx::QueryBuilder<'a, DB>, pattern: Option<&'a str>)
@@ -386,6 +405,8 @@ where
     }
 }
 
+/// Turns a user's search text into a case-insensitive `LIKE` pattern, escaping `%`, `_` and `\`
+/// so they match literally (queries use `ESCAPE '\'`).
 pub(crate) fn like_pattern(query: &str) -> String {
     let mut pattern = String::with_capacity(query.len() + 2);
     pattern.push('%');

@@ -6,9 +6,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 
-use sqlx::QueryBuilder;
-
-use super::{Id, Page, Paged, Store, WritePool, like_pattern, on_pool, push_search, search_text};
+use super::{
+    Id, Page, Paged, Store, WritePool, fetch_page, like_pattern, on_pool, push_search, search_text,
+};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Project {
@@ -80,19 +80,10 @@ impl Store {
         page: Page,
     ) -> Result<Paged<Project>, sqlx::Error> {
         let pattern = query.map(like_pattern);
-        on_pool!(self, pool => {
-            let mut list = QueryBuilder::new("SELECT * FROM projects WHERE TRUE");
-            push_search(&mut list, pattern.as_deref());
-            list.push(" ORDER BY created_at DESC, id LIMIT ")
-                .push_bind(page.limit())
-                .push(" OFFSET ")
-                .push_bind(page.offset());
-            let items = list.build_query_as::<Project>().fetch_all(pool).await?;
-            let mut count = QueryBuilder::new("SELECT COUNT(*) FROM projects WHERE TRUE");
-            push_search(&mut count, pattern.as_deref());
-            let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
-            Ok(Paged { items, total })
-        })
+        on_pool!(self, pool => fetch_page!(pool, Project, "projects", "created_at DESC, id", page.limit(), page.offset(), |q| {
+            q.push(" WHERE TRUE");
+            push_search(&mut q, pattern.as_deref());
+        }))
     }
 
     /// Returns `Ok(None)` when no project has this id.

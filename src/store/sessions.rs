@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::board_tx::BoardTx;
-use super::{Store, on_pool};
+use super::{Paged, Store, fetch_page, on_pool};
 
 /// A session row as stored.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -234,28 +234,16 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<SessionRow>, i64), sqlx::Error> {
-        let cond = "($1 IS NULL OR status = $1) AND ($2 IS NULL OR client_type = $2) AND ($3 IS NULL OR kind = $3)";
-        let list = format!(
-            "SELECT * FROM mcp_sessions WHERE {cond} ORDER BY last_activity DESC, session_id LIMIT $4 OFFSET $5"
-        );
-        let count = format!("SELECT COUNT(*) FROM mcp_sessions WHERE {cond}");
-        on_pool!(self, pool => {
-            let rows = sqlx::query_as::<_, SessionRow>(&list)
-                .bind(&filter.status)
-                .bind(&filter.client_type)
-                .bind(&filter.kind)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(pool)
-                .await?;
-            let total: i64 = sqlx::query_scalar(&count)
-                .bind(&filter.status)
-                .bind(&filter.client_type)
-                .bind(&filter.kind)
-                .fetch_one(pool)
-                .await?;
-            Ok((rows, total))
-        })
+        let found: Paged<SessionRow> = on_pool!(self, pool => fetch_page!(pool, SessionRow, "mcp_sessions", "last_activity DESC, session_id", limit, offset, |q| {
+            q.push(" WHERE TRUE");
+            let given = [("status", &filter.status), ("client_type", &filter.client_type), ("kind", &filter.kind)];
+            for (column, value) in given {
+                if let Some(value) = value {
+                    q.push(format_args!(" AND {column} = ")).push_bind(value);
+                }
+            }
+        }))?;
+        Ok((found.items, found.total))
     }
 
     /// Live (active or idle) sessions per client type.

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::types::Json;
 
-use super::{Id, Page, Paged, Store, WritePool, lock_row, on_pool};
+use super::{Id, Page, Paged, Store, WritePool, fetch_page, lock_row, on_pool};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Version {
@@ -92,21 +92,11 @@ impl Store {
         field_name: Option<&str>,
         page: Page,
     ) -> Result<Paged<Version>, sqlx::Error> {
-        let filter = "project_id = $1 AND ($2 IS NULL OR field_name = $2)";
-        let list = format!(
-            "SELECT * FROM versions WHERE {filter} ORDER BY created_at DESC, field_name, version_number DESC LIMIT $3 OFFSET $4"
-        );
-        let count = format!("SELECT COUNT(*) FROM versions WHERE {filter}");
-        on_pool!(self, pool => {
-            let items = sqlx::query_as::<_, Version>(&list)
-                .bind(project_id)
-                .bind(field_name)
-                .bind(page.limit())
-                .bind(page.offset())
-                .fetch_all(pool)
-                .await?;
-            let total: i64 = sqlx::query_scalar(&count).bind(project_id).bind(field_name).fetch_one(pool).await?;
-            Ok(Paged { items, total })
-        })
+        on_pool!(self, pool => fetch_page!(pool, Version, "versions", "created_at DESC, field_name, version_number DESC", page.limit(), page.offset(), |q| {
+            q.push(" WHERE project_id = ").push_bind(project_id);
+            if let Some(field_name) = field_name {
+                q.push(" AND field_name = ").push_bind(field_name);
+            }
+        }))
     }
 }

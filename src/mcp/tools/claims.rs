@@ -201,21 +201,13 @@ impl BoardServer {
 
     /// Tells subscribers the task changed.
     pub(crate) fn task_changed(&self, task: &Task) {
-        self.changed(Change::Task {
-            project_id: task.project_id,
-            task_id: task.id,
-        });
+        self.changed(Change::of_task(task));
     }
 
     /// Tells subscribers the task changed, and so did each task its change unblocked.
     pub(crate) fn changed_with_dependants(&self, task: &Task, unblocked: &[(Id, Id)]) {
         self.task_changed(task);
-        for (project_id, task_id) in unblocked {
-            self.changed(Change::Task {
-                project_id: *project_id,
-                task_id: *task_id,
-            });
-        }
+        self.ctx.changes.publish_tasks(unblocked);
     }
 }
 
