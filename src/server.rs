@@ -231,7 +231,7 @@ async fn run(
         }
     }
     // Record the last moments of activity; a stop is not a disconnect, so sessions stay live.
-    sessions.flush_activity().await;
+    sessions.flush_activity_at_stop(database.is_ready()).await;
     ledger_stop.cancel();
     if let Err(error) = ledger_writer.await {
         tracing::error!(%error, "the ledger writer ended abnormally");
