@@ -231,7 +231,7 @@ async fn run(
         }
     }
     // Record the last moments of activity; a stop is not a disconnect, so sessions stay live.
-    sessions.flush_activity().await;
+    sessions.flush_activity_at_stop(database.is_ready()).await;
     ledger_stop.cancel();
     if let Err(error) = ledger_writer.await {
         tracing::error!(%error, "the ledger writer ended abnormally");
@@ -327,31 +327,32 @@ fn upstream_lines(config: &ServeConfig) -> String {
     lines
 }
 
-/// Runs `steward stdio` until the client closes standard input.
+/// Runs `steward stdio` until the client closes standard input. Like `serve`, it starts while
+/// PostgreSQL is unreachable (see [`open_serving_store`]): tools that need the database fail
+/// until it answers, and the ledger's rows wait in the journal until then.
 pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
-    let store = open_store(&config.database).await?;
+    let shutdown = CancellationToken::new();
+    let (store, database) = open_serving_store(&config.database, &shutdown).await?;
     let ledger_stop = CancellationToken::new();
     let (ledger, ledger_writer) = start_ledger(
         &store,
-        &Availability::available(),
+        &database,
         &config.ledger,
         &config.pricing,
         &ledger_stop,
     )
     .await?;
-    let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tokio::spawn(stop_on_hangup(shutdown.clone()));
     let ctx = ServerContext::new(store.clone(), Some(ledger.clone()));
     let sweep_stop = CancellationToken::new();
-    let sweep = expiry::spawn_sweep(
-        store.clone(),
-        ctx.changes.clone(),
-        ctx.sweep.clone(),
-        SessionSettings::default().revocation_poll,
-        sweep_stop.clone(),
-    );
-    let outcome = mcp::stdio::serve(ctx, ledger, shutdown).await;
+    let sweep = when_ready(&database, &sweep_stop, {
+        let (store, changes, health) = (store.clone(), ctx.changes.clone(), ctx.sweep.clone());
+        let stop = sweep_stop.clone();
+        let poll = SessionSettings::default().revocation_poll;
+        move || vec![expiry::spawn_sweep(store, changes, health, poll, stop)]
+    });
+    let outcome = mcp::stdio::serve(ctx, ledger, database, shutdown).await;
     sweep_stop.cancel();
     if let Err(error) = sweep.await {
         tracing::warn!(%error, "the lease sweep ended abnormally");

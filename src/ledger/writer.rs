@@ -52,6 +52,17 @@ const PRICE_REFRESH: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a shutdown keeps retrying before it spills what is left.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(5);
+/// How long an INSERT in flight when the stop comes may still take (one to a database that
+/// answers takes milliseconds; see [`Writer::insert_unless_stopped`]).
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// When [`Writer::store_pending`] runs: while serving, until `stop` fires; or at the stop,
+/// which retries for [`SHUTDOWN_RETRY`] and then spills what is left.
+#[derive(Clone, Copy)]
+enum Phase<'a> {
+    Serving { stop: &'a CancellationToken },
+    Stopping,
+}
 
 /// What a cost estimate is worked out from: input and output rate, argument and result tokens.
 type CostInputs = (Money, Money, u32, u32);
@@ -189,7 +200,7 @@ impl Writer {
                 buffer.push(job);
             }
             self.take_in(std::mem::take(&mut buffer)).await;
-            self.store_pending(false).await;
+            self.store_pending(Phase::Serving { stop: &shutdown }).await;
             // Rows in the spill file are retried on the backoff too, traffic or not.
             if self.pending.is_empty()
                 && self.shared.counter(|s| &s.spilled) > 0
@@ -209,8 +220,12 @@ impl Writer {
             true => self.leave_for_next_start(buffer),
             false => {
                 self.take_in(buffer).await;
-                self.store_pending(true).await;
-                0
+                self.store_pending(Phase::Stopping).await;
+                // Unreachable on the way: the same, for what is still pending.
+                match self.unreachable {
+                    true => self.leave_for_next_start(Vec::new()),
+                    false => 0,
+                }
             }
         };
         tracing::info!(
@@ -397,11 +412,13 @@ impl Writer {
 
     /// Stores pending rows in batches. While the database refuses, waits for the backoff;
     /// past the memory bound (or at shutdown after a last retry window) rows go to the spill file.
-    async fn store_pending(&mut self, shutting_down: bool) {
+    async fn store_pending(&mut self, phase: Phase<'_>) {
+        let shutting_down = matches!(phase, Phase::Stopping);
         let deadline = Instant::now() + SHUTDOWN_RETRY;
         while !self.pending.is_empty() {
             if Instant::now() < self.next_try {
-                if !shutting_down || Instant::now() >= deadline {
+                // At the stop, a database that cannot be reached is not waited for (see `run`).
+                if !shutting_down || Instant::now() >= deadline || self.unreachable {
                     break;
                 }
                 tokio::time::sleep_until(self.next_try.min(deadline)).await;
@@ -412,7 +429,11 @@ impl Writer {
             // it refuses.
             let (rows, acks): (Vec<LedgerRow>, Vec<Waiter>) = self.pending.drain(..n).unzip();
             let all_new = self.maybe_stored == 0;
-            match self.insert(&rows, all_new).await {
+            let outcome = match phase {
+                Phase::Serving { stop } => self.insert_unless_stopped(&rows, all_new, stop).await,
+                Phase::Stopping => self.insert_within(STOP_GRACE, &rows, all_new).await,
+            };
+            match outcome {
                 Err(error) => {
                     for taken in rows.into_iter().zip(acks).rev() {
                         self.pending.push_front(taken);
@@ -435,12 +456,9 @@ impl Writer {
             }
         }
         let over = self.pending.len().saturating_sub(self.settings.max_pending);
-        if over > 0 || (shutting_down && !self.pending.is_empty()) {
-            let n = if shutting_down {
-                self.pending.len()
-            } else {
-                over
-            };
+        let spill_all = shutting_down && !self.unreachable && !self.pending.is_empty();
+        if over > 0 || spill_all {
+            let n = if spill_all { self.pending.len() } else { over };
             self.spill_oldest(n);
         }
         self.shared.set_pending(self.pending.len());
@@ -513,6 +531,37 @@ impl Writer {
             Ok(outcome) => outcome,
             Err(_) => Err(sqlx::Error::PoolTimedOut),
         }
+    }
+
+    /// [`Writer::insert`] while serving. When the stop comes, an INSERT still in flight gets
+    /// [`STOP_GRACE`] to finish; past it the database counts as unreachable (a connection
+    /// error), so the stop does not wait out the pool's 5-s acquire timeout: the rows wait in
+    /// the journal, and the next start stores them (duplicates skipped, in case it committed).
+    async fn insert_unless_stopped(
+        &self,
+        rows: &[LedgerRow],
+        all_new: bool,
+        stop: &CancellationToken,
+    ) -> Result<u64, sqlx::Error> {
+        let insert = self.insert(rows, all_new);
+        tokio::pin!(insert);
+        tokio::select! {
+            biased;
+            outcome = &mut insert => return outcome,
+            _ = stop.cancelled() => {}
+        }
+        within(STOP_GRACE, insert).await
+    }
+
+    /// [`Writer::insert`], counted as a connection error (the database unreachable) if it takes
+    /// longer than `limit`.
+    async fn insert_within(
+        &self,
+        limit: Duration,
+        rows: &[LedgerRow],
+        all_new: bool,
+    ) -> Result<u64, sqlx::Error> {
+        within(limit, self.insert(rows, all_new)).await
     }
 
     pub(super) fn back_off(&mut self) {
@@ -626,6 +675,16 @@ impl Writer {
         tracing::info!(rows = total, "replayed the ledger spill file");
         self.shared.recovered();
     }
+}
+
+/// `insert`'s outcome, or a connection error (see [`is_connection_error`]) after `limit`.
+async fn within(
+    limit: Duration,
+    insert: impl std::future::Future<Output = Result<u64, sqlx::Error>>,
+) -> Result<u64, sqlx::Error> {
+    tokio::time::timeout(limit, insert)
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
 }
 
 fn reply(waiter: Waiter, outcome: Result<(), String>) {

@@ -15,27 +15,33 @@ use super::{BoardServer, ServerContext};
 use crate::ledger::Ledger;
 use crate::ledger::stdio::Tapped;
 use crate::store::Store;
+use crate::store::availability::Availability;
 use crate::sync::lock;
 
 /// Serves one stdio connection until the client closes it.
-/// Stops when `shutdown` fires (a signal), so the ledger can still be flushed.
+/// Stops when `shutdown` fires (a signal), so the ledger can still be flushed. While
+/// `database` has not answered since start, the session's row waits for it; a stop before it
+/// answers writes no row (the ledger's rows wait in the journal).
 pub async fn serve(
     ctx: Arc<ServerContext>,
     ledger: Ledger,
+    database: Arc<Availability>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let session_id = format!("stdio-{}", uuid::Uuid::new_v4());
     tracing::info!(%session_id, "serving MCP on stdio");
     let transport = AsyncRwTransport::new_server(tokio::io::stdin(), tokio::io::stdout());
     let store = ctx.store.clone();
+    let ready = database.clone();
     // The row is written off the message path; the session's end waits for it.
     let recording: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
     let slot = recording.clone();
     let tapped =
         Tapped::new(transport, ledger, session_id.clone()).on_initialize(move |id, params| {
             let row = crate::sessions::logical_session_row(id, params);
-            let store = store.clone();
+            let (store, database) = (store.clone(), database.clone());
             *lock(&slot) = Some(tokio::spawn(async move {
+                database.wait().await;
                 if let Err(error) = store.insert_session(&row).await {
                     tracing::error!(%error, "could not record the stdio session");
                 }
@@ -59,6 +65,14 @@ pub async fn serve(
         Err(error) => Err(error.into()),
     };
     let pending = lock(&recording).take();
+    if !ready.is_ready() {
+        // Waiting for the database would hold the stop for as long as it is down.
+        if let Some(recording) = pending {
+            recording.abort();
+        }
+        tracing::warn!(%session_id, "the database is unreachable: the stdio session's row is not written");
+        return outcome;
+    }
     if let Some(recorded) = pending
         && let Err(error) = recorded.await
     {

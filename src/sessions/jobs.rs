@@ -13,9 +13,15 @@ use crate::sync::lock;
 
 /// Replicas' clocks may disagree a little; look back this much further for ended sessions.
 const CLOCK_SKEW_MARGIN: chrono::Duration = chrono::Duration::seconds(10);
+/// Longest a stop waits for its last activity write: a database that answers takes
+/// milliseconds; one that does not would hold the stop for the pool's acquire timeout (5 s).
+const STOP_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 impl Sessions {
-    /// Starts the activity flusher, the lifecycle cleanup and the revocation watcher.
+    /// Starts the activity flusher, the lifecycle cleanup and the revocation watcher. A run in
+    /// progress when `shutdown` fires is abandoned rather than awaited: against a database
+    /// that does not answer it would hold the stop for the pool's 5-s acquire timeout. Each
+    /// leaves nothing half-done (activity is put back, a transaction rolls back).
     pub fn spawn_jobs(self: &Arc<Self>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
         let s = self.settings.clone();
         vec![
@@ -23,23 +29,56 @@ impl Sessions {
                 s.activity_flush,
                 shutdown.clone(),
                 self.clone(),
-                |me| async move { me.flush_activity().await },
+                |me, stop| async move {
+                    me.write_activity(stop.cancelled()).await;
+                },
             ),
             every(
                 s.cleanup_interval,
                 shutdown.clone(),
                 self.clone(),
-                |me| async move { me.cleanup().await },
+                |me, stop| async move {
+                    // Flush first so a session used a moment ago is not timed out on stale data.
+                    me.write_activity(stop.cancelled()).await;
+                    tokio::select! {
+                        _ = me.apply_lifecycle() => {}
+                        _ = stop.cancelled() => {}
+                    }
+                },
             ),
             watch_ended(self.clone(), s.revocation_poll, shutdown),
         ]
     }
 
-    /// Writes the activity noted since the last flush; on failure keeps it for the next try.
-    pub async fn flush_activity(&self) {
+    /// At a stop: the last write of the activity noted since the last flush, unless the
+    /// database has not answered since start (`database_ready` false), and for no longer than
+    /// [`STOP_FLUSH_LIMIT`]. What is not written is the activity of requests whose ledger rows
+    /// wait in the journal while the database is down: the next start replays them and moves
+    /// `last_activity` to them (see `ledger::recovery`). Returns whether it was written.
+    pub async fn flush_activity_at_stop(&self, database_ready: bool) -> bool {
+        let written = database_ready
+            && self
+                .write_activity(tokio::time::sleep(STOP_FLUSH_LIMIT))
+                .await;
+        let unwritten = match written {
+            true => 0,
+            false => self.manager.take_activity().len(),
+        };
+        if unwritten > 0 {
+            tracing::warn!(
+                sessions = unwritten,
+                "session activity not written at stop: the database does not answer; the next start takes last_activity from the ledger rows waiting in the journal"
+            );
+        }
+        unwritten == 0
+    }
+
+    /// Writes the activity noted since the last flush, unless `give_up` comes first; on
+    /// failure (or giving up) keeps it for the next try. True when nothing is left unwritten.
+    async fn write_activity(&self, give_up: impl std::future::Future<Output = ()>) -> bool {
         let activity = self.manager.take_activity();
         if activity.is_empty() {
-            return;
+            return true;
         }
         // The newest activity of the batch stands for all of it (they are within a flush
         // interval of each other).
@@ -49,19 +88,29 @@ impl Sessions {
             .max()
             .unwrap_or_else(Utc::now);
         let ids: Vec<String> = activity.iter().map(|(id, _)| id.clone()).collect();
-        match self.store.touch_sessions(&ids, at).await {
-            Ok(_) => self.write_succeeded(),
+        let outcome = tokio::select! {
+            biased;
+            outcome = self.store.touch_sessions(&ids, at) => outcome,
+            _ = give_up => {
+                self.manager.restore_activity(activity);
+                return false;
+            }
+        };
+        match outcome {
+            Ok(_) => {
+                self.write_succeeded();
+                true
+            }
             Err(error) => {
                 self.write_failed("recording session activity", &error);
                 self.manager.restore_activity(activity);
+                false
             }
         }
     }
 
     /// Applies the lifecycle once and records the run (or its failure).
-    pub async fn cleanup(&self) {
-        // Flush first so a session used a moment ago is not timed out on stale data.
-        self.flush_activity().await;
+    async fn apply_lifecycle(&self) {
         let lifecycle = self.settings.lifecycle();
         match self.store.run_session_cleanup(&lifecycle).await {
             Ok(Some((counts, ended))) => {
@@ -119,10 +168,13 @@ fn every<F, Fut>(
     job: F,
 ) -> JoinHandle<()>
 where
-    F: Fn(Arc<Sessions>) -> Fut + Send + 'static,
+    F: Fn(Arc<Sessions>, CancellationToken) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    crate::sync::every(period, shutdown, move || job(sessions.clone()))
+    let stop = shutdown.clone();
+    crate::sync::every(period, shutdown, move || {
+        job(sessions.clone(), stop.clone())
+    })
 }
 
 fn watch_ended(
@@ -139,7 +191,11 @@ fn watch_ended(
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {
                     let started = Utc::now();
-                    match sessions.close_ended_since(since).await {
+                    let checked = tokio::select! {
+                        checked = sessions.close_ended_since(since) => checked,
+                        _ = shutdown.cancelled() => break,
+                    };
+                    match checked {
                         Ok(_) => since = started,
                         Err(error) => tracing::warn!(%error, "could not check for sessions ended elsewhere; retrying"),
                     }

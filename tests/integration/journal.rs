@@ -4,7 +4,8 @@
 //! and `/metrics`; a torn journal record is skipped, counted and reported while the rest
 //! replays; a kill while the database refuses writes still ends with every row stored; and so
 //! does a kill while PostgreSQL is unreachable, followed by a restart and a prompt SIGTERM
-//! while it still is.
+//! while it still is. A SIGTERM just after PostgreSQL was cut is prompt too, and the session's
+//! activity it could not write is taken from the journal at the next start.
 //!
 //! Each scenario runs on SQLite and (when `STEWARD_TEST_POSTGRES_URL` is set) PostgreSQL.
 
@@ -307,7 +308,89 @@ async fn unreachable_database_story(db: TestDb) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// PostgreSQL only: a SQLite file is never unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stop_while_the_database_is_cut_does_not_wait_for_it() -> anyhow::Result<()> {
+    crate::common::on_backend(Backend::Postgres, stop_while_cut_story).await
+}
+
+/// PostgreSQL answers at start, then is cut; a request answered after the cut (its activity
+/// and its row unwritten) and a SIGTERM: the stop does not wait out the pool's 5-s acquire
+/// timeout, the log says the activity was not written, and once the database is back the next
+/// start stores the row and moves the session's `last_activity` to it.
+async fn stop_while_cut_story(db: TestDb) -> anyhow::Result<()> {
+    let ledger = Ledger::open(&db).await?;
+    let proxy = Proxy::start(&db.url).await?;
+    let url = proxy.url(&db.url)?;
+    let server = TestServer::start_at(&db, &url, &[]).await?;
+    let raw = Client::new(&server.mcp_url());
+    let session = raw::open_session(&raw).await?;
+    let ids: Vec<String> = (0..5).map(|n| format!("c{n}")).collect();
+    for id in &ids {
+        let reply = raw
+            .post(&tool_call(id, "find_tasks"), Some(&session))
+            .await?;
+        ensure!(reply.message.get("result").is_some(), "{reply:?}");
+    }
+    ledger.wait_for_ids(&ids).await?;
+    proxy.cut();
+    // Answered from memory (the session is cached): activity noted, row journaled.
+    let ping = json!({ "jsonrpc": "2.0", "id": "ping-after-cut", "method": "ping" });
+    let reply = raw.post(&ping, Some(&session)).await?;
+    ensure!(reply.message.get("result").is_some(), "{reply:?}");
+
+    let pid = server.pid().context("the server has no pid")?;
+    let asked = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    ensure!(kill.success(), "kill -TERM {pid}: {kill}");
+    let logs = stderr_once(&server, "Steward stopped").await?;
+    let took = asked.elapsed();
+    ensure!(
+        logs.contains("session activity not written at stop"),
+        "the log says the activity waits: {logs}"
+    );
+    ensure!(
+        logs.contains("these ledger rows wait in the journal"),
+        "the log says the rows wait: {logs}"
+    );
+    // Before: ≥ 5 s (the activity write's pool acquire alone). Generous for a loaded machine.
+    ensure!(
+        took < Duration::from_secs(4),
+        "the stop took {took:?}: {logs}"
+    );
+    ensure!(server.shutdown().await?.success(), "a clean stop");
+
+    proxy.restore().await?;
+    let server = TestServer::start_at(&db, &url, &[]).await?;
+    let counts = ledger.wait_for_ids(&["ping-after-cut".to_string()]).await?;
+    assert_eq!(counts.get("ping-after-cut"), Some(&1), "{counts:?}");
+    let (last_activity, last_request) = ledger.activity(&session).await?;
+    ensure!(
+        last_activity >= last_request,
+        "last_activity {last_activity} is before the last request {last_request}"
+    );
+    server.stop().await;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
+
+/// The server's stderr once it holds `line` (waits up to [`DEADLINE`]).
+async fn stderr_once(server: &TestServer, line: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let logs = server.stderr_output();
+        if logs.contains(line) {
+            return Ok(logs);
+        }
+        if Instant::now() >= deadline {
+            bail!("no `{line}` in the server's log: {logs}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 fn tool_call(id: &str, tool: &str) -> Value {
     json!({

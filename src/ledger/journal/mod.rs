@@ -67,6 +67,10 @@ struct Current {
     segment: Arc<Segment>,
     /// False after a clean shutdown: later observations are not journaled.
     open: bool,
+    /// The segment file's offset is where the next record goes (its `size`): true after a
+    /// whole record or a new header was written, false after a failed write. Records are
+    /// written only under this lock, so the `lseek` before each is needed only after a failure.
+    positioned: bool,
 }
 
 /// One segment file and how many of its records are still waiting to be stored.
@@ -140,6 +144,7 @@ impl Journal {
                 current: Mutex::new(Current {
                     segment: Arc::new(segment),
                     open: true,
+                    positioned: true,
                 }),
                 spares,
                 _lock: lock_file,
@@ -166,19 +171,26 @@ impl Journal {
         if at > SEGMENT_HEADER && at + size > SEGMENT_BYTES {
             self.rotate(&mut current);
         }
+        // The guard's fields, borrowed apart.
+        let current = &mut *current;
+        let at = current.segment.size.load(Ordering::Relaxed);
+        if !current.positioned {
+            (&current.segment.file).seek(SeekFrom::Start(at))?;
+            current.positioned = true;
+        }
         let segment = &current.segment;
-        let at = segment.size.load(Ordering::Relaxed);
         // Counted before the write: a segment is never retired while a record is on its way
         // into it.
         segment.appended.fetch_add(1, Ordering::Relaxed);
-        match record::write(&segment.file, at, segment.stamp, record) {
+        match record::write(&segment.file, segment.stamp, record) {
             Ok(n) => {
                 segment.size.store(at + n, Ordering::Relaxed);
                 Ok(Some(Ticket(segment.clone())))
             }
             Err(error) => {
-                // Nothing readable reached the segment (the next record overwrites what did):
-                // take the count back, or it is never trimmed.
+                // Nothing readable reached the segment (the next record overwrites what did,
+                // from the record's start): take the count back, or it is never trimmed.
+                current.positioned = false;
                 segment.appended.fetch_sub(1, Ordering::Relaxed);
                 if !self.failed.swap(true, Ordering::Relaxed) {
                     tracing::error!(%error, path = %segment.path.display(), "cannot write the ledger journal: rows queued now would not survive a crash");
@@ -193,7 +205,9 @@ impl Journal {
         let full = current.segment.clone();
         match Segment::create(&self.spares, full.id + 1) {
             Ok(next) => {
+                // A new segment's file is positioned just after its header.
                 current.segment = Arc::new(next);
+                current.positioned = true;
                 full.closed.store(true, Ordering::Release);
                 full.retire_if_done();
             }

@@ -15,7 +15,7 @@
 //! hop: two more byte strings (upstream, its tool) and its share of the duration (`u64` µs);
 //! a record without them has none.
 
-use std::io::{IoSlice, Seek, SeekFrom, Write};
+use std::io::{IoSlice, Write};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -93,15 +93,10 @@ pub fn size(record: &Record<'_>) -> std::io::Result<u64> {
     Ok(total as u64)
 }
 
-/// Writes `record` stamped with `stamp` at the file's offset `at`, with one `lseek` and one
-/// `writev`; the caller holds the segment (writes are never concurrent). Every part is on the
-/// stack or borrowed: nothing is allocated. Returns the bytes written.
-pub fn write(
-    mut file: &std::fs::File,
-    at: u64,
-    stamp: u64,
-    record: &Record<'_>,
-) -> std::io::Result<u64> {
+/// Writes `record` stamped with `stamp` at the file's current offset, with one `writev`; the
+/// caller holds the segment (writes are never concurrent) and has positioned the file. Every
+/// part is on the stack or borrowed: nothing is allocated. Returns the bytes written.
+pub fn write(mut file: &std::fs::File, stamp: u64, record: &Record<'_>) -> std::io::Result<u64> {
     let mut fixed = [0u8; FIXED];
     let used = fixed_fields(record, &mut fixed);
     fixed[HEADER..STAMPED_HEADER].copy_from_slice(&stamp.to_le_bytes());
@@ -144,7 +139,6 @@ pub fn write(
     for (slice, part) in slices[1..].iter_mut().zip(rest) {
         *slice = IoSlice::new(part);
     }
-    file.seek(SeekFrom::Start(at))?;
     let written = file.write_vectored(&slices)?;
     if written != total {
         // Only a full disk does this to a regular file; the tail left behind fails its CRC.
@@ -461,7 +455,7 @@ mod tests {
         let mut total = 0;
         for o in observations {
             let record = Record::from(o);
-            let written = write(&file, total, STAMP, &record)?;
+            let written = write(&file, STAMP, &record)?;
             assert_eq!(written, size(&record)?);
             total += written;
         }
@@ -506,14 +500,14 @@ mod tests {
     fn what_a_recycled_segment_held_before_is_not_read() -> std::io::Result<()> {
         let old: Vec<_> = (0..6).map(observation).collect();
         let file = tempfile::tempfile()?;
-        let mut at = 0;
         for o in &old {
-            at += write(&file, at, STAMP + 1, &Record::from(o))?;
+            write(&file, STAMP + 1, &Record::from(o))?;
         }
         let new: Vec<_> = (0..2).map(observation).collect();
+        std::io::Seek::rewind(&mut &file)?;
         let mut at = 0;
         for o in &new {
-            at += write(&file, at, STAMP, &Record::from(o))?;
+            at += write(&file, STAMP, &Record::from(o))?;
         }
         let mut bytes = Vec::new();
         std::io::Seek::rewind(&mut &file)?;

@@ -539,9 +539,19 @@ pub async fn watch(
 /// `client_name`. The child's stderr is forwarded to the test's stderr; dropping (or
 /// cancelling) the client ends the process.
 pub async fn connect_stdio(db: &TestDb, client_name: &str) -> anyhow::Result<Client> {
+    connect_stdio_at(db, &db.url, client_name).await
+}
+
+/// [`connect_stdio`] with `database_url` for `--database` (e.g. the same database through a
+/// [`proxy::Proxy`]).
+pub async fn connect_stdio_at(
+    db: &TestDb,
+    database_url: &str,
+    client_name: &str,
+) -> anyhow::Result<Client> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
     command
-        .args(["stdio", "--database", &db.url])
+        .args(["stdio", "--database", database_url])
         .current_dir(db.dir())
         .env_remove("STEWARD_CONFIG")
         .env("NO_COLOR", "1");
