@@ -21,14 +21,16 @@ use chrono::Utc;
 use futures::StreamExt;
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::ErrorData;
-use rmcp::model::ClientJsonRpcMessage;
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, CustomRequest, NumberOrString};
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
 };
 use serde_json::{Value, json};
 use sqlx::types::Json;
 use tokio::sync::Mutex as AsyncMutex;
+use tokio_util::sync::CancellationToken;
 
+use super::answer::{Answer, Envelope};
 use super::error::UpstreamError;
 use super::relay::{Audience, Relay};
 use super::spec::{Secret, UpstreamName};
@@ -60,13 +62,21 @@ impl From<UpstreamError> for Failure {
     }
 }
 
-type Cell = Arc<AsyncMutex<Option<Held>>>;
+/// Shared, so a call takes the session without copying its record.
+type Cell = Arc<AsyncMutex<Option<Arc<Held>>>>;
 
-pub struct HttpUpstream {
+/// Where and how Steward reaches the upstream; shared with the tasks that outlive a call (the
+/// GET stream's reader, a dropped call's cancellation).
+struct Endpoint {
     name: UpstreamName,
     url: Arc<str>,
     headers: HashMap<HeaderName, HeaderValue>,
     client: reqwest::Client,
+}
+
+pub struct HttpUpstream {
+    name: UpstreamName,
+    endpoint: Arc<Endpoint>,
     store: Store,
     held: Mutex<HashMap<String, Cell>>,
     next_id: AtomicI64,
@@ -74,6 +84,8 @@ pub struct HttpUpstream {
     audience: Arc<Audience>,
     /// The upstream sessions whose GET stream Steward is reading.
     listening: Arc<Mutex<HashSet<Arc<str>>>>,
+    /// Cancelled when Steward stops: the GET streams close.
+    stop: CancellationToken,
 }
 
 impl HttpUpstream {
@@ -97,30 +109,40 @@ impl HttpUpstream {
             map.insert(header_name, header_value);
         }
         Ok(HttpUpstream {
+            endpoint: Arc::new(Endpoint {
+                name: name.clone(),
+                url: url.into(),
+                headers: map,
+                client,
+            }),
             name,
-            url: url.into(),
-            headers: map,
-            client,
             store,
             held: Mutex::default(),
             next_id: AtomicI64::new(1),
             status,
             audience,
             listening: Arc::default(),
+            stop: CancellationToken::new(),
         })
     }
 
+    /// Its GET streams close when `stop` is cancelled (Steward stops).
+    pub fn closing_on(mut self, stop: CancellationToken) -> Self {
+        self.stop = stop;
+        self
+    }
+
     /// Sends `method` with `params` in `client_session`'s session with the upstream (opening it
-    /// with `initialize` parameters `init` if there is none) and returns the result; what the
-    /// upstream sends the client meanwhile goes through `relay`.
+    /// with the `initialize` parameters `init` makes if there is none) and returns the result;
+    /// what the upstream sends the client meanwhile goes through `relay`.
     pub async fn request(
         &self,
         client_session: &str,
-        init: &Value,
+        init: impl FnOnce() -> Value,
         method: &str,
         params: Value,
         relay: Option<&Relay>,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         let cell = self.cell(client_session);
         let held = self.session(&cell, client_session, init).await?;
         self.listen(client_session, &held);
@@ -144,7 +166,10 @@ impl HttpUpstream {
 
     fn cell(&self, client_session: &str) -> Cell {
         let mut held = lock(&self.held);
-        if held.len() >= MAX_HELD && !held.contains_key(client_session) {
+        if let Some(cell) = held.get(client_session) {
+            return cell.clone();
+        }
+        if held.len() >= MAX_HELD {
             held.retain(|_, cell| Arc::strong_count(cell) > 1);
         }
         held.entry(client_session.to_string()).or_default().clone()
@@ -155,8 +180,8 @@ impl HttpUpstream {
         &self,
         cell: &Cell,
         client_session: &str,
-        init: &Value,
-    ) -> Result<Held, UpstreamError> {
+        init: impl FnOnce() -> Value,
+    ) -> Result<Arc<Held>, UpstreamError> {
         let mut slot = cell.lock().await;
         if let Some(held) = slot.as_ref() {
             return Ok(held.clone());
@@ -185,7 +210,7 @@ impl HttpUpstream {
                     upstream_session_id: None,
                     protocol_version: String::new(),
                     capabilities: Json(Value::Null),
-                    initialize_params: Json(init.clone()),
+                    initialize_params: Json(init()),
                     reinitialized: 0,
                     created_at: now,
                     updated_at: now,
@@ -195,13 +220,14 @@ impl HttpUpstream {
                 Held { id, row }
             }
         };
+        let held = Arc::new(held);
         *slot = Some(held.clone());
         Ok(held)
     }
 
     /// After the upstream forgot `failed`: initializes again with the recorded parameters,
     /// unless a concurrent request already did.
-    async fn reinitialize(&self, cell: &Cell, failed: &Held) -> Result<Held, UpstreamError> {
+    async fn reinitialize(&self, cell: &Cell, failed: &Held) -> Result<Arc<Held>, UpstreamError> {
         let mut slot = cell.lock().await;
         if let Some(current) = slot.as_ref().filter(|current| current.id != failed.id) {
             return Ok(current.clone());
@@ -213,7 +239,7 @@ impl HttpUpstream {
         self.record(&row).await;
         UpstreamStatus::count(&self.status.reinitialized);
         tracing::info!(upstream = %self.name, session = %row.session_id, "the upstream forgot the session (it restarted?): initialized it again");
-        let held = Held { id, row };
+        let held = Arc::new(Held { id, row });
         *slot = Some(held.clone());
         Ok(held)
     }
@@ -234,6 +260,7 @@ impl HttpUpstream {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let message = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": row.initialize_params.0});
         let response = self
+            .endpoint
             .post(message, None, None)
             .await
             .map_err(expired_is_protocol)?;
@@ -253,7 +280,8 @@ impl HttpUpstream {
         row.upstream_session_id = session.clone();
         let session = session.map(Arc::from);
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        self.post(note, session.clone(), Some(&row.protocol_version))
+        self.endpoint
+            .post(note, session.clone(), Some(&row.protocol_version))
             .await
             .map_err(expired_is_protocol)?;
         Ok(session)
@@ -263,23 +291,37 @@ impl HttpUpstream {
     /// the upstream is asked for it under the request's id (see [`Relay::notify`]).
     async fn exchange(
         &self,
-        held: &Held,
+        held: &Arc<Held>,
         method: &str,
         params: &Value,
         relay: Option<&Relay>,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Answer, Failure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        if relay.is_some_and(Relay::wants_progress) && message["params"].is_object() {
-            message["params"]["_meta"]["progressToken"] = json!(id);
+        let mut params = params.clone();
+        if relay.is_some_and(Relay::wants_progress) && params.is_object() {
+            params["_meta"]["progressToken"] = json!(id);
         }
+        // Built as rmcp's message directly, not parsed from a JSON tree (serde copies the whole
+        // tree into a buffer of its own to find which kind of message it is).
+        let request = ClientRequest::CustomRequest(CustomRequest::new(method, Some(params)));
+        let message = ClientJsonRpcMessage::request(request, NumberOrString::Number(id));
         let version = Some(held.row.protocol_version.as_str());
-        let response = self.post(message, held.id.clone(), version).await?;
-        Ok(self.answer(response, id, held, relay).await?)
+        let unanswered = Unanswered(Some((self.endpoint.clone(), held.clone(), id)));
+        let response = self.endpoint.send(message, held.id.clone(), version).await;
+        let outcome = match response {
+            Ok(response) => self
+                .answer(response, id, held, relay)
+                .await
+                .map_err(Failure::from),
+            Err(failure) => Err(failure),
+        };
+        unanswered.settled();
+        outcome
     }
 
     /// Reads `held`'s GET stream (once per upstream session), passing what the upstream sends
-    /// between requests to `client_session`, until the stream ends or that client is gone.
+    /// between requests to `client_session`, until the stream ends, that client is gone or
+    /// Steward stops (an upstream that shuts down gracefully waits for its streams to close).
     fn listen(&self, client_session: &str, held: &Held) {
         let Some(id) = held.id.clone() else {
             return;
@@ -287,78 +329,68 @@ impl HttpUpstream {
         if !lock(&self.listening).insert(id.clone()) {
             return;
         }
-        let (client, url, mut headers) =
-            (self.client.clone(), self.url.clone(), self.headers.clone());
-        let (name, audience, listening) = (
-            self.name.clone(),
+        let endpoint = self.endpoint.clone();
+        let mut headers = endpoint.headers.clone();
+        let (audience, listening, stop) = (
             self.audience.clone(),
             self.listening.clone(),
+            self.stop.clone(),
         );
         let session = client_session.to_string();
         if let Ok(version) = HeaderValue::from_str(&held.row.protocol_version) {
             headers.insert(HeaderName::from_static("mcp-protocol-version"), version);
         }
         tokio::spawn(async move {
-            match client
-                .get_stream(url.clone(), Some(id.clone()), None, None, headers.clone())
-                .await
-            {
-                Ok(mut stream) => {
-                    while let Some(Ok(event)) = stream.next().await {
-                        let Some(message) = event
-                            .data
-                            .and_then(|data| serde_json::from_str::<Value>(&data).ok())
-                        else {
-                            continue;
-                        };
-                        if message.get("id").is_some() && message.get("method").is_some() {
-                            let reply = audience.ask(&name, &session, message).await;
-                            let sent = match serde_json::from_value::<ClientJsonRpcMessage>(reply) {
-                                Ok(reply) => client
-                                    .post_message(
-                                        url.clone(),
-                                        reply,
-                                        Some(id.clone()),
-                                        None,
-                                        headers.clone(),
-                                    )
-                                    .await
-                                    .map(|_| ())
-                                    .map_err(|e| e.to_string()),
-                                Err(e) => Err(e.to_string()),
-                            };
-                            if let Err(error) = sent {
-                                tracing::warn!(upstream = %name, %error, "cannot answer the upstream's request");
-                            }
-                        } else if !audience.notify(&name, Some(&session), message).await {
-                            break;
-                        }
-                    }
-                }
-                Err(error) => {
+            let name = &endpoint.name;
+            let opened = endpoint.client.get_stream(
+                endpoint.url.clone(),
+                Some(id.clone()),
+                None,
+                None,
+                headers.clone(),
+            );
+            let mut stream = match stop.run_until_cancelled(opened).await {
+                Some(Ok(stream)) => stream,
+                Some(Err(error)) => {
                     tracing::debug!(upstream = %name, %error, "the upstream offers no GET stream: its notifications between requests are not relayed");
+                    lock(&listening).remove(&id);
+                    return;
+                }
+                None => return,
+            };
+            while let Some(Some(Ok(event))) = stop.run_until_cancelled(stream.next()).await {
+                let Some(message) = event
+                    .data
+                    .and_then(|data| serde_json::from_str::<Value>(&data).ok())
+                else {
+                    continue;
+                };
+                if message.get("id").is_some() && message.get("method").is_some() {
+                    let reply = audience.ask(name, &session, message).await;
+                    let sent = match serde_json::from_value::<ClientJsonRpcMessage>(reply) {
+                        Ok(reply) => endpoint
+                            .client
+                            .post_message(
+                                endpoint.url.clone(),
+                                reply,
+                                Some(id.clone()),
+                                None,
+                                headers.clone(),
+                            )
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(error) = sent {
+                        tracing::warn!(upstream = %name, %error, "cannot answer the upstream's request");
+                    }
+                } else if !audience.notify(name, Some(&session), message).await {
+                    break;
                 }
             }
             lock(&listening).remove(&id);
         });
-    }
-
-    async fn post(
-        &self,
-        message: Value,
-        session: Option<Arc<str>>,
-        version: Option<&str>,
-    ) -> Result<StreamableHttpPostResponse, Failure> {
-        let message: ClientJsonRpcMessage = serde_json::from_value(message)
-            .map_err(|e| UpstreamError::Protocol(format!("cannot encode the request: {e}")))?;
-        let mut headers = self.headers.clone();
-        if let Some(version) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
-            headers.insert(HeaderName::from_static("mcp-protocol-version"), version);
-        }
-        self.client
-            .post_message(self.url.clone(), message, session, None, headers)
-            .await
-            .map_err(classify)
     }
 
     /// Reads the reply to request `id`: a JSON body, or the event stream up to the answer.
@@ -371,9 +403,11 @@ impl HttpUpstream {
         id: i64,
         held: &Held,
         relay: Option<&Relay>,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         let mut stream = match response {
-            StreamableHttpPostResponse::Json(message, _) => return outcome(to_value(&message)?),
+            StreamableHttpPostResponse::Json(message, _) => {
+                return outcome(to_value(&message)?).map(Answer::Tree);
+            }
             StreamableHttpPostResponse::Sse(stream, _) => stream,
             _ => {
                 return Err(UpstreamError::Protocol(
@@ -386,7 +420,8 @@ impl HttpUpstream {
             let event = tokio::select! {
                 event = stream.next() => event,
                 _ = cancelled.cancelled() => {
-                    self.cancel(id, held).await;
+                    let reason = "the client cancelled the request";
+                    self.endpoint.cancel(id, held, reason).await;
                     return Err(UpstreamError::Cancelled);
                 }
             };
@@ -396,12 +431,16 @@ impl HttpUpstream {
             let Some(data) = event.data.filter(|d| !d.trim().is_empty()) else {
                 continue;
             };
-            let message: Value = serde_json::from_str(&data)
-                .map_err(|e| UpstreamError::Protocol(format!("an event is not JSON: {e}")))?;
+            let not_json = |e| UpstreamError::Protocol(format!("an event is not JSON: {e}"));
+            let envelope: Envelope = serde_json::from_str(&data).map_err(not_json)?;
+            if envelope.answers(id) {
+                return envelope.outcome();
+            }
+            if envelope.method.is_none() {
+                continue;
+            }
+            let message: Value = serde_json::from_str(&data).map_err(not_json)?;
             match (message.get("id"), message.get("method"), relay) {
-                (Some(answered), None, _) if answered.as_i64() == Some(id) => {
-                    return outcome(message);
-                }
                 (Some(_), Some(_), Some(relay)) => {
                     let reply = relay.ask(&self.name, message).await;
                     self.reply(reply, held).await;
@@ -423,18 +462,73 @@ impl HttpUpstream {
     /// Sends the upstream the answer to a request it made of the client.
     async fn reply(&self, message: Value, held: &Held) {
         let version = Some(held.row.protocol_version.as_str());
-        if let Err(Failure::Other(error)) = self.post(message, held.id.clone(), version).await {
+        let sent = self.endpoint.post(message, held.id.clone(), version).await;
+        if let Err(Failure::Other(error)) = sent {
             tracing::warn!(upstream = %self.name, %error, "cannot answer the upstream's request");
         }
     }
+}
 
-    /// Tells the upstream the client cancelled request `id`.
-    async fn cancel(&self, id: i64, held: &Held) {
+impl Endpoint {
+    async fn post(
+        &self,
+        message: Value,
+        session: Option<Arc<str>>,
+        version: Option<&str>,
+    ) -> Result<StreamableHttpPostResponse, Failure> {
+        let message: ClientJsonRpcMessage = serde_json::from_value(message)
+            .map_err(|e| UpstreamError::Protocol(format!("cannot encode the request: {e}")))?;
+        self.send(message, session, version).await
+    }
+
+    async fn send(
+        &self,
+        message: ClientJsonRpcMessage,
+        session: Option<Arc<str>>,
+        version: Option<&str>,
+    ) -> Result<StreamableHttpPostResponse, Failure> {
+        let mut headers = self.headers.clone();
+        if let Some(version) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(HeaderName::from_static("mcp-protocol-version"), version);
+        }
+        self.client
+            .post_message(self.url.clone(), message, session, None, headers)
+            .await
+            .map_err(classify)
+    }
+
+    /// Tells the upstream to stop request `id`, and why.
+    async fn cancel(&self, id: i64, held: &Held, reason: &str) {
         let message = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-            "params": {"requestId": id, "reason": "the client cancelled the request"}});
+            "params": {"requestId": id, "reason": reason}});
         let version = Some(held.row.protocol_version.as_str());
         if let Err(Failure::Other(error)) = self.post(message, held.id.clone(), version).await {
-            tracing::warn!(upstream = %self.name, %error, "cannot pass the client's cancellation to the upstream");
+            tracing::warn!(upstream = %self.name, %error, "cannot pass the cancellation to the upstream");
+        }
+    }
+}
+
+/// Tells the upstream to stop request `id` when the call is dropped before its answer came
+/// (Steward's timeout ran out, or the client went away): nothing else would tell it.
+struct Unanswered(Option<(Arc<Endpoint>, Arc<Held>, i64)>);
+
+impl Unanswered {
+    /// The upstream answered, or the request failed before reaching it.
+    fn settled(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some((endpoint, held, id)) = self.0.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let reason = "Steward stopped waiting for the answer";
+                endpoint.cancel(id, &held, reason).await;
+            });
         }
     }
 }

@@ -10,6 +10,7 @@
 //! process; [`relay`] carries what the upstream sends the client (notifications, requests)
 //! and the client's cancellations. The MCP handler ([`crate::mcp`]) calls in here; this module knows nothing of the board.
 
+mod answer;
 pub mod breaker;
 pub mod error;
 pub mod http;
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ledger::entry::{Micros, Served, UpstreamHop};
 use crate::store::Store;
+use answer::Answer;
 use breaker::Breaker;
 use error::UpstreamError;
 use http::HttpUpstream;
@@ -106,15 +108,18 @@ impl Gateway {
             let status = Arc::new(UpstreamStatus::default());
             let audience = Arc::new(Audience::default());
             let link = match &spec.target {
-                Target::Http { url, headers } => Link::Http(HttpUpstream::new(
-                    spec.name.clone(),
-                    url,
-                    headers,
-                    client.clone(),
-                    store.clone(),
-                    status.clone(),
-                    audience.clone(),
-                )?),
+                Target::Http { url, headers } => Link::Http(
+                    HttpUpstream::new(
+                        spec.name.clone(),
+                        url,
+                        headers,
+                        client.clone(),
+                        store.clone(),
+                        status.clone(),
+                        audience.clone(),
+                    )?
+                    .closing_on(stop.clone()),
+                ),
                 Target::Stdio { command, args, env } => Link::Stdio(StdioUpstream::start(
                     Launch {
                         name: spec.name.clone(),
@@ -356,9 +361,7 @@ impl Upstream {
             Some(cursor) => json!({ "cursor": cursor }),
             None => json!({}),
         };
-        let result = self.call(caller, L::METHOD, params).await?;
-        serde_json::from_value(result)
-            .map_err(|e| UpstreamError::Protocol(format!("a malformed {} result: {e}", L::METHOD)))
+        self.call(caller, L::METHOD, params).await?.parse(L::METHOD)
     }
 
     async fn exchange<E: Exchange>(
@@ -368,10 +371,11 @@ impl Upstream {
     ) -> Result<E::Response, UpstreamError> {
         let params = serde_json::to_value(&request)
             .map_err(|e| UpstreamError::Protocol(format!("cannot encode the request: {e}")))?;
-        let result = self.call(caller, E::METHOD, params).await?;
-        serde_json::from_value::<E::Result>(result)
-            .map(Into::into)
-            .map_err(|e| UpstreamError::Protocol(format!("a malformed {} result: {e}", E::METHOD)))
+        let result: E::Result = self
+            .call(caller, E::METHOD, params)
+            .await?
+            .parse(E::METHOD)?;
+        Ok(result.into())
     }
 
     /// `method` with `params` at the upstream, for `caller`; its result.
@@ -380,18 +384,21 @@ impl Upstream {
         caller: Caller<'_>,
         method: &str,
         params: Value,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Answer, UpstreamError> {
         let _serving = caller.relay.map(|relay| {
             self.audience.seen(session_key(caller), relay);
             self.audience.serving(session_key(caller), relay)
         });
         match &self.link {
             Link::Http(http) => {
-                let init = initialize_params(caller);
-                http.request(session_key(caller), &init, method, params, caller.relay)
+                let init = || initialize_params(caller);
+                http.request(session_key(caller), init, method, params, caller.relay)
                     .await
             }
-            Link::Stdio(stdio) => stdio.request(method, params, caller.relay).await,
+            Link::Stdio(stdio) => stdio
+                .request(method, params, caller.relay)
+                .await
+                .map(Answer::Tree),
         }
     }
 

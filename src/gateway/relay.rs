@@ -168,6 +168,11 @@ impl Audience {
     /// Remembers the connection a client session last used.
     pub fn seen(&self, session: &str, relay: &Relay) {
         let mut peers = lock(&self.peers);
+        if let Some(peer) = peers.get_mut(session) {
+            *peer = relay.peer.clone();
+            return;
+        }
+        // Sessions whose connection closed are forgotten as new ones come, not on every call.
         peers.retain(|_, peer| !peer.is_transport_closed());
         peers.insert(session.to_string(), relay.peer.clone());
     }

@@ -191,13 +191,29 @@ async fn merged_tools_proxied_calls_and_their_ledger_rows(db: TestDb) -> anyhow:
         down.text
     );
     let slow = client
-        .call(Some(&session), 14, "py__sleep", json!({"seconds": 10}))
+        .call(Some(&session), 14, "py__slow", json!({"seconds": 10}))
         .await?;
     ensure!(
         slow.error_message()
             .contains("upstream py did not answer within 3s"),
         "{}",
         slow.text
+    );
+    // Steward stopped waiting, and told the upstream to stop too.
+    let mut seen = String::new();
+    for id in 100..150 {
+        let answer = client
+            .call(Some(&session), id, "py__seen", json!({}))
+            .await?;
+        seen = text(&answer).to_string();
+        if !seen.starts_with("cancelled= ") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(
+        seen.starts_with("cancelled=") && !seen.starts_with("cancelled= "),
+        "the upstream was not told the timed-out call was cancelled: {seen}"
     );
     // Neither failure touched the board.
     let board = client
@@ -232,7 +248,7 @@ async fn merged_tools_proxied_calls_and_their_ledger_rows(db: TestDb) -> anyhow:
         unreachable["error_code"] == -32010 && unreachable["upstream"] == "dead",
         "{unreachable}"
     );
-    let timed_out = row("py__sleep", "timeout").await?;
+    let timed_out = row("py__slow", "timeout").await?;
     ensure!(timed_out["upstream"] == "py", "{timed_out}");
     let stdio_row = row("pys__echo", "success").await?;
     ensure!(stdio_row["upstream"] == "pys", "{stdio_row}");
