@@ -153,6 +153,16 @@ impl Board {
             "bench",
         )
         .await?;
+        ctx.report.fact(
+            "board",
+            &format!(
+                "{}: server RSS idle at {tasks} tasks ({} sessions open)",
+                db.engine.label(),
+                sessions.len()
+            ),
+            json!(format!("{:.1}", proc.stats().rss_kib as f64 / 1024.0)),
+            "MiB",
+        );
         Ok((proc, target, sessions, seeded.projects[0].to_string()))
     }
 
