@@ -153,6 +153,16 @@ impl Board {
             "bench",
         )
         .await?;
+        ctx.report.fact(
+            "board",
+            &format!(
+                "{}: server RSS idle at {tasks} tasks ({} sessions open)",
+                db.engine.label(),
+                sessions.len()
+            ),
+            json!(format!("{:.1}", proc.stats().rss_kib as f64 / 1024.0)),
+            "MiB",
+        );
         Ok((proc, target, sessions, seeded.projects[0].to_string()))
     }
 
@@ -259,6 +269,9 @@ async fn measure_reads(ctx: &mut Ctx, opts: &BoardOpts, boards: &mut [Board; 2])
                     .await,
             );
         }
+        // A single client on both boards: the p50 the target is about, and the same read's
+        // p50 on the small board (what the call costs apart from the board's size).
+        let single_small = boards[0].measure(ctx, read, opts.single, 1).await;
         let single = boards[1].measure(ctx, read, opts.single, 1).await;
         let ratio = rows[1].rps / rows[0].rps.max(1e-9);
         ctx.report.ratio(
@@ -279,9 +292,19 @@ async fn measure_reads(ctx: &mut Ctx, opts: &BoardOpts, boards: &mut [Board; 2])
             single.p50_ms,
             Some((&format!("≤ {MAX_P50_MS:.1}"), single.p50_ms <= MAX_P50_MS)),
         );
+        ctx.report.ratio(
+            "board",
+            &format!(
+                "{e}: {} single-client p50 at {} / at {} tasks",
+                read.label, opts.large, opts.small
+            ),
+            single.p50_ms / single_small.p50_ms.max(1e-9),
+            None,
+        );
         for row in rows {
             ctx.report.row(row);
         }
+        ctx.report.row(single_small);
         ctx.report.row(single);
     }
     Ok(())

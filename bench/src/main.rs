@@ -173,7 +173,7 @@ enum Scenario {
         #[arg(long)]
         large_tasks: Option<usize>,
     },
-    /// Every scenario, one report.
+    /// Every scenario, one report (the board's at its --quick or full size).
     All {
         #[command(flatten)]
         sessions: SessionArgs,
@@ -306,6 +306,7 @@ async fn run(cli: Cli) -> Result<usize> {
             scenarios::stateless(&mut ctx).await?;
             gateway::gateway(&mut ctx).await?;
             analytics::analytics(&mut ctx, analytics::default_rows(c.quick)).await?;
+            board::board(&mut ctx, &board::BoardOpts::new(None, c.quick)).await?;
             sessions::sessions(&mut ctx, &session_opts(s)).await?;
             if !no_peer {
                 peer::peer(&mut ctx, &peer_opts(p)).await?;

@@ -7,13 +7,53 @@
 //! FTS5 trigram table of 0018, PostgreSQL's `pg_trgm` GIN index of 0017).
 
 use chrono::{DateTime, Utc};
-use sqlx::{Database, Encode, QueryBuilder, Type};
+use sqlx::{Database, Encode, FromRow, QueryBuilder, Row, Type};
 
+use super::task_count_memo::{recall, remember};
 use super::tasks::{Task, TaskQuery, fold};
 use super::{Id, Page, Paged, Store, like_pattern, on_pool};
 
+/// The version every task write that can change a count sets (migration 0019).
+const VERSION: &str = "SELECT version FROM board_version";
+
+/// The totals of `$filters` on `$pool`, in one statement. Totals the trigger-kept counts
+/// cannot answer come from the memo while the board's version is the one they were counted
+/// at, else are counted with the version (in one statement, so the two agree) and
+/// remembered. A macro so the body is compiled per engine like `on_pool!`'s.
+macro_rules! totals {
+    ($pool:expr, $filters:expr) => {{
+        let filters: &[&Filter] = $filters;
+        let remembered = filters.iter().all(|f| f.remembered());
+        let mut known = None;
+        if remembered {
+            let version: i64 = sqlx::query_scalar(VERSION).fetch_one($pool).await?;
+            known = filters
+                .iter()
+                .map(|f| recall(version, f))
+                .collect::<Option<Vec<i64>>>();
+        }
+        match known {
+            Some(totals) => totals,
+            None => {
+                let row = counts(filters, remembered).build().fetch_one($pool).await?;
+                let first = usize::from(remembered);
+                let totals = (first..first + filters.len())
+                    .map(|i| row.try_get::<i64, _>(i))
+                    .collect::<Result<Vec<i64>, _>>()?;
+                if remembered {
+                    let version: i64 = row.try_get(0)?;
+                    for (filter, total) in filters.iter().zip(&totals) {
+                        remember(version, filter, *total);
+                    }
+                }
+                totals
+            }
+        }
+    }};
+}
+
 /// Which done tasks a count or page takes.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Done {
     Hidden,
     Included,
@@ -31,8 +71,8 @@ enum Search {
 }
 
 /// The conditions of a task listing, folded and escaped as the columns hold them.
-#[derive(Clone)]
-struct Filter {
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct Filter {
     project_id: Option<Id>,
     status: Option<&'static str>,
     assignee: Option<String>,
@@ -70,6 +110,12 @@ impl Filter {
     /// Whether the trigger-kept counts can answer the total: nothing narrows it but their keys.
     fn counted(&self) -> bool {
         self.pattern.is_none() && self.feature.is_none() && self.unclaimed_at.is_none()
+    }
+
+    /// Whether a total counted for this filter holds until the board's version changes: one
+    /// the counts cannot answer, and that does not depend on the time (`unclaimed`).
+    fn remembered(&self) -> bool {
+        !self.counted() && self.unclaimed_at.is_none()
     }
 
     /// `WHERE …` for the given filters; `live` adds the archived condition (the counts hold
@@ -138,8 +184,8 @@ impl Filter {
             .push(" ESCAPE '\\'");
     }
 
-    /// The statement that counts the tasks this filter takes.
-    fn count<'a, DB>(&'a self) -> QueryBuilder<'a, DB>
+    /// The `SELECT` that counts the tasks this filter takes (a scalar subquery of [`counts`]).
+    fn push_count<'a, DB>(&'a self, q: &mut QueryBuilder<'a, DB>)
     where
         DB: Database,
         Id: Encode<'a, DB> + Type<DB>,
@@ -147,13 +193,12 @@ impl Filter {
         DateTime<Utc>: Encode<'a, DB> + Type<DB>,
     {
         let counted = self.counted();
-        let mut q = QueryBuilder::new(match (counted, self.project_id) {
+        q.push(match (counted, self.project_id) {
             (true, Some(_)) => "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM task_counts",
             (true, None) => "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM task_totals",
             (false, _) => "SELECT COUNT(*) FROM tasks",
         });
-        self.push(&mut q, !counted, Search::Indexed);
-        q
+        self.push(q, !counted, Search::Indexed);
     }
 
     /// The same filter without its text query: the tasks a walk passes on its way.
@@ -166,10 +211,64 @@ impl Filter {
     }
 }
 
+/// One statement counting the tasks of each filter: `SELECT (count), (count)…`, after the
+/// board's version when `versioned`.
+fn counts<'a, DB>(filters: &[&'a Filter], versioned: bool) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    Id: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new("SELECT ");
+    if versioned {
+        q.push("(").push(VERSION).push(")");
+    }
+    for (i, filter) in filters.iter().enumerate() {
+        if versioned || i > 0 {
+            q.push(", ");
+        }
+        q.push("(");
+        filter.push_count(&mut q);
+        q.push(")");
+    }
+    q
+}
+
 /// `text` folded and quoted as an FTS5 phrase, if it has the 3 characters a trigram needs.
 fn trigram_phrase(text: &str) -> Option<String> {
     let folded = fold(text);
     (folded.chars().count() >= 3).then(|| format!("\"{}\"", folded.replace('"', "\"\"")))
+}
+
+/// One page of `filter`'s tasks; with each of `counted` (filters the trigger-kept counts
+/// answer) counted in the same statement, as columns `total_0`, `total_1`… of every row.
+fn page_query<'a, DB>(
+    filter: &'a Filter,
+    search: Search,
+    page: Page,
+    counted: &[&'a Filter],
+) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    Id: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    let mut q = QueryBuilder::new("SELECT *");
+    for (i, count) in counted.iter().enumerate() {
+        q.push(", (");
+        count.push_count(&mut q);
+        q.push(") AS total_").push(i);
+    }
+    q.push(" FROM tasks");
+    filter.push(&mut q, true, search);
+    q.push(" ORDER BY task_order DESC, created_at, id LIMIT ")
+        .push_bind(page.limit())
+        .push(" OFFSET ")
+        .push_bind(page.offset());
+    q
 }
 
 /// Whether walking the order index finds the page sooner than the text index: the walk reads
@@ -186,39 +285,86 @@ impl Store {
         query: &TaskQuery,
         page: Page,
     ) -> Result<Paged<Task>, sqlx::Error> {
-        let done = match query.include_closed {
-            true => Done::Included,
-            false => Done::Hidden,
-        };
-        let filter = Filter::new(self, query, done);
-        let others = filter.without_text();
-        let mut paged = on_pool!(self, pool => {
-            let total: i64 = filter.count().build_query_scalar().fetch_one(pool).await?;
-            let mut search = Search::Indexed;
-            if filter.pattern.is_some() && others.counted() {
-                let passed: i64 = others.count().build_query_scalar().fetch_one(pool).await?;
-                if walk_is_cheaper(total, passed, page.offset() + page.limit()) {
-                    search = Search::Walk;
-                }
-            }
-            let mut list = QueryBuilder::new("SELECT * FROM tasks");
-            filter.push(&mut list, true, search);
-            list.push(" ORDER BY task_order DESC, created_at, id LIMIT ")
-                .push_bind(page.limit())
-                .push(" OFFSET ")
-                .push_bind(page.offset());
-            let items = list.build_query_as::<Task>().fetch_all(pool).await?;
-            Ok::<_, sqlx::Error>(Paged { items, total })
-        })?;
-        self.fill_blockers(&mut paged.items).await?;
-        Ok(paged)
+        let listed = self.list_tasks_counting(query, page, false).await?;
+        Ok(listed.0)
+    }
+
+    /// [`Store::list_tasks`] and, unless `query` includes done tasks, how many done tasks
+    /// matched apart from being done (the matches the listing hides), counted together.
+    pub async fn list_tasks_and_closed(
+        &self,
+        query: &TaskQuery,
+        page: Page,
+    ) -> Result<(Paged<Task>, i64), sqlx::Error> {
+        self.list_tasks_counting(query, page, !query.include_closed)
+            .await
     }
 
     /// How many done tasks match `query` apart from being done: the matches a listing without
     /// `include_closed` hides.
     pub async fn closed_matches(&self, query: &TaskQuery) -> Result<i64, sqlx::Error> {
         let filter = Filter::new(self, query, Done::Only);
-        on_pool!(self, pool => filter.count().build_query_scalar().fetch_one(pool).await)
+        on_pool!(self, pool => Ok(totals!(pool, &[&filter])[0]))
+    }
+
+    async fn list_tasks_counting(
+        &self,
+        query: &TaskQuery,
+        page: Page,
+        with_closed: bool,
+    ) -> Result<(Paged<Task>, i64), sqlx::Error> {
+        let done = match query.include_closed {
+            true => Done::Included,
+            false => Done::Hidden,
+        };
+        let filter = Filter::new(self, query, done);
+        let closed = Filter {
+            done: Done::Only,
+            ..filter.clone()
+        };
+        let others = filter.without_text();
+        let filters: &[&Filter] = match with_closed {
+            true => &[&filter, &closed],
+            false => &[&filter],
+        };
+        let (items, totals) = on_pool!(self, pool => {
+            if filters.iter().all(|f| f.counted()) {
+                // The page and its counts in one statement; an empty page has no row to carry
+                // them, so they are counted on their own.
+                let mut query = page_query(&filter, Search::Indexed, page, filters);
+                let rows = query.build().fetch_all(pool).await?;
+                let totals = match rows.first() {
+                    Some(row) => (0..filters.len())
+                        .map(|i| row.try_get::<i64, _>(format!("total_{i}").as_str()))
+                        .collect::<Result<Vec<i64>, _>>()?,
+                    None => totals!(pool, filters),
+                };
+                let items = rows
+                    .iter()
+                    .map(Task::from_row)
+                    .collect::<Result<Vec<Task>, _>>()?;
+                Ok::<_, sqlx::Error>((items, totals))
+            } else {
+                let totals = totals!(pool, filters);
+                let mut search = Search::Indexed;
+                if filter.pattern.is_some() && others.counted() {
+                    let passed = totals!(pool, &[&others])[0];
+                    if walk_is_cheaper(totals[0], passed, page.offset() + page.limit()) {
+                        search = Search::Walk;
+                    }
+                }
+                let mut query = page_query(&filter, search, page, &[]);
+                let items = query.build_query_as::<Task>().fetch_all(pool).await?;
+                Ok((items, totals))
+            }
+        })?;
+        let mut paged = Paged {
+            items,
+            total: totals[0],
+        };
+        let closed = totals.get(1).copied().unwrap_or(0);
+        self.fill_blockers(&mut paged.items).await?;
+        Ok((paged, closed))
     }
 }
 

@@ -598,7 +598,8 @@ async fn restore_refuses_ended_sessions(db: TestDb) -> anyhow::Result<()> {
 /// A task written through one replica is in the very next read on the same replica and on
 /// the other one (board reads go to the database, so there is nothing to wait for: the bound
 /// of 100 ms the issue sets is checked as "the first read already shows it"), with the total
-/// and the done count that come from the counts the migration's triggers keep.
+/// and the done count that come from the counts the migration's triggers keep, or (a text
+/// query) that each replica remembers per board version.
 async fn board_writes_show_on_every_replica_at_once(db: TestDb) -> anyhow::Result<()> {
     let a = TestServer::start(&db).await?;
     let b = TestServer::start(&db).await?;
@@ -619,7 +620,16 @@ async fn board_writes_show_on_every_replica_at_once(db: TestDb) -> anyhow::Resul
         .as_str()
         .context("no project_id")?
         .to_string();
-    let find = json!({"filter_by": "project", "filter_value": project_id});
+    let finds = [
+        json!({"filter_by": "project", "filter_value": project_id}),
+        json!({"query": "SEEN everywhere"}),
+    ];
+    // Each replica remembers the text query's totals before the writes.
+    for (server, session) in [(&a, &on_a), (&b, &on_b)] {
+        let find = finds[1].clone();
+        let found = tool_output(&call_tool(server, Some(session), "find_tasks", find).await?)?;
+        assert_eq!(found["total"], 0, "{found}");
+    }
     let create = json!({"action": "create", "project_id": project_id, "title": "Seen everywhere"});
     let created = tool_output(&call_tool(&a, Some(&on_a), "manage_task", create).await?)?;
     let task_id = created["task_id"]
@@ -630,10 +640,12 @@ async fn board_writes_show_on_every_replica_at_once(db: TestDb) -> anyhow::Resul
         (&a, &on_a, "the writer's replica"),
         (&b, &on_b, "the other replica"),
     ] {
-        let found =
-            tool_output(&call_tool(server, Some(session), "find_tasks", find.clone()).await?)?;
-        assert_eq!(found["total"], 1, "{who}: {found}");
-        assert_eq!(found["tasks"][0]["id"], task_id.as_str(), "{who}: {found}");
+        for find in &finds {
+            let found =
+                tool_output(&call_tool(server, Some(session), "find_tasks", find.clone()).await?)?;
+            assert_eq!(found["total"], 1, "{who}, {find}: {found}");
+            assert_eq!(found["tasks"][0]["id"], task_id.as_str(), "{who}: {found}");
+        }
     }
     let done = json!({"action": "update", "task_id": task_id, "status": "done"});
     tool_output(&call_tool(&b, Some(&on_b), "manage_task", done).await?)?;
@@ -641,10 +653,15 @@ async fn board_writes_show_on_every_replica_at_once(db: TestDb) -> anyhow::Resul
         (&b, &on_b, "the writer's replica"),
         (&a, &on_a, "the other replica"),
     ] {
-        let found =
-            tool_output(&call_tool(server, Some(session), "find_tasks", find.clone()).await?)?;
-        assert_eq!(found["total"], 0, "{who}: the done task is hidden: {found}");
-        assert_eq!(found["closed_matches"], 1, "{who}: {found}");
+        for find in &finds {
+            let found =
+                tool_output(&call_tool(server, Some(session), "find_tasks", find.clone()).await?)?;
+            assert_eq!(
+                found["total"], 0,
+                "{who}, {find}: the done task is hidden: {found}"
+            );
+            assert_eq!(found["closed_matches"], 1, "{who}, {find}: {found}");
+        }
     }
     tokio::join!(a.stop(), b.stop());
     Ok(())

@@ -11,7 +11,10 @@ use steward::store::projects::NewProject;
 use steward::store::tasks::{NewTask, Task, TaskChanges, TaskQuery};
 use steward::store::{Id, Page, Store};
 
-test_on_each_backend!(indexed_reads_equal_a_plain_scan);
+test_on_each_backend!(
+    indexed_reads_equal_a_plain_scan,
+    remembered_totals_follow_writes_on_another_replica
+);
 
 const TEXTS: [&str; 14] = [
     "Cache warmup",
@@ -193,6 +196,15 @@ async fn check(store: &Store, tasks: &[Task], query: &TaskQuery) -> anyhow::Resu
             "closed of {query:?}"
         );
     }
+    // What find_tasks reads: the first page with both counts in one go.
+    let first = Page {
+        page: 1,
+        per_page: 3,
+    };
+    let (found, found_closed) = store.list_tasks_and_closed(query, first).await?;
+    assert_eq!(found.total, expected.len() as i64, "total of {query:?}");
+    let closed = if query.include_closed { 0 } else { closed };
+    assert_eq!(found_closed, closed, "closed of {query:?}");
     Ok(())
 }
 
@@ -236,5 +248,85 @@ async fn indexed_reads_equal_a_plain_scan(db: TestDb) -> anyhow::Result<()> {
     };
     assert!(!scanned(&tasks, &renamed).is_empty());
     store.close().await;
+    Ok(())
+}
+
+/// A text query's totals are remembered per board version (migration 0019): every write that
+/// changes what they count, made through another store (a second replica), shows in the next
+/// read, as a scan of the board shows it.
+async fn remembered_totals_follow_writes_on_another_replica(db: TestDb) -> anyhow::Result<()> {
+    let reader = open_store(&db).await?;
+    let writer = open_store(&db).await?;
+    let [a, _] = seed(&writer).await?;
+    let queries: Vec<TaskQuery> = [false, true]
+        .into_iter()
+        .map(|include_closed| TaskQuery {
+            text: Some("cache".into()),
+            include_closed,
+            ..TaskQuery::default()
+        })
+        .collect();
+    let check_all = async |step: &str| -> anyhow::Result<()> {
+        let tasks = board(&writer).await?;
+        for query in &queries {
+            check(&reader, &tasks, query)
+                .await
+                .map_err(|e| e.context(step.to_string()))?;
+        }
+        Ok(())
+    };
+    check_all("before any write").await?;
+    let new = NewTask {
+        project_id: a,
+        title: "One more cache".into(),
+        description: String::new(),
+        status: "todo",
+        assignee: "Bob".into(),
+        task_order: 3,
+        feature: None,
+        blocked_by: Vec::new(),
+        parent_task_id: None,
+        sources: Value::Array(Vec::new()),
+        code_examples: Value::Array(Vec::new()),
+    };
+    let task = writer.create_task(&new, &actor()).await?.expect("created");
+    check_all("after a create").await?;
+    for changes in [
+        TaskChanges {
+            status: Some("done"),
+            ..TaskChanges::default()
+        },
+        TaskChanges {
+            status: Some("todo"),
+            description: Some("and the cache again".into()),
+            ..TaskChanges::default()
+        },
+        TaskChanges {
+            title: Some("no longer matching".into()),
+            ..TaskChanges::default()
+        },
+        TaskChanges {
+            description: Some("".into()),
+            ..TaskChanges::default()
+        },
+    ] {
+        writer
+            .update_task(task.id, &changes, None, &actor())
+            .await?
+            .expect("updated");
+        check_all(&format!("after {changes:?}")).await?;
+    }
+    let cached = board(&writer)
+        .await?
+        .into_iter()
+        .find(|t| t.title.to_lowercase().contains("cache"))
+        .expect("a task matching cache");
+    writer
+        .archive_task(cached.id, None, &actor())
+        .await?
+        .expect("archived");
+    check_all("after an archive").await?;
+    reader.close().await;
+    writer.close().await;
     Ok(())
 }

@@ -129,12 +129,7 @@ impl BoardServer {
             ..TaskQuery::default()
         };
         apply_filter(&mut query, args.filter_by, args.filter_value)?;
-        let found = self.store().list_tasks(&query, page).await?;
-        let closed_matches = if query.include_closed {
-            0
-        } else {
-            self.store().closed_matches(&query).await?
-        };
+        let (found, closed_matches) = self.store().list_tasks_and_closed(&query, page).await?;
         Ok(success_fields(
             Fields::new()
                 .page("tasks", &found, page, RowView::List)
