@@ -215,18 +215,20 @@ impl Gateway {
     }
 
     /// Passes `request` to its upstream when it names an upstream's tool, prompt or resource
-    /// (see [`kinds`]); `None` when it names none.
+    /// (see [`kinds`]); gives `request` back when it names none.
     pub async fn pass<E: Exchange>(
         &self,
         caller: Caller<'_>,
         request: E,
-    ) -> Option<Result<E::Response, ErrorData>> {
-        let (upstream, local) = match E::BY_URI {
-            true => self.route_uri(request.target())?,
-            false => self.route(request.target())?,
+    ) -> Result<Result<E::Response, ErrorData>, E> {
+        let routed = match E::BY_URI {
+            true => self.route_uri(request.target()),
+            false => self.route(request.target()),
         };
-        let local = local.to_string();
-        Some(upstream.send(&local, caller, request).await)
+        let Some((upstream, local)) = routed.map(|(u, local)| (u, local.to_string())) else {
+            return Err(request);
+        };
+        Ok(upstream.send(&local, caller, request).await)
     }
 
     /// Passes `resources/subscribe` (`on`) or `resources/unsubscribe` of an upstream's

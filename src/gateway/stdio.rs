@@ -20,7 +20,7 @@ use rmcp::model::{
     CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientConfig,
     ClientJsonRpcMessage, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
     ElicitResult, Implementation, ListRootsResult, LoggingMessageNotificationParam,
-    ProgressNotificationParam, ProgressToken, ResourceUpdatedNotificationParam,
+    ProgressNotificationParam, ProgressToken, RequestId, ResourceUpdatedNotificationParam,
 };
 use rmcp::service::{NotificationContext, Peer, PeerRequestOptions, RequestContext, RoleClient};
 use rmcp::transport::TokioChildProcess;
@@ -95,6 +95,41 @@ impl InFlight {
     }
 }
 
+/// Tells the process to stop request `id`, and why.
+async fn cancel(peer: &Peer<RoleClient>, id: RequestId, reason: &str) {
+    let note = CancelledNotification::new(CancelledNotificationParam::new(
+        Some(id),
+        Some(reason.into()),
+    ));
+    if let Err(error) = peer.send_notification(note.into()).await {
+        tracing::debug!(%error, "could not pass a cancellation to the stdio upstream");
+    }
+}
+
+/// Tells the process to stop request `id` when the call is dropped before its answer came
+/// (Steward's timeout ran out, or the client went away): nothing else would tell it.
+struct Unanswered(Option<(Peer<RoleClient>, RequestId)>);
+
+impl Unanswered {
+    /// The process answered, or the client's cancellation was passed on.
+    fn settled(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some((peer, id)) = self.0.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                cancel(&peer, id, "Steward stopped waiting for the answer").await;
+            });
+        }
+    }
+}
+
 /// Takes a request off [`InFlight`] however it ends.
 struct Landed<'a>(&'a InFlight, ProgressToken);
 
@@ -155,8 +190,10 @@ impl StdioUpstream {
             Landed(&self.calls, token)
         });
         let cancelled = relay.map(|r| r.cancelled.clone()).unwrap_or_default();
+        let unanswered = Unanswered(Some((peer.clone(), id.clone())));
         tokio::select! {
             answer = handle.await_response() => {
+                unanswered.settled();
                 if relay.is_some() {
                     self.calls.settle().await;
                 }
@@ -164,13 +201,8 @@ impl StdioUpstream {
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))
             }
             _ = cancelled.cancelled() => {
-                let note = CancelledNotification::new(CancelledNotificationParam::new(
-                    Some(id),
-                    Some("the client cancelled the request".into()),
-                ));
-                if let Err(error) = peer.send_notification(note.into()).await {
-                    tracing::debug!(%error, "could not pass a cancellation to the stdio upstream");
-                }
+                unanswered.settled();
+                cancel(&peer, id, "the client cancelled the request").await;
                 Err(UpstreamError::Cancelled)
             }
         }

@@ -90,9 +90,10 @@ impl ServerHandler for BoardServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         self.connection.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(answer) = self.via_upstream(&request, &context).await {
-            return answer;
-        }
+        let request = match self.via_upstream(request, &context).await {
+            Ok(answer) => return answer,
+            Err(request) => request,
+        };
         let name = request.name.clone();
         if !self.ctx.board && self.tool_router.has_route(&name) {
             return Err(ErrorData::invalid_params(
@@ -193,9 +194,10 @@ impl ServerHandler for BoardServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        if let Some(answer) = self.via_upstream(&request, &context).await {
-            return answer;
-        }
+        let request = match self.via_upstream(request, &context).await {
+            Ok(answer) => return answer,
+            Err(request) => request,
+        };
         let uri = request.uri;
         if let Some(contents) = self
             .ctx
@@ -284,9 +286,10 @@ impl ServerHandler for BoardServer {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        if let Some(answer) = self.via_upstream(&request, &context).await {
-            return answer;
-        }
+        let request = match self.via_upstream(request, &context).await {
+            Ok(answer) => return answer,
+            Err(request) => request,
+        };
         if !prompts::is_board_prompt(&request.name)
             && let Some(fixtures) = &self.ctx.fixtures
             && fixtures.has_prompt(&request.name)

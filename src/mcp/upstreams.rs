@@ -30,17 +30,19 @@ impl BoardServer {
     }
 
     /// Passes `request` to its upstream when it names an upstream's tool, resource or prompt;
-    /// `None` otherwise.
-    pub(crate) async fn via_upstream<E: Exchange + Clone>(
+    /// gives `request` back otherwise (moved, not copied: a tool call's arguments may be large).
+    pub(crate) async fn via_upstream<E: Exchange>(
         &self,
-        request: &E,
+        request: E,
         context: &RequestContext<RoleServer>,
-    ) -> Option<Result<E::Response, ErrorData>> {
-        let gateway = self.ctx.gateway.as_ref()?;
+    ) -> Result<Result<E::Response, ErrorData>, E> {
+        let Some(gateway) = self.ctx.gateway.as_ref() else {
+            return Err(request);
+        };
         let (session, client) = (self.session_id(context), context.peer.peer_info());
         let relay = Relay::of(context);
         let caller = caller(session.as_deref(), client.as_deref(), context, &relay);
-        gateway.pass(caller, request.clone()).await
+        gateway.pass(caller, request).await
     }
 
     /// Passes `resources/subscribe` (`on`) or `resources/unsubscribe` to the upstream whose

@@ -4,6 +4,9 @@ upstream that tests/integration/gateway.rs puts behind Steward.
     upstream.py http PORT     Streamable HTTP at http://127.0.0.1:PORT/mcp (sessions in memory,
                               as the SDK keeps them: a restart forgets every session)
     upstream.py stdio         the same tools on standard input/output
+
+Over HTTP, with STREAM_LOG=FILE set, it appends "GET opened" and "GET closed" to FILE as a
+client's GET stream opens and closes.
 """
 
 import asyncio
@@ -18,9 +21,11 @@ from mcp.server.mcpserver import Context, MCPServer
 server = MCPServer(name="python-upstream", version="2.3.0")
 
 # What the client side did to this process, for the tests to read back: the resources it
-# subscribed to, and the calls it cancelled (by the request id this process saw).
+# subscribed to, the calls it cancelled (by the request id this process saw), and how many
+# calls of `slow` are sleeping now.
 subscribed: list[str] = []
 cancelled: list[str] = []
+sleeping = 0
 
 
 @server.tool(description="Returns the text it was given.")
@@ -109,17 +114,21 @@ async def touch(uri: str, ctx: Context) -> str:
 
 @server.tool(description="Sleeps this many seconds, remembering if it was cancelled first.")
 async def slow(seconds: float, ctx: Context) -> str:
+    global sleeping
+    sleeping += 1
     try:
         await asyncio.sleep(seconds)
     except BaseException:
         cancelled.append(str(ctx.request_id))
         raise
+    finally:
+        sleeping -= 1
     return "slept"
 
 
-@server.tool(description="The request ids of the calls cancelled so far, and the subscribed URIs.")
+@server.tool(description="Cancelled request ids, subscribed URIs, and how many calls sleep now.")
 def seen() -> str:
-    return f"cancelled={','.join(cancelled)} subscribed={','.join(subscribed)}"
+    return f"cancelled={','.join(cancelled)} subscribed={','.join(subscribed)} sleeping={sleeping}"
 
 
 async def subscribe(ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
@@ -135,8 +144,36 @@ def crash() -> str:
     os._exit(3)
 
 
+def logging_get_streams(app, path):
+    """`app`, noting in the file at `path` when each GET stream opens and closes."""
+
+    def note(line):
+        with open(path, "a") as log:
+            log.write(line + "\n")
+
+    async def logged(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return await app(scope, receive, send)
+        note("GET opened")
+        try:
+            await app(scope, receive, send)
+        finally:
+            note("GET closed")
+
+    return logged
+
+
+async def serve_http_logging_streams(port, path):
+    import uvicorn
+
+    app = logging_get_streams(server.streamable_http_app(host="127.0.0.1"), path)
+    await uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port)).serve()
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "http":
+    if sys.argv[1] == "http" and os.environ.get("STREAM_LOG"):
+        asyncio.run(serve_http_logging_streams(int(sys.argv[2]), os.environ["STREAM_LOG"]))
+    elif sys.argv[1] == "http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         server.run("stdio")

@@ -19,6 +19,7 @@ test_on_each_backend!(
     steward_with_fixtures_as_an_upstream,
     sessions_survive_an_upstream_restart_and_a_steward_restart,
     a_stdio_upstream_is_restarted_and_its_secrets_stay_hidden,
+    a_stopping_steward_does_not_hold_an_upstream_open,
 );
 
 pub(crate) fn python() -> Option<PathBuf> {
@@ -55,8 +56,18 @@ pub(crate) struct PythonUpstream {
 
 impl PythonUpstream {
     pub(crate) async fn start(python: &Path, port: u16) -> anyhow::Result<Self> {
+        Self::start_with(python, port, &[]).await
+    }
+
+    /// [`PythonUpstream::start`] with `env` set (see tests/gateway/upstream.py).
+    pub(crate) async fn start_with(
+        python: &Path,
+        port: u16,
+        env: &[(&str, &Path)],
+    ) -> anyhow::Result<Self> {
         let child = Command::new(python)
             .args([upstream_script(), "http".into(), port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -118,6 +129,28 @@ pub(crate) fn text(reply: &raw::Reply) -> &str {
     reply.message["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_default()
+}
+
+/// What `upstream`'s `seen` tool says once it records a cancelled call (up to 5 s), or at the
+/// end; its calls use ids from `first_id` on.
+async fn cancelled_at(
+    client: &Client,
+    session: &str,
+    upstream: &str,
+    first_id: u64,
+) -> anyhow::Result<String> {
+    let mut seen = String::new();
+    for id in first_id..first_id + 50 {
+        let answer = client
+            .call(Some(session), id, &format!("{upstream}__seen"), json!({}))
+            .await?;
+        seen = text(&answer).to_string();
+        if !seen.starts_with("cancelled= ") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(seen)
 }
 
 async fn merged_tools_proxied_calls_and_their_ledger_rows(db: TestDb) -> anyhow::Result<()> {
@@ -200,20 +233,25 @@ async fn merged_tools_proxied_calls_and_their_ledger_rows(db: TestDb) -> anyhow:
         slow.text
     );
     // Steward stopped waiting, and told the upstream to stop too.
-    let mut seen = String::new();
-    for id in 100..150 {
-        let answer = client
-            .call(Some(&session), id, "py__seen", json!({}))
-            .await?;
-        seen = text(&answer).to_string();
-        if !seen.starts_with("cancelled= ") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let seen = cancelled_at(&client, &session, "py", 100).await?;
     ensure!(
         seen.starts_with("cancelled=") && !seen.starts_with("cancelled= "),
         "the upstream was not told the timed-out call was cancelled: {seen}"
+    );
+    // The same over stdio.
+    let slow = client
+        .call(Some(&session), 16, "pys__slow", json!({"seconds": 10}))
+        .await?;
+    ensure!(
+        slow.error_message()
+            .contains("upstream pys did not answer within 3s"),
+        "{}",
+        slow.text
+    );
+    let seen = cancelled_at(&client, &session, "pys", 200).await?;
+    ensure!(
+        seen.starts_with("cancelled=") && !seen.starts_with("cancelled= "),
+        "the stdio upstream was not told the timed-out call was cancelled: {seen}"
     );
     // Neither failure touched the board.
     let board = client
@@ -491,4 +529,99 @@ async fn a_stdio_upstream_is_restarted_and_its_secrets_stay_hidden(
     server.stop().await;
     drop(upstream);
     Ok(())
+}
+
+/// Steward stops (SIGTERM) while a call is in flight: it drains that call (up to 10 s), but
+/// closes its GET streams to upstreams at once, so an upstream that shuts down gracefully
+/// (waiting for its open streams) is not held up until Steward has exited.
+async fn a_stopping_steward_does_not_hold_an_upstream_open(db: TestDb) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    let log = db.dir().join("streams.log");
+    let streaming =
+        PythonUpstream::start_with(&python, free_port()?, &[("STREAM_LOG", &log)]).await?;
+    let busy = PythonUpstream::start(&python, free_port()?).await?;
+    let (a, b) = (
+        format!("a={}", streaming.url()),
+        format!("b={}", busy.url()),
+    );
+    let server = TestServer::start_with(
+        &db,
+        &[
+            "--upstream",
+            &a,
+            "--upstream",
+            &b,
+            "--upstream-timeout",
+            "60s",
+        ],
+    )
+    .await?;
+    let client = Client::new(&server.mcp_url());
+    let session = client.open_session(PROTOCOL, "gateway-test").await?;
+    // A first call opens the session with `a`, and Steward's GET stream to it.
+    let echo = client
+        .call(Some(&session), 1, "a__echo", json!({"text": "hello"}))
+        .await?;
+    ensure!(text(&echo) == "hello", "{}", echo.text);
+    let streams = || std::fs::read_to_string(&log).unwrap_or_default();
+    ensure!(
+        eventually(|| streams() == "GET opened\n").await,
+        "Steward opened no GET stream to a: {:?}",
+        streams()
+    );
+    // A call in flight at `b` keeps Steward draining after SIGTERM.
+    let slow = tokio::spawn({
+        let (client, session) = (client.clone(), session.clone());
+        async move {
+            client
+                .call(Some(&session), 2, "b__slow", json!({"seconds": 30}))
+                .await
+        }
+    });
+    let mut seen = String::new();
+    for id in 3..603 {
+        let answer = client
+            .call(Some(&session), id, "b__seen", json!({}))
+            .await?;
+        seen = text(&answer).to_string();
+        if seen.ends_with("sleeping=1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(
+        seen.ends_with("sleeping=1"),
+        "the slow call never started: {seen}"
+    );
+
+    let pid = server.pid().context("Steward has no pid")?;
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    ensure!(kill.success(), "kill -TERM {pid} failed: {kill}");
+    ensure!(
+        eventually(|| streams().ends_with("GET closed\n")).await,
+        "the GET stream to a never closed: {:?}",
+        streams()
+    );
+    ensure!(
+        !slow.is_finished(),
+        "the GET stream to a closed only when Steward exited, not when it began to stop"
+    );
+    server.stop().await;
+    drop(busy);
+    Ok(())
+}
+
+/// Whether `check` holds within 30 s.
+async fn eventually(check: impl Fn() -> bool) -> bool {
+    for _ in 0..300 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
