@@ -12,6 +12,7 @@ use sqlx::{Database, Encode, FromRow, QueryBuilder, Row, Type};
 use super::task_count_memo::{recall, remember};
 use super::tasks::{Task, TaskQuery, fold};
 use super::{Id, Page, Paged, Store, like_pattern, on_pool};
+use crate::board::TaskStatus;
 
 /// The version every task write that can change a count sets (migration 0019).
 const VERSION: &str = "SELECT version FROM board_version";
@@ -137,10 +138,16 @@ impl Filter {
         if let Some(status) = self.status {
             q.push(" AND status = ").push_bind(status);
         }
-        match self.done {
-            Done::Hidden => q.push(" AND status <> 'done'"),
-            Done::Only => q.push(" AND status = 'done'"),
-            Done::Included => q,
+        // The counts' few rows are rewritten by every task write, and the pages their old
+        // versions filled stay (VACUUM rarely truncates them, and autovacuum may be off): a
+        // sum narrowed by status alone scans all those pages with `<> 'done'`, and with the open
+        // statuses listed reads their primary-key entries only.
+        let status_only = !live && self.project_id.is_none() && self.assignee.is_none();
+        match (self.done, status_only) {
+            (Done::Hidden, false) => q.push(" AND status <> 'done'"),
+            (Done::Hidden, true) => q.push(" AND status IN (").push(open_statuses()).push(")"),
+            (Done::Only, _) => q.push(" AND status = 'done'"),
+            (Done::Included, _) => q,
         };
         if let Some(assignee) = &self.assignee {
             q.push(" AND assignee_key = ").push_bind(assignee.as_str());
@@ -233,6 +240,16 @@ where
         q.push(")");
     }
     q
+}
+
+/// Every status but done, as SQL literals: `'todo', 'doing', 'review'`.
+fn open_statuses() -> String {
+    TaskStatus::ALL
+        .iter()
+        .filter(|s| **s != TaskStatus::Done.as_str())
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `text` folded and quoted as an FTS5 phrase, if it has the 3 characters a trigram needs.
@@ -378,6 +395,11 @@ mod tests {
         assert_eq!(trigram_phrase("ÄÖ"), None);
         assert_eq!(trigram_phrase("CaChe"), Some("\"cache\"".into()));
         assert_eq!(trigram_phrase("a\"b"), Some("\"a\"\"b\"".into()));
+    }
+
+    #[test]
+    fn open_statuses_are_every_status_but_done() {
+        assert_eq!(open_statuses(), "'todo', 'doing', 'review'");
     }
 
     #[test]
