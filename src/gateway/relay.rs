@@ -6,8 +6,8 @@
 //! [`Relay::cancelled`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     ClientCapabilities, ErrorCode, ProgressToken, ServerJsonRpcMessage, ServerRequest,
@@ -29,6 +29,10 @@ pub struct Relay {
     capabilities: ClientCapabilities,
     /// Cancelled when the client cancels its request.
     pub cancelled: CancellationToken,
+    /// The last progress value passed on, held while one is being sent. The spec requires
+    /// progress to increase; over stdio rmcp hands each incoming notification to a task of
+    /// its own, so an upstream's in-order progress can reach here out of order.
+    last_progress: Arc<tokio::sync::Mutex<Option<f64>>>,
 }
 
 impl Relay {
@@ -38,6 +42,7 @@ impl Relay {
             progress: context.meta.get_progress_token(),
             capabilities: context.client_capabilities().unwrap_or_default(),
             cancelled: context.ct.clone(),
+            last_progress: Arc::default(),
         }
     }
 
@@ -53,6 +58,17 @@ impl Relay {
                 return;
             };
             message["params"]["progressToken"] = json!(token);
+            let value = message["params"]["progress"].as_f64();
+            let mut last = self.last_progress.lock().await;
+            if let (Some(value), Some(before)) = (value, *last)
+                && value <= before
+            {
+                tracing::debug!(%upstream, value, before, "dropped progress that arrived after a later one");
+                return;
+            }
+            *last = value.or(*last);
+            forward(&self.peer, upstream, message).await;
+            return;
         }
         forward(&self.peer, upstream, message).await;
     }
