@@ -35,6 +35,7 @@ use super::error::UpstreamError;
 use super::relay::{Audience, Relay};
 use super::spec::{Secret, UpstreamName};
 use super::status::UpstreamStatus;
+use crate::protocol::PROTOCOL_VERSION;
 use crate::store::Store;
 use crate::store::upstream_sessions::UpstreamSessionRow;
 use crate::sync::lock;
@@ -61,6 +62,9 @@ impl From<UpstreamError> for Failure {
         Failure::Other(error)
     }
 }
+
+/// Logged when the upstream's request could not be answered.
+const ANSWER_FAILED: &str = "cannot answer the upstream's request";
 
 /// Shared, so a call takes the session without copying its record.
 type Cell = Arc<AsyncMutex<Option<Arc<Held>>>>;
@@ -322,7 +326,7 @@ impl HttpUpstream {
     /// Reads `held`'s GET stream (once per upstream session), passing what the upstream sends
     /// between requests to `client_session`, until the stream ends, that client is gone or
     /// Steward stops (an upstream that shuts down gracefully waits for its streams to close).
-    fn listen(&self, client_session: &str, held: &Held) {
+    fn listen(&self, client_session: &str, held: &Arc<Held>) {
         let Some(id) = held.id.clone() else {
             return;
         };
@@ -330,6 +334,7 @@ impl HttpUpstream {
             return;
         }
         let endpoint = self.endpoint.clone();
+        let held = held.clone();
         let mut headers = endpoint.headers.clone();
         let (audience, listening, stop) = (
             self.audience.clone(),
@@ -338,7 +343,7 @@ impl HttpUpstream {
         );
         let session = client_session.to_string();
         if let Ok(version) = HeaderValue::from_str(&held.row.protocol_version) {
-            headers.insert(HeaderName::from_static("mcp-protocol-version"), version);
+            headers.insert(PROTOCOL_VERSION, version);
         }
         tokio::spawn(async move {
             let name = &endpoint.name;
@@ -367,24 +372,7 @@ impl HttpUpstream {
                 };
                 if message.get("id").is_some() && message.get("method").is_some() {
                     let reply = audience.ask(name, &session, message).await;
-                    let sent = match serde_json::from_value::<ClientJsonRpcMessage>(reply) {
-                        Ok(reply) => endpoint
-                            .client
-                            .post_message(
-                                endpoint.url.clone(),
-                                reply,
-                                Some(id.clone()),
-                                None,
-                                headers.clone(),
-                            )
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    if let Err(error) = sent {
-                        tracing::warn!(upstream = %name, %error, "cannot answer the upstream's request");
-                    }
+                    endpoint.tell(reply, &held, ANSWER_FAILED).await;
                 } else if !audience.notify(name, Some(&session), message).await {
                     break;
                 }
@@ -443,12 +431,12 @@ impl HttpUpstream {
             match (message.get("id"), message.get("method"), relay) {
                 (Some(_), Some(_), Some(relay)) => {
                     let reply = relay.ask(&self.name, message).await;
-                    self.reply(reply, held).await;
+                    self.endpoint.tell(reply, held, ANSWER_FAILED).await;
                 }
                 (Some(asked), Some(method), None) => {
                     let reply = json!({"jsonrpc": "2.0", "id": asked, "error": {"code": crate::protocol::METHOD_NOT_FOUND,
                         "message": format!("Steward's gateway relays {method} only while a client's call is being served")}});
-                    self.reply(reply, held).await;
+                    self.endpoint.tell(reply, held, ANSWER_FAILED).await;
                 }
                 (None, Some(_), Some(relay)) => relay.notify(&self.name, message).await,
                 _ => {}
@@ -457,15 +445,6 @@ impl HttpUpstream {
         Err(UpstreamError::Protocol(
             "its event stream ended before the answer".into(),
         ))
-    }
-
-    /// Sends the upstream the answer to a request it made of the client.
-    async fn reply(&self, message: Value, held: &Held) {
-        let version = Some(held.row.protocol_version.as_str());
-        let sent = self.endpoint.post(message, held.id.clone(), version).await;
-        if let Err(Failure::Other(error)) = sent {
-            tracing::warn!(upstream = %self.name, %error, "cannot answer the upstream's request");
-        }
     }
 }
 
@@ -489,7 +468,7 @@ impl Endpoint {
     ) -> Result<StreamableHttpPostResponse, Failure> {
         let mut headers = self.headers.clone();
         if let Some(version) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
-            headers.insert(HeaderName::from_static("mcp-protocol-version"), version);
+            headers.insert(PROTOCOL_VERSION, version);
         }
         self.client
             .post_message(self.url.clone(), message, session, None, headers)
@@ -501,9 +480,24 @@ impl Endpoint {
     async fn cancel(&self, id: i64, held: &Held, reason: &str) {
         let message = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
             "params": {"requestId": id, "reason": reason}});
+        self.tell(
+            message,
+            held,
+            "cannot pass the cancellation to the upstream",
+        )
+        .await;
+    }
+
+    /// Sends a message nobody waits on (an answer to the upstream's request, a cancellation)
+    /// in `held`'s session; a failure is logged with `failed`.
+    async fn tell(&self, message: Value, held: &Held, failed: &str) {
         let version = Some(held.row.protocol_version.as_str());
-        if let Err(Failure::Other(error)) = self.post(message, held.id.clone(), version).await {
-            tracing::warn!(upstream = %self.name, %error, "cannot pass the cancellation to the upstream");
+        match self.post(message, held.id.clone(), version).await {
+            Ok(_) => {}
+            Err(Failure::Other(error)) => tracing::warn!(upstream = %self.name, %error, "{failed}"),
+            Err(Failure::Expired) => {
+                tracing::warn!(upstream = %self.name, "{failed}: its session expired")
+            }
         }
     }
 }
