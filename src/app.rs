@@ -293,6 +293,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             up: upstream.state == crate::gateway::status::State::Up,
             reinitialized: upstream.sessions_reinitialized,
             restarts: upstream.restarts,
+            undelivered: upstream.undelivered,
             breaker_open: upstream.breaker != crate::gateway::breaker::BreakerState::Closed,
             breaker_opened: upstream.breaker_opened,
             short_circuited: upstream.short_circuited,

@@ -76,6 +76,8 @@ pub struct UpstreamGauges<'a> {
     pub breaker_open: bool,
     pub breaker_opened: u64,
     pub short_circuited: u64,
+    /// Cancellations and answers to its requests that could not be delivered.
+    pub undelivered: u64,
 }
 
 /// One upstream's state at scrape time: up (1) or not (0), sessions it forgot and Steward
@@ -97,6 +99,8 @@ pub fn record_upstream_state(gauges: &UpstreamGauges<'_>) {
     });
     metrics::gauge!("steward_upstream_sessions_reinitialized", "upstream" => upstream.clone())
         .set(reinitialized as f64);
+    metrics::gauge!("steward_upstream_undelivered", "upstream" => upstream.clone())
+        .set(gauges.undelivered as f64);
     metrics::gauge!("steward_upstream_restarts", "upstream" => upstream).set(restarts as f64);
 }
 

@@ -112,6 +112,8 @@ struct UpstreamView {
     breaker: Option<crate::gateway::breaker::BreakerState>,
     breaker_opened: u64,
     short_circuited: u64,
+    /// Cancellations and answers to the upstream's requests this replica could not deliver.
+    undelivered: u64,
     timeout_ms: Option<u64>,
     calls: u64,
     errors: u64,
@@ -158,6 +160,7 @@ fn view(
         breaker: live.map(|l| l.breaker),
         breaker_opened: live.map_or(0, |l| l.breaker_opened),
         short_circuited: live.map_or(0, |l| l.short_circuited),
+        undelivered: live.map_or(0, |l| l.undelivered),
         timeout_ms: live.map(|l| l.timeout_ms),
         calls: calls.calls,
         errors: calls.errors,

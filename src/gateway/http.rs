@@ -13,9 +13,10 @@
 //! GET stream: resource updates, list changes) goes to the client session that owns the
 //! upstream session, through the [`Audience`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -28,6 +29,7 @@ use rmcp::transport::streamable_http_client::{
 use serde_json::{Value, json};
 use sqlx::types::Json;
 use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{Answer, Envelope};
@@ -66,6 +68,10 @@ impl From<UpstreamError> for Failure {
 /// Logged when the upstream's request could not be answered.
 const ANSWER_FAILED: &str = "cannot answer the upstream's request";
 
+/// How long a call waits for its upstream session's GET stream to open before it is sent
+/// anyway (an upstream that offers one answers the GET at once).
+const STREAM_OPEN_WAIT: Duration = Duration::from_secs(2);
+
 /// Shared, so a call takes the session without copying its record.
 type Cell = Arc<AsyncMutex<Option<Arc<Held>>>>;
 
@@ -76,6 +82,7 @@ struct Endpoint {
     url: Arc<str>,
     headers: HashMap<HeaderName, HeaderValue>,
     client: reqwest::Client,
+    status: Arc<UpstreamStatus>,
 }
 
 pub struct HttpUpstream {
@@ -86,8 +93,9 @@ pub struct HttpUpstream {
     next_id: AtomicI64,
     status: Arc<UpstreamStatus>,
     audience: Arc<Audience>,
-    /// The upstream sessions whose GET stream Steward is reading.
-    listening: Arc<Mutex<HashSet<Arc<str>>>>,
+    /// The upstream sessions whose GET stream Steward is reading, each with whether the
+    /// stream has opened (or failed to) yet.
+    listening: Arc<Mutex<HashMap<Arc<str>, watch::Receiver<bool>>>>,
     /// Cancelled when Steward stops: the GET streams close.
     stop: CancellationToken,
 }
@@ -118,6 +126,7 @@ impl HttpUpstream {
                 url: url.into(),
                 headers: map,
                 client,
+                status: status.clone(),
             }),
             name,
             store,
@@ -149,11 +158,11 @@ impl HttpUpstream {
     ) -> Result<Answer, UpstreamError> {
         let cell = self.cell(client_session);
         let held = self.session(&cell, client_session, init).await?;
-        self.listen(client_session, &held);
+        self.listen(client_session, &held).await;
         match self.exchange(&held, method, &params, relay).await {
             Err(Failure::Expired) => {
                 let held = self.reinitialize(&cell, &held).await?;
-                self.listen(client_session, &held);
+                self.listen(client_session, &held).await;
                 self.exchange(&held, method, &params, relay).await.map_err(
                     |failure| match failure {
                         Failure::Expired => UpstreamError::Protocol(
@@ -326,13 +335,41 @@ impl HttpUpstream {
     /// Reads `held`'s GET stream (once per upstream session), passing what the upstream sends
     /// between requests to `client_session`, until the stream ends, that client is gone or
     /// Steward stops (an upstream that shuts down gracefully waits for its streams to close).
-    fn listen(&self, client_session: &str, held: &Arc<Held>) {
+    ///
+    /// Returns once the stream has opened (or could not be): a server sends log lines and other
+    /// notifications of a call on its GET stream, and one that keeps no backlog for a stream
+    /// that is not open yet (rmcp with an event store) would drop those sent before it opens.
+    async fn listen(&self, client_session: &str, held: &Arc<Held>) {
         let Some(id) = held.id.clone() else {
             return;
         };
-        if !lock(&self.listening).insert(id.clone()) {
-            return;
+        let mut opened = {
+            let mut listening = lock(&self.listening);
+            match listening.get(&id) {
+                Some(opened) => opened.clone(),
+                None => {
+                    let (open, opened) = watch::channel(false);
+                    listening.insert(id.clone(), opened.clone());
+                    self.read_stream(client_session, held, id, open);
+                    opened
+                }
+            }
+        };
+        let wait = opened.wait_for(|open| *open);
+        if tokio::time::timeout(STREAM_OPEN_WAIT, wait).await.is_err() {
+            tracing::debug!(upstream = %self.name, "the upstream's GET stream is slow to open; the call goes on without waiting");
         }
+    }
+
+    /// The task behind [`HttpUpstream::listen`]: `open` is set once the stream has opened or
+    /// failed to.
+    fn read_stream(
+        &self,
+        client_session: &str,
+        held: &Arc<Held>,
+        id: Arc<str>,
+        open: watch::Sender<bool>,
+    ) {
         let endpoint = self.endpoint.clone();
         let held = held.clone();
         let mut headers = endpoint.headers.clone();
@@ -347,14 +384,16 @@ impl HttpUpstream {
         }
         tokio::spawn(async move {
             let name = &endpoint.name;
-            let opened = endpoint.client.get_stream(
+            let opening = endpoint.client.get_stream(
                 endpoint.url.clone(),
                 Some(id.clone()),
                 None,
                 None,
                 headers.clone(),
             );
-            let mut stream = match stop.run_until_cancelled(opened).await {
+            let opened = stop.run_until_cancelled(opening).await;
+            open.send_replace(true);
+            let mut stream = match opened {
                 Some(Ok(stream)) => stream,
                 Some(Err(error)) => {
                     tracing::debug!(upstream = %name, %error, "the upstream offers no GET stream: its notifications between requests are not relayed");
@@ -489,13 +528,17 @@ impl Endpoint {
     }
 
     /// Sends a message nobody waits on (an answer to the upstream's request, a cancellation)
-    /// in `held`'s session; a failure is logged with `failed`.
+    /// in `held`'s session; a failure is logged with `failed` and counted (`undelivered`).
     async fn tell(&self, message: Value, held: &Held, failed: &str) {
         let version = Some(held.row.protocol_version.as_str());
-        match self.post(message, held.id.clone(), version).await {
-            Ok(_) => {}
-            Err(Failure::Other(error)) => tracing::warn!(upstream = %self.name, %error, "{failed}"),
-            Err(Failure::Expired) => {
+        let failure = match self.post(message, held.id.clone(), version).await {
+            Ok(_) => return,
+            Err(failure) => failure,
+        };
+        UpstreamStatus::count(&self.status.undelivered);
+        match failure {
+            Failure::Other(error) => tracing::warn!(upstream = %self.name, %error, "{failed}"),
+            Failure::Expired => {
                 tracing::warn!(upstream = %self.name, "{failed}: its session expired")
             }
         }
@@ -577,4 +620,46 @@ fn outcome(mut message: Value) -> Result<Value, UpstreamError> {
         .get_mut("result")
         .map(Value::take)
         .ok_or_else(|| UpstreamError::Protocol("a reply with neither result nor error".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cancellation (or an answer to the upstream's request) that cannot reach the upstream is
+    /// counted for `/health`, `/metrics` and `/api/upstreams`, not only logged.
+    #[tokio::test]
+    async fn an_undeliverable_message_is_counted() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .expect("a free port");
+        let status = Arc::new(UpstreamStatus::default());
+        let endpoint = Endpoint {
+            name: UpstreamName::parse("gone").expect("a valid name"),
+            url: format!("http://127.0.0.1:{port}/mcp").into(),
+            headers: HashMap::new(),
+            client: reqwest::Client::new(),
+            status: status.clone(),
+        };
+        let now = Utc::now();
+        let held = Held {
+            id: Some(Arc::from("upstream-session")),
+            row: UpstreamSessionRow {
+                session_id: "client-session".into(),
+                upstream: "gone".into(),
+                upstream_session_id: Some("upstream-session".into()),
+                protocol_version: "2025-11-25".into(),
+                capabilities: Json(json!({})),
+                initialize_params: Json(json!({})),
+                reinitialized: 0,
+                created_at: now,
+                updated_at: now,
+            },
+        };
+        endpoint
+            .cancel(7, &held, "the client cancelled the request")
+            .await;
+        assert_eq!(UpstreamStatus::read(&status.undelivered), 1);
+    }
 }

@@ -421,6 +421,7 @@ impl Upstream {
             failures: UpstreamStatus::read(&self.status.failures),
             sessions_reinitialized: UpstreamStatus::read(&self.status.reinitialized),
             restarts: UpstreamStatus::read(&self.status.restarts),
+            undelivered: UpstreamStatus::read(&self.status.undelivered),
             breaker,
             breaker_opened,
             short_circuited,

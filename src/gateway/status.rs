@@ -28,6 +28,9 @@ pub struct UpstreamStatus {
     pub reinitialized: AtomicU64,
     /// Times a stdio upstream's process was started again after it ended.
     pub restarts: AtomicU64,
+    /// Messages to the upstream that nobody waits on (a cancellation, the client's answer to
+    /// the upstream's request) that could not be delivered.
+    pub undelivered: AtomicU64,
 }
 
 /// One upstream in `/health`.
@@ -43,6 +46,8 @@ pub struct UpstreamReport {
     pub failures: u64,
     pub sessions_reinitialized: u64,
     pub restarts: u64,
+    /// Cancellations and answers to the upstream's requests that could not be delivered.
+    pub undelivered: u64,
     /// `closed`, `open` (calls fail at once) or `half_open` (the next call is a probe).
     pub breaker: BreakerState,
     /// Times the breaker opened.

@@ -95,20 +95,21 @@ impl InFlight {
     }
 }
 
-/// Tells the process to stop request `id`, and why.
-async fn cancel(peer: &Peer<RoleClient>, id: RequestId, reason: &str) {
+/// Tells the process to stop request `id`, and why; a failure is counted (`undelivered`).
+async fn cancel(peer: &Peer<RoleClient>, status: &UpstreamStatus, id: RequestId, reason: &str) {
     let note = CancelledNotification::new(CancelledNotificationParam::new(
         Some(id),
         Some(reason.into()),
     ));
     if let Err(error) = peer.send_notification(note.into()).await {
-        tracing::debug!(%error, "could not pass a cancellation to the stdio upstream");
+        UpstreamStatus::count(&status.undelivered);
+        tracing::warn!(%error, "could not pass a cancellation to the stdio upstream");
     }
 }
 
 /// Tells the process to stop request `id` when the call is dropped before its answer came
 /// (Steward's timeout ran out, or the client went away): nothing else would tell it.
-struct Unanswered(Option<(Peer<RoleClient>, RequestId)>);
+struct Unanswered(Option<(Peer<RoleClient>, Arc<UpstreamStatus>, RequestId)>);
 
 impl Unanswered {
     /// The process answered, or the client's cancellation was passed on.
@@ -119,12 +120,12 @@ impl Unanswered {
 
 impl Drop for Unanswered {
     fn drop(&mut self) {
-        let Some((peer, id)) = self.0.take() else {
+        let Some((peer, status, id)) = self.0.take() else {
             return;
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                cancel(&peer, id, "Steward stopped waiting for the answer").await;
+                cancel(&peer, &status, id, "Steward stopped waiting for the answer").await;
             });
         }
     }
@@ -190,7 +191,7 @@ impl StdioUpstream {
             Landed(&self.calls, token)
         });
         let cancelled = relay.map(|r| r.cancelled.clone()).unwrap_or_default();
-        let unanswered = Unanswered(Some((peer.clone(), id.clone())));
+        let unanswered = Unanswered(Some((peer.clone(), self.status.clone(), id.clone())));
         tokio::select! {
             answer = handle.await_response() => {
                 unanswered.settled();
@@ -202,7 +203,7 @@ impl StdioUpstream {
             }
             _ = cancelled.cancelled() => {
                 unanswered.settled();
-                cancel(&peer, id, "the client cancelled the request").await;
+                cancel(&peer, &self.status, id, "the client cancelled the request").await;
                 Err(UpstreamError::Cancelled)
             }
         }
