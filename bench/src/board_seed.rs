@@ -345,11 +345,15 @@ pub async fn seed(pool: &Pool, tasks: usize) -> Result<Seeded> {
         }
         Pool::Postgres(p) => {
             let projects = seed_into(&mut Sink::Postgres(p), tasks).await?;
-            // A board that grew by tool calls has statistics: autovacuum's analyze gathers
-            // them after the first 10% of changes. Without them (or with autovacuum off, as on
-            // the bench machine) the planner guesses that most tasks are claimed and scans
-            // the table for the expired-claims count every `find_tasks` runs first.
-            sqlx::query("ANALYZE").execute(p).await?;
+            // What autovacuum (on by default, off on the bench machine) does to a board that
+            // grew by tool calls: its analyze gathers statistics after the first 10% of
+            // changes — without them the planner guesses that most tasks are claimed and
+            // scans the table for the expired-claims count every `find_tasks` runs first — and
+            // its vacuum clears the dead versions of the trigger-kept counts' few rows once
+            // ~50 of them are dead (it looks every minute). Seeding updates those rows once per task: unvacuumed, every
+            // total read 689 pages of dead versions (13 ms instead of 0.4 ms for the assignee
+            // page at 100,000 tasks; BENCHMARKS.md, session 13).
+            sqlx::raw_sql("VACUUM ANALYZE").execute(p).await?;
             projects
         }
     };
