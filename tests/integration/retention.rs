@@ -293,15 +293,13 @@ fn totals_of(rows: &[LedgerRow], session: &str) -> Option<(i64, i64, i64, Decima
         .map(|m| m.0)
         .sum();
     let tool_calls = mine.iter().filter(|r| r.method == "tools/call").count();
-    (!mine.is_empty()).then(|| {
-        (
-            mine.len() as i64,
-            errors as i64,
-            tokens,
-            cost,
-            tool_calls as i64,
-        )
-    })
+    (!mine.is_empty()).then_some((
+        mine.len() as i64,
+        errors as i64,
+        tokens,
+        cost,
+        tool_calls as i64,
+    ))
 }
 
 /// Per-session totals are kept in their own table by the ledger's writes: every stored row
