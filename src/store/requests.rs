@@ -8,6 +8,7 @@ use sqlx::{Arguments, Database, Transaction};
 
 use super::ledger_copy::BulkLoad;
 use super::request_stats::{StatsLock, add_to_stats, stored};
+use super::session_totals::{self, Delta, add_to_session_totals};
 use super::{Id, Money, Stamp, Store, WritePool, on_pool};
 pub use crate::store::request_columns::RequestRecord;
 use crate::store::request_columns::{COLUMN_COUNT, Column, column_list};
@@ -173,7 +174,9 @@ impl Store {
                 }
             }
             if !ids.is_empty() {
-                add_to_stats!(tx, stored(rows, &ids));
+                let fresh = stored(rows, &ids);
+                add_to_session_totals!(tx, fresh.iter().copied());
+                add_to_stats!(tx, fresh);
             }
             tx.commit().await?;
             Ok(ids.len() as u64)
@@ -190,6 +193,7 @@ impl Store {
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct PrunedRow {
     request_id: Id,
+    session_id: Option<String>,
     timestamp: DateTime<Utc>,
     method: String,
     tool_name: Option<String>,
@@ -197,6 +201,7 @@ struct PrunedRow {
     duration_us: i64,
     args_tokens: Option<i32>,
     result_tokens: Option<i32>,
+    total_tokens: Option<i32>,
     estimated_cost_usd: Option<Money>,
 }
 
@@ -249,8 +254,8 @@ impl Store {
         before: DateTime<Utc>,
         batch: i64,
     ) -> Result<u64, sqlx::Error> {
-        let select = "SELECT request_id, timestamp, method, tool_name, status, duration_us, args_tokens, \
-                      result_tokens, estimated_cost_usd FROM mcp_requests WHERE timestamp < $1 \
+        let select = "SELECT request_id, session_id, timestamp, method, tool_name, status, duration_us, \
+                      args_tokens, result_tokens, total_tokens, estimated_cost_usd FROM mcp_requests WHERE timestamp < $1 \
                       ORDER BY timestamp LIMIT $2";
         let existing = "SELECT requests, duration_us_total, duration_us_max, args_tokens, result_tokens, \
                         estimated_cost_usd FROM mcp_request_rollups \
@@ -295,10 +300,34 @@ impl Store {
             let sql = "DELETE FROM mcp_requests WHERE request_id IN (";
             let deleted = super::in_list(sql, rows.iter().map(|row| row.request_id), ")")
                 .build().execute(&mut *tx).await?.rows_affected();
+            // Rows come oldest first: every row left is at least as new as the last one.
+            let newest = rows.last().map_or(before, |row| row.timestamp);
+            for (session, d) in pruned_by_session(&rows) {
+                sqlx::query(session_totals::SUBTRACT_TOTALS)
+                    .bind(session).bind(d.requests).bind(d.tool_calls).bind(d.errors)
+                    .bind(d.tokens).bind(d.cost_units).bind(Stamp(newest))
+                    .execute(&mut *tx).await?;
+                sqlx::query(session_totals::DROP_EMPTY_TOTALS).bind(session).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             Ok(deleted)
         })
     }
+}
+
+/// What pruned rows take from their sessions' totals.
+fn pruned_by_session(rows: &[PrunedRow]) -> Vec<(&str, Delta)> {
+    session_totals::by_session(rows.iter().filter_map(|r| {
+        let error = session_totals::is_error_text(&r.status);
+        let delta = Delta::row(
+            &r.method,
+            error,
+            r.total_tokens,
+            r.estimated_cost_usd,
+            r.timestamp,
+        );
+        Some((r.session_id.as_deref()?, delta))
+    }))
 }
 
 /// A stored rollup with its key (for statistics and tests).
@@ -522,9 +551,10 @@ mod tests {
 
     /// Every index of the SQLite ledger costs each row a B-tree insertion, so it must be one
     /// the queries read: a listing filtered by session is served by the time index (migration
-    /// 0010 dropped the session index SQLite never used there), per-session totals by the
-    /// session index of 0013, a task's activity by the (partial) subject index, and nothing
-    /// scans the whole table.
+    /// 0010 dropped the session index SQLite never used there), a task's activity by the
+    /// (partial) subject index; per-session totals are kept in their own table (0021 dropped
+    /// the session index that summed them), whose pruning finds a session's new first request
+    /// through the time index; and nothing scans the whole table.
     #[tokio::test]
     async fn sqlite_ledger_indexes_are_the_ones_its_queries_use() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
@@ -543,7 +573,6 @@ mod tests {
         assert_eq!(
             indexes,
             [
-                "mcp_requests_by_session_id",
                 "mcp_requests_by_subject",
                 "mcp_requests_by_time",
                 "sqlite_autoindex_mcp_requests_1"
@@ -566,28 +595,21 @@ mod tests {
             );
             assert!(!plan.contains("SCAN mcp_requests"), "{sql}:\n{plan}");
         }
-        // The WHERE clauses of the per-session totals and of a task's activity.
-        for (sql, index, ids) in [
-            (
-                "SELECT session_id, COUNT(*), SUM(total_tokens) FROM mcp_requests \
-                 WHERE session_id IN ($1, $2) GROUP BY session_id",
-                "mcp_requests_by_session_id",
-                &["a", "b"][..],
-            ),
-            (
-                "SELECT session_id, COUNT(*), SUM(total_tokens) FROM mcp_requests \
-                 WHERE subject_id = $1 GROUP BY session_id",
-                "mcp_requests_by_subject",
-                &["a"][..],
-            ),
+        let totals = format!("{}$1, $2)", session_totals::SELECT_TOTALS);
+        let subtract = session_totals::SUBTRACT_TOTALS;
+        let activity = "SELECT session_id, COUNT(*), SUM(total_tokens) FROM mcp_requests \
+                        WHERE subject_id = $1 GROUP BY session_id";
+        for (sql, index, binds) in [
+            (totals.as_str(), "mcp_session_totals", 2),
+            (subtract, "mcp_requests_by_time", 7),
+            (activity, "mcp_requests_by_subject", 1),
         ] {
             let explain = format!("EXPLAIN QUERY PLAN {sql}");
-            let query = ids
-                .iter()
-                .fold(sqlx::query(&explain), |query, id| query.bind(*id));
+            let query = (0..binds).fold(sqlx::query(&explain), |query, _| query.bind("a"));
             let plan = plan_of(&pool, query).await?;
             assert!(plan.contains(index), "{sql}:\n{plan}");
-            assert!(!plan.contains("SCAN mcp_requests"), "{sql}:\n{plan}");
+            let scans = plan.lines().filter(|step| step.starts_with("SCAN"));
+            assert_eq!(scans.count(), 0, "{sql}:\n{plan}");
         }
         pool.close().await;
         Ok(())
@@ -602,13 +624,14 @@ pub struct SessionActivity {
 }
 
 impl Store {
-    /// The session's tool calls, from the ledger (the truth across restarts and replicas,
-    /// unlike any one process's counters).
+    /// The session's tool calls, from the ledger's per-session totals (the truth across
+    /// restarts and replicas, unlike any one process's counters).
     pub async fn session_activity(&self, session_id: &str) -> Result<SessionActivity, sqlx::Error> {
-        let sql =
-            "SELECT COUNT(*) FROM mcp_requests WHERE session_id = $1 AND method = 'tools/call'";
-        let tool_calls: i64 = on_pool!(self, pool =>
-            sqlx::query_scalar(sql).bind(session_id).fetch_one(pool).await)?;
-        Ok(SessionActivity { tool_calls })
+        let sql = "SELECT tool_calls FROM mcp_session_totals WHERE session_id = $1";
+        let tool_calls: Option<i64> = on_pool!(self, pool =>
+            sqlx::query_scalar(sql).bind(session_id).fetch_optional(pool).await)?;
+        Ok(SessionActivity {
+            tool_calls: tool_calls.unwrap_or(0),
+        })
     }
 }

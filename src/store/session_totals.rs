@@ -1,17 +1,17 @@
 //! What each session cost, from the ledger: requests, errors, estimated tokens and cost, and
-//! when its first and last request came, for a page of sessions in one grouped query.
+//! when its first and last request came. `mcp_session_totals` keeps them per session (migration
+//! 0021): every ledger write adds its newly stored rows in the same transaction, and retention's
+//! pruning takes its rows out again, so a page of sessions reads its totals by primary key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::request_stats::money_from_units;
+use super::request_row::{LedgerRow, Status};
+use super::request_stats::{cost_units, money_from_units};
 use super::sessions::SessionRow;
 use super::{Money, Store, on_pool};
-
-/// Statuses that count as errors in a session's totals (`cancelled` is the client's choice).
-const ERROR_STATUSES: &str = "('error', 'tool_error', 'timeout')";
 
 /// Bound parameters per statement: a page of sessions is at most a few hundred ids.
 const IDS_PER_QUERY: usize = 500;
@@ -62,25 +62,160 @@ impl From<TotalsRow> for SessionTotals {
     }
 }
 
+/// The totals of a page of sessions (`session_id IN (`, the ids, `)`).
+pub(crate) const SELECT_TOTALS: &str = "SELECT session_id, requests, errors, tokens, cost_units, \
+    first_request_at, last_request_at FROM mcp_session_totals WHERE session_id IN (";
+
+/// What some ledger rows of one session add to (or, pruned, take from) its totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Delta {
+    pub requests: i64,
+    pub tool_calls: i64,
+    pub errors: i64,
+    pub tokens: i64,
+    pub cost_units: i64,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
+impl Delta {
+    /// One row's part, from its columns.
+    pub(crate) fn row(
+        method: &str,
+        error: bool,
+        tokens: Option<i32>,
+        cost: Option<Money>,
+        at: DateTime<Utc>,
+    ) -> Delta {
+        Delta {
+            requests: 1,
+            tool_calls: i64::from(method == "tools/call"),
+            errors: i64::from(error),
+            tokens: i64::from(tokens.unwrap_or(0)),
+            cost_units: cost.map_or(0, cost_units),
+            first: at,
+            last: at,
+        }
+    }
+
+    /// A ledger row's part.
+    pub(crate) fn of(row: &LedgerRow) -> Delta {
+        Delta::row(
+            &row.method,
+            is_error(row.status),
+            row.total_tokens,
+            row.estimated_cost_usd,
+            row.timestamp,
+        )
+    }
+
+    fn add(&mut self, other: &Delta) {
+        self.requests += other.requests;
+        self.tool_calls += other.tool_calls;
+        self.errors += other.errors;
+        self.tokens += other.tokens;
+        self.cost_units += other.cost_units;
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+    }
+}
+
+/// Whether a row counts among its session's errors (`cancelled` is the client's choice).
+fn is_error(status: Status) -> bool {
+    matches!(status, Status::Error | Status::ToolError | Status::Timeout)
+}
+
+/// [`is_error`] of a status as stored.
+pub(crate) fn is_error_text(status: &str) -> bool {
+    Status::parse(status).is_some_and(is_error)
+}
+
+/// Rows' deltas summed by session, in session id order.
+pub(crate) fn by_session<'a>(
+    rows: impl IntoIterator<Item = (&'a str, Delta)>,
+) -> Vec<(&'a str, Delta)> {
+    let mut sums: BTreeMap<&str, Delta> = BTreeMap::new();
+    for (session, delta) in rows {
+        sums.entry(session)
+            .and_modify(|d| d.add(&delta))
+            .or_insert(delta);
+    }
+    sums.into_iter().collect()
+}
+
+/// Ledger rows' deltas by session (a row of no session counts nowhere).
+pub(crate) fn deltas<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<(&'a str, Delta)> {
+    by_session(
+        rows.into_iter()
+            .filter_map(|row| Some((row.session_id.as_deref()?, Delta::of(row)))),
+    )
+}
+
+pub(crate) const UPSERT_TOTALS: &str = "INSERT INTO mcp_session_totals (session_id, requests, \
+    tool_calls, errors, tokens, cost_units, first_request_at, last_request_at) ";
+pub(crate) const ON_CONFLICT_TOTALS: &str = " ON CONFLICT (session_id) DO UPDATE SET \
+    requests = mcp_session_totals.requests + excluded.requests, \
+    tool_calls = mcp_session_totals.tool_calls + excluded.tool_calls, \
+    errors = mcp_session_totals.errors + excluded.errors, \
+    tokens = mcp_session_totals.tokens + excluded.tokens, \
+    cost_units = mcp_session_totals.cost_units + excluded.cost_units, \
+    first_request_at = CASE WHEN excluded.first_request_at < mcp_session_totals.first_request_at \
+        THEN excluded.first_request_at ELSE mcp_session_totals.first_request_at END, \
+    last_request_at = CASE WHEN excluded.last_request_at > mcp_session_totals.last_request_at \
+        THEN excluded.last_request_at ELSE mcp_session_totals.last_request_at END";
+
+/// Sessions per upsert: 8 values each, within both engines' bind limits.
+pub(crate) const SESSIONS_PER_UPSERT: usize = 1000;
+
+/// Adds newly stored ledger rows to their sessions' totals, inside the caller's transaction
+/// (`$tx`, on either engine, after [`super::request_stats::StatsLock`], which serialises the
+/// writers). `$rows`: the rows the INSERT stored, so a replayed row is never counted twice.
+macro_rules! add_to_session_totals {
+    ($tx:expr, $rows:expr) => {{
+        use $crate::store::session_totals as st;
+        let deltas = st::deltas($rows);
+        for chunk in deltas.chunks(st::SESSIONS_PER_UPSERT) {
+            let mut q = sqlx::QueryBuilder::new(st::UPSERT_TOTALS);
+            q.push_values(chunk, |mut b, (session, d)| {
+                b.push_bind(*session)
+                    .push_bind(d.requests)
+                    .push_bind(d.tool_calls)
+                    .push_bind(d.errors)
+                    .push_bind(d.tokens)
+                    .push_bind(d.cost_units)
+                    .push_bind($crate::store::Stamp(d.first))
+                    .push_bind($crate::store::Stamp(d.last));
+            });
+            q.push(st::ON_CONFLICT_TOTALS);
+            q.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use add_to_session_totals;
+
+/// Takes pruned rows' deltas out of a session's totals (`$1`; the delta `$2..$6`). `$7` is the
+/// newest pruned row's time: every row left is at least as new, so a session that keeps rows
+/// finds its new first request from there (through the time index on SQLite). A session left
+/// with none loses its totals row ([`DROP_EMPTY_TOTALS`]).
+pub(crate) const SUBTRACT_TOTALS: &str = "UPDATE mcp_session_totals SET requests = requests - $2, \
+    tool_calls = tool_calls - $3, errors = errors - $4, tokens = tokens - $5, \
+    cost_units = cost_units - $6, first_request_at = COALESCE((SELECT r.timestamp FROM mcp_requests r \
+        WHERE r.session_id = $1 AND r.timestamp >= $7 AND r.timestamp <= mcp_session_totals.last_request_at \
+        ORDER BY r.timestamp LIMIT 1), first_request_at) \
+    WHERE session_id = $1";
+pub(crate) const DROP_EMPTY_TOTALS: &str =
+    "DELETE FROM mcp_session_totals WHERE session_id = $1 AND requests <= 0";
+
 impl Store {
     /// Totals of the sessions `ids`, by session id; a session with no ledger rows is absent.
     pub async fn session_totals(
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, SessionTotals>, sqlx::Error> {
-        let head = format!(
-            "SELECT session_id, COUNT(*) AS requests, \
-             CAST(COALESCE(SUM(CASE WHEN status IN {ERROR_STATUSES} THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
-             CAST(COALESCE(SUM(total_tokens), 0) AS BIGINT) AS tokens, \
-             CAST(COALESCE({cost}, 0) AS BIGINT) AS cost_units, \
-             MIN(timestamp) AS first_request_at, MAX(timestamp) AS last_request_at \
-             FROM mcp_requests WHERE session_id IN (",
-            cost = self.sum_cost_units("estimated_cost_usd"),
-        );
         let mut totals = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let rows: Vec<TotalsRow> = on_pool!(self, pool => {
-                super::in_list(&head, chunk, ") GROUP BY session_id")
+                super::in_list(SELECT_TOTALS, chunk, ")")
                     .build_query_as::<TotalsRow>().fetch_all(pool).await?
             });
             totals.extend(rows.into_iter().map(|r| (r.session_id.clone(), r.into())));

@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{Duration, SubsecRound, TimeZone, Utc};
 use common::{TestDb, backends, open_store};
 use rust_decimal::Decimal;
 use steward::ledger::{LedgerRow, Micros, Status};
@@ -262,6 +262,175 @@ async fn fresh_rows_are_stored_exactly_as_bound_values() -> anyhow::Result<()> {
         assert_eq!(store.count_requests().await?, 3, "{backend:?}");
         assert_eq!(store.insert_requests(&again).await?, 2, "{backend:?}");
         assert_eq!(store.count_requests().await?, 5, "{backend:?}");
+    }
+    Ok(())
+}
+
+/// The totals `rows` add up to for `session`, as the store should report them (`None`: the
+/// session has no rows).
+fn totals_of(rows: &[LedgerRow], session: &str) -> Option<(i64, i64, i64, Decimal, i64)> {
+    let mine: Vec<&LedgerRow> = rows
+        .iter()
+        .filter(|r| r.session_id.as_deref() == Some(session))
+        .collect();
+    let errors = mine
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.status,
+                Status::Error | Status::ToolError | Status::Timeout
+            )
+        })
+        .count();
+    let tokens: i64 = mine
+        .iter()
+        .filter_map(|r| r.total_tokens)
+        .map(i64::from)
+        .sum();
+    let cost: Decimal = mine
+        .iter()
+        .filter_map(|r| r.estimated_cost_usd)
+        .map(|m| m.0)
+        .sum();
+    let tool_calls = mine.iter().filter(|r| r.method == "tools/call").count();
+    (!mine.is_empty()).then_some((
+        mine.len() as i64,
+        errors as i64,
+        tokens,
+        cost,
+        tool_calls as i64,
+    ))
+}
+
+/// Per-session totals are kept in their own table by the ledger's writes: every stored row
+/// counts once (a replayed or re-offered row does not count again, on both write paths), and
+/// pruned rows leave them, a session's first request moving to its oldest row left.
+#[tokio::test]
+async fn session_totals_follow_stored_replayed_and_pruned_rows() -> anyhow::Result<()> {
+    let sessions = ["s1", "s2", "s3"];
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let store = open_store(&db).await?;
+        let mut rows: Vec<LedgerRow> = (0..60)
+            .map(|i| {
+                let status = [Status::Success, Status::ToolError, Status::Cancelled][i % 3];
+                let cost = ["0.0000000001", "0.25", "3"][i % 3];
+                let mut r = row(59 - (i as i64), "find_tasks", status, cost, 700);
+                r.session_id = Some(sessions[i % 3].into());
+                // Whole seconds and fractions of several widths sort as times on both engines.
+                r.timestamp += Duration::microseconds([0, 120_000, 123_456][i % 3]);
+                r.total_tokens = Some(i as i32);
+                if i % 7 == 0 {
+                    r.method = "resources/read".into();
+                }
+                r
+            })
+            .collect();
+        rows[4].session_id = None;
+        // Rows of s2 are all old; s1 and s3 also have recent ones.
+        // (Whole microseconds: PostgreSQL keeps no more.)
+        let recent = Utc::now().trunc_subsecs(6) - Duration::minutes(1);
+        for r in rows
+            .iter_mut()
+            .filter(|r| r.session_id.as_deref() != Some("s2"))
+            .take(6)
+        {
+            r.timestamp = recent;
+        }
+        assert_eq!(store.insert_requests(&rows[..10]).await?, 10);
+        assert_eq!(
+            store.insert_requests(&rows).await?,
+            50,
+            "the 10 stored rows are skipped"
+        );
+        let fresh: Vec<LedgerRow> = rows[..5]
+            .iter()
+            .map(|r| LedgerRow {
+                request_id: uuid::Uuid::new_v4(),
+                ..r.clone()
+            })
+            .collect();
+        assert_eq!(store.insert_new_requests(&fresh).await?, 5, "{backend:?}");
+        assert!(
+            store.insert_new_requests(&fresh).await.is_err(),
+            "{backend:?}"
+        );
+        rows.extend(fresh);
+
+        let ids: Vec<String> = sessions.iter().map(|s| s.to_string()).collect();
+        let check = |stored: &[LedgerRow], what: &str| {
+            let stored = stored.to_vec();
+            let store = store.clone();
+            let ids = ids.clone();
+            let what = format!("{backend:?}, {what}");
+            async move {
+                let totals = store.session_totals(&ids).await?;
+                for session in sessions {
+                    let expected = totals_of(&stored, session);
+                    let shown = totals.get(session);
+                    let activity = store.session_activity(session).await?;
+                    let Some((requests, errors, tokens, cost, tool_calls)) = expected else {
+                        anyhow::ensure!(
+                            shown.is_none(),
+                            "{what}: {session} has no rows: {shown:?}"
+                        );
+                        anyhow::ensure!(activity.tool_calls == 0, "{what}: {session}");
+                        continue;
+                    };
+                    let shown =
+                        shown.ok_or_else(|| anyhow::anyhow!("{what}: no totals of {session}"))?;
+                    let mine = stored
+                        .iter()
+                        .filter(|r| r.session_id.as_deref() == Some(session));
+                    let times: Vec<_> = mine.map(|r| r.timestamp).collect();
+                    assert_eq!(
+                        (
+                            shown.requests,
+                            shown.errors,
+                            shown.estimated_tokens,
+                            shown.estimated_cost_usd.0
+                        ),
+                        (requests, errors, tokens, cost),
+                        "{what}: {session}"
+                    );
+                    assert_eq!(
+                        shown.first_request_at,
+                        times.iter().min().copied(),
+                        "{what}: {session}"
+                    );
+                    assert_eq!(
+                        shown.last_request_at,
+                        times.iter().max().copied(),
+                        "{what}: {session}"
+                    );
+                    assert_eq!(activity.tool_calls, tool_calls, "{what}: {session}");
+                }
+                anyhow::Ok(())
+            }
+        };
+        check(&rows, "stored").await?;
+
+        // Prune in small batches (a batch may end between rows of the same instant).
+        let cutoff = Utc::now() - Duration::days(1);
+        assert_eq!(store.prune_requests(cutoff, 7).await?, 7);
+        let left: Vec<LedgerRow> = {
+            let (records, _) = store.list_requests(&Default::default(), 500, 0).await?;
+            records.into_iter().map(|r| r.0).collect()
+        };
+        check(&left, "after pruning 7 rows").await?;
+        while store.prune_requests(cutoff, 7).await? > 0 {}
+        let left: Vec<LedgerRow> = rows
+            .iter()
+            .filter(|r| r.timestamp >= cutoff)
+            .cloned()
+            .collect();
+        assert_eq!(
+            store.count_requests().await?,
+            left.len() as i64,
+            "{backend:?}"
+        );
+        assert!(totals_of(&left, "s2").is_none() && totals_of(&left, "s1").is_some());
+        check(&left, "after pruning every old row").await?;
     }
     Ok(())
 }
