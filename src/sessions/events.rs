@@ -45,6 +45,9 @@ const RING: usize = 2_000;
 const RING_BYTES: usize = 1024 * 1024;
 /// What an event costs besides its reply's text (ids, the message's structure).
 const EVENT_OVERHEAD: usize = 256;
+/// The newest events kept whatever their bytes, so a client whose stream broke during one large
+/// reply (e.g. a long document) can still resume it.
+const RING_MIN: usize = 32;
 const FLUSH: Duration = Duration::from_millis(100);
 const BATCH: usize = 500;
 
@@ -89,7 +92,8 @@ impl Ring {
     fn push(&mut self, recent: Recent) {
         self.bytes += recent.weight;
         self.events.push_back(recent);
-        while self.events.len() > RING || (self.bytes > RING_BYTES && self.events.len() > 1) {
+        while self.events.len() > RING || (self.bytes > RING_BYTES && self.events.len() > RING_MIN)
+        {
             match self.events.pop_front() {
                 Some(old) => self.bytes -= old.weight,
                 None => break,
@@ -465,8 +469,15 @@ mod tests {
             ring.push(recent(n, ServerSseMessage::retry(Duration::from_secs(3))));
         }
         assert_eq!(ring.events.len(), RING);
-        // One reply larger than the budget is still kept (the newest event always is).
-        ring.push(recent(0, reply(2 * RING_BYTES)));
-        assert_eq!(ring.events.len(), 1);
+        // Replies larger than the budget: the newest few are still kept, so a stream that broke
+        // during one can be resumed.
+        for n in 0..RING_MIN + 5 {
+            ring.push(recent(n, reply(2 * RING_BYTES)));
+        }
+        assert_eq!(ring.events.len(), RING_MIN);
+        assert_eq!(
+            ring.events.back().map(|r| r.event_id.clone()),
+            Some((RING_MIN + 4).to_string())
+        );
     }
 }
