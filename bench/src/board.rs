@@ -307,5 +307,21 @@ async fn measure_reads(ctx: &mut Ctx, opts: &BoardOpts, boards: &mut [Board; 2])
         ctx.report.row(single_small);
         ctx.report.row(single);
     }
+    for board in boards.iter() {
+        let stats = board.proc.stats();
+        ctx.report.fact(
+            "board",
+            &format!(
+                "{e}: server RSS after every read at {} tasks / peak under the load",
+                board.tasks
+            ),
+            json!(format!(
+                "{:.1} / {:.1}",
+                stats.rss_kib as f64 / 1024.0,
+                stats.hwm_kib as f64 / 1024.0
+            )),
+            "MiB",
+        );
+    }
     Ok(())
 }

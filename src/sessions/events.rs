@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use rmcp::model::ServerJsonRpcMessage;
+use rmcp::model::{ServerJsonRpcMessage, ServerResult};
 use rmcp::transport::streamable_http_server::session::{
     EventId, EventStore, EventStoreError, EventStream, ServerSseMessage,
 };
@@ -35,8 +35,19 @@ use crate::sync::lock;
 
 /// How long events stay replayable.
 pub const RETENTION: Duration = Duration::from_secs(15 * 60);
-/// Events kept in memory per replica (whole replies: keep it modest).
+/// Events kept in memory per replica: at most this many, and at most [`RING_BYTES`] of them
+/// (whole replies; a replay older than either comes from the database with
+/// `--event-store database`, or is not served).
 const RING: usize = 2_000;
+/// The bytes the ring's replies may hold, estimated by [`weight`]. Under load the ring turns
+/// over in about a second either way, and 2,000 replies of a few KiB each were a large part of
+/// the server's resident memory.
+const RING_BYTES: usize = 1024 * 1024;
+/// What an event costs besides its reply's text (ids, the message's structure).
+const EVENT_OVERHEAD: usize = 256;
+/// The newest events kept whatever their bytes, so a client whose stream broke during one large
+/// reply (e.g. a long document) can still resume it.
+const RING_MIN: usize = 32;
 const FLUSH: Duration = Duration::from_millis(100);
 const BATCH: usize = 500;
 
@@ -66,10 +77,72 @@ struct Recent {
     event_id: String,
     stream_id: String,
     event: ServerSseMessage,
+    /// [`weight`] of `event`.
+    weight: usize,
+}
+
+/// The most recent events, bounded in number and in bytes.
+#[derive(Default)]
+struct Ring {
+    events: VecDeque<Recent>,
+    bytes: usize,
+}
+
+impl Ring {
+    fn push(&mut self, recent: Recent) {
+        self.bytes += recent.weight;
+        self.events.push_back(recent);
+        while self.events.len() > RING || (self.bytes > RING_BYTES && self.events.len() > RING_MIN)
+        {
+            match self.events.pop_front() {
+                Some(old) => self.bytes -= old.weight,
+                None => break,
+            }
+        }
+    }
+}
+
+/// About how many bytes an event holds: a tool's reply is its text (cheap to read off);
+/// rarer replies (initialize, lists) and notifications are measured by serialising them.
+fn weight(event: &ServerSseMessage) -> usize {
+    let Some(message) = &event.message else {
+        return EVENT_OVERHEAD;
+    };
+    if let ServerJsonRpcMessage::Response(response) = &**message
+        && let ServerResult::CallToolResult(result) = &response.result
+        && result.structured_content.is_none()
+    {
+        let text: usize = result
+            .content
+            .iter()
+            .map(|block| block.as_text().map_or(EVENT_OVERHEAD, |t| t.text.len()))
+            .sum();
+        return EVENT_OVERHEAD + text;
+    }
+    let mut counted = ByteCount(0);
+    match serde_json::to_writer(&mut counted, &**message) {
+        Ok(()) => EVENT_OVERHEAD + counted.0,
+        // Not serialisable: it could not have been sent either, and holds little.
+        Err(_) => EVENT_OVERHEAD,
+    }
+}
+
+/// An `io::Write` that only counts what is written.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 pub struct DbEventStore {
-    ring: Mutex<VecDeque<Recent>>,
+    ring: Mutex<Ring>,
     /// Owners of the streams in the ring (bounded with it, see [`DbEventStore::claim`]).
     owners: Mutex<HashMap<String, StreamOwner>>,
     /// `None` keeps events in memory only (the default: persisting every event costs a
@@ -89,7 +162,7 @@ impl DbEventStore {
     ) -> (Arc<Self>, JoinHandle<()>) {
         let (persist, rx) = mpsc::channel(16_384);
         let me = Arc::new(DbEventStore {
-            ring: Mutex::new(VecDeque::with_capacity(RING)),
+            ring: Mutex::new(Ring::default()),
             owners: Mutex::new(HashMap::new()),
             persist: durable.then_some(persist),
             counter: AtomicU64::new(0),
@@ -117,7 +190,7 @@ impl DbEventStore {
         let stream_id = {
             let ring = lock(&self.ring);
             // A claim follows its event closely: look from the newest end.
-            match ring.iter().rev().find(|r| r.event_id == event_id) {
+            match ring.events.iter().rev().find(|r| r.event_id == event_id) {
                 Some(recent) => recent.stream_id.clone(),
                 None => return,
             }
@@ -127,6 +200,7 @@ impl DbEventStore {
         let live: Option<std::collections::HashSet<String>> =
             (lock(&self.owners).len() >= 2 * RING).then(|| {
                 lock(&self.ring)
+                    .events
                     .iter()
                     .map(|r| r.stream_id.clone())
                     .collect()
@@ -159,7 +233,8 @@ impl DbEventStore {
     pub async fn owner_of(&self, event_id: &str) -> Result<Option<StreamOwner>, sqlx::Error> {
         let in_memory = {
             let ring = lock(&self.ring);
-            ring.iter()
+            ring.events
+                .iter()
                 .find(|r| r.event_id == event_id)
                 .map(|r| lock(&self.owners).get(&r.stream_id).cloned())
         };
@@ -187,15 +262,17 @@ impl DbEventStore {
     ) -> Result<Vec<ServerSseMessage>, ReplayError> {
         let from_memory: Option<Option<Vec<ServerSseMessage>>> = {
             let ring = lock(&self.ring);
-            ring.iter()
+            ring.events
+                .iter()
                 .position(|r| r.event_id == last_event_id)
                 .map(|at| {
-                    let stream = &ring[at].stream_id;
+                    let stream = &ring.events[at].stream_id;
                     let owned = lock(&self.owners)
                         .get(stream)
                         .is_some_and(|o| o.session_id == session_id);
                     owned.then(|| {
-                        ring.iter()
+                        ring.events
+                            .iter()
                             .skip(at + 1)
                             .filter(|r| &r.stream_id == stream)
                             .map(|r| r.event.clone())
@@ -280,14 +357,12 @@ impl EventStore for DbEventStore {
                 }
             }
         }
-        let mut ring = lock(&self.ring);
-        if ring.len() >= RING {
-            ring.pop_front();
-        }
-        ring.push_back(Recent {
+        let weight = weight(&stored);
+        lock(&self.ring).push(Recent {
             event_id: event_id.clone(),
             stream_id: stream_id.to_string(),
             event: stored,
+            weight,
         });
         Ok(event_id)
     }
@@ -342,5 +417,67 @@ async fn write_events(store: Store, mut rx: mpsc::Receiver<Persist>, shutdown: C
             break;
         }
         tokio::time::sleep(FLUSH).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{CallToolResult, ContentBlock, RequestId};
+
+    use super::*;
+
+    fn reply(text_len: usize) -> ServerSseMessage {
+        let result = CallToolResult::success(vec![ContentBlock::text("x".repeat(text_len))]);
+        ServerSseMessage::from_message(ServerJsonRpcMessage::response(
+            ServerResult::CallToolResult(result),
+            RequestId::Number(1),
+        ))
+    }
+
+    fn recent(n: usize, event: ServerSseMessage) -> Recent {
+        Recent {
+            event_id: n.to_string(),
+            stream_id: "s".into(),
+            weight: weight(&event),
+            event,
+        }
+    }
+
+    #[test]
+    fn a_reply_weighs_its_text() {
+        let w = weight(&reply(10_000));
+        assert!((10_000..10_000 + 2 * EVENT_OVERHEAD).contains(&w), "{w}");
+        let priming = ServerSseMessage::retry(Duration::from_secs(3));
+        assert_eq!(weight(&priming), EVENT_OVERHEAD);
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_events_within_its_bytes() {
+        let mut ring = Ring::default();
+        for n in 0..1_000 {
+            ring.push(recent(n, reply(16 * 1024)));
+        }
+        assert!(ring.bytes <= RING_BYTES, "{} bytes held", ring.bytes);
+        assert_eq!(
+            ring.bytes,
+            ring.events.iter().map(|r| r.weight).sum::<usize>()
+        );
+        assert_eq!(ring.events.back().map(|r| r.event_id.as_str()), Some("999"));
+        assert!(ring.events.len() > 30, "{} events kept", ring.events.len());
+        // Small events: the count bounds the ring.
+        for n in 0..3 * RING {
+            ring.push(recent(n, ServerSseMessage::retry(Duration::from_secs(3))));
+        }
+        assert_eq!(ring.events.len(), RING);
+        // Replies larger than the budget: the newest few are still kept, so a stream that broke
+        // during one can be resumed.
+        for n in 0..RING_MIN + 5 {
+            ring.push(recent(n, reply(2 * RING_BYTES)));
+        }
+        assert_eq!(ring.events.len(), RING_MIN);
+        assert_eq!(
+            ring.events.back().map(|r| r.event_id.clone()),
+            Some((RING_MIN + 4).to_string())
+        );
     }
 }
