@@ -2,7 +2,7 @@
 //! lines for log pipelines (`--log-format json`). `STEWARD_LOG` or `RUST_LOG` set the filter,
 //! default [`DEFAULT_FILTER`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -45,5 +45,53 @@ pub fn init(format: LogFormat) {
             .with_current_span(false)
             .with_span_list(false)
             .init(),
+    }
+}
+
+/// The error of something that runs again and again (a periodic job, a kind of write), kept
+/// for health views until it next succeeds. A job failing on every tick would flood the log, so
+/// each new error text is logged once, and so is the first success after one. Serialised as
+/// the message or `null`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct LastError(Option<String>);
+
+impl LastError {
+    /// The kept error, if the last run failed.
+    pub fn get(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    /// Keeps `message`; logs it at error level, as `failed` with the message in its `error`
+    /// field, unless it is the error kept already.
+    pub fn failed(&mut self, message: String, failed: &str) {
+        if self.get() != Some(&message) {
+            tracing::error!(error = %message, "{failed}");
+        }
+        self.0 = Some(message);
+    }
+
+    /// Clears the kept error; logs `recovered` at info level if there was one.
+    pub fn succeeded(&mut self, recovered: &str) {
+        if self.0.take().is_some() {
+            tracing::info!("{recovered}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LastError;
+
+    #[test]
+    fn last_error_is_kept_until_a_success() {
+        let mut last = LastError::default();
+        last.failed("disk full".into(), "job failed");
+        last.failed("disk full".into(), "job failed");
+        assert_eq!(last.get(), Some("disk full"));
+        assert_eq!(serde_json::to_string(&last).unwrap(), r#""disk full""#);
+        last.succeeded("job recovered");
+        assert_eq!(last.get(), None);
+        assert_eq!(serde_json::to_string(&last).unwrap(), "null");
     }
 }
