@@ -2,16 +2,18 @@
 //! flight finish (its reply fully sent), and only then closes rmcp's sessions and streams.
 //! Closing them at once would cut replies that were being written.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use http_body_util::BodyExt;
+use http_body::{Frame, SizeHint};
 use tokio::sync::Notify;
 
 /// Longest wait for in-flight requests before sessions are closed anyway.
@@ -65,12 +67,13 @@ pub async fn track(
     in_flight.count.fetch_add(1, Ordering::SeqCst);
     let guard = Guard(in_flight);
     let (parts, body) = next.run(request).await.into_parts();
-    // The guard lives as long as the reply body, which hyper drops once it is sent.
-    let body = body.map_frame(move |frame| {
-        let _in_flight = &guard;
-        frame
-    });
-    Response::from_parts(parts, Body::new(body))
+    Response::from_parts(
+        parts,
+        Body::new(Counted {
+            inner: body,
+            _guard: guard,
+        }),
+    )
 }
 
 struct Guard(Arc<InFlight>);
@@ -78,5 +81,30 @@ struct Guard(Arc<InFlight>);
 impl Drop for Guard {
     fn drop(&mut self) {
         self.0.done();
+    }
+}
+
+struct Counted {
+    inner: Body,
+    _guard: Guard,
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
