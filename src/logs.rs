@@ -50,7 +50,8 @@ pub fn init(format: LogFormat) {
 
 /// The error of something that runs again and again (a periodic job, a kind of write), kept
 /// for health views until it next succeeds. A job failing on every tick would flood the log, so
-/// each new error text is logged once, and so is the first success after one. Serialised as
+/// the caller logs only what these methods return: each new error text once, and the first
+/// success after one (the log lines keep the caller's module as their target). Serialised as
 /// the message or `null`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -62,20 +63,16 @@ impl LastError {
         self.0.as_deref()
     }
 
-    /// Keeps `message`; logs it at error level, as `failed` with the message in its `error`
-    /// field, unless it is the error kept already.
-    pub fn failed(&mut self, message: String, failed: &str) {
-        if self.get() != Some(&message) {
-            tracing::error!(error = %message, "{failed}");
-        }
+    /// Keeps `message`; returns it when it is not the error kept already (to be logged).
+    pub fn failed(&mut self, message: String) -> Option<&str> {
+        let new = self.get() != Some(&message);
         self.0 = Some(message);
+        if new { self.get() } else { None }
     }
 
-    /// Clears the kept error; logs `recovered` at info level if there was one.
-    pub fn succeeded(&mut self, recovered: &str) {
-        if self.0.take().is_some() {
-            tracing::info!("{recovered}");
-        }
+    /// Clears the kept error; returns whether there was one (a recovery, to be logged).
+    pub fn succeeded(&mut self) -> bool {
+        self.0.take().is_some()
     }
 }
 
@@ -86,11 +83,12 @@ mod tests {
     #[test]
     fn last_error_is_kept_until_a_success() {
         let mut last = LastError::default();
-        last.failed("disk full".into(), "job failed");
-        last.failed("disk full".into(), "job failed");
+        assert_eq!(last.failed("disk full".into()), Some("disk full"));
+        assert_eq!(last.failed("disk full".into()), None, "logged once");
         assert_eq!(last.get(), Some("disk full"));
         assert_eq!(serde_json::to_string(&last).unwrap(), r#""disk full""#);
-        last.succeeded("job recovered");
+        assert!(last.succeeded());
+        assert!(!last.succeeded(), "a recovery is logged once");
         assert_eq!(last.get(), None);
         assert_eq!(serde_json::to_string(&last).unwrap(), "null");
     }

@@ -65,10 +65,14 @@ async fn prune_and_record(store: &Store, shared: &Shared, retention: Duration) {
     match outcome {
         Ok(pruned) => {
             state.pruned += pruned;
-            state.last_error.succeeded("ledger retention recovered");
+            if state.last_error.succeeded() {
+                tracing::info!("ledger retention recovered");
+            }
         }
-        Err(error) => state
-            .last_error
-            .failed(error.to_string(), "ledger retention failed"),
+        Err(error) => {
+            if let Some(message) = state.last_error.failed(error.to_string()) {
+                tracing::error!(error = %message, "ledger retention failed");
+            }
+        }
     }
 }

@@ -57,13 +57,14 @@ impl SweepHealth {
                 if ended > 0 {
                     tracing::debug!(ended, "claims whose lease ran out were ended");
                 }
-                state.last_error.succeeded("the lease sweep recovered");
+                if state.last_error.succeeded() {
+                    tracing::info!("the lease sweep recovered");
+                }
             }
             Err(error) => {
-                state.last_error.failed(
-                    error.to_string(),
-                    "could not end the claims whose lease ran out; retrying",
-                );
+                if let Some(message) = state.last_error.failed(error.to_string()) {
+                    tracing::error!(error = %message, "could not end the claims whose lease ran out; retrying");
+                }
                 state.failures += 1;
                 metrics::counter!("steward_claim_sweep_failures_total").increment(1);
             }

@@ -233,11 +233,15 @@ impl Sessions {
     fn write_failed(&self, what: &str, error: &sqlx::Error) {
         self.health.write_failures.fetch_add(1, Ordering::Relaxed);
         let message = format!("{what}: {error}");
-        lock(&self.health.last_error).failed(message, "session write failed");
+        if let Some(message) = lock(&self.health.last_error).failed(message) {
+            tracing::error!(error = %message, "session write failed");
+        }
     }
 
     fn write_succeeded(&self) {
-        lock(&self.health.last_error).succeeded("session writes recovered");
+        if lock(&self.health.last_error).succeeded() {
+            tracing::info!("session writes recovered");
+        }
     }
 }
 
