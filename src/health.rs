@@ -19,10 +19,10 @@ pub fn problems(
     if let Some(error) = sessions.cleanup.as_ref().and_then(|run| run.error.as_ref()) {
         problems.push(format!("cleanup: last run failed: {error}"));
     }
-    if let Some(error) = &ledger.retention.last_error {
+    if let Some(error) = ledger.retention.last_error.get() {
         problems.push(format!("ledger retention: {error}"));
     }
-    if let Some(error) = &sweep.last_error {
+    if let Some(error) = sweep.last_error.get() {
         problems.push(format!(
             "lease sweep: last run failed ({} failures since start): {error}",
             sweep.failures

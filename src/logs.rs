@@ -2,7 +2,7 @@
 //! lines for log pipelines (`--log-format json`). `STEWARD_LOG` or `RUST_LOG` set the filter,
 //! default [`DEFAULT_FILTER`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -45,5 +45,51 @@ pub fn init(format: LogFormat) {
             .with_current_span(false)
             .with_span_list(false)
             .init(),
+    }
+}
+
+/// The error of something that runs again and again (a periodic job, a kind of write), kept
+/// for health views until it next succeeds. A job failing on every tick would flood the log, so
+/// the caller logs only what these methods return: each new error text once, and the first
+/// success after one (the log lines keep the caller's module as their target). Serialised as
+/// the message or `null`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct LastError(Option<String>);
+
+impl LastError {
+    /// The kept error, if the last run failed.
+    pub fn get(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    /// Keeps `message`; returns it when it is not the error kept already (to be logged).
+    pub fn failed(&mut self, message: String) -> Option<&str> {
+        let new = self.get() != Some(&message);
+        self.0 = Some(message);
+        if new { self.get() } else { None }
+    }
+
+    /// Clears the kept error; returns whether there was one (a recovery, to be logged).
+    pub fn succeeded(&mut self) -> bool {
+        self.0.take().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LastError;
+
+    #[test]
+    fn last_error_is_kept_until_a_success() {
+        let mut last = LastError::default();
+        assert_eq!(last.failed("disk full".into()), Some("disk full"));
+        assert_eq!(last.failed("disk full".into()), None, "logged once");
+        assert_eq!(last.get(), Some("disk full"));
+        assert_eq!(serde_json::to_string(&last).unwrap(), r#""disk full""#);
+        assert!(last.succeeded());
+        assert!(!last.succeeded(), "a recovery is logged once");
+        assert_eq!(last.get(), None);
+        assert_eq!(serde_json::to_string(&last).unwrap(), "null");
     }
 }

@@ -77,7 +77,7 @@ pub enum Ending {
 
 /// One JSON-RPC message as a transport saw it: raw bytes and timings only, so taking it costs
 /// next to nothing. [`super::analyze`] turns it into a [`LedgerRow`] off the request path.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
     pub request_id: Uuid,
     pub session_id: Option<String>,

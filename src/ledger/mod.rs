@@ -22,6 +22,7 @@ pub mod stdio;
 pub mod tokens;
 pub mod writer;
 
+use crate::logs::LastError;
 use crate::sync::lock;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,7 +138,7 @@ pub struct RetentionState {
     pub last_run: Option<DateTime<Utc>>,
     /// Rows folded into hourly rollups since start.
     pub pruned: u64,
-    pub last_error: Option<String>,
+    pub last_error: LastError,
 }
 
 impl Shared {
@@ -556,7 +557,7 @@ impl Ledger {
         let recovery = lock(&s.recovery)
             .clone()
             .filter(|r| Utc::now() - r.at < recovery::SHOWN_FOR);
-        let failing = degraded.is_some() || lost > 0 || retention.last_error.is_some();
+        let failing = degraded.is_some() || lost > 0 || retention.last_error.get().is_some();
         LedgerReport {
             status: if failing { "degraded" } else { "ok" },
             retention,

@@ -65,16 +65,14 @@ async fn prune_and_record(store: &Store, shared: &Shared, retention: Duration) {
     match outcome {
         Ok(pruned) => {
             state.pruned += pruned;
-            if state.last_error.take().is_some() {
+            if state.last_error.succeeded() {
                 tracing::info!("ledger retention recovered");
             }
         }
         Err(error) => {
-            let message = error.to_string();
-            if state.last_error.as_deref() != Some(&message) {
+            if let Some(message) = state.last_error.failed(error.to_string()) {
                 tracing::error!(error = %message, "ledger retention failed");
             }
-            state.last_error = Some(message);
         }
     }
 }

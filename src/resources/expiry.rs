@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::changes::BoardChanges;
+use crate::logs::LastError;
 use crate::store::{Id, Store};
 use crate::sync::lock;
 
@@ -38,8 +39,8 @@ pub struct SweepReport {
     pub last_run: Option<DateTime<Utc>>,
     /// Sweeps that failed since start.
     pub failures: u64,
-    /// Why the last sweep failed; `None` once one succeeds.
-    pub last_error: Option<String>,
+    /// Why the last sweep failed; `null` once one succeeds.
+    pub last_error: LastError,
 }
 
 impl SweepHealth {
@@ -56,25 +57,25 @@ impl SweepHealth {
                 if ended > 0 {
                     tracing::debug!(ended, "claims whose lease ran out were ended");
                 }
-                if state.last_error.take().is_some() {
+                if state.last_error.succeeded() {
                     tracing::info!("the lease sweep recovered");
                 }
             }
             Err(error) => {
-                let message = error.to_string();
-                if state.last_error.as_deref() != Some(&message) {
+                if let Some(message) = state.last_error.failed(error.to_string()) {
                     tracing::error!(error = %message, "could not end the claims whose lease ran out; retrying");
                 }
                 state.failures += 1;
-                state.last_error = Some(message);
                 metrics::counter!("steward_claim_sweep_failures_total").increment(1);
             }
         }
-        metrics::gauge!("steward_claim_sweep_last_run_failed").set(if state.last_error.is_some() {
-            1.0
-        } else {
-            0.0
-        });
+        metrics::gauge!("steward_claim_sweep_last_run_failed").set(
+            if state.last_error.get().is_some() {
+                1.0
+            } else {
+                0.0
+            },
+        );
     }
 }
 

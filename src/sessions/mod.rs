@@ -18,6 +18,7 @@ mod jobs;
 pub mod logical;
 pub mod manager;
 
+use crate::logs::LastError;
 use crate::sync::lock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -92,7 +93,7 @@ impl SessionSettings {
 #[derive(Debug, Default)]
 pub struct SessionHealth {
     pub write_failures: AtomicU64,
-    pub last_error: Mutex<Option<String>>,
+    pub last_error: Mutex<LastError>,
     pub last_cleanup: Mutex<Option<CleanupRun>>,
 }
 
@@ -211,7 +212,7 @@ impl Sessions {
 
     pub async fn report(&self) -> SessionReport {
         let last_cleanup = lock(&self.health.last_cleanup).clone();
-        let last_error = lock(&self.health.last_error).clone();
+        let last_error = lock(&self.health.last_error).get().map(str::to_owned);
         SessionReport {
             cached_in_memory: self.manager.cached().await,
             write_failures: self.health.write_failures.load(Ordering::Relaxed),
@@ -232,16 +233,13 @@ impl Sessions {
     fn write_failed(&self, what: &str, error: &sqlx::Error) {
         self.health.write_failures.fetch_add(1, Ordering::Relaxed);
         let message = format!("{what}: {error}");
-        let mut last = lock(&self.health.last_error);
-        if last.as_deref() != Some(&message) {
+        if let Some(message) = lock(&self.health.last_error).failed(message) {
             tracing::error!(error = %message, "session write failed");
         }
-        *last = Some(message);
     }
 
     fn write_succeeded(&self) {
-        let mut last = lock(&self.health.last_error);
-        if last.take().is_some() {
+        if lock(&self.health.last_error).succeeded() {
             tracing::info!("session writes recovered");
         }
     }

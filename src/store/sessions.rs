@@ -53,7 +53,7 @@ pub struct Lifecycle {
 }
 
 /// What one cleanup run changed.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, sqlx::FromRow)]
 pub struct CleanupCounts {
     pub idled: i64,
     pub reactivated: i64,
@@ -94,10 +94,10 @@ impl EndedSession {
 pub struct CleanupRun {
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
-    pub idled: i64,
-    pub reactivated: i64,
-    pub timed_out: i64,
-    pub expired: i64,
+    /// All 0 for a run that failed.
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub counts: CleanupCounts,
     pub error: Option<String>,
 }
 

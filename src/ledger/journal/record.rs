@@ -430,22 +430,6 @@ mod tests {
         }
     }
 
-    fn assert_same(a: &Observation, b: &Observation) {
-        assert_eq!(a.request_id, b.request_id);
-        assert_eq!(a.session_id, b.session_id);
-        assert_eq!(a.timestamp, b.timestamp);
-        assert_eq!(a.duration, b.duration);
-        assert_eq!(a.request, b.request);
-        assert_eq!(a.http_status, b.http_status);
-        assert_eq!(a.response, b.response);
-        assert_eq!(a.response_len, b.response_len);
-        assert_eq!(a.ending, b.ending);
-        assert_eq!(a.protocol_version, b.protocol_version);
-        assert_eq!(a.stream_get, b.stream_get);
-        assert_eq!(a.upstream, b.upstream);
-        assert_eq!(a.subject, b.subject);
-    }
-
     const STAMP: u64 = 0x5eed_1234_abcd_0001;
 
     /// The bytes of a stamped segment (after its magic and stamp) holding `observations`, and
@@ -477,7 +461,7 @@ mod tests {
         written
             .iter()
             .zip(&read.observations)
-            .for_each(|(a, b)| assert_same(a, b));
+            .for_each(|(a, b)| assert_eq!(a, b));
         Ok(())
     }
 
@@ -517,7 +501,7 @@ mod tests {
         scan_stamped(&bytes, STAMP, &mut read);
         assert!(read.damaged.is_empty(), "{:?}", read.damaged);
         assert_eq!(read.observations.len(), 2);
-        assert_same(&read.observations[1], &new[1]);
+        assert_eq!(read.observations[1], new[1]);
         // So does a zero-filled tail (a file extended for recycling, or a power loss).
         let (mut zeroed, _) = journal_of(&new)?;
         zeroed.extend_from_slice(&[0; 4096]);
@@ -538,8 +522,8 @@ mod tests {
         scan_stamped(&bytes, STAMP, &mut read);
         assert_eq!(read.damaged, [Damage::Checksum]);
         assert_eq!(read.observations.len(), 2);
-        assert_same(&read.observations[0], &written[1]);
-        assert_same(&read.observations[1], &written[2]);
+        assert_eq!(read.observations[0], written[1]);
+        assert_eq!(read.observations[1], written[2]);
         Ok(())
     }
 
@@ -560,7 +544,7 @@ mod tests {
         let mut read = Scan::default();
         scan(&old, &mut read);
         assert!(read.damaged.is_empty(), "{:?}", read.damaged);
-        assert_same(&read.observations[0], &written);
+        assert_eq!(read.observations[0], written);
         // A torn tail and a zero-filled one in the first layout.
         for tail in [
             &old[..old.len() - 3],

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::json;
 
+use super::params::tool_args;
 use super::{Parameters, ToolError, ToolResult, success, to_json, validate};
 use crate::board::TaskStatus;
 use crate::mcp::BoardServer;
@@ -24,47 +23,47 @@ const MAX_LEASE_SECONDS: u64 = 86_400;
 const NOT_FOUND_HINT: &str =
     "Use find_tasks to list tasks and their ids (archived tasks cannot be claimed)";
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimTaskArgs {
-    pub task_id: String,
-    /// How long the claim lasts without renewal, 1 to 86400 seconds. Defaults to 900.
-    pub lease_seconds: Option<u64>,
+tool_args! {
+    pub struct ClaimTaskArgs {
+        pub task_id: String,
+        /// How long the claim lasts without renewal, 1 to 86400 seconds. Defaults to 900.
+        pub lease_seconds: Option<u64>,
+    }
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RenewClaimArgs {
-    pub task_id: String,
-    /// The claim_token claim_task or next_task answered.
-    pub claim_token: String,
-    /// The new lease from now, 1 to 86400 seconds. Defaults to 900.
-    pub lease_seconds: Option<u64>,
+tool_args! {
+    pub struct RenewClaimArgs {
+        pub task_id: String,
+        /// The claim_token claim_task or next_task answered.
+        pub claim_token: String,
+        /// The new lease from now, 1 to 86400 seconds. Defaults to 900.
+        pub lease_seconds: Option<u64>,
+    }
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseTaskArgs {
-    pub task_id: String,
-    /// The claim_token claim_task or next_task answered.
-    pub claim_token: String,
-    /// Move the task to this status as it is released (e.g. done, or review).
-    pub status: Option<TaskStatus>,
+tool_args! {
+    pub struct ReleaseTaskArgs {
+        pub task_id: String,
+        /// The claim_token claim_task or next_task answered.
+        pub claim_token: String,
+        /// Move the task to this status as it is released (e.g. done, or review).
+        pub status: Option<TaskStatus>,
+    }
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NextTaskArgs {
-    /// Only tasks of this project.
-    pub project_id: Option<String>,
-    /// Only tasks with this assignee (case-insensitive).
-    pub assignee: Option<String>,
-    /// Only tasks of this feature (case-insensitive).
-    pub feature: Option<String>,
-    /// Claim the task for this session (default true); false only looks.
-    pub claim: Option<bool>,
-    /// Lease of the claim, 1 to 86400 seconds. Defaults to 900.
-    pub lease_seconds: Option<u64>,
+tool_args! {
+    pub struct NextTaskArgs {
+        /// Only tasks of this project.
+        pub project_id: Option<String>,
+        /// Only tasks with this assignee (case-insensitive).
+        pub assignee: Option<String>,
+        /// Only tasks of this feature (case-insensitive).
+        pub feature: Option<String>,
+        /// Claim the task for this session (default true); false only looks.
+        pub claim: Option<bool>,
+        /// Lease of the claim, 1 to 86400 seconds. Defaults to 900.
+        pub lease_seconds: Option<u64>,
+    }
 }
 
 #[tool_router(router = claim_tools, vis = "pub(crate)")]

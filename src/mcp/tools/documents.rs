@@ -1,11 +1,9 @@
 //! `find_documents`, `manage_document`.
 
 use rmcp::{tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::params::{default_page, default_per_page};
+use super::params::tool_args;
 use super::{
     Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
 };
@@ -15,44 +13,37 @@ use crate::resources::changes::Change;
 use crate::store::documents::{DocumentChanges, DocumentQuery, NewDocument};
 
 const NOT_FOUND_HINT: &str = "Use find_documents with the project_id to list its documents";
-const PROJECT_HINT: &str = "Use find_projects to list existing projects and their ids";
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FindDocumentsArgs {
-    pub project_id: String,
-    /// Return this one document with its full content.
-    pub document_id: Option<String>,
-    /// Only documents of this type.
-    pub document_type: Option<DocumentType>,
-    /// Case-insensitive text to look for in titles.
-    pub query: Option<String>,
-    /// Page number, from 1.
-    #[serde(default = "default_page")]
-    pub page: u32,
-    /// Results per page, 1 to 100.
-    #[serde(default = "default_per_page")]
-    pub per_page: u32,
+tool_args! {
+    paged pub struct FindDocumentsArgs {
+        pub project_id: String,
+        /// Return this one document with its full content.
+        pub document_id: Option<String>,
+        /// Only documents of this type.
+        pub document_type: Option<DocumentType>,
+        /// Case-insensitive text to look for in titles.
+        pub query: Option<String>,
+    }
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ManageDocumentArgs {
-    /// create, update or delete.
-    pub action: Action,
-    pub project_id: String,
-    /// Required for update and delete.
-    pub document_id: Option<String>,
-    /// Required for create.
-    pub title: Option<String>,
-    /// spec, design, note, prp, api or guide. Required for create.
-    pub document_type: Option<DocumentType>,
-    /// The document body as a JSON object, e.g. {"sections": [...]}.
-    #[serde(default)]
-    #[schemars(schema_with = "super::params::json_object")]
-    pub content: Option<Value>,
-    pub tags: Option<Vec<String>>,
-    pub author: Option<String>,
+tool_args! {
+    pub struct ManageDocumentArgs {
+        /// create, update or delete.
+        pub action: Action,
+        pub project_id: String,
+        /// Required for update and delete.
+        pub document_id: Option<String>,
+        /// Required for create.
+        pub title: Option<String>,
+        /// spec, design, note, prp, api or guide. Required for create.
+        pub document_type: Option<DocumentType>,
+        /// The document body as a JSON object, e.g. {"sections": [...]}.
+        #[serde(default)]
+        #[schemars(schema_with = "super::params::json_object")]
+        pub content: Option<Value>,
+        pub tags: Option<Vec<String>>,
+        pub author: Option<String>,
+    }
 }
 
 #[tool_router(router = document_tools, vis = "pub(crate)")]
@@ -69,7 +60,7 @@ impl BoardServer {
             let document = self.store().get_document(project_id, id).await?;
             return ToolError::found("document", id, document, NOT_FOUND_HINT);
         }
-        let page = validate::page(args.page, args.per_page)?;
+        let page = args.asked_page()?;
         let query = DocumentQuery {
             project_id,
             document_type: args.document_type.map(DocumentType::as_str),
@@ -105,9 +96,7 @@ impl BoardServer {
                         "Pass document_type, e.g. \"spec\"",
                     )
                 })?;
-                if store.get_project(project_id).await?.is_none() {
-                    return Err(ToolError::not_found("project", project_id, PROJECT_HINT));
-                }
+                self.require_project(project_id).await?;
                 let new = NewDocument {
                     project_id,
                     document_type: document_type.as_str(),
@@ -139,8 +128,7 @@ impl BoardServer {
                     author: validate::opt_text("author", args.author, validate::MAX_TITLE_CHARS)?,
                 };
                 let document = store.update_document(project_id, id, &changes).await?;
-                let document =
-                    document.ok_or_else(|| ToolError::not_found("document", id, NOT_FOUND_HINT))?;
+                let document = ToolError::present("document", id, document, NOT_FOUND_HINT)?;
                 self.changed(Change::Document {
                     project_id,
                     document_id: id,

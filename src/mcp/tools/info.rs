@@ -28,7 +28,8 @@ impl BoardServer {
         let ledger = self.ctx.ledger.as_ref().map(|l| l.report());
         let ledger_ok = ledger.as_ref().is_none_or(|l| l.status == "ok");
         let sweep = self.ctx.sweep.report();
-        let healthy = database["reachable"] == true && ledger_ok && sweep.last_error.is_none();
+        let healthy =
+            database["reachable"] == true && ledger_ok && sweep.last_error.get().is_none();
         Ok(success(json!({
             "status": if healthy { "healthy" } else { "degraded" },
             "version": env!("CARGO_PKG_VERSION"),

@@ -115,8 +115,19 @@ impl ToolError {
         row: Option<T>,
         suggestion: &'static str,
     ) -> ToolResult {
-        let row = row.ok_or_else(|| ToolError::not_found(what, id, suggestion))?;
+        let row = ToolError::present(what, id, row, suggestion)?;
         Ok(success(json!({ what: to_json(&row) })))
+    }
+
+    /// `row`, the one `what` with id `id` a call asked for; not_found with `suggestion` when
+    /// there is none.
+    pub fn present<T>(
+        what: &'static str,
+        id: impl ToString,
+        row: Option<T>,
+        suggestion: &'static str,
+    ) -> Result<T, ToolError> {
+        row.ok_or_else(|| ToolError::not_found(what, id, suggestion))
     }
 
     /// The `error` object of a failed tool result.

@@ -60,6 +60,41 @@ pub fn json_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "array", "items": { "type": "object", "properties": {} } })
 }
 
+/// Declares a tool's argument struct: deserialised strictly (an unknown field is refused with
+/// serde's "unknown field `x`, expected one of ..." naming the fields there are) and published
+/// as the tool's JSON schema. `#[serde(flatten)]` cannot share fields here, as serde refuses
+/// it together with `deny_unknown_fields`; so the list tools' `page` and `per_page` come from
+/// the `paged` form, which adds them as the last fields and `asked_page()` to check them.
+macro_rules! tool_args {
+    ($(#[$meta:meta])* pub struct $name:ident { $($fields:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, ::serde::Deserialize, ::schemars::JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name { $($fields)* }
+    };
+    ($(#[$meta:meta])* paged pub struct $name:ident { $($fields:tt)* }) => {
+        $crate::mcp::tools::params::tool_args! {
+            $(#[$meta])*
+            pub struct $name {
+                $($fields)*
+                /// Page number, from 1.
+                #[serde(default = "crate::mcp::tools::params::default_page")]
+                pub page: u32,
+                /// Results per page, 1 to 100.
+                #[serde(default = "crate::mcp::tools::params::default_per_page")]
+                pub per_page: u32,
+            }
+        }
+        impl $name {
+            /// The page asked for, checked: `page` ≥ 1 and `per_page` in 1..=100.
+            fn asked_page(&self) -> Result<$crate::store::Page, $crate::rules::FieldError> {
+                $crate::rules::validate::page(self.page, self.per_page)
+            }
+        }
+    };
+}
+pub(crate) use tool_args;
+
 /// A list's first page, when the caller names none.
 pub fn default_page() -> u32 {
     1

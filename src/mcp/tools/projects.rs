@@ -1,11 +1,9 @@
 //! `find_projects`, `manage_project`, `get_project_features`.
 
 use rmcp::{tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::params::{default_page, default_per_page};
+use super::params::tool_args;
 use super::shapes;
 use super::{
     Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
@@ -16,57 +14,52 @@ use crate::resources::changes::Change;
 use crate::store::Id;
 use crate::store::projects::{NewProject, ProjectChanges};
 
-const NOT_FOUND_HINT: &str = "Use find_projects to list existing projects and their ids";
+/// What to do about a project id that names no project; every tool that takes one says it.
+pub(super) const PROJECT_HINT: &str = "Use find_projects to list existing projects and their ids";
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FindProjectsArgs {
-    /// Return this one project (full description).
-    pub project_id: Option<String>,
-    /// Case-insensitive text to look for in titles and descriptions.
-    pub query: Option<String>,
-    /// Page number, from 1.
-    #[serde(default = "default_page")]
-    pub page: u32,
-    /// Results per page, 1 to 100.
-    #[serde(default = "default_per_page")]
-    pub per_page: u32,
+tool_args! {
+    paged pub struct FindProjectsArgs {
+        /// Return this one project (full description).
+        pub project_id: Option<String>,
+        /// Case-insensitive text to look for in titles and descriptions.
+        pub query: Option<String>,
+    }
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ManageProjectArgs {
-    /// create, update or delete.
-    pub action: Action,
-    /// Required for update and delete.
-    pub project_id: Option<String>,
-    /// Required for create.
-    pub title: Option<String>,
-    pub description: Option<String>,
-    /// e.g. https://github.com/owner/repo
-    pub github_repo: Option<String>,
-    /// Pin the project (true) so people see it first, or unpin it (false).
-    pub pinned: Option<bool>,
-    /// The project's features: a list of objects with a "name", e.g.
-    /// [{"name": "login", "status": "planned"}]. Each change is kept as a version.
-    #[serde(default)]
-    #[schemars(schema_with = "super::params::json_list")]
-    pub features: Option<Value>,
-    /// The product requirements: a JSON object. Each change is kept as a version.
-    #[serde(default)]
-    #[schemars(schema_with = "super::params::json_object")]
-    pub prd: Option<Value>,
-    /// Free project data: a JSON object (a list is accepted too). Each change is kept as a
-    /// version.
-    #[serde(default)]
-    #[schemars(schema_with = "super::params::json_object")]
-    pub data: Option<Value>,
+tool_args! {
+    pub struct ManageProjectArgs {
+        /// create, update or delete.
+        pub action: Action,
+        /// Required for update and delete.
+        pub project_id: Option<String>,
+        /// Required for create.
+        pub title: Option<String>,
+        pub description: Option<String>,
+        /// e.g. https://github.com/owner/repo
+        pub github_repo: Option<String>,
+        /// Pin the project (true) so people see it first, or unpin it (false).
+        pub pinned: Option<bool>,
+        /// The project's features: a list of objects with a "name", e.g.
+        /// [{"name": "login", "status": "planned"}]. Each change is kept as a version.
+        #[serde(default)]
+        #[schemars(schema_with = "super::params::json_list")]
+        pub features: Option<Value>,
+        /// The product requirements: a JSON object. Each change is kept as a version.
+        #[serde(default)]
+        #[schemars(schema_with = "super::params::json_object")]
+        pub prd: Option<Value>,
+        /// Free project data: a JSON object (a list is accepted too). Each change is kept as a
+        /// version.
+        #[serde(default)]
+        #[schemars(schema_with = "super::params::json_object")]
+        pub data: Option<Value>,
+    }
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectIdArgs {
-    pub project_id: String,
+tool_args! {
+    pub struct ProjectIdArgs {
+        pub project_id: String,
+    }
 }
 
 #[tool_router(router = project_tools, vis = "pub(crate)")]
@@ -81,9 +74,9 @@ impl BoardServer {
     ) -> ToolResult {
         if let Some(id) = validate::opt_id("project_id", args.project_id.as_deref())? {
             let project = self.store().get_project(id).await?;
-            return ToolError::found("project", id, project, NOT_FOUND_HINT);
+            return ToolError::found("project", id, project, PROJECT_HINT);
         }
-        let page = validate::page(args.page, args.per_page)?;
+        let page = args.asked_page()?;
         let query = validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?;
         let found = self.store().list_projects(query.as_deref(), page).await?;
         Ok(success_fields(
@@ -104,19 +97,12 @@ impl BoardServer {
         let json_fields = json_fields(args.features, args.prd, args.data)?;
         match args.action {
             Action::Create => {
+                let title = validate::title("title", args.title)?;
+                let (description, github_repo) = texts(args.description, args.github_repo)?;
                 let new = NewProject {
-                    title: validate::title("title", args.title)?,
-                    description: validate::opt_text(
-                        "description",
-                        args.description,
-                        validate::MAX_TEXT_CHARS,
-                    )?
-                    .unwrap_or_default(),
-                    github_repo: validate::opt_text(
-                        "github_repo",
-                        args.github_repo,
-                        validate::MAX_TITLE_CHARS,
-                    )?,
+                    title,
+                    description: description.unwrap_or_default(),
+                    github_repo,
                 };
                 let mut project = store.create_project(&new).await?;
                 if args.pinned.is_some() {
@@ -144,23 +130,16 @@ impl BoardServer {
             }
             Action::Update => {
                 let id = validate::id("project_id", args.project_id.as_deref())?;
+                let title = validate::opt_title("title", args.title)?;
+                let (description, github_repo) = texts(args.description, args.github_repo)?;
                 let changes = ProjectChanges {
-                    title: validate::opt_title("title", args.title)?,
-                    description: validate::opt_text(
-                        "description",
-                        args.description,
-                        validate::MAX_TEXT_CHARS,
-                    )?,
-                    github_repo: validate::opt_text(
-                        "github_repo",
-                        args.github_repo,
-                        validate::MAX_TITLE_CHARS,
-                    )?,
+                    title,
+                    description,
+                    github_repo,
                     pinned: args.pinned,
                 };
                 let project = store.update_project(id, &changes).await?;
-                let mut project =
-                    project.ok_or_else(|| ToolError::not_found("project", id, NOT_FOUND_HINT))?;
+                let mut project = ToolError::present("project", id, project, PROJECT_HINT)?;
                 if !json_fields.is_empty() {
                     self.set_json_fields(id, json_fields, false).await?;
                     project = store.get_project(id).await?.unwrap_or(project);
@@ -173,7 +152,7 @@ impl BoardServer {
             Action::Delete => {
                 let id = validate::id("project_id", args.project_id.as_deref())?;
                 if !store.delete_project(id).await? {
-                    return Err(ToolError::not_found("project", id, NOT_FOUND_HINT));
+                    return Err(ToolError::not_found("project", id, PROJECT_HINT));
                 }
                 self.changed(Change::Project { project_id: id });
                 Ok(success(
@@ -190,7 +169,7 @@ impl BoardServer {
     ) -> ToolResult {
         let id = validate::id("project_id", Some(&args.project_id))?;
         let project = self.store().get_project(id).await?;
-        let project = project.ok_or_else(|| ToolError::not_found("project", id, NOT_FOUND_HINT))?;
+        let project = ToolError::present("project", id, project, PROJECT_HINT)?;
         let count = project.features.0.as_array().map_or(0, Vec::len);
         Ok(success(
             json!({ "project_id": id, "features": project.features, "count": count }),
@@ -199,6 +178,12 @@ impl BoardServer {
 }
 
 impl BoardServer {
+    /// Refuses a project id that names no project.
+    pub(super) async fn require_project(&self, id: Id) -> Result<(), ToolError> {
+        let project = self.store().get_project(id).await?;
+        ToolError::present("project", id, project, PROJECT_HINT).map(drop)
+    }
+
     async fn set_json_fields(
         &self,
         id: Id,
@@ -210,6 +195,17 @@ impl BoardServer {
         }
         Ok(())
     }
+}
+
+/// The description and GitHub repository manage_project was given, each checked.
+fn texts(
+    description: Option<String>,
+    github_repo: Option<String>,
+) -> Result<(Option<String>, Option<String>), ToolError> {
+    Ok((
+        validate::opt_text("description", description, validate::MAX_TEXT_CHARS)?,
+        validate::opt_text("github_repo", github_repo, validate::MAX_TITLE_CHARS)?,
+    ))
 }
 
 /// The features, prd and data manage_project was given, each checked against its shape.

@@ -2,12 +2,10 @@
 
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::claims::refused;
-use super::params::{default_page, default_per_page};
+use super::params::tool_args;
 use super::{
     Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
 };
@@ -19,92 +17,85 @@ use crate::store::tasks::TaskQuery;
 
 const NOT_FOUND_HINT: &str =
     "Use find_tasks to list tasks and their ids (archived tasks cannot be changed)";
-const PROJECT_HINT: &str = "Use find_projects to list existing projects and their ids";
 /// Most history rows `get_task_history` returns by default.
 const DEFAULT_HISTORY_LIMIT: u32 = 100;
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FindTasksArgs {
-    /// Case-insensitive text to look for in titles and descriptions.
-    pub query: Option<String>,
-    /// Return this one task (full description, archived or not).
-    pub task_id: Option<String>,
-    /// Filter on one field; give the value in `filter_value`.
-    pub filter_by: Option<TaskFilter>,
-    /// Value for `filter_by`: a status (todo, doing, review, done), a project id, an assignee
-    /// or a feature (assignee and feature match case-insensitively).
-    pub filter_value: Option<String>,
-    /// Only tasks of this project.
-    pub project_id: Option<String>,
-    /// Include done tasks (archived tasks are never listed). Without it, `closed_matches` says
-    /// how many done tasks matched and were left out.
-    #[serde(default)]
-    pub include_closed: bool,
-    /// Only tasks no one has claimed (or whose claim's lease ran out).
-    #[serde(default)]
-    pub unclaimed: bool,
-    /// Page number, from 1.
-    #[serde(default = "default_page")]
-    pub page: u32,
-    /// Results per page, 1 to 100.
-    #[serde(default = "default_per_page")]
-    pub per_page: u32,
+tool_args! {
+    paged pub struct FindTasksArgs {
+        /// Case-insensitive text to look for in titles and descriptions.
+        pub query: Option<String>,
+        /// Return this one task (full description, archived or not).
+        pub task_id: Option<String>,
+        /// Filter on one field; give the value in `filter_value`.
+        pub filter_by: Option<TaskFilter>,
+        /// Value for `filter_by`: a status (todo, doing, review, done), a project id, an assignee
+        /// or a feature (assignee and feature match case-insensitively).
+        pub filter_value: Option<String>,
+        /// Only tasks of this project.
+        pub project_id: Option<String>,
+        /// Include done tasks (archived tasks are never listed). Without it, `closed_matches` says
+        /// how many done tasks matched and were left out.
+        #[serde(default)]
+        pub include_closed: bool,
+        /// Only tasks no one has claimed (or whose claim's lease ran out).
+        #[serde(default)]
+        pub unclaimed: bool,
+    }
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ManageTaskArgs {
-    /// create, update or delete (delete archives the task).
-    pub action: Action,
-    /// Required for update and delete.
-    pub task_id: Option<String>,
-    /// Required for create.
-    pub project_id: Option<String>,
-    /// Required for create.
-    pub title: Option<String>,
-    pub description: Option<String>,
-    /// todo (default), doing, review or done.
-    pub status: Option<TaskStatus>,
-    /// Who works on it: "User", "Archon", an agent name... Defaults to "User".
-    pub assignee: Option<String>,
-    /// Priority from 0 (lowest) to 100 (highest). Defaults to 0.
-    pub task_order: Option<i64>,
-    /// The feature this task belongs to.
-    pub feature: Option<String>,
-    /// Id of a task of the same project that this one is part of (a sub-task); "" removes it.
-    pub parent_task_id: Option<String>,
-    /// Where to read up for the task, e.g. [{"url": "https://...", "type": "docs"}]: a list of
-    /// at most 100 items (64 KiB). Replaces the list on update.
-    #[serde(default)]
-    #[schemars(schema_with = "super::params::json_list")]
-    pub sources: Option<serde_json::Value>,
-    /// Code to look at, e.g. [{"file": "src/auth.rs", "purpose": "token check"}]: a list of at
-    /// most 100 items (64 KiB). Replaces the list on update.
-    #[serde(default)]
-    #[schemars(schema_with = "super::params::json_list")]
-    pub code_examples: Option<serde_json::Value>,
-    /// Ids of the tasks that must be done before this one can start (replaces the list on
-    /// update; [] clears it). A cycle is refused.
-    pub blocked_by: Option<Vec<String>>,
-    /// For update and delete of a task another session has claimed: the claim's current
-    /// claim_token. Without it such a change is refused.
-    pub claim_token: Option<String>,
+tool_args! {
+    pub struct ManageTaskArgs {
+        /// create, update or delete (delete archives the task).
+        pub action: Action,
+        /// Required for update and delete.
+        pub task_id: Option<String>,
+        /// Required for create.
+        pub project_id: Option<String>,
+        /// Required for create.
+        pub title: Option<String>,
+        pub description: Option<String>,
+        /// todo (default), doing, review or done.
+        pub status: Option<TaskStatus>,
+        /// Who works on it: "User", "Archon", an agent name... Defaults to "User".
+        pub assignee: Option<String>,
+        /// Priority from 0 (lowest) to 100 (highest). Defaults to 0.
+        pub task_order: Option<i64>,
+        /// The feature this task belongs to.
+        pub feature: Option<String>,
+        /// Id of a task of the same project that this one is part of (a sub-task); "" removes it.
+        pub parent_task_id: Option<String>,
+        /// Where to read up for the task, e.g. [{"url": "https://...", "type": "docs"}]: a list of
+        /// at most 100 items (64 KiB). Replaces the list on update.
+        #[serde(default)]
+        #[schemars(schema_with = "super::params::json_list")]
+        pub sources: Option<serde_json::Value>,
+        /// Code to look at, e.g. [{"file": "src/auth.rs", "purpose": "token check"}]: a list of at
+        /// most 100 items (64 KiB). Replaces the list on update.
+        #[serde(default)]
+        #[schemars(schema_with = "super::params::json_list")]
+        pub code_examples: Option<serde_json::Value>,
+        /// Ids of the tasks that must be done before this one can start (replaces the list on
+        /// update; [] clears it). A cycle is refused.
+        pub blocked_by: Option<Vec<String>>,
+        /// For update and delete of a task another session has claimed: the claim's current
+        /// claim_token. Without it such a change is refused.
+        pub claim_token: Option<String>,
+    }
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TaskHistoryArgs {
-    pub task_id: String,
-    /// Most changes to return (oldest first), 1 to 1000. Defaults to 100.
-    pub limit: Option<u32>,
+tool_args! {
+    pub struct TaskHistoryArgs {
+        pub task_id: String,
+        /// Most changes to return (oldest first), 1 to 1000. Defaults to 100.
+        pub limit: Option<u32>,
+    }
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CompletionStatsArgs {
-    /// Only this project; all projects when omitted.
-    pub project_id: Option<String>,
+tool_args! {
+    pub struct CompletionStatsArgs {
+        /// Only this project; all projects when omitted.
+        pub project_id: Option<String>,
+    }
 }
 
 #[tool_router(router = task_tools, vis = "pub(crate)")]
@@ -120,7 +111,7 @@ impl BoardServer {
             let task = self.store().get_task(id).await?;
             return ToolError::found("task", id, task, NOT_FOUND_HINT);
         }
-        let page = validate::page(args.page, args.per_page)?;
+        let page = args.asked_page()?;
         let mut query = TaskQuery {
             project_id: validate::opt_id("project_id", args.project_id.as_deref())?,
             text: validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?,
@@ -161,9 +152,7 @@ impl BoardServer {
         match args.action {
             Action::Create => {
                 let project_id = validate::id("project_id", args.project_id.as_deref())?;
-                if store.get_project(project_id).await?.is_none() {
-                    return Err(ToolError::not_found("project", project_id, PROJECT_HINT));
-                }
+                self.require_project(project_id).await?;
                 let mut new = rules::new_task(project_id, fields)?;
                 new.blocked_by = blockers(args.blocked_by)?.unwrap_or_default();
                 let task = store
@@ -238,10 +227,8 @@ impl BoardServer {
         Parameters(args): Parameters<CompletionStatsArgs>,
     ) -> ToolResult {
         let project_id = validate::opt_id("project_id", args.project_id.as_deref())?;
-        if let Some(id) = project_id
-            && self.store().get_project(id).await?.is_none()
-        {
-            return Err(ToolError::not_found("project", id, PROJECT_HINT));
+        if let Some(id) = project_id {
+            self.require_project(id).await?;
         }
         let by_status = self.store().count_tasks_by(project_id, false).await?;
         let by_assignee = self.store().count_tasks_by(project_id, true).await?;

@@ -2,11 +2,10 @@
 //! or PRD, and restoring one.
 
 use rmcp::{tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::params::{default_page, default_per_page};
+use super::params::tool_args;
+use super::projects::PROJECT_HINT;
 use super::shapes;
 use super::{
     Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
@@ -18,50 +17,43 @@ use crate::store::Id;
 use crate::store::restore::{RestoreRefusal, project_json};
 use crate::store::versions::{NewVersion, Version};
 
-const PROJECT_HINT: &str = "Use find_projects to list existing projects and their ids";
 const VERSION_HINT: &str =
     "Use find_versions with the project_id and field_name to list version numbers";
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FindVersionsArgs {
-    pub project_id: String,
-    /// Only versions of this field: docs, features, data or prd.
-    pub field_name: Option<VersionField>,
-    /// Return this one version with its content (needs field_name).
-    pub version_number: Option<i32>,
-    /// Page number, from 1.
-    #[serde(default = "default_page")]
-    pub page: u32,
-    /// Results per page, 1 to 100.
-    #[serde(default = "default_per_page")]
-    pub per_page: u32,
+tool_args! {
+    paged pub struct FindVersionsArgs {
+        pub project_id: String,
+        /// Only versions of this field: docs, features, data or prd.
+        pub field_name: Option<VersionField>,
+        /// Return this one version with its content (needs field_name).
+        pub version_number: Option<i32>,
+    }
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ManageVersionArgs {
-    /// create (snapshot) or restore.
-    pub action: VersionAction,
-    pub project_id: String,
-    /// docs, features, data or prd.
-    pub field_name: VersionField,
-    /// Required for restore: the version to bring back.
-    pub version_number: Option<i32>,
-    /// For create: the content to record, in the field's shape (docs: a list of documents as
-    /// find_documents returns them; features: a list of {"name": ...} objects as
-    /// get_project_features returns them; prd: an object; data: an object or list). When
-    /// omitted, the field's current value is recorded (the way to snapshot docs or features
-    /// for a client whose schema checks accept only an object here).
-    #[serde(default)]
-    #[schemars(schema_with = "super::params::json_object")]
-    pub content: Option<Value>,
-    /// What changed in this version.
-    pub change_summary: Option<String>,
-    /// The document this version is about, if any.
-    pub document_id: Option<String>,
-    /// Who made the version. Defaults to "system".
-    pub created_by: Option<String>,
+tool_args! {
+    pub struct ManageVersionArgs {
+        /// create (snapshot) or restore.
+        pub action: VersionAction,
+        pub project_id: String,
+        /// docs, features, data or prd.
+        pub field_name: VersionField,
+        /// Required for restore: the version to bring back.
+        pub version_number: Option<i32>,
+        /// For create: the content to record, in the field's shape (docs: a list of documents as
+        /// find_documents returns them; features: a list of {"name": ...} objects as
+        /// get_project_features returns them; prd: an object; data: an object or list). When
+        /// omitted, the field's current value is recorded (the way to snapshot docs or features
+        /// for a client whose schema checks accept only an object here).
+        #[serde(default)]
+        #[schemars(schema_with = "super::params::json_object")]
+        pub content: Option<Value>,
+        /// What changed in this version.
+        pub change_summary: Option<String>,
+        /// The document this version is about, if any.
+        pub document_id: Option<String>,
+        /// Who made the version. Defaults to "system".
+        pub created_by: Option<String>,
+    }
 }
 
 #[tool_router(router = version_tools, vis = "pub(crate)")]
@@ -85,7 +77,7 @@ impl BoardServer {
             let version = self.find_version(project_id, field, number).await?;
             return Ok(success(json!({ "version": to_json(&version) })));
         }
-        let page = validate::page(args.page, args.per_page)?;
+        let page = args.asked_page()?;
         let field = args.field_name.map(VersionField::as_str);
         let found = self.store().list_versions(project_id, field, page).await?;
         Ok(success_fields(Fields::new().page(
@@ -104,9 +96,7 @@ impl BoardServer {
         Parameters(args): Parameters<ManageVersionArgs>,
     ) -> ToolResult {
         let project_id = validate::id("project_id", Some(&args.project_id))?;
-        if self.store().get_project(project_id).await?.is_none() {
-            return Err(ToolError::not_found("project", project_id, PROJECT_HINT));
-        }
+        self.require_project(project_id).await?;
         let created_by =
             validate::opt_title("created_by", args.created_by)?.unwrap_or_else(|| "system".into());
         match args.action {
@@ -224,10 +214,8 @@ impl BoardServer {
 
     /// The field's value now: the project's JSON column, or the list of its documents.
     async fn current_value(&self, project_id: Id, field: VersionField) -> Result<Value, ToolError> {
-        self.store()
-            .field_value(project_id, field)
-            .await?
-            .ok_or_else(|| ToolError::not_found("project", project_id, PROJECT_HINT))
+        let value = self.store().field_value(project_id, field).await?;
+        ToolError::present("project", project_id, value, PROJECT_HINT)
     }
 }
 
