@@ -298,7 +298,7 @@ macro_rules! refuse {
 
 type Refused = serde::ser::Impossible<(), serde_json::Error>;
 
-impl<'a> serde::Serializer for &'a mut FieldTexts {
+impl serde::Serializer for &mut FieldTexts {
     type Ok = ();
     type Error = serde_json::Error;
     type SerializeSeq = Refused;
@@ -414,7 +414,7 @@ mod tests {
 
     fn row(description: String) -> Row {
         Row {
-            note: (description.len() % 2 == 0).then(|| "even".into()),
+            note: description.len().is_multiple_of(2).then(|| "even".into()),
             title: "a \"quoted\" title\n".into(),
             description,
             content: json!({ "z": [1, 2.5, null], "a": { "y": "é", "b": true } }),
