@@ -6,10 +6,7 @@
 //! or written straight to JSON text by [`Fields`] (the tools' answers, on every call's path).
 //! Both write object keys in sorted order, as `serde_json::Map` (a `BTreeMap`) does.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 /// Longest description shown in list views; the full text comes with a lookup by id.
@@ -149,7 +146,7 @@ impl<'k> Fields<'k> {
         view: RowView,
     ) -> Self {
         let mut rows = Vec::with_capacity(256 * found.items.len() + 2);
-        let mut scratch = Vec::new();
+        let mut scratch = FieldTexts::default();
         rows.push(b'[');
         for (n, row) in found.items.iter().enumerate() {
             if n > 0 {
@@ -210,42 +207,52 @@ fn into_string(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// One row in the form `view`, its keys sorted. The row is serialised once into `scratch`,
-/// its top-level fields are found there as borrowed raw JSON (a row's nested objects are
-/// `Value`s, already sorted), and written out in key order. A row that is not a plain object
-/// of unescaped keys takes the `Value` path.
-fn write_row<T: Serialize>(out: &mut Vec<u8>, scratch: &mut Vec<u8>, row: &T, view: RowView) {
+/// One row in the form `view`, its keys sorted. Each top-level field of the row is serialised
+/// once into `scratch` (a row's nested objects are `Value`s, already sorted) and the fields are
+/// written out in key order, without parsing the row back. A row that is not a plain struct
+/// takes the `Value` path.
+fn write_row<T: Serialize>(out: &mut Vec<u8>, scratch: &mut FieldTexts, row: &T, view: RowView) {
     scratch.clear();
-    if serde_json::to_writer(&mut *scratch, row).is_err() {
+    if row.serialize(&mut *scratch).is_err() {
         return write_value(out, &view.value(row));
     }
-    let Ok(mut fields) = serde_json::from_slice::<BTreeMap<&str, &RawValue>>(scratch) else {
-        return write_value(out, &view.value(row));
-    };
-    let cut;
+    let text = &scratch.text;
+    let mut fields: Vec<(&str, &[u8])> = scratch
+        .fields
+        .iter()
+        .map(|(key, range)| (*key, text.get(range.clone()).unwrap_or_default()))
+        .collect();
+    let mut cut = Vec::new();
     match view {
-        RowView::Summary => {
-            fields.remove("content");
-        }
+        RowView::Summary => fields.retain(|(key, _)| *key != "content"),
         RowView::List => {
-            if let Some(short) = fields.get("description").and_then(|raw| long_text(raw)) {
-                cut = serde_json::value::to_raw_value(&short);
-                let yes = serde_json::from_str::<&RawValue>("true");
-                if let (Ok(cut), Ok(yes)) = (&cut, yes) {
-                    fields.insert("description", cut);
-                    fields.insert("description_truncated", yes);
+            let description = fields.iter().position(|(key, _)| *key == "description");
+            let short = description.and_then(|i| long_text(fields.get(i)?.1).map(|s| (i, s)));
+            if let Some((i, short)) = short {
+                write_value(&mut cut, &short);
+                fields.retain(|(key, _)| *key != "description_truncated");
+                if let Some(field) = fields.get_mut(i) {
+                    field.1 = &cut;
                 }
+                fields.push(("description_truncated", b"true"));
             }
         }
     }
+    // Stable: of two fields with one key (not possible in a struct), the last given ends last.
+    fields.sort_by(|a, b| a.0.cmp(b.0));
     out.push(b'{');
+    let mut first = true;
     for (n, (key, value)) in fields.iter().enumerate() {
-        if n > 0 {
+        if fields.get(n + 1).is_some_and(|next| next.0 == *key) {
+            continue;
+        }
+        if !first {
             out.push(b',');
         }
+        first = false;
         write_value(out, *key);
         out.push(b':');
-        out.extend_from_slice(value.get().as_bytes());
+        out.extend_from_slice(value);
     }
     out.push(b'}');
 }
@@ -253,13 +260,127 @@ fn write_row<T: Serialize>(out: &mut Vec<u8>, scratch: &mut Vec<u8>, row: &T, vi
 /// A JSON string longer than [`LIST_DESCRIPTION_LIMIT`] characters, cut to that length; else
 /// `None`. Every character takes at least one byte of its escaped form, so a short raw string
 /// is known short without decoding it.
-fn long_text(raw: &RawValue) -> Option<String> {
-    let escaped = raw.get();
+fn long_text(escaped: &[u8]) -> Option<String> {
     if escaped.len() <= LIST_DESCRIPTION_LIMIT + 2 {
         return None;
     }
-    let text: String = serde_json::from_str(escaped).ok()?;
+    let text: String = serde_json::from_slice(escaped).ok()?;
     cut_description(&text)
+}
+
+/// A struct's top-level fields as JSON text: a `serde::Serializer` that accepts a struct only
+/// and serialises each field's value into one buffer, remembered by its key.
+#[derive(Debug, Default)]
+struct FieldTexts {
+    text: Vec<u8>,
+    fields: Vec<(&'static str, std::ops::Range<usize>)>,
+}
+
+impl FieldTexts {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.fields.clear();
+    }
+}
+
+fn not_a_struct() -> serde_json::Error {
+    serde::ser::Error::custom("not a struct")
+}
+
+/// `Serializer` methods of [`FieldTexts`] for what is not a struct: refused.
+macro_rules! refuse {
+    ($($method:ident($($arg:ty),*) -> $ok:ty;)*) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<$ok, serde_json::Error> {
+            Err(not_a_struct())
+        })*
+    };
+}
+
+type Refused = serde::ser::Impossible<(), serde_json::Error>;
+
+impl serde::Serializer for &mut FieldTexts {
+    type Ok = ();
+    type Error = serde_json::Error;
+    type SerializeSeq = Refused;
+    type SerializeTuple = Refused;
+    type SerializeTupleStruct = Refused;
+    type SerializeTupleVariant = Refused;
+    type SerializeMap = Refused;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Refused;
+
+    refuse! {
+        serialize_bool(bool) -> ();
+        serialize_i8(i8) -> ();
+        serialize_i16(i16) -> ();
+        serialize_i32(i32) -> ();
+        serialize_i64(i64) -> ();
+        serialize_u8(u8) -> ();
+        serialize_u16(u16) -> ();
+        serialize_u32(u32) -> ();
+        serialize_u64(u64) -> ();
+        serialize_f32(f32) -> ();
+        serialize_f64(f64) -> ();
+        serialize_char(char) -> ();
+        serialize_str(&str) -> ();
+        serialize_bytes(&[u8]) -> ();
+        serialize_none() -> ();
+        serialize_unit() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
+        serialize_seq(Option<usize>) -> Refused;
+        serialize_tuple(usize) -> Refused;
+        serialize_tuple_struct(&'static str, usize) -> Refused;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Refused;
+        serialize_map(Option<usize>) -> Refused;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Refused;
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), serde_json::Error> {
+        Err(not_a_struct())
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), serde_json::Error> {
+        Err(not_a_struct())
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), serde_json::Error> {
+        Err(not_a_struct())
+    }
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, serde_json::Error> {
+        Ok(self)
+    }
+}
+
+impl serde::ser::SerializeStruct for &mut FieldTexts {
+    type Ok = ();
+    type Error = serde_json::Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), serde_json::Error> {
+        let start = self.text.len();
+        serde_json::to_writer(&mut self.text, value)?;
+        self.fields.push((key, start..self.text.len()));
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), serde_json::Error> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +403,8 @@ mod tests {
     /// A row whose fields are not in sorted order, with a nested `Value`.
     #[derive(Serialize)]
     struct Row {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
         title: String,
         description: String,
         content: Value,
@@ -291,6 +414,7 @@ mod tests {
 
     fn row(description: String) -> Row {
         Row {
+            note: description.len().is_multiple_of(2).then(|| "even".into()),
             title: "a \"quoted\" title\n".into(),
             description,
             content: json!({ "z": [1, 2.5, null], "a": { "y": "é", "b": true } }),

@@ -258,13 +258,19 @@ fn trigram_phrase(text: &str) -> Option<String> {
     (folded.chars().count() >= 3).then(|| format!("\"{}\"", folded.replace('"', "\"\"")))
 }
 
+/// Counts the claims whose lease ran out before the bound time, as a column of a page's rows.
+const EXPIRED_CLAIMS: &str =
+    "(SELECT COUNT(*) FROM tasks WHERE claimed_by IS NOT NULL AND lease_until < ";
+
 /// One page of `filter`'s tasks; with each of `counted` (filters the trigger-kept counts
-/// answer) counted in the same statement, as columns `total_0`, `total_1`… of every row.
+/// answer) counted in the same statement, as columns `total_0`, `total_1`… of every row, and
+/// with `expired_at`, the claims whose lease ran out before it as column `expired`.
 fn page_query<'a, DB>(
     filter: &'a Filter,
     search: Search,
     page: Page,
     counted: &[&'a Filter],
+    expired_at: Option<DateTime<Utc>>,
 ) -> QueryBuilder<'a, DB>
 where
     DB: Database,
@@ -278,6 +284,12 @@ where
         q.push(", (");
         count.push_count(&mut q);
         q.push(") AS total_").push(i);
+    }
+    if let Some(now) = expired_at {
+        q.push(", ")
+            .push(EXPIRED_CLAIMS)
+            .push_bind(now)
+            .push(") AS expired");
     }
     q.push(" FROM tasks");
     filter.push(&mut q, true, search);
@@ -302,19 +314,37 @@ impl Store {
         query: &TaskQuery,
         page: Page,
     ) -> Result<Paged<Task>, sqlx::Error> {
-        let listed = self.list_tasks_counting(query, page, false).await?;
-        Ok(listed.0)
+        let listed = self.list_tasks_counting(query, page, false, None).await?;
+        Ok(listed.paged)
     }
 
     /// [`Store::list_tasks`] and, unless `query` includes done tasks, how many done tasks
-    /// matched apart from being done (the matches the listing hides), counted together.
-    pub async fn list_tasks_and_closed(
+    /// matched apart from being done (the matches the listing hides), counted together. Claims
+    /// whose lease ran out are ended (and recorded) first, as [`Store::end_expired_claims`]
+    /// does, and returned as `(project_id, task_id)`; whether any ran out is asked in the
+    /// page's own statement, so the common case (none) costs no statement of its own.
+    pub async fn list_tasks_swept(
         &self,
         query: &TaskQuery,
         page: Page,
-    ) -> Result<(Paged<Task>, i64), sqlx::Error> {
-        self.list_tasks_counting(query, page, !query.include_closed)
-            .await
+    ) -> Result<Swept, sqlx::Error> {
+        let with_closed = !query.include_closed;
+        let listed = self
+            .list_tasks_counting(query, page, with_closed, Some(Utc::now()))
+            .await?;
+        let ended = match listed.expired {
+            Some(0) => return Ok(Swept::of(listed, Vec::new())),
+            // An empty page has no row to carry the answer (nor a claim to show): asked on
+            // its own.
+            None => return Ok(Swept::of(listed, self.end_expired_claims().await?)),
+            Some(_) => self.sweep_expired_claims().await?,
+        };
+        // The page shows claims as they were before the sweep (this one's, or another
+        // replica's that came first): read it again.
+        let listed = self
+            .list_tasks_counting(query, page, with_closed, None)
+            .await?;
+        Ok(Swept::of(listed, ended))
     }
 
     /// How many done tasks match `query` apart from being done: the matches a listing without
@@ -324,12 +354,15 @@ impl Store {
         on_pool!(self, pool => Ok(totals!(pool, &[&filter])[0]))
     }
 
+    /// The listing; with `expired_at`, also the claims whose lease ran out before it (`None`
+    /// in [`Listed::expired`] when the page is empty).
     async fn list_tasks_counting(
         &self,
         query: &TaskQuery,
         page: Page,
         with_closed: bool,
-    ) -> Result<(Paged<Task>, i64), sqlx::Error> {
+        expired_at: Option<DateTime<Utc>>,
+    ) -> Result<Listed, sqlx::Error> {
         let done = match query.include_closed {
             true => Done::Included,
             false => Done::Hidden,
@@ -344,36 +377,43 @@ impl Store {
             true => &[&filter, &closed],
             false => &[&filter],
         };
-        let (items, totals) = on_pool!(self, pool => {
-            if filters.iter().all(|f| f.counted()) {
-                // The page and its counts in one statement; an empty page has no row to carry
-                // them, so they are counted on their own.
-                let mut query = page_query(&filter, Search::Indexed, page, filters);
-                let rows = query.build().fetch_all(pool).await?;
-                let totals = match rows.first() {
-                    Some(row) => (0..filters.len())
-                        .map(|i| row.try_get::<i64, _>(format!("total_{i}").as_str()))
-                        .collect::<Result<Vec<i64>, _>>()?,
-                    None => totals!(pool, filters),
-                };
-                let items = rows
-                    .iter()
-                    .map(Task::from_row)
-                    .collect::<Result<Vec<Task>, _>>()?;
-                Ok::<_, sqlx::Error>((items, totals))
-            } else {
-                let totals = totals!(pool, filters);
-                let mut search = Search::Indexed;
-                if filter.pattern.is_some() && others.counted() {
-                    let passed = totals!(pool, &[&others])[0];
-                    if walk_is_cheaper(totals[0], passed, page.offset() + page.limit()) {
-                        search = Search::Walk;
-                    }
+        let (items, totals, expired) = on_pool!(self, pool => {
+            let all_counted = filters.iter().all(|f| f.counted());
+            // The page and the counts the trigger-kept counts answer in one statement; an empty
+            // page has no row to carry them, so they are counted on their own.
+            let counted: &[&Filter] = if all_counted { filters } else { &[] };
+            let totals = match all_counted {
+                true => None,
+                false => Some(totals!(pool, filters)),
+            };
+            let mut search = Search::Indexed;
+            if let Some(totals) = &totals
+                && filter.pattern.is_some()
+                && others.counted()
+            {
+                let passed = totals!(pool, &[&others])[0];
+                if walk_is_cheaper(totals[0], passed, page.offset() + page.limit()) {
+                    search = Search::Walk;
                 }
-                let mut query = page_query(&filter, search, page, &[]);
-                let items = query.build_query_as::<Task>().fetch_all(pool).await?;
-                Ok((items, totals))
             }
+            let mut query = page_query(&filter, search, page, counted, expired_at);
+            let rows = query.build().fetch_all(pool).await?;
+            let expired = match (expired_at, rows.first()) {
+                (Some(_), Some(row)) => Some(row.try_get::<i64, _>("expired")?),
+                _ => None,
+            };
+            let totals = match (totals, rows.first()) {
+                (Some(totals), _) => totals,
+                (None, Some(row)) => (0..counted.len())
+                    .map(|i| row.try_get::<i64, _>(format!("total_{i}").as_str()))
+                    .collect::<Result<Vec<i64>, _>>()?,
+                (None, None) => totals!(pool, filters),
+            };
+            let items = rows
+                .iter()
+                .map(Task::from_row)
+                .collect::<Result<Vec<Task>, _>>()?;
+            Ok::<_, sqlx::Error>((items, totals, expired))
         })?;
         let mut paged = Paged {
             items,
@@ -381,7 +421,37 @@ impl Store {
         };
         let closed = totals.get(1).copied().unwrap_or(0);
         self.fill_blockers(&mut paged.items).await?;
-        Ok((paged, closed))
+        Ok(Listed {
+            paged,
+            closed,
+            expired,
+        })
+    }
+}
+/// A listing as [`Store::list_tasks_counting`] read it.
+struct Listed {
+    paged: Paged<Task>,
+    closed: i64,
+    expired: Option<i64>,
+}
+
+/// A listing read after ending the claims whose lease ran out (see
+/// [`Store::list_tasks_swept`]).
+pub struct Swept {
+    pub found: Paged<Task>,
+    /// Done tasks the listing hides (0 when it includes them).
+    pub closed_matches: i64,
+    /// `(project_id, task_id)` of each task whose claim was ended first.
+    pub ended: Vec<(Id, Id)>,
+}
+
+impl Swept {
+    fn of(listed: Listed, ended: Vec<(Id, Id)>) -> Swept {
+        Swept {
+            found: listed.paged,
+            closed_matches: listed.closed,
+            ended,
+        }
     }
 }
 

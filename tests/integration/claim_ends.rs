@@ -197,6 +197,79 @@ async fn a_lease_that_runs_out_ends_and_subscribers_hear_it() -> anyhow::Result<
     Ok(())
 }
 
+#[tokio::test]
+async fn a_listing_ends_the_leases_that_ran_out_before_showing_them() -> anyhow::Result<()> {
+    for backend in backends() {
+        eprintln!("--- a listing after a lease ran out on {}", backend.name());
+        let db = TestDb::new(backend).await?;
+        // The sweep waits an hour: only the reads can end the claims.
+        let server = InProcess::start_with(&db, &["--revocation-poll", "1h"]).await?;
+        let agent = connect(&server.mcp_url(), "agent").await?;
+        let project = create_project(&agent, "Listed leases").await?;
+        let listed = create_task(&agent, &project, "Listed", json!({})).await?;
+        let hidden = create_task(&agent, &project, "Hidden", json!({})).await?;
+        for task in [&listed, &hidden] {
+            ok(
+                &agent,
+                "claim_task",
+                json!({ "task_id": task, "lease_seconds": 1 }),
+            )
+            .await?;
+        }
+        let page = ok(&agent, "find_tasks", json!({ "project_id": project })).await?;
+        let held = page["tasks"]
+            .as_array()
+            .context("tasks")?
+            .iter()
+            .filter(|t| t["claimed_by"] != Value::Null)
+            .count();
+        assert_eq!(held, 2, "both claims are live: {page}");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+
+        // A page that shows a ran-out claim ends it first and shows the task unclaimed.
+        let page = ok(
+            &agent,
+            "find_tasks",
+            json!({ "project_id": project, "query": "Listed" }),
+        )
+        .await?;
+        let row = &page["tasks"][0];
+        assert_eq!(row["id"], json!(listed), "{page}");
+        assert_eq!(
+            (&row["claimed_by"], &row["lease_until"]),
+            (&Value::Null, &Value::Null),
+            "{page}"
+        );
+        let store = open_store(&db).await?;
+        for task in [&listed, &hidden] {
+            assert_eq!(
+                claim_reasons(&store, task.parse()?).await?,
+                ["claimed", "lease_expired"],
+                "every ran-out lease ended, also of tasks the page does not show"
+            );
+        }
+
+        // An empty page ends them too.
+        ok(
+            &agent,
+            "claim_task",
+            json!({ "task_id": listed, "lease_seconds": 1 }),
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let page = ok(&agent, "find_tasks", json!({ "query": "no such words" })).await?;
+        assert_eq!(page["tasks"], json!([]), "{page}");
+        assert_eq!(
+            claim_reasons(&store, listed.parse()?).await?,
+            ["claimed", "lease_expired", "claimed", "lease_expired"]
+        );
+        store.close().await;
+        agent.cancel().await?;
+        server.stop().await;
+    }
+    Ok(())
+}
+
 /// `steward stdio` driven line by line, as an MCP host drives it.
 struct StdioChild {
     child: Child,

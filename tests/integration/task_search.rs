@@ -201,7 +201,8 @@ async fn check(store: &Store, tasks: &[Task], query: &TaskQuery) -> anyhow::Resu
         page: 1,
         per_page: 3,
     };
-    let (found, found_closed) = store.list_tasks_and_closed(query, first).await?;
+    let swept = store.list_tasks_swept(query, first).await?;
+    let (found, found_closed) = (swept.found, swept.closed_matches);
     assert_eq!(found.total, expected.len() as i64, "total of {query:?}");
     let closed = if query.include_closed { 0 } else { closed };
     assert_eq!(found_closed, closed, "closed of {query:?}");

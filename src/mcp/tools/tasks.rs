@@ -105,9 +105,9 @@ impl BoardServer {
     )]
     pub async fn find_tasks(&self, Parameters(args): Parameters<FindTasksArgs>) -> ToolResult {
         // Leases that ran out end (and are recorded) before anyone is shown them.
-        let ended = self.store().end_expired_claims().await?;
-        crate::resources::expiry::publish_ended(&self.ctx.changes, &ended);
         if let Some(id) = validate::opt_id("task_id", args.task_id.as_deref())? {
+            let ended = self.store().end_expired_claims().await?;
+            crate::resources::expiry::publish_ended(&self.ctx.changes, &ended);
             let task = self.store().get_task(id).await?;
             return ToolError::found("task", id, task, NOT_FOUND_HINT);
         }
@@ -120,11 +120,12 @@ impl BoardServer {
             ..TaskQuery::default()
         };
         apply_filter(&mut query, args.filter_by, args.filter_value)?;
-        let (found, closed_matches) = self.store().list_tasks_and_closed(&query, page).await?;
+        let swept = self.store().list_tasks_swept(&query, page).await?;
+        crate::resources::expiry::publish_ended(&self.ctx.changes, &swept.ended);
         Ok(success_fields(
             Fields::new()
-                .page("tasks", &found, page, RowView::List)
-                .value("closed_matches", &closed_matches),
+                .page("tasks", &swept.found, page, RowView::List)
+                .value("closed_matches", &swept.closed_matches),
         ))
     }
 
