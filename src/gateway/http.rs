@@ -37,6 +37,7 @@ use super::error::UpstreamError;
 use super::relay::{Audience, Relay};
 use super::spec::{Secret, UpstreamName};
 use super::status::UpstreamStatus;
+use super::unanswered::Unanswered;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::store::Store;
 use crate::store::upstream_sessions::UpstreamSessionRow;
@@ -319,7 +320,11 @@ impl HttpUpstream {
         let request = ClientRequest::CustomRequest(CustomRequest::new(method, Some(params)));
         let message = ClientJsonRpcMessage::request(request, NumberOrString::Number(id));
         let version = Some(held.row.protocol_version.as_str());
-        let unanswered = Unanswered(Some((self.endpoint.clone(), held.clone(), id)));
+        let (endpoint, dropped) = (self.endpoint.clone(), held.clone());
+        let unanswered = Unanswered::new(move || async move {
+            let reason = "Steward stopped waiting for the answer";
+            endpoint.cancel(id, &dropped, reason).await;
+        });
         let response = self.endpoint.send(message, held.id.clone(), version).await;
         let outcome = match response {
             Ok(response) => self
@@ -541,31 +546,6 @@ impl Endpoint {
             Failure::Expired => {
                 tracing::warn!(upstream = %self.name, "{failed}: its session expired")
             }
-        }
-    }
-}
-
-/// Tells the upstream to stop request `id` when the call is dropped before its answer came
-/// (Steward's timeout ran out, or the client went away): nothing else would tell it.
-struct Unanswered(Option<(Arc<Endpoint>, Arc<Held>, i64)>);
-
-impl Unanswered {
-    /// The upstream answered, or the request failed before reaching it.
-    fn settled(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for Unanswered {
-    fn drop(&mut self) {
-        let Some((endpoint, held, id)) = self.0.take() else {
-            return;
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let reason = "Steward stopped waiting for the answer";
-                endpoint.cancel(id, &held, reason).await;
-            });
         }
     }
 }

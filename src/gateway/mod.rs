@@ -20,6 +20,7 @@ pub mod relay;
 pub mod spec;
 pub mod status;
 pub mod stdio;
+mod unanswered;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

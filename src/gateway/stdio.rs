@@ -35,6 +35,7 @@ use super::error::UpstreamError;
 use super::relay::{Audience, Relay};
 use super::spec::{Secret, UpstreamName};
 use super::status::{State, UpstreamStatus};
+use super::unanswered::Unanswered;
 use crate::sync::lock;
 
 /// The least time a process is given to start and answer `initialize`.
@@ -107,30 +108,6 @@ async fn cancel(peer: &Peer<RoleClient>, status: &UpstreamStatus, id: RequestId,
     }
 }
 
-/// Tells the process to stop request `id` when the call is dropped before its answer came
-/// (Steward's timeout ran out, or the client went away): nothing else would tell it.
-struct Unanswered(Option<(Peer<RoleClient>, Arc<UpstreamStatus>, RequestId)>);
-
-impl Unanswered {
-    /// The process answered, or the client's cancellation was passed on.
-    fn settled(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for Unanswered {
-    fn drop(&mut self) {
-        let Some((peer, status, id)) = self.0.take() else {
-            return;
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                cancel(&peer, &status, id, "Steward stopped waiting for the answer").await;
-            });
-        }
-    }
-}
-
 /// Takes a request off [`InFlight`] however it ends.
 struct Landed<'a>(&'a InFlight, ProgressToken);
 
@@ -191,7 +168,11 @@ impl StdioUpstream {
             Landed(&self.calls, token)
         });
         let cancelled = relay.map(|r| r.cancelled.clone()).unwrap_or_default();
-        let unanswered = Unanswered(Some((peer.clone(), self.status.clone(), id.clone())));
+        let (dropped, status, asked) = (peer.clone(), self.status.clone(), id.clone());
+        let unanswered = Unanswered::new(move || async move {
+            let reason = "Steward stopped waiting for the answer";
+            cancel(&dropped, &status, asked, reason).await;
+        });
         tokio::select! {
             answer = handle.await_response() => {
                 unanswered.settled();
