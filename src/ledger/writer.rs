@@ -431,7 +431,7 @@ impl Writer {
             let all_new = self.maybe_stored == 0;
             let outcome = match phase {
                 Phase::Serving { stop } => self.insert_unless_stopped(&rows, all_new, stop).await,
-                Phase::Stopping => self.insert_within(STOP_GRACE, &rows, all_new).await,
+                Phase::Stopping => within(STOP_GRACE, self.insert(&rows, all_new)).await,
             };
             match outcome {
                 Err(error) => {
@@ -551,17 +551,6 @@ impl Writer {
             _ = stop.cancelled() => {}
         }
         within(STOP_GRACE, insert).await
-    }
-
-    /// [`Writer::insert`], counted as a connection error (the database unreachable) if it takes
-    /// longer than `limit`.
-    async fn insert_within(
-        &self,
-        limit: Duration,
-        rows: &[LedgerRow],
-        all_new: bool,
-    ) -> Result<u64, sqlx::Error> {
-        within(limit, self.insert(rows, all_new)).await
     }
 
     pub(super) fn back_off(&mut self) {
