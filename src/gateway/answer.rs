@@ -2,6 +2,7 @@
 //! typed result the client gets is parsed from it once, without first building a JSON tree of
 //! it; a stdio upstream's arrives as a tree from rmcp.
 
+use rmcp::model::InputRequiredResult;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -22,6 +23,21 @@ impl Answer {
             Answer::Tree(tree) => serde_json::from_value(tree),
         }
         .map_err(|e| UpstreamError::Protocol(format!("a malformed {what} result: {e}")))
+    }
+
+    /// The result as a 2026-07-28 `InputRequiredResult` (SEP-2322), when it is one: the answer
+    /// goes back as it is otherwise. Only a result that mentions `input_required` at all is
+    /// parsed twice.
+    pub fn input_required(self) -> Result<InputRequiredResult, Answer> {
+        let found = match &self {
+            Answer::Text(text) => memchr::memmem::find(text.get().as_bytes(), b"input_required")
+                .and_then(|_| serde_json::from_str(text.get()).ok()),
+            Answer::Tree(tree) => tree
+                .get("resultType")
+                .filter(|kind| kind.as_str() == Some("input_required"))
+                .and_then(|_| serde_json::from_value(tree.clone()).ok()),
+        };
+        found.ok_or(self)
     }
 }
 
@@ -75,6 +91,18 @@ mod tests {
             text.get(),
             r#"{"content":[{"type":"text","text":"a \"b\""}],"isError":false}"#
         );
+    }
+
+    #[test]
+    fn an_input_required_result_is_told_from_a_result_that_mentions_it() {
+        let text = |json: &str| Answer::Text(RawValue::from_string(json.into()).unwrap());
+        let asked = text(
+            r#"{"resultType":"input_required","inputRequests":{"confirm":{"method":"roots/list","params":{}}},"requestState":"s1"}"#,
+        );
+        let asked = asked.input_required().ok().expect("an InputRequiredResult");
+        assert_eq!(asked.request_state.as_deref(), Some("s1"));
+        let mentions = text(r#"{"content":[{"type":"text","text":"input_required"}]}"#);
+        assert!(mentions.input_required().is_err());
     }
 
     #[test]

@@ -36,9 +36,10 @@ use super::answer::{Answer, Envelope};
 use super::error::UpstreamError;
 use super::relay::{Audience, Relay};
 use super::spec::{Secret, UpstreamName};
+use super::stateless::{self, Stateless};
 use super::status::UpstreamStatus;
 use super::unanswered::Unanswered;
-use crate::protocol::PROTOCOL_VERSION;
+use crate::protocol::{PROTOCOL_VERSION, STATELESS_REVISION};
 use crate::store::Store;
 use crate::store::upstream_sessions::UpstreamSessionRow;
 use crate::sync::lock;
@@ -52,6 +53,14 @@ const MAX_HELD: usize = 10_000;
 struct Held {
     id: Option<Arc<str>>,
     row: UpstreamSessionRow,
+}
+
+/// One request for the upstream, as the client made it.
+struct Call<'a> {
+    method: &'a str,
+    params: &'a Value,
+    relay: Option<&'a Relay>,
+    stateless: Option<Stateless<'a>>,
 }
 
 /// Why one exchange failed: the upstream forgot the session (the retryable case), or another reason.
@@ -148,30 +157,41 @@ impl HttpUpstream {
 
     /// Sends `method` with `params` in `client_session`'s session with the upstream (opening it
     /// with the `initialize` parameters `init` makes if there is none) and returns the result;
-    /// what the upstream sends the client meanwhile goes through `relay`.
+    /// what the upstream sends the client meanwhile goes through `relay`. A 2026-07-28 client's
+    /// request without a session (`stateless`) goes to an upstream that speaks 2026-07-28 as a
+    /// 2026-07-28 request of its own, and to one that does not in a session Steward holds.
     pub async fn request(
         &self,
         client_session: &str,
         init: impl FnOnce() -> Value,
+        stateless: Option<Stateless<'_>>,
         method: &str,
         params: Value,
         relay: Option<&Relay>,
     ) -> Result<Answer, UpstreamError> {
         let cell = self.cell(client_session);
-        let held = self.session(&cell, client_session, init).await?;
+        let held = self
+            .session(&cell, client_session, init, stateless.is_some())
+            .await?;
         self.listen(client_session, &held).await;
-        match self.exchange(&held, method, &params, relay).await {
+        let call = Call {
+            method,
+            params: &params,
+            relay,
+            stateless,
+        };
+        match self.exchange(&held, &call).await {
             Err(Failure::Expired) => {
                 let held = self.reinitialize(&cell, &held).await?;
                 self.listen(client_session, &held).await;
-                self.exchange(&held, method, &params, relay).await.map_err(
-                    |failure| match failure {
+                self.exchange(&held, &call)
+                    .await
+                    .map_err(|failure| match failure {
                         Failure::Expired => UpstreamError::Protocol(
                             "it forgot the session again right after it was initialized".into(),
                         ),
                         Failure::Other(error) => error,
-                    },
-                )
+                    })
             }
             Err(Failure::Other(error)) => Err(error),
             Ok(result) => Ok(result),
@@ -189,12 +209,14 @@ impl HttpUpstream {
         held.entry(client_session.to_string()).or_default().clone()
     }
 
-    /// The client session's upstream session: in memory, else as recorded, else a new one.
+    /// The client session's upstream session: in memory, else as recorded, else a new one;
+    /// for a 2026-07-28 client (`stateless`), a 2026-07-28 one when the upstream offers it.
     async fn session(
         &self,
         cell: &Cell,
         client_session: &str,
         init: impl FnOnce() -> Value,
+        stateless: bool,
     ) -> Result<Arc<Held>, UpstreamError> {
         let mut slot = cell.lock().await;
         if let Some(held) = slot.as_ref() {
@@ -229,7 +251,10 @@ impl HttpUpstream {
                     created_at: now,
                     updated_at: now,
                 };
-                let id = self.initialize(&mut row).await?;
+                let id = match stateless && self.discover(&mut row).await {
+                    true => None,
+                    false => self.initialize(&mut row).await?,
+                };
                 self.record(&row).await;
                 Held { id, row }
             }
@@ -301,31 +326,95 @@ impl HttpUpstream {
         Ok(session)
     }
 
-    /// One request and its answer, in `held`'s session. When the client asked for progress,
-    /// the upstream is asked for it under the request's id (see [`Relay::notify`]).
-    async fn exchange(
-        &self,
-        held: &Arc<Held>,
-        method: &str,
-        params: &Value,
-        relay: Option<&Relay>,
-    ) -> Result<Answer, Failure> {
+    /// Asks the upstream whether it speaks 2026-07-28 (`server/discover`); if it does, fills
+    /// in `row` as a 2026-07-28 "session": that revision, the capabilities it announced and
+    /// no session id. False (logged) when it does not, or did not answer: Steward then opens a
+    /// session-era session with it.
+    async fn discover(&self, row: &mut UpstreamSessionRow) -> bool {
+        match self.ask_discover(row).await {
+            Ok(capabilities) => {
+                row.protocol_version = STATELESS_REVISION.to_string();
+                row.capabilities = Json(capabilities);
+                row.upstream_session_id = None;
+                true
+            }
+            Err(error) => {
+                tracing::debug!(upstream = %self.name, %error, "the upstream does not speak 2026-07-28; Steward holds a session with it for 2026-07-28 clients");
+                false
+            }
+        }
+    }
+
+    /// `server/discover`: the capabilities of an upstream that offers 2026-07-28.
+    async fn ask_discover(&self, row: &UpstreamSessionRow) -> Result<Value, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut params = params.clone();
+        let method = crate::protocol::DISCOVER;
+        let meta = stateless::meta(&row.initialize_params.0, None, STATELESS_REVISION);
+        let params = json!({ "_meta": meta });
+        let headers = stateless::headers(method, &params, None);
+        let request = ClientRequest::CustomRequest(CustomRequest::new(method, Some(params)));
+        let message = ClientJsonRpcMessage::request(request, NumberOrString::Number(id));
+        let response = self
+            .endpoint
+            .send_with(message, None, Some(STATELESS_REVISION), headers)
+            .await
+            .map_err(expired_is_protocol)?;
+        let probe = Held {
+            id: None,
+            row: row.clone(),
+        };
+        let mut result: Value = self
+            .answer(response, id, &probe, None)
+            .await?
+            .parse(method)?;
+        let offers = result["supportedVersions"]
+            .as_array()
+            .is_some_and(|versions| versions.iter().any(|v| v == STATELESS_REVISION));
+        if !offers {
+            return Err(UpstreamError::Protocol(format!(
+                "its server/discover does not list {STATELESS_REVISION}"
+            )));
+        }
+        Ok(result
+            .get_mut("capabilities")
+            .map(Value::take)
+            .unwrap_or(json!({})))
+    }
+
+    /// One request and its answer, in `held`'s session. When the client asked for progress,
+    /// the upstream is asked for it under the request's id (see [`Relay::notify`]). In a
+    /// 2026-07-28 "session" the request carries what that revision asks of each request
+    /// instead (see [`stateless`]).
+    async fn exchange(&self, held: &Arc<Held>, call: &Call<'_>) -> Result<Answer, Failure> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let relay = call.relay;
+        let mut params = call.params.clone();
+        let revision = held.row.protocol_version.as_str();
+        let speaks_stateless = crate::protocol::is_stateless(revision);
+        if speaks_stateless && params.is_object() {
+            let client = call.stateless.map(|s| s.meta);
+            params["_meta"] = stateless::meta(&held.row.initialize_params.0, client, revision);
+        }
         if relay.is_some_and(Relay::wants_progress) && params.is_object() {
             params["_meta"]["progressToken"] = json!(id);
         }
+        let headers = match speaks_stateless {
+            true => stateless::headers(call.method, &params, call.stateless),
+            false => Vec::new(),
+        };
         // Built as rmcp's message directly, not parsed from a JSON tree (serde copies the whole
         // tree into a buffer of its own to find which kind of message it is).
-        let request = ClientRequest::CustomRequest(CustomRequest::new(method, Some(params)));
+        let request = ClientRequest::CustomRequest(CustomRequest::new(call.method, Some(params)));
         let message = ClientJsonRpcMessage::request(request, NumberOrString::Number(id));
-        let version = Some(held.row.protocol_version.as_str());
         let (endpoint, dropped) = (self.endpoint.clone(), held.clone());
         let unanswered = Unanswered::new(move || async move {
             let reason = "Steward stopped waiting for the answer";
             endpoint.cancel(id, &dropped, reason).await;
         });
-        let response = self.endpoint.send(message, held.id.clone(), version).await;
+        let response = self
+            .endpoint
+            .send_with(message, held.id.clone(), Some(revision), headers)
+            .await;
         let outcome = match response {
             Ok(response) => self
                 .answer(response, id, held, relay)
@@ -510,7 +599,19 @@ impl Endpoint {
         session: Option<Arc<str>>,
         version: Option<&str>,
     ) -> Result<StreamableHttpPostResponse, Failure> {
+        self.send_with(message, session, version, Vec::new()).await
+    }
+
+    /// [`Endpoint::send`] with `extra` headers (a 2026-07-28 request's own).
+    async fn send_with(
+        &self,
+        message: ClientJsonRpcMessage,
+        session: Option<Arc<str>>,
+        version: Option<&str>,
+        extra: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<StreamableHttpPostResponse, Failure> {
         let mut headers = self.headers.clone();
+        headers.extend(extra);
         if let Some(version) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert(PROTOCOL_VERSION, version);
         }
@@ -520,8 +621,12 @@ impl Endpoint {
             .map_err(classify)
     }
 
-    /// Tells the upstream to stop request `id`, and why.
+    /// Tells the upstream to stop request `id`, and why. A 2026-07-28 request has no session
+    /// to send that in: closing its stream, as dropping the call does, is its cancellation.
     async fn cancel(&self, id: i64, held: &Held, reason: &str) {
+        if held.id.is_none() && crate::protocol::is_stateless(&held.row.protocol_version) {
+            return;
+        }
         let message = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
             "params": {"requestId": id, "reason": reason}});
         self.tell(

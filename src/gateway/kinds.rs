@@ -10,9 +10,9 @@
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, GetPromptRequestParams,
-    GetPromptResponse, GetPromptResult, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, Prompt,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    GetPromptResponse, GetPromptResult, InputRequiredResult, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    Prompt, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
     ResourceContents, ResourceTemplate, ResultType, Tool,
 };
 use rmcp::service::{Peer, RoleClient};
@@ -38,12 +38,35 @@ pub trait Listing: DeserializeOwned + Send + Sized {
     /// Names the upstream's item as the client sees it; false when the upstream's allow-list
     /// leaves it out.
     fn adopt(item: &mut Self::Item, upstream: &UpstreamSpec) -> bool;
+    /// Keeps what a later request needs of the upstream's items, under their names there
+    /// (a tool's input schema: see [`Tools`]).
+    fn remember(_items: &[Self::Item], _tools: &Tools) {}
+}
+
+/// The upstream's tools as its latest `tools/list` described them, by its own names: their
+/// input schemas say which arguments travel as `Mcp-Param-*` headers (SEP-2243), which
+/// Steward checks on the client's request as it checks its own tools'.
+#[derive(Default)]
+pub struct Tools(std::sync::Mutex<std::collections::HashMap<String, Tool>>);
+
+impl Tools {
+    pub fn get(&self, local: &str) -> Option<Tool> {
+        crate::sync::lock(&self.0).get(local).cloned()
+    }
+
+    fn keep(&self, tools: &[Tool]) {
+        let mut known = crate::sync::lock(&self.0);
+        for tool in tools {
+            known.insert(tool.name.to_string(), tool.clone());
+        }
+    }
 }
 
 /// A request the gateway routes to one upstream.
 pub trait Exchange: Serialize + Send + Sized {
     type Result: DeserializeOwned + Send;
-    type Response: From<Self::Result> + Send;
+    /// The result, or a 2026-07-28 `InputRequiredResult` passed on as the upstream sent it.
+    type Response: From<Self::Result> + From<InputRequiredResult> + Send;
     const METHOD: &'static str;
     /// Routed by URI (resources), not by name (tools, prompts).
     const BY_URI: bool = false;
@@ -104,7 +127,7 @@ pub fn split_uri(uri: &str) -> Option<(&str, &str)> {
 }
 
 macro_rules! listing {
-    ($list:ty, $item:ty, $field:ident, $method:literal, $ask:ident, |$it:ident, $up:ident| $adopt:block) => {
+    ($list:ty, $item:ty, $field:ident, $method:literal, $ask:ident, |$it:ident, $up:ident| $adopt:block $(, $remember:expr)?) => {
         impl Listing for $list {
             type Item = $item;
             const METHOD: &'static str = $method;
@@ -123,6 +146,9 @@ macro_rules! listing {
                 peer.$ask(Some(params))
             }
             fn adopt($it: &mut $item, $up: &UpstreamSpec) -> bool $adopt
+            $(fn remember(items: &[$item], tools: &Tools) {
+                $remember(items, tools)
+            })?
         }
     };
 }
@@ -137,7 +163,8 @@ listing!(
         let offered = upstream.offers(&tool.name);
         tool.name = prefixed(upstream, &tool.name).into();
         offered
-    }
+    },
+    |items: &[Tool], tools: &Tools| tools.keep(items)
 );
 listing!(
     ListPromptsResult,

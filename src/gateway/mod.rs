@@ -18,6 +18,7 @@ pub mod kinds;
 mod pages;
 pub mod relay;
 pub mod spec;
+pub mod stateless;
 pub mod status;
 pub mod stdio;
 mod unanswered;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmcp::ErrorData;
-use rmcp::model::{InitializeRequestParams, PaginatedRequestParams};
+use rmcp::model::{InitializeRequestParams, PaginatedRequestParams, Tool};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -58,6 +59,9 @@ pub struct Caller<'a> {
     /// The client's side of the request: where the upstream's notifications and requests
     /// go, and whether the client cancelled it.
     pub relay: Option<&'a Relay>,
+    /// A 2026-07-28 client's request without a session: passed on as one to an upstream that
+    /// speaks 2026-07-28 (its `_meta` and `Mcp-Param-*` headers unchanged).
+    pub stateless: Option<stateless::Stateless<'a>>,
 }
 
 enum Link {
@@ -67,6 +71,7 @@ enum Link {
 
 pub struct Upstream {
     spec: UpstreamSpec,
+    tools: kinds::Tools,
     link: Link,
     status: Arc<UpstreamStatus>,
     breaker: Breaker,
@@ -138,6 +143,7 @@ impl Gateway {
             let breaker = Breaker::new(spec.breaker);
             upstreams.push(Upstream {
                 spec,
+                tools: kinds::Tools::default(),
                 link,
                 status,
                 breaker,
@@ -258,6 +264,15 @@ impl Gateway {
         })
     }
 
+    /// An upstream's tool by the name the client knows, as its upstream last listed it (its
+    /// input schema, for checking `Mcp-Param-*` headers); `None` before it was listed.
+    pub fn tool(&self, name: &str) -> Option<Tool> {
+        let (upstream, local) = self.route(name)?;
+        let mut tool = upstream.tools.get(local)?;
+        tool.name = name.to_string().into();
+        Some(tool)
+    }
+
     /// Every upstream's state, for `/health` and `/metrics`.
     pub fn report(&self) -> Vec<UpstreamReport> {
         self.upstreams.iter().map(Upstream::report).collect()
@@ -351,6 +366,7 @@ impl Upstream {
     ) -> Result<(Vec<L::Item>, Option<String>), UpstreamError> {
         let page: L = self.timed(self.ask_list(caller, cursor)).await?;
         let (mut items, next) = page.into_page();
+        L::remember(&items, &self.tools);
         items.retain_mut(|item| L::adopt(item, &self.spec));
         Ok((items, next))
     }
@@ -374,11 +390,11 @@ impl Upstream {
     ) -> Result<E::Response, UpstreamError> {
         let params = serde_json::to_value(&request)
             .map_err(|e| UpstreamError::Protocol(format!("cannot encode the request: {e}")))?;
-        let result: E::Result = self
-            .call(caller, E::METHOD, params)
-            .await?
-            .parse(E::METHOD)?;
-        Ok(result.into())
+        let answer = self.call(caller, E::METHOD, params).await?;
+        match answer.input_required() {
+            Ok(asked) => Ok(asked.into()),
+            Err(answer) => Ok(answer.parse::<E::Result>(E::METHOD)?.into()),
+        }
     }
 
     /// `method` with `params` at the upstream, for `caller`; its result.
@@ -395,7 +411,8 @@ impl Upstream {
         match &self.link {
             Link::Http(http) => {
                 let init = || initialize_params(caller);
-                http.request(session_key(caller), init, method, params, caller.relay)
+                let (session, stateless) = (session_key(caller), caller.stateless);
+                http.request(session, init, stateless, method, params, caller.relay)
                     .await
             }
             Link::Stdio(stdio) => stdio
@@ -440,6 +457,9 @@ fn session_key<'a>(caller: Caller<'a>) -> &'a str {
 /// [`UPSTREAM_REVISION`]) and the capabilities whose requests Steward relays to it (sampling,
 /// elicitation, roots).
 fn initialize_params(caller: Caller<'_>) -> Value {
+    if let Some(stateless) = caller.stateless {
+        return stateless_initialize_params(stateless);
+    }
     let client_info = caller.client.map_or_else(
         || json!({ "name": "steward-gateway", "version": env!("CARGO_PKG_VERSION") }),
         |client| json!(client.client_info),
@@ -465,4 +485,19 @@ fn initialize_params(caller: Caller<'_>) -> Value {
         }
     }
     json!({ "protocolVersion": revision, "capabilities": capabilities, "clientInfo": client_info })
+}
+
+/// A 2026-07-28 client never sends `initialize`: what its request's `_meta` says of it stands
+/// in (the session Steward opens for it, with an upstream that does not speak 2026-07-28, is
+/// initialized with these).
+fn stateless_initialize_params(client: stateless::Stateless<'_>) -> Value {
+    let info = client.meta.client_info().map_or_else(
+        || json!({ "name": "steward-gateway", "version": env!("CARGO_PKG_VERSION") }),
+        |info| json!(info),
+    );
+    let capabilities = client
+        .meta
+        .client_capabilities()
+        .map_or_else(|| json!({}), |c| json!(c));
+    json!({ "protocolVersion": UPSTREAM_REVISION, "capabilities": capabilities, "clientInfo": info })
 }

@@ -82,6 +82,7 @@ impl ServerHandler for BoardServer {
             .filter(|_| self.ctx.board)
             .cloned()
             .or_else(|| self.ctx.fixtures.as_ref()?.tool(name))
+            .or_else(|| self.ctx.gateway.as_ref()?.tool(name))
     }
 
     async fn call_tool(

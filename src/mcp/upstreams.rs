@@ -10,7 +10,9 @@ use super::BoardServer;
 use crate::gateway::Caller;
 use crate::gateway::kinds::{Exchange, Listing};
 use crate::gateway::relay::Relay;
+use crate::gateway::stateless::Stateless;
 use crate::ledger::Served;
+use crate::protocol;
 
 impl BoardServer {
     /// `board`'s items, followed by the upstreams' when Steward runs in front of any.
@@ -72,5 +74,19 @@ fn caller<'a>(
         client,
         served: Served::of(&context.extensions),
         relay: Some(relay),
+        stateless: stateless(context),
     }
+}
+
+/// The request as a 2026-07-28 one without a session, when it is one.
+fn stateless(context: &RequestContext<RoleServer>) -> Option<Stateless<'_>> {
+    let parts = context.extensions.get::<axum::http::request::Parts>();
+    if parts.is_some_and(|parts| parts.headers.contains_key(protocol::SESSION_ID)) {
+        return None;
+    }
+    let revision = context.meta.protocol_version()?;
+    protocol::is_stateless(revision.as_str()).then(|| Stateless {
+        meta: &context.meta,
+        headers: parts.map(|parts| &parts.headers),
+    })
 }

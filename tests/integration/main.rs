@@ -22,6 +22,7 @@ mod gateway_breaker;
 mod gateway_lists;
 mod gateway_relay;
 mod gateway_restarts;
+mod gateway_stateless;
 mod gateway_view;
 mod hostile;
 mod hostile_batches;
