@@ -6,7 +6,8 @@ upstream that tests/integration/gateway.rs puts behind Steward.
     upstream.py stdio         the same tools on standard input/output
 
 Over HTTP, with STREAM_LOG=FILE set, it appends "GET opened" and "GET closed" to FILE as a
-client's GET stream opens and closes.
+client's GET stream opens and closes; with STATELESS=1 it keeps no sessions at all (the SDK's
+stateless_http: every request stands alone, whatever revision it speaks).
 """
 
 import asyncio
@@ -174,6 +175,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "http" and os.environ.get("STREAM_LOG"):
         asyncio.run(serve_http_logging_streams(int(sys.argv[2]), os.environ["STREAM_LOG"]))
     elif sys.argv[1] == "http":
-        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+        stateless = os.environ.get("STATELESS") == "1"
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]), stateless_http=stateless)
     else:
         server.run("stdio")

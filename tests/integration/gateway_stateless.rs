@@ -2,10 +2,12 @@
 //! speaks 2026-07-28 (Steward with `--conformance-fixtures`): Steward speaks 2026-07-28 to it
 //! (recorded as the client's upstream "session", with no session id), an `InputRequiredResult`
 //! and its `requestState` reach the client as the upstream sent them, and `Mcp-Param-*`
-//! headers are checked against the upstream tool's input schema.
+//! headers are checked against the upstream tool's input schema. And the Python SDK on both
+//! sides, each era of client with each kind of upstream.
 
 use crate::common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -15,9 +17,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use steward::store::sessions::SessionFilter;
 
+use crate::gateway::{PythonUpstream, free_port, python};
+
 test_on_each_backend!(
     input_required_results_pass_through_unchanged,
     mcp_param_headers_are_checked_against_the_upstream_tool,
+    python_clients_of_either_era_through_python_upstreams_of_either_kind,
 );
 
 const REVISION: &str = "2026-07-28";
@@ -205,5 +210,94 @@ async fn mcp_param_headers_are_checked_against_the_upstream_tool(db: TestDb) -> 
     let ran = rows["requests"].as_array().map(Vec::len);
     ensure!(ran == Some(1), "the upstream ran the refused calls: {rows}");
     pair.stop().await;
+    Ok(())
+}
+
+/// The Python SDK's client through the gateway, in `mode` (see tests/gateway/python_client.py).
+async fn python_client(python: &Path, url: &str, mode: &str) -> anyhow::Result<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gateway/python_client.py");
+    let output = tokio::process::Command::new(python)
+        .arg(&script)
+        .args([url, mode])
+        .output()
+        .await
+        .context("cannot run the Python client")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "python_client.py {mode} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_str(stdout.trim())?)
+}
+
+/// Each client session's upstream session with `py`: (revision, whether it has a session id).
+async fn python_upstream_sessions(db: &TestDb) -> anyhow::Result<Vec<(String, bool)>> {
+    let store = common::open_store(db).await?;
+    let (sessions, _) = store
+        .list_sessions(&SessionFilter::default(), 100, 0)
+        .await?;
+    let mut found = Vec::new();
+    for session in sessions {
+        if let Some(row) = store
+            .get_upstream_session(&session.session_id, "py")
+            .await?
+        {
+            found.push((row.protocol_version, row.upstream_session_id.is_some()));
+        }
+    }
+    store.close().await;
+    found.sort();
+    Ok(found)
+}
+
+/// The Python SDK's client in either era (`auto`: 2026-07-28 without a session; `legacy`: a
+/// session) through the gateway to its server with sessions and without (`stateless_http`):
+/// every call answers, and Steward reaches the upstream in the era the client speaks: a
+/// 2026-07-28 request for a 2026-07-28 client (no session id recorded), a session-era one
+/// for a session-era client (with the upstream's session id, when it keeps sessions).
+async fn python_clients_of_either_era_through_python_upstreams_of_either_kind(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    for stateless_upstream in [false, true] {
+        let db = TestDb::new(db.backend).await?;
+        let env: &[(&str, &Path)] = match stateless_upstream {
+            true => &[("STATELESS", Path::new("1"))],
+            false => &[],
+        };
+        let upstream = PythonUpstream::start_with(&python, free_port()?, env).await?;
+        let flag = format!("py={}", upstream.url());
+        let server = TestServer::start_with(&db, &["--upstream", &flag]).await?;
+        for (mode, revision) in [("auto", REVISION), ("legacy", "2025-11-25")] {
+            let answer = python_client(&python, &server.mcp_url(), mode).await?;
+            ensure!(
+                answer["protocol_version"] == revision && answer["text"] == "5",
+                "{mode} client, stateless upstream {stateless_upstream}: {answer}"
+            );
+        }
+        // The logical session's own row is written in the background, as the ledger's are.
+        let mut recorded = python_upstream_sessions(&db).await?;
+        for _ in 0..100 {
+            if recorded.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            recorded = python_upstream_sessions(&db).await?;
+        }
+        let expected = vec![
+            ("2025-11-25".to_string(), !stateless_upstream),
+            (REVISION.to_string(), false),
+        ];
+        ensure!(
+            recorded == expected,
+            "stateless upstream {stateless_upstream}: {recorded:?}"
+        );
+        server.stop().await;
+        drop(upstream);
+    }
     Ok(())
 }
