@@ -8,6 +8,10 @@
 //! sends the request once more: the only failure retried, because only then did the upstream
 //! provably not run the request.
 //!
+//! A 2026-07-28 client's requests without a session go to an upstream that offers 2026-07-28
+//! (`server/discover`) as 2026-07-28 requests of their own; that is recorded the same way, as
+//! a "session" of that revision without a session id, so it is asked once per client session.
+//!
 //! What the upstream sends while answering (on the request's event stream) goes to that
 //! request's client through its [`Relay`]; what it sends between requests (on the session's
 //! GET stream: resource updates, list changes) goes to the client session that owns the

@@ -43,8 +43,10 @@ use spec::{SEPARATOR, Target, UpstreamName, UpstreamSpec};
 use status::{UpstreamReport, UpstreamStatus};
 use stdio::{Launch, StdioUpstream};
 
-/// The newest revision Steward asks an upstream for: session-era, so a 2026-07-28 client can
-/// use a session-era upstream (Steward keeps the session for it).
+/// The newest revision Steward asks for in an upstream's `initialize`. Sessions are for
+/// session-era clients, and for 2026-07-28 clients of an upstream that does not speak
+/// 2026-07-28 (Steward keeps the session for them); 2026-07-28 clients of one that does reach
+/// it without a session ([`stateless`]).
 const UPSTREAM_REVISION: &str = "2025-11-25";
 
 /// Who is asking, as far as an upstream needs to know.
