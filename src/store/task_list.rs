@@ -295,7 +295,11 @@ fn blockers_column(postgres: bool) -> String {
 /// text alike).
 fn parse_blockers(column: Option<&str>) -> Result<(Vec<Id>, Vec<Id>), uuid::Error> {
     let mut edges = Vec::new();
-    for entry in column.unwrap_or_default().split(',').filter(|e| !e.is_empty()) {
+    for entry in column
+        .unwrap_or_default()
+        .split(',')
+        .filter(|e| !e.is_empty())
+    {
         let (id, open) = match entry.strip_suffix('+') {
             Some(id) => (id, true),
             None => (entry.strip_suffix('-').unwrap_or(entry), false),
@@ -303,7 +307,11 @@ fn parse_blockers(column: Option<&str>) -> Result<(Vec<Id>, Vec<Id>), uuid::Erro
         edges.push((id.parse::<Id>()?, open));
     }
     edges.sort_by_key(|(id, _)| id.0);
-    let open = edges.iter().filter(|(_, open)| *open).map(|(id, _)| *id).collect();
+    let open = edges
+        .iter()
+        .filter(|(_, open)| *open)
+        .map(|(id, _)| *id)
+        .collect();
     Ok((edges.into_iter().map(|(id, _)| id).collect(), open))
 }
 
@@ -329,7 +337,6 @@ where
     DB: Database,
     Id: Encode<'a, DB> + Type<DB>,
     &'a str: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
     DateTime<Utc>: Encode<'a, DB> + Type<DB>,
 {
     let mut q = QueryBuilder::new("SELECT *");
@@ -350,10 +357,12 @@ where
     q.push(blockers_column(filter.postgres));
     q.push(" FROM tasks AS listed");
     filter.push(&mut q, true, search);
+    // Limit and offset as literals: bound, they leave PostgreSQL's generic plan guessing a
+    // tenth of the table, so it plans the statement again on every call (0.1–0.3 ms).
     q.push(" ORDER BY task_order DESC, created_at, id LIMIT ")
-        .push_bind(page.limit())
+        .push(page.limit())
         .push(" OFFSET ")
-        .push_bind(page.offset());
+        .push(page.offset());
     q
 }
 
