@@ -2,7 +2,8 @@
 //! every matching task (thousands at 100,000 tasks), and its answer only changes when a task
 //! write changes `board_version` (migration 0019, set in the write's own transaction). So a
 //! total counted at one version answers every later read at that version; one read of the
-//! version row tells whether it still holds, on any replica.
+//! version row tells whether it still holds, on any replica. A page reads that row in its own
+//! statement, so a text query whose totals are remembered costs one statement.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -23,6 +24,13 @@ pub(super) fn recall(version: i64, filter: &Filter) -> Option<i64> {
     memo.get(filter)
         .filter(|(at, _)| *at == version)
         .map(|(_, total)| *total)
+}
+
+/// The total last counted for `filter`, at whatever version: a guess of its size that only
+/// steers how a page is read (see `task_list`), never an answer.
+pub(super) fn last(filter: &Filter) -> Option<i64> {
+    let memo = MEMO.lock().unwrap_or_else(PoisonError::into_inner);
+    memo.get(filter).map(|(_, total)| *total)
 }
 
 /// Remembers `total` for `filter` at `version`.

@@ -4,12 +4,14 @@
 //! total that only project, status, assignee and done-ness narrow comes from the counts the
 //! triggers of 0017 and 0018 keep (`task_counts` per project, `task_totals` for the whole
 //! board), not from a `COUNT(*)`; and a text query reads the engine's text index (SQLite's
-//! FTS5 trigram table of 0018, PostgreSQL's `pg_trgm` GIN index of 0017).
+//! FTS5 trigram table of 0018, PostgreSQL's `pg_trgm` GIN index of 0017). Each statement is a
+//! round trip on PostgreSQL, so a page carries its blockers, its trigger-kept totals and the
+//! board's version as columns: one statement per listing in the common cases.
 
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Encode, FromRow, QueryBuilder, Row, Type};
 
-use super::task_count_memo::{recall, remember};
+use super::task_count_memo::{last, recall, remember};
 use super::tasks::{Task, TaskQuery, fold};
 use super::{Id, Page, Paged, Store, like_pattern, on_pool};
 use crate::board::TaskStatus;
@@ -35,21 +37,29 @@ macro_rules! totals {
         }
         match known {
             Some(totals) => totals,
-            None => {
-                let row = counts(filters, remembered).build().fetch_one($pool).await?;
-                let first = usize::from(remembered);
-                let totals = (first..first + filters.len())
-                    .map(|i| row.try_get::<i64, _>(i))
-                    .collect::<Result<Vec<i64>, _>>()?;
-                if remembered {
-                    let version: i64 = row.try_get(0)?;
-                    for (filter, total) in filters.iter().zip(&totals) {
-                        remember(version, filter, *total);
-                    }
-                }
-                totals
+            None => count_now!($pool, filters, remembered),
+        }
+    }};
+}
+
+/// Counts `$filters` on `$pool` in one statement; when `$versioned`, with the board's version,
+/// and remembers each total at it.
+macro_rules! count_now {
+    ($pool:expr, $filters:expr, $versioned:expr) => {{
+        let filters: &[&Filter] = $filters;
+        let versioned: bool = $versioned;
+        let row = counts(filters, versioned).build().fetch_one($pool).await?;
+        let first = usize::from(versioned);
+        let totals = (first..first + filters.len())
+            .map(|i| row.try_get::<i64, _>(i))
+            .collect::<Result<Vec<i64>, _>>()?;
+        if versioned {
+            let version: i64 = row.try_get(0)?;
+            for (filter, total) in filters.iter().zip(&totals) {
+                remember(version, filter, *total);
             }
         }
+        totals
     }};
 }
 
@@ -187,8 +197,12 @@ impl Filter {
         q.push(" AND ")
             .push(column)
             .push(" LIKE ")
-            .push_bind(pattern.as_str())
-            .push(" ESCAPE '\\'");
+            .push_bind(pattern.as_str());
+        // Backslash is PostgreSQL's default escape; naming it makes a prepared statement's
+        // generic plan call `like_escape` on the pattern for every task it checks.
+        if !self.postgres {
+            q.push(" ESCAPE '\\'");
+        }
     }
 
     /// The `SELECT` that counts the tasks this filter takes (a scalar subquery of [`counts`]).
@@ -262,41 +276,93 @@ fn trigram_phrase(text: &str) -> Option<String> {
 const EXPIRED_CLAIMS: &str =
     "(SELECT COUNT(*) FROM tasks WHERE claimed_by IS NOT NULL AND lease_until < ";
 
-/// One page of `filter`'s tasks; with each of `counted` (filters the trigger-kept counts
-/// answer) counted in the same statement, as columns `total_0`, `total_1`… of every row, and
-/// with `expired_at`, the claims whose lease ran out before it as column `expired`.
+/// Each listed task's blockers as a column of its row: `<id>+` (still open) or `<id>-`,
+/// joined by commas, so a page needs no statement of its own for them.
+fn blockers_column(postgres: bool) -> String {
+    let join = match postgres {
+        true => "string_agg",
+        false => "group_concat",
+    };
+    format!(
+        ", (SELECT {join}(CAST(d.blocker_id AS TEXT) || CASE WHEN b.status <> 'done' \
+         AND b.archived = FALSE THEN '+' ELSE '-' END, ',') FROM task_dependencies d \
+         JOIN tasks b ON b.id = d.blocker_id WHERE d.task_id = listed.id) AS blockers"
+    )
+}
+
+/// `(blocked_by, open_blockers)` from [`blockers_column`]'s text, each in id order (the order
+/// both engines sort ids in: PostgreSQL's `uuid` by bytes, SQLite's lowercase hyphenated
+/// text alike).
+fn parse_blockers(column: Option<&str>) -> Result<(Vec<Id>, Vec<Id>), uuid::Error> {
+    let mut edges = Vec::new();
+    for entry in column
+        .unwrap_or_default()
+        .split(',')
+        .filter(|e| !e.is_empty())
+    {
+        let (id, open) = match entry.strip_suffix('+') {
+            Some(id) => (id, true),
+            None => (entry.strip_suffix('-').unwrap_or(entry), false),
+        };
+        edges.push((id.parse::<Id>()?, open));
+    }
+    edges.sort_by_key(|(id, _)| id.0);
+    let open = edges
+        .iter()
+        .filter(|(_, open)| *open)
+        .map(|(id, _)| *id)
+        .collect();
+    Ok((edges.into_iter().map(|(id, _)| id).collect(), open))
+}
+
+/// What a page's statement reads beside the page.
+struct Beside<'a> {
+    /// Filters the trigger-kept counts answer, counted as columns `total_0`, `total_1`….
+    counted: &'a [&'a Filter],
+    /// The claims whose lease ran out before this time, as column `expired`.
+    expired_at: Option<DateTime<Utc>>,
+    /// The board's version, as column `listed_version`, read with the rows.
+    version: bool,
+}
+
+/// One page of `filter`'s tasks, each with its blockers (column `blockers`) and what
+/// `beside` asks for.
 fn page_query<'a, DB>(
     filter: &'a Filter,
     search: Search,
     page: Page,
-    counted: &[&'a Filter],
-    expired_at: Option<DateTime<Utc>>,
+    beside: Beside<'a>,
 ) -> QueryBuilder<'a, DB>
 where
     DB: Database,
     Id: Encode<'a, DB> + Type<DB>,
     &'a str: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
     DateTime<Utc>: Encode<'a, DB> + Type<DB>,
 {
     let mut q = QueryBuilder::new("SELECT *");
-    for (i, count) in counted.iter().enumerate() {
+    for (i, count) in beside.counted.iter().enumerate() {
         q.push(", (");
         count.push_count(&mut q);
         q.push(") AS total_").push(i);
     }
-    if let Some(now) = expired_at {
+    if let Some(now) = beside.expired_at {
         q.push(", ")
             .push(EXPIRED_CLAIMS)
             .push_bind(now)
             .push(") AS expired");
     }
-    q.push(" FROM tasks");
+    if beside.version {
+        q.push(", (").push(VERSION).push(") AS listed_version");
+    }
+    q.push(blockers_column(filter.postgres));
+    q.push(" FROM tasks AS listed");
     filter.push(&mut q, true, search);
+    // Limit and offset as literals: bound, they leave PostgreSQL's generic plan guessing a
+    // tenth of the table, so it plans the statement again on every call (0.1–0.3 ms).
     q.push(" ORDER BY task_order DESC, created_at, id LIMIT ")
-        .push_bind(page.limit())
+        .push(page.limit())
         .push(" OFFSET ")
-        .push_bind(page.offset());
+        .push(page.offset());
     q
 }
 
@@ -355,7 +421,9 @@ impl Store {
     }
 
     /// The listing; with `expired_at`, also the claims whose lease ran out before it (`None`
-    /// in [`Listed::expired`] when the page is empty).
+    /// in [`Listed::expired`] when the page is empty). One statement in the common cases: the
+    /// trigger-kept counts answer the totals inside the page's statement, and the totals of a
+    /// text query come from the memo at the version the page's statement read with the rows.
     async fn list_tasks_counting(
         &self,
         query: &TaskQuery,
@@ -377,57 +445,102 @@ impl Store {
             true => &[&filter, &closed],
             false => &[&filter],
         };
+        // A text query may walk the order index, chosen by its matches against the tasks the
+        // other filters take; those are counted with the totals, as the last entry.
+        let walkable = filter.pattern.is_some() && others.counted();
+        let mut wanted = filters.to_vec();
+        if walkable {
+            wanted.push(&others);
+        }
+        let all_counted = filters.iter().all(|f| f.counted());
+        let memo = !all_counted && filters.iter().all(|f| f.remembered());
+        let page_end = page.offset() + page.limit();
         let (items, totals, expired) = on_pool!(self, pool => {
-            let all_counted = filters.iter().all(|f| f.counted());
-            // The page and the counts the trigger-kept counts answer in one statement; an empty
-            // page has no row to carry them, so they are counted on their own.
-            let counted: &[&Filter] = if all_counted { filters } else { &[] };
-            let totals = match all_counted {
-                true => None,
-                false => Some(totals!(pool, filters)),
-            };
+            // The totals, when they must be counted before the page, and the sizes the search
+            // is chosen by: with the memo, the last counted ones at any version (a stale guess
+            // only makes the read slower, never wrong); without it, counted now.
+            let mut totals = None;
             let mut search = Search::Indexed;
-            if let Some(totals) = &totals
-                && filter.pattern.is_some()
-                && others.counted()
-            {
-                let passed = totals!(pool, &[&others])[0];
-                if walk_is_cheaper(totals[0], passed, page.offset() + page.limit()) {
+            if !all_counted {
+                let known = match memo {
+                    true => wanted.iter().map(|f| last(f)).collect::<Option<Vec<i64>>>(),
+                    false => None,
+                };
+                let sizes = match known {
+                    Some(sizes) => sizes,
+                    None => {
+                        let counted = count_now!(pool, &wanted, memo);
+                        totals = Some(counted[..filters.len()].to_vec());
+                        counted
+                    }
+                };
+                // `others`' size follows the totals only when the query may walk.
+                if let Some(&passed) = sizes.get(filters.len())
+                    && walk_is_cheaper(sizes[0], passed, page_end)
+                {
                     search = Search::Walk;
                 }
             }
-            let mut query = page_query(&filter, search, page, counted, expired_at);
-            let rows = query.build().fetch_all(pool).await?;
-            let expired = match (expired_at, rows.first()) {
+            let beside = Beside {
+                counted: if all_counted { filters } else { &[] },
+                expired_at,
+                version: totals.is_none() && !all_counted,
+            };
+            let rows = page_query(&filter, search, page, beside).build().fetch_all(pool).await?;
+            let first = rows.first();
+            let expired = match (expired_at, first) {
                 (Some(_), Some(row)) => Some(row.try_get::<i64, _>("expired")?),
                 _ => None,
             };
-            let totals = match (totals, rows.first()) {
+            let totals = match (totals, first) {
                 (Some(totals), _) => totals,
-                (None, Some(row)) => (0..counted.len())
+                (None, Some(row)) if all_counted => (0..filters.len())
                     .map(|i| row.try_get::<i64, _>(format!("total_{i}").as_str()))
                     .collect::<Result<Vec<i64>, _>>()?,
+                (None, Some(row)) => {
+                    let version: i64 = row.try_get("listed_version")?;
+                    match filters.iter().map(|f| recall(version, f)).collect::<Option<Vec<i64>>>() {
+                        Some(totals) => totals,
+                        None => count_now!(pool, &wanted, true)[..filters.len()].to_vec(),
+                    }
+                }
                 (None, None) => totals!(pool, filters),
             };
             let items = rows
                 .iter()
-                .map(Task::from_row)
+                .map(listed_task)
                 .collect::<Result<Vec<Task>, _>>()?;
             Ok::<_, sqlx::Error>((items, totals, expired))
         })?;
-        let mut paged = Paged {
+        let paged = Paged {
             items,
             total: totals[0],
         };
-        let closed = totals.get(1).copied().unwrap_or(0);
-        self.fill_blockers(&mut paged.items).await?;
         Ok(Listed {
             paged,
-            closed,
+            closed: totals.get(1).copied().unwrap_or(0),
             expired,
         })
     }
 }
+
+/// A page's row as a task with its blockers.
+fn listed_task<'r, R>(row: &'r R) -> Result<Task, sqlx::Error>
+where
+    R: Row,
+    Task: FromRow<'r, R>,
+    Option<String>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    let mut task = Task::from_row(row)?;
+    let column: Option<String> = row.try_get("blockers")?;
+    let (blocked_by, open) =
+        parse_blockers(column.as_deref()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    task.blocked_by = blocked_by;
+    task.open_blockers = open;
+    Ok(task)
+}
+
 /// A listing as [`Store::list_tasks_counting`] read it.
 struct Listed {
     paged: Paged<Task>,
@@ -470,6 +583,20 @@ mod tests {
     #[test]
     fn open_statuses_are_every_status_but_done() {
         assert_eq!(open_statuses(), "'todo', 'doing', 'review'");
+    }
+
+    #[test]
+    fn blockers_parse_in_id_order_with_the_open_ones() {
+        let a = "00000000-0000-4000-8000-000000000001";
+        let b = "00000000-0000-4000-8000-00000000000a";
+        let c = "ffffffff-0000-4000-8000-000000000000";
+        let id = |text: &str| text.parse::<Id>().unwrap();
+        let column = format!("{c}+,{a}-,{b}+");
+        let (all, open) = parse_blockers(Some(&column)).unwrap();
+        assert_eq!(all, vec![id(a), id(b), id(c)]);
+        assert_eq!(open, vec![id(b), id(c)]);
+        assert_eq!(parse_blockers(None).unwrap(), (vec![], vec![]));
+        assert!(parse_blockers(Some("not-an-id+")).is_err());
     }
 
     #[test]

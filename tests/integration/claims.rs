@@ -384,6 +384,11 @@ async fn next_task_picks_by_order_and_age_and_skips_blocked_tasks() -> anyhow::R
             (shown["blocked_by"].clone(), shown["open_blockers"].clone()),
             (json!([blocker]), json!([blocker]))
         );
+        assert_eq!(
+            listed_blockers(a, &project, &urgent).await?,
+            (json!([blocker]), json!([blocker])),
+            "a listing shows the blockers a task read shows"
+        );
 
         let peek = ok(
             a,
@@ -442,9 +447,28 @@ async fn next_task_picks_by_order_and_age_and_skips_blocked_tasks() -> anyhow::R
         let next = ok(a, "next_task", json!({ "project_id": project })).await?;
         assert_eq!(next["task"]["id"], urgent.as_str(), "{next}");
         assert_eq!(next["task"]["open_blockers"], json!([]));
+        assert_eq!(
+            listed_blockers(a, &project, &urgent).await?,
+            (json!([blocker]), json!([])),
+            "a done blocker is still listed, no longer open"
+        );
         Ok(())
     })
     .await
+}
+
+/// `(blocked_by, open_blockers)` of `task` as `find_tasks` lists the project's tasks.
+async fn listed_blockers(
+    client: &Client,
+    project: &str,
+    task: &str,
+) -> anyhow::Result<(Value, Value)> {
+    let listed = ok(client, "find_tasks", json!({ "project_id": project })).await?;
+    let row = listed["tasks"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|row| row["id"] == task))
+        .ok_or_else(|| anyhow::anyhow!("{task} is not listed: {listed}"))?;
+    Ok((row["blocked_by"].clone(), row["open_blockers"].clone()))
 }
 
 #[tokio::test]
