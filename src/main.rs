@@ -11,9 +11,7 @@ use steward::store::{OpenMode, Store};
 /// writer thread, the pattern glibc's malloc handles worst (freed chunks land in another
 /// thread's cache; the request threads fall through to the slow path). `no_thp` keeps the
 /// resident set small (no transparent huge pages); `override` makes C code in the process (the
-/// bundled SQLite) allocate through mimalloc too; `v2` is mimalloc 2, which returns freed pages
-/// to the system after 10 ms where mimalloc 3 keeps them for a second (Steward cannot set the
-/// option itself without unsafe code). BENCHMARKS.md has the measurements.
+/// bundled SQLite) allocate through mimalloc too. BENCHMARKS.md has the measurements.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
