@@ -32,8 +32,10 @@ use super::events::{DbEventStore, StreamOwner};
 const ENDED_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Most sessions kept in memory by default; older idle ones are dropped from memory (they stay
-/// in the database and are restored on their next request).
-pub const DEFAULT_MAX_CACHED: usize = 10_000;
+/// in the database and are restored on their next request, in a millisecond or two). Each one
+/// held costs ~90 KiB (rmcp's worker, service task and channels), so this bounds the sessions'
+/// share of the resident set near 90 MiB.
+pub const DEFAULT_MAX_CACHED: usize = 1_000;
 
 pub struct SessionManager {
     inner: LocalSessionManager,
@@ -53,6 +55,37 @@ pub struct SessionManager {
     owners: Mutex<HashMap<SessionId, Option<String>>>,
     /// Sessions ended on this replica in the last [`ENDED_MEMORY`], never to be restored.
     ended: Mutex<HashMap<SessionId, Instant>>,
+    /// Streams open per session (a call awaiting its reply, a GET stream): such a session is
+    /// never dropped to make room, since dropping it would cut the stream and lose the reply.
+    open_streams: Arc<Mutex<HashMap<SessionId, usize>>>,
+}
+
+/// Counts a stream as open for its session until the stream is dropped.
+struct OpenStream {
+    open_streams: Arc<Mutex<HashMap<SessionId, usize>>>,
+    id: SessionId,
+}
+
+impl OpenStream {
+    fn new(open_streams: &Arc<Mutex<HashMap<SessionId, usize>>>, id: &SessionId) -> Self {
+        *lock(open_streams).entry(id.clone()).or_insert(0) += 1;
+        OpenStream {
+            open_streams: open_streams.clone(),
+            id: id.clone(),
+        }
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut open = lock(&self.open_streams);
+        if let Some(count) = open.get_mut(&self.id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl SessionManager {
@@ -71,6 +104,7 @@ impl SessionManager {
             restoring: Mutex::new(HashSet::new()),
             owners: Mutex::new(HashMap::new()),
             ended: Mutex::new(HashMap::new()),
+            open_streams: Arc::default(),
         })
     }
 
@@ -120,6 +154,22 @@ impl SessionManager {
     /// The replay store, if streams are resumable.
     pub fn events(&self) -> Option<&Arc<DbEventStore>> {
         self.events.as_ref()
+    }
+
+    /// `stream`, counted as open for session `id` until it is dropped.
+    fn held<S>(
+        &self,
+        id: &SessionId,
+        stream: S,
+    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static + use<S>
+    where
+        S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
+    {
+        let open = OpenStream::new(&self.open_streams, id);
+        stream.map(move |event| {
+            let _ = &open;
+            event
+        })
     }
 
     /// `stream`, recording on its first event that the stream belongs to session `id` (and
@@ -174,15 +224,18 @@ impl SessionManager {
         lock(&self.unflushed).insert(id.clone(), now);
     }
 
-    /// Keeps at most `max_cached` sessions in memory by dropping the least recently used.
+    /// Keeps at most `max_cached` sessions in memory by dropping the least recently used one
+    /// with no open stream; while every one has a stream open, the cache grows past the bound.
     async fn make_room(&self) {
         let len = self.inner.sessions.read().await.len();
         if len < self.max_cached {
             return;
         }
         let oldest = {
+            let open = lock(&self.open_streams);
             let seen = lock(&self.seen);
             seen.iter()
+                .filter(|(id, _)| !open.contains_key(*id))
                 .min_by_key(|(_, (at, _))| *at)
                 .map(|(id, _)| id.clone())
         };
@@ -264,7 +317,7 @@ impl RmcpSessionManager for SessionManager {
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
         let stream = self.inner.create_stream(id, message).await?;
-        Ok(self.claiming(id, stream))
+        Ok(self.held(id, self.claiming(id, stream)))
     }
 
     async fn accept_message(
@@ -290,7 +343,7 @@ impl RmcpSessionManager for SessionManager {
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
         let stream = self.inner.create_standalone_stream(id).await?;
-        Ok(self.claiming(id, stream))
+        Ok(self.held(id, self.claiming(id, stream)))
     }
 
     async fn resume(
@@ -300,7 +353,8 @@ impl RmcpSessionManager for SessionManager {
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
         let Some(events) = &self.events else {
-            return Ok(self.inner.resume(id, last_event_id).await?.right_stream());
+            let stream = self.inner.resume(id, last_event_id).await?;
+            return Ok(self.held(id, stream).right_stream());
         };
         // Only this session's streams: rmcp's own resume would replay any stream by event id.
         let replayed = events
@@ -336,5 +390,62 @@ impl RmcpSessionManager for SessionManager {
 
     fn event_store(&self) -> Option<Arc<dyn EventStore>> {
         self.inner.event_store()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn new_session(
+        manager: &SessionManager,
+    ) -> (SessionId, WorkerTransport<LocalSessionWorker>) {
+        let session = manager.create_session().await.expect("a session in memory");
+        // Distinct last-use times, so "least recently used" names one session.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        session
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_drops_the_least_recently_used_idle_session() {
+        let manager = SessionManager::new(2, None);
+        let (a, _ta) = new_session(&manager).await;
+        let (b, _tb) = new_session(&manager).await;
+        let (c, _tc) = new_session(&manager).await;
+        assert_eq!(manager.cached().await, 2);
+        assert!(!manager.has_cached(&a).await);
+        assert!(manager.has_cached(&b).await && manager.has_cached(&c).await);
+    }
+
+    #[tokio::test]
+    async fn a_session_with_an_open_stream_is_never_dropped_to_make_room() {
+        let manager = SessionManager::new(2, None);
+        let (a, _ta) = new_session(&manager).await;
+        let (b, _tb) = new_session(&manager).await;
+        let awaiting_reply = OpenStream::new(&manager.open_streams, &a);
+        let (c, _tc) = new_session(&manager).await;
+        assert!(
+            manager.has_cached(&a).await,
+            "the oldest, but its stream is open"
+        );
+        assert!(!manager.has_cached(&b).await);
+        assert!(manager.has_cached(&c).await);
+
+        drop(awaiting_reply);
+        let (d, _td) = new_session(&manager).await;
+        assert!(
+            !manager.has_cached(&a).await,
+            "closed streams no longer hold it"
+        );
+        assert!(manager.has_cached(&c).await && manager.has_cached(&d).await);
+    }
+
+    #[tokio::test]
+    async fn the_cache_grows_past_its_bound_while_every_session_has_a_stream_open() {
+        let manager = SessionManager::new(1, None);
+        let (a, _ta) = new_session(&manager).await;
+        let _open = OpenStream::new(&manager.open_streams, &a);
+        let (b, _tb) = new_session(&manager).await;
+        assert!(manager.has_cached(&a).await && manager.has_cached(&b).await);
     }
 }
