@@ -185,12 +185,20 @@ async fn a_torn_last_record_is_skipped_counted_and_reported(db: TestDb) -> anyho
     let server = TestServer::start(&db).await?;
     let counts = ledger.wait_for_ids(&ids[..4]).await?;
     assert_eq!(counts.get("t4"), None, "the torn record is not stored");
-    // The session's last_activity caught up with its last recovered request.
-    let (last_activity, last_request) = ledger.activity(&session).await?;
-    ensure!(
-        last_activity >= last_request,
-        "last_activity {last_activity} is before the last request {last_request}"
-    );
+    // The session's last_activity catches up with its last recovered request (written just
+    // after the recovered rows are stored: polled, not read once).
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (last_activity, last_request) = ledger.activity(&session).await?;
+        if last_activity >= last_request {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "last_activity {last_activity} is before the last request {last_request}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
     let (status, health) = recovery(&server).await?;
     assert_eq!(status, StatusCode::OK, "{health}");
     let recovery = &health["ledger"]["recovery"];
