@@ -152,12 +152,15 @@ fn text(raw: Option<&RawValue>) -> Option<String> {
 /// client type).
 pub fn analyze(obs: &Observation) -> LedgerRow {
     use crate::protocol::cut_client_text;
-    let (request, method) = match obs.stream_get {
-        Some(get) => (Message::default(), get.method().to_string()),
-        None => read_request(&obs.request),
+    let (request, method, params) = match obs.stream_get {
+        Some(get) => (
+            Message::default(),
+            get.method().to_string(),
+            Params::default(),
+        ),
+        None => read_request_and_params(&obs.request),
     };
     let id = request.id.filter(|id| id.get() != "null");
-    let params: Params = read(request.params);
     let tool_name = (method == "tools/call")
         .then(|| text(params.name))
         .flatten();
@@ -165,7 +168,7 @@ pub fn analyze(obs: &Observation) -> LedgerRow {
     let verdict = judge(obs, &events, id, method == "tools/call");
 
     let args_text = match (method.as_str(), request.params) {
-        ("tools/call", Some(_)) => params.arguments.map(RawValue::get).unwrap_or_default(),
+        ("tools/call", _) => params.arguments.map(RawValue::get).unwrap_or_default(),
         (_, Some(p)) => p.get(),
         (_, None) => "",
     };
@@ -306,6 +309,41 @@ fn result_verdict(result: &[u8], tool_call: bool) -> Option<Verdict> {
         error_message,
         result_tokens: result_tokens(&reply),
     })
+}
+
+/// A request read in one pass with its `params` as [`Params`]: what a `tools/call` needs.
+#[derive(Deserialize)]
+struct Call<'a> {
+    #[serde(borrow, default)]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    params: Option<Params<'a>>,
+}
+
+/// The request, its method and its `params` as [`Params`] (the default when they are not an
+/// object). A `tools/call` (most of the traffic) is read in one pass; any other request, or one
+/// that pass cannot read (e.g. `params` not an object), as by [`read_request`] and its
+/// `params` read again from their raw JSON. Both ways give the same answer.
+fn read_request_and_params(body: &[u8]) -> (Message<'_>, String, Params<'_>) {
+    // An object only: serde would also read a struct from an array (a batch) by position.
+    let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if object
+        && let Ok(call) = serde_json::from_slice::<Call>(body)
+        && call.method.map(RawValue::get) == Some("\"tools/call\"")
+    {
+        let message = Message {
+            method: call.method,
+            id: call.id,
+            params: None,
+        };
+        let params = call.params.unwrap_or_default();
+        return (message, "tools/call".to_string(), params);
+    }
+    let (message, method) = read_request(body);
+    let params = read(message.params);
+    (message, method, params)
 }
 
 /// The request and its method (or what the body is, when it is not a request).
@@ -712,6 +750,34 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    /// A `tools/call` read in one pass gives the row the two-pass reading gives.
+    #[test]
+    fn a_tool_call_read_in_one_pass_reads_as_in_two() {
+        let calls = [
+            CALL,
+            r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"t","arguments":{"a":[1]},"_meta":{"traceparent":"00-1-2-01"},"extra":true}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1,2]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"name":"t"}}"#,
+            r#"["tools/call",1,{"name":"t"}]"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"c"}}"#,
+        ];
+        for body in calls {
+            let (fast, method, params) = read_request_and_params(body.as_bytes());
+            let (slow, slow_method) = read_request(body.as_bytes());
+            let slow_params: Params = read(slow.params);
+            assert_eq!(method, slow_method, "{body}");
+            let raw = |v: Option<&RawValue>| v.map(|v| v.get().to_string());
+            assert_eq!(raw(fast.id), raw(slow.id), "{body}");
+            assert_eq!(raw(params.name), raw(slow_params.name), "{body}");
+            assert_eq!(raw(params.arguments), raw(slow_params.arguments), "{body}");
+            assert_eq!(raw(params.meta), raw(slow_params.meta), "{body}");
+            let row = analyze(&observe(body, 200, ""));
+            assert_eq!(row.method, slow_method, "{body}");
+        }
     }
 
     #[test]

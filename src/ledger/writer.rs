@@ -373,12 +373,17 @@ impl Writer {
     }
 
     pub(super) async fn price(&mut self, row: &mut LedgerRow) {
-        let client_type = match &row.session_id {
-            Some(id) => self.client_type(id).await,
-            None => "unknown".to_string(),
-        };
-        let model = self.policy.model_for(&client_type).to_string();
-        if let Some(price) = self.prices.price(&model, row.timestamp) {
+        if let Some(id) = &row.session_id {
+            self.learn_client_type(id).await;
+        }
+        // Borrowed, not copied: most rows of a batch share a few sessions.
+        let client_type = row
+            .session_id
+            .as_deref()
+            .and_then(|id| self.client_types.get(id))
+            .map_or("unknown", String::as_str);
+        let model = self.policy.model_for(client_type);
+        if let Some(price) = self.prices.price(model, row.timestamp) {
             let args = row.args_tokens.unwrap_or(0).max(0) as u32;
             let result = row.result_tokens.unwrap_or(0).max(0) as u32;
             let inputs = (price.input_per_1k, price.output_per_1k, args, result);
@@ -388,25 +393,23 @@ impl Writer {
             };
             self.last_cost = Some((inputs, cost));
             row.estimated_cost_usd = Some(cost);
-            row.pricing_model = Some(model);
+            row.pricing_model = Some(model.to_string());
         }
     }
 
-    async fn client_type(&mut self, session_id: &str) -> String {
-        if let Some(known) = self.client_types.get(session_id) {
-            return known.clone();
+    /// Looks up the session's client type unless it is known. A session unknown (e.g. a
+    /// rejected id) or unreadable right now is left out: its rows are priced as an unknown
+    /// client's.
+    async fn learn_client_type(&mut self, session_id: &str) {
+        if self.client_types.contains_key(session_id) {
+            return;
         }
-        match self.store.get_session(session_id).await {
-            Ok(Some(row)) => {
-                if self.client_types.len() > 100_000 {
-                    self.client_types.clear();
-                }
-                self.client_types
-                    .insert(session_id.to_string(), row.client_type.clone());
-                row.client_type
+        if let Ok(Some(row)) = self.store.get_session(session_id).await {
+            if self.client_types.len() > 100_000 {
+                self.client_types.clear();
             }
-            // Unknown (e.g. a rejected id) or unreadable right now: price as an unknown client.
-            _ => "unknown".to_string(),
+            self.client_types
+                .insert(session_id.to_string(), row.client_type);
         }
     }
 

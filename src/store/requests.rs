@@ -11,7 +11,7 @@ use super::request_stats::{StatsLock, add_to_stats, stored};
 use super::session_totals::{self, Delta, add_to_session_totals};
 use super::{Id, Money, Stamp, Store, WritePool, on_pool};
 pub use crate::store::request_columns::RequestRecord;
-use crate::store::request_columns::{COLUMN_COUNT, Column, column_list};
+use crate::store::request_columns::{COLUMN_COUNT, Column, Shape};
 use crate::store::request_row::LedgerRow;
 
 /// Rows per call of [`Store::insert_requests`] (one transaction).
@@ -20,71 +20,89 @@ pub const MAX_BATCH: usize = 500;
 /// Rows per INSERT statement, largest first. A batch is cut into statements of these sizes
 /// only, so each is prepared once per connection and then reused from the statement cache:
 /// preparing a statement with a different number of rows every time (thousands of
-/// placeholders) cost more than the rows themselves. 24 columns × 128 rows stays under both
-/// engines' bind limits.
-const CHUNKS: [usize; 4] = [128, 32, 8, 1];
+/// placeholders) cost more than the rows themselves. Every power of two up to 128, so a batch's
+/// tail takes at most one statement of each size (with only 32, 8 and 1 it took up to 3 + 3 + 7
+/// statements, and each execution costs a round trip to sqlx's SQLite thread and a reset of
+/// the statement). 24 columns × 128 rows stays under both engines' bind limits.
+const CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
 const _: () = assert!(CHUNKS[0] * COLUMN_COUNT < 32_766);
 
-/// The INSERT for a chunk of `rows` rows (one of [`CHUNKS`]), reading back the stored ids or
-/// not. Built once: writing out thousands of placeholders for every chunk cost a tenth of the
-/// ledger's work per row. PostgreSQL numbers its placeholders (`$1`); SQLite gets plain `?`,
-/// because it finds a numbered parameter's name by walking a list (sqlx asks for every
-/// parameter's name at every execution: quadratic in the thousands of parameters).
-fn insert_sql(rows: usize, returning: bool, numbered: bool) -> Result<&'static str, sqlx::Error> {
-    static SQL: LazyLock<Vec<[String; 4]>> = LazyLock::new(|| {
+/// The INSERT for a chunk of `rows` rows (one of [`CHUNKS`]) of this `shape`, reading back the
+/// stored ids or not. Built once: writing out thousands of placeholders for every chunk cost a
+/// tenth of the ledger's work per row. PostgreSQL numbers its placeholders (`$1`); SQLite gets
+/// plain `?`, because it finds a numbered parameter's name by walking a list (sqlx asks for
+/// every parameter's name at every execution: quadratic in the thousands of parameters).
+fn insert_sql(
+    rows: usize,
+    shape: Shape,
+    returning: bool,
+    numbered: bool,
+) -> Result<&'static str, sqlx::Error> {
+    static SQL: LazyLock<Vec<[[String; 4]; 2]>> = LazyLock::new(|| {
         CHUNKS
             .iter()
-            .map(|&rows| {
-                let build = |numbered: bool| {
-                    let mut sql = format!("INSERT INTO mcp_requests ({}) VALUES ", column_list());
-                    for row in 0..rows {
-                        sql.push_str(if row == 0 { "(" } else { ", (" });
-                        for column in 0..COLUMN_COUNT {
-                            if column > 0 {
-                                sql.push_str(", ");
-                            }
-                            match numbered {
-                                true => {
-                                    sql.push_str(&format!("${}", row * COLUMN_COUNT + column + 1))
-                                }
-                                false => sql.push('?'),
-                            }
-                        }
-                        sql.push(')');
-                    }
-                    sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
-                    sql
-                };
-                let (plain, numbered) = (build(false), build(true));
-                let returning = |sql: &str| format!("{sql} RETURNING request_id");
-                [returning(&plain), returning(&numbered), plain, numbered]
-            })
+            .map(|&rows| [Shape::Full, Shape::Lean].map(|shape| statements(rows, shape)))
             .collect()
     });
     let size = CHUNKS
         .iter()
         .position(|&n| n == rows)
         .ok_or_else(|| sqlx::Error::Protocol(format!("no ledger INSERT for {rows} rows")))?;
-    Ok(&SQL[size][usize::from(!returning) * 2 + usize::from(numbered)])
+    let variant = usize::from(!returning) * 2 + usize::from(numbered);
+    Ok(&SQL[size][usize::from(shape == Shape::Lean)][variant])
 }
 
-/// The argument list for a chunk of ledger rows: each row's values in [`LedgerRow::columns`]'s
-/// order, text borrowed from the rows. Built directly with room for all of them: binding one
-/// value at a time through `Query::bind` moves the query and regrows the list at every value.
+/// The INSERTs of `rows` rows of `shape`: with `RETURNING` (`?`, then `$n` placeholders),
+/// then without.
+fn statements(rows: usize, shape: Shape) -> [String; 4] {
+    let width = shape.width();
+    let build = |numbered: bool| {
+        let mut sql = format!("INSERT INTO mcp_requests ({}) VALUES ", shape.column_list());
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..width {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                match numbered {
+                    true => sql.push_str(&format!("${}", row * width + column + 1)),
+                    false => sql.push('?'),
+                }
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
+        sql
+    };
+    let (plain, numbered) = (build(false), build(true));
+    let returning = |sql: &str| format!("{sql} RETURNING request_id");
+    [returning(&plain), returning(&numbered), plain, numbered]
+}
+
+/// The argument list for a chunk of ledger rows: each row's values of the columns `shape`
+/// lists, in [`LedgerRow::columns`]'s order, text borrowed from the rows. Built directly with
+/// room for all of them: binding one value at a time through `Query::bind` moves the query and
+/// regrows the list at every value.
 macro_rules! row_arguments {
-    ($tx:expr, $rows:expr) => {{
+    ($tx:expr, $rows:expr, $shape:expr) => {{
         let rows: &[LedgerRow] = $rows;
-        let mut args = arguments_for(&$tx, rows.len() * COLUMN_COUNT);
+        let shape: Shape = $shape;
+        let mut args = arguments_for(&$tx, rows.len() * shape.width());
         let mut add_rows = || -> Result<(), sqlx::error::BoxDynError> {
-            for (_, value) in rows.iter().flat_map(LedgerRow::columns) {
-                match value {
-                    Column::Id(v) => args.add(v.map(Id))?,
-                    Column::Text(v) => args.add(v)?,
-                    Column::Int(v) => args.add(v)?,
-                    Column::BigInt(v) => args.add(v)?,
-                    Column::Money(v) => args.add(v)?,
-                    Column::Flag(v) => args.add(v)?,
-                    Column::Time(v) => args.add(Stamp(v))?,
+            for row in rows {
+                for ((_, value), listed) in row.columns().into_iter().zip(shape.listed()) {
+                    if !listed {
+                        continue;
+                    }
+                    match value {
+                        Column::Id(v) => args.add(v.map(Id))?,
+                        Column::Text(v) => args.add(v)?,
+                        Column::Int(v) => args.add(v)?,
+                        Column::BigInt(v) => args.add(v)?,
+                        Column::Money(v) => args.add(v)?,
+                        Column::Flag(v) => args.add(v)?,
+                        Column::Time(v) => args.add(Stamp(v))?,
+                    }
                 }
             }
             Ok(())
@@ -161,14 +179,15 @@ impl Store {
                 ids.extend(fresh_ids(rows, stored)?);
             }
             for chunk in chunks(rows).filter(|_| loaded.is_none()) {
-                let args = row_arguments!(tx, chunk)?;
+                let shape = Shape::of(chunk);
+                let args = row_arguments!(tx, chunk, shape)?;
                 if all_new {
                     // Reading back every stored id costs a result row per row.
-                    let sql = insert_sql(chunk.len(), false, numbered)?;
+                    let sql = insert_sql(chunk.len(), shape, false, numbered)?;
                     let stored = sqlx::query_with(sql, args).execute(&mut *tx).await?;
                     ids.extend(fresh_ids(chunk, stored.rows_affected())?);
                 } else {
-                    let sql = insert_sql(chunk.len(), true, numbered)?;
+                    let sql = insert_sql(chunk.len(), shape, true, numbered)?;
                     let query = sqlx::query_scalar_with::<_, Id, _>(sql, args);
                     ids.extend(query.fetch_all(&mut *tx).await?);
                 }
@@ -520,20 +539,28 @@ mod tests {
 
     #[test]
     fn each_chunk_size_has_one_insert_with_its_placeholders() {
-        let eight = insert_sql(8, false, true).unwrap();
+        let eight = insert_sql(8, Shape::Full, false, true).unwrap();
         assert!(eight.contains("$192)") && !eight.contains("$193"));
         assert!(eight.ends_with("DO NOTHING"));
-        let sqlite = insert_sql(8, true, false).unwrap();
+        let sqlite = insert_sql(8, Shape::Full, true, false).unwrap();
         assert_eq!(sqlite.matches('?').count(), 192);
         assert!(sqlite.ends_with("RETURNING request_id") && !sqlite.contains('$'));
-        assert!(insert_sql(3, false, false).is_err(), "only the chunk sizes");
+        let lean = insert_sql(8, Shape::Lean, false, true).unwrap();
+        assert!(lean.contains("$144)") && !lean.contains("$145"));
+        assert!(!lean.contains("subject_id"));
+        assert!(
+            insert_sql(3, Shape::Full, false, false).is_err(),
+            "only the chunk sizes"
+        );
     }
 
     #[test]
     fn batches_are_cut_into_the_fixed_statement_sizes_only() {
         let rows: Vec<u32> = (0..300).collect();
         let sizes: Vec<usize> = chunks(&rows).map(<[u32]>::len).collect();
-        assert_eq!(sizes, [128, 128, 32, 8, 1, 1, 1, 1]);
+        assert_eq!(sizes, [128, 128, 32, 8, 4]);
+        let sizes: Vec<usize> = chunks(&rows[..255]).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [128, 64, 32, 16, 8, 4, 2, 1]);
         let back: Vec<u32> = chunks(&rows).flatten().copied().collect();
         assert_eq!(back, rows, "every row once, in order");
         assert_eq!(chunks::<u32>(&[]).count(), 0);

@@ -26,36 +26,43 @@ pub fn sqlite_text(time: DateTime<Utc>) -> String {
     if !(0..=9999).contains(&year) || nano >= 1_000_000_000 {
         return time.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, false);
     }
-    let mut text = String::with_capacity(35);
-    let digits = |text: &mut String, value: u32, width: usize| {
-        let mut buffer = itoa::Buffer::new();
-        let value = buffer.format(value);
-        text.extend(std::iter::repeat_n('0', width.saturating_sub(value.len())));
-        text.push_str(value);
-    };
-    digits(&mut text, year as u32, 4);
-    for (separator, value) in [
-        ('-', time.month()),
-        ('-', time.day()),
-        ('T', time.hour()),
-        (':', time.minute()),
-        (':', time.second()),
-    ] {
-        text.push(separator);
-        digits(&mut text, value, 2);
-    }
     let fraction = match nano {
         0 => None,
         n if n % 1_000_000 == 0 => Some((n / 1_000_000, 3)),
         n if n % 1_000 == 0 => Some((n / 1_000, 6)),
         n => Some((n, 9)),
     };
+    // Written into a byte array, each field at its fixed width (no field has more digits):
+    // a `String::push` per padding zero and an `itoa` buffer per field cost more than the
+    // rest of binding a ledger row's time.
+    let mut text = [0u8; 35];
+    let mut at = 0;
+    let mut put = |separator: &[u8], value: u32, width: usize| {
+        text[at..at + separator.len()].copy_from_slice(separator);
+        at += separator.len();
+        let mut value = value;
+        for slot in text[at..at + width].iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        at += width;
+    };
+    put(b"", year as u32, 4);
+    put(b"-", time.month(), 2);
+    put(b"-", time.day(), 2);
+    put(b"T", time.hour(), 2);
+    put(b":", time.minute(), 2);
+    put(b":", time.second(), 2);
     if let Some((value, width)) = fraction {
-        text.push('.');
-        digits(&mut text, value, width);
+        put(b".", value, width);
     }
-    text.push_str("+00:00");
-    text
+    text[at..at + 6].copy_from_slice(b"+00:00");
+    at += 6;
+    // Only ASCII was written; chrono's own text is the (unreachable) fallback.
+    match std::str::from_utf8(&text[..at]) {
+        Ok(written) => written.to_owned(),
+        Err(_) => time.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, false),
+    }
 }
 
 #[cfg(test)]
