@@ -164,8 +164,15 @@ pub fn analyze(obs: &Observation) -> LedgerRow {
     let tool_name = (method == "tools/call")
         .then(|| text(params.name))
         .flatten();
-    let events = reply_events(&obs.response);
-    let verdict = judge(obs, &events, id, method == "tools/call");
+    let tool_call = method == "tools/call";
+    let events;
+    let verdict = match remembered_sse_verdict(obs, id, tool_call) {
+        Some(verdict) => verdict,
+        None => {
+            events = reply_events(&obs.response);
+            judge(obs, &events, id, tool_call)
+        }
+    };
 
     let args_text = match (method.as_str(), request.params) {
         ("tools/call", _) => params.arguments.map(RawValue::get).unwrap_or_default(),
@@ -220,6 +227,22 @@ struct Verdict {
 /// Results remembered by [`judge`]: at most this many bytes of them.
 const REMEMBERED_RESULTS: usize = 16 * 1024 * 1024;
 
+/// The verdicts [`judge`] remembered, by the raw `result` they were reached from.
+static SEEN: LazyLock<Recent<Remembered>> = LazyLock::new(|| Recent::new(REMEMBERED_RESULTS));
+
+/// A remembered verdict, and whether its `result` has no line end (see
+/// [`remembered_sse_verdict`]).
+#[derive(Clone)]
+struct Remembered {
+    verdict: Option<Verdict>,
+    one_line: bool,
+}
+
+/// The memo's kind for a reply.
+fn result_kind(tool_call: bool) -> &'static str {
+    if tool_call { "tools/call" } else { "other" }
+}
+
 /// Reads the reply. A successful reply whose result was seen before (the same listing, the
 /// same query) is recognised by its raw bytes and not parsed or tokenised again.
 fn judge(
@@ -228,21 +251,65 @@ fn judge(
     id: Option<&RawValue>,
     tool_call: bool,
 ) -> Verdict {
-    static SEEN: LazyLock<Recent<Option<Verdict>>> =
-        LazyLock::new(|| Recent::new(REMEMBERED_RESULTS));
     if obs.ending != Ending::TimedOut
         && let Some(result) = id.and_then(|id| own_result(events, id))
     {
-        let kind = if tool_call { "tools/call" } else { "other" };
         let keep = || shared_slice(&obs.response, result);
-        if let Some(verdict) =
-            SEEN.get_or_insert_with(kind, result, keep, || result_verdict(result, tool_call))
-        {
+        let make = || Remembered {
+            verdict: result_verdict(result, tool_call),
+            one_line: memchr::memchr(b'\n', result).is_none(),
+        };
+        let kind = result_kind(tool_call);
+        if let Some(verdict) = SEEN.get_or_insert_with(kind, result, keep, make).verdict {
             return verdict;
         }
     }
     read_verdict(obs, events, id, tool_call)
 }
+
+/// [`judge`]'s verdict for a reply sent as rmcp sends it, found without scanning the reply
+/// for line ends (that scan and the comparison with the remembered result were two passes
+/// over every reply): one SSE event whose `data:` line holds the reply in [`own_result`]'s
+/// layout, then only `id:` and `retry:` lines. A remembered result of one line, found between
+/// that layout's opening and its closing brace, proves the data line is one line (the opening
+/// and the id have no line end), so [`sse_data`] would read that same single event.
+fn remembered_sse_verdict(
+    obs: &Observation,
+    id: Option<&RawValue>,
+    tool_call: bool,
+) -> Option<Verdict> {
+    let id = id?.get().as_bytes();
+    if obs.ending == Ending::TimedOut || id.contains(&b'\n') {
+        return None;
+    }
+    let data = obs.response.trim_ascii_start().strip_prefix(b"data: ")?;
+    let result = data_line(data.strip_suffix(b"\n\n")?)
+        .strip_prefix(br#"{"jsonrpc":"2.0","id":"#)?
+        .strip_prefix(id)?
+        .strip_prefix(br#","result":"#)?
+        .strip_suffix(b"}")?;
+    let remembered = SEEN.get(result_kind(tool_call), result)?;
+    remembered.one_line.then_some(remembered.verdict).flatten()
+}
+
+/// An SSE event's text (without its blank line) less the short `id:` and `retry:` lines
+/// that follow its data line, each found by looking back over at most [`FIELD_LINE`] bytes.
+fn data_line(mut event: &[u8]) -> &[u8] {
+    loop {
+        let window = event.len().saturating_sub(FIELD_LINE);
+        let Some(end) = memchr::memrchr(b'\n', &event[window..]).map(|at| window + at) else {
+            return event;
+        };
+        let line = &event[end + 1..];
+        if !(line.starts_with(b"id:") || line.starts_with(b"retry:")) {
+            return event;
+        }
+        event = &event[..end];
+    }
+}
+
+/// The longest `id:` or `retry:` line [`data_line`] looks for.
+const FIELD_LINE: usize = 256;
 
 /// `part` as a [`Bytes`]: a shared slice of `whole` when it lies inside it (the usual case: a
 /// single-line SSE event or a JSON body), else a copy (an event joined from several lines).
@@ -750,6 +817,45 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    /// A reply recognised from its remembered result without its lines being split gets the
+    /// verdict a full reading gives, and only a one-line SSE event is recognised that way.
+    #[test]
+    fn a_remembered_sse_reply_gets_the_same_verdict_as_a_full_reading() {
+        let reply = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"one line sse"}],"isError":true}}"#;
+        let pretty = "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\n\"content\":\"pretty sse\"}}";
+        let bodies = [
+            format!("data: {reply}\n\n"),
+            format!("data: {reply}\nid: 0/1\nretry: 3000\n\n"),
+            format!("data: {reply}\n\nid: 0/1\n\n"),
+            format!("data: {reply}\ndata: {reply}\n\n"),
+            format!("data: {reply}\r\n\r\n"),
+            // Remembered from a JSON body, its line end then splits the SSE event.
+            pretty.to_string(),
+            format!("data: {pretty}\n\n"),
+        ];
+        for body in &bodies {
+            let obs = observe(CALL, 200, body);
+            let events = reply_events(&obs.response);
+            let id = read_request(&obs.request).0.id;
+            let full = read_verdict(&obs, &events, id, true);
+            for _ in 0..2 {
+                let row = analyze(&obs);
+                let seen = (row.status, row.error_message, row.result_tokens);
+                let expected = (
+                    full.status,
+                    full.error_message.clone(),
+                    Some(to_i32(full.result_tokens)),
+                );
+                assert_eq!(seen, expected, "{body:?}");
+            }
+        }
+        let one_line = observe(CALL, 200, &bodies[1]);
+        let id = read_request(&one_line.request).0.id;
+        assert!(remembered_sse_verdict(&one_line, id, true).is_some());
+        let split = observe(CALL, 200, &bodies[6]);
+        assert!(remembered_sse_verdict(&split, id, true).is_none());
     }
 
     /// A `tools/call` read in one pass gives the row the two-pass reading gives.

@@ -111,6 +111,14 @@ impl<V: Clone> Recent<V> {
         }
     }
 
+    /// The value remembered for `bytes` of this `kind`, if any.
+    pub fn get(&self, kind: &'static str, bytes: &[u8]) -> Option<V> {
+        let state = crate::sync::lock(&self.state);
+        let candidates = state.entries.get(&(kind, bytes.len()))?;
+        let found = candidates.iter().rev().find(|(kept, _)| kept[..] == *bytes);
+        found.map(|(_, value)| value.clone())
+    }
+
     /// The value remembered for `bytes` of this `kind`, or `make()`, remembered with the bytes
     /// `keep()` returns (equal to `bytes`). Neither closure runs under the lock.
     pub fn get_or_insert_with(
@@ -120,13 +128,11 @@ impl<V: Clone> Recent<V> {
         keep: impl FnOnce() -> Bytes,
         make: impl FnOnce() -> V,
     ) -> V {
-        let key = (kind, bytes.len());
-        if let Some(candidates) = crate::sync::lock(&self.state).entries.get(&key)
-            && let Some((_, value)) = candidates.iter().rev().find(|(kept, _)| kept[..] == *bytes)
-        {
-            return value.clone();
+        if let Some(value) = self.get(kind, bytes) {
+            return value;
         }
         let value = make();
+        let key = (kind, bytes.len());
         if bytes.len() > self.max_bytes / 16 {
             // Too large to be worth holding on to.
             return value;
