@@ -3,8 +3,10 @@
 //! `Mcp-Param-*` headers that repeat the body for whatever routes on headers. Steward sends its
 //! requests to an upstream that speaks 2026-07-28 this way, passing on what the client sent.
 
+use base64::{Engine, prelude::BASE64_STANDARD};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::RequestMetaObject;
+use rmcp::transport::common::http_header::{BASE64_HEADER_PREFIX, BASE64_HEADER_SUFFIX};
 use serde_json::{Map, Value, json};
 
 /// A 2026-07-28 client's request without a session, as it reached Steward.
@@ -18,8 +20,6 @@ pub struct Stateless<'a> {
 
 const META_PREFIX: &str = "io.modelcontextprotocol/";
 const PARAM_PREFIX: &str = "mcp-param-";
-const BASE64_START: &str = "=?base64?";
-const BASE64_END: &str = "?=";
 
 /// The `_meta` of a request to the upstream: the client's own when it sent one (`client`),
 /// else one made from the `initialize` parameters recorded for the session; with `revision`.
@@ -85,32 +85,14 @@ pub fn headers(
 fn header_text(value: &str) -> String {
     let visible = value.chars().all(|c| (' '..='~').contains(&c));
     let padded = value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']);
-    let wrapped = value.starts_with(BASE64_START) && value.ends_with(BASE64_END);
+    let wrapped = value.starts_with(BASE64_HEADER_PREFIX) && value.ends_with(BASE64_HEADER_SUFFIX);
     match visible && !padded && !wrapped {
         true => value.to_string(),
-        false => format!("{BASE64_START}{}{BASE64_END}", base64(value.as_bytes())),
+        false => format!(
+            "{BASE64_HEADER_PREFIX}{}{BASE64_HEADER_SUFFIX}",
+            BASE64_STANDARD.encode(value)
+        ),
     }
-}
-
-/// Standard Base64 with padding (RFC 4648 §4).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            match i <= chunk.len() {
-                true => out.push(char::from(ALPHABET[(n >> shift & 63) as usize])),
-                false => out.push('='),
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -119,9 +101,6 @@ mod tests {
 
     #[test]
     fn names_that_are_not_plain_ascii_travel_in_base64() {
-        assert_eq!(base64(b"Hello"), "SGVsbG8=");
-        assert_eq!(base64(b"Hi"), "SGk=");
-        assert_eq!(base64(b"abc"), "YWJj");
         assert_eq!(header_text("test_simple_text"), "test_simple_text");
         assert_eq!(header_text("file:///a b.txt"), "file:///a b.txt");
         assert_eq!(header_text("café"), "=?base64?Y2Fmw6k=?=");
