@@ -42,8 +42,10 @@ async fn session_of(
         .with_context(|| format!("no {client_type} session in {list}"))
 }
 
-/// `/api/sessions/{id}` once the ledger holds `tool_calls` tools/call rows of the session (the
-/// ledger writer is asynchronous).
+/// `/api/sessions/{id}` once the ledger holds `tool_calls` tools/call rows of the session and
+/// nothing more arrives: the ledger writer is asynchronous, and a session's other messages (its
+/// standalone GET stream, say) may be stored after its calls, between two reads of the test.
+/// Returns the last reading at the deadline, so the caller's assertions say what differed.
 async fn session_once_stored(
     http: &reqwest::Client,
     server: &InProcess,
@@ -51,19 +53,22 @@ async fn session_once_stored(
     tool_calls: usize,
 ) -> anyhow::Result<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut previous = Value::Null;
     loop {
         let body = get(http, server, &format!("/api/sessions/{id}")).await?;
         let calls = body["requests"].as_array().map_or(0, |rows| {
             rows.iter().filter(|r| r["method"] == "tools/call").count()
         });
-        if calls >= tool_calls {
+        let settled = calls >= tool_calls && body == previous;
+        if settled || (calls >= tool_calls && tokio::time::Instant::now() >= deadline) {
             return Ok(body);
         }
         ensure!(
             tokio::time::Instant::now() < deadline,
             "the ledger never held {tool_calls} tool calls of {id}: {body}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        previous = body;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
