@@ -159,10 +159,8 @@ pub struct CheckOptions {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    pub database: DatabaseUrl,
+    pub store: StoreConfig,
     pub sessions: SessionSettings,
-    pub ledger: LedgerSettings,
-    pub pricing: PricingPolicy,
     /// OTLP/HTTP collector for request spans, if any.
     pub otlp_endpoint: Option<String>,
     /// Serve the conformance suite's fixture tools, prompts and resources too.
@@ -174,9 +172,10 @@ pub struct ServeConfig {
     pub board: bool,
 }
 
-/// Configuration of `steward stdio`.
+/// What `steward serve` and `steward stdio` both open: the database, and the request ledger
+/// that writes to it. (All of `stdio`'s configuration.)
 #[derive(Debug, Clone)]
-pub struct StdioConfig {
+pub struct StoreConfig {
     pub database: DatabaseUrl,
     pub ledger: LedgerSettings,
     pub pricing: PricingPolicy,
@@ -186,7 +185,7 @@ pub struct StdioConfig {
 #[allow(clippy::large_enum_variant)]
 pub enum Resolved {
     Serve(ServeConfig),
-    Stdio(StdioConfig),
+    Stdio(StoreConfig),
     Sessions(DatabaseUrl, SessionsAction),
     Projects(DatabaseUrl, crate::cli::ProjectsAction),
     Tasks(DatabaseUrl, crate::cli::TasksAction),
@@ -202,8 +201,9 @@ impl Resolved {
     /// The database the command reads or writes (`check` names its own).
     pub fn database(&self) -> Option<&DatabaseUrl> {
         match self {
-            Resolved::Serve(config) => Some(&config.database),
-            Resolved::Stdio(config) => Some(&config.database),
+            Resolved::Serve(ServeConfig { store, .. }) | Resolved::Stdio(store) => {
+                Some(&store.database)
+            }
             Resolved::Check(_) => None,
             Resolved::Sessions(url, _)
             | Resolved::Projects(url, _)
@@ -251,35 +251,29 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
             Resolved::Serve(ServeConfig {
                 security: security_settings(security, &file.security, listen)?,
                 listen,
-                ledger: ledger_settings(
+                store: store_config(
+                    database,
                     &ledger,
                     &file.ledger,
-                    &database,
                     session_settings.cleanup_interval,
                 )?,
                 sessions: session_settings,
-                pricing: pricing_policy(ledger.pricing_model, &file.ledger),
                 otlp_endpoint: otlp_endpoint(
                     telemetry.otlp_endpoint.or(file.telemetry.otlp_endpoint),
                 )?,
                 conformance_fixtures,
                 board: !no_board,
                 upstreams: upstreams(gateway, file.upstream, no_board, conformance_fixtures)?,
-                database,
             })
         }
         Command::Stdio(database) => {
             let database = database_url(database, &file)?;
-            Resolved::Stdio(StdioConfig {
-                ledger: ledger_settings(
-                    &LedgerArgs::default(),
-                    &file.ledger,
-                    &database,
-                    SessionSettings::default().cleanup_interval,
-                )?,
-                pricing: pricing_policy(None, &file.ledger),
+            Resolved::Stdio(store_config(
                 database,
-            })
+                &LedgerArgs::default(),
+                &file.ledger,
+                SessionSettings::default().cleanup_interval,
+            )?)
         }
         Command::Pricing(args) => {
             let action = match args.action {
@@ -573,6 +567,20 @@ fn listen_address(
         addr.set_port(port);
     }
     Ok(addr)
+}
+
+/// The database with the ledger settings from `--ledger-*`/`--pricing-model` and `[ledger]`.
+fn store_config(
+    database: DatabaseUrl,
+    ledger: &LedgerArgs,
+    file: &FileLedger,
+    cleanup_interval: Duration,
+) -> Result<StoreConfig, ConfigError> {
+    Ok(StoreConfig {
+        ledger: ledger_settings(ledger, file, &database, cleanup_interval)?,
+        pricing: pricing_policy(ledger.pricing_model.clone(), file),
+        database,
+    })
 }
 
 fn ledger_settings(

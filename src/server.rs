@@ -6,10 +6,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::HttpState;
-use crate::config::{ConfigError, ServeConfig, StdioConfig};
+use crate::config::{ConfigError, ServeConfig, StoreConfig};
 use crate::gateway::Gateway;
-use crate::ledger::pricing::PricingPolicy;
-use crate::ledger::{Ledger, LedgerSettings};
+use crate::ledger::Ledger;
 use crate::mcp::drain::{InFlight, MAX_DRAIN};
 use crate::mcp::{self, ServerContext};
 use crate::resources::expiry;
@@ -99,7 +98,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), RunError> {
     let shutdown = CancellationToken::new();
     // The store opens before the port is bound, so a bad --database fails before anything
     // listens (an unreachable PostgreSQL server does not: see `open_or_retry`).
-    let (store, database) = open_serving_store(&config.database, &shutdown).await?;
+    let (store, database) = open_serving_store(&config.store.database, &shutdown).await?;
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -136,7 +135,7 @@ pub async fn serve_on(
     config: ServeConfig,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let (store, database) = open_serving_store(&config.database, &shutdown).await?;
+    let (store, database) = open_serving_store(&config.store.database, &shutdown).await?;
     run(store, database, listener, config, shutdown).await
 }
 
@@ -163,14 +162,8 @@ async fn run(
         let (sessions, shutdown) = (sessions.clone(), shutdown.clone());
         move || sessions.spawn_jobs(shutdown)
     });
-    let (ledger, ledger_writer) = start_ledger(
-        &store,
-        &database,
-        &config.ledger,
-        &config.pricing,
-        &ledger_stop,
-    )
-    .await?;
+    let (ledger, ledger_writer) =
+        start_ledger(&store, &database, &config.store, &ledger_stop).await?;
     let traces = match &config.otlp_endpoint {
         Some(endpoint) => Some(
             Traces::start(endpoint, &ledger)
@@ -216,7 +209,7 @@ async fn run(
         move || vec![expiry::spawn_sweep(store, changes, health, poll, shutdown)]
     });
     let app = crate::app::router(state, close_sessions);
-    tracing::info!(%addr, database = ?config.database, engine = store.engine(), auth = ?config.security.auth, "Steward is serving MCP at /mcp");
+    tracing::info!(%addr, database = ?config.store.database, engine = store.engine(), auth = ?config.security.auth, "Steward is serving MCP at /mcp");
     if config.security.auth == crate::security::AuthMode::None && !addr.ip().is_loopback() {
         tracing::warn!(
             "serving WITHOUT authentication on a non-loopback address (--insecure-no-auth): anyone who can reach {addr} can use every tool"
@@ -304,7 +297,7 @@ fn startup_banner(addr: std::net::SocketAddr, config: &ServeConfig) -> String {
          \x20 dashboard:    http://{addr}/\n\
          \x20 database:     {}\n\
          \x20 auth:         {auth}\n",
-        config.database.redacted()
+        config.store.database.redacted()
     ) + &upstream_lines(config)
 }
 
@@ -330,18 +323,11 @@ fn upstream_lines(config: &ServeConfig) -> String {
 /// Runs `steward stdio` until the client closes standard input. Like `serve`, it starts while
 /// PostgreSQL is unreachable (see [`open_serving_store`]): tools that need the database fail
 /// until it answers, and the ledger's rows wait in the journal until then.
-pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
+pub async fn stdio(config: StoreConfig) -> Result<(), RunError> {
     let shutdown = CancellationToken::new();
     let (store, database) = open_serving_store(&config.database, &shutdown).await?;
     let ledger_stop = CancellationToken::new();
-    let (ledger, ledger_writer) = start_ledger(
-        &store,
-        &database,
-        &config.ledger,
-        &config.pricing,
-        &ledger_stop,
-    )
-    .await?;
+    let (ledger, ledger_writer) = start_ledger(&store, &database, &config, &ledger_stop).await?;
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tokio::spawn(stop_on_hangup(shutdown.clone()));
     let ctx = ServerContext::new(store.clone(), Some(ledger.clone()));
@@ -368,15 +354,14 @@ pub async fn stdio(config: StdioConfig) -> Result<(), RunError> {
 async fn start_ledger(
     store: &Store,
     database: &Arc<Availability>,
-    settings: &LedgerSettings,
-    pricing: &PricingPolicy,
+    config: &StoreConfig,
     stop: &CancellationToken,
 ) -> Result<(Ledger, tokio::task::JoinHandle<()>), RunError> {
     Ledger::start(
         store.clone(),
         database.clone(),
-        settings.clone(),
-        pricing.clone(),
+        config.ledger.clone(),
+        config.pricing.clone(),
         stop.clone(),
     )
     .await

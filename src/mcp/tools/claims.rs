@@ -124,10 +124,7 @@ impl BoardServer {
             .await?
             .map_err(|refusal| refused(refusal, id))?;
         self.changed_with_dependants(&written.task, &written.unblocked);
-        Ok(success(json!({
-            "task": to_json(&written.task),
-            "message": "Claim released",
-        })))
+        Ok(super::written("task", &written.task, "Claim released"))
     }
 
     #[tool(

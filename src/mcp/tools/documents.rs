@@ -6,10 +6,12 @@ use serde_json::{Value, json};
 use super::params::tool_args;
 use super::{
     Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
+    written,
 };
 use crate::board::{Action, DocumentType};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
+use crate::store::Id;
 use crate::store::documents::{DocumentChanges, DocumentQuery, NewDocument};
 
 const NOT_FOUND_HINT: &str = "Use find_documents with the project_id to list its documents";
@@ -107,10 +109,7 @@ impl BoardServer {
                         .unwrap_or_default(),
                 };
                 let document = store.create_document(&new).await?;
-                self.changed(Change::Document {
-                    project_id,
-                    document_id: document.id,
-                });
+                self.document_changed(project_id, document.id);
                 Ok(success(
                     json!({ "document": to_json(&document), "document_id": document.id, "message": "Document created" }),
                 ))
@@ -129,27 +128,29 @@ impl BoardServer {
                 };
                 let document = store.update_document(project_id, id, &changes).await?;
                 let document = ToolError::present("document", id, document, NOT_FOUND_HINT)?;
-                self.changed(Change::Document {
-                    project_id,
-                    document_id: id,
-                });
-                Ok(success(
-                    json!({ "document": to_json(&document), "message": "Document updated" }),
-                ))
+                self.document_changed(project_id, id);
+                Ok(written("document", &document, "Document updated"))
             }
             Action::Delete => {
                 let id = validate::id("document_id", args.document_id.as_deref())?;
                 if !store.delete_document(project_id, id).await? {
                     return Err(ToolError::not_found("document", id, NOT_FOUND_HINT));
                 }
-                self.changed(Change::Document {
-                    project_id,
-                    document_id: id,
-                });
+                self.document_changed(project_id, id);
                 Ok(success(
                     json!({ "document_id": id, "message": "Document deleted" }),
                 ))
             }
         }
+    }
+}
+
+impl BoardServer {
+    /// Tells subscribers the document changed.
+    pub(super) fn document_changed(&self, project_id: Id, document_id: Id) {
+        self.changed(Change::Document {
+            project_id,
+            document_id,
+        });
     }
 }

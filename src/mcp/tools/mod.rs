@@ -195,6 +195,11 @@ pub fn success(body: Value) -> Reply {
     Reply(out.to_string())
 }
 
+/// The answer to a write: the row as it now is, under `what`, and what happened in words.
+pub fn written<T: serde::Serialize>(what: &str, row: &T, message: &str) -> Reply {
+    success(json!({ what: to_json(row), "message": message }))
+}
+
 /// [`success`] for an answer written straight to text (lists: no `Value` per row); the same
 /// text as `success` gives for the same fields.
 pub fn success_fields(body: Fields) -> Reply {

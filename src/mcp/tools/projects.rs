@@ -7,12 +7,13 @@ use super::params::tool_args;
 use super::shapes;
 use super::{
     Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
+    written,
 };
 use crate::board::{Action, VersionField};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
 use crate::store::Id;
-use crate::store::projects::{NewProject, ProjectChanges};
+use crate::store::projects::{NewProject, Project, ProjectChanges};
 
 /// What to do about a project id that names no project; every tool that takes one says it.
 pub(super) const PROJECT_HINT: &str = "Use find_projects to list existing projects and their ids";
@@ -145,9 +146,7 @@ impl BoardServer {
                     project = store.get_project(id).await?.unwrap_or(project);
                 }
                 self.changed(Change::Project { project_id: id });
-                Ok(success(
-                    json!({ "project": to_json(&project), "message": "Project updated" }),
-                ))
+                Ok(written("project", &project, "Project updated"))
             }
             Action::Delete => {
                 let id = validate::id("project_id", args.project_id.as_deref())?;
@@ -168,8 +167,7 @@ impl BoardServer {
         Parameters(args): Parameters<ProjectIdArgs>,
     ) -> ToolResult {
         let id = validate::id("project_id", Some(&args.project_id))?;
-        let project = self.store().get_project(id).await?;
-        let project = ToolError::present("project", id, project, PROJECT_HINT)?;
+        let project = self.project(id).await?;
         let count = project.features.0.as_array().map_or(0, Vec::len);
         Ok(success(
             json!({ "project_id": id, "features": project.features, "count": count }),
@@ -178,10 +176,15 @@ impl BoardServer {
 }
 
 impl BoardServer {
+    /// The project with id `id`; not_found when there is none.
+    async fn project(&self, id: Id) -> Result<Project, ToolError> {
+        let project = self.store().get_project(id).await?;
+        ToolError::present("project", id, project, PROJECT_HINT)
+    }
+
     /// Refuses a project id that names no project.
     pub(super) async fn require_project(&self, id: Id) -> Result<(), ToolError> {
-        let project = self.store().get_project(id).await?;
-        ToolError::present("project", id, project, PROJECT_HINT).map(drop)
+        self.project(id).await.map(drop)
     }
 
     async fn set_json_fields(

@@ -176,9 +176,7 @@ impl BoardServer {
                     .await?
                     .map_err(|refusal| refused(refusal, id))?;
                 self.changed_with_dependants(&written.task, &written.unblocked);
-                Ok(success(
-                    json!({ "task": to_json(&written.task), "message": "Task updated" }),
-                ))
+                Ok(super::written("task", &written.task, "Task updated"))
             }
             Action::Delete => {
                 let id = validate::id("task_id", args.task_id.as_deref())?;

@@ -142,10 +142,7 @@ impl BoardServer {
                     .await?
                     .map_err(refused)?;
                 for &document_id in &restored.documents {
-                    self.changed(Change::Document {
-                        project_id,
-                        document_id,
-                    });
+                    self.document_changed(project_id, document_id);
                 }
                 self.changed(Change::Project { project_id });
                 Ok(success(json!({
