@@ -214,7 +214,7 @@ async fn mcp_param_headers_are_checked_against_the_upstream_tool(db: TestDb) -> 
 }
 
 /// The Python SDK's client through the gateway, in `mode` (see tests/gateway/python_client.py).
-async fn python_client(python: &Path, url: &str, mode: &str) -> anyhow::Result<Value> {
+pub(crate) async fn python_client(python: &Path, url: &str, mode: &str) -> anyhow::Result<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gateway/python_client.py");
     let output = tokio::process::Command::new(python)
         .arg(&script)
