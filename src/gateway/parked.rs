@@ -26,7 +26,8 @@ pub const STATE_PREFIX: &str = "steward-gateway.";
 type Slots<T> = Arc<Mutex<HashMap<u64, (String, T)>>>;
 
 pub struct Shelf<T> {
-    codec: RequestStateCodec,
+    /// Boxed: it holds its key material inline, and an upstream holds a shelf.
+    codec: Box<RequestStateCodec>,
     slots: Slots<T>,
     ttl: Duration,
 }
@@ -36,9 +37,9 @@ impl<T: Send + 'static> Shelf<T> {
     pub fn new(ttl: Duration) -> Self {
         Shelf {
             // A fresh key per process: a state outlives neither it nor its call.
-            codec: RequestStateCodec::new_unchecked(
+            codec: Box::new(RequestStateCodec::new_unchecked(
                 rand::random::<[u8; RequestStateCodec::MIN_KEY_LENGTH]>().to_vec(),
-            ),
+            )),
             slots: Arc::default(),
             ttl,
         }
@@ -134,7 +135,7 @@ mod tests {
         let shelf = Shelf::new(Duration::from_millis(20));
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let state = shelf.park("s1", "b", 1_u32, move |item| async move {
-            let _ = sender.send(item);
+            assert!(sender.send(item).is_ok(), "the test waits for it");
         });
         assert_eq!(receiver.await.ok(), Some(1));
         assert!(shelf.take(&state, "s1", "b").is_err());
