@@ -9,7 +9,8 @@ Over HTTP, with STREAM_LOG=FILE set, it appends "GET opened" and "GET closed" to
 client's GET stream opens and closes; with STATELESS=1 it keeps no sessions at all (the SDK's
 stateless_http: every request stands alone, whatever revision it speaks); with HANDSHAKE_ONLY=1
 it answers as a server from before 2026-07-28 does, refusing that revision's requests (HTTP 400),
-so a 2026-07-28 client reaches it through a session Steward holds.
+so a 2026-07-28 client reaches it through a session Steward holds; with DISCOVER_FAILS_ONCE=1
+its first 2026-07-28 request gets HTTP 503.
 """
 
 import asyncio
@@ -197,6 +198,23 @@ def handshake_only(app):
     return older
 
 
+def discover_fails_once(app):
+    """`app`, answering its first 2026-07-28 request (a client's `server/discover`) with HTTP 503,
+    as a server briefly overloaded does."""
+    failed = []
+
+    async def flaky(scope, receive, send):
+        version = dict(scope.get("headers", [])).get(b"mcp-protocol-version")
+        modern = version is not None and version.decode("latin-1") >= "2026"
+        if scope["type"] != "http" or not modern or failed:
+            return await app(scope, receive, send)
+        failed.append(True)
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        await send({"type": "http.response.body", "body": b"overloaded"})
+
+    return flaky
+
+
 async def serve_http(port, wrap):
     import uvicorn
 
@@ -210,6 +228,8 @@ if __name__ == "__main__":
         asyncio.run(serve_http(int(sys.argv[2]), lambda app: logging_get_streams(app, path)))
     elif sys.argv[1] == "http" and os.environ.get("HANDSHAKE_ONLY") == "1":
         asyncio.run(serve_http(int(sys.argv[2]), handshake_only))
+    elif sys.argv[1] == "http" and os.environ.get("DISCOVER_FAILS_ONCE") == "1":
+        asyncio.run(serve_http(int(sys.argv[2]), discover_fails_once))
     elif sys.argv[1] == "http":
         stateless = os.environ.get("STATELESS") == "1"
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]), stateless_http=stateless)
