@@ -152,6 +152,11 @@ async fn a_stateless_client_answers_a_session_era_upstream_through_input_require
         count = abandoned(&api).await?;
     }
     ensure!(count == 1, "abandoned {count}");
+    let metrics = api.get("/metrics").await?.text().await?;
+    ensure!(
+        metrics.contains("steward_upstream_abandoned{upstream=\"py\"} 1"),
+        "{metrics}"
+    );
     let yes = json!({ "action": "accept", "content": { "ok": true } });
     let late = call(
         &client,
