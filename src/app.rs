@@ -294,6 +294,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             reinitialized: upstream.sessions_reinitialized,
             restarts: upstream.restarts,
             undelivered: upstream.undelivered,
+            abandoned: upstream.abandoned,
             breaker_open: upstream.breaker != crate::gateway::breaker::BreakerState::Closed,
             breaker_opened: upstream.breaker_opened,
             short_circuited: upstream.short_circuited,

@@ -78,6 +78,8 @@ pub struct UpstreamGauges<'a> {
     pub short_circuited: u64,
     /// Cancellations and answers to its requests that could not be delivered.
     pub undelivered: u64,
+    /// Calls parked for a 2026-07-28 client's input that it never resumed.
+    pub abandoned: u64,
 }
 
 /// One upstream's state at scrape time: up (1) or not (0), sessions it forgot and Steward
@@ -101,6 +103,8 @@ pub fn record_upstream_state(gauges: &UpstreamGauges<'_>) {
         .set(reinitialized as f64);
     metrics::gauge!("steward_upstream_undelivered", "upstream" => upstream.clone())
         .set(gauges.undelivered as f64);
+    metrics::gauge!("steward_upstream_abandoned", "upstream" => upstream.clone())
+        .set(gauges.abandoned as f64);
     metrics::gauge!("steward_upstream_restarts", "upstream" => upstream).set(restarts as f64);
 }
 

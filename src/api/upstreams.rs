@@ -114,6 +114,8 @@ struct UpstreamView {
     short_circuited: u64,
     /// Cancellations and answers to the upstream's requests this replica could not deliver.
     undelivered: u64,
+    /// Calls parked for a 2026-07-28 client's input that it never resumed (this replica).
+    abandoned: u64,
     timeout_ms: Option<u64>,
     calls: u64,
     errors: u64,
@@ -161,6 +163,7 @@ fn view(
         breaker_opened: live.map_or(0, |l| l.breaker_opened),
         short_circuited: live.map_or(0, |l| l.short_circuited),
         undelivered: live.map_or(0, |l| l.undelivered),
+        abandoned: live.map_or(0, |l| l.abandoned),
         timeout_ms: live.map(|l| l.timeout_ms),
         calls: calls.calls,
         errors: calls.errors,

@@ -12,6 +12,9 @@
 //! (`server/discover`) as 2026-07-28 requests of their own; that is recorded the same way, as
 //! a "session" of that revision without a session id, so it is asked once per client session.
 //!
+//! A 2026-07-28 client cannot be sent the upstream's requests (sampling, elicitation, roots):
+//! the call is parked and the client asked in an `InputRequiredResult` instead ([`bridge`]).
+//!
 //! What the upstream sends while answering (on the request's event stream) goes to that
 //! request's client through its [`Relay`]; what it sends between requests (on the session's
 //! GET stream: resource updates, list changes) goes to the client session that owns the
@@ -20,7 +23,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -36,8 +39,11 @@ use tokio::sync::Mutex as AsyncMutex;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+mod bridge;
+
 use super::answer::{Answer, Envelope};
 use super::error::UpstreamError;
+use super::parked::Shelf;
 use super::relay::{Audience, Relay};
 use super::spec::{Secret, UpstreamName};
 use super::stateless::{self, Stateless};
@@ -52,11 +58,27 @@ use crate::sync::lock;
 /// dropped (they are read back from the database when next used).
 const MAX_HELD: usize = 10_000;
 
+/// How long a 2026-07-28 client's session-era upstream session, opened because the upstream
+/// could not be asked `server/discover` (unreachable, or an HTTP 429/5xx), serves before
+/// Steward asks again; it is recorded only once the upstream answers.
+const REDISCOVER_AFTER: Duration = Duration::from_secs(60);
+
 /// The session a client session holds with this upstream.
 #[derive(Clone, Debug)]
 struct Held {
     id: Option<Arc<str>>,
     row: UpstreamSessionRow,
+    /// When to ask `server/discover` again (see [`REDISCOVER_AFTER`]).
+    rediscover: Option<Instant>,
+}
+
+/// What `server/discover` said of the upstream.
+#[derive(PartialEq)]
+enum Discovery {
+    Speaks,
+    DoesNot,
+    /// It could not be asked (a failure that may pass).
+    Unknown,
 }
 
 /// One request for the upstream, as the client made it.
@@ -65,6 +87,8 @@ struct Call<'a> {
     params: &'a Value,
     relay: Option<&'a Relay>,
     stateless: Option<Stateless<'a>>,
+    /// The client session it belongs to.
+    session: &'a str,
 }
 
 /// Why one exchange failed: the upstream forgot the session (the retryable case), or another reason.
@@ -112,6 +136,8 @@ pub struct HttpUpstream {
     listening: Arc<Mutex<HashMap<Arc<str>, watch::Receiver<bool>>>>,
     /// Cancelled when Steward stops: the GET streams close.
     stop: CancellationToken,
+    /// Calls waiting for a 2026-07-28 client's answers to the upstream's requests.
+    parked: Shelf<bridge::Parked>,
 }
 
 impl HttpUpstream {
@@ -150,7 +176,15 @@ impl HttpUpstream {
             audience,
             listening: Arc::default(),
             stop: CancellationToken::new(),
+            parked: Shelf::new(Duration::from_secs(60)),
         })
+    }
+
+    /// A call parked for a 2026-07-28 client's input is given up after `ttl` (the upstream's
+    /// timeout: the client has as long to answer as the upstream has to answer a call).
+    pub fn parking_for(mut self, ttl: Duration) -> Self {
+        self.parked = Shelf::new(ttl);
+        self
     }
 
     /// Its GET streams close when `stop` is cancelled (Steward stops).
@@ -183,7 +217,11 @@ impl HttpUpstream {
             params: &params,
             relay,
             stateless,
+            session: client_session,
         };
+        if let Some((bridge, state)) = bridge::resumes(self, &call, &held) {
+            return self.resume(bridge, state, &call).await;
+        }
         match self.exchange(&held, &call).await {
             Err(Failure::Expired) => {
                 let held = self.reinitialize(&cell, &held).await?;
@@ -224,7 +262,13 @@ impl HttpUpstream {
     ) -> Result<Arc<Held>, UpstreamError> {
         let mut slot = cell.lock().await;
         if let Some(held) = slot.as_ref() {
-            return Ok(held.clone());
+            let due = stateless && held.rediscover.is_some_and(|at| at <= Instant::now());
+            if !due {
+                return Ok(held.clone());
+            }
+            let held = Arc::new(self.rediscover(held).await);
+            *slot = Some(held.clone());
+            return Ok(held);
         }
         let recorded = match self
             .store
@@ -241,6 +285,7 @@ impl HttpUpstream {
             Some(row) => Held {
                 id: row.upstream_session_id.as_deref().map(Arc::from),
                 row,
+                rediscover: None,
             },
             None => {
                 let now = Utc::now();
@@ -255,12 +300,26 @@ impl HttpUpstream {
                     created_at: now,
                     updated_at: now,
                 };
-                let id = match stateless && self.discover(&mut row).await {
-                    true => None,
-                    false => self.initialize(&mut row).await?,
+                let discovery = match stateless {
+                    true => self.discover(&mut row).await,
+                    false => Discovery::DoesNot,
                 };
-                self.record(&row).await;
-                Held { id, row }
+                let id = match discovery {
+                    Discovery::Speaks => None,
+                    _ => self.initialize(&mut row).await?,
+                };
+                let rediscover = match discovery {
+                    Discovery::Unknown => Some(Instant::now() + REDISCOVER_AFTER),
+                    _ => {
+                        self.record(&row).await;
+                        None
+                    }
+                };
+                Held {
+                    id,
+                    row,
+                    rediscover,
+                }
             }
         };
         let held = Arc::new(held);
@@ -279,12 +338,48 @@ impl HttpUpstream {
         let id = self.initialize(&mut row).await?;
         row.reinitialized = row.reinitialized.saturating_add(1);
         row.updated_at = Utc::now();
-        self.record(&row).await;
+        if failed.rediscover.is_none() {
+            self.record(&row).await;
+        }
         UpstreamStatus::count(&self.status.reinitialized);
         tracing::info!(upstream = %self.name, session = %row.session_id, "the upstream forgot the session (it restarted?): initialized it again");
-        let held = Arc::new(Held { id, row });
+        let rediscover = failed.rediscover;
+        let held = Arc::new(Held {
+            id,
+            row,
+            rediscover,
+        });
         *slot = Some(held.clone());
         Ok(held)
+    }
+
+    /// Asks `server/discover` again for a session opened when it could not be asked: a
+    /// 2026-07-28 "session" replaces it if the upstream now offers that revision; the session
+    /// is recorded as it is if it does not; asked again later if it still cannot be asked.
+    async fn rediscover(&self, held: &Held) -> Held {
+        let mut row = held.row.clone();
+        match self.discover(&mut row).await {
+            Discovery::Speaks => {
+                row.updated_at = Utc::now();
+                self.record(&row).await;
+                Held {
+                    id: None,
+                    row,
+                    rediscover: None,
+                }
+            }
+            Discovery::DoesNot => {
+                self.record(&held.row).await;
+                Held {
+                    rediscover: None,
+                    ..held.clone()
+                }
+            }
+            Discovery::Unknown => Held {
+                rediscover: Some(Instant::now() + REDISCOVER_AFTER),
+                ..held.clone()
+            },
+        }
     }
 
     /// The session works without its record; a later Steward would open a new one.
@@ -332,19 +427,24 @@ impl HttpUpstream {
 
     /// Asks the upstream whether it speaks 2026-07-28 (`server/discover`); if it does, fills
     /// in `row` as a 2026-07-28 "session": that revision, the capabilities it announced and
-    /// no session id. False (logged) when it does not, or did not answer: Steward then opens a
-    /// session-era session with it.
-    async fn discover(&self, row: &mut UpstreamSessionRow) -> bool {
+    /// no session id. When it does not, or could not be asked, Steward opens a session-era
+    /// session with it.
+    async fn discover(&self, row: &mut UpstreamSessionRow) -> Discovery {
         match self.ask_discover(row).await {
             Ok(capabilities) => {
                 row.protocol_version = STATELESS_REVISION.to_string();
                 row.capabilities = Json(capabilities);
                 row.upstream_session_id = None;
-                true
+                Discovery::Speaks
+            }
+            // Not reached, or an HTTP 429/5xx: it said nothing of what it speaks.
+            Err(error @ UpstreamError::Unreachable(_)) => {
+                tracing::info!(upstream = %self.name, %error, "cannot ask the upstream server/discover; a session-era session serves the 2026-07-28 client for now, and Steward asks again later");
+                Discovery::Unknown
             }
             Err(error) => {
                 tracing::debug!(upstream = %self.name, %error, "the upstream does not speak 2026-07-28; Steward holds a session with it for 2026-07-28 clients");
-                false
+                Discovery::DoesNot
             }
         }
     }
@@ -366,9 +466,10 @@ impl HttpUpstream {
         let probe = Held {
             id: None,
             row: row.clone(),
+            rediscover: None,
         };
         let mut result: Value = self
-            .answer(response, id, &probe, None)
+            .answer(response, id, &Arc::new(probe), None, None)
             .await?
             .parse(method)?;
         let offers = result["supportedVersions"]
@@ -421,7 +522,7 @@ impl HttpUpstream {
             .await;
         let outcome = match response {
             Ok(response) => self
-                .answer(response, id, held, relay)
+                .answer(response, id, held, relay, bridge::of(self, call).as_ref())
                 .await
                 .map_err(Failure::from),
             Err(failure) => Err(failure),
@@ -526,8 +627,9 @@ impl HttpUpstream {
         &self,
         response: StreamableHttpPostResponse,
         id: i64,
-        held: &Held,
+        held: &Arc<Held>,
         relay: Option<&Relay>,
+        bridge: Option<&bridge::Bridge<'_>>,
     ) -> Result<Answer, UpstreamError> {
         let mut stream = match response {
             StreamableHttpPostResponse::Json(message, _) => {
@@ -565,6 +667,15 @@ impl HttpUpstream {
                 continue;
             }
             let message: Value = serde_json::from_str(&data).map_err(not_json)?;
+            let asks = message.get("id").is_some() && message.get("method").is_some();
+            if let (true, Some(bridge), Some(relay)) = (asks, bridge, relay) {
+                if let Some(asked) = self.input_request(message, relay, held).await {
+                    let response = StreamableHttpPostResponse::Sse(stream, None);
+                    let parked = bridge::Parked::new(response, id, held, asked);
+                    return Ok(self.park(parked, bridge));
+                }
+                continue;
+            }
             match (message.get("id"), message.get("method"), relay) {
                 (Some(_), Some(_), Some(relay)) => {
                     let reply = relay.ask(&self.name, message).await;
@@ -594,19 +705,10 @@ impl Endpoint {
     ) -> Result<StreamableHttpPostResponse, Failure> {
         let message: ClientJsonRpcMessage = serde_json::from_value(message)
             .map_err(|e| UpstreamError::Protocol(format!("cannot encode the request: {e}")))?;
-        self.send(message, session, version).await
-    }
-
-    async fn send(
-        &self,
-        message: ClientJsonRpcMessage,
-        session: Option<Arc<str>>,
-        version: Option<&str>,
-    ) -> Result<StreamableHttpPostResponse, Failure> {
         self.send_with(message, session, version, Vec::new()).await
     }
 
-    /// [`Endpoint::send`] with `extra` headers (a 2026-07-28 request's own).
+    /// `message` in `session`, with `extra` headers (a 2026-07-28 request's own).
     async fn send_with(
         &self,
         message: ClientJsonRpcMessage,
@@ -745,6 +847,7 @@ mod tests {
                 created_at: now,
                 updated_at: now,
             },
+            rediscover: None,
         };
         endpoint
             .cancel(7, &held, "the client cancelled the request")

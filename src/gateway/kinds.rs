@@ -39,11 +39,12 @@ pub trait Listing: DeserializeOwned + Send + Sized {
     /// leaves it out.
     fn adopt(item: &mut Self::Item, upstream: &UpstreamSpec) -> bool;
     /// Keeps what a later request needs of the upstream's items, under their names there
-    /// (a tool's input schema: see [`Tools`]).
-    fn remember(_items: &[Self::Item], _tools: &Tools) {}
+    /// (a tool's input schema: see [`Tools`]); a `first` page replaces what was kept.
+    fn remember(_items: &[Self::Item], _tools: &Tools, _first: bool) {}
 }
 
-/// The upstream's tools as its latest `tools/list` described them, by its own names: their
+/// The upstream's tools as its latest `tools/list` described them (a tool it no longer lists
+/// is forgotten when the list is read again from its first page), by its own names: their
 /// input schemas say which arguments travel as `Mcp-Param-*` headers (SEP-2243), which
 /// Steward checks on the client's request as it checks its own tools'.
 #[derive(Default)]
@@ -54,8 +55,11 @@ impl Tools {
         crate::sync::lock(&self.0).get(local).cloned()
     }
 
-    fn keep(&self, tools: &[Tool]) {
+    fn keep(&self, tools: &[Tool], first: bool) {
         let mut known = crate::sync::lock(&self.0);
+        if first {
+            known.clear();
+        }
         for tool in tools {
             known.insert(tool.name.to_string(), tool.clone());
         }
@@ -146,8 +150,8 @@ macro_rules! listing {
                 peer.$ask(Some(params))
             }
             fn adopt($it: &mut $item, $up: &UpstreamSpec) -> bool $adopt
-            $(fn remember(items: &[$item], tools: &Tools) {
-                $remember(items, tools)
+            $(fn remember(items: &[$item], tools: &Tools, first: bool) {
+                $remember(items, tools, first)
             })?
         }
     };
@@ -164,7 +168,7 @@ listing!(
         tool.name = prefixed(upstream, &tool.name).into();
         offered
     },
-    |items: &[Tool], tools: &Tools| tools.keep(items)
+    |items: &[Tool], tools: &Tools, first| tools.keep(items, first)
 );
 listing!(
     ListPromptsResult,
@@ -299,6 +303,24 @@ mod tests {
         assert_eq!(uri, "upstream://docs/file:///srv/a b.txt");
         assert_eq!(split_uri(&uri), Some(("docs", "file:///srv/a b.txt")));
         assert_eq!(split_uri("steward://projects"), None);
+    }
+
+    #[test]
+    fn a_tool_the_upstream_no_longer_lists_is_forgotten() {
+        let tool = |name: &str| -> Tool {
+            serde_json::from_value(
+                serde_json::json!({ "name": name, "inputSchema": { "type": "object" } }),
+            )
+            .expect("a tool")
+        };
+        let tools = Tools::default();
+        tools.keep(&[tool("a"), tool("b")], true);
+        tools.keep(&[tool("c")], false);
+        assert!(tools.get("a").is_some() && tools.get("c").is_some());
+        // Listed again from the first page, without `a`.
+        tools.keep(&[tool("b")], true);
+        assert!(tools.get("a").is_none() && tools.get("c").is_none());
+        assert!(tools.get("b").is_some());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod error;
 pub mod http;
 pub mod kinds;
 mod pages;
+pub mod parked;
 pub mod relay;
 pub mod spec;
 pub mod stateless;
@@ -126,7 +127,8 @@ impl Gateway {
                         status.clone(),
                         audience.clone(),
                     )?
-                    .closing_on(stop.clone()),
+                    .closing_on(stop.clone())
+                    .parking_for(spec.timeout),
                 ),
                 Target::Stdio { command, args, env } => Link::Stdio(StdioUpstream::start(
                     Launch {
@@ -366,9 +368,10 @@ impl Upstream {
         caller: Caller<'_>,
         cursor: Option<String>,
     ) -> Result<(Vec<L::Item>, Option<String>), UpstreamError> {
+        let first = cursor.is_none();
         let page: L = self.timed(self.ask_list(caller, cursor)).await?;
         let (mut items, next) = page.into_page();
-        L::remember(&items, &self.tools);
+        L::remember(&items, &self.tools, first);
         items.retain_mut(|item| L::adopt(item, &self.spec));
         Ok((items, next))
     }
@@ -442,6 +445,7 @@ impl Upstream {
             sessions_reinitialized: UpstreamStatus::read(&self.status.reinitialized),
             restarts: UpstreamStatus::read(&self.status.restarts),
             undelivered: UpstreamStatus::read(&self.status.undelivered),
+            abandoned: UpstreamStatus::read(&self.status.abandoned),
             breaker,
             breaker_opened,
             short_circuited,

@@ -9,9 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rmcp::model::{
-    ClientCapabilities, ErrorCode, ProgressToken, ServerJsonRpcMessage, ServerRequest,
-};
+use rmcp::model::{ClientCapabilities, ErrorCode, ProgressToken, ServerJsonRpcMessage};
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServiceError};
 use serde_json::{Value, json};
@@ -84,6 +82,52 @@ impl Relay {
         }
     }
 
+    /// Whether the client declared (at `initialize`, or in a 2026-07-28 request's `_meta`)
+    /// the capability the upstream's `method` needs; `None` for a request Steward does not
+    /// relay.
+    fn declares(&self, method: &str) -> Option<bool> {
+        let capabilities = &self.capabilities;
+        match method {
+            "sampling/createMessage" => Some(capabilities.sampling.is_some()),
+            "elicitation/create" => Some(capabilities.elicitation.is_some()),
+            "roots/list" => Some(capabilities.roots.is_some()),
+            "ping" => Some(true),
+            _ => None,
+        }
+    }
+
+    fn refusal(&self, method: &str) -> ErrorData {
+        match self.declares(method) {
+            None => ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("Steward's gateway does not relay {method} to its clients"),
+                None,
+            ),
+            Some(_) => ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!(
+                    "the client did not declare the capability {method} needs when it initialized its session with Steward (or in its request's _meta), so Steward does not ask it"
+                ),
+                None,
+            ),
+        }
+    }
+
+    /// For a client Steward cannot send a request to (2026-07-28, no session): the reply the
+    /// upstream gets from Steward itself (a ping, or a request the client could not answer),
+    /// or `None` when the request goes to the client in an `InputRequiredResult`.
+    pub fn answer_here(&self, request: &Value) -> Option<Value> {
+        let method = method(request);
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        match self.declares(method) {
+            Some(true) if method == "ping" => {
+                Some(json!({"jsonrpc": "2.0", "id": id, "result": {}}))
+            }
+            Some(true) => None,
+            _ => Some(json!({"jsonrpc": "2.0", "id": id, "error": self.refusal(method)})),
+        }
+    }
+
     async fn ask_client(
         &self,
         upstream: &UpstreamName,
@@ -100,22 +144,8 @@ impl Relay {
                 ));
             }
         };
-        let capabilities = &self.capabilities;
-        let declared = match &request {
-            ServerRequest::CreateMessageRequest(_) => capabilities.sampling.is_some(),
-            ServerRequest::ElicitRequest(_) => capabilities.elicitation.is_some(),
-            ServerRequest::ListRootsRequest(_) => capabilities.roots.is_some(),
-            ServerRequest::PingRequest(_) => true,
-            _ => false,
-        };
-        if !declared {
-            return Err(ErrorData::new(
-                ErrorCode::METHOD_NOT_FOUND,
-                format!(
-                    "the client did not declare the capability {method} needs when it initialized its session with Steward, so Steward does not ask it"
-                ),
-                None,
-            ));
+        if self.declares(&method) != Some(true) {
+            return Err(self.refusal(&method));
         }
         tracing::debug!(%upstream, method, "relaying the upstream's request to the client");
         let result = self

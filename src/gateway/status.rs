@@ -31,6 +31,8 @@ pub struct UpstreamStatus {
     /// Messages to the upstream that nobody waits on (a cancellation, the client's answer to
     /// the upstream's request) that could not be delivered.
     pub undelivered: AtomicU64,
+    /// Calls parked for a 2026-07-28 client's input that it never resumed.
+    pub abandoned: AtomicU64,
 }
 
 /// One upstream in `/health`.
@@ -48,6 +50,9 @@ pub struct UpstreamReport {
     pub restarts: u64,
     /// Cancellations and answers to the upstream's requests that could not be delivered.
     pub undelivered: u64,
+    /// Calls parked for a 2026-07-28 client's input (sampling, elicitation, roots the
+    /// upstream asked for) that the client never resumed; each was cancelled upstream.
+    pub abandoned: u64,
     /// `closed`, `open` (calls fail at once) or `half_open` (the next call is a probe).
     pub breaker: BreakerState,
     /// Times the breaker opened.

@@ -7,7 +7,10 @@ upstream that tests/integration/gateway.rs puts behind Steward.
 
 Over HTTP, with STREAM_LOG=FILE set, it appends "GET opened" and "GET closed" to FILE as a
 client's GET stream opens and closes; with STATELESS=1 it keeps no sessions at all (the SDK's
-stateless_http: every request stands alone, whatever revision it speaks).
+stateless_http: every request stands alone, whatever revision it speaks); with HANDSHAKE_ONLY=1
+it answers as a server from before 2026-07-28 does, refusing that revision's requests (HTTP 400),
+so a 2026-07-28 client reaches it through a session Steward holds; with DISCOVER_FAILS_ONCE=1
+its first 2026-07-28 request gets HTTP 503.
 """
 
 import asyncio
@@ -100,6 +103,20 @@ async def ask_name(ctx: Context) -> str:
     return f"hello {answer.data.name}"
 
 
+class Confirmation(BaseModel):
+    ok: bool
+
+
+@server.tool(description="Asks the user to confirm (elicitation), remembering if it was cancelled first.")
+async def confirm(ctx: Context) -> str:
+    try:
+        answer = await ctx.elicit("Go ahead?", Confirmation)
+    except BaseException:
+        cancelled.append(str(ctx.request_id))
+        raise
+    return f"confirmed={answer.action == 'accept' and answer.data.ok}"
+
+
 @server.tool(description="Lists the client's roots.")
 async def roots(ctx: Context) -> str:
     listed = await ctx.session.list_roots()
@@ -164,16 +181,55 @@ def logging_get_streams(app, path):
     return logged
 
 
-async def serve_http_logging_streams(port, path):
+def handshake_only(app):
+    """`app` as a server from before 2026-07-28 answers a request of a later revision (its
+    `server/discover` among them): HTTP 400, unsupported protocol version."""
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+    async def older(scope, receive, send):
+        version = dict(scope.get("headers", [])).get(b"mcp-protocol-version")
+        later = version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS
+        if scope["type"] != "http" or not later:
+            return await app(scope, receive, send)
+        body = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Bad Request: Unsupported protocol version"}}'
+        await send({"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    return older
+
+
+def discover_fails_once(app):
+    """`app`, answering its first 2026-07-28 request (a client's `server/discover`) with HTTP 503,
+    as a server briefly overloaded does."""
+    failed = []
+
+    async def flaky(scope, receive, send):
+        version = dict(scope.get("headers", [])).get(b"mcp-protocol-version")
+        modern = version is not None and version.decode("latin-1") >= "2026"
+        if scope["type"] != "http" or not modern or failed:
+            return await app(scope, receive, send)
+        failed.append(True)
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        await send({"type": "http.response.body", "body": b"overloaded"})
+
+    return flaky
+
+
+async def serve_http(port, wrap):
     import uvicorn
 
-    app = logging_get_streams(server.streamable_http_app(host="127.0.0.1"), path)
+    app = wrap(server.streamable_http_app(host="127.0.0.1"))
     await uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port)).serve()
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "http" and os.environ.get("STREAM_LOG"):
-        asyncio.run(serve_http_logging_streams(int(sys.argv[2]), os.environ["STREAM_LOG"]))
+        path = os.environ["STREAM_LOG"]
+        asyncio.run(serve_http(int(sys.argv[2]), lambda app: logging_get_streams(app, path)))
+    elif sys.argv[1] == "http" and os.environ.get("HANDSHAKE_ONLY") == "1":
+        asyncio.run(serve_http(int(sys.argv[2]), handshake_only))
+    elif sys.argv[1] == "http" and os.environ.get("DISCOVER_FAILS_ONCE") == "1":
+        asyncio.run(serve_http(int(sys.argv[2]), discover_fails_once))
     elif sys.argv[1] == "http":
         stateless = os.environ.get("STATELESS") == "1"
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]), stateless_http=stateless)

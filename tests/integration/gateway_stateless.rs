@@ -23,6 +23,7 @@ test_on_each_backend!(
     input_required_results_pass_through_unchanged,
     mcp_param_headers_are_checked_against_the_upstream_tool,
     python_clients_of_either_era_through_python_upstreams_of_either_kind,
+    a_server_discover_that_could_not_be_asked_is_not_recorded,
 );
 
 const REVISION: &str = "2026-07-28";
@@ -214,7 +215,7 @@ async fn mcp_param_headers_are_checked_against_the_upstream_tool(db: TestDb) -> 
 }
 
 /// The Python SDK's client through the gateway, in `mode` (see tests/gateway/python_client.py).
-async fn python_client(python: &Path, url: &str, mode: &str) -> anyhow::Result<Value> {
+pub(crate) async fn python_client(python: &Path, url: &str, mode: &str) -> anyhow::Result<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gateway/python_client.py");
     let output = tokio::process::Command::new(python)
         .arg(&script)
@@ -299,5 +300,52 @@ async fn python_clients_of_either_era_through_python_upstreams_of_either_kind(
         server.stop().await;
         drop(upstream);
     }
+    Ok(())
+}
+
+/// `server/discover` answered HTTP 503 (it could not be asked; the next one succeeds): the
+/// 2026-07-28 client's call is served through a session-era session, which is not recorded,
+/// so the logical session is not pinned to it (Steward asks again later).
+async fn a_server_discover_that_could_not_be_asked_is_not_recorded(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    let env: &[(&str, &Path)] = &[("DISCOVER_FAILS_ONCE", Path::new("1"))];
+    let upstream = PythonUpstream::start_with(&python, free_port()?, env).await?;
+    let flag = format!("py={}", upstream.url());
+    let server = TestServer::start_with(&db, &["--upstream", &flag]).await?;
+    let client = Client::new(&server.mcp_url());
+    let add = json!({ "name": "py__add", "arguments": { "a": 2, "b": 3 } });
+    let added = stateless(&client, 1, "tools/call", add, &[]).await?;
+    ensure!(
+        added.result()?["content"][0]["text"] == "5",
+        "{}",
+        added.text
+    );
+    // The logical session's own row is written in the background; the upstream session's
+    // would have been written before the call was answered.
+    let store = common::open_store(&db).await?;
+    let filter = SessionFilter {
+        kind: Some("logical".into()),
+        ..SessionFilter::default()
+    };
+    let mut sessions = Vec::new();
+    for _ in 0..100 {
+        (sessions, _) = store.list_sessions(&filter, 10, 0).await?;
+        if !sessions.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let session = sessions.first().context("no logical session")?;
+    let recorded = store
+        .get_upstream_session(&session.session_id, "py")
+        .await?;
+    store.close().await;
+    ensure!(recorded.is_none(), "pinned: {recorded:?}");
+    server.stop().await;
+    drop(upstream);
     Ok(())
 }

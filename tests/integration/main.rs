@@ -19,6 +19,7 @@ mod dashboard;
 mod first_hour;
 mod gateway;
 mod gateway_breaker;
+mod gateway_bridge;
 mod gateway_lists;
 mod gateway_relay;
 mod gateway_restarts;

@@ -1,0 +1,227 @@
+//! A 2026-07-28 client without a session, in front of a session-era upstream (the official
+//! Python SDK server refusing 2026-07-28 requests, as one from before that revision does) that asks for elicitation or sampling while serving a call: that revision
+//! has no requests from server to client, so Steward answers the client with an
+//! `InputRequiredResult` carrying the upstream's request and a `requestState` of its own, and
+//! the client's retry with its answer and that state gets the upstream's final result. A state
+//! from another session, a changed one, or one already used is refused saying so; a call the
+//! client never resumes is given up (the upstream is told to stop; `/health` counts it).
+
+use crate::common;
+use crate::gateway::{PythonUpstream, free_port, python};
+use crate::gateway_stateless::python_client;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use common::raw::{self, Client, Reply};
+use common::{TestDb, TestServer, test_on_each_backend};
+use serde_json::{Value, json};
+
+test_on_each_backend!(a_stateless_client_answers_a_session_era_upstream_through_input_required);
+
+const REVISION: &str = "2026-07-28";
+
+/// A 2026-07-28 `tools/call` without a session from the client named `client` (each name is
+/// a logical session of its own), declaring sampling and elicitation.
+async fn call(client: &Client, name: &str, id: u64, mut params: Value) -> anyhow::Result<Reply> {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": REVISION,
+        "io.modelcontextprotocol/clientCapabilities": { "elicitation": {}, "sampling": {} },
+        "io.modelcontextprotocol/clientInfo": { "name": name, "version": "1.0" },
+    });
+    let tool = params["name"].as_str().unwrap_or_default().to_string();
+    let body = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params });
+    let headers = [
+        ("mcp-protocol-version", REVISION),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", tool.as_str()),
+    ];
+    client.post_with(body.to_string(), None, &headers).await
+}
+
+/// The one request an `InputRequiredResult` asks (its key), checked to be `method`, and the
+/// state to send back.
+fn asked(reply: &Reply, method: &str) -> anyhow::Result<(String, String)> {
+    let result = reply.result()?;
+    ensure!(result["resultType"] == "input_required", "{}", reply.text);
+    let requests = result["inputRequests"]
+        .as_object()
+        .context("no inputRequests")?;
+    ensure!(requests.len() == 1, "{}", reply.text);
+    let (key, request) = requests.iter().next().context("no request")?;
+    ensure!(request["method"] == method, "{}", reply.text);
+    let state = result["requestState"].as_str().context("no requestState")?;
+    Ok((key.clone(), state.to_string()))
+}
+
+fn retry(tool: &str, arguments: Value, key: &str, answer: Value, state: &str) -> Value {
+    json!({ "name": tool, "arguments": arguments, "inputResponses": { key: answer }, "requestState": state })
+}
+
+fn text(reply: &Reply) -> anyhow::Result<&str> {
+    reply.result()?["content"][0]["text"]
+        .as_str()
+        .with_context(|| format!("no text: {}", reply.text))
+}
+
+async fn abandoned(api: &Client) -> anyhow::Result<u64> {
+    let (_, health) = api.get_json("/health").await?;
+    let upstream = health["upstreams"]
+        .as_array()
+        .and_then(|list| list.iter().find(|u| u["name"] == "py"))
+        .with_context(|| format!("no upstream py in /health: {health}"))?;
+    upstream["abandoned"]
+        .as_u64()
+        .with_context(|| format!("no abandoned count: {upstream}"))
+}
+
+async fn a_stateless_client_answers_a_session_era_upstream_through_input_required(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    let env: &[(&str, &Path)] = &[("HANDSHAKE_ONLY", Path::new("1"))];
+    let upstream = PythonUpstream::start_with(&python, free_port()?, env).await?;
+    let flag = format!("py={}", upstream.url());
+    // The upstream's timeout is also how long a parked call waits for the client's answer.
+    let args = ["--upstream", &flag, "--upstream-timeout", "6s"];
+    let server = TestServer::start_with(&db, &args).await?;
+    let client = Client::new(&server.mcp_url());
+    let api = Client::new(&server.base_url);
+
+    // Elicitation: asked, answered, the upstream's result.
+    let ask = json!({ "name": "py__ask_name", "arguments": {} });
+    let (key, state) = asked(&call(&client, "alice", 1, ask).await?, "elicitation/create")?;
+    let ada = json!({ "action": "accept", "content": { "name": "Ada" } });
+    let answer = retry("py__ask_name", json!({}), &key, ada, &state);
+    // Another session cannot answer it, and that does not spend it.
+    let stranger = call(&client, "mallory", 2, answer.clone()).await?;
+    ensure!(
+        stranger.error_message().contains("another session"),
+        "{}",
+        stranger.text
+    );
+    let done = call(&client, "alice", 3, answer.clone()).await?;
+    ensure!(text(&done)? == "hello Ada", "{}", done.text);
+    // A state is used once; a changed one is not Steward's.
+    let again = call(&client, "alice", 4, answer).await?;
+    ensure!(
+        again.error_message().contains("no longer holds"),
+        "{}",
+        again.text
+    );
+    let changed = format!("{state}x");
+    let forged = retry("py__ask_name", json!({}), &key, json!({}), &changed);
+    let forged = call(&client, "alice", 5, forged).await?;
+    ensure!(
+        forged.error_message().contains("not one Steward issued"),
+        "{}",
+        forged.text
+    );
+
+    // Sampling, the same way.
+    let question = json!({ "question": "?" });
+    let sample = json!({ "name": "py__sample", "arguments": question });
+    let reply = call(&client, "alice", 6, sample).await?;
+    let (key, state) = asked(&reply, "sampling/createMessage")?;
+    let said = json!({ "role": "assistant", "model": "m",
+        "content": { "type": "text", "text": "forty-two" } });
+    let done = call(
+        &client,
+        "alice",
+        7,
+        retry("py__sample", question, &key, said, &state),
+    )
+    .await?;
+    ensure!(text(&done)? == "model said: forty-two", "{}", done.text);
+
+    // Never resumed: given up after the upstream's timeout, and the upstream told to stop.
+    let confirm = json!({ "name": "py__confirm", "arguments": {} });
+    let (key, state) = asked(
+        &call(&client, "alice", 8, confirm).await?,
+        "elicitation/create",
+    )?;
+    let mut count = abandoned(&api).await?;
+    for _ in 0..300 {
+        if count >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        count = abandoned(&api).await?;
+    }
+    ensure!(count == 1, "abandoned {count}");
+    let metrics = api.get("/metrics").await?.text().await?;
+    ensure!(
+        metrics.contains("steward_upstream_abandoned{upstream=\"py\"} 1"),
+        "{metrics}"
+    );
+    let yes = json!({ "action": "accept", "content": { "ok": true } });
+    let late = call(
+        &client,
+        "alice",
+        9,
+        retry("py__confirm", json!({}), &key, yes, &state),
+    )
+    .await?;
+    ensure!(
+        late.error_message().contains("no longer holds"),
+        "{}",
+        late.text
+    );
+    let seen = json!({ "name": "py__seen", "arguments": {} });
+    let mut upstream_saw = String::new();
+    for id in 10..60 {
+        upstream_saw = text(&call(&client, "alice", id, seen.clone()).await?)?.to_string();
+        if !upstream_saw.starts_with("cancelled= ") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(
+        upstream_saw.starts_with("cancelled=") && !upstream_saw.starts_with("cancelled= "),
+        "the upstream was not told to stop: {upstream_saw}"
+    );
+
+    // The ledger: one row per client message, naming the upstream; refused states are errors.
+    raw::ledger_row(&api, "tool=py__ask_name", |r| r["jsonrpc_id"] == "5").await?;
+    let (_, rows) = api
+        .get_json("/api/requests?per_page=1000&tool=py__ask_name")
+        .await?;
+    let rows = rows["requests"].as_array().context("no rows")?.clone();
+    let status = |id: &str| {
+        rows.iter()
+            .find(|r| r["jsonrpc_id"] == id)
+            .map(|r| r["status"].as_str().unwrap_or_default().to_string())
+    };
+    ensure!(rows.len() == 5, "{rows:?}");
+    ensure!(
+        rows.iter()
+            .all(|r| r["upstream"] == "py" && r["upstream_tool"] == "ask_name"),
+        "{rows:?}"
+    );
+    for (id, expected) in [
+        ("1", "success"),
+        ("2", "error"),
+        ("3", "success"),
+        ("4", "error"),
+    ] {
+        ensure!(
+            status(id).as_deref() == Some(expected),
+            "row {id}: {rows:?}"
+        );
+    }
+
+    // A real 2026-07-28 client: the Python SDK in auto mode answers through its callbacks.
+    let answer = python_client(&python, &server.mcp_url(), "ask").await?;
+    ensure!(
+        answer["protocol_version"] == REVISION
+            && answer["ask_name"] == "hello Ada"
+            && answer["sample"] == "model said: forty-two",
+        "{answer}"
+    );
+    server.stop().await;
+    drop(upstream);
+    Ok(())
+}
