@@ -647,8 +647,7 @@ mod tests {
     /// `status` check as comparisons). The ledger's INSERT builds no temporary table, and a row
     /// whose status is none of the five is still refused.
     #[tokio::test]
-    async fn sqlite_ledger_insert_checks_its_row_without_a_temporary_table() -> anyhow::Result<()>
-    {
+    async fn sqlite_ledger_insert_checks_its_row_without_a_temporary_table() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let url = crate::store::DatabaseUrl::parse(&format!(
             "sqlite://{}",
@@ -676,7 +675,7 @@ mod tests {
             timestamp: Utc::now(),
             ..LedgerRow::default()
         };
-        assert_eq!(store.insert_new_requests(&[row.clone()]).await?, 1);
+        assert_eq!(store.insert_new_requests(&[row]).await?, 1);
         let bogus = "INSERT INTO mcp_requests (request_id, method, status, duration_ms, duration_us, timestamp) \
                      VALUES ('x', 'tools/call', 'succeeded', 0, 0, '2026-12-04T00:00:00Z')";
         let refused = sqlx::query(bogus).execute(pool).await;
