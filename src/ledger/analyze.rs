@@ -149,9 +149,13 @@ fn text(raw: Option<&RawValue>) -> Option<String> {
 }
 
 /// Analyses one observation. Pricing is applied later by the writer (it needs the session's
-/// client type).
-pub fn analyze(obs: &Observation) -> LedgerRow {
-    use crate::protocol::cut_client_text;
+/// client type). Takes the observation: its session id, protocol version and upstream hop move
+/// into the row instead of being copied.
+pub fn analyze(mut obs: Observation) -> LedgerRow {
+    let session_id = obs.session_id.take();
+    let protocol_version = obs.protocol_version.take();
+    let upstream = obs.upstream.take();
+    let obs = &obs;
     let (request, method, params) = match obs.stream_get {
         Some(get) => (
             Message::default(),
@@ -189,10 +193,10 @@ pub fn analyze(obs: &Observation) -> LedgerRow {
 
     let mut row = LedgerRow {
         request_id: obs.request_id,
-        session_id: obs.session_id.clone(),
-        jsonrpc_id: id.map(|id| cut_client_text(&id_text(id)).into_owned()),
-        method: cut_client_text(&method).into_owned(),
-        tool_name: tool_name.map(|name| cut_client_text(&name).into_owned()),
+        session_id,
+        jsonrpc_id: id.map(|id| cut_client(id_text(id))),
+        method: cut_client(method),
+        tool_name: tool_name.map(cut_client),
         status,
         error_code,
         error_message,
@@ -204,15 +208,24 @@ pub fn analyze(obs: &Observation) -> LedgerRow {
         total_tokens: Some(to_i32(args_tokens.saturating_add(result_tokens))),
         estimated_cost_usd: None,
         pricing_model: None,
-        tokenizer: Some(tokens::TOKENIZER.to_string()),
+        tokenizer: Some(Cow::Borrowed(tokens::TOKENIZER)),
         sanitized: false,
         timestamp: obs.timestamp,
-        upstream: obs.upstream.clone(),
+        upstream,
         subject: obs.subject,
-        trace: trace_context(obs, &params),
+        trace: trace_context(protocol_version, &params),
     };
     row.sanitize();
     row
+}
+
+/// `text` cut as [`crate::protocol::cut_client_text`] cuts client text, kept (not copied) when
+/// it is short enough, as it nearly always is.
+fn cut_client(text: String) -> String {
+    match crate::protocol::cut_client_text(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(cut) => cut,
+    }
 }
 
 /// What a reply says, as a row records it.
@@ -433,15 +446,12 @@ fn read_request(body: &[u8]) -> (Message<'_>, String) {
 
 /// The protocol revision (the request's header, or what an initialize asks for) and the W3C
 /// trace context a client may send in `params._meta` (as OpenTelemetry's MCP conventions say).
-fn trace_context(obs: &Observation, params: &Params) -> TraceContext {
+fn trace_context(header: Option<String>, params: &Params) -> TraceContext {
     // Real values are short; a huge one is not worth carrying to the exporter.
     let short = |raw: Option<&RawValue>| text(raw).filter(|s| s.len() <= 512);
     let meta: Meta = read(params.meta);
     TraceContext {
-        protocol_version: obs
-            .protocol_version
-            .clone()
-            .or_else(|| short(params.protocol_version)),
+        protocol_version: header.or_else(|| short(params.protocol_version)),
         traceparent: short(meta.traceparent),
         tracestate: short(meta.tracestate),
     }
@@ -657,7 +667,7 @@ mod tests {
     #[test]
     fn a_tool_success_in_sse() {
         let sse = "data: \nid: 0\nretry: 3000\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"{\\\"success\\\":true}\"}],\"isError\":false}}\nid: 1\n\n";
-        let row = analyze(&observe(CALL, 200, sse));
+        let row = analyze(observe(CALL, 200, sse));
         assert_eq!(row.status, Status::Success);
         assert_eq!(row.method, "tools/call");
         assert_eq!(row.tool_name.as_deref(), Some("find_tasks"));
@@ -669,7 +679,7 @@ mod tests {
     #[test]
     fn a_failed_tool_is_a_tool_error() {
         let body = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"boom"}],"isError":true}}"#;
-        let row = analyze(&observe(CALL, 200, body));
+        let row = analyze(observe(CALL, 200, body));
         assert_eq!(row.status, Status::ToolError);
         assert_eq!(row.error_message.as_deref(), Some("boom"));
     }
@@ -678,7 +688,7 @@ mod tests {
     fn json_rpc_errors_keep_code_and_message() {
         let body =
             r#"data: {"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"tool not found"}}"#;
-        let row = analyze(&observe(CALL, 200, body));
+        let row = analyze(observe(CALL, 200, body));
         assert_eq!((row.status, row.error_code), (Status::Error, Some(-32602)));
         assert_eq!(row.error_message.as_deref(), Some("tool not found"));
     }
@@ -686,13 +696,13 @@ mod tests {
     #[test]
     fn transport_rejections_are_errors() {
         let body = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Not Found: Session not found"}}"#;
-        let row = analyze(&observe(
+        let row = analyze(observe(
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
             404,
             body,
         ));
         assert_eq!((row.status, row.error_code), (Status::Error, Some(-32600)));
-        let row = analyze(&observe("{not json", 400, "Bad Request: parse error"));
+        let row = analyze(observe("{not json", 400, "Bad Request: parse error"));
         assert_eq!(
             (row.status, row.method.as_str()),
             (Status::Error, "(invalid json)")
@@ -701,7 +711,7 @@ mod tests {
 
     #[test]
     fn odd_bodies_still_get_a_row_saying_what_they_were() {
-        let method = |body: &str| analyze(&observe(body, 400, "Bad Request")).method;
+        let method = |body: &str| analyze(observe(body, 400, "Bad Request")).method;
         assert_eq!(
             method(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#),
             "(batch)"
@@ -749,7 +759,7 @@ mod tests {
     fn ids_trace_context_and_odd_error_codes_are_read() {
         let request = r#"{"jsonrpc":"2.0","id":"a\"b","method":"tools/call","params":{"name":"t","arguments":{},"_meta":{"traceparent":"00-abc-def-01","tracestate":7}}}"#;
         let reply = r#"{"jsonrpc":"2.0","id":"a\"b","error":{"code":1.5,"message":"odd \u00e9"}}"#;
-        let row = analyze(&observe(request, 200, reply));
+        let row = analyze(observe(request, 200, reply));
         assert_eq!(row.jsonrpc_id.as_deref(), Some("a\"b"));
         assert_eq!(row.trace.traceparent.as_deref(), Some("00-abc-def-01"));
         assert_eq!(row.trace.tracestate, None);
@@ -762,7 +772,7 @@ mod tests {
     #[test]
     fn the_reply_answering_the_request_wins_over_other_events() {
         let sse = "data: {\"jsonrpc\":\"2.0\",\"id\":99,\"error\":{\"code\":-1,\"message\":\"other\"}}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\ndata: \"result\":{\"content\":[{\"type\":\"text\",\"text\":\"ok\"}]}}\n\n";
-        let row = analyze(&observe(CALL, 200, sse));
+        let row = analyze(observe(CALL, 200, sse));
         assert_eq!(row.status, Status::Success, "{row:?}");
     }
 
@@ -773,12 +783,12 @@ mod tests {
             b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"\xff\"}]}}\n\n",
         );
         for _ in 0..2 {
-            let row = analyze(&obs);
+            let row = analyze(obs.clone());
             assert_eq!(row.status, Status::Error, "{row:?}");
             assert_eq!(row.error_message.as_deref(), Some("no reply was sent"));
         }
         let crlf = "event: message\r\nid: 1\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\r\ndata: \"result\":{\"content\":[{\"type\":\"text\",\"text\":\"boom\"}],\"isError\":true}}\r\n\r\n";
-        let row = analyze(&observe(CALL, 200, crlf));
+        let row = analyze(observe(CALL, 200, crlf));
         assert_eq!(
             (row.status, row.error_message.as_deref()),
             (Status::ToolError, Some("boom"))
@@ -841,7 +851,7 @@ mod tests {
             let id = read_request(&obs.request).0.id;
             let full = read_verdict(&obs, &events, id, true);
             for _ in 0..2 {
-                let row = analyze(&obs);
+                let row = analyze(obs.clone());
                 let seen = (row.status, row.error_message, row.result_tokens);
                 let expected = (
                     full.status,
@@ -881,14 +891,14 @@ mod tests {
             assert_eq!(raw(params.name), raw(slow_params.name), "{body}");
             assert_eq!(raw(params.arguments), raw(slow_params.arguments), "{body}");
             assert_eq!(raw(params.meta), raw(slow_params.meta), "{body}");
-            let row = analyze(&observe(body, 200, ""));
+            let row = analyze(observe(body, 200, ""));
             assert_eq!(row.method, slow_method, "{body}");
         }
     }
 
     #[test]
     fn notifications_accepted_are_successes() {
-        let row = analyze(&observe(
+        let row = analyze(observe(
             r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
             202,
             "",
@@ -903,7 +913,7 @@ mod tests {
     fn cancelled_requests_say_so() {
         let mut obs = observe(CALL, 200, "");
         obs.ending = Ending::Cancelled;
-        assert_eq!(analyze(&obs).status, Status::Cancelled);
+        assert_eq!(analyze(obs.clone()).status, Status::Cancelled);
     }
 
     #[test]
@@ -911,6 +921,6 @@ mod tests {
         let body = r#"data: {"jsonrpc":"2.0","id":7,"result":{"content":[],"isError":false}}"#;
         let mut obs = observe(CALL, 200, body);
         obs.ending = Ending::Cancelled;
-        assert_eq!(analyze(&obs).status, Status::Success);
+        assert_eq!(analyze(obs.clone()).status, Status::Success);
     }
 }

@@ -531,7 +531,7 @@ impl Ledger {
     }
 
     fn spill_now(&self, observation: Observation, durable: bool, why: &str) {
-        let row = analyze::analyze(&observation);
+        let row = analyze::analyze(observation);
         match self.spill.append(std::slice::from_ref(&row), durable) {
             Ok(()) => {
                 self.shared.add(|s| &s.spilled, 1);

@@ -44,7 +44,7 @@ impl Writer {
         let unclean = leftovers.unclean;
         let read = tokio::task::spawn_blocking(move || {
             let scan = leftovers.read();
-            let rows: Vec<LedgerRow> = latest(scan.observations).iter().map(analyze).collect();
+            let rows: Vec<LedgerRow> = latest(scan.observations).into_iter().map(analyze).collect();
             (leftovers, rows, scan.damaged)
         })
         .await;

@@ -282,7 +282,7 @@ impl Writer {
                     left += 1;
                 }
                 (ticket, ack) => {
-                    let row = analyze(&job.observation);
+                    let row = analyze(job.observation);
                     let waiter = Waiter {
                         ack,
                         _ticket: ticket,
@@ -328,7 +328,7 @@ impl Writer {
             })
             .unzip();
         let rows = match tokio::task::spawn_blocking(move || {
-            observations.iter().map(analyze).collect::<Vec<_>>()
+            observations.into_iter().map(analyze).collect::<Vec<_>>()
         })
         .await
         {

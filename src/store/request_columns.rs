@@ -216,7 +216,9 @@ where
             total_tokens: row.try_get("total_tokens")?,
             estimated_cost_usd: row.try_get("estimated_cost_usd")?,
             pricing_model: row.try_get("pricing_model")?,
-            tokenizer: row.try_get("tokenizer")?,
+            tokenizer: row
+                .try_get::<Option<String>, _>("tokenizer")?
+                .map(std::borrow::Cow::Owned),
             sanitized: row.try_get("sanitized")?,
             timestamp: row.try_get("timestamp")?,
             upstream,

@@ -2,6 +2,7 @@
 //! make the seed's bug impossible: durations are integer microseconds from a monotonic clock
 //! ([`Micros`]), money is an exact decimal ([`Money`]).
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -96,7 +97,8 @@ pub struct LedgerRow {
     pub total_tokens: Option<i32>,
     pub estimated_cost_usd: Option<Money>,
     pub pricing_model: Option<String>,
-    pub tokenizer: Option<String>,
+    /// The tokenizer's name: a constant on every row the ledger writes (borrowed, not copied).
+    pub tokenizer: Option<Cow<'static, str>>,
     /// Text was altered so the database would take the row (e.g. U+0000 replaced).
     pub sanitized: bool,
     pub timestamp: DateTime<Utc>,

@@ -641,6 +641,52 @@ mod tests {
         pool.close().await;
         Ok(())
     }
+
+    /// SQLite checks an `IN (...)` list of more than two constants by building a temporary
+    /// B-tree of them, and a CHECK did so for every ledger row (migration 0022 writes the
+    /// `status` check as comparisons). The ledger's INSERT builds no temporary table, and a row
+    /// whose status is none of the five is still refused.
+    #[tokio::test]
+    async fn sqlite_ledger_insert_checks_its_row_without_a_temporary_table() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let url = crate::store::DatabaseUrl::parse(&format!(
+            "sqlite://{}",
+            dir.path().join("steward.db").display()
+        ))?;
+        let store = Store::open(&url).await?;
+        let Store::Sqlite(pool) = &store else {
+            unreachable!("a sqlite:// URL opens SQLite");
+        };
+        for shape in [Shape::Full, Shape::Lean] {
+            let insert = insert_sql(8, shape, false, false)?;
+            let program = sqlx::query(&format!("EXPLAIN {insert}"))
+                .fetch_all(pool)
+                .await?;
+            let opcodes: Vec<String> = program.iter().map(|op| op.get("opcode")).collect();
+            assert!(opcodes.iter().any(|op| op == "Insert"), "{opcodes:?}");
+            assert!(
+                !opcodes.iter().any(|op| op == "OpenEphemeral"),
+                "{shape:?}: {opcodes:?}"
+            );
+        }
+        let row = LedgerRow {
+            request_id: uuid::Uuid::now_v7(),
+            method: "tools/call".into(),
+            timestamp: Utc::now(),
+            ..LedgerRow::default()
+        };
+        assert_eq!(store.insert_new_requests(&[row]).await?, 1);
+        let bogus = "INSERT INTO mcp_requests (request_id, method, status, duration_ms, duration_us, timestamp) \
+                     VALUES ('x', 'tools/call', 'succeeded', 0, 0, '2026-12-04T00:00:00Z')";
+        let refused = sqlx::query(bogus).execute(pool).await;
+        assert!(
+            matches!(&refused, Err(sqlx::Error::Database(e)) if e.kind() == sqlx::error::ErrorKind::CheckViolation),
+            "{refused:?}"
+        );
+        assert_eq!(store.count_requests().await?, 1);
+        pool.close().await;
+        Ok(())
+    }
 }
 
 /// What the ledger holds about one session's requests.
