@@ -1,66 +1,59 @@
 //! `o200k_base` in a compact form, for counting only. tiktoken-rs keeps its ranks in three maps
 //! of 200,000 separately allocated byte strings (encoder, decoder and a sorted copy) and a
 //! regex per thread, about 50 MiB resident. Counting needs only "which rank, if any, do these
-//! bytes have": here the tokens are a table in the binary's read-only data (written by
-//! `build.rs`, shared between processes and paged in as used), found through a hash table of
-//! ranks built at start, a few MiB in all. A test checks that counts are identical to
-//! tiktoken-rs's on a corpus of real text.
+//! bytes have": here the tokens and a hash index of their ranks are tables in the binary's
+//! read-only data (written by `build.rs`), shared between processes and paged in only where a
+//! lookup reads them; nothing is built at start but the pre-tokenizer's regex. A test checks
+//! that counts are identical to tiktoken-rs's on a corpus of real text.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::hash::BuildHasher;
 
 use fancy_regex::Regex;
-use hashbrown::HashTable;
 
 /// A token's rank (its id).
 type Rank = u32;
 
 /// Each ordinary token in rank order: its length in one byte, then its bytes.
 static TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.ranks"));
+/// Where each rank's entry starts in [`TABLE`]: one little-endian `u32` per rank.
+static STARTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.starts"));
+/// The ranks by their bytes: a power of two of little-endian `u32` slots, each a rank or
+/// [`FREE`]; a token's rank is in the first slot from its bytes' CRC-32 that holds it (linear
+/// probing), and a free slot ends the search (`build.rs` writes it).
+static INDEX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.index"));
+/// An index slot without a rank.
+const FREE: u32 = u32::MAX;
 /// The pre-tokenizer's pattern, as tiktoken-rs has it.
 static PATTERN: &str = include_str!(concat!(env!("OUT_DIR"), "/o200k_base.pattern"));
 
 pub struct Encoding {
-    /// `starts[rank]`: where token `rank`'s length byte is in [`TABLE`].
-    starts: Vec<u32>,
-    /// Ranks, found by their bytes.
-    index: HashTable<Rank>,
-    hasher: foldhash::fast::FixedState,
     /// The pre-tokenizer: text is cut into pieces, and pieces are merged into tokens.
     pieces: Regex,
 }
 
 impl Encoding {
-    /// `o200k_base`, from the table built into the binary.
+    /// `o200k_base`, from the tables built into the binary.
     pub fn o200k_base() -> Result<Self, String> {
-        let mut starts = Vec::with_capacity(200_000);
-        let mut at = 0;
-        while let Some(&len) = TABLE.get(at) {
-            starts.push(u32::try_from(at).map_err(|e| e.to_string())?);
-            at += 1 + usize::from(len);
-        }
-        let hasher = foldhash::fast::FixedState::with_seed(0x5eed);
-        let mut index = HashTable::with_capacity(starts.len());
-        for rank in 0..starts.len() {
-            let rank = Rank::try_from(rank).map_err(|e| e.to_string())?;
-            let hash = hasher.hash_one(token_of(&starts, rank));
-            index.insert_unique(hash, rank, |&r| hasher.hash_one(token_of(&starts, r)));
-        }
         let pieces = Regex::new(PATTERN).map_err(|e| e.to_string())?;
-        Ok(Encoding {
-            starts,
-            index,
-            hasher,
-            pieces,
-        })
+        Ok(Encoding { pieces })
     }
 
     fn rank(&self, piece: &[u8]) -> Option<Rank> {
-        let hash = self.hasher.hash_one(piece);
-        self.index
-            .find(hash, |&rank| token_of(&self.starts, rank) == piece)
-            .copied()
+        let slots = INDEX.len() / 4;
+        let mut slot = crc32fast::hash(piece) as usize % slots;
+        // Bounded by the slot count, though the index always has free slots.
+        for _ in 0..slots {
+            let rank = word(INDEX, slot)?;
+            if rank == FREE {
+                return None;
+            }
+            if token_of(rank) == piece {
+                return Some(rank);
+            }
+            slot = (slot + 1) % slots;
+        }
+        None
     }
 
     /// How many tokens `text` is, encoded as ordinary text (special-token strings are text).
@@ -130,9 +123,15 @@ impl Encoding {
     }
 }
 
+/// The `i`th little-endian `u32` of `table`, if it has one.
+fn word(table: &[u8], i: usize) -> Option<u32> {
+    let bytes = table.get(i * 4..i * 4 + 4)?;
+    bytes.try_into().ok().map(u32::from_le_bytes)
+}
+
 /// Token `rank`'s bytes in [`TABLE`] (empty for a rank the table does not have).
-fn token_of(starts: &[u32], rank: Rank) -> &'static [u8] {
-    let Some(&start) = starts.get(rank as usize) else {
+fn token_of(rank: Rank) -> &'static [u8] {
+    let Some(start) = word(STARTS, rank as usize) else {
         return &[];
     };
     let start = start as usize;
@@ -195,6 +194,18 @@ mod tests {
         }
         texts.push("<|endoftext|> before <|fim_prefix|> \u{0} \r\n\r\n   trailing   ".into());
         texts
+    }
+
+    #[test]
+    fn every_token_is_found_by_its_bytes() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let ranks = STARTS.len() / 4;
+        assert!(ranks > 199_000, "{ranks} ranks");
+        for rank in 0..ranks {
+            let rank = Rank::try_from(rank).expect("ranks fit in u32");
+            assert_eq!(compact.rank(token_of(rank)), Some(rank));
+        }
+        assert_eq!(compact.rank(b"not one token at all"), None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! OpenAI's `o200k_base` encoding standing in for every model's own tokenizer.
 //!
 //! Counting is CPU work (about as much as serving the call): callers keep it off the request
-//! path. The encoding's index is built once, on first use.
+//! path. The encoding's tables are read-only data in the binary; its pre-tokenizer is compiled
+//! once, on first use.
 //!
 //! Text is encoded as ordinary text: special-token strings such as `<|endoftext|>` count as
 //! the plain text they are, and never fail. Long text is encoded in pieces cut only where the
