@@ -46,6 +46,10 @@ pub fn service(
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(
             sessions.clone(),
+            one_restore_at_a_time,
+        ))
+        .layer(middleware::from_fn_with_state(
+            sessions.clone(),
             session_endings,
         ))
         .layer(middleware::from_fn_with_state(sessions, scope_replay))
@@ -65,6 +69,33 @@ async fn ended_is_no_content(request: Request, next: Next) -> Response {
         response.headers_mut().remove(header::CONTENT_LENGTH);
     }
     response
+}
+
+/// Requests for a session this replica does not hold live go into rmcp one at a time until it
+/// does: the first restores it from the database, the ones after it find it live. Without
+/// this, parallel first requests on a loaded replica could restore it twice and the second
+/// would get 500 (see [`crate::sessions::restore_turns`]). Live sessions pass straight
+/// through; the turn is held until rmcp has answered (for a call: until its stream opens,
+/// not until its result).
+async fn one_restore_at_a_time(
+    State(sessions): State<Arc<Sessions>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(id) = request
+        .headers()
+        .get(protocol::SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
+        return next.run(request).await;
+    };
+    let manager = sessions.manager();
+    if manager.is_live(&id).await {
+        return next.run(request).await;
+    }
+    let _turn = manager.restore_turn(&id).await;
+    next.run(request).await
 }
 
 /// The ends of sessions, as the client sees them. A DELETE is noted before rmcp handles it:

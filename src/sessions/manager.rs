@@ -25,6 +25,7 @@ use rmcp::transport::streamable_http_server::session::{
 };
 
 use super::events::{DbEventStore, StreamOwner};
+use super::restore_turns::{RestoreTurn, RestoreTurns};
 
 /// How long a session ended here (DELETE) is refused a restore from the database: rmcp drops it
 /// from memory before it marks the row ended, and a request arriving in between would
@@ -58,6 +59,8 @@ pub struct SessionManager {
     /// Streams open per session (a call awaiting its reply, a GET stream): such a session is
     /// never dropped to make room, since dropping it would cut the stream and lose the reply.
     open_streams: Arc<Mutex<HashMap<SessionId, usize>>>,
+    /// Requests for a session not live here take turns (see [`RestoreTurns`]).
+    restore_turns: RestoreTurns,
 }
 
 /// Counts a stream as open for its session until the stream is dropped.
@@ -105,6 +108,7 @@ impl SessionManager {
             owners: Mutex::new(HashMap::new()),
             ended: Mutex::new(HashMap::new()),
             open_streams: Arc::default(),
+            restore_turns: RestoreTurns::default(),
         })
     }
 
@@ -116,6 +120,18 @@ impl SessionManager {
     /// Whether this replica holds the session in memory.
     pub async fn has_cached(&self, id: &str) -> bool {
         self.inner.sessions.read().await.contains_key(id)
+    }
+
+    /// Whether a request for session `id` can go straight to it: it is held here and not
+    /// half-way through a restore.
+    pub async fn is_live(&self, id: &str) -> bool {
+        !lock(&self.restoring).contains(id) && self.has_cached(id).await
+    }
+
+    /// Waits until no other request for session `id` is in rmcp on its way to restore it,
+    /// then holds that place until the turn is dropped.
+    pub async fn restore_turn(&self, id: &str) -> RestoreTurn {
+        self.restore_turns.take(id).await
     }
 
     /// Drops a session from memory on this replica (revoked, expired or deleted elsewhere).

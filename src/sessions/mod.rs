@@ -17,6 +17,7 @@ pub mod events;
 mod jobs;
 pub mod logical;
 pub mod manager;
+pub mod restore_turns;
 
 use crate::logs::LastError;
 use crate::sync::lock;
