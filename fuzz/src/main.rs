@@ -231,7 +231,7 @@ fn run_one(input: &[u8], reply: &[u8]) -> bool {
         let _status = rejection.http_status();
         assert!(rejection.to_json()["error"]["code"].is_i64());
     }
-    let row = analyze(&Observation {
+    let row = analyze(Observation {
         request_id: uuid::Uuid::new_v4(),
         session_id: None,
         timestamp: chrono::Utc::now(),
