@@ -76,10 +76,7 @@ impl Relay {
     /// not declare the capability at `initialize` or could not answer.
     pub async fn ask(&self, upstream: &UpstreamName, request: Value) -> Value {
         let id = request.get("id").cloned().unwrap_or(Value::Null);
-        match self.ask_client(upstream, request).await {
-            Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-            Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error}),
-        }
+        reply(id, self.ask_client(upstream, request).await)
     }
 
     /// Whether the client declared (at `initialize`, or in a 2026-07-28 request's `_meta`)
@@ -120,11 +117,9 @@ impl Relay {
         let method = method(request);
         let id = request.get("id").cloned().unwrap_or(Value::Null);
         match self.declares(method) {
-            Some(true) if method == "ping" => {
-                Some(json!({"jsonrpc": "2.0", "id": id, "result": {}}))
-            }
+            Some(true) if method == "ping" => Some(reply(id, Ok(json!({})))),
             Some(true) => None,
-            _ => Some(json!({"jsonrpc": "2.0", "id": id, "error": self.refusal(method)})),
+            _ => Some(reply(id, Err(self.refusal(method)))),
         }
     }
 
@@ -205,8 +200,14 @@ impl Audience {
             Some(relay) => relay.ask(upstream, request).await,
             None => {
                 let id = request.get("id").cloned().unwrap_or(Value::Null);
-                json!({"jsonrpc": "2.0", "id": id, "error": {"code": ErrorCode::INVALID_REQUEST.0,
-                    "message": format!("Steward relays {} only to a client while its call is being served", method(&request))}})
+                let message = format!(
+                    "Steward relays {} only to a client while its call is being served",
+                    method(&request)
+                );
+                reply(
+                    id,
+                    Err(ErrorData::new(ErrorCode::INVALID_REQUEST, message, None)),
+                )
             }
         }
     }
@@ -270,6 +271,15 @@ impl Audience {
             forward(&peer, upstream, message.clone()).await;
         }
         true
+    }
+}
+
+/// The JSON-RPC reply Steward sends the upstream for its request `id`: the result, or why
+/// there is none.
+pub fn reply(id: Value, outcome: Result<Value, ErrorData>) -> Value {
+    match outcome {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error}),
     }
 }
 

@@ -15,7 +15,7 @@ use super::{ANSWER_FAILED, Call, Held, HttpUpstream};
 use crate::gateway::answer::Answer;
 use crate::gateway::error::UpstreamError;
 use crate::gateway::parked::STATE_PREFIX;
-use crate::gateway::relay::Relay;
+use crate::gateway::relay::{self, Relay};
 use crate::gateway::status::UpstreamStatus;
 use crate::gateway::unanswered::Unanswered;
 
@@ -116,8 +116,9 @@ impl HttpUpstream {
                     format!("Steward cannot pass this request on to a 2026-07-28 client: {error}"),
                     None,
                 );
-                let reply = json!({"jsonrpc": "2.0", "id": id, "error": error});
-                self.endpoint.tell(reply, held, ANSWER_FAILED).await;
+                self.endpoint
+                    .tell(relay::reply(id, Err(error)), held, ANSWER_FAILED)
+                    .await;
                 None
             }
         }
@@ -169,7 +170,7 @@ impl HttpUpstream {
         for asked in asked {
             match responses.and_then(|r| r.get(&asked.key)) {
                 Some(answer) => {
-                    let reply = json!({"jsonrpc": "2.0", "id": asked.id, "result": answer});
+                    let reply = relay::reply(asked.id, Ok(answer.clone()));
                     self.endpoint.tell(reply, &held, ANSWER_FAILED).await;
                 }
                 None => unanswered.push(asked),
