@@ -165,7 +165,7 @@ pub enum RequestsAction {
         #[arg(long, value_name = "NAME")]
         client: Option<String>,
         /// Only this outcome.
-        #[arg(long, value_parser = ["success", "error", "tool_error", "timeout", "cancelled"])]
+        #[arg(long, value_parser = ["success", "error", "tool_error", "timeout", "cancelled", "input_required"])]
         status: Option<String>,
         /// Only since this long ago (e.g. 15m, 24h) or this RFC 3339 time.
         #[arg(long, value_name = "DUR")]
