@@ -40,7 +40,7 @@ type Slots<T> = Arc<Mutex<HashMap<u64, (String, T)>>>;
 pub struct Capacity {
     per_session: usize,
     total: usize,
-    parked: Arc<AtomicUsize>,
+    parked: AtomicUsize,
 }
 
 impl Capacity {
@@ -53,7 +53,7 @@ impl Capacity {
         Arc::new(Capacity {
             per_session,
             total,
-            parked: Arc::default(),
+            parked: AtomicUsize::new(0),
         })
     }
 
@@ -68,7 +68,7 @@ impl Default for Capacity {
         Capacity {
             per_session: Self::PER_SESSION,
             total: Self::TOTAL,
-            parked: Arc::default(),
+            parked: AtomicUsize::new(0),
         }
     }
 }
@@ -229,12 +229,12 @@ impl<T: Send + 'static> Shelf<T> {
             slots.insert(id, (session.to_string(), item));
         }
         let (slots, ttl) = (Arc::downgrade(&self.slots), self.ttl);
-        let parked = self.capacity.parked.clone();
+        let capacity = self.capacity.clone();
         tokio::spawn(async move {
             tokio::time::sleep(ttl).await;
             let left = slots.upgrade().and_then(|slots| lock(&slots).remove(&id));
             if let Some((_, item)) = left {
-                parked.fetch_sub(1, Ordering::Relaxed);
+                capacity.parked.fetch_sub(1, Ordering::Relaxed);
                 expire(item).await;
             }
         });

@@ -248,6 +248,7 @@ impl StdioUpstream {
             let reason = "Steward stopped waiting for the answer";
             cancel(&dropped, &status, asked, reason).await;
         });
+        let asks = bridge.map(|bridge| (bridge, &mut running.asks));
         tokio::select! {
             answer = &mut running.response => {
                 unanswered.settled();
@@ -257,18 +258,14 @@ impl StdioUpstream {
                 serde_json::to_value(answer.map_err(service_error)?)
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))
             }
-            Some(first) = running.asks.recv(), if bridge.is_some() => {
+            Some((first, bridge)) = next_ask(asks) => {
                 unanswered.settled();
                 let mut asked = vec![first];
                 // Requests the process sent together are asked together.
                 while let Ok(more) = running.asks.try_recv() {
                     asked.push(more);
                 }
-                let parked = Parked { call: running, asked };
-                match bridge {
-                    Some(bridge) => self.park(parked, bridge).await,
-                    None => Err(UpstreamError::Protocol("a request for a client Steward cannot ask".into())),
-                }
+                self.park(Parked { call: running, asked }, bridge).await
             }
             _ = cancelled.cancelled() => {
                 unanswered.settled();
@@ -495,6 +492,18 @@ impl Handler {
         serde_json::from_value(reply["result"].take())
             .map_err(|e| ErrorData::internal_error(format!("the client's answer: {e}"), None))
     }
+}
+
+/// The process's next request for a 2026-07-28 client's call, with the call's bridge; `None`
+/// at once for another client's call (it is asked directly).
+async fn next_ask<'b, 'a>(
+    asks: Option<(
+        &'b Bound<'a>,
+        &mut mpsc::UnboundedReceiver<Asked<Answering>>,
+    )>,
+) -> Option<(Asked<Answering>, &'b Bound<'a>)> {
+    let (bridge, asks) = asks?;
+    Some((asks.recv().await?, bridge))
 }
 
 /// Asks a 2026-07-28 client through its call's `bridge`: Steward answers what it can itself
