@@ -380,7 +380,8 @@ pub struct GatewayArgs {
     #[arg(long = "upstream-unnamespaced", value_name = "NAME=TARGET")]
     pub unnamespaced: Vec<String>,
     /// How long an upstream may take to answer before the call fails naming it, and how long a
-    /// call parked for a 2026-07-28 client's answer to the upstream's request waits (default 60s).
+    /// call parked for a 2026-07-28 client's answer to the upstream's request waits (default 60s;
+    /// at most 16 such calls per client session and 1,024 in all).
     #[arg(long, env = "STEWARD_UPSTREAM_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub upstream_timeout: Option<Duration>,
     /// Consecutive failures (unreachable, not MCP, down, timed out) after which an upstream's
