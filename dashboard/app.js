@@ -815,8 +815,8 @@
     return { ok: true, rows: r.data.requests || [], total: Number(r.data.total || 0) };
   }
 
-  /** As /api/stats counts them: everything but `success` (error, tool_error, timeout, cancelled). */
-  const isError = (row) => row.status !== 'success';
+  /** As /api/stats counts them: everything but `success` and `input_required` (error, tool_error, timeout, cancelled). */
+  const isError = (row) => row.status !== 'success' && row.status !== 'input_required';
 
   function percentile(sorted, p) {
     if (!sorted.length) return null;
@@ -1155,7 +1155,7 @@
     return { el, refresh, title: 'Session' };
   }
 
-  const STATUSES = ['success', 'error', 'tool_error', 'cancelled', 'timeout'];
+  const STATUSES = ['success', 'error', 'tool_error', 'cancelled', 'timeout', 'input_required'];
   const METHODS = ['initialize', 'notifications/initialized', 'tools/list', 'tools/call', 'ping', 'resources/list', 'prompts/list', 'notifications/cancelled'];
 
   function requestsView(route) {

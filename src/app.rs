@@ -295,6 +295,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             restarts: upstream.restarts,
             undelivered: upstream.undelivered,
             abandoned: upstream.abandoned,
+            parking_refused: upstream.parking_refused,
             breaker_open: upstream.breaker != crate::gateway::breaker::BreakerState::Closed,
             breaker_opened: upstream.breaker_opened,
             short_circuited: upstream.short_circuited,

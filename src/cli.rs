@@ -165,7 +165,7 @@ pub enum RequestsAction {
         #[arg(long, value_name = "NAME")]
         client: Option<String>,
         /// Only this outcome.
-        #[arg(long, value_parser = ["success", "error", "tool_error", "timeout", "cancelled"])]
+        #[arg(long, value_parser = ["success", "error", "tool_error", "timeout", "cancelled", "input_required"])]
         status: Option<String>,
         /// Only since this long ago (e.g. 15m, 24h) or this RFC 3339 time.
         #[arg(long, value_name = "DUR")]
@@ -380,7 +380,8 @@ pub struct GatewayArgs {
     #[arg(long = "upstream-unnamespaced", value_name = "NAME=TARGET")]
     pub unnamespaced: Vec<String>,
     /// How long an upstream may take to answer before the call fails naming it, and how long a
-    /// call parked for a 2026-07-28 client's answer to the upstream's request waits (default 60s).
+    /// call parked for a 2026-07-28 client's answer to the upstream's request waits (default 60s;
+    /// at most 16 such calls per client session and 1,024 in all).
     #[arg(long, env = "STEWARD_UPSTREAM_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub upstream_timeout: Option<Duration>,
     /// Consecutive failures (unreachable, not MCP, down, timed out) after which an upstream's

@@ -80,6 +80,8 @@ pub struct UpstreamGauges<'a> {
     pub undelivered: u64,
     /// Calls parked for a 2026-07-28 client's input that it never resumed.
     pub abandoned: u64,
+    /// Calls refused because too many were parked for clients' input already.
+    pub parking_refused: u64,
 }
 
 /// One upstream's state at scrape time: up (1) or not (0), sessions it forgot and Steward
@@ -105,6 +107,8 @@ pub fn record_upstream_state(gauges: &UpstreamGauges<'_>) {
         .set(gauges.undelivered as f64);
     metrics::gauge!("steward_upstream_abandoned", "upstream" => upstream.clone())
         .set(gauges.abandoned as f64);
+    metrics::gauge!("steward_upstream_parking_refused", "upstream" => upstream.clone())
+        .set(gauges.parking_refused as f64);
     metrics::gauge!("steward_upstream_restarts", "upstream" => upstream).set(restarts as f64);
 }
 

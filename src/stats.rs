@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
 
+use crate::store::request_row::Status;
 use crate::store::request_stats::{
     Aggregate, BucketCell, HourCount, StatsCell, bucket_bounds, money_from_units,
 };
@@ -106,7 +107,7 @@ pub struct Stats {
 }
 
 fn is_error(status: &str) -> bool {
-    status != "success"
+    Status::parse(status).is_none_or(Status::failed)
 }
 
 /// Nearest-rank percentile of sorted durations (µs), in milliseconds.

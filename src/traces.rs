@@ -24,7 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::ledger::{Ledger, LedgerRow, Status};
+use crate::ledger::{Ledger, LedgerRow};
 
 /// How long an export may take before it counts as failed.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -130,7 +130,7 @@ fn record(tracer: &SdkTracer, row: &LedgerRow) {
         .with_start_time(start)
         .with_attributes(attributes(row))
         .start_with_context(tracer, &parent(row));
-    if row.status != Status::Success {
+    if row.status.failed() {
         let message = row
             .error_message
             .clone()

@@ -272,7 +272,14 @@ struct RequestQuery {
 }
 
 /// The statuses a ledger row can have (`mcp_requests.status`).
-const STATUSES: [&str; 5] = ["success", "error", "tool_error", "cancelled", "timeout"];
+const STATUSES: [&str; 6] = [
+    "success",
+    "error",
+    "tool_error",
+    "cancelled",
+    "timeout",
+    "input_required",
+];
 
 fn bad_request(message: String) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message)

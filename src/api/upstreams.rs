@@ -116,6 +116,8 @@ struct UpstreamView {
     undelivered: u64,
     /// Calls parked for a 2026-07-28 client's input that it never resumed (this replica).
     abandoned: u64,
+    /// Calls refused because as many were parked for clients' input as allowed (this replica).
+    parking_refused: u64,
     timeout_ms: Option<u64>,
     calls: u64,
     errors: u64,
@@ -164,6 +166,7 @@ fn view(
         short_circuited: live.map_or(0, |l| l.short_circuited),
         undelivered: live.map_or(0, |l| l.undelivered),
         abandoned: live.map_or(0, |l| l.abandoned),
+        parking_refused: live.map_or(0, |l| l.parking_refused),
         timeout_ms: live.map(|l| l.timeout_ms),
         calls: calls.calls,
         errors: calls.errors,

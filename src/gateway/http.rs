@@ -43,7 +43,7 @@ mod bridge;
 
 use super::answer::{Answer, Envelope};
 use super::error::UpstreamError;
-use super::parked::Shelf;
+use super::parked::{Bound, Capacity, Shelf};
 use super::relay::{Audience, Relay};
 use super::spec::{Secret, UpstreamName};
 use super::stateless::{self, Stateless};
@@ -176,14 +176,15 @@ impl HttpUpstream {
             audience,
             listening: Arc::default(),
             stop: CancellationToken::new(),
-            parked: Shelf::new(Duration::from_secs(60)),
+            parked: Shelf::new(Duration::from_secs(60), Arc::default()),
         })
     }
 
     /// A call parked for a 2026-07-28 client's input is given up after `ttl` (the upstream's
-    /// timeout: the client has as long to answer as the upstream has to answer a call).
-    pub fn parking_for(mut self, ttl: Duration) -> Self {
-        self.parked = Shelf::new(ttl);
+    /// timeout: the client has as long to answer as the upstream has to answer a call); how
+    /// many may be parked is bounded by `capacity`, shared with the other upstreams.
+    pub fn parking_for(mut self, ttl: Duration, capacity: Arc<Capacity>) -> Self {
+        self.parked = Shelf::new(ttl, capacity);
         self
     }
 
@@ -629,7 +630,7 @@ impl HttpUpstream {
         id: i64,
         held: &Arc<Held>,
         relay: Option<&Relay>,
-        bridge: Option<&bridge::Bridge<'_>>,
+        bridge: Option<&Bound<'_>>,
     ) -> Result<Answer, UpstreamError> {
         let mut stream = match response {
             StreamableHttpPostResponse::Json(message, _) => {
@@ -671,8 +672,8 @@ impl HttpUpstream {
             if let (true, Some(bridge), Some(relay)) = (asks, bridge, relay) {
                 if let Some(asked) = self.input_request(message, relay, held).await {
                     let response = StreamableHttpPostResponse::Sse(stream, None);
-                    let parked = bridge::Parked::new(response, id, held, asked);
-                    return Ok(self.park(parked, bridge));
+                    let parked = bridge::waiting(response, id, held, asked);
+                    return self.park(parked, bridge).await;
                 }
                 continue;
             }

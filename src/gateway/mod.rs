@@ -104,6 +104,8 @@ impl Gateway {
             .build()
             .map_err(|e| format!("cannot build the HTTP client for upstreams: {e}"))?;
         let mut upstreams = Vec::with_capacity(specs.len());
+        // Calls parked for 2026-07-28 clients' input are bounded over every upstream together.
+        let capacity = Arc::new(parked::Capacity::default());
         for spec in specs {
             if upstreams
                 .iter()
@@ -128,21 +130,24 @@ impl Gateway {
                         audience.clone(),
                     )?
                     .closing_on(stop.clone())
-                    .parking_for(spec.timeout),
+                    .parking_for(spec.timeout, capacity.clone()),
                 ),
-                Target::Stdio { command, args, env } => Link::Stdio(StdioUpstream::start(
-                    Launch {
-                        name: spec.name.clone(),
-                        command: command.clone(),
-                        args: args.clone(),
-                        env: env.clone(),
-                        // Starting an interpreter can take longer than answering a call.
-                        timeout: spec.timeout.max(stdio::MIN_START_TIMEOUT),
-                    },
-                    status.clone(),
-                    audience.clone(),
-                    stop.clone(),
-                )),
+                Target::Stdio { command, args, env } => Link::Stdio(
+                    StdioUpstream::start(
+                        Launch {
+                            name: spec.name.clone(),
+                            command: command.clone(),
+                            args: args.clone(),
+                            env: env.clone(),
+                            // Starting an interpreter can take longer than answering a call.
+                            timeout: spec.timeout.max(stdio::MIN_START_TIMEOUT),
+                        },
+                        status.clone(),
+                        audience.clone(),
+                        stop.clone(),
+                    )
+                    .parking_for(spec.timeout, capacity.clone()),
+                ),
             };
             let breaker = Breaker::new(spec.breaker);
             upstreams.push(Upstream {
@@ -420,10 +425,16 @@ impl Upstream {
                 http.request(session, init, stateless, method, params, caller.relay)
                     .await
             }
-            Link::Stdio(stdio) => stdio
-                .request(method, params, caller.relay)
-                .await
-                .map(Answer::Tree),
+            Link::Stdio(stdio) => {
+                let session = session_key(caller);
+                let bridge = caller
+                    .stateless
+                    .map(|_| parked::Bound::of(session, &self.spec.name, method, &params));
+                stdio
+                    .request(method, params, caller.relay, bridge)
+                    .await
+                    .map(Answer::Tree)
+            }
         }
     }
 
@@ -446,6 +457,7 @@ impl Upstream {
             restarts: UpstreamStatus::read(&self.status.restarts),
             undelivered: UpstreamStatus::read(&self.status.undelivered),
             abandoned: UpstreamStatus::read(&self.status.abandoned),
+            parking_refused: UpstreamStatus::read(&self.status.parking_refused),
             breaker,
             breaker_opened,
             short_circuited,

@@ -33,6 +33,8 @@ pub struct UpstreamStatus {
     pub undelivered: AtomicU64,
     /// Calls parked for a 2026-07-28 client's input that it never resumed.
     pub abandoned: AtomicU64,
+    /// Calls that would have been parked for a 2026-07-28 client's input past the limits.
+    pub parking_refused: AtomicU64,
 }
 
 /// One upstream in `/health`.
@@ -53,6 +55,10 @@ pub struct UpstreamReport {
     /// Calls parked for a 2026-07-28 client's input (sampling, elicitation, roots the
     /// upstream asked for) that the client never resumed; each was cancelled upstream.
     pub abandoned: u64,
+    /// Calls whose upstream asked a 2026-07-28 client for input when that client's session
+    /// (or Steward as a whole) already had as many calls parked as it may: each answered with
+    /// an error and cancelled upstream.
+    pub parking_refused: u64,
     /// `closed`, `open` (calls fail at once) or `half_open` (the next call is a probe).
     pub breaker: BreakerState,
     /// Times the breaker opened.

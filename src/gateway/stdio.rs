@@ -6,11 +6,17 @@
 //! gave the request; log lines and requests for the client (sampling, elicitation, roots) to the
 //! client whose call is the latest in flight, since stdio carries no link from them to the
 //! request they serve; resource updates to the subscribers; list changes to every client.
+//!
+//! A 2026-07-28 client cannot be sent requests: when the process asks for sampling, elicitation
+//! or roots while serving such a client's call, the call is parked ([`super::parked`]) and the
+//! client answered with an `InputRequiredResult`; its retry with the answers and the
+//! `requestState` hands them to the process's waiting request and waits on for the result.
 
 // Sampling, roots and logging are deprecated in rmcp (SEP-2577) but live in every session-era
 // revision, so a gateway relays them.
 #![allow(deprecated)]
 
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +27,7 @@ use rmcp::model::{
     ClientJsonRpcMessage, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
     ElicitResult, Implementation, ListRootsResult, LoggingMessageNotificationParam,
     ProgressNotificationParam, ProgressToken, RequestId, ResourceUpdatedNotificationParam,
+    ServerResult,
 };
 use rmcp::service::{NotificationContext, Peer, PeerRequestOptions, RequestContext, RoleClient};
 use rmcp::transport::TokioChildProcess;
@@ -28,11 +35,12 @@ use rmcp::{ClientHandler, ErrorData, ServiceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::error::UpstreamError;
-use super::relay::{Audience, Relay};
+use super::parked::{self, Asked, Bound, Capacity, Shelf};
+use super::relay::{self, Audience, Relay};
 use super::spec::{Secret, UpstreamName};
 use super::status::{State, UpstreamStatus};
 use super::unanswered::Unanswered;
@@ -60,12 +68,36 @@ pub struct StdioUpstream {
     peer: watch::Receiver<Option<Peer<RoleClient>>>,
     status: Arc<UpstreamStatus>,
     calls: Arc<InFlight>,
+    /// Calls waiting for a 2026-07-28 client's answers to the process's requests.
+    parked: Shelf<Parked>,
 }
 
-/// The requests in flight, by the progress token Steward gave each, oldest first; and how many
-/// of the process's notifications are being passed on.
+/// Where the process's request for a 2026-07-28 client goes: to the call it serves, which
+/// parks; the answer comes back on the channel the request carries.
+type Bridge = mpsc::UnboundedSender<Asked<Answering>>;
+type Answering = oneshot::Sender<Result<Value, ErrorData>>;
+
+/// The requests in flight, by the progress token Steward gave each, oldest first, with the
+/// bridge of a 2026-07-28 client's; and how many of the process's notifications are being
+/// passed on.
 #[derive(Default)]
-struct InFlight(Mutex<Vec<(ProgressToken, Relay)>>, AtomicUsize);
+struct InFlight(
+    Mutex<Vec<(ProgressToken, Relay, Option<Bridge>)>>,
+    AtomicUsize,
+);
+
+/// A call at the process: its answer to come, its ids, and, for a 2026-07-28 client, the
+/// process's requests for the client on their way to it.
+struct Running {
+    response: Pin<Box<dyn Future<Output = Result<ServerResult, rmcp::ServiceError>> + Send>>,
+    peer: Peer<RoleClient>,
+    id: RequestId,
+    token: ProgressToken,
+    bridge: Bridge,
+    asks: mpsc::UnboundedReceiver<Asked<Answering>>,
+}
+
+type Parked = parked::Parked<Running, Answering>;
 
 impl InFlight {
     /// rmcp hands each notification to its own task, so one sent before the answer may still
@@ -87,12 +119,14 @@ impl InFlight {
         let calls = lock(&self.0);
         calls
             .iter()
-            .find(|(t, _)| t == token)
-            .map(|(_, r)| r.clone())
+            .find(|(t, _, _)| t == token)
+            .map(|(_, r, _)| r.clone())
     }
 
-    fn latest(&self) -> Option<Relay> {
-        lock(&self.0).last().map(|(_, relay)| relay.clone())
+    fn latest(&self) -> Option<(Relay, Option<Bridge>)> {
+        lock(&self.0)
+            .last()
+            .map(|(_, relay, bridge)| (relay.clone(), bridge.clone()))
     }
 }
 
@@ -113,7 +147,7 @@ struct Landed<'a>(&'a InFlight, ProgressToken);
 
 impl Drop for Landed<'_> {
     fn drop(&mut self) {
-        lock(&self.0.0).retain(|(token, _)| *token != self.1);
+        lock(&self.0.0).retain(|(token, _, _)| *token != self.1);
     }
 }
 
@@ -137,17 +171,32 @@ impl StdioUpstream {
             peer,
             status,
             calls,
+            parked: Shelf::new(Duration::from_secs(60), Arc::default()),
         }
     }
 
+    /// A call parked for a 2026-07-28 client's input is given up after `ttl`; how many may be
+    /// parked is bounded by `capacity`, shared with the other upstreams.
+    pub fn parking_for(mut self, ttl: Duration, capacity: Arc<Capacity>) -> Self {
+        self.parked = Shelf::new(ttl, capacity);
+        self
+    }
+
     /// `method` with `params`, its result; the client's progress, requests and cancellation
-    /// are relayed through `relay`.
+    /// are relayed through `relay`. A 2026-07-28 client's call (`bridge`) is asked the
+    /// process's requests in an `InputRequiredResult`, and its retry resumes the call.
     pub async fn request(
         &self,
         method: &str,
         params: Value,
         relay: Option<&Relay>,
+        bridge: Option<Bound<'_>>,
     ) -> Result<Value, UpstreamError> {
+        if let Some(bound) = &bridge
+            && let Some(state) = parked::state_of(&params)
+        {
+            return self.resume(bound, state, &params, relay).await;
+        }
         let peer = self.peer().await?;
         let message = json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params});
         let request = match serde_json::from_value::<ClientJsonRpcMessage>(message) {
@@ -163,18 +212,45 @@ impl StdioUpstream {
             .await
             .map_err(service_error)?;
         let (id, token) = (handle.id.clone(), handle.progress_token.clone());
+        let (bridge_to, asks) = mpsc::unbounded_channel();
+        let running = Running {
+            response: Box::pin(handle.await_response()),
+            peer,
+            id,
+            token,
+            bridge: bridge_to,
+            asks,
+        };
+        self.drive(running, relay, bridge.as_ref()).await
+    }
+
+    /// Waits for the call's answer, passing on what the process sends meanwhile; a
+    /// 2026-07-28 client's call (`bridge`) parks at the process's first request for it.
+    async fn drive(
+        &self,
+        mut running: Running,
+        relay: Option<&Relay>,
+        bridge: Option<&Bound<'_>>,
+    ) -> Result<Value, UpstreamError> {
+        let token = running.token.clone();
+        let asker = bridge.map(|_| running.bridge.clone());
         let _landed = relay.map(|relay| {
-            lock(&self.calls.0).push((token.clone(), relay.clone()));
+            lock(&self.calls.0).push((token.clone(), relay.clone(), asker));
             Landed(&self.calls, token)
         });
         let cancelled = relay.map(|r| r.cancelled.clone()).unwrap_or_default();
-        let (dropped, status, asked) = (peer.clone(), self.status.clone(), id.clone());
+        let (dropped, status, asked) = (
+            running.peer.clone(),
+            self.status.clone(),
+            running.id.clone(),
+        );
         let unanswered = Unanswered::new(move || async move {
             let reason = "Steward stopped waiting for the answer";
             cancel(&dropped, &status, asked, reason).await;
         });
+        let asks = bridge.map(|bridge| (bridge, &mut running.asks));
         tokio::select! {
-            answer = handle.await_response() => {
+            answer = &mut running.response => {
                 unanswered.settled();
                 if relay.is_some() {
                     self.calls.settle().await;
@@ -182,12 +258,83 @@ impl StdioUpstream {
                 serde_json::to_value(answer.map_err(service_error)?)
                     .map_err(|e| UpstreamError::Protocol(e.to_string()))
             }
+            Some((first, bridge)) = next_ask(asks) => {
+                unanswered.settled();
+                let mut asked = vec![first];
+                // Requests the process sent together are asked together.
+                while let Ok(more) = running.asks.try_recv() {
+                    asked.push(more);
+                }
+                self.park(Parked { call: running, asked }, bridge).await
+            }
             _ = cancelled.cancelled() => {
                 unanswered.settled();
-                cancel(&peer, &self.status, id, "the client cancelled the request").await;
+                let reason = "the client cancelled the request";
+                cancel(&running.peer, &self.status, running.id, reason).await;
                 Err(UpstreamError::Cancelled)
             }
         }
+    }
+
+    /// Parks the call and returns the `InputRequiredResult` that asks the client. A call
+    /// nobody resumes in time is given up: counted, and the process told to stop it; so is
+    /// one past the shelf's capacity, at once, and the client told why.
+    async fn park(&self, parked: Parked, bridge: &Bound<'_>) -> Result<Value, UpstreamError> {
+        let status = self.status.clone();
+        let ttl = self.parked.ttl();
+        let give_up = move |parked: Parked| async move {
+            UpstreamStatus::count(&status.abandoned);
+            tracing::info!(
+                ?ttl,
+                "a 2026-07-28 client did not answer the stdio upstream's request in time: the call is given up and the process told to stop"
+            );
+            let Running { peer, id, .. } = parked.call;
+            cancel(
+                &peer,
+                &status,
+                id,
+                "the client did not answer the request in time",
+            )
+            .await;
+        };
+        match self.parked.ask(bridge, parked, give_up) {
+            Ok(asked) => Ok(asked),
+            Err((parked, error)) => {
+                UpstreamStatus::count(&self.status.parking_refused);
+                let Running { peer, id, .. } = parked.call;
+                let reason = "Steward cannot hold more calls for the client's answers";
+                cancel(&peer, &self.status, id, reason).await;
+                Err(UpstreamError::Rejected(error))
+            }
+        }
+    }
+
+    /// Hands the client's answers (in its retry's `params`) to the process's requests the call
+    /// `state` parked, and waits on for its result; asks again for what was left unanswered.
+    async fn resume(
+        &self,
+        bridge: &Bound<'_>,
+        state: &str,
+        params: &Value,
+        relay: Option<&Relay>,
+    ) -> Result<Value, UpstreamError> {
+        let parked = self
+            .parked
+            .resume(state, bridge)
+            .map_err(UpstreamError::Rejected)?;
+        let (answered, unanswered) = Asked::answered(parked.asked, params);
+        for (asked, answer) in answered {
+            // The process's request is gone only if its call ended: nothing to answer then.
+            let _gone = asked.reply_to.send(Ok(answer));
+        }
+        if !unanswered.is_empty() {
+            let parked = Parked {
+                call: parked.call,
+                asked: unanswered,
+            };
+            return self.park(parked, bridge).await;
+        }
+        self.drive(parked.call, relay, Some(bridge)).await
     }
 
     /// The running process's MCP peer, or why there is none. While the process starts for the
@@ -320,10 +467,11 @@ impl Handler {
     /// Asks the client of the latest call in flight, and reads its answer as `T`.
     async fn ask<T: DeserializeOwned>(
         &self,
+        id: RequestId,
         method: &str,
         params: impl serde::Serialize,
     ) -> Result<T, ErrorData> {
-        let Some(relay) = self.calls.latest() else {
+        let Some((relay, bridge)) = self.calls.latest() else {
             return Err(ErrorData::invalid_request(
                 format!(
                     "{method} outside a call: Steward relays it only to the client whose call it serves"
@@ -331,8 +479,11 @@ impl Handler {
                 None,
             ));
         };
-        let request = json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params});
-        let mut reply = relay.ask(&self.name, request).await;
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut reply = match bridge {
+            Some(bridge) => ask_later(&relay, &bridge, request).await,
+            None => relay.ask(&self.name, request).await,
+        };
         if let Some(error) = reply.get_mut("error").map(Value::take) {
             return Err(serde_json::from_value(error).unwrap_or_else(|e| {
                 ErrorData::internal_error(format!("a malformed error: {e}"), None)
@@ -341,6 +492,47 @@ impl Handler {
         serde_json::from_value(reply["result"].take())
             .map_err(|e| ErrorData::internal_error(format!("the client's answer: {e}"), None))
     }
+}
+
+/// The process's next request for a 2026-07-28 client's call, with the call's bridge; `None`
+/// at once for another client's call (it is asked directly).
+async fn next_ask<'b, 'a>(
+    asks: Option<(
+        &'b Bound<'a>,
+        &mut mpsc::UnboundedReceiver<Asked<Answering>>,
+    )>,
+) -> Option<(Asked<Answering>, &'b Bound<'a>)> {
+    let (bridge, asks) = asks?;
+    Some((asks.recv().await?, bridge))
+}
+
+/// Asks a 2026-07-28 client through its call's `bridge`: Steward answers what it can itself
+/// (a ping, a capability the client did not declare); the rest reaches the call, which parks,
+/// and the answer comes with the client's retry. The JSON-RPC reply for the process.
+async fn ask_later(relay: &Relay, bridge: &Bridge, request: Value) -> Value {
+    if let Some(reply) = relay.answer_here(&request) {
+        return reply;
+    }
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+    let (answer, answered) = oneshot::channel();
+    let asked = match Asked::new(&id, &request["method"], params, answer) {
+        Ok(asked) => asked,
+        Err(error) => return relay::reply(id, Err(error)),
+    };
+    let outcome = match bridge.send(asked) {
+        Ok(()) => answered.await.unwrap_or_else(|_| {
+            Err(ErrorData::internal_error(
+                "the client did not answer: Steward gave up the call this request serves",
+                None,
+            ))
+        }),
+        Err(_) => Err(ErrorData::internal_error(
+            "the call this request serves has ended",
+            None,
+        )),
+    };
+    relay::reply(id, outcome)
 }
 
 impl ClientHandler for Handler {
@@ -360,24 +552,24 @@ impl ClientHandler for Handler {
     async fn create_message(
         &self,
         params: CreateMessageRequestParams,
-        _context: RequestContext<RoleClient>,
+        context: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
-        self.ask("sampling/createMessage", params).await
+        self.ask(context.id, "sampling/createMessage", params).await
     }
 
     async fn list_roots(
         &self,
-        _context: RequestContext<RoleClient>,
+        context: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, ErrorData> {
-        self.ask("roots/list", json!({})).await
+        self.ask(context.id, "roots/list", json!({})).await
     }
 
     async fn create_elicitation(
         &self,
         request: ElicitRequestParams,
-        _context: RequestContext<RoleClient>,
+        context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        self.ask("elicitation/create", request).await
+        self.ask(context.id, "elicitation/create", request).await
     }
 
     async fn on_progress(
@@ -402,7 +594,7 @@ impl ClientHandler for Handler {
         let message =
             json!({"jsonrpc": "2.0", "method": "notifications/message", "params": params});
         match self.calls.latest() {
-            Some(relay) => {
+            Some((relay, _)) => {
                 self.calls.1.fetch_add(1, Ordering::AcqRel);
                 relay.notify(&self.name, message).await;
                 self.calls.1.fetch_sub(1, Ordering::AcqRel);

@@ -120,6 +120,18 @@ struct ToolResult<'a> {
     structured: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "isError")]
     is_error: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "resultType")]
+    result_type: Option<&'a RawValue>,
+}
+
+/// `resultType` of a 2026-07-28 result that asks the client for input first.
+const INPUT_REQUIRED: &str = "\"input_required\"";
+
+/// The kind of a result read raw (a prompt's, a resource's).
+#[derive(Deserialize)]
+struct Kind<'a> {
+    #[serde(borrow, default, rename = "resultType")]
+    result_type: Option<&'a RawValue>,
 }
 
 /// A content block: its text is kept as raw (escaped) JSON, decoded only when needed (a count
@@ -583,12 +595,21 @@ fn status_of(
 }
 
 /// A result's status: a tool that reported failure (`isError: true`) is a `tool_error`, with
-/// its text as the message; any other result is a success.
+/// its text as the message; an `InputRequiredResult` is `input_required` (the call goes on in
+/// the client's retry); any other result is a success.
 fn result_status(result: &Outcome) -> (Status, Option<String>) {
-    match result {
+    let kind = match result {
         Outcome::Tool(tool) if tool.is_error.map(RawValue::get) == Some("true") => {
-            (Status::ToolError, Some(cut(&content_text(tool))))
+            return (Status::ToolError, Some(cut(&content_text(tool))));
         }
+        Outcome::Tool(tool) => tool.result_type,
+        // Parsed again only when the text mentions it at all.
+        Outcome::Raw(raw) => memchr::memmem::find(raw.get().as_bytes(), b"input_required")
+            .and_then(|_| serde_json::from_str::<Kind>(raw.get()).ok())
+            .and_then(|kind| kind.result_type),
+    };
+    match kind.map(RawValue::get) {
+        Some(INPUT_REQUIRED) => (Status::InputRequired, None),
         _ => (Status::Success, None),
     }
 }
@@ -682,6 +703,30 @@ mod tests {
         let row = analyze(observe(CALL, 200, body));
         assert_eq!(row.status, Status::ToolError);
         assert_eq!(row.error_message.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn a_result_that_asks_for_input_is_input_required() {
+        let asks = r#"{"resultType":"input_required","inputRequests":{"k":{"method":"roots/list","params":{}}},"requestState":"s"}"#;
+        let body = format!(r#"{{"jsonrpc":"2.0","id":7,"result":{asks}}}"#);
+        let row = analyze(observe(CALL, 200, &body));
+        assert_eq!(
+            (row.status, row.error_type()),
+            (Status::InputRequired, None)
+        );
+        let prompt = r#"{"jsonrpc":"2.0","id":7,"method":"prompts/get","params":{"name":"p"}}"#;
+        assert_eq!(
+            analyze(observe(prompt, 200, &body)).status,
+            Status::InputRequired
+        );
+        // A result that only mentions it is an ordinary one.
+        let mentions =
+            r#"{"jsonrpc":"2.0","id":7,"result":{"messages":[],"description":"input_required"}}"#;
+        assert_eq!(
+            analyze(observe(prompt, 200, mentions)).status,
+            Status::Success
+        );
+        assert!(!Status::InputRequired.failed() && Status::Cancelled.failed());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use sqlx::FromRow;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
+use super::request_row::FAILED_SQL;
 use super::{Store, on_pool};
 
 /// One hour's or one client's sums (money as integer units of 1e-10 USD).
@@ -86,7 +87,7 @@ impl Store {
         let sql = format!(
             "SELECT COALESCE(s.client_name, 'unknown') AS client_name, COALESCE(s.client_type, 'unknown') AS client_type, \
              COUNT(*) AS requests, \
-             CAST(SUM(CASE WHEN r.status <> 'success' THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
+             CAST(SUM(CASE WHEN {FAILED_SQL} THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
              CAST(COALESCE(SUM(r.total_tokens), 0) AS BIGINT) AS tokens, \
              CAST(COALESCE({cost}, 0) AS BIGINT) AS cost_units \
              FROM mcp_requests r LEFT JOIN mcp_sessions s ON s.session_id = r.session_id \

@@ -50,16 +50,30 @@ pub enum Status {
     ToolError,
     Cancelled,
     Timeout,
+    /// Answered with a 2026-07-28 `InputRequiredResult`: the server asks the client for input
+    /// first, and the client's retry (a request of its own, with its own row) completes the
+    /// call. Neither done nor failed.
+    InputRequired,
 }
 
+/// [`Status::failed`] in SQL, of `mcp_requests` as `r`.
+pub const FAILED_SQL: &str = "r.status <> 'success' AND r.status <> 'input_required'";
+
 impl Status {
-    const ALL: [Status; 5] = [
+    const ALL: [Status; 6] = [
         Status::Success,
         Status::Error,
         Status::ToolError,
         Status::Cancelled,
         Status::Timeout,
+        Status::InputRequired,
     ];
+
+    /// Whether it counts as an error in the statistics: anything but a success, or a call
+    /// that asked for input (it goes on in the client's retry, whose row says how it ended).
+    pub fn failed(self) -> bool {
+        !matches!(self, Status::Success | Status::InputRequired)
+    }
 
     /// The status stored as `text`, if it names one.
     pub fn parse(text: &str) -> Option<Status> {
@@ -73,6 +87,7 @@ impl Status {
             Status::ToolError => "tool_error",
             Status::Cancelled => "cancelled",
             Status::Timeout => "timeout",
+            Status::InputRequired => "input_required",
         }
     }
 }
@@ -137,7 +152,7 @@ impl LedgerRow {
     /// JSON-RPC error code of a protocol error (`_OTHER` without one), `timeout`/`cancelled`.
     pub fn error_type(&self) -> Option<String> {
         match self.status {
-            Status::Success => None,
+            Status::Success | Status::InputRequired => None,
             Status::ToolError => Some("tool_error".into()),
             Status::Error => Some(
                 self.error_code

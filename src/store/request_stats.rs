@@ -9,7 +9,7 @@ use chrono::{DateTime, DurationRound, Utc};
 use rust_decimal::Decimal;
 
 use super::{Money, Store, on_pool};
-use crate::store::request_row::LedgerRow;
+use crate::store::request_row::{FAILED_SQL, LedgerRow};
 
 /// Money in the aggregates: an integer count of 1e-10 USD ([`Money::STORED_SCALE`]).
 pub fn cost_units(money: Money) -> i64 {
@@ -141,7 +141,7 @@ impl Aggregate {
         let us = row.duration.micros();
         self.sums.merge(&Sums {
             requests: 1,
-            errors: i64::from(row.status.as_str() != "success"),
+            errors: i64::from(row.status.failed()),
             duration_us_total: us,
             duration_us_max: us,
             tokens: i64::from(row.total_tokens.unwrap_or(0)),
@@ -410,7 +410,7 @@ impl Store {
         let sql = format!(
             "SELECT r.method, COALESCE(r.tool_name, '') AS tool_name, COALESCE(s.client_type, 'unknown') AS client_type, \
              {bucket} AS bucket, COUNT(*) AS requests, \
-             CAST(SUM(CASE WHEN r.status <> 'success' THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
+             CAST(SUM(CASE WHEN {FAILED_SQL} THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
              CAST(SUM(r.duration_us) AS BIGINT) AS duration_us_total, MAX(r.duration_us) AS duration_us_max, \
              CAST(COALESCE(SUM(r.total_tokens), 0) AS BIGINT) AS tokens, CAST(COALESCE({cost_units}, 0) AS BIGINT) AS cost_units \
              FROM mcp_requests r LEFT JOIN mcp_sessions s ON s.session_id = r.session_id \

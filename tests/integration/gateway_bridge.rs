@@ -1,13 +1,16 @@
 //! A 2026-07-28 client without a session, in front of a session-era upstream (the official
-//! Python SDK server refusing 2026-07-28 requests, as one from before that revision does) that asks for elicitation or sampling while serving a call: that revision
+//! Python SDK server over HTTP refusing 2026-07-28 requests, as one from before that revision
+//! does, and the same server over stdio) that asks for elicitation or sampling while serving a
+//! call: that revision
 //! has no requests from server to client, so Steward answers the client with an
 //! `InputRequiredResult` carrying the upstream's request and a `requestState` of its own, and
 //! the client's retry with its answer and that state gets the upstream's final result. A state
 //! from another session, a changed one, or one already used is refused saying so; a call the
-//! client never resumes is given up (the upstream is told to stop; `/health` counts it).
+//! client never resumes is given up (the upstream is told to stop; `/health` counts it). A
+//! client session parks at most so many calls: the next is refused, saying so, and counted.
 
 use crate::common;
-use crate::gateway::{PythonUpstream, free_port, python};
+use crate::gateway::{PythonUpstream, free_port, python, upstream_script, wait_until_up};
 use crate::gateway_stateless::python_client;
 
 use std::path::Path;
@@ -18,7 +21,11 @@ use common::raw::{self, Client, Reply};
 use common::{TestDb, TestServer, test_on_each_backend};
 use serde_json::{Value, json};
 
-test_on_each_backend!(a_stateless_client_answers_a_session_era_upstream_through_input_required);
+test_on_each_backend!(
+    a_stateless_client_answers_a_session_era_upstream_through_input_required,
+    a_stateless_client_answers_a_stdio_upstream_through_input_required,
+    a_client_session_parks_only_so_many_calls,
+);
 
 const REVISION: &str = "2026-07-28";
 
@@ -84,12 +91,41 @@ async fn a_stateless_client_answers_a_session_era_upstream_through_input_require
     };
     let env: &[(&str, &Path)] = &[("HANDSHAKE_ONLY", Path::new("1"))];
     let upstream = PythonUpstream::start_with(&python, free_port()?, env).await?;
-    let flag = format!("py={}", upstream.url());
-    // The upstream's timeout is also how long a parked call waits for the client's answer.
-    let args = ["--upstream", &flag, "--upstream-timeout", "6s"];
-    let server = TestServer::start_with(&db, &args).await?;
+    bridged(&db, &python, &format!("py={}", upstream.url())).await?;
+    drop(upstream);
+    Ok(())
+}
+
+/// A stdio upstream speaks a session-era revision by nature: its requests reach a 2026-07-28
+/// client the same way.
+async fn a_stateless_client_answers_a_stdio_upstream_through_input_required(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    let flag = format!("py=stdio:{} {} stdio", python.display(), upstream_script());
+    bridged(&db, &python, &flag).await
+}
+
+/// A Steward in front of the upstream `py` (`flag`) whose timeout, also how long a parked
+/// call waits for the client's answer, is 6 s.
+async fn gateway(db: &TestDb, flag: &str) -> anyhow::Result<(TestServer, Client, Client)> {
+    let args = ["--upstream", flag, "--upstream-timeout", "6s"];
+    let server = TestServer::start_with(db, &args).await?;
     let client = Client::new(&server.mcp_url());
     let api = Client::new(&server.base_url);
+    if flag.contains("=stdio:") {
+        // An HTTP upstream is reached on first use; a process is started at once.
+        wait_until_up(&api, "py").await?;
+    }
+    Ok((server, client, api))
+}
+
+/// Elicitation and sampling asked and answered, a state refused when it is not the client's,
+/// a call never resumed given up, the ledger's rows, and the Python SDK's client.
+async fn bridged(db: &TestDb, python: &Path, flag: &str) -> anyhow::Result<()> {
+    let (server, client, api) = gateway(db, flag).await?;
 
     // Elicitation: asked, answered, the upstream's result.
     let ask = json!({ "name": "py__ask_name", "arguments": {} });
@@ -201,8 +237,9 @@ async fn a_stateless_client_answers_a_session_era_upstream_through_input_require
             .all(|r| r["upstream"] == "py" && r["upstream_tool"] == "ask_name"),
         "{rows:?}"
     );
+    // The call that asked for input did not complete: the retry that answered did.
     for (id, expected) in [
-        ("1", "success"),
+        ("1", "input_required"),
         ("2", "error"),
         ("3", "success"),
         ("4", "error"),
@@ -214,7 +251,7 @@ async fn a_stateless_client_answers_a_session_era_upstream_through_input_require
     }
 
     // A real 2026-07-28 client: the Python SDK in auto mode answers through its callbacks.
-    let answer = python_client(&python, &server.mcp_url(), "ask").await?;
+    let answer = python_client(python, &server.mcp_url(), "ask").await?;
     ensure!(
         answer["protocol_version"] == REVISION
             && answer["ask_name"] == "hello Ada"
@@ -222,6 +259,57 @@ async fn a_stateless_client_answers_a_session_era_upstream_through_input_require
         "{answer}"
     );
     server.stop().await;
-    drop(upstream);
+    Ok(())
+}
+
+/// Over stdio (the same shelf serves HTTP upstreams): a session's 17th parked call is refused
+/// with an error naming the limit and counted in `/health` and `/metrics`; another session
+/// still parks; answering one frees a place.
+async fn a_client_session_parks_only_so_many_calls(db: TestDb) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    let flag = format!("py=stdio:{} {} stdio", python.display(), upstream_script());
+    let (server, client, api) = gateway(&db, &flag).await?;
+    let confirm = json!({ "name": "py__confirm", "arguments": {} });
+    let mut parked = Vec::new();
+    for id in 1..=16 {
+        let reply = call(&client, "alice", id, confirm.clone()).await?;
+        parked.push(asked(&reply, "elicitation/create")?);
+    }
+    let refused = call(&client, "alice", 17, confirm.clone()).await?;
+    ensure!(
+        refused
+            .error_message()
+            .contains("already has 16 calls waiting"),
+        "{}",
+        refused.text
+    );
+    let (_, health) = api.get_json("/health").await?;
+    ensure!(health["upstreams"][0]["parking_refused"] == 1, "{health}");
+    let metrics = api.get("/metrics").await?.text().await?;
+    ensure!(
+        metrics.contains("steward_upstream_parking_refused{upstream=\"py\"} 1"),
+        "{metrics}"
+    );
+    asked(
+        &call(&client, "bob", 18, confirm.clone()).await?,
+        "elicitation/create",
+    )?;
+    let (key, state) = parked.pop().context("a parked call")?;
+    let yes = json!({ "action": "accept", "content": { "ok": true } });
+    let done = call(
+        &client,
+        "alice",
+        19,
+        retry("py__confirm", json!({}), &key, yes, &state),
+    )
+    .await?;
+    ensure!(text(&done)? == "confirmed=True", "{}", done.text);
+    asked(
+        &call(&client, "alice", 20, confirm).await?,
+        "elicitation/create",
+    )?;
+    server.stop().await;
     Ok(())
 }

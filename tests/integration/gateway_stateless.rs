@@ -128,6 +128,15 @@ async fn input_required_results_pass_through_unchanged(db: TestDb) -> anyhow::Re
             && r["upstream_tool"] == "test_input_required_result_elicitation"),
         "{rows:?}"
     );
+    // The call that asked for input did not complete: its retry did.
+    let status = |id: &str| {
+        rows.iter()
+            .find(|r| r["jsonrpc_id"] == id)
+            .map(|r| &r["status"])
+    };
+    for (id, expected) in [("1", "input_required"), ("2", "success"), ("3", "error")] {
+        ensure!(status(id) == Some(&json!(expected)), "row {id}: {rows:?}");
+    }
 
     // The upstream "session" of the client's logical session is a 2026-07-28 one: no id.
     let store = common::open_store(&db).await?;
