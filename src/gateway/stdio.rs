@@ -35,7 +35,7 @@ use rmcp::{ClientHandler, ErrorData, ServiceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::error::UpstreamError;
@@ -78,12 +78,14 @@ type Bridge = mpsc::UnboundedSender<Asked<Answering>>;
 type Answering = oneshot::Sender<Result<Value, ErrorData>>;
 
 /// The requests in flight, by the progress token Steward gave each, oldest first, with the
-/// bridge of a 2026-07-28 client's; and how many of the process's notifications are being
-/// passed on.
+/// bridge of a 2026-07-28 client's; how many of the process's notifications are being passed
+/// on; and the gate a call holds from being sent until it is on the list (see
+/// [`InFlight::registering`]).
 #[derive(Default)]
 struct InFlight(
     Mutex<Vec<(ProgressToken, Relay, Option<Bridge>)>>,
     AtomicUsize,
+    AsyncMutex<()>,
 );
 
 /// A call at the process: its answer to come, its ids, and, for a 2026-07-28 client, the
@@ -113,6 +115,19 @@ impl InFlight {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    /// Held from sending a call to the process (or answering its requests) until the call is
+    /// on the list: rmcp handles what the process sends on tasks of its own, which can run
+    /// before `send_request` returns, so without the gate the process's first request or
+    /// progress about a call could find no call in flight.
+    async fn registering(&self) -> AsyncMutexGuard<'_, ()> {
+        self.2.lock().await
+    }
+
+    /// Waits until no call is between being sent and being listed.
+    async fn registered(&self) {
+        drop(self.2.lock().await);
     }
 
     fn by_token(&self, token: &ProgressToken) -> Option<Relay> {
@@ -207,6 +222,7 @@ impl StdioUpstream {
                 )));
             }
         };
+        let gate = self.calls.registering().await;
         let handle = peer
             .send_request_with_option(request, PeerRequestOptions::no_options())
             .await
@@ -221,7 +237,7 @@ impl StdioUpstream {
             bridge: bridge_to,
             asks,
         };
-        self.drive(running, relay, bridge.as_ref()).await
+        self.drive(running, relay, bridge.as_ref(), gate).await
     }
 
     /// Waits for the call's answer, passing on what the process sends meanwhile; a
@@ -231,6 +247,7 @@ impl StdioUpstream {
         mut running: Running,
         relay: Option<&Relay>,
         bridge: Option<&Bound<'_>>,
+        gate: AsyncMutexGuard<'_, ()>,
     ) -> Result<Value, UpstreamError> {
         let token = running.token.clone();
         let asker = bridge.map(|_| running.bridge.clone());
@@ -238,6 +255,7 @@ impl StdioUpstream {
             lock(&self.calls.0).push((token.clone(), relay.clone(), asker));
             Landed(&self.calls, token)
         });
+        drop(gate);
         let cancelled = relay.map(|r| r.cancelled.clone()).unwrap_or_default();
         let (dropped, status, asked) = (
             running.peer.clone(),
@@ -322,19 +340,21 @@ impl StdioUpstream {
             .parked
             .resume(state, bridge)
             .map_err(UpstreamError::Rejected)?;
+        let gate = self.calls.registering().await;
         let (answered, unanswered) = Asked::answered(parked.asked, params);
         for (asked, answer) in answered {
             // The process's request is gone only if its call ended: nothing to answer then.
             let _gone = asked.reply_to.send(Ok(answer));
         }
         if !unanswered.is_empty() {
+            drop(gate);
             let parked = Parked {
                 call: parked.call,
                 asked: unanswered,
             };
             return self.park(parked, bridge).await;
         }
-        self.drive(parked.call, relay, Some(bridge)).await
+        self.drive(parked.call, relay, Some(bridge), gate).await
     }
 
     /// The running process's MCP peer, or why there is none. While the process starts for the
@@ -471,6 +491,7 @@ impl Handler {
         method: &str,
         params: impl serde::Serialize,
     ) -> Result<T, ErrorData> {
+        self.calls.registered().await;
         let Some((relay, bridge)) = self.calls.latest() else {
             return Err(ErrorData::invalid_request(
                 format!(
@@ -577,13 +598,15 @@ impl ClientHandler for Handler {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
+        // Counted while it waits for the gate too, so the call's answer waits for it.
+        self.calls.1.fetch_add(1, Ordering::AcqRel);
+        self.calls.registered().await;
         if let Some(relay) = self.calls.by_token(&params.progress_token) {
-            self.calls.1.fetch_add(1, Ordering::AcqRel);
             let message =
                 json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": params});
             relay.notify(&self.name, message).await;
-            self.calls.1.fetch_sub(1, Ordering::AcqRel);
         }
+        self.calls.1.fetch_sub(1, Ordering::AcqRel);
     }
 
     async fn on_logging_message(
@@ -593,16 +616,15 @@ impl ClientHandler for Handler {
     ) {
         let message =
             json!({"jsonrpc": "2.0", "method": "notifications/message", "params": params});
+        self.calls.1.fetch_add(1, Ordering::AcqRel);
+        self.calls.registered().await;
         match self.calls.latest() {
-            Some((relay, _)) => {
-                self.calls.1.fetch_add(1, Ordering::AcqRel);
-                relay.notify(&self.name, message).await;
-                self.calls.1.fetch_sub(1, Ordering::AcqRel);
-            }
+            Some((relay, _)) => relay.notify(&self.name, message).await,
             None => {
                 self.audience.notify(&self.name, None, message).await;
             }
         }
+        self.calls.1.fetch_sub(1, Ordering::AcqRel);
     }
 
     async fn on_resource_updated(
