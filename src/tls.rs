@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// Makes `ring` the process's rustls crypto provider. reqwest builds every client's TLS from
 /// the process's provider and panics when there is none (Steward builds only `ring`, not
@@ -24,6 +25,32 @@ pub fn install() {
             Err(_) => tracing::debug!("a rustls crypto provider was already installed"),
         }
     });
+}
+
+/// A reqwest client builder whose TLS verifies against the system's roots with a verifier built
+/// once per process: reqwest would build one per client, reading and parsing the system's CA
+/// bundle each time (milliseconds, which many short-lived clients, as tests make, add up).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    install();
+    static SYSTEM: OnceLock<Option<rustls::ClientConfig>> = OnceLock::new();
+    let builder = reqwest::Client::builder();
+    match SYSTEM.get_or_init(system_roots) {
+        Some(config) => builder.tls_backend_preconfigured(config.clone()),
+        // reqwest builds its own, and says what failed when the client is built.
+        None => builder,
+    }
+}
+
+fn system_roots() -> Option<rustls::ClientConfig> {
+    let provider = rustls::crypto::CryptoProvider::get_default()?.clone();
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone()).ok()?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Some(config)
 }
 
 /// Certificate authorities an upstream's certificate may chain to besides the system's: the

@@ -95,11 +95,11 @@ impl std::fmt::Debug for Gateway {
 /// The HTTP client of the upstreams: one shared by all, and one of its own for each upstream
 /// with a `ca_file` (whose roots it trusts besides the system's).
 fn http_client(roots: Option<&ExtraRoots>) -> Result<reqwest::Client, String> {
-    let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
     let builder = match roots {
-        Some(roots) => builder.tls_certs_merge(roots.certificates()?),
-        None => builder,
+        Some(roots) => reqwest::Client::builder().tls_certs_merge(roots.certificates()?),
+        None => crate::tls::client_builder(),
     };
+    let builder = builder.connect_timeout(Duration::from_secs(5));
     builder.build().map_err(|e| http::causes(&e))
 }
 
