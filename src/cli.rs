@@ -368,10 +368,11 @@ pub struct ServeArgs {
 /// Gateway mode: Steward in front of other MCP servers.
 #[derive(Debug, Args, Default)]
 pub struct GatewayArgs {
-    /// Put Steward in front of another MCP server (repeatable): NAME=http://HOST:PORT/mcp, or
+    /// Put Steward in front of another MCP server (repeatable): NAME=http://HOST:PORT/mcp or
+    /// NAME=https://HOST/mcp (its certificate checked against the system's trust store), or
     /// 'NAME=stdio:COMMAND ARG...' for a process Steward starts (and restarts when it ends).
-    /// Its tools are listed as NAME__tool. Headers, environment variables, timeouts and tool
-    /// allow-lists: [[upstream]] tables in steward.toml.
+    /// Its tools are listed as NAME__tool. Headers, environment variables, timeouts, tool
+    /// allow-lists and a private CA (ca_file): [[upstream]] tables in steward.toml.
     #[arg(long = "upstream", value_name = "NAME=TARGET")]
     pub upstreams: Vec<String>,
     /// Like --upstream, but its tools, prompts and resources keep their own names (no NAME__

@@ -747,10 +747,18 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
         path: path.clone(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
-        path,
+    let mut file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+        path: path.clone(),
         message: e.to_string(),
-    })
+    })?;
+    let folder = std::path::absolute(&path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    for table in &mut file.upstream {
+        table.anchor(&folder);
+    }
+    Ok(file)
 }
 
 /// `$XDG_CONFIG_HOME/steward/steward.toml`, or `~/.config/steward/steward.toml` (the XDG

@@ -9,7 +9,7 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["sync", "logs", "board", "protocol", "principal"],
+        &["sync", "logs", "board", "protocol", "principal", "tls"],
     ),
     ("store", &["store"]),
     ("observability", &["metrics"]),

@@ -31,6 +31,7 @@ pub mod sessions;
 pub mod stats;
 pub mod store;
 mod sync;
+pub mod tls;
 pub mod traces;
 pub mod views;
 

@@ -16,6 +16,8 @@ use steward::store::{OpenMode, Store};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before any HTTP client is built (upstreams, OTLP, `steward check`).
+    steward::tls::install();
     let cli = Cli::parse();
     let resolved = match config::resolve(cli) {
         Ok((resolved, log_format)) => {

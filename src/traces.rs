@@ -41,6 +41,8 @@ impl Traces {
     /// Starts exporting spans for every row `ledger` stores to `endpoint` (the collector's base
     /// URL, e.g. `http://127.0.0.1:4318`; `/v1/traces` is added unless given).
     pub fn start(endpoint: &str, ledger: &Ledger) -> anyhow::Result<Self> {
+        // The exporter builds its own HTTP client, which takes TLS from the process.
+        crate::tls::install();
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_endpoint(traces_url(endpoint))

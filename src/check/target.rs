@@ -129,7 +129,9 @@ pub async fn run_restart_cmd(command: &str, base_url: &str) -> anyhow::Result<()
     if !status.success() {
         bail!("the restart command failed: {status}");
     }
-    let http = reqwest::Client::new();
+    let http = crate::tls::client_builder()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new());
     for _ in 0..60 {
         if http.get(format!("{base_url}/health")).send().await.is_ok() {
             return Ok(());

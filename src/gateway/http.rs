@@ -774,7 +774,10 @@ fn classify(error: StreamableHttpError<reqwest::Error>) -> Failure {
     Failure::Other(match error {
         StreamableHttpError::SessionExpired => return Failure::Expired,
         // Without the URL: its query may hold a credential.
-        StreamableHttpError::Client(e) => UpstreamError::Unreachable(causes(&e.without_url())),
+        StreamableHttpError::Client(e) => {
+            let e = e.without_url();
+            UpstreamError::Unreachable(crate::tls::handshake_failure(&e).unwrap_or_else(|| causes(&e)))
+        }
         StreamableHttpError::HttpStatus(status) => {
             UpstreamError::Unreachable(format!("it answered HTTP {}", status.status))
         }
@@ -786,7 +789,7 @@ fn classify(error: StreamableHttpError<reqwest::Error>) -> Failure {
 }
 
 /// An error with its causes: reqwest's own text ("error sending request") names none.
-fn causes(error: &dyn std::error::Error) -> String {
+pub(super) fn causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -831,7 +834,10 @@ mod tests {
             name: UpstreamName::parse("gone").expect("a valid name"),
             url: format!("http://127.0.0.1:{port}/mcp").into(),
             headers: HashMap::new(),
-            client: reqwest::Client::new(),
+            client: {
+                crate::tls::install();
+                reqwest::Client::new()
+            },
             status: status.clone(),
         };
         let now = Utc::now();

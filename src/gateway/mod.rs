@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ledger::entry::{Micros, Served, UpstreamHop};
 use crate::store::Store;
+use crate::tls::ExtraRoots;
 use answer::Answer;
 use breaker::Breaker;
 use error::UpstreamError;
@@ -91,6 +92,17 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// The HTTP client of the upstreams: one shared by all, and one of its own for each upstream
+/// with a `ca_file` (whose roots it trusts besides the system's).
+fn http_client(roots: Option<&ExtraRoots>) -> Result<reqwest::Client, String> {
+    let builder = match roots {
+        Some(roots) => reqwest::Client::builder().tls_certs_merge(roots.certificates()?),
+        None => crate::tls::client_builder(),
+    };
+    let builder = builder.connect_timeout(Duration::from_secs(5));
+    builder.build().map_err(|e| http::causes(&e))
+}
+
 impl Gateway {
     /// Connects nothing yet: HTTP upstreams are reached on first use, stdio processes start
     /// now and run until `stop`.
@@ -99,9 +111,8 @@ impl Gateway {
         store: Store,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
+        crate::tls::install();
+        let client = http_client(None)
             .map_err(|e| format!("cannot build the HTTP client for upstreams: {e}"))?;
         let mut upstreams = Vec::with_capacity(specs.len());
         // Calls parked for 2026-07-28 clients' input are bounded over every upstream together.
@@ -119,12 +130,25 @@ impl Gateway {
             let status = Arc::new(UpstreamStatus::default());
             let audience = Arc::new(Audience::default());
             let link = match &spec.target {
-                Target::Http { url, headers } => Link::Http(
+                Target::Http {
+                    url,
+                    headers,
+                    ca_file,
+                } => Link::Http(
                     HttpUpstream::new(
                         spec.name.clone(),
                         url,
                         headers,
-                        client.clone(),
+                        match ca_file {
+                            None => client.clone(),
+                            Some(roots) => http_client(Some(roots)).map_err(|e| {
+                                format!(
+                                    "upstream {}: ca_file {}: {e}",
+                                    spec.name,
+                                    roots.path().display()
+                                )
+                            })?,
+                        },
                         store.clone(),
                         status.clone(),
                         audience.clone(),

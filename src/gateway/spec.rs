@@ -3,9 +3,11 @@
 //! Everything here is checked once, at start-up; a problem is a message that says what to fix.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::breaker::BreakerPolicy;
+use crate::tls::ExtraRoots;
 
 /// Between an upstream's name and its tool's name in the merged `tools/list`: `docs__search`.
 /// Two underscores keep the name within MCP's tool-name characters (`A-Z a-z 0-9 _ - .`).
@@ -73,10 +75,12 @@ impl fmt::Debug for Secret {
 /// How Steward reaches an upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// Streamable HTTP at `url`, with these extra headers on every request.
+    /// Streamable HTTP at `url`, with these extra headers on every request; an https:// one's
+    /// certificate may also chain to the roots of `ca_file`.
     Http {
         url: String,
         headers: Vec<(String, Secret)>,
+        ca_file: Option<ExtraRoots>,
     },
     /// A child process speaking MCP on its standard input/output.
     Stdio {
@@ -127,6 +131,7 @@ impl UpstreamSpec {
             None => Target::Http {
                 url: check_url(&name, target.trim())?,
                 headers: Vec::new(),
+                ca_file: None,
             },
         };
         Ok(UpstreamSpec {
@@ -170,6 +175,9 @@ pub struct UpstreamTable {
     env: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     headers: std::collections::BTreeMap<String, String>,
+    /// A PEM file of certificate authorities an https:// upstream's certificate may chain to,
+    /// besides the system's (a private CA); relative to the config file's folder.
+    ca_file: Option<PathBuf>,
     /// e.g. "30s".
     timeout: Option<String>,
     /// Only these of its tools are offered.
@@ -179,6 +187,14 @@ pub struct UpstreamTable {
 }
 
 impl UpstreamTable {
+    /// Makes a relative `ca_file` relative to `dir` (the config file's folder), so it does not
+    /// depend on where Steward was started.
+    pub fn anchor(&mut self, dir: &Path) {
+        if let Some(path) = self.ca_file.as_mut().filter(|p| p.is_relative()) {
+            *path = dir.join(&*path);
+        }
+    }
+
     pub fn into_spec(
         self,
         default_timeout: Duration,
@@ -196,17 +212,20 @@ impl UpstreamTable {
         };
         let target = match (self.url, self.command) {
             (Some(url), None) if self.args.is_empty() && self.env.is_empty() => Target::Http {
+                ca_file: extra_roots(&name, &url, self.ca_file.as_deref())?,
                 url: check_url(&name, &url)?,
                 headers: secrets(self.headers, "header")?,
             },
-            (None, Some(command)) if self.headers.is_empty() => Target::Stdio {
-                command,
-                args: self.args,
-                env: secrets(self.env, "env")?,
-            },
+            (None, Some(command)) if self.headers.is_empty() && self.ca_file.is_none() => {
+                Target::Stdio {
+                    command,
+                    args: self.args,
+                    env: secrets(self.env, "env")?,
+                }
+            }
             _ => {
                 return Err(format!(
-                    "upstream {name}: give either url (with headers) or command (with args and env), not both or neither"
+                    "upstream {name}: give either url (with headers and ca_file) or command (with args and env), not both or neither"
                 ));
             }
         };
@@ -252,20 +271,38 @@ pub fn check_namespaces(specs: &[UpstreamSpec], serves_own: bool) -> Result<(), 
     }
 }
 
-/// An upstream URL must be `http://HOST[:PORT]/PATH`.
+/// An upstream URL must be `http://HOST[:PORT]/PATH` or `https://HOST[:PORT]/PATH`.
 pub fn check_url(name: &UpstreamName, url: &str) -> Result<String, String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "upstream {name}: https:// upstreams are not supported yet (this build has no TLS client); reach it through a local TLS proxy on http://127.0.0.1"
-        ));
-    }
-    let host = url.strip_prefix("http://").unwrap_or_default();
+    let host = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or_default();
     if host.is_empty() || host.starts_with('/') || url.contains(char::is_whitespace) {
         return Err(format!(
-            "upstream {name}: {url:?} is not an http:// URL; write e.g. {name}=http://127.0.0.1:8000/mcp or {name}=stdio:COMMAND"
+            "upstream {name}: {url:?} is not an http:// or https:// URL; write e.g. {name}=http://127.0.0.1:8000/mcp or {name}=stdio:COMMAND"
         ));
     }
     Ok(url.to_string())
+}
+
+/// The roots of an https:// upstream's `ca_file`, read now so a missing or wrong file stops
+/// Steward at start, naming the upstream and the file.
+fn extra_roots(
+    name: &UpstreamName,
+    url: &str,
+    ca_file: Option<&Path>,
+) -> Result<Option<ExtraRoots>, String> {
+    let Some(path) = ca_file else {
+        return Ok(None);
+    };
+    if !url.starts_with("https://") {
+        return Err(format!(
+            "upstream {name}: ca_file is for https:// upstreams, and its url is not one"
+        ));
+    }
+    ExtraRoots::read(path)
+        .map(Some)
+        .map_err(|e| format!("upstream {name}: ca_file {e}"))
 }
 
 /// `url` without user information (`user:password@`) and without its query string.
@@ -350,6 +387,10 @@ mod tests {
         assert!(
             matches!(http.target, Target::Http { ref url, .. } if url == "http://127.0.0.1:8000/mcp")
         );
+        let https = UpstreamSpec::parse_flag("docs=https://mcp.example.com/mcp", T).unwrap();
+        assert!(
+            matches!(https.target, Target::Http { ref url, ca_file: None, .. } if url == "https://mcp.example.com/mcp")
+        );
         let stdio =
             UpstreamSpec::parse_flag("py=stdio:python3 'my server.py' --port 1", T).unwrap();
         assert_eq!(
@@ -363,7 +404,7 @@ mod tests {
         for bad in [
             "docs",
             "a__b=http://h/mcp",
-            "docs=https://h/mcp",
+            "docs=https://",
             "docs=ftp://h",
             "docs=http://",
             "py=stdio:",
@@ -428,5 +469,32 @@ mod tests {
         let mixed: UpstreamTable =
             toml::from_str("name = \"x\"\nurl = \"http://h/mcp\"\ncommand = \"y\"").unwrap();
         assert!(mixed.into_spec(T, env).is_err());
+    }
+
+    #[test]
+    fn a_ca_file_is_read_at_start_relative_to_the_config_file() {
+        let env = |_: &str| None;
+        let dir = tempfile::tempdir().unwrap();
+        let table = |text: &str| -> UpstreamTable {
+            let mut table: UpstreamTable = toml::from_str(text).unwrap();
+            table.anchor(dir.path());
+            table
+        };
+        let missing = table("name = \"v\"\nurl = \"https://h/mcp\"\nca_file = \"ca.pem\"")
+            .into_spec(T, env)
+            .unwrap_err();
+        let expected = dir.path().join("ca.pem").display().to_string();
+        assert!(
+            missing.contains("upstream v: ca_file") && missing.contains(&expected),
+            "{missing}"
+        );
+        let plain = table("name = \"v\"\nurl = \"http://h/mcp\"\nca_file = \"ca.pem\"")
+            .into_spec(T, env)
+            .unwrap_err();
+        assert!(plain.contains("ca_file is for https://"), "{plain}");
+        let stdio = table("name = \"v\"\ncommand = \"x\"\nca_file = \"ca.pem\"")
+            .into_spec(T, env)
+            .unwrap_err();
+        assert!(stdio.contains("either url"), "{stdio}");
     }
 }

@@ -85,7 +85,7 @@ pub struct Client {
 impl Client {
     /// A client for the MCP endpoint at `url` (e.g. `http://127.0.0.1:8080/mcp`).
     pub fn new(url: &str) -> Client {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .timeout(TIMEOUT)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());

@@ -10,7 +10,8 @@ client's GET stream opens and closes; with STATELESS=1 it keeps no sessions at a
 stateless_http: every request stands alone, whatever revision it speaks); with HANDSHAKE_ONLY=1
 it answers as a server from before 2026-07-28 does, refusing that revision's requests (HTTP 400),
 so a 2026-07-28 client reaches it through a session Steward holds; with DISCOVER_FAILS_ONCE=1
-its first 2026-07-28 request gets HTTP 503.
+its first 2026-07-28 request gets HTTP 503; with TLS_CERT=FILE and TLS_KEY=FILE it serves
+https://localhost:PORT/mcp with that certificate (uvicorn's --ssl-certfile/--ssl-keyfile).
 """
 
 import asyncio
@@ -215,11 +216,11 @@ def discover_fails_once(app):
     return flaky
 
 
-async def serve_http(port, wrap):
+async def serve_http(port, wrap, **tls):
     import uvicorn
 
     app = wrap(server.streamable_http_app(host="127.0.0.1"))
-    await uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port)).serve()
+    await uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **tls)).serve()
 
 
 if __name__ == "__main__":
@@ -228,6 +229,9 @@ if __name__ == "__main__":
         asyncio.run(serve_http(int(sys.argv[2]), lambda app: logging_get_streams(app, path)))
     elif sys.argv[1] == "http" and os.environ.get("HANDSHAKE_ONLY") == "1":
         asyncio.run(serve_http(int(sys.argv[2]), handshake_only))
+    elif sys.argv[1] == "http" and os.environ.get("TLS_CERT"):
+        tls = {"ssl_certfile": os.environ["TLS_CERT"], "ssl_keyfile": os.environ["TLS_KEY"]}
+        asyncio.run(serve_http(int(sys.argv[2]), lambda app: app, **tls))
     elif sys.argv[1] == "http" and os.environ.get("DISCOVER_FAILS_ONCE") == "1":
         asyncio.run(serve_http(int(sys.argv[2]), discover_fails_once))
     elif sys.argv[1] == "http":

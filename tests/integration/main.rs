@@ -20,6 +20,7 @@ mod first_hour;
 mod gateway;
 mod gateway_breaker;
 mod gateway_bridge;
+mod gateway_https;
 mod gateway_lists;
 mod gateway_relay;
 mod gateway_restarts;

@@ -154,6 +154,9 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new(backend: Backend) -> anyhow::Result<TestDb> {
+        // Every test makes its database first: from here on it may build HTTP clients, whose
+        // TLS needs the process's crypto provider (see steward::tls).
+        steward::tls::install();
         let dir = tempfile::Builder::new().prefix("steward-test-").tempdir()?;
         match backend {
             Backend::Sqlite => {
