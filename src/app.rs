@@ -26,14 +26,13 @@ pub struct HttpState {
     pub ctx: Arc<ServerContext>,
     pub sessions: Arc<Sessions>,
     pub ledger: Ledger,
-    pub in_flight: Arc<mcp::drain::InFlight>,
     pub guard: Arc<Guard>,
     /// Whether the database has answered since start (see [`Availability`]).
     pub database: Arc<Availability>,
 }
 
 /// The whole HTTP application. `close_sessions` ends rmcp's sessions and open SSE streams; the
-/// server fires it once in-flight requests have drained (see [`mcp::drain`]).
+/// server fires it once in-flight requests have drained (see `security::connections`).
 pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
     let security = &state.guard.settings;
     let inner = mcp::http::service(
@@ -87,11 +86,7 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
     let mcp = mcp
         // Outside the guard, so the ledger records its refusals, and the replies exactly as
         // clients receive them.
-        .layer(capture)
-        .layer(middleware::from_fn_with_state(
-            state.in_flight.clone(),
-            mcp::drain::track,
-        ));
+        .layer(capture);
     let admin = crate::api::router(
         state.ctx.store.clone(),
         crate::api::Live {

@@ -197,11 +197,13 @@ fn method_label(method: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-fn tool_label(tool: &str) -> &str {
-    match TOOLS.get() {
-        Some(known) if known.contains(tool) => tool,
-        _ => "other",
-    }
+/// Borrowed from the registered names (which live as long as the process), so a row's labels
+/// cost no allocation.
+fn tool_label(tool: &str) -> &'static str {
+    TOOLS
+        .get()
+        .and_then(|known| known.get(tool))
+        .map_or("other", String::as_str)
 }
 
 /// The series one kind of request is counted in; built once per kind, not per request
@@ -212,7 +214,7 @@ struct Series {
 }
 
 /// Method label, tool label, status and JSON-RPC error code: everything the labels derive from.
-type SeriesKey = (&'static str, String, Status, Option<i32>);
+type SeriesKey = (&'static str, &'static str, Status, Option<i32>);
 
 /// Kinds remembered; past this (error codes are not bounded) the cache starts over.
 const MAX_SERIES: usize = 4096;
@@ -225,7 +227,7 @@ static SERIES: OnceLock<
 pub fn record_request(row: &LedgerRow) {
     let method = method_label(&row.method);
     let tool = row.tool_name.as_deref().map(tool_label).unwrap_or_default();
-    let key: SeriesKey = (method, tool.to_string(), row.status, row.error_code);
+    let key: SeriesKey = (method, tool, row.status, row.error_code);
     let mut series = crate::sync::lock(SERIES.get_or_init(Default::default));
     if series.len() >= MAX_SERIES && !series.contains_key(&key) {
         series.clear();
@@ -233,8 +235,8 @@ pub fn record_request(row: &LedgerRow) {
     let entry = series.entry(key).or_insert_with_key(|(method, tool, status, _)| {
         let error_type = row.error_type().unwrap_or_default();
         Series {
-            duration: metrics::histogram!(OPERATION_DURATION, "mcp_method_name" => *method, "gen_ai_tool_name" => tool.clone(), "error_type" => error_type),
-            requests: metrics::counter!("steward_requests_total", "mcp_method_name" => *method, "gen_ai_tool_name" => tool.clone(), "status" => status.as_str()),
+            duration: metrics::histogram!(OPERATION_DURATION, "mcp_method_name" => *method, "gen_ai_tool_name" => *tool, "error_type" => error_type),
+            requests: metrics::counter!("steward_requests_total", "mcp_method_name" => *method, "gen_ai_tool_name" => *tool, "status" => status.as_str()),
         }
     });
     entry

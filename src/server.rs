@@ -9,7 +9,6 @@ use crate::app::HttpState;
 use crate::config::{ConfigError, ServeConfig, StoreConfig};
 use crate::gateway::Gateway;
 use crate::ledger::Ledger;
-use crate::mcp::drain::{InFlight, MAX_DRAIN};
 use crate::mcp::{self, ServerContext};
 use crate::resources::expiry;
 use crate::security::auth::Auth;
@@ -171,13 +170,8 @@ async fn run(
         ),
         None => None,
     };
-    let in_flight = InFlight::new();
+    // Fired by the connections once the requests in flight at the stop are answered.
     let close_sessions = CancellationToken::new();
-    tokio::spawn(close_sessions_after_drain(
-        shutdown.clone(),
-        in_flight.clone(),
-        close_sessions.clone(),
-    ));
     let auth = Auth::new(
         config.security.auth,
         store.clone(),
@@ -186,7 +180,6 @@ async fn run(
     let guard = Guard::new(config.security.clone(), auth, sessions.clone());
     let gateway = start_gateway(&config, &store, &shutdown)?;
     let state = HttpState {
-        in_flight,
         ctx: ServerContext::serving(
             store.clone(),
             Some(ledger.clone()),
@@ -208,7 +201,7 @@ async fn run(
         let (poll, shutdown) = (config.sessions.revocation_poll, shutdown.clone());
         move || vec![expiry::spawn_sweep(store, changes, health, poll, shutdown)]
     });
-    let app = crate::app::router(state, close_sessions);
+    let app = crate::app::router(state, close_sessions.clone());
     tracing::info!(%addr, database = ?config.store.database, engine = store.engine(), auth = ?config.security.auth, "Steward is serving MCP at /mcp");
     if config.security.auth == crate::security::AuthMode::None && !addr.ip().is_loopback() {
         tracing::warn!(
@@ -217,7 +210,8 @@ async fn run(
     }
     // The first line is machine-readable, for scripts and tests that start on port 0.
     print!("{}", startup_banner(addr, &config));
-    crate::security::connections::serve(listener, app, config.security.connections, shutdown).await;
+    let limits = config.security.connections;
+    crate::security::connections::serve(listener, app, limits, shutdown, close_sessions).await;
     for job in [jobs, sweep] {
         if let Err(error) = job.await {
             tracing::warn!(%error, "a background job ended abnormally");
@@ -366,23 +360,6 @@ async fn start_ledger(
     )
     .await
     .map_err(|e| RunError::Runtime(anyhow::anyhow!("cannot start the request ledger: {e}")))
-}
-
-/// After a stop signal: waits for in-flight requests (bounded), then closes rmcp's sessions and
-/// streams so the server can finish. Sessions stay valid in the database.
-async fn close_sessions_after_drain(
-    shutdown: CancellationToken,
-    in_flight: Arc<InFlight>,
-    close: CancellationToken,
-) {
-    shutdown.cancelled().await;
-    if !in_flight.drained(MAX_DRAIN).await {
-        tracing::warn!(
-            requests = in_flight.count(),
-            "in-flight requests did not finish in time; closing anyway"
-        );
-    }
-    close.cancel();
 }
 
 /// `steward stdio` also stops when its terminal or parent hangs up (SIGHUP), so its session

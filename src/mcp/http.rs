@@ -82,20 +82,19 @@ async fn one_restore_at_a_time(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(id) = request
+    let manager = sessions.manager();
+    // Borrowed from the request: a live session (nearly every request) copies nothing.
+    let id = request
         .headers()
         .get(protocol::SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-    else {
-        return next.run(request).await;
+        .and_then(|v| v.to_str().ok());
+    let turn = match id {
+        Some(id) if !manager.is_live(id).await => Some(manager.restore_turn(id).await),
+        _ => None,
     };
-    let manager = sessions.manager();
-    if manager.is_live(&id).await {
-        return next.run(request).await;
-    }
-    let _turn = manager.restore_turn(&id).await;
-    next.run(request).await
+    let response = next.run(request).await;
+    drop(turn);
+    response
 }
 
 /// The ends of sessions, as the client sees them. A DELETE is noted before rmcp handles it:
@@ -109,23 +108,26 @@ async fn session_endings(
     request: Request,
     next: Next,
 ) -> Response {
-    let session = request
-        .headers()
-        .get(protocol::SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    // A clone of the header shares its bytes: no copy per request.
+    let session = request.headers().get(protocol::SESSION_ID).cloned();
+    let id = |session: &Option<HeaderValue>| {
+        session
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     // Only a session held here can be restored in that window; an unknown id adds nothing.
-    if let Some(id) = &session
-        && request.method() == Method::DELETE
-        && sessions.manager().has_cached(id).await
+    if request.method() == Method::DELETE
+        && let Some(id) = id(&session)
+        && sessions.manager().has_cached(&id).await
     {
-        sessions.manager().note_ended(id);
+        sessions.manager().note_ended(&id);
     }
     let response = next.run(request).await;
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
         return response;
     }
-    match session {
+    match id(&session) {
         Some(id) if !sessions.manager().has_cached(&id).await => {
             tracing::debug!(session_id = %id, "the session ended while its request was being served: 404");
             rejection(StatusCode::NOT_FOUND, protocol::SESSION_NOT_FOUND)

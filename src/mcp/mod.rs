@@ -5,7 +5,6 @@
 pub mod batch;
 pub mod client;
 pub mod conformance;
-pub mod drain;
 mod handler;
 pub mod http;
 pub mod logging;

@@ -51,6 +51,7 @@ common::test_on_each_backend!(
     every_request_lands_exactly_once,
     blocked_writes_wait_and_land_once_unblocked,
     sigterm_under_load_records_every_answered_request,
+    a_request_begun_before_sigterm_is_answered,
     sync_durability_survives_kill_9,
     large_and_nul_arguments_are_recorded,
     spilled_rows_are_replayed_after_a_restart,
@@ -1297,6 +1298,54 @@ async fn in_flight_requests_are_answered_across_sigterm(db: TestDb) -> anyhow::R
         cut.len(),
         cut.join("\n")
     );
+    Ok(())
+}
+
+/// How long the slow client below takes between two parts of its request.
+const SLOW_CLIENT: Duration = Duration::from_millis(300);
+
+/// A request whose first bytes were sent before SIGTERM and the rest after it is answered, and
+/// recorded: the stop waits for every connection that may still serve a request, not only for
+/// the requests the router has seen (this one's head was not complete at the stop).
+async fn a_request_begun_before_sigterm_is_answered(db: TestDb) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(&db, &[]).await?;
+    let http = http();
+    let session = open_session(&http, &server.mcp_url(), "ledger-slow", "init-slow").await?;
+    let addr = server.base_url.trim_start_matches("http://").to_string();
+    let body = tool_call("slow", "health_check", json!({})).to_string();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\naccept: {ACCEPT}\r\n\
+         mcp-session-id: {session}\r\nmcp-protocol-version: {PROTOCOL}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let (begun, rest) = head.split_at(20);
+    let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+    stream.write_all(begun.as_bytes()).await?;
+    // A slow client: its request has begun when the stop comes, and ends well after it.
+    tokio::time::sleep(SLOW_CLIENT).await;
+    let stopped = tokio::spawn(server.shutdown());
+    tokio::time::sleep(SLOW_CLIENT).await;
+    stream.write_all(rest.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    // The connection closes after the reply: the server is stopping.
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await?;
+    let reply = String::from_utf8_lossy(&reply);
+    ensure!(
+        reply.starts_with("HTTP/1.1 200")
+            && reply.contains(r#""id":"slow""#)
+            && reply.contains(r#""result""#),
+        "the request begun before the stop was not answered: {reply}"
+    );
+    let status = stopped.await??;
+    ensure!(status.success(), "steward exited with {status}");
+    let rows = LedgerDb::open(&db).await?.rows().await?;
+    let row = rows
+        .iter()
+        .find(|r| r.jsonrpc_id.as_deref() == Some("slow"))
+        .with_context(|| format!("no row for the slow request:\n{}", describe(&rows)))?;
+    assert_eq!(row.status, "success", "{row:?}");
     Ok(())
 }
 

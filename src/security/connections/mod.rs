@@ -6,12 +6,16 @@
 //! - [`timer`]: hyper's header-read timer, told apart from a keep-alive wait, so a client
 //!   between two requests gets the idle timeout and a half-sent request head the header one.
 //! - [`body`]: a request body that stops arriving for the idle timeout ends in an error.
+//! - [`drain`]: the graceful stop, counted per connection.
 
 mod body;
+mod drain;
 mod timer;
 
 pub use body::{Stalled, stalled};
+pub use drain::MAX_DRAIN;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +23,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::Method;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
@@ -78,36 +83,50 @@ impl ConnectionLimits {
 /// What a client over the connection cap reads before the connection closes.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 67\r\n\r\n{\"error\":{\"message\":\"too many open connections; retry in a second\"}}";
 
-/// Serves `app` on `listener` until `shutdown`, then stops accepting, lets every connection
-/// finish its current request (idle ones close at once) and returns when all are closed.
+/// Serves `app` on `listener` until `shutdown`, then stops accepting and lets every connection
+/// finish its current request (idle ones close at once). Once no connection can still be
+/// serving anything but a `GET` stream (or after [`MAX_DRAIN`]) it cancels `drained`, which
+/// must end those streams; returns when every connection is closed.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
+    drained: CancellationToken,
 ) {
     describe_metrics();
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let drain = drain::Drain::new();
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = accept(&listener) => accepted,
+            biased;
             () = shutdown.cancelled() => break,
+            accepted = accept(&listener) => accepted,
         };
         metrics::counter!("steward_http_connections_total").increment(1);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             refuse(&stream);
             continue;
         };
+        // Counted before its task runs: the drain must not miss a connection not yet polled.
+        let open = OpenConnection::new(slot, drain.hold());
         tokio::spawn(serve_connection(
             stream,
             peer,
             app.clone(),
             limits,
-            slot,
+            open,
             shutdown.clone(),
         ));
     }
     drop(listener);
+    if !drain.drained(MAX_DRAIN).await {
+        tracing::warn!(
+            connections = drain.busy(),
+            "in-flight requests did not finish in time; closing anyway"
+        );
+    }
+    drained.cancel();
     // Every connection holds a slot until it closes: all slots free means all closed.
     if slots.acquire_many(limits.max_connections).await.is_err() {
         tracing::warn!("the connection slots were closed before every connection ended");
@@ -149,10 +168,9 @@ async fn serve_connection(
     peer: SocketAddr,
     app: Router,
     limits: ConnectionLimits,
-    slot: OwnedSemaphorePermit,
+    open: OpenConnection,
     shutdown: CancellationToken,
 ) {
-    let _open = OpenConnection::new(slot);
     // Without TCP_NODELAY every small SSE write waits for Nagle's algorithm and the peer's
     // delayed ACK (tens of milliseconds); BENCHMARKS.md has the measured difference.
     if let Err(error) = stream.set_nodelay(true) {
@@ -161,12 +179,21 @@ async fn serve_connection(
     let activity = Arc::new(timer::Activity::default());
     let io = TokioIo::new(timer::Counted::new(stream, activity.clone()));
     let idle = limits.idle_timeout;
+    let busy = open.busy.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let mut request =
             request.map(|incoming| Body::new(body::StallTimeout::new(incoming, idle)));
         // The peer address rides in each request, for per-address throttles.
         request.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(request)
+        let released = (request.method() == Method::GET).then(|| busy.release());
+        let response = app.clone().oneshot(request);
+        async move {
+            let response = response.await?;
+            Ok::<_, Infallible>(match released {
+                Some(released) => drain::hold_until_sent(response, released),
+                None => response,
+            })
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -174,28 +201,35 @@ async fn serve_connection(
         .header_read_timeout(limits.header_read_timeout);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
+    // Biased: once the stop is signalled, the connection is told before it can read another
+    // request, so a request it starts after the drain began is one it had begun to read.
     let ended = tokio::select! {
-        ended = connection.as_mut() => ended,
+        biased;
         () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
+        ended = connection.as_mut() => ended,
     };
     if let Err(error) = ended {
         tracing::debug!(%error, %peer, "connection ended with an error");
     }
 }
 
-/// An open connection: counted in `steward_http_connections_open` and holding its slot until
-/// dropped.
+/// An open connection: counted in `steward_http_connections_open` and in the drain, and
+/// holding its slot, until dropped.
 struct OpenConnection {
+    busy: Arc<drain::Busy>,
     _slot: OwnedSemaphorePermit,
 }
 
 impl OpenConnection {
-    fn new(slot: OwnedSemaphorePermit) -> Self {
+    fn new(slot: OwnedSemaphorePermit, busy: drain::Busy) -> Self {
         metrics::gauge!("steward_http_connections_open").increment(1.0);
-        OpenConnection { _slot: slot }
+        OpenConnection {
+            busy: Arc::new(busy),
+            _slot: slot,
+        }
     }
 }
 
