@@ -28,7 +28,7 @@ impl BoardServer {
         let (session, client) = (self.session_id(context), context.peer.peer_info());
         let relay = Relay::of(context);
         let caller = caller(session.as_deref(), client.as_deref(), context, &relay);
-        gateway.list(caller, request, board).await
+        Box::pin(gateway.list(caller, request, board)).await
     }
 
     /// Passes `request` to its upstream when it names an upstream's tool, resource or prompt;
@@ -44,7 +44,9 @@ impl BoardServer {
         let (session, client) = (self.session_id(context), context.peer.peer_info());
         let relay = Relay::of(context);
         let caller = caller(session.as_deref(), client.as_deref(), context, &relay);
-        gateway.pass(caller, request).await
+        // Boxed: the relay's state is large, and held inline it would grow every request's
+        // future, which rmcp moves into a task of its own (copied per call, with no gateway too).
+        Box::pin(gateway.pass(caller, request)).await
     }
 
     /// Passes `resources/subscribe` (`on`) or `resources/unsubscribe` to the upstream whose

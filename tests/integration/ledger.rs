@@ -508,7 +508,7 @@ fn count_by_rpc_id(rows: &[Stored]) -> HashMap<String, usize> {
     counts
 }
 
-/// Known bug (`known_bugs::a_reply_read_in_full_is_not_recorded_as_cancelled_*`): when a client
+/// Regression (`a_reply_read_in_full_is_not_recorded_as_cancelled`): when a client
 /// closes the connection as soon as it has read the reply (as the rmcp client does), before the
 /// SSE body has ended on the server side, the row says `cancelled` although the client got the
 /// whole reply. The tests driving the rmcp client forgive exactly that (the known-bug test does
@@ -1281,7 +1281,7 @@ async fn sigterm_under_load_records_every_answered_request(db: TestDb) -> anyhow
     Ok(())
 }
 
-/// Known bug (see `known_bugs`): the contract says SIGTERM lets in-flight requests finish, so a
+/// Regression: the contract says SIGTERM lets in-flight requests finish, so a
 /// request the server has started answering gets its reply.
 async fn in_flight_requests_are_answered_across_sigterm(db: TestDb) -> anyhow::Result<()> {
     let SigtermUnderLoad { outcomes, .. } = sigterm_under_load(&db).await?;
@@ -1727,7 +1727,7 @@ async fn spilled_rows_are_replayed_after_a_restart(db: TestDb) -> anyhow::Result
     Ok(())
 }
 
-/// Known bug (see `known_bugs`): a server started while the database still refuses holds the
+/// Regression: a server started while the database still refuses holds the
 /// spilled rows; once the database takes writes again they must land without new traffic.
 async fn spill_is_replayed_when_the_database_recovers_without_traffic(
     db: TestDb,
@@ -1773,7 +1773,7 @@ async fn spill_is_replayed_when_the_database_recovers_without_traffic(
     Ok(())
 }
 
-/// Known bug (see `known_bugs`): with `sync` durability the reply waits for its row to be
+/// Regression: with `sync` durability the reply waits for its row to be
 /// durable, "stored, or fsynced to the spill file while the database is down" — so a refused
 /// database must not hold replies forever.
 async fn sync_durability_answers_while_writes_are_refused(db: TestDb) -> anyhow::Result<()> {
@@ -1918,7 +1918,7 @@ async fn durability_off_records_nothing(db: TestDb) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Regressions: bugs found and fixed
 
-/// Known bug: a client that has read the whole reply and then closes the connection (as the
+/// Regression: a client that has read the whole reply and then closes the connection (as the
 /// rmcp client does, without waiting for the end of the SSE body) must not be recorded as
 /// `cancelled`. Raw HTTP, reading each reply chunk by chunk and hanging up as soon as it is in.
 async fn a_reply_read_in_full_is_not_recorded_as_cancelled(db: TestDb) -> anyhow::Result<()> {
@@ -1983,7 +1983,7 @@ async fn a_reply_read_in_full_is_not_recorded_as_cancelled(db: TestDb) -> anyhow
     Ok(())
 }
 
-/// Known bug: `steward stdio` stopped with SIGTERM (the MCP stdio shutdown sequence's second
+/// Regression: `steward stdio` stopped with SIGTERM (the MCP stdio shutdown sequence's second
 /// step) exits 0 after flushing its ledger, like `steward serve`.
 async fn stdio_flushes_the_ledger_on_sigterm(db: TestDb) -> anyhow::Result<()> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
