@@ -12,15 +12,13 @@
 //! current request and close (hyper's graceful shutdown), so the count reaching zero means
 //! every connection left is in a `GET`, and will close after it.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::Body;
 use axum::response::Response;
-use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
 /// Longest wait for connections to drain before sessions are closed anyway.
@@ -99,39 +97,13 @@ impl Drop for Released {
     }
 }
 
-/// `response`, holding `released` until its body is finished (or dropped).
+/// `response`, holding `released` until its body is finished (or dropped): the guard rides in
+/// the body's frame mapper, which lives exactly as long as the body.
 pub fn hold_until_sent(response: Response, released: Released) -> Response {
-    let (parts, body) = response.into_parts();
-    Response::from_parts(
-        parts,
-        Body::new(Holding {
-            inner: body,
-            _released: released,
-        }),
-    )
-}
-
-struct Holding {
-    inner: Body,
-    _released: Released,
-}
-
-impl HttpBody for Holding {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+    response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            let _held = &released;
+            frame
+        }))
+    })
 }
