@@ -95,6 +95,8 @@ impl std::fmt::Debug for Gateway {
 /// The HTTP client of the upstreams: one shared by all, and one of its own for each upstream
 /// with a `ca_file` (whose roots it trusts besides the system's).
 fn http_client(roots: Option<&ExtraRoots>) -> Result<reqwest::Client, String> {
+    // reqwest takes TLS from the process's provider, with or without extra roots.
+    crate::tls::install();
     let builder = match roots {
         Some(roots) => reqwest::Client::builder().tls_certs_merge(roots.certificates()?),
         None => crate::tls::client_builder(),
@@ -111,7 +113,6 @@ impl Gateway {
         store: Store,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, String> {
-        crate::tls::install();
         let client = http_client(None)
             .map_err(|e| format!("cannot build the HTTP client for upstreams: {e}"))?;
         let mut upstreams = Vec::with_capacity(specs.len());

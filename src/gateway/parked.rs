@@ -49,16 +49,18 @@ impl Capacity {
     /// Each parked call holds an upstream's call (an open stream, or a pending request) open.
     pub const TOTAL: usize = 1024;
 
-    pub fn new(per_session: usize, total: usize) -> Arc<Self> {
+    #[cfg(test)]
+    fn new(per_session: usize, total: usize) -> Arc<Self> {
         Arc::new(Capacity {
             per_session,
             total,
-            parked: AtomicUsize::new(0),
+            ..Capacity::default()
         })
     }
 
     /// Calls parked now, on every shelf.
-    pub fn parked(&self) -> usize {
+    #[cfg(test)]
+    fn parked(&self) -> usize {
         self.parked.load(Ordering::Relaxed)
     }
 }

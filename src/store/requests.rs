@@ -566,6 +566,13 @@ mod tests {
         assert_eq!(chunks::<u32>(&[]).count(), 0);
     }
 
+    /// A fresh SQLite store in `dir`, migrated.
+    async fn sqlite_in(dir: &tempfile::TempDir) -> anyhow::Result<Store> {
+        let path = dir.path().join("steward.db");
+        let url = crate::store::DatabaseUrl::parse(&format!("sqlite://{}", path.display()))?;
+        Ok(Store::open(&url).await?)
+    }
+
     /// The query plan SQLite chooses, one step a line.
     async fn plan_of<'q>(
         pool: &sqlx::SqlitePool,
@@ -585,11 +592,7 @@ mod tests {
     #[tokio::test]
     async fn sqlite_ledger_indexes_are_the_ones_its_queries_use() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let url = crate::store::DatabaseUrl::parse(&format!(
-            "sqlite://{}",
-            dir.path().join("steward.db").display()
-        ))?;
-        let Store::Sqlite(pool) = Store::open(&url).await? else {
+        let Store::Sqlite(pool) = sqlite_in(&dir).await? else {
             unreachable!("a sqlite:// URL opens SQLite");
         };
         let indexes: Vec<String> = sqlx::query_scalar(
@@ -644,16 +647,12 @@ mod tests {
 
     /// SQLite checks an `IN (...)` list of more than two constants by building a temporary
     /// B-tree of them, and a CHECK did so for every ledger row (migration 0022 writes the
-    /// `status` check as comparisons). The ledger's INSERT builds no temporary table, and a row
-    /// whose status is none of the five is still refused.
+    /// `status` check as comparisons, as 0023 does). The ledger's INSERT builds no temporary
+    /// table, and a row whose status is none of the ledger's is still refused.
     #[tokio::test]
     async fn sqlite_ledger_insert_checks_its_row_without_a_temporary_table() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let url = crate::store::DatabaseUrl::parse(&format!(
-            "sqlite://{}",
-            dir.path().join("steward.db").display()
-        ))?;
-        let store = Store::open(&url).await?;
+        let store = sqlite_in(&dir).await?;
         let Store::Sqlite(pool) = &store else {
             unreachable!("a sqlite:// URL opens SQLite");
         };
