@@ -13,7 +13,9 @@
 //! a "session" of that revision without a session id, so it is asked once per client session.
 //!
 //! A 2026-07-28 client cannot be sent the upstream's requests (sampling, elicitation, roots):
-//! the call is parked and the client asked in an `InputRequiredResult` instead ([`bridge`]).
+//! the call is parked and the client asked in an `InputRequiredResult` instead ([`bridge`]),
+//! also when the upstream sends the request on its GET stream rather than the call's own
+//! ([`outside`]).
 //!
 //! What the upstream sends while answering (on the request's event stream) goes to that
 //! request's client through its [`Relay`]; what it sends between requests (on the session's
@@ -40,6 +42,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 mod bridge;
+mod outside;
 
 use super::answer::{Answer, Envelope};
 use super::error::UpstreamError;
@@ -138,6 +141,9 @@ pub struct HttpUpstream {
     stop: CancellationToken,
     /// Calls waiting for a 2026-07-28 client's answers to the upstream's requests.
     parked: Shelf<bridge::Parked>,
+    /// 2026-07-28 clients' calls in flight, for the requests the upstream sends outside their
+    /// streams.
+    outside: Arc<outside::Outside>,
 }
 
 impl HttpUpstream {
@@ -177,6 +183,7 @@ impl HttpUpstream {
             listening: Arc::default(),
             stop: CancellationToken::new(),
             parked: Shelf::new(Duration::from_secs(60), Arc::default()),
+            outside: Arc::default(),
         })
     }
 
@@ -470,7 +477,7 @@ impl HttpUpstream {
             rediscover: None,
         };
         let mut result: Value = self
-            .answer(response, id, &Arc::new(probe), None, None)
+            .answer(response, id, &Arc::new(probe), None, None, None)
             .await?
             .parse(method)?;
         let offers = result["supportedVersions"]
@@ -512,6 +519,13 @@ impl HttpUpstream {
         // tree into a buffer of its own to find which kind of message it is).
         let request = ClientRequest::CustomRequest(CustomRequest::new(call.method, Some(params)));
         let message = ClientJsonRpcMessage::request(request, NumberOrString::Number(id));
+        // Enlisted before the request is sent, so a request of the upstream's about it on the
+        // GET stream finds it.
+        let bound = bridge::of(self, call);
+        let enlisted = match (&bound, &held.id, relay) {
+            (Some(_), Some(session), Some(_)) => Some(self.outside.enlist(session)),
+            _ => None,
+        };
         let (endpoint, dropped) = (self.endpoint.clone(), held.clone());
         let unanswered = Unanswered::new(move || async move {
             let reason = "Steward stopped waiting for the answer";
@@ -523,7 +537,7 @@ impl HttpUpstream {
             .await;
         let outcome = match response {
             Ok(response) => self
-                .answer(response, id, held, relay, bridge::of(self, call).as_ref())
+                .answer(response, id, held, relay, bound.as_ref(), enlisted)
                 .await
                 .map_err(Failure::from),
             Err(failure) => Err(failure),
@@ -573,10 +587,11 @@ impl HttpUpstream {
         let endpoint = self.endpoint.clone();
         let held = held.clone();
         let mut headers = endpoint.headers.clone();
-        let (audience, listening, stop) = (
+        let (audience, listening, stop, outside) = (
             self.audience.clone(),
             self.listening.clone(),
             self.stop.clone(),
+            self.outside.clone(),
         );
         let session = client_session.to_string();
         if let Ok(version) = HeaderValue::from_str(&held.row.protocol_version) {
@@ -610,7 +625,13 @@ impl HttpUpstream {
                     continue;
                 };
                 if message.get("id").is_some() && message.get("method").is_some() {
-                    let reply = audience.ask(name, &session, message).await;
+                    let reply = match outside.hand(&id, message) {
+                        outside::Handed::Taken => continue,
+                        outside::Handed::Refused(reply) => reply,
+                        outside::Handed::Nobody(message) => {
+                            audience.ask(name, &session, message).await
+                        }
+                    };
                     endpoint.tell(reply, &held, ANSWER_FAILED).await;
                 } else if !audience.notify(name, Some(&session), message).await {
                     break;
@@ -623,7 +644,9 @@ impl HttpUpstream {
     /// Reads the reply to request `id`: a JSON body, or the event stream up to the answer.
     /// What the upstream sends the client meanwhile goes through `relay` (without one, its
     /// requests are refused and its notifications dropped); when the client cancels, the
-    /// upstream is told to stop.
+    /// upstream is told to stop. A 2026-07-28 client's call (`bridge`) parks at the upstream's
+    /// first request for the client, on this stream or handed to it from the GET stream
+    /// (`enlisted`).
     async fn answer(
         &self,
         response: StreamableHttpPostResponse,
@@ -631,6 +654,7 @@ impl HttpUpstream {
         held: &Arc<Held>,
         relay: Option<&Relay>,
         bridge: Option<&Bound<'_>>,
+        mut enlisted: Option<outside::Enlisted>,
     ) -> Result<Answer, UpstreamError> {
         let mut stream = match response {
             StreamableHttpPostResponse::Json(message, _) => {
@@ -647,6 +671,16 @@ impl HttpUpstream {
         loop {
             let event = tokio::select! {
                 event = stream.next() => event,
+                Some(request) = outside::next(&mut enlisted) => {
+                    if let (Some(bridge), Some(relay)) = (bridge, relay)
+                        && let Some(asked) = self.input_request(request, relay, held).await
+                    {
+                        let response = StreamableHttpPostResponse::Sse(stream, None);
+                        let parked = bridge::waiting(response, id, held, asked, enlisted);
+                        return self.park(parked, bridge).await;
+                    }
+                    continue;
+                }
                 _ = cancelled.cancelled() => {
                     let reason = "the client cancelled the request";
                     self.endpoint.cancel(id, held, reason).await;
@@ -672,7 +706,7 @@ impl HttpUpstream {
             if let (true, Some(bridge), Some(relay)) = (asks, bridge, relay) {
                 if let Some(asked) = self.input_request(message, relay, held).await {
                     let response = StreamableHttpPostResponse::Sse(stream, None);
-                    let parked = bridge::waiting(response, id, held, asked);
+                    let parked = bridge::waiting(response, id, held, asked, enlisted);
                     return self.park(parked, bridge).await;
                 }
                 continue;

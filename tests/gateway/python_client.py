@@ -4,10 +4,10 @@
 revision and the call's text.
 
     python_client.py URL auto|legacy
-    python_client.py URL ask      in auto mode, with sampling and elicitation callbacks: calls
-                                  py__ask_name and py__sample, whose upstream requests reach
-                                  this client (through an InputRequiredResult when the revision
-                                  is 2026-07-28); prints their texts too
+    python_client.py URL ask      in auto mode, with sampling, elicitation and roots callbacks:
+                                  calls py__ask_name, py__sample and py__roots, whose upstream
+                                  requests reach this client (through an InputRequiredResult
+                                  when the revision is 2026-07-28); prints their texts too
 """
 
 import asyncio
@@ -30,15 +30,23 @@ async def sample(context, params):
     )
 
 
+async def roots(context):
+    return types.ListRootsResult(roots=[types.Root(uri="file:///work/project")])
+
+
 async def main(url: str, mode: str) -> None:
     info = Implementation(name="python-sdk-gateway-test", version="2.3.0")
     asks = mode == "ask"
-    callbacks = {"elicitation_callback": elicit, "sampling_callback": sample} if asks else {}
+    callbacks = (
+        {"elicitation_callback": elicit, "sampling_callback": sample, "list_roots_callback": roots}
+        if asks
+        else {}
+    )
     async with Client(url, mode="auto" if asks else mode, client_info=info, **callbacks) as client:
         result = await client.call_tool("py__add", {"a": 2, "b": 3})
         answer = {"protocol_version": client.protocol_version, "text": result.content[0].text}
         if asks:
-            for tool, arguments in [("ask_name", {}), ("sample", {"question": "?"})]:
+            for tool, arguments in [("ask_name", {}), ("sample", {"question": "?"}), ("roots", {})]:
                 called = await client.call_tool(f"py__{tool}", arguments)
                 answer[tool] = called.content[0].text
         print(json.dumps(answer))

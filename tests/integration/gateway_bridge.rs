@@ -8,6 +8,8 @@
 //! from another session, a changed one, or one already used is refused saying so; a call the
 //! client never resumes is given up (the upstream is told to stop; `/health` counts it). A
 //! client session parks at most so many calls: the next is refused, saying so, and counted.
+//! The upstream's `roots/list` sent on its session's GET stream rather than the call's own (the
+//! Python SDK's `list_roots()`) reaches the client the same way, tied to its one call in flight.
 
 use crate::common;
 use crate::gateway::{PythonUpstream, free_port, python, upstream_script, wait_until_up};
@@ -25,6 +27,7 @@ test_on_each_backend!(
     a_stateless_client_answers_a_session_era_upstream_through_input_required,
     a_stateless_client_answers_a_stdio_upstream_through_input_required,
     a_client_session_parks_only_so_many_calls,
+    a_request_sent_outside_the_call_s_stream_reaches_a_stateless_client,
 );
 
 const REVISION: &str = "2026-07-28";
@@ -34,7 +37,7 @@ const REVISION: &str = "2026-07-28";
 async fn call(client: &Client, name: &str, id: u64, mut params: Value) -> anyhow::Result<Reply> {
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": REVISION,
-        "io.modelcontextprotocol/clientCapabilities": { "elicitation": {}, "sampling": {} },
+        "io.modelcontextprotocol/clientCapabilities": { "elicitation": {}, "sampling": {}, "roots": {} },
         "io.modelcontextprotocol/clientInfo": { "name": name, "version": "1.0" },
     });
     let tool = params["name"].as_str().unwrap_or_default().to_string();
@@ -255,7 +258,8 @@ async fn bridged(db: &TestDb, python: &Path, flag: &str) -> anyhow::Result<()> {
     ensure!(
         answer["protocol_version"] == REVISION
             && answer["ask_name"] == "hello Ada"
-            && answer["sample"] == "model said: forty-two",
+            && answer["sample"] == "model said: forty-two"
+            && answer["roots"] == "file:///work/project",
         "{answer}"
     );
     server.stop().await;
@@ -311,5 +315,65 @@ async fn a_client_session_parks_only_so_many_calls(db: TestDb) -> anyhow::Result
         "elicitation/create",
     )?;
     server.stop().await;
+    Ok(())
+}
+
+/// The Python SDK server's `roots` tool calls `list_roots()` without naming its request, so the
+/// SDK sends it on the session's GET stream: for a 2026-07-28 client's one call in flight it is
+/// asked in an `InputRequiredResult` and the retry's answer reaches the upstream; with two of
+/// that client's calls in flight it cannot be tied to one, and the upstream is told so.
+async fn a_request_sent_outside_the_call_s_stream_reaches_a_stateless_client(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    let env: &[(&str, &Path)] = &[("HANDSHAKE_ONLY", Path::new("1"))];
+    let upstream = PythonUpstream::start_with(&python, free_port()?, env).await?;
+    let (server, client, api) = gateway(&db, &format!("py={}", upstream.url())).await?;
+
+    let roots = json!({ "name": "py__roots", "arguments": {} });
+    let (key, state) = asked(&call(&client, "alice", 1, roots).await?, "roots/list")?;
+    let listed = json!({ "roots": [{ "uri": "file:///work/project" }] });
+    let done = call(
+        &client,
+        "alice",
+        2,
+        retry("py__roots", json!({}), &key, listed, &state),
+    )
+    .await?;
+    ensure!(text(&done)? == "file:///work/project", "{}", done.text);
+    raw::ledger_row(&api, "tool=py__roots", |r| {
+        r["jsonrpc_id"] == "1" && r["status"] == "input_required"
+    })
+    .await?;
+    raw::ledger_row(&api, "tool=py__roots", |r| {
+        r["jsonrpc_id"] == "2" && r["status"] == "success"
+    })
+    .await?;
+
+    // Another call of the same client in flight: which one the request serves is unknown.
+    let slow = json!({ "name": "py__sleep", "arguments": { "seconds": 4 } });
+    let sleeping = {
+        let client = client.clone();
+        tokio::spawn(async move { call(&client, "alice", 3, slow).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let roots = json!({ "name": "py__roots", "arguments": {} });
+    let refused = call(&client, "alice", 4, roots).await?;
+    // The SDK passes the refusal on as the call's error.
+    ensure!(
+        refused.error_message().contains("2 calls in flight"),
+        "{}",
+        refused.text
+    );
+    let slept = sleeping.await??;
+    ensure!(text(&slept)? == "slept", "{}", slept.text);
+
+    // The Python SDK's own 2026-07-28 client answers it through its roots callback.
+    let answer = python_client(&python, &server.mcp_url(), "ask").await?;
+    ensure!(answer["roots"] == "file:///work/project", "{answer}");
+    server.stop().await;
+    drop(upstream);
     Ok(())
 }

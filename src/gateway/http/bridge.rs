@@ -9,6 +9,7 @@ use std::sync::Arc;
 use rmcp::transport::streamable_http_client::StreamableHttpPostResponse;
 use serde_json::{Value, json};
 
+use super::outside::Enlisted;
 use super::{ANSWER_FAILED, Call, Held, HttpUpstream};
 use crate::gateway::answer::Answer;
 use crate::gateway::error::UpstreamError;
@@ -18,12 +19,14 @@ use crate::gateway::status::UpstreamStatus;
 use crate::gateway::unanswered::Unanswered;
 
 /// A call waiting for the client's answers: the upstream's event stream of the call, the
-/// call's id there and the upstream session it runs in; each request asked is answered to
-/// its JSON-RPC id at the upstream.
+/// call's id there, the upstream session it runs in and its place among that session's calls
+/// (it still takes the requests the upstream sends outside its stream, asked when it resumes);
+/// each request asked is answered to its JSON-RPC id at the upstream.
 pub(super) struct Waiting {
     response: StreamableHttpPostResponse,
     id: i64,
     held: Arc<Held>,
+    enlisted: Option<Enlisted>,
 }
 
 pub(super) type Parked = parked::Parked<Waiting, Value>;
@@ -33,11 +36,13 @@ pub(super) fn waiting(
     id: i64,
     held: &Arc<Held>,
     asked: Asked<Value>,
+    enlisted: Option<Enlisted>,
 ) -> Parked {
     let call = Waiting {
         response,
         id,
         held: held.clone(),
+        enlisted,
     };
     Parked {
         call,
@@ -140,13 +145,23 @@ impl HttpUpstream {
             .resume(state, &bridge)
             .map_err(UpstreamError::Rejected)?;
         let (answered, unanswered) = Asked::answered(parked.asked, call.params);
-        let Waiting { response, id, held } = parked.call;
+        let Waiting {
+            response,
+            id,
+            held,
+            enlisted,
+        } = parked.call;
         for (asked, answer) in answered {
             let reply = relay::reply(asked.reply_to, Ok(answer));
             self.endpoint.tell(reply, &held, ANSWER_FAILED).await;
         }
         if !unanswered.is_empty() {
-            let call = Waiting { response, id, held };
+            let call = Waiting {
+                response,
+                id,
+                held,
+                enlisted,
+            };
             let parked = Parked {
                 call,
                 asked: unanswered,
@@ -159,7 +174,7 @@ impl HttpUpstream {
             endpoint.cancel(id, &dropped, reason).await;
         });
         let outcome = self
-            .answer(response, id, &held, call.relay, Some(&bridge))
+            .answer(response, id, &held, call.relay, Some(&bridge), enlisted)
             .await;
         waiting.settled();
         outcome
