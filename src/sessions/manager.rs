@@ -7,7 +7,7 @@
 use crate::principal::Principal;
 use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -25,6 +25,7 @@ use rmcp::transport::streamable_http_server::session::{
 };
 
 use super::events::{DbEventStore, StreamOwner};
+use super::hangup;
 use super::restore_turns::{RestoreTurn, RestoreTurns};
 
 /// How long a session ended here (DELETE) is refused a restore from the database: rmcp drops it
@@ -61,6 +62,12 @@ pub struct SessionManager {
     open_streams: Arc<Mutex<HashMap<SessionId, usize>>>,
     /// Requests for a session not live here take turns (see [`RestoreTurns`]).
     restore_turns: RestoreTurns,
+    /// When each session last resumed a stream (`Last-Event-ID`), within the last few
+    /// [`hangup::GRACE`]s: a request whose client hung up is not cancelled while it may be
+    /// coming back.
+    resumed: Mutex<HashMap<SessionId, tokio::time::Instant>>,
+    /// Itself, for what outlives a call (cancelling a request whose client hung up).
+    this: Weak<SessionManager>,
 }
 
 /// Counts a stream as open for its session until the stream is dropped.
@@ -98,7 +105,7 @@ impl SessionManager {
                 .with_event_store(events.clone() as Arc<dyn EventStore>),
             None => LocalSessionManager::default(),
         };
-        Arc::new(SessionManager {
+        Arc::new_cyclic(|this| SessionManager {
             inner,
             events,
             max_cached: max_cached.max(1),
@@ -109,7 +116,24 @@ impl SessionManager {
             ended: Mutex::new(HashMap::new()),
             open_streams: Arc::default(),
             restore_turns: RestoreTurns::default(),
+            resumed: Mutex::default(),
+            this: this.clone(),
         })
+    }
+
+    /// Hands the session's worker a message Steward sends in its client's name (not counted as
+    /// the client's activity).
+    pub(super) async fn on_behalf(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), LocalSessionManagerError> {
+        self.inner.accept_message(id, message).await
+    }
+
+    /// When `id` last resumed a stream, if it did lately.
+    pub(super) fn resumed(&self, id: &SessionId) -> Option<tokio::time::Instant> {
+        lock(&self.resumed).get(id).copied()
     }
 
     /// Number of sessions held in memory now.
@@ -332,7 +356,12 @@ impl RmcpSessionManager for SessionManager {
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
+        let request = match &message {
+            JsonRpcMessage::Request(request) => Some(request.id.clone()),
+            _ => None,
+        };
         let stream = self.inner.create_stream(id, message).await?;
+        let stream = hangup::watch(stream, request, id, self.this.clone());
         Ok(self.held(id, self.claiming(id, stream)))
     }
 
@@ -368,6 +397,12 @@ impl RmcpSessionManager for SessionManager {
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
+        {
+            let now = tokio::time::Instant::now();
+            let mut resumed = lock(&self.resumed);
+            resumed.retain(|_, at| now.duration_since(*at) < hangup::GRACE * 4);
+            resumed.insert(id.clone(), now);
+        }
         let Some(events) = &self.events else {
             let stream = self.inner.resume(id, last_event_id).await?;
             return Ok(self.held(id, stream).right_stream());

@@ -3,12 +3,14 @@
 //! behind, over HTTP and over stdio: the upstream's progress, log lines, resource updates and
 //! list changes reach the client; its sampling, elicitation and roots requests are answered by
 //! the client (or refused when the client did not declare the capability); the client's
-//! cancellation reaches the upstream. Without node or the Python SDK these tests skip.
+//! cancellation reaches the upstream, and so does a client's hanging up before the answer.
+//! Without node or the Python SDK these tests skip.
 
 use crate::common;
 use crate::gateway::{PythonUpstream, free_port, python, upstream_script, wait_until_up};
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use common::raw::{self, Client};
@@ -18,6 +20,7 @@ use serde_json::{Value, json};
 test_on_each_backend!(
     notifications_requests_and_cancellation_cross_the_gateway_both_ways,
     requests_for_undeclared_capabilities_are_refused,
+    a_client_that_hangs_up_cancels_the_upstream_s_call,
 );
 
 /// The TypeScript SDK's runner, or `None` (with a message) when it is not installed.
@@ -188,6 +191,68 @@ async fn requests_for_undeclared_capabilities_are_refused(db: TestDb) -> anyhow:
         // What needs no capability still works.
         ensure!(seen["progress"]["text"] == "done", "{seen}");
     }
+    server.stop().await;
+    drop(upstream);
+    Ok(())
+}
+
+/// A session-era client that closes its connection while the upstream's `slow` runs, without
+/// sending `notifications/cancelled`: once it has not come back for the answer within the
+/// grace (5 s), the upstream (HTTP and stdio) is told to stop the call, and its ledger row
+/// says `cancelled`; the session goes on. The upstream's timeout (60 s) is far off, so only the hang-up can have
+/// cancelled it.
+async fn a_client_that_hangs_up_cancels_the_upstream_s_call(db: TestDb) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    let (upstream, server) = gateway(&db, &python).await?;
+    let api = Client::new(&server.base_url);
+    let client = Client::new(&server.mcp_url());
+    let session = client.open_session(raw::PROTOCOL, "hangs-up").await?;
+    for (name, first) in [("py", 100), ("pys", 200)] {
+        let slow = format!("{name}__slow");
+        let call = client.call(Some(&session), first, &slow, json!({ "seconds": 120 }));
+        let hung_up = tokio::time::timeout(Duration::from_millis(1500), call).await;
+        ensure!(hung_up.is_err(), "{slow} answered: {hung_up:?}");
+        let mut seen = String::new();
+        for id in first + 1..first + 100 {
+            let reply = client
+                .call(Some(&session), id, &format!("{name}__seen"), json!({}))
+                .await?;
+            seen = reply.result()?["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if !seen.starts_with("cancelled= ") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        ensure!(
+            seen.starts_with("cancelled=")
+                && !seen.starts_with("cancelled= ")
+                && seen.ends_with("sleeping=0"),
+            "{name} was not told to stop the call: {seen}"
+        );
+        let query = format!("session_id={session}");
+        let id = first.to_string();
+        let row = raw::ledger_row(&api, &query, |r| r["jsonrpc_id"] == id.as_str()).await?;
+        // The row is complete when the client leaves, before the call's upstream hop ends.
+        let tool = format!("{name}__slow");
+        ensure!(
+            row["status"] == "cancelled" && row["tool_name"] == tool.as_str(),
+            "{row}"
+        );
+    }
+    let echo = client
+        .call(
+            Some(&session),
+            300,
+            "py__echo",
+            json!({ "text": "still here" }),
+        )
+        .await?;
+    ensure!(echo.text.contains("still here"), "{}", echo.text);
     server.stop().await;
     drop(upstream);
     Ok(())
