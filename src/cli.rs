@@ -372,7 +372,8 @@ pub struct GatewayArgs {
     /// NAME=https://HOST/mcp (its certificate checked against the system's trust store), or
     /// 'NAME=stdio:COMMAND ARG...' for a process Steward starts (and restarts when it ends).
     /// Its tools are listed as NAME__tool. Headers, environment variables, timeouts, tool
-    /// allow-lists and a private CA (ca_file): [[upstream]] tables in steward.toml.
+    /// allow-lists, a private CA (ca_file) and a client certificate (client_cert, client_key):
+    /// [[upstream]] tables in steward.toml.
     #[arg(long = "upstream", value_name = "NAME=TARGET")]
     pub upstreams: Vec<String>,
     /// Like --upstream, but its tools, prompts and resources keep their own names (no NAME__

@@ -2,7 +2,8 @@
 //! `steward check` against an https:// server): rustls with the `ring` crypto provider,
 //! verifying certificates against the system's trust store (rustls-platform-verifier: the
 //! system's CA bundle, or `SSL_CERT_FILE`) plus, per upstream, the roots of its `ca_file`.
-//! Verification cannot be turned off.
+//! Verification cannot be turned off. An upstream may also be shown a client certificate
+//! (`client_cert` and `client_key`: mutual TLS).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,78 @@ impl ExtraRoots {
     }
 }
 
+/// The certificate and private key Steward shows an upstream that asks for one (mutual TLS):
+/// the PEM files `client_cert` and `client_key`, read once at start.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    cert: PathBuf,
+    key: PathBuf,
+    /// The certificates, then the key: what `reqwest::Identity::from_pem` reads.
+    pem: Vec<u8>,
+}
+
+impl ClientIdentity {
+    /// Reads `cert` and `key`; an error names the file (`client_cert` or `client_key`) and
+    /// says what is wrong with it.
+    pub fn read(cert: &Path, key: &Path) -> Result<Self, String> {
+        let read = |what: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| format!("{what} cannot read {}: {e}", path.display()))
+        };
+        let mut pem = read("client_cert", cert)?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
+        if certificates.is_empty() {
+            return Err(format!(
+                "client_cert {} holds no certificate (no -----BEGIN CERTIFICATE----- block)",
+                cert.display()
+            ));
+        }
+        let key_pem = read("client_key", key)?;
+        use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+        if PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
+            return Err(format!(
+                "client_key {} holds no private key (no -----BEGIN PRIVATE KEY----- block, or an EC or RSA one)",
+                key.display()
+            ));
+        }
+        pem.push(b'\n');
+        pem.extend(key_pem);
+        let identity = ClientIdentity {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            pem,
+        };
+        identity.identity()?;
+        Ok(identity)
+    }
+
+    pub fn cert_path(&self) -> &Path {
+        &self.cert
+    }
+
+    /// For `reqwest::ClientBuilder::identity`.
+    pub fn identity(&self) -> Result<reqwest::Identity, String> {
+        reqwest::Identity::from_pem(&self.pem).map_err(|e| {
+            format!(
+                "client_cert {} and client_key {} do not make a client identity: {e}",
+                self.cert.display(),
+                self.key.display()
+            )
+        })
+    }
+}
+
+/// The paths only: the key is a secret.
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ClientIdentity({}, {})",
+            self.cert.display(),
+            self.key.display()
+        )
+    }
+}
+
 impl fmt::Debug for ExtraRoots {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ExtraRoots({})", self.path.display())
@@ -138,6 +211,14 @@ fn explain(error: &rustls::Error) -> &'static str {
         }
         E::InvalidCertificate(C::Revoked) => "its certificate has been revoked",
         E::InvalidCertificate(_) => "its certificate was refused",
+        E::AlertReceived(rustls::AlertDescription::CertificateRequired) => {
+            "it requires a client certificate (give client_cert and client_key in its [[upstream]] table)"
+        }
+        E::AlertReceived(
+            rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::CertificateUnknown,
+        ) => "it refused the handshake (or the client certificate Steward showed it)",
         E::AlertReceived(_) => "it refused the handshake",
         E::InvalidMessage(_) => "it did not answer in TLS (is it an http:// server?)",
         _ => "the handshake did not complete",
@@ -147,6 +228,29 @@ fn explain(error: &rustls::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upstream_asking_for_a_client_certificate_says_which_keys_give_one() {
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
+        assert!(explain(&alert).contains("client_cert and client_key"));
+    }
+
+    #[test]
+    fn a_client_key_without_a_key_is_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let cert = dir.path().join("cert.pem");
+        // Not a valid certificate, but a certificate block: the key is checked next.
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .expect("written");
+        let error = ClientIdentity::read(&cert, &cert).unwrap_err();
+        assert!(
+            error.starts_with("client_key") && error.contains("holds no private key"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn a_ca_file_without_certificates_is_refused_naming_it() {

@@ -868,7 +868,7 @@ mod tests {
             name: UpstreamName::parse("gone").expect("a valid name"),
             url: format!("http://127.0.0.1:{port}/mcp").into(),
             headers: HashMap::new(),
-            client: crate::gateway::http_client(None).expect("an HTTP client"),
+            client: crate::gateway::http_client(None, None).expect("an HTTP client"),
             status: status.clone(),
         };
         let now = Utc::now();

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ledger::entry::{Micros, Served, UpstreamHop};
 use crate::store::Store;
-use crate::tls::ExtraRoots;
+use crate::tls::{ClientIdentity, ExtraRoots};
 use answer::Answer;
 use breaker::Breaker;
 use error::UpstreamError;
@@ -93,14 +93,24 @@ impl std::fmt::Debug for Gateway {
 }
 
 /// The HTTP client of the upstreams: one shared by all, and one of its own for each upstream
-/// with a `ca_file` (whose roots it trusts besides the system's).
-fn http_client(roots: Option<&ExtraRoots>) -> Result<reqwest::Client, String> {
+/// with a `ca_file` (whose roots it trusts besides the system's) or a client certificate.
+fn http_client(
+    roots: Option<&ExtraRoots>,
+    identity: Option<&ClientIdentity>,
+) -> Result<reqwest::Client, String> {
     // reqwest takes TLS from the process's provider, with or without extra roots.
     crate::tls::install();
-    let builder = match roots {
-        Some(roots) => reqwest::Client::builder().tls_certs_merge(roots.certificates()?),
-        None => crate::tls::client_builder(),
-    };
+    if roots.is_none() && identity.is_none() {
+        let builder = crate::tls::client_builder().connect_timeout(Duration::from_secs(5));
+        return builder.build().map_err(|e| http::causes(&e));
+    }
+    let mut builder = reqwest::Client::builder();
+    if let Some(roots) = roots {
+        builder = builder.tls_certs_merge(roots.certificates()?);
+    }
+    if let Some(identity) = identity {
+        builder = builder.identity(identity.identity()?);
+    }
     let builder = builder.connect_timeout(Duration::from_secs(5));
     builder.build().map_err(|e| http::causes(&e))
 }
@@ -113,7 +123,7 @@ impl Gateway {
         store: Store,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, String> {
-        let client = http_client(None)
+        let client = http_client(None, None)
             .map_err(|e| format!("cannot build the HTTP client for upstreams: {e}"))?;
         let mut upstreams = Vec::with_capacity(specs.len());
         // Calls parked for 2026-07-28 clients' input are bounded over every upstream together.
@@ -135,20 +145,23 @@ impl Gateway {
                     url,
                     headers,
                     ca_file,
+                    identity,
                 } => Link::Http(
                     HttpUpstream::new(
                         spec.name.clone(),
                         url,
                         headers,
-                        match ca_file {
-                            None => client.clone(),
-                            Some(roots) => http_client(Some(roots)).map_err(|e| {
-                                format!(
-                                    "upstream {}: ca_file {}: {e}",
-                                    spec.name,
-                                    roots.path().display()
-                                )
-                            })?,
+                        match (ca_file, identity) {
+                            (None, None) => client.clone(),
+                            (roots, identity) => http_client(roots.as_ref(), identity.as_ref())
+                                .map_err(|e| match roots {
+                                    Some(roots) if identity.is_none() => format!(
+                                        "upstream {}: ca_file {}: {e}",
+                                        spec.name,
+                                        roots.path().display()
+                                    ),
+                                    _ => format!("upstream {}: {e}", spec.name),
+                                })?,
                         },
                         store.clone(),
                         status.clone(),

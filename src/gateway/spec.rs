@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::breaker::BreakerPolicy;
-use crate::tls::ExtraRoots;
+use crate::tls::{ClientIdentity, ExtraRoots};
 
 /// Between an upstream's name and its tool's name in the merged `tools/list`: `docs__search`.
 /// Two underscores keep the name within MCP's tool-name characters (`A-Z a-z 0-9 _ - .`).
@@ -76,11 +76,13 @@ impl fmt::Debug for Secret {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     /// Streamable HTTP at `url`, with these extra headers on every request; an https:// one's
-    /// certificate may also chain to the roots of `ca_file`.
+    /// certificate may also chain to the roots of `ca_file`, and it is shown `identity` when it
+    /// asks for a client certificate.
     Http {
         url: String,
         headers: Vec<(String, Secret)>,
         ca_file: Option<ExtraRoots>,
+        identity: Option<ClientIdentity>,
     },
     /// A child process speaking MCP on its standard input/output.
     Stdio {
@@ -132,6 +134,7 @@ impl UpstreamSpec {
                 url: check_url(&name, target.trim())?,
                 headers: Vec::new(),
                 ca_file: None,
+                identity: None,
             },
         };
         Ok(UpstreamSpec {
@@ -178,6 +181,10 @@ pub struct UpstreamTable {
     /// A PEM file of certificate authorities an https:// upstream's certificate may chain to,
     /// besides the system's (a private CA); relative to the config file's folder.
     ca_file: Option<PathBuf>,
+    /// PEM files of the certificate and private key shown to an https:// upstream that asks for
+    /// a client certificate (mutual TLS); relative to the config file's folder.
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
     /// e.g. "30s".
     timeout: Option<String>,
     /// Only these of its tools are offered.
@@ -187,11 +194,17 @@ pub struct UpstreamTable {
 }
 
 impl UpstreamTable {
-    /// Makes a relative `ca_file` relative to `dir` (the config file's folder), so it does not
-    /// depend on where Steward was started.
+    /// Makes a relative `ca_file`, `client_cert` or `client_key` relative to `dir` (the config
+    /// file's folder), so it does not depend on where Steward was started.
     pub fn anchor(&mut self, dir: &Path) {
-        if let Some(path) = self.ca_file.as_mut().filter(|p| p.is_relative()) {
-            *path = dir.join(&*path);
+        for file in [
+            &mut self.ca_file,
+            &mut self.client_cert,
+            &mut self.client_key,
+        ] {
+            if let Some(path) = file.as_mut().filter(|p| p.is_relative()) {
+                *path = dir.join(&*path);
+            }
         }
     }
 
@@ -210,22 +223,28 @@ impl UpstreamTable {
                 })
                 .collect::<Result<Vec<_>, String>>()
         };
+        let tls_files =
+            self.ca_file.is_some() || self.client_cert.is_some() || self.client_key.is_some();
         let target = match (self.url, self.command) {
             (Some(url), None) if self.args.is_empty() && self.env.is_empty() => Target::Http {
                 ca_file: extra_roots(&name, &url, self.ca_file.as_deref())?,
+                identity: client_identity(
+                    &name,
+                    &url,
+                    self.client_cert.as_deref(),
+                    self.client_key.as_deref(),
+                )?,
                 url: check_url(&name, &url)?,
                 headers: secrets(self.headers, "header")?,
             },
-            (None, Some(command)) if self.headers.is_empty() && self.ca_file.is_none() => {
-                Target::Stdio {
-                    command,
-                    args: self.args,
-                    env: secrets(self.env, "env")?,
-                }
-            }
+            (None, Some(command)) if self.headers.is_empty() && !tls_files => Target::Stdio {
+                command,
+                args: self.args,
+                env: secrets(self.env, "env")?,
+            },
             _ => {
                 return Err(format!(
-                    "upstream {name}: give either url (with headers and ca_file) or command (with args and env), not both or neither"
+                    "upstream {name}: give either url (with headers, ca_file, client_cert and client_key) or command (with args and env), not both or neither"
                 ));
             }
         };
@@ -303,6 +322,33 @@ fn extra_roots(
     ExtraRoots::read(path)
         .map(Some)
         .map_err(|e| format!("upstream {name}: ca_file {e}"))
+}
+
+/// The client certificate and key of an https:// upstream, read now so a missing or wrong file
+/// stops Steward at start, naming the upstream and the file.
+fn client_identity(
+    name: &UpstreamName,
+    url: &str,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Option<ClientIdentity>, String> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => {
+            return Err(format!(
+                "upstream {name}: client_cert and client_key go together: give both (PEM files of the certificate and its private key) or neither"
+            ));
+        }
+    };
+    if !url.starts_with("https://") {
+        return Err(format!(
+            "upstream {name}: client_cert and client_key are for https:// upstreams, and its url is not one"
+        ));
+    }
+    ClientIdentity::read(cert, key)
+        .map(Some)
+        .map_err(|e| format!("upstream {name}: {e}"))
 }
 
 /// `url` without user information (`user:password@`) and without its query string.

@@ -11,7 +11,8 @@ stateless_http: every request stands alone, whatever revision it speaks); with H
 it answers as a server from before 2026-07-28 does, refusing that revision's requests (HTTP 400),
 so a 2026-07-28 client reaches it through a session Steward holds; with DISCOVER_FAILS_ONCE=1
 its first 2026-07-28 request gets HTTP 503; with TLS_CERT=FILE and TLS_KEY=FILE it serves
-https://localhost:PORT/mcp with that certificate (uvicorn's --ssl-certfile/--ssl-keyfile).
+https://localhost:PORT/mcp with that certificate (uvicorn's --ssl-certfile/--ssl-keyfile), and
+with TLS_CLIENT_CA=FILE as well it accepts only clients showing a certificate that CA signed.
 """
 
 import asyncio
@@ -231,6 +232,10 @@ if __name__ == "__main__":
         asyncio.run(serve_http(int(sys.argv[2]), handshake_only))
     elif sys.argv[1] == "http" and os.environ.get("TLS_CERT"):
         tls = {"ssl_certfile": os.environ["TLS_CERT"], "ssl_keyfile": os.environ["TLS_KEY"]}
+        if os.environ.get("TLS_CLIENT_CA"):
+            import ssl
+
+            tls.update(ssl_ca_certs=os.environ["TLS_CLIENT_CA"], ssl_cert_reqs=ssl.CERT_REQUIRED)
         asyncio.run(serve_http(int(sys.argv[2]), lambda app: app, **tls))
     elif sys.argv[1] == "http" and os.environ.get("DISCOVER_FAILS_ONCE") == "1":
         asyncio.run(serve_http(int(sys.argv[2]), discover_fails_once))

@@ -2,6 +2,8 @@
 //! made for the test (openssl CLI). With the CA as `ca_file` calls go through and are in the
 //! ledger; without it, for another host name, or with an expired certificate, calls fail with
 //! an error (and a `/health` entry) naming the upstream and what is wrong with the certificate.
+//! An upstream that requires a client certificate (mutual TLS) is reached with the one its
+//! `client_cert` and `client_key` name, and refuses Steward without them.
 //! Without the Python SDK or openssl these tests print a skip message and pass.
 
 use crate::common;
@@ -15,7 +17,10 @@ use common::raw::{self, Client, PROTOCOL};
 use common::{TestDb, TestServer, test_on_each_backend};
 use serde_json::{Value, json};
 
-test_on_each_backend!(calls_reach_an_https_upstream_only_through_a_trusted_certificate);
+test_on_each_backend!(
+    calls_reach_an_https_upstream_only_through_a_trusted_certificate,
+    an_upstream_that_requires_a_client_certificate_is_shown_the_configured_one,
+);
 
 /// Runs `openssl ARGS` in `dir`.
 fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
@@ -108,17 +113,74 @@ fn make_certificates(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// In `dir`, after [`make_certificates`]: a key (`client.key`) and a client certificate the CA
+/// signed (`client.pem`).
+fn make_client_certificate(dir: &Path) -> anyhow::Result<()> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=steward-gateway",
+        ],
+    )?;
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "client.ext",
+        ],
+    )
+}
+
 /// The Python upstream serving https on a free port with `certificate` (and `server.key`).
 async fn tls_upstream(
     python: &Path,
     dir: &Path,
     certificate: &str,
 ) -> anyhow::Result<(PythonUpstream, u16)> {
+    tls_upstream_with(python, dir, certificate, &[]).await
+}
+
+/// [`tls_upstream`] with more of upstream.py's settings (`TLS_CLIENT_CA`).
+async fn tls_upstream_with(
+    python: &Path,
+    dir: &Path,
+    certificate: &str,
+    more: &[(&str, &Path)],
+) -> anyhow::Result<(PythonUpstream, u16)> {
     let port = free_port()?;
     let cert = dir.join(certificate);
     let key = dir.join("server.key");
-    let upstream =
-        PythonUpstream::start_with(python, port, &[("TLS_CERT", &cert), ("TLS_KEY", &key)]).await?;
+    let mut env = vec![("TLS_CERT", cert.as_path()), ("TLS_KEY", key.as_path())];
+    env.extend(more);
+    let upstream = PythonUpstream::start_with(python, port, &env).await?;
     Ok((upstream, port))
 }
 
@@ -223,6 +285,115 @@ async fn calls_reach_an_https_upstream_only_through_a_trusted_certificate(
     ensure!(text(&again) == "5", "{}", again.text);
     server.stop().await;
     drop((valid, expired));
+    Ok(())
+}
+
+async fn an_upstream_that_requires_a_client_certificate_is_shown_the_configured_one(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    if !openssl_installed() {
+        return Ok(());
+    }
+    let dir = db.dir().to_path_buf();
+    make_certificates(&dir)?;
+    make_client_certificate(&dir)?;
+    let ca = dir.join("ca.pem");
+    let (upstream, port) =
+        tls_upstream_with(&python, &dir, "server.pem", &[("TLS_CLIENT_CA", &ca)]).await?;
+    let config = dir.join("steward.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream]]\nname = \"mtls\"\nurl = \"https://localhost:{port}/mcp\"\nca_file = \"ca.pem\"\n\
+             client_cert = \"client.pem\"\nclient_key = \"client.key\"\n\n\
+             [[upstream]]\nname = \"anonymous\"\nurl = \"https://localhost:{port}/mcp\"\nca_file = \"ca.pem\"\n"
+        ),
+    )?;
+    let server = TestServer::start_with(&db, &["--config", &config.display().to_string()]).await?;
+    let client = Client::new(&server.mcp_url());
+    let session = client.open_session(PROTOCOL, "mtls-test").await?;
+    let echo = client
+        .call(Some(&session), 1, "mtls__echo", json!({"text": "mutual"}))
+        .await?;
+    ensure!(text(&echo) == "mutual", "{}", echo.text);
+    // Python's ssl (OpenSSL, TLS 1.3) closes the connection without an alert: the cause is
+    // the connection's end, not a "certificate required" Steward could name.
+    let refused = client
+        .call(Some(&session), 2, "anonymous__echo", json!({"text": "x"}))
+        .await?;
+    ensure!(
+        refused.error_code() == Some(-32010)
+            && refused
+                .error_message()
+                .contains("upstream anonymous cannot be reached"),
+        "{}",
+        refused.text
+    );
+    server.stop().await;
+    drop(upstream);
+    Ok(())
+}
+
+/// Runs `steward serve` with `toml` as its config in `dir`: its exit status and stderr.
+async fn serve_with_config(dir: &Path, toml: &str) -> anyhow::Result<(Option<i32>, String)> {
+    let config = dir.join("steward.toml");
+    std::fs::write(&config, toml)?;
+    let database = format!("sqlite://{}/steward.db", dir.display());
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([
+            "serve",
+            "--config",
+            &config.display().to_string(),
+            "--database",
+            &database,
+        ])
+        .env_remove("STEWARD_CONFIG")
+        .current_dir(dir)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), run).await??;
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    Ok((output.status.code(), stderr))
+}
+
+/// A client certificate or key that cannot be used stops Steward at start (exit 2), naming the
+/// upstream and the file; so does one without the other.
+#[tokio::test]
+async fn a_client_certificate_that_cannot_be_used_stops_steward_naming_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("key.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )?;
+    let upstream = "[[upstream]]\nname = \"vendor\"\nurl = \"https://localhost:1/mcp\"\n";
+    for (files, expected) in [
+        (
+            "client_cert = \"missing.pem\"\nclient_key = \"key.pem\"\n",
+            format!(
+                "upstream vendor: client_cert cannot read {}",
+                dir.path().join("missing.pem").display()
+            ),
+        ),
+        (
+            "client_cert = \"key.pem\"\nclient_key = \"key.pem\"\n",
+            format!(
+                "upstream vendor: client_cert {} holds no certificate",
+                dir.path().join("key.pem").display()
+            ),
+        ),
+        (
+            "client_cert = \"key.pem\"\n",
+            "upstream vendor: client_cert and client_key go together".to_string(),
+        ),
+    ] {
+        let (code, stderr) = serve_with_config(dir.path(), &format!("{upstream}{files}")).await?;
+        ensure!(
+            code == Some(2) && stderr.contains(&expected),
+            "{files}: {code:?} {stderr}"
+        );
+    }
     Ok(())
 }
 
