@@ -17,9 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
+use crate::gateway;
+use crate::rmcp_limit::RmcpServer;
 use crate::scenarios::{Ctx, Instance};
 use crate::server::{Engine, StewardOpts};
 
@@ -38,6 +40,9 @@ pub struct Opts<'a> {
     pub keep: Option<&'a Path>,
     /// Simulate the caches too.
     pub cache_sim: bool,
+    /// Count a gateway hop instead: `tools/call`s of the `gateway` scenario's upstream tool
+    /// through Steward (`--upstream`), ledger off and async.
+    pub gateway: bool,
 }
 
 pub async fn instructions(ctx: &mut Ctx, opts: &Opts<'_>) -> Result<()> {
@@ -55,9 +60,12 @@ pub async fn instructions(ctx: &mut Ctx, opts: &Opts<'_>) -> Result<()> {
     // Each measured run sends all its calls, however slow valgrind (and its cache simulation)
     // makes the server: the runs are counted, not timed.
     ctx.max_time = ctx.max_time.max(Duration::from_secs(3600));
+    if opts.gateway {
+        return gateway_hop(ctx, opts).await;
+    }
     for engine in ctx.engines() {
-        let off = per_message(ctx, engine, "off", opts).await?;
-        let async_ = per_message(ctx, engine, "async", opts).await?;
+        let off = per_message(ctx, engine, "off", opts, &Hop::None).await?;
+        let async_ = per_message(ctx, engine, "async", opts, &Hop::None).await?;
         let added = 100.0 * (async_.instructions / off.instructions - 1.0);
         ctx.report.ratio(
             "instructions",
@@ -106,6 +114,37 @@ pub async fn instructions(ctx: &mut Ctx, opts: &Opts<'_>) -> Result<()> {
     Ok(())
 }
 
+/// `--gateway`: Steward's instructions per proxied `tools/call` (SQLite), ledger off and
+/// async. The upstream is the `gateway` scenario's bare rmcp server, in this process, so only
+/// Steward's own work is counted (serving the client, the HTTP exchange with the upstream,
+/// decoding its answer and encoding it again).
+async fn gateway_hop(ctx: &mut Ctx, opts: &Opts<'_>) -> Result<()> {
+    let upstream = RmcpServer::start(gateway::answer_text())?;
+    let hop = Hop::Upstream(format!("http://{}/mcp", upstream.addr));
+    ctx.tool = gateway::upstream_tool();
+    ctx.args_json = gateway::ARGS.to_string();
+    let mut counted = Vec::new();
+    for durability in ["off", "async"] {
+        counted.push(per_message(ctx, Engine::Sqlite, durability, opts, &hop).await);
+    }
+    upstream.stop();
+    let [off, async_] = <[_; 2]>::try_from(counted).map_err(|_| anyhow!("two runs"))?;
+    let (off, async_) = (off?, async_?);
+    ctx.report.ratio(
+        "instructions",
+        "gateway hop: async ledger instructions vs off, % more",
+        100.0 * (async_.instructions / off.instructions - 1.0),
+        None,
+    );
+    Ok(())
+}
+
+/// Whether Steward stands in front of an upstream (its URL) for the counted calls.
+enum Hop {
+    None,
+    Upstream(String),
+}
+
 /// Instructions per message with this durability, counted over `requests` tool calls after
 /// the warm-up (see the module's comment).
 async fn per_message(
@@ -113,10 +152,15 @@ async fn per_message(
     engine: Engine,
     durability: &'static str,
     opts: &Opts<'_>,
+    hop: &Hop,
 ) -> Result<PerMessage> {
     let requests = if opts.quick { 600 } else { 3_000 };
     let keep = opts.keep;
-    let name = format!("instructions-{}-{durability}", engine.label());
+    let what = match hop {
+        Hop::None => "instructions",
+        Hop::Upstream(_) => "instructions-gateway",
+    };
+    let name = format!("{what}-{}-{durability}", engine.label());
     let out = ctx.tmp.path().join(format!("{name}.callgrind"));
     let mut wrapper = vec![
         "valgrind".into(),
@@ -126,13 +170,17 @@ async fn per_message(
     if opts.cache_sim {
         wrapper.push("--cache-sim=yes".into());
     }
+    let mut extra_args = vec![
+        "--ledger-flush-interval".into(),
+        FLUSH_UNDER_VALGRIND.into(),
+    ];
+    if let Hop::Upstream(url) = hop {
+        extra_args.extend(["--upstream".into(), format!("{}={url}", gateway::UPSTREAM)]);
+    }
     let opts = StewardOpts {
         durability,
         wrapper,
-        extra_args: vec![
-            "--ledger-flush-interval".into(),
-            FLUSH_UNDER_VALGRIND.into(),
-        ],
+        extra_args,
     };
     eprintln!("   {name}");
     let mut inst = Instance::start_with(ctx, engine, opts, &name).await?;
@@ -171,8 +219,12 @@ async fn per_message(
     ctx.report.fact(
         "instructions",
         &format!(
-            "steward {} ledger={durability}: instructions per message ({messages} messages)",
-            engine.label()
+            "steward {} ledger={durability}{}: instructions per message ({messages} messages)",
+            engine.label(),
+            match hop {
+                Hop::None => "",
+                Hop::Upstream(_) => ", gateway hop",
+            }
         ),
         json!(cost.round()),
         "instr",

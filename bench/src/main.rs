@@ -15,6 +15,7 @@ mod gateway;
 mod instructions;
 mod limit;
 mod peer;
+mod proxy;
 mod report;
 mod rmcp_limit;
 mod scenarios;
@@ -155,9 +156,14 @@ enum Scenario {
         /// report cache misses per message: work that costs time without costing instructions.
         #[arg(long)]
         cache_sim: bool,
+        /// Count a gateway hop instead (SQLite): `tools/call`s of the `gateway` scenario's bare
+        /// rmcp upstream through Steward's `--upstream`, ledger off and async.
+        #[arg(long)]
+        gateway: bool,
     },
-    /// The cost of a hop: a bare rmcp server called directly vs. through Steward's gateway
-    /// mode (`--upstream`, async ledger): added p50/p99 with one request in flight, throughput
+    /// The cost of a hop: a bare rmcp server called directly vs. through a bare
+    /// byte-forwarding proxy (the floor of any hop) vs. through Steward's gateway mode
+    /// (`--upstream`, async ledger): added p50/p99 with one request in flight, throughput
     /// ratio with --concurrency in flight.
     Gateway,
     /// Startup with stored sessions, restore storm after a restart, memory per session.
@@ -278,11 +284,16 @@ async fn run(cli: Cli) -> Result<usize> {
         Scenario::Limit => scenarios::limit(&mut ctx).await?,
         Scenario::Ledger => scenarios::ledger(&mut ctx).await?,
         Scenario::Stateless => scenarios::stateless(&mut ctx).await?,
-        Scenario::Instructions { keep, cache_sim } => {
+        Scenario::Instructions {
+            keep,
+            cache_sim,
+            gateway,
+        } => {
             let opts = instructions::Opts {
                 quick: c.quick,
                 keep: keep.as_deref(),
                 cache_sim: *cache_sim,
+                gateway: *gateway,
             };
             instructions::instructions(&mut ctx, &opts).await?
         }

@@ -227,12 +227,13 @@ impl HttpUpstream {
             stateless,
             session: client_session,
         };
+        // The rare paths are boxed, so this future (moved and copied per call) stays small.
         if let Some((bridge, state)) = bridge::resumes(self, &call, &held) {
-            return self.resume(bridge, state, &call).await;
+            return Box::pin(self.resume(bridge, state, &call)).await;
         }
         match self.exchange(&held, &call).await {
             Err(Failure::Expired) => {
-                let held = self.reinitialize(&cell, &held).await?;
+                let held = Box::pin(self.reinitialize(&cell, &held)).await?;
                 self.listen(client_session, &held).await;
                 self.exchange(&held, &call)
                     .await
@@ -274,10 +275,25 @@ impl HttpUpstream {
             if !due {
                 return Ok(held.clone());
             }
-            let held = Arc::new(self.rediscover(held).await);
+            let held = Arc::new(Box::pin(self.rediscover(held)).await);
             *slot = Some(held.clone());
             return Ok(held);
         }
+        // Boxed: reading the record and opening a session are large futures that most calls,
+        // which find the session held, would otherwise carry (and copy) for nothing.
+        let held = Arc::new(Box::pin(self.open(client_session, init, stateless)).await?);
+        *slot = Some(held.clone());
+        Ok(held)
+    }
+
+    /// A client session's upstream session as recorded, else a new one (see
+    /// [`HttpUpstream::session`]).
+    async fn open(
+        &self,
+        client_session: &str,
+        init: impl FnOnce() -> Value,
+        stateless: bool,
+    ) -> Result<Held, UpstreamError> {
         let recorded = match self
             .store
             .get_upstream_session(client_session, self.name.as_str())
@@ -330,8 +346,6 @@ impl HttpUpstream {
                 }
             }
         };
-        let held = Arc::new(held);
-        *slot = Some(held.clone());
         Ok(held)
     }
 
@@ -531,15 +545,18 @@ impl HttpUpstream {
             let reason = "Steward stopped waiting for the answer";
             endpoint.cancel(id, &dropped, reason).await;
         });
-        let response = self
+        // Both boxed: reqwest's exchange and the reading of the answer (with the relay and
+        // the bridge) are large futures that would otherwise be held and moved inline.
+        let sent = self
             .endpoint
-            .send_with(message, held.id.clone(), Some(revision), headers)
-            .await;
+            .send_with(message, held.id.clone(), Some(revision), headers);
+        let response = Box::pin(sent).await;
         let outcome = match response {
-            Ok(response) => self
-                .answer(response, id, held, relay, bound.as_ref(), enlisted)
-                .await
-                .map_err(Failure::from),
+            Ok(response) => {
+                Box::pin(self.answer(response, id, held, relay, bound.as_ref(), enlisted))
+                    .await
+                    .map_err(Failure::from)
+            }
             Err(failure) => Err(failure),
         };
         unanswered.settled();

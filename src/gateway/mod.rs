@@ -460,8 +460,9 @@ impl Upstream {
             Link::Http(http) => {
                 let init = || initialize_params(caller);
                 let (session, stateless) = (session_key(caller), caller.stateless);
-                http.request(session, init, stateless, method, params, caller.relay)
-                    .await
+                // Boxed: the exchange's future is large, and every future above it here
+                // (the timeout, the breaker's bookkeeping) would hold it inline and move it.
+                Box::pin(http.request(session, init, stateless, method, params, caller.relay)).await
             }
             Link::Stdio(stdio) => {
                 let session = session_key(caller);

@@ -90,79 +90,85 @@ impl ServerHandler for BoardServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.connection.requests.fetch_add(1, Ordering::Relaxed);
-        let request = match self.via_upstream(request, &context).await {
-            Ok(answer) => return answer,
-            Err(request) => request,
-        };
-        let name = request.name.clone();
-        if !self.ctx.board && self.tool_router.has_route(&name) {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "tool {name} not found: this Steward serves only the tools of its upstreams (--no-board); see tools/list"
-                ),
-                None,
-            ));
-        }
-        if !self.tool_router.has_route(&name)
-            && let Some(fixtures) = &self.ctx.fixtures
-            && fixtures.tool(&name).is_some()
-        {
-            return fixtures
-                .call_tool(request, &context, &self.connection.log)
-                .await;
-        }
-        // A call that names a task concerns it (tools that learn their task otherwise, such as
-        // a create, say so themselves).
-        if let Some(task_id) = request
-            .arguments
-            .as_ref()
-            .and_then(|args| args.get("task_id")?.as_str()?.parse::<Id>().ok())
-        {
-            self.concerns(&context, task_id);
-        }
-        let call = ToolCallContext::new(self, request, context);
-        let limit = self.ctx.tool_timeout;
-        // The span names the tool in what the call logs (e.g. a database error); only a
-        // known name, as a client's may be anything, and long.
-        let span = if self.tool_router.has_route(&name) {
-            tracing::error_span!("call_tool", tool = %name)
-        } else {
-            tracing::Span::none()
-        };
-        let call = self.tool_router.call(call).instrument(span);
-        // Dropping the call on timeout cancels it; an open transaction rolls back.
-        let Ok(outcome) = tokio::time::timeout(limit, call).await else {
-            tracing::warn!(tool = %name, ?limit, "tool call timed out");
-            return Err(ErrorData::new(
-                ErrorCode(REQUEST_TIMEOUT),
-                format!(
-                    "{name} did not finish within {}; it was stopped and changed nothing it had not committed. Retry, or ask the operator to raise --tool-timeout",
-                    humantime::format_duration(limit)
-                ),
-                None,
-            ));
-        };
-        match outcome {
-            Err(error) if is_argument_error(&error) => {
-                let field = error
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("field"))
-                    .and_then(|f| f.as_str())
-                    .unwrap_or(".")
-                    .to_string();
-                let invalid = ToolError::invalid(
-                    &field,
-                    error.message.to_string(),
+        // Boxed, as is each handler below that awaits real work: rmcp's future for a request
+        // holds the largest of the handlers' futures inline and is moved (copied) several
+        // times per request, so every request paid for copying the largest one's state.
+        Box::pin(async move {
+            self.connection.requests.fetch_add(1, Ordering::Relaxed);
+            let request = match self.via_upstream(request, &context).await {
+                Ok(answer) => return answer,
+                Err(request) => request,
+            };
+            let name = request.name.clone();
+            if !self.ctx.board && self.tool_router.has_route(&name) {
+                return Err(ErrorData::invalid_params(
                     format!(
-                        "Fix the arguments of {name}: its inputSchema in tools/list lists every field and allowed value"
+                        "tool {name} not found: this Steward serves only the tools of its upstreams (--no-board); see tools/list"
                     ),
-                );
-                invalid.into_call_tool_result()
+                    None,
+                ));
             }
-            other => other,
-        }
+            if !self.tool_router.has_route(&name)
+                && let Some(fixtures) = &self.ctx.fixtures
+                && fixtures.tool(&name).is_some()
+            {
+                return fixtures
+                    .call_tool(request, &context, &self.connection.log)
+                    .await;
+            }
+            // A call that names a task concerns it (tools that learn their task otherwise, such as
+            // a create, say so themselves).
+            if let Some(task_id) = request
+                .arguments
+                .as_ref()
+                .and_then(|args| args.get("task_id")?.as_str()?.parse::<Id>().ok())
+            {
+                self.concerns(&context, task_id);
+            }
+            let call = ToolCallContext::new(self, request, context);
+            let limit = self.ctx.tool_timeout;
+            // The span names the tool in what the call logs (e.g. a database error); only a
+            // known name, as a client's may be anything, and long.
+            let span = if self.tool_router.has_route(&name) {
+                tracing::error_span!("call_tool", tool = %name)
+            } else {
+                tracing::Span::none()
+            };
+            let call = self.tool_router.call(call).instrument(span);
+            // Dropping the call on timeout cancels it; an open transaction rolls back.
+            let Ok(outcome) = tokio::time::timeout(limit, call).await else {
+                tracing::warn!(tool = %name, ?limit, "tool call timed out");
+                return Err(ErrorData::new(
+                    ErrorCode(REQUEST_TIMEOUT),
+                    format!(
+                        "{name} did not finish within {}; it was stopped and changed nothing it had not committed. Retry, or ask the operator to raise --tool-timeout",
+                        humantime::format_duration(limit)
+                    ),
+                    None,
+                ));
+            };
+            match outcome {
+                Err(error) if is_argument_error(&error) => {
+                    let field = error
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get("field"))
+                        .and_then(|f| f.as_str())
+                        .unwrap_or(".")
+                        .to_string();
+                    let invalid = ToolError::invalid(
+                        &field,
+                        error.message.to_string(),
+                        format!(
+                            "Fix the arguments of {name}: its inputSchema in tools/list lists every field and allowed value"
+                        ),
+                    );
+                    invalid.into_call_tool_result()
+                }
+                other => other,
+            }
+        })
+        .await
     }
 
     async fn list_resources(
@@ -170,14 +176,18 @@ impl ServerHandler for BoardServer {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let board = match self.ctx.board {
-            true => resources::list(self.store())
-                .await
-                .map_err(database_error)?,
-            false => Vec::new(),
-        };
-        let list = self.plus_fixtures(board, Fixtures::resources);
-        self.merged(request, &context, list).await
+        // Boxed: see call_tool.
+        Box::pin(async move {
+            let board = match self.ctx.board {
+                true => resources::list(self.store())
+                    .await
+                    .map_err(database_error)?,
+                false => Vec::new(),
+            };
+            let list = self.plus_fixtures(board, Fixtures::resources);
+            self.merged(request, &context, list).await
+        })
+        .await
     }
 
     async fn list_resource_templates(
@@ -195,27 +205,31 @@ impl ServerHandler for BoardServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let request = match self.via_upstream(request, &context).await {
-            Ok(answer) => return answer,
-            Err(request) => request,
-        };
-        let uri = request.uri;
-        if let Some(contents) = self
-            .ctx
-            .fixtures
-            .as_ref()
-            .and_then(|f| f.read_resource(&uri))
-        {
-            return Ok(ReadResourceResult::new(vec![contents]).into());
-        }
-        if !self.ctx.board {
-            return Err(not_found(&uri, "this Steward serves no board (--no-board)"));
-        }
-        match resources::read(self.store(), &self.ctx.changes, &uri).await {
-            Ok(contents) => Ok(ReadResourceResult::new(vec![contents]).into()),
-            Err(ReadError::Database(e)) => Err(database_error(e)),
-            Err(error) => Err(not_found(&uri, &error.to_string())),
-        }
+        // Boxed: see call_tool.
+        Box::pin(async move {
+            let request = match self.via_upstream(request, &context).await {
+                Ok(answer) => return answer,
+                Err(request) => request,
+            };
+            let uri = request.uri;
+            if let Some(contents) = self
+                .ctx
+                .fixtures
+                .as_ref()
+                .and_then(|f| f.read_resource(&uri))
+            {
+                return Ok(ReadResourceResult::new(vec![contents]).into());
+            }
+            if !self.ctx.board {
+                return Err(not_found(&uri, "this Steward serves no board (--no-board)"));
+            }
+            match resources::read(self.store(), &self.ctx.changes, &uri).await {
+                Ok(contents) => Ok(ReadResourceResult::new(vec![contents]).into()),
+                Err(ReadError::Database(e)) => Err(database_error(e)),
+                Err(error) => Err(not_found(&uri, &error.to_string())),
+            }
+        })
+        .await
     }
 
     async fn subscribe(
@@ -223,17 +237,21 @@ impl ServerHandler for BoardServer {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        if let Some(answer) = self
-            .upstream_subscription(&request.uri, true, &context)
-            .await
-        {
-            return answer;
-        }
-        self.check_subscribable(&request.uri)?;
-        self.connection
-            .subscriptions
-            .subscribe(request.uri, &self.ctx.changes, context.peer);
-        Ok(())
+        // Boxed: see call_tool.
+        Box::pin(async move {
+            if let Some(answer) = self
+                .upstream_subscription(&request.uri, true, &context)
+                .await
+            {
+                return answer;
+            }
+            self.check_subscribable(&request.uri)?;
+            self.connection
+                .subscriptions
+                .subscribe(request.uri, &self.ctx.changes, context.peer);
+            Ok(())
+        })
+        .await
     }
 
     async fn unsubscribe(
@@ -241,14 +259,18 @@ impl ServerHandler for BoardServer {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        if let Some(answer) = self
-            .upstream_subscription(&request.uri, false, &context)
-            .await
-        {
-            return answer;
-        }
-        self.connection.subscriptions.unsubscribe(&request.uri);
-        Ok(())
+        // Boxed: see call_tool.
+        Box::pin(async move {
+            if let Some(answer) = self
+                .upstream_subscription(&request.uri, false, &context)
+                .await
+            {
+                return answer;
+            }
+            self.connection.subscriptions.unsubscribe(&request.uri);
+            Ok(())
+        })
+        .await
     }
 
     fn accepted_subscription_filter(
@@ -269,8 +291,11 @@ impl ServerHandler for BoardServer {
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        subscriptions::listen(&self.ctx.changes, context).await;
-        Ok(())
+        Box::pin(async move {
+            subscriptions::listen(&self.ctx.changes, context).await;
+            Ok(())
+        })
+        .await
     }
 
     async fn list_prompts(
@@ -287,30 +312,34 @@ impl ServerHandler for BoardServer {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let request = match self.via_upstream(request, &context).await {
-            Ok(answer) => return answer,
-            Err(request) => request,
-        };
-        if !prompts::is_board_prompt(&request.name)
-            && let Some(fixtures) = &self.ctx.fixtures
-            && fixtures.has_prompt(&request.name)
-        {
-            return fixtures.get_prompt(&request, &context);
-        }
-        if !self.ctx.board {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "prompt {} not found: this Steward serves no board (--no-board)",
-                    request.name
-                ),
-                None,
-            ));
-        }
-        match prompts::get(self.store(), &request.name, request.arguments.as_ref()).await {
-            Ok(result) => Ok(result.into()),
-            Err(PromptError::Database(e)) => Err(database_error(e)),
-            Err(error) => Err(ErrorData::invalid_params(error.to_string(), None)),
-        }
+        // Boxed: see call_tool.
+        Box::pin(async move {
+            let request = match self.via_upstream(request, &context).await {
+                Ok(answer) => return answer,
+                Err(request) => request,
+            };
+            if !prompts::is_board_prompt(&request.name)
+                && let Some(fixtures) = &self.ctx.fixtures
+                && fixtures.has_prompt(&request.name)
+            {
+                return fixtures.get_prompt(&request, &context);
+            }
+            if !self.ctx.board {
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "prompt {} not found: this Steward serves no board (--no-board)",
+                        request.name
+                    ),
+                    None,
+                ));
+            }
+            match prompts::get(self.store(), &request.name, request.arguments.as_ref()).await {
+                Ok(result) => Ok(result.into()),
+                Err(PromptError::Database(e)) => Err(database_error(e)),
+                Err(error) => Err(ErrorData::invalid_params(error.to_string(), None)),
+            }
+        })
+        .await
     }
 
     async fn complete(
@@ -318,14 +347,18 @@ impl ServerHandler for BoardServer {
         request: CompleteRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let values = if self.ctx.board && request.argument.name == "project_id" {
-            self.project_ids_like(&request.argument.value).await?
-        } else {
-            Vec::new()
-        };
-        let completion = CompletionInfo::new(values)
-            .map_err(|e| ErrorData::internal_error(format!("bad completion: {e}"), None))?;
-        Ok(CompleteResult::new(completion))
+        // Boxed: see call_tool.
+        Box::pin(async move {
+            let values = if self.ctx.board && request.argument.name == "project_id" {
+                self.project_ids_like(&request.argument.value).await?
+            } else {
+                Vec::new()
+            };
+            let completion = CompletionInfo::new(values)
+                .map_err(|e| ErrorData::internal_error(format!("bad completion: {e}"), None))?;
+            Ok(CompleteResult::new(completion))
+        })
+        .await
     }
 
     async fn set_level(
