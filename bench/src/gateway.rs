@@ -1,6 +1,6 @@
 //! `gateway`: the cost of a hop through Steward's gateway mode. A bare rmcp server
-//! ([`RmcpServer`]) is the upstream; the same `tools/call` load goes to it directly, through a
-//! bare byte-forwarding proxy ([`BareProxy`]: the floor of any hop on these cores) and through
+//! ([`rmcp_limit`]) is the upstream; the same `tools/call` load goes to it directly, through a
+//! bare byte-forwarding proxy ([`proxy`]: the floor of any hop on these cores) and through
 //! Steward (`--upstream up=…`, async ledger, SQLite), interleaved in one invocation. Latency is
 //! measured with one request in flight (what a hop adds to a call, without queueing on the
 //! shared cores); throughput with `--concurrency` in flight.
@@ -9,9 +9,9 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::client::{LoadOutcome, LoadSpec, Target, open_sessions, run_load};
-use crate::proxy::BareProxy;
+use crate::proxy;
 use crate::report::Row;
-use crate::rmcp_limit::RmcpServer;
+use crate::rmcp_limit;
 use crate::scenarios::{Ctx, Instance, median_row};
 use crate::server::{Engine, StewardOpts, start_steward};
 
@@ -60,10 +60,10 @@ pub async fn gateway(ctx: &mut Ctx) -> Result<()> {
     eprintln!(
         "== gateway: a bare rmcp server called directly vs. through a bare proxy vs. through steward (sqlite, ledger=async)"
     );
-    let upstream = RmcpServer::start(answer_text())?;
+    let upstream = rmcp_limit::start(answer_text())?;
     let upstream_url = format!("http://{}/mcp", upstream.addr);
     let upstream_target = Target::new(upstream.addr, "/mcp")?;
-    let proxy = BareProxy::start(&upstream_url)?;
+    let proxy = proxy::start(&upstream_url)?;
     let proxy_target = Target::new(proxy.addr, "/mcp")?;
     let db = ctx.new_db(Engine::Sqlite, "gateway").await?;
     let opts = StewardOpts {

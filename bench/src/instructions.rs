@@ -21,7 +21,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
 use crate::gateway;
-use crate::rmcp_limit::RmcpServer;
+use crate::rmcp_limit;
 use crate::scenarios::{Ctx, Instance};
 use crate::server::{Engine, StewardOpts};
 
@@ -119,7 +119,7 @@ pub async fn instructions(ctx: &mut Ctx, opts: &Opts<'_>) -> Result<()> {
 /// Steward's own work is counted (serving the client, the HTTP exchange with the upstream,
 /// decoding its answer and encoding it again).
 async fn gateway_hop(ctx: &mut Ctx, opts: &Opts<'_>) -> Result<()> {
-    let upstream = RmcpServer::start(gateway::answer_text())?;
+    let upstream = rmcp_limit::start(gateway::answer_text())?;
     let hop = Hop::Upstream(format!("http://{}/mcp", upstream.addr));
     ctx.tool = gateway::upstream_tool();
     ctx.args_json = gateway::ARGS.to_string();

@@ -12,6 +12,7 @@ mod board_seed;
 mod client;
 mod db;
 mod gateway;
+mod in_process;
 mod instructions;
 mod limit;
 mod peer;

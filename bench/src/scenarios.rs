@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 
 use crate::client::{Conn, LoadOutcome, LoadSpec, PROTOCOL_VERSION, Target, run_load};
 use crate::db::Pool;
-use crate::limit::LimitServer;
+use crate::limit;
 use crate::report::{Report, Row};
-use crate::rmcp_limit::RmcpServer;
+use crate::rmcp_limit;
 use crate::server::{BenchDb, Engine, ServerProc, StewardOpts, start_steward};
 
 /// What every scenario shares.
@@ -378,7 +378,7 @@ pub async fn limit(ctx: &mut Ctx) -> Result<()> {
         answer.body.len(),
         "bytes",
     );
-    let bare = LimitServer::start(answer.body)?;
+    let bare = limit::start(answer.body)?;
     let bare_target = Target::new(bare.addr, "/mcp")?;
     let warm = LoadSpec {
         check_id: false,
@@ -386,7 +386,7 @@ pub async fn limit(ctx: &mut Ctx) -> Result<()> {
     };
     run_load(&warm).await;
     // The second reference: bare rmcp with the same text, real sessions.
-    let rmcp = RmcpServer::start(text)?;
+    let rmcp = rmcp_limit::start(text)?;
     let rmcp_target = Target::new(rmcp.addr, "/mcp")?;
     let rmcp_sessions = crate::client::open_sessions(
         &rmcp_target,
