@@ -100,11 +100,12 @@ fn http_client(
 ) -> Result<reqwest::Client, String> {
     // reqwest takes TLS from the process's provider, with or without extra roots.
     crate::tls::install();
-    if roots.is_none() && identity.is_none() {
-        let builder = crate::tls::client_builder().connect_timeout(Duration::from_secs(5));
-        return builder.build().map_err(|e| http::causes(&e));
-    }
-    let mut builder = reqwest::Client::builder();
+    // The system's verifier comes as a whole rustls config that reqwest uses as it is, so a
+    // client with extra roots or an identity builds its TLS from reqwest's own settings.
+    let mut builder = match (roots, identity) {
+        (None, None) => crate::tls::client_builder(),
+        _ => reqwest::Client::builder(),
+    };
     if let Some(roots) = roots {
         builder = builder.tls_certs_merge(roots.certificates()?);
     }
