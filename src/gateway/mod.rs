@@ -498,6 +498,7 @@ impl Upstream {
             undelivered: UpstreamStatus::read(&self.status.undelivered),
             abandoned: UpstreamStatus::read(&self.status.abandoned),
             parking_refused: UpstreamStatus::read(&self.status.parking_refused),
+            orphaned: UpstreamStatus::read(&self.status.orphaned),
             breaker,
             breaker_opened,
             short_circuited,
