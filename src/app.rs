@@ -291,6 +291,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             undelivered: upstream.undelivered,
             abandoned: upstream.abandoned,
             parking_refused: upstream.parking_refused,
+            orphaned: upstream.orphaned,
             breaker_open: upstream.breaker != crate::gateway::breaker::BreakerState::Closed,
             breaker_opened: upstream.breaker_opened,
             short_circuited: upstream.short_circuited,

@@ -522,6 +522,11 @@ pub struct SessionArgs {
     /// How often each replica checks for sessions revoked or ended elsewhere. Default 2s.
     #[arg(long, env = "STEWARD_REVOCATION_POLL", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub revocation_poll: Option<Duration>,
+    /// A client that closes its connection before a request's answer has this long to come
+    /// back for it (`Last-Event-ID`) before the request is cancelled, at an upstream too.
+    /// Default 5s; at most 1h.
+    #[arg(long, env = "STEWARD_HANGUP_GRACE", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub hangup_grace: Option<Duration>,
     /// Where server-sent events wait for `Last-Event-ID` replay: memory (this replica, the
     /// default) or database (also after a restart and on other replicas; costs a write per event).
     #[arg(long, env = "STEWARD_EVENT_STORE", value_parser = ["memory", "database"], value_name = "WHERE")]

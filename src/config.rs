@@ -20,7 +20,7 @@ use crate::ledger::pricing::PricingPolicy;
 use crate::ledger::{Durability, LedgerSettings};
 use crate::logs::LogFormat;
 use crate::security::{AllowList, AuthMode, ConnectionLimits, SecuritySettings};
-use crate::sessions::SessionSettings;
+use crate::sessions::{MAX_HANGUP_GRACE, SessionSettings};
 use crate::store::{DatabaseUrl, UrlError};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8051";
@@ -140,6 +140,7 @@ struct FileSessions {
     max_age: Option<String>,
     cleanup_interval: Option<String>,
     revocation_poll: Option<String>,
+    hangup_grace: Option<String>,
     /// "memory" or "database".
     event_store: Option<String>,
 }
@@ -692,6 +693,12 @@ fn session_settings(
             &file.revocation_poll,
             defaults.revocation_poll,
         )?,
+        hangup_grace: pick(
+            args.hangup_grace,
+            "hangup_grace",
+            &file.hangup_grace,
+            defaults.hangup_grace,
+        )?,
         durable_events: match args.event_store.as_deref().or(file.event_store.as_deref()) {
             None | Some("memory") => false,
             Some("database") => true,
@@ -707,12 +714,20 @@ fn session_settings(
         ("cleanup interval", settings.cleanup_interval),
         ("revocation poll", settings.revocation_poll),
         ("session timeout", settings.session_timeout),
+        ("hang-up grace", settings.hangup_grace),
     ] {
         if value.is_zero() {
             return Err(ConfigError::Invalid(format!(
                 "the {name} must be longer than zero"
             )));
         }
+    }
+    if settings.hangup_grace > MAX_HANGUP_GRACE {
+        return Err(ConfigError::Invalid(format!(
+            "the hang-up grace (--hangup-grace, sessions.hangup_grace) is {}: at most {} (a request held longer after its client left only holds its work for nobody)",
+            humantime::format_duration(settings.hangup_grace),
+            humantime::format_duration(MAX_HANGUP_GRACE)
+        )));
     }
     Ok(settings)
 }
@@ -776,6 +791,36 @@ fn user_config_file() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hang_up_grace_comes_from_the_flag_or_the_file_and_is_checked() {
+        let file = |text: &str| FileSessions {
+            hangup_grace: Some(text.to_string()),
+            ..FileSessions::default()
+        };
+        let grace = |args, file: &FileSessions| {
+            session_settings(args, file)
+                .map(|s| s.hangup_grace)
+                .map_err(|e| e.to_string())
+        };
+        let default = grace(SessionArgs::default(), &FileSessions::default());
+        assert_eq!(default, Ok(Duration::from_secs(5)));
+        let from_file = grace(SessionArgs::default(), &file("750ms"));
+        assert_eq!(from_file, Ok(Duration::from_millis(750)));
+        let flag = SessionArgs {
+            hangup_grace: Some(Duration::from_secs(2)),
+            ..SessionArgs::default()
+        };
+        assert_eq!(grace(flag, &file("750ms")), Ok(Duration::from_secs(2)));
+        for (text, says) in [
+            ("0s", "hang-up grace must be longer than zero"),
+            ("2h", "at most 1h"),
+            ("soon", "sessions.hangup_grace"),
+        ] {
+            let error = grace(SessionArgs::default(), &file(text)).unwrap_err();
+            assert!(error.contains(says), "{text}: {error}");
+        }
+    }
 
     #[test]
     fn file_rejects_unknown_keys() {

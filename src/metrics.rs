@@ -82,6 +82,8 @@ pub struct UpstreamGauges<'a> {
     pub abandoned: u64,
     /// Calls refused because too many were parked for clients' input already.
     pub parking_refused: u64,
+    /// Its requests for a call that ended before its client was asked, answered with an error.
+    pub orphaned: u64,
 }
 
 /// One upstream's state at scrape time: up (1) or not (0), sessions it forgot and Steward
@@ -109,6 +111,8 @@ pub fn record_upstream_state(gauges: &UpstreamGauges<'_>) {
         .set(gauges.abandoned as f64);
     metrics::gauge!("steward_upstream_parking_refused", "upstream" => upstream.clone())
         .set(gauges.parking_refused as f64);
+    metrics::gauge!("steward_upstream_orphaned", "upstream" => upstream.clone())
+        .set(gauges.orphaned as f64);
     metrics::gauge!("steward_upstream_restarts", "upstream" => upstream).set(restarts as f64);
 }
 

@@ -118,6 +118,9 @@ struct UpstreamView {
     abandoned: u64,
     /// Calls refused because as many were parked for clients' input as allowed (this replica).
     parking_refused: u64,
+    /// Requests sent on its GET stream for a call that ended before its client was asked,
+    /// answered with an error (this replica).
+    orphaned: u64,
     timeout_ms: Option<u64>,
     calls: u64,
     errors: u64,
@@ -167,6 +170,7 @@ fn view(
         undelivered: live.map_or(0, |l| l.undelivered),
         abandoned: live.map_or(0, |l| l.abandoned),
         parking_refused: live.map_or(0, |l| l.parking_refused),
+        orphaned: live.map_or(0, |l| l.orphaned),
         timeout_ms: live.map(|l| l.timeout_ms),
         calls: calls.calls,
         errors: calls.errors,

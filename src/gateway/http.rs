@@ -537,7 +537,9 @@ impl HttpUpstream {
         // GET stream finds it.
         let bound = bridge::of(self, call);
         let enlisted = match (&bound, &held.id, relay) {
-            (Some(_), Some(session), Some(_)) => Some(self.outside.enlist(session)),
+            (Some(_), Some(session), Some(_)) => {
+                Some(self.outside.enlist(session, self.endpoint.refusing(held)))
+            }
             _ => None,
         };
         let (endpoint, dropped) = (self.endpoint.clone(), held.clone());
@@ -793,6 +795,28 @@ impl Endpoint {
             "cannot pass the cancellation to the upstream",
         )
         .await;
+    }
+
+    /// Where a call in `held`'s session sends the replies refusing the upstream's requests it
+    /// took but ended without asking its client: to the upstream, in the background (the
+    /// call's end does not wait), each counted (`orphaned`) and logged.
+    fn refusing(self: &Arc<Self>, held: &Arc<Held>) -> outside::Refuse {
+        let (endpoint, held) = (self.clone(), held.clone());
+        Box::new(move |replies| {
+            let count = replies.len();
+            for _ in 0..count {
+                UpstreamStatus::count(&endpoint.status.orphaned);
+            }
+            tracing::info!(upstream = %endpoint.name, count, "the upstream sent requests on its GET stream for a 2026-07-28 client's call that ended before its client was asked: each is answered with an error");
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            runtime.spawn(async move {
+                for reply in replies {
+                    endpoint.tell(reply, &held, ANSWER_FAILED).await;
+                }
+            });
+        })
     }
 
     /// Sends a message nobody waits on (an answer to the upstream's request, a cancellation)

@@ -32,7 +32,7 @@ use rmcp::model::{InitializeRequestParams, PaginatedRequestParams, Tool};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::ledger::entry::{Micros, Served, UpstreamHop};
+use crate::ledger::entry::Served;
 use crate::store::Store;
 use crate::tls::{ClientIdentity, ExtraRoots};
 use answer::Answer;
@@ -374,14 +374,15 @@ impl Upstream {
     ) -> Result<E::Response, ErrorData> {
         E::check(local, &self.spec)?;
         request.retarget(local);
-        let started = Instant::now();
+        // Told before the call goes: a client that hangs up has its row written before the
+        // answer comes, and that row names the upstream and tool too.
+        if let Some(served) = caller.served {
+            let tool = E::NAMES_TOOL.then(|| local.to_string());
+            served.going_upstream(self.spec.name.to_string(), tool, Instant::now());
+        }
         let outcome = self.timed(self.exchange(caller, request)).await;
         if let Some(served) = caller.served {
-            served.went_upstream(UpstreamHop {
-                upstream: self.spec.name.to_string(),
-                tool: E::NAMES_TOOL.then(|| local.to_string()),
-                duration: Micros::since(started),
-            });
+            served.came_back();
         }
         let mut response = outcome.map_err(|error| error.to_error_data(&self.spec.name))?;
         E::adopt(&mut response, &self.spec);
@@ -498,6 +499,7 @@ impl Upstream {
             undelivered: UpstreamStatus::read(&self.status.undelivered),
             abandoned: UpstreamStatus::read(&self.status.abandoned),
             parking_refused: UpstreamStatus::read(&self.status.parking_refused),
+            orphaned: UpstreamStatus::read(&self.status.orphaned),
             breaker,
             breaker_opened,
             short_circuited,

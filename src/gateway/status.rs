@@ -35,6 +35,9 @@ pub struct UpstreamStatus {
     pub abandoned: AtomicU64,
     /// Calls that would have been parked for a 2026-07-28 client's input past the limits.
     pub parking_refused: AtomicU64,
+    /// Requests the upstream sent outside a 2026-07-28 client's call's stream, handed to that
+    /// call, that it ended without asking its client: each answered with an error.
+    pub orphaned: AtomicU64,
 }
 
 /// One upstream in `/health`.
@@ -59,6 +62,10 @@ pub struct UpstreamReport {
     /// (or Steward as a whole) already had as many calls parked as it may: each answered with
     /// an error and cancelled upstream.
     pub parking_refused: u64,
+    /// Requests the upstream sent on its GET stream for a 2026-07-28 client's call that ended
+    /// (answered, failed, given up) before its client was asked: each answered with an error
+    /// saying so, so the upstream does not wait for an answer that never comes.
+    pub orphaned: u64,
     /// `closed`, `open` (calls fail at once) or `half_open` (the next call is a probe).
     pub breaker: BreakerState,
     /// Times the breaker opened.

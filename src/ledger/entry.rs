@@ -2,6 +2,8 @@
 //! [`LedgerRow`]s they become off it. The types make the seed's bug impossible: durations are
 //! integer microseconds from a monotonic clock ([`Micros`]), money is an exact decimal.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,18 @@ pub struct Served(std::sync::Arc<std::sync::Mutex<ServedFacts>>);
 struct ServedFacts {
     subject: Option<Uuid>,
     upstream: Option<UpstreamHop>,
+    /// Since when the request is at the upstream, until it comes back: the hop's duration is
+    /// still running.
+    at_upstream_since: Option<Instant>,
+}
+
+impl ServedFacts {
+    /// The hop as of now: a running one's duration is the time spent there so far.
+    fn hop_now(&self, since: Instant) -> Option<UpstreamHop> {
+        let mut hop = self.upstream.clone()?;
+        hop.duration = Micros::since(since);
+        Some(hop)
+    }
 }
 
 impl Served {
@@ -39,21 +53,47 @@ impl Served {
         crate::sync::lock(&self.0).subject = Some(id);
     }
 
-    /// The request was passed on to another server.
-    pub fn went_upstream(&self, hop: UpstreamHop) {
-        crate::sync::lock(&self.0).upstream = Some(hop);
+    /// The request is passed on to server `upstream` (as `tool` there) from `since`: told
+    /// before it goes, so a row taken before the answer (the client hung up) still names them,
+    /// with the time spent there so far.
+    pub fn going_upstream(&self, upstream: String, tool: Option<String>, since: Instant) {
+        let mut facts = crate::sync::lock(&self.0);
+        facts.upstream = Some(UpstreamHop {
+            upstream,
+            tool,
+            duration: Micros::from_micros(0),
+        });
+        facts.at_upstream_since = Some(since);
+    }
+
+    /// The upstream answered (or the request failed there): the hop's duration stops.
+    pub fn came_back(&self) {
+        let mut facts = crate::sync::lock(&self.0);
+        if let Some(since) = facts.at_upstream_since.take()
+            && let Some(hop) = facts.upstream.as_mut()
+        {
+            hop.duration = Micros::since(since);
+        }
     }
 
     /// What the serving layer said: the subject and the upstream hop.
     pub fn facts(&self) -> (Option<Uuid>, Option<UpstreamHop>) {
         let facts = crate::sync::lock(&self.0);
-        (facts.subject, facts.upstream.clone())
+        let hop = match facts.at_upstream_since {
+            Some(since) => facts.hop_now(since),
+            None => facts.upstream.clone(),
+        };
+        (facts.subject, hop)
     }
 
-    /// Calls `f` with the facts borrowed (the journal writes them without a copy).
+    /// Calls `f` with the facts borrowed (the journal writes them without a copy, but for a
+    /// hop still running).
     pub fn with_facts<R>(&self, f: impl FnOnce(Option<Uuid>, Option<&UpstreamHop>) -> R) -> R {
         let facts = crate::sync::lock(&self.0);
-        f(facts.subject, facts.upstream.as_ref())
+        match facts.at_upstream_since {
+            Some(since) => f(facts.subject, facts.hop_now(since).as_ref()),
+            None => f(facts.subject, facts.upstream.as_ref()),
+        }
     }
 }
 
@@ -129,3 +169,29 @@ impl StreamGet {
 
 /// Replies larger than this are counted in full but only this much is kept for analysis.
 pub const MAX_KEPT_RESPONSE: usize = 4 * 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_request_still_at_its_upstream_is_named_with_the_time_spent_there_so_far() {
+        let served = Served::default();
+        assert_eq!(served.facts().1, None);
+        served.going_upstream("py".into(), Some("slow".into()), Instant::now());
+        std::thread::sleep(Duration::from_millis(2));
+        let (_, hop) = served.facts();
+        let hop = hop.unwrap_or_else(|| panic!("no hop while the request is upstream"));
+        assert_eq!(
+            (hop.upstream.as_str(), hop.tool.as_deref()),
+            ("py", Some("slow"))
+        );
+        assert!(hop.duration.micros() >= 2_000, "{hop:?}");
+        let journalled = served.with_facts(|_, hop| hop.map(|h| h.upstream.clone()));
+        assert_eq!(journalled.as_deref(), Some("py"));
+        served.came_back();
+        let stopped = served.facts().1.map(|h| h.duration);
+        assert_eq!(served.facts().1.map(|h| h.duration), stopped);
+    }
+}

@@ -5,8 +5,8 @@
 //! Not at once: the specification lets a disconnection be a network blip after which the client
 //! resumes the stream with `Last-Event-ID` (rmcp's priming event tells it to try again after 3
 //! s). So the request's stream is read on after the client left, and the request is cancelled
-//! only if its answer has not come within [`GRACE`] of the hang-up, or of the session's latest
-//! resume since; reading on also means its id is still in flight when the cancellation is
+//! only if its answer has not come within the grace (`--hangup-grace`, [`DEFAULT_GRACE`]) of
+//! the hang-up, or of the session's latest resume since; reading on also means its id is still in flight when the cancellation is
 //! sent, so it cannot name a later request that reused the id.
 
 use std::pin::Pin;
@@ -24,8 +24,12 @@ use tokio::time::Instant;
 use super::SessionManager;
 
 /// How long a request whose client hung up waits for the client to come back (rmcp tells it to
-/// retry after 3 s) before it is cancelled.
-pub const GRACE: Duration = Duration::from_secs(5);
+/// retry after 3 s) before it is cancelled, unless configured otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// The longest grace that may be configured: a request held past it, after its client left,
+/// only holds its work and its upstream's call for nobody.
+pub const MAX_GRACE: Duration = Duration::from_secs(60 * 60);
 
 type Boxed<S> = Pin<Box<S>>;
 
@@ -37,15 +41,18 @@ struct Watched<S: Stream<Item = ServerSseMessage> + Send + 'static> {
     request: Option<RequestId>,
     session: SessionId,
     manager: Weak<SessionManager>,
+    grace: Duration,
 }
 
 /// `stream`, the replies to request `request` of `session`, cancelling the request if the
-/// stream is dropped before its answer (see the module's documentation).
+/// stream is dropped before its answer and the client does not come back within `grace` (see
+/// the module's documentation).
 pub(super) fn watch<S>(
     stream: S,
     request: Option<RequestId>,
     session: &SessionId,
     manager: Weak<SessionManager>,
+    grace: Duration,
 ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static + use<S>
 where
     S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
@@ -55,6 +62,7 @@ where
         request,
         session: session.clone(),
         manager,
+        grace,
     };
     futures::stream::unfold(watched, |mut watched| async move {
         let event = watched.stream.as_mut()?.next().await;
@@ -78,7 +86,10 @@ impl<S: Stream<Item = ServerSseMessage> + Send + 'static> Drop for Watched<S> {
             return;
         };
         let (session, manager) = (self.session.clone(), self.manager.clone());
-        runtime.spawn(cancel_unless_answered(stream, request, session, manager));
+        let grace = self.grace;
+        runtime.spawn(cancel_unless_answered(
+            stream, request, session, manager, grace,
+        ));
     }
 }
 
@@ -98,12 +109,13 @@ async fn cancel_unless_answered<S>(
     request: RequestId,
     session: SessionId,
     manager: Weak<SessionManager>,
+    grace: Duration,
 ) where
     S: Stream<Item = ServerSseMessage> + Send + 'static,
 {
     let mut since = Instant::now();
     loop {
-        match tokio::time::timeout_at(since + GRACE, stream.next()).await {
+        match tokio::time::timeout_at(since + grace, stream.next()).await {
             Ok(Some(event)) if answers(&event, &request) => return,
             Ok(Some(_)) => continue,
             // rmcp closed it: the request ended or was cancelled already.

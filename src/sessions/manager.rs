@@ -8,7 +8,7 @@ use crate::principal::Principal;
 use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
@@ -63,9 +63,11 @@ pub struct SessionManager {
     /// Requests for a session not live here take turns (see [`RestoreTurns`]).
     restore_turns: RestoreTurns,
     /// When each session last resumed a stream (`Last-Event-ID`), within the last few
-    /// [`hangup::GRACE`]s: a request whose client hung up is not cancelled while it may be
-    /// coming back.
+    /// hang-up graces: a request whose client hung up is not cancelled while it may be coming
+    /// back.
     resumed: Mutex<HashMap<SessionId, tokio::time::Instant>>,
+    /// How long a request whose client hung up waits for it to come back.
+    hangup_grace: Duration,
     /// Itself, for what outlives a call (cancelling a request whose client hung up).
     this: Weak<SessionManager>,
 }
@@ -99,7 +101,13 @@ impl Drop for OpenStream {
 }
 
 impl SessionManager {
-    pub fn new(max_cached: usize, events: Option<Arc<DbEventStore>>) -> Arc<Self> {
+    /// `hangup_grace`: how long a request whose client hung up waits for it to come back
+    /// before it is cancelled.
+    pub fn new(
+        max_cached: usize,
+        hangup_grace: Duration,
+        events: Option<Arc<DbEventStore>>,
+    ) -> Arc<Self> {
         let inner = match &events {
             Some(events) => LocalSessionManager::default()
                 .with_event_store(events.clone() as Arc<dyn EventStore>),
@@ -117,6 +125,7 @@ impl SessionManager {
             open_streams: Arc::default(),
             restore_turns: RestoreTurns::default(),
             resumed: Mutex::default(),
+            hangup_grace,
             this: this.clone(),
         })
     }
@@ -361,7 +370,8 @@ impl RmcpSessionManager for SessionManager {
             _ => None,
         };
         let stream = self.inner.create_stream(id, message).await?;
-        let stream = hangup::watch(stream, request, id, self.this.clone());
+        let grace = self.hangup_grace;
+        let stream = hangup::watch(stream, request, id, self.this.clone(), grace);
         Ok(self.held(id, self.claiming(id, stream)))
     }
 
@@ -400,7 +410,8 @@ impl RmcpSessionManager for SessionManager {
         {
             let now = tokio::time::Instant::now();
             let mut resumed = lock(&self.resumed);
-            resumed.retain(|_, at| now.duration_since(*at) < hangup::GRACE * 4);
+            let kept = self.hangup_grace.saturating_mul(4);
+            resumed.retain(|_, at| now.duration_since(*at) < kept);
             resumed.insert(id.clone(), now);
         }
         let Some(events) = &self.events else {
@@ -459,7 +470,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_cache_drops_the_least_recently_used_idle_session() {
-        let manager = SessionManager::new(2, None);
+        let manager = SessionManager::new(2, hangup::DEFAULT_GRACE, None);
         let (a, _ta) = new_session(&manager).await;
         let (b, _tb) = new_session(&manager).await;
         let (c, _tc) = new_session(&manager).await;
@@ -470,7 +481,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_session_with_an_open_stream_is_never_dropped_to_make_room() {
-        let manager = SessionManager::new(2, None);
+        let manager = SessionManager::new(2, hangup::DEFAULT_GRACE, None);
         let (a, _ta) = new_session(&manager).await;
         let (b, _tb) = new_session(&manager).await;
         let awaiting_reply = OpenStream::new(&manager.open_streams, &a);
@@ -493,7 +504,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_grows_past_its_bound_while_every_session_has_a_stream_open() {
-        let manager = SessionManager::new(1, None);
+        let manager = SessionManager::new(1, hangup::DEFAULT_GRACE, None);
         let (a, _ta) = new_session(&manager).await;
         let _open = OpenStream::new(&manager.open_streams, &a);
         let (b, _tb) = new_session(&manager).await;

@@ -33,6 +33,7 @@ use rmcp::transport::streamable_http_server::session::{
 };
 use serde::Serialize;
 
+pub use hangup::MAX_GRACE as MAX_HANGUP_GRACE;
 pub use manager::SessionManager;
 
 use crate::store::Store;
@@ -52,6 +53,9 @@ pub struct SessionSettings {
     /// How often each replica looks for sessions ended elsewhere: the bound on how long a
     /// revoked session can still be used on another replica.
     pub revocation_poll: Duration,
+    /// How long a request whose client hung up waits for it to come back before it is
+    /// cancelled (`--hangup-grace`).
+    pub hangup_grace: Duration,
     /// How often activity (`last_activity`) is written to the database.
     pub activity_flush: Duration,
     /// Most sessions kept in memory per replica.
@@ -69,6 +73,7 @@ impl Default for SessionSettings {
             max_age: Duration::from_secs(7 * 24 * 60 * 60),
             cleanup_interval: Duration::from_secs(60),
             revocation_poll: Duration::from_secs(2),
+            hangup_grace: hangup::DEFAULT_GRACE,
             activity_flush: Duration::from_secs(1),
             max_cached: manager::DEFAULT_MAX_CACHED,
             durable_events: false,
@@ -126,7 +131,7 @@ impl Sessions {
         settings: SessionSettings,
         events: Option<Arc<events::DbEventStore>>,
     ) -> Arc<Self> {
-        let manager = SessionManager::new(settings.max_cached, events);
+        let manager = SessionManager::new(settings.max_cached, settings.hangup_grace, events);
         Arc::new(Sessions {
             created: tokio::sync::broadcast::channel(256).0,
             store,

@@ -12,7 +12,9 @@ it answers as a server from before 2026-07-28 does, refusing that revision's req
 so a 2026-07-28 client reaches it through a session Steward holds; with DISCOVER_FAILS_ONCE=1
 its first 2026-07-28 request gets HTTP 503; with TLS_CERT=FILE and TLS_KEY=FILE it serves
 https://localhost:PORT/mcp with that certificate (uvicorn's --ssl-certfile/--ssl-keyfile), and
-with TLS_CLIENT_CA=FILE as well it accepts only clients showing a certificate that CA signed.
+with TLS_CLIENT_CA=FILE as well it accepts only clients showing a certificate that CA signed;
+with JSON_RESPONSE=1 it answers each POST with one JSON body instead of an event stream (with
+HANDSHAKE_ONLY=1: its requests to the client then go on the session's GET stream only).
 """
 
 import asyncio
@@ -32,6 +34,9 @@ server = MCPServer(name="python-upstream", version="2.3.0")
 subscribed: list[str] = []
 cancelled: list[str] = []
 sleeping = 0
+# What became of each request `roots_unawaited` left behind: the roots, or the error answered.
+unawaited: list[str] = []
+background: set[asyncio.Task] = set()
 
 
 @server.tool(description="Returns the text it was given.")
@@ -123,6 +128,29 @@ async def confirm(ctx: Context) -> str:
 async def roots(ctx: Context) -> str:
     listed = await ctx.session.list_roots()
     return " ".join(str(root.uri) for root in listed.roots)
+
+
+@server.tool(description="Asks for the client's roots on the session's GET stream, and returns without waiting for the answer.")
+async def roots_unawaited(ctx: Context) -> str:
+    async def ask():
+        try:
+            listed = await ctx.session.list_roots()
+            unawaited.append("roots " + " ".join(str(root.uri) for root in listed.roots))
+        except Exception as error:
+            unawaited.append(f"error {error}")
+
+    task = asyncio.create_task(ask())
+    background.add(task)
+    task.add_done_callback(background.discard)
+    # Answering in one JSON body (JSON_RESPONSE=1), the result leaves only when this returns:
+    # the request reaches the client's side first, while the call is still in flight.
+    await asyncio.sleep(0.5)
+    return "returned"
+
+
+@server.tool(description="What became of the requests roots_unawaited sent, one a line.")
+def unawaited_outcomes() -> str:
+    return "\n".join(unawaited) or "none"
 
 
 @server.tool(description="Tells subscribers that URI changed, and that the tool list changed.")
@@ -220,7 +248,8 @@ def discover_fails_once(app):
 async def serve_http(port, wrap, **tls):
     import uvicorn
 
-    app = wrap(server.streamable_http_app(host="127.0.0.1"))
+    json_response = os.environ.get("JSON_RESPONSE") == "1"
+    app = wrap(server.streamable_http_app(host="127.0.0.1", json_response=json_response))
     await uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **tls)).serve()
 
 

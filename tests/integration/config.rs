@@ -46,6 +46,11 @@ async fn bad_configuration_exits_2_and_says_what_to_fix() -> anyhow::Result<()> 
             vec!["serve", "--session-timeout", "forever"],
             "invalid value",
         ),
+        (
+            vec!["serve", "--hangup-grace", "0s"],
+            "hang-up grace must be longer than zero",
+        ),
+        (vec!["serve", "--hangup-grace", "2h"], "at most 1h"),
         // `serve` waits for an unreachable PostgreSQL (journal::kill_9_and_restart_while_the_
         // database_is_unreachable); a one-shot command says what to check and exits.
         (

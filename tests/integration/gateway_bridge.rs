@@ -9,7 +9,8 @@
 //! client never resumes is given up (the upstream is told to stop; `/health` counts it). A
 //! client session parks at most so many calls: the next is refused, saying so, and counted.
 //! The upstream's `roots/list` sent on its session's GET stream rather than the call's own (the
-//! Python SDK's `list_roots()`) reaches the client the same way, tied to its one call in flight.
+//! Python SDK's `list_roots()`) reaches the client the same way, tied to its one call in flight;
+//! one still waiting for that call when it ends is answered with an error, not left unanswered.
 
 use crate::common;
 use crate::gateway::{PythonUpstream, free_port, python, upstream_script, wait_until_up};
@@ -28,6 +29,7 @@ test_on_each_backend!(
     a_stateless_client_answers_a_stdio_upstream_through_input_required,
     a_client_session_parks_only_so_many_calls,
     a_request_sent_outside_the_call_s_stream_reaches_a_stateless_client,
+    a_request_left_for_a_call_that_ended_is_answered_with_an_error,
 );
 
 const REVISION: &str = "2026-07-28";
@@ -373,6 +375,53 @@ async fn a_request_sent_outside_the_call_s_stream_reaches_a_stateless_client(
     // The Python SDK's own 2026-07-28 client answers it through its roots callback.
     let answer = python_client(&python, &server.mcp_url(), "ask").await?;
     ensure!(answer["roots"] == "file:///work/project", "{answer}");
+    server.stop().await;
+    drop(upstream);
+    Ok(())
+}
+
+/// The upstream's `roots_unawaited` sends `roots/list` on its session's GET stream and returns
+/// without waiting for the answer; answering each POST in one JSON body, its result leaves
+/// only after the request did, so the request is handed to the call and the call ends at its
+/// result with the request still waiting for it. The upstream gets an error saying so (not
+/// silence), and `/health` and `/metrics` count it.
+async fn a_request_left_for_a_call_that_ended_is_answered_with_an_error(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    let env: &[(&str, &Path)] = &[
+        ("HANDSHAKE_ONLY", Path::new("1")),
+        ("JSON_RESPONSE", Path::new("1")),
+    ];
+    let upstream = PythonUpstream::start_with(&python, free_port()?, env).await?;
+    let (server, client, api) = gateway(&db, &format!("py={}", upstream.url())).await?;
+
+    let unawaited = json!({ "name": "py__roots_unawaited", "arguments": {} });
+    let returned = call(&client, "alice", 1, unawaited).await?;
+    ensure!(text(&returned)? == "returned", "{}", returned.text);
+    let outcomes = json!({ "name": "py__unawaited_outcomes", "arguments": {} });
+    let mut seen = String::new();
+    for id in 2..100 {
+        let reply = call(&client, "alice", id, outcomes.clone()).await?;
+        seen = text(&reply)?.to_string();
+        if seen != "none" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(
+        seen.starts_with("error ") && seen.contains("that call ended"),
+        "the upstream's request was not answered with an error: {seen:?}"
+    );
+    let (_, health) = api.get_json("/health").await?;
+    ensure!(health["upstreams"][0]["orphaned"] == 1, "{health}");
+    let metrics = api.get("/metrics").await?.text().await?;
+    ensure!(
+        metrics.contains("steward_upstream_orphaned{upstream=\"py\"} 1"),
+        "{metrics}"
+    );
     server.stop().await;
     drop(upstream);
     Ok(())

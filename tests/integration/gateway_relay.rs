@@ -21,6 +21,7 @@ test_on_each_backend!(
     notifications_requests_and_cancellation_cross_the_gateway_both_ways,
     requests_for_undeclared_capabilities_are_refused,
     a_client_that_hangs_up_cancels_the_upstream_s_call,
+    a_long_hang_up_grace_keeps_the_call_for_its_client,
 );
 
 /// The TypeScript SDK's runner, or `None` (with a message) when it is not installed.
@@ -67,10 +68,21 @@ pub(crate) async fn relay(url: &str, upstream: &str, bare: bool) -> anyhow::Resu
 
 /// A Steward in front of the Python upstream over HTTP (`py`) and over stdio (`pys`).
 async fn gateway(db: &TestDb, python: &Path) -> anyhow::Result<(PythonUpstream, TestServer)> {
+    gateway_with(db, python, &[]).await
+}
+
+/// [`gateway`], with `extra` arguments for Steward.
+async fn gateway_with(
+    db: &TestDb,
+    python: &Path,
+    extra: &[&str],
+) -> anyhow::Result<(PythonUpstream, TestServer)> {
     let upstream = PythonUpstream::start(python, free_port()?).await?;
     let http = format!("py={}", upstream.url());
     let stdio = format!("pys=stdio:{} {} stdio", python.display(), upstream_script());
-    let server = TestServer::start_with(db, &["--upstream", &http, "--upstream", &stdio]).await?;
+    let mut args = vec!["--upstream", http.as_str(), "--upstream", stdio.as_str()];
+    args.extend(extra);
+    let server = TestServer::start_with(db, &args).await?;
     wait_until_up(&Client::new(&server.base_url), "pys").await?;
     Ok((upstream, server))
 }
@@ -198,14 +210,15 @@ async fn requests_for_undeclared_capabilities_are_refused(db: TestDb) -> anyhow:
 
 /// A session-era client that closes its connection while the upstream's `slow` runs, without
 /// sending `notifications/cancelled`: once it has not come back for the answer within the
-/// grace (5 s), the upstream (HTTP and stdio) is told to stop the call, and its ledger row
-/// says `cancelled`; the session goes on. The upstream's timeout (60 s) is far off, so only the hang-up can have
-/// cancelled it.
+/// grace (`--hangup-grace 1s` here), the upstream (HTTP and stdio) is told to stop the call,
+/// and its ledger row says `cancelled` and names the upstream and its tool, as a completed
+/// call's does; the session goes on. The upstream's timeout (60 s) is far off, so only the
+/// hang-up can have cancelled it.
 async fn a_client_that_hangs_up_cancels_the_upstream_s_call(db: TestDb) -> anyhow::Result<()> {
     let Some(python) = python() else {
         return Ok(());
     };
-    let (upstream, server) = gateway(&db, &python).await?;
+    let (upstream, server) = gateway_with(&db, &python, &["--hangup-grace", "1s"]).await?;
     let api = Client::new(&server.base_url);
     let client = Client::new(&server.mcp_url());
     let session = client.open_session(raw::PROTOCOL, "hangs-up").await?;
@@ -243,6 +256,11 @@ async fn a_client_that_hangs_up_cancels_the_upstream_s_call(db: TestDb) -> anyho
             row["status"] == "cancelled" && row["tool_name"] == tool.as_str(),
             "{row}"
         );
+        let upstream_us = row["upstream_us"].as_i64().unwrap_or_default();
+        ensure!(
+            row["upstream"] == name && row["upstream_tool"] == "slow" && upstream_us > 0,
+            "the row of a call cancelled by a hang-up names its upstream: {row}"
+        );
     }
     let echo = client
         .call(
@@ -253,6 +271,36 @@ async fn a_client_that_hangs_up_cancels_the_upstream_s_call(db: TestDb) -> anyho
         )
         .await?;
     ensure!(echo.text.contains("still here"), "{}", echo.text);
+    server.stop().await;
+    drop(upstream);
+    Ok(())
+}
+
+/// With a hang-up grace longer than the test, a client that hangs up keeps its call running at
+/// the upstream past the default grace (5 s): the setting is what decides.
+async fn a_long_hang_up_grace_keeps_the_call_for_its_client(db: TestDb) -> anyhow::Result<()> {
+    let Some(python) = python() else {
+        return Ok(());
+    };
+    let (upstream, server) = gateway_with(&db, &python, &["--hangup-grace", "1h"]).await?;
+    let client = Client::new(&server.mcp_url());
+    let session = client.open_session(raw::PROTOCOL, "hangs-up").await?;
+    let call = client.call(Some(&session), 1, "py__slow", json!({ "seconds": 30 }));
+    let hung_up = tokio::time::timeout(Duration::from_millis(1500), call).await;
+    ensure!(hung_up.is_err(), "py__slow answered: {hung_up:?}");
+    // Past the default grace, with a margin.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let reply = client
+        .call(Some(&session), 2, "py__seen", json!({}))
+        .await?;
+    let seen = reply.result()?["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(
+        seen.starts_with("cancelled= ") && seen.ends_with("sleeping=1"),
+        "the call was cancelled within the configured grace: {seen}"
+    );
     server.stop().await;
     drop(upstream);
     Ok(())

@@ -9,6 +9,10 @@
 //! is tied to a call only when exactly one of the client's calls is in flight or parked in that
 //! upstream session; with several, guessing could show one call's question to the user as
 //! another's, so it is refused, saying why.
+//!
+//! A request handed to a call that ends (answered, failed, given up) before asking its client
+//! would leave the upstream waiting for an answer that never comes: when the call ends, each
+//! request still queued for it is answered with an error saying so (see [`Refuse`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,13 +39,19 @@ pub(super) struct Outside {
     next: AtomicU64,
 }
 
+/// Sends the upstream the replies refusing the requests a call took but ended without asking
+/// its client (called only when there are some).
+pub(super) type Refuse = Box<dyn FnOnce(Vec<Value>) + Send + Sync>;
+
 /// A 2026-07-28 client's call enlisted in its upstream session until dropped (answered, failed,
-/// given up): what the upstream asks outside the call's stream arrives on `requests`.
+/// given up): what the upstream asks outside the call's stream arrives on `requests`; what is
+/// still queued there when it is dropped goes to `refuse`.
 pub(super) struct Enlisted {
     outside: Arc<Outside>,
     session: Arc<str>,
     id: u64,
     pub(super) requests: mpsc::Receiver<Value>,
+    refuse: Option<Refuse>,
 }
 
 /// What became of a request the upstream sent outside a call's stream.
@@ -55,8 +65,8 @@ pub(super) enum Handed {
 }
 
 impl Outside {
-    /// Enlists a call in upstream session `session`.
-    pub(super) fn enlist(self: &Arc<Self>, session: &Arc<str>) -> Enlisted {
+    /// Enlists a call in upstream session `session`; `refuse` answers what it leaves unasked.
+    pub(super) fn enlist(self: &Arc<Self>, session: &Arc<str>, refuse: Refuse) -> Enlisted {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (sender, requests) = mpsc::channel(QUEUED);
         lock(&self.calls)
@@ -68,6 +78,7 @@ impl Outside {
             session: session.clone(),
             id,
             requests,
+            refuse: Some(refuse),
         }
     }
 
@@ -102,15 +113,40 @@ impl Outside {
 }
 
 impl Drop for Enlisted {
+    /// Takes the call off its session's list, which drops its sender: [`Outside::hand`] sends
+    /// under the same lock, so a request is either queued before this (and refused here) or
+    /// finds the call gone (and goes where a session-era client's would).
     fn drop(&mut self) {
-        let mut calls = lock(&self.outside.calls);
-        if let Some(enlisted) = calls.get_mut(&self.session) {
-            enlisted.retain(|(id, _)| *id != self.id);
-            if enlisted.is_empty() {
-                calls.remove(&self.session);
+        {
+            let mut calls = lock(&self.outside.calls);
+            if let Some(enlisted) = calls.get_mut(&self.session) {
+                enlisted.retain(|(id, _)| *id != self.id);
+                if enlisted.is_empty() {
+                    calls.remove(&self.session);
+                }
             }
         }
+        let mut replies = Vec::new();
+        while let Ok(request) = self.requests.try_recv() {
+            replies.push(ended(&request));
+        }
+        if let (false, Some(refuse)) = (replies.is_empty(), self.refuse.take()) {
+            refuse(replies);
+        }
     }
+}
+
+/// The reply to `request`, handed to a call that ended before it asked its client.
+fn ended(request: &Value) -> Value {
+    let method = request["method"].as_str().unwrap_or_default();
+    let message = format!(
+        "the upstream sent {method} outside the stream of the call it serves, and that call ended (answered, failed or given up) before Steward could ask its 2026-07-28 client: send it on the call's own stream, as the SDKs do with a related request id, before the call's result"
+    );
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    relay::reply(
+        id,
+        Err(ErrorData::new(ErrorCode::INVALID_REQUEST, message, None)),
+    )
 }
 
 /// The next request handed to `enlisted`; never, for a call that is not enlisted.
@@ -135,13 +171,13 @@ mod tests {
             outside.hand(&session, roots.clone()),
             Handed::Nobody(_)
         ));
-        let mut one = Some(outside.enlist(&session));
+        let mut one = Some(outside.enlist(&session, Box::new(|_| {})));
         assert!(matches!(
             outside.hand(&session, roots.clone()),
             Handed::Taken
         ));
         assert_eq!(next(&mut one).await, Some(roots.clone()));
-        let two = outside.enlist(&session);
+        let two = outside.enlist(&session, Box::new(|_| {}));
         let Handed::Refused(reply) = outside.hand(&session, roots.clone()) else {
             panic!("a request two calls could serve must be refused");
         };
@@ -152,5 +188,40 @@ mod tests {
         drop(two);
         assert!(matches!(outside.hand(&session, roots), Handed::Nobody(_)));
         assert!(lock(&outside.calls).is_empty());
+    }
+
+    #[test]
+    fn a_request_queued_for_a_call_that_ends_is_refused_and_a_later_one_goes_elsewhere() {
+        let outside = Arc::new(Outside::default());
+        let session: Arc<str> = Arc::from("upstream-session");
+        let (refused, replies) = std::sync::mpsc::channel();
+        let call = outside.enlist(
+            &session,
+            Box::new(move |sent| {
+                assert!(refused.send(sent).is_ok(), "the test waits for it");
+            }),
+        );
+        let roots = json!({ "jsonrpc": "2.0", "id": 9, "method": "roots/list" });
+        assert!(matches!(
+            outside.hand(&session, roots.clone()),
+            Handed::Taken
+        ));
+        drop(call);
+        let sent = replies.try_recv().unwrap_or_default();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0]["id"], 9);
+        let message = sent[0]["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("roots/list"), "{message}");
+        assert!(message.contains("that call ended"), "{message}");
+        assert!(matches!(outside.hand(&session, roots), Handed::Nobody(_)));
+        // A call that ends with nothing queued refuses nothing.
+        let (refused, replies) = std::sync::mpsc::channel();
+        drop(outside.enlist(
+            &session,
+            Box::new(move |sent| {
+                assert!(refused.send(sent).is_ok(), "the test waits for it");
+            }),
+        ));
+        assert!(replies.try_recv().is_err());
     }
 }
