@@ -28,10 +28,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::ErrorData;
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest, CustomRequest, NumberOrString};
+use rmcp::transport::common::client_side_sse::BoxedSseResponse;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
 };
@@ -715,7 +716,9 @@ impl HttpUpstream {
             let not_json = |e| UpstreamError::Protocol(format!("an event is not JSON: {e}"));
             let envelope: Envelope = serde_json::from_str(&data).map_err(not_json)?;
             if envelope.answers(id) {
-                return envelope.outcome();
+                let outcome = envelope.outcome();
+                finish(stream);
+                return outcome;
             }
             if envelope.method.is_none() {
                 continue;
@@ -835,6 +838,32 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// How long an answered request's event stream is read on for its end (see [`finish`]).
+const FINISH_WAIT: Duration = Duration::from_secs(5);
+
+/// Reads what is left of an answered request's event stream (the upstream ends it after the
+/// answer), so its connection goes back to the pool: a body dropped before its end closes the
+/// connection, and the next request would open a new one (a TCP handshake per call). The end
+/// has usually arrived with the answer; otherwise a task waits for it, for [`FINISH_WAIT`] at
+/// most, discarding anything sent after the answer as before.
+fn finish(mut stream: BoxedSseResponse) {
+    loop {
+        match stream.next().now_or_never() {
+            Some(Some(_)) => continue,
+            Some(None) => return,
+            None => break,
+        }
+    }
+    tokio::spawn(async move {
+        let rest = async { while stream.next().await.is_some() {} };
+        if tokio::time::timeout(FINISH_WAIT, rest).await.is_err() {
+            tracing::debug!(
+                "an upstream kept a request's stream open after its answer; its connection is closed"
+            );
+        }
+    });
 }
 
 /// A 404 outside an ordinary request (while initializing) is not a forgotten session.

@@ -17,6 +17,7 @@ pub mod http;
 pub mod kinds;
 mod pages;
 pub mod parked;
+pub mod raw;
 pub mod relay;
 pub mod spec;
 pub mod stateless;
@@ -493,6 +494,7 @@ impl Upstream {
             since,
             last_error,
             calls: UpstreamStatus::read(&self.status.calls),
+            calls_direct: UpstreamStatus::read(&self.status.direct),
             failures: UpstreamStatus::read(&self.status.failures),
             sessions_reinitialized: UpstreamStatus::read(&self.status.reinitialized),
             restarts: UpstreamStatus::read(&self.status.restarts),

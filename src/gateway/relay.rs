@@ -44,6 +44,27 @@ impl Relay {
         }
     }
 
+    /// For a `tools/call` served outside rmcp (see `mcp::raw`): the client session's peer,
+    /// without a progress token (such a call asked for none), cancelled through `cancelled`.
+    pub fn of_peer(peer: Peer<RoleServer>, cancelled: CancellationToken) -> Self {
+        let capabilities = peer
+            .peer_info()
+            .map(|info| info.capabilities.clone())
+            .unwrap_or_default();
+        Relay {
+            peer,
+            progress: None,
+            capabilities,
+            cancelled,
+            last_progress: Arc::default(),
+        }
+    }
+
+    /// What the client sent in its `initialize`, when it is known.
+    pub fn client(&self) -> Option<Arc<rmcp::model::InitializeRequestParams>> {
+        self.peer.peer_info()
+    }
+
     pub fn wants_progress(&self) -> bool {
         self.progress.is_some()
     }
@@ -210,6 +231,14 @@ impl Audience {
                 )
             }
         }
+    }
+
+    /// The connection `session` last used, while it is open.
+    pub fn peer(&self, session: &str) -> Option<Peer<RoleServer>> {
+        lock(&self.peers)
+            .get(session)
+            .filter(|peer| !peer.is_transport_closed())
+            .cloned()
     }
 
     /// Remembers the connection a client session last used.

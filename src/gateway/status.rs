@@ -23,6 +23,8 @@ pub enum State {
 pub struct UpstreamStatus {
     state: Mutex<(State, Option<DateTime<Utc>>, Option<String>)>,
     pub calls: AtomicU64,
+    /// Of `calls`, the `tools/call`s answered in front of rmcp (see `mcp::raw`).
+    pub direct: AtomicU64,
     pub failures: AtomicU64,
     /// Sessions the upstream forgot (it restarted) and Steward initialized again.
     pub reinitialized: AtomicU64,
@@ -50,6 +52,9 @@ pub struct UpstreamReport {
     pub since: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub calls: u64,
+    /// Of `calls`, the tool calls of session-era clients answered without rmcp's session
+    /// machinery (the upstream's result passed on as it sent it).
+    pub calls_direct: u64,
     pub failures: u64,
     pub sessions_reinitialized: u64,
     pub restarts: u64,

@@ -29,7 +29,7 @@ pub fn service(
     close_sessions: CancellationToken,
 ) -> Router {
     let mut config = StreamableHttpServerConfig::default()
-        .with_cancellation_token(close_sessions)
+        .with_cancellation_token(close_sessions.clone())
         .with_max_request_body_bytes(max_body_bytes)
         // Host and Origin are checked by the security guard, against Steward's own lists, for
         // /mcp, /api and the dashboard alike (one list, one error format).
@@ -37,24 +37,32 @@ pub fn service(
         .disable_allowed_origins();
     // Sessions live in the database: rmcp restores any session it does not hold in memory.
     config.session_store = Some(sessions.clone());
+    let raw = ctx
+        .gateway
+        .clone()
+        .map(|gateway| super::raw::Raw::new(gateway, sessions.clone(), close_sessions.clone()));
     let mcp = StreamableHttpService::new(
         move || Ok(BoardServer::new(ctx.clone(), None)),
         sessions.manager(),
         config,
     );
-    Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(middleware::from_fn_with_state(
-            sessions.clone(),
-            one_restore_at_a_time,
-        ))
-        .layer(middleware::from_fn_with_state(
-            sessions.clone(),
-            session_endings,
-        ))
-        .layer(middleware::from_fn_with_state(sessions, scope_replay))
-        .layer(middleware::from_fn(explain_rejections))
-        .layer(middleware::from_fn(ended_is_no_content))
+    let mcp = Router::new().nest_service("/mcp", mcp);
+    // Proxied tool calls that need nothing of rmcp's are answered in front of it.
+    let mcp = match raw {
+        Some(raw) => mcp.layer(middleware::from_fn_with_state(raw, super::raw::serve)),
+        None => mcp,
+    };
+    mcp.layer(middleware::from_fn_with_state(
+        sessions.clone(),
+        one_restore_at_a_time,
+    ))
+    .layer(middleware::from_fn_with_state(
+        sessions.clone(),
+        session_endings,
+    ))
+    .layer(middleware::from_fn_with_state(sessions, scope_replay))
+    .layer(middleware::from_fn(explain_rejections))
+    .layer(middleware::from_fn(ended_is_no_content))
 }
 
 /// rmcp answers a DELETE that ends a session with 202 Accepted; the Python SDK accepts only

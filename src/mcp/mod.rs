@@ -9,6 +9,7 @@ mod handler;
 pub mod http;
 pub mod logging;
 pub mod prompts;
+pub mod raw;
 pub mod rules;
 pub mod stdio;
 pub mod tools;

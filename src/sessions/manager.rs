@@ -100,6 +100,36 @@ impl Drop for OpenStream {
     }
 }
 
+/// A request's reply stream written outside rmcp, as rmcp's are: the request counts as the
+/// session's activity, the session is not dropped from memory while the stream is open, and
+/// each event is stored for replay (`Last-Event-ID`), the first one claiming the stream for
+/// the session.
+pub struct OwnStream {
+    stream_id: String,
+    events: Arc<DbEventStore>,
+    /// Until the first event is stored.
+    owner: Option<StreamOwner>,
+    _open: OpenStream,
+}
+
+impl OwnStream {
+    /// Stores `event` for replay; its event id.
+    pub async fn store(&mut self, event: &ServerSseMessage) -> Option<String> {
+        let stored = self.events.store_event(&self.stream_id, event).await;
+        let id = match stored {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::warn!(%error, "cannot store an SSE event for replay; it is sent without an id");
+                return None;
+            }
+        };
+        if let Some(owner) = self.owner.take() {
+            self.events.claim(&id, &owner);
+        }
+        Some(id)
+    }
+}
+
 impl SessionManager {
     /// `hangup_grace`: how long a request whose client hung up waits for it to come back
     /// before it is cancelled.
@@ -141,7 +171,7 @@ impl SessionManager {
     }
 
     /// When `id` last resumed a stream, if it did lately.
-    pub(super) fn resumed(&self, id: &SessionId) -> Option<tokio::time::Instant> {
+    pub fn resumed(&self, id: &SessionId) -> Option<tokio::time::Instant> {
         lock(&self.resumed).get(id).copied()
     }
 
@@ -198,6 +228,24 @@ impl SessionManager {
     /// Notes a session's owner (learned from the database after a restore).
     pub fn note_owner(&self, id: &str, owner: Option<String>) {
         lock(&self.owners).insert(Arc::from(id), owner);
+    }
+
+    /// A reply stream for a request of session `id` that Steward writes itself, outside rmcp
+    /// (see [`OwnStream`]); `None` when streams are not resumable here, so rmcp serves it.
+    pub fn own_stream(&self, id: &str) -> Option<OwnStream> {
+        let events = self.events.clone()?;
+        let id: SessionId = Arc::from(id);
+        self.touch(&id);
+        let owner = StreamOwner {
+            session_id: id.to_string(),
+            principal: self.cached_owner(&id).flatten(),
+        };
+        Some(OwnStream {
+            stream_id: uuid::Uuid::new_v4().to_string(),
+            events,
+            owner: Some(owner),
+            _open: OpenStream::new(&self.open_streams, &id),
+        })
     }
 
     /// The replay store, if streams are resumable.

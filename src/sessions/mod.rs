@@ -14,7 +14,7 @@
 
 pub mod client_type;
 pub mod events;
-mod hangup;
+pub mod hangup;
 mod jobs;
 pub mod logical;
 pub mod manager;

@@ -22,6 +22,7 @@ mod gateway_breaker;
 mod gateway_bridge;
 mod gateway_https;
 mod gateway_lists;
+mod gateway_raw;
 mod gateway_relay;
 mod gateway_restarts;
 mod gateway_stateless;
