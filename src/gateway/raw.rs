@@ -17,7 +17,6 @@ use super::error::UpstreamError;
 use super::kinds::Exchange;
 use super::status::UpstreamStatus;
 use super::{Caller, Gateway, Link, Upstream};
-use crate::ledger::entry::{Micros, UpstreamHop};
 
 /// What rmcp answers a session-era client for an `InputRequiredResult`.
 const INPUT_REQUIRED_TOO_NEW: &str =
@@ -75,15 +74,16 @@ impl Upstream {
             params.insert("arguments".into(), Value::Object(arguments));
         }
         UpstreamStatus::count(&self.status.direct);
-        let started = Instant::now();
+        // Told before the call goes, as on rmcp's path (`Upstream::send`): a client that hangs
+        // up has its row written before the answer comes, and that row names the upstream too.
+        if let Some(served) = caller.served {
+            let tool = Some(local.to_string());
+            served.going_upstream(self.spec.name.to_string(), tool, Instant::now());
+        }
         let call = self.call(caller, CallToolRequestParams::METHOD, Value::Object(params));
         let outcome = self.timed(call).await;
         if let Some(served) = caller.served {
-            served.went_upstream(UpstreamHop {
-                upstream: self.spec.name.to_string(),
-                tool: Some(local.to_string()),
-                duration: Micros::since(started),
-            });
+            served.came_back();
         }
         let answer = outcome.map_err(|error| error.to_error_data(&self.spec.name))?;
         let answer = match answer.input_required() {

@@ -10,7 +10,7 @@
 //! while the call runs; the upstream's requests and notifications reach the client through
 //! the connection the session last called an upstream on (what rmcp's path relays them
 //! through); the client's `notifications/cancelled` and its hanging up (after
-//! [`hangup::GRACE`], as on rmcp's path) cancel the call at the upstream; the ledger sees the
+//! the hang-up grace, `--hangup-grace`, as on rmcp's path) cancel the call at the upstream; the ledger sees the
 //! call as any other.
 //!
 //! Anything else goes to rmcp as before: another method, a batch, a session not live on this
@@ -46,7 +46,6 @@ use crate::gateway::{Caller, Gateway};
 use crate::ledger::Served;
 use crate::protocol::{Envelope, Id, PROTOCOL_VERSION, SESSION_ID, STATELESS_REVISION};
 use crate::sessions::Sessions;
-use crate::sessions::hangup;
 use crate::sessions::manager::OwnStream;
 
 /// As rmcp's streams: a comment line this often while the call runs.
@@ -445,13 +444,14 @@ struct HangUp {
 
 impl HangUp {
     /// As on rmcp's path: the call goes on (its answer stored for a client that resumes the
-    /// stream) until it is answered, or until [`hangup::GRACE`] has passed since the hang-up
+    /// stream) until it is answered, or until the hang-up grace has passed since the hang-up
     /// or the session's latest resume; then it is cancelled at the upstream.
     async fn finish(self, mut answer: Answer) {
         let session: Arc<str> = Arc::from(self.session.as_str());
+        let grace = self.sessions.manager().hangup_grace();
         let mut since = Instant::now();
         loop {
-            if tokio::time::timeout_at(since + hangup::GRACE, &mut answer)
+            if tokio::time::timeout_at(since + grace, &mut answer)
                 .await
                 .is_ok()
             {

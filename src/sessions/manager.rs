@@ -170,6 +170,11 @@ impl SessionManager {
         self.inner.accept_message(id, message).await
     }
 
+    /// How long a request whose client hung up waits for it to come back (`--hangup-grace`).
+    pub fn hangup_grace(&self) -> Duration {
+        self.hangup_grace
+    }
+
     /// When `id` last resumed a stream, if it did lately.
     pub fn resumed(&self, id: &SessionId) -> Option<tokio::time::Instant> {
         lock(&self.resumed).get(id).copied()
