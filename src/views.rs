@@ -145,8 +145,11 @@ impl<'k> Fields<'k> {
         page: crate::store::Page,
         view: RowView,
     ) -> Self {
-        let mut rows = Vec::with_capacity(256 * found.items.len() + 2);
-        let mut scratch = FieldTexts::default();
+        let mut rows = Vec::with_capacity(1024 * found.items.len() + 2);
+        let mut scratch = FieldTexts {
+            layout: LAYOUT.take(),
+            ..FieldTexts::default()
+        };
         rows.push(b'[');
         for (n, row) in found.items.iter().enumerate() {
             if n > 0 {
@@ -155,6 +158,7 @@ impl<'k> Fields<'k> {
             write_row(&mut rows, &mut scratch, row, view);
         }
         rows.push(b']');
+        LAYOUT.set(scratch.layout);
         let count = found.items.len();
         let mut this = self
             .value("count", &count)
@@ -217,7 +221,7 @@ fn write_row<T: Serialize>(out: &mut Vec<u8>, scratch: &mut FieldTexts, row: &T,
         return write_value(out, &view.value(row));
     }
     let text = &scratch.text;
-    let mut fields: Vec<(&str, &[u8])> = scratch
+    let mut fields: Vec<(&'static str, &[u8])> = scratch
         .fields
         .iter()
         .map(|(key, range)| (*key, text.get(range.clone()).unwrap_or_default()))
@@ -238,23 +242,62 @@ fn write_row<T: Serialize>(out: &mut Vec<u8>, scratch: &mut FieldTexts, row: &T,
             }
         }
     }
-    // Stable: of two fields with one key (not possible in a struct), the last given ends last.
-    fields.sort_by(|a, b| a.0.cmp(b.0));
+    scratch.layout.fit(&fields);
     out.push(b'{');
-    let mut first = true;
-    for (n, (key, value)) in fields.iter().enumerate() {
-        if fields.get(n + 1).is_some_and(|next| next.0 == *key) {
-            continue;
-        }
-        if !first {
+    for (n, (i, head)) in scratch.layout.order.iter().enumerate() {
+        if n > 0 {
             out.push(b',');
         }
-        first = false;
-        write_value(out, *key);
-        out.push(b':');
-        out.extend_from_slice(value);
+        out.extend_from_slice(head);
+        out.extend_from_slice(fields.get(*i).map_or(&b"null"[..], |field| field.1));
     }
     out.push(b'}');
+}
+
+thread_local! {
+    /// The layout of the last row this thread wrote: a list's rows, and the next list of the
+    /// same tool's, share it.
+    static LAYOUT: std::cell::Cell<Layout> = std::cell::Cell::new(Layout::default());
+}
+
+/// The order a row's fields are written in, kept from row to row: the rows of a list are
+/// one struct, so their keys come in the same order and are sorted once, not once per row.
+#[derive(Debug, Default)]
+struct Layout {
+    /// The keys, in the order the row gave them.
+    keys: Vec<&'static str>,
+    /// The index of each field written, in key order, with its key as JSON text and a colon.
+    /// Of two fields with one key (not possible in a struct), the last given is kept.
+    order: Vec<(usize, Vec<u8>)>,
+}
+
+impl Layout {
+    /// Makes the layout that of `fields`, unless it is already.
+    fn fit(&mut self, fields: &[(&'static str, &[u8])]) {
+        let same = self.keys.len() == fields.len()
+            && self
+                .keys
+                .iter()
+                .zip(fields)
+                .all(|(a, (b, _))| std::ptr::eq(*a, *b) || a == b);
+        if same {
+            return;
+        }
+        self.keys = fields.iter().map(|(key, _)| *key).collect();
+        let mut sorted: Vec<(&'static str, usize)> = self.keys.iter().copied().zip(0..).collect();
+        // Stable: of two fields with one key, the last given ends last.
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        self.order.clear();
+        for (n, (key, i)) in sorted.iter().enumerate() {
+            if sorted.get(n + 1).is_some_and(|next| next.0 == *key) {
+                continue;
+            }
+            let mut head = Vec::with_capacity(key.len() + 3);
+            write_value(&mut head, *key);
+            head.push(b':');
+            self.order.push((*i, head));
+        }
+    }
 }
 
 /// A JSON string longer than [`LIST_DESCRIPTION_LIMIT`] characters, cut to that length; else
@@ -274,6 +317,8 @@ fn long_text(escaped: &[u8]) -> Option<String> {
 struct FieldTexts {
     text: Vec<u8>,
     fields: Vec<(&'static str, std::ops::Range<usize>)>,
+    /// The order the last row was written in.
+    layout: Layout,
 }
 
 impl FieldTexts {

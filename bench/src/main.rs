@@ -169,7 +169,8 @@ enum Scenario {
     Gateway,
     /// Startup with stored sessions, restore storm after a restart, memory per session.
     Sessions(SessionArgs),
-    /// Steward vs. the Python mcp SDK's FastMCP server with per-call INSERT tracking.
+    /// Steward vs. the Python mcp SDK's FastMCP server with per-call INSERT tracking, and vs.
+    /// a bare rmcp server answering Steward's text (the SDK floor), in the same rounds.
     Peer(PeerArgs),
     /// Board reads (find_tasks with a text query, a status, project and assignee filter, the
     /// first page; find_projects, find_documents) on a 200-task board and a 100,000-task one

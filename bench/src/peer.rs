@@ -1,6 +1,8 @@
 //! `peer`: Steward against the Python server users run today — the official `mcp` SDK's FastMCP
 //! (`MCPServer` in mcp 2.x) on uvicorn, with the same two tools and Archon-style tracking (an
-//! awaited INSERT per call). Installed into bench/.venv by bench/peer/setup.sh.
+//! awaited INSERT per call). Installed into bench/.venv by bench/peer/setup.sh. The same rounds
+//! measure the SDK floor, a bare rmcp server answering Steward's text, so every ratio of issue
+//! #23 item 2 comes from one invocation.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,6 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::client::{LoadSpec, Target, open_sessions, run_load};
+use crate::in_process::InProcess;
 use crate::report::Row;
 use crate::scenarios::{Ctx, Instance, median_row};
 use crate::server::{Engine, ServerProc};
@@ -94,10 +97,20 @@ pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
             }
         }
     }
+    let mut floor = match Floor::start(ctx, &mut insts).await {
+        Ok(floor) => floor,
+        Err(e) => {
+            for i in insts {
+                crate::scenarios::drop_instance(i).await;
+            }
+            return Err(e);
+        }
+    };
     // The peer is ~20-40x slower: send it fewer requests, bounded by the same time limit.
     let peer_requests = (ctx.requests / 4).max(1_000).min(ctx.requests);
     let mut peer_rows = Vec::new();
     let mut steward_rows: Vec<Vec<Row>> = vec![Vec::new(); insts.len()];
+    let mut floor_rows = Vec::new();
     let mut next_id = 1_000_000;
     for _ in 0..ctx.rounds {
         let before = peer.stats();
@@ -119,7 +132,10 @@ pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
         for (i, inst) in insts.iter_mut().enumerate() {
             steward_rows[i].push(inst.measure(ctx, "peer").await);
         }
+        floor_rows.push(floor.measure(ctx).await);
     }
+    floor.server.stop();
+    let floor = median_row(floor_rows);
     let p = median_row(peer_rows);
     let peer_hwm = peer.stats().hwm_kib;
     crate::scenarios::note_log_problems(ctx, "python peer", &peer.log);
@@ -162,9 +178,28 @@ pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
                 pc / sc,
                 None,
             );
+            // The peer keeps its tasks and its request rows in its own process (aiosqlite);
+            // Steward's PostgreSQL works in processes of its own, counted with it.
+            if let Some(dc) = s.database_cpu_ms_per_call {
+                let ratio = pc / (sc + dc);
+                ctx.report.ratio(
+                    "peer",
+                    &format!("{e}: peer CPU per call / (steward + database) CPU per call"),
+                    ratio,
+                    Some(("≥ 15", ratio >= 15.0)),
+                );
+            }
         }
+        let of_floor = s.rps / floor.rps;
+        ctx.report.ratio(
+            "peer",
+            &format!("{e}: steward req/s / bare-rmcp req/s"),
+            of_floor,
+            Some(("≥ 0.60", of_floor >= 0.6)),
+        );
         ctx.report.row(s);
     }
+    ctx.report.row(floor);
     ctx.report.fact(
         "peer",
         "peer peak RSS (VmHWM)",
@@ -176,4 +211,53 @@ pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
         inst.finish(ctx, "peer", true).await?;
     }
     Ok(())
+}
+
+/// The SDK floor: a bare rmcp server in this process whose one tool answers the text Steward
+/// answers for the measured call, with sessions of its own.
+struct Floor {
+    server: InProcess,
+    target: Target,
+    sessions: Vec<String>,
+    next_id: u64,
+}
+
+impl Floor {
+    /// Asks the first Steward for its answer's text, serves it and warms up.
+    async fn start(ctx: &Ctx, insts: &mut [Instance]) -> Result<Floor> {
+        let Some(first) = insts.first_mut() else {
+            bail!("no Steward to take the answer's text from");
+        };
+        let (_, text) = first.answer(ctx).await?;
+        let server = crate::rmcp_limit::start(text)?;
+        let target = Target::new(server.addr, "/mcp")?;
+        let sessions = open_sessions(
+            &target,
+            ctx.sessions,
+            ctx.concurrency.min(ctx.sessions),
+            "bench",
+        )
+        .await?;
+        run_load(&ctx.spec(&target, &sessions, ctx.warmup, 1)).await;
+        Ok(Floor {
+            server,
+            target,
+            sessions,
+            next_id: 1 + ctx.warmup as u64,
+        })
+    }
+
+    async fn measure(&mut self, ctx: &Ctx) -> Row {
+        let out =
+            run_load(&ctx.spec(&self.target, &self.sessions, ctx.requests, self.next_id)).await;
+        self.next_id += ctx.requests as u64;
+        Row::new(
+            "peer",
+            "bare rmcp 3.11 sessions, same text (in-process)",
+            &out,
+            ctx.concurrency,
+            None,
+            ctx.ticks_per_s,
+        )
+    }
 }

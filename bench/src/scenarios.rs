@@ -229,6 +229,24 @@ impl Instance {
         row
     }
 
+    /// One call of the measured tool: Steward's whole response body (SSE) and the text of its
+    /// answer, for the references that serve the same bytes or the same text.
+    pub async fn answer(&mut self, ctx: &Ctx) -> Result<(bytes::Bytes, String)> {
+        let mut conn = Conn::connect(&self.target).await?;
+        let body = crate::client::tool_call_body(self.next_id, &ctx.tool, &ctx.args_json);
+        let session = self.sessions.first().context("no session is open")?;
+        let answer = conn.post(Some(session), body).await?;
+        self.next_id += 1;
+        self.messages += 1;
+        let result = crate::client::check_tool_answer(&answer, None)?;
+        let text = result
+            .pointer("/content/0/text")
+            .and_then(Value::as_str)
+            .context("Steward's answer has no text content")?
+            .to_string();
+        Ok((answer.body, text))
+    }
+
     /// The rows in this instance's ledger, in all and by method.
     pub async fn ledger_rows(&self) -> Result<(i64, Value)> {
         ledger_rows(&self.db).await
@@ -360,25 +378,14 @@ pub async fn limit(ctx: &mut Ctx) -> Result<()> {
     );
     let mut inst = Instance::start(ctx, Engine::Sqlite, "async", "limit").await?;
     // The limit answers exactly the bytes Steward sends for this call.
-    let mut conn = Conn::connect(&inst.target).await?;
-    let body = crate::client::tool_call_body(inst.next_id, &ctx.tool, &ctx.args_json);
-    let answer = conn.post(Some(&inst.sessions[0]), body).await?;
-    inst.next_id += 1;
-    inst.messages += 1;
-    let result = crate::client::check_tool_answer(&answer, None)?;
-    let text = result
-        .pointer("/content/0/text")
-        .and_then(Value::as_str)
-        .context("Steward's answer has no text content")?
-        .to_string();
-    drop(conn);
+    let (body, text) = inst.answer(ctx).await?;
     ctx.report.fact(
         "limit",
         "tools/call response body (SSE) served by both",
-        answer.body.len(),
+        body.len(),
         "bytes",
     );
-    let bare = limit::start(answer.body)?;
+    let bare = limit::start(body)?;
     let bare_target = Target::new(bare.addr, "/mcp")?;
     let warm = LoadSpec {
         check_id: false,

@@ -18,7 +18,9 @@ pub struct Document {
     pub content: Json<Value>,
     pub tags: Json<Vec<String>>,
     pub author: String,
+    #[serde(serialize_with = "super::stamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::stamp::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -76,6 +76,7 @@ pub mod session_totals;
 pub mod sessions;
 mod stamp;
 pub mod task_activity;
+mod task_columns;
 mod task_count_memo;
 mod task_list;
 pub mod tasks;

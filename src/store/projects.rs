@@ -21,7 +21,9 @@ pub struct Project {
     pub prd: Json<Value>,
     /// Shown first where projects are listed for a person (Archon's `pinned`).
     pub pinned: bool,
+    #[serde(serialize_with = "super::stamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::stamp::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -9,8 +9,10 @@
 //! board's version as columns: one statement per listing in the common cases.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Database, Encode, FromRow, QueryBuilder, Row, Type};
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Database, Encode, QueryBuilder, Row, Type};
 
+use super::task_columns::TaskColumns;
 use super::task_count_memo::{last, recall, remember};
 use super::tasks::{Task, TaskQuery, fold};
 use super::{Id, Page, Paged, Store, like_pattern, on_pool};
@@ -506,10 +508,7 @@ impl Store {
                 }
                 (None, None) => totals!(pool, filters),
             };
-            let items = rows
-                .iter()
-                .map(listed_task)
-                .collect::<Result<Vec<Task>, _>>()?;
+            let items = listed_tasks(&rows)?;
             Ok::<_, sqlx::Error>((items, totals, expired))
         })?;
         let paged = Paged {
@@ -524,21 +523,39 @@ impl Store {
     }
 }
 
-/// A page's row as a task with its blockers.
-fn listed_task<'r, R>(row: &'r R) -> Result<Task, sqlx::Error>
+/// A page's rows as tasks with their blockers, each column found by name once per page.
+fn listed_tasks<'r, R>(rows: &'r [R]) -> Result<Vec<Task>, sqlx::Error>
 where
     R: Row,
-    Task: FromRow<'r, R>,
+    usize: ColumnIndex<R>,
+    &'static str: ColumnIndex<R>,
+    Id: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    Option<Id>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + Type<R::Database>,
     Option<String>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
-    &'static str: sqlx::ColumnIndex<R>,
+    i32: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    Option<DateTime<Utc>>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    Json<serde_json::Value>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
 {
-    let mut task = Task::from_row(row)?;
-    let column: Option<String> = row.try_get("blockers")?;
-    let (blocked_by, open) =
-        parse_blockers(column.as_deref()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    task.blocked_by = blocked_by;
-    task.open_blockers = open;
-    Ok(task)
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let columns = TaskColumns::of(first)?;
+    let blockers = "blockers".index(first)?;
+    rows.iter()
+        .enumerate()
+        .map(|(n, row)| {
+            let mut task = columns.read(row, n == 0)?;
+            let column: Option<String> = row.try_get(blockers)?;
+            let (blocked_by, open) =
+                parse_blockers(column.as_deref()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            task.blocked_by = blocked_by;
+            task.open_blockers = open;
+            Ok(task)
+        })
+        .collect()
 }
 
 /// A listing as [`Store::list_tasks_counting`] read it.

@@ -22,9 +22,12 @@ pub struct Task {
     pub task_order: i32,
     pub feature: Option<String>,
     pub archived: bool,
+    #[serde(serialize_with = "super::stamp::serialize_opt")]
     pub archived_at: Option<DateTime<Utc>>,
     pub archived_by: Option<String>,
+    #[serde(serialize_with = "super::stamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::stamp::serialize")]
     pub updated_at: DateTime<Utc>,
     /// The task this one is part of, in the same project.
     pub parent_task_id: Option<Id>,
@@ -41,7 +44,9 @@ pub struct Task {
     /// Proof of holding the claim: given only to the claimer, never listed.
     #[serde(skip)]
     pub claim_token: Option<Id>,
+    #[serde(serialize_with = "super::stamp::serialize_opt")]
     pub claimed_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "super::stamp::serialize_opt")]
     pub lease_until: Option<DateTime<Utc>>,
     /// Tasks that must be done before this one starts.
     #[sqlx(skip)]

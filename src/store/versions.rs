@@ -18,6 +18,7 @@ pub struct Version {
     pub change_type: String,
     pub document_id: Option<Id>,
     pub created_by: String,
+    #[serde(serialize_with = "super::stamp::serialize")]
     pub created_at: DateTime<Utc>,
 }
 
