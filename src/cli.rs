@@ -488,9 +488,10 @@ pub struct LedgerArgs {
     /// rollups and pruned.
     #[arg(long, env = "STEWARD_LEDGER_RETENTION", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub ledger_retention: Option<Duration>,
-    /// Most bytes of requests and replies waiting in memory for the ledger writer (default
-    /// 67108864, i.e. 64 MiB; at least one request always fits). Past it, rows go to the
-    /// spill file, counted (`steward_ledger_queue_overflows_total`) and shown in /health.
+    /// Most bytes of rows (and of requests and replies not analysed yet) waiting in memory for
+    /// the ledger writer (default 67108864, i.e. 64 MiB; at least one request always fits).
+    /// Past it, rows go to the spill file, counted (`steward_ledger_queue_overflows_total`)
+    /// and shown in /health.
     #[arg(long, env = "STEWARD_LEDGER_QUEUE_BYTES", value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES")]
     pub ledger_queue_bytes: Option<u64>,
     /// How often the ledger writer stores rows (default 100ms). Hidden: only for measuring the

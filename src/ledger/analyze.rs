@@ -1,6 +1,11 @@
 //! Turns an [`Observation`] into a [`LedgerRow`]: what was asked, how it truly ended (a tool
-//! that failed is not a success), and the estimated tokens. Runs on the writer, never on the
-//! request path.
+//! that failed is not a success), and the estimated tokens.
+//!
+//! The request path analyses each exchange when its reply is complete ([`analyze_remembered`]),
+//! so it journals and queues the small row and frees the reply at once; counting tokens of new
+//! text (~1 ms for an 8 KB reply) is more than it can wait for, so it gives up when a reply's
+//! verdict is not remembered and its text would take more than a small [`Budget`] to count, and
+//! the writer analyses that one ([`analyze`]), remembering the verdict for the next time.
 //!
 //! Messages are read into borrowed, typed views ([`Message`]): only the fields the ledger needs
 //! are decoded, and the rest (a tool's result can be kilobytes of nested JSON) is skipped
@@ -14,9 +19,13 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-use super::entry::{Ending, LedgerRow, Observation, Status, TraceContext};
+use super::entry::{Ending, Entry, Exchange, LedgerRow, Observation, Status, TraceContext};
 use super::memo::{Recent, TextKey};
-use super::tokens;
+use super::tokens::{self, Budget};
+
+/// Bytes of text not counted before that the request path may count tokens of (see
+/// [`tokens::Budget`]): a tool's arguments, a short error; ~25 µs at most.
+pub const REQUEST_PATH_BUDGET: usize = 256;
 
 /// JSON-RPC error code for a request the server gave up on (the MCP SDKs' `RequestTimeout`).
 pub const REQUEST_TIMEOUT: i32 = -32001;
@@ -160,21 +169,43 @@ fn text(raw: Option<&RawValue>) -> Option<String> {
     }
 }
 
-/// Analyses one observation. Pricing is applied later by the writer (it needs the session's
-/// client type). Takes the observation: its session id, protocol version and upstream hop move
-/// into the row instead of being copied.
-pub fn analyze(mut obs: Observation) -> LedgerRow {
-    let session_id = obs.session_id.take();
-    let protocol_version = obs.protocol_version.take();
-    let upstream = obs.upstream.take();
-    let obs = &obs;
+/// Analyses one observation, counting every token (the writer's analysis). Pricing is applied
+/// later by the writer (it needs the session's client type).
+pub fn analyze(obs: Observation) -> LedgerRow {
+    analyze_within(
+        &Exchange::from(&obs),
+        Some(&obs.response),
+        &mut Budget::unlimited(),
+    )
+}
+
+/// The row of an entry: as it is, or analysed now.
+pub fn row_of(entry: Entry) -> LedgerRow {
+    match entry {
+        Entry::Row(row) => row,
+        Entry::Observed(observation) => analyze(observation),
+    }
+}
+
+/// The request path's analysis: the row, unless it would need more than
+/// [`REQUEST_PATH_BUDGET`] bytes of new text counted (the writer then analyses the
+/// observation). Remembers nothing about the reply.
+pub fn analyze_remembered(exchange: &Exchange<'_>) -> Option<LedgerRow> {
+    let mut budget = Budget::of(REQUEST_PATH_BUDGET);
+    let row = analyze_within(exchange, None, &mut budget);
+    (!budget.exceeded()).then_some(row)
+}
+
+/// Analyses `obs` counting within `budget`. With `reply` (the reply's own bytes, which a
+/// remembered result may share) the verdict on a new result is remembered.
+fn analyze_within(obs: &Exchange<'_>, reply: Option<&Bytes>, budget: &mut Budget) -> LedgerRow {
     let (request, method, params) = match obs.stream_get {
         Some(get) => (
             Message::default(),
             get.method().to_string(),
             Params::default(),
         ),
-        None => read_request_and_params(&obs.request),
+        None => read_request_and_params(obs.request),
     };
     let id = request.id.filter(|id| id.get() != "null");
     let tool_name = (method == "tools/call")
@@ -185,8 +216,8 @@ pub fn analyze(mut obs: Observation) -> LedgerRow {
     let verdict = match remembered_sse_verdict(obs, id, tool_call) {
         Some(verdict) => verdict,
         None => {
-            events = reply_events(&obs.response);
-            judge(obs, &events, id, tool_call)
+            events = reply_events(obs.response);
+            judge(obs, &events, id, tool_call, reply, budget)
         }
     };
 
@@ -195,7 +226,7 @@ pub fn analyze(mut obs: Observation) -> LedgerRow {
         (_, Some(p)) => p.get(),
         (_, None) => "",
     };
-    let args_tokens = tokens::count(args_text);
+    let args_tokens = tokens::count_within(args_text, budget);
     let Verdict {
         status,
         error_code,
@@ -205,7 +236,7 @@ pub fn analyze(mut obs: Observation) -> LedgerRow {
 
     let mut row = LedgerRow {
         request_id: obs.request_id,
-        session_id,
+        session_id: obs.session_id.map(str::to_string),
         jsonrpc_id: id.map(|id| cut_client(id_text(id))),
         method: cut_client(method),
         tool_name: tool_name.map(cut_client),
@@ -223,9 +254,9 @@ pub fn analyze(mut obs: Observation) -> LedgerRow {
         tokenizer: Some(Cow::Borrowed(tokens::TOKENIZER)),
         sanitized: false,
         timestamp: obs.timestamp,
-        upstream,
+        upstream: obs.upstream.cloned(),
         subject: obs.subject,
-        trace: trace_context(protocol_version, &params),
+        trace: trace_context(obs.protocol_version.map(str::to_string), &params),
     };
     row.sanitize();
     row
@@ -270,26 +301,35 @@ fn result_kind(tool_call: bool) -> &'static str {
 
 /// Reads the reply. A successful reply whose result was seen before (the same listing, the
 /// same query) is recognised by its raw bytes and not parsed or tokenised again.
+/// Without `reply` (the request path) a result not remembered is read, not remembered.
 fn judge(
-    obs: &Observation,
+    obs: &Exchange<'_>,
     events: &[Cow<[u8]>],
     id: Option<&RawValue>,
     tool_call: bool,
+    reply: Option<&Bytes>,
+    budget: &mut Budget,
 ) -> Verdict {
     if obs.ending != Ending::TimedOut
         && let Some(result) = id.and_then(|id| own_result(events, id))
     {
-        let keep = || shared_slice(&obs.response, result);
-        let make = || Remembered {
-            verdict: result_verdict(result, tool_call),
-            one_line: memchr::memchr(b'\n', result).is_none(),
-        };
         let kind = result_kind(tool_call);
-        if let Some(verdict) = SEEN.get_or_insert_with(kind, result, keep, make).verdict {
+        let remembered = match reply {
+            Some(reply) => {
+                let keep = || shared_slice(reply, result);
+                let make = || Remembered {
+                    verdict: result_verdict(result, tool_call, budget),
+                    one_line: memchr::memchr(b'\n', result).is_none(),
+                };
+                Some(SEEN.get_or_insert_with(kind, result, keep, make))
+            }
+            None => SEEN.get(kind, result),
+        };
+        if let Some(verdict) = remembered.and_then(|r| r.verdict) {
             return verdict;
         }
     }
-    read_verdict(obs, events, id, tool_call)
+    read_verdict(obs, events, id, tool_call, budget)
 }
 
 /// [`judge`]'s verdict for a reply sent as rmcp sends it, found without scanning the reply
@@ -299,7 +339,7 @@ fn judge(
 /// that layout's opening and its closing brace, proves the data line is one line (the opening
 /// and the id have no line end), so [`sse_data`] would read that same single event.
 fn remembered_sse_verdict(
-    obs: &Observation,
+    obs: &Exchange<'_>,
     id: Option<&RawValue>,
     tool_call: bool,
 ) -> Option<Verdict> {
@@ -348,10 +388,11 @@ fn shared_slice(whole: &Bytes, part: &[u8]) -> Bytes {
 
 /// The verdict from reading the whole reply.
 fn read_verdict(
-    obs: &Observation,
+    obs: &Exchange<'_>,
     events: &[Cow<[u8]>],
     id: Option<&RawValue>,
     tool_call: bool,
+    budget: &mut Budget,
 ) -> Verdict {
     let reply = find_reply(events, id, tool_call);
     let (status, error_code, error_message) = status_of(obs, reply.as_ref(), id.is_some());
@@ -359,7 +400,7 @@ fn read_verdict(
         status,
         error_code,
         error_message,
-        result_tokens: reply.as_ref().map_or(0, result_tokens),
+        result_tokens: reply.as_ref().map_or(0, |r| result_tokens(r, budget)),
     }
 }
 
@@ -381,7 +422,7 @@ fn own_result<'e>(events: &'e [Cow<[u8]>], id: &RawValue) -> Option<&'e [u8]> {
 
 /// The verdict on a successful reply's raw `result`: determined by those bytes alone (None if
 /// they are not JSON; the full reading then decides).
-fn result_verdict(result: &[u8], tool_call: bool) -> Option<Verdict> {
+fn result_verdict(result: &[u8], tool_call: bool, budget: &mut Budget) -> Option<Verdict> {
     let tool = tool_call
         .then(|| serde_json::from_slice::<ToolResult>(result).ok())
         .flatten();
@@ -399,7 +440,7 @@ fn result_verdict(result: &[u8], tool_call: bool) -> Option<Verdict> {
         status,
         error_code: None,
         error_message,
-        result_tokens: result_tokens(&reply),
+        result_tokens: result_tokens(&reply, budget),
     })
 }
 
@@ -543,7 +584,7 @@ fn sse_data(text: &[u8]) -> Vec<Cow<'_, [u8]>> {
 }
 
 fn status_of(
-    obs: &Observation,
+    obs: &Exchange<'_>,
     reply: Option<&Reply>,
     expects_reply: bool,
 ) -> (Status, Option<i32>, Option<String>) {
@@ -582,7 +623,7 @@ fn status_of(
     match obs.http_status {
         // A JSON-RPC error body was read above as the reply: this one is plain text.
         Some(code) if code >= 400 => {
-            let body = String::from_utf8_lossy(&obs.response);
+            let body = String::from_utf8_lossy(obs.response);
             (
                 Status::Error,
                 None,
@@ -616,7 +657,7 @@ fn result_status(result: &Outcome) -> (Status, Option<String>) {
 
 /// The tokens of what the model reads of a reply: a tool's text content, or the whole result
 /// otherwise (for `tools/list`, the definitions every session pays for).
-fn result_tokens(reply: &Reply) -> u32 {
+fn result_tokens(reply: &Reply, budget: &mut Budget) -> u32 {
     match &reply.result {
         Some(Outcome::Tool(result)) => {
             // Keyed by the raw text blocks: a repeated result is not decoded again.
@@ -624,10 +665,10 @@ fn result_tokens(reply: &Reply) -> u32 {
             for raw in text_blocks(result) {
                 key.add(raw.get());
             }
-            tokens::count_keyed(&key, || content_text(result).into())
+            tokens::count_keyed(&key, || content_text(result).into(), budget)
         }
-        Some(Outcome::Raw(result)) => tokens::count(result.get()),
-        None => tokens::count(reply.error.map(RawValue::get).unwrap_or_default()),
+        Some(Outcome::Raw(result)) => tokens::count_within(result.get(), budget),
+        None => tokens::count_within(reply.error.map(RawValue::get).unwrap_or_default(), budget),
     }
 }
 
@@ -857,10 +898,17 @@ mod tests {
                 let id = message.id;
                 let tool_call = method == "tools/call";
                 assert!(own_result(&events, id.unwrap()).is_some(), "{body}");
-                let full = read_verdict(&obs, &events, id, tool_call);
+                let all = &mut Budget::unlimited();
+                let x = Exchange::from(&obs);
+                let full = read_verdict(&x, &events, id, tool_call, all);
+                let reply = Some(&obs.response);
                 // Twice: the first fills the memo, the second is answered from it.
-                assert_eq!(judge(&obs, &events, id, tool_call), full, "{body}");
-                assert_eq!(judge(&obs, &events, id, tool_call), full, "{body}");
+                assert_eq!(judge(&x, &events, id, tool_call, reply, all), full);
+                assert_eq!(judge(&x, &events, id, tool_call, reply, all), full);
+                // The request path reaches the same verdict from the memo, counting nothing.
+                let none = &mut Budget::of(0);
+                assert_eq!(judge(&x, &events, id, tool_call, None, none), full);
+                assert!(!none.exceeded(), "{body}");
             }
         }
         // Not rmcp's layout (or another id): read in full.
@@ -894,7 +942,8 @@ mod tests {
             let obs = observe(CALL, 200, body);
             let events = reply_events(&obs.response);
             let id = read_request(&obs.request).0.id;
-            let full = read_verdict(&obs, &events, id, true);
+            let x = Exchange::from(&obs);
+            let full = read_verdict(&x, &events, id, true, &mut Budget::unlimited());
             for _ in 0..2 {
                 let row = analyze(obs.clone());
                 let seen = (row.status, row.error_message, row.result_tokens);
@@ -908,9 +957,30 @@ mod tests {
         }
         let one_line = observe(CALL, 200, &bodies[1]);
         let id = read_request(&one_line.request).0.id;
-        assert!(remembered_sse_verdict(&one_line, id, true).is_some());
+        assert!(remembered_sse_verdict(&Exchange::from(&one_line), id, true).is_some());
         let split = observe(CALL, 200, &bodies[6]);
-        assert!(remembered_sse_verdict(&split, id, true).is_none());
+        assert!(remembered_sse_verdict(&Exchange::from(&split), id, true).is_none());
+    }
+
+    /// The request path's analysis gives the writer's row once the reply's verdict and counts
+    /// are remembered, and gives up (remembering nothing) before counting a new long text.
+    #[test]
+    fn the_request_path_analyses_only_what_is_remembered() {
+        let text = "a tool result long enough to pass the request path's budget ".repeat(8);
+        let body = format!(
+            r#"data: {{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"{text}"}}],"isError":false}}}}"#
+        ) + "\n\n";
+        let obs = observe(CALL, 200, &body);
+        assert_eq!(analyze_remembered(&Exchange::from(&obs)), None);
+        assert_eq!(analyze_remembered(&Exchange::from(&obs)), None, "still new");
+        let full = analyze(obs.clone());
+        let fast = analyze_remembered(&Exchange::from(&obs)).expect("remembered now");
+        assert_eq!(fast, full);
+        assert!(fast.result_tokens > Some(50), "{fast:?}");
+        // A short error needs no memo.
+        let error = r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"no such tool"}}"#;
+        let row = analyze_remembered(&Exchange::from(&observe(CALL, 200, error)));
+        assert_eq!(row.map(|r| r.status), Some(Status::Error));
     }
 
     /// A `tools/call` read in one pass gives the row the two-pass reading gives.

@@ -150,6 +150,65 @@ impl Observation {
     }
 }
 
+/// An [`Observation`] borrowed: what analysis and the journal read. The request path builds one
+/// from the fields it has (the capture's pending request, the reply kept so far) without
+/// copying them into an [`Observation`].
+#[derive(Clone, Copy)]
+pub struct Exchange<'a> {
+    pub request_id: Uuid,
+    pub session_id: Option<&'a str>,
+    pub timestamp: DateTime<Utc>,
+    pub duration: Micros,
+    pub request: &'a [u8],
+    pub http_status: Option<u16>,
+    pub response: &'a [u8],
+    pub response_len: u64,
+    pub ending: Ending,
+    pub protocol_version: Option<&'a str>,
+    pub stream_get: Option<StreamGet>,
+    pub upstream: Option<&'a UpstreamHop>,
+    pub subject: Option<Uuid>,
+}
+
+impl<'a> From<&'a Observation> for Exchange<'a> {
+    fn from(o: &'a Observation) -> Self {
+        Exchange {
+            request_id: o.request_id,
+            session_id: o.session_id.as_deref(),
+            timestamp: o.timestamp,
+            duration: o.duration,
+            request: &o.request,
+            http_status: o.http_status,
+            response: &o.response,
+            response_len: o.response_len,
+            ending: o.ending,
+            protocol_version: o.protocol_version.as_deref(),
+            stream_get: o.stream_get,
+            upstream: o.upstream.as_ref(),
+            subject: o.subject,
+        }
+    }
+}
+
+/// What the request path hands the writer: the row, when the request path could analyse the
+/// exchange (its reply's verdict and token counts were remembered, see [`super::analyze`]),
+/// so the reply is freed at once; else the observation, which the writer analyses.
+#[derive(Debug)]
+pub enum Entry {
+    Row(LedgerRow),
+    Observed(Observation),
+}
+
+impl Entry {
+    /// The bytes it holds while it waits for the writer, which the queue's byte bound counts.
+    pub fn held_bytes(&self) -> u64 {
+        match self {
+            Entry::Row(row) => row.held_bytes(),
+            Entry::Observed(observation) => observation.held_bytes(),
+        }
+    }
+}
+
 /// A `GET /mcp`: the server's event stream, opened or resumed with `Last-Event-ID`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamGet {

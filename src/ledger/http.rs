@@ -17,8 +17,10 @@ use chrono::{DateTime, Utc};
 use http_body::{Frame, SizeHint};
 use uuid::Uuid;
 
+use super::analyze::analyze_remembered;
 use super::entry::{
-    Ending, MAX_KEPT_RESPONSE, Micros, Observation, Served, StreamGet, new_request_id,
+    Ending, Entry, Exchange, LedgerRow, MAX_KEPT_RESPONSE, Micros, Observation, Served, StreamGet,
+    new_request_id,
 };
 use super::journal::{Record, Ticket};
 use super::{Durability, Ledger};
@@ -60,11 +62,13 @@ impl Pending {
         }
     }
 
-    /// Journals the request as it stands while its reply is still going out, written from
-    /// these fields and the reply so far as they are (no [`Observation`] is built for it).
-    fn journal(&self, ledger: &Ledger, response: &[u8], response_len: u64) -> Option<Ticket> {
+    /// Analyses the request as it stands while its reply is still going out (when the
+    /// reply's verdict is remembered) and journals the row, or else the exchange itself,
+    /// written from these fields and the reply so far as they are (no [`Observation`] is built
+    /// for it).
+    fn journal(&self, ledger: &Ledger, response: &[u8], response_len: u64) -> Journaled {
         self.served.with_facts(|subject, upstream| {
-            ledger.journal(&Record {
+            let exchange = Exchange {
                 request_id: self.request_id,
                 session_id: self.session_id.as_deref(),
                 timestamp: self.timestamp,
@@ -78,9 +82,27 @@ impl Pending {
                 stream_get: self.stream_get,
                 upstream,
                 subject,
-            })
+            };
+            let row = analyze_remembered(&exchange);
+            let ticket = match &row {
+                Some(row) => ledger.journal(&Record::Row(row)),
+                None => ledger.journal(&Record::Exchange(exchange)),
+            };
+            Journaled {
+                ticket,
+                len: response_len,
+                row,
+            }
         })
     }
+}
+
+/// What was journaled before a frame of the reply left: the record's ticket, the reply's
+/// length then, and the row when it could be analysed then.
+struct Journaled {
+    ticket: Option<Ticket>,
+    len: u64,
+    row: Option<LedgerRow>,
 }
 
 /// Attributes a request that carries no `Mcp-Session-Id` to a session (e.g. a logical session
@@ -213,16 +235,17 @@ fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 }
 
 /// Passes the reply through untouched while keeping a copy (up to [`MAX_KEPT_RESPONSE`]) and
-/// timing it to its last byte. Records the observation when the body ends, or, if the client
-/// goes away first, when it is dropped (as `cancelled`).
+/// timing it to its last byte. Records the request when the body ends, or, if the client goes
+/// away first, when it is dropped (as `cancelled`): as its analysed row when the reply's
+/// verdict is remembered, so the reply is freed here and then rather than held until the
+/// writer's next flush.
 struct TapBody {
     inner: Body,
     kept: Kept,
     len: u64,
     pending: Option<(Pending, Ledger)>,
-    /// The journal record of the reply so far, and the reply's length then (see
-    /// [`TapBody::journal_before_sending`]).
-    journaled: Option<(Ticket, u64)>,
+    /// The reply so far, analysed and journaled (see [`TapBody::journal_before_sending`]).
+    journaled: Option<Journaled>,
 }
 
 /// The reply so far. A reply that arrives as one frame is kept as that frame (shared, not
@@ -339,23 +362,33 @@ impl TapBody {
         Response::from_parts(parts, Body::new(tap))
     }
 
+    /// Records the request; its reply is no longer held (by this body or by the ledger) when
+    /// its row was analysed already.
     fn finish(&mut self, ending: Ending) {
-        if let Some((pending, ledger)) = self.pending.take() {
-            let kept = self.kept.take();
-            let observation = pending.finish(kept, self.len, ending);
-            match self.journaled.take() {
-                Some((ticket, len)) if len == self.len => {
-                    ledger.record_journaled(observation, Some(ticket));
-                }
-                // Journaled anew before the older record is released.
-                _ => ledger.record(observation),
+        let Some((pending, ledger)) = self.pending.take() else {
+            return;
+        };
+        let kept = self.kept.take();
+        match self.journaled.take() {
+            Some(Journaled { ticket, len, row }) if len == self.len => {
+                let entry = match row {
+                    // The reply ended as it stood when analysed: only its duration grew.
+                    Some(mut row) if ending == Ending::Complete => {
+                        row.duration = Micros::since(pending.started);
+                        Entry::Row(row)
+                    }
+                    _ => ledger.analysed(pending.finish(kept, self.len, ending)),
+                };
+                ledger.record_journaled(entry, ticket);
             }
+            // Journaled anew before the older record is released.
+            _ => ledger.record(pending.finish(kept, self.len, ending)),
         }
     }
 
     /// A streamed (SSE) reply does not say which frame is its last: a client may have the
-    /// whole answer before the body ends. So every frame that carries data is journaled before
-    /// it leaves, and a `kill -9` at any point loses no answered request.
+    /// whole answer before the body ends. So every frame that carries data is analysed and
+    /// journaled before it leaves, and a `kill -9` at any point loses no answered request.
     /// `dataless`: [`carries_no_data`] of `frame`.
     fn journal_before_sending(&mut self, frame: &Bytes, dataless: bool) {
         let Some((pending, ledger)) = &self.pending else {
@@ -365,9 +398,7 @@ impl TapBody {
         if pending.stream_get.is_some() || frame.is_empty() || dataless {
             return;
         }
-        if let Some(ticket) = pending.journal(ledger, self.kept.bytes(), self.len) {
-            self.journaled = Some((ticket, self.len));
-        }
+        self.journaled = Some(pending.journal(ledger, self.kept.bytes(), self.len));
     }
 }
 

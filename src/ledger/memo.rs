@@ -49,6 +49,11 @@ impl TextKey {
     fn finish(&self) -> (usize, u64) {
         (self.len, self.hasher.finish())
     }
+
+    /// The total length of the pieces.
+    pub fn text_len(&self) -> usize {
+        self.len
+    }
 }
 
 /// A bounded map from texts to what was worked out about them; it starts over when full.
@@ -67,17 +72,26 @@ impl<V: Clone> Memo<V> {
 
     /// The value remembered for `key`, or `make()`, remembered. `make` runs without the lock.
     pub fn get_or_insert_with(&self, key: &TextKey, make: impl FnOnce() -> V) -> V {
-        let key = key.finish();
-        if let Some(value) = crate::sync::lock(&self.map).get(&key) {
-            return value.clone();
+        if let Some(value) = self.get(key) {
+            return value;
         }
         let value = make();
+        self.insert(key, value.clone());
+        value
+    }
+
+    /// The value remembered for `key`, if any.
+    pub fn get(&self, key: &TextKey) -> Option<V> {
+        crate::sync::lock(&self.map).get(&key.finish()).cloned()
+    }
+
+    /// Remembers `value` for `key`.
+    pub fn insert(&self, key: &TextKey, value: V) {
         let mut map = crate::sync::lock(&self.map);
         if map.len() >= self.capacity {
             map.clear();
         }
-        map.insert(key, value.clone());
-        value
+        map.insert(key.finish(), value);
     }
 }
 

@@ -1,9 +1,9 @@
 //! The request ledger: every request that reaches Steward lands in `mcp_requests` exactly once,
 //! with a true status, an integer duration, and estimated tokens and cost.
 //!
-//! The request path only takes an [`Observation`] ([`http`] for Streamable HTTP, [`stdio`] for
-//! the stdio transport) and enqueues it; the [`writer`] analyses, prices and stores rows in
-//! batches. When the database refuses writes, rows wait in memory, then in the [`spill`] file,
+//! The request path takes an [`Observation`] ([`http`] for Streamable HTTP, [`stdio`] for the
+//! stdio transport), analyses it when the reply's verdict is remembered ([`analyze`]; else the
+//! writer does), journals and enqueues it; the [`writer`] prices and stores rows in batches. When the database refuses writes, rows wait in memory, then in the [`spill`] file,
 //! and `/health`, `/metrics`, the logs and the dashboard say so.
 //!
 //! Like the session layer, the ledger knows nothing about the board's tools.
@@ -35,7 +35,9 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use entry::{Ending, LedgerRow, Micros, Observation, Served, Status, TraceContext};
+pub use entry::{
+    Ending, Entry, Exchange, LedgerRow, Micros, Observation, Served, Status, TraceContext,
+};
 
 use crate::store::Store;
 use crate::store::availability::Availability;
@@ -72,16 +74,17 @@ pub struct LedgerSettings {
     pub durability: Durability,
     /// Rows are stored at least this often.
     pub flush_interval: Duration,
-    /// Observations waiting for the writer; beyond this the request path spills directly.
+    /// Rows (or observations) waiting for the writer; beyond this the request path spills
+    /// directly.
     pub queue_capacity: usize,
-    /// The bytes those observations may hold (request and reply bodies): a flood of large
-    /// requests spills past this rather than holding `queue_capacity` × body size in memory.
+    /// The bytes those may hold (a row's text; an observation's request and reply bodies):
+    /// past this they spill rather than hold `queue_capacity` × their size in memory.
     pub queue_bytes: u64,
     /// Analysed rows kept in memory while the database refuses; older ones go to the spill file.
     pub max_pending: usize,
     pub spill_path: PathBuf,
-    /// Where the async ledger journals observations before queueing them, so a crash loses
-    /// none (see [`journal`]); `None` keeps no journal.
+    /// Where the async ledger journals rows before queueing them, so a crash loses none (see
+    /// [`journal`]); `None` keeps no journal.
     pub journal_dir: Option<PathBuf>,
     /// Rows older than this are folded into hourly rollups and pruned.
     pub retention: Duration,
@@ -109,7 +112,7 @@ impl LedgerSettings {
 #[derive(Debug, Default)]
 pub struct Shared {
     pub queued: AtomicU64,
-    /// Bytes held by the queued observations (see [`LedgerSettings::queue_bytes`]).
+    /// Bytes held by the queued rows and observations (see [`LedgerSettings::queue_bytes`]).
     pub queued_bytes: AtomicU64,
     /// Requests spilled because the queue was full, by rows and by bytes (monotonic).
     pub overflow_rows: AtomicU64,
@@ -282,6 +285,14 @@ pub struct Ledger {
     queue_bytes: u64,
 }
 
+/// The journal record of an entry.
+pub fn record_of(entry: &Entry) -> journal::Record<'_> {
+    match entry {
+        Entry::Row(row) => journal::Record::Row(row),
+        Entry::Observed(observation) => journal::Record::Exchange(Exchange::from(observation)),
+    }
+}
+
 /// Which bound of the queue a request found full.
 #[derive(Clone, Copy)]
 enum Bound {
@@ -409,15 +420,31 @@ impl Ledger {
         self.durability
     }
 
-    /// Records an observation without waiting. Never blocks on the database: if the queue is
-    /// full (or the writer has stopped) the row goes straight to the spill file.
+    /// Records an observation without waiting: analysed now if its reply's verdict is
+    /// remembered (see [`analyze::analyze_remembered`]), journaled and queued. Never blocks on
+    /// the database: if the queue is full (or the writer has stopped) the row goes straight to
+    /// the spill file.
     pub fn record(&self, observation: Observation) {
-        let ticket = self.journal(&journal::Record::from(&observation));
-        self.record_journaled(observation, ticket);
+        if self.tx.is_none() {
+            return;
+        }
+        let entry = self.analysed(observation);
+        let ticket = self.journal(&record_of(&entry));
+        self.record_journaled(entry, ticket);
     }
 
-    /// Appends an observation to the journal (async durability only), for a transport that
-    /// must journal a reply before its last bytes leave, then [`Ledger::record_journaled`] it.
+    /// The observation's row when [`analyze::analyze_remembered`] can work it out now, else
+    /// the observation (the writer analyses it).
+    pub fn analysed(&self, observation: Observation) -> Entry {
+        match analyze::analyze_remembered(&Exchange::from(&observation)) {
+            Some(row) => Entry::Row(row),
+            None => Entry::Observed(observation),
+        }
+    }
+
+    /// Appends a row (or an observation) to the journal (async durability only), for a
+    /// transport that must journal a reply before its last bytes leave, then
+    /// [`Ledger::record_journaled`] it.
     pub fn journal(&self, record: &journal::Record<'_>) -> Option<Ticket> {
         match self.journal.as_ref()?.append(record) {
             Ok(ticket) => ticket,
@@ -432,16 +459,16 @@ impl Ledger {
         }
     }
 
-    /// [`Ledger::record`] for an observation already journaled (`ticket`).
-    pub fn record_journaled(&self, observation: Observation, ticket: Option<Ticket>) {
+    /// [`Ledger::record`] for an entry already journaled (`ticket`).
+    pub fn record_journaled(&self, entry: Entry, ticket: Option<Ticket>) {
         let Some(tx) = &self.tx else { return };
-        let size = observation.held_bytes();
+        let size = entry.held_bytes();
         if !self.reserve(size) {
-            return self.overflow(observation, Bound::Bytes, false);
+            return self.overflow(entry, Bound::Bytes, false);
         }
         self.shared.add(|s| &s.queued, 1);
         match tx.try_send(Job {
-            observation,
+            entry,
             ack: None,
             ticket,
         }) {
@@ -452,10 +479,10 @@ impl Ledger {
                 self.unreserve(size);
                 match error {
                     mpsc::error::TrySendError::Full(job) => {
-                        self.overflow(job.observation, Bound::Rows, false)
+                        self.overflow(job.entry, Bound::Rows, false)
                     }
                     mpsc::error::TrySendError::Closed(job) => {
-                        self.spill_now(job.observation, false, "the ledger writer has stopped")
+                        self.spill_now(job.entry, false, "the ledger writer has stopped")
                     }
                 }
             }
@@ -466,15 +493,17 @@ impl Ledger {
     /// spill file while the database is down).
     pub async fn record_durably(&self, observation: Observation) {
         let Some(tx) = &self.tx else { return };
-        let size = observation.held_bytes();
+        // Analysed by the writer: the request waits for its row to be stored anyway.
+        let entry = Entry::Observed(observation);
+        let size = entry.held_bytes();
         if !self.reserve(size) {
-            return self.overflow(observation, Bound::Bytes, true);
+            return self.overflow(entry, Bound::Bytes, true);
         }
         let (ack, done) = oneshot::channel();
         self.shared.add(|s| &s.queued, 1);
         match tx
             .send(Job {
-                observation,
+                entry,
                 ack: Some(ack),
                 ticket: None,
             })
@@ -488,7 +517,7 @@ impl Ledger {
             }
             Err(mpsc::error::SendError(job)) => {
                 self.unreserve(size);
-                self.spill_now(job.observation, true, "the ledger writer has stopped");
+                self.spill_now(job.entry, true, "the ledger writer has stopped");
             }
         }
     }
@@ -512,7 +541,7 @@ impl Ledger {
 
     /// The queue is full (`bound` says in what): the row goes to the spill file, counted, and
     /// the writer is woken to empty the queue.
-    fn overflow(&self, observation: Observation, bound: Bound, durable: bool) {
+    fn overflow(&self, entry: Entry, bound: Bound, durable: bool) {
         let reason = match bound {
             Bound::Rows => {
                 self.shared.add(|s| &s.overflow_rows, 1);
@@ -527,11 +556,11 @@ impl Ledger {
             }
         };
         self.urgent.notify_one();
-        self.spill_now(observation, durable, &reason);
+        self.spill_now(entry, durable, &reason);
     }
 
-    fn spill_now(&self, observation: Observation, durable: bool, why: &str) {
-        let row = analyze::analyze(observation);
+    fn spill_now(&self, entry: Entry, durable: bool, why: &str) {
+        let row = analyze::row_of(entry);
         match self.spill.append(std::slice::from_ref(&row), durable) {
             Ok(()) => {
                 self.shared.add(|s| &s.spilled, 1);

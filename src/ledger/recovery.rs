@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use super::analyze::analyze;
-use super::entry::{LedgerRow, Observation};
+use super::analyze::row_of;
+use super::entry::{Entry, LedgerRow};
 use super::journal::{Damage, Leftovers};
 use super::writer::Writer;
 use crate::store::requests::MAX_BATCH;
@@ -44,7 +44,7 @@ impl Writer {
         let unclean = leftovers.unclean;
         let read = tokio::task::spawn_blocking(move || {
             let scan = leftovers.read();
-            let rows: Vec<LedgerRow> = latest(scan.observations).into_iter().map(analyze).collect();
+            let rows: Vec<LedgerRow> = latest(scan.records).into_iter().map(row_of).collect();
             (leftovers, rows, scan.damaged)
         })
         .await;
@@ -168,14 +168,19 @@ impl Writer {
     }
 }
 
-/// One observation per request: a reply journaled before its last frame and again when it
-/// ended appears twice, and the later record is the whole one.
-fn latest(observations: Vec<Observation>) -> Vec<Observation> {
+/// One record per request: a reply journaled before its last frame and again when it ended
+/// appears twice, and the later record is the whole one.
+fn latest(records: Vec<Entry>) -> Vec<Entry> {
     let mut seen = HashSet::new();
-    let mut kept: Vec<Observation> = observations
+    let mut kept: Vec<Entry> = records
         .into_iter()
         .rev()
-        .filter(|o| seen.insert(o.request_id))
+        .filter(|r| {
+            seen.insert(match r {
+                Entry::Row(row) => row.request_id,
+                Entry::Observed(o) => o.request_id,
+            })
+        })
         .collect();
     kept.reverse();
     kept

@@ -1,8 +1,8 @@
 //! Token counts for the ledger: an ESTIMATE of what a model would be charged for, with
 //! OpenAI's `o200k_base` encoding standing in for every model's own tokenizer.
 //!
-//! Counting is CPU work (about as much as serving the call): callers keep it off the request
-//! path. The encoding's tables are read-only data in the binary; its pre-tokenizer is compiled
+//! Counting is CPU work (about as much as serving the call): the request path counts only
+//! within a small [`Budget`] and leaves the rest to the ledger writer. The encoding's tables are read-only data in the binary; its pre-tokenizer is compiled
 //! once, on first use.
 //!
 //! Text is encoded as ordinary text: special-token strings such as `<|endoftext|>` count as
@@ -30,16 +30,76 @@ static BPE: LazyLock<Encoding> = LazyLock::new(|| {
 
 /// The estimated number of tokens in `text` (saturating at `u32::MAX`).
 pub fn count(text: &str) -> u32 {
-    count_keyed(&TextKey::of(text), || text.into())
+    count_within(text, &mut Budget::unlimited())
+}
+
+/// [`count`] within `budget` (see [`Budget`]).
+pub fn count_within(text: &str, budget: &mut Budget) -> u32 {
+    count_keyed(&TextKey::of(text), || text.into(), budget)
 }
 
 /// The estimated number of tokens of the text `key` stands for; `text` builds it only when
-/// the count is not remembered (counting is far dearer than hashing).
-pub fn count_keyed<'t>(key: &TextKey, text: impl FnOnce() -> std::borrow::Cow<'t, str>) -> u32 {
+/// the count is not remembered (counting is far dearer than hashing). A count not remembered
+/// takes the text's length from `budget`; past it nothing is counted (0 is returned, and the
+/// budget says it was exceeded).
+pub fn count_keyed<'t>(
+    key: &TextKey,
+    text: impl FnOnce() -> std::borrow::Cow<'t, str>,
+    budget: &mut Budget,
+) -> u32 {
     static COUNTS: LazyLock<Memo<u32>> = LazyLock::new(|| Memo::new(4096));
-    COUNTS.get_or_insert_with(key, || {
-        u32::try_from(count_in_chunks(&text(), MAX_CHUNK)).unwrap_or(u32::MAX)
-    })
+    if let Some(count) = COUNTS.get(key) {
+        return count;
+    }
+    if !budget.take(key.text_len()) {
+        return 0;
+    }
+    let count = u32::try_from(count_in_chunks(&text(), MAX_CHUNK)).unwrap_or(u32::MAX);
+    COUNTS.insert(key, count);
+    count
+}
+
+/// How many bytes of text not counted before one analysis may count. Counting runs at about
+/// 10 µs per 100 bytes (an 8 KB reply takes about a millisecond), which the request path
+/// cannot wait for; counts remembered from earlier texts cost nothing.
+#[derive(Debug)]
+pub struct Budget {
+    left: usize,
+    exceeded: bool,
+}
+
+impl Budget {
+    /// Counts everything (off the request path).
+    pub fn unlimited() -> Self {
+        Budget::of(usize::MAX)
+    }
+
+    /// Counts at most `bytes` of new text.
+    pub fn of(bytes: usize) -> Self {
+        Budget {
+            left: bytes,
+            exceeded: false,
+        }
+    }
+
+    /// Whether a count was refused: the analysis that used this budget is incomplete.
+    pub fn exceeded(&self) -> bool {
+        self.exceeded
+    }
+
+    /// Takes `bytes` from what is left; false (and marked exceeded) if there is not enough.
+    fn take(&mut self, bytes: usize) -> bool {
+        match self.left.checked_sub(bytes) {
+            Some(left) if !self.exceeded => {
+                self.left = left;
+                true
+            }
+            _ => {
+                self.exceeded = true;
+                false
+            }
+        }
+    }
 }
 
 /// Loads the encoding now rather than on the first count (e.g. at startup, off the request path).

@@ -1,5 +1,6 @@
-//! The ledger writer: the request path hands over an [`Observation`] and moves on; this task
-//! analyses, prices and stores rows in batches. When the database refuses, rows wait in memory
+//! The ledger writer: the request path hands over a row (or an [`Observation`] it could not
+//! analyse cheaply) and moves on; this task analyses what is left, prices and stores rows in
+//! batches. When the database refuses, rows wait in memory
 //! and then in the spill file, retried with backoff, and every failure is counted and shown.
 
 use std::collections::{HashMap, VecDeque};
@@ -10,11 +11,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::entry::{LedgerRow, Observation};
+use super::entry::{Entry, LedgerRow};
 use super::journal::{Journal, Leftovers, Ticket};
 use super::pricing::{PriceTable, PricingPolicy, estimate_cost};
 use super::spill::{Spill, SpillError};
-use super::{Durability, LedgerSettings, Shared, analyze::analyze};
+use super::{Durability, LedgerSettings, Shared, analyze::row_of};
 use crate::store::availability::Availability;
 use crate::store::requests::MAX_BATCH;
 use crate::store::{Money, Store};
@@ -23,9 +24,9 @@ use crate::store::{Money, Store};
 pub type Ack = oneshot::Sender<Result<(), String>>;
 
 pub struct Job {
-    pub observation: Observation,
+    pub entry: Entry,
     pub ack: Option<Ack>,
-    /// The observation's journal record, released once its row is stored or spilled.
+    /// The entry's journal record, released once its row is stored or spilled.
     pub ticket: Option<Ticket>,
 }
 
@@ -262,7 +263,7 @@ impl Writer {
     /// many wait in the journal.
     fn leave_for_next_start(&mut self, jobs: Vec<Job>) -> usize {
         let count = jobs.len() as u64;
-        let bytes = jobs.iter().map(|j| j.observation.held_bytes()).sum();
+        let bytes = jobs.iter().map(|j| j.entry.held_bytes()).sum();
         self.shared.sub(|s| &s.queued_bytes, bytes);
         self.shared.sub(|s| &s.queued, count);
         let (journaled, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.pending)
@@ -282,7 +283,7 @@ impl Writer {
                     left += 1;
                 }
                 (ticket, ack) => {
-                    let row = analyze(job.observation);
+                    let row = row_of(job.entry);
                     let waiter = Waiter {
                         ack,
                         _ticket: ticket,
@@ -307,31 +308,38 @@ impl Writer {
         left
     }
 
-    /// Analyses and prices a batch (tokenising is CPU work: off the async workers).
+    /// Analyses what the request path left unanalysed and prices a batch (tokenising is CPU
+    /// work: off the async workers).
     async fn take_in(&mut self, jobs: Vec<Job>) {
         if jobs.is_empty() {
             return;
         }
         let count = jobs.len() as u64;
-        // Out of the queue: the observations' bytes no longer count against its bound (they
-        // are dropped once analysed, below).
-        let bytes = jobs.iter().map(|j| j.observation.held_bytes()).sum();
+        // Out of the queue: their bytes no longer count against its bound (observations are
+        // dropped once analysed, below).
+        let bytes = jobs.iter().map(|j| j.entry.held_bytes()).sum();
         self.shared.sub(|s| &s.queued_bytes, bytes);
-        let (observations, acks): (Vec<_>, Vec<_>) = jobs
+        let analysed = jobs.iter().all(|j| matches!(j.entry, Entry::Row(_)));
+        let (entries, acks): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .map(|j| {
                 let waiter = Waiter {
                     ack: j.ack,
                     _ticket: j.ticket,
                 };
-                (j.observation, waiter)
+                (j.entry, waiter)
             })
             .unzip();
-        let rows = match tokio::task::spawn_blocking(move || {
-            observations.into_iter().map(analyze).collect::<Vec<_>>()
-        })
-        .await
-        {
+        let rows = match analysed {
+            true => Ok(entries.into_iter().map(row_of).collect()),
+            false => {
+                tokio::task::spawn_blocking(move || {
+                    entries.into_iter().map(row_of).collect::<Vec<_>>()
+                })
+                .await
+            }
+        };
+        let rows = match rows {
             Ok(rows) => rows,
             Err(error) => {
                 // A panic in analysis must not lose the requests: this cannot recover the

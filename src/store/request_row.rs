@@ -148,6 +148,31 @@ pub struct TraceContext {
 }
 
 impl LedgerRow {
+    /// The bytes it holds: its own size and its text's.
+    pub fn held_bytes(&self) -> u64 {
+        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+        let hop = self
+            .upstream
+            .as_ref()
+            .map_or(0, |h| h.upstream.len() + text(&h.tool));
+        let trace = &self.trace;
+        let texts = self.method.len()
+            + [
+                &self.session_id,
+                &self.jsonrpc_id,
+                &self.tool_name,
+                &self.error_message,
+                &self.pricing_model,
+                &trace.protocol_version,
+                &trace.traceparent,
+                &trace.tracestate,
+            ]
+            .into_iter()
+            .map(text)
+            .sum::<usize>();
+        (std::mem::size_of::<LedgerRow>() + texts + hop) as u64
+    }
+
     /// OpenTelemetry's `error.type`: `tool_error` for a tool that reported failure, the
     /// JSON-RPC error code of a protocol error (`_OTHER` without one), `timeout`/`cancelled`.
     pub fn error_type(&self) -> Option<String> {

@@ -1,6 +1,7 @@
 //! The ledger journal: what makes the default (`async`) ledger survive `kill -9`.
 //!
-//! Before an observation is queued for the writer, the request path appends it to a segment
+//! Before a row (or an observation the request path could not analyse) is queued for the
+//! writer, the request path appends it to a segment
 //! file with a plain `write` (no `fsync`): once written, the operating system keeps it even if
 //! the process dies at once, so only a power loss or a kernel crash can lose it (within the
 //! OS's writeback interval; `--ledger-durability sync` covers those). Each record holds a
@@ -162,7 +163,9 @@ impl Journal {
     /// Appends a record. `Ok(None)` when the journal is closed; an error when the write
     /// failed (the row is still queued; only its crash protection is gone).
     pub fn append(&self, record: &Record<'_>) -> std::io::Result<Option<Ticket>> {
-        let size = record::size(record)?;
+        // Encoded before the lock: only the stamp, the checksum and the write are taken under it.
+        let mut encoded = record::Encoded::new(record)?;
+        let size = encoded.size();
         let mut current = lock(&self.current);
         if !current.open {
             return Ok(None);
@@ -182,7 +185,7 @@ impl Journal {
         // Counted before the write: a segment is never retired while a record is on its way
         // into it.
         segment.appended.fetch_add(1, Ordering::Relaxed);
-        match record::write(&segment.file, segment.stamp, record) {
+        match record::write(&segment.file, segment.stamp, &mut encoded) {
             Ok(n) => {
                 segment.size.store(at + n, Ordering::Relaxed);
                 Ok(Some(Ticket(segment.clone())))
@@ -528,7 +531,7 @@ fn in_dir(path: &Path, error: std::io::Error) -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::{Ending, Micros, Observation};
+    use crate::ledger::entry::{Ending, Exchange, Micros, Observation};
     use bytes::Bytes;
 
     fn observation() -> Observation {
@@ -561,7 +564,7 @@ mod tests {
         let (second, _) = Journal::open(dir.path())?;
         assert_ne!(first.slot(), second.slot());
         let kept = first
-            .append(&Record::from(&observation()))
+            .append(&Record::Exchange(Exchange::from(&observation())))
             .expect("the write succeeds");
         assert!(kept.is_some());
         // The first "crashes": its lock goes, its marker and segment stay.
@@ -572,7 +575,7 @@ mod tests {
         assert_eq!(third.slot(), slot, "the free slot is reused");
         assert!(leftovers.unclean);
         let scan = leftovers.read();
-        assert_eq!(scan.observations.len(), 1);
+        assert_eq!(scan.records.len(), 1);
         assert!(scan.damaged.is_empty());
         leftovers.done()?;
         assert_eq!(files(third.slot()).len(), 1, "only the new, empty segment");
@@ -592,7 +595,7 @@ mod tests {
         let tickets: Vec<_> = (0..per_segment * 2 + 1)
             .filter_map(|_| {
                 journal
-                    .append(&Record::from(&observation()))
+                    .append(&Record::Exchange(Exchange::from(&observation())))
                     .expect("the write succeeds")
             })
             .collect();
@@ -623,7 +626,7 @@ mod tests {
             (0..n)
                 .filter_map(|_| {
                     journal
-                        .append(&Record::from(&observation()))
+                        .append(&Record::Exchange(Exchange::from(&observation())))
                         .expect("the write succeeds")
                 })
                 .collect()
@@ -655,7 +658,7 @@ mod tests {
         let scan = leftovers.read();
         assert!(scan.damaged.is_empty(), "{:?}", scan.damaged);
         assert_eq!(
-            scan.observations.len(),
+            scan.records.len(),
             8,
             "the last eight records, none of the older ones"
         );

@@ -1,12 +1,22 @@
 //! One journal record: `[len: u32][crc32: u32][stamp: u64][payload]`, little-endian, where
-//! `payload` is an [`Observation`] in a fixed binary layout and `stamp` is the segment's own
-//! random stamp (see [`super`]: a recycled segment file still holds an earlier life's records
-//! after the new ones, and those carry another stamp). The checksum covers the stamp and the
-//! payload. Raw bytes and timings only: the request path pays for a copy of a few header fields
-//! and one `writev`, never for JSON or token counting. Segments of the first layout (no stamp:
-//! `[len][crc32][payload]`, checksum over the payload) are still read.
+//! `payload` is an analysed [`LedgerRow`] (version 3) or an [`Observation`] (versions 1 and 2)
+//! in a fixed binary layout, and `stamp` is the segment's own random stamp (see [`super`]: a
+//! recycled segment file still holds an earlier life's records after the new ones, and those
+//! carry another stamp). The checksum covers the stamp and the payload. No JSON: the request
+//! path pays for a few hundred bytes of row (or, for a reply it could not analyse, a copy of
+//! a few header fields and one `writev` of the raw exchange). Segments of the first layout (no
+//! stamp: `[len][crc32][payload]`, checksum over the payload) are still read.
 //!
-//! Payload: version `u8`, request id (16 bytes), timestamp (`i64` µs since the epoch), duration
+//! Row payload (version 3): version `u8`, request id (16 bytes), timestamp (`i64` µs since the
+//! epoch), duration (`u64` µs), status `u8` (see [`status_code`]), sanitized `u8`, request and
+//! response bytes (`i64` each), then four optional `i32`s (a `u8` 0 for none, or 1 and the
+//! value): error code, argument, result and total tokens; the subject (`u8` 0, or 1 and 16
+//! bytes); nine byte strings as below: session id, JSON-RPC id, method, tool name, error
+//! message, tokenizer, protocol version, traceparent, tracestate; and the upstream hop (`u8` 0,
+//! or 1, upstream, tool and its duration). Rows are journaled before pricing: cost and pricing
+//! model are worked out again when they are replayed.
+//!
+//! Observation payload: version `u8`, request id (16 bytes), timestamp (`i64` µs since the epoch), duration
 //! (`u64` µs), full response length `u64`, HTTP status `u16` (0: none), ending `u8`, stream GET
 //! `u8` (0: a message, 1: open, 2: replay), the subject (version 2 only: `u8` 0 for none, or 1
 //! and 16 bytes of id), then four
@@ -21,9 +31,14 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::ledger::entry::{Ending, Micros, Observation, StreamGet, UpstreamHop};
+use crate::ledger::entry::{
+    Ending, Entry, Exchange, LedgerRow, Micros, Observation, Status, StreamGet, TraceContext,
+    UpstreamHop,
+};
 
 const VERSION: u8 = 2;
+/// An analysed row.
+const VERSION_ROW: u8 = 3;
 /// Records of this version (before the subject) are still read.
 const VERSION_WITHOUT_SUBJECT: u8 = 1;
 /// `len` and `crc32` (the first layout's whole header).
@@ -32,51 +47,160 @@ pub const HEADER: usize = 8;
 pub const STAMPED_HEADER: usize = HEADER + 8;
 const ABSENT: u32 = u32::MAX;
 
-/// What a record holds, borrowed: the request path writes it straight from the fields it has
-/// (the capture's pending request, the reply kept so far), without building an
-/// [`Observation`] (two `String` clones and a copy of a multi-frame reply) per record.
+/// What a record holds: an analysed row, or an exchange the request path could not analyse
+/// (written straight from the fields it has, see [`Exchange`]).
 #[derive(Clone, Copy)]
-pub struct Record<'a> {
-    pub request_id: Uuid,
-    pub session_id: Option<&'a str>,
-    pub timestamp: DateTime<Utc>,
-    pub duration: Micros,
-    pub request: &'a [u8],
-    pub http_status: Option<u16>,
-    pub response: &'a [u8],
-    pub response_len: u64,
-    pub ending: Ending,
-    pub protocol_version: Option<&'a str>,
-    pub stream_get: Option<StreamGet>,
-    pub upstream: Option<&'a UpstreamHop>,
-    pub subject: Option<Uuid>,
+pub enum Record<'a> {
+    Row(&'a LedgerRow),
+    Exchange(Exchange<'a>),
 }
 
-impl<'a> From<&'a Observation> for Record<'a> {
-    fn from(o: &'a Observation) -> Self {
-        Record {
-            request_id: o.request_id,
-            session_id: o.session_id.as_deref(),
-            timestamp: o.timestamp,
-            duration: o.duration,
-            request: &o.request,
-            http_status: o.http_status,
-            response: &o.response,
-            response_len: o.response_len,
-            ending: o.ending,
-            protocol_version: o.protocol_version.as_deref(),
-            stream_get: o.stream_get,
-            upstream: o.upstream.as_ref(),
-            subject: o.subject,
+/// A record ready to be written: a row's payload encoded (outside the journal's lock), or an
+/// exchange and its size (written from its parts, without a copy).
+pub enum Encoded<'a> {
+    /// The stamped header's room, then the payload.
+    Row(Vec<u8>),
+    Exchange(Exchange<'a>, u64),
+}
+
+impl<'a> Encoded<'a> {
+    pub fn new(record: &Record<'a>) -> std::io::Result<Self> {
+        match record {
+            Record::Row(row) => encode_row(row).map(Encoded::Row),
+            Record::Exchange(exchange) => Ok(Encoded::Exchange(*exchange, size(exchange)?)),
         }
     }
+
+    /// The bytes [`write`] writes.
+    pub fn size(&self) -> u64 {
+        match self {
+            Encoded::Row(bytes) => bytes.len() as u64,
+            Encoded::Exchange(_, size) => *size,
+        }
+    }
+}
+
+/// Writes `record` stamped with `stamp` at the file's current offset, with one system call;
+/// the caller holds the segment (writes are never concurrent) and has positioned the file.
+/// Returns the bytes written.
+pub fn write(file: &std::fs::File, stamp: u64, record: &mut Encoded<'_>) -> std::io::Result<u64> {
+    match record {
+        Encoded::Row(bytes) => write_row(file, stamp, bytes),
+        Encoded::Exchange(exchange, _) => write_exchange(file, stamp, exchange),
+    }
+}
+
+fn write_row(mut file: &std::fs::File, stamp: u64, bytes: &mut [u8]) -> std::io::Result<u64> {
+    bytes[HEADER..STAMPED_HEADER].copy_from_slice(&stamp.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[HEADER..]);
+    bytes[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+    let written = file.write(bytes)?;
+    if written != bytes.len() {
+        // Only a full disk does this to a regular file; the tail left behind fails its CRC.
+        return Err(std::io::Error::other(format!(
+            "short write to the ledger journal ({written} of {} bytes)",
+            bytes.len()
+        )));
+    }
+    Ok(written as u64)
+}
+
+/// A row's record: room for the stamped header (its length filled in), then the payload.
+fn encode_row(row: &LedgerRow) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&[0; STAMPED_HEADER]);
+    out.push(VERSION_ROW);
+    out.extend_from_slice(row.request_id.as_bytes());
+    out.extend_from_slice(&row.timestamp.timestamp_micros().to_le_bytes());
+    out.extend_from_slice(&row.duration.micros().to_le_bytes());
+    out.push(status_code(row.status));
+    out.push(u8::from(row.sanitized));
+    out.extend_from_slice(&row.request_bytes.to_le_bytes());
+    out.extend_from_slice(&row.response_bytes.to_le_bytes());
+    for n in [
+        row.error_code,
+        row.args_tokens,
+        row.result_tokens,
+        row.total_tokens,
+    ] {
+        match n {
+            None => out.push(0),
+            Some(n) => {
+                out.push(1);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+    }
+    match row.subject {
+        None => out.push(0),
+        Some(id) => {
+            out.push(1);
+            out.extend_from_slice(id.as_bytes());
+        }
+    }
+    let trace = &row.trace;
+    for text in [
+        row.session_id.as_deref(),
+        row.jsonrpc_id.as_deref(),
+        Some(row.method.as_str()),
+        row.tool_name.as_deref(),
+        row.error_message.as_deref(),
+        row.tokenizer.as_deref(),
+        trace.protocol_version.as_deref(),
+        trace.traceparent.as_deref(),
+        trace.tracestate.as_deref(),
+    ] {
+        put_text(&mut out, text);
+    }
+    match &row.upstream {
+        None => out.push(0),
+        Some(hop) => {
+            out.push(1);
+            put_text(&mut out, Some(&hop.upstream));
+            put_text(&mut out, hop.tool.as_deref());
+            out.extend_from_slice(&hop.duration.micros().to_le_bytes());
+        }
+    }
+    let len = length_of(out.len() - STAMPED_HEADER)?;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(out)
+}
+
+fn put_text(out: &mut Vec<u8>, text: Option<&str>) {
+    let (len, bytes) = text_parts(text);
+    out.extend_from_slice(&len);
+    out.extend_from_slice(bytes);
+}
+
+/// A status's code in a row record (stable: records outlive the binary that wrote them).
+fn status_code(status: Status) -> u8 {
+    match status {
+        Status::Success => 0,
+        Status::Error => 1,
+        Status::ToolError => 2,
+        Status::Cancelled => 3,
+        Status::Timeout => 4,
+        Status::InputRequired => 5,
+    }
+}
+
+fn status_of_code(code: u8) -> Option<Status> {
+    Some(match code {
+        0 => Status::Success,
+        1 => Status::Error,
+        2 => Status::ToolError,
+        3 => Status::Cancelled,
+        4 => Status::Timeout,
+        5 => Status::InputRequired,
+        _ => return None,
+    })
 }
 
 /// The stamped header and the fixed-size fields, up to and including the subject.
 const FIXED: usize = STAMPED_HEADER + 1 + 16 + 8 + 8 + 8 + 2 + 1 + 1 + 1 + 16;
 
-/// The bytes [`write`] writes for `record`.
-pub fn size(record: &Record<'_>) -> std::io::Result<u64> {
+/// The bytes [`write_exchange`] writes for `record`.
+fn size(record: &Exchange<'_>) -> std::io::Result<u64> {
     let text = |t: Option<&str>| 4 + t.map_or(0, str::len);
     let hop = record
         .upstream
@@ -93,10 +217,13 @@ pub fn size(record: &Record<'_>) -> std::io::Result<u64> {
     Ok(total as u64)
 }
 
-/// Writes `record` stamped with `stamp` at the file's current offset, with one `writev`; the
-/// caller holds the segment (writes are never concurrent) and has positioned the file. Every
-/// part is on the stack or borrowed: nothing is allocated. Returns the bytes written.
-pub fn write(mut file: &std::fs::File, stamp: u64, record: &Record<'_>) -> std::io::Result<u64> {
+/// Writes an exchange's record with one `writev`: every part is on the stack or borrowed,
+/// nothing is allocated or copied.
+fn write_exchange(
+    mut file: &std::fs::File,
+    stamp: u64,
+    record: &Exchange<'_>,
+) -> std::io::Result<u64> {
     let mut fixed = [0u8; FIXED];
     let used = fixed_fields(record, &mut fixed);
     fixed[HEADER..STAMPED_HEADER].copy_from_slice(&stamp.to_le_bytes());
@@ -151,7 +278,7 @@ pub fn write(mut file: &std::fs::File, stamp: u64, record: &Record<'_>) -> std::
 
 /// Fills in the fixed-size fields after the header; returns how many bytes of `fixed` they
 /// take (the subject's id only when there is one).
-fn fixed_fields(record: &Record<'_>, fixed: &mut [u8; FIXED]) -> usize {
+fn fixed_fields(record: &Exchange<'_>, fixed: &mut [u8; FIXED]) -> usize {
     let subject_flag = [u8::from(record.subject.is_some())];
     let subject = record.subject.as_ref().map_or(&[][..], |id| id.as_bytes());
     let fields: [&[u8]; 10] = [
@@ -230,10 +357,11 @@ impl Damage {
     }
 }
 
-/// What a journal segment held: the observations that read back whole, and the damaged records.
+/// What a journal segment held: the records that read back whole (rows, or observations to
+/// analyse), and the damaged records.
 #[derive(Debug, Default)]
 pub struct Scan {
-    pub observations: Vec<Observation>,
+    pub records: Vec<Entry>,
     pub damaged: Vec<Damage>,
 }
 
@@ -262,7 +390,7 @@ pub fn scan(mut data: &[u8], into: &mut Scan) {
             continue;
         }
         match decode(payload) {
-            Some(observation) => into.observations.push(observation),
+            Some(record) => into.records.push(record),
             None => into.damaged.push(Damage::Undecodable),
         }
     }
@@ -295,7 +423,7 @@ pub fn scan_stamped(mut data: &[u8], stamp: u64, into: &mut Scan) {
             continue;
         }
         match decode(payload) {
-            Some(observation) => into.observations.push(observation),
+            Some(record) => into.records.push(record),
             None => into.damaged.push(Damage::Undecodable),
         }
     }
@@ -339,7 +467,85 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(payload: &[u8]) -> Option<Observation> {
+fn decode(payload: &[u8]) -> Option<Entry> {
+    match payload.first()? {
+        &VERSION_ROW => decode_row(&payload[1..]).map(Entry::Row),
+        _ => decode_exchange(payload).map(Entry::Observed),
+    }
+}
+
+fn decode_row(payload: &[u8]) -> Option<LedgerRow> {
+    let mut r = Reader(payload);
+    let request_id = Uuid::from_bytes(r.array()?);
+    let timestamp = DateTime::<Utc>::from_timestamp_micros(i64::from_le_bytes(r.array()?))?;
+    let duration = Micros::from_micros(r.u64()?);
+    let [status, sanitized] = r.array::<2>()?;
+    let status = status_of_code(status)?;
+    let sanitized = match sanitized {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let request_bytes = i64::from_le_bytes(r.array()?);
+    let response_bytes = i64::from_le_bytes(r.array()?);
+    let mut int = || match r.array::<1>()? {
+        [0] => Some(None),
+        [1] => Some(Some(i32::from_le_bytes(r.array()?))),
+        _ => None,
+    };
+    let (error_code, args_tokens, result_tokens, total_tokens) = (int()?, int()?, int()?, int()?);
+    let subject = match r.array::<1>()? {
+        [0] => None,
+        [1] => Some(Uuid::from_bytes(r.array()?)),
+        _ => return None,
+    };
+    let session_id = r.text()?;
+    let jsonrpc_id = r.text()?;
+    let method = r.text()??;
+    let tool_name = r.text()?;
+    let error_message = r.text()?;
+    let tokenizer = r.text()?.map(std::borrow::Cow::Owned);
+    let trace = TraceContext {
+        protocol_version: r.text()?,
+        traceparent: r.text()?,
+        tracestate: r.text()?,
+    };
+    let upstream = match r.array::<1>()? {
+        [0] => None,
+        [1] => Some(UpstreamHop {
+            upstream: r.text()??,
+            tool: r.text()?,
+            duration: Micros::from_micros(r.u64()?),
+        }),
+        _ => return None,
+    };
+    r.0.is_empty().then_some(LedgerRow {
+        request_id,
+        session_id,
+        jsonrpc_id,
+        method,
+        tool_name,
+        status,
+        error_code,
+        error_message,
+        duration,
+        request_bytes,
+        response_bytes,
+        args_tokens,
+        result_tokens,
+        total_tokens,
+        estimated_cost_usd: None,
+        pricing_model: None,
+        tokenizer,
+        sanitized,
+        timestamp,
+        upstream,
+        subject,
+        trace,
+    })
+}
+
+fn decode_exchange(payload: &[u8]) -> Option<Observation> {
     let mut r = Reader(payload);
     let [version] = r.array::<1>()?;
     if version != VERSION && version != VERSION_WITHOUT_SUBJECT {
@@ -432,15 +638,107 @@ mod tests {
 
     const STAMP: u64 = 0x5eed_1234_abcd_0001;
 
+    fn exchange(o: &Observation) -> std::io::Result<Encoded<'_>> {
+        Encoded::new(&Record::Exchange(Exchange::from(o)))
+    }
+
+    /// The observations a scan read, in order (rows left out).
+    fn observations(scan: &Scan) -> Vec<Observation> {
+        scan.records
+            .iter()
+            .filter_map(|r| match r {
+                Entry::Observed(o) => Some(o.clone()),
+                Entry::Row(_) => None,
+            })
+            .collect()
+    }
+
+    fn row(n: u8) -> LedgerRow {
+        let o = observation(n);
+        LedgerRow {
+            request_id: o.request_id,
+            session_id: o.session_id,
+            jsonrpc_id: Some(n.to_string()),
+            method: "tools/call".into(),
+            tool_name: (n != 3).then(|| "find_tasks".into()),
+            status: [Status::Success, Status::ToolError, Status::InputRequired][n as usize % 3],
+            error_code: (n == 1).then_some(-32602),
+            error_message: (n == 1).then(|| "boom é".into()),
+            duration: o.duration,
+            request_bytes: 120 + i64::from(n),
+            response_bytes: 9000,
+            args_tokens: Some(5),
+            result_tokens: (n != 2).then_some(2000),
+            total_tokens: Some(2005),
+            estimated_cost_usd: None,
+            pricing_model: None,
+            tokenizer: Some(std::borrow::Cow::Borrowed("o200k_base")),
+            sanitized: n == 2,
+            timestamp: o.timestamp,
+            upstream: o.upstream,
+            subject: o.subject,
+            trace: TraceContext {
+                protocol_version: o.protocol_version,
+                traceparent: (n == 4).then(|| "00-abc-def-01".into()),
+                tracestate: None,
+            },
+        }
+    }
+
+    /// Rows (version 3) and observations (version 2) in one segment read back as written.
+    #[test]
+    fn rows_and_exchanges_read_back_exactly() -> std::io::Result<()> {
+        let file = tempfile::tempfile()?;
+        let rows: Vec<LedgerRow> = (0..6).map(row).collect();
+        let observed = observation(1);
+        let mut total = 0;
+        for (n, row) in rows.iter().enumerate() {
+            let mut record = Encoded::new(&Record::Row(row))?;
+            let size = record.size();
+            assert!(size < 300, "a row's record is small: {size}");
+            assert_eq!(write(&file, STAMP, &mut record)?, size);
+            total += size;
+            if n == 2 {
+                total += write(&file, STAMP, &mut exchange(&observed)?)?;
+            }
+        }
+        let mut bytes = Vec::new();
+        std::io::Seek::rewind(&mut &file)?;
+        std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+        assert_eq!(total, bytes.len() as u64);
+        let mut read = Scan::default();
+        scan_stamped(&bytes, STAMP, &mut read);
+        assert!(read.damaged.is_empty(), "{:?}", read.damaged);
+        assert_eq!(observations(&read), [observed]);
+        let read_rows: Vec<&LedgerRow> = read
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Entry::Row(row) => Some(row),
+                Entry::Observed(_) => None,
+            })
+            .collect();
+        assert_eq!(read_rows, rows.iter().collect::<Vec<_>>());
+        // A torn row record is counted; the records before it are kept.
+        let mut read = Scan::default();
+        scan_stamped(&bytes[..bytes.len() - 7], STAMP, &mut read);
+        assert_eq!(
+            (read.records.len(), &read.damaged[..]),
+            (6, &[Damage::TornTail][..])
+        );
+        Ok(())
+    }
+
     /// The bytes of a stamped segment (after its magic and stamp) holding `observations`, and
     /// what `write` said it wrote.
     fn journal_of(observations: &[Observation]) -> std::io::Result<(Vec<u8>, u64)> {
         let file = tempfile::tempfile()?;
         let mut total = 0;
         for o in observations {
-            let record = Record::from(o);
-            let written = write(&file, STAMP, &record)?;
-            assert_eq!(written, size(&record)?);
+            let mut record = Encoded::new(&Record::Exchange(Exchange::from(o)))?;
+            let size = record.size();
+            let written = write(&file, STAMP, &mut record)?;
+            assert_eq!(written, size);
             total += written;
         }
         let mut bytes = Vec::new();
@@ -457,10 +755,10 @@ mod tests {
         let mut read = Scan::default();
         scan_stamped(&bytes, STAMP, &mut read);
         assert!(read.damaged.is_empty());
-        assert_eq!(read.observations.len(), written.len());
+        assert_eq!(observations(&read).len(), written.len());
         written
             .iter()
-            .zip(&read.observations)
+            .zip(&observations(&read))
             .for_each(|(a, b)| assert_eq!(a, b));
         Ok(())
     }
@@ -472,7 +770,7 @@ mod tests {
         for cut in [1, 5, HEADER, HEADER + 3, 20] {
             let mut read = Scan::default();
             scan_stamped(&bytes[..bytes.len() - cut], STAMP, &mut read);
-            assert_eq!(read.observations.len(), 2, "cut {cut} bytes");
+            assert_eq!(observations(&read).len(), 2, "cut {cut} bytes");
             assert_eq!(read.damaged, [Damage::TornTail]);
         }
         Ok(())
@@ -485,13 +783,13 @@ mod tests {
         let old: Vec<_> = (0..6).map(observation).collect();
         let file = tempfile::tempfile()?;
         for o in &old {
-            write(&file, STAMP + 1, &Record::from(o))?;
+            write(&file, STAMP + 1, &mut exchange(o)?)?;
         }
         let new: Vec<_> = (0..2).map(observation).collect();
         std::io::Seek::rewind(&mut &file)?;
         let mut at = 0;
         for o in &new {
-            at += write(&file, STAMP, &Record::from(o))?;
+            at += write(&file, STAMP, &mut exchange(o)?)?;
         }
         let mut bytes = Vec::new();
         std::io::Seek::rewind(&mut &file)?;
@@ -500,15 +798,15 @@ mod tests {
         let mut read = Scan::default();
         scan_stamped(&bytes, STAMP, &mut read);
         assert!(read.damaged.is_empty(), "{:?}", read.damaged);
-        assert_eq!(read.observations.len(), 2);
-        assert_eq!(read.observations[1], new[1]);
+        assert_eq!(observations(&read).len(), 2);
+        assert_eq!(observations(&read)[1], new[1]);
         // So does a zero-filled tail (a file extended for recycling, or a power loss).
         let (mut zeroed, _) = journal_of(&new)?;
         zeroed.extend_from_slice(&[0; 4096]);
         let mut read = Scan::default();
         scan_stamped(&zeroed, STAMP, &mut read);
         assert!(read.damaged.is_empty(), "{:?}", read.damaged);
-        assert_eq!(read.observations.len(), 2);
+        assert_eq!(observations(&read).len(), 2);
         Ok(())
     }
 
@@ -521,9 +819,9 @@ mod tests {
         let mut read = Scan::default();
         scan_stamped(&bytes, STAMP, &mut read);
         assert_eq!(read.damaged, [Damage::Checksum]);
-        assert_eq!(read.observations.len(), 2);
-        assert_eq!(read.observations[0], written[1]);
-        assert_eq!(read.observations[1], written[2]);
+        assert_eq!(observations(&read).len(), 2);
+        assert_eq!(observations(&read)[0], written[1]);
+        assert_eq!(observations(&read)[1], written[2]);
         Ok(())
     }
 
@@ -544,7 +842,7 @@ mod tests {
         let mut read = Scan::default();
         scan(&old, &mut read);
         assert!(read.damaged.is_empty(), "{:?}", read.damaged);
-        assert_eq!(read.observations[0], written);
+        assert_eq!(observations(&read)[0], written);
         // A torn tail and a zero-filled one in the first layout.
         for tail in [
             &old[..old.len() - 3],
