@@ -19,7 +19,9 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-use super::entry::{Ending, Entry, Exchange, LedgerRow, Observation, Status, TraceContext};
+use super::entry::{
+    Ending, Entry, Exchange, LedgerRow, Observation, ReadRequest, Status, TraceContext,
+};
 use super::memo::{Recent, TextKey};
 use super::tokens::{self, Budget};
 
@@ -201,11 +203,14 @@ pub fn analyze_remembered(exchange: &Exchange<'_>) -> Option<LedgerRow> {
 fn analyze_within(obs: &Exchange<'_>, reply: Option<&Bytes>, budget: &mut Budget) -> LedgerRow {
     let (request, method, params) = match obs.stream_get {
         Some(get) => (
-            Message::default(),
+            Request::default(),
             get.method().to_string(),
             Params::default(),
         ),
-        None => read_request_and_params(obs.request),
+        None => obs
+            .read
+            .and_then(|read| already_read(obs.request, read))
+            .unwrap_or_else(|| read_request_and_params(obs.request)),
     };
     let id = request.id.filter(|id| id.get() != "null");
     let tool_name = (method == "tools/call")
@@ -223,7 +228,7 @@ fn analyze_within(obs: &Exchange<'_>, reply: Option<&Bytes>, budget: &mut Budget
 
     let args_text = match (method.as_str(), request.params) {
         ("tools/call", _) => params.arguments.map(RawValue::get).unwrap_or_default(),
-        (_, Some(p)) => p.get(),
+        (_, Some(p)) => p,
         (_, None) => "",
     };
     let args_tokens = tokens::count_within(args_text, budget);
@@ -459,24 +464,60 @@ struct Call<'a> {
 /// object). A `tools/call` (most of the traffic) is read in one pass; any other request, or one
 /// that pass cannot read (e.g. `params` not an object), as by [`read_request`] and its
 /// `params` read again from their raw JSON. Both ways give the same answer.
-fn read_request_and_params(body: &[u8]) -> (Message<'_>, String, Params<'_>) {
+fn read_request_and_params(body: &[u8]) -> (Request<'_>, String, Params<'_>) {
     // An object only: serde would also read a struct from an array (a batch) by position.
     let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if object
         && let Ok(call) = serde_json::from_slice::<Call>(body)
         && call.method.map(RawValue::get) == Some("\"tools/call\"")
     {
-        let message = Message {
-            method: call.method,
+        let request = Request {
             id: call.id,
             params: None,
         };
         let params = call.params.unwrap_or_default();
-        return (message, "tools/call".to_string(), params);
+        return (request, "tools/call".to_string(), params);
     }
     let (message, method) = read_request(body);
     let params = read(message.params);
-    (message, method, params)
+    let request = Request {
+        id: message.id,
+        params: message.params.map(RawValue::get),
+    };
+    (request, method, params)
+}
+
+/// What [`read_request_and_params`] gives, from a request the protocol layer already read
+/// (the body is not parsed again: only its id, and the params a `tools/call` records). None
+/// when a span does not read (then the body is parsed as any other).
+fn already_read<'a>(
+    body: &'a [u8],
+    read: &ReadRequest,
+) -> Option<(Request<'a>, String, Params<'a>)> {
+    let id = match read.id.clone() {
+        Some(span) => Some(serde_json::from_slice::<&RawValue>(body.get(span)?).ok()?),
+        None => None,
+    };
+    let params = match read.params.clone() {
+        Some(span) => Some(body.get(span)?),
+        None => None,
+    };
+    let fields = params
+        .and_then(|p| serde_json::from_slice::<Params>(p).ok())
+        .unwrap_or_default();
+    // A `tools/call` records its arguments (in `fields`), any other request its params' text.
+    let params = match read.method == "tools/call" {
+        true => None,
+        false => params.map(std::str::from_utf8).transpose().ok()?,
+    };
+    Some((Request { id, params }, read.method.clone(), fields))
+}
+
+/// A request's id and its params' JSON text.
+#[derive(Default)]
+struct Request<'a> {
+    id: Option<&'a RawValue>,
+    params: Option<&'a str>,
 }
 
 /// The request and its method (or what the body is, when it is not a request).
@@ -1008,6 +1049,37 @@ mod tests {
             assert_eq!(raw(params.meta), raw(slow_params.meta), "{body}");
             let row = analyze(observe(body, 200, ""));
             assert_eq!(row.method, slow_method, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_request_the_protocol_layer_read_gets_the_same_row_as_one_parsed_again() {
+        let bodies = [
+            CALL,
+            r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"t","arguments":{"a":[1]},"_meta":{"traceparent":"00-1-2-01","tracestate":"k=v"},"extra":true}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+            r#" {"jsonrpc":"2.0","id":"\u0078y","method":"tools\/call","params":{"name":"t\n","arguments":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"c"}}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        ];
+        let reply =
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}]}}"#;
+        for body in bodies {
+            let envelope = crate::protocol::Envelope::parse(Bytes::from(body), None)
+                .unwrap_or_else(|e| panic!("{body}: {e:?}"));
+            let read = ReadRequest::of(&envelope);
+            let read = read.unwrap_or_else(|| panic!("{body}: not read"));
+            let obs = observe(body, 200, reply);
+            assert!(already_read(&obs.request, &read).is_some(), "{body}");
+            let parsed = analyze_within(&Exchange::from(&obs), None, &mut Budget::unlimited());
+            let exchange = Exchange {
+                read: Some(&read),
+                ..Exchange::from(&obs)
+            };
+            let reused = analyze_within(&exchange, None, &mut Budget::unlimited());
+            assert_eq!(reused, parsed, "{body}");
         }
     }
 

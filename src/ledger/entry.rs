@@ -2,12 +2,15 @@
 //! [`LedgerRow`]s they become off it. The types make the seed's bug impossible: durations are
 //! integer microseconds from a monotonic clock ([`Micros`]), money is an exact decimal.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::protocol::Envelope;
 
 pub use crate::store::request_row::{LedgerRow, Micros, Status, TraceContext, UpstreamHop};
 
@@ -168,6 +171,30 @@ pub struct Exchange<'a> {
     pub stream_get: Option<StreamGet>,
     pub upstream: Option<&'a UpstreamHop>,
     pub subject: Option<Uuid>,
+    /// The request as the protocol layer already read it, when it did (the request path):
+    /// analysis then does not parse the body again.
+    pub read: Option<&'a ReadRequest>,
+}
+
+/// A request (not a batch) as the protocol layer read it: its method, and where its id and
+/// params lie in the request's bytes (see [`crate::protocol::envelope::Message`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadRequest {
+    pub method: String,
+    pub id: Option<Range<usize>>,
+    pub params: Option<Range<usize>>,
+}
+
+impl ReadRequest {
+    /// The single request of `envelope` (None for a batch or a client's response).
+    pub fn of(envelope: &Envelope) -> Option<ReadRequest> {
+        let message = envelope.single()?;
+        Some(ReadRequest {
+            method: message.method.clone()?,
+            id: message.id_span(),
+            params: message.params_span(),
+        })
+    }
 }
 
 impl<'a> From<&'a Observation> for Exchange<'a> {
@@ -186,6 +213,7 @@ impl<'a> From<&'a Observation> for Exchange<'a> {
             stream_get: o.stream_get,
             upstream: o.upstream.as_ref(),
             subject: o.subject,
+            read: None,
         }
     }
 }

@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use super::analyze::analyze_remembered;
 use super::entry::{
-    Ending, Entry, Exchange, LedgerRow, MAX_KEPT_RESPONSE, Micros, Observation, Served, StreamGet,
-    new_request_id,
+    Ending, Entry, Exchange, LedgerRow, MAX_KEPT_RESPONSE, Micros, Observation, ReadRequest,
+    Served, StreamGet, new_request_id,
 };
 use super::journal::{Record, Ticket};
 use super::{Durability, Ledger};
@@ -38,6 +38,8 @@ struct Pending {
     http_status: u16,
     protocol_version: Option<String>,
     stream_get: Option<StreamGet>,
+    /// The request as the security guard read it (spans of `request`, a copy of its body).
+    read: Option<ReadRequest>,
     /// Filled in by the layer that serves the request.
     served: Served,
 }
@@ -82,6 +84,7 @@ impl Pending {
                 stream_get: self.stream_get,
                 upstream,
                 subject,
+                read: self.read.as_ref(),
             };
             let row = analyze_remembered(&exchange);
             let ticket = match &row {
@@ -179,6 +182,9 @@ pub async fn capture(
         http_status: response.status().as_u16(),
         protocol_version,
         stream_get: None,
+        read: received
+            .and_then(Received::envelope)
+            .and_then(ReadRequest::of),
         served,
     };
     let (parts, body) = response.into_parts();
@@ -219,6 +225,7 @@ async fn capture_get(ledger: Ledger, request: Request, next: Next) -> Response {
         http_status: response.status().as_u16(),
         protocol_version,
         stream_get: Some(kind),
+        read: None,
         served: Served::default(),
     };
     let (parts, body) = response.into_parts();

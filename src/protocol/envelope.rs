@@ -50,10 +50,24 @@ pub struct Message {
     pub method: Option<String>,
     /// None for a notification (or a response whose id was not a valid request id).
     pub id: Option<Id>,
+    /// Where the id lies in the body (its JSON text, for matching the reply's id byte for byte).
+    id_span: Option<Range<usize>>,
     /// Where the params object lies in the body.
     params: Option<Range<usize>>,
     /// Where the whole message lies in the body.
     span: Range<usize>,
+}
+
+impl Message {
+    /// Where the id's JSON text lies in the envelope's body.
+    pub fn id_span(&self) -> Option<Range<usize>> {
+        self.id_span.clone()
+    }
+
+    /// Where the params object lies in the envelope's body.
+    pub fn params_span(&self) -> Option<Range<usize>> {
+        self.params.clone()
+    }
 }
 
 /// A POSTed body that is one JSON-RPC message or a batch of them, each of the right shape.
@@ -131,6 +145,7 @@ impl Envelope {
             messages: vec![Message {
                 method: message.method.clone(),
                 id: message.id.clone(),
+                id_span: message.id_span.as_ref().map(shift),
                 params: message.params.as_ref().map(shift),
                 span: shift(&message.span),
             }],
@@ -271,12 +286,12 @@ fn read_message(json: &str, body: &str) -> Result<Message, Rejection> {
         ));
     }
     let start = offset(json);
+    let span = |raw: &RawValue| offset(raw.get())..offset(raw.get()) + raw.get().len();
     Ok(Message {
         method,
         id,
-        params: wire
-            .params
-            .map(|p| offset(p.get())..offset(p.get()) + p.get().len()),
+        id_span: wire.id.map(span),
+        params: wire.params.map(span),
         span: start..start + json.len(),
     })
 }
