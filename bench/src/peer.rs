@@ -10,8 +10,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::client::{LoadSpec, Target, open_sessions, run_load};
-use crate::in_process::InProcess;
 use crate::report::Row;
+use crate::rmcp_limit::Floor;
 use crate::scenarios::{Ctx, Instance, median_row};
 use crate::server::{Engine, ServerProc};
 
@@ -97,7 +97,7 @@ pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
             }
         }
     }
-    let mut floor = match Floor::start(ctx, &mut insts).await {
+    let mut floor = match floor_of(ctx, &mut insts).await {
         Ok(floor) => floor,
         Err(e) => {
             for i in insts {
@@ -132,9 +132,9 @@ pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
         for (i, inst) in insts.iter_mut().enumerate() {
             steward_rows[i].push(inst.measure(ctx, "peer").await);
         }
-        floor_rows.push(floor.measure(ctx).await);
+        floor_rows.push(floor.measure(ctx, "peer").await);
     }
-    floor.server.stop();
+    floor.stop();
     let floor = median_row(floor_rows);
     let p = median_row(peer_rows);
     let peer_hwm = peer.stats().hwm_kib;
@@ -213,51 +213,11 @@ pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
     Ok(())
 }
 
-/// The SDK floor: a bare rmcp server in this process whose one tool answers the text Steward
-/// answers for the measured call, with sessions of its own.
-struct Floor {
-    server: InProcess,
-    target: Target,
-    sessions: Vec<String>,
-    next_id: u64,
-}
-
-impl Floor {
-    /// Asks the first Steward for its answer's text, serves it and warms up.
-    async fn start(ctx: &Ctx, insts: &mut [Instance]) -> Result<Floor> {
-        let Some(first) = insts.first_mut() else {
-            bail!("no Steward to take the answer's text from");
-        };
-        let (_, text) = first.answer(ctx).await?;
-        let server = crate::rmcp_limit::start(text)?;
-        let target = Target::new(server.addr, "/mcp")?;
-        let sessions = open_sessions(
-            &target,
-            ctx.sessions,
-            ctx.concurrency.min(ctx.sessions),
-            "bench",
-        )
-        .await?;
-        run_load(&ctx.spec(&target, &sessions, ctx.warmup, 1)).await;
-        Ok(Floor {
-            server,
-            target,
-            sessions,
-            next_id: 1 + ctx.warmup as u64,
-        })
-    }
-
-    async fn measure(&mut self, ctx: &Ctx) -> Row {
-        let out =
-            run_load(&ctx.spec(&self.target, &self.sessions, ctx.requests, self.next_id)).await;
-        self.next_id += ctx.requests as u64;
-        Row::new(
-            "peer",
-            "bare rmcp 3.11 sessions, same text (in-process)",
-            &out,
-            ctx.concurrency,
-            None,
-            ctx.ticks_per_s,
-        )
-    }
+/// The SDK floor, answering the text the first Steward answers for the measured call.
+async fn floor_of(ctx: &Ctx, insts: &mut [Instance]) -> Result<Floor> {
+    let Some(first) = insts.first_mut() else {
+        bail!("no Steward to take the answer's text from");
+    };
+    let (_, text) = first.answer(ctx).await?;
+    Floor::start(ctx, text).await
 }

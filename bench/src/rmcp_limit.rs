@@ -18,7 +18,10 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
+use crate::client::{Target, open_sessions, run_load};
 use crate::in_process::{InProcess, Stopping};
+use crate::report::Row;
+use crate::scenarios::Ctx;
 
 #[derive(Clone)]
 struct Fixed {
@@ -55,4 +58,52 @@ pub fn start(text: String) -> Result<InProcess> {
         );
         Router::new().nest_service("/mcp", svc)
     })
+}
+
+/// The SDK floor as `limit` and `peer` measure it: the server above answering `text`, with
+/// sessions of its own, warmed up; each [`Floor::measure`] is one run of the scenario's load.
+pub struct Floor {
+    server: InProcess,
+    target: Target,
+    sessions: Vec<String>,
+    next_id: u64,
+}
+
+impl Floor {
+    pub async fn start(ctx: &Ctx, text: String) -> Result<Floor> {
+        let server = start(text)?;
+        let target = Target::new(server.addr, "/mcp")?;
+        let sessions = open_sessions(
+            &target,
+            ctx.sessions,
+            ctx.concurrency.min(ctx.sessions),
+            "bench",
+        )
+        .await?;
+        run_load(&ctx.spec(&target, &sessions, ctx.warmup, 1)).await;
+        Ok(Floor {
+            server,
+            target,
+            sessions,
+            next_id: 1 + ctx.warmup as u64,
+        })
+    }
+
+    pub async fn measure(&mut self, ctx: &Ctx, scenario: &str) -> Row {
+        let out =
+            run_load(&ctx.spec(&self.target, &self.sessions, ctx.requests, self.next_id)).await;
+        self.next_id += ctx.requests as u64;
+        Row::new(
+            scenario,
+            "bare rmcp 3.11 sessions, same text (in-process)",
+            &out,
+            ctx.concurrency,
+            None,
+            ctx.ticks_per_s,
+        )
+    }
+
+    pub fn stop(self) {
+        self.server.stop();
+    }
 }

@@ -393,30 +393,11 @@ pub async fn limit(ctx: &mut Ctx) -> Result<()> {
     };
     run_load(&warm).await;
     // The second reference: bare rmcp with the same text, real sessions.
-    let rmcp = rmcp_limit::start(text)?;
-    let rmcp_target = Target::new(rmcp.addr, "/mcp")?;
-    let rmcp_sessions = crate::client::open_sessions(
-        &rmcp_target,
-        ctx.sessions,
-        ctx.concurrency.min(ctx.sessions),
-        "bench",
-    )
-    .await?;
-    run_load(&ctx.spec(&rmcp_target, &rmcp_sessions, ctx.warmup, 1)).await;
-    let mut rmcp_id = 1 + ctx.warmup as u64;
+    let mut rmcp = rmcp_limit::Floor::start(ctx, text).await?;
     let (mut steward_rows, mut bare_rows, mut rmcp_rows) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ctx.rounds {
         steward_rows.push(inst.measure(ctx, "limit").await);
-        let out = run_load(&ctx.spec(&rmcp_target, &rmcp_sessions, ctx.requests, rmcp_id)).await;
-        rmcp_id += ctx.requests as u64;
-        rmcp_rows.push(Row::new(
-            "limit",
-            "bare rmcp 3.11 sessions, same text (in-process)",
-            &out,
-            ctx.concurrency,
-            None,
-            ctx.ticks_per_s,
-        ));
+        rmcp_rows.push(rmcp.measure(ctx, "limit").await);
         let spec = LoadSpec {
             check_id: false,
             ..ctx.spec(&bare_target, &inst.sessions, ctx.requests, 1)
