@@ -45,8 +45,8 @@ use crate::gateway::relay::Relay;
 use crate::gateway::{Caller, Gateway};
 use crate::ledger::Served;
 use crate::protocol::{Envelope, Id, PROTOCOL_VERSION, SESSION_ID, STATELESS_REVISION};
-use crate::sessions::Sessions;
 use crate::sessions::manager::OwnStream;
+use crate::sessions::{Sessions, hangup};
 
 /// As rmcp's streams: a comment line this often while the call runs.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -448,19 +448,11 @@ impl HangUp {
     /// or the session's latest resume; then it is cancelled at the upstream.
     async fn finish(self, mut answer: Answer) {
         let session: Arc<str> = Arc::from(self.session.as_str());
-        let grace = self.sessions.manager().hangup_grace();
-        let mut since = Instant::now();
-        loop {
-            if tokio::time::timeout_at(since + grace, &mut answer)
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            match self.sessions.manager().resumed(&session) {
-                Some(at) if at > since => since = at,
-                _ => break,
-            }
+        let manager = self.sessions.manager();
+        let grace = manager.hangup_grace();
+        let manager = Arc::downgrade(&manager);
+        if hangup::ended_within_grace(&mut answer, &session, &manager, grace).await {
+            return;
         }
         tracing::debug!(session_id = %self.session, "the client hung up before the answer: the call is cancelled");
         self.token.cancel();

@@ -102,6 +102,33 @@ fn answers(event: &ServerSseMessage, request: &RequestId) -> bool {
     }
 }
 
+/// Waits for `work` while a client that hung up may come back: true when it ended within
+/// `grace` of the hang-up or of the session's latest resume since, false when the grace ran
+/// out (or the session manager is gone). `work` is left as it stands, to be cancelled and run on.
+pub async fn ended_within_grace<F: Future + Unpin>(
+    work: &mut F,
+    session: &SessionId,
+    manager: &Weak<SessionManager>,
+    grace: Duration,
+) -> bool {
+    let mut since = Instant::now();
+    loop {
+        if tokio::time::timeout_at(since + grace, &mut *work)
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        let Some(resumed) = manager.upgrade().map(|m| m.resumed(session)) else {
+            return false;
+        };
+        match resumed {
+            Some(at) if at > since => since = at,
+            _ => return false,
+        }
+    }
+}
+
 /// Reads on until the answer comes (nothing to do) or the grace runs out, then cancels
 /// `request` in `session` as the client's `notifications/cancelled` would.
 async fn cancel_unless_answered<S>(
@@ -113,22 +140,16 @@ async fn cancel_unless_answered<S>(
 ) where
     S: Stream<Item = ServerSseMessage> + Send + 'static,
 {
-    let mut since = Instant::now();
-    loop {
-        match tokio::time::timeout_at(since + grace, stream.next()).await {
-            Ok(Some(event)) if answers(&event, &request) => return,
-            Ok(Some(_)) => continue,
-            // rmcp closed it: the request ended or was cancelled already.
-            Ok(None) => return,
-            Err(_) => {}
+    let answered = async {
+        while let Some(event) = stream.next().await {
+            if answers(&event, &request) {
+                return;
+            }
         }
-        let Some(resumed) = manager.upgrade().map(|m| m.resumed(&session)) else {
-            return;
-        };
-        match resumed {
-            Some(at) if at > since => since = at,
-            _ => break,
-        }
+        // rmcp closed it: the request ended or was cancelled already.
+    };
+    if ended_within_grace(&mut std::pin::pin!(answered), &session, &manager, grace).await {
+        return;
     }
     let Some(manager) = manager.upgrade() else {
         return;
