@@ -455,10 +455,16 @@ impl Upstream {
         method: &str,
         params: Value,
     ) -> Result<Answer, UpstreamError> {
-        let _serving = caller.relay.map(|relay| {
+        if let Some(relay) = caller.relay {
             self.audience.seen(session_key(caller), relay);
-            self.audience.serving(session_key(caller), relay)
-        });
+        }
+        // A 2026-07-28 client cannot be sent a request: what an upstream asks it outside a
+        // call's stream reaches it only through that call's bridge (`http::outside`), so any
+        // such request its call has not taken is refused by `Audience::ask`, never sent.
+        let _serving = caller
+            .relay
+            .filter(|_| caller.stateless.is_none())
+            .map(|relay| self.audience.serving(session_key(caller), relay));
         match &self.link {
             Link::Http(http) => {
                 let init = || initialize_params(caller);

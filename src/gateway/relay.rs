@@ -183,7 +183,8 @@ impl Relay {
 /// Who hears an upstream's notifications outside any request: each client session that used
 /// it (by the session's latest connection), and the sessions subscribed to each resource; and
 /// who answers a request the upstream sends outside a request's stream: the client of the
-/// session's latest call in flight.
+/// session's latest call in flight (a session-era client's; a 2026-07-28 client's calls are
+/// not listed, as it cannot be sent requests).
 #[derive(Default)]
 pub struct Audience {
     peers: Mutex<HashMap<String, Peer<RoleServer>>>,
@@ -222,7 +223,7 @@ impl Audience {
             None => {
                 let id = request.get("id").cloned().unwrap_or(Value::Null);
                 let message = format!(
-                    "Steward relays {} only to a client while its call is being served",
+                    "Steward relays {} only to a client while its call is being served; a 2026-07-28 client, which cannot be sent requests, only within its one call in flight in this upstream session",
                     method(&request)
                 );
                 reply(
