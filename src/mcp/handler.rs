@@ -238,20 +238,7 @@ impl ServerHandler for BoardServer {
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         // Boxed: see call_tool.
-        Box::pin(async move {
-            if let Some(answer) = self
-                .upstream_subscription(&request.uri, true, &context)
-                .await
-            {
-                return answer;
-            }
-            self.check_subscribable(&request.uri)?;
-            self.connection
-                .subscriptions
-                .subscribe(request.uri, &self.ctx.changes, context.peer);
-            Ok(())
-        })
-        .await
+        Box::pin(self.subscription(request.uri, true, context)).await
     }
 
     async fn unsubscribe(
@@ -259,18 +246,7 @@ impl ServerHandler for BoardServer {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        // Boxed: see call_tool.
-        Box::pin(async move {
-            if let Some(answer) = self
-                .upstream_subscription(&request.uri, false, &context)
-                .await
-            {
-                return answer;
-            }
-            self.connection.subscriptions.unsubscribe(&request.uri);
-            Ok(())
-        })
-        .await
+        Box::pin(self.subscription(request.uri, false, context)).await
     }
 
     fn accepted_subscription_filter(
@@ -389,6 +365,27 @@ impl BoardServer {
     }
 
     /// A URI may be subscribed to when it names a board resource or a fixture.
+    /// `resources/subscribe` (`on`) or `resources/unsubscribe` of `uri`: passed on to the
+    /// upstream whose resource it names, or kept for this connection.
+    async fn subscription(
+        &self,
+        uri: String,
+        on: bool,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if let Some(answer) = self.upstream_subscription(&uri, on, &context).await {
+            return answer;
+        }
+        let subscriptions = &self.connection.subscriptions;
+        if on {
+            self.check_subscribable(&uri)?;
+            subscriptions.subscribe(uri, &self.ctx.changes, context.peer);
+        } else {
+            subscriptions.unsubscribe(&uri);
+        }
+        Ok(())
+    }
+
     fn check_subscribable(&self, uri: &str) -> Result<(), ErrorData> {
         if self
             .ctx

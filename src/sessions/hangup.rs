@@ -22,6 +22,7 @@ use rmcp::transport::streamable_http_server::session::{ServerSseMessage, Session
 use tokio::time::Instant;
 
 use super::SessionManager;
+use super::manager::SseStream;
 
 /// How long a request whose client hung up waits for the client to come back (rmcp tells it to
 /// retry after 3 s) before it is cancelled, unless configured otherwise.
@@ -47,16 +48,13 @@ struct Watched<S: Stream<Item = ServerSseMessage> + Send + 'static> {
 /// `stream`, the replies to request `request` of `session`, cancelling the request if the
 /// stream is dropped before its answer and the client does not come back within `grace` (see
 /// the module's documentation).
-pub(super) fn watch<S>(
+pub(super) fn watch<S: SseStream>(
     stream: S,
     request: Option<RequestId>,
     session: &SessionId,
     manager: Weak<SessionManager>,
     grace: Duration,
-) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static + use<S>
-where
-    S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
-{
+) -> impl SseStream + use<S> {
     let watched = Watched {
         stream: Some(Box::pin(stream)),
         request,

@@ -39,6 +39,12 @@ const ENDED_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 /// share of the resident set near 90 MiB.
 pub const DEFAULT_MAX_CACHED: usize = 1_000;
 
+/// A reply stream as rmcp takes it back from the session manager: what the stream adapters
+/// here (`held`, `claiming`, `hangup::watch`) take and give.
+pub(super) trait SseStream: Stream<Item = ServerSseMessage> + Send + Sync + 'static {}
+
+impl<S: Stream<Item = ServerSseMessage> + Send + Sync + 'static> SseStream for S {}
+
 pub struct SessionManager {
     inner: LocalSessionManager,
     /// The replay store, also given to `inner`: streams are claimed for their session here.
@@ -259,14 +265,7 @@ impl SessionManager {
     }
 
     /// `stream`, counted as open for session `id` until it is dropped.
-    fn held<S>(
-        &self,
-        id: &SessionId,
-        stream: S,
-    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static + use<S>
-    where
-        S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
-    {
+    fn held<S: SseStream>(&self, id: &SessionId, stream: S) -> impl SseStream + use<S> {
         let open = OpenStream::new(&self.open_streams, id);
         stream.map(move |event| {
             let _ = &open;
@@ -276,14 +275,7 @@ impl SessionManager {
 
     /// `stream`, recording on its first event that the stream belongs to session `id` (and
     /// its owner), so only that session can replay it.
-    fn claiming<S>(
-        &self,
-        id: &SessionId,
-        stream: S,
-    ) -> impl Stream<Item = ServerSseMessage> + Send + Sync + 'static + use<S>
-    where
-        S: Stream<Item = ServerSseMessage> + Send + Sync + 'static,
-    {
+    fn claiming<S: SseStream>(&self, id: &SessionId, stream: S) -> impl SseStream + use<S> {
         let Some(events) = self.events.clone() else {
             return stream.right_stream();
         };

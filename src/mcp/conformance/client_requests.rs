@@ -67,21 +67,25 @@ pub async fn call(
 }
 
 async fn sample(request: &RequestContext<RoleServer>, prompt: &str) -> Result<String, String> {
-    let params: CreateMessageRequestParams = serde_json::from_value(json!({
-        "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
-        "maxTokens": 100
-    }))
-    .map_err(|e| format!("cannot build the sampling request: {e}"))?;
-    let reply = request
-        .peer
-        .create_message(params)
-        .await
-        .map_err(|e| format!("Sampling error: {e}"))?;
+    let params: CreateMessageRequestParams = built(
+        "sampling",
+        json!({
+            "messages": [{ "role": "user", "content": { "type": "text", "text": prompt } }],
+            "maxTokens": 100
+        }),
+    )?;
+    let reply = request.peer.create_message(params).await;
+    let reply = reply.map_err(|e| format!("Sampling error: {e}"))?;
     let answer = serde_json::to_value(&reply.message.content)
         .ok()
         .and_then(|c| first_text(&c))
         .unwrap_or_else(|| "No text response".to_string());
     Ok(format!("LLM response: {answer}"))
+}
+
+/// The parameters of a `what` request to the client, from their JSON form.
+fn built<P: serde::de::DeserializeOwned>(what: &str, params: Value) -> Result<P, String> {
+    serde_json::from_value(params).map_err(|e| format!("cannot build the {what} request: {e}"))
 }
 
 /// The text of a sampling reply's content (one block or a list of blocks).
@@ -101,17 +105,12 @@ async fn elicit(
     message: &str,
     schema: Value,
 ) -> Result<String, String> {
-    let params: ElicitRequestParams = serde_json::from_value(json!({
-        "mode": "form",
-        "message": message,
-        "requestedSchema": schema,
-    }))
-    .map_err(|e| format!("cannot build the elicitation request: {e}"))?;
-    let reply = request
-        .peer
-        .create_elicitation(params)
-        .await
-        .map_err(|e| format!("Elicitation error: {e}"))?;
+    let params: ElicitRequestParams = built(
+        "elicitation",
+        json!({ "mode": "form", "message": message, "requestedSchema": schema }),
+    )?;
+    let reply = request.peer.create_elicitation(params).await;
+    let reply = reply.map_err(|e| format!("Elicitation error: {e}"))?;
     let reply = serde_json::to_value(&reply).unwrap_or(Value::Null);
     Ok(format!(
         "User response: action={}, content={}",
