@@ -101,10 +101,14 @@ mod tests {
 
     #[test]
     fn names_that_are_not_plain_ascii_travel_in_base64() {
-        assert_eq!(header_text("test_simple_text"), "test_simple_text");
-        assert_eq!(header_text("file:///a b.txt"), "file:///a b.txt");
-        assert_eq!(header_text("café"), "=?base64?Y2Fmw6k=?=");
-        assert_eq!(header_text(" x"), "=?base64?IHg=?=");
+        for (name, sent) in [
+            ("test_simple_text", "test_simple_text"),
+            ("file:///a b.txt", "file:///a b.txt"),
+            ("café", "=?base64?Y2Fmw6k=?="),
+            (" x", "=?base64?IHg=?="),
+        ] {
+            assert_eq!(header_text(name), sent, "{name}");
+        }
     }
 
     #[test]

@@ -45,17 +45,21 @@ mod tests {
 
     #[test]
     fn detects_real_client_names() {
-        assert_eq!(detect("claude-code"), "Claude Code");
-        assert_eq!(detect("Claude Code"), "Claude Code");
-        assert_eq!(detect("cursor-vscode"), "Cursor");
-        assert_eq!(detect("Visual Studio Code"), "VS Code");
-        assert_eq!(detect("Visual Studio Code - Insiders"), "VS Code");
-        assert_eq!(detect("gemini-cli-mcp-client"), "Gemini CLI");
-        assert_eq!(detect("codex-mcp-client"), "Codex");
-        assert_eq!(detect("Zed"), "Zed");
-        assert_eq!(detect("mcp-inspector"), "MCP Inspector");
-        assert_eq!(detect("Cline"), "Cline");
-        assert_eq!(detect("windsurf-client"), "Windsurf");
+        for (name, label) in [
+            ("claude-code", "Claude Code"),
+            ("Claude Code", "Claude Code"),
+            ("cursor-vscode", "Cursor"),
+            ("Visual Studio Code", "VS Code"),
+            ("Visual Studio Code - Insiders", "VS Code"),
+            ("gemini-cli-mcp-client", "Gemini CLI"),
+            ("codex-mcp-client", "Codex"),
+            ("Zed", "Zed"),
+            ("mcp-inspector", "MCP Inspector"),
+            ("Cline", "Cline"),
+            ("windsurf-client", "Windsurf"),
+        ] {
+            assert_eq!(detect(name), label, "{name}");
+        }
     }
 
     #[test]
