@@ -138,7 +138,11 @@ mod tests {
         remember(key.clone(), stamp, Arc::from("text"));
         assert_eq!(recall(&key, 7, now).as_deref(), Some("text"));
         assert_eq!(recall(&key, 8, now), None, "another version");
-        assert_eq!(recall(&key, 7, now + TimeDelta::seconds(5)), None, "lease ran out");
+        assert_eq!(
+            recall(&key, 7, now + TimeDelta::seconds(5)),
+            None,
+            "lease ran out"
+        );
         let other = AnswerKey::new("test_tool", &("an_answer_holds", 2));
         assert_eq!(recall(&other, 7, now), None, "other arguments");
     }

@@ -688,7 +688,10 @@ async fn read_twice(
 ) -> anyhow::Result<Value> {
     let first = tool_text(&call_tool(server, Some(session), tool, arguments.clone()).await?)?;
     let second = tool_text(&call_tool(server, Some(session), tool, arguments.clone()).await?)?;
-    ensure!(first == second, "{tool}: a second read differs:\n{first}\n{second}");
+    ensure!(
+        first == second,
+        "{tool}: a second read differs:\n{first}\n{second}"
+    );
     Ok(serde_json::from_str(&first)?)
 }
 
@@ -721,7 +724,12 @@ async fn remembered_answers_follow_every_write_on_another_replica(
         let create = json!({"action": "create", "project_id": project_id, "title": title,
             "task_order": order});
         let created = tool_output(&call_tool(&a, Some(&on_a), "manage_task", create).await?)?;
-        ids.push(created["task_id"].as_str().context("no task_id")?.to_string());
+        ids.push(
+            created["task_id"]
+                .as_str()
+                .context("no task_id")?
+                .to_string(),
+        );
     }
     let (alpha, beta) = (ids[0].as_str(), ids[1].as_str());
     let find = json!({"query": "cache"});
@@ -734,12 +742,26 @@ async fn remembered_answers_follow_every_write_on_another_replica(
     let claim = json!({"task_id": alpha, "lease_seconds": 1});
     tool_output(&call_tool(&a, Some(&on_a), "claim_task", claim).await?)?;
     let found = read_twice(&b, &on_b, "find_tasks", &find).await?;
-    assert_eq!(listed(&found, alpha)?["claimed_by"], on_a.as_str(), "{found}");
+    assert_eq!(
+        listed(&found, alpha)?["claimed_by"],
+        on_a.as_str(),
+        "{found}"
+    );
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let found = read_twice(&b, &on_b, "find_tasks", &find).await?;
-    assert_eq!(listed(&found, alpha)?["claimed_by"], Value::Null, "lease ran out: {found}");
+    assert_eq!(
+        listed(&found, alpha)?["claimed_by"],
+        Value::Null,
+        "lease ran out: {found}"
+    );
     let history = tool_output(
-        &call_tool(&a, Some(&on_a), "get_task_history", json!({"task_id": alpha})).await?,
+        &call_tool(
+            &a,
+            Some(&on_a),
+            "get_task_history",
+            json!({"task_id": alpha}),
+        )
+        .await?,
     )?;
     let ended = history["history"]
         .as_array()
@@ -756,7 +778,11 @@ async fn remembered_answers_follow_every_write_on_another_replica(
     let blockers = json!({"action": "update", "task_id": beta, "blocked_by": [alpha]});
     tool_output(&call_tool(&a, Some(&on_a), "manage_task", blockers).await?)?;
     let found = read_twice(&b, &on_b, "find_tasks", &find).await?;
-    assert_eq!(listed(&found, beta)?["blocked_by"], json!([alpha]), "{found}");
+    assert_eq!(
+        listed(&found, beta)?["blocked_by"],
+        json!([alpha]),
+        "{found}"
+    );
 
     // Projects are remembered too.
     let projects = json!({});
