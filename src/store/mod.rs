@@ -51,6 +51,7 @@ macro_rules! decoded_from {
     };
 }
 
+pub mod answer_memo;
 pub mod availability;
 mod board_tx;
 mod id;

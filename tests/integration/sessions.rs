@@ -42,6 +42,7 @@ common::test_on_each_backend!(
     restore_refuses_ended_sessions,
     replicas_share_sessions_and_revocation,
     board_writes_show_on_every_replica_at_once,
+    remembered_answers_follow_every_write_on_another_replica,
     concurrent_first_requests_on_another_replica,
     revocation_closes_open_streams,
     unknown_missing_and_deleted_ids,
@@ -663,6 +664,134 @@ async fn board_writes_show_on_every_replica_at_once(db: TestDb) -> anyhow::Resul
             assert_eq!(found["closed_matches"], 1, "{who}, {find}: {found}");
         }
     }
+    tokio::join!(a.stop(), b.stop());
+    Ok(())
+}
+
+/// A successful tool result's text, as the server wrote it.
+fn tool_text(reply: &Reply) -> anyhow::Result<String> {
+    tool_output(reply)?;
+    let result = reply.result()?;
+    Ok(result["content"][0]["text"]
+        .as_str()
+        .context("no text content")?
+        .to_string())
+}
+
+/// `tool` called twice on `server`: the second answer (remembered) is byte for byte the first
+/// (made afresh, or remembered from before when nothing changed), parsed.
+async fn read_twice(
+    server: &TestServer,
+    session: &str,
+    tool: &str,
+    arguments: &Value,
+) -> anyhow::Result<Value> {
+    let first = tool_text(&call_tool(server, Some(session), tool, arguments.clone()).await?)?;
+    let second = tool_text(&call_tool(server, Some(session), tool, arguments.clone()).await?)?;
+    ensure!(
+        first == second,
+        "{tool}: a second read differs:\n{first}\n{second}"
+    );
+    Ok(serde_json::from_str(&first)?)
+}
+
+/// The listed task with `id` in a `find_tasks` answer.
+fn listed<'a>(found: &'a Value, id: &str) -> anyhow::Result<&'a Value> {
+    found["tasks"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t["id"] == id))
+        .with_context(|| format!("task {id} not listed in {found}"))
+}
+
+/// Two replicas on one database, each remembering the answers of its board reads: every kind
+/// of write through one replica — those that change no count (a claim, an order, blockers, a
+/// project's title) included — shows in the very next read on the other, and a claim whose
+/// lease runs out is ended (and recorded) by the next read although its answer was remembered.
+async fn remembered_answers_follow_every_write_on_another_replica(
+    db: TestDb,
+) -> anyhow::Result<()> {
+    let a = TestServer::start(&db).await?;
+    let b = TestServer::start(&db).await?;
+    let (on_a, on_b) = (
+        open_session(&a, "writer").await?,
+        open_session(&b, "reader").await?,
+    );
+    let create = json!({"action": "create", "title": "Remembered"});
+    let project = tool_output(&call_tool(&a, Some(&on_a), "manage_project", create).await?)?;
+    let project_id = project["project_id"].as_str().context("no project_id")?;
+    let mut ids = Vec::new();
+    for (title, order) in [("Alpha cache", 1), ("Beta cache", 2)] {
+        let create = json!({"action": "create", "project_id": project_id, "title": title,
+            "task_order": order});
+        let created = tool_output(&call_tool(&a, Some(&on_a), "manage_task", create).await?)?;
+        ids.push(
+            created["task_id"]
+                .as_str()
+                .context("no task_id")?
+                .to_string(),
+        );
+    }
+    let (alpha, beta) = (ids[0].as_str(), ids[1].as_str());
+    let find = json!({"query": "cache"});
+    let on_a_found = read_twice(&a, &on_a, "find_tasks", &find).await?;
+    let on_b_found = read_twice(&b, &on_b, "find_tasks", &find).await?;
+    assert_eq!(on_a_found, on_b_found, "both replicas answer alike");
+    assert_eq!(on_b_found["tasks"][0]["id"], beta, "{on_b_found}");
+
+    // A claim changes no count; a one-second lease.
+    let claim = json!({"task_id": alpha, "lease_seconds": 1});
+    tool_output(&call_tool(&a, Some(&on_a), "claim_task", claim).await?)?;
+    let found = read_twice(&b, &on_b, "find_tasks", &find).await?;
+    assert_eq!(
+        listed(&found, alpha)?["claimed_by"],
+        on_a.as_str(),
+        "{found}"
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let found = read_twice(&b, &on_b, "find_tasks", &find).await?;
+    assert_eq!(
+        listed(&found, alpha)?["claimed_by"],
+        Value::Null,
+        "lease ran out: {found}"
+    );
+    let history = tool_output(
+        &call_tool(
+            &a,
+            Some(&on_a),
+            "get_task_history",
+            json!({"task_id": alpha}),
+        )
+        .await?,
+    )?;
+    let ended = history["history"]
+        .as_array()
+        .context("no history")?
+        .iter()
+        .any(|row| row["field"] == "claimed_by" && row["reason"] == "lease_expired");
+    assert!(ended, "the read recorded the claim's end: {history}");
+
+    // An order and blockers change no count either.
+    let order = json!({"action": "update", "task_id": alpha, "task_order": 10});
+    tool_output(&call_tool(&b, Some(&on_b), "manage_task", order).await?)?;
+    let found = read_twice(&a, &on_a, "find_tasks", &find).await?;
+    assert_eq!(found["tasks"][0]["id"], alpha, "the new order: {found}");
+    let blockers = json!({"action": "update", "task_id": beta, "blocked_by": [alpha]});
+    tool_output(&call_tool(&a, Some(&on_a), "manage_task", blockers).await?)?;
+    let found = read_twice(&b, &on_b, "find_tasks", &find).await?;
+    assert_eq!(
+        listed(&found, beta)?["blocked_by"],
+        json!([alpha]),
+        "{found}"
+    );
+
+    // Projects are remembered too.
+    let projects = json!({});
+    let found = read_twice(&b, &on_b, "find_projects", &projects).await?;
+    assert_eq!(found["projects"][0]["title"], "Remembered", "{found}");
+    let rename = json!({"action": "update", "project_id": project_id, "title": "Renamed"});
+    tool_output(&call_tool(&a, Some(&on_a), "manage_project", rename).await?)?;
+    let found = read_twice(&b, &on_b, "find_projects", &projects).await?;
+    assert_eq!(found["projects"][0]["title"], "Renamed", "{found}");
     tokio::join!(a.stop(), b.stop());
     Ok(())
 }

@@ -5,13 +5,14 @@ use serde_json::{Value, json};
 
 use super::params::tool_args;
 use super::{
-    Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
-    written,
+    Fields, Parameters, RowView, ToolError, ToolResult, remembered, success, success_fields,
+    to_json, validate, written,
 };
 use crate::board::{Action, DocumentType};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
 use crate::store::Id;
+use crate::store::answer_memo::AnswerKey;
 use crate::store::documents::{DocumentChanges, DocumentQuery, NewDocument};
 
 const NOT_FOUND_HINT: &str = "Use find_documents with the project_id to list its documents";
@@ -68,13 +69,17 @@ impl BoardServer {
             document_type: args.document_type.map(DocumentType::as_str),
             text: validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?,
         };
-        let found = self.store().list_documents(&query, page).await?;
-        Ok(success_fields(Fields::new().page(
-            "documents",
-            &found,
-            page,
-            RowView::Summary,
-        )))
+        let key = AnswerKey::new("find_documents", &(&query, page));
+        remembered(self.store(), key, async {
+            let found = self.store().list_documents(&query, page).await?;
+            Ok(success_fields(Fields::new().page(
+                "documents",
+                &found,
+                page,
+                RowView::Summary,
+            )))
+        })
+        .await
     }
 
     #[tool(

@@ -16,6 +16,10 @@ mod versions;
 
 use crate::rules::validate;
 
+use std::sync::Arc;
+
+use crate::store::Store;
+use crate::store::answer_memo::{self, AnswerKey, Recalled};
 use rmcp::ErrorData;
 use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
@@ -193,6 +197,23 @@ pub fn success(body: Value) -> Reply {
         out.extend(fields);
     }
     Reply(out.to_string())
+}
+
+/// The answer of a pure board read (the same text for every caller, changed only by board
+/// writes and by leases running out): the one remembered for `key` while it holds (see
+/// `store::answer_memo`), else the one `make` makes now, remembered when it succeeds.
+pub async fn remembered(
+    store: &Store,
+    key: AnswerKey,
+    make: impl Future<Output = ToolResult>,
+) -> ToolResult {
+    let stamp = match store.recall_answer(&key).await? {
+        Recalled::Answer(text) => return Ok(Reply(String::from(&*text))),
+        Recalled::Make(stamp) => stamp,
+    };
+    let reply = make.await?;
+    answer_memo::remember(key, stamp, Arc::from(reply.0.as_str()));
+    Ok(reply)
 }
 
 /// The answer to a write: the row as it now is, under `what`, and what happened in words.

@@ -6,13 +6,14 @@ use serde_json::{Value, json};
 use super::params::tool_args;
 use super::shapes;
 use super::{
-    Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
-    written,
+    Fields, Parameters, RowView, ToolError, ToolResult, remembered, success, success_fields,
+    to_json, validate, written,
 };
 use crate::board::{Action, VersionField};
 use crate::mcp::BoardServer;
 use crate::resources::changes::Change;
 use crate::store::Id;
+use crate::store::answer_memo::AnswerKey;
 use crate::store::projects::{NewProject, Project, ProjectChanges};
 
 /// What to do about a project id that names no project; every tool that takes one says it.
@@ -79,12 +80,16 @@ impl BoardServer {
         }
         let page = args.asked_page()?;
         let query = validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?;
-        let found = self.store().list_projects(query.as_deref(), page).await?;
-        Ok(success_fields(
-            Fields::new()
-                .page("projects", &found, page, RowView::List)
-                .value("query", &query),
-        ))
+        let key = AnswerKey::new("find_projects", &(&query, page));
+        remembered(self.store(), key, async {
+            let found = self.store().list_projects(query.as_deref(), page).await?;
+            Ok(success_fields(
+                Fields::new()
+                    .page("projects", &found, page, RowView::List)
+                    .value("query", &query),
+            ))
+        })
+        .await
     }
 
     #[tool(

@@ -7,12 +7,14 @@ use serde_json::json;
 use super::claims::refused;
 use super::params::tool_args;
 use super::{
-    Fields, Parameters, RowView, ToolError, ToolResult, success, success_fields, to_json, validate,
+    Fields, Parameters, RowView, ToolError, ToolResult, remembered, success, success_fields,
+    to_json, validate,
 };
 use crate::board::{Action, TaskFilter, TaskStatus};
 use crate::mcp::BoardServer;
 use crate::rules::{self, TaskFields};
 use crate::store::Id;
+use crate::store::answer_memo::AnswerKey;
 use crate::store::tasks::TaskQuery;
 
 const NOT_FOUND_HINT: &str =
@@ -120,13 +122,17 @@ impl BoardServer {
             ..TaskQuery::default()
         };
         apply_filter(&mut query, args.filter_by, args.filter_value)?;
-        let swept = self.store().list_tasks_swept(&query, page).await?;
-        crate::resources::expiry::publish_ended(&self.ctx.changes, &swept.ended);
-        Ok(success_fields(
-            Fields::new()
-                .page("tasks", &swept.found, page, RowView::List)
-                .value("closed_matches", &swept.closed_matches),
-        ))
+        let key = AnswerKey::new("find_tasks", &(&query, page));
+        remembered(self.store(), key, async {
+            let swept = self.store().list_tasks_swept(&query, page).await?;
+            crate::resources::expiry::publish_ended(&self.ctx.changes, &swept.ended);
+            Ok(success_fields(
+                Fields::new()
+                    .page("tasks", &swept.found, page, RowView::List)
+                    .value("closed_matches", &swept.closed_matches),
+            ))
+        })
+        .await
     }
 
     #[tool(
