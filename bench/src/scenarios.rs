@@ -696,3 +696,18 @@ pub fn note_log_problems(ctx: &mut Ctx, label: &str, log: &std::path::Path) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    /// The ledger's verdict is this median of per-round costs: one outlier round (a build
+    /// starting mid-run) must not move it, and an even count takes the middle two's mean.
+    #[test]
+    fn median_of_round_costs() {
+        assert_eq!(median(vec![-14.2, 9.6, 0.5, 9.1, 1.2]), 1.2);
+        assert_eq!(median(vec![40.0, 3.0, 5.0, 4.0]), 4.5);
+        assert_eq!(median(vec![7.0]), 7.0);
+        assert!(median(Vec::new()).is_nan());
+    }
+}
