@@ -76,7 +76,9 @@ struct Common {
     /// Unmeasured requests per server before measuring.
     #[arg(long, global = true, default_value_t = 1_000)]
     warmup: usize,
-    /// Measured runs per variant, interleaved; the run with the median throughput is reported.
+    /// Measured runs per variant, interleaved; the run with the median throughput is reported
+    /// (`ledger` also reports the median of the rounds' async/off ratios, its verdict, and runs
+    /// every other round's variants in reverse order).
     #[arg(long, global = true, default_value_t = 1)]
     rounds: usize,
     /// Upper bound on one measured run, seconds (requests stop being started after it).
