@@ -437,14 +437,14 @@ impl http_body::Body for Reply {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        let _ = this.poll_call(cx);
+        let answered = this.poll_call(cx).is_ready();
         if let Some(priming) = this.priming.take() {
             return Poll::Ready(Some(Ok(Frame::data(priming))));
         }
         if let Some(done) = this.done.take() {
             return Poll::Ready(done.map(|event| Ok(Frame::data(event))));
         }
-        if this.answer.is_none() || this.closing.as_mut().poll(cx).is_ready() {
+        if answered || this.closing.as_mut().poll(cx).is_ready() {
             return Poll::Ready(None);
         }
         if this.keep_alive.as_mut().poll(cx).is_ready() {

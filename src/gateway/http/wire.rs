@@ -161,7 +161,9 @@ impl Wire {
         };
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
             .await
-            .map_err(|_| UpstreamError::Unreachable("error sending request: connect timed out".into()))?
+            .map_err(|_| {
+                UpstreamError::Unreachable("error sending request: connect timed out".into())
+            })?
             .map_err(|e| unreachable(&e))?;
         // As reqwest's connections: no Nagle delay on small requests.
         stream.set_nodelay(true).map_err(|e| unreachable(&e))?;
@@ -205,9 +207,11 @@ impl Outgoing<'_> {
         if let Some(session) = self.session {
             request = request.header("mcp-session-id", session);
         }
-        request
-            .body(Full::new(self.body.clone()))
-            .map_err(|e| Failure::Other(UpstreamError::Protocol(format!("cannot build the request: {e}"))))
+        request.body(Full::new(self.body.clone())).map_err(|e| {
+            Failure::Other(UpstreamError::Protocol(format!(
+                "cannot build the request: {e}"
+            )))
+        })
     }
 
     /// On an idle connection, else a new one. A request that provably did not go out (the
@@ -315,12 +319,12 @@ async fn read(
         let text = match Limited::new(body, limit).collect().await {
             Ok(collected) => {
                 let bytes = collected.to_bytes();
-                if json && !auth {
-                    if let Ok(message @ JsonRpcMessage::Error(_)) =
+                if json
+                    && !auth
+                    && let Ok(message @ JsonRpcMessage::Error(_)) =
                         serde_json::from_slice::<ServerJsonRpcMessage>(&bytes)
-                    {
-                        return Ok(StreamableHttpPostResponse::Json(message, session));
-                    }
+                {
+                    return Ok(StreamableHttpPostResponse::Json(message, session));
                 }
                 let kept = &bytes[..bytes.len().min(MAX_ERROR_TEXT)];
                 String::from_utf8_lossy(kept).into_owned()
@@ -367,8 +371,11 @@ async fn read(
 /// rmcp's test of a `Content-Type` (`media_type_is`): its essence, without parameters.
 fn media_type_is(value: &[u8], expected: &str) -> bool {
     let essence = value.split(|byte| *byte == b';').next().unwrap_or_default();
-    std::str::from_utf8(essence)
-        .is_ok_and(|essence| essence.trim_matches([' ', '\t']).eq_ignore_ascii_case(expected))
+    std::str::from_utf8(essence).is_ok_and(|essence| {
+        essence
+            .trim_matches([' ', '\t'])
+            .eq_ignore_ascii_case(expected)
+    })
 }
 
 /// Why reading a response's body failed.
@@ -483,7 +490,10 @@ mod tests {
                             "data: \nid: 0\nretry: 3000\n\ndata: {answer}\n\n"
                         ))));
                         let headers = response.headers_mut();
-                        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                        headers.insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("text/event-stream"),
+                        );
                         if served >= close_after {
                             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
                         }
@@ -528,7 +538,11 @@ mod tests {
             assert_eq!(answer["id"], id, "{answer}");
             assert_eq!(answer["result"]["session"], "s-1", "{answer}");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection for three calls");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for three calls"
+        );
 
         // An upstream that closes each connection after its answer: every call still succeeds.
         let (url, accepted) = upstream(1).await;
@@ -542,7 +556,10 @@ mod tests {
     #[test]
     fn content_types_are_matched_as_rmcp_matches_them() {
         assert!(media_type_is(b"text/event-stream", "text/event-stream"));
-        assert!(media_type_is(b"Application/JSON; charset=utf-8", "application/json"));
+        assert!(media_type_is(
+            b"Application/JSON; charset=utf-8",
+            "application/json"
+        ));
         assert!(!media_type_is(b"application/jsonx", "application/json"));
         assert!(!media_type_is(b"", "application/json"));
     }
