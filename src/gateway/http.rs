@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::ErrorData;
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest, CustomRequest, NumberOrString};
 use rmcp::transport::common::client_side_sse::BoxedSseResponse;
@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 mod bridge;
 mod outside;
+mod wire;
 
 use super::answer::{Answer, Envelope};
 use super::error::UpstreamError;
@@ -124,6 +125,8 @@ struct Endpoint {
     url: Arc<str>,
     headers: HashMap<HeaderName, HeaderValue>,
     client: reqwest::Client,
+    /// Calls' requests to an `http://` upstream, without reqwest (see [`wire`]).
+    wire: Option<Arc<wire::Wire>>,
     status: Arc<UpstreamStatus>,
 }
 
@@ -173,6 +176,7 @@ impl HttpUpstream {
                 url: url.into(),
                 headers: map,
                 client,
+                wire: wire::Wire::for_url(url),
                 status: status.clone(),
             }),
             name,
@@ -552,7 +556,7 @@ impl HttpUpstream {
         // the bridge) are large futures that would otherwise be held and moved inline.
         let sent = self
             .endpoint
-            .send_with(message, held.id.clone(), Some(revision), headers);
+            .send_call(message, held.id.clone(), Some(revision), headers);
         let response = Box::pin(sent).await;
         let outcome = match response {
             Ok(response) => {
@@ -784,6 +788,29 @@ impl Endpoint {
             .map_err(classify)
     }
 
+    /// A call's request ([`HttpUpstream::exchange`]): on the wire when the upstream has one,
+    /// else as [`Endpoint::send_with`].
+    async fn send_call(
+        &self,
+        message: ClientJsonRpcMessage,
+        session: Option<Arc<str>>,
+        version: Option<&str>,
+        extra: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<StreamableHttpPostResponse, Failure> {
+        let Some(wire) = &self.wire else {
+            return self.send_with(message, session, version, extra).await;
+        };
+        let mut headers = HeaderMap::with_capacity(self.headers.len() + extra.len() + 1);
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        headers.extend(extra);
+        if let Some(version) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(PROTOCOL_VERSION, version);
+        }
+        wire.post(&message, session.as_deref(), headers).await
+    }
+
     /// Tells the upstream to stop request `id`, and why. A 2026-07-28 request has no session
     /// to send that in: closing its stream, as dropping the call does, is its cancellation.
     async fn cancel(&self, id: i64, held: &Held, reason: &str) {
@@ -939,6 +966,7 @@ mod tests {
             url: format!("http://127.0.0.1:{port}/mcp").into(),
             headers: HashMap::new(),
             client: crate::gateway::http_client(None, None).expect("an HTTP client"),
+            wire: None,
             status: status.clone(),
         };
         let now = Utc::now();

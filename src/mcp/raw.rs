@@ -51,6 +51,11 @@ use crate::sessions::{Sessions, hangup};
 /// As rmcp's streams: a comment line this often while the call runs.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// How long the reply's headers and priming event wait for the call's answer, to go out with
+/// it in one write (see [`Raw::answer`]). Longer than a quick upstream's answer, short enough
+/// that a slow call's client sees no difference.
+const ONE_WRITE: Duration = Duration::from_millis(10);
+
 /// What the layer needs.
 #[derive(Clone)]
 pub struct Raw {
@@ -250,7 +255,7 @@ impl Raw {
             }
             Some(answer_event(&mut stream, &id, outcome).await)
         };
-        let reply = Reply {
+        let mut reply = Reply {
             priming: Some(priming),
             answer: Some(Box::pin(answer)),
             done: None,
@@ -258,6 +263,14 @@ impl Raw {
             closing: Box::pin(self.closing.clone().cancelled_owned()),
             hang_up: Some(hang_up),
         };
+        // A call answered within ONE_WRITE goes out as one frame with the priming event: one
+        // write, and one wake-up of the client, instead of two. A slower one gets its headers
+        // and priming event then. A client that hangs up meanwhile drops `reply`, which hands
+        // the call to the hang-up grace as it would while streaming.
+        let call = std::future::poll_fn(|cx| reply.poll_call(cx));
+        if tokio::time::timeout(ONE_WRITE, call).await.is_ok() {
+            reply.join_priming();
+        }
         let mut response = Response::new(Body::new(reply));
         *response.status_mut() = StatusCode::OK;
         let headers = response.headers_mut();
@@ -355,10 +368,15 @@ async fn answer_event(
 /// own, which the client joins back with line ends.
 fn frame(data: &str, id: Option<&str>, retry: Option<Duration>) -> Bytes {
     let mut event = String::with_capacity(data.len() + 64);
-    for line in data.split(['\n', '\r']) {
+    // memchr, not `str::split` with a char pattern: that walks the text a char at a time, and
+    // an answer is mostly one long line.
+    let mut start = 0;
+    let ends = memchr::memchr2_iter(b'\n', b'\r', data.as_bytes());
+    for end in ends.chain(std::iter::once(data.len())) {
         event.push_str("data: ");
-        event.push_str(line);
+        event.push_str(&data[start..end]);
         event.push('\n');
+        start = end + 1;
     }
     if let Some(id) = id {
         event.push_str("id: ");
@@ -386,6 +404,30 @@ struct Reply {
     hang_up: Option<HangUp>,
 }
 
+impl Reply {
+    /// Runs the call; ready once it is over (its answer's event in `done`).
+    fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(answer) = self.answer.as_mut() else {
+            return Poll::Ready(());
+        };
+        let done = std::task::ready!(answer.as_mut().poll(cx));
+        self.answer = None;
+        self.done = Some(done);
+        Poll::Ready(())
+    }
+
+    /// The priming event and the answer's as one frame, once the call has answered.
+    fn join_priming(&mut self) {
+        if let (Some(priming), Some(Some(event))) = (&self.priming, &self.done) {
+            let mut both = Vec::with_capacity(priming.len() + event.len());
+            both.extend_from_slice(priming);
+            both.extend_from_slice(event);
+            self.priming = Some(Bytes::from(both));
+            self.done = None;
+        }
+    }
+}
+
 impl http_body::Body for Reply {
     type Data = Bytes;
     type Error = std::convert::Infallible;
@@ -395,19 +437,14 @@ impl http_body::Body for Reply {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        if let Some(answer) = this.answer.as_mut()
-            && let Poll::Ready(done) = answer.as_mut().poll(cx)
-        {
-            this.answer = None;
-            this.done = Some(done);
-        }
+        let answered = this.poll_call(cx).is_ready();
         if let Some(priming) = this.priming.take() {
             return Poll::Ready(Some(Ok(Frame::data(priming))));
         }
         if let Some(done) = this.done.take() {
             return Poll::Ready(done.map(|event| Ok(Frame::data(event))));
         }
-        if this.answer.is_none() || this.closing.as_mut().poll(cx).is_ready() {
+        if answered || this.closing.as_mut().poll(cx).is_ready() {
             return Poll::Ready(None);
         }
         if this.keep_alive.as_mut().poll(cx).is_ready() {
@@ -475,6 +512,10 @@ mod tests {
         assert_eq!(
             &frame("{\n\"a\":1}", Some("e2"), None)[..],
             b"data: {\ndata: \"a\":1}\nid: e2\n\n"
+        );
+        assert_eq!(
+            &frame("a\r\nb", None, None)[..],
+            b"data: a\ndata: \ndata: b\n\n"
         );
     }
 
