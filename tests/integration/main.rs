@@ -27,6 +27,7 @@ mod gateway_relay;
 mod gateway_restarts;
 mod gateway_stateless;
 mod gateway_view;
+mod gateway_wire;
 mod hostile;
 mod hostile_batches;
 mod hostile_connections;

@@ -339,6 +339,25 @@ impl TestServer {
         database_url: &str,
         extra_args: &[&str],
     ) -> anyhow::Result<TestServer> {
+        TestServer::start_at_env(db, database_url, extra_args, &[]).await
+    }
+
+    /// Like [`TestServer::start_with`], with `env` set in the server's environment (e.g. a
+    /// proxy) and `NO_PROXY` cleared so only `env` decides.
+    pub async fn start_with_env(
+        db: &TestDb,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<TestServer> {
+        TestServer::start_at_env(db, &db.url, extra_args, env).await
+    }
+
+    async fn start_at_env(
+        db: &TestDb,
+        database_url: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<TestServer> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
         command
             .args([
@@ -356,6 +375,10 @@ impl TestServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if !env.is_empty() {
+            command.env_remove("NO_PROXY").env_remove("no_proxy");
+        }
+        command.envs(env.iter().copied());
         let mut child = command.spawn().context("cannot spawn the steward binary")?;
         let stderr: LogTail = Arc::default();
         forward_lines(
