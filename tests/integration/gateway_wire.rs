@@ -249,28 +249,35 @@ async fn call_fake(client: &Client, session: &str, id: u64, tool: &str) -> anyho
         .with_context(|| format!("fake__{tool}"))
 }
 
+/// The start of a reply's text (an oversized answer passed on would flood the test's output).
+fn shown(reply: &Reply) -> String {
+    reply.text.chars().take(2_000).collect()
+}
+
 /// A JSON-RPC error naming the upstream, with `code` and every one of `says` in its message.
 fn ensure_error(reply: &Reply, code: i64, says: &[&str]) -> anyhow::Result<()> {
     let message = reply.error_message();
-    ensure!(reply.error_code() == Some(code), "{}", reply.text);
-    ensure!(message.contains("upstream fake"), "{}", reply.text);
+    ensure!(reply.error_code() == Some(code), "{}", shown(reply));
+    ensure!(message.contains("upstream fake"), "{}", shown(reply));
     ensure!(
         reply.message["error"]["data"]["upstream"] == "fake",
         "{}",
-        reply.text
+        shown(reply)
     );
     for said in says {
-        ensure!(message.contains(said), "no {said:?} in {}", reply.text);
+        ensure!(message.contains(said), "no {said:?} in {}", shown(reply));
     }
     Ok(())
 }
 
 fn ensure_ok(reply: &Reply, text: &str) -> anyhow::Result<()> {
-    let result = reply.result()?;
+    let result = reply
+        .result()
+        .with_context(|| format!("no result in {}", shown(reply)))?;
     ensure!(
         result["content"][0]["text"] == text && result["isError"] != true,
         "{}",
-        reply.text
+        shown(reply)
     );
     Ok(())
 }
