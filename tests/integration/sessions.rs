@@ -792,6 +792,46 @@ async fn remembered_answers_follow_every_write_on_another_replica(
     tool_output(&call_tool(&a, Some(&on_a), "manage_project", rename).await?)?;
     let found = read_twice(&b, &on_b, "find_projects", &projects).await?;
     assert_eq!(found["projects"][0]["title"], "Renamed", "{found}");
+
+    // And documents: each write on one replica is in the other's next read, the type and
+    // text filters' answers included.
+    let all = json!({"project_id": project_id});
+    let specs = json!({"project_id": project_id, "document_type": "spec", "query": "cache"});
+    let titles = |found: &Value| -> Vec<String> {
+        found["documents"]
+            .as_array()
+            .map(|docs| {
+                docs.iter()
+                    .filter_map(|d| d["title"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (server, session) in [(&a, &on_a), (&b, &on_b)] {
+        for find in [&all, &specs] {
+            let found = read_twice(server, session, "find_documents", find).await?;
+            assert!(titles(&found).is_empty(), "{found}");
+        }
+    }
+    let create = json!({"action": "create", "project_id": project_id, "title": "Cache spec",
+        "document_type": "spec", "content": {"v": 1}});
+    let created = tool_output(&call_tool(&a, Some(&on_a), "manage_document", create).await?)?;
+    let document_id = created["document_id"].as_str().context("no document_id")?;
+    for find in [&all, &specs] {
+        let found = read_twice(&b, &on_b, "find_documents", find).await?;
+        assert_eq!(titles(&found), ["Cache spec"], "created on a, {find}: {found}");
+    }
+    let rename = json!({"action": "update", "project_id": project_id, "document_id": document_id,
+        "title": "Cache design", "document_type": "design"});
+    tool_output(&call_tool(&b, Some(&on_b), "manage_document", rename).await?)?;
+    let found = read_twice(&a, &on_a, "find_documents", &all).await?;
+    assert_eq!(titles(&found), ["Cache design"], "updated on b: {found}");
+    let found = read_twice(&a, &on_a, "find_documents", &specs).await?;
+    assert!(titles(&found).is_empty(), "no longer a spec: {found}");
+    let delete = json!({"action": "delete", "project_id": project_id, "document_id": document_id});
+    tool_output(&call_tool(&a, Some(&on_a), "manage_document", delete).await?)?;
+    let found = read_twice(&b, &on_b, "find_documents", &all).await?;
+    assert!(titles(&found).is_empty(), "deleted on a: {found}");
     tokio::join!(a.stop(), b.stop());
     Ok(())
 }
