@@ -234,3 +234,62 @@ async fn tasks_show_prints_what_the_task_cost() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The titles of the tasks in a `find_tasks` answer.
+fn task_titles(found: &Value) -> Vec<&str> {
+    found["tasks"]
+        .as_array()
+        .map(|tasks| tasks.iter().filter_map(|t| t["title"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// A running server remembers its board reads' answers; `steward tasks add` and `steward tasks
+/// move` beside it show in its very next read.
+#[tokio::test]
+async fn cli_writes_show_in_a_running_server_s_next_read() -> anyhow::Result<()> {
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let server = common::TestServer::start(&db).await?;
+        let client = common::connect(&server.mcp_url(), "cli-reader").await?;
+        let create = serde_json::json!({"action": "create", "title": "Beside a server"});
+        let (failed, created) = common::call(&client, "manage_project", create).await?;
+        ensure!(!failed, "{created}");
+        let project_id = created["project_id"].as_str().context("no project_id")?;
+        let all = serde_json::json!({ "project_id": project_id });
+        let doing = serde_json::json!({ "project_id": project_id, "filter_by": "status", "filter_value": "doing" });
+        // Twice each: the second answer is the remembered one.
+        for find in [&all, &doing, &all, &doing] {
+            let (failed, found) = common::call(&client, "find_tasks", find.clone()).await?;
+            ensure!(!failed && task_titles(&found).is_empty(), "{found}");
+        }
+
+        let args = [
+            "tasks",
+            "add",
+            "--project",
+            project_id,
+            "--title",
+            "From the CLI",
+            "--json",
+        ];
+        let added = json(&db, &args).await?;
+        let task_id = added["task"]["id"].as_str().context("no id")?.to_string();
+        let (_, found) = common::call(&client, "find_tasks", all.clone()).await?;
+        ensure!(
+            task_titles(&found) == ["From the CLI"],
+            "after tasks add: {found}"
+        );
+        let (_, found) = common::call(&client, "find_tasks", doing.clone()).await?;
+        ensure!(task_titles(&found).is_empty(), "{found}");
+
+        json(&db, &["tasks", "move", &task_id, "doing", "--json"]).await?;
+        let (_, found) = common::call(&client, "find_tasks", doing.clone()).await?;
+        ensure!(
+            task_titles(&found) == ["From the CLI"],
+            "after tasks move: {found}"
+        );
+        client.cancel().await?;
+        server.stop().await;
+    }
+    Ok(())
+}

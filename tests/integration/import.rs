@@ -291,3 +291,62 @@ async fn refuses_an_archon_database_missing_what_it_needs() -> anyhow::Result<()
     store.close().await;
     Ok(())
 }
+
+/// The titles listed under `key` in a board read's answer.
+fn titles(found: &serde_json::Value, key: &str) -> Vec<String> {
+    found[key]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r["title"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A server answering board reads from memory (each read below is made twice, so the second
+/// is remembered) sees an import run beside it in its very next read of each kind.
+#[tokio::test]
+async fn an_import_beside_a_running_server_shows_in_its_next_reads() -> anyhow::Result<()> {
+    if !postgres_available() {
+        return Ok(());
+    }
+    let archon = archon_db(false).await?;
+    for backend in backends() {
+        eprintln!("--- import beside a running server on {}", backend.name());
+        let target = TestDb::new(backend).await?;
+        let server = common::TestServer::start(&target).await?;
+        let client = common::connect(&server.mcp_url(), "import-reader").await?;
+        let project = json!({ "project_id": PROJECT });
+        let reads = [
+            ("find_projects", json!({}), "projects"),
+            ("find_tasks", project.clone(), "tasks"),
+            ("find_documents", project.clone(), "documents"),
+        ];
+        for (tool, args, key) in &reads {
+            for _ in 0..2 {
+                let (failed, found) = common::call(&client, tool, args.clone()).await?;
+                assert!(!failed && titles(&found, key).is_empty(), "{tool}: {found}");
+            }
+        }
+        let output = import(&archon, &target, &[]).await?;
+        assert!(output.status.success());
+        let expected: [&[&str]; 3] = [
+            &["Archon board"],
+            &["Login form", "Write login"],
+            &["Login spec"],
+        ];
+        for ((tool, args, key), expected) in reads.iter().zip(expected) {
+            let (failed, found) = common::call(&client, tool, args.clone()).await?;
+            let mut listed = titles(&found, key);
+            listed.sort();
+            assert!(
+                !failed && listed == expected,
+                "{tool} after the import: {found}"
+            );
+        }
+        client.cancel().await?;
+        server.stop().await;
+    }
+    Ok(())
+}

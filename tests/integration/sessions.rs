@@ -819,7 +819,11 @@ async fn remembered_answers_follow_every_write_on_another_replica(
     let document_id = created["document_id"].as_str().context("no document_id")?;
     for find in [&all, &specs] {
         let found = read_twice(&b, &on_b, "find_documents", find).await?;
-        assert_eq!(titles(&found), ["Cache spec"], "created on a, {find}: {found}");
+        assert_eq!(
+            titles(&found),
+            ["Cache spec"],
+            "created on a, {find}: {found}"
+        );
     }
     let rename = json!({"action": "update", "project_id": project_id, "document_id": document_id,
         "title": "Cache design", "document_type": "design"});
