@@ -335,6 +335,13 @@ async fn every_failure_of_an_upstream_is_a_clear_error_and_a_ledger_row(
         .await
         .with_context(|| format!("the ledger row of {tool}"))?;
     }
+    // The same as a session's first call, which Steward answers through rmcp (a session's
+    // later calls are answered in front of it, `gateway::raw`): the same error.
+    for (tool, code, says) in cases {
+        let fresh = client.open_session(PROTOCOL, "wire-test-first").await?;
+        let reply = call_fake(&client, &fresh, 500, tool).await?;
+        ensure_error(&reply, code, says).with_context(|| format!("{tool} first"))?;
+    }
 
     // A forgotten session: initialized again and the call retried once, run once.
     let before = fake.initialized.load(Ordering::SeqCst);
