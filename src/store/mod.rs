@@ -411,7 +411,17 @@ where
     DB: sqlx::Database,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    if let Some(pattern) = pattern {
+    let Some(pattern) = pattern else {
+        return;
+    };
+    // On SQLite a bare parameter right of `LIKE` is planned for its value, so each new
+    // binding re-prepares the statement (see `task_list`'s text condition): bind it inside
+    // an expression there.
+    if DB::NAME == "SQLite" {
+        q.push(" AND search_text LIKE (")
+            .push_bind(pattern)
+            .push(" || '') ESCAPE '\\'");
+    } else {
         q.push(" AND search_text LIKE ")
             .push_bind(pattern)
             .push(" ESCAPE '\\'");

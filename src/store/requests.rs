@@ -387,10 +387,13 @@ pub struct RequestFilter {
 
 /// The filter's condition; it takes `$1..$8` (see [`bind_filter`]). The time range is always
 /// bound (open ends as [`super::end_of_time`] and co.) so the index serves it on SQLite too.
+/// The text pattern is bound inside an expression: SQLite plans a statement with a bare
+/// parameter right of `LIKE` for the parameter's value and so prepares it again on every
+/// binding.
 const FILTER: &str = "($1 IS NULL OR session_id = $1) AND ($2 IS NULL OR tool_name = $2) \
     AND ($3 IS NULL OR method = $3) AND ($4 IS NULL OR status = $4) AND timestamp >= $5 AND timestamp < $6 \
     AND ($7 IS NULL OR LOWER(method || ' ' || COALESCE(tool_name, '') || ' ' || COALESCE(error_message, '') \
-    || ' ' || COALESCE(session_id, '')) LIKE $7 ESCAPE '\\') \
+    || ' ' || COALESCE(session_id, '')) LIKE ($7 || '') ESCAPE '\\') \
     AND ($8 IS NULL OR session_id IN (SELECT s.session_id FROM mcp_sessions s WHERE s.client_name = $8))";
 
 /// One page of [`FILTER`]'s matches: the filter takes $1..$8, the page $9 (limit) and $10 (offset).

@@ -196,14 +196,18 @@ impl Filter {
             (Search::Walk, true) => "(search_text || '')",
             _ => "search_text",
         };
-        q.push(" AND ")
-            .push(column)
-            .push(" LIKE ")
-            .push_bind(pattern.as_str());
+        q.push(" AND ").push(column).push(" LIKE ");
         // Backslash is PostgreSQL's default escape; naming it makes a prepared statement's
-        // generic plan call `like_escape` on the pattern for every task it checks.
-        if !self.postgres {
-            q.push(" ESCAPE '\\'");
+        // generic plan call `like_escape` on the pattern for every task it checks. On SQLite a
+        // bare parameter right of `LIKE` marks the statement as planned for its value (the
+        // LIKE prefix optimisation), so every new binding re-prepared it: about a third of a
+        // text query's instructions. An expression of the parameter is not planned for.
+        if self.postgres {
+            q.push_bind(pattern.as_str());
+        } else {
+            q.push("(")
+                .push_bind(pattern.as_str())
+                .push(" || '') ESCAPE '\\'");
         }
     }
 
