@@ -9,7 +9,7 @@ use serde_json::json;
 use steward::store::{DatabaseUrl, Store};
 
 use crate::board_seed::seed;
-use crate::client::{LoadOutcome, LoadSpec, Target, open_sessions, run_load};
+use crate::client::{LoadOutcome, LoadSpec, Target, run_load};
 use crate::db::Pool;
 use crate::report::Row;
 use crate::scenarios::{Ctx, note_log_problems};
@@ -146,13 +146,7 @@ impl Board {
         );
         let proc = ctx.start_steward(db, name)?;
         let target = Target::new(proc.addr, "/mcp")?;
-        let sessions = open_sessions(
-            &target,
-            ctx.sessions,
-            ctx.concurrency.min(ctx.sessions),
-            "bench",
-        )
-        .await?;
+        let sessions = ctx.open_sessions(&target).await?;
         ctx.report.fact(
             "board",
             &format!(

@@ -8,7 +8,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::client::{LoadOutcome, LoadSpec, Target, open_sessions, run_load};
+use crate::client::{LoadOutcome, LoadSpec, Target, run_load};
 use crate::proxy;
 use crate::report::Row;
 use crate::rmcp_limit;
@@ -99,30 +99,25 @@ async fn measure(
     upstream: &Target,
     proxy: &Target,
 ) -> Result<()> {
-    let open = |target: &Target| {
-        let target = target.clone();
-        let (n, c) = (ctx.sessions, ctx.concurrency.min(ctx.sessions));
-        async move { open_sessions(&target, n, c, "bench").await }
-    };
     let mut paths = [
         Path {
             label: "bare rmcp upstream, direct",
             target: upstream.clone(),
-            sessions: open(upstream).await?,
+            sessions: ctx.open_sessions(upstream).await?,
             tool: TOOL.into(),
             next_id: 1,
         },
         Path {
             label: "the same through a bare byte-forwarding proxy",
             target: proxy.clone(),
-            sessions: open(proxy).await?,
+            sessions: ctx.open_sessions(proxy).await?,
             tool: TOOL.into(),
             next_id: 1,
         },
         Path {
             label: "the same through steward (gateway)",
             target: inst.target.clone(),
-            sessions: open(&inst.target).await?,
+            sessions: ctx.open_sessions(&inst.target).await?,
             tool: upstream_tool(),
             next_id: 1,
         },

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::client::{LoadSpec, Target, open_sessions, run_load};
+use crate::client::{LoadSpec, Target, run_load};
 use crate::report::Row;
 use crate::rmcp_limit::Floor;
 use crate::scenarios::{Ctx, Instance, median_row};
@@ -73,13 +73,7 @@ pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
     };
     let peer = start_peer(ctx, &python)?;
     let target = Target::new(peer.addr, "/mcp")?;
-    let sessions = open_sessions(
-        &target,
-        ctx.sessions,
-        ctx.concurrency.min(ctx.sessions),
-        "bench",
-    )
-    .await?;
+    let sessions = ctx.open_sessions(&target).await?;
     let warm = run_load(&ctx.spec(&target, &sessions, ctx.warmup.min(1_000), 1)).await;
     if warm.errors > 0 {
         bail!("the peer failed its warm-up: {:?}", warm.first_errors);

@@ -18,7 +18,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
-use crate::client::{Target, open_sessions, run_load};
+use crate::client::{Target, run_load};
 use crate::in_process::{InProcess, Stopping};
 use crate::report::Row;
 use crate::scenarios::Ctx;
@@ -73,13 +73,7 @@ impl Floor {
     pub async fn start(ctx: &Ctx, text: String) -> Result<Floor> {
         let server = start(text)?;
         let target = Target::new(server.addr, "/mcp")?;
-        let sessions = open_sessions(
-            &target,
-            ctx.sessions,
-            ctx.concurrency.min(ctx.sessions),
-            "bench",
-        )
-        .await?;
+        let sessions = ctx.open_sessions(&target).await?;
         run_load(&ctx.spec(&target, &sessions, ctx.warmup, 1)).await;
         Ok(Floor {
             server,

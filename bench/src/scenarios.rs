@@ -63,6 +63,13 @@ impl Ctx {
         }
     }
 
+    /// The scenario's sessions on `target`: `--sessions` of them, opened with up to
+    /// `--concurrency` handshakes in flight.
+    pub async fn open_sessions(&self, target: &Target) -> Result<Vec<String>> {
+        let in_flight = self.concurrency.min(self.sessions);
+        crate::client::open_sessions(target, self.sessions, in_flight, "bench").await
+    }
+
     pub fn spec(
         &self,
         target: &Target,
@@ -167,13 +174,7 @@ impl Instance {
 
     async fn prepare(&mut self, ctx: &Ctx) -> Result<()> {
         self.messages += seed_board(&self.target, ctx.tasks).await?;
-        self.sessions = crate::client::open_sessions(
-            &self.target,
-            ctx.sessions,
-            ctx.concurrency.min(ctx.sessions),
-            "bench",
-        )
-        .await?;
+        self.sessions = ctx.open_sessions(&self.target).await?;
         self.messages += 2 * self.sessions.len() as u64;
         if ctx.warmup > 0 {
             let out = self.load(ctx, ctx.warmup).await;
