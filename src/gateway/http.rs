@@ -777,11 +777,7 @@ impl Endpoint {
         version: Option<&str>,
         extra: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<StreamableHttpPostResponse, Failure> {
-        let mut headers = self.headers.clone();
-        headers.extend(extra);
-        if let Some(version) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
-            headers.insert(PROTOCOL_VERSION, version);
-        }
+        let headers = self.request_headers(version, extra);
         self.client
             .post_message(self.url.clone(), message, session, None, headers)
             .await
@@ -800,15 +796,23 @@ impl Endpoint {
         let Some(wire) = &self.wire else {
             return self.send_with(message, session, version, extra).await;
         };
-        let mut headers = HeaderMap::with_capacity(self.headers.len() + extra.len() + 1);
-        for (name, value) in &self.headers {
-            headers.insert(name.clone(), value.clone());
-        }
+        let headers: HeaderMap = self.request_headers(version, extra).into_iter().collect();
+        wire.post(&message, session.as_deref(), headers).await
+    }
+
+    /// A request's headers, the same on reqwest's path and the wire's: the upstream's
+    /// configured ones, `extra` (a 2026-07-28 request's own) over them, and the revision.
+    fn request_headers(
+        &self,
+        version: Option<&str>,
+        extra: Vec<(HeaderName, HeaderValue)>,
+    ) -> HashMap<HeaderName, HeaderValue> {
+        let mut headers = self.headers.clone();
         headers.extend(extra);
         if let Some(version) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert(PROTOCOL_VERSION, version);
         }
-        wire.post(&message, session.as_deref(), headers).await
+        headers
     }
 
     /// Tells the upstream to stop request `id`, and why. A 2026-07-28 request has no session
