@@ -237,10 +237,7 @@ async fn tasks_show_prints_what_the_task_cost() -> anyhow::Result<()> {
 
 /// The titles of the tasks in a `find_tasks` answer.
 fn task_titles(found: &Value) -> Vec<&str> {
-    found["tasks"]
-        .as_array()
-        .map(|tasks| tasks.iter().filter_map(|t| t["title"].as_str()).collect())
-        .unwrap_or_default()
+    common::listed(found, "tasks", "title")
 }
 
 /// A running server remembers its board reads' answers; `steward tasks add` and `steward tasks

@@ -293,15 +293,8 @@ async fn refuses_an_archon_database_missing_what_it_needs() -> anyhow::Result<()
 }
 
 /// The titles listed under `key` in a board read's answer.
-fn titles(found: &serde_json::Value, key: &str) -> Vec<String> {
-    found[key]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|r| r["title"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+fn titles<'a>(found: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    common::listed(found, key, "title")
 }
 
 /// A server answering board reads from memory (each read below is made twice, so the second

@@ -797,16 +797,9 @@ async fn remembered_answers_follow_every_write_on_another_replica(
     // text filters' answers included.
     let all = json!({"project_id": project_id});
     let specs = json!({"project_id": project_id, "document_type": "spec", "query": "cache"});
-    let titles = |found: &Value| -> Vec<String> {
-        found["documents"]
-            .as_array()
-            .map(|docs| {
-                docs.iter()
-                    .filter_map(|d| d["title"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    fn titles(found: &Value) -> Vec<&str> {
+        common::listed(found, "documents", "title")
+    }
     for (server, session) in [(&a, &on_a), (&b, &on_b)] {
         for find in [&all, &specs] {
             let found = read_twice(server, session, "find_documents", find).await?;
@@ -1316,16 +1309,9 @@ async fn sessions_cli_lists_and_shows(db: TestDb) -> anyhow::Result<()> {
     let deleted = delete(&server, &cursor).await?;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
 
-    let ids = |list: &Value| -> Vec<String> {
-        list["sessions"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .filter_map(|r| r["session_id"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    fn ids(list: &Value) -> Vec<&str> {
+        common::listed(list, "sessions", "session_id")
+    }
 
     let all = steward_json(&db, &["sessions", "list", "--json"]).await?;
     assert_eq!(all["total"], 2, "{all}");

@@ -623,6 +623,15 @@ pub async fn call(client: &Client, tool: &str, args: Value) -> anyhow::Result<(b
     Ok((is_error, value))
 }
 
+/// The `field` of each row listed under `key` in a JSON answer (the titles of
+/// `found["tasks"]`, say); a row without it is left out, a missing list is empty.
+pub fn listed<'a>(found: &'a Value, key: &str, field: &str) -> Vec<&'a str> {
+    found[key]
+        .as_array()
+        .map(|rows| rows.iter().filter_map(|r| r[field].as_str()).collect())
+        .unwrap_or_default()
+}
+
 /// A successful `tools/call` ledger row of `tool` in `session` at `at` (1 ms, 8 tokens, $0.001);
 /// tests change the fields they care about.
 pub fn ledger_row(
