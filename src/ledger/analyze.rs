@@ -37,13 +37,14 @@ const MAX_ERROR_MESSAGE: usize = 1000;
 
 /// A JSON-RPC request, as far as the ledger reads it. Fields of an unexpected type are kept
 /// raw and read leniently (see [`text`]), so odd input still yields a row.
+///
+/// This and the views below borrow their members from the message (`'de: 'a`) and read an
+/// absent member as None.
 #[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 struct Message<'a> {
-    #[serde(borrow, default)]
     method: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     params: Option<&'a RawValue>,
 }
 
@@ -95,43 +96,36 @@ impl<'a> Reply<'a> {
 
 /// The parts of a request's `params` the ledger records.
 #[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'a"))]
 struct Params<'a> {
-    #[serde(borrow, default)]
     name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     arguments: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "protocolVersion")]
     protocol_version: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "_meta")]
+    #[serde(rename = "_meta")]
     meta: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 struct Meta<'a> {
-    #[serde(borrow, default)]
     traceparent: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     tracestate: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 struct RpcError<'a> {
-    #[serde(borrow, default)]
     code: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     message: Option<&'a RawValue>,
 }
 
 /// A tool's result: its text blocks and whether it reports failure.
 #[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'a"))]
 struct ToolResult<'a> {
-    #[serde(borrow, default)]
     content: Option<Vec<Block<'a>>>,
-    #[serde(borrow, default, rename = "structuredContent")]
-    structured: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "isError")]
+    structured_content: Option<&'a RawValue>,
     is_error: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "resultType")]
     result_type: Option<&'a RawValue>,
 }
 
@@ -139,17 +133,17 @@ struct ToolResult<'a> {
 const INPUT_REQUIRED: &str = "\"input_required\"";
 
 /// The kind of a result read raw (a prompt's, a resource's).
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'a"))]
 struct Kind<'a> {
-    #[serde(borrow, default, rename = "resultType")]
     result_type: Option<&'a RawValue>,
 }
 
 /// A content block: its text is kept as raw (escaped) JSON, decoded only when needed (a count
 /// not cached yet, an error message).
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 struct Block<'a> {
-    #[serde(borrow, default)]
     text: Option<&'a RawValue>,
 }
 
@@ -724,7 +718,7 @@ fn content_text(result: &ToolResult) -> String {
         .collect();
     if texts.is_empty() {
         return result
-            .structured
+            .structured_content
             .map(|s| s.get().to_string())
             .unwrap_or_default();
     }

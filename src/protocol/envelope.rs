@@ -179,20 +179,22 @@ impl Received {
     }
 }
 
-/// The members of a message, each kept as raw JSON (so `"id": null` is told from no id).
-#[derive(Deserialize)]
+/// The members of a message, each kept as raw JSON (so `"id": null` is told from no id),
+/// borrowed from the body (`'de: 'a`); an absent member is None.
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 struct Wire<'a> {
-    #[serde(default, borrow, deserialize_with = "present")]
+    #[serde(deserialize_with = "present")]
     jsonrpc: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
+    #[serde(deserialize_with = "present")]
     id: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
+    #[serde(deserialize_with = "present")]
     method: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
+    #[serde(deserialize_with = "present")]
     params: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
+    #[serde(deserialize_with = "present")]
     result: Option<&'a RawValue>,
-    #[serde(default, borrow, deserialize_with = "present")]
+    #[serde(deserialize_with = "present")]
     error: Option<&'a RawValue>,
 }
 
