@@ -9,6 +9,8 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::store::overview::ProjectSummary;
+
 /// Longest description shown in list views; the full text comes with a lookup by id.
 pub const LIST_DESCRIPTION_LIMIT: usize = 1000;
 
@@ -45,6 +47,20 @@ pub fn summary_view<T: Serialize>(row: &T) -> Value {
     let mut value = to_json(row);
     if let Some(object) = value.as_object_mut() {
         object.remove("content");
+    }
+    value
+}
+
+/// A project's summary with its derived totals (`total`, `progress_percent`), as the project
+/// list and page show it.
+pub fn project_summary_view(summary: &ProjectSummary) -> Value {
+    let mut value = to_json(summary);
+    if let Some(object) = value.as_object_mut() {
+        object.insert("total".into(), json!(summary.counts.total()));
+        object.insert(
+            "progress_percent".into(),
+            json!(summary.counts.progress_percent()),
+        );
     }
     value
 }

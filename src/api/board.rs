@@ -17,7 +17,7 @@ use crate::rules::{self, FieldError, TaskFields, validate};
 use crate::security::admin::AdminName;
 use crate::store::tasks::{Refusal, Task, TaskQuery};
 use crate::store::{Id, Page, Store};
-use crate::views::{list_view, page_view, summary_view};
+use crate::views::{list_view, page_view, project_summary_view, summary_view};
 
 /// Most projects `GET /api/projects` lists.
 const MAX_PROJECTS: i64 = 1000;
@@ -184,19 +184,9 @@ async fn task_or_404(store: &Store, id: Id) -> Result<Task, BoardError> {
         .ok_or_else(|| BoardError::NotFound(format!("no task has id {id}")))
 }
 
-/// A summary with its derived totals, as the project list and page show it.
-fn summary_json(summary: &crate::store::overview::ProjectSummary) -> Value {
-    let mut value = crate::views::to_json(summary);
-    if let Some(object) = value.as_object_mut() {
-        object.insert("total".into(), json!(summary.total()));
-        object.insert("progress_percent".into(), json!(summary.progress_percent()));
-    }
-    value
-}
-
 async fn list_projects(State(s): State<BoardState>) -> Answer {
     let summaries = s.store.project_summaries(MAX_PROJECTS).await?;
-    let projects: Vec<Value> = summaries.iter().map(summary_json).collect();
+    let projects: Vec<Value> = summaries.iter().map(project_summary_view).collect();
     ok(json!({ "projects": projects, "count": projects.len() }))
 }
 
@@ -210,7 +200,7 @@ async fn show_project(State(s): State<BoardState>, Path(id): Path<String>) -> An
     let summary = s.store.project_summary(id).await?;
     ok(json!({
         "project": project,
-        "counts": summary.as_ref().map(summary_json),
+        "counts": summary.as_ref().map(project_summary_view),
     }))
 }
 

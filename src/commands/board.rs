@@ -6,7 +6,7 @@
 use anyhow::Context;
 use serde_json::json;
 
-use super::table;
+use super::{print_json, table};
 use crate::board::{Actor, TaskStatus};
 use crate::cli::{ProjectsAction, TasksAction};
 use crate::rules::{self, TaskFields, validate};
@@ -14,6 +14,7 @@ use crate::store::overview::ProjectSummary;
 use crate::store::task_activity::TaskActivity;
 use crate::store::tasks::{Refusal, Task, TaskQuery};
 use crate::store::{Id, IdKind, Page, Store};
+use crate::views::project_summary_view;
 
 /// Most projects listed.
 const MAX_PROJECTS: i64 = 1000;
@@ -21,11 +22,6 @@ const MAX_PROJECTS: i64 = 1000;
 const MAX_HISTORY: i64 = 1000;
 /// Longest cell in a table.
 const CELL: usize = 60;
-
-fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
 
 /// Who a CLI change is recorded as.
 fn actor() -> Actor {
@@ -56,7 +52,7 @@ pub async fn projects(store: &Store, action: ProjectsAction) -> anyhow::Result<(
         ProjectsAction::List { json } => {
             let rows = store.project_summaries(MAX_PROJECTS).await?;
             if json {
-                let rows: Vec<_> = rows.iter().map(summary_json).collect();
+                let rows: Vec<_> = rows.iter().map(project_summary_view).collect();
                 return print_json(&json!({ "projects": rows }));
             }
             print!("{}", projects_table(&rows));
@@ -78,7 +74,7 @@ pub async fn projects(store: &Store, action: ProjectsAction) -> anyhow::Result<(
             if json {
                 return print_json(&json!({
                     "project": project,
-                    "counts": summary.as_ref().map(summary_json),
+                    "counts": summary.as_ref().map(project_summary_view),
                     "tasks": tasks.items,
                     "task_total": tasks.total,
                 }));
@@ -90,11 +86,11 @@ pub async fn projects(store: &Store, action: ProjectsAction) -> anyhow::Result<(
             if let Some(s) = &summary {
                 println!(
                     "todo {}  doing {}  review {}  done {}  ({}% done)",
-                    s.todo,
-                    s.doing,
-                    s.review,
-                    s.done,
-                    s.progress_percent()
+                    s.counts.todo,
+                    s.counts.doing,
+                    s.counts.review,
+                    s.counts.done,
+                    s.counts.progress_percent()
                 );
             }
             print!("{}", tasks_table(&tasks.items));
@@ -107,59 +103,37 @@ fn first_page(limit: u32) -> anyhow::Result<Page> {
     validate::page(1, limit).map_err(|e| anyhow::anyhow!("--limit: {e}"))
 }
 
-fn summary_json(summary: &ProjectSummary) -> serde_json::Value {
-    let mut value = crate::views::to_json(summary);
-    if let Some(object) = value.as_object_mut() {
-        object.insert("total".into(), json!(summary.total()));
-        object.insert("progress_percent".into(), json!(summary.progress_percent()));
-    }
-    value
-}
-
 fn projects_table(rows: &[ProjectSummary]) -> String {
-    table::rows(
-        &[
-            "ID",
-            "TITLE",
-            "TODO",
-            "DOING",
-            "REVIEW",
-            "DONE",
-            "PROGRESS",
-            "LAST ACTIVITY",
-        ],
+    table::columns(
         rows,
         CELL,
-        |p| {
-            vec![
-                p.id.to_string(),
-                p.title.clone(),
-                p.todo.to_string(),
-                p.doing.to_string(),
-                p.review.to_string(),
-                p.done.to_string(),
-                format!("{}%", p.progress_percent()),
-                p.last_activity.format("%Y-%m-%d %H:%M").to_string(),
-            ]
-        },
+        &[
+            ("ID", &|p| p.id.to_string()),
+            ("TITLE", &|p| p.title.clone()),
+            ("TODO", &|p| p.counts.todo.to_string()),
+            ("DOING", &|p| p.counts.doing.to_string()),
+            ("REVIEW", &|p| p.counts.review.to_string()),
+            ("DONE", &|p| p.counts.done.to_string()),
+            ("PROGRESS", &|p| format!("{}%", p.counts.progress_percent())),
+            ("LAST ACTIVITY", &|p| {
+                p.last_activity.format("%Y-%m-%d %H:%M").to_string()
+            }),
+        ],
     )
 }
 
 fn tasks_table(rows: &[Task]) -> String {
-    table::rows(
-        &["ID", "STATUS", "ORDER", "ASSIGNEE", "FEATURE", "TITLE"],
+    table::columns(
         rows,
         CELL,
-        |t| {
-            vec![
-                t.id.to_string(),
-                t.status.clone(),
-                t.task_order.to_string(),
-                t.assignee.clone(),
-                t.feature.clone().unwrap_or_default(),
-                t.title.clone(),
-            ]
-        },
+        &[
+            ("ID", &|t| t.id.to_string()),
+            ("STATUS", &|t| t.status.clone()),
+            ("ORDER", &|t| t.task_order.to_string()),
+            ("ASSIGNEE", &|t| t.assignee.clone()),
+            ("FEATURE", &|t| t.feature.clone().unwrap_or_default()),
+            ("TITLE", &|t| t.title.clone()),
+        ],
     )
 }
 

@@ -3,7 +3,7 @@
 use anyhow::bail;
 use serde_json::json;
 
-use super::table;
+use super::{print_json, table};
 use crate::cli::KeysAction;
 use crate::security::auth::{check_key_name, generate_key, hash_key};
 use crate::store::Store;
@@ -21,12 +21,7 @@ pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
                 );
             }
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &json!({ "name": name, "admin": admin, "key": key })
-                    )?
-                );
+                print_json(&json!({ "name": name, "admin": admin, "key": key }))?;
             } else {
                 println!("{key}");
                 eprintln!(
@@ -38,27 +33,25 @@ pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
         KeysAction::List { json } => {
             let keys = store.list_api_keys().await?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({ "keys": keys }))?
-                );
+                print_json(&json!({ "keys": keys }))?;
             } else {
                 print!(
                     "{}",
-                    table::rows(
-                        &["NAME", "ADMIN", "CREATED (UTC)", "REVOKED (UTC)"],
+                    table::columns(
                         &keys,
                         64,
-                        |k| {
-                            vec![
-                                k.name.clone(),
-                                if k.admin { "yes" } else { "no" }.to_string(),
-                                k.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        &[
+                            ("NAME", &|k| k.name.clone()),
+                            ("ADMIN", &|k| if k.admin { "yes" } else { "no" }.to_string()),
+                            ("CREATED (UTC)", &|k| {
+                                k.created_at.format("%Y-%m-%d %H:%M:%S").to_string()
+                            }),
+                            ("REVOKED (UTC)", &|k| {
                                 k.revoked_at.map_or("-".to_string(), |t| {
                                     t.format("%Y-%m-%d %H:%M:%S").to_string()
-                                }),
-                            ]
-                        },
+                                })
+                            }),
+                        ],
                     )
                 );
                 println!("{} keys", keys.len());

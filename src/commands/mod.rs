@@ -36,6 +36,12 @@ pub async fn resolve_id(store: &Store, kind: IdKind, typed: &str) -> anyhow::Res
     }
 }
 
+/// What `--json` prints: `value` as indented JSON.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 /// Parses a `--since` value, a usage error when it is neither a duration nor a time.
 pub fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, UsageError> {
     crate::api::parse_since(text).map_err(|reason| UsageError(format!("--{reason}")))

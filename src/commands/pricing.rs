@@ -4,7 +4,7 @@ use anyhow::bail;
 use chrono::{NaiveTime, Utc};
 use rust_decimal::Decimal;
 
-use super::table;
+use super::{print_json, table};
 use crate::cli::PricingAction;
 use crate::store::pricing::PriceRow;
 use crate::store::{Money, Store};
@@ -18,39 +18,25 @@ pub async fn run(store: &Store, action: PricingAction) -> anyhow::Result<()> {
             let rows = store.list_pricing().await?;
             let in_use = pricing_model.unwrap_or_default();
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({ "prices": rows, "pricing_model": in_use })
-                    )?
-                );
-                return Ok(());
+                return print_json(&serde_json::json!({ "prices": rows, "pricing_model": in_use }));
             }
             print!(
                 "{}",
-                table::rows(
-                    &[
-                        "MODEL",
-                        "PROVIDER",
-                        "INPUT $/1K",
-                        "OUTPUT $/1K",
-                        "FROM (UTC)"
-                    ],
+                table::columns(
                     &rows,
                     40,
-                    |r| {
-                        vec![
-                            if r.model == in_use {
-                                format!("{} (in use)", r.model)
-                            } else {
-                                r.model.clone()
-                            },
-                            r.provider.clone(),
-                            r.input_per_1k.to_string(),
-                            r.output_per_1k.to_string(),
-                            r.effective_from.format("%Y-%m-%d").to_string(),
-                        ]
-                    },
+                    &[
+                        ("MODEL", &|r| match r.model == in_use {
+                            true => format!("{} (in use)", r.model),
+                            false => r.model.clone(),
+                        }),
+                        ("PROVIDER", &|r| r.provider.clone()),
+                        ("INPUT $/1K", &|r| r.input_per_1k.to_string()),
+                        ("OUTPUT $/1K", &|r| r.output_per_1k.to_string()),
+                        ("FROM (UTC)", &|r| {
+                            r.effective_from.format("%Y-%m-%d").to_string()
+                        }),
+                    ],
                 )
             );
             if !rows.iter().any(|r| r.model == in_use) {

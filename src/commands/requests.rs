@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::table;
+use super::{print_json, table};
 use crate::cli::RequestsAction;
 use crate::store::requests::RequestFilter;
 use crate::store::{IdKind, Store};
@@ -34,46 +34,39 @@ pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
     };
     let (rows, total) = store.list_requests(&filter, i64::from(limit), 0).await?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "requests": rows, "total": total }))?
-        );
-        return Ok(());
+        return print_json(&json!({ "requests": rows, "total": total }));
     }
     print!(
         "{}",
-        table::rows(
-            &[
-                "TIME (UTC)",
-                "SESSION",
-                "METHOD",
-                "TOOL",
-                "STATUS",
-                "MS",
-                "TOKENS*",
-                "COST* $",
-                "ERROR",
-            ],
+        table::columns(
             &rows,
             40,
-            |r| {
-                vec![
-                    r.timestamp.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+            &[
+                ("TIME (UTC)", &|r| {
+                    r.timestamp.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+                }),
+                ("SESSION", &|r| {
                     r.session_id
                         .as_deref()
                         .unwrap_or("-")
                         .chars()
                         .take(16)
-                        .collect(),
-                    r.method.clone(),
-                    r.tool_name.clone().unwrap_or_default(),
-                    r.status.as_str().to_string(),
-                    format!("{}.{:03}", r.duration.millis(), r.duration.micros() % 1000),
-                    r.total_tokens.map_or("-".into(), |t| t.to_string()),
-                    r.estimated_cost_usd.map_or("-".into(), |c| c.to_string()),
-                    r.error_message.clone().unwrap_or_default(),
-                ]
-            },
+                        .collect()
+                }),
+                ("METHOD", &|r| r.method.clone()),
+                ("TOOL", &|r| r.tool_name.clone().unwrap_or_default()),
+                ("STATUS", &|r| r.status.as_str().to_string()),
+                ("MS", &|r| {
+                    format!("{}.{:03}", r.duration.millis(), r.duration.micros() % 1000)
+                }),
+                ("TOKENS*", &|r| {
+                    r.total_tokens.map_or("-".into(), |t| t.to_string())
+                }),
+                ("COST* $", &|r| {
+                    r.estimated_cost_usd.map_or("-".into(), |c| c.to_string())
+                }),
+                ("ERROR", &|r| r.error_message.clone().unwrap_or_default()),
+            ],
         )
     );
     println!("{} of {total} requests.", rows.len());

@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use super::table;
+use super::{print_json, table};
 use crate::cli::SessionsAction;
 use crate::store::session_totals::SessionWithTotals;
 use crate::store::sessions::SessionFilter;
@@ -26,10 +26,7 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
             let (rows, total) = store.list_sessions(&filter, i64::from(limit), 0).await?;
             let rows = store.with_totals(rows).await?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({ "sessions": rows, "total": total }))?
-                );
+                print_json(&json!({ "sessions": rows, "total": total }))?;
             } else {
                 print!("{}", list_table(&rows));
                 println!("{} of {total} sessions", rows.len());
@@ -47,7 +44,7 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
                 .pop()
                 .context("the session's totals came back empty")?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&row)?);
+                print_json(&row)?;
             } else {
                 print!("{}", show_text(&row));
             }
@@ -70,41 +67,31 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
 }
 
 fn list_table(rows: &[SessionWithTotals]) -> String {
-    table::rows(
-        &[
-            "SESSION",
-            "TYPE",
-            "CLIENT",
-            "PROTOCOL",
-            "STATUS",
-            "CONNECTED (UTC)",
-            "LAST ACTIVITY (UTC)",
-            "REQUESTS",
-            "ERRORS",
-            "TOKENS",
-            "COST (USD)",
-        ],
+    let time = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    table::columns(
         rows,
         40,
-        |SessionWithTotals { session: r, totals }| {
-            vec![
-                short_id(&r.session_id),
-                r.client_type.clone(),
+        &[
+            ("SESSION", &|r| short_id(&r.session.session_id)),
+            ("TYPE", &|r| r.session.client_type.clone()),
+            ("CLIENT", &|r| {
                 format!(
                     "{} {}",
-                    r.client_name.as_deref().unwrap_or("-"),
-                    r.client_version.as_deref().unwrap_or("")
-                ),
-                r.protocol_version.clone().unwrap_or_default(),
-                r.status.clone(),
-                r.connected_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                r.last_activity.format("%Y-%m-%d %H:%M:%S").to_string(),
-                totals.requests.to_string(),
-                totals.errors.to_string(),
-                totals.estimated_tokens.to_string(),
-                totals.estimated_cost_usd.to_string(),
-            ]
-        },
+                    r.session.client_name.as_deref().unwrap_or("-"),
+                    r.session.client_version.as_deref().unwrap_or("")
+                )
+            }),
+            ("PROTOCOL", &|r| {
+                r.session.protocol_version.clone().unwrap_or_default()
+            }),
+            ("STATUS", &|r| r.session.status.clone()),
+            ("CONNECTED (UTC)", &|r| time(&r.session.connected_at)),
+            ("LAST ACTIVITY (UTC)", &|r| time(&r.session.last_activity)),
+            ("REQUESTS", &|r| r.totals.requests.to_string()),
+            ("ERRORS", &|r| r.totals.errors.to_string()),
+            ("TOKENS", &|r| r.totals.estimated_tokens.to_string()),
+            ("COST (USD)", &|r| r.totals.estimated_cost_usd.to_string()),
+        ],
     )
 }
 

@@ -8,8 +8,7 @@ pub async fn run(store: &Store, since: String, json: bool) -> anyhow::Result<()>
     let since = super::parse_since(&since)?;
     let stats = crate::api::compute_stats(store, since).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
-        return Ok(());
+        return super::print_json(&stats);
     }
     let t = &stats.totals;
     println!(
@@ -43,27 +42,20 @@ fn labelled(g: &Named) -> String {
 }
 
 fn render(title: &str, groups: &[Named]) -> String {
-    table::rows(
-        &[
-            title, "COUNT", "ERRORS", "RATE", "P50 MS", "P95 MS", "P99 MS", "MAX MS", "TOKENS*",
-            "COST* $",
-        ],
+    table::columns(
         groups,
         40,
-        |g| {
-            let s = &g.stats;
-            vec![
-                labelled(g),
-                s.count.to_string(),
-                s.errors.to_string(),
-                format!("{}%", s.error_rate_percent),
-                s.p50_ms.to_string(),
-                s.p95_ms.to_string(),
-                s.p99_ms.to_string(),
-                s.max_ms.to_string(),
-                s.tokens.to_string(),
-                s.estimated_cost_usd.to_string(),
-            ]
-        },
+        &[
+            (title, &labelled),
+            ("COUNT", &|g| g.stats.count.to_string()),
+            ("ERRORS", &|g| g.stats.errors.to_string()),
+            ("RATE", &|g| format!("{}%", g.stats.error_rate_percent)),
+            ("P50 MS", &|g| g.stats.p50_ms.to_string()),
+            ("P95 MS", &|g| g.stats.p95_ms.to_string()),
+            ("P99 MS", &|g| g.stats.p99_ms.to_string()),
+            ("MAX MS", &|g| g.stats.max_ms.to_string()),
+            ("TOKENS*", &|g| g.stats.tokens.to_string()),
+            ("COST* $", &|g| g.stats.estimated_cost_usd.to_string()),
+        ],
     )
 }

@@ -1,14 +1,16 @@
 //! Plain-text tables for the CLI.
 
-/// Renders one row per item, made by `row`, under a header (see [`render`]).
-pub fn rows<T>(
-    header: &[&str],
-    items: &[T],
-    max_width: usize,
-    row: impl Fn(&T) -> Vec<String>,
-) -> String {
-    let cells: Vec<Vec<String>> = items.iter().map(row).collect();
-    render(header, &cells, max_width)
+/// A column of a table: its header, and how an item's cell is made.
+pub type Column<'a, T> = (&'a str, &'a dyn Fn(&T) -> String);
+
+/// Renders one row per item under the columns' headers (see [`render`]).
+pub fn columns<T>(items: &[T], max_width: usize, columns: &[Column<'_, T>]) -> String {
+    let header: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+    let cells: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| columns.iter().map(|(_, cell)| cell(item)).collect())
+        .collect();
+    render(&header, &cells, max_width)
 }
 
 /// Renders rows under a header with columns padded to their widest cell. Cells are cut to

@@ -14,17 +14,25 @@ pub struct ProjectSummary {
     pub description: String,
     /// Pinned projects are listed first.
     pub pinned: bool,
-    pub todo: i64,
-    pub doing: i64,
-    pub review: i64,
-    pub done: i64,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub counts: StatusCounts,
     pub created_at: DateTime<Utc>,
     /// The latest change to the project or any of its tasks.
     pub last_activity: DateTime<Utc>,
 }
 
-impl ProjectSummary {
-    /// Every live (unarchived) task.
+/// Live (unarchived) tasks counted by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct StatusCounts {
+    pub todo: i64,
+    pub doing: i64,
+    pub review: i64,
+    pub done: i64,
+}
+
+impl StatusCounts {
+    /// Every live task.
     pub fn total(&self) -> i64 {
         self.todo + self.doing + self.review + self.done
     }
