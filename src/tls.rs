@@ -156,18 +156,19 @@ impl ClientIdentity {
 /// The paths only: the key is a secret.
 impl fmt::Debug for ClientIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "ClientIdentity({}, {})",
-            self.cert.display(),
-            self.key.display()
-        )
+        f.debug_struct("ClientIdentity")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
+/// The path only: the certificates are long.
 impl fmt::Debug for ExtraRoots {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ExtraRoots({})", self.path.display())
+        f.debug_struct("ExtraRoots")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 

@@ -25,27 +25,17 @@ impl Sessions {
     pub fn spawn_jobs(self: &Arc<Self>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
         let s = self.settings.clone();
         vec![
-            every(
-                s.activity_flush,
-                shutdown.clone(),
-                self.clone(),
-                |me, stop| async move {
-                    me.write_activity(stop.cancelled()).await;
-                },
-            ),
-            every(
-                s.cleanup_interval,
-                shutdown.clone(),
-                self.clone(),
-                |me, stop| async move {
-                    // Flush first so a session used a moment ago is not timed out on stale data.
-                    me.write_activity(stop.cancelled()).await;
-                    tokio::select! {
-                        _ = me.apply_lifecycle() => {}
-                        _ = stop.cancelled() => {}
-                    }
-                },
-            ),
+            self.every(s.activity_flush, &shutdown, |me, stop| async move {
+                me.write_activity(stop.cancelled()).await;
+            }),
+            self.every(s.cleanup_interval, &shutdown, |me, stop| async move {
+                // Flush first so a session used a moment ago is not timed out on stale data.
+                me.write_activity(stop.cancelled()).await;
+                tokio::select! {
+                    _ = me.apply_lifecycle() => {}
+                    _ = stop.cancelled() => {}
+                }
+            }),
             watch_ended(self.clone(), s.revocation_poll, shutdown),
         ]
     }
@@ -159,22 +149,24 @@ impl Sessions {
         }
         Ok(closed)
     }
-}
 
-fn every<F, Fut>(
-    period: Duration,
-    shutdown: CancellationToken,
-    sessions: Arc<Sessions>,
-    job: F,
-) -> JoinHandle<()>
-where
-    F: Fn(Arc<Sessions>, CancellationToken) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let stop = shutdown.clone();
-    crate::sync::every(period, shutdown, move || {
-        job(sessions.clone(), stop.clone())
-    })
+    /// Runs `job` on these sessions every `period` until `shutdown` fires; the job is handed
+    /// the token, to give up a run in progress.
+    fn every<F, Fut>(
+        self: &Arc<Self>,
+        period: Duration,
+        shutdown: &CancellationToken,
+        job: F,
+    ) -> JoinHandle<()>
+    where
+        F: Fn(Arc<Sessions>, CancellationToken) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let (sessions, stop) = (self.clone(), shutdown.clone());
+        crate::sync::every(period, shutdown.clone(), move || {
+            job(sessions.clone(), stop.clone())
+        })
+    }
 }
 
 fn watch_ended(
