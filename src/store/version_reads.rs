@@ -59,8 +59,10 @@ impl Reader {
     async fn run(mut self) {
         while let Some(next) = self.take_next() {
             let version = self.store.read_version().await.ok();
-            // Requests that gave up waiting (cancelled calls) leave nobody to tell.
-            let _ = next.answer.send(version);
+            // The calls that waited may all have been cancelled meanwhile.
+            if next.answer.send(version).is_err() {
+                tracing::debug!("no call waits for the board version read any more");
+            }
         }
     }
 

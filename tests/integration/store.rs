@@ -1556,7 +1556,10 @@ async fn shared_version_reads_see_every_write_answered_before_the_call() -> anyh
         for reader in readers {
             calls.extend(reader.await??);
         }
-        assert_eq!(stale_for_the_writer, 0, "the writer's own calls after its writes");
+        assert_eq!(
+            stale_for_the_writer, 0,
+            "the writer's own calls after its writes"
+        );
         // An answer remembered before write `n` is stale for a call that started after
         // `n + 1` writes had answered.
         let stale = calls
@@ -1564,8 +1567,16 @@ async fn shared_version_reads_see_every_write_answered_before_the_call() -> anyh
             .filter(|(answered, recalled)| recalled.is_some_and(|n| *answered > n))
             .count();
         let remembered = calls.iter().filter(|(_, recalled)| recalled.is_some());
-        assert_eq!(stale, 0, "{stale} of {} calls got a stale answer", calls.len());
-        assert!(remembered.count() > 100, "too few remembered answers to tell");
+        assert_eq!(
+            stale,
+            0,
+            "{stale} of {} calls got a stale answer",
+            calls.len()
+        );
+        assert!(
+            remembered.count() > 100,
+            "too few remembered answers to tell"
+        );
         Ok(())
     })
     .await
