@@ -24,7 +24,6 @@ use super::{Store, on_pool};
 const MAX_ENTRIES: usize = 512;
 const MAX_BYTES: usize = 4 << 20;
 
-const VERSION: &str = "SELECT version FROM board_answers";
 const STAMP: &str = "SELECT version, (SELECT MIN(lease_until) FROM tasks \
     WHERE claimed_by IS NOT NULL) AS earliest_lease FROM board_answers";
 
@@ -110,8 +109,7 @@ impl Store {
     /// answer) to [`remember`] the new answer under. One statement when remembered, two when
     /// not.
     pub async fn recall_answer(&self, key: &AnswerKey) -> Result<Recalled, sqlx::Error> {
-        let version: i64 =
-            on_pool!(self, pool => sqlx::query_scalar(VERSION).fetch_one(pool).await)?;
+        let version = self.board_answers_version().await?;
         if let Some(text) = recall(key, version, Utc::now()) {
             return Ok(Recalled::Answer(text));
         }

@@ -84,6 +84,7 @@ pub mod tasks;
 pub mod upstream_calls;
 pub mod upstream_sessions;
 pub mod url;
+mod version_reads;
 pub mod versions;
 
 use std::str::FromStr;

@@ -6,10 +6,14 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
 use steward::board::{Actor, DocumentType, TaskStatus, VersionField};
+use steward::store::answer_memo::{self, AnswerKey, Recalled};
 use steward::store::documents::{Document, DocumentChanges, DocumentQuery, NewDocument};
 use steward::store::projects::{NewProject, Project, ProjectChanges, ProjectJson};
 use steward::store::tasks::{NewTask, Task, TaskChanges, TaskCount, TaskQuery};
@@ -1493,6 +1497,85 @@ async fn ledger_rows_carry_their_task_and_the_task_s_activity_sums_them() -> any
         assert_eq!(
             store.task_activity(Id::new(), "todo").await?.totals.calls,
             0
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// One read of the board's answer version is shared by the calls that arrive while the
+/// previous one runs, and none of them is answered by a read that started before it arrived:
+/// with reads always in flight (16 callers in a loop), a writer's first call after each of its
+/// writes, and every other call started after the write answered, gets no answer remembered
+/// before the write, while the calls before it do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_version_reads_see_every_write_answered_before_the_call() -> anyhow::Result<()> {
+    on_each_backend(|store| async move {
+        let key = AnswerKey::new("shared_version_reads_test", &store.engine());
+        // The number of writes the writer has had answered.
+        let written = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicBool::new(true));
+        let readers: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, key) = (store.clone(), key.clone());
+                let (written, running) = (written.clone(), running.clone());
+                tokio::spawn(async move {
+                    // Per call: the writes answered when it started, and the write the
+                    // remembered answer it got was made before (if it got one).
+                    let mut calls = Vec::new();
+                    while running.load(Ordering::SeqCst) {
+                        let answered = written.load(Ordering::SeqCst);
+                        let recalled = match store.recall_answer(&key).await? {
+                            Recalled::Answer(text) => Some(text.parse::<usize>()?),
+                            Recalled::Make(_) => None,
+                        };
+                        calls.push((answered, recalled));
+                    }
+                    anyhow::Ok(calls)
+                })
+            })
+            .collect();
+        let writes = 30;
+        let mut stale_for_the_writer = 0;
+        for write in 0..writes {
+            match store.recall_answer(&key).await? {
+                Recalled::Make(stamp) => {
+                    answer_memo::remember(key.clone(), stamp, Arc::from(write.to_string()))
+                }
+                Recalled::Answer(_) => stale_for_the_writer += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            project(&store, &format!("Write {write} between the reads"), "").await?;
+            written.store(write + 1, Ordering::SeqCst);
+        }
+        if matches!(store.recall_answer(&key).await?, Recalled::Answer(_)) {
+            stale_for_the_writer += 1;
+        }
+        running.store(false, Ordering::SeqCst);
+        let mut calls = Vec::new();
+        for reader in readers {
+            calls.extend(reader.await??);
+        }
+        assert_eq!(
+            stale_for_the_writer, 0,
+            "the writer's own calls after its writes"
+        );
+        // An answer remembered before write `n` is stale for a call that started after
+        // `n + 1` writes had answered.
+        let stale = calls
+            .iter()
+            .filter(|(answered, recalled)| recalled.is_some_and(|n| *answered > n))
+            .count();
+        let remembered = calls.iter().filter(|(_, recalled)| recalled.is_some());
+        assert_eq!(
+            stale,
+            0,
+            "{stale} of {} calls got a stale answer",
+            calls.len()
+        );
+        assert!(
+            remembered.count() > 100,
+            "too few remembered answers to tell"
         );
         Ok(())
     })
