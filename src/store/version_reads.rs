@@ -8,7 +8,9 @@
 //! whichever replica, and every other writer's). So a request never joins a read already
 //! running: it joins the next one, which starts when the running one ends and answers every
 //! request that arrived meanwhile. At most one read per pool is in flight; one statement
-//! answers as many requests as arrive during a round trip.
+//! answers as many requests as arrive during a round trip. A request that finds its pool idle
+//! reads itself, in its own task (a lone client pays no hand-off); a reader task runs only while
+//! requests queue behind a read.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -89,35 +91,80 @@ impl Drop for Reader {
     }
 }
 
+/// What a call does: lead (no read runs for its pool: it reads itself, so a lone client waits
+/// for no other task) or join the next round.
+enum Turn {
+    Lead(Lead),
+    Join(Round),
+}
+
+/// A call reading for itself while other calls may gather for the next round. Dropped before
+/// its read ends (the call was cancelled), it frees the pool; whoever gathered then reads alone.
+struct Lead {
+    pool: usize,
+    done: bool,
+}
+
+impl Lead {
+    async fn read(mut self, store: &Store) -> Result<i64, sqlx::Error> {
+        let version = store.read_version().await;
+        self.hand_over(store);
+        version
+    }
+
+    /// Calls that arrived during this read get a reader of their own; none: the pool is idle.
+    fn hand_over(&mut self, store: &Store) {
+        self.done = true;
+        let mut pending = lock(&PENDING);
+        if matches!(pending.get(&self.pool), Some(Some(_))) {
+            drop(pending);
+            let reader = Reader {
+                store: store.clone(),
+                pool: self.pool,
+                stopped: false,
+            };
+            tokio::spawn(reader.run());
+        } else {
+            pending.remove(&self.pool);
+        }
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&PENDING).remove(&self.pool);
+        }
+    }
+}
+
 impl Store {
     /// The board's answer version, read by a statement that started after this call: shared
     /// with the calls that arrive while the previous read runs (see the module's notes).
     pub(super) async fn board_answers_version(&self) -> Result<i64, sqlx::Error> {
-        match self.join_next_read().await {
-            Ok(Some(version)) => Ok(version),
-            _ => self.read_version().await,
+        match self.turn() {
+            Turn::Lead(lead) => lead.read(self).await,
+            Turn::Join(round) => match round.await {
+                Ok(Some(version)) => Ok(version),
+                _ => self.read_version().await,
+            },
         }
     }
 
-    /// The read this call waits for: the pool's next one, started by a new reader if none runs.
-    fn join_next_read(&self) -> Round {
+    /// Lead when the pool is idle, else join its next round.
+    fn turn(&self) -> Turn {
         let pool = self.identity();
         let mut pending = lock(&PENDING);
-        let (next, idle) = match pending.entry(pool) {
-            Entry::Occupied(entry) => (entry.into_mut(), false),
-            Entry::Vacant(entry) => (entry.insert(None), true),
-        };
-        let round = next.get_or_insert_with(Next::new).round.clone();
-        drop(pending);
-        if idle {
-            let reader = Reader {
-                store: self.clone(),
-                pool,
-                stopped: false,
-            };
-            tokio::spawn(reader.run());
+        match pending.entry(pool) {
+            Entry::Vacant(entry) => {
+                entry.insert(None);
+                Turn::Lead(Lead { pool, done: false })
+            }
+            Entry::Occupied(mut entry) => {
+                let next = entry.get_mut().get_or_insert_with(Next::new);
+                Turn::Join(next.round.clone())
+            }
         }
-        round
     }
 
     /// One statement of this call's own.
