@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::{self, Ledger};
+use crate::mcp::http::shared;
 use crate::mcp::{self, ServerContext};
 use crate::security::admin::LoginThrottle;
 use crate::security::{self, layers::Guard};
@@ -42,46 +43,51 @@ pub fn router(state: HttpState, close_sessions: CancellationToken) -> Router {
         close_sessions,
     );
     let logical = Arc::new(LogicalSessions::new(state.ctx.store.clone()));
-    let inner = inner.layer(axum::Extension(mcp::StatelessSessions(logical.clone())));
-    let capture = middleware::from_fn_with_state(
+    let inner = inner.layer(shared(axum::Extension(mcp::StatelessSessions(
+        logical.clone(),
+    ))));
+    let capture = shared(middleware::from_fn_with_state(
         ledger::http::Capture {
             ledger: state.ledger.clone(),
             attribution: Some(logical as Arc<dyn ledger::http::Attribution>),
         },
         ledger::http::capture,
-    );
+    ));
     // Where each message of a batch goes: its own ledger row and rate-limit token.
     let items = inner
         .clone()
-        .layer(middleware::from_fn_with_state(
+        .layer(shared(middleware::from_fn_with_state(
             mcp::rules::Rules {
                 items: None,
                 sessions: state.sessions.clone(),
             },
             mcp::rules::apply,
-        ))
-        .layer(middleware::from_fn_with_state(
+        )))
+        .layer(shared(middleware::from_fn_with_state(
             state.guard.clone(),
             security::layers::guard_batch_item,
-        ))
+        )))
         .layer(capture.clone());
     let rules = mcp::rules::Rules {
         items: Some(items),
         sessions: state.sessions.clone(),
     };
     let mcp = inner
-        .layer(middleware::from_fn_with_state(rules, mcp::rules::apply))
-        .layer(middleware::from_fn_with_state(
+        .layer(shared(middleware::from_fn_with_state(
+            rules,
+            mcp::rules::apply,
+        )))
+        .layer(shared(middleware::from_fn_with_state(
             state.guard.clone(),
             security::layers::guard_mcp,
-        ));
+        )));
     // Only a server that started without its database pays for the check.
     let mcp = match state.database.is_ready() {
         true => mcp,
-        false => mcp.layer(middleware::from_fn_with_state(
+        false => mcp.layer(shared(middleware::from_fn_with_state(
             state.database.clone(),
             wait_for_database,
-        )),
+        ))),
     };
     let mcp = mcp
         // Outside the guard, so the ledger records its refusals, and the replies exactly as

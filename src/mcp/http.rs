@@ -2,6 +2,7 @@
 //! into JSON-RPC errors that say what to fix.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -11,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
+use tower::{Layer, Service};
 
 use super::{BoardServer, ServerContext};
 use crate::protocol;
@@ -49,20 +51,71 @@ pub fn service(
     let mcp = Router::new().nest_service("/mcp", mcp);
     // Proxied tool calls that need nothing of rmcp's are answered in front of it.
     let mcp = match raw {
-        Some(raw) => mcp.layer(middleware::from_fn_with_state(raw, super::raw::serve)),
+        Some(raw) => mcp.layer(shared(middleware::from_fn_with_state(
+            raw,
+            super::raw::serve,
+        ))),
         None => mcp,
     };
-    mcp.layer(middleware::from_fn_with_state(
+    mcp.layer(shared(middleware::from_fn_with_state(
         sessions.clone(),
         one_restore_at_a_time,
-    ))
-    .layer(middleware::from_fn_with_state(
+    )))
+    .layer(shared(middleware::from_fn_with_state(
         sessions.clone(),
         session_endings,
-    ))
-    .layer(middleware::from_fn_with_state(sessions, scope_replay))
-    .layer(middleware::from_fn(explain_rejections))
-    .layer(middleware::from_fn(ended_is_no_content))
+    )))
+    .layer(shared(middleware::from_fn_with_state(
+        sessions,
+        scope_replay,
+    )))
+    .layer(shared(middleware::from_fn(explain_rejections)))
+    .layer(shared(middleware::from_fn(ended_is_no_content)))
+}
+
+/// `layer`, with the service it makes shared behind an `Arc`: see [`SharedService`].
+pub fn shared<L>(layer: L) -> Shared<L> {
+    Shared(layer)
+}
+
+/// A layer whose service is kept behind an `Arc` (see [`SharedService`]).
+#[derive(Clone)]
+pub struct Shared<L>(L);
+
+impl<L: Layer<S>, S> Layer<S> for Shared<L> {
+    type Service = SharedService<L::Service>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SharedService(Arc::new(self.0.layer(inner)))
+    }
+}
+
+/// A service cloned by a reference count. axum clones a route's whole service for every
+/// request, and each `from_fn` middleware clones the rest of the stack below it again, so a
+/// stack of n middlewares copied and dropped O(n²) boxes per request; behind this, each clone
+/// stops at the next middleware, which is cloned (one level) only when it is called. For
+/// services that are always ready, as axum's middlewares and routes are: the clone called is
+/// not polled for readiness first, exactly as axum's `Next` calls its inner service.
+pub struct SharedService<S>(Arc<S>);
+
+impl<S> Clone for SharedService<S> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<S: Service<R> + Clone, R> Service<R> for SharedService<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        S::clone(&self.0).call(request)
+    }
 }
 
 /// rmcp answers a DELETE that ends a session with 202 Accepted; the Python SDK accepts only
