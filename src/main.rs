@@ -15,7 +15,29 @@ use steward::store::{OpenMode, Store};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long mimalloc keeps freed pages before it returns them to the OS, in milliseconds.
+/// mimalloc 3's own default, a second, keeps the pages a burst of requests freed resident
+/// long after the burst; an operator's `MIMALLOC_PURGE_DELAY` still wins.
+const PURGE_DELAY_MS: std::ffi::c_long = 0;
+
+/// `mi_option_purge_delay` in mimalloc 3's `mimalloc.h` (the Rust bindings do not name it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Sets mimalloc's purge delay to [`PURGE_DELAY_MS`] unless the environment sets it.
+#[allow(unsafe_code)]
+fn set_purge_delay() {
+    let operator_set = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    if !operator_set {
+        // SAFETY: mi_option_set only stores the value in mimalloc's option table; it is called
+        // before any thread but this one exists, so no allocation races with the store.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    }
+}
+
 fn main() -> ExitCode {
+    set_purge_delay();
     // Before any HTTP client is built (upstreams, OTLP, `steward check`).
     steward::tls::install();
     let cli = Cli::parse();
