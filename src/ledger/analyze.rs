@@ -773,6 +773,17 @@ mod tests {
         assert!(row.args_tokens.unwrap() > 0 && row.result_tokens.unwrap() > 0);
     }
 
+    /// An answered call's row takes the store's lean INSERT, which writes the tokenizer's
+    /// name (and the rest of an ordinary row's constants) instead of binding them.
+    #[test]
+    fn an_answered_call_s_row_takes_the_lean_insert() {
+        use crate::store::request_columns::{Shape, USUAL_TOKENIZER};
+        let body = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}]}}"#;
+        let row = analyze(observe(CALL, 200, body));
+        assert_eq!(row.tokenizer.as_deref(), Some(USUAL_TOKENIZER));
+        assert_eq!(Shape::of(std::slice::from_ref(&row)), Shape::Lean);
+    }
+
     #[test]
     fn a_failed_tool_is_a_tool_error() {
         let body = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"boom"}],"isError":true}}"#;

@@ -8,11 +8,12 @@
 //! stores the rows one at a time with `INSERT ... ON CONFLICT DO NOTHING`, so the duplicate is
 //! skipped and the rest land once.
 
-use chrono::SecondsFormat;
 use sqlx::{Postgres, Sqlite, Transaction};
 
+use crate::store::Money;
 use crate::store::request_columns::{Column, column_list};
 use crate::store::request_row::LedgerRow;
+use crate::store::stamp::push_postgres_text;
 
 /// The `COPY` statement; columns in the order [`copy_text`] writes them.
 fn copy_statement() -> String {
@@ -51,8 +52,11 @@ impl BulkLoad for Transaction<'static, Postgres> {
 /// would bind them: timestamps to the microsecond (cut, not rounded, like the binary
 /// protocol), money as its exact decimal at the column scale.
 fn copy_text(rows: &[LedgerRow]) -> String {
-    let mut out = String::with_capacity(rows.len() * 256);
+    // Room for an ordinary row (~300 bytes), so the text is not regrown and copied as it fills.
+    let mut out = String::with_capacity(rows.len() * 384);
     let mut uuid = uuid::Uuid::encode_buffer();
+    // A batch's rows mostly cost the same: the last cost's text is written again, not remade.
+    let mut last_cost: Option<(Money, String)> = None;
     for row in rows {
         for (at, (_, value)) in row.columns().into_iter().enumerate() {
             if at > 0 {
@@ -64,16 +68,23 @@ fn copy_text(rows: &[LedgerRow]) -> String {
                 Column::Text(text) => field.text(text),
                 Column::Int(n) => field.int(n),
                 Column::BigInt(n) => field.int(n),
-                Column::Money(m) => field.raw(m.map(|m| m.stored().to_string()).as_deref()),
+                Column::Money(m) => field.raw(m.map(|m| cost_text(&mut last_cost, m))),
                 Column::Flag(flag) => field.raw(Some(if flag { "t" } else { "f" })),
-                Column::Time(t) => {
-                    field.raw(Some(&t.to_rfc3339_opts(SecondsFormat::Micros, false)))
-                }
+                Column::Time(t) => push_postgres_text(field.out, t),
             }
         }
         out.push('\n');
     }
     out
+}
+
+/// `money`'s text as stored (its exact decimal at the column's scale), kept in `last` for the
+/// next row.
+fn cost_text(last: &mut Option<(Money, String)>, money: Money) -> &str {
+    if last.as_ref().is_none_or(|(kept, _)| *kept != money) {
+        *last = Some((money, money.stored().plain_text()));
+    }
+    last.as_ref().map_or("", |(_, text)| text.as_str())
 }
 
 /// Writes one field of a `COPY` line.
@@ -110,7 +121,9 @@ impl Field<'_> {
 /// writer's per-row path replaces it.)
 fn escape_into(out: &mut String, text: &str) {
     let mut rest = text;
-    while let Some(at) = rest.find(['\\', '\t', '\n', '\r']) {
+    // Searched byte by byte: a `char` pattern decodes every character of every text.
+    let special = |b: &u8| matches!(b, b'\\' | b'\t' | b'\n' | b'\r');
+    while let Some(at) = rest.as_bytes().iter().position(special) {
         out.push_str(&rest[..at]);
         let escaped = match rest.as_bytes()[at] {
             b'\\' => "\\\\",
@@ -136,5 +149,28 @@ mod tests {
         let mut plain = String::new();
         escape_into(&mut plain, "tools/call");
         assert_eq!(plain, "tools/call");
+    }
+
+    #[test]
+    fn costs_and_times_are_written_as_stored() {
+        let at = chrono::DateTime::from_timestamp(1_764_000_000, 123_456_789).unwrap();
+        let row = |cost: &str| LedgerRow {
+            estimated_cost_usd: Some(cost.parse().unwrap()),
+            timestamp: at,
+            ..LedgerRow::default()
+        };
+        let rows = [
+            row("0.0000186"),
+            row("0.00001860"),
+            row("1.5"),
+            row("-0.00000000004"),
+            row("0.0000186"),
+        ];
+        let text = copy_text(&rows);
+        let field = |line: &str, at: usize| line.split('\t').nth(at).map(str::to_string);
+        let costs: Vec<_> = text.lines().filter_map(|l| field(l, 15)).collect();
+        assert_eq!(costs, ["0.0000186", "0.0000186", "1.5", "0", "0.0000186"]);
+        let times: Vec<_> = text.lines().filter_map(|l| field(l, 19)).collect();
+        assert_eq!(times, vec!["2025-11-24T16:00:00.123456+00:00"; 5]);
     }
 }

@@ -43,7 +43,7 @@ impl Money {
 impl Money {
     /// The decimal as `Display` writes it (`-0.0025`, `12`), from its integer mantissa and
     /// scale: every ledger row stores one, and `Display` goes through `fmt` for it.
-    fn plain_text(self) -> String {
+    pub(crate) fn plain_text(self) -> String {
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(self.0.mantissa().unsigned_abs());
         let scale = self.0.scale() as usize;

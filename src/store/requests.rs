@@ -11,7 +11,7 @@ use super::request_stats::{StatsLock, add_to_stats, stored};
 use super::session_totals::{self, Delta, add_to_session_totals};
 use super::{Id, Money, Stamp, Store, WritePool, on_pool};
 pub use crate::store::request_columns::RequestRecord;
-use crate::store::request_columns::{COLUMN_COUNT, Column, Shape};
+use crate::store::request_columns::{COLUMN_COUNT, Column, Shape, Slot};
 use crate::store::request_row::LedgerRow;
 
 /// Rows per call of [`Store::insert_requests`] (one transaction).
@@ -55,18 +55,23 @@ fn insert_sql(
 /// The INSERTs of `rows` rows of `shape`: with `RETURNING` (`?`, then `$n` placeholders),
 /// then without.
 fn statements(rows: usize, shape: Shape) -> [String; 4] {
-    let width = shape.width();
     let build = |numbered: bool| {
         let mut sql = format!("INSERT INTO mcp_requests ({}) VALUES ", shape.column_list());
+        let mut bound = 0;
         for row in 0..rows {
             sql.push_str(if row == 0 { "(" } else { ", (" });
-            for column in 0..width {
+            let listed = shape.slots().iter().filter(|slot| **slot != Slot::Left);
+            for (column, slot) in listed.enumerate() {
                 if column > 0 {
                     sql.push_str(", ");
                 }
-                match numbered {
-                    true => sql.push_str(&format!("${}", row * width + column + 1)),
-                    false => sql.push('?'),
+                match (slot, numbered) {
+                    (Slot::Written(value), _) => sql.push_str(value),
+                    (_, true) => {
+                        bound += 1;
+                        sql.push_str(&format!("${bound}"));
+                    }
+                    (_, false) => sql.push('?'),
                 }
             }
             sql.push(')');
@@ -80,7 +85,7 @@ fn statements(rows: usize, shape: Shape) -> [String; 4] {
 }
 
 /// The argument list for a chunk of ledger rows: each row's values of the columns `shape`
-/// lists, in [`LedgerRow::columns`]'s order, text borrowed from the rows. Built directly with
+/// binds, in [`LedgerRow::columns`]'s order, text borrowed from the rows. Built directly with
 /// room for all of them: binding one value at a time through `Query::bind` moves the query and
 /// regrows the list at every value.
 macro_rules! row_arguments {
@@ -90,8 +95,8 @@ macro_rules! row_arguments {
         let mut args = arguments_for(&$tx, rows.len() * shape.width());
         let mut add_rows = || -> Result<(), sqlx::error::BoxDynError> {
             for row in rows {
-                for ((_, value), listed) in row.columns().into_iter().zip(shape.listed()) {
-                    if !listed {
+                for ((_, value), bound) in row.columns().into_iter().zip(shape.bound()) {
+                    if !bound {
                         continue;
                     }
                     match value {
@@ -549,8 +554,11 @@ mod tests {
         assert_eq!(sqlite.matches('?').count(), 192);
         assert!(sqlite.ends_with("RETURNING request_id") && !sqlite.contains('$'));
         let lean = insert_sql(8, Shape::Lean, false, true).unwrap();
-        assert!(lean.contains("$144)") && !lean.contains("$145"));
+        assert!(lean.contains("$110, 'success', $111") && !lean.contains("$121"));
+        assert!(lean.contains("$119, 'o200k_base', FALSE, $120)"), "{lean}");
         assert!(!lean.contains("subject_id"));
+        let sqlite = insert_sql(8, Shape::Lean, true, false).unwrap();
+        assert_eq!(sqlite.matches('?').count(), 120);
         assert!(
             insert_sql(3, Shape::Full, false, false).is_err(),
             "only the chunk sizes"
