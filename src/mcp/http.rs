@@ -37,19 +37,16 @@ pub fn service(
         .disable_allowed_origins();
     // Sessions live in the database: rmcp restores any session it does not hold in memory.
     config.session_store = Some(sessions.clone());
-    let raw = ctx
-        .gateway
-        .clone()
-        .map(|gateway| super::raw::Raw::new(gateway, sessions.clone(), close_sessions.clone()));
+    let direct = super::fast::Direct::new(&ctx, sessions.clone(), close_sessions.clone());
     let mcp = StreamableHttpService::new(
         move || Ok(BoardServer::new(ctx.clone(), None)),
         sessions.manager(),
         config,
     );
     let mcp = Router::new().nest_service("/mcp", mcp);
-    // Proxied tool calls that need nothing of rmcp's are answered in front of it.
-    let mcp = match raw {
-        Some(raw) => mcp.layer(middleware::from_fn_with_state(raw, super::raw::serve)),
+    // Tool calls that need nothing of rmcp's are answered in front of it.
+    let mcp = match direct {
+        Some(direct) => mcp.layer(middleware::from_fn_with_state(direct, super::fast::serve)),
         None => mcp,
     };
     mcp.layer(middleware::from_fn_with_state(
