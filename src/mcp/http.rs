@@ -94,7 +94,12 @@ async fn one_restore_at_a_time(
         .get(protocol::SESSION_ID)
         .and_then(|v| v.to_str().ok());
     let turn = match id {
-        Some(id) if !manager.is_live(id).await => Some(manager.restore_turn(id).await),
+        Some(id) if !manager.is_live(id).await => {
+            let turn = manager.restore_turn(id).await;
+            // Restored by the request before this one: nothing left to wait for, and a call
+            // answered in front of rmcp would hold the others back until its answer.
+            (!manager.is_live(id).await).then_some(turn)
+        }
         _ => None,
     };
     let response = next.run(request).await;
