@@ -257,6 +257,7 @@ async fn health(State(state): State<HttpState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": ctx.started.elapsed().as_secs(),
         "database": database,
+        "board_calls_direct": ctx.board_calls_direct(),
     });
     // Listed, but never the reason for a 503: Steward and its other upstreams still serve.
     if let (Some(gateway), Some(fields)) = (&ctx.gateway, body.as_object_mut()) {

@@ -16,7 +16,7 @@ use rmcp::model::{
     ServerConfig, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, Tool,
     UnsubscribeRequestParams,
 };
-use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
 use tracing::Instrument;
@@ -62,6 +62,23 @@ impl ServerHandler for BoardServer {
                  also readable as steward:// resources, and the plan_feature and standup prompts \
                  start common conversations.",
             )
+    }
+
+    /// A session's handshake is done (or replayed, when rmcp restores it): its board calls can
+    /// be answered in front of rmcp from now on (see `mcp::fast`).
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        tracing::info!("client initialized");
+        let session = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.headers.get(crate::protocol::SESSION_ID))
+            .and_then(|value| value.to_str().ok());
+        if let Some(session) = session
+            && self.ctx.board
+        {
+            let connection = self.connection.clone();
+            self.ctx.live.enter(session, connection, context.peer);
+        }
     }
 
     async fn list_tools(

@@ -39,21 +39,18 @@ pub fn service(
         .disable_allowed_origins();
     // Sessions live in the database: rmcp restores any session it does not hold in memory.
     config.session_store = Some(sessions.clone());
-    let raw = ctx
-        .gateway
-        .clone()
-        .map(|gateway| super::raw::Raw::new(gateway, sessions.clone(), close_sessions.clone()));
+    let direct = super::fast::Direct::new(&ctx, sessions.clone(), close_sessions.clone());
     let mcp = StreamableHttpService::new(
         move || Ok(BoardServer::new(ctx.clone(), None)),
         sessions.manager(),
         config,
     );
     let mcp = Router::new().nest_service("/mcp", mcp);
-    // Proxied tool calls that need nothing of rmcp's are answered in front of it.
-    let mcp = match raw {
-        Some(raw) => mcp.layer(shared(middleware::from_fn_with_state(
-            raw,
-            super::raw::serve,
+    // Tool calls that need nothing of rmcp's are answered in front of it.
+    let mcp = match direct {
+        Some(direct) => mcp.layer(shared(middleware::from_fn_with_state(
+            direct,
+            super::fast::serve,
         ))),
         None => mcp,
     };
@@ -150,7 +147,12 @@ async fn one_restore_at_a_time(
         .get(protocol::SESSION_ID)
         .and_then(|v| v.to_str().ok());
     let turn = match id {
-        Some(id) if !manager.is_live(id).await => Some(manager.restore_turn(id).await),
+        Some(id) if !manager.is_live(id).await => {
+            let turn = manager.restore_turn(id).await;
+            // Restored by the request before this one: nothing left to wait for, and a call
+            // answered in front of rmcp would hold the others back until its answer.
+            (!manager.is_live(id).await).then_some(turn)
+        }
         _ => None,
     };
     let response = next.run(request).await;

@@ -3,8 +3,10 @@
 //! standard input/output.
 
 pub mod batch;
+mod board_call;
 pub mod client;
 pub mod conformance;
+pub mod fast;
 mod handler;
 pub mod http;
 pub mod logging;
@@ -58,6 +60,8 @@ pub struct ServerContext {
     pub gateway: Option<Arc<Gateway>>,
     /// Whether the board's own tools, resources and prompts are served (`--no-board`: not).
     pub board: bool,
+    /// The sessions whose board calls can be answered in front of rmcp (see [`fast`]).
+    live: board_call::LiveSessions,
 }
 
 impl ServerContext {
@@ -94,7 +98,15 @@ impl ServerContext {
             tool_timeout,
             gateway,
             board,
+            live: Default::default(),
         })
+    }
+}
+
+impl ServerContext {
+    /// The board's tool calls answered in front of rmcp since start (see [`fast`]).
+    pub fn board_calls_direct(&self) -> u64 {
+        self.live.answered()
     }
 }
 
@@ -145,6 +157,20 @@ impl BoardServer {
             }),
             tool_router: BOARD_TOOLS.clone(),
         }
+    }
+
+    /// The handler of a session rmcp serves, with that session's `connection`.
+    fn of_session(ctx: Arc<ServerContext>, connection: Arc<Connection>) -> Self {
+        BoardServer {
+            ctx,
+            connection,
+            tool_router: BOARD_TOOLS.clone(),
+        }
+    }
+
+    /// Whether `name` is one of the board's own tools.
+    fn has_board_tool(name: &str) -> bool {
+        BOARD_TOOLS.has_route(name)
     }
 
     /// The names of every tool this server has (with the fixtures, when enabled).

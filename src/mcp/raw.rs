@@ -1,548 +1,92 @@
-//! A session-era client's `tools/call` of an HTTP upstream's tool, answered here instead of in
-//! rmcp. Through rmcp a call crosses five tasks (the connection's, the session's worker, its
-//! service loop, the handler rmcp spawns for the request, and back); at one call in flight those
-//! hand-offs, not the work, were most of what a gateway hop added. Here the call runs in the
-//! connection's own task, as the reply's body, and the upstream's result is passed on as the
-//! text it sent.
+//! A session-era client's `tools/call` of an HTTP upstream's tool, answered in front of rmcp
+//! (the shared machinery is [`super::fast`]). Through rmcp a call crosses five tasks; at one
+//! call in flight those hand-offs, not the work, were most of what a gateway hop added. Here
+//! the upstream's result is passed on as the text it sent.
 //!
-//! What rmcp's path gives the call, this one gives too: the reply is an event stream with
-//! rmcp's priming event, its events stored for replay and claimed for the session, kept alive
-//! while the call runs; the upstream's requests and notifications reach the client through
-//! the connection the session last called an upstream on (what rmcp's path relays them
-//! through); the client's `notifications/cancelled` and its hanging up (after
-//! the hang-up grace, `--hangup-grace`, as on rmcp's path) cancel the call at the upstream; the ledger sees the
-//! call as any other.
+//! Besides what [`super::fast`] gives every call served there: the upstream's requests and
+//! notifications reach the client through the connection the session last called an upstream
+//! on (what rmcp's path relays them through); the client's cancellation and hanging up cancel
+//! the call at the upstream.
 //!
-//! Anything else goes to rmcp as before: another method, a batch, a session not live on this
-//! replica, a session that has not called that upstream through rmcp yet on this connection,
-//! a 2026-07-28 client, a request with `_meta` (a progress token) or other fields, headers
-//! rmcp checks against the body (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`), a stdio upstream.
+//! Anything else goes to rmcp as before: a session that has not called that upstream through
+//! rmcp yet on this connection, a stdio upstream, and whatever [`super::fast`] leaves to rmcp.
 
-use std::collections::HashMap;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::Response;
-use http_body::Frame;
-use rmcp::model::{NumberOrString, ProtocolVersion, ServerJsonRpcMessage, ServerResult};
+use axum::extract::Request;
+use rmcp::model::{ServerJsonRpcMessage, ServerResult};
 use rmcp::service::Peer;
-use rmcp::transport::streamable_http_server::session::ServerSseMessage;
-use rmcp::transport::streamable_http_server::session::local::SessionConfig;
 use rmcp::{ErrorData, RoleServer};
-use serde::Deserialize;
-use serde_json::{Map, Value};
-use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
+use super::fast::{Answered, Plain, ToolCall, request_id, session_era};
 use crate::gateway::raw::ToolAnswer;
 use crate::gateway::relay::Relay;
 use crate::gateway::{Caller, Gateway};
 use crate::ledger::Served;
-use crate::protocol::{Envelope, Id, PROTOCOL_VERSION, SESSION_ID, STATELESS_REVISION};
-use crate::sessions::manager::OwnStream;
-use crate::sessions::{Sessions, hangup};
+use crate::protocol::Id;
 
-/// As rmcp's streams: a comment line this often while the call runs.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// How long the reply's headers and priming event wait for the call's answer, to go out with
-/// it in one write (see [`Raw::answer`]). Longer than a quick upstream's answer, short enough
-/// that a slow call's client sees no difference.
-const ONE_WRITE: Duration = Duration::from_millis(10);
-
-/// What the layer needs.
-#[derive(Clone)]
-pub struct Raw {
-    gateway: Arc<Gateway>,
-    sessions: Arc<Sessions>,
-    calls: Arc<InFlight>,
-    /// Fired when the server stops: open streams end, as rmcp's do.
-    closing: CancellationToken,
-}
-
-impl Raw {
-    pub fn new(gateway: Arc<Gateway>, sessions: Arc<Sessions>, closing: CancellationToken) -> Self {
-        Raw {
-            gateway,
-            sessions,
-            calls: Arc::default(),
-            closing,
-        }
-    }
-}
-
-/// The calls served here, by session and request id (as JSON text), for the client's
-/// `notifications/cancelled`: rmcp does not know them.
-#[derive(Default)]
-struct InFlight(Mutex<HashMap<(String, String), CancellationToken>>);
-
-/// A call's place in [`InFlight`], until dropped.
-struct Enlisted {
-    calls: Arc<InFlight>,
-    key: (String, String),
-}
-
-impl Drop for Enlisted {
-    fn drop(&mut self) {
-        crate::sync::lock(&self.calls.0).remove(&self.key);
-    }
-}
-
-impl InFlight {
-    fn enlist(self: &Arc<Self>, session: &str, id: &Id, token: CancellationToken) -> Enlisted {
-        let key = (session.to_string(), id.to_value().to_string());
-        crate::sync::lock(&self.0).insert(key.clone(), token);
-        Enlisted {
-            calls: self.clone(),
-            key,
-        }
-    }
-
-    fn cancel(&self, session: &str, id: &Value) {
-        let key = (session.to_string(), id.to_string());
-        if let Some(token) = crate::sync::lock(&self.0).get(&key) {
-            token.cancel();
-        }
-    }
-}
-
-/// The params of a `tools/call` served here: nothing but these two.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ToolCall {
-    name: String,
-    #[serde(default)]
-    arguments: Option<Map<String, Value>>,
-}
-
-#[derive(Deserialize)]
-struct Cancelled {
-    #[serde(rename = "requestId")]
-    request_id: Option<Value>,
-}
-
-/// A call this layer serves.
-struct Eligible {
-    session: String,
-    id: Id,
-    call: ToolCall,
+/// A call of an upstream's tool served in front of rmcp: the connection the session last
+/// called the upstream on, and the ledger's note of the request.
+pub(super) struct Eligible {
     peer: Peer<RoleServer>,
     served: Option<Served>,
 }
 
-/// The middleware, just in front of rmcp.
-pub async fn serve(State(raw): State<Raw>, request: Request, next: Next) -> Response {
-    let Some(eligible) = raw.eligible(&request) else {
-        raw.note_cancellation(&request);
-        return next.run(request).await;
-    };
-    match raw.answer(eligible).await {
-        Some(response) => response,
-        None => next.run(request).await,
-    }
+/// Whether `plain` calls an HTTP upstream's tool, by a session-era client whose connection is
+/// known.
+pub(super) fn eligible(gateway: &Gateway, request: &Request, plain: &Plain) -> Option<Eligible> {
+    let peer = gateway.raw_peer(&plain.call.name, &plain.session)?;
+    session_era(peer.peer_info().as_deref()).then(|| Eligible {
+        peer,
+        served: request.extensions().get::<Served>().cloned(),
+    })
 }
 
-impl Raw {
-    fn eligible(&self, request: &Request) -> Option<Eligible> {
-        if request.method() != Method::POST {
-            return None;
-        }
-        let envelope = request.extensions().get::<Arc<Envelope>>()?;
-        let message = envelope.single()?;
-        if message.method.as_deref() != Some("tools/call") {
-            return None;
-        }
-        let id = message.id.clone()?;
-        let headers = request.headers();
-        let session = headers.get(SESSION_ID)?.to_str().ok()?;
-        if !plain_headers(headers) {
-            return None;
-        }
-        let call: ToolCall = serde_json::from_str(envelope.params(message)?).ok()?;
-        let peer = self.gateway.raw_peer(&call.name, session)?;
-        let session_era = peer
-            .peer_info()
-            .is_some_and(|client| client.protocol_version.as_str() < STATELESS_REVISION);
-        session_era.then(|| Eligible {
-            session: session.to_string(),
-            id,
-            call,
-            peer,
-            served: request.extensions().get::<Served>().cloned(),
-        })
-    }
-
-    /// A client's `notifications/cancelled` of a call served here cancels it (and goes on to
-    /// rmcp, which finds nothing of its own to cancel).
-    fn note_cancellation(&self, request: &Request) {
-        if request.method() != Method::POST {
-            return;
-        }
-        let Some(envelope) = request.extensions().get::<Arc<Envelope>>() else {
-            return;
-        };
-        let Some(message) = envelope.single() else {
-            return;
-        };
-        if message.method.as_deref() != Some("notifications/cancelled") {
-            return;
-        }
-        let session = request
-            .headers()
-            .get(SESSION_ID)
-            .and_then(|v| v.to_str().ok());
-        let params = envelope.params(message);
-        let cancelled = params.and_then(|p| serde_json::from_str::<Cancelled>(p).ok());
-        if let (
-            Some(session),
-            Some(Cancelled {
-                request_id: Some(id),
-            }),
-        ) = (session, cancelled)
-        {
-            self.calls.cancel(session, &id);
-        }
-    }
-
-    /// The reply stream of `call`; `None` when the session is not live here (rmcp restores it).
-    async fn answer(&self, call: Eligible) -> Option<Response> {
-        let manager = self.sessions.manager();
-        if !manager.is_live(&call.session).await {
-            return None;
-        }
-        let mut stream = manager.own_stream(&call.session)?;
-        let retry = SessionConfig::DEFAULT_SSE_RETRY;
-        let priming = stream.store(&ServerSseMessage::retry(retry)).await;
-        let priming = frame("", priming.as_deref(), Some(retry));
-        let token = CancellationToken::new();
-        let enlisted = self.calls.enlist(&call.session, &call.id, token.clone());
-        let hang_up = HangUp {
-            token: token.clone(),
-            session: call.session.clone(),
-            sessions: self.sessions.clone(),
-        };
-        let gateway = self.gateway.clone();
-        let answer = async move {
-            let _enlisted = enlisted;
-            let Eligible {
-                session,
-                id,
-                call,
-                peer,
-                served,
-            } = call;
-            let relay = Relay::of_peer(peer, token);
-            let client = relay.client();
-            let caller = Caller {
-                session: Some(&session),
-                client: client.as_deref(),
-                served: served.as_ref(),
-                relay: Some(&relay),
-                stateless: None,
-            };
-            let outcome = gateway
-                .call_tool_raw(caller, &call.name, call.arguments)
-                .await;
-            // Cancelled by the client: no answer, as on rmcp's path.
-            if outcome.is_err() && relay.cancelled.is_cancelled() {
-                return None;
-            }
-            Some(answer_event(&mut stream, &id, outcome).await)
-        };
-        let mut reply = Reply {
-            priming: Some(priming),
-            answer: Some(Box::pin(answer)),
-            done: None,
-            keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
-            closing: Box::pin(self.closing.clone().cancelled_owned()),
-            hang_up: Some(hang_up),
-        };
-        // A call answered within ONE_WRITE goes out as one frame with the priming event: one
-        // write, and one wake-up of the client, instead of two. A slower one gets its headers
-        // and priming event then. A client that hangs up meanwhile drops `reply`, which hands
-        // the call to the hang-up grace as it would while streaming.
-        let call = std::future::poll_fn(|cx| reply.poll_call(cx));
-        if tokio::time::timeout(ONE_WRITE, call).await.is_ok() {
-            reply.join_priming();
-        }
-        let mut response = Response::new(Body::new(reply));
-        *response.status_mut() = StatusCode::OK;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        Some(response)
-    }
-}
-
-/// The headers rmcp would accept without comparing them with the body: both media types
-/// accepted, a JSON body, a session-era revision (or none), and no `Mcp-Method`, `Mcp-Name` or
-/// `Mcp-Param-*`.
-fn plain_headers(headers: &HeaderMap) -> bool {
-    let media = |value: &str| {
-        value
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    let accepted: Vec<String> = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(media)
-        .collect();
-    let accepts = |kind: &str| accepted.iter().any(|a| a.eq_ignore_ascii_case(kind));
-    let json_body = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| media(v).eq_ignore_ascii_case("application/json"));
-    let revision = match headers.get(PROTOCOL_VERSION) {
-        None => true,
-        Some(value) => value.to_str().is_ok_and(|v| {
-            v < STATELESS_REVISION
-                && ProtocolVersion::KNOWN_VERSIONS
-                    .iter()
-                    .any(|k| k.as_str() == v)
-        }),
-    };
-    let checked_against_body = headers.keys().any(|name| {
-        let name = name.as_str();
-        name.starts_with("mcp-") && name != SESSION_ID.as_str() && name != PROTOCOL_VERSION.as_str()
-    });
-    accepts("application/json")
-        && accepts("text/event-stream")
-        && json_body
-        && revision
-        && !checked_against_body
-}
-
-/// The answer's event: stored for replay (parsed, as rmcp stores its own), sent as the text
-/// the upstream wrote.
-async fn answer_event(
-    stream: &mut OwnStream,
-    id: &Id,
-    outcome: Result<ToolAnswer, ErrorData>,
-) -> Bytes {
-    let request_id = match id {
-        Id::Number(n) => NumberOrString::Number(*n),
-        Id::Text(text) => NumberOrString::String(text.as_str().into()),
-    };
-    let (data, message) = match outcome {
-        Ok(ToolAnswer { text, result }) => {
-            let id = id.to_value();
-            let data = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, text.get());
-            let result = ServerResult::CallToolResult(result);
-            (data, ServerJsonRpcMessage::response(result, request_id))
-        }
-        Err(error) => {
-            let message = ServerJsonRpcMessage::error(error, Some(request_id));
-            let data = serde_json::to_string(&message).unwrap_or_else(|error| {
-                let body = crate::protocol::error_body(
-                    crate::protocol::INTERNAL_ERROR,
-                    &format!("cannot encode the error: {error}"),
-                    Some(id),
-                );
-                body.to_string()
-            });
-            (data, message)
-        }
-    };
-    let event_id = stream.store(&ServerSseMessage::from_message(message)).await;
-    frame(&data, event_id.as_deref(), None)
-}
-
-/// One server-sent event, as rmcp writes them (`data`, `id`, `retry`). An upstream's text may
-/// hold line ends (JSON allows them between tokens): each line goes in a `data:` line of its
-/// own, which the client joins back with line ends.
-fn frame(data: &str, id: Option<&str>, retry: Option<Duration>) -> Bytes {
-    let mut event = String::with_capacity(data.len() + 64);
-    // memchr, not `str::split` with a char pattern: that walks the text a char at a time, and
-    // an answer is mostly one long line.
-    let mut start = 0;
-    let ends = memchr::memchr2_iter(b'\n', b'\r', data.as_bytes());
-    for end in ends.chain(std::iter::once(data.len())) {
-        event.push_str("data: ");
-        event.push_str(&data[start..end]);
-        event.push('\n');
-        start = end + 1;
-    }
-    if let Some(id) = id {
-        event.push_str("id: ");
-        event.push_str(id);
-        event.push('\n');
-    }
-    if let Some(retry) = retry {
-        event.push_str(&format!("retry: {}\n", retry.as_millis()));
-    }
-    event.push('\n');
-    Bytes::from(event)
-}
-
-type Answer = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
-
-/// The reply's body: the priming event, then the call itself (run as the body is polled, in the
-/// connection's task), its answer's event, with keep-alive comments meanwhile.
-struct Reply {
-    priming: Option<Bytes>,
-    answer: Option<Answer>,
-    /// The answer's event once the call is over (`None`: cancelled, nothing to send).
-    done: Option<Option<Bytes>>,
-    keep_alive: Pin<Box<Sleep>>,
-    closing: Pin<Box<WaitForCancellationFutureOwned>>,
-    hang_up: Option<HangUp>,
-}
-
-impl Reply {
-    /// Runs the call; ready once it is over (its answer's event in `done`).
-    fn poll_call(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(answer) = self.answer.as_mut() else {
-            return Poll::Ready(());
-        };
-        let done = std::task::ready!(answer.as_mut().poll(cx));
-        self.answer = None;
-        self.done = Some(done);
-        Poll::Ready(())
-    }
-
-    /// The priming event and the answer's as one frame, once the call has answered.
-    fn join_priming(&mut self) {
-        if let (Some(priming), Some(Some(event))) = (&self.priming, &self.done) {
-            let mut both = Vec::with_capacity(priming.len() + event.len());
-            both.extend_from_slice(priming);
-            both.extend_from_slice(event);
-            self.priming = Some(Bytes::from(both));
-            self.done = None;
-        }
-    }
-}
-
-impl http_body::Body for Reply {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        let answered = this.poll_call(cx).is_ready();
-        if let Some(priming) = this.priming.take() {
-            return Poll::Ready(Some(Ok(Frame::data(priming))));
-        }
-        if let Some(done) = this.done.take() {
-            return Poll::Ready(done.map(|event| Ok(Frame::data(event))));
-        }
-        if answered || this.closing.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
-        if this.keep_alive.as_mut().poll(cx).is_ready() {
-            let next = Instant::now() + KEEP_ALIVE;
-            this.keep_alive.as_mut().reset(next);
-            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b":\n\n")))));
-        }
-        Poll::Pending
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.priming.is_none() && self.answer.is_none() && self.done.is_none()
-    }
-}
-
-impl Drop for Reply {
-    fn drop(&mut self) {
-        let (Some(answer), Some(hang_up)) = (self.answer.take(), self.hang_up.take()) else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(hang_up.finish(answer));
-    }
-}
-
-/// What a call whose client hung up before its answer needs to go on without it.
-struct HangUp {
-    token: CancellationToken,
+/// The call at the upstream, answered with the text it sent; `None` when the client cancelled
+/// it (no answer, as on rmcp's path).
+pub(super) async fn call(
+    gateway: Arc<Gateway>,
+    eligible: Eligible,
+    call: ToolCall,
     session: String,
-    sessions: Arc<Sessions>,
+    id: Id,
+    token: CancellationToken,
+) -> Option<Answered> {
+    let Eligible { peer, served } = eligible;
+    let relay = Relay::of_peer(peer, token);
+    let client = relay.client();
+    let caller = Caller {
+        session: Some(&session),
+        client: client.as_deref(),
+        served: served.as_ref(),
+        relay: Some(&relay),
+        stateless: None,
+    };
+    let outcome = gateway
+        .call_tool_raw(caller, &call.name, call.arguments)
+        .await;
+    // Cancelled by the client: no answer, as on rmcp's path.
+    if outcome.is_err() && relay.cancelled.is_cancelled() {
+        return None;
+    }
+    Some(answered(&id, outcome))
 }
 
-impl HangUp {
-    /// As on rmcp's path: the call goes on (its answer stored for a client that resumes the
-    /// stream) until it is answered, or until the hang-up grace has passed since the hang-up
-    /// or the session's latest resume; then it is cancelled at the upstream.
-    async fn finish(self, mut answer: Answer) {
-        let session: Arc<str> = Arc::from(self.session.as_str());
-        let manager = self.sessions.manager();
-        let grace = manager.hangup_grace();
-        let manager = Arc::downgrade(&manager);
-        if hangup::ended_within_grace(&mut answer, &session, &manager, grace).await {
-            return;
+/// The answer of request `id`: the upstream's result as the text it wrote (parsed too, for
+/// replay), or the error as rmcp writes it.
+fn answered(id: &Id, outcome: Result<ToolAnswer, ErrorData>) -> Answered {
+    match outcome {
+        Ok(ToolAnswer { text, result }) => {
+            let data = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
+                id.to_value(),
+                text.get()
+            );
+            let result = ServerResult::CallToolResult(result);
+            let message = ServerJsonRpcMessage::response(result, request_id(id));
+            Answered { data, message }
         }
-        tracing::debug!(session_id = %self.session, "the client hung up before the answer: the call is cancelled");
-        self.token.cancel();
-        answer.await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_event_is_written_as_rmcp_writes_it() {
-        let retry = Some(Duration::from_secs(3));
-        assert_eq!(
-            &frame("", Some("e1"), retry)[..],
-            b"data: \nid: e1\nretry: 3000\n\n"
-        );
-        assert_eq!(&frame("{\"a\":1}", None, None)[..], b"data: {\"a\":1}\n\n");
-        assert_eq!(
-            &frame("{\n\"a\":1}", Some("e2"), None)[..],
-            b"data: {\ndata: \"a\":1}\nid: e2\n\n"
-        );
-        assert_eq!(
-            &frame("a\r\nb", None, None)[..],
-            b"data: a\ndata: \ndata: b\n\n"
-        );
-    }
-
-    #[test]
-    fn only_plain_session_era_headers_are_served_here() {
-        let headers = |pairs: &[(&'static str, &'static str)]| {
-            let mut map = HeaderMap::new();
-            for (name, value) in pairs {
-                map.append(*name, HeaderValue::from_static(value));
-            }
-            map
-        };
-        let plain = [
-            ("accept", "application/json, text/event-stream"),
-            ("content-type", "application/json"),
-            ("mcp-session-id", "s"),
-            ("mcp-protocol-version", "2025-11-25"),
-        ];
-        assert!(plain_headers(&headers(&plain)));
-        let mut named = plain.to_vec();
-        named.push(("mcp-name", "up__echo"));
-        assert!(!plain_headers(&headers(&named)));
-        let mut newer = plain.to_vec();
-        newer[3] = ("mcp-protocol-version", "2026-07-28");
-        assert!(!plain_headers(&headers(&newer)));
-        let mut json_only = plain.to_vec();
-        json_only[0] = ("accept", "application/json");
-        assert!(!plain_headers(&headers(&json_only)));
+        Err(error) => Answered::of(Err(error), id),
     }
 }

@@ -39,6 +39,11 @@ const ENDED_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 /// share of the resident set near 90 MiB.
 pub const DEFAULT_MAX_CACHED: usize = 1_000;
 
+/// How often a session whose requests are answered outside rmcp ([`SessionManager::own_stream`])
+/// is shown to rmcp's worker as in use: the worker ends a session it has heard nothing from
+/// for its keep-alive (`SessionConfig::DEFAULT_KEEP_ALIVE`, 5 minutes), cutting its GET stream.
+const WAKE_EVERY: Duration = Duration::from_secs(60);
+
 /// A reply stream as rmcp takes it back from the session manager: what the stream adapters
 /// here (`held`, `claiming`, `hangup::watch`) take and give.
 pub(super) trait SseStream: Stream<Item = ServerSseMessage> + Send + Sync + 'static {}
@@ -74,6 +79,8 @@ pub struct SessionManager {
     resumed: Mutex<HashMap<SessionId, tokio::time::Instant>>,
     /// How long a request whose client hung up waits for it to come back.
     hangup_grace: Duration,
+    /// When each session's worker was last shown the session is in use (see [`WAKE_EVERY`]).
+    woken: Mutex<HashMap<SessionId, Instant>>,
     /// Itself, for what outlives a call (cancelling a request whose client hung up).
     this: Weak<SessionManager>,
 }
@@ -162,6 +169,7 @@ impl SessionManager {
             restore_turns: RestoreTurns::default(),
             resumed: Mutex::default(),
             hangup_grace,
+            woken: Mutex::default(),
             this: this.clone(),
         })
     }
@@ -214,6 +222,7 @@ impl SessionManager {
         let id: SessionId = Arc::from(id);
         lock(&self.seen).remove(&id);
         lock(&self.owners).remove(&id);
+        lock(&self.woken).remove(&id);
         self.inner.close_session(&id).await
     }
 
@@ -247,6 +256,7 @@ impl SessionManager {
         let events = self.events.clone()?;
         let id: SessionId = Arc::from(id);
         self.touch(&id);
+        self.keep_awake(&id);
         let owner = StreamOwner {
             session_id: id.to_string(),
             principal: self.cached_owner(&id).flatten(),
@@ -257,6 +267,31 @@ impl SessionManager {
             owner: Some(owner),
             _open: OpenStream::new(&self.open_streams, &id),
         })
+    }
+
+    /// Shows rmcp's worker of session `id` that the session is in use, at most every
+    /// [`WAKE_EVERY`]: a request answered outside rmcp never reaches the worker. What it is
+    /// sent changes nothing (it closes the stream of a request id rmcp never gives).
+    fn keep_awake(&self, id: &SessionId) {
+        let now = Instant::now();
+        let recent = |at: &Instant| now.duration_since(*at) < WAKE_EVERY;
+        if lock(&self.woken).get(id).is_some_and(recent) {
+            return;
+        }
+        // Not waiting for the lock: a session missed now is woken on its next request.
+        let Ok(sessions) = self.inner.sessions.try_read() else {
+            return;
+        };
+        let Some(handle) = sessions.get(id).cloned() else {
+            return;
+        };
+        drop(sessions);
+        lock(&self.woken).insert(id.clone(), now);
+        tokio::spawn(async move {
+            if let Err(error) = handle.close_request_wise_channel(u64::MAX).await {
+                tracing::debug!(%error, "cannot reach the session's worker");
+            }
+        });
     }
 
     /// The replay store, if streams are resumable.
@@ -401,6 +436,7 @@ impl RmcpSessionManager for SessionManager {
         lock(&self.seen).remove(id);
         lock(&self.restoring).remove(id);
         lock(&self.owners).remove(id);
+        lock(&self.woken).remove(id);
         self.inner.close_session(id).await
     }
 

@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod board_api;
 mod board_cli;
+mod board_direct;
 mod check;
 mod claim_ends;
 mod claim_sweep;
