@@ -229,30 +229,13 @@ async fn a_direct_answer_is_resumed_and_its_ledger_row_is_rmcp_s(db: TestDb) -> 
         .to_string();
 
     // Its answer is replayed from the priming event, within the session only.
-    let replay = |session: String| {
-        let (client, priming) = (client.clone(), ids[0].clone());
-        async move {
-            let response = client
-                .http()
-                .get(client.mcp_url())
-                .header("accept", "text/event-stream")
-                .header("mcp-session-id", session)
-                .header("mcp-protocol-version", raw::PROTOCOL)
-                .header("last-event-id", priming)
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await?;
-            let status = response.status();
-            anyhow::Ok((status, response.text().await.unwrap_or_default()))
-        }
-    };
-    let (status, replayed) = replay(session.clone()).await?;
+    let (status, replayed) = raw::replay(&client, &session, &ids[0]).await?;
     ensure!(
         status == 200 && replayed.lines().any(|line| line == answer),
         "{status}: {replayed}"
     );
     let other = raw::open_session(&client).await?;
-    let (status, _) = replay(other).await?;
+    let (status, _) = raw::replay(&client, &other, &ids[0]).await?;
     ensure!(
         status == 404,
         "another session replayed the stream: {status}"

@@ -90,30 +90,13 @@ async fn a_session_s_later_calls_are_answered_in_front_of_rmcp(db: TestDb) -> an
         "a priming event and the answer: {}",
         second.text
     );
-    let replay = |session: String| {
-        let (client, priming) = (client.clone(), ids[0].clone());
-        async move {
-            let response = client
-                .http()
-                .get(client.mcp_url())
-                .header("accept", "text/event-stream")
-                .header("mcp-session-id", session)
-                .header("mcp-protocol-version", raw::PROTOCOL)
-                .header("last-event-id", priming)
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await?;
-            let status = response.status();
-            anyhow::Ok((status, response.text().await.unwrap_or_default()))
-        }
-    };
-    let (status, replayed) = replay(session.clone()).await?;
+    let (status, replayed) = raw::replay(&client, &session, &ids[0]).await?;
     ensure!(
         status == 200 && replayed.contains(r#""id":2"#) && replayed.contains("two"),
         "{status}: {replayed}"
     );
     let other = client.open_session(raw::PROTOCOL, "other").await?;
-    let (status, _) = replay(other).await?;
+    let (status, _) = raw::replay(&client, &other, &ids[0]).await?;
     ensure!(
         status == 404,
         "another session replayed the stream: {status}"

@@ -27,6 +27,27 @@ pub async fn open_session(client: &Client) -> anyhow::Result<String> {
     open_session_at(client, PROTOCOL).await
 }
 
+/// A GET of session `session`'s stream resumed after event `last_event_id`: the status and the
+/// text replayed (read for up to 5 s).
+pub async fn replay(
+    client: &Client,
+    session: &str,
+    last_event_id: &str,
+) -> anyhow::Result<(StatusCode, String)> {
+    let response = client
+        .http()
+        .get(client.mcp_url())
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", PROTOCOL)
+        .header("last-event-id", last_event_id)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await?;
+    let status = response.status();
+    Ok((status, response.text().await.unwrap_or_default()))
+}
+
 /// `tools/list` in `session`, saying the current revision.
 pub async fn tools_list(client: &Client, session: &str) -> anyhow::Result<Reply> {
     let body = json!({ "jsonrpc": "2.0", "id": "list", "method": "tools/list" });
