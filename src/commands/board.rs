@@ -193,14 +193,15 @@ pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
             if !task.description.is_empty() {
                 println!("\n{}\n", task.description);
             }
-            for change in &history {
+            for row in &history {
+                let change = &row.change;
                 println!(
                     "{}  {}: {} -> {}  by {}",
                     change.changed_at.format("%Y-%m-%d %H:%M:%S"),
                     change.field,
                     change.old_value.as_deref().unwrap_or("-"),
                     change.new_value.as_deref().unwrap_or("-"),
-                    change.client_name.as_deref().unwrap_or("unknown"),
+                    row.client_name.as_deref().unwrap_or("unknown"),
                 );
             }
             print!("{}", activity_text(&activity));

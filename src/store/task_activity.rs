@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::request_stats::money_from_units;
+use super::tasks::FieldChange;
 use super::{Id, Money, Store, on_pool};
 
 /// Most sessions listed for one task (the busiest first); the totals count every session.
@@ -68,21 +69,12 @@ pub struct TaskActivity {
     pub doing_to_done_seconds: Option<i64>,
 }
 
-/// One row of a task's history that says something about its status.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct StatusRow {
-    pub field: String,
-    pub old_value: Option<String>,
-    pub new_value: Option<String>,
-    pub changed_at: DateTime<Utc>,
-}
-
 /// When work on a task started (first `doing`) and ended (the last `done`, if it is `done`
 /// now), from its `created` and `status` history rows in order. A task created as `doing` has
 /// no status row for that: its first status change's old value (or, with none, its status
 /// now) tells how it was created.
 pub fn doing_to_done(
-    rows: &[StatusRow],
+    rows: &[FieldChange],
     status_now: &str,
 ) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
     let status_rows = || rows.iter().filter(|r| r.field == "status");
@@ -142,7 +134,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?;
             let count: i64 = sqlx::query_scalar(count).bind(id).fetch_one(pool).await?;
-            let history = sqlx::query_as::<_, StatusRow>(history)
+            let history = sqlx::query_as::<_, FieldChange>(history)
                 .bind(id)
                 .bind(MAX_STATUS_ROWS)
                 .fetch_all(pool)
@@ -178,8 +170,8 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn row(field: &str, old: Option<&str>, new: Option<&str>, minute: i64) -> StatusRow {
-        StatusRow {
+    fn row(field: &str, old: Option<&str>, new: Option<&str>, minute: i64) -> FieldChange {
+        FieldChange {
             field: field.into(),
             old_value: old.map(Into::into),
             new_value: new.map(Into::into),

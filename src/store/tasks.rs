@@ -191,13 +191,21 @@ pub struct Written {
     pub unblocked: Vec<(Id, Id)>,
 }
 
-/// One recorded change of a task.
+/// What one `task_history` row says changed: a field, its value before and after, and when.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct TaskChange {
+pub struct FieldChange {
     pub field: String,
     pub old_value: Option<String>,
     pub new_value: Option<String>,
     pub changed_at: DateTime<Utc>,
+}
+
+/// One recorded change of a task.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TaskChange {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub change: FieldChange,
     pub session_id: Option<String>,
     pub client_name: Option<String>,
     /// Why, when the change does not say itself (how a claim ended).
@@ -209,10 +217,9 @@ pub struct TaskChange {
 pub struct ProjectTaskChange {
     pub task_id: Id,
     pub title: String,
-    pub field: String,
-    pub old_value: Option<String>,
-    pub new_value: Option<String>,
-    pub changed_at: DateTime<Utc>,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub change: FieldChange,
     pub client_name: Option<String>,
 }
 

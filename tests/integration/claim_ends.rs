@@ -68,7 +68,7 @@ async fn claim_reasons(store: &Store, id: Id) -> anyhow::Result<Vec<String>> {
         .task_history(id, 1000)
         .await?
         .into_iter()
-        .filter(|row| row.field == "claimed_by")
+        .filter(|row| row.change.field == "claimed_by")
         .map(|row| row.reason.unwrap_or_default())
         .collect())
 }

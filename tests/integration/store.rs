@@ -535,9 +535,9 @@ async fn tasks_update_records_one_history_row_per_changed_field() -> anyhow::Res
 
         let created = store.task_history(task.id, 100).await?;
         assert_eq!(created.len(), 1);
-        assert_eq!(created[0].field, "created");
-        assert_eq!(created[0].old_value, None);
-        assert_eq!(created[0].new_value.as_deref(), Some("Write docs"));
+        assert_eq!(created[0].change.field, "created");
+        assert_eq!(created[0].change.old_value, None);
+        assert_eq!(created[0].change.new_value.as_deref(), Some("Write docs"));
         assert_eq!(created[0].session_id.as_deref(), Some("session-seed"));
         assert_eq!(created[0].client_name.as_deref(), Some("seeder"));
 
@@ -570,9 +570,9 @@ async fn tasks_update_records_one_history_row_per_changed_field() -> anyhow::Res
             .iter()
             .map(|h| {
                 (
-                    h.field.as_str(),
-                    h.old_value.as_deref(),
-                    h.new_value.as_deref(),
+                    h.change.field.as_str(),
+                    h.change.old_value.as_deref(),
+                    h.change.new_value.as_deref(),
                 )
             })
             .collect();
@@ -615,9 +615,9 @@ async fn tasks_update_records_one_history_row_per_changed_field() -> anyhow::Res
         let last = &history[6];
         assert_eq!(
             (
-                last.field.as_str(),
-                last.old_value.as_deref(),
-                last.new_value.as_deref()
+                last.change.field.as_str(),
+                last.change.old_value.as_deref(),
+                last.change.new_value.as_deref()
             ),
             ("status", Some("doing"), Some("review"))
         );
@@ -683,9 +683,9 @@ async fn tasks_archive_hides_and_records_history() -> anyhow::Result<()> {
         assert_eq!(history.len(), 2);
         assert_eq!(
             (
-                last.field.as_str(),
-                last.old_value.as_deref(),
-                last.new_value.as_deref()
+                last.change.field.as_str(),
+                last.change.old_value.as_deref(),
+                last.change.new_value.as_deref()
             ),
             ("archived", Some("false"), Some("true"))
         );
@@ -1180,8 +1180,8 @@ async fn unicode_round_trips_on_every_field() -> anyhow::Result<()> {
             };
             store.update_task(task.id, &changes, None, &who).await??;
             let history = store.task_history(task.id, 10).await?;
-            assert_eq!(history[1].old_value.as_deref(), Some(text));
-            assert_eq!(history[1].new_value, Some(format!("{text}!")));
+            assert_eq!(history[1].change.old_value.as_deref(), Some(text));
+            assert_eq!(history[1].change.new_value, Some(format!("{text}!")));
             assert_eq!(
                 (
                     history[1].session_id.as_deref(),
@@ -1419,7 +1419,7 @@ async fn concurrent_task_updates_keep_history_consistent() -> anyhow::Result<()>
         let history = store.task_history(id, 100).await?;
         let orders: Vec<(Option<&str>, Option<&str>)> = history[1..]
             .iter()
-            .map(|h| (h.old_value.as_deref(), h.new_value.as_deref()))
+            .map(|h| (h.change.old_value.as_deref(), h.change.new_value.as_deref()))
             .collect();
         assert_eq!(orders.len(), 8, "one row per update: {orders:?}");
         // Serialised updates form a chain: each row's old value is the previous row's new value.
