@@ -173,12 +173,8 @@ pub async fn load(store: &Store, since: DateTime<Utc>, bucket: Bucket) -> Result
             max: bucket.max_points(),
         });
     }
-    let hours: Vec<_> = store
-        .cost_hours(since, until)
-        .await?
-        .into_iter()
-        .map(|h| (h.hour, h.sums))
-        .collect();
+    let period = store.period_cost(since, until).await?;
+    let hours: Vec<_> = period.hours.into_iter().map(|h| (h.hour, h.sums)).collect();
     let mut totals = CostSums::default();
     for (_, s) in &hours {
         totals.requests += s.requests;
@@ -192,8 +188,8 @@ pub async fn load(store: &Store, since: DateTime<Utc>, bucket: Bucket) -> Result
         bucket,
         series: series(&hours, since, until, bucket),
         totals: Sums::from(&totals),
-        client_types: by_cost(store.cost_by_client_type(since, until).await?, false),
-        client_names: by_cost(store.cost_by_client_name(since, until).await?, true),
+        client_types: by_cost(period.client_types, false),
+        client_names: by_cost(period.client_names, true),
         note: "tokens and costs are estimates; client names come from the ledger's rows, which retention prunes (the series and client types outlive it)",
     })
 }

@@ -35,6 +35,15 @@ pub struct ClientCost {
     pub sums: CostSums,
 }
 
+/// What [`Store::period_cost`] finds for a period.
+#[derive(Debug, Clone)]
+pub struct PeriodCost {
+    pub hours: Vec<CostHour>,
+    /// Each with `client_name` `""`: the hourly aggregates do not key on it.
+    pub client_types: Vec<ClientCost>,
+    pub client_names: Vec<ClientCost>,
+}
+
 const SUMS: &str = "CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) AS BIGINT) AS errors, \
                     CAST(SUM(tokens) AS BIGINT) AS tokens, CAST(SUM(cost_units) AS BIGINT) AS cost_units";
 
@@ -52,39 +61,22 @@ impl Store {
         on_pool!(self, pool => sqlx::query_as::<_, T>(sql).bind(from).bind(to).fetch_all(pool).await)
     }
 
-    /// Sums per hour for the whole hours in `[from, to)` that had requests, oldest first.
-    pub async fn cost_hours(
+    /// The sums of the period `[from, to)`: per whole hour that had requests (oldest first)
+    /// and per client type (as `client_name` `""`) from the hourly aggregates; per client name
+    /// (and type) from the ledger rows, one pass over the period's rows through the time index.
+    pub async fn period_cost(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<CostHour>, sqlx::Error> {
-        let sql = format!(
+    ) -> Result<PeriodCost, sqlx::Error> {
+        let hours = format!(
             "SELECT hour, {SUMS} FROM mcp_request_stats WHERE hour >= $1 AND hour < $2 GROUP BY hour ORDER BY hour"
         );
-        self.rows_in_period(&sql, from, to).await
-    }
-
-    /// Sums per client type for the whole hours in `[from, to)`, as `client_name` `""`.
-    pub async fn cost_by_client_type(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<ClientCost>, sqlx::Error> {
-        let sql = format!(
+        let client_types = format!(
             "SELECT '' AS client_name, client_type, {SUMS} FROM mcp_request_stats \
              WHERE hour >= $1 AND hour < $2 GROUP BY client_type"
         );
-        self.rows_in_period(&sql, from, to).await
-    }
-
-    /// Sums per client name (and type) over the ledger rows in `[from, to)`: one pass over the
-    /// period's rows through the time index.
-    pub async fn cost_by_client_name(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<ClientCost>, sqlx::Error> {
-        let sql = format!(
+        let client_names = format!(
             "SELECT COALESCE(s.client_name, 'unknown') AS client_name, COALESCE(s.client_type, 'unknown') AS client_type, \
              COUNT(*) AS requests, \
              CAST(SUM(CASE WHEN {FAILED_SQL} THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
@@ -94,6 +86,10 @@ impl Store {
              WHERE r.timestamp >= $1 AND r.timestamp < $2 GROUP BY 1, 2",
             cost = self.sum_cost_units("r.estimated_cost_usd"),
         );
-        self.rows_in_period(&sql, from, to).await
+        Ok(PeriodCost {
+            hours: self.rows_in_period(&hours, from, to).await?,
+            client_types: self.rows_in_period(&client_types, from, to).await?,
+            client_names: self.rows_in_period(&client_names, from, to).await?,
+        })
     }
 }
