@@ -124,11 +124,7 @@ pub fn series(
         at += bucket.width();
     }
     for (hour, sums) in hours {
-        let point = points.entry(bucket.start_of(*hour)).or_default();
-        point.requests += sums.requests;
-        point.errors += sums.errors;
-        point.tokens += sums.tokens;
-        point.cost_units += sums.cost_units;
+        *points.entry(bucket.start_of(*hour)).or_default() += sums;
     }
     points
         .into_iter()
@@ -176,11 +172,8 @@ pub async fn load(store: &Store, since: DateTime<Utc>, bucket: Bucket) -> Result
     let period = store.period_cost(since, until).await?;
     let hours: Vec<_> = period.hours.into_iter().map(|h| (h.hour, h.sums)).collect();
     let mut totals = CostSums::default();
-    for (_, s) in &hours {
-        totals.requests += s.requests;
-        totals.errors += s.errors;
-        totals.tokens += s.tokens;
-        totals.cost_units += s.cost_units;
+    for (_, sums) in &hours {
+        totals += sums;
     }
     Ok(Cost {
         since,

@@ -19,6 +19,15 @@ pub struct CostSums {
     pub cost_units: i64,
 }
 
+impl std::ops::AddAssign<&CostSums> for CostSums {
+    fn add_assign(&mut self, other: &CostSums) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.tokens += other.tokens;
+        self.cost_units += other.cost_units;
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CostHour {
     pub hour: DateTime<Utc>,
