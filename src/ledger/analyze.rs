@@ -94,228 +94,15 @@ impl<'a> Reply<'a> {
     }
 }
 
-/// The parts of a request's `params` the ledger records, each as its raw JSON text.
-#[derive(Default, Debug, PartialEq)]
-struct Params<'a> {
-    name: Option<&'a str>,
-    arguments: Option<&'a str>,
-    protocol_version: Option<&'a str>,
-    meta: Option<&'a str>,
-}
-
-/// [`Params`] as serde reads them.
+/// The parts of a request's `params` the ledger records.
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'a"))]
-struct ParamsWire<'a> {
+struct Params<'a> {
     name: Option<&'a RawValue>,
     arguments: Option<&'a RawValue>,
     protocol_version: Option<&'a RawValue>,
     #[serde(rename = "_meta")]
     meta: Option<&'a RawValue>,
-}
-
-impl<'a> From<ParamsWire<'a>> for Params<'a> {
-    fn from(wire: ParamsWire<'a>) -> Self {
-        Params {
-            name: wire.name.map(RawValue::get),
-            arguments: wire.arguments.map(RawValue::get),
-            protocol_version: wire.protocol_version.map(RawValue::get),
-            meta: wire.meta.map(RawValue::get),
-        }
-    }
-}
-
-/// A request's `params` (valid JSON) as [`Params`]: the default when they are not an object
-/// (or, as serde reads them, an array of those members by position).
-fn params_of(json: &str) -> Params<'_> {
-    scan_params(json).unwrap_or_else(|| {
-        serde_json::from_str::<ParamsWire>(json)
-            .map(Params::from)
-            .unwrap_or_default()
-    })
-}
-
-/// [`Params`] found by [`scan_object`], without serde: a request's params are read on the
-/// request path of every call, and serde's derived reading (a visitor per member, each value
-/// parsed as a `RawValue`) cost thousands of instructions for a 50-byte object. None where the
-/// scan leaves it to serde.
-fn scan_params(json: &str) -> Option<Params<'_>> {
-    let [name, arguments, protocol_version, meta] =
-        scan_object(json, [b"name", b"arguments", b"protocolVersion", b"_meta"])?;
-    Some(Params {
-        name,
-        arguments,
-        protocol_version,
-        meta,
-    })
-}
-
-/// The raw JSON text of the members `keys` of the JSON object `json` (None for one absent or
-/// `null`), as serde reads them into a struct of `Option<&RawValue>` members; other members
-/// are skipped. The whole text is checked to be JSON as it is scanned. None (serde then
-/// decides) for anything the scan is not sure to read as serde does: not an object, a key
-/// with an escape, one of `keys` given twice (serde refuses that), a string with a `\u`
-/// escape or a control character, a number or literal not in the simplest form, deep nesting.
-fn scan_object<'a, const N: usize>(
-    json: &'a str,
-    keys: [&[u8]; N],
-) -> Option<[Option<&'a str>; N]> {
-    let b = json.as_bytes();
-    let mut found: [Option<&'a str>; N] = [None; N];
-    let mut seen = [false; N];
-    let mut at = skip_blank(b, 0);
-    if b.get(at) != Some(&b'{') {
-        return None;
-    }
-    at = skip_blank(b, at + 1);
-    if b.get(at) == Some(&b'}') {
-        return only_blank(b, at + 1).then_some(found);
-    }
-    loop {
-        if b.get(at) != Some(&b'"') {
-            return None;
-        }
-        let key_end = string_end(b, at)?;
-        let key = &b[at + 1..key_end - 1];
-        if key.contains(&b'\\') {
-            return None;
-        }
-        at = skip_blank(b, key_end);
-        if b.get(at) != Some(&b':') {
-            return None;
-        }
-        let start = skip_blank(b, at + 1);
-        let end = value_end(b, start, 0)?;
-        if let Some(index) = keys.iter().position(|k| *k == key) {
-            if std::mem::replace(&mut seen[index], true) {
-                return None;
-            }
-            let raw = json.get(start..end)?;
-            found[index] = (raw != "null").then_some(raw);
-        }
-        at = skip_blank(b, end);
-        match b.get(at) {
-            Some(b',') => at = skip_blank(b, at + 1),
-            Some(b'}') => return only_blank(b, at + 1).then_some(found),
-            _ => return None,
-        }
-    }
-}
-
-/// The first position at or after `at` that is not JSON whitespace.
-fn skip_blank(b: &[u8], mut at: usize) -> usize {
-    while matches!(b.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        at += 1;
-    }
-    at
-}
-
-/// Whether nothing but JSON whitespace follows `at`.
-fn only_blank(b: &[u8], at: usize) -> bool {
-    skip_blank(b, at) == b.len()
-}
-
-/// Nesting [`value_end`] follows before it leaves the text to serde.
-const SCAN_DEPTH: usize = 64;
-
-/// Where the JSON value starting at `start` ends (one past its last byte), checking that it is
-/// JSON; None if it is not, or not in a form [`scan_object`] is sure of.
-fn value_end(b: &[u8], start: usize, depth: usize) -> Option<usize> {
-    match *b.get(start)? {
-        b'"' => string_end(b, start),
-        open @ (b'{' | b'[') => {
-            if depth >= SCAN_DEPTH {
-                return None;
-            }
-            let close = if open == b'{' { b'}' } else { b']' };
-            let mut at = skip_blank(b, start + 1);
-            if b.get(at) == Some(&close) {
-                return Some(at + 1);
-            }
-            loop {
-                if open == b'{' {
-                    if b.get(at) != Some(&b'"') {
-                        return None;
-                    }
-                    at = skip_blank(b, string_end(b, at)?);
-                    if b.get(at) != Some(&b':') {
-                        return None;
-                    }
-                    at = skip_blank(b, at + 1);
-                }
-                at = skip_blank(b, value_end(b, at, depth + 1)?);
-                match *b.get(at)? {
-                    b',' => at = skip_blank(b, at + 1),
-                    c if c == close => return Some(at + 1),
-                    _ => return None,
-                }
-            }
-        }
-        b't' => literal_end(b, start, b"true"),
-        b'f' => literal_end(b, start, b"false"),
-        b'n' => literal_end(b, start, b"null"),
-        _ => number_end(b, start),
-    }
-}
-
-/// One past the closing quote of the JSON string opening at `start`: plain text (no control
-/// character) and the two-character escapes; None for anything else (a `\u` escape included).
-fn string_end(b: &[u8], start: usize) -> Option<usize> {
-    let mut at = start + 1;
-    loop {
-        let c = *b.get(at)?;
-        match c {
-            b'"' => return Some(at + 1),
-            b'\\' => match *b.get(at + 1)? {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at += 2,
-                _ => return None,
-            },
-            0..=0x1f => return None,
-            _ => at += 1,
-        }
-    }
-}
-
-fn literal_end(b: &[u8], start: usize, literal: &[u8]) -> Option<usize> {
-    b[start..]
-        .starts_with(literal)
-        .then_some(start + literal.len())
-}
-
-/// One past a JSON number starting at `start`: `-`, digits without a leading zero, a fraction
-/// and an exponent.
-fn number_end(b: &[u8], start: usize) -> Option<usize> {
-    let digits = |at: usize| {
-        b[at.min(b.len())..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count()
-    };
-    let mut at = start + usize::from(b.get(start) == Some(&b'-'));
-    let whole = digits(at);
-    if whole == 0 || (whole > 1 && b[at] == b'0') {
-        return None;
-    }
-    at += whole;
-    if b.get(at) == Some(&b'.') {
-        let fraction = digits(at + 1);
-        if fraction == 0 {
-            return None;
-        }
-        at += 1 + fraction;
-    }
-    if matches!(b.get(at), Some(b'e' | b'E')) {
-        at += 1;
-        if matches!(b.get(at), Some(b'+' | b'-')) {
-            at += 1;
-        }
-        let exponent = digits(at);
-        if exponent == 0 {
-            return None;
-        }
-        at += exponent;
-    }
-    Some(at)
 }
 
 #[derive(Deserialize, Default)]
@@ -368,12 +155,7 @@ fn read<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
 
 /// A JSON string's text (None for any other JSON value).
 fn text(raw: Option<&RawValue>) -> Option<String> {
-    text_of(raw.map(RawValue::get))
-}
-
-/// [`text`] of a value's raw JSON text.
-fn text_of(raw: Option<&str>) -> Option<String> {
-    let raw = raw?;
+    let raw = raw?.get();
     let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
     // `raw` is valid JSON, so a string without escapes is its own text (methods, tool
     // names and ids nearly always are): no need to run the decoder.
@@ -426,7 +208,7 @@ fn analyze_within(obs: &Exchange<'_>, reply: Option<&Bytes>, budget: &mut Budget
     };
     let id = request.id.filter(|id| id.get() != "null");
     let tool_name = (method == "tools/call")
-        .then(|| text_of(params.name))
+        .then(|| text(params.name))
         .flatten();
     let tool_call = method == "tools/call";
     let events;
@@ -439,7 +221,7 @@ fn analyze_within(obs: &Exchange<'_>, reply: Option<&Bytes>, budget: &mut Budget
     };
 
     let args_text = match (method.as_str(), request.params) {
-        ("tools/call", _) => params.arguments.unwrap_or_default(),
+        ("tools/call", _) => params.arguments.map(RawValue::get).unwrap_or_default(),
         (_, Some(p)) => p,
         (_, None) => "",
     };
@@ -669,7 +451,7 @@ struct Call<'a> {
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    params: Option<ParamsWire<'a>>,
+    params: Option<Params<'a>>,
 }
 
 /// The request, its method and its `params` as [`Params`] (the default when they are not an
@@ -679,21 +461,6 @@ struct Call<'a> {
 fn read_request_and_params(body: &[u8]) -> (Request<'_>, String, Params<'_>) {
     // An object only: serde would also read a struct from an array (a batch) by position.
     let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    // Most calls are read by a scan of the body's members (see `scan_object`), without serde;
-    // the params must be an object (serde's `Call` would read an array by position, and
-    // refuse anything else).
-    let scanned = object
-        .then(|| std::str::from_utf8(body).ok())
-        .flatten()
-        .and_then(|text| scan_object(text, [b"method", b"id", b"params"]));
-    if let Some([Some(r#""tools/call""#), id, params]) = scanned
-        && params.is_none_or(|p| p.starts_with('{'))
-        && let Ok(id) = id.map(serde_json::from_str::<&RawValue>).transpose()
-    {
-        let request = Request { id, params: None };
-        let params = params.map(params_of).unwrap_or_default();
-        return (request, "tools/call".to_string(), params);
-    }
     if object
         && let Ok(call) = serde_json::from_slice::<Call>(body)
         && call.method.map(RawValue::get) == Some("\"tools/call\"")
@@ -702,14 +469,11 @@ fn read_request_and_params(body: &[u8]) -> (Request<'_>, String, Params<'_>) {
             id: call.id,
             params: None,
         };
-        let params = call.params.map(Params::from).unwrap_or_default();
+        let params = call.params.unwrap_or_default();
         return (request, "tools/call".to_string(), params);
     }
     let (message, method) = read_request(body);
-    let params = message
-        .params
-        .map(|raw| params_of(raw.get()))
-        .unwrap_or_default();
+    let params = read(message.params);
     let request = Request {
         id: message.id,
         params: message.params.map(RawValue::get),
@@ -733,8 +497,7 @@ fn already_read<'a>(
         None => None,
     };
     let fields = params
-        .and_then(|p| std::str::from_utf8(p).ok())
-        .map(params_of)
+        .and_then(|p| serde_json::from_slice::<Params>(p).ok())
         .unwrap_or_default();
     // A `tools/call` records its arguments (in `fields`), any other request its params' text.
     let params = match read.method == "tools/call" {
@@ -774,13 +537,9 @@ fn read_request(body: &[u8]) -> (Message<'_>, String) {
 fn trace_context(header: Option<String>, params: &Params) -> TraceContext {
     // Real values are short; a huge one is not worth carrying to the exporter.
     let short = |raw: Option<&RawValue>| text(raw).filter(|s| s.len() <= 512);
-    let meta: Meta = params
-        .meta
-        .and_then(|raw| serde_json::from_str(raw).ok())
-        .unwrap_or_default();
+    let meta: Meta = read(params.meta);
     TraceContext {
-        protocol_version: header
-            .or_else(|| text_of(params.protocol_version).filter(|s| s.len() <= 512)),
+        protocol_version: header.or_else(|| short(params.protocol_version)),
         traceparent: short(meta.traceparent),
         tracestate: short(meta.tracestate),
     }
@@ -1270,82 +1029,6 @@ mod tests {
         assert_eq!(row.map(|r| r.status), Some(Status::Error));
     }
 
-    /// The scan of a request's params finds what serde finds, and leaves to serde what it
-    /// cannot be sure of.
-    #[test]
-    fn params_scanned_read_as_serde_reads_them() {
-        fn serde(json: &str) -> Params<'_> {
-            serde_json::from_str::<ParamsWire>(json)
-                .map(Params::from)
-                .unwrap_or_default()
-        }
-        // Scanned: the members' raw text, whatever their values hold.
-        let scanned = [
-            r#"{"name":"find_tasks","arguments":{"per_page":10}}"#,
-            r#"{}"#,
-            r#" { } "#,
-            r#"{"arguments":{"q":"a \"}\" b","n":[1,{"x":"]"}],"e":{}},"name":"t"}"#,
-            r#"{ "name" : "t" , "arguments" : [ 1 , 2 ] , "extra" : { "name" : "no" } }"#,
-            r#"{"name":null,"arguments":null,"_meta":{"traceparent":"00-1-2-01"}}"#,
-            r#"{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c"}}"#,
-            r#"{"name":"t\n","arguments":-1.5e3,"other":true,"more":false,"x":[0,-0.5,1E+2]}"#,
-            r#"{"cursor":"c","name":12}"#,
-            "{\"name\":\"t\",\n\t\"arguments\":{\"a\":\"\\\\\"}\r\n}",
-            r#"{"name":"é✓","arguments":{"k":"日本"}}"#,
-        ];
-        for json in scanned {
-            assert!(serde_json::from_str::<IgnoredAny>(json).is_ok(), "{json}");
-            let fast = scan_params(json).unwrap_or_else(|| panic!("not scanned: {json}"));
-            assert_eq!(fast, serde(json), "{json}");
-            assert_eq!(params_of(json), serde(json), "{json}");
-        }
-        assert_eq!(
-            scan_params(r#"{"name":"t","arguments":{"a":1}}"#),
-            Some(Params {
-                name: Some(r#""t""#),
-                arguments: Some(r#"{"a":1}"#),
-                ..Params::default()
-            })
-        );
-        // Left to serde: a member twice (serde refuses the object), an escaped key (serde
-        // decodes it), an array (serde reads members by position), not an object at all.
-        let left = [
-            r#"{"name":"a","name":"b"}"#,
-            r#"{"name":null,"name":"b"}"#,
-            r#"{"n\u0061me":"t"}"#,
-            r#"{"name":"t\u0041"}"#,
-            r#"{"name":"t","arguments":{"a":"\u00e9"}}"#,
-            r#"{"name":"t","arguments":[1,2,{"deep":[[[[[[[[]]]]]]]]}],"n":01}"#,
-            r#"["t",{"a":1}]"#,
-            r#""text""#,
-            r#"7"#,
-        ];
-        for json in left {
-            assert_eq!(scan_params(json), None, "{json}");
-            assert_eq!(params_of(json), serde(json), "{json}");
-        }
-        // Not JSON: never read by the scan (serde refuses it).
-        let broken = [
-            r#"{"name":tru}"#,
-            r#"{"name":"t","arguments":{"a":}}"#,
-            r#"{"name":"t","arguments":{"a" 1}}"#,
-            r#"{"name":"t","arguments":[1,]}"#,
-            r#"{"name":"t","arguments":1.}"#,
-            r#"{"name":"t",}"#,
-            r#"{"name":"t"} x"#,
-            "{\"name\":\"a\u{1}b\"}",
-            r#"{"name":"t""#,
-            r#"{"name":"t","arguments":{"a":[1,2}]}"#,
-        ];
-        for json in broken {
-            assert!(serde_json::from_str::<IgnoredAny>(json).is_err(), "{json}");
-            assert_eq!(scan_params(json), None, "{json}");
-            assert_eq!(scan_object(json, [b"name"]), None, "{json}");
-        }
-        assert_eq!(params_of(r#"{"n\u0061me":"t"}"#).name, Some(r#""t""#));
-        assert_eq!(params_of(r#"{"name":"a","name":"b"}"#), Params::default());
-    }
-
     /// A `tools/call` read in one pass gives the row the two-pass reading gives.
     #[test]
     fn a_tool_call_read_in_one_pass_reads_as_in_two() {
@@ -1362,11 +1045,13 @@ mod tests {
         for body in calls {
             let (fast, method, params) = read_request_and_params(body.as_bytes());
             let (slow, slow_method) = read_request(body.as_bytes());
-            let slow_params: Params = read::<ParamsWire>(slow.params).into();
+            let slow_params: Params = read(slow.params);
             assert_eq!(method, slow_method, "{body}");
             let raw = |v: Option<&RawValue>| v.map(|v| v.get().to_string());
             assert_eq!(raw(fast.id), raw(slow.id), "{body}");
-            assert_eq!(params, slow_params, "{body}");
+            assert_eq!(raw(params.name), raw(slow_params.name), "{body}");
+            assert_eq!(raw(params.arguments), raw(slow_params.arguments), "{body}");
+            assert_eq!(raw(params.meta), raw(slow_params.meta), "{body}");
             let row = analyze(observe(body, 200, ""));
             assert_eq!(row.method, slow_method, "{body}");
         }
