@@ -10,33 +10,61 @@
 //! [`LiveSessions`]. Until then, and for the conformance fixtures' tools and the upstreams',
 //! calls go to rmcp.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::http::request::Parts;
-use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest};
+use chrono::Utc;
+use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest, ServerResult};
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{RoleServer, Service};
 use tokio_util::sync::CancellationToken;
 
 use super::fast::{Answered, Plain, ToolCall, request_id, session_era};
+use super::tools::ANSWERED;
 use super::{BoardServer, Connection, ServerContext};
 use crate::protocol::Id;
+use crate::store::answer_memo::AnswerStamp;
 use crate::sync::lock;
 
 /// The sessions rmcp serves on this replica, by id, once their handshake is done; and how many
 /// board calls were answered here.
 #[derive(Default)]
 pub struct LiveSessions {
-    sessions: Mutex<HashMap<String, Live>>,
+    sessions: Mutex<Sessions>,
     answered: AtomicU64,
+}
+
+/// Sessions whose service ended stay until the next sweep, which comes when the map has
+/// doubled since the last one: each handshake pays O(1) on average, not a walk of every
+/// session.
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<String, Live>,
+    /// The size at which the next handshake sweeps.
+    sweep_at: usize,
+}
+
+/// The fewest sessions a sweep waits for.
+const FIRST_SWEEP: usize = 64;
+
+impl Sessions {
+    fn enter(&mut self, id: &str, live: Live) {
+        if self.by_id.len() >= self.sweep_at {
+            self.by_id
+                .retain(|_, live| !live.peer.is_transport_closed());
+            self.sweep_at = (2 * self.by_id.len()).max(FIRST_SWEEP);
+        }
+        self.by_id.insert(id.to_string(), live);
+    }
 }
 
 impl std::fmt::Debug for LiveSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveSessions")
-            .field("sessions", &lock(&self.sessions).len())
+            .field("sessions", &lock(&self.sessions).by_id.len())
             .field("answered", &self.answered())
             .finish()
     }
@@ -51,16 +79,15 @@ pub(super) struct Live {
 
 impl LiveSessions {
     /// Notes session `id`'s connection and peer (a restored session's replace the old ones).
+    /// Sessions whose service ended (closed, dropped from memory) are forgotten as new ones
+    /// come (see [`Sessions`]), not on every call.
     pub(super) fn enter(&self, id: &str, connection: Arc<Connection>, peer: Peer<RoleServer>) {
-        let mut live = lock(&self.sessions);
-        // Sessions whose service ended (closed, dropped from memory) are forgotten as new ones
-        // come, not on every call.
-        live.retain(|_, live| !live.peer.is_transport_closed());
-        live.insert(id.to_string(), Live { connection, peer });
+        lock(&self.sessions).enter(id, Live { connection, peer });
     }
 
     fn get(&self, id: &str) -> Option<Live> {
         lock(&self.sessions)
+            .by_id
             .get(id)
             .filter(|live| !live.peer.is_transport_closed())
             .cloned()
@@ -81,9 +108,24 @@ pub(super) fn live(ctx: &ServerContext, plain: &Plain) -> Option<Live> {
     session_era(live.peer.peer_info().as_deref()).then_some(live)
 }
 
-/// The board's answer to request `id`, as rmcp's service makes it; `None` when the client
-/// cancelled the call first (no answer, as on rmcp's path, where the call still runs to its
-/// end: so it does here).
+/// The key of a call's written answer (see [`WrittenAnswers`]): the client's revision (rmcp
+/// shapes a result by it) and the call's params as the client sent them. `None` for a call
+/// that names a task: rmcp's path tells the ledger it concerns that task.
+pub(super) fn asked(live: &Live, call: &ToolCall, params: &str) -> Option<String> {
+    if call
+        .arguments
+        .as_ref()
+        .is_some_and(|args| args.contains_key("task_id"))
+    {
+        return None;
+    }
+    let client = live.peer.peer_info()?;
+    Some(format!("{}\n{params}", client.protocol_version.as_str()))
+}
+
+/// The board's answer to request `id`, as rmcp's service makes it (or as it made it before,
+/// see [`WrittenAnswers`]); `None` when the client cancelled the call first (no answer, as
+/// on rmcp's path, where the call still runs to its end: so it does here).
 pub(super) async fn call(
     ctx: Arc<ServerContext>,
     live: Live,
@@ -91,28 +133,123 @@ pub(super) async fn call(
     call: ToolCall,
     parts: Parts,
     token: CancellationToken,
+    asked: Option<String>,
 ) -> Option<Answered> {
     ctx.live.answered.fetch_add(1, Ordering::Relaxed);
-    let Live { connection, peer } = live;
-    let server = BoardServer::of_session(ctx, connection);
-    let mut params = CallToolRequestParams::new(call.name);
-    if let Some(arguments) = call.arguments {
-        params = params.with_arguments(arguments);
-    }
-    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-    // As rmcp makes a request's context: the HTTP request's parts in its extensions (the
-    // session id, the principal, the ledger's note).
-    let mut context = RequestContext::new(request_id(&id), peer);
-    context.ct = token.clone();
-    context.extensions.insert(parts);
-    let mut handled =
-        Box::pin(async move { Service::handle_request(&server, request, context).await });
-    let outcome = tokio::select! {
-        outcome = &mut handled => outcome,
+    let context_token = token.clone();
+    let mut handled = Box::pin(async move {
+        if let Some(written) = ctx.written.recall(&ctx, asked.as_deref()).await {
+            // As the handler counts every call it is given.
+            live.connection.requests.fetch_add(1, Ordering::Relaxed);
+            return Answered::written(written.result.clone(), &written.json, &id);
+        }
+        let Live { connection, peer } = live;
+        let server = BoardServer::of_session(ctx.clone(), connection);
+        let mut params = CallToolRequestParams::new(call.name);
+        if let Some(arguments) = call.arguments {
+            params = params.with_arguments(arguments);
+        }
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        // As rmcp makes a request's context: the HTTP request's parts in its extensions (the
+        // session id, the principal, the ledger's note).
+        let mut context = RequestContext::new(request_id(&id), peer);
+        context.ct = context_token;
+        context.extensions.insert(parts);
+        let (outcome, stamp) = ANSWERED
+            .scope(Cell::new(None), async move {
+                let outcome = Service::handle_request(&server, request, context).await;
+                (outcome, ANSWERED.with(Cell::take))
+            })
+            .await;
+        if let (Some(asked), Some(stamp), Ok(result)) = (asked, stamp, &outcome) {
+            ctx.written.remember(asked, stamp, result);
+        }
+        Answered::of(outcome, &id)
+    });
+    tokio::select! {
+        answered = &mut handled => Some(answered),
         () = token.cancelled() => {
             tokio::spawn(handled);
-            return None;
+            None
         }
-    };
-    Some(Answered::of(outcome, &id))
+    }
+}
+
+/// Most written answers kept, and most bytes of them: past either, they start over (as the
+/// answers they are made of, `store::answer_memo`).
+const WRITTEN_ENTRIES: usize = 512;
+const WRITTEN_BYTES: usize = 4 << 20;
+
+/// Remembered board answers as rmcp's path wrote them, by what the call asked (see [`asked`]):
+/// a call asking again while the answer holds (the board's version unchanged and no lease it
+/// saw run out, as `store::answer_memo` decides) is answered with those bytes, without rmcp's
+/// dispatch, the tool's validation of the same arguments and the answer's serialisation. The
+/// version is read for the call as the tool would read it, so a call sees every write
+/// answered before it, whichever replica made it.
+#[derive(Default)]
+pub struct WrittenAnswers(Mutex<Written>);
+
+impl std::fmt::Debug for WrittenAnswers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrittenAnswers")
+            .field("entries", &lock(&self.0).entries.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Written {
+    entries: HashMap<String, Arc<WrittenAnswer>>,
+    bytes: usize,
+}
+
+/// A result as rmcp made it (kept for the replay store) and its JSON text, under the stamp of
+/// the remembered answer it holds.
+struct WrittenAnswer {
+    stamp: AnswerStamp,
+    result: ServerResult,
+    json: String,
+}
+
+impl WrittenAnswers {
+    /// The answer written before for `asked`, if it still holds now.
+    async fn recall(&self, ctx: &ServerContext, asked: Option<&str>) -> Option<Arc<WrittenAnswer>> {
+        let written = lock(&self.0).entries.get(asked?).cloned()?;
+        // A failed read goes the tool's way, which reports it.
+        let version = ctx.answers.version().await.ok()?;
+        written.stamp.holds(version, Utc::now()).then_some(written)
+    }
+
+    /// Keeps `result`, the answer to `asked` remembered under `stamp` (a tool error is not an
+    /// answer the board remembers, and is never given here).
+    fn remember(&self, asked: String, stamp: AnswerStamp, result: &ServerResult) {
+        let ServerResult::CallToolResult(tool) = result else {
+            return;
+        };
+        if tool.is_error == Some(true) {
+            return;
+        }
+        let Ok(json) = serde_json::to_string(result) else {
+            return;
+        };
+        let size = asked.len() + 2 * json.len();
+        if size > WRITTEN_BYTES {
+            return;
+        }
+        let answer = Arc::new(WrittenAnswer {
+            stamp,
+            result: result.clone(),
+            json,
+        });
+        let mut written = lock(&self.0);
+        if let Some(old) = written.entries.remove(&asked) {
+            written.bytes -= asked.len() + 2 * old.json.len();
+        }
+        if written.entries.len() >= WRITTEN_ENTRIES || written.bytes + size > WRITTEN_BYTES {
+            written.entries.clear();
+            written.bytes = 0;
+        }
+        written.bytes += size;
+        written.entries.insert(asked, answer);
+    }
 }

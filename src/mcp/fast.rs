@@ -136,6 +136,8 @@ pub(super) struct Plain {
     pub session: String,
     pub id: Id,
     pub call: ToolCall,
+    /// The request, whose params text keys a written answer (see `board_call::asked`).
+    pub envelope: Arc<Envelope>,
 }
 
 impl Plain {
@@ -159,7 +161,13 @@ impl Plain {
             session: session.to_string(),
             id,
             call,
+            envelope: envelope.clone(),
         })
+    }
+
+    /// The params as the client sent them.
+    fn params(&self) -> Option<&str> {
+        self.envelope.params(self.envelope.single()?)
     }
 }
 
@@ -190,8 +198,14 @@ pub async fn serve(State(direct): State<Direct>, request: Request, next: Next) -
         };
         let (parts, _) = request.into_parts();
         let ctx = ctx.clone();
-        let Plain { session, id, call } = plain;
-        let answer = |token| super::board_call::call(ctx, live, id.clone(), call, parts, token);
+        let asked = plain
+            .params()
+            .and_then(|params| super::board_call::asked(&live, &plain.call, params));
+        let Plain {
+            session, id, call, ..
+        } = plain;
+        let answer =
+            |token| super::board_call::call(ctx, live, id.clone(), call, parts, token, asked);
         return direct.respond(stream, &session, &id, answer).await;
     }
     if let Some(gateway) = &direct.gateway
@@ -201,7 +215,9 @@ pub async fn serve(State(direct): State<Direct>, request: Request, next: Next) -
             return next.run(request).await;
         };
         let gateway = gateway.clone();
-        let Plain { session, id, call } = plain;
+        let Plain {
+            session, id, call, ..
+        } = plain;
         let (on, asked) = (session.clone(), id.clone());
         let answer = |token| super::raw::call(gateway, eligible, call, on, asked, token);
         return direct.respond(stream, &session, &id, answer).await;
@@ -232,6 +248,25 @@ impl Answered {
             );
             body.to_string()
         });
+        Answered { data, message }
+    }
+
+    /// The answer of request `id` whose result rmcp wrote as `json` before: the same bytes as
+    /// [`Answered::of`] writes for it.
+    pub fn written(result: ServerResult, json: &str, id: &Id) -> Answered {
+        let request_id = request_id(id);
+        let mut data = String::with_capacity(json.len() + 64);
+        data.push_str(r#"{"jsonrpc":"2.0","id":"#);
+        match &request_id {
+            NumberOrString::Number(n) => data.push_str(itoa::Buffer::new().format(*n)),
+            NumberOrString::String(text) => {
+                data.push_str(&serde_json::to_string(&**text).unwrap_or_default());
+            }
+        }
+        data.push_str(r#","result":"#);
+        data.push_str(json);
+        data.push('}');
+        let message = ServerJsonRpcMessage::response(result, request_id);
         Answered { data, message }
     }
 
@@ -526,6 +561,28 @@ impl HangUp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_written_answer_is_the_bytes_rmcp_writes() {
+        let text = r#"{"success":true,"tasks":[{"title":"A \"quoted\" cache\nline"}]}"#;
+        let result = ServerResult::CallToolResult(rmcp::model::CallToolResult::success(vec![
+            rmcp::model::ContentBlock::text(text),
+        ]));
+        let json = serde_json::to_string(&result).expect("serialisable");
+        for id in [
+            Id::Number(7),
+            Id::Number(-1),
+            Id::Text("a \"text\" id".into()),
+        ] {
+            let made = Answered::of(Ok(result.clone()), &id);
+            let written = Answered::written(result.clone(), &json, &id);
+            assert_eq!(written.data, made.data);
+            assert_eq!(
+                serde_json::to_value(&written.message).expect("serialisable"),
+                serde_json::to_value(&made.message).expect("serialisable")
+            );
+        }
+    }
 
     #[test]
     fn an_event_is_written_as_rmcp_writes_it() {

@@ -38,6 +38,7 @@ use crate::resources::changes::{BoardChanges, Change};
 use crate::resources::expiry::SweepHealth;
 use crate::resources::subscriptions::Subscriptions;
 use crate::sessions::logical::LogicalSessions;
+use crate::store::answer_memo::Answers;
 use crate::store::{Id, Store};
 use logging::ClientLog;
 
@@ -60,8 +61,13 @@ pub struct ServerContext {
     pub gateway: Option<Arc<Gateway>>,
     /// Whether the board's own tools, resources and prompts are served (`--no-board`: not).
     pub board: bool,
+    /// The board reads' answers remembered between writes, and the shared reads of the
+    /// board's version (see [`crate::store::answer_memo`]): this board's own.
+    pub answers: Answers,
     /// The sessions whose board calls can be answered in front of rmcp (see [`fast`]).
     live: board_call::LiveSessions,
+    /// Remembered answers as written for those calls (see [`board_call::WrittenAnswers`]).
+    written: board_call::WrittenAnswers,
 }
 
 impl ServerContext {
@@ -89,6 +95,7 @@ impl ServerContext {
         board: bool,
     ) -> Arc<Self> {
         Arc::new(ServerContext {
+            answers: Answers::new(store.clone()),
             store,
             started: Instant::now(),
             ledger,
@@ -99,6 +106,7 @@ impl ServerContext {
             gateway,
             board,
             live: Default::default(),
+            written: Default::default(),
         })
     }
 }

@@ -11,13 +11,19 @@
 //! (and sweeps). The version and that lease are read *before* the answer is made, so a write
 //! that lands meanwhile can only leave the entry under an old version (never used again),
 //! never make a stale one.
+//!
+//! What is remembered belongs to one [`Answers`], made for one store and owned by the board
+//! that serves from it: two boards in one process (two replicas in a test) never share an
+//! answer or a version read.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
+use super::version_reads::VersionReads;
 use super::{Store, on_pool};
+use crate::sync::lock;
 
 /// Most answers remembered, and most bytes of them (keys and texts): past either, the memo
 /// starts over. Bounds what distinct client queries can take; one 100-row page is ~100 KB.
@@ -46,15 +52,23 @@ impl AnswerKey {
 
 /// What an answer made now may be remembered under: the version it was read at and the
 /// earliest lease then on the board.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AnswerStamp {
     version: i64,
     until: Option<DateTime<Utc>>,
 }
 
-/// An answer remembered, or the stamp to remember a new one under.
+impl AnswerStamp {
+    /// Whether an answer made under this stamp still holds at `version` and `now`.
+    pub fn holds(&self, version: i64, now: DateTime<Utc>) -> bool {
+        self.version == version && self.until.is_none_or(|t| now < t)
+    }
+}
+
+/// An answer remembered (with the stamp it was made under), or the stamp to remember a new
+/// one under.
 pub enum Recalled {
-    Answer(Arc<str>),
+    Answer(Arc<str>, AnswerStamp),
     Make(AnswerStamp),
 }
 
@@ -69,54 +83,86 @@ struct Memo {
     bytes: usize,
 }
 
-/// Process-wide. Versions are random per database, so an answer of another database is not
-/// taken for this one's.
-static MEMO: LazyLock<Mutex<Memo>> = LazyLock::new(Mutex::default);
-
 fn size(key: &AnswerKey, text: &str) -> usize {
     key.args.len() + text.len()
 }
 
-/// The answer remembered for `key` at `version`, if it still holds at `now`.
-fn recall(key: &AnswerKey, version: i64, now: DateTime<Utc>) -> Option<Arc<str>> {
-    let memo = MEMO.lock().unwrap_or_else(PoisonError::into_inner);
-    let entry = memo.entries.get(key)?;
-    let live = entry.stamp.version == version && entry.stamp.until.is_none_or(|t| now < t);
-    live.then(|| entry.text.clone())
+impl Memo {
+    /// The answer remembered for `key` at `version`, if it still holds at `now`.
+    fn recall(&self, key: &AnswerKey, version: i64, now: DateTime<Utc>) -> Option<&Entry> {
+        self.entries
+            .get(key)
+            .filter(|entry| entry.stamp.holds(version, now))
+    }
+
+    fn remember(&mut self, key: AnswerKey, stamp: AnswerStamp, text: Arc<str>) {
+        let added = size(&key, &text);
+        if added > MAX_BYTES {
+            return;
+        }
+        if let Some(old) = self.entries.remove(&key) {
+            self.bytes -= size(&key, &old.text);
+        }
+        if self.entries.len() >= MAX_ENTRIES || self.bytes + added > MAX_BYTES {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += added;
+        self.entries.insert(key, Entry { stamp, text });
+    }
 }
 
-/// Remembers `text` as the answer to `key` under `stamp`.
-pub fn remember(key: AnswerKey, stamp: AnswerStamp, text: Arc<str>) {
-    let added = size(&key, &text);
-    if added > MAX_BYTES {
-        return;
-    }
-    let mut memo = MEMO.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(old) = memo.entries.remove(&key) {
-        memo.bytes -= size(&key, &old.text);
-    }
-    if memo.entries.len() >= MAX_ENTRIES || memo.bytes + added > MAX_BYTES {
-        memo.entries.clear();
-        memo.bytes = 0;
-    }
-    memo.bytes += added;
-    memo.entries.insert(key, Entry { stamp, text });
+/// The answers remembered for one store, and the reads of its version (see
+/// [`super::version_reads`]).
+pub struct Answers {
+    store: Store,
+    memo: Mutex<Memo>,
+    reads: Arc<VersionReads>,
 }
 
-impl Store {
+impl std::fmt::Debug for Answers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answers")
+            .field("entries", &lock(&self.memo).entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Answers {
+    /// Nothing remembered yet, for the board in `store`.
+    pub fn new(store: Store) -> Answers {
+        Answers {
+            store,
+            memo: Mutex::default(),
+            reads: Arc::default(),
+        }
+    }
+
+    /// The board's answer version, read by a statement that started after this call (shared
+    /// with the calls that arrive meanwhile: see [`super::version_reads`]).
+    pub async fn version(&self) -> Result<i64, sqlx::Error> {
+        self.reads.version(&self.store).await
+    }
+
     /// The answer remembered for `key` if no board write happened since it was made and no
     /// lease it saw has run out; else the stamp (read now, before the caller makes the
-    /// answer) to [`remember`] the new answer under. One statement when remembered, two when
-    /// not.
-    pub async fn recall_answer(&self, key: &AnswerKey) -> Result<Recalled, sqlx::Error> {
-        let version = self.board_answers_version().await?;
-        if let Some(text) = recall(key, version, Utc::now()) {
-            return Ok(Recalled::Answer(text));
+    /// answer) to [`Answers::remember`] the new answer under. One statement when remembered,
+    /// two when not.
+    pub async fn recall(&self, key: &AnswerKey) -> Result<Recalled, sqlx::Error> {
+        let version = self.version().await?;
+        let now = Utc::now();
+        if let Some(entry) = lock(&self.memo).recall(key, version, now) {
+            return Ok(Recalled::Answer(entry.text.clone(), entry.stamp));
         }
-        let (version, until) = on_pool!(self, pool => {
+        let (version, until) = on_pool!(&self.store, pool => {
             sqlx::query_as::<_, (i64, Option<DateTime<Utc>>)>(STAMP).fetch_one(pool).await
         })?;
         Ok(Recalled::Make(AnswerStamp { version, until }))
+    }
+
+    /// Remembers `text` as the answer to `key` under `stamp`.
+    pub fn remember(&self, key: AnswerKey, stamp: AnswerStamp, text: Arc<str>) {
+        lock(&self.memo).remember(key, stamp, text);
     }
 }
 
@@ -125,34 +171,40 @@ mod tests {
     use super::*;
     use chrono::TimeDelta;
 
+    fn recalled(memo: &Memo, key: &AnswerKey, version: i64, now: DateTime<Utc>) -> Option<String> {
+        memo.recall(key, version, now).map(|e| e.text.to_string())
+    }
+
     #[test]
     fn an_answer_holds_at_its_version_until_its_lease() {
+        let mut memo = Memo::default();
         let now = Utc::now();
         let key = AnswerKey::new("test_tool", &("an_answer_holds", 1));
         let stamp = AnswerStamp {
             version: 7,
             until: Some(now + TimeDelta::seconds(5)),
         };
-        remember(key.clone(), stamp, Arc::from("text"));
-        assert_eq!(recall(&key, 7, now).as_deref(), Some("text"));
-        assert_eq!(recall(&key, 8, now), None, "another version");
+        memo.remember(key.clone(), stamp, Arc::from("text"));
+        assert_eq!(recalled(&memo, &key, 7, now).as_deref(), Some("text"));
+        assert_eq!(recalled(&memo, &key, 8, now), None, "another version");
         assert_eq!(
-            recall(&key, 7, now + TimeDelta::seconds(5)),
+            recalled(&memo, &key, 7, now + TimeDelta::seconds(5)),
             None,
             "lease ran out"
         );
         let other = AnswerKey::new("test_tool", &("an_answer_holds", 2));
-        assert_eq!(recall(&other, 7, now), None, "other arguments");
+        assert_eq!(recalled(&memo, &other, 7, now), None, "other arguments");
     }
 
     #[test]
     fn an_answer_larger_than_the_bound_is_not_kept() {
+        let mut memo = Memo::default();
         let key = AnswerKey::new("test_tool", &"too large");
         let stamp = AnswerStamp {
             version: 1,
             until: None,
         };
-        remember(key.clone(), stamp, Arc::from("x".repeat(MAX_BYTES + 1)));
-        assert_eq!(recall(&key, 1, Utc::now()), None);
+        memo.remember(key.clone(), stamp, Arc::from("x".repeat(MAX_BYTES + 1)));
+        assert_eq!(recalled(&memo, &key, 1, Utc::now()), None);
     }
 }

@@ -7,15 +7,15 @@
 //! only that shows every write committed before the request (a client's own, made through
 //! whichever replica, and every other writer's). So a request never joins a read already
 //! running: it joins the next one, which starts when the running one ends and answers every
-//! request that arrived meanwhile. At most one read per pool is in flight; one statement
-//! answers as many requests as arrive during a round trip. A request that finds its pool idle
-//! reads itself, in its own task (a lone client pays no hand-off); a reader task runs only while
-//! requests queue behind a read.
+//! request that arrived meanwhile. At most one read per [`VersionReads`] is in flight; one
+//! statement answers as many requests as arrive during a round trip. A request that finds no
+//! read running reads itself, in its own task (a lone client pays no hand-off); a reader task
+//! runs only while requests queue behind a read.
+//!
+//! The state is owned by whoever owns the store's remembered answers (one per board, see
+//! [`super::answer_memo::Answers`]): two boards in one process never share a round.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::sync::LazyLock;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::Shared;
@@ -46,21 +46,25 @@ impl Next {
     }
 }
 
-/// By pool (see [`Store::identity`]), while a reader runs for it: the read requests arriving
-/// now join, if one has joined since the running read started.
-static PENDING: LazyLock<Mutex<HashMap<usize, Option<Next>>>> = LazyLock::new(Mutex::default);
+/// The version reads of one store's pool.
+#[derive(Default)]
+pub(super) struct VersionReads {
+    /// `None`: no read runs. `Some(None)`: one runs and no request waits for the next yet.
+    /// `Some(Some(next))`: the requests arriving now join `next`.
+    pending: Mutex<Option<Option<Next>>>,
+}
 
-/// The task that reads for one pool, round after round, while requests wait.
+/// The task that reads round after round while requests wait.
 struct Reader {
     store: Store,
-    pool: usize,
+    reads: Arc<VersionReads>,
     stopped: bool,
 }
 
 impl Reader {
     async fn run(mut self) {
         while let Some(next) = self.take_next() {
-            let version = self.store.read_version().await.ok();
+            let version = read_version(&self.store).await.ok();
             // The calls that waited may all have been cancelled meanwhile.
             if next.answer.send(version).is_err() {
                 tracing::debug!("no call waits for the board version read any more");
@@ -69,12 +73,12 @@ impl Reader {
     }
 
     /// The round to read now, taken before its statement starts so that later requests wait
-    /// for the one after; `None` once nobody waits, and then the pool is idle.
+    /// for the one after; `None` once nobody waits, and then no read runs.
     fn take_next(&mut self) -> Option<Next> {
-        let mut pending = lock(&PENDING);
-        let next = pending.get_mut(&self.pool).and_then(Option::take);
+        let mut pending = lock(&self.reads.pending);
+        let next = pending.as_mut().and_then(Option::take);
         if next.is_none() {
-            pending.remove(&self.pool);
+            *pending = None;
             self.stopped = true;
         }
         next
@@ -82,50 +86,51 @@ impl Reader {
 }
 
 impl Drop for Reader {
-    /// A reader dropped mid-read (its runtime shut down) must not leave its pool looking busy:
+    /// A reader dropped mid-read (its runtime shut down) must not leave reads looking busy:
     /// the next request starts a reader again, and the waiting ones read alone.
     fn drop(&mut self) {
         if !self.stopped {
-            lock(&PENDING).remove(&self.pool);
+            *lock(&self.reads.pending) = None;
         }
     }
 }
 
-/// What a call does: lead (no read runs for its pool: it reads itself, so a lone client waits
-/// for no other task) or join the next round.
+/// What a call does: lead (no read runs: it reads itself, so a lone client waits for no other
+/// task) or join the next round.
 enum Turn {
     Lead(Lead),
     Join(Round),
 }
 
 /// A call reading for itself while other calls may gather for the next round. Dropped before
-/// its read ends (the call was cancelled), it frees the pool; whoever gathered then reads alone.
+/// its read ends (the call was cancelled), it frees the reads; whoever gathered then reads
+/// alone.
 struct Lead {
-    pool: usize,
+    reads: Arc<VersionReads>,
     done: bool,
 }
 
 impl Lead {
     async fn read(mut self, store: &Store) -> Result<i64, sqlx::Error> {
-        let version = store.read_version().await;
+        let version = read_version(store).await;
         self.hand_over(store);
         version
     }
 
-    /// Calls that arrived during this read get a reader of their own; none: the pool is idle.
+    /// Calls that arrived during this read get a reader of their own; none: no read runs.
     fn hand_over(&mut self, store: &Store) {
         self.done = true;
-        let mut pending = lock(&PENDING);
-        if matches!(pending.get(&self.pool), Some(Some(_))) {
+        let mut pending = lock(&self.reads.pending);
+        if matches!(*pending, Some(Some(_))) {
             drop(pending);
             let reader = Reader {
                 store: store.clone(),
-                pool: self.pool,
+                reads: self.reads.clone(),
                 stopped: false,
             };
             tokio::spawn(reader.run());
         } else {
-            pending.remove(&self.pool);
+            *pending = None;
         }
     }
 }
@@ -133,48 +138,42 @@ impl Lead {
 impl Drop for Lead {
     fn drop(&mut self) {
         if !self.done {
-            lock(&PENDING).remove(&self.pool);
+            *lock(&self.reads.pending) = None;
         }
     }
 }
 
-impl Store {
-    /// The board's answer version, read by a statement that started after this call: shared
-    /// with the calls that arrive while the previous read runs (see the module's notes).
-    pub(super) async fn board_answers_version(&self) -> Result<i64, sqlx::Error> {
+impl VersionReads {
+    /// The board's answer version in `store`, read by a statement that started after this
+    /// call: shared with the calls that arrive while the previous read runs (see the module's
+    /// notes). `store` is always the same one for one `VersionReads`.
+    pub(super) async fn version(self: &Arc<Self>, store: &Store) -> Result<i64, sqlx::Error> {
         match self.turn() {
-            Turn::Lead(lead) => lead.read(self).await,
+            Turn::Lead(lead) => lead.read(store).await,
             Turn::Join(round) => match round.await {
                 Ok(Some(version)) => Ok(version),
-                _ => self.read_version().await,
+                _ => read_version(store).await,
             },
         }
     }
 
-    /// Lead when the pool is idle, else join its next round.
-    fn turn(&self) -> Turn {
-        let pool = self.identity();
-        let mut pending = lock(&PENDING);
-        match pending.entry(pool) {
-            Entry::Vacant(entry) => {
-                entry.insert(None);
-                Turn::Lead(Lead { pool, done: false })
+    /// Lead when no read runs, else join the next round.
+    fn turn(self: &Arc<Self>) -> Turn {
+        let mut pending = lock(&self.pending);
+        match &mut *pending {
+            None => {
+                *pending = Some(None);
+                Turn::Lead(Lead {
+                    reads: self.clone(),
+                    done: false,
+                })
             }
-            Entry::Occupied(mut entry) => {
-                let next = entry.get_mut().get_or_insert_with(Next::new);
-                Turn::Join(next.round.clone())
-            }
+            Some(next) => Turn::Join(next.get_or_insert_with(Next::new).round.clone()),
         }
     }
+}
 
-    /// One statement of this call's own.
-    async fn read_version(&self) -> Result<i64, sqlx::Error> {
-        on_pool!(self, pool => sqlx::query_scalar(VERSION).fetch_one(pool).await)
-    }
-
-    /// Which pool this is: the address of its shared state, the same for every clone. While a
-    /// reader runs it holds a clone, so no other pool can be given that address meanwhile.
-    fn identity(&self) -> usize {
-        on_pool!(self, pool => std::ptr::from_ref(pool.options()).addr())
-    }
+/// One statement of this call's own.
+async fn read_version(store: &Store) -> Result<i64, sqlx::Error> {
+    on_pool!(store, pool => sqlx::query_scalar(VERSION).fetch_one(pool).await)
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 use steward::board::{Actor, DocumentType, TaskStatus, VersionField};
-use steward::store::answer_memo::{self, AnswerKey, Recalled};
+use steward::store::answer_memo::{AnswerKey, Answers, Recalled};
 use steward::store::documents::{Document, DocumentChanges, DocumentQuery, NewDocument};
 use steward::store::projects::{NewProject, Project, ProjectChanges, ProjectJson};
 use steward::store::tasks::{NewTask, Task, TaskChanges, TaskCount, TaskQuery};
@@ -1503,6 +1503,33 @@ async fn ledger_rows_carry_their_task_and_the_task_s_activity_sums_them() -> any
     .await
 }
 
+/// Each board remembers its own answers: two boards on one database in one process (two
+/// replicas) never answer from each other's memory, and each reads the version itself.
+#[tokio::test]
+async fn two_boards_on_one_store_remember_their_own_answers() -> anyhow::Result<()> {
+    on_each_backend(|store| async move {
+        let key = AnswerKey::new("two_boards_test", &store.engine());
+        let (a, b) = (Answers::new(store.clone()), Answers::new(store.clone()));
+        let Recalled::Make(stamp) = a.recall(&key).await? else {
+            anyhow::bail!("board a remembered an answer it never made");
+        };
+        a.remember(key.clone(), stamp, Arc::from("made by a"));
+        match a.recall(&key).await? {
+            Recalled::Answer(text, held) => {
+                assert_eq!(&*text, "made by a");
+                assert_eq!(held, stamp);
+            }
+            Recalled::Make(_) => anyhow::bail!("board a forgot its own answer"),
+        }
+        assert!(
+            matches!(b.recall(&key).await?, Recalled::Make(_)),
+            "board b answered from board a's memory"
+        );
+        Ok(())
+    })
+    .await
+}
+
 /// One read of the board's answer version is shared by the calls that arrive while the
 /// previous one runs, and none of them is answered by a read that started before it arrived:
 /// with reads always in flight (16 callers in a loop), a writer's first call after each of its
@@ -1512,12 +1539,13 @@ async fn ledger_rows_carry_their_task_and_the_task_s_activity_sums_them() -> any
 async fn shared_version_reads_see_every_write_answered_before_the_call() -> anyhow::Result<()> {
     on_each_backend(|store| async move {
         let key = AnswerKey::new("shared_version_reads_test", &store.engine());
+        let answers = Arc::new(Answers::new(store.clone()));
         // The number of writes the writer has had answered.
         let written = Arc::new(AtomicUsize::new(0));
         let running = Arc::new(AtomicBool::new(true));
         let readers: Vec<_> = (0..16)
             .map(|_| {
-                let (store, key) = (store.clone(), key.clone());
+                let (answers, key) = (answers.clone(), key.clone());
                 let (written, running) = (written.clone(), running.clone());
                 tokio::spawn(async move {
                     // Per call: the writes answered when it started, and the write the
@@ -1525,8 +1553,8 @@ async fn shared_version_reads_see_every_write_answered_before_the_call() -> anyh
                     let mut calls = Vec::new();
                     while running.load(Ordering::SeqCst) {
                         let answered = written.load(Ordering::SeqCst);
-                        let recalled = match store.recall_answer(&key).await? {
-                            Recalled::Answer(text) => Some(text.parse::<usize>()?),
+                        let recalled = match answers.recall(&key).await? {
+                            Recalled::Answer(text, _) => Some(text.parse::<usize>()?),
                             Recalled::Make(_) => None,
                         };
                         calls.push((answered, recalled));
@@ -1538,17 +1566,17 @@ async fn shared_version_reads_see_every_write_answered_before_the_call() -> anyh
         let writes = 30;
         let mut stale_for_the_writer = 0;
         for write in 0..writes {
-            match store.recall_answer(&key).await? {
+            match answers.recall(&key).await? {
                 Recalled::Make(stamp) => {
-                    answer_memo::remember(key.clone(), stamp, Arc::from(write.to_string()))
+                    answers.remember(key.clone(), stamp, Arc::from(write.to_string()))
                 }
-                Recalled::Answer(_) => stale_for_the_writer += 1,
+                Recalled::Answer(..) => stale_for_the_writer += 1,
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
             project(&store, &format!("Write {write} between the reads"), "").await?;
             written.store(write + 1, Ordering::SeqCst);
         }
-        if matches!(store.recall_answer(&key).await?, Recalled::Answer(_)) {
+        if matches!(answers.recall(&key).await?, Recalled::Answer(..)) {
             stale_for_the_writer += 1;
         }
         running.store(false, Ordering::SeqCst);

@@ -70,7 +70,7 @@ impl BoardServer {
             text: validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?,
         };
         let key = AnswerKey::new("find_documents", &(&query, page));
-        remembered(self.store(), key, async {
+        remembered(&self.ctx.answers, key, async {
             let found = self.store().list_documents(&query, page).await?;
             Ok(success_fields(Fields::new().page(
                 "documents",

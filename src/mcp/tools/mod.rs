@@ -18,8 +18,7 @@ use crate::rules::validate;
 
 use std::sync::Arc;
 
-use crate::store::Store;
-use crate::store::answer_memo::{self, AnswerKey, Recalled};
+use crate::store::answer_memo::{AnswerKey, AnswerStamp, Answers, Recalled};
 use rmcp::ErrorData;
 use rmcp::handler::server::tool::IntoCallToolResult;
 use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
@@ -201,19 +200,40 @@ pub fn success(body: Value) -> Reply {
 
 /// The answer of a pure board read (the same text for every caller, changed only by board
 /// writes and by leases running out): the one remembered for `key` while it holds (see
-/// `store::answer_memo`), else the one `make` makes now, remembered when it succeeds.
+/// `store::answer_memo`), else the one `make` makes now, remembered when it succeeds. The
+/// stamp it holds under is noted for the call (see [`ANSWERED`]).
 pub async fn remembered(
-    store: &Store,
+    answers: &Answers,
     key: AnswerKey,
     make: impl Future<Output = ToolResult>,
 ) -> ToolResult {
-    let stamp = match store.recall_answer(&key).await? {
-        Recalled::Answer(text) => return Ok(Reply(String::from(&*text))),
+    let stamp = match answers.recall(&key).await? {
+        Recalled::Answer(text, stamp) => {
+            note_answered(stamp);
+            return Ok(Reply(String::from(&*text)));
+        }
         Recalled::Make(stamp) => stamp,
     };
     let reply = make.await?;
-    answer_memo::remember(key, stamp, Arc::from(reply.0.as_str()));
+    answers.remember(key, stamp, Arc::from(reply.0.as_str()));
+    note_answered(stamp);
     Ok(reply)
+}
+
+tokio::task_local! {
+    /// Set around a call that may keep its written answer (see `mcp::board_call`): the stamp
+    /// of the remembered answer the call gave, if it gave one.
+    pub(crate) static ANSWERED: std::cell::Cell<Option<AnswerStamp>>;
+}
+
+fn note_answered(stamp: AnswerStamp) {
+    // Outside such a call there is nobody to tell.
+    if ANSWERED
+        .try_with(|answered| answered.set(Some(stamp)))
+        .is_err()
+    {
+        tracing::trace!("a remembered answer outside a direct board call");
+    }
 }
 
 /// The answer to a write: the row as it now is, under `what`, and what happened in words.

@@ -81,7 +81,7 @@ impl BoardServer {
         let page = args.asked_page()?;
         let query = validate::opt_text("query", args.query, validate::MAX_TITLE_CHARS)?;
         let key = AnswerKey::new("find_projects", &(&query, page));
-        remembered(self.store(), key, async {
+        remembered(&self.ctx.answers, key, async {
             let found = self.store().list_projects(query.as_deref(), page).await?;
             Ok(success_fields(
                 Fields::new()

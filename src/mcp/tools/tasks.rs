@@ -123,7 +123,7 @@ impl BoardServer {
         };
         apply_filter(&mut query, args.filter_by, args.filter_value)?;
         let key = AnswerKey::new("find_tasks", &(&query, page));
-        remembered(self.store(), key, async {
+        remembered(&self.ctx.answers, key, async {
             let swept = self.store().list_tasks_swept(&query, page).await?;
             crate::resources::expiry::publish_ended(&self.ctx.changes, &swept.ended);
             Ok(success_fields(
