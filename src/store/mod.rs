@@ -119,15 +119,6 @@ const SQLITE_CACHE_KIB: &str = "-512";
 /// branch `rss`), and two cores do not run more than a few SQLite calls at once. A board read
 /// answered from memory takes none (`store::answer_memo`).
 const SQLITE_CONNECTIONS: u32 = 4;
-/// SQLite connections idle this long are closed, down to [`SQLITE_MIN_CONNECTIONS`]: start-up
-/// (migrations, journal replay, session restore) and every burst leave the pool full, and an
-/// idle connection keeps its thread and caches. Opening one again costs a file open and a few
-/// pragmas (PostgreSQL's connections, dearer to open and holding little of Steward's memory,
-/// keep sqlx's ten minutes).
-const SQLITE_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections the SQLite pool keeps however idle: one, so a lone client never waits for an
-/// open.
-const SQLITE_MIN_CONNECTIONS: u32 = 1;
 /// How long a request waits for a free connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection idle at least this long is pinged before it is handed out (a database restart
@@ -304,8 +295,6 @@ impl Store {
                     .foreign_keys(true);
                 let pool = pool_options()
                     .max_connections(SQLITE_CONNECTIONS)
-                    .min_connections(SQLITE_MIN_CONNECTIONS)
-                    .idle_timeout(SQLITE_IDLE_TIMEOUT)
                     .connect_with(options)
                     .await?;
                 Store::Sqlite(pool)
