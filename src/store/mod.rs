@@ -114,10 +114,10 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// either. Measured in BENCHMARKS.md ("Resident memory, session 17").
 const SQLITE_CACHE_KIB: &str = "-512";
 /// The SQLite pool's connections. Each is a thread of its own (sqlx runs SQLite on one per
-/// connection) with its page cache, parsed schema, lookaside buffers and prepared statements,
-/// about 0.3 MiB once used; 8 held ~1.3 MiB more than 4 under the peer load (BENCHMARKS.md,
-/// branch `rss`), and two cores do not run more than a few SQLite calls at once. A board read
-/// answered from memory takes none (`store::answer_memo`).
+/// connection) with its page cache, parsed schema, lookaside buffers and prepared statements:
+/// 8 held 1.3–3.6 MiB more heap than 4 under the peer load (BENCHMARKS.md, branch `rss`), and
+/// two cores do not run more than a few SQLite calls at once. A board read answered from
+/// memory runs one short statement (`store::answer_memo`).
 const SQLITE_CONNECTIONS: u32 = 4;
 /// How long a request waits for a free connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
