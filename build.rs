@@ -12,6 +12,7 @@ fn main() {
     // without this line a new migration file alone would leave a binary without it.
     println!("cargo::rerun-if-changed=migrations");
     order_hot_functions();
+    pack_relocations();
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bpe = tiktoken_rs::o200k_base().expect("tiktoken-rs's o200k_base loads");
     let special: Vec<u32> = bpe
@@ -70,6 +71,37 @@ fn order_hot_functions() {
     );
     // Names of another build (the list is older than the code) are skipped silently.
     println!("cargo::rustc-link-arg-bin=steward=-Wl,--no-warn-symbol-ordering");
+}
+
+/// Packs the binary's relative relocations (`-z pack-relative-relocs`, glibc's `DT_RELR`).
+/// A position-independent executable carries one 24-byte record for each of its ~47,000
+/// pointers in read-only data (vtables, string tables); the loader reads every record at start,
+/// which left `.rela.dyn`'s 1.1 MiB of the file resident for the life of the process. Packed,
+/// they are a bitmap of a few KiB (BENCHMARKS.md, branch `rss`). Only where the loader reads
+/// that form: LLD, and the glibc of this machine 2.36 or later (the binary then names the
+/// glibc version it needs, so an older loader refuses it instead of running it unrelocated).
+fn pack_relocations() {
+    if !links_with_lld() || !glibc_has_relr() {
+        return;
+    }
+    println!("cargo::rustc-link-arg-bin=steward=-Wl,-z,pack-relative-relocs");
+}
+
+/// Whether this machine's glibc (`getconf GNU_LIBC_VERSION`: `glibc 2.MINOR`) is 2.36 or
+/// later, the first whose loader applies `DT_RELR`.
+fn glibc_has_relr() -> bool {
+    let Ok(output) = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+    else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let minor = text
+        .trim()
+        .strip_prefix("glibc 2.")
+        .and_then(|minor| minor.parse::<u32>().ok());
+    minor.is_some_and(|minor| minor >= 36)
 }
 
 /// Whether rustc links with its own LLD: the target whose default it is, a rustc from 1.90 on,

@@ -107,12 +107,18 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// How long a writer waits for SQLite's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Each SQLite connection's page cache, in KiB (`PRAGMA cache_size = -N`; SQLite's default is
-/// 2,000). The pool keeps 8 connections and each fills its cache before reusing a page, so the
+/// 2,000). Each of the pool's connections fills its cache before reusing a page, so the
 /// default held up to ~16 MiB of pages that the OS page cache holds anyway; a board read's
 /// own pages (an index walk and a page of rows: 25–130 pages at 10,000 tasks) fit in 512 KiB,
 /// and a text query that walks the order index reads more than 2,000 KiB, so it missed in
 /// either. Measured in BENCHMARKS.md ("Resident memory, session 17").
 const SQLITE_CACHE_KIB: &str = "-512";
+/// The SQLite pool's connections. Each is a thread of its own (sqlx runs SQLite on one per
+/// connection) with its page cache, parsed schema, lookaside buffers and prepared statements:
+/// 8 held 1.3–3.6 MiB more heap than 4 under the peer load (BENCHMARKS.md, branch `rss`), and
+/// two cores do not run more than a few SQLite calls at once. A board read answered from
+/// memory runs one short statement (`store::answer_memo`).
+const SQLITE_CONNECTIONS: u32 = 4;
 /// How long a request waits for a free connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection idle at least this long is pinged before it is handed out (a database restart
@@ -288,7 +294,7 @@ impl Store {
                     .pragma("cache_size", SQLITE_CACHE_KIB)
                     .foreign_keys(true);
                 let pool = pool_options()
-                    .max_connections(8)
+                    .max_connections(SQLITE_CONNECTIONS)
                     .connect_with(options)
                     .await?;
                 Store::Sqlite(pool)
