@@ -6,13 +6,16 @@
 //! malformed params with -32601 (it treats it as an unknown custom method). Pure functions,
 //! so the fuzz target (`fuzz/`) drives exactly this code.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use rmcp::model::{
     CallToolRequestParams, CancelledNotificationParam, CompleteRequestParams,
     GetPromptRequestParams, InitializeRequestParams, PaginatedRequestParams,
     ProgressNotificationParam, ReadResourceRequestParams, SubscribeRequestParams,
 };
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::protocol::{Envelope, INVALID_PARAMS, INVALID_REQUEST, Message, Rejection};
 
@@ -99,7 +102,10 @@ pub fn too_deep(body: &[u8], max: usize) -> Option<usize> {
 fn check_params(method: &str, params: Option<&str>) -> Result<(), String> {
     match method {
         "initialize" => required::<InitializeRequestParams>(params),
-        "tools/call" => required::<CallToolRequestParams>(params),
+        "tools/call" => match params {
+            Some(params) if plain_call(params) => Ok(()),
+            params => required::<CallToolRequestParams>(params),
+        },
         "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
             optional::<PaginatedRequestParams>(params)
         }
@@ -112,6 +118,98 @@ fn check_params(method: &str, params: Option<&str>) -> Result<(), String> {
         "notifications/cancelled" => required::<CancelledNotificationParam>(params),
         "notifications/progress" => required::<ProgressNotificationParam>(params),
         _ => Ok(()),
+    }
+}
+
+/// The params of most calls: a name and arguments, nothing else. What rmcp's
+/// `CallToolRequestParams` accepts of them is checked without building its arguments' map (or
+/// keeping serde_path_to_error's path): every value of the arguments is parsed as `Value`
+/// parses it (numbers in range, strings' escapes valid), and nothing is kept. `false` sends the
+/// params to the full check, which names what is wrong; a `false` never refuses anything.
+fn plain_call(params: &str) -> bool {
+    serde_json::from_str::<PlainCall>(params).is_ok()
+}
+
+/// [`plain_call`]'s shape: exactly `name` and (optionally) `arguments`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainCall<'a> {
+    #[serde(borrow)]
+    #[allow(dead_code)]
+    name: Cow<'a, str>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    arguments: Option<Object>,
+}
+
+/// A JSON object whose values all parse as `Value` would parse them; nothing is kept.
+struct Object;
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(Valid).map(|Valid| Object)
+    }
+}
+
+/// Any JSON value, visited as `Value`'s visitor visits it, kept as nothing.
+#[derive(Clone, Copy)]
+struct Valid;
+
+impl<'de> Deserialize<'de> for Valid {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Valid)
+    }
+}
+
+impl<'de> Visitor<'de> for Valid {
+    type Value = Valid;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_none<E>(self) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_unit<E>(self) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Valid, D::Error> {
+        Valid::deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Valid, A::Error> {
+        while seq.next_element::<Valid>()?.is_some() {}
+        Ok(Valid)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
+        while map.next_key::<Valid>()?.is_some() {
+            map.next_value::<Valid>()?;
+        }
+        Ok(Valid)
     }
 }
 
@@ -212,6 +310,35 @@ mod tests {
         assert!(code(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).is_ok_and(|e| e.is_batch()));
         let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":1},"_meta":{"k":1}}});
         assert!(code(&call.to_string()).is_ok());
+    }
+
+    #[test]
+    fn a_plain_call_is_checked_as_the_full_check_would() {
+        let plain = r#"{"name":"x","arguments":{"a":[1,-2,3.5,"\\n",null,true,{"b":{}}]}}"#;
+        assert!(plain_call(plain));
+        assert!(plain_call(r#"{"name":"x"}"#));
+        assert!(plain_call(r#"{"arguments":null,"name":"x"}"#));
+        // Anything else goes to the full check, which accepts what rmcp accepts...
+        assert!(!plain_call(r#"{"name":"x","_meta":{"progressToken":1}}"#));
+        assert!(check_params("tools/call", Some(r#"{"name":"x","_meta":{"k":1}}"#)).is_ok());
+        // ...and names what it refuses, as before.
+        for (params, named) in [
+            (
+                r#"{"name":"x","arguments":{"a":1e400}}"#,
+                "params.arguments",
+            ),
+            (
+                r#"{"name":"x","arguments":{"a":"\ud800"}}"#,
+                "params.arguments",
+            ),
+            (r#"{"name":"x","arguments":[1]}"#, "params.arguments"),
+            (r#"{"name":"x","arguments":{"a":1},"name":"y"}"#, "name"),
+            (r#"{"name":7}"#, "params.name"),
+        ] {
+            assert!(!plain_call(params), "{params}");
+            let refused = check_params("tools/call", Some(params)).expect_err(params);
+            assert!(refused.contains(named), "{params}: {refused}");
+        }
     }
 
     #[test]
