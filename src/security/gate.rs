@@ -15,7 +15,8 @@ use rmcp::model::{
     ProgressNotificationParam, ReadResourceRequestParams, SubscribeRequestParams,
 };
 use serde::Deserialize;
-use serde::de::{DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::protocol::{Envelope, INVALID_PARAMS, INVALID_REQUEST, Message, Rejection};
 
@@ -123,94 +124,26 @@ fn check_params(method: &str, params: Option<&str>) -> Result<(), String> {
 
 /// The params of most calls: a name and arguments, nothing else. What rmcp's
 /// `CallToolRequestParams` accepts of them is checked without building its arguments' map (or
-/// keeping serde_path_to_error's path): every value of the arguments is parsed as `Value`
-/// parses it (numbers in range, strings' escapes valid), and nothing is kept. `false` sends the
-/// params to the full check, which names what is wrong; a `false` never refuses anything.
+/// keeping serde_path_to_error's path): a string name and an object (or null) of arguments. The
+/// envelope has already read every value of the body as `Value` would (`protocol::readable`),
+/// so the arguments are only skipped over. `false` sends the params to the full check, which
+/// names what is wrong; a `false` never refuses anything.
 fn plain_call(params: &str) -> bool {
-    serde_json::from_str::<PlainCall>(params).is_ok()
+    serde_json::from_str::<PlainCall>(params).is_ok_and(|call| {
+        call.arguments
+            .is_none_or(|arguments| arguments.get().starts_with('{'))
+    })
 }
 
-/// [`plain_call`]'s shape: exactly `name` and (optionally) `arguments`.
+/// [`plain_call`]'s shape: exactly `name` and (optionally) `arguments`, left as text.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlainCall<'a> {
     #[serde(borrow)]
     #[allow(dead_code)]
     name: Cow<'a, str>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    arguments: Option<Object>,
-}
-
-/// A JSON object whose values all parse as `Value` would parse them; nothing is kept.
-struct Object;
-
-impl<'de> Deserialize<'de> for Object {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(Valid).map(|Valid| Object)
-    }
-}
-
-/// Any JSON value, visited as `Value`'s visitor visits it, kept as nothing.
-#[derive(Clone, Copy)]
-struct Valid;
-
-impl<'de> Deserialize<'de> for Valid {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(Valid)
-    }
-}
-
-impl<'de> Visitor<'de> for Valid {
-    type Value = Valid;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("any valid JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-
-    fn visit_none<E>(self) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-
-    fn visit_unit<E>(self) -> Result<Valid, E> {
-        Ok(Valid)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Valid, D::Error> {
-        Valid::deserialize(deserializer)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Valid, A::Error> {
-        while seq.next_element::<Valid>()?.is_some() {}
-        Ok(Valid)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
-        while map.next_key::<Valid>()?.is_some() {
-            map.next_value::<Valid>()?;
-        }
-        Ok(Valid)
-    }
+    #[serde(default, borrow)]
+    arguments: Option<&'a RawValue>,
 }
 
 fn required<T: DeserializeOwned>(params: Option<&str>) -> Result<(), String> {
@@ -313,31 +246,40 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_call_is_checked_as_the_full_check_would() {
+    fn a_plain_call_is_refused_as_before() {
+        let call = |params: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{params}}}"#)
+        };
         let plain = r#"{"name":"x","arguments":{"a":[1,-2,3.5,"\\n",null,true,{"b":{}}]}}"#;
         assert!(plain_call(plain));
-        assert!(plain_call(r#"{"name":"x"}"#));
+        assert!(code(&call(plain)).is_ok());
         assert!(plain_call(r#"{"arguments":null,"name":"x"}"#));
         // Anything else goes to the full check, which accepts what rmcp accepts...
-        assert!(!plain_call(r#"{"name":"x","_meta":{"progressToken":1}}"#));
-        assert!(check_params("tools/call", Some(r#"{"name":"x","_meta":{"k":1}}"#)).is_ok());
+        let with_meta = r#"{"name":"x","_meta":{"progressToken":1}}"#;
+        assert!(!plain_call(with_meta));
+        assert!(code(&call(with_meta)).is_ok());
         // ...and names what it refuses, as before.
         for (params, named) in [
-            (
-                r#"{"name":"x","arguments":{"a":1e400}}"#,
-                "params.arguments",
-            ),
-            (
-                r#"{"name":"x","arguments":{"a":"\ud800"}}"#,
-                "params.arguments",
-            ),
             (r#"{"name":"x","arguments":[1]}"#, "params.arguments"),
-            (r#"{"name":"x","arguments":{"a":1},"name":"y"}"#, "name"),
+            (r#"{"name":"x","arguments":"a"}"#, "params.arguments"),
+            (
+                r#"{"name":"x","arguments":{"a":1},"name":"y"}"#,
+                "duplicate field `name`",
+            ),
             (r#"{"name":7}"#, "params.name"),
+            (r#"{"arguments":{}}"#, "params.name is missing"),
         ] {
             assert!(!plain_call(params), "{params}");
-            let refused = check_params("tools/call", Some(params)).expect_err(params);
-            assert!(refused.contains(named), "{params}: {refused}");
+            let (code, message) = code(&call(params)).expect_err(params);
+            assert_eq!(code, INVALID_PARAMS, "{params}");
+            assert!(message.contains(named), "{params}: {message}");
+        }
+        // Values no `Value` can hold are refused by the envelope, before the params' check.
+        for params in [
+            r#"{"name":"x","arguments":{"a":1e400}}"#,
+            r#"{"name":"x","arguments":{"a":"\ud800"}}"#,
+        ] {
+            assert_eq!(code(&call(params)).unwrap_err().0, PARSE_ERROR, "{params}");
         }
     }
 
