@@ -566,22 +566,14 @@ impl Lines {
             b"event" => {
                 let kind = text(value)?;
                 let event = self.current.get_or_insert_default();
-                if event.event.is_some() {
-                    return Err(SseError::DuplicatedEventLine);
-                }
-                event.event = Some(kind.to_owned());
+                once(&mut event.event, kind, SseError::DuplicatedEventLine)?;
             }
+            // An id with a NUL in it is ignored, as the specification says.
+            b"id" if memchr::memchr(0, value).is_some() => {}
             b"id" => {
-                // An id with a NUL in it is ignored, as the specification says.
-                if memchr::memchr(0, value).is_some() {
-                    return Ok(());
-                }
                 let id = text(value)?;
                 let event = self.current.get_or_insert_default();
-                if event.id.is_some() {
-                    return Err(SseError::DuplicatedIdLine);
-                }
-                event.id = Some(id.to_owned());
+                once(&mut event.id, id, SseError::DuplicatedIdLine)?;
             }
             b"retry" => {
                 let retry = text(value)?
@@ -600,6 +592,15 @@ impl Lines {
         }
         Ok(())
     }
+}
+
+/// Fills an event's field given at most once per event.
+fn once(field: &mut Option<String>, value: &str, duplicated: SseError) -> Result<(), SseError> {
+    if field.is_some() {
+        return Err(duplicated);
+    }
+    *field = Some(value.to_owned());
+    Ok(())
 }
 
 #[cfg(test)]
