@@ -6,13 +6,17 @@
 //! malformed params with -32601 (it treats it as an unknown custom method). Pure functions,
 //! so the fuzz target (`fuzz/`) drives exactly this code.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use rmcp::model::{
     CallToolRequestParams, CancelledNotificationParam, CompleteRequestParams,
     GetPromptRequestParams, InitializeRequestParams, PaginatedRequestParams,
     ProgressNotificationParam, ReadResourceRequestParams, SubscribeRequestParams,
 };
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::protocol::{Envelope, INVALID_PARAMS, INVALID_REQUEST, Message, Rejection};
 
@@ -99,7 +103,10 @@ pub fn too_deep(body: &[u8], max: usize) -> Option<usize> {
 fn check_params(method: &str, params: Option<&str>) -> Result<(), String> {
     match method {
         "initialize" => required::<InitializeRequestParams>(params),
-        "tools/call" => required::<CallToolRequestParams>(params),
+        "tools/call" => match params {
+            Some(params) if plain_call(params) => Ok(()),
+            params => required::<CallToolRequestParams>(params),
+        },
         "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
             optional::<PaginatedRequestParams>(params)
         }
@@ -113,6 +120,30 @@ fn check_params(method: &str, params: Option<&str>) -> Result<(), String> {
         "notifications/progress" => required::<ProgressNotificationParam>(params),
         _ => Ok(()),
     }
+}
+
+/// The params of most calls: a name and arguments, nothing else. What rmcp's
+/// `CallToolRequestParams` accepts of them is checked without building its arguments' map (or
+/// keeping serde_path_to_error's path): a string name and an object (or null) of arguments. The
+/// envelope has already read every value of the body as `Value` would (`protocol::readable`),
+/// so the arguments are only skipped over. `false` sends the params to the full check, which
+/// names what is wrong; a `false` never refuses anything.
+fn plain_call(params: &str) -> bool {
+    serde_json::from_str::<PlainCall>(params).is_ok_and(|call| {
+        call.arguments
+            .is_none_or(|arguments| arguments.get().starts_with('{'))
+    })
+}
+
+/// [`plain_call`]'s shape: exactly `name` and (optionally) `arguments`, left as text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainCall<'a> {
+    #[serde(borrow)]
+    #[allow(dead_code)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    arguments: Option<&'a RawValue>,
 }
 
 fn required<T: DeserializeOwned>(params: Option<&str>) -> Result<(), String> {
@@ -212,6 +243,44 @@ mod tests {
         assert!(code(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).is_ok_and(|e| e.is_batch()));
         let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":1},"_meta":{"k":1}}});
         assert!(code(&call.to_string()).is_ok());
+    }
+
+    #[test]
+    fn a_plain_call_is_refused_as_before() {
+        let call = |params: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{params}}}"#)
+        };
+        let plain = r#"{"name":"x","arguments":{"a":[1,-2,3.5,"\\n",null,true,{"b":{}}]}}"#;
+        assert!(plain_call(plain));
+        assert!(code(&call(plain)).is_ok());
+        assert!(plain_call(r#"{"arguments":null,"name":"x"}"#));
+        // Anything else goes to the full check, which accepts what rmcp accepts...
+        let with_meta = r#"{"name":"x","_meta":{"progressToken":1}}"#;
+        assert!(!plain_call(with_meta));
+        assert!(code(&call(with_meta)).is_ok());
+        // ...and names what it refuses, as before.
+        for (params, named) in [
+            (r#"{"name":"x","arguments":[1]}"#, "params.arguments"),
+            (r#"{"name":"x","arguments":"a"}"#, "params.arguments"),
+            (
+                r#"{"name":"x","arguments":{"a":1},"name":"y"}"#,
+                "duplicate field `name`",
+            ),
+            (r#"{"name":7}"#, "params.name"),
+            (r#"{"arguments":{}}"#, "params.name is missing"),
+        ] {
+            assert!(!plain_call(params), "{params}");
+            let (code, message) = code(&call(params)).expect_err(params);
+            assert_eq!(code, INVALID_PARAMS, "{params}");
+            assert!(message.contains(named), "{params}: {message}");
+        }
+        // Values no `Value` can hold are refused by the envelope, before the params' check.
+        for params in [
+            r#"{"name":"x","arguments":{"a":1e400}}"#,
+            r#"{"name":"x","arguments":{"a":"\ud800"}}"#,
+        ] {
+            assert_eq!(code(&call(params)).unwrap_err().0, PARSE_ERROR, "{params}");
+        }
     }
 
     #[test]

@@ -12,15 +12,15 @@
 //! environment keep reqwest for everything (its TLS, its basic auth, its proxies).
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -33,6 +33,7 @@ use rmcp::transport::streamable_http_client::{
     AuthRequiredError, HttpStatusError, InsufficientScopeError, StreamableHttpError,
     StreamableHttpPostResponse,
 };
+use sse_stream::{Error as SseError, Sse};
 use tokio::net::TcpStream;
 
 use super::{Failure, classify};
@@ -308,7 +309,7 @@ async fn read(
         body,
         open: Some(open),
         wire,
-        since_event: Arc::default(),
+        since_event: 0,
     };
     if !status.is_success() {
         let auth = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
@@ -339,11 +340,10 @@ async fn read(
         }));
     }
     if sse {
-        let since_event = body.since_event.clone();
-        let events = sse_stream::SseStream::new(body).map(move |event| {
-            since_event.store(0, Ordering::Relaxed);
-            event
-        });
+        let events = Events {
+            body,
+            lines: Lines::default(),
+        };
         return Ok(StreamableHttpPostResponse::Sse(events.boxed(), session));
     }
     if json {
@@ -394,7 +394,7 @@ struct Driven {
     open: Option<Open>,
     wire: Arc<Wire>,
     /// Bytes read since the event stream's last event, bounded by [`MAX_EVENT`].
-    since_event: Arc<AtomicUsize>,
+    since_event: usize,
 }
 
 impl Driven {
@@ -425,8 +425,8 @@ impl Body for Driven {
         match &frame {
             Some(Ok(frame)) => {
                 let size = frame.data_ref().map_or(0, Bytes::len);
-                let since = this.since_event.fetch_add(size, Ordering::Relaxed) + size;
-                if since > MAX_EVENT {
+                this.since_event += size;
+                if this.since_event > MAX_EVENT {
                     this.open = None;
                     return Poll::Ready(Some(Err(BodyError::TooLarge)));
                 }
@@ -446,9 +446,232 @@ impl Body for Driven {
     }
 }
 
+/// The events of a response's event stream, read as `sse_stream::SseStream` reads them (the
+/// same events, the same errors), with each line's end found by memchr instead of a byte at a
+/// time: an answer is mostly one long `data:` line.
+struct Events {
+    body: Driven,
+    lines: Lines,
+}
+
+impl Stream for Events {
+    type Item = Result<Sse, SseError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let item = loop {
+            if let Some(event) = this.lines.parsed.pop_front() {
+                break Some(Ok(event));
+            }
+            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                None => break None,
+                Some(Err(error)) => break Some(Err(SseError::Body(Box::new(error)))),
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if let Err(error) = this.lines.chunk(&data) {
+                        break Some(Err(error));
+                    }
+                }
+            }
+        };
+        // Each event (or error) read starts the bound on the next one's size afresh.
+        if item.is_some() {
+            this.body.since_event = 0;
+        }
+        Poll::Ready(item)
+    }
+}
+
+/// `sse_stream`'s parser state: the events parsed and not yet taken, the one being read, a
+/// line split across chunks.
+#[derive(Default)]
+struct Lines {
+    parsed: VecDeque<Sse>,
+    current: Option<Sse>,
+    unfinished: Vec<u8>,
+    skip_leading_lf: bool,
+    not_first: bool,
+}
+
+/// A byte order mark, skipped at the stream's start.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+impl Lines {
+    fn chunk(&mut self, mut bytes: &[u8]) -> Result<(), SseError> {
+        if self.skip_leading_lf {
+            self.skip_leading_lf = false;
+            if bytes.first() == Some(&b'\n') {
+                bytes = &bytes[1..];
+            }
+        }
+        while !bytes.is_empty() {
+            let Some(end) = memchr::memchr2(b'\n', b'\r', bytes) else {
+                self.unfinished.extend_from_slice(bytes);
+                return Ok(());
+            };
+            if self.unfinished.is_empty() {
+                self.line(&bytes[..end])?;
+            } else {
+                let mut line = std::mem::take(&mut self.unfinished);
+                line.extend_from_slice(&bytes[..end]);
+                let parsed = self.line(&line);
+                line.clear();
+                self.unfinished = line;
+                parsed?;
+            }
+            let delimiter = bytes[end];
+            bytes = &bytes[end + 1..];
+            if delimiter == b'\r' {
+                if bytes.first() == Some(&b'\n') {
+                    bytes = &bytes[1..];
+                } else if bytes.is_empty() {
+                    self.skip_leading_lf = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn line(&mut self, mut line: &[u8]) -> Result<(), SseError> {
+        if !self.not_first {
+            self.not_first = true;
+            line = line.strip_prefix(BOM).unwrap_or(line);
+        }
+        if line.is_empty() {
+            if let Some(event) = self.current.take() {
+                self.parsed.push_back(event);
+            }
+            return Ok(());
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            return Err(SseError::InvalidLine);
+        };
+        let value = &line[colon + 1..];
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        let text = |value| std::str::from_utf8(value).map_err(SseError::Utf8Parse);
+        match &line[..colon] {
+            b"data" => {
+                let data = text(value)?;
+                let event = self.current.get_or_insert_default();
+                match event.data.as_mut() {
+                    Some(joined) => {
+                        joined.push('\n');
+                        joined.push_str(data);
+                    }
+                    None => event.data = Some(data.to_owned()),
+                }
+            }
+            b"event" => {
+                let kind = text(value)?;
+                let event = self.current.get_or_insert_default();
+                once(&mut event.event, kind, SseError::DuplicatedEventLine)?;
+            }
+            // An id with a NUL in it is ignored, as the specification says.
+            b"id" if memchr::memchr(0, value).is_some() => {}
+            b"id" => {
+                let id = text(value)?;
+                let event = self.current.get_or_insert_default();
+                once(&mut event.id, id, SseError::DuplicatedIdLine)?;
+            }
+            b"retry" => {
+                let retry = text(value)?
+                    .trim_ascii()
+                    .parse::<u64>()
+                    .map_err(SseError::IntParse)?;
+                let event = self.current.get_or_insert_default();
+                if event.retry.is_some() {
+                    return Err(SseError::DuplicatedRetry);
+                }
+                event.retry = Some(retry);
+            }
+            // A comment.
+            b"" => {}
+            _ => return Err(SseError::InvalidLine),
+        }
+        Ok(())
+    }
+}
+
+/// Fills an event's field given at most once per event.
+fn once(field: &mut Option<String>, value: &str, duplicated: SseError) -> Result<(), SseError> {
+    if field.is_some() {
+        return Err(duplicated);
+    }
+    *field = Some(value.to_owned());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// What `lines` makes of `chunks`: its events, then its error if any (as text).
+    fn ours(chunks: &[&[u8]]) -> Vec<Result<Sse, String>> {
+        let mut lines = Lines::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let failed = lines.chunk(chunk).err();
+            out.extend(lines.parsed.drain(..).map(Ok));
+            if let Some(error) = failed {
+                out.push(Err(error.to_string()));
+                return out;
+            }
+        }
+        out
+    }
+
+    /// What `sse_stream` makes of the same chunks, up to its first error.
+    async fn theirs(chunks: &[&[u8]]) -> Vec<Result<Sse, String>> {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = chunks
+            .iter()
+            .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+            .collect();
+        let mut events = sse_stream::SseStream::from_bytes_stream(futures::stream::iter(chunks));
+        let mut out = Vec::new();
+        while let Some(event) = events.next().await {
+            let failed = event.is_err();
+            out.push(event.map_err(|error| error.to_string()));
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn events_are_read_as_sse_stream_reads_them() {
+        let streams: [&[u8]; 12] = [
+            b"data: \nid: 0\nretry: 3000\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n",
+            b"\xEF\xBB\xBFdata: a\r\ndata:b\r\n\r\nevent: message\rdata: c\r\r",
+            b": a comment\n\ndata: x\nid: 7\n\n: another\ndata: y\n\n",
+            b"data: one\ndata: two\n\ndata: no end",
+            b"id: a\0b\ndata: x\n\n",
+            b"retry: soon\n\n",
+            b"data: x\nid: 1\nid: 2\n\n",
+            b"event: a\nevent: b\n\n",
+            b"retry: 1\nretry: 2\n\n",
+            b"no colon\n\n",
+            b"unknown: field\n\n",
+            b"data: \xff\n\n",
+        ];
+        for stream in streams {
+            let whole = theirs(&[stream]).await;
+            assert_eq!(
+                ours(&[stream]),
+                whole,
+                "{:?}",
+                String::from_utf8_lossy(stream)
+            );
+            // Split anywhere, as a body's frames may be.
+            for at in 1..stream.len() {
+                let (a, b) = stream.split_at(at);
+                assert_eq!(ours(&[a, b]), theirs(&[a, b]).await, "{stream:?} at {at}");
+            }
+        }
+    }
 
     #[test]
     fn only_plain_http_urls_go_on_the_wire() {
