@@ -204,8 +204,9 @@ pub async fn serve(State(direct): State<Direct>, request: Request, next: Next) -
         let Plain {
             session, id, call, ..
         } = plain;
+        let called = id.clone();
         let answer =
-            |token| super::board_call::call(ctx, live, id.clone(), call, parts, token, asked);
+            move |token| super::board_call::call(ctx, live, called, call, parts, token, asked);
         return direct.respond(stream, &session, &id, answer).await;
     }
     if let Some(gateway) = &direct.gateway
@@ -219,7 +220,7 @@ pub async fn serve(State(direct): State<Direct>, request: Request, next: Next) -
             session, id, call, ..
         } = plain;
         let (on, asked) = (session.clone(), id.clone());
-        let answer = |token| super::raw::call(gateway, eligible, call, on, asked, token);
+        let answer = move |token| super::raw::call(gateway, eligible, call, on, asked, token);
         return direct.respond(stream, &session, &id, answer).await;
     }
     next.run(request).await
@@ -330,7 +331,7 @@ impl Direct {
         mut stream: OwnStream,
         session: &str,
         id: &Id,
-        call: impl FnOnce(CancellationToken) -> F,
+        call: impl FnOnce(CancellationToken) -> F + Send + 'static,
     ) -> Response
     where
         F: Future<Output = Option<Answered>> + Send + 'static,
@@ -345,15 +346,9 @@ impl Direct {
             session: session.to_string(),
             sessions: self.sessions.clone(),
         };
-        let call = call(token);
-        let answer = async move {
-            let _enlisted = enlisted;
-            let answered = call.await?;
-            Some(answered.event(&mut stream).await)
-        };
         let mut reply = Reply {
             priming: Some(priming),
-            answer: Some(Box::pin(answer)),
+            answer: Some(answering(call, token, enlisted, stream)),
             done: None,
             keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
             closing: Box::pin(self.closing.clone().cancelled_owned()),
@@ -378,6 +373,26 @@ impl Direct {
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         response
     }
+}
+
+/// The call's answer, boxed by a plain function: the call's future (kilobytes of state) is made
+/// inside the box and never held by `respond`, whose own future (the middleware's, boxed by
+/// axum on every request) would otherwise keep room for it and copy it on every move.
+fn answering<C, F>(
+    call: C,
+    token: CancellationToken,
+    enlisted: Enlisted,
+    mut stream: OwnStream,
+) -> Answer
+where
+    C: FnOnce(CancellationToken) -> F + Send + 'static,
+    F: Future<Output = Option<Answered>> + Send + 'static,
+{
+    Box::pin(async move {
+        let _enlisted = enlisted;
+        let answered = call(token).await?;
+        Some(answered.event(&mut stream).await)
+    })
 }
 
 /// The headers rmcp would accept without comparing them with the body: both media types
