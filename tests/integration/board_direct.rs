@@ -9,7 +9,7 @@ use crate::common;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::raw::{self, Client, Reply};
+use common::raw::{self, Client, Reply, event_ids};
 use common::{TestDb, TestServer, test_on_each_backend};
 use serde_json::{Value, json};
 
@@ -70,15 +70,6 @@ fn without_event_ids(stream: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// The event ids of an event stream, in order.
-fn event_ids(stream: &str) -> Vec<String> {
-    stream
-        .lines()
-        .filter_map(|line| line.strip_prefix("id: "))
-        .map(str::to_string)
-        .collect()
 }
 
 /// The headers a client reads off an event stream.

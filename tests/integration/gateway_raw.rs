@@ -10,7 +10,7 @@ use crate::gateway::{PythonUpstream, free_port, python, text};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::raw::{self, Client};
+use common::raw::{self, Client, event_ids};
 use common::{TestDb, TestServer, test_on_each_backend};
 use serde_json::json;
 
@@ -37,15 +37,6 @@ async fn gateway(db: &TestDb) -> anyhow::Result<Option<(PythonUpstream, TestServ
     let http = format!("py={}", upstream.url());
     let server = TestServer::start_with(db, &["--upstream", &http]).await?;
     Ok(Some((upstream, server)))
-}
-
-/// The event ids of an event stream, in order.
-fn event_ids(stream: &str) -> Vec<String> {
-    stream
-        .lines()
-        .filter_map(|line| line.strip_prefix("id: "))
-        .map(str::to_string)
-        .collect()
 }
 
 async fn a_session_s_later_calls_are_answered_in_front_of_rmcp(db: TestDb) -> anyhow::Result<()> {

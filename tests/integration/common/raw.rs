@@ -27,6 +27,15 @@ pub async fn open_session(client: &Client) -> anyhow::Result<String> {
     open_session_at(client, PROTOCOL).await
 }
 
+/// The event ids of an event stream, in order.
+pub fn event_ids(stream: &str) -> Vec<String> {
+    stream
+        .lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .map(str::to_string)
+        .collect()
+}
+
 /// A GET of session `session`'s stream resumed after event `last_event_id`: the status and the
 /// text replayed (read for up to 5 s).
 pub async fn replay(
