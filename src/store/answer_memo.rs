@@ -132,16 +132,16 @@ impl Answers {
     /// Nothing remembered yet, for the board in `store`.
     pub fn new(store: Store) -> Answers {
         Answers {
+            reads: Arc::new(VersionReads::new(store.clone())),
             store,
             memo: Mutex::default(),
-            reads: Arc::default(),
         }
     }
 
     /// The board's answer version, read by a statement that started after this call (shared
     /// with the calls that arrive meanwhile: see [`super::version_reads`]).
     pub async fn version(&self) -> Result<i64, sqlx::Error> {
-        self.reads.version(&self.store).await
+        self.reads.version().await
     }
 
     /// The answer remembered for `key` if no board write happened since it was made and no

@@ -47,8 +47,8 @@ impl Next {
 }
 
 /// The version reads of one store's pool.
-#[derive(Default)]
 pub(super) struct VersionReads {
+    store: Store,
     /// `None`: no read runs. `Some(None)`: one runs and no request waits for the next yet.
     /// `Some(Some(next))`: the requests arriving now join `next`.
     pending: Mutex<Option<Option<Next>>>,
@@ -56,7 +56,6 @@ pub(super) struct VersionReads {
 
 /// The task that reads round after round while requests wait.
 struct Reader {
-    store: Store,
     reads: Arc<VersionReads>,
     stopped: bool,
 }
@@ -64,7 +63,7 @@ struct Reader {
 impl Reader {
     async fn run(mut self) {
         while let Some(next) = self.take_next() {
-            let version = read_version(&self.store).await.ok();
+            let version = self.reads.read().await.ok();
             // The calls that waited may all have been cancelled meanwhile.
             if next.answer.send(version).is_err() {
                 tracing::debug!("no call waits for the board version read any more");
@@ -111,20 +110,19 @@ struct Lead {
 }
 
 impl Lead {
-    async fn read(mut self, store: &Store) -> Result<i64, sqlx::Error> {
-        let version = read_version(store).await;
-        self.hand_over(store);
+    async fn read(mut self) -> Result<i64, sqlx::Error> {
+        let version = self.reads.read().await;
+        self.hand_over();
         version
     }
 
     /// Calls that arrived during this read get a reader of their own; none: no read runs.
-    fn hand_over(&mut self, store: &Store) {
+    fn hand_over(&mut self) {
         self.done = true;
         let mut pending = lock(&self.reads.pending);
         if matches!(*pending, Some(Some(_))) {
             drop(pending);
             let reader = Reader {
-                store: store.clone(),
                 reads: self.reads.clone(),
                 stopped: false,
             };
@@ -144,15 +142,22 @@ impl Drop for Lead {
 }
 
 impl VersionReads {
-    /// The board's answer version in `store`, read by a statement that started after this
-    /// call: shared with the calls that arrive while the previous read runs (see the module's
-    /// notes). `store` is always the same one for one `VersionReads`.
-    pub(super) async fn version(self: &Arc<Self>, store: &Store) -> Result<i64, sqlx::Error> {
+    /// No read running yet, for the board in `store`.
+    pub(super) fn new(store: Store) -> VersionReads {
+        VersionReads {
+            store,
+            pending: Mutex::default(),
+        }
+    }
+
+    /// The board's answer version, read by a statement that started after this call: shared
+    /// with the calls that arrive while the previous read runs (see the module's notes).
+    pub(super) async fn version(self: &Arc<Self>) -> Result<i64, sqlx::Error> {
         match self.turn() {
-            Turn::Lead(lead) => lead.read(store).await,
+            Turn::Lead(lead) => lead.read().await,
             Turn::Join(round) => match round.await {
                 Ok(Some(version)) => Ok(version),
-                _ => read_version(store).await,
+                _ => self.read().await,
             },
         }
     }
@@ -171,9 +176,9 @@ impl VersionReads {
             Some(next) => Turn::Join(next.get_or_insert_with(Next::new).round.clone()),
         }
     }
-}
 
-/// One statement of this call's own.
-async fn read_version(store: &Store) -> Result<i64, sqlx::Error> {
-    on_pool!(store, pool => sqlx::query_scalar(VERSION).fetch_one(pool).await)
+    /// One statement of this call's own.
+    async fn read(&self) -> Result<i64, sqlx::Error> {
+        on_pool!(&self.store, pool => sqlx::query_scalar(VERSION).fetch_one(pool).await)
+    }
 }
