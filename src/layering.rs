@@ -9,7 +9,15 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["sync", "logs", "board", "protocol", "principal", "tls"],
+        &[
+            "sync",
+            "bounded",
+            "logs",
+            "board",
+            "protocol",
+            "principal",
+            "tls",
+        ],
     ),
     ("store", &["store"]),
     ("observability", &["metrics"]),

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod board;
+mod bounded;
 pub mod check;
 pub mod cli;
 pub mod commands;

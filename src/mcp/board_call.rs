@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::fast::{Answered, Plain, ToolCall, request_id, session_era};
 use super::tools::ANSWERED;
 use super::{BoardServer, Connection, ServerContext};
+use crate::bounded::Bounded;
 use crate::protocol::Id;
 use crate::store::answer_memo::AnswerStamp;
 use crate::sync::lock;
@@ -186,21 +187,27 @@ const WRITTEN_BYTES: usize = 4 << 20;
 /// dispatch, the tool's validation of the same arguments and the answer's serialisation. The
 /// version is read for the call as the tool would read it, so a call sees every write
 /// answered before it, whichever replica made it.
-#[derive(Default)]
-pub struct WrittenAnswers(Mutex<Written>);
+pub struct WrittenAnswers(Mutex<Bounded<String, Arc<WrittenAnswer>>>);
+
+impl Default for WrittenAnswers {
+    fn default() -> WrittenAnswers {
+        // The JSON is counted twice: the result it was made from is kept beside it.
+        let size =
+            |asked: &String, answer: &Arc<WrittenAnswer>| asked.len() + 2 * answer.json.len();
+        WrittenAnswers(Mutex::new(Bounded::new(
+            WRITTEN_ENTRIES,
+            WRITTEN_BYTES,
+            size,
+        )))
+    }
+}
 
 impl std::fmt::Debug for WrittenAnswers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WrittenAnswers")
-            .field("entries", &lock(&self.0).entries.len())
+            .field("entries", &lock(&self.0).len())
             .finish()
     }
-}
-
-#[derive(Default)]
-struct Written {
-    entries: HashMap<String, Arc<WrittenAnswer>>,
-    bytes: usize,
 }
 
 /// A result as rmcp made it (kept for the replay store) and its JSON text, under the stamp of
@@ -214,7 +221,7 @@ struct WrittenAnswer {
 impl WrittenAnswers {
     /// The answer written before for `asked`, if it still holds now.
     async fn recall(&self, ctx: &ServerContext, asked: Option<&str>) -> Option<Arc<WrittenAnswer>> {
-        let written = lock(&self.0).entries.get(asked?).cloned()?;
+        let written = lock(&self.0).get(asked?).cloned()?;
         // A failed read goes the tool's way, which reports it.
         let version = ctx.answers.version().await.ok()?;
         written.stamp.holds(version, Utc::now()).then_some(written)
@@ -232,24 +239,11 @@ impl WrittenAnswers {
         let Ok(json) = serde_json::to_string(result) else {
             return;
         };
-        let size = asked.len() + 2 * json.len();
-        if size > WRITTEN_BYTES {
-            return;
-        }
         let answer = Arc::new(WrittenAnswer {
             stamp,
             result: result.clone(),
             json,
         });
-        let mut written = lock(&self.0);
-        if let Some(old) = written.entries.remove(&asked) {
-            written.bytes -= asked.len() + 2 * old.json.len();
-        }
-        if written.entries.len() >= WRITTEN_ENTRIES || written.bytes + size > WRITTEN_BYTES {
-            written.entries.clear();
-            written.bytes = 0;
-        }
-        written.bytes += size;
-        written.entries.insert(asked, answer);
+        lock(&self.0).insert(asked, answer);
     }
 }

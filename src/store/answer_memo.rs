@@ -16,13 +16,13 @@
 //! that serves from it: two boards in one process (two replicas in a test) never share an
 //! answer or a version read.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
 use super::version_reads::VersionReads;
 use super::{Store, on_pool};
+use crate::bounded::Bounded;
 use crate::sync::lock;
 
 /// Most answers remembered, and most bytes of them (keys and texts): past either, the memo
@@ -77,38 +77,27 @@ struct Entry {
     text: Arc<str>,
 }
 
-#[derive(Default)]
-struct Memo {
-    entries: HashMap<AnswerKey, Entry>,
-    bytes: usize,
-}
+/// The answers by key, within [`MAX_ENTRIES`] and [`MAX_BYTES`] (keys' arguments and texts).
+struct Memo(Bounded<AnswerKey, Entry>);
 
-fn size(key: &AnswerKey, text: &str) -> usize {
-    key.args.len() + text.len()
+impl Default for Memo {
+    fn default() -> Memo {
+        Memo(Bounded::new(MAX_ENTRIES, MAX_BYTES, |key, entry| {
+            key.args.len() + entry.text.len()
+        }))
+    }
 }
 
 impl Memo {
     /// The answer remembered for `key` at `version`, if it still holds at `now`.
     fn recall(&self, key: &AnswerKey, version: i64, now: DateTime<Utc>) -> Option<&Entry> {
-        self.entries
+        self.0
             .get(key)
             .filter(|entry| entry.stamp.holds(version, now))
     }
 
     fn remember(&mut self, key: AnswerKey, stamp: AnswerStamp, text: Arc<str>) {
-        let added = size(&key, &text);
-        if added > MAX_BYTES {
-            return;
-        }
-        if let Some(old) = self.entries.remove(&key) {
-            self.bytes -= size(&key, &old.text);
-        }
-        if self.entries.len() >= MAX_ENTRIES || self.bytes + added > MAX_BYTES {
-            self.entries.clear();
-            self.bytes = 0;
-        }
-        self.bytes += added;
-        self.entries.insert(key, Entry { stamp, text });
+        self.0.insert(key, Entry { stamp, text });
     }
 }
 
@@ -123,7 +112,7 @@ pub struct Answers {
 impl std::fmt::Debug for Answers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Answers")
-            .field("entries", &lock(&self.memo).entries.len())
+            .field("entries", &lock(&self.memo).0.len())
             .finish_non_exhaustive()
     }
 }
