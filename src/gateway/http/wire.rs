@@ -25,7 +25,7 @@ use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{Request, Response, StatusCode, Uri};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage, ServerJsonRpcMessage};
@@ -54,6 +54,11 @@ const MAX_JSON: usize = 16 * 1024 * 1024;
 const MAX_ERROR_TEXT: usize = 64 * 1024;
 /// Headers rmcp refuses among an upstream's configured ones (`validate_custom_header`).
 const RESERVED: [&str; 3] = ["accept", "mcp-session-id", "last-event-id"];
+/// What a call accepts and sends, as rmcp's reqwest client says it.
+const ACCEPTED: &str = "text/event-stream, application/json";
+const JSON: &str = "application/json";
+/// The upstream session's header.
+const SESSION: header::HeaderName = header::HeaderName::from_static("mcp-session-id");
 /// The environment variables reqwest takes a proxy from.
 const PROXIES: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"];
 
@@ -197,22 +202,28 @@ struct Outgoing<'a> {
 }
 
 impl Outgoing<'_> {
+    /// The same request (and headers, in the same order) as `Request::post` with a `.header`
+    /// for each would build, without parsing the fixed names and values again on every call.
     fn request(&self) -> Result<Request<Full<Bytes>>, Failure> {
-        let mut request = Request::post(self.wire.path.clone())
-            .header(header::HOST, self.wire.host.clone())
-            .header(header::ACCEPT, "text/event-stream, application/json")
-            .header(header::CONTENT_TYPE, "application/json");
+        let mut request = Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.wire.path.clone();
+        let headers = request.headers_mut();
+        headers.append(header::HOST, self.wire.host.clone());
+        headers.append(header::ACCEPT, HeaderValue::from_static(ACCEPTED));
+        headers.append(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
         for (name, value) in &self.headers {
-            request = request.header(name, value);
+            headers.append(name, value.clone());
         }
         if let Some(session) = self.session {
-            request = request.header("mcp-session-id", session);
+            let session = HeaderValue::from_str(session).map_err(|e| {
+                Failure::Other(UpstreamError::Protocol(format!(
+                    "cannot build the request: {e}"
+                )))
+            })?;
+            headers.append(SESSION, session);
         }
-        request.body(Full::new(self.body.clone())).map_err(|e| {
-            Failure::Other(UpstreamError::Protocol(format!(
-                "cannot build the request: {e}"
-            )))
-        })
+        Ok(request)
     }
 
     /// On an idle connection, else a new one. A request that provably did not go out (the
@@ -301,7 +312,7 @@ async fn read(
         error => error,
     };
     let session = headers
-        .get("mcp-session-id")
+        .get(&SESSION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let content_type = content_type.map(|ct| String::from_utf8_lossy(ct).into_owned());
@@ -774,6 +785,54 @@ mod tests {
             assert_eq!(call(&wire, id).await["id"], id);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_request_is_what_the_request_builder_makes() {
+        let wire = Wire::for_url("http://127.0.0.1:8080/mcp?x=1").expect("an http URL");
+        let mut configured = HeaderMap::new();
+        configured.append("x-api-key", HeaderValue::from_static("k"));
+        configured.append("x-trace", HeaderValue::from_static("a"));
+        configured.append("x-trace", HeaderValue::from_static("b"));
+        for session in [None, Some("s-1")] {
+            let outgoing = Outgoing {
+                wire: &wire,
+                headers: configured.clone(),
+                session,
+                body: Bytes::from_static(b"{}"),
+            };
+            let ours = outgoing.request().expect("a request");
+            let mut built = Request::post(wire.path.clone())
+                .header(header::HOST, wire.host.clone())
+                .header(header::ACCEPT, "text/event-stream, application/json")
+                .header(header::CONTENT_TYPE, "application/json");
+            for (name, value) in &configured {
+                built = built.header(name, value);
+            }
+            if let Some(session) = session {
+                built = built.header("mcp-session-id", session);
+            }
+            let built = built.body(()).expect("a request");
+            assert_eq!(ours.method(), built.method());
+            assert_eq!(ours.uri(), built.uri());
+            assert_eq!(ours.version(), built.version());
+            let pairs = |map: &HeaderMap| {
+                map.iter()
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(pairs(ours.headers()), pairs(built.headers()));
+        }
+        let outgoing = Outgoing {
+            wire: &wire,
+            headers: HeaderMap::new(),
+            session: Some("a\nb"),
+            body: Bytes::new(),
+        };
+        assert!(
+            outgoing.request().is_err(),
+            "a session id no header can carry"
+        );
     }
 
     #[test]
