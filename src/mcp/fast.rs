@@ -399,18 +399,22 @@ where
 /// accepted, a JSON body, a session-era revision (or none), and no `Mcp-Method`, `Mcp-Name` or
 /// `Mcp-Param-*`.
 fn plain_headers(headers: &HeaderMap) -> bool {
-    // Borrowed, not collected: this runs on every call.
-    fn media(value: &str) -> &str {
-        value.split(';').next().unwrap_or_default().trim()
-    }
-    let accepts = |kind: &str| {
-        headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|accepted| media(accepted).eq_ignore_ascii_case(kind))
+    let media = |value: &str| {
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     };
+    let accepted: Vec<String> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(media)
+        .collect();
+    let accepts = |kind: &str| accepted.iter().any(|a| a.eq_ignore_ascii_case(kind));
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
