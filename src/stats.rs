@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
 
-use crate::store::request_row::LedgerRow;
+use crate::store::request_row::Status;
 use crate::store::request_stats::{
     Aggregate, BucketCell, HourCount, StatsCell, bucket_bounds, money_from_units,
 };
@@ -106,6 +106,10 @@ pub struct Stats {
     pub note: &'static str,
 }
 
+fn is_error(status: &str) -> bool {
+    Status::parse(status).is_none_or(Status::failed)
+}
+
 /// Nearest-rank percentile of sorted durations (µs), in milliseconds.
 pub fn percentile_ms(sorted: &[i64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -123,12 +127,12 @@ pub fn round2(x: f64) -> f64 {
 pub fn group<'a>(rows: impl IntoIterator<Item = &'a StatRow>) -> Group {
     let mut durations = Vec::new();
     let mut g = Group::default();
-    for row in rows.into_iter().map(|r| &r.request) {
+    for row in rows {
         g.count += 1;
-        g.errors += u64::from(row.status.failed());
+        g.errors += u64::from(is_error(&row.status));
         g.tokens += i64::from(row.total_tokens.unwrap_or(0));
         g.estimated_cost_usd += row.estimated_cost_usd.unwrap_or_default();
-        durations.push(row.duration.micros());
+        durations.push(row.duration_us);
     }
     if g.count == 0 {
         return g;
@@ -165,17 +169,14 @@ fn by<F: Fn(&StatRow) -> String>(rows: &[StatRow], key: F) -> Vec<Named> {
 pub fn compute(rows: &[StatRow], since: DateTime<Utc>, previous_period_requests: i64) -> Stats {
     let mut hourly = Hourly::new();
     for row in rows {
-        add_hour(&mut hourly, &row.request);
+        add_hour(&mut hourly, row);
     }
     let mut tools = by(rows, |r| {
-        display_name(
-            &r.request.method,
-            r.request.tool_name.as_deref().unwrap_or(""),
-        )
+        display_name(&r.method, r.tool_name.as_deref().unwrap_or(""))
     });
     let tool_names: HashSet<String> = rows
         .iter()
-        .filter_map(|r| r.request.tool_name.clone().filter(|t| !t.is_empty()))
+        .filter_map(|r| r.tool_name.clone().filter(|t| !t.is_empty()))
         .collect();
     label_kinds(&mut tools, &tool_names);
     Stats {
@@ -218,10 +219,10 @@ fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(chrono::Duration::hours(1)).unwrap_or(t)
 }
 
-fn add_hour(hourly: &mut Hourly, row: &LedgerRow) {
+fn add_hour(hourly: &mut Hourly, row: &StatRow) {
     let tally = hourly.entry(hour_of(row.timestamp)).or_default();
     tally.count += 1;
-    let errors = u64::from(row.status.failed());
+    let errors = u64::from(is_error(&row.status));
     tally.errors += errors;
     let name = display_name(&row.method, row.tool_name.as_deref().unwrap_or(""));
     tally.add_tool(name, 1, errors);
@@ -458,32 +459,27 @@ pub async fn count_between(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::request_row::{Micros, Status};
-    use crate::store::requests::RequestRecord;
 
-    fn row(tool: &str, status: Status, us: u64, cost: &str) -> StatRow {
+    fn row(tool: &str, status: &str, us: i64, cost: &str) -> StatRow {
         StatRow {
-            request: RequestRecord(LedgerRow {
-                method: "tools/call".into(),
-                tool_name: Some(tool.into()),
-                status,
-                duration: Micros::from_micros(us),
-                total_tokens: Some(10),
-                estimated_cost_usd: Some(Money(cost.parse().unwrap())),
-                timestamp: Utc::now(),
-                ..LedgerRow::default()
-            }),
+            method: "tools/call".into(),
+            tool_name: Some(tool.into()),
+            status: status.into(),
+            duration_us: us,
+            total_tokens: Some(10),
+            estimated_cost_usd: Some(Money(cost.parse().unwrap())),
             client_type: Some("Claude Code".into()),
+            timestamp: Utc::now(),
         }
     }
 
     #[test]
     fn groups_count_errors_percentiles_and_exact_cost() {
         let mut rows: Vec<StatRow> = (1..=100)
-            .map(|i| row("find_tasks", Status::Success, i * 1000, "0.1"))
+            .map(|i| row("find_tasks", "success", i * 1000, "0.1"))
             .collect();
-        rows.push(row("find_tasks", Status::ToolError, 500_000, "0.2"));
-        rows.push(row("health_check", Status::Success, 100, "0.0000000001"));
+        rows.push(row("find_tasks", "tool_error", 500_000, "0.2"));
+        rows.push(row("health_check", "success", 100, "0.0000000001"));
         let stats = compute(&rows, Utc::now(), 7);
         let find = stats.tools.iter().find(|t| t.name == "find_tasks").unwrap();
         assert_eq!((find.stats.count, find.stats.errors), (101, 1));

@@ -463,12 +463,17 @@ impl Store {
     }
 }
 
-/// A ledger row as statistics read it: with its session's client type.
+/// What statistics need of one ledger row.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StatRow {
-    #[sqlx(flatten)]
-    pub request: RequestRecord,
+    pub method: String,
+    pub tool_name: Option<String>,
+    pub status: String,
+    pub duration_us: i64,
+    pub total_tokens: Option<i32>,
+    pub estimated_cost_usd: Option<Money>,
     pub client_type: Option<String>,
+    pub timestamp: DateTime<Utc>,
 }
 
 impl Store {
@@ -480,7 +485,8 @@ impl Store {
         until: Option<DateTime<Utc>>,
         limit: i64,
     ) -> Result<Vec<StatRow>, sqlx::Error> {
-        let sql = "SELECT r.*, s.client_type FROM mcp_requests r \
+        let sql = "SELECT r.method, r.tool_name, r.status, r.duration_us, r.total_tokens, r.estimated_cost_usd, \
+                   s.client_type, r.timestamp FROM mcp_requests r \
                    LEFT JOIN mcp_sessions s ON s.session_id = r.session_id \
                    WHERE r.timestamp >= $1 AND r.timestamp < $2 ORDER BY r.timestamp DESC LIMIT $3";
         let until = until.unwrap_or_else(super::end_of_time);
