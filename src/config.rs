@@ -149,7 +149,6 @@ struct FileSessions {
 pub struct CheckOptions {
     pub url: String,
     pub database: Option<DatabaseUrl>,
-    pub database_text: Option<String>,
     pub spawn: bool,
     pub restart_cmd: Option<String>,
     /// Extra arguments for a spawned server (used by tests to break a promise on purpose).
@@ -299,7 +298,6 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
                 .transpose()?;
             Resolved::Check(CheckOptions {
                 url: args.url,
-                database_text: args.database.database,
                 database,
                 spawn: args.spawn,
                 restart_cmd: args.restart_cmd,

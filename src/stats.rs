@@ -266,8 +266,8 @@ fn group_of(a: &Aggregate) -> Group {
         p50_ms: histogram_percentile_ms(a, 50.0),
         p95_ms: histogram_percentile_ms(a, 95.0),
         p99_ms: histogram_percentile_ms(a, 99.0),
-        avg_ms: round2(a.sums.duration_us_total as f64 / count / 1000.0),
-        max_ms: a.sums.duration_us_max as f64 / 1000.0,
+        avg_ms: round2(a.sums.durations.duration_us_total as f64 / count / 1000.0),
+        max_ms: a.sums.durations.duration_us_max as f64 / 1000.0,
         tokens: a.sums.tokens,
         estimated_cost_usd: money_from_units(a.sums.cost_units),
     }
@@ -284,10 +284,10 @@ fn histogram_percentile_ms(a: &Aggregate, p: f64) -> f64 {
         if seen >= rank {
             let (lower, upper) = bucket_bounds(bucket as i64);
             let mid = lower + (upper - 1 - lower) / 2;
-            return mid.min(a.sums.duration_us_max) as f64 / 1000.0;
+            return mid.min(a.sums.durations.duration_us_max) as f64 / 1000.0;
         }
     }
-    a.sums.duration_us_max as f64 / 1000.0
+    a.sums.durations.duration_us_max as f64 / 1000.0
 }
 
 /// A period assembled from hourly aggregates and the rows of its partial first hour.

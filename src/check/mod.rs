@@ -83,14 +83,16 @@ pub async fn run(options: CheckOptions) -> anyhow::Result<bool> {
     let scratch = tempfile::tempdir()?;
     let mut spawned = None;
     let (url, database) = if options.spawn {
-        let text = options
-            .database_text
+        let database = options
+            .database
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", scratch.path().join("check.db").display()));
-        let server = Spawned::start(&text, &options.serve_args).await?;
+            .unwrap_or_else(|| DatabaseUrl::Sqlite {
+                path: scratch.path().join("check.db"),
+            });
+        let server = Spawned::start(&database.unredacted(), &options.serve_args).await?;
         let url = server.mcp_url();
         spawned = Some(server);
-        (url, Some(DatabaseUrl::parse(&text)?))
+        (url, Some(database))
     } else {
         (options.url.clone(), options.database.clone())
     };

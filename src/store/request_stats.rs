@@ -105,13 +105,39 @@ impl Histogram {
 /// Key of one aggregate row: hour, method, tool ('' for none), client type.
 pub(crate) type StatsKey<'a> = (DateTime<Utc>, &'a str, &'a str, &'a str);
 
+/// How long a group of requests took, in microseconds: the sum (saturating) and the longest.
+/// The `duration_us_total` and `duration_us_max` columns of `mcp_request_stats` and of the
+/// hourly rollups (`mcp_request_rollups`), which add them up the same way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Durations {
+    pub duration_us_total: i64,
+    pub duration_us_max: i64,
+}
+
+impl Durations {
+    /// One request's.
+    pub fn of(us: i64) -> Durations {
+        Durations {
+            duration_us_total: us,
+            duration_us_max: us,
+        }
+    }
+
+    pub fn merge(&mut self, other: Durations) {
+        self.duration_us_total = self
+            .duration_us_total
+            .saturating_add(other.duration_us_total);
+        self.duration_us_max = self.duration_us_max.max(other.duration_us_max);
+    }
+}
+
 /// The exact sums of one row of `mcp_request_stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct Sums {
     pub requests: i64,
     pub errors: i64,
-    pub duration_us_total: i64,
-    pub duration_us_max: i64,
+    #[sqlx(flatten)]
+    pub durations: Durations,
     pub tokens: i64,
     pub cost_units: i64,
 }
@@ -120,10 +146,7 @@ impl Sums {
     pub fn merge(&mut self, other: &Sums) {
         self.requests += other.requests;
         self.errors += other.errors;
-        self.duration_us_total = self
-            .duration_us_total
-            .saturating_add(other.duration_us_total);
-        self.duration_us_max = self.duration_us_max.max(other.duration_us_max);
+        self.durations.merge(other.durations);
         self.tokens += other.tokens;
         self.cost_units += other.cost_units;
     }
@@ -142,8 +165,7 @@ impl Aggregate {
         self.sums.merge(&Sums {
             requests: 1,
             errors: i64::from(row.status.failed()),
-            duration_us_total: us,
-            duration_us_max: us,
+            durations: Durations::of(us),
             tokens: i64::from(row.total_tokens.unwrap_or(0)),
             cost_units: row.estimated_cost_usd.map_or(0, cost_units),
         });
@@ -303,8 +325,8 @@ macro_rules! add_to_stats {
                     .push_bind(client)
                     .push_bind(a.sums.requests)
                     .push_bind(a.sums.errors)
-                    .push_bind(a.sums.duration_us_total)
-                    .push_bind(a.sums.duration_us_max)
+                    .push_bind(a.sums.durations.duration_us_total)
+                    .push_bind(a.sums.durations.duration_us_max)
                     .push_bind(a.sums.tokens)
                     .push_bind(a.sums.cost_units)
                     .push_bind(a.latency.to_text());
@@ -435,6 +457,27 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_add_up_saturating_and_keep_the_longest() {
+        let mut durations = Durations::of(2_500);
+        durations.merge(Durations::of(1_500));
+        assert_eq!(
+            durations,
+            Durations {
+                duration_us_total: 4_000,
+                duration_us_max: 2_500
+            }
+        );
+        durations.merge(Durations::of(i64::MAX));
+        assert_eq!(
+            durations,
+            Durations {
+                duration_us_total: i64::MAX,
+                duration_us_max: i64::MAX
+            }
+        );
+    }
 
     #[test]
     fn buckets_are_narrow_and_bounds_contain_their_values() {

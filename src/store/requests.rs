@@ -7,8 +7,8 @@ use chrono::{DateTime, DurationRound, Utc};
 use sqlx::{Arguments, Database, Transaction};
 
 use super::ledger_copy::BulkLoad;
-use super::request_stats::{StatsLock, add_to_stats, stored};
-use super::session_totals::{self, Delta, add_to_session_totals};
+use super::request_stats::{Durations, StatsLock, add_to_stats, stored};
+use super::session_totals::{self, add_to_session_totals};
 use super::{Id, Money, Stamp, Store, WritePool, on_pool};
 pub use crate::store::request_columns::RequestRecord;
 use crate::store::request_columns::{COLUMN_COUNT, Column, Shape, Slot};
@@ -213,28 +213,12 @@ impl Store {
     }
 }
 
-/// The part of a ledger row that rollups keep.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct PrunedRow {
-    request_id: Id,
-    session_id: Option<String>,
-    timestamp: DateTime<Utc>,
-    method: String,
-    tool_name: Option<String>,
-    status: String,
-    duration_us: i64,
-    args_tokens: Option<i32>,
-    result_tokens: Option<i32>,
-    total_tokens: Option<i32>,
-    estimated_cost_usd: Option<Money>,
-}
-
 /// One hourly rollup row.
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct Rollup {
     pub requests: i64,
-    pub duration_us_total: i64,
-    pub duration_us_max: i64,
+    #[sqlx(flatten)]
+    pub durations: Durations,
     pub args_tokens: i64,
     pub result_tokens: i64,
     pub estimated_cost_usd: Money,
@@ -243,10 +227,9 @@ pub struct Rollup {
 type RollupKey = (DateTime<Utc>, String, String, String);
 
 impl Rollup {
-    fn add(&mut self, row: &PrunedRow) {
+    fn add(&mut self, row: &LedgerRow) {
         self.requests += 1;
-        self.duration_us_total = self.duration_us_total.saturating_add(row.duration_us);
-        self.duration_us_max = self.duration_us_max.max(row.duration_us);
+        self.durations.merge(Durations::of(row.duration.micros()));
         self.args_tokens += i64::from(row.args_tokens.unwrap_or(0));
         self.result_tokens += i64::from(row.result_tokens.unwrap_or(0));
         self.estimated_cost_usd += row.estimated_cost_usd.unwrap_or_default();
@@ -254,10 +237,7 @@ impl Rollup {
 
     fn merge(&mut self, other: &Rollup) {
         self.requests += other.requests;
-        self.duration_us_total = self
-            .duration_us_total
-            .saturating_add(other.duration_us_total);
-        self.duration_us_max = self.duration_us_max.max(other.duration_us_max);
+        self.durations.merge(other.durations);
         self.args_tokens += other.args_tokens;
         self.result_tokens += other.result_tokens;
         self.estimated_cost_usd += other.estimated_cost_usd;
@@ -278,9 +258,7 @@ impl Store {
         before: DateTime<Utc>,
         batch: i64,
     ) -> Result<u64, sqlx::Error> {
-        let select = "SELECT request_id, session_id, timestamp, method, tool_name, status, duration_us, \
-                      args_tokens, result_tokens, total_tokens, estimated_cost_usd FROM mcp_requests WHERE timestamp < $1 \
-                      ORDER BY timestamp LIMIT $2";
+        let select = "SELECT * FROM mcp_requests WHERE timestamp < $1 ORDER BY timestamp LIMIT $2";
         let existing = "SELECT requests, duration_us_total, duration_us_max, args_tokens, result_tokens, \
                         estimated_cost_usd FROM mcp_request_rollups \
                         WHERE hour = $1 AND method = $2 AND tool_name = $3 AND status = $4";
@@ -293,13 +271,13 @@ impl Store {
                       estimated_cost_usd = excluded.estimated_cost_usd";
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let rows = sqlx::query_as::<_, PrunedRow>(select).bind(before).bind(batch).fetch_all(&mut *tx).await?;
+            let rows = sqlx::query_as::<_, RequestRecord>(select).bind(before).bind(batch).fetch_all(&mut *tx).await?;
             if rows.is_empty() {
                 return Ok(0);
             }
             let mut groups: HashMap<RollupKey, Rollup> = HashMap::new();
-            for row in &rows {
-                let key = (hour_of(row.timestamp), row.method.clone(), row.tool_name.clone().unwrap_or_default(), row.status.clone());
+            for row in rows.iter().map(|r| &r.0) {
+                let key = (hour_of(row.timestamp), row.method.clone(), row.tool_name.clone().unwrap_or_default(), row.status.as_str().to_string());
                 groups.entry(key).or_default().add(row);
             }
             for ((hour, method, tool, status), mut rollup) in groups {
@@ -313,8 +291,8 @@ impl Store {
                 sqlx::query(upsert)
                     .bind(hour).bind(&method).bind(&tool).bind(&status)
                     .bind(rollup.requests)
-                    .bind(rollup.duration_us_total)
-                    .bind(rollup.duration_us_max)
+                    .bind(rollup.durations.duration_us_total)
+                    .bind(rollup.durations.duration_us_max)
                     .bind(rollup.args_tokens)
                     .bind(rollup.result_tokens)
                     .bind(rollup.estimated_cost_usd)
@@ -322,11 +300,12 @@ impl Store {
                     .await?;
             }
             let sql = "DELETE FROM mcp_requests WHERE request_id IN (";
-            let deleted = super::in_list(sql, rows.iter().map(|row| row.request_id), ")")
+            let deleted = super::in_list(sql, rows.iter().map(|row| Id(row.request_id)), ")")
                 .build().execute(&mut *tx).await?.rows_affected();
             // Rows come oldest first: every row left is at least as new as the last one.
             let newest = rows.last().map_or(before, |row| row.timestamp);
-            for (session, d) in pruned_by_session(&rows) {
+            // What the pruned rows take from their sessions' totals: what writing them added.
+            for (session, d) in session_totals::deltas(rows.iter().map(|r| &r.0)) {
                 sqlx::query(session_totals::SUBTRACT_TOTALS)
                     .bind(session).bind(d.requests).bind(d.tool_calls).bind(d.errors)
                     .bind(d.tokens).bind(d.cost_units).bind(Stamp(newest))
@@ -337,21 +316,6 @@ impl Store {
             Ok(deleted)
         })
     }
-}
-
-/// What pruned rows take from their sessions' totals.
-fn pruned_by_session(rows: &[PrunedRow]) -> Vec<(&str, Delta)> {
-    session_totals::by_session(rows.iter().filter_map(|r| {
-        let error = session_totals::is_error_text(&r.status);
-        let delta = Delta::row(
-            &r.method,
-            error,
-            r.total_tokens,
-            r.estimated_cost_usd,
-            r.timestamp,
-        );
-        Some((r.session_id.as_deref()?, delta))
-    }))
 }
 
 /// A stored rollup with its key (for statistics and tests).

@@ -79,34 +79,17 @@ pub(crate) struct Delta {
 }
 
 impl Delta {
-    /// One row's part, from its columns.
-    pub(crate) fn row(
-        method: &str,
-        error: bool,
-        tokens: Option<i32>,
-        cost: Option<Money>,
-        at: DateTime<Utc>,
-    ) -> Delta {
-        Delta {
-            requests: 1,
-            tool_calls: i64::from(method == "tools/call"),
-            errors: i64::from(error),
-            tokens: i64::from(tokens.unwrap_or(0)),
-            cost_units: cost.map_or(0, cost_units),
-            first: at,
-            last: at,
-        }
-    }
-
     /// A ledger row's part.
     pub(crate) fn of(row: &LedgerRow) -> Delta {
-        Delta::row(
-            &row.method,
-            is_error(row.status),
-            row.total_tokens,
-            row.estimated_cost_usd,
-            row.timestamp,
-        )
+        Delta {
+            requests: 1,
+            tool_calls: i64::from(row.method == "tools/call"),
+            errors: i64::from(is_error(row.status)),
+            tokens: i64::from(row.total_tokens.unwrap_or(0)),
+            cost_units: row.estimated_cost_usd.map_or(0, cost_units),
+            first: row.timestamp,
+            last: row.timestamp,
+        }
     }
 
     fn add(&mut self, other: &Delta) {
@@ -123,11 +106,6 @@ impl Delta {
 /// Whether a row counts among its session's errors (`cancelled` is the client's choice).
 fn is_error(status: Status) -> bool {
     matches!(status, Status::Error | Status::ToolError | Status::Timeout)
-}
-
-/// [`is_error`] of a status as stored.
-pub(crate) fn is_error_text(status: &str) -> bool {
-    Status::parse(status).is_some_and(is_error)
 }
 
 /// Rows' deltas summed by session, in session id order.

@@ -58,6 +58,16 @@ impl DatabaseUrl {
             Self::Postgres { url } => redact(url),
         }
     }
+
+    /// The URL with its secrets, for a process Steward starts on the same database
+    /// (`--database`); never for a log line or a message ([`DatabaseUrl::redacted`] is). It
+    /// parses back to the same URL.
+    pub fn unredacted(&self) -> String {
+        match self {
+            Self::Sqlite { path } => format!("sqlite://{}", path.display()),
+            Self::Postgres { url } => url.clone(),
+        }
+    }
 }
 
 // Hand-written so a password never reaches a log line.
@@ -122,6 +132,23 @@ mod tests {
             DatabaseUrl::parse("postgres://u@localhost:5432/db").unwrap(),
             DatabaseUrl::Postgres { .. }
         ));
+    }
+
+    #[test]
+    fn unredacted_urls_parse_back_to_the_same_url() {
+        for text in [
+            "sqlite://steward.db",
+            "sqlite:/tmp/x.db?mode=rwc",
+            "postgres://bob:hunter2@db:5432/steward?sslmode=require",
+        ] {
+            let url = DatabaseUrl::parse(text).unwrap();
+            assert!(
+                DatabaseUrl::parse(&url.unredacted()).unwrap() == url,
+                "{text}"
+            );
+        }
+        let url = DatabaseUrl::parse("postgres://bob:hunter2@db/steward").unwrap();
+        assert_eq!(url.unredacted(), "postgres://bob:hunter2@db/steward");
     }
 
     #[test]

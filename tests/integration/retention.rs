@@ -124,8 +124,8 @@ async fn old_rows_fold_into_exact_hourly_rollups() -> anyhow::Result<()> {
         assert_eq!(
             (
                 ok.rollup.requests,
-                ok.rollup.duration_us_total,
-                ok.rollup.duration_us_max
+                ok.rollup.durations.duration_us_total,
+                ok.rollup.durations.duration_us_max
             ),
             (2, 4_000, 2_500)
         );
