@@ -801,7 +801,9 @@ mod tests {
                 session,
                 body: Bytes::from_static(b"{}"),
             };
-            let ours = outgoing.request().expect("a request");
+            let Ok(ours) = outgoing.request() else {
+                panic!("a request")
+            };
             let mut built = Request::post(wire.path.clone())
                 .header(header::HOST, wire.host.clone())
                 .header(header::ACCEPT, "text/event-stream, application/json")
