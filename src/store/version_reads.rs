@@ -12,6 +12,11 @@
 //! read running reads itself, in its own task (a lone client pays no hand-off); a reader task
 //! runs only while requests queue behind a read.
 //!
+//! On PostgreSQL the reads run on a connection of their own, kept out of the pool: a statement
+//! run through the pool pays a checkout and, when the connection goes back, a task of sqlx's
+//! that pings the backend (a second round trip, a second wake of the backend and of Steward)
+//! before the connection is idle again. One read runs at a time, so one connection serves them.
+//!
 //! The state is owned by whoever owns the store's remembered answers (one per board, see
 //! [`super::answer_memo::Answers`]): two boards in one process never share a round.
 
@@ -19,9 +24,11 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::Shared;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::oneshot;
 
-use super::{Store, on_pool};
+use super::Store;
 use crate::sync::lock;
 
 const VERSION: &str = "SELECT version FROM board_answers";
@@ -49,6 +56,8 @@ impl Next {
 /// The version reads of one store's pool.
 pub(super) struct VersionReads {
     store: Store,
+    /// PostgreSQL: the connection the reads run on, between reads (taken out while one runs).
+    held: Mutex<Option<PgConnection>>,
     /// `None`: no read runs. `Some(None)`: one runs and no request waits for the next yet.
     /// `Some(Some(next))`: the requests arriving now join `next`.
     pending: Mutex<Option<Option<Next>>>,
@@ -146,6 +155,7 @@ impl VersionReads {
     pub(super) fn new(store: Store) -> VersionReads {
         VersionReads {
             store,
+            held: Mutex::default(),
             pending: Mutex::default(),
         }
     }
@@ -179,6 +189,48 @@ impl VersionReads {
 
     /// One statement of this call's own.
     async fn read(&self) -> Result<i64, sqlx::Error> {
-        on_pool!(&self.store, pool => sqlx::query_scalar(VERSION).fetch_one(pool).await)
+        match &self.store {
+            Store::Postgres(pool) => self.read_held(pool).await,
+            Store::Sqlite(pool) => sqlx::query_scalar(VERSION).fetch_one(pool).await,
+        }
     }
+
+    /// One statement on the held connection. A held connection that fails (the server
+    /// restarted, say) is dropped and the statement runs once more on one from the pool, so a
+    /// call fails only when a fresh connection does. A read that finds none held (the first,
+    /// or a call reading alone while a round holds it) runs on one from the pool.
+    async fn read_held(&self, pool: &PgPool) -> Result<i64, sqlx::Error> {
+        let taken = lock(&self.held).take();
+        if let Some(mut held) = taken
+            && let Ok(version) = version_on(&mut held).await
+        {
+            self.keep(held);
+            return Ok(version);
+        }
+        let mut connection = pool.acquire().await?;
+        let version = version_on(&mut connection).await?;
+        self.keep_from(connection);
+        Ok(version)
+    }
+
+    /// Holds `connection` for the next read, unless one is held already.
+    fn keep(&self, connection: PgConnection) {
+        let mut held = lock(&self.held);
+        if held.is_none() {
+            *held = Some(connection);
+        }
+    }
+
+    /// Holds the pool's `connection` (detached: the pool may open another in its place) when
+    /// none is held; else it goes back to the pool.
+    fn keep_from(&self, connection: PoolConnection<Postgres>) {
+        let mut held = lock(&self.held);
+        if held.is_none() {
+            *held = Some(connection.detach());
+        }
+    }
+}
+
+async fn version_on(connection: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(VERSION).fetch_one(connection).await
 }

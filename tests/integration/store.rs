@@ -1609,3 +1609,62 @@ async fn shared_version_reads_see_every_write_answered_before_the_call() -> anyh
     })
     .await
 }
+
+/// PostgreSQL's version reads run on one connection of their own, whichever callers share
+/// them, and a read whose connection the server ended is made again on a fresh one (the
+/// caller sees no error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_reads_hold_one_connection_and_outlive_its_end() -> anyhow::Result<()> {
+    on_backend(Backend::Postgres, |store| async move {
+        let Store::Postgres(pool) = &store else {
+            anyhow::bail!("not a PostgreSQL store");
+        };
+        // The backends whose last statement was the version read (the probe's own is excluded).
+        let readers = || async {
+            sqlx::query_scalar::<_, i32>(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND query = 'SELECT version FROM board_answers' AND pid <> pg_backend_pid()",
+            )
+            .fetch_all(pool)
+            .await
+        };
+        let answers = Arc::new(Answers::new(store.clone()));
+        for _ in 0..20 {
+            let calls: Vec<_> = (0..8)
+                .map(|_| {
+                    let answers = answers.clone();
+                    tokio::spawn(async move { answers.version().await })
+                })
+                .collect();
+            for call in calls {
+                call.await??;
+            }
+        }
+        let before = readers().await?;
+        assert_eq!(
+            before.len(),
+            1,
+            "backends that read the version: {before:?}"
+        );
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(before[0])
+            .execute(pool)
+            .await?;
+        // Termination is asynchronous: wait until the backend is gone.
+        for _ in 0..100 {
+            if readers().await?.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        answers
+            .version()
+            .await
+            .context("a read after its connection ended")?;
+        let after = readers().await?;
+        assert_eq!(after.len(), 1, "backends that read the version: {after:?}");
+        assert_ne!(after, before, "the ended backend still reads");
+        Ok(())
+    })
+    .await
+}
