@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::request_row::{LedgerRow, Status};
-use super::request_stats::{cost_units, money_from_units};
+use super::request_stats::{CostUnits, cost_units, money_from_units};
 use super::sessions::SessionRow;
 use super::{Money, Store, on_pool};
 
@@ -98,15 +98,18 @@ impl Delta {
         }
     }
 
-    /// A ledger row's part.
-    pub(crate) fn of(row: &LedgerRow) -> Delta {
-        Delta::row(
-            &row.method,
-            is_error(row.status),
-            row.total_tokens,
-            row.estimated_cost_usd,
-            row.timestamp,
-        )
+    /// A ledger row's part (its cost's units through `units`, see [`CostUnits`]).
+    pub(crate) fn of(row: &LedgerRow, units: &mut CostUnits) -> Delta {
+        Delta {
+            cost_units: row.estimated_cost_usd.map_or(0, |cost| units.of(cost)),
+            ..Delta::row(
+                &row.method,
+                is_error(row.status),
+                row.total_tokens,
+                None,
+                row.timestamp,
+            )
+        }
     }
 
     fn add(&mut self, other: &Delta) {
@@ -145,9 +148,10 @@ pub(crate) fn by_session<'a>(
 
 /// Ledger rows' deltas by session (a row of no session counts nowhere).
 pub(crate) fn deltas<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<(&'a str, Delta)> {
+    let mut units = CostUnits::default();
     by_session(
         rows.into_iter()
-            .filter_map(|row| Some((row.session_id.as_deref()?, Delta::of(row)))),
+            .filter_map(|row| Some((row.session_id.as_deref()?, Delta::of(row, &mut units)))),
     )
 }
 
