@@ -212,6 +212,7 @@ fn tool_label(tool: &str) -> &'static str {
 
 /// The series one kind of request is counted in; built once per kind, not per request
 /// (building a labelled key allocates and hashes every label).
+#[derive(Clone)]
 struct Series {
     duration: metrics::Histogram,
     requests: metrics::Counter,
@@ -222,13 +223,37 @@ type SeriesKey = (&'static str, &'static str, Status, Option<i32>);
 
 /// Kinds remembered; past this (error codes are not bounded) the cache starts over.
 const MAX_SERIES: usize = 4096;
-// foldhash, not the default SipHash: this map is looked up for every ledger row.
+// foldhash, not the default SipHash: this map is looked up for every kind of row.
 static SERIES: OnceLock<
     Mutex<std::collections::HashMap<SeriesKey, Series, foldhash::fast::FixedState>>,
 > = OnceLock::new();
 
-/// Records one ledger row's request.
-pub fn record_request(row: &LedgerRow) {
+/// Records stored ledger rows' requests. The series of a run of rows of one kind (the same
+/// method, tool, status and error code) is looked up once: a batch's rows are mostly the same
+/// call.
+pub fn record_requests<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) {
+    let mut run: Option<(&LedgerRow, Series)> = None;
+    for row in rows {
+        if !run.as_ref().is_some_and(|(first, _)| same_kind(first, row)) {
+            run = Some((row, series_of(row)));
+        }
+        let Some((_, series)) = &run else { continue };
+        series
+            .duration
+            .record(row.duration.micros() as f64 / 1_000_000.0);
+        series.requests.increment(1);
+        record_upstream(row);
+    }
+}
+
+/// Whether two rows are counted in the same series (see [`SeriesKey`]).
+fn same_kind(a: &LedgerRow, b: &LedgerRow) -> bool {
+    (&a.method, &a.tool_name, a.status, a.error_code)
+        == (&b.method, &b.tool_name, b.status, b.error_code)
+}
+
+/// The series `row`'s request is counted in.
+fn series_of(row: &LedgerRow) -> Series {
     let method = method_label(&row.method);
     let tool = row.tool_name.as_deref().map(tool_label).unwrap_or_default();
     let key: SeriesKey = (method, tool, row.status, row.error_code);
@@ -243,12 +268,7 @@ pub fn record_request(row: &LedgerRow) {
             requests: metrics::counter!("steward_requests_total", "mcp_method_name" => *method, "gen_ai_tool_name" => *tool, "status" => status.as_str()),
         }
     });
-    entry
-        .duration
-        .record(row.duration.micros() as f64 / 1_000_000.0);
-    entry.requests.increment(1);
-    drop(series);
-    record_upstream(row);
+    entry.clone()
 }
 
 /// A session this replica ended (client DELETE, revocation), by how long it lasted.

@@ -5,13 +5,15 @@
 //! so it journals and queues the small row and frees the reply at once; counting tokens of new
 //! text (~1 ms for an 8 KB reply) is more than it can wait for, so it gives up when a reply's
 //! verdict is not remembered and its text would take more than a small [`Budget`] to count, and
-//! the writer analyses that one ([`analyze`]), remembering the verdict for the next time.
+//! the writer analyses that one ([`analyze`]). A verdict worked out whole, on either side, is
+//! remembered for the next time.
 //!
 //! Messages are read into borrowed, typed views ([`Message`]): only the fields the ledger needs
 //! are decoded, and the rest (a tool's result can be kilobytes of nested JSON) is skipped
 //! without being built as a `serde_json::Value`. This is most of the ledger's CPU per row.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
@@ -105,6 +107,27 @@ struct Params<'a> {
     meta: Option<&'a RawValue>,
 }
 
+/// What a row records of a request's [`Params`], each member as its JSON text: read by serde,
+/// or found where the gate read a plain call's.
+#[derive(Clone, Copy, Default)]
+struct Asked<'a> {
+    name: Option<&'a str>,
+    arguments: Option<&'a str>,
+    protocol_version: Option<&'a str>,
+    meta: Option<&'a str>,
+}
+
+impl<'a> From<Params<'a>> for Asked<'a> {
+    fn from(params: Params<'a>) -> Self {
+        Asked {
+            name: params.name.map(RawValue::get),
+            arguments: params.arguments.map(RawValue::get),
+            protocol_version: params.protocol_version.map(RawValue::get),
+            meta: params.meta.map(RawValue::get),
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default, bound(deserialize = "'de: 'a"))]
 struct Meta<'a> {
@@ -149,13 +172,22 @@ struct Block<'a> {
 
 /// Reads `raw` as `T`, or the default when it is absent or of another shape.
 fn read<'a, T: Deserialize<'a> + Default>(raw: Option<&'a RawValue>) -> T {
-    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+    read_text(raw.map(RawValue::get))
+}
+
+/// [`read`] of a value's JSON text.
+fn read_text<'a, T: Deserialize<'a> + Default>(raw: Option<&'a str>) -> T {
+    raw.and_then(|raw| serde_json::from_str(raw).ok())
         .unwrap_or_default()
 }
 
 /// A JSON string's text (None for any other JSON value).
 fn text(raw: Option<&RawValue>) -> Option<String> {
-    let raw = raw?.get();
+    text_of(raw?.get())
+}
+
+/// [`text`] of a value's JSON text (`raw` must be JSON).
+fn text_of(raw: &str) -> Option<String> {
     let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
     // `raw` is valid JSON, so a string without escapes is its own text (methods, tool
     // names and ids nearly always are): no need to run the decoder.
@@ -185,10 +217,11 @@ pub fn row_of(entry: Entry) -> LedgerRow {
 
 /// The request path's analysis: the row, unless it would need more than
 /// [`REQUEST_PATH_BUDGET`] bytes of new text counted (the writer then analyses the
-/// observation). Remembers nothing about the reply.
-pub fn analyze_remembered(exchange: &Exchange<'_>) -> Option<LedgerRow> {
+/// observation). With `reply` (the reply's own bytes) a verdict worked out within the budget
+/// is remembered, as the writer remembers its own.
+pub fn analyze_remembered(exchange: &Exchange<'_>, reply: Option<&Bytes>) -> Option<LedgerRow> {
     let mut budget = Budget::of(REQUEST_PATH_BUDGET);
-    let row = analyze_within(exchange, None, &mut budget);
+    let row = analyze_within(exchange, reply, &mut budget);
     (!budget.exceeded()).then_some(row)
 }
 
@@ -199,16 +232,19 @@ fn analyze_within(obs: &Exchange<'_>, reply: Option<&Bytes>, budget: &mut Budget
         Some(get) => (
             Request::default(),
             get.method().to_string(),
-            Params::default(),
+            Asked::default(),
         ),
         None => obs
             .read
             .and_then(|read| already_read(obs.request, read))
-            .unwrap_or_else(|| read_request_and_params(obs.request)),
+            .unwrap_or_else(|| {
+                let (request, method, params) = read_request_and_params(obs.request);
+                (request, method, Asked::from(params))
+            }),
     };
     let id = request.id.filter(|id| id.get() != "null");
     let tool_name = (method == "tools/call")
-        .then(|| text(params.name))
+        .then(|| text_of(params.name?))
         .flatten();
     let tool_call = method == "tools/call";
     let events;
@@ -221,7 +257,7 @@ fn analyze_within(obs: &Exchange<'_>, reply: Option<&Bytes>, budget: &mut Budget
     };
 
     let args_text = match (method.as_str(), request.params) {
-        ("tools/call", _) => params.arguments.map(RawValue::get).unwrap_or_default(),
+        ("tools/call", _) => params.arguments.unwrap_or_default(),
         (_, Some(p)) => p,
         (_, None) => "",
     };
@@ -300,7 +336,9 @@ fn result_kind(tool_call: bool) -> &'static str {
 
 /// Reads the reply. A successful reply whose result was seen before (the same listing, the
 /// same query) is recognised by its raw bytes and not parsed or tokenised again.
-/// Without `reply` (the request path) a result not remembered is read, not remembered.
+/// Without `reply` a result not remembered is read, not remembered; with it, one whose verdict
+/// `budget` allowed to be worked out whole is remembered (a count the budget refused is no
+/// verdict).
 fn judge(
     obs: &Exchange<'_>,
     events: &[Cow<[u8]>],
@@ -313,17 +351,17 @@ fn judge(
         && let Some(result) = id.and_then(|id| own_result(events, id))
     {
         let kind = result_kind(tool_call);
-        let remembered = match reply {
-            Some(reply) => {
-                let keep = || shared_slice(reply, result);
-                let make = || Remembered {
-                    verdict: result_verdict(result, tool_call, budget),
-                    one_line: memchr::memchr(b'\n', result).is_none(),
-                };
-                Some(SEEN.get_or_insert_with(kind, result, keep, make))
+        let remembered = SEEN.get(kind, result).or_else(|| {
+            let reply = reply?;
+            let made = Remembered {
+                verdict: result_verdict(result, tool_call, budget),
+                one_line: memchr::memchr(b'\n', result).is_none(),
+            };
+            if !budget.exceeded() {
+                SEEN.insert(kind, result, || shared_slice(reply, result), made.clone());
             }
-            None => SEEN.get(kind, result),
-        };
+            Some(made)
+        });
         if let Some(verdict) = remembered.and_then(|r| r.verdict) {
             return verdict;
         }
@@ -346,7 +384,7 @@ fn remembered_sse_verdict(
     if obs.ending == Ending::TimedOut || id.contains(&b'\n') {
         return None;
     }
-    let data = obs.response.trim_ascii_start().strip_prefix(b"data: ")?;
+    let data = after_priming(obs.response.trim_ascii_start()).strip_prefix(b"data: ")?;
     let result = data_line(data.strip_suffix(b"\n\n")?)
         .strip_prefix(br#"{"jsonrpc":"2.0","id":"#)?
         .strip_prefix(id)?
@@ -354,6 +392,28 @@ fn remembered_sse_verdict(
         .strip_suffix(b"}")?;
     let remembered = SEEN.get(result_kind(tool_call), result)?;
     remembered.one_line.then_some(remembered.verdict).flatten()
+}
+
+/// `body` after the priming event it opens with, when it does: an event of an empty `data:`
+/// line and then only `id:` and `retry:` lines (at most [`FIELD_LINE`] bytes of them), as a
+/// direct call's reply sends it in the same frame as its answer (`mcp::fast`). [`sse_data`]
+/// reads that event as an empty message, which is no reply, so what follows decides alone.
+/// Any other `body` is returned whole.
+fn after_priming(body: &[u8]) -> &[u8] {
+    let Some(fields) = body.strip_prefix(b"data: \n") else {
+        return body;
+    };
+    let window = &fields[..fields.len().min(FIELD_LINE)];
+    let Some(end) = memchr::memmem::find(window, b"\n\n") else {
+        return body;
+    };
+    let only_fields = window[..end]
+        .split(|b| *b == b'\n')
+        .all(|line| line.starts_with(b"id:") || line.starts_with(b"retry:"));
+    match only_fields {
+        true => &fields[end + 2..],
+        false => body,
+    }
 }
 
 /// An SSE event's text (without its blank line) less the short `id:` and `retry:` lines
@@ -482,12 +542,13 @@ fn read_request_and_params(body: &[u8]) -> (Request<'_>, String, Params<'_>) {
 }
 
 /// What [`read_request_and_params`] gives, from a request the protocol layer already read
-/// (the body is not parsed again: only its id, and the params a `tools/call` records). None
-/// when a span does not read (then the body is parsed as any other).
+/// (the body is not parsed again: only its id, and the params a `tools/call` records, unless
+/// the gate found a plain call's name and arguments). None when a span does not read (then
+/// the body is parsed as any other).
 fn already_read<'a>(
     body: &'a [u8],
     read: &ReadRequest,
-) -> Option<(Request<'a>, String, Params<'a>)> {
+) -> Option<(Request<'a>, String, Asked<'a>)> {
     let id = match read.id.clone() {
         Some(span) => Some(serde_json::from_slice::<&RawValue>(body.get(span)?).ok()?),
         None => None,
@@ -496,9 +557,22 @@ fn already_read<'a>(
         Some(span) => Some(body.get(span)?),
         None => None,
     };
-    let fields = params
-        .and_then(|p| serde_json::from_slice::<Params>(p).ok())
-        .unwrap_or_default();
+    let text_at = |span: Range<usize>| std::str::from_utf8(body.get(span)?).ok();
+    let fields = match &read.call {
+        // Params of nothing but a name and arguments: what serde would read of them.
+        Some(call) if read.method == "tools/call" => Asked {
+            name: Some(text_at(call.name.clone())?),
+            arguments: match call.arguments.clone() {
+                Some(span) => Some(text_at(span)?),
+                None => None,
+            },
+            ..Asked::default()
+        },
+        _ => params
+            .and_then(|p| serde_json::from_slice::<Params>(p).ok())
+            .map(Asked::from)
+            .unwrap_or_default(),
+    };
     // A `tools/call` records its arguments (in `fields`), any other request its params' text.
     let params = match read.method == "tools/call" {
         true => None,
@@ -534,14 +608,14 @@ fn read_request(body: &[u8]) -> (Message<'_>, String) {
 
 /// The protocol revision (the request's header, or what an initialize asks for) and the W3C
 /// trace context a client may send in `params._meta` (as OpenTelemetry's MCP conventions say).
-fn trace_context(header: Option<String>, params: &Params) -> TraceContext {
+fn trace_context(header: Option<String>, params: &Asked) -> TraceContext {
     // Real values are short; a huge one is not worth carrying to the exporter.
-    let short = |raw: Option<&RawValue>| text(raw).filter(|s| s.len() <= 512);
-    let meta: Meta = read(params.meta);
+    let short = |raw: Option<&str>| text_of(raw?).filter(|s| s.len() <= 512);
+    let meta: Meta = read_text(params.meta);
     TraceContext {
         protocol_version: header.or_else(|| short(params.protocol_version)),
-        traceparent: short(meta.traceparent),
-        tracestate: short(meta.tracestate),
+        traceparent: short(meta.traceparent.map(RawValue::get)),
+        tracestate: short(meta.tracestate.map(RawValue::get)),
     }
 }
 
@@ -740,6 +814,7 @@ mod tests {
 
     use super::*;
     use crate::ledger::entry::Micros;
+    use crate::protocol::CallSpans;
 
     fn observe(request: &str, status: u16, response: &str) -> Observation {
         Observation {
@@ -983,6 +1058,11 @@ mod tests {
             // Remembered from a JSON body, its line end then splits the SSE event.
             pretty.to_string(),
             format!("data: {pretty}\n\n"),
+            // A direct call's answer, in one frame with the priming event.
+            format!("data: \nid: 0/1\nretry: 3000\n\ndata: {reply}\nid: 0/2\n\n"),
+            // Not a priming event: an event field the reply's reading may not skip.
+            format!("data: \nevent: x\n\ndata: {reply}\n\n"),
+            format!("data: \nid: 0/1\n\ndata: {pretty}\n\n"),
         ];
         for body in &bodies {
             let obs = observe(CALL, 200, body);
@@ -1006,6 +1086,10 @@ mod tests {
         assert!(remembered_sse_verdict(&Exchange::from(&one_line), id, true).is_some());
         let split = observe(CALL, 200, &bodies[6]);
         assert!(remembered_sse_verdict(&Exchange::from(&split), id, true).is_none());
+        let primed = observe(CALL, 200, &bodies[7]);
+        assert!(remembered_sse_verdict(&Exchange::from(&primed), id, true).is_some());
+        let evented = observe(CALL, 200, &bodies[8]);
+        assert!(remembered_sse_verdict(&Exchange::from(&evented), id, true).is_none());
     }
 
     /// The request path's analysis gives the writer's row once the reply's verdict and counts
@@ -1017,16 +1101,45 @@ mod tests {
             r#"data: {{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"{text}"}}],"isError":false}}}}"#
         ) + "\n\n";
         let obs = observe(CALL, 200, &body);
-        assert_eq!(analyze_remembered(&Exchange::from(&obs)), None);
-        assert_eq!(analyze_remembered(&Exchange::from(&obs)), None, "still new");
+        let reply = Some(&obs.response);
+        assert_eq!(analyze_remembered(&Exchange::from(&obs), reply), None);
+        assert_eq!(
+            analyze_remembered(&Exchange::from(&obs), reply),
+            None,
+            "still new"
+        );
         let full = analyze(obs.clone());
-        let fast = analyze_remembered(&Exchange::from(&obs)).expect("remembered now");
+        let fast = analyze_remembered(&Exchange::from(&obs), None).expect("remembered now");
         assert_eq!(fast, full);
         assert!(fast.result_tokens > Some(50), "{fast:?}");
         // A short error needs no memo.
         let error = r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"no such tool"}}"#;
-        let row = analyze_remembered(&Exchange::from(&observe(CALL, 200, error)));
+        let row = analyze_remembered(&Exchange::from(&observe(CALL, 200, error)), None);
         assert_eq!(row.map(|r| r.status), Some(Status::Error));
+    }
+
+    /// A verdict the request path works out whole is remembered with the reply's bytes, so the
+    /// next such reply is not read again.
+    #[test]
+    fn the_request_path_remembers_a_verdict_it_worked_out_whole() {
+        let body = "data: \nid: 0\nretry: 3000\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"short, and only this test's\"}],\"isError\":false}}\nid: 1\n\n";
+        let obs = observe(CALL, 200, body);
+        let exchange = Exchange::from(&obs);
+        let id = read_request(&obs.request).0.id;
+        assert!(remembered_sse_verdict(&exchange, id, true).is_none());
+        let row = analyze_remembered(&exchange, None).expect("within the budget");
+        assert!(
+            remembered_sse_verdict(&exchange, id, true).is_none(),
+            "not without bytes"
+        );
+        assert_eq!(
+            analyze_remembered(&exchange, Some(&obs.response)),
+            Some(row.clone())
+        );
+        let verdict = remembered_sse_verdict(&exchange, id, true).expect("remembered");
+        assert_eq!(verdict.status, Status::Success);
+        assert_eq!(Some(to_i32(verdict.result_tokens)), row.result_tokens);
+        assert_eq!(analyze(obs.clone()), row);
     }
 
     /// A `tools/call` read in one pass gives the row the two-pass reading gives.
@@ -1068,24 +1181,36 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"cursor":"c"}}"#,
             r#"{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#,
             r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"arguments":null,"name":"\u0074"}}"#,
         ];
         let reply =
             r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"ok"}]}}"#;
+        let mut plain = 0;
         for body in bodies {
-            let envelope = crate::protocol::Envelope::parse(Bytes::from(body), None)
+            let mut envelope = crate::protocol::Envelope::parse(Bytes::from(body), None)
                 .unwrap_or_else(|e| panic!("{body}: {e:?}"));
             let read = ReadRequest::of(&envelope);
             let read = read.unwrap_or_else(|| panic!("{body}: not read"));
+            // As the gate leaves a plain call: its name and arguments found.
+            let message = envelope.single().unwrap_or_else(|| panic!("{body}"));
+            if let Some(call) = envelope.params(message).and_then(CallSpans::read) {
+                envelope.note_plain_call(0, call);
+            }
+            let gated = ReadRequest::of(&envelope).unwrap_or_else(|| panic!("{body}"));
+            plain += usize::from(gated.call.is_some());
             let obs = observe(body, 200, reply);
-            assert!(already_read(&obs.request, &read).is_some(), "{body}");
             let parsed = analyze_within(&Exchange::from(&obs), None, &mut Budget::unlimited());
-            let exchange = Exchange {
-                read: Some(&read),
-                ..Exchange::from(&obs)
-            };
-            let reused = analyze_within(&exchange, None, &mut Budget::unlimited());
-            assert_eq!(reused, parsed, "{body}");
+            for read in [&read, &gated] {
+                assert!(already_read(&obs.request, read).is_some(), "{body}");
+                let exchange = Exchange {
+                    read: Some(read),
+                    ..Exchange::from(&obs)
+                };
+                let reused = analyze_within(&exchange, None, &mut Budget::unlimited());
+                assert_eq!(reused, parsed, "{body}");
+            }
         }
+        assert_eq!(plain, 3, "the plain calls among the bodies");
     }
 
     #[test]

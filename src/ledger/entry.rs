@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::protocol::Envelope;
+use crate::protocol::{CallSpans, Envelope};
 
 pub use crate::store::request_row::{LedgerRow, Micros, Status, TraceContext, UpstreamHop};
 
@@ -183,6 +183,8 @@ pub struct ReadRequest {
     pub method: String,
     pub id: Option<Range<usize>>,
     pub params: Option<Range<usize>>,
+    /// A plain `tools/call`'s name and arguments, as the gate found them.
+    pub call: Option<CallSpans>,
 }
 
 impl ReadRequest {
@@ -193,6 +195,7 @@ impl ReadRequest {
             method: message.method.clone()?,
             id: message.id_span(),
             params: message.params_span(),
+            call: message.call_spans().cloned(),
         })
     }
 }

@@ -68,7 +68,8 @@ impl Pending {
     /// reply's verdict is remembered) and journals the row, or else the exchange itself,
     /// written from these fields and the reply so far as they are (no [`Observation`] is built
     /// for it).
-    fn journal(&self, ledger: &Ledger, response: &[u8], response_len: u64) -> Journaled {
+    fn journal(&self, ledger: &Ledger, kept: &Kept, response_len: u64) -> Journaled {
+        let response = kept.bytes();
         self.served.with_facts(|subject, upstream| {
             let exchange = Exchange {
                 request_id: self.request_id,
@@ -86,7 +87,7 @@ impl Pending {
                 subject,
                 read: self.read.as_ref(),
             };
-            let row = analyze_remembered(&exchange);
+            let row = analyze_remembered(&exchange, kept.shared());
             let ticket = match &row {
                 Some(row) => ledger.journal(&Record::Row(row)),
                 None => ledger.journal(&Record::Exchange(exchange)),
@@ -297,6 +298,14 @@ impl Kept {
         }
     }
 
+    /// The reply so far as shared bytes, when it is one frame (not copied).
+    fn shared(&self) -> Option<&Bytes> {
+        match self {
+            Kept::One(bytes) | Kept::Dataless(bytes) => Some(bytes),
+            Kept::Nothing | Kept::Joined(_) => None,
+        }
+    }
+
     /// The reply so far, borrowed.
     fn bytes(&self) -> &[u8] {
         match self {
@@ -329,12 +338,29 @@ fn carries_no_data(frame: &[u8]) -> bool {
     }
     // Line ends found with `memchr`: a byte-by-byte split cost more than the rest of the
     // check on every SSE reply's opening event.
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', frame).all(|end| {
-        let line = &frame[start..end];
-        start = end + 1;
-        field_without_data(line.strip_suffix(b"\r").unwrap_or(line))
-    })
+    let mut rest = frame;
+    while let Some(end) = memchr::memchr(b'\n', rest) {
+        let line = &rest[..end];
+        if !field_without_data(line.strip_suffix(b"\r").unwrap_or(line)) {
+            return false;
+        }
+        rest = &rest[end + 1..];
+        // A direct call's priming event comes in one frame with its answer (`mcp::fast`):
+        // the answer's data line is told by its first bytes, without searching the whole
+        // answer for its end.
+        if has_text_at_start(rest) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether `text` opens with a `data:` line holding something other than whitespace, decided
+/// on its first bytes: such a line is never [`field_without_data`].
+fn has_text_at_start(text: &[u8]) -> bool {
+    text.strip_prefix(b"data:")
+        .and_then(|rest| rest.iter().find(|b| **b != b' ' && **b != b'\t'))
+        .is_some_and(|b| !b.is_ascii_whitespace())
 }
 
 /// Whether `frame`'s first line is a `data:` field with something in it.
@@ -372,10 +398,13 @@ impl TapBody {
     /// Records the request; its reply is no longer held (by this body or by the ledger) when
     /// its row was analysed already.
     fn finish(&mut self, ending: Ending) {
-        let Some((pending, ledger)) = self.pending.take() else {
+        let Some((mut pending, ledger)) = self.pending.take() else {
             return;
         };
         let kept = self.kept.take();
+        // The security guard's reading of the request, so analysis does not parse it again.
+        let read = pending.read.take();
+        let read = read.as_ref();
         match self.journaled.take() {
             Some(Journaled { ticket, len, row }) if len == self.len => {
                 let entry = match row {
@@ -384,12 +413,13 @@ impl TapBody {
                         row.duration = Micros::since(pending.started);
                         Entry::Row(row)
                     }
-                    _ => ledger.analysed(pending.finish(kept, self.len, ending)),
+                    _ => ledger.analysed(pending.finish(kept, self.len, ending), read),
                 };
                 ledger.record_journaled(entry, ticket);
             }
-            // Journaled anew before the older record is released.
-            _ => ledger.record(pending.finish(kept, self.len, ending)),
+            // Journaled anew before the older record is released. (A reply that goes out as
+            // one frame, as a direct call's does, is recorded here.)
+            _ => ledger.record_read(pending.finish(kept, self.len, ending), read),
         }
     }
 
@@ -405,7 +435,7 @@ impl TapBody {
         if pending.stream_get.is_some() || frame.is_empty() || dataless {
             return;
         }
-        self.journaled = Some(pending.journal(ledger, self.kept.bytes(), self.len));
+        self.journaled = Some(pending.journal(ledger, &self.kept, self.len));
     }
 }
 
@@ -497,5 +527,13 @@ mod tests {
         );
         assert!(!carries_no_data(b"data: {\"id\":1}\n\n"));
         assert!(carries_no_data(b"data:  \r\nid: 0\r\n\r\n"));
+        // A priming event and an answer in one frame; blank-looking data lines after it.
+        assert!(!carries_no_data(
+            b"data: \nid: 0\nretry: 3000\n\ndata: {\"id\":1}\nid: 1\n\n"
+        ));
+        assert!(carries_no_data(b"id: 0\ndata: \t\x0c\n\n"));
+        assert!(!carries_no_data(b"id: 0\ndata: \t\x0cx\n\n"));
+        assert!(has_text_at_start(b"data: {") && has_text_at_start(b"data:x"));
+        assert!(!has_text_at_start(b"data: \x0c\n") && !has_text_at_start(b"id: 1"));
     }
 }

@@ -36,7 +36,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use entry::{
-    Ending, Entry, Exchange, LedgerRow, Micros, Observation, Served, Status, TraceContext,
+    Ending, Entry, Exchange, LedgerRow, Micros, Observation, ReadRequest, Served, Status,
+    TraceContext,
 };
 
 use crate::store::Store;
@@ -425,18 +426,29 @@ impl Ledger {
     /// the database: if the queue is full (or the writer has stopped) the row goes straight to
     /// the spill file.
     pub fn record(&self, observation: Observation) {
+        self.record_read(observation, None);
+    }
+
+    /// [`Ledger::record`] of a request the protocol layer already read (`read`): analysed
+    /// from that reading instead of parsing the body again.
+    pub fn record_read(&self, observation: Observation, read: Option<&ReadRequest>) {
         if self.tx.is_none() {
             return;
         }
-        let entry = self.analysed(observation);
+        let entry = self.analysed(observation, read);
         let ticket = self.journal(&record_of(&entry));
         self.record_journaled(entry, ticket);
     }
 
     /// The observation's row when [`analyze::analyze_remembered`] can work it out now, else
-    /// the observation (the writer analyses it).
-    pub fn analysed(&self, observation: Observation) -> Entry {
-        match analyze::analyze_remembered(&Exchange::from(&observation)) {
+    /// the observation (the writer analyses it). `read`: the request as the protocol layer
+    /// read it, if it did.
+    pub fn analysed(&self, observation: Observation, read: Option<&ReadRequest>) -> Entry {
+        let exchange = Exchange {
+            read,
+            ..Exchange::from(&observation)
+        };
+        match analyze::analyze_remembered(&exchange, Some(&observation.response)) {
             Some(row) => Entry::Row(row),
             None => Entry::Observed(observation),
         }

@@ -357,14 +357,15 @@ impl Writer {
             }
         };
         self.refresh_prices().await;
+        let first = self.pending.len();
         for (mut row, ack) in rows.into_iter().zip(acks) {
             self.price(&mut row).await;
             if row.sanitized {
                 self.shared.add(|s| &s.sanitized, 1);
             }
-            crate::metrics::record_request(&row);
             self.pending.push_back((row, ack));
         }
+        crate::metrics::record_requests(self.pending.range(first..).map(|(row, _)| row));
         self.shared.sub(|s| &s.queued, count);
         self.shared.set_pending(self.pending.len());
     }

@@ -56,6 +56,46 @@ pub struct Message {
     params: Option<Range<usize>>,
     /// Where the whole message lies in the body.
     span: Range<usize>,
+    /// A plain `tools/call`'s name and arguments, once the gate has read them.
+    call: Option<CallSpans>,
+}
+
+/// Where a `tools/call`'s params hold their name and arguments, in the body, when they hold
+/// nothing else: as the gate (`security::gate`) found them, so later readers need not parse
+/// the params again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallSpans {
+    /// The name's JSON string.
+    pub name: Range<usize>,
+    /// The arguments' JSON object; None when absent or `null`.
+    pub arguments: Option<Range<usize>>,
+}
+
+impl CallSpans {
+    /// Reads `params` (a message's params object) as a plain call's: exactly a `name` that is
+    /// a JSON string and, optionally, `arguments` that are an object (or null, read as none).
+    /// None for any other params. The spans are offsets in `params`.
+    pub fn read(params: &str) -> Option<CallSpans> {
+        let call = serde_json::from_str::<PlainCall>(params).ok()?;
+        let span = |raw: &RawValue| {
+            let start = raw.get().as_ptr() as usize - params.as_ptr() as usize;
+            start..start + raw.get().len()
+        };
+        let named = call.name.get().starts_with('"');
+        let object = call.arguments.is_none_or(|a| a.get().starts_with('{'));
+        (named && object).then(|| CallSpans {
+            name: span(call.name),
+            arguments: call.arguments.map(span),
+        })
+    }
+
+    fn shifted(&self, by: usize) -> CallSpans {
+        let shift = |range: &Range<usize>| range.start - by..range.end - by;
+        CallSpans {
+            name: shift(&self.name),
+            arguments: self.arguments.as_ref().map(shift),
+        }
+    }
 }
 
 impl Message {
@@ -67,6 +107,11 @@ impl Message {
     /// Where the params object lies in the envelope's body.
     pub fn params_span(&self) -> Option<Range<usize>> {
         self.params.clone()
+    }
+
+    /// A plain `tools/call`'s name and arguments (see [`CallSpans`]).
+    pub fn call_spans(&self) -> Option<&CallSpans> {
+        self.call.as_ref()
     }
 }
 
@@ -125,6 +170,20 @@ impl Envelope {
         self.revision.as_deref()
     }
 
+    /// Records that message `index`'s params are a plain call's, laid out as `call` says
+    /// (offsets in the params' text).
+    pub fn note_plain_call(&mut self, index: usize, call: CallSpans) {
+        if let Some(message) = self.messages.get_mut(index)
+            && let Some(params) = &message.params
+        {
+            let at = |range: Range<usize>| range.start + params.start..range.end + params.start;
+            message.call = Some(CallSpans {
+                name: at(call.name),
+                arguments: call.arguments.map(at),
+            });
+        }
+    }
+
     /// A message's params object as JSON text.
     pub fn params(&self, message: &Message) -> Option<&str> {
         let range = message.params.clone()?;
@@ -148,6 +207,7 @@ impl Envelope {
                 id_span: message.id_span.as_ref().map(shift),
                 params: message.params.as_ref().map(shift),
                 span: shift(&message.span),
+                call: message.call.as_ref().map(|call| call.shifted(start)),
             }],
             batch: false,
             revision: self.revision.clone(),
@@ -177,6 +237,16 @@ impl Received {
             Received::Refused(_) => None,
         }
     }
+}
+
+/// [`CallSpans::read`]'s shape: exactly `name` and (optionally) `arguments`, left as text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainCall<'a> {
+    #[serde(borrow)]
+    name: &'a RawValue,
+    #[serde(default, borrow)]
+    arguments: Option<&'a RawValue>,
 }
 
 /// The members of a message, each kept as raw JSON (so `"id": null` is told from no id),
@@ -295,6 +365,7 @@ fn read_message(json: &str, body: &str) -> Result<Message, Rejection> {
         id_span: wire.id.map(span),
         params: wire.params.map(span),
         span: start..start + json.len(),
+        call: None,
     })
 }
 

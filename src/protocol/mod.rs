@@ -15,7 +15,7 @@ use axum::http::HeaderName;
 use serde_json::{Value, json};
 
 pub use client_text::{CUT_MARK, MAX_CLIENT_TEXT_CHARS, cut_client_json, cut_client_text};
-pub use envelope::{Envelope, Id, Message, Rejection};
+pub use envelope::{CallSpans, Envelope, Id, Message, Rejection};
 
 /// JSON-RPC "parse error": the body is not JSON.
 pub const PARSE_ERROR: i32 = -32700;

@@ -6,19 +6,15 @@
 //! malformed params with -32601 (it treats it as an unknown custom method). Pure functions,
 //! so the fuzz target (`fuzz/`) drives exactly this code.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use rmcp::model::{
     CallToolRequestParams, CancelledNotificationParam, CompleteRequestParams,
     GetPromptRequestParams, InitializeRequestParams, PaginatedRequestParams,
     ProgressNotificationParam, ReadResourceRequestParams, SubscribeRequestParams,
 };
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 
-use crate::protocol::{Envelope, INVALID_PARAMS, INVALID_REQUEST, Message, Rejection};
+use crate::protocol::{CallSpans, Envelope, INVALID_PARAMS, INVALID_REQUEST, Message, Rejection};
 
 /// Methods the stateless revision (2026-07-28) removed. rmcp answers them 404 with -32601,
 /// which tells a stateless client more than a complaint about their params would.
@@ -43,20 +39,33 @@ pub fn inspect(
             None,
         ));
     }
-    let envelope = Envelope::parse(body, revision)?;
+    let mut envelope = Envelope::parse(body, revision)?;
     let stateless = stateless && !envelope.is_batch();
-    for message in envelope.messages() {
-        check_message(&envelope, message, stateless)?;
+    let mut plain = Vec::new();
+    for (index, message) in envelope.messages().iter().enumerate() {
+        if let Some(call) = check_message(&envelope, message, stateless)? {
+            plain.push((index, call));
+        }
+    }
+    // What the check read of plain calls, so the ledger need not read their params again.
+    for (index, call) in plain {
+        envelope.note_plain_call(index, call);
     }
     Ok(envelope)
 }
 
-fn check_message(envelope: &Envelope, message: &Message, stateless: bool) -> Result<(), Rejection> {
+/// Checks a message's params; a plain `tools/call`'s name and arguments as [`plain_call`]
+/// found them.
+fn check_message(
+    envelope: &Envelope,
+    message: &Message,
+    stateless: bool,
+) -> Result<Option<CallSpans>, Rejection> {
     let Some(method) = message.method.as_deref() else {
-        return Ok(());
+        return Ok(None);
     };
     if stateless && REMOVED_WHEN_STATELESS.contains(&method) {
-        return Ok(());
+        return Ok(None);
     }
     check_params(method, envelope.params(message)).map_err(|problem| {
         Rejection::new(
@@ -99,14 +108,22 @@ pub fn too_deep(body: &[u8], max: usize) -> Option<usize> {
 }
 
 /// Deserialises the params of the methods MCP defines into rmcp's own types, naming the
-/// offending field. Other methods pass (rmcp answers unknown ones with -32601).
-fn check_params(method: &str, params: Option<&str>) -> Result<(), String> {
+/// offending field. Other methods pass (rmcp answers unknown ones with -32601). A plain
+/// `tools/call` gives where its name and arguments lie in its params.
+fn check_params(method: &str, params: Option<&str>) -> Result<Option<CallSpans>, String> {
+    if method == "tools/call" {
+        if let Some(call) = params.and_then(plain_call) {
+            return Ok(Some(call));
+        }
+        return required::<CallToolRequestParams>(params).map(|()| None);
+    }
+    check_others(method, params).map(|()| None)
+}
+
+/// [`check_params`] for every method but `tools/call`.
+fn check_others(method: &str, params: Option<&str>) -> Result<(), String> {
     match method {
         "initialize" => required::<InitializeRequestParams>(params),
-        "tools/call" => match params {
-            Some(params) if plain_call(params) => Ok(()),
-            params => required::<CallToolRequestParams>(params),
-        },
         "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
             optional::<PaginatedRequestParams>(params)
         }
@@ -124,26 +141,12 @@ fn check_params(method: &str, params: Option<&str>) -> Result<(), String> {
 
 /// The params of most calls: a name and arguments, nothing else. What rmcp's
 /// `CallToolRequestParams` accepts of them is checked without building its arguments' map (or
-/// keeping serde_path_to_error's path): a string name and an object (or null) of arguments. The
-/// envelope has already read every value of the body as `Value` would (`protocol::readable`),
-/// so the arguments are only skipped over. `false` sends the params to the full check, which
-/// names what is wrong; a `false` never refuses anything.
-fn plain_call(params: &str) -> bool {
-    serde_json::from_str::<PlainCall>(params).is_ok_and(|call| {
-        call.arguments
-            .is_none_or(|arguments| arguments.get().starts_with('{'))
-    })
-}
-
-/// [`plain_call`]'s shape: exactly `name` and (optionally) `arguments`, left as text.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlainCall<'a> {
-    #[serde(borrow)]
-    #[allow(dead_code)]
-    name: Cow<'a, str>,
-    #[serde(default, borrow)]
-    arguments: Option<&'a RawValue>,
+/// keeping serde_path_to_error's path): a string name and an object (or null) of arguments
+/// ([`CallSpans::read`]). The envelope has already read every value of the body as `Value`
+/// would (`protocol::readable`), so the arguments are only skipped over. `None` sends the
+/// params to the full check, which names what is wrong; a `None` never refuses anything.
+fn plain_call(params: &str) -> Option<CallSpans> {
+    CallSpans::read(params)
 }
 
 fn required<T: DeserializeOwned>(params: Option<&str>) -> Result<(), String> {
@@ -251,12 +254,13 @@ mod tests {
             format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{params}}}"#)
         };
         let plain = r#"{"name":"x","arguments":{"a":[1,-2,3.5,"\\n",null,true,{"b":{}}]}}"#;
-        assert!(plain_call(plain));
+        assert!(plain_call(plain).is_some());
         assert!(code(&call(plain)).is_ok());
-        assert!(plain_call(r#"{"arguments":null,"name":"x"}"#));
+        let spans = plain_call(r#"{"arguments":null,"name":"x"}"#);
+        assert_eq!(spans.map(|s| (s.name, s.arguments)), Some((26..29, None)));
         // Anything else goes to the full check, which accepts what rmcp accepts...
         let with_meta = r#"{"name":"x","_meta":{"progressToken":1}}"#;
-        assert!(!plain_call(with_meta));
+        assert!(plain_call(with_meta).is_none());
         assert!(code(&call(with_meta)).is_ok());
         // ...and names what it refuses, as before.
         for (params, named) in [
@@ -269,7 +273,7 @@ mod tests {
             (r#"{"name":7}"#, "params.name"),
             (r#"{"arguments":{}}"#, "params.name is missing"),
         ] {
-            assert!(!plain_call(params), "{params}");
+            assert!(plain_call(params).is_none(), "{params}");
             let (code, message) = code(&call(params)).expect_err(params);
             assert_eq!(code, INVALID_PARAMS, "{params}");
             assert!(message.contains(named), "{params}: {message}");
@@ -281,6 +285,30 @@ mod tests {
         ] {
             assert_eq!(code(&call(params)).unwrap_err().0, PARSE_ERROR, "{params}");
         }
+    }
+
+    #[test]
+    fn a_plain_call_s_name_and_arguments_are_where_the_gate_read_them() {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x\"y","arguments":{"a":1}}}"#;
+        let envelope = code(body).unwrap();
+        let message = envelope.single().unwrap();
+        let call = message.call_spans().unwrap();
+        assert_eq!(&body[call.name.clone()], r#""x\"y""#);
+        let arguments = call.arguments.clone().map(|a| &body[a]);
+        assert_eq!(arguments, Some(r#"{"a":1}"#));
+        // A batch's item keeps them, where its own body has them.
+        let batch = format!(r#"[{{"jsonrpc":"2.0","id":2,"method":"ping"}}, {body}]"#);
+        let envelope = code(&batch).unwrap();
+        assert_eq!(envelope.messages()[0].call_spans(), None);
+        let item = envelope.item(&envelope.messages()[1]);
+        assert_eq!(item.single().and_then(Message::call_spans), Some(call));
+        // Params that are not a plain call's have none.
+        let with_meta =
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{}}}"#;
+        assert_eq!(
+            code(with_meta).unwrap().single().unwrap().call_spans(),
+            None
+        );
     }
 
     #[test]

@@ -18,6 +18,49 @@ pub fn cost_units(money: Money) -> i64 {
     i64::try_from(d.mantissa()).unwrap_or(i64::MAX)
 }
 
+/// [`cost_units`] of a batch's rows: the last cost's units are kept, since consecutive rows
+/// mostly cost the same and rescaling a decimal is not free.
+#[derive(Default)]
+pub(crate) struct CostUnits(Option<(Money, i64)>);
+
+impl CostUnits {
+    pub(crate) fn of(&mut self, money: Money) -> i64 {
+        match self.0 {
+            Some((last, units)) if last == money => units,
+            _ => {
+                let units = cost_units(money);
+                self.0 = Some((money, units));
+                units
+            }
+        }
+    }
+}
+
+/// The hour a row's time falls in (truncated as the statistics key it), the last hour kept:
+/// a batch's rows mostly share one.
+#[derive(Default)]
+pub(crate) struct Hours(Option<(DateTime<Utc>, DateTime<Utc>)>);
+
+impl Hours {
+    pub(crate) fn of(&mut self, at: DateTime<Utc>) -> DateTime<Utc> {
+        if let Some((hour, end)) = self.0
+            && hour <= at
+            && at < end
+        {
+            return hour;
+        }
+        let Ok(hour) = at.duration_trunc(chrono::Duration::hours(1)) else {
+            return at;
+        };
+        // Kept only where truncating works up to the hour's end (not at chrono's limits).
+        self.0 = hour
+            .checked_add_signed(chrono::Duration::hours(1))
+            .filter(|end| end.timestamp_nanos_opt().is_some())
+            .map(|end| (hour, end));
+        hour
+    }
+}
+
 /// The inverse of [`cost_units`].
 pub fn money_from_units(units: i64) -> Money {
     Money(Decimal::new(units, Money::STORED_SCALE))
@@ -160,14 +203,14 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    fn add(&mut self, row: &LedgerRow) {
+    fn add(&mut self, row: &LedgerRow, units: &mut CostUnits) {
         let us = row.duration.micros();
         self.sums.merge(&Sums {
             requests: 1,
             errors: i64::from(row.status.failed()),
             durations: Durations::of(us),
             tokens: i64::from(row.total_tokens.unwrap_or(0)),
-            cost_units: row.estimated_cost_usd.map_or(0, cost_units),
+            cost_units: row.estimated_cost_usd.map_or(0, |cost| units.of(cost)),
         });
         self.latency.add(latency_bucket(us), 1);
     }
@@ -208,11 +251,9 @@ pub(crate) fn deltas<'a>(
     client_types: &'a ClientTypes,
 ) -> BTreeMap<StatsKey<'a>, Aggregate> {
     let mut stats: BTreeMap<StatsKey<'a>, Aggregate> = BTreeMap::new();
+    let (mut hours, mut units) = (Hours::default(), CostUnits::default());
     for row in rows {
-        let hour = row
-            .timestamp
-            .duration_trunc(chrono::Duration::hours(1))
-            .unwrap_or(row.timestamp);
+        let hour = hours.of(row.timestamp);
         let client = row
             .session_id
             .as_ref()
@@ -220,7 +261,7 @@ pub(crate) fn deltas<'a>(
             .map_or("unknown", String::as_str);
         let tool = row.tool_name.as_deref().unwrap_or_default();
         let key = (hour, row.method.as_str(), tool, client);
-        stats.entry(key).or_default().add(row);
+        stats.entry(key).or_default().add(row, &mut units);
     }
     stats
 }
@@ -527,6 +568,30 @@ mod tests {
         let mut only = Histogram::default();
         only.add(5, 1);
         assert_eq!(damaged, only);
+    }
+
+    #[test]
+    fn hours_and_cost_units_kept_from_the_last_row_are_the_ones_worked_out() {
+        let (mut hours, mut units) = (Hours::default(), CostUnits::default());
+        let start = "2026-12-05T10:59:59.999999Z"
+            .parse::<DateTime<Utc>>()
+            .unwrap();
+        for step in 0..200 {
+            let at = start + chrono::Duration::seconds(step * 37 - 3000);
+            let truncated = at.duration_trunc(chrono::Duration::hours(1)).unwrap();
+            assert_eq!(hours.of(at), truncated, "{at}");
+            let money: Money = ["0.0042", "0.00420", "0.0001", "1"][step as usize % 4]
+                .parse()
+                .unwrap();
+            assert_eq!(units.of(money), cost_units(money), "{money:?}");
+        }
+        // At chrono's limit the time is kept as it is, as before.
+        let last = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(
+            hours.of(last),
+            last.duration_trunc(chrono::Duration::hours(1))
+                .unwrap_or(last)
+        );
     }
 
     #[test]

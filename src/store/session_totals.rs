@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::request_row::{LedgerRow, Status};
-use super::request_stats::{cost_units, money_from_units};
+use super::request_stats::{CostUnits, cost_units, money_from_units};
 use super::sessions::SessionRow;
 use super::{Money, Store, on_pool};
 
@@ -79,14 +79,14 @@ pub(crate) struct Delta {
 }
 
 impl Delta {
-    /// A ledger row's part.
-    pub(crate) fn of(row: &LedgerRow) -> Delta {
+    /// A ledger row's part (its cost's units through `units`, see [`CostUnits`]).
+    pub(crate) fn of(row: &LedgerRow, units: &mut CostUnits) -> Delta {
         Delta {
             requests: 1,
             tool_calls: i64::from(row.method == "tools/call"),
             errors: i64::from(is_error(row.status)),
             tokens: i64::from(row.total_tokens.unwrap_or(0)),
-            cost_units: row.estimated_cost_usd.map_or(0, cost_units),
+            cost_units: row.estimated_cost_usd.map_or(0, |cost| units.of(cost)),
             first: row.timestamp,
             last: row.timestamp,
         }
@@ -123,9 +123,10 @@ pub(crate) fn by_session<'a>(
 
 /// Ledger rows' deltas by session (a row of no session counts nowhere).
 pub(crate) fn deltas<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<(&'a str, Delta)> {
+    let mut units = CostUnits::default();
     by_session(
         rows.into_iter()
-            .filter_map(|row| Some((row.session_id.as_deref()?, Delta::of(row)))),
+            .filter_map(|row| Some((row.session_id.as_deref()?, Delta::of(row, &mut units)))),
     )
 }
 
