@@ -12,18 +12,25 @@ use steward::store::{OpenMode, Store};
 /// thread's cache; the request threads fall through to the slow path). `no_thp` keeps the
 /// resident set small (no transparent huge pages); `override` makes C code in the process (the
 /// bundled SQLite) allocate through mimalloc too. BENCHMARKS.md has the measurements.
+/// `--cfg steward_system_alloc` (e.g. `cargo rustc --release --bin steward -- --cfg
+/// steward_system_alloc`) builds with the system allocator instead, for heap profilers (DHAT,
+/// heaptrack) that see only malloc.
+#[cfg(not(steward_system_alloc))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How long mimalloc keeps freed pages before it returns them to the OS, in milliseconds.
 /// mimalloc 3's own default, a second, keeps the pages a burst of requests freed resident
 /// long after the burst; an operator's `MIMALLOC_PURGE_DELAY` still wins.
+#[cfg(not(steward_system_alloc))]
 const PURGE_DELAY_MS: std::ffi::c_long = 0;
 
 /// `mi_option_purge_delay` in mimalloc 3's `mimalloc.h` (the Rust bindings do not name it).
+#[cfg(not(steward_system_alloc))]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Sets mimalloc's purge delay to [`PURGE_DELAY_MS`] unless the environment sets it.
+#[cfg(not(steward_system_alloc))]
 #[allow(unsafe_code)]
 fn set_purge_delay() {
     let operator_set = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
@@ -35,6 +42,10 @@ fn set_purge_delay() {
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     }
 }
+
+/// Without mimalloc there is nothing to set (and calling it would link mimalloc's `malloc`).
+#[cfg(steward_system_alloc)]
+fn set_purge_delay() {}
 
 fn main() -> ExitCode {
     set_purge_delay();

@@ -8,6 +8,7 @@
 //!
 //! Like the session layer, the ledger knows nothing about the board's tools.
 
+mod analyst;
 pub mod analyze;
 mod bpe;
 pub mod entry;
@@ -42,6 +43,7 @@ pub use entry::{
 
 use crate::store::Store;
 use crate::store::availability::Availability;
+use analyst::Analyst;
 use journal::{Journal, Ticket};
 use pricing::{PriceTable, PricingPolicy};
 pub use recovery::Recovery;
@@ -354,10 +356,11 @@ impl Ledger {
             }
             _ => (None, None),
         };
-        if durability != Durability::Off {
-            // Load the tokenizer's tables now rather than in the first flush (or the last one).
-            drop(tokio::task::spawn_blocking(tokens::warm_up));
-        }
+        // Loads the tokenizer's tables now rather than in the first flush (or the last one).
+        let analyst = match durability {
+            Durability::Off => Analyst::default(),
+            _ => Analyst::start(),
+        };
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         // Loaded by the writer once the database answers (see `Writer::run`).
         let prices = match database.is_ready() {
@@ -388,7 +391,8 @@ impl Ledger {
             spill.clone(),
         )
         .with_journal(journal.clone(), leftovers)
-        .with_database(database);
+        .with_database(database)
+        .with_analyst(analyst);
         let urgent = Arc::new(Notify::new());
         let woken = urgent.clone();
         let handle = tokio::spawn(async move {

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::analyst::Analyst;
 use super::entry::{Entry, LedgerRow};
 use super::journal::{Journal, Leftovers, Ticket};
 use super::pricing::{PriceTable, PricingPolicy, estimate_cost};
@@ -82,6 +83,8 @@ pub struct Writer {
     journal: Option<Arc<Journal>>,
     /// What crashed processes left in the journal, replayed before anything else.
     leftovers: Option<Leftovers>,
+    /// Where what the request path left unanalysed is analysed.
+    analyst: Analyst,
     /// Whether the database has answered since start; the writer waits for it.
     database: Arc<Availability>,
     /// How many rows at the front of `pending` were offered to the database before (a failed
@@ -118,6 +121,7 @@ impl Writer {
             pending: VecDeque::new(),
             journal: None,
             leftovers: None,
+            analyst: Analyst::default(),
             database: Availability::available(),
             maybe_stored: 0,
             unreachable: false,
@@ -141,6 +145,11 @@ impl Writer {
 
     pub fn with_database(mut self, database: Arc<Availability>) -> Self {
         self.database = database;
+        self
+    }
+
+    pub fn with_analyst(mut self, analyst: Analyst) -> Self {
+        self.analyst = analyst;
         self
     }
 
@@ -316,7 +325,7 @@ impl Writer {
     }
 
     /// Analyses what the request path left unanalysed and prices a batch (tokenising is CPU
-    /// work: off the async workers).
+    /// work: on the analysis thread, see [`Analyst`]).
     async fn take_in(&mut self, jobs: &mut Vec<Job>) {
         if jobs.is_empty() {
             return;
@@ -338,20 +347,15 @@ impl Writer {
             })
             .unzip();
         let rows = match analysed {
-            true => Ok(entries.into_iter().map(row_of).collect()),
-            false => {
-                tokio::task::spawn_blocking(move || {
-                    entries.into_iter().map(row_of).collect::<Vec<_>>()
-                })
-                .await
-            }
+            true => Some(entries.into_iter().map(row_of).collect()),
+            false => self.analyst.rows_of(entries).await,
         };
         let rows = match rows {
-            Ok(rows) => rows,
-            Err(error) => {
+            Some(rows) => rows,
+            None => {
                 // A panic in analysis must not lose the requests: this cannot recover the
                 // observations, so it is counted loudly.
-                tracing::error!(%error, "ledger analysis failed");
+                tracing::error!("ledger analysis failed");
                 self.shared.add(|s| &s.lost, count);
                 return;
             }
