@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::request_row::{LedgerRow, Status};
-use super::request_stats::{CostUnits, cost_units, money_from_units};
+use super::request_stats::{CostUnits, money_from_units};
 use super::sessions::SessionRow;
 use super::{Money, Store, on_pool};
 
