@@ -257,7 +257,7 @@ mod tests {
         assert!(plain_call(plain).is_some());
         assert!(code(&call(plain)).is_ok());
         let spans = plain_call(r#"{"arguments":null,"name":"x"}"#);
-        assert_eq!(spans.map(|s| (s.name, s.arguments)), Some((26..29, None)));
+        assert_eq!(spans.map(|s| (s.name, s.arguments)), Some((25..28, None)));
         // Anything else goes to the full check, which accepts what rmcp accepts...
         let with_meta = r#"{"name":"x","_meta":{"progressToken":1}}"#;
         assert!(plain_call(with_meta).is_none());
