@@ -34,7 +34,7 @@ macro_rules! totals {
             let version: i64 = sqlx::query_scalar(VERSION).fetch_one($pool).await?;
             known = filters
                 .iter()
-                .map(|f| recall(version, f))
+                .map(|f| recall($pool, version, f))
                 .collect::<Option<Vec<i64>>>();
         }
         match known {
@@ -58,7 +58,7 @@ macro_rules! count_now {
         if versioned {
             let version: i64 = row.try_get(0)?;
             for (filter, total) in filters.iter().zip(&totals) {
-                remember(version, filter, *total);
+                remember($pool, version, filter, *total);
             }
         }
         totals
@@ -469,7 +469,7 @@ impl Store {
             let mut search = Search::Indexed;
             if !all_counted {
                 let known = match memo {
-                    true => wanted.iter().map(|f| last(f)).collect::<Option<Vec<i64>>>(),
+                    true => wanted.iter().map(|f| last(pool, f)).collect::<Option<Vec<i64>>>(),
                     false => None,
                 };
                 let sizes = match known {
@@ -505,7 +505,7 @@ impl Store {
                     .collect::<Result<Vec<i64>, _>>()?,
                 (None, Some(row)) => {
                     let version: i64 = row.try_get("listed_version")?;
-                    match filters.iter().map(|f| recall(version, f)).collect::<Option<Vec<i64>>>() {
+                    match filters.iter().map(|f| recall(pool, version, f)).collect::<Option<Vec<i64>>>() {
                         Some(totals) => totals,
                         None => count_now!(pool, &wanted, true)[..filters.len()].to_vec(),
                     }

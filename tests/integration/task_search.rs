@@ -3,7 +3,7 @@
 //! the trigger-kept totals, compared with the board filtered in Rust, for every filter
 //! combination, short queries, `%`/`_`, case and non-ASCII text, after writes.
 
-use crate::common::{TestDb, open_store, test_on_each_backend};
+use crate::common::{TestDb, execute_sql, open_store, test_on_each_backend};
 
 use serde_json::Value;
 use steward::board::{Actor, TaskStatus};
@@ -13,7 +13,8 @@ use steward::store::{Id, Page, Store};
 
 test_on_each_backend!(
     indexed_reads_equal_a_plain_scan,
-    remembered_totals_follow_writes_on_another_replica
+    remembered_totals_follow_writes_on_another_replica,
+    two_stores_keep_their_own_remembered_totals
 );
 
 const TEXTS: [&str; 14] = [
@@ -329,5 +330,85 @@ async fn remembered_totals_follow_writes_on_another_replica(db: TestDb) -> anyho
     check_all("after an archive").await?;
     reader.close().await;
     writer.close().await;
+    Ok(())
+}
+
+/// A project of `count` tasks that match "cache".
+async fn cache_tasks(store: &Store, count: i32) -> anyhow::Result<()> {
+    let project = NewProject {
+        title: "Caches".into(),
+        description: String::new(),
+        github_repo: None,
+    };
+    let project_id = store.create_project(&project).await?.id;
+    for n in 0..count {
+        let new = NewTask {
+            project_id,
+            title: format!("cache {n}"),
+            description: String::new(),
+            status: "todo",
+            assignee: "Bob".into(),
+            task_order: n,
+            feature: None,
+            blocked_by: Vec::new(),
+            parent_task_id: None,
+            sources: Value::Array(Vec::new()),
+            code_examples: Value::Array(Vec::new()),
+        };
+        store.create_task(&new, &actor()).await?.expect("created");
+    }
+    Ok(())
+}
+
+/// The total and the page length of the text query "cache".
+async fn cache_listing(store: &Store) -> anyhow::Result<(i64, usize)> {
+    let query = TaskQuery {
+        text: Some("cache".into()),
+        ..TaskQuery::default()
+    };
+    let page = Page {
+        page: 1,
+        per_page: 10,
+    };
+    let found = store.list_tasks(&query, page).await?;
+    Ok((found.total, found.items.len()))
+}
+
+/// Two stores in one process (two databases, as two in-process servers in tests have) each
+/// remember their own totals: a total counted on one never answers on the other, even when
+/// both boards stand at the same version (as a restored copy and its original do).
+async fn two_stores_keep_their_own_remembered_totals(db: TestDb) -> anyhow::Result<()> {
+    let other_db = TestDb::new(db.backend).await?;
+    let (one, other) = (open_store(&db).await?, open_store(&other_db).await?);
+    cache_tasks(&one, 3).await?;
+    cache_tasks(&other, 1).await?;
+    assert_eq!(
+        cache_listing(&one).await?,
+        (3, 3),
+        "counted on the first store"
+    );
+    const VERSION: &str = "SELECT version FROM board_version";
+    let version: i64 = match &one {
+        Store::Sqlite(pool) => sqlx::query_scalar(VERSION).fetch_one(pool).await?,
+        Store::Postgres(pool) => sqlx::query_scalar(VERSION).fetch_one(pool).await?,
+    };
+    execute_sql(
+        &other_db,
+        &format!("UPDATE board_version SET version = {version}"),
+    )
+    .await?;
+    assert_eq!(
+        cache_listing(&other).await?,
+        (1, 1),
+        "the other store at the first one's version"
+    );
+    assert_eq!(cache_listing(&one).await?, (3, 3), "the first store again");
+    assert_eq!(
+        cache_listing(&other).await?,
+        (1, 1),
+        "the other store again"
+    );
+    one.close().await;
+    other.close().await;
     Ok(())
 }
