@@ -5,6 +5,7 @@
 //! outlives it there (the tokenizer, the memos, rows not yet freed).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
@@ -21,6 +22,10 @@ type Batch = (Vec<Entry>, oneshot::Sender<Option<Vec<LedgerRow>>>);
 #[derive(Default)]
 pub struct Analyst {
     tx: Option<mpsc::Sender<Batch>>,
+    /// Batches analysed on tokio's blocking pool because the thread was not there: each is
+    /// counted (`steward_ledger_analysis_fallbacks_total`) and the first one logged, so a
+    /// thread that could not start or died does not pass unnoticed.
+    fallbacks: AtomicU64,
 }
 
 impl Analyst {
@@ -32,10 +37,13 @@ impl Analyst {
             .name("steward-ledger".into())
             .spawn(move || serve(rx));
         match spawned {
-            Ok(_) => Analyst { tx: Some(tx) },
+            Ok(_) => Analyst {
+                tx: Some(tx),
+                fallbacks: AtomicU64::new(0),
+            },
             Err(error) => {
                 tracing::warn!(%error, "cannot start the ledger's analysis thread; the ledger analyses on tokio's blocking threads");
-                Analyst { tx: None }
+                Analyst::default()
             }
         }
     }
@@ -51,10 +59,29 @@ impl Analyst {
             },
             None => entries,
         };
+        self.fell_back();
         tokio::task::spawn_blocking(move || analyse(entries))
             .await
             .ok()
             .flatten()
+    }
+
+    /// How many batches were analysed on tokio's blocking pool instead of the thread.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    fn fell_back(&self) {
+        metrics::counter!("steward_ledger_analysis_fallbacks_total").increment(1);
+        if self.fallbacks.fetch_add(1, Ordering::Relaxed) == 0 {
+            let why = match self.tx {
+                Some(_) => "its thread is gone",
+                None => "it has no thread",
+            };
+            tracing::warn!(
+                "the ledger analyses on tokio's blocking threads: {why} (counted in steward_ledger_analysis_fallbacks_total)"
+            );
+        }
     }
 }
 
@@ -149,9 +176,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_the_thread_the_blocking_pool_analyses_the_same() {
+    async fn without_the_thread_the_blocking_pool_analyses_the_same_and_counts_it() {
+        let analyst = Analyst::default();
+        for round in 1..=2 {
+            let observations = batch();
+            let rows = analyst.rows_of(entries(&observations)).await;
+            assert_eq!(rows, Some(expected(&observations)));
+            assert_eq!(analyst.fallbacks(), round);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_for_a_thread_that_is_gone_is_analysed_and_counted() {
+        let (tx, rx) = mpsc::channel::<Batch>();
+        drop(rx);
+        let analyst = Analyst {
+            tx: Some(tx),
+            fallbacks: AtomicU64::new(0),
+        };
         let observations = batch();
-        let rows = Analyst::default().rows_of(entries(&observations)).await;
+        let rows = analyst.rows_of(entries(&observations)).await;
         assert_eq!(rows, Some(expected(&observations)));
+        assert_eq!(analyst.fallbacks(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_thread_counts_no_fallback() {
+        let analyst = Analyst::start();
+        let observations = batch();
+        assert_eq!(
+            analyst.rows_of(entries(&observations)).await,
+            Some(expected(&observations))
+        );
+        assert_eq!(analyst.fallbacks(), 0);
     }
 }
