@@ -89,11 +89,12 @@ impl CallSpans {
         })
     }
 
-    fn shifted(&self, by: usize) -> CallSpans {
-        let shift = |range: &Range<usize>| range.start - by..range.end - by;
+    /// The same spans counted from another origin: an offset `from` becomes `to`.
+    fn moved(&self, from: usize, to: usize) -> CallSpans {
+        let moved = |range: &Range<usize>| range.start - from + to..range.end - from + to;
         CallSpans {
-            name: shift(&self.name),
-            arguments: self.arguments.as_ref().map(shift),
+            name: moved(&self.name),
+            arguments: self.arguments.as_ref().map(moved),
         }
     }
 }
@@ -176,11 +177,7 @@ impl Envelope {
         if let Some(message) = self.messages.get_mut(index)
             && let Some(params) = &message.params
         {
-            let at = |range: Range<usize>| range.start + params.start..range.end + params.start;
-            message.call = Some(CallSpans {
-                name: at(call.name),
-                arguments: call.arguments.map(at),
-            });
+            message.call = Some(call.moved(0, params.start));
         }
     }
 
@@ -207,7 +204,7 @@ impl Envelope {
                 id_span: message.id_span.as_ref().map(shift),
                 params: message.params.as_ref().map(shift),
                 span: shift(&message.span),
-                call: message.call.as_ref().map(|call| call.shifted(start)),
+                call: message.call.as_ref().map(|call| call.moved(start, 0)),
             }],
             batch: false,
             revision: self.revision.clone(),
@@ -250,26 +247,27 @@ struct PlainCall<'a> {
 }
 
 /// The members of a message, each kept as raw JSON (so `"id": null` is told from no id),
-/// borrowed from the body (`'de: 'a`); an absent member is None.
+/// borrowed from the body (`'de: 'a`); an absent member is `Member(None)`.
 #[derive(Deserialize, Default)]
 #[serde(default, bound(deserialize = "'de: 'a"))]
 struct Wire<'a> {
-    #[serde(deserialize_with = "present")]
-    jsonrpc: Option<&'a RawValue>,
-    #[serde(deserialize_with = "present")]
-    id: Option<&'a RawValue>,
-    #[serde(deserialize_with = "present")]
-    method: Option<&'a RawValue>,
-    #[serde(deserialize_with = "present")]
-    params: Option<&'a RawValue>,
-    #[serde(deserialize_with = "present")]
-    result: Option<&'a RawValue>,
-    #[serde(deserialize_with = "present")]
-    error: Option<&'a RawValue>,
+    jsonrpc: Member<'a>,
+    id: Member<'a>,
+    method: Member<'a>,
+    params: Member<'a>,
+    result: Member<'a>,
+    error: Member<'a>,
 }
 
-fn present<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<&'a RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+/// A member as present in the message, `null` included (an `Option` field would read `null`
+/// as absent); None when absent.
+#[derive(Default)]
+struct Member<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Member<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Member<'a>, D::Error> {
+        <&RawValue>::deserialize(d).map(|raw| Member(Some(raw)))
+    }
 }
 
 fn read_batch(text: &str) -> Result<Vec<Message>, Rejection> {
@@ -300,8 +298,16 @@ fn read_message(json: &str, body: &str) -> Result<Message, Rejection> {
         ),
         _ => parse_error(&e),
     })?;
+    let Wire {
+        jsonrpc: Member(jsonrpc),
+        id: Member(raw_id),
+        method: Member(raw_method),
+        params: Member(params),
+        result: Member(result),
+        error: Member(error),
+    } = wire;
     let offset = |raw: &str| raw.as_ptr() as usize - body.as_ptr() as usize;
-    let id = match wire.id {
+    let id = match raw_id {
         None => None,
         Some(raw) => Some(Id::read(raw).ok_or_else(|| {
             Rejection::new(
@@ -314,9 +320,7 @@ fn read_message(json: &str, body: &str) -> Result<Message, Rejection> {
             )
         })?),
     };
-    let version = wire
-        .jsonrpc
-        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
+    let version = jsonrpc.and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
     if version.as_deref() != Some("2.0") {
         return Err(Rejection::new(
             INVALID_REQUEST,
@@ -324,7 +328,7 @@ fn read_message(json: &str, body: &str) -> Result<Message, Rejection> {
             id,
         ));
     }
-    let method = match wire.method {
+    let method = match raw_method {
         Some(raw) => match serde_json::from_str::<String>(raw.get()) {
             Ok(method) => Some(method),
             Err(_) => {
@@ -338,7 +342,7 @@ fn read_message(json: &str, body: &str) -> Result<Message, Rejection> {
                 ));
             }
         },
-        None if id.is_some() && (wire.result.is_some() || wire.error.is_some()) => None,
+        None if id.is_some() && (result.is_some() || error.is_some()) => None,
         None => {
             return Err(Rejection::new(
                 INVALID_REQUEST,
@@ -347,7 +351,7 @@ fn read_message(json: &str, body: &str) -> Result<Message, Rejection> {
             ));
         }
     };
-    if let Some(params) = wire.params.filter(|p| !p.get().starts_with('{')) {
+    if let Some(params) = params.filter(|p| !p.get().starts_with('{')) {
         return Err(Rejection::new(
             INVALID_PARAMS,
             format!(
@@ -362,8 +366,8 @@ fn read_message(json: &str, body: &str) -> Result<Message, Rejection> {
     Ok(Message {
         method,
         id,
-        id_span: wire.id.map(span),
-        params: wire.params.map(span),
+        id_span: raw_id.map(span),
+        params: params.map(span),
         span: start..start + json.len(),
         call: None,
     })
