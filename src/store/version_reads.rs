@@ -24,8 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::Shared;
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::oneshot;
 
 use super::Store;
@@ -204,29 +203,23 @@ impl VersionReads {
         if let Some(mut held) = taken
             && let Ok(version) = version_on(&mut held).await
         {
-            self.keep(held);
+            self.keep(|| held);
             return Ok(version);
         }
         let mut connection = pool.acquire().await?;
         let version = version_on(&mut connection).await?;
-        self.keep_from(connection);
+        // Detached only if it is kept (the pool may open another in its place); else it goes
+        // back to the pool when the closure is dropped.
+        self.keep(|| connection.detach());
         Ok(version)
     }
 
-    /// Holds `connection` for the next read, unless one is held already.
-    fn keep(&self, connection: PgConnection) {
+    /// Holds the connection `take` gives for the next read, unless one is held already (then
+    /// `take` is dropped unrun, and the connection it owns with it).
+    fn keep(&self, take: impl FnOnce() -> PgConnection) {
         let mut held = lock(&self.held);
         if held.is_none() {
-            *held = Some(connection);
-        }
-    }
-
-    /// Holds the pool's `connection` (detached: the pool may open another in its place) when
-    /// none is held; else it goes back to the pool.
-    fn keep_from(&self, connection: PoolConnection<Postgres>) {
-        let mut held = lock(&self.held);
-        if held.is_none() {
-            *held = Some(connection.detach());
+            *held = Some(take());
         }
     }
 }
