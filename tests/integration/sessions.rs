@@ -76,8 +76,10 @@ fn next_request_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Built with Steward's TLS builder: reqwest's own parses the system's CA bundle for every
+/// client, which the many short-lived clients here would pay each time.
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    steward::tls::client_builder()
         .timeout(Duration::from_secs(15))
         .build()
         .expect("a reqwest client builds")
@@ -85,7 +87,7 @@ fn http() -> reqwest::Client {
 
 /// A client without an overall timeout, for long-lived SSE streams.
 fn http_streaming() -> reqwest::Client {
-    reqwest::Client::builder()
+    steward::tls::client_builder()
         .connect_timeout(Duration::from_secs(5))
         .build()
         .expect("a reqwest client builds")
@@ -183,17 +185,27 @@ async fn call_tool(
     tool: &str,
     arguments: Value,
 ) -> anyhow::Result<Reply> {
-    post(
-        server,
-        session,
-        &json!({
-            "jsonrpc": "2.0",
-            "id": next_request_id(),
-            "method": "tools/call",
-            "params": {"name": tool, "arguments": arguments},
-        }),
-    )
-    .await
+    call_tool_with(&raw(server), session, tool, arguments).await
+}
+
+/// [`call_tool`] through `client` (and its connection pool).
+async fn call_tool_with(
+    client: &RawClient,
+    session: Option<&str>,
+    tool: &str,
+    arguments: Value,
+) -> anyhow::Result<Reply> {
+    client
+        .post(
+            &json!({
+                "jsonrpc": "2.0",
+                "id": next_request_id(),
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments},
+            }),
+            session,
+        )
+        .await
 }
 
 /// `health_check` in `session`, which must succeed.
@@ -917,10 +929,14 @@ async fn concurrent_first_requests_on_another_replica(db: TestDb) -> anyhow::Res
         for _ in 0..SESSIONS {
             ids.push(open_session(&a, "claude-code").await?);
         }
-        let replica = &b;
+        // One client for the burst, as a real client sends parallel calls (a connection per
+        // call in flight). A client built per call, in this one task that polls them all,
+        // would leave its first connections silent while it builds the others; on a loaded
+        // machine that outlasts the server's header deadline, which rightly closes them.
+        let replica = &raw(&b);
         let calls = ids.iter().flat_map(|id| {
             (0..PARALLEL).map(move |_| async move {
-                let reply = call_tool(replica, Some(id), "health_check", json!({})).await;
+                let reply = call_tool_with(replica, Some(id), "health_check", json!({})).await;
                 (id, reply.and_then(|reply| tool_output(&reply)))
             })
         });
