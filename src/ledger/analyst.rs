@@ -11,7 +11,6 @@ use tokio::sync::oneshot;
 
 use super::analyze::row_of;
 use super::entry::{Entry, LedgerRow};
-use super::tokens;
 
 /// A batch to analyse, and where its rows go (`None`: the analysis panicked).
 type Batch = (Vec<Entry>, oneshot::Sender<Option<Vec<LedgerRow>>>);
@@ -25,7 +24,7 @@ pub struct Analyst {
 
 impl Analyst {
     /// Starts the thread. The tokenizer is built by the first batch that needs it (see
-    /// [`tokens`]): until then the request path leaves every new text to this thread.
+    /// [`super::tokens`]): until then the request path leaves every new text to this thread.
     pub fn start() -> Analyst {
         let (tx, rx) = mpsc::channel::<Batch>();
         let spawned = std::thread::Builder::new()
