@@ -237,6 +237,34 @@ mod tests {
         }
     }
 
+    /// Only a count that may wait builds the encoding: before that, the request path's
+    /// budget counts no new text and says the analysis is incomplete (the writer then counts
+    /// it); once built, the request path counts within its budget, the same counts.
+    #[test]
+    fn only_a_count_that_may_wait_builds_the_encoding() {
+        let encoding = OnceLock::new();
+        let first = "words only this test counts, before the encoding is built";
+        let key = TextKey::of(first);
+        let request_path = &mut Budget::of(1024);
+        assert_eq!(count_with(&encoding, &key, || first.into(), request_path), 0);
+        assert!(request_path.exceeded());
+        assert!(encoding.get().is_none(), "the request path built it");
+        let writer = &mut Budget::unlimited();
+        let counted = count_with(&encoding, &key, || first.into(), writer) as usize;
+        assert!(encoding.get().is_some());
+        assert_eq!(counted, whole(first));
+        assert!(counted > 5, "{counted}");
+        let second = "and words only this test counts, once the encoding is built";
+        let request_path = &mut Budget::of(1024);
+        let counted = count_with(&encoding, &TextKey::of(second), || second.into(), request_path);
+        assert_eq!(counted as usize, whole(second));
+        assert!(!request_path.exceeded());
+        // Empty text needs no encoding.
+        let empty = &mut Budget::of(0);
+        assert_eq!(count_with(&OnceLock::new(), &TextKey::of(""), || "".into(), empty), 0);
+        assert!(!empty.exceeded());
+    }
+
     #[test]
     fn known_counts() {
         assert_eq!(TOKENIZER, "o200k_base");
