@@ -246,7 +246,10 @@ mod tests {
         let first = "words only this test counts, before the encoding is built";
         let key = TextKey::of(first);
         let request_path = &mut Budget::of(1024);
-        assert_eq!(count_with(&encoding, &key, || first.into(), request_path), 0);
+        assert_eq!(
+            count_with(&encoding, &key, || first.into(), request_path),
+            0
+        );
         assert!(request_path.exceeded());
         assert!(encoding.get().is_none(), "the request path built it");
         let writer = &mut Budget::unlimited();
@@ -256,12 +259,20 @@ mod tests {
         assert!(counted > 5, "{counted}");
         let second = "and words only this test counts, once the encoding is built";
         let request_path = &mut Budget::of(1024);
-        let counted = count_with(&encoding, &TextKey::of(second), || second.into(), request_path);
+        let counted = count_with(
+            &encoding,
+            &TextKey::of(second),
+            || second.into(),
+            request_path,
+        );
         assert_eq!(counted as usize, whole(second));
         assert!(!request_path.exceeded());
         // Empty text needs no encoding.
         let empty = &mut Budget::of(0);
-        assert_eq!(count_with(&OnceLock::new(), &TextKey::of(""), || "".into(), empty), 0);
+        assert_eq!(
+            count_with(&OnceLock::new(), &TextKey::of(""), || "".into(), empty),
+            0
+        );
         assert!(!empty.exceeded());
     }
 
