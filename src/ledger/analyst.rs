@@ -12,7 +12,6 @@ use tokio::sync::oneshot;
 
 use super::analyze::row_of;
 use super::entry::{Entry, LedgerRow};
-use super::tokens;
 
 /// A batch to analyse, and where its rows go (`None`: the analysis panicked).
 type Batch = (Vec<Entry>, oneshot::Sender<Option<Vec<LedgerRow>>>);
@@ -29,8 +28,8 @@ pub struct Analyst {
 }
 
 impl Analyst {
-    /// Starts the thread; it loads the tokenizer first, so the first batch (or a request's own
-    /// count) does not wait for it.
+    /// Starts the thread. The tokenizer is built by the first batch that needs it (see
+    /// [`super::tokens`]): until then the request path leaves every new text to this thread.
     pub fn start() -> Analyst {
         let (tx, rx) = mpsc::channel::<Batch>();
         let spawned = std::thread::Builder::new()
@@ -86,7 +85,6 @@ impl Analyst {
 }
 
 fn serve(batches: mpsc::Receiver<Batch>) {
-    tokens::warm_up();
     while let Ok((entries, reply)) = batches.recv() {
         if reply.send(analyse(entries)).is_err() {
             tracing::debug!("the ledger writer stopped waiting for an analysis");

@@ -1122,6 +1122,8 @@ mod tests {
     /// next such reply is not read again.
     #[test]
     fn the_request_path_remembers_a_verdict_it_worked_out_whole() {
+        // The request path counts once the writer's analysis has built the encoding.
+        tokens::warm_up();
         let body = "data: \nid: 0\nretry: 3000\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"short, and only this test's\"}],\"isError\":false}}\nid: 1\n\n";
         let obs = observe(CALL, 200, body);
         let exchange = Exchange::from(&obs);

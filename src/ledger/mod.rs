@@ -356,7 +356,7 @@ impl Ledger {
             }
             _ => (None, None),
         };
-        // Loads the tokenizer's tables now rather than in the first flush (or the last one).
+        // The analysis thread; it builds the tokenizer on its first batch.
         let analyst = match durability {
             Durability::Off => Analyst::default(),
             _ => Analyst::start(),

@@ -2,8 +2,11 @@
 //! OpenAI's `o200k_base` encoding standing in for every model's own tokenizer.
 //!
 //! Counting is CPU work (about as much as serving the call): the request path counts only
-//! within a small [`Budget`] and leaves the rest to the ledger writer. The encoding's tables are read-only data in the binary; its pre-tokenizer is compiled
-//! once, on first use.
+//! within a small [`Budget`] and leaves the rest to the ledger writer. The encoding's tables are
+//! read-only data in the binary; its pre-tokenizer (a compiled regex, ~1 MiB with its first
+//! search cache) is built on the first count that may wait for it: a server that has counted
+//! nothing holds none of it, and the request path, which may not wait, counts only once the
+//! writer's analysis has built it.
 //!
 //! Text is encoded as ordinary text: special-token strings such as `<|endoftext|>` count as
 //! the plain text they are, and never fail. Long text is encoded in pieces cut only where the
@@ -12,7 +15,7 @@
 //! anywhere, which may shift its count by a token per cut but bounds the regex backtracking and
 //! the quadratic merging that would otherwise stall or panic on such input.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use super::bpe::Encoding;
 use super::memo::{Memo, TextKey};
@@ -23,10 +26,13 @@ pub const TOKENIZER: &str = "o200k_base";
 /// Longest piece of text encoded at once, in bytes.
 const MAX_CHUNK: usize = 1024;
 
-static BPE: LazyLock<Encoding> = LazyLock::new(|| {
+/// The encoding, once a count that may wait for it has built it (see [`Budget::may_build`]).
+static BPE: OnceLock<Encoding> = OnceLock::new();
+
+fn load() -> Encoding {
     // The ranks are compiled into the binary; loading them cannot fail short of a broken build.
     Encoding::o200k_base().expect("the o200k_base ranks built into the binary load")
-});
+}
 
 /// The estimated number of tokens in `text` (saturating at `u32::MAX`).
 pub fn count(text: &str) -> u32 {
@@ -47,14 +53,36 @@ pub fn count_keyed<'t>(
     text: impl FnOnce() -> std::borrow::Cow<'t, str>,
     budget: &mut Budget,
 ) -> u32 {
+    count_with(&BPE, key, text, budget)
+}
+
+/// [`count_keyed`] with the encoding in `encoding` (built there if `budget` may build it).
+fn count_with<'t>(
+    encoding: &OnceLock<Encoding>,
+    key: &TextKey,
+    text: impl FnOnce() -> std::borrow::Cow<'t, str>,
+    budget: &mut Budget,
+) -> u32 {
     static COUNTS: LazyLock<Memo<u32>> = LazyLock::new(|| Memo::new(4096));
     if let Some(count) = COUNTS.get(key) {
         return count;
     }
+    if key.text_len() == 0 {
+        return 0;
+    }
+    let bpe = match encoding.get() {
+        Some(bpe) => bpe,
+        None if budget.may_build => encoding.get_or_init(load),
+        // Building it takes milliseconds the request path cannot wait: the writer counts.
+        None => {
+            budget.exceeded = true;
+            return 0;
+        }
+    };
     if !budget.take(key.text_len()) {
         return 0;
     }
-    let count = u32::try_from(count_in_chunks(&text(), MAX_CHUNK)).unwrap_or(u32::MAX);
+    let count = u32::try_from(count_in_chunks(bpe, &text(), MAX_CHUNK)).unwrap_or(u32::MAX);
     COUNTS.insert(key, count);
     count
 }
@@ -66,19 +94,26 @@ pub fn count_keyed<'t>(
 pub struct Budget {
     left: usize,
     exceeded: bool,
+    /// Whether a count may wait for the encoding to be built (off the request path only).
+    may_build: bool,
 }
 
 impl Budget {
-    /// Counts everything (off the request path).
+    /// Counts everything, building the encoding first if it is not built yet (off the
+    /// request path).
     pub fn unlimited() -> Self {
-        Budget::of(usize::MAX)
+        Budget {
+            may_build: true,
+            ..Budget::of(usize::MAX)
+        }
     }
 
-    /// Counts at most `bytes` of new text.
+    /// Counts at most `bytes` of new text, and none before the encoding is built.
     pub fn of(bytes: usize) -> Self {
         Budget {
             left: bytes,
             exceeded: false,
+            may_build: false,
         }
     }
 
@@ -102,13 +137,12 @@ impl Budget {
     }
 }
 
-/// Loads the encoding now rather than on the first count (e.g. at startup, off the request path).
+/// Builds the encoding now rather than on the first count that may wait for it.
 pub fn warm_up() {
-    LazyLock::force(&BPE);
+    BPE.get_or_init(load);
 }
 
-fn count_in_chunks(text: &str, max_chunk: usize) -> usize {
-    let bpe = &*BPE;
+fn count_in_chunks(bpe: &Encoding, text: &str, max_chunk: usize) -> usize {
     let mut total = 0;
     let mut rest = text;
     while !rest.is_empty() {
@@ -175,7 +209,11 @@ mod tests {
     use super::*;
 
     fn whole(text: &str) -> usize {
-        BPE.count(text)
+        BPE.get_or_init(load).count(text)
+    }
+
+    fn count_in_chunks(text: &str, max_chunk: usize) -> usize {
+        super::count_in_chunks(BPE.get_or_init(load), text, max_chunk)
     }
 
     fn sample_json(pretty: bool) -> String {
@@ -197,6 +235,45 @@ mod tests {
         } else {
             serde_json::to_string(&value).unwrap()
         }
+    }
+
+    /// Only a count that may wait builds the encoding: before that, the request path's
+    /// budget counts no new text and says the analysis is incomplete (the writer then counts
+    /// it); once built, the request path counts within its budget, the same counts.
+    #[test]
+    fn only_a_count_that_may_wait_builds_the_encoding() {
+        let encoding = OnceLock::new();
+        let first = "words only this test counts, before the encoding is built";
+        let key = TextKey::of(first);
+        let request_path = &mut Budget::of(1024);
+        assert_eq!(
+            count_with(&encoding, &key, || first.into(), request_path),
+            0
+        );
+        assert!(request_path.exceeded());
+        assert!(encoding.get().is_none(), "the request path built it");
+        let writer = &mut Budget::unlimited();
+        let counted = count_with(&encoding, &key, || first.into(), writer) as usize;
+        assert!(encoding.get().is_some());
+        assert_eq!(counted, whole(first));
+        assert!(counted > 5, "{counted}");
+        let second = "and words only this test counts, once the encoding is built";
+        let request_path = &mut Budget::of(1024);
+        let counted = count_with(
+            &encoding,
+            &TextKey::of(second),
+            || second.into(),
+            request_path,
+        );
+        assert_eq!(counted as usize, whole(second));
+        assert!(!request_path.exceeded());
+        // Empty text needs no encoding.
+        let empty = &mut Budget::of(0);
+        assert_eq!(
+            count_with(&OnceLock::new(), &TextKey::of(""), || "".into(), empty),
+            0
+        );
+        assert!(!empty.exceeded());
     }
 
     #[test]

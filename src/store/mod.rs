@@ -119,6 +119,13 @@ const SQLITE_CACHE_KIB: &str = "-512";
 /// two cores do not run more than a few SQLite calls at once. A board read answered from
 /// memory runs one short statement (`store::answer_memo`).
 const SQLITE_CONNECTIONS: u32 = 4;
+/// How long a SQLite connection may stay idle before the pool closes it (sqlx's default is
+/// ten minutes). Start-up opens all of [`SQLITE_CONNECTIONS`] at once, and an idle server's
+/// periodic reads (the revocation poll every 2 s) take them in turn from sqlx's first-in,
+/// first-out idle queue, so a longer timeout never closes any: idle, each held ~0.5 MiB of
+/// heap and a thread. With 3 s an idle server keeps two (BENCHMARKS.md, branch `mem3`); under
+/// load no connection is idle that long, so none is reopened.
+const SQLITE_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a request waits for a free connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection idle at least this long is pinged before it is handed out (a database restart
@@ -295,6 +302,7 @@ impl Store {
                     .foreign_keys(true);
                 let pool = pool_options()
                     .max_connections(SQLITE_CONNECTIONS)
+                    .idle_timeout(SQLITE_IDLE_TIMEOUT)
                     .connect_with(options)
                     .await?;
                 Store::Sqlite(pool)
