@@ -436,22 +436,21 @@ where
 /// accepted, a JSON body, a session-era revision (or none), and no `Mcp-Method`, `Mcp-Name` or
 /// `Mcp-Param-*`.
 fn plain_headers(headers: &HeaderMap) -> bool {
-    let media = |value: &str| {
-        value
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    let accepted: Vec<String> = headers
+    fn media(value: &str) -> &str {
+        value.split(';').next().unwrap_or_default().trim()
+    }
+    // One walk over the media types, borrowed: a call's `Accept` is read on every request.
+    let (mut json, mut events) = (false, false);
+    let accepted = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(media)
-        .collect();
-    let accepts = |kind: &str| accepted.iter().any(|a| a.eq_ignore_ascii_case(kind));
+        .flat_map(|v| v.split(','));
+    for kind in accepted {
+        let kind = media(kind);
+        json |= kind.eq_ignore_ascii_case("application/json");
+        events |= kind.eq_ignore_ascii_case("text/event-stream");
+    }
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -469,11 +468,7 @@ fn plain_headers(headers: &HeaderMap) -> bool {
         let name = name.as_str();
         name.starts_with("mcp-") && name != SESSION_ID.as_str() && name != PROTOCOL_VERSION.as_str()
     });
-    accepts("application/json")
-        && accepts("text/event-stream")
-        && json_body
-        && revision
-        && !checked_against_body
+    json && events && json_body && revision && !checked_against_body
 }
 
 /// One server-sent event, as rmcp writes them (`data`, `id`, `retry`). An upstream's text may
@@ -759,5 +754,15 @@ mod tests {
         let mut json_only = plain.to_vec();
         json_only[0] = ("accept", "application/json");
         assert!(!plain_headers(&headers(&json_only)));
+        let mut events_only = plain.to_vec();
+        events_only[0] = ("accept", "text/event-stream;q=1");
+        assert!(!plain_headers(&headers(&events_only)));
+        let mut spelled = plain.to_vec();
+        spelled[0] = ("accept", " Application/JSON ; q=0.9 ,TEXT/Event-Stream");
+        assert!(plain_headers(&headers(&spelled)));
+        let mut two = plain.to_vec();
+        two[0] = ("accept", "text/event-stream");
+        two.push(("accept", "application/json"));
+        assert!(plain_headers(&headers(&two)));
     }
 }
