@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -49,6 +50,7 @@ mod wire;
 use super::answer::{Answer, Envelope};
 use super::error::UpstreamError;
 use super::parked::{Bound, Capacity, Shelf};
+use super::raw::Params;
 use super::relay::{Audience, Relay};
 use super::spec::{Secret, UpstreamName};
 use super::stateless::{self, Stateless};
@@ -89,11 +91,18 @@ enum Discovery {
 /// One request for the upstream, as the client made it.
 struct Call<'a> {
     method: &'a str,
-    params: &'a Value,
+    params: &'a Params<'a>,
     relay: Option<&'a Relay>,
     stateless: Option<Stateless<'a>>,
     /// The client session it belongs to.
     session: &'a str,
+}
+
+/// A call's request for the upstream: written straight from its params on the wire.
+struct Outbound<'a> {
+    id: i64,
+    method: &'a str,
+    params: &'a Params<'a>,
 }
 
 /// Why one exchange failed: the upstream forgot the session (the retryable case), or another reason.
@@ -217,9 +226,14 @@ impl HttpUpstream {
         init: impl FnOnce() -> Value,
         stateless: Option<Stateless<'_>>,
         method: &str,
-        params: Value,
+        params: Params<'_>,
         relay: Option<&Relay>,
     ) -> Result<Answer, UpstreamError> {
+        // A 2026-07-28 client's call is bridged by its params' tree (see `bridge`).
+        let params = match (stateless, params) {
+            (Some(_), call @ Params::Call { .. }) => Params::Tree(call.into_tree()?),
+            (_, params) => params,
+        };
         let cell = self.cell(client_session);
         let held = self
             .session(&cell, client_session, init, stateless.is_some())
@@ -520,24 +534,30 @@ impl HttpUpstream {
     async fn exchange(&self, held: &Arc<Held>, call: &Call<'_>) -> Result<Answer, Failure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let relay = call.relay;
-        let mut params = call.params.clone();
         let revision = held.row.protocol_version.as_str();
         let speaks_stateless = crate::protocol::is_stateless(revision);
-        if speaks_stateless && params.is_object() {
-            let client = call.stateless.map(|s| s.meta);
-            params["_meta"] = stateless::meta(&held.row.initialize_params.0, client, revision);
-        }
-        if relay.is_some_and(Relay::wants_progress) && params.is_object() {
-            params["_meta"]["progressToken"] = json!(id);
-        }
-        let headers = match speaks_stateless {
-            true => stateless::headers(call.method, &params, call.stateless),
-            false => Vec::new(),
+        let progress = relay.is_some_and(Relay::wants_progress);
+        // The call's own params are sent as they are unless this exchange adds to them; they
+        // stay unchanged for a retry (see `request`).
+        let changed;
+        let (params, headers) = if speaks_stateless || progress {
+            let mut params = call.params.to_tree()?;
+            if speaks_stateless && params.is_object() {
+                let client = call.stateless.map(|s| s.meta);
+                params["_meta"] = stateless::meta(&held.row.initialize_params.0, client, revision);
+            }
+            if progress && params.is_object() {
+                params["_meta"]["progressToken"] = json!(id);
+            }
+            let headers = match speaks_stateless {
+                true => stateless::headers(call.method, &params, call.stateless),
+                false => Vec::new(),
+            };
+            changed = Params::Tree(params);
+            (&changed, headers)
+        } else {
+            (call.params, Vec::new())
         };
-        // Built as rmcp's message directly, not parsed from a JSON tree (serde copies the whole
-        // tree into a buffer of its own to find which kind of message it is).
-        let request = ClientRequest::CustomRequest(CustomRequest::new(call.method, Some(params)));
-        let message = ClientJsonRpcMessage::request(request, NumberOrString::Number(id));
         // Enlisted before the request is sent, so a request of the upstream's about it on the
         // GET stream finds it.
         let bound = bridge::of(self, call);
@@ -554,9 +574,16 @@ impl HttpUpstream {
         });
         // Both boxed: reqwest's exchange and the reading of the answer (with the relay and
         // the bridge) are large futures that would otherwise be held and moved inline.
-        let sent = self
-            .endpoint
-            .send_call(message, held.id.clone(), Some(revision), headers);
+        let sent = self.endpoint.send_call(
+            Outbound {
+                id,
+                method: call.method,
+                params,
+            },
+            held.id.clone(),
+            Some(revision),
+            headers,
+        );
         let response = Box::pin(sent).await;
         let outcome = match response {
             Ok(response) => {
@@ -788,16 +815,23 @@ impl Endpoint {
     /// else as [`Endpoint::send_with`].
     async fn send_call(
         &self,
-        message: ClientJsonRpcMessage,
+        request: Outbound<'_>,
         session: Option<Arc<str>>,
         version: Option<&str>,
         extra: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<StreamableHttpPostResponse, Failure> {
+        let Outbound { id, method, params } = request;
         let Some(wire) = &self.wire else {
+            // Built as rmcp's message directly, not parsed from a JSON tree (serde copies the
+            // whole tree into a buffer of its own to find which kind of message it is).
+            let request = CustomRequest::new(method, Some(params.to_tree()?));
+            let request = ClientRequest::CustomRequest(request);
+            let message = ClientJsonRpcMessage::request(request, NumberOrString::Number(id));
             return self.send_with(message, session, version, extra).await;
         };
         let headers: HeaderMap = self.request_headers(version, extra).into_iter().collect();
-        wire.post(&message, session.as_deref(), headers).await
+        let body = Bytes::from(params.request(id, method)?);
+        wire.post(body, session.as_deref(), headers).await
     }
 
     /// A request's headers, the same on reqwest's path and the wire's: the upstream's

@@ -302,7 +302,7 @@ impl Gateway {
             false => "resources/unsubscribe",
         };
         let outcome = upstream
-            .timed(upstream.call(caller, method, json!({ "uri": local })))
+            .timed(upstream.call(caller, method, raw::Params::Tree(json!({ "uri": local }))))
             .await;
         Some(match outcome {
             Ok(_) => {
@@ -431,6 +431,7 @@ impl Upstream {
             Some(cursor) => json!({ "cursor": cursor }),
             None => json!({}),
         };
+        let params = raw::Params::Tree(params);
         self.call(caller, L::METHOD, params).await?.parse(L::METHOD)
     }
 
@@ -441,7 +442,9 @@ impl Upstream {
     ) -> Result<E::Response, UpstreamError> {
         let params = serde_json::to_value(&request)
             .map_err(|e| UpstreamError::Protocol(format!("cannot encode the request: {e}")))?;
-        let answer = self.call(caller, E::METHOD, params).await?;
+        let answer = self
+            .call(caller, E::METHOD, raw::Params::Tree(params))
+            .await?;
         match answer.input_required() {
             Ok(asked) => Ok(asked.into()),
             Err(answer) => Ok(answer.parse::<E::Result>(E::METHOD)?.into()),
@@ -453,7 +456,7 @@ impl Upstream {
         &self,
         caller: Caller<'_>,
         method: &str,
-        params: Value,
+        params: raw::Params<'_>,
     ) -> Result<Answer, UpstreamError> {
         if let Some(relay) = caller.relay {
             self.audience.seen(session_key(caller), relay);
@@ -474,6 +477,7 @@ impl Upstream {
                 Box::pin(http.request(session, init, stateless, method, params, caller.relay)).await
             }
             Link::Stdio(stdio) => {
+                let params = params.into_tree()?;
                 let session = session_key(caller);
                 let bridge = caller
                     .stateless

@@ -22,6 +22,89 @@ use super::{Caller, Gateway, Link, Upstream};
 const INPUT_REQUIRED_TOO_NEW: &str =
     "InputRequiredResult requires negotiated protocol version 2026-07-28 or newer";
 
+/// A request's params for an upstream: a JSON tree, or a plain `tools/call`'s as the client
+/// wrote it, passed on without being parsed or encoded again.
+pub enum Params<'a> {
+    Tree(Value),
+    Call {
+        /// The tool's name at the upstream.
+        name: &'a str,
+        /// The arguments' JSON object as the client wrote it; `None` when it sent none.
+        arguments: Option<&'a str>,
+    },
+}
+
+impl Params<'_> {
+    /// The params as a JSON tree (a call's arguments parsed): for the paths that change or
+    /// inspect them.
+    pub fn to_tree(&self) -> Result<Value, UpstreamError> {
+        match self {
+            Params::Tree(tree) => Ok(tree.clone()),
+            Params::Call { name, arguments } => {
+                let mut params = Map::new();
+                params.insert("name".into(), Value::from(*name));
+                if let Some(arguments) = arguments {
+                    let arguments = serde_json::from_str(arguments).map_err(|e| {
+                        UpstreamError::Protocol(format!("cannot read the call's arguments: {e}"))
+                    })?;
+                    params.insert("arguments".into(), arguments);
+                }
+                Ok(Value::Object(params))
+            }
+        }
+    }
+
+    pub fn into_tree(self) -> Result<Value, UpstreamError> {
+        match self {
+            Params::Tree(tree) => Ok(tree),
+            call => call.to_tree(),
+        }
+    }
+
+    /// The JSON tree, when the params are one.
+    pub fn tree(&self) -> Option<&Value> {
+        match self {
+            Params::Tree(tree) => Some(tree),
+            Params::Call { .. } => None,
+        }
+    }
+
+    /// Request `id` of `method` with these params, as JSON: the bytes rmcp writes for the same
+    /// request, but a call's arguments are the client's own text.
+    pub fn request(&self, id: i64, method: &str) -> Result<Vec<u8>, UpstreamError> {
+        let encode = |e: serde_json::Error| {
+            UpstreamError::Protocol(format!("cannot encode the request: {e}"))
+        };
+        let arguments = match self {
+            Params::Call {
+                arguments: Some(arguments),
+                ..
+            } => arguments.len(),
+            _ => 0,
+        };
+        let mut out = Vec::with_capacity(96 + method.len() + arguments);
+        out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+        out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+        out.extend_from_slice(br#","method":"#);
+        serde_json::to_writer(&mut out, method).map_err(encode)?;
+        out.extend_from_slice(br#","params":"#);
+        match self {
+            Params::Tree(tree) => serde_json::to_writer(&mut out, tree).map_err(encode)?,
+            Params::Call { name, arguments } => {
+                out.extend_from_slice(br#"{"name":"#);
+                serde_json::to_writer(&mut out, name).map_err(encode)?;
+                if let Some(arguments) = arguments {
+                    out.extend_from_slice(br#","arguments":"#);
+                    out.extend_from_slice(arguments.as_bytes());
+                }
+                out.push(b'}');
+            }
+        }
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
 /// An upstream's tool result: its text for the client, and the same parsed.
 pub struct ToolAnswer {
     pub text: Box<RawValue>,
@@ -41,13 +124,13 @@ impl Gateway {
         }
     }
 
-    /// Calls `name` with `arguments` for `caller` (a session-era client), as
-    /// [`Gateway::pass`] would, answering with the result's text.
+    /// Calls `name` with `arguments` (a JSON object's text, passed on as it is) for `caller`
+    /// (a session-era client), as [`Gateway::pass`] would, answering with the result's text.
     pub async fn call_tool_raw(
         &self,
         caller: Caller<'_>,
         name: &str,
-        arguments: Option<Map<String, Value>>,
+        arguments: Option<&str>,
     ) -> Result<ToolAnswer, ErrorData> {
         let Some((upstream, local)) = self.route(name) else {
             return Err(ErrorData::invalid_params(
@@ -65,14 +148,13 @@ impl Upstream {
         &self,
         local: &str,
         caller: Caller<'_>,
-        arguments: Option<Map<String, Value>>,
+        arguments: Option<&str>,
     ) -> Result<ToolAnswer, ErrorData> {
         CallToolRequestParams::check(local, &self.spec)?;
-        let mut params = Map::new();
-        params.insert("name".into(), Value::from(local));
-        if let Some(arguments) = arguments {
-            params.insert("arguments".into(), Value::Object(arguments));
-        }
+        let params = Params::Call {
+            name: local,
+            arguments,
+        };
         UpstreamStatus::count(&self.status.direct);
         // Told before the call goes, as on rmcp's path (`Upstream::send`): a client that hangs
         // up has its row written before the answer comes, and that row names the upstream too.
@@ -80,7 +162,7 @@ impl Upstream {
             let tool = Some(local.to_string());
             served.going_upstream(self.spec.name.to_string(), tool, Instant::now());
         }
-        let call = self.call(caller, CallToolRequestParams::METHOD, Value::Object(params));
+        let call = self.call(caller, CallToolRequestParams::METHOD, params);
         let outcome = self.timed(call).await;
         if let Some(served) = caller.served {
             served.came_back();
@@ -154,6 +236,69 @@ mod tests {
         assert!(value.get("resultType").is_none(), "{value}");
         assert!(value.get("structuredContent").is_none(), "{value}");
         assert_eq!(value["content"][0]["text"], "[1,2]");
+    }
+
+    #[test]
+    fn a_tree_s_request_is_the_bytes_rmcp_writes() {
+        use rmcp::model::{ClientJsonRpcMessage, ClientRequest, CustomRequest, NumberOrString};
+        let tree = serde_json::json!({"name": "echo", "arguments": {"q": "a \"b\"\n", "n": [1, 2.5]}, "_meta": {"progressToken": 3}});
+        for (id, method) in [
+            (7, "tools/call"),
+            (-1, "resources/read"),
+            (0, "a \"method\""),
+        ] {
+            let request = CustomRequest::new(method, Some(tree.clone()));
+            let message = ClientJsonRpcMessage::request(
+                ClientRequest::CustomRequest(request),
+                NumberOrString::Number(id),
+            );
+            let rmcp = serde_json::to_vec(&message).expect("JSON");
+            let ours = Params::Tree(tree.clone())
+                .request(id, method)
+                .expect("JSON");
+            assert_eq!(String::from_utf8(ours), String::from_utf8(rmcp));
+        }
+    }
+
+    #[test]
+    fn a_call_s_request_carries_the_arguments_as_written() {
+        let arguments = r#"{ "z":1,"a" : "\u00e9\"\\/\n","big":123456789012345678901234567890,"f":1.0E+2,"n":{"y":[{},[],null],"x":-0},"a":2 }"#;
+        let params = Params::Call {
+            name: "a \"tool\"",
+            arguments: Some(arguments),
+        };
+        let body = params.request(5, "tools/call").expect("JSON");
+        let text = std::str::from_utf8(&body).expect("UTF-8");
+        #[derive(serde::Deserialize)]
+        struct Sent<'a> {
+            #[serde(borrow)]
+            params: Sent2<'a>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Sent2<'a> {
+            name: String,
+            #[serde(borrow)]
+            arguments: &'a RawValue,
+        }
+        let sent: Sent = serde_json::from_str(text).expect("a request");
+        assert_eq!(sent.params.arguments.get(), arguments);
+        assert_eq!(sent.params.name, "a \"tool\"");
+        let value: Value = serde_json::from_str(text).expect("JSON");
+        assert_eq!(value["jsonrpc"], "2.0");
+        assert_eq!(value["id"], 5);
+        assert_eq!(value["method"], "tools/call");
+        // As a tree, for the paths that change the params: the same call.
+        let tree = params.to_tree().expect("a tree");
+        assert_eq!(tree["arguments"]["n"]["y"][0], serde_json::json!({}));
+        assert_eq!(tree["name"], "a \"tool\"");
+        let bare = Params::Call {
+            name: "t",
+            arguments: None,
+        };
+        assert_eq!(
+            bare.request(1, "tools/call").expect("JSON"),
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#
+        );
     }
 
     #[test]

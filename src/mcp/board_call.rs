@@ -102,7 +102,7 @@ impl LiveSessions {
 
 /// The session `plain` is made in, when it calls a board tool and is served here.
 pub(super) fn live(ctx: &ServerContext, plain: &Plain) -> Option<Live> {
-    if !BoardServer::has_board_tool(&plain.call.name) {
+    if !BoardServer::has_board_tool(&plain.name) {
         return None;
     }
     let live = ctx.live.get(&plain.session)?;

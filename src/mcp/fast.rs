@@ -14,6 +14,7 @@
 //! and so does a call whose session is not live on this replica (rmcp restores it).
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -36,7 +37,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::ServerContext;
 use crate::gateway::Gateway;
-use crate::protocol::{Envelope, Id, PROTOCOL_VERSION, SESSION_ID, STATELESS_REVISION};
+use crate::protocol::{CallSpans, Envelope, Id, PROTOCOL_VERSION, SESSION_ID, STATELESS_REVISION};
 use crate::sessions::manager::OwnStream;
 use crate::sessions::{Sessions, hangup};
 
@@ -99,7 +100,9 @@ impl Drop for Enlisted {
 
 impl InFlight {
     fn enlist(self: &Arc<Self>, session: &str, id: &Id, token: CancellationToken) -> Enlisted {
-        let key = (session.to_string(), id.to_value().to_string());
+        let mut text = String::new();
+        push_id(&mut text, id);
+        let key = (session.to_string(), text);
         crate::sync::lock(&self.0).insert(key.clone(), token);
         Enlisted {
             calls: self.clone(),
@@ -116,11 +119,8 @@ impl InFlight {
 }
 
 /// The params of a `tools/call` served here: nothing but these two.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct ToolCall {
     pub name: String,
-    #[serde(default)]
     pub arguments: Option<Map<String, Value>>,
 }
 
@@ -135,7 +135,11 @@ struct Cancelled {
 pub(super) struct Plain {
     pub session: String,
     pub id: Id,
-    pub call: ToolCall,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments' JSON object as the client wrote it (a slice of the body); `None` when
+    /// absent or null.
+    pub arguments: Option<Bytes>,
     /// The request, whose params text keys a written answer (see `board_call::asked`).
     pub envelope: Arc<Envelope>,
 }
@@ -156,12 +160,39 @@ impl Plain {
         if !plain_headers(headers) {
             return None;
         }
-        let call = serde_json::from_str(envelope.params(message)?).ok()?;
+        // As the gate found them, else read here (offsets in the body either way).
+        let spans = match message.call_spans() {
+            Some(spans) => spans.clone(),
+            None => {
+                let start = message.params_span()?.start;
+                let spans = CallSpans::read(envelope.params(message)?)?;
+                let at = |range: Range<usize>| range.start + start..range.end + start;
+                CallSpans {
+                    name: at(spans.name),
+                    arguments: spans.arguments.map(at),
+                }
+            }
+        };
+        let body = envelope.body();
+        let name = serde_json::from_slice(body.get(spans.name)?).ok()?;
         Some(Plain {
             session: session.to_string(),
             id,
-            call,
+            name,
+            arguments: spans.arguments.map(|range| body.slice(range)),
             envelope: envelope.clone(),
+        })
+    }
+
+    /// The call with its arguments parsed; `None` when they cannot be (rmcp refuses them).
+    pub fn tool_call(&self) -> Option<ToolCall> {
+        let arguments = match &self.arguments {
+            Some(text) => Some(serde_json::from_slice(text).ok()?),
+            None => None,
+        };
+        Some(ToolCall {
+            name: self.name.clone(),
+            arguments,
         })
     }
 
@@ -179,6 +210,14 @@ pub(super) fn request_id(id: &Id) -> NumberOrString {
     }
 }
 
+/// Appends request id `id`'s JSON text (as `serde_json` writes its value) to `out`.
+fn push_id(out: &mut String, id: &Id) {
+    match id {
+        Id::Number(n) => out.push_str(itoa::Buffer::new().format(*n)),
+        Id::Text(text) => out.push_str(&serde_json::to_string(text).unwrap_or_default()),
+    }
+}
+
 /// Whether a client that introduced itself with `client` speaks a session-era revision.
 pub(super) fn session_era(client: Option<&rmcp::model::InitializeRequestParams>) -> bool {
     client.is_some_and(|client| client.protocol_version.as_str() < STATELESS_REVISION)
@@ -192,6 +231,7 @@ pub async fn serve(State(direct): State<Direct>, request: Request, next: Next) -
     };
     if let Some(ctx) = &direct.board
         && let Some(live) = super::board_call::live(ctx, &plain)
+        && let Some(call) = plain.tool_call()
     {
         let Some(stream) = direct.open(&plain.session).await else {
             return next.run(request).await;
@@ -200,10 +240,8 @@ pub async fn serve(State(direct): State<Direct>, request: Request, next: Next) -
         let ctx = ctx.clone();
         let asked = plain
             .params()
-            .and_then(|params| super::board_call::asked(&live, &plain.call, params));
-        let Plain {
-            session, id, call, ..
-        } = plain;
+            .and_then(|params| super::board_call::asked(&live, &call, params));
+        let Plain { session, id, .. } = plain;
         let called = id.clone();
         let answer =
             move |token| super::board_call::call(ctx, live, called, call, parts, token, asked);
@@ -217,10 +255,15 @@ pub async fn serve(State(direct): State<Direct>, request: Request, next: Next) -
         };
         let gateway = gateway.clone();
         let Plain {
-            session, id, call, ..
+            session,
+            id,
+            name,
+            arguments,
+            ..
         } = plain;
         let (on, asked) = (session.clone(), id.clone());
-        let answer = move |token| super::raw::call(gateway, eligible, call, on, asked, token);
+        let answer =
+            move |token| super::raw::call(gateway, eligible, name, arguments, on, asked, token);
         return direct.respond(stream, &session, &id, answer).await;
     }
     next.run(request).await
@@ -255,19 +298,13 @@ impl Answered {
     /// The answer of request `id` whose result rmcp wrote as `json` before: the same bytes as
     /// [`Answered::of`] writes for it.
     pub fn written(result: ServerResult, json: &str, id: &Id) -> Answered {
-        let request_id = request_id(id);
         let mut data = String::with_capacity(json.len() + 64);
         data.push_str(r#"{"jsonrpc":"2.0","id":"#);
-        match &request_id {
-            NumberOrString::Number(n) => data.push_str(itoa::Buffer::new().format(*n)),
-            NumberOrString::String(text) => {
-                data.push_str(&serde_json::to_string(&**text).unwrap_or_default());
-            }
-        }
+        push_id(&mut data, id);
         data.push_str(r#","result":"#);
         data.push_str(json);
         data.push('}');
-        let message = ServerJsonRpcMessage::response(result, request_id);
+        let message = ServerJsonRpcMessage::response(result, request_id(id));
         Answered { data, message }
     }
 
@@ -399,22 +436,21 @@ where
 /// accepted, a JSON body, a session-era revision (or none), and no `Mcp-Method`, `Mcp-Name` or
 /// `Mcp-Param-*`.
 fn plain_headers(headers: &HeaderMap) -> bool {
-    let media = |value: &str| {
-        value
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
-    let accepted: Vec<String> = headers
+    fn media(value: &str) -> &str {
+        value.split(';').next().unwrap_or_default().trim()
+    }
+    // One walk over the media types, borrowed: a call's `Accept` is read on every request.
+    let (mut json, mut events) = (false, false);
+    let accepted = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(media)
-        .collect();
-    let accepts = |kind: &str| accepted.iter().any(|a| a.eq_ignore_ascii_case(kind));
+        .flat_map(|v| v.split(','));
+    for kind in accepted {
+        let kind = media(kind);
+        json |= kind.eq_ignore_ascii_case("application/json");
+        events |= kind.eq_ignore_ascii_case("text/event-stream");
+    }
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -432,11 +468,7 @@ fn plain_headers(headers: &HeaderMap) -> bool {
         let name = name.as_str();
         name.starts_with("mcp-") && name != SESSION_ID.as_str() && name != PROTOCOL_VERSION.as_str()
     });
-    accepts("application/json")
-        && accepts("text/event-stream")
-        && json_body
-        && revision
-        && !checked_against_body
+    json && events && json_body && revision && !checked_against_body
 }
 
 /// One server-sent event, as rmcp writes them (`data`, `id`, `retry`). An upstream's text may
@@ -617,6 +649,86 @@ mod tests {
         );
     }
 
+    /// A plain call's request with `body`, as the middleware gets it (the gate having noted
+    /// the call's spans when `gated`).
+    fn posted(body: &str, gated: bool) -> Request {
+        let mut envelope = Envelope::parse(Bytes::from(body.to_string()), None).expect("JSON-RPC");
+        if gated {
+            let message = envelope.single().expect("one message");
+            let params = envelope.params(message).expect("params");
+            let spans = CallSpans::read(params).expect("a plain call");
+            envelope.note_plain_call(0, spans);
+        }
+        let mut request = Request::post("/mcp")
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-session-id", "s-1")
+            .body(Body::empty())
+            .expect("a request");
+        request.extensions_mut().insert(Arc::new(envelope));
+        request
+    }
+
+    #[test]
+    fn an_upstream_is_sent_the_arguments_as_the_client_wrote_them() {
+        use crate::gateway::raw::Params;
+        let arguments = r#"{"z" :1, "a":"\u00e9\"\\\/\n\ud83d\ude00","big":123456789012345678901234567890,"e":-1.5e-300,"n":{"y":[{ },[ ],null,true],"x":{"w":{}}},"a":2}"#;
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":"r\"1","method":"tools/call","params":{{"name":"up__\u0065cho","arguments":{arguments}}}}}"#
+        );
+        for gated in [true, false] {
+            let plain = Plain::of(&posted(&body, gated)).expect("a plain call");
+            assert_eq!(plain.name, "up__echo");
+            assert_eq!(plain.id, Id::Text("r\"1".into()));
+            let written = plain.arguments.as_deref().expect("arguments");
+            assert_eq!(written, arguments.as_bytes());
+            // What the upstream is sent: its own name for the tool, the arguments untouched.
+            let params = Params::Call {
+                name: "echo",
+                arguments: Some(std::str::from_utf8(written).expect("UTF-8")),
+            };
+            let sent = params.request(9, "tools/call").expect("JSON");
+            let sent = std::str::from_utf8(&sent).expect("UTF-8");
+            let expected = format!(
+                r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"echo","arguments":{arguments}}}}}"#
+            );
+            assert_eq!(sent, expected);
+            // The board's tools get the same arguments parsed.
+            let call = plain.tool_call().expect("parsed");
+            assert_eq!(
+                call.arguments.expect("arguments")["n"]["x"]["w"],
+                Value::Object(Map::new())
+            );
+        }
+        let bare = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":null,"name":"t"}}"#;
+        let plain = Plain::of(&posted(bare, false)).expect("a plain call");
+        assert!(plain.arguments.is_none());
+        let other =
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","_meta":{}}}"#;
+        assert!(Plain::of(&posted(other, false)).is_none());
+    }
+
+    #[test]
+    fn a_call_is_enlisted_under_the_id_a_cancellation_names() {
+        let calls = Arc::new(InFlight::default());
+        for (id, named) in [
+            (Id::Number(-7), serde_json::json!(-7)),
+            (
+                Id::Text("a \"b\"\n\u{e9}".into()),
+                serde_json::json!("a \"b\"\n\u{e9}"),
+            ),
+        ] {
+            let token = CancellationToken::new();
+            let enlisted = calls.enlist("s", &id, token.clone());
+            calls.cancel("t", &named);
+            assert!(!token.is_cancelled(), "another session's");
+            calls.cancel("s", &named);
+            assert!(token.is_cancelled());
+            drop(enlisted);
+            assert!(crate::sync::lock(&calls.0).is_empty());
+        }
+    }
+
     #[test]
     fn only_plain_session_era_headers_are_served_here() {
         let headers = |pairs: &[(&'static str, &'static str)]| {
@@ -642,5 +754,15 @@ mod tests {
         let mut json_only = plain.to_vec();
         json_only[0] = ("accept", "application/json");
         assert!(!plain_headers(&headers(&json_only)));
+        let mut events_only = plain.to_vec();
+        events_only[0] = ("accept", "text/event-stream;q=1");
+        assert!(!plain_headers(&headers(&events_only)));
+        let mut spelled = plain.to_vec();
+        spelled[0] = ("accept", " Application/JSON ; q=0.9 ,TEXT/Event-Stream");
+        assert!(plain_headers(&headers(&spelled)));
+        let mut two = plain.to_vec();
+        two[0] = ("accept", "text/event-stream");
+        two.push(("accept", "application/json"));
+        assert!(plain_headers(&headers(&two)));
     }
 }

@@ -13,13 +13,14 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::Request;
-use rmcp::model::{ServerJsonRpcMessage, ServerResult};
+use rmcp::model::ServerResult;
 use rmcp::service::Peer;
 use rmcp::{ErrorData, RoleServer};
 use tokio_util::sync::CancellationToken;
 
-use super::fast::{Answered, Plain, ToolCall, request_id, session_era};
+use super::fast::{Answered, Plain, session_era};
 use crate::gateway::raw::ToolAnswer;
 use crate::gateway::relay::Relay;
 use crate::gateway::{Caller, Gateway};
@@ -36,19 +37,21 @@ pub(super) struct Eligible {
 /// Whether `plain` calls an HTTP upstream's tool, by a session-era client whose connection is
 /// known.
 pub(super) fn eligible(gateway: &Gateway, request: &Request, plain: &Plain) -> Option<Eligible> {
-    let peer = gateway.raw_peer(&plain.call.name, &plain.session)?;
+    let peer = gateway.raw_peer(&plain.name, &plain.session)?;
     session_era(peer.peer_info().as_deref()).then(|| Eligible {
         peer,
         served: request.extensions().get::<Served>().cloned(),
     })
 }
 
-/// The call at the upstream, answered with the text it sent; `None` when the client cancelled
-/// it (no answer, as on rmcp's path).
+/// The call of tool `name` at the upstream, with `arguments` as the client wrote them,
+/// answered with the text it sent; `None` when the client cancelled it (no answer, as on
+/// rmcp's path).
 pub(super) async fn call(
     gateway: Arc<Gateway>,
     eligible: Eligible,
-    call: ToolCall,
+    name: String,
+    arguments: Option<Bytes>,
     session: String,
     id: Id,
     token: CancellationToken,
@@ -63,9 +66,15 @@ pub(super) async fn call(
         relay: Some(&relay),
         stateless: None,
     };
-    let outcome = gateway
-        .call_tool_raw(caller, &call.name, call.arguments)
-        .await;
+    // A slice of the body, whose text the envelope has read as UTF-8 JSON.
+    let arguments = match arguments.as_deref().map(std::str::from_utf8).transpose() {
+        Ok(arguments) => arguments,
+        Err(error) => {
+            let error = ErrorData::invalid_params(format!("arguments not UTF-8: {error}"), None);
+            return Some(Answered::of(Err(error), &id));
+        }
+    };
+    let outcome = gateway.call_tool_raw(caller, &name, arguments).await;
     // Cancelled by the client: no answer, as on rmcp's path.
     if outcome.is_err() && relay.cancelled.is_cancelled() {
         return None;
@@ -78,14 +87,7 @@ pub(super) async fn call(
 fn answered(id: &Id, outcome: Result<ToolAnswer, ErrorData>) -> Answered {
     match outcome {
         Ok(ToolAnswer { text, result }) => {
-            let data = format!(
-                r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
-                id.to_value(),
-                text.get()
-            );
-            let result = ServerResult::CallToolResult(result);
-            let message = ServerJsonRpcMessage::response(result, request_id(id));
-            Answered { data, message }
+            Answered::written(ServerResult::CallToolResult(result), text.get(), id)
         }
         Err(error) => Answered::of(Err(error), id),
     }

@@ -57,7 +57,7 @@ pub(super) fn of<'a>(upstream: &HttpUpstream, call: &Call<'a>) -> Option<Bound<'
         call.session,
         &upstream.name,
         call.method,
-        call.params,
+        call.params.tree()?,
     ))
 }
 
@@ -69,7 +69,7 @@ pub(super) fn resumes<'a>(
     call: &Call<'a>,
     held: &Held,
 ) -> Option<(Bound<'a>, &'a str)> {
-    let state = parked::state_of(call.params)?;
+    let state = parked::state_of(call.params.tree()?)?;
     let session_era = !crate::protocol::is_stateless(&held.row.protocol_version);
     let bridge = of(upstream, call)?;
     (state.starts_with(STATE_PREFIX) || session_era).then_some((bridge, state))
@@ -144,7 +144,11 @@ impl HttpUpstream {
             .parked
             .resume(state, &bridge)
             .map_err(UpstreamError::Rejected)?;
-        let (answered, unanswered) = Asked::answered(parked.asked, call.params);
+        // Only a tree's params resume a call (see `resumes`).
+        let params = call.params.tree().ok_or_else(|| {
+            UpstreamError::Protocol("a resumed call's params are not a JSON tree".into())
+        })?;
+        let (answered, unanswered) = Asked::answered(parked.asked, params);
         let Waiting {
             response,
             id,

@@ -28,7 +28,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use reqwest::header::{self, HeaderMap, HeaderValue};
-use rmcp::model::{ClientJsonRpcMessage, JsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{JsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_client::{
     AuthRequiredError, HttpStatusError, InsufficientScopeError, StreamableHttpError,
     StreamableHttpPostResponse,
@@ -113,11 +113,11 @@ impl Wire {
         }))
     }
 
-    /// POSTs `message` with `headers` (the upstream's configured ones and the call's own) in
-    /// `session`: the answer as rmcp's reqwest client reads it.
+    /// POSTs `body` (a JSON-RPC request) with `headers` (the upstream's configured ones and
+    /// the call's own) in `session`: the answer as rmcp's reqwest client reads it.
     pub(super) async fn post(
         self: &Arc<Self>,
-        message: &ClientJsonRpcMessage,
+        body: Bytes,
         session: Option<&str>,
         headers: HeaderMap,
     ) -> Result<StreamableHttpPostResponse, Failure> {
@@ -128,13 +128,11 @@ impl Wire {
             let error = StreamableHttpError::ReservedHeaderConflict(name.to_string());
             return Err(classify(error));
         }
-        let body = serde_json::to_vec(message)
-            .map_err(|e| UpstreamError::Protocol(format!("cannot encode the request: {e}")))?;
         let request = Outgoing {
             wire: self,
             headers,
             session,
-            body: Bytes::from(body),
+            body,
         };
         let (response, open) = request.send().await?;
         read(response, open, self.clone(), session.is_some()).await
@@ -745,11 +743,12 @@ mod tests {
 
     /// The answer's event of one `tools/call` through `wire`, read to the stream's end.
     async fn call(wire: &Arc<Wire>, id: i64) -> serde_json::Value {
-        let message: ClientJsonRpcMessage = serde_json::from_value(serde_json::json!(
+        let message: rmcp::model::ClientJsonRpcMessage = serde_json::from_value(serde_json::json!(
             {"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo"}}
         ))
         .expect("a request");
-        let response = wire.post(&message, Some("s-1"), HeaderMap::new()).await;
+        let body = Bytes::from(serde_json::to_vec(&message).expect("JSON"));
+        let response = wire.post(body, Some("s-1"), HeaderMap::new()).await;
         let Ok(StreamableHttpPostResponse::Sse(mut events, _)) = response else {
             panic!("not an event stream");
         };
