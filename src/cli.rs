@@ -450,10 +450,15 @@ pub struct SecurityArgs {
     /// start or the request's first byte; then the connection is closed.
     #[arg(long, env = "STEWARD_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub header_read_timeout: Option<Duration>,
-    /// A connection on which the client sends nothing for this long, between requests or in
-    /// the middle of a body, is closed (default 60s). Streams the server is sending are not idle.
+    /// A keep-alive connection that waits this long for its next request is closed (default
+    /// 120s: longer than client pools' and load balancers' idle timeouts, so they close first
+    /// and never reuse a connection as it closes). Streams the server is sending are not idle.
     #[arg(long, env = "STEWARD_CONNECTION_IDLE_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub connection_idle_timeout: Option<Duration>,
+    /// A request body that pauses this long is refused (408 on /mcp, 400 elsewhere) and its
+    /// connection closed (default 60s).
+    #[arg(long, env = "STEWARD_BODY_STALL_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub body_stall_timeout: Option<Duration>,
     /// Connections open at once (default 1024); one more is answered 503 and closed.
     #[arg(long, env = "STEWARD_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<u32>,

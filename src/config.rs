@@ -109,6 +109,7 @@ struct FileSecurity {
     tool_timeout: Option<String>,
     header_read_timeout: Option<String>,
     connection_idle_timeout: Option<String>,
+    body_stall_timeout: Option<String>,
     max_connections: Option<u32>,
 }
 
@@ -426,6 +427,12 @@ fn security_settings(
             "security.connection_idle_timeout",
             &file.connection_idle_timeout,
             defaults.connections.idle_timeout,
+        )?,
+        body_stall_timeout: duration_setting(
+            args.body_stall_timeout,
+            "security.body_stall_timeout",
+            &file.body_stall_timeout,
+            defaults.connections.body_stall_timeout,
         )?,
         max_connections: layered(
             args.max_connections,
@@ -829,12 +836,13 @@ mod tests {
 
     #[test]
     fn file_takes_the_connection_limits_the_readme_shows() {
-        let text = "[security]\nheader_read_timeout = \"10s\"\nconnection_idle_timeout = \"60s\"\nmax_connections = 1024";
+        let text = "[security]\nheader_read_timeout = \"10s\"\nconnection_idle_timeout = \"120s\"\nbody_stall_timeout = \"60s\"\nmax_connections = 1024";
         let file = toml::from_str::<FileConfig>(text).expect("the README's keys");
         assert_eq!(file.security.max_connections, Some(1024));
         assert_eq!(
             file.security.connection_idle_timeout.as_deref(),
-            Some("60s")
+            Some("120s")
         );
+        assert_eq!(file.security.body_stall_timeout.as_deref(), Some("60s"));
     }
 }

@@ -172,7 +172,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> any
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_body_is_refused_and_its_connection_closed() -> anyhow::Result<()> {
     let db = TestDb::new(Backend::Sqlite).await?;
-    let server = InProcess::start_with(&db, &["--connection-idle-timeout", "1s"]).await?;
+    let server = InProcess::start_with(&db, &["--body-stall-timeout", "1s"]).await?;
     let mut stream = connect(&server.base_url).await?;
     let head = "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
         accept: application/json, text/event-stream\r\ncontent-length: 100000\r\n\r\n";
@@ -185,6 +185,112 @@ async fn a_stalled_body_is_refused_and_its_connection_closed() -> anyhow::Result
     );
     ensure!(sent.contains("stopped arriving"), "{sent:?}");
     eprintln!("stalled body answered and closed after {after:?}");
+    server.stop().await;
+    Ok(())
+}
+
+/// A stalled body's start: a request head promising more body than is ever sent.
+const STALLED_BODY: &str = "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+    accept: application/json, text/event-stream\r\ncontent-length: 100000\r\n\r\n{\"jsonrpc\":\"2.0\",";
+
+/// Reads a response's head: its status line.
+async fn status_line(stream: &mut TcpStream) -> anyhow::Result<String> {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(CLOSED_WITHIN, stream.read(&mut chunk))
+            .await
+            .context("no response")??;
+        ensure!(
+            n > 0,
+            "closed before a response: {:?}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&received);
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_body_stall_does_not_close_an_idle_keep_alive_connection() -> anyhow::Result<()> {
+    let db = TestDb::new(Backend::Sqlite).await?;
+    let server = InProcess::start_with(
+        &db,
+        &[
+            "--header-read-timeout",
+            "60s",
+            "--connection-idle-timeout",
+            "60s",
+            "--body-stall-timeout",
+            "1s",
+        ],
+    )
+    .await?;
+    let mut idle = connect(&server.base_url).await?;
+    idle.write_all(HEALTH).await?;
+    ensure!(read_response(&mut idle).await? == 200);
+    let idle_since = Instant::now();
+    // Meanwhile a stalled body is cut after the body-stall timeout...
+    let mut stalled = connect(&server.base_url).await?;
+    stalled.write_all(STALLED_BODY.as_bytes()).await?;
+    let (after, sent) = closed(&mut stalled).await.context("a stalled body")?;
+    ensure!(
+        sent.starts_with("HTTP/1.1 408"),
+        "a stalled body's answer: {sent:?}"
+    );
+    eprintln!("stalled body closed after {after:?}");
+    // ...while the keep-alive connection, idle for three times as long, still serves.
+    tokio::time::sleep_until((idle_since + Duration::from_secs(3)).into()).await;
+    idle.write_all(HEALTH).await?;
+    ensure!(
+        read_response(&mut idle).await? == 200,
+        "the idle keep-alive connection"
+    );
+    server.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_idle_timeout_does_not_cut_a_pausing_body() -> anyhow::Result<()> {
+    let db = TestDb::new(Backend::Sqlite).await?;
+    let server = InProcess::start_with(
+        &db,
+        &[
+            "--header-read-timeout",
+            "60s",
+            "--connection-idle-timeout",
+            "1s",
+            "--body-stall-timeout",
+            "60s",
+        ],
+    )
+    .await?;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"keepalive","version":"1"}}}"#;
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+        accept: application/json, text/event-stream\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut pausing = connect(&server.base_url).await?;
+    pausing.write_all(head.as_bytes()).await?;
+    pausing.write_all(&body.as_bytes()[..20]).await?;
+    let paused_since = Instant::now();
+    // Meanwhile an idle keep-alive connection is closed after the idle timeout...
+    let mut idle = connect(&server.base_url).await?;
+    idle.write_all(HEALTH).await?;
+    ensure!(read_response(&mut idle).await? == 200);
+    let (after, sent) = closed(&mut idle).await.context("an idle connection")?;
+    ensure!(sent.is_empty(), "sent on an idle connection: {sent:?}");
+    eprintln!("idle connection closed after {after:?}");
+    // ...while the body, paused for three times as long, is still taken and answered.
+    tokio::time::sleep_until((paused_since + Duration::from_secs(3)).into()).await;
+    pausing.write_all(&body.as_bytes()[20..]).await?;
+    let status = status_line(&mut pausing).await.context("the paused body")?;
+    ensure!(
+        status.starts_with("HTTP/1.1 200"),
+        "the paused body's answer: {status:?}"
+    );
     server.stop().await;
     Ok(())
 }
@@ -321,6 +427,7 @@ async fn bad_connection_limits_are_refused_at_start() -> anyhow::Result<()> {
         ["--max-connections", "0"],
         ["--header-read-timeout", "0s"],
         ["--connection-idle-timeout", "0s"],
+        ["--body-stall-timeout", "0s"],
     ] {
         let Err(error) = InProcess::start_with(&db, &args).await else {
             bail!("{args:?} was accepted");

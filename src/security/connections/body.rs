@@ -1,4 +1,4 @@
-//! A request body that must keep arriving: a pause longer than the idle timeout ends it with
+//! A request body that must keep arriving: a pause longer than the body-stall timeout ends it with
 //! an error, so a stalled upload holds neither its buffer nor its connection. Handlers that
 //! read bodies see the error as a failed read (and answer 4xx); the unread rest of the body
 //! means hyper closes the connection after that answer.

@@ -1,11 +1,12 @@
 //! The accept loop, with the limits a hostile client meets before any request exists: a cap on
-//! open connections, a deadline for a request's headers, and an idle deadline for a connection
-//! (or a request body) on which the client has gone silent. `axum::serve` offers none of them,
+//! open connections, a deadline for a request's headers, an idle deadline for a keep-alive
+//! connection waiting for its next request, and a stall deadline for a request body that stops
+//! arriving. `axum::serve` offers none of them,
 //! so connections are served with hyper's HTTP/1 builder directly.
 //!
 //! - [`timer`]: hyper's header-read timer, told apart from a keep-alive wait, so a client
 //!   between two requests gets the idle timeout and a half-sent request head the header one.
-//! - [`body`]: a request body that stops arriving for the idle timeout ends in an error.
+//! - [`body`]: a request body that stops arriving for the body-stall timeout ends in an error.
 //! - [`drain`]: the graceful stop, counted per connection.
 
 mod body;
@@ -33,23 +34,31 @@ use tower::ServiceExt;
 
 /// Default time a client has to send a request's headers.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time a connection may stay silent: between requests, or in the middle of a body.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a keep-alive connection may wait for its next request. Longer than the idle
+/// timeouts of common client pools (reqwest's and Go's keep idle connections 90 s) and load
+/// balancers (AWS ALB: 60 s), so that the client side closes an idle connection first: a
+/// client that reuses a connection at the instant the server closes it gets an error (HTTP/1.1's
+/// keep-alive race), which only the side closing first can avoid.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default time a request body may pause before it is refused and its connection closed. Not
+/// tied to the keep-alive wait: a stalled upload holds its buffer, an idle connection nothing.
+pub const DEFAULT_BODY_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default cap on open connections.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 /// The largest cap accepted (beyond it the process runs out of file descriptors first).
 pub const MAX_MAX_CONNECTIONS: u32 = 1_000_000;
 
 /// Connection-level limits (`--header-read-timeout`, `--connection-idle-timeout`,
-/// `--max-connections`).
+/// `--body-stall-timeout`, `--max-connections`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// From a connection's start, or from the first byte of a later request, until that
     /// request's headers are complete.
     pub header_read_timeout: Duration,
-    /// How long a connection may wait for its next request, and how long a request body may
-    /// pause, before the connection is closed.
+    /// How long a keep-alive connection may wait for its next request before it is closed.
     pub idle_timeout: Duration,
+    /// How long a request body may pause before it is refused and its connection closed.
+    pub body_stall_timeout: Duration,
     /// Connections open at once; a connection beyond it is answered 503 and closed.
     pub max_connections: u32,
 }
@@ -59,6 +68,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_stall_timeout: DEFAULT_BODY_STALL_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
@@ -67,8 +77,11 @@ impl Default for ConnectionLimits {
 impl ConnectionLimits {
     /// Why these limits cannot work, if they cannot.
     pub fn check(&self) -> Result<(), String> {
-        if self.header_read_timeout.is_zero() || self.idle_timeout.is_zero() {
-            return Err("the header-read and connection idle timeouts must be longer than zero (e.g. 10s and 60s)".into());
+        if self.header_read_timeout.is_zero()
+            || self.idle_timeout.is_zero()
+            || self.body_stall_timeout.is_zero()
+        {
+            return Err("the header-read, connection idle and body-stall timeouts must be longer than zero (e.g. 10s, 120s and 60s)".into());
         }
         if !(1..=MAX_MAX_CONNECTIONS).contains(&self.max_connections) {
             return Err(format!(
@@ -179,10 +192,11 @@ async fn serve_connection(
     let activity = Arc::new(timer::Activity::default());
     let io = TokioIo::new(timer::Counted::new(stream, activity.clone()));
     let idle = limits.idle_timeout;
+    let stall = limits.body_stall_timeout;
     let busy = open.busy.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let mut request =
-            request.map(|incoming| Body::new(body::StallTimeout::new(incoming, idle)));
+            request.map(|incoming| Body::new(body::StallTimeout::new(incoming, stall)));
         // The peer address rides in each request, for per-address throttles.
         request.extensions_mut().insert(ConnectInfo(peer));
         let released = (request.method() == Method::GET).then(|| busy.release());
