@@ -134,8 +134,8 @@ impl Sessions {
     }
 
     /// Closes, on this replica, every session that any replica ended since `since`. With no
-    /// session held here there is nothing to close and the database is not read: a session
-    /// cached later is loaded after `since` and so sees its end. An idle server's periodic
+    /// session held here every session the read returned would be passed over, so the database
+    /// is not read (the next poll looks back [`CLOCK_SKEW_MARGIN`] further anyway). An idle server's periodic
     /// reads each take a pool connection, and sqlx hands out the idle ones first in, first
     /// out, so this poll and the lease sweep (same period) kept two SQLite connections (a
     /// thread and its heap each) from ever being idle long enough to close.
