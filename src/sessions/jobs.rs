@@ -134,11 +134,11 @@ impl Sessions {
     }
 
     /// Closes, on this replica, every session that any replica ended since `since`. With no
-    /// session held here every session the read returned would be passed over, so the database
-    /// is not read (the next poll looks back `CLOCK_SKEW_MARGIN` further anyway). An idle server's periodic
-    /// reads each take a pool connection, and sqlx hands out the idle ones first in, first
-    /// out, so this poll and the lease sweep (same period) kept two SQLite connections (a
-    /// thread and its heap each) from ever being idle long enough to close.
+    /// session held here every session the read returned would be passed over, so the
+    /// database is not read (the next poll looks back `CLOCK_SKEW_MARGIN` further anyway).
+    /// Each periodic read takes a pool connection and sqlx hands out idle ones first in,
+    /// first out: this poll and the lease sweep (same period) would keep two SQLite
+    /// connections (a thread and its heap each) from ever staying idle long enough to close.
     pub async fn close_ended_since(
         &self,
         since: chrono::DateTime<Utc>,
