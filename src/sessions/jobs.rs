@@ -133,11 +133,19 @@ impl Sessions {
         }
     }
 
-    /// Closes, on this replica, every session that any replica ended since `since`.
+    /// Closes, on this replica, every session that any replica ended since `since`. With no
+    /// session held here every session the read returned would be passed over, so the
+    /// database is not read (the next poll looks back `CLOCK_SKEW_MARGIN` further anyway).
+    /// Each periodic read takes a pool connection and sqlx hands out idle ones first in,
+    /// first out: this poll and the lease sweep (same period) would keep two SQLite
+    /// connections (a thread and its heap each) from ever staying idle long enough to close.
     pub async fn close_ended_since(
         &self,
         since: chrono::DateTime<Utc>,
     ) -> Result<usize, sqlx::Error> {
+        if self.manager.cached().await == 0 {
+            return Ok(0);
+        }
         let ended = self.store.ended_since(since - CLOCK_SKEW_MARGIN).await?;
         let mut closed = 0;
         for id in ended {
@@ -195,4 +203,32 @@ fn watch_ended(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::SessionSettings;
+    use crate::store::{DatabaseUrl, Store};
+    use rmcp::transport::streamable_http_server::session::SessionManager as _;
+
+    #[tokio::test]
+    async fn the_revocation_poll_reads_the_database_only_while_sessions_are_held()
+    -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("steward.db");
+        let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display()))?;
+        let store = Store::open(&url).await?;
+        let sessions = Sessions::new(store.clone(), SessionSettings::default(), None);
+        // A closed pool fails every read, so an `Ok` means the poll did not read.
+        store.close().await;
+        assert_eq!(sessions.close_ended_since(Utc::now()).await?, 0);
+
+        let (_id, _transport) = sessions.manager.create_session().await?;
+        assert!(
+            sessions.close_ended_since(Utc::now()).await.is_err(),
+            "with a session held, the poll reads the database"
+        );
+        Ok(())
+    }
 }
