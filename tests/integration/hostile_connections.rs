@@ -27,13 +27,13 @@ pub(crate) async fn connect(base_url: &str) -> anyhow::Result<TcpStream> {
     Ok(TcpStream::connect(addr).await?)
 }
 
-/// Reads one HTTP/1.1 response (head and a `content-length` body): its status code.
-pub(crate) async fn read_response(stream: &mut TcpStream) -> anyhow::Result<u16> {
+/// Reads until a response's head is complete: the bytes read so far and where the head ends.
+async fn read_head(stream: &mut TcpStream) -> anyhow::Result<(Vec<u8>, usize)> {
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
-    let head_end = loop {
+    loop {
         if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
+            return Ok((received, end + 4));
         }
         let n = tokio::time::timeout(CLOSED_WITHIN, stream.read(&mut chunk))
             .await
@@ -44,7 +44,12 @@ pub(crate) async fn read_response(stream: &mut TcpStream) -> anyhow::Result<u16>
             String::from_utf8_lossy(&received)
         );
         received.extend_from_slice(&chunk[..n]);
-    };
+    }
+}
+
+/// Reads one HTTP/1.1 response (head and a `content-length` body): its status code.
+pub(crate) async fn read_response(stream: &mut TcpStream) -> anyhow::Result<u16> {
+    let (received, head_end) = read_head(stream).await?;
     let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
     let status = head
         .split_whitespace()
@@ -56,6 +61,7 @@ pub(crate) async fn read_response(stream: &mut TcpStream) -> anyhow::Result<u16>
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse().ok())
         .context("no content-length")?;
+    let mut chunk = [0u8; 4096];
     let mut body = received.len() - head_end;
     while body < length {
         let n = stream.read(&mut chunk).await?;
@@ -174,10 +180,7 @@ async fn a_stalled_body_is_refused_and_its_connection_closed() -> anyhow::Result
     let db = TestDb::new(Backend::Sqlite).await?;
     let server = InProcess::start_with(&db, &["--body-stall-timeout", "1s"]).await?;
     let mut stream = connect(&server.base_url).await?;
-    let head = "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
-        accept: application/json, text/event-stream\r\ncontent-length: 100000\r\n\r\n";
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(br#"{"jsonrpc":"2.0","id":1,"#).await?;
+    stream.write_all(STALLED_BODY.as_bytes()).await?;
     let (after, sent) = closed(&mut stream).await.context("a stalled body")?;
     ensure!(
         sent.starts_with("HTTP/1.1 408"),
@@ -193,23 +196,11 @@ async fn a_stalled_body_is_refused_and_its_connection_closed() -> anyhow::Result
 const STALLED_BODY: &str = "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
     accept: application/json, text/event-stream\r\ncontent-length: 100000\r\n\r\n{\"jsonrpc\":\"2.0\",";
 
-/// Reads a response's head: its status line.
+/// Reads a response's head: its status line (the body, e.g. an event stream, is left unread).
 async fn status_line(stream: &mut TcpStream) -> anyhow::Result<String> {
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(CLOSED_WITHIN, stream.read(&mut chunk))
-            .await
-            .context("no response")??;
-        ensure!(
-            n > 0,
-            "closed before a response: {:?}",
-            String::from_utf8_lossy(&received)
-        );
-        received.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&received);
-    Ok(text.lines().next().unwrap_or_default().to_owned())
+    let (received, head_end) = read_head(stream).await?;
+    let head = String::from_utf8_lossy(&received[..head_end]);
+    Ok(head.lines().next().unwrap_or_default().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
