@@ -14,7 +14,6 @@
 //! and so does a call whose session is not live on this replica (rmcp restores it).
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -165,12 +164,7 @@ impl Plain {
             Some(spans) => spans.clone(),
             None => {
                 let start = message.params_span()?.start;
-                let spans = CallSpans::read(envelope.params(message)?)?;
-                let at = |range: Range<usize>| range.start + start..range.end + start;
-                CallSpans {
-                    name: at(spans.name),
-                    arguments: spans.arguments.map(at),
-                }
+                CallSpans::read(envelope.params(message)?)?.moved(0, start)
             }
         };
         let body = envelope.body();

@@ -90,7 +90,7 @@ impl CallSpans {
     }
 
     /// The same spans counted from another origin: an offset `from` becomes `to`.
-    fn moved(&self, from: usize, to: usize) -> CallSpans {
+    pub fn moved(&self, from: usize, to: usize) -> CallSpans {
         let moved = |range: &Range<usize>| range.start - from + to..range.end - from + to;
         CallSpans {
             name: moved(&self.name),
