@@ -21,9 +21,11 @@ pub fn publish_ended(changes: &BoardChanges, ended: &[(Id, Id)]) {
     changes.publish_tasks(ended);
 }
 
-/// Ends the ran-out leases once (see [`Store::sweep_expired_claims`]) and tells subscribers.
+/// Ends the ran-out leases once and tells subscribers. It first counts them (see
+/// [`Store::end_expired_claims`]): a sweep that finds none, every period of an idle server,
+/// takes no write lock (on SQLite, none that another writer waits for) and writes nothing.
 pub async fn sweep(store: &Store, changes: &BoardChanges) -> Result<usize, sqlx::Error> {
-    let ended = store.sweep_expired_claims().await?;
+    let ended = store.end_expired_claims().await?;
     publish_ended(changes, &ended);
     Ok(ended.len())
 }

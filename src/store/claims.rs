@@ -6,7 +6,7 @@
 //!
 //! A claim ends on release, when its task is done or archived ([`super::tasks`]), when its
 //! session ends ([`super::sessions`]) and when its lease runs out. Ran-out leases are ended by
-//! a periodic sweep ([`Store::sweep_expired_claims`]) and by the next claim, write or read that
+//! a periodic sweep ([`Store::end_expired_claims`]) and by the next claim, write or read that
 //! meets one first; each end is a `task_history` row (`field = claimed_by`) whose `reason` says
 //! which of these it was.
 
@@ -186,8 +186,9 @@ impl Store {
         })
     }
 
-    /// [`Store::sweep_expired_claims`] for reads that are about to show claims: when no
-    /// lease has run out (the common case) it costs one indexed count and takes no write lock.
+    /// [`Store::sweep_expired_claims`] for the periodic sweep and for reads that are about to
+    /// show claims: when no lease has run out (the common case) it costs one indexed count
+    /// and takes no write lock.
     pub async fn end_expired_claims(&self) -> Result<Vec<(Id, Id)>, sqlx::Error> {
         let count = "SELECT COUNT(*) FROM tasks WHERE claimed_by IS NOT NULL AND lease_until < $1";
         let now = Utc::now();
