@@ -345,7 +345,13 @@ impl Store {
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<(), OpenError> {
         match self {
-            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Store::Sqlite(pool) => {
+                SQLITE_MIGRATIONS.run(pool).await?;
+                // The connection that ran them (the pool's only one yet, so the one this
+                // statement gets) read the whole schema and filled its page cache with pages
+                // no request needs; it may be the connection an idle server keeps open.
+                sqlx::query("PRAGMA shrink_memory").execute(pool).await?;
+            }
             Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
