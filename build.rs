@@ -135,6 +135,10 @@ const SLOT_BITS: u32 = 18;
 /// An entry's rank bits, its low ones; the bits above hold the fingerprint, the CRC-32's bits
 /// above SLOT_BITS (so no more rank bits than slot bits, or the fingerprint would not fit).
 const RANK_BITS: u32 = 18;
+const _: () = assert!(
+    RANK_BITS <= SLOT_BITS,
+    "the fingerprint fits above the rank"
+);
 
 /// `SLOT_BITS` and `RANK_BITS` as Rust, for `bpe.rs` to include: the layout is decided here.
 fn layout() -> String {
@@ -152,10 +156,6 @@ fn layout() -> String {
 /// unless the fingerprints match (1 in 2^14).
 fn index(tokens: &[Vec<u8>]) -> Vec<u8> {
     const SLOTS: usize = 1 << SLOT_BITS;
-    assert!(
-        RANK_BITS <= SLOT_BITS,
-        "the fingerprint fits above the rank"
-    );
     assert!(tokens.len() < SLOTS * 4 / 5, "the index keeps free slots");
     assert!(
         tokens.len() < (1 << RANK_BITS) - 1,
