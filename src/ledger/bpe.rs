@@ -23,8 +23,8 @@ static STARTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.star
 /// (their CRC-32's bits that do not pick the slot). A token's entry is in the first slot from
 /// the one its CRC-32's low bits pick that holds it (linear probing), and a free slot ends the
 /// search (`build.rs` writes it). A lookup reads a token's bytes only where the fingerprint
-/// matches, so a miss (most lookups: the merge asks of every adjacent pair whether it is a
-/// token) reads the index alone, and [`STARTS`] and [`TABLE`] only the pages of tokens found.
+/// matches: a hit reads its own token's, a miss almost never any, instead of those of every
+/// token its lookup passes.
 static INDEX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.index"));
 // `SLOT_BITS` and `RANK_BITS`, as `build.rs` laid the index out.
 include!(concat!(env!("OUT_DIR"), "/o200k_base.layout.rs"));
