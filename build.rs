@@ -46,6 +46,7 @@ fn main() {
         .expect("OUT_DIR is writable");
     std::fs::write(out.join("o200k_base.starts"), &starts).expect("OUT_DIR is writable");
     std::fs::write(out.join("o200k_base.index"), index(&tokens)).expect("OUT_DIR is writable");
+    std::fs::write(out.join("o200k_base.layout.rs"), layout()).expect("OUT_DIR is writable");
     std::fs::write(
         out.join("o200k_base.pattern"),
         tiktoken_rs::O200K_BASE_PAT_STR,
@@ -129,20 +130,46 @@ fn rustc_minor() -> Option<u32> {
     release.split('.').nth(1)?.parse().ok()
 }
 
-/// The ranks by their bytes, as `bpe.rs` reads them: 2^18 little-endian `u32` slots (about three
-/// in four used), a token's rank in the first free slot from its bytes' CRC-32 (a hash defined
-/// by its standard, so the same here and in the binary whatever the build machine), free slots
-/// `u32::MAX`.
+/// The index's slots: 2^SLOT_BITS, picked by the low SLOT_BITS bits of a token's CRC-32.
+const SLOT_BITS: u32 = 18;
+/// An entry's rank bits, its low ones; the bits above hold the fingerprint, the CRC-32's bits
+/// above SLOT_BITS (so no more rank bits than slot bits, or the fingerprint would not fit).
+const RANK_BITS: u32 = 18;
+const _: () = assert!(
+    RANK_BITS <= SLOT_BITS,
+    "the fingerprint fits above the rank"
+);
+
+/// `SLOT_BITS` and `RANK_BITS` as Rust, for `bpe.rs` to include: the layout is decided here.
+fn layout() -> String {
+    format!(
+        "/// The index has 2^SLOT_BITS slots.\nconst SLOT_BITS: u32 = {SLOT_BITS};\n\
+         /// An entry's low RANK_BITS bits are its rank.\nconst RANK_BITS: u32 = {RANK_BITS};\n"
+    )
+}
+
+/// The ranks by their bytes, as `bpe.rs` reads them: 2^SLOT_BITS little-endian `u32` slots
+/// (about three in four used), a token's entry in the first free slot from the one its bytes'
+/// CRC-32 picks (a hash defined by its standard, so the same here and in the binary whatever the
+/// build machine), free slots `u32::MAX`. An entry is the rank with the fingerprint above it,
+/// so a lookup that meets another token's entry skips it without reading that token's bytes
+/// unless the fingerprints match (1 in 2^14).
 fn index(tokens: &[Vec<u8>]) -> Vec<u8> {
-    const SLOTS: usize = 1 << 18;
+    const SLOTS: usize = 1 << SLOT_BITS;
     assert!(tokens.len() < SLOTS * 4 / 5, "the index keeps free slots");
+    assert!(
+        tokens.len() < (1 << RANK_BITS) - 1,
+        "no rank has all its bits set, so no entry is u32::MAX, a free slot"
+    );
     let mut slots = vec![u32::MAX; SLOTS];
     for (rank, token) in tokens.iter().enumerate() {
-        let mut slot = crc32fast::hash(token) as usize % SLOTS;
+        let hash = crc32fast::hash(token);
+        let mut slot = hash as usize % SLOTS;
         while slots[slot] != u32::MAX {
             slot = (slot + 1) % SLOTS;
         }
-        slots[slot] = u32::try_from(rank).expect("ranks fit in u32");
+        let rank = u32::try_from(rank).expect("ranks fit in u32");
+        slots[slot] = rank | ((hash >> SLOT_BITS) << RANK_BITS);
     }
-    slots.iter().flat_map(|rank| rank.to_le_bytes()).collect()
+    slots.iter().flat_map(|entry| entry.to_le_bytes()).collect()
 }

@@ -18,11 +18,17 @@ type Rank = u32;
 static TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.ranks"));
 /// Where each rank's entry starts in [`TABLE`]: one little-endian `u32` per rank.
 static STARTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.starts"));
-/// The ranks by their bytes: a power of two of little-endian `u32` slots, each a rank or
-/// [`FREE`]; a token's rank is in the first slot from its bytes' CRC-32 that holds it (linear
-/// probing), and a free slot ends the search (`build.rs` writes it).
+/// The ranks by their bytes: 2^[`SLOT_BITS`] little-endian `u32` slots, each [`FREE`] or an
+/// entry: a rank in the low [`RANK_BITS`] bits, above them the fingerprint of the rank's bytes
+/// (their CRC-32's bits that do not pick the slot). A token's entry is in the first slot from
+/// the one its CRC-32's low bits pick that holds it (linear probing), and a free slot ends the
+/// search (`build.rs` writes it). A lookup reads a token's bytes only where the fingerprint
+/// matches: a hit reads its own token's, a miss almost never any, instead of those of every
+/// token its lookup passes.
 static INDEX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.index"));
-/// An index slot without a rank.
+// `SLOT_BITS` and `RANK_BITS`, as `build.rs` laid the index out.
+include!(concat!(env!("OUT_DIR"), "/o200k_base.layout.rs"));
+/// An index slot without an entry (no entry has all its rank bits set: `build.rs` checks).
 const FREE: u32 = u32::MAX;
 /// The pre-tokenizer's pattern, as tiktoken-rs has it.
 static PATTERN: &str = include_str!(concat!(env!("OUT_DIR"), "/o200k_base.pattern"));
@@ -40,20 +46,10 @@ impl Encoding {
     }
 
     fn rank(&self, piece: &[u8]) -> Option<Rank> {
-        let slots = INDEX.len() / 4;
-        let mut slot = crc32fast::hash(piece) as usize % slots;
-        // Bounded by the slot count, though the index always has free slots.
-        for _ in 0..slots {
-            let rank = word(INDEX, slot)?;
-            if rank == FREE {
-                return None;
-            }
-            if token_of(rank) == piece {
-                return Some(rank);
-            }
-            slot = (slot + 1) % slots;
-        }
-        None
+        let (home, fingerprint) = home_and_fingerprint(crc32fast::hash(piece));
+        cluster(home)
+            .find(|&(rank, print)| print == fingerprint && token_of(rank) == piece)
+            .map(|(rank, _)| rank)
     }
 
     /// How many tokens `text` is, encoded as ordinary text (special-token strings are text).
@@ -121,6 +117,22 @@ impl Encoding {
         }
         parts
     }
+}
+
+/// The slot a lookup of bytes whose CRC-32 is `hash` starts at, and the fingerprint their
+/// entry carries: the hash's bits above those that pick the slot.
+fn home_and_fingerprint(hash: u32) -> (usize, u32) {
+    let home = hash & ((1 << SLOT_BITS) - 1);
+    (home as usize, hash >> SLOT_BITS)
+}
+
+/// The entries a lookup from slot `home` reads, as (rank, fingerprint), up to the first free
+/// slot (bounded by the slot count, though the index always has free slots).
+fn cluster(home: usize) -> impl Iterator<Item = (Rank, u32)> {
+    let slots = 1usize << SLOT_BITS;
+    (0..slots)
+        .map_while(move |i| word(INDEX, (home + i) % slots).filter(|&entry| entry != FREE))
+        .map(|entry| (entry & ((1 << RANK_BITS) - 1), entry >> RANK_BITS))
 }
 
 /// The `i`th little-endian `u32` of `table`, if it has one.
@@ -206,6 +218,52 @@ mod tests {
             assert_eq!(compact.rank(token_of(rank)), Some(rank));
         }
         assert_eq!(compact.rank(b"not one token at all"), None);
+    }
+
+    /// Tokens whose entry sits behind another's with the same fingerprint in their lookup's
+    /// path: the lookup must compare bytes there and go on, not stop at the fingerprint.
+    #[test]
+    fn a_token_behind_one_with_its_fingerprint_is_found() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let ranks = Rank::try_from(STARTS.len() / 4).expect("ranks fit in u32");
+        let mut shadowed = 0;
+        for rank in 0..ranks {
+            let token = token_of(rank);
+            let (home, fingerprint) = home_and_fingerprint(crc32fast::hash(token));
+            let before: Vec<(Rank, u32)> = cluster(home).take_while(|&(r, _)| r != rank).collect();
+            if let Some(&(other, _)) = before.iter().find(|&&(_, print)| print == fingerprint) {
+                assert_ne!(token_of(other), token);
+                assert_eq!(compact.rank(token), Some(rank), "{token:?} behind {other}");
+                shadowed += 1;
+            }
+        }
+        assert!(
+            shadowed > 0,
+            "the index has tokens behind a fingerprint like theirs"
+        );
+    }
+
+    /// Bytes that are no token, whose lookup meets an entry with their fingerprint: still no
+    /// rank, because the bytes are compared.
+    #[test]
+    fn a_miss_that_matches_a_fingerprint_is_a_miss() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let matched: Vec<String> = (0..1_000_000)
+            .map(|n| format!("not a token {n}"))
+            .filter(|text| {
+                let (home, fingerprint) = home_and_fingerprint(crc32fast::hash(text.as_bytes()));
+                cluster(home).any(|(_, print)| print == fingerprint)
+            })
+            .take(20)
+            .collect();
+        assert_eq!(
+            matched.len(),
+            20,
+            "texts whose lookup meets their fingerprint"
+        );
+        for text in matched {
+            assert_eq!(compact.rank(text.as_bytes()), None, "{text:?}");
+        }
     }
 
     #[test]
