@@ -294,9 +294,13 @@ impl DbEventStore {
 }
 
 /// A stream with 128 random bits: nothing about one client's event ids says anything about
-/// another's.
+/// another's. 32 lowercase hex digits (`{:032x}`'s text), written without the formatting
+/// machinery: two ids are made for every call served outside rmcp.
 fn new_event_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    let id = uuid::Uuid::from_u128(rand::random::<u128>());
+    id.simple()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
 }
 
 fn to_row(event_id: &str, stream_id: &str, seq: i64, event: &ServerSseMessage) -> EventRow {
@@ -440,6 +444,26 @@ mod tests {
             stream_id: "s".into(),
             weight: weight(&event),
             event,
+        }
+    }
+
+    #[test]
+    fn an_event_id_is_32_lowercase_hex_digits_and_random() {
+        let id = new_event_id();
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{id}"
+        );
+        assert_ne!(new_event_id(), id);
+        // The text `{:032x}` writes for the same bits, leading zeros kept.
+        for bits in [0u128, 1, 0xabc, u128::MAX, 0x0123_4567_89ab_cdef << 40] {
+            let written = uuid::Uuid::from_u128(bits)
+                .simple()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .to_owned();
+            assert_eq!(written, format!("{bits:032x}"));
         }
     }
 

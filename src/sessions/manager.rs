@@ -143,6 +143,15 @@ impl OwnStream {
     }
 }
 
+/// A stream's id: a random (version 4) UUID's hyphenated text, as `Uuid::to_string` writes
+/// it, encoded without the formatting machinery (one per call served outside rmcp).
+fn new_stream_id() -> String {
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
+}
+
 impl SessionManager {
     /// `hangup_grace`: how long a request whose client hung up waits for it to come back
     /// before it is cancelled.
@@ -262,7 +271,7 @@ impl SessionManager {
             principal: self.cached_owner(&id).flatten(),
         };
         Some(OwnStream {
-            stream_id: uuid::Uuid::new_v4().to_string(),
+            stream_id: new_stream_id(),
             events,
             owner: Some(owner),
             _open: OpenStream::new(&self.open_streams, &id),
@@ -539,6 +548,15 @@ impl RmcpSessionManager for SessionManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_id_is_a_random_uuid_s_text() {
+        let id = new_stream_id();
+        let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(id, parsed.to_string());
+        assert_ne!(new_stream_id(), id);
+    }
 
     async fn new_session(
         manager: &SessionManager,
