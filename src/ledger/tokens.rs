@@ -138,7 +138,8 @@ impl Budget {
 }
 
 /// Builds the encoding now rather than on the first count that may wait for it.
-pub fn warm_up() {
+#[cfg(test)]
+pub(crate) fn warm_up() {
     BPE.get_or_init(load);
 }
 

@@ -50,7 +50,10 @@ macro_rules! count_now {
     ($pool:expr, $filters:expr, $versioned:expr) => {{
         let filters: &[&Filter] = $filters;
         let versioned: bool = $versioned;
-        let row = counts(filters, versioned).build().fetch_one($pool).await?;
+        let row = Statement::counts(filters, versioned)
+            .build()
+            .fetch_one($pool)
+            .await?;
         let first = usize::from(versioned);
         let totals = (first..first + filters.len())
             .map(|i| row.try_get::<i64, _>(i))
@@ -131,50 +134,6 @@ impl Filter {
         !self.counted() && self.unclaimed_at.is_none()
     }
 
-    /// `WHERE …` for the given filters; `live` adds the archived condition (the counts hold
-    /// live tasks only).
-    fn push<'a, DB>(&'a self, q: &mut QueryBuilder<'a, DB>, live: bool, search: Search)
-    where
-        DB: Database,
-        Id: Encode<'a, DB> + Type<DB>,
-        &'a str: Encode<'a, DB> + Type<DB>,
-        DateTime<Utc>: Encode<'a, DB> + Type<DB>,
-    {
-        q.push(" WHERE TRUE");
-        if live {
-            q.push(" AND archived = FALSE");
-        }
-        if let Some(project) = self.project_id {
-            q.push(" AND project_id = ").push_bind(project);
-        }
-        if let Some(status) = self.status {
-            q.push(" AND status = ").push_bind(status);
-        }
-        // The counts' few rows are rewritten by every task write, and the pages their old
-        // versions filled stay (VACUUM rarely truncates them, and autovacuum may be off): a
-        // sum narrowed by status alone scans all those pages with `<> 'done'`, and with the open
-        // statuses listed reads their primary-key entries only.
-        let status_only = !live && self.project_id.is_none() && self.assignee.is_none();
-        match (self.done, status_only) {
-            (Done::Hidden, false) => q.push(" AND status <> 'done'"),
-            (Done::Hidden, true) => q.push(" AND status IN (").push(open_statuses()).push(")"),
-            (Done::Only, _) => q.push(" AND status = 'done'"),
-            (Done::Included, _) => q,
-        };
-        if let Some(assignee) = &self.assignee {
-            q.push(" AND assignee_key = ").push_bind(assignee.as_str());
-        }
-        self.push_text(q, search);
-        if let Some(feature) = &self.feature {
-            q.push(" AND feature_key = ").push_bind(feature.as_str());
-        }
-        if let Some(now) = self.unclaimed_at {
-            q.push(" AND (claimed_by IS NULL OR lease_until < ")
-                .push_bind(now)
-                .push(")");
-        }
-    }
-
     /// The text condition. `LIKE` decides on both engines (the trigram index finds a superset:
     /// every task holding the query's trigrams in order); on SQLite the FTS5 table narrows the
     /// tasks it checks, on PostgreSQL the planner reads the GIN index for `search_text LIKE`,
@@ -211,23 +170,6 @@ impl Filter {
         }
     }
 
-    /// The `SELECT` that counts the tasks this filter takes (a scalar subquery of [`counts`]).
-    fn push_count<'a, DB>(&'a self, q: &mut QueryBuilder<'a, DB>)
-    where
-        DB: Database,
-        Id: Encode<'a, DB> + Type<DB>,
-        &'a str: Encode<'a, DB> + Type<DB>,
-        DateTime<Utc>: Encode<'a, DB> + Type<DB>,
-    {
-        let counted = self.counted();
-        q.push(match (counted, self.project_id) {
-            (true, Some(_)) => "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM task_counts",
-            (true, None) => "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM task_totals",
-            (false, _) => "SELECT COUNT(*) FROM tasks",
-        });
-        self.push(q, !counted, Search::Indexed);
-    }
-
     /// The same filter without its text query: the tasks a walk passes on its way.
     fn without_text(&self) -> Filter {
         Filter {
@@ -236,30 +178,6 @@ impl Filter {
             ..self.clone()
         }
     }
-}
-
-/// One statement counting the tasks of each filter: `SELECT (count), (count)…`, after the
-/// board's version when `versioned`.
-fn counts<'a, DB>(filters: &[&'a Filter], versioned: bool) -> QueryBuilder<'a, DB>
-where
-    DB: Database,
-    Id: Encode<'a, DB> + Type<DB>,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
-{
-    let mut q = QueryBuilder::new("SELECT ");
-    if versioned {
-        q.push("(").push(VERSION).push(")");
-    }
-    for (i, filter) in filters.iter().enumerate() {
-        if versioned || i > 0 {
-            q.push(", ");
-        }
-        q.push("(");
-        filter.push_count(&mut q);
-        q.push(")");
-    }
-    q
 }
 
 /// Every status but done, as SQL literals: `'todo', 'doing', 'review'`.
@@ -331,45 +249,119 @@ struct Beside<'a> {
     version: bool,
 }
 
-/// One page of `filter`'s tasks, each with its blockers (column `blockers`) and what
-/// `beside` asks for.
-fn page_query<'a, DB>(
-    filter: &'a Filter,
-    search: Search,
-    page: Page,
-    beside: Beside<'a>,
-) -> QueryBuilder<'a, DB>
+/// A statement of a listing, for either engine. What its binds need of the engine is said once,
+/// on this impl, for every part of the counts' and the pages' statements.
+struct Statement<'a, DB: Database>(QueryBuilder<'a, DB>);
+
+impl<'a, DB> Statement<'a, DB>
 where
     DB: Database,
     Id: Encode<'a, DB> + Type<DB>,
     &'a str: Encode<'a, DB> + Type<DB>,
     DateTime<Utc>: Encode<'a, DB> + Type<DB>,
 {
-    let mut q = QueryBuilder::new("SELECT *");
-    for (i, count) in beside.counted.iter().enumerate() {
-        q.push(", (");
-        count.push_count(&mut q);
-        q.push(") AS total_").push(i);
+    /// One statement counting the tasks of each filter: `SELECT (count), (count)…`, after the
+    /// board's version when `versioned`.
+    fn counts(filters: &[&'a Filter], versioned: bool) -> QueryBuilder<'a, DB> {
+        let mut q = Statement(QueryBuilder::new("SELECT "));
+        if versioned {
+            q.0.push("(").push(VERSION).push(")");
+        }
+        for (i, filter) in filters.iter().enumerate() {
+            if versioned || i > 0 {
+                q.0.push(", ");
+            }
+            q.0.push("(");
+            q.count(filter);
+            q.0.push(")");
+        }
+        q.0
     }
-    if let Some(now) = beside.expired_at {
-        q.push(", ")
-            .push(EXPIRED_CLAIMS)
-            .push_bind(now)
-            .push(") AS expired");
+
+    /// One page of `filter`'s tasks, each with its blockers (column `blockers`) and what
+    /// `beside` asks for.
+    fn page(
+        filter: &'a Filter,
+        search: Search,
+        page: Page,
+        beside: Beside<'a>,
+    ) -> QueryBuilder<'a, DB> {
+        let mut q = Statement(QueryBuilder::new("SELECT *"));
+        for (i, count) in beside.counted.iter().enumerate() {
+            q.0.push(", (");
+            q.count(count);
+            q.0.push(") AS total_").push(i);
+        }
+        if let Some(now) = beside.expired_at {
+            q.0.push(", ")
+                .push(EXPIRED_CLAIMS)
+                .push_bind(now)
+                .push(") AS expired");
+        }
+        if beside.version {
+            q.0.push(", (").push(VERSION).push(") AS listed_version");
+        }
+        q.0.push(blockers_column(filter.postgres));
+        q.0.push(" FROM tasks AS listed");
+        q.filter(filter, true, search);
+        // Limit and offset as literals: bound, they leave PostgreSQL's generic plan guessing a
+        // tenth of the table, so it plans the statement again on every call (0.1–0.3 ms).
+        q.0.push(" ORDER BY task_order DESC, created_at, id LIMIT ")
+            .push(page.limit())
+            .push(" OFFSET ")
+            .push(page.offset());
+        q.0
     }
-    if beside.version {
-        q.push(", (").push(VERSION).push(") AS listed_version");
+
+    /// The `SELECT` that counts the tasks `filter` takes (a scalar subquery of [`Self::counts`]).
+    fn count(&mut self, filter: &'a Filter) {
+        let counted = filter.counted();
+        self.0.push(match (counted, filter.project_id) {
+            (true, Some(_)) => "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM task_counts",
+            (true, None) => "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM task_totals",
+            (false, _) => "SELECT COUNT(*) FROM tasks",
+        });
+        self.filter(filter, !counted, Search::Indexed);
     }
-    q.push(blockers_column(filter.postgres));
-    q.push(" FROM tasks AS listed");
-    filter.push(&mut q, true, search);
-    // Limit and offset as literals: bound, they leave PostgreSQL's generic plan guessing a
-    // tenth of the table, so it plans the statement again on every call (0.1–0.3 ms).
-    q.push(" ORDER BY task_order DESC, created_at, id LIMIT ")
-        .push(page.limit())
-        .push(" OFFSET ")
-        .push(page.offset());
-    q
+
+    /// `WHERE …` for `filter`; `live` adds the archived condition (the counts hold live tasks
+    /// only).
+    fn filter(&mut self, filter: &'a Filter, live: bool, search: Search) {
+        let q = &mut self.0;
+        q.push(" WHERE TRUE");
+        if live {
+            q.push(" AND archived = FALSE");
+        }
+        if let Some(project) = filter.project_id {
+            q.push(" AND project_id = ").push_bind(project);
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND status = ").push_bind(status);
+        }
+        // The counts' few rows are rewritten by every task write, and the pages their old
+        // versions filled stay (VACUUM rarely truncates them, and autovacuum may be off): a
+        // sum narrowed by status alone scans all those pages with `<> 'done'`, and with the open
+        // statuses listed reads their primary-key entries only.
+        let status_only = !live && filter.project_id.is_none() && filter.assignee.is_none();
+        match (filter.done, status_only) {
+            (Done::Hidden, false) => q.push(" AND status <> 'done'"),
+            (Done::Hidden, true) => q.push(" AND status IN (").push(open_statuses()).push(")"),
+            (Done::Only, _) => q.push(" AND status = 'done'"),
+            (Done::Included, _) => q,
+        };
+        if let Some(assignee) = &filter.assignee {
+            q.push(" AND assignee_key = ").push_bind(assignee.as_str());
+        }
+        filter.push_text(q, search);
+        if let Some(feature) = &filter.feature {
+            q.push(" AND feature_key = ").push_bind(feature.as_str());
+        }
+        if let Some(now) = filter.unclaimed_at {
+            q.push(" AND (claimed_by IS NULL OR lease_until < ")
+                .push_bind(now)
+                .push(")");
+        }
+    }
 }
 
 /// Whether walking the order index finds the page sooner than the text index: the walk reads
@@ -492,7 +484,7 @@ impl Store {
                 expired_at,
                 version: totals.is_none() && !all_counted,
             };
-            let rows = page_query(&filter, search, page, beside).build().fetch_all(pool).await?;
+            let rows = Statement::page(&filter, search, page, beside).build().fetch_all(pool).await?;
             let first = rows.first();
             let expired = match (expired_at, first) {
                 (Some(_), Some(row)) => Some(row.try_get::<i64, _>("expired")?),

@@ -45,7 +45,7 @@ async fn sessions_requests_stats_and_pricing() -> anyhow::Result<()> {
     for backend in backends() {
         let db = TestDb::new(backend).await?;
         let server = InProcess::start(&db).await?;
-        let http = reqwest::Client::new();
+        let http = crate::common::http_client();
         let claude = connect(&server.mcp_url(), "claude-code").await?;
         let cursor = connect(&server.mcp_url(), "cursor-vscode").await?;
         for _ in 0..3 {
@@ -151,7 +151,7 @@ async fn sessions_requests_stats_and_pricing() -> anyhow::Result<()> {
 async fn the_event_stream_announces_new_requests() -> anyhow::Result<()> {
     let db = TestDb::new(common::Backend::Sqlite).await?;
     let server = InProcess::start(&db).await?;
-    let mut events = reqwest::Client::new()
+    let mut events = crate::common::http_client()
         .get(format!("{}/api/events", server.base_url))
         .header("accept", "text/event-stream")
         .send()
@@ -256,7 +256,7 @@ async fn requests_export_as_csv_and_json_lines() -> anyhow::Result<()> {
         }
         store.close().await;
         let server = InProcess::start(&db).await?;
-        let http = reqwest::Client::new();
+        let http = crate::common::http_client();
 
         // CSV: a download that parses back, with the hostile field intact.
         let (status, disposition, body) = get_text(
@@ -400,7 +400,7 @@ async fn session_health_buckets_reasons_and_rate() -> anyhow::Result<()> {
         );
         store.close().await;
         let server = InProcess::start(&db).await?;
-        let http = reqwest::Client::new();
+        let http = crate::common::http_client();
 
         let (status, body) = get(&http, &server, "/api/sessions/health").await?;
         assert_eq!(status, 200, "{backend:?}: {body}");

@@ -130,7 +130,7 @@ async fn keys_guard_mcp_sessions_and_the_admin_api() -> anyhow::Result<()> {
         ensure!(as_root.get("/health").await?.status() == StatusCode::OK);
 
         // The browser: dashboard → login form → cookie → API; CSRF header for state changes.
-        let browser = reqwest::Client::builder()
+        let browser = steward::tls::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let page = browser.get(format!("{}/", server.base_url)).send().await?;

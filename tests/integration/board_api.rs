@@ -48,7 +48,7 @@ async fn the_board_api_reads_and_writes_through_the_tools_rules() -> anyhow::Res
         let server = TestServer::start(&db).await?;
         let agent = connect(&server.mcp_url(), "claude-code").await?;
         let api = Api {
-            http: reqwest::Client::new(),
+            http: crate::common::http_client(),
             base: server.base_url.clone(),
         };
         let project = board::create_project(&agent, "Board").await?;
@@ -228,7 +228,7 @@ async fn a_task_s_activity_counts_the_calls_that_concern_it() -> anyhow::Result<
         let claude = connect(&server.mcp_url(), "claude-code").await?;
         let cursor = connect(&server.mcp_url(), "cursor-vscode").await?;
         let api = Api {
-            http: reqwest::Client::new(),
+            http: crate::common::http_client(),
             base: server.base_url.clone(),
         };
         let project = board::create_project(&claude, "Costs").await?;
@@ -294,7 +294,7 @@ async fn a_task_s_activity_counts_the_calls_that_concern_it() -> anyhow::Result<
         stdio.cancel().await?;
         let server = TestServer::start(&db).await?;
         let api = Api {
-            http: reqwest::Client::new(),
+            http: crate::common::http_client(),
             base: server.base_url.clone(),
         };
         let a = activity(&api, &third, 2).await?;
@@ -311,7 +311,7 @@ async fn a_version_is_restored_from_the_api_as_the_tool_restores_it() -> anyhow:
         let server = TestServer::start(&db).await?;
         let agent = connect(&server.mcp_url(), "claude-code").await?;
         let api = Api {
-            http: reqwest::Client::new(),
+            http: crate::common::http_client(),
             base: server.base_url.clone(),
         };
         let project = board::create_project(&agent, "Versions").await?;
@@ -427,7 +427,7 @@ async fn cost_over_time_by_bucket_client_type_and_client_name() -> anyhow::Resul
         store.close().await;
         let server = TestServer::start(&db).await?;
         let api = Api {
-            http: reqwest::Client::new(),
+            http: crate::common::http_client(),
             base: server.base_url.clone(),
         };
 

@@ -23,7 +23,7 @@ async fn health_until(
     what: &str,
     pred: impl Fn(StatusCode, &Value) -> bool,
 ) -> anyhow::Result<(StatusCode, Value)> {
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let started = std::time::Instant::now();
     loop {
         let response = http.get(format!("{base_url}/health")).send().await?;

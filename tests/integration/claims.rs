@@ -263,7 +263,7 @@ async fn a_claim_ends_with_its_session_and_with_archiving() -> anyhow::Result<()
         ok(b, "claim_task", json!({ "task_id": first })).await?;
 
         // The holder's session ends (HTTP DELETE): its claim ends with it.
-        let deleted = reqwest::Client::new()
+        let deleted = crate::common::http_client()
             .delete(&agents.url)
             .header("mcp-session-id", &sb)
             .send()

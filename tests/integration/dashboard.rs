@@ -13,7 +13,7 @@ async fn dashboard_assets_are_served_with_a_strict_policy() -> anyhow::Result<()
     // The files are compiled in and touch no database: one engine is enough.
     let db = TestDb::new(Backend::Sqlite).await?;
     let server = InProcess::start(&db).await?;
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client();
 
     for (path, content_type, marker) in [
         ("/", "text/html", "<script src=\"app.js\" defer></script>"),

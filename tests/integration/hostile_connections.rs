@@ -326,7 +326,7 @@ async fn a_connection_over_the_cap_is_refused_while_the_others_work() -> anyhow:
 
 /// `/metrics`, read as soon as a connection slot is free again.
 async fn wait_for_a_slot(base_url: &str) -> anyhow::Result<String> {
-    let http = reqwest::Client::builder()
+    let http = steward::tls::client_builder()
         .pool_max_idle_per_host(0)
         .build()?;
     for _ in 0..50 {
@@ -362,7 +362,7 @@ async fn an_event_stream_outlives_the_idle_and_header_timeouts() -> anyhow::Resu
     )
     .await?;
     // No pooled connections: the server closes idle ones after a second.
-    let http = reqwest::Client::builder()
+    let http = steward::tls::client_builder()
         .pool_max_idle_per_host(0)
         .build()?;
     let raw = Raw::with_http(&server.mcp_url(), http.clone());

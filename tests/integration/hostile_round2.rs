@@ -363,7 +363,7 @@ async fn only_real_tools_become_metric_labels() -> anyhow::Result<()> {
 async fn health_and_metrics_check_the_host() -> anyhow::Result<()> {
     let db = TestDb::new(common::Backend::Sqlite).await?;
     let server = TestServer::start(&db).await?;
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     for path in ["/health", "/metrics"] {
         let url = format!("{}{path}", server.base_url);
         let refused = http
@@ -443,7 +443,7 @@ async fn login_attempts_are_throttled_per_address() -> anyhow::Result<()> {
     let db = TestDb::new(common::Backend::Sqlite).await?;
     create_key(&db, "root", true).await?;
     let server = TestServer::start_with(&db, &["--auth", "api-key"]).await?;
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let mut throttled = None;
     for _ in 0..40 {
         let response = http

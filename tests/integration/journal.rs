@@ -300,7 +300,7 @@ async fn unreachable_database_story(db: TestDb) -> anyhow::Result<()> {
             .is_some_and(|p| p.starts_with("database unreachable")),
         "{health}"
     );
-    let refused = reqwest::Client::new()
+    let refused = crate::common::http_client()
         .post(server.mcp_url())
         .header("accept", "application/json, text/event-stream")
         .json(&tool_call("refused", "find_tasks"))

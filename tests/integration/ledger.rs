@@ -545,7 +545,7 @@ fn forgive_cancelled_after_reply(
 // Raw MCP over HTTP
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    steward::tls::client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .expect("a reqwest client builds")

@@ -100,7 +100,7 @@ async fn metrics_count_known_traffic_with_semantic_convention_names() -> anyhow:
         assert!(is_error, "{body}");
         // Made-up method names (refused, but recorded) count as `other`: a client cannot make
         // /metrics grow a series per name it invents.
-        let http = reqwest::Client::new();
+        let http = crate::common::http_client();
         for i in 0..3 {
             let status = http
                 .post(server.mcp_url())
@@ -323,7 +323,7 @@ async fn traced_stateless_call(url: &str, tool: &str) -> anyhow::Result<Value> {
             },
         },
     });
-    let response = reqwest::Client::new()
+    let response = crate::common::http_client()
         .post(url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")

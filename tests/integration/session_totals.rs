@@ -124,7 +124,7 @@ async fn cli_json(db: &TestDb, args: &[&str]) -> anyhow::Result<Value> {
 
 async fn totals_in_api_and_cli(db: TestDb) -> anyhow::Result<()> {
     let server = InProcess::start(&db).await?;
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let claude = connect(&server.mcp_url(), "claude-code").await?;
     let cursor = connect(&server.mcp_url(), "cursor-vscode").await?;
     for _ in 0..3 {

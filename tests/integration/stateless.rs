@@ -45,7 +45,7 @@ async fn stateless_requests_share_a_logical_session() -> anyhow::Result<()> {
     for backend in backends() {
         let db = TestDb::new(backend).await?;
         let server = InProcess::start(&db).await?;
-        let http = reqwest::Client::new();
+        let http = crate::common::http_client();
         for id in 1..=2 {
             let (status, body) = stateless_call(&http, &server.mcp_url(), id, "python-sdk").await?;
             assert_eq!(status, 200, "{backend:?}: {body}");

@@ -228,7 +228,7 @@ async fn subscribers_hear_about_task_changes() -> anyhow::Result<()> {
 async fn batches_and_discover_follow_the_negotiated_revision() -> anyhow::Result<()> {
     let db = TestDb::new(common::Backend::Sqlite).await?;
     let server = InProcess::start(&db).await?;
-    let http = reqwest::Client::new();
+    let http = crate::common::http_client();
     let post = |body: Value, session: Option<&str>| {
         let mut request = http
             .post(server.mcp_url())

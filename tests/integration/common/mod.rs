@@ -513,6 +513,16 @@ fn client_config(client_name: &str) -> ClientConfig {
 
 /// Connects to a Streamable HTTP MCP endpoint (e.g. [`TestServer::mcp_url`]) and completes the
 /// initialize handshake with `clientInfo = {name: client_name, version: "1.0.0"}`.
+/// An HTTP client for a test, built with Steward's TLS builder: `crate::common::http_client()`
+/// reads and parses the system's CA bundle for every client, this once per test binary. One
+/// client per test, not one for all: a pooled connection belongs to the runtime that opened
+/// it, and each test has its own.
+pub fn http_client() -> reqwest::Client {
+    steward::tls::client_builder()
+        .build()
+        .expect("a reqwest client builds")
+}
+
 pub async fn connect(url: &str, client_name: &str) -> anyhow::Result<Client> {
     let transport = StreamableHttpClientTransport::from_uri(url.to_string());
     let client = client_config(client_name)
