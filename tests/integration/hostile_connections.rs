@@ -27,6 +27,18 @@ pub(crate) async fn connect(base_url: &str) -> anyhow::Result<TcpStream> {
     Ok(TcpStream::connect(addr).await?)
 }
 
+/// A new connection on which one `GET /health` has been answered 200 (a keep-alive connection
+/// that has served a request).
+async fn served_connection(base_url: &str) -> anyhow::Result<TcpStream> {
+    let mut stream = connect(base_url).await?;
+    stream.write_all(HEALTH).await?;
+    ensure!(
+        read_response(&mut stream).await? == 200,
+        "GET /health on a new connection"
+    );
+    Ok(stream)
+}
+
 /// Reads until a response's head is complete: the bytes read so far and where the head ends.
 async fn read_head(stream: &mut TcpStream) -> anyhow::Result<(Vec<u8>, usize)> {
     let mut received = Vec::new();
@@ -129,9 +141,7 @@ async fn half_sent_headers_are_closed_after_the_header_timeout() -> anyhow::Resu
     let mut silent = connect(&server.base_url).await?;
     closed(&mut silent).await.context("a silent connection")?;
     // Well-formed requests are unaffected.
-    let mut ok = connect(&server.base_url).await?;
-    ok.write_all(HEALTH).await?;
-    ensure!(read_response(&mut ok).await? == 200);
+    served_connection(&server.base_url).await?;
     server.stop().await;
     Ok(())
 }
@@ -150,9 +160,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> any
         ],
     )
     .await?;
-    let mut stream = connect(&server.base_url).await?;
-    stream.write_all(HEALTH).await?;
-    ensure!(read_response(&mut stream).await? == 200);
+    let mut stream = served_connection(&server.base_url).await?;
     // A second request within the idle timeout is served on the same connection.
     tokio::time::sleep(Duration::from_millis(200)).await;
     stream.write_all(HEALTH).await?;
@@ -163,9 +171,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> any
 
     // A request begun after an idle pause gets the header deadline from its first byte, not
     // the idle deadline's remainder: sent in two parts, it is served.
-    let mut stream = connect(&server.base_url).await?;
-    stream.write_all(HEALTH).await?;
-    ensure!(read_response(&mut stream).await? == 200);
+    let mut stream = served_connection(&server.base_url).await?;
     tokio::time::sleep(Duration::from_millis(700)).await;
     stream.write_all(&HEALTH[..10]).await?;
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -179,14 +185,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> any
 async fn a_stalled_body_is_refused_and_its_connection_closed() -> anyhow::Result<()> {
     let db = TestDb::new(Backend::Sqlite).await?;
     let server = InProcess::start_with(&db, &["--body-stall-timeout", "1s"]).await?;
-    let mut stream = connect(&server.base_url).await?;
-    stream.write_all(STALLED_BODY.as_bytes()).await?;
-    let (after, sent) = closed(&mut stream).await.context("a stalled body")?;
-    ensure!(
-        sent.starts_with("HTTP/1.1 408"),
-        "a stalled body's answer: {sent:?}"
-    );
-    ensure!(sent.contains("stopped arriving"), "{sent:?}");
+    let after = refused_stalled_body(&server.base_url).await?;
     eprintln!("stalled body answered and closed after {after:?}");
     server.stop().await;
     Ok(())
@@ -195,6 +194,20 @@ async fn a_stalled_body_is_refused_and_its_connection_closed() -> anyhow::Result
 /// A stalled body's start: a request head promising more body than is ever sent.
 const STALLED_BODY: &str = "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
     accept: application/json, text/event-stream\r\ncontent-length: 100000\r\n\r\n{\"jsonrpc\":\"2.0\",";
+
+/// Sends [`STALLED_BODY`] on a new connection and checks what its client sees: a 408 that says
+/// the body stopped arriving, then the connection closed. How long that took.
+async fn refused_stalled_body(base_url: &str) -> anyhow::Result<Duration> {
+    let mut stream = connect(base_url).await?;
+    stream.write_all(STALLED_BODY.as_bytes()).await?;
+    let (after, sent) = closed(&mut stream).await.context("a stalled body")?;
+    ensure!(
+        sent.starts_with("HTTP/1.1 408"),
+        "a stalled body's answer: {sent:?}"
+    );
+    ensure!(sent.contains("stopped arriving"), "{sent:?}");
+    Ok(after)
+}
 
 /// Reads a response's head: its status line (the body, e.g. an event stream, is left unread).
 async fn status_line(stream: &mut TcpStream) -> anyhow::Result<String> {
@@ -218,18 +231,10 @@ async fn a_short_body_stall_does_not_close_an_idle_keep_alive_connection() -> an
         ],
     )
     .await?;
-    let mut idle = connect(&server.base_url).await?;
-    idle.write_all(HEALTH).await?;
-    ensure!(read_response(&mut idle).await? == 200);
+    let mut idle = served_connection(&server.base_url).await?;
     let idle_since = Instant::now();
     // Meanwhile a stalled body is cut after the body-stall timeout...
-    let mut stalled = connect(&server.base_url).await?;
-    stalled.write_all(STALLED_BODY.as_bytes()).await?;
-    let (after, sent) = closed(&mut stalled).await.context("a stalled body")?;
-    ensure!(
-        sent.starts_with("HTTP/1.1 408"),
-        "a stalled body's answer: {sent:?}"
-    );
+    let after = refused_stalled_body(&server.base_url).await?;
     eprintln!("stalled body closed after {after:?}");
     // ...while the keep-alive connection, idle for three times as long, still serves.
     tokio::time::sleep_until((idle_since + Duration::from_secs(3)).into()).await;
@@ -268,9 +273,7 @@ async fn a_short_idle_timeout_does_not_cut_a_pausing_body() -> anyhow::Result<()
     pausing.write_all(&body.as_bytes()[..20]).await?;
     let paused_since = Instant::now();
     // Meanwhile an idle keep-alive connection is closed after the idle timeout...
-    let mut idle = connect(&server.base_url).await?;
-    idle.write_all(HEALTH).await?;
-    ensure!(read_response(&mut idle).await? == 200);
+    let mut idle = served_connection(&server.base_url).await?;
     let (after, sent) = closed(&mut idle).await.context("an idle connection")?;
     ensure!(sent.is_empty(), "sent on an idle connection: {sent:?}");
     eprintln!("idle connection closed after {after:?}");
@@ -293,9 +296,7 @@ async fn a_connection_over_the_cap_is_refused_while_the_others_work() -> anyhow:
     let server = TestServer::start_with(&db, &["--max-connections", "3"]).await?;
     let mut held = Vec::new();
     for _ in 0..3 {
-        let mut stream = connect(&server.base_url).await?;
-        stream.write_all(HEALTH).await?;
-        ensure!(read_response(&mut stream).await? == 200);
+        let stream = served_connection(&server.base_url).await?;
         held.push(stream);
     }
     let mut over = connect(&server.base_url).await?;

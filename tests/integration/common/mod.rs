@@ -511,9 +511,7 @@ fn client_config(client_name: &str) -> ClientConfig {
     )
 }
 
-/// Connects to a Streamable HTTP MCP endpoint (e.g. [`TestServer::mcp_url`]) and completes the
-/// initialize handshake with `clientInfo = {name: client_name, version: "1.0.0"}`.
-/// An HTTP client for a test, built with Steward's TLS builder: `crate::common::http_client()`
+/// An HTTP client for a test, built with Steward's TLS builder: `reqwest::Client::new()`
 /// reads and parses the system's CA bundle for every client, this once per test binary. One
 /// client per test, not one for all: a pooled connection belongs to the runtime that opened
 /// it, and each test has its own.
@@ -523,6 +521,8 @@ pub fn http_client() -> reqwest::Client {
         .expect("a reqwest client builds")
 }
 
+/// Connects to a Streamable HTTP MCP endpoint (e.g. [`TestServer::mcp_url`]) and completes the
+/// initialize handshake with `clientInfo = {name: client_name, version: "1.0.0"}`.
 pub async fn connect(url: &str, client_name: &str) -> anyhow::Result<Client> {
     let transport = StreamableHttpClientTransport::from_uri(url.to_string());
     let client = client_config(client_name)
