@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::readable::Scan;
 use super::{INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, error_body};
 
 /// A JSON-RPC request id: MCP allows strings and integers only.
@@ -129,6 +130,24 @@ impl Envelope {
     /// Parses `body` (whose nesting depth the caller has bounded). `revision` is the request's
     /// `MCP-Protocol-Version` header, if any.
     pub fn parse(body: Bytes, revision: Option<String>) -> Result<Envelope, Rejection> {
+        Envelope::read(body, revision, true)
+    }
+
+    /// [`Envelope::parse`] of a body that [`scan`](super::scan) walked: its values are read
+    /// one by one only when the scan found they need it.
+    pub fn parse_scanned(
+        body: Bytes,
+        revision: Option<String>,
+        scan: Scan,
+    ) -> Result<Envelope, Rejection> {
+        Envelope::read(body, revision, scan.values_need_reading)
+    }
+
+    fn read(
+        body: Bytes,
+        revision: Option<String>,
+        read_values: bool,
+    ) -> Result<Envelope, Rejection> {
         let text = std::str::from_utf8(&body).map_err(|e| parse_error(&e))?;
         let (messages, batch) = match text.trim_start().as_bytes().first() {
             Some(b'{') => (vec![read_message(text, text)?], false),
@@ -138,7 +157,9 @@ impl Envelope {
                 return Err(not_an_object());
             }
         };
-        super::readable::check(text).map_err(|e| parse_error(&e))?;
+        if read_values {
+            super::readable::check(text).map_err(|e| parse_error(&e))?;
+        }
         Ok(Envelope {
             body,
             messages,

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 pub use client_text::{CUT_MARK, MAX_CLIENT_TEXT_CHARS, cut_client_json, cut_client_text};
 pub use envelope::{CallSpans, Envelope, Id, Message, Rejection};
+pub use readable::{Scan, scan};
 
 /// JSON-RPC "parse error": the body is not JSON.
 pub const PARSE_ERROR: i32 = -32700;

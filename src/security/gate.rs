@@ -14,7 +14,9 @@ use rmcp::model::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::protocol::{CallSpans, Envelope, INVALID_PARAMS, INVALID_REQUEST, Message, Rejection};
+use crate::protocol::{
+    self, CallSpans, Envelope, INVALID_PARAMS, INVALID_REQUEST, Message, Rejection,
+};
 
 /// Methods the stateless revision (2026-07-28) removed. rmcp answers them 404 with -32601,
 /// which tells a stateless client more than a complaint about their params would.
@@ -30,7 +32,9 @@ pub fn inspect(
     revision: Option<String>,
     stateless: bool,
 ) -> Result<Envelope, Rejection> {
-    if let Some(depth) = too_deep(&body, max_depth) {
+    // One walk finds both: the depth is reported before any parse, even of malformed JSON.
+    let scan = protocol::scan(&body, max_depth);
+    if let Some(depth) = scan.too_deep {
         return Err(Rejection::new(
             INVALID_REQUEST,
             format!(
@@ -39,7 +43,7 @@ pub fn inspect(
             None,
         ));
     }
-    let mut envelope = Envelope::parse(body, revision)?;
+    let mut envelope = Envelope::parse_scanned(body, revision, scan)?;
     let stateless = stateless && !envelope.is_batch();
     let mut plain = Vec::new();
     for (index, message) in envelope.messages().iter().enumerate() {
@@ -79,32 +83,7 @@ fn check_message(
 /// The depth at which `body` first exceeds `max` levels of `[`/`{`, if it does. Scans bytes
 /// without parsing, so a hostile body cannot exhaust the stack of a recursive parser.
 pub fn too_deep(body: &[u8], max: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in body {
-        if in_string {
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max {
-                    return Some(depth);
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    None
+    protocol::scan(body, max).too_deep
 }
 
 /// Deserialises the params of the methods MCP defines into rmcp's own types, naming the
@@ -142,8 +121,8 @@ fn check_others(method: &str, params: Option<&str>) -> Result<(), String> {
 /// The params of most calls: a name and arguments, nothing else. What rmcp's
 /// `CallToolRequestParams` accepts of them is checked without building its arguments' map (or
 /// keeping serde_path_to_error's path): a string name and an object (or null) of arguments
-/// ([`CallSpans::read`]). The envelope has already read every value of the body as `Value`
-/// would (`protocol::readable`), so the arguments are only skipped over. `None` sends the
+/// ([`CallSpans::read`]). The envelope has already made sure every value of the body reads as
+/// `Value` would read it (`protocol::readable`), so the arguments are only skipped over. `None` sends the
 /// params to the full check, which names what is wrong; a `None` never refuses anything.
 fn plain_call(params: &str) -> Option<CallSpans> {
     CallSpans::read(params)
