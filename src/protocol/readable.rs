@@ -2,7 +2,9 @@
 //! values as raw JSON, and serde_json skips over raw values without reading them, so a string
 //! with half a surrogate pair (`"\udfff"`) or a number past `f64` (`1e999`) passes; rmcp reads
 //! them, refuses the body and answers 415. Reading each value once, without building a tree,
-//! makes the gate refuse them as the parse errors they are.
+//! makes the gate refuse them as the parse errors they are. The gate's one walk over the body
+//! before any parse ([`scan`]) tells whether a body can hold such a value at all; most cannot,
+//! and are not read a second time.
 
 use std::fmt;
 
