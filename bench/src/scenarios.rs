@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::client::{Conn, LoadOutcome, LoadSpec, PROTOCOL_VERSION, Target, run_load};
 use crate::db::Pool;
 use crate::limit;
+use crate::mappings::Sampler;
 use crate::report::{Report, Row};
 use crate::rmcp_limit;
 use crate::server::{BenchDb, Engine, ServerProc, StewardOpts, start_steward};
@@ -205,6 +206,15 @@ impl Instance {
         self.measure_as(ctx, scenario, false).await
     }
 
+    /// [`Instance::measure`] with the server's resident memory sampled by mapping while the
+    /// load runs (see [`crate::mappings`]).
+    pub async fn measure_mapped(&mut self, ctx: &Ctx, scenario: &str) -> Row {
+        let sampler = Sampler::start(self.proc.pid());
+        let mut row = self.measure(ctx, scenario).await;
+        row.peak_by_mapping = sampler.stop();
+        row
+    }
+
     /// [`Instance::measure`], with sessions or stateless (2026-07-28).
     pub async fn measure_as(&mut self, ctx: &Ctx, scenario: &str, stateless: bool) -> Row {
         let postgres = self.db.engine == Engine::Postgres;
@@ -366,7 +376,7 @@ pub async fn run_plain(ctx: &mut Ctx, engine: Engine, durability: &'static str) 
         Instance::start(ctx, engine, durability, &format!("run-{}", engine.label())).await?;
     let mut rows = Vec::new();
     for _ in 0..ctx.rounds {
-        rows.push(inst.measure(ctx, "run").await);
+        rows.push(inst.measure_mapped(ctx, "run").await);
     }
     ctx.report.row(median_row(rows));
     inst.finish(ctx, "run", durability != "off").await
