@@ -159,7 +159,10 @@ enum Scenario {
         rows: Option<usize>,
     },
     /// The ledger's cost in instructions per message (valgrind callgrind), off vs. async:
-    /// deterministic, unlike throughput on a shared machine. Needs valgrind; a few minutes.
+    /// deterministic, unlike throughput on a shared machine. Every call is a find_tasks search of
+    /// a 200-task board for another word and page size, so the ledger counts the tokens of new
+    /// text as with varied traffic (--tool, --args and --tasks do not apply). Needs valgrind; a
+    /// few minutes.
     Instructions {
         /// Keep the callgrind output files in this directory (for `callgrind_annotate
         /// --inclusive=yes`, to see where the instructions go).
@@ -253,6 +256,7 @@ async fn run(cli: Cli) -> Result<usize> {
         max_time: Duration::from_secs(c.max_seconds),
         tool: c.tool.clone(),
         args_json: c.args.clone(),
+        varied_args: None,
         tasks: c.tasks,
         ticks_per_s: server::clock_ticks(),
         report: Report::default(),

@@ -28,6 +28,8 @@ pub struct Ctx {
     pub max_time: Duration,
     pub tool: String,
     pub args_json: String,
+    /// The tool's arguments made for each request from its id (instead of `args_json`).
+    pub varied_args: Option<fn(u64) -> String>,
     pub tasks: usize,
     pub ticks_per_s: f64,
     pub report: Report,
@@ -86,6 +88,7 @@ impl Ctx {
             max_time: self.max_time,
             tool: self.tool.clone(),
             args_json: self.args_json.clone(),
+            varied_args: self.varied_args,
             check_id: true,
             first_id,
             stateless: false,
@@ -128,8 +131,30 @@ impl Instance {
         opts: StewardOpts,
         name: &str,
     ) -> Result<Instance> {
+        Self::start_seeded(ctx, engine, opts, name, 0).await
+    }
+
+    /// [`Instance::start_with`] on a database that also holds a board of `board_tasks` tasks
+    /// seeded straight into it before the server starts (`board_seed`; none for 0).
+    pub async fn start_seeded(
+        ctx: &Ctx,
+        engine: Engine,
+        opts: StewardOpts,
+        name: &str,
+        board_tasks: usize,
+    ) -> Result<Instance> {
         let db = ctx.new_db(engine, name).await?;
-        match Self::start_on(ctx, db, &opts, name).await {
+        let seeded = match board_tasks {
+            0 => Ok(()),
+            tasks => crate::board_seed::migrate_and_seed(&db, tasks)
+                .await
+                .map(drop),
+        };
+        let started = match seeded {
+            Ok(()) => Self::start_on(ctx, db, &opts, name).await,
+            Err(error) => Err((error, db)),
+        };
+        match started {
             Ok(i) => Ok(i),
             Err((error, db)) => {
                 if let Err(e) = db.drop_db().await {
