@@ -28,6 +28,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
 use crate::board_seed;
+use crate::db::Pool;
 use crate::gateway;
 use crate::rmcp_limit;
 use crate::scenarios::{Ctx, Instance};
@@ -245,6 +246,9 @@ async fn per_message(
     .await;
     // The dump is the first part file: `<out>.1`.
     let dump = PathBuf::from(format!("{}.1", out.display()));
+    if ledger && measured.is_ok() {
+        report_sizes(ctx, &inst).await;
+    }
     inst.finish(ctx, "instructions", ledger).await?;
     let messages = measured?;
     let totals = Totals::read(&dump)?;
@@ -280,6 +284,30 @@ async fn per_message(
         instructions: cost,
         misses,
     })
+}
+
+/// What the ledger recorded of the calls' size: what its token counter had to read.
+async fn report_sizes(ctx: &mut Ctx, inst: &Instance) {
+    let sizes = async {
+        let pool = Pool::open(&inst.db).await?;
+        let sizes = pool.tool_call_sizes().await;
+        pool.close().await;
+        sizes
+    };
+    match sizes.await {
+        Ok((bytes, tokens)) => ctx.report.fact(
+            "instructions",
+            &format!(
+                "{}: tools/call mean response bytes / result tokens",
+                inst.label
+            ),
+            json!(format!("{bytes:.0} / {tokens:.0}")),
+            "",
+        ),
+        Err(e) => ctx
+            .report
+            .note(format!("{}: no call sizes: {e:#}", inst.label)),
+    }
 }
 
 /// Tool calls counted per server.
