@@ -16,9 +16,9 @@
 //! The calls counted vary as traffic does: each one searches a board of [`BOARD_TASKS`] tasks
 //! (seeded straight into the database, shaped like the Python peer's) for another word of the
 //! board's, with another page size ([`search_args`]), so no request and no answer is a text the
-//! ledger has seen before in the run. The same calls the same way had the ledger's memos answer
-//! every one: its token counter, about as much work as serving the call on new text, was never
-//! counted. The `off` and `async` servers get the same calls, so the difference is the ledger's.
+//! ledger has seen before in the run: calls that repeated one text would have the ledger's memos
+//! answer every one and leave its token counter, its largest cost on new text, out of the count.
+//! The `off` and `async` servers get the same calls, so the difference is the ledger's.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
