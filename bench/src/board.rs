@@ -4,13 +4,11 @@
 //! single client's median latency on the large board? Both boards are seeded straight into the
 //! database (see `board_seed`), then a real `steward serve` answers.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
-use steward::store::{DatabaseUrl, Store};
 
-use crate::board_seed::seed;
+use crate::board_seed::migrate_and_seed;
 use crate::client::{LoadOutcome, LoadSpec, Target, run_load};
-use crate::db::Pool;
 use crate::report::Row;
 use crate::scenarios::{Ctx, note_log_problems};
 use crate::server::{BenchDb, Engine, ServerProc};
@@ -125,15 +123,7 @@ impl Board {
         name: &str,
         tasks: usize,
     ) -> Result<(ServerProc, Target, Vec<String>, String)> {
-        // Steward's own migrations first, so the rows meet every index and trigger.
-        let store = Store::open(&DatabaseUrl::parse(&db.url)?)
-            .await
-            .context("migrating the bench database with Steward's store")?;
-        store.close().await;
-        let pool = Pool::open(db).await?;
-        let seeded = seed(&pool, tasks).await;
-        pool.close().await;
-        let seeded = seeded?;
+        let seeded = migrate_and_seed(db, tasks).await?;
         ctx.report.fact(
             "board",
             &format!(
@@ -175,6 +165,7 @@ impl Board {
             max_time: ctx.max_time,
             tool: read.tool.to_string(),
             args_json: read.args.replace("{project}", &self.project),
+            varied_args: None,
             check_id: true,
             first_id: self.next_id,
             stateless: false,

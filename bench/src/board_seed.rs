@@ -3,14 +3,15 @@
 //! itself would write (folded `search_text`, `assignee_key`, `feature_key`), so every index and
 //! trigger a migration adds fires as it does for a tool call.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::types::Json;
 use sqlx::{PgPool, QueryBuilder, SqliteConnection};
-use steward::store::Id;
+use steward::store::{DatabaseUrl, Id, Store};
 
 use crate::db::Pool;
+use crate::server::BenchDb;
 
 /// Rows per multi-row INSERT (13 bound values each: under both engines' limits).
 const BATCH: usize = 1_000;
@@ -23,7 +24,7 @@ const ASSIGNEES: [&str; 4] = ["User", "AI IDE Agent", "Archon", "Claude Code"];
 
 /// Words titles and descriptions are drawn from; `cache` among them, so a text query for it
 /// matches about one task in ten at any board size.
-const WORDS: &[&str] = &[
+pub const WORDS: &[&str] = &[
     "cache",
     "ledger",
     "dashboard",
@@ -331,6 +332,19 @@ struct TaskRow {
 enum Sink<'c> {
     Sqlite(&'c mut SqliteConnection),
     Postgres(&'c PgPool),
+}
+
+/// Creates Steward's schema in a new database with Steward's own migrations (so the rows meet
+/// every index and trigger), then seeds it (see [`seed`]).
+pub async fn migrate_and_seed(db: &BenchDb, tasks: usize) -> Result<Seeded> {
+    let store = Store::open(&DatabaseUrl::parse(&db.url)?)
+        .await
+        .context("migrating the bench database with Steward's store")?;
+    store.close().await;
+    let pool = Pool::open(db).await?;
+    let seeded = seed(&pool, tasks).await;
+    pool.close().await;
+    seeded
 }
 
 /// Inserts `tasks` tasks in `tasks / 40` projects (at least one) with 2 documents each.

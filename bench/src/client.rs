@@ -337,6 +337,8 @@ pub struct LoadSpec {
     pub max_time: Duration,
     pub tool: String,
     pub args_json: String,
+    /// Arguments made for each request from its JSON-RPC id, instead of `args_json`.
+    pub varied_args: Option<fn(u64) -> String>,
     /// Check that the answer carries the request's JSON-RPC id (off for the pre-serialised limit).
     pub check_id: bool,
     /// JSON-RPC ids start here (so ids stay unique within a session across runs).
@@ -430,10 +432,12 @@ async fn worker(spec: &LoadSpec, next: &AtomicUsize, start: Instant) -> LoadOutc
             Some(spec.sessions[i % spec.sessions.len()].as_str())
         };
         let id = spec.first_id + i as u64;
+        let varied = spec.varied_args.map(|args_for| args_for(id));
+        let args = varied.as_deref().unwrap_or(&spec.args_json);
         let body = if spec.stateless {
-            stateless_call_body(id, &spec.tool, &spec.args_json)
+            stateless_call_body(id, &spec.tool, args)
         } else {
-            tool_call_body(id, &spec.tool, &spec.args_json)
+            tool_call_body(id, &spec.tool, args)
         };
         let t0 = Instant::now();
         let result = async {

@@ -118,6 +118,18 @@ impl Pool {
         ))
     }
 
+    /// The mean response bytes and result tokens of the ledger's `tools/call` rows.
+    pub async fn tool_call_sizes(&self) -> Result<(f64, f64)> {
+        let sql = "SELECT CAST(AVG(response_bytes) AS DOUBLE PRECISION), \
+                   CAST(AVG(result_tokens) AS DOUBLE PRECISION) \
+                   FROM mcp_requests WHERE method = 'tools/call'";
+        let sizes: (Option<f64>, Option<f64>) = match self {
+            Pool::Sqlite(p) => sqlx::query_as(sql).fetch_one(p).await?,
+            Pool::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await?,
+        };
+        Ok((sizes.0.unwrap_or(0.0), sizes.1.unwrap_or(0.0)))
+    }
+
     pub async fn count_sessions(&self) -> Result<i64> {
         let sql = "SELECT COUNT(*) FROM mcp_sessions";
         Ok(match self {

@@ -43,6 +43,7 @@ impl Path {
             max_time: ctx.max_time,
             tool: self.tool.clone(),
             args_json: ARGS.to_string(),
+            varied_args: None,
             check_id: true,
             first_id: self.next_id,
             stateless: false,

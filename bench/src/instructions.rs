@@ -12,6 +12,13 @@
 //! the ledger's flush interval is raised (hidden `--ledger-flush-interval`) to keep its
 //! batches as large as at full speed; otherwise per-batch work would be counted many times
 //! over.
+//!
+//! The calls counted vary as traffic does: each one searches a board of [`BOARD_TASKS`] tasks
+//! (seeded straight into the database, shaped like the Python peer's) for another word of the
+//! board's, with another page size ([`search_args`]), so no request and no answer is a text the
+//! ledger has seen before in the run: calls that repeated one text would have the ledger's memos
+//! answer every one and leave its token counter, its largest cost on new text, out of the count.
+//! The `off` and `async` servers get the same calls, so the difference is the ledger's.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +27,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
+use crate::board_seed;
+use crate::db::Pool;
 use crate::gateway;
 use crate::rmcp_limit;
 use crate::scenarios::{Ctx, Instance};
@@ -31,6 +40,19 @@ const FLUSH_UNDER_VALGRIND: &str = "5s";
 
 /// Longest wait for the ledger to store the rows of the messages sent so far.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Tasks on the board the counted calls search: the `board` scenario's small board.
+const BOARD_TASKS: usize = 200;
+
+/// Page sizes the searches ask for: 1 to this.
+const MAX_PER_PAGE: usize = 20;
+
+/// The searches made before one repeats (word, page size): the board's words by the page sizes.
+const SEARCHES: usize = board_seed::WORDS.len() * MAX_PER_PAGE;
+const _: () = assert!(
+    SEARCHES >= 1_000 + 3_000,
+    "a full run's warm-up and counted calls repeat no search"
+);
 
 /// How to run the scenario.
 pub struct Opts<'a> {
@@ -63,10 +85,26 @@ pub async fn instructions(ctx: &mut Ctx, opts: &Opts<'_>) -> Result<()> {
     if opts.gateway {
         return gateway_hop(ctx, opts).await;
     }
+    ctx.tool = "find_tasks".into();
+    ctx.varied_args = Some(search_args);
+    // The board is seeded straight into the database (`per_message`).
+    ctx.tasks = 0;
+    let calls = ctx.warmup + counted_calls(opts);
+    ctx.report.note(format!(
+        "instructions: every call is a find_tasks search of a {BOARD_TASKS}-task board for another \
+         of its words with another page size (1-{MAX_PER_PAGE}); {SEARCHES} searches before one \
+         repeats, {calls} made per server (--tool, --args and --tasks do not apply)"
+    ));
     for engine in ctx.engines() {
         let off = per_message(ctx, engine, "off", opts, &Hop::None).await?;
         let async_ = per_message(ctx, engine, "async", opts, &Hop::None).await?;
         let added = 100.0 * (async_.instructions / off.instructions - 1.0);
+        ctx.report.fact(
+            "instructions",
+            &format!("{}: async ledger minus off per message", engine.label()),
+            json!((async_.instructions - off.instructions).round()),
+            "instr",
+        );
         ctx.report.ratio(
             "instructions",
             &format!(
@@ -154,7 +192,7 @@ async fn per_message(
     opts: &Opts<'_>,
     hop: &Hop,
 ) -> Result<PerMessage> {
-    let requests = if opts.quick { 600 } else { 3_000 };
+    let requests = counted_calls(opts);
     let keep = opts.keep;
     let what = match hop {
         Hop::None => "instructions",
@@ -183,7 +221,10 @@ async fn per_message(
         extra_args,
     };
     eprintln!("   {name}");
-    let mut inst = Instance::start_with(ctx, engine, opts, &name).await?;
+    let mut inst = match hop {
+        Hop::None => Instance::start_seeded(ctx, engine, opts, &name, BOARD_TASKS).await?,
+        Hop::Upstream(_) => Instance::start_with(ctx, engine, opts, &name).await?,
+    };
     let pid = inst.proc.pid().to_string();
     let ledger = durability != "off";
     let measured = async {
@@ -205,6 +246,9 @@ async fn per_message(
     .await;
     // The dump is the first part file: `<out>.1`.
     let dump = PathBuf::from(format!("{}.1", out.display()));
+    if ledger && measured.is_ok() {
+        report_sizes(ctx, &inst).await;
+    }
     inst.finish(ctx, "instructions", ledger).await?;
     let messages = measured?;
     let totals = Totals::read(&dump)?;
@@ -240,6 +284,51 @@ async fn per_message(
         instructions: cost,
         misses,
     })
+}
+
+/// What the ledger recorded of the calls' size: what its token counter had to read.
+async fn report_sizes(ctx: &mut Ctx, inst: &Instance) {
+    let sizes = async {
+        let pool = Pool::open(&inst.db).await?;
+        let sizes = pool.tool_call_sizes().await;
+        pool.close().await;
+        sizes
+    };
+    match sizes.await {
+        Ok((bytes, tokens)) => ctx.report.fact(
+            "instructions",
+            &format!(
+                "{}: tools/call mean response bytes / result tokens",
+                inst.label
+            ),
+            json!(format!("{bytes:.0} / {tokens:.0}")),
+            "",
+        ),
+        Err(e) => ctx
+            .report
+            .note(format!("{}: no call sizes: {e:#}", inst.label)),
+    }
+}
+
+/// Tool calls counted per server.
+fn counted_calls(opts: &Opts<'_>) -> usize {
+    if opts.quick { 600 } else { 3_000 }
+}
+
+/// The arguments of the call with JSON-RPC id `id`: a search for one of the seeded board's
+/// words with a page size from 1 to [`MAX_PER_PAGE`]. Any [`SEARCHES`] consecutive ids get
+/// different arguments, and so different answers (an answer names its page size; the words
+/// match different tasks).
+fn search_args(id: u64) -> String {
+    // A prime larger than SEARCHES: stepping by it visits every search once before repeating,
+    // in an order that mixes the words and the page sizes.
+    const STEP: u64 = 1_000_003;
+    const _: () = assert!(SEARCHES < STEP as usize);
+    let searches = SEARCHES as u64;
+    let k = (id % searches * STEP % searches) as usize;
+    let word = board_seed::WORDS[k % board_seed::WORDS.len()];
+    let per_page = 1 + k / board_seed::WORDS.len();
+    format!(r#"{{"query":"{word}","per_page":{per_page}}}"#)
 }
 
 /// What one variant costs per message.
@@ -359,6 +448,23 @@ impl Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every search of a run is new, whatever id the run starts at, and is a valid call.
+    #[test]
+    fn searches_do_not_repeat_within_a_cycle() {
+        for first in [1, 301, 123_456] {
+            let args: std::collections::HashSet<String> =
+                (first..first + SEARCHES as u64).map(search_args).collect();
+            assert_eq!(args.len(), SEARCHES);
+        }
+        for id in 0..2 * SEARCHES as u64 {
+            let args: serde_json::Value = serde_json::from_str(&search_args(id)).unwrap();
+            let per_page = args["per_page"].as_u64().unwrap();
+            assert!((1..=MAX_PER_PAGE as u64).contains(&per_page), "{args}");
+            assert!(board_seed::WORDS.contains(&args["query"].as_str().unwrap()));
+        }
+        assert_eq!(search_args(7), search_args(7 + SEARCHES as u64));
+    }
 
     #[test]
     fn reads_the_event_totals() {

@@ -15,6 +15,7 @@ mod gateway;
 mod in_process;
 mod instructions;
 mod limit;
+mod mappings;
 mod peer;
 mod proxy;
 mod report;
@@ -39,7 +40,16 @@ use crate::server::Engine;
 #[command(
     name = "steward-bench",
     about = "Load generator and benchmark scenarios for Steward (see BENCHMARKS.md)",
-    after_help = "Example: cargo run --release -p steward-bench -- all --postgres postgres://postgres@127.0.0.1:5432/postgres"
+    after_help = "Memory by mapping (run, peer, sessions): while a measured run lasts, the server's \
+/proc/PID/smaps is read every 250 ms and the sample with the highest resident total is kept, split \
+into anon (anonymous mappings: the heap, the allocator's segments, thread stacks), code (the \
+binary's executable r-xp mappings), rodata (the binary's read-only r--p mappings), libs (shared \
+libraries, *.so) and other (the binary's writable data, other mapped files such as SQLite's -shm, \
+[vdso]), in MiB: the table after the runs, `peak_by_mapping` in the JSON. For sessions the window is \
+the first server's from opening the sessions to their first calls (its first-call row) and the \
+restarted server's from the restore storm to the last cached call (its storm row).
+
+Example: cargo run --release -p steward-bench -- all --postgres postgres://postgres@127.0.0.1:5432/postgres"
 )]
 struct Cli {
     #[command(flatten)]
@@ -149,7 +159,10 @@ enum Scenario {
         rows: Option<usize>,
     },
     /// The ledger's cost in instructions per message (valgrind callgrind), off vs. async:
-    /// deterministic, unlike throughput on a shared machine. Needs valgrind; a few minutes.
+    /// deterministic, unlike throughput on a shared machine. Every call is a find_tasks search of
+    /// a 200-task board for another word and page size, so the ledger counts the tokens of new
+    /// text as with varied traffic (--tool, --args and --tasks do not apply). Needs valgrind; a
+    /// few minutes.
     Instructions {
         /// Keep the callgrind output files in this directory (for `callgrind_annotate
         /// --inclusive=yes`, to see where the instructions go).
@@ -243,6 +256,7 @@ async fn run(cli: Cli) -> Result<usize> {
         max_time: Duration::from_secs(c.max_seconds),
         tool: c.tool.clone(),
         args_json: c.args.clone(),
+        varied_args: None,
         tasks: c.tasks,
         ticks_per_s: server::clock_ticks(),
         report: Report::default(),

@@ -10,6 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::client::{LoadSpec, Target, run_load};
+use crate::mappings::Sampler;
 use crate::report::Row;
 use crate::rmcp_limit::Floor;
 use crate::scenarios::{Ctx, Instance, median_row};
@@ -107,6 +108,7 @@ pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
     let mut floor_rows = Vec::new();
     let mut next_id = 1_000_000;
     for _ in 0..ctx.rounds {
+        let sampler = Sampler::start(peer.pid());
         let before = peer.stats();
         let out = run_load(&LoadSpec {
             requests: peer_requests,
@@ -115,16 +117,18 @@ pub async fn peer(ctx: &mut Ctx, opts: &PeerOpts) -> Result<()> {
         .await;
         next_id += peer_requests as u64;
         let after = peer.stats();
-        peer_rows.push(Row::new(
+        let mut row = Row::new(
             "peer",
             "python mcp 2.x MCPServer + aiosqlite INSERT",
             &out,
             ctx.concurrency,
             Some((before, after)),
             ctx.ticks_per_s,
-        ));
+        );
+        row.peak_by_mapping = sampler.stop();
+        peer_rows.push(row);
         for (i, inst) in insts.iter_mut().enumerate() {
-            steward_rows[i].push(inst.measure(ctx, "peer").await);
+            steward_rows[i].push(inst.measure_mapped(ctx, "peer").await);
         }
         floor_rows.push(floor.measure(ctx, "peer").await);
     }

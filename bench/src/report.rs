@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::LoadOutcome;
+use crate::mappings::Peak;
 use crate::server::ProcStats;
 
 /// One load run against one server.
@@ -25,6 +26,10 @@ pub struct Row {
     pub rss_mib: Option<f64>,
     /// Server peak RSS so far (MiB).
     pub hwm_mib: Option<f64>,
+    /// The server's resident memory by mapping at the highest of the run's samples (`run`,
+    /// `peer` and `sessions` only; see [`crate::mappings`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_by_mapping: Option<Peak>,
     /// Server CPU time (user + system) per request during the run.
     pub server_cpu_ms_per_call: Option<f64>,
     /// The part of it spent in the kernel.
@@ -71,6 +76,7 @@ impl Row {
             max_ms: out.max_ms(),
             rss_mib: rss,
             hwm_mib: hwm,
+            peak_by_mapping: None,
             server_cpu_ms_per_call: cpu,
             server_sys_ms_per_call: sys,
             database_cpu_ms_per_call: None,
@@ -218,6 +224,7 @@ impl Report {
                 opt(r.server_cpu_ms_per_call, 3),
             ));
         }
+        s.push_str(&self.peaks_table());
         if !self.facts.is_empty() {
             s.push('\n');
             for f in &self.facts {
@@ -252,6 +259,41 @@ impl Report {
             for n in &self.notes {
                 s.push_str(&format!("note: {n}\n"));
             }
+        }
+        s
+    }
+
+    /// The runs' memory by mapping, for those that sampled it.
+    fn peaks_table(&self) -> String {
+        let sampled: Vec<(&Row, &Peak)> = self
+            .rows
+            .iter()
+            .filter_map(|r| Some((r, r.peak_by_mapping.as_ref()?)))
+            .collect();
+        if sampled.is_empty() {
+            return String::new();
+        }
+        let mut s = format!(
+            "\nresident memory at the run's sampled peak, by mapping (MiB; {}):\n",
+            crate::mappings::COLUMNS
+        );
+        s.push_str(&format!(
+            "{:<9} {:<44} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}\n",
+            "scenario", "run", "RSS", "anon", "code", "rodata", "libs", "other", "samples"
+        ));
+        for (r, p) in sampled {
+            s.push_str(&format!(
+                "{:<9} {:<44} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7}\n",
+                r.scenario,
+                r.label,
+                p.rss_mib,
+                p.anon_mib,
+                p.code_mib,
+                p.rodata_mib,
+                p.libs_mib,
+                p.other_mib,
+                p.samples
+            ));
         }
         s
     }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::client::{Conn, LoadOutcome, LoadSpec, PROTOCOL_VERSION, Target, run_load};
 use crate::db::Pool;
 use crate::limit;
+use crate::mappings::Sampler;
 use crate::report::{Report, Row};
 use crate::rmcp_limit;
 use crate::server::{BenchDb, Engine, ServerProc, StewardOpts, start_steward};
@@ -27,6 +28,8 @@ pub struct Ctx {
     pub max_time: Duration,
     pub tool: String,
     pub args_json: String,
+    /// The tool's arguments made for each request from its id (instead of `args_json`).
+    pub varied_args: Option<fn(u64) -> String>,
     pub tasks: usize,
     pub ticks_per_s: f64,
     pub report: Report,
@@ -85,6 +88,7 @@ impl Ctx {
             max_time: self.max_time,
             tool: self.tool.clone(),
             args_json: self.args_json.clone(),
+            varied_args: self.varied_args,
             check_id: true,
             first_id,
             stateless: false,
@@ -127,8 +131,30 @@ impl Instance {
         opts: StewardOpts,
         name: &str,
     ) -> Result<Instance> {
+        Self::start_seeded(ctx, engine, opts, name, 0).await
+    }
+
+    /// [`Instance::start_with`] on a database that also holds a board of `board_tasks` tasks
+    /// seeded straight into it before the server starts (`board_seed`; none for 0).
+    pub async fn start_seeded(
+        ctx: &Ctx,
+        engine: Engine,
+        opts: StewardOpts,
+        name: &str,
+        board_tasks: usize,
+    ) -> Result<Instance> {
         let db = ctx.new_db(engine, name).await?;
-        match Self::start_on(ctx, db, &opts, name).await {
+        let seeded = match board_tasks {
+            0 => Ok(()),
+            tasks => crate::board_seed::migrate_and_seed(&db, tasks)
+                .await
+                .map(drop),
+        };
+        let started = match seeded {
+            Ok(()) => Self::start_on(ctx, db, &opts, name).await,
+            Err(error) => Err((error, db)),
+        };
+        match started {
             Ok(i) => Ok(i),
             Err((error, db)) => {
                 if let Err(e) = db.drop_db().await {
@@ -203,6 +229,15 @@ impl Instance {
     /// A measured run: the load plus the server's CPU time and memory.
     pub async fn measure(&mut self, ctx: &Ctx, scenario: &str) -> Row {
         self.measure_as(ctx, scenario, false).await
+    }
+
+    /// [`Instance::measure`] with the server's resident memory sampled by mapping while the
+    /// load runs (see [`crate::mappings`]).
+    pub async fn measure_mapped(&mut self, ctx: &Ctx, scenario: &str) -> Row {
+        let sampler = Sampler::start(self.proc.pid());
+        let mut row = self.measure(ctx, scenario).await;
+        row.peak_by_mapping = sampler.stop();
+        row
     }
 
     /// [`Instance::measure`], with sessions or stateless (2026-07-28).
@@ -366,7 +401,7 @@ pub async fn run_plain(ctx: &mut Ctx, engine: Engine, durability: &'static str) 
         Instance::start(ctx, engine, durability, &format!("run-{}", engine.label())).await?;
     let mut rows = Vec::new();
     for _ in 0..ctx.rounds {
-        rows.push(inst.measure(ctx, "run").await);
+        rows.push(inst.measure_mapped(ctx, "run").await);
     }
     ctx.report.row(median_row(rows));
     inst.finish(ctx, "run", durability != "off").await

@@ -16,6 +16,9 @@ use sqlx::Connection;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a SIGTERM may take before the bench kills the process.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The same for a server run by a wrapper (valgrind runs it ~50x slower, slower still on a busy
+/// machine: a full `instructions` run's server once took more than a minute to stop).
+const WRAPPED_STOP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A running server process.
 pub struct ServerProc {
@@ -25,6 +28,8 @@ pub struct ServerProc {
     /// From spawn to the listening line on stdout.
     pub startup: Duration,
     pub log: PathBuf,
+    /// How long [`ServerProc::stop`] waits before it kills the process.
+    stop_timeout: Duration,
 }
 
 impl ServerProc {
@@ -81,6 +86,7 @@ impl ServerProc {
             addr,
             startup,
             log: log.to_path_buf(),
+            stop_timeout: STOP_TIMEOUT,
         })
     }
 
@@ -92,7 +98,8 @@ impl ServerProc {
         ProcStats::read(self.pid())
     }
 
-    /// SIGTERM, then wait (kill after [`STOP_TIMEOUT`]). Returns how long the stop took.
+    /// SIGTERM, then wait (kill after [`STOP_TIMEOUT`], or [`WRAPPED_STOP_TIMEOUT`] for a
+    /// server run by a wrapper). Returns how long the stop took.
     pub fn stop(mut self) -> Result<Duration> {
         let t0 = Instant::now();
         let status = Command::new("kill")
@@ -113,11 +120,12 @@ impl ServerProc {
                 }
                 return Ok(t0.elapsed());
             }
-            if t0.elapsed() > STOP_TIMEOUT {
+            if t0.elapsed() > self.stop_timeout {
                 kill_quietly(&mut self.child);
                 bail!(
-                    "{} did not stop within {STOP_TIMEOUT:?} of SIGTERM",
-                    self.name
+                    "{} did not stop within {:?} of SIGTERM",
+                    self.name,
+                    self.stop_timeout
                 );
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -376,7 +384,11 @@ pub fn start_steward(
     }
     cmd.env_remove("RUST_LOG");
     let log = dir.join(format!("{name}.log"));
-    ServerProc::spawn(name, cmd, "steward listening on", &log)
+    let mut proc = ServerProc::spawn(name, cmd, "steward listening on", &log)?;
+    if !opts.wrapper.is_empty() {
+        proc.stop_timeout = WRAPPED_STOP_TIMEOUT;
+    }
+    Ok(proc)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::client::{Conn, LoadSpec, Target, open_sessions, run_load};
 use crate::db::Pool;
+use crate::mappings::Sampler;
 use crate::report::{Row, mib};
 use crate::scenarios::{Ctx, note_log_problems, seed_board};
 use crate::server::{BenchDb, Engine};
@@ -200,6 +201,8 @@ async fn storm(ctx: &mut Ctx, engine: Engine, db: &BenchDb, opts: &SessionOpts) 
     }
     messages += 2 + warm_out.sent as u64;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Memory by mapping from here until the first calls on the new sessions are answered.
+    let sampler = Sampler::start(a.pid());
     let before = a.stats();
     let t0 = Instant::now();
     let ids = open_sessions(&target, n, ctx.concurrency, "bench").await?;
@@ -213,7 +216,7 @@ async fn storm(ctx: &mut Ctx, engine: Engine, db: &BenchDb, opts: &SessionOpts) 
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let called = a.stats();
-    let row = Row::new(
+    let mut row = Row::new(
         s,
         &format!("steward {e}: first call on {n} new sessions"),
         &fresh,
@@ -221,6 +224,7 @@ async fn storm(ctx: &mut Ctx, engine: Engine, db: &BenchDb, opts: &SessionOpts) 
         Some((opened, called)),
         ctx.ticks_per_s,
     );
+    row.peak_by_mapping = sampler.stop();
     ctx.report.row(row);
     ctx.report.fact(
         s,
@@ -285,6 +289,8 @@ async fn storm(ctx: &mut Ctx, engine: Engine, db: &BenchDb, opts: &SessionOpts) 
         "ms",
     );
     let target = Target::new(b.addr, "/mcp")?;
+    // Memory by mapping from the restore storm to the last cached call.
+    let sampler = Sampler::start(b.pid());
     let b0 = b.stats();
     // Every old session sends one call, with its old id and no initialize: first a few one at
     // a time (the restore's own latency), then the rest with C in flight (the storm).
@@ -301,6 +307,7 @@ async fn storm(ctx: &mut Ctx, engine: Engine, db: &BenchDb, opts: &SessionOpts) 
     let cached = run_load(&ctx.spec(&target, &ids, n, 2_000_000)).await;
     let b2 = b.stats();
     let seq_cached = run_load(&one(seq_ids, 4_000_000)).await;
+    let peak = sampler.stop();
     let row = |label: String, out: &crate::client::LoadOutcome, c: usize, st| {
         Row::new(s, &label, out, c, st, ctx.ticks_per_s)
     };
@@ -310,15 +317,18 @@ async fn storm(ctx: &mut Ctx, engine: Engine, db: &BenchDb, opts: &SessionOpts) 
         1,
         None,
     );
-    let r_row = row(
-        format!(
-            "steward {e}: restored, first call, storm ({} sessions)",
-            storm_ids.len()
-        ),
-        &restored,
-        ctx.concurrency,
-        Some((b0, b1)),
-    );
+    let r_row = Row {
+        peak_by_mapping: peak,
+        ..row(
+            format!(
+                "steward {e}: restored, first call, storm ({} sessions)",
+                storm_ids.len()
+            ),
+            &restored,
+            ctx.concurrency,
+            Some((b0, b1)),
+        )
+    };
     let c_row = row(
         format!("steward {e}: same sessions, second call (cached)"),
         &cached,
