@@ -102,7 +102,9 @@ impl LiveSessions {
 
     /// Notes the HTTP sessions' manager (once; later ones are ignored).
     pub(super) fn attach(&self, manager: &Arc<SessionManager>) {
-        let _ = self.manager.set(Arc::downgrade(manager));
+        if self.manager.set(Arc::downgrade(manager)).is_err() {
+            tracing::trace!("the sessions' manager was attached before");
+        }
     }
 
     /// Says session `id`'s board calls can be answered here without its service (see the
