@@ -10,11 +10,11 @@
 //! [`LiveSessions`]. Until then, and for the conformance fixtures' tools and the upstreams',
 //! calls go to rmcp.
 //!
-//! A new session whose first requests after its handshake are such calls needs nothing else of
-//! rmcp: it is made dormant (`SessionManager::rest`), its worker dropped, and its calls are
-//! answered here with the connection and peer noted at its handshake (the peer can no longer
-//! reach the client: what a call would send it without a stream open is dropped either way).
-//! Its first request that needs rmcp restores it.
+//! A session whose requests after its handshake (new, or replayed by a restore) are tool calls
+//! of the board needs nothing else of rmcp: it is made dormant (`SessionManager::rest`), its
+//! worker dropped, and its calls are answered here with the connection and peer noted at its
+//! handshake (the peer can no longer reach the client: what a call would send it without a
+//! stream open is dropped either way). Its first request that needs rmcp restores it.
 
 use std::cell::Cell;
 use std::collections::HashMap;

@@ -83,9 +83,12 @@ pub struct SessionManager {
     open_streams: Mutex<HashMap<SessionId, usize>>,
     /// Sessions held without rmcp's worker (see [`SessionManager::rest`]).
     dormant: Mutex<HashSet<SessionId>>,
-    /// Sessions that have sent rmcp nothing since their `initialize` but the handshake's end
-    /// and tool calls: `true` once whatever serves their requests outside rmcp has said it
-    /// can ([`SessionManager::rest`]). Only they are made dormant.
+    /// Sessions woken from dormancy while held here: they keep their worker (a client whose
+    /// calls need rmcp would otherwise be restored on every call).
+    woken_up: Mutex<HashSet<SessionId>>,
+    /// Sessions that have sent rmcp nothing since their `initialize` (or restore) but the
+    /// handshake's end and tool calls: `true` once whatever serves their requests outside rmcp
+    /// has said it can ([`SessionManager::rest`]). Only they are made dormant.
     fresh: Mutex<HashMap<SessionId, bool>>,
     /// Sessions whose worker is being dropped to make them dormant: their worker's service,
     /// when it ends, closes the session here once more, which only fires this.
@@ -209,6 +212,7 @@ impl SessionManager {
             ended: Mutex::new(HashMap::new()),
             open_streams: Mutex::default(),
             dormant: Mutex::default(),
+            woken_up: Mutex::default(),
             fresh: Mutex::default(),
             quieting: Mutex::default(),
             restored: AtomicU64::new(0),
@@ -294,12 +298,12 @@ impl SessionManager {
     }
 
     /// Says that whatever answers session `id`'s requests outside rmcp can answer them
-    /// without its worker. A new session that has sent rmcp nothing since `initialize` but
-    /// the end of its handshake and tool calls (none that [`SessionManager::keep`] it) is then
-    /// made dormant, once no request of it is in rmcp and no stream of it is open: its worker
-    /// is dropped, and its next request that needs rmcp restores it from the database as on
-    /// any other replica. A session restored from the database, or that has made any other
-    /// request of rmcp, keeps its worker.
+    /// without its worker. A session that has sent rmcp nothing since its `initialize` (or
+    /// its restore from the database) but the end of its handshake and tool calls (none that
+    /// [`SessionManager::keep`] it) is then made dormant, once no request of it is in rmcp and
+    /// no stream of it is open: its worker is dropped, and its next request that needs rmcp
+    /// restores it from the database as on any other replica. A session that has made any
+    /// other request of rmcp, or was woken from dormancy here, keeps its worker.
     pub fn rest(&self, id: &str) {
         match lock(&self.fresh).get_mut(id) {
             Some(ready) => *ready = true,
@@ -377,6 +381,7 @@ impl SessionManager {
         lock(&self.owners).remove(id);
         lock(&self.woken).remove(id);
         lock(&self.dormant).remove(id);
+        lock(&self.woken_up).remove(id);
         lock(&self.fresh).remove(id);
     }
 
@@ -576,8 +581,9 @@ impl RmcpSessionManager for SessionManager {
                 .and_then(|principal| principal.name().map(str::to_string));
             lock(&self.owners).insert(id.clone(), owner);
         }
-        // A restore replays the handshake: only a new session starts out fresh.
-        if !lock(&self.restoring).contains(id) {
+        // A new session starts out fresh, and so does one restored from the database (what it
+        // had set in rmcp was lost with its worker), unless it was woken from dormancy here.
+        if !lock(&self.woken_up).contains(id) {
             lock(&self.fresh).insert(id.clone(), false);
         }
         self.inner.initialize_session(id, message).await
@@ -692,7 +698,9 @@ impl RmcpSessionManager for SessionManager {
             return Ok(RestoreOutcome::NotSupported);
         }
         // Woken: from now on held with its worker.
-        lock(&self.dormant).remove(&id);
+        if lock(&self.dormant).remove(&id) {
+            lock(&self.woken_up).insert(id.clone());
+        }
         self.make_room().await;
         // A restore that failed half-way left a worker that never finished its handshake:
         // drop it and start over.

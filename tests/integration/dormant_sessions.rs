@@ -17,6 +17,7 @@ use common::{InProcess, TestDb, steward_cli, test_on_each_backend};
 
 test_on_each_backend!(
     a_board_only_session_holds_no_worker_and_its_calls_still_succeed,
+    a_session_restored_by_a_board_call_rests_again,
     what_needs_rmcp_wakes_a_dormant_session_once,
     delete_and_revocation_end_dormant_sessions,
     another_principal_cannot_use_a_dormant_session,
@@ -29,6 +30,16 @@ struct Held {
     cached: u64,
     dormant: u64,
     restored: u64,
+}
+
+impl Held {
+    fn of(cached: u64, dormant: u64, restored: u64) -> Held {
+        Held {
+            cached,
+            dormant,
+            restored,
+        }
+    }
 }
 
 async fn held(api: &Client) -> anyhow::Result<Held> {
@@ -59,6 +70,16 @@ async fn until_dormant(api: &Client, dormant: u64) -> anyhow::Result<Held> {
     bail!("never {dormant} dormant: {:?}", held(api).await?)
 }
 
+/// Steward on `db` with `args`, a client of its operator endpoints and one of `/mcp`.
+async fn serve(db: &TestDb, args: &[&str]) -> anyhow::Result<(InProcess, Client, Client)> {
+    let server = InProcess::start_with(db, args).await?;
+    let (api, mcp) = (
+        Client::new(&server.base_url),
+        Client::new(&server.mcp_url()),
+    );
+    Ok((server, api, mcp))
+}
+
 /// `/health`'s count of board calls answered in front of rmcp.
 async fn direct(api: &Client) -> anyhow::Result<u64> {
     let (_, health) = api.get_json("/health").await?;
@@ -86,16 +107,10 @@ async fn called(
 async fn a_board_only_session_holds_no_worker_and_its_calls_still_succeed(
     db: TestDb,
 ) -> anyhow::Result<()> {
-    let server = InProcess::start(&db).await?;
-    let api = Client::new(&server.base_url);
-    let client = Client::new(&server.mcp_url());
+    let (server, api, client) = serve(&db, &[]).await?;
     let session = open_session(&client).await?;
     let rested = until_dormant(&api, 1).await?;
-    let expected = Held {
-        cached: 1,
-        dormant: 1,
-        restored: 0,
-    };
+    let expected = Held::of(1, 1, 0);
     ensure!(rested == expected, "held with a worker: {rested:?}");
 
     let before = direct(&api).await?;
@@ -127,10 +142,34 @@ async fn a_board_only_session_holds_no_worker_and_its_calls_still_succeed(
     Ok(())
 }
 
+/// A session restored from the database by a board call (after a restart here, or on another
+/// replica) has lost whatever it had set in rmcp: once the call is answered it rests as a new
+/// one does.
+async fn a_session_restored_by_a_board_call_rests_again(db: TestDb) -> anyhow::Result<()> {
+    let (server, _, client) = serve(&db, &[]).await?;
+    let session = open_session(&client).await?;
+    server.stop().await;
+    let (server, api, client) = serve(&db, &[]).await?;
+    ensure!(held(&api).await? == Held::of(0, 0, 0));
+    called(&client, &session, 1, "find_projects", json!({})).await?;
+    ensure!(until_dormant(&api, 1).await? == Held::of(1, 1, 1));
+    let before = direct(&api).await?;
+    called(&client, &session, 2, "find_projects", json!({})).await?;
+    ensure!(
+        direct(&api).await? == before + 1,
+        "not answered in front of rmcp"
+    );
+    ensure!(
+        held(&api).await? == Held::of(1, 1, 1),
+        "{:?}",
+        held(&api).await?
+    );
+    server.stop().await;
+    Ok(())
+}
+
 async fn what_needs_rmcp_wakes_a_dormant_session_once(db: TestDb) -> anyhow::Result<()> {
-    let server = InProcess::start_with(&db, &["--rate-limit", "0"]).await?;
-    let api = Client::new(&server.base_url);
-    let client = Client::new(&server.mcp_url());
+    let (server, api, client) = serve(&db, &["--rate-limit", "0"]).await?;
     let listed = open_session(&client).await?;
     until_dormant(&api, 1).await?;
 
@@ -148,15 +187,15 @@ async fn what_needs_rmcp_wakes_a_dormant_session_once(db: TestDb) -> anyhow::Res
         );
     }
     let woken = held(&api).await?;
-    let expected = Held {
-        cached: 1,
-        dormant: 0,
-        restored: 1,
-    };
+    let expected = Held::of(1, 0, 1);
     ensure!(woken == expected, "{woken:?}");
     called(&client, &listed, 1, "find_projects", json!({}))
         .await
         .context("a call after the wake")?;
+    // Woken once, it keeps its worker: a client whose requests need rmcp is not restored on
+    // every one of them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ensure!(held(&api).await? == expected, "{:?}", held(&api).await?);
 
     // A GET stream wakes one too.
     let streamed = open_session(&client).await?;
@@ -172,11 +211,7 @@ async fn what_needs_rmcp_wakes_a_dormant_session_once(db: TestDb) -> anyhow::Res
         .context("GET /mcp")?;
     ensure!(stream.status() == StatusCode::OK, "GET stream: {stream:?}");
     let woken = held(&api).await?;
-    let expected = Held {
-        cached: 2,
-        dormant: 0,
-        restored: 2,
-    };
+    let expected = Held::of(2, 0, 2);
     ensure!(woken == expected, "{woken:?}");
     // A woken session keeps its worker: it does not rest again when its stream ends.
     drop(stream);
@@ -188,9 +223,7 @@ async fn what_needs_rmcp_wakes_a_dormant_session_once(db: TestDb) -> anyhow::Res
 }
 
 async fn delete_and_revocation_end_dormant_sessions(db: TestDb) -> anyhow::Result<()> {
-    let server = InProcess::start_with(&db, &["--revocation-poll", "200ms"]).await?;
-    let api = Client::new(&server.base_url);
-    let client = Client::new(&server.mcp_url());
+    let (server, api, client) = serve(&db, &["--revocation-poll", "200ms"]).await?;
     let deleted = open_session(&client).await?;
     let revoked = open_session(&client).await?;
     until_dormant(&api, 2).await?;
@@ -259,9 +292,7 @@ async fn another_principal_cannot_use_a_dormant_session(db: TestDb) -> anyhow::R
         keys_create(&db, "alice").await?,
         keys_create(&db, "bob").await?,
     );
-    let server = InProcess::start_with(&db, &["--auth", "api-key"]).await?;
-    let api = Client::new(&server.base_url);
-    let anonymous = Client::new(&server.mcp_url());
+    let (server, api, anonymous) = serve(&db, &["--auth", "api-key"]).await?;
     let (as_alice, as_bob) = (anonymous.with_key(&alice), anonymous.with_key(&bob));
     let session = open_session(&as_alice).await?;
     until_dormant(&api, 1).await?;
@@ -281,11 +312,7 @@ async fn another_principal_cannot_use_a_dormant_session(db: TestDb) -> anyhow::R
         "bob deleted: {deleted:?}"
     );
     // Refused before anything could wake it; its owner still uses it.
-    let untouched = Held {
-        cached: 1,
-        dormant: 1,
-        restored: 0,
-    };
+    let untouched = Held::of(1, 1, 0);
     ensure!(held(&api).await? == untouched, "{:?}", held(&api).await?);
     called(&as_alice, &session, 2, "find_projects", json!({})).await?;
     ensure!(held(&api).await? == untouched, "{:?}", held(&api).await?);
