@@ -39,9 +39,9 @@ const ENDED_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Most sessions kept in memory by default, with or without their worker; older idle ones are
 /// dropped from memory (they stay in the database and are restored on their next request, in a
-/// millisecond or two). Each one held with its worker costs ~90-150 KiB (rmcp's worker, service
-/// task and channels), a dormant one a tenth of that, so this bounds the sessions' share of the
-/// resident set near 90 MiB at worst.
+/// millisecond or two). Each one held with its worker costs ~90-150 KiB of the resident set
+/// (rmcp's worker, service task and channels), a dormant one ~33 KiB, so this bounds the
+/// sessions' share near 100 MiB at worst and ~33 MiB when they are dormant.
 pub const DEFAULT_MAX_CACHED: usize = 1_000;
 
 /// How long a session being made dormant waits, holding its restore turn, for its worker's
