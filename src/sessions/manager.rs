@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use rand::RngCore;
 use rmcp::model::{
-    ClientJsonRpcMessage, ClientNotification, ClientRequest, GetExtensions, JsonRpcMessage,
-    ServerJsonRpcMessage,
+    ClientJsonRpcMessage, ClientNotification, ClientRequest, GetExtensions,
+    InitializeRequestParams, JsonRpcMessage, ServerJsonRpcMessage,
 };
 use rmcp::transport::WorkerTransport;
 use rmcp::transport::streamable_http_server::session::local::{
@@ -83,6 +83,9 @@ pub struct SessionManager {
     open_streams: Mutex<HashMap<SessionId, usize>>,
     /// Sessions held without rmcp's worker (see [`SessionManager::rest`]).
     dormant: Mutex<HashSet<SessionId>>,
+    /// The `initialize` params of each session held here: a dormant one wakes with them when
+    /// the database cannot be read (held with its worker, it would have needed nothing of it).
+    handshakes: Mutex<HashMap<SessionId, InitializeRequestParams>>,
     /// Sessions woken from dormancy while held here: they keep their worker (a client whose
     /// calls need rmcp would otherwise be restored on every call).
     woken_up: Mutex<HashSet<SessionId>>,
@@ -212,6 +215,7 @@ impl SessionManager {
             ended: Mutex::new(HashMap::new()),
             open_streams: Mutex::default(),
             dormant: Mutex::default(),
+            handshakes: Mutex::default(),
             woken_up: Mutex::default(),
             fresh: Mutex::default(),
             quieting: Mutex::default(),
@@ -270,6 +274,14 @@ impl SessionManager {
     /// Whether this replica holds the session in memory, with its worker or dormant.
     pub async fn has_cached(&self, id: &str) -> bool {
         self.is_dormant(id) || self.inner.sessions.read().await.contains_key(id)
+    }
+
+    /// The `initialize` params of session `id` if it is held here dormant.
+    pub fn dormant_handshake(&self, id: &str) -> Option<InitializeRequestParams> {
+        if !self.is_dormant(id) {
+            return None;
+        }
+        lock(&self.handshakes).get(id).cloned()
     }
 
     /// Whether the session is held here without its worker: its requests that need rmcp
@@ -381,6 +393,7 @@ impl SessionManager {
         lock(&self.owners).remove(id);
         lock(&self.woken).remove(id);
         lock(&self.dormant).remove(id);
+        lock(&self.handshakes).remove(id);
         lock(&self.woken_up).remove(id);
         lock(&self.fresh).remove(id);
     }
@@ -580,6 +593,10 @@ impl RmcpSessionManager for SessionManager {
                 .and_then(|parts| parts.extensions.get::<Principal>())
                 .and_then(|principal| principal.name().map(str::to_string));
             lock(&self.owners).insert(id.clone(), owner);
+            if let ClientRequest::InitializeRequest(initialize) = &request.request {
+                let params = initialize.params.clone();
+                lock(&self.handshakes).insert(id.clone(), params);
+            }
         }
         // A new session starts out fresh, and so does one restored from the database (what it
         // had set in rmcp was lost with its worker), unless it was woken from dormancy here.

@@ -343,11 +343,23 @@ impl SessionStore for Sessions {
             tracing::info!(session_id, "session ended on this replica: 404");
             return Ok(None);
         }
-        let Some(row) = self
+        let row = match self
             .store
             .resume_session(session_id, &self.settings.lifecycle())
-            .await?
-        else {
+            .await
+        {
+            Ok(row) => row,
+            // A dormant session held here wakes without the database, as it would have been
+            // served with its worker.
+            Err(error) => match self.manager.dormant_handshake(session_id) {
+                Some(params) => {
+                    tracing::warn!(session_id, %error, "cannot read the session's row: woken from memory");
+                    return Ok(Some(SessionState::new(params)));
+                }
+                None => return Err(error.into()),
+            },
+        };
+        let Some(row) = row else {
             tracing::info!(session_id, "unknown, ended or expired session: 404");
             return Ok(None);
         };
