@@ -9,11 +9,17 @@
 //! client's `initialize`, which `session_info` and task history read) are noted in
 //! [`LiveSessions`]. Until then, and for the conformance fixtures' tools and the upstreams',
 //! calls go to rmcp.
+//!
+//! A session whose requests after its handshake (new, or replayed by a restore) are tool calls
+//! of the board needs nothing else of rmcp: it is made dormant (`SessionManager::rest`), its
+//! worker dropped, and its calls are answered here with the connection and peer noted at its
+//! handshake (the peer can no longer reach the client: what a call would send it without a
+//! stream open is dropped either way). Its first request that needs rmcp restores it.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use axum::http::request::Parts;
 use chrono::Utc;
@@ -27,6 +33,7 @@ use super::tools::ANSWERED;
 use super::{BoardServer, Connection, ServerContext};
 use crate::bounded::Bounded;
 use crate::protocol::Id;
+use crate::sessions::SessionManager;
 use crate::store::answer_memo::AnswerStamp;
 use crate::sync::lock;
 
@@ -36,6 +43,8 @@ use crate::sync::lock;
 pub struct LiveSessions {
     sessions: Mutex<Sessions>,
     answered: AtomicU64,
+    /// The HTTP sessions' manager: which sessions are dormant, held without their service.
+    manager: OnceLock<Weak<SessionManager>>,
 }
 
 /// Sessions whose service ended stay until the next sweep, which comes when the map has
@@ -52,14 +61,18 @@ struct Sessions {
 const FIRST_SWEEP: usize = 64;
 
 impl Sessions {
-    fn enter(&mut self, id: &str, live: Live) {
+    fn enter(&mut self, id: &str, live: Live, manager: Option<&SessionManager>) {
         if self.by_id.len() >= self.sweep_at {
-            self.by_id
-                .retain(|_, live| !live.peer.is_transport_closed());
+            self.by_id.retain(|id, live| serves(live, id, manager));
             self.sweep_at = (2 * self.by_id.len()).max(FIRST_SWEEP);
         }
         self.by_id.insert(id.to_string(), live);
     }
+}
+
+/// Whether session `id`, noted as `live`, is still served: its service runs, or it is dormant.
+fn serves(live: &Live, id: &str, manager: Option<&SessionManager>) -> bool {
+    !live.peer.is_transport_closed() || manager.is_some_and(|manager| manager.is_dormant(id))
 }
 
 impl std::fmt::Debug for LiveSessions {
@@ -83,15 +96,42 @@ impl LiveSessions {
     /// Sessions whose service ended (closed, dropped from memory) are forgotten as new ones
     /// come (see [`Sessions`]), not on every call.
     pub(super) fn enter(&self, id: &str, connection: Arc<Connection>, peer: Peer<RoleServer>) {
-        lock(&self.sessions).enter(id, Live { connection, peer });
+        let manager = self.manager();
+        lock(&self.sessions).enter(id, Live { connection, peer }, manager.as_deref());
+    }
+
+    /// Notes the HTTP sessions' manager (once; later ones are ignored).
+    pub(super) fn attach(&self, manager: &Arc<SessionManager>) {
+        if self.manager.set(Arc::downgrade(manager)).is_err() {
+            tracing::trace!("the sessions' manager was attached before");
+        }
+    }
+
+    /// Says session `id`'s board calls can be answered here without its service (see the
+    /// module's documentation).
+    pub(super) fn rest(&self, id: &str) {
+        if let Some(manager) = self.manager() {
+            manager.rest(id);
+        }
+    }
+
+    /// Says session `id` made a request only its service answers: it keeps it.
+    pub(super) fn keep(&self, id: &str) {
+        if let Some(manager) = self.manager() {
+            manager.keep(id);
+        }
+    }
+
+    fn manager(&self) -> Option<Arc<SessionManager>> {
+        self.manager.get().and_then(Weak::upgrade)
     }
 
     fn get(&self, id: &str) -> Option<Live> {
-        lock(&self.sessions)
-            .by_id
-            .get(id)
-            .filter(|live| !live.peer.is_transport_closed())
-            .cloned()
+        let live = lock(&self.sessions).by_id.get(id).cloned()?;
+        if !live.peer.is_transport_closed() {
+            return Some(live);
+        }
+        self.manager()?.is_dormant(id).then_some(live)
     }
 
     /// The board calls answered in front of rmcp since start.

@@ -11,7 +11,9 @@
 //! as any other.
 //!
 //! Only a plain call is served here (see [`Plain::of`]): anything else goes to rmcp as before,
-//! and so does a call whose session is not live on this replica (rmcp restores it).
+//! and so does a call whose session is not held on this replica (rmcp restores it). A session
+//! held dormant (without rmcp's worker, see `SessionManager::rest`) is served here as a live
+//! one.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -344,11 +346,11 @@ impl Direct {
         }
     }
 
-    /// The reply stream of a call of `session`; `None` when the session is not live here
-    /// (rmcp restores it) or streams are not resumable.
+    /// The reply stream of a call of `session`; `None` when the session is not held here,
+    /// live or dormant (rmcp restores it), or streams are not resumable.
     async fn open(&self, session: &str) -> Option<OwnStream> {
         let manager = self.sessions.manager();
-        if !manager.is_live(session).await {
+        if !manager.is_held(session).await {
             return None;
         }
         manager.own_stream(session)

@@ -77,7 +77,14 @@ impl ServerHandler for BoardServer {
             && self.ctx.board
         {
             let connection = self.connection.clone();
+            // A gateway's session keeps its service: an upstream's requests reach the client
+            // through it.
+            let rests = self.ctx.gateway.is_none()
+                && super::fast::session_era(context.peer.peer_info().as_deref());
             self.ctx.live.enter(session, connection, context.peer);
+            if rests {
+                self.ctx.live.rest(session);
+            }
         }
     }
 
@@ -112,6 +119,12 @@ impl ServerHandler for BoardServer {
         // times per request, so every request paid for copying the largest one's state.
         Box::pin(async move {
             self.connection.requests.fetch_add(1, Ordering::Relaxed);
+            // Only the board's tools are answered without the session's service.
+            if !self.tool_router.has_route(&request.name)
+                && let Some(session) = self.session_id(&context)
+            {
+                self.ctx.live.keep(&session);
+            }
             let request = match self.via_upstream(request, &context).await {
                 Ok(answer) => return answer,
                 Err(request) => request,

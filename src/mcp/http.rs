@@ -40,13 +40,22 @@ pub fn service(
     // Sessions live in the database: rmcp restores any session it does not hold in memory.
     config.session_store = Some(sessions.clone());
     let direct = super::fast::Direct::new(&ctx, sessions.clone(), close_sessions.clone());
+    // Board calls of a session made dormant are answered in front of rmcp without its worker.
+    ctx.live.attach(&sessions.manager());
     let mcp = StreamableHttpService::new(
         move || Ok(BoardServer::new(ctx.clone(), None)),
         sessions.manager(),
         config,
     );
-    let mcp = Router::new().nest_service("/mcp", mcp);
-    // Tool calls that need nothing of rmcp's are answered in front of it.
+    let mcp =
+        Router::new()
+            .nest_service("/mcp", mcp)
+            .layer(shared(middleware::from_fn_with_state(
+                sessions.clone(),
+                one_restore_at_a_time,
+            )));
+    // Tool calls that need nothing of rmcp's are answered in front of it (and of the restore
+    // turns, which only requests into rmcp take).
     let mcp = match direct {
         Some(direct) => mcp.layer(shared(middleware::from_fn_with_state(
             direct,
@@ -55,10 +64,6 @@ pub fn service(
         None => mcp,
     };
     mcp.layer(shared(middleware::from_fn_with_state(
-        sessions.clone(),
-        one_restore_at_a_time,
-    )))
-    .layer(shared(middleware::from_fn_with_state(
         sessions.clone(),
         session_endings,
     )))
@@ -129,34 +134,42 @@ async fn ended_is_no_content(request: Request, next: Next) -> Response {
     response
 }
 
-/// Requests for a session this replica does not hold live go into rmcp one at a time until it
-/// does: the first restores it from the database, the ones after it find it live. Without
-/// this, parallel first requests on a loaded replica could restore it twice and the second
-/// would get 500 (see [`crate::sessions::restore_turns`]). Live sessions pass straight
-/// through; the turn is held until rmcp has answered (for a call: until its stream opens,
-/// not until its result).
+/// Requests for a session this replica does not hold live (not held, or dormant) go into rmcp
+/// one at a time until it does: the first restores it from the database, the ones after it
+/// find it live. Without this, parallel first requests on a loaded replica could restore it
+/// twice and the second would get 500 (see [`crate::sessions::restore_turns`]). Live sessions
+/// pass straight through; the turn is held until rmcp has answered (for a call: until its
+/// stream opens, not until its result). Every request of a session is counted as in rmcp
+/// until rmcp has answered, so its session is not made dormant under it.
 async fn one_restore_at_a_time(
     State(sessions): State<Arc<Sessions>>,
     request: Request,
     next: Next,
 ) -> Response {
     let manager = sessions.manager();
-    // Borrowed from the request: a live session (nearly every request) copies nothing.
     let id = request
         .headers()
         .get(protocol::SESSION_ID)
         .and_then(|v| v.to_str().ok());
-    let turn = match id {
-        Some(id) if !manager.is_live(id).await => {
-            let turn = manager.restore_turn(id).await;
-            // Restored by the request before this one: nothing left to wait for, and a call
-            // answered in front of rmcp would hold the others back until its answer.
-            (!manager.is_live(id).await).then_some(turn)
+    let (inside, turn) = match id {
+        Some(id) => {
+            // Counted before the look: from here on the session cannot become dormant.
+            let inside = manager.entering(id);
+            let turn = match manager.is_live(id).await {
+                true => None,
+                false => {
+                    let turn = manager.restore_turn(id).await;
+                    // Restored by the request before this one: nothing left to wait for.
+                    (!manager.is_live(id).await).then_some(turn)
+                }
+            };
+            (Some(inside), turn)
         }
-        _ => None,
+        None => (None, None),
     };
     let response = next.run(request).await;
     drop(turn);
+    drop(inside);
     response
 }
 

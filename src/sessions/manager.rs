@@ -1,12 +1,15 @@
 //! [`SessionManager`]: rmcp's in-memory session manager with Steward's additions — session
 //! ids with 256 random bits, a bound on live in-memory sessions (the cache; the database is the
-//! truth), and a note of every session's activity for the database.
+//! truth), a note of every session's activity for the database, and dormant sessions: held
+//! without rmcp's worker while whatever answers their requests outside rmcp can (see
+//! [`SessionManager::rest`]).
 //!
 //! It knows nothing about the board or its tools, so it can front any MCP server.
 
 use crate::principal::Principal;
 use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -14,7 +17,8 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use rand::RngCore;
 use rmcp::model::{
-    ClientJsonRpcMessage, ClientNotification, GetExtensions, JsonRpcMessage, ServerJsonRpcMessage,
+    ClientJsonRpcMessage, ClientNotification, ClientRequest, GetExtensions,
+    InitializeRequestParams, JsonRpcMessage, ServerJsonRpcMessage,
 };
 use rmcp::transport::WorkerTransport;
 use rmcp::transport::streamable_http_server::session::local::{
@@ -33,11 +37,16 @@ use super::restore_turns::{RestoreTurn, RestoreTurns};
 /// otherwise bring the deleted session back.
 const ENDED_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Most sessions kept in memory by default; older idle ones are dropped from memory (they stay
-/// in the database and are restored on their next request, in a millisecond or two). Each one
-/// held costs ~90 KiB (rmcp's worker, service task and channels), so this bounds the sessions'
-/// share of the resident set near 90 MiB.
+/// Most sessions kept in memory by default, with or without their worker; older idle ones are
+/// dropped from memory (they stay in the database and are restored on their next request, in a
+/// millisecond or two). Each one held with its worker costs ~90-150 KiB of the resident set
+/// (rmcp's worker, service task and channels), a dormant one ~33 KiB, so this bounds the
+/// sessions' share near 100 MiB at worst and ~33 MiB when they are dormant.
 pub const DEFAULT_MAX_CACHED: usize = 1_000;
+
+/// How long a session being made dormant waits, holding its restore turn, for its worker's
+/// service to end and close the session here once more (see [`SessionManager::close_session`]).
+const QUIET: Duration = Duration::from_secs(1);
 
 /// How often a session whose requests are answered outside rmcp ([`SessionManager::own_stream`])
 /// is shown to rmcp's worker as in use: the worker ends a session it has heard nothing from
@@ -68,9 +77,28 @@ pub struct SessionManager {
     owners: Mutex<HashMap<SessionId, Option<String>>>,
     /// Sessions ended on this replica in the last [`ENDED_MEMORY`], never to be restored.
     ended: Mutex<HashMap<SessionId, Instant>>,
-    /// Streams open per session (a call awaiting its reply, a GET stream): such a session is
-    /// never dropped to make room, since dropping it would cut the stream and lose the reply.
-    open_streams: Arc<Mutex<HashMap<SessionId, usize>>>,
+    /// Streams open per session (a call awaiting its reply, a GET stream) and its requests in
+    /// rmcp: such a session is never dropped to make room, since dropping it would cut the
+    /// stream and lose the reply, nor made dormant.
+    open_streams: Mutex<HashMap<SessionId, usize>>,
+    /// Sessions held without rmcp's worker (see [`SessionManager::rest`]).
+    dormant: Mutex<HashSet<SessionId>>,
+    /// The `initialize` params of each session held here: a dormant one wakes with them when
+    /// the database cannot be read (held with its worker, it would have needed nothing of it).
+    handshakes: Mutex<HashMap<SessionId, InitializeRequestParams>>,
+    /// Sessions woken from dormancy while held here: they keep their worker (a client whose
+    /// calls need rmcp would otherwise be restored on every call).
+    woken_up: Mutex<HashSet<SessionId>>,
+    /// Sessions that have sent rmcp nothing since their `initialize` (or restore) but the
+    /// handshake's end and tool calls: `true` once whatever serves their requests outside rmcp
+    /// has said it can ([`SessionManager::rest`]). Only they are made dormant.
+    fresh: Mutex<HashMap<SessionId, bool>>,
+    /// Sessions whose worker is being dropped to make them dormant: their worker's service,
+    /// when it ends, closes the session here once more, which only fires this.
+    quieting: Mutex<HashMap<SessionId, tokio::sync::oneshot::Sender<()>>>,
+    /// Sessions brought back into memory from the database since start (dormant ones woken
+    /// included).
+    restored: AtomicU64,
     /// Requests for a session not live here take turns (see [`RestoreTurns`]).
     restore_turns: RestoreTurns,
     /// When each session last resumed a stream (`Last-Event-ID`), within the last few
@@ -85,17 +113,17 @@ pub struct SessionManager {
     this: Weak<SessionManager>,
 }
 
-/// Counts a stream as open for its session until the stream is dropped.
-struct OpenStream {
-    open_streams: Arc<Mutex<HashMap<SessionId, usize>>>,
+/// Counts a stream (or a request in rmcp) as open for its session until it is dropped.
+pub struct OpenStream {
+    manager: Weak<SessionManager>,
     id: SessionId,
 }
 
 impl OpenStream {
-    fn new(open_streams: &Arc<Mutex<HashMap<SessionId, usize>>>, id: &SessionId) -> Self {
-        *lock(open_streams).entry(id.clone()).or_insert(0) += 1;
+    fn new(manager: &SessionManager, id: &SessionId) -> Self {
+        *lock(&manager.open_streams).entry(id.clone()).or_insert(0) += 1;
         OpenStream {
-            open_streams: open_streams.clone(),
+            manager: manager.this.clone(),
             id: id.clone(),
         }
     }
@@ -103,12 +131,23 @@ impl OpenStream {
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        let mut open = lock(&self.open_streams);
-        if let Some(count) = open.get_mut(&self.id) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.id);
+        let Some(manager) = self.manager.upgrade() else {
+            return;
+        };
+        let closed = {
+            let mut open = lock(&manager.open_streams);
+            match open.get_mut(&self.id) {
+                Some(count) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                Some(_) => open.remove(&self.id).is_some(),
+                None => false,
             }
+        };
+        // The last one: a session waiting for its handshake's request to end may rest now.
+        if closed && lock(&manager.fresh).get(&self.id) == Some(&true) {
+            manager.rest_soon(&self.id);
         }
     }
 }
@@ -174,7 +213,13 @@ impl SessionManager {
             restoring: Mutex::new(HashSet::new()),
             owners: Mutex::new(HashMap::new()),
             ended: Mutex::new(HashMap::new()),
-            open_streams: Arc::default(),
+            open_streams: Mutex::default(),
+            dormant: Mutex::default(),
+            handshakes: Mutex::default(),
+            woken_up: Mutex::default(),
+            fresh: Mutex::default(),
+            quieting: Mutex::default(),
+            restored: AtomicU64::new(0),
             restore_turns: RestoreTurns::default(),
             resumed: Mutex::default(),
             hangup_grace,
@@ -203,20 +248,129 @@ impl SessionManager {
         lock(&self.resumed).get(id).copied()
     }
 
-    /// Number of sessions held in memory now.
+    /// Number of sessions held in memory now: with their worker or dormant (the sessions
+    /// `max_cached` bounds).
     pub async fn cached(&self) -> usize {
-        self.inner.sessions.read().await.len()
+        let workers = self.inner.sessions.read().await;
+        let dormant = lock(&self.dormant);
+        // One whose worker is being dropped is counted once.
+        workers.len()
+            + dormant
+                .iter()
+                .filter(|id| !workers.contains_key(*id))
+                .count()
     }
 
-    /// Whether this replica holds the session in memory.
+    /// Number of sessions held in memory without their worker.
+    pub fn dormant(&self) -> usize {
+        lock(&self.dormant).len()
+    }
+
+    /// Sessions brought back into memory from the database since start.
+    pub fn restored(&self) -> u64 {
+        self.restored.load(Ordering::Relaxed)
+    }
+
+    /// Whether this replica holds the session in memory, with its worker or dormant.
     pub async fn has_cached(&self, id: &str) -> bool {
-        self.inner.sessions.read().await.contains_key(id)
+        self.is_dormant(id) || self.inner.sessions.read().await.contains_key(id)
     }
 
-    /// Whether a request for session `id` can go straight to it: it is held here and not
-    /// half-way through a restore.
+    /// The `initialize` params of session `id` if it is held here dormant.
+    pub fn dormant_handshake(&self, id: &str) -> Option<InitializeRequestParams> {
+        if !self.is_dormant(id) {
+            return None;
+        }
+        lock(&self.handshakes).get(id).cloned()
+    }
+
+    /// Whether the session is held here without its worker: its requests that need rmcp
+    /// restore it first.
+    pub fn is_dormant(&self, id: &str) -> bool {
+        lock(&self.dormant).contains(id)
+    }
+
+    /// Whether a request for session `id` can go straight to rmcp: its worker is held here, it
+    /// is not dormant and not half-way through a restore.
     pub async fn is_live(&self, id: &str) -> bool {
-        !lock(&self.restoring).contains(id) && self.has_cached(id).await
+        !lock(&self.restoring).contains(id)
+            && !self.is_dormant(id)
+            && self.inner.sessions.read().await.contains_key(id)
+    }
+
+    /// Whether a request for session `id` can be answered outside rmcp: it is live or dormant.
+    pub async fn is_held(&self, id: &str) -> bool {
+        self.is_dormant(id) || self.is_live(id).await
+    }
+
+    /// Counts a request of session `id` on its way into rmcp until the guard is dropped: a
+    /// session is never made dormant under it (nor dropped to make room).
+    pub fn entering(&self, id: &str) -> OpenStream {
+        OpenStream::new(self, &Arc::from(id))
+    }
+
+    /// Says that whatever answers session `id`'s requests outside rmcp can answer them
+    /// without its worker. A session that has sent rmcp nothing since its `initialize` (or
+    /// its restore from the database) but the end of its handshake and tool calls (none that
+    /// [`SessionManager::keep`] it) is then made dormant, once no request of it is in rmcp and
+    /// no stream of it is open: its worker is dropped, and its next request that needs rmcp
+    /// restores it from the database as on any other replica. A session that has made any
+    /// other request of rmcp, or was woken from dormancy here, keeps its worker.
+    pub fn rest(&self, id: &str) {
+        match lock(&self.fresh).get_mut(id) {
+            Some(ready) => *ready = true,
+            None => return,
+        }
+        self.rest_soon(&Arc::from(id));
+    }
+
+    /// Says session `id` needs its worker from now on (it made a request that only rmcp
+    /// answers): it is not made dormant.
+    pub fn keep(&self, id: &str) {
+        lock(&self.fresh).remove(id);
+    }
+
+    fn rest_soon(&self, id: &SessionId) {
+        let (Some(this), Ok(runtime)) =
+            (self.this.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(this.make_dormant(id.clone()));
+    }
+
+    /// Drops session `id`'s worker if it may rest now. Under the session's restore turn, so
+    /// no request restores it meanwhile; a request arriving meanwhile finds it dormant and
+    /// waits for that turn.
+    async fn make_dormant(self: Arc<Self>, id: SessionId) {
+        let _turn = self.restore_turns.take(&id).await;
+        if !self.inner.sessions.read().await.contains_key(&id) {
+            return;
+        }
+        {
+            let open = lock(&self.open_streams);
+            let mut fresh = lock(&self.fresh);
+            if open.contains_key(&id)
+                || fresh.get(&id) != Some(&true)
+                || lock(&self.restoring).contains(&id)
+            {
+                return;
+            }
+            fresh.remove(&id);
+            lock(&self.dormant).insert(id.clone());
+        }
+        let (told, heard) = tokio::sync::oneshot::channel();
+        lock(&self.quieting).insert(id.clone(), told);
+        if let Err(error) = self.inner.close_session(&id).await {
+            tracing::warn!(session_id = %id, %error, "could not drop a dormant session's worker");
+        }
+        // Still under the turn: the service's late close must not reach a worker restored
+        // after this one.
+        if tokio::time::timeout(QUIET, heard).await.is_err() {
+            tracing::debug!(session_id = %id, "a dormant session's service did not end in time");
+        }
+        lock(&self.quieting).remove(&id);
+        tracing::debug!(session_id = %id, "session dormant: its worker dropped");
     }
 
     /// Waits until no other request for session `id` is in rmcp on its way to restore it,
@@ -229,10 +383,19 @@ impl SessionManager {
     /// A no-op when it is not here.
     pub async fn forget(&self, id: &str) -> Result<(), LocalSessionManagerError> {
         let id: SessionId = Arc::from(id);
-        lock(&self.seen).remove(&id);
-        lock(&self.owners).remove(&id);
-        lock(&self.woken).remove(&id);
+        self.drop_notes(&id);
         self.inner.close_session(&id).await
+    }
+
+    /// Forgets what is noted of session `id` here, as it leaves memory.
+    fn drop_notes(&self, id: &SessionId) {
+        lock(&self.seen).remove(id);
+        lock(&self.owners).remove(id);
+        lock(&self.woken).remove(id);
+        lock(&self.dormant).remove(id);
+        lock(&self.handshakes).remove(id);
+        lock(&self.woken_up).remove(id);
+        lock(&self.fresh).remove(id);
     }
 
     /// Whether the session was ended on this replica moments ago (its row may not say so yet).
@@ -274,7 +437,7 @@ impl SessionManager {
             stream_id: new_stream_id(),
             events,
             owner: Some(owner),
-            _open: OpenStream::new(&self.open_streams, &id),
+            _open: OpenStream::new(self, &id),
         })
     }
 
@@ -310,7 +473,7 @@ impl SessionManager {
 
     /// `stream`, counted as open for session `id` until it is dropped.
     fn held<S: SseStream>(&self, id: &SessionId, stream: S) -> impl SseStream + use<S> {
-        let open = OpenStream::new(&self.open_streams, id);
+        let open = OpenStream::new(self, id);
         stream.map(move |event| {
             let _ = &open;
             event
@@ -365,7 +528,7 @@ impl SessionManager {
     /// Keeps at most `max_cached` sessions in memory by dropping the least recently used one
     /// with no open stream; while every one has a stream open, the cache grows past the bound.
     async fn make_room(&self) {
-        let len = self.inner.sessions.read().await.len();
+        let len = self.cached().await;
         if len < self.max_cached {
             return;
         }
@@ -430,6 +593,15 @@ impl RmcpSessionManager for SessionManager {
                 .and_then(|parts| parts.extensions.get::<Principal>())
                 .and_then(|principal| principal.name().map(str::to_string));
             lock(&self.owners).insert(id.clone(), owner);
+            if let ClientRequest::InitializeRequest(initialize) = &request.request {
+                let params = initialize.params.clone();
+                lock(&self.handshakes).insert(id.clone(), params);
+            }
+        }
+        // A new session starts out fresh, and so does one restored from the database (what it
+        // had set in rmcp was lost with its worker), unless it was woken from dormancy here.
+        if !lock(&self.woken_up).contains(id) {
+            lock(&self.fresh).insert(id.clone(), false);
         }
         self.inner.initialize_session(id, message).await
     }
@@ -441,11 +613,21 @@ impl RmcpSessionManager for SessionManager {
         self.inner.has_session(id).await
     }
 
+    /// rmcp closes a session on DELETE, and when a worker's service ends. A dormant session's
+    /// dropped worker ends that way too: that close is no end of the session.
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        lock(&self.seen).remove(id);
+        if let Some(quieted) = lock(&self.quieting).remove(id) {
+            // Nobody waiting any more (it gave up after QUIET) is fine.
+            if quieted.send(()).is_err() {
+                tracing::trace!(session_id = %id, "a dormant session's service ended late");
+            }
+            return Ok(());
+        }
+        if self.is_dormant(id) && !self.was_ended(id) {
+            return Ok(());
+        }
+        self.drop_notes(id);
         lock(&self.restoring).remove(id);
-        lock(&self.owners).remove(id);
-        lock(&self.woken).remove(id);
         self.inner.close_session(id).await
     }
 
@@ -459,6 +641,13 @@ impl RmcpSessionManager for SessionManager {
             JsonRpcMessage::Request(request) => Some(request.id.clone()),
             _ => None,
         };
+        // A tool call leaves nothing in the session (what answers calls outside rmcp says
+        // when it cannot answer one, see `keep`); any other request may (a log level, a
+        // subscription).
+        if !matches!(&message, JsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::CallToolRequest(_)))
+        {
+            lock(&self.fresh).remove(id);
+        }
         let stream = self.inner.create_stream(id, message).await?;
         let grace = self.hangup_grace;
         let stream = hangup::watch(stream, request, id, self.this.clone(), grace);
@@ -487,6 +676,7 @@ impl RmcpSessionManager for SessionManager {
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
+        lock(&self.fresh).remove(id);
         let stream = self.inner.create_standalone_stream(id).await?;
         Ok(self.held(id, self.claiming(id, stream)))
     }
@@ -497,6 +687,7 @@ impl RmcpSessionManager for SessionManager {
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         self.touch(id);
+        lock(&self.fresh).remove(id);
         {
             let now = tokio::time::Instant::now();
             let mut resumed = lock(&self.resumed);
@@ -523,6 +714,10 @@ impl RmcpSessionManager for SessionManager {
         if self.was_ended(&id) {
             return Ok(RestoreOutcome::NotSupported);
         }
+        // Woken: from now on held with its worker.
+        if lock(&self.dormant).remove(&id) {
+            lock(&self.woken_up).insert(id.clone());
+        }
         self.make_room().await;
         // A restore that failed half-way left a worker that never finished its handshake:
         // drop it and start over.
@@ -533,6 +728,7 @@ impl RmcpSessionManager for SessionManager {
         lock(&self.restoring).insert(id.clone());
         let outcome = self.inner.restore_session(id.clone()).await;
         if matches!(outcome, Ok(RestoreOutcome::Restored(_))) {
+            self.restored.fetch_add(1, Ordering::Relaxed);
             self.touch(&id);
         } else {
             lock(&self.restoring).remove(&id);
@@ -583,7 +779,7 @@ mod tests {
         let manager = SessionManager::new(2, hangup::DEFAULT_GRACE, None);
         let (a, _ta) = new_session(&manager).await;
         let (b, _tb) = new_session(&manager).await;
-        let awaiting_reply = OpenStream::new(&manager.open_streams, &a);
+        let awaiting_reply = OpenStream::new(&manager, &a);
         let (c, _tc) = new_session(&manager).await;
         assert!(
             manager.has_cached(&a).await,
@@ -605,7 +801,7 @@ mod tests {
     async fn the_cache_grows_past_its_bound_while_every_session_has_a_stream_open() {
         let manager = SessionManager::new(1, hangup::DEFAULT_GRACE, None);
         let (a, _ta) = new_session(&manager).await;
-        let _open = OpenStream::new(&manager.open_streams, &a);
+        let _open = OpenStream::new(&manager, &a);
         let (b, _tb) = new_session(&manager).await;
         assert!(manager.has_cached(&a).await && manager.has_cached(&b).await);
     }

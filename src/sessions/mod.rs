@@ -107,7 +107,14 @@ pub struct SessionHealth {
 /// What `/health` shows about sessions.
 #[derive(Debug, Serialize)]
 pub struct SessionReport {
+    /// Sessions held in memory on this replica, with rmcp's worker or dormant (the ones
+    /// `--max-cached` bounds): their requests need no database read to find them.
     pub cached_in_memory: usize,
+    /// Of those, the ones held without rmcp's worker: calls answered outside rmcp serve them,
+    /// anything else restores them first.
+    pub dormant: usize,
+    /// Sessions restored from the database since start (dormant ones woken included).
+    pub restored: u64,
     pub write_failures: u64,
     pub last_error: Option<String>,
     pub cleanup: Option<CleanupRun>,
@@ -222,6 +229,8 @@ impl Sessions {
         let last_error = lock(&self.health.last_error).get().map(str::to_owned);
         SessionReport {
             cached_in_memory: self.manager.cached().await,
+            dormant: self.manager.dormant(),
+            restored: self.manager.restored(),
             write_failures: self.health.write_failures.load(Ordering::Relaxed),
             healthy: last_error.is_none()
                 && last_cleanup.as_ref().is_none_or(|run| run.error.is_none()),
@@ -334,11 +343,23 @@ impl SessionStore for Sessions {
             tracing::info!(session_id, "session ended on this replica: 404");
             return Ok(None);
         }
-        let Some(row) = self
+        let row = match self
             .store
             .resume_session(session_id, &self.settings.lifecycle())
-            .await?
-        else {
+            .await
+        {
+            Ok(row) => row,
+            // A dormant session held here wakes without the database, as it would have been
+            // served with its worker.
+            Err(error) => match self.manager.dormant_handshake(session_id) {
+                Some(params) => {
+                    tracing::warn!(session_id, %error, "cannot read the session's row: woken from memory");
+                    return Ok(Some(SessionState::new(params)));
+                }
+                None => return Err(error.into()),
+            },
+        };
+        let Some(row) = row else {
             tracing::info!(session_id, "unknown, ended or expired session: 404");
             return Ok(None);
         };

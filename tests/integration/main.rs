@@ -17,6 +17,7 @@ mod claims;
 mod clients;
 mod config;
 mod dashboard;
+mod dormant_sessions;
 mod first_hour;
 mod gateway;
 mod gateway_breaker;
