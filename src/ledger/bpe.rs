@@ -245,6 +245,20 @@ mod tests {
         }
     }
 
+    /// `count` seeded texts of 0 to `longest` characters drawn from `alphabet`.
+    fn generated(alphabet: &str, seed: u64, longest: usize, count: usize) -> Vec<String> {
+        let alphabet: Vec<char> = alphabet.chars().collect();
+        let mut random = Seeded(seed);
+        (0..count)
+            .map(|_| {
+                let len = random.below(longest + 1);
+                (0..len)
+                    .map(|_| alphabet[random.below(alphabet.len())])
+                    .collect()
+            })
+            .collect()
+    }
+
     fn assert_same_pieces(compact: &Encoding, text: &str) {
         let by_hand: Vec<&str> = ascii_pieces(text).expect("ASCII text").collect();
         let by_regex: Vec<&str> = compact.regex_pieces(text).collect();
@@ -268,16 +282,8 @@ mod tests {
     #[test]
     fn ascii_pieces_are_the_regexs_on_generated_text() {
         let compact = Encoding::o200k_base().expect("tables load");
-        let alphabet: Vec<char> =
-            "aAzZqQ sStTrReEvVmMlLdD''''    \t\t\r\n\r\n//0123456789.,:;-_!?\"\"\\\\{}[]()<>#@$%&*+=|~`\u{0}\u{b}\u{c}\u{1f}\u{7f}"
-                .chars()
-                .collect();
-        let mut random = Seeded(25);
-        for _ in 0..100_000 {
-            let len = random.below(65);
-            let text: String = (0..len)
-                .map(|_| alphabet[random.below(alphabet.len())])
-                .collect();
+        let alphabet = "aAzZqQ sStTrReEvVmMlLdD''''    \t\t\r\n\r\n//0123456789.,:;-_!?\"\"\\\\{}[]()<>#@$%&*+=|~`\u{0}\u{b}\u{c}\u{1f}\u{7f}";
+        for text in generated(alphabet, 25, 64, 100_000) {
             assert_same_pieces(&compact, &text);
         }
     }
@@ -322,20 +328,11 @@ mod tests {
     #[test]
     fn stretch_pieces_are_the_regexs_on_mixed_text() {
         let compact = Encoding::o200k_base().expect("tables load");
-        let alphabet: Vec<char> =
-            "aAzZsStTrReEvVmMlLdD'''  \t\r\n/019.,-\"\\{}é東🚀\u{301}\u{300}\u{a0}\u{1c5}\u{17f}\u{212a}\u{663}\u{2028}"
-                .chars()
-                .collect();
-        let mut random = Seeded(2026);
-        for _ in 0..100_000 {
-            let len = random.below(49);
-            let text: String = (0..len)
-                .map(|_| alphabet[random.below(alphabet.len())])
-                .collect();
-            let whole: Vec<&str> = compact.regex_pieces(&text).collect();
-            assert_eq!(stretch_pieces(&compact, &text), whole, "{text:?}");
-        }
-        for text in corpus() {
+        let alphabet = "aAzZsStTrReEvVmMlLdD'''  \t\r\n/019.,-\"\\{}é東🚀\u{301}\u{300}\u{a0}\u{1c5}\u{17f}\u{212a}\u{663}\u{2028}";
+        for text in generated(alphabet, 2026, 48, 100_000)
+            .into_iter()
+            .chain(corpus())
+        {
             let whole: Vec<&str> = compact.regex_pieces(&text).collect();
             assert_eq!(stretch_pieces(&compact, &text), whole, "{text:?}");
         }
