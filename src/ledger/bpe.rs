@@ -329,10 +329,15 @@ mod tests {
     fn stretch_pieces_are_the_regexs_on_mixed_text() {
         let compact = Encoding::o200k_base().expect("tables load");
         let alphabet = "aAzZsStTrReEvVmMlLdD'''  \t\r\n/019.,-\"\\{}é東🚀\u{301}\u{300}\u{a0}\u{1c5}\u{17f}\u{212a}\u{663}\u{2028}";
-        for text in generated(alphabet, 2026, 48, 100_000)
+        // Mixed, ASCII of up to twice the stretches' shortest ASCII between, mixed: stretches
+        // of both kinds and their cuts in one text.
+        let ascii = "aAsStT'' \t\n/09.,\"{}";
+        let texts = generated(alphabet, 2026, 24, 100_000)
             .into_iter()
-            .chain(corpus())
-        {
+            .zip(generated(ascii, 2027, 64, 100_000))
+            .zip(generated(alphabet, 2028, 24, 100_000))
+            .map(|((before, between), after)| before + &between + &after);
+        for text in texts.chain(corpus()) {
             let whole: Vec<&str> = compact.regex_pieces(&text).collect();
             assert_eq!(stretch_pieces(&compact, &text), whole, "{text:?}");
         }
@@ -368,10 +373,19 @@ mod tests {
     fn counting_the_corpus() {
         let compact = Encoding::o200k_base().expect("tables load");
         let ascii_only = std::env::var_os("PRETOK_ASCII").is_some();
-        let texts: Vec<String> = corpus()
-            .into_iter()
-            .filter(|text| !ascii_only || text.is_ascii())
-            .collect();
+        // With `PRETOK_DENSE`, texts where non-ASCII characters are so dense that nearly every
+        // stretch goes to the regex, a short one at a time: the worst case of the stretches.
+        let texts: Vec<String> = if std::env::var_os("PRETOK_DENSE").is_some() {
+            ["é1 ", "東a.", "naïve café's ", "\u{a0}x, "]
+                .iter()
+                .flat_map(|unit| (1..=40).map(|n| unit.repeat(n * 5)))
+                .collect()
+        } else {
+            corpus()
+                .into_iter()
+                .filter(|text| !ascii_only || text.is_ascii())
+                .collect()
+        };
         let rounds: usize =
             std::env::var("PRETOK_ROUNDS").map_or(1, |n| n.parse().expect("a number"));
         let by_regex = std::env::var_os("PRETOK_REGEX").is_some();

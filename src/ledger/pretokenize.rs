@@ -46,13 +46,32 @@ pub fn stretches(text: &str) -> impl Iterator<Item = Stretch<'_>> {
                 text.get(start..cut).map(Stretch::Ascii)
             }
             None => {
-                at = (wide + 1..bytes.len())
-                    .find(|&cut| is_safe_cut(bytes, cut))
-                    .unwrap_or(bytes.len());
+                at = other_end(bytes, wide);
                 text.get(start..at).map(Stretch::Other)
             }
         }
     })
+}
+
+/// ASCII shorter than this between non-ASCII characters stays in their stretch: each stretch
+/// the regex cuts costs it a search's setup, which text dense in non-ASCII characters paid
+/// more often than the hand pre-tokenizer saved (BENCHMARKS.md, session 25).
+const SHORTEST_ASCII_BETWEEN: usize = 32;
+
+/// Where a stretch for the regex that holds the non-ASCII byte at `wide` ends: at the first
+/// safe cut after it that is followed by enough ASCII, or at the end of the text.
+fn other_end(bytes: &[u8], wide: usize) -> usize {
+    let mut from = wide;
+    loop {
+        let Some(cut) = (from + 1..bytes.len()).find(|&cut| is_safe_cut(bytes, cut)) else {
+            return bytes.len();
+        };
+        let rest = bytes.get(cut..).unwrap_or_default();
+        match rest.iter().position(|b| !b.is_ascii()) {
+            Some(ascii) if ascii < SHORTEST_ASCII_BETWEEN => from = cut + ascii,
+            _ => return cut,
+        }
+    }
 }
 
 /// Whether every piece ends or starts at byte `cut`, whatever the text around: after an ASCII
