@@ -11,6 +11,8 @@ use std::collections::BinaryHeap;
 
 use fancy_regex::Regex;
 
+use super::pretokenize::{Stretch, ascii_pieces, stretches};
+
 /// A token's rank (its id).
 type Rank = u32;
 
@@ -53,12 +55,34 @@ impl Encoding {
     }
 
     /// How many tokens `text` is, encoded as ordinary text (special-token strings are text).
+    /// ASCII text is cut by the hand-written pre-tokenizer, which costs a fraction of the
+    /// regex (BENCHMARKS.md, session 25); stretches around non-ASCII characters by the regex.
     pub fn count(&self, text: &str) -> usize {
+        stretches(text)
+            .map(|stretch| match stretch {
+                Stretch::Ascii(ascii) => ascii_pieces(ascii)
+                    .into_iter()
+                    .flatten()
+                    .map(|piece| self.count_piece(piece.as_bytes()))
+                    .sum(),
+                Stretch::Other(other) => self.count_by_regex(other),
+            })
+            .sum()
+    }
+
+    fn count_by_regex(&self, text: &str) -> usize {
+        self.regex_pieces(text)
+            .map(|piece| self.count_piece(piece.as_bytes()))
+            .sum()
+    }
+
+    /// The pieces the pattern cuts `text` into (a match that fails, which the pattern's one
+    /// look-ahead cannot make happen, is skipped).
+    fn regex_pieces<'t>(&self, text: &'t str) -> impl Iterator<Item = &'t str> {
         self.pieces
             .find_iter(text)
             .filter_map(Result::ok)
-            .map(|piece| self.count_piece(piece.as_str().as_bytes()))
-            .sum()
+            .map(|piece| piece.as_str())
     }
 
     fn count_piece(&self, piece: &[u8]) -> usize {
@@ -206,6 +230,181 @@ mod tests {
         }
         texts.push("<|endoftext|> before <|fim_prefix|> \u{0} \r\n\r\n   trailing   ".into());
         texts
+    }
+
+    /// A seeded splitmix64: the generated texts are the same on every run.
+    struct Seeded(u64);
+
+    impl Seeded {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            usize::try_from((z ^ (z >> 31)) % n as u64).expect("below n")
+        }
+    }
+
+    /// `count` seeded texts of 0 to `longest` characters drawn from `alphabet`.
+    fn generated(alphabet: &str, seed: u64, longest: usize, count: usize) -> Vec<String> {
+        let alphabet: Vec<char> = alphabet.chars().collect();
+        let mut random = Seeded(seed);
+        (0..count)
+            .map(|_| {
+                let len = random.below(longest + 1);
+                (0..len)
+                    .map(|_| alphabet[random.below(alphabet.len())])
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn assert_same_pieces(compact: &Encoding, text: &str) {
+        let by_hand: Vec<&str> = ascii_pieces(text).expect("ASCII text").collect();
+        let by_regex: Vec<&str> = compact.regex_pieces(text).collect();
+        assert_eq!(by_hand, by_regex, "{text:?}");
+    }
+
+    #[test]
+    fn ascii_pieces_are_the_regexs_on_the_corpus() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let texts = corpus();
+        let ascii: Vec<&String> = texts.iter().filter(|text| text.is_ascii()).collect();
+        assert!(ascii.len() >= 1000, "{} ASCII texts", ascii.len());
+        for text in ascii {
+            assert_same_pieces(&compact, text);
+        }
+    }
+
+    /// Short texts over an alphabet weighted toward where the pattern's alternatives meet:
+    /// contractions in both cases, runs of digits, spaces before words, punctuation and line
+    /// breaks, whitespace runs before non-space, control bytes.
+    #[test]
+    fn ascii_pieces_are_the_regexs_on_generated_text() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let alphabet = "aAzZqQ sStTrReEvVmMlLdD''''    \t\t\r\n\r\n//0123456789.,:;-_!?\"\"\\\\{}[]()<>#@$%&*+=|~`\u{0}\u{b}\u{c}\u{1f}\u{7f}";
+        for text in generated(alphabet, 25, 64, 100_000) {
+            assert_same_pieces(&compact, &text);
+        }
+    }
+
+    /// Random bytes made valid UTF-8, mostly ASCII: no panic, the pieces tile the text, and
+    /// counts (by either path) are tiktoken's.
+    #[test]
+    fn random_text_counts_like_tiktoken() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let mut random = Seeded(5);
+        for round in 0..20_000 {
+            let len = random.below(96);
+            let top = if round % 4 == 0 { 256 } else { 128 };
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| u8::try_from(random.below(top)).expect("a byte"))
+                .collect();
+            let text = String::from_utf8_lossy(&bytes);
+            if let Some(pieces) = ascii_pieces(&text) {
+                assert_eq!(pieces.collect::<String>(), text);
+            }
+            let expected = full.encode_ordinary(&text).len();
+            assert_eq!(compact.count(&text), expected, "{text:?}");
+        }
+    }
+
+    /// The pieces `count` counts: its stretches' pieces, by hand or by the regex.
+    fn stretch_pieces<'t>(compact: &Encoding, text: &'t str) -> Vec<&'t str> {
+        stretches(text)
+            .flat_map(|stretch| -> Vec<&'t str> {
+                match stretch {
+                    Stretch::Ascii(ascii) => ascii_pieces(ascii).expect("ASCII").collect(),
+                    Stretch::Other(other) => compact.regex_pieces(other).collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Mixed texts: the ASCII alphabet above with accents, CJK, emoji, combining marks, a
+    /// no-break space (`\s`), a title-case letter, the long s and the Kelvin sign (which `(?i)`
+    /// folds to `s` and `k`) and a non-ASCII digit, next to letters, digits and apostrophes.
+    #[test]
+    fn stretch_pieces_are_the_regexs_on_mixed_text() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let alphabet = "aAzZsStTrReEvVmMlLdD'''  \t\r\n/019.,-\"\\{}é東🚀\u{301}\u{300}\u{a0}\u{1c5}\u{17f}\u{212a}\u{663}\u{2028}";
+        // Mixed, ASCII of up to twice the stretches' shortest ASCII between, mixed: stretches
+        // of both kinds and their cuts in one text.
+        let ascii = "aAsStT'' \t\n/09.,\"{}";
+        let texts = generated(alphabet, 2026, 24, 100_000)
+            .into_iter()
+            .zip(generated(ascii, 2027, 64, 100_000))
+            .zip(generated(alphabet, 2028, 24, 100_000))
+            .map(|((before, between), after)| before + &between + &after);
+        for text in texts.chain(corpus()) {
+            let whole: Vec<&str> = compact.regex_pieces(&text).collect();
+            assert_eq!(stretch_pieces(&compact, &text), whole, "{text:?}");
+        }
+    }
+
+    /// Accents, CJK, emoji and combining marks next to ASCII letters and apostrophes count as
+    /// tiktoken counts them.
+    #[test]
+    fn mixed_text_counts_like_tiktoken() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        for text in [
+            "it's café's 'S naïve",
+            "e\u{301}'ll A\u{300}BC'RE x",
+            "東京's 🚀rocket  \u{a0}word",
+            "{\"title\": \"Ünïcödé\\n 東京 #1\"}",
+        ] {
+            assert!(ascii_pieces(text).is_none());
+            assert_eq!(
+                compact.count(text),
+                full.encode_ordinary(text).len(),
+                "{text:?}"
+            );
+        }
+    }
+
+    /// Not a check but a measurement: under callgrind, `PRETOK_ROUNDS` rounds of counting the
+    /// corpus (its ASCII texts only with `PRETOK_ASCII` set), by `count`, or by the regex
+    /// alone with `PRETOK_REGEX` set; the difference of two round counts is the counting
+    /// alone (BENCHMARKS.md, session 25).
+    #[test]
+    #[ignore]
+    fn counting_the_corpus() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let ascii_only = std::env::var_os("PRETOK_ASCII").is_some();
+        // With `PRETOK_DENSE`, texts where non-ASCII characters are so dense that nearly every
+        // stretch goes to the regex, a short one at a time: the worst case of the stretches.
+        let texts: Vec<String> = if std::env::var_os("PRETOK_DENSE").is_some() {
+            ["é1 ", "東a.", "naïve café's ", "\u{a0}x, "]
+                .iter()
+                .flat_map(|unit| (1..=40).map(|n| unit.repeat(n * 5)))
+                .collect()
+        } else {
+            corpus()
+                .into_iter()
+                .filter(|text| !ascii_only || text.is_ascii())
+                .collect()
+        };
+        let rounds: usize =
+            std::env::var("PRETOK_ROUNDS").map_or(1, |n| n.parse().expect("a number"));
+        let by_regex = std::env::var_os("PRETOK_REGEX").is_some();
+        let mut tokens = 0;
+        for _ in 0..rounds {
+            for text in &texts {
+                let text = std::hint::black_box(text);
+                tokens += if by_regex {
+                    compact.count_by_regex(text)
+                } else {
+                    compact.count(text)
+                };
+            }
+        }
+        let bytes: usize = texts.iter().map(String::len).sum();
+        println!(
+            "{} texts, {bytes} bytes, {tokens} tokens in {rounds} rounds",
+            texts.len()
+        );
     }
 
     #[test]

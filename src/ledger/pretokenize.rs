@@ -1,0 +1,206 @@
+//! `o200k_base`'s pre-tokenizer for ASCII text, written out by hand. The pattern (`build.rs`
+//! writes it to `$OUT_DIR/o200k_base.pattern`) run by `fancy_regex` was ~3/4 of a count's
+//! instructions on JSON answers; the messages the ledger counts are nearly all ASCII, where
+//! every class the pattern uses is a simple byte test. Text with any non-ASCII byte still goes
+//! to the regex (`bpe.rs`). Tests check that the pieces are the regex's.
+//!
+//! The pattern's alternatives, tried in order at each position (leftmost-first), in ASCII:
+//! 1. `[^\r\n\p{L}\p{N}]?[\p{Lu}…]*[\p{Ll}…]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?`
+//! 2. `[^\r\n\p{L}\p{N}]?[\p{Lu}…]+[\p{Ll}…]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?`
+//! 3. `\p{N}{1,3}`
+//! 4. ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
+//! 5. `\s*[\r\n]+`
+//! 6. `\s+(?!\S)`
+//! 7. `\s+`
+//!
+//! Every byte starts a match of one of them and none matches empty, so the pieces tile the text.
+
+/// The pieces of `text` as the pattern cuts them, or `None` if `text` is not all ASCII.
+pub fn ascii_pieces(text: &str) -> Option<AsciiPieces<'_>> {
+    text.is_ascii().then_some(AsciiPieces { text, at: 0 })
+}
+
+/// A stretch of text that the pattern cuts as it would the whole text: no piece crosses its
+/// ends. ASCII stretches can go to [`ascii_pieces`]; the others need the regex.
+pub enum Stretch<'a> {
+    Ascii(&'a str),
+    Other(&'a str),
+}
+
+/// `text` in stretches: the ASCII ones as long as they can be, the others from the last safe
+/// cut before a non-ASCII character to the first one after it.
+pub fn stretches(text: &str) -> impl Iterator<Item = Stretch<'_>> {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let start = at;
+        let rest = bytes.get(start..).filter(|rest| !rest.is_empty())?;
+        let Some(offset) = rest.iter().position(|b| !b.is_ascii()) else {
+            at = bytes.len();
+            return text.get(start..).map(Stretch::Ascii);
+        };
+        let wide = start + offset;
+        match (start + 1..wide).rev().find(|&cut| is_safe_cut(bytes, cut)) {
+            Some(cut) => {
+                at = cut;
+                text.get(start..cut).map(Stretch::Ascii)
+            }
+            None => {
+                at = other_end(bytes, wide);
+                text.get(start..at).map(Stretch::Other)
+            }
+        }
+    })
+}
+
+/// ASCII shorter than this between non-ASCII characters stays in their stretch: each stretch
+/// the regex cuts costs it a search's setup, which text dense in non-ASCII characters paid
+/// more often than the hand pre-tokenizer saved (BENCHMARKS.md, session 25).
+const SHORTEST_ASCII_BETWEEN: usize = 32;
+
+/// Where a stretch for the regex that holds the non-ASCII byte at `wide` ends: at the first
+/// safe cut after it that is followed by enough ASCII, or at the end of the text.
+fn other_end(bytes: &[u8], wide: usize) -> usize {
+    let mut from = wide;
+    loop {
+        let Some(cut) = (from + 1..bytes.len()).find(|&cut| is_safe_cut(bytes, cut)) else {
+            return bytes.len();
+        };
+        let rest = bytes.get(cut..).unwrap_or_default();
+        match rest.iter().position(|b| !b.is_ascii()) {
+            Some(ascii) if ascii < SHORTEST_ASCII_BETWEEN => from = cut + ascii,
+            _ => return cut,
+        }
+    }
+}
+
+/// Whether every piece ends or starts at byte `cut`, whatever the text around: after an ASCII
+/// letter or digit, before an ASCII byte that can continue no piece holding one (any but a
+/// letter, a digit or the `'` of a contraction). Letters and digits are no part of an
+/// alternative 4 piece, so the piece before `cut` is a word or a number, and it stops there;
+/// the matches after start afresh at `cut`. Both bytes are ASCII, so `cut` is a character
+/// boundary, and no look-ahead of the pattern reads across it (only a whitespace run's does).
+fn is_safe_cut(bytes: &[u8], cut: usize) -> bool {
+    let (Some(&before), Some(&after)) = (
+        cut.checked_sub(1).and_then(|i| bytes.get(i)),
+        bytes.get(cut),
+    ) else {
+        return false;
+    };
+    before.is_ascii_alphanumeric()
+        && after.is_ascii()
+        && !after.is_ascii_alphanumeric()
+        && after != b'\''
+}
+
+pub struct AsciiPieces<'a> {
+    /// All ASCII, so every byte offset is a character boundary.
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Iterator for AsciiPieces<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.text.as_bytes();
+        if self.at >= bytes.len() {
+            return None;
+        }
+        let start = self.at;
+        // A piece is at least one byte, so the walk always moves on.
+        self.at = piece_end(bytes, start).max(start + 1);
+        self.text.get(start..self.at)
+    }
+}
+
+/// `\s` in ASCII: Unicode's White_Space, which is these six (not the other control bytes).
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// `[^\s\p{L}\p{N}]`: punctuation, symbols and the other control bytes.
+fn is_other(b: u8) -> bool {
+    !b.is_ascii_alphanumeric() && !is_space(b)
+}
+
+/// `[^\r\n\p{L}\p{N}]`: what may stand before a word, in its piece.
+fn may_lead_word(b: u8) -> bool {
+    !b.is_ascii_alphanumeric() && b != b'\r' && b != b'\n'
+}
+
+fn is_newline(b: u8) -> bool {
+    b == b'\r' || b == b'\n'
+}
+
+/// Where the run of bytes from `from` that satisfy `class` ends.
+fn run_end(bytes: &[u8], from: usize, class: impl Fn(u8) -> bool) -> usize {
+    let len = bytes.get(from..).map_or(0, |rest| {
+        rest.iter().position(|&b| !class(b)).unwrap_or(rest.len())
+    });
+    from + len
+}
+
+/// Where the piece starting at `start` (< `bytes.len()`) ends.
+fn piece_end(bytes: &[u8], start: usize) -> usize {
+    if let Some(end) = word_end(bytes, start) {
+        return end;
+    }
+    let first = bytes[start];
+    if first.is_ascii_digit() {
+        return run_end(bytes, start, |b| b.is_ascii_digit()).min(start + 3);
+    }
+    if let Some(end) = punctuation_end(bytes, start) {
+        return end;
+    }
+    space_end(bytes, start)
+}
+
+/// Alternatives 1 and 2: an optional leading byte, then upper case letters then lower case
+/// ones, at least one letter in all (ASCII has no letters of the other categories, and upper
+/// and lower are disjoint, so backtracking never changes where the letters end), then a
+/// contraction if one follows. A leading byte that is not followed by a letter makes no word:
+/// without it, the piece would have to start with a letter, and it is not one.
+fn word_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let letters = start + usize::from(may_lead_word(bytes[start]));
+    let upper_end = run_end(bytes, letters, |b| b.is_ascii_uppercase());
+    let end = run_end(bytes, upper_end, |b| b.is_ascii_lowercase());
+    (end > letters).then(|| contraction_end(bytes, end))
+}
+
+/// `(?i:'s|'t|'re|'ve|'m|'ll|'d)?` at `at`: no two alternatives share a first letter, so at
+/// most one can match.
+fn contraction_end(bytes: &[u8], at: usize) -> usize {
+    if bytes.get(at) != Some(&b'\'') {
+        return at;
+    }
+    let lower = |i: usize| bytes.get(at + i).map(u8::to_ascii_lowercase);
+    match (lower(1), lower(2)) {
+        (Some(b's' | b't' | b'm' | b'd'), _) => at + 2,
+        (Some(b'r' | b'v'), Some(b'e')) | (Some(b'l'), Some(b'l')) => at + 3,
+        _ => at,
+    }
+}
+
+/// Alternative 4: an optional space, a run of punctuation, then any `\r`, `\n` and `/`.
+fn punctuation_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let from = start + usize::from(bytes[start] == b' ');
+    let end = run_end(bytes, from, is_other);
+    (end > from).then(|| run_end(bytes, end, |b| is_newline(b) || b == b'/'))
+}
+
+/// Alternatives 5 to 7, for a piece that starts with whitespace. In the run of whitespace from
+/// `start`: up to its last line break if it has one (`\s*` gives back until `[\r\n]+` can
+/// match); else all of it at the end of the text; else all but its last byte, which goes
+/// with what follows (`(?!\S)`), unless that would leave nothing; then the one byte (`\s+`).
+fn space_end(bytes: &[u8], start: usize) -> usize {
+    let end = run_end(bytes, start, is_space);
+    let run = bytes.get(start..end).unwrap_or_default();
+    if let Some(last_break) = run.iter().rposition(|&b| is_newline(b)) {
+        return start + last_break + 1;
+    }
+    if end == bytes.len() || run.len() < 2 {
+        return end;
+    }
+    end - 1
+}
