@@ -108,7 +108,7 @@ pub struct SessionHealth {
 #[derive(Debug, Serialize)]
 pub struct SessionReport {
     /// Sessions held in memory on this replica, with rmcp's worker or dormant (the ones
-    /// `--max-cached` bounds): their requests need no database read to find them.
+    /// `DEFAULT_MAX_CACHED` bounds): their requests need no database read to find them.
     pub cached_in_memory: usize,
     /// Of those, the ones held without rmcp's worker: calls answered outside rmcp serve them,
     /// anything else restores them first.
