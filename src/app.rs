@@ -273,6 +273,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     let report = state.sessions.report().await;
     metrics::gauge!("steward_sessions_cached").set(report.cached_in_memory as f64);
     metrics::gauge!("steward_session_write_failures").set(report.write_failures as f64);
+    metrics::gauge!("steward_sessions_woken_from_memory").set(report.woken_from_memory as f64);
     metrics::gauge!("steward_cleanup_last_run_failed").set(
         if report.cleanup.as_ref().is_some_and(|r| r.error.is_some()) {
             1.0

@@ -100,6 +100,9 @@ impl SessionSettings {
 #[derive(Debug, Default)]
 pub struct SessionHealth {
     pub write_failures: AtomicU64,
+    /// Dormant sessions woken from the `initialize` params held in memory because their row
+    /// could not be read: served, but on a database that failed a read.
+    pub woken_from_memory: AtomicU64,
     pub last_error: Mutex<LastError>,
     pub last_cleanup: Mutex<Option<CleanupRun>>,
 }
@@ -115,6 +118,8 @@ pub struct SessionReport {
     pub dormant: usize,
     /// Sessions restored from the database since start (dormant ones woken included).
     pub restored: u64,
+    /// Of those, the dormant ones woken from memory because their row could not be read.
+    pub woken_from_memory: u64,
     pub write_failures: u64,
     pub last_error: Option<String>,
     pub cleanup: Option<CleanupRun>,
@@ -231,6 +236,7 @@ impl Sessions {
             cached_in_memory: self.manager.cached().await,
             dormant: self.manager.dormant(),
             restored: self.manager.restored(),
+            woken_from_memory: self.health.woken_from_memory.load(Ordering::Relaxed),
             write_failures: self.health.write_failures.load(Ordering::Relaxed),
             healthy: last_error.is_none()
                 && last_cleanup.as_ref().is_none_or(|run| run.error.is_none()),
@@ -353,6 +359,9 @@ impl SessionStore for Sessions {
             // served with its worker.
             Err(error) => match self.manager.dormant_handshake(session_id) {
                 Some(params) => {
+                    self.health
+                        .woken_from_memory
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(session_id, %error, "cannot read the session's row: woken from memory");
                     return Ok(Some(SessionState::new(params)));
                 }

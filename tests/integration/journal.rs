@@ -376,11 +376,20 @@ async fn stop_while_cut_story(db: TestDb) -> anyhow::Result<()> {
         ensure!(reply.message.get("result").is_some(), "{reply:?}");
     }
     ledger.wait_for_ids(&ids).await?;
+    // Its calls were all board calls: the session rests without rmcp's worker.
+    let deadline = Instant::now() + DEADLINE;
+    while health(&server).await?.1["sessions"]["dormant"] != 1 {
+        ensure!(Instant::now() < deadline, "the session never went dormant");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     proxy.cut();
-    // Answered from memory (the session is cached): activity noted, row journaled.
+    // Answered from memory (the session is cached): activity noted, row journaled. A ping
+    // needs rmcp, so the dormant session wakes, from the handshake held in memory.
     let ping = json!({ "jsonrpc": "2.0", "id": "ping-after-cut", "method": "ping" });
     let reply = raw.post(&ping, Some(&session)).await?;
     ensure!(reply.message.get("result").is_some(), "{reply:?}");
+    let (_, after) = health(&server).await?;
+    assert_eq!(after["sessions"]["woken_from_memory"], 1, "{after}");
 
     let pid = server.pid().context("the server has no pid")?;
     let asked = Instant::now();

@@ -8,7 +8,6 @@
 use crate::common;
 
 use std::process::Output;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -18,7 +17,7 @@ use serde_json::{Value, json};
 use steward::store::Store;
 use steward::store::sessions::SessionRow;
 
-use common::raw::{Client as RawClient, Reply};
+use common::raw::{Client as RawClient, Reply, next_request_id};
 use common::{Backend, TestDb, TestServer, kill_9, open_store};
 
 /// The protocol version the tests ask for (the newest of the session era).
@@ -67,13 +66,6 @@ fn tool_output(reply: &Reply) -> anyhow::Result<Value> {
         .as_str()
         .with_context(|| format!("no text content in {result}"))?;
     Ok(serde_json::from_str(text).unwrap_or(Value::String(text.to_string())))
-}
-
-/// A JSON-RPC id unique in this test binary (ids of requests in flight in one session must
-/// differ).
-fn next_request_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Built with Steward's TLS builder: reqwest's own parses the system's CA bundle for every

@@ -2,6 +2,7 @@
 //! the library's raw client (`steward::mcp::client`, which `steward check` uses too) and the
 //! few checks the tests repeat with it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::ensure;
@@ -57,9 +58,16 @@ pub async fn replay(
     Ok((status, response.text().await.unwrap_or_default()))
 }
 
+/// A JSON-RPC id unique in this test binary: a session's requests never share one (MCP: an id
+/// is not used twice by the requestor within a session).
+pub fn next_request_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// `tools/list` in `session`, saying the current revision.
 pub async fn tools_list(client: &Client, session: &str) -> anyhow::Result<Reply> {
-    let body = json!({ "jsonrpc": "2.0", "id": "list", "method": "tools/list" });
+    let body = json!({ "jsonrpc": "2.0", "id": next_request_id(), "method": "tools/list" });
     client
         .post_with(
             body.to_string(),
