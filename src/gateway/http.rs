@@ -143,13 +143,14 @@ pub struct HttpUpstream {
     name: UpstreamName,
     endpoint: Arc<Endpoint>,
     store: Store,
-    held: Mutex<HashMap<String, Cell>>,
+    /// By client session id (foldhash, as the session manager's maps: read on every call).
+    held: Mutex<HashMap<String, Cell, foldhash::fast::RandomState>>,
     next_id: AtomicI64,
     status: Arc<UpstreamStatus>,
     audience: Arc<Audience>,
     /// The upstream sessions whose GET stream Steward is reading, each with whether the
     /// stream has opened (or failed to) yet.
-    listening: Arc<Mutex<HashMap<Arc<str>, watch::Receiver<bool>>>>,
+    listening: Arc<Mutex<HashMap<Arc<str>, watch::Receiver<bool>, foldhash::fast::RandomState>>>,
     /// Cancelled when Steward stops: the GET streams close.
     stop: CancellationToken,
     /// Calls waiting for a 2026-07-28 client's answers to the upstream's requests.
