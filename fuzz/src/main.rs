@@ -209,7 +209,7 @@ fn run_one(input: &[u8], reply: &[u8]) -> bool {
             "gate accepted invalid JSON"
         );
         assert!(
-            gate::too_deep(input, MAX_DEPTH).is_none(),
+            steward::protocol::scan(input, MAX_DEPTH).too_deep.is_none(),
             "gate accepted a too-deep body"
         );
         if let Some(message) = envelope.single()

@@ -127,6 +127,9 @@ const STREAM_OPEN_WAIT: Duration = Duration::from_secs(2);
 /// Shared, so a call takes the session without copying its record.
 type Cell = Arc<AsyncMutex<Option<Arc<Held>>>>;
 
+/// By upstream session id, looked up on every call (foldhash, as the maps by client session).
+type Listening = HashMap<Arc<str>, watch::Receiver<bool>, foldhash::fast::RandomState>;
+
 /// Where and how Steward reaches the upstream; shared with the tasks that outlive a call (the
 /// GET stream's reader, a dropped call's cancellation).
 struct Endpoint {
@@ -143,13 +146,14 @@ pub struct HttpUpstream {
     name: UpstreamName,
     endpoint: Arc<Endpoint>,
     store: Store,
-    held: Mutex<HashMap<String, Cell>>,
+    /// By client session id (foldhash, as the session manager's maps: read on every call).
+    held: Mutex<HashMap<String, Cell, foldhash::fast::RandomState>>,
     next_id: AtomicI64,
     status: Arc<UpstreamStatus>,
     audience: Arc<Audience>,
     /// The upstream sessions whose GET stream Steward is reading, each with whether the
     /// stream has opened (or failed to) yet.
-    listening: Arc<Mutex<HashMap<Arc<str>, watch::Receiver<bool>>>>,
+    listening: Arc<Mutex<Listening>>,
     /// Cancelled when Steward stops: the GET streams close.
     stop: CancellationToken,
     /// Calls waiting for a 2026-07-28 client's answers to the upstream's requests.

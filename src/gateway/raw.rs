@@ -162,7 +162,9 @@ impl Upstream {
             let tool = Some(local.to_string());
             served.going_upstream(self.spec.name.to_string(), tool, Instant::now());
         }
-        let call = self.call(caller, CallToolRequestParams::METHOD, params);
+        // Boxed before `timed` takes it: its timeout and bookkeeping would hold the call's
+        // future inline and move it with every future around it.
+        let call = Box::pin(self.call(caller, CallToolRequestParams::METHOD, params));
         let outcome = self.timed(call).await;
         if let Some(served) = caller.served {
             served.came_back();

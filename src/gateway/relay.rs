@@ -187,8 +187,11 @@ impl Relay {
 /// not listed, as it cannot be sent requests).
 #[derive(Default)]
 pub struct Audience {
-    peers: Mutex<HashMap<String, Peer<RoleServer>>>,
+    /// By client session id (foldhash, as the session manager's maps: read on every call).
+    peers: Mutex<HashMap<String, Peer<RoleServer>, foldhash::fast::RandomState>>,
     subscribed: Mutex<HashMap<String, HashSet<String>>>,
+    /// The calls in flight, in no order: the latest of a session's is the one with the highest
+    /// number (a call ending is swapped out, not shifted out from among ~concurrency others).
     serving: Mutex<Vec<(u64, String, Relay)>>,
     next: AtomicU64,
 }
@@ -198,7 +201,10 @@ pub struct Serving<'a>(&'a Audience, u64);
 
 impl Drop for Serving<'_> {
     fn drop(&mut self) {
-        lock(&self.0.serving).retain(|(id, _, _)| *id != self.1);
+        let mut serving = lock(&self.0.serving);
+        if let Some(at) = serving.iter().position(|(id, _, _)| *id == self.1) {
+            serving.swap_remove(at);
+        }
     }
 }
 
@@ -215,8 +221,8 @@ impl Audience {
     pub async fn ask(&self, upstream: &UpstreamName, session: &str, request: Value) -> Value {
         let relay = lock(&self.serving)
             .iter()
-            .rev()
-            .find(|(_, s, _)| s == session)
+            .filter(|(_, s, _)| s == session)
+            .max_by_key(|(id, _, _)| *id)
             .map(|(_, _, relay)| relay.clone());
         match relay {
             Some(relay) => relay.ask(upstream, request).await,

@@ -83,9 +83,10 @@ impl Direct {
 }
 
 /// The calls served here, by session and request id (as JSON text), for the client's
-/// `notifications/cancelled`: rmcp does not know them.
+/// `notifications/cancelled`: rmcp does not know them. Hashed with foldhash (seeded per
+/// process) as the session manager's maps are: each call enters and leaves.
 #[derive(Default)]
-struct InFlight(Mutex<HashMap<(String, String), CancellationToken>>);
+struct InFlight(Mutex<HashMap<(String, String), CancellationToken, foldhash::fast::RandomState>>);
 
 /// A call's place in [`InFlight`], until dropped.
 struct Enlisted {

@@ -143,8 +143,10 @@ impl std::io::Write for ByteCount {
 
 pub struct DbEventStore {
     ring: Mutex<Ring>,
-    /// Owners of the streams in the ring (bounded with it, see [`DbEventStore::claim`]).
-    owners: Mutex<HashMap<String, StreamOwner>>,
+    /// Owners of the streams in the ring (bounded with it, see [`DbEventStore::claim`]), by
+    /// stream id: Steward's own random UUIDs, hashed with foldhash (SipHash cost more than the
+    /// rest of a claim).
+    owners: Mutex<HashMap<String, StreamOwner, foldhash::fast::RandomState>>,
     /// `None` keeps events in memory only (the default: persisting every event costs a
     /// database write of each reply; see BENCHMARKS.md).
     persist: Option<mpsc::Sender<Persist>>,
@@ -163,7 +165,7 @@ impl DbEventStore {
         let (persist, rx) = mpsc::channel(16_384);
         let me = Arc::new(DbEventStore {
             ring: Mutex::new(Ring::default()),
-            owners: Mutex::new(HashMap::new()),
+            owners: Mutex::default(),
             persist: durable.then_some(persist),
             counter: AtomicU64::new(0),
             behind: std::sync::atomic::AtomicBool::new(false),

@@ -37,6 +37,13 @@ use super::restore_turns::{RestoreTurn, RestoreTurns};
 /// otherwise bring the deleted session back.
 const ENDED_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The maps by session id, hashed with foldhash rather than SipHash: a call looks its session
+/// up in about a dozen of them, and SipHash of the id was most of each lookup. What they hold
+/// are ids of sessions Steward made (a client's unknown id is only looked up), and foldhash is
+/// seeded per process.
+type BySession<V> = HashMap<SessionId, V, foldhash::fast::RandomState>;
+type SessionSet = HashSet<SessionId, foldhash::fast::RandomState>;
+
 /// Most sessions kept in memory by default, with or without their worker; older idle ones are
 /// dropped from memory (they stay in the database and are restored on their next request, in a
 /// millisecond or two). Each one held with its worker costs ~90-150 KiB of the resident set
@@ -65,37 +72,37 @@ pub struct SessionManager {
     events: Option<Arc<DbEventStore>>,
     max_cached: usize,
     /// Last request per session: `Instant` orders evictions, `DateTime` goes to the database.
-    seen: Mutex<HashMap<SessionId, (Instant, DateTime<Utc>)>>,
+    seen: Mutex<BySession<(Instant, DateTime<Utc>)>>,
     /// Activity not yet written to the database.
-    unflushed: Mutex<HashMap<SessionId, DateTime<Utc>>>,
+    unflushed: Mutex<BySession<DateTime<Utc>>>,
     /// Sessions whose handshake rmcp is replaying after a restore. Until the replayed
     /// `notifications/initialized` is in, they are reported absent, so parallel first requests
     /// wait for the restore (rmcp serialises restores) instead of reaching a worker that has
     /// not been initialised yet.
-    restoring: Mutex<HashSet<SessionId>>,
+    restoring: Mutex<SessionSet>,
     /// Who created each session held here (None: made without authentication).
-    owners: Mutex<HashMap<SessionId, Option<String>>>,
+    owners: Mutex<BySession<Option<String>>>,
     /// Sessions ended on this replica in the last [`ENDED_MEMORY`], never to be restored.
-    ended: Mutex<HashMap<SessionId, Instant>>,
+    ended: Mutex<BySession<Instant>>,
     /// Streams open per session (a call awaiting its reply, a GET stream) and its requests in
     /// rmcp: such a session is never dropped to make room, since dropping it would cut the
     /// stream and lose the reply, nor made dormant.
-    open_streams: Mutex<HashMap<SessionId, usize>>,
+    open_streams: Mutex<BySession<usize>>,
     /// Sessions held without rmcp's worker (see [`SessionManager::rest`]).
-    dormant: Mutex<HashSet<SessionId>>,
+    dormant: Mutex<SessionSet>,
     /// The `initialize` params of each session held here: a dormant one wakes with them when
     /// the database cannot be read (held with its worker, it would have needed nothing of it).
-    handshakes: Mutex<HashMap<SessionId, InitializeRequestParams>>,
+    handshakes: Mutex<BySession<InitializeRequestParams>>,
     /// Sessions woken from dormancy while held here: they keep their worker (a client whose
     /// calls need rmcp would otherwise be restored on every call).
-    woken_up: Mutex<HashSet<SessionId>>,
+    woken_up: Mutex<SessionSet>,
     /// Sessions that have sent rmcp nothing since their `initialize` (or restore) but the
     /// handshake's end and tool calls: `true` once whatever serves their requests outside rmcp
     /// has said it can ([`SessionManager::rest`]). Only they are made dormant.
-    fresh: Mutex<HashMap<SessionId, bool>>,
+    fresh: Mutex<BySession<bool>>,
     /// Sessions whose worker is being dropped to make them dormant: their worker's service,
     /// when it ends, closes the session here once more, which only fires this.
-    quieting: Mutex<HashMap<SessionId, tokio::sync::oneshot::Sender<()>>>,
+    quieting: Mutex<BySession<tokio::sync::oneshot::Sender<()>>>,
     /// Sessions brought back into memory from the database since start (dormant ones woken
     /// included).
     restored: AtomicU64,
@@ -104,11 +111,11 @@ pub struct SessionManager {
     /// When each session last resumed a stream (`Last-Event-ID`), within the last few
     /// hang-up graces: a request whose client hung up is not cancelled while it may be coming
     /// back.
-    resumed: Mutex<HashMap<SessionId, tokio::time::Instant>>,
+    resumed: Mutex<BySession<tokio::time::Instant>>,
     /// How long a request whose client hung up waits for it to come back.
     hangup_grace: Duration,
     /// When each session's worker was last shown the session is in use (see [`WAKE_EVERY`]).
-    woken: Mutex<HashMap<SessionId, Instant>>,
+    woken: Mutex<BySession<Instant>>,
     /// Itself, for what outlives a call (cancelling a request whose client hung up).
     this: Weak<SessionManager>,
 }
@@ -208,11 +215,11 @@ impl SessionManager {
             inner,
             events,
             max_cached: max_cached.max(1),
-            seen: Mutex::new(HashMap::new()),
-            unflushed: Mutex::new(HashMap::new()),
-            restoring: Mutex::new(HashSet::new()),
-            owners: Mutex::new(HashMap::new()),
-            ended: Mutex::new(HashMap::new()),
+            seen: Mutex::default(),
+            unflushed: Mutex::default(),
+            restoring: Mutex::default(),
+            owners: Mutex::default(),
+            ended: Mutex::default(),
             open_streams: Mutex::default(),
             dormant: Mutex::default(),
             handshakes: Mutex::default(),
