@@ -113,14 +113,19 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// and a text query that walks the order index reads more than 2,000 KiB, so it missed in
 /// either. Measured in BENCHMARKS.md ("Resident memory, session 17").
 const SQLITE_CACHE_KIB: &str = "-512";
-/// The SQLite pool's connections. Each is a thread of its own (sqlx runs SQLite on one per
-/// connection) with its page cache, parsed schema, lookaside buffers and prepared statements:
-/// 8 held 1.3–3.6 MiB more heap than 4 under the peer load (BENCHMARKS.md, branch `rss`), and
-/// two cores do not run more than a few SQLite calls at once. A board read answered from
-/// memory runs one short statement (`store::answer_memo`).
-const SQLITE_CONNECTIONS: u32 = 4;
+/// The SQLite pool's connections: one per core, at least 2 and at most 4. Each is a thread of
+/// its own (sqlx runs SQLite on one per connection) with its page cache, parsed schema
+/// (~71 KiB), lookaside buffers, prepared statements (~150–380 KiB) and the allocator's pages
+/// of that thread: each held ~0.75 MiB of heap under the peer load (BENCHMARKS.md, branches
+/// `rss` and `mem5`). No more SQLite calls run at once than there are cores, and a board read
+/// answered from memory runs one short statement (`store::answer_memo`), so connections beyond
+/// the cores only queue the same work elsewhere.
+fn sqlite_connections() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    u32::try_from(cores).unwrap_or(u32::MAX).clamp(2, 4)
+}
 /// How long a SQLite connection may stay idle before the pool closes it (sqlx's default is
-/// ten minutes). Start-up opens all of [`SQLITE_CONNECTIONS`] at once, and an idle server's
+/// ten minutes). Start-up opens all of [`sqlite_connections`] at once, and an idle server's
 /// periodic reads (the revocation poll every 2 s) take them in turn from sqlx's first-in,
 /// first-out idle queue, so a longer timeout never closes any: idle, each held ~0.5 MiB of
 /// heap and a thread. With 3 s an idle server keeps two (BENCHMARKS.md, branch `mem3`); under
@@ -301,7 +306,7 @@ impl Store {
                     .pragma("cache_size", SQLITE_CACHE_KIB)
                     .foreign_keys(true);
                 let pool = pool_options()
-                    .max_connections(SQLITE_CONNECTIONS)
+                    .max_connections(sqlite_connections())
                     .idle_timeout(SQLITE_IDLE_TIMEOUT)
                     .connect_with(options)
                     .await?;
