@@ -514,12 +514,16 @@ mod tests {
         let rounds: usize =
             std::env::var("PRETOK_ROUNDS").map_or(1, |n| n.parse().expect("a number"));
         let by_regex = std::env::var_os("PRETOK_REGEX").is_some();
+        // With `BPE_BEFORE`, pieces are merged as before the piece cache (branch `bpecache`).
+        let before = std::env::var_os("BPE_BEFORE").is_some();
         let mut tokens = 0;
         for _ in 0..rounds {
             for text in &texts {
                 let text = std::hint::black_box(text);
                 tokens += if by_regex {
                     compact.count_by_regex(text)
+                } else if before {
+                    count_as_before(&compact, text)
                 } else {
                     compact.count(text)
                 };
@@ -530,6 +534,32 @@ mod tests {
             "{} texts, {bytes} bytes, {tokens} tokens in {rounds} rounds",
             texts.len()
         );
+    }
+
+    /// `count` as it was before the piece cache: `crc32fast` for every lookup, every piece
+    /// that is not a token merged with the heap, nothing kept.
+    fn count_as_before(compact: &Encoding, text: &str) -> usize {
+        let piece_before = |piece: &str| {
+            let piece = piece.as_bytes();
+            let (home, fingerprint) = home_and_fingerprint(crc32fast::hash(piece));
+            let token =
+                cluster(home).any(|(rank, print)| print == fingerprint && token_of(rank) == piece);
+            if piece.len() == 1 || token {
+                1
+            } else {
+                compact.merged_parts(piece)
+            }
+        };
+        stretches(text)
+            .map(|stretch| match stretch {
+                Stretch::Ascii(ascii) => ascii_pieces(ascii)
+                    .into_iter()
+                    .flatten()
+                    .map(piece_before)
+                    .sum::<usize>(),
+                Stretch::Other(other) => compact.regex_pieces(other).map(piece_before).sum(),
+            })
+            .sum()
     }
 
     #[test]
@@ -657,7 +687,11 @@ mod tests {
         assert!(bytes <= 128 * 1024, "{bytes} bytes");
         // The pieces pushed out and those kept still count as tiktoken counts them.
         for text in texts.iter().step_by(50) {
-            assert_eq!(compact.count(text), full.encode_ordinary(text).len(), "{text:?}");
+            assert_eq!(
+                compact.count(text),
+                full.encode_ordinary(text).len(),
+                "{text:?}"
+            );
         }
     }
 
