@@ -26,6 +26,8 @@ const SETS: usize = 128;
 pub const CAPACITY: usize = SHARDS * SETS * 2;
 /// What an entry takes: its piece's length, its count, the piece's bytes.
 pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
+// The bound the module's documentation and `tokens.rs` state.
+const _: () = assert!(CAPACITY * ENTRY_BYTES <= 128 * 1024);
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -113,6 +115,7 @@ impl PieceCache {
     }
 
     /// The pieces kept and the bytes the entries take.
+    #[cfg(test)]
     pub fn held(&self) -> (usize, usize) {
         let mut pieces = 0;
         let mut bytes = 0;
