@@ -695,6 +695,34 @@ mod tests {
         }
     }
 
+    /// Threads counting at once through one encoding (the writer's analysis and the request
+    /// path's workers): a shard another thread holds is skipped, never waited for or torn, and
+    /// every count is still tiktoken's.
+    #[test]
+    fn counts_from_several_threads_at_once_are_tiktokens() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let texts: Vec<String> = corpus().into_iter().step_by(3).collect();
+        let expected: Vec<usize> = texts
+            .iter()
+            .map(|text| full.encode_ordinary(text).len())
+            .collect();
+        std::thread::scope(|scope| {
+            for offset in 0..4 {
+                let (compact, texts, expected) = (&compact, &texts, &expected);
+                scope.spawn(move || {
+                    for round in 0..3 {
+                        for (i, (text, &expected)) in texts.iter().zip(expected).enumerate() {
+                            if (i + offset + round) % 2 == 0 {
+                                assert_eq!(compact.count(text), expected, "{text:?}");
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
+
     #[test]
     fn the_short_crc_is_crc32fasts() {
         let mut random = Seeded(32);
