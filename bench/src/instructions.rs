@@ -56,7 +56,7 @@ const _: () = assert!(
 
 /// How to run the scenario.
 pub struct Opts<'a> {
-    /// 600 measured calls instead of 3,000.
+    /// 200 measured calls instead of 3,000.
     pub quick: bool,
     /// Where to keep the callgrind files.
     pub keep: Option<&'a Path>,
@@ -312,7 +312,7 @@ async fn report_sizes(ctx: &mut Ctx, inst: &Instance) {
 
 /// Tool calls counted per server.
 fn counted_calls(opts: &Opts<'_>) -> usize {
-    if opts.quick { 600 } else { 3_000 }
+    if opts.quick { 200 } else { 3_000 }
 }
 
 /// The arguments of the call with JSON-RPC id `id`: a search for one of the seeded board's

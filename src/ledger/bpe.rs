@@ -3,14 +3,17 @@
 //! regex per thread, about 50 MiB resident. Counting needs only "which rank, if any, do these
 //! bytes have": here the tokens and a hash index of their ranks are tables in the binary's
 //! read-only data (written by `build.rs`), shared between processes and paged in only where a
-//! lookup reads them; nothing is built at start but the pre-tokenizer's regex. A test checks
-//! that counts are identical to tiktoken-rs's on a corpus of real text.
+//! lookup reads them; nothing is built at start but the pre-tokenizer's regex. The counts of
+//! recent pieces that take merging are kept in a bounded cache ([`super::pieces`], at most
+//! 128 KiB). Tests check that counts are identical to tiktoken-rs's on a corpus of real text,
+//! with the cache cold and warm.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use fancy_regex::Regex;
 
+use super::pieces::PieceCache;
 use super::pretokenize::{Stretch, ascii_pieces, stretches};
 
 /// A token's rank (its id).
@@ -35,23 +38,29 @@ const FREE: u32 = u32::MAX;
 /// The pre-tokenizer's pattern, as tiktoken-rs has it.
 static PATTERN: &str = include_str!(concat!(env!("OUT_DIR"), "/o200k_base.pattern"));
 
+/// Pieces up to this long are merged in arrays on the stack, by tiktoken's simple loop (a
+/// scan of the parts per merge, n² for n bytes); longer ones by [`Encoding::merged_parts`].
+const SHORT: usize = 32;
+
 pub struct Encoding {
     /// The pre-tokenizer: text is cut into pieces, and pieces are merged into tokens.
     pieces: Regex,
+    /// The counts of recent pieces that are more than one token.
+    merged: PieceCache,
 }
 
 impl Encoding {
     /// `o200k_base`, from the tables built into the binary.
     pub fn o200k_base() -> Result<Self, String> {
         let pieces = Regex::new(PATTERN).map_err(|e| e.to_string())?;
-        Ok(Encoding { pieces })
+        Ok(Encoding {
+            pieces,
+            merged: PieceCache::new(),
+        })
     }
 
     fn rank(&self, piece: &[u8]) -> Option<Rank> {
-        let (home, fingerprint) = home_and_fingerprint(crc32fast::hash(piece));
-        cluster(home)
-            .find(|&(rank, print)| print == fingerprint && token_of(rank) == piece)
-            .map(|(rank, _)| rank)
+        rank_hashed(piece, crc32(piece))
     }
 
     /// How many tokens `text` is, encoded as ordinary text (special-token strings are text).
@@ -85,11 +94,84 @@ impl Encoding {
             .map(|piece| piece.as_str())
     }
 
+    /// A piece's count: 1 if it is a token, else the tokens its merge leaves, kept in the
+    /// cache (found by the CRC-32 its rank lookup computed anyway).
     fn count_piece(&self, piece: &[u8]) -> usize {
-        if piece.len() == 1 || self.rank(piece).is_some() {
+        if piece.len() == 1 {
             return 1;
         }
-        self.merged_parts(piece)
+        let hash = crc32(piece);
+        if rank_hashed(piece, hash).is_some() {
+            return 1;
+        }
+        if let Some(count) = self.merged.get(hash, piece) {
+            return count;
+        }
+        let count = self.merged_uncached(piece);
+        self.merged.insert(hash, piece, count);
+        count
+    }
+
+    /// The tokens a piece that is not one token merges into, without the cache.
+    fn merged_uncached(&self, piece: &[u8]) -> usize {
+        if piece.len() <= SHORT {
+            self.merged_short(piece)
+        } else {
+            self.merged_parts(piece)
+        }
+    }
+
+    /// [`Self::merged_parts`] for a piece of at most [`SHORT`] bytes, as tiktoken merges: the
+    /// parts' starts and the ranks of each part joined with the next in arrays on the stack,
+    /// the lowest (the leftmost of equals) merged until no joined pair is a token; no
+    /// allocation.
+    fn merged_short(&self, piece: &[u8]) -> usize {
+        let n = piece.len();
+        if n > SHORT {
+            return self.merged_parts(piece);
+        }
+        // Part i is piece[start[i]..start[i + 1]] (the last part's end is n); rank[i] is the
+        // rank of parts i and i + 1 joined, Rank::MAX if they are no token or i + 1 is no part.
+        let mut start = [0usize; SHORT + 1];
+        let mut rank = [Rank::MAX; SHORT];
+        for (i, at) in start.iter_mut().enumerate().take(n + 1) {
+            *at = i;
+        }
+        let mut parts = n;
+        let joined = |start: &[usize; SHORT + 1], parts: usize, i: usize| -> Rank {
+            if i + 1 >= parts {
+                return Rank::MAX;
+            }
+            piece
+                .get(start[i]..start[i + 2])
+                .and_then(|bytes| self.rank(bytes))
+                .unwrap_or(Rank::MAX)
+        };
+        for (i, pair) in rank.iter_mut().enumerate().take(n.saturating_sub(1)) {
+            *pair = joined(&start, parts, i);
+        }
+        while parts > 1 {
+            let Some((i, &lowest)) = rank[..parts - 1]
+                .iter()
+                .enumerate()
+                .min_by_key(|&(i, &pair)| (pair, i))
+            else {
+                break;
+            };
+            if lowest == Rank::MAX {
+                break;
+            }
+            // Part i + 1 joins part i.
+            start.copy_within(i + 2..=parts, i + 1);
+            rank.copy_within(i + 2..parts, i + 1);
+            parts -= 1;
+            rank[parts - 1] = Rank::MAX;
+            rank[i] = joined(&start, parts, i);
+            if i > 0 {
+                rank[i - 1] = joined(&start, parts, i - 1);
+            }
+        }
+        parts
     }
 
     /// The byte-pair merge of tiktoken: repeatedly join the adjacent pair whose joined bytes
@@ -143,6 +225,48 @@ impl Encoding {
     }
 }
 
+/// The rank of `piece`, whose CRC-32 is `hash`, if it is a token.
+fn rank_hashed(piece: &[u8], hash: u32) -> Option<Rank> {
+    let (home, fingerprint) = home_and_fingerprint(hash);
+    cluster(home)
+        .find(|&(rank, print)| print == fingerprint && token_of(rank) == piece)
+        .map(|(rank, _)| rank)
+}
+
+/// The CRC-32 (IEEE, as `crc32fast` and `build.rs`'s index) of `bytes`. Pieces and the pairs a
+/// merge looks up are mostly a few bytes, where a byte-at-a-time table loop inlined here costs
+/// a fraction of `crc32fast::hash`'s set-up; long slices go to it.
+fn crc32(bytes: &[u8]) -> u32 {
+    if bytes.len() > 64 {
+        return crc32fast::hash(bytes);
+    }
+    let crc = bytes.iter().fold(!0u32, |crc, &byte| {
+        CRC_TABLE[usize::from(crc as u8 ^ byte)] ^ (crc >> 8)
+    });
+    !crc
+}
+
+/// The CRC-32 of each byte value, for [`crc32`].
+static CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 {
+                0xEDB8_8320 ^ (crc >> 1)
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
 /// The slot a lookup of bytes whose CRC-32 is `hash` starts at, and the fingerprint their
 /// entry carries: the hash's bits above those that pick the slot.
 fn home_and_fingerprint(hash: u32) -> (usize, u32) {
@@ -177,6 +301,7 @@ fn token_of(rank: Rank) -> &'static [u8] {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pieces::{CAPACITY, ENTRY_BYTES};
     use super::*;
 
     /// At least 1,000 texts of the kinds the ledger counts: JSON-RPC requests and tool results
@@ -389,12 +514,16 @@ mod tests {
         let rounds: usize =
             std::env::var("PRETOK_ROUNDS").map_or(1, |n| n.parse().expect("a number"));
         let by_regex = std::env::var_os("PRETOK_REGEX").is_some();
+        // With `BPE_BEFORE`, pieces are merged as before the piece cache (branch `bpecache`).
+        let before = std::env::var_os("BPE_BEFORE").is_some();
         let mut tokens = 0;
         for _ in 0..rounds {
             for text in &texts {
                 let text = std::hint::black_box(text);
                 tokens += if by_regex {
                     compact.count_by_regex(text)
+                } else if before {
+                    count_as_before(&compact, text)
                 } else {
                     compact.count(text)
                 };
@@ -405,6 +534,32 @@ mod tests {
             "{} texts, {bytes} bytes, {tokens} tokens in {rounds} rounds",
             texts.len()
         );
+    }
+
+    /// `count` as it was before the piece cache: `crc32fast` for every lookup, every piece
+    /// that is not a token merged with the heap, nothing kept.
+    fn count_as_before(compact: &Encoding, text: &str) -> usize {
+        let piece_before = |piece: &str| {
+            let piece = piece.as_bytes();
+            let (home, fingerprint) = home_and_fingerprint(crc32fast::hash(piece));
+            let token =
+                cluster(home).any(|(rank, print)| print == fingerprint && token_of(rank) == piece);
+            if piece.len() == 1 || token {
+                1
+            } else {
+                compact.merged_parts(piece)
+            }
+        };
+        stretches(text)
+            .map(|stretch| match stretch {
+                Stretch::Ascii(ascii) => ascii_pieces(ascii)
+                    .into_iter()
+                    .flatten()
+                    .map(piece_before)
+                    .sum::<usize>(),
+                Stretch::Other(other) => compact.regex_pieces(other).map(piece_before).sum(),
+            })
+            .sum()
     }
 
     #[test]
@@ -476,6 +631,106 @@ mod tests {
             "x".repeat(99) + &"yz".repeat(400),
         ] {
             assert_eq!(compact.count(&text), full.encode_ordinary(&text).len());
+        }
+    }
+
+    /// The cache only ever answers with the count the merge gives: each corpus text counted
+    /// cold (by a new encoding, its cache empty) and again warm (its pieces now kept) is
+    /// tiktoken's count both times, and the short merge on the stack merges as the heap one.
+    #[test]
+    fn the_piece_cache_never_changes_a_count() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let texts = corpus();
+        let expected: Vec<usize> = texts
+            .iter()
+            .map(|text| full.encode_ordinary(text).len())
+            .collect();
+        for pass in ["cold", "warm"] {
+            for (text, &expected) in texts.iter().zip(&expected) {
+                assert_eq!(compact.count(text), expected, "{pass}: {text:?}");
+            }
+            let (kept, _) = compact.merged.held();
+            assert!(kept > 1000, "{pass}: {kept} pieces kept");
+        }
+        let mut merged = 0;
+        for text in texts.iter().filter(|text| text.is_ascii()) {
+            for piece in ascii_pieces(text).expect("ASCII").map(str::as_bytes) {
+                if piece.len() > 1 && piece.len() <= SHORT && compact.rank(piece).is_none() {
+                    assert_eq!(
+                        compact.merged_short(piece),
+                        compact.merged_parts(piece),
+                        "{piece:?}"
+                    );
+                    merged += 1;
+                }
+            }
+        }
+        assert!(merged > 10_000, "{merged} pieces merged");
+    }
+
+    /// However many different pieces are counted, the cache holds at most its capacity, in
+    /// entries allocated once.
+    #[test]
+    fn the_piece_cache_stays_within_its_bound() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        // Made-up words, nearly all more than one token and nearly all different.
+        let texts = generated("bcdfghjklmnpqrstvwxz", 23, 12, 50_000);
+        for text in &texts {
+            compact.count(text);
+        }
+        let (kept, bytes) = compact.merged.held();
+        assert!(kept <= CAPACITY, "{kept} pieces kept");
+        assert!(kept > CAPACITY * 3 / 4, "{kept} pieces kept");
+        assert_eq!(bytes, CAPACITY * ENTRY_BYTES);
+        assert!(bytes <= 128 * 1024, "{bytes} bytes");
+        // The pieces pushed out and those kept still count as tiktoken counts them.
+        for text in texts.iter().step_by(50) {
+            assert_eq!(
+                compact.count(text),
+                full.encode_ordinary(text).len(),
+                "{text:?}"
+            );
+        }
+    }
+
+    /// Threads counting at once through one encoding (the writer's analysis and the request
+    /// path's workers): a shard another thread holds is skipped, never waited for or torn, and
+    /// every count is still tiktoken's.
+    #[test]
+    fn counts_from_several_threads_at_once_are_tiktokens() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let texts: Vec<String> = corpus().into_iter().step_by(3).collect();
+        let expected: Vec<usize> = texts
+            .iter()
+            .map(|text| full.encode_ordinary(text).len())
+            .collect();
+        std::thread::scope(|scope| {
+            for offset in 0..4 {
+                let (compact, texts, expected) = (&compact, &texts, &expected);
+                scope.spawn(move || {
+                    for round in 0..3 {
+                        for (i, (text, &expected)) in texts.iter().zip(expected).enumerate() {
+                            if (i + offset + round) % 2 == 0 {
+                                assert_eq!(compact.count(text), expected, "{text:?}");
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn the_short_crc_is_crc32fasts() {
+        let mut random = Seeded(32);
+        for len in (0..200).flat_map(|len| [len; 10]) {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| u8::try_from(random.below(256)).expect("a byte"))
+                .collect();
+            assert_eq!(crc32(&bytes), crc32fast::hash(&bytes), "{bytes:?}");
         }
     }
 

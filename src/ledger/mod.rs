@@ -15,6 +15,7 @@ pub mod entry;
 pub mod http;
 pub mod journal;
 pub mod memo;
+mod pieces;
 mod pretokenize;
 pub mod pricing;
 pub mod recovery;

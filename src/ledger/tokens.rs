@@ -6,7 +6,8 @@
 //! read-only data in the binary; its pre-tokenizer (a compiled regex, ~1 MiB with its first
 //! search cache) is built on the first count that may wait for it: a server that has counted
 //! nothing holds none of it, and the request path, which may not wait, counts only once the
-//! writer's analysis has built it.
+//! writer's analysis has built it. With it comes a cache of the counts of pieces that take
+//! merging (up to 128 KiB, allocated as it fills).
 //!
 //! Text is encoded as ordinary text: special-token strings such as `<|endoftext|>` count as
 //! the plain text they are, and never fail. Long text is encoded in pieces cut only where the
