@@ -435,6 +435,57 @@ mod tests {
         }
     }
 
+    /// Board answers as the ledger counts them: JSON of tasks with random UUIDs and times,
+    /// whose hex and digit pieces are new on almost every text, counted through one encoding
+    /// so its piece cache fills, evicts and answers again as on a server.
+    #[test]
+    fn board_answers_with_random_ids_count_like_tiktoken() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let mut random = Seeded(11);
+        let uuid = |random: &mut Seeded| {
+            let hex: String = (0..32)
+                .map(|_| char::from(b"0123456789abcdef"[random.below(16)]))
+                .collect();
+            format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            )
+        };
+        let words = [
+            "cache", "ledger", "Refactor", "session", "the", "board", "écrire",
+        ];
+        for _ in 0..3_000 {
+            let tasks: Vec<String> = (0..1 + random.below(10))
+                .map(|_| {
+                    let title: Vec<&str> = (0..4).map(|_| words[random.below(words.len())]).collect();
+                    format!(
+                        r#"{{"id":"{}","project_id":"{}","title":"{}","status":"todo","task_order":{},"created_at":"2026-12-0{}T{:02}:{:02}:{:02}.{:06}Z"}}"#,
+                        uuid(&mut random),
+                        uuid(&mut random),
+                        title.join(" "),
+                        random.below(1000),
+                        1 + random.below(9),
+                        random.below(24),
+                        random.below(60),
+                        random.below(60),
+                        random.below(1_000_000)
+                    )
+                })
+                .collect();
+            let text = format!(r#"{{"success":true,"tasks":[{}]}}"#, tasks.join(","));
+            assert_eq!(
+                compact.count(&text),
+                full.encode_ordinary(&text).len(),
+                "{text}"
+            );
+        }
+    }
+
     /// The pieces `count` counts: its stretches' pieces, by hand or by the regex.
     fn stretch_pieces<'t>(compact: &Encoding, text: &'t str) -> Vec<&'t str> {
         stretches(text)
