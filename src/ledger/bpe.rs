@@ -14,7 +14,7 @@ use std::collections::BinaryHeap;
 use fancy_regex::Regex;
 
 use super::pieces::PieceCache;
-use super::pretokenize::{Stretch, ascii_pieces, stretches};
+use super::pretokenize::{Stretch, stretches};
 
 /// A token's rank (its id).
 type Rank = u32;
@@ -69,11 +69,9 @@ impl Encoding {
     pub fn count(&self, text: &str) -> usize {
         stretches(text)
             .map(|stretch| match stretch {
-                Stretch::Ascii(ascii) => ascii_pieces(ascii)
-                    .into_iter()
-                    .flatten()
-                    .map(|piece| self.count_piece(piece.as_bytes()))
-                    .sum(),
+                Stretch::Ascii(pieces) => {
+                    pieces.map(|piece| self.count_piece(piece.as_bytes())).sum()
+                }
                 Stretch::Other(other) => self.count_by_regex(other),
             })
             .sum()
@@ -302,6 +300,7 @@ fn token_of(rank: Rank) -> &'static [u8] {
 #[cfg(test)]
 mod tests {
     use super::super::pieces::{CAPACITY, ENTRY_BYTES};
+    use super::super::pretokenize::ascii_pieces;
     use super::*;
 
     /// At least 1,000 texts of the kinds the ledger counts: JSON-RPC requests and tool results
@@ -491,7 +490,7 @@ mod tests {
         stretches(text)
             .flat_map(|stretch| -> Vec<&'t str> {
                 match stretch {
-                    Stretch::Ascii(ascii) => ascii_pieces(ascii).expect("ASCII").collect(),
+                    Stretch::Ascii(pieces) => pieces.collect(),
                     Stretch::Other(other) => compact.regex_pieces(other).collect(),
                 }
             })
@@ -603,11 +602,7 @@ mod tests {
         };
         stretches(text)
             .map(|stretch| match stretch {
-                Stretch::Ascii(ascii) => ascii_pieces(ascii)
-                    .into_iter()
-                    .flatten()
-                    .map(piece_before)
-                    .sum::<usize>(),
+                Stretch::Ascii(pieces) => pieces.map(piece_before).sum::<usize>(),
                 Stretch::Other(other) => compact.regex_pieces(other).map(piece_before).sum(),
             })
             .sum()

@@ -15,15 +15,18 @@
 //!
 //! Every byte starts a match of one of them and none matches empty, so the pieces tile the text.
 
-/// The pieces of `text` as the pattern cuts them, or `None` if `text` is not all ASCII.
+/// The pieces of `text` as the pattern cuts them, or `None` if `text` is not all ASCII (the
+/// tests' way in; counting takes them from [`stretches`]).
+#[cfg(test)]
 pub fn ascii_pieces(text: &str) -> Option<AsciiPieces<'_>> {
     text.is_ascii().then_some(AsciiPieces { text, at: 0 })
 }
 
 /// A stretch of text that the pattern cuts as it would the whole text: no piece crosses its
-/// ends. ASCII stretches can go to [`ascii_pieces`]; the others need the regex.
+/// ends. An ASCII stretch comes as its pieces (its bytes were checked finding its end); the
+/// others need the regex.
 pub enum Stretch<'a> {
-    Ascii(&'a str),
+    Ascii(AsciiPieces<'a>),
     Other(&'a str),
 }
 
@@ -37,13 +40,13 @@ pub fn stretches(text: &str) -> impl Iterator<Item = Stretch<'_>> {
         let rest = bytes.get(start..).filter(|rest| !rest.is_empty())?;
         let Some(offset) = rest.iter().position(|b| !b.is_ascii()) else {
             at = bytes.len();
-            return text.get(start..).map(Stretch::Ascii);
+            return text.get(start..).map(Stretch::ascii);
         };
         let wide = start + offset;
         match (start + 1..wide).rev().find(|&cut| is_safe_cut(bytes, cut)) {
             Some(cut) => {
                 at = cut;
-                text.get(start..cut).map(Stretch::Ascii)
+                text.get(start..cut).map(Stretch::ascii)
             }
             None => {
                 at = other_end(bytes, wide);
@@ -51,6 +54,13 @@ pub fn stretches(text: &str) -> impl Iterator<Item = Stretch<'_>> {
             }
         }
     })
+}
+
+impl<'a> Stretch<'a> {
+    /// A stretch `stretches` found all ASCII.
+    fn ascii(text: &'a str) -> Self {
+        Stretch::Ascii(AsciiPieces { text, at: 0 })
+    }
 }
 
 /// ASCII shorter than this between non-ASCII characters stays in their stretch: each stretch
