@@ -42,7 +42,7 @@ const FLUSH_UNDER_VALGRIND: &str = "5s";
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Tasks on the board the counted calls search: the `board` scenario's small board.
-const BOARD_TASKS: usize = 200;
+pub(crate) const BOARD_TASKS: usize = 200;
 
 /// Page sizes the searches ask for: 1 to this.
 const MAX_PER_PAGE: usize = 20;
@@ -319,7 +319,7 @@ fn counted_calls(opts: &Opts<'_>) -> usize {
 /// words with a page size from 1 to [`MAX_PER_PAGE`]. Any [`SEARCHES`] consecutive ids get
 /// different arguments, and so different answers (an answer names its page size; the words
 /// match different tasks).
-fn search_args(id: u64) -> String {
+pub(crate) fn search_args(id: u64) -> String {
     // A prime larger than SEARCHES: stepping by it visits every search once before repeating,
     // in an order that mixes the words and the page sizes.
     const STEP: u64 = 1_000_003;

@@ -147,7 +147,9 @@ enum Scenario {
     /// Steward vs. a bare rmcp server (same text) and a bare axum server answering Steward's
     /// pre-serialised SSE bytes (the limit).
     Limit,
-    /// find_tasks with the ledger off vs. async vs. sync, on SQLite and PostgreSQL.
+    /// find_tasks with the ledger off vs. async vs. sync, on SQLite and PostgreSQL: searches of
+    /// a seeded 200-task board, each for another word and page size (--tool, --args and --tasks
+    /// do not apply).
     Ledger,
     /// The same load from session clients (2025-11-25) and stateless clients (2026-07-28).
     Stateless,

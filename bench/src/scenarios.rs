@@ -481,8 +481,27 @@ pub async fn limit(ctx: &mut Ctx) -> Result<()> {
     inst.finish(ctx, "limit", true).await
 }
 
-/// `ledger`: the same load with the ledger off, async and sync, per engine.
+/// `ledger`: the same load with the ledger off, async and sync, per engine: find_tasks
+/// searches of a seeded 200-task board, each for another word and page size (as
+/// `instructions` counts them), so each answer is new text whose tokens the ledger counts; one
+/// repeated call would be counted once and remembered, hiding that cost.
 pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
+    let kept = (
+        std::mem::replace(&mut ctx.tool, "find_tasks".into()),
+        ctx.varied_args.replace(crate::instructions::search_args),
+        std::mem::take(&mut ctx.tasks),
+    );
+    ctx.report.note(format!(
+        "ledger: every call is a find_tasks search of a {}-task board for another of its words \
+         with another page size (--tool, --args and --tasks do not apply)",
+        crate::instructions::BOARD_TASKS
+    ));
+    let measured = ledger_on_varied_searches(ctx).await;
+    (ctx.tool, ctx.varied_args, ctx.tasks) = kept;
+    measured
+}
+
+async fn ledger_on_varied_searches(ctx: &mut Ctx) -> Result<()> {
     for engine in ctx.engines() {
         eprintln!(
             "== ledger: {} with --ledger-durability off | async | sync",
@@ -490,14 +509,13 @@ pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
         );
         let mut insts = Vec::new();
         for mode in ["off", "async", "sync"] {
-            match Instance::start(
-                ctx,
-                engine,
-                mode,
-                &format!("ledger-{}-{mode}", engine.label()),
-            )
-            .await
-            {
+            let opts = StewardOpts {
+                durability: mode,
+                ..StewardOpts::default()
+            };
+            let name = format!("ledger-{}-{mode}", engine.label());
+            let board = crate::instructions::BOARD_TASKS;
+            match Instance::start_seeded(ctx, engine, opts, &name, board).await {
                 Ok(i) => insts.push(i),
                 Err(e) => {
                     for i in insts {
