@@ -1,3 +1,5 @@
+#[cfg(not(steward_system_alloc))]
+use std::alloc::GlobalAlloc;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -17,7 +19,66 @@ use steward::store::{OpenMode, Store};
 /// heaptrack) that see only malloc.
 #[cfg(not(steward_system_alloc))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Mimalloc = Mimalloc;
+
+/// mimalloc, asked as C code asks it when the alignment is one every block of it has.
+/// `mimalloc::MiMalloc` asks `mi_malloc_aligned` for every allocation, and mimalloc 3 serves
+/// one of more than 1 KiB whose size class is not a power of two by over-allocating and
+/// realigning (`mi_theap_malloc_zero_aligned_at_overalloc`), even at an alignment of 8, which
+/// its freeing then has to undo: ~19 of a gateway hop's allocations a message went that way
+/// (BENCHMARKS.md, branch `hop7`). Larger alignments (tokio's 128-byte task cells) still go
+/// through `MiMalloc`.
+#[cfg(not(steward_system_alloc))]
+struct Mimalloc;
+
+/// Every mimalloc block is aligned to at least a word: its block sizes are multiples of one
+/// and its pages start at least 16-byte aligned.
+#[cfg(not(steward_system_alloc))]
+const WORD: usize = std::mem::size_of::<usize>();
+
+#[cfg(not(steward_system_alloc))]
+#[allow(unsafe_code)]
+// SAFETY: each method returns what mimalloc returns for the layout (null on failure), a block
+// of at least `size` bytes aligned to `align`: `mi_malloc`'s blocks are aligned to a word,
+// so it is asked only for alignments up to one; every block is freed by `mi_free`, which
+// takes blocks of either entry point.
+unsafe impl GlobalAlloc for Mimalloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.align() <= WORD {
+            // SAFETY: as above; `layout.size()` is not zero (GlobalAlloc's contract).
+            unsafe { libmimalloc_sys::mi_malloc(layout.size()).cast() }
+        } else {
+            // SAFETY: the caller's layout, passed on.
+            unsafe { mimalloc::MiMalloc.alloc(layout) }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.align() <= WORD {
+            // SAFETY: as `alloc`.
+            unsafe { libmimalloc_sys::mi_zalloc(layout.size()).cast() }
+        } else {
+            // SAFETY: the caller's layout, passed on.
+            unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` is a block of this allocator (the caller's contract).
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if layout.align() <= WORD {
+            // SAFETY: `ptr` is a block of this allocator; the new block keeps a word's
+            // alignment, which is all `layout` asks.
+            unsafe { libmimalloc_sys::mi_realloc(ptr.cast(), new_size).cast() }
+        } else {
+            // SAFETY: the caller's arguments, passed on.
+            unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+        }
+    }
+}
 
 /// How long mimalloc keeps freed pages before it returns them to the OS, in milliseconds.
 /// mimalloc 3's own default, a second, keeps the pages a burst of requests freed resident

@@ -6,9 +6,10 @@
 
 use std::time::Instant;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, ServerResult};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ServerResult};
 use rmcp::service::Peer;
 use rmcp::{ErrorData, RoleServer};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -187,7 +188,10 @@ fn for_session_era(answer: Answer) -> Result<ToolAnswer, UpstreamError> {
     };
     let (text, result): (Option<Box<RawValue>>, CallToolResult) = match answer {
         Answer::Text(text) => {
-            let result = serde_json::from_str(text.get()).map_err(malformed)?;
+            let result = match serde_json::from_str::<TextResult>(text.get()) {
+                Ok(plain) => plain.into(),
+                Err(_) => serde_json::from_str(text.get()).map_err(malformed)?,
+            };
             (Some(text), result)
         }
         Answer::Tree(tree) => (None, serde_json::from_value(tree).map_err(malformed)?),
@@ -212,6 +216,46 @@ fn for_session_era(answer: Answer) -> Result<ToolAnswer, UpstreamError> {
         }
     };
     Ok(ToolAnswer { text, result })
+}
+
+/// The shape most tool results have: text blocks and `isError`, nothing else. Read as
+/// this, such a result costs a fraction of reading it as rmcp's `CallToolResult`, whose
+/// content blocks (an internally tagged enum) are each buffered before they are read; any
+/// other shape, or a malformed one, is read (or refused) by rmcp's type as before.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextResult {
+    content: Vec<TextBlock>,
+    #[serde(rename = "isError", default)]
+    is_error: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextBlock {
+    #[serde(rename = "type")]
+    _kind: TextKind,
+    text: String,
+}
+
+#[derive(Deserialize)]
+enum TextKind {
+    #[serde(rename = "text")]
+    Text,
+}
+
+impl From<TextResult> for CallToolResult {
+    /// What rmcp reads from the same text.
+    fn from(plain: TextResult) -> Self {
+        let content = plain
+            .content
+            .into_iter()
+            .map(|b| ContentBlock::text(b.text));
+        let mut result = CallToolResult::success(content.collect());
+        result.result_type = None;
+        result.is_error = plain.is_error;
+        result
+    }
 }
 
 #[cfg(test)]
@@ -301,6 +345,37 @@ mod tests {
             bare.request(1, "tools/call").expect("JSON"),
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#
         );
+    }
+
+    #[test]
+    fn a_text_result_is_read_as_rmcp_reads_it() {
+        for json in [
+            r#"{"content":[{"type":"text","text":"a \"b\"\n\u00e9"}],"isError":false}"#,
+            r#"{"isError":true,"content":[{"text":"x","type":"text"},{"type":"text","text":""}]}"#,
+            r#"{"content":[]}"#,
+            r#"{"content":[{"type":"text","text":"t"}],"isError":null}"#,
+            // Read by rmcp's type: another kind of block, more members.
+            r#"{"content":[{"type":"image","data":"AA==","mimeType":"image/png"}]}"#,
+            r#"{"content":[{"type":"text","text":"t","annotations":{"priority":1}}]}"#,
+            r#"{"content":[{"type":"text","text":"t"}],"_meta":{"a":1},"extra":2}"#,
+            r#"{"isError":false}"#,
+        ] {
+            let rmcp: CallToolResult = serde_json::from_str(json).expect(json);
+            let ours = for_session_era(text(json)).expect(json);
+            assert_eq!(ours.result, rmcp, "{json}");
+        }
+        for refused in [
+            r#"{"content":[{"type":"text","text":"t"}],"content":[]}"#,
+            r#"{"content":[{"type":"text"}]}"#,
+            r#"{"content":null}"#,
+            r#"{}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<CallToolResult>(refused).is_err(),
+                "{refused}"
+            );
+            assert!(for_session_era(text(refused)).is_err(), "{refused}");
+        }
     }
 
     #[test]

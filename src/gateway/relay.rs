@@ -24,7 +24,7 @@ pub struct Relay {
     peer: Peer<RoleServer>,
     /// The client's own progress token, when it asked for progress.
     progress: Option<ProgressToken>,
-    capabilities: ClientCapabilities,
+    declared: Declared,
     /// Cancelled when the client cancels its request.
     pub cancelled: CancellationToken,
     /// The last progress value passed on, held while one is being sent. The spec requires
@@ -33,12 +33,32 @@ pub struct Relay {
     last_progress: Arc<tokio::sync::Mutex<Option<f64>>>,
 }
 
+/// Which of the capabilities whose requests Steward relays the client declared.
+#[derive(Clone, Copy, Default)]
+struct Declared {
+    sampling: bool,
+    elicitation: bool,
+    roots: bool,
+}
+
+impl Declared {
+    fn of(capabilities: &ClientCapabilities) -> Self {
+        Declared {
+            sampling: capabilities.sampling.is_some(),
+            elicitation: capabilities.elicitation.is_some(),
+            roots: capabilities.roots.is_some(),
+        }
+    }
+}
+
 impl Relay {
     pub fn of(context: &RequestContext<RoleServer>) -> Self {
         Relay {
             peer: context.peer.clone(),
             progress: context.meta.get_progress_token(),
-            capabilities: context.client_capabilities().unwrap_or_default(),
+            declared: context
+                .client_capabilities()
+                .map_or_else(Declared::default, |c| Declared::of(&c)),
             cancelled: context.ct.clone(),
             last_progress: Arc::default(),
         }
@@ -47,14 +67,14 @@ impl Relay {
     /// For a `tools/call` served outside rmcp (see `mcp::raw`): the client session's peer,
     /// without a progress token (such a call asked for none), cancelled through `cancelled`.
     pub fn of_peer(peer: Peer<RoleServer>, cancelled: CancellationToken) -> Self {
-        let capabilities = peer
+        // Read where they are: a copy of the capabilities was one more per call.
+        let declared = peer
             .peer_info()
-            .map(|info| info.capabilities.clone())
-            .unwrap_or_default();
+            .map_or_else(Declared::default, |info| Declared::of(&info.capabilities));
         Relay {
             peer,
             progress: None,
-            capabilities,
+            declared,
             cancelled,
             last_progress: Arc::default(),
         }
@@ -104,11 +124,11 @@ impl Relay {
     /// the capability the upstream's `method` needs; `None` for a request Steward does not
     /// relay.
     fn declares(&self, method: &str) -> Option<bool> {
-        let capabilities = &self.capabilities;
+        let declared = self.declared;
         match method {
-            "sampling/createMessage" => Some(capabilities.sampling.is_some()),
-            "elicitation/create" => Some(capabilities.elicitation.is_some()),
-            "roots/list" => Some(capabilities.roots.is_some()),
+            "sampling/createMessage" => Some(declared.sampling),
+            "elicitation/create" => Some(declared.elicitation),
+            "roots/list" => Some(declared.roots),
             "ping" => Some(true),
             _ => None,
         }

@@ -306,11 +306,9 @@ impl Answered {
     }
 
     /// The answer's event: stored for replay, sent as `data`.
-    async fn event(self, stream: &mut OwnStream) -> Bytes {
-        let event_id = stream
-            .store(&ServerSseMessage::from_message(self.message))
-            .await;
-        frame(&self.data, event_id.as_deref(), None)
+    fn event(self, stream: &mut OwnStream) -> Bytes {
+        let event_id = stream.store(&ServerSseMessage::from_message(self.message));
+        frame(&self.data, Some(&event_id), None)
     }
 }
 
@@ -371,8 +369,8 @@ impl Direct {
         F: Future<Output = Option<Answered>> + Send + 'static,
     {
         let retry = SessionConfig::DEFAULT_SSE_RETRY;
-        let priming = stream.store(&ServerSseMessage::retry(retry)).await;
-        let priming = frame("", priming.as_deref(), Some(retry));
+        let priming = stream.store(&ServerSseMessage::retry(retry));
+        let priming = frame("", Some(&priming), Some(retry));
         let token = CancellationToken::new();
         let enlisted = self.calls.enlist(session, id, token.clone());
         let hang_up = HangUp {
@@ -427,7 +425,7 @@ where
     Box::pin(async move {
         let _enlisted = enlisted;
         let answered = Box::pin(call(token)).await?;
-        Some(answered.event(&mut stream).await)
+        Some(answered.event(&mut stream))
     })
 }
 
@@ -438,23 +436,31 @@ fn plain_headers(headers: &HeaderMap) -> bool {
     fn media(value: &str) -> &str {
         value.split(';').next().unwrap_or_default().trim()
     }
-    // One walk over the media types, borrowed: a call's `Accept` is read on every request.
+    // One walk over the headers, each name compared rather than looked up (a lookup hashes
+    // it), and over the media types, borrowed: this runs on every request.
     let (mut json, mut events) = (false, false);
-    let accepted = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','));
-    for kind in accepted {
-        let kind = media(kind);
-        json |= kind.eq_ignore_ascii_case("application/json");
-        events |= kind.eq_ignore_ascii_case("text/event-stream");
+    let (mut content_type, mut revision) = (None, None);
+    for (name, value) in headers {
+        if name == header::ACCEPT {
+            let kinds = value.to_str().ok().into_iter().flat_map(|v| v.split(','));
+            for kind in kinds {
+                let kind = media(kind);
+                json |= kind.eq_ignore_ascii_case("application/json");
+                events |= kind.eq_ignore_ascii_case("text/event-stream");
+            }
+        } else if name == header::CONTENT_TYPE {
+            content_type.get_or_insert(value);
+        } else if name == PROTOCOL_VERSION {
+            revision.get_or_insert(value);
+        } else if name != SESSION_ID && name.as_str().starts_with("mcp-") {
+            // Checked against the body by rmcp.
+            return false;
+        }
     }
-    let json_body = headers
-        .get(header::CONTENT_TYPE)
+    let json_body = content_type
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| media(v).eq_ignore_ascii_case("application/json"));
-    let revision = match headers.get(PROTOCOL_VERSION) {
+    let revision = match revision {
         None => true,
         Some(value) => value.to_str().is_ok_and(|v| {
             v < STATELESS_REVISION
@@ -463,11 +469,7 @@ fn plain_headers(headers: &HeaderMap) -> bool {
                     .any(|k| k.as_str() == v)
         }),
     };
-    let checked_against_body = headers.keys().any(|name| {
-        let name = name.as_str();
-        name.starts_with("mcp-") && name != SESSION_ID.as_str() && name != PROTOCOL_VERSION.as_str()
-    });
-    json && events && json_body && revision && !checked_against_body
+    json && events && json_body && revision
 }
 
 /// One server-sent event, as rmcp writes them (`data`, `id`, `retry`). An upstream's text may

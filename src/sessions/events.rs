@@ -336,13 +336,10 @@ fn from_row(row: EventRow) -> ServerSseMessage {
     event
 }
 
-#[async_trait::async_trait]
-impl EventStore for DbEventStore {
-    async fn store_event(
-        &self,
-        stream_id: &str,
-        event: &ServerSseMessage,
-    ) -> Result<EventId, EventStoreError> {
+impl DbEventStore {
+    /// [`EventStore::store_event`] without its boxed future (nothing in it waits): what the
+    /// streams written outside rmcp store their events with, twice a call.
+    pub fn keep(&self, stream_id: &str, event: &ServerSseMessage) -> EventId {
         let seq = self.next_seq();
         let event_id = new_event_id();
         let mut stored = event.clone();
@@ -370,7 +367,18 @@ impl EventStore for DbEventStore {
             event: stored,
             weight,
         });
-        Ok(event_id)
+        event_id
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for DbEventStore {
+    async fn store_event(
+        &self,
+        stream_id: &str,
+        event: &ServerSseMessage,
+    ) -> Result<EventId, EventStoreError> {
+        Ok(self.keep(stream_id, event))
     }
 
     /// rmcp's session-less replay (a GET that names no session): refused. A replay is only

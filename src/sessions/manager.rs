@@ -173,19 +173,12 @@ pub struct OwnStream {
 
 impl OwnStream {
     /// Stores `event` for replay; its event id.
-    pub async fn store(&mut self, event: &ServerSseMessage) -> Option<String> {
-        let stored = self.events.store_event(&self.stream_id, event).await;
-        let id = match stored {
-            Ok(id) => id,
-            Err(error) => {
-                tracing::warn!(%error, "cannot store an SSE event for replay; it is sent without an id");
-                return None;
-            }
-        };
+    pub fn store(&mut self, event: &ServerSseMessage) -> String {
+        let id = self.events.keep(&self.stream_id, event);
         if let Some(owner) = self.owner.take() {
             self.events.claim(&id, &owner);
         }
-        Some(id)
+        id
     }
 }
 
