@@ -188,13 +188,61 @@ fn text(raw: Option<&RawValue>) -> Option<String> {
 
 /// [`text`] of a value's JSON text (`raw` must be JSON).
 fn text_of(raw: &str) -> Option<String> {
+    text_in(raw).map(Cow::into_owned)
+}
+
+/// [`text_of`], borrowed from `raw` when the string has no escapes.
+fn text_in(raw: &str) -> Option<Cow<'_, str>> {
     let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
     // `raw` is valid JSON, so a string without escapes is its own text (methods, tool
     // names and ids nearly always are): no need to run the decoder.
-    match inner.contains('\\') {
-        false => Some(inner.to_string()),
-        true => serde_json::from_str::<String>(raw).ok(),
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
     }
+    match unescape(inner) {
+        Some(text) => Some(Cow::Owned(text)),
+        None => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+    }
+}
+
+/// The text of a JSON string from between its quotes (`inner`, valid JSON), decoded in one
+/// pass: the runs between escapes (found by `memchr`) are copied whole. A tool's text is often
+/// JSON itself, an escaped quote every few bytes, where serde's decoding and the copies after
+/// it cost a good part of counting it. None for an escaped surrogate, left to serde_json: a
+/// pair is one character, and a lone one no text.
+fn unescape(inner: &str) -> Option<String> {
+    let bytes = inner.as_bytes();
+    let mut text = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    for escape in memchr::memchr_iter(b'\\', bytes) {
+        // The second backslash of an escaped one, already decoded.
+        if escape < at {
+            continue;
+        }
+        text.extend_from_slice(bytes.get(at..escape)?);
+        let escaped = *bytes.get(escape + 1)?;
+        at = escape + 2;
+        let decoded = match escaped {
+            b'"' | b'\\' | b'/' => escaped,
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let code = u32::from_str_radix(inner.get(at..at + 4)?, 16).ok()?;
+                at += 4;
+                // Not a surrogate (no char is one).
+                let char = char::from_u32(code)?;
+                text.extend_from_slice(char.encode_utf8(&mut [0; 4]).as_bytes());
+                continue;
+            }
+            _ => return None,
+        };
+        text.push(decoded);
+    }
+    text.extend_from_slice(bytes.get(at..)?);
+    String::from_utf8(text).ok()
 }
 
 /// Analyses one observation, counting every token (the writer's analysis). Pricing is applied
@@ -774,7 +822,7 @@ fn result_tokens(reply: &Reply, budget: &mut Budget) -> u32 {
             for raw in text_blocks(result) {
                 key.add(raw.get());
             }
-            tokens::count_keyed(&key, || content_text(result).into(), budget)
+            tokens::count_keyed(&key, || content_text(result), budget)
         }
         Some(Outcome::Raw(result)) => tokens::count_within(result.get(), budget),
         None => tokens::count_within(reply.error.map(RawValue::get).unwrap_or_default(), budget),
@@ -785,18 +833,23 @@ fn text_blocks<'r, 'a>(result: &'r ToolResult<'a>) -> impl Iterator<Item = &'a R
     result.content.iter().flatten().filter_map(|b| b.text)
 }
 
-/// The text of a tool result's content blocks (structured content when there is no text).
-fn content_text(result: &ToolResult) -> String {
-    let texts: Vec<String> = text_blocks(result)
-        .filter_map(|raw| text(Some(raw)))
-        .collect();
-    if texts.is_empty() {
-        return result
-            .structured_content
-            .map(|s| s.get().to_string())
-            .unwrap_or_default();
+/// The text of a tool result's content blocks, one line end between two (structured content
+/// when there is no text). A single block (nearly every result) is its decoded text, not
+/// copied again, or borrowed when it has no escapes.
+fn content_text<'a>(result: &ToolResult<'a>) -> Cow<'a, str> {
+    let mut texts = text_blocks(result).filter_map(|raw| text_in(raw.get()));
+    let Some(first) = texts.next() else {
+        return Cow::Borrowed(result.structured_content.map_or("", RawValue::get));
+    };
+    let Some(second) = texts.next() else {
+        return first;
+    };
+    let mut joined = first.into_owned();
+    for text in std::iter::once(second).chain(texts) {
+        joined.push('\n');
+        joined.push_str(&text);
     }
-    texts.join("\n")
+    Cow::Owned(joined)
 }
 
 fn cut(text: &str) -> String {
@@ -960,6 +1013,84 @@ mod tests {
         assert_eq!(text(Some(&raw("5"))), None);
         assert_eq!(text(Some(&raw(r#"["x"]"#))), None);
         assert_eq!(text(None), None);
+    }
+
+    /// Strings decoded in one pass read as serde_json reads them: every escape, surrogate pairs,
+    /// lone surrogates (no text), text that is JSON itself, and seeded random strings.
+    #[test]
+    fn strings_decode_as_serde_json_decodes_them() {
+        let mut raws: Vec<String> = [
+            r#""plain""#,
+            r#""line\nend \"quoted\" back\\slash \/ \b\f\r\t""#,
+            r#""\u0041\u00e9\u6771\u0000\u001f \uFFFF""#,
+            r#""pair \ud83d\ude80 rocket""#,
+            r#""lone \ud83d alone""#,
+            r#""lone low \ude80""#,
+            r#""reversed \ude80\ud83d""#,
+            r#""high then text \ud83dx""#,
+            r#""{\"success\":true,\"tasks\":[{\"id\":\"a\\\"b\"}]}""#,
+            r#""ends with an escape \\""#,
+            r#""""#,
+        ]
+        .map(String::from)
+        .into();
+        let mut state = 7u64;
+        let alphabet: Vec<char> = "ab \"\\/\n\t\r\u{0}\u{8}\u{c}\u{1f}é東🚀\u{7f}{}:,"
+            .chars()
+            .collect();
+        for _ in 0..5_000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let len = (state >> 59) as usize;
+            let text: String = (0..len)
+                .map(|i| alphabet[(state >> (i % 48)) as usize % alphabet.len()])
+                .collect();
+            raws.push(serde_json::to_string(&text).unwrap());
+        }
+        for raw in &raws {
+            let expected = serde_json::from_str::<String>(raw).ok();
+            assert_eq!(text_of(raw), expected, "{raw}");
+        }
+        assert_eq!(text_of(r#""lone \ud83d alone""#), None);
+        assert_eq!(
+            text_of(r#""pair \ud83d\ude80""#).as_deref(),
+            Some("pair 🚀")
+        );
+    }
+
+    /// A tool's text blocks count as the text serde_json decodes from them, joined by line
+    /// ends; a block with a lone surrogate is no text, as before.
+    #[test]
+    fn a_tool_result_counts_its_decoded_text() {
+        let blocks = [
+            (
+                r#"[{"type":"text","text":"{\"a\":\"b\\n\u00e9 \ud83d\ude80\"}"}]"#,
+                "{\"a\":\"b\\n\u{e9} \u{1f680}\"}",
+            ),
+            (
+                r#"[{"type":"text","text":"one"},{"type":"text","text":"t\two"}]"#,
+                "one\nt\two",
+            ),
+            (
+                r#"[{"type":"text","text":"x \ud800"},{"type":"text","text":"kept"}]"#,
+                "kept",
+            ),
+            (r#"[{"type":"image","data":"AAAA"}]"#, ""),
+        ];
+        for (content, text) in blocks {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":7,"result":{{"content":{content}}}}}"#);
+            let row = analyze(observe(CALL, 200, &body));
+            assert_eq!(row.status, Status::Success, "{body}");
+            assert_eq!(
+                row.result_tokens,
+                Some(to_i32(tokens::count(text))),
+                "{body}"
+            );
+        }
+        let body = r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"a \"b\"\nc"}],"isError":true}}"#;
+        let row = analyze(observe(CALL, 200, body));
+        assert_eq!(row.error_message.as_deref(), Some("a \"b\"\nc"));
     }
 
     #[test]

@@ -19,7 +19,10 @@
 /// tests' way in; counting takes them from [`stretches`]).
 #[cfg(test)]
 pub fn ascii_pieces(text: &str) -> Option<AsciiPieces<'_>> {
-    text.is_ascii().then_some(AsciiPieces { text, at: 0 })
+    text.is_ascii().then_some(AsciiPieces {
+        text: text.as_bytes(),
+        at: 0,
+    })
 }
 
 /// A stretch of text that the pattern cuts as it would the whole text: no piece crosses its
@@ -38,7 +41,9 @@ pub fn stretches(text: &str) -> impl Iterator<Item = Stretch<'_>> {
     std::iter::from_fn(move || {
         let start = at;
         let rest = bytes.get(start..).filter(|rest| !rest.is_empty())?;
-        let Some(offset) = rest.iter().position(|b| !b.is_ascii()) else {
+        // Nearly every text is all ASCII: checked a word at a time before a byte at a time.
+        let wide = (!rest.is_ascii()).then(|| rest.iter().position(|b| !b.is_ascii()));
+        let Some(offset) = wide.flatten() else {
             at = bytes.len();
             return text.get(start..).map(Stretch::ascii);
         };
@@ -59,7 +64,10 @@ pub fn stretches(text: &str) -> impl Iterator<Item = Stretch<'_>> {
 impl<'a> Stretch<'a> {
     /// A stretch `stretches` found all ASCII.
     fn ascii(text: &'a str) -> Self {
-        Stretch::Ascii(AsciiPieces { text, at: 0 })
+        Stretch::Ascii(AsciiPieces {
+            text: text.as_bytes(),
+            at: 0,
+        })
     }
 }
 
@@ -103,79 +111,118 @@ fn is_safe_cut(bytes: &[u8], cut: usize) -> bool {
         && after != b'\''
 }
 
+/// The pieces of an ASCII stretch, as bytes (what counting reads; slicing the text as `str`
+/// would check character boundaries that ASCII always has).
 pub struct AsciiPieces<'a> {
-    /// All ASCII, so every byte offset is a character boundary.
-    text: &'a str,
+    text: &'a [u8],
     at: usize,
 }
 
 impl<'a> Iterator for AsciiPieces<'a> {
-    type Item = &'a str;
+    type Item = &'a [u8];
 
-    fn next(&mut self) -> Option<&'a str> {
-        let bytes = self.text.as_bytes();
-        if self.at >= bytes.len() {
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let start = self.at;
+        if start >= self.text.len() {
             return None;
         }
-        let start = self.at;
         // A piece is at least one byte, so the walk always moves on.
-        self.at = piece_end(bytes, start).max(start + 1);
+        self.at = piece_end(self.text, start).max(start + 1);
         self.text.get(start..self.at)
     }
 }
 
+/// The classes of an ASCII byte the pattern tells apart, as bits of [`CLASSES`]: each ASCII
+/// byte is exactly one of a letter (upper or lower case), a digit, whitespace or other.
+const UPPER: u8 = 1;
+const LOWER: u8 = 2;
+const DIGIT: u8 = 4;
 /// `\s` in ASCII: Unicode's White_Space, which is these six (not the other control bytes).
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
-
+const SPACE: u8 = 8;
 /// `[^\s\p{L}\p{N}]`: punctuation, symbols and the other control bytes.
-fn is_other(b: u8) -> bool {
-    !b.is_ascii_alphanumeric() && !is_space(b)
+const OTHER: u8 = 16;
+/// `[\r\n]`, whitespace that also ends a run of whitespace and cannot lead a word.
+const NEWLINE: u8 = 32;
+/// `[\r\n/]`: what may follow a run of punctuation in its piece.
+const PUNCTUATION_TAIL: u8 = 64;
+const LETTER: u8 = UPPER | LOWER;
+
+/// Each byte's classes, one lookup per byte instead of a chain of range tests; a byte that is
+/// not ASCII has none (no ASCII stretch holds one).
+static CLASSES: [u8; 256] = {
+    let mut classes = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        let byte = b as u8;
+        classes[b] = match byte {
+            b'A'..=b'Z' => UPPER,
+            b'a'..=b'z' => LOWER,
+            b'0'..=b'9' => DIGIT,
+            b'\r' | b'\n' => SPACE | NEWLINE | PUNCTUATION_TAIL,
+            b' ' | b'\t' | 0x0b | 0x0c => SPACE,
+            b'/' => OTHER | PUNCTUATION_TAIL,
+            _ => OTHER,
+        };
+        b += 1;
+    }
+    classes
+};
+
+/// The classes of the byte at `at` (none past the end).
+fn class_at(bytes: &[u8], at: usize) -> u8 {
+    bytes.get(at).map_or(0, |&b| CLASSES[usize::from(b)])
 }
 
-/// `[^\r\n\p{L}\p{N}]`: what may stand before a word, in its piece.
-fn may_lead_word(b: u8) -> bool {
-    !b.is_ascii_alphanumeric() && b != b'\r' && b != b'\n'
-}
-
-fn is_newline(b: u8) -> bool {
-    b == b'\r' || b == b'\n'
-}
-
-/// Where the run of bytes from `from` that satisfy `class` ends.
-fn run_end(bytes: &[u8], from: usize, class: impl Fn(u8) -> bool) -> usize {
-    let len = bytes.get(from..).map_or(0, |rest| {
-        rest.iter().position(|&b| !class(b)).unwrap_or(rest.len())
-    });
+/// Where the run of bytes from `from` of a class in `classes` ends, at `limit` at most.
+fn run_end(bytes: &[u8], from: usize, classes: u8, limit: usize) -> usize {
+    let run = bytes.get(from..limit).unwrap_or_default();
+    let len = run
+        .iter()
+        .position(|&b| CLASSES[usize::from(b)] & classes == 0)
+        .unwrap_or(run.len());
     from + len
 }
 
-/// Where the piece starting at `start` (< `bytes.len()`) ends.
+/// Where the piece starting at `start` (< `bytes.len()`) ends: the alternative is picked by
+/// the first byte's class (and, for one that may lead a word or a run of punctuation, the
+/// second's).
 fn piece_end(bytes: &[u8], start: usize) -> usize {
-    if let Some(end) = word_end(bytes, start) {
-        return end;
+    let len = bytes.len();
+    let first = class_at(bytes, start);
+    if first & LETTER != 0 {
+        return word_end(bytes, start);
     }
-    let first = bytes[start];
-    if first.is_ascii_digit() {
-        return run_end(bytes, start, |b| b.is_ascii_digit()).min(start + 3);
+    if first & DIGIT != 0 {
+        // Alternative 3: `\p{N}{1,3}`.
+        return run_end(bytes, start, DIGIT, len.min(start + 3));
     }
-    if let Some(end) = punctuation_end(bytes, start) {
-        return end;
+    let second = class_at(bytes, start + 1);
+    // `[^\r\n\p{L}\p{N}]` before letters: a word led by it (alternatives 1 and 2).
+    if first & NEWLINE == 0 && second & LETTER != 0 {
+        return word_end(bytes, start + 1);
+    }
+    // Alternative 4: an optional space, a run of punctuation, then any `\r`, `\n` and `/`.
+    let punctuation = if first & OTHER != 0 {
+        Some(start)
+    } else if bytes.get(start) == Some(&b' ') && second & OTHER != 0 {
+        Some(start + 1)
+    } else {
+        None
+    };
+    if let Some(from) = punctuation {
+        let end = run_end(bytes, from, OTHER, len);
+        return run_end(bytes, end, PUNCTUATION_TAIL, len);
     }
     space_end(bytes, start)
 }
 
-/// Alternatives 1 and 2: an optional leading byte, then upper case letters then lower case
-/// ones, at least one letter in all (ASCII has no letters of the other categories, and upper
-/// and lower are disjoint, so backtracking never changes where the letters end), then a
-/// contraction if one follows. A leading byte that is not followed by a letter makes no word:
-/// without it, the piece would have to start with a letter, and it is not one.
-fn word_end(bytes: &[u8], start: usize) -> Option<usize> {
-    let letters = start + usize::from(may_lead_word(bytes[start]));
-    let upper_end = run_end(bytes, letters, |b| b.is_ascii_uppercase());
-    let end = run_end(bytes, upper_end, |b| b.is_ascii_lowercase());
-    (end > letters).then(|| contraction_end(bytes, end))
+/// Alternatives 1 and 2 from the first letter at `letters`: upper case letters then lower
+/// case ones (ASCII has no letters of the other categories, and upper and lower are disjoint,
+/// so backtracking never changes where the letters end), then a contraction if one follows.
+fn word_end(bytes: &[u8], letters: usize) -> usize {
+    let len = bytes.len();
+    let upper_end = run_end(bytes, letters, UPPER, len);
+    contraction_end(bytes, run_end(bytes, upper_end, LOWER, len))
 }
 
 /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)?` at `at`: no two alternatives share a first letter, so at
@@ -192,21 +239,14 @@ fn contraction_end(bytes: &[u8], at: usize) -> usize {
     }
 }
 
-/// Alternative 4: an optional space, a run of punctuation, then any `\r`, `\n` and `/`.
-fn punctuation_end(bytes: &[u8], start: usize) -> Option<usize> {
-    let from = start + usize::from(bytes[start] == b' ');
-    let end = run_end(bytes, from, is_other);
-    (end > from).then(|| run_end(bytes, end, |b| is_newline(b) || b == b'/'))
-}
-
 /// Alternatives 5 to 7, for a piece that starts with whitespace. In the run of whitespace from
 /// `start`: up to its last line break if it has one (`\s*` gives back until `[\r\n]+` can
 /// match); else all of it at the end of the text; else all but its last byte, which goes
 /// with what follows (`(?!\S)`), unless that would leave nothing; then the one byte (`\s+`).
 fn space_end(bytes: &[u8], start: usize) -> usize {
-    let end = run_end(bytes, start, is_space);
+    let end = run_end(bytes, start, SPACE, bytes.len());
     let run = bytes.get(start..end).unwrap_or_default();
-    if let Some(last_break) = run.iter().rposition(|&b| is_newline(b)) {
+    if let Some(last_break) = run.iter().rposition(|&b| b == b'\r' || b == b'\n') {
         return start + last_break + 1;
     }
     if end == bytes.len() || run.len() < 2 {
