@@ -4,10 +4,15 @@
 //! Steward (`--upstream up=…`, async ledger, SQLite), interleaved in one invocation. Latency is
 //! measured with one request in flight (what a hop adds to a call, without queueing on the
 //! shared cores); throughput with `--concurrency` in flight.
+//!
+//! Each call's arguments differ ([`args`]) and the upstream echoes them in its answer, so
+//! neither is a text the ledger has seen before: one repeated call would be counted once and
+//! its verdict remembered, leaving the ledger's counting cost of a hop out.
 
 use anyhow::Result;
 use serde_json::json;
 
+use crate::board_seed;
 use crate::client::{LoadOutcome, LoadSpec, Target, run_load};
 use crate::proxy;
 use crate::report::Row;
@@ -18,7 +23,6 @@ use crate::server::{Engine, StewardOpts, start_steward};
 /// The upstream's name in Steward, so its tool is `up__echo`.
 pub const UPSTREAM: &str = "up";
 const TOOL: &str = "echo";
-pub const ARGS: &str = r#"{"text":"a short argument, as most tool calls carry"}"#;
 /// The issue's targets (item 8).
 const MAX_ADDED_P50_MS: f64 = 0.2;
 const MAX_ADDED_P99_MS: f64 = 1.0;
@@ -42,8 +46,8 @@ impl Path {
             concurrency,
             max_time: ctx.max_time,
             tool: self.tool.clone(),
-            args_json: ARGS.to_string(),
-            varied_args: None,
+            args_json: String::new(),
+            varied_args: Some(args),
             check_id: true,
             first_id: self.next_id,
             stateless: false,
@@ -61,7 +65,7 @@ pub async fn gateway(ctx: &mut Ctx) -> Result<()> {
     eprintln!(
         "== gateway: a bare rmcp server called directly vs. through a bare proxy vs. through steward (sqlite, ledger=async)"
     );
-    let upstream = rmcp_limit::start(answer_text())?;
+    let upstream = rmcp_limit::start(upstream_answer())?;
     let upstream_url = format!("http://{}/mcp", upstream.addr);
     let upstream_target = Target::new(upstream.addr, "/mcp")?;
     let proxy = proxy::start(&upstream_url)?;
@@ -218,9 +222,40 @@ pub fn upstream_tool() -> String {
     format!("{UPSTREAM}__{TOOL}")
 }
 
-/// What the upstream's tool answers: a paragraph, the size of a typical tool result.
-pub fn answer_text() -> String {
-    "The upstream's answer: a paragraph of text of the size most tool results have, so the \
-     hop's cost is measured on a realistic body rather than on an empty one. "
-        .repeat(4)
+/// The arguments of the call with JSON-RPC id `id`: a short argument, as most tool calls
+/// carry, another for every id.
+pub fn args(id: u64) -> String {
+    let word = board_seed::WORDS[id as usize % board_seed::WORDS.len()];
+    format!(r#"{{"text":"a short argument, as most tool calls carry: {word}, call {id}"}}"#)
+}
+
+/// What the upstream's tool answers: the call's arguments around a paragraph, ~1 KB in all,
+/// the size of a typical tool result.
+pub fn upstream_answer() -> rmcp_limit::Answer {
+    let paragraph = "The upstream's answer: a paragraph of text of the size most tool results \
+                     have, so the hop's cost is measured on a realistic body rather than on an \
+                     empty one. "
+        .repeat(6);
+    rmcp_limit::Answer::Echo(paragraph.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::CallToolRequestParams;
+
+    /// What the upstream answers the call with JSON-RPC id `id`.
+    fn answer(id: u64) -> String {
+        let args = serde_json::from_str(&args(id)).expect("the arguments are a JSON object");
+        let request = CallToolRequestParams::new(TOOL).with_arguments(args);
+        upstream_answer().text(&request)
+    }
+
+    #[test]
+    fn every_call_is_answered_with_new_text_of_a_typical_size() {
+        let (first, second) = (answer(1), answer(2));
+        assert_ne!(first, second);
+        assert!(first.contains("call 1\"}"), "{first}");
+        assert!((900..1_300).contains(&first.len()), "{} bytes", first.len());
+    }
 }

@@ -155,12 +155,13 @@ pub async fn instructions(ctx: &mut Ctx, opts: &Opts<'_>) -> Result<()> {
 /// `--gateway`: Steward's instructions per proxied `tools/call` (SQLite), ledger off and
 /// async. The upstream is the `gateway` scenario's bare rmcp server, in this process, so only
 /// Steward's own work is counted (serving the client, the HTTP exchange with the upstream,
-/// decoding its answer and encoding it again).
+/// decoding its answer and encoding it again). As in that scenario, each call's arguments differ
+/// and the upstream echoes them, so the ledger counts every call's texts anew.
 async fn gateway_hop(ctx: &mut Ctx, opts: &Opts<'_>) -> Result<()> {
-    let upstream = rmcp_limit::start(gateway::answer_text())?;
+    let upstream = rmcp_limit::start(gateway::upstream_answer())?;
     let hop = Hop::Upstream(format!("http://{}/mcp", upstream.addr));
     ctx.tool = gateway::upstream_tool();
-    ctx.args_json = gateway::ARGS.to_string();
+    ctx.varied_args = Some(gateway::args);
     let mut counted = Vec::new();
     for durability in ["off", "async"] {
         counted.push(per_message(ctx, Engine::Sqlite, durability, opts, &hop).await);

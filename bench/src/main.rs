@@ -175,14 +175,17 @@ enum Scenario {
         #[arg(long)]
         cache_sim: bool,
         /// Count a gateway hop instead (SQLite): `tools/call`s of the `gateway` scenario's bare
-        /// rmcp upstream through Steward's `--upstream`, ledger off and async.
+        /// rmcp upstream through Steward's `--upstream`, ledger off and async; each call's
+        /// arguments differ and the upstream echoes them, as in `gateway`.
         #[arg(long)]
         gateway: bool,
     },
     /// The cost of a hop: a bare rmcp server called directly vs. through a bare
     /// byte-forwarding proxy (the floor of any hop) vs. through Steward's gateway mode
     /// (`--upstream`, async ledger): added p50/p99 with one request in flight, throughput
-    /// ratio with --concurrency in flight.
+    /// ratio with --concurrency in flight. Each call's arguments differ and the upstream
+    /// echoes them in a ~1 KB answer, so the ledger counts every call anew (--tool and --args
+    /// do not apply).
     Gateway,
     /// Startup with stored sessions, restore storm after a restart, memory per session.
     Sessions(SessionArgs),

@@ -1,7 +1,9 @@
 //! A second reference: a bare rmcp 3.11 server (session mode, `LocalSessionManager`, the default
-//! `StreamableHttpServerConfig`, TCP_NODELAY) whose one tool returns a fixed text — the text of
-//! Steward's own answer. Steward minus this is what Steward adds to the MCP protocol (database,
-//! sessions, event store, ledger). In this process, on its own 2-thread runtime.
+//! `StreamableHttpServerConfig`, TCP_NODELAY) whose one tool answers a text ([`Answer`]): for
+//! `limit` and `peer` a fixed one, the text of Steward's own answer (Steward minus this is what
+//! Steward adds to the MCP protocol: database, sessions, event store, ledger); as `gateway`'s
+//! upstream one that echoes the call's arguments, so each answer is new text. In this process,
+//! on its own 2-thread runtime.
 
 use std::sync::Arc;
 
@@ -23,9 +25,35 @@ use crate::in_process::{InProcess, Stopping};
 use crate::report::Row;
 use crate::scenarios::Ctx;
 
+/// What the server's tool answers.
+#[derive(Clone)]
+pub enum Answer {
+    /// This text, whatever the arguments.
+    Fixed(Arc<str>),
+    /// The call's arguments (as JSON), then this text, then the arguments again: as long as the
+    /// text, and new text whenever the arguments are.
+    Echo(Arc<str>),
+}
+
+impl Answer {
+    pub fn text(&self, request: &CallToolRequestParams) -> String {
+        match self {
+            Answer::Fixed(text) => text.to_string(),
+            Answer::Echo(text) => {
+                let args = request
+                    .arguments
+                    .as_ref()
+                    .and_then(|args| serde_json::to_string(args).ok())
+                    .unwrap_or_default();
+                format!("You asked for {args}. {text} That was the answer to {args}.")
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Fixed {
-    text: Arc<str>,
+    answer: Answer,
 }
 
 impl ServerHandler for Fixed {
@@ -35,20 +63,19 @@ impl ServerHandler for Fixed {
 
     async fn call_tool(
         &self,
-        _request: CallToolRequestParams,
+        request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        Ok(CallToolResult::success(vec![ContentBlock::text(self.text.to_string())]).into())
+        let text = self.answer.text(&request);
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
     }
 }
 
-/// Serves MCP at /mcp; every tool call answers `text`. A client may hold a GET stream open for
-/// good (Steward's gateway listens on one per upstream session), so a stop gives open exchanges
-/// a second, then closes every connection.
-pub fn start(text: String) -> Result<InProcess> {
-    let fixed = Fixed {
-        text: Arc::from(text),
-    };
+/// Serves MCP at /mcp; every tool call answers as `answer` says. A client may hold a GET stream
+/// open for good (Steward's gateway listens on one per upstream session), so a stop gives open
+/// exchanges a second, then closes every connection.
+pub fn start(answer: Answer) -> Result<InProcess> {
+    let fixed = Fixed { answer };
     let stopping = Stopping::Within(Duration::from_secs(1));
     InProcess::start("rmcp server", stopping, move || {
         let svc: StreamableHttpService<Fixed, LocalSessionManager> = StreamableHttpService::new(
@@ -71,7 +98,7 @@ pub struct Floor {
 
 impl Floor {
     pub async fn start(ctx: &Ctx, text: String) -> Result<Floor> {
-        let server = start(text)?;
+        let server = start(Answer::Fixed(Arc::from(text)))?;
         let target = Target::new(server.addr, "/mcp")?;
         let sessions = ctx.open_sessions(&target).await?;
         run_load(&ctx.spec(&target, &sessions, ctx.warmup, 1)).await;
