@@ -113,11 +113,6 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// and a text query that walks the order index reads more than 2,000 KiB, so it missed in
 /// either. Measured in BENCHMARKS.md ("Resident memory, session 17").
 const SQLITE_CACHE_KIB: &str = "-512";
-/// The page cache of a [`Store::dedicated`] SQLite connection (the ledger's writer), in KiB.
-/// It appends: each batch touches the right edge of the table and its indexes, which a few
-/// dozen pages hold, and reads nothing back, so the pool's 512 KiB only kept pages it had
-/// written (full under load: ~0.5 MiB of heap; BENCHMARKS.md, branch `mem5`).
-const SQLITE_WRITER_CACHE_KIB: &str = "-128";
 /// The SQLite pool's connections: one per core, at least 2 and at most 4. Each is a thread of
 /// its own (sqlx runs SQLite on one per connection) with its page cache, parsed schema
 /// (~71 KiB), lookaside buffers, prepared statements (~150–380 KiB) and the allocator's pages
@@ -387,18 +382,13 @@ impl Store {
     /// request needs, and its prepared statements (the ledger's multi-row INSERTs are costly to
     /// prepare) stay in the cache of the connection that uses them
     /// instead of being prepared again on each of the shared pool's connections in turn.
-    /// SQLite's keeps a smaller page cache (see [`SQLITE_WRITER_CACHE_KIB`]). Connects on first
-    /// use.
+    /// Connects on first use.
     pub fn dedicated(&self, connections: u32) -> Store {
         match self {
             Store::Sqlite(pool) => Store::Sqlite(
                 pool_options()
                     .max_connections(connections)
-                    .connect_lazy_with(
-                        (*pool.connect_options())
-                            .clone()
-                            .pragma("cache_size", SQLITE_WRITER_CACHE_KIB),
-                    ),
+                    .connect_lazy_with((*pool.connect_options()).clone()),
             ),
             Store::Postgres(pool) => Store::Postgres(
                 pool_options()
