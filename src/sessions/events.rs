@@ -143,10 +143,10 @@ impl std::io::Write for ByteCount {
 
 pub struct DbEventStore {
     ring: Mutex<Ring>,
-    /// Owners of the streams in the ring (bounded with it, see [`DbEventStore::claim`]), by
+    /// Owners of the streams in the ring (bounded with it, see [`forget_streams_gone`]), by
     /// stream id: Steward's own random UUIDs, hashed with foldhash (SipHash cost more than the
     /// rest of a claim).
-    owners: Mutex<HashMap<String, StreamOwner, foldhash::fast::RandomState>>,
+    owners: Mutex<Owners>,
     /// `None` keeps events in memory only (the default: persisting every event costs a
     /// database write of each reply; see BENCHMARKS.md).
     persist: Option<mpsc::Sender<Persist>>,
@@ -192,31 +192,19 @@ impl DbEventStore {
         let stream_id = {
             let ring = lock(&self.ring);
             // A claim follows its event closely: look from the newest end.
-            match ring.events.iter().rev().find(|r| r.event_id == event_id) {
+            let stream_id = match ring.events.iter().rev().find(|r| r.event_id == event_id) {
                 Some(recent) => recent.stream_id.clone(),
                 None => return,
-            }
-        };
-        // Bounded with the ring: past twice its size, forget streams it no longer holds. (Locks
-        // are always taken ring first, owners second.)
-        let live: Option<std::collections::HashSet<String>> =
-            (lock(&self.owners).len() >= 2 * RING).then(|| {
-                lock(&self.ring)
-                    .events
-                    .iter()
-                    .map(|r| r.stream_id.clone())
-                    .collect()
-            });
-        {
+            };
+            // Locks are always taken ring first, owners second.
             let mut owners = lock(&self.owners);
-            if let Some(live) = live {
-                owners.retain(|stream, _| live.contains(stream));
-            }
+            forget_streams_gone(&ring, &mut owners);
             if owners.contains_key(&stream_id) {
                 return;
             }
             owners.insert(stream_id.clone(), owner.clone());
-        }
+            stream_id
+        };
         if let Some(persist) = &self.persist {
             let row = StreamOwnerRow {
                 stream_id,
@@ -334,6 +322,25 @@ fn from_row(row: EventRow) -> ServerSseMessage {
         .and_then(|ms| u64::try_from(ms).ok())
         .map(Duration::from_millis);
     event
+}
+
+/// The owners of the streams `ring` holds an event of, by stream id.
+type Owners = HashMap<String, StreamOwner, foldhash::fast::RandomState>;
+
+/// Bounds `owners` with the ring: past twice the events it holds now, forgets the streams it
+/// no longer holds. Its bytes bound it to ~130 replies of `find_tasks`'s size under load, so a
+/// bound of twice its 2,000 slots kept ~30 times more owners than there were streams left to
+/// replay: ~0.9 MiB of map and ids (BENCHMARKS.md, branch `mem6`).
+fn forget_streams_gone(ring: &Ring, owners: &mut Owners) {
+    let held = 2 * ring.events.len().max(RING_MIN);
+    if owners.len() < held {
+        return;
+    }
+    let live: std::collections::HashSet<&str> =
+        ring.events.iter().map(|r| r.stream_id.as_str()).collect();
+    owners.retain(|stream, _| live.contains(stream.as_str()));
+    // The room a ring of small events once needed is given back.
+    owners.shrink_to(held);
 }
 
 impl DbEventStore {
@@ -483,6 +490,37 @@ mod tests {
         assert!((10_000..10_000 + 2 * EVENT_OVERHEAD).contains(&w), "{w}");
         let priming = ServerSseMessage::retry(Duration::from_secs(3));
         assert_eq!(weight(&priming), EVENT_OVERHEAD);
+    }
+
+    #[test]
+    fn stream_owners_are_bounded_by_the_events_the_ring_holds() {
+        let mut ring = Ring::default();
+        let mut owners = Owners::default();
+        let owner = |n: usize| StreamOwner {
+            session_id: format!("session {n}"),
+            principal: None,
+        };
+        // One stream per call, as each tools/call POST is, with replies the bytes bound.
+        for n in 0..3 * RING {
+            ring.push(Recent {
+                stream_id: format!("stream {n}"),
+                ..recent(n, reply(8 * 1024))
+            });
+            forget_streams_gone(&ring, &mut owners);
+            owners.insert(format!("stream {n}"), owner(n));
+            assert!(
+                owners.len() <= 2 * (ring.events.len() + 1),
+                "{} owners for {} events",
+                owners.len(),
+                ring.events.len()
+            );
+        }
+        assert!(ring.events.len() < RING / 10, "{}", ring.events.len());
+        // Every stream the ring can still replay keeps its owner.
+        for held in &ring.events {
+            let n: usize = held.event_id.parse().unwrap();
+            assert_eq!(owners.get(&held.stream_id), Some(&owner(n)));
+        }
     }
 
     #[test]

@@ -20,11 +20,14 @@ pub const MAX_BATCH: usize = 500;
 /// Rows per INSERT statement, largest first. A batch is cut into statements of these sizes
 /// only, so each is prepared once per connection and then reused from the statement cache:
 /// preparing a statement with a different number of rows every time (thousands of
-/// placeholders) cost more than the rows themselves. Every power of two up to 128, so a batch's
-/// tail takes at most one statement of each size (with only 32, 8 and 1 it took up to 3 + 3 + 7
-/// statements, and each execution costs a round trip to sqlx's SQLite thread and a reset of
-/// the statement). 24 columns × 128 rows stays under both engines' bind limits.
-const CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
+/// placeholders) cost more than the rows themselves. Every power of two up to the largest, so a
+/// batch's tail takes at most one statement of each size (with only 32, 8 and 1 it took up to
+/// 3 + 3 + 7 statements, and each execution costs a round trip to sqlx's SQLite thread and a
+/// reset of the statement). No larger than 32 rows: a prepared statement's memory grows with its
+/// rows (SQLite: ~100 KiB for 64 rows, ~190–310 KiB for 128), and the writer's connection keeps
+/// every size of both shapes prepared, so 64 and 128 held ~0.75 MiB of its ~1.1 MiB of
+/// statements, for a batch of 500 rows cut into 17 statements instead of 7.
+const CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
 const _: () = assert!(CHUNKS[0] * COLUMN_COUNT < 32_766);
 
 /// The INSERT for a chunk of `rows` rows (one of [`CHUNKS`]) of this `shape`, reading back the
@@ -533,9 +536,9 @@ mod tests {
     fn batches_are_cut_into_the_fixed_statement_sizes_only() {
         let rows: Vec<u32> = (0..300).collect();
         let sizes: Vec<usize> = chunks(&rows).map(<[u32]>::len).collect();
-        assert_eq!(sizes, [128, 128, 32, 8, 4]);
-        let sizes: Vec<usize> = chunks(&rows[..255]).map(<[u32]>::len).collect();
-        assert_eq!(sizes, [128, 64, 32, 16, 8, 4, 2, 1]);
+        assert_eq!(sizes, [32, 32, 32, 32, 32, 32, 32, 32, 32, 8, 4]);
+        let sizes: Vec<usize> = chunks(&rows[..63]).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [32, 16, 8, 4, 2, 1]);
         let back: Vec<u32> = chunks(&rows).flatten().copied().collect();
         assert_eq!(back, rows, "every row once, in order");
         assert_eq!(chunks::<u32>(&[]).count(), 0);
