@@ -52,11 +52,11 @@ impl Answer {
 }
 
 #[derive(Clone)]
-struct Fixed {
+struct Answering {
     answer: Answer,
 }
 
-impl ServerHandler for Fixed {
+impl ServerHandler for Answering {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
     }
@@ -75,11 +75,11 @@ impl ServerHandler for Fixed {
 /// open for good (Steward's gateway listens on one per upstream session), so a stop gives open
 /// exchanges a second, then closes every connection.
 pub fn start(answer: Answer) -> Result<InProcess> {
-    let fixed = Fixed { answer };
+    let server = Answering { answer };
     let stopping = Stopping::Within(Duration::from_secs(1));
     InProcess::start("rmcp server", stopping, move || {
-        let svc: StreamableHttpService<Fixed, LocalSessionManager> = StreamableHttpService::new(
-            move || Ok(fixed.clone()),
+        let svc: StreamableHttpService<Answering, LocalSessionManager> = StreamableHttpService::new(
+            move || Ok(server.clone()),
             Arc::new(LocalSessionManager::default()),
             StreamableHttpServerConfig::default(),
         );

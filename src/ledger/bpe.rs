@@ -103,24 +103,16 @@ impl Encoding {
         if let Some(count) = self.merged.get(hash, piece) {
             return count;
         }
-        let count = self.merged_uncached(piece);
+        let count = self.merged_short(piece);
         self.merged.insert(hash, piece, count);
         count
     }
 
-    /// The tokens a piece that is not one token merges into, without the cache.
-    fn merged_uncached(&self, piece: &[u8]) -> usize {
-        if piece.len() <= SHORT {
-            self.merged_short(piece)
-        } else {
-            self.merged_parts(piece)
-        }
-    }
-
-    /// [`Self::merged_parts`] for a piece of at most [`SHORT`] bytes, as tiktoken merges: the
-    /// parts' starts and the ranks of each part joined with the next in arrays on the stack,
-    /// the lowest (the leftmost of equals) merged until no joined pair is a token; no
-    /// allocation.
+    /// The tokens a piece that is not one token merges into, without the cache. A piece of at
+    /// most [`SHORT`] bytes is merged as tiktoken merges: the parts' starts and the ranks of
+    /// each part joined with the next in arrays on the stack, the lowest (the leftmost of
+    /// equals) merged until no joined pair is a token; no allocation. A longer one goes to
+    /// [`Self::merged_parts`].
     fn merged_short(&self, piece: &[u8]) -> usize {
         let n = piece.len();
         if n > SHORT {
