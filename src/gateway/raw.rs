@@ -171,27 +171,41 @@ impl Upstream {
             served.came_back();
         }
         let answer = outcome.map_err(|error| error.to_error_data(&self.spec.name))?;
-        let answer = match answer.input_required() {
-            Ok(_) => return Err(ErrorData::invalid_request(INPUT_REQUIRED_TOO_NEW, None)),
-            Err(answer) => answer,
-        };
-        for_session_era(answer).map_err(|error| error.to_error_data(&self.spec.name))
+        match for_session_era(answer) {
+            Ok(Some(answer)) => Ok(answer),
+            Ok(None) => Err(ErrorData::invalid_request(INPUT_REQUIRED_TOO_NEW, None)),
+            Err(error) => Err(error.to_error_data(&self.spec.name)),
+        }
     }
 }
 
 /// The result as a session-era client gets it from rmcp's path: `resultType` "complete"
 /// dropped and non-object structured output moved into the content (what rmcp does for a
-/// peer before 2026-07-28). Only a result that needs either is encoded again.
-fn for_session_era(answer: Answer) -> Result<ToolAnswer, UpstreamError> {
+/// peer before 2026-07-28). Only a result that needs either is encoded again. `None` for an
+/// `InputRequiredResult`, which such a client cannot be sent.
+fn for_session_era(answer: Answer) -> Result<Option<ToolAnswer>, UpstreamError> {
+    // Text blocks only, the shape most results have, is read first: such a result has no
+    // `resultType`, which an `InputRequiredResult` must have, so it is not searched for one.
+    let answer = match answer {
+        Answer::Text(text) => match serde_json::from_str::<TextResult>(text.get()) {
+            Ok(plain) => {
+                let result = plain.into();
+                return Ok(Some(ToolAnswer { text, result }));
+            }
+            Err(_) => Answer::Text(text),
+        },
+        tree => tree,
+    };
+    let answer = match answer.input_required() {
+        Ok(_) => return Ok(None),
+        Err(answer) => answer,
+    };
     let malformed = |e: serde_json::Error| {
         UpstreamError::Protocol(format!("a malformed tools/call result: {e}"))
     };
     let (text, result): (Option<Box<RawValue>>, CallToolResult) = match answer {
         Answer::Text(text) => {
-            let result = match serde_json::from_str::<TextResult>(text.get()) {
-                Ok(plain) => plain.into(),
-                Err(_) => serde_json::from_str(text.get()).map_err(malformed)?,
-            };
+            let result = serde_json::from_str(text.get()).map_err(malformed)?;
             (Some(text), result)
         }
         Answer::Tree(tree) => (None, serde_json::from_value(tree).map_err(malformed)?),
@@ -215,7 +229,7 @@ fn for_session_era(answer: Answer) -> Result<ToolAnswer, UpstreamError> {
             (text, result)
         }
     };
-    Ok(ToolAnswer { text, result })
+    Ok(Some(ToolAnswer { text, result }))
 }
 
 /// The shape most tool results have: text blocks and `isError`, nothing else. Read as
@@ -269,7 +283,9 @@ mod tests {
     #[test]
     fn a_plain_result_keeps_the_upstream_s_text() {
         let json = r#"{"content":[{"type":"text","text":"hi"}],"isError":false,"extra":1}"#;
-        let answer = for_session_era(text(json)).expect("a result");
+        let answer = for_session_era(text(json))
+            .expect("a result")
+            .expect("no input asked");
         assert_eq!(answer.text.get(), json);
         assert_eq!(answer.result.is_error, Some(false));
     }
@@ -277,7 +293,9 @@ mod tests {
     #[test]
     fn a_result_marked_complete_loses_the_mark_as_on_rmcp_s_path() {
         let json = r#"{"content":[],"resultType":"complete","structuredContent":[1,2]}"#;
-        let answer = for_session_era(text(json)).expect("a result");
+        let answer = for_session_era(text(json))
+            .expect("a result")
+            .expect("no input asked");
         let value: Value = serde_json::from_str(answer.text.get()).expect("JSON");
         assert!(value.get("resultType").is_none(), "{value}");
         assert!(value.get("structuredContent").is_none(), "{value}");
@@ -361,7 +379,7 @@ mod tests {
             r#"{"isError":false}"#,
         ] {
             let rmcp: CallToolResult = serde_json::from_str(json).expect(json);
-            let ours = for_session_era(text(json)).expect(json);
+            let ours = for_session_era(text(json)).expect(json).expect(json);
             assert_eq!(ours.result, rmcp, "{json}");
         }
         for refused in [
@@ -375,6 +393,23 @@ mod tests {
                 "{refused}"
             );
             assert!(for_session_era(text(refused)).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn only_an_input_required_result_is_taken_for_one() {
+        let asked = r#"{"resultType":"input_required","inputRequests":{"confirm":{"method":"roots/list","params":{}}},"requestState":"s1"}"#;
+        assert!(matches!(for_session_era(text(asked)), Ok(None)));
+        // Text blocks that mention it, read as text blocks first: the client gets them.
+        for mentions in [
+            r#"{"content":[{"type":"text","text":"resultType: input_required"}]}"#,
+            r#"{"content":[{"type":"text","text":"{\"resultType\":\"input_required\"}"}],"isError":true}"#,
+        ] {
+            let answer = for_session_era(text(mentions)).expect(mentions);
+            let answer = answer.expect("a result, not a request for input");
+            assert_eq!(answer.text.get(), mentions);
+            let rmcp: CallToolResult = serde_json::from_str(mentions).expect(mentions);
+            assert_eq!(answer.result, rmcp);
         }
     }
 
