@@ -21,12 +21,10 @@ pub const MAX_BATCH: usize = 500;
 /// only, so each is prepared once per connection and then reused from the statement cache:
 /// preparing a statement with a different number of rows every time (thousands of
 /// placeholders) cost more than the rows themselves. Every power of two up to the largest, so a
-/// batch's tail takes at most one statement of each size (with only 32, 8 and 1 it took up to
-/// 3 + 3 + 7 statements, and each execution costs a round trip to sqlx's SQLite thread and a
-/// reset of the statement). No larger than 32 rows: a prepared statement's memory grows with its
-/// rows (SQLite: ~100 KiB for 64 rows, ~190–310 KiB for 128), and the writer's connection keeps
-/// every size of both shapes prepared, so 64 and 128 held ~0.75 MiB of its ~1.1 MiB of
-/// statements, for a batch of 500 rows cut into 17 statements instead of 7.
+/// batch's tail takes at most one statement of each size (each execution costs a round trip to
+/// sqlx's SQLite thread). No larger than 32 rows: a prepared statement's memory grows with its
+/// rows, and the writer's connection keeps every size of both shapes prepared (BENCHMARKS.md,
+/// branch `mem6`).
 const CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
 const _: () = assert!(CHUNKS[0] * COLUMN_COUNT < 32_766);
 
