@@ -76,12 +76,14 @@ impl Encoding {
     }
 
     /// The tokens of an ASCII stretch's pieces, in one loop with the pre-tokenizer inlined. A
-    /// piece of one byte is a token (every byte is), counted here without a call.
+    /// piece of one byte is a token (every byte is), and so is one a digit leads: the
+    /// pre-tokenizer cuts numbers into pieces of one to three digits, each a token (a test
+    /// checks all 1,110); both are counted here without a lookup.
     fn count_ascii(&self, pieces: AsciiPieces<'_>) -> usize {
         let mut total = 0;
         for piece in pieces {
             total += match piece {
-                [_] => 1,
+                [_] | [b'0'..=b'9', ..] => 1,
                 _ => self.count_piece(piece),
             };
         }
@@ -464,6 +466,30 @@ mod tests {
         for text in texts {
             assert_same_pieces(&compact, text);
         }
+    }
+
+    /// What `count_ascii` counts without a lookup: every number of one to three ASCII digits
+    /// (leading zeros too) is one token, and the pre-tokenizer cuts no longer piece that a
+    /// digit leads.
+    #[test]
+    fn numbers_of_up_to_three_digits_are_one_token() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let numbers: Vec<String> = (1..=3)
+            .flat_map(|digits| {
+                (0..10usize.pow(digits))
+                    .map(move |n| format!("{n:0digits$}", digits = digits as usize))
+            })
+            .collect();
+        assert_eq!(numbers.len(), 1_110);
+        for number in &numbers {
+            assert_eq!(full.encode_ordinary(number).len(), 1, "{number}");
+            assert!(compact.rank(number.as_bytes()).is_some(), "{number}");
+        }
+        let digits = "01234567890123456789".repeat(3);
+        let pieces: Vec<&[u8]> = ascii_pieces(&digits).expect("ASCII").collect();
+        assert!(pieces.iter().all(|piece| piece.len() == 3), "{pieces:?}");
+        assert_eq!(compact.count(&digits), digits.len() / 3);
     }
 
     /// Random bytes made valid UTF-8, mostly ASCII: no panic, the pieces tile the text, and
