@@ -14,7 +14,7 @@ use std::collections::BinaryHeap;
 use fancy_regex::Regex;
 
 use super::pieces::PieceCache;
-use super::pretokenize::{Stretch, stretches};
+use super::pretokenize::{AsciiPieces, Stretch, stretches};
 
 /// A token's rank (its id).
 type Rank = u32;
@@ -69,10 +69,25 @@ impl Encoding {
     pub fn count(&self, text: &str) -> usize {
         stretches(text)
             .map(|stretch| match stretch {
-                Stretch::Ascii(pieces) => pieces.map(|piece| self.count_piece(piece)).sum(),
+                Stretch::Ascii(pieces) => self.count_ascii(pieces),
                 Stretch::Other(other) => self.count_by_regex(other),
             })
             .sum()
+    }
+
+    /// The tokens of an ASCII stretch's pieces, in one loop with the pre-tokenizer inlined. A
+    /// piece of one byte is a token (every byte is), and so is one a digit leads: the
+    /// pre-tokenizer cuts numbers into pieces of one to three digits, each a token (a test
+    /// checks all 1,110); both are counted here without a lookup.
+    fn count_ascii(&self, pieces: AsciiPieces<'_>) -> usize {
+        let mut total = 0;
+        for piece in pieces {
+            total += match piece {
+                [_] | [b'0'..=b'9', ..] => 1,
+                _ => self.count_piece(piece),
+            };
+        }
+        total
     }
 
     fn count_by_regex(&self, text: &str) -> usize {
@@ -403,6 +418,78 @@ mod tests {
         for text in generated(alphabet, 25, 64, 100_000) {
             assert_same_pieces(&compact, &text);
         }
+    }
+
+    /// Long words read eight bytes at a time: runs of lower case letters of every length up to
+    /// 40 at every offset, ended by the bytes just outside `a`–`z` (`` ` `` and `{`), an upper
+    /// case letter, a contraction, a digit, a space or the end of the text.
+    #[test]
+    fn ascii_pieces_are_the_regexs_on_long_words() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let alphabet = "abcdefghijklmnopqrstuvwxyz".repeat(4) + "`{AZ'@[ \n0";
+        for text in generated(&alphabet, 28, 80, 20_000) {
+            assert_same_pieces(&compact, &text);
+        }
+        for len in 0..=40 {
+            let word = "q".repeat(len);
+            for (before, after) in [("", ""), ("`", "{"), (" ", "'ll"), ("X", "Ye"), ("\"", "7")] {
+                assert_same_pieces(&compact, &format!("{before}{word}{after}"));
+            }
+        }
+    }
+
+    /// Whitespace runs where the alternatives meet: a run led by a line break and followed by
+    /// spaces, breaks last and first, runs at the end of the text and before punctuation, a
+    /// lone space before a word, a digit or a slash.
+    #[test]
+    fn ascii_pieces_are_the_regexs_on_whitespace_runs() {
+        let texts = [
+            "\n   x",
+            "\n",
+            "\r\n",
+            " \n",
+            "\n ",
+            "x  ",
+            "x \t",
+            "\t\n\t x",
+            "a\n\n  b",
+            "\n  /x",
+            "  \"",
+            " 1",
+            "  1",
+            "\t.",
+            " \n/",
+            "\r \r x",
+            "x\u{b}\u{c}y",
+        ];
+        let compact = Encoding::o200k_base().expect("tables load");
+        for text in texts {
+            assert_same_pieces(&compact, text);
+        }
+    }
+
+    /// What `count_ascii` counts without a lookup: every number of one to three ASCII digits
+    /// (leading zeros too) is one token, and the pre-tokenizer cuts no longer piece that a
+    /// digit leads.
+    #[test]
+    fn numbers_of_up_to_three_digits_are_one_token() {
+        let compact = Encoding::o200k_base().expect("tables load");
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let numbers: Vec<String> = (1..=3)
+            .flat_map(|digits| {
+                (0..10usize.pow(digits))
+                    .map(move |n| format!("{n:0digits$}", digits = digits as usize))
+            })
+            .collect();
+        assert_eq!(numbers.len(), 1_110);
+        for number in &numbers {
+            assert_eq!(full.encode_ordinary(number).len(), 1, "{number}");
+            assert!(compact.rank(number.as_bytes()).is_some(), "{number}");
+        }
+        let digits = "01234567890123456789".repeat(3);
+        let pieces: Vec<&[u8]> = ascii_pieces(&digits).expect("ASCII").collect();
+        assert!(pieces.iter().all(|piece| piece.len() == 3), "{pieces:?}");
+        assert_eq!(compact.count(&digits), digits.len() / 3);
     }
 
     /// Random bytes made valid UTF-8, mostly ASCII: no panic, the pieces tile the text, and

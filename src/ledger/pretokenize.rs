@@ -20,8 +20,7 @@
 #[cfg(test)]
 pub fn ascii_pieces(text: &str) -> Option<AsciiPieces<'_>> {
     text.is_ascii().then_some(AsciiPieces {
-        text: text.as_bytes(),
-        at: 0,
+        rest: text.as_bytes(),
     })
 }
 
@@ -65,8 +64,7 @@ impl<'a> Stretch<'a> {
     /// A stretch `stretches` found all ASCII.
     fn ascii(text: &'a str) -> Self {
         Stretch::Ascii(AsciiPieces {
-            text: text.as_bytes(),
-            at: 0,
+            rest: text.as_bytes(),
         })
     }
 }
@@ -114,21 +112,22 @@ fn is_safe_cut(bytes: &[u8], cut: usize) -> bool {
 /// The pieces of an ASCII stretch, as bytes (what counting reads; slicing the text as `str`
 /// would check character boundaries that ASCII always has).
 pub struct AsciiPieces<'a> {
-    text: &'a [u8],
-    at: usize,
+    /// The stretch's bytes not yet cut, all ASCII.
+    rest: &'a [u8],
 }
 
 impl<'a> Iterator for AsciiPieces<'a> {
     type Item = &'a [u8];
 
+    /// Inlined into the count's loop: a piece costs its bytes' tests, not a call per piece.
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
-        let start = self.at;
-        if start >= self.text.len() {
-            return None;
-        }
-        // A piece is at least one byte, so the walk always moves on.
-        self.at = piece_end(self.text, start).max(start + 1);
-        self.text.get(start..self.at)
+        let (&first, after) = self.rest.split_first()?;
+        // A piece is its first byte and what of the bytes after it joins it: at least one
+        // byte, so the walk always moves on, and never past the end (`split_at_checked`).
+        let (piece, rest) = self.rest.split_at_checked(1 + piece_tail(first, after))?;
+        self.rest = rest;
+        Some(piece)
     }
 }
 
@@ -168,89 +167,174 @@ static CLASSES: [u8; 256] = {
     classes
 };
 
-/// The classes of the byte at `at` (none past the end).
-fn class_at(bytes: &[u8], at: usize) -> u8 {
-    bytes.get(at).map_or(0, |&b| CLASSES[usize::from(b)])
+fn class_of(byte: u8) -> u8 {
+    CLASSES[usize::from(byte)]
 }
 
-/// Where the run of bytes from `from` of a class in `classes` ends, at `limit` at most.
-fn run_end(bytes: &[u8], from: usize, classes: u8, limit: usize) -> usize {
-    let run = bytes.get(from..limit).unwrap_or_default();
-    let len = run
-        .iter()
-        .position(|&b| CLASSES[usize::from(b)] & classes == 0)
-        .unwrap_or(run.len());
-    from + len
-}
-
-/// Where the piece starting at `start` (< `bytes.len()`) ends: the alternative is picked by
-/// the first byte's class (and, for one that may lead a word or a run of punctuation, the
-/// second's).
-fn piece_end(bytes: &[u8], start: usize) -> usize {
-    let len = bytes.len();
-    let first = class_at(bytes, start);
-    if first & LETTER != 0 {
-        return word_end(bytes, start);
+/// How many bytes of `after` join the piece that starts with `first`: the alternative is
+/// picked by the first byte's class (and, for one that may lead a word or a run of
+/// punctuation, the second's).
+#[inline(always)]
+fn piece_tail(first: u8, after: &[u8]) -> usize {
+    let class = class_of(first);
+    if class & LOWER != 0 {
+        // Alternatives 1 and 2 from a lower case letter: the rest of its lower case run.
+        return lower_case_tail(after);
     }
-    if first & DIGIT != 0 {
+    if class & UPPER != 0 {
+        return word_len(after);
+    }
+    if class & DIGIT != 0 {
         // Alternative 3: `\p{N}{1,3}`.
-        return run_end(bytes, start, DIGIT, len.min(start + 3));
+        return match after {
+            [a, b, ..] if a.is_ascii_digit() && b.is_ascii_digit() => 2,
+            [a, ..] if a.is_ascii_digit() => 1,
+            _ => 0,
+        };
     }
-    let second = class_at(bytes, start + 1);
+    let second = after.first().map_or(0, |&b| class_of(b));
     // `[^\r\n\p{L}\p{N}]` before letters: a word led by it (alternatives 1 and 2).
-    if first & NEWLINE == 0 && second & LETTER != 0 {
-        return word_end(bytes, start + 1);
+    if class & NEWLINE == 0 && second & LETTER != 0 {
+        return word_len(after);
     }
     // Alternative 4: an optional space, a run of punctuation, then any `\r`, `\n` and `/`.
-    let punctuation = if first & OTHER != 0 {
-        Some(start)
-    } else if bytes.get(start) == Some(&b' ') && second & OTHER != 0 {
-        Some(start + 1)
-    } else {
-        None
+    // After a space, the run starts at `after`'s first byte; after punctuation, it goes on
+    // there: the piece's tail is the same run either way.
+    if class & OTHER != 0 || (first == b' ' && second & OTHER != 0) {
+        let run = run_len(after, OTHER);
+        let rest = after.get(run..).unwrap_or_default();
+        return run + run_len(rest, PUNCTUATION_TAIL);
+    }
+    space_tail(class, after)
+}
+
+/// The length of the run of bytes at the start of `bytes` whose classes meet `classes`.
+#[inline(always)]
+fn run_len(bytes: &[u8], classes: u8) -> usize {
+    bytes
+        .iter()
+        .position(|&b| class_of(b) & classes == 0)
+        .unwrap_or(bytes.len())
+}
+
+/// Alternatives 1 and 2 from the first letter at the start of `bytes`: upper case letters then
+/// lower case ones (ASCII has no letters of the other categories, and upper and lower are
+/// disjoint, so backtracking never changes where the letters end), then a contraction if one
+/// follows.
+#[inline(always)]
+fn word_len(bytes: &[u8]) -> usize {
+    let upper = run_len(bytes, UPPER);
+    upper + lower_case_tail(bytes.get(upper..).unwrap_or_default())
+}
+
+/// A word's lower case letters at the start of `bytes` and the contraction after them.
+#[inline(always)]
+fn lower_case_tail(bytes: &[u8]) -> usize {
+    let lower = lower_case_run(bytes);
+    lower + contraction_len(bytes.get(lower..).unwrap_or_default())
+}
+
+/// The length of the run of `a`–`z` at the start of `bytes`, read eight bytes at a time where
+/// eight are left: a word's letters are most of a message's bytes.
+#[inline(always)]
+fn lower_case_run(bytes: &[u8]) -> usize {
+    let mut rest = bytes;
+    while let Some((word, after)) = rest.split_first_chunk::<8>() {
+        let outside = not_lower_case(u64::from_le_bytes(*word));
+        if outside != 0 {
+            // The lowest flagged byte is the first in the text (little-endian).
+            return bytes.len() - rest.len() + (outside.trailing_zeros() / 8) as usize;
+        }
+        rest = after;
+    }
+    let tail = rest
+        .iter()
+        .position(|b| !b.is_ascii_lowercase())
+        .unwrap_or(rest.len());
+    bytes.len() - rest.len() + tail
+}
+
+/// `byte` in each of a word's eight bytes.
+const fn splat(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
+}
+
+/// The top bit of each byte of `word` that is not `a`–`z`, the others clear. For a byte
+/// below 0x80, adding 0x80 − `a` sets its top bit if it is at least `a`, adding 0x7f − `z`
+/// if it is above `z`, and neither sum carries into the next byte. A byte of 0x80 or more is
+/// flagged by its own top bit; the carry it may make reaches only bytes after it, which the
+/// caller does not read.
+#[inline(always)]
+fn not_lower_case(word: u64) -> u64 {
+    let from_a = word.wrapping_add(splat(0x80 - b'a'));
+    let above_z = word.wrapping_add(splat(0x7f - b'z'));
+    !(from_a & !above_z & !word) & splat(0x80)
+}
+
+/// `(?i:'s|'t|'re|'ve|'m|'ll|'d)?` at the start of `bytes`: no two alternatives share a first
+/// letter, so at most one can match.
+#[inline(always)]
+fn contraction_len(bytes: &[u8]) -> usize {
+    let [b'\'', after @ ..] = bytes else {
+        return 0;
     };
-    if let Some(from) = punctuation {
-        let end = run_end(bytes, from, OTHER, len);
-        return run_end(bytes, end, PUNCTUATION_TAIL, len);
-    }
-    space_end(bytes, start)
-}
-
-/// Alternatives 1 and 2 from the first letter at `letters`: upper case letters then lower
-/// case ones (ASCII has no letters of the other categories, and upper and lower are disjoint,
-/// so backtracking never changes where the letters end), then a contraction if one follows.
-fn word_end(bytes: &[u8], letters: usize) -> usize {
-    let len = bytes.len();
-    let upper_end = run_end(bytes, letters, UPPER, len);
-    contraction_end(bytes, run_end(bytes, upper_end, LOWER, len))
-}
-
-/// `(?i:'s|'t|'re|'ve|'m|'ll|'d)?` at `at`: no two alternatives share a first letter, so at
-/// most one can match.
-fn contraction_end(bytes: &[u8], at: usize) -> usize {
-    if bytes.get(at) != Some(&b'\'') {
-        return at;
-    }
-    let lower = |i: usize| bytes.get(at + i).map(u8::to_ascii_lowercase);
-    match (lower(1), lower(2)) {
-        (Some(b's' | b't' | b'm' | b'd'), _) => at + 2,
-        (Some(b'r' | b'v'), Some(b'e')) | (Some(b'l'), Some(b'l')) => at + 3,
-        _ => at,
+    let lower = |i: usize| after.get(i).map(u8::to_ascii_lowercase);
+    match (lower(0), lower(1)) {
+        (Some(b's' | b't' | b'm' | b'd'), _) => 2,
+        (Some(b'r' | b'v'), Some(b'e')) | (Some(b'l'), Some(b'l')) => 3,
+        _ => 0,
     }
 }
 
-/// Alternatives 5 to 7, for a piece that starts with whitespace. In the run of whitespace from
-/// `start`: up to its last line break if it has one (`\s*` gives back until `[\r\n]+` can
-/// match); else all of it at the end of the text; else all but its last byte, which goes
-/// with what follows (`(?!\S)`), unless that would leave nothing; then the one byte (`\s+`).
-fn space_end(bytes: &[u8], start: usize) -> usize {
-    let end = run_end(bytes, start, SPACE, bytes.len());
-    let run = bytes.get(start..end).unwrap_or_default();
-    if let Some(last_break) = run.iter().rposition(|&b| b == b'\r' || b == b'\n') {
-        return start + last_break + 1;
+/// Alternatives 5 to 7, for a piece that starts with whitespace of class `first`, `after`
+/// being the bytes after it. In the run of whitespace: up to its last line break if it has one
+/// (`\s*` gives back until `[\r\n]+` can match); else all of it at the end of the text; else
+/// all but its last byte, which goes with what follows (`(?!\S)`), unless that would leave
+/// nothing; then the one byte (`\s+`).
+fn space_tail(first: u8, after: &[u8]) -> usize {
+    let run = after.get(..run_len(after, SPACE)).unwrap_or_default();
+    if let Some(last_break) = run.iter().rposition(|&b| class_of(b) & NEWLINE != 0) {
+        return last_break + 1;
     }
-    if end == bytes.len() || run.len() < 2 {
-        return end;
+    if first & NEWLINE != 0 {
+        return 0;
     }
-    end - 1
+    if run.len() == after.len() || run.is_empty() {
+        return run.len();
+    }
+    run.len() - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The eight-byte test flags exactly the bytes that are not `a`–`z`, at every position,
+    /// for every byte value (those of 0x80 and more included, which no ASCII stretch holds),
+    /// and the run it finds is the byte-at-a-time one whatever follows the flagged byte.
+    #[test]
+    fn the_word_at_a_time_test_flags_what_is_not_lower_case() {
+        for byte in 0..=u8::MAX {
+            for at in 0..8 {
+                for filler in [b'a', b'z', b'`', b'{', 0xff] {
+                    let mut bytes = [b'm'; 8];
+                    bytes[at] = byte;
+                    if let Some(after) = bytes.get_mut(at + 1..) {
+                        after.fill(filler);
+                    }
+                    let flagged = not_lower_case(u64::from_le_bytes(bytes));
+                    let first = (flagged != 0).then(|| (flagged.trailing_zeros() / 8) as usize);
+                    let expected = bytes.iter().position(|b| !b.is_ascii_lowercase());
+                    assert_eq!(first, expected, "{bytes:?}");
+                    let mut long = bytes.to_vec();
+                    long.extend_from_slice(&[b'q'; 13]);
+                    assert_eq!(
+                        lower_case_run(&long),
+                        expected.unwrap_or(8 + 13),
+                        "{long:?}"
+                    );
+                }
+            }
+        }
+    }
 }
