@@ -58,21 +58,12 @@ pub fn words(bytes: &[u8]) -> (u64, u64) {
     let len = bytes.len();
     if len >= 4 {
         if len <= 8 {
-            let first = bytes
-                .first_chunk()
-                .map_or(0, |word| u32::from_le_bytes(*word));
-            let last = bytes
-                .last_chunk()
-                .map_or(0, |word| u32::from_le_bytes(*word));
+            let (first, last) = ends(bytes);
+            let (first, last) = (u32::from_le_bytes(first), u32::from_le_bytes(last));
             (u64::from(first), u64::from(last))
         } else if len <= 16 {
-            let first = bytes
-                .first_chunk()
-                .map_or(0, |word| u64::from_le_bytes(*word));
-            let last = bytes
-                .last_chunk()
-                .map_or(0, |word| u64::from_le_bytes(*word));
-            (first, last)
+            let (first, last) = ends(bytes);
+            (u64::from_le_bytes(first), u64::from_le_bytes(last))
         } else {
             long_words(bytes)
         }
@@ -130,6 +121,14 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 #[inline]
 fn byte(bytes: &[u8], at: usize) -> u64 {
     bytes.get(at).copied().map_or(0, u64::from)
+}
+
+/// The first and the last `N` bytes of `bytes` (zeros where it is shorter: no caller's is).
+#[inline]
+fn ends<const N: usize>(bytes: &[u8]) -> ([u8; N], [u8; N]) {
+    let first = bytes.first_chunk().copied().unwrap_or([0; N]);
+    let last = bytes.last_chunk().copied().unwrap_or([0; N]);
+    (first, last)
 }
 
 /// The little-endian `u64` at `at` (0 past the end, which no caller reads).
