@@ -153,7 +153,7 @@ fn index(tokens: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
     let buckets = rank_hash::BUCKETS;
     let mut members: Vec<Vec<(u32, u64)>> = vec![Vec::new(); buckets];
     for (rank, token) in tokens.iter().enumerate() {
-        let hash = rank_hash::piece_hash(token);
+        let hash = rank_hash::hash_words(rank_hash::words(token), token.len());
         let rank = u32::try_from(rank).expect("ranks fit in u32");
         members[rank_hash::bucket(hash)].push((rank, hash));
     }

@@ -15,11 +15,7 @@ use fancy_regex::Regex;
 
 use super::pieces::PieceCache;
 use super::pretokenize::{Stretch, stretches};
-#[cfg(test)]
-use super::rank_hash::SLOT_BITS;
-#[cfg(test)]
-use super::rank_hash::piece_hash;
-use super::rank_hash::{self, RANK_BITS};
+use super::rank_hash::{self, RANK_BITS, SLOT_BITS};
 
 /// A token's rank (its id).
 type Rank = u32;
@@ -34,9 +30,12 @@ static STARTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.star
 /// its hash and its bucket's pilot in [`PILOTS`] pick ([`rank_hash`], a perfect hash that
 /// `build.rs` lays out); a lookup reads a token's bytes only where the fingerprint matches: a
 /// hit reads its own token's, a miss almost never any.
-static INDEX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.index"));
-/// Each bucket's pilot, a little-endian `u16` ([`rank_hash::BUCKETS`] of them).
-static PILOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.pilots"));
+static INDEX: &[u8; 4 << SLOT_BITS] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.index"));
+/// Each bucket's pilot, a little-endian `u16` ([`rank_hash::BUCKETS`] of them). Both tables
+/// have their lengths in their types (a build that wrote others does not compile), so the
+/// compiler knows a bucket's or a slot's offset is within them and checks no bounds.
+static PILOTS: &[u8; 2 * rank_hash::BUCKETS] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.pilots"));
 /// An index slot without an entry (no entry has all its rank bits set: `build.rs` checks).
 const FREE: u32 = u32::MAX;
 /// The pre-tokenizer's pattern, as tiktoken-rs has it.
@@ -252,17 +251,17 @@ fn rank_of(piece: &[u8], words: (u64, u64), hash: u64) -> Option<Rank> {
     same.then_some(rank)
 }
 
-/// The entry in the slot a piece with this hash can be in (`None` only for a table too short,
-/// which `build.rs` does not write).
+/// The entry in the slot a piece with this hash can be in (never `None`: the bucket and the
+/// slot are within the tables, whose lengths are in their types).
 #[inline]
 fn entry_of(hash: u64) -> Option<u32> {
     let at = rank_hash::bucket(hash) * 2;
-    let pilot = PILOTS
-        .get(at..at + 2)?
-        .try_into()
-        .ok()
-        .map(u16::from_le_bytes)?;
-    word(INDEX, rank_hash::slot(hash, pilot))
+    let pilot = u16::from_le_bytes(*PILOTS.get(at..)?.first_chunk()?);
+    let at = rank_hash::slot(hash, pilot) * 4;
+    INDEX
+        .get(at..)?
+        .first_chunk()
+        .map(|entry| u32::from_le_bytes(*entry))
 }
 
 /// The `i`th little-endian `u32` of `table`, if it has one.
@@ -624,8 +623,6 @@ mod tests {
             .filter(|&slot| word(INDEX, slot) != Some(FREE))
             .count();
         assert_eq!(entries, ranks as usize);
-        assert_eq!(INDEX.len(), 4 << SLOT_BITS);
-        assert_eq!(PILOTS.len(), 2 * rank_hash::BUCKETS);
         assert!(INDEX.len() + PILOTS.len() <= (1 << 20) + (1 << 19));
     }
 
@@ -662,6 +659,10 @@ mod tests {
             (15..=150).contains(&matched),
             "{matched} fingerprints matched"
         );
+    }
+
+    fn piece_hash(bytes: &[u8]) -> u64 {
+        rank_hash::hash_words(rank_hash::words(bytes), bytes.len())
     }
 
     /// A lookup compares a piece of up to 16 bytes with a token of its length by their

@@ -37,12 +37,6 @@ const PILOT_MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Mixes the hash and the pilot so a slot depends on every bit of both (odd, so a bijection).
 const SLOT_MIX: u64 = 0xff51_afd7_ed55_8ccd;
 
-/// The hash of `bytes`.
-#[inline]
-pub fn piece_hash(bytes: &[u8]) -> u64 {
-    hash_words(words(bytes), bytes.len())
-}
-
 /// The hash of a piece of `len` bytes whose [`words`] are `(a, b)`: one folded multiply.
 #[inline]
 pub fn hash_words((a, b): (u64, u64), len: usize) -> u64 {
