@@ -654,7 +654,8 @@ mod tests {
             assert_eq!(compact.rank(bytes), None, "{text:?}");
         }
         assert!(misses > 900_000, "{misses} non-tokens");
-        // ~44 expected; a fingerprint that followed the slot would match far more often.
+        // ~42 expected (51 measured); a fingerprint that followed the slot would match far
+        // more often.
         assert!(
             (15..=150).contains(&matched),
             "{matched} fingerprints matched"
