@@ -1,13 +1,19 @@
 //! Writes `o200k_base`'s ordinary tokens into `$OUT_DIR` as tables the ledger's token counter
 //! includes in the binary's read-only data (see `src/ledger/bpe.rs`): each token's length (one
-//! byte) then its bytes, in rank order; where each rank's entry starts; an open-addressing hash
-//! index of the ranks by their bytes; and the pre-tokenizer pattern. The ranks come from
-//! tiktoken-rs, which is then needed only here and by the test that compares counts.
+//! byte) then its bytes, in rank order; where each rank's entry starts; a perfect-hash index of
+//! the ranks by their bytes and its buckets' pilots (laid out as `src/ledger/rank_hash.rs`
+//! says); and the pre-tokenizer pattern. The ranks come from tiktoken-rs, which is then needed
+//! only here and by the test that compares counts.
 
 use std::io::Write;
 
+// The index's hash and layout, the very code the binary looks pieces up with.
+#[path = "src/ledger/rank_hash.rs"]
+mod rank_hash;
+
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=src/ledger/rank_hash.rs");
     // `sqlx::migrate!` embeds migrations/ at compile time but cannot tell cargo to watch it:
     // without this line a new migration file alone would leave a binary without it.
     println!("cargo::rerun-if-changed=migrations");
@@ -45,8 +51,9 @@ fn main() {
         .and_then(|mut f| f.write_all(&table))
         .expect("OUT_DIR is writable");
     std::fs::write(out.join("o200k_base.starts"), &starts).expect("OUT_DIR is writable");
-    std::fs::write(out.join("o200k_base.index"), index(&tokens)).expect("OUT_DIR is writable");
-    std::fs::write(out.join("o200k_base.layout.rs"), layout()).expect("OUT_DIR is writable");
+    let (slots, pilots) = index(&tokens);
+    std::fs::write(out.join("o200k_base.index"), slots).expect("OUT_DIR is writable");
+    std::fs::write(out.join("o200k_base.pilots"), pilots).expect("OUT_DIR is writable");
     std::fs::write(
         out.join("o200k_base.pattern"),
         tiktoken_rs::O200K_BASE_PAT_STR,
@@ -130,46 +137,61 @@ fn rustc_minor() -> Option<u32> {
     release.split('.').nth(1)?.parse().ok()
 }
 
-/// The index's slots: 2^SLOT_BITS, picked by the low SLOT_BITS bits of a token's CRC-32.
-const SLOT_BITS: u32 = 18;
-/// An entry's rank bits, its low ones; the bits above hold the fingerprint, the CRC-32's bits
-/// above SLOT_BITS (so no more rank bits than slot bits, or the fingerprint would not fit).
-const RANK_BITS: u32 = 18;
-const _: () = assert!(
-    RANK_BITS <= SLOT_BITS,
-    "the fingerprint fits above the rank"
-);
-
-/// `SLOT_BITS` and `RANK_BITS` as Rust, for `bpe.rs` to include: the layout is decided here.
-fn layout() -> String {
-    format!(
-        "/// The index has 2^SLOT_BITS slots.\nconst SLOT_BITS: u32 = {SLOT_BITS};\n\
-         /// An entry's low RANK_BITS bits are its rank.\nconst RANK_BITS: u32 = {RANK_BITS};\n"
-    )
-}
-
-/// The ranks by their bytes, as `bpe.rs` reads them: 2^SLOT_BITS little-endian `u32` slots
-/// (about three in four used), a token's entry in the first free slot from the one its bytes'
-/// CRC-32 picks (a hash defined by its standard, so the same here and in the binary whatever the
-/// build machine), free slots `u32::MAX`. An entry is the rank with the fingerprint above it,
-/// so a lookup that meets another token's entry skips it without reading that token's bytes
-/// unless the fingerprints match (1 in 2^14).
-fn index(tokens: &[Vec<u8>]) -> Vec<u8> {
-    const SLOTS: usize = 1 << SLOT_BITS;
+/// The index's slots and the buckets' pilots, as `bpe.rs` reads them (the layout is
+/// `rank_hash.rs`'s): 2^SLOT_BITS little-endian `u32` slots, free ones `u32::MAX`, a token's
+/// entry its rank with its hash's fingerprint above it; then one little-endian `u16` pilot per
+/// bucket. Buckets are given pilots largest first (PTHash's order: a big bucket needs many
+/// free slots at once, easiest to find while the index is emptiest), each the first pilot that
+/// sends all its tokens to free slots, apart.
+fn index(tokens: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
+    const SLOTS: usize = 1 << rank_hash::SLOT_BITS;
     assert!(tokens.len() < SLOTS * 4 / 5, "the index keeps free slots");
     assert!(
-        tokens.len() < (1 << RANK_BITS) - 1,
+        tokens.len() < (1 << rank_hash::RANK_BITS) - 1,
         "no rank has all its bits set, so no entry is u32::MAX, a free slot"
     );
-    let mut slots = vec![u32::MAX; SLOTS];
+    let buckets = rank_hash::BUCKETS;
+    let mut members: Vec<Vec<(u32, u64)>> = vec![Vec::new(); buckets];
     for (rank, token) in tokens.iter().enumerate() {
-        let hash = crc32fast::hash(token);
-        let mut slot = hash as usize % SLOTS;
-        while slots[slot] != u32::MAX {
-            slot = (slot + 1) % SLOTS;
-        }
+        let hash = rank_hash::hash_words(rank_hash::words(token), token.len());
         let rank = u32::try_from(rank).expect("ranks fit in u32");
-        slots[slot] = rank | ((hash >> SLOT_BITS) << RANK_BITS);
+        members[rank_hash::bucket(hash)].push((rank, hash));
     }
-    slots.iter().flat_map(|entry| entry.to_le_bytes()).collect()
+    let mut order: Vec<usize> = (0..buckets).collect();
+    order.sort_by_key(|&bucket| std::cmp::Reverse(members[bucket].len()));
+    let mut slots = vec![u32::MAX; SLOTS];
+    let mut pilots = vec![0u16; buckets];
+    let mut chosen = Vec::new();
+    for bucket in order {
+        let tokens = &members[bucket];
+        if tokens.is_empty() {
+            break;
+        }
+        let pilot = (0..=u16::MAX)
+            .find(|&pilot| {
+                chosen.clear();
+                for &(_, hash) in tokens {
+                    let slot = rank_hash::slot(hash, pilot);
+                    if slots[slot] != u32::MAX || chosen.contains(&slot) {
+                        return false;
+                    }
+                    chosen.push(slot);
+                }
+                true
+            })
+            .unwrap_or_else(|| {
+                panic!("no pilot places bucket {bucket}'s tokens (rank, hash): {tokens:x?}")
+            });
+        pilots[bucket] = pilot;
+        for (&(rank, hash), &slot) in tokens.iter().zip(&chosen) {
+            slots[slot] = rank | (rank_hash::fingerprint(hash) << rank_hash::RANK_BITS);
+        }
+    }
+    (
+        slots.iter().flat_map(|entry| entry.to_le_bytes()).collect(),
+        pilots
+            .iter()
+            .flat_map(|pilot| pilot.to_le_bytes())
+            .collect(),
+    )
 }

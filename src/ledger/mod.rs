@@ -18,6 +18,7 @@ pub mod memo;
 mod pieces;
 mod pretokenize;
 pub mod pricing;
+mod rank_hash;
 pub mod recovery;
 pub mod retention;
 pub mod spill;

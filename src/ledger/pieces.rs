@@ -128,8 +128,8 @@ impl PieceCache {
     }
 }
 
-/// The shard and the set a piece with this hash goes to: bits of the hash from its top, which
-/// the rank index's slot (its low bits) does not use.
+/// The shard and the set a piece with this hash goes to: bits from the hash's top (`bpe.rs`
+/// passes the high half of its piece hash).
 fn place(hash: u32) -> (usize, usize) {
     let shard = (hash >> 28) as usize % SHARDS;
     let set = (hash >> 21) as usize % SETS;
