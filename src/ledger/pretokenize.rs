@@ -247,11 +247,7 @@ fn lower_case_run(bytes: &[u8]) -> usize {
         }
         rest = after;
     }
-    let tail = rest
-        .iter()
-        .position(|b| !b.is_ascii_lowercase())
-        .unwrap_or(rest.len());
-    bytes.len() - rest.len() + tail
+    bytes.len() - rest.len() + run_len(rest, LOWER)
 }
 
 /// `byte` in each of a word's eight bytes.
