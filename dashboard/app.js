@@ -762,13 +762,20 @@
             { class: 'stats' },
           )
         : h('p', { class: 'empty' }, 'No requests in this period.');
+    // The period select and the overview's live refresh both load; answers can arrive out of
+    // order, and only the latest request's may be drawn (else a late hourly answer would
+    // replace the daily chart the person just chose).
+    let latest = 0;
     async function refresh() {
-      const r = await api(`api/cost${query({ bucket, since: bucket === 'hour' ? '24h' : '30days' })}`);
+      const mine = ++latest;
+      const wanted = bucket;
+      const r = await api(`api/cost${query({ bucket: wanted, since: wanted === 'hour' ? '24h' : '30days' })}`);
+      if (mine !== latest) return;
       if (!r.ok) {
         chart.replaceChildren(errorBox(`Cost over time: ${r.error}`));
         return;
       }
-      chart.replaceChildren(costChart(r.data.series || [], bucket));
+      chart.replaceChildren(costChart(r.data.series || [], wanted));
       byName.replaceChildren(clientTable(r.data.client_names || [], true));
       byType.replaceChildren(clientTable(r.data.client_types || [], false));
     }

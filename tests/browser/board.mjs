@@ -169,6 +169,28 @@ export async function boardChecks({ page, agent, check, assert, base, shots, liv
     await waitFor(async () => (await page.locator('[data-testid=cost-chart] svg .cost-point').count()) === 31, uiMs, '31 daily points');
   });
 
+  await check('board: a late hourly cost answer never replaces the daily chart chosen after it', async () => {
+    const points = () => page.locator('[data-testid=cost-chart] svg .cost-point').count();
+    const hourly = (url) => url.includes('api/cost') && url.includes('bucket=hour');
+    // Hold each hourly answer back so it arrives after the daily one asked for later.
+    const matcher = (url) => hourly(url.href);
+    await page.route(matcher, async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      await route.continue();
+    });
+    try {
+      const late = page.waitForResponse((r) => hourly(r.url()), { timeout: uiMs });
+      await page.locator('select[name=bucket]').selectOption('hour');
+      await page.locator('select[name=bucket]').selectOption('day');
+      await late;
+      await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 100)));
+      const n = await points();
+      assert(n === 31, `the chart shows ${n} points after the late hourly answer, not the 31 days chosen`);
+    } finally {
+      await page.unroute(matcher);
+    }
+  });
+
   await check('board: hostile text never became an element', async () => {
     assert((await page.evaluate(() => document.images.length)) === 0, 'an <img> was created');
   });
