@@ -1,8 +1,8 @@
 //! Writes `o200k_base`'s ordinary tokens into `$OUT_DIR` as tables the ledger's token counter
 //! includes in the binary's read-only data (see `src/ledger/bpe.rs`): each token's length (one
-//! byte) then its bytes, in rank order; where each rank's entry starts; a perfect-hash index of
-//! the ranks by their bytes and its buckets' pilots (laid out as `src/ledger/rank_hash.rs`
-//! says); and the pre-tokenizer pattern. The ranks come from tiktoken-rs, which is then needed
+//! byte) then its bytes, in rank order; a perfect-hash index of where each token's entry
+//! starts, by its bytes, and its buckets' pilots (laid out as `src/ledger/rank_hash.rs` says);
+//! and the pre-tokenizer pattern. The ranks come from tiktoken-rs, which is then needed
 //! only here and by the test that compares counts.
 
 use std::io::Write;
@@ -27,7 +27,6 @@ fn main() {
         .flat_map(|text| bpe.encode_with_special_tokens(text))
         .collect();
     let mut table = Vec::new();
-    let mut starts = Vec::new();
     let mut tokens = Vec::new();
     let mut rank = 0;
     while let Ok(bytes) = bpe.decode_bytes(&[rank]) {
@@ -35,11 +34,10 @@ fn main() {
             break;
         }
         let len = u8::try_from(bytes.len()).expect("o200k_base tokens are shorter than 256 bytes");
-        let start = u32::try_from(table.len()).expect("the table is smaller than 4 GiB");
-        starts.extend_from_slice(&start.to_le_bytes());
+        let place = u32::try_from(table.len()).expect("the table is smaller than 4 GiB");
         table.push(len);
         table.extend_from_slice(&bytes);
-        tokens.push(bytes);
+        tokens.push((place, bytes));
         rank += 1;
     }
     assert!(rank > 199_000, "only {rank} ordinary ranks read");
@@ -50,7 +48,6 @@ fn main() {
     std::fs::File::create(out.join("o200k_base.ranks"))
         .and_then(|mut f| f.write_all(&table))
         .expect("OUT_DIR is writable");
-    std::fs::write(out.join("o200k_base.starts"), &starts).expect("OUT_DIR is writable");
     let (slots, pilots) = index(&tokens);
     std::fs::write(out.join("o200k_base.index"), slots).expect("OUT_DIR is writable");
     std::fs::write(out.join("o200k_base.pilots"), pilots).expect("OUT_DIR is writable");
@@ -139,23 +136,24 @@ fn rustc_minor() -> Option<u32> {
 
 /// The index's slots and the buckets' pilots, as `bpe.rs` reads them (the layout is
 /// `rank_hash.rs`'s): 2^SLOT_BITS little-endian `u32` slots, free ones `u32::MAX`, a token's
-/// entry its rank with its hash's fingerprint above it; then one little-endian `u16` pilot per
-/// bucket. Buckets are given pilots largest first (PTHash's order: a big bucket needs many
-/// free slots at once, easiest to find while the index is emptiest), each the first pilot that
-/// sends all its tokens to free slots, apart.
-fn index(tokens: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
+/// entry the place its entry starts in the table with its hash's fingerprint above it; then
+/// one little-endian `u16` pilot per bucket. Buckets are given pilots largest first (PTHash's
+/// order: a big bucket needs many free slots at once, easiest to find while the index is
+/// emptiest), each the first pilot that sends all its tokens to free slots, apart.
+fn index(tokens: &[(u32, Vec<u8>)]) -> (Vec<u8>, Vec<u8>) {
     const SLOTS: usize = 1 << rank_hash::SLOT_BITS;
     assert!(tokens.len() < SLOTS * 4 / 5, "the index keeps free slots");
     assert!(
-        tokens.len() < (1 << rank_hash::RANK_BITS) - 1,
-        "no rank has all its bits set, so no entry is u32::MAX, a free slot"
+        tokens
+            .iter()
+            .all(|&(place, _)| place < (1 << rank_hash::PLACE_BITS) - 1),
+        "every place fits its bits and none has them all set, so no entry is u32::MAX, a free slot"
     );
     let buckets = rank_hash::BUCKETS;
     let mut members: Vec<Vec<(u32, u64)>> = vec![Vec::new(); buckets];
-    for (rank, token) in tokens.iter().enumerate() {
+    for (place, token) in tokens {
         let hash = rank_hash::hash_words(rank_hash::words(token), token.len());
-        let rank = u32::try_from(rank).expect("ranks fit in u32");
-        members[rank_hash::bucket(hash)].push((rank, hash));
+        members[rank_hash::bucket(hash)].push((*place, hash));
     }
     let mut order: Vec<usize> = (0..buckets).collect();
     order.sort_by_key(|&bucket| std::cmp::Reverse(members[bucket].len()));
@@ -180,11 +178,11 @@ fn index(tokens: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
                 true
             })
             .unwrap_or_else(|| {
-                panic!("no pilot places bucket {bucket}'s tokens (rank, hash): {tokens:x?}")
+                panic!("no pilot places bucket {bucket}'s tokens (place, hash): {tokens:x?}")
             });
         pilots[bucket] = pilot;
-        for (&(rank, hash), &slot) in tokens.iter().zip(&chosen) {
-            slots[slot] = rank | (rank_hash::fingerprint(hash) << rank_hash::RANK_BITS);
+        for (&(place, hash), &slot) in tokens.iter().zip(&chosen) {
+            slots[slot] = place | (rank_hash::fingerprint(hash) << rank_hash::PLACE_BITS);
         }
     }
     (

@@ -1,8 +1,10 @@
 #!/bin/bash
-# Rewrites link/steward.order from what a release build of Steward runs: start-up, find_tasks and
-# find_projects under load on PostgreSQL and SQLite, shutdown (callgrind, names not demangled),
-# hottest first, only names the binary has. Needs valgrind, nm, python3 and a PostgreSQL server.
+# Rewrites link/steward.order from what a release build of Steward runs: start-up, find_tasks's
+# text search on SQLite and PostgreSQL (their search code differs: SQLite's is FTS5) and
+# find_projects, under load, shutdown (callgrind, names not demangled), hottest first, only
+# names the binary has. Needs valgrind, nm, python3 and a PostgreSQL server.
 # Usage: link/regenerate.sh [POSTGRES_URL]   (after `cargo build --release -p steward -p steward-bench`)
+# STEWARD_BIN=PATH profiles that build of the same code instead of the target directory's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -10,7 +12,7 @@ postgres="${1:-postgres://postgres@127.0.0.1:5432/postgres}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 bin="$work/steward"
-cp "$target/release/steward" "$bin"
+cp "${STEWARD_BIN:-$target/release/steward}" "$bin"
 cat > "$work/callgrind-steward" <<WRAPPER
 #!/bin/bash
 exec valgrind --tool=callgrind --demangle=no --dump-instr=no --collect-jumps=no --callgrind-out-file=$work/callgrind.%p "$bin" "\$@"
@@ -18,6 +20,7 @@ WRAPPER
 chmod +x "$work/callgrind-steward"
 bench=("$target/release/steward-bench" --no-build --steward-bin "$work/callgrind-steward" --quick --tasks 200)
 "${bench[@]}" -n 300 --warmup 30 --args '{"query":"cache"}' --postgres "$postgres" run >&2
+"${bench[@]}" -n 300 --warmup 30 --args '{"query":"cache"}' run >&2
 "${bench[@]}" -n 200 --warmup 20 --tool find_projects --args '{"per_page":10}' run >&2
 nm "$bin" | awk '$2 ~ /^[tTwW]$/ {print $3}' > "$work/names"
 python3 - "$bin" "$work/names" "$work"/callgrind.* > "$work/order" <<'PY'

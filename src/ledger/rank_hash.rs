@@ -9,7 +9,7 @@
 //! no other token holds, and the hash pick the piece's one slot. Every lookup, hit or miss,
 //! reads one pilot and one slot. Linear probing read ~15 slots for a miss at its ~76 % load
 //! (BENCHMARKS.md, branch `count8`); here a miss ends at a free slot or at a fingerprint that
-//! differs, and reads a token's bytes about once in 2^14 misses.
+//! differs, and reads a token's bytes about once in 2^11 misses.
 //!
 //! The hash needs only to spread the tokens well enough for every bucket to find a pilot and
 //! for a miss's fingerprint to be independent of its slot (tests check both): it reads a short
@@ -18,8 +18,9 @@
 
 /// The index has 2^`SLOT_BITS` slots (about three in four hold a token).
 pub const SLOT_BITS: u32 = 18;
-/// An entry's low `RANK_BITS` bits are its rank; the bits above are its fingerprint.
-pub const RANK_BITS: u32 = 18;
+/// An entry's low `PLACE_BITS` bits are where its token's entry starts in the token table
+/// (under 2 MiB); the bits above are its fingerprint.
+pub const PLACE_BITS: u32 = 21;
 /// There are 2^`BUCKET_BITS` buckets, one `u16` pilot each (128 KiB): about three tokens a
 /// bucket, so `build.rs` finds each a pilot within the first few hundred it tries.
 pub const BUCKET_BITS: u32 = 16;
@@ -88,7 +89,7 @@ pub fn slot(hash: u64, pilot: u16) -> usize {
 /// the bucket does not read.
 #[inline]
 pub fn fingerprint(hash: u64) -> u32 {
-    (hash as u32) & ((1 << (32 - RANK_BITS)) - 1)
+    (hash as u32) & ((1 << (32 - PLACE_BITS)) - 1)
 }
 
 /// The two words of a piece longer than 16 bytes: every 16 bytes but the last folded into a
