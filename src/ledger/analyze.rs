@@ -24,6 +24,7 @@ use serde_json::value::RawValue;
 use super::entry::{
     Ending, Entry, Exchange, LedgerRow, Observation, ReadRequest, Status, TraceContext,
 };
+use super::json_text::{self, ToolText};
 use super::memo::{Recent, TextKey};
 use super::tokens::{self, Budget};
 
@@ -51,7 +52,7 @@ struct Message<'a> {
 }
 
 /// A JSON-RPC reply whose result is read as `R`: a tool's result ([`ToolResult`], read in one
-/// pass: text blocks decoded, the rest only skipped over), a raw one that is only measured, or
+/// pass: text blocks kept raw, the rest only skipped over), a raw one that is only measured, or
 /// either ([`Outcome`]) as the ledger uses it.
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "R: Deserialize<'de>"))]
@@ -65,7 +66,7 @@ struct Reply<'a, R = Outcome<'a>> {
 }
 
 enum Outcome<'a> {
-    Tool(ToolResult<'a>),
+    Tool(ToolText<'a>),
     Raw(&'a RawValue),
 }
 
@@ -86,7 +87,7 @@ impl<'a> Reply<'a> {
         let tool_reply = tool_call
             .then(|| serde_json::from_slice::<Reply<ToolResult>>(event).ok())
             .flatten()
-            .map(|r| r.outcome(Outcome::Tool));
+            .map(|r| r.outcome(|tool| Outcome::Tool(tool.into())));
         // A result that is not shaped like a tool's is still a reply: read raw.
         let reply = tool_reply.or_else(|| {
             let r = serde_json::from_slice::<Reply<&RawValue>>(event).ok()?;
@@ -142,7 +143,8 @@ struct RpcError<'a> {
     message: Option<&'a RawValue>,
 }
 
-/// A tool's result: its text blocks and whether it reports failure.
+/// A tool's result as serde reads it: its text blocks and whether it reports failure (see
+/// [`ToolText`], which it becomes).
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'a"))]
 struct ToolResult<'a> {
@@ -150,6 +152,27 @@ struct ToolResult<'a> {
     structured_content: Option<&'a RawValue>,
     is_error: Option<&'a RawValue>,
     result_type: Option<&'a RawValue>,
+}
+
+impl<'a> From<ToolResult<'a>> for ToolText<'a> {
+    fn from(result: ToolResult<'a>) -> Self {
+        let blocks = result.content.into_iter().flatten();
+        ToolText {
+            texts: blocks.filter_map(|b| b.text).map(RawValue::get).collect(),
+            structured_content: result.structured_content.map(RawValue::get),
+            is_error: result.is_error.map(RawValue::get),
+            result_type: result.result_type.map(RawValue::get),
+        }
+    }
+}
+
+/// A tool's result read from its raw JSON: as rmcp lays one out, found without serde (see
+/// [`json_text`]); laid out any other way, by serde.
+fn tool_text(result: &[u8]) -> Option<ToolText<'_>> {
+    json_text::laid_out(result).or_else(|| {
+        let read = serde_json::from_slice::<ToolResult>(result).ok()?;
+        Some(read.into())
+    })
 }
 
 /// `resultType` of a 2026-07-28 result that asks the client for input first.
@@ -199,50 +222,10 @@ fn text_in(raw: &str) -> Option<Cow<'_, str>> {
     if !inner.contains('\\') {
         return Some(Cow::Borrowed(inner));
     }
-    match unescape(inner) {
+    match json_text::unescape(inner) {
         Some(text) => Some(Cow::Owned(text)),
         None => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
     }
-}
-
-/// The text of a JSON string from between its quotes (`inner`, valid JSON), decoded in one
-/// pass: the runs between escapes (found by `memchr`) are copied whole. A tool's text is often
-/// JSON itself, an escaped quote every few bytes, where serde's decoding and the copies after
-/// it cost a good part of counting it. None for an escaped surrogate, left to serde_json: a
-/// pair is one character, and a lone one no text.
-fn unescape(inner: &str) -> Option<String> {
-    let bytes = inner.as_bytes();
-    let mut text = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    for escape in memchr::memchr_iter(b'\\', bytes) {
-        // The second backslash of an escaped one, already decoded.
-        if escape < at {
-            continue;
-        }
-        text.extend_from_slice(bytes.get(at..escape)?);
-        let escaped = *bytes.get(escape + 1)?;
-        at = escape + 2;
-        let decoded = match escaped {
-            b'"' | b'\\' | b'/' => escaped,
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let code = u32::from_str_radix(inner.get(at..at + 4)?, 16).ok()?;
-                at += 4;
-                // Not a surrogate (no char is one).
-                let char = char::from_u32(code)?;
-                text.extend_from_slice(char.encode_utf8(&mut [0; 4]).as_bytes());
-                continue;
-            }
-            _ => return None,
-        };
-        text.push(decoded);
-    }
-    text.extend_from_slice(bytes.get(at..)?);
-    String::from_utf8(text).ok()
 }
 
 /// Analyses one observation, counting every token (the writer's analysis). Pricing is applied
@@ -530,9 +513,7 @@ fn own_result<'e>(events: &'e [Cow<[u8]>], id: &RawValue) -> Option<&'e [u8]> {
 /// The verdict on a successful reply's raw `result`: determined by those bytes alone (None if
 /// they are not JSON; the full reading then decides).
 fn result_verdict(result: &[u8], tool_call: bool, budget: &mut Budget) -> Option<Verdict> {
-    let tool = tool_call
-        .then(|| serde_json::from_slice::<ToolResult>(result).ok())
-        .flatten();
+    let tool = tool_call.then(|| tool_text(result)).flatten();
     let outcome = match tool {
         Some(tool) => Outcome::Tool(tool),
         None => Outcome::Raw(serde_json::from_slice::<&RawValue>(result).ok()?),
@@ -797,16 +778,17 @@ fn status_of(
 /// the client's retry); any other result is a success.
 fn result_status(result: &Outcome) -> (Status, Option<String>) {
     let kind = match result {
-        Outcome::Tool(tool) if tool.is_error.map(RawValue::get) == Some("true") => {
+        Outcome::Tool(tool) if tool.is_error == Some("true") => {
             return (Status::ToolError, Some(cut(&content_text(tool))));
         }
         Outcome::Tool(tool) => tool.result_type,
         // Parsed again only when the text mentions it at all.
         Outcome::Raw(raw) => memchr::memmem::find(raw.get().as_bytes(), b"input_required")
             .and_then(|_| serde_json::from_str::<Kind>(raw.get()).ok())
-            .and_then(|kind| kind.result_type),
+            .and_then(|kind| kind.result_type)
+            .map(RawValue::get),
     };
-    match kind.map(RawValue::get) {
+    match kind {
         Some(INPUT_REQUIRED) => (Status::InputRequired, None),
         _ => (Status::Success, None),
     }
@@ -819,8 +801,8 @@ fn result_tokens(reply: &Reply, budget: &mut Budget) -> u32 {
         Some(Outcome::Tool(result)) => {
             // Keyed by the raw text blocks: a repeated result is not decoded again.
             let mut key = TextKey::default();
-            for raw in text_blocks(result) {
-                key.add(raw.get());
+            for raw in &result.texts {
+                key.add(raw);
             }
             tokens::count_keyed(&key, || content_text(result), budget)
         }
@@ -829,17 +811,13 @@ fn result_tokens(reply: &Reply, budget: &mut Budget) -> u32 {
     }
 }
 
-fn text_blocks<'r, 'a>(result: &'r ToolResult<'a>) -> impl Iterator<Item = &'a RawValue> + 'r {
-    result.content.iter().flatten().filter_map(|b| b.text)
-}
-
 /// The text of a tool result's content blocks, one line end between two (structured content
 /// when there is no text). A single block (nearly every result) is its decoded text, not
 /// copied again, or borrowed when it has no escapes.
-fn content_text<'a>(result: &ToolResult<'a>) -> Cow<'a, str> {
-    let mut texts = text_blocks(result).filter_map(|raw| text_in(raw.get()));
+fn content_text<'a>(result: &ToolText<'a>) -> Cow<'a, str> {
+    let mut texts = result.texts.iter().filter_map(|raw| text_in(raw));
     let Some(first) = texts.next() else {
-        return Cow::Borrowed(result.structured_content.map_or("", RawValue::get));
+        return Cow::Borrowed(result.structured_content.unwrap_or(""));
     };
     let Some(second) = texts.next() else {
         return first;
@@ -1015,6 +993,25 @@ mod tests {
         assert_eq!(text(None), None);
     }
 
+    /// `count` seeded strings of `alphabet`'s characters, up to 2^(64 − `shift`) − 1 of them,
+    /// each as serde_json encodes it.
+    fn seeded_json_strings(alphabet: &str, seed: u64, count: usize, shift: u32) -> Vec<String> {
+        let alphabet: Vec<char> = alphabet.chars().collect();
+        let mut state = seed;
+        (0..count)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                let len = (state >> shift) as usize;
+                let text: String = (0..len)
+                    .map(|i| alphabet[(state >> (i % 48)) as usize % alphabet.len()])
+                    .collect();
+                serde_json::to_string(&text).unwrap()
+            })
+            .collect()
+    }
+
     /// Strings decoded in one pass read as serde_json reads them: every escape, surrogate pairs,
     /// lone surrogates (no text), text that is JSON itself, and seeded random strings.
     #[test]
@@ -1034,20 +1031,12 @@ mod tests {
         ]
         .map(String::from)
         .into();
-        let mut state = 7u64;
-        let alphabet: Vec<char> = "ab \"\\/\n\t\r\u{0}\u{8}\u{c}\u{1f}é東🚀\u{7f}{}:,"
-            .chars()
-            .collect();
-        for _ in 0..5_000 {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            let len = (state >> 59) as usize;
-            let text: String = (0..len)
-                .map(|i| alphabet[(state >> (i % 48)) as usize % alphabet.len()])
-                .collect();
-            raws.push(serde_json::to_string(&text).unwrap());
-        }
+        raws.extend(seeded_json_strings(
+            "ab \"\\/\n\t\r\u{0}\u{8}\u{c}\u{1f}é東🚀\u{7f}{}:,",
+            7,
+            5_000,
+            59,
+        ));
         for raw in &raws {
             let expected = serde_json::from_str::<String>(raw).ok();
             assert_eq!(text_of(raw), expected, "{raw}");
@@ -1057,6 +1046,68 @@ mod tests {
             text_of(r#""pair \ud83d\ude80""#).as_deref(),
             Some("pair 🚀")
         );
+    }
+
+    /// A tool result laid out as rmcp writes one is read without serde, and reads as serde
+    /// reads it (its texts decode as serde decodes them); any other layout, and a string serde
+    /// refuses, is left to serde.
+    #[test]
+    fn a_result_laid_out_as_rmcp_writes_it_reads_as_serde_reads_it() {
+        fn by_serde(result: &[u8]) -> Option<ToolText<'_>> {
+            let read = serde_json::from_slice::<ToolResult>(result).ok()?;
+            Some(read.into())
+        }
+        // Up to 127 characters: many words of eight bytes, escapes across their ends.
+        let mut texts =
+            seeded_json_strings("ab \"\\/\n\t\r\u{0}\u{1f}é東🚀\u{7f}{}:,x", 11, 3_000, 57);
+        texts.extend(
+            [
+                r#""\ud83d alone""#,
+                r#""\u00e9\u6771 \/ \b\f""#,
+                r#""{\"a\":\"b\\\"c\"}""#,
+                r#""""#,
+            ]
+            .map(String::from),
+        );
+        // Laid out as rmcp writes them: read here, as serde reads them.
+        for (i, text) in texts.iter().enumerate() {
+            // Decoded eight bytes at a time across escapes: serde's text.
+            let decoded = serde_json::from_str::<String>(text).ok();
+            assert_eq!(text_of(text), decoded, "{text}");
+            let second = &texts[(i * 7 + 3) % texts.len()];
+            for result in [
+                format!(r#"{{"content":[{{"type":"text","text":{text}}}],"isError":false}}"#),
+                format!(r#"{{"content":[{{"type":"text","text":{text}}}]}}"#),
+                format!(
+                    r#"{{"resultType":"complete","content":[{{"type":"text","text":{text}}},{{"type":"text","text":{second}}}],"isError":true}}"#
+                ),
+            ] {
+                let read = json_text::laid_out(result.as_bytes());
+                assert!(read.is_some(), "{result}");
+                assert_eq!(read, by_serde(result.as_bytes()), "{result}");
+            }
+        }
+        // Laid out otherwise, or a string serde refuses: left to serde.
+        let others: [&[u8]; 12] = [
+            br#"{"content":[{"type":"text","text":"a\u0001b"}],"extra":1}"#,
+            br#"{"content":[{"type":"text","text":"bad \q escape"}]}"#,
+            br#"{"content":[{"type":"text","text":"short \u12G4"}]}"#,
+            b"{\"content\":[{\"type\":\"text\",\"text\":\"control \x01\"}]}",
+            b"{\"content\":[{\"type\":\"text\",\"text\":\"not UTF-8 \xff\"}]}",
+            br#"{"content":[{"type":"text","text":"unended}]}"#,
+            br#"{"content":[{"type":"text","text":"t"}],"structuredContent":{"a":1}}"#,
+            br#"{"content":[{"type":"text","text":"t"}],"isError":null}"#,
+            br#"{"content":[{"text":"t","type":"text"}]}"#,
+            br#"{"content":[{"type":"text","text":"t"}] }"#,
+            br#"{"content":[{"type":"text","text":"t"},]}"#,
+            br#"{"content":[{"type":"text","text":"ends in a backslash\"#,
+        ];
+        for result in others {
+            assert_eq!(json_text::laid_out(result), None, "{result:?}");
+        }
+        let empty = json_text::laid_out(br#"{"content":[]}"#);
+        assert_eq!(empty, by_serde(br#"{"content":[]}"#));
+        assert!(empty.is_some_and(|read| read.texts.is_empty()));
     }
 
     /// A tool's text blocks count as the text serde_json decodes from them, joined by line

@@ -14,6 +14,7 @@ mod bpe;
 pub mod entry;
 pub mod http;
 pub mod journal;
+mod json_text;
 pub mod memo;
 mod pieces;
 mod pretokenize;

@@ -1,0 +1,266 @@
+//! A tool result's text blocks found in the bytes rmcp writes, without serde, and a JSON
+//! string's text decoded. A tool's text is often JSON itself, an escaped quote every few bytes,
+//! and serde_json's read of a result (to find where each block's text ends) stops at every
+//! escape; the request path reads each result too, only to find its text too long to count
+//! there (BENCHMARKS.md, session 29). Here the bytes are read eight at a time, and only a result
+//! laid out exactly as rmcp lays one out is read this way: any other is left to serde, so what
+//! this reads is what serde would.
+
+/// What the ledger reads of a tool result: each text block's text as raw JSON (quotes and
+/// escapes included), the result's `isError` and `resultType` as raw JSON, and its
+/// `structuredContent` (never present in a result read here).
+#[derive(Debug, Default, PartialEq)]
+pub struct ToolText<'a> {
+    pub texts: Vec<&'a str>,
+    pub structured_content: Option<&'a str>,
+    pub is_error: Option<&'a str>,
+    pub result_type: Option<&'a str>,
+}
+
+/// The opening of a block of text as rmcp writes it (its text follows).
+const TEXT_BLOCK: &[u8] = br#"{"type":"text","text":"#;
+
+/// `result` read as rmcp writes a tool's result of text blocks:
+/// `{["resultType":"complete",]"content":[{"type":"text","text":"…"},…][,"isError":BOOL]}`,
+/// every string one serde_json reads (no control byte, only JSON's escapes, UTF-8). None for
+/// any other layout or any doubt (serde then reads it).
+pub fn laid_out(result: &[u8]) -> Option<ToolText<'_>> {
+    let (result_type, rest) = match result.strip_prefix(br#"{"resultType":"complete","#) {
+        Some(rest) => (Some(r#""complete""#), rest),
+        None => (None, result.strip_prefix(b"{")?),
+    };
+    let mut rest = rest.strip_prefix(br#""content":["#)?;
+    let mut texts = Vec::new();
+    if let Some(after) = rest.strip_prefix(b"]") {
+        rest = after;
+    } else {
+        loop {
+            let block = rest.strip_prefix(TEXT_BLOCK)?;
+            let len = string_len(block)?;
+            let (text, after) = block.split_at_checked(len)?;
+            texts.push(std::str::from_utf8(text).ok()?);
+            rest = match after {
+                [b'}', b',', more @ ..] => more,
+                [b'}', b']', more @ ..] => {
+                    rest = more;
+                    break;
+                }
+                _ => return None,
+            };
+        }
+    }
+    let is_error = match rest {
+        b"}" => None,
+        br#","isError":false}"# => Some("false"),
+        br#","isError":true}"# => Some("true"),
+        _ => return None,
+    };
+    Some(ToolText {
+        texts,
+        structured_content: None,
+        is_error,
+        result_type,
+    })
+}
+
+/// The length of the JSON string `bytes` starts with (its quotes included), if serde_json
+/// reads it as one: no byte below 0x20 in it, and every escape one of JSON's (`\u` with four
+/// hexadecimal digits). Not checked for UTF-8 here.
+pub fn string_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.first() != Some(&b'"') {
+        return None;
+    }
+    let mut at = 1;
+    loop {
+        at += plain_run(bytes.get(at..)?);
+        match *bytes.get(at)? {
+            b'"' => return Some(at + 1),
+            b'\\' => at += 1 + escape_len(bytes.get(at + 1..)?)?,
+            _ => return None,
+        }
+    }
+}
+
+/// How many bytes after a backslash its escape takes (the escaped byte, or `u` and four
+/// hexadecimal digits); None if they are no JSON escape.
+fn escape_len(after: &[u8]) -> Option<usize> {
+    match after.first()? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(1),
+        b'u' if after.get(1..5)?.iter().all(u8::is_ascii_hexdigit) => Some(5),
+        _ => None,
+    }
+}
+
+/// The length of the run at the start of `bytes` of bytes a string holds as they are: any but
+/// `"`, `\\` and those below 0x20. Read eight bytes at a time where eight are left.
+#[inline]
+fn plain_run(bytes: &[u8]) -> usize {
+    let mut rest = bytes;
+    while let Some((word, after)) = rest.split_first_chunk::<8>() {
+        let flagged = not_plain(u64::from_le_bytes(*word));
+        if flagged != 0 {
+            // The lowest flagged byte is the first in the text (little-endian).
+            return bytes.len() - rest.len() + (flagged.trailing_zeros() / 8) as usize;
+        }
+        rest = after;
+    }
+    bytes.len() - rest.len()
+        + rest
+            .iter()
+            .position(|&b| !is_plain(b))
+            .unwrap_or(rest.len())
+}
+
+/// The text of a JSON string from between its quotes (`inner`, valid JSON), decoded in one
+/// pass: the plain bytes between escapes are copied eight at a time. None for an escaped
+/// surrogate, left to serde_json: a pair is one character, and a lone one no text.
+pub fn unescape(inner: &str) -> Option<String> {
+    let bytes = inner.as_bytes();
+    let mut text = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        at += copy_plain_run(bytes.get(at..)?, &mut text);
+        let Some((&stop, after)) = bytes.get(at..).and_then(<[u8]>::split_first) else {
+            break;
+        };
+        // Only a backslash stops the run in a valid string's inside; anything else is kept.
+        if stop != b'\\' {
+            text.push(stop);
+            at += 1;
+            continue;
+        }
+        let escaped = *after.first()?;
+        at += 2;
+        let decoded = match escaped {
+            b'"' | b'\\' | b'/' => escaped,
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let code = u32::from_str_radix(inner.get(at..at + 4)?, 16).ok()?;
+                at += 4;
+                // Not a surrogate (no char is one).
+                let char = char::from_u32(code)?;
+                text.extend_from_slice(char.encode_utf8(&mut [0; 4]).as_bytes());
+                continue;
+            }
+            _ => return None,
+        };
+        text.push(decoded);
+    }
+    String::from_utf8(text).ok()
+}
+
+/// Appends the run of plain bytes at the start of `bytes` (see [`plain_run`]) to `out`, and
+/// returns its length. Each eight bytes are appended whole (one store, not a call to `memcpy`
+/// per run) and the bytes past the run's end taken off again: `out` never outgrows what was
+/// read, as a decoded string is never longer than its JSON.
+#[inline]
+fn copy_plain_run(bytes: &[u8], out: &mut Vec<u8>) -> usize {
+    let mut rest = bytes;
+    while let Some((word, after)) = rest.split_first_chunk::<8>() {
+        let flagged = not_plain(u64::from_le_bytes(*word));
+        out.extend_from_slice(word);
+        if flagged != 0 {
+            let plain = (flagged.trailing_zeros() / 8) as usize;
+            out.truncate(out.len() - (8 - plain));
+            return bytes.len() - rest.len() + plain;
+        }
+        rest = after;
+    }
+    let plain = rest
+        .iter()
+        .position(|&b| !is_plain(b))
+        .unwrap_or(rest.len());
+    out.extend_from_slice(rest.get(..plain).unwrap_or_default());
+    bytes.len() - rest.len() + plain
+}
+
+fn is_plain(byte: u8) -> bool {
+    byte >= 0x20 && byte != b'"' && byte != b'\\'
+}
+
+/// `byte` in each of a word's eight bytes.
+const fn splat(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
+}
+
+/// The top bit of the first byte of `word` (in little-endian order) that is not plain (see
+/// [`plain_run`]), and perhaps of bytes after it; none if all eight are plain. A byte is
+/// flagged below 0x20 (subtracting 0x20 borrows into its top bit, which it does not have
+/// itself) or equal to `"` or `\\` (XORed with it, it is zero, which the same test finds). A
+/// borrow reaches only bytes after a flagged one, which the callers do not read.
+#[inline]
+fn not_plain(word: u64) -> u64 {
+    let below = |w: u64, byte: u8| w.wrapping_sub(splat(byte)) & !w;
+    let control = below(word, 0x20);
+    let quote = below(word ^ splat(b'"'), 1);
+    let backslash = below(word ^ splat(b'\\'), 1);
+    (control | quote | backslash) & splat(0x80)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte value at every position of the eight, with any byte after it: the first
+    /// flagged byte is the first that is not plain, and a run read or copied stops there.
+    #[test]
+    fn the_word_at_a_time_test_finds_the_first_byte_that_is_not_plain() {
+        for byte in 0..=u8::MAX {
+            for at in 0..8 {
+                for filler in [
+                    b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x5d, 0x7f, 0xff, 0x80,
+                ] {
+                    let mut bytes = [b'm'; 8];
+                    bytes[at] = byte;
+                    if let Some(after) = bytes.get_mut(at + 1..) {
+                        after.fill(filler);
+                    }
+                    let expected = bytes.iter().position(|&b| !is_plain(b));
+                    let flagged = not_plain(u64::from_le_bytes(bytes));
+                    let first = (flagged != 0).then(|| (flagged.trailing_zeros() / 8) as usize);
+                    assert_eq!(first, expected, "{bytes:?}");
+                    let mut long = bytes.to_vec();
+                    long.extend_from_slice(b"0123456789abc");
+                    let run = expected.unwrap_or(long.len());
+                    assert_eq!(plain_run(&long), run, "{long:?}");
+                    let mut copied = Vec::with_capacity(long.len());
+                    assert_eq!(copy_plain_run(&long, &mut copied), run, "{long:?}");
+                    assert_eq!(copied, long[..run], "{long:?}");
+                }
+            }
+        }
+    }
+
+    /// Seeded ASCII strings dense in quotes, backslashes, escapes and control bytes: a string
+    /// ends where serde_json's does, and where serde_json reads none neither does this.
+    #[test]
+    fn strings_end_where_serde_json_ends_them() {
+        let alphabet = b"ab\"\"\\\\\\unrtbf/0A9fFgG{}:, \x01\x1f\x7f";
+        let mut state = 5u64;
+        for _ in 0..50_000 {
+            let mut string = vec![b'"'];
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let len = (state >> 58) as usize;
+            for i in 0..len {
+                let pick = (state >> (i % 40)).wrapping_add(i as u64 * 13);
+                string.push(alphabet[pick as usize % alphabet.len()]);
+            }
+            let valid = |end: usize| {
+                serde_json::from_slice::<&serde_json::value::RawValue>(&string[..end]).is_ok()
+            };
+            let first =
+                (1..=string.len()).find(|&end| string[end - 1] == b'"' && end > 1 && valid(end));
+            // Serde reads the first string to an unescaped quote; this, the same one.
+            match string_len(&string) {
+                Some(end) => assert_eq!(Some(end), first, "{:?}", String::from_utf8_lossy(&string)),
+                None => assert_eq!(first, None, "{:?}", String::from_utf8_lossy(&string)),
+            }
+        }
+    }
+}
