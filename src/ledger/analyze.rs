@@ -169,10 +169,14 @@ impl<'a> From<ToolResult<'a>> for ToolText<'a> {
 /// A tool's result read from its raw JSON: as rmcp lays one out, found without serde (see
 /// [`json_text`]); laid out any other way, by serde.
 fn tool_text(result: &[u8]) -> Option<ToolText<'_>> {
-    json_text::laid_out(result).or_else(|| {
-        let read = serde_json::from_slice::<ToolResult>(result).ok()?;
-        Some(read.into())
-    })
+    json_text::laid_out(result).or_else(|| tool_text_by_serde(result))
+}
+
+/// A tool's result from its raw JSON, read by serde whatever its layout.
+fn tool_text_by_serde(result: &[u8]) -> Option<ToolText<'_>> {
+    serde_json::from_slice::<ToolResult>(result)
+        .ok()
+        .map(ToolText::from)
 }
 
 /// `resultType` of a 2026-07-28 result that asks the client for input first.
@@ -1053,10 +1057,6 @@ mod tests {
     /// refuses, is left to serde.
     #[test]
     fn a_result_laid_out_as_rmcp_writes_it_reads_as_serde_reads_it() {
-        fn by_serde(result: &[u8]) -> Option<ToolText<'_>> {
-            let read = serde_json::from_slice::<ToolResult>(result).ok()?;
-            Some(read.into())
-        }
         // Up to 127 characters: many words of eight bytes, escapes across their ends.
         let mut texts =
             seeded_json_strings("ab \"\\/\n\t\r\u{0}\u{1f}é東🚀\u{7f}{}:,x", 11, 3_000, 57);
@@ -1084,7 +1084,7 @@ mod tests {
             ] {
                 let read = json_text::laid_out(result.as_bytes());
                 assert!(read.is_some(), "{result}");
-                assert_eq!(read, by_serde(result.as_bytes()), "{result}");
+                assert_eq!(read, tool_text_by_serde(result.as_bytes()), "{result}");
             }
         }
         // Laid out otherwise, or a string serde refuses: left to serde.
@@ -1106,7 +1106,7 @@ mod tests {
             assert_eq!(json_text::laid_out(result), None, "{result:?}");
         }
         let empty = json_text::laid_out(br#"{"content":[]}"#);
-        assert_eq!(empty, by_serde(br#"{"content":[]}"#));
+        assert_eq!(empty, tool_text_by_serde(br#"{"content":[]}"#));
         assert!(empty.is_some_and(|read| read.texts.is_empty()));
     }
 

@@ -6,6 +6,8 @@
 //! laid out exactly as rmcp lays one out is read this way: any other is left to serde, so what
 //! this reads is what serde would.
 
+use super::swar::{self, splat};
+
 /// What the ledger reads of a tool result: each text block's text as raw JSON (quotes and
 /// escapes included), the result's `isError` and `resultType` as raw JSON, and its
 /// `structuredContent` (never present in a result read here).
@@ -95,20 +97,11 @@ fn escape_len(after: &[u8]) -> Option<usize> {
 /// `"`, `\\` and those below 0x20. Read eight bytes at a time where eight are left.
 #[inline]
 fn plain_run(bytes: &[u8]) -> usize {
-    let mut rest = bytes;
-    while let Some((word, after)) = rest.split_first_chunk::<8>() {
-        let flagged = not_plain(u64::from_le_bytes(*word));
-        if flagged != 0 {
-            // The lowest flagged byte is the first in the text (little-endian).
-            return bytes.len() - rest.len() + (flagged.trailing_zeros() / 8) as usize;
-        }
-        rest = after;
-    }
-    bytes.len() - rest.len()
-        + rest
-            .iter()
+    swar::run(bytes, not_plain, |tail| {
+        tail.iter()
             .position(|&b| !is_plain(b))
-            .unwrap_or(rest.len())
+            .unwrap_or(tail.len())
+    })
 }
 
 /// The text of a JSON string from between its quotes (`inner`, valid JSON), decoded in one
@@ -164,7 +157,7 @@ fn copy_plain_run(bytes: &[u8], out: &mut Vec<u8>) -> usize {
         let flagged = not_plain(u64::from_le_bytes(*word));
         out.extend_from_slice(word);
         if flagged != 0 {
-            let plain = (flagged.trailing_zeros() / 8) as usize;
+            let plain = swar::first_flagged(flagged);
             out.truncate(out.len() - (8 - plain));
             return bytes.len() - rest.len() + plain;
         }
@@ -180,11 +173,6 @@ fn copy_plain_run(bytes: &[u8], out: &mut Vec<u8>) -> usize {
 
 fn is_plain(byte: u8) -> bool {
     byte >= 0x20 && byte != b'"' && byte != b'\\'
-}
-
-/// `byte` in each of a word's eight bytes.
-const fn splat(byte: u8) -> u64 {
-    u64::from_ne_bytes([byte; 8])
 }
 
 /// The top bit of the first byte of `word` (in little-endian order) that is not plain (see
@@ -221,7 +209,7 @@ mod tests {
                     }
                     let expected = bytes.iter().position(|&b| !is_plain(b));
                     let flagged = not_plain(u64::from_le_bytes(bytes));
-                    let first = (flagged != 0).then(|| (flagged.trailing_zeros() / 8) as usize);
+                    let first = (flagged != 0).then(|| swar::first_flagged(flagged));
                     assert_eq!(first, expected, "{bytes:?}");
                     let mut long = bytes.to_vec();
                     long.extend_from_slice(b"0123456789abc");

@@ -24,6 +24,7 @@ pub mod recovery;
 pub mod retention;
 pub mod spill;
 pub mod stdio;
+mod swar;
 pub mod tokens;
 pub mod writer;
 

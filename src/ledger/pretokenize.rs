@@ -15,6 +15,8 @@
 //!
 //! Every byte starts a match of one of them and none matches empty, so the pieces tile the text.
 
+use super::swar::{self, splat};
+
 /// The pieces of `text` as the pattern cuts them, or `None` if `text` is not all ASCII (the
 /// tests' way in; counting takes them from [`stretches`]).
 #[cfg(test)]
@@ -238,21 +240,7 @@ fn lower_case_tail(bytes: &[u8]) -> usize {
 /// eight are left: a word's letters are most of a message's bytes.
 #[inline(always)]
 fn lower_case_run(bytes: &[u8]) -> usize {
-    let mut rest = bytes;
-    while let Some((word, after)) = rest.split_first_chunk::<8>() {
-        let outside = not_lower_case(u64::from_le_bytes(*word));
-        if outside != 0 {
-            // The lowest flagged byte is the first in the text (little-endian).
-            return bytes.len() - rest.len() + (outside.trailing_zeros() / 8) as usize;
-        }
-        rest = after;
-    }
-    bytes.len() - rest.len() + run_len(rest, LOWER)
-}
-
-/// `byte` in each of a word's eight bytes.
-const fn splat(byte: u8) -> u64 {
-    u64::from_ne_bytes([byte; 8])
+    swar::run(bytes, not_lower_case, |tail| run_len(tail, LOWER))
 }
 
 /// The top bit of each byte of `word` that is not `a`–`z`, the others clear. For a byte
@@ -319,7 +307,7 @@ mod tests {
                         after.fill(filler);
                     }
                     let flagged = not_lower_case(u64::from_le_bytes(bytes));
-                    let first = (flagged != 0).then(|| (flagged.trailing_zeros() / 8) as usize);
+                    let first = (flagged != 0).then(|| swar::first_flagged(flagged));
                     let expected = bytes.iter().position(|b| !b.is_ascii_lowercase());
                     assert_eq!(first, expected, "{bytes:?}");
                     let mut long = bytes.to_vec();
