@@ -91,8 +91,18 @@ pub fn spawn_sweep(
     period: Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    let stop = shutdown.clone();
     crate::sync::every(period, shutdown, move || {
         let (store, changes, health) = (store.clone(), changes.clone(), health.clone());
-        async move { health.record(sweep(&store, &changes).await) }
+        let stop = stop.clone();
+        // Abandoned at a stop: against a database that does not answer, a sweep waits out the
+        // pool's 5-s acquire timeout, and the stop would wait with it. Its transaction rolls
+        // back; the next start's sweep ends the same leases.
+        async move {
+            tokio::select! {
+                outcome = sweep(&store, &changes) => health.record(outcome),
+                _ = stop.cancelled() => {}
+            }
+        }
     })
 }

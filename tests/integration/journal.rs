@@ -288,7 +288,7 @@ async fn unreachable_database_story(db: TestDb) -> anyhow::Result<()> {
             .await?;
         ensure!(reply.message.get("result").is_some(), "{reply:?}");
     }
-    proxy.cut();
+    proxy.cut().await?;
     kill_9(server).await?;
 
     let server = TestServer::start_at(&db, &url, &[]).await?;
@@ -382,7 +382,7 @@ async fn stop_while_cut_story(db: TestDb) -> anyhow::Result<()> {
         ensure!(Instant::now() < deadline, "the session never went dormant");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    proxy.cut();
+    proxy.cut().await?;
     // Answered from memory (the session is cached): activity noted, row journaled. A ping
     // needs rmcp, so the dormant session wakes, from the handshake held in memory.
     let ping = json!({ "jsonrpc": "2.0", "id": "ping-after-cut", "method": "ping" });

@@ -96,7 +96,7 @@ async fn unreachable_story(db: TestDb) -> anyhow::Result<()> {
     common::open_store(&db).await?.close().await;
     let proxy = Proxy::start(&db.url).await?;
     let url = proxy.url(&db.url)?;
-    proxy.cut();
+    proxy.cut().await?;
     let client = connect_stdio_at(&db, &url, CLIENT).await?;
     let (_, health) = call(&client, "health_check", Value::Null).await?;
     assert_eq!(health["status"], "degraded", "{health}");

@@ -3,7 +3,9 @@
 //! still reads it directly, then reachable again on the same address.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
@@ -14,6 +16,8 @@ pub struct Proxy {
     target: SocketAddr,
     /// Cancelled to cut: stops accepting and drops every forwarded connection.
     up: Mutex<CancellationToken>,
+    /// Forwarded connections still open (a cut waits for none).
+    open: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -30,6 +34,7 @@ impl Proxy {
             addr: listener.local_addr()?,
             target,
             up: Mutex::new(CancellationToken::new()),
+            open: Arc::new(AtomicUsize::new(0)),
         };
         proxy.serve(listener);
         Ok(proxy)
@@ -45,8 +50,20 @@ impl Proxy {
     }
 
     /// The database becomes unreachable: new connections are refused, open ones dropped.
-    pub fn cut(&self) {
+    /// Returns once every forwarded connection is closed, so that nothing the server sends
+    /// after the cut can still reach the database through a connection not yet dropped.
+    pub async fn cut(&self) -> anyhow::Result<()> {
         self.up.lock().expect("lock").cancel();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.open.load(Ordering::SeqCst) > 0 {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} forwarded connections still open 10 s after the cut",
+                self.open.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 
     /// Reachable again, on the same address.
@@ -61,6 +78,7 @@ impl Proxy {
 
     fn serve(&self, listener: TcpListener) {
         let (up, target) = (self.up.lock().expect("lock").clone(), self.target);
+        let open = self.open.clone();
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -68,9 +86,29 @@ impl Proxy {
                     accepted = listener.accept() => accepted,
                 };
                 let Ok((client, _)) = accepted else { continue };
-                tokio::spawn(forward(client, target, up.clone()));
+                let (guard, up) = (Open::new(&open), up.clone());
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    forward(client, target, up).await;
+                });
             }
         });
+    }
+}
+
+/// One forwarded connection counted as open from its accept until its sockets are dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(open: &Arc<AtomicUsize>) -> Open {
+        open.fetch_add(1, Ordering::SeqCst);
+        Open(open.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
