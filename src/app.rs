@@ -219,6 +219,20 @@ async fn wait_for_database(
     response
 }
 
+/// Longest `/health` and `/metrics` wait for the database. A pool retries a refused
+/// connection until its 5-s acquire timeout, so unbounded, `/health` took 5 s to say that
+/// PostgreSQL is down and `/metrics` 10 s (a Prometheus scrape's default timeout): both failed
+/// just when they were needed. A database that answers takes milliseconds.
+const DATABASE_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether the database answers a `SELECT 1` within [`DATABASE_CHECK_LIMIT`]; if not, why.
+async fn database_answers(store: &crate::store::Store) -> Result<(), String> {
+    match tokio::time::timeout(DATABASE_CHECK_LIMIT, store.ping()).await {
+        Ok(answered) => answered.map_err(|error| error.to_string()),
+        Err(_) => Err(format!("no answer within {DATABASE_CHECK_LIMIT:?}")),
+    }
+}
+
 /// `GET /health`: 200 with `status: "ok"` when the database answers, else 503 `degraded`.
 async fn health(State(state): State<HttpState>) -> Response {
     let HttpState {
@@ -228,14 +242,14 @@ async fn health(State(state): State<HttpState>) -> Response {
         database: state_database,
         ..
     } = state;
-    let (mut status, database) = match ctx.store.ping().await {
+    let (mut status, database) = match database_answers(&ctx.store).await {
         Ok(()) => (
             StatusCode::OK,
             json!({ "engine": ctx.store.engine(), "reachable": true }),
         ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "engine": ctx.store.engine(), "reachable": false, "error": e.to_string() }),
+            json!({ "engine": ctx.store.engine(), "reachable": false, "error": e }),
         ),
     };
     let sessions = sessions.report().await;
@@ -281,15 +295,24 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             0.0
         },
     );
-    match ctx.store.live_sessions_by_client_type().await {
+    let up = database_answers(&ctx.store).await.is_ok();
+    metrics::gauge!("steward_database_up").set(if up { 1.0 } else { 0.0 });
+    // Counted only from a database that answers, within the same limit: a scrape that waits
+    // out the pool is a scrape that fails, just when its other numbers matter.
+    let counted = match up {
+        true => tokio::time::timeout(
+            DATABASE_CHECK_LIMIT,
+            ctx.store.live_sessions_by_client_type(),
+        )
+        .await
+        .map_err(|_| format!("no answer within {DATABASE_CHECK_LIMIT:?}"))
+        .and_then(|counted| counted.map_err(|error| error.to_string())),
+        false => Err("the database does not answer".to_string()),
+    };
+    match counted {
         Ok(counts) => crate::metrics::record_live_sessions(counts),
         Err(error) => tracing::warn!(%error, "cannot count live sessions for /metrics"),
     }
-    metrics::gauge!("steward_database_up").set(if ctx.store.ping().await.is_ok() {
-        1.0
-    } else {
-        0.0
-    });
     for upstream in ctx.gateway.iter().flat_map(|gateway| gateway.report()) {
         crate::metrics::record_upstream_state(&crate::metrics::UpstreamGauges {
             name: &upstream.name,

@@ -5,7 +5,8 @@
 //! replays; a kill while the database refuses writes still ends with every row stored; and so
 //! does a kill while PostgreSQL is unreachable, followed by a restart and a prompt SIGTERM
 //! while it still is. A SIGTERM just after PostgreSQL was cut is prompt too, and the session's
-//! activity it could not write is taken from the journal at the next start.
+//! activity it could not write is taken from the journal at the next start; `/health` and
+//! `/metrics` answer at once while it is cut.
 //!
 //! Each scenario runs on SQLite and (when `STEWARD_TEST_POSTGRES_URL` is set) PostgreSQL.
 
@@ -423,6 +424,48 @@ async fn stop_while_cut_story(db: TestDb) -> anyhow::Result<()> {
         last_activity >= last_request,
         "last_activity {last_activity} is before the last request {last_request}"
     );
+    server.stop().await;
+    Ok(())
+}
+
+/// PostgreSQL only: a SQLite file is never unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_and_metrics_answer_at_once_while_the_database_is_cut() -> anyhow::Result<()> {
+    crate::common::on_backend(Backend::Postgres, health_while_cut_story).await
+}
+
+/// A pool retries a refused connection until its 5-s acquire timeout: `/health` took 5 s to
+/// say PostgreSQL was down and `/metrics` 10 s (a Prometheus scrape's default timeout). Both
+/// now wait at most 1 s for the database; each is asked three times (the first may meet a
+/// pooled connection already broken, which fails at once anyway).
+async fn health_while_cut_story(db: TestDb) -> anyhow::Result<()> {
+    let proxy = Proxy::start(&db.url).await?;
+    let url = proxy.url(&db.url)?;
+    let server = TestServer::start_at(&db, &url, &[]).await?;
+    health_becomes(&server, StatusCode::OK).await?;
+    proxy.cut().await?;
+    // Under the pool's 5 s with room for a loaded machine; the limit is 1 s.
+    let prompt = Duration::from_millis(4_000);
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let (status, body) = health(&server).await?;
+        let took = asked.elapsed();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["database"]["reachable"], false, "{body}");
+        ensure!(took < prompt, "/health took {took:?}: {body}");
+
+        let asked = Instant::now();
+        let text = metrics(&server).await?;
+        let took = asked.elapsed();
+        ensure!(
+            text.lines().any(|l| l == "steward_database_up 0"),
+            "/metrics says the database is up: {text}"
+        );
+        ensure!(took < prompt, "/metrics took {took:?}");
+    }
+    proxy.restore().await?;
+    let body = health_becomes(&server, StatusCode::OK).await?;
+    assert_eq!(body["database"]["reachable"], true, "{body}");
     server.stop().await;
     Ok(())
 }
