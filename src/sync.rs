@@ -189,11 +189,11 @@ mod tests {
         let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
         let task = Arc::new(Task::default());
         let mut repolled = Repolled::new(async {
-            let _ = receiver.await;
+            assert!(receiver.await.is_ok(), "sent");
         });
         assert!(poll_once(&mut repolled, &task).is_pending());
         assert_eq!(task.0.load(Ordering::SeqCst), 0);
-        let _ = sender.send(());
+        assert!(sender.send(()).is_ok(), "the future still waits");
         assert_eq!(task.0.load(Ordering::SeqCst), 1, "the send woke the task");
         // Polled by a task whose waker changed (a runtime may give another).
         let other = Arc::new(Task::default());
