@@ -32,6 +32,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::sync::Repolled;
+
 /// Default time a client has to send a request's headers.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a keep-alive connection may wait for its next request. Longer than the idle
@@ -123,14 +125,16 @@ pub async fn serve(
         };
         // Counted before its task runs: the drain must not miss a connection not yet polled.
         let open = OpenConnection::new(slot, drain.hold());
-        tokio::spawn(serve_connection(
+        // Repolled: hyper wakes the connection's task from inside its own poll (see
+        // `Repolled`), which would otherwise wake another worker on every request.
+        tokio::spawn(Repolled::new(serve_connection(
             stream,
             peer,
             app.clone(),
             limits,
             open,
             shutdown.clone(),
-        ));
+        )));
     }
     drop(listener);
     if !drain.drained(MAX_DRAIN).await {
