@@ -4,8 +4,9 @@
 //! The request path analyses each exchange when its reply is complete ([`analyze_remembered`]),
 //! so it journals and queues the small row and frees the reply at once; counting tokens of new
 //! text (~1 ms for an 8 KB reply) is more than it can wait for, so it gives up when a reply's
-//! verdict is not remembered and its text would take more than a small [`Budget`] to count, and
-//! the writer analyses that one ([`analyze`]). A verdict worked out whole, on either side, is
+//! verdict is not remembered and its text would take more than a small [`Budget`] to count (a
+//! result longer than the budget is not even read), and the writer analyses that one
+//! ([`analyze`]). A verdict worked out whole, on either side, is
 //! remembered for the next time.
 //!
 //! Messages are read into borrowed, typed views ([`Message`]): only the fields the ledger needs
@@ -162,6 +163,7 @@ impl<'a> From<ToolResult<'a>> for ToolText<'a> {
             structured_content: result.structured_content.map(RawValue::get),
             is_error: result.is_error.map(RawValue::get),
             result_type: result.result_type.map(RawValue::get),
+            decoded: None,
         }
     }
 }
@@ -350,6 +352,19 @@ struct Verdict {
     result_tokens: u32,
 }
 
+impl Verdict {
+    /// The verdict on a reply the budget did not let [`judge`] read: no row is made from it
+    /// (the budget says it was exceeded, and the writer analyses the reply).
+    fn unread() -> Verdict {
+        Verdict {
+            status: Status::Success,
+            error_code: None,
+            error_message: None,
+            result_tokens: 0,
+        }
+    }
+}
+
 /// Results remembered by [`judge`]: at most this many bytes of them.
 const REMEMBERED_RESULTS: usize = 16 * 1024 * 1024;
 
@@ -373,7 +388,9 @@ fn result_kind(tool_call: bool) -> &'static str {
 /// same query) is recognised by its raw bytes and not parsed or tokenised again.
 /// Without `reply` a result not remembered is read, not remembered; with it, one whose verdict
 /// `budget` allowed to be worked out whole is remembered (a count the budget refused is no
-/// verdict).
+/// verdict). A result not remembered that is longer than what is left of `budget` is not read
+/// at all: its text, nearly all of it, could not be counted (the budget says so, and the
+/// verdict returned is [`Verdict::unread`]).
 fn judge(
     obs: &Exchange<'_>,
     events: &[Cow<[u8]>],
@@ -386,17 +403,23 @@ fn judge(
         && let Some(result) = id.and_then(|id| own_result(events, id))
     {
         let kind = result_kind(tool_call);
-        let remembered = SEEN.get(kind, result).or_else(|| {
-            let reply = reply?;
-            let made = Remembered {
-                verdict: result_verdict(result, tool_call, budget),
-                one_line: memchr::memchr(b'\n', result).is_none(),
-            };
-            if !budget.exceeded() {
-                SEEN.insert(kind, result, || shared_slice(reply, result), made.clone());
-            }
-            Some(made)
-        });
+        let remembered = match SEEN.get(kind, result) {
+            Some(remembered) => Some(remembered),
+            // Reading it (~40,000 instructions for an 8 KB answer) only to give up cost the
+            // request path more than all else it does for the ledger (BENCHMARKS.md,
+            // branch `count10`): the writer reads it, once.
+            None if budget.refuses(result.len()) => return Verdict::unread(),
+            None => reply.map(|reply| {
+                let made = Remembered {
+                    verdict: result_verdict(result, tool_call, budget),
+                    one_line: memchr::memchr(b'\n', result).is_none(),
+                };
+                if !budget.exceeded() {
+                    SEEN.insert(kind, result, || shared_slice(reply, result), made.clone());
+                }
+                made
+            }),
+        };
         if let Some(verdict) = remembered.and_then(|r| r.verdict) {
             return verdict;
         }
@@ -816,9 +839,13 @@ fn result_tokens(reply: &Reply, budget: &mut Budget) -> u32 {
 }
 
 /// The text of a tool result's content blocks, one line end between two (structured content
-/// when there is no text). A single block (nearly every result) is its decoded text, not
-/// copied again, or borrowed when it has no escapes.
-fn content_text<'a>(result: &ToolText<'a>) -> Cow<'a, str> {
+/// when there is no text): as decoded while the result was read, else decoded now. A single
+/// block (nearly every result) is its decoded text, not copied again, or borrowed when it has
+/// no escapes.
+fn content_text<'r>(result: &'r ToolText<'_>) -> Cow<'r, str> {
+    if let Some(decoded) = &result.decoded {
+        return Cow::Borrowed(decoded);
+    }
     let mut texts = result.texts.iter().filter_map(|raw| text_in(raw));
     let Some(first) = texts.next() else {
         return Cow::Borrowed(result.structured_content.unwrap_or(""));
@@ -1083,8 +1110,15 @@ mod tests {
                 ),
             ] {
                 let read = json_text::laid_out(result.as_bytes());
-                assert!(read.is_some(), "{result}");
-                assert_eq!(read, tool_text_by_serde(result.as_bytes()), "{result}");
+                let mut read = read.unwrap_or_else(|| panic!("{result}"));
+                let serde = tool_text_by_serde(result.as_bytes());
+                let serde = serde.unwrap_or_else(|| panic!("{result}"));
+                // Decoded while read, unless a text escapes a surrogate: serde's text.
+                let surrogate = result.contains(r"\ud8");
+                assert_eq!(read.decoded.is_some(), !surrogate, "{result}");
+                assert_eq!(content_text(&read), content_text(&serde), "{result}");
+                read.decoded = None;
+                assert_eq!(read, serde, "{result}");
             }
         }
         // Laid out otherwise, or a string serde refuses: left to serde.
@@ -1294,6 +1328,19 @@ mod tests {
         let fast = analyze_remembered(&Exchange::from(&obs), None).expect("remembered now");
         assert_eq!(fast, full);
         assert!(fast.result_tokens > Some(50), "{fast:?}");
+        // A new result over the budget is left to the writer unread, even when its text's
+        // count is remembered (here from the result above): its length decides.
+        let failed = body.replace(r#""isError":false"#, r#""isError":true"#);
+        let obs = observe(CALL, 200, &failed);
+        let reply = Some(&obs.response);
+        assert_eq!(analyze_remembered(&Exchange::from(&obs), reply), None);
+        let full = analyze(obs.clone());
+        assert_eq!(
+            (full.status, full.result_tokens),
+            (Status::ToolError, fast.result_tokens)
+        );
+        let fast = analyze_remembered(&Exchange::from(&obs), None).expect("remembered now");
+        assert_eq!(fast, full);
         // A short error needs no memo.
         let error = r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"no such tool"}}"#;
         let row = analyze_remembered(&Exchange::from(&observe(CALL, 200, error)), None);

@@ -10,13 +10,16 @@ use super::swar::{self, splat};
 
 /// What the ledger reads of a tool result: each text block's text as raw JSON (quotes and
 /// escapes included), the result's `isError` and `resultType` as raw JSON, and its
-/// `structuredContent` (never present in a result read here).
+/// `structuredContent` (never present in a result read here). `decoded`: the blocks' texts
+/// decoded and joined by line ends, when they were decoded while being read (see
+/// [`laid_out`]).
 #[derive(Debug, Default, PartialEq)]
 pub struct ToolText<'a> {
     pub texts: Vec<&'a str>,
     pub structured_content: Option<&'a str>,
     pub is_error: Option<&'a str>,
     pub result_type: Option<&'a str>,
+    pub decoded: Option<String>,
 }
 
 /// The opening of a block of text as rmcp writes it (its text follows).
@@ -25,7 +28,9 @@ const TEXT_BLOCK: &[u8] = br#"{"type":"text","text":"#;
 /// `result` read as rmcp writes a tool's result of text blocks:
 /// `{["resultType":"complete",]"content":[{"type":"text","text":"…"},…][,"isError":BOOL]}`,
 /// every string one serde_json reads (no control byte, only JSON's escapes, UTF-8). None for
-/// any other layout or any doubt (serde then reads it).
+/// any other layout or any doubt (serde then reads it). The texts are decoded as they are read
+/// (the ledger counts their tokens: reading them a second time to decode them cost ~30,000
+/// instructions for an 8 KB answer), unless one escapes a surrogate (see [`unescape`]).
 pub fn laid_out(result: &[u8]) -> Option<ToolText<'_>> {
     let (result_type, rest) = match result.strip_prefix(br#"{"resultType":"complete","#) {
         Some(rest) => (Some(r#""complete""#), rest),
@@ -33,12 +38,14 @@ pub fn laid_out(result: &[u8]) -> Option<ToolText<'_>> {
     };
     let mut rest = rest.strip_prefix(br#""content":["#)?;
     let mut texts = Vec::new();
+    let mut decoded = None;
     if let Some(after) = rest.strip_prefix(b"]") {
         rest = after;
     } else {
+        decoded = Some(Vec::with_capacity(result.len()));
         loop {
             let block = rest.strip_prefix(TEXT_BLOCK)?;
-            let len = string_len(block)?;
+            let len = read_string(block, &mut decoded, !texts.is_empty())?;
             let (text, after) = block.split_at_checked(len)?;
             texts.push(std::str::from_utf8(text).ok()?);
             rest = match after {
@@ -62,7 +69,25 @@ pub fn laid_out(result: &[u8]) -> Option<ToolText<'_>> {
         structured_content: None,
         is_error,
         result_type,
+        // Valid UTF-8 as the raw texts are: escapes decode to whole characters.
+        decoded: decoded.and_then(|bytes| String::from_utf8(bytes).ok()),
     })
+}
+
+/// [`string_len`] of the block's JSON string, whose text is decoded onto `decoded` (after a
+/// line end when it follows another block's) while it is found; a string with an escaped
+/// surrogate is only measured, and `decoded` dropped.
+fn read_string(block: &[u8], decoded: &mut Option<Vec<u8>>, follows: bool) -> Option<usize> {
+    if let Some(out) = decoded {
+        if follows {
+            out.push(b'\n');
+        }
+        if let Some(len) = decode_string(block, out) {
+            return Some(len);
+        }
+        *decoded = None;
+    }
+    string_len(block)
 }
 
 /// The length of the JSON string `bytes` starts with (its quotes included), if serde_json
@@ -81,6 +106,52 @@ pub fn string_len(bytes: &[u8]) -> Option<usize> {
             _ => return None,
         }
     }
+}
+
+/// [`string_len`] of the JSON string `bytes` starts with, its text appended to `out` while it
+/// is found. None also for a string with an escaped surrogate (see [`unescape`]): `out` then
+/// holds part of it.
+fn decode_string(bytes: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    if bytes.first() != Some(&b'"') {
+        return None;
+    }
+    let mut at = 1;
+    loop {
+        at += copy_plain_run(bytes.get(at..)?, out);
+        match *bytes.get(at)? {
+            b'"' => return Some(at + 1),
+            b'\\' => at += 1 + decode_escape(bytes.get(at + 1..)?, out)?,
+            _ => return None,
+        }
+    }
+}
+
+/// Appends the text of the escape after a backslash (`after`) to `out`, and returns how many
+/// bytes it takes (see [`escape_len`]); None if it is no JSON escape, or escapes a surrogate.
+/// Inlined, as is [`copy_plain_run`]: a call per escape (one every ~12 bytes of a board
+/// answer) and per run cost ~15,000 instructions an answer (BENCHMARKS.md, branch `count10`).
+#[inline(always)]
+fn decode_escape(after: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    let decoded = match *after.first()? {
+        escaped @ (b'"' | b'\\' | b'/') => escaped,
+        b'b' => 0x08,
+        b'f' => 0x0c,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        b'u' => {
+            let code = after.get(1..5)?.iter().try_fold(0, |code, &digit| {
+                Some(code * 16 + char::from(digit).to_digit(16)?)
+            })?;
+            // Not a surrogate (no char is one).
+            let char = char::from_u32(code)?;
+            out.extend_from_slice(char.encode_utf8(&mut [0; 4]).as_bytes());
+            return Some(5);
+        }
+        _ => return None,
+    };
+    out.push(decoded);
+    Some(1)
 }
 
 /// How many bytes after a backslash its escape takes (the escaped byte, or `u` and four
@@ -122,26 +193,7 @@ pub fn unescape(inner: &str) -> Option<String> {
             at += 1;
             continue;
         }
-        let escaped = *after.first()?;
-        at += 2;
-        let decoded = match escaped {
-            b'"' | b'\\' | b'/' => escaped,
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let code = u32::from_str_radix(inner.get(at..at + 4)?, 16).ok()?;
-                at += 4;
-                // Not a surrogate (no char is one).
-                let char = char::from_u32(code)?;
-                text.extend_from_slice(char.encode_utf8(&mut [0; 4]).as_bytes());
-                continue;
-            }
-            _ => return None,
-        };
-        text.push(decoded);
+        at += 1 + decode_escape(after, &mut text)?;
     }
     String::from_utf8(text).ok()
 }
@@ -150,7 +202,7 @@ pub fn unescape(inner: &str) -> Option<String> {
 /// returns its length. Each eight bytes are appended whole (one store, not a call to `memcpy`
 /// per run) and the bytes past the run's end taken off again: `out` never outgrows what was
 /// read, as a decoded string is never longer than its JSON.
-#[inline]
+#[inline(always)]
 fn copy_plain_run(bytes: &[u8], out: &mut Vec<u8>) -> usize {
     let mut rest = bytes;
     while let Some((word, after)) = rest.split_first_chunk::<8>() {
@@ -248,6 +300,15 @@ mod tests {
             match string_len(&string) {
                 Some(end) => assert_eq!(Some(end), first, "{:?}", String::from_utf8_lossy(&string)),
                 None => assert_eq!(first, None, "{:?}", String::from_utf8_lossy(&string)),
+            }
+            // Decoded while it is read (the alphabet escapes no surrogate): the same end, and
+            // serde's text.
+            let mut decoded = Vec::new();
+            let end = decode_string(&string, &mut decoded);
+            assert_eq!(end, first, "{:?}", String::from_utf8_lossy(&string));
+            if let Some(end) = end {
+                let text = serde_json::from_slice::<String>(&string[..end]).ok();
+                assert_eq!(String::from_utf8(decoded).ok(), text);
             }
         }
     }

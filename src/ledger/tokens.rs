@@ -123,6 +123,15 @@ impl Budget {
         self.exceeded
     }
 
+    /// Whether `bytes` of new text are more than what is left, and so could not be counted:
+    /// then the budget is marked exceeded, before anything is read or counted.
+    pub fn refuses(&mut self, bytes: usize) -> bool {
+        if bytes > self.left {
+            self.exceeded = true;
+        }
+        self.exceeded
+    }
+
     /// Takes `bytes` from what is left; false (and marked exceeded) if there is not enough.
     fn take(&mut self, bytes: usize) -> bool {
         match self.left.checked_sub(bytes) {
