@@ -225,9 +225,11 @@ async fn wait_for_database(
 /// just when they were needed. A database that answers takes milliseconds.
 const DATABASE_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Whether the database answers a `SELECT 1` within [`DATABASE_CHECK_LIMIT`]; if not, why.
-async fn database_answers(store: &crate::store::Store) -> Result<(), String> {
-    match tokio::time::timeout(DATABASE_CHECK_LIMIT, store.ping()).await {
+/// `query`'s answer within [`DATABASE_CHECK_LIMIT`]; if none, why (its error, or the limit).
+async fn within_check_limit<T>(
+    query: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(DATABASE_CHECK_LIMIT, query).await {
         Ok(answered) => answered.map_err(|error| error.to_string()),
         Err(_) => Err(format!("no answer within {DATABASE_CHECK_LIMIT:?}")),
     }
@@ -242,7 +244,7 @@ async fn health(State(state): State<HttpState>) -> Response {
         database: state_database,
         ..
     } = state;
-    let (mut status, database) = match database_answers(&ctx.store).await {
+    let (mut status, database) = match within_check_limit(ctx.store.ping()).await {
         Ok(()) => (
             StatusCode::OK,
             json!({ "engine": ctx.store.engine(), "reachable": true }),
@@ -295,18 +297,12 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             0.0
         },
     );
-    let up = database_answers(&ctx.store).await.is_ok();
+    let up = within_check_limit(ctx.store.ping()).await.is_ok();
     metrics::gauge!("steward_database_up").set(if up { 1.0 } else { 0.0 });
     // Counted only from a database that answers, within the same limit: a scrape that waits
     // out the pool is a scrape that fails, just when its other numbers matter.
     let counted = match up {
-        true => tokio::time::timeout(
-            DATABASE_CHECK_LIMIT,
-            ctx.store.live_sessions_by_client_type(),
-        )
-        .await
-        .map_err(|_| format!("no answer within {DATABASE_CHECK_LIMIT:?}"))
-        .and_then(|counted| counted.map_err(|error| error.to_string())),
+        true => within_check_limit(ctx.store.live_sessions_by_client_type()).await,
         false => Err("the database does not answer".to_string()),
     };
     match counted {
