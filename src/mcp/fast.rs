@@ -37,6 +37,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::ServerContext;
+use super::window::Windows;
 use crate::gateway::Gateway;
 use crate::protocol::{CallSpans, Envelope, Id, PROTOCOL_VERSION, SESSION_ID, STATELESS_REVISION};
 use crate::sessions::manager::OwnStream;
@@ -45,21 +46,19 @@ use crate::sessions::{Sessions, hangup};
 /// As rmcp's streams: a comment line this often while the call runs.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// How long the reply's headers and priming event wait for the call's answer, to go out with
-/// it in one write (see [`Direct::respond`]). Longer than a quick call's answer, short enough
-/// that a slow call's client sees no difference.
-const ONE_WRITE: Duration = Duration::from_millis(10);
-
 /// What the layer needs.
 #[derive(Clone)]
 pub struct Direct {
     sessions: Arc<Sessions>,
     calls: Arc<InFlight>,
-    /// Fired when the server stops: open streams end, as rmcp's do.
-    closing: CancellationToken,
+    /// Fired when the server stops: open streams end, as rmcp's do. Shared, not cloned per
+    /// call: a token's clone and drop each take its tree's lock.
+    closing: Arc<CancellationToken>,
     /// The board, when its tools are served.
     board: Option<Arc<ServerContext>>,
     gateway: Option<Arc<Gateway>>,
+    /// How long a reply waits for its answer to go out in one write.
+    windows: Arc<Windows>,
 }
 
 impl Direct {
@@ -75,9 +74,10 @@ impl Direct {
         (board.is_some() || gateway.is_some()).then(|| Direct {
             sessions,
             calls: Arc::default(),
-            closing,
+            closing: Arc::new(closing),
             board,
             gateway,
+            windows: Arc::new(Windows::new()),
         })
     }
 }
@@ -305,10 +305,15 @@ impl Answered {
         Answered { data, message }
     }
 
-    /// The answer's event: stored for replay, sent as `data`.
-    fn event(self, stream: &mut OwnStream) -> Bytes {
+    /// The answer's event, stored for replay, sent as `data`: written after `priming` in one
+    /// buffer, so an answer that comes within the window goes out with its priming event
+    /// without a copy of both (the reply sends the event alone from `priming.len()` otherwise).
+    fn event(self, stream: &mut OwnStream, priming: &[u8]) -> Bytes {
         let event_id = stream.store(&ServerSseMessage::from_message(self.message));
-        frame(&self.data, Some(&event_id), None)
+        let mut event = Vec::with_capacity(priming.len() + self.data.len() + 64);
+        event.extend_from_slice(priming);
+        push_frame(&mut event, &self.data, Some(&event_id), None);
+        Bytes::from(event)
     }
 }
 
@@ -378,20 +383,22 @@ impl Direct {
             session: session.to_string(),
             sessions: self.sessions.clone(),
         };
+        let primed = priming.len();
         let mut reply = Reply {
+            answer: Some(answering(call, token, enlisted, stream, priming.clone())),
             priming: Some(priming),
-            answer: Some(answering(call, token, enlisted, stream)),
+            joined: false,
+            primed,
             done: None,
-            keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
-            closing: Box::pin(self.closing.clone().cancelled_owned()),
+            waiting: None,
+            closing: self.closing.clone(),
             hang_up: Some(hang_up),
         };
-        // A call answered within ONE_WRITE goes out as one frame with the priming event: one
-        // write, and one wake-up of the client, instead of two. A slower one gets its headers
-        // and priming event then. A client that hangs up meanwhile drops `reply`, which hands
-        // the call to the hang-up grace as it would while streaming.
-        let answered = std::future::poll_fn(|cx| reply.poll_call(cx));
-        if tokio::time::timeout(ONE_WRITE, answered).await.is_ok() {
+        // A call answered within its window (`super::window`) goes out as one frame with the
+        // priming event: one write, and one wake-up of the client, instead of two. A slower one
+        // gets its headers and priming event then. A client that hangs up meanwhile drops
+        // `reply`, which hands the call to the hang-up grace as it would while streaming.
+        if self.within_window(&mut reply).await {
             reply.join_priming();
         }
         let mut response = Response::new(Body::new(reply));
@@ -407,6 +414,28 @@ impl Direct {
     }
 }
 
+impl Direct {
+    /// Runs `reply`'s call until it is answered (true) or its window ends (false). The window
+    /// is set only if the call is not answered at its first poll.
+    async fn within_window(&self, reply: &mut Reply) -> bool {
+        let mut window = std::pin::pin!(None::<Sleep>);
+        std::future::poll_fn(|cx| {
+            if reply.poll_call(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            if window.is_none() {
+                let end = self.windows.close(Instant::now());
+                window.set(Some(tokio::time::sleep_until(end)));
+            }
+            match window.as_mut().as_pin_mut() {
+                Some(window) => window.poll(cx).map(|()| false),
+                None => Poll::Ready(false),
+            }
+        })
+        .await
+    }
+}
+
 /// The call's answer, boxed by a plain function, so `respond`'s own future (the middleware's,
 /// boxed by axum on every request) holds none of the call's state. The call's future (kilobytes
 /// of state: a gateway call's is ~8.4 KiB) gets a box of its own when the answer is first
@@ -417,6 +446,7 @@ fn answering<C, F>(
     token: CancellationToken,
     enlisted: Enlisted,
     mut stream: OwnStream,
+    priming: Bytes,
 ) -> Answer
 where
     C: FnOnce(CancellationToken) -> F + Send + 'static,
@@ -425,7 +455,7 @@ where
     Box::pin(async move {
         let _enlisted = enlisted;
         let answered = Box::pin(call(token)).await?;
-        Some(answered.event(&mut stream))
+        Some(answered.event(&mut stream, &priming))
     })
 }
 
@@ -476,27 +506,35 @@ fn plain_headers(headers: &HeaderMap) -> bool {
 /// hold line ends (JSON allows them between tokens): each line goes in a `data:` line of its
 /// own, which the client joins back with line ends.
 fn frame(data: &str, id: Option<&str>, retry: Option<Duration>) -> Bytes {
-    let mut event = String::with_capacity(data.len() + 64);
+    let mut event = Vec::with_capacity(data.len() + 64);
+    push_frame(&mut event, data, id, retry);
+    Bytes::from(event)
+}
+
+/// Appends [`frame`]'s event to `event`.
+fn push_frame(event: &mut Vec<u8>, data: &str, id: Option<&str>, retry: Option<Duration>) {
     // memchr, not `str::split` with a char pattern: that walks the text a char at a time, and
     // an answer is mostly one long line.
+    let data = data.as_bytes();
     let mut start = 0;
-    let ends = memchr::memchr2_iter(b'\n', b'\r', data.as_bytes());
+    let ends = memchr::memchr2_iter(b'\n', b'\r', data);
     for end in ends.chain(std::iter::once(data.len())) {
-        event.push_str("data: ");
-        event.push_str(&data[start..end]);
-        event.push('\n');
+        event.extend_from_slice(b"data: ");
+        event.extend_from_slice(&data[start..end]);
+        event.push(b'\n');
         start = end + 1;
     }
     if let Some(id) = id {
-        event.push_str("id: ");
-        event.push_str(id);
-        event.push('\n');
+        event.extend_from_slice(b"id: ");
+        event.extend_from_slice(id.as_bytes());
+        event.push(b'\n');
     }
     if let Some(retry) = retry {
-        event.push_str(&format!("retry: {}\n", retry.as_millis()));
+        event.extend_from_slice(b"retry: ");
+        event.extend_from_slice(itoa::Buffer::new().format(retry.as_millis()).as_bytes());
+        event.push(b'\n');
     }
-    event.push('\n');
-    Bytes::from(event)
+    event.push(b'\n');
 }
 
 type Answer = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
@@ -504,13 +542,27 @@ type Answer = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
 /// The reply's body: the priming event, then the call itself (run as the body is polled, in the
 /// connection's task), its answer's event, with keep-alive comments meanwhile.
 struct Reply {
+    /// The priming event, until it is sent on its own or joined to the answer's.
     priming: Option<Bytes>,
+    /// Whether the answer's event goes out with the priming event before it.
+    joined: bool,
+    /// The priming event's length: the answer's event is written after a copy of it.
+    primed: usize,
     answer: Option<Answer>,
-    /// The answer's event once the call is over (`None`: cancelled, nothing to send).
+    /// The answer's event once the call is over, after the priming event (`None`: cancelled,
+    /// nothing to send).
     done: Option<Option<Bytes>>,
-    keep_alive: Pin<Box<Sleep>>,
-    closing: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The keep-alive and the server's stop, once the stream has had to wait for the answer
+    /// (most answers come within the window and never do).
+    waiting: Option<Waiting>,
+    closing: Arc<CancellationToken>,
     hang_up: Option<HangUp>,
+}
+
+/// What a reply waiting for its answer also waits on.
+struct Waiting {
+    keep_alive: Pin<Box<Sleep>>,
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Reply {
@@ -527,12 +579,9 @@ impl Reply {
 
     /// The priming event and the answer's as one frame, once the call has answered.
     fn join_priming(&mut self) {
-        if let (Some(priming), Some(Some(event))) = (&self.priming, &self.done) {
-            let mut both = Vec::with_capacity(priming.len() + event.len());
-            both.extend_from_slice(priming);
-            both.extend_from_slice(event);
-            self.priming = Some(Bytes::from(both));
-            self.done = None;
+        if self.priming.is_some() && matches!(self.done, Some(Some(_))) {
+            self.priming = None;
+            self.joined = true;
         }
     }
 }
@@ -551,14 +600,27 @@ impl http_body::Body for Reply {
             return Poll::Ready(Some(Ok(Frame::data(priming))));
         }
         if let Some(done) = this.done.take() {
-            return Poll::Ready(done.map(|event| Ok(Frame::data(event))));
+            let (joined, primed) = (this.joined, this.primed);
+            let event = |event: Bytes| match joined {
+                true => event,
+                false => event.slice(primed.min(event.len())..),
+            };
+            return Poll::Ready(done.map(|e| Ok(Frame::data(event(e)))));
         }
-        if answered || this.closing.as_mut().poll(cx).is_ready() {
+        if answered {
             return Poll::Ready(None);
         }
-        if this.keep_alive.as_mut().poll(cx).is_ready() {
+        let closing = &this.closing;
+        let waiting = this.waiting.get_or_insert_with(|| Waiting {
+            keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+            closed: Box::pin(CancellationToken::clone(closing).cancelled_owned()),
+        });
+        if waiting.closed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        if waiting.keep_alive.as_mut().poll(cx).is_ready() {
             let next = Instant::now() + KEEP_ALIVE;
-            this.keep_alive.as_mut().reset(next);
+            waiting.keep_alive.as_mut().reset(next);
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b":\n\n")))));
         }
         Poll::Pending
@@ -608,6 +670,8 @@ impl HangUp {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt as _;
+
     use super::*;
 
     #[test]
@@ -647,6 +711,76 @@ mod tests {
         assert_eq!(
             &frame("a\r\nb", None, None)[..],
             b"data: a\ndata: \ndata: b\n\n"
+        );
+    }
+
+    /// A reply to a call whose answer's event (after `priming`) is `event`, once `answered`
+    /// fires.
+    fn reply_to(
+        priming: &'static [u8],
+        event: &'static [u8],
+    ) -> (Reply, tokio::sync::oneshot::Sender<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let answer: Answer = Box::pin(async move {
+            rx.await.ok()?;
+            let mut both = priming.to_vec();
+            both.extend_from_slice(event);
+            Some(Bytes::from(both))
+        });
+        let reply = Reply {
+            priming: Some(Bytes::from_static(priming)),
+            joined: false,
+            primed: priming.len(),
+            answer: Some(answer),
+            done: None,
+            waiting: None,
+            closing: Arc::default(),
+            hang_up: None,
+        };
+        (reply, tx)
+    }
+
+    /// The reply's body, frame by frame, as a client reads it.
+    async fn frames(reply: Reply) -> Vec<Bytes> {
+        use http_body_util::BodyExt;
+        let mut body = Body::new(reply);
+        let mut frames = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.expect("a reply does not fail");
+            frames.push(frame.into_data().expect("data"));
+        }
+        frames
+    }
+
+    #[tokio::test]
+    async fn an_answer_within_the_window_goes_out_with_the_priming_event_in_one_frame() {
+        let (mut reply, answered) = reply_to(b"id: p\nretry: 3000\n\n", b"data: {}\nid: a\n\n");
+        answered.send(()).expect("the reply waits");
+        assert!(
+            std::future::poll_fn(|cx| reply.poll_call(cx))
+                .now_or_never()
+                .is_some()
+        );
+        reply.join_priming();
+        let frames = frames(reply).await;
+        assert_eq!(frames, [&b"id: p\nretry: 3000\n\ndata: {}\nid: a\n\n"[..]]);
+    }
+
+    #[tokio::test]
+    async fn an_answer_after_the_window_follows_the_priming_event_sent_on_its_own() {
+        let (mut reply, answered) = reply_to(b"id: p\nretry: 3000\n\n", b"data: {}\nid: a\n\n");
+        // The window ends before the answer.
+        assert!(
+            std::future::poll_fn(|cx| reply.poll_call(cx))
+                .now_or_never()
+                .is_none()
+        );
+        let sent = tokio::spawn(async move { answered.send(()) });
+        let frames = frames(reply).await;
+        sent.await.expect("sent").expect("the reply waits");
+        assert_eq!(
+            frames,
+            [&b"id: p\nretry: 3000\n\n"[..], &b"data: {}\nid: a\n\n"[..]]
         );
     }
 

@@ -16,6 +16,7 @@ pub mod rules;
 pub mod stdio;
 pub mod tools;
 mod upstreams;
+mod window;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock};
