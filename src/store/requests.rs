@@ -58,7 +58,7 @@ fn insert_sql(
 ///
 /// SQLite's (`?`) is `INSERT OR FAIL`: a statement of several rows whose constraints may
 /// *abort* it makes SQLite open a statement journal and copy every page the statement first
-/// changes into it, so the statement can be undone alone (~600 instructions a row, BENCHMARKS.md,
+/// changes into it, so the statement can be undone alone (~500 instructions a row, BENCHMARKS.md,
 /// branch `ledger12`). The ledger never keeps part of a batch: any error ends the transaction,
 /// which is rolled back whole, so undoing one statement alone buys nothing. A row already
 /// stored is still skipped (`ON CONFLICT ... DO NOTHING` decides for that constraint).
