@@ -55,9 +55,17 @@ fn insert_sql(
 
 /// The INSERTs of `rows` rows of `shape`: with `RETURNING` (`?`, then `$n` placeholders),
 /// then without.
+///
+/// SQLite's (`?`) is `INSERT OR FAIL`: a statement of several rows whose constraints may
+/// *abort* it makes SQLite open a statement journal and copy every page the statement first
+/// changes into it, so the statement can be undone alone (~500 instructions a row, BENCHMARKS.md,
+/// branch `ledger12`). The ledger never keeps part of a batch: any error ends the transaction,
+/// which is rolled back whole, so undoing one statement alone buys nothing. A row already
+/// stored is still skipped (`ON CONFLICT ... DO NOTHING` decides for that constraint).
 fn statements(rows: usize, shape: Shape) -> [String; 4] {
     let build = |numbered: bool| {
-        let mut sql = format!("INSERT INTO mcp_requests ({}) VALUES ", shape.column_list());
+        let verb = if numbered { "INSERT" } else { "INSERT OR FAIL" };
+        let mut sql = format!("{verb} INTO mcp_requests ({}) VALUES ", shape.column_list());
         let mut bound = 0;
         for row in 0..rows {
             sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -624,7 +632,8 @@ mod tests {
     /// SQLite checks an `IN (...)` list of more than two constants by building a temporary
     /// B-tree of them, and a CHECK did so for every ledger row (migration 0022 writes the
     /// `status` check as comparisons, as 0023 does). The ledger's INSERT builds no temporary
-    /// table, and a row whose status is none of the ledger's is still refused.
+    /// table, none of its constraints aborts the statement (see [`statements`]), and a row
+    /// whose status is none of the ledger's is still refused.
     #[tokio::test]
     async fn sqlite_ledger_insert_checks_its_row_without_a_temporary_table() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
@@ -642,6 +651,18 @@ mod tests {
             assert!(
                 !opcodes.iter().any(|op| op == "OpenEphemeral"),
                 "{shape:?}: {opcodes:?}"
+            );
+            // A constraint that would abort the statement (P2 = 2, SQLite's OE_Abort) makes
+            // SQLite keep a statement journal for it; the ledger's constraints fail it instead.
+            let halts: Vec<(String, i64, i64)> = program
+                .iter()
+                .map(|op| (op.get("opcode"), op.get("p1"), op.get("p2")))
+                .filter(|(op, error, _): &(String, i64, i64)| op.starts_with("Halt") && *error != 0)
+                .collect();
+            assert!(!halts.is_empty(), "{shape:?}: {opcodes:?}");
+            assert!(
+                halts.iter().all(|(_, _, action)| *action != 2),
+                "{shape:?}: {halts:?}"
             );
         }
         let row = LedgerRow {
