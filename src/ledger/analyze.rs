@@ -540,6 +540,17 @@ fn own_result<'e>(events: &'e [Cow<[u8]>], id: &RawValue) -> Option<&'e [u8]> {
 /// The verdict on a successful reply's raw `result`: determined by those bytes alone (None if
 /// they are not JSON; the full reading then decides).
 fn result_verdict(result: &[u8], tool_call: bool, budget: &mut Budget) -> Option<Verdict> {
+    match tool_call
+        .then(|| one_text_verdict(result, budget))
+        .flatten()
+    {
+        Some(verdict) => Some(verdict),
+        None => read_result_verdict(result, tool_call, budget),
+    }
+}
+
+/// [`result_verdict`] from reading the whole result (and decoding a tool's whole text).
+fn read_result_verdict(result: &[u8], tool_call: bool, budget: &mut Budget) -> Option<Verdict> {
     let tool = tool_call.then(|| tool_text(result)).flatten();
     let outcome = match tool {
         Some(tool) => Outcome::Tool(tool),
@@ -556,6 +567,21 @@ fn result_verdict(result: &[u8], tool_call: bool, budget: &mut Budget) -> Option
         error_code: None,
         error_message,
         result_tokens: result_tokens(&reply, budget),
+    })
+}
+
+/// [`result_verdict`] of a successful tool's result of one text block laid out as rmcp writes
+/// it, its text counted from its raw JSON by parts, most of them remembered (see
+/// [`tokens::count_escaped`]): the verdict the full reading of it would give, without
+/// decoding or checking the parts seen before. None for any other result, a failed tool's
+/// (its message is its text) or a text serde would not read (the full reading decides).
+fn one_text_verdict(result: &[u8], budget: &mut Budget) -> Option<Verdict> {
+    let one = json_text::one_text(result).filter(|one| !one.is_error)?;
+    Some(Verdict {
+        status: Status::Success,
+        error_code: None,
+        error_message: None,
+        result_tokens: tokens::count_escaped(one.inner, budget)?,
     })
 }
 
@@ -1142,6 +1168,73 @@ mod tests {
         let empty = json_text::laid_out(br#"{"content":[]}"#);
         assert_eq!(empty, tool_text_by_serde(br#"{"content":[]}"#));
         assert!(empty.is_some_and(|read| read.texts.is_empty()));
+    }
+
+    /// A successful tool's result of one text block, its text counted by parts from its raw
+    /// JSON, gets the verdict the full reading gives it, cold and warm: JSON answers of
+    /// recurring objects with adversarial escapes, seeded strings, surrogates; any other result
+    /// is left to the full reading.
+    #[test]
+    fn a_one_text_result_gets_the_verdict_of_the_full_reading() {
+        let answers = tokens::answers::seeded(21, 40, 300);
+        let mut texts: Vec<String> = answers
+            .iter()
+            .map(|(_, raw)| format!("\"{raw}\""))
+            .collect();
+        texts.extend(seeded_json_strings(
+            "ab \"\\/\n\t\r\u{0}\u{1f}é東🚀\u{7f}{}:,x",
+            11,
+            1_000,
+            57,
+        ));
+        texts.extend(
+            [
+                r#""\ud83d alone""#,
+                r#""a\ud83d\ude80{\"k\":\"\ud83d\ude80\"}""#,
+                r#""ends in \\""#,
+                r#""""#,
+            ]
+            .map(String::from),
+        );
+        let mut by_parts = 0;
+        for round in 0..2 {
+            for text in &texts {
+                for result in [
+                    format!(r#"{{"content":[{{"type":"text","text":{text}}}],"isError":false}}"#),
+                    format!(r#"{{"content":[{{"type":"text","text":{text}}}]}}"#),
+                    format!(
+                        r#"{{"resultType":"complete","content":[{{"type":"text","text":{text}}}]}}"#
+                    ),
+                ] {
+                    let full =
+                        read_result_verdict(result.as_bytes(), true, &mut Budget::unlimited());
+                    let one = one_text_verdict(result.as_bytes(), &mut Budget::unlimited());
+                    if let Some(one) = one {
+                        by_parts += 1;
+                        assert_eq!(Some(one), full, "round {round}: {result}");
+                    }
+                }
+            }
+        }
+        // All but the lone surrogate.
+        assert_eq!(by_parts, 2 * 3 * (texts.len() - 1));
+        let others = [
+            r#"{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}"#,
+            r#"{"content":[{"type":"text","text":"failed"}],"isError":true}"#,
+            r#"{"content":[{"type":"image","data":"AAAA"}]}"#,
+            r#"{"content":[{"type":"text","text":"t"}],"structuredContent":{"a":1}}"#,
+            r#"{"content":[{"type":"text","text":"t"}],"isError":null}"#,
+        ];
+        for result in others {
+            let one = one_text_verdict(result.as_bytes(), &mut Budget::unlimited());
+            assert_eq!(one, None, "{result}");
+        }
+        let row = analyze(observe(
+            CALL,
+            200,
+            &format!(r#"{{"jsonrpc":"2.0","id":7,"result":{}}}"#, others[0]),
+        ));
+        assert_eq!(row.result_tokens, Some(to_i32(tokens::count("a\nb"))));
     }
 
     /// A tool's text blocks count as the text serde_json decodes from them, joined by line
