@@ -405,26 +405,55 @@ fn judge(
         let kind = result_kind(tool_call);
         let remembered = match SEEN.get(kind, result) {
             Some(remembered) => Some(remembered),
+            None if budget.covers(result.len()) => reply.map(|reply| {
+                let verdict = result_verdict(result, tool_call, budget);
+                remember(kind, result, reply, verdict, budget)
+            }),
             // Reading it (~40,000 instructions for an 8 KB answer) only to give up cost the
             // request path more than all else it does for the ledger (BENCHMARKS.md,
-            // branch `count10`): the writer reads it, once.
-            None if budget.refuses(result.len()) => return Verdict::unread(),
-            None => reply.map(|reply| {
-                let made = Remembered {
-                    verdict: result_verdict(result, tool_call, budget),
-                    one_line: memchr::memchr(b'\n', result).is_none(),
-                };
-                if !budget.exceeded() {
-                    SEEN.insert(kind, result, || shared_slice(reply, result), made.clone());
+            // branch `count10`): the writer reads it, once. Unless it is a tool's text whose
+            // parts are remembered but for what the budget may count: hashing its parts costs
+            // less than the writer's second reading of the whole exchange (branch `count11`).
+            None => match tool_call
+                .then(|| one_text_verdict(result, budget))
+                .flatten()
+            {
+                Some(verdict) if !budget.exceeded() => {
+                    if let Some(reply) = reply {
+                        remember(kind, result, reply, Some(verdict.clone()), budget);
+                    }
+                    return verdict;
                 }
-                made
-            }),
+                _ => {
+                    budget.give_up();
+                    return Verdict::unread();
+                }
+            },
         };
         if let Some(verdict) = remembered.and_then(|r| r.verdict) {
             return verdict;
         }
     }
     read_verdict(obs, events, id, tool_call, budget)
+}
+
+/// `verdict` on `result` (a slice of `reply`), remembered when `budget` was enough to work it
+/// out whole.
+fn remember(
+    kind: &'static str,
+    result: &[u8],
+    reply: &Bytes,
+    verdict: Option<Verdict>,
+    budget: &Budget,
+) -> Remembered {
+    let made = Remembered {
+        verdict,
+        one_line: memchr::memchr(b'\n', result).is_none(),
+    };
+    if !budget.exceeded() {
+        SEEN.insert(kind, result, || shared_slice(reply, result), made.clone());
+    }
+    made
 }
 
 /// [`judge`]'s verdict for a reply sent as rmcp sends it, found without scanning the reply

@@ -87,7 +87,7 @@ impl<V: Clone> Memo<V> {
 
     /// How many values are remembered.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn held(&self) -> usize {
         crate::sync::lock(&self.map).len()
     }
 

@@ -232,13 +232,14 @@ impl Budget {
         self.exceeded
     }
 
-    /// Whether `bytes` of new text are more than what is left, and so could not be counted:
-    /// then the budget is marked exceeded, before anything is read or counted.
-    pub fn refuses(&mut self, bytes: usize) -> bool {
-        if bytes > self.left {
-            self.exceeded = true;
-        }
-        self.exceeded
+    /// Whether `bytes` of new text fit in what is left (nothing is taken or marked).
+    pub fn covers(&self, bytes: usize) -> bool {
+        !self.exceeded && bytes <= self.left
+    }
+
+    /// Marks the budget exceeded: the analysis gave up on what it could not count.
+    pub fn give_up(&mut self) {
+        self.exceeded = true;
     }
 
     /// Takes `bytes` from what is left; false (and marked exceeded) if there is not enough.
@@ -431,7 +432,7 @@ pub(crate) mod answers {
 
     fn value(random: &mut Seeded, depth: usize) -> Value {
         match random.below(if depth > 1 { 6 } else { 8 }) {
-            0 | 1 | 2 => Value::String(string(random)),
+            0..=2 => Value::String(string(random)),
             3 => json!(random.below(100_000)),
             4 => json!(-(random.below(1000) as f64) / 8.0),
             5 => [json!(true), json!(false), Value::Null][random.below(3)].clone(),
@@ -771,9 +772,9 @@ mod tests {
             let counted =
                 count_escaped_with(&encoding, &memo, raw.as_bytes(), &mut Budget::unlimited());
             assert_eq!(counted, Some(whole(&text) as u32));
-            assert!(memo.len() <= 32, "{}", memo.len());
+            assert!(memo.held() <= 32, "{}", memo.held());
         }
-        assert!(memo.len() > 0);
+        assert!(memo.held() > 0);
         assert_eq!(CHUNK_MEMO, 4096);
     }
 
