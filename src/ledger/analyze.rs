@@ -5,8 +5,9 @@
 //! so it journals and queues the small row and frees the reply at once; counting tokens of new
 //! text (~1 ms for an 8 KB reply) is more than it can wait for, so it gives up when a reply's
 //! verdict is not remembered and its text would take more than a small [`Budget`] to count (a
-//! result longer than the budget is not even read), and the writer analyses that one
-//! ([`analyze`]). A verdict worked out whole, on either side, is
+//! result longer than the budget is not even read, unless it is a tool's text whose parts are
+//! all remembered but for what the budget may count: `one_text_verdict`), and the writer
+//! analyses that one ([`analyze`]). A verdict worked out whole, on either side, is
 //! remembered for the next time.
 //!
 //! Messages are read into borrowed, typed views ([`Message`]): only the fields the ledger needs
@@ -1264,6 +1265,81 @@ mod tests {
             &format!(r#"{{"jsonrpc":"2.0","id":7,"result":{}}}"#, others[0]),
         ));
         assert_eq!(row.result_tokens, Some(to_i32(tokens::count("a\nb"))));
+    }
+
+    /// Board answers whose every task is new: what the full reading costs
+    /// ([`new_text_read_whole`]), what the reading by parts costs when no part is remembered
+    /// (the request path's try within its budget, then the writer's: [`new_text_by_parts`]),
+    /// and the same text again ([`known_text_by_parts`]). For instruction counts, not a test:
+    /// `valgrind --tool=callgrind` on a release build of it, then `callgrind_annotate
+    /// --inclusive=yes` (BENCHMARKS.md, branch `count11`).
+    #[test]
+    #[ignore = "a measurement under callgrind"]
+    fn the_cost_of_new_text_read_whole_and_by_parts() {
+        tokens::warm_up();
+        let words = [
+            "cache", "ledger", "board", "token", "session", "wire", "the", "to",
+        ];
+        let mut n = 0usize;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let results: Vec<String> = (0..200)
+            .map(|answer| {
+                let tasks: Vec<serde_json::Value> = (0..1 + answer % 20)
+                    .map(|_| {
+                        let i = next();
+                        let title: Vec<&str> = (0..6).map(|w| words[(i * 7 + w * 3) % 8]).collect();
+                        serde_json::json!({
+                            "assignee": "Claude Code",
+                            "created_at": format!("2026-12-06T{:02}:{:02}:{:02}.{i:06}Z", i % 24, i % 60, i / 60 % 60),
+                            "description": format!("{} {i}.", title.join(" ")),
+                            "feature": "ledger",
+                            "id": format!("3f2c9a1e-8b7d-4c2a-9e1f-{i:012}"),
+                            "project_id": "0b5e4f1c-2d3a-4b5c-8d9e-000000000001",
+                            "status": "todo",
+                            "task_order": i,
+                            "title": format!("Task {i}: {}", title.join(" ")),
+                            "updated_at": format!("2026-12-06T{:02}:{:02}:{:02}.{i:06}Z", i % 24, i % 60, i / 60 % 60),
+                        })
+                    })
+                    .collect();
+                let count = tasks.len();
+                let text = serde_json::json!({"count": count, "has_more": false, "page": 1, "per_page": count, "tasks": tasks, "total": count}).to_string();
+                let text = serde_json::to_string(&text).unwrap();
+                format!(r#"{{"content":[{{"type":"text","text":{text}}}],"isError":false}}"#)
+            })
+            .collect();
+        let whole = new_text_read_whole(&results);
+        assert_eq!(new_text_by_parts(&results), whole);
+        assert_eq!(known_text_by_parts(&results), whole);
+    }
+
+    #[inline(never)]
+    fn new_text_read_whole(results: &[String]) -> Vec<Option<Verdict>> {
+        let all = results.iter();
+        all.map(|r| read_result_verdict(r.as_bytes(), true, &mut Budget::unlimited()))
+            .collect()
+    }
+
+    #[inline(never)]
+    fn new_text_by_parts(results: &[String]) -> Vec<Option<Verdict>> {
+        let all = results.iter();
+        all.map(|r| {
+            let request_path = &mut Budget::of(REQUEST_PATH_BUDGET);
+            let tried = one_text_verdict(r.as_bytes(), request_path);
+            assert!(request_path.exceeded(), "{tried:?}");
+            one_text_verdict(r.as_bytes(), &mut Budget::unlimited())
+        })
+        .collect()
+    }
+
+    #[inline(never)]
+    fn known_text_by_parts(results: &[String]) -> Vec<Option<Verdict>> {
+        let all = results.iter();
+        all.map(|r| one_text_verdict(r.as_bytes(), &mut Budget::of(0)))
+            .collect()
     }
 
     /// A tool's text blocks count as the text serde_json decodes from them, joined by line

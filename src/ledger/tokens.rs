@@ -9,6 +9,10 @@
 //! writer's analysis has built it. With it comes a cache of the counts of pieces that take
 //! merging (up to 128 KiB, allocated as it fills).
 //!
+//! A tool's text is counted from its raw JSON by parts ([`count_escaped`]): the objects a board
+//! answer is made of recur from answer to answer, and a part seen before is found by a hash of
+//! its bytes (a memo of at most 4,096 parts, ~200 KiB) instead of being decoded and counted.
+//!
 //! Text is encoded as ordinary text: special-token strings such as `<|endoftext|>` count as
 //! the plain text they are, and never fail. Long text is encoded in pieces cut only where the
 //! encoding's own pre-tokenizer would cut, so the count is the same as encoding it whole; only a
@@ -111,7 +115,7 @@ const CHUNK_MEMO: usize = 4096;
 ///
 /// A tool's text is mostly JSON whose objects recur from answer to answer (the same board's
 /// tasks in every search, in another order, with other neighbours): the raw text is cut at
-/// [`escaped_cuts`], places that depend only on the bytes around them and where the
+/// `escaped_cuts`, places that depend only on the bytes around them and where the
 /// pre-tokenizer always ends a piece, so the sum of the parts' counts is the text's count, and
 /// a part seen before is found by a hash of its raw bytes: not decoded, checked or counted
 /// again. Only parts not remembered are decoded (which checks them) and counted.
