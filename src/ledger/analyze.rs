@@ -5,8 +5,9 @@
 //! so it journals and queues the small row and frees the reply at once; counting tokens of new
 //! text (~1 ms for an 8 KB reply) is more than it can wait for, so it gives up when a reply's
 //! verdict is not remembered and its text would take more than a small [`Budget`] to count (a
-//! result longer than the budget is not even read), and the writer analyses that one
-//! ([`analyze`]). A verdict worked out whole, on either side, is
+//! result longer than the budget is not even read, unless it is a tool's text whose parts are
+//! all remembered but for what the budget may count: `one_text_verdict`), and the writer
+//! analyses that one ([`analyze`]). A verdict worked out whole, on either side, is
 //! remembered for the next time.
 //!
 //! Messages are read into borrowed, typed views ([`Message`]): only the fields the ledger needs
@@ -405,26 +406,55 @@ fn judge(
         let kind = result_kind(tool_call);
         let remembered = match SEEN.get(kind, result) {
             Some(remembered) => Some(remembered),
+            None if budget.covers(result.len()) => reply.map(|reply| {
+                let verdict = result_verdict(result, tool_call, budget);
+                remember(kind, result, reply, verdict, budget)
+            }),
             // Reading it (~40,000 instructions for an 8 KB answer) only to give up cost the
             // request path more than all else it does for the ledger (BENCHMARKS.md,
-            // branch `count10`): the writer reads it, once.
-            None if budget.refuses(result.len()) => return Verdict::unread(),
-            None => reply.map(|reply| {
-                let made = Remembered {
-                    verdict: result_verdict(result, tool_call, budget),
-                    one_line: memchr::memchr(b'\n', result).is_none(),
-                };
-                if !budget.exceeded() {
-                    SEEN.insert(kind, result, || shared_slice(reply, result), made.clone());
+            // branch `count10`): the writer reads it, once. Unless it is a tool's text whose
+            // parts are remembered but for what the budget may count: hashing its parts costs
+            // less than the writer's second reading of the whole exchange (branch `count11`).
+            None => match tool_call
+                .then(|| one_text_verdict(result, budget))
+                .flatten()
+            {
+                Some(verdict) if !budget.exceeded() => {
+                    if let Some(reply) = reply {
+                        remember(kind, result, reply, Some(verdict.clone()), budget);
+                    }
+                    return verdict;
                 }
-                made
-            }),
+                _ => {
+                    budget.give_up();
+                    return Verdict::unread();
+                }
+            },
         };
         if let Some(verdict) = remembered.and_then(|r| r.verdict) {
             return verdict;
         }
     }
     read_verdict(obs, events, id, tool_call, budget)
+}
+
+/// `verdict` on `result` (a slice of `reply`), remembered when `budget` was enough to work it
+/// out whole.
+fn remember(
+    kind: &'static str,
+    result: &[u8],
+    reply: &Bytes,
+    verdict: Option<Verdict>,
+    budget: &Budget,
+) -> Remembered {
+    let made = Remembered {
+        verdict,
+        one_line: memchr::memchr(b'\n', result).is_none(),
+    };
+    if !budget.exceeded() {
+        SEEN.insert(kind, result, || shared_slice(reply, result), made.clone());
+    }
+    made
 }
 
 /// [`judge`]'s verdict for a reply sent as rmcp sends it, found without scanning the reply
@@ -540,6 +570,17 @@ fn own_result<'e>(events: &'e [Cow<[u8]>], id: &RawValue) -> Option<&'e [u8]> {
 /// The verdict on a successful reply's raw `result`: determined by those bytes alone (None if
 /// they are not JSON; the full reading then decides).
 fn result_verdict(result: &[u8], tool_call: bool, budget: &mut Budget) -> Option<Verdict> {
+    match tool_call
+        .then(|| one_text_verdict(result, budget))
+        .flatten()
+    {
+        Some(verdict) => Some(verdict),
+        None => read_result_verdict(result, tool_call, budget),
+    }
+}
+
+/// [`result_verdict`] from reading the whole result (and decoding a tool's whole text).
+fn read_result_verdict(result: &[u8], tool_call: bool, budget: &mut Budget) -> Option<Verdict> {
     let tool = tool_call.then(|| tool_text(result)).flatten();
     let outcome = match tool {
         Some(tool) => Outcome::Tool(tool),
@@ -556,6 +597,21 @@ fn result_verdict(result: &[u8], tool_call: bool, budget: &mut Budget) -> Option
         error_code: None,
         error_message,
         result_tokens: result_tokens(&reply, budget),
+    })
+}
+
+/// [`result_verdict`] of a successful tool's result of one text block laid out as rmcp writes
+/// it, its text counted from its raw JSON by parts, most of them remembered (see
+/// [`tokens::count_escaped`]): the verdict the full reading of it would give, without
+/// decoding or checking the parts seen before. None for any other result, a failed tool's
+/// (its message is its text) or a text serde would not read (the full reading decides).
+fn one_text_verdict(result: &[u8], budget: &mut Budget) -> Option<Verdict> {
+    let one = json_text::one_text(result).filter(|one| !one.is_error)?;
+    Some(Verdict {
+        status: Status::Success,
+        error_code: None,
+        error_message: None,
+        result_tokens: tokens::count_escaped(one.inner, budget)?,
     })
 }
 
@@ -1142,6 +1198,148 @@ mod tests {
         let empty = json_text::laid_out(br#"{"content":[]}"#);
         assert_eq!(empty, tool_text_by_serde(br#"{"content":[]}"#));
         assert!(empty.is_some_and(|read| read.texts.is_empty()));
+    }
+
+    /// A successful tool's result of one text block, its text counted by parts from its raw
+    /// JSON, gets the verdict the full reading gives it, cold and warm: JSON answers of
+    /// recurring objects with adversarial escapes, seeded strings, surrogates; any other result
+    /// is left to the full reading.
+    #[test]
+    fn a_one_text_result_gets_the_verdict_of_the_full_reading() {
+        let answers = tokens::answers::seeded(21, 40, 300);
+        let mut texts: Vec<String> = answers
+            .iter()
+            .map(|(_, raw)| format!("\"{raw}\""))
+            .collect();
+        texts.extend(seeded_json_strings(
+            "ab \"\\/\n\t\r\u{0}\u{1f}é東🚀\u{7f}{}:,x",
+            11,
+            1_000,
+            57,
+        ));
+        texts.extend(
+            [
+                r#""\ud83d alone""#,
+                r#""a\ud83d\ude80{\"k\":\"\ud83d\ude80\"}""#,
+                r#""ends in \\""#,
+                r#""""#,
+            ]
+            .map(String::from),
+        );
+        let mut by_parts = 0;
+        for round in 0..2 {
+            for text in &texts {
+                for result in [
+                    format!(r#"{{"content":[{{"type":"text","text":{text}}}],"isError":false}}"#),
+                    format!(r#"{{"content":[{{"type":"text","text":{text}}}]}}"#),
+                    format!(
+                        r#"{{"resultType":"complete","content":[{{"type":"text","text":{text}}}]}}"#
+                    ),
+                ] {
+                    let full =
+                        read_result_verdict(result.as_bytes(), true, &mut Budget::unlimited());
+                    let one = one_text_verdict(result.as_bytes(), &mut Budget::unlimited());
+                    if let Some(one) = one {
+                        by_parts += 1;
+                        assert_eq!(Some(one), full, "round {round}: {result}");
+                    }
+                }
+            }
+        }
+        // All but the lone surrogate.
+        assert_eq!(by_parts, 2 * 3 * (texts.len() - 1));
+        let others = [
+            r#"{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}"#,
+            r#"{"content":[{"type":"text","text":"failed"}],"isError":true}"#,
+            r#"{"content":[{"type":"image","data":"AAAA"}]}"#,
+            r#"{"content":[{"type":"text","text":"t"}],"structuredContent":{"a":1}}"#,
+            r#"{"content":[{"type":"text","text":"t"}],"isError":null}"#,
+        ];
+        for result in others {
+            let one = one_text_verdict(result.as_bytes(), &mut Budget::unlimited());
+            assert_eq!(one, None, "{result}");
+        }
+        let row = analyze(observe(
+            CALL,
+            200,
+            &format!(r#"{{"jsonrpc":"2.0","id":7,"result":{}}}"#, others[0]),
+        ));
+        assert_eq!(row.result_tokens, Some(to_i32(tokens::count("a\nb"))));
+    }
+
+    /// Board answers whose every task is new: what the full reading costs
+    /// ([`new_text_read_whole`]), what the reading by parts costs when no part is remembered
+    /// (the request path's try within its budget, then the writer's: [`new_text_by_parts`]),
+    /// and the same text again ([`known_text_by_parts`]). For instruction counts, not a test:
+    /// `valgrind --tool=callgrind` on a release build of it, then `callgrind_annotate
+    /// --inclusive=yes` (BENCHMARKS.md, branch `count11`).
+    #[test]
+    #[ignore = "a measurement under callgrind"]
+    fn the_cost_of_new_text_read_whole_and_by_parts() {
+        tokens::warm_up();
+        let words = [
+            "cache", "ledger", "board", "token", "session", "wire", "the", "to",
+        ];
+        let mut n = 0usize;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let results: Vec<String> = (0..200)
+            .map(|answer| {
+                let tasks: Vec<serde_json::Value> = (0..1 + answer % 20)
+                    .map(|_| {
+                        let i = next();
+                        let title: Vec<&str> = (0..6).map(|w| words[(i * 7 + w * 3) % 8]).collect();
+                        serde_json::json!({
+                            "assignee": "Claude Code",
+                            "created_at": format!("2026-12-06T{:02}:{:02}:{:02}.{i:06}Z", i % 24, i % 60, i / 60 % 60),
+                            "description": format!("{} {i}.", title.join(" ")),
+                            "feature": "ledger",
+                            "id": format!("3f2c9a1e-8b7d-4c2a-9e1f-{i:012}"),
+                            "project_id": "0b5e4f1c-2d3a-4b5c-8d9e-000000000001",
+                            "status": "todo",
+                            "task_order": i,
+                            "title": format!("Task {i}: {}", title.join(" ")),
+                            "updated_at": format!("2026-12-06T{:02}:{:02}:{:02}.{i:06}Z", i % 24, i % 60, i / 60 % 60),
+                        })
+                    })
+                    .collect();
+                let count = tasks.len();
+                let text = serde_json::json!({"count": count, "has_more": false, "page": 1, "per_page": count, "tasks": tasks, "total": count}).to_string();
+                let text = serde_json::to_string(&text).unwrap();
+                format!(r#"{{"content":[{{"type":"text","text":{text}}}],"isError":false}}"#)
+            })
+            .collect();
+        let whole = new_text_read_whole(&results);
+        assert_eq!(new_text_by_parts(&results), whole);
+        assert_eq!(known_text_by_parts(&results), whole);
+    }
+
+    #[inline(never)]
+    fn new_text_read_whole(results: &[String]) -> Vec<Option<Verdict>> {
+        let all = results.iter();
+        all.map(|r| read_result_verdict(r.as_bytes(), true, &mut Budget::unlimited()))
+            .collect()
+    }
+
+    #[inline(never)]
+    fn new_text_by_parts(results: &[String]) -> Vec<Option<Verdict>> {
+        let all = results.iter();
+        all.map(|r| {
+            let request_path = &mut Budget::of(REQUEST_PATH_BUDGET);
+            let tried = one_text_verdict(r.as_bytes(), request_path);
+            assert!(request_path.exceeded(), "{tried:?}");
+            one_text_verdict(r.as_bytes(), &mut Budget::unlimited())
+        })
+        .collect()
+    }
+
+    #[inline(never)]
+    fn known_text_by_parts(results: &[String]) -> Vec<Option<Verdict>> {
+        let all = results.iter();
+        all.map(|r| one_text_verdict(r.as_bytes(), &mut Budget::of(0)))
+            .collect()
     }
 
     /// A tool's text blocks count as the text serde_json decodes from them, joined by line

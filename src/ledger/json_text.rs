@@ -74,6 +74,91 @@ pub fn laid_out(result: &[u8]) -> Option<ToolText<'_>> {
     })
 }
 
+/// A tool result of exactly one text block as rmcp lays it out, found by its opening and its
+/// closing alone. `inner` is the raw JSON between the text's quotes, not read here: it is one
+/// JSON string's inside (as serde reads one) only if [`decode_fragment`] reads it whole, or
+/// reads each of its parts cut where no escape is open (the token count reads it so, and only
+/// the parts it has not seen before).
+#[derive(Debug, PartialEq)]
+pub struct OneText<'a> {
+    pub inner: &'a [u8],
+    pub is_error: bool,
+}
+
+/// `result` as rmcp writes a tool's result of one text block:
+/// `{["resultType":"complete",]"content":[{"type":"text","text":"…"}][,"isError":BOOL]}`
+/// (see [`OneText`] for what is not checked). None for any other layout.
+pub fn one_text(result: &[u8]) -> Option<OneText<'_>> {
+    let rest = match result.strip_prefix(br#"{"resultType":"complete","#) {
+        Some(rest) => rest,
+        None => result.strip_prefix(b"{")?,
+    };
+    let rest = rest.strip_prefix(br#""content":[{"type":"text","text":""#)?;
+    for (ending, is_error) in [
+        (&br#""}]}"#[..], false),
+        (br#""}],"isError":false}"#, false),
+        (br#""}],"isError":true}"#, true),
+    ] {
+        if let Some(inner) = rest.strip_suffix(ending) {
+            return Some(OneText { inner, is_error });
+        }
+    }
+    None
+}
+
+/// The text of `raw`, a part of a JSON string's inside that starts and ends where no escape is
+/// open, if serde_json would read it so: no quote or byte below 0x20 unescaped, only JSON's
+/// escapes, none of a surrogate (see [`unescape`]) and none cut off at its end, UTF-8.
+pub fn decode_fragment(raw: &[u8]) -> Option<String> {
+    let mut text = Vec::with_capacity(raw.len());
+    let mut at = 0;
+    while at < raw.len() {
+        at += copy_plain_run(raw.get(at..)?, &mut text);
+        match raw.get(at..)? {
+            [] => break,
+            [b'\\', after @ ..] => {
+                at += 1 + match decode_escape(after, &mut text) {
+                    Some(len) => len,
+                    None => decode_surrogate_pair(after, &mut text)?,
+                }
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(text).ok()
+}
+
+/// Appends the character a surrogate pair escapes (`after` the first backslash:
+/// `uD83D\uDE80`) to `out`, and returns how many bytes it takes; None for anything else (a
+/// lone surrogate is no text to serde_json: the full reading decides).
+fn decode_surrogate_pair(after: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    let high = hex4(after.strip_prefix(b"u")?)?;
+    let low = hex4(after.get(5..)?.strip_prefix(b"\\u")?)?;
+    if !(0xd800..0xdc00).contains(&high) || !(0xdc00..0xe000).contains(&low) {
+        return None;
+    }
+    let char = char::from_u32(0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00))?;
+    out.extend_from_slice(char.encode_utf8(&mut [0; 4]).as_bytes());
+    Some(11)
+}
+
+/// The number the first four bytes of `digits` write in hexadecimal, if they do.
+#[inline(always)]
+fn hex4(digits: &[u8]) -> Option<u32> {
+    digits.get(..4)?.iter().try_fold(0, |code, &digit| {
+        Some(code * 16 + char::from(digit).to_digit(16)?)
+    })
+}
+
+/// Whether the byte of `raw` (a JSON string's raw inside) at `at` is a character written as it
+/// is, not part of an escape: no backslash in the five bytes before it (the longest escape,
+/// `\uXXXX`, is six bytes). A byte after a backslash nearer than that is taken to be in an
+/// escape even when it is not (e.g. after `\\`).
+pub fn written_as_is(raw: &[u8], at: usize) -> bool {
+    raw.get(at.saturating_sub(5)..at)
+        .is_some_and(|before| !before.contains(&b'\\'))
+}
+
 /// [`string_len`] of the block's JSON string, whose text is decoded onto `decoded` (after a
 /// line end when it follows another block's) while it is found; a string with an escaped
 /// surrogate is only measured, and `decoded` dropped.
@@ -140,9 +225,7 @@ fn decode_escape(after: &[u8], out: &mut Vec<u8>) -> Option<usize> {
         b'r' => b'\r',
         b't' => b'\t',
         b'u' => {
-            let code = after.get(1..5)?.iter().try_fold(0, |code, &digit| {
-                Some(code * 16 + char::from(digit).to_digit(16)?)
-            })?;
+            let code = hex4(after.get(1..)?)?;
             // Not a surrogate (no char is one).
             let char = char::from_u32(code)?;
             out.extend_from_slice(char.encode_utf8(&mut [0; 4]).as_bytes());

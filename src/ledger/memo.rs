@@ -85,6 +85,12 @@ impl<V: Clone> Memo<V> {
         crate::sync::lock(&self.map).get(&key.finish()).cloned()
     }
 
+    /// How many values are remembered.
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        crate::sync::lock(&self.map).len()
+    }
+
     /// Remembers `value` for `key`.
     pub fn insert(&self, key: &TextKey, value: V) {
         let mut map = crate::sync::lock(&self.map);

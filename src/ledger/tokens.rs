@@ -9,6 +9,10 @@
 //! writer's analysis has built it. With it comes a cache of the counts of pieces that take
 //! merging (up to 128 KiB, allocated as it fills).
 //!
+//! A tool's text is counted from its raw JSON by parts ([`count_escaped`]): the objects a board
+//! answer is made of recur from answer to answer, and a part seen before is found by a hash of
+//! its bytes (a memo of at most 4,096 parts, ~200 KiB) instead of being decoded and counted.
+//!
 //! Text is encoded as ordinary text: special-token strings such as `<|endoftext|>` count as
 //! the plain text they are, and never fail. Long text is encoded in pieces cut only where the
 //! encoding's own pre-tokenizer would cut, so the count is the same as encoding it whole; only a
@@ -19,6 +23,7 @@
 use std::sync::{LazyLock, OnceLock};
 
 use super::bpe::Encoding;
+use super::json_text;
 use super::memo::{Memo, TextKey};
 
 /// The encoding every count uses; recorded in each ledger row's `tokenizer` column.
@@ -71,21 +76,129 @@ fn count_with<'t>(
     if key.text_len() == 0 {
         return 0;
     }
+    let Some(bpe) = encoding_within(encoding, key.text_len(), budget) else {
+        return 0;
+    };
+    let count = u32::try_from(count_in_chunks(bpe, &text(), MAX_CHUNK)).unwrap_or(u32::MAX);
+    COUNTS.insert(key, count);
+    count
+}
+
+/// The encoding to count `bytes` of new text with, taken from `budget`; None (the budget then
+/// says it was exceeded) past the budget, or when the encoding is not built and `budget` may
+/// not build it.
+fn encoding_within<'e>(
+    encoding: &'e OnceLock<Encoding>,
+    bytes: usize,
+    budget: &mut Budget,
+) -> Option<&'e Encoding> {
     let bpe = match encoding.get() {
         Some(bpe) => bpe,
         None if budget.may_build => encoding.get_or_init(load),
         // Building it takes milliseconds the request path cannot wait: the writer counts.
         None => {
             budget.exceeded = true;
-            return 0;
+            return None;
         }
     };
-    if !budget.take(key.text_len()) {
-        return 0;
+    budget.take(bytes).then_some(bpe)
+}
+
+/// Chunks of JSON text whose counts [`count_escaped`] remembers: about 48 bytes each when full
+/// (key, count and the map's own byte), ~200 KiB, allocated as it fills.
+const CHUNK_MEMO: usize = 4096;
+
+/// The estimated number of tokens in the text of a JSON string whose raw inside (escapes and
+/// all) is `raw`; None if it is not one serde_json reads as a string whose text is UTF-8 and
+/// escapes no surrogate (nothing is then remembered). Within `budget` as [`count_keyed`]: a
+/// count refused is 0, and the budget says so.
+///
+/// A tool's text is mostly JSON whose objects recur from answer to answer (the same board's
+/// tasks in every search, in another order, with other neighbours): the raw text is cut at
+/// `escaped_cuts`, places that depend only on the bytes around them and where the
+/// pre-tokenizer always ends a piece, so the sum of the parts' counts is the text's count, and
+/// a part seen before is found by a hash of its raw bytes: not decoded, checked or counted
+/// again. Only parts not remembered are decoded (which checks them) and counted.
+pub fn count_escaped(raw: &[u8], budget: &mut Budget) -> Option<u32> {
+    static CHUNKS: LazyLock<Memo<u32>> = LazyLock::new(|| Memo::new(CHUNK_MEMO));
+    count_escaped_with(&BPE, &CHUNKS, raw, budget)
+}
+
+/// [`count_escaped`] with the encoding in `encoding` and the parts' counts in `memo`.
+fn count_escaped_with(
+    encoding: &OnceLock<Encoding>,
+    memo: &Memo<u32>,
+    raw: &[u8],
+    budget: &mut Budget,
+) -> Option<u32> {
+    let mut total = 0u32;
+    let mut start = 0;
+    for end in escaped_cuts(raw).chain(std::iter::once(raw.len())) {
+        let Some(chunk) = raw.get(start..end).filter(|chunk| !chunk.is_empty()) else {
+            continue;
+        };
+        total = total.saturating_add(count_escaped_chunk(encoding, memo, chunk, budget)?);
+        if budget.exceeded() {
+            return Some(0);
+        }
+        start = end;
     }
-    let count = u32::try_from(count_in_chunks(bpe, &text(), MAX_CHUNK)).unwrap_or(u32::MAX);
-    COUNTS.insert(key, count);
-    count
+    Some(total)
+}
+
+/// The count of one part of [`count_escaped_with`]'s text: remembered, or decoded, counted and
+/// remembered (0 if `budget` refuses it).
+fn count_escaped_chunk(
+    encoding: &OnceLock<Encoding>,
+    memo: &Memo<u32>,
+    chunk: &[u8],
+    budget: &mut Budget,
+) -> Option<u32> {
+    let mut key = TextKey::default();
+    key.add(chunk);
+    if let Some(count) = memo.get(&key) {
+        return Some(count);
+    }
+    let Some(bpe) = encoding_within(encoding, chunk.len(), budget) else {
+        return Some(0);
+    };
+    let text = json_text::decode_fragment(chunk)?;
+    let count = u32::try_from(count_in_chunks(bpe, &text, MAX_CHUNK)).unwrap_or(u32::MAX);
+    memo.insert(&key, count);
+    Some(count)
+}
+
+/// Where the raw inside of a JSON string may be cut, in order: places found from the bytes
+/// around a brace alone, so the same JSON object is cut the same way wherever it stands, where
+/// no escape is open (each part decodes alone), and where the decoded text's pre-tokenizer
+/// always ends a piece (the parts' counts add up to the whole's):
+/// - before the key of an object that starts with one: `{"` and an ASCII letter (escaped,
+///   `{\"k`), cut before the letter ([`piece_always_ends_after_punctuation`]);
+/// - before the end of an object whose last value ends in an ASCII letter or digit written as
+///   it is, `…9}` or `…z"}` (escaped, `…z\"}`), cut before the brace or the quote
+///   ([`piece_always_ends_between`]).
+fn escaped_cuts(raw: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    memchr::memchr2_iter(b'{', b'}', raw).filter_map(|at| cut_at_brace(raw, at))
+}
+
+/// [`escaped_cuts`]' cut at the brace `raw[at]`, if it makes one.
+fn cut_at_brace(raw: &[u8], at: usize) -> Option<usize> {
+    if raw.get(at) == Some(&b'{') {
+        // A `{` is never part of an escape, so the backslash after it opens one.
+        let key = raw.get(at + 1..at + 4)?;
+        let cut = key.starts_with(b"\\\"")
+            && piece_always_ends_after_punctuation('{', '"', char::from(key[2]));
+        return cut.then_some(at + 3);
+    }
+    let before = raw.get(..at)?;
+    let (end, next) = match before.strip_suffix(b"\\\"") {
+        Some(value) => (value.len(), '"'),
+        None => (at, '}'),
+    };
+    let last = end.checked_sub(1)?;
+    let cut = json_text::written_as_is(raw, last)
+        && piece_always_ends_between(char::from(*raw.get(last)?), next);
+    cut.then_some(end)
 }
 
 /// How many bytes of text not counted before one analysis may count. Counting runs at about
@@ -123,13 +236,14 @@ impl Budget {
         self.exceeded
     }
 
-    /// Whether `bytes` of new text are more than what is left, and so could not be counted:
-    /// then the budget is marked exceeded, before anything is read or counted.
-    pub fn refuses(&mut self, bytes: usize) -> bool {
-        if bytes > self.left {
-            self.exceeded = true;
-        }
-        self.exceeded
+    /// Whether `bytes` of new text fit in what is left (nothing is taken or marked).
+    pub fn covers(&self, bytes: usize) -> bool {
+        !self.exceeded && bytes <= self.left
+    }
+
+    /// Marks the budget exceeded: the analysis gave up on what it could not count.
+    pub fn give_up(&mut self) {
+        self.exceeded = true;
     }
 
     /// Takes `bytes` from what is left; false (and marked exceeded) if there is not enough.
@@ -195,6 +309,17 @@ fn chunk_end(text: &str, max: usize) -> (usize, bool) {
     (cut, false)
 }
 
+/// Whether `o200k_base`'s pre-tokenizer ends a piece between `b` and `c` when `a`, `b`, `c`
+/// follow each other, whatever surrounds them: `a` and `b` ASCII punctuation, `c` an ASCII
+/// letter or digit. The piece that holds `a` holds `b` too and ends there: a punctuation run's
+/// piece takes every punctuation character that follows and stops before a letter or digit; a
+/// word's piece may begin with one punctuation character but then takes only letters (and an
+/// `'s`-style suffix, which ends in a letter), so it cannot hold `a` unless `b` is a letter;
+/// no other alternative matches punctuation.
+fn piece_always_ends_after_punctuation(a: char, b: char, c: char) -> bool {
+    a.is_ascii_punctuation() && b.is_ascii_punctuation() && c.is_ascii_alphanumeric()
+}
+
 /// Whether `o200k_base`'s pre-tokenizer regex ends a piece between `prev` and `next`, whatever
 /// surrounds them. Its alternatives are: words (an optional leading non-letter, non-digit,
 /// non-newline char, letters, an optional `'s`-style suffix), 1–3 digits, punctuation runs
@@ -212,6 +337,176 @@ fn piece_always_ends_between(prev: char, next: char) -> bool {
         !next.is_whitespace() && next != '/'
     } else {
         false
+    }
+}
+
+/// Seeded JSON answers whose objects recur, for the tests that compare counts by parts with
+/// whole counts (here and in `analyze`).
+#[cfg(test)]
+pub(crate) mod answers {
+    use serde_json::{Value, json};
+
+    /// A seeded random source (splitmix64).
+    pub(crate) struct Seeded(pub u64);
+
+    impl Seeded {
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            usize::try_from((z ^ (z >> 31)) % n as u64).expect("below n")
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+    }
+
+    /// Pieces of string values chosen against the cuts: escapes and `\u` escapes, non-ASCII
+    /// letters and marks, `'s` suffixes, digit runs, spaces and line ends, braces and quotes,
+    /// endings in punctuation.
+    const FRAGMENTS: &[&str] = &[
+        "a",
+        "Z",
+        "9",
+        "123456",
+        "2026-12-06T16:04:13.123456Z",
+        "it's",
+        "x'S",
+        "'s",
+        "'",
+        " ",
+        "  ",
+        "\n",
+        "\r\n",
+        "\t",
+        "é",
+        "東京",
+        "🚀",
+        "—",
+        ".",
+        "?!",
+        "\"",
+        "\\",
+        "/",
+        "\u{1}",
+        "\u{7f}",
+        "{",
+        "}",
+        "},{",
+        "\"},{\"",
+        "{\"a\":1}",
+        "[",
+        "]",
+        ":",
+        ",",
+        "ü",
+        "Ⓐ",
+        "e\u{301}",
+        "end.",
+        " x",
+        "y ",
+        "\\u0041",
+        "cache ledger",
+        "Claude Code",
+        "todo",
+    ];
+    const KEYS: &[&str] = &[
+        "assignee",
+        "id",
+        "title",
+        "status",
+        "_x",
+        "1st",
+        "k's",
+        "é",
+        "a b",
+        "\"q",
+        "x{",
+        "Z",
+        "task_order",
+        "updated_at",
+    ];
+
+    fn string(random: &mut Seeded) -> String {
+        let parts = random.below(5);
+        (0..parts).map(|_| random.pick(FRAGMENTS)).collect()
+    }
+
+    fn value(random: &mut Seeded, depth: usize) -> Value {
+        match random.below(if depth > 1 { 6 } else { 8 }) {
+            0..=2 => Value::String(string(random)),
+            3 => json!(random.below(100_000)),
+            4 => json!(-(random.below(1000) as f64) / 8.0),
+            5 => [json!(true), json!(false), Value::Null][random.below(3)].clone(),
+            6 => object(random, depth + 1),
+            _ => Value::Array(
+                (0..random.below(3))
+                    .map(|_| object(random, depth + 1))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn object(random: &mut Seeded, depth: usize) -> Value {
+        let fields = 1 + random.below(6);
+        Value::Object(
+            (0..fields)
+                .map(|_| (random.pick(KEYS).to_string(), value(random, depth)))
+                .collect(),
+        )
+    }
+
+    /// `text` as the inside of a JSON string, each character escaped one of the ways JSON
+    /// allows, chosen at random: short escapes, `\u` escapes (surrogate pairs beyond the BMP,
+    /// ASCII letters and digits too), `\/`, or as it is where it may be.
+    pub(crate) fn escaped(text: &str, random: &mut Seeded) -> String {
+        let mut out = String::new();
+        for c in text.chars() {
+            let spelled = random.below(8) == 0;
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' if !spelled => out.push_str("\\n"),
+                '\t' if !spelled => out.push_str("\\t"),
+                '/' if spelled => out.push_str("\\/"),
+                c if (c as u32) < 0x20 || spelled => {
+                    let mut units = [0u16; 2];
+                    for unit in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// `count` answers `(text, raw)`: JSON (compact, or now and then pretty) of pages of
+    /// objects drawn from a pool of `pool`, so each object recurs in other answers at other
+    /// places, and the text's raw inside of a JSON string (see [`escaped`]).
+    pub(crate) fn seeded(seed: u64, pool: usize, count: usize) -> Vec<(String, String)> {
+        let mut random = Seeded(seed);
+        let objects: Vec<Value> = (0..pool).map(|_| object(&mut random, 0)).collect();
+        (0..count)
+            .map(|_| {
+                let page: Vec<Value> = (0..random.below(12))
+                    .map(|_| objects[random.below(pool)].clone())
+                    .collect();
+                let answer = match random.below(3) {
+                    0 => Value::Array(page),
+                    _ => json!({ "count": page.len(), "tasks": page, "total": random.below(300) }),
+                };
+                let text = match random.below(6) {
+                    0 => serde_json::to_string_pretty(&answer),
+                    _ => serde_json::to_string(&answer),
+                }
+                .expect("JSON");
+                let raw = escaped(&text, &mut random);
+                (text, raw)
+            })
+            .collect()
     }
 }
 
@@ -361,6 +656,130 @@ mod tests {
         assert!(count(&spaces) > 0);
         let wide = "東".repeat(5_000);
         assert!(count(&wide) > 0);
+    }
+
+    /// The cut after two punctuation characters before a letter or digit: counting the text on
+    /// either side of it apart gives tiktoken's count of the whole, in seeded contexts chosen
+    /// against it (contractions, marks, spaces, line ends, digits, non-ASCII punctuation).
+    #[test]
+    fn a_piece_ends_after_two_punctuation_characters_before_a_letter_or_digit() {
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let count = |text: &str| full.encode_ordinary(text).len();
+        let punctuation: Vec<char> = (0u8..=127)
+            .map(char::from)
+            .filter(char::is_ascii_punctuation)
+            .collect();
+        let before = [
+            "", "x", "Z", " ", "'", "\n", "é", "9", "it", " \"", "—", "a's", "e\u{301}", "🚀",
+            "  ", "\"},", "12345",
+        ];
+        let after = [
+            "", "s", "'s", "bc", "1234", " x", "\n", "é", "t's", "\u{301}", "A", "ll", "/", "'",
+        ];
+        let letters = ['a', 's', 't', 'Z', 'S', 'T', 'l', 'm', 'd', '7', '0'];
+        let mut random = answers::Seeded(3);
+        for _ in 0..20_000 {
+            let a = punctuation[random.below(punctuation.len())];
+            let b = punctuation[random.below(punctuation.len())];
+            let c = letters[random.below(letters.len())];
+            assert!(piece_always_ends_after_punctuation(a, b, c));
+            let head = format!("{}{a}{b}", before[random.below(before.len())]);
+            let tail = format!("{c}{}", after[random.below(after.len())]);
+            let whole = format!("{head}{tail}");
+            assert_eq!(count(&whole), count(&head) + count(&tail), "{whole:?}");
+        }
+        assert!(!piece_always_ends_after_punctuation('a', '"', 'b'));
+        assert!(!piece_always_ends_after_punctuation('"', ' ', 'b'));
+        assert!(!piece_always_ends_after_punctuation('{', '"', 'é'));
+    }
+
+    /// JSON answers of recurring objects, counted from their raw escaped text by parts: the
+    /// whole text's count (and tiktoken's), cold and again warm, when the parts' counts are
+    /// all remembered and nothing new may be counted; the parts decode to the text.
+    #[test]
+    fn escaped_json_counts_by_parts_as_it_counts_whole() {
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let encoding = OnceLock::from(load());
+        let memo = Memo::new(1 << 16);
+        let corpus = answers::seeded(7, 60, 600);
+        let (mut parts, mut remembered_cold) = (0, 0);
+        for (i, (text, raw)) in corpus.iter().enumerate() {
+            let serde = serde_json::from_str::<String>(&format!("\"{raw}\""));
+            assert_eq!(serde.as_deref().ok(), Some(text.as_str()), "{raw}");
+            let expected = whole(text);
+            if i % 8 == 0 {
+                assert_eq!(full.encode_ordinary(text).len(), expected, "{text}");
+            }
+            let mut decoded = String::new();
+            let mut start = 0;
+            for end in escaped_cuts(raw.as_bytes()).chain([raw.len()]) {
+                if end > start {
+                    decoded += &json_text::decode_fragment(&raw.as_bytes()[start..end])
+                        .unwrap_or_else(|| panic!("{raw}"));
+                    parts += 1;
+                    start = end;
+                }
+            }
+            assert_eq!(decoded, *text);
+            let budget = &mut Budget::of(raw.len());
+            let cold = count_escaped_with(&encoding, &memo, raw.as_bytes(), budget);
+            assert_eq!(cold, Some(expected as u32), "{raw}");
+            remembered_cold += usize::from(budget.left > 0);
+        }
+        // Cut often, and objects seen in earlier answers found again.
+        assert!(parts > 6 * corpus.len(), "{parts}");
+        assert!(remembered_cold > corpus.len() / 2, "{remembered_cold}");
+        for (text, raw) in &corpus {
+            let none = &mut Budget::of(0);
+            let warm = count_escaped_with(&encoding, &memo, raw.as_bytes(), none);
+            assert_eq!(warm, Some(whole(text) as u32), "{raw}");
+            assert!(!none.exceeded(), "{raw}");
+        }
+    }
+
+    /// Raw text that is not one JSON string's inside, as serde reads one, is not counted (the
+    /// full reading decides), and its bad part is not remembered as counted.
+    #[test]
+    fn escaped_text_serde_would_not_read_is_not_counted() {
+        let encoding = OnceLock::from(load());
+        let memo = Memo::new(64);
+        let bad: [&[u8]; 9] = [
+            br#"{\"a\":\"b\"},{\"c\":"d"}"#,
+            b"{\\\"a\\\":1},{\\\"b\\\":\"\x01\"}",
+            br#"{\"a\":\"\q\"}"#,
+            br#"{\"a\":1},{\"b\":2}\"#,
+            br#"x\u12"#,
+            br#"{\"a\":\"\ud83d\"}"#,
+            br#"{\"a\":\"\ude80\ud83d\"}"#,
+            b"{\\\"a\\\":\"\xff\"}",
+            br#"\ud83d\u0041"#,
+        ];
+        for raw in bad {
+            for _ in 0..2 {
+                let counted = count_escaped_with(&encoding, &memo, raw, &mut Budget::unlimited());
+                assert_eq!(counted, None, "{}", String::from_utf8_lossy(raw));
+            }
+        }
+        // A pair of surrogates is one character.
+        let pair = br#"{\"a\":\"\ud83d\ude80 \uD83D\uDE80\"}"#;
+        let counted = count_escaped_with(&encoding, &memo, pair, &mut Budget::unlimited());
+        assert_eq!(counted, Some(whole(r#"{"a":"🚀 🚀"}"#) as u32));
+    }
+
+    /// The parts' memo holds at most its capacity, however many parts are counted; counts
+    /// stay exact when it starts over.
+    #[test]
+    fn the_memo_of_parts_is_bounded() {
+        let encoding = OnceLock::from(load());
+        let memo = Memo::new(32);
+        for (text, raw) in answers::seeded(9, 200, 150) {
+            let counted =
+                count_escaped_with(&encoding, &memo, raw.as_bytes(), &mut Budget::unlimited());
+            assert_eq!(counted, Some(whole(&text) as u32));
+            assert!(memo.held() <= 32, "{}", memo.held());
+        }
+        assert!(memo.held() > 0);
+        assert_eq!(CHUNK_MEMO, 4096);
     }
 
     #[test]
