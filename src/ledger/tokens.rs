@@ -70,18 +70,32 @@ fn count_with<'t>(
     budget: &mut Budget,
 ) -> u32 {
     static COUNTS: LazyLock<Memo<u32>> = LazyLock::new(|| Memo::new(4096));
-    if let Some(count) = COUNTS.get(key) {
-        return count;
+    // `text` always gives a text, so a count is always made (0 when refused).
+    count_remembered(encoding, &COUNTS, key, || Some(text()), budget).unwrap_or(0)
+}
+
+/// The count `memo` remembers for `key`, or the count of the text `text` builds (only then),
+/// remembered: 0 (the budget then says it was exceeded) when `budget` refuses `key`'s length;
+/// None, with nothing remembered, when `text` gives none.
+fn count_remembered<'t>(
+    encoding: &OnceLock<Encoding>,
+    memo: &Memo<u32>,
+    key: &TextKey,
+    text: impl FnOnce() -> Option<std::borrow::Cow<'t, str>>,
+    budget: &mut Budget,
+) -> Option<u32> {
+    if let Some(count) = memo.get(key) {
+        return Some(count);
     }
     if key.text_len() == 0 {
-        return 0;
+        return Some(0);
     }
     let Some(bpe) = encoding_within(encoding, key.text_len(), budget) else {
-        return 0;
+        return Some(0);
     };
-    let count = u32::try_from(count_in_chunks(bpe, &text(), MAX_CHUNK)).unwrap_or(u32::MAX);
-    COUNTS.insert(key, count);
-    count
+    let count = u32::try_from(count_in_chunks(bpe, &text()?, MAX_CHUNK)).unwrap_or(u32::MAX);
+    memo.insert(key, count);
+    Some(count)
 }
 
 /// The encoding to count `bytes` of new text with, taken from `budget`; None (the budget then
@@ -137,35 +151,18 @@ fn count_escaped_with(
         let Some(chunk) = raw.get(start..end).filter(|chunk| !chunk.is_empty()) else {
             continue;
         };
-        total = total.saturating_add(count_escaped_chunk(encoding, memo, chunk, budget)?);
+        // A part not remembered is decoded (which checks it) and counted.
+        let mut key = TextKey::default();
+        key.add(chunk);
+        let text = || json_text::decode_fragment(chunk).map(std::borrow::Cow::Owned);
+        let count = count_remembered(encoding, memo, &key, text, budget)?;
+        total = total.saturating_add(count);
         if budget.exceeded() {
             return Some(0);
         }
         start = end;
     }
     Some(total)
-}
-
-/// The count of one part of [`count_escaped_with`]'s text: remembered, or decoded, counted and
-/// remembered (0 if `budget` refuses it).
-fn count_escaped_chunk(
-    encoding: &OnceLock<Encoding>,
-    memo: &Memo<u32>,
-    chunk: &[u8],
-    budget: &mut Budget,
-) -> Option<u32> {
-    let mut key = TextKey::default();
-    key.add(chunk);
-    if let Some(count) = memo.get(&key) {
-        return Some(count);
-    }
-    let Some(bpe) = encoding_within(encoding, chunk.len(), budget) else {
-        return Some(0);
-    };
-    let text = json_text::decode_fragment(chunk)?;
-    let count = u32::try_from(count_in_chunks(bpe, &text, MAX_CHUNK)).unwrap_or(u32::MAX);
-    memo.insert(&key, count);
-    Some(count)
 }
 
 /// Where the raw inside of a JSON string may be cut, in order: places found from the bytes
