@@ -101,9 +101,8 @@ pub enum KeysAction {
     },
     /// Every key (never the key itself): name, admin, created, revoked.
     List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: JsonOutput,
     },
     /// Revokes a key: running servers refuse it within their revocation poll (default 2s).
     Revoke {
@@ -173,9 +172,8 @@ pub enum RequestsAction {
         /// Most rows to show.
         #[arg(long, default_value_t = 50)]
         limit: u32,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: JsonOutput,
     },
 }
 
@@ -183,9 +181,8 @@ pub enum RequestsAction {
 pub enum PricingAction {
     /// Every price row, by model and date; marks the model that prices clients by default.
     List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: JsonOutput,
         /// The model Steward prices clients with (default claude-sonnet-4-5, or the config
         /// file's `ledger.pricing_model`).
         #[arg(long, env = "STEWARD_PRICING_MODEL", value_name = "MODEL")]
@@ -214,9 +211,8 @@ pub enum PricingAction {
 pub enum ProjectsAction {
     /// Projects with their task counts by status, most recently active first.
     List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: JsonOutput,
     },
     /// One project: its counts and tasks. ID: the full id or a unique prefix.
     Show {
@@ -303,18 +299,16 @@ pub enum SessionsAction {
         /// Most rows to show.
         #[arg(long, default_value_t = 50)]
         limit: u32,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: JsonOutput,
     },
     /// One session in full, with its requests, errors, estimated tokens and cost, and its
     /// first and last request.
     Show {
         /// The session's full id or a unique prefix (as `sessions list` shows it).
         id: String,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: JsonOutput,
     },
     /// Revoke a session: it answers 404 everywhere within the servers' revocation poll (2 s).
     Revoke {
@@ -537,6 +531,14 @@ pub struct SessionArgs {
     /// default) or database (also after a restart and on other replicas; costs a write per event).
     #[arg(long, env = "STEWARD_EVENT_STORE", value_parser = ["memory", "database"], value_name = "WHERE")]
     pub event_store: Option<String>,
+}
+
+/// `--json` of a command that prints a table.
+#[derive(Debug, Args)]
+pub struct JsonOutput {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A command with subcommands (its action) that works on the database alone.

@@ -279,10 +279,10 @@ fn resolve_command(command: Command, file: FileConfig) -> Result<Resolved, Confi
         Command::Pricing(args) => {
             let action = match args.action {
                 PricingAction::List {
-                    json,
+                    output,
                     pricing_model,
                 } => PricingAction::List {
-                    json,
+                    output,
                     pricing_model: Some(pricing_policy(pricing_model, &file.ledger).default_model),
                 },
                 other => other,

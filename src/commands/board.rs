@@ -49,9 +49,9 @@ async fn resolve(store: &Store, kind: IdKind, text: &str) -> anyhow::Result<Id> 
 
 pub async fn projects(store: &Store, action: ProjectsAction) -> anyhow::Result<()> {
     match action {
-        ProjectsAction::List { json } => {
+        ProjectsAction::List { output } => {
             let rows = store.project_summaries(MAX_PROJECTS).await?;
-            if json {
+            if output.json {
                 let rows: Vec<_> = rows.iter().map(project_summary_view).collect();
                 return print_json(&json!({ "projects": rows }));
             }

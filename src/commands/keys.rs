@@ -30,9 +30,9 @@ pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
                 );
             }
         }
-        KeysAction::List { json } => {
+        KeysAction::List { output } => {
             let keys = store.list_api_keys().await?;
-            if json {
+            if output.json {
                 print_json(&json!({ "keys": keys }))?;
             } else {
                 print!(

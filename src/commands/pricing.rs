@@ -12,12 +12,12 @@ use crate::store::{Money, Store};
 pub async fn run(store: &Store, action: PricingAction) -> anyhow::Result<()> {
     match action {
         PricingAction::List {
-            json,
+            output,
             pricing_model,
         } => {
             let rows = store.list_pricing().await?;
             let in_use = pricing_model.unwrap_or_default();
-            if json {
+            if output.json {
                 return print_json(&serde_json::json!({ "prices": rows, "pricing_model": in_use }));
             }
             print!(

@@ -16,7 +16,7 @@ pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
         status,
         since,
         limit,
-        json,
+        output,
     } = action;
     let since = since.as_deref().map(super::parse_since).transpose()?;
     let session_id = match session {
@@ -33,7 +33,7 @@ pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
         ..RequestFilter::default()
     };
     let (rows, total) = store.list_requests(&filter, i64::from(limit), 0).await?;
-    if json {
+    if output.json {
         return print_json(&json!({ "requests": rows, "total": total }));
     }
     print!(

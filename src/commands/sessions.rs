@@ -16,7 +16,7 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
             client_type,
             kind,
             limit,
-            json,
+            output,
         } => {
             let filter = SessionFilter {
                 status,
@@ -25,14 +25,14 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
             };
             let (rows, total) = store.list_sessions(&filter, i64::from(limit), 0).await?;
             let rows = store.with_totals(rows).await?;
-            if json {
+            if output.json {
                 print_json(&json!({ "sessions": rows, "total": total }))?;
             } else {
                 print!("{}", list_table(&rows));
                 println!("{} of {total} sessions", rows.len());
             }
         }
-        SessionsAction::Show { id, json } => {
+        SessionsAction::Show { id, output } => {
             let id = super::resolve_id(store, IdKind::Session, &id).await?;
             let row = store
                 .get_session(&id)
@@ -43,7 +43,7 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
                 .await?
                 .pop()
                 .context("the session's totals came back empty")?;
-            if json {
+            if output.json {
                 print_json(&row)?;
             } else {
                 print!("{}", show_text(&row));
