@@ -245,6 +245,14 @@ fn tool_rows<'a>(rows: &'a [Value], tool: &str) -> Vec<&'a Value> {
     rows.iter().filter(|r| r["tool_name"] == tool).collect()
 }
 
+/// The recorded status of each of `tool`'s calls in `rows`.
+fn tool_statuses(rows: &[Value], tool: &str) -> Vec<Value> {
+    tool_rows(rows, tool)
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect()
+}
+
 async fn phase2_tracking(
     client: &Client,
     evidence: &Evidence,
@@ -310,10 +318,7 @@ async fn phase2_tracking(
         integers,
     );
     for tool in ["health_check", "find_projects", "find_tasks"] {
-        let statuses: Vec<_> = tool_rows(&rows, tool)
-            .iter()
-            .map(|r| r["status"].clone())
-            .collect();
+        let statuses = tool_statuses(&rows, tool);
         report.check(
             2,
             &format!("{tool} recorded as success"),
@@ -322,10 +327,7 @@ async fn phase2_tracking(
             json!(statuses),
         );
     }
-    let failed: Vec<_> = tool_rows(&rows, "manage_task")
-        .iter()
-        .map(|r| r["status"].clone())
-        .collect();
+    let failed = tool_statuses(&rows, "manage_task");
     report.check(
         2,
         "the failing call recorded as tool_error",
