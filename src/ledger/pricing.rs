@@ -87,8 +87,16 @@ impl PriceTable {
 pub fn estimate_cost(price: &PriceRow, args_tokens: u32, result_tokens: u32) -> Money {
     let per_1k = Decimal::from(args_tokens) * price.output_per_1k.0
         + Decimal::from(result_tokens) * price.input_per_1k.0;
-    // Dividing by 1000 only moves the decimal point: exact.
-    Money((per_1k / Decimal::ONE_THOUSAND).normalize())
+    Money(thousandth(per_1k).normalize())
+}
+
+/// `value / 1000`: the decimal point moved three places (a `Decimal` division costs ~5 times
+/// as much), or, past `Decimal`'s 28 places, the division, which rounds as it always did.
+fn thousandth(mut value: Decimal) -> Decimal {
+    match value.set_scale(value.scale() + 3) {
+        Ok(()) => value,
+        Err(_) => value / Decimal::ONE_THOUSAND,
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +164,31 @@ mod tests {
             estimate_cost(&opus, u32::MAX, u32::MAX),
             money("386547.05655") // 4294967295 × 0.09 / 1000
         );
+    }
+
+    /// Moving the point gives exactly what dividing by 1000 gave, to the last place and in
+    /// the same form, including where 28 places round.
+    #[test]
+    fn a_thousandth_is_the_division() {
+        let values = [
+            "0",
+            "1",
+            "-1",
+            "0.021",
+            "6.219",
+            "123456789.123456789",
+            "0.0000000000000000000000001",
+            "0.0000000000000000000000000123",
+            "79228162514264337593543950335",
+            "-7.9228162514264337593543950335",
+        ];
+        for text in values {
+            let value: Decimal = text.parse().unwrap();
+            let divided = (value / Decimal::ONE_THOUSAND).normalize();
+            let moved = thousandth(value).normalize();
+            assert_eq!(moved, divided, "{text}");
+            assert_eq!(moved.to_string(), divided.to_string(), "{text}");
+        }
     }
 
     #[test]
