@@ -189,7 +189,7 @@ const CHUNK_MEMO: usize = 4096;
 ///
 /// A tool's text is mostly JSON whose objects recur from answer to answer (the same board's
 /// tasks in every search, in another order, with other neighbours): the raw text is cut at
-/// `escaped_cuts`, places that depend only on the bytes around them and where the
+/// [`each_escaped_cut`], places that depend only on the bytes around them and where the
 /// pre-tokenizer always ends a piece, so the sum of the parts' counts is the text's count, and
 /// a part seen before is found by a hash of its raw bytes: not decoded, checked or counted
 /// again. Only parts not remembered are decoded (which checks them) and counted.
@@ -209,10 +209,13 @@ fn count_escaped_with(
     let mut start = 0;
     // Held from one part to the next while they are remembered.
     let mut held = None;
-    for end in escaped_cuts(raw).chain(std::iter::once(raw.len())) {
-        let Some(chunk) = raw.get(start..end).filter(|chunk| !chunk.is_empty()) else {
-            continue;
-        };
+    // The part up to `end`; None to stop (a part serde would not read, or the budget exceeded).
+    let mut part = |end: usize| -> Option<()> {
+        let chunk = raw.get(start..end)?;
+        start = end;
+        if chunk.is_empty() {
+            return Some(());
+        }
         let mut key = TextKey::default();
         key.add(chunk);
         let remembered = held.get_or_insert_with(|| memo.hold()).get(&key);
@@ -226,12 +229,14 @@ fn count_escaped_with(
             }
         };
         total = total.saturating_add(count);
-        if budget.exceeded() {
-            return Some(0);
-        }
-        start = end;
+        (!budget.exceeded()).then_some(())
+    };
+    let read = each_escaped_cut(raw, &mut part).and_then(|()| part(raw.len()));
+    match read {
+        Some(()) => Some(total),
+        None if budget.exceeded() => Some(0),
+        None => None,
     }
-    Some(total)
 }
 
 /// Where the raw inside of a JSON string may be cut, in order: places found from the bytes
@@ -248,29 +253,25 @@ fn count_escaped_with(
 /// The same JSON object is so cut the same way wherever it stands, and kept whole (its fields
 /// recur together); the text around objects (a page's head, whose counts and flags change from
 /// page to page) is cut field by field, so its fields are remembered apart.
-fn escaped_cuts(raw: &[u8]) -> impl Iterator<Item = usize> + '_ {
+///
+/// `cut` is called with each, in order (a loop rather than an iterator of iterators, which
+/// costs more per part than the search itself); None from it stops the search and is returned.
+fn each_escaped_cut(raw: &[u8], mut cut: impl FnMut(usize) -> Option<()>) -> Option<()> {
     let mut from = 0;
-    let brace_cuts = memchr::memchr2_iter(b'{', b'}', raw)
-        .filter_map(|at| cut_at_brace(raw, at))
-        .map(Some)
-        .chain([None]);
-    brace_cuts.flat_map(move |cut| {
-        let (at, inside) = match cut {
-            Some(BraceCut { at, ends_object }) => (at, ends_object),
-            None => (raw.len(), false),
+    for at in memchr::memchr2_iter(b'{', b'}', raw) {
+        let Some(brace) = cut_at_brace(raw, at) else {
+            continue;
         };
-        // Short spans (the `"},{"` between two objects) are not worth a search.
-        let keys_from = if inside || at.saturating_sub(from) < KEYED_SPAN {
-            at
-        } else {
-            from
-        };
-        from = at;
-        key_cuts(raw, keys_from, at).chain(cut.map(|cut| cut.at))
-    })
+        if !brace.ends_object {
+            key_cuts(raw, from, brace.at).try_for_each(&mut cut)?;
+        }
+        cut(brace.at)?;
+        from = brace.at;
+    }
+    key_cuts(raw, from, raw.len()).try_for_each(cut)
 }
 
-/// The shortest text around objects that [`escaped_cuts`] cuts before its keys: a page's head
+/// The shortest text around objects that [`each_escaped_cut`] cuts before its keys: a page's head
 /// is longer (~100 bytes), the `"},{"` between two objects shorter.
 const KEYED_SPAN: usize = 32;
 
@@ -282,7 +283,7 @@ struct BraceCut {
     ends_object: bool,
 }
 
-/// [`escaped_cuts`]' cut at the brace `raw[at]`, if it makes one.
+/// [`each_escaped_cut`]'s cut at the brace `raw[at]`, if it makes one.
 fn cut_at_brace(raw: &[u8], at: usize) -> Option<BraceCut> {
     if raw.get(at) == Some(&b'{') {
         // A `{` is never part of an escape, so the backslash after it opens one.
@@ -308,12 +309,16 @@ fn cut_at_brace(raw: &[u8], at: usize) -> Option<BraceCut> {
     })
 }
 
-/// [`escaped_cuts`]' cuts before a key after a comma, `,\"k`, strictly between `from` and
-/// `to`: a comma is never part of an escape, so the backslash after it opens one, and the
+/// [`each_escaped_cut`]'s cuts before a key after a comma, `,\"k`, strictly between `from`
+/// and `to` (none in a span shorter than [`KEYED_SPAN`]): a comma is never part of an escape, so the backslash after it opens one, and the
 /// letter or digit after that escaped quote is written as it is
 /// ([`piece_always_ends_after_punctuation`]).
 fn key_cuts(raw: &[u8], from: usize, to: usize) -> impl Iterator<Item = usize> + '_ {
-    let span = raw.get(from..to).unwrap_or_default();
+    // Short spans (the `"},{"` between two objects) are not worth a search.
+    let span = raw
+        .get(from..to)
+        .filter(|span| span.len() >= KEYED_SPAN)
+        .unwrap_or_default();
     memchr::memchr_iter(b',', span).filter_map(move |comma| {
         let at = from + comma;
         let key = raw.get(at + 1..at + 4)?;
@@ -835,7 +840,12 @@ mod tests {
             }
             let mut decoded = String::new();
             let mut start = 0;
-            for end in escaped_cuts(raw.as_bytes()).chain([raw.len()]) {
+            let mut cuts = Vec::new();
+            each_escaped_cut(raw.as_bytes(), |cut| {
+                cuts.push(cut);
+                Some(())
+            });
+            for end in cuts.into_iter().chain([raw.len()]) {
                 if end > start {
                     decoded += &json_text::decode_fragment(&raw.as_bytes()[start..end])
                         .unwrap_or_else(|| panic!("{raw}"));
