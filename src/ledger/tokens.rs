@@ -95,17 +95,15 @@ fn count_fields_with(
         let Some(part) = text.get(start..end) else {
             continue;
         };
-        let count = count_remembered(
-            encoding,
-            memo,
-            &TextKey::of(part),
-            || Some(part.into()),
-            budget,
-        );
+        let key = TextKey::of(part);
+        let count = match memo.get(&key) {
+            Some(count) => count,
+            None => count_new(encoding, memo, &key, || Some(part.into()), budget).unwrap_or(0),
+        };
         if budget.exceeded() {
             return 0;
         }
-        total = total.saturating_add(count.unwrap_or(0));
+        total = total.saturating_add(count);
         start = end;
     }
     total
@@ -120,26 +118,14 @@ fn count_with<'t>(
 ) -> u32 {
     static COUNTS: LazyLock<Memo<u32>> = LazyLock::new(|| Memo::new(4096));
     // `text` always gives a text, so a count is always made (0 when refused).
-    count_remembered(encoding, &COUNTS, key, || Some(text()), budget).unwrap_or(0)
+    COUNTS
+        .get(key)
+        .unwrap_or_else(|| count_new(encoding, &COUNTS, key, || Some(text()), budget).unwrap_or(0))
 }
 
-/// The count `memo` remembers for `key`, or the count of the text `text` builds (only then),
-/// remembered: 0 (the budget then says it was exceeded) when `budget` refuses `key`'s length;
-/// None, with nothing remembered, when `text` gives none.
-fn count_remembered<'t>(
-    encoding: &OnceLock<Encoding>,
-    memo: &Memo<u32>,
-    key: &TextKey,
-    text: impl FnOnce() -> Option<std::borrow::Cow<'t, str>>,
-    budget: &mut Budget,
-) -> Option<u32> {
-    match memo.get(key) {
-        Some(count) => Some(count),
-        None => count_new(encoding, memo, key, text, budget),
-    }
-}
-
-/// [`count_remembered`] of a `key` `memo` does not remember.
+/// The count of the text `text` builds for `key` (which `memo` does not remember), remembered:
+/// 0 (the budget then says it was exceeded) when `budget` refuses `key`'s length; None, with
+/// nothing remembered, when `text` gives none.
 fn count_new<'t>(
     encoding: &OnceLock<Encoding>,
     memo: &Memo<u32>,
@@ -919,10 +905,9 @@ mod tests {
     /// counted; arguments made of fields seen before count nothing new.
     #[test]
     fn arguments_count_by_fields_as_they_count_whole() {
-        let full = tiktoken_rs::o200k_base().expect("tables load");
-        let encoding = OnceLock::from(load());
-        let memo = Memo::new(1 << 16);
         let corpus = answers::seeded(11, 40, 300);
+        let (encoding, memo) = (OnceLock::from(load()), Memo::new(1 << 16));
+        let full = tiktoken_rs::o200k_base().expect("tables load");
         for (i, (text, _)) in corpus.iter().enumerate() {
             let counted = count_fields_with(&encoding, &memo, text, &mut Budget::unlimited());
             assert_eq!(counted as usize, whole(text), "{text}");
