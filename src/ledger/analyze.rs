@@ -299,7 +299,7 @@ fn analyze_within(obs: &Exchange<'_>, reply: Option<&Bytes>, budget: &mut Budget
         (_, Some(p)) => p,
         (_, None) => "",
     };
-    let args_tokens = tokens::count_within(args_text, budget);
+    let args_tokens = tokens::count_fields_within(args_text, budget);
     let Verdict {
         status,
         error_code,
@@ -408,7 +408,8 @@ fn judge(
             Some(remembered) => Some(remembered),
             None if budget.covers(result.len()) => reply.map(|reply| {
                 let verdict = result_verdict(result, tool_call, budget);
-                remember(kind, result, reply, verdict, budget)
+                let one_line = memchr::memchr(b'\n', result).is_none();
+                remember(kind, result, reply, verdict, one_line, budget)
             }),
             // Reading it (~40,000 instructions for an 8 KB answer) only to give up cost the
             // request path more than all else it does for the ledger (BENCHMARKS.md,
@@ -421,7 +422,10 @@ fn judge(
             {
                 Some(verdict) if !budget.exceeded() => {
                     if let Some(reply) = reply {
-                        remember(kind, result, reply, Some(verdict.clone()), budget);
+                        // Its text was read as one JSON string's inside (by parts, each
+                        // decoded when first seen), which holds no line end as it is.
+                        let verdict = Some(verdict.clone());
+                        remember(kind, result, reply, verdict, true, budget);
                     }
                     return verdict;
                 }
@@ -438,19 +442,17 @@ fn judge(
     read_verdict(obs, events, id, tool_call, budget)
 }
 
-/// `verdict` on `result` (a slice of `reply`), remembered when `budget` was enough to work it
-/// out whole.
+/// `verdict` on `result` (a slice of `reply`; `one_line` if it has no line end), remembered
+/// when `budget` was enough to work it out whole.
 fn remember(
     kind: &'static str,
     result: &[u8],
     reply: &Bytes,
     verdict: Option<Verdict>,
+    one_line: bool,
     budget: &Budget,
 ) -> Remembered {
-    let made = Remembered {
-        verdict,
-        one_line: memchr::memchr(b'\n', result).is_none(),
-    };
+    let made = Remembered { verdict, one_line };
     if !budget.exceeded() {
         SEEN.insert(kind, result, || shared_slice(reply, result), made.clone());
     }

@@ -82,7 +82,13 @@ impl<V: Clone> Memo<V> {
 
     /// The value remembered for `key`, if any.
     pub fn get(&self, key: &TextKey) -> Option<V> {
-        crate::sync::lock(&self.map).get(&key.finish()).cloned()
+        self.hold().get(key)
+    }
+
+    /// The memo held for a run of look-ups (a text's parts), locked once rather than once a
+    /// part; drop it before working out what is not remembered.
+    pub fn hold(&self) -> Held<'_, V> {
+        Held(crate::sync::lock(&self.map))
     }
 
     /// How many values are remembered.
@@ -98,6 +104,18 @@ impl<V: Clone> Memo<V> {
             map.clear();
         }
         map.insert(key.finish(), value);
+    }
+}
+
+/// A [`Memo`] held locked (see [`Memo::hold`]).
+pub struct Held<'m, V>(
+    std::sync::MutexGuard<'m, HashMap<(usize, u64), V, foldhash::fast::FixedState>>,
+);
+
+impl<V: Clone> Held<'_, V> {
+    /// The value remembered for `key`, if any.
+    pub fn get(&self, key: &TextKey) -> Option<V> {
+        self.0.get(&key.finish()).cloned()
     }
 }
 

@@ -62,6 +62,53 @@ pub fn count_keyed<'t>(
     count_with(&BPE, key, text, budget)
 }
 
+/// [`count_within`] of JSON text (a call's arguments), by parts cut before each key that
+/// follows a comma (`,"k`, [`piece_always_ends_after_punctuation`]): a tool's arguments vary
+/// from call to call (another word, another page size) but their fields recur, and a field
+/// seen before is hashed, not counted. Any text counts exactly so; only JSON is cut often.
+pub fn count_fields_within(text: &str, budget: &mut Budget) -> u32 {
+    static FIELDS: LazyLock<Memo<u32>> = LazyLock::new(|| Memo::new(FIELD_MEMO));
+    count_fields_with(&BPE, &FIELDS, text, budget)
+}
+
+/// Fields whose counts [`count_fields_within`] remembers (~50 KiB when full).
+const FIELD_MEMO: usize = 1024;
+
+/// [`count_fields_within`] with the encoding in `encoding` and the fields' counts in `memo`.
+fn count_fields_with(
+    encoding: &OnceLock<Encoding>,
+    memo: &Memo<u32>,
+    text: &str,
+    budget: &mut Budget,
+) -> u32 {
+    let bytes = text.as_bytes();
+    let key_cuts = memchr::memchr_iter(b',', bytes).filter_map(|comma| {
+        let cut = bytes.get(comma + 1..comma + 3).is_some_and(|key| {
+            key[0] == b'"' && piece_always_ends_after_punctuation(',', '"', char::from(key[1]))
+        });
+        cut.then_some(comma + 2)
+    });
+    let mut total = 0u32;
+    let mut start = 0;
+    for end in key_cuts.chain([text.len()]) {
+        // After an ASCII quote: a char boundary.
+        let Some(part) = text.get(start..end) else {
+            continue;
+        };
+        let key = TextKey::of(part);
+        let count = match memo.get(&key) {
+            Some(count) => count,
+            None => count_new(encoding, memo, &key, || Some(part.into()), budget).unwrap_or(0),
+        };
+        if budget.exceeded() {
+            return 0;
+        }
+        total = total.saturating_add(count);
+        start = end;
+    }
+    total
+}
+
 /// [`count_keyed`] with the encoding in `encoding` (built there if `budget` may build it).
 fn count_with<'t>(
     encoding: &OnceLock<Encoding>,
@@ -71,22 +118,21 @@ fn count_with<'t>(
 ) -> u32 {
     static COUNTS: LazyLock<Memo<u32>> = LazyLock::new(|| Memo::new(4096));
     // `text` always gives a text, so a count is always made (0 when refused).
-    count_remembered(encoding, &COUNTS, key, || Some(text()), budget).unwrap_or(0)
+    COUNTS
+        .get(key)
+        .unwrap_or_else(|| count_new(encoding, &COUNTS, key, || Some(text()), budget).unwrap_or(0))
 }
 
-/// The count `memo` remembers for `key`, or the count of the text `text` builds (only then),
-/// remembered: 0 (the budget then says it was exceeded) when `budget` refuses `key`'s length;
-/// None, with nothing remembered, when `text` gives none.
-fn count_remembered<'t>(
+/// The count of the text `text` builds for `key` (which `memo` does not remember), remembered:
+/// 0 (the budget then says it was exceeded) when `budget` refuses `key`'s length; None, with
+/// nothing remembered, when `text` gives none.
+fn count_new<'t>(
     encoding: &OnceLock<Encoding>,
     memo: &Memo<u32>,
     key: &TextKey,
     text: impl FnOnce() -> Option<std::borrow::Cow<'t, str>>,
     budget: &mut Budget,
 ) -> Option<u32> {
-    if let Some(count) = memo.get(key) {
-        return Some(count);
-    }
     if key.text_len() == 0 {
         return Some(0);
     }
@@ -129,7 +175,7 @@ const CHUNK_MEMO: usize = 4096;
 ///
 /// A tool's text is mostly JSON whose objects recur from answer to answer (the same board's
 /// tasks in every search, in another order, with other neighbours): the raw text is cut at
-/// `escaped_cuts`, places that depend only on the bytes around them and where the
+/// [`each_escaped_cut`], places that depend only on the bytes around them and where the
 /// pre-tokenizer always ends a piece, so the sum of the parts' counts is the text's count, and
 /// a part seen before is found by a hash of its raw bytes: not decoded, checked or counted
 /// again. Only parts not remembered are decoded (which checks them) and counted.
@@ -147,45 +193,93 @@ fn count_escaped_with(
 ) -> Option<u32> {
     let mut total = 0u32;
     let mut start = 0;
-    for end in escaped_cuts(raw).chain(std::iter::once(raw.len())) {
-        let Some(chunk) = raw.get(start..end).filter(|chunk| !chunk.is_empty()) else {
-            continue;
-        };
-        // A part not remembered is decoded (which checks it) and counted.
+    // Held from one part to the next while they are remembered.
+    let mut held = None;
+    // The part up to `end`; None to stop (a part serde would not read, or the budget exceeded).
+    let mut part = |end: usize| -> Option<()> {
+        let chunk = raw.get(start..end)?;
+        start = end;
+        if chunk.is_empty() {
+            return Some(());
+        }
         let mut key = TextKey::default();
         key.add(chunk);
-        let text = || json_text::decode_fragment(chunk).map(std::borrow::Cow::Owned);
-        let count = count_remembered(encoding, memo, &key, text, budget)?;
+        let remembered = held.get_or_insert_with(|| memo.hold()).get(&key);
+        let count = match remembered {
+            Some(count) => count,
+            // A part not remembered is decoded (which checks it) and counted, unlocked.
+            None => {
+                held = None;
+                let text = || json_text::decode_fragment(chunk).map(std::borrow::Cow::Owned);
+                count_new(encoding, memo, &key, text, budget)?
+            }
+        };
         total = total.saturating_add(count);
-        if budget.exceeded() {
-            return Some(0);
-        }
-        start = end;
+        (!budget.exceeded()).then_some(())
+    };
+    let read = each_escaped_cut(raw, &mut part).and_then(|()| part(raw.len()));
+    match read {
+        Some(()) => Some(total),
+        None if budget.exceeded() => Some(0),
+        None => None,
     }
-    Some(total)
 }
 
 /// Where the raw inside of a JSON string may be cut, in order: places found from the bytes
-/// around a brace alone, so the same JSON object is cut the same way wherever it stands, where
-/// no escape is open (each part decodes alone), and where the decoded text's pre-tokenizer
-/// always ends a piece (the parts' counts add up to the whole's):
+/// around them alone, where no escape is open (each part decodes alone), and where the decoded
+/// text's pre-tokenizer always ends a piece (the parts' counts add up to the whole's):
 /// - before the key of an object that starts with one: `{"` and an ASCII letter (escaped,
 ///   `{\"k`), cut before the letter ([`piece_always_ends_after_punctuation`]);
 /// - before the end of an object whose last value ends in an ASCII letter or digit written as
 ///   it is, `…9}` or `…z"}` (escaped, `…z\"}`), cut before the brace or the quote
-///   ([`piece_always_ends_between`]).
-fn escaped_cuts(raw: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    memchr::memchr2_iter(b'{', b'}', raw).filter_map(|at| cut_at_brace(raw, at))
+///   ([`piece_always_ends_between`]);
+/// - outside an object's inside (a part that the first rule, or the text's end, ends): before
+///   each key that follows a comma, `,"k` (escaped, `,\"k`), cut before the letter.
+///
+/// The same JSON object is so cut the same way wherever it stands, and kept whole (its fields
+/// recur together); the text around objects (a page's head, whose counts and flags change from
+/// page to page) is cut field by field, so its fields are remembered apart.
+///
+/// `cut` is called with each, in order (a loop rather than an iterator of iterators, which
+/// costs more per part than the search itself); None from it stops the search and is returned.
+fn each_escaped_cut(raw: &[u8], mut cut: impl FnMut(usize) -> Option<()>) -> Option<()> {
+    let mut from = 0;
+    for at in memchr::memchr2_iter(b'{', b'}', raw) {
+        let Some(brace) = cut_at_brace(raw, at) else {
+            continue;
+        };
+        if !brace.ends_object {
+            key_cuts(raw, from, brace.at).try_for_each(&mut cut)?;
+        }
+        cut(brace.at)?;
+        from = brace.at;
+    }
+    key_cuts(raw, from, raw.len()).try_for_each(cut)
 }
 
-/// [`escaped_cuts`]' cut at the brace `raw[at]`, if it makes one.
-fn cut_at_brace(raw: &[u8], at: usize) -> Option<usize> {
+/// The shortest text around objects that [`each_escaped_cut`] cuts before its keys: a page's head
+/// is longer (~100 bytes), the `"},{"` between two objects shorter.
+const KEYED_SPAN: usize = 32;
+
+/// A cut [`cut_at_brace`] found, and whether it is before an object's end (the part before it
+/// is an object's inside) rather than before an object's first key.
+#[derive(Clone, Copy)]
+struct BraceCut {
+    at: usize,
+    ends_object: bool,
+}
+
+/// [`each_escaped_cut`]'s cut at the brace `raw[at]`, if it makes one.
+fn cut_at_brace(raw: &[u8], at: usize) -> Option<BraceCut> {
     if raw.get(at) == Some(&b'{') {
         // A `{` is never part of an escape, so the backslash after it opens one.
         let key = raw.get(at + 1..at + 4)?;
         let cut = key.starts_with(b"\\\"")
             && piece_always_ends_after_punctuation('{', '"', char::from(key[2]));
-        return cut.then_some(at + 3);
+        return cut.then_some(BraceCut {
+            at: at + 3,
+            ends_object: false,
+        });
     }
     let before = raw.get(..at)?;
     let (end, next) = match before.strip_suffix(b"\\\"") {
@@ -195,7 +289,30 @@ fn cut_at_brace(raw: &[u8], at: usize) -> Option<usize> {
     let last = end.checked_sub(1)?;
     let cut = json_text::written_as_is(raw, last)
         && piece_always_ends_between(char::from(*raw.get(last)?), next);
-    cut.then_some(end)
+    cut.then_some(BraceCut {
+        at: end,
+        ends_object: true,
+    })
+}
+
+/// [`each_escaped_cut`]'s cuts before a key after a comma, `,\"k`, strictly between `from`
+/// and `to` (none in a span shorter than [`KEYED_SPAN`]): a comma is never part of an escape, so the backslash after it opens one, and the
+/// letter or digit after that escaped quote is written as it is
+/// ([`piece_always_ends_after_punctuation`]).
+fn key_cuts(raw: &[u8], from: usize, to: usize) -> impl Iterator<Item = usize> + '_ {
+    // Short spans (the `"},{"` between two objects) are not worth a search.
+    let span = raw
+        .get(from..to)
+        .filter(|span| span.len() >= KEYED_SPAN)
+        .unwrap_or_default();
+    memchr::memchr_iter(b',', span).filter_map(move |comma| {
+        let at = from + comma;
+        let key = raw.get(at + 1..at + 4)?;
+        let cut = at + 3 < to
+            && key.starts_with(b"\\\"")
+            && piece_always_ends_after_punctuation(',', '"', char::from(key[2]));
+        cut.then_some(at + 3)
+    })
 }
 
 /// How many bytes of text not counted before one analysis may count. Counting runs at about
@@ -709,7 +826,12 @@ mod tests {
             }
             let mut decoded = String::new();
             let mut start = 0;
-            for end in escaped_cuts(raw.as_bytes()).chain([raw.len()]) {
+            let mut cuts = Vec::new();
+            each_escaped_cut(raw.as_bytes(), |cut| {
+                cuts.push(cut);
+                Some(())
+            });
+            for end in cuts.into_iter().chain([raw.len()]) {
                 if end > start {
                     decoded += &json_text::decode_fragment(&raw.as_bytes()[start..end])
                         .unwrap_or_else(|| panic!("{raw}"));
@@ -732,6 +854,95 @@ mod tests {
             assert_eq!(warm, Some(whole(text) as u32), "{raw}");
             assert!(!none.exceeded(), "{raw}");
         }
+    }
+
+    /// A page's head is cut before each key, outside the objects of its list (which stay
+    /// whole): a page of known tasks whose counts and flags differ from every page seen before
+    /// counts only the fields it has not seen, not the whole head; the count is tiktoken's.
+    #[test]
+    fn a_page_head_is_remembered_field_by_field() {
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let encoding = OnceLock::from(load());
+        let memo = Memo::new(1024);
+        let task = |n: usize| {
+            format!(
+                r#"{{"assignee":"Claude Code","id":"3f2c9a1e-{n:04}","status":"todo","title":"Task {n}, with a comma","updated_at":"2026-12-06T18:0{n}:00Z"}}"#
+            )
+        };
+        let page = |closed: usize, per_page: usize, tasks: &[usize], total: usize| {
+            let tasks: Vec<String> = tasks.iter().map(|n| task(*n)).collect();
+            format!(
+                r#"{{"closed_matches":{closed},"count":{},"has_more":{},"page":1,"per_page":{per_page},"success":true,"tasks":[{}],"total":{total}}}"#,
+                tasks.len(),
+                total > tasks.len(),
+                tasks.join(",")
+            )
+        };
+        let raw = |text: &str| text.replace('"', "\\\"");
+        let counted = |text: &str, budget: &mut Budget| {
+            count_escaped_with(&encoding, &memo, raw(text).as_bytes(), budget)
+        };
+        let first = page(0, 3, &[1, 2], 9);
+        let cold = counted(&first, &mut Budget::unlimited());
+        assert_eq!(cold, Some(full.encode_ordinary(&first).len() as u32));
+        // The same tasks in another order, under a head seen only in parts: `per_page` 2 is new
+        // (`per_page\":2,\"`, 15 bytes), the rest of the head and the tail are not.
+        let second = page(0, 2, &[2, 1], 9);
+        let mut budget = Budget::of(16);
+        let warm = counted(&second, &mut budget);
+        assert!(!budget.exceeded(), "{second}");
+        assert_eq!(warm, Some(full.encode_ordinary(&second).len() as u32));
+        // The tasks' fields are not cut apart: a task not seen before is one new part, its
+        // inside (less `{\"` and `\"}`), even where most of its fields were seen before.
+        let third = page(0, 2, &[1, 4], 9);
+        let mut budget = Budget::of(raw(&task(4)).len() - 7);
+        assert_eq!(counted(&third, &mut budget), Some(0));
+        assert!(budget.exceeded());
+    }
+
+    /// JSON text (a call's arguments) counted by fields: the whole text's count (and
+    /// tiktoken's), cold and again warm, when every field is remembered and nothing new may be
+    /// counted; arguments made of fields seen before count nothing new.
+    #[test]
+    fn arguments_count_by_fields_as_they_count_whole() {
+        let corpus = answers::seeded(11, 40, 300);
+        let (encoding, memo) = (OnceLock::from(load()), Memo::new(1 << 16));
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        for (i, (text, _)) in corpus.iter().enumerate() {
+            let counted = count_fields_with(&encoding, &memo, text, &mut Budget::unlimited());
+            assert_eq!(counted as usize, whole(text), "{text}");
+            if i % 8 == 0 {
+                assert_eq!(full.encode_ordinary(text).len(), whole(text), "{text}");
+            }
+        }
+        for (text, _) in &corpus {
+            let none = &mut Budget::of(0);
+            let warm = count_fields_with(&encoding, &memo, text, none);
+            assert_eq!(warm as usize, whole(text), "{text}");
+            assert!(!none.exceeded(), "{text}");
+        }
+        let args =
+            |word: &str, per_page: usize| format!(r#"{{"query":"{word}","per_page":{per_page}}}"#);
+        for (word, per_page) in [("cache", 3), ("ledger", 7)] {
+            count_fields_with(
+                &encoding,
+                &memo,
+                &args(word, per_page),
+                &mut Budget::unlimited(),
+            );
+        }
+        let new = args("ledger", 3);
+        let none = &mut Budget::of(0);
+        let counted = count_fields_with(&encoding, &memo, &new, none);
+        assert_eq!(counted as usize, full.encode_ordinary(&new).len());
+        assert!(!none.exceeded());
+        // Something new within no budget: nothing counted, and the budget says so.
+        let none = &mut Budget::of(0);
+        assert_eq!(
+            count_fields_with(&encoding, &memo, &args("wiki", 3), none),
+            0
+        );
+        assert!(none.exceeded());
     }
 
     /// Raw text that is not one JSON string's inside, as serde reads one, is not counted (the
