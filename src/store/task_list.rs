@@ -15,7 +15,7 @@ use sqlx::{ColumnIndex, Database, Encode, QueryBuilder, Row, Type};
 use super::task_columns::TaskColumns;
 use super::task_count_memo::{last, recall, remember};
 use super::tasks::{Task, TaskQuery, fold};
-use super::{Id, Page, Paged, Store, like_pattern, on_pool};
+use super::{Id, Page, Paged, Store, like_pattern, on_pool, page_query, push_limit};
 use crate::board::TaskStatus;
 
 /// The version every task write that can change a count sets (migration 0019).
@@ -259,6 +259,7 @@ where
     Id: Encode<'a, DB> + Type<DB>,
     &'a str: Encode<'a, DB> + Type<DB>,
     DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
 {
     /// One statement counting the tasks of each filter: `SELECT (count), (count)…`, after the
     /// board's version when `versioned`.
@@ -286,7 +287,7 @@ where
         page: Page,
         beside: Beside<'a>,
     ) -> QueryBuilder<'a, DB> {
-        let mut q = Statement(QueryBuilder::new("SELECT *"));
+        let mut q = Statement(page_query("SELECT *"));
         for (i, count) in beside.counted.iter().enumerate() {
             q.0.push(", (");
             q.count(count);
@@ -304,12 +305,8 @@ where
         q.0.push(blockers_column(filter.postgres));
         q.0.push(" FROM tasks AS listed");
         q.filter(filter, true, search);
-        // Limit and offset as literals: bound, they leave PostgreSQL's generic plan guessing a
-        // tenth of the table, so it plans the statement again on every call (0.1–0.3 ms).
-        q.0.push(" ORDER BY task_order DESC, created_at, id LIMIT ")
-            .push(page.limit())
-            .push(" OFFSET ")
-            .push(page.offset());
+        q.0.push(" ORDER BY task_order DESC, created_at, id");
+        push_limit(&mut q.0, page.limit(), page.offset());
         q.0
     }
 
@@ -610,6 +607,63 @@ mod tests {
         assert_eq!(open, vec![id(b), id(c)]);
         assert_eq!(parse_blockers(None).unwrap(), (vec![], vec![]));
         assert!(parse_blockers(Some("not-an-id+")).is_err());
+    }
+
+    /// The page statement's text for a text query, page size `per_page` and page `page`.
+    fn page_sql<DB>(postgres: bool, page: u32, per_page: u32) -> String
+    where
+        DB: Database,
+        for<'a> Id: Encode<'a, DB> + Type<DB>,
+        for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+        for<'a> DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+        for<'a> i64: Encode<'a, DB> + Type<DB>,
+    {
+        let filter = Filter {
+            project_id: None,
+            status: None,
+            assignee: None,
+            pattern: Some("%cache%".into()),
+            phrase: (!postgres).then(|| "\"cache\"".into()),
+            feature: None,
+            done: Done::Hidden,
+            unclaimed_at: None,
+            postgres,
+        };
+        let beside = Beside {
+            counted: &[],
+            expired_at: Some(Utc::now()),
+            version: true,
+        };
+        let page = Page { page, per_page };
+        let q = Statement::<DB>::page(&filter, Search::Indexed, page, beside);
+        q.sql().to_owned()
+    }
+
+    #[test]
+    fn page_sizes_share_a_few_statements() {
+        let texts = |pages: &[u32], postgres: bool| {
+            let mut texts = std::collections::HashSet::new();
+            for &page in pages {
+                for per_page in 1..=100 {
+                    texts.insert(match postgres {
+                        false => page_sql::<sqlx::Sqlite>(postgres, page, per_page),
+                        true => page_sql::<sqlx::Postgres>(postgres, page, per_page),
+                    });
+                }
+            }
+            texts.len()
+        };
+        assert_eq!(texts(&[1, 2, 7], false), 1);
+        assert_eq!(texts(&[1], true), 5);
+        let sql = page_sql::<sqlx::Postgres>(true, 1, 9);
+        assert!(
+            sql.ends_with(" LIMIT 16 OFFSET 0) AS page LIMIT $3"),
+            "{sql}"
+        );
+        assert_eq!(sql, page_sql::<sqlx::Postgres>(true, 1, 16));
+        assert_ne!(sql, page_sql::<sqlx::Postgres>(true, 1, 17));
+        // PostgreSQL's offset stays exact: a later page is a statement of its own.
+        assert!(page_sql::<sqlx::Postgres>(true, 3, 9).contains(" LIMIT 16 OFFSET 18) "));
     }
 
     #[test]

@@ -527,6 +527,66 @@ async fn tasks_create_and_list_with_each_filter() -> anyhow::Result<()> {
     .await
 }
 
+/// Statements the one connection of `store` (a [`Store::dedicated`] pool of one) has prepared
+/// and keeps in sqlx's cache.
+async fn cached_statements(store: &Store) -> anyhow::Result<usize> {
+    use sqlx::Connection;
+    Ok(match store {
+        Store::Sqlite(pool) => pool.acquire().await?.cached_statements_size(),
+        Store::Postgres(pool) => pool.acquire().await?.cached_statements_size(),
+    })
+}
+
+/// Pages of 1 to 8 tasks share their statements: once each listing has been read, reading it
+/// with another page size prepares nothing new, and each page is the first tasks of the whole
+/// listing, in its order.
+#[tokio::test]
+async fn task_pages_of_other_sizes_prepare_nothing_new() -> anyhow::Result<()> {
+    on_each_backend(|store| async move {
+        let (a, _, _) = seed_tasks(&store).await?;
+        let one = store.dedicated(1);
+        let queries = [
+            TaskQuery::default(),
+            TaskQuery {
+                project_id: Some(a.id),
+                ..Default::default()
+            },
+            TaskQuery {
+                text: Some("description".into()),
+                include_closed: true,
+                ..Default::default()
+            },
+        ];
+        let mut listings = Vec::new();
+        for query in &queries {
+            // Twice: a text query's second read takes its totals from the memo. 1 and 8: a
+            // text query's small pages walk the order index, its larger ones read the text
+            // index.
+            for per_page in [1, 1, 8, 8] {
+                one.list_tasks_swept(query, page(1, per_page)).await?;
+            }
+            listings.push(titles_of_tasks(&one.list_tasks(query, all()).await?.items).join(", "));
+        }
+        let prepared = cached_statements(&one).await?;
+        for per_page in 2..=8 {
+            for (query, listing) in queries.iter().zip(&listings) {
+                let swept = one.list_tasks_swept(query, page(1, per_page)).await?;
+                let titles = titles_of_tasks(&swept.found.items);
+                let want: Vec<&str> = listing.split(", ").take(per_page as usize).collect();
+                assert_eq!(titles, want, "{query:?}, {per_page} a page");
+            }
+            assert_eq!(
+                cached_statements(&one).await?,
+                prepared,
+                "statements prepared for pages of {per_page}"
+            );
+        }
+        one.close().await;
+        Ok(())
+    })
+    .await
+}
+
 #[tokio::test]
 async fn tasks_update_records_one_history_row_per_changed_field() -> anyhow::Result<()> {
     on_each_backend(|store| async move {
