@@ -181,6 +181,109 @@ impl<V: Clone> Recent<V> {
     }
 }
 
+/// Remembers what was worked out about byte strings that start somewhere in a longer text,
+/// found from that place without knowing where they end: keyed by a seeded hash of their first
+/// [`PREFIX`] bytes (strings shorter than that are not kept), and confirmed by comparing the
+/// kept bytes with the text's (a `memcmp`, cheaper than hashing them). At most `max_bytes` of
+/// kept bytes (plus ~50 bytes an entry of bookkeeping); when full, it starts over. A seeded
+/// hash collision costs a comparison, never a wrong value.
+pub struct Prefixed<V> {
+    state: Mutex<PrefixedState<V>>,
+    max_bytes: usize,
+}
+
+/// How many of a string's first bytes key it in a [`Prefixed`].
+pub const PREFIX: usize = 64;
+
+/// Candidates kept per prefix (newest last): strings that share their first [`PREFIX`] bytes.
+const PER_PREFIX: usize = 8;
+
+/// Kept strings that share a prefix, with their values, newest last.
+type Candidates<V> = Vec<(Box<[u8]>, V)>;
+
+struct PrefixedState<V> {
+    entries: HashMap<u64, Candidates<V>, foldhash::fast::FixedState>,
+    bytes: usize,
+}
+
+fn prefix_key(text: &[u8]) -> Option<u64> {
+    let prefix = text.get(..PREFIX)?;
+    let mut hasher = SEED.build_hasher();
+    hasher.write(prefix);
+    Some(hasher.finish())
+}
+
+impl<V: Clone> Prefixed<V> {
+    pub fn new(max_bytes: usize) -> Self {
+        Prefixed {
+            state: Mutex::new(PrefixedState {
+                entries: HashMap::default(),
+                bytes: 0,
+            }),
+            max_bytes,
+        }
+    }
+
+    /// The memo held for a run of look-ups; drop it before working out what is not kept.
+    pub fn hold(&self) -> PrefixedHeld<'_, V> {
+        PrefixedHeld(crate::sync::lock(&self.state))
+    }
+
+    /// Keeps `bytes` (at least [`PREFIX`] long; shorter ones are not kept) with `value`.
+    pub fn insert(&self, bytes: &[u8], value: V) {
+        self.hold().insert(bytes, value, self.max_bytes);
+    }
+
+    /// How many bytes are kept.
+    #[cfg(test)]
+    pub fn kept_bytes(&self) -> usize {
+        crate::sync::lock(&self.state).bytes
+    }
+}
+
+/// A [`Prefixed`] held locked (see [`Prefixed::hold`]).
+pub struct PrefixedHeld<'m, V>(std::sync::MutexGuard<'m, PrefixedState<V>>);
+
+impl<V: Clone> PrefixedHeld<'_, V> {
+    /// A kept string that `text` starts with and for which `fits(its length)` holds, newest
+    /// first, with its value.
+    pub fn find(&self, text: &[u8], mut fits: impl FnMut(usize) -> bool) -> Option<(usize, V)> {
+        let candidates = self.0.entries.get(&prefix_key(text)?)?;
+        candidates.iter().rev().find_map(|(kept, value)| {
+            let len = kept.len();
+            (text.get(..len) == Some(&kept[..]) && fits(len)).then(|| (len, value.clone()))
+        })
+    }
+
+    fn insert(&mut self, bytes: &[u8], value: V, max_bytes: usize) {
+        let Some(key) = prefix_key(bytes) else {
+            return;
+        };
+        if bytes.len() > max_bytes / 16 {
+            return;
+        }
+        let PrefixedState {
+            entries,
+            bytes: held,
+        } = &mut *self.0;
+        let candidates = entries.entry(key).or_default();
+        if candidates.iter().any(|(kept, _)| kept[..] == *bytes) {
+            return;
+        }
+        if *held + bytes.len() > max_bytes {
+            entries.clear();
+            *held = 0;
+        }
+        let candidates = entries.entry(key).or_default();
+        if candidates.len() >= PER_PREFIX {
+            let (dropped, _) = candidates.remove(0);
+            *held -= dropped.len();
+        }
+        *held += bytes.len();
+        candidates.push((bytes.into(), value));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +335,42 @@ mod tests {
         // Full: starts over rather than growing.
         assert_eq!(memo.get_or_insert_with(&TextKey::of("x"), || 4), 4);
         assert_eq!(memo.map.lock().unwrap().len(), 1);
+    }
+    #[test]
+    fn prefixed_strings_are_found_by_their_bytes_within_the_budget() {
+        let memo = Prefixed::new(64 * PREFIX);
+        let string = |tail: &str| format!("{}{tail}", "p".repeat(PREFIX)).into_bytes();
+        let (short, long) = (string("ab"), string("abcd"));
+        memo.insert(&short, 1);
+        memo.insert(&long, 2);
+        // Too short to key: not kept.
+        memo.insert(b"abc", 3);
+        assert_eq!(memo.kept_bytes(), short.len() + long.len());
+        let text = string("abcdef");
+        let held = memo.hold();
+        // Newest first, and only where `fits` says so.
+        assert_eq!(held.find(&text, |_| true), Some((long.len(), 2)));
+        assert_eq!(
+            held.find(&text, |len| len == short.len()),
+            Some((short.len(), 1))
+        );
+        assert_eq!(held.find(&string("aX"), |_| true), None);
+        assert_eq!(held.find(&string("a"), |_| true), None);
+        assert_eq!(held.find(b"abc", |_| true), None);
+        drop(held);
+        // At most PER_PREFIX strings a prefix (the oldest goes), and the budget held.
+        for n in 0..2 * PER_PREFIX {
+            memo.insert(&string(&format!("{n:02}")), 10 + n);
+        }
+        assert_eq!(memo.hold().find(&short, |_| true), None);
+        assert_eq!(
+            memo.hold().find(&string("15"), |_| true),
+            Some((PREFIX + 2, 25))
+        );
+        assert_eq!(memo.kept_bytes(), PER_PREFIX * (PREFIX + 2));
+        for n in 0..1000 {
+            memo.insert(&format!("{n}{}", "x".repeat(128)).into_bytes(), n);
+            assert!(memo.kept_bytes() <= 64 * PREFIX);
+        }
     }
 }
