@@ -181,42 +181,52 @@ impl<V: Clone> Recent<V> {
     }
 }
 
-/// Remembers what was worked out about byte strings that start somewhere in a longer text,
-/// found from that place without knowing where they end: keyed by a seeded hash of their first
-/// [`PREFIX`] bytes (strings shorter than that are not kept), and confirmed by comparing the
-/// kept bytes with the text's (a `memcmp`, cheaper than hashing them). At most `max_bytes` of
-/// kept bytes (plus ~50 bytes an entry of bookkeeping); when full, it starts over. A seeded
-/// hash collision costs a comparison, never a wrong value.
-pub struct Prefixed<V> {
-    state: Mutex<PrefixedState<V>>,
+/// Remembers what was worked out about byte strings of at least [`SAMPLED`] bytes, found
+/// again without hashing all of them: keyed by a seeded hash of their length and three of
+/// their 8-byte words (first, middle, last), and confirmed by comparing the kept bytes with
+/// them (a `memcmp`, far cheaper than hashing every byte). At most `max_bytes` of kept bytes
+/// (plus ~50 bytes an entry of bookkeeping); when full, it starts over. Strings that share
+/// a key only cost a comparison each, never a wrong value.
+pub struct Sampled<V> {
+    state: Mutex<SampledState<V>>,
     max_bytes: usize,
 }
 
-/// How many of a string's first bytes key it in a [`Prefixed`].
-pub const PREFIX: usize = 64;
+/// The shortest string a [`Sampled`] keeps.
+pub const SAMPLED: usize = 16;
 
-/// Candidates kept per prefix (newest last): strings that share their first [`PREFIX`] bytes.
-const PER_PREFIX: usize = 8;
+/// Candidates kept per key (newest last).
+const PER_KEY: usize = 4;
 
-/// Kept strings that share a prefix, with their values, newest last.
+/// Kept strings that share a key, with their values, newest last.
 type Candidates<V> = Vec<(Box<[u8]>, V)>;
 
-struct PrefixedState<V> {
+struct SampledState<V> {
     entries: HashMap<u64, Candidates<V>, foldhash::fast::FixedState>,
     bytes: usize,
 }
 
-fn prefix_key(text: &[u8]) -> Option<u64> {
-    let prefix = text.get(..PREFIX)?;
+fn sampled_key(bytes: &[u8]) -> Option<u64> {
+    let word = |at: usize| {
+        let word = bytes.get(at..at + 8)?;
+        Some(u64::from_le_bytes(word.try_into().ok()?))
+    };
+    let len = bytes.len();
+    if len < SAMPLED {
+        return None;
+    }
     let mut hasher = SEED.build_hasher();
-    hasher.write(prefix);
+    hasher.write_usize(len);
+    hasher.write_u64(word(0)?);
+    hasher.write_u64(word(len / 2 - 4)?);
+    hasher.write_u64(word(len - 8)?);
     Some(hasher.finish())
 }
 
-impl<V: Clone> Prefixed<V> {
+impl<V: Clone> Sampled<V> {
     pub fn new(max_bytes: usize) -> Self {
-        Prefixed {
-            state: Mutex::new(PrefixedState {
+        Sampled {
+            state: Mutex::new(SampledState {
                 entries: HashMap::default(),
                 bytes: 0,
             }),
@@ -225,13 +235,38 @@ impl<V: Clone> Prefixed<V> {
     }
 
     /// The memo held for a run of look-ups; drop it before working out what is not kept.
-    pub fn hold(&self) -> PrefixedHeld<'_, V> {
-        PrefixedHeld(crate::sync::lock(&self.state))
+    pub fn hold(&self) -> SampledHeld<'_, V> {
+        SampledHeld(crate::sync::lock(&self.state))
     }
 
-    /// Keeps `bytes` (at least [`PREFIX`] long; shorter ones are not kept) with `value`.
+    /// Keeps `bytes` (at least [`SAMPLED`] long, and at most a sixteenth of the budget;
+    /// others are not kept) with `value`.
     pub fn insert(&self, bytes: &[u8], value: V) {
-        self.hold().insert(bytes, value, self.max_bytes);
+        let Some(key) = sampled_key(bytes) else {
+            return;
+        };
+        if bytes.len() > self.max_bytes / 16 {
+            return;
+        }
+        let mut state = crate::sync::lock(&self.state);
+        let SampledState {
+            entries,
+            bytes: held,
+        } = &mut *state;
+        if *held + bytes.len() > self.max_bytes {
+            entries.clear();
+            *held = 0;
+        }
+        let candidates = entries.entry(key).or_default();
+        if candidates.iter().any(|(kept, _)| kept[..] == *bytes) {
+            return;
+        }
+        if candidates.len() >= PER_KEY {
+            let (dropped, _) = candidates.remove(0);
+            *held -= dropped.len();
+        }
+        *held += bytes.len();
+        candidates.push((bytes.into(), value));
     }
 
     /// How many bytes are kept.
@@ -241,46 +276,15 @@ impl<V: Clone> Prefixed<V> {
     }
 }
 
-/// A [`Prefixed`] held locked (see [`Prefixed::hold`]).
-pub struct PrefixedHeld<'m, V>(std::sync::MutexGuard<'m, PrefixedState<V>>);
+/// A [`Sampled`] held locked (see [`Sampled::hold`]).
+pub struct SampledHeld<'m, V>(std::sync::MutexGuard<'m, SampledState<V>>);
 
-impl<V: Clone> PrefixedHeld<'_, V> {
-    /// A kept string that `text` starts with and for which `fits(its length)` holds, newest
-    /// first, with its value.
-    pub fn find(&self, text: &[u8], mut fits: impl FnMut(usize) -> bool) -> Option<(usize, V)> {
-        let candidates = self.0.entries.get(&prefix_key(text)?)?;
-        candidates.iter().rev().find_map(|(kept, value)| {
-            let len = kept.len();
-            (text.get(..len) == Some(&kept[..]) && fits(len)).then(|| (len, value.clone()))
-        })
-    }
-
-    fn insert(&mut self, bytes: &[u8], value: V, max_bytes: usize) {
-        let Some(key) = prefix_key(bytes) else {
-            return;
-        };
-        if bytes.len() > max_bytes / 16 {
-            return;
-        }
-        let PrefixedState {
-            entries,
-            bytes: held,
-        } = &mut *self.0;
-        let candidates = entries.entry(key).or_default();
-        if candidates.iter().any(|(kept, _)| kept[..] == *bytes) {
-            return;
-        }
-        if *held + bytes.len() > max_bytes {
-            entries.clear();
-            *held = 0;
-        }
-        let candidates = entries.entry(key).or_default();
-        if candidates.len() >= PER_PREFIX {
-            let (dropped, _) = candidates.remove(0);
-            *held -= dropped.len();
-        }
-        *held += bytes.len();
-        candidates.push((bytes.into(), value));
+impl<V: Clone> SampledHeld<'_, V> {
+    /// The value kept for `bytes`, if any (never for strings shorter than [`SAMPLED`]).
+    pub fn get(&self, bytes: &[u8]) -> Option<V> {
+        let candidates = self.0.entries.get(&sampled_key(bytes)?)?;
+        let found = candidates.iter().rev().find(|(kept, _)| kept[..] == *bytes);
+        found.map(|(_, value)| value.clone())
     }
 }
 
@@ -336,41 +340,39 @@ mod tests {
         assert_eq!(memo.get_or_insert_with(&TextKey::of("x"), || 4), 4);
         assert_eq!(memo.map.lock().unwrap().len(), 1);
     }
+
     #[test]
-    fn prefixed_strings_are_found_by_their_bytes_within_the_budget() {
-        let memo = Prefixed::new(64 * PREFIX);
-        let string = |tail: &str| format!("{}{tail}", "p".repeat(PREFIX)).into_bytes();
-        let (short, long) = (string("ab"), string("abcd"));
-        memo.insert(&short, 1);
-        memo.insert(&long, 2);
-        // Too short to key: not kept.
+    fn sampled_strings_are_found_by_their_bytes_within_the_budget() {
+        let memo = Sampled::new(64 * 64);
+        let string = |middle: &str| format!("{0}{middle}{0}", "p".repeat(20)).into_bytes();
+        let (a, b) = (string("ab"), string("ac"));
+        memo.insert(&a, 1);
+        memo.insert(&b, 2);
+        // Too short to sample: not kept.
         memo.insert(b"abc", 3);
-        assert_eq!(memo.kept_bytes(), short.len() + long.len());
-        let text = string("abcdef");
+        assert_eq!(memo.kept_bytes(), a.len() + b.len());
         let held = memo.hold();
-        // Newest first, and only where `fits` says so.
-        assert_eq!(held.find(&text, |_| true), Some((long.len(), 2)));
-        assert_eq!(
-            held.find(&text, |len| len == short.len()),
-            Some((short.len(), 1))
-        );
-        assert_eq!(held.find(&string("aX"), |_| true), None);
-        assert_eq!(held.find(&string("a"), |_| true), None);
-        assert_eq!(held.find(b"abc", |_| true), None);
+        assert_eq!(held.get(&a), Some(1));
+        assert_eq!(held.get(&b), Some(2));
+        // Same length, first, middle and last words: compared, not found.
+        assert_eq!(held.get(&string("ad")), None);
+        assert_eq!(held.get(&a[1..]), None);
+        assert_eq!(held.get(b"abc"), None);
         drop(held);
-        // At most PER_PREFIX strings a prefix (the oldest goes), and the budget held.
-        for n in 0..2 * PER_PREFIX {
-            memo.insert(&string(&format!("{n:02}")), 10 + n);
+        // At most PER_KEY strings a key (the oldest goes), and the budget held.
+        let same_key = |n: usize| format!("{}{n:03}{}", "q".repeat(9), "q".repeat(23)).into_bytes();
+        for n in 0..2 * PER_KEY {
+            memo.insert(&same_key(n), 10 + n);
         }
-        assert_eq!(memo.hold().find(&short, |_| true), None);
+        assert_eq!(memo.hold().get(&same_key(0)), None);
         assert_eq!(
-            memo.hold().find(&string("15"), |_| true),
-            Some((PREFIX + 2, 25))
+            memo.hold().get(&same_key(2 * PER_KEY - 1)),
+            Some(10 + 2 * PER_KEY - 1)
         );
-        assert_eq!(memo.kept_bytes(), PER_PREFIX * (PREFIX + 2));
+        assert_eq!(memo.kept_bytes(), a.len() + b.len() + PER_KEY * 35);
         for n in 0..1000 {
             memo.insert(&format!("{n}{}", "x".repeat(128)).into_bytes(), n);
-            assert!(memo.kept_bytes() <= 64 * PREFIX);
+            assert!(memo.kept_bytes() <= 64 * 64);
         }
     }
 }
