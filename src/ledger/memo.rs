@@ -239,15 +239,17 @@ impl<V: Clone> Sampled<V> {
         SampledHeld(crate::sync::lock(&self.state))
     }
 
-    /// Keeps `bytes` (at least [`SAMPLED`] long, and at most a sixteenth of the budget;
-    /// others are not kept) with `value`.
+    /// Whether strings of `len` bytes are kept: at least [`SAMPLED`], at most a sixteenth of
+    /// the budget.
+    pub fn keeps(&self, len: usize) -> bool {
+        (SAMPLED..=self.max_bytes / 16).contains(&len)
+    }
+
+    /// Keeps `bytes` with `value`, if strings of its length are kept ([`Sampled::keeps`]).
     pub fn insert(&self, bytes: &[u8], value: V) {
-        let Some(key) = sampled_key(bytes) else {
+        let Some(key) = sampled_key(bytes).filter(|_| self.keeps(bytes.len())) else {
             return;
         };
-        if bytes.len() > self.max_bytes / 16 {
-            return;
-        }
         let mut state = crate::sync::lock(&self.state);
         let SampledState {
             entries,

@@ -25,7 +25,7 @@ use std::sync::{LazyLock, OnceLock};
 
 use super::bpe::Encoding;
 use super::json_text;
-use super::memo::{Memo, SAMPLED, Sampled, TextKey};
+use super::memo::{Memo, Sampled, TextKey};
 
 /// The encoding every count uses; recorded in each ledger row's `tokenizer` column.
 pub const TOKENIZER: &str = "o200k_base";
@@ -186,7 +186,7 @@ fn encoding_within<'e>(
 const CHUNK_MEMO: usize = 4096;
 
 /// Bytes of parts [`count_escaped`] keeps to find them again by comparing them (parts of
-/// [`SAMPLED`] bytes or more): at most 128 KiB, and ~50 bytes an entry besides.
+/// 16 bytes to 8 KiB): at most 128 KiB, and ~50 bytes an entry besides.
 const KEPT_BYTES: usize = 128 * 1024;
 
 /// The estimated number of tokens in the text of a JSON string whose raw inside (escapes and
@@ -208,8 +208,9 @@ pub fn count_escaped(raw: &[u8], budget: &mut Budget) -> Option<u32> {
     count_escaped_with(&BPE, &CHUNKS, &KEPT, raw, budget)
 }
 
-/// [`count_escaped`] with the encoding in `encoding`, the counts of parts shorter than
-/// [`SAMPLED`] in `memo` and those of longer parts, with their bytes, in `kept`.
+/// [`count_escaped`] with the encoding in `encoding`, the counts of the parts `kept` keeps
+/// ([`Sampled::keeps`]: from 16 bytes to 8 KiB) there with their bytes, and those of
+/// the others in `memo`.
 fn count_escaped_with(
     encoding: &OnceLock<Encoding>,
     memo: &Memo<u32>,
@@ -229,8 +230,9 @@ fn count_escaped_with(
             return Some(());
         }
         let (memo_held, kept_held) = held.get_or_insert_with(|| (memo.hold(), kept.hold()));
-        // Long parts are found by comparing their bytes, short ones by a hash of them.
-        let key = (chunk.len() < SAMPLED).then(|| {
+        // Long parts are found by comparing their bytes, short ones (and those too long to
+        // keep) by a hash of them.
+        let key = (!kept.keeps(chunk.len())).then(|| {
             let mut key = TextKey::default();
             key.add(chunk);
             key
@@ -1022,7 +1024,7 @@ mod tests {
     fn the_memo_of_parts_is_bounded() {
         let encoding = OnceLock::from(load());
         let memo = Memo::new(32);
-        let kept = Sampled::new(64 * SAMPLED);
+        let kept = Sampled::new(1024);
         for (text, raw) in answers::seeded(9, 200, 150) {
             let counted = count_escaped_with(
                 &encoding,
@@ -1033,7 +1035,7 @@ mod tests {
             );
             assert_eq!(counted, Some(whole(&text) as u32));
             assert!(memo.held() <= 32, "{}", memo.held());
-            assert!(kept.kept_bytes() <= 64 * SAMPLED, "{}", kept.kept_bytes());
+            assert!(kept.kept_bytes() <= 1024, "{}", kept.kept_bytes());
         }
         assert!(memo.held() > 0);
         assert!(kept.kept_bytes() > 0);
@@ -1108,6 +1110,21 @@ mod tests {
         let none = &mut Budget::of(0);
         let counted = count_escaped_with(&encoding, &memo, &kept, inside(&text).as_bytes(), none);
         assert_eq!(counted, Some(full.encode_ordinary(&text).len() as u32));
+        assert!(!none.exceeded());
+        // A part too long to keep (a long plain text) is found again by its hash.
+        let long = "a plain text without braces, ".repeat(400);
+        assert!(!kept.keeps(long.len()));
+        let counted = count_escaped_with(
+            &encoding,
+            &memo,
+            &kept,
+            long.as_bytes(),
+            &mut Budget::unlimited(),
+        );
+        assert_eq!(counted, Some(whole(&long) as u32));
+        let none = &mut Budget::of(0);
+        let counted = count_escaped_with(&encoding, &memo, &kept, long.as_bytes(), none);
+        assert_eq!(counted, Some(whole(&long) as u32));
         assert!(!none.exceeded());
     }
 
