@@ -181,6 +181,115 @@ impl<V: Clone> Recent<V> {
     }
 }
 
+/// Remembers what was worked out about byte strings of at least [`SAMPLED`] bytes, found
+/// again without hashing all of them: keyed by a seeded hash of their length and three of
+/// their 8-byte words (first, middle, last), and confirmed by comparing the kept bytes with
+/// them (a `memcmp`, far cheaper than hashing every byte). At most `max_bytes` of kept bytes
+/// (plus ~50 bytes an entry of bookkeeping); when full, it starts over. Strings that share
+/// a key only cost a comparison each, never a wrong value.
+pub struct Sampled<V> {
+    state: Mutex<SampledState<V>>,
+    max_bytes: usize,
+}
+
+/// The shortest string a [`Sampled`] keeps.
+pub const SAMPLED: usize = 16;
+
+/// Candidates kept per key (newest last).
+const PER_KEY: usize = 4;
+
+/// Kept strings that share a key, with their values, newest last.
+type Candidates<V> = Vec<(Box<[u8]>, V)>;
+
+struct SampledState<V> {
+    entries: HashMap<u64, Candidates<V>, foldhash::fast::FixedState>,
+    bytes: usize,
+}
+
+fn sampled_key(bytes: &[u8]) -> Option<u64> {
+    let word = |at: usize| {
+        let word = bytes.get(at..at + 8)?;
+        Some(u64::from_le_bytes(word.try_into().ok()?))
+    };
+    let len = bytes.len();
+    if len < SAMPLED {
+        return None;
+    }
+    let mut hasher = SEED.build_hasher();
+    hasher.write_usize(len);
+    hasher.write_u64(word(0)?);
+    hasher.write_u64(word(len / 2 - 4)?);
+    hasher.write_u64(word(len - 8)?);
+    Some(hasher.finish())
+}
+
+impl<V: Clone> Sampled<V> {
+    pub fn new(max_bytes: usize) -> Self {
+        Sampled {
+            state: Mutex::new(SampledState {
+                entries: HashMap::default(),
+                bytes: 0,
+            }),
+            max_bytes,
+        }
+    }
+
+    /// The memo held for a run of look-ups; drop it before working out what is not kept.
+    pub fn hold(&self) -> SampledHeld<'_, V> {
+        SampledHeld(crate::sync::lock(&self.state))
+    }
+
+    /// Whether strings of `len` bytes are kept: at least [`SAMPLED`], at most a sixteenth of
+    /// the budget.
+    pub fn keeps(&self, len: usize) -> bool {
+        (SAMPLED..=self.max_bytes / 16).contains(&len)
+    }
+
+    /// Keeps `bytes` with `value`, if strings of its length are kept ([`Sampled::keeps`]).
+    pub fn insert(&self, bytes: &[u8], value: V) {
+        let Some(key) = sampled_key(bytes).filter(|_| self.keeps(bytes.len())) else {
+            return;
+        };
+        let mut state = crate::sync::lock(&self.state);
+        let SampledState {
+            entries,
+            bytes: held,
+        } = &mut *state;
+        if *held + bytes.len() > self.max_bytes {
+            entries.clear();
+            *held = 0;
+        }
+        let candidates = entries.entry(key).or_default();
+        if candidates.iter().any(|(kept, _)| kept[..] == *bytes) {
+            return;
+        }
+        if candidates.len() >= PER_KEY {
+            let (dropped, _) = candidates.remove(0);
+            *held -= dropped.len();
+        }
+        *held += bytes.len();
+        candidates.push((bytes.into(), value));
+    }
+
+    /// How many bytes are kept.
+    #[cfg(test)]
+    pub fn kept_bytes(&self) -> usize {
+        crate::sync::lock(&self.state).bytes
+    }
+}
+
+/// A [`Sampled`] held locked (see [`Sampled::hold`]).
+pub struct SampledHeld<'m, V>(std::sync::MutexGuard<'m, SampledState<V>>);
+
+impl<V: Clone> SampledHeld<'_, V> {
+    /// The value kept for `bytes`, if any (never for strings shorter than [`SAMPLED`]).
+    pub fn get(&self, bytes: &[u8]) -> Option<V> {
+        let candidates = self.0.entries.get(&sampled_key(bytes)?)?;
+        let found = candidates.iter().rev().find(|(kept, _)| kept[..] == *bytes);
+        found.map(|(_, value)| value.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +341,40 @@ mod tests {
         // Full: starts over rather than growing.
         assert_eq!(memo.get_or_insert_with(&TextKey::of("x"), || 4), 4);
         assert_eq!(memo.map.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn sampled_strings_are_found_by_their_bytes_within_the_budget() {
+        let memo = Sampled::new(64 * 64);
+        let string = |middle: &str| format!("{0}{middle}{0}", "p".repeat(20)).into_bytes();
+        let (a, b) = (string("ab"), string("ac"));
+        memo.insert(&a, 1);
+        memo.insert(&b, 2);
+        // Too short to sample: not kept.
+        memo.insert(b"abc", 3);
+        assert_eq!(memo.kept_bytes(), a.len() + b.len());
+        let held = memo.hold();
+        assert_eq!(held.get(&a), Some(1));
+        assert_eq!(held.get(&b), Some(2));
+        // Same length, first, middle and last words: compared, not found.
+        assert_eq!(held.get(&string("ad")), None);
+        assert_eq!(held.get(&a[1..]), None);
+        assert_eq!(held.get(b"abc"), None);
+        drop(held);
+        // At most PER_KEY strings a key (the oldest goes), and the budget held.
+        let same_key = |n: usize| format!("{}{n:03}{}", "q".repeat(9), "q".repeat(23)).into_bytes();
+        for n in 0..2 * PER_KEY {
+            memo.insert(&same_key(n), 10 + n);
+        }
+        assert_eq!(memo.hold().get(&same_key(0)), None);
+        assert_eq!(
+            memo.hold().get(&same_key(2 * PER_KEY - 1)),
+            Some(10 + 2 * PER_KEY - 1)
+        );
+        assert_eq!(memo.kept_bytes(), a.len() + b.len() + PER_KEY * 35);
+        for n in 0..1000 {
+            memo.insert(&format!("{n}{}", "x".repeat(128)).into_bytes(), n);
+            assert!(memo.kept_bytes() <= 64 * 64);
+        }
     }
 }

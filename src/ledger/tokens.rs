@@ -10,8 +10,9 @@
 //! merging (up to 128 KiB, allocated as it fills).
 //!
 //! A tool's text is counted from its raw JSON by parts ([`count_escaped`]): the objects a board
-//! answer is made of recur from answer to answer, and a part seen before is found by a hash of
-//! its bytes (a memo of at most 4,096 parts, ~200 KiB) instead of being decoded and counted.
+//! answer is made of recur from answer to answer, and a part seen before is found instead of
+//! being decoded and counted: a part of 16 bytes or more by comparing its bytes with kept ones
+//! (at most 128 KiB), a shorter one by a hash of its bytes (a memo of at most 4,096 parts).
 //!
 //! Text is encoded as ordinary text: special-token strings such as `<|endoftext|>` count as
 //! the plain text they are, and never fail. Long text is encoded in pieces cut only where the
@@ -24,7 +25,7 @@ use std::sync::{LazyLock, OnceLock};
 
 use super::bpe::Encoding;
 use super::json_text;
-use super::memo::{Memo, TextKey};
+use super::memo::{Memo, Sampled, TextKey};
 
 /// The encoding every count uses; recorded in each ledger row's `tokenizer` column.
 pub const TOKENIZER: &str = "o200k_base";
@@ -144,6 +145,22 @@ fn count_new<'t>(
     Some(count)
 }
 
+/// [`count_new`] of a part of raw JSON text `raw`, kept in `kept` with its count.
+fn count_kept<'t>(
+    encoding: &OnceLock<Encoding>,
+    kept: &Sampled<u32>,
+    raw: &[u8],
+    text: impl FnOnce() -> Option<std::borrow::Cow<'t, str>>,
+    budget: &mut Budget,
+) -> Option<u32> {
+    let Some(bpe) = encoding_within(encoding, raw.len(), budget) else {
+        return Some(0);
+    };
+    let count = u32::try_from(count_in_chunks(bpe, &text()?, MAX_CHUNK)).unwrap_or(u32::MAX);
+    kept.insert(raw, count);
+    Some(count)
+}
+
 /// The encoding to count `bytes` of new text with, taken from `budget`; None (the budget then
 /// says it was exceeded) past the budget, or when the encoding is not built and `budget` may
 /// not build it.
@@ -168,6 +185,10 @@ fn encoding_within<'e>(
 /// (key, count and the map's own byte), ~200 KiB, allocated as it fills.
 const CHUNK_MEMO: usize = 4096;
 
+/// Bytes of parts [`count_escaped`] keeps to find them again by comparing them (parts of
+/// 16 bytes to 8 KiB): at most 128 KiB, and ~50 bytes an entry besides.
+const KEPT_BYTES: usize = 128 * 1024;
+
 /// The estimated number of tokens in the text of a JSON string whose raw inside (escapes and
 /// all) is `raw`; None if it is not one serde_json reads as a string whose text is UTF-8 and
 /// escapes no surrogate (nothing is then remembered). Within `budget` as [`count_keyed`]: a
@@ -177,17 +198,23 @@ const CHUNK_MEMO: usize = 4096;
 /// tasks in every search, in another order, with other neighbours): the raw text is cut at
 /// [`each_escaped_cut`], places that depend only on the bytes around them and where the
 /// pre-tokenizer always ends a piece, so the sum of the parts' counts is the text's count, and
-/// a part seen before is found by a hash of its raw bytes: not decoded, checked or counted
-/// again. Only parts not remembered are decoded (which checks them) and counted.
+/// a part seen before is found again: a long one by comparing its bytes with kept ones of the
+/// same length and sampled words, a short one by a hash of its bytes; it is not decoded,
+/// checked or counted again. Only parts not remembered are decoded (which checks them) and
+/// counted.
 pub fn count_escaped(raw: &[u8], budget: &mut Budget) -> Option<u32> {
     static CHUNKS: LazyLock<Memo<u32>> = LazyLock::new(|| Memo::new(CHUNK_MEMO));
-    count_escaped_with(&BPE, &CHUNKS, raw, budget)
+    static KEPT: LazyLock<Sampled<u32>> = LazyLock::new(|| Sampled::new(KEPT_BYTES));
+    count_escaped_with(&BPE, &CHUNKS, &KEPT, raw, budget)
 }
 
-/// [`count_escaped`] with the encoding in `encoding` and the parts' counts in `memo`.
+/// [`count_escaped`] with the encoding in `encoding`, the counts of the parts `kept` keeps
+/// ([`Sampled::keeps`]: from 16 bytes to 8 KiB) there with their bytes, and those of
+/// the others in `memo`.
 fn count_escaped_with(
     encoding: &OnceLock<Encoding>,
     memo: &Memo<u32>,
+    kept: &Sampled<u32>,
     raw: &[u8],
     budget: &mut Budget,
 ) -> Option<u32> {
@@ -202,16 +229,28 @@ fn count_escaped_with(
         if chunk.is_empty() {
             return Some(());
         }
-        let mut key = TextKey::default();
-        key.add(chunk);
-        let remembered = held.get_or_insert_with(|| memo.hold()).get(&key);
+        let (memo_held, kept_held) = held.get_or_insert_with(|| (memo.hold(), kept.hold()));
+        // Long parts are found by comparing their bytes, short ones (and those too long to
+        // keep) by a hash of them.
+        let key = (!kept.keeps(chunk.len())).then(|| {
+            let mut key = TextKey::default();
+            key.add(chunk);
+            key
+        });
+        let remembered = match &key {
+            Some(key) => memo_held.get(key),
+            None => kept_held.get(chunk),
+        };
         let count = match remembered {
             Some(count) => count,
             // A part not remembered is decoded (which checks it) and counted, unlocked.
             None => {
                 held = None;
                 let text = || json_text::decode_fragment(chunk).map(std::borrow::Cow::Owned);
-                count_new(encoding, memo, &key, text, budget)?
+                match &key {
+                    Some(key) => count_new(encoding, memo, key, text, budget)?,
+                    None => count_kept(encoding, kept, chunk, text, budget)?,
+                }
             }
         };
         total = total.saturating_add(count);
@@ -815,6 +854,8 @@ mod tests {
         let full = tiktoken_rs::o200k_base().expect("tables load");
         let encoding = OnceLock::from(load());
         let memo = Memo::new(1 << 16);
+        // Large enough for every part of every answer (randomly escaped, so seldom alike).
+        let kept = Sampled::new(1 << 24);
         let corpus = answers::seeded(7, 60, 600);
         let (mut parts, mut remembered_cold) = (0, 0);
         for (i, (text, raw)) in corpus.iter().enumerate() {
@@ -841,7 +882,7 @@ mod tests {
             }
             assert_eq!(decoded, *text);
             let budget = &mut Budget::of(raw.len());
-            let cold = count_escaped_with(&encoding, &memo, raw.as_bytes(), budget);
+            let cold = count_escaped_with(&encoding, &memo, &kept, raw.as_bytes(), budget);
             assert_eq!(cold, Some(expected as u32), "{raw}");
             remembered_cold += usize::from(budget.left > 0);
         }
@@ -850,7 +891,7 @@ mod tests {
         assert!(remembered_cold > corpus.len() / 2, "{remembered_cold}");
         for (text, raw) in &corpus {
             let none = &mut Budget::of(0);
-            let warm = count_escaped_with(&encoding, &memo, raw.as_bytes(), none);
+            let warm = count_escaped_with(&encoding, &memo, &kept, raw.as_bytes(), none);
             assert_eq!(warm, Some(whole(text) as u32), "{raw}");
             assert!(!none.exceeded(), "{raw}");
         }
@@ -864,6 +905,7 @@ mod tests {
         let full = tiktoken_rs::o200k_base().expect("tables load");
         let encoding = OnceLock::from(load());
         let memo = Memo::new(1024);
+        let kept = Sampled::new(KEPT_BYTES);
         let task = |n: usize| {
             format!(
                 r#"{{"assignee":"Claude Code","id":"3f2c9a1e-{n:04}","status":"todo","title":"Task {n}, with a comma","updated_at":"2026-12-06T18:0{n}:00Z"}}"#
@@ -880,7 +922,7 @@ mod tests {
         };
         let raw = |text: &str| text.replace('"', "\\\"");
         let counted = |text: &str, budget: &mut Budget| {
-            count_escaped_with(&encoding, &memo, raw(text).as_bytes(), budget)
+            count_escaped_with(&encoding, &memo, &kept, raw(text).as_bytes(), budget)
         };
         let first = page(0, 3, &[1, 2], 9);
         let cold = counted(&first, &mut Budget::unlimited());
@@ -951,6 +993,7 @@ mod tests {
     fn escaped_text_serde_would_not_read_is_not_counted() {
         let encoding = OnceLock::from(load());
         let memo = Memo::new(64);
+        let kept = Sampled::new(KEPT_BYTES);
         let bad: [&[u8]; 9] = [
             br#"{\"a\":\"b\"},{\"c\":"d"}"#,
             b"{\\\"a\\\":1},{\\\"b\\\":\"\x01\"}",
@@ -964,13 +1007,14 @@ mod tests {
         ];
         for raw in bad {
             for _ in 0..2 {
-                let counted = count_escaped_with(&encoding, &memo, raw, &mut Budget::unlimited());
+                let counted =
+                    count_escaped_with(&encoding, &memo, &kept, raw, &mut Budget::unlimited());
                 assert_eq!(counted, None, "{}", String::from_utf8_lossy(raw));
             }
         }
         // A pair of surrogates is one character.
         let pair = br#"{\"a\":\"\ud83d\ude80 \uD83D\uDE80\"}"#;
-        let counted = count_escaped_with(&encoding, &memo, pair, &mut Budget::unlimited());
+        let counted = count_escaped_with(&encoding, &memo, &kept, pair, &mut Budget::unlimited());
         assert_eq!(counted, Some(whole(r#"{"a":"🚀 🚀"}"#) as u32));
     }
 
@@ -980,14 +1024,103 @@ mod tests {
     fn the_memo_of_parts_is_bounded() {
         let encoding = OnceLock::from(load());
         let memo = Memo::new(32);
+        let kept = Sampled::new(1024);
         for (text, raw) in answers::seeded(9, 200, 150) {
-            let counted =
-                count_escaped_with(&encoding, &memo, raw.as_bytes(), &mut Budget::unlimited());
+            let counted = count_escaped_with(
+                &encoding,
+                &memo,
+                &kept,
+                raw.as_bytes(),
+                &mut Budget::unlimited(),
+            );
             assert_eq!(counted, Some(whole(&text) as u32));
             assert!(memo.held() <= 32, "{}", memo.held());
+            assert!(kept.kept_bytes() <= 1024, "{}", kept.kept_bytes());
         }
         assert!(memo.held() > 0);
+        assert!(kept.kept_bytes() > 0);
         assert_eq!(CHUNK_MEMO, 4096);
+        assert_eq!(KEPT_BYTES, 128 * 1024);
+    }
+
+    /// Answers of recurring objects whose long parts are found by their bytes: with the
+    /// hashed memo new each time (it holds only short parts), most bytes of answers whose
+    /// objects were seen before are not counted again; every count is tiktoken's, cold and
+    /// warm; a part differing from a kept one only between its sampled words is counted anew.
+    #[test]
+    fn long_parts_are_found_by_their_bytes() {
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let encoding = OnceLock::from(load());
+        let kept = Sampled::new(KEPT_BYTES);
+        let inside = |text: &str| {
+            let raw = serde_json::to_string(text).expect("a string");
+            raw[1..raw.len() - 1].to_string()
+        };
+        // Escaped the one way serde_json escapes (`answers` varies it from answer to answer).
+        let corpus: Vec<(String, String)> = answers::seeded(17, 30, 300)
+            .into_iter()
+            .map(|(text, _)| {
+                let raw = inside(&text);
+                (text, raw)
+            })
+            .collect();
+        for warm in [false, true] {
+            let (mut found, mut total) = (0, 0);
+            for (i, (text, raw)) in corpus.iter().enumerate() {
+                let expected = whole(text) as u32;
+                if i % 8 == 0 {
+                    assert_eq!(full.encode_ordinary(text).len() as u32, expected, "{text}");
+                }
+                let memo = Memo::new(1 << 16);
+                let budget = &mut Budget::of(raw.len());
+                let counted = count_escaped_with(&encoding, &memo, &kept, raw.as_bytes(), budget);
+                assert_eq!(counted, Some(expected), "{raw}");
+                found += budget.left;
+                total += raw.len();
+            }
+            assert!(found * 2 > total, "warm {warm}: {found} of {total}");
+        }
+        // Same length, same first, middle and last words, other bytes between: counted.
+        let memo = Memo::new(64);
+        let object = |word: &str| {
+            format!(r#"{{"title":"{word} and the words around it, long enough to sample"}}"#)
+        };
+        for word in ["cache", "cachf", "cachg"] {
+            let text = object(word);
+            let budget = &mut Budget::of(0);
+            let counted =
+                count_escaped_with(&encoding, &memo, &kept, inside(&text).as_bytes(), budget);
+            if word == "cache" {
+                // Not seen yet: refused within no budget.
+                assert!(budget.exceeded());
+                let counted = count_escaped_with(
+                    &encoding,
+                    &memo,
+                    &kept,
+                    inside(&text).as_bytes(),
+                    &mut Budget::unlimited(),
+                );
+                assert_eq!(counted, Some(full.encode_ordinary(&text).len() as u32));
+            } else {
+                assert_eq!(counted, Some(0), "{text}");
+                assert!(budget.exceeded(), "{text}");
+            }
+        }
+        let text = object("cache");
+        let none = &mut Budget::of(0);
+        let counted = count_escaped_with(&encoding, &memo, &kept, inside(&text).as_bytes(), none);
+        assert_eq!(counted, Some(full.encode_ordinary(&text).len() as u32));
+        assert!(!none.exceeded());
+        // A part too long to keep (a long plain text) is found again by its hash.
+        let long = "a plain text without braces, ".repeat(400);
+        assert!(!kept.keeps(long.len()));
+        let count = |budget: &mut Budget| {
+            count_escaped_with(&encoding, &memo, &kept, long.as_bytes(), budget)
+        };
+        assert_eq!(count(&mut Budget::unlimited()), Some(whole(&long) as u32));
+        let none = &mut Budget::of(0);
+        assert_eq!(count(none), Some(whole(&long) as u32));
+        assert!(!none.exceeded());
     }
 
     #[test]
