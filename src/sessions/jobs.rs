@@ -103,7 +103,11 @@ impl Sessions {
     async fn apply_lifecycle(&self) {
         let lifecycle = self.settings.lifecycle();
         match self.store.run_session_cleanup(&lifecycle).await {
+            // A run that reached the database clears an earlier write failure: without this,
+            // a cleanup that failed during an outage kept `/health` degraded after recovery
+            // until some session happened to write.
             Ok(Some((counts, ended))) => {
+                self.write_succeeded();
                 tracing::debug!(?counts, "session cleanup ran");
                 crate::metrics::record_cleanup("ok");
                 for session in &ended {
@@ -111,6 +115,7 @@ impl Sessions {
                 }
             }
             Ok(None) => {
+                self.write_succeeded();
                 tracing::debug!("session cleanup skipped: another replica is running it");
                 crate::metrics::record_cleanup("skipped");
             }

@@ -441,7 +441,9 @@ async fn health_and_metrics_answer_at_once_while_the_database_is_cut() -> anyhow
 async fn health_while_cut_story(db: TestDb) -> anyhow::Result<()> {
     let proxy = Proxy::start(&db.url).await?;
     let url = proxy.url(&db.url)?;
-    let server = TestServer::start_at(&db, &url, &[]).await?;
+    // Session cleanup every second, so runs fail during the cut and succeed after it: a
+    // failed run must not keep `/health` degraded once the database is back.
+    let server = TestServer::start_at(&db, &url, &["--cleanup-interval", "1s"]).await?;
     health_becomes(&server, StatusCode::OK).await?;
     proxy.cut().await?;
     // Under the pool's 5 s with room for a loaded machine; the limit is 1 s.
@@ -463,9 +465,20 @@ async fn health_while_cut_story(db: TestDb) -> anyhow::Result<()> {
         );
         ensure!(took < prompt, "/metrics took {took:?}");
     }
+    // Keep the database cut until a cleanup run has failed (its pool waits up to 5 s).
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (_, body) = health(&server).await?;
+        if body["sessions"]["last_error"].is_string() {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no cleanup run failed: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     proxy.restore().await?;
     let body = health_becomes(&server, StatusCode::OK).await?;
     assert_eq!(body["database"]["reachable"], true, "{body}");
+    assert_eq!(body["sessions"]["healthy"], true, "{body}");
     server.stop().await;
     Ok(())
 }
