@@ -99,7 +99,13 @@ fn count_fields_with(
         let key = TextKey::of(part);
         let count = match memo.get(&key) {
             Some(count) => count,
-            None => count_new(encoding, memo, &key, || Some(part.into()), budget).unwrap_or(0),
+            None => {
+                let text = || Some(part.into());
+                count_new(encoding, key.text_len(), text, budget, |count| {
+                    memo.insert(&key, count)
+                })
+                .unwrap_or(0)
+            }
         };
         if budget.exceeded() {
             return 0;
@@ -119,45 +125,30 @@ fn count_with<'t>(
 ) -> u32 {
     static COUNTS: LazyLock<Memo<u32>> = LazyLock::new(|| Memo::new(4096));
     // `text` always gives a text, so a count is always made (0 when refused).
-    COUNTS
-        .get(key)
-        .unwrap_or_else(|| count_new(encoding, &COUNTS, key, || Some(text()), budget).unwrap_or(0))
+    COUNTS.get(key).unwrap_or_else(|| {
+        let remember = |count| COUNTS.insert(key, count);
+        count_new(encoding, key.text_len(), || Some(text()), budget, remember).unwrap_or(0)
+    })
 }
 
-/// The count of the text `text` builds for `key` (which `memo` does not remember), remembered:
-/// 0 (the budget then says it was exceeded) when `budget` refuses `key`'s length; None, with
-/// nothing remembered, when `text` gives none.
+/// The count of the `len` bytes of text `text` builds (not remembered yet), handed to
+/// `remember`: 0 (the budget then says it was exceeded, and nothing is remembered) when
+/// `budget` refuses `len`; None, with nothing remembered, when `text` gives none.
 fn count_new<'t>(
     encoding: &OnceLock<Encoding>,
-    memo: &Memo<u32>,
-    key: &TextKey,
+    len: usize,
     text: impl FnOnce() -> Option<std::borrow::Cow<'t, str>>,
     budget: &mut Budget,
+    remember: impl FnOnce(u32),
 ) -> Option<u32> {
-    if key.text_len() == 0 {
+    if len == 0 {
         return Some(0);
     }
-    let Some(bpe) = encoding_within(encoding, key.text_len(), budget) else {
+    let Some(bpe) = encoding_within(encoding, len, budget) else {
         return Some(0);
     };
     let count = u32::try_from(count_in_chunks(bpe, &text()?, MAX_CHUNK)).unwrap_or(u32::MAX);
-    memo.insert(key, count);
-    Some(count)
-}
-
-/// [`count_new`] of a part of raw JSON text `raw`, kept in `kept` with its count.
-fn count_kept<'t>(
-    encoding: &OnceLock<Encoding>,
-    kept: &Sampled<u32>,
-    raw: &[u8],
-    text: impl FnOnce() -> Option<std::borrow::Cow<'t, str>>,
-    budget: &mut Budget,
-) -> Option<u32> {
-    let Some(bpe) = encoding_within(encoding, raw.len(), budget) else {
-        return Some(0);
-    };
-    let count = u32::try_from(count_in_chunks(bpe, &text()?, MAX_CHUNK)).unwrap_or(u32::MAX);
-    kept.insert(raw, count);
+    remember(count);
     Some(count)
 }
 
@@ -248,8 +239,12 @@ fn count_escaped_with(
                 held = None;
                 let text = || json_text::decode_fragment(chunk).map(std::borrow::Cow::Owned);
                 match &key {
-                    Some(key) => count_new(encoding, memo, key, text, budget)?,
-                    None => count_kept(encoding, kept, chunk, text, budget)?,
+                    Some(key) => count_new(encoding, key.text_len(), text, budget, |count| {
+                        memo.insert(key, count)
+                    })?,
+                    None => count_new(encoding, chunk.len(), text, budget, |count| {
+                        kept.insert(chunk, count)
+                    })?,
                 }
             }
         };
@@ -335,9 +330,9 @@ fn cut_at_brace(raw: &[u8], at: usize) -> Option<BraceCut> {
 }
 
 /// [`each_escaped_cut`]'s cuts before a key after a comma, `,\"k`, strictly between `from`
-/// and `to` (none in a span shorter than [`KEYED_SPAN`]): a comma is never part of an escape, so the backslash after it opens one, and the
-/// letter or digit after that escaped quote is written as it is
-/// ([`piece_always_ends_after_punctuation`]).
+/// and `to` (none in a span shorter than [`KEYED_SPAN`]): a comma is never part of an escape,
+/// so the backslash after it opens one, and the letter or digit after that escaped quote is
+/// written as it is ([`piece_always_ends_after_punctuation`]).
 fn key_cuts(raw: &[u8], from: usize, to: usize) -> impl Iterator<Item = usize> + '_ {
     // Short spans (the `"},{"` between two objects) are not worth a search.
     let span = raw
