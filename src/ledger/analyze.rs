@@ -286,7 +286,7 @@ fn analyze_within(obs: &Exchange<'_>, reply: Option<&Bytes>, budget: &mut Budget
         .flatten();
     let tool_call = method == "tools/call";
     let events;
-    let verdict = match remembered_sse_verdict(obs, id, tool_call) {
+    let verdict = match laid_out_verdict(obs, id, tool_call, reply, budget) {
         Some(verdict) => verdict,
         None => {
             events = reply_events(obs.response);
@@ -373,11 +373,19 @@ const REMEMBERED_RESULTS: usize = 16 * 1024 * 1024;
 static SEEN: LazyLock<Recent<Remembered>> = LazyLock::new(|| Recent::new(REMEMBERED_RESULTS));
 
 /// A remembered verdict, and whether its `result` has no line end (see
-/// [`remembered_sse_verdict`]).
+/// [`laid_out_verdict`]).
 #[derive(Clone)]
 struct Remembered {
     verdict: Option<Verdict>,
     one_line: bool,
+}
+
+impl Remembered {
+    /// The verdict, for a result found by [`laid_out_result`]: only one without a line end
+    /// is the reply's result there.
+    fn laid_out(self) -> Option<Verdict> {
+        self.one_line.then_some(self.verdict).flatten()
+    }
 }
 
 /// The memo's kind for a reply.
@@ -459,29 +467,64 @@ fn remember(
     made
 }
 
-/// [`judge`]'s verdict for a reply sent as rmcp sends it, found without scanning the reply
-/// for line ends (that scan and the comparison with the remembered result were two passes
-/// over every reply): one SSE event whose `data:` line holds the reply in [`own_result`]'s
-/// layout, then only `id:` and `retry:` lines. A remembered result of one line, found between
-/// that layout's opening and its closing brace, proves the data line is one line (the opening
-/// and the id have no line end), so [`sse_data`] would read that same single event.
-fn remembered_sse_verdict(
+/// [`judge`]'s verdict for a reply sent as rmcp sends it ([`laid_out_result`]), worked out
+/// without splitting the reply into its events (a scan for line ends over every reply, ~1,100
+/// instructions for an 8 KB answer): a remembered verdict, or a new tool result of one text
+/// too long for what is left of `budget`, counted by its parts. None when this cannot decide
+/// as [`judge`] would (then [`judge`] does, and nothing was taken from `budget`).
+fn laid_out_verdict(
     obs: &Exchange<'_>,
     id: Option<&RawValue>,
     tool_call: bool,
+    reply: Option<&Bytes>,
+    budget: &mut Budget,
 ) -> Option<Verdict> {
+    let result = laid_out_result(obs, id)?;
+    let kind = result_kind(tool_call);
+    if let Some(remembered) = SEEN.get(kind, result) {
+        return remembered.laid_out();
+    }
+    // A result the budget covers is read whole by `judge`, which also checks it for line ends.
+    if !tool_call || budget.covers(result.len()) {
+        return None;
+    }
+    let one = json_text::one_text(result).filter(|one| !one.is_error)?;
+    // As `judge` decides a new result longer than the budget, on the result it would find:
+    // a text counted whole holds no byte below 0x20 unescaped (the parts not remembered are
+    // decoded as serde reads them; see `json_text::decode_fragment`), so the data line is one
+    // line and [`sse_data`] would read that same single event. A text the count gives up on
+    // is left to the writer, whose budget covers any result and so takes `judge`'s way.
+    match text_verdict(&one, budget) {
+        Some(verdict) if !budget.exceeded() => {
+            if let Some(reply) = reply {
+                remember(kind, result, reply, Some(verdict.clone()), true, budget);
+            }
+            Some(verdict)
+        }
+        _ => {
+            budget.give_up();
+            Some(Verdict::unread())
+        }
+    }
+}
+
+/// The raw `result` of a reply sent as rmcp sends it, found without scanning the reply for
+/// line ends: one SSE event (after a priming event, see [`after_priming`]) whose `data:` line
+/// holds the reply in [`own_result`]'s layout, then only `id:` and `retry:` lines. When the
+/// result has no line end, [`sse_data`] reads that same single event and [`own_result`] finds
+/// this result in it (the opening and the id have no line end); a result with one was cut
+/// from a longer event and is not the reply's.
+fn laid_out_result<'x>(obs: &Exchange<'x>, id: Option<&RawValue>) -> Option<&'x [u8]> {
     let id = id?.get().as_bytes();
     if obs.ending == Ending::TimedOut || id.contains(&b'\n') {
         return None;
     }
     let data = after_priming(obs.response.trim_ascii_start()).strip_prefix(b"data: ")?;
-    let result = data_line(data.strip_suffix(b"\n\n")?)
+    data_line(data.strip_suffix(b"\n\n")?)
         .strip_prefix(br#"{"jsonrpc":"2.0","id":"#)?
         .strip_prefix(id)?
         .strip_prefix(br#","result":"#)?
-        .strip_suffix(b"}")?;
-    let remembered = SEEN.get(result_kind(tool_call), result)?;
-    remembered.one_line.then_some(remembered.verdict).flatten()
+        .strip_suffix(b"}")
 }
 
 /// `body` after the priming event it opens with, when it does: an event of an empty `data:`
@@ -608,7 +651,14 @@ fn read_result_verdict(result: &[u8], tool_call: bool, budget: &mut Budget) -> O
 /// decoding or checking the parts seen before. None for any other result, a failed tool's
 /// (its message is its text) or a text serde would not read (the full reading decides).
 fn one_text_verdict(result: &[u8], budget: &mut Budget) -> Option<Verdict> {
-    let one = json_text::one_text(result).filter(|one| !one.is_error)?;
+    text_verdict(
+        &json_text::one_text(result).filter(|one| !one.is_error)?,
+        budget,
+    )
+}
+
+/// [`one_text_verdict`] of a successful tool's text found in its result.
+fn text_verdict(one: &json_text::OneText<'_>, budget: &mut Budget) -> Option<Verdict> {
     Some(Verdict {
         status: Status::Success,
         error_code: None,
@@ -955,6 +1005,12 @@ mod tests {
     }
 
     const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"find_tasks","arguments":{"query":"hello world"}}}"#;
+
+    /// The remembered verdict [`laid_out_verdict`] finds for a tool call's reply, if any.
+    fn remembered_sse_verdict(obs: &Exchange<'_>, id: Option<&RawValue>) -> Option<Verdict> {
+        let result = laid_out_result(obs, id)?;
+        SEEN.get(result_kind(true), result)?.laid_out()
+    }
 
     #[test]
     fn a_tool_success_in_sse() {
@@ -1499,13 +1555,13 @@ mod tests {
         }
         let one_line = observe(CALL, 200, &bodies[1]);
         let id = read_request(&one_line.request).0.id;
-        assert!(remembered_sse_verdict(&Exchange::from(&one_line), id, true).is_some());
+        assert!(remembered_sse_verdict(&Exchange::from(&one_line), id).is_some());
         let split = observe(CALL, 200, &bodies[6]);
-        assert!(remembered_sse_verdict(&Exchange::from(&split), id, true).is_none());
+        assert!(remembered_sse_verdict(&Exchange::from(&split), id).is_none());
         let primed = observe(CALL, 200, &bodies[7]);
-        assert!(remembered_sse_verdict(&Exchange::from(&primed), id, true).is_some());
+        assert!(remembered_sse_verdict(&Exchange::from(&primed), id).is_some());
         let evented = observe(CALL, 200, &bodies[8]);
-        assert!(remembered_sse_verdict(&Exchange::from(&evented), id, true).is_none());
+        assert!(remembered_sse_verdict(&Exchange::from(&evented), id).is_none());
     }
 
     /// The request path's analysis gives the writer's row once the reply's verdict and counts
@@ -1557,20 +1613,85 @@ mod tests {
         let obs = observe(CALL, 200, body);
         let exchange = Exchange::from(&obs);
         let id = read_request(&obs.request).0.id;
-        assert!(remembered_sse_verdict(&exchange, id, true).is_none());
+        assert!(remembered_sse_verdict(&exchange, id).is_none());
         let row = analyze_remembered(&exchange, None).expect("within the budget");
         assert!(
-            remembered_sse_verdict(&exchange, id, true).is_none(),
+            remembered_sse_verdict(&exchange, id).is_none(),
             "not without bytes"
         );
         assert_eq!(
             analyze_remembered(&exchange, Some(&obs.response)),
             Some(row.clone())
         );
-        let verdict = remembered_sse_verdict(&exchange, id, true).expect("remembered");
+        let verdict = remembered_sse_verdict(&exchange, id).expect("remembered");
         assert_eq!(verdict.status, Status::Success);
         assert_eq!(Some(to_i32(verdict.result_tokens)), row.result_tokens);
         assert_eq!(analyze(obs.clone()), row);
+    }
+
+    /// A new answer made of parts seen before, sent as a direct call sends it, gets on the
+    /// request path the row the writer's full reading gives, and its verdict is remembered as
+    /// one line; split over two `data:` lines (no longer rmcp's layout), it is never given
+    /// another row.
+    #[test]
+    fn a_new_answer_of_known_parts_laid_out_by_rmcp_gets_the_full_reading_s_row() {
+        tokens::warm_up();
+        let task = |i: usize| {
+            serde_json::json!({
+                "id": format!("laid-out-{i:04}"),
+                "status": "todo",
+                "task_order": i,
+                "title": format!("Task {i} of the answer laid out as rmcp writes it"),
+            })
+        };
+        let answer = |tasks: std::ops::Range<usize>| {
+            let tasks: Vec<_> = tasks.map(task).collect();
+            let text = serde_json::json!({"count": tasks.len(), "tasks": tasks}).to_string();
+            let text = serde_json::to_string(&text).expect("a JSON string");
+            format!(
+                r#"{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":{text}}}],"isError":false}}}}"#
+            )
+        };
+        let primed =
+            |reply: &str| format!("data: \nid: 0/1\nretry: 3000\n\ndata: {reply}\nid: 0/2\n\n");
+        // The writer reads the first answer whole and remembers its parts' counts.
+        analyze(observe(CALL, 200, &primed(&answer(0..12))));
+        let second = answer(2..10);
+        assert!(second.len() > 4 * REQUEST_PATH_BUDGET, "{}", second.len());
+        let obs = observe(CALL, 200, &primed(&second));
+        let exchange = Exchange::from(&obs);
+        let id = read_request(&obs.request).0.id;
+        assert!(
+            remembered_sse_verdict(&exchange, id).is_none(),
+            "a new answer"
+        );
+        let row = analyze_remembered(&exchange, Some(&obs.response)).expect("known parts");
+        let events = reply_events(&obs.response);
+        let full = read_verdict(&exchange, &events, id, true, &mut Budget::unlimited());
+        assert_eq!(
+            (row.status, row.result_tokens),
+            (full.status, Some(to_i32(full.result_tokens)))
+        );
+        assert!(full.result_tokens > 100, "{full:?}");
+        let verdict = remembered_sse_verdict(&exchange, id).expect("remembered as one line");
+        assert_eq!(verdict, full);
+        assert_eq!(analyze(obs.clone()), row);
+        // The same kind of answer with its text split over two data lines: that line end is
+        // in the text as the layout would find it, so the request path gives up on it.
+        let third = answer(3..11);
+        let cut = third.find("Task 5").expect("a title");
+        let split = format!("data: {}\ndata: {}\n\n", &third[..cut], &third[cut..]);
+        let obs = observe(CALL, 200, &split);
+        let exchange = Exchange::from(&obs);
+        assert_eq!(analyze_remembered(&exchange, Some(&obs.response)), None);
+        let written = analyze(obs.clone());
+        assert_eq!(
+            written.status,
+            Status::Error,
+            "no reply could be read: {written:?}"
+        );
+        let again = analyze_remembered(&exchange, Some(&obs.response));
+        assert!(again.is_none_or(|row| row == written), "{written:?}");
     }
 
     /// A `tools/call` read in one pass gives the row the two-pass reading gives.

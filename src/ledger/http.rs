@@ -9,7 +9,7 @@ use std::time::Instant;
 use axum::body::{Body, Bytes, HttpBody, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::response::Parts;
-use axum::http::{HeaderMap, HeaderName, Method};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::BytesMut;
@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::analyze::analyze_remembered;
 use super::entry::{
     Ending, Entry, Exchange, LedgerRow, MAX_KEPT_RESPONSE, Micros, Observation, ReadRequest,
-    Served, StreamGet, new_request_id,
+    Served, StreamGet, UpstreamHop, new_request_id,
 };
 use super::journal::{Record, Ticket};
 use super::{Durability, Ledger};
@@ -46,12 +46,26 @@ struct Pending {
 
 impl Pending {
     fn finish(self, response: Bytes, response_len: u64, ending: Ending) -> Observation {
-        let (subject, upstream) = self.served.facts();
+        let facts = self.served.facts();
+        let duration = Micros::since(self.started);
+        self.observation(response, response_len, ending, duration, facts)
+    }
+
+    /// The observation of the request, its reply `response` and `facts` (the serving layer's
+    /// subject and upstream hop) as taken at its end, `duration` after it started.
+    fn observation(
+        self,
+        response: Bytes,
+        response_len: u64,
+        ending: Ending,
+        duration: Micros,
+        (subject, upstream): (Option<Uuid>, Option<UpstreamHop>),
+    ) -> Observation {
         Observation {
             request_id: self.request_id,
             session_id: self.session_id,
             timestamp: self.timestamp,
-            duration: Micros::since(self.started),
+            duration,
             request: self.request,
             http_status: Some(self.http_status),
             response,
@@ -64,6 +78,61 @@ impl Pending {
         }
     }
 
+    /// The request and its reply as borrowed fields (see [`Exchange`]), with the serving
+    /// layer's subject and upstream hop.
+    fn exchange<'a>(
+        &'a self,
+        response: &'a [u8],
+        (response_len, ending, duration): (u64, Ending, Micros),
+        (subject, upstream): (Option<Uuid>, Option<&'a UpstreamHop>),
+        read: Option<&'a ReadRequest>,
+    ) -> Exchange<'a> {
+        Exchange {
+            request_id: self.request_id,
+            session_id: self.session_id.as_deref(),
+            timestamp: self.timestamp,
+            duration,
+            request: &self.request,
+            http_status: Some(self.http_status),
+            response,
+            response_len,
+            ending,
+            protocol_version: self.protocol_version.as_deref(),
+            stream_get: self.stream_get,
+            upstream,
+            subject,
+            read,
+        }
+    }
+
+    /// Records the request as [`Ledger::record_read`] records its observation, analysed from
+    /// these fields: the observation is made only when the writer has to analyse it (the row,
+    /// nearly always, is worked out without moving them into one first).
+    fn record(
+        self,
+        ledger: &Ledger,
+        response: Bytes,
+        response_len: u64,
+        ending: Ending,
+        read: Option<&ReadRequest>,
+    ) {
+        let facts = self.served.facts();
+        let duration = Micros::since(self.started);
+        let exchange = self.exchange(
+            &response,
+            (response_len, ending, duration),
+            (facts.0, facts.1.as_ref()),
+            read,
+        );
+        let entry = match analyze_remembered(&exchange, Some(&response)) {
+            Some(row) => Entry::Row(row),
+            None => {
+                Entry::Observed(self.observation(response, response_len, ending, duration, facts))
+            }
+        };
+        ledger.record_entry(entry);
+    }
+
     /// Analyses the request as it stands while its reply is still going out (when the
     /// reply's verdict is remembered) and journals the row, or else the exchange itself,
     /// written from these fields and the reply so far as they are (no [`Observation`] is built
@@ -71,22 +140,13 @@ impl Pending {
     fn journal(&self, ledger: &Ledger, kept: &Kept, response_len: u64) -> Journaled {
         let response = kept.bytes();
         self.served.with_facts(|subject, upstream| {
-            let exchange = Exchange {
-                request_id: self.request_id,
-                session_id: self.session_id.as_deref(),
-                timestamp: self.timestamp,
-                duration: Micros::since(self.started),
-                request: &self.request,
-                http_status: Some(self.http_status),
+            let duration = Micros::since(self.started);
+            let exchange = self.exchange(
                 response,
-                response_len,
-                ending: Ending::Complete,
-                protocol_version: self.protocol_version.as_deref(),
-                stream_get: self.stream_get,
-                upstream,
-                subject,
-                read: self.read.as_ref(),
-            };
+                (response_len, Ending::Complete, duration),
+                (subject, upstream),
+                self.read.as_ref(),
+            );
             let row = analyze_remembered(&exchange, kept.shared());
             let ticket = match &row {
                 Some(row) => ledger.journal(&Record::Row(row)),
@@ -150,8 +210,7 @@ pub async fn capture(
     }
     let started = Instant::now();
     let timestamp = Utc::now();
-    let session_id = header_text(request.headers(), &SESSION_ID);
-    let protocol_version = header_text(request.headers(), &PROTOCOL_VERSION);
+    let (session_id, protocol_version) = session_headers(request.headers());
     let served = Served::default();
     request.extensions_mut().insert(served.clone());
     let response = next.run(request).await;
@@ -212,8 +271,7 @@ async fn capture_get(ledger: Ledger, request: Request, next: Next) -> Response {
         true => StreamGet::Replay,
         false => StreamGet::Open,
     };
-    let session_id = header_text(request.headers(), &SESSION_ID);
-    let protocol_version = header_text(request.headers(), &PROTOCOL_VERSION);
+    let (session_id, protocol_version) = session_headers(request.headers());
     let response = next.run(request).await;
     // As for a POST: a request refused before authentication keeps no session id it chose.
     let session_id = session_id.filter(|_| response.extensions().get::<Principal>().is_some());
@@ -236,10 +294,26 @@ async fn capture_get(ledger: Ledger, request: Request, next: Next) -> Response {
 /// A header's text. Takes a prebuilt [`HeaderName`]: a `&str` name is parsed and validated
 /// again at every lookup.
 fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    headers.get(name).and_then(text_of)
+}
+
+/// The texts of a request's `Mcp-Session-Id` and `MCP-Protocol-Version` (the first of each,
+/// as [`header_text`] reads them), found in one walk over its few headers: each lookup hashed
+/// the name it looked for.
+fn session_headers(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let (mut session, mut version) = (None, None);
+    for (name, value) in headers {
+        if name == SESSION_ID {
+            session.get_or_insert(value);
+        } else if name == PROTOCOL_VERSION {
+            version.get_or_insert(value);
+        }
+    }
+    (session.and_then(text_of), version.and_then(text_of))
+}
+
+fn text_of(value: &HeaderValue) -> Option<String> {
+    value.to_str().ok().map(str::to_string)
 }
 
 /// Passes the reply through untouched while keeping a copy (up to [`MAX_KEPT_RESPONSE`]) and
@@ -419,7 +493,7 @@ impl TapBody {
             }
             // Journaled anew before the older record is released. (A reply that goes out as
             // one frame, as a direct call's does, is recorded here.)
-            _ => ledger.record_read(pending.finish(kept, self.len, ending), read),
+            _ => pending.record(&ledger, kept, self.len, ending, read),
         }
     }
 
@@ -451,8 +525,11 @@ impl HttpBody for TapBody {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                // Worked out once a frame, for both uses below.
-                let dataless = frame.data_ref().is_some_and(|data| carries_no_data(data));
+                let ended = this.inner.is_end_stream();
+                // Worked out once a frame, for both uses below; neither needs it for the last
+                // frame (the reply kept is the same bytes either way, and it is recorded, not
+                // journaled before sending), which is a direct call's only one.
+                let dataless = !ended && frame.data_ref().is_some_and(|data| carries_no_data(data));
                 if let Some(data) = frame.data_ref() {
                     this.len += data.len() as u64;
                     let room = MAX_KEPT_RESPONSE.saturating_sub(this.kept.len());
@@ -461,7 +538,7 @@ impl HttpBody for TapBody {
                     }
                 }
                 // hyper stops polling a body that says it has ended: finish now.
-                if this.inner.is_end_stream() {
+                if ended {
                     this.finish(Ending::Complete);
                 } else if let Some(data) = frame.data_ref() {
                     this.journal_before_sending(data, dataless);
@@ -497,6 +574,29 @@ impl Drop for TapBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_headers_are_read_as_each_is_looked_up() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        assert_eq!(session_headers(&headers), (None, None));
+        headers.append(SESSION_ID, HeaderValue::from_static("first"));
+        headers.append(SESSION_ID, HeaderValue::from_static("second"));
+        headers.insert(PROTOCOL_VERSION, HeaderValue::from_static("2025-11-25"));
+        let looked_up = (
+            header_text(&headers, &SESSION_ID),
+            header_text(&headers, &PROTOCOL_VERSION),
+        );
+        assert_eq!(session_headers(&headers), looked_up);
+        assert_eq!(
+            looked_up,
+            (Some("first".to_string()), Some("2025-11-25".to_string()))
+        );
+        // A value that is not visible ASCII is no text.
+        let opaque = HeaderValue::from_bytes(b"caf\xc3\xa9").expect("a header value");
+        headers.insert(SESSION_ID, opaque);
+        assert_eq!(session_headers(&headers).0, None);
+    }
 
     #[test]
     fn an_event_without_data_is_not_kept_and_other_frames_are_joined() {

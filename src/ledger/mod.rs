@@ -444,7 +444,14 @@ impl Ledger {
         if self.tx.is_none() {
             return;
         }
-        let entry = self.analysed(observation, read);
+        self.record_entry(self.analysed(observation, read));
+    }
+
+    /// Journals and queues an entry the request path made (see [`Ledger::record`]).
+    pub fn record_entry(&self, entry: Entry) {
+        if self.tx.is_none() {
+            return;
+        }
         let ticket = self.journal(&record_of(&entry));
         self.record_journaled(entry, ticket);
     }

@@ -13,6 +13,12 @@ pub const CUT_MARK: &str = "…[cut]";
 
 /// `text`, cut to [`MAX_CLIENT_TEXT_CHARS`] characters with [`CUT_MARK`] appended when longer.
 pub fn cut_client_text(text: &str) -> Cow<'_, str> {
+    // A character takes at least one byte: a text of no more bytes than the limit is whole,
+    // known without walking its characters (every ledger row cuts three texts, nearly
+    // always short).
+    if text.len() <= MAX_CLIENT_TEXT_CHARS {
+        return Cow::Borrowed(text);
+    }
     match text.char_indices().nth(MAX_CLIENT_TEXT_CHARS) {
         None => Cow::Borrowed(text),
         Some((at, _)) => Cow::Owned(format!("{}{CUT_MARK}", &text[..at])),
@@ -45,6 +51,11 @@ mod tests {
         assert_eq!(cut_client_text("claude-code"), "claude-code");
         let exact = "é".repeat(MAX_CLIENT_TEXT_CHARS);
         assert_eq!(cut_client_text(&exact), exact);
+        // At the limit in bytes, one character a byte: whole; one more is cut.
+        let ascii = "a".repeat(MAX_CLIENT_TEXT_CHARS);
+        assert!(matches!(cut_client_text(&ascii), Cow::Borrowed(t) if t == ascii));
+        let over = "a".repeat(MAX_CLIENT_TEXT_CHARS + 1);
+        assert_eq!(cut_client_text(&over), format!("{ascii}{CUT_MARK}"));
         let long = "é".repeat(1024 * 1024);
         let cut = cut_client_text(&long);
         assert_eq!(

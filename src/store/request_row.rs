@@ -193,7 +193,9 @@ impl LedgerRow {
         const MAX_TEXT: usize = 4096;
         let mut changed = false;
         let mut fix = |text: &mut String| {
-            if text.contains('\0') {
+            // One pass without an early exit (vector code): a row's texts are short, and the
+            // `char` search's set-up cost more than the search.
+            if text.bytes().fold(false, |nul, b| nul | (b == 0)) {
                 *text = text.replace('\0', "\u{FFFD}");
                 changed = true;
             }
@@ -252,5 +254,22 @@ mod tests {
         assert_eq!(row.tool_name.as_deref(), Some("a\u{FFFD}b"));
         assert_eq!(row.error_message.as_ref().map(String::len), Some(4096));
         assert!(row.sanitized);
+        // A NUL anywhere in a text, past a vector's width too; a clean row is left unflagged.
+        let session = format!("{}\0", "s".repeat(40));
+        let mut row = LedgerRow {
+            session_id: Some(session),
+            method: "tools/call".into(),
+            ..LedgerRow::default()
+        };
+        row.sanitize();
+        assert_eq!(row.session_id, Some(format!("{}\u{FFFD}", "s".repeat(40))));
+        assert!(row.sanitized);
+        let mut clean = LedgerRow {
+            session_id: Some("s".repeat(41)),
+            method: "tools/call".into(),
+            ..LedgerRow::default()
+        };
+        clean.sanitize();
+        assert!(!clean.sanitized);
     }
 }
