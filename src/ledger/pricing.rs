@@ -72,12 +72,49 @@ impl PriceTable {
     /// The price of `model` in force at `at` (its latest row with `effective_from <= at`), or
     /// `None` when the model has no price at that time.
     pub fn price(&self, model: &str, at: DateTime<Utc>) -> Option<&PriceRow> {
+        self.period(model, at).and_then(|period| self.at(period))
+    }
+
+    /// [`PriceTable::price`] as the row's place in this table and the instants it is in force
+    /// between, so a caller can tell without a search that a later time has the same price.
+    pub fn period(&self, model: &str, at: DateTime<Utc>) -> Option<Period> {
         let end = self
             .rows
             .partition_point(|r| (r.model.as_str(), r.effective_from) <= (model, at));
-        end.checked_sub(1)
-            .map(|i| &self.rows[i])
-            .filter(|r| r.model == model)
+        let index = end
+            .checked_sub(1)
+            .filter(|&i| self.rows[i].model == model)?;
+        let until = self
+            .rows
+            .get(end)
+            .filter(|next| next.model == model)
+            .map(|next| next.effective_from);
+        Some(Period {
+            index,
+            from: self.rows[index].effective_from,
+            until,
+        })
+    }
+
+    /// The row a [`Period`] of this table names.
+    pub fn at(&self, period: Period) -> Option<&PriceRow> {
+        self.rows.get(period.index)
+    }
+}
+
+/// Where a price row is in a [`PriceTable`] and when it is in force: from its
+/// `effective_from` until the model's next row's (`None`: no later row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    index: usize,
+    from: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+}
+
+impl Period {
+    /// Whether the price is in force at `at`.
+    pub fn holds(&self, at: DateTime<Utc>) -> bool {
+        self.from <= at && self.until.is_none_or(|until| at < until)
     }
 }
 
@@ -215,6 +252,25 @@ mod tests {
         assert!(table.price("aa", at(2030, 1, 1)).is_none());
         assert!(table.price("zzz", at(2030, 1, 1)).is_none());
         assert!(PriceTable::default().price("a", at(2030, 1, 1)).is_none());
+        // A period holds exactly while its row is the one in force.
+        let mut time = at(2024, 12, 1);
+        while time < at(2025, 7, 1) {
+            for model in ["a", "b", "c", "d"] {
+                let period = table.period(model, time);
+                assert_eq!(
+                    period.and_then(|p| table.at(p)),
+                    table.price(model, time),
+                    "{model} {time}"
+                );
+                for later in [time, time + chrono::Duration::days(3)] {
+                    let same = period.is_some_and(|p| p.holds(later));
+                    let found = period.and_then(|p| table.at(p));
+                    let expected = found.is_some() && found == table.price(model, later);
+                    assert_eq!(same, expected, "{model} {time} {later}");
+                }
+            }
+            time += chrono::Duration::days(1);
+        }
         let models: Vec<&str> = table.rows().iter().map(|r| r.model.as_str()).collect();
         assert_eq!(models, ["a", "a", "b", "c"]);
     }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::analyst::Analyst;
 use super::entry::{Entry, LedgerRow};
 use super::journal::{Journal, Leftovers, Ticket};
-use super::pricing::{PriceTable, PricingPolicy, estimate_cost};
+use super::pricing::{Period, PriceTable, PricingPolicy, estimate_cost};
 use super::spill::{Spill, SpillError};
 use super::{Durability, LedgerSettings, Shared, analyze::row_of};
 use crate::store::availability::Availability;
@@ -72,12 +72,18 @@ enum Phase<'a> {
 /// What a cost estimate is worked out from: input and output rate, argument and result tokens.
 type CostInputs = (Money, Money, u32, u32);
 
+/// The client type a row was priced for and the price period it was priced in.
+struct LastPrice {
+    client_type: String,
+    period: Period,
+}
+
 pub struct Writer {
     pub store: Store,
     pub shared: Arc<Shared>,
     pub settings: LedgerSettings,
-    pub policy: PricingPolicy,
-    pub prices: PriceTable,
+    policy: PricingPolicy,
+    prices: PriceTable,
     pub spill: Arc<Spill>,
     pending: VecDeque<(LedgerRow, Waiter)>,
     journal: Option<Arc<Journal>>,
@@ -97,6 +103,8 @@ pub struct Writer {
     /// counts): consecutive rows are mostly the same call with the same counts, and exact
     /// decimal arithmetic is not free.
     last_cost: Option<(CostInputs, Money)>,
+    /// How the last row was priced (see [`Writer::period_of`]); cleared when prices reload.
+    last_price: Option<LastPrice>,
     backoff: Duration,
     next_try: Instant,
     prices_loaded: Instant,
@@ -127,6 +135,7 @@ impl Writer {
             unreachable: false,
             client_types: HashMap::default(),
             last_cost: None,
+            last_price: None,
             backoff: MIN_BACKOFF,
             next_try: Instant::now(),
             prices_loaded: Instant::now(),
@@ -209,8 +218,11 @@ impl Writer {
                     _ = tokio::time::sleep_until(flush_at) => {}
                 }
             }
-            while let Ok(job) = rx.try_recv() {
-                buffer.push(job);
+            // Everything queued, taken at once: one at a time (`try_recv`), each job gave its
+            // permit back to the channel's semaphore on its own.
+            let queued = rx.len();
+            if queued > 0 {
+                rx.recv_many(&mut buffer, queued).await;
             }
             // The buffer is kept: grown from nothing for every batch, it copied each job taken
             // so far at every doubling (~600 instructions per row). A burst's capacity is given
@@ -385,7 +397,10 @@ impl Writer {
     async fn load_prices(&mut self) {
         self.prices_loaded = Instant::now();
         match PriceTable::load(&self.store).await {
-            Ok(prices) => self.prices = prices,
+            Ok(prices) => {
+                self.prices = prices;
+                self.last_price = None;
+            }
             Err(error) => {
                 tracing::warn!(%error, "could not reload model prices; keeping the previous ones")
             }
@@ -393,37 +408,59 @@ impl Writer {
     }
 
     pub(super) async fn price(&mut self, row: &mut LedgerRow) {
-        if let Some(id) = &row.session_id {
-            self.learn_client_type(id).await;
-        }
-        // Borrowed, not copied: most rows of a batch share a few sessions.
-        let client_type = row
-            .session_id
-            .as_deref()
-            .and_then(|id| self.client_types.get(id))
-            .map_or("unknown", String::as_str);
-        let model = self.policy.model_for(client_type);
-        if let Some(price) = self.prices.price(model, row.timestamp) {
-            let args = row.args_tokens.unwrap_or(0).max(0) as u32;
-            let result = row.result_tokens.unwrap_or(0).max(0) as u32;
-            let inputs = (price.input_per_1k, price.output_per_1k, args, result);
-            let cost = match self.last_cost {
-                Some((last, cost)) if last == inputs => cost,
-                _ => estimate_cost(price, args, result),
-            };
-            self.last_cost = Some((inputs, cost));
-            row.estimated_cost_usd = Some(cost);
-            row.pricing_model = Some(model.to_string());
-        }
+        let Some(period) = self.period_of(row).await else {
+            return;
+        };
+        let Some(price) = self.prices.at(period) else {
+            return;
+        };
+        let args = row.args_tokens.unwrap_or(0).max(0) as u32;
+        let result = row.result_tokens.unwrap_or(0).max(0) as u32;
+        let inputs = (price.input_per_1k, price.output_per_1k, args, result);
+        let cost = match self.last_cost {
+            Some((last, cost)) if last == inputs => cost,
+            _ => estimate_cost(price, args, result),
+        };
+        self.last_cost = Some((inputs, cost));
+        row.estimated_cost_usd = Some(cost);
+        // The price row is the model's: its name is the model the row is priced as.
+        row.pricing_model = Some(price.model.clone());
     }
 
-    /// Looks up the session's client type unless it is known. A session unknown (e.g. a
+    /// The price in force for `row`: its session's client type's model's, at the row's time.
+    /// Kept for the next row while it comes from a session of the same client type within
+    /// the same price period (a batch's rows mostly do), so most rows need no search of the
+    /// table.
+    async fn period_of(&mut self, row: &LedgerRow) -> Option<Period> {
+        let session = row.session_id.as_deref();
+        let known = match session.map(|id| (id, self.client_types.get(id))) {
+            Some((_, Some(client_type))) => Some(client_type),
+            Some((id, None)) => {
+                self.learn_client_type(id).await;
+                self.client_types.get(id)
+            }
+            None => None,
+        };
+        let client_type = known.map_or("unknown", String::as_str);
+        if let Some(last) = &self.last_price
+            && last.client_type == client_type
+            && last.period.holds(row.timestamp)
+        {
+            return Some(last.period);
+        }
+        let model = self.policy.model_for(client_type);
+        let period = self.prices.period(model, row.timestamp)?;
+        self.last_price = Some(LastPrice {
+            client_type: client_type.to_string(),
+            period,
+        });
+        Some(period)
+    }
+
+    /// Looks up the session's client type (not known yet). A session unknown (e.g. a
     /// rejected id) or unreadable right now is left out: its rows are priced as an unknown
     /// client's.
     async fn learn_client_type(&mut self, session_id: &str) {
-        if self.client_types.contains_key(session_id) {
-            return;
-        }
         if let Ok(Some(row)) = self.store.get_session(session_id).await {
             if self.client_types.len() > 100_000 {
                 self.client_types.clear();
@@ -745,5 +782,127 @@ fn is_row_content_error(error: &sqlx::Error) -> bool {
         // (18 = SQLITE_TOOBIG, 20 = SQLITE_MISMATCH).
         _ if code.len() == 5 => code.starts_with("22") || code.starts_with("23"),
         _ => code == "18" || code == "20",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::store::pricing::PriceRow;
+    use crate::store::sessions::NewSession;
+
+    fn session(id: &str, client_type: &str) -> NewSession {
+        NewSession {
+            session_id: id.to_string(),
+            kind: "session",
+            protocol_version: None,
+            client_name: None,
+            client_version: None,
+            client_type: client_type.to_string(),
+            client_capabilities: serde_json::json!({}),
+            initialize_params: None,
+            principal: None,
+            at: Utc::now(),
+        }
+    }
+
+    /// Rows of sessions with different client types, of no session and of a session not
+    /// stored yet, interleaved and across a price change, are each priced as their session's
+    /// model at their time: what is kept from the row before never prices the next one wrong.
+    #[tokio::test]
+    async fn each_row_is_priced_as_its_session_s_model_at_its_time() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("steward.db");
+        let url = crate::store::DatabaseUrl::parse(&format!("sqlite://{}", path.display()))?;
+        let store = Store::open(&url).await?;
+        let change: DateTime<Utc> = "2026-12-06T12:00:00Z".parse()?;
+        store
+            .add_pricing(&PriceRow {
+                model: "claude-sonnet-4-5".into(),
+                provider: "anthropic".into(),
+                input_per_1k: "0.004".parse()?,
+                output_per_1k: "0.02".parse()?,
+                effective_from: change,
+            })
+            .await?;
+        store.insert_session(&session("codex", "Codex")).await?;
+        store
+            .insert_session(&session("claude", "Claude Code"))
+            .await?;
+        let prices = PriceTable::load(&store).await?;
+        let policy = PricingPolicy::default();
+        let spill = dir.path().join("ledger.spill");
+        let mut writer = Writer::new(
+            store.clone(),
+            Arc::new(Shared::default()),
+            LedgerSettings::new(Durability::Async, spill.clone()),
+            policy.clone(),
+            prices.clone(),
+            Arc::new(Spill::new(spill)),
+        );
+        let before = change - chrono::Duration::microseconds(1);
+        let rows = [
+            (Some("codex"), before),
+            (Some("codex"), change),
+            (Some("claude"), before),
+            (Some("claude"), before),
+            (Some("claude"), change),
+            (None, change),
+            (None, before),
+            (Some("later"), before),
+            (Some("later"), before),
+            (Some("codex"), before),
+        ];
+        let mut priced = Vec::new();
+        for (n, (session_id, at)) in rows.into_iter().enumerate() {
+            if n == 8 {
+                // Stored now: its next row is priced as its client type's.
+                store
+                    .insert_session(&session("later", "Gemini CLI"))
+                    .await?;
+            }
+            let mut row = LedgerRow {
+                session_id: session_id.map(str::to_string),
+                args_tokens: Some(n as i32 * 11),
+                result_tokens: Some(1_000 + n as i32),
+                timestamp: at,
+                ..LedgerRow::default()
+            };
+            writer.price(&mut row).await;
+            priced.push((row.pricing_model, row.estimated_cost_usd));
+        }
+        let client_types = [
+            "Codex",
+            "Codex",
+            "Claude Code",
+            "Claude Code",
+            "Claude Code",
+            "unknown",
+            "unknown",
+            "unknown",
+            "Gemini CLI",
+            "Codex",
+        ];
+        for (n, ((_, at), client_type)) in rows.iter().zip(client_types).enumerate() {
+            let model = policy.model_for(client_type);
+            let price = prices
+                .price(model, *at)
+                .expect("every model here has a price");
+            let cost = estimate_cost(price, n as u32 * 11, 1_000 + n as u32);
+            assert_eq!(priced[n], (Some(model.to_string()), Some(cost)), "row {n}");
+        }
+        let sonnet = |at| {
+            prices
+                .price("claude-sonnet-4-5", at)
+                .map(|p| p.input_per_1k)
+        };
+        assert_ne!(
+            sonnet(before),
+            sonnet(change),
+            "the rows straddle a price change"
+        );
+        Ok(())
     }
 }

@@ -13,27 +13,17 @@ use crate::store::request_row::{FAILED_SQL, LedgerRow};
 
 /// Money in the aggregates: an integer count of 1e-10 USD ([`Money::STORED_SCALE`]).
 pub fn cost_units(money: Money) -> i64 {
+    // At most the stored places (every estimate the ledger writes): nothing to round, so the
+    // units are the mantissa scaled up, without a decimal's rounding and rescaling.
+    if let Some(places) = Money::STORED_SCALE.checked_sub(money.0.scale()) {
+        let units = money.0.mantissa().checked_mul(10_i128.pow(places));
+        return units
+            .and_then(|u| i64::try_from(u).ok())
+            .unwrap_or(i64::MAX);
+    }
     let mut d = money.stored().0;
     d.rescale(Money::STORED_SCALE);
     i64::try_from(d.mantissa()).unwrap_or(i64::MAX)
-}
-
-/// [`cost_units`] of a batch's rows: the last cost's units are kept, since consecutive rows
-/// mostly cost the same and rescaling a decimal is not free.
-#[derive(Default)]
-pub(crate) struct CostUnits(Option<(Money, i64)>);
-
-impl CostUnits {
-    pub(crate) fn of(&mut self, money: Money) -> i64 {
-        match self.0 {
-            Some((last, units)) if last == money => units,
-            _ => {
-                let units = cost_units(money);
-                self.0 = Some((money, units));
-                units
-            }
-        }
-    }
 }
 
 /// The hour a row's time falls in (truncated as the statistics key it), the last hour kept:
@@ -203,14 +193,14 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    fn add(&mut self, row: &LedgerRow, units: &mut CostUnits) {
+    fn add(&mut self, row: &LedgerRow) {
         let us = row.duration.micros();
         self.sums.merge(&Sums {
             requests: 1,
             errors: i64::from(row.status.failed()),
             durations: Durations::of(us),
             tokens: i64::from(row.total_tokens.unwrap_or(0)),
-            cost_units: row.estimated_cost_usd.map_or(0, |cost| units.of(cost)),
+            cost_units: row.estimated_cost_usd.map_or(0, cost_units),
         });
         self.latency.add(latency_bucket(us), 1);
     }
@@ -251,7 +241,10 @@ pub(crate) fn deltas<'a>(
     client_types: &'a ClientTypes,
 ) -> BTreeMap<StatsKey<'a>, Aggregate> {
     let mut stats: BTreeMap<StatsKey<'a>, Aggregate> = BTreeMap::new();
-    let (mut hours, mut units) = (Hours::default(), CostUnits::default());
+    let mut hours = Hours::default();
+    // The last row's key and aggregate: consecutive rows mostly share a key, and comparing
+    // it costs less than finding it in the map again.
+    let mut last: Option<(StatsKey<'a>, &mut Aggregate)> = None;
     for row in rows {
         let hour = hours.of(row.timestamp);
         let client = row
@@ -261,7 +254,12 @@ pub(crate) fn deltas<'a>(
             .map_or("unknown", String::as_str);
         let tool = row.tool_name.as_deref().unwrap_or_default();
         let key = (hour, row.method.as_str(), tool, client);
-        stats.entry(key).or_default().add(row, &mut units);
+        let aggregate = match last.take() {
+            Some((kept, aggregate)) if kept == key => aggregate,
+            _ => stats.entry(key).or_default(),
+        };
+        aggregate.add(row);
+        last = Some((key, aggregate));
     }
     stats
 }
@@ -571,8 +569,8 @@ mod tests {
     }
 
     #[test]
-    fn hours_and_cost_units_kept_from_the_last_row_are_the_ones_worked_out() {
-        let (mut hours, mut units) = (Hours::default(), CostUnits::default());
+    fn hours_kept_from_the_last_row_are_the_ones_worked_out() {
+        let mut hours = Hours::default();
         let start = "2026-12-05T10:59:59.999999Z"
             .parse::<DateTime<Utc>>()
             .unwrap();
@@ -580,10 +578,6 @@ mod tests {
             let at = start + chrono::Duration::seconds(step * 37 - 3000);
             let truncated = at.duration_trunc(chrono::Duration::hours(1)).unwrap();
             assert_eq!(hours.of(at), truncated, "{at}");
-            let money: Money = ["0.0042", "0.00420", "0.0001", "1"][step as usize % 4]
-                .parse()
-                .unwrap();
-            assert_eq!(units.of(money), cost_units(money), "{money:?}");
         }
         // At chrono's limit the time is kept as it is, as before.
         let last = DateTime::<Utc>::MAX_UTC;
@@ -592,6 +586,101 @@ mod tests {
             last.duration_trunc(chrono::Duration::hours(1))
                 .unwrap_or(last)
         );
+    }
+
+    /// The units of a cost at most the stored places are worked out without rounding: the same
+    /// as rounding, rescaling and reading the mantissa, including past `i64`.
+    #[test]
+    fn cost_units_without_rounding_are_the_rounded_ones() {
+        let rounded = |money: Money| {
+            let mut d = money.stored().0;
+            d.rescale(Money::STORED_SCALE);
+            i64::try_from(d.mantissa()).unwrap_or(i64::MAX)
+        };
+        let values = [
+            "0",
+            "-0",
+            "0.0000000001",
+            "0.00000000005",
+            "-0.00000000005",
+            "0.0000186",
+            "0.00001860",
+            "-1.5",
+            "922337203.6854775807",
+            "922337203.6854775808",
+            "-922337203.6854775808",
+            "1000000000",
+            "79228162514264337593543950335",
+            "-79228162514264337593543950335",
+            "7.9228162514264337593543950335",
+            "0.0000000000000000000000000001",
+            "0.12345678901234567890",
+        ];
+        for text in values {
+            let money: Money = text.parse().unwrap();
+            assert_eq!(cost_units(money), rounded(money), "{text}");
+        }
+        assert_eq!(cost_units("-1.5".parse().unwrap()), -15_000_000_000);
+        assert_eq!(cost_units("0.00001860".parse().unwrap()), 186_000);
+    }
+
+    /// Rows whose keys come in runs and interleaved are added up per key as one by one.
+    #[test]
+    fn deltas_add_each_key_s_rows_however_they_interleave() {
+        let start = "2026-12-05T10:59:58Z".parse::<DateTime<Utc>>().unwrap();
+        let mut client_types = ClientTypes::default();
+        client_types.insert("s1".into(), "Codex".into());
+        let keys = [0, 0, 1, 0, 2, 2, 2, 1, 3, 0, 3];
+        let rows: Vec<LedgerRow> = keys
+            .iter()
+            .enumerate()
+            .map(|(n, key)| LedgerRow {
+                session_id: Some(["s1", "s2"][key % 2].into()),
+                method: "tools/call".into(),
+                tool_name: (*key < 2).then(|| "find_tasks".into()),
+                status: match n % 3 {
+                    0 => crate::store::request_row::Status::Error,
+                    _ => crate::store::request_row::Status::Success,
+                },
+                duration: crate::store::request_row::Micros::from_micros(n as u64 * 997),
+                total_tokens: Some(n as i32),
+                estimated_cost_usd: Some(format!("0.00{n}").parse().unwrap()),
+                // Across an hour's end.
+                timestamp: start + chrono::Duration::seconds(n as i64 % 4),
+                ..LedgerRow::default()
+            })
+            .collect();
+        let mut one_by_one: BTreeMap<(DateTime<Utc>, String, String, String), Aggregate> =
+            BTreeMap::new();
+        for row in &rows {
+            let mut alone = deltas(std::iter::once(row), &client_types);
+            let ((hour, method, tool, client), aggregate) = alone.pop_first().unwrap();
+            let key = (
+                hour,
+                method.to_string(),
+                tool.to_string(),
+                client.to_string(),
+            );
+            one_by_one.entry(key).or_default().merge(&aggregate);
+        }
+        let together: Vec<_> = deltas(rows.iter(), &client_types)
+            .into_iter()
+            .map(|((hour, method, tool, client), aggregate)| {
+                let key = (
+                    hour,
+                    method.to_string(),
+                    tool.to_string(),
+                    client.to_string(),
+                );
+                (key, aggregate)
+            })
+            .collect();
+        assert_eq!(
+            together.len(),
+            7,
+            "four keys, three of them on both sides of the hour"
+        );
+        assert_eq!(together, one_by_one.into_iter().collect::<Vec<_>>());
     }
 
     #[test]

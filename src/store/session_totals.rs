@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::request_row::{LedgerRow, Status};
-use super::request_stats::{CostUnits, money_from_units};
+use super::request_stats::{cost_units, money_from_units};
 use super::sessions::SessionRow;
 use super::{Money, Store, on_pool};
 
@@ -79,14 +79,14 @@ pub(crate) struct Delta {
 }
 
 impl Delta {
-    /// A ledger row's part (its cost's units through `units`, see [`CostUnits`]).
-    pub(crate) fn of(row: &LedgerRow, units: &mut CostUnits) -> Delta {
+    /// A ledger row's part.
+    pub(crate) fn of(row: &LedgerRow) -> Delta {
         Delta {
             requests: 1,
             tool_calls: i64::from(row.method == "tools/call"),
             errors: i64::from(is_error(row.status)),
             tokens: i64::from(row.total_tokens.unwrap_or(0)),
-            cost_units: row.estimated_cost_usd.map_or(0, |cost| units.of(cost)),
+            cost_units: row.estimated_cost_usd.map_or(0, cost_units),
             first: row.timestamp,
             last: row.timestamp,
         }
@@ -113,20 +113,32 @@ pub(crate) fn by_session<'a>(
     rows: impl IntoIterator<Item = (&'a str, Delta)>,
 ) -> Vec<(&'a str, Delta)> {
     let mut sums: BTreeMap<&str, Delta> = BTreeMap::new();
+    // The last row's session and sum: consecutive rows mostly share a session, and comparing
+    // its id costs less than finding it in the map again.
+    let mut last: Option<(&str, &mut Delta)> = None;
     for (session, delta) in rows {
-        sums.entry(session)
-            .and_modify(|d| d.add(&delta))
-            .or_insert(delta);
+        match last.take() {
+            Some((kept, sum)) if kept == session => {
+                sum.add(&delta);
+                last = Some((kept, sum));
+            }
+            _ => {
+                let sum = sums
+                    .entry(session)
+                    .and_modify(|d| d.add(&delta))
+                    .or_insert(delta);
+                last = Some((session, sum));
+            }
+        }
     }
     sums.into_iter().collect()
 }
 
 /// Ledger rows' deltas by session (a row of no session counts nowhere).
 pub(crate) fn deltas<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<(&'a str, Delta)> {
-    let mut units = CostUnits::default();
     by_session(
         rows.into_iter()
-            .filter_map(|row| Some((row.session_id.as_deref()?, Delta::of(row, &mut units)))),
+            .filter_map(|row| Some((row.session_id.as_deref()?, Delta::of(row)))),
     )
 }
 
@@ -216,5 +228,69 @@ impl Store {
                 session,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of sessions in runs and interleaved are summed per session as one by one: every
+    /// count, the cost's units and the first and last times.
+    #[test]
+    fn deltas_sum_each_session_s_rows_however_they_interleave() {
+        let start = DateTime::from_timestamp(1_764_979_200, 0).unwrap();
+        let sessions = ["b", "b", "a", "b", "c", "c", "a", "a", "b", "c"];
+        let rows: Vec<LedgerRow> = sessions
+            .iter()
+            .enumerate()
+            .map(|(n, session)| LedgerRow {
+                session_id: Some(session.to_string()),
+                method: if n % 3 == 0 {
+                    "tools/call"
+                } else {
+                    "tools/list"
+                }
+                .into(),
+                status: if n % 4 == 0 {
+                    Status::Timeout
+                } else {
+                    Status::Success
+                },
+                total_tokens: Some(n as i32 * 10),
+                estimated_cost_usd: Some(format!("0.000{n}").parse().unwrap()),
+                // Not in time order, so the first and last are not the run's ends.
+                timestamp: start + chrono::Duration::seconds((n as i64 * 7) % 5),
+                ..LedgerRow::default()
+            })
+            .chain(std::iter::once(LedgerRow::default()))
+            .collect();
+        let summed = deltas(&rows);
+        let sessions: Vec<&str> = summed.iter().map(|(session, _)| *session).collect();
+        assert_eq!(sessions, ["a", "b", "c"]);
+        for (session, sum) in summed {
+            let mine: Vec<&LedgerRow> = rows
+                .iter()
+                .filter(|r| r.session_id.as_deref() == Some(session))
+                .collect();
+            let times = mine.iter().map(|r| r.timestamp);
+            let expected = Delta {
+                requests: mine.len() as i64,
+                tool_calls: mine.iter().filter(|r| r.method == "tools/call").count() as i64,
+                errors: mine.iter().filter(|r| is_error(r.status)).count() as i64,
+                tokens: mine
+                    .iter()
+                    .map(|r| i64::from(r.total_tokens.unwrap_or(0)))
+                    .sum(),
+                cost_units: mine
+                    .iter()
+                    .filter_map(|r| r.estimated_cost_usd)
+                    .map(cost_units)
+                    .sum(),
+                first: times.clone().min().unwrap(),
+                last: times.max().unwrap(),
+            };
+            assert_eq!(sum, expected, "{session}");
+        }
     }
 }
