@@ -320,7 +320,8 @@ impl<V: Clone> SampledHeld<'_, V> {
     }
 
     /// The value of the newest string kept by [`Sampled::insert_start`] that `text` starts
-    /// with and whose length `ends` accepts, with that length.
+    /// with and whose length `ends` accepts (asked only once `text` is known to start with
+    /// it), with that length.
     pub fn starting(&self, text: &[u8], ends: impl FnMut(usize) -> bool) -> Option<(usize, V)> {
         self.0.starts.find(text, ends)
     }

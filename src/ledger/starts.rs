@@ -47,8 +47,9 @@ fn word(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 impl<V: Clone> Starts<V> {
-    /// The value of a kept string that `text` starts with and whose length `ends` accepts,
-    /// with that length (the newest of a leaf's first).
+    /// The value of a kept string that `text` starts with and whose length `ends` accepts
+    /// (asked only once `text` is known to start with it), with that length (the newest of a
+    /// leaf's first).
     pub(super) fn find(
         &self,
         text: &[u8],
@@ -59,8 +60,8 @@ impl<V: Clone> Starts<V> {
         let mut next = Some(self);
         while let Some(node) = next.or_else(|| shorts.pop()) {
             let found = node.here.iter().rev().find(|(kept, _)| {
-                // The length first: a comparison only for a place that ends a string.
-                ends(kept.len()) && text.starts_with(kept)
+                // The bytes first: `ends` may take them for those of the kept string.
+                text.starts_with(kept) && ends(kept.len())
             });
             if let Some((kept, value)) = found {
                 return Some((kept.len(), value.clone()));

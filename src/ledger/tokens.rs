@@ -211,7 +211,12 @@ fn count_escaped_with(
     raw: &[u8],
     budget: &mut Budget,
 ) -> Option<u32> {
-    count_escaped_jumping(encoding, memo, kept, raw, budget, Jumps::Over)
+    let parts = Parts {
+        encoding,
+        memo,
+        kept,
+    };
+    count_escaped_jumping(&parts, raw, budget, Jumps::Over)
 }
 
 /// Whether [`count_escaped_jumping`] jumps over the kept insides of objects.
@@ -228,7 +233,7 @@ enum Jumps {
 /// An object's inside (a part from a `{\"k` cut to a cut before the object's end, [`Cut`]) is
 /// kept to be found from its start ([`Sampled::insert_start`]). At each `{\"k` cut, a kept
 /// inside that the text goes on with, and that a cut before an object's end follows
-/// ([`object_ends_at`], from the bytes there alone), is added and jumped over: its bytes are
+/// ([`closes_kept_inside`]), is added and jumped over: its bytes are
 /// neither searched for cuts nor hashed. It is the part the search would have found: the
 /// search cuts it nowhere inside, since a brace cut there depends only on its bytes and the
 /// `{\"` before them (a cut's brace, and the backslashes that forbid it, lie within 6 bytes
@@ -237,18 +242,12 @@ enum Jumps {
 /// not cut in a span that a cut before an object's end closes; and the cut after it is that
 /// one.
 fn count_escaped_jumping(
-    encoding: &OnceLock<Encoding>,
-    memo: &Memo<u32>,
-    kept: &Sampled<u32>,
+    parts: &Parts<'_>,
     raw: &[u8],
     budget: &mut Budget,
     jumps: Jumps,
 ) -> Option<u32> {
-    let parts = Parts {
-        encoding,
-        memo,
-        kept,
-    };
+    let Parts { memo, kept, .. } = *parts;
     let mut total = 0u32;
     let mut start = 0;
     // Whether the part at `start` begins an object's inside (after a `{\"k` cut).
@@ -285,7 +284,7 @@ fn count_escaped_jumping(
             let (_, kept_held) = held.get_or_insert_with(|| (memo.hold(), kept.hold()));
             let rest = raw.get(end..)?;
             if let Some((len, count)) =
-                kept_held.starting(rest, |len| object_ends_at(raw, end + len))
+                kept_held.starting(rest, |len| closes_kept_inside(raw, end + len))
             {
                 total = total.saturating_add(count);
                 start = end + len;
@@ -404,7 +403,7 @@ enum Cut {
 /// iterators, which costs more per part than the search itself); None from it stops the
 /// search and is returned. It returns the place the text is read up to: the cut, or, after a
 /// cut before an object's first key, a cut before an object's end further on
-/// ([`object_ends_at`]), where the search goes on as if it had found it (without calling
+/// ([`closes_kept_inside`]), where the search goes on as if it had found it (without calling
 /// `cut` there).
 fn escaped_cuts(raw: &[u8], mut cut: impl FnMut(usize, Cut) -> Option<usize>) -> Option<()> {
     let mut from = 0;
@@ -447,15 +446,12 @@ fn each_escaped_cut(raw: &[u8], mut cut: impl FnMut(usize) -> Option<()>) -> Opt
     escaped_cuts(raw, |at, _| cut(at).map(|()| at))
 }
 
-/// Whether [`escaped_cuts`] cuts at `at` before an object's end, from the bytes there
-/// alone: a `}` at `at`, or `\"}` (a cut before a brace or its quote, [`cut_at_brace`]).
-fn object_ends_at(raw: &[u8], at: usize) -> bool {
-    let brace = match raw.get(at..) {
-        Some([b'}', ..]) => at,
-        Some([b'\\', b'"', b'}', ..]) => at + 2,
-        _ => return false,
-    };
-    cut_at_brace(raw, brace).is_some_and(|cut| cut.ends_object && cut.at == at)
+/// Whether [`escaped_cuts`] cuts at `at` before an object's end, where the bytes before `at`
+/// are those of an object's kept inside: a `}` at `at`, or `\"}`. The rest of that rule
+/// ([`cut_at_brace`]: a letter or digit before it, no backslash in the 5 bytes before that)
+/// holds of the inside's own last bytes, which it held of where they were kept.
+fn closes_kept_inside(raw: &[u8], at: usize) -> bool {
+    matches!(raw.get(at..), Some([b'}', ..] | [b'\\', b'"', b'}', ..]))
 }
 
 /// The shortest text around objects that [`escaped_cuts`] cuts before its keys: a page's head
@@ -1313,7 +1309,7 @@ mod tests {
             escaped_cuts(raw, |at, rule| {
                 read.push(at);
                 let jump = (rule == Cut::ObjectStart)
-                    .then(|| held.starting(&raw[at..], |len| object_ends_at(raw, at + len)))
+                    .then(|| held.starting(&raw[at..], |len| closes_kept_inside(raw, at + len)))
                     .flatten();
                 let Some((len, ())) = jump else {
                     return Some(at);
@@ -1364,14 +1360,12 @@ mod tests {
                     }
                     for (jumps, memo, kept) in &memos {
                         let budget = &mut Budget::unlimited();
-                        let counted = count_escaped_jumping(
-                            &encoding,
+                        let parts = Parts {
+                            encoding: &encoding,
                             memo,
                             kept,
-                            raw.as_bytes(),
-                            budget,
-                            *jumps,
-                        );
+                        };
+                        let counted = count_escaped_jumping(&parts, raw.as_bytes(), budget, *jumps);
                         assert_eq!(counted, Some(expected), "warm {warm}: {raw}");
                     }
                 }
