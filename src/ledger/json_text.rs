@@ -155,8 +155,9 @@ fn hex4(digits: &[u8]) -> Option<u32> {
 /// `\uXXXX`, is six bytes). A byte after a backslash nearer than that is taken to be in an
 /// escape even when it is not (e.g. after `\\`).
 pub fn written_as_is(raw: &[u8], at: usize) -> bool {
+    // A loop over at most five bytes: `contains` would call a byte search built for long ones.
     raw.get(at.saturating_sub(5)..at)
-        .is_some_and(|before| !before.contains(&b'\\'))
+        .is_some_and(|before| before.iter().all(|&byte| byte != b'\\'))
 }
 
 /// [`string_len`] of the block's JSON string, whose text is decoded onto `decoded` (after a

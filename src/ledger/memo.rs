@@ -14,6 +14,8 @@ use std::sync::{LazyLock, Mutex};
 use bytes::Bytes;
 use foldhash::quality::{FoldHasher, RandomState};
 
+use super::starts::Starts;
+
 static SEED: LazyLock<RandomState> = LazyLock::new(RandomState::default);
 
 /// Identifies a text without building it: a hash of the pieces that determine it (e.g. the
@@ -184,7 +186,9 @@ impl<V: Clone> Recent<V> {
 /// Remembers what was worked out about byte strings of at least [`SAMPLED`] bytes, found
 /// again without hashing all of them: keyed by a seeded hash of their length and three of
 /// their 8-byte words (first, middle, last), and confirmed by comparing the kept bytes with
-/// them (a `memcmp`, far cheaper than hashing every byte). At most `max_bytes` of kept bytes
+/// them (a `memcmp`, far cheaper than hashing every byte); or, kept by
+/// [`Sampled::insert_start`], found from the start of a longer text ([`Starts`]). At most
+/// `max_bytes` of kept bytes
 /// (plus ~50 bytes an entry of bookkeeping); when full, it starts over. Strings that share
 /// a key only cost a comparison each, never a wrong value.
 pub struct Sampled<V> {
@@ -203,7 +207,20 @@ type Candidates<V> = Vec<(Box<[u8]>, V)>;
 
 struct SampledState<V> {
     entries: HashMap<u64, Candidates<V>, foldhash::fast::FixedState>,
+    /// Strings found from the start of a text (see [`SampledHeld::starting`]).
+    starts: Starts<V>,
     bytes: usize,
+}
+
+impl<V> SampledState<V> {
+    /// Makes room for `len` more bytes: starts over when they would not fit.
+    fn room_for(&mut self, len: usize, max_bytes: usize) {
+        if self.bytes + len > max_bytes {
+            self.entries.clear();
+            self.starts = Starts::default();
+            self.bytes = 0;
+        }
+    }
 }
 
 fn sampled_key(bytes: &[u8]) -> Option<u64> {
@@ -228,6 +245,7 @@ impl<V: Clone> Sampled<V> {
         Sampled {
             state: Mutex::new(SampledState {
                 entries: HashMap::default(),
+                starts: Starts::default(),
                 bytes: 0,
             }),
             max_bytes,
@@ -251,14 +269,12 @@ impl<V: Clone> Sampled<V> {
             return;
         };
         let mut state = crate::sync::lock(&self.state);
+        state.room_for(bytes.len(), self.max_bytes);
         let SampledState {
             entries,
             bytes: held,
+            ..
         } = &mut *state;
-        if *held + bytes.len() > self.max_bytes {
-            entries.clear();
-            *held = 0;
-        }
         let candidates = entries.entry(key).or_default();
         if candidates.iter().any(|(kept, _)| kept[..] == *bytes) {
             return;
@@ -269,6 +285,20 @@ impl<V: Clone> Sampled<V> {
         }
         *held += bytes.len();
         candidates.push((bytes.into(), value));
+    }
+
+    /// Keeps `bytes` with `value` to be found from the start of a text that goes on with it
+    /// ([`SampledHeld::starting`]), not by [`SampledHeld::get`]; if strings of its length are
+    /// kept. Within the same budget.
+    pub fn insert_start(&self, bytes: &[u8], value: V) {
+        if !self.keeps(bytes.len()) {
+            return;
+        }
+        let mut state = crate::sync::lock(&self.state);
+        state.room_for(bytes.len(), self.max_bytes);
+        if let Some(dropped) = state.starts.insert(bytes, value) {
+            state.bytes = state.bytes + bytes.len() - dropped;
+        }
     }
 
     /// How many bytes are kept.
@@ -287,6 +317,13 @@ impl<V: Clone> SampledHeld<'_, V> {
         let candidates = self.0.entries.get(&sampled_key(bytes)?)?;
         let found = candidates.iter().rev().find(|(kept, _)| kept[..] == *bytes);
         found.map(|(_, value)| value.clone())
+    }
+
+    /// The value of the newest string kept by [`Sampled::insert_start`] that `text` starts
+    /// with and whose length `ends` accepts (asked only once `text` is known to start with
+    /// it), with that length.
+    pub fn starting(&self, text: &[u8], ends: impl FnMut(usize) -> bool) -> Option<(usize, V)> {
+        self.0.starts.find(text, ends)
     }
 }
 
@@ -374,6 +411,32 @@ mod tests {
         assert_eq!(memo.kept_bytes(), a.len() + b.len() + PER_KEY * 35);
         for n in 0..1000 {
             memo.insert(&format!("{n}{}", "x".repeat(128)).into_bytes(), n);
+            assert!(memo.kept_bytes() <= 64 * 64);
+        }
+    }
+
+    #[test]
+    fn strings_found_from_their_start_share_the_budget() {
+        let memo = Sampled::new(64 * 64);
+        let start = b"a string found from its start".to_vec();
+        memo.insert_start(&start, 1);
+        // Kept already: nothing changes.
+        memo.insert_start(&start, 2);
+        assert_eq!(memo.kept_bytes(), start.len());
+        let text = [start.as_slice(), b" and more"].concat();
+        let found = memo.hold().starting(&text, |len| len == start.len());
+        assert_eq!(found, Some((start.len(), 1)));
+        // Found only from a text's start, and only such strings.
+        assert_eq!(memo.hold().get(&start), None);
+        let whole = b"a sampled string, kept whole";
+        memo.insert(whole, 3);
+        assert_eq!(
+            memo.hold().starting(&[whole, &b"!"[..]].concat(), |_| true),
+            None
+        );
+        assert_eq!(memo.kept_bytes(), start.len() + whole.len());
+        for n in 0..1000 {
+            memo.insert_start(format!("{n}{}", "x".repeat(100)).as_bytes(), n);
             assert!(memo.kept_bytes() <= 64 * 64);
         }
     }

@@ -23,6 +23,7 @@ mod rank_hash;
 pub mod recovery;
 pub mod retention;
 pub mod spill;
+mod starts;
 pub mod stdio;
 mod swar;
 pub mod tokens;

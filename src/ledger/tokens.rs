@@ -12,7 +12,8 @@
 //! A tool's text is counted from its raw JSON by parts ([`count_escaped`]): the objects a board
 //! answer is made of recur from answer to answer, and a part seen before is found instead of
 //! being decoded and counted: a part of 16 bytes or more by comparing its bytes with kept ones
-//! (at most 128 KiB), a shorter one by a hash of its bytes (a memo of at most 4,096 parts).
+//! (at most 128 KiB), a shorter one by a hash of its bytes (a memo of at most 4,096 parts). An
+//! object's kept inside is found from the object's start and jumped over, unsearched.
 //!
 //! Text is encoded as ordinary text: special-token strings such as `<|endoftext|>` count as
 //! the plain text they are, and never fail. Long text is encoded in pieces cut only where the
@@ -25,7 +26,7 @@ use std::sync::{LazyLock, OnceLock};
 
 use super::bpe::Encoding;
 use super::json_text;
-use super::memo::{Memo, Sampled, TextKey};
+use super::memo::{Held, Memo, Sampled, SampledHeld, TextKey};
 
 /// The encoding every count uses; recorded in each ledger row's `tokenizer` column.
 pub const TOKENIZER: &str = "o200k_base";
@@ -187,11 +188,12 @@ const KEPT_BYTES: usize = 128 * 1024;
 ///
 /// A tool's text is mostly JSON whose objects recur from answer to answer (the same board's
 /// tasks in every search, in another order, with other neighbours): the raw text is cut at
-/// [`each_escaped_cut`], places that depend only on the bytes around them and where the
+/// [`escaped_cuts`], places that depend only on the bytes around them and where the
 /// pre-tokenizer always ends a piece, so the sum of the parts' counts is the text's count, and
 /// a part seen before is found again: a long one by comparing its bytes with kept ones of the
-/// same length and sampled words, a short one by a hash of its bytes; it is not decoded,
-/// checked or counted again. Only parts not remembered are decoded (which checks them) and
+/// same length and sampled words (an object's inside, from where it starts, without searching
+/// for its end: [`count_escaped_jumping`]), a short one by a hash of its bytes; it is not
+/// decoded, checked or counted again. Only parts not remembered are decoded (which checks them) and
 /// counted.
 pub fn count_escaped(raw: &[u8], budget: &mut Budget) -> Option<u32> {
     static CHUNKS: LazyLock<Memo<u32>> = LazyLock::new(|| Memo::new(CHUNK_MEMO));
@@ -209,54 +211,177 @@ fn count_escaped_with(
     raw: &[u8],
     budget: &mut Budget,
 ) -> Option<u32> {
+    let parts = Parts {
+        encoding,
+        memo,
+        kept,
+    };
+    count_escaped_jumping(&parts, raw, budget, Jumps::Over)
+}
+
+/// Whether [`count_escaped_jumping`] jumps over the kept insides of objects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Jumps {
+    Over,
+    /// Every part found by the cut search alone (the tests' reference).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Never,
+}
+
+/// [`count_escaped_with`], jumping over the kept insides of objects or not.
+///
+/// An object's inside (a part from a `{\"k` cut to a cut before the object's end, [`Cut`]) is
+/// kept to be found from its start ([`Sampled::insert_start`]). At each `{\"k` cut, a kept
+/// inside that the text goes on with, and that a cut before an object's end follows
+/// ([`closes_kept_inside`]), is added and jumped over: its bytes are
+/// neither searched for cuts nor hashed. It is the part the search would have found: the
+/// search cuts it nowhere inside, since a brace cut there depends only on its bytes and the
+/// `{\"` before them (a cut's brace, and the backslashes that forbid it, lie within 6 bytes
+/// before it and 3 after, and neither `}` nor `\"}` can start in the part's last two bytes,
+/// the last a letter or digit), which are those of a text where it was a whole part; keys are
+/// not cut in a span that a cut before an object's end closes; and the cut after it is that
+/// one.
+fn count_escaped_jumping(
+    parts: &Parts<'_>,
+    raw: &[u8],
+    budget: &mut Budget,
+    jumps: Jumps,
+) -> Option<u32> {
+    let Parts { memo, kept, .. } = *parts;
     let mut total = 0u32;
     let mut start = 0;
+    // Whether the part at `start` begins an object's inside (after a `{\"k` cut).
+    let mut opens = false;
     // Held from one part to the next while they are remembered.
     let mut held = None;
-    // The part up to `end`; None to stop (a part serde would not read, or the budget exceeded).
-    let mut part = |end: usize| -> Option<()> {
+    // The last part found by its hash, and its count: the `\"},{\"` between a list's objects
+    // recurs within a text, and comparing its bytes costs less than hashing them.
+    let mut last: Option<(&[u8], u32)> = None;
+    // The part up to the cut `end`; the place read up to (past `end` after a jump), or None to
+    // stop (a part serde would not read, or the budget exceeded).
+    let mut part = |end: usize, cut: Cut| -> Option<usize> {
         let chunk = raw.get(start..end)?;
+        let inside =
+            std::mem::replace(&mut opens, cut == Cut::ObjectStart) && cut == Cut::ObjectEnd;
         start = end;
-        if chunk.is_empty() {
-            return Some(());
-        }
-        let (memo_held, kept_held) = held.get_or_insert_with(|| (memo.hold(), kept.hold()));
-        // Long parts are found by comparing their bytes, short ones (and those too long to
-        // keep) by a hash of them.
-        let key = (!kept.keeps(chunk.len())).then(|| {
-            let mut key = TextKey::default();
-            key.add(chunk);
-            key
-        });
-        let remembered = match &key {
-            Some(key) => memo_held.get(key),
-            None => kept_held.get(chunk),
-        };
-        let count = match remembered {
-            Some(count) => count,
-            // A part not remembered is decoded (which checks it) and counted, unlocked.
-            None => {
-                held = None;
-                let text = || json_text::decode_fragment(chunk).map(std::borrow::Cow::Owned);
-                match &key {
-                    Some(key) => count_new(encoding, key.text_len(), text, budget, |count| {
-                        memo.insert(key, count)
-                    })?,
-                    None => count_new(encoding, chunk.len(), text, budget, |count| {
-                        kept.insert(chunk, count)
-                    })?,
+        if !chunk.is_empty() {
+            let count = match last {
+                Some((bytes, count)) if bytes == chunk => count,
+                _ => {
+                    let count = parts.count(&mut held, chunk, inside, budget)?;
+                    if !kept.keeps(chunk.len()) {
+                        last = Some((chunk, count));
+                    }
+                    count
                 }
+            };
+            total = total.saturating_add(count);
+            if budget.exceeded() {
+                return None;
             }
-        };
-        total = total.saturating_add(count);
-        (!budget.exceeded()).then_some(())
+        }
+        if opens && jumps == Jumps::Over {
+            let (_, kept_held) = held.get_or_insert_with(|| (memo.hold(), kept.hold()));
+            let rest = raw.get(end..)?;
+            if let Some((len, count)) =
+                kept_held.starting(rest, |len| closes_kept_inside(raw, end + len))
+            {
+                total = total.saturating_add(count);
+                start = end + len;
+                opens = false;
+                return Some(start);
+            }
+        }
+        Some(end)
     };
-    let read = each_escaped_cut(raw, &mut part).and_then(|()| part(raw.len()));
+    let read = escaped_cuts(raw, &mut part).and_then(|()| part(raw.len(), Cut::Key));
     match read {
-        Some(()) => Some(total),
+        Some(_) => Some(total),
         None if budget.exceeded() => Some(0),
         None => None,
     }
+}
+
+/// Where [`count_escaped_jumping`] remembers the counts of parts, and what it counts them with.
+struct Parts<'m> {
+    encoding: &'m OnceLock<Encoding>,
+    memo: &'m Memo<u32>,
+    kept: &'m Sampled<u32>,
+}
+
+/// The memos locked while parts are found in them (see [`Memo::hold`]).
+type Holds<'m> = Option<(Held<'m, u32>, SampledHeld<'m, u32>)>;
+
+impl<'m> Parts<'m> {
+    /// The count of the part `chunk` (an object's inside if `inside`): remembered, or counted
+    /// within `budget` (with `held` unlocked) and remembered; None if it does not decode.
+    fn count(
+        &self,
+        held: &mut Holds<'m>,
+        chunk: &[u8],
+        inside: bool,
+        budget: &mut Budget,
+    ) -> Option<u32> {
+        let (memo_held, kept_held) =
+            held.get_or_insert_with(|| (self.memo.hold(), self.kept.hold()));
+        // Long parts are found by comparing their bytes (an object's inside from its start),
+        // short ones (and those too long to keep) by a hash of them.
+        let place = match (self.kept.keeps(chunk.len()), inside) {
+            (false, _) => {
+                let mut key = TextKey::default();
+                key.add(chunk);
+                Place::Hashed(key)
+            }
+            (true, false) => Place::Sampled,
+            (true, true) => Place::Start,
+        };
+        let remembered = match &place {
+            Place::Hashed(key) => memo_held.get(key),
+            Place::Sampled => kept_held.get(chunk),
+            Place::Start => {
+                let whole = kept_held.starting(chunk, |len| len == chunk.len());
+                whole.map(|(_, count)| count)
+            }
+        };
+        if remembered.is_some() {
+            return remembered;
+        }
+        // A part not remembered is decoded (which checks it) and counted, unlocked.
+        *held = None;
+        let text = || json_text::decode_fragment(chunk).map(std::borrow::Cow::Owned);
+        count_new(
+            self.encoding,
+            chunk.len(),
+            text,
+            budget,
+            |count| match &place {
+                Place::Hashed(key) => self.memo.insert(key, count),
+                Place::Sampled => self.kept.insert(chunk, count),
+                Place::Start => self.kept.insert_start(chunk, count),
+            },
+        )
+    }
+}
+
+/// Where [`count_escaped_jumping`] looks a part up.
+enum Place {
+    /// In the memo of hashed parts, by this key.
+    Hashed(TextKey),
+    /// Among the kept parts, by its bytes.
+    Sampled,
+    /// Among the kept insides of objects, by its bytes from its start.
+    Start,
+}
+
+/// Which rule of [`escaped_cuts`] made a cut.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cut {
+    /// Before a key after a comma (or the text's end).
+    Key,
+    /// Before an object's first key: an object's inside starts here.
+    ObjectStart,
+    /// Before an object's end.
+    ObjectEnd,
 }
 
 /// Where the raw inside of a JSON string may be cut, in order: places found from the bytes
@@ -274,24 +399,62 @@ fn count_escaped_with(
 /// recur together); the text around objects (a page's head, whose counts and flags change from
 /// page to page) is cut field by field, so its fields are remembered apart.
 ///
-/// `cut` is called with each, in order (a loop rather than an iterator of iterators, which
-/// costs more per part than the search itself); None from it stops the search and is returned.
-fn each_escaped_cut(raw: &[u8], mut cut: impl FnMut(usize) -> Option<()>) -> Option<()> {
+/// `cut` is called with each, in order, and its rule (a loop rather than an iterator of
+/// iterators, which costs more per part than the search itself); None from it stops the
+/// search and is returned. It returns the place the text is read up to: the cut, or, after a
+/// cut before an object's first key, a cut before an object's end further on
+/// ([`closes_kept_inside`]), where the search goes on as if it had found it (without calling
+/// `cut` there).
+fn escaped_cuts(raw: &[u8], mut cut: impl FnMut(usize, Cut) -> Option<usize>) -> Option<()> {
     let mut from = 0;
-    for at in memchr::memchr2_iter(b'{', b'}', raw) {
+    let mut search = 0;
+    while let Some(at) = next_brace(raw, search) {
+        search = at + 1;
         let Some(brace) = cut_at_brace(raw, at) else {
             continue;
         };
-        if !brace.ends_object {
-            key_cuts(raw, from, brace.at).try_for_each(&mut cut)?;
-        }
-        cut(brace.at)?;
+        let rule = if brace.ends_object {
+            Cut::ObjectEnd
+        } else {
+            key_cuts(raw, from, brace.at).try_for_each(|key| cut(key, Cut::Key).map(drop))?;
+            Cut::ObjectStart
+        };
         from = brace.at;
+        let read = cut(brace.at, rule)?;
+        if read > brace.at {
+            // A cut before an object's end, made by the `}` at it or after its `\"`: the
+            // search goes on after that brace, as if it had found it.
+            from = read;
+            search = read + if raw.get(read) == Some(&b'}') { 1 } else { 3 };
+        }
     }
-    key_cuts(raw, from, raw.len()).try_for_each(cut)
+    key_cuts(raw, from, raw.len()).try_for_each(|key| cut(key, Cut::Key).map(drop))
 }
 
-/// The shortest text around objects that [`each_escaped_cut`] cuts before its keys: a page's head
+/// The first `{` or `}` of `raw` from `from` on: the `{` of `,{` there (the next of a list of
+/// objects) without a search.
+fn next_brace(raw: &[u8], from: usize) -> Option<usize> {
+    if let Some([b',', b'{']) = raw.get(from..from + 2) {
+        return Some(from + 1);
+    }
+    memchr::memchr2(b'{', b'}', raw.get(from..)?).map(|found| from + found)
+}
+
+/// [`escaped_cuts`]'s cuts in order, none read past.
+#[cfg(test)]
+fn each_escaped_cut(raw: &[u8], mut cut: impl FnMut(usize) -> Option<()>) -> Option<()> {
+    escaped_cuts(raw, |at, _| cut(at).map(|()| at))
+}
+
+/// Whether [`escaped_cuts`] cuts at `at` before an object's end, where the bytes before `at`
+/// are those of an object's kept inside: a `}` at `at`, or `\"}`. The rest of that rule
+/// ([`cut_at_brace`]: a letter or digit before it, no backslash in the 5 bytes before that)
+/// holds of the inside's own last bytes, which it held of where they were kept.
+fn closes_kept_inside(raw: &[u8], at: usize) -> bool {
+    matches!(raw.get(at..), Some([b'}', ..] | [b'\\', b'"', b'}', ..]))
+}
+
+/// The shortest text around objects that [`escaped_cuts`] cuts before its keys: a page's head
 /// is longer (~100 bytes), the `"},{"` between two objects shorter.
 const KEYED_SPAN: usize = 32;
 
@@ -303,7 +466,7 @@ struct BraceCut {
     ends_object: bool,
 }
 
-/// [`each_escaped_cut`]'s cut at the brace `raw[at]`, if it makes one.
+/// [`escaped_cuts`]'s cut at the brace `raw[at]`, if it makes one.
 fn cut_at_brace(raw: &[u8], at: usize) -> Option<BraceCut> {
     if raw.get(at) == Some(&b'{') {
         // A `{` is never part of an escape, so the backslash after it opens one.
@@ -329,7 +492,7 @@ fn cut_at_brace(raw: &[u8], at: usize) -> Option<BraceCut> {
     })
 }
 
-/// [`each_escaped_cut`]'s cuts before a key after a comma, `,\"k`, strictly between `from`
+/// [`escaped_cuts`]'s cuts before a key after a comma, `,\"k`, strictly between `from`
 /// and `to` (none in a span shorter than [`KEYED_SPAN`]): a comma is never part of an escape,
 /// so the backslash after it opens one, and the letter or digit after that escaped quote is
 /// written as it is ([`piece_always_ends_after_punctuation`]).
@@ -1116,6 +1279,168 @@ mod tests {
         let none = &mut Budget::of(0);
         assert_eq!(count(none), Some(whole(&long) as u32));
         assert!(!none.exceeded());
+    }
+
+    /// The raw inside of `text` as a JSON string, escaped the one way serde_json escapes (so
+    /// an object recurs byte for byte; `answers` varies its escapes from answer to answer).
+    fn serde_inside(text: &str) -> String {
+        let raw = serde_json::to_string(text).expect("a string");
+        raw[1..raw.len() - 1].to_string()
+    }
+
+    /// A jump over a kept inside passes exactly a part the search finds and lands on the cut
+    /// after it: on seeded answers whose objects recur (nested ones, keys and values chosen
+    /// against the cuts), the places read with jumps over every object's inside seen in
+    /// earlier answers are the search's cuts, and most insides are jumped over.
+    #[test]
+    fn a_jump_passes_a_part_the_search_finds() {
+        let kept = Sampled::new(1 << 24);
+        let (mut jumped, mut insides) = (0, 0);
+        for (text, _) in answers::seeded(17, 30, 300) {
+            let raw = serde_inside(&text);
+            let raw = raw.as_bytes();
+            let mut searched = Vec::new();
+            escaped_cuts(raw, |at, rule| {
+                searched.push((at, rule));
+                Some(at)
+            });
+            let mut read = Vec::new();
+            let held = kept.hold();
+            escaped_cuts(raw, |at, rule| {
+                read.push(at);
+                let jump = (rule == Cut::ObjectStart)
+                    .then(|| held.starting(&raw[at..], |len| closes_kept_inside(raw, at + len)))
+                    .flatten();
+                let Some((len, ())) = jump else {
+                    return Some(at);
+                };
+                jumped += 1;
+                // The cut after it, which the search passes on without calling back.
+                read.push(at + len);
+                Some(at + len)
+            });
+            drop(held);
+            let cuts: Vec<usize> = searched.iter().map(|(at, _)| *at).collect();
+            assert_eq!(read, cuts, "{}", String::from_utf8_lossy(raw));
+            for pair in searched.windows(2) {
+                if let [(start, Cut::ObjectStart), (end, Cut::ObjectEnd)] = pair
+                    && kept.keeps(end - start)
+                {
+                    kept.insert_start(&raw[*start..*end], ());
+                    insides += 1;
+                }
+            }
+        }
+        assert!(
+            jumped * 2 > insides && insides > 300,
+            "{jumped} of {insides}"
+        );
+    }
+
+    /// The same counts with and without jumps, cold and warm, and tiktoken's: on answers
+    /// escaped at random (objects seldom alike) and as serde_json escapes (objects recurring
+    /// byte for byte), each way with memos of its own.
+    #[test]
+    fn counts_with_and_without_jumps_are_equal() {
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let encoding = OnceLock::from(load());
+        let random = answers::seeded(23, 40, 300);
+        let serde: Vec<(String, String)> = random
+            .iter()
+            .map(|(text, _)| (text.clone(), serde_inside(text)))
+            .collect();
+        for corpus in [random, serde] {
+            let memos = [Jumps::Over, Jumps::Never]
+                .map(|jumps| (jumps, Memo::new(1 << 16), Sampled::new(KEPT_BYTES)));
+            for warm in [false, true] {
+                for (i, (text, raw)) in corpus.iter().enumerate() {
+                    let expected = whole(text) as u32;
+                    if i % 16 == 0 {
+                        assert_eq!(full.encode_ordinary(text).len() as u32, expected, "{text}");
+                    }
+                    for (jumps, memo, kept) in &memos {
+                        let budget = &mut Budget::unlimited();
+                        let parts = Parts {
+                            encoding: &encoding,
+                            memo,
+                            kept,
+                        };
+                        let counted = count_escaped_jumping(&parts, raw.as_bytes(), budget, *jumps);
+                        assert_eq!(counted, Some(expected), "warm {warm}: {raw}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A kept inside is jumped over only where the search would pass it whole: tasks that
+    /// share a long head are found (a page of known tasks counts nothing new); one that
+    /// differs from a kept one after the shared head, and the kept bytes followed by more of
+    /// the value, are counted anew as a whole part (their whole inside taken from the
+    /// budget), and every count is tiktoken's.
+    #[test]
+    fn a_kept_inside_is_jumped_over_only_where_the_search_passes_it_whole() {
+        let full = tiktoken_rs::o200k_base().expect("tables load");
+        let encoding = OnceLock::from(load());
+        let tiktoken = |text: &str| Some(full.encode_ordinary(text).len() as u32);
+        let head = r#""archived":false,"archived_at":null,"assignee":"Claude Code","blocked_by":[],"code_examples":[],"created_at":"2026-12-06T21:00:00Z""#;
+        let task = |title: &str| format!(r#"{{{head},"title":"{title}"}}"#);
+        let page = |tasks: &[String]| format!("[{}]", tasks.join(","));
+        let known = [task("Wire the ledger 1"), task("Wire the ledger 2")];
+        let (memo, kept) = (Memo::new(1024), Sampled::new(KEPT_BYTES));
+        for text in &known {
+            let counted = count_escaped_with(
+                &encoding,
+                &memo,
+                &kept,
+                serde_inside(text).as_bytes(),
+                &mut Budget::unlimited(),
+            );
+            assert_eq!(counted, tiktoken(text));
+        }
+        // Known tasks in a page, with the hashed memo new: its `[{\"` and `\"},{\"` are
+        // new, the tasks' insides are not.
+        let text = page(&[known[1].clone(), known[0].clone(), known[1].clone()]);
+        let raw = serde_inside(&text);
+        let inside = serde_inside(&known[0]).len() - 6;
+        let budget = &mut Budget::of(raw.len() - 3 * inside);
+        let counted = count_escaped_with(&encoding, &Memo::new(64), &kept, raw.as_bytes(), budget);
+        assert_eq!(counted, tiktoken(&text));
+        assert!(!budget.exceeded(), "{text}");
+        // Near misses: another title after the shared head; the kept title followed by more
+        // of it (letters, `'s`, a digit, a space and a word, an escape, a mark).
+        let others = [
+            "Wire the ledger 3",
+            "Wire the ledger 1def",
+            "Wire the ledger 1's",
+            "Wire the ledger 19",
+            "Wire the ledger 1 x",
+            "Wire the ledger 1\n",
+            "Wire the ledger 1\u{301}",
+            "Wire the ledger 1\"",
+            "Wire the ledger 2 and 1",
+        ];
+        for title in others {
+            let text = task(title);
+            let raw = serde_inside(&text);
+            // Known so far: the two tasks alone.
+            let (memo, kept) = (Memo::new(1024), Sampled::new(KEPT_BYTES));
+            for text in &known {
+                count_escaped_with(
+                    &encoding,
+                    &memo,
+                    &kept,
+                    serde_inside(text).as_bytes(),
+                    &mut Budget::unlimited(),
+                );
+            }
+            let budget = &mut Budget::unlimited();
+            let counted = count_escaped_with(&encoding, &memo, &kept, raw.as_bytes(), budget);
+            assert_eq!(counted, tiktoken(&text), "{text}");
+            // The whole inside counted anew, not the kept one and what follows it.
+            let new = usize::MAX - budget.left;
+            assert!(new > head.len(), "{new} bytes counted anew in {raw}");
+        }
     }
 
     #[test]
