@@ -242,10 +242,7 @@ pub(crate) fn deltas<'a>(
 ) -> BTreeMap<StatsKey<'a>, Aggregate> {
     let mut stats: BTreeMap<StatsKey<'a>, Aggregate> = BTreeMap::new();
     let mut hours = Hours::default();
-    // The last row's key and aggregate: consecutive rows mostly share a key, and comparing
-    // it costs less than finding it in the map again.
-    let mut last: Option<(StatsKey<'a>, &mut Aggregate)> = None;
-    for row in rows {
+    let keyed = rows.map(|row| {
         let hour = hours.of(row.timestamp);
         let client = row
             .session_id
@@ -253,15 +250,48 @@ pub(crate) fn deltas<'a>(
             .and_then(|id| client_types.get(id))
             .map_or("unknown", String::as_str);
         let tool = row.tool_name.as_deref().unwrap_or_default();
-        let key = (hour, row.method.as_str(), tool, client);
-        let aggregate = match last.take() {
-            Some((kept, aggregate)) if kept == key => aggregate,
-            _ => stats.entry(key).or_default(),
-        };
-        aggregate.add(row);
-        last = Some((key, aggregate));
-    }
+        ((hour, row.method.as_str(), tool, client), row)
+    });
+    sum_by_key(
+        &mut stats,
+        keyed,
+        |row| {
+            let mut aggregate = Aggregate::default();
+            aggregate.add(row);
+            aggregate
+        },
+        |aggregate, row| aggregate.add(row),
+    );
     stats
+}
+
+/// Sums `items` into `map` by key: `first` makes a key's value of its first item, `add` adds
+/// each later one. Consecutive items mostly share a key (a batch's rows), so the last key's
+/// value is kept and compared first: that costs less than finding it in the map again.
+pub(crate) fn sum_by_key<K: Ord + Copy, V, T>(
+    map: &mut BTreeMap<K, V>,
+    items: impl IntoIterator<Item = (K, T)>,
+    mut first: impl FnMut(T) -> V,
+    mut add: impl FnMut(&mut V, T),
+) {
+    let mut last: Option<(K, &mut V)> = None;
+    for (key, item) in items {
+        let value = match last.take() {
+            Some((kept, value)) if kept == key => {
+                add(value, item);
+                value
+            }
+            _ => match map.entry(key) {
+                std::collections::btree_map::Entry::Occupied(entry) => {
+                    let value = entry.into_mut();
+                    add(value, item);
+                    value
+                }
+                std::collections::btree_map::Entry::Vacant(entry) => entry.insert(first(item)),
+            },
+        };
+        last = Some((key, value));
+    }
 }
 
 /// Merges stored rows into `deltas` (the stored row for each key, where there is one).

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::request_row::{LedgerRow, Status};
-use super::request_stats::{cost_units, money_from_units};
+use super::request_stats::{cost_units, money_from_units, sum_by_key};
 use super::sessions::SessionRow;
 use super::{Money, Store, on_pool};
 
@@ -113,24 +113,7 @@ pub(crate) fn by_session<'a>(
     rows: impl IntoIterator<Item = (&'a str, Delta)>,
 ) -> Vec<(&'a str, Delta)> {
     let mut sums: BTreeMap<&str, Delta> = BTreeMap::new();
-    // The last row's session and sum: consecutive rows mostly share a session, and comparing
-    // its id costs less than finding it in the map again.
-    let mut last: Option<(&str, &mut Delta)> = None;
-    for (session, delta) in rows {
-        match last.take() {
-            Some((kept, sum)) if kept == session => {
-                sum.add(&delta);
-                last = Some((kept, sum));
-            }
-            _ => {
-                let sum = sums
-                    .entry(session)
-                    .and_modify(|d| d.add(&delta))
-                    .or_insert(delta);
-                last = Some((session, sum));
-            }
-        }
-    }
+    sum_by_key(&mut sums, rows, |delta| delta, |sum, delta| sum.add(&delta));
     sums.into_iter().collect()
 }
 
