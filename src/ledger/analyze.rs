@@ -366,8 +366,15 @@ impl Verdict {
     }
 }
 
-/// Results remembered by [`judge`]: at most this many bytes of them.
-const REMEMBERED_RESULTS: usize = 16 * 1024 * 1024;
+/// Results remembered by [`judge`]: at most this many bytes of them (each at most a
+/// sixteenth, 64 KiB). A remembered result is a slice of its reply, so it keeps the reply's
+/// whole buffer allocated: at 16 MiB the memo held ~2,300 board pages (~25 MiB more resident
+/// than with the ledger off) and each new reply was written into memory last touched
+/// thousands of calls before, out of every cache, where without the memo it reuses the buffer
+/// just freed. 1 MiB keeps ~150 such pages and whatever a client repeats soon (`tools/list`,
+/// the same query again); a result repeated only after more than a megabyte of others is
+/// judged again, which its parts' remembered counts make cheap (BENCHMARKS.md, branch `req16`).
+const REMEMBERED_RESULTS: usize = 1024 * 1024;
 
 /// The verdicts [`judge`] remembered, by the raw `result` they were reached from.
 static SEEN: LazyLock<Recent<Remembered>> = LazyLock::new(|| Recent::new(REMEMBERED_RESULTS));
