@@ -493,10 +493,9 @@ pub struct LedgerArgs {
     /// and shown in /health.
     #[arg(long, env = "STEWARD_LEDGER_QUEUE_BYTES", value_parser = clap::value_parser!(u64).range(1..), value_name = "BYTES")]
     pub ledger_queue_bytes: Option<u64>,
-    /// How often the ledger writer stores rows (default 500ms on SQLite, 100ms on PostgreSQL).
-    /// Hidden: only for measuring the ledger under an instruction counter (valgrind runs a
-    /// server ~50x slower; a longer interval keeps its batches as large as at full speed).
-    /// Rows wait longer in memory.
+    /// How often the ledger writer stores rows (default 100ms). Hidden: only for measuring the
+    /// ledger under an instruction counter (valgrind runs a server ~50x slower; a longer
+    /// interval keeps its batches as large as at full speed). Rows wait longer in memory.
     #[arg(long, hide = true, value_parser = humantime::parse_duration, value_name = "DUR")]
     pub ledger_flush_interval: Option<Duration>,
     /// Model whose prices estimate cost for clients without a model of their own

@@ -17,7 +17,7 @@ use crate::cli::{
 use crate::gateway::breaker::{self, BreakerPolicy};
 use crate::gateway::spec::{UpstreamSpec, UpstreamTable};
 use crate::ledger::pricing::PricingPolicy;
-use crate::ledger::{Durability, LedgerSettings, SQLITE_FLUSH_INTERVAL};
+use crate::ledger::{Durability, LedgerSettings};
 use crate::logs::LogFormat;
 use crate::security::{AllowList, AuthMode, ConnectionLimits, SecuritySettings};
 use crate::sessions::{MAX_HANGUP_GRACE, SessionSettings};
@@ -612,10 +612,6 @@ fn ledger_settings(
         .unwrap_or_else(|| beside_database(database, ".ledger-journal", "steward-ledger-journal"));
     let mut settings = LedgerSettings::new(durability, spill);
     settings.journal_dir = Some(journal);
-    // Fewer, larger commits on SQLite: each one empties the read connections' page caches.
-    if matches!(database, DatabaseUrl::Sqlite { .. }) {
-        settings.flush_interval = SQLITE_FLUSH_INTERVAL;
-    }
     settings.retention_interval = cleanup_interval;
     if let Some(bytes) = args.ledger_queue_bytes.or(file.queue_bytes) {
         if bytes == 0 {
@@ -829,31 +825,6 @@ mod tests {
             let error = grace(SessionArgs::default(), &file(text)).unwrap_err();
             assert!(error.contains(says), "{text}: {error}");
         }
-    }
-
-    #[test]
-    fn the_ledger_commits_less_often_on_sqlite_unless_the_flag_says_otherwise() {
-        let interval = |args: &LedgerArgs, url: &str| {
-            let database = DatabaseUrl::parse(url).expect("a database URL");
-            let settings = ledger_settings(
-                args,
-                &FileLedger::default(),
-                &database,
-                Duration::from_secs(60),
-            );
-            settings.expect("ledger settings").flush_interval
-        };
-        let sqlite = "sqlite:///tmp/steward-flush.db";
-        let postgres = "postgres://steward@127.0.0.1/steward";
-        let default = LedgerArgs::default();
-        assert_eq!(interval(&default, sqlite), Duration::from_millis(500));
-        assert_eq!(interval(&default, postgres), Duration::from_millis(100));
-        let flag = LedgerArgs {
-            ledger_flush_interval: Some(Duration::from_secs(5)),
-            ..LedgerArgs::default()
-        };
-        assert_eq!(interval(&flag, sqlite), Duration::from_secs(5));
-        assert_eq!(interval(&flag, postgres), Duration::from_secs(5));
     }
 
     #[test]

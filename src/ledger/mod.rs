@@ -75,16 +75,6 @@ impl Durability {
     ];
 }
 
-/// How often the writer stores rows on SQLite (PostgreSQL: [`LedgerSettings::new`]'s 100 ms).
-/// Every commit changes the database file, so each of the board's read connections finds a
-/// changed WAL index at its next read, drops its whole page cache and reads its pages again
-/// (~65 preads each at ten commits a second). Committing ten times a second made the async
-/// ledger cost 13–14 % more server CPU per call than `off` (the read pool +8–9 %, the tokio
-/// workers +14–15 %); once a second, 6–8 % (+1–4 %, +7–9 %): BENCHMARKS.md, branch `sq16`.
-/// Rows wait in memory (and in the journal) a little longer; a request waiting for its row
-/// (`sync`) still wakes the writer at once.
-pub const SQLITE_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
-
 /// Default bound on the bytes of observations waiting for the writer (64 MiB).
 pub const DEFAULT_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 

@@ -36,7 +36,7 @@ const MODEL: &str = "claude-sonnet-4-5";
 const MODEL_INPUT_PER_1K: &str = "0.003";
 const MODEL_OUTPUT_PER_1K: &str = "0.015";
 const TOKENIZER: &str = "o200k_base";
-/// The writer flushes every 100 ms (500 ms on SQLite), but its first batch loads the tokenizer (seconds in a debug
+/// The writer flushes every 100 ms, but its first batch loads the tokenizer (seconds in a debug
 /// build on a busy machine) and a 100 KB argument takes a while to count: a generous bound,
 /// which only a failing test waits out.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(20);
@@ -388,8 +388,8 @@ impl LedgerDb {
             }
             tokio::time::sleep(POLL).await;
         }
-        // Two more flush intervals (SQLite's, the longer): nothing else may land.
-        tokio::time::sleep(2 * steward::ledger::SQLITE_FLUSH_INTERVAL).await;
+        // Two more flush intervals: nothing else may land.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let rows = self.rows().await?;
         ensure!(
             rows.len() == expected,
