@@ -31,22 +31,6 @@ pub fn sqlite_text(time: DateTime<Utc>) -> String {
     }
 }
 
-/// `time` cut to the microsecond (as PostgreSQL keeps it, and as sqlx's binary encoding
-/// cuts it), in RFC 3339 with `+00:00`, appended to `out`: the instant
-/// `to_rfc3339_opts(SecondsFormat::Micros, false)` writes, digit by digit (PostgreSQL's `COPY`
-/// of ledger rows reads one per row), its trailing zero digits left out as in [`sqlite_text`].
-pub fn push_postgres_text(out: &mut String, time: DateTime<Utc>) {
-    let below_micros = i64::from(time.timestamp_subsec_nanos() % 1_000);
-    let cut = time - chrono::Duration::nanoseconds(below_micros);
-    match Rfc3339::of(cut, b"+00:00")
-        .as_ref()
-        .and_then(Rfc3339::as_str)
-    {
-        Some(text) => out.push_str(text),
-        None => out.push_str(&time.to_rfc3339_opts(SecondsFormat::Micros, false)),
-    }
-}
-
 /// `#[serde(serialize_with)]` for a row's time: the text chrono's `Serialize` writes
 /// (RFC 3339, `Z`, fractional digits as `SecondsFormat::AutoSi` picks them), written digit by
 /// digit. chrono writes it through `fmt`, a call per character, and every listed task
@@ -167,41 +151,6 @@ mod tests {
             assert_eq!(sqlite_text(t), chrono(t));
         }
     }
-
-    #[test]
-    fn postgres_text_is_the_instant_chrono_writes_to_the_microsecond() {
-        let mut seconds: i64 = 1_764_000_000;
-        let mut times = vec![
-            DateTime::from_timestamp(-62_135_596_800, 0).unwrap(), // 0001-01-01
-            DateTime::from_timestamp(253_402_300_799, 999_999_999).unwrap(), // 9999-12-31
-            Utc::now(),
-        ];
-        for step in 0..500i64 {
-            seconds = seconds.wrapping_add(step * 86_399 + 3_607);
-            for nano in [
-                0,
-                7,
-                999,
-                1_000,
-                123_456,
-                5_000_000,
-                999_999_999,
-                100_000_001,
-            ] {
-                times.push(DateTime::from_timestamp(seconds, nano).unwrap());
-            }
-        }
-        for t in times {
-            let chrono = t.to_rfc3339_opts(SecondsFormat::Micros, false);
-            let mut ours = String::from("x");
-            push_postgres_text(&mut ours, t);
-            let ours = ours.strip_prefix('x').unwrap();
-            assert!(ours.ends_with("+00:00"), "{ours}");
-            let read = |text: &str| DateTime::parse_from_rfc3339(text).unwrap();
-            assert_eq!(read(ours), read(&chrono), "{ours} vs {chrono}");
-        }
-    }
-
     #[test]
     fn serializes_what_chrono_serializes() {
         #[derive(Serialize)]

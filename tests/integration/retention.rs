@@ -7,6 +7,7 @@ use common::{TestDb, backends, open_store};
 use rust_decimal::Decimal;
 use steward::ledger::{LedgerRow, Micros, Status};
 use steward::store::Money;
+use steward::store::request_row::UpstreamHop;
 
 fn row(minutes_ago: i64, tool: &str, status: Status, cost: &str, duration_us: u64) -> LedgerRow {
     let at =
@@ -144,8 +145,9 @@ async fn old_rows_fold_into_exact_hourly_rollups() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Rows that stress the fresh-row path (PostgreSQL: `COPY`'s text format; SQLite: multi-row
-/// INSERT): characters COPY must escape, nulls, extremes, sub-microsecond times.
+/// Rows that stress the fresh-row path (PostgreSQL: `COPY`'s binary format; SQLite: multi-row
+/// INSERT): characters COPY's text format would escape, nulls, extremes, sub-microsecond
+/// times, a cost past the stored scale, a gateway hop and a subject.
 fn awkward_rows() -> Vec<LedgerRow> {
     let at = Utc.timestamp_opt(1_795_000_000, 123_456_789).unwrap();
     let plain = common::ledger_row("s1", "find_tasks", at);
@@ -164,11 +166,18 @@ fn awkward_rows() -> Vec<LedgerRow> {
         args_tokens: None,
         result_tokens: Some(i32::MAX),
         total_tokens: None,
-        estimated_cost_usd: Some(Money(Decimal::new(12_345, 10))),
+        // Past the column's 10 places: rounded half away from zero, as when bound.
+        estimated_cost_usd: Some(Money(Decimal::new(-123_456_789_015, 21))),
         pricing_model: None,
         tokenizer: None,
         sanitized: true,
         timestamp: Utc.timestamp_opt(1_795_000_001, 999_999_999).unwrap(),
+        upstream: Some(UpstreamHop {
+            upstream: "git\thub".into(),
+            tool: Some("log\\".into()),
+            duration: Micros::from_micros(u64::from(u32::MAX) + 7),
+        }),
+        subject: Some(uuid::Uuid::new_v4()),
         ..plain.clone()
     };
     let cheap = LedgerRow {
@@ -250,6 +259,22 @@ async fn fresh_rows_are_stored_exactly_as_bound_values() -> anyhow::Result<()> {
             check!("tokenizer", &row.tokenizer);
             check!("sanitized", row.sanitized);
             check!("timestamp", row.timestamp);
+            let hop = row.upstream.as_ref();
+            check!("upstream", hop.map(|h| h.upstream.as_str()));
+            check!("upstream_tool", hop.and_then(|h| h.tool.as_deref()));
+            check!("upstream_us", hop.map(|h| h.duration.micros()));
+            check!("subject_id", row.subject.map(Id));
+            if let Store::Postgres(pool) = &store {
+                // The cost's text too: the column's scale, as a bound value is stored.
+                let sql = "SELECT estimated_cost_usd::text IS NOT DISTINCT FROM \
+                           $2::numeric(20, 10)::text FROM mcp_requests WHERE request_id = $1";
+                let same: bool = sqlx::query_scalar(sql)
+                    .bind(id)
+                    .bind(row.estimated_cost_usd)
+                    .fetch_one(pool)
+                    .await?;
+                assert!(same, "cost text of {row:?}");
+            }
         }
         // A fresh batch holding a stored row is refused whole; the deduplicating form then
         // stores the rest once.
