@@ -18,7 +18,8 @@ use sqlx::error::BoxDynError;
 use sqlx::postgres::PgArgumentBuffer;
 use sqlx::{Postgres, Sqlite, Transaction};
 
-use crate::store::request_columns::{COLUMN_COUNT, column_list};
+use crate::store::Id;
+use crate::store::request_columns::{COLUMN_COUNT, Column, column_list};
 use crate::store::request_row::LedgerRow;
 use crate::store::stamp::Stamp;
 
@@ -90,35 +91,22 @@ fn copy_binary(rows: &[LedgerRow]) -> Result<Vec<u8>, BoxDynError> {
 struct CopyBinary(PgArgumentBuffer);
 
 impl CopyBinary {
-    /// One row. The fields are written straight from the row, not through
-    /// [`LedgerRow::columns`]'s array of every column (a test holds the two to the same bytes).
+    /// One row: [`LedgerRow::columns`]' values in its order, each encoded as the `INSERT`
+    /// binds it (`row_arguments!`'s match), so the column order has one definition.
     fn row(&mut self, row: &LedgerRow) -> Result<(), BoxDynError> {
-        let hop = row.upstream.as_ref();
         self.0.extend_from_slice(&FIELDS);
-        self.value(Some(row.request_id))?;
-        self.value(row.session_id.as_deref())?;
-        self.value(row.jsonrpc_id.as_deref())?;
-        self.value(Some(row.method.as_str()))?;
-        self.value(row.tool_name.as_deref())?;
-        self.value(Some(row.status.as_str()))?;
-        self.value(row.error_code)?;
-        self.value(row.error_message.as_deref())?;
-        self.value(Some(row.duration.millis()))?;
-        self.value(Some(row.duration.micros()))?;
-        self.value(Some(row.request_bytes))?;
-        self.value(Some(row.response_bytes))?;
-        self.value(row.args_tokens)?;
-        self.value(row.result_tokens)?;
-        self.value(row.total_tokens)?;
-        self.value(row.estimated_cost_usd)?;
-        self.value(row.pricing_model.as_deref())?;
-        self.value(row.tokenizer.as_deref())?;
-        self.value(Some(row.sanitized))?;
-        self.value(Some(Stamp(row.timestamp)))?;
-        self.value(hop.map(|h| h.upstream.as_str()))?;
-        self.value(hop.and_then(|h| h.tool.as_deref()))?;
-        self.value(hop.map(|h| h.duration.micros()))?;
-        self.value(row.subject)
+        for (_, value) in row.columns() {
+            match value {
+                Column::Id(v) => self.value(v.map(Id)),
+                Column::Text(v) => self.value(v),
+                Column::Int(v) => self.value(v),
+                Column::BigInt(v) => self.value(v),
+                Column::Money(v) => self.value(v),
+                Column::Flag(v) => self.value(Some(v)),
+                Column::Time(v) => self.value(Some(Stamp(v))),
+            }?;
+        }
+        Ok(())
     }
 
     /// One field: its length, then the value as sqlx encodes it; `None` (or a value that
@@ -140,8 +128,6 @@ impl CopyBinary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Id;
-    use crate::store::request_columns::Column;
     use crate::store::request_row::{Micros, Status, UpstreamHop};
     use chrono::DateTime;
 
