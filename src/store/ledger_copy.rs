@@ -131,25 +131,40 @@ mod tests {
     use crate::store::request_row::{Micros, Status, UpstreamHop};
     use chrono::DateTime;
 
-    /// The data of `rows` written the plain way: every value of [`LedgerRow::columns`] as the
-    /// `INSERT` binds it (`row_arguments!`'s match), framed as the binary format says.
-    fn data_of_columns(rows: &[LedgerRow]) -> Vec<u8> {
+    /// The data of `rows` written from each row's fields one by one, in the table's column
+    /// order, apart from [`LedgerRow::columns`]: a column that list left out, put in another
+    /// place or gave another field's value shows as other bytes.
+    fn data_of_fields(rows: &[LedgerRow]) -> Vec<u8> {
         let mut out = CopyBinary(PgArgumentBuffer::default());
         out.0.extend_from_slice(HEADER);
         for row in rows {
+            let hop = row.upstream.as_ref();
             out.0.extend_from_slice(&FIELDS);
-            for (_, value) in row.columns() {
-                match value {
-                    Column::Id(v) => out.value(v.map(Id)),
-                    Column::Text(v) => out.value(v),
-                    Column::Int(v) => out.value(v),
-                    Column::BigInt(v) => out.value(v),
-                    Column::Money(v) => out.value(v),
-                    Column::Flag(v) => out.value(Some(v)),
-                    Column::Time(v) => out.value(Some(Stamp(v))),
-                }
-                .unwrap();
-            }
+            let value = |result: Result<(), BoxDynError>| result.unwrap();
+            value(out.value(Some(Id(row.request_id))));
+            value(out.value(row.session_id.as_deref()));
+            value(out.value(row.jsonrpc_id.as_deref()));
+            value(out.value(Some(row.method.as_str())));
+            value(out.value(row.tool_name.as_deref()));
+            value(out.value(Some(row.status.as_str())));
+            value(out.value(row.error_code));
+            value(out.value(row.error_message.as_deref()));
+            value(out.value(Some(row.duration.millis())));
+            value(out.value(Some(row.duration.micros())));
+            value(out.value(Some(row.request_bytes)));
+            value(out.value(Some(row.response_bytes)));
+            value(out.value(row.args_tokens));
+            value(out.value(row.result_tokens));
+            value(out.value(row.total_tokens));
+            value(out.value(row.estimated_cost_usd));
+            value(out.value(row.pricing_model.as_deref()));
+            value(out.value(row.tokenizer.as_deref()));
+            value(out.value(Some(row.sanitized)));
+            value(out.value(Some(Stamp(row.timestamp))));
+            value(out.value(hop.map(|h| h.upstream.as_str())));
+            value(out.value(hop.and_then(|h| h.tool.as_deref())));
+            value(out.value(hop.map(|h| h.duration.micros())));
+            value(out.value(row.subject.map(Id)));
         }
         out.0.extend_from_slice(&TRAILER);
         std::mem::take(&mut *out.0)
@@ -221,10 +236,10 @@ mod tests {
                 ..LedgerRow::default()
             });
         }
-        assert_eq!(copy_binary(&rows).unwrap(), data_of_columns(&rows));
+        assert_eq!(copy_binary(&rows).unwrap(), data_of_fields(&rows));
         for row in &rows {
             let one = std::slice::from_ref(row);
-            assert_eq!(copy_binary(one).unwrap(), data_of_columns(one));
+            assert_eq!(copy_binary(one).unwrap(), data_of_fields(one));
         }
     }
 
