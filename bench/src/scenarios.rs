@@ -242,12 +242,16 @@ impl Instance {
 
     /// [`Instance::measure`], with sessions or stateless (2026-07-28).
     pub async fn measure_as(&mut self, ctx: &Ctx, scenario: &str, stateless: bool) -> Row {
-        let postgres = self.db.engine == Engine::Postgres;
-        let db_before = postgres.then(crate::server::postgres_cpu_ticks);
+        let database = self.db.postgres_name().map(str::to_string);
+        let db_ticks = |db: &String| crate::server::postgres_cpu_ticks(db);
+        let db_before = database.as_ref().map(db_ticks);
         let before = self.proc.stats();
         let out = self.load_as(ctx, ctx.requests, stateless).await;
         let after = self.proc.stats();
-        let db_ticks = db_before.map(|b| crate::server::postgres_cpu_ticks().saturating_sub(b));
+        let db_ticks = database
+            .as_ref()
+            .zip(db_before)
+            .map(|(db, before)| db_ticks(db).saturating_sub(before));
         let label = match stateless {
             true => format!("{} stateless 2026-07-28", self.label),
             false => format!("{} sessions {PROTOCOL_VERSION}", self.label),

@@ -223,10 +223,13 @@ impl ProcStats {
     }
 }
 
-/// CPU time (utime + stime, clock ticks) of every process named `postgres` on this machine:
-/// the local server's backends, WAL writer and checkpointer. The ledger's rows cost the
-/// database work that Steward's own CPU time does not show, on the same cores.
-pub fn postgres_cpu_ticks() -> u64 {
+/// CPU time (utime + stime, clock ticks) of the local PostgreSQL server's work for `database`:
+/// the backends connected to it, and the server's shared processes (postmaster, WAL writer,
+/// checkpointer, background writer), which work for every database. Backends of other
+/// databases (another bench's, a test suite's) are left out: on a shared machine they made a
+/// run's "PostgreSQL CPU" count their work too. The ledger's rows cost the database work that
+/// Steward's own CPU time does not show, on the same cores.
+pub fn postgres_cpu_ticks(database: &str) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -235,8 +238,33 @@ pub fn postgres_cpu_ticks() -> u64 {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|comm| comm.trim() == "postgres")
         })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|title| works_for(&String::from_utf8_lossy(&title), database))
+        })
         .map(|pid| ProcStats::read(pid).cpu_ticks)
         .sum()
+}
+
+/// Whether a `postgres` process whose title (`/proc/PID/cmdline`) is `title` works for
+/// `database`: a backend's title is `postgres: [CLUSTER: ]USER DATABASE HOST(PORT) STATE`
+/// (`[local]` for a Unix socket); any other title is one of the server's shared processes.
+fn works_for(title: &str, database: &str) -> bool {
+    let Some(rest) = title.trim_end_matches('\0').strip_prefix("postgres: ") else {
+        return true; // the postmaster: `/usr/lib/postgresql/N/bin/postgres -D …`
+    };
+    let mut words = rest.split_whitespace().peekable();
+    // Debian names the cluster first (`15/main:`).
+    if words.peek().is_some_and(|w| w.ends_with(':')) {
+        words.next();
+    }
+    let words: Vec<&str> = words.collect();
+    match words.as_slice() {
+        [_user, db, host, ..] if host.contains('(') || host.starts_with("[local]") => {
+            *db == database
+        }
+        _ => true,
+    }
 }
 
 /// Clock ticks per second for `/proc/PID/stat` (asks `getconf`; 100 otherwise).
@@ -304,6 +332,11 @@ impl BenchDb {
             url: replace_db_name(admin_url, &db)?,
             pg_admin: Some((admin_url.to_string(), db)),
         })
+    }
+
+    /// The PostgreSQL database's name (None on SQLite).
+    pub fn postgres_name(&self) -> Option<&str> {
+        self.pg_admin.as_ref().map(|(_, db)| db.as_str())
     }
 
     /// Drops the PostgreSQL database (the SQLite file goes with its temp dir).
@@ -394,6 +427,24 @@ pub fn start_steward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_postgres_process_works_for_its_database_or_for_all() {
+        let backend = "postgres: 15/main: postgres steward_bench_1_a_2 127.0.0.1(40512) idle";
+        assert!(works_for(backend, "steward_bench_1_a_2"));
+        assert!(!works_for(backend, "steward_bench_1_b_2"));
+        assert!(!works_for("postgres: postgres other [local] idle", "mine"));
+        assert!(works_for("postgres: postgres mine [local] SELECT", "mine"));
+        for shared in [
+            "postgres: 15/main: checkpointer",
+            "postgres: 15/main: background writer",
+            "postgres: walwriter",
+            "postgres: 15/main: logical replication launcher",
+            "/usr/lib/postgresql/15/bin/postgres\0-D\0/var/lib/postgresql/15/main\0",
+        ] {
+            assert!(works_for(shared, "mine"), "{shared}");
+        }
+    }
 
     #[test]
     fn replaces_the_database_name() {
