@@ -141,7 +141,7 @@ mod tests {
     }
 
     fn entries(observations: &[Observation]) -> Vec<Entry> {
-        observations.iter().cloned().map(Entry::Observed).collect()
+        observations.iter().cloned().map(Entry::observed).collect()
     }
 
     fn expected(observations: &[Observation]) -> Vec<LedgerRow> {

@@ -248,19 +248,24 @@ pub fn analyze(obs: Observation) -> LedgerRow {
 /// The row of an entry: as it is, or analysed now.
 pub fn row_of(entry: Entry) -> LedgerRow {
     match entry {
-        Entry::Row(row) => row,
-        Entry::Observed(observation) => analyze(observation),
+        Entry::Row(row) => *row,
+        Entry::Observed(observation) => analyze(*observation),
     }
 }
 
 /// The request path's analysis: the row, unless it would need more than
 /// [`REQUEST_PATH_BUDGET`] bytes of new text counted (the writer then analyses the
 /// observation). With `reply` (the reply's own bytes) a verdict worked out within the budget
-/// is remembered, as the writer remembers its own.
-pub fn analyze_remembered(exchange: &Exchange<'_>, reply: Option<&Bytes>) -> Option<LedgerRow> {
+/// is remembered, as the writer remembers its own. The row is boxed here, once: it is moved
+/// into an [`Entry`], a job and the writer's queue, and by value each move copied its ~450
+/// bytes (BENCHMARKS.md, branch `rq35`).
+pub fn analyze_remembered(
+    exchange: &Exchange<'_>,
+    reply: Option<&Bytes>,
+) -> Option<Box<LedgerRow>> {
     let mut budget = Budget::of(REQUEST_PATH_BUDGET);
     let row = analyze_within(exchange, reply, &mut budget);
-    (!budget.exceeded()).then_some(row)
+    (!budget.exceeded()).then(|| Box::new(row))
 }
 
 /// Analyses `obs` counting within `budget`. With `reply` (the reply's own bytes, which a
@@ -280,7 +285,7 @@ fn analyze_within(obs: &Exchange<'_>, reply: Option<&Bytes>, budget: &mut Budget
                 (request, method, Asked::from(params))
             }),
     };
-    let id = request.id.filter(|id| id.get() != "null");
+    let id = request.id.filter(|id| *id != "null");
     let tool_name = (method == "tools/call")
         .then(|| text_of(params.name?))
         .flatten();
@@ -410,7 +415,7 @@ fn result_kind(tool_call: bool) -> &'static str {
 fn judge(
     obs: &Exchange<'_>,
     events: &[Cow<[u8]>],
-    id: Option<&RawValue>,
+    id: Option<&str>,
     tool_call: bool,
     reply: Option<&Bytes>,
     budget: &mut Budget,
@@ -481,7 +486,7 @@ fn remember(
 /// as [`judge`] would (then [`judge`] does, and nothing was taken from `budget`).
 fn laid_out_verdict(
     obs: &Exchange<'_>,
-    id: Option<&RawValue>,
+    id: Option<&str>,
     tool_call: bool,
     reply: Option<&Bytes>,
     budget: &mut Budget,
@@ -521,8 +526,8 @@ fn laid_out_verdict(
 /// result has no line end, [`sse_data`] reads that same single event and [`own_result`] finds
 /// this result in it (the opening and the id have no line end); a result with one was cut
 /// from a longer event and is not the reply's.
-fn laid_out_result<'x>(obs: &Exchange<'x>, id: Option<&RawValue>) -> Option<&'x [u8]> {
-    let id = id?.get().as_bytes();
+fn laid_out_result<'x>(obs: &Exchange<'x>, id: Option<&str>) -> Option<&'x [u8]> {
+    let id = id?.as_bytes();
     if obs.ending == Ending::TimedOut || id.contains(&b'\n') {
         return None;
     }
@@ -589,7 +594,7 @@ fn shared_slice(whole: &Bytes, part: &[u8]) -> Bytes {
 fn read_verdict(
     obs: &Exchange<'_>,
     events: &[Cow<[u8]>],
-    id: Option<&RawValue>,
+    id: Option<&str>,
     tool_call: bool,
     budget: &mut Budget,
 ) -> Verdict {
@@ -608,12 +613,12 @@ fn read_verdict(
 /// one reply per id, so this is the reply [`find_reply`] would pick.) The bytes are not
 /// checked to be UTF-8 here: a remembered verdict was reached from the same bytes, and new ones
 /// are parsed (and so checked) by [`result_verdict`].
-fn own_result<'e>(events: &'e [Cow<[u8]>], id: &RawValue) -> Option<&'e [u8]> {
+fn own_result<'e>(events: &'e [Cow<[u8]>], id: &str) -> Option<&'e [u8]> {
     events.iter().find_map(|event| {
         event
             .trim_ascii_end()
             .strip_prefix(br#"{"jsonrpc":"2.0","id":"#)?
-            .strip_prefix(id.get().as_bytes())?
+            .strip_prefix(id.as_bytes())?
             .strip_prefix(br#","result":"#)?
             .strip_suffix(b"}")
     })
@@ -697,7 +702,7 @@ fn read_request_and_params(body: &[u8]) -> (Request<'_>, String, Params<'_>) {
         && call.method.map(RawValue::get) == Some("\"tools/call\"")
     {
         let request = Request {
-            id: call.id,
+            id: call.id.map(RawValue::get),
             params: None,
         };
         let params = call.params.unwrap_or_default();
@@ -706,7 +711,7 @@ fn read_request_and_params(body: &[u8]) -> (Request<'_>, String, Params<'_>) {
     let (message, method) = read_request(body);
     let params = read(message.params);
     let request = Request {
-        id: message.id,
+        id: message.id.map(RawValue::get),
         params: message.params.map(RawValue::get),
     };
     (request, method, params)
@@ -720,15 +725,17 @@ fn already_read<'a>(
     body: &'a [u8],
     read: &ReadRequest,
 ) -> Option<(Request<'a>, String, Asked<'a>)> {
+    let text_at = |span: Range<usize>| std::str::from_utf8(body.get(span)?).ok();
+    // The span is the id's JSON text as the protocol layer's parser delimited it: read as
+    // text, not parsed again.
     let id = match read.id.clone() {
-        Some(span) => Some(serde_json::from_slice::<&RawValue>(body.get(span)?).ok()?),
+        Some(span) => Some(text_at(span)?),
         None => None,
     };
     let params = match read.params.clone() {
         Some(span) => Some(body.get(span)?),
         None => None,
     };
-    let text_at = |span: Range<usize>| std::str::from_utf8(body.get(span)?).ok();
     let fields = match &read.call {
         // Params of nothing but a name and arguments: what serde would read of them.
         Some(call) if read.method == "tools/call" => Asked {
@@ -755,7 +762,8 @@ fn already_read<'a>(
 /// A request's id and its params' JSON text.
 #[derive(Default)]
 struct Request<'a> {
-    id: Option<&'a RawValue>,
+    /// The id's JSON text, as the request has it.
+    id: Option<&'a str>,
     params: Option<&'a str>,
 }
 
@@ -795,8 +803,8 @@ fn to_i32(n: u32) -> i32 {
 }
 
 /// A string id as its text, any other id as its JSON.
-fn id_text(id: &RawValue) -> String {
-    text(Some(id)).unwrap_or_else(|| id.get().to_string())
+fn id_text(id: &str) -> String {
+    text_of(id).unwrap_or_else(|| id.to_string())
 }
 
 /// The JSON-RPC messages of a JSON or SSE body. They are bytes, not yet checked to be UTF-8:
@@ -814,7 +822,7 @@ fn reply_events(body: &[u8]) -> Vec<Cow<'_, [u8]>> {
 /// `error`.
 fn find_reply<'a>(
     events: &'a [Cow<'a, [u8]>],
-    id: Option<&RawValue>,
+    id: Option<&str>,
     tool_call: bool,
 ) -> Option<Reply<'a>> {
     let mut first = None;
@@ -822,7 +830,7 @@ fn find_reply<'a>(
         let Some(reply) = Reply::read(event, tool_call) else {
             continue;
         };
-        if id.is_some_and(|id| reply.id.map(RawValue::get) == Some(id.get())) {
+        if id.is_some_and(|id| reply.id.map(RawValue::get) == Some(id)) {
             return Some(reply);
         }
         first.get_or_insert(reply);
@@ -1014,7 +1022,7 @@ mod tests {
     const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"find_tasks","arguments":{"query":"hello world"}}}"#;
 
     /// The remembered verdict [`laid_out_verdict`] finds for a tool call's reply, if any.
-    fn remembered_sse_verdict(obs: &Exchange<'_>, id: Option<&RawValue>) -> Option<Verdict> {
+    fn remembered_sse_verdict(obs: &Exchange<'_>, id: Option<&str>) -> Option<Verdict> {
         let result = laid_out_result(obs, id)?;
         SEEN.get(result_kind(true), result)?.laid_out()
     }
@@ -1495,7 +1503,7 @@ mod tests {
                 let obs = observe(request, 200, body);
                 let events = reply_events(&obs.response);
                 let (message, method) = read_request(&obs.request);
-                let id = message.id;
+                let id = message.id.map(RawValue::get);
                 let tool_call = method == "tools/call";
                 assert!(own_result(&events, id.unwrap()).is_some(), "{body}");
                 let all = &mut Budget::unlimited();
@@ -1513,13 +1521,7 @@ mod tests {
         }
         // Not rmcp's layout (or another id): read in full.
         let spaced = r#"{"jsonrpc": "2.0", "id": 7, "result": {}}"#;
-        assert!(
-            own_result(
-                &reply_events(spaced.as_bytes()),
-                &RawValue::from_string("7".into()).unwrap()
-            )
-            .is_none()
-        );
+        assert!(own_result(&reply_events(spaced.as_bytes()), "7").is_none());
     }
 
     /// A reply recognised from its remembered result without its lines being split gets the
@@ -1546,7 +1548,7 @@ mod tests {
         for body in &bodies {
             let obs = observe(CALL, 200, body);
             let events = reply_events(&obs.response);
-            let id = read_request(&obs.request).0.id;
+            let id = read_request(&obs.request).0.id.map(RawValue::get);
             let x = Exchange::from(&obs);
             let full = read_verdict(&x, &events, id, true, &mut Budget::unlimited());
             for _ in 0..2 {
@@ -1561,7 +1563,7 @@ mod tests {
             }
         }
         let one_line = observe(CALL, 200, &bodies[1]);
-        let id = read_request(&one_line.request).0.id;
+        let id = read_request(&one_line.request).0.id.map(RawValue::get);
         assert!(remembered_sse_verdict(&Exchange::from(&one_line), id).is_some());
         let split = observe(CALL, 200, &bodies[6]);
         assert!(remembered_sse_verdict(&Exchange::from(&split), id).is_none());
@@ -1589,7 +1591,7 @@ mod tests {
         );
         let full = analyze(obs.clone());
         let fast = analyze_remembered(&Exchange::from(&obs), None).expect("remembered now");
-        assert_eq!(fast, full);
+        assert_eq!(*fast, full);
         assert!(fast.result_tokens > Some(50), "{fast:?}");
         // A new result over the budget is left to the writer unread, even when its text's
         // count is remembered (here from the result above): its length decides.
@@ -1603,7 +1605,7 @@ mod tests {
             (Status::ToolError, fast.result_tokens)
         );
         let fast = analyze_remembered(&Exchange::from(&obs), None).expect("remembered now");
-        assert_eq!(fast, full);
+        assert_eq!(*fast, full);
         // A short error needs no memo.
         let error = r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"no such tool"}}"#;
         let row = analyze_remembered(&Exchange::from(&observe(CALL, 200, error)), None);
@@ -1619,7 +1621,7 @@ mod tests {
         let body = "data: \nid: 0\nretry: 3000\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"short, and only this test's\"}],\"isError\":false}}\nid: 1\n\n";
         let obs = observe(CALL, 200, body);
         let exchange = Exchange::from(&obs);
-        let id = read_request(&obs.request).0.id;
+        let id = read_request(&obs.request).0.id.map(RawValue::get);
         assert!(remembered_sse_verdict(&exchange, id).is_none());
         let row = analyze_remembered(&exchange, None).expect("within the budget");
         assert!(
@@ -1633,7 +1635,7 @@ mod tests {
         let verdict = remembered_sse_verdict(&exchange, id).expect("remembered");
         assert_eq!(verdict.status, Status::Success);
         assert_eq!(Some(to_i32(verdict.result_tokens)), row.result_tokens);
-        assert_eq!(analyze(obs.clone()), row);
+        assert_eq!(analyze(obs.clone()), *row);
     }
 
     /// A new answer made of parts seen before, sent as a direct call sends it, gets on the
@@ -1667,7 +1669,7 @@ mod tests {
         assert!(second.len() > 4 * REQUEST_PATH_BUDGET, "{}", second.len());
         let obs = observe(CALL, 200, &primed(&second));
         let exchange = Exchange::from(&obs);
-        let id = read_request(&obs.request).0.id;
+        let id = read_request(&obs.request).0.id.map(RawValue::get);
         assert!(
             remembered_sse_verdict(&exchange, id).is_none(),
             "a new answer"
@@ -1682,7 +1684,7 @@ mod tests {
         assert!(full.result_tokens > 100, "{full:?}");
         let verdict = remembered_sse_verdict(&exchange, id).expect("remembered as one line");
         assert_eq!(verdict, full);
-        assert_eq!(analyze(obs.clone()), row);
+        assert_eq!(analyze(obs.clone()), *row);
         // The same kind of answer with its text split over two data lines: that line end is
         // in the text as the layout would find it, so the request path gives up on it.
         let third = answer(3..11);
@@ -1698,7 +1700,7 @@ mod tests {
             "no reply could be read: {written:?}"
         );
         let again = analyze_remembered(&exchange, Some(&obs.response));
-        assert!(again.is_none_or(|row| row == written), "{written:?}");
+        assert!(again.is_none_or(|row| *row == written), "{written:?}");
     }
 
     /// A `tools/call` read in one pass gives the row the two-pass reading gives.
@@ -1720,7 +1722,7 @@ mod tests {
             let slow_params: Params = read(slow.params);
             assert_eq!(method, slow_method, "{body}");
             let raw = |v: Option<&RawValue>| v.map(|v| v.get().to_string());
-            assert_eq!(raw(fast.id), raw(slow.id), "{body}");
+            assert_eq!(fast.id, slow.id.map(RawValue::get), "{body}");
             assert_eq!(raw(params.name), raw(slow_params.name), "{body}");
             assert_eq!(raw(params.arguments), raw(slow_params.arguments), "{body}");
             assert_eq!(raw(params.meta), raw(slow_params.meta), "{body}");

@@ -223,11 +223,20 @@ impl<'a> From<&'a Observation> for Exchange<'a> {
 
 /// What the request path hands the writer: the row, when the request path could analyse the
 /// exchange (its reply's verdict and token counts were remembered, see [`super::analyze`]),
-/// so the reply is freed at once; else the observation, which the writer analyses.
+/// so the reply is freed at once; else the observation, which the writer analyses. Both are
+/// boxed: an entry is moved by value into a job, through the queue and out of it, and inline
+/// each move copied a ~450-byte row (BENCHMARKS.md, branch `rq35`).
 #[derive(Debug)]
 pub enum Entry {
-    Row(LedgerRow),
-    Observed(Observation),
+    Row(Box<LedgerRow>),
+    Observed(Box<Observation>),
+}
+
+impl Entry {
+    /// An entry of an observation the writer analyses.
+    pub fn observed(observation: Observation) -> Entry {
+        Entry::Observed(Box::new(observation))
+    }
 }
 
 impl Entry {

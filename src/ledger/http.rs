@@ -127,7 +127,7 @@ impl Pending {
         let entry = match analyze_remembered(&exchange, Some(&response)) {
             Some(row) => Entry::Row(row),
             None => {
-                Entry::Observed(self.observation(response, response_len, ending, duration, facts))
+                Entry::observed(self.observation(response, response_len, ending, duration, facts))
             }
         };
         ledger.record_entry(entry);
@@ -166,7 +166,7 @@ impl Pending {
 struct Journaled {
     ticket: Option<Ticket>,
     len: u64,
-    row: Option<LedgerRow>,
+    row: Option<Box<LedgerRow>>,
 }
 
 /// Attributes a request that carries no `Mcp-Session-Id` to a session (e.g. a logical session
@@ -312,8 +312,18 @@ fn session_headers(headers: &HeaderMap) -> (Option<String>, Option<String>) {
     (session.and_then(text_of), version.and_then(text_of))
 }
 
+/// A header value's text: as [`HeaderValue::to_str`] reads it (visible ASCII and tabs, else
+/// none), checked over all its bytes without an early exit, which the compiler turns into
+/// vector code (`to_str`'s byte-by-byte loop was most of the cost of reading a session id).
 fn text_of(value: &HeaderValue) -> Option<String> {
-    value.to_str().ok().map(str::to_string)
+    let bytes = value.as_bytes();
+    let visible = bytes.iter().fold(true, |ok, &b| {
+        ok & ((b' '..=b'~').contains(&b) | (b == b'\t'))
+    });
+    visible
+        .then(|| std::str::from_utf8(bytes).ok())
+        .flatten()
+        .map(str::to_string)
 }
 
 /// Passes the reply through untouched while keeping a copy (up to [`MAX_KEPT_RESPONSE`]) and
@@ -327,9 +337,9 @@ struct TapBody {
     len: u64,
     pending: Option<(Pending, Ledger)>,
     /// The reply so far, analysed and journaled (see [`TapBody::journal_before_sending`]).
-    /// Boxed: only SSE replies fill it, and unboxed its row made every tap ~800 bytes (376 now) to
-    /// move into the response body.
-    journaled: Option<Box<Journaled>>,
+    /// Only SSE replies fill it; its row is boxed (see [`Entry`]), so it is not carried inline
+    /// by every tap that is moved into its response body.
+    journaled: Option<Journaled>,
 }
 
 /// The reply so far. A reply that arrives as one frame is kept as that frame (shared, not
@@ -481,7 +491,7 @@ impl TapBody {
         // The security guard's reading of the request, so analysis does not parse it again.
         let read = pending.read.take();
         let read = read.as_ref();
-        match self.journaled.take().map(|journaled| *journaled) {
+        match self.journaled.take() {
             Some(Journaled { ticket, len, row }) if len == self.len => {
                 let entry = match row {
                     // The reply ended as it stood when analysed: only its duration grew.
@@ -511,7 +521,7 @@ impl TapBody {
         if pending.stream_get.is_some() || frame.is_empty() || dataless {
             return;
         }
-        self.journaled = Some(Box::new(pending.journal(ledger, &self.kept, self.len)));
+        self.journaled = Some(pending.journal(ledger, &self.kept, self.len));
     }
 }
 
@@ -605,6 +615,15 @@ mod tests {
         let opaque = HeaderValue::from_bytes(b"caf\xc3\xa9").expect("a header value");
         headers.insert(SESSION_ID, opaque);
         assert_eq!(session_headers(&headers).0, None);
+        // Every byte a header value may hold is read as `to_str` reads it.
+        for b in (0..=u8::MAX).filter(|b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f)) {
+            let value = HeaderValue::from_bytes(&[b'a', b, b'z']).expect("a header value");
+            assert_eq!(
+                text_of(&value),
+                value.to_str().ok().map(str::to_string),
+                "byte {b:#04x}"
+            );
+        }
     }
 
     #[test]

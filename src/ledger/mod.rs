@@ -298,7 +298,7 @@ pub struct Ledger {
 pub fn record_of(entry: &Entry) -> journal::Record<'_> {
     match entry {
         Entry::Row(row) => journal::Record::Row(row),
-        Entry::Observed(observation) => journal::Record::Exchange(Exchange::from(observation)),
+        Entry::Observed(observation) => journal::Record::Exchange(Exchange::from(&**observation)),
     }
 }
 
@@ -467,7 +467,7 @@ impl Ledger {
         };
         match analyze::analyze_remembered(&exchange, Some(&observation.response)) {
             Some(row) => Entry::Row(row),
-            None => Entry::Observed(observation),
+            None => Entry::observed(observation),
         }
     }
 
@@ -500,6 +500,7 @@ impl Ledger {
             entry,
             ack: None,
             ticket,
+            size,
         }) {
             // Half full: store now rather than at the end of the flush interval.
             Ok(()) if tx.capacity() < tx.max_capacity() / 2 => self.urgent.notify_one(),
@@ -523,7 +524,7 @@ impl Ledger {
     pub async fn record_durably(&self, observation: Observation) {
         let Some(tx) = &self.tx else { return };
         // Analysed by the writer: the request waits for its row to be stored anyway.
-        let entry = Entry::Observed(observation);
+        let entry = Entry::observed(observation);
         let size = entry.held_bytes();
         if !self.reserve(size) {
             return self.overflow(entry, Bound::Bytes, true);
@@ -535,6 +536,7 @@ impl Ledger {
                 entry,
                 ack: Some(ack),
                 ticket: None,
+                size,
             })
             .await
         {

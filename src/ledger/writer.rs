@@ -21,6 +21,14 @@ use crate::store::availability::Availability;
 use crate::store::requests::MAX_BATCH;
 use crate::store::{Money, Store};
 
+/// The row of an entry, boxed (as the request path's rows already are).
+fn boxed_row(entry: Entry) -> Box<LedgerRow> {
+    match entry {
+        Entry::Row(row) => row,
+        observed => Box::new(row_of(observed)),
+    }
+}
+
 /// Confirms (or refuses) that a row is durable, for `--ledger-durability sync`.
 pub type Ack = oneshot::Sender<Result<(), String>>;
 
@@ -29,6 +37,9 @@ pub struct Job {
     pub ack: Option<Ack>,
     /// The entry's journal record, released once its row is stored or spilled.
     pub ticket: Option<Ticket>,
+    /// What the entry counts against the queue's byte bound ([`Entry::held_bytes`], worked
+    /// out once, when it was queued).
+    pub size: u64,
 }
 
 /// Who waits on a row besides the database: a request (sync durability) and the journal
@@ -85,7 +96,9 @@ pub struct Writer {
     policy: PricingPolicy,
     prices: PriceTable,
     pub spill: Arc<Spill>,
-    pending: VecDeque<(LedgerRow, Waiter)>,
+    /// Rows waiting to be stored, boxed as the request path made them: a row moved by value
+    /// (into this queue, out of it, back) was ~450 bytes copied each time.
+    pending: VecDeque<(Box<LedgerRow>, Waiter)>,
     journal: Option<Arc<Journal>>,
     /// What crashed processes left in the journal, replayed before anything else.
     leftovers: Option<Leftovers>,
@@ -291,7 +304,7 @@ impl Writer {
     /// many wait in the journal.
     fn leave_for_next_start(&mut self, jobs: Vec<Job>) -> usize {
         let count = jobs.len() as u64;
-        let bytes = jobs.iter().map(|j| j.entry.held_bytes()).sum();
+        let bytes = jobs.iter().map(|j| j.size).sum();
         self.shared.sub(|s| &s.queued_bytes, bytes);
         self.shared.sub(|s| &s.queued, count);
         let (journaled, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.pending)
@@ -311,7 +324,7 @@ impl Writer {
                     left += 1;
                 }
                 (ticket, ack) => {
-                    let row = row_of(job.entry);
+                    let row = boxed_row(job.entry);
                     let waiter = Waiter {
                         ack,
                         _ticket: ticket,
@@ -345,45 +358,56 @@ impl Writer {
         let count = jobs.len() as u64;
         // Out of the queue: their bytes no longer count against its bound (observations are
         // dropped once analysed, below).
-        let bytes = jobs.iter().map(|j| j.entry.held_bytes()).sum();
+        let bytes = jobs.iter().map(|j| j.size).sum();
         self.shared.sub(|s| &s.queued_bytes, bytes);
         let analysed = jobs.iter().all(|j| matches!(j.entry, Entry::Row(_)));
-        let (entries, acks): (Vec<_>, Vec<_>) = jobs
-            .drain(..)
-            .map(|j| {
+        let first = self.pending.len();
+        if analysed {
+            // Each row goes from its job to the pending queue, priced on the way: collected
+            // first, every row was copied once more.
+            self.refresh_prices().await;
+            for job in jobs.drain(..) {
                 let waiter = Waiter {
-                    ack: j.ack,
-                    _ticket: j.ticket,
+                    ack: job.ack,
+                    _ticket: job.ticket,
                 };
-                (j.entry, waiter)
-            })
-            .unzip();
-        let rows = match analysed {
-            true => Some(entries.into_iter().map(row_of).collect()),
-            false => self.analyst.rows_of(entries).await,
-        };
-        let rows = match rows {
-            Some(rows) => rows,
-            None => {
+                self.queue_priced(boxed_row(job.entry), waiter).await;
+            }
+        } else {
+            let (entries, acks): (Vec<_>, Vec<_>) = jobs
+                .drain(..)
+                .map(|j| {
+                    let waiter = Waiter {
+                        ack: j.ack,
+                        _ticket: j.ticket,
+                    };
+                    (j.entry, waiter)
+                })
+                .unzip();
+            let Some(rows) = self.analyst.rows_of(entries).await else {
                 // A panic in analysis must not lose the requests: this cannot recover the
                 // observations, so it is counted loudly.
                 tracing::error!("ledger analysis failed");
                 self.shared.add(|s| &s.lost, count);
                 return;
+            };
+            self.refresh_prices().await;
+            for (row, ack) in rows.into_iter().zip(acks) {
+                self.queue_priced(Box::new(row), ack).await;
             }
-        };
-        self.refresh_prices().await;
-        let first = self.pending.len();
-        for (mut row, ack) in rows.into_iter().zip(acks) {
-            self.price(&mut row).await;
-            if row.sanitized {
-                self.shared.add(|s| &s.sanitized, 1);
-            }
-            self.pending.push_back((row, ack));
         }
-        crate::metrics::record_requests(self.pending.range(first..).map(|(row, _)| row));
+        crate::metrics::record_requests(self.pending.range(first..).map(|(row, _)| &**row));
         self.shared.sub(|s| &s.queued, count);
         self.shared.set_pending(self.pending.len());
+    }
+
+    /// Prices `row` and puts it at the end of the pending queue.
+    async fn queue_priced(&mut self, mut row: Box<LedgerRow>, waiter: Waiter) {
+        self.price(&mut row).await;
+        if row.sanitized {
+            self.shared.add(|s| &s.sanitized, 1);
+        }
+        self.pending.push_back((row, waiter));
     }
 
     /// Picks up prices added with `steward pricing add` while running.
@@ -487,7 +511,11 @@ impl Writer {
             let n = self.pending.len().min(MAX_BATCH);
             // Taken out of the queue (not copied) while the database has them; put back if
             // it refuses.
-            let (rows, acks): (Vec<LedgerRow>, Vec<Waiter>) = self.pending.drain(..n).unzip();
+            let (rows, acks): (Vec<LedgerRow>, Vec<Waiter>) = self
+                .pending
+                .drain(..n)
+                .map(|(row, waiter)| (*row, waiter))
+                .unzip();
             let all_new = self.maybe_stored == 0;
             let outcome = match phase {
                 Phase::Serving { stop } => self.insert_unless_stopped(&rows, all_new, stop).await,
@@ -495,8 +523,8 @@ impl Writer {
             };
             match outcome {
                 Err(error) => {
-                    for taken in rows.into_iter().zip(acks).rev() {
-                        self.pending.push_front(taken);
+                    for (row, ack) in rows.into_iter().zip(acks).rev() {
+                        self.pending.push_front((Box::new(row), ack));
                     }
                     self.refused(error, n).await;
                 }
@@ -550,18 +578,18 @@ impl Writer {
             let Some((mut row, ack)) = self.pending.pop_front() else {
                 break;
             };
-            let mut outcome = self.insert(std::slice::from_ref(&row), false).await;
+            let mut outcome = self.insert(std::slice::from_ref(&*row), false).await;
             if matches!(&outcome, Err(e) if is_row_content_error(e)) {
                 row.sanitize();
                 row.sanitized = true;
                 self.shared.add(|s| &s.sanitized, 1);
-                outcome = self.insert(std::slice::from_ref(&row), false).await;
+                outcome = self.insert(std::slice::from_ref(&*row), false).await;
             }
             match outcome {
                 Ok(_) => {
                     self.shared.add(|s| &s.written, 1);
                     reply(ack, Ok(()));
-                    self.shared.announce(vec![row]);
+                    self.shared.announce(vec![*row]);
                 }
                 Err(error) => {
                     self.shared.add(|s| &s.failed_writes, 1);
@@ -635,13 +663,14 @@ impl Writer {
         self.spill_rows(rows);
     }
 
-    fn spill_rows(&mut self, rows: Vec<(LedgerRow, Waiter)>) {
+    fn spill_rows(&mut self, rows: Vec<(Box<LedgerRow>, Waiter)>) {
         if rows.is_empty() {
             return;
         }
         let durable = rows.iter().any(|(_, waiter)| waiter.is_request())
             || self.settings.durability == Durability::Sync;
-        let (rows, acks): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+        let (rows, acks): (Vec<LedgerRow>, Vec<_>) =
+            rows.into_iter().map(|(row, ack)| (*row, ack)).unzip();
         match self.spill.append(&rows, durable) {
             Ok(()) => {
                 self.shared.add(|s| &s.spilled, rows.len() as u64);
@@ -679,7 +708,7 @@ impl Writer {
                 // Back at the front; they may have been offered to the database already.
                 self.maybe_stored += rows.len();
                 for (row, ack) in rows.into_iter().zip(acks).rev() {
-                    self.pending.push_front((row, ack));
+                    self.pending.push_front((Box::new(row), ack));
                 }
             }
         }
