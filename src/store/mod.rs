@@ -62,6 +62,7 @@ pub mod documents;
 pub mod events;
 pub mod import;
 pub mod keys;
+mod ledger_aggregates;
 mod ledger_copy;
 pub mod money;
 pub mod overview;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, DurationRound, Utc};
 use rust_decimal::Decimal;
 
-use super::{Money, Store, on_pool};
+use super::{Money, Store, WritePool, WriteTx, on_pool};
 use crate::store::request_row::{FAILED_SQL, LedgerRow};
 
 /// Money in the aggregates: an integer count of 1e-10 USD ([`Money::STORED_SCALE`]).
@@ -323,33 +323,36 @@ pub(crate) const ON_CONFLICT_STATS: &str = " ON CONFLICT (hour, method, tool_nam
     latency = excluded.latency";
 
 /// Arbitrary constant naming the statistics writers' PostgreSQL advisory lock.
-const STATS_LOCK_KEY: i64 = 0x5354_4557_4152_4432; // "STEWARD2"
+pub(crate) const STATS_LOCK_KEY: i64 = 0x5354_4557_4152_4432; // "STEWARD2"
 
-/// Serialises writers of `mcp_request_stats` for the rest of the transaction, so a
-/// read-merge-write of a row never loses another replica's counts: PostgreSQL's transaction-
-/// scoped advisory lock; on SQLite `BEGIN IMMEDIATE` already holds the only write lock.
-pub(crate) trait StatsLock {
-    async fn lock_stats(&mut self) -> Result<(), sqlx::Error>;
+/// PostgreSQL's `BEGIN` of a ledger write with [`STATS_LOCK_KEY`] taken in the same simple
+/// query (one round trip, not two; the key written out, as a simple query binds nothing).
+pub(crate) const LOCKED_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(6004500444252095538)";
+
+/// Opens the ledger's write transaction with the statistics writers serialised for the rest
+/// of it, before anything else is done, so a read-merge-write of an aggregate row never loses
+/// another replica's counts and every writer takes its locks in the same order: PostgreSQL's
+/// transaction-scoped advisory lock, taken by [`LOCKED_BEGIN`]; on SQLite `BEGIN IMMEDIATE`
+/// already holds the only write lock.
+pub(crate) trait LedgerBegin: WritePool {
+    fn begin_ledger(&self) -> impl Future<Output = WriteTx<Self::Db>> + Send;
 }
 
-impl StatsLock for sqlx::Transaction<'static, sqlx::Sqlite> {
-    async fn lock_stats(&mut self) -> Result<(), sqlx::Error> {
-        Ok(())
+impl LedgerBegin for sqlx::SqlitePool {
+    fn begin_ledger(&self) -> impl Future<Output = WriteTx<Self::Db>> + Send {
+        self.begin_write()
     }
 }
 
-impl StatsLock for sqlx::Transaction<'static, sqlx::Postgres> {
-    async fn lock_stats(&mut self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(STATS_LOCK_KEY)
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
+impl LedgerBegin for sqlx::PgPool {
+    fn begin_ledger(&self) -> impl Future<Output = WriteTx<Self::Db>> + Send {
+        self.begin_with(LOCKED_BEGIN)
     }
 }
 
-/// Adds newly stored ledger rows to the hourly aggregates, inside the caller's transaction
-/// (`$tx`, on either engine, holding [`StatsLock`]). `$rows`: the rows the INSERT stored.
+/// Adds newly stored ledger rows to the hourly aggregates, inside the caller's SQLite
+/// transaction (`$tx`, opened by [`LedgerBegin`]). `$rows`: the rows the INSERT stored.
+/// PostgreSQL's batch does the same in fewer statements (`store::ledger_aggregates`).
 macro_rules! add_to_stats {
     ($tx:expr, $rows:expr) => {{
         use $crate::store::request_stats as rs;

@@ -6,9 +6,10 @@ use std::sync::LazyLock;
 use chrono::{DateTime, DurationRound, Utc};
 use sqlx::{Arguments, Database, Transaction};
 
+use super::ledger_aggregates::Aggregates;
 use super::ledger_copy::BulkLoad;
-use super::request_stats::{Durations, StatsLock, add_to_stats, stored};
-use super::session_totals::{self, add_to_session_totals};
+use super::request_stats::{Durations, LedgerBegin, stored};
+use super::session_totals;
 use super::{Id, Money, Stamp, Store, WritePool, on_pool};
 pub use crate::store::request_columns::RequestRecord;
 use crate::store::request_columns::{COLUMN_COUNT, Column, Shape, Slot};
@@ -181,9 +182,9 @@ impl Store {
         }
         let numbered = matches!(self, Store::Postgres(_));
         on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            // First, so every writer takes the locks in the same order.
-            tx.lock_stats().await?;
+            // With the statistics lock taken first, so every writer takes the locks in the same
+            // order.
+            let mut tx = pool.begin_ledger().await?;
             let mut ids: Vec<Id> = Vec::with_capacity(rows.len());
             let loaded = match all_new {
                 true => tx.bulk_load(rows).await?,
@@ -207,9 +208,7 @@ impl Store {
                 }
             }
             if !ids.is_empty() {
-                let fresh = stored(rows, &ids);
-                add_to_session_totals!(tx, fresh.iter().copied());
-                add_to_stats!(tx, fresh);
+                tx.add_to_aggregates(stored(rows, &ids)).await?;
             }
             tx.commit().await?;
             Ok(ids.len() as u64)

@@ -141,9 +141,11 @@ pub(crate) const ON_CONFLICT_TOTALS: &str = " ON CONFLICT (session_id) DO UPDATE
 /// Sessions per upsert: 8 values each, within both engines' bind limits.
 pub(crate) const SESSIONS_PER_UPSERT: usize = 1000;
 
-/// Adds newly stored ledger rows to their sessions' totals, inside the caller's transaction
-/// (`$tx`, on either engine, after [`super::request_stats::StatsLock`], which serialises the
+/// Adds newly stored ledger rows to their sessions' totals, inside the caller's SQLite
+/// transaction (`$tx`, opened by [`super::request_stats::LedgerBegin`], which serialises the
 /// writers). `$rows`: the rows the INSERT stored, so a replayed row is never counted twice.
+/// PostgreSQL's batch adds them in the statement that also reads its client types and
+/// statistics (`store::ledger_aggregates`).
 macro_rules! add_to_session_totals {
     ($tx:expr, $rows:expr) => {{
         use $crate::store::session_totals as st;

@@ -365,3 +365,134 @@ async fn stats_over_a_million_rows() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// What the ledger's writes leave in `mcp_request_stats` and `mcp_session_totals` (every row,
+/// sorted), after `sample` was written as [`aggregates_of_a_ledger_written_in_batches`] writes it.
+async fn aggregates_after_writing(
+    backend: Backend,
+    sample: &[LedgerRow],
+    now: DateTime<Utc>,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let db = TestDb::new(backend).await?;
+    let store = open_store(&db).await?;
+    let start = now - Duration::hours(5);
+    for (id, client_type) in [
+        ("claude-1", "Claude Code"),
+        ("cursor-1", "Cursor"),
+        ("codex-1", "Codex"),
+        ("other-1", "Gemini CLI"),
+    ] {
+        store
+            .insert_session(&new_session(id, client_type, start))
+            .await?;
+    }
+    // A stored statistics row of a key this sample's rows share but for its client type
+    // (`other-1` writes nothing here): read beside the batch's own keys, it must stay as it is.
+    store
+        .insert_new_requests(&[ledger_row("other-1", "find_tasks", sample[0].timestamp)])
+        .await?;
+    let (first, rest) = sample.split_at(sample.len() / 3);
+    assert_eq!(store.insert_new_requests(first).await?, first.len() as u64);
+    for chunk in rest.chunks(97) {
+        assert_eq!(store.insert_new_requests(chunk).await?, chunk.len() as u64);
+    }
+    // Replayed, with the stored rows skipped: nothing counted twice, new rows added.
+    let again: Vec<LedgerRow> = sample[..40]
+        .iter()
+        .cloned()
+        .chain(sample[..25].iter().map(|r| LedgerRow {
+            request_id: uuid::Uuid::new_v4(),
+            ..r.clone()
+        }))
+        .collect();
+    assert_eq!(store.insert_requests(&again).await?, 25, "{backend:?}");
+    let mut cells = Vec::new();
+    store
+        .for_each_stats_cell(start, now + Duration::hours(1), |c| {
+            cells.push(format!(
+                "{} {} {} {} {:?} {}",
+                c.hour.to_rfc3339(),
+                c.method,
+                c.tool_name,
+                c.client_type,
+                c.sums,
+                c.latency
+            ))
+        })
+        .await?;
+    cells.sort();
+    let ids: Vec<String> = ["claude-1", "cursor-1", "codex-1", "other-1", "gone-1"]
+        .map(String::from)
+        .to_vec();
+    let mut totals: Vec<String> = store
+        .session_totals(&ids)
+        .await?
+        .into_iter()
+        .map(|(id, t)| format!("{id} {t:?}"))
+        .collect();
+    totals.sort();
+    store.close().await;
+    Ok((cells, totals))
+}
+
+/// The statistics and session totals a ledger written in batches keeps are the same on both
+/// engines (PostgreSQL adds them in fewer, merged statements): rows of three client types, of
+/// a session not stored (`unknown`) and of none, over several hours, methods and tools, with
+/// failures and durations across the histogram, written fresh and replayed.
+#[tokio::test]
+async fn aggregates_of_a_ledger_written_in_batches() -> anyhow::Result<()> {
+    // Whole microseconds: PostgreSQL keeps no more.
+    let now = Utc::now().duration_trunc(Duration::microseconds(1))?;
+    let sessions = [
+        Some("claude-1"),
+        Some("cursor-1"),
+        Some("codex-1"),
+        Some("gone-1"),
+        None,
+    ];
+    let sample: Vec<LedgerRow> = (0..400_i64)
+        .map(|i| {
+            let tool = ["find_tasks", "manage_task", "health_check"][(i % 3) as usize];
+            let mut row = LedgerRow {
+                status: [
+                    Status::Success,
+                    Status::ToolError,
+                    Status::Error,
+                    Status::Cancelled,
+                ][(i % 4) as usize],
+                duration: Micros::from_micros(((i * 7919) % 3_000_000) as u64),
+                total_tokens: if i % 11 == 0 {
+                    None
+                } else {
+                    Some((i % 50) as i32)
+                },
+                estimated_cost_usd: (i % 13 != 0)
+                    .then(|| Money(rust_decimal::Decimal::new(i * 37 + 1, 10))),
+                ..ledger_row("", tool, now - Duration::seconds(i * 41 + 5))
+            };
+            row.session_id = sessions[(i % 5) as usize].map(String::from);
+            if i % 7 == 0 {
+                row.method = "resources/read".into();
+                row.tool_name = None;
+            }
+            row
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for backend in backends() {
+        let (cells, totals) = aggregates_after_writing(backend, &sample, now).await?;
+        assert!(cells.len() > 30, "{backend:?}: {}", cells.len());
+        assert!(cells.iter().any(|c| c.contains(" unknown ")), "{backend:?}");
+        assert!(
+            cells.iter().any(|c| c.contains(" Gemini CLI ")),
+            "{backend:?}"
+        );
+        assert_eq!(totals.len(), 5, "{backend:?}: {totals:?}");
+        seen.push((backend, cells, totals));
+    }
+    if let [(_, cells, totals), (other, other_cells, other_totals)] = &seen[..] {
+        assert_eq!(cells, other_cells, "{other:?}");
+        assert_eq!(totals, other_totals, "{other:?}");
+    }
+    Ok(())
+}
