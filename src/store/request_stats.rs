@@ -531,6 +531,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_ledger_s_begin_locks_the_statistics_writers_key() {
+        // The simple query binds nothing, so the key is written out in it: the same number.
+        let locked = format!("BEGIN; SELECT pg_advisory_xact_lock({STATS_LOCK_KEY})");
+        assert_eq!(LOCKED_BEGIN, locked);
+    }
+
+    #[test]
     fn durations_add_up_saturating_and_keep_the_longest() {
         let mut durations = Durations::of(2_500);
         durations.merge(Durations::of(1_500));
