@@ -322,11 +322,14 @@ pub(crate) const ON_CONFLICT_STATS: &str = " ON CONFLICT (hour, method, tool_nam
     duration_us_max = excluded.duration_us_max, tokens = excluded.tokens, cost_units = excluded.cost_units, \
     latency = excluded.latency";
 
-/// Arbitrary constant naming the statistics writers' PostgreSQL advisory lock.
-pub(crate) const STATS_LOCK_KEY: i64 = 0x5354_4557_4152_4432; // "STEWARD2"
+/// The statistics writers' PostgreSQL advisory lock: an arbitrary key, 0x5354_4557_4152_4432
+/// ("STEWARD2", the same as earlier releases took, so replicas of both kinds take turns).
+#[cfg(test)]
+const STATS_LOCK_KEY: i64 = 0x5354_4557_4152_4432;
 
-/// PostgreSQL's `BEGIN` of a ledger write with [`STATS_LOCK_KEY`] taken in the same simple
-/// query (one round trip, not two; the key written out, as a simple query binds nothing).
+/// PostgreSQL's `BEGIN` of a ledger write with the statistics lock (`STATS_LOCK_KEY`) taken in
+/// the same simple query (one round trip, not two; the key written out in decimal, as a simple
+/// query binds nothing).
 pub(crate) const LOCKED_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(6004500444252095538)";
 
 /// Opens the ledger's write transaction with the statistics writers serialised for the rest
