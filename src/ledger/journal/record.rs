@@ -189,13 +189,9 @@ fn encode_row(row: &LedgerRow) -> std::io::Result<Vec<u8>> {
 
 /// Appends a byte string: its length and bytes, or the absent length alone.
 fn put_text(out: &mut Vec<u8>, text: Option<&str>) {
-    match text {
-        Some(text) if text.len() < ABSENT as usize => {
-            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-            out.extend_from_slice(text.as_bytes());
-        }
-        _ => out.extend_from_slice(&ABSENT.to_le_bytes()),
-    }
+    let (len, bytes) = text_parts(text);
+    out.extend_from_slice(&len);
+    out.extend_from_slice(bytes);
 }
 
 /// A status's code in a row record (stable: records outlive the binary that wrote them).
@@ -742,20 +738,20 @@ mod tests {
         // Session id, JSON-RPC id, method, tool, error message, tokenizer, then the trace's
         // protocol version, traceparent and tracestate.
         for text in [&row.session_id, &row.jsonrpc_id] {
-            put_text_parts(&mut out, text.as_deref());
+            put_text(&mut out, text.as_deref());
         }
-        put_text_parts(&mut out, Some(&row.method));
+        put_text(&mut out, Some(&row.method));
         for text in [&row.tool_name, &row.error_message] {
-            put_text_parts(&mut out, text.as_deref());
+            put_text(&mut out, text.as_deref());
         }
-        put_text_parts(&mut out, row.tokenizer.as_deref());
+        put_text(&mut out, row.tokenizer.as_deref());
         let TraceContext {
             protocol_version,
             traceparent,
             tracestate,
         } = &row.trace;
         for text in [protocol_version, traceparent, tracestate] {
-            put_text_parts(&mut out, text.as_deref());
+            put_text(&mut out, text.as_deref());
         }
         match &row.upstream {
             None => out.push(0),
@@ -766,7 +762,7 @@ mod tests {
             }) => {
                 out.push(1);
                 for text in [Some(upstream.as_str()), tool.as_deref()] {
-                    put_text_parts(&mut out, text);
+                    put_text(&mut out, text);
                 }
                 out.extend_from_slice(&duration.micros().to_le_bytes());
             }
@@ -774,12 +770,6 @@ mod tests {
         let payload = u32::try_from(out.len() - STAMPED_HEADER).expect("a record under 4 GiB");
         out[..4].copy_from_slice(&payload.to_le_bytes());
         Ok(out)
-    }
-
-    fn put_text_parts(out: &mut Vec<u8>, text: Option<&str>) {
-        let (len, bytes) = text_parts(text);
-        out.extend_from_slice(&len);
-        out.extend_from_slice(bytes);
     }
 
     /// A row's record is the bytes the first, field-by-field encoder wrote: every option
