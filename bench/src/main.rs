@@ -87,8 +87,9 @@ struct Common {
     #[arg(long, global = true, default_value_t = 1_000)]
     warmup: usize,
     /// Measured runs per variant, interleaved; the run with the median throughput is reported
-    /// (`ledger` also reports the median of the rounds' async/off ratios, its verdict, and runs
-    /// every other round's variants in reverse order).
+    /// (`ledger` also reports the median of the rounds' async/off ratios, its verdict, with an
+    /// interval for it from 6 rounds on, and runs every other round's variants in reverse
+    /// order, each on a server of its own).
     #[arg(long, global = true, default_value_t = 1)]
     rounds: usize,
     /// Upper bound on one measured run, seconds (requests stop being started after it).
@@ -149,8 +150,17 @@ enum Scenario {
     Limit,
     /// find_tasks with the ledger off vs. async vs. sync, on SQLite and PostgreSQL: searches of
     /// a seeded 200-task board, each for another word and page size (--tool, --args and --tasks
-    /// do not apply).
-    Ledger,
+    /// do not apply). Every round starts each variant's server anew on a new database (seeded,
+    /// warmed up, measured, its ledger checked, stopped, dropped). Per variant: each round's
+    /// throughput cost against that round's off server, their median (the verdict: async
+    /// ≤ 5 %) and a distribution-free ≥ 95 % interval for that median (from 6 rounds on).
+    Ledger {
+        /// The bench's noise floor: a second off server ("null") measured exactly like the
+        /// others, its cost against off reported beside async's and sync's; a quarter more
+        /// time. Default: on, off with --quick.
+        #[arg(long, value_parser = ["on", "off"])]
+        null: Option<String>,
+    },
     /// The same load from session clients (2025-11-25) and stateless clients (2026-07-28).
     Stateless,
     /// The dashboard's statistics (/api/stats) over a large ledger (1,000,000 rows; 100,000
@@ -305,7 +315,10 @@ async fn run(cli: Cli) -> Result<usize> {
             scenarios::run_plain(&mut ctx, engine, d).await?;
         }
         Scenario::Limit => scenarios::limit(&mut ctx).await?,
-        Scenario::Ledger => scenarios::ledger(&mut ctx).await?,
+        Scenario::Ledger { null } => {
+            let null = null.as_deref().map_or(!c.quick, |n| n == "on");
+            scenarios::ledger(&mut ctx, null).await?
+        }
         Scenario::Stateless => scenarios::stateless(&mut ctx).await?,
         Scenario::Instructions {
             keep,
@@ -336,7 +349,7 @@ async fn run(cli: Cli) -> Result<usize> {
             no_peer,
         } => {
             scenarios::limit(&mut ctx).await?;
-            scenarios::ledger(&mut ctx).await?;
+            scenarios::ledger(&mut ctx, !c.quick).await?;
             scenarios::stateless(&mut ctx).await?;
             gateway::gateway(&mut ctx).await?;
             analytics::analytics(&mut ctx, analytics::default_rows(c.quick)).await?;

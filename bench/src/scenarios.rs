@@ -295,32 +295,72 @@ impl Instance {
     /// SIGTERM, then the ledger's row count against the messages sent, then drop the database.
     pub async fn finish(self, ctx: &mut Ctx, scenario: &str, check_ledger: bool) -> Result<()> {
         let label = self.label.clone();
+        if let Some(count) = self.stop_and_count(ctx, check_ledger).await? {
+            ctx.report.fact(
+                scenario,
+                &format!("{label}: ledger rows / messages sent"),
+                json!(format!("{} / {}", count.rows, count.messages)),
+                "",
+            );
+            if !count.complete() && !label.ends_with("ledger=off") {
+                ctx.report.note(count.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then (with `check_ledger`) the ledger's rows against the messages sent, then
+    /// drop the database.
+    pub async fn stop_and_count(
+        self,
+        ctx: &mut Ctx,
+        check_ledger: bool,
+    ) -> Result<Option<LedgerCount>> {
         let log = self.proc.log.clone();
         let stopped = self.proc.stop();
-        note_log_problems(ctx, &label, &log);
+        note_log_problems(ctx, &self.label, &log);
         let result = async {
             stopped?;
-            if check_ledger {
-                let (total, counts) = ledger_rows(&self.db).await?;
-                ctx.report.fact(
-                    scenario,
-                    &format!("{label}: ledger rows / messages sent"),
-                    json!(format!("{total} / {}", self.messages)),
-                    "",
-                );
-                if total != self.messages as i64 && !label.ends_with("ledger=off") {
-                    ctx.report.note(format!(
-                        "{label}: the ledger holds {total} rows for {} messages sent ({counts})",
-                        self.messages
-                    ));
-                }
+            if !check_ledger {
+                return Ok(None);
             }
-            Ok::<_, anyhow::Error>(())
+            let (rows, by_method) = ledger_rows(&self.db).await?;
+            Ok::<_, anyhow::Error>(Some(LedgerCount {
+                label: self.label,
+                rows,
+                messages: self.messages,
+                by_method,
+            }))
         }
         .await;
         let dropped = self.db.drop_db().await;
-        result?;
-        dropped
+        let count = result?;
+        dropped?;
+        Ok(count)
+    }
+}
+
+/// A stopped instance's ledger against what the bench sent it: every message is one row.
+pub struct LedgerCount {
+    label: String,
+    rows: i64,
+    messages: u64,
+    by_method: Value,
+}
+
+impl LedgerCount {
+    fn complete(&self) -> bool {
+        self.rows == self.messages as i64
+    }
+}
+
+impl std::fmt::Display for LedgerCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: the ledger holds {} rows for {} messages sent ({})",
+            self.label, self.rows, self.messages, self.by_method
+        )
     }
 }
 
@@ -488,8 +528,9 @@ pub async fn limit(ctx: &mut Ctx) -> Result<()> {
 /// `ledger`: the same load with the ledger off, async and sync, per engine: find_tasks
 /// searches of a seeded 200-task board, each for another word and page size (as
 /// `instructions` counts them), so each answer is new text whose tokens the ledger counts; one
-/// repeated call would be counted once and remembered, hiding that cost.
-pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
+/// repeated call would be counted once and remembered, hiding that cost. With `null`, a second
+/// off server is measured the same way: its "cost" against off is the bench's own noise.
+pub async fn ledger(ctx: &mut Ctx, null: bool) -> Result<()> {
     let kept = (
         std::mem::replace(&mut ctx.tool, "find_tasks".into()),
         ctx.varied_args.replace(crate::instructions::search_args),
@@ -497,79 +538,179 @@ pub async fn ledger(ctx: &mut Ctx) -> Result<()> {
     );
     ctx.report.note(format!(
         "ledger: every call is a find_tasks search of a {}-task board for another of its words \
-         with another page size (--tool, --args and --tasks do not apply)",
+         with another page size (--tool, --args and --tasks do not apply); every round starts \
+         each variant's server anew on a new database",
         crate::instructions::BOARD_TASKS
     ));
-    let measured = ledger_on_varied_searches(ctx).await;
+    let measured = ledger_on_varied_searches(ctx, null).await;
     (ctx.tool, ctx.varied_args, ctx.tasks) = kept;
     measured
 }
 
-async fn ledger_on_varied_searches(ctx: &mut Ctx) -> Result<()> {
+/// One server configuration of `ledger`.
+#[derive(Clone, Copy)]
+struct Variant {
+    /// The name in the report.
+    name: &'static str,
+    durability: &'static str,
+}
+
+const OFF: Variant = Variant {
+    name: "off",
+    durability: "off",
+};
+const NULL: Variant = Variant {
+    name: "null",
+    durability: "off",
+};
+/// The variants in the order the report lists them; `off` first, the base of every cost.
+const VARIANTS: [Variant; 3] = [
+    OFF,
+    Variant {
+        name: "async",
+        durability: "async",
+    },
+    Variant {
+        name: "sync",
+        durability: "sync",
+    },
+];
+
+/// The confidence of the interval reported around each median cost.
+const INTERVAL_LEVEL: f64 = 0.95;
+
+async fn ledger_on_varied_searches(ctx: &mut Ctx, null: bool) -> Result<()> {
+    let mut variants = VARIANTS.to_vec();
+    if null {
+        variants.push(NULL);
+    }
+    // The measuring order: null, off, async, sync, so that null and async each run next to
+    // off and their costs drift alike. Every other round reverses it: a load that rises or
+    // falls during the invocation favours none.
+    let order: Vec<usize> = match null {
+        true => vec![3, 0, 1, 2],
+        false => vec![0, 1, 2],
+    };
     for engine in ctx.engines() {
+        let e = engine.label();
+        let names: Vec<&str> = variants.iter().map(|v| v.name).collect();
         eprintln!(
-            "== ledger: {} with --ledger-durability off | async | sync",
-            engine.label()
+            "== ledger: {e} with {} ({} rounds, every round on new servers)",
+            names.join(" | "),
+            ctx.rounds
         );
-        let mut insts = Vec::new();
-        for mode in ["off", "async", "sync"] {
-            let opts = StewardOpts {
-                durability: mode,
-                ..StewardOpts::default()
-            };
-            let name = format!("ledger-{}-{mode}", engine.label());
-            let board = crate::instructions::BOARD_TASKS;
-            match Instance::start_seeded(ctx, engine, opts, &name, board).await {
-                Ok(i) => insts.push(i),
-                Err(e) => {
-                    for i in insts {
-                        drop_instance(i).await;
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        let mut rows: Vec<Vec<Row>> = vec![Vec::new(); insts.len()];
+        let started = std::time::Instant::now();
+        let mut rows: Vec<Vec<Row>> = vec![Vec::new(); variants.len()];
+        let mut stored: Vec<(i64, u64)> = vec![(0, 0); variants.len()];
         for round in 0..ctx.rounds {
-            // Every other round runs the variants in reverse (off, async, sync, then sync,
-            // async, off): a load that rises or falls during the invocation favours none.
-            let mut order: Vec<usize> = (0..insts.len()).collect();
+            let mut order = order.clone();
             if round % 2 == 1 {
                 order.reverse();
             }
             for i in order {
-                rows[i].push(insts[i].measure(ctx, "ledger").await);
+                let (row, count) = measure_fresh(ctx, engine, variants[i], round).await?;
+                rows[i].push(row);
+                if let Some((total, messages)) = count {
+                    stored[i].0 += total;
+                    stored[i].1 += messages;
+                }
+            }
+        }
+        for ((v, (total, messages)), rounds) in variants.iter().zip(&stored).zip(&rows) {
+            let rps: Vec<String> = rounds.iter().map(|r| format!("{:.0}", r.rps)).collect();
+            ctx.report.fact(
+                "ledger",
+                &format!("{e}: {} req/s per round", v.name),
+                json!(rps.join(", ")),
+                "req/s",
+            );
+            if v.durability != "off" {
+                ctx.report.fact(
+                    "ledger",
+                    &format!("{e}: {} ledger rows / messages sent, all rounds", v.name),
+                    json!(format!("{total} / {messages}")),
+                    "",
+                );
             }
         }
         // CPU per call over every round (throughput is the median round's): steadier.
         let cpu: Vec<CpuPerCall> = rows.iter().map(|r| CpuPerCall::mean(r)).collect();
-        let cpu_off = cpu[0];
-        let e = engine.label();
-        for (i, mode) in ["off", "async", "sync"].into_iter().enumerate().skip(1) {
-            report_round_costs(ctx, e, mode, &rows[0], &rows[i]);
+        let mut verdicts = Vec::new();
+        for (i, v) in variants.iter().enumerate().skip(1) {
+            verdicts.push(report_round_costs(ctx, e, v.name, &rows[0], &rows[i]));
         }
+        ctx.report.fact(
+            "ledger",
+            &format!("{e}: median throughput cost vs off [{INTERVAL_LABEL}]"),
+            json!(verdicts.join("; ")),
+            "%",
+        );
         let med: Vec<Row> = rows.into_iter().map(median_row).collect();
         let off = &med[0];
-        for ((row, mode), cpu) in med.iter().zip(["off", "async", "sync"]).zip(&cpu).skip(1) {
+        for (i, v) in variants.iter().enumerate().skip(1) {
+            let what = format!("{e}: {}", v.name);
             ctx.report
-                .latency_ratios("ledger", &format!("{e}: {mode}"), row, "off", off);
-            cpu.report(ctx, &format!("{e}: {mode}"), &cpu_off);
+                .latency_ratios("ledger", &what, &med[i], "off", off);
+            cpu[i].report(ctx, &what, &cpu[0]);
         }
         for row in med {
             ctx.report.row(row);
         }
-        for inst in insts {
-            inst.finish(ctx, "ledger", true).await?;
-        }
+        ctx.report.fact(
+            "ledger",
+            &format!("{e}: time taken"),
+            json!(started.elapsed().as_secs()),
+            "s",
+        );
     }
     Ok(())
 }
 
-/// A variant's cost against `off`, round by round: each round's pair was measured minutes
-/// apart at most, so the median of the per-round ratios is a verdict a load that changes
+/// One measured run of `variant` on a server of its own: a new database with the seeded
+/// board, the server, its sessions and warm-up, the run, then the stop, the ledger's count
+/// (rows, messages sent) and the database dropped. A server per round, not one for the whole
+/// invocation: whatever makes one process faster or slower (its memory layout, where its
+/// threads land, its database's pages and size) then varies from round to round instead of
+/// favouring one variant in every round.
+async fn measure_fresh(
+    ctx: &mut Ctx,
+    engine: Engine,
+    variant: Variant,
+    round: usize,
+) -> Result<(Row, Option<(i64, u64)>)> {
+    let opts = StewardOpts {
+        durability: variant.durability,
+        ..StewardOpts::default()
+    };
+    let name = format!("ledger-{}-{}-r{round}", engine.label(), variant.name);
+    let board = crate::instructions::BOARD_TASKS;
+    let mut inst = Instance::start_seeded(ctx, engine, opts, &name, board).await?;
+    if variant.name != variant.durability {
+        inst.label = format!("{} ({})", inst.label, variant.name);
+    }
+    let row = inst.measure(ctx, "ledger").await;
+    let check = variant.durability != "off";
+    let count = inst.stop_and_count(ctx, check).await?;
+    if let Some(c) = &count
+        && !c.complete()
+    {
+        ctx.report.note(format!("round {}: {c}", round + 1));
+    }
+    Ok((row, count.map(|c| (c.rows, c.messages))))
+}
+
+/// A variant's cost against `off`, round by round: each round's pair was measured a minute or
+/// two apart at most, so the median of the per-round ratios is a verdict a load that changes
 /// between rounds does not sway (the ratio of the median rounds mixed rounds from different
-/// loads). The `async` throughput cost carries the ≤ 5 % target.
-fn report_round_costs(ctx: &mut Ctx, engine: &str, mode: &str, off: &[Row], variant: &[Row]) {
+/// loads). The `async` throughput cost carries the ≤ 5 % target; the median's interval says
+/// whether the rounds resolve it. Returns the median and its interval, for the summary line.
+fn report_round_costs(
+    ctx: &mut Ctx,
+    engine: &str,
+    mode: &str,
+    off: &[Row],
+    variant: &[Row],
+) -> String {
     let costs: Vec<f64> = off
         .iter()
         .zip(variant)
@@ -594,6 +735,7 @@ fn report_round_costs(ctx: &mut Ctx, engine: &str, mode: &str, off: &[Row], vari
         json!(list(&costs)),
         "%",
     );
+    let interval = median_interval(&costs, INTERVAL_LEVEL);
     let cost = median(costs);
     let target = (mode == "async").then_some(("≤ 5%", cost <= 5.0));
     ctx.report.ratio(
@@ -602,6 +744,29 @@ fn report_round_costs(ctx: &mut Ctx, engine: &str, mode: &str, off: &[Row], vari
         cost,
         target,
     );
+    let summary = match interval {
+        Some(i) => {
+            ctx.report.fact(
+                "ledger",
+                &format!("{engine}: {mode} throughput cost vs off, {}", i.label()),
+                json!(format!("{:.1} … {:.1}", i.low, i.high)),
+                "%",
+            );
+            if mode == "async" {
+                ctx.report.fact(
+                    "ledger",
+                    &format!("{engine}: async ≤ 5 % resolved by the interval"),
+                    json!(i.against(5.0)),
+                    "",
+                );
+            }
+            format!("{mode} {cost:.1} [{:.1}, {:.1}]", i.low, i.high)
+        }
+        None => format!(
+            "{mode} {cost:.1} [needs ≥ {} rounds]",
+            rounds_for(INTERVAL_LEVEL)
+        ),
+    };
     if !cpu.is_empty() {
         ctx.report.fact(
             "ledger",
@@ -616,6 +781,87 @@ fn report_round_costs(ctx: &mut Ctx, engine: &str, mode: &str, off: &[Row], vari
             None,
         );
     }
+    summary
+}
+
+/// How the summary line names its intervals.
+const INTERVAL_LABEL: &str = "median's ≥ 95 % interval, order statistics of the rounds";
+
+/// A distribution-free confidence interval for a median: the `k`-th smallest and `k`-th
+/// largest of `n` values, which hold the true median between them with probability
+/// `coverage` = 1 − 2·P(Binomial(n, ½) < k), whatever the values' distribution (each value
+/// falls below the median with chance ½, independently).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct MedianInterval {
+    low: f64,
+    high: f64,
+    /// Which order statistic bounds it (1: the smallest and the largest).
+    k: usize,
+    n: usize,
+    coverage: f64,
+}
+
+impl MedianInterval {
+    fn label(&self) -> String {
+        format!(
+            "median's {:.1} % interval (order statistics {} and {} of {} rounds)",
+            self.coverage * 100.0,
+            self.k,
+            self.n + 1 - self.k,
+            self.n
+        )
+    }
+
+    /// Whether the interval settles "≤ `limit`": all of it at or below, all above, or across.
+    fn against(&self, limit: f64) -> &'static str {
+        if self.high <= limit {
+            "yes: met (the whole interval is at or below)"
+        } else if self.low > limit {
+            "yes: NOT met (the whole interval is above)"
+        } else {
+            "no: the interval holds the limit"
+        }
+    }
+}
+
+/// The narrowest order-statistic interval for the median of `values` whose coverage is at
+/// least `level`; None when even the smallest and largest do not reach it (too few values).
+fn median_interval(values: &[f64], level: f64) -> Option<MedianInterval> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    // P(Binomial(n, ½) ≤ j) for j = 0, 1, …, summed in log space (no overflow for any n).
+    let ln_half_n = n as f64 * 0.5f64.ln();
+    let mut ln_choose = 0.0;
+    let mut below = 0.0;
+    let mut best = None;
+    for k in 1..=n.div_ceil(2) {
+        // `below` becomes P(Binomial(n, ½) ≤ k − 1).
+        let j = k - 1;
+        if j > 0 {
+            ln_choose += ((n - j + 1) as f64).ln() - (j as f64).ln();
+        }
+        below += (ln_choose + ln_half_n).exp();
+        let coverage = 1.0 - 2.0 * below;
+        if coverage < level {
+            break;
+        }
+        best = Some(MedianInterval {
+            low: sorted[k - 1],
+            high: sorted[n - k],
+            k,
+            n,
+            coverage,
+        });
+    }
+    best
+}
+
+/// The fewest values whose smallest and largest bound the median with `level` (6 for 95 %).
+fn rounds_for(level: f64) -> usize {
+    (1..64)
+        .find(|&n| 1.0 - 2.0 * 0.5f64.powi(n as i32) >= level)
+        .unwrap_or(64)
 }
 
 /// The median (the mean of the middle two of an even count); NaN for none.
@@ -757,7 +1003,7 @@ pub fn note_log_problems(ctx: &mut Ctx, label: &str, log: &std::path::Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, median_interval, rounds_for};
 
     /// The ledger's verdict is this median of per-round costs: one outlier round (a build
     /// starting mid-run) must not move it, and an even count takes the middle two's mean.
@@ -767,5 +1013,47 @@ mod tests {
         assert_eq!(median(vec![40.0, 3.0, 5.0, 4.0]), 4.5);
         assert_eq!(median(vec![7.0]), 7.0);
         assert!(median(Vec::new()).is_nan());
+    }
+
+    /// The interval around the ledger's median cost: the k-th smallest and largest of the
+    /// rounds, k as large as the level allows. Coverages are 1 − 2·P(Binomial(n, ½) < k),
+    /// worked out by hand: n = 6, k = 1: 1 − 2/64; n = 10, k = 2: 1 − 2·11/1024; n = 20,
+    /// k = 6: 1 − 2·21,700/1,048,576.
+    #[test]
+    fn median_interval_takes_the_order_statistics_the_level_allows() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+
+        let i = median_interval(&[3.0, -1.0, 9.0, 4.0, 0.5, 2.0], 0.95).unwrap();
+        assert_eq!((i.low, i.high, i.k, i.n), (-1.0, 9.0, 1, 6));
+        assert!(close(i.coverage, 1.0 - 2.0 / 64.0));
+
+        // Ten rounds: the second smallest and second largest (k = 3 covers only 89 %).
+        let ten = [5.0, -9.6, 15.8, 2.1, -20.2, -17.2, 1.0, 7.5, 3.3, -2.0];
+        let i = median_interval(&ten, 0.95).unwrap();
+        assert_eq!((i.low, i.high, i.k), (-17.2, 7.5, 2));
+        assert!(close(i.coverage, 1.0 - 2.0 * 11.0 / 1024.0));
+        let i = median_interval(&ten, 0.85).unwrap();
+        assert_eq!((i.low, i.high, i.k), (-9.6, 5.0, 3));
+        assert!(close(i.coverage, 1.0 - 2.0 * 56.0 / 1024.0));
+
+        let twenty: Vec<f64> = (1..=20).map(f64::from).collect();
+        let i = median_interval(&twenty, 0.95).unwrap();
+        assert_eq!((i.low, i.high, i.k), (6.0, 15.0, 6));
+        assert!(close(i.coverage, 1.0 - 2.0 * 21_700.0 / 1_048_576.0));
+
+        // Five rounds reach 93.75 % at most: no 95 % interval, and 6 are needed.
+        assert_eq!(median_interval(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.95), None);
+        let i = median_interval(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.9).unwrap();
+        assert_eq!((i.low, i.high, i.k), (1.0, 5.0, 1));
+        assert!(close(i.coverage, 0.9375));
+        assert_eq!(median_interval(&[1.0], 0.95), None);
+        assert_eq!(median_interval(&[], 0.95), None);
+        assert_eq!(rounds_for(0.95), 6);
+        assert_eq!(rounds_for(0.99), 8);
+
+        // Many rounds: the binomial sums stay finite (no 2^n overflow).
+        let many: Vec<f64> = (0..2_000).map(f64::from).collect();
+        let i = median_interval(&many, 0.95).unwrap();
+        assert!(i.coverage >= 0.95 && i.k > 900 && i.low < 1_000.0 && i.high > 999.0);
     }
 }

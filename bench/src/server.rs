@@ -339,8 +339,20 @@ impl BenchDb {
         self.pg_admin.as_ref().map(|(_, db)| db.as_str())
     }
 
-    /// Drops the PostgreSQL database (the SQLite file goes with its temp dir).
+    /// Drops the PostgreSQL database, or deletes the SQLite file with its WAL, shared memory
+    /// and ledger journal (a scenario that starts many servers would otherwise fill its temp
+    /// dir, and the page cache, with the dead ones' files).
     pub async fn drop_db(self) -> Result<()> {
+        if let Some(file) = self.url.strip_prefix("sqlite://") {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                remove_if_there(Path::new(&format!("{file}{suffix}")))?;
+            }
+            let journal = PathBuf::from(format!("{file}.ledger-journal"));
+            if journal.exists() {
+                std::fs::remove_dir_all(&journal)
+                    .with_context(|| format!("removing {}", journal.display()))?;
+            }
+        }
         if let Some((admin, db)) = self.pg_admin {
             let mut conn = sqlx::PgConnection::connect(&admin).await?;
             sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
@@ -350,6 +362,15 @@ impl BenchDb {
             conn.close().await?;
         }
         Ok(())
+    }
+}
+
+fn remove_if_there(file: &Path) -> Result<()> {
+    match std::fs::remove_file(file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", file.display()))
+        }
+        _ => Ok(()),
     }
 }
 
