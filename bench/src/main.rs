@@ -370,6 +370,9 @@ async fn run(cli: Cli) -> Result<usize> {
     } else {
         println!("\n{}", ctx.report.table());
     }
+    if let Some(lost) = ctx.report.ledger_failure() {
+        bail!(lost);
+    }
     Ok(ctx.report.total_errors())
 }
 

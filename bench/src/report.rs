@@ -122,6 +122,8 @@ pub struct Report {
     pub facts: Vec<Fact>,
     pub ratios: Vec<Ratio>,
     pub notes: Vec<String>,
+    /// Servers whose ledger did not hold one row per message sent: the bench exits non-zero.
+    pub incomplete_ledgers: Vec<String>,
 }
 
 impl Report {
@@ -177,6 +179,26 @@ impl Report {
         let text = text.into();
         eprintln!("  note: {text}");
         self.notes.push(text);
+    }
+
+    /// A ledger that lost or doubled rows: noted, and the run fails at the end (after the
+    /// report is printed) however well the rest went.
+    pub fn incomplete_ledger(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        self.incomplete_ledgers.push(text.clone());
+        self.note(text);
+    }
+
+    /// Why the run fails if a ledger was incomplete (None: every checked ledger held one row per
+    /// message sent).
+    pub fn ledger_failure(&self) -> Option<String> {
+        (!self.incomplete_ledgers.is_empty()).then(|| {
+            format!(
+                "{} ledger(s) did not hold one row per message sent: {}",
+                self.incomplete_ledgers.len(),
+                self.incomplete_ledgers.join("; ")
+            )
+        })
     }
 
     pub fn total_errors(&self) -> usize {
@@ -296,5 +318,23 @@ impl Report {
             ));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Report;
+
+    #[test]
+    fn an_incomplete_ledger_fails_the_run_and_says_which() {
+        let mut report = Report::default();
+        assert_eq!(report.ledger_failure(), None);
+        report.incomplete_ledger("steward sqlite ledger=async: the ledger holds 9 rows for 10");
+        let failure = report
+            .ledger_failure()
+            .expect("an incomplete ledger fails the run");
+        assert!(failure.starts_with("1 ledger(s) did not hold one row per message sent"));
+        assert!(failure.contains("holds 9 rows for 10"), "{failure}");
+        assert_eq!(report.notes.len(), 1, "it is noted in the report too");
     }
 }

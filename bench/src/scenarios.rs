@@ -303,7 +303,7 @@ impl Instance {
                 "",
             );
             if !count.complete() && !label.ends_with("ledger=off") {
-                ctx.report.note(count.to_string());
+                ctx.report.incomplete_ledger(count.to_string());
             }
         }
         Ok(())
@@ -694,7 +694,8 @@ async fn measure_fresh(
     if let Some(c) = &count
         && !c.complete()
     {
-        ctx.report.note(format!("round {}: {c}", round + 1));
+        ctx.report
+            .incomplete_ledger(format!("round {}: {c}", round + 1));
     }
     Ok((row, count.map(|c| (c.rows, c.messages))))
 }

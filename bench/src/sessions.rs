@@ -413,7 +413,7 @@ async fn storm(ctx: &mut Ctx, engine: Engine, db: &BenchDb, opts: &SessionOpts) 
         "",
     );
     if rows != messages as i64 {
-        ctx.report.note(format!(
+        ctx.report.incomplete_ledger(format!(
             "{e}: the ledger holds {rows} rows for {messages} messages sent ({counts})"
         ));
     }
