@@ -24,13 +24,14 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::{Postgres, QueryBuilder, Sqlite, SqliteConnection, Transaction};
 
 use super::request_row::LedgerRow;
 use super::request_stats::{
     self as rs, ClientTypes, Hours, ON_CONFLICT_STATS, StatsCell, Sums, UPSERT_STATS,
 };
 use super::session_totals::{self as st, ON_CONFLICT_TOTALS, UPSERT_TOTALS};
+use super::{Stamp, in_list};
 
 /// Adds newly stored ledger rows to their sessions' totals and to the hourly statistics.
 pub(crate) trait Aggregates {
@@ -41,11 +42,91 @@ pub(crate) trait Aggregates {
 
 impl Aggregates for Transaction<'static, Sqlite> {
     async fn add_to_aggregates(&mut self, rows: Vec<&LedgerRow>) -> Result<(), sqlx::Error> {
-        let tx = &mut **self;
-        st::add_to_session_totals!(tx, rows.iter().copied());
-        rs::add_to_stats!(tx, rows);
-        Ok(())
+        add_to_session_totals(self, &rows).await?;
+        add_to_stats(self, rows).await
     }
+}
+
+/// SQLite: adds the rows to their sessions' totals, [`st::SESSIONS_PER_UPSERT`] sessions a
+/// statement.
+async fn add_to_session_totals(
+    conn: &mut SqliteConnection,
+    rows: &[&LedgerRow],
+) -> Result<(), sqlx::Error> {
+    let deltas = st::deltas(rows.iter().copied());
+    for chunk in deltas.chunks(st::SESSIONS_PER_UPSERT) {
+        let mut q = QueryBuilder::new(UPSERT_TOTALS);
+        q.push_values(chunk, |mut b, (session, d)| {
+            b.push_bind(*session)
+                .push_bind(d.requests)
+                .push_bind(d.tool_calls)
+                .push_bind(d.errors)
+                .push_bind(d.tokens)
+                .push_bind(d.cost_units)
+                .push_bind(Stamp(d.first))
+                .push_bind(Stamp(d.last));
+        });
+        q.push(ON_CONFLICT_TOTALS);
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// SQLite: reads the sessions' client types, then the stored statistics rows of the keys the
+/// rows touch, merges the rows into them in Rust and writes them back.
+async fn add_to_stats(
+    conn: &mut SqliteConnection,
+    rows: Vec<&LedgerRow>,
+) -> Result<(), sqlx::Error> {
+    let sessions: BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|r| r.session_id.as_deref())
+        .collect();
+    let mut client_types = ClientTypes::default();
+    if !sessions.is_empty() {
+        let sql = "SELECT session_id, client_type FROM mcp_sessions WHERE session_id IN (";
+        client_types.extend(
+            in_list(sql, sessions.iter().copied(), ")")
+                .build_query_as::<(String, String)>()
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+    }
+    let mut deltas = rs::deltas(rows.into_iter(), &client_types);
+    let mut q = QueryBuilder::new(rs::SELECT_STATS);
+    q.push(" WHERE ");
+    for (i, (hour, method, tool, client)) in deltas.keys().enumerate() {
+        q.push(if i == 0 { "(hour = " } else { " OR (hour = " });
+        q.push_bind(*hour)
+            .push(" AND method = ")
+            .push_bind(*method)
+            .push(" AND tool_name = ")
+            .push_bind(*tool)
+            .push(" AND client_type = ")
+            .push_bind(*client)
+            .push(")");
+    }
+    let stored: Vec<StatsCell> = q.build_query_as().fetch_all(&mut *conn).await?;
+    rs::merge_stored(&mut deltas, stored);
+    for chunk in deltas.into_iter().collect::<Vec<_>>().chunks(1000) {
+        let mut q = QueryBuilder::new(UPSERT_STATS);
+        q.push_values(chunk, |mut b, ((hour, method, tool, client), a)| {
+            b.push_bind(*hour)
+                .push_bind(method)
+                .push_bind(tool)
+                .push_bind(client)
+                .push_bind(a.sums.requests)
+                .push_bind(a.sums.errors)
+                .push_bind(a.sums.durations.duration_us_total)
+                .push_bind(a.sums.durations.duration_us_max)
+                .push_bind(a.sums.tokens)
+                .push_bind(a.sums.cost_units)
+                .push_bind(a.latency.to_text());
+        });
+        q.push(ON_CONFLICT_STATS);
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Adds the sessions' totals (`$1`..`$8`, one array element per session, as

@@ -353,66 +353,6 @@ impl LedgerBegin for sqlx::PgPool {
     }
 }
 
-/// Adds newly stored ledger rows to the hourly aggregates, inside the caller's SQLite
-/// transaction (`$tx`, opened by [`LedgerBegin`]). `$rows`: the rows the INSERT stored.
-/// PostgreSQL's batch does the same in fewer statements (`store::ledger_aggregates`).
-macro_rules! add_to_stats {
-    ($tx:expr, $rows:expr) => {{
-        use $crate::store::request_stats as rs;
-        let rows: Vec<&$crate::store::request_row::LedgerRow> = $rows;
-        let sessions: std::collections::BTreeSet<&str> = rows
-            .iter()
-            .filter_map(|r| r.session_id.as_deref())
-            .collect();
-        let mut client_types = rs::ClientTypes::default();
-        if !sessions.is_empty() {
-            let sql = "SELECT session_id, client_type FROM mcp_sessions WHERE session_id IN (";
-            client_types.extend(
-                $crate::store::in_list(sql, sessions.iter().copied(), ")")
-                    .build_query_as::<(String, String)>()
-                    .fetch_all(&mut *$tx)
-                    .await?,
-            );
-        }
-        let mut deltas = rs::deltas(rows.into_iter(), &client_types);
-        // The stored rows of the keys touched, merged in Rust and written back.
-        let mut q = sqlx::QueryBuilder::new(rs::SELECT_STATS);
-        q.push(" WHERE ");
-        for (i, (hour, method, tool, client)) in deltas.keys().enumerate() {
-            q.push(if i == 0 { "(hour = " } else { " OR (hour = " });
-            q.push_bind(*hour)
-                .push(" AND method = ")
-                .push_bind(*method)
-                .push(" AND tool_name = ")
-                .push_bind(*tool)
-                .push(" AND client_type = ")
-                .push_bind(*client)
-                .push(")");
-        }
-        let stored: Vec<rs::StatsCell> = q.build_query_as().fetch_all(&mut *$tx).await?;
-        rs::merge_stored(&mut deltas, stored);
-        for chunk in deltas.into_iter().collect::<Vec<_>>().chunks(1000) {
-            let mut q = sqlx::QueryBuilder::new(rs::UPSERT_STATS);
-            q.push_values(chunk, |mut b, ((hour, method, tool, client), a)| {
-                b.push_bind(*hour)
-                    .push_bind(method)
-                    .push_bind(tool)
-                    .push_bind(client)
-                    .push_bind(a.sums.requests)
-                    .push_bind(a.sums.errors)
-                    .push_bind(a.sums.durations.duration_us_total)
-                    .push_bind(a.sums.durations.duration_us_max)
-                    .push_bind(a.sums.tokens)
-                    .push_bind(a.sums.cost_units)
-                    .push_bind(a.latency.to_text());
-            });
-            q.push(rs::ON_CONFLICT_STATS);
-            q.build().execute(&mut *$tx).await?;
-        }
-    }};
-}
-pub(crate) use add_to_stats;
-
 /// Which of `rows` the INSERT stored (those whose id it returned).
 pub(crate) fn stored<'a>(rows: &'a [LedgerRow], ids: &[super::Id]) -> Vec<&'a LedgerRow> {
     // `ids` are distinct ids of `rows`: as many means all of them (the usual case).

@@ -141,34 +141,6 @@ pub(crate) const ON_CONFLICT_TOTALS: &str = " ON CONFLICT (session_id) DO UPDATE
 /// Sessions per upsert: 8 values each, within both engines' bind limits.
 pub(crate) const SESSIONS_PER_UPSERT: usize = 1000;
 
-/// Adds newly stored ledger rows to their sessions' totals, inside the caller's SQLite
-/// transaction (`$tx`, opened by [`super::request_stats::LedgerBegin`], which serialises the
-/// writers). `$rows`: the rows the INSERT stored, so a replayed row is never counted twice.
-/// PostgreSQL's batch adds them in the statement that also reads its client types and
-/// statistics (`store::ledger_aggregates`).
-macro_rules! add_to_session_totals {
-    ($tx:expr, $rows:expr) => {{
-        use $crate::store::session_totals as st;
-        let deltas = st::deltas($rows);
-        for chunk in deltas.chunks(st::SESSIONS_PER_UPSERT) {
-            let mut q = sqlx::QueryBuilder::new(st::UPSERT_TOTALS);
-            q.push_values(chunk, |mut b, (session, d)| {
-                b.push_bind(*session)
-                    .push_bind(d.requests)
-                    .push_bind(d.tool_calls)
-                    .push_bind(d.errors)
-                    .push_bind(d.tokens)
-                    .push_bind(d.cost_units)
-                    .push_bind($crate::store::Stamp(d.first))
-                    .push_bind($crate::store::Stamp(d.last));
-            });
-            q.push(st::ON_CONFLICT_TOTALS);
-            q.build().execute(&mut *$tx).await?;
-        }
-    }};
-}
-pub(crate) use add_to_session_totals;
-
 /// Takes pruned rows' deltas out of a session's totals (`$1`; the delta `$2..$6`). `$7` is the
 /// newest pruned row's time: every row left is at least as new, so a session that keeps rows
 /// finds its new first request from there (through the time index on SQLite). A session left
