@@ -587,10 +587,10 @@ async fn ledger_on_varied_searches(ctx: &mut Ctx, null: bool) -> Result<()> {
     // The measuring order: null, off, async, sync, so that null and async each run next to
     // off and their costs drift alike. Every other round reverses it: a load that rises or
     // falls during the invocation favours none.
-    let order: Vec<usize> = match null {
-        true => vec![3, 0, 1, 2],
-        false => vec![0, 1, 2],
-    };
+    let mut order: Vec<usize> = (0..variants.len()).collect();
+    if null {
+        order.rotate_right(1);
+    }
     for engine in ctx.engines() {
         let e = engine.label();
         let names: Vec<&str> = variants.iter().map(|v| v.name).collect();
