@@ -8,7 +8,8 @@
 //! ~270 bytes (sorted keys, `archived\":false,…`), so a key of their first bytes would put
 //! them all under one, while the words where they differ (the assignee, a timestamp, the
 //! title) part them in a look-up or two. Every string found is confirmed by comparing its
-//! bytes; a look-up visits every kept string the text starts with.
+//! bytes (after its last word, which passes over a leaf's other strings at once); a look-up
+//! visits every kept string the text starts with.
 
 use std::collections::HashMap;
 
@@ -16,10 +17,47 @@ use std::collections::HashMap;
 /// of the next, say) holds at most as many, the oldest dropped.
 const PER_NODE: usize = 4;
 
+/// A kept string, with its last word: a text whose word at the string's length less 8 is
+/// another is passed over without a byte comparison. 8 bytes more an entry.
+struct Kept<V> {
+    bytes: Box<[u8]>,
+    last: u64,
+    value: V,
+}
+
+impl<V> Kept<V> {
+    fn new(bytes: &[u8], value: V) -> Self {
+        Kept {
+            last: last_word(bytes),
+            bytes: bytes.into(),
+            value,
+        }
+    }
+
+    /// Whether `text` starts with this string: its last word first (a leaf's strings share
+    /// the words its path picked them by, and a board's tasks their first ~270 bytes, so a
+    /// byte comparison with a sibling's text would run that far before it failed; where they
+    /// end, their `updated_at` or title, they differ).
+    fn starts(&self, text: &[u8]) -> bool {
+        text.get(..self.bytes.len())
+            .is_some_and(|head| last_word(head) == self.last && *head == *self.bytes)
+    }
+}
+
+/// The last 8 bytes of `bytes` as a word, zero-padded if it has fewer.
+fn last_word(bytes: &[u8]) -> u64 {
+    let len = bytes.len();
+    word(bytes, len.wrapping_sub(8)).unwrap_or_else(|| {
+        let mut padded = [0; 8];
+        padded[..len.min(8)].copy_from_slice(&bytes[..len.min(8)]);
+        u64::from_le_bytes(padded)
+    })
+}
+
 /// A node: a leaf, or a split by the word at one offset.
 pub(super) struct Starts<V> {
     /// A leaf's strings, newest last.
-    here: Vec<(Box<[u8]>, V)>,
+    here: Vec<Kept<V>>,
     /// Where the word that picks a child begins; None for a leaf.
     at: Option<usize>,
     /// The children by their word at `at`. Seeded per map: the words are a tool's text,
@@ -55,26 +93,30 @@ impl<V: Clone> Starts<V> {
         text: &[u8],
         mut ends: impl FnMut(usize) -> bool,
     ) -> Option<(usize, V)> {
-        // Subtrees of shorter strings, looked in after the path by words (none on a board).
+        // Subtrees of shorter strings, looked in after the path by words (none on a board: the
+        // empty Vec does not allocate).
         let mut shorts: Vec<&Starts<V>> = Vec::new();
-        let mut next = Some(self);
-        while let Some(node) = next.or_else(|| shorts.pop()) {
-            let found = node.here.iter().rev().find(|(kept, _)| {
-                // The bytes first: `ends` may take them for those of the kept string.
-                text.starts_with(kept) && ends(kept.len())
-            });
-            if let Some((kept, value)) = found {
-                return Some((kept.len(), value.clone()));
+        let mut node = self;
+        loop {
+            // The bytes first: `ends` may take them for those of the kept string.
+            let found = node
+                .here
+                .iter()
+                .rev()
+                .find(|kept| kept.starts(text) && ends(kept.bytes.len()));
+            if let Some(kept) = found {
+                return Some((kept.bytes.len(), kept.value.clone()));
             }
-            next = None;
-            if let Some(at) = node.at {
-                if let Some(short) = node.short.as_deref() {
-                    shorts.push(short);
-                }
-                next = word(text, at).and_then(|word| node.children.get(&word));
+            if let Some(short) = node.short.as_deref() {
+                shorts.push(short);
             }
+            node = node.child(text).or_else(|| shorts.pop())?;
         }
-        None
+    }
+
+    /// The child that `text`'s word at this node's offset picks, if this is a split.
+    fn child(&self, text: &[u8]) -> Option<&Starts<V>> {
+        self.children.get(&word(text, self.at?)?)
     }
 
     /// Keeps `bytes` with `value`: the bytes of the strings dropped to make room (0 if none),
@@ -87,16 +129,16 @@ impl<V: Clone> Starts<V> {
                 None => node.short.get_or_insert_with(Box::default),
             };
         }
-        if node.here.iter().any(|(kept, _)| **kept == *bytes) {
+        if node.here.iter().any(|kept| *kept.bytes == *bytes) {
             return None;
         }
-        node.here.push((bytes.into(), value));
+        node.here.push(Kept::new(bytes, value));
         if node.here.len() > PER_NODE {
             node.split_here();
         }
         let mut dropped = 0;
         while node.here.len() > PER_NODE {
-            dropped += node.here.remove(0).0.len();
+            dropped += node.here.remove(0).bytes.len();
         }
         Some(dropped)
     }
@@ -107,12 +149,12 @@ impl<V: Clone> Starts<V> {
         let Some(at) = self.parting_word() else {
             return;
         };
-        for (kept, value) in std::mem::take(&mut self.here) {
-            let child = match word(&kept, at) {
+        for kept in std::mem::take(&mut self.here) {
+            let child = match word(&kept.bytes, at) {
                 Some(word) => self.children.entry(word).or_default(),
                 None => self.short.get_or_insert_with(Box::default),
             };
-            child.here.push((kept, value));
+            child.here.push(kept);
         }
         self.at = Some(at);
     }
@@ -123,12 +165,16 @@ impl<V: Clone> Starts<V> {
     /// where they first differ; None if neither parts them.
     fn parting_word(&self) -> Option<usize> {
         let (first, rest) = self.here.split_first()?;
-        let common = |(kept, _): &(Box<[u8]>, V)| {
-            let same = first.0.iter().zip(kept.iter()).take_while(|(a, b)| a == b);
+        let common = |kept: &Kept<V>| {
+            let same = first
+                .bytes
+                .iter()
+                .zip(kept.bytes.iter())
+                .take_while(|(a, b)| a == b);
             same.count()
         };
         let differ = rest.iter().map(common).min()?.saturating_sub(7);
-        let shortest = self.here.iter().map(|(kept, _)| kept.len()).min()?;
+        let shortest = self.here.iter().map(|kept| kept.bytes.len()).min()?;
         let mut best: Option<(usize, usize)> = None;
         for at in std::iter::once(differ).chain(differ..=shortest.saturating_sub(8)) {
             let parted = self.parted_by(at);
@@ -148,7 +194,7 @@ impl<V: Clone> Starts<V> {
         let mut words: Vec<u64> = self
             .here
             .iter()
-            .filter_map(|(kept, _)| word(kept, at))
+            .filter_map(|kept| word(&kept.bytes, at))
             .collect();
         let short = usize::from(words.len() < self.here.len());
         words.sort_unstable();
@@ -159,7 +205,7 @@ impl<V: Clone> Starts<V> {
     /// How many strings are kept, and their bytes.
     #[cfg(test)]
     pub(super) fn kept(&self) -> (usize, usize) {
-        let here = self.here.iter().map(|(kept, _)| kept.len());
+        let here = self.here.iter().map(|kept| kept.bytes.len());
         let (mut strings, mut bytes) = (self.here.len(), here.sum());
         for child in self.children.values().chain(self.short.as_deref()) {
             let (s, b) = child.kept();
@@ -216,6 +262,47 @@ mod tests {
         assert_eq!(starts.find(string(301, "").as_bytes(), |_| true), None);
         assert_eq!(starts.find(string(7, "").as_bytes(), |_| false), None);
         assert_eq!(starts.find(b"", |_| true), None);
+    }
+
+    /// A kept string is found only where the text starts with all of its bytes, not where
+    /// its last word matches: one byte changed anywhere (before or inside that word), or one
+    /// missing, and it is not found; strings shorter than a word are found by their bytes
+    /// too.
+    #[test]
+    fn a_kept_string_is_found_by_its_bytes_not_its_last_word() {
+        for len in [1, 5, 7, 8, 9, 15, 16, 17, 40, 701] {
+            let kept: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut starts = Starts::default();
+            assert_eq!(starts.insert(&kept, len), Some(0));
+            let text = [kept.as_slice(), b"}"].concat();
+            assert_eq!(starts.find(&text, |_| true), Some((len, len)));
+            for at in 0..len {
+                let mut other = text.clone();
+                other[at] ^= 0x20;
+                assert_eq!(
+                    starts.find(&other, |_| true),
+                    None,
+                    "{len} bytes, {at} changed"
+                );
+            }
+            assert_eq!(starts.find(&kept[..len - 1], |_| true), None, "{len}");
+        }
+    }
+
+    /// Strings with the same last word, told apart only by their first bytes, are each found
+    /// with their own value, and a text starting with none of them finds nothing.
+    #[test]
+    fn strings_sharing_a_last_word_are_told_apart_by_their_bytes() {
+        let mut starts = Starts::default();
+        let string = |n: usize| format!("{n:04}{}", "x".repeat(60)).into_bytes();
+        for n in 0..50 {
+            assert_eq!(starts.insert(&string(n), n), Some(0));
+        }
+        for n in 0..50 {
+            let text = [string(n).as_slice(), b"\\\"}"].concat();
+            assert_eq!(starts.find(&text, |_| true), Some((64, n)));
+        }
+        assert_eq!(starts.find(&string(50), |_| true), None);
     }
 
     /// Strings too short to hold the word a node splits by are kept apart, in a subtree of
