@@ -4,7 +4,8 @@
 //! recycled segment file still holds an earlier life's records after the new ones, and those
 //! carry another stamp). The checksum covers the stamp and the payload. No JSON: the request
 //! path pays for a few hundred bytes of row (or, for a reply it could not analyse, a copy of
-//! a few header fields and one `writev` of the raw exchange). Segments of the first layout (no
+//! a few header fields and of the raw exchange into the mapped segment, or one `writev` of
+//! them where it is not mapped). Segments of the first layout (no
 //! stamp: `[len][crc32][payload]`, checksum over the payload) are still read.
 //!
 //! Row payload (version 3): version `u8`, request id (16 bytes), timestamp (`i64` µs since the
@@ -26,6 +27,7 @@
 //! a record without them has none.
 
 use std::io::{IoSlice, Write};
+use std::sync::atomic::{Ordering, fence};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -84,25 +86,98 @@ impl<'a> Encoded<'a> {
 /// the caller holds the segment (writes are never concurrent) and has positioned the file.
 /// Returns the bytes written.
 pub fn write(file: &std::fs::File, stamp: u64, record: &mut Encoded<'_>) -> std::io::Result<u64> {
+    lay_out(stamp, record, |header, body| {
+        write_parts(file, header, body)
+    })
+}
+
+/// Copies `record` stamped with `stamp` into `into` (a mapped segment's bytes where it goes,
+/// exactly its size). A process killed during the copy leaves a record that reads as the end
+/// of the segment, not as damage: the stamp, which a reader checks first, is cleared first
+/// and written last, after the body, the length and the checksum. Returns the bytes copied.
+pub fn copy(into: &mut [u8], stamp: u64, record: &mut Encoded<'_>) -> std::io::Result<u64> {
+    lay_out(stamp, record, |header, body| copy_parts(into, header, body))
+}
+
+/// Hands `put` the record's stamped header and its body (in parts, borrowed: nothing is
+/// copied to lay them out).
+fn lay_out<R>(
+    stamp: u64,
+    record: &Encoded<'_>,
+    put: impl FnOnce(&[u8; STAMPED_HEADER], &[&[u8]]) -> std::io::Result<R>,
+) -> std::io::Result<R> {
     match record {
-        Encoded::Row(bytes) => write_row(file, stamp, bytes),
-        Encoded::Exchange(exchange, _) => write_exchange(file, stamp, exchange),
+        Encoded::Row(bytes) => {
+            let body = &bytes[STAMPED_HEADER..];
+            put(&stamped_header(le_u32(bytes), stamp, &[body]), &[body])
+        }
+        Encoded::Exchange(exchange, _) => lay_out_exchange(stamp, exchange, put),
     }
 }
 
-fn write_row(mut file: &std::fs::File, stamp: u64, bytes: &mut [u8]) -> std::io::Result<u64> {
-    bytes[HEADER..STAMPED_HEADER].copy_from_slice(&stamp.to_le_bytes());
-    let crc = crc32fast::hash(&bytes[HEADER..]);
-    bytes[4..HEADER].copy_from_slice(&crc.to_le_bytes());
-    let written = file.write(bytes)?;
-    if written != bytes.len() {
+/// The length, the checksum (of the stamp and the body) and the stamp.
+fn stamped_header(len: u32, stamp: u64, body: &[&[u8]]) -> [u8; STAMPED_HEADER] {
+    let stamp = stamp.to_le_bytes();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&stamp);
+    body.iter().for_each(|part| crc.update(part));
+    let mut header = [0u8; STAMPED_HEADER];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..HEADER].copy_from_slice(&crc.finalize().to_le_bytes());
+    header[HEADER..].copy_from_slice(&stamp);
+    header
+}
+
+/// The most parts a body has (an exchange's).
+const MAX_PARTS: usize = 14;
+
+fn write_parts(
+    mut file: &std::fs::File,
+    header: &[u8; STAMPED_HEADER],
+    body: &[&[u8]],
+) -> std::io::Result<u64> {
+    let mut slices = [IoSlice::new(header); MAX_PARTS + 1];
+    for (slice, part) in slices[1..].iter_mut().zip(body) {
+        *slice = IoSlice::new(part);
+    }
+    let total = STAMPED_HEADER + body.iter().map(|p| p.len()).sum::<usize>();
+    let written = file.write_vectored(&slices[..=body.len().min(MAX_PARTS)])?;
+    if written != total {
         // Only a full disk does this to a regular file; the tail left behind fails its CRC.
         return Err(std::io::Error::other(format!(
-            "short write to the ledger journal ({written} of {} bytes)",
-            bytes.len()
+            "short write to the ledger journal ({written} of {total} bytes)"
         )));
     }
-    Ok(written as u64)
+    Ok(total as u64)
+}
+
+fn copy_parts(
+    into: &mut [u8],
+    header: &[u8; STAMPED_HEADER],
+    body: &[&[u8]],
+) -> std::io::Result<u64> {
+    let total = STAMPED_HEADER + body.iter().map(|p| p.len()).sum::<usize>();
+    if into.len() != total {
+        return Err(std::io::Error::other(format!(
+            "a ledger journal record of {total} bytes given {} bytes of room",
+            into.len()
+        )));
+    }
+    let (head, mut rest) = into.split_at_mut(STAMPED_HEADER);
+    // What was here before (a recycled file's records, or this record's failed earlier write)
+    // must not pass for this segment's stamp while the body is half copied. The fences keep
+    // the compiler (and the CPU) from reordering the stores: a kill lands between two of them.
+    head[HEADER..].fill(0);
+    fence(Ordering::Release);
+    for part in body {
+        let (to, after) = rest.split_at_mut(part.len());
+        to.copy_from_slice(part);
+        rest = after;
+    }
+    head[..HEADER].copy_from_slice(&header[..HEADER]);
+    fence(Ordering::Release);
+    head[HEADER..].copy_from_slice(&header[HEADER..]);
+    Ok(total as u64)
 }
 
 /// A row's fixed-size fields at most: the stamped header's room, the version, id, timestamp,
@@ -221,7 +296,7 @@ fn status_of_code(code: u8) -> Option<Status> {
 /// The stamped header and the fixed-size fields, up to and including the subject.
 const FIXED: usize = STAMPED_HEADER + 1 + 16 + 8 + 8 + 8 + 2 + 1 + 1 + 1 + 16;
 
-/// The bytes [`write_exchange`] writes for `record`.
+/// The bytes [`lay_out_exchange`] lays out for `record`.
 fn size(record: &Exchange<'_>) -> std::io::Result<u64> {
     let text = |t: Option<&str>| 4 + t.map_or(0, str::len);
     let hop = record
@@ -239,16 +314,15 @@ fn size(record: &Exchange<'_>) -> std::io::Result<u64> {
     Ok(total as u64)
 }
 
-/// Writes an exchange's record with one `writev`: every part is on the stack or borrowed,
-/// nothing is allocated or copied.
-fn write_exchange(
-    mut file: &std::fs::File,
+/// Lays out an exchange's record for `put`: every part is on the stack or borrowed, nothing
+/// is allocated or copied.
+fn lay_out_exchange<R>(
     stamp: u64,
     record: &Exchange<'_>,
-) -> std::io::Result<u64> {
+    put: impl FnOnce(&[u8; STAMPED_HEADER], &[&[u8]]) -> std::io::Result<R>,
+) -> std::io::Result<R> {
     let mut fixed = [0u8; FIXED];
     let used = fixed_fields(record, &mut fixed);
-    fixed[HEADER..STAMPED_HEADER].copy_from_slice(&stamp.to_le_bytes());
     let (session_len, session) = text_parts(record.session_id);
     let (protocol_len, protocol) = text_parts(record.protocol_version);
     let request_len = length(record.request)?.to_le_bytes();
@@ -263,7 +337,8 @@ fn write_exchange(
         None => [&[]; 5],
     };
     let [a, b, c, d, e] = hop_parts;
-    let rest: [&[u8]; 13] = [
+    let body: [&[u8]; MAX_PARTS] = [
+        &fixed[STAMPED_HEADER..used],
         &session_len,
         session,
         &protocol_len,
@@ -278,24 +353,8 @@ fn write_exchange(
         d,
         e,
     ];
-    let total = used + rest.iter().map(|p| p.len()).sum::<usize>();
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&fixed[HEADER..used]);
-    rest.iter().for_each(|part| crc.update(part));
-    fixed[..4].copy_from_slice(&length_of(total - STAMPED_HEADER)?.to_le_bytes());
-    fixed[4..HEADER].copy_from_slice(&crc.finalize().to_le_bytes());
-    let mut slices = [IoSlice::new(&fixed[..used]); 14];
-    for (slice, part) in slices[1..].iter_mut().zip(rest) {
-        *slice = IoSlice::new(part);
-    }
-    let written = file.write_vectored(&slices)?;
-    if written != total {
-        // Only a full disk does this to a regular file; the tail left behind fails its CRC.
-        return Err(std::io::Error::other(format!(
-            "short write to the ledger journal ({written} of {total} bytes)"
-        )));
-    }
-    Ok(total as u64)
+    let len = length_of(body.iter().map(|p| p.len()).sum())?;
+    put(&stamped_header(len, stamp, &body), &body)
 }
 
 /// Fills in the fixed-size fields after the header; returns how many bytes of `fixed` they
@@ -923,6 +982,84 @@ mod tests {
         scan_stamped(&zeroed, STAMP, &mut read);
         assert!(read.damaged.is_empty(), "{:?}", read.damaged);
         assert_eq!(observations(&read).len(), 2);
+        Ok(())
+    }
+
+    /// A record copied into a mapped segment is the bytes `write` writes; room of another
+    /// size is an error, not a panic.
+    #[test]
+    fn a_copied_record_is_the_bytes_written() -> std::io::Result<()> {
+        let (observed, row) = (observation(4), row(1));
+        for record in [
+            Record::Exchange(Exchange::from(&observed)),
+            Record::Row(&row),
+        ] {
+            let file = tempfile::tempfile()?;
+            let size = write(&file, STAMP, &mut Encoded::new(&record)?)?;
+            let mut written = Vec::new();
+            std::io::Seek::rewind(&mut &file)?;
+            std::io::Read::read_to_end(&mut &file, &mut written)?;
+            let mut copied = vec![0xa5; written.len()];
+            assert_eq!(copy(&mut copied, STAMP, &mut Encoded::new(&record)?)?, size);
+            assert_eq!(copied, written);
+            assert!(copy(&mut copied[1..], STAMP, &mut Encoded::new(&record)?).is_err());
+        }
+        Ok(())
+    }
+
+    /// A process killed while copying a record into a mapped segment leaves the copy's first
+    /// stores and not the rest (`copy` clears the stamp, copies the body, then the length and
+    /// checksum, then the stamp): whatever it left, in a new (zeroed) file or over a recycled
+    /// file's older records, reads as the end of the records, not as damage, and the records
+    /// before it replay.
+    #[test]
+    fn a_record_torn_during_its_copy_reads_as_the_end() -> std::io::Result<()> {
+        let written: Vec<_> = (0..3).map(observation).collect();
+        let (before, _) = journal_of(&written)?;
+        let torn = observation(4);
+        let mut whole = vec![0; exchange(&torn)?.size() as usize];
+        copy(&mut whole, STAMP, &mut exchange(&torn)?)?;
+        let body = whole.len() - STAMPED_HEADER;
+        let room = whole.len() + STAMPED_HEADER;
+        // A recycled file's records (another stamp), cut anywhere.
+        let file = tempfile::tempfile()?;
+        for o in (0..6).map(observation) {
+            write(&file, STAMP + 1, &mut exchange(&o)?)?;
+        }
+        let mut older = Vec::new();
+        std::io::Seek::rewind(&mut &file)?;
+        std::io::Read::read_to_end(&mut &file, &mut older)?;
+        let recycled = older[7..7 + room].to_vec();
+        for underneath in [vec![0; room], recycled] {
+            let mut left = underneath;
+            left[HEADER..STAMPED_HEADER].fill(0);
+            let mut states = vec![left.clone()];
+            for cut in [1, body / 2, body] {
+                left[STAMPED_HEADER..STAMPED_HEADER + cut]
+                    .copy_from_slice(&whole[STAMPED_HEADER..STAMPED_HEADER + cut]);
+                states.push(left.clone());
+            }
+            left[..HEADER].copy_from_slice(&whole[..HEADER]);
+            states.push(left.clone());
+            // Half a stamp (were its store not a single instruction).
+            left[HEADER..HEADER + 4].copy_from_slice(&whole[HEADER..HEADER + 4]);
+            states.push(left);
+            for (n, state) in states.iter().enumerate() {
+                let mut read = Scan::default();
+                scan_stamped(&[&before[..], state].concat(), STAMP, &mut read);
+                assert!(read.damaged.is_empty(), "state {n}: {:?}", read.damaged);
+                assert_eq!(observations(&read), written, "state {n}");
+            }
+        }
+        // Copied whole, it is the fourth record.
+        let mut read = Scan::default();
+        scan_stamped(
+            &[&before[..], &whole, &[0; STAMPED_HEADER]].concat(),
+            STAMP,
+            &mut read,
+        );
+        assert!(read.damaged.is_empty(), "{:?}", read.damaged);
+        assert_eq!(observations(&read)[3], torn);
         Ok(())
     }
 
