@@ -62,6 +62,8 @@ pub struct Opts<'a> {
     pub keep: Option<&'a Path>,
     /// Simulate the caches too.
     pub cache_sim: bool,
+    /// Simulate the branch predictors too.
+    pub branch_sim: bool,
     /// Count a gateway hop instead: `tools/call`s of the `gateway` scenario's upstream tool
     /// through Steward (`--upstream`), ledger off and async.
     pub gateway: bool,
@@ -114,42 +116,43 @@ pub async fn instructions(ctx: &mut Ctx, opts: &Opts<'_>) -> Result<()> {
             added,
             Some(("≤ 5%", added <= 5.0)),
         );
-        if let (Some(on), Some(off_misses)) = (async_.misses, off.misses) {
-            for (what, on, off) in [
-                (
-                    "first-level cache misses",
-                    on.first_level,
-                    off_misses.first_level,
-                ),
-                (
-                    "last-level cache misses",
-                    on.last_level,
-                    off_misses.last_level,
-                ),
-            ] {
-                ctx.report.fact(
-                    "instructions",
-                    &format!("{}: {what} per message, off → async", engine.label()),
-                    json!(format!("{off:.0} → {on:.0}")),
-                    "",
-                );
-            }
-            let (on, off) = (
-                on.cycles(async_.instructions),
-                off_misses.cycles(off.instructions),
-            );
-            ctx.report.ratio(
-                "instructions",
-                &format!(
-                    "{}: async ledger estimated cycles vs off, % more (instructions + 10 per first-level miss + 100 per last-level miss)",
-                    engine.label()
-                ),
-                100.0 * (on / off - 1.0),
-                None,
-            );
-        }
+        report_simulated(ctx, engine, &off, &async_);
     }
     Ok(())
+}
+
+/// With `--cache-sim` or `--branch-sim`: the simulated misses per message, off → async, and
+/// KCachegrind's cycle estimate of both (see [`PerMessage::cycles`]).
+fn report_simulated(ctx: &mut Ctx, engine: Engine, off: &PerMessage, on: &PerMessage) {
+    let mut facts = Vec::new();
+    if let (Some(off), Some(on)) = (off.misses, on.misses) {
+        facts.push(("first-level cache misses", off.first_level, on.first_level));
+        facts.push(("last-level cache misses", off.last_level, on.last_level));
+    }
+    if let (Some(off), Some(on)) = (off.mispredicted, on.mispredicted) {
+        facts.push(("branch mispredictions (conditional and indirect)", off, on));
+    }
+    if facts.is_empty() {
+        return;
+    }
+    for (what, off, on) in facts {
+        ctx.report.fact(
+            "instructions",
+            &format!("{}: {what} per message, off → async", engine.label()),
+            json!(format!("{off:.0} → {on:.0}")),
+            "",
+        );
+    }
+    ctx.report.ratio(
+        "instructions",
+        &format!(
+            "{}: async ledger estimated cycles vs off, % more ({})",
+            engine.label(),
+            on.cycles_formula()
+        ),
+        100.0 * (on.cycles() / off.cycles() - 1.0),
+        None,
+    );
 }
 
 /// `--gateway`: Steward's instructions per proxied `tools/call` (SQLite), ledger off and
@@ -208,6 +211,9 @@ async fn per_message(
     ];
     if opts.cache_sim {
         wrapper.push("--cache-sim=yes".into());
+    }
+    if opts.branch_sim {
+        wrapper.push("--branch-sim=yes".into());
     }
     let mut extra_args = vec![
         "--ledger-flush-interval".into(),
@@ -281,9 +287,14 @@ async fn per_message(
         }),
         false => None,
     };
+    let mispredicted = match totals.has("Bcm") {
+        true => Some(per(totals.get("Bcm")? + totals.get("Bim")?)),
+        false => None,
+    };
     Ok(PerMessage {
         instructions: cost,
         misses,
+        mispredicted,
     })
 }
 
@@ -337,6 +348,32 @@ struct PerMessage {
     instructions: f64,
     /// With `--cache-sim` only.
     misses: Option<Misses>,
+    /// Branch mispredictions, conditional and indirect; with `--branch-sim` only.
+    mispredicted: Option<f64>,
+}
+
+impl PerMessage {
+    /// KCachegrind's cycle estimate of what was simulated: an instruction costs 1, a
+    /// first-level miss or a mispredicted branch 10 more, a last-level miss 100 more. Rough,
+    /// but it prices memory traffic and pipeline flushes, which instruction counts leave out.
+    fn cycles(&self) -> f64 {
+        let misses = self
+            .misses
+            .map_or(0.0, |m| 10.0 * m.first_level + 100.0 * m.last_level);
+        self.instructions + misses + 10.0 * self.mispredicted.unwrap_or(0.0)
+    }
+
+    /// [`PerMessage::cycles`]'s formula, as far as it was simulated.
+    fn cycles_formula(&self) -> String {
+        let mut formula = String::from("instructions");
+        if self.misses.is_some() {
+            formula.push_str(" + 10 per first-level miss + 100 per last-level miss");
+        }
+        if self.mispredicted.is_some() {
+            formula.push_str(" + 10 per mispredicted branch");
+        }
+        formula
+    }
 }
 
 /// Simulated cache misses per message (valgrind's model of this machine's caches).
@@ -346,15 +383,6 @@ struct Misses {
     first_level: f64,
     /// Last-level cache: instruction reads, data reads and writes (each one a trip to memory).
     last_level: f64,
-}
-
-impl Misses {
-    /// KCachegrind's cycle estimate: an instruction costs 1, a first-level miss 10 more, a
-    /// last-level miss 100 more. Rough, but it prices memory traffic, which instruction
-    /// counts leave out.
-    fn cycles(&self, instructions: f64) -> f64 {
-        instructions + 10.0 * self.first_level + 100.0 * self.last_level
-    }
 }
 
 /// Waits until the ledger holds a row for every message sent so far (nothing to wait for
@@ -449,6 +477,35 @@ impl Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cycle estimate prices only what was simulated, and says so.
+    #[test]
+    fn cycles_count_what_was_simulated() {
+        let mut per = PerMessage {
+            instructions: 1000.0,
+            misses: None,
+            mispredicted: None,
+        };
+        assert_eq!(
+            (per.cycles(), per.cycles_formula()),
+            (1000.0, "instructions".into())
+        );
+        per.mispredicted = Some(7.0);
+        assert_eq!(per.cycles(), 1070.0);
+        assert!(
+            per.cycles_formula()
+                .ends_with("+ 10 per mispredicted branch")
+        );
+        per.misses = Some(Misses {
+            first_level: 3.0,
+            last_level: 2.0,
+        });
+        assert_eq!(per.cycles(), 1000.0 + 30.0 + 200.0 + 70.0);
+        assert!(
+            per.cycles_formula()
+                .contains("+ 100 per last-level miss + 10 per")
+        );
+    }
 
     /// Every search of a run is new, whatever id the run starts at, and is a valid call.
     #[test]

@@ -184,6 +184,11 @@ enum Scenario {
         /// report cache misses per message: work that costs time without costing instructions.
         #[arg(long)]
         cache_sim: bool,
+        /// Also simulate the branch predictors (valgrind's `--branch-sim=yes`) and report
+        /// mispredicted branches per message: pipeline flushes, which cost time without
+        /// costing instructions.
+        #[arg(long)]
+        branch_sim: bool,
         /// Count a gateway hop instead (SQLite): `tools/call`s of the `gateway` scenario's bare
         /// rmcp upstream through Steward's `--upstream`, ledger off and async; each call's
         /// arguments differ and the upstream echoes them, as in `gateway`.
@@ -323,12 +328,14 @@ async fn run(cli: Cli) -> Result<usize> {
         Scenario::Instructions {
             keep,
             cache_sim,
+            branch_sim,
             gateway,
         } => {
             let opts = instructions::Opts {
                 quick: c.quick,
                 keep: keep.as_deref(),
                 cache_sim: *cache_sim,
+                branch_sim: *branch_sim,
                 gateway: *gateway,
             };
             instructions::instructions(&mut ctx, &opts).await?
