@@ -176,7 +176,7 @@ impl Journal {
     pub fn append(&self, record: &Record<'_>) -> std::io::Result<Option<Ticket>> {
         // Encoded before the lock: only the stamp, the checksum and the copy (or write) are
         // taken under it.
-        let mut encoded = record::Encoded::new(record)?;
+        let encoded = record::Encoded::new(record)?;
         let size = encoded.size();
         let mut current = lock(&self.current);
         if !current.open {
@@ -191,7 +191,7 @@ impl Journal {
         // Counted before the write: a segment is never retired while a record is on its way
         // into it.
         current.segment.appended.fetch_add(1, Ordering::Relaxed);
-        let put = self.put(current, at, size, &mut encoded);
+        let put = self.put(current, at, size, &encoded);
         let segment = &current.segment;
         match put {
             Ok(n) => {
@@ -218,7 +218,7 @@ impl Journal {
         current: &mut Current,
         at: u64,
         size: u64,
-        encoded: &mut record::Encoded<'_>,
+        encoded: &record::Encoded<'_>,
     ) -> std::io::Result<u64> {
         // The guard's fields, borrowed apart.
         let Current {

@@ -58,9 +58,10 @@ pub enum Record<'a> {
 }
 
 /// A record ready to be written: a row's payload encoded (outside the journal's lock), or an
-/// exchange and its size (written from its parts, without a copy).
+/// exchange and its size (written from its parts, without a copy). The stamped header is laid
+/// out as the record is put (see [`lay_out`]).
 pub enum Encoded<'a> {
-    /// The stamped header's room, then the payload.
+    /// The payload.
     Row(Vec<u8>),
     Exchange(Exchange<'a>, u64),
 }
@@ -68,7 +69,7 @@ pub enum Encoded<'a> {
 impl<'a> Encoded<'a> {
     pub fn new(record: &Record<'a>) -> std::io::Result<Self> {
         match record {
-            Record::Row(row) => encode_row(row).map(Encoded::Row),
+            Record::Row(row) => Ok(Encoded::Row(encode_row(row))),
             Record::Exchange(exchange) => Ok(Encoded::Exchange(*exchange, size(exchange)?)),
         }
     }
@@ -76,7 +77,7 @@ impl<'a> Encoded<'a> {
     /// The bytes [`write`] writes.
     pub fn size(&self) -> u64 {
         match self {
-            Encoded::Row(bytes) => bytes.len() as u64,
+            Encoded::Row(payload) => (STAMPED_HEADER + payload.len()) as u64,
             Encoded::Exchange(_, size) => *size,
         }
     }
@@ -85,7 +86,7 @@ impl<'a> Encoded<'a> {
 /// Writes `record` stamped with `stamp` at the file's current offset, with one system call;
 /// the caller holds the segment (writes are never concurrent) and has positioned the file.
 /// Returns the bytes written.
-pub fn write(file: &std::fs::File, stamp: u64, record: &mut Encoded<'_>) -> std::io::Result<u64> {
+pub fn write(file: &std::fs::File, stamp: u64, record: &Encoded<'_>) -> std::io::Result<u64> {
     lay_out(stamp, record, |header, body| {
         write_parts(file, header, body)
     })
@@ -95,7 +96,7 @@ pub fn write(file: &std::fs::File, stamp: u64, record: &mut Encoded<'_>) -> std:
 /// exactly its size). A process killed during the copy leaves a record that reads as the end
 /// of the segment, not as damage: the stamp, which a reader checks first, is cleared first
 /// and written last, after the body, the length and the checksum. Returns the bytes copied.
-pub fn copy(into: &mut [u8], stamp: u64, record: &mut Encoded<'_>) -> std::io::Result<u64> {
+pub fn copy(into: &mut [u8], stamp: u64, record: &Encoded<'_>) -> std::io::Result<u64> {
     lay_out(stamp, record, |header, body| copy_parts(into, header, body))
 }
 
@@ -107,9 +108,12 @@ fn lay_out<R>(
     put: impl FnOnce(&[u8; STAMPED_HEADER], &[&[u8]]) -> std::io::Result<R>,
 ) -> std::io::Result<R> {
     match record {
-        Encoded::Row(bytes) => {
-            let body = &bytes[STAMPED_HEADER..];
-            put(&stamped_header(le_u32(bytes), stamp, &[body]), &[body])
+        Encoded::Row(payload) => {
+            let body = payload.as_slice();
+            put(
+                &stamped_header(length_of(body.len())?, stamp, &[body]),
+                &[body],
+            )
         }
         Encoded::Exchange(exchange, _) => lay_out_exchange(stamp, exchange, put),
     }
@@ -180,17 +184,17 @@ fn copy_parts(
     Ok(total as u64)
 }
 
-/// A row's fixed-size fields at most: the stamped header's room, the version, id, timestamp,
-/// duration, status, sanitized flag, the two sizes, four optional `i32`s and the subject.
-const ROW_FIXED: usize = STAMPED_HEADER + 1 + 16 + 8 + 8 + 1 + 1 + 8 + 8 + 4 * 5 + 17;
+/// A row's fixed-size fields at most: the version, id, timestamp, duration, status, sanitized
+/// flag, the two sizes, four optional `i32`s and the subject.
+const ROW_FIXED: usize = 1 + 16 + 8 + 8 + 1 + 1 + 8 + 8 + 4 * 5 + 17;
 
-/// A row's record: room for the stamped header (its length filled in), then the payload. The
+/// A row's payload (its record's stamped header is laid out when it is put). The
 /// fixed-size fields are laid out in an array on the stack and the record's buffer is
 /// allocated at its exact size: appended field by field, each of the ~30 appends checked the
 /// buffer's room (BENCHMARKS.md, branch `rq35`).
-fn encode_row(row: &LedgerRow) -> std::io::Result<Vec<u8>> {
+fn encode_row(row: &LedgerRow) -> Vec<u8> {
     let mut fixed = [0u8; ROW_FIXED];
-    let mut at = STAMPED_HEADER;
+    let mut at = 0;
     let mut put = |bytes: &[u8]| {
         fixed[at..at + bytes.len()].copy_from_slice(bytes);
         at += bytes.len();
@@ -257,9 +261,7 @@ fn encode_row(row: &LedgerRow) -> std::io::Result<Vec<u8>> {
             out.extend_from_slice(&hop.duration.micros().to_le_bytes());
         }
     }
-    let len = length_of(out.len() - STAMPED_HEADER)?;
-    out[..4].copy_from_slice(&len.to_le_bytes());
-    Ok(out)
+    out
 }
 
 /// Appends a byte string: its length and bytes, or the absent length alone.
@@ -768,9 +770,8 @@ mod tests {
 
     /// The row record's layout as it was first written, field by field (the reference the
     /// production encoder, which lays it out otherwise, must match byte for byte).
-    fn encode_row_field_by_field(row: &LedgerRow) -> std::io::Result<Vec<u8>> {
+    fn encode_row_field_by_field(row: &LedgerRow) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(&[0; STAMPED_HEADER]);
         out.push(VERSION_ROW);
         out.extend_from_slice(row.request_id.as_bytes());
         out.extend_from_slice(&row.timestamp.timestamp_micros().to_le_bytes());
@@ -826,9 +827,7 @@ mod tests {
                 out.extend_from_slice(&duration.micros().to_le_bytes());
             }
         }
-        let payload = u32::try_from(out.len() - STAMPED_HEADER).expect("a record under 4 GiB");
-        out[..4].copy_from_slice(&payload.to_le_bytes());
-        Ok(out)
+        out
     }
 
     /// A row's record is the bytes the first, field-by-field encoder wrote: every option
@@ -855,7 +854,7 @@ mod tests {
         full.subject = None;
         rows.push(full);
         for row in &rows {
-            assert_eq!(encode_row(row)?, encode_row_field_by_field(row)?, "{row:?}");
+            assert_eq!(encode_row(row), encode_row_field_by_field(row), "{row:?}");
         }
         Ok(())
     }
@@ -868,13 +867,13 @@ mod tests {
         let observed = observation(1);
         let mut total = 0;
         for (n, row) in rows.iter().enumerate() {
-            let mut record = Encoded::new(&Record::Row(row))?;
+            let record = Encoded::new(&Record::Row(row))?;
             let size = record.size();
             assert!(size < 300, "a row's record is small: {size}");
-            assert_eq!(write(&file, STAMP, &mut record)?, size);
+            assert_eq!(write(&file, STAMP, &record)?, size);
             total += size;
             if n == 2 {
-                total += write(&file, STAMP, &mut exchange(&observed)?)?;
+                total += write(&file, STAMP, &exchange(&observed)?)?;
             }
         }
         let mut bytes = Vec::new();
@@ -910,9 +909,9 @@ mod tests {
         let file = tempfile::tempfile()?;
         let mut total = 0;
         for o in observations {
-            let mut record = Encoded::new(&Record::Exchange(Exchange::from(o)))?;
+            let record = Encoded::new(&Record::Exchange(Exchange::from(o)))?;
             let size = record.size();
-            let written = write(&file, STAMP, &mut record)?;
+            let written = write(&file, STAMP, &record)?;
             assert_eq!(written, size);
             total += written;
         }
@@ -958,13 +957,13 @@ mod tests {
         let old: Vec<_> = (0..6).map(observation).collect();
         let file = tempfile::tempfile()?;
         for o in &old {
-            write(&file, STAMP + 1, &mut exchange(o)?)?;
+            write(&file, STAMP + 1, &exchange(o)?)?;
         }
         let new: Vec<_> = (0..2).map(observation).collect();
         std::io::Seek::rewind(&mut &file)?;
         let mut at = 0;
         for o in &new {
-            at += write(&file, STAMP, &mut exchange(o)?)?;
+            at += write(&file, STAMP, &exchange(o)?)?;
         }
         let mut bytes = Vec::new();
         std::io::Seek::rewind(&mut &file)?;
@@ -995,14 +994,14 @@ mod tests {
             Record::Row(&row),
         ] {
             let file = tempfile::tempfile()?;
-            let size = write(&file, STAMP, &mut Encoded::new(&record)?)?;
+            let size = write(&file, STAMP, &Encoded::new(&record)?)?;
             let mut written = Vec::new();
             std::io::Seek::rewind(&mut &file)?;
             std::io::Read::read_to_end(&mut &file, &mut written)?;
             let mut copied = vec![0xa5; written.len()];
-            assert_eq!(copy(&mut copied, STAMP, &mut Encoded::new(&record)?)?, size);
+            assert_eq!(copy(&mut copied, STAMP, &Encoded::new(&record)?)?, size);
             assert_eq!(copied, written);
-            assert!(copy(&mut copied[1..], STAMP, &mut Encoded::new(&record)?).is_err());
+            assert!(copy(&mut copied[1..], STAMP, &Encoded::new(&record)?).is_err());
         }
         Ok(())
     }
@@ -1018,13 +1017,13 @@ mod tests {
         let (before, _) = journal_of(&written)?;
         let torn = observation(4);
         let mut whole = vec![0; exchange(&torn)?.size() as usize];
-        copy(&mut whole, STAMP, &mut exchange(&torn)?)?;
+        copy(&mut whole, STAMP, &exchange(&torn)?)?;
         let body = whole.len() - STAMPED_HEADER;
         let room = whole.len() + STAMPED_HEADER;
         // A recycled file's records (another stamp), cut anywhere.
         let file = tempfile::tempfile()?;
         for o in (0..6).map(observation) {
-            write(&file, STAMP + 1, &mut exchange(&o)?)?;
+            write(&file, STAMP + 1, &exchange(&o)?)?;
         }
         let mut older = Vec::new();
         std::io::Seek::rewind(&mut &file)?;
