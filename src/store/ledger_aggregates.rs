@@ -42,18 +42,22 @@ pub(crate) trait Aggregates {
 
 impl Aggregates for Transaction<'static, Sqlite> {
     async fn add_to_aggregates(&mut self, rows: Vec<&LedgerRow>) -> Result<(), sqlx::Error> {
-        add_to_session_totals(self, &rows).await?;
-        add_to_stats(self, rows).await
+        let totals = st::deltas(rows.iter().copied());
+        add_to_session_totals(self, &totals).await?;
+        // The totals are by session, in order: their ids are the batch's sessions, whose
+        // client types the statistics read (collected from the rows again, every row's id was
+        // sorted).
+        let sessions = totals.iter().map(|(session, _)| *session);
+        add_to_stats(self, rows, sessions).await
     }
 }
 
-/// SQLite: adds the rows to their sessions' totals, [`st::SESSIONS_PER_UPSERT`] sessions a
+/// SQLite: adds the sessions' `deltas` to their totals, [`st::SESSIONS_PER_UPSERT`] sessions a
 /// statement.
 async fn add_to_session_totals(
     conn: &mut SqliteConnection,
-    rows: &[&LedgerRow],
+    deltas: &[(&str, st::Delta)],
 ) -> Result<(), sqlx::Error> {
-    let deltas = st::deltas(rows.iter().copied());
     for chunk in deltas.chunks(st::SESSIONS_PER_UPSERT) {
         let mut q = QueryBuilder::new(UPSERT_TOTALS);
         q.push_values(chunk, |mut b, (session, d)| {
@@ -72,21 +76,19 @@ async fn add_to_session_totals(
     Ok(())
 }
 
-/// SQLite: reads the sessions' client types, then the stored statistics rows of the keys the
-/// rows touch, merges the rows into them in Rust and writes them back.
-async fn add_to_stats(
+/// SQLite: reads the client types of the rows' `sessions` (each once), then the stored
+/// statistics rows of the keys the rows touch, merges the rows into them in Rust and writes
+/// them back.
+async fn add_to_stats<'a>(
     conn: &mut SqliteConnection,
     rows: Vec<&LedgerRow>,
+    sessions: impl ExactSizeIterator<Item = &'a str>,
 ) -> Result<(), sqlx::Error> {
-    let sessions: BTreeSet<&str> = rows
-        .iter()
-        .filter_map(|r| r.session_id.as_deref())
-        .collect();
     let mut client_types = ClientTypes::default();
-    if !sessions.is_empty() {
+    if sessions.len() > 0 {
         let sql = "SELECT session_id, client_type FROM mcp_sessions WHERE session_id IN (";
         client_types.extend(
-            in_list(sql, sessions.iter().copied(), ")")
+            in_list(sql, sessions, ")")
                 .build_query_as::<(String, String)>()
                 .fetch_all(&mut *conn)
                 .await?,
@@ -204,12 +206,19 @@ impl Found {
 /// The distinct (hour, method, tool) of `rows`, keyed as [`rs::deltas`] keys them.
 fn hour_method_tool<'a>(rows: &[&'a LedgerRow]) -> BTreeSet<(DateTime<Utc>, &'a str, &'a str)> {
     let mut hours = Hours::default();
-    rows.iter()
-        .map(|row| {
-            let tool = row.tool_name.as_deref().unwrap_or_default();
-            (hours.of(row.timestamp), row.method.as_str(), tool)
-        })
-        .collect()
+    let mut keys = BTreeSet::new();
+    // A batch's rows mostly repeat the key before them: that one is not looked up again
+    // (collected, every row's key was sorted).
+    let mut last = None;
+    for row in rows {
+        let tool = row.tool_name.as_deref().unwrap_or_default();
+        let key = (hours.of(row.timestamp), row.method.as_str(), tool);
+        if last != Some(key) {
+            keys.insert(key);
+            last = Some(key);
+        }
+    }
+    keys
 }
 
 impl Aggregates for Transaction<'static, Postgres> {

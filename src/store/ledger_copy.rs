@@ -13,15 +13,14 @@
 //! stores the rows one at a time with `INSERT ... ON CONFLICT DO NOTHING`, so the duplicate is
 //! skipped and the rest land once.
 
-use sqlx::encode::{Encode, IsNull};
+use chrono::{DateTime, Utc};
 use sqlx::error::BoxDynError;
-use sqlx::postgres::PgArgumentBuffer;
 use sqlx::{Postgres, Sqlite, Transaction};
+use uuid::Uuid;
 
-use crate::store::Id;
+use crate::store::Money;
 use crate::store::request_columns::{COLUMN_COUNT, Column, column_list};
 use crate::store::request_row::LedgerRow;
-use crate::store::stamp::Stamp;
 
 /// The `COPY` statement; columns in the order [`copy_binary`] writes them.
 fn copy_statement() -> String {
@@ -71,71 +70,183 @@ const FIELDS: [u8; 2] = (COLUMN_COUNT as i16).to_be_bytes();
 const NULL: [u8; 4] = (-1i32).to_be_bytes();
 
 /// The rows in `COPY`'s binary format: per row the field count, then each column's length
-/// and bytes (length -1 for NULL), in [`LedgerRow::columns`]'s order; each value encoded by
-/// the same sqlx `Encode` an `INSERT` binds it with.
+/// and bytes (length -1 for NULL), in [`LedgerRow::columns`]'s order; each value the bytes
+/// sqlx's `Encode` binds it as in an `INSERT` (the tests hold the two to each other).
 fn copy_binary(rows: &[LedgerRow]) -> Result<Vec<u8>, BoxDynError> {
     // Room for an ordinary row (~280 bytes), so the data is not regrown and copied as it fills.
-    let mut out = CopyBinary(PgArgumentBuffer::default());
-    out.0
-        .reserve(HEADER.len() + rows.len() * 320 + TRAILER.len());
+    let mut out = CopyBinary(Vec::with_capacity(
+        HEADER.len() + rows.len() * 320 + TRAILER.len(),
+    ));
     out.0.extend_from_slice(HEADER);
     for row in rows {
         out.row(row)?;
     }
     out.0.extend_from_slice(&TRAILER);
-    Ok(std::mem::take(&mut *out.0))
+    Ok(out.0)
 }
 
-/// `COPY` binary data being written into sqlx's own argument buffer, so every value is
-/// encoded by the `Encode` that binds it elsewhere.
-struct CopyBinary(PgArgumentBuffer);
+/// `COPY` binary data being written. Each value is written as its own bytes after its length,
+/// not through sqlx's `Encode` into its argument buffer: that way wrote a placeholder length
+/// and patched it, checked a `Result` per field and built a cost's digits in a `Vec`, ~2.8 k
+/// instructions a row (BENCHMARKS.md, branch `row38`).
+struct CopyBinary(Vec<u8>);
 
 impl CopyBinary {
-    /// One row: [`LedgerRow::columns`]' values in its order, each encoded as the `INSERT`
-    /// binds it (`row_arguments!`'s match), so the column order has one definition.
+    /// One row: [`LedgerRow::columns`]' values in its order, so the column order has one
+    /// definition.
     fn row(&mut self, row: &LedgerRow) -> Result<(), BoxDynError> {
         self.0.extend_from_slice(&FIELDS);
         for (_, value) in row.columns() {
             match value {
-                Column::Id(v) => self.value(v.map(Id)),
-                Column::Text(v) => self.value(v),
-                Column::Int(v) => self.value(v),
-                Column::BigInt(v) => self.value(v),
-                Column::Money(v) => self.value(v),
-                Column::Flag(v) => self.value(Some(v)),
-                Column::Time(v) => self.value(Some(Stamp(v))),
+                Column::Id(v) => self.field(v.as_ref().map(Uuid::as_bytes)),
+                Column::Text(v) => self.field(v),
+                Column::Int(v) => self.field(v.map(i32::to_be_bytes)),
+                Column::BigInt(v) => self.field(v.map(i64::to_be_bytes)),
+                Column::Money(None) => self.field(None::<&[u8]>),
+                Column::Money(Some(v)) => self.numeric(v),
+                Column::Flag(v) => self.field(Some([u8::from(v)])),
+                Column::Time(v) => self.field(Some(pg_micros(v)?.to_be_bytes())),
             }?;
         }
         Ok(())
     }
 
-    /// One field: its length, then the value as sqlx encodes it; `None` (or a value that
-    /// encodes as NULL) is the length -1 alone.
-    fn value<'q, T: Encode<'q, Postgres>>(&mut self, value: Option<T>) -> Result<(), BoxDynError> {
-        let at = self.0.len();
-        self.0.extend_from_slice(&NULL);
+    /// One field: its length, then its bytes; `None` is the length -1 alone.
+    fn field(&mut self, value: Option<impl AsRef<[u8]>>) -> Result<(), BoxDynError> {
         let Some(value) = value else {
+            self.0.extend_from_slice(&NULL);
             return Ok(());
         };
-        if let IsNull::No = value.encode_by_ref(&mut self.0)? {
-            let length = i32::try_from(self.0.len() - at - NULL.len())?;
-            self.0[at..at + NULL.len()].copy_from_slice(&length.to_be_bytes());
+        let value = value.as_ref();
+        self.0
+            .extend_from_slice(&i32::try_from(value.len())?.to_be_bytes());
+        self.0.extend_from_slice(value);
+        Ok(())
+    }
+
+    /// A cost as sqlx binds a `NUMERIC` (its `Decimal` as a `PgNumeric`): the stored value's
+    /// digits in base 10,000, most significant first, trailing zero digits left out, after
+    /// their count, the weight of the first, the sign and the decimal scale.
+    fn numeric(&mut self, money: Money) -> Result<(), BoxDynError> {
+        let value = money.stored().0;
+        // A decimal's mantissa has at most 29 decimal digits: 8 base-10,000 digits, with
+        // the scale made a multiple of 4.
+        let mut digits = [0i16; 8];
+        let mut count = 0;
+        let (mut weight, mut scale, mut sign) = (0i16, 0u16, 0u16);
+        if !value.is_zero() {
+            scale = value.scale() as u16;
+            let mut mantissa = value.mantissa().unsigned_abs();
+            if scale % 4 > 0 {
+                mantissa *= 10u128.pow(4 - u32::from(scale % 4));
+            }
+            count = base_10000(mantissa, &mut digits)?;
+            weight = count as i16 - scale.div_ceil(4) as i16 - 1;
+            while count > 0 && digits[count - 1] == 0 {
+                count -= 1;
+            }
+            sign = if value.is_sign_negative() { 0x4000 } else { 0 };
+        }
+        let length = 8 + 2 * count as i32;
+        self.0.extend_from_slice(&length.to_be_bytes());
+        for word in [count as i16, weight, sign as i16, scale as i16] {
+            self.0.extend_from_slice(&word.to_be_bytes());
+        }
+        for digit in &digits[..count] {
+            self.0.extend_from_slice(&digit.to_be_bytes());
         }
         Ok(())
     }
 }
 
+/// `mantissa`'s digits in base 10,000 into `digits`, most significant first; how many. A
+/// cost's mantissa nearly always fits 64 bits, where dividing by 10,000 is a multiplication.
+fn base_10000(mantissa: u128, digits: &mut [i16; 8]) -> Result<usize, BoxDynError> {
+    let mut reversed = [0i16; 8];
+    let mut count = 0;
+    let mut push = |digit: u64| -> Result<(), BoxDynError> {
+        let slot = reversed
+            .get_mut(count)
+            .ok_or("a NUMERIC of over 32 digits")?;
+        *slot = digit as i16;
+        count += 1;
+        Ok(())
+    };
+    let mut wide = mantissa;
+    while wide > u128::from(u64::MAX) {
+        push((wide % 10_000) as u64)?;
+        wide /= 10_000;
+    }
+    let mut narrow = wide as u64;
+    while narrow != 0 {
+        push(narrow % 10_000)?;
+        narrow /= 10_000;
+    }
+    for (slot, digit) in digits.iter_mut().zip(reversed[..count].iter().rev()) {
+        *slot = *digit;
+    }
+    Ok(count)
+}
+
+/// A time as sqlx binds a `timestamptz`: microseconds since 2000-01-01 UTC, cut toward
+/// zero. A time after 2000 and not in a leap second (every `Utc::now`) is worked out from its
+/// seconds and nanoseconds; any other goes through chrono's subtraction, as sqlx does it.
+fn pg_micros(time: DateTime<Utc>) -> Result<i64, BoxDynError> {
+    const SINCE_1970: i64 = 946_684_800;
+    let (seconds, nanos) = (time.timestamp(), time.timestamp_subsec_nanos());
+    let fast = (seconds >= SINCE_1970 && nanos < 1_000_000_000)
+        .then(|| (seconds - SINCE_1970).checked_mul(1_000_000))
+        .flatten()
+        .and_then(|micros| micros.checked_add(i64::from(nanos / 1000)));
+    if let Some(micros) = fast {
+        return Ok(micros);
+    }
+    let epoch = DateTime::<Utc>::from_timestamp(SINCE_1970, 0).ok_or("the year 2000")?;
+    let micros = time.naive_utc().signed_duration_since(epoch.naive_utc());
+    Ok(micros
+        .num_microseconds()
+        .ok_or_else(|| format!("a time out of PostgreSQL's range: {time:?}"))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Id;
     use crate::store::request_row::{Micros, Status, UpstreamHop};
-    use chrono::DateTime;
+    use crate::store::stamp::Stamp;
+    use sqlx::encode::{Encode, IsNull};
+    use sqlx::postgres::PgArgumentBuffer;
+
+    /// `COPY` data written through sqlx's own `Encode` into its argument buffer: the bytes an
+    /// `INSERT` binds, which [`CopyBinary`] must write.
+    struct Bound(PgArgumentBuffer);
+
+    impl Bound {
+        /// One field: its length, then the value as sqlx encodes it; `None` (or a value that
+        /// encodes as NULL) is the length -1 alone.
+        fn value<'q, T: Encode<'q, Postgres>>(
+            &mut self,
+            value: Option<T>,
+        ) -> Result<(), BoxDynError> {
+            let at = self.0.len();
+            self.0.extend_from_slice(&NULL);
+            let Some(value) = value else {
+                return Ok(());
+            };
+            if let IsNull::No = value.encode_by_ref(&mut self.0)? {
+                let length = i32::try_from(self.0.len() - at - NULL.len())?;
+                self.0[at..at + NULL.len()].copy_from_slice(&length.to_be_bytes());
+            }
+            Ok(())
+        }
+    }
 
     /// The data of `rows` written from each row's fields one by one, in the table's column
-    /// order, apart from [`LedgerRow::columns`]: a column that list left out, put in another
-    /// place or gave another field's value shows as other bytes.
+    /// order, apart from [`LedgerRow::columns`], each value through sqlx's `Encode`: a column
+    /// that list left out, put in another place or gave another field's value, or a value
+    /// written otherwise than sqlx binds it, shows as other bytes.
     fn data_of_fields(rows: &[LedgerRow]) -> Vec<u8> {
-        let mut out = CopyBinary(PgArgumentBuffer::default());
+        let mut out = Bound(PgArgumentBuffer::default());
         out.0.extend_from_slice(HEADER);
         for row in rows {
             let hop = row.upstream.as_ref();
@@ -213,19 +324,40 @@ mod tests {
             "0.0000186",
             "0.00001860",
             "0",
+            "-0.0000",
+            "1",
+            "10000",
+            "100000000.0001",
+            "0.0001",
+            "-123.45",
+            "12345.6789012345",
+            "18446744073709551615.5",
+            "184467440737095516.155",
         ];
         let times = [
             at(1_764_979_200, 0),
             at(1_764_979_201, 7),
             at(1_765_065_599, 123_456_789),
+            at(946_684_800, 0),
+            at(946_684_800, 999),
             at(946_684_799, 999_999_999),
+            at(946_684_799, 999_999_500),
             at(-1, 999_999_000),
+            at(-1, 999_999_500),
             at(-62_135_596_800, 0),
+            at(8_210_266_876_799, 999_999_999),
         ];
-        for (n, time) in times.into_iter().enumerate() {
+        for (n, cost) in costs.into_iter().enumerate() {
             rows.push(LedgerRow {
                 request_id: uuid::Uuid::new_v4(),
-                estimated_cost_usd: Some(costs[n % costs.len()].parse().unwrap()),
+                estimated_cost_usd: Some(cost.parse().unwrap()),
+                timestamp: times[n % times.len()],
+                ..full.clone()
+            });
+        }
+        for time in times {
+            rows.push(LedgerRow {
+                request_id: uuid::Uuid::new_v4(),
                 timestamp: time,
                 ..full.clone()
             });

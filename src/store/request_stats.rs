@@ -16,6 +16,12 @@ pub fn cost_units(money: Money) -> i64 {
     // At most the stored places (every estimate the ledger writes): nothing to round, so the
     // units are the mantissa scaled up, without a decimal's rounding and rescaling.
     if let Some(places) = Money::STORED_SCALE.checked_sub(money.0.scale()) {
+        // An estimate's mantissa fits 64 bits: multiplied as an `i64`, not an `i128`.
+        if let Ok(mantissa) = i64::try_from(money.0.mantissa())
+            && let Some(units) = mantissa.checked_mul(10_i64.pow(places))
+        {
+            return units;
+        }
         let units = money.0.mantissa().checked_mul(10_i128.pow(places));
         return units
             .and_then(|u| i64::try_from(u).ok())
@@ -110,12 +116,17 @@ impl Histogram {
 
     /// `bucket:count,...` for the non-empty buckets.
     pub fn to_text(&self) -> String {
+        // Digits through `itoa`, not `format!`: a `String` and a `fmt` call per bucket, for
+        // every statistics row a ledger batch writes.
         let mut text = String::new();
+        let mut digits = itoa::Buffer::new();
         for (bucket, n) in self.0.iter().enumerate().filter(|(_, n)| **n > 0) {
             if !text.is_empty() {
                 text.push(',');
             }
-            text.push_str(&format!("{bucket}:{n}"));
+            text.push_str(digits.format(bucket));
+            text.push(':');
+            text.push_str(digits.format(*n));
         }
         text
     }
@@ -544,6 +555,13 @@ mod tests {
         let mut read = Histogram::default();
         read.add_text(&h.to_text());
         assert_eq!(read, h);
+        // The stored form: `bucket:count` for each non-empty bucket, in bucket order.
+        let mut exact = Histogram::default();
+        exact.add(0, 12);
+        exact.add(7, 1);
+        exact.add(959, u64::MAX);
+        assert_eq!(exact.to_text(), format!("0:12,7:1,959:{}", u64::MAX));
+        assert_eq!(Histogram::default().to_text(), "");
         let mut damaged = Histogram::default();
         damaged.add_text("5:1,bad,7:x,");
         let mut only = Histogram::default();
