@@ -187,12 +187,14 @@ pub struct Sums {
 }
 
 impl Sums {
+    /// Saturating, as [`Durations::merge`] is: a row's cost units already stop at `i64::MAX`
+    /// (an absurd price), and a sum must not wrap into a negative total or panic.
     pub fn merge(&mut self, other: &Sums) {
-        self.requests += other.requests;
-        self.errors += other.errors;
+        self.requests = self.requests.saturating_add(other.requests);
+        self.errors = self.errors.saturating_add(other.errors);
         self.durations.merge(other.durations);
-        self.tokens += other.tokens;
-        self.cost_units += other.cost_units;
+        self.tokens = self.tokens.saturating_add(other.tokens);
+        self.cost_units = self.cost_units.saturating_add(other.cost_units);
     }
 }
 
@@ -483,6 +485,24 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Statistics sums stop at the largest value instead of wrapping or panicking.
+    #[test]
+    fn sums_stop_at_the_largest_value() {
+        let big = Sums {
+            requests: 1,
+            errors: 1,
+            tokens: i64::MAX - 1,
+            cost_units: i64::MAX,
+            ..Sums::default()
+        };
+        let mut sum = big;
+        sum.merge(&big);
+        assert_eq!(sum.requests, 2);
+        assert_eq!(sum.errors, 2);
+        assert_eq!(sum.tokens, i64::MAX);
+        assert_eq!(sum.cost_units, i64::MAX);
+    }
 
     #[test]
     fn the_ledger_s_begin_locks_the_statistics_writers_key() {

@@ -92,12 +92,13 @@ impl Delta {
         }
     }
 
+    /// Saturating, like the statistics' sums (`Sums::merge`).
     fn add(&mut self, other: &Delta) {
-        self.requests += other.requests;
-        self.tool_calls += other.tool_calls;
-        self.errors += other.errors;
-        self.tokens += other.tokens;
-        self.cost_units += other.cost_units;
+        self.requests = self.requests.saturating_add(other.requests);
+        self.tool_calls = self.tool_calls.saturating_add(other.tool_calls);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.tokens = self.tokens.saturating_add(other.tokens);
+        self.cost_units = self.cost_units.saturating_add(other.cost_units);
         self.first = self.first.min(other.first);
         self.last = self.last.max(other.last);
     }
@@ -191,6 +192,27 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A session's rows whose costs stop at the largest units (an absurd price) sum to the
+    /// largest total, not a wrapped negative one, and do not panic.
+    #[test]
+    fn a_session_s_sums_stop_at_the_largest_value() {
+        let row = LedgerRow {
+            session_id: Some("s".into()),
+            total_tokens: Some(i32::MAX),
+            estimated_cost_usd: Some("922337203.6854775807".parse().unwrap()),
+            ..LedgerRow::default()
+        };
+        let rows = [row.clone(), row.clone(), row];
+        let summed = deltas(&rows);
+        let [(session, sum)] = summed.as_slice() else {
+            panic!("one session expected, got {summed:?}");
+        };
+        assert_eq!(*session, "s");
+        assert_eq!(sum.requests, 3);
+        assert_eq!(sum.cost_units, i64::MAX);
+        assert_eq!(sum.tokens, 3 * i64::from(i32::MAX));
+    }
 
     /// Rows of sessions in runs and interleaved are summed per session as one by one: every
     /// count, the cost's units and the first and last times.
