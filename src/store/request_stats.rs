@@ -25,11 +25,16 @@ pub fn cost_units(money: Money) -> i64 {
         let units = money.0.mantissa().checked_mul(10_i128.pow(places));
         return units
             .and_then(|u| i64::try_from(u).ok())
-            .unwrap_or(i64::MAX);
+            .unwrap_or_else(|| beyond_i64(money.0.is_sign_negative()));
     }
     let mut d = money.stored().0;
     d.rescale(Money::STORED_SCALE);
-    i64::try_from(d.mantissa()).unwrap_or(i64::MAX)
+    i64::try_from(d.mantissa()).unwrap_or_else(|_| beyond_i64(d.is_sign_negative()))
+}
+
+/// Units past what 64 bits hold stop at the end of their own side.
+fn beyond_i64(negative: bool) -> i64 {
+    if negative { i64::MIN } else { i64::MAX }
 }
 
 /// The hour a row's time falls in (truncated as the statistics key it), the last hour kept:
@@ -616,7 +621,12 @@ mod tests {
         let rounded = |money: Money| {
             let mut d = money.stored().0;
             d.rescale(Money::STORED_SCALE);
-            i64::try_from(d.mantissa()).unwrap_or(i64::MAX)
+            let beyond = if d.is_sign_negative() {
+                i64::MIN
+            } else {
+                i64::MAX
+            };
+            i64::try_from(d.mantissa()).unwrap_or(beyond)
         };
         let values = [
             "0",
@@ -643,6 +653,14 @@ mod tests {
         }
         assert_eq!(cost_units("-1.5".parse().unwrap()), -15_000_000_000);
         assert_eq!(cost_units("0.00001860".parse().unwrap()), 186_000);
+        // Past 64 bits, each side stops at its own end.
+        let huge = "79228162514264337593543950335";
+        assert_eq!(cost_units(huge.parse().unwrap()), i64::MAX);
+        assert_eq!(cost_units(format!("-{huge}").parse().unwrap()), i64::MIN);
+        assert_eq!(
+            cost_units("-922337203.6854775809".parse().unwrap()),
+            i64::MIN
+        );
     }
 
     /// Rows whose keys come in runs and interleaved are added up per key as one by one.

@@ -128,16 +128,38 @@ pub(crate) fn deltas<'a>(rows: impl IntoIterator<Item = &'a LedgerRow>) -> Vec<(
 
 pub(crate) const UPSERT_TOTALS: &str = "INSERT INTO mcp_session_totals (session_id, requests, \
     tool_calls, errors, tokens, cost_units, first_request_at, last_request_at) ";
-pub(crate) const ON_CONFLICT_TOTALS: &str = " ON CONFLICT (session_id) DO UPDATE SET \
-    requests = mcp_session_totals.requests + excluded.requests, \
-    tool_calls = mcp_session_totals.tool_calls + excluded.tool_calls, \
-    errors = mcp_session_totals.errors + excluded.errors, \
-    tokens = mcp_session_totals.tokens + excluded.tokens, \
-    cost_units = mcp_session_totals.cost_units + excluded.cost_units, \
-    first_request_at = CASE WHEN excluded.first_request_at < mcp_session_totals.first_request_at \
+/// `column = stored + added`, stopping at `i64::MAX` as [`Delta::add`] does: an overflowing `+`
+/// is a REAL that SQLite's STRICT column refuses and an error on PostgreSQL, and the failed
+/// batch would fail again at every retry. The sums are never negative, so `MAX - stored` is too.
+macro_rules! saturating_sum {
+    ($column:literal) => {
+        concat!(
+            $column,
+            " = CASE WHEN excluded.",
+            $column,
+            " > 9223372036854775807 - mcp_session_totals.",
+            $column,
+            " THEN 9223372036854775807 ELSE mcp_session_totals.",
+            $column,
+            " + excluded.",
+            $column,
+            " END, "
+        )
+    };
+}
+
+pub(crate) const ON_CONFLICT_TOTALS: &str = concat!(
+    " ON CONFLICT (session_id) DO UPDATE SET ",
+    saturating_sum!("requests"),
+    saturating_sum!("tool_calls"),
+    saturating_sum!("errors"),
+    saturating_sum!("tokens"),
+    saturating_sum!("cost_units"),
+    "first_request_at = CASE WHEN excluded.first_request_at < mcp_session_totals.first_request_at \
         THEN excluded.first_request_at ELSE mcp_session_totals.first_request_at END, \
     last_request_at = CASE WHEN excluded.last_request_at > mcp_session_totals.last_request_at \
-        THEN excluded.last_request_at ELSE mcp_session_totals.last_request_at END";
+        THEN excluded.last_request_at ELSE mcp_session_totals.last_request_at END"
+);
 
 /// Sessions per upsert: 8 values each, within both engines' bind limits.
 pub(crate) const SESSIONS_PER_UPSERT: usize = 1000;

@@ -11,9 +11,14 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use common::{InProcess, TestDb, call, connect, steward_cli};
+use common::{InProcess, TestDb, call, connect, ledger_row, new_session, open_store, steward_cli};
+use steward::ledger::LedgerRow;
+use steward::store::Money;
 
-common::test_on_each_backend!(totals_in_api_and_cli);
+common::test_on_each_backend!(
+    totals_in_api_and_cli,
+    totals_stop_at_the_largest_value_across_batches
+);
 
 async fn get(http: &reqwest::Client, server: &InProcess, path: &str) -> anyhow::Result<Value> {
     let response = http
@@ -221,5 +226,49 @@ async fn totals_in_api_and_cli(db: TestDb) -> anyhow::Result<()> {
     claude.cancel().await?;
     cursor.cancel().await?;
     server.stop().await;
+    Ok(())
+}
+
+/// A session's totals, which the database adds batch to batch, stop at the largest value a
+/// 64-bit column holds when a row's cost is absurd (a mistyped price), as a batch's own sums do:
+/// SQLite's `+` would turn the overflow into a REAL its STRICT column refuses and PostgreSQL's
+/// would raise an error, so every later batch of the ledger would fail with it.
+async fn totals_stop_at_the_largest_value_across_batches(db: TestDb) -> anyhow::Result<()> {
+    let store = open_store(&db).await?;
+    let at = Utc::now() - chrono::Duration::minutes(5);
+    store
+        .insert_session(&new_session("rich-1", "Claude Code", at))
+        .await?;
+    // $500,000,000 a call: 5e18 units of 1e-10 USD, two of them past i64::MAX.
+    let absurd = |i: i64| LedgerRow {
+        estimated_cost_usd: Some(Money(Decimal::new(5_000_000_000_000_000_000, 10))),
+        ..ledger_row("rich-1", "find_tasks", at + chrono::Duration::seconds(i))
+    };
+    for batch in [
+        vec![absurd(0)],
+        vec![absurd(1), absurd(2)],
+        vec![ledger_row(
+            "rich-1",
+            "find_tasks",
+            at + chrono::Duration::seconds(3),
+        )],
+    ] {
+        let stored = store.insert_new_requests(&batch).await?;
+        ensure!(
+            stored == batch.len() as u64,
+            "{stored} of {} rows stored",
+            batch.len()
+        );
+    }
+    let totals = store.session_totals(&["rich-1".to_string()]).await?;
+    let rich = totals.get("rich-1").context("no totals for rich-1")?;
+    ensure!(rich.requests == 4, "requests {}", rich.requests);
+    let largest: Decimal = "922337203.6854775807".parse()?;
+    ensure!(
+        rich.estimated_cost_usd == Money(largest),
+        "cost {:?}, expected the largest {largest}",
+        rich.estimated_cost_usd
+    );
+    store.close().await;
     Ok(())
 }
