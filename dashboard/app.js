@@ -1252,7 +1252,7 @@
     const url = `${location.origin}/mcp`;
     const snippets = [
       ['Claude Code', 'In a terminal:', `claude mcp add --transport http steward ${url}`],
-      ['Claude Code (stdio, no server to keep running)', 'In a terminal:', 'claude mcp add steward -- steward stdio --database sqlite://$HOME/.steward.db'],
+      ['Claude Code (stdio, no server to keep running)', 'In a terminal (the same default database as steward serve):', 'claude mcp add steward -- steward stdio'],
       ['Cursor', '~/.cursor/mcp.json (or .cursor/mcp.json in a project):', JSON.stringify({ mcpServers: { steward: { url } } }, null, 2)],
       ['VS Code', '.vscode/mcp.json:', JSON.stringify({ servers: { steward: { type: 'http', url } } }, null, 2)],
       ['Windsurf', '~/.codeium/windsurf/mcp_config.json:', JSON.stringify({ mcpServers: { steward: { serverUrl: url } } }, null, 2)],

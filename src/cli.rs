@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::ledger::Durability;
 use crate::logs::LogFormat;
@@ -240,7 +240,7 @@ pub enum TasksAction {
         #[arg(long)]
         query: Option<String>,
         /// Most rows to show (1 to 100).
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
         limit: u32,
         #[arg(long)]
         json: bool,
@@ -388,7 +388,7 @@ pub struct GatewayArgs {
     #[arg(long, env = "STEWARD_UPSTREAM_BREAKER_COOLDOWN", value_parser = humantime::parse_duration, value_name = "DUR")]
     pub upstream_breaker_cooldown: Option<Duration>,
     /// Serve only the upstreams' tools, not the task board's (needs an upstream).
-    #[arg(long, env = "STEWARD_NO_BOARD")]
+    #[arg(long, env = "STEWARD_NO_BOARD", value_parser = env_bool(), action = ArgAction::SetTrue)]
     pub no_board: bool,
 }
 
@@ -410,7 +410,7 @@ pub struct SecurityArgs {
     pub auth: Option<AuthMode>,
     /// Serve without authentication on an address other machines can reach (only behind a proxy
     /// that authenticates).
-    #[arg(long, env = "STEWARD_INSECURE_NO_AUTH")]
+    #[arg(long, env = "STEWARD_INSECURE_NO_AUTH", value_parser = env_bool(), action = ArgAction::SetTrue)]
     pub insecure_no_auth: bool,
     /// Browser origins allowed besides localhost/127.0.0.1/[::1], comma-separated
     /// (e.g. https://app.example.com); `*` allows any.
@@ -586,6 +586,12 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| {
             format!("{text:?} resolves to no address; write HOST:PORT, e.g. 127.0.0.1:8051")
         })
+}
+
+/// How an on/off flag reads its environment variable: `1`, `yes`, `on` and `true` (any case)
+/// turn it on, `0`, `no`, `off` and `false` leave it off, as `--conformance-fixtures` reads its own.
+fn env_bool() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
 }
 
 /// A flag that takes one of a domain type's named values: the names are offered in `--help`

@@ -20,6 +20,14 @@ pub enum Bucket {
 }
 
 impl Bucket {
+    /// As `bucket=` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+
     fn width(self) -> chrono::Duration {
         match self {
             Bucket::Hour => chrono::Duration::hours(1),
@@ -98,7 +106,8 @@ pub struct Cost {
 #[derive(Debug, thiserror::Error)]
 pub enum CostError {
     #[error(
-        "the period has {points} {bucket:?} buckets; at most {max} fit one answer: use a later since or bucket=day"
+        "the period has {points} {name} buckets; at most {max} fit one answer: use a later since or bucket=day",
+        name = .bucket.name()
     )]
     TooLong {
         points: i64,

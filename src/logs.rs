@@ -19,8 +19,10 @@ pub enum LogFormat {
 /// `InitializeRequestParams` of every session (and every notification), which floods an
 /// assistant's MCP log, and at warn every error answered to a client with the client's id and
 /// method name uncut (a client's mistakes are in the ledger, not warnings).
-/// `STEWARD_LOG=info,rmcp=info` brings them back.
-pub const DEFAULT_FILTER: &str = "info,rmcp::service=error";
+/// `STEWARD_LOG=info,rmcp=info` brings them back. PostgreSQL's notices only from warn: every
+/// start, and every CLI command, runs the migrations, whose `IF NOT EXISTS` each answer a
+/// NOTICE ("relation \"_sqlx_migrations\" already exists, skipping") that says nothing wrong.
+pub const DEFAULT_FILTER: &str = "info,rmcp::service=error,sqlx::postgres::notice=warn";
 
 impl LogFormat {
     /// Every format, by the name flags and the config file use.

@@ -221,22 +221,31 @@ fn param(field: &str, value: Option<String>) -> Result<Option<String>, FieldErro
 }
 
 fn status_param(value: Option<String>) -> Result<Option<&'static str>, FieldError> {
+    one_of_param("status", "a task status", TaskStatus::ALL, value)
+}
+
+/// A query parameter that must be one of `allowed` (absent or empty: no filter). A value
+/// outside them is refused naming them, rather than filtering everything out.
+fn one_of_param(
+    field: &str,
+    noun: &str,
+    allowed: &'static [&'static str],
+    value: Option<String>,
+) -> Result<Option<&'static str>, FieldError> {
     let Some(value) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
-    TaskStatus::ALL
+    allowed
         .iter()
         .find(|s| **s == value)
         .copied()
         .map(Some)
         .ok_or_else(|| {
+            let allowed = allowed.join(", ");
             FieldError::new(
-                "status",
-                format!(
-                    "{value:?} is not a task status; allowed: {}",
-                    TaskStatus::ALL.join(", ")
-                ),
-                "Use one of todo, doing, review, done",
+                field,
+                format!("{value:?} is not {noun}; allowed: {allowed}"),
+                format!("Use one of {allowed}"),
             )
         })
 }
@@ -405,11 +414,13 @@ async fn list_versions(
     Query(q): Query<PageQuery>,
 ) -> Answer {
     let (project_id, page) = project_page(&s.store, &id, &q).await?;
-    let field = param("field", q.field)?;
-    let found = s
-        .store
-        .list_versions(project_id, field.as_deref(), page)
-        .await?;
+    let field = one_of_param(
+        "field",
+        "a versioned field",
+        crate::board::VersionField::ALL,
+        q.field,
+    )?;
+    let found = s.store.list_versions(project_id, field, page).await?;
     ok(json!({ "versions": found.items, "total": found.total }))
 }
 

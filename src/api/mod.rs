@@ -26,7 +26,7 @@ use crate::resources::expiry::SweepHealth;
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::store::requests::RequestFilter;
-use crate::store::sessions::SessionFilter;
+use crate::store::sessions::{SESSION_KINDS, SESSION_STATUSES, SessionFilter};
 
 const MAX_PER_PAGE: u32 = 1000;
 /// A page of `/api/sessions` stops before this many bytes of sessions (at least one is sent);
@@ -198,9 +198,9 @@ async fn list_sessions(
 ) -> Result<Response, ApiError> {
     let (limit, offset, page, per_page) = limit_offset(q.page, q.per_page)?;
     let filter = SessionFilter {
-        status: q.status,
+        status: one_of("status", q.status, &SESSION_STATUSES)?,
         client_type: q.client_type,
-        kind: q.kind,
+        kind: one_of("kind", q.kind, &SESSION_KINDS)?,
     };
     let (sessions, total) = store.list_sessions(&filter, limit, offset).await?;
     let sessions = store.with_totals(sessions).await?;
@@ -210,6 +210,18 @@ async fn list_sessions(
         "truncated": truncated,
     }))
     .into_response())
+}
+
+/// A filter that must be one of `allowed` (absent or empty: no filter). Anything else is a
+/// 400 naming the allowed values, where matching it would quietly answer an empty list.
+fn one_of(name: &str, value: Option<String>, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+    match value.filter(|v| !v.is_empty()) {
+        Some(value) if !allowed.contains(&value.as_str()) => Err(bad_request(format!(
+            "{name} {value:?} is not one of {}",
+            allowed.join(", ")
+        ))),
+        value => Ok(value),
+    }
 }
 
 /// As many of `items` as fit in `max_bytes` of JSON (at least one), and whether some were left out.
@@ -303,15 +315,7 @@ impl RequestQuery {
                 "since ({since}) must be before until ({until})"
             )));
         }
-        let status = self.status.clone().filter(|s| !s.is_empty());
-        if let Some(status) = &status
-            && !STATUSES.contains(&status.as_str())
-        {
-            return Err(bad_request(format!(
-                "status {status:?} is not one of {}",
-                STATUSES.join(", ")
-            )));
-        }
+        let status = one_of("status", self.status.clone(), &STATUSES)?;
         let some = |v: &Option<String>| v.clone().filter(|t| !t.trim().is_empty());
         Ok(RequestFilter {
             session_id: some(&self.session_id),
@@ -435,11 +439,10 @@ fn live_buckets(age: &crate::store::sessions::AgeBuckets) -> serde_json::Value {
 
 /// Every status, zero when no session has it.
 fn by_status(counts: &[(String, i64)]) -> serde_json::Map<String, serde_json::Value> {
-    let mut by_status: serde_json::Map<String, serde_json::Value> =
-        ["active", "idle", "disconnected", "revoked"]
-            .into_iter()
-            .map(|s| (s.to_string(), json!(0)))
-            .collect();
+    let mut by_status: serde_json::Map<String, serde_json::Value> = SESSION_STATUSES
+        .into_iter()
+        .map(|s| (s.to_string(), json!(0)))
+        .collect();
     for (status, n) in counts {
         by_status.insert(status.clone(), json!(n));
     }

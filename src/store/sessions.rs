@@ -109,6 +109,12 @@ pub struct SessionFilter {
     pub kind: Option<String>,
 }
 
+/// Every value of `mcp_sessions.status`.
+pub const SESSION_STATUSES: [&str; 4] = ["active", "idle", "disconnected", "revoked"];
+/// Every value of `mcp_sessions.kind`: an HTTP session, or a logical one (stateless and stdio
+/// clients).
+pub const SESSION_KINDS: [&str; 2] = ["session", "logical"];
+
 const LIVE: &str = "status IN ('active', 'idle')";
 
 /// Arbitrary constant naming the cleanup job's PostgreSQL advisory lock.

@@ -439,3 +439,64 @@ async fn session_health_buckets_reasons_and_rate() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A filter outside its documented values is a 400 that names them (docs/openapi.yaml's
+/// enums), not an empty list that looks like "nothing matched".
+#[tokio::test]
+async fn filters_outside_their_values_say_which_values_exist() -> anyhow::Result<()> {
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        let server = InProcess::start(&db).await?;
+        let http = common::http_client();
+        let client = connect(&server.mcp_url(), "filters").await?;
+        let (_, created) = call(
+            &client,
+            "manage_project",
+            json!({ "action": "create", "title": "Filters" }),
+        )
+        .await?;
+        let project = created["project_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+
+        for (path, names) in [
+            (
+                "/api/sessions?status=gone",
+                "active, idle, disconnected, revoked",
+            ),
+            ("/api/sessions?kind=stdio", "session, logical"),
+        ] {
+            let (status, body) = get(&http, &server, path).await?;
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert_eq!(status, 400, "{backend:?} {path}: {body}");
+            assert!(message.contains(names), "{backend:?} {path}: {message}");
+        }
+        let (status, _) = get(&http, &server, "/api/sessions?status=active&kind=session").await?;
+        assert_eq!(
+            status, 200,
+            "{backend:?}: the documented values still filter"
+        );
+
+        let versions = format!("/api/projects/{project}/versions");
+        let (status, body) = get(&http, &server, &format!("{versions}?field=spec")).await?;
+        assert_eq!(status, 400, "{backend:?}: {body}");
+        assert_eq!(body["error"]["field"], "field", "{backend:?}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("docs, features, data, prd"),
+            "{backend:?}: {message}"
+        );
+        let (status, _) = get(&http, &server, &format!("{versions}?field=features")).await?;
+        assert_eq!(status, 200, "{backend:?}");
+
+        let (status, body) = get(&http, &server, "/api/cost?bucket=hour&since=40d").await?;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 400, "{backend:?}: {body}");
+        assert!(message.contains(" hour buckets"), "{backend:?}: {message}");
+
+        client.cancel().await?;
+        server.stop().await;
+    }
+    Ok(())
+}

@@ -290,3 +290,38 @@ async fn cli_writes_show_in_a_running_server_s_next_read() -> anyhow::Result<()>
     }
     Ok(())
 }
+
+/// What a person sees on stderr from a read on an existing board: the database's name and
+/// nothing else (no PostgreSQL notice from the migrations that already ran), and a `--limit`
+/// out of range refused as a usage error (exit 2) naming the range.
+#[tokio::test]
+async fn the_command_line_says_only_what_matters() -> anyhow::Result<()> {
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        common::open_store(&db).await?.close().await;
+
+        let listed = common::steward_cli(&db, &["projects", "list", "--database", &db.url]).await?;
+        ensure!(listed.status.success(), "{backend:?}: projects list failed");
+        let stderr = String::from_utf8(listed.stderr)?;
+        let lines: Vec<&str> = stderr.lines().collect();
+        ensure!(
+            lines.len() == 1 && lines[0].starts_with("steward: database "),
+            "{backend:?}: stderr is more than the database's name: {stderr:?}"
+        );
+
+        for limit in ["0", "101"] {
+            let refused = common::steward_cli(
+                &db,
+                &["tasks", "list", "--limit", limit, "--database", &db.url],
+            )
+            .await?;
+            let stderr = String::from_utf8(refused.stderr)?;
+            ensure!(
+                refused.status.code() == Some(2) && stderr.contains("1..=100"),
+                "{backend:?}: --limit {limit}: exit {:?}, {stderr:?}",
+                refused.status.code()
+            );
+        }
+    }
+    Ok(())
+}

@@ -149,3 +149,30 @@ async fn the_config_file_and_environment_are_read_in_order() -> anyhow::Result<(
     assert!(stderr(&output).contains("databse"), "{}", stderr(&output));
     Ok(())
 }
+
+/// On/off flags read their environment variable as people write it: `1`, `yes` or `on`, not
+/// only `true`. (Both flags on, no upstream: the insecure-listen check passes and the no-board
+/// one, after it, refuses with its own message.)
+#[tokio::test]
+async fn on_off_environment_variables_take_1_yes_and_on() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let database = format!("sqlite://{}/steward.db", dir.path().display());
+    for truthy in ["1", "yes", "on", "true"] {
+        let output = steward(
+            &["serve", "--listen", "0.0.0.0:0", "--database", &database],
+            &[
+                ("STEWARD_NO_BOARD", truthy),
+                ("STEWARD_INSECURE_NO_AUTH", truthy),
+            ],
+            dir.path(),
+        )
+        .await?;
+        let stderr = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{truthy}: {stderr}");
+        assert!(
+            stderr.contains("--no-board serves only upstreams"),
+            "{truthy}: {stderr}"
+        );
+    }
+    Ok(())
+}

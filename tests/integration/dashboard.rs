@@ -77,3 +77,30 @@ async fn dashboard_assets_are_served_with_a_strict_policy() -> anyhow::Result<()
     server.stop().await;
     Ok(())
 }
+
+/// The Connect view's stdio command is the README's: `steward stdio` on the default database,
+/// the one `serve` uses, so the assistant sees the same board as the dashboard.
+#[tokio::test]
+async fn the_stdio_snippet_uses_the_database_serve_uses() -> anyhow::Result<()> {
+    const README_COMMAND: &str = "claude mcp add steward -- steward stdio";
+    let readme = include_str!("../../README.md");
+    assert!(
+        readme.contains(README_COMMAND),
+        "the README's stdio command changed"
+    );
+
+    let db = TestDb::new(Backend::Sqlite).await?;
+    let server = InProcess::start(&db).await?;
+    let script = crate::common::http_client()
+        .get(format!("{}/app.js", server.base_url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    server.stop().await;
+    assert!(
+        script.contains(&format!("'{README_COMMAND}'")),
+        "the dashboard's stdio snippet is not the README's {README_COMMAND:?}"
+    );
+    Ok(())
+}
