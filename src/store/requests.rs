@@ -1,9 +1,10 @@
 //! `mcp_requests`: the request ledger's rows.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, DurationRound, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::{Arguments, Database, Transaction};
 
 use super::ledger_aggregates::Aggregates;
@@ -411,7 +412,39 @@ pub struct Cursor {
     pub request_id: Id,
 }
 
+/// `filter` with its time range narrowed to `span`, the first and last request of its session:
+/// no row of the session lies outside it, and neither engine indexes the ledger by session, so
+/// the time index then reads the session's lifetime only, not the whole ledger.
+fn narrowed_to(filter: &RequestFilter, span: (DateTime<Utc>, DateTime<Utc>)) -> RequestFilter {
+    let (first, last) = span;
+    // `until` excludes its instant; the session's last row is included.
+    let end = last.checked_add_signed(TimeDelta::microseconds(1));
+    RequestFilter {
+        since: Some(filter.since.map_or(first, |since| since.max(first))),
+        until: match (filter.until, end) {
+            (Some(until), Some(end)) => Some(until.min(end)),
+            (until, end) => until.or(end),
+        },
+        ..filter.clone()
+    }
+}
+
 impl Store {
+    /// [`narrowed_to`] the span of the filter's session, when it names one with ledger rows.
+    /// A session without totals is left as asked: its listing finds what is there, if slowly.
+    async fn within_session<'f>(
+        &self,
+        filter: &'f RequestFilter,
+    ) -> Result<Cow<'f, RequestFilter>, sqlx::Error> {
+        let Some(session) = filter.session_id.as_deref() else {
+            return Ok(Cow::Borrowed(filter));
+        };
+        Ok(match self.session_span(session).await? {
+            Some(span) => Cow::Owned(narrowed_to(filter, span)),
+            None => Cow::Borrowed(filter),
+        })
+    }
+
     /// Ledger rows, newest first, with the total number of matches.
     pub async fn list_requests(
         &self,
@@ -419,6 +452,7 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<RequestRecord>, i64), sqlx::Error> {
+        let filter = &*self.within_session(filter).await?;
         let (list, count) = (list_sql(), count_sql());
         let pattern = filter.text.as_deref().map(super::like_pattern);
         on_pool!(self, pool => {
@@ -451,6 +485,7 @@ impl Store {
             timestamp: super::end_of_time(),
             request_id: Id(uuid::Uuid::max()),
         });
+        let filter = &*self.within_session(filter).await?;
         let pattern = filter.text.as_deref().map(super::like_pattern);
         on_pool!(self, pool => bind_filter!(sqlx::query_as::<_, RequestRecord>(&sql), filter, &pattern)
             .bind(after.timestamp)
@@ -535,6 +570,36 @@ mod tests {
             insert_sql(3, Shape::Full, false, false).is_err(),
             "only the chunk sizes"
         );
+    }
+
+    /// A session's span narrows the range asked to where its rows can be, never past it, and
+    /// keeps the instant of its last row (`until` excludes its own).
+    #[test]
+    fn a_session_s_span_narrows_the_range_asked_and_keeps_its_last_row() {
+        let t = |s: i64| DateTime::<Utc>::from_timestamp(1_800_000_000 + s, 0).unwrap_or_default();
+        let span = (t(10), t(20));
+        let end = t(20) + TimeDelta::microseconds(1);
+        let asked = |since, until| RequestFilter {
+            session_id: Some("a".into()),
+            since,
+            until,
+            ..RequestFilter::default()
+        };
+        let range = |f: RequestFilter| (f.since, f.until);
+        assert_eq!(
+            range(narrowed_to(&asked(None, None), span)),
+            (Some(t(10)), Some(end))
+        );
+        assert_eq!(
+            range(narrowed_to(&asked(Some(t(12)), Some(t(15))), span)),
+            (Some(t(12)), Some(t(15)))
+        );
+        assert_eq!(
+            range(narrowed_to(&asked(Some(t(0)), Some(t(30))), span)),
+            (Some(t(10)), Some(end))
+        );
+        let narrowed = narrowed_to(&asked(None, None), span);
+        assert_eq!(narrowed.session_id.as_deref(), Some("a"));
     }
 
     #[test]

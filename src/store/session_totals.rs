@@ -178,6 +178,17 @@ pub(crate) const DROP_EMPTY_TOTALS: &str =
     "DELETE FROM mcp_session_totals WHERE session_id = $1 AND requests <= 0";
 
 impl Store {
+    /// When a session's first and last ledger rows are, from its totals: every row of the session
+    /// lies within them (the totals are written in the transaction that stores or prunes its
+    /// rows). `None` when the session has no totals row, i.e. no ledger rows.
+    pub(crate) async fn session_span(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, sqlx::Error> {
+        let sql = "SELECT first_request_at, last_request_at FROM mcp_session_totals WHERE session_id = $1";
+        on_pool!(self, pool => sqlx::query_as(sql).bind(session_id).fetch_optional(pool).await)
+    }
+
     /// Totals of the sessions `ids`, by session id; a session with no ledger rows is absent.
     pub async fn session_totals(
         &self,

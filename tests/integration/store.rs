@@ -1563,6 +1563,107 @@ async fn ledger_rows_carry_their_task_and_the_task_s_activity_sums_them() -> any
     .await
 }
 
+/// A listing or export filtered by session finds exactly that session's rows, with the time
+/// range asked, however they were stored and after retention prunes its oldest: neither engine
+/// indexes the ledger by session, so these read the time index over the session's span (its
+/// totals' first and last request), which must never leave a row of the session out.
+#[tokio::test]
+async fn a_session_s_listing_finds_all_its_rows_and_only_them() -> anyhow::Result<()> {
+    use steward::store::requests::{Cursor, RequestFilter};
+    on_each_backend(async |store: Store| {
+        let now = chrono::Utc::now();
+        let at = |minutes: i64| now - chrono::Duration::minutes(minutes);
+        let row =
+            |session: &str, minutes: i64| common::ledger_row(session, "find_tasks", at(minutes));
+        // `now` keeps its nanoseconds: the session's last row is at the very end of its span.
+        let fresh = [row("a", 10), row("b", 7), row("a", 5)];
+        assert_eq!(store.insert_new_requests(&fresh).await?, 3);
+        let replayed = [fresh[0].clone(), row("a", 0), row("b", -1)];
+        assert_eq!(store.insert_requests(&replayed).await?, 2);
+
+        let of = |session: &str| RequestFilter {
+            session_id: Some(session.into()),
+            ..RequestFilter::default()
+        };
+        // Minutes ago, to the nearest (PostgreSQL keeps microseconds of `now`'s nanoseconds).
+        let ago = |t: chrono::DateTime<chrono::Utc>| {
+            ((now - t).num_milliseconds() as f64 / 60_000.0).round() as i64
+        };
+        let listed = async |filter: RequestFilter| -> anyhow::Result<(Vec<i64>, i64)> {
+            let (rows, total) = store.list_requests(&filter, 10, 0).await?;
+            let minutes = rows.iter().map(|r| ago(r.timestamp)).collect();
+            Ok((minutes, total))
+        };
+        assert_eq!(listed(of("a")).await?, (vec![0, 5, 10], 3));
+        assert_eq!(listed(of("b")).await?, (vec![-1, 7], 2));
+        assert_eq!(listed(of("nobody")).await?, (vec![], 0));
+        let before = RequestFilter {
+            until: Some(at(5)),
+            ..of("a")
+        };
+        assert_eq!(
+            listed(before).await?,
+            (vec![10], 1),
+            "until excludes its instant"
+        );
+        let since = RequestFilter {
+            since: Some(at(5)),
+            ..of("a")
+        };
+        assert_eq!(listed(since).await?, (vec![0, 5], 2));
+        let later = RequestFilter {
+            since: Some(now + chrono::Duration::minutes(2)),
+            ..of("a")
+        };
+        assert_eq!(listed(later).await?, (vec![], 0));
+
+        // An export in pages of two, by keyset, sends each of the session's rows once.
+        let mut exported = Vec::new();
+        let mut after: Option<Cursor> = None;
+        loop {
+            let page = store.export_requests_page(&of("a"), after, 2).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(Cursor {
+                timestamp: last.timestamp,
+                request_id: Id(last.request_id),
+            });
+            exported.extend(page.iter().map(|r| ago(r.timestamp)));
+        }
+        assert_eq!(exported, [0, 5, 10]);
+
+        // Retention takes the session's oldest row; its span starts at the next one.
+        assert_eq!(store.prune_requests(at(8), 100).await?, 1);
+        assert_eq!(listed(of("a")).await?, (vec![0, 5], 2));
+        assert_eq!(listed(of("b")).await?, (vec![-1, 7], 2));
+        Ok(())
+    })
+    .await
+}
+
+/// PostgreSQL's ledger keeps the indexes its writes must pay for and its reads use: the primary
+/// key, the time and the (partial) subject index; not the session index (migration 0025).
+#[tokio::test]
+async fn postgres_ledger_has_no_session_index() -> anyhow::Result<()> {
+    use sqlx::Connection;
+    common::on_backend(common::Backend::Postgres, async |db| {
+        let store = open_store(&db).await?;
+        store.close().await;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await?;
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes WHERE tablename = 'mcp_requests' ORDER BY indexname",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        assert_eq!(
+            indexes,
+            ["mcp_requests_by_subject", "mcp_requests_by_time", "mcp_requests_pkey"]
+        );
+        conn.close().await?;
+        Ok(())
+    })
+    .await
+}
+
 /// Each board remembers its own answers: two boards on one database in one process (two
 /// replicas) never answer from each other's memory, and each reads the version itself.
 #[tokio::test]
