@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "protocol",
             "principal",
             "tls",
+            "stdout",
         ],
     ),
     ("store", &["store"]),

@@ -30,6 +30,7 @@ pub mod security;
 pub mod server;
 pub mod sessions;
 pub mod stats;
+pub mod stdout;
 pub mod store;
 mod sync;
 pub mod tls;

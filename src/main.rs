@@ -131,6 +131,8 @@ fn main() -> ExitCode {
         return match runtime.block_on(steward::check::run(options)) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
+            // The reader of stdout stopped reading: no failure (see the commands' case below).
+            Err(error) if steward::stdout::reader_left(&error) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("steward check: {error:#}");
                 ExitCode::from(1)
@@ -170,6 +172,9 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(RunError::Config(error)) => config_error(&error),
+        // `steward … | head`: the reader stopped reading because it has what it wanted, as
+        // when SIGPIPE ends a shell tool; that is no failure to report.
+        Err(RunError::Runtime(error)) if steward::stdout::reader_left(&error) => ExitCode::SUCCESS,
         Err(RunError::Runtime(error)) if error.is::<UsageError>() => {
             eprintln!("steward: {error:#}");
             ExitCode::from(2)

@@ -208,8 +208,7 @@ async fn run(
             "serving WITHOUT authentication on a non-loopback address (--insecure-no-auth): anyone who can reach {addr} can use every tool"
         );
     }
-    // The first line is machine-readable, for scripts and tests that start on port 0.
-    print!("{}", startup_banner(addr, &config));
+    print_banner(&startup_banner(addr, &config));
     let limits = config.security.connections;
     crate::security::connections::serve(listener, app, limits, shutdown, close_sessions).await;
     for job in [jobs, sweep] {
@@ -273,6 +272,20 @@ fn start_gateway(
         .map_err(ConfigError::Invalid)?;
     crate::metrics::register_upstreams(gateway.names().map(ToString::to_string));
     Ok(Some(gateway))
+}
+
+/// Prints the start-up banner. Its first line is machine-readable, for scripts and tests that
+/// start on port 0. The banner is for whoever reads stdout: one who has stopped reading
+/// (`steward serve | head -1`) or a stdout that cannot be written is no reason to stop
+/// serving.
+fn print_banner(banner: &str) {
+    match crate::stdout::out!("{banner}") {
+        Ok(()) => {}
+        Err(error) if error.reader_left() => {
+            tracing::debug!("standard output is closed; the start-up banner was not printed");
+        }
+        Err(error) => tracing::warn!(%error, "the start-up banner was not printed"),
+    }
 }
 
 /// What a person needs to connect, on stdout at start-up.

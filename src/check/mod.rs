@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::config::CheckOptions;
 use crate::mcp::client::{Client, PROTOCOL, Reply, initialize_request};
+use crate::stdout::{StdoutError, outln};
 use crate::store::DatabaseUrl;
 use evidence::Evidence;
 use target::Spawned;
@@ -29,9 +30,32 @@ const LEDGER_WAIT: Duration = Duration::from_secs(10);
 struct Report {
     passed: usize,
     failed: usize,
+    /// The first line that could not be written. The check still runs to its end, so a server
+    /// it spawned stops as usual; [`Report::finish`] returns this error.
+    unwritten: Option<StdoutError>,
 }
 
 impl Report {
+    /// Prints one line of the report; after a failed write, nothing more is tried.
+    fn line(&mut self, text: std::fmt::Arguments<'_>) {
+        if self.unwritten.is_none()
+            && let Err(error) = outln!("{text}")
+        {
+            self.unwritten = Some(error);
+        }
+    }
+
+    /// Prints the tally, `failed` failures; returns whether there were none, or the first
+    /// line that could not be written.
+    fn finish(mut self, failed: usize) -> anyhow::Result<bool> {
+        let passed = self.passed;
+        self.line(format_args!("{passed} passed, {failed} failed"));
+        match self.unwritten {
+            Some(error) => Err(error.into()),
+            None => Ok(failed == 0),
+        }
+    }
+
     fn check(
         &mut self,
         phase: u8,
@@ -42,10 +66,12 @@ impl Report {
     ) -> bool {
         if ok {
             self.passed += 1;
-            println!("✓ [{phase}] {what}: {seen}");
+            self.line(format_args!("✓ [{phase}] {what}: {seen}"));
         } else {
             self.failed += 1;
-            println!("✗ [{phase}] {what}: expected {expected}, saw {seen}");
+            self.line(format_args!(
+                "✗ [{phase}] {what}: expected {expected}, saw {seen}"
+            ));
         }
         ok
     }
@@ -73,8 +99,8 @@ impl Report {
         )
     }
 
-    fn skip(&self, phase: u8, why: &str) {
-        println!("- [{phase}] skipped: {why}");
+    fn skip(&mut self, phase: u8, why: &str) {
+        self.line(format_args!("- [{phase}] skipped: {why}"));
     }
 }
 
@@ -100,18 +126,18 @@ pub async fn run(options: CheckOptions) -> anyhow::Result<bool> {
         Some(url) => Evidence::Database(crate::server::open_store(url).await?),
         None => Evidence::Api(Client::new(&url)),
     };
-    println!(
+    let mut report = Report::default();
+    report.line(format_args!(
         "steward check: {url} (verifying with {})",
         evidence.describe()
-    );
+    ));
     let client = Client::new(&url).at_revision(PROTOCOL);
-    let mut report = Report::default();
     let started = Utc::now() - chrono::Duration::seconds(1);
 
     phase0_health(&client, &mut report).await?;
     let Some(session) = phase1_session(&client, &evidence, &mut report).await? else {
-        println!("{} passed, {} failed", report.passed, report.failed + 1);
-        return Ok(false);
+        let failed = report.failed + 1;
+        return report.finish(failed);
     };
     phase2_tracking(&client, &evidence, &session, &mut report).await?;
     phase3_tokens(&evidence, &session, &mut report).await?;
@@ -139,8 +165,8 @@ pub async fn run(options: CheckOptions) -> anyhow::Result<bool> {
     if let Some(server) = spawned {
         server.stop().await;
     }
-    println!("{} passed, {} failed", report.passed, report.failed);
-    Ok(report.failed == 0)
+    let failed = report.failed;
+    report.finish(failed)
 }
 
 /// Ends the session the check opened, so a check of a running server leaves no live session

@@ -10,6 +10,7 @@ use super::{print_json, table};
 use crate::board::{Actor, TaskStatus};
 use crate::cli::{ProjectsAction, TasksAction};
 use crate::rules::{self, TaskFields, validate};
+use crate::stdout::{out, outln};
 use crate::store::overview::ProjectSummary;
 use crate::store::task_activity::TaskActivity;
 use crate::store::tasks::{Refusal, Task, TaskQuery};
@@ -55,8 +56,8 @@ pub async fn projects(store: &Store, action: ProjectsAction) -> anyhow::Result<(
                 let rows: Vec<_> = rows.iter().map(project_summary_view).collect();
                 return print_json(&json!({ "projects": rows }));
             }
-            print!("{}", projects_table(&rows));
-            println!("{} projects", rows.len());
+            out!("{}", projects_table(&rows))?;
+            outln!("{} projects", rows.len())?;
         }
         ProjectsAction::Show { id, json } => {
             let id = resolve(store, IdKind::Project, &id).await?;
@@ -79,21 +80,21 @@ pub async fn projects(store: &Store, action: ProjectsAction) -> anyhow::Result<(
                     "task_total": tasks.total,
                 }));
             }
-            println!("{}  {}", project.id, project.title);
+            outln!("{}  {}", project.id, project.title)?;
             if !project.description.is_empty() {
-                println!("{}", project.description);
+                outln!("{}", project.description)?;
             }
             if let Some(s) = &summary {
-                println!(
+                outln!(
                     "todo {}  doing {}  review {}  done {}  ({}% done)",
                     s.counts.todo,
                     s.counts.doing,
                     s.counts.review,
                     s.counts.done,
                     s.counts.progress_percent()
-                );
+                )?;
             }
-            print!("{}", tasks_table(&tasks.items));
+            out!("{}", tasks_table(&tasks.items))?;
         }
     }
     Ok(())
@@ -167,8 +168,8 @@ pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
             if json {
                 return print_json(&json!({ "tasks": found.items, "total": found.total }));
             }
-            print!("{}", tasks_table(&found.items));
-            println!("{} of {} tasks", found.items.len(), found.total);
+            out!("{}", tasks_table(&found.items))?;
+            outln!("{} of {} tasks", found.items.len(), found.total)?;
         }
         TasksAction::Show { id, json } => {
             let id = resolve(store, IdKind::Task, &id).await?;
@@ -183,28 +184,28 @@ pub async fn tasks(store: &Store, action: TasksAction) -> anyhow::Result<()> {
                     &json!({ "task": task, "history": history, "activity": activity }),
                 );
             }
-            println!("{}  [{}]  {}", task.id, task.status, task.title);
-            println!(
+            outln!("{}  [{}]  {}", task.id, task.status, task.title)?;
+            outln!(
                 "assignee {}  order {}  feature {}",
                 task.assignee,
                 task.task_order,
                 task.feature.as_deref().unwrap_or("-")
-            );
+            )?;
             if !task.description.is_empty() {
-                println!("\n{}\n", task.description);
+                outln!("\n{}\n", task.description)?;
             }
             for row in &history {
                 let change = &row.change;
-                println!(
+                outln!(
                     "{}  {}: {} -> {}  by {}",
                     change.changed_at.format("%Y-%m-%d %H:%M:%S"),
                     change.field,
                     change.old_value.as_deref().unwrap_or("-"),
                     change.new_value.as_deref().unwrap_or("-"),
                     row.client_name.as_deref().unwrap_or("unknown"),
-                );
+                )?;
             }
-            print!("{}", activity_text(&activity));
+            out!("{}", activity_text(&activity))?;
         }
         TasksAction::Add {
             project,
@@ -303,6 +304,6 @@ fn print_task(task: &Task, json: bool, what: &str) -> anyhow::Result<()> {
     if json {
         return print_json(&json!({ "task": task }));
     }
-    println!("{what} {}  [{}]  {}", task.id, task.status, task.title);
+    outln!("{what} {}  [{}]  {}", task.id, task.status, task.title)?;
     Ok(())
 }

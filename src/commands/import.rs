@@ -16,6 +16,7 @@ use sqlx::{PgPool, Row};
 
 use crate::board::{DocumentType, TaskStatus, VersionField};
 use crate::cli::ImportSource;
+use crate::stdout::outln;
 use crate::store::documents::Document;
 use crate::store::import::{ImportBatch, ImportCounts};
 use crate::store::projects::Project;
@@ -66,17 +67,20 @@ pub async fn run(store: &Store, source: ImportSource) -> anyhow::Result<()> {
     archon.close().await;
     let (counts, notes) = outcome?;
     let verb = if dry_run { "would add" } else { "added" };
-    println!(
+    outln!(
         "{verb}: {} projects, {} documents, {} tasks, {} versions",
-        counts.projects, counts.documents, counts.tasks, counts.versions
-    );
+        counts.projects,
+        counts.documents,
+        counts.tasks,
+        counts.versions
+    )?;
     for note in notes {
-        println!("note: {note}");
+        outln!("note: {note}")?;
     }
     if counts.total() == 0 {
-        println!("nothing to add: every row of this Archon board is already in Steward");
+        outln!("nothing to add: every row of this Archon board is already in Steward")?;
     } else if dry_run {
-        println!("dry run: nothing was written; run again without --dry-run to import");
+        outln!("dry run: nothing was written; run again without --dry-run to import")?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 use super::{print_json, table};
 use crate::cli::KeysAction;
 use crate::security::auth::{check_key_name, generate_key, hash_key};
+use crate::stdout::{out, outln};
 use crate::store::Store;
 
 pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
@@ -23,7 +24,7 @@ pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
             if json {
                 print_json(&json!({ "name": name, "admin": admin, "key": key }))?;
             } else {
-                println!("{key}");
+                outln!("{key}")?;
                 eprintln!(
                     "created {}key {name}. This is the only time it is shown: store it now. Clients send it as `Authorization: Bearer <key>`.",
                     if admin { "admin " } else { "" }
@@ -35,7 +36,7 @@ pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
             if output.json {
                 print_json(&json!({ "keys": keys }))?;
             } else {
-                print!(
+                out!(
                     "{}",
                     table::columns(
                         &keys,
@@ -53,17 +54,17 @@ pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
                             }),
                         ],
                     )
-                );
-                println!("{} keys", keys.len());
+                )?;
+                outln!("{} keys", keys.len())?;
             }
         }
         KeysAction::Revoke { name } => {
             if !store.revoke_api_key(&name).await? {
                 bail!("no live key is named {name} (see `steward keys list`)");
             }
-            println!(
+            outln!(
                 "revoked {name}; running servers refuse it within their revocation poll (default 2s)"
-            );
+            )?;
         }
     }
     Ok(())

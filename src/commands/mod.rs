@@ -10,6 +10,7 @@ pub mod sessions;
 pub mod stats;
 pub mod table;
 
+use crate::stdout::outln;
 use crate::store::{IdKind, IdMatch, Store};
 
 /// A command given something it cannot use (a bad `--since`, an ambiguous id prefix): exit
@@ -38,7 +39,7 @@ pub async fn resolve_id(store: &Store, kind: IdKind, typed: &str) -> anyhow::Res
 
 /// What `--json` prints: `value` as indented JSON.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 

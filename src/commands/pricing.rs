@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 
 use super::{print_json, table};
 use crate::cli::PricingAction;
+use crate::stdout::{out, outln};
 use crate::store::pricing::PriceRow;
 use crate::store::{Money, Store};
 
@@ -20,7 +21,7 @@ pub async fn run(store: &Store, action: PricingAction) -> anyhow::Result<()> {
             if output.json {
                 return print_json(&serde_json::json!({ "prices": rows, "pricing_model": in_use }));
             }
-            print!(
+            out!(
                 "{}",
                 table::columns(
                     &rows,
@@ -38,14 +39,14 @@ pub async fn run(store: &Store, action: PricingAction) -> anyhow::Result<()> {
                         }),
                     ],
                 )
-            );
+            )?;
             if !rows.iter().any(|r| r.model == in_use) {
-                println!("The pricing model {in_use} has no price here: its costs are left empty.");
+                outln!("The pricing model {in_use} has no price here: its costs are left empty.")?;
             }
-            println!(
+            outln!(
                 "Clients are priced as {in_use} (--pricing-model; per client type: ledger.client_models in steward.toml)."
-            );
-            println!("{}", super::COST_NOTE);
+            )?;
+            outln!("{}", super::COST_NOTE)?;
         }
         PricingAction::Add {
             model,
@@ -74,10 +75,13 @@ pub async fn run(store: &Store, action: PricingAction) -> anyhow::Result<()> {
                 effective_from: day.and_time(NaiveTime::MIN).and_utc(),
             };
             store.add_pricing(&row).await?;
-            println!(
+            outln!(
                 "{} from {}: ${} per 1K input, ${} per 1K output tokens",
-                row.model, day, row.input_per_1k, row.output_per_1k
-            );
+                row.model,
+                day,
+                row.input_per_1k,
+                row.output_per_1k
+            )?;
         }
     }
     Ok(())

@@ -4,6 +4,7 @@ use serde_json::json;
 
 use super::{print_json, table};
 use crate::cli::RequestsAction;
+use crate::stdout::{out, outln};
 use crate::store::requests::RequestFilter;
 use crate::store::{IdKind, Store};
 
@@ -36,7 +37,7 @@ pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
     if output.json {
         return print_json(&json!({ "requests": rows, "total": total }));
     }
-    print!(
+    out!(
         "{}",
         table::columns(
             &rows,
@@ -68,8 +69,8 @@ pub async fn run(store: &Store, action: RequestsAction) -> anyhow::Result<()> {
                 ("ERROR", &|r| r.error_message.clone().unwrap_or_default()),
             ],
         )
-    );
-    println!("{} of {total} requests.", rows.len());
-    println!("{}", super::COST_NOTE);
+    )?;
+    outln!("{} of {total} requests.", rows.len())?;
+    outln!("{}", super::COST_NOTE)?;
     Ok(())
 }

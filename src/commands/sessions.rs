@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::{print_json, table};
 use crate::cli::SessionsAction;
+use crate::stdout::{out, outln};
 use crate::store::session_totals::SessionWithTotals;
 use crate::store::sessions::SessionFilter;
 use crate::store::{IdKind, Store};
@@ -28,8 +29,8 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
             if output.json {
                 print_json(&json!({ "sessions": rows, "total": total }))?;
             } else {
-                print!("{}", list_table(&rows));
-                println!("{} of {total} sessions", rows.len());
+                out!("{}", list_table(&rows))?;
+                outln!("{} of {total} sessions", rows.len())?;
             }
         }
         SessionsAction::Show { id, output } => {
@@ -46,7 +47,7 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
             if output.json {
                 print_json(&row)?;
             } else {
-                print!("{}", show_text(&row));
+                out!("{}", show_text(&row))?;
             }
         }
         SessionsAction::Revoke { id } => {
@@ -58,9 +59,9 @@ pub async fn run(store: &Store, action: SessionsAction) -> anyhow::Result<()> {
             {
                 bail!("no live session has id {id} (it may be unknown, already ended or revoked)");
             }
-            println!(
+            outln!(
                 "revoked {id}; running servers drop it within their revocation poll (default 2s)"
-            );
+            )?;
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 use super::table;
 use crate::stats::{NameKind, Named};
+use crate::stdout::{out, outln};
 use crate::store::Store;
 
 pub async fn run(store: &Store, since: String, json: bool) -> anyhow::Result<()> {
@@ -11,7 +12,7 @@ pub async fn run(store: &Store, since: String, json: bool) -> anyhow::Result<()>
         return super::print_json(&stats);
     }
     let t = &stats.totals;
-    println!(
+    outln!(
         "since {}: {} requests ({} in the period before), {} errors ({}%), {} tokens*, ${}*",
         stats.since.format("%Y-%m-%d %H:%M UTC"),
         t.count,
@@ -20,15 +21,15 @@ pub async fn run(store: &Store, since: String, json: bool) -> anyhow::Result<()>
         t.error_rate_percent,
         t.tokens,
         t.estimated_cost_usd
-    );
+    )?;
     for (title, groups) in [("TOOL / METHOD", &stats.tools), ("CLIENT", &stats.clients)] {
-        println!();
-        print!("{}", render(title, groups));
+        outln!()?;
+        out!("{}", render(title, groups))?;
     }
     if stats.percentiles != "exact" {
-        println!("(percentiles from a latency histogram: within ±1/32 of the exact value)");
+        outln!("(percentiles from a latency histogram: within ±1/32 of the exact value)")?;
     }
-    println!("{}", super::COST_NOTE);
+    outln!("{}", super::COST_NOTE)?;
     Ok(())
 }
 

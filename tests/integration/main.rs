@@ -15,6 +15,7 @@ mod claim_ends;
 mod claim_sweep;
 mod claims;
 mod clients;
+mod closed_stdout;
 mod config;
 mod dashboard;
 mod dormant_sessions;
