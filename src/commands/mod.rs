@@ -23,6 +23,12 @@ pub struct UsageError(pub String);
 /// [`UsageError`] listing the candidates; an id nothing has is a plain (exit 1) error.
 pub async fn resolve_id(store: &Store, kind: IdKind, typed: &str) -> anyhow::Result<String> {
     let noun = kind.noun();
+    if typed.trim().is_empty() {
+        return Err(UsageError(format!(
+            "the {noun}'s id is empty: give its id or the start of one (see `steward {noun}s list`)"
+        ))
+        .into());
+    }
     match store.resolve_id(kind, typed).await? {
         IdMatch::One(id) => Ok(id),
         IdMatch::None => anyhow::bail!(

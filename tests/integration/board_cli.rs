@@ -293,7 +293,7 @@ async fn cli_writes_show_in_a_running_server_s_next_read() -> anyhow::Result<()>
 
 /// What a person sees on stderr from a read on an existing board: the database's name and
 /// nothing else (no PostgreSQL notice from the migrations that already ran), and a `--limit`
-/// out of range refused as a usage error (exit 2) naming the range.
+/// out of range refused as a usage error (exit 2) naming the range, and an empty id likewise.
 #[tokio::test]
 async fn the_command_line_says_only_what_matters() -> anyhow::Result<()> {
     for backend in backends() {
@@ -319,6 +319,18 @@ async fn the_command_line_says_only_what_matters() -> anyhow::Result<()> {
             ensure!(
                 refused.status.code() == Some(2) && stderr.contains("1..=100"),
                 "{backend:?}: --limit {limit}: exit {:?}, {stderr:?}",
+                refused.status.code()
+            );
+        }
+
+        // An empty id is a usage error that asks for one, not a search for ids starting "".
+        for args in [["sessions", "show", ""], ["projects", "show", ""]] {
+            let refused =
+                common::steward_cli(&db, &[&args[..], &["--database", &db.url]].concat()).await?;
+            let stderr = String::from_utf8(refused.stderr)?;
+            ensure!(
+                refused.status.code() == Some(2) && stderr.contains("id is empty"),
+                "{backend:?}: {args:?}: exit {:?}, {stderr:?}",
                 refused.status.code()
             );
         }

@@ -232,3 +232,47 @@ async fn listening_at(lines: &mut mpsc::UnboundedReceiver<String>) -> anyhow::Re
     }
     bail!("stderr ended before the server said where it listens")
 }
+
+/// A new key is shown once, on stdout. When it cannot be (its reader left, a full disk), the
+/// key was seen by no one: `keys create` fails saying so, and the key is revoked rather than
+/// left valid with no holder.
+#[tokio::test]
+async fn a_key_that_could_not_be_shown_is_revoked() -> anyhow::Result<()> {
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        for (name, json) in [("unseen-text", false), ("unseen-json", true)] {
+            let args: &[&str] = if json {
+                &["keys", "create", name, "--json"]
+            } else {
+                &["keys", "create", name]
+            };
+            let mut child = steward(&db, args).stdout(Stdio::piped()).spawn()?;
+            drop(child.stdout.take().context("no stdout pipe")?);
+            let output = finish(child, args).await?;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            ensure!(
+                output.status.code() == Some(1),
+                "{args:?} on {backend:?} with its reader gone: {}\n{stderr}",
+                output.status
+            );
+            ensure!(
+                stderr.contains("could not be shown") && stderr.contains("revoked"),
+                "{args:?} on {backend:?} should say the key was revoked:\n{stderr}"
+            );
+        }
+        let list = ["keys", "list", "--json"];
+        let listed = finish(steward(&db, &list).stdout(Stdio::piped()).spawn()?, &list).await?;
+        let keys: Value = serde_json::from_slice(&listed.stdout)?;
+        for name in ["unseen-text", "unseen-json"] {
+            let key = keys["keys"]
+                .as_array()
+                .and_then(|all| all.iter().find(|k| k["name"] == name))
+                .with_context(|| format!("{name} not listed: {keys}"))?;
+            ensure!(
+                !key["revoked_at"].is_null(),
+                "{name} on {backend:?} is still valid: {key}"
+            );
+        }
+    }
+    Ok(())
+}
