@@ -121,11 +121,15 @@ impl ServerProc {
                 return Ok(t0.elapsed());
             }
             if t0.elapsed() > self.stop_timeout {
+                // What a hung stop was waiting on, read before the kill: the run's directory
+                // (and the log in it) is removed when the bench fails.
+                let threads = blocked_threads(self.pid());
                 kill_quietly(&mut self.child);
                 bail!(
-                    "{} did not stop within {:?} of SIGTERM",
+                    "{} did not stop within {:?} of SIGTERM; its threads (name, state, kernel wait):\n{threads}\nlog tail:\n{}",
                     self.name,
-                    self.stop_timeout
+                    self.stop_timeout,
+                    tail(&self.log, 20)
                 );
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -175,6 +179,35 @@ pub fn log_problems(path: &Path) -> (usize, Vec<String>) {
 }
 
 /// The last `n` lines of a file, for error messages.
+/// One line per thread of `pid`: its name, its state and the kernel function it waits in
+/// (`/proc/PID/task/TID/{comm,stat,wchan}`), for a server that does not stop.
+fn blocked_threads(pid: u32) -> String {
+    let read = |path: PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "  (no /proc entry)".into();
+    };
+    let mut lines: Vec<String> = tasks
+        .flatten()
+        .map(|task| {
+            let dir = task.path();
+            let stat = read(dir.join("stat"));
+            // The state is the field after the parenthesised name.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            format!(
+                "  {} {} {}",
+                read(dir.join("comm")).trim(),
+                state.unwrap_or("?"),
+                read(dir.join("wchan")).trim()
+            )
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -481,5 +514,26 @@ mod tests {
             replace_db_name("postgres://h:1", "x").unwrap(),
             "postgres://h:1/x"
         );
+    }
+
+    /// A hung server's report names each thread with a state: this process's own threads,
+    /// one of them a named thread parked waiting (`S`, sleeping).
+    #[test]
+    fn a_process_s_threads_are_listed_with_their_state() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let parked = std::thread::Builder::new()
+            .name("parked-here".into())
+            .spawn(move || rx.recv())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let listed = blocked_threads(std::process::id());
+        drop(tx);
+        parked.join().unwrap().unwrap_err();
+        let line = listed
+            .lines()
+            .find(|l| l.trim_start().starts_with("parked-here "))
+            .unwrap_or_else(|| panic!("no parked-here thread in:\n{listed}"));
+        assert_eq!(line.split_whitespace().nth(1), Some("S"), "{line}");
+        assert_eq!(blocked_threads(u32::MAX), "  (no /proc entry)");
     }
 }
