@@ -15,6 +15,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use crate::ledger::Durability;
 use crate::logs::LogFormat;
 use crate::security::AuthMode;
+use crate::store::sessions::{SESSION_KINDS, SESSION_STATUSES};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -288,13 +289,13 @@ pub enum SessionsAction {
     /// tokens and cost from the ledger.
     List {
         /// Only this status.
-        #[arg(long, value_parser = ["active", "idle", "disconnected", "revoked"])]
+        #[arg(long, value_parser = SESSION_STATUSES)]
         status: Option<String>,
         /// Only this client type, e.g. "Claude Code".
         #[arg(long)]
         client_type: Option<String>,
         /// Only this kind: session (HTTP) or logical (stateless and stdio clients).
-        #[arg(long, value_parser = ["session", "logical"])]
+        #[arg(long, value_parser = SESSION_KINDS)]
         kind: Option<String>,
         /// Most rows to show.
         #[arg(long, default_value_t = 50)]

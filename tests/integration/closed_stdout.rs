@@ -50,6 +50,13 @@ async fn finish(child: Child, args: &[&str]) -> anyhow::Result<Output> {
     Ok(output)
 }
 
+/// `steward ARGS` whose stdout pipe its reader closed before the command wrote a byte.
+async fn with_reader_gone(db: &TestDb, args: &[&str]) -> anyhow::Result<Output> {
+    let mut child = steward(db, args).stdout(Stdio::piped()).spawn()?;
+    drop(child.stdout.take().context("no stdout pipe")?);
+    finish(child, args).await
+}
+
 /// A database with a project in it, so every listing below has rows to print.
 async fn board(db: &TestDb) -> anyhow::Result<()> {
     let store = common::open_store(db).await?;
@@ -84,9 +91,7 @@ async fn a_command_whose_reader_stopped_reading_exits_quietly() -> anyhow::Resul
             ensure!(!read.stdout.is_empty(), "{args:?} printed nothing");
 
             // The reader closes its end before the command writes a byte.
-            let mut closed = steward(&db, args).stdout(Stdio::piped()).spawn()?;
-            drop(closed.stdout.take().context("no stdout pipe")?);
-            let closed = finish(closed, args).await?;
+            let closed = with_reader_gone(&db, args).await?;
             let stderr = String::from_utf8_lossy(&closed.stderr);
             ensure!(
                 closed.status.code() == Some(0),
@@ -246,9 +251,7 @@ async fn a_key_that_could_not_be_shown_is_revoked() -> anyhow::Result<()> {
             } else {
                 &["keys", "create", name]
             };
-            let mut child = steward(&db, args).stdout(Stdio::piped()).spawn()?;
-            drop(child.stdout.take().context("no stdout pipe")?);
-            let output = finish(child, args).await?;
+            let output = with_reader_gone(&db, args).await?;
             let stderr = String::from_utf8_lossy(&output.stderr);
             ensure!(
                 output.status.code() == Some(1),
