@@ -124,9 +124,10 @@ impl ServerProc {
                 // What a hung stop was waiting on, read before the kill: the run's directory
                 // (and the log in it) is removed when the bench fails.
                 let threads = blocked_threads(self.pid());
+                let stacks = stacks(self.pid());
                 kill_quietly(&mut self.child);
                 bail!(
-                    "{} did not stop within {:?} of SIGTERM; its threads (name, state, kernel wait):\n{threads}\nlog tail:\n{}",
+                    "{} did not stop within {:?} of SIGTERM; its threads (name, state, kernel wait):\n{threads}\n{stacks}\nlog tail:\n{}",
                     self.name,
                     self.stop_timeout,
                     tail(&self.log, 20)
@@ -178,7 +179,6 @@ pub fn log_problems(path: &Path) -> (usize, Vec<String>) {
     (count, distinct)
 }
 
-/// The last `n` lines of a file, for error messages.
 /// One line per thread of `pid`: its name, its state and the kernel function it waits in
 /// (`/proc/PID/task/TID/{comm,stat,wchan}`), for a server that does not stop.
 fn blocked_threads(pid: u32) -> String {
@@ -208,6 +208,46 @@ fn blocked_threads(pid: u32) -> String {
     lines.join("\n")
 }
 
+/// Every thread's stack, as `gdb` prints them (where a thread spins or waits, in the
+/// program's own functions); a line saying why not where `gdb` is missing or does not finish
+/// within 30 s.
+fn stacks(pid: u32) -> String {
+    let pid = pid.to_string();
+    let spawned = Command::new("gdb")
+        .args(["-batch", "-nx", "-ex", "thread apply all bt 30", "-p", &pid])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut gdb = match spawned {
+        Ok(gdb) => gdb,
+        Err(error) => return format!("(no stacks: gdb: {error})"),
+    };
+    // Read as it comes: a full pipe would stop gdb.
+    let out = gdb.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut out) = out {
+            let _ = std::io::Read::read_to_string(&mut out, &mut text);
+        }
+        text
+    });
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        match gdb.try_wait() {
+            Ok(Some(_)) => {
+                let text = reader.join().unwrap_or_default();
+                return format!("stacks (gdb):\n{text}");
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(error) => return format!("(no stacks: {error})"),
+        }
+    }
+    kill_quietly(&mut gdb);
+    "(no stacks: gdb did not finish within 30 s)".into()
+}
+
+/// The last `n` lines of a file, for error messages.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();

@@ -47,8 +47,8 @@ pub use entry::{
     TraceContext,
 };
 
-use crate::store::Store;
 use crate::store::availability::Availability;
+use crate::store::{Commits, Store};
 use analyst::Analyst;
 use journal::{Journal, Ticket};
 use pricing::{PriceTable, PricingPolicy};
@@ -388,8 +388,15 @@ impl Ledger {
             );
         }
         let writer = Writer::new(
-            // One connection of its own: the writer runs one transaction at a time.
-            store.dedicated(1),
+            // One connection of its own: the writer runs one transaction at a time. `sync`
+            // answers only once its row's commit would survive a power loss.
+            store.dedicated(
+                1,
+                match durability {
+                    Durability::Sync => Commits::Durable,
+                    _ => Commits::AsShared,
+                },
+            ),
             shared.clone(),
             settings,
             policy,

@@ -77,14 +77,15 @@ impl Spill {
                 cap: self.max_bytes,
             });
         }
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&self.path)?;
+        let (mut file, created) = open_for_append(&self.path)?;
         file.write_all(&buf)?;
         if durable {
             file.sync_data()?;
+            // A new file's name is in its directory, which its own fsync does not write: a
+            // power loss could otherwise leave the synced rows in a file that has no name.
+            if created {
+                sync_directory_of(&self.path)?;
+            }
         }
         Ok(())
     }
@@ -139,6 +140,36 @@ impl Replay {
         }
         std::fs::remove_file(&self.file)
     }
+}
+
+/// Opens `path` to append (0600 where it is created); `true` when this call created it.
+fn open_for_append(path: &Path) -> std::io::Result<(File, bool)> {
+    let mut options = OpenOptions::new();
+    options.append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.clone().create_new(true).open(path) {
+        Ok(file) => Ok((file, true)),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok((options.open(path)?, false))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Writes the directory holding `path` to disk (its entries: a file created or renamed in it).
+fn sync_directory_of(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        File::open(parent)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 #[cfg(test)]

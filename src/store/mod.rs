@@ -156,6 +156,19 @@ fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
         })
 }
 
+/// What a committed transaction of a [`Store::dedicated`] pool survives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commits {
+    /// As the shared pool: a process crash. SQLite's WAL with `synchronous = NORMAL` syncs only
+    /// at checkpoints, so a power loss may roll back the last commits; PostgreSQL follows the
+    /// server's `synchronous_commit`.
+    AsShared,
+    /// Also a power loss or kernel crash: SQLite syncs the WAL at every commit
+    /// (`synchronous = FULL`), and PostgreSQL waits for its WAL flush (`synchronous_commit =
+    /// on`, whatever the server's default).
+    Durable,
+}
+
 /// A connection pool on one of the two supported engines.
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -437,18 +450,30 @@ impl Store {
     /// prepare) stay in the cache of the connection that uses them
     /// instead of being prepared again on each of the shared pool's connections in turn.
     /// Connects on first use.
-    pub fn dedicated(&self, connections: u32) -> Store {
+    pub fn dedicated(&self, connections: u32, commits: Commits) -> Store {
         match self {
-            Store::Sqlite(pool) => Store::Sqlite(
-                pool_options()
-                    .max_connections(connections)
-                    .connect_lazy_with((*pool.connect_options()).clone()),
-            ),
-            Store::Postgres(pool) => Store::Postgres(
-                pool_options()
-                    .max_connections(connections)
-                    .connect_lazy_with((*pool.connect_options()).clone()),
-            ),
+            Store::Sqlite(pool) => {
+                let mut options = (*pool.connect_options()).clone();
+                if commits == Commits::Durable {
+                    options = options.synchronous(SqliteSynchronous::Full);
+                }
+                Store::Sqlite(
+                    pool_options()
+                        .max_connections(connections)
+                        .connect_lazy_with(options),
+                )
+            }
+            Store::Postgres(pool) => {
+                let mut options = (*pool.connect_options()).clone();
+                if commits == Commits::Durable {
+                    options = options.options([("synchronous_commit", "on")]);
+                }
+                Store::Postgres(
+                    pool_options()
+                        .max_connections(connections)
+                        .connect_lazy_with(options),
+                )
+            }
         }
     }
 

@@ -52,6 +52,7 @@ mod sessions;
 mod stateless;
 mod stats;
 mod stdio;
+mod stopping;
 mod store;
 mod surface;
 mod task_links;

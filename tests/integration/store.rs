@@ -18,7 +18,7 @@ use steward::store::documents::{Document, DocumentChanges, DocumentQuery, NewDoc
 use steward::store::projects::{NewProject, Project, ProjectChanges, ProjectJson};
 use steward::store::tasks::{NewTask, Task, TaskChanges, TaskCount, TaskQuery};
 use steward::store::versions::NewVersion;
-use steward::store::{Id, Page, Store};
+use steward::store::{Commits, Id, Page, Store};
 
 use common::{Backend, TestDb, open_store};
 
@@ -544,7 +544,7 @@ async fn cached_statements(store: &Store) -> anyhow::Result<usize> {
 async fn task_pages_of_other_sizes_prepare_nothing_new() -> anyhow::Result<()> {
     on_each_backend(|store| async move {
         let (a, _, _) = seed_tasks(&store).await?;
-        let one = store.dedicated(1);
+        let one = store.dedicated(1, Commits::AsShared);
         let queries = [
             TaskQuery::default(),
             TaskQuery {
@@ -1825,6 +1825,56 @@ async fn version_reads_hold_one_connection_and_outlive_its_end() -> anyhow::Resu
         let after = readers().await?;
         assert_eq!(after.len(), 1, "backends that read the version: {after:?}");
         assert_ne!(after, before, "the ended backend still reads");
+        Ok(())
+    })
+    .await
+}
+
+/// How the one connection of a [`Store::dedicated`] pool commits: SQLite's `synchronous`
+/// (1 = NORMAL, 2 = FULL) or PostgreSQL's `synchronous_commit`.
+async fn commit_setting(store: &Store) -> anyhow::Result<String> {
+    Ok(match store {
+        Store::Sqlite(pool) => {
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await?;
+            level.to_string()
+        }
+        Store::Postgres(pool) => {
+            sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(pool)
+                .await?
+        }
+    })
+}
+
+/// `--ledger-durability sync` promises that a row survives a power loss once its request is
+/// answered: the writer's own connection syncs every commit (SQLite's WAL at `FULL`;
+/// PostgreSQL's `synchronous_commit` on even where the database's default turns it off),
+/// while every other connection keeps the cheaper default.
+#[tokio::test]
+async fn a_durable_writer_syncs_every_commit() -> anyhow::Result<()> {
+    on_each_backend(|store| async move {
+        if let Store::Postgres(pool) = &store {
+            let database: String = sqlx::query_scalar("SELECT current_database()")
+                .fetch_one(pool)
+                .await?;
+            sqlx::query(&format!(
+                "ALTER DATABASE \"{database}\" SET synchronous_commit = off"
+            ))
+            .execute(pool)
+            .await?;
+        }
+        let (shared, durable) = match &store {
+            Store::Sqlite(_) => ("1", "2"),
+            Store::Postgres(_) => ("off", "on"),
+        };
+        let plain = store.dedicated(1, Commits::AsShared);
+        assert_eq!(commit_setting(&plain).await?, shared);
+        let writer = store.dedicated(1, Commits::Durable);
+        assert_eq!(commit_setting(&writer).await?, durable);
+        plain.close().await;
+        writer.close().await;
         Ok(())
     })
     .await

@@ -101,7 +101,8 @@ const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: c
 /// Serves `app` on `listener` until `shutdown`, then stops accepting and lets every connection
 /// finish its current request (idle ones close at once). Once no connection can still be
 /// serving anything but a `GET` stream (or after [`MAX_DRAIN`]) it cancels `drained`, which
-/// must end those streams; returns when every connection is closed.
+/// must end those streams; returns when every connection is closed, closing those still open
+/// [`MAX_CLOSE`] later.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -112,6 +113,7 @@ pub async fn serve(
     describe_metrics();
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     let drain = drain::Drain::new();
+    let cut = CancellationToken::new();
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -134,6 +136,7 @@ pub async fn serve(
             limits,
             open,
             shutdown.clone(),
+            cut.clone(),
         )));
     }
     drop(listener);
@@ -145,10 +148,35 @@ pub async fn serve(
     }
     drained.cancel();
     // Every connection holds a slot until it closes: all slots free means all closed.
-    if slots.acquire_many(limits.max_connections).await.is_err() {
+    let all = limits.max_connections;
+    let closed = match tokio::time::timeout(MAX_CLOSE, slots.acquire_many(all)).await {
+        Ok(closed) => closed,
+        Err(_) => {
+            // A request still unanswered this long after the drain (a handler waiting on
+            // something that never comes) must not keep the process from stopping. (The
+            // timed-out wait gave back the slots it had gathered, so this count is true.)
+            let open = all as usize - slots.available_permits();
+            metrics::counter!(CUT).increment(open as u64);
+            tracing::error!(
+                connections = open,
+                "connections still open {}s after the drain: closing them; their requests get no answer",
+                MAX_CLOSE.as_secs()
+            );
+            cut.cancel();
+            slots.acquire_many(all).await
+        }
+    };
+    if closed.is_err() {
         tracing::warn!("the connection slots were closed before every connection ended");
     }
 }
+
+/// How long connections may stay open once the drain has ended (GET streams closing, requests
+/// still being answered) before they are closed regardless.
+const MAX_CLOSE: Duration = Duration::from_secs(5);
+
+/// Connections closed at a stop with a request still unanswered (see [`MAX_CLOSE`]).
+const CUT: &str = "steward_http_connections_cut_total";
 
 /// The next connection; errors that concern one connection are skipped, others (out of file
 /// descriptors) are logged and retried after a pause, as `axum::serve` does.
@@ -187,6 +215,7 @@ async fn serve_connection(
     limits: ConnectionLimits,
     open: OpenConnection,
     shutdown: CancellationToken,
+    cut: CancellationToken,
 ) {
     // Without TCP_NODELAY every small SSE write waits for Nagle's algorithm and the peer's
     // delayed ACK (tens of milliseconds); BENCHMARKS.md has the measured difference.
@@ -225,7 +254,11 @@ async fn serve_connection(
         biased;
         () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            tokio::select! {
+                ended = connection.as_mut() => ended,
+                // Dropping the connection closes its socket and drops the request's handler.
+                () = cut.cancelled() => Ok(()),
+            }
         }
         ended = connection.as_mut() => ended,
     };
@@ -263,6 +296,7 @@ fn describe_metrics() {
     metrics::gauge!("steward_http_connections_open").increment(0.0);
     metrics::counter!("steward_http_connections_total").increment(0);
     metrics::counter!("steward_http_connections_refused_total").increment(0);
+    metrics::counter!(CUT).increment(0);
     for timeout in [Timeout::Header, Timeout::Idle, Timeout::Body] {
         metrics::counter!(TIMEOUTS, "timeout" => timeout.label()).increment(0);
     }

@@ -458,6 +458,12 @@ impl TestServer {
         tail_text(&self.stderr)
     }
 
+    /// Reads [`TestServer::stderr_output`], also once the server is gone.
+    pub fn stderr_handle(&self) -> impl Fn() -> String + use<> {
+        let tail = self.stderr.clone();
+        move || tail_text(&tail)
+    }
+
     /// Sends SIGTERM and waits up to 10 s for the server to exit; kills it after that.
     /// Failures are printed, not returned (use [`TestServer::shutdown`] to assert on them).
     pub async fn stop(self) {
@@ -468,7 +474,12 @@ impl TestServer {
 
     /// Sends SIGTERM and returns the exit status. Fails (after killing the process) when the
     /// server does not exit within 10 s.
-    pub async fn shutdown(mut self) -> anyhow::Result<ExitStatus> {
+    pub async fn shutdown(self) -> anyhow::Result<ExitStatus> {
+        self.shutdown_within(SHUTDOWN_TIMEOUT).await
+    }
+
+    /// [`TestServer::shutdown`], waiting up to `limit` for the exit.
+    pub async fn shutdown_within(mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
         if let Some(status) = self.child.try_wait()? {
             return Ok(status);
         }
@@ -479,12 +490,12 @@ impl TestServer {
         if !kill.success() {
             bail!("kill -TERM {pid} failed: {kill}");
         }
-        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait()).await {
+        match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(status) => Ok(status?),
             Err(_) => {
                 self.child.kill().await?;
                 bail!(
-                    "steward did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM; killed it\n{}",
+                    "steward did not exit within {limit:?} of SIGTERM; killed it\n{}",
                     tail_text(&self.stderr)
                 )
             }

@@ -1,0 +1,82 @@
+//! A stopping Steward exits even when a request can never finish: once the drain (up to 10 s
+//! for requests other than GETs) and the close (5 s more) have run out, the connections still
+//! open are closed, the log says how many, and the process exits cleanly.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use common::{Backend, TestDb, TestServer};
+use sqlx::Connection;
+
+/// A dashboard read (`GET /api/projects`) waiting on a table lock another PostgreSQL session
+/// holds (PostgreSQL waits for a lock without limit by default) does not keep Steward from
+/// stopping. (An MCP request in a session ends when the drain closes the sessions.)
+#[tokio::test]
+async fn a_request_stuck_on_a_database_lock_does_not_keep_steward_running() -> anyhow::Result<()> {
+    common::on_backend(Backend::Postgres, async |db: TestDb| {
+        let server = TestServer::start(&db).await?;
+        let mut holder = sqlx::PgConnection::connect(&db.url).await?;
+        sqlx::query("BEGIN").execute(&mut holder).await?;
+        sqlx::query("LOCK TABLE projects IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut holder)
+            .await?;
+        let url = format!("{}/api/projects", server.base_url);
+        let stuck = tokio::spawn(async move { common::http_client().get(url).send().await });
+        if !waits_on_a_lock(&mut holder).await? {
+            let answer = tokio::time::timeout(Duration::from_secs(1), stuck).await;
+            anyhow::bail!("GET /api/projects never waited on the lock: {answer:?}");
+        }
+
+        let stderr = server.stderr_handle();
+        let stopping = Instant::now();
+        let status = server.shutdown_within(Duration::from_secs(40)).await?;
+        let took = stopping.elapsed();
+        ensure!(status.success(), "exit status {status} after {took:?}");
+        ensure!(
+            took >= Duration::from_secs(5),
+            "exited after {took:?}, before the close had run out"
+        );
+        // The last lines reach the test's reader moments after the exit.
+        let logged =
+            || stderr().contains("connections still open 5s after the drain: closing them");
+        for _ in 0..20 {
+            if logged() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure!(
+            logged(),
+            "no log line about the cut connection:\n{}",
+            stderr()
+        );
+        let answer = tokio::time::timeout(Duration::from_secs(5), stuck).await??;
+        ensure!(
+            answer.is_err(),
+            "the cut request got an answer: {:?}",
+            answer.map(|response| response.status())
+        );
+        sqlx::query("ROLLBACK").execute(&mut holder).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Whether, within 30 s, another session of the same database waits on a lock.
+async fn waits_on_a_lock(holder: &mut sqlx::PgConnection) -> anyhow::Result<bool> {
+    for _ in 0..300 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut *holder)
+        .await?;
+        if waiting > 0 {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(false)
+}
