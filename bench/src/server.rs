@@ -227,8 +227,10 @@ fn stacks(pid: u32) -> String {
     let out = gdb.stdout.take();
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
-        if let Some(mut out) = out {
-            let _ = std::io::Read::read_to_string(&mut out, &mut text);
+        if let Some(mut out) = out
+            && let Err(error) = std::io::Read::read_to_string(&mut out, &mut text)
+        {
+            text.push_str(&format!("\n(reading gdb's output failed: {error})"));
         }
         text
     });
