@@ -52,6 +52,14 @@ async fn a_request_stuck_on_a_database_lock_does_not_keep_steward_running() -> a
             "no log line about the cut connection:\n{}",
             stderr()
         );
+        let counted = stderr()
+            .lines()
+            .any(|line| line.contains("closing them") && line.ends_with(" connections=1"));
+        ensure!(
+            counted,
+            "the log does not count one connection:\n{}",
+            stderr()
+        );
         let answer = tokio::time::timeout(Duration::from_secs(5), stuck).await??;
         ensure!(
             answer.is_err(),
