@@ -7,6 +7,7 @@ use steward::cli::{Cli, KeysAction, PricingAction};
 use steward::commands::UsageError;
 use steward::config::{self, Resolved};
 use steward::server::{self, RunError};
+use steward::stdout::error_line;
 use steward::store::{OpenMode, Store};
 
 /// mimalloc, not the system allocator: the ledger allocates on request threads and frees on its
@@ -123,7 +124,9 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("steward: cannot start the async runtime: {error}");
+            error_line(format_args!(
+                "steward: cannot start the async runtime: {error}"
+            ));
             return ExitCode::from(1);
         }
     };
@@ -134,7 +137,7 @@ fn main() -> ExitCode {
             // The reader of stdout stopped reading: no failure (see the commands' case below).
             Err(error) if steward::stdout::reader_left(&error) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("steward check: {error:#}");
+                error_line(format_args!("steward check: {error:#}"));
                 ExitCode::from(1)
             }
         };
@@ -147,7 +150,7 @@ fn main() -> ExitCode {
         }
         other => {
             if let Some(database) = other.database() {
-                eprintln!("steward: database {}", database.redacted());
+                error_line(format_args!("steward: database {}", database.redacted()));
             }
         }
     }
@@ -176,11 +179,11 @@ fn main() -> ExitCode {
         // when SIGPIPE ends a shell tool; that is no failure to report.
         Err(RunError::Runtime(error)) if steward::stdout::reader_left(&error) => ExitCode::SUCCESS,
         Err(RunError::Runtime(error)) if error.is::<UsageError>() => {
-            eprintln!("steward: {error:#}");
+            error_line(format_args!("steward: {error:#}"));
             ExitCode::from(2)
         }
         Err(RunError::Runtime(error)) => {
-            eprintln!("steward: {error:#}");
+            error_line(format_args!("steward: {error:#}"));
             ExitCode::from(1)
         }
     }
@@ -224,6 +227,6 @@ async fn run_admin(store: &Store, command: Resolved) -> anyhow::Result<()> {
 }
 
 fn config_error(error: &config::ConfigError) -> ExitCode {
-    eprintln!("steward: configuration error: {error}");
+    error_line(format_args!("steward: configuration error: {error}"));
     ExitCode::from(2)
 }

@@ -1,6 +1,7 @@
 //! What the CLI prints on standard output, written so that a failed write is an error value.
 //! `print!` and `println!` panic when the write fails, which `steward … | head` makes happen
-//! as soon as `head` has read enough and exits.
+//! as soon as `head` has read enough and exits. Standard error likewise, through [`errln!`]:
+//! `eprintln!` panics on `steward … 2>&1 | head` too.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -53,7 +54,23 @@ macro_rules! outln {
     };
 }
 
-pub(crate) use {out, outln};
+/// Writes one line to standard error. A failed write has nowhere left to be reported (stderr
+/// is where failures go), so it is dropped: the command's exit code still tells the outcome.
+pub fn error_line(text: fmt::Arguments<'_>) {
+    let mut err = io::stderr().lock();
+    if err.write_fmt(format_args!("{text}\n")).is_err() {
+        // Nowhere to say it: see above.
+    }
+}
+
+/// `eprintln!` that never panics (see [`error_line`]).
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::stdout::error_line(format_args!($($arg)*))
+    };
+}
+
+pub(crate) use {errln, out, outln};
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::config::CheckOptions;
 use crate::mcp::client::{Client, PROTOCOL, Reply, initialize_request};
-use crate::stdout::{StdoutError, outln};
+use crate::stdout::{StdoutError, errln, outln};
 use crate::store::DatabaseUrl;
 use evidence::Evidence;
 use target::Spawned;
@@ -174,8 +174,8 @@ pub async fn run(options: CheckOptions) -> anyhow::Result<bool> {
 async fn end_session(client: &Client, session: &str) {
     match client.delete(session).await.map(|reply| reply.status) {
         Ok(status) if status.is_success() => {}
-        Ok(status) => eprintln!("steward check: ending its session answered {status}"),
-        Err(error) => eprintln!("steward check: could not end its session: {error:#}"),
+        Ok(status) => errln!("steward check: ending its session answered {status}"),
+        Err(error) => errln!("steward check: could not end its session: {error:#}"),
     }
 }
 

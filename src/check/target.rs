@@ -8,6 +8,8 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::stdout::errln;
+
 /// Lifecycle timings of a spawned server, short so phase 7 runs in seconds.
 pub const SPAWN_IDLE_AFTER: &str = "1s";
 pub const SPAWN_SESSION_TIMEOUT_SECS: u64 = 8;
@@ -58,13 +60,13 @@ impl Spawned {
             .arg(pid.to_string())
             .status()
         {
-            eprintln!("could not stop the spawned server: {error}");
+            errln!("could not stop the spawned server: {error}");
         }
         if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
             .await
             .is_err()
         {
-            eprintln!("the spawned server did not stop within 10 s; killing it");
+            errln!("the spawned server did not stop within 10 s; killing it");
         }
     }
 }

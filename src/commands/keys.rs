@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{print_json, table};
 use crate::cli::KeysAction;
 use crate::security::auth::{check_key_name, generate_key, hash_key};
-use crate::stdout::{out, outln};
+use crate::stdout::{errln, out, outln};
 use crate::store::Store;
 
 /// A key whose text could not be written (the reader left, a full disk) was shown to nobody
@@ -45,7 +45,7 @@ pub async fn run(store: &Store, action: KeysAction) -> anyhow::Result<()> {
                 return Err(unshown(store, &name, &error).await);
             }
             if !json {
-                eprintln!(
+                errln!(
                     "created {}key {name}. This is the only time it is shown: store it now. Clients send it as `Authorization: Bearer <key>`.",
                     if admin { "admin " } else { "" }
                 );

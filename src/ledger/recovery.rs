@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::analyze::row_of;
 use super::entry::{Entry, LedgerRow};
 use super::journal::{Damage, Leftovers};
-use super::writer::Writer;
+use super::writer::{WRITE_TIMEOUT, Writer};
 use crate::store::requests::MAX_BATCH;
 
 /// How long `/health` shows a recovery.
@@ -117,11 +117,22 @@ impl Writer {
                 *at = (*at).max(row.timestamp);
             }
         }
-        for (id, at) in last {
-            if let Err(error) = self.store.touch_sessions(&[id.to_string()], at).await {
-                tracing::warn!(%error, "cannot update last_activity of sessions after the journal replay");
-                return;
+        let touch_all = async {
+            for (id, at) in last {
+                self.store.touch_sessions(&[id.to_string()], at).await?;
             }
+            Ok::<(), sqlx::Error>(())
+        };
+        // Bounded: a lock on mcp_sessions must not keep the ledger from starting.
+        match tokio::time::timeout(WRITE_TIMEOUT, touch_all).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot update last_activity of sessions after the journal replay")
+            }
+            Err(_) => tracing::warn!(
+                "cannot update last_activity of sessions after the journal replay: no answer within {}s",
+                WRITE_TIMEOUT.as_secs()
+            ),
         }
     }
 

@@ -65,7 +65,14 @@ const KEPT_JOBS: usize = 2 * MAX_BATCH;
 /// How often prices are reloaded from `llm_pricing`.
 const PRICE_REFRESH: Duration = Duration::from_secs(60);
 /// Longest wait for one INSERT before it counts as a failure.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a read rows are priced with (a session's client type, the price table).
+/// They take milliseconds; one waiting on a lock another database session holds would
+/// otherwise stop the whole ledger, and the stop with it, for as long as the lock is held.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a read timed out, how long the rows of sessions not seen yet are priced as an
+/// unknown client's without asking again: a locked table costs one timeout, not one a session.
+const LOOKUP_PAUSE: Duration = Duration::from_secs(10);
 /// How long a shutdown keeps retrying before it spills what is left.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(5);
 /// How long an INSERT in flight when the stop comes may still take (one to a database that
@@ -121,6 +128,8 @@ pub struct Writer {
     backoff: Duration,
     next_try: Instant,
     prices_loaded: Instant,
+    /// Until when no client type is looked up, after a look-up timed out (see [`LOOKUP_PAUSE`]).
+    lookups_paused_until: Option<Instant>,
 }
 
 impl Writer {
@@ -152,6 +161,7 @@ impl Writer {
             backoff: MIN_BACKOFF,
             next_try: Instant::now(),
             prices_loaded: Instant::now(),
+            lookups_paused_until: None,
         }
     }
 
@@ -420,14 +430,18 @@ impl Writer {
 
     async fn load_prices(&mut self) {
         self.prices_loaded = Instant::now();
-        match PriceTable::load(&self.store).await {
-            Ok(prices) => {
+        match tokio::time::timeout(LOOKUP_TIMEOUT, PriceTable::load(&self.store)).await {
+            Ok(Ok(prices)) => {
                 self.prices = prices;
                 self.last_price = None;
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::warn!(%error, "could not reload model prices; keeping the previous ones")
             }
+            Err(_) => tracing::warn!(
+                "could not reload model prices within {}s (is llm_pricing locked?); keeping the previous ones",
+                LOOKUP_TIMEOUT.as_secs()
+            ),
         }
     }
 
@@ -483,14 +497,31 @@ impl Writer {
 
     /// Looks up the session's client type (not known yet). A session unknown (e.g. a
     /// rejected id) or unreadable right now is left out: its rows are priced as an unknown
-    /// client's.
+    /// client's. A look-up that times out pauses look-ups for [`LOOKUP_PAUSE`].
     async fn learn_client_type(&mut self, session_id: &str) {
-        if let Ok(Some(row)) = self.store.get_session(session_id).await {
-            if self.client_types.len() > 100_000 {
-                self.client_types.clear();
+        if self
+            .lookups_paused_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return;
+        }
+        match tokio::time::timeout(LOOKUP_TIMEOUT, self.store.get_session(session_id)).await {
+            Ok(Ok(Some(row))) => {
+                if self.client_types.len() > 100_000 {
+                    self.client_types.clear();
+                }
+                self.client_types
+                    .insert(session_id.to_string(), row.client_type);
             }
-            self.client_types
-                .insert(session_id.to_string(), row.client_type);
+            Ok(Ok(None) | Err(_)) => {}
+            Err(_) => {
+                self.lookups_paused_until = Some(Instant::now() + LOOKUP_PAUSE);
+                tracing::warn!(
+                    "a session's client type could not be read within {}s (is mcp_sessions locked?): rows of sessions not seen yet are priced as an unknown client's for the next {}s",
+                    LOOKUP_TIMEOUT.as_secs(),
+                    LOOKUP_PAUSE.as_secs()
+                );
+            }
         }
     }
 

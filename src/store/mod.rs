@@ -490,11 +490,25 @@ impl Store {
         on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
     }
 
-    /// Waits for in-flight queries and closes every connection.
+    /// Waits for in-flight queries and closes every connection. A connection still busy
+    /// [`CLOSE_LIMIT`] later (its statement waiting on a lock another session holds, which
+    /// PostgreSQL waits for without limit by default) is left for the process's exit to close,
+    /// rather than holding the stop for as long as that lock is held; the log says how many.
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await)
+        let closing = on_pool!(self, pool => tokio::time::timeout(CLOSE_LIMIT, pool.close()).await);
+        if closing.is_err() {
+            let busy = on_pool!(self, pool => pool.size());
+            tracing::warn!(
+                connections = busy,
+                "database connections still running a statement {}s after the stop asked them to close (waiting on another session's lock?): leaving them open",
+                CLOSE_LIMIT.as_secs()
+            );
+        }
     }
 }
+
+/// How long [`Store::close`] waits for connections still running a statement.
+const CLOSE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Bounds for an open-ended time range, so a query can always say `timestamp >= $n AND
 /// timestamp < $m`: a range the index serves on both engines, where `($n IS NULL OR ...)` makes

@@ -1,7 +1,7 @@
 //! A reader that stops reading is not a crash. A command whose stdout pipe is closed
 //! (`steward … | head` once `head` has its lines) exits 0 and adds nothing to stderr; another
-//! failed write to stdout is an error like any other (exit 1); `serve` with its stdout closed
-//! keeps serving and stops on SIGTERM.
+//! failed write to stdout is an error like any other (exit 1); a closed stderr pipe is no
+//! panic; `serve` with its stdout closed keeps serving and stops on SIGTERM.
 
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -103,6 +103,36 @@ async fn a_command_whose_reader_stopped_reading_exits_quietly() -> anyhow::Resul
                 closed.stderr == read.stderr,
                 "{args:?} on {backend:?} said more with its reader gone:\n{stderr}"
             );
+        }
+    }
+    Ok(())
+}
+
+/// A stderr whose reader left (`steward … 2>&1 | head`, once `head` has its lines) is no
+/// crash either: the command does its work and exits as it would have, 0 or 1, never with a
+/// panic's 101. (Listing commands name their database on stderr before anything else.)
+#[tokio::test]
+async fn a_command_whose_stderr_reader_left_does_not_panic() -> anyhow::Result<()> {
+    let cases: [(&[&str], i32); 2] = [
+        (&["projects", "list"], 0),
+        (&["projects", "show", "no-such-project"], 1),
+    ];
+    for backend in backends() {
+        let db = TestDb::new(backend).await?;
+        board(&db).await?;
+        for (args, code) in cases {
+            let mut child = steward(&db, args).stdout(Stdio::piped()).spawn()?;
+            drop(child.stderr.take().context("no stderr pipe")?);
+            let output = finish(child, args).await?;
+            ensure!(
+                output.status.code() == Some(code),
+                "{args:?} on {backend:?} with its stderr reader gone: {} (expected exit {code})",
+                output.status
+            );
+            if code == 0 {
+                let listed = String::from_utf8_lossy(&output.stdout);
+                ensure!(listed.contains("Piped"), "{args:?} printed: {listed}");
+            }
         }
     }
     Ok(())

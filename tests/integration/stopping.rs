@@ -1,6 +1,8 @@
 //! A stopping Steward exits even when a request can never finish: once the drain (up to 10 s
 //! for requests other than GETs) and the close (5 s more) have run out, the connections still
-//! open are closed, the log says how many, and the process exits cleanly.
+//! open are closed, the log says how many, and the process exits cleanly. Its own last writes
+//! are bounded the same way: database connections still busy 5 s after the stop closed the
+//! pool are left to the exit.
 
 use crate::common;
 
@@ -8,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use common::{Backend, TestDb, TestServer};
+use serde_json::json;
 use sqlx::Connection;
 
 /// A dashboard read (`GET /api/projects`) waiting on a table lock another PostgreSQL session
@@ -67,6 +70,47 @@ async fn a_request_stuck_on_a_database_lock_does_not_keep_steward_running() -> a
             answer.map(|response| response.status())
         );
         sqlx::query("ROLLBACK").execute(&mut holder).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// The stop's own write of the sessions' last activity, waiting on a lock another
+/// PostgreSQL session holds on `mcp_sessions`, is given up (1 s) and its connection left
+/// busy: the pool's close waits 5 s for it, says so, and Steward exits, lock or not.
+#[tokio::test]
+async fn a_stop_whose_last_write_waits_on_a_lock_still_ends() -> anyhow::Result<()> {
+    common::on_backend(Backend::Postgres, async |db: TestDb| {
+        let server = TestServer::start(&db).await?;
+        let client = common::connect(&server.mcp_url(), "stopping-test").await?;
+        let mut holder = sqlx::PgConnection::connect(&db.url).await?;
+        sqlx::query("BEGIN").execute(&mut holder).await?;
+        sqlx::query("LOCK TABLE mcp_sessions IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut holder)
+            .await?;
+        // Activity the stop has to write (a call reads no session row: the session is known).
+        let (failed, _) = common::call(&client, "find_projects", json!({})).await?;
+        ensure!(!failed, "find_projects failed");
+
+        let stderr = server.stderr_handle();
+        let stopping = Instant::now();
+        let status = server.shutdown_within(Duration::from_secs(30)).await?;
+        let took = stopping.elapsed();
+        ensure!(status.success(), "exit status {status} after {took:?}");
+        let logged = || stderr().contains("database connections still running a statement 5s");
+        for _ in 0..20 {
+            if logged() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure!(
+            logged(),
+            "no log line about the busy connection after {took:?}:\n{}",
+            stderr()
+        );
+        sqlx::query("ROLLBACK").execute(&mut holder).await?;
+        drop(client);
         Ok(())
     })
     .await
