@@ -353,7 +353,7 @@ impl Writer {
             tracing::warn!(
                 rows = left,
                 journal = journal.unwrap_or_default(),
-                "the database is unreachable at shutdown: these ledger rows wait in the journal, and the next start stores them"
+                "the database does not answer at shutdown (unreachable, or its connection still busy): these ledger rows wait in the journal, and the next start stores them"
             );
         }
         left
