@@ -30,6 +30,9 @@ impl Pool {
                 Pool::Sqlite(
                     sqlx::pool::PoolOptions::new()
                         .max_connections(1)
+                        // sqlx 0.8's maintenance task can spin (launchbadge/sqlx#3645).
+                        .idle_timeout(None)
+                        .max_lifetime(None)
                         .connect_with(opts)
                         .await
                         .with_context(|| format!("opening {}", db.url))?,
@@ -38,6 +41,8 @@ impl Pool {
             Engine::Postgres => Pool::Postgres(
                 sqlx::pool::PoolOptions::new()
                     .max_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
                     .connect(&db.url)
                     .await
                     .with_context(|| format!("opening {}", db.url))?,
