@@ -30,9 +30,6 @@ impl Pool {
                 Pool::Sqlite(
                     sqlx::pool::PoolOptions::new()
                         .max_connections(1)
-                        // sqlx 0.8's maintenance task can spin (launchbadge/sqlx#3645).
-                        .idle_timeout(None)
-                        .max_lifetime(None)
                         .connect_with(opts)
                         .await
                         .with_context(|| format!("opening {}", db.url))?,
@@ -41,8 +38,6 @@ impl Pool {
             Engine::Postgres => Pool::Postgres(
                 sqlx::pool::PoolOptions::new()
                     .max_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None)
                     .connect(&db.url)
                     .await
                     .with_context(|| format!("opening {}", db.url))?,

@@ -58,11 +58,8 @@ pub async fn run(store: &Store, source: ImportSource) -> anyhow::Result<()> {
     let redacted = DatabaseUrl::parse(&from)
         .map(|u| u.redacted())
         .unwrap_or_default();
-    // No idle timeout or lifetime: sqlx's maintenance task can spin (see `store::pool_options`).
     let archon = PgPoolOptions::new()
         .max_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
         .connect(&from)
         .await
         .with_context(|| format!("cannot connect to Archon's database at {redacted}"))?;

@@ -125,6 +125,13 @@ fn sqlite_connections() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     u32::try_from(cores).unwrap_or(u32::MAX).clamp(2, 4)
 }
+/// How long a SQLite connection may stay idle before the pool closes it (sqlx's default is
+/// ten minutes). Start-up opens all of [`sqlite_connections`] at once, and an idle server's
+/// periodic reads (the revocation poll every 2 s) take them in turn from sqlx's first-in,
+/// first-out idle queue, so a longer timeout never closes any: idle, each held ~0.5 MiB of
+/// heap and a thread. With 3 s an idle server keeps two (BENCHMARKS.md, branch `mem3`); under
+/// load no connection is idle that long, so none is reopened.
+const SQLITE_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a request waits for a free connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection idle at least this long is pinged before it is handed out (a database restart
@@ -135,21 +142,8 @@ const PING_IF_IDLE: Duration = Duration::from_secs(1);
 /// default: a round trip to PostgreSQL, or to SQLite's worker thread, before every statement
 /// run on the pool (a `find_projects` runs two: its page and its count). Only connections idle
 /// for [`PING_IF_IDLE`] are pinged here; under load connections come back within milliseconds.
-///
-/// No pool closes idle or old connections (sqlx's defaults: ten minutes idle, thirty minutes
-/// old): either makes sqlx run its pool maintenance task, and in sqlx 0.8 that task can spin
-/// a runtime worker forever. Its pass over the idle connections counts them with `num_idle`,
-/// which a connection released while another task takes it can wrap below zero; the pass
-/// then never ends and never yields (launchbadge/sqlx#3645, fixed in sqlx 0.9). Seen here as a
-/// server that did not stop: the spinning worker held a connection's task in its own queue,
-/// where the other worker cannot take it (BENCHMARKS.md, session 41). The pools are small (at
-/// most 4 SQLite connections, 16 PostgreSQL ones), and a connection a database restart closed
-/// is found by the ping below.
 fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
     sqlx::pool::PoolOptions::new()
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .min_connections(0)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
@@ -380,6 +374,7 @@ impl Store {
                     .foreign_keys(true);
                 let pool = pool_options()
                     .max_connections(sqlite_connections())
+                    .idle_timeout(SQLITE_IDLE_TIMEOUT)
                     .connect_with(options)
                     .await?;
                 Store::Sqlite(pool)

@@ -1848,31 +1848,6 @@ async fn commit_setting(store: &Store) -> anyhow::Result<String> {
     })
 }
 
-/// No pool gives sqlx a reason to run its maintenance task (an idle timeout, a maximum
-/// lifetime or a minimum of connections): in sqlx 0.8 that task can spin a worker forever
-/// (launchbadge/sqlx#3645; `pool_options` says more).
-#[tokio::test]
-async fn no_pool_runs_sqlx_s_maintenance_task() -> anyhow::Result<()> {
-    fn check<DB: sqlx::Database>(which: &str, pool: &sqlx::Pool<DB>) {
-        let options = pool.options();
-        assert_eq!(options.get_idle_timeout(), None, "{which}: idle timeout");
-        assert_eq!(options.get_max_lifetime(), None, "{which}: max lifetime");
-        assert_eq!(options.get_min_connections(), 0, "{which}: min connections");
-    }
-    on_each_backend(|store| async move {
-        let dedicated = store.dedicated(1, Commits::Durable);
-        for (which, pool) in [("shared", &store), ("dedicated", &dedicated)] {
-            match pool {
-                Store::Sqlite(pool) => check(which, pool),
-                Store::Postgres(pool) => check(which, pool),
-            }
-        }
-        dedicated.close().await;
-        Ok(())
-    })
-    .await
-}
-
 /// `--ledger-durability sync` promises that a row survives a power loss once its request is
 /// answered: the writer's own connection syncs every commit (SQLite's WAL at `FULL`;
 /// PostgreSQL's `synchronous_commit` on even where the database's default turns it off),
