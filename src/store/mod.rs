@@ -637,6 +637,64 @@ async fn probe_postgres(options: &PgConnectOptions) -> Result<(), OpenError> {
 mod tests {
     use super::*;
 
+    /// sqlx-core 0.8.6 counted a returned connection as idle only after another task could take
+    /// it, so the count could wrap below zero, and the pool's maintenance task then spun a
+    /// worker forever (launchbadge/sqlx#3645; vendor/README.md has the patch). Threads taking
+    /// and returning connections as fast as they can never see more idle connections than
+    /// the pool holds.
+    #[test]
+    fn the_pool_never_counts_more_idle_connections_than_it_holds() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const MAX: u32 = 3;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let pool = runtime.block_on(async {
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(MAX)
+                .connect("sqlite::memory:")
+                .await
+                .expect("an in-memory SQLite pool");
+            let mut held = Vec::new();
+            for _ in 0..MAX {
+                held.push(pool.acquire().await.expect("a connection"));
+            }
+            drop(held);
+            pool
+        });
+        let max_seen = Arc::new(AtomicUsize::new(0));
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (pool, max_seen) = (pool.clone(), max_seen.clone());
+                let handle = runtime.handle().clone();
+                std::thread::spawn(move || {
+                    // A dropped connection goes back to the pool from a task on the runtime.
+                    let _runtime = handle.enter();
+                    while std::time::Instant::now() < deadline {
+                        if let Some(connection) = pool.try_acquire() {
+                            max_seen.fetch_max(pool.num_idle(), Ordering::Relaxed);
+                            drop(connection);
+                        }
+                        max_seen.fetch_max(pool.num_idle(), Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a hammering thread");
+        }
+        let seen = max_seen.load(Ordering::Relaxed);
+        assert!(
+            seen <= MAX as usize,
+            "the pool counted {seen} idle connections, holding at most {MAX}"
+        );
+        runtime.block_on(pool.close());
+    }
+
     #[test]
     fn like_pattern_escapes_wildcards() {
         assert_eq!(like_pattern("Ab"), "%ab%");
