@@ -15,6 +15,8 @@
 #![recursion_limit = "512"]
 #![warn(future_incompatible, rust_2018_idioms)]
 #![allow(clippy::needless_doctest_main, clippy::type_complexity)]
+// Steward's patch: upstream's code as published, which newer rustc warns about.
+#![allow(mismatched_lifetime_syntaxes)]
 // The only unsafe code in SQLx is that necessary to interact with native APIs like with SQLite,
 // and that can live in its own separate driver crate.
 #![forbid(unsafe_code)]
