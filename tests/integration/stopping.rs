@@ -20,14 +20,10 @@ use sqlx::Connection;
 async fn a_request_stuck_on_a_database_lock_does_not_keep_steward_running() -> anyhow::Result<()> {
     common::on_backend(Backend::Postgres, async |db: TestDb| {
         let server = TestServer::start(&db).await?;
-        let mut holder = sqlx::PgConnection::connect(&db.url).await?;
-        sqlx::query("BEGIN").execute(&mut holder).await?;
-        sqlx::query("LOCK TABLE projects IN ACCESS EXCLUSIVE MODE")
-            .execute(&mut holder)
-            .await?;
+        let mut holder = locked(&db, "projects").await?;
         let url = format!("{}/api/projects", server.base_url);
         let stuck = tokio::spawn(async move { common::http_client().get(url).send().await });
-        if !waits_on_a_lock(&mut holder).await? {
+        if !waits_on_a_lock(&db).await? {
             let answer = tokio::time::timeout(Duration::from_secs(1), stuck).await;
             anyhow::bail!("GET /api/projects never waited on the lock: {answer:?}");
         }
@@ -41,17 +37,12 @@ async fn a_request_stuck_on_a_database_lock_does_not_keep_steward_running() -> a
             took >= Duration::from_secs(5),
             "exited after {took:?}, before the close had run out"
         );
-        // The last lines reach the test's reader moments after the exit.
-        let logged =
-            || stderr().contains("connections still open 5s after the drain: closing them");
-        for _ in 0..20 {
-            if logged() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         ensure!(
-            logged(),
+            logs(
+                &stderr,
+                "connections still open 5s after the drain: closing them"
+            )
+            .await,
             "no log line about the cut connection:\n{}",
             stderr()
         );
@@ -83,11 +74,7 @@ async fn a_stop_whose_last_write_waits_on_a_lock_still_ends() -> anyhow::Result<
     common::on_backend(Backend::Postgres, async |db: TestDb| {
         let server = TestServer::start(&db).await?;
         let client = common::connect(&server.mcp_url(), "stopping-test").await?;
-        let mut holder = sqlx::PgConnection::connect(&db.url).await?;
-        sqlx::query("BEGIN").execute(&mut holder).await?;
-        sqlx::query("LOCK TABLE mcp_sessions IN ACCESS EXCLUSIVE MODE")
-            .execute(&mut holder)
-            .await?;
+        let mut holder = locked(&db, "mcp_sessions").await?;
         // Activity the stop has to write (a call reads no session row: the session is known).
         let (failed, _) = common::call(&client, "find_projects", json!({})).await?;
         ensure!(!failed, "find_projects failed");
@@ -97,15 +84,8 @@ async fn a_stop_whose_last_write_waits_on_a_lock_still_ends() -> anyhow::Result<
         let status = server.shutdown_within(Duration::from_secs(30)).await?;
         let took = stopping.elapsed();
         ensure!(status.success(), "exit status {status} after {took:?}");
-        let logged = || stderr().contains("database connections still running a statement 5s");
-        for _ in 0..20 {
-            if logged() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         ensure!(
-            logged(),
+            logs(&stderr, "database connections still running a statement 5s").await,
             "no log line about the busy connection after {took:?}:\n{}",
             stderr()
         );
@@ -116,14 +96,41 @@ async fn a_stop_whose_last_write_waits_on_a_lock_still_ends() -> anyhow::Result<
     .await
 }
 
-/// Whether, within 30 s, another session of the same database waits on a lock.
-async fn waits_on_a_lock(holder: &mut sqlx::PgConnection) -> anyhow::Result<bool> {
+/// A connection of its own to `db`, holding `table` locked (`ACCESS EXCLUSIVE`) in an open
+/// transaction until it is rolled back or dropped.
+async fn locked(db: &TestDb, table: &str) -> anyhow::Result<sqlx::PgConnection> {
+    let mut holder = sqlx::PgConnection::connect(&db.url).await?;
+    sqlx::query("BEGIN").execute(&mut holder).await?;
+    sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut holder)
+        .await?;
+    Ok(holder)
+}
+
+/// Whether `stderr` holds `text` within 2 s: a stopped server's last lines reach the test's
+/// reader moments after its exit.
+async fn logs(stderr: &impl Fn() -> String, text: &str) -> bool {
+    for _ in 0..20 {
+        if stderr().contains(text) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stderr().contains(text)
+}
+
+/// Whether, within 30 s, a session of `db` waits on a lock. Asked on a connection of its own
+/// outside any transaction: inside one (the lock holder's), PostgreSQL answers every read of
+/// `pg_stat_activity` from the snapshot its first read took, so a wait that began after it
+/// was never seen (the cause of one failure of this test under a loaded suite).
+async fn waits_on_a_lock(db: &TestDb) -> anyhow::Result<bool> {
+    let mut watcher = sqlx::PgConnection::connect(&db.url).await?;
     for _ in 0..300 {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+             AND wait_event_type = 'Lock'",
         )
-        .fetch_one(&mut *holder)
+        .fetch_one(&mut watcher)
         .await?;
         if waiting > 0 {
             return Ok(true);
