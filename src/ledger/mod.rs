@@ -131,6 +131,8 @@ pub struct Shared {
     pub failed_writes: AtomicU64,
     pub spilled: AtomicU64,
     pub sanitized: AtomicU64,
+    /// Reads of a session's client type that timed out (its rows priced as an unknown client's).
+    pub lookup_timeouts: AtomicU64,
     /// Requests that could not be recorded at all (should stay 0; shown loudly if not).
     pub lost: AtomicU64,
     degraded: Mutex<Option<(String, DateTime<Utc>)>>,
@@ -234,6 +236,8 @@ pub struct LedgerReport {
     pub written: u64,
     pub failed_writes: u64,
     pub sanitized: u64,
+    /// Client-type reads that timed out: rows priced as an unknown client's meanwhile.
+    pub lookup_timeouts: u64,
     pub lost: u64,
     pub retention: RetentionState,
     /// After an unclean shutdown, for an hour: what the journal's replay recovered and lost.
@@ -266,6 +270,7 @@ impl LedgerReport {
         metrics::counter!("steward_ledger_written_rows_total").absolute(report.written);
         metrics::counter!("steward_ledger_failed_writes_total").absolute(report.failed_writes);
         metrics::counter!("steward_ledger_sanitized_rows_total").absolute(report.sanitized);
+        metrics::counter!("steward_ledger_lookup_timeouts_total").absolute(report.lookup_timeouts);
         metrics::counter!("steward_ledger_lost_rows_total").absolute(report.lost);
         let recovery = &report.counters;
         metrics::counter!("steward_unclean_shutdowns_total").absolute(recovery.unclean_shutdowns);
@@ -642,6 +647,7 @@ impl Ledger {
             written: s.counter(|s| &s.written),
             failed_writes: s.counter(|s| &s.failed_writes),
             sanitized: s.counter(|s| &s.sanitized),
+            lookup_timeouts: s.counter(|s| &s.lookup_timeouts),
             lost,
             recovery,
             counters: RecoveryCounters {

@@ -516,6 +516,7 @@ impl Writer {
             Ok(Ok(None) | Err(_)) => {}
             Err(_) => {
                 self.lookups_paused_until = Some(Instant::now() + LOOKUP_PAUSE);
+                self.shared.add(|s| &s.lookup_timeouts, 1);
                 tracing::warn!(
                     "a session's client type could not be read within {}s (is mcp_sessions locked?): rows of sessions not seen yet are priced as an unknown client's for the next {}s",
                     LOOKUP_TIMEOUT.as_secs(),

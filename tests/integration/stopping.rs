@@ -78,6 +78,27 @@ async fn a_stop_whose_last_write_waits_on_a_lock_still_ends() -> anyhow::Result<
         // Activity the stop has to write (a call reads no session row: the session is known).
         let (failed, _) = common::call(&client, "find_projects", json!({})).await?;
         ensure!(!failed, "find_projects failed");
+        // The writer's look-up of the session's client type (to price the row) times out on
+        // the lock, and /health counts it.
+        let health = format!("{}/health", server.base_url);
+        let mut timeouts = serde_json::Value::Null;
+        for _ in 0..100 {
+            let body: serde_json::Value = common::http_client()
+                .get(&health)
+                .send()
+                .await?
+                .json()
+                .await?;
+            timeouts = body["ledger"]["lookup_timeouts"].clone();
+            if timeouts.as_u64().is_some_and(|n| n >= 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure!(
+            timeouts.as_u64().is_some_and(|n| n >= 1),
+            "/health's ledger.lookup_timeouts: {timeouts}"
+        );
 
         let stderr = server.stderr_handle();
         let stopping = Instant::now();
